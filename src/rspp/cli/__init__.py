@@ -1,0 +1,5 @@
+"""The ``rspp`` command line."""
+
+from rspp.cli._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,74 @@
+"""Shared fixtures: real local services (PostgreSQL, Redis) and contract schema.
+
+Tests that need PostgreSQL or Redis fail when ``CI`` is set and the service is
+missing; outside CI they skip with a message saying how to start it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+VENDORED_REFERENCE = REPO_ROOT / "tests" / "reference"
+
+PG_URL = os.environ.get("RSPP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+_START_HINTS = {
+    "postgresql": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
+}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (locally) or fail (under CI) when a required service is down."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}; {_START_HINTS[name]}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """URL of the real PostgreSQL test database."""
+    require_service("postgresql", "127.0.0.1", 5432)
+    return PG_URL
+
+
+@pytest.fixture
+def redis_address() -> tuple[str, int]:
+    require_service("redis", REDIS_HOST, REDIS_PORT)
+    return REDIS_HOST, REDIS_PORT
+
+
+def reference_path(name: str) -> Path:
+    """A file of shared/reference, falling back to the vendored copy in tests/reference."""
+    for base in (SHARED_REFERENCE, VENDORED_REFERENCE):
+        candidate = base / name
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(name)
+
+
+@pytest.fixture(scope="session")
+def reference_schema() -> dict[str, Any]:
+    """The reference wire-contract JSON Schema."""
+    loaded: dict[str, Any] = json.loads(reference_path("contract-artifacts.schema.json").read_text())
+    return loaded
