@@ -53,13 +53,28 @@ from rspp.contracts._plan import (
     TurnBudgets,
     WatermarkThreshold,
 )
+from rspp.contracts._snapshots import (
+    AbiCompatibility,
+    AdmissionPolicy,
+    PolicyResolution,
+    ProviderHealth,
+    ProviderHealthEntry,
+    ProviderStatus,
+    RoutingView,
+    RuntimeHealth,
+    SnapshotMeta,
+    TurnStartBundle,
+    VersionResolution,
+)
 from rspp.contracts._transition import LEGAL_TRANSITIONS, TurnTransition
 from rspp.contracts._types import SCHEMA_VERSION
 
 __all__ = [
     "LEGAL_TRANSITIONS",
     "SCHEMA_VERSION",
+    "AbiCompatibility",
     "AdaptiveAction",
+    "AdmissionPolicy",
     "ArtifactBundle",
     "BufferStrategy",
     "CancelScopeKind",
@@ -90,12 +105,19 @@ __all__ = [
     "OutcomePhase",
     "OutcomeScope",
     "PayloadClass",
+    "PolicyResolution",
+    "ProviderHealth",
+    "ProviderHealthEntry",
+    "ProviderStatus",
     "RecordingLevel",
     "RecordingPolicy",
     "ReplayMode",
     "ResolvedTurnPlan",
+    "RoutingView",
+    "RuntimeHealth",
     "SeqRange",
     "SignalName",
+    "SnapshotMeta",
     "SnapshotProvenance",
     "StreamingHandoff",
     "SyncDropPolicy",
@@ -106,7 +128,9 @@ __all__ = [
     "TelemetryShedding",
     "TransitionTrigger",
     "TurnBudgets",
+    "TurnStartBundle",
     "TurnState",
     "TurnTransition",
+    "VersionResolution",
     "WatermarkThreshold",
 ]
