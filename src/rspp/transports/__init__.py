@@ -1,0 +1,1 @@
+"""Reserved subpackage (see DESIGN section 2)."""
