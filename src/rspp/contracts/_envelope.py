@@ -22,17 +22,19 @@ from rspp.contracts._enums import (
 )
 from rspp.contracts._types import NonEmptyStr, NonNegInt, PosInt, SchemaVersion
 
-_STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True, "omit_defaults": True}
 
-
-class MediaTime(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class MediaTime(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Media position of an audio event: exactly one of ``sample_index`` or ``pts_ms``."""
 
     sample_index: NonNegInt | None = None
     pts_ms: NonNegInt | None = None
 
 
-class SeqRange(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class SeqRange(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Inclusive range of runtime sequence numbers (drop/merge lineage)."""
 
     start: NonNegInt
@@ -42,7 +44,9 @@ class SeqRange(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
 MergedIds = Annotated[tuple[NonEmptyStr, ...], Meta(min_length=1, max_length=64)]
 
 
-class _Envelope(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class _Envelope(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Fields every event ABI record carries (required first, then optional)."""
 
     schema_version: SchemaVersion
@@ -78,14 +82,18 @@ class _Envelope(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     amount: PosInt | None = None
 
 
-class EventRecord(_Envelope, **_STRUCT):  # type: ignore[call-arg]
+class EventRecord(
+    _Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """A DataLane or TelemetryLane event (kind ``event_record``): never carries ``signal``."""
 
     emitted_by: Emitter | None = None
     scope: str | None = None
 
 
-class ControlSignal(_Envelope, **_STRUCT):  # type: ignore[call-arg]
+class ControlSignal(
+    _Envelope, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """A ControlLane signal (kind ``control_signal``) with its owning emitter."""
 
     signal: SignalName

@@ -24,28 +24,34 @@ from rspp.contracts._enums import (
 )
 from rspp.contracts._types import NonEmptyStr, NonNegInt, PosInt, RuleVersion, Sha256Hex
 
-_STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True, "omit_defaults": True}
 
-
-class WatermarkThreshold(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class WatermarkThreshold(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     high: PosInt
     low: NonNegInt
 
 
-class EdgeWatermarks(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class EdgeWatermarks(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """At least one of the two thresholds is set."""
 
     queue_items: WatermarkThreshold | None = None
     queue_ms: WatermarkThreshold | None = None
 
 
-class LaneHandling(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class LaneHandling(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     DataLane: BufferStrategy
     ControlLane: Literal["non_blocking_priority"]
     TelemetryLane: TelemetryLaneHandling
 
 
-class SyncDropPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class SyncDropPolicy(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """``group_by`` is required unless ``no_sync``; ``sync_domain`` for discontinuity."""
 
     policy: SyncPolicy
@@ -54,7 +60,9 @@ class SyncDropPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     sync_domain: NonEmptyStr | None = None
 
 
-class EdgeBufferPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class EdgeBufferPolicy(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Bounds, strategy and lane handling of one edge; ``block`` needs ``max_block_time_ms``."""
 
     strategy: BufferStrategy
@@ -70,43 +78,57 @@ class EdgeBufferPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     sync_drop_policy: SyncDropPolicy | None = None
 
 
-class NodeExecutionPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class NodeExecutionPolicy(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     concurrency_limit: NonNegInt | None = None
     fairness_key: NonEmptyStr | None = None
 
 
-class TurnBudgets(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class TurnBudgets(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     turn_budget_ms: PosInt
     node_budget_ms_default: PosInt
     path_budget_ms_default: PosInt
     edge_budget_ms_default: PosInt
 
 
-class LaneFlowModes(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class LaneFlowModes(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     DataLane: FlowMode
     ControlLane: FlowMode
     TelemetryLane: FlowMode
 
 
-class LaneWatermarks(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class LaneWatermarks(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     DataLane: WatermarkThreshold
     ControlLane: WatermarkThreshold
     TelemetryLane: WatermarkThreshold
 
 
-class LaneShedding(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class LaneShedding(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     DataLane: DataShedding
     ControlLane: Literal["none"]
     TelemetryLane: TelemetryShedding
 
 
-class FlowControl(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class FlowControl(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     mode_by_lane: LaneFlowModes
     watermarks: LaneWatermarks
     shedding_strategy_by_lane: LaneShedding
 
 
-class SnapshotProvenance(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class SnapshotProvenance(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Ids of the six versioned snapshots a plan was resolved from."""
 
     routing_view_snapshot: NonEmptyStr
@@ -117,29 +139,38 @@ class SnapshotProvenance(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     provider_health_snapshot: NonEmptyStr
 
 
-class RecordingPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class RecordingPolicy(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     recording_level: RecordingLevel
     allowed_replay_modes: Annotated[tuple[ReplayMode, ...], Meta(min_length=1)]
 
 
-class NondeterministicInput(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class NondeterministicInput(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     input_key: NonEmptyStr
     source: NondeterministicSource
     evidence_ref: NonEmptyStr
 
 
-class DeterminismContext(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class DeterminismContext(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Seed, ordering markers, merge rule and captured nondeterministic inputs."""
 
     seed: NonNegInt
     ordering_markers: Annotated[tuple[NonEmptyStr, ...], Meta(min_length=1)]
     merge_rule_id: NonEmptyStr
     merge_rule_version: RuleVersion
-    nondeterministic_inputs: tuple[NondeterministicInput, ...] = ()
+    # Required on the wire (even when empty), so no default: ``omit_defaults`` would drop it.
+    nondeterministic_inputs: tuple[NondeterministicInput, ...]
     ordering_marker: str | None = None
 
 
-class HandoffEdge(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class HandoffEdge(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Streaming handoff thresholds for one stage (STT->LLM or LLM->TTS)."""
 
     enabled: bool | None = None
@@ -153,14 +184,21 @@ class HandoffEdge(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     degrade_on_threshold_breach: bool | None = None
 
 
-class StreamingHandoff(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class StreamingHandoff(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     enabled: bool | None = None
     stt_to_llm: HandoffEdge | None = None
     llm_to_tts: HandoffEdge | None = None
 
 
-class ResolvedTurnPlan(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
-    """Immutable plan materialised at ``turn_open``; ``plan_hash`` is SHA-256 of its canonical form."""
+class ResolvedTurnPlan(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Immutable plan materialised at ``turn_open``.
+
+    ``plan_hash`` is the SHA-256 of its canonical form.
+    """
 
     turn_id: NonEmptyStr
     pipeline_version: NonEmptyStr

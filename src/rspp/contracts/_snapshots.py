@@ -15,10 +15,10 @@ import msgspec
 from rspp.contracts._enums import AdaptiveAction, RecordingLevel
 from rspp.contracts._types import NonEmptyStr, NonNegInt, PosInt
 
-_STRUCT = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True, "omit_defaults": True}
 
-
-class SnapshotMeta(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class SnapshotMeta(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Identity and freshness of one snapshot."""
 
     snapshot_id: NonEmptyStr
@@ -27,7 +27,9 @@ class SnapshotMeta(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     expires_at_ms: NonNegInt
 
 
-class VersionResolution(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class VersionResolution(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Which pipeline version a session/tenant runs (CP-09 rollout result)."""
 
     meta: SnapshotMeta
@@ -44,7 +46,9 @@ class RuntimeHealth(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
-class RoutingView(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class RoutingView(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Placement of a session on a runtime instance (CP-08)."""
 
     meta: SnapshotMeta
@@ -53,7 +57,9 @@ class RoutingView(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     endpoint: NonEmptyStr | None = None
 
 
-class AdmissionPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class AdmissionPolicy(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Per-tenant quotas the runtime enforces locally (CP-05)."""
 
     meta: SnapshotMeta
@@ -63,7 +69,9 @@ class AdmissionPolicy(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     turns_per_minute: PosInt
 
 
-class PolicyResolution(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class PolicyResolution(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Provider choice, fallbacks, budgets and postures for a tenant (CP-04).
 
     ``provider_bindings`` maps a modality (``stt``, ``llm``, ``tts``) to a provider
@@ -87,20 +95,26 @@ class ProviderStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-class ProviderHealthEntry(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class ProviderHealthEntry(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     status: ProviderStatus
     error_rate: float = 0.0
     latency_p95_ms: NonNegInt | None = None
 
 
-class ProviderHealth(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class ProviderHealth(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Aggregated provider health (CP-10)."""
 
     meta: SnapshotMeta
     providers: dict[str, ProviderHealthEntry] = {}
 
 
-class AbiCompatibility(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class AbiCompatibility(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Whether the runtime's contract ABI can run the resolved pipeline version."""
 
     meta: SnapshotMeta
@@ -109,7 +123,9 @@ class AbiCompatibility(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
     reason: NonEmptyStr | None = None
 
 
-class TurnStartBundle(msgspec.Struct, **_STRUCT):  # type: ignore[call-arg]
+class TurnStartBundle(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """The six snapshots a plan is resolved from (any may be missing: defer/reject)."""
 
     version_resolution: VersionResolution | None = None

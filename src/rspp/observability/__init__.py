@@ -1,1 +1,115 @@
-"""Reserved subpackage (see DESIGN section 2)."""
+"""Observability: timeline recorder (OR-02), exporters, comparator, SLO gates, telemetry.
+
+The replay engine lives elsewhere; this package provides what it uses: the
+timeline reader, :func:`compare_timelines` and the report renderers.
+"""
+
+from rspp.observability._builder import TimelineBuilder, build_plan
+from rspp.observability._compare import compare_timelines
+from rspp.observability._errors import (
+    ObservabilityError,
+    RecorderClosedError,
+    TimelineFormatError,
+)
+from rspp.observability._evidence import (
+    EVIDENCE_KIND,
+    OR02_EVIDENCE_SCHEMA_VERSION,
+    REQUIRED_EVIDENCE_FIELDS,
+    CancelMarkers,
+    OR02Evidence,
+    ProviderInvocationOutcome,
+    missing_evidence_fields,
+)
+from rspp.observability._exporter import (
+    ExporterOptions,
+    ExporterStats,
+    TimelineExporter,
+    to_line,
+)
+from rspp.observability._levels import LevelLadder, level_allows
+from rspp.observability._logging import (
+    CORRELATION_FIELDS,
+    JsonLogFormatter,
+    current_log_context,
+    log_context,
+)
+from rspp.observability._metrics import RuntimeMetrics
+from rspp.observability._recorder import (
+    BufferedItem,
+    RecorderOptions,
+    RecorderStats,
+    TimelineRecorder,
+    payload_tier,
+)
+from rspp.observability._redaction import (
+    DEFAULT_PII_RULES,
+    RedactionAudit,
+    RedactionRule,
+    Redactor,
+)
+from rspp.observability._report import report_to_json, report_to_markdown
+from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
+from rspp.observability._sampling import DebugCapture, SamplingPolicy
+from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
+from rspp.observability._slo import GateReport, GateResult, evaluate_gates, percentile
+from rspp.observability._timeline_io import TimelineLine, as_line, as_lines, read_timeline
+from rspp.observability._tracing import SpanFactory
+from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
+
+__all__ = [
+    "CORRELATION_FIELDS",
+    "DEFAULT_PII_RULES",
+    "EVIDENCE_KIND",
+    "OR02_EVIDENCE_SCHEMA_VERSION",
+    "REQUIRED_EVIDENCE_FIELDS",
+    "BufferedItem",
+    "CancelMarkers",
+    "DebugCapture",
+    "ExporterOptions",
+    "ExporterStats",
+    "GateReport",
+    "GateResult",
+    "JsonLinesFileSink",
+    "JsonLogFormatter",
+    "LevelLadder",
+    "MsgpackFileSink",
+    "OR02Evidence",
+    "ObservabilityError",
+    "ProviderInvocationOutcome",
+    "RecorderClosedError",
+    "RecorderOptions",
+    "RecorderStats",
+    "RedactionAudit",
+    "RedactionRule",
+    "Redactor",
+    "RetentionPolicy",
+    "RuntimeMetrics",
+    "SamplingPolicy",
+    "SpanFactory",
+    "SweepResult",
+    "TimelineBuilder",
+    "TimelineExporter",
+    "TimelineFilter",
+    "TimelineFormatError",
+    "TimelineLine",
+    "TimelineRecorder",
+    "TimelineSink",
+    "as_line",
+    "as_lines",
+    "build_plan",
+    "compare_timelines",
+    "current_log_context",
+    "evaluate_gates",
+    "filter_lines",
+    "level_allows",
+    "log_context",
+    "missing_evidence_fields",
+    "payload_tier",
+    "percentile",
+    "read_timeline",
+    "report_to_json",
+    "report_to_markdown",
+    "sweep",
+    "timeline_table",
+    "to_line",
+]

@@ -1,1 +1,133 @@
-"""Reserved subpackage (see DESIGN section 2)."""
+"""Provider subsystem: streaming STT/LLM/TTS contract, invocation control, secrets.
+
+* :class:`STTProvider`, :class:`LLMProvider`, :class:`TTSProvider`: adapter bases
+  (one attempt: timeout, cancel, metrics, normalised errors).
+* :class:`InvocationController` and the typed :class:`STTController`,
+  :class:`LLMController`, :class:`TTSController`: retries within budget, circuit
+  breaker, provider switch/fallback, cost caps, RK-11 control signals.
+* :class:`SecretRef`/:class:`Secret`/:class:`Redactor`: secret references and redaction.
+
+Adapters live in :mod:`rspp.providers.offline` and :mod:`rspp.providers.remote`.
+"""
+
+from rspp.providers._base import LLMProvider, Provider, STTProvider, TTSProvider
+from rspp.providers._circuit import (
+    CircuitBreaker,
+    CircuitRegistry,
+    CircuitState,
+    CircuitTransition,
+)
+from rspp.providers._context import InvocationContext, SignalSink
+from rspp.providers._controller import InvocationController, ReplayableInput
+from rspp.providers._cost import CostCapExceeded, CostMeter, ProviderUsage, UsageKind, UsageSummary
+from rspp.providers._invocation import (
+    InvocationCancelScope,
+    InvocationMetrics,
+    MetricsSink,
+    ProviderInvocation,
+    ProviderMetricsRecorder,
+    new_invocation_id,
+)
+from rspp.providers._kinds import LLMController, STTController, TTSController
+from rspp.providers._normalise import normalise_error, parse_retry_after
+from rspp.providers._outcome import (
+    RETRYABLE_OUTCOMES,
+    Outcome,
+    ProviderCallError,
+    outcome_for_status,
+)
+from rspp.providers._policy import (
+    BackoffPolicy,
+    CircuitPolicy,
+    CostCaps,
+    InvocationPolicy,
+    PolicyError,
+    PriceTable,
+)
+from rspp.providers._routing import (
+    RoutingDecision,
+    RoutingRule,
+    RoutingSignals,
+    choose_chain,
+    order_providers,
+)
+from rspp.providers._secrets import (
+    REDACTED,
+    RedactingFilter,
+    Redactor,
+    Secret,
+    SecretConfigError,
+    SecretRef,
+    default_redactor,
+    redact,
+    resolve_secret,
+)
+from rspp.providers._types import (
+    AudioChunk,
+    Capabilities,
+    ChatMessage,
+    LLMRequest,
+    ProviderKind,
+    Transcript,
+)
+
+__all__ = [
+    "REDACTED",
+    "RETRYABLE_OUTCOMES",
+    "AudioChunk",
+    "BackoffPolicy",
+    "Capabilities",
+    "ChatMessage",
+    "CircuitBreaker",
+    "CircuitPolicy",
+    "CircuitRegistry",
+    "CircuitState",
+    "CircuitTransition",
+    "CostCapExceeded",
+    "CostCaps",
+    "CostMeter",
+    "InvocationCancelScope",
+    "InvocationContext",
+    "InvocationController",
+    "InvocationMetrics",
+    "InvocationPolicy",
+    "LLMController",
+    "LLMProvider",
+    "LLMRequest",
+    "MetricsSink",
+    "Outcome",
+    "PolicyError",
+    "PriceTable",
+    "Provider",
+    "ProviderCallError",
+    "ProviderInvocation",
+    "ProviderKind",
+    "ProviderMetricsRecorder",
+    "ProviderUsage",
+    "RedactingFilter",
+    "Redactor",
+    "ReplayableInput",
+    "RoutingDecision",
+    "RoutingRule",
+    "RoutingSignals",
+    "STTController",
+    "STTProvider",
+    "Secret",
+    "SecretConfigError",
+    "SecretRef",
+    "SignalSink",
+    "TTSController",
+    "TTSProvider",
+    "Transcript",
+    "UsageKind",
+    "UsageSummary",
+    "choose_chain",
+    "default_redactor",
+    "new_invocation_id",
+    "normalise_error",
+    "order_providers",
+    "outcome_for_status",
+    "parse_retry_after",
+    "redact",
+    "resolve_secret",
+]

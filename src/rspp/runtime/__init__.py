@@ -1,1 +1,108 @@
-"""Reserved subpackage (see DESIGN section 2)."""
+"""The RSPP kernel: session actor, graph executor, edges and lanes, node host.
+
+Public surface (Kernel I): :class:`Node` / :class:`NodeContext` (node API),
+:class:`NodeRegistry` (type name -> class, entry points ``rspp.nodes``),
+:class:`RuntimeGraph` / :class:`GraphBuilder` (executor view of a compiled
+``GraphDefinition``; ``RuntimeGraph.from_definition(gd)``), :class:`SessionActor`
+(one running session), :class:`Runtime` (many sessions and versions),
+:class:`EdgeBuffer` / :class:`BufferConfig` (bounded lane-aware edge queues),
+:class:`ExecutionPool` (shared concurrency limits with fairness keys).
+
+Hook points for the turn arbiter, cancellation and egress fencing:
+
+* ``SessionActor.on_control(handler)``: ``handler(ControlCommand)`` (plain or
+  async) runs for every ControlLane command *before* the kernel acts on it and
+  before any queued data is dispatched; returning ``False`` consumes it. Commands
+  are enqueued with ``SessionActor.control(name, turn_id=..., reason=...)`` or the
+  helpers ``begin_turn``/``end_turn``/``cancel_turn``/``barge_in``. Kernel
+  actions: ``turn_start``/``turn_end`` (hooks, state reset of turn-scoped nodes,
+  boundary events on outputs), ``cancel``/``barge_in`` (fence the turn at egress,
+  flush its queued data with ``drop_notice``, hard-cancel in-flight work of
+  ``cancel_mode='hard'`` nodes, run ``on_barge_in``/``on_cancel`` hooks),
+  ``budget_exhausted`` (``on_budget_exhausted`` hooks), ``select``.
+* ``SessionActor.set_egress_gate(gate)``: an :class:`EgressGate` whose
+  ``allow(port, event)`` is consulted for every event before it reaches the
+  output sink (default :class:`TurnFenceGate` blocks cancelled turns).
+* ``SessionActor.signals``: :class:`SignalLog` of materialised contract records
+  (``drop_notice`` RK-12, ``watermark`` RK-13, ``flow_xoff``/``flow_xon``/
+  ``credit_grant`` RK-14, ``discontinuity`` RK-15, ``fallback``); pass
+  ``signal_sink=`` to forward them to a recorder.
+* NodeContext handles are the Protocols in ``_handles``; sessions run with the
+  named defaults of ``_defaults`` (``UnboundedBudget``, ``DictState``,
+  ``LocalCancelToken``) until Kernel II implementations are wired in.
+"""
+
+from rspp.runtime._buffer import EdgeBuffer
+from rspp.runtime._bufferspec import BufferConfig, BufferConfigError
+from rspp.runtime._clock import ClockError, SystemClock, VirtualClock
+from rspp.runtime._context import NodeContext
+from rspp.runtime._deadletter import (
+    ERROR_ACTIONS,
+    DeadLetter,
+    NodeErrorInfo,
+    NodeHookError,
+    ResourceLimitError,
+)
+from rspp.runtime._defaults import DictState, LocalCancelToken, SessionTelemetry, UnboundedBudget
+from rspp.runtime._egress import ControlCommand, ControlHandler, EgressGate, TurnFenceGate
+from rspp.runtime._events import AudioFormat, Event, EventKind, to_record
+from rspp.runtime._graph import EdgeDecl, GraphBuilder, GraphError, NodeDecl, RuntimeGraph
+from rspp.runtime._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
+from rspp.runtime._node import Node
+from rspp.runtime._pool import ExecutionPool
+from rspp.runtime._registry import (
+    ENTRY_POINT_GROUP,
+    NodeRegistry,
+    UnknownNodeTypeError,
+    default_registry,
+)
+from rspp.runtime._runtime import Runtime
+from rspp.runtime._session import SessionActor, SessionOptions
+from rspp.runtime._signals import SignalLog
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ERROR_ACTIONS",
+    "AudioFormat",
+    "BudgetHandle",
+    "BufferConfig",
+    "BufferConfigError",
+    "CancelToken",
+    "Clock",
+    "ClockError",
+    "ControlCommand",
+    "ControlHandler",
+    "DeadLetter",
+    "DictState",
+    "EdgeBuffer",
+    "EdgeDecl",
+    "EgressGate",
+    "Event",
+    "EventKind",
+    "ExecutionPool",
+    "GraphBuilder",
+    "GraphError",
+    "LocalCancelToken",
+    "Node",
+    "NodeContext",
+    "NodeDecl",
+    "NodeErrorInfo",
+    "NodeHookError",
+    "NodeRegistry",
+    "ResourceLimitError",
+    "Runtime",
+    "RuntimeGraph",
+    "SessionActor",
+    "SessionOptions",
+    "SessionTelemetry",
+    "SignalLog",
+    "StateHandle",
+    "SystemClock",
+    "TelemetryHandle",
+    "TurnFenceGate",
+    "UnboundedBudget",
+    "UnknownNodeTypeError",
+    "VirtualClock",
+    "default_registry",
+    "to_record",
+]

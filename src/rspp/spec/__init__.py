@@ -1,1 +1,121 @@
-"""Reserved subpackage (see DESIGN section 2)."""
+"""Authoring: PipelineSpec/ExecutionProfile models, YAML loading, lint and graph compiler.
+
+``parse_spec_text``/``load_spec`` decode a spec (raising :class:`SpecInvalid` with
+``.issues``), ``lint_text`` reports every problem, ``compile_spec`` produces the immutable
+:class:`GraphDefinition` the kernel instantiates sessions from, ``resolve_effective``
+applies environment/tenant/session layers and reports the source of every value.
+"""
+
+from rspp.spec._catalog import (
+    BUILTIN_NODE_TYPES,
+    NodeSignature,
+    NodeTypeCatalog,
+    PortSpec,
+    PortType,
+    StaticCatalog,
+    compatible,
+)
+from rspp.spec._compiler import compile_spec
+from rspp.spec._condition import Condition, ConditionError, compile_condition
+from rspp.spec._docs import generate_docs
+from rspp.spec._graph import (
+    Budgets,
+    EdgeDef,
+    FallbackDef,
+    FrozenMap,
+    GraphDefinition,
+    GraphPort,
+    MergeDef,
+    NodeDef,
+    ProviderBinding,
+    SelectDef,
+    Sourced,
+    ValueSource,
+)
+from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._layers import (
+    ALLOWED_KEYS,
+    ENV_PREFIX,
+    ConfigLayers,
+    EffectiveSpec,
+    ResolvedValue,
+    resolve_effective,
+)
+from rspp.spec._lint import lint_text
+from rspp.spec._loader import load_spec, parse_spec_text, spec_hash
+from rspp.spec._model import (
+    BudgetsSpec,
+    BufferOverride,
+    EdgeSpec,
+    FallbackSpec,
+    FlowControlSpec,
+    NodeSpec,
+    PipelineSpec,
+    PortDecl,
+    PortsDecl,
+    ProviderSpec,
+    ProvidersSpec,
+    RecordingSpec,
+    SubgraphUse,
+)
+from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
+from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
+
+__all__ = [
+    "ALLOWED_KEYS",
+    "BUILTIN_NODE_TYPES",
+    "ENV_PREFIX",
+    "POST_MVP_PROFILES",
+    "PROFILES",
+    "SIMPLE_V1",
+    "Budgets",
+    "BudgetsSpec",
+    "BufferOverride",
+    "Condition",
+    "ConditionError",
+    "ConfigLayers",
+    "EdgeDef",
+    "EdgeSpec",
+    "EffectiveSpec",
+    "ExecutionProfile",
+    "FallbackDef",
+    "FallbackSpec",
+    "FileSubgraphResolver",
+    "FlowControlSpec",
+    "FrozenMap",
+    "GraphDefinition",
+    "GraphPort",
+    "LintIssue",
+    "MappingSubgraphResolver",
+    "MergeDef",
+    "NodeDef",
+    "NodeSignature",
+    "NodeSpec",
+    "NodeTypeCatalog",
+    "PipelineSpec",
+    "PortDecl",
+    "PortSpec",
+    "PortType",
+    "PortsDecl",
+    "ProviderBinding",
+    "ProviderSpec",
+    "ProvidersSpec",
+    "RecordingSpec",
+    "ResolvedValue",
+    "SelectDef",
+    "Sourced",
+    "SpecInvalid",
+    "StaticCatalog",
+    "SubgraphResolver",
+    "SubgraphUse",
+    "ValueSource",
+    "compatible",
+    "compile_condition",
+    "compile_spec",
+    "generate_docs",
+    "lint_text",
+    "load_spec",
+    "parse_spec_text",
+    "resolve_effective",
+    "spec_hash",
+]

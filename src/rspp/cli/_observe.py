@@ -1,0 +1,166 @@
+"""``rspp timeline`` (show, diff, sweep) and ``rspp slo report``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rspp.contracts import DivergencePolicy, ReplayTolerances
+from rspp.observability import (
+    RetentionPolicy,
+    TimelineFilter,
+    TimelineFormatError,
+    TimelineLine,
+    compare_timelines,
+    evaluate_gates,
+    filter_lines,
+    read_timeline,
+    report_to_json,
+    report_to_markdown,
+    sweep,
+    timeline_table,
+)
+
+timeline_app = typer.Typer(name="timeline", help="Inspect recorded timelines.",
+                           no_args_is_help=True)
+slo_app = typer.Typer(name="slo", help="MVP quality gates from recorded timelines.",
+                      no_args_is_help=True)
+
+
+def _load(paths: list[Path], console: Console) -> tuple[list[TimelineLine], int]:
+    """All good lines of ``paths``; bad lines are printed as ``FILE:LINE: message``."""
+    lines: list[TimelineLine] = []
+    errors: list[TimelineFormatError] = []
+    for path in paths:
+        if not path.is_file():
+            errors.append(TimelineFormatError(str(path), 0, "file not found; pass a timeline "
+                                              "file written by `rspp run --timeline`"))
+            continue
+        good, bad = read_timeline(path)
+        lines.extend(good)
+        errors.extend(bad)
+    for error in errors:
+        console.print(f"[red]error[/red] {error}", highlight=False, markup=True, soft_wrap=True)
+    return lines, len(errors)
+
+
+@timeline_app.command("show")
+def show(
+    file: Path = typer.Argument(..., help="Timeline file (JSON Lines or MessagePack)."),
+    session: str | None = typer.Option(None, "--session", help="Only this session_id."),
+    turn: str | None = typer.Option(None, "--turn", help="Only this turn_id."),
+    lane: str | None = typer.Option(None, "--lane", help="ControlLane, DataLane, TelemetryLane "
+                                    "(or a prefix such as 'control')."),
+    node: str | None = typer.Option(None, "--node", help="Only this node (node_id or emitter)."),
+    type_: str | None = typer.Option(None, "--type", help="Kind, signal or outcome, e.g. "
+                                     "control_signal, commit, admit."),
+) -> None:
+    """Show a timeline as an ordered, filterable table (exit 1 if a line is malformed)."""
+    console = Console(soft_wrap=False)
+    lines, bad = _load([file], console)
+    spec = TimelineFilter(session=session, turn=turn, lane=lane, node=node, type=type_)
+    shown = filter_lines(lines, spec)
+    console.print(timeline_table(shown, title=f"{file} ({len(shown)} of {len(lines)} lines)"))
+    if bad:
+        raise typer.Exit(1)
+
+
+@timeline_app.command("diff")
+def diff(
+    expected: Path = typer.Argument(..., help="Baseline timeline."),
+    actual: Path = typer.Argument(..., help="Candidate timeline."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    markdown: Path | None = typer.Option(None, "--markdown", help="Write a Markdown report."),
+    timing_ms: int = typer.Option(50, "--timing-ms", min=0, help="TIMING tolerance in ms."),
+) -> None:
+    """Compare two timelines; exit 1 when a failing divergence class is present."""
+    console = Console()
+    exp, bad_e = _load([expected], console)
+    act, bad_a = _load([actual], console)
+    if bad_e or bad_a:
+        raise typer.Exit(2)
+    result = compare_timelines(exp, act, tolerances=ReplayTolerances(timing_ms=timing_ms),
+                               policy=DivergencePolicy())
+    data = report_to_json(result)
+    if report is not None:
+        report.write_text(json.dumps(data, indent=2) + "\n")
+    if markdown is not None:
+        markdown.write_text(report_to_markdown(result))
+    summary = ", ".join(f"{name}={count}" for name, count in data["divergences"].items())
+    console.print(f"{'PASS' if result.passed else 'FAIL'}: {summary}", highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@timeline_app.command("sweep")
+def sweep_cmd(
+    root: Path = typer.Argument(..., help="Recordings root: ROOT/<tenant>/<file>.jsonl"),
+    max_age_days: float = typer.Option(7.0, "--max-age-days", min=0.0),
+    tenant: list[str] = typer.Option([], "--tenant", help="Per-tenant override TENANT=DAYS."),
+) -> None:
+    """Delete recordings older than the retention policy (audited in retention-audit.jsonl)."""
+    overrides: dict[str, float | None] = {}
+    for item in tenant:
+        name, sep, days = item.partition("=")
+        try:
+            value = float(days)
+        except ValueError:
+            value = -1.0
+        if not (sep and name) or value < 0:
+            raise typer.BadParameter(f"--tenant {item!r}: use TENANT=DAYS, e.g. acme=30")
+        overrides[name] = value * 86400
+    policy = RetentionPolicy(default_max_age_s=max_age_days * 86400, per_tenant=overrides)
+    result = sweep(root, policy, now_s=time.time())
+    typer.echo(f"deleted {len(result.deleted)} file(s), kept {len(result.kept)}")
+    for name in result.deleted:
+        typer.echo(f"deleted {name}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+@slo_app.command("report")
+def slo_report(
+    timelines: list[Path] = typer.Argument(..., help="One or more timeline files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the gates as JSON."),
+) -> None:
+    """The seven MVP gates with p50/p95/p99; exit 1 on any failing gate or malformed input."""
+    console = Console(stderr=as_json)
+    lines, bad = _load(timelines, console)
+    result = evaluate_gates(lines)
+    if as_json:
+        gates = [
+            {"gate": g.gate, "name": g.name, "threshold": g.threshold, "count": g.count,
+             "p50": g.p50, "p95": g.p95, "p99": g.p99, "value": g.value, "pass": g.passed,
+             "status": g.status, "diagnostics": g.diagnostics}
+            for g in result.gates
+        ]
+        typer.echo(json.dumps({"gates": gates, "malformed_lines": bad}, indent=2))
+    else:
+        table = Table(title="MVP quality gates")
+        for column in ("gate", "name", "threshold", "count", "p50", "p95", "p99", "value",
+                       "status"):
+            table.add_column(column)
+        colours = {"pass": "green", "fail": "bold red", "no_samples": "yellow"}
+        for g in result.gates:
+            table.add_row(str(g.gate), g.name, g.threshold, str(g.count), _fmt(g.p50),
+                          _fmt(g.p95), _fmt(g.p99), _fmt(g.value),
+                          f"[{colours[g.status]}]{g.status}[/]")
+        console.print(table)
+        for g in result.gates:
+            for note in g.diagnostics[:5]:
+                console.print(f"gate {g.gate}: {note}", highlight=False, markup=False)
+    if result.failed or bad:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``timeline`` and ``slo`` to the root app."""
+    app.add_typer(timeline_app, name="timeline")
+    app.add_typer(slo_app, name="slo")

@@ -1,0 +1,193 @@
+"""Clients: HTTP (:class:`ControlPlaneClient`) and in-process (:class:`InProcessControlPlane`).
+
+Both offer ``turn_start_bundle(...)`` returning the contract
+:class:`~rspp.contracts.TurnStartBundle`; the HTTP client caches bundles until the
+earliest snapshot expiry or ``max_staleness_ms``, whichever comes first (F-159).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+import msgspec
+
+from rspp.contracts import TurnStartBundle
+from rspp.controlplane._bundle import build_bundle
+from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, Unavailable
+from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._util import Clock, wall_ms
+
+
+class TurnStartSource(Protocol):
+    """What the runtime's plan resolver needs from a control plane."""
+
+    async def turn_start_bundle(
+        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
+    ) -> TurnStartBundle: ...
+
+
+def bundle_expiry_ms(bundle: TurnStartBundle) -> int | None:
+    """Earliest ``expires_at_ms`` among the bundle's snapshots (None if it has none)."""
+    parts = (
+        bundle.version_resolution,
+        bundle.routing_view,
+        bundle.admission_policy,
+        bundle.policy_resolution,
+        bundle.provider_health,
+        bundle.abi_compatibility,
+    )
+    expiries = [p.meta.expires_at_ms for p in parts if p is not None]
+    return min(expiries) if expiries else None
+
+
+class _BundleCache:
+    def __init__(self, clock: Clock, max_staleness_ms: int) -> None:
+        self._clock = clock
+        self._max = max_staleness_ms
+        self._entries: dict[tuple[str, ...], tuple[TurnStartBundle, int]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, ...]) -> TurnStartBundle | None:
+        entry = self._entries.get(key)
+        now = self._clock()
+        if entry is not None:
+            bundle, fetched = entry
+            expiry = bundle_expiry_ms(bundle)
+            if now - fetched < self._max and (expiry is None or now < expiry):
+                self.hits += 1
+                return bundle
+            del self._entries[key]
+        self.misses += 1
+        return None
+
+    def put(self, key: tuple[str, ...], bundle: TurnStartBundle) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (bundle, self._clock())
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+
+
+class ControlPlaneClient:
+    """Async HTTP client for the control-plane API; raise :class:`CPError` subclasses."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = 10.0,
+        max_staleness_ms: int = 5_000,
+        clock: Clock = wall_ms,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
+        )
+        self.cache = _BundleCache(clock, max_staleness_ms)
+
+    async def __aenter__(self) -> ControlPlaneClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        """Send one request; return decoded JSON or raise the server's error."""
+        try:
+            response = await self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"control plane at {self.base_url} is unreachable "
+                f"({exc.__class__.__name__}: {exc}); "
+                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                field="server",
+            ) from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json()
+
+    async def turn_start_bundle(
+        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
+    ) -> TurnStartBundle:
+        key = (tenant_id, session_id, pipeline_name, runtime_id)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        params = {
+            "tenant_id": tenant_id,
+            "session_id": session_id,
+            "pipeline_name": pipeline_name,
+            "runtime_id": runtime_id,
+        }
+        data = await self.request("GET", "/v1/bundle", params=params)
+        bundle = msgspec.convert(data, TurnStartBundle)
+        self.cache.put(key, bundle)
+        return bundle
+
+    # Thin helpers used by the CLI and tests.
+    async def publish(self, spec_text: str, filename: str = "<api>") -> Any:
+        return await self.request(
+            "POST", "/v1/pipelines", json={"spec": spec_text, "filename": filename}
+        )
+
+    async def publish_module(self, text: str) -> Any:
+        return await self.request("POST", "/v1/modules", json={"module": text})
+
+    async def list_pipelines(self, name: str | None = None) -> Any:
+        return await self.request("GET", "/v1/pipelines", params={"name": name} if name else None)
+
+    async def get_pipeline(self, name: str, version: str | None = None) -> Any:
+        path = f"/v1/pipelines/{name}" + (f"/versions/{version}" if version else "")
+        return await self.request("GET", path)
+
+    async def rollout(self, name: str, canary: str, percent: float, tenants: list[str]) -> Any:
+        body = {"canary": canary, "percent": percent, "tenants": tenants}
+        return await self.request("POST", f"/v1/pipelines/{name}/rollout", json=body)
+
+    async def rollback(self, name: str, to: str) -> Any:
+        return await self.request("POST", f"/v1/pipelines/{name}/rollback", json={"to": to})
+
+    async def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
+        body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
+        return await self.request("POST", "/v1/sessions/route", json=body)
+
+
+class InProcessControlPlane:
+    """The same ``turn_start_bundle`` directly over the services (local runner, no HTTP)."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    async def turn_start_bundle(
+        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
+    ) -> TurnStartBundle:
+        return await build_bundle(
+            self.cp,
+            tenant_id=tenant_id,
+            session_id=session_id,
+            pipeline_name=pipeline_name,
+            runtime_id=runtime_id,
+        )
+
+
+def _error_from(response: httpx.Response) -> CPError:
+    try:
+        body = response.json()["error"]
+        code, message, field = str(body["code"]), str(body["message"]), body.get("field")
+    except (ValueError, KeyError, TypeError):
+        return CPError(f"HTTP {response.status_code}: {response.text[:200]}", code="http_error")
+    cls = ERRORS_BY_CODE.get(code, CPError)
+    error = cls(message, field=field, code=code)
+    error.status = response.status_code
+    return error

@@ -1,0 +1,20 @@
+"""Control-plane settings (one immutable options object, filled at the edge)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from rspp.controlplane._tokens import TokenKeys
+
+
+class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """``token_keys`` defaults to a fresh Ed25519 pair per process when not given."""
+
+    db_url: str
+    admin_key: str | None = None
+    token_keys: TokenKeys | None = None
+    db_schema: str | None = None
+    lease_ttl_ms: int = 30_000
+    token_ttl_s: int = 300
+    snapshot_ttl_ms: int = 5_000
+    heartbeat_timeout_ms: int = 15_000

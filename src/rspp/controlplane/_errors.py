@@ -1,0 +1,84 @@
+"""Control-plane errors: each carries an HTTP status, a stable code and the offending field.
+
+Sits under :class:`rspp.errors.ControlPlaneError`::
+
+    ControlPlaneError
+    └── CPError                 code + field + HTTP status
+        ├── NotFound            404 not_found
+        ├── Conflict            409 conflict (immutability, lease held, CAS lost)
+        ├── InvalidRequest      422 invalid (bad field value; message says how to fix)
+        ├── Unauthorized        401 unauthorized (missing/unknown API key)
+        ├── Forbidden           403 forbidden (role lacks permission)
+        ├── TokenInvalid        401 token_invalid (tampered, expired, wrong key)
+        └── Unavailable         503 unavailable (no healthy runtime, server unreachable)
+"""
+
+from __future__ import annotations
+
+from rspp.errors import ControlPlaneError
+
+
+class CPError(ControlPlaneError):
+    """A control-plane request failed with a stable ``code`` naming ``field``."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def to_json(self) -> dict[str, dict[str, str | None]]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class NotFound(CPError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(CPError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidRequest(CPError):
+    status = 422
+    code = "invalid"
+
+
+class Unauthorized(CPError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(CPError):
+    status = 403
+    code = "forbidden"
+
+
+class TokenInvalid(CPError):
+    status = 401
+    code = "token_invalid"
+
+
+class Unavailable(CPError):
+    status = 503
+    code = "unavailable"
+
+
+ERRORS_BY_CODE: dict[str, type[CPError]] = {
+    cls.code: cls
+    for cls in (
+        NotFound,
+        Conflict,
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        TokenInvalid,
+        Unavailable,
+    )
+}

@@ -1,0 +1,271 @@
+"""Session leases and authority epochs (CP-07, F-095).
+
+One lease row per session; its ``epoch`` only grows and is the fencing token.
+Every change is a compare-and-swap on the current epoch (``UPDATE ... WHERE
+epoch = :seen``) plus an insert into ``cp_lease_epochs`` whose primary key
+``(session_id, epoch)`` makes two holders of one epoch impossible on any store.
+Issuing emits ``lease_issued``; taking over (expiry, failover, migration) emits
+``lease_rotated``. A holder is authorised only while it holds the current epoch
+and the lease has not expired.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.contracts import ControlSignal, Emitter, SignalName
+from rspp.controlplane._audit import AuditLog
+from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
+from rspp.controlplane._schema import lease_epochs, leases, sessions
+from rspp.controlplane._signals import emit_signal
+from rspp.controlplane._store import Store
+from rspp.controlplane._util import Clock, wall_ms
+
+_MAX_CAS_ATTEMPTS = 200
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    epoch: int
+    holder: str
+    expires_at_ms: int
+
+
+class LeaseChange(msgspec.Struct, frozen=True, kw_only=True):
+    lease: Lease
+    signal: ControlSignal | None = None
+
+
+class Authorization(msgspec.Struct, frozen=True, kw_only=True):
+    authorized: bool
+    current_epoch: int | None
+    reason: str
+
+
+class LeaseManager:
+    def __init__(self, store: Store, audit: AuditLog, clock: Clock = wall_ms) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+
+    async def current(self, session_id: str) -> Lease | None:
+        async with self._store.engine.connect() as conn:
+            return await _read(conn, session_id)
+
+    async def acquire(
+        self, session_id: str, holder: str, *, ttl_ms: int, actor: str
+    ) -> LeaseChange:
+        """Claim the session for ``holder``: issue epoch 1, renew if already held, or take
+        over an expired lease (new epoch). Refused while another holder's lease is live."""
+        _check_ttl(ttl_ms)
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            try:
+                async with self._store.tx() as conn:
+                    change = await self.acquire_in(
+                        conn, session_id, holder, ttl_ms=ttl_ms, actor=actor
+                    )
+                if change is not None:
+                    return change
+            except IntegrityError:
+                continue
+        raise Conflict(
+            f"lease for {session_id} is under heavy contention; retry", field="session_id"
+        )
+
+    async def acquire_in(
+        self, conn: AsyncConnection, session_id: str, holder: str, *, ttl_ms: int, actor: str
+    ) -> LeaseChange | None:
+        """One attempt; ``None`` means the compare-and-swap lost and the caller retries."""
+        now = self._clock()
+        row = await _read(conn, session_id)
+        if row is None:
+            return await self._write(conn, session_id, holder, 1, None, now, ttl_ms, actor)
+        if row.holder == holder and row.expires_at_ms > now:
+            result = await conn.execute(
+                update(leases)
+                .where(leases.c.session_id == session_id, leases.c.epoch == row.epoch)
+                .values(expires_at_ms=now + ttl_ms)
+            )
+            if result.rowcount != 1:
+                return None
+            return LeaseChange(
+                lease=Lease(
+                    session_id=session_id,
+                    epoch=row.epoch,
+                    holder=holder,
+                    expires_at_ms=now + ttl_ms,
+                )
+            )
+        if row.expires_at_ms > now:
+            raise Conflict(
+                f"session {session_id} is held by {row.holder} at epoch {row.epoch} until "
+                f"{row.expires_at_ms}; wait for expiry or ask the control plane to migrate it",
+                field="session_id",
+            )
+        return await self._write(
+            conn, session_id, holder, row.epoch + 1, row.epoch, now, ttl_ms, actor
+        )
+
+    async def rotate_in(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        new_holder: str,
+        *,
+        ttl_ms: int,
+        actor: str,
+        emitted_by: Emitter = Emitter.CP_07,
+    ) -> LeaseChange | None:
+        """Force a new epoch for ``new_holder`` (failover/migration). ``None``: CAS lost."""
+        now = self._clock()
+        row = await _read(conn, session_id)
+        if row is None:
+            return await self._write(
+                conn, session_id, new_holder, 1, None, now, ttl_ms, actor, emitted_by
+            )
+        return await self._write(
+            conn, session_id, new_holder, row.epoch + 1, row.epoch, now, ttl_ms, actor, emitted_by
+        )
+
+    async def rotate(
+        self, session_id: str, new_holder: str, *, ttl_ms: int, actor: str
+    ) -> LeaseChange:
+        _check_ttl(ttl_ms)
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            try:
+                async with self._store.tx() as conn:
+                    change = await self.rotate_in(
+                        conn, session_id, new_holder, ttl_ms=ttl_ms, actor=actor
+                    )
+                if change is not None:
+                    return change
+            except IntegrityError:
+                continue
+        raise Conflict(
+            f"lease for {session_id} is under heavy contention; retry", field="session_id"
+        )
+
+    async def renew(self, session_id: str, holder: str, epoch: int, *, ttl_ms: int) -> Lease:
+        _check_ttl(ttl_ms)
+        async with self._store.tx() as conn:
+            now = self._clock()
+            result = await conn.execute(
+                update(leases)
+                .where(
+                    leases.c.session_id == session_id,
+                    leases.c.epoch == epoch,
+                    leases.c.holder == holder,
+                    leases.c.expires_at_ms > now,
+                )
+                .values(expires_at_ms=now + ttl_ms)
+            )
+            if result.rowcount != 1:
+                current = await _read(conn, session_id)
+                if current is None:
+                    raise NotFound(f"session {session_id} has no lease", field="session_id")
+                raise Conflict(
+                    f"cannot renew epoch {epoch} for {holder}: current epoch is {current.epoch} "
+                    f"held by {current.holder}; a deauthorised holder must stop and drain",
+                    field="epoch",
+                )
+        return Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=now + ttl_ms)
+
+    async def authorize(self, session_id: str, holder: str, epoch: int) -> Authorization:
+        """May ``holder`` act for the session with ``epoch`` now? (expired/superseded: no)."""
+        current = await self.current(session_id)
+        now = self._clock()
+        if current is None:
+            return Authorization(authorized=False, current_epoch=None, reason="no lease issued")
+        if current.epoch != epoch or current.holder != holder:
+            return Authorization(
+                authorized=False,
+                current_epoch=current.epoch,
+                reason=f"superseded: current epoch {current.epoch} held by {current.holder}",
+            )
+        if current.expires_at_ms <= now:
+            return Authorization(
+                authorized=False, current_epoch=current.epoch, reason="lease expired"
+            )
+        return Authorization(authorized=True, current_epoch=current.epoch, reason="current holder")
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        holder: str,
+        epoch: int,
+        seen: int | None,
+        now: int,
+        ttl_ms: int,
+        actor: str,
+        emitted_by: Emitter = Emitter.CP_07,
+    ) -> LeaseChange | None:
+        expires = now + ttl_ms
+        if seen is None:
+            await conn.execute(
+                insert(leases).values(
+                    session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires
+                )
+            )
+        else:
+            result = await conn.execute(
+                update(leases)
+                .where(leases.c.session_id == session_id, leases.c.epoch == seen)
+                .values(epoch=epoch, holder=holder, expires_at_ms=expires)
+            )
+            if result.rowcount != 1:
+                return None
+        await conn.execute(
+            insert(lease_epochs).values(
+                session_id=session_id, epoch=epoch, holder=holder, issued_at_ms=now
+            )
+        )
+        version = (
+            await conn.execute(
+                select(sessions.c.pipeline_version).where(sessions.c.session_id == session_id)
+            )
+        ).scalar()
+        name = SignalName.LEASE_ISSUED if seen is None else SignalName.LEASE_ROTATED
+        signal = await emit_signal(
+            conn,
+            session_id=session_id,
+            pipeline_version=str(version or "unbound"),
+            signal=name,
+            emitted_by=emitted_by,
+            epoch=epoch,
+            now_ms=now,
+            reason=f"lease epoch {epoch} to {holder}" + (f" (was {seen})" if seen else ""),
+        )
+        await self._audit.append_in(
+            conn,
+            actor=actor,
+            action=f"lease.{name.value.split('_')[1]}",
+            subject=session_id,
+            detail={
+                "epoch": epoch,
+                "holder": holder,
+                "previous_epoch": seen,
+                "expires_at_ms": expires,
+            },
+        )
+        return LeaseChange(
+            lease=Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires),
+            signal=signal,
+        )
+
+
+async def _read(conn: AsyncConnection, session_id: str) -> Lease | None:
+    row = (await conn.execute(select(leases).where(leases.c.session_id == session_id))).first()
+    if row is None:
+        return None
+    return Lease(
+        session_id=session_id, epoch=row.epoch, holder=row.holder, expires_at_ms=row.expires_at_ms
+    )
+
+
+def _check_ttl(ttl_ms: int) -> None:
+    if not 100 <= ttl_ms <= 86_400_000:
+        raise InvalidRequest(f"ttl_ms must be 100..86400000, got {ttl_ms}", field="ttl_ms")

@@ -1,0 +1,114 @@
+"""Provider policy (CP-04): selection per tenant/language/region/cost tier, fallbacks,
+budgets, degrade posture, compliance-node insertion; evaluated with provider health
+(CP-10) into a :class:`PolicyResolution` snapshot (F-056, F-060, F-062, F-114)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from rspp.contracts import (
+    AdaptiveAction,
+    PolicyResolution,
+    ProviderHealth,
+    ProviderStatus,
+    RecordingLevel,
+    SnapshotMeta,
+)
+from rspp.controlplane._errors import InvalidRequest
+
+MatchKey = Literal["language", "region", "cost_tier"]
+
+
+class ProviderRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When every ``match`` key equals the session's attribute, override ``providers``."""
+
+    match: dict[MatchKey, str]
+    providers: dict[str, str]
+
+
+class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    providers: dict[str, str] = {}
+    rules: tuple[ProviderRule, ...] = ()
+    fallback_chains: dict[str, tuple[str, ...]] = {}
+    turn_budget_ms: int | None = None
+    degrade_to_text_on_tts_failure: bool = True
+    allowed_adaptive_actions: tuple[AdaptiveAction, ...] = ()
+    recording_level: RecordingLevel = RecordingLevel.L1
+    insert_compliance_nodes: tuple[str, ...] = ()
+    allow_compliance_insertion: bool = True
+
+
+class SessionAttributes(msgspec.Struct, frozen=True, kw_only=True):
+    language: str | None = None
+    region: str | None = None
+    cost_tier: str | None = None
+
+    def get(self, key: MatchKey) -> str | None:
+        value: str | None = getattr(self, key)
+        return value
+
+
+class PolicyDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """The resolution plus a trace of why each provider was chosen (F-056 traceability)."""
+
+    resolution: PolicyResolution
+    trace: tuple[str, ...]
+
+
+def parse_policy(body: dict[str, Any]) -> PolicyDocument:
+    try:
+        return msgspec.convert(body, PolicyDocument)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"policy is invalid: {exc}", field=_field_of(str(exc))) from None
+
+
+def _field_of(message: str) -> str:
+    marker = "at `$."
+    if marker in message:
+        return "policy." + message.split(marker, 1)[1].split("`", 1)[0]
+    return "policy"
+
+
+def evaluate_policy(
+    doc: PolicyDocument,
+    attrs: SessionAttributes,
+    health: ProviderHealth | None,
+    meta: SnapshotMeta,
+) -> PolicyDecision:
+    bindings = dict(doc.providers)
+    trace: list[str] = [f"defaults {sorted(bindings.items())}"]
+    for index, rule in enumerate(doc.rules):
+        if all(attrs.get(key) == value for key, value in rule.match.items()):
+            bindings.update(rule.providers)
+            trace.append(f"rule[{index}] {dict(rule.match)} -> {dict(rule.providers)}")
+    statuses = health.providers if health is not None else {}
+    chains: dict[str, tuple[str, ...]] = {}
+    for modality, primary in list(bindings.items()):
+        chain = (primary, *doc.fallback_chains.get(modality, ()))
+        usable = [p for p in chain if _usable(statuses.get(p))]
+        if usable and usable[0] != primary:
+            trace.append(f"{modality}: {primary} unhealthy, using {usable[0]}")
+            bindings[modality] = usable[0]
+        rest = tuple(p for p in (usable or list(chain)) if p != bindings[modality])
+        if rest:
+            chains[modality] = rest
+    compliance = doc.insert_compliance_nodes if doc.allow_compliance_insertion else ()
+    if compliance:
+        trace.append(f"insert compliance nodes {list(compliance)}")
+    resolution = PolicyResolution(
+        meta=meta,
+        provider_bindings=bindings,
+        fallback_chains=chains,
+        allowed_adaptive_actions=doc.allowed_adaptive_actions,
+        recording_level=doc.recording_level,
+        turn_budget_ms=doc.turn_budget_ms,
+        degrade_to_text_on_tts_failure=doc.degrade_to_text_on_tts_failure,
+        insert_compliance_nodes=compliance,
+    )
+    return PolicyDecision(resolution=resolution, trace=tuple(trace))
+
+
+def _usable(entry: Any) -> bool:
+    return entry is None or entry.status != ProviderStatus.UNHEALTHY

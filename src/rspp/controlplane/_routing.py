@@ -1,0 +1,234 @@
+"""Routing view (CP-08) and provider health aggregation (CP-10).
+
+Runtime instances register and heartbeat (health, capacity, load). A runtime
+whose heartbeat is older than ``heartbeat_timeout_ms`` counts as unhealthy.
+Placement picks a healthy instance with free capacity, preferring the
+requested region, then the lowest load ratio (F-094). Every change to the
+fleet bumps the ``routing`` counter, which is the version of routing snapshots;
+snapshots expire after ``snapshot_ttl_ms`` (staleness bound, F-159).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.contracts import (
+    ProviderHealth,
+    ProviderHealthEntry,
+    ProviderStatus,
+    RoutingView,
+    RuntimeHealth,
+    SnapshotMeta,
+)
+from rspp.controlplane._errors import InvalidRequest, NotFound, Unavailable
+from rspp.controlplane._schema import provider_health, runtimes
+from rspp.controlplane._store import Store
+
+ROUTING_COUNTER = "routing"
+PROVIDER_COUNTER = "provider_health"
+
+
+class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
+    runtime_id: str
+    endpoint: str
+    transport_kind: str
+    region: str
+    health: RuntimeHealth
+    capacity: int
+    load: int
+    last_heartbeat_ms: int
+
+    def effective_health(self, now_ms: int, timeout_ms: int) -> RuntimeHealth:
+        if now_ms - self.last_heartbeat_ms > timeout_ms:
+            return RuntimeHealth.UNHEALTHY
+        return self.health
+
+
+def parse_health(value: str) -> RuntimeHealth:
+    try:
+        return RuntimeHealth(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"unknown health {value!r}; use healthy, degraded or unhealthy", field="health"
+        ) from None
+
+
+class RoutingTable:
+    def __init__(self, store: Store, *, heartbeat_timeout_ms: int, snapshot_ttl_ms: int) -> None:
+        self._store = store
+        self.heartbeat_timeout_ms = heartbeat_timeout_ms
+        self.snapshot_ttl_ms = snapshot_ttl_ms
+
+    async def register_in(
+        self,
+        conn: AsyncConnection,
+        *,
+        runtime_id: str,
+        endpoint: str,
+        transport_kind: str,
+        region: str,
+        capacity: int,
+        now_ms: int,
+    ) -> int:
+        if capacity < 1:
+            raise InvalidRequest(f"capacity must be >= 1, got {capacity}", field="capacity")
+        values: dict[str, Any] = {
+            "endpoint": endpoint,
+            "transport_kind": transport_kind,
+            "region": region,
+            "health": RuntimeHealth.HEALTHY.value,
+            "capacity": capacity,
+            "last_heartbeat_ms": now_ms,
+        }
+        result = await conn.execute(
+            update(runtimes).where(runtimes.c.runtime_id == runtime_id).values(**values)
+        )
+        if result.rowcount == 0:
+            await conn.execute(insert(runtimes).values(runtime_id=runtime_id, load=0, **values))
+        return await self._store.next_counter(conn, ROUTING_COUNTER)
+
+    async def heartbeat_in(
+        self,
+        conn: AsyncConnection,
+        *,
+        runtime_id: str,
+        health: RuntimeHealth,
+        load: int | None,
+        now_ms: int,
+    ) -> tuple[RuntimeInstance, bool]:
+        """Record a heartbeat; returns the instance and whether its health changed."""
+        before = await self.get_in(conn, runtime_id)
+        values: dict[str, Any] = {"health": health.value, "last_heartbeat_ms": now_ms}
+        if load is not None:
+            values["load"] = max(0, load)
+        await conn.execute(
+            update(runtimes).where(runtimes.c.runtime_id == runtime_id).values(**values)
+        )
+        changed = before.effective_health(now_ms, self.heartbeat_timeout_ms) != health
+        if changed:
+            await self._store.next_counter(conn, ROUTING_COUNTER)
+        return await self.get_in(conn, runtime_id), changed
+
+    async def get_in(self, conn: AsyncConnection, runtime_id: str) -> RuntimeInstance:
+        row = (
+            await conn.execute(select(runtimes).where(runtimes.c.runtime_id == runtime_id))
+        ).first()
+        if row is None:
+            raise NotFound(f"runtime {runtime_id} is not registered", field="runtime_id")
+        return _instance(row)
+
+    async def all_in(self, conn: AsyncConnection) -> list[RuntimeInstance]:
+        rows = (await conn.execute(select(runtimes).order_by(runtimes.c.runtime_id))).all()
+        return [_instance(r) for r in rows]
+
+    async def place_in(
+        self, conn: AsyncConnection, *, region: str | None, now_ms: int, exclude: str | None = None
+    ) -> RuntimeInstance:
+        candidates = [
+            r
+            for r in await self.all_in(conn)
+            if r.runtime_id != exclude
+            and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
+            and r.load < r.capacity
+        ]
+        if not candidates:
+            raise Unavailable(
+                "no healthy runtime instance with free capacity; register or heal a runtime",
+                field="runtime_id",
+            )
+        candidates.sort(
+            key=lambda r: (
+                region is not None and r.region != region,
+                r.load / r.capacity,
+                r.runtime_id,
+            )
+        )
+        return candidates[0]
+
+    async def adjust_load_in(self, conn: AsyncConnection, runtime_id: str, delta: int) -> None:
+        await conn.execute(
+            update(runtimes)
+            .where(runtimes.c.runtime_id == runtime_id)
+            .values(load=runtimes.c.load + delta)
+        )
+
+    async def view_in(self, conn: AsyncConnection, runtime_id: str, *, now_ms: int) -> RoutingView:
+        instance = await self.get_in(conn, runtime_id)
+        version = await self._store.read_counter(conn, ROUTING_COUNTER)
+        meta = SnapshotMeta(
+            snapshot_id=f"rv:{runtime_id}:v{version}",
+            version=version,
+            issued_at_ms=now_ms,
+            expires_at_ms=now_ms + self.snapshot_ttl_ms,
+        )
+        return RoutingView(
+            meta=meta,
+            runtime_id=runtime_id,
+            health=instance.effective_health(now_ms, self.heartbeat_timeout_ms),
+            endpoint=instance.endpoint,
+        )
+
+    async def report_provider_in(
+        self,
+        conn: AsyncConnection,
+        *,
+        provider_id: str,
+        status: ProviderStatus,
+        error_rate: float,
+        latency_p95_ms: int | None,
+        now_ms: int,
+    ) -> int:
+        values: dict[str, Any] = {
+            "status": status.value,
+            "error_rate": error_rate,
+            "latency_p95_ms": latency_p95_ms,
+            "updated_at_ms": now_ms,
+        }
+        result = await conn.execute(
+            update(provider_health)
+            .where(provider_health.c.provider_id == provider_id)
+            .values(**values)
+        )
+        if result.rowcount == 0:
+            await conn.execute(insert(provider_health).values(provider_id=provider_id, **values))
+        return await self._store.next_counter(conn, PROVIDER_COUNTER)
+
+    async def provider_health_in(self, conn: AsyncConnection, *, now_ms: int) -> ProviderHealth:
+        rows = (
+            await conn.execute(select(provider_health).order_by(provider_health.c.provider_id))
+        ).all()
+        version = await self._store.read_counter(conn, PROVIDER_COUNTER)
+        meta = SnapshotMeta(
+            snapshot_id=f"ph:v{version}",
+            version=version,
+            issued_at_ms=now_ms,
+            expires_at_ms=now_ms + self.snapshot_ttl_ms,
+        )
+        return ProviderHealth(
+            meta=meta,
+            providers={
+                r.provider_id: ProviderHealthEntry(
+                    status=ProviderStatus(r.status),
+                    error_rate=r.error_rate,
+                    latency_p95_ms=r.latency_p95_ms,
+                )
+                for r in rows
+            },
+        )
+
+
+def _instance(row: Any) -> RuntimeInstance:
+    return RuntimeInstance(
+        runtime_id=row.runtime_id,
+        endpoint=row.endpoint,
+        transport_kind=row.transport_kind,
+        region=row.region,
+        health=RuntimeHealth(row.health),
+        capacity=row.capacity,
+        load=row.load,
+        last_heartbeat_ms=row.last_heartbeat_ms,
+    )

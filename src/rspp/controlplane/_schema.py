@@ -1,0 +1,178 @@
+"""Table definitions (SQLAlchemy Core) shared by the store and the Alembic migrations.
+
+The migrations in ``migrations/versions`` create exactly these tables; the same
+migrations run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+_MS = BigInteger
+
+pipelines = Table(
+    "cp_pipelines",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", String(100), primary_key=True),
+    Column("spec_hash", String(128), nullable=False),
+    Column("spec_text", Text, nullable=False),
+    Column("modules_json", Text, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+    Column("publish_seq", Integer, nullable=False),
+)
+
+modules = Table(
+    "cp_modules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", String(100), primary_key=True),
+    Column("content_hash", String(128), nullable=False),
+    Column("content_text", Text, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+)
+
+rollouts = Table(
+    "cp_rollouts",
+    metadata,
+    Column("pipeline_name", String(200), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("stable_version", String(100), nullable=False),
+    Column("canary_version", String(100), nullable=True),
+    Column("percent", Float, nullable=False),
+    Column("tenants_json", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+)
+
+configs = Table(
+    "cp_configs",
+    metadata,
+    Column("kind", String(50), primary_key=True),
+    Column("scope", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("body_json", Text, nullable=False),
+    Column("body_hash", String(128), nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+)
+
+config_heads = Table(
+    "cp_config_heads",
+    metadata,
+    Column("kind", String(50), primary_key=True),
+    Column("scope", String(200), primary_key=True),
+    Column("active_version", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+)
+
+runtimes = Table(
+    "cp_runtimes",
+    metadata,
+    Column("runtime_id", String(200), primary_key=True),
+    Column("endpoint", String(500), nullable=False),
+    Column("transport_kind", String(50), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("health", String(20), nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("load", Integer, nullable=False),
+    Column("last_heartbeat_ms", _MS, nullable=False),
+)
+
+sessions = Table(
+    "cp_sessions",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("tenant_id", String(200), nullable=False, index=True),
+    Column("pipeline_name", String(200), nullable=False),
+    Column("pipeline_version", String(100), nullable=False),
+    Column("runtime_id", String(200), nullable=True, index=True),
+    Column("status", String(20), nullable=False),
+    Column("policy_version", Integer, nullable=True),
+    Column("attributes_json", Text, nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+)
+
+leases = Table(
+    "cp_leases",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at_ms", _MS, nullable=False),
+)
+
+lease_epochs = Table(
+    "cp_lease_epochs",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("issued_at_ms", _MS, nullable=False),
+)
+
+signals = Table(
+    "cp_signals",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(200), nullable=False, index=True),
+    Column("body_json", Text, nullable=False),
+)
+
+outcomes = Table(
+    "cp_outcomes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(200), nullable=False, index=True),
+    Column("session_id", String(200), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("body_json", Text, nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+)
+
+provider_health = Table(
+    "cp_provider_health",
+    metadata,
+    Column("provider_id", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("error_rate", Float, nullable=False),
+    Column("latency_p95_ms", Integer, nullable=True),
+    Column("updated_at_ms", _MS, nullable=False),
+)
+
+audit = Table(
+    "cp_audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("ts_ms", _MS, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(400), nullable=False),
+    Column("detail_json", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+api_keys = Table(
+    "cp_api_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("role", String(20), nullable=False),
+    Column("tenant_id", String(200), nullable=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+)
+
+counters = Table(
+    "cp_counters",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Integer, nullable=False),
+)

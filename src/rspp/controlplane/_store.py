@@ -1,0 +1,111 @@
+"""Database access: async engine for SQLite or PostgreSQL and Alembic migrations in code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from rspp.controlplane._errors import InvalidRequest
+from rspp.controlplane._schema import counters
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def default_sqlite_url(path: str | Path = "rspp-controlplane.db") -> str:
+    return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain ``sqlite:///`` / ``postgresql://`` URLs and pick the async drivers."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return url
+    raise InvalidRequest(
+        f"unsupported database URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB",
+        field="db",
+    )
+
+
+def _upgrade(sync_conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+class Store:
+    """Owns the engine; every service runs its statements through :meth:`tx`.
+
+    SQLite serialises writers itself; a process-local lock keeps aiosqlite
+    connections from tripping over ``database is locked`` under bursts.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    @classmethod
+    async def open(cls, url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
+        url = normalise_url(url)
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_size"] = 20
+            kwargs["max_overflow"] = 40
+            if schema is not None:
+                kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        engine = create_async_engine(url, **kwargs)
+        store = cls(engine)
+        if migrate:
+            await store.migrate()
+        return store
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; committed on success, rolled back on error."""
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def next_counter(self, conn: AsyncConnection, name: str) -> int:
+        """Atomically increment and return a named counter (starts at 1)."""
+        result = await conn.execute(
+            update(counters)
+            .where(counters.c.name == name)
+            .values(value=counters.c.value + 1)
+            .returning(counters.c.value)
+        )
+        row = result.first()
+        if row is not None:
+            return int(row[0])
+        await conn.execute(insert(counters).values(name=name, value=1))
+        return 1
+
+    async def read_counter(self, conn: AsyncConnection, name: str) -> int:
+        value = (
+            await conn.execute(select(counters.c.value).where(counters.c.name == name))
+        ).scalar()
+        return int(value or 0)

@@ -1,0 +1,196 @@
+"""Short-lived signed session tokens (F-099, F-119, F-088).
+
+A token binds session, tenant, runtime, pipeline version and lease epoch and
+expires after a short TTL. HS256 (shared secret) or EdDSA (Ed25519 key pair)
+is configurable; :class:`TokenVerifier` is the helper runtimes and transports
+use (they only need the secret or the public key).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jwt
+import msgspec
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from rspp.controlplane._errors import InvalidRequest, TokenInvalid
+from rspp.controlplane._util import Clock, wall_ms
+
+Algorithm = Literal["HS256", "EdDSA"]
+ISSUER = "rspp-control-plane"
+MAX_TTL_S = 3600
+CLOCK_SKEW_S = 30
+
+
+class SessionClaims(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    tenant_id: str
+    runtime_id: str
+    pipeline_name: str
+    pipeline_version: str
+    lease_epoch: int
+    issued_at_s: int
+    expires_at_s: int
+
+
+class TokenKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """Signing material: an HS256 secret, or an Ed25519 key pair in PEM."""
+
+    algorithm: Algorithm
+    secret: str | None = None
+    private_pem: str | None = None
+    public_pem: str | None = None
+
+    @classmethod
+    def hs256(cls, secret: str) -> TokenKeys:
+        if len(secret) < 32:
+            raise InvalidRequest(
+                "HS256 secret must be at least 32 characters", field="token_secret"
+            )
+        return cls(algorithm="HS256", secret=secret)
+
+    @classmethod
+    def generate_ed25519(cls) -> TokenKeys:
+        private = Ed25519PrivateKey.generate()
+        private_pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        public_pem = (
+            private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        return cls(algorithm="EdDSA", private_pem=private_pem, public_pem=public_pem)
+
+    def verification_keys(self) -> TokenKeys:
+        """What a runtime or transport needs (no private key)."""
+        if self.algorithm == "HS256":
+            return self
+        return TokenKeys(algorithm="EdDSA", public_pem=self.public_pem)
+
+    def _signing_key(self) -> str | Ed25519PrivateKey:
+        if self.algorithm == "HS256" and self.secret:
+            return self.secret
+        if self.private_pem:
+            key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+            if isinstance(key, Ed25519PrivateKey):
+                return key
+        raise InvalidRequest("token keys cannot sign: no secret/private key", field="token_keys")
+
+    def _verify_key(self) -> str | Ed25519PublicKey:
+        if self.algorithm == "HS256" and self.secret:
+            return self.secret
+        if self.public_pem:
+            key = serialization.load_pem_public_key(self.public_pem.encode())
+            if isinstance(key, Ed25519PublicKey):
+                return key
+        raise InvalidRequest("token keys cannot verify: no secret/public key", field="token_keys")
+
+
+class TokenIssuer:
+    def __init__(self, keys: TokenKeys, clock: Clock = wall_ms) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    def issue(
+        self,
+        *,
+        session_id: str,
+        tenant_id: str,
+        runtime_id: str,
+        pipeline_name: str,
+        pipeline_version: str,
+        lease_epoch: int,
+        ttl_s: int,
+    ) -> tuple[str, SessionClaims]:
+        if not 1 <= ttl_s <= MAX_TTL_S:
+            raise InvalidRequest(f"ttl must be 1..{MAX_TTL_S} seconds, got {ttl_s}", field="ttl")
+        now_s = self._clock() // 1000
+        claims = SessionClaims(
+            session_id=session_id,
+            tenant_id=tenant_id,
+            runtime_id=runtime_id,
+            pipeline_name=pipeline_name,
+            pipeline_version=pipeline_version,
+            lease_epoch=lease_epoch,
+            issued_at_s=now_s,
+            expires_at_s=now_s + ttl_s,
+        )
+        payload = {
+            "iss": ISSUER,
+            "sub": session_id,
+            "tid": tenant_id,
+            "rid": runtime_id,
+            "pn": pipeline_name,
+            "pv": pipeline_version,
+            "epoch": lease_epoch,
+            "iat": now_s,
+            "exp": now_s + ttl_s,
+        }
+        token = jwt.encode(payload, self._keys._signing_key(), algorithm=self._keys.algorithm)
+        return token, claims
+
+
+class TokenVerifier:
+    """Verify a session token: signature, issuer, algorithm and expiry (against ``clock``)."""
+
+    def __init__(self, keys: TokenKeys, clock: Clock = wall_ms) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    def verify(self, token: str) -> SessionClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._keys._verify_key(),
+                algorithms=[self._keys.algorithm],
+                issuer=ISSUER,
+                # Time claims are checked below against the injected clock.
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["exp", "iat", "sub", "iss"],
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise TokenInvalid(
+                "token signature does not verify: it was tampered with or signed by another key",
+                field="token",
+            ) from None
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid(
+                f"token is malformed or not an RSPP session token: {exc}", field="token"
+            ) from None
+        now_s = self._clock() // 1000
+        try:
+            claims = SessionClaims(
+                session_id=str(payload["sub"]),
+                tenant_id=str(payload["tid"]),
+                runtime_id=str(payload["rid"]),
+                pipeline_name=str(payload["pn"]),
+                pipeline_version=str(payload["pv"]),
+                lease_epoch=int(payload["epoch"]),
+                issued_at_s=int(payload["iat"]),
+                expires_at_s=int(payload["exp"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TokenInvalid(f"token lacks session claim {exc}", field="token") from None
+        if claims.issued_at_s > now_s + CLOCK_SKEW_S:
+            raise TokenInvalid(
+                f"token is issued in the future (iat {claims.issued_at_s}, now {now_s})",
+                field="token",
+            )
+        if now_s >= claims.expires_at_s:
+            raise TokenInvalid(
+                f"token expired {now_s - claims.expires_at_s} s ago (at {claims.expires_at_s}); "
+                "request a new session route",
+                field="token",
+            )
+        return claims

@@ -1,0 +1,31 @@
+"""Errors of the observability package (all derive from :class:`rspp.errors.RSPPError`).
+
+::
+
+    RSPPError
+    └── ObservabilityError
+        ├── TimelineFormatError       a timeline file line is malformed (carries path, line)
+        └── RecorderClosedError       append/append_evidence on a closed recorder
+"""
+
+from __future__ import annotations
+
+from rspp.errors import RSPPError
+
+
+class ObservabilityError(RSPPError):
+    """Root of observability errors."""
+
+
+class TimelineFormatError(ObservabilityError):
+    """A line of a timeline file could not be decoded; names the file and line number."""
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = path
+        self.line = line
+        self.message = message
+
+
+class RecorderClosedError(ObservabilityError):
+    """The recorder was closed; nothing more can be appended."""

@@ -1,0 +1,316 @@
+"""Timeline recorder (OR-02): non-blocking local append into a bounded buffer.
+
+:meth:`TimelineRecorder.append` never awaits and does O(1) work: classify the
+record, apply the recording level, push onto a bounded ``deque`` and set an
+``asyncio.Event``. Durable export happens in :class:`~rspp.observability.
+TimelineExporter`, a separate task that drains the buffer, so a stalled sink
+only fills the buffer; it can never slow ``append`` (F-154).
+
+Buffer accounting has three pools sharing one ordered deque:
+
+* regular (``capacity``): data/telemetry event records;
+* control (``control_reserve``): control signals, decision outcomes, turn
+  transitions, plans and the recorder's own markers;
+* evidence (``evidence_reserve``): OR-02 evidence, never dropped by downgrade.
+
+Under pressure the level ladder downgrades ``L2 -> L1 -> L0`` (see
+:mod:`._levels`), each step recorded by a ``recording_level_downgraded``
+ControlSignal (emitted_by ``OR-02``, reason ``buffer_pressure:<from>-><to>``).
+When a pool is full the record is dropped and counted; when the evidence pool
+is full :meth:`append_evidence` returns ``False`` so the kernel ends the turn
+``abort(recording_evidence_unavailable)`` (NF-028, truth table T9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from typing import Final
+
+import msgspec
+
+from rspp.contracts import (
+    SCHEMA_VERSION,
+    ControlSignal,
+    DecisionOutcome,
+    Emitter,
+    EventRecord,
+    EventScope,
+    Lane,
+    PayloadClass,
+    RecordingLevel,
+    ResolvedTurnPlan,
+    SignalName,
+    TurnTransition,
+)
+from rspp.observability._errors import RecorderClosedError
+from rspp.observability._evidence import EVIDENCE_KIND, OR02Evidence
+from rspp.observability._levels import LevelLadder, PayloadTier, level_allows
+from rspp.observability._sampling import DebugCapture, SamplingPolicy
+from rspp.runtime._handles import Clock
+
+__all__ = ["BufferedItem", "RecorderOptions", "RecorderStats", "TimelineRecorder"]
+
+REGULAR: Final = 0
+CONTROL: Final = 1
+EVIDENCE: Final = 2
+
+_KINDS: dict[type, str] = {
+    EventRecord: "event_record",
+    ControlSignal: "control_signal",
+    DecisionOutcome: "decision_outcome",
+    TurnTransition: "turn_transition",
+    ResolvedTurnPlan: "resolved_turn_plan",
+    OR02Evidence: EVIDENCE_KIND,
+}
+
+
+class RecorderOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Buffer bounds and level thresholds of one recorder."""
+
+    level: RecordingLevel = RecordingLevel.L2
+    capacity: int = 4096
+    control_reserve: int = 1024
+    evidence_reserve: int = 256
+    l1_fill: float = 0.5
+    l0_fill: float = 0.75
+    upgrade_fill: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("capacity", "control_reserve", "evidence_reserve"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RecorderOptions.{name} must be >= 1")
+        if not 0 < self.upgrade_fill < self.l1_fill <= self.l0_fill <= 1:
+            raise ValueError(
+                "RecorderOptions thresholds must satisfy 0 < upgrade_fill < l1_fill <= l0_fill <= 1"
+            )
+
+
+class RecorderStats(msgspec.Struct, kw_only=True):
+    """Counters a test or the metrics facade can read at any time."""
+
+    appended: int = 0
+    dropped: Counter[str] = msgspec.field(default_factory=Counter)
+    payloads_stripped: int = 0
+    downgrades: int = 0
+    upgrades: int = 0
+    evidence_appended: int = 0
+    evidence_rejected: int = 0
+    unsampled_skipped: int = 0
+    debug_events: int = 0
+
+
+class BufferedItem(msgspec.Struct, frozen=True, array_like=True):
+    """One buffered timeline line before export."""
+
+    pool: int
+    kind: str
+    record: msgspec.Struct
+    payload: object | None
+
+
+def payload_tier(payload: object | None) -> PayloadTier:
+    """``audio`` for payloads carrying or referencing audio, ``text`` otherwise."""
+    if payload is None:
+        return "none"
+    if isinstance(getattr(payload, "data", None), bytes | bytearray | memoryview):
+        return "audio"
+    if "audio" in type(payload).__name__.lower() or hasattr(payload, "sha256"):
+        return "audio"
+    return "text"
+
+
+class TimelineRecorder:
+    """Bounded, non-blocking timeline buffer with level downgrade and OR-02 evidence."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        options: RecorderOptions | None = None,
+        *,
+        sampling: SamplingPolicy | None = None,
+        debug: DebugCapture | None = None,
+    ) -> None:
+        self.options = options or RecorderOptions()
+        self._clock = clock
+        self._sampling = sampling
+        self.debug_capture = debug or DebugCapture(clock)
+        self.ladder = LevelLadder(
+            configured=self.options.level,
+            current=self.options.level,
+            l1_fill=self.options.l1_fill,
+            l0_fill=self.options.l0_fill,
+            upgrade_fill=self.options.upgrade_fill,
+        )
+        self.stats = RecorderStats()
+        self._buffer: deque[BufferedItem] = deque()
+        self._used = [0, 0, 0]
+        self._limits = (
+            self.options.capacity,
+            self.options.control_reserve,
+            self.options.evidence_reserve,
+        )
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._marker_seq = 0
+        self._ctx: tuple[str, str, str | None, int] = ("recorder", "unknown", None, 0)
+
+    # -- state ----------------------------------------------------------
+    @property
+    def level(self) -> RecordingLevel:
+        return self.ladder.current
+
+    @property
+    def fill(self) -> float:
+        """Fraction of the regular pool in use (the pressure signal)."""
+        return self._used[REGULAR] / self._limits[REGULAR]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- appends (never await) ------------------------------------------
+    def append(self, record: msgspec.Struct, payload: object | None = None) -> bool:
+        """Record ``record`` (and ``payload`` if the level allows); ``True`` when buffered."""
+        if self._closed:
+            raise RecorderClosedError("append() on a closed TimelineRecorder")
+        kind = _KINDS.get(type(record))
+        if kind is None:
+            raise TypeError(
+                f"cannot record {type(record).__name__}; record a contract struct or OR02Evidence"
+            )
+        if kind == EVIDENCE_KIND:
+            return self.append_evidence(record)  # type: ignore[arg-type]
+        is_envelope = isinstance(record, EventRecord | ControlSignal)
+        if is_envelope:
+            self._remember(record)  # type: ignore[arg-type]
+            if self._sampling is not None and not self._sampling.sampled(
+                record.session_id, record.pipeline_version  # type: ignore[attr-defined]
+            ):
+                self.stats.unsampled_skipped += 1
+                return False
+        pool = REGULAR if type(record) is EventRecord else CONTROL
+        moved = self.ladder.after_fill(self.fill) if pool == REGULAR else None
+        if moved is not None:
+            self._downgraded(*moved)
+        if pool == REGULAR and record.lane == Lane.TELEMETRY and self.level == RecordingLevel.L0:  # type: ignore[attr-defined]
+            self.stats.dropped["telemetry_at_L0"] += 1
+            return False
+        if payload is not None and not level_allows(self.level, payload_tier(payload)):
+            payload = None
+            self.stats.payloads_stripped += 1
+        ok = self._push(BufferedItem(pool, kind, record, payload))
+        if ok and type(record) is ControlSignal and record.signal == SignalName.CLOSE:
+            self.turn_boundary()
+        return ok
+
+    def append_evidence(self, evidence: OR02Evidence) -> bool:
+        """Append one turn's OR-02 evidence; ``False`` means the kernel must abort the turn."""
+        if self._closed:
+            self.stats.evidence_rejected += 1
+            return False
+        if not self._push(BufferedItem(EVIDENCE, EVIDENCE_KIND, evidence, None)):
+            self.stats.evidence_rejected += 1
+            return False
+        self.stats.evidence_appended += 1
+        return True
+
+    def debug_event(self, record: EventRecord) -> bool:
+        """Record a debug event only for sessions with debug capture active (F-076)."""
+        if not self.debug_capture.active(record.session_id):
+            return False
+        self.stats.debug_events += 1
+        return self._push(BufferedItem(REGULAR, "event_record", record, None))
+
+    def turn_boundary(self) -> None:
+        """Called at each turn close: the only point where the level may re-upgrade."""
+        moved = self.ladder.at_turn_boundary(self.fill)
+        if moved is None:
+            return
+        self.stats.upgrades += 1
+        session_id, pipeline_version, _turn, seq = self._ctx
+        now_ns = self._clock.monotonic_ns()
+        self._marker_seq += 1
+        marker = EventRecord(
+            schema_version=SCHEMA_VERSION,
+            event_scope=EventScope.SESSION,
+            session_id=session_id,
+            pipeline_version=pipeline_version,
+            event_id=f"or02-level-{self._marker_seq}",
+            lane=Lane.TELEMETRY,
+            transport_sequence=None,
+            runtime_sequence=seq,
+            runtime_timestamp_ms=now_ns // 1_000_000,
+            wall_clock_timestamp_ms=self._clock.wall_ms(),
+            payload_class=PayloadClass.METADATA,
+            reason=f"recording_level_upgraded:{moved[0]}->{moved[1]}",
+        )
+        self._push(BufferedItem(CONTROL, "event_record", marker, None))
+
+    def close(self) -> None:
+        """Stop accepting records; the exporter drains what is buffered, then returns."""
+        self._closed = True
+        self._ready.set()
+
+    # -- exporter side --------------------------------------------------
+    def peek(self, limit: int) -> list[BufferedItem]:
+        """Up to ``limit`` oldest items, left in the buffer until :meth:`consume`."""
+        n = min(limit, len(self._buffer))
+        return [self._buffer[i] for i in range(n)]
+
+    def consume(self, n: int) -> None:
+        """Remove the ``n`` oldest items after they were durably exported."""
+        for _ in range(min(n, len(self._buffer))):
+            item = self._buffer.popleft()
+            self._used[item.pool] -= 1
+        if not self._buffer:
+            self._ready.clear()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    # -- internals ------------------------------------------------------
+    def _push(self, item: BufferedItem) -> bool:
+        if self._used[item.pool] >= self._limits[item.pool]:
+            self.stats.dropped[item.kind] += 1
+            return False
+        self._buffer.append(item)
+        self._used[item.pool] += 1
+        self.stats.appended += 1
+        self._ready.set()
+        return True
+
+    def _remember(self, record: EventRecord | ControlSignal) -> None:
+        self._ctx = (
+            record.session_id,
+            record.pipeline_version,
+            record.turn_id,
+            record.runtime_sequence,
+        )
+
+    def _downgraded(self, before: RecordingLevel, after: RecordingLevel) -> None:
+        self.stats.downgrades += 1
+        session_id, pipeline_version, turn_id, seq = self._ctx
+        self._marker_seq += 1
+        marker = ControlSignal(
+            schema_version=SCHEMA_VERSION,
+            event_scope=EventScope.TURN if turn_id else EventScope.SESSION,
+            session_id=session_id,
+            turn_id=turn_id,
+            pipeline_version=pipeline_version,
+            event_id=f"or02-level-{self._marker_seq}",
+            lane=Lane.CONTROL,
+            transport_sequence=None,
+            runtime_sequence=seq,
+            runtime_timestamp_ms=self._clock.monotonic_ns() // 1_000_000,
+            wall_clock_timestamp_ms=self._clock.wall_ms(),
+            payload_class=PayloadClass.METADATA,
+            signal=SignalName.RECORDING_LEVEL_DOWNGRADED,
+            emitted_by=Emitter.OR_02,
+            reason=f"buffer_pressure:{before}->{after}",
+        )
+        self._push(BufferedItem(CONTROL, "control_signal", marker, None))

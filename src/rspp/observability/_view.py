@@ -1,0 +1,105 @@
+"""Timeline view (F-074): filter lines and render an ordered Rich table.
+
+Rows are ordered by ``runtime_timestamp_ms``, then ``runtime_sequence``, then
+file position. The node label is ``node_id`` (else the emitter module id, else
+``-``); lanes are coloured (ControlLane red, DataLane green, TelemetryLane blue,
+non-event kinds magenta). Filters: session, turn, lane (``ControlLane`` or a
+prefix such as ``control``), node and type (the line kind, signal, outcome kind
+or transition trigger).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from rich.table import Table
+
+from rspp.observability._timeline_io import TimelineLine
+
+__all__ = ["TimelineFilter", "filter_lines", "timeline_table"]
+
+LANE_STYLES = {"ControlLane": "bold red", "DataLane": "green", "TelemetryLane": "blue"}
+
+
+class TimelineFilter(msgspec.Struct, frozen=True, kw_only=True):
+    session: str | None = None
+    turn: str | None = None
+    lane: str | None = None
+    node: str | None = None
+    type: str | None = None
+
+
+def event_type(line: TimelineLine) -> str:
+    r = line.record
+    label = r.get("signal") or r.get("outcome_kind") or r.get("trigger")
+    return f"{line.kind}:{label}" if label else line.kind
+
+
+def node_label(line: TimelineLine) -> str:
+    return str(line.record.get("node_id") or line.record.get("emitted_by") or "-")
+
+
+def _lane_matches(lane: object, wanted: str) -> bool:
+    if not isinstance(lane, str):
+        return False
+    return lane.lower() == wanted.lower() or lane.lower().startswith(wanted.lower())
+
+
+def filter_lines(lines: list[TimelineLine], spec: TimelineFilter) -> list[TimelineLine]:
+    """Matching lines in display order."""
+    out = []
+    for line in lines:
+        r = line.record
+        if spec.session and r.get("session_id") != spec.session:
+            continue
+        if spec.turn and r.get("turn_id") != spec.turn:
+            continue
+        if spec.lane and not _lane_matches(r.get("lane"), spec.lane):
+            continue
+        if spec.node and node_label(line) != spec.node:
+            continue
+        if spec.type and spec.type not in event_type(line).split(":"):
+            continue
+        out.append(line)
+    return sorted(out, key=lambda ln: (int(ln.record.get("runtime_timestamp_ms", 0) or 0),
+                                       int(ln.record.get("runtime_sequence", 0) or 0), ln.line))
+
+
+def _detail(line: TimelineLine) -> str:
+    r = line.record
+    parts = []
+    if r.get("reason"):
+        parts.append(f"reason={r['reason']}")
+    if r.get("plan_hash"):
+        parts.append(f"plan={str(r['plan_hash'])[:12]}")
+    if line.payload:
+        if isinstance(line.payload.get("text"), str):
+            parts.append(repr(line.payload["text"][:60]))
+        elif line.payload.get("type"):
+            parts.append(f"payload={line.payload['type']}")
+    if r.get("authority_epoch") is not None:
+        parts.append(f"epoch={r['authority_epoch']}")
+    return " ".join(parts)
+
+
+def timeline_table(lines: list[TimelineLine], title: str = "timeline") -> Table:
+    """A Rich table of already filtered and ordered lines."""
+    table = Table(title=title, show_lines=False)
+    for column in ("line", "t ms", "seq", "session", "turn", "lane", "node", "type", "detail"):
+        table.add_column(column, overflow="fold")
+    for line in lines:
+        r = line.record
+        lane = r.get("lane")
+        style = LANE_STYLES.get(str(lane), "magenta")
+        table.add_row(
+            str(line.line),
+            str(r.get("runtime_timestamp_ms", "")),
+            str(r.get("runtime_sequence", "")),
+            str(r.get("session_id", "")),
+            str(r.get("turn_id") or ""),
+            str(lane or line.kind),
+            node_label(line),
+            event_type(line),
+            _detail(line),
+            style=style,
+        )
+    return table

@@ -1,0 +1,328 @@
+"""Provider base classes: one attempt with timeout, cancel, metrics, normalised errors.
+
+An adapter implements exactly one narrow hook and declares its
+:class:`~rspp.providers.Capabilities`:
+
+* :class:`LLMProvider` -> ``_generate(request, invocation)`` yields text deltas;
+* :class:`STTProvider` -> ``_recognize(audio, invocation)`` yields transcripts;
+* :class:`TTSProvider` -> ``_synthesize(text, invocation)`` yields audio chunks.
+
+The base wraps the hook in a guarded stream that applies the timeout (idle
+time without progress, on the injected clock), wakes at once on an explicit
+cancel of the invocation's scope, closes the adapter's generator (which aborts
+its HTTP request or WebSocket), normalises any failure into a
+:class:`~rspp.providers.ProviderCallError` and reports metrics. Retries,
+backoff, circuit breaking and fallback live one level up, in
+:class:`~rspp.providers.InvocationController`.
+
+Consume streams with ``contextlib.aclosing`` (or to exhaustion) so an early
+exit closes the provider call deterministically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from rspp.providers._clock import LoopClock
+from rspp.providers._invocation import MetricsSink, ProviderInvocation
+from rspp.providers._normalise import normalise_error
+from rspp.providers._outcome import Outcome, ProviderCallError
+from rspp.providers._types import (
+    AudioChunk,
+    Capabilities,
+    LLMRequest,
+    ProviderKind,
+    Transcript,
+)
+
+if TYPE_CHECKING:
+    from rspp.runtime._handles import CancelToken, Clock
+
+__all__ = ["LLMProvider", "Provider", "STTProvider", "TTSProvider"]
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+
+
+class _Watch:
+    """Timeout bookkeeping shared by the guard and the input wrapper."""
+
+    __slots__ = ("activity_ns", "armed", "wake")
+
+    def __init__(self, now_ns: int, armed: bool) -> None:
+        self.activity_ns = now_ns
+        self.armed = armed
+        self.wake = asyncio.Event()
+
+
+class Provider(ABC):
+    """Common machinery of every adapter (one attempt = one invocation)."""
+
+    kind: ClassVar[ProviderKind]
+    capabilities: ClassVar[Capabilities]
+    #: default idle timeout of one attempt when the caller gives none
+    default_timeout_ms: ClassVar[int | None] = 10_000
+
+    def __init__(
+        self,
+        provider_id: str,
+        *,
+        clock: Clock | None = None,
+        metrics: MetricsSink | None = None,
+    ) -> None:
+        self.provider_id = provider_id
+        self.clock: Clock = clock or LoopClock()
+        self.metrics = metrics
+
+    def new_invocation(
+        self,
+        *,
+        parent: CancelToken | None = None,
+        attempt: int = 1,
+        invocation_id: str | None = None,
+    ) -> ProviderInvocation:
+        from rspp.providers._invocation import InvocationCancelScope
+
+        inv = ProviderInvocation(
+            provider_id=self.provider_id,
+            kind=self.kind,
+            attempt=attempt,
+            cancel_scope=InvocationCancelScope(parent),
+        )
+        if invocation_id is not None:
+            inv.invocation_id = invocation_id
+        return inv
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release pooled connections/models (optional)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider_id={self.provider_id!r})"
+
+    # -- the guard --------------------------------------------------------
+    def _count_input(
+        self,
+        source: AsyncIterable[I],
+        inv: ProviderInvocation,
+        watch: _Watch,
+        size_of: Callable[[I], int],
+        *,
+        arm_on_end: bool,
+    ) -> AsyncIterator[I]:
+        async def gen() -> AsyncIterator[I]:
+            async for item in source:
+                inv.metrics.items_in += 1
+                inv.metrics.bytes_in += size_of(item)
+                watch.activity_ns = self.clock.monotonic_ns()
+                yield item
+            watch.activity_ns = self.clock.monotonic_ns()
+            if arm_on_end:
+                watch.armed = True
+                watch.wake.set()
+
+        return gen()
+
+    async def _guard(
+        self,
+        source: AsyncIterator[T],
+        inv: ProviderInvocation,
+        watch: _Watch,
+        *,
+        timeout_ms: int | None,
+        size_of: Callable[[T], int],
+    ) -> AsyncIterator[T]:
+        clock = self.clock
+        metrics = inv.metrics
+        timeout_s = None if timeout_ms is None else timeout_ms / 1000
+        cancel_task: asyncio.Future[None] = asyncio.ensure_future(inv.cancel_scope.wait())
+        next_task: asyncio.Future[T] | None = None
+
+        async def pull() -> T:
+            return await source.__anext__()
+
+        try:
+            while True:
+                if inv.cancel_scope.cancelled:
+                    inv.outcome = Outcome.CANCELLED
+                    return
+                next_task = asyncio.ensure_future(pull())
+                while True:
+                    waiters: set[asyncio.Future[object]] = {next_task, cancel_task}  # type: ignore[arg-type]
+                    aux: asyncio.Future[Any] | None = None
+                    if timeout_s is not None and watch.armed:
+                        idle_s = (clock.monotonic_ns() - watch.activity_ns) / 1e9
+                        remaining = timeout_s - idle_s
+                        if remaining <= 0:
+                            raise ProviderCallError(
+                                f"no progress for {timeout_ms} ms",
+                                outcome=Outcome.TIMEOUT,
+                                provider=self.provider_id,
+                                code="timeout",
+                            )
+                        aux = asyncio.ensure_future(clock.sleep(remaining))
+                    elif timeout_s is not None:
+                        watch.wake.clear()
+                        aux = asyncio.ensure_future(watch.wake.wait())
+                    if aux is not None:
+                        waiters.add(aux)
+                    try:
+                        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        if aux is not None and not aux.done():
+                            aux.cancel()
+                    if next_task in done:
+                        break
+                    if cancel_task in done:
+                        inv.outcome = Outcome.CANCELLED
+                        return
+                    # timer fired or input ended: loop re-checks idle time
+                try:
+                    item = next_task.result()
+                except StopAsyncIteration:
+                    inv.outcome = Outcome.SUCCESS
+                    return
+                finally:
+                    next_task = None
+                watch.activity_ns = now = clock.monotonic_ns()
+                if metrics.first_output_ns is None:
+                    metrics.first_output_ns = now
+                metrics.items_out += 1
+                metrics.bytes_out += size_of(item)
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            if inv.outcome is None:
+                inv.outcome = Outcome.SUCCESS if inv.truncated else Outcome.CANCELLED
+            raise
+        except Exception as exc:
+            error = normalise_error(exc, self.provider_id)
+            inv.outcome = error.outcome
+            inv.error_code = metrics.error_code = error.code or error.outcome.value
+            if error is exc:
+                raise
+            raise error from None
+        finally:
+            cancel_task.cancel()
+            if next_task is not None and not next_task.done():
+                next_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await next_task
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            metrics.ended_ns = clock.monotonic_ns()
+            if inv.outcome is None:
+                inv.outcome = Outcome.CANCELLED
+            if self.metrics is not None:
+                self.metrics.record(inv)
+
+    def _start(
+        self, inv: ProviderInvocation | None, *, armed: bool
+    ) -> tuple[ProviderInvocation, _Watch]:
+        inv = inv or self.new_invocation()
+        inv.metrics.started_ns = now = self.clock.monotonic_ns()
+        return inv, _Watch(now, armed)
+
+    def _timeout(self, timeout_ms: int | None) -> int | None:
+        return self.default_timeout_ms if timeout_ms is None else timeout_ms
+
+
+class LLMProvider(Provider):
+    """Streaming text generation with conversation context (F-063)."""
+
+    kind = ProviderKind.LLM
+
+    def stream(
+        self,
+        request: LLMRequest,
+        *,
+        invocation: ProviderInvocation | None = None,
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Stream text deltas of the reply."""
+        inv, watch = self._start(invocation, armed=True)
+        inv.metrics.items_in = len(request.messages)
+        inv.metrics.bytes_in = sum(len(m.content.encode()) for m in request.messages)
+        return self._guard(
+            self._generate(request, inv),
+            inv,
+            watch,
+            timeout_ms=self._timeout(timeout_ms),
+            size_of=lambda s: len(s.encode()),
+        )
+
+    @abstractmethod
+    def _generate(self, request: LLMRequest, invocation: ProviderInvocation) -> AsyncIterator[str]:
+        """Adapter hook: yield text deltas."""
+
+
+class STTProvider(Provider):
+    """Streaming recognition: audio in, partial and final transcripts out."""
+
+    kind = ProviderKind.STT
+
+    def stream(
+        self,
+        audio: AsyncIterable[AudioChunk],
+        *,
+        invocation: ProviderInvocation | None = None,
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[Transcript]:
+        """Stream transcripts; the timeout counts only after the audio input ended."""
+        inv, watch = self._start(invocation, armed=False)
+        counted = self._count_input(audio, inv, watch, lambda c: len(c.pcm), arm_on_end=True)
+        return self._guard(
+            self._recognize(counted, inv),
+            inv,
+            watch,
+            timeout_ms=self._timeout(timeout_ms),
+            size_of=lambda t: len(t.text.encode()),
+        )
+
+    @abstractmethod
+    def _recognize(
+        self, audio: AsyncIterator[AudioChunk], invocation: ProviderInvocation
+    ) -> AsyncIterator[Transcript]:
+        """Adapter hook: consume audio, yield transcripts."""
+
+
+class TTSProvider(Provider):
+    """Streaming synthesis: text (possibly still being generated) in, audio out (F-064)."""
+
+    kind = ProviderKind.TTS
+
+    def stream(
+        self,
+        text: AsyncIterable[str],
+        *,
+        invocation: ProviderInvocation | None = None,
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[AudioChunk]:
+        """Stream audio; input activity counts as progress for the idle timeout."""
+        inv, watch = self._start(invocation, armed=True)
+        counted = self._count_input(text, inv, watch, len, arm_on_end=False)
+        return self._guard(
+            self._synthesize(counted, inv),
+            inv,
+            watch,
+            timeout_ms=self._timeout(timeout_ms),
+            size_of=lambda c: len(c.pcm),
+        )
+
+    def synthesize(self, text: str, **kwargs: object) -> AsyncIterator[AudioChunk]:
+        """Convenience: synthesise one complete text."""
+
+        async def one() -> AsyncIterator[str]:
+            yield text
+
+        return self.stream(one(), **kwargs)  # type: ignore[arg-type]
+
+    @abstractmethod
+    def _synthesize(
+        self, text: AsyncIterator[str], invocation: ProviderInvocation
+    ) -> AsyncIterator[AudioChunk]:
+        """Adapter hook: consume text deltas, yield audio chunks."""

@@ -1,0 +1,137 @@
+"""Plan-like configuration of invocations: timeouts, retries, circuits, caps, prices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rspp.errors import ProviderError
+
+__all__ = [
+    "BackoffPolicy",
+    "CircuitPolicy",
+    "CostCaps",
+    "InvocationPolicy",
+    "PolicyError",
+    "PriceTable",
+]
+
+
+class PolicyError(ProviderError):
+    """An invocation policy value is invalid (names the field and how to fix it)."""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise PolicyError(message)
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """Exponential backoff between retries; deterministic (no jitter by default)."""
+
+    initial_ms: int = 100
+    multiplier: float = 2.0
+    max_ms: int = 2_000
+    #: honour a server's Retry-After hint, capped at ``max_ms``
+    respect_retry_after: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.initial_ms >= 0, f"backoff.initial_ms={self.initial_ms}: must be >= 0")
+        _check(self.multiplier >= 1.0, f"backoff.multiplier={self.multiplier}: must be >= 1.0")
+        _check(self.max_ms >= self.initial_ms, "backoff.max_ms must be >= backoff.initial_ms")
+
+    def delay_ms(self, retry_index: int, retry_after_s: float | None = None) -> int:
+        """Delay before retry number ``retry_index`` (1-based)."""
+        delay = self.initial_ms * self.multiplier ** max(0, retry_index - 1)
+        if self.respect_retry_after and retry_after_s is not None:
+            delay = max(delay, retry_after_s * 1000)
+        return int(min(delay, self.max_ms))
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitPolicy:
+    """Per-provider circuit breaker on error rate with half-open probing (F-057)."""
+
+    #: open when the failure rate over the window reaches this fraction
+    error_rate_threshold: float = 0.5
+    window: int = 10
+    min_calls: int = 4
+    cooldown_ms: int = 5_000
+    #: successful probes needed in half-open before closing again
+    half_open_successes: int = 1
+
+    def __post_init__(self) -> None:
+        _check(
+            0.0 < self.error_rate_threshold <= 1.0,
+            f"circuit.error_rate_threshold={self.error_rate_threshold}: must be in (0, 1]",
+        )
+        _check(self.window >= 1, f"circuit.window={self.window}: must be >= 1")
+        _check(
+            1 <= self.min_calls <= self.window,
+            f"circuit.min_calls={self.min_calls}: must be between 1 and circuit.window",
+        )
+        _check(self.cooldown_ms >= 0, f"circuit.cooldown_ms={self.cooldown_ms}: must be >= 0")
+        _check(self.half_open_successes >= 1, "circuit.half_open_successes must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CostCaps:
+    """Spend caps per turn and per session (F-058, NF-017); ``None`` = uncapped."""
+
+    llm_tokens_per_turn: int | None = None
+    llm_tokens_per_session: int | None = None
+    stt_audio_seconds_per_turn: float | None = None
+    stt_audio_seconds_per_session: float | None = None
+    tts_chars_per_turn: int | None = None
+    tts_chars_per_session: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"cost_caps.{name}={value}: must be > 0 or unset")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTable:
+    """Unit prices for cost estimates (F-075); per provider id, USD."""
+
+    per_1k_llm_tokens: dict[str, float] = field(default_factory=dict)
+    per_stt_audio_minute: dict[str, float] = field(default_factory=dict)
+    per_1k_tts_chars: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationPolicy:
+    """How one modality's provider calls run within a turn (from the frozen plan).
+
+    ``providers`` is the allowed provider order (primary first, then fallbacks);
+    with ``allow_fallback=False`` only the first is ever used. ``remaining_budget_ms``
+    returns the turn's remaining time budget; retries and fallbacks stop when it
+    cannot cover another attempt (F-046, F-059).
+    """
+
+    providers: tuple[str, ...]
+    timeout_ms: int = 5_000
+    max_retries: int = 2
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    allow_fallback: bool = True
+    #: minimum budget an attempt needs to be worth starting
+    min_attempt_ms: int = 50
+    remaining_budget_ms: Callable[[], int] | None = None
+    circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+
+    def __post_init__(self) -> None:
+        _check(len(self.providers) >= 1, "policy.providers: list at least one provider id")
+        _check(
+            len(set(self.providers)) == len(self.providers),
+            f"policy.providers={list(self.providers)}: provider ids must be unique",
+        )
+        _check(self.timeout_ms >= 1, f"policy.timeout_ms={self.timeout_ms}: must be >= 1")
+        _check(self.max_retries >= 0, f"policy.max_retries={self.max_retries}: must be >= 0")
+        _check(self.min_attempt_ms >= 0, "policy.min_attempt_ms must be >= 0")
+
+    def budget_ms(self) -> int | None:
+        if self.remaining_budget_ms is None:
+            return None
+        return max(0, int(self.remaining_budget_ms()))

@@ -1,0 +1,20 @@
+"""Remote adapters: OpenAI-compatible chat, Anthropic Messages, Deepgram live STT,
+ElevenLabs stream-input TTS and OpenAI TTS (httpx and websockets)."""
+
+from rspp.providers.remote._anthropic import AnthropicLLM
+from rspp.providers.remote._common import error_from_response, iter_sse, vendor_outcome
+from rspp.providers.remote._deepgram import DeepgramSTT
+from rspp.providers.remote._elevenlabs import ElevenLabsTTS
+from rspp.providers.remote._openai_chat import OpenAIChatLLM
+from rspp.providers.remote._openai_tts import OpenAITTS
+
+__all__ = [
+    "AnthropicLLM",
+    "DeepgramSTT",
+    "ElevenLabsTTS",
+    "OpenAIChatLLM",
+    "OpenAITTS",
+    "error_from_response",
+    "iter_sse",
+    "vendor_outcome",
+]

@@ -1,0 +1,116 @@
+"""Anthropic Messages API streaming.
+
+Wire format: ``POST {base_url}/v1/messages`` with ``stream: true``, headers
+``x-api-key`` and ``anthropic-version``. SSE events: ``message_start``,
+``content_block_start``, ``content_block_delta`` (``text_delta``),
+``content_block_stop``, ``message_delta``, ``message_stop``, ``ping`` and
+``error`` (``{"type": "error", "error": {"type": "overloaded_error", ...}}``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+
+from rspp.providers._base import LLMProvider
+from rspp.providers._invocation import ProviderInvocation
+from rspp.providers._outcome import Outcome, ProviderCallError
+from rspp.providers._secrets import Secret, SecretRef
+from rspp.providers._types import Capabilities, LLMRequest, ProviderKind
+from rspp.providers.remote._common import (
+    error_from_response,
+    iter_sse,
+    key_source,
+    resolve_key,
+    vendor_outcome,
+)
+
+__all__ = ["AnthropicLLM"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class AnthropicLLM(LLMProvider):
+    capabilities = Capabilities(kind=ProviderKind.LLM, streaming=True, languages=("*",))
+
+    def __init__(
+        self,
+        provider_id: str = "anthropic",
+        *,
+        model: str = "claude-3-5-haiku-latest",
+        base_url: str = "https://api.anthropic.com",
+        api_key: str | Secret | SecretRef | None = None,
+        client: httpx.AsyncClient | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self._key = key_source(api_key)
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _generate(
+        self, request: LLMRequest, invocation: ProviderInvocation
+    ) -> AsyncIterator[str]:
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
+        key = resolve_key(self._key)
+        if key is not None:
+            headers["x-api-key"] = key
+        system = "\n".join(m.content for m in request.messages if m.role == "system")
+        body: dict[str, object] = {
+            "model": request.model or self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stream": True,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+        }
+        if system:
+            body["system"] = system
+        async with self._client.stream(
+            "POST", f"{self.base_url}/v1/messages", json=body, headers=headers
+        ) as response:
+            if response.status_code != 200:
+                raise await error_from_response(response, self.provider_id)
+            stopped = False
+            async for event, data in iter_sse(response.aiter_lines()):
+                payload = json.loads(data)
+                kind = event or payload.get("type")
+                if kind == "content_block_delta":
+                    delta = payload.get("delta") or {}
+                    if delta.get("type") == "text_delta" and delta.get("text"):
+                        yield delta["text"]
+                elif kind == "message_delta":
+                    if (payload.get("delta") or {}).get("stop_reason") == "refusal":
+                        raise ProviderCallError(
+                            "the model refused to answer",
+                            outcome=Outcome.SAFETY_BLOCK,
+                            provider=self.provider_id,
+                            code="refusal",
+                        )
+                elif kind == "message_stop":
+                    stopped = True
+                    break
+                elif kind == "error":
+                    err = payload.get("error") or {}
+                    raise ProviderCallError(
+                        str(err.get("message", "stream error"))[:200],
+                        outcome=vendor_outcome(err.get("type")),
+                        provider=self.provider_id,
+                        code=str(err.get("type") or "error"),
+                    )
+            if not stopped:
+                raise ProviderCallError(
+                    "stream ended before message_stop",
+                    outcome=Outcome.DISCONNECTED,
+                    provider=self.provider_id,
+                    code="incomplete_stream",
+                )

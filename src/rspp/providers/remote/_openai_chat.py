@@ -1,0 +1,106 @@
+"""OpenAI-compatible chat completions with SSE streaming.
+
+Works with OpenAI, vLLM, Ollama and llama.cpp server (``base_url`` ending in
+``/v1``). Wire format: ``POST {base_url}/chat/completions`` with
+``stream: true``; the response is ``data: {chat.completion.chunk}`` lines ended
+by ``data: [DONE]``. A stream that stops before ``[DONE]`` is ``disconnected``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+
+from rspp.providers._base import LLMProvider
+from rspp.providers._invocation import ProviderInvocation
+from rspp.providers._outcome import Outcome, ProviderCallError
+from rspp.providers._secrets import Secret, SecretRef
+from rspp.providers._types import Capabilities, LLMRequest, ProviderKind
+from rspp.providers.remote._common import (
+    error_from_response,
+    iter_sse,
+    key_source,
+    resolve_key,
+    vendor_outcome,
+)
+
+__all__ = ["OpenAIChatLLM"]
+
+
+class OpenAIChatLLM(LLMProvider):
+    capabilities = Capabilities(kind=ProviderKind.LLM, streaming=True, languages=("*",))
+
+    def __init__(
+        self,
+        provider_id: str = "openai",
+        *,
+        model: str = "gpt-4o-mini",
+        base_url: str = "https://api.openai.com/v1",
+        api_key: str | Secret | SecretRef | None = None,
+        client: httpx.AsyncClient | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self._key = key_source(api_key)
+        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _generate(
+        self, request: LLMRequest, invocation: ProviderInvocation
+    ) -> AsyncIterator[str]:
+        headers = {"Accept": "text/event-stream"}
+        key = resolve_key(self._key)
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        body: dict[str, object] = {
+            "model": request.model or self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        async with self._client.stream(
+            "POST", f"{self.base_url}/chat/completions", json=body, headers=headers
+        ) as response:
+            if response.status_code != 200:
+                raise await error_from_response(response, self.provider_id)
+            done = False
+            async for _event, data in iter_sse(response.aiter_lines()):
+                if data.strip() == "[DONE]":
+                    done = True
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                    raise ProviderCallError(
+                        str(err.get("message", "stream error"))[:200],
+                        outcome=vendor_outcome(err.get("type") or err.get("code")),
+                        provider=self.provider_id,
+                        code=str(err.get("type") or err.get("code") or "stream_error"),
+                    )
+                for choice in chunk.get("choices", ()):
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        yield delta
+                    if choice.get("finish_reason") == "content_filter":
+                        raise ProviderCallError(
+                            "response blocked by the provider's content filter",
+                            outcome=Outcome.SAFETY_BLOCK,
+                            provider=self.provider_id,
+                            code="content_filter",
+                        )
+            if not done:
+                raise ProviderCallError(
+                    "stream ended before [DONE]",
+                    outcome=Outcome.DISCONNECTED,
+                    provider=self.provider_id,
+                    code="incomplete_stream",
+                )

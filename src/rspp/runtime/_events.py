@@ -1,0 +1,193 @@
+"""The hot-path event object and its materialisation into contract records.
+
+:class:`Event` is a plain slots class: the executor moves these between nodes
+without building msgspec structs or validating anything. Contract records
+(:class:`rspp.contracts.EventRecord`) are built only when something records or
+sends an event (:func:`to_record`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rspp.contracts import (
+    SCHEMA_VERSION,
+    EventRecord,
+    EventScope,
+    Lane,
+    MediaTime,
+    PayloadClass,
+)
+
+__all__ = ["AudioFormat", "Event", "EventKind", "to_record"]
+
+
+class EventKind:
+    """Well-known ``Event.kind`` values (plain strings; nodes may add their own)."""
+
+    AUDIO_CHUNK = "audio_chunk"
+    AUDIO_END = "audio_end"
+    TEXT = "text"
+    TURN_START = "turn_start"
+    TURN_END = "turn_end"
+    METRIC = "metric"
+    DEBUG = "debug"
+    ERROR = "error"
+
+
+class AudioFormat:
+    """Encoding metadata of audio events (F-023); shared, immutable by convention."""
+
+    __slots__ = ("channels", "codec", "sample_rate", "sample_width")
+
+    def __init__(
+        self, sample_rate: int = 16000, channels: int = 1, codec: str = "pcm_s16le",
+        sample_width: int = 2,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.codec = codec
+        self.sample_width = sample_width
+
+    def duration_ms(self, nbytes: int) -> float:
+        """Duration of ``nbytes`` of PCM in this format (0 for compressed codecs)."""
+        if not self.codec.startswith("pcm"):
+            return 0.0
+        return nbytes * 1000.0 / (self.sample_rate * self.channels * self.sample_width)
+
+    def __repr__(self) -> str:
+        return f"AudioFormat({self.sample_rate}, {self.channels}, {self.codec!r})"
+
+
+class Event:
+    """One unit of data moving along edges.
+
+    Owned by exactly one queue or handler at a time: fan-out clones it for the
+    extra branches (:meth:`clone`). ``seq`` is the session's runtime sequence,
+    stamped once by the session sequencer. Text events use ``final`` and
+    ``revision`` (F-024); audio events use ``audio_format`` and
+    ``media_time_ms`` / ``sample_index`` (F-023).
+    """
+
+    __slots__ = (
+        "attrs",
+        "audio_format",
+        "discontinuity_id",
+        "enq_ns",
+        "event_id",
+        "final",
+        "ingress_ns",
+        "kind",
+        "lane",
+        "merged_from",
+        "node_id",
+        "parent_id",
+        "payload",
+        "revision",
+        "sample_index",
+        "seq",
+        "size",
+        "sync_id",
+        "transport_seq",
+        "turn_id",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        lane: Lane = Lane.DATA,
+        turn_id: str | None = None,
+        final: bool = True,
+        revision: int = 0,
+        attrs: dict[str, Any] | None = None,
+        audio_format: AudioFormat | None = None,
+        sample_index: int | None = None,
+        sync_id: str | None = None,
+        transport_seq: int | None = None,
+        size: int | None = None,
+    ) -> None:
+        self.kind = kind
+        self.payload = payload
+        self.lane = lane
+        self.turn_id = turn_id
+        self.final = final
+        self.revision = revision
+        self.attrs = attrs
+        self.audio_format = audio_format
+        self.sample_index = sample_index
+        self.sync_id = sync_id
+        self.transport_seq = transport_seq
+        if size is None:
+            size = len(payload) if isinstance(payload, bytes | bytearray | memoryview | str) else 0
+        self.size = size
+        self.seq = -1
+        self.event_id: str | None = None
+        self.node_id: str | None = None
+        self.parent_id: str | None = None
+        self.merged_from: tuple[str, ...] | None = None
+        self.discontinuity_id: str | None = None
+        self.enq_ns = 0
+        self.ingress_ns = 0
+
+    def clone(self) -> Event:
+        """A shallow copy (payload shared) for an extra fan-out branch."""
+        c = Event.__new__(Event)
+        for name in Event.__slots__:
+            setattr(c, name, getattr(self, name))
+        return c
+
+    def derive(self, kind: str, payload: Any, **kw: Any) -> Event:
+        """A new event caused by this one (inherits turn, sync id and causality)."""
+        e = Event(kind, payload, turn_id=self.turn_id, sync_id=self.sync_id, **kw)
+        e.parent_id = self.event_id
+        e.ingress_ns = self.ingress_ns
+        return e
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind!r}, seq={self.seq}, turn={self.turn_id!r}, final={self.final})"
+
+
+def to_record(
+    ev: Event,
+    *,
+    session_id: str,
+    pipeline_version: str,
+    runtime_ms: int,
+    wall_ms: int,
+    edge_id: str | None = None,
+    payload_class: PayloadClass | None = None,
+) -> EventRecord:
+    """Materialise the contract envelope of ``ev`` (no payload body inside)."""
+    if payload_class is None:
+        if ev.kind.startswith("audio"):
+            payload_class = PayloadClass.AUDIO_RAW
+        elif ev.kind == EventKind.TEXT:
+            payload_class = PayloadClass.TEXT_RAW
+        else:
+            payload_class = PayloadClass.METADATA
+    media_time = None
+    if ev.sample_index is not None:
+        media_time = MediaTime(sample_index=ev.sample_index)
+    return EventRecord(
+        schema_version=SCHEMA_VERSION,
+        event_scope=EventScope.TURN if ev.turn_id else EventScope.SESSION,
+        session_id=session_id,
+        pipeline_version=pipeline_version,
+        event_id=ev.event_id or f"{session_id}:{ev.seq}",
+        lane=Lane.TELEMETRY if ev.lane == Lane.TELEMETRY else Lane.DATA,
+        transport_sequence=ev.transport_seq,
+        runtime_sequence=max(ev.seq, 0),
+        runtime_timestamp_ms=runtime_ms,
+        wall_clock_timestamp_ms=wall_ms,
+        payload_class=payload_class,
+        turn_id=ev.turn_id,
+        node_id=ev.node_id,
+        edge_id=edge_id,
+        causal_parent_id=ev.parent_id,
+        sync_id=ev.sync_id,
+        discontinuity_id=ev.discontinuity_id,
+        merged_from_event_ids=ev.merged_from,
+        media_time=media_time,
+    )

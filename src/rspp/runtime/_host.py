@@ -1,0 +1,195 @@
+"""Node host: runs one node instance inline or on its worker task (F-134, F-107).
+
+Inline hosts call ``process`` directly from whoever routes to them. Async hosts
+own a worker task draining their input edge buffers (control first), optionally
+under a shared-pool slot and a per-event time limit. Every exception is caught
+here and handed to the session's failure path (fallback or dead-letter); the
+process and other sessions never see it. Hooks run under ``hook_timeout_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from typing import TYPE_CHECKING, Any
+
+from rspp.contracts import Lane
+from rspp.runtime._buffer import EdgeBuffer, Wakeup
+from rspp.runtime._deadletter import NodeHookError, ResourceLimitError
+
+if TYPE_CHECKING:
+    from rspp.runtime._events import Event
+    from rspp.runtime._graph import NodeDecl
+    from rspp.runtime._node import Node
+    from rspp.runtime._session import SessionActor
+
+__all__ = ["NodeHost"]
+
+Target = tuple[int, Any, str, Any, str]  # kind, host|buffer|exit, port, condition, edge id
+INLINE, BUFFERED, EXIT = 0, 1, 2
+_perf = time.perf_counter_ns
+
+
+class NodeHost:
+    """One node instance of one session plus its routing table."""
+
+    def __init__(self, session: SessionActor, decl: NodeDecl, node: Node) -> None:
+        self.session = session
+        self.decl = decl
+        self.node_id = decl.id
+        self.node = node
+        self.is_async = node.is_async()
+        self.process = node.process
+        self.outs: dict[str, tuple[Target, ...]] = {}
+        self.default_port = node.outputs[0] if node.outputs else "out"
+        self.default_targets: tuple[Target, ...] = ()
+        self.buffers: list[tuple[EdgeBuffer, str]] = []
+        self.wakeup = Wakeup()
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self.current: Event | None = None
+        self.events = self.errors = 0
+        self.node_ns = 0
+        self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
+        self.max_input_bytes = decl.max_input_bytes
+        self.pool_key = decl.fairness_key and None
+        self.by_edge = bool(getattr(node, "by_edge", False))
+
+    # ----------------------------------------------------------------- routing
+    def finalize_routes(self) -> None:
+        self.default_targets = self.outs.get(self.default_port, ())
+
+    def emit(self, ev: Event, port: str | None) -> None:
+        s = self.session
+        if ev.seq < 0:
+            s.stamp(ev, self.node_id)
+        targets = self.default_targets if port is None else self.outs.get(port)
+        if targets is None:
+            raise ValueError(
+                f"node {self.node_id!r} emitted on unknown port {port!r}; declared outputs: "
+                f"{list(self.node.outputs)}"
+            )
+        if targets:
+            s.route(targets, ev)
+
+    # ----------------------------------------------------------------- inline
+    def dispatch_inline(self, ev: Event, port: str) -> None:
+        s = self.session
+        if s.instrument:
+            t0 = _perf()
+            try:
+                out = self.process(ev, port)
+            except Exception as exc:
+                s.node_failed(self, ev, port, exc)
+                return
+            finally:
+                self.node_ns += _perf() - t0
+        else:
+            try:
+                out = self.process(ev, port)
+            except Exception as exc:
+                s.node_failed(self, ev, port, exc)
+                return
+        self.events += 1
+        if out is not None:
+            if out.seq < 0:
+                s.stamp(out, self.node_id)
+            if self.default_targets:
+                s.route(self.default_targets, out)
+
+    # ----------------------------------------------------------------- worker
+    def _next(self) -> tuple[Event | None, EdgeBuffer | None, str]:
+        bufs = self.buffers
+        if len(bufs) == 1:
+            b, p = bufs[0]
+            return b.pop(), b, p
+        for b, p in bufs:  # control first across every input
+            if b.control:
+                return b.control.popleft(), b, p
+        for b, p in bufs:
+            ev = b.pop()
+            if ev is not None:
+                return ev, b, p
+        return None, None, ""
+
+    async def run_worker(self) -> None:
+        s = self.session
+        pool = s.pool
+        pool_key = self.decl.type if pool is not None and pool.limited(self.decl.type) else None
+        fairness = self.decl.fairness_key or s.session_id
+        n = 0
+        while True:
+            ev, buf, port = self._next()
+            if ev is None:
+                self.busy = False
+                await self.wakeup.wait()
+                continue
+            self.busy = True
+            if ev.lane is Lane.CONTROL:
+                continue  # control on data edges is delivered through hooks
+            if self.by_edge and buf is not None:
+                port = buf.edge_id
+            t0 = _perf()
+            if pool_key is not None:
+                await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
+            self.current = ev
+            try:
+                if self.max_input_bytes is not None and ev.size > self.max_input_bytes:
+                    raise ResourceLimitError(
+                        f"event of {ev.size} bytes exceeds max_input_bytes={self.max_input_bytes}"
+                    )
+                if self.timeout_s is not None:
+                    async with asyncio.timeout(self.timeout_s):
+                        out = await self.process(ev, port)
+                else:
+                    out = await self.process(ev, port)
+            except asyncio.CancelledError:
+                if s.hard_cancelled_turn is not None and ev.turn_id == s.hard_cancelled_turn:
+                    t = asyncio.current_task()
+                    if t is not None and t.uncancel() == 0:
+                        self.current = None
+                        continue  # hard cancel of this turn's in-flight work, worker lives on
+                raise
+            except Exception as exc:
+                self.current = None
+                s.node_failed(self, ev, port, exc)
+                out = None
+            finally:
+                if pool_key is not None:
+                    pool.release(pool_key)  # type: ignore[union-attr]
+            self.current = None
+            dt = _perf() - t0
+            self.node_ns += dt
+            if buf is not None:
+                buf.note_service(dt)
+            self.events += 1
+            if out is not None:
+                if out.seq < 0:
+                    s.stamp(out, self.node_id)
+                if self.default_targets:
+                    s.route(self.default_targets, out)
+            if s.blocked:
+                await s.resolve_blocked()
+            n += 1
+            if s.control_pending() or not n & 63:
+                await asyncio.sleep(0)
+
+    # ------------------------------------------------------------------ hooks
+    async def call_hook(self, name: str, *args: Any) -> NodeHookError | None:
+        """Run one hook under the node's hook timeout; returns the error, never raises it."""
+        fn = getattr(self.node, name)
+        timeout = self.node.hook_timeout_ms / 1000.0
+        try:
+            res = fn(*args)
+            if inspect.isawaitable(res):
+                async with asyncio.timeout(timeout):
+                    await res
+        except TimeoutError:
+            return NodeHookError(
+                f"node {self.node_id!r} hook {name} exceeded hook_timeout_ms="
+                f"{self.node.hook_timeout_ms}; make the hook faster or raise the timeout"
+            )
+        except Exception as exc:
+            return NodeHookError(f"node {self.node_id!r} hook {name} raised {exc!r}")
+        return None

@@ -1,0 +1,115 @@
+"""Shared execution pool: per-key concurrency limits with fairness keys (F-105, F-109).
+
+Async node workers of every session acquire a slot of their node's pool key
+(node type by default) before processing. When a key is saturated, waiters
+queue per fairness key (for example the tenant or session) and freed slots go
+round-robin across fairness keys, so one noisy session cannot starve others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+__all__ = ["ExecutionPool", "PoolKeyStats"]
+
+
+class PoolKeyStats:
+    __slots__ = ("acquired", "active", "limit", "max_active", "waited", "workers_reused")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.active = self.max_active = self.acquired = self.waited = 0
+        self.workers_reused = 0
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class _Key:
+    __slots__ = ("order", "stats", "waiters")
+
+    def __init__(self, limit: int | None) -> None:
+        self.stats = PoolKeyStats(limit)
+        self.waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self.order: deque[str] = deque()
+
+
+class ExecutionPool:
+    """Process-wide slots shared by all sessions of a runtime."""
+
+    def __init__(self, limits: dict[str, int] | None = None) -> None:
+        self._keys: dict[str, _Key] = {}
+        for key, limit in (limits or {}).items():
+            self.set_limit(key, limit)
+
+    def set_limit(self, key: str, limit: int | None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"pool limit for {key!r} must be >= 1 (got {limit})")
+        k = self._keys.get(key)
+        if k is None:
+            self._keys[key] = _Key(limit)
+        else:
+            k.stats.limit = limit
+
+    def limited(self, key: str) -> bool:
+        k = self._keys.get(key)
+        return k is not None and k.stats.limit is not None
+
+    async def acquire(self, key: str, fairness_key: str = "") -> None:
+        """Take a slot of ``key``; waits (fairly) when the limit is reached."""
+        k = self._keys.get(key)
+        if k is None:
+            k = self._keys[key] = _Key(None)
+        st = k.stats
+        if st.limit is None or st.active < st.limit:
+            self._take(st)
+            return
+        st.waited += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        q = k.waiters.get(fairness_key)
+        if q is None:
+            q = k.waiters[fairness_key] = deque()
+        if not q:
+            k.order.append(fairness_key)
+        q.append(fut)
+        try:
+            await fut  # the releaser already counted this slot as ours
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(key)
+            elif fut in q:
+                q.remove(fut)
+            raise
+
+    def _take(self, st: PoolKeyStats) -> None:
+        st.active += 1
+        st.acquired += 1
+        if st.active > st.max_active:
+            st.max_active = st.active
+
+    def release(self, key: str) -> None:
+        """Free a slot; hands it to the next fairness key in round-robin order."""
+        k = self._keys[key]
+        st = k.stats
+        st.active -= 1
+        while k.order:
+            fk = k.order.popleft()
+            q = k.waiters[fk]
+            while q:
+                fut = q.popleft()
+                if not fut.done():
+                    if q:
+                        k.order.append(fk)
+                    self._take(st)
+                    st.workers_reused += 1
+                    fut.set_result(None)
+                    return
+        return
+
+    def stats(self, key: str) -> dict[str, int | None]:
+        k = self._keys.get(key)
+        return k.stats.as_dict() if k else PoolKeyStats(None).as_dict()
+
+    def keys(self) -> list[str]:
+        return sorted(self._keys)

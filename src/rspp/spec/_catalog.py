@@ -1,0 +1,163 @@
+"""Typed node ports, node signatures and the built-in node type catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Literal, Protocol
+
+import msgspec
+
+_FROZEN = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
+
+
+class PortType(StrEnum):
+    """What flows through a port; an edge joins ports of equal type (or ``any``)."""
+
+    AUDIO = "audio"
+    TEXT = "text"
+    VAD = "vad"
+    CONTROL = "control"
+    ANY = "any"
+
+
+def compatible(source: PortType, target: PortType) -> bool:
+    """Whether an edge from a ``source`` port may feed a ``target`` port."""
+    return source == target or PortType.ANY in (source, target)
+
+
+class PortSpec(msgspec.Struct, **_FROZEN):
+    """One port. ``multi`` inputs accept fan-in; ``streaming`` outputs emit partial results."""
+
+    name: str
+    type: PortType
+    required: bool = True
+    multi: bool = False
+    streaming: bool = False
+
+
+class NodeSignature(msgspec.Struct, **_FROZEN):
+    """Ports, execution hints and default params of a node type."""
+
+    type_name: str
+    inputs: tuple[PortSpec, ...]
+    outputs: tuple[PortSpec, ...]
+    is_async: bool = False
+    default_scope: Literal["session", "turn"] = "turn"
+    default_cancel_mode: Literal["soft", "hard"] = "hard"
+    default_params: dict[str, object] = {}
+    provider_modality: Literal["stt", "llm", "tts"] | None = None
+    description: str = ""
+
+    def input(self, name: str) -> PortSpec | None:
+        """The input port called ``name``, if any."""
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> PortSpec | None:
+        """The output port called ``name``, if any."""
+        return next((p for p in self.outputs if p.name == name), None)
+
+
+class NodeTypeCatalog(Protocol):
+    """Looks up the signature of a node type by name."""
+
+    def signature(self, type_name: str) -> NodeSignature | None: ...
+
+
+class StaticCatalog:
+    """A :class:`NodeTypeCatalog` over a fixed mapping of signatures."""
+
+    def __init__(self, signatures: Mapping[str, NodeSignature]) -> None:
+        self._signatures = dict(signatures)
+
+    def signature(self, type_name: str) -> NodeSignature | None:
+        """The signature of ``type_name`` or ``None`` when unknown."""
+        return self._signatures.get(type_name)
+
+    def names(self) -> tuple[str, ...]:
+        """Known type names, sorted."""
+        return tuple(sorted(self._signatures))
+
+    def with_types(self, extra: Mapping[str, NodeSignature]) -> StaticCatalog:
+        """A new catalog with ``extra`` signatures added (or replacing)."""
+        return StaticCatalog({**self._signatures, **extra})
+
+
+def _p(name: str, kind: PortType, **kw: bool) -> PortSpec:
+    return PortSpec(name=name, type=kind, **kw)
+
+
+A, T, V, C, ANY = PortType.AUDIO, PortType.TEXT, PortType.VAD, PortType.CONTROL, PortType.ANY
+
+_BUILTINS = (
+    NodeSignature(
+        type_name="vad", inputs=(_p("audio", A),), outputs=(_p("audio", A), _p("vad", V)),
+        default_scope="session", default_params={"engine": "energy", "threshold_db": -40.0},
+        description="Voice activity detection; forwards audio and emits speech start/stop events.",
+    ),
+    NodeSignature(
+        type_name="turn_detector", inputs=(_p("vad", V), _p("text", T, required=False)),
+        outputs=(_p("turn", C),), default_scope="session",
+        default_params={"silence_ms": 500},
+        description="Turns speech activity (and optionally transcripts) into turn boundaries.",
+    ),
+    NodeSignature(
+        type_name="stt", inputs=(_p("audio", A), _p("vad", V, required=False)),
+        outputs=(_p("partial", T, streaming=True), _p("final", T)), is_async=True,
+        provider_modality="stt", description="Speech to text: partial and final transcripts.",
+    ),
+    NodeSignature(
+        type_name="llm", inputs=(_p("text", T),), outputs=(_p("text", T, streaming=True),),
+        is_async=True, provider_modality="llm", default_cancel_mode="hard",
+        description="Language model: streams response tokens for a final transcript.",
+    ),
+    NodeSignature(
+        type_name="sentence_segmenter", inputs=(_p("text", T),), outputs=(_p("text", T),),
+        default_params={"min_chars": 8}, description="Groups streamed tokens into sentences.",
+    ),
+    NodeSignature(
+        type_name="tts", inputs=(_p("text", T),), outputs=(_p("audio", A, streaming=True),),
+        is_async=True, provider_modality="tts", default_cancel_mode="soft",
+        description="Text to speech: streams synthesised audio per sentence.",
+    ),
+    NodeSignature(
+        type_name="resampler", inputs=(_p("audio", A),), outputs=(_p("audio", A),),
+        default_params={"rate_hz": 16000}, description="Resamples audio (soxr).",
+    ),
+    NodeSignature(
+        type_name="redaction", inputs=(_p("text", T),), outputs=(_p("text", T),),
+        default_params={"patterns": ["email", "phone", "card"]},
+        description="Redacts PII from text before it leaves the pipeline.",
+    ),
+    NodeSignature(
+        type_name="compliance", inputs=(_p("text", T),), outputs=(_p("text", T),),
+        default_params={"blocked_terms": []}, description="Blocks or rewrites disallowed text.",
+    ),
+    NodeSignature(
+        type_name="passthrough", inputs=(_p("in", ANY),), outputs=(_p("out", ANY),),
+        description="Forwards every event unchanged.",
+    ),
+    NodeSignature(
+        type_name="merge", inputs=(_p("in", ANY, multi=True),), outputs=(_p("out", ANY),),
+        default_params={"rule": "timestamp", "rule_version": "1.0"},
+        description="Fan-in: merges streams in a deterministic order (rule id + version).",
+    ),
+    NodeSignature(
+        type_name="select", inputs=(_p("in", ANY, multi=True),), outputs=(_p("out", ANY),),
+        default_params={"policy": "first_healthy"},
+        description="Fan-in: forwards one input stream chosen by policy; emits an audit event.",
+    ),
+    NodeSignature(
+        type_name="router", inputs=(_p("in", ANY),), outputs=(_p("out", ANY),),
+        description="Routes events to conditional out-edges (`when:`).",
+    ),
+    NodeSignature(
+        type_name="error_speech", inputs=(_p("in", ANY, required=False),),
+        outputs=(_p("audio", A),), default_cancel_mode="soft",
+        default_params={"text": "Sorry, something went wrong. Please try again."},
+        description="Speaks a fixed apology; the usual fallback for a failing stage.",
+    ),
+)
+
+#: Signatures of every built-in node type.
+BUILTIN_NODE_TYPES = StaticCatalog({sig.type_name: sig for sig in _BUILTINS})

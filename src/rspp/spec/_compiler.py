@@ -1,0 +1,360 @@
+"""Graph compiler: flattened spec -> immutable :class:`GraphDefinition`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rspp.contracts import Lane
+from rspp.spec._catalog import (
+    BUILTIN_NODE_TYPES,
+    NodeSignature,
+    NodeTypeCatalog,
+    PortSpec,
+    PortType,
+    compatible,
+)
+from rspp.spec._condition import Condition, ConditionError, compile_condition
+from rspp.spec._expand import FlatEdge, FlatNode, flatten
+from rspp.spec._graph import (
+    EdgeDef,
+    FallbackDef,
+    FrozenMap,
+    GraphDefinition,
+    GraphPort,
+    NodeDef,
+    Sourced,
+    ValueSource,
+)
+from rspp.spec._graph_checks import check_structure, fanin_plans
+from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._loader import source_of, spec_hash
+from rspp.spec._model import PipelineSpec
+from rspp.spec._profile import PROFILES, ExecutionProfile, profile_problem
+from rspp.spec._resolve_parts import (
+    execution_hash,
+    resolve_budgets,
+    resolve_buffer,
+    resolve_flow_control,
+    resolve_providers,
+    resolve_recording,
+)
+from rspp.spec._subgraphs import FileSubgraphResolver, SubgraphResolver
+
+ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortType.CONTROL,
+               "vad": PortType.VAD}
+RESERVED = ("input", "output")
+Trigger = Literal["timeout", "error"]
+
+
+@dataclass
+class _Wire:
+    flat: FlatEdge
+    source_node: str
+    source_port: str
+    target_node: str
+    target_port: str
+    port_type: PortType
+    condition: Condition | None
+    role: str = "data"
+    suffix: str = ""
+
+    @property
+    def id(self) -> str:
+        base = f"{self.source_node}.{self.source_port}->{self.target_node}.{self.target_port}"
+        return base + self.suffix
+
+
+def _signature(node: FlatNode, catalog: NodeTypeCatalog) -> NodeSignature | None:
+    ports = node.spec.ports
+    if ports is not None:
+        base = catalog.signature(node.spec.type)
+        return NodeSignature(
+            type_name=node.spec.type,
+            inputs=tuple(PortSpec(name=p.name, type=p.type, required=p.required, multi=p.multi,
+                                  streaming=p.streaming) for p in ports.inputs),
+            outputs=tuple(PortSpec(name=p.name, type=p.type, required=p.required, multi=p.multi,
+                                   streaming=p.streaming) for p in ports.outputs),
+            is_async=ports.is_async,
+            default_params=base.default_params if base else {},
+            provider_modality=base.provider_modality if base else None,
+        )
+    return catalog.signature(node.spec.type)
+
+
+def analyse(
+    spec: PipelineSpec,
+    *,
+    profile: ExecutionProfile | None = None,
+    catalog: NodeTypeCatalog | None = None,
+    subgraphs: SubgraphResolver | None = None,
+) -> tuple[GraphDefinition | None, list[LintIssue]]:
+    """Compile ``spec``; return the graph (None if any error) and every issue found."""
+    src = source_of(spec)
+    catalog = catalog or BUILTIN_NODE_TYPES
+    if subgraphs is None and spec.subgraphs:
+        subgraphs = FileSubgraphResolver.near(src.file)
+    issues: list[LintIssue] = []
+    if profile is None:
+        problem = profile_problem(spec.profile)
+        if problem is not None:
+            issues.append(src.issue(("profile",), *problem))
+        profile = PROFILES.get(spec.profile)
+    flat = flatten(spec, subgraphs)
+    issues += flat.issues
+
+    nodes: dict[str, tuple[FlatNode, NodeSignature]] = {}
+    for node in flat.nodes:
+        if node.id.split(".")[-1] in RESERVED:
+            issues.append(node.src.issue((*node.path, "id"), f"node id {node.id!r} is reserved",
+                                         "rename the node; input/output name the transport"))
+            continue
+        if node.id in nodes:
+            issues.append(node.src.issue((*node.path, "id"), f"duplicate node id {node.id!r}",
+                                         "give every node a unique id"))
+            continue
+        sig = _signature(node, catalog)
+        if sig is None:
+            known = ", ".join(getattr(catalog, "names", lambda: ())())
+            issues.append(node.src.issue(
+                (*node.path, "type"), f"unknown node type {node.spec.type!r}",
+                f"use a built-in type ({known}) or declare `ports:` for a custom node",
+            ))
+            continue
+        nodes[node.id] = (node, sig)
+
+    wires = _wire_edges(flat.edges, nodes, issues)
+    fallbacks = _wire_fallbacks(nodes, wires, issues)
+    issues += check_structure(nodes, wires, fallbacks)
+    merges, selects = fanin_plans(nodes, wires, profile, issues)
+    if profile is None or any(i.severity == "error" for i in issues):
+        return None, issues
+
+    budgets = resolve_budgets(spec, profile)
+    node_defs = []
+    for node_id, (node, sig) in nodes.items():
+        s = node.spec
+        timeout = (Sourced(s.timeout_ms, ValueSource.SPEC) if s.timeout_ms is not None
+                   else budgets.node)
+        node_defs.append(NodeDef(
+            id=node_id, type=s.type, params=FrozenMap({**sig.default_params, **s.params}),
+            scope=s.scope or sig.default_scope, is_async=sig.is_async,
+            cancel_mode=s.cancel_mode or sig.default_cancel_mode, timeout=timeout,
+            cancel_grace=budgets.cancel_grace, inputs=sig.inputs, outputs=sig.outputs,
+            provider_modality=sig.provider_modality, origin=node.origin,
+        ))
+    edge_defs = []
+    for w in wires:
+        lane = w.flat.spec.lane or (Lane.CONTROL if w.port_type == PortType.CONTROL
+                                    else Lane.DATA)
+        edge_defs.append(EdgeDef(
+            id=w.id, source_node=w.source_node, source_port=w.source_port,
+            target_node=w.target_node, target_port=w.target_port, port_type=w.port_type,
+            buffer=resolve_buffer(w.flat.spec.buffer, w.port_type, profile), lane=lane,
+            condition=w.condition, role="fallback" if w.role == "fallback" else "data",
+        ))
+    needed = {sig.provider_modality for _, sig in nodes.values() if sig.provider_modality}
+    providers = resolve_providers(spec, profile, budgets, {str(m) for m in needed})
+    flow, flow_source = resolve_flow_control(spec, profile)
+    recording = resolve_recording(spec, profile)
+    order = _topo(list(nodes), wires)
+    entry = _ports(edge_defs, "input")
+    exits = _ports(edge_defs, "output")
+    content: dict[str, object] = {
+        "profile": profile.name,
+        "nodes": sorted(
+            ({"id": n.id, "type": n.type, "params": n.params, "scope": n.scope,
+              "cancel_mode": n.cancel_mode, "timeout": n.timeout.value,
+              "is_async": n.is_async} for n in node_defs), key=lambda d: str(d["id"])),
+        "edges": sorted(
+            ({"id": e.id, "when": e.condition, "buffer": e.buffer, "lane": e.lane,
+              "role": e.role} for e in edge_defs), key=lambda d: str(d["id"])),
+        "merges": merges, "selects": selects, "fallbacks": fallbacks,
+        "providers": [(p.modality, p.primary, p.fallbacks, p.timeout.value, p.config)
+                      for p in providers],
+        "budgets": [budgets.turn.value, budgets.node.value, budgets.path.value,
+                    budgets.edge.value, budgets.provider_timeout.value,
+                    budgets.cancel_grace.value],
+        "flow_control": flow, "recording": recording,
+    }
+    graph = GraphDefinition(
+        name=spec.name, version=spec.version, graph_hash=execution_hash(content),
+        spec_hash=spec_hash(spec), profile=profile.name, nodes=tuple(node_defs),
+        edges=tuple(edge_defs), merges=tuple(merges), selects=tuple(selects),
+        fallbacks=tuple(FallbackDef(p, f, on) for p, f, on in fallbacks),
+        topo_order=order, entry_ports=entry, exit_ports=exits,
+        providers=providers, budgets=budgets, flow_control=flow, flow_control_source=flow_source,
+        recording=recording, metadata=FrozenMap(spec.metadata),
+    )
+    return graph, issues
+
+
+def compile_spec(
+    spec: PipelineSpec,
+    *,
+    profile: ExecutionProfile | None = None,
+    catalog: NodeTypeCatalog | None = None,
+    subgraphs: SubgraphResolver | None = None,
+) -> GraphDefinition:
+    """Compile ``spec`` into a :class:`GraphDefinition` or raise ``SpecInvalid``."""
+    graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs)
+    if graph is None:
+        raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
+    return graph
+
+
+def _port_hint(kind: str, node: str, ports: tuple[PortSpec, ...]) -> str:
+    names = ", ".join(f"{node}.{p.name} ({p.type})" for p in ports)
+    return f"use one of the {kind} ports: {names or '(none)'}"
+
+
+def _wire_edges(
+    edges: list[FlatEdge], nodes: dict[str, tuple[FlatNode, NodeSignature]],
+    issues: list[LintIssue],
+) -> list[_Wire]:
+    wires: list[_Wire] = []
+    for edge in edges:
+        s_node, _, s_port = edge.source.rpartition(".")
+        t_node, _, t_port = edge.target.rpartition(".")
+        bad = False
+        s_type = t_type = PortType.ANY
+        if s_node == "input":
+            if s_port not in ENTRY_TYPES:
+                issues.append(edge.src.issue((*edge.path, "from"),
+                              f"unknown transport input port {s_port!r}",
+                              "use input.audio, input.text, input.vad or input.control"))
+                bad = True
+            s_type = ENTRY_TYPES.get(s_port, PortType.ANY)
+        elif s_node not in nodes:
+            issues.append(_dangling(edge, "from", s_node, nodes))
+            bad = True
+        else:
+            port = nodes[s_node][1].output(s_port)
+            if port is None:
+                issues.append(edge.src.issue(
+                    (*edge.path, "from"), f"node {s_node!r} has no output port {s_port!r}",
+                    _port_hint("output", s_node, nodes[s_node][1].outputs)))
+                bad = True
+            else:
+                s_type = port.type
+        if t_node == "output":
+            t_type = s_type
+        elif t_node not in nodes:
+            issues.append(_dangling(edge, "to", t_node, nodes))
+            bad = True
+        else:
+            port = nodes[t_node][1].input(t_port)
+            if port is None:
+                issues.append(edge.src.issue(
+                    (*edge.path, "to"), f"node {t_node!r} has no input port {t_port!r}",
+                    _port_hint("input", t_node, nodes[t_node][1].inputs)))
+                bad = True
+            else:
+                t_type = port.type
+        if not bad and not compatible(s_type, t_type):
+            issues.append(edge.src.issue(
+                edge.path,
+                f"incompatible edge {edge.source} ({s_type}) -> {edge.target} ({t_type})",
+                f"connect {edge.source} to an input of type {s_type}, or insert a node "
+                f"that converts {s_type} to {t_type}", at=(*edge.path, "to"),
+            ))
+            bad = True
+        condition = None
+        if edge.spec.when is not None:
+            try:
+                condition = compile_condition(edge.spec.when)
+            except ConditionError as exc:
+                issues.append(edge.src.issue(
+                    (*edge.path, "when"), f"invalid condition {exc.expression!r}: {exc.reason}",
+                    "use attribute names, literals, comparisons (== != < <= > >= in), "
+                    "and/or/not; calls, indexing and arithmetic are not allowed",
+                ))
+                bad = True
+        if not bad:
+            port_type = s_type if s_type != PortType.ANY else t_type
+            wires.append(_Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
+    return _dedupe_ids(wires)
+
+
+def _dedupe_ids(wires: list[_Wire]) -> list[_Wire]:
+    seen: dict[str, int] = {}
+    for w in wires:
+        count = seen.get(w.id, 0) + 1
+        seen[w.id] = count
+        if count > 1:
+            w.suffix = f"#{count}"
+    return wires
+
+
+def _dangling(
+    edge: FlatEdge, key: str, node: str, nodes: dict[str, tuple[FlatNode, NodeSignature]]
+) -> LintIssue:
+    import difflib
+
+    close = difflib.get_close_matches(node, list(nodes), 1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return edge.src.issue(
+        (*edge.path, key), f"dangling edge: node {node!r} does not exist",
+        f"{guess}declare a node with id {node!r} or point the edge at one of: "
+        f"{', '.join(sorted(nodes)) or '(no nodes)'}",
+    )
+
+
+def _wire_fallbacks(
+    nodes: dict[str, tuple[FlatNode, NodeSignature]], wires: list[_Wire], issues: list[LintIssue]
+) -> list[tuple[str, str, tuple[Trigger, ...]]]:
+    out: list[tuple[str, str, tuple[Trigger, ...]]] = []
+    for node_id, (node, _sig) in nodes.items():
+        fb = node.spec.fallback
+        if fb is None:
+            continue
+        prefix = node_id[: len(node_id) - len(node.spec.id)]
+        target = prefix + fb.node
+        path = (*node.path, "fallback", "node")
+        if target == node_id or target not in nodes:
+            why = "is the node itself" if target == node_id else "does not exist"
+            issues.append(node.src.issue(path, f"fallback node {fb.node!r} {why}",
+                                         "name another declared node as the fallback"))
+            continue
+        fsig = nodes[target][1]
+        for w in [w for w in wires if w.target_node == node_id and w.role == "data"]:
+            port = fsig.input(w.target_port) or (fsig.inputs[0] if len(fsig.inputs) == 1 else None)
+            if port is None or not compatible(w.port_type, port.type):
+                issues.append(node.src.issue(
+                    path, f"fallback {target!r} cannot take input {w.id} ({w.port_type})",
+                    f"give {target!r} an input port {w.target_port!r} of type {w.port_type}"))
+                continue
+            wires.append(_Wire(w.flat, w.source_node, w.source_port, target, port.name,
+                               w.port_type, w.condition, role="fallback"))
+        out.append((node_id, target, tuple(fb.on)))
+    return out
+
+
+def _topo(order_hint: list[str], wires: list[_Wire]) -> tuple[str, ...]:
+    indeg = {n: 0 for n in order_hint}
+    succ: dict[str, list[str]] = {n: [] for n in order_hint}
+    for w in wires:
+        if w.source_node in indeg and w.target_node in indeg:
+            indeg[w.target_node] += 1
+            succ[w.source_node].append(w.target_node)
+    ready = [n for n in order_hint if indeg[n] == 0]
+    out: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        out.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+        ready.sort(key=order_hint.index)
+    return tuple(out)
+
+
+def _ports(edges: list[EdgeDef], side: str) -> tuple[GraphPort, ...]:
+    found: dict[str, list[EdgeDef]] = {}
+    for e in edges:
+        if (e.source_node if side == "input" else e.target_node) == side:
+            name = e.source_port if side == "input" else e.target_port
+            found.setdefault(name, []).append(e)
+    return tuple(GraphPort(name, es[0].port_type, tuple(e.id for e in es))
+                 for name, es in found.items())

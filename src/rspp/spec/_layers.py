@@ -1,0 +1,181 @@
+"""Configuration layering defaults -> environment -> tenant -> session (F-080, F-081)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from rspp.spec._compiler import analyse
+from rspp.spec._graph import GraphDefinition, ValueSource
+from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._loader import source_of
+from rspp.spec._model import PipelineSpec
+from rspp.spec._subgraphs import SubgraphResolver
+
+#: Environment variables ``RSPP_SPEC__<section>__<field>`` override spec values.
+ENV_PREFIX = "RSPP_SPEC__"
+_BUDGETS = ("turn_ms", "node_ms", "path_ms", "edge_ms", "provider_timeout_ms", "cancel_grace_ms")
+_PROVIDER_FIELDS = ("primary", "fallbacks", "timeout_ms")
+ALLOWED_KEYS = (
+    *(f"budgets.{b}" for b in _BUDGETS),
+    *(f"providers.{m}.{f}" for m in ("stt", "llm", "tts") for f in _PROVIDER_FIELDS),
+    "recording.level",
+)
+
+
+class ConfigLayers(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-tenant and per-session overrides: ``{id: {"budgets.turn_ms": 1500, ...}}``."""
+
+    tenants: dict[str, dict[str, object]] = {}
+    sessions: dict[str, dict[str, object]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedValue:
+    path: str
+    value: object
+    source: ValueSource
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveSpec:
+    """The effective graph for one tenant/session and where every value came from."""
+
+    tenant: str | None
+    session: str | None
+    spec: PipelineSpec
+    graph: GraphDefinition
+    values: tuple[ResolvedValue, ...]
+    overrides: tuple[ResolvedValue, ...]
+
+    def source_of(self, path: str) -> ValueSource | None:
+        """Source of the value at ``path`` (e.g. ``budgets.turn_ms``)."""
+        return next((v.source for v in self.values if v.path == path), None)
+
+    def value_of(self, path: str) -> object:
+        """Effective value at ``path`` (None if not reported)."""
+        return next((v.value for v in self.values if v.path == path), None)
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = ".".join(part.lower() for part in key[len(ENV_PREFIX):].split("__"))
+        value: object = raw
+        if raw.lstrip("-").isdigit():
+            value = int(raw)
+        elif path.endswith(".fallbacks"):
+            value = [p.strip() for p in raw.split(",") if p.strip()]
+        out[path] = value
+    return out
+
+
+def _apply(tree: dict[str, object], key: str, value: object) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def resolve_effective(
+    spec: PipelineSpec,
+    *,
+    tenant: str | None = None,
+    session: str | None = None,
+    env: Mapping[str, str] | None = None,
+    layers: ConfigLayers | None = None,
+    subgraphs: SubgraphResolver | None = None,
+) -> EffectiveSpec:
+    """Apply environment, tenant then session overrides and compile the result."""
+    layers = layers or ConfigLayers()
+    src = source_of(spec)
+    stack: list[tuple[ValueSource, str, Mapping[str, object]]] = [
+        (ValueSource.ENVIRONMENT, "environment", _env_layer(env or {})),
+    ]
+    if tenant is not None:
+        stack.append((ValueSource.TENANT, f"tenant {tenant!r}", layers.tenants.get(tenant, {})))
+    if session is not None:
+        stack.append(
+            (ValueSource.SESSION, f"session {session!r}", layers.sessions.get(session, {}))
+        )
+    tree = msgspec.to_builtins(spec)
+    winners: dict[str, tuple[object, ValueSource]] = {}
+    bad: list[LintIssue] = []
+    for source, label, overrides in stack:
+        for key, value in overrides.items():
+            if key not in ALLOWED_KEYS:
+                bad.append(LintIssue(src.file, 1, 1, key, f"{label} overrides unknown key {key!r}",
+                                     "overridable keys: " + ", ".join(ALLOWED_KEYS)))
+                continue
+            if key.startswith("providers.") and key.split(".")[2] != "primary":
+                provider = tree.get("providers", {}).get(key.split(".")[1])
+                if provider is None and f"providers.{key.split('.')[1]}.primary" not in winners:
+                    _apply(tree, f"providers.{key.split('.')[1]}.primary",
+                           _default_primary(spec, key.split(".")[1]))
+            _apply(tree, key, value)
+            winners[key] = (value, source)
+    if bad:
+        raise SpecInvalid(tuple(bad))
+    try:
+        effective = msgspec.convert(tree, PipelineSpec)
+    except msgspec.ValidationError as exc:
+        raise SpecInvalid((LintIssue(src.file, 1, 1, "<layers>", f"override invalid: {exc}",
+                                     "fix the overriding value named in the message"),)) from None
+    graph, issues = analyse(effective, subgraphs=subgraphs)
+    if graph is None:
+        raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
+    values = _report(graph, spec, winners)
+    applied = tuple(ResolvedValue(k, v, s) for k, (v, s) in sorted(winners.items()))
+    return EffectiveSpec(tenant, session, effective, graph, values, applied)
+
+
+def _default_primary(spec: PipelineSpec, modality: str) -> str:
+    from rspp.spec._profile import PROFILES, SIMPLE_V1
+
+    return PROFILES.get(spec.profile, SIMPLE_V1).default_providers[modality]
+
+
+def _report(
+    graph: GraphDefinition, spec: PipelineSpec, winners: dict[str, tuple[object, ValueSource]]
+) -> tuple[ResolvedValue, ...]:
+    def src(key: str, fallback: ValueSource) -> ValueSource:
+        return winners[key][1] if key in winners else fallback
+
+    b = graph.budgets
+    rows = [ResolvedValue("profile", graph.profile,
+                          ValueSource.SPEC if "profile" in spec.__struct_fields__ and
+                          spec.profile != "simple/v1" else ValueSource.DEFAULT)]
+    for name, sourced in (("turn_ms", b.turn), ("node_ms", b.node), ("path_ms", b.path),
+                          ("edge_ms", b.edge), ("provider_timeout_ms", b.provider_timeout),
+                          ("cancel_grace_ms", b.cancel_grace)):
+        key = f"budgets.{name}"
+        rows.append(ResolvedValue(key, sourced.value, src(key, sourced.source)))
+    for p in graph.providers:
+        base = f"providers.{p.modality}"
+        rows.append(ResolvedValue(f"{base}.primary", p.primary, src(f"{base}.primary", p.source)))
+        rows.append(ResolvedValue(f"{base}.fallbacks", list(p.fallbacks),
+                                  src(f"{base}.fallbacks", p.source)))
+        rows.append(ResolvedValue(f"{base}.timeout_ms", p.timeout.value,
+                                  src(f"{base}.timeout_ms", p.timeout.source)))
+    rows.append(ResolvedValue("recording.level", str(graph.recording.recording_level),
+                              src("recording.level", ValueSource.PROFILE if spec.recording is None
+                                  or spec.recording.level is None else ValueSource.SPEC)))
+    for n in graph.nodes:
+        origin = ValueSource.TEMPLATE if n.origin == "template" else ValueSource.SPEC
+        rows.append(ResolvedValue(f"nodes.{n.id}.type", n.type, origin))
+        rows.append(ResolvedValue(f"nodes.{n.id}.timeout_ms", n.timeout.value, n.timeout.source))
+    for e in graph.edges:
+        explicit = e.buffer.defaulting_source == "explicit_edge_config"
+        rows.append(ResolvedValue(f"edges.{e.id}.buffer", str(e.buffer.strategy),
+                                  ValueSource.SPEC if explicit else ValueSource.PROFILE))
+    rows.append(ResolvedValue("flow_control", "lanes", graph.flow_control_source))
+    return tuple(rows)

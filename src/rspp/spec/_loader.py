@@ -1,0 +1,86 @@
+"""Parse/load a PipelineSpec from YAML or JSON text, keeping source positions."""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from pathlib import Path
+
+import msgspec
+import msgspec.inspect as mi
+
+from rspp.spec._check import Checker
+from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._model import PipelineSpec
+from rspp.spec._yaml import SourceMap, load_document
+
+_SOURCES: dict[int, tuple[weakref.ref[PipelineSpec], SourceMap]] = {}
+_SPEC_TYPE = mi.type_info(PipelineSpec)
+
+
+def _remember(spec: PipelineSpec, source: SourceMap) -> None:
+    key = id(spec)
+    _SOURCES[key] = (weakref.ref(spec, lambda _ref: _SOURCES.pop(key, None)), source)
+
+
+def source_of(spec: PipelineSpec) -> SourceMap:
+    """The source map a spec was parsed from (an empty one for specs built in code)."""
+    entry = _SOURCES.get(id(spec))
+    if entry is not None and entry[0]() is spec:
+        return entry[1]
+    return SourceMap("<spec>")
+
+
+def check_text(
+    text: str, filename: str, *, strict: bool
+) -> tuple[PipelineSpec | None, list[LintIssue]]:
+    """Schema-check ``text``; return the decoded spec (None on errors) and all issues."""
+    tree, source, issues = load_document(text, filename)
+    if issues:
+        return None, issues
+    if not isinstance(tree, dict):
+        hint = "a spec is a mapping with at least `name:` and `version:`"
+        return None, [source.issue((), "the document is not a mapping", hint)]
+    checker = Checker(source, strict=strict)
+    cleaned = checker.check(tree, _SPEC_TYPE, ())
+    issues = checker.issues
+    if checker.blocking:
+        return None, issues
+    try:
+        spec = msgspec.convert(cleaned, PipelineSpec)
+    except msgspec.ValidationError as exc:
+        return None, [*issues, source.issue((), str(exc), "fix the value named in the message")]
+    _remember(spec, source)
+    return spec, issues
+
+
+def parse_spec_text(text: str, filename: str = "<string>") -> PipelineSpec:
+    """Decode a spec; unknown fields are ignored (use :func:`lint_text` to see them)."""
+    spec, issues = check_text(text, filename, strict=False)
+    if spec is None:
+        raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
+    return spec
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Read and decode the spec file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecInvalid(
+            (LintIssue(str(file), 1, 1, "<root>", f"cannot read spec: {exc.strerror}",
+                       "check the path and its permissions"),)
+        ) from None
+    return parse_spec_text(text, str(file))
+
+
+def spec_hash(spec: PipelineSpec) -> str:
+    """Publish hash: SHA-256 of the canonical JSON of the whole normalised spec.
+
+    Key order, whitespace and YAML comments never change it; metadata does (it is part
+    of the published artifact). See ``GraphDefinition.graph_hash`` for the
+    execution-only hash.
+    """
+    canonical = msgspec.json.encode(msgspec.to_builtins(spec), order="sorted")
+    return hashlib.sha256(canonical).hexdigest()

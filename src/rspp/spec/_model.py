@@ -1,0 +1,225 @@
+"""PipelineSpec authoring types (what a YAML/JSON spec decodes into)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from rspp.contracts import (
+    BufferStrategy,
+    DataShedding,
+    EdgeWatermarks,
+    FlowMode,
+    Lane,
+    RecordingLevel,
+    ReplayMode,
+    SyncDropPolicy,
+    TelemetryLaneHandling,
+    TelemetryShedding,
+)
+from rspp.spec._catalog import PortType
+
+_S = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True, "omit_defaults": True}
+
+NodeId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="Node id: lowercase letters, digits and '_', starting with a letter.",
+        examples=["stt", "llm_main"],
+    ),
+]
+PortRef = Annotated[
+    str,
+    Meta(
+        pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$",
+        description="`node.port`; `input.<port>` and `output.<port>` are the transport.",
+        examples=["stt.final", "input.audio", "output.audio"],
+    ),
+]
+Ms = Annotated[int, Meta(ge=1, description="Milliseconds (>= 1).")]
+Free = Annotated[
+    dict[str, object], Meta(description="Free-form metadata; never changes execution.")
+]
+
+
+class PortDecl(msgspec.Struct, **_S):
+    """A port declared by a custom node type."""
+
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]*$", description="Port name.")]
+    type: Annotated[PortType, Meta(description="What flows through the port.")]
+    required: bool = True
+    multi: Annotated[bool, Meta(description="Input accepts several edges (fan-in).")] = False
+    streaming: Annotated[bool, Meta(description="Output emits partial results.")] = False
+
+
+class PortsDecl(msgspec.Struct, **_S):
+    """Typed inputs/outputs of a custom node (F-003)."""
+
+    inputs: tuple[PortDecl, ...] = ()
+    outputs: tuple[PortDecl, ...] = ()
+    is_async: Annotated[bool, Meta(description="Handler awaits I/O (gets a worker).")] = False
+
+
+class FallbackSpec(msgspec.Struct, **_S):
+    """Activate another node when this one times out or errors (F-007)."""
+
+    node: Annotated[NodeId, Meta(description="Id of the fallback node.")]
+    on: Annotated[
+        tuple[Literal["timeout", "error"], ...],
+        Meta(min_length=1, description="Triggers that activate the fallback."),
+    ] = ("timeout", "error")
+
+
+class NodeSpec(msgspec.Struct, **_S):
+    """One node of the graph."""
+
+    id: NodeId
+    type: Annotated[
+        str,
+        Meta(min_length=1, description="Built-in type or a custom type with `ports`.",
+             examples=["stt", "tts", "my_company.router"]),
+    ]
+    params: Annotated[dict[str, object], Meta(description="Type-specific parameters.")] = {}
+    scope: Annotated[
+        Literal["session", "turn"] | None,
+        Meta(description="Lifetime of node state; defaults per node type."),
+    ] = None
+    cancel_mode: Annotated[
+        Literal["soft", "hard"] | None,
+        Meta(description="soft: finish the in-flight chunk within the grace window; hard: stop."),
+    ] = None
+    timeout_ms: Annotated[Ms | None, Meta(description="Node budget; profile default.")] = None
+    fallback: FallbackSpec | None = None
+    ports: PortsDecl | None = None
+    description: str | None = None
+    metadata: Free = {}
+
+
+class BufferOverride(msgspec.Struct, **_S):
+    """Edge buffer settings; unset fields come from the execution profile."""
+
+    strategy: BufferStrategy | None = None
+    max_queue_items: Ms | None = None
+    max_queue_ms: Ms | None = None
+    max_queue_bytes: Ms | None = None
+    max_latency_contribution_ms: Ms | None = None
+    max_block_time_ms: Ms | None = None
+    watermarks: EdgeWatermarks | None = None
+    telemetry_handling: TelemetryLaneHandling | None = None
+    fairness_key: str | None = None
+    sync_drop_policy: SyncDropPolicy | None = None
+
+
+class EdgeSpec(msgspec.Struct, **_S):
+    """A directed edge between two ports, optionally conditional (F-018)."""
+
+    source: Annotated[PortRef, Meta(description="Source port `node.port`.")] = msgspec.field(
+        name="from"
+    )
+    target: Annotated[PortRef, Meta(description="Target port `node.port`.")] = msgspec.field(
+        name="to"
+    )
+    when: Annotated[
+        str | None,
+        Meta(description="Condition on event attributes (safe expression language).",
+             examples=["confidence < 0.5", "lang in ('en', 'de') and not is_final"]),
+    ] = None
+    buffer: BufferOverride | None = None
+    lane: Lane | None = None
+    description: str | None = None
+    metadata: Free = {}
+
+
+class SubgraphUse(msgspec.Struct, **_S):
+    """An instance of a reusable, versioned subgraph (F-019)."""
+
+    id: NodeId
+    use: Annotated[
+        str,
+        Meta(pattern=r"^[a-z][a-z0-9_\-]*@[0-9A-Za-z.\-]+$",
+             description="`name@version` of the subgraph.", examples=["transcribe@1.0.0"]),
+    ]
+    params: Annotated[
+        dict[str, dict[str, object]],
+        Meta(description="Per inner node id: param overrides."),
+    ] = {}
+    description: str | None = None
+
+
+class ProviderSpec(msgspec.Struct, **_S):
+    """Provider choice for one modality with ordered fallbacks."""
+
+    primary: Annotated[str, Meta(min_length=1, examples=["pocketsphinx", "openai"])]
+    fallbacks: tuple[str, ...] = ()
+    timeout_ms: Ms | None = None
+    config: Annotated[
+        dict[str, object], Meta(description="Adapter config; secrets as env:// or file:// refs.")
+    ] = {}
+
+
+class ProvidersSpec(msgspec.Struct, **_S):
+    """Providers by modality."""
+
+    stt: ProviderSpec | None = None
+    llm: ProviderSpec | None = None
+    tts: ProviderSpec | None = None
+
+
+class BudgetsSpec(msgspec.Struct, **_S):
+    """Latency budgets; unset values come from the execution profile."""
+
+    turn_ms: Ms | None = None
+    node_ms: Ms | None = None
+    path_ms: Ms | None = None
+    edge_ms: Ms | None = None
+    provider_timeout_ms: Ms | None = None
+    cancel_grace_ms: Ms | None = None
+
+
+class LaneModes(msgspec.Struct, **_S):
+    DataLane: FlowMode | None = None
+    ControlLane: FlowMode | None = None
+    TelemetryLane: FlowMode | None = None
+
+
+class FlowControlSpec(msgspec.Struct, **_S):
+    """Flow-control overrides per lane."""
+
+    mode_by_lane: LaneModes | None = None
+    data_shedding: DataShedding | None = None
+    telemetry_shedding: TelemetryShedding | None = None
+
+
+class RecordingSpec(msgspec.Struct, **_S):
+    level: RecordingLevel | None = None
+    allowed_replay_modes: tuple[ReplayMode, ...] | None = None
+
+
+class PipelineSpec(msgspec.Struct, weakref=True, **_S):
+    """A versioned pipeline: nodes, edges, providers and overrides of the profile."""
+
+    name: Annotated[
+        str, Meta(pattern=r"^[a-z][a-z0-9_\-]*$", examples=["voice-assistant"],
+                  description="Pipeline name (registry key).")
+    ]
+    version: Annotated[
+        str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]*$", examples=["1.0.0"],
+                  description="Version; a published version is immutable.")
+    ]
+    profile: Annotated[str, Meta(description="Execution profile (MVP: simple/v1).")] = "simple/v1"
+    template: Annotated[
+        Literal["voice_assistant"] | None,
+        Meta(description="Simple mode: expand a built-in template (nodes/edges may be omitted)."),
+    ] = None
+    description: str | None = None
+    metadata: Free = {}
+    providers: ProvidersSpec | None = None
+    nodes: tuple[NodeSpec, ...] = ()
+    edges: tuple[EdgeSpec, ...] = ()
+    subgraphs: tuple[SubgraphUse, ...] = ()
+    budgets: BudgetsSpec | None = None
+    flow_control: FlowControlSpec | None = None
+    recording: RecordingSpec | None = None

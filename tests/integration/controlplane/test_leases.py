@@ -1,0 +1,85 @@
+"""Leases and authority (CP-07): epochs only grow, one holder per epoch, signals emitted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+from sqlalchemy import select
+
+from rspp.controlplane import Conflict, ControlPlane
+from rspp.controlplane._schema import lease_epochs
+
+from .conftest import OPERATOR, VIEWER, FakeClock
+
+pytestmark = pytest.mark.integration
+
+CLAIMANTS = 50
+
+
+async def test_first_claim_issues_epoch_and_second_runtime_is_refused_f095(
+    cp: ControlPlane, clock: FakeClock, reference_schema: dict[str, Any]
+) -> None:
+    first = await cp.acquire_lease(OPERATOR, "sess-1", "runtime-a", ttl_ms=10_000)
+    assert first.lease.epoch == 1 and first.signal is not None
+    assert first.signal.signal.value == "lease_issued" and first.signal.authority_epoch == 1
+    jsonschema.validate(msgspec.to_builtins(first.signal), reference_schema)
+    # Runtime A fails; runtime B tries to run the same session without a lease transfer.
+    with pytest.raises(Conflict) as refused:
+        await cp.acquire_lease(OPERATOR, "sess-1", "runtime-b", ttl_ms=10_000)
+    assert refused.value.field == "session_id" and "runtime-a" in refused.value.message
+    assert not (await cp.authorize_lease(VIEWER, "sess-1", "runtime-b", 1)).authorized
+    # After A's lease expires, B obtains a NEW epoch; A is deauthorised.
+    clock.advance(10_001)
+    second = await cp.acquire_lease(OPERATOR, "sess-1", "runtime-b", ttl_ms=10_000)
+    assert second.lease.epoch == 2 and second.signal is not None
+    assert second.signal.signal.value == "lease_rotated"
+    jsonschema.validate(msgspec.to_builtins(second.signal), reference_schema)
+    stale = await cp.authorize_lease(VIEWER, "sess-1", "runtime-a", 1)
+    assert not stale.authorized and stale.current_epoch == 2
+    assert (await cp.authorize_lease(VIEWER, "sess-1", "runtime-b", 2)).authorized
+    with pytest.raises(Conflict):
+        await cp.renew_lease(OPERATOR, "sess-1", "runtime-a", 1)
+    renewed = await cp.renew_lease(OPERATOR, "sess-1", "runtime-b", 2, ttl_ms=5_000)
+    assert renewed.epoch == 2 and renewed.expires_at_ms == clock.now + 5_000
+    clock.advance(5_001)
+    expired = await cp.authorize_lease(VIEWER, "sess-1", "runtime-b", 2)
+    assert not expired.authorized and expired.reason == "lease expired"
+    actions = [e.action for e in await cp.audit_entries(VIEWER)]
+    assert actions == ["lease.issued", "lease.rotated"]
+
+
+async def test_concurrent_claimants_never_share_an_epoch(cp: ControlPlane) -> None:
+    """50 claimants race for a fresh session, then 50 forced rotations race."""
+    results = await asyncio.gather(
+        *(cp.acquire_lease(OPERATOR, "race", f"rt-{i}", ttl_ms=60_000) for i in range(CLAIMANTS)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(winners) == 1 and winners[0].lease.epoch == 1
+    assert len(losers) == CLAIMANTS - 1 and all(isinstance(e, Conflict) for e in losers)
+
+    rotations = await asyncio.gather(
+        *(cp.leases.rotate("race", f"rt-{i}", ttl_ms=60_000, actor="t") for i in range(CLAIMANTS))
+    )
+    epochs = sorted(r.lease.epoch for r in rotations)
+    assert epochs == list(range(2, CLAIMANTS + 2))  # every rotation got its own epoch
+    async with cp.store.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(lease_epochs.c.epoch, lease_epochs.c.holder).where(
+                    lease_epochs.c.session_id == "race"
+                )
+            )
+        ).all()
+    assert len(rows) == CLAIMANTS + 1 and len({r.epoch for r in rows}) == len(rows)
+    holders_by_epoch = {r.epoch: r.holder for r in rows}
+    for change in rotations:
+        assert holders_by_epoch[change.lease.epoch] == change.lease.holder
+    current = await cp.leases.current("race")
+    assert current is not None and current.epoch == CLAIMANTS + 1
+    assert (await cp.audit_verify(VIEWER)).ok

@@ -1,0 +1,297 @@
+"""Edge buffers: bounds, strategies, watermarks, flow control, sync drop (F-043/044/053/143..148)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rspp.contracts import Lane, SignalName
+from rspp.runtime import BufferConfig, BufferConfigError, EdgeBuffer, Event, SignalLog, VirtualClock
+from rspp.runtime._buffer import ACCEPTED, BLOCKED, DROPPED, MERGED
+
+pytestmark = pytest.mark.unit
+
+
+def make(cfg: BufferConfig, clock: VirtualClock | None = None) -> tuple[EdgeBuffer, SignalLog]:
+    clock = clock or VirtualClock()
+    counter = iter(range(10**9))
+    log = SignalLog("s1", "p@1.0.0", clock, lambda: next(counter))
+    return EdgeBuffer("a.out->b.in", cfg, log, clock), log
+
+
+def ev(seq: int, kind: str = "audio_chunk", size: int = 10, **kw: object) -> Event:
+    e = Event(kind, b"x" * size, **kw)  # type: ignore[arg-type]
+    e.seq = seq
+    return e
+
+
+def data_seqs(buf: EdgeBuffer) -> list[int]:
+    return [e.seq for e in buf.data]
+
+
+def test_items_bound_drop_oldest_leaves_notice_with_range(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=3, drop_from="oldest"))
+    for i in range(6):
+        buf.offer(ev(i))
+    buf.flush_notices()
+    assert data_seqs(buf) == [3, 4, 5]
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert (notice.seq_range.start, notice.seq_range.end) == (0, 2)
+    assert notice.reason == "max_queue_items_exceeded" and notice.edge_id == "a.out->b.in"
+    assert buf.stats.dropped == 3 and buf.stats.max_depth == 3
+    check_records(log.records)
+
+
+def test_items_bound_drop_newest() -> None:
+    buf, log = make(BufferConfig(max_items=3, drop_from="newest"))
+    results = [buf.offer(ev(i)) for i in range(5)]
+    buf.flush_notices()
+    assert results == [ACCEPTED] * 3 + [DROPPED] * 2
+    assert data_seqs(buf) == [0, 1, 2]
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert (notice.seq_range.start, notice.seq_range.end) == (3, 4)
+
+
+def test_bytes_bound_is_enforced_independently() -> None:
+    buf, log = make(BufferConfig(max_items=100, max_bytes=250))
+    for i in range(5):
+        buf.offer(ev(i, size=100))
+    buf.flush_notices()
+    assert buf.nbytes <= 250 and data_seqs(buf) == [3, 4]
+    assert {n.reason for n in log.of(SignalName.DROP_NOTICE)} == {"max_queue_bytes_exceeded"}
+
+
+def test_time_in_queue_bound_expires_stale_items() -> None:
+    clock = VirtualClock()
+    buf, log = make(BufferConfig(max_items=100, max_queue_ms=50), clock)
+    buf.offer(ev(0))
+    buf.offer(ev(1))
+    clock.advance(60)
+    buf.offer(ev(2))
+    buf.flush_notices()
+    assert data_seqs(buf) == [2]
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert notice.reason == "max_queue_ms_exceeded"
+    assert (notice.seq_range.start, notice.seq_range.end) == (0, 1)
+    assert buf.stats.expired == 2
+
+
+def test_latency_contribution_bound_uses_consumer_service_time() -> None:
+    buf, log = make(BufferConfig(max_items=100, max_latency_ms=30))
+    buf.note_service(10_000_000)  # consumer needs 10 ms per item
+    for i in range(6):
+        buf.offer(ev(i))
+    buf.flush_notices()
+    assert len(buf.data) <= 4  # 3 queued items already contribute 30 ms
+    assert {n.reason for n in log.of(SignalName.DROP_NOTICE)} == {
+        "max_latency_contribution_exceeded"
+    }
+
+
+def test_block_requires_max_block_time() -> None:
+    with pytest.raises(BufferConfigError, match="max_block_ms"):
+        BufferConfig(strategy="block")
+
+
+async def test_block_is_capped_then_sheds_deterministically() -> None:
+    clock = VirtualClock()
+    buf, log = make(BufferConfig(strategy="block", max_items=2, max_block_ms=40), clock)
+    assert [buf.offer(ev(i)) for i in range(3)] == [ACCEPTED, ACCEPTED, BLOCKED]
+    t0 = clock.monotonic_ns()
+    got_space = await buf.wait_space(40)
+    assert not got_space
+    assert (clock.monotonic_ns() - t0) // 1_000_000 == 40  # waited exactly the cap
+    assert buf.shed(ev(2), "max_block_time_exceeded") == ACCEPTED  # sheds the oldest
+    buf.flush_notices()
+    assert data_seqs(buf) == [1, 2]
+    assert log.of(SignalName.DROP_NOTICE)[0].reason == "max_block_time_exceeded"
+
+
+async def test_block_resumes_when_consumer_frees_space() -> None:
+    buf, _ = make(BufferConfig(strategy="block", max_items=1, max_block_ms=1000))
+    buf.offer(ev(0))
+    assert buf.offer(ev(1)) == BLOCKED
+    waiter = asyncio.ensure_future(buf.wait_space(1000))
+    await asyncio.sleep(0)
+    assert buf.pop() is not None
+    assert await waiter is True
+    assert buf.offer(ev(1)) == ACCEPTED
+
+
+def test_latest_only_keeps_newest() -> None:
+    buf, log = make(BufferConfig(strategy="latest_only"))
+    for i in range(4):
+        buf.offer(ev(i))
+    buf.flush_notices()
+    assert data_seqs(buf) == [3]
+    assert log.of(SignalName.DROP_NOTICE)[0].reason == "superseded_latest_only"
+
+
+def test_sample_keeps_every_nth_under_overflow() -> None:
+    buf, _ = make(BufferConfig(strategy="sample", max_items=2, sample_every=2))
+    for i in range(8):
+        buf.offer(ev(i))
+    # 0,1 fill; overflow arrivals 2..7: every 2nd is admitted (replacing the oldest)
+    assert data_seqs(buf) == [5, 7]
+    assert buf.stats.dropped == 6
+
+
+def test_merge_coalesces_partials_and_keeps_final(check_records) -> None:
+    buf, log = make(BufferConfig(strategy="merge", max_items=10))
+    texts = ["hel", "hello", "hello wor", "hello world"]
+    for i, t in enumerate(texts):
+        e = ev(i, kind="text", final=False, revision=i, attrs={"segment": "s1"})
+        e.payload = t
+        assert buf.offer(e) == (ACCEPTED if i == 0 else MERGED)
+    final = ev(4, kind="text", final=True, revision=4, attrs={"segment": "s1"})
+    final.payload = "hello world."
+    assert buf.offer(final) == ACCEPTED
+    buf.flush_notices()
+    assert [(e.payload, e.final) for e in buf.data] == [("hello world", False), ("hello world.", True)]
+    assert buf.data[0].merged_from == ("0", "1", "2", "3")
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert notice.reason == "merged_coalesced" and (notice.seq_range.start, notice.seq_range.end) == (0, 2)
+    assert buf.stats.merged == 3
+    check_records(log.records)
+
+
+def test_control_lane_served_first_and_never_dropped() -> None:
+    buf, _ = make(BufferConfig(max_items=2))
+    for i in range(5):
+        buf.offer(ev(i))
+    buf.offer(ev(90, lane=Lane.TELEMETRY))
+    buf.offer(ev(99, kind="cancel", lane=Lane.CONTROL))
+    order = []
+    while (e := buf.pop()) is not None:
+        order.append(e.seq)
+    assert order == [99, 3, 4, 90]
+
+
+def test_telemetry_lane_sheds_without_touching_data() -> None:
+    buf, log = make(BufferConfig(max_items=10, telemetry_max_items=2, telemetry_handling="drop"))
+    for i in range(4):
+        buf.offer(ev(100 + i, lane=Lane.TELEMETRY))
+    for i in range(3):
+        buf.offer(ev(i))
+    buf.flush_notices()
+    assert len(buf.telemetry) == 2 and data_seqs(buf) == [0, 1, 2]
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert notice.target_lane == Lane.TELEMETRY and notice.reason == "telemetry_overflow"
+
+
+def test_watermarks_emit_signals_and_run_plan_action(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=100, watermark_items=(5, 2), watermark_action="drop"))
+    for i in range(5):
+        buf.offer(ev(i))
+    (high,) = log.of(SignalName.WATERMARK)
+    assert high.reason == "high_watermark_crossed:queue_items:drop"
+    assert high.edge_id == "a.out->b.in" and high.target_lane == Lane.DATA
+    assert data_seqs(buf) == [3, 4]  # action "drop" shed down to the low watermark
+    low = log.of(SignalName.WATERMARK)[1]
+    assert low.reason == "low_watermark_crossed:queue_items"
+    check_records(log.records)
+
+
+def test_watermark_degrade_action_emits_degrade(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=100, watermark_items=(3, 1), watermark_action="degrade"))
+    seen = []
+    buf.on_pressure.append(lambda b, action: seen.append(action))
+    for i in range(3):
+        buf.offer(ev(i))
+    assert [s.signal for s in log.records] == [SignalName.WATERMARK, SignalName.DEGRADE]
+    assert seen == ["degrade"] and len(buf.data) == 3
+    check_records(log.records)
+
+
+def test_flow_signal_mode_xoff_xon(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=100, flow_mode="signal", flow_high=4, flow_low=1))
+    results = [buf.offer(ev(i)) for i in range(6)]
+    assert results == [ACCEPTED] * 4 + [BLOCKED] * 2
+    assert [s.signal for s in log.records] == [SignalName.FLOW_XOFF]
+    for _ in range(3):
+        buf.pop()
+    assert [s.signal for s in log.records] == [SignalName.FLOW_XOFF, SignalName.FLOW_XON]
+    assert buf.offer(ev(6)) == ACCEPTED
+    check_records(log.records)
+
+
+def test_flow_credit_mode_blocks_without_credit_and_resumes_after_grant(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=100, flow_mode="credit", flow_high=3, flow_low=0))
+    assert [buf.offer(ev(i)) for i in range(4)] == [ACCEPTED] * 3 + [BLOCKED]
+    assert log.of(SignalName.FLOW_XOFF) == []
+    for _ in range(3):
+        buf.pop()
+    (grant,) = log.of(SignalName.CREDIT_GRANT)
+    assert grant.amount == 3
+    assert buf.offer(ev(3)) == ACCEPTED
+    check_records(log.records)
+
+
+def test_flow_hybrid_mode_uses_both(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=100, flow_mode="hybrid", flow_high=3, flow_low=1))
+    assert [buf.offer(ev(i)) for i in range(4)] == [ACCEPTED] * 3 + [BLOCKED]
+    assert [s.signal for s in log.records] == [SignalName.FLOW_XOFF]
+    buf.pop()
+    buf.pop()
+    names = [s.signal for s in log.records]
+    assert SignalName.FLOW_XON in names and SignalName.CREDIT_GRANT in names
+    assert buf.offer(ev(4)) == ACCEPTED
+    check_records(log.records)
+
+
+def test_atomic_drop_drops_whole_sync_group() -> None:
+    buf, log = make(BufferConfig(max_items=3, drop_from="oldest", sync_policy="atomic_drop"))
+    buf.offer(ev(0, sync_id="g1"))
+    buf.offer(ev(1, sync_id="g2"))
+    buf.offer(ev(2, sync_id="g1"))
+    buf.offer(ev(3, sync_id="g2"))  # overflow: drops seq 0 (g1) -> seq 2 (g1) goes too
+    buf.offer(ev(4, sync_id="g1"))  # later g1 members are dropped on arrival
+    buf.flush_notices()
+    assert [(e.seq, e.sync_id) for e in buf.data] == [(1, "g2"), (3, "g2")]
+    reasons = {n.reason for n in log.of(SignalName.DROP_NOTICE)}
+    assert "sync_group_dropped" in reasons
+
+
+def test_drop_with_discontinuity_marks_stream(check_records) -> None:
+    buf, log = make(BufferConfig(max_items=2, drop_from="oldest",
+                                 sync_policy="drop_with_discontinuity", sync_domain="av"))
+    for i in range(3):
+        buf.offer(ev(i, sync_id="g1"))
+    (disc,) = log.of(SignalName.DISCONTINUITY)
+    assert disc.sync_domain == "av" and disc.discontinuity_id and disc.reason
+    assert data_seqs(buf) == [1, 2]
+    assert buf.data[-1].discontinuity_id == disc.discontinuity_id
+    check_records(log.records)
+
+
+def test_drop_turn_flushes_only_that_turn() -> None:
+    buf, log = make(BufferConfig(max_items=10))
+    for i in range(4):
+        buf.offer(ev(i, turn_id="t1" if i % 2 == 0 else "t2"))
+    assert buf.drop_turn("t1") == 2
+    assert data_seqs(buf) == [1, 3]
+    assert all(n.reason == "cancelled" for n in log.of(SignalName.DROP_NOTICE))
+
+
+def test_memory_bounded_under_any_input_rate() -> None:
+    buf, log = make(BufferConfig(max_items=50, max_bytes=10_000))
+    for i in range(100_000):
+        buf.offer(ev(i, size=640))
+    buf.flush_notices()
+    assert len(buf.data) <= 50 and buf.nbytes <= 10_000
+    assert len(log.records) <= log.records.maxlen  # type: ignore[operator]
+    # contiguous drops aggregate into few notices, not one per event
+    assert len(log.of(SignalName.DROP_NOTICE)) == 1
+
+
+def test_config_from_contract_policy_keeps_defaulting_source() -> None:
+    from rspp.contracts import DefaultingSource
+
+    cfg = BufferConfig(strategy="block", max_items=7, max_block_ms=20,
+                       defaulting_source="explicit_edge_config")
+    policy = cfg.to_policy()
+    assert policy.defaulting_source == DefaultingSource.EXPLICIT_EDGE_CONFIG
+    again = BufferConfig.from_policy(policy)
+    assert (again.strategy, again.max_items, again.max_block_ms) == ("block", 7, 20)
+    assert again.defaulting_source == "explicit_edge_config"
