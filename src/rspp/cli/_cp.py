@@ -1,9 +1,393 @@
-"""Command group (filled in by its owning module)."""
+"""``rspp cp ...``: run the control plane and operate it over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
 import typer
+
+T = TypeVar("T")
+
+cp_app = typer.Typer(
+    help="Control plane: registry, rollouts, routes, tokens, audit.", no_args_is_help=True
+)
+token_app = typer.Typer(help="Session tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
+runtime_app = typer.Typer(help="Runtime instances in the routing view.", no_args_is_help=True)
+cp_app.add_typer(token_app, name="token")
+cp_app.add_typer(keys_app, name="keys")
+cp_app.add_typer(runtime_app, name="runtime")
+
+DEFAULT_SERVER = "http://127.0.0.1:8700"
+
+ServerOpt = typer.Option(
+    DEFAULT_SERVER, "--server", envvar="RSPP_SERVER", help="Control-plane URL."
+)
+KeyOpt = typer.Option(None, "--api-key", envvar="RSPP_API_KEY", help="Bearer API key.")
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+class _Client:
+    """Minimal synchronous HTTP client for the CLI (keeps start-up light: httpx only)."""
+
+    def __init__(self, server: str, api_key: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.server = server.rstrip("/")
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0)
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise _CliError(
+                "unavailable",
+                f"control plane at {self.server} is unreachable ({exc.__class__.__name__}); "
+                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                "server",
+            ) from None
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise _CliError(str(err["code"]), str(err["message"]), err.get("field"))
+            except (ValueError, KeyError, TypeError):
+                raise _CliError("http_error", f"HTTP {response.status_code}", None) from None
+        return response.json()
+
+    def publish(self, text: str, filename: str) -> Any:
+        return self.request("POST", "/v1/pipelines", json={"spec": text, "filename": filename})
+
+    def publish_module(self, text: str) -> Any:
+        return self.request("POST", "/v1/modules", json={"module": text})
+
+    def list_pipelines(self, name: str | None = None) -> Any:
+        return self.request("GET", "/v1/pipelines", params={"name": name} if name else None)
+
+    def get_pipeline(self, name: str, version: str | None) -> Any:
+        return self.request(
+            "GET", f"/v1/pipelines/{name}" + (f"/versions/{version}" if version else "")
+        )
+
+    def rollout(self, name: str, canary: str, percent: float, tenants: list[str]) -> Any:
+        body = {"canary": canary, "percent": percent, "tenants": tenants}
+        return self.request("POST", f"/v1/pipelines/{name}/rollout", json=body)
+
+    def rollback(self, name: str, to: str) -> Any:
+        return self.request("POST", f"/v1/pipelines/{name}/rollback", json={"to": to})
+
+    def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
+        body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
+        return self.request("POST", "/v1/sessions/route", json=body)
+
+
+class _CliError(Exception):
+    def __init__(self, code: str, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+def _call(server: str, api_key: str | None, work: Callable[[_Client], T]) -> T:
+    """Run one client interaction; print a clear error and exit 1 on failure."""
+    try:
+        return work(_Client(server, api_key))
+    except _CliError as exc:
+        field = f" (field: {exc.field})" if exc.field else ""
+        typer.echo(f"error: {exc.code}: {exc.message}{field}", err=True)
+        raise typer.Exit(1) from None
+
+
+@cp_app.command("serve")
+def serve(
+    db: str = typer.Option(
+        None, "--db", envvar="RSPP_DB", help="Database URL (default: ./rspp-controlplane.db)."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8700, "--port"),
+    admin_key: str = typer.Option(
+        None, "--admin-key", envvar="RSPP_ADMIN_KEY", help="Bootstrap admin key."
+    ),
+    token_secret: str = typer.Option(
+        None, "--token-secret", envvar="RSPP_TOKEN_SECRET", help="HS256 secret (>= 32 chars)."
+    ),
+    token_key_file: Path = typer.Option(
+        None, "--token-key-file", help="Ed25519 private key PEM (created if missing)."
+    ),
+) -> None:
+    """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
+    import uvicorn
+
+    from rspp.controlplane import ControlPlane, ControlPlaneSettings, TokenKeys, create_app
+    from rspp.controlplane._store import default_sqlite_url
+
+    if not admin_key:
+        typer.echo(
+            "error: an admin key is required: pass --admin-key or set RSPP_ADMIN_KEY", err=True
+        )
+        raise typer.Exit(2)
+    keys = _token_keys(token_secret, token_key_file, TokenKeys)
+    settings = ControlPlaneSettings(
+        db_url=db or default_sqlite_url(), admin_key=admin_key, token_keys=keys
+    )
+
+    async def run() -> None:
+        cp = await ControlPlane.open(settings)
+        try:
+            config = uvicorn.Config(create_app(cp), host=host, port=port, log_level="warning")
+            server = uvicorn.Server(config)
+            typer.echo(
+                f"rspp control plane on http://{host}:{port} (db {settings.db_url.split('://')[0]})"
+            )
+            await server.serve()
+        finally:
+            await cp.close()
+
+    asyncio.run(run())
+
+
+def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:
+    if secret:
+        return keys_type.hs256(secret)
+    if key_file is None:
+        return None
+    if key_file.exists():
+        from cryptography.hazmat.primitives import serialization
+
+        private_pem = key_file.read_text()
+        private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        public_pem = (
+            private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        return keys_type(algorithm="EdDSA", private_pem=private_pem, public_pem=public_pem)
+    generated = keys_type.generate_ed25519()
+    key_file.write_text(generated.private_pem)
+    key_file.chmod(0o600)
+    return generated
+
+
+@cp_app.command("publish")
+def publish(
+    spec: Path = typer.Argument(..., help="PipelineSpec file (YAML/JSON)."),
+    module: bool = typer.Option(False, "--module", help="Publish as a reusable subgraph module."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Publish a PipelineSpec version (immutable once published)."""
+    try:
+        text = spec.read_text(encoding="utf-8")
+    except OSError as exc:
+        typer.echo(f"error: cannot read {spec}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    if module:
+        _print(_call(server, api_key, lambda c: c.publish_module(text)))
+    else:
+        _print(_call(server, api_key, lambda c: c.publish(text, str(spec))))
+
+
+@cp_app.command("list")
+def list_(
+    name: str = typer.Option(None, "--name"), server: str = ServerOpt, api_key: str = KeyOpt
+) -> None:
+    """List published pipeline versions with author, created_at and hash."""
+    result = _call(server, api_key, lambda c: c.list_pipelines(name))
+    for p in result["pipelines"]:
+        typer.echo(
+            f"{p['name']}@{p['version']}  {p['spec_hash'][:16]}  {p['author']}  "
+            f"{p['created_at_ms']}"
+        )
+
+
+@cp_app.command("get")
+def get(
+    ref: str = typer.Argument(..., help="NAME or NAME@VERSION"),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Show one published version (latest when no @VERSION)."""
+    name, _, version = ref.partition("@")
+    _print(_call(server, api_key, lambda c: c.get_pipeline(name, version or None)))
+
+
+@cp_app.command("rollout")
+def rollout(
+    name: str = typer.Argument(...),
+    canary: str = typer.Option(..., "--canary", help="Version to roll out."),
+    percent: float = typer.Option(..., "--percent", help="Share of sessions (0-100)."),
+    tenants: list[str] = typer.Option(
+        [], "--tenants", help="Restrict the canary to these tenants."
+    ),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Start or change a canary rollout."""
+    flat = [t for item in tenants for t in item.split(",") if t]
+    _print(_call(server, api_key, lambda c: c.rollout(name, canary, percent, flat)))
+
+
+@cp_app.command("rollback")
+def rollback(
+    name: str = typer.Argument(...),
+    to: str = typer.Option(..., "--to"),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Route every new session to VERSION and clear the canary."""
+    _print(_call(server, api_key, lambda c: c.rollback(name, to)))
+
+
+@cp_app.command("route")
+def route(
+    tenant: str = typer.Option(..., "--tenant"),
+    pipeline: str = typer.Option(None, "--pipeline", help="Pipeline name (default: the only one)."),
+    session: str = typer.Option(None, "--session"),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Route a new session: runtime endpoint, transport kind and a signed token."""
+
+    def work(client: _Client) -> Any:
+        name = pipeline
+        if name is None:
+            names = sorted({p["name"] for p in client.list_pipelines()["pipelines"]})
+            if len(names) != 1:
+                raise _CliError(
+                    "invalid", f"choose a pipeline with --pipeline (published: {names})", "pipeline"
+                )
+            name = names[0]
+        extra = {"session_id": session} if session else {}
+        return client.route(tenant, name, **extra)
+
+    _print(_call(server, api_key, work))
+
+
+@token_app.command("issue")
+def token_issue(
+    session: str = typer.Option(..., "--session"),
+    tenant: str = typer.Option(..., "--tenant"),
+    ttl: int = typer.Option(None, "--ttl", help="Seconds (default 300)."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Issue a token for a routed session; prints the token."""
+    body = {"tenant_id": tenant, "ttl_s": ttl}
+    result = _call(
+        server, api_key, lambda c: c.request("POST", f"/v1/sessions/{session}/token", json=body)
+    )
+    typer.echo(result["token"])
+
+
+@token_app.command("verify")
+def token_verify(
+    token: str = typer.Argument(...), server: str = ServerOpt, api_key: str = KeyOpt
+) -> None:
+    """Exit 0 only for a valid, unexpired, untampered token."""
+    result = _call(
+        server, api_key, lambda c: c.request("POST", "/v1/tokens/verify", json={"token": token})
+    )
+    _print(result["claims"])
+    typer.echo("valid")
+
+
+@cp_app.command("status")
+def status(
+    session: str = typer.Argument(...), server: str = ServerOpt, api_key: str = KeyOpt
+) -> None:
+    """Session status: routed, connected, running, degraded or ended."""
+    result = _call(server, api_key, lambda c: c.request("GET", f"/v1/sessions/{session}"))
+    _print(result)
+
+
+@cp_app.command("audit")
+def audit(
+    verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Print the audit log (JSON lines), or verify its hash chain."""
+    if verify:
+        verdict = _call(server, api_key, lambda c: c.request("GET", "/v1/audit/verify"))
+        if not verdict["ok"]:
+            typer.echo(
+                f"audit chain BROKEN at seq {verdict['first_bad_seq']}: {verdict['reason']}",
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(f"audit chain ok ({verdict['checked']} entries)")
+        return
+    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit"))
+    for entry in result["entries"]:
+        typer.echo(json.dumps(entry, sort_keys=True))
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="viewer, operator or admin."),
+    tenant: str = typer.Option(None, "--tenant", help="Scope the key to one tenant."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Create an API key; the key is printed on the last line (shown once)."""
+    body = {"role": role, "tenant_id": tenant}
+    result = _call(server, api_key, lambda c: c.request("POST", "/v1/keys", json=body))
+    typer.echo(f"key id {result['key_id']} role {result['role']}")
+    typer.echo(result["key"])
+
+
+@runtime_app.command("register")
+def runtime_register(
+    runtime_id: str = typer.Argument(...),
+    endpoint: str = typer.Option(..., "--endpoint"),
+    transport: str = typer.Option("websocket", "--transport"),
+    region: str = typer.Option("default", "--region"),
+    capacity: int = typer.Option(100, "--capacity"),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Register (or re-register) a runtime instance."""
+    body = {
+        "runtime_id": runtime_id,
+        "endpoint": endpoint,
+        "transport_kind": transport,
+        "region": region,
+        "capacity": capacity,
+    }
+    _print(_call(server, api_key, lambda c: c.request("POST", "/v1/runtimes", json=body)))
+
+
+@runtime_app.command("heartbeat")
+def runtime_heartbeat(
+    runtime_id: str = typer.Argument(...),
+    health: str = typer.Option("healthy", "--health"),
+    load: int = typer.Option(None, "--load"),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Report health/load; an unhealthy runtime's sessions are migrated."""
+    body = {"health": health, "load": load}
+    _print(
+        _call(
+            server,
+            api_key,
+            lambda c: c.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body),
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Attach this group's commands to the root app."""
+    """Attach ``rspp cp`` to the root app."""
+    app.add_typer(cp_app, name="cp")

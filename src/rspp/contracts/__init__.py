@@ -14,6 +14,7 @@ from rspp.contracts._codec import (
     encode,
     encode_json,
     encode_msgpack,
+    negotiate_encoding,
     sha256_hex,
 )
 from rspp.contracts._compat import CompatReport, SchemaChange, compare_schemas
@@ -45,21 +46,28 @@ from rspp.contracts._enums import (
     TurnState,
 )
 from rspp.contracts._envelope import ControlSignal, EventRecord, MediaTime, SeqRange
-from rspp.contracts._jsonschema_eval import ValidationIssue
-from rspp.contracts._outcome import DecisionOutcome
-from rspp.contracts._payload import (
-    AudioEncoding,
-    AudioPayload,
-    AudioRef,
-    Payload,
-    TextPayload,
-    TextRevisionTracker,
+from rspp.contracts._framing import (
     TimelineEntry,
     check_entry,
     decode_frame,
     encode_frame,
     make_entry,
     parse_entry,
+)
+from rspp.contracts._jsonschema_eval import ValidationIssue
+from rspp.contracts._outcome import DecisionOutcome
+from rspp.contracts._payload import (
+    AudioEncoding,
+    AudioPayload,
+    AudioRef,
+    DebugPayload,
+    ErrorPayload,
+    EventType,
+    MetricsPayload,
+    Payload,
+    TextPayload,
+    TextRevisionTracker,
+    event_type,
 )
 from rspp.contracts._plan import (
     DeterminismContext,
@@ -150,6 +158,7 @@ __all__ = [
     "ContractValidationError",
     "ControlSignal",
     "DataShedding",
+    "DebugPayload",
     "DecisionOutcome",
     "DefaultingSource",
     "DeterminismContext",
@@ -161,8 +170,10 @@ __all__ = [
     "EdgeWatermarks",
     "Emitter",
     "Encoding",
+    "ErrorPayload",
     "EventRecord",
     "EventScope",
+    "EventType",
     "FlowControl",
     "FlowMode",
     "HandoffEdge",
@@ -172,6 +183,7 @@ __all__ = [
     "LaneShedding",
     "LaneWatermarks",
     "MediaTime",
+    "MetricsPayload",
     "NodeExecutionPolicy",
     "NondeterministicInput",
     "NondeterministicSource",
@@ -231,12 +243,14 @@ __all__ = [
     "encode_frame",
     "encode_json",
     "encode_msgpack",
+    "event_type",
     "from_builtins",
     "infer_kind",
     "is_valid",
     "json_schema",
     "kind_of",
     "make_entry",
+    "negotiate_encoding",
     "parse_entry",
     "reference_schema",
     "sha256_hex",

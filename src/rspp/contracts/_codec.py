@@ -15,6 +15,7 @@ helpers for plan hashes and spec hashes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any, Final, Literal, TypeAlias
 
@@ -54,6 +55,23 @@ def _msgpack_decoder(kind: str) -> msgspec.msgpack.Decoder[Any]:
     return msgspec.msgpack.Decoder(KIND_TYPES[kind])
 
 
+def negotiate_encoding(
+    offered: Iterable[str], supported: Sequence[Encoding] = ENCODINGS
+) -> Encoding:
+    """Pick the encoding for a transport: our first preference the peer also offers.
+
+    A debug client offers ``["json"]`` and gets JSON; a production client offering
+    ``["msgpack", "json"]`` gets MessagePack. Raises :class:`ContractError` when
+    nothing is shared.
+    """
+    wanted = [o.strip().lower() for o in offered]
+    for encoding in supported:
+        if encoding in wanted:
+            return encoding
+    msg = f"no shared encoding: peer offered {wanted}, we support {list(supported)}"
+    raise ContractError(msg)
+
+
 def encode_json(obj: object) -> bytes:
     """Compact JSON of a contract struct (or any msgspec-encodable value)."""
     return _JSON_ENCODER.encode(obj)
@@ -83,7 +101,11 @@ def _decode(kind: str, data: bytes, encoding: Encoding, validate: bool) -> Contr
         except msgspec.DecodeError as exc:
             msg = f"malformed {encoding} for {kind}: {exc}"
             raise ContractError(msg) from exc
-        return from_builtins(kind, builtins) if validate else _convert(kind, builtins)
+        if validate:
+            return from_builtins(kind, builtins)
+        converted = _convert(kind, builtins)
+        check_versions(converted)
+        return converted
     typed = _json_decoder(kind) if encoding == "json" else _msgpack_decoder(kind)
     try:
         result: ContractStruct = typed.decode(data)

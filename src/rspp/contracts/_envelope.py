@@ -1,7 +1,7 @@
 """Event envelopes: data/telemetry event records and control signals.
 
 The envelope is closed (``forbid_unknown_fields``): payload bodies such as audio
-bytes or text never travel inside it. See :mod:`rspp.contracts._payload` for how a
+bytes or text never travel inside it. See :mod:`rspp.contracts._framing` for how a
 payload travels beside its envelope.
 """
 

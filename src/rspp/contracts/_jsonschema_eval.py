@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -52,7 +52,7 @@ def _type_of(value: object) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    if isinstance(value, Mapping):
+    if isinstance(value, dict | Mapping):
         return "object"
     if isinstance(value, list | tuple):
         return "array"
@@ -75,8 +75,32 @@ def _canon(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+_SIMPLE = (str, int, bool, type(None))
+
+
 def _json_equal(a: object, b: object) -> bool:
+    if type(a) is type(b) and type(a) in _SIMPLE:
+        return a == b
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False  # JSON true/false never equal a number
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, str) or isinstance(b, str):
+        return False
     return _canon(a) == _canon(b)
+
+
+class _Failed(Exception):
+    """Raised by a probe at its first issue: a probe only needs a yes/no."""
+
+
+class _Probe(list[ValidationIssue]):
+    def append(self, item: ValidationIssue) -> None:
+        raise _Failed
+
+    def extend(self, items: Iterable[ValidationIssue]) -> None:
+        if list(items):
+            raise _Failed
 
 
 def _show(value: object) -> str:
@@ -107,9 +131,7 @@ class SchemaEvaluator:
         return list(unique)
 
     def is_valid(self, schema: Mapping[str, Any], value: object) -> bool:
-        issues: list[ValidationIssue] = []
-        self._eval(schema, value, (), issues)
-        return not issues
+        return self._ok(schema, value)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -124,9 +146,11 @@ class SchemaEvaluator:
         return resolved
 
     def _ok(self, schema: Mapping[str, Any], value: object) -> bool:
-        probe: list[ValidationIssue] = []
-        self._eval(schema, value, (), probe)
-        return not probe
+        try:
+            self._eval(schema, value, (), _Probe())
+        except _Failed:
+            return False
+        return True
 
     def _eval(
         self,
@@ -145,17 +169,22 @@ class SchemaEvaluator:
         where = format_path(path)
         if "type" in schema and not self._check_type(schema["type"], value, where, out):
             return  # a wrong type makes every other keyword noise
+        probe = type(out) is _Probe
         if "const" in schema and not _json_equal(value, schema["const"]):
+            if probe:
+                raise _Failed
             out.append(
                 ValidationIssue(where, f"must be {_show(schema['const'])}, got {_show(value)}")
             )
         if "enum" in schema and not any(_json_equal(value, e) for e in schema["enum"]):
+            if probe:
+                raise _Failed
             allowed = ", ".join(_show(e) for e in schema["enum"])
             out.append(ValidationIssue(where, f"must be one of {allowed}; got {_show(value)}"))
         self._scalar_bounds(schema, value, where, out)
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             self._object(schema, value, path, out)
-        if isinstance(value, list | tuple):
+        elif type(value) is list or isinstance(value, list | tuple):
             self._array(schema, value, path, out)
         self._combinators(schema, value, path, out)
 
@@ -165,6 +194,8 @@ class SchemaEvaluator:
         names = [expected] if isinstance(expected, str) else list(expected)
         if any(_is_type(value, n) for n in names):
             return True
+        if type(out) is _Probe:
+            raise _Failed
         want = " or ".join(names)
         out.append(
             ValidationIssue(where, f"must be of type {want}, got {_type_of(value)} {_show(value)}")
@@ -213,6 +244,11 @@ class SchemaEvaluator:
                 )
             )
         extra = schema.get("additionalProperties", True)
+        if extra is True:  # only the listed properties matter
+            for key, sub_schema in props.items():
+                if key in value:
+                    self._eval(sub_schema, value[key], (*path, key), out)
+            return
         for key, item in value.items():
             sub = (*path, key)
             if key in props:
@@ -285,6 +321,8 @@ class SchemaEvaluator:
         out: list[ValidationIssue],
         how_many: str,
     ) -> None:
+        if isinstance(out, _Probe):
+            raise _Failed
         where = format_path(path)
         if all(set(b) == {"required"} for b in branches):
             names = " / ".join("+".join(b["required"]) for b in branches)

@@ -1,43 +1,29 @@
-"""How a payload body travels beside its (closed) envelope.
+"""Payload bodies: what travels beside the (closed) event envelope.
 
-The event envelope never carries bodies (audio bytes, text). A body is one of the
-tagged payload structs below and travels *beside* the envelope:
-
-* **Transport frame** (MessagePack, binary): a 3-element array
-  ``[kind, envelope, payload_or_nil]`` -- ``kind`` is the schema kind name, the
-  envelope is the record map, the payload is a tagged map (``"type"`` field:
-  ``text``, ``audio``, ``audio_ref``) or nil. Audio bytes stay raw binary.
-  Built by :func:`encode_frame`, read by :func:`decode_frame`.
-* **JSON transport frame / timeline line** (JSON Lines): one object per line,
-  ``{"kind": K, "record": {...}, "payload": {...}}`` (:class:`TimelineEntry`);
-  ``record`` validates against ``K``; audio bytes are base64 in JSON. Recordings
-  usually store :class:`AudioRef` (sha256 + length) instead of the bytes.
+The envelope never carries bodies. A body is one of the tagged structs below
+(``"type"``: ``audio``, ``audio_ref``, ``text``, ``metrics``, ``debug``, ``error``);
+:mod:`rspp.contracts._framing` defines how it travels next to its envelope.
 
 Audio metadata (F-023): an ``audio_raw`` envelope carries ``media_time``
 (``sample_index`` or ``pts_ms``); the payload carries encoding, sample rate and
-channels. Text (F-024): partial and final text with monotonically increasing
-``revision`` per ``segment_id``; a final is emitted once and never revised
-(:class:`TextRevisionTracker` enforces both).
+channels, and ``end_of_stream`` marks the last chunk of a turn's stream. Text
+(F-024): partial and final text with monotonically increasing ``revision`` per
+``segment_id``; a final is emitted once and never revised
+(:class:`TextRevisionTracker` enforces both). :func:`event_type` names the event
+type (F-022: audio, text, control, metrics, debug, error) of an envelope + body.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
 
+from rspp.contracts._enums import Lane
 from rspp.contracts._jsonschema_eval import ValidationIssue
 from rspp.contracts._types import NonEmptyStr, NonNegInt, PosInt, Sha256Hex
-from rspp.contracts._validate import (
-    KINDS,
-    ContractStruct,
-    ContractValidationError,
-    _convert,
-    from_builtins,
-    kind_of,
-    validate,
-)
 from rspp.errors import ContractError
 
 AudioEncoding: TypeAlias = Literal["pcm_s16le", "pcm_f32le", "opus", "mulaw", "alaw"]
@@ -116,87 +102,88 @@ class AudioRef(
     uri: NonEmptyStr | None = None
 
 
-Payload: TypeAlias = TextPayload | AudioPayload | AudioRef
+class MetricsPayload(
+    msgspec.Struct,
+    tag="metrics",
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+):
+    """One measurement (latency, queue depth, ...) with its unit and labels."""
+
+    name: NonEmptyStr
+    value: float
+    unit: str = ""
+    labels: dict[str, str] = {}
 
 
-class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One line of a JSON Lines timeline: ``{"kind", "record", "payload"}``."""
+class DebugPayload(
+    msgspec.Struct,
+    tag="debug",
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+):
+    """Free-form diagnostics for developers (never sensitive content)."""
 
-    kind: Literal[
-        "event_record",
-        "control_signal",
-        "decision_outcome",
-        "turn_transition",
-        "resolved_turn_plan",
-        "artifact_bundle",
-    ]
-    record: dict[str, Any]
-    payload: Payload | None = None
-
-
-_PAYLOAD_DECODER: Final = msgspec.msgpack.Decoder(Payload)
-_FRAME_DECODER: Final = msgspec.msgpack.Decoder(tuple[str, dict[str, Any], Any])
-_ENCODER: Final = msgspec.msgpack.Encoder()
+    message: str
+    fields: dict[str, str] = {}
 
 
-def make_entry(record: ContractStruct, payload: Payload | None = None) -> TimelineEntry:
-    """A timeline entry for a typed record (the record is converted to builtins)."""
-    kind = kind_of(record)
-    return TimelineEntry(kind=kind, record=msgspec.to_builtins(record), payload=payload)  # type: ignore[arg-type]
+class ErrorPayload(
+    msgspec.Struct,
+    tag="error",
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+):
+    """A normalised error: stable code, human message, whether a retry may help."""
+
+    code: NonEmptyStr
+    message: str
+    retryable: bool = False
 
 
-def check_entry(entry: TimelineEntry) -> list[ValidationIssue]:
-    """Every issue of a timeline entry: record against its kind, then the payload body."""
-    issues = [
-        ValidationIssue(f"record.{i.path}" if i.path != "<root>" else "record", i.message)
-        for i in validate(entry.kind, entry.record)
-    ]
-    if isinstance(entry.payload, AudioPayload):
-        issues.extend(entry.payload.check())
-    return issues
+Payload: TypeAlias = (
+    TextPayload | AudioPayload | AudioRef | MetricsPayload | DebugPayload | ErrorPayload
+)
 
 
-def parse_entry(data: object) -> tuple[TimelineEntry | None, list[ValidationIssue]]:
-    """Parse one decoded JSON line into an entry, or return its issues."""
-    if not isinstance(data, dict):
-        return None, [ValidationIssue("<root>", "a timeline line must be a JSON object")]
-    kind = data.get("kind")
-    if kind not in KINDS:
-        return None, [ValidationIssue("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")]
-    try:
-        entry = msgspec.convert(data, TimelineEntry)
-    except msgspec.ValidationError as exc:
-        return None, [ValidationIssue("<root>", str(exc))]
-    return entry, check_entry(entry)
+class EventType(StrEnum):
+    """The six event types a pipeline carries (F-022)."""
+
+    AUDIO = "audio"
+    TEXT = "text"
+    CONTROL = "control"
+    METRICS = "metrics"
+    DEBUG = "debug"
+    ERROR = "error"
 
 
-def encode_frame(record: ContractStruct, payload: Payload | None = None) -> bytes:
-    """MessagePack transport frame ``[kind, envelope, payload_or_nil]``."""
-    return _ENCODER.encode((kind_of(record), record, payload))
+_TYPE_OF_PAYLOAD: Final[dict[type[Any], EventType]] = {
+    AudioPayload: EventType.AUDIO,
+    AudioRef: EventType.AUDIO,
+    TextPayload: EventType.TEXT,
+    MetricsPayload: EventType.METRICS,
+    DebugPayload: EventType.DEBUG,
+    ErrorPayload: EventType.ERROR,
+}
 
 
-def decode_frame(data: bytes, *, validate: bool = True) -> tuple[ContractStruct, Payload | None]:
-    """Read a transport frame; raises :class:`ContractError` naming the bad field."""
-    try:
-        kind, envelope, raw_payload = _FRAME_DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        msg = f"malformed frame (expected msgpack [kind, envelope, payload]): {exc}"
-        raise ContractError(msg) from exc
-    if validate:
-        record = from_builtins(kind, envelope)
-    else:
-        record = _convert(kind, envelope)
-    payload: Payload | None = None
-    if raw_payload is not None:
-        try:
-            payload = _PAYLOAD_DECODER.decode(_ENCODER.encode(raw_payload))
-        except msgspec.ValidationError as exc:
-            raise ContractValidationError(
-                "payload", [ValidationIssue("payload", str(exc))]
-            ) from exc
-        if isinstance(payload, AudioPayload) and (issues := payload.check()):
-            raise ContractValidationError("payload", issues)
-    return record, payload
+def event_type(lane: Lane | str, payload: Payload | None) -> EventType:
+    """Control-lane records are ``control``; otherwise the payload decides.
+
+    A data/telemetry record without a body is ``metrics`` on TelemetryLane and
+    ``debug`` on DataLane (a bare marker event).
+    """
+    if lane == Lane.CONTROL:
+        return EventType.CONTROL
+    if payload is not None:
+        return _TYPE_OF_PAYLOAD[type(payload)]
+    return EventType.METRICS if lane == Lane.TELEMETRY else EventType.DEBUG
 
 
 class TextRevisionTracker:

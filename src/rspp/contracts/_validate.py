@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, get_args, overload
 
 import msgspec
 
@@ -218,6 +218,20 @@ def _from_msgspec(exc: msgspec.ValidationError) -> ValidationIssue:
     return ValidationIssue("<root>", text)
 
 
+@overload
+def from_builtins(kind: Literal["event_record"], data: object) -> EventRecord: ...
+@overload
+def from_builtins(kind: Literal["control_signal"], data: object) -> ControlSignal: ...
+@overload
+def from_builtins(kind: Literal["decision_outcome"], data: object) -> DecisionOutcome: ...
+@overload
+def from_builtins(kind: Literal["turn_transition"], data: object) -> TurnTransition: ...
+@overload
+def from_builtins(kind: Literal["resolved_turn_plan"], data: object) -> ResolvedTurnPlan: ...
+@overload
+def from_builtins(kind: Literal["artifact_bundle"], data: object) -> ArtifactBundle: ...
+@overload
+def from_builtins(kind: str, data: object) -> ContractStruct: ...
 def from_builtins(kind: str, data: object) -> ContractStruct:
     """Validate JSON builtins as ``kind`` and build its struct; raises with every issue."""
     issues = validate(kind, data)

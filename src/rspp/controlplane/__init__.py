@@ -34,6 +34,7 @@ from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._rollout import RolloutState, cohort_bucket, in_canary
 from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._server import ControlPlaneServer
 from rspp.controlplane._service import AdmissionDenied, ControlPlane, SessionRoute
 from rspp.controlplane._sessions import MigrationResult, SessionInfo, SessionStatus
 from rspp.controlplane._store import Store, default_sqlite_url
@@ -50,6 +51,7 @@ __all__ = [
     "Conflict",
     "ControlPlane",
     "ControlPlaneClient",
+    "ControlPlaneServer",
     "ControlPlaneSettings",
     "Forbidden",
     "InProcessControlPlane",

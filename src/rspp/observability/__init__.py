@@ -8,7 +8,6 @@ from rspp.observability._builder import TimelineBuilder, build_plan
 from rspp.observability._compare import compare_timelines
 from rspp.observability._errors import (
     ObservabilityError,
-    RecorderClosedError,
     TimelineFormatError,
 )
 from rspp.observability._evidence import (
@@ -26,6 +25,7 @@ from rspp.observability._exporter import (
     TimelineExporter,
     to_line,
 )
+from rspp.observability._handle import NodeTelemetry
 from rspp.observability._levels import LevelLadder, level_allows
 from rspp.observability._logging import (
     CORRELATION_FIELDS,
@@ -73,10 +73,10 @@ __all__ = [
     "JsonLogFormatter",
     "LevelLadder",
     "MsgpackFileSink",
+    "NodeTelemetry",
     "OR02Evidence",
     "ObservabilityError",
     "ProviderInvocationOutcome",
-    "RecorderClosedError",
     "RecorderOptions",
     "RecorderStats",
     "RedactionAudit",

@@ -80,7 +80,8 @@ _WM = WatermarkThreshold(high=8, low=2)
 
 def build_plan(turn_id: str, pipeline_version: str, *, authority_epoch: int = 1,
                provider_bindings: dict[str, str] | None = None,
-               turn_budget_ms: int = 5000) -> ResolvedTurnPlan:
+               turn_budget_ms: int = 5000,
+               recording_level: RecordingLevel = RecordingLevel.L2) -> ResolvedTurnPlan:
     """A complete, valid ResolvedTurnPlan whose ``plan_hash`` is its canonical SHA-256."""
     edge = EdgeBufferPolicy(
         strategy=BufferStrategy.DROP, max_queue_items=64, max_queue_ms=500,
@@ -109,7 +110,7 @@ def build_plan(turn_id: str, pipeline_version: str, *, authority_epoch: int = 1,
                                                    TelemetryLane=TelemetryShedding.DROP)),
         "allowed_adaptive_actions": (AdaptiveAction.RETRY,),
         "snapshot_provenance": _SNAPSHOTS,
-        "recording_policy": RecordingPolicy(recording_level=RecordingLevel.L1,
+        "recording_policy": RecordingPolicy(recording_level=recording_level,
                                             allowed_replay_modes=(ReplayMode.REPLAY_DECISIONS,)),
         "determinism": _DETERMINISM,
     }
@@ -128,6 +129,8 @@ class TimelineBuilder:
         self._wall = wall_offset_ms
         self._seq = 0
         self._ids = 0
+        #: authority epoch stamped on turn-scoped and ControlLane records
+        self.epoch = 1
         self.items: list[tuple[msgspec.Struct, object | None]] = []
 
     # -- low level ------------------------------------------------------
@@ -146,7 +149,8 @@ class TimelineBuilder:
                 "transport_sequence": transport_sequence, "runtime_sequence": self._seq,
                 "runtime_timestamp_ms": self.now_ms,
                 "wall_clock_timestamp_ms": self._wall + self.now_ms, "payload_class": payload_class,
-                "turn_id": turn_id}
+                "turn_id": turn_id,
+                "authority_epoch": self.epoch if turn_id or lane == Lane.CONTROL else None}
 
     def add(self, record: msgspec.Struct, payload: object | None = None) -> msgspec.Struct:
         self.items.append((record, payload))
@@ -191,6 +195,7 @@ class TimelineBuilder:
              cancel_fence_ms: int | None = None, provider_bindings: dict[str, str] | None = None,
              with_evidence: bool = True, audio_ref: bool = False) -> ResolvedTurnPlan:
         """Emit one accepted turn; ``cancel_fence_ms`` makes it a barge-in abort."""
+        self.epoch = epoch
         for i in range(ingress_frames):
             self.event(None, payload_class=PayloadClass.AUDIO_RAW, transport_sequence=i,
                        node_id="ingress")
@@ -244,7 +249,7 @@ class TimelineBuilder:
                     ProviderInvocationOutcome(provider_invocation_id=f"{turn_id}-{m}",
                                               modality=m, provider_id=p, outcome="ok")
                     for m, p in sorted(plan.provider_bindings.items())),
-                recording_level=RecordingLevel.L1, cancel=cancel,
+                recording_level=plan.recording_policy.recording_level, cancel=cancel,
                 runtime_timestamp_ms=self.now_ms, wall_clock_timestamp_ms=self._wall + self.now_ms,
             ))
         if terminal == "commit":

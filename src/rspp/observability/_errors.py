@@ -4,8 +4,7 @@
 
     RSPPError
     └── ObservabilityError
-        ├── TimelineFormatError       a timeline file line is malformed (carries path, line)
-        └── RecorderClosedError       append/append_evidence on a closed recorder
+        └── TimelineFormatError       a timeline file line is malformed (carries path, line)
 """
 
 from __future__ import annotations
@@ -26,6 +25,3 @@ class TimelineFormatError(ObservabilityError):
         self.line = line
         self.message = message
 
-
-class RecorderClosedError(ObservabilityError):
-    """The recorder was closed; nothing more can be appended."""

@@ -10,12 +10,21 @@ Series (labels): node latency (pipeline_version, node_id, provider), edge
 latency / queue depth / drops / merges (pipeline_version, edge_id), cancel
 latency (pipeline_version, scope), provider latency / retries / errors
 (pipeline_version, provider, modality[, outcome]), kernel overhead
-(pipeline_version), active sessions (pipeline_version).
+(pipeline_version), active sessions (pipeline_version), node-reported values
+(pipeline_version, node_id, metric) and, on a registry it creates itself, the
+process collector (``process_cpu_seconds_total``, memory) for autoscaling.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["RuntimeMetrics"]
 
@@ -58,6 +67,11 @@ class RuntimeMetrics:
                              registry=r)
         self._errors = Counter("rspp_telemetry_errors_total",
                                "Telemetry updates that failed and were dropped", registry=r)
+        self._custom = Histogram("rspp_node_metric", "Values nodes report via NodeContext",
+                                 ["pipeline_version", "node_id", "metric"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        if registry is None:
+            ProcessCollector(registry=r)  # process_cpu_seconds_total etc. for autoscaling
 
     def _safe(self, fn: object, *args: object) -> None:
         try:
@@ -103,6 +117,9 @@ class RuntimeMetrics:
 
     def session_ended(self, pipeline_version: str) -> None:
         self._safe(lambda: self._active.labels(pipeline_version).dec())
+
+    def node_metric(self, pipeline_version: str, node_id: str, metric: str, value: float) -> None:
+        self._safe(lambda: self._custom.labels(pipeline_version, node_id, metric).observe(value))
 
     def scrape(self) -> bytes:
         """Prometheus text exposition of this registry."""

@@ -16,7 +16,11 @@ Buffer accounting has three pools sharing one ordered deque:
 Under pressure the level ladder downgrades ``L2 -> L1 -> L0`` (see
 :mod:`._levels`), each step recorded by a ``recording_level_downgraded``
 ControlSignal (emitted_by ``OR-02``, reason ``buffer_pressure:<from>-><to>``).
-When a pool is full the record is dropped and counted; when the evidence pool
+A turn's ``ResolvedTurnPlan`` sets the configured level (its
+``recording_policy``) when it is recorded; a lower plan level applies at once
+(one marked step at a time, reason ``plan_policy:<from>-><to>``), a higher one only through turn
+boundaries. When a pool is full the record is dropped and counted (as are
+appends after :meth:`close`); when the evidence pool
 is full :meth:`append_evidence` returns ``False`` so the kernel ends the turn
 ``abort(recording_evidence_unavailable)`` (NF-028, truth table T9).
 """
@@ -43,9 +47,8 @@ from rspp.contracts import (
     SignalName,
     TurnTransition,
 )
-from rspp.observability._errors import RecorderClosedError
 from rspp.observability._evidence import EVIDENCE_KIND, OR02Evidence
-from rspp.observability._levels import LevelLadder, PayloadTier, level_allows
+from rspp.observability._levels import _BY_RANK, _RANK, LevelLadder, PayloadTier, level_allows
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.runtime._handles import Clock
 
@@ -154,6 +157,7 @@ class TimelineRecorder:
         self._closed = False
         self._marker_seq = 0
         self._ctx: tuple[str, str, str | None, int] = ("recorder", "unknown", None, 0)
+        self._epoch = 0
 
     # -- state ----------------------------------------------------------
     @property
@@ -177,7 +181,8 @@ class TimelineRecorder:
     def append(self, record: msgspec.Struct, payload: object | None = None) -> bool:
         """Record ``record`` (and ``payload`` if the level allows); ``True`` when buffered."""
         if self._closed:
-            raise RecorderClosedError("append() on a closed TimelineRecorder")
+            self.stats.dropped["after_close"] += 1
+            return False
         kind = _KINDS.get(type(record))
         if kind is None:
             raise TypeError(
@@ -193,6 +198,8 @@ class TimelineRecorder:
             ):
                 self.stats.unsampled_skipped += 1
                 return False
+        elif type(record) is ResolvedTurnPlan:
+            self._apply_plan_policy(record.recording_policy.recording_level)
         pool = REGULAR if type(record) is EventRecord else CONTROL
         moved = self.ladder.after_fill(self.fill) if pool == REGULAR else None
         if moved is not None:
@@ -291,8 +298,20 @@ class TimelineRecorder:
             record.turn_id,
             record.runtime_sequence,
         )
+        if record.authority_epoch is not None:
+            self._epoch = record.authority_epoch
 
-    def _downgraded(self, before: RecordingLevel, after: RecordingLevel) -> None:
+    def _apply_plan_policy(self, level: RecordingLevel) -> None:
+        """A new turn's frozen plan sets the configured level (turn start is a boundary)."""
+        self.ladder.configured = level
+        while _RANK[self.ladder.current] > _RANK[level]:  # one marked step at a time
+            before = self.ladder.current
+            self.ladder.current = _BY_RANK[_RANK[before] - 1]
+            self._downgraded(before, self.ladder.current, cause="plan_policy")
+
+    def _downgraded(
+        self, before: RecordingLevel, after: RecordingLevel, cause: str = "buffer_pressure"
+    ) -> None:
         self.stats.downgrades += 1
         session_id, pipeline_version, turn_id, seq = self._ctx
         self._marker_seq += 1
@@ -309,8 +328,9 @@ class TimelineRecorder:
             runtime_timestamp_ms=self._clock.monotonic_ns() // 1_000_000,
             wall_clock_timestamp_ms=self._clock.wall_ms(),
             payload_class=PayloadClass.METADATA,
+            authority_epoch=self._epoch,
             signal=SignalName.RECORDING_LEVEL_DOWNGRADED,
             emitted_by=Emitter.OR_02,
-            reason=f"buffer_pressure:{before}->{after}",
+            reason=f"{cause}:{before}->{after}",
         )
         self._push(BufferedItem(CONTROL, "control_signal", marker, None))

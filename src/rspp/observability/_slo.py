@@ -10,7 +10,9 @@ is ``runtime_sequence``, ties by file position):
    ``event_record`` of (S, T) after ``turn_open``. Sample = output - open.
 3. cancel fence: for every ``cancel`` of (S, T): the first later
    ``playback_cancelled`` of (S, T), else the ``abort`` of (S, T) with reason
-   ``cancelled``. Sample = fence - cancel.
+   ``cancelled``. Sample = fence - cancel. Without such signals the turn's OR-02
+   ``cancel`` markers give the sample (``cancel_fence_applied_ms -
+   cancel_accepted_ms``), also for turns whose cancel was not signalled.
 4. authority: ``output_accepted``/``playback_started`` signals carrying an
    ``authority_epoch`` lower than the highest epoch already seen in S are
    accepted stale outputs. Value = their count, must be 0.
@@ -211,18 +213,25 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
                     d2.append(f"{session}/{turn}: committed turn without a DataLane output")
                 else:
                     g2.append(_ts(first) - _ts(op))
-            for ci, cancel in of_turn:
-                if _sig(cancel) != "cancel":
-                    continue
+            markers = (evidence.get((session, turn)) or {}).get("cancel")
+            cancels = [(ci, c) for ci, c in of_turn if _sig(c) == "cancel"]
+            for ci, cancel in cancels:
                 fence = next((ln for i, ln in of_turn if i > ci and _sig(ln) ==
                               "playback_cancelled"), None) or next(
                     (ln for i, ln in of_turn if i > ci and _sig(ln) == "abort"
                      and ln.record.get("reason") == "cancelled"), None)
-                if fence is None:
-                    d3.append(f"{session}/{turn}: cancel {cancel.record.get('event_id')} "
-                              "without a fence anchor (playback_cancelled or abort(cancelled))")
-                else:
+                if fence is not None:
                     g3.append(_ts(fence) - _ts(cancel))
+                elif isinstance(markers, dict) and ci == cancels[-1][0]:
+                    g3.append(int(markers["cancel_fence_applied_ms"])
+                              - int(markers["cancel_accepted_ms"]))
+                else:
+                    d3.append(f"{session}/{turn}: cancel {cancel.record.get('event_id')} "
+                              "without a fence anchor (playback_cancelled, abort(cancelled) "
+                              "or OR-02 cancel markers)")
+            if not cancels and isinstance(markers, dict):
+                g3.append(int(markers["cancel_fence_applied_ms"])
+                          - int(markers["cancel_accepted_ms"]))
             playback = next((ln for _, ln in of_turn if _sig(ln) == "playback_started"), None)
             if playback is not None:
                 start = proposal_of.get(turn, index)

@@ -49,12 +49,17 @@ I = TypeVar("I")  # noqa: E741
 
 
 class _Watch:
-    """Timeout bookkeeping shared by the guard and the input wrapper."""
+    """Timeout bookkeeping shared by the guard and the input wrapper.
 
-    __slots__ = ("activity_ns", "armed", "wake")
+    Provider timeouts guard real network I/O, so idle time is measured on the
+    event loop's timer; metrics and backoff use the injected clock (a virtual
+    clock that jumps ahead while a socket is pending would fire every timeout).
+    """
 
-    def __init__(self, now_ns: int, armed: bool) -> None:
-        self.activity_ns = now_ns
+    __slots__ = ("activity_s", "armed", "wake")
+
+    def __init__(self, armed: bool) -> None:
+        self.activity_s = 0.0  # set when the guarded stream starts
         self.armed = armed
         self.wake = asyncio.Event()
 
@@ -117,9 +122,9 @@ class Provider(ABC):
             async for item in source:
                 inv.metrics.items_in += 1
                 inv.metrics.bytes_in += size_of(item)
-                watch.activity_ns = self.clock.monotonic_ns()
+                watch.activity_s = asyncio.get_running_loop().time()
                 yield item
-            watch.activity_ns = self.clock.monotonic_ns()
+            watch.activity_s = asyncio.get_running_loop().time()
             if arm_on_end:
                 watch.armed = True
                 watch.wake.set()
@@ -138,6 +143,8 @@ class Provider(ABC):
         clock = self.clock
         metrics = inv.metrics
         timeout_s = None if timeout_ms is None else timeout_ms / 1000
+        loop = asyncio.get_running_loop()
+        watch.activity_s = loop.time()
         cancel_task: asyncio.Future[None] = asyncio.ensure_future(inv.cancel_scope.wait())
         next_task: asyncio.Future[T] | None = None
 
@@ -151,11 +158,11 @@ class Provider(ABC):
                     return
                 next_task = asyncio.ensure_future(pull())
                 while True:
-                    waiters: set[asyncio.Future[object]] = {next_task, cancel_task}  # type: ignore[arg-type]
-                    aux: asyncio.Future[Any] | None = None
+                    waiters: set[asyncio.Future[Any]] = {next_task, cancel_task}
+                    wake: asyncio.Future[Any] | None = None
+                    remaining: float | None = None
                     if timeout_s is not None and watch.armed:
-                        idle_s = (clock.monotonic_ns() - watch.activity_ns) / 1e9
-                        remaining = timeout_s - idle_s
+                        remaining = timeout_s - (loop.time() - watch.activity_s)
                         if remaining <= 0:
                             raise ProviderCallError(
                                 f"no progress for {timeout_ms} ms",
@@ -163,17 +170,17 @@ class Provider(ABC):
                                 provider=self.provider_id,
                                 code="timeout",
                             )
-                        aux = asyncio.ensure_future(clock.sleep(remaining))
                     elif timeout_s is not None:
                         watch.wake.clear()
-                        aux = asyncio.ensure_future(watch.wake.wait())
-                    if aux is not None:
-                        waiters.add(aux)
+                        wake = asyncio.ensure_future(watch.wake.wait())
+                        waiters.add(wake)
                     try:
-                        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                        done, _ = await asyncio.wait(
+                            waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                        )
                     finally:
-                        if aux is not None and not aux.done():
-                            aux.cancel()
+                        if wake is not None and not wake.done():
+                            wake.cancel()
                     if next_task in done:
                         break
                     if cancel_task in done:
@@ -187,7 +194,8 @@ class Provider(ABC):
                     return
                 finally:
                     next_task = None
-                watch.activity_ns = now = clock.monotonic_ns()
+                watch.activity_s = loop.time()
+                now = clock.monotonic_ns()
                 if metrics.first_output_ns is None:
                     metrics.first_output_ns = now
                 metrics.items_out += 1
@@ -224,8 +232,8 @@ class Provider(ABC):
         self, inv: ProviderInvocation | None, *, armed: bool
     ) -> tuple[ProviderInvocation, _Watch]:
         inv = inv or self.new_invocation()
-        inv.metrics.started_ns = now = self.clock.monotonic_ns()
-        return inv, _Watch(now, armed)
+        inv.metrics.started_ns = self.clock.monotonic_ns()
+        return inv, _Watch(armed)
 
     def _timeout(self, timeout_ms: int | None) -> int | None:
         return self.default_timeout_ms if timeout_ms is None else timeout_ms

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rspp.contracts import Emitter, SignalName
@@ -173,7 +173,7 @@ class InvocationController(Generic[P]):
     # -- the loop -------------------------------------------------------------
     async def _run(
         self, start: Callable[[P, ProviderInvocation, int], AsyncIterator[T]]
-    ) -> AsyncIterator[T]:
+    ) -> AsyncGenerator[T, None]:
         self._cancel_reason = None
         decision = self.decide()
         policy = self.policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -26,16 +27,17 @@ class LLMController(InvocationController[LLMProvider]):
             ) -> AsyncIterator[str]:
                 return p.stream(request, invocation=inv, timeout_ms=timeout_ms)
 
-            async for delta in self._run(start):
-                inv = self.invocations[-1]
-                if self.meter is not None:
-                    allowance = self.meter.allowance(UsageKind.LLM_TOKENS)
-                    if allowance is not None and allowance < 1:
-                        inv.truncated = True
-                        self._enforce(UsageKind.LLM_TOKENS, "truncate", inv.invocation_id)
-                        return
-                    self.meter.charge(UsageKind.LLM_TOKENS, inv.provider_id, 1)
-                yield delta
+            async with contextlib.aclosing(self._run(start)) as stream:
+                async for delta in stream:
+                    inv = self.invocations[-1]
+                    if self.meter is not None:
+                        allowance = self.meter.allowance(UsageKind.LLM_TOKENS)
+                        if allowance is not None and allowance < 1:
+                            inv.truncated = True
+                            self._enforce(UsageKind.LLM_TOKENS, "truncate", inv.invocation_id)
+                            return
+                        self.meter.charge(UsageKind.LLM_TOKENS, inv.provider_id, 1)
+                    yield delta
 
         return gen()
 
@@ -69,8 +71,9 @@ class STTController(InvocationController[STTProvider]):
             ) -> AsyncIterator[Transcript]:
                 return p.stream(replay.fresh(), invocation=inv, timeout_ms=timeout_ms)
 
-            async for transcript in self._run(start):
-                yield transcript
+            async with contextlib.aclosing(self._run(start)) as stream:
+                async for transcript in stream:
+                    yield transcript
 
         return gen()
 
@@ -107,8 +110,9 @@ class TTSController(InvocationController[TTSProvider]):
             ) -> AsyncIterator[AudioChunk]:
                 return p.stream(replay.fresh(), invocation=inv, timeout_ms=timeout_ms)
 
-            async for chunk in self._run(start):
-                yield chunk
+            async with contextlib.aclosing(self._run(start)) as stream:
+                async for chunk in stream:
+                    yield chunk
 
         return gen()
 

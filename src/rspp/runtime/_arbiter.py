@@ -317,6 +317,7 @@ class TurnArbiter:
             return Step(tuple(out))
         overlap = self.policy.overlap
         if self.state is TurnState.ACTIVE and overlap is OverlapPolicy.PREEMPT:
+            self._queued.clear()  # the preempting proposal supersedes older queued ones
             self._terminate(out, TransitionTrigger.ABORT, "cancelled")
             self._open_proposal(out, reason, epoch)
             return Step(tuple(out), (Diagnostic("preempted", reason, None, self.state),))

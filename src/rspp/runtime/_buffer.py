@@ -369,6 +369,8 @@ class EdgeBuffer:
         for cb in self.on_pressure:
             cb(self, action)  # type: ignore[operator]
         self.flush_notices()
+        if action in ("drop", "latest_only"):
+            self._check_watermarks(self.clock.monotonic_ns())
 
     # ------------------------------------------------------------ consumer side
     def pop(self) -> Event | None:

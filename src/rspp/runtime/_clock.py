@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 
 from rspp.errors import RSPPError
 
@@ -108,6 +109,19 @@ class VirtualClock:
             self._timers = [t for t in self._timers if t[2] is not fut]
             heapq.heapify(self._timers)
             raise
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> asyncio.Future[None]:
+        """Passive timer: run ``callback`` once virtual time reaches ``now + seconds``.
+
+        Unlike :meth:`sleep` it never advances time by itself (used for timeouts:
+        a deadline must not pull time forward). Cancel the returned future to disarm.
+        """
+        if seconds < 0:
+            raise ClockError(f"call_later(seconds={seconds!r}): seconds must be >= 0")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda f: None if f.cancelled() else callback())
+        heapq.heappush(self._timers, (self._now_ns + round(seconds * _NS_PER_S), next(self._seq), fut))
+        return fut
 
     # -- test controls --------------------------------------------------
     def advance(self, ms: float) -> None:

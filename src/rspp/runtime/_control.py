@@ -121,7 +121,7 @@ class ControlMixin:
             self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}")
         if name == "turn_start" and tid is not None:
             for host in self.hosts.values():
-                if host.node.scope == "turn" and isinstance(host.node.ctx.state, DictState):
+                if host.scope == "turn" and isinstance(host.node.ctx.state, DictState):
                     host.node.ctx.state.clear()
             await self._hooks("on_turn_start", tid)
             self._boundary_event(EventKind.TURN_START, tid)
@@ -147,7 +147,7 @@ class ControlMixin:
             self.hard_cancelled_turn = turn_id
             for host in self.hosts.values():
                 cur = host.current
-                if host.node.cancel_mode == "hard" and cur is not None and cur.turn_id == turn_id \
+                if host.cancel_mode == "hard" and cur is not None and cur.turn_id == turn_id \
                         and host.task is not None:
                     host.task.cancel()
         if barge_in:

@@ -158,6 +158,8 @@ def to_record(
     wall_ms: int,
     edge_id: str | None = None,
     payload_class: PayloadClass | None = None,
+    authority_epoch: int = 0,
+    sync_domain: str | None = None,
 ) -> EventRecord:
     """Materialise the contract envelope of ``ev`` (no payload body inside)."""
     if payload_class is None:
@@ -170,6 +172,8 @@ def to_record(
     media_time = None
     if ev.sample_index is not None:
         media_time = MediaTime(sample_index=ev.sample_index)
+    elif payload_class == PayloadClass.AUDIO_RAW:
+        media_time = MediaTime(pts_ms=0)
     return EventRecord(
         schema_version=SCHEMA_VERSION,
         event_scope=EventScope.TURN if ev.turn_id else EventScope.SESSION,
@@ -189,5 +193,8 @@ def to_record(
         sync_id=ev.sync_id,
         discontinuity_id=ev.discontinuity_id,
         merged_from_event_ids=ev.merged_from,
+        merge_group_id=f"{edge_id or ev.node_id or 'merge'}:{ev.seq}" if ev.merged_from else None,
+        sync_domain=(sync_domain or edge_id or "default") if ev.discontinuity_id else None,
         media_time=media_time,
+        authority_epoch=authority_epoch,
     )

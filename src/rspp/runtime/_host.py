@@ -10,16 +10,21 @@ process and other sessions never see it. Hooks run under ``hook_timeout_ms``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import Lane
 from rspp.runtime._buffer import EdgeBuffer, Wakeup
+from rspp.runtime._clock import SystemClock
 from rspp.runtime._deadletter import NodeHookError, ResourceLimitError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from rspp.runtime._events import Event
+    from rspp.runtime._handles import Clock
     from rspp.runtime._graph import NodeDecl
     from rspp.runtime._node import Node
     from rspp.runtime._session import SessionActor
@@ -29,6 +34,43 @@ __all__ = ["NodeHost"]
 Target = tuple[int, Any, str, Any, str]  # kind, host|buffer|exit, port, condition, edge id
 INLINE, BUFFERED, EXIT = 0, 1, 2
 _perf = time.perf_counter_ns
+
+
+async def clock_timeout(clock: Clock, seconds: float, aw: Awaitable[Any]) -> Any:
+    """Await ``aw`` but raise TimeoutError after ``seconds`` on ``clock`` (virtual or real)."""
+    if isinstance(clock, SystemClock):
+        async with asyncio.timeout(seconds):
+            return await aw
+    work = asyncio.ensure_future(aw)
+    fired = False
+
+    def _fire() -> None:
+        nonlocal fired
+        fired = True
+        work.cancel()
+
+    async def _timer() -> None:
+        await clock.sleep(seconds)
+        _fire()
+
+    call_later = getattr(clock, "call_later", None)
+    timer: asyncio.Future[Any] = (
+        call_later(seconds, _fire) if call_later is not None else asyncio.ensure_future(_timer())
+    )
+    try:
+        return await work
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if fired and (me is None or me.cancelling() == 0):
+            raise TimeoutError(f"timed out after {seconds} s on {type(clock).__name__}") from None
+        raise
+    finally:
+        if not timer.done():
+            timer.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
 
 
 class NodeHost:
@@ -53,7 +95,8 @@ class NodeHost:
         self.node_ns = 0
         self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
         self.max_input_bytes = decl.max_input_bytes
-        self.pool_key = decl.fairness_key and None
+        self.cancel_mode = decl.cancel_mode or node.cancel_mode
+        self.scope = decl.scope or node.scope
         self.by_edge = bool(getattr(node, "by_edge", False))
 
     # ----------------------------------------------------------------- routing
@@ -140,8 +183,7 @@ class NodeHost:
                         f"event of {ev.size} bytes exceeds max_input_bytes={self.max_input_bytes}"
                     )
                 if self.timeout_s is not None:
-                    async with asyncio.timeout(self.timeout_s):
-                        out = await self.process(ev, port)
+                    out = await self._timed(ev, port)
                 else:
                     out = await self.process(ev, port)
             except asyncio.CancelledError:
@@ -175,6 +217,14 @@ class NodeHost:
             if s.control_pending() or not n & 63:
                 await asyncio.sleep(0)
 
+    async def _timed(self, ev: Event, port: str) -> Any:
+        """``process`` under the node time limit, measured on the session clock."""
+        clock = self.session.clock
+        if isinstance(clock, SystemClock):
+            async with asyncio.timeout(self.timeout_s):
+                return await self.process(ev, port)
+        return await clock_timeout(clock, self.timeout_s or 0.0, self.process(ev, port))
+
     # ------------------------------------------------------------------ hooks
     async def call_hook(self, name: str, *args: Any) -> NodeHookError | None:
         """Run one hook under the node's hook timeout; returns the error, never raises it."""
@@ -183,8 +233,7 @@ class NodeHost:
         try:
             res = fn(*args)
             if inspect.isawaitable(res):
-                async with asyncio.timeout(timeout):
-                    await res
+                await clock_timeout(self.session.clock, timeout, res)
         except TimeoutError:
             return NodeHookError(
                 f"node {self.node_id!r} hook {name} exceeded hook_timeout_ms="

@@ -36,7 +36,15 @@ class SignalLog:
     ``maxlen`` bounds memory (NF-004); ``sink`` receives every record as built.
     """
 
-    __slots__ = ("_clock", "_next_seq", "pipeline_version", "records", "session_id", "sink")
+    __slots__ = (
+        "_clock",
+        "_next_seq",
+        "authority_epoch",
+        "pipeline_version",
+        "records",
+        "session_id",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -54,6 +62,8 @@ class SignalLog:
         self._next_seq = next_seq
         self.records: deque[ControlSignal | EventRecord] = deque(maxlen=maxlen)
         self.sink = sink
+        #: Lease epoch stamped on every record (the authority guard updates it).
+        self.authority_epoch = 0
 
     def _push(self, rec: ControlSignal | EventRecord) -> None:
         self.records.append(rec)
@@ -101,6 +111,7 @@ class SignalLog:
             sync_id=sync_id,
             sync_domain=sync_domain,
             discontinuity_id=discontinuity_id,
+            authority_epoch=self.authority_epoch,
             signal=name,
             emitted_by=emitter,
             scope=scope,
@@ -135,6 +146,7 @@ class SignalLog:
             node_id=node_id,
             edge_id=edge_id,
             reason=reason,
+            authority_epoch=self.authority_epoch,
         )
         self._push(rec)
         return rec

@@ -45,6 +45,8 @@ ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortTy
                "vad": PortType.VAD}
 RESERVED = ("input", "output")
 Trigger = Literal["timeout", "error"]
+#: Metadata key set on nodes inserted by configuration layers (shown as their origin).
+INSERTED_MARK = "rspp.inserted_by"
 
 
 @dataclass
@@ -141,7 +143,8 @@ def analyse(
             scope=s.scope or sig.default_scope, is_async=sig.is_async,
             cancel_mode=s.cancel_mode or sig.default_cancel_mode, timeout=timeout,
             cancel_grace=budgets.cancel_grace, inputs=sig.inputs, outputs=sig.outputs,
-            provider_modality=sig.provider_modality, origin=node.origin,
+            provider_modality=sig.provider_modality,
+            origin=str(s.metadata.get(INSERTED_MARK, node.origin)),
         ))
     edge_defs = []
     for w in wires:
@@ -270,10 +273,34 @@ def _wire_edges(
                     "and/or/not; calls, indexing and arithmetic are not allowed",
                 ))
                 bad = True
+        bad = _check_buffer(edge, issues) or bad
         if not bad:
             port_type = s_type if s_type != PortType.ANY else t_type
             wires.append(_Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
     return _dedupe_ids(wires)
+
+
+def _check_buffer(edge: FlatEdge, issues: list[LintIssue]) -> bool:
+    buf = edge.spec.buffer
+    if buf is None or buf.watermarks is None:
+        return False
+    bad = False
+    limits = (("queue_items", buf.watermarks.queue_items, buf.max_queue_items),
+              ("queue_ms", buf.watermarks.queue_ms, buf.max_queue_ms))
+    for name, mark, bound in limits:
+        if mark is None:
+            continue
+        path = (*edge.path, "buffer", "watermarks", name)
+        if mark.low >= mark.high:
+            issues.append(edge.src.issue(path, f"watermark low {mark.low} >= high {mark.high}",
+                                         "set low below high (e.g. low = high / 3)"))
+            bad = True
+        if bound is not None and mark.high > bound:
+            issues.append(edge.src.issue(
+                path, f"watermark high {mark.high} exceeds max_{name} {bound}",
+                f"set high <= {bound} so pressure is signalled before the queue is full"))
+            bad = True
+    return bad
 
 
 def _dedupe_ids(wires: list[_Wire]) -> list[_Wire]:

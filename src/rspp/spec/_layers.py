@@ -22,6 +22,7 @@ ALLOWED_KEYS = (
     *(f"budgets.{b}" for b in _BUDGETS),
     *(f"providers.{m}.{f}" for m in ("stt", "llm", "tts") for f in _PROVIDER_FIELDS),
     "recording.level",
+    "insert.<node_id>",
 )
 
 
@@ -112,6 +113,13 @@ def resolve_effective(
     bad: list[LintIssue] = []
     for source, label, overrides in stack:
         for key, value in overrides.items():
+            if key.startswith("insert."):
+                problem = _insert(tree, key.split(".", 1)[1], value, source)
+                if problem is not None:
+                    bad.append(LintIssue(src.file, 1, 1, key, f"{label}: {problem[0]}", problem[1]))
+                else:
+                    winners[key] = (value, source)
+                continue
             if key not in ALLOWED_KEYS:
                 bad.append(LintIssue(src.file, 1, 1, key, f"{label} overrides unknown key {key!r}",
                                      "overridable keys: " + ", ".join(ALLOWED_KEYS)))
@@ -136,6 +144,43 @@ def resolve_effective(
     values = _report(graph, spec, winners)
     applied = tuple(ResolvedValue(k, v, s) for k, (v, s) in sorted(winners.items()))
     return EffectiveSpec(tenant, session, effective, graph, values, applied)
+
+
+def _insert(
+    tree: dict[str, object], node_id: str, value: object, source: ValueSource
+) -> tuple[str, str] | None:
+    """Insert node ``node_id`` on an existing edge; ``(message, hint)`` on failure."""
+    from rspp.spec._catalog import BUILTIN_NODE_TYPES
+    from rspp.spec._compiler import INSERTED_MARK
+
+    shape = "{type: redaction, on_edge: 'stt.final->llm.text', params: {...}}"
+    if not isinstance(value, Mapping) or not isinstance(value.get("on_edge"), str):
+        return "an insert needs `type` and `on_edge`", f"use {shape}"
+    sig = BUILTIN_NODE_TYPES.signature(str(value.get("type")))
+    if sig is None or not sig.inputs or not sig.outputs:
+        return (f"cannot insert node type {value.get('type')!r}",
+                "insert a built-in type with one input and one output, e.g. redaction")
+    source_ref, _, target_ref = str(value["on_edge"]).partition("->")
+    edges = tree.get("edges")
+    edge_list = list(edges) if isinstance(edges, (list, tuple)) else []
+    tree["edges"] = edge_list
+    match = next((e for e in edge_list if isinstance(e, dict)
+                  and e.get("from") == source_ref.strip() and e.get("to") == target_ref.strip()),
+                 None)
+    if match is None:
+        known = ", ".join(f"{e.get('from')}->{e.get('to')}" for e in edge_list
+                          if isinstance(e, dict))
+        return f"edge {value['on_edge']!r} not found", f"insert on one of: {known}"
+    match["to"] = f"{node_id}.{sig.inputs[0].name}"
+    edge_list.append({"from": f"{node_id}.{sig.outputs[0].name}", "to": target_ref.strip()})
+    current = tree.get("nodes")
+    nodes = list(current) if isinstance(current, (list, tuple)) else []
+    params = value.get("params")
+    nodes.append({"id": node_id, "type": sig.type_name,
+                  "params": dict(params) if isinstance(params, Mapping) else {},
+                  "metadata": {INSERTED_MARK: f"inserted:{source.value}"}})
+    tree["nodes"] = nodes
+    return None
 
 
 def _default_primary(spec: PipelineSpec, modality: str) -> str:
@@ -171,6 +216,8 @@ def _report(
                                   or spec.recording.level is None else ValueSource.SPEC)))
     for n in graph.nodes:
         origin = ValueSource.TEMPLATE if n.origin == "template" else ValueSource.SPEC
+        if n.origin.startswith("inserted:"):
+            origin = ValueSource(n.origin.split(":", 1)[1])
         rows.append(ResolvedValue(f"nodes.{n.id}.type", n.type, origin))
         rows.append(ResolvedValue(f"nodes.{n.id}.timeout_ms", n.timeout.value, n.timeout.source))
     for e in graph.edges:

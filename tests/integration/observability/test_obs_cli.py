@@ -88,7 +88,8 @@ async def test_slo_report_failing_and_no_samples_gates(
     gates = json.loads(result.stdout)["gates"]
     assert [g["gate"] for g in gates] == [1, 2, 3, 4, 5, 6, 7]
     for g in gates:
-        assert {"gate", "name", "threshold", "count", "p50", "p95", "p99", "value", "pass"} <= set(g)
+        keys = {"gate", "name", "threshold", "count", "p50", "p95", "p99", "value", "pass"}
+        assert keys <= set(g)
     by = {g["gate"]: g for g in gates}
     assert by[1]["pass"] is False and by[1]["p95"] == 450 and by[1]["count"] == 6
     assert by[3]["status"] == "no_samples" and by[3]["pass"] is None and by[3]["count"] == 0
@@ -143,7 +144,7 @@ def test_timeline_show_reports_malformed_lines(cli: typer.Typer, tmp_path: Path)
     b.turn("t1")
     good = b.write(tmp_path / "good.jsonl").read_text().splitlines()
     broken = tmp_path / "broken.jsonl"
-    broken.write_text("\n".join([good[0], "{not json", good[1], '{"kind": 3}', '[1]'] + good[2:]))
+    broken.write_text("\n".join([good[0], "{not json", good[1], '{"kind": 3}', "[1]", *good[2:]]))
     result = _invoke(cli, "timeline", "show", str(broken))
     assert result.exit_code == 1
     assert "Traceback" not in result.stdout

@@ -28,6 +28,7 @@ from rspp.contracts import (
     encode_json,
     encode_msgpack,
     from_builtins,
+    negotiate_encoding,
     sha256_hex,
     to_builtins,
 )
@@ -148,3 +149,15 @@ def test_determinism_context_always_carries_nondeterministic_inputs() -> None:
         nondeterministic_inputs=(),
     )
     assert json.loads(encode_json(ctx))["nondeterministic_inputs"] == []
+
+
+def test_encoding_negotiation_debug_json_and_production_msgpack() -> None:
+    signal = from_builtins("control_signal", load(next(p for p in VALID if "barge_in" in p.stem)))
+    debug = negotiate_encoding(["json"])
+    production = negotiate_encoding(["MsgPack", "json"])
+    assert (debug, production) == ("json", "msgpack")
+    assert encode(signal, debug).startswith(b"{")
+    for encoding in (debug, production):
+        assert decode("control_signal", encode(signal, encoding), encoding) == signal
+    with pytest.raises(ContractError, match="no shared encoding"):
+        negotiate_encoding(["protobuf"])

@@ -12,10 +12,16 @@ from _contracts_support import fixture_files, load
 from rspp.contracts import (
     AudioPayload,
     AudioRef,
+    ContractStruct,
     ContractValidationError,
     ControlSignal,
+    DebugPayload,
+    ErrorPayload,
     EventRecord,
+    EventType,
     MediaTime,
+    MetricsPayload,
+    Payload,
     TextPayload,
     TextRevisionTracker,
     TimelineEntry,
@@ -23,6 +29,7 @@ from rspp.contracts import (
     check_record,
     decode_frame,
     encode_frame,
+    event_type,
     from_builtins,
     make_entry,
     parse_entry,
@@ -144,3 +151,45 @@ def test_text_partials_are_monotonic_and_final_is_immutable() -> None:
     with pytest.raises(ContractError, match="immutable"):
         tracker.accept(TextPayload(text="hello there!", is_final=True, revision=3))
     tracker.accept(TextPayload(text="next", is_final=True, revision=0, segment_id="1"))
+
+
+@pytest.mark.parametrize(
+    ("lane", "payload", "expected"),
+    [
+        ("ControlLane", None, EventType.CONTROL),
+        (
+            "DataLane",
+            AudioPayload(sample_rate_hz=16000, channels=1, data=b"\x00\x00"),
+            EventType.AUDIO,
+        ),
+        ("DataLane", TextPayload(text="hi", is_final=True, revision=0), EventType.TEXT),
+        (
+            "TelemetryLane",
+            MetricsPayload(name="queue_depth", value=3, unit="items"),
+            EventType.METRICS,
+        ),
+        ("DataLane", DebugPayload(message="node started"), EventType.DEBUG),
+        (
+            "DataLane",
+            ErrorPayload(code="stt_timeout", message="no result", retryable=True),
+            EventType.ERROR,
+        ),
+        ("TelemetryLane", None, EventType.METRICS),
+    ],
+)
+def test_every_event_type_travels_in_a_frame_and_is_classified(
+    lane: str, payload: Payload | None, expected: EventType
+) -> None:
+    if lane == "ControlLane":
+        record: ContractStruct = from_builtins(
+            "control_signal", _fixture("control_signal__barge_in")
+        )
+    else:
+        base = _fixture("event_record__text_event") | {"lane": lane}
+        record = from_builtins("event_record", base)
+    decoded, body = decode_frame(encode_frame(record, payload))
+    assert (decoded, body) == (record, payload)
+    assert event_type(lane, body) is expected
+    line = msgspec.json.encode(make_entry(record, payload))
+    entry, issues = parse_entry(json.loads(line))
+    assert issues == [] and entry is not None and entry.payload == payload

@@ -8,14 +8,32 @@ are also generated from scratch with random signal/emitter/scope/phase combinati
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from _contracts_support import fixture_files, kind_of_fixture, load, reference_validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from rspp.contracts import KINDS, Emitter, SignalName, infer_kind, is_valid, validate
+from rspp.cli import app
+from rspp.contracts import (
+    KINDS,
+    ContractValidationError,
+    Emitter,
+    SignalName,
+    decode_json,
+    decode_msgpack,
+    encode_json,
+    encode_msgpack,
+    from_builtins,
+    infer_kind,
+    is_valid,
+    to_builtins,
+    validate,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -194,6 +212,14 @@ def test_mutated_records_agree_with_reference(
     expected = reference_validator(reference_schema, kind).is_valid(record)
     assert is_valid(kind, record) == expected
     assert (not validate(kind, record)) == expected
+    if expected:  # every valid generated record round-trips losslessly through both codecs
+        obj = from_builtins(kind, record)
+        assert to_builtins(obj) == record
+        assert decode_json(kind, encode_json(obj)) == obj
+        assert decode_msgpack(kind, encode_msgpack(obj)) == obj
+    else:
+        with pytest.raises(ContractValidationError):
+            from_builtins(kind, record)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -204,3 +230,22 @@ def test_generated_control_signals_agree_with_reference(
     for kind in ("control_signal", "event_record"):
         expected = reference_validator(reference_schema, kind).is_valid(record)
         assert (not validate(kind, record)) == expected, (kind, record, validate(kind, record))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=mutated())
+def test_cli_classifies_generated_records_like_reference(
+    case: tuple[str, Any], reference_schema: dict[str, Any], tmp_path: Path
+) -> None:
+    kind, record = case
+    path = tmp_path / "generated.json"
+    path.write_text(json.dumps(record))
+    result = CliRunner().invoke(app, ["contracts", "validate", "--kind", kind, str(path)])
+    expected = reference_validator(reference_schema, kind).is_valid(record)
+    assert result.exit_code == (0 if expected else 1), result.output
+    verdict = result.output.strip().split(": ", 1)[1]
+    assert (verdict == "valid") == expected

@@ -31,6 +31,7 @@ from rspp.observability import (
     TimelineBuilder,
     TimelineExporter,
     TimelineRecorder,
+    build_plan,
     missing_evidence_fields,
     read_timeline,
 )
@@ -257,3 +258,22 @@ def test_debug_capture_is_per_session_and_expires() -> None:
     assert recorder.debug_event(dbg) is False
     assert recorder.stats.debug_events == 1
     assert [i.record.session_id for i in recorder.peek(10)] == ["s-debug"]  # type: ignore[attr-defined]
+
+
+def test_plan_recording_policy_sets_the_level_at_turn_start() -> None:
+    recorder = TimelineRecorder(VirtualClock())
+    builder = TimelineBuilder()
+    recorder.append(build_plan("t1", "assistant@1.0.0", recording_level=RecordingLevel.L0))
+    assert recorder.level == RecordingLevel.L0
+    reasons = [i.record.reason for i in recorder.peek(10) if isinstance(i.record, ControlSignal)]
+    assert reasons == ["plan_policy:L2->L1", "plan_policy:L1->L0"]
+    recorder.append(builder.event("t1", node_id="llm"), TEXT)
+    assert recorder.stats.payloads_stripped == 1
+    recorder.append(build_plan("t2", "assistant@1.0.0", recording_level=RecordingLevel.L2))
+    assert recorder.level == RecordingLevel.L0  # raising waits for turn boundaries
+    recorder.turn_boundary()
+    recorder.turn_boundary()
+    assert recorder.level == RecordingLevel.L2
+    recorder.close()
+    assert recorder.append(builder.event("t2", node_id="llm")) is False
+    assert recorder.stats.dropped["after_close"] == 1

@@ -123,3 +123,12 @@ def test_evidence_struct_is_what_the_builder_records() -> None:
     (evidence,) = [r for r, _ in b.items if isinstance(r, OR02Evidence)]
     assert evidence.cancel is not None and evidence.abort_reason == "cancelled"
     assert evidence.cancel.cancel_fence_applied_ms - evidence.cancel.cancel_accepted_ms == 20
+
+
+def test_gate3_falls_back_to_or02_cancel_markers() -> None:
+    b = TimelineBuilder()
+    b.turn("t1", cancel_fence_ms=35)
+    lines = [ln for ln in b.lines()
+             if ln["record"].get("signal") not in ("cancel", "playback_cancelled")]  # type: ignore[union-attr]
+    g3 = {g.gate: g for g in evaluate_gates(as_lines(lines)).gates}[3]
+    assert g3.status == "pass" and g3.count == 1 and g3.p95 == 35.0

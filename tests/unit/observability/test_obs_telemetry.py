@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from rspp.observability import (
     CORRELATION_FIELDS,
     JsonLogFormatter,
+    NodeTelemetry,
     Redactor,
     RuntimeMetrics,
     SpanFactory,
@@ -44,13 +45,16 @@ def test_metrics_scrape_contains_every_series_with_labels() -> None:
     metrics.session_ended(PV)
     text = metrics.scrape().decode()
     for series in (
-        'rspp_node_latency_seconds_bucket{le="0.25",node_id="stt",pipeline_version="assistant@1.0.0",provider="fake-stt"} 1.0',
-        'rspp_edge_latency_seconds_count{edge_id="stt->llm",pipeline_version="assistant@1.0.0"} 1.0',
+        'rspp_node_latency_seconds_bucket{le="0.25",node_id="stt",'
+        'pipeline_version="assistant@1.0.0",provider="fake-stt"} 1.0',
+        'rspp_edge_latency_seconds_count{edge_id="stt->llm",'
+        'pipeline_version="assistant@1.0.0"} 1.0',
         'rspp_edge_queue_depth{edge_id="stt->llm",pipeline_version="assistant@1.0.0"} 7.0',
         'rspp_edge_drops_total{edge_id="audio->vad",pipeline_version="assistant@1.0.0"} 3.0',
         'rspp_edge_merges_total{edge_id="llm->tts",pipeline_version="assistant@1.0.0"} 2.0',
         "rspp_cancel_latency_seconds_count",
-        'rspp_provider_latency_seconds_count{modality="llm",pipeline_version="assistant@1.0.0",provider="fake-llm"} 1.0',
+        'rspp_provider_latency_seconds_count{modality="llm",'
+        'pipeline_version="assistant@1.0.0",provider="fake-llm"} 1.0',
         "rspp_provider_retries_total",
         'outcome="rate_limited"',
         "rspp_kernel_overhead_seconds_count",
@@ -60,6 +64,7 @@ def test_metrics_scrape_contains_every_series_with_labels() -> None:
     # drops only on the drop edge, merges only on the merge edge (F-069)
     assert 'rspp_edge_drops_total{edge_id="llm->tts"' not in text
     assert 'rspp_edge_merges_total{edge_id="audio->vad"' not in text
+    assert "process_cpu_seconds_total" in text  # autoscaling input (F-104)
     # a second instance has its own registry
     assert "rspp_edge_drops_total{" not in RuntimeMetrics().scrape().decode()
 
@@ -131,8 +136,27 @@ def test_spans_per_session_turn_node_and_provider() -> None:
     assert prov.attributes is not None
     assert prov.attributes["rspp.session_id"] == "s1" and prov.attributes["rspp.turn_id"] == "t1"
     assert prov.attributes["rspp.provider_invocation_id"] == "inv-1"
-    assert prov.parent is not None and prov.parent.span_id == finished["rspp.node stt"].context.span_id
-    turn = finished["rspp.turn"]
-    assert turn.parent is not None and turn.parent.span_id == finished["rspp.session"].context.span_id
-    assert len({s.context.trace_id for s in finished.values()}) == 1
+    node_ctx = finished["rspp.node stt"].context
+    assert prov.parent is not None and node_ctx is not None
+    assert prov.parent.span_id == node_ctx.span_id
+    turn, session_ctx = finished["rspp.turn"], finished["rspp.session"].context
+    assert turn.parent is not None and session_ctx is not None
+    assert turn.parent.span_id == session_ctx.span_id
+    assert len({s.context.trace_id for s in finished.values() if s.context}) == 1
     provider.shutdown()
+
+
+def test_node_telemetry_handle_reports_metrics_and_correlated_debug_logs() -> None:
+    from rspp.runtime._handles import TelemetryHandle
+
+    metrics = RuntimeMetrics()
+    stream = io.StringIO()
+    handle: TelemetryHandle = NodeTelemetry(metrics, _logger(stream), session_id="s9",
+                                            pipeline_version=PV, node_id="vad", turn_id="t3")
+    handle.metric("speech_prob", 0.9, extra_label="ignored")
+    handle.debug("frame classified", frames=3)
+    text = metrics.scrape().decode()
+    assert 'rspp_node_metric_count{metric="speech_prob",node_id="vad",' in text
+    (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert (line["session_id"], line["turn_id"], line["node_id"], line["frames"]) == (
+        "s9", "t3", "vad", 3)

@@ -146,13 +146,17 @@ def test_merge_coalesces_partials_and_keeps_final(check_records) -> None:
         assert buf.offer(e) == (ACCEPTED if i == 0 else MERGED)
     final = ev(4, kind="text", final=True, revision=4, attrs={"segment": "s1"})
     final.payload = "hello world."
-    assert buf.offer(final) == ACCEPTED
+    # the final supersedes the queued partial; a later segment is never merged into it
+    assert buf.offer(final) == MERGED
+    nxt = ev(5, kind="text", final=False, attrs={"segment": "s2"})
+    assert buf.offer(nxt) == ACCEPTED
     buf.flush_notices()
-    assert [(e.payload, e.final) for e in buf.data] == [("hello world", False), ("hello world.", True)]
-    assert buf.data[0].merged_from == ("0", "1", "2", "3")
+    assert [(e.payload, e.final) for e in buf.data] == [("hello world.", True), (nxt.payload, False)]
+    assert buf.data[0].merged_from == ("0", "1", "2", "3", "4")
     (notice,) = log.of(SignalName.DROP_NOTICE)
-    assert notice.reason == "merged_coalesced" and (notice.seq_range.start, notice.seq_range.end) == (0, 2)
-    assert buf.stats.merged == 3
+    assert notice.reason == "merged_coalesced"
+    assert (notice.seq_range.start, notice.seq_range.end) == (0, 3)
+    assert buf.stats.merged == 4
     check_records(log.records)
 
 
@@ -184,11 +188,10 @@ def test_watermarks_emit_signals_and_run_plan_action(check_records) -> None:
     buf, log = make(BufferConfig(max_items=100, watermark_items=(5, 2), watermark_action="drop"))
     for i in range(5):
         buf.offer(ev(i))
-    (high,) = log.of(SignalName.WATERMARK)
+    high, low = log.of(SignalName.WATERMARK)
     assert high.reason == "high_watermark_crossed:queue_items:drop"
     assert high.edge_id == "a.out->b.in" and high.target_lane == Lane.DATA
     assert data_seqs(buf) == [3, 4]  # action "drop" shed down to the low watermark
-    low = log.of(SignalName.WATERMARK)[1]
     assert low.reason == "low_watermark_crossed:queue_items"
     check_records(log.records)
 

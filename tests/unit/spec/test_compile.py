@@ -240,3 +240,27 @@ def test_custom_catalog_is_used() -> None:
 def load_spec_and_compile(name: str) -> GraphDefinition:
     root = Path(__file__).resolve().parents[3]
     return compile_spec(load_spec(root / "pipelines" / "examples" / name))
+
+
+def test_fallback_outputs_may_share_the_primary_target_port() -> None:
+    graph = _compile("""\
+        name: fb
+        version: 1.0.0
+        nodes:
+          - {id: llm, type: llm, timeout_ms: 500, fallback: {node: backup, on: [timeout]}}
+          - {id: backup, type: llm, params: {model: tiny}}
+          - {id: seg, type: sentence_segmenter}
+        edges:
+          - {from: input.text, to: llm.text}
+          - {from: llm.text, to: seg.text}
+          - {from: backup.text, to: seg.text}
+          - {from: seg.text, to: output.text}
+        """)
+    (fb,) = graph.fallbacks
+    assert (fb.primary, fb.fallback, fb.on) == ("llm", "backup", ("timeout",))
+    assert graph.node("llm").timeout == graph.node("llm").timeout.__class__(500, ValueSource.SPEC)
+    mirrored = next(e for e in graph.edges if e.role == "fallback")
+    assert mirrored.id == "input.text->backup.text"
+    assert graph.topo_order == ("llm", "backup", "seg")
+    assert graph.turn_budgets().turn_budget_ms == 2000
+    assert graph.provider_bindings() == {"llm": "local"}

@@ -90,3 +90,26 @@ def test_resolved_view_lists_template_nodes_and_chosen_providers(repo_root: Path
     assert eff.source_of("providers.stt.primary") is ValueSource.PROFILE
     assert eff.value_of("providers.llm.primary") == "openai"
     assert any(v.path.startswith("edges.") for v in eff.values)
+
+
+def test_policy_inserted_node_appears_in_resolved_view(spec) -> None:  # type: ignore[no-untyped-def]
+    layers = ConfigLayers(tenants={"bank": {"insert.pii_filter": {
+        "type": "redaction", "on_edge": "stt.final->llm.text", "params": {"patterns": ["card"]},
+    }}})
+    eff = resolve_effective(spec, tenant="bank", session="s-7", layers=layers)
+    node = eff.graph.node("pii_filter")
+    assert node.origin == "inserted:tenant" and node.params["patterns"] == ("card",)
+    assert eff.source_of("nodes.pii_filter.type") is ValueSource.TENANT
+    ids = {e.id for e in eff.graph.edges}
+    assert {"stt.final->pii_filter.text", "pii_filter.text->llm.text"} <= ids
+    assert "stt.final->llm.text" not in ids
+    order = eff.graph.topo_order
+    assert order.index("stt") < order.index("pii_filter") < order.index("llm")
+    # other tenants are unaffected
+    other = resolve_effective(spec, tenant="other", layers=layers)
+    assert "pii_filter" not in other.graph.topo_order
+    with pytest.raises(SpecInvalid) as info:
+        resolve_effective(spec, tenant="t", layers=ConfigLayers(tenants={"t": {
+            "insert.x": {"type": "redaction", "on_edge": "a.b->c.d"}}}))
+    assert "not found" in info.value.issues[0].message
+    assert "stt.final->llm.text" in info.value.issues[0].hint

@@ -93,3 +93,21 @@ def test_mapping_resolver_and_name_mismatch(fixtures_dir: Path) -> None:
     with pytest.raises(SpecInvalid) as info:
         compile_spec(spec, subgraphs=wrong)
     assert "declares transcribe@2.0.0" in info.value.issues[0].message
+
+
+def test_nested_subgraphs_get_nested_namespaces(fixtures_dir: Path) -> None:
+    graph = compile_spec(load_spec(fixtures_dir / "nested.yaml"))
+    assert graph.topo_order == ("outer.tr.stt", "outer.tr.norm", "outer.shout")
+    assert "input.audio->outer.tr.stt.audio" in {e.id for e in graph.edges}
+    assert graph.node("outer.tr.stt").origin == "subgraph:tr@transcribe@1.0.0"
+
+
+def test_self_referencing_subgraph_is_reported_not_looped() -> None:
+    loop = parse_spec_text(
+        "name: loop\nversion: 1.0.0\nsubgraphs: [{id: again, use: loop@1.0.0}]\n"
+        "nodes: [{id: p, type: passthrough}]\n"
+        "edges: [{from: input.text, to: p.in}, {from: p.out, to: output.text}]\n"
+    )
+    with pytest.raises(SpecInvalid) as info:
+        compile_spec(loop, subgraphs=MappingSubgraphResolver({"loop@1.0.0": loop}))
+    assert any("nested deeper" in i.message for i in info.value.issues)

@@ -80,7 +80,8 @@ def _arithmetic(words: list[str]) -> str | None:
             return "Dividing by zero is not defined."
         else:
             result = left / right
-        return f"{_say_number(left)} {words[i]} {_say_number(right)} is {_say_number(result)}."
+        op_words = " ".join(words[i:j])
+        return f"{_say_number(left)} {op_words} {_say_number(right)} is {_say_number(result)}."
     return None
 
 
