@@ -20,7 +20,9 @@ VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 ADMIN_KEY = "e2e-admin-key"
 
 
-def rspp(*args: str, key: str | None = None, server: str | None = None) -> subprocess.CompletedProcess[str]:
+def rspp(
+    *args: str, key: str | None = None, server: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     if key is not None:
         env["RSPP_API_KEY"] = key
@@ -28,7 +30,11 @@ def rspp(*args: str, key: str | None = None, server: str | None = None) -> subpr
         env["RSPP_SERVER"] = server
     return subprocess.run(
         [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -40,7 +46,8 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(db_path: Path) -> Iterator[ControlPlaneServer]:
     settings = ControlPlaneSettings(
-        db_url=f"sqlite+aiosqlite:///{db_path}", admin_key=ADMIN_KEY,
+        db_url=f"sqlite+aiosqlite:///{db_path}",
+        admin_key=ADMIN_KEY,
         token_keys=TokenKeys.generate_ed25519(),
     )
     with ControlPlaneServer(settings) as srv:
@@ -55,7 +62,11 @@ def test_cli_publish_rollout_route_token_status_audit(
     created = rspp("keys", "create", "--role", "operator", key=ADMIN_KEY, server=url)
     assert created.returncode == 0, created.stderr
     operator = created.stdout.strip().splitlines()[-1]
-    viewer = rspp("keys", "create", "--role", "viewer", key=ADMIN_KEY, server=url).stdout.strip().splitlines()[-1]
+    viewer = (
+        rspp("keys", "create", "--role", "viewer", key=ADMIN_KEY, server=url)
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert operator.startswith("rspp_operator_") and viewer.startswith("rspp_viewer_")
 
     # A viewer key cannot publish; the error says which role is needed.
@@ -76,27 +87,74 @@ def test_cli_publish_rollout_route_token_status_audit(
     got = rspp("get", "voice-assistant@1.0.0", key=viewer, server=url)
     assert got.returncode == 0 and '"spec_hash"' in got.stdout
 
-    assert rspp("rollout", "voice-assistant", "--canary", "2.0.0", "--percent", "10",
-                key=operator, server=url).returncode == 0
-    assert rspp("rollback", "voice-assistant", "--to", "1.0.0", key=operator, server=url).returncode == 0
+    assert (
+        rspp(
+            "rollout",
+            "voice-assistant",
+            "--canary",
+            "2.0.0",
+            "--percent",
+            "10",
+            key=operator,
+            server=url,
+        ).returncode
+        == 0
+    )
+    assert (
+        rspp("rollback", "voice-assistant", "--to", "1.0.0", key=operator, server=url).returncode
+        == 0
+    )
 
     # Route needs a runtime in the routing view.
-    reg = rspp("runtime", "register", "rt-a", "--endpoint", "ws://127.0.0.1:9/ws", key=operator, server=url)
+    reg = rspp(
+        "runtime", "register", "rt-a", "--endpoint", "ws://127.0.0.1:9/ws", key=operator, server=url
+    )
     assert reg.returncode == 0, reg.stderr
     routed = rspp("route", "--tenant", "acme", "--session", "sess-e2e", key=operator, server=url)
     assert routed.returncode == 0, routed.stderr
-    assert '"pipeline_version": "1.0.0"' in routed.stdout and '"endpoint": "ws://127.0.0.1:9/ws"' in routed.stdout
+    assert (
+        '"pipeline_version": "1.0.0"' in routed.stdout
+        and '"endpoint": "ws://127.0.0.1:9/ws"' in routed.stdout
+    )
 
-    token = rspp("token", "issue", "--session", "sess-e2e", "--tenant", "acme", "--ttl", "60",
-                 key=operator, server=url).stdout.strip().splitlines()[-1]
+    token = (
+        rspp(
+            "token",
+            "issue",
+            "--session",
+            "sess-e2e",
+            "--tenant",
+            "acme",
+            "--ttl",
+            "60",
+            key=operator,
+            server=url,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     good = rspp("token", "verify", token, key=viewer, server=url)
     assert good.returncode == 0 and "valid" in good.stdout and "sess-e2e" in good.stdout
     header, payload, sig = token.split(".")
     tampered = f"{header}.{payload[:-2]}{'AA' if payload[-2:] != 'AA' else 'BB'}.{sig}"
     bad = rspp("token", "verify", tampered, key=viewer, server=url)
     assert bad.returncode == 1 and "token_invalid" in bad.stderr
-    short = rspp("token", "issue", "--session", "sess-e2e", "--tenant", "acme", "--ttl", "1",
-                 key=operator, server=url).stdout.strip().splitlines()[-1]
+    short = (
+        rspp(
+            "token",
+            "issue",
+            "--session",
+            "sess-e2e",
+            "--tenant",
+            "acme",
+            "--ttl",
+            "1",
+            key=operator,
+            server=url,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     import time
 
     time.sleep(2.1)

@@ -153,7 +153,10 @@ def serve(
         finally:
             await cp.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown
+        typer.echo("control plane stopped")
 
 
 def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:

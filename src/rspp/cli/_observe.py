@@ -65,7 +65,8 @@ def show(
     lines, bad = _load([file], console)
     spec = TimelineFilter(session=session, turn=turn, lane=lane, node=node, type=type_)
     shown = filter_lines(lines, spec)
-    console.print(timeline_table(shown, title=f"{file} ({len(shown)} of {len(lines)} lines)"))
+    title = f"{file.name} ({len(shown)} of {len(lines)} lines)"
+    console.print(timeline_table(shown, title=title))
     if bad:
         raise typer.Exit(1)
 
@@ -146,7 +147,7 @@ def slo_report(
         table = Table(title="MVP quality gates")
         for column in ("gate", "name", "threshold", "count", "p50", "p95", "p99", "value",
                        "status"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in ("name", "status"))
         colours = {"pass": "green", "fail": "bold red", "no_samples": "yellow"}
         for g in result.gates:
             table.add_row(str(g.gate), g.name, g.threshold, str(g.count), _fmt(g.p50),

@@ -24,6 +24,7 @@ from rspp.contracts._validate import (
     ContractStruct,
     ContractValidationError,
     _convert,
+    _from_msgspec,
     check_versions,
     from_builtins,
     kind_of,
@@ -74,7 +75,7 @@ def parse_entry(data: object) -> tuple[TimelineEntry | None, list[ValidationIssu
     try:
         entry = msgspec.convert(data, TimelineEntry)
     except msgspec.ValidationError as exc:
-        return None, [ValidationIssue("<root>", str(exc))]
+        return None, [_from_msgspec(exc)]
     return entry, check_entry(entry)
 
 
@@ -100,8 +101,10 @@ def decode_frame(data: bytes, *, validate: bool = True) -> tuple[ContractStruct,
         try:
             payload = _PAYLOAD_DECODER.decode(_ENCODER.encode(raw_payload))
         except msgspec.ValidationError as exc:
+            issue = _from_msgspec(exc)
+            path = "payload" if issue.path == "<root>" else f"payload.{issue.path}"
             raise ContractValidationError(
-                "payload", [ValidationIssue("payload", str(exc))]
+                "payload", [ValidationIssue(path, issue.message)]
             ) from exc
         if isinstance(payload, AudioPayload) and (issues := payload.check()):
             raise ContractValidationError("payload", issues)

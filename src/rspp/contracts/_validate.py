@@ -182,27 +182,32 @@ def to_builtins(obj: ContractStruct, *, check: bool = True) -> dict[str, Any]:
     return data
 
 
-def _convert(kind: str, data: object) -> ContractStruct:
+def _convert(kind: str, data: object, *, checked: bool = False) -> ContractStruct:
+    """Build the struct; ``checked`` data already passed the schema, so convert leniently."""
     if kind == "artifact_bundle":
-        return _convert_bundle(data)
+        return _convert_bundle(data, checked)
     try:
-        return msgspec.convert(data, KIND_TYPES[kind])
+        # lenient only matters for integral floats (JSON 2.0 is an integer)
+        return msgspec.convert(data, KIND_TYPES[kind], strict=not checked)
     except msgspec.ValidationError as exc:
         raise ContractValidationError(kind, [_from_msgspec(exc)]) from exc
 
 
-def _convert_bundle(data: object) -> ArtifactBundle:
+def _convert_bundle(data: object, checked: bool) -> ArtifactBundle:
     if not isinstance(data, Mapping):
         raise ContractValidationError(
             "artifact_bundle", [ValidationIssue("<root>", "must be an object")]
         )
+    missing = [ValidationIssue(k, "required field is missing") for k in _BUNDLE_KEYS - data.keys()]
+    if missing:
+        raise ContractValidationError("artifact_bundle", sorted(missing, key=lambda i: i.path))
     event = data["event"]
     event_kind = (
         "control_signal" if isinstance(event, Mapping) and "signal" in event else "event_record"
     )
-    parts: dict[str, Any] = {"event": _convert(event_kind, event)}
+    parts: dict[str, Any] = {"event": _convert(event_kind, event, checked=checked)}
     for key in ("control_signal", "turn_transition", "resolved_turn_plan", "decision_outcome"):
-        parts[key] = _convert(key, data[key])
+        parts[key] = _convert(key, data[key], checked=checked)
     return ArtifactBundle(**parts)
 
 
@@ -237,6 +242,6 @@ def from_builtins(kind: str, data: object) -> ContractStruct:
     issues = validate(kind, data)
     if issues:
         raise ContractValidationError(kind, issues)
-    result = _convert(kind, data)
+    result = _convert(kind, data, checked=True)
     check_versions(result)
     return result

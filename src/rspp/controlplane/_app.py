@@ -7,6 +7,7 @@ the least role it requires in the OpenAPI document.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -62,10 +63,17 @@ async def _body(request: Request, kind: type[B]) -> B:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        field = text.split("at `$.", 1)[1].split("`", 1)[0] if "at `$." in text else "body"
-        raise InvalidRequest(f"invalid request body: {text}", field=field) from None
+        raise InvalidRequest(f"invalid request body: {text}", field=_field_from(text)) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}", field="body") from None
+
+
+def _field_from(message: str) -> str:
+    """Field path from a msgspec message ("... field `x`" and/or "at `$.a.b`")."""
+    named = re.search(r"field `([^`]+)`", message)
+    at = re.search(r"at `\$\.?([^`]*)`", message)
+    parts = [p for p in ((at.group(1) if at else ""), (named.group(1) if named else "")) if p]
+    return ".".join(parts) or "body"
 
 
 async def _principal(request: Request, cp: ControlPlane) -> Principal:

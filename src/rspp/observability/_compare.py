@@ -4,7 +4,7 @@ Both timelines are grouped by ``turn_id`` (session-scoped records form the
 group ``None``) and ordered by ``runtime_sequence`` then file position. Session
 ids are not compared (a replay may run under a new session id). Recorder
 artefacts (``recording_level_downgraded`` markers, ``or02-*`` telemetry markers)
-are ignored. Within a group:
+and TelemetryLane records (best effort, may be shed) are ignored. Within a group:
 
 * records are matched by a signature (kind, signal / outcome kind / trigger,
   lane, node, edge, payload class) and occurrence number;
@@ -51,6 +51,8 @@ _Sig = tuple[Any, ...]
 def _is_artifact(line: TimelineLine) -> bool:
     if line.record.get("signal") == "recording_level_downgraded":
         return True
+    if line.record.get("lane") == "TelemetryLane":
+        return True  # best-effort lane: may be sampled or shed, never a divergence
     return str(line.record.get("event_id", "")).startswith("or02-")
 
 

@@ -17,11 +17,11 @@ Under pressure the level ladder downgrades ``L2 -> L1 -> L0`` (see
 :mod:`._levels`), each step recorded by a ``recording_level_downgraded``
 ControlSignal (emitted_by ``OR-02``, reason ``buffer_pressure:<from>-><to>``).
 A turn's ``ResolvedTurnPlan`` sets the configured level (its
-``recording_policy``) when it is recorded; a lower plan level applies at once
-(one marked step at a time, reason ``plan_policy:<from>-><to>``), a higher one only through turn
-boundaries. When a pool is full the record is dropped and counted (as are
-appends after :meth:`close`); when the evidence pool
-is full :meth:`append_evidence` returns ``False`` so the kernel ends the turn
+``recording_policy``) when it is recorded: a lower plan level applies at once
+(one marked step at a time, reason ``plan_policy:<from>-><to>``), a higher one
+only through turn boundaries. When a pool is full the record is dropped and
+counted (as are appends after :meth:`close`); when the evidence pool is full
+:meth:`append_evidence` returns ``False`` so the kernel ends the turn
 ``abort(recording_evidence_unavailable)`` (NF-028, truth table T9).
 """
 
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
+from collections.abc import Mapping
+from itertools import islice
 from typing import Final
 
 import msgspec
@@ -99,6 +101,7 @@ class RecorderStats(msgspec.Struct, kw_only=True):
     upgrades: int = 0
     evidence_appended: int = 0
     evidence_rejected: int = 0
+    last_evidence_error: str | None = None
     unsampled_skipped: int = 0
     debug_events: int = 0
 
@@ -215,11 +218,24 @@ class TimelineRecorder:
             self.turn_boundary()
         return ok
 
-    def append_evidence(self, evidence: OR02Evidence) -> bool:
-        """Append one turn's OR-02 evidence; ``False`` means the kernel must abort the turn."""
+    def append_evidence(self, evidence: OR02Evidence | Mapping[str, object]) -> bool:
+        """Append one turn's OR-02 evidence; ``False`` means the kernel must abort the turn.
+
+        The kernel (which cannot import this package) may pass a mapping of the
+        :class:`OR02Evidence` fields (values may be contract structs); it is
+        converted once per turn, and an incomplete mapping is refused (``False``,
+        reason in ``stats.last_evidence_error``).
+        """
         if self._closed:
             self.stats.evidence_rejected += 1
             return False
+        if not isinstance(evidence, OR02Evidence):
+            try:
+                evidence = msgspec.convert(evidence, OR02Evidence)
+            except msgspec.ValidationError as exc:
+                self.stats.evidence_rejected += 1
+                self.stats.last_evidence_error = str(exc)
+                return False
         if not self._push(BufferedItem(EVIDENCE, EVIDENCE_KIND, evidence, None)):
             self.stats.evidence_rejected += 1
             return False
@@ -266,8 +282,7 @@ class TimelineRecorder:
     # -- exporter side --------------------------------------------------
     def peek(self, limit: int) -> list[BufferedItem]:
         """Up to ``limit`` oldest items, left in the buffer until :meth:`consume`."""
-        n = min(limit, len(self._buffer))
-        return [self._buffer[i] for i in range(n)]
+        return list(islice(self._buffer, limit))
 
     def consume(self, n: int) -> None:
         """Remove the ``n`` oldest items after they were durably exported."""

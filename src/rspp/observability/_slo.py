@@ -247,18 +247,18 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
         _latency_gate(2, "first output", "p95 <= 1500 ms", g2, d2, [(95, 1500)]),
         _latency_gate(3, "cancel fence", "p95 <= 150 ms", g3, d3, [(95, 150)]),
         _authority_gate(outputs_checked, stale_outputs, d4),
-        _ratio_gate(5, "replay completeness", "100% of accepted turns carry all OR-02 fields",
+        _ratio_gate(5, "replay completeness", "100% of accepted turns complete",
                     complete, accepted, d5),
-        _ratio_gate(6, "lifecycle", "100% of accepted turns: one terminal then close",
+        _ratio_gate(6, "lifecycle", "100% one terminal then close",
                     lifecycle_ok, accepted, d6),
-        _latency_gate(7, "end to end", "p50 <= 1500 ms and p95 <= 2000 ms", g7, d7,
+        _latency_gate(7, "end to end", "p50 <= 1500 ms, p95 <= 2000 ms", g7, d7,
                       [(50, 1500), (95, 2000)]),
     ]
     return GateReport(gates=gates)
 
 
 def _authority_gate(checked: int, stale: int, diagnostics: list[str]) -> GateResult:
-    name, threshold = "authority", "accepted stale-epoch outputs == 0"
+    name, threshold = "authority", "stale-epoch outputs == 0"
     if checked == 0:
         return GateResult(gate=4, name=name, threshold=threshold, count=0, p50=None, p95=None,
                           p99=None, value=None, passed=None, status="no_samples",

@@ -1,11 +1,13 @@
 """Timeline view (F-074): filter lines and render an ordered Rich table.
 
 Rows are ordered by ``runtime_timestamp_ms``, then ``runtime_sequence``, then
-file position. The node label is ``node_id`` (else the emitter module id, else
+file position; lines without a timestamp (plans, transitions) take the stamp of
+the line before them. The node label is ``node_id`` (else the emitter module id, else
 ``-``); lanes are coloured (ControlLane red, DataLane green, TelemetryLane blue,
 non-event kinds magenta). Filters: session, turn, lane (``ControlLane`` or a
 prefix such as ``control``), node and type (the line kind, signal, outcome kind
-or transition trigger).
+or transition trigger). The ``type`` column shows the signal / outcome kind /
+trigger, else the line kind.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class TimelineFilter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def event_type(line: TimelineLine) -> str:
+    """The signal, outcome kind or trigger of a line, else its kind."""
     r = line.record
-    label = r.get("signal") or r.get("outcome_kind") or r.get("trigger")
-    return f"{line.kind}:{label}" if label else line.kind
+    return str(r.get("signal") or r.get("outcome_kind") or r.get("trigger") or line.kind)
 
 
 def node_label(line: TimelineLine) -> str:
@@ -47,6 +49,13 @@ def _lane_matches(lane: object, wanted: str) -> bool:
 def filter_lines(lines: list[TimelineLine], spec: TimelineFilter) -> list[TimelineLine]:
     """Matching lines in display order."""
     out = []
+    stamp = (0, 0)
+    stamps: dict[int, tuple[int, int]] = {}
+    for line in lines:  # lines without a timestamp (plans, transitions) keep their place
+        ts, seq = line.record.get("runtime_timestamp_ms"), line.record.get("runtime_sequence")
+        if isinstance(ts, int):
+            stamp = (ts, seq if isinstance(seq, int) else stamp[1])
+        stamps[id(line)] = stamp
     for line in lines:
         r = line.record
         if spec.session and r.get("session_id") != spec.session:
@@ -57,11 +66,10 @@ def filter_lines(lines: list[TimelineLine], spec: TimelineFilter) -> list[Timeli
             continue
         if spec.node and node_label(line) != spec.node:
             continue
-        if spec.type and spec.type not in event_type(line).split(":"):
+        if spec.type and spec.type not in (event_type(line), line.kind):
             continue
         out.append(line)
-    return sorted(out, key=lambda ln: (int(ln.record.get("runtime_timestamp_ms", 0) or 0),
-                                       int(ln.record.get("runtime_sequence", 0) or 0), ln.line))
+    return sorted(out, key=lambda ln: (*stamps[id(ln)], ln.line))
 
 
 def _detail(line: TimelineLine) -> str:

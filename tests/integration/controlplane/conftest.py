@@ -86,13 +86,13 @@ async def store_url(
 
 
 @pytest.fixture
-def make_cp(
-    store_url: tuple[str, str | None], clock: FakeClock
-) -> Callable[..., object]:
+def make_cp(store_url: tuple[str, str | None], clock: FakeClock) -> Callable[..., object]:
     url, schema = store_url
 
     async def factory(**overrides: object) -> ControlPlane:
-        settings = ControlPlaneSettings(db_url=url, db_schema=schema, admin_key="admin-secret", **overrides)  # type: ignore[arg-type]
+        settings = ControlPlaneSettings(
+            db_url=url, db_schema=schema, admin_key="admin-secret", **overrides
+        )  # type: ignore[arg-type]
         return await ControlPlane.open(settings, clock=clock)
 
     return factory

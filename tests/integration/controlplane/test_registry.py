@@ -25,7 +25,9 @@ async def test_publish_list_get_with_metadata_f092(cp: ControlPlane) -> None:
     assert missing.value.field == "name"
 
 
-async def test_published_version_is_immutable_and_versions_coexist_f015_f016(cp: ControlPlane) -> None:
+async def test_published_version_is_immutable_and_versions_coexist_f015_f016(
+    cp: ControlPlane,
+) -> None:
     v1, _ = await cp.publish(OPERATOR, spec_version("1.0.0"))
     again, created = await cp.publish(OPERATOR, spec_version("1.0.0"))
     assert not created and again.spec_hash == v1.spec_hash  # identical content: idempotent

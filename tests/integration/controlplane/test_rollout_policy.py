@@ -22,7 +22,12 @@ async def _publish_two(cp: ControlPlane) -> None:
 async def _resolve(cp: ControlPlane, tenant: str, session: str) -> tuple[str, str | None, int]:
     async with cp.store.engine.connect() as conn:
         r = await cp.rollouts.resolve_in(
-            conn, "voice-assistant", tenant_id=tenant, session_id=session, now_ms=cp.clock(), ttl_ms=5000
+            conn,
+            "voice-assistant",
+            tenant_id=tenant,
+            session_id=session,
+            now_ms=cp.clock(),
+            ttl_ms=5000,
         )
     return r.pipeline_version, r.cohort, r.meta.version
 
@@ -70,8 +75,11 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
 ) -> None:
     await cp.publish(OPERATOR, spec_version("1.0.0"))
     v1 = await cp.publish_config(OPERATOR, ConfigKind.POLICY, "acme", POLICY_V1)
-    other = {"providers": {"stt": "cloud-stt", "llm": "cloud-llm", "tts": "cloud-tts"},
-             "allow_compliance_insertion": False, "insert_compliance_nodes": ["x"]}
+    other = {
+        "providers": {"stt": "cloud-stt", "llm": "cloud-llm", "tts": "cloud-tts"},
+        "allow_compliance_insertion": False,
+        "insert_compliance_nodes": ["x"],
+    }
     await cp.publish_config(OPERATOR, ConfigKind.POLICY, "globex", other)
     from rspp.controlplane._bundle import build_bundle
 
@@ -92,22 +100,34 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
     assert eu["llm"] == "big-eu" and eu["tts"] == "espeak"
     assert (await policy_for("globex", SessionAttributes()))["llm"] == "cloud-llm"  # per tenant
     # Provider health (CP-10): an unhealthy provider is avoided, and returns on recovery.
-    await cp.report_provider_health(OPERATOR, "local", status=ProviderStatus.UNHEALTHY, error_rate=0.9)
+    await cp.report_provider_health(
+        OPERATOR, "local", status=ProviderStatus.UNHEALTHY, error_rate=0.9
+    )
     assert (await policy_for("acme", SessionAttributes()))["llm"] == "local-backup"
     await cp.report_provider_health(OPERATOR, "local", status=ProviderStatus.HEALTHY)
     assert (await policy_for("acme", SessionAttributes()))["llm"] == "local"
     # The bundle carries compliance insertion where allowed, and the policy version.
     await cp.register_runtime(OPERATOR, runtime_id="rt-a", endpoint="ws://a")
     route = await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant")
-    bundle = await build_bundle(cp, tenant_id="acme", session_id=route.session_id,
-                                pipeline_name="voice-assistant", runtime_id="rt-a")
+    bundle = await build_bundle(
+        cp,
+        tenant_id="acme",
+        session_id=route.session_id,
+        pipeline_name="voice-assistant",
+        runtime_id="rt-a",
+    )
     assert bundle.policy_resolution is not None
     assert bundle.policy_resolution.insert_compliance_nodes == ("pii_redactor",)
     assert bundle.policy_resolution.meta.version == v1.version == 1
     assert bundle.policy_resolution.turn_budget_ms == 4000
     g_route = await cp.route_session(OPERATOR, tenant_id="globex", pipeline_name="voice-assistant")
-    g_bundle = await build_bundle(cp, tenant_id="globex", session_id=g_route.session_id,
-                                  pipeline_name="voice-assistant", runtime_id="rt-a")
+    g_bundle = await build_bundle(
+        cp,
+        tenant_id="globex",
+        session_id=g_route.session_id,
+        pipeline_name="voice-assistant",
+        runtime_id="rt-a",
+    )
     assert g_bundle.policy_resolution is not None
     assert g_bundle.policy_resolution.insert_compliance_nodes == ()
     # Policy v2 then rollback to v1 without touching the PipelineSpec; recorded per session.
@@ -130,10 +150,13 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
     provider_versions = await cp.configs(VIEWER, ConfigKind.PROVIDER_CONFIG, "*")
     assert [(v.version, v.active) for v in provider_versions] == [(1, True), (2, False)]
     assert [(v.version, v.active) for v in await cp.configs(VIEWER, ConfigKind.POLICY, "acme")] == [
-        (1, True), (2, False)
+        (1, True),
+        (2, False),
     ]
     actions = [e.action for e in await cp.audit_entries(VIEWER)]
     assert actions.count("policy.publish") == 3 and "policy.activate" in actions
     with pytest.raises(InvalidRequest) as bad:
-        await cp.publish_config(OPERATOR, ConfigKind.POLICY, "acme", {"rules": [{"match": {"planet": "x"}}]})
+        await cp.publish_config(
+            OPERATOR, ConfigKind.POLICY, "acme", {"rules": [{"match": {"planet": "x"}}]}
+        )
     assert bad.value.field is not None and bad.value.field.startswith("policy")

@@ -126,11 +126,14 @@ async def test_timeline_show_orders_and_filters(cli: typer.Typer, tmp_path: Path
     path = await _record(b, tmp_path / "run.jsonl")
     out = _invoke(cli, "timeline", "show", str(path))
     assert out.exit_code == 0
-    assert "control_signal:turn_open" in out.stdout and "llm" in out.stdout
     body = out.stdout
-    assert body.index("control_signal:turn_open_proposed") < body.index("control_signal:commit")
+    assert "turn_open" in body and "llm" in body and "ControlLane" in body
+    assert body.index("turn_open_proposed") < body.index("resolved_turn_plan") < body.index(
+        "commit")
     commits = _invoke(cli, "timeline", "show", str(path), "--type", "commit")
-    assert commits.stdout.count("control_signal:commit") == 1 and "turn_open" not in commits.stdout
+    assert commits.stdout.count("commit") == 1 and "turn_open" not in commits.stdout
+    signals = _invoke(cli, "timeline", "show", str(path), "--type", "control_signal")
+    assert "ControlLane" in signals.stdout and "DataLane" not in signals.stdout
     llm = _invoke(cli, "timeline", "show", str(path), "--node", "llm", "--turn", "t2")
     assert "(1 of" in llm.stdout
     control = _invoke(cli, "timeline", "show", str(path), "--lane", "control", "--turn", "t2")
@@ -161,7 +164,7 @@ def test_timeline_show_reads_msgpack(cli: typer.Typer, tmp_path: Path) -> None:
     path = tmp_path / "run.msgpack"
     path.write_bytes(b"".join(struct.pack(">I", len(f)) + f for f in frames))
     result = _invoke(cli, "timeline", "show", str(path), "--type", "close")
-    assert result.exit_code == 0 and "control_signal:close" in result.stdout
+    assert result.exit_code == 0 and "close" in result.stdout and "(1 of" in result.stdout
 
 
 def test_timeline_diff_writes_reports(cli: typer.Typer, tmp_path: Path) -> None:

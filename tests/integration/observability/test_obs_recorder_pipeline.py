@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from rspp.contracts import AudioPayload, ControlSignal, PayloadClass
+from rspp.contracts import AudioPayload, ControlSignal, PayloadClass, parse_entry
 from rspp.observability import (
     EVIDENCE_KIND,
     ExporterOptions,
@@ -106,6 +106,11 @@ async def test_flooded_recorder_keeps_control_evidence_and_valid_file(
         if ln.kind != EVIDENCE_KIND:
             validator = Draft202012Validator({**reference_schema, "$ref": f"#/$defs/{ln.kind}"})
             assert [e.message for e in validator.iter_errors(ln.record)] == [], ln.record
+            line = {"kind": ln.kind, "record": ln.record}
+            if ln.payload is not None:
+                line["payload"] = ln.payload
+            entry, issues = parse_entry(line)  # our own contract reader agrees
+            assert entry is not None and issues == [], issues
     gates = {g.gate: g for g in evaluate_gates(as_lines(lines)).gates}
     assert gates[5].status == "pass" and gates[5].count == 12
     assert gates[6].status == "pass"

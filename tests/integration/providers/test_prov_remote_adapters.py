@@ -194,6 +194,7 @@ async def test_elevenlabs_streams_audio_before_text_ends_and_normalises_errors(
     assert err.outcome is Outcome.RATE_LIMITED and err.retry_after_s == 3
     fake.faults.push(Fault("stream_error", after_items=0, error_type="quota_exceeded"))
     assert (await _error(tts.synthesize("Hi."))).outcome is Outcome.RATE_LIMITED
+
     async def pieces() -> AsyncIterator[str]:
         for piece in ("One. ", "Two. ", "Three."):
             yield piece

@@ -105,7 +105,7 @@ def test_unknown_kind_and_encoding_are_contract_errors() -> None:
     with pytest.raises(ContractError, match="unknown contract kind 'bogus'"):
         decode_json("bogus", b"{}")
     with pytest.raises(ContractError, match="unknown encoding"):
-        encode(TurnTransition(from_state="Idle", trigger="close", to_state="Closed"), "xml")  # type: ignore[arg-type]
+        encode(TurnTransition(from_state="Idle", trigger="close", to_state="Closed"), "xml")
 
 
 def test_incompatible_schema_version_fails_with_actionable_error() -> None:
@@ -120,7 +120,7 @@ def test_check_record_reports_conditional_rules_on_typed_structs() -> None:
     assert isinstance(good, EventRecord)
     bad = msgspec.structs.replace(good, payload_class="audio_raw")
     assert [i.path for i in check_record(bad)] == ["media_time"]
-    illegal = TurnTransition(from_state="Idle", trigger="close", to_state="Closed")  # type: ignore[arg-type]
+    illegal = TurnTransition(from_state="Idle", trigger="close", to_state="Closed")
     assert check_record(illegal)
     with pytest.raises(ContractValidationError):
         to_builtins(illegal)
@@ -161,3 +161,18 @@ def test_encoding_negotiation_debug_json_and_production_msgpack() -> None:
         assert decode("control_signal", encode(signal, encoding), encoding) == signal
     with pytest.raises(ContractError, match="no shared encoding"):
         negotiate_encoding(["protobuf"])
+
+
+def test_integral_float_is_an_integer_like_in_json_schema() -> None:
+    data = load(next(p for p in VALID if p.stem == "event_record__text_event"))
+    data["runtime_sequence"] = 17.0
+    event = from_builtins("event_record", data)
+    assert event.runtime_sequence == 17 and type(event.runtime_sequence) is int
+    data["runtime_sequence"] = 17.5
+    with pytest.raises(ContractValidationError, match="runtime_sequence"):
+        from_builtins("event_record", data)
+
+
+def test_bundle_fast_path_reports_missing_parts() -> None:
+    with pytest.raises(ContractValidationError, match="control_signal"):
+        decode_json("artifact_bundle", b'{"event": {}}', validate=False)

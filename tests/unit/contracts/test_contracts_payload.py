@@ -102,8 +102,15 @@ def test_bad_payload_body_is_rejected() -> None:
             {"type": "audio", "sample_rate_hz": 5, "channels": 1, "data": b""},
         ]
     )
-    with pytest.raises(ContractValidationError, match="payload"):
+    with pytest.raises(ContractValidationError) as info:
         decode_frame(bad)
+    assert info.value.issues[0].path == "payload.sample_rate_hz"
+    line = msgspec.json.encode(
+        make_entry(_audio_event(), AudioPayload(sample_rate_hz=16000, channels=1, data=b"\x01\x02"))
+    )
+    broken = json.loads(line)
+    broken["payload"]["sample_rate_hz"] = 5
+    assert [i.path for i in parse_entry(broken)[1]] == ["payload.sample_rate_hz"]
 
 
 def test_control_signal_frame_without_payload() -> None:

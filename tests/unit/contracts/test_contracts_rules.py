@@ -70,7 +70,7 @@ def test_schema_version_same_major_decodes_other_major_fails_actionably() -> Non
         check_schema_version("v2.0")
     record = _signal_fixture(SignalName.BARGE_IN)
     later_minor = json.dumps({**record, "schema_version": "v1.3"}).encode()
-    assert decode_json("control_signal", later_minor).schema_version == "v1.3"  # type: ignore[union-attr]
+    assert decode_json("control_signal", later_minor).schema_version == "v1.3"
     next_major = json.dumps({**record, "schema_version": "v2.0"}).encode()
     for validate_flag in (True, False):
         with pytest.raises(ContractError, match="incompatible"):

@@ -11,8 +11,12 @@ pytestmark = pytest.mark.unit
 
 def _state(percent: float, tenants: tuple[str, ...] = ()) -> RolloutState:
     return RolloutState(
-        pipeline_name="voice-assistant", revision=1, stable_version="1.0.0",
-        canary_version="2.0.0", percent=percent, tenants=tenants,
+        pipeline_name="voice-assistant",
+        revision=1,
+        stable_version="1.0.0",
+        canary_version="2.0.0",
+        percent=percent,
+        tenants=tenants,
     )
 
 

@@ -31,8 +31,13 @@ def _keys(algorithm: str) -> TokenKeys:
 
 def _issue(issuer: TokenIssuer, ttl_s: int = 60) -> str:
     token, _ = issuer.issue(
-        session_id="sess-1", tenant_id="acme", runtime_id="rt-a", pipeline_name="voice-assistant",
-        pipeline_version="1.0.0", lease_epoch=3, ttl_s=ttl_s,
+        session_id="sess-1",
+        tenant_id="acme",
+        runtime_id="rt-a",
+        pipeline_name="voice-assistant",
+        pipeline_version="1.0.0",
+        lease_epoch=3,
+        ttl_s=ttl_s,
     )
     return token
 
@@ -95,8 +100,13 @@ def test_foreign_key_garbage_and_bad_ttl_are_rejected() -> None:
         TokenVerifier(TokenKeys.hs256("x" * 40), clock).verify(unsigned)
     with pytest.raises(InvalidRequest) as bad:
         TokenIssuer(TokenKeys.hs256("x" * 40), clock).issue(
-            session_id="s", tenant_id="t", runtime_id="r", pipeline_name="p",
-            pipeline_version="1", lease_epoch=1, ttl_s=0,
+            session_id="s",
+            tenant_id="t",
+            runtime_id="r",
+            pipeline_name="p",
+            pipeline_version="1",
+            lease_epoch=1,
+            ttl_s=0,
         )
     assert bad.value.field == "ttl"
     with pytest.raises(InvalidRequest):

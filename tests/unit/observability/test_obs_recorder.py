@@ -277,3 +277,15 @@ def test_plan_recording_policy_sets_the_level_at_turn_start() -> None:
     recorder.close()
     assert recorder.append(builder.event("t2", node_id="llm")) is False
     assert recorder.stats.dropped["after_close"] == 1
+
+
+def test_evidence_as_a_mapping_from_the_kernel() -> None:
+    recorder = TimelineRecorder(VirtualClock())
+    (evidence,) = _evidence(_records(1))
+    fields = {name: getattr(evidence, name) for name in evidence.__struct_fields__}
+    assert recorder.append_evidence(fields) is True
+    assert recorder.peek(1)[0].record == evidence
+    del fields["plan_hash"]
+    assert recorder.append_evidence(fields) is False
+    assert recorder.stats.last_evidence_error is not None
+    assert "plan_hash" in recorder.stats.last_evidence_error

@@ -50,9 +50,7 @@ def _controller(
         backoff=policy.pop("backoff", BackoffPolicy(initial_ms=10, max_ms=100)),
         **policy,
     )
-    return LLMController(
-        providers, pol, ctx, sink=signals.append, circuits=circuits, meter=meter
-    )
+    return LLMController(providers, pol, ctx, sink=signals.append, circuits=circuits, meter=meter)
 
 
 async def test_retry_then_fallback_emits_valid_signals(

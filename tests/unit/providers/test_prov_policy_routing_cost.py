@@ -57,15 +57,15 @@ def test_circuit_opens_on_error_rate_and_recovers_through_half_open(clock) -> No
 
 
 def test_policy_validation_names_the_field() -> None:
-    with pytest.raises(PolicyError, match="policy.providers"):
+    with pytest.raises(PolicyError, match=r"policy\.providers"):
         InvocationPolicy(providers=())
     with pytest.raises(PolicyError, match="unique"):
         InvocationPolicy(providers=("a", "a"))
-    with pytest.raises(PolicyError, match="circuit.min_calls"):
+    with pytest.raises(PolicyError, match=r"circuit\.min_calls"):
         CircuitPolicy(window=3, min_calls=5)
-    with pytest.raises(PolicyError, match="backoff.multiplier"):
+    with pytest.raises(PolicyError, match=r"backoff\.multiplier"):
         BackoffPolicy(multiplier=0.5)
-    with pytest.raises(PolicyError, match="cost_caps.llm_tokens_per_turn"):
+    with pytest.raises(PolicyError, match=r"cost_caps\.llm_tokens_per_turn"):
         CostCaps(llm_tokens_per_turn=0)
 
 

@@ -41,10 +41,15 @@ from rspp.runtime._timebase import Timebase
 
 pytestmark = pytest.mark.unit
 
-I, O, A, T, C = (TurnState.IDLE, TurnState.OPENING, TurnState.ACTIVE, TurnState.TERMINAL,
-                 TurnState.CLOSED)
+I, O, A, T, C = (  # noqa: E741 - the five states of the truth table
+    TurnState.IDLE,
+    TurnState.OPENING,
+    TurnState.ACTIVE,
+    TurnState.TERMINAL,
+    TurnState.CLOSED,
+)
 PLAN_HASH = "a" * 64
-_KIND = {
+_KIND: dict[type, str] = {
     ControlSignal: "control_signal",
     DecisionOutcome: "decision_outcome",
     TurnTransition: "turn_transition",
@@ -56,7 +61,9 @@ def schema_validate(schema: dict[str, Any], record: object) -> None:
     """Validate one contract record with jsonschema against the reference schema."""
     kind = _KIND[type(record)]
     wrapper = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{kind}"}
-    jsonschema.Draft202012Validator(wrapper).validate(msgspec.json.decode(msgspec.json.encode(record)))
+    jsonschema.Draft202012Validator(wrapper).validate(
+        msgspec.json.decode(msgspec.json.encode(record))
+    )
 
 
 def make_arbiter(policy: ArbiterPolicy | None = None, epoch: int = 3) -> TurnArbiter:
@@ -86,7 +93,7 @@ def to_closed(arb: TurnArbiter) -> None:
 
 
 def summary(step: Step) -> list[tuple[str, ...]]:
-    """The step as comparable tuples: ('sig', name, emitter, reason) / ('out', ...) / ('tr', ...)."""
+    """The step as comparable tuples: ('sig', name, emitter, reason), ('out', ...), ('tr', ...)."""
     out: list[tuple[str, ...]] = []
     for r in step.records:
         if isinstance(r, ControlSignal):
@@ -102,83 +109,218 @@ def tr(a: TurnState, trig: str, b: TurnState) -> tuple[str, ...]:
     return ("tr", a.value, trig, b.value)
 
 
-COMMIT_CLOSE = [("sig", "commit", "RK-03", ""), tr(A, "commit", T),
-                ("sig", "close", "RK-03", ""), tr(T, "close", C)]
-
-
-def abort_close(reason: str) -> list[tuple[str, ...]]:
-    return [("sig", "abort", "RK-03", reason), tr(A, "abort", T),
-            ("sig", "close", "RK-03", ""), tr(T, "close", C)]
-
-
-DRAIN_ACTIVE = [("sig", "deauthorized_drain", "RK-24", "lease_revoked"),
-                ("out", "deauthorized_drain", "active_turn", "turn")]
-
-# (case id, setup, input, expected emission, expected next state)
-Case = tuple[str, Callable[[TurnArbiter], None], Callable[[TurnArbiter], Step],
-             list[tuple[str, ...]], TurnState]
-CASES: list[Case] = [
-    ("T1", lambda a: None, lambda a: a.propose(), [tr(I, "turn_open_proposed", O)], O),
-    ("T2-reject", to_opening, lambda a: a.admission(OutcomeKind.REJECT, "snapshot_stale"),
-     [("sig", "reject", "RK-25", "snapshot_stale"), ("out", "reject", "pre_turn", "turn"),
-      tr(O, "reject", I)], I),
-    ("T2-defer", to_opening, lambda a: a.admission(OutcomeKind.DEFER, "snapshot_missing"),
-     [("sig", "defer", "RK-25", "snapshot_missing"), ("out", "defer", "pre_turn", "turn"),
-      tr(O, "defer", I)], I),
-    ("T3", to_opening, lambda a: a.authority(AuthorityVerdict.STALE),
-     [("sig", "stale_epoch_reject", "RK-24", "stale_epoch"),
-      ("out", "stale_epoch_reject", "pre_turn", "turn"), tr(O, "stale_epoch_reject", I)], I),
-    ("T4", to_opening, lambda a: a.authority(AuthorityVerdict.DEAUTHORIZED),
-     [("sig", "deauthorized_drain", "RK-24", "deauthorized"),
-      ("out", "deauthorized_drain", "pre_turn", "turn"), tr(O, "deauthorized_drain", I)], I),
-    ("T4-revoked-while-opening", to_opening, lambda a: a.authority_revoked(4),
-     [("sig", "deauthorized_drain", "RK-24", "lease_revoked"),
-      ("out", "deauthorized_drain", "pre_turn", "turn"), tr(O, "deauthorized_drain", I)], I),
-    ("T5", to_admitted, lambda a: a.plan_materialised(PLAN_HASH),
-     [("sig", "turn_open", "RK-03", ""), tr(O, "turn_open", A)], A),
-    ("T5a-reject", to_admitted, lambda a: a.plan_failed(OutcomeKind.REJECT, "abi_incompatible"),
-     [("sig", "reject", "RK-25", "abi_incompatible"), ("out", "reject", "pre_turn", "turn"),
-      tr(O, "reject", I)], I),
-    ("T5a-defer", to_admitted, lambda a: a.plan_failed(OutcomeKind.DEFER, "snapshot_stale"),
-     [("sig", "defer", "RK-25", "snapshot_stale"), ("out", "defer", "pre_turn", "turn"),
-      tr(O, "defer", I)], I),
-    ("T6", to_active, lambda a: a.generation_complete(), COMMIT_CLOSE, C),
-    ("T7", to_active, lambda a: a.cancel_accepted("barge_in"), abort_close("cancelled"), C),
-    ("T8", to_active, lambda a: a.authority_revoked(4),
-     DRAIN_ACTIVE + abort_close("authority_loss"), C),
-    ("T9", to_active, lambda a: a.evidence_append_failed(),
-     abort_close("recording_evidence_unavailable"), C),
-    ("T10-budget", to_active,
-     lambda a: a.failure(TerminalCause.BUDGET_TERMINATE, "budget_exhausted"),
-     abort_close("budget_exhausted"), C),
-    ("T10-provider", to_active, lambda a: a.failure(TerminalCause.PROVIDER_ERROR, "provider_error"),
-     abort_close("provider_error"), C),
-    ("T10-degrade-is-legal", to_active,
-     lambda a: a.failure(TerminalCause.PROVIDER_ERROR, "tts_failed", Continuation.DEGRADE),
-     [("sig", "degrade", "RK-17", "tts_failed")], A),
-    ("T10-fallback-is-legal", to_active,
-     lambda a: a.failure(TerminalCause.BUDGET_TERMINATE, "stt_slow", Continuation.FALLBACK),
-     [("sig", "fallback", "RK-17", "stt_slow")], A),
-    ("T10-continue-is-legal", to_active,
-     lambda a: a.failure(TerminalCause.RUNTIME_ERROR, "node_hiccup", Continuation.CONTINUE), [], A),
-    ("T11-diagnostics", to_closed, lambda a: a.late_event("sess-1:turn:1", 3), [], C),
-    ("T12-active", to_active, lambda a: a.event(2),
-     [("sig", "stale_epoch_reject", "RK-24", "stale_epoch:2<3"),
-      ("out", "stale_epoch_reject", "scheduling_point", "edge_enqueue")], A),
-    ("T12-idle", lambda a: None, lambda a: a.event(1),
-     [("sig", "stale_epoch_reject", "RK-24", "stale_epoch:1<3"),
-      ("out", "stale_epoch_reject", "scheduling_point", "edge_enqueue")], I),
-    ("T12-closed-output", to_closed, lambda a: a.output("sess-1:turn:1", 2),
-     [("sig", "stale_epoch_reject", "RK-24", "stale_epoch:2<3"),
-      ("out", "stale_epoch_reject", "scheduling_point", "edge_dequeue")], C),
+COMMIT_CLOSE = [
+    ("sig", "commit", "RK-03", ""),
+    tr(A, "commit", T),
+    ("sig", "close", "RK-03", ""),
+    tr(T, "close", C),
 ]
 
 
-@pytest.mark.parametrize(("case", "setup", "action", "expected", "next_state"), CASES,
-                         ids=[c[0] for c in CASES])
-def test_truth_table_row(case: str, setup: Callable[[TurnArbiter], None],
-                         action: Callable[[TurnArbiter], Step], expected: list[tuple[str, ...]],
-                         next_state: TurnState, reference_schema: dict[str, Any]) -> None:
+def abort_close(reason: str) -> list[tuple[str, ...]]:
+    return [
+        ("sig", "abort", "RK-03", reason),
+        tr(A, "abort", T),
+        ("sig", "close", "RK-03", ""),
+        tr(T, "close", C),
+    ]
+
+
+DRAIN_ACTIVE = [
+    ("sig", "deauthorized_drain", "RK-24", "lease_revoked"),
+    ("out", "deauthorized_drain", "active_turn", "turn"),
+]
+
+# (case id, setup, input, expected emission, expected next state)
+Case = tuple[
+    str,
+    Callable[[TurnArbiter], None],
+    Callable[[TurnArbiter], Step],
+    list[tuple[str, ...]],
+    TurnState,
+]
+CASES: list[Case] = [
+    ("T1", lambda a: None, lambda a: a.propose(), [tr(I, "turn_open_proposed", O)], O),
+    (
+        "T2-reject",
+        to_opening,
+        lambda a: a.admission(OutcomeKind.REJECT, "snapshot_stale"),
+        [
+            ("sig", "reject", "RK-25", "snapshot_stale"),
+            ("out", "reject", "pre_turn", "turn"),
+            tr(O, "reject", I),
+        ],
+        I,
+    ),
+    (
+        "T2-defer",
+        to_opening,
+        lambda a: a.admission(OutcomeKind.DEFER, "snapshot_missing"),
+        [
+            ("sig", "defer", "RK-25", "snapshot_missing"),
+            ("out", "defer", "pre_turn", "turn"),
+            tr(O, "defer", I),
+        ],
+        I,
+    ),
+    (
+        "T3",
+        to_opening,
+        lambda a: a.authority(AuthorityVerdict.STALE),
+        [
+            ("sig", "stale_epoch_reject", "RK-24", "stale_epoch"),
+            ("out", "stale_epoch_reject", "pre_turn", "turn"),
+            tr(O, "stale_epoch_reject", I),
+        ],
+        I,
+    ),
+    (
+        "T4",
+        to_opening,
+        lambda a: a.authority(AuthorityVerdict.DEAUTHORIZED),
+        [
+            ("sig", "deauthorized_drain", "RK-24", "deauthorized"),
+            ("out", "deauthorized_drain", "pre_turn", "turn"),
+            tr(O, "deauthorized_drain", I),
+        ],
+        I,
+    ),
+    (
+        "T4-revoked-while-opening",
+        to_opening,
+        lambda a: a.authority_revoked(4),
+        [
+            ("sig", "deauthorized_drain", "RK-24", "lease_revoked"),
+            ("out", "deauthorized_drain", "pre_turn", "turn"),
+            tr(O, "deauthorized_drain", I),
+        ],
+        I,
+    ),
+    (
+        "T5",
+        to_admitted,
+        lambda a: a.plan_materialised(PLAN_HASH),
+        [("sig", "turn_open", "RK-03", ""), tr(O, "turn_open", A)],
+        A,
+    ),
+    (
+        "T5a-reject",
+        to_admitted,
+        lambda a: a.plan_failed(OutcomeKind.REJECT, "abi_incompatible"),
+        [
+            ("sig", "reject", "RK-25", "abi_incompatible"),
+            ("out", "reject", "pre_turn", "turn"),
+            tr(O, "reject", I),
+        ],
+        I,
+    ),
+    (
+        "T5a-defer",
+        to_admitted,
+        lambda a: a.plan_failed(OutcomeKind.DEFER, "snapshot_stale"),
+        [
+            ("sig", "defer", "RK-25", "snapshot_stale"),
+            ("out", "defer", "pre_turn", "turn"),
+            tr(O, "defer", I),
+        ],
+        I,
+    ),
+    ("T6", to_active, lambda a: a.generation_complete(), COMMIT_CLOSE, C),
+    ("T7", to_active, lambda a: a.cancel_accepted("barge_in"), abort_close("cancelled"), C),
+    (
+        "T8",
+        to_active,
+        lambda a: a.authority_revoked(4),
+        DRAIN_ACTIVE + abort_close("authority_loss"),
+        C,
+    ),
+    (
+        "T9",
+        to_active,
+        lambda a: a.evidence_append_failed(),
+        abort_close("recording_evidence_unavailable"),
+        C,
+    ),
+    (
+        "T10-budget",
+        to_active,
+        lambda a: a.failure(TerminalCause.BUDGET_TERMINATE, "budget_exhausted"),
+        abort_close("budget_exhausted"),
+        C,
+    ),
+    (
+        "T10-provider",
+        to_active,
+        lambda a: a.failure(TerminalCause.PROVIDER_ERROR, "provider_error"),
+        abort_close("provider_error"),
+        C,
+    ),
+    (
+        "T10-degrade-is-legal",
+        to_active,
+        lambda a: a.failure(TerminalCause.PROVIDER_ERROR, "tts_failed", Continuation.DEGRADE),
+        [("sig", "degrade", "RK-17", "tts_failed")],
+        A,
+    ),
+    (
+        "T10-fallback-is-legal",
+        to_active,
+        lambda a: a.failure(TerminalCause.BUDGET_TERMINATE, "stt_slow", Continuation.FALLBACK),
+        [("sig", "fallback", "RK-17", "stt_slow")],
+        A,
+    ),
+    (
+        "T10-continue-is-legal",
+        to_active,
+        lambda a: a.failure(TerminalCause.RUNTIME_ERROR, "node_hiccup", Continuation.CONTINUE),
+        [],
+        A,
+    ),
+    ("T11-diagnostics", to_closed, lambda a: a.late_event("sess-1:turn:1", 3), [], C),
+    (
+        "T12-active",
+        to_active,
+        lambda a: a.event(2),
+        [
+            ("sig", "stale_epoch_reject", "RK-24", "stale_epoch:2<3"),
+            ("out", "stale_epoch_reject", "scheduling_point", "edge_enqueue"),
+        ],
+        A,
+    ),
+    (
+        "T12-idle",
+        lambda a: None,
+        lambda a: a.event(1),
+        [
+            ("sig", "stale_epoch_reject", "RK-24", "stale_epoch:1<3"),
+            ("out", "stale_epoch_reject", "scheduling_point", "edge_enqueue"),
+        ],
+        I,
+    ),
+    (
+        "T12-closed-output",
+        to_closed,
+        lambda a: a.output("sess-1:turn:1", 2),
+        [
+            ("sig", "stale_epoch_reject", "RK-24", "stale_epoch:2<3"),
+            ("out", "stale_epoch_reject", "scheduling_point", "edge_dequeue"),
+        ],
+        C,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "action", "expected", "next_state"), CASES, ids=[c[0] for c in CASES]
+)
+def test_truth_table_row(
+    case: str,
+    setup: Callable[[TurnArbiter], None],
+    action: Callable[[TurnArbiter], Step],
+    expected: list[tuple[str, ...]],
+    next_state: TurnState,
+    reference_schema: dict[str, Any],
+) -> None:
     arb = make_arbiter()
     setup(arb)
     step = action(arb)
@@ -200,25 +342,35 @@ def test_turn_scoped_signals_carry_turn_and_epoch_at_open() -> None:
     assert arb.authority_epoch == 8
 
 
-PRECEDENCE = [TerminalCause.AUTHORITY_LOSS, TerminalCause.CANCEL, TerminalCause.BUDGET_TERMINATE,
-              TerminalCause.PROVIDER_ERROR, TerminalCause.RUNTIME_ERROR,
-              TerminalCause.DISCONNECT, TerminalCause.CLEANUP_TIMEOUT]
+PRECEDENCE = [
+    TerminalCause.AUTHORITY_LOSS,
+    TerminalCause.CANCEL,
+    TerminalCause.BUDGET_TERMINATE,
+    TerminalCause.PROVIDER_ERROR,
+    TerminalCause.RUNTIME_ERROR,
+    TerminalCause.DISCONNECT,
+    TerminalCause.CLEANUP_TIMEOUT,
+]
 
 
 def _expected_for(cause: TerminalCause) -> list[tuple[str, ...]]:
     if cause is TerminalCause.AUTHORITY_LOSS:
-        return [("sig", "deauthorized_drain", "RK-24", "authority_loss"),
-                ("out", "deauthorized_drain", "active_turn", "turn")] + abort_close(
-                    "authority_loss")
+        return [
+            ("sig", "deauthorized_drain", "RK-24", "authority_loss"),
+            ("out", "deauthorized_drain", "active_turn", "turn"),
+            *abort_close("authority_loss"),
+        ]
     if cause is TerminalCause.CANCEL:
         return abort_close("cancelled")
     return abort_close(cause.value)
 
 
-@pytest.mark.parametrize(("first", "second"), list(itertools.permutations(PRECEDENCE, 2)),
-                         ids=lambda c: c.value)
-def test_same_point_precedence_pairs(first: TerminalCause, second: TerminalCause,
-                                     reference_schema: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("first", "second"), list(itertools.permutations(PRECEDENCE, 2)), ids=lambda c: c.value
+)
+def test_same_point_precedence_pairs(
+    first: TerminalCause, second: TerminalCause, reference_schema: dict[str, Any]
+) -> None:
     arb = make_arbiter()
     to_active(arb)
     step = arb.same_point([(first, first.value), (second, second.value)])
@@ -236,16 +388,20 @@ def test_same_point_precedence_pairs(first: TerminalCause, second: TerminalCause
 def test_cancel_then_revoke_at_same_point_is_t8_not_t7() -> None:
     arb = make_arbiter()
     to_active(arb)
-    step = arb.same_point([(TerminalCause.CANCEL, "barge_in"),
-                           (TerminalCause.AUTHORITY_LOSS, "lease_revoked")])
+    step = arb.same_point(
+        [(TerminalCause.CANCEL, "barge_in"), (TerminalCause.AUTHORITY_LOSS, "lease_revoked")]
+    )
     assert summary(step) == DRAIN_ACTIVE + abort_close("authority_loss")
 
 
 def test_illegal_inputs_give_diagnostics_and_change_nothing() -> None:
     arb = make_arbiter()
     # forced terminal on a pre-turn (never opened) request: no abort/close (F-141)
-    for action in (arb.generation_complete, arb.evidence_append_failed,
-                   lambda: arb.cancel_accepted("user_cancel")):
+    for action in (
+        arb.generation_complete,
+        arb.evidence_append_failed,
+        lambda: arb.cancel_accepted("user_cancel"),
+    ):
         step = action()
         assert step.records == ()
         assert step.diagnostics[0].code == "illegal_input"
@@ -287,7 +443,7 @@ def test_overlap_policies() -> None:
     pre = make_arbiter(ArbiterPolicy(overlap=OverlapPolicy.PREEMPT))
     to_active(pre)
     step = pre.propose(reason="barge_in")
-    assert summary(step) == abort_close("cancelled") + [tr(I, "turn_open_proposed", O)]
+    assert summary(step) == [*abort_close("cancelled"), tr(I, "turn_open_proposed", O)]
     assert pre.turn_id == "sess-1:turn:2"
 
     rej = make_arbiter(ArbiterPolicy(overlap=OverlapPolicy.REJECT))
@@ -299,7 +455,7 @@ def test_overlap_policies() -> None:
     to_active(que)
     assert que.propose(reason="second").diagnostics[0].code == "overlap_queued"
     step = que.generation_complete()
-    assert summary(step) == COMMIT_CLOSE + [tr(I, "turn_open_proposed", O)]
+    assert summary(step) == [*COMMIT_CLOSE, tr(I, "turn_open_proposed", O)]
     assert que.state is O and que.turn_id == "sess-1:turn:2"
 
 
@@ -332,10 +488,15 @@ def test_end_of_utterance_bypasses_vad() -> None:
 def test_identical_inputs_give_identical_records() -> None:
     def run() -> list[bytes]:
         arb = make_arbiter()
-        steps = [arb.propose(), arb.admission(OutcomeKind.ADMIT, "ok"),
-                 arb.authority(AuthorityVerdict.VALID), arb.plan_materialised(PLAN_HASH),
-                 arb.propose(reason="barge_in"), arb.late_event("sess-1:turn:1", 3),
-                 arb.event(1, OutcomeScope.NODE_DISPATCH)]
+        steps = [
+            arb.propose(),
+            arb.admission(OutcomeKind.ADMIT, "ok"),
+            arb.authority(AuthorityVerdict.VALID),
+            arb.plan_materialised(PLAN_HASH),
+            arb.propose(reason="barge_in"),
+            arb.late_event("sess-1:turn:1", 3),
+            arb.event(1, OutcomeScope.NODE_DISPATCH),
+        ]
         return [msgspec.json.encode(r) for s in steps for r in s.records]
 
     assert run() == run()

@@ -46,11 +46,16 @@ OPS = st.one_of(
     st.tuples(st.just("complete")),
     st.tuples(st.just("cancel")),
     st.tuples(st.just("revoke")),
-    st.tuples(st.just("failure"), st.sampled_from(list(TerminalCause)),
-              st.sampled_from([None, *Continuation])),
+    st.tuples(
+        st.just("failure"),
+        st.sampled_from(list(TerminalCause)),
+        st.sampled_from([None, *Continuation]),
+    ),
     st.tuples(st.just("evidence_fail")),
-    st.tuples(st.just("same_point"), st.lists(st.sampled_from(list(TerminalCause)), min_size=2,
-                                              max_size=4)),
+    st.tuples(
+        st.just("same_point"),
+        st.lists(st.sampled_from(list(TerminalCause)), min_size=2, max_size=4),
+    ),
     st.tuples(st.just("late"), st.integers(1, 6), st.booleans()),
     st.tuples(st.just("output"), st.integers(-2, 0)),
     st.tuples(st.just("eou")),
@@ -61,14 +66,18 @@ _VALIDATORS: dict[str, jsonschema.Draft202012Validator] = {}
 
 def _validator(schema: dict[str, Any], kind: str) -> jsonschema.Draft202012Validator:
     if kind not in _VALIDATORS:
-        wrapper = {"$schema": schema["$schema"], "$defs": schema["$defs"],
-                   "$ref": f"#/$defs/{kind}"}
+        wrapper = {
+            "$schema": schema["$schema"],
+            "$defs": schema["$defs"],
+            "$ref": f"#/$defs/{kind}",
+        }
         _VALIDATORS[kind] = jsonschema.Draft202012Validator(wrapper)
     return _VALIDATORS[kind]
 
 
-def run(ops: list[tuple[Any, ...]], policy: ArbiterPolicy) -> tuple[TurnArbiter,
-                                                                     list[LifecycleRecord], int]:
+def run(
+    ops: list[tuple[Any, ...]], policy: ArbiterPolicy
+) -> tuple[TurnArbiter, list[LifecycleRecord], int]:
     stamp = RecordStamp(Correlation("t", "s", "pv"), Timebase(VirtualClock()))
     arb = TurnArbiter(stamp, authority_epoch=1, policy=policy)
     log: list[LifecycleRecord] = []
@@ -76,8 +85,11 @@ def run(ops: list[tuple[Any, ...]], policy: ArbiterPolicy) -> tuple[TurnArbiter,
     for op in ops:
         name = op[0]
         if name == "open":  # the happy opening sequence, so many runs have accepted turns
-            for step in (arb.propose(), arb.admission(OutcomeKind.ADMIT, "ok"),
-                         arb.authority(AuthorityVerdict.VALID)):
+            for step in (
+                arb.propose(),
+                arb.admission(OutcomeKind.ADMIT, "ok"),
+                arb.authority(AuthorityVerdict.VALID),
+            ):
                 log.extend(step.records)
             step = arb.plan_materialised("c" * 64)
         elif name == "propose":
@@ -87,8 +99,11 @@ def run(ops: list[tuple[Any, ...]], policy: ArbiterPolicy) -> tuple[TurnArbiter,
         elif name == "authority":
             step = arb.authority(op[1])
         elif name == "plan":
-            step = (arb.plan_materialised("b" * 64) if op[1]
-                    else arb.plan_failed(OutcomeKind.DEFER, "plan_failed"))
+            step = (
+                arb.plan_materialised("b" * 64)
+                if op[1]
+                else arb.plan_failed(OutcomeKind.DEFER, "plan_failed")
+            )
         elif name == "complete":
             step = arb.generation_complete()
         elif name == "cancel":
@@ -120,11 +135,15 @@ def run(ops: list[tuple[Any, ...]], policy: ArbiterPolicy) -> tuple[TurnArbiter,
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(OPS, max_size=60),
-       overlap=st.sampled_from(list(OverlapPolicy)),
-       late=st.sampled_from(list(LatePolicy)))
+@given(
+    ops=st.lists(OPS, max_size=60),
+    overlap=st.sampled_from(list(OverlapPolicy)),
+    late=st.sampled_from(list(LatePolicy)),
+)
 def test_random_interleavings_keep_lifecycle_invariants(
-    ops: list[tuple[Any, ...]], overlap: OverlapPolicy, late: LatePolicy,
+    ops: list[tuple[Any, ...]],
+    overlap: OverlapPolicy,
+    late: LatePolicy,
     reference_schema: dict[str, Any],
 ) -> None:
     policy = ArbiterPolicy(overlap=overlap, late_events=late)
@@ -134,15 +153,21 @@ def test_random_interleavings_keep_lifecycle_invariants(
     lifecycle: dict[str, list[str]] = defaultdict(list)
     for rec in log:
         if isinstance(rec, ControlSignal):
-            _validator(reference_schema, "control_signal").validate(msgspec.json.decode(msgspec.json.encode(rec)))
+            _validator(reference_schema, "control_signal").validate(
+                msgspec.json.decode(msgspec.json.encode(rec))
+            )
             if rec.signal.value in ("turn_open", "commit", "abort", "close"):
                 assert rec.turn_id is not None
                 lifecycle[rec.turn_id].append(rec.signal.value)
         elif isinstance(rec, DecisionOutcome):
-            _validator(reference_schema, "decision_outcome").validate(msgspec.json.decode(msgspec.json.encode(rec)))
+            _validator(reference_schema, "decision_outcome").validate(
+                msgspec.json.decode(msgspec.json.encode(rec))
+            )
         else:
             assert isinstance(rec, TurnTransition)
-            _validator(reference_schema, "turn_transition").validate(msgspec.json.decode(msgspec.json.encode(rec)))
+            _validator(reference_schema, "turn_transition").validate(
+                msgspec.json.decode(msgspec.json.encode(rec))
+            )
 
     if any(op[0] == "open" for op in ops) and not lifecycle:
         # an "open" op in Idle must have produced an accepted turn unless the slot was busy

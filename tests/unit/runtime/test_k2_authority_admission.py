@@ -25,8 +25,11 @@ pytestmark = pytest.mark.unit
 
 
 def _validate(schema: dict[str, Any], rec: DecisionOutcome) -> None:
-    wrapper = {"$schema": schema["$schema"], "$defs": schema["$defs"],
-               "$ref": "#/$defs/decision_outcome"}
+    wrapper = {
+        "$schema": schema["$schema"],
+        "$defs": schema["$defs"],
+        "$ref": "#/$defs/decision_outcome",
+    }
     jsonschema.Draft202012Validator(wrapper).validate(msgspec.json.decode(msgspec.json.encode(rec)))
 
 
@@ -54,18 +57,24 @@ def test_epoch_enforced_on_ingress_and_egress_through_rotation() -> None:
 def test_idempotency_dedupe_across_retry_reconnect_and_failover() -> None:
     guard = AuthorityGuard(1)
     assert guard.check_ingress(1, event_id="a", idempotency_key="k1") is IngressVerdict.ACCEPT
-    assert guard.check_ingress(1, event_id="a-retry", idempotency_key="k1") is \
-        IngressVerdict.DUPLICATE
+    assert (
+        guard.check_ingress(1, event_id="a-retry", idempotency_key="k1") is IngressVerdict.DUPLICATE
+    )
     assert guard.check_ingress(1, event_id="b", idempotency_key="k2") is IngressVerdict.ACCEPT
     # failover: the new owner (new epoch) imports the window and keeps deduping
     new_owner = AuthorityGuard(2)
     new_owner.dedupe.load(guard.dedupe.export())
-    assert new_owner.check_ingress(2, event_id="b-replayed", idempotency_key="k2") is \
-        IngressVerdict.DUPLICATE
+    assert (
+        new_owner.check_ingress(2, event_id="b-replayed", idempotency_key="k2")
+        is IngressVerdict.DUPLICATE
+    )
     assert new_owner.check_ingress(2, event_id="c", idempotency_key="k3") is IngressVerdict.ACCEPT
     marker = new_owner.dedupe.markers[0]
     assert (marker.idempotency_key, marker.first_event_id, marker.duplicate_event_id) == (
-        "k2", "b", "b-replayed")
+        "k2",
+        "b",
+        "b-replayed",
+    )
     small = IdempotencyDedupe(capacity=2)
     for k in ("x", "y", "z"):
         small.seen(k, k)
@@ -75,8 +84,11 @@ def test_idempotency_dedupe_across_retry_reconnect_and_failover() -> None:
 def _policy(**kw: int) -> AdmissionPolicy:
     base = {"max_concurrent_sessions": 2, "sessions_per_minute": 3, "turns_per_minute": 2}
     base.update(kw)
-    return AdmissionPolicy(meta=SnapshotMeta(snapshot_id="ap", version=1, issued_at_ms=0,
-                                             expires_at_ms=10**13), tenant_id="acme", **base)
+    return AdmissionPolicy(
+        meta=SnapshotMeta(snapshot_id="ap", version=1, issued_at_ms=0, expires_at_ms=10**13),
+        tenant_id="acme",
+        **base,
+    )
 
 
 def test_session_quota_reject_and_rate_defer(reference_schema: dict[str, Any]) -> None:
@@ -86,10 +98,14 @@ def test_session_quota_reject_and_rate_defer(reference_schema: dict[str, Any]) -
         adm.admit_session("acme", "s0")
     adm.set_policy(_policy())
     d1, d2, d3 = (adm.admit_session("acme", s) for s in ("s1", "s2", "s3"))
-    assert [d.kind for d in (d1, d2, d3)] == [OutcomeKind.ADMIT, OutcomeKind.ADMIT,
-                                               OutcomeKind.REJECT]
-    assert d3.outcome.reason == "max_concurrent_sessions:2" and d3.outcome.scope is \
-        OutcomeScope.TENANT
+    assert [d.kind for d in (d1, d2, d3)] == [
+        OutcomeKind.ADMIT,
+        OutcomeKind.ADMIT,
+        OutcomeKind.REJECT,
+    ]
+    assert (
+        d3.outcome.reason == "max_concurrent_sessions:2" and d3.outcome.scope is OutcomeScope.TENANT
+    )
     adm.end_session("acme", "s1")
     d4 = adm.admit_session("acme", "s4")  # 3rd start within the minute: allowed (limit 3)
     assert d4.admitted

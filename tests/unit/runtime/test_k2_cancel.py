@@ -133,13 +133,22 @@ def test_cancel_signal_carries_reason_mode_and_scope(reference_schema: dict[str,
     tree, _ = _tree()
     turn = tree.open(CancelScopeKind.TURN, "t1")
     node = tree.open(CancelScopeKind.NODE, "t1/llm", turn, CancelMode.SOFT)
-    wrapper = {"$schema": reference_schema["$schema"], "$defs": reference_schema["$defs"],
-               "$ref": "#/$defs/control_signal"}
+    wrapper = {
+        "$schema": reference_schema["$schema"],
+        "$defs": reference_schema["$defs"],
+        "$ref": "#/$defs/control_signal",
+    }
     reasons = []
-    for reason in (CancelReason.BARGE_IN, CancelReason.TIMEOUT, CancelReason.USER_CANCEL,
-                   CancelReason.PROVIDER_ERROR):
+    for reason in (
+        CancelReason.BARGE_IN,
+        CancelReason.TIMEOUT,
+        CancelReason.USER_CANCEL,
+        CancelReason.PROVIDER_ERROR,
+    ):
         sig = tree.cancel_signal(node, reason, authority_epoch=2, turn_id="t1")
-        jsonschema.Draft202012Validator(wrapper).validate(msgspec.json.decode(msgspec.json.encode(sig)))
+        jsonschema.Draft202012Validator(wrapper).validate(
+            msgspec.json.decode(msgspec.json.encode(sig))
+        )
         assert sig.scope is CancelScopeKind.NODE and sig.emitted_by.value == "RK-16"
         reasons.append(sig.reason)
     assert reasons == ["barge_in:soft", "timeout:soft", "user_cancel:soft", "provider_error:soft"]
@@ -147,8 +156,7 @@ def test_cancel_signal_carries_reason_mode_and_scope(reference_schema: dict[str,
 
 def test_propagation_fan_out_and_fan_in() -> None:
     # src -> a, b (fan-out); a -> m, b -> m, side -> m (fan-in); m -> out; other unrelated
-    down = {"src": ["a", "b"], "a": ["m"], "b": ["m"], "side": ["m"], "m": ["out"],
-            "other": ["x"]}
+    down = {"src": ["a", "b"], "a": ["m"], "b": ["m"], "side": ["m"], "m": ["out"], "other": ["x"]}
     up = {"a": ["src"], "b": ["src"], "m": ["a", "b", "side"], "out": ["m"], "x": ["other"]}
     assert propagate_cancel("src", down, up) == ["src", "a", "b"]  # m still fed by 'side'
     up_no_side = {**up, "m": ["a", "b"]}

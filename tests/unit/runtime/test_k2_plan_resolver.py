@@ -39,8 +39,9 @@ NOW = 1_700_000_000_000
 
 
 def meta(name: str, version: int = 1, expires: int = NOW + 60_000) -> SnapshotMeta:
-    return SnapshotMeta(snapshot_id=name, version=version, issued_at_ms=NOW - 1000,
-                        expires_at_ms=expires)
+    return SnapshotMeta(
+        snapshot_id=name, version=version, issued_at_ms=NOW - 1000, expires_at_ms=expires
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,51 +51,70 @@ def graph() -> GraphDefinition:
 
 def bundle_for(graph: GraphDefinition, **overrides: Any) -> TurnStartBundle:
     parts: dict[str, Any] = {
-        "version_resolution": VersionResolution(meta=meta("vr"), pipeline_name=graph.name,
-                                                pipeline_version=graph.version,
-                                                spec_hash=graph.spec_hash),
-        "routing_view": RoutingView(meta=meta("rv"), runtime_id="rt-1",
-                                    health=RuntimeHealth.HEALTHY),
-        "admission_policy": AdmissionPolicy(meta=meta("ap"), tenant_id="acme",
-                                            max_concurrent_sessions=10, sessions_per_minute=60,
-                                            turns_per_minute=600),
+        "version_resolution": VersionResolution(
+            meta=meta("vr"),
+            pipeline_name=graph.name,
+            pipeline_version=graph.version,
+            spec_hash=graph.spec_hash,
+        ),
+        "routing_view": RoutingView(
+            meta=meta("rv"), runtime_id="rt-1", health=RuntimeHealth.HEALTHY
+        ),
+        "admission_policy": AdmissionPolicy(
+            meta=meta("ap"),
+            tenant_id="acme",
+            max_concurrent_sessions=10,
+            sessions_per_minute=60,
+            turns_per_minute=600,
+        ),
         "policy_resolution": PolicyResolution(
-            meta=meta("pr"), provider_bindings={},
+            meta=meta("pr"),
+            provider_bindings={},
             fallback_chains={"tts": ("backup-tts",)},
             allowed_adaptive_actions=(AdaptiveAction.FALLBACK, AdaptiveAction.DEGRADE),
-            recording_level=RecordingLevel.L1),
+            recording_level=RecordingLevel.L1,
+        ),
         "provider_health": ProviderHealth(meta=meta("ph"), providers={}),
-        "abi_compatibility": AbiCompatibility(meta=meta("abi"), schema_version="v1.0",
-                                              compatible=True),
+        "abi_compatibility": AbiCompatibility(
+            meta=meta("abi"), schema_version="v1.0", compatible=True
+        ),
     }
     parts.update(overrides)
     return TurnStartBundle(**parts)
 
 
-def resolver(graph: GraphDefinition, bundle: TurnStartBundle) -> tuple[PlanResolver,
-                                                                       StaticSnapshotSource]:
+def resolver(
+    graph: GraphDefinition, bundle: TurnStartBundle
+) -> tuple[PlanResolver, StaticSnapshotSource]:
     source = StaticSnapshotSource(bundle)
     assert isinstance(source, SnapshotSource)
     clock = VirtualClock(start_wall_ms=NOW)
     return PlanResolver(graph, source, clock, runtime_id="rt-1"), source
 
 
-async def test_plan_is_frozen_hashed_and_schema_valid(graph: GraphDefinition,
-                                                      reference_schema: dict[str, Any]) -> None:
+async def test_plan_is_frozen_hashed_and_schema_valid(
+    graph: GraphDefinition, reference_schema: dict[str, Any]
+) -> None:
     res, _ = resolver(graph, bundle_for(graph))
-    out = await res.resolve(tenant_id="acme", session_id="s1", turn_id="s1:turn:1",
-                            authority_epoch=4, start_sequence=17)
+    out = await res.resolve(
+        tenant_id="acme", session_id="s1", turn_id="s1:turn:1", authority_epoch=4, start_sequence=17
+    )
     assert out.refusal is None and out.plan is not None
     plan = out.plan
-    wrapper = {"$schema": reference_schema["$schema"], "$defs": reference_schema["$defs"],
-               "$ref": "#/$defs/resolved_turn_plan"}
-    jsonschema.Draft202012Validator(wrapper).validate(msgspec.json.decode(msgspec.json.encode(plan)))
+    wrapper = {
+        "$schema": reference_schema["$schema"],
+        "$defs": reference_schema["$defs"],
+        "$ref": "#/$defs/resolved_turn_plan",
+    }
+    jsonschema.Draft202012Validator(wrapper).validate(
+        msgspec.json.decode(msgspec.json.encode(plan))
+    )
     body = msgspec.json.decode(msgspec.json.encode(plan))
     body.pop("plan_hash")
     canonical = msgspec.json.encode(body, order="sorted")
     assert plan.plan_hash == hashlib.sha256(canonical).hexdigest() == compute_plan_hash(plan)
     with pytest.raises(AttributeError):
-        plan.authority_epoch = 5  # type: ignore[misc]
+        setattr(plan, "authority_epoch", 5)  # noqa: B010 - frozen struct must refuse this
     assert plan.authority_epoch == 4
     assert plan.graph_definition_ref == f"{graph.name}@{graph.version}#{graph.graph_hash}"
     assert plan.edge_buffer_policies == graph.edge_buffer_policies()
@@ -110,14 +130,21 @@ async def test_plan_is_frozen_hashed_and_schema_valid(graph: GraphDefinition,
 
 
 async def test_same_inputs_same_hash_and_policy_change_applies_next_turn(
-        graph: GraphDefinition) -> None:
+    graph: GraphDefinition,
+) -> None:
     res, source = resolver(graph, bundle_for(graph))
     a = await res.resolve(tenant_id="acme", session_id="s1", turn_id="t1", authority_epoch=1)
     b = await res.resolve(tenant_id="acme", session_id="s1", turn_id="t1", authority_epoch=1)
     assert a.plan is not None and b.plan is not None and a.plan.plan_hash == b.plan.plan_hash
     first = a.plan
-    source.set(bundle_for(graph, policy_resolution=PolicyResolution(
-        meta=meta("pr", 2), provider_bindings={"tts": "backup-tts"}, turn_budget_ms=900)))
+    source.set(
+        bundle_for(
+            graph,
+            policy_resolution=PolicyResolution(
+                meta=meta("pr", 2), provider_bindings={"tts": "backup-tts"}, turn_budget_ms=900
+            ),
+        )
+    )
     c = await res.resolve(tenant_id="acme", session_id="s1", turn_id="t2", authority_epoch=1)
     assert c.plan is not None
     assert c.plan.provider_bindings["tts"] == "backup-tts" and c.plan.budgets.turn_budget_ms == 900
@@ -128,41 +155,80 @@ async def test_same_inputs_same_hash_and_policy_change_applies_next_turn(
 async def test_unhealthy_provider_uses_fallback_chain(graph: GraphDefinition) -> None:
     tts = graph.provider("tts")
     assert tts is not None
-    health = ProviderHealth(meta=meta("ph"), providers={
-        tts.primary: ProviderHealthEntry(status=ProviderStatus.UNHEALTHY)})
+    health = ProviderHealth(
+        meta=meta("ph"),
+        providers={tts.primary: ProviderHealthEntry(status=ProviderStatus.UNHEALTHY)},
+    )
     res, _ = resolver(graph, bundle_for(graph, provider_health=health))
     out = await res.resolve(tenant_id="acme", session_id="s", turn_id="t", authority_epoch=0)
     assert out.plan is not None and out.plan.provider_bindings["tts"] == "backup-tts"
-    health2 = ProviderHealth(meta=meta("ph"), providers={
-        tts.primary: ProviderHealthEntry(status=ProviderStatus.UNHEALTHY),
-        "backup-tts": ProviderHealthEntry(status=ProviderStatus.UNHEALTHY)})
+    health2 = ProviderHealth(
+        meta=meta("ph"),
+        providers={
+            tts.primary: ProviderHealthEntry(status=ProviderStatus.UNHEALTHY),
+            "backup-tts": ProviderHealthEntry(status=ProviderStatus.UNHEALTHY),
+        },
+    )
     res2, _ = resolver(graph, bundle_for(graph, provider_health=health2))
     out2 = await res2.resolve(tenant_id="acme", session_id="s", turn_id="t", authority_epoch=0)
     assert out2.plan is None and out2.refusal is not None
-    assert (out2.refusal.kind, out2.refusal.reason) == (OutcomeKind.DEFER,
-                                                        "provider_unavailable:tts")
+    assert (out2.refusal.kind, out2.refusal.reason) == (
+        OutcomeKind.DEFER,
+        "provider_unavailable:tts",
+    )
 
 
-@pytest.mark.parametrize(("override", "kind", "reason"), [
-    ({"routing_view": None}, OutcomeKind.DEFER, "snapshot_missing:routing_view"),
-    ({"abi_compatibility": None}, OutcomeKind.DEFER, "snapshot_missing:abi_compatibility"),
-    ({"provider_health": ProviderHealth(meta=meta("ph", expires=NOW - 1))}, OutcomeKind.DEFER,
-     "snapshot_stale:provider_health"),
-    ({"abi_compatibility": AbiCompatibility(meta=meta("abi"), schema_version="v1.0",
-                                            compatible=False, reason="node_abi_v2")},
-     OutcomeKind.REJECT, "abi_incompatible:node_abi_v2"),
-    ({"abi_compatibility": AbiCompatibility(meta=meta("abi"), schema_version="v2.0",
-                                            compatible=True)},
-     OutcomeKind.REJECT, "abi_incompatible:v2.0"),
-    ({"routing_view": RoutingView(meta=meta("rv"), runtime_id="rt-9",
-                                  health=RuntimeHealth.HEALTHY)},
-     OutcomeKind.REJECT, "routing_mismatch:rt-9"),
-    ({"routing_view": RoutingView(meta=meta("rv"), runtime_id="rt-1",
-                                  health=RuntimeHealth.UNHEALTHY)},
-     OutcomeKind.DEFER, "runtime_unhealthy"),
-])
+@pytest.mark.parametrize(
+    ("override", "kind", "reason"),
+    [
+        ({"routing_view": None}, OutcomeKind.DEFER, "snapshot_missing:routing_view"),
+        ({"abi_compatibility": None}, OutcomeKind.DEFER, "snapshot_missing:abi_compatibility"),
+        (
+            {"provider_health": ProviderHealth(meta=meta("ph", expires=NOW - 1))},
+            OutcomeKind.DEFER,
+            "snapshot_stale:provider_health",
+        ),
+        (
+            {
+                "abi_compatibility": AbiCompatibility(
+                    meta=meta("abi"), schema_version="v1.0", compatible=False, reason="node_abi_v2"
+                )
+            },
+            OutcomeKind.REJECT,
+            "abi_incompatible:node_abi_v2",
+        ),
+        (
+            {
+                "abi_compatibility": AbiCompatibility(
+                    meta=meta("abi"), schema_version="v2.0", compatible=True
+                )
+            },
+            OutcomeKind.REJECT,
+            "abi_incompatible:v2.0",
+        ),
+        (
+            {
+                "routing_view": RoutingView(
+                    meta=meta("rv"), runtime_id="rt-9", health=RuntimeHealth.HEALTHY
+                )
+            },
+            OutcomeKind.REJECT,
+            "routing_mismatch:rt-9",
+        ),
+        (
+            {
+                "routing_view": RoutingView(
+                    meta=meta("rv"), runtime_id="rt-1", health=RuntimeHealth.UNHEALTHY
+                )
+            },
+            OutcomeKind.DEFER,
+            "runtime_unhealthy",
+        ),
+    ],
+)
 async def test_bad_snapshots_give_deterministic_refusals(
-        graph: GraphDefinition, override: dict[str, Any], kind: OutcomeKind, reason: str) -> None:
+    graph: GraphDefinition, override: dict[str, Any], kind: OutcomeKind, reason: str
+) -> None:
     res, _ = resolver(graph, bundle_for(graph, **override))
     for _ in range(2):  # deterministic: same verdict every time
         out = await res.resolve(tenant_id="acme", session_id="s", turn_id="t", authority_epoch=0)
@@ -171,8 +237,9 @@ async def test_bad_snapshots_give_deterministic_refusals(
 
 
 async def test_version_mismatch_rejects(graph: GraphDefinition) -> None:
-    vr = VersionResolution(meta=meta("vr"), pipeline_name=graph.name, pipeline_version="9.9.9",
-                           spec_hash="x")
+    vr = VersionResolution(
+        meta=meta("vr"), pipeline_name=graph.name, pipeline_version="9.9.9", spec_hash="x"
+    )
     res, _ = resolver(graph, bundle_for(graph, version_resolution=vr))
     out = await res.resolve(tenant_id="acme", session_id="s", turn_id="t", authority_epoch=0)
     assert out.refusal is not None and out.refusal.kind is OutcomeKind.REJECT

@@ -1,0 +1,82 @@
+"""``rspp cp serve`` as a real process: SQLite default file, admin key from the environment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rspp.controlplane._server import free_port
+
+pytestmark = pytest.mark.e2e
+
+CLI = [sys.executable, "-c", "from rspp.cli import main; main()", "cp"]
+
+
+def test_serve_process_accepts_cli_commands(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    missing = subprocess.run(
+        [*CLI, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2 and "RSPP_ADMIN_KEY" in missing.stderr
+    env["RSPP_ADMIN_KEY"] = "env-admin"
+    key_file = tmp_path / "token.pem"
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--token-key-file", str(key_file)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        client_env = dict(env, RSPP_SERVER=url, RSPP_API_KEY="env-admin")
+        created = subprocess.run(
+            [*CLI, "keys", "create", "--role", "viewer"],
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+        viewer = created.stdout.strip().splitlines()[-1]
+        verify = subprocess.run(
+            [*CLI, "audit", "--verify", "--api-key", viewer],
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert verify.returncode == 0 and "1 entries" in verify.stdout
+        assert (tmp_path / "rspp-controlplane.db").exists()  # the embedded default store
+        assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

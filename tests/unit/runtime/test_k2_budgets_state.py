@@ -1,0 +1,226 @@
+"""Budgets (F-045..F-048, F-137), state scopes (F-155), session lifecycle (F-138),
+timebase (NF-018) and correlation ids (NF-008)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+
+from rspp.contracts import (
+    AdaptiveAction,
+    ControlSignal,
+    Emitter,
+    OutcomeKind,
+    SignalName,
+    TurnBudgets,
+)
+from rspp.runtime._arbiter import AuthorityVerdict, TerminalCause, TurnArbiter
+from rspp.runtime._budgets import BudgetError, BudgetKind, BudgetOutcome, BudgetTracker
+from rspp.runtime._clock import VirtualClock
+from rspp.runtime._handles import BudgetHandle, StateHandle
+from rspp.runtime._identity import Correlation, IdFactory, RecordStamp, Sequencer
+from rspp.runtime._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
+from rspp.runtime._state import (
+    InMemoryDurableStore,
+    SqliteDurableStore,
+    StaleStateError,
+    StateManager,
+    StateScope,
+    StateScopeError,
+)
+from rspp.runtime._timebase import MediaClock, Timebase, TimebaseError
+
+pytestmark = pytest.mark.unit
+
+
+def _validate(schema: dict[str, Any], rec: ControlSignal) -> None:
+    wrapper = {
+        "$schema": schema["$schema"],
+        "$defs": schema["$defs"],
+        "$ref": "#/$defs/control_signal",
+    }
+    jsonschema.Draft202012Validator(wrapper).validate(msgspec.json.decode(msgspec.json.encode(rec)))
+
+
+def _stamp(clock: VirtualClock) -> RecordStamp:
+    return RecordStamp(Correlation("acme", "s1", "pv-1"), Timebase(clock))
+
+
+BUDGETS = TurnBudgets(
+    turn_budget_ms=1000,
+    node_budget_ms_default=200,
+    path_budget_ms_default=500,
+    edge_budget_ms_default=50,
+)
+
+
+def test_budget_warning_exhaustion_and_plan_resolved_outcomes(
+    reference_schema: dict[str, Any],
+) -> None:
+    clock = VirtualClock()
+    tracker = BudgetTracker(
+        "s1:turn:1",
+        BUDGETS,
+        clock,
+        _stamp(clock),
+        authority_epoch=2,
+        allowed_actions=(AdaptiveAction.FALLBACK, AdaptiveAction.DEGRADE),
+    )
+    stt = tracker.start(BudgetKind.NODE, "stt", has_fallback=True)
+    llm = tracker.start(BudgetKind.NODE, "llm", 300)
+    tracker.start(BudgetKind.EDGE, "llm->tts", advisory=True)
+    handle: BudgetHandle = stt  # structural: mypy checks Budget implements BudgetHandle
+    assert handle.remaining_ms() == 200
+    assert tracker.next_deadline_ns() == 40_000_000  # edge warning at 80 % of 50 ms
+    clock.advance(160)
+    warnings, exhausted = tracker.poll()
+    assert [w.reason for w in warnings] == ["edge:llm->tts:160/50ms", "node:stt:160/200ms"]
+    assert [(e.budget.budget_id, e.outcome) for e in exhausted] == [
+        ("llm->tts", BudgetOutcome.CONTINUE)
+    ]
+    clock.advance(40)
+    _, exhausted = tracker.poll()
+    assert [(e.budget.budget_id, e.outcome) for e in exhausted] == [("stt", BudgetOutcome.FALLBACK)]
+    assert [r.signal.value for r in exhausted[0].records] == ["budget_exhausted", "fallback"]
+    assert stt.exhausted and stt.remaining_ms() == 0 and llm.remaining_ms() == 100
+    clock.advance(100)
+    _, exhausted = tracker.poll()
+    assert [(e.budget.budget_id, e.outcome) for e in exhausted] == [("llm", BudgetOutcome.DEGRADE)]
+    clock.advance(700)
+    _, exhausted = tracker.poll()
+    assert [(e.budget.kind, e.outcome) for e in exhausted] == [
+        (BudgetKind.TURN, BudgetOutcome.TERMINATE)
+    ]
+    assert tracker.poll() == ([], [])  # each signal once
+    for rec in [*warnings, *(r for e in exhausted for r in e.records)]:
+        _validate(reference_schema, rec)
+        assert rec.emitted_by.value == "RK-17" and rec.turn_id == "s1:turn:1"
+    with pytest.raises(BudgetError, match="must be > 0"):
+        tracker.start(BudgetKind.NODE, "bad", -5)
+    with pytest.raises(BudgetError, match="no path budget"):
+        tracker.get(BudgetKind.PATH, "missing")
+
+
+def test_turn_budget_terminate_feeds_arbiter_t10() -> None:
+    clock = VirtualClock()
+    stamp = _stamp(clock)
+    arb = TurnArbiter(stamp, authority_epoch=1)
+    arb.propose()
+    arb.admission(OutcomeKind.ADMIT, "ok")
+    arb.authority(AuthorityVerdict.VALID)
+    arb.plan_materialised("f" * 64)
+    tracker = BudgetTracker(arb.turn_id or "", BUDGETS, clock, stamp, authority_epoch=1)
+    clock.advance(1000)
+    _, exhausted = tracker.poll()
+    assert exhausted[-1].outcome is BudgetOutcome.TERMINATE
+    step = arb.failure(TerminalCause.BUDGET_TERMINATE, "budget_exhausted:turn")
+    assert step.signals == ("abort", "close")
+
+
+async def test_state_scopes_and_durable_reattach(tmp_path: Path) -> None:
+    mgr = StateManager("s1", InMemoryDurableStore())
+    with pytest.raises(StateScopeError, match="session-scoped"):
+        mgr.handle("memory", "session", StateScope.TURN_EPHEMERAL)
+    turn = mgr.handle("stt", "turn", StateScope.TURN_EPHEMERAL)
+    state_handle: StateHandle = turn
+    assert state_handle.get("missing", 7) == 7
+    turn.set("partial", "hel")
+    other = mgr.handle("llm", "turn", StateScope.TURN_EPHEMERAL)
+    assert other.get("partial") is None  # namespaced per node
+    mgr.end_turn()
+    assert turn.get("partial") is None  # no leak into the next turn
+
+    store = SqliteDurableStore(str(tmp_path / "state.db"))
+    owner = StateManager("s1", store)
+    await owner.attach()
+    durable = owner.handle("memory", "session", StateScope.SESSION_DURABLE)
+    hot = owner.handle("memory", "session", StateScope.SESSION_HOT)
+    durable.set("name", "Ada")
+    hot.set("cache", [1, 2])
+    assert await owner.flush() == 1
+    owner.migrate_out()
+    assert hot.get("cache") is None  # declared loss on migration
+    new_owner = StateManager("s1", store)  # failover: reattach durable state
+    await new_owner.attach()
+    assert new_owner.handle("memory", "session", StateScope.SESSION_DURABLE).get("name") == "Ada"
+    new_owner.handle("memory", "session", StateScope.SESSION_DURABLE).set("name", "Grace")
+    assert await new_owner.flush() == 2
+    durable.set("name", "stale-writer")
+    with pytest.raises(StaleStateError, match="reload before writing"):
+        await owner.flush()  # the old owner cannot overwrite
+    store.close()
+
+
+def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -> None:
+    life = SessionLifecycle(_stamp(VirtualClock()), authority_epoch=1)
+    for ev in (
+        SessionEvent.CONNECTED,
+        SessionEvent.DISCONNECTED,
+        SessionEvent.RECONNECTED,
+        SessionEvent.DRAIN,
+        SessionEvent.END,
+    ):
+        life.apply(ev)
+    assert life.state is SessionState.ENDED
+    assert [s.signal.value for s in life.signals] == [
+        "connected",
+        "reconnecting",
+        "connected",
+        "disconnected",
+        "ended",
+    ]
+    for sig in life.signals:
+        _validate(reference_schema, sig)
+    history = list(life.history)
+    assert life.apply(SessionEvent.CONNECTED) is None  # ENDED -> ACTIVE
+    assert life.apply(SessionEvent.END) is None  # duplicate end
+    assert [r.code for r in life.rejections] == ["illegal_transition", "duplicate_end"]
+    assert life.state is SessionState.ENDED and life.history == history  # no mutation
+    assert "allowed: []" in life.rejections[0].detail
+
+
+def test_timebase_monotonic_wall_mapping_and_media() -> None:
+    clock = VirtualClock(start_wall_ms=10_000)
+    tb = Timebase(clock, max_skew_ms=50)
+    clock.advance(100)
+    assert tb.runtime_ms() == 100 and tb.wall_ms() == 10_100
+    clock._start_wall_ms -= 5_000  # the OS wall clock steps back 5 s
+    w = tb.wall_ms()
+    assert w == 10_100 and tb.skews[-1].action == "absorbed_backward"
+    clock._start_wall_ms += 10_000  # and then jumps forward 5 s past the projection
+    clock.advance(10)
+    assert tb.wall_ms() == 15_110 and tb.skews[-1].action == "corrected_forward"
+    media = MediaClock(16_000)
+    with pytest.raises(TimebaseError, match="anchor"):
+        media.to_runtime_ms(0)
+    media.anchor(0, 100)
+    assert media.to_runtime_ms(16_000) == 1100 and media.sample_to_pts_ms(8000) == 500
+    assert media.observe(16_000, 1103) == 3 and media.p99_abs_error_ms() == 3
+    with pytest.raises(TimebaseError, match="sample_rate_hz"):
+        MediaClock(0)
+
+
+def test_correlation_ids_everywhere() -> None:
+    corr = Correlation("acme", "s1", "pv-1")
+    assert corr.with_turn("s1:turn:1").labels() == {
+        "tenant_id": "acme",
+        "session_id": "s1",
+        "pipeline_version": "pv-1",
+        "turn_id": "s1:turn:1",
+    }
+    ids = IdFactory("s1")
+    assert [ids.turn_id(), ids.turn_id(), ids.provider_invocation_id("tts")] == [
+        "s1:turn:1",
+        "s1:turn:2",
+        "s1:pi.tts:1",
+    ]
+    seq = Sequencer(5)
+    assert (seq(), seq(), seq.peek) == (5, 6, 7)
+    sig = _stamp(VirtualClock()).signal(
+        SignalName.TURN_OPEN, Emitter.RK_03, authority_epoch=1, turn_id="s1:turn:1"
+    )
+    assert (sig.session_id, sig.turn_id, sig.pipeline_version) == ("s1", "s1:turn:1", "pv-1")
