@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rspp.controlplane import ControlPlaneServer, ControlPlaneSettings, TokenKeys
+from rspp.controlplane import ControlPlaneServer, ControlPlaneSettings, TokenKeys, TokenVerifier
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +135,12 @@ def test_cli_publish_rollout_route_token_status_audit(
     )
     good = rspp("token", "verify", token, key=viewer, server=url)
     assert good.returncode == 0 and "valid" in good.stdout and "sess-e2e" in good.stdout
+    # A transport verifies locally with the published Ed25519 public key (F-088).
+    import httpx
+
+    keys = httpx.get(f"{url}/v1/tokens/keys", headers={"Authorization": f"Bearer {viewer}"}).json()
+    public = TokenKeys(algorithm="EdDSA", public_pem=keys["public_pem"])
+    assert TokenVerifier(public).verify(token).session_id == "sess-e2e"
     header, payload, sig = token.split(".")
     tampered = f"{header}.{payload[:-2]}{'AA' if payload[-2:] != 'AA' else 'BB'}.{sig}"
     bad = rspp("token", "verify", tampered, key=viewer, server=url)

@@ -139,15 +139,24 @@ def compat_command(
     old: Path = typer.Argument(..., help="The published schema."),
     new: Path = typer.Argument(..., help="The proposed schema."),
 ) -> None:
-    """Classify OLD -> NEW as additive or breaking; exit 1 when breaking (CI gate)."""
+    """Classify OLD -> NEW as additive or breaking; exit 1 when breaking (CI gate).
+
+    A breaking change passes only when NEW's top-level ``version`` bumps the major.
+    """
     report = compare_schemas(_load_schema(old), _load_schema(new))
     for change in report.changes:
         typer.echo(f"{change.kind}: {change.path}: {change.message}")
     verdict = report.verdict
+    if verdict == "breaking" and report.major_bumped:
+        typer.echo(
+            f"breaking (allowed: major version bump {report.old_version} -> {report.new_version})"
+        )
+        return
     if verdict == "breaking":
         typer.echo(
             f"breaking: {len(report.breaking)} breaking change(s); restore compatibility "
-            "or bump the schema major version"
+            f"or bump the schema major version (version {report.old_version or 'unset'} -> "
+            f"{report.new_version or 'unset'})"
         )
         raise typer.Exit(1)
     typer.echo(verdict)

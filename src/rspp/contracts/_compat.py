@@ -13,6 +13,7 @@ version to bump.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -34,10 +35,26 @@ class SchemaChange(msgspec.Struct, frozen=True):
     message: str
 
 
-class CompatReport(msgspec.Struct, frozen=True):
-    """Every change and the overall verdict (``breaking`` if any change is)."""
+class CompatReport(msgspec.Struct, frozen=True, kw_only=True):
+    """Every change and the overall verdict (``breaking`` if any change is).
+
+    ``old_version``/``new_version`` come from each document's top-level ``version``
+    (or ``x-schema-version``); a breaking change is *allowed* only with a major bump.
+    """
 
     changes: tuple[SchemaChange, ...]
+    old_version: str | None = None
+    new_version: str | None = None
+
+    @property
+    def major_bumped(self) -> bool:
+        old, new = _major(self.old_version), _major(self.new_version)
+        return old is not None and new is not None and new > old
+
+    @property
+    def allowed(self) -> bool:
+        """Whether publishing NEW over OLD respects the versioning rules (NF-010)."""
+        return self.verdict != "breaking" or self.major_bumped
 
     @property
     def verdict(self) -> Literal["identical", "additive", "breaking"]:
@@ -48,6 +65,22 @@ class CompatReport(msgspec.Struct, frozen=True):
     @property
     def breaking(self) -> tuple[SchemaChange, ...]:
         return tuple(c for c in self.changes if c.kind == "breaking")
+
+
+_VERSION = re.compile(r"^v?(?P<major>[0-9]+)(?:\.[0-9]+)*$")
+
+
+def _major(version: str | None) -> int | None:
+    match = _VERSION.match(version or "")
+    return int(match["major"]) if match else None
+
+
+def _doc_version(doc: Mapping[str, Any]) -> str | None:
+    for key in ("version", "x-schema-version"):
+        value = doc.get(key)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def _types(schema: Mapping[str, Any]) -> set[str] | None:
@@ -256,4 +289,6 @@ def compare_schemas(old: Mapping[str, Any], new: Mapping[str, Any]) -> CompatRep
         if name not in old_defs:
             comparer.add(f"$defs/{name}", "additive", "definition added")
     unique = dict.fromkeys(comparer.changes)
-    return CompatReport(tuple(unique))
+    return CompatReport(
+        changes=tuple(unique), old_version=_doc_version(old), new_version=_doc_version(new)
+    )

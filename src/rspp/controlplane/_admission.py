@@ -9,6 +9,7 @@ emitted by CP-05), stored per tenant and counted in Prometheus.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from rspp.controlplane._errors import InvalidRequest
 from rspp.controlplane._schema import outcomes, sessions
 
 WINDOW_MS = 60_000
+logger = logging.getLogger("rspp.controlplane.admission")
 
 ADMISSION_DECISIONS = Counter(
     "rspp_cp_admission_decisions_total",
@@ -131,6 +133,14 @@ async def decide_in(
         )
     )
     ADMISSION_DECISIONS.labels(tenant=tenant, outcome=kind.value).inc()
+    logger.info(
+        "admission %s tenant=%s session_id=%s: %s",
+        kind.value,
+        tenant,
+        session_id,
+        reason,
+        extra={"tenant_id": tenant, "session_id": session_id, "outcome": kind.value},
+    )
     return outcome
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -23,6 +25,7 @@ from rspp.controlplane._policy import (
 from rspp.controlplane._service import ControlPlane
 
 SUPPORTED_PROFILES = ("simple/v1",)
+logger = logging.getLogger("rspp.controlplane.policy")
 
 
 async def build_bundle(
@@ -67,7 +70,20 @@ async def build_bundle(
             issued_at_ms=now,
             expires_at_ms=now + ttl,
         )
-        policy = evaluate_policy(doc, attrs, health, meta).resolution
+        decision = evaluate_policy(doc, attrs, health, meta)
+        policy = decision.resolution
+        logger.info(
+            "policy %s tenant=%s session_id=%s: %s",
+            meta.snapshot_id,
+            tenant_id,
+            session_id,
+            "; ".join(decision.trace),
+            extra={
+                "tenant_id": tenant_id,
+                "session_id": session_id,
+                "policy_trace": decision.trace,
+            },
+        )
         if info is not None and info.policy_version != (policy_cfg.version if policy_cfg else None):
             await cp.sessions.set_policy_version_in(
                 conn, session_id, policy_cfg.version if policy_cfg else None

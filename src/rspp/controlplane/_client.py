@@ -118,10 +118,17 @@ class ControlPlaneClient:
         return response.json()
 
     async def turn_start_bundle(
-        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
+        self,
+        *,
+        tenant_id: str,
+        session_id: str,
+        pipeline_name: str,
+        runtime_id: str,
+        refresh: bool = False,
     ) -> TurnStartBundle:
+        """Cached snapshots; ``refresh=True`` before migration-sensitive operations (F-159)."""
         key = (tenant_id, session_id, pipeline_name, runtime_id)
-        cached = self.cache.get(key)
+        cached = None if refresh else self.cache.get(key)
         if cached is not None:
             return cached
         params = {

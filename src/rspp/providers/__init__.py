@@ -44,6 +44,8 @@ from rspp.providers._policy import (
     PolicyError,
     PriceTable,
 )
+from rspp.providers._prometheus import PrometheusMetricsSink
+from rspp.providers._registry import ADAPTER_TYPES, create_provider
 from rspp.providers._routing import (
     RoutingDecision,
     RoutingRule,
@@ -72,6 +74,7 @@ from rspp.providers._types import (
 )
 
 __all__ = [
+    "ADAPTER_TYPES",
     "REDACTED",
     "RETRYABLE_OUTCOMES",
     "AudioChunk",
@@ -98,6 +101,7 @@ __all__ = [
     "Outcome",
     "PolicyError",
     "PriceTable",
+    "PrometheusMetricsSink",
     "Provider",
     "ProviderCallError",
     "ProviderInvocation",
@@ -122,6 +126,7 @@ __all__ = [
     "UsageKind",
     "UsageSummary",
     "choose_chain",
+    "create_provider",
     "default_redactor",
     "new_invocation_id",
     "normalise_error",

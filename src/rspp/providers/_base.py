@@ -216,8 +216,11 @@ class Provider(ABC):
             cancel_task.cancel()
             if next_task is not None and not next_task.done():
                 next_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await next_task
+                # asyncio.wait never raises the child's exception but still lets a
+                # cancellation of this task propagate (CancelledError is never swallowed)
+                await asyncio.wait({next_task})
+                if not next_task.cancelled():
+                    next_task.exception()  # mark retrieved
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -228,14 +231,14 @@ class Provider(ABC):
             if self.metrics is not None:
                 self.metrics.record(inv)
 
-    def _start(
+    def _open_invocation(
         self, inv: ProviderInvocation | None, *, armed: bool
     ) -> tuple[ProviderInvocation, _Watch]:
         inv = inv or self.new_invocation()
         inv.metrics.started_ns = self.clock.monotonic_ns()
         return inv, _Watch(armed)
 
-    def _timeout(self, timeout_ms: int | None) -> int | None:
+    def _attempt_timeout(self, timeout_ms: int | None) -> int | None:
         return self.default_timeout_ms if timeout_ms is None else timeout_ms
 
 
@@ -252,14 +255,14 @@ class LLMProvider(Provider):
         timeout_ms: int | None = None,
     ) -> AsyncIterator[str]:
         """Stream text deltas of the reply."""
-        inv, watch = self._start(invocation, armed=True)
+        inv, watch = self._open_invocation(invocation, armed=True)
         inv.metrics.items_in = len(request.messages)
         inv.metrics.bytes_in = sum(len(m.content.encode()) for m in request.messages)
         return self._guard(
             self._generate(request, inv),
             inv,
             watch,
-            timeout_ms=self._timeout(timeout_ms),
+            timeout_ms=self._attempt_timeout(timeout_ms),
             size_of=lambda s: len(s.encode()),
         )
 
@@ -281,13 +284,13 @@ class STTProvider(Provider):
         timeout_ms: int | None = None,
     ) -> AsyncIterator[Transcript]:
         """Stream transcripts; the timeout counts only after the audio input ended."""
-        inv, watch = self._start(invocation, armed=False)
+        inv, watch = self._open_invocation(invocation, armed=False)
         counted = self._count_input(audio, inv, watch, lambda c: len(c.pcm), arm_on_end=True)
         return self._guard(
             self._recognize(counted, inv),
             inv,
             watch,
-            timeout_ms=self._timeout(timeout_ms),
+            timeout_ms=self._attempt_timeout(timeout_ms),
             size_of=lambda t: len(t.text.encode()),
         )
 
@@ -311,13 +314,13 @@ class TTSProvider(Provider):
         timeout_ms: int | None = None,
     ) -> AsyncIterator[AudioChunk]:
         """Stream audio; input activity counts as progress for the idle timeout."""
-        inv, watch = self._start(invocation, armed=True)
+        inv, watch = self._open_invocation(invocation, armed=True)
         counted = self._count_input(text, inv, watch, len, arm_on_end=False)
         return self._guard(
             self._synthesize(counted, inv),
             inv,
             watch,
-            timeout_ms=self._timeout(timeout_ms),
+            timeout_ms=self._attempt_timeout(timeout_ms),
             size_of=lambda c: len(c.pcm),
         )
 

@@ -46,8 +46,10 @@ class InvocationContext:
     clock: Clock = field(default_factory=LoopClock)
     #: the session sequencer (runtime_sequence); a local counter when not given
     next_sequence: Callable[[], int] | None = None
-    _counter: itertools.count[int] = field(default_factory=itertools.count)
-    _event_counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _counter: itertools.count[int] = field(default_factory=itertools.count, init=False, repr=False)
+    _event_counter: itertools.count[int] = field(
+        default_factory=lambda: itertools.count(1), init=False, repr=False
+    )
 
     def sequence(self) -> int:
         if self.next_sequence is not None:

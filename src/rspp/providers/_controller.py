@@ -110,6 +110,7 @@ class InvocationController(Generic[P]):
         self.current: ProviderInvocation | None = None
         self.last_decision: RoutingDecision | None = None
         self._cancel_reason: str | None = None
+        self._sticky: str | None = None
 
     # -- public -----------------------------------------------------------
     def cancel(self, reason: str = "cancelled") -> None:
@@ -121,6 +122,20 @@ class InvocationController(Generic[P]):
     def decide(self) -> RoutingDecision:
         allowed = self.policy.providers if self.policy.allow_fallback else self.policy.providers[:1]
         decision = order_providers(allowed, self._signals() if self._signals else None)
+        sticky = self._sticky
+        if (
+            self.policy.sticky_fallback
+            and decision.source == "default"
+            and sticky is not None
+            and sticky in decision.order
+            and decision.order[0] != sticky
+        ):
+            rest = tuple(p for p in decision.order if p != sticky)
+            decision = RoutingDecision(
+                (sticky, *rest),
+                "default",
+                f"{decision.reason}; sticky fallback to {sticky} after an earlier failover",
+            )
         self.last_decision = decision
         return decision
 
@@ -263,6 +278,9 @@ class InvocationController(Generic[P]):
                         breaker.release_probe()
                     else:
                         self._emit_circuit(breaker.record(True), inv.invocation_id)
+                        if self.policy.sticky_fallback:
+                            primary = self.policy.providers[0]
+                            self._sticky = None if pid == primary else pid
                     return
                 finally:
                     self.current = None

@@ -41,7 +41,10 @@ class InvocationCancelScope:
 
     ``cancel(reason)`` wakes the invocation's stream at once; the stream closes
     the adapter (aborting its HTTP request or WebSocket) and ends with outcome
-    ``cancelled``. A ``parent`` token (turn or node scope) cancels it as well.
+    ``cancelled``. A ``parent`` token (turn or node scope) cancels it as well; a
+    parent token has no wake-up hook, so it is observed at the next stream item;
+    for an immediate stop the owner cancels the consuming task (hard cancel) or
+    calls ``cancel`` here.
     """
 
     def __init__(self, parent: CancelToken | None = None) -> None:

@@ -120,6 +120,9 @@ class InvocationPolicy:
     min_attempt_ms: int = 50
     remaining_budget_ms: Callable[[], int] | None = None
     circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
+    #: after a fallback succeeds, later calls of the session start with that provider
+    #: (F-047) until it fails or fresh health signals order the providers again
+    sticky_fallback: bool = False
 
     def __post_init__(self) -> None:
         _check(len(self.providers) >= 1, "policy.providers: list at least one provider id")

@@ -9,6 +9,7 @@ error messages) and ships as a :class:`logging.Filter`.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -109,7 +110,7 @@ class Secret:
         return REDACTED
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and hmac.compare_digest(other._value, self._value)
 
     def __hash__(self) -> int:
         return hash(("Secret", self._value))

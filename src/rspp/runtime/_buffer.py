@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import Emitter, Lane, SignalName
 from rspp.runtime._bufferspec import BufferConfig
+from rspp.runtime._clock import SystemClock
 from rspp.runtime._events import Event
 
 if TYPE_CHECKING:
@@ -430,19 +431,31 @@ class EdgeBuffer:
             s.set_result(None)
 
     async def wait_space(self, clock_sleep_ms: float) -> bool:
-        """Wait (bounded) until a data slot frees; False on timeout."""
+        """Wait (bounded, on the session clock) until a data slot frees; False on timeout."""
         loop = asyncio.get_running_loop()
         if self._space is None or self._space.done():
             self._space = loop.create_future()
         space = self._space
-        timer = asyncio.ensure_future(self.clock.sleep(clock_sleep_ms / 1000.0))
+        w: asyncio.Future[bool] = loop.create_future()
+
+        def _set(ok: bool) -> None:
+            if not w.done():
+                w.set_result(ok)
+
+        space.add_done_callback(lambda _f: _set(True))
+        seconds = clock_sleep_ms / 1000.0
+        call_later = getattr(self.clock, "call_later", None)
+        timers: list[asyncio.Future[Any] | asyncio.TimerHandle] = []
+        if isinstance(self.clock, SystemClock):
+            timers.append(loop.call_later(seconds, _set, False))
+        else:
+            if call_later is not None:  # precise passive deadline on a virtual clock
+                timers.append(call_later(seconds, lambda: _set(False)))
+            backstop = asyncio.ensure_future(self.clock.sleep(seconds))  # moves time if idle
+            backstop.add_done_callback(lambda _f: _set(False))
+            timers.append(backstop)
         try:
-            done, _ = await asyncio.wait({space, timer}, return_when=asyncio.FIRST_COMPLETED)
+            return await w
         finally:
-            if not timer.done():
-                timer.cancel()
-                try:
-                    await timer
-                except asyncio.CancelledError:
-                    pass
-        return space in done
+            for t in timers:
+                t.cancel()

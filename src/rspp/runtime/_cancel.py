@@ -26,6 +26,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from rspp.contracts import CancelScopeKind, ControlSignal, Emitter, SignalName
 from rspp.errors import RuntimeKernelError
@@ -124,7 +125,7 @@ class CancelScope:
         self.parent = parent
         self.mode = mode
         self.children: dict[str, CancelScope] = {}
-        self.tasks: list[asyncio.Task[object]] = []
+        self.tasks: list[asyncio.Task[Any]] = []
         self.flushers: list[Callable[[], int]] = []
         self.resets: list[Callable[[], None]] = []
         self._cancelled = False
@@ -158,7 +159,7 @@ class CancelScope:
         for child in self.children.values():
             yield from child.walk()
 
-    def register_task(self, task: asyncio.Task[object]) -> None:
+    def register_task(self, task: asyncio.Task[Any]) -> None:
         """A task doing work of this scope; cancelled on cancel (hard) or after grace."""
         self.tasks.append(task)
 
@@ -279,7 +280,7 @@ class CancelScopeTree:
                 flush()
             for reset in s.resets:
                 reset()
-        soft: list[tuple[str, asyncio.Task[object]]] = []
+        soft: list[tuple[str, asyncio.Task[Any]]] = []
         for s in scope.walk():
             for task in s.tasks:
                 if task.done():
@@ -311,14 +312,14 @@ class CancelScopeTree:
             node_id=(scope.scope_id if scope.kind is CancelScopeKind.NODE else None),
         )
 
-    def _stopped(self, lat: CancelLatency, scope_id: str) -> Callable[[asyncio.Task[object]], None]:
-        def done(_task: asyncio.Task[object]) -> None:
+    def _stopped(self, lat: CancelLatency, scope_id: str) -> Callable[[asyncio.Task[Any]], None]:
+        def done(_task: asyncio.Task[Any]) -> None:
             lat.node_stopped_ns.setdefault(scope_id, self.clock.monotonic_ns())
 
         return done
 
     async def _enforce_grace(
-        self, lat: CancelLatency, soft: list[tuple[str, asyncio.Task[object]]]
+        self, lat: CancelLatency, soft: list[tuple[str, asyncio.Task[Any]]]
     ) -> None:
         await self.clock.sleep(self.grace_ms / 1000)
         for scope_id, task in soft:

@@ -217,13 +217,14 @@ class SessionActor(ControlMixin):
     def _egress(self, port: str, ev: Event) -> None:
         if not self.gate.allow(port, ev):
             return
+        self.output_count += 1
+        if self.output_sink is not None:
+            self.output_sink(port, ev)  # the transport owns it now; nothing kept here
+            return
         q = self.outputs.get(port)
         if q is None:
             q = self.outputs[port] = deque(maxlen=self.options.output_maxlen)
         q.append(ev)
-        self.output_count += 1
-        if self.output_sink is not None:
-            self.output_sink(port, ev)
 
     # -------------------------------------------------------------- failures
     def node_failed(self, host: NodeHost, ev: Event, port: str, exc: BaseException) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import delete, update
 
@@ -40,7 +42,7 @@ async def test_entries_carry_actor_time_details_and_verify(
         entries[0].subject == "voice-assistant@1.0.0" and len(entries[0].detail["spec_hash"]) == 64
     )
     assert entries[3].detail["percent"] == 5 and entries[4].actor == "test-admin"
-    assert all(e.prev_hash == p.hash for p, e in zip(entries, entries[1:], strict=False))
+    assert all(e.prev_hash == p.hash for p, e in itertools.pairwise(entries))
     verdict = await cp.audit_verify(VIEWER)
     assert verdict.ok and verdict.checked == 5
     page = await cp.audit_entries(VIEWER, after_seq=3, limit=1)  # export in pages

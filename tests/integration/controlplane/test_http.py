@@ -131,6 +131,8 @@ async def test_client_bundle_cache_staleness_and_in_process_parity(
         clock.advance(3 * server.settings.snapshot_ttl_ms)  # past the earliest snapshot expiry
         refreshed = await client.turn_start_bundle(**args)
         assert refreshed is not first and client.cache.misses == 2
+        forced = await client.turn_start_bundle(**args, refresh=True)  # before a migration
+        assert forced is not refreshed and client.cache.hits == 1
         verified = await client.request("POST", "/v1/tokens/verify", json={"token": route["token"]})
         assert verified["claims"]["session_id"] == route["session_id"]
         signals = await client.request("GET", f"/v1/sessions/{route['session_id']}/signals")
@@ -149,3 +151,29 @@ async def test_client_bundle_cache_staleness_and_in_process_parity(
         with pytest.raises(Unavailable) as err:
             await dead.turn_start_bundle(**args)
     assert "unreachable" in err.value.message
+
+
+async def test_transport_verifies_tokens_with_the_published_key_f088(
+    server: ControlPlaneServer,
+) -> None:
+    """A transport fetches the verification key once and checks tokens locally."""
+    from rspp.controlplane import TokenInvalid, TokenKeys, TokenVerifier
+
+    operator = _key(server, "operator")
+    async with ControlPlaneClient(server.url, operator) as client:
+        await client.publish(spec_version("1.0.0"))
+        await client.request(
+            "POST", "/v1/runtimes", json={"runtime_id": "rt-t", "endpoint": "ws://t"}
+        )
+        route = await client.route("acme", "voice-assistant", attributes={"language": "en"})
+        keys = await client.request("GET", "/v1/tokens/keys")
+    assert keys["algorithm"] == "HS256" and keys["public_pem"] is None  # HS256: shared secret
+    verifier = TokenVerifier(TokenKeys.hs256("h" * 40))
+    claims = verifier.verify(route["token"])
+    assert (claims.tenant_id, claims.pipeline_version, claims.session_id) == (
+        "acme",
+        route["pipeline_version"],
+        route["session_id"],
+    )
+    with pytest.raises(TokenInvalid):
+        TokenVerifier(TokenKeys.hs256("x" * 40)).verify(route["token"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
 
@@ -41,7 +43,7 @@ async def test_canary_percentage_allowlist_and_rollback_f093_f100(cp: ControlPla
     assert 70 <= picks.count("2.0.0") <= 130  # ~10% of sessions
     assert set(picks) == {"1.0.0", "2.0.0"}
     # Snapshot ids/versions identify the rollout revision.
-    version, cohort, snap = await _resolve(cp, "acme", "sess-0")
+    _, cohort, snap = await _resolve(cp, "acme", "sess-0")
     assert snap == 1 and cohort in {"stable", "canary"}
     # Allowlist: only tenant beta may be in the canary.
     await cp.rollout(OPERATOR, "voice-assistant", canary="2.0.0", percent=100, tenants=("beta",))
@@ -71,8 +73,9 @@ POLICY_V1 = {
 
 
 async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f102_f114(
-    cp: ControlPlane,
+    cp: ControlPlane, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="rspp.controlplane")
     await cp.publish(OPERATOR, spec_version("1.0.0"))
     v1 = await cp.publish_config(OPERATOR, ConfigKind.POLICY, "acme", POLICY_V1)
     other = {
@@ -120,6 +123,12 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
     assert bundle.policy_resolution.insert_compliance_nodes == ("pii_redactor",)
     assert bundle.policy_resolution.meta.version == v1.version == 1
     assert bundle.policy_resolution.turn_budget_ms == 4000
+    inserted = [e for e in await cp.audit_entries(VIEWER) if e.action == "policy.compliance_insert"]
+    assert [(e.subject, e.detail["nodes"]) for e in inserted] == [
+        (route.session_id, ["pii_redactor"])
+    ]
+    traces = [r.getMessage() for r in caplog.records if r.name == "rspp.controlplane.policy"]
+    assert any(route.session_id in t and "insert compliance nodes" in t for t in traces)
     g_route = await cp.route_session(OPERATOR, tenant_id="globex", pipeline_name="voice-assistant")
     g_bundle = await build_bundle(
         cp,
@@ -160,3 +169,33 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
             OPERATOR, ConfigKind.POLICY, "acme", {"rules": [{"match": {"planet": "x"}}]}
         )
     assert bad.value.field is not None and bad.value.field.startswith("policy")
+
+
+async def test_sessions_stay_pinned_to_their_version_across_rollout_changes_f016(
+    cp: ControlPlane,
+) -> None:
+    from rspp.controlplane import build_bundle
+
+    await _publish_two(cp)
+    await cp.register_runtime(OPERATOR, runtime_id="rt-a", endpoint="ws://a")
+    await cp.rollout(OPERATOR, "voice-assistant", canary="2.0.0", percent=100, tenants=("beta",))
+    old = await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant")
+    new = await cp.route_session(OPERATOR, tenant_id="beta", pipeline_name="voice-assistant")
+    assert (old.pipeline_version, new.pipeline_version) == ("1.0.0", "2.0.0")
+    await cp.rollback(OPERATOR, "voice-assistant", to="1.0.0")
+    for route, version in ((old, "1.0.0"), (new, "2.0.0")):
+        bundle = await build_bundle(
+            cp,
+            tenant_id=route.tenant_id,
+            session_id=route.session_id,
+            pipeline_name="voice-assistant",
+            runtime_id="rt-a",
+        )
+        assert bundle.version_resolution is not None
+        assert bundle.version_resolution.pipeline_version == version  # pinned, no leak
+        assert bundle.version_resolution.cohort == "pinned"
+        record = await cp.get_pipeline(VIEWER, "voice-assistant", version)
+        assert bundle.version_resolution.spec_hash == record.spec_hash
+        assert cp.verify_token(route.token).pipeline_version == version
+    later = await cp.route_session(OPERATOR, tenant_id="beta", pipeline_name="voice-assistant")
+    assert later.pipeline_version == "1.0.0"  # the rollback applies to new sessions

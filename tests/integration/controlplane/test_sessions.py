@@ -111,7 +111,8 @@ async def test_placement_failover_migration_and_status_f094_f096_f157_f101(
     for signal in await cp.signals(VIEWER, eu.session_id):
         assert signal.session_id == eu.session_id and signal.authority_epoch is not None
         jsonschema.validate(msgspec.to_builtins(signal), reference_schema)
-    assert [s.signal.value for s in await cp.signals(VIEWER, eu.session_id)][0] == "lease_issued"
+    history = await cp.signals(VIEWER, eu.session_id)
+    assert history[0].signal.value == "lease_issued"
     info = await cp.session_status(VIEWER, eu.session_id)
     assert info.runtime_id == "rt-b" and info.lease_epoch == 2
     assert not (await cp.authorize_lease(VIEWER, eu.session_id, "rt-a", 1)).authorized

@@ -157,3 +157,29 @@ async def test_vads_separate_speech_from_silence() -> None:
         assert sum(vad.is_speech(f) for f in voiced) > len(voiced) // 3
     with pytest.raises(ValueError, match="10, 20 or 30 ms"):
         EnergyVAD().is_speech(bytes(100))
+
+
+async def test_tts_character_cap_truncates_text_and_is_auditable() -> None:
+    from rspp.providers import TTSController
+
+    signals: list[ControlSignal] = []
+    meter = CostMeter("s", CostCaps(tts_chars_per_turn=12))
+    ctl = TTSController(
+        {"espeak": EspeakTTS()},
+        InvocationPolicy(providers=("espeak",)),
+        InvocationContext(session_id="s", pipeline_version="v", authority_epoch=1),
+        sink=signals.append,
+        meter=meter,
+    )
+
+    async def text() -> AsyncIterator[str]:
+        for piece in ("Hello there. ", "This part is over the cap."):
+            yield piece
+
+    meter.begin_turn()
+    capped = b"".join([c.pcm async for c in ctl.stream(text())])
+    full = b"".join([c.pcm async for c in EspeakTTS().stream(text())])
+    assert 0 < len(capped) < len(full) // 2
+    assert ctl.invocations[-1].metrics.bytes_in == 12
+    assert [s.signal for s in signals] == [SignalName.BUDGET_EXHAUSTED]
+    assert "tts_chars" in (signals[0].reason or "") and meter.summary().tts_characters == 12

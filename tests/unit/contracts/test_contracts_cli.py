@@ -161,3 +161,19 @@ def test_compat_unreadable_schema_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot read file" in result.output
+
+
+def test_compat_breaking_allowed_only_with_major_bump(
+    tmp_path: Path, reference_schema: dict[str, Any]
+) -> None:
+    old = _write(tmp_path, "old.json", {**reference_schema, "version": "v1.0"})
+    breaking = copy.deepcopy(reference_schema)
+    breaking["$defs"]["decision_outcome"]["required"].append("turn_id")
+    minor = _write(tmp_path, "minor.json", {**breaking, "version": "v1.1"})
+    code, lines = _run("compat", old, minor)
+    assert code == 1 and "(version v1.0 -> v1.1)" in lines[-1]
+    major = _write(tmp_path, "major.json", {**breaking, "version": "v2.0"})
+    code, lines = _run("compat", old, major)
+    assert code == 0
+    assert lines[0] == "breaking: $defs/decision_outcome.turn_id: field is now required"
+    assert lines[-1] == "breaking (allowed: major version bump v1.0 -> v2.0)"

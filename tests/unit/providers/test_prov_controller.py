@@ -217,3 +217,57 @@ async def test_metrics_are_standard_across_invocations(clock: Any, scripted: Any
     assert ok.metrics.bytes_out == len("alpha beta") and ok.metrics.bytes_in == 2
     assert ok.metrics.time_to_first_output_ms is not None and ok.metrics.latency_ms is not None
     assert recorder.counters[("llm", "llm", "success")] == 1
+
+
+async def test_sticky_fallback_serves_subsequent_segments_from_the_secondary(
+    clock: Any, scripted: Any
+) -> None:
+    primary = scripted("primary", reply="p", clock=clock)
+    secondary = scripted("secondary", reply="s", clock=clock)
+    primary.script = [Outcome.TIMEOUT]
+    signals: list[ControlSignal] = []
+    ctl = _controller(
+        {"primary": primary, "secondary": secondary}, clock, signals, max_retries=0,
+        sticky_fallback=True,
+    )  # fmt: skip
+    outputs = ["".join([d async for d in ctl.stream(REQUEST)]) for _ in range(1)]
+    outputs += ["".join([d async for d in ctl.stream(REQUEST)]) for _ in range(2)]
+    assert outputs == ["s", "s", "s"] and primary.calls == 1  # later segments: secondary
+    assert ctl.last_decision is not None and "sticky fallback" in ctl.last_decision.reason
+    assert [s.signal for s in signals].count(SignalName.PROVIDER_SWITCH) == 1
+
+
+async def test_health_signals_steer_routing_and_routing_returns_on_recovery(
+    clock: Any, scripted: Any
+) -> None:
+    from rspp.contracts import (
+        ProviderHealth,
+        ProviderHealthEntry,
+        ProviderStatus,
+        SnapshotMeta,
+    )
+    from rspp.providers import RoutingSignals
+
+    primary = scripted("primary", reply="p", clock=clock)
+    secondary = scripted("secondary", reply="s", clock=clock)
+    status = {"primary": ProviderStatus.UNHEALTHY}
+
+    def signals_now() -> RoutingSignals:
+        meta = SnapshotMeta(snapshot_id="h", version=1, issued_at_ms=0, expires_at_ms=10**15)
+        entries = {k: ProviderHealthEntry(status=v) for k, v in status.items()}
+        return RoutingSignals(
+            now_ms=clock.wall_ms(), health=ProviderHealth(meta=meta, providers=entries)
+        )
+
+    ctx = InvocationContext(session_id="s", pipeline_version="v", authority_epoch=1, clock=clock)
+    ctl = LLMController(
+        {"primary": primary, "secondary": secondary},
+        InvocationPolicy(providers=("primary", "secondary")),
+        ctx,
+        signals=signals_now,
+    )
+    assert "".join([d async for d in ctl.stream(REQUEST)]) == "s"
+    assert ctl.last_decision is not None and ctl.last_decision.source == "signals"
+    status["primary"] = ProviderStatus.HEALTHY
+    assert "".join([d async for d in ctl.stream(REQUEST)]) == "p"
+    assert primary.calls == 1

@@ -48,3 +48,52 @@ async def test_streams_word_deltas_and_cancels_promptly() -> None:
             inv.cancel_scope.cancel("barge_in")
     assert len(got) == 2
     assert inv.outcome is Outcome.CANCELLED and inv.cancel_scope.reason == "barge_in"
+
+
+class _TurnToken:
+    """A minimal turn-scope CancelToken (the runtime Protocol) for linking scopes."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.reason: str | None = None
+
+    def raise_if_cancelled(self) -> None:  # pragma: no cover - protocol completeness
+        pass
+
+
+async def test_invocation_scope_is_linked_to_its_parent_turn_scope() -> None:
+    llm = LocalResponderLLM(token_delay_ms=0)
+    turn = _TurnToken()
+    inv = llm.new_invocation(parent=turn)
+    got: list[str] = []
+    request = LLMRequest(messages=(ChatMessage("user", "tell me about " + "dogs " * 20),))
+    async for delta in llm.stream(request, invocation=inv):
+        got.append(delta)
+        if len(got) == 3:
+            turn.cancelled, turn.reason = True, "turn_cancelled"
+    assert len(got) == 3 and inv.outcome is Outcome.CANCELLED
+    assert inv.cancel_scope.reason == "turn_cancelled"
+    other = llm.new_invocation()
+    assert other.invocation_id != inv.invocation_id  # unique ids (F-160)
+
+
+async def test_task_cancel_stops_the_stream_and_records_cancelled() -> None:
+    import asyncio
+
+    llm = LocalResponderLLM(token_delay_ms=20)
+    inv = llm.new_invocation()
+    request = LLMRequest(messages=(ChatMessage("user", "tell me about " + "birds " * 20),))
+    got: list[str] = []
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async for delta in llm.stream(request, invocation=inv):
+            got.append(delta)
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert inv.outcome is Outcome.CANCELLED and len(got) < 10

@@ -96,7 +96,7 @@ async def test_hard_cancel_stops_now_soft_finishes_chunk_then_forced_after_grace
         while True:
             await clock.sleep(0.01)
 
-    tasks: dict[str, asyncio.Task[object]] = {
+    tasks: dict[str, asyncio.Task[Any]] = {
         "hard": asyncio.create_task(cooperative("hard", hard)),
         "soft": asyncio.create_task(cooperative("soft", soft)),
         "stubborn": asyncio.create_task(ignores_cancel()),

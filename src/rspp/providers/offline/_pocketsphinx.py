@@ -24,14 +24,26 @@ _RATE = 16000
 _BATCH_BYTES = _RATE * 2 // 10  # 100 ms
 
 
+class _Decoder:
+    """A pocketsphinx decoder plus the lock that serialises every call into it.
+
+    A cancelled ``asyncio.to_thread`` call keeps running in its worker thread, so
+    the clean-up path must wait for it instead of touching the decoder concurrently.
+    """
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder = decoder
+        self.lock = threading.Lock()
+
+
 class _DecoderPool:
     """Loading the model takes ~1 s, so idle decoders are kept for reuse."""
 
     def __init__(self) -> None:
-        self._idle: list[Any] = []
+        self._idle: list[_Decoder] = []
         self._lock = threading.Lock()
 
-    def acquire(self) -> Any:
+    def acquire(self) -> _Decoder:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -46,9 +58,9 @@ class _DecoderPool:
                 code="missing_dependency",
             ) from exc
         pocketsphinx.set_loglevel("FATAL")
-        return pocketsphinx.Decoder(samprate=_RATE, loglevel="FATAL")
+        return _Decoder(pocketsphinx.Decoder(samprate=_RATE, loglevel="FATAL"))
 
-    def release(self, decoder: Any) -> None:
+    def release(self, decoder: _Decoder) -> None:
         with self._lock:
             self._idle.append(decoder)
 
@@ -73,24 +85,40 @@ class PocketsphinxSTT(STTProvider):
         super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
 
     @staticmethod
-    def _feed(decoder: Any, pcm: bytes) -> str:
-        decoder.process_raw(pcm, False, False)
-        hyp = decoder.hyp()
+    def _begin(d: _Decoder) -> None:
+        with d.lock:
+            d.decoder.start_utt()
+
+    @staticmethod
+    def _feed(d: _Decoder, pcm: bytes) -> str:
+        with d.lock:
+            d.decoder.process_raw(pcm, False, False)
+            hyp = d.decoder.hyp()
         return str(hyp.hypstr) if hyp is not None else ""
 
     @staticmethod
-    def _finish(decoder: Any, pcm: bytes) -> tuple[str, float | None]:
-        if pcm:
-            decoder.process_raw(pcm, False, False)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        if hyp is None:
-            return "", None
-        try:
-            confidence: float | None = float(decoder.get_logmath().exp(hyp.prob))
-        except Exception:
-            confidence = None
+    def _finish(d: _Decoder, pcm: bytes) -> tuple[str, float | None]:
+        with d.lock:
+            if pcm:
+                d.decoder.process_raw(pcm, False, False)
+            d.decoder.end_utt()
+            hyp = d.decoder.hyp()
+            if hyp is None:
+                return "", None
+            try:
+                confidence: float | None = float(d.decoder.get_logmath().exp(hyp.prob))
+            except Exception:
+                confidence = None
         return str(hyp.hypstr), confidence
+
+    @staticmethod
+    def _abandon(d: _Decoder) -> None:
+        """End a cancelled utterance (waits for an in-flight worker call first)."""
+        with d.lock:
+            try:
+                d.decoder.end_utt()
+            except Exception:  # nothing to end
+                pass
 
     async def _recognize(
         self, audio: AsyncIterator[AudioChunk], invocation: ProviderInvocation
@@ -98,7 +126,7 @@ class PocketsphinxSTT(STTProvider):
         decoder = await asyncio.to_thread(_POOL.acquire)
         started = False
         try:
-            decoder.start_utt()
+            await asyncio.to_thread(self._begin, decoder)
             started = True
             pending = b""
             last = ""
@@ -123,8 +151,5 @@ class PocketsphinxSTT(STTProvider):
             yield Transcript(text=text, is_final=True, confidence=confidence, speech_final=True)
         finally:
             if started:
-                try:
-                    decoder.end_utt()
-                except Exception:  # decoder reset on a cancelled utterance
-                    pass
+                self._abandon(decoder)
             _POOL.release(decoder)

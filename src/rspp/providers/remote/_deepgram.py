@@ -75,17 +75,36 @@ class DeepgramSTT(STTProvider):
     async def _send(
         self, ws: websockets.ClientConnection, audio: AsyncIterator[AudioChunk]
     ) -> None:
+        """Forward audio; send KeepAlive while the source is idle, CloseStream at its end.
+
+        The pending ``__anext__`` is never cancelled by the keep-alive timer (a
+        cancelled ``__anext__`` would close the caller's audio generator).
+        """
         iterator = audio.__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(iterator.__anext__(), self.keepalive_s)
-            except TimeoutError:
-                await ws.send(json.dumps({"type": "KeepAlive"}))
-                continue
-            except StopAsyncIteration:
-                break
-            await ws.send(resample_pcm(chunk.pcm, chunk.sample_rate, self.sample_rate))
-        await ws.send(json.dumps({"type": "CloseStream"}))
+
+        async def pull() -> AudioChunk:
+            return await iterator.__anext__()
+
+        pending: asyncio.Future[AudioChunk] | None = None
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(pull())
+                done, _ = await asyncio.wait({pending}, timeout=self.keepalive_s)
+                if not done:
+                    await ws.send(json.dumps({"type": "KeepAlive"}))
+                    continue
+                task, pending = pending, None
+                try:
+                    chunk = task.result()
+                except StopAsyncIteration:
+                    break
+                await ws.send(resample_pcm(chunk.pcm, chunk.sample_rate, self.sample_rate))
+            await ws.send(json.dumps({"type": "CloseStream"}))
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.wait({pending})
 
     async def _recognize(
         self, audio: AsyncIterator[AudioChunk], invocation: ProviderInvocation

@@ -1,0 +1,88 @@
+"""Shared core of the control-plane facade: store, services, RBAC and CAS retries."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.controlplane._audit import AuditLog
+from rspp.controlplane._config import ControlPlaneSettings
+from rspp.controlplane._errors import CPError, Forbidden
+from rspp.controlplane._leases import LeaseManager
+from rspp.controlplane._rbac import KeyRing, Principal, Role
+from rspp.controlplane._registry import Registry
+from rspp.controlplane._rollout import Rollouts
+from rspp.controlplane._routing import RoutingTable
+from rspp.controlplane._sessions import (
+    SessionBook,
+)
+from rspp.controlplane._store import Store
+from rspp.controlplane._tokens import TokenIssuer, TokenKeys, TokenVerifier
+from rspp.controlplane._util import Clock, wall_ms
+
+T = TypeVar("T")
+
+
+class ControlPlaneCore:
+    """Owns the store and every service; operations live in the mixins."""
+
+    def __init__(
+        self, store: Store, settings: ControlPlaneSettings, clock: Clock = wall_ms
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.token_keys = settings.token_keys or TokenKeys.generate_ed25519()
+        self.audit = AuditLog(store, clock)
+        self.keys = KeyRing(store, settings.admin_key)
+        self.registry = Registry(store)
+        self.rollouts = Rollouts(self.registry)
+        self.routing = RoutingTable(
+            store,
+            heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
+            snapshot_ttl_ms=settings.snapshot_ttl_ms,
+        )
+        self.leases = LeaseManager(store, self.audit, clock)
+        self.sessions = SessionBook(self.routing, self.leases)
+        self.issuer = TokenIssuer(self.token_keys, clock)
+        self.verifier = TokenVerifier(self.token_keys.verification_keys(), clock)
+
+    @classmethod
+    async def open(cls, settings: ControlPlaneSettings, clock: Clock = wall_ms) -> Self:
+        store = await Store.open(settings.db_url, schema=settings.db_schema)
+        return cls(store, settings, clock)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    async def authorize(self, principal: Principal, needed: Role, action: str) -> None:
+        """Enforce least privilege; a denial is itself audited (F-115)."""
+        try:
+            principal.require(needed, action)
+        except Forbidden:
+            await self.audit.append(
+                actor=principal.key_id,
+                action="rbac.denied",
+                subject=action,
+                detail={"role": principal.role.value, "needed": needed.value},
+            )
+            raise
+
+    async def _write(
+        self, work: Callable[[AsyncConnection, int], Awaitable[T | None]], what: str
+    ) -> T:
+        """Run ``work`` in a transaction, retrying when a compare-and-swap lost."""
+        from sqlalchemy.exc import IntegrityError
+
+        for _ in range(100):
+            try:
+                async with self.store.tx() as conn:
+                    result = await work(conn, self.clock())
+                if result is not None:
+                    return result
+            except IntegrityError:
+                continue
+        raise CPError(f"{what} kept conflicting with concurrent writers; retry", code="contention")

@@ -1,0 +1,126 @@
+"""Runtime fleet and provider-health operations (CP-08, CP-10)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.contracts import (
+    ProviderStatus,
+    RuntimeHealth,
+)
+from rspp.controlplane._core import ControlPlaneCore
+from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._sessions import (
+    MigrationMode,
+    MigrationResult,
+)
+
+
+class FleetOps(ControlPlaneCore):
+    # -- runtimes and provider health (CP-08, CP-10) ----------------------------------------
+    async def register_runtime(
+        self,
+        principal: Principal,
+        *,
+        runtime_id: str,
+        endpoint: str,
+        transport_kind: str = "websocket",
+        region: str = "default",
+        capacity: int = 100,
+    ) -> RuntimeInstance:
+        await self.authorize(principal, Role.OPERATOR, "register runtime")
+
+        async def work(conn: AsyncConnection, now: int) -> RuntimeInstance:
+            await self.routing.register_in(
+                conn,
+                runtime_id=runtime_id,
+                endpoint=endpoint,
+                transport_kind=transport_kind,
+                region=region,
+                capacity=capacity,
+                now_ms=now,
+            )
+            return await self.routing.get_in(conn, runtime_id)
+
+        return await self._write(work, "register runtime")
+
+    async def heartbeat(
+        self,
+        principal: Principal,
+        runtime_id: str,
+        *,
+        health: RuntimeHealth,
+        load: int | None = None,
+        mode: MigrationMode = "migrate",
+    ) -> tuple[RuntimeInstance, list[MigrationResult]]:
+        """Record health; an instance turning unhealthy has its sessions reassigned (F-096)."""
+        await self.authorize(principal, Role.OPERATOR, "runtime heartbeat")
+
+        async def work(conn: AsyncConnection, now: int) -> tuple[RuntimeInstance, bool]:
+            return await self.routing.heartbeat_in(
+                conn, runtime_id=runtime_id, health=health, load=load, now_ms=now
+            )
+
+        instance, changed = await self._write(work, "heartbeat")
+        moved: list[MigrationResult] = []
+        if changed and health == RuntimeHealth.UNHEALTHY:
+            moved = await self.failover(principal, runtime_id, mode=mode)
+        return instance, moved
+
+    async def failover(
+        self, principal: Principal, runtime_id: str, *, mode: MigrationMode
+    ) -> list[MigrationResult]:
+        """``drain``: leave sessions to finish where they are; ``migrate``: move each one."""
+        await self.authorize(principal, Role.OPERATOR, "failover")
+        if mode == "drain":
+            return []
+        async with self.store.engine.connect() as conn:
+            ids = await self.sessions.active_on_in(conn, runtime_id)
+        return [await self.migrate(principal, sid, target=None) for sid in ids]
+
+    async def migrate(
+        self, principal: Principal, session_id: str, *, target: str | None
+    ) -> MigrationResult:
+        await self.authorize(principal, Role.OPERATOR, "migrate session")
+
+        async def work(conn: AsyncConnection, now: int) -> MigrationResult | None:
+            result = await self.sessions.migrate_in(
+                conn,
+                session_id,
+                target=target,
+                ttl_ms=self.settings.lease_ttl_ms,
+                actor=principal.key_id,
+                now_ms=now,
+            )
+            return result
+
+        return await self._write(work, "migrate")
+
+    async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
+        await self.authorize(principal, Role.VIEWER, "list runtimes")
+        async with self.store.engine.connect() as conn:
+            return await self.routing.all_in(conn)
+
+    async def report_provider_health(
+        self,
+        principal: Principal,
+        provider_id: str,
+        *,
+        status: ProviderStatus,
+        error_rate: float = 0.0,
+        latency_p95_ms: int | None = None,
+    ) -> int:
+        await self.authorize(principal, Role.OPERATOR, "report provider health")
+
+        async def work(conn: AsyncConnection, now: int) -> int:
+            return await self.routing.report_provider_in(
+                conn,
+                provider_id=provider_id,
+                status=status,
+                error_rate=error_rate,
+                latency_p95_ms=latency_p95_ms,
+                now_ms=now,
+            )
+
+        return await self._write(work, "provider health")

@@ -1,0 +1,202 @@
+"""Registry, rollout and versioned-config operations (CP-01, CP-09, CP-04, CP-05 config)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.controlplane._admission import (
+    parse_quotas,
+)
+from rspp.controlplane._configs import (
+    ConfigKind,
+    ConfigVersion,
+    activate_config_in,
+    active_config,
+    list_configs,
+    publish_config_in,
+)
+from rspp.controlplane._core import ControlPlaneCore
+from rspp.controlplane._policy import parse_policy
+from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord
+from rspp.controlplane._rollout import RolloutState
+
+
+class RegistryOps(ControlPlaneCore):
+    # -- registry (CP-01) ------------------------------------------------------------------
+    async def publish(
+        self, principal: Principal, spec_text: str, *, filename: str = "<api>"
+    ) -> tuple[PipelineRecord, bool]:
+        await self.authorize(principal, Role.OPERATOR, "publish pipeline")
+
+        async def work(conn: AsyncConnection, now: int) -> tuple[PipelineRecord, bool]:
+            record, created = await self.registry.publish_in(
+                conn, spec_text, filename=filename, author=principal.key_id, now_ms=now
+            )
+            if created:
+                await self.audit.append_in(
+                    conn,
+                    actor=principal.key_id,
+                    action="pipeline.publish",
+                    subject=f"{record.name}@{record.version}",
+                    detail={"spec_hash": record.spec_hash, "modules": record.modules},
+                )
+            return record, created
+
+        return await self._write(work, "publish")
+
+    async def publish_module(
+        self, principal: Principal, module_text: str
+    ) -> tuple[ModuleRecord, bool]:
+        await self.authorize(principal, Role.OPERATOR, "publish module")
+
+        async def work(conn: AsyncConnection, now: int) -> tuple[ModuleRecord, bool]:
+            record, created = await self.registry.publish_module_in(
+                conn, module_text, author=principal.key_id, now_ms=now
+            )
+            if created:
+                await self.audit.append_in(
+                    conn,
+                    actor=principal.key_id,
+                    action="module.publish",
+                    subject=f"{record.name}@{record.version}",
+                    detail={"content_hash": record.content_hash},
+                )
+            return record, created
+
+        return await self._write(work, "publish module")
+
+    async def list_pipelines(
+        self, principal: Principal, name: str | None = None
+    ) -> list[PipelineRecord]:
+        await self.authorize(principal, Role.VIEWER, "list pipelines")
+        return await self.registry.list(name)
+
+    async def get_pipeline(
+        self, principal: Principal, name: str, version: str | None
+    ) -> PipelineRecord:
+        await self.authorize(principal, Role.VIEWER, "get pipeline")
+        return await self.registry.get(name, version)
+
+    # -- rollout (CP-09) -------------------------------------------------------------------
+    async def rollout(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        canary: str,
+        percent: float,
+        tenants: tuple[str, ...] = (),
+    ) -> RolloutState:
+        await self.authorize(principal, Role.OPERATOR, "start rollout")
+
+        async def work(conn: AsyncConnection, now: int) -> RolloutState:
+            state = await self.rollouts.set_canary_in(
+                conn, name, canary, percent, tenants, actor=principal.key_id, now_ms=now
+            )
+            await self.audit.append_in(
+                conn,
+                actor=principal.key_id,
+                action="rollout.canary",
+                subject=name,
+                detail={
+                    "stable": state.stable_version,
+                    "canary": canary,
+                    "percent": percent,
+                    "tenants": list(tenants),
+                    "revision": state.revision,
+                },
+            )
+            return state
+
+        return await self._write(work, "rollout")
+
+    async def rollback(self, principal: Principal, name: str, *, to: str) -> RolloutState:
+        await self.authorize(principal, Role.OPERATOR, "rollback")
+
+        async def work(conn: AsyncConnection, now: int) -> RolloutState:
+            before = await self.rollouts.state_in(conn, name)
+            state = await self.rollouts.pin_in(conn, name, to, actor=principal.key_id, now_ms=now)
+            await self.audit.append_in(
+                conn,
+                actor=principal.key_id,
+                action="rollout.rollback",
+                subject=name,
+                detail={
+                    "to": to,
+                    "from_stable": before.stable_version if before else None,
+                    "from_canary": before.canary_version if before else None,
+                    "revision": state.revision,
+                },
+            )
+            return state
+
+        return await self._write(work, "rollback")
+
+    async def rollout_state(self, principal: Principal, name: str) -> RolloutState | None:
+        await self.authorize(principal, Role.VIEWER, "read rollout")
+        async with self.store.engine.connect() as conn:
+            return await self.rollouts.state_in(conn, name)
+
+    # -- versioned configs: policy, provider config, admission (CP-04, CP-05, F-102) -------
+    async def publish_config(
+        self,
+        principal: Principal,
+        kind: ConfigKind,
+        scope: str,
+        body: dict[str, Any],
+        *,
+        activate: bool = True,
+    ) -> ConfigVersion:
+        await self.authorize(principal, Role.OPERATOR, f"publish {kind.value}")
+        if kind == ConfigKind.POLICY:
+            parse_policy(body)
+        elif kind == ConfigKind.ADMISSION:
+            parse_quotas(body)
+
+        async def work(conn: AsyncConnection, now: int) -> ConfigVersion:
+            version = await publish_config_in(
+                conn, kind, scope, body, author=principal.key_id, now_ms=now, activate=activate
+            )
+            await self.audit.append_in(
+                conn,
+                actor=principal.key_id,
+                action=f"{kind.value}.publish",
+                subject=scope,
+                detail={
+                    "version": version.version,
+                    "hash": version.body_hash,
+                    "activated": activate,
+                },
+            )
+            return version
+
+        return await self._write(work, f"publish {kind.value}")
+
+    async def activate_config(
+        self, principal: Principal, kind: ConfigKind, scope: str, version: int
+    ) -> ConfigVersion:
+        """Roll a config forward or back to ``version`` (independent of pipelines)."""
+        await self.authorize(principal, Role.OPERATOR, f"activate {kind.value}")
+
+        async def work(conn: AsyncConnection, now: int) -> ConfigVersion | None:
+            await activate_config_in(conn, kind, scope, version, now_ms=now)
+            await self.audit.append_in(
+                conn,
+                actor=principal.key_id,
+                action=f"{kind.value}.activate",
+                subject=scope,
+                detail={"version": version},
+            )
+            return await active_config(conn, kind, scope, fall_back_to_default=False)
+
+        return await self._write(work, f"activate {kind.value}")
+
+    async def configs(
+        self, principal: Principal, kind: ConfigKind, scope: str
+    ) -> list[ConfigVersion]:
+        await self.authorize(principal, Role.VIEWER, f"list {kind.value}")
+        async with self.store.engine.connect() as conn:
+            return await list_configs(conn, kind, scope)

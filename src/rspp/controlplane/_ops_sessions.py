@@ -1,0 +1,301 @@
+"""Session operations: route, tokens, status, leases, audit and keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.contracts import (
+    ControlSignal,
+    DecisionOutcome,
+    OutcomeKind,
+)
+from rspp.controlplane._admission import (
+    admission_snapshot,
+    decide_in,
+    tenant_outcomes,
+)
+from rspp.controlplane._audit import AuditEntry, AuditVerdict
+from rspp.controlplane._configs import (
+    ConfigKind,
+    active_config,
+)
+from rspp.controlplane._core import ControlPlaneCore
+from rspp.controlplane._errors import CPError, Forbidden, InvalidRequest
+from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._policy import parse_policy
+from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._sessions import (
+    SessionInfo,
+    SessionStatus,
+)
+from rspp.controlplane._signals import session_signals
+from rspp.controlplane._tokens import SessionClaims
+
+
+class AdmissionDenied(CPError):
+    """Session start was rejected or deferred by admission control (429)."""
+
+    status = 429
+    code = "admission_denied"
+
+    def __init__(self, outcome: DecisionOutcome) -> None:
+        super().__init__(
+            outcome.reason, field="tenant_id", code=f"admission_{outcome.outcome_kind.value}"
+        )
+        self.outcome = outcome
+
+
+class SessionRoute(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    tenant_id: str
+    pipeline_name: str
+    pipeline_version: str
+    runtime_id: str
+    endpoint: str
+    transport_kind: str
+    token: str
+    token_expires_at_s: int
+    lease_epoch: int
+    policy_version: int | None
+    routing_snapshot_id: str
+    version_snapshot_id: str
+    admission: DecisionOutcome
+
+
+class SessionOps(ControlPlaneCore):
+    # -- sessions: route, token, status, leases (F-099, F-119, F-101, F-095) -----------------
+    async def route_session(
+        self,
+        principal: Principal,
+        *,
+        tenant_id: str,
+        pipeline_name: str,
+        session_id: str | None = None,
+        attributes: dict[str, str] | None = None,
+        ttl_s: int | None = None,
+    ) -> SessionRoute:
+        """Admit, resolve the version, place, issue lease epoch 1 and a signed token."""
+        await self.authorize(principal, Role.OPERATOR, "route session")
+        principal.require_tenant(tenant_id)
+        attrs = dict(attributes or {})
+        sid = session_id or f"s_{uuid.uuid4().hex}"
+        ttl = ttl_s if ttl_s is not None else self.settings.token_ttl_s
+
+        async def work(conn: AsyncConnection, now: int) -> SessionRoute | DecisionOutcome | None:
+            if not self.store.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": "tenant:" + tenant_id}
+                )
+            admission = admission_snapshot(
+                tenant_id,
+                await active_config(conn, ConfigKind.ADMISSION, tenant_id),
+                now_ms=now,
+                ttl_ms=self.settings.snapshot_ttl_ms,
+            )
+            outcome = await decide_in(conn, admission, session_id=sid, now_ms=now)
+            if outcome.outcome_kind != OutcomeKind.ADMIT:
+                return outcome
+            resolution = await self.rollouts.resolve_in(
+                conn,
+                pipeline_name,
+                tenant_id=tenant_id,
+                session_id=sid,
+                now_ms=now,
+                ttl_ms=self.settings.snapshot_ttl_ms,
+            )
+            runtime = await self.routing.place_in(conn, region=attrs.get("region"), now_ms=now)
+            policy = await active_config(conn, ConfigKind.POLICY, tenant_id)
+            await self.sessions.create_in(
+                conn,
+                session_id=sid,
+                tenant_id=tenant_id,
+                pipeline_name=pipeline_name,
+                pipeline_version=resolution.pipeline_version,
+                runtime_id=runtime.runtime_id,
+                policy_version=policy.version if policy else None,
+                attributes=attrs,
+                now_ms=now,
+            )
+            change = await self.leases.rotate_in(
+                conn,
+                sid,
+                runtime.runtime_id,
+                ttl_ms=self.settings.lease_ttl_ms,
+                actor=principal.key_id,
+            )
+            if change is None:
+                return None
+            if policy is not None:
+                doc = parse_policy(policy.body)
+                if doc.allow_compliance_insertion and doc.insert_compliance_nodes:
+                    await self.audit.append_in(
+                        conn,
+                        actor=principal.key_id,
+                        action="policy.compliance_insert",
+                        subject=sid,
+                        detail={
+                            "nodes": list(doc.insert_compliance_nodes),
+                            "policy_version": policy.version,
+                        },
+                    )
+            token, claims = self.issuer.issue(
+                session_id=sid,
+                tenant_id=tenant_id,
+                runtime_id=runtime.runtime_id,
+                pipeline_name=pipeline_name,
+                pipeline_version=resolution.pipeline_version,
+                lease_epoch=change.lease.epoch,
+                ttl_s=ttl,
+            )
+            view = await self.routing.view_in(conn, runtime.runtime_id, now_ms=now)
+            return SessionRoute(
+                session_id=sid,
+                tenant_id=tenant_id,
+                pipeline_name=pipeline_name,
+                pipeline_version=resolution.pipeline_version,
+                runtime_id=runtime.runtime_id,
+                endpoint=runtime.endpoint,
+                transport_kind=runtime.transport_kind,
+                token=token,
+                token_expires_at_s=claims.expires_at_s,
+                lease_epoch=change.lease.epoch,
+                policy_version=policy.version if policy else None,
+                routing_snapshot_id=view.meta.snapshot_id,
+                version_snapshot_id=resolution.meta.snapshot_id,
+                admission=outcome,
+            )
+
+        result = await self._write(work, "route session")
+        if isinstance(result, SessionRoute):
+            return result
+        if isinstance(result, DecisionOutcome):
+            raise AdmissionDenied(result)
+        raise CPError("route session produced no result", code="internal")
+
+    async def issue_token(
+        self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None
+    ) -> tuple[str, SessionClaims]:
+        """A fresh token for an already routed session, bound to its current lease epoch."""
+        await self.authorize(principal, Role.OPERATOR, "issue token")
+        principal.require_tenant(tenant_id)
+        async with self.store.engine.connect() as conn:
+            info = await self.sessions.get_in(conn, session_id)
+        if info.tenant_id != tenant_id:
+            raise Forbidden(
+                f"session {session_id} belongs to another tenant, not {tenant_id!r}",
+                field="tenant_id",
+            )
+        if (
+            info.status == SessionStatus.ENDED
+            or info.runtime_id is None
+            or info.lease_epoch is None
+        ):
+            raise InvalidRequest(
+                f"session {session_id} is not live; route a new session", field="session_id"
+            )
+        return self.issuer.issue(
+            session_id=session_id,
+            tenant_id=tenant_id,
+            runtime_id=info.runtime_id,
+            pipeline_name=info.pipeline_name,
+            pipeline_version=info.pipeline_version,
+            lease_epoch=info.lease_epoch,
+            ttl_s=ttl_s if ttl_s is not None else self.settings.token_ttl_s,
+        )
+
+    def verify_token(self, token: str) -> SessionClaims:
+        return self.verifier.verify(token)
+
+    async def session_status(self, principal: Principal, session_id: str) -> SessionInfo:
+        await self.authorize(principal, Role.VIEWER, "read session status")
+        async with self.store.engine.connect() as conn:
+            info = await self.sessions.get_in(conn, session_id)
+        principal.require_tenant(info.tenant_id)
+        return info
+
+    async def report_status(
+        self, principal: Principal, session_id: str, status: SessionStatus
+    ) -> SessionInfo:
+        await self.authorize(principal, Role.OPERATOR, "report session status")
+
+        async def work(conn: AsyncConnection, now: int) -> SessionInfo:
+            info = await self.sessions.get_in(conn, session_id)
+            principal.require_tenant(info.tenant_id)
+            return await self.sessions.set_status_in(conn, session_id, status, now_ms=now)
+
+        return await self._write(work, "report status")
+
+    async def signals(self, principal: Principal, session_id: str) -> list[ControlSignal]:
+        info = await self.session_status(principal, session_id)
+        async with self.store.engine.connect() as conn:
+            return await session_signals(conn, info.session_id)
+
+    async def admission_outcomes(
+        self, principal: Principal, tenant_id: str
+    ) -> list[DecisionOutcome]:
+        await self.authorize(principal, Role.VIEWER, "read admission outcomes")
+        principal.require_tenant(tenant_id)
+        async with self.store.engine.connect() as conn:
+            return await tenant_outcomes(conn, tenant_id)
+
+    async def acquire_lease(
+        self, principal: Principal, session_id: str, holder: str, ttl_ms: int | None = None
+    ) -> LeaseChange:
+        await self.authorize(principal, Role.OPERATOR, "acquire lease")
+        return await self.leases.acquire(
+            session_id, holder, ttl_ms=ttl_ms or self.settings.lease_ttl_ms, actor=principal.key_id
+        )
+
+    async def renew_lease(
+        self,
+        principal: Principal,
+        session_id: str,
+        holder: str,
+        epoch: int,
+        ttl_ms: int | None = None,
+    ) -> Lease:
+        await self.authorize(principal, Role.OPERATOR, "renew lease")
+        return await self.leases.renew(
+            session_id, holder, epoch, ttl_ms=ttl_ms or self.settings.lease_ttl_ms
+        )
+
+    async def authorize_lease(
+        self, principal: Principal, session_id: str, holder: str, epoch: int
+    ) -> Authorization:
+        await self.authorize(principal, Role.VIEWER, "check lease")
+        return await self.leases.authorize(session_id, holder, epoch)
+
+    # -- audit and keys --------------------------------------------------------------------
+    async def audit_entries(
+        self, principal: Principal, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[AuditEntry]:
+        await self.authorize(principal, Role.VIEWER, "read audit log")
+        return await self.audit.entries(after_seq=after_seq, limit=limit)
+
+    async def audit_verify(self, principal: Principal) -> AuditVerdict:
+        await self.authorize(principal, Role.VIEWER, "verify audit log")
+        return await self.audit.verify()
+
+    async def create_key(
+        self, principal: Principal, role: Role, tenant_id: str | None = None
+    ) -> tuple[str, str]:
+        await self.authorize(principal, Role.ADMIN, "create API key")
+
+        async def work(conn: AsyncConnection, now: int) -> tuple[str, str]:
+            key_id, secret = await self.keys.create_in(
+                conn, role=role, tenant_id=tenant_id, created_by=principal.key_id, now_ms=now
+            )
+            await self.audit.append_in(
+                conn,
+                actor=principal.key_id,
+                action="key.create",
+                subject=key_id,
+                detail={"role": role.value, "tenant_id": tenant_id},
+            )
+            return key_id, secret
+
+        return await self._write(work, "create key")

@@ -1,0 +1,75 @@
+"""LLM node: streams the reply to a final transcript, keeping conversation history.
+
+Each delta goes out on ``text`` as a non-final token event; the end of the reply
+is a final, empty text event with ``attrs["eos"]`` (the segmenter flushes on it
+and the TTS turns it into ``audio_end``). History keeps the last ``max_history``
+messages; a cancelled reply is kept only up to what was generated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from rspp.nodes._services import services_for
+from rspp.providers import ChatMessage, LLMRequest
+from rspp.runtime import Event, Node, NodeContext
+
+__all__ = ["LlmNode", "eos_event"]
+
+
+def eos_event(cause: Event) -> Event:
+    """The end-of-stream marker of ``cause``'s turn."""
+    ev = cause.derive("text", "", final=True, attrs={"eos": True})
+    ev.turn_id = cause.turn_id
+    return ev
+
+
+class LlmNode(Node):
+    """Language model stage with conversation history (session scoped)."""
+
+    type_name = "llm"
+    inputs = ("text",)
+    outputs = ("text",)
+    streaming = "partial_and_final"
+    cancel_mode = "hard"
+    scope = "session"
+
+    def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(ctx, params)
+        self.system_prompt = str(self.params.get("system_prompt", "")).strip()
+        self.max_history = int(self.params.get("max_history", 20))
+        self.max_tokens = int(self.params.get("max_tokens", 256))
+        self.history: list[ChatMessage] = []
+        self.replies: list[str] = []
+
+    def _request(self) -> LLMRequest:
+        msgs: list[ChatMessage] = []
+        if self.system_prompt:
+            msgs.append(ChatMessage("system", self.system_prompt))
+        msgs.extend(self.history[-self.max_history:])
+        return LLMRequest(messages=tuple(msgs), max_tokens=self.max_tokens)
+
+    async def process(self, event: Event, port: str) -> None:
+        if event.kind != "text" or not event.final or (event.attrs or {}).get("eos"):
+            return None
+        text = str(event.payload or "").strip()
+        if text:
+            self.history.append(ChatMessage("user", text))
+            ctl = services_for(self.ctx.session_id).llm(self.ctx.node_id, event.turn_id)
+            reply: list[str] = []
+            try:
+                async with contextlib.aclosing(ctl.stream(self._request())) as stream:
+                    async for delta in stream:
+                        reply.append(delta)
+                        tok = event.derive("text", delta, final=False, attrs={"token": True})
+                        tok.turn_id = event.turn_id
+                        self.ctx.emit(tok, "text")
+            finally:
+                full = "".join(reply).strip()
+                if full:
+                    self.history.append(ChatMessage("assistant", full))
+                    self.replies.append(full)
+        self.ctx.emit(eos_event(event), "text")
+        return None

@@ -1,0 +1,201 @@
+"""What built-in nodes need from their session beyond the Node API: providers and turn hooks.
+
+Nodes are constructed by the kernel with ``(ctx, params)`` only, so the local
+runner (or a server) binds a :class:`NodeServices` per session id with
+:func:`bind_services`. Without a binding a node gets :func:`default_services`:
+the offline adapters (pocketsphinx, the local responder, espeak-ng) and no
+turn hooks, so the built-in nodes also run inside a bare ``SessionActor``.
+
+:class:`TurnHooks` is the narrow interface of the turn driver the nodes call
+(VAD end of utterance, speech start for barge-in, waiting for the turn a final
+transcript belongs to, text-only degrade).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rspp.contracts import ControlSignal
+from rspp.providers import (
+    InvocationContext,
+    InvocationPolicy,
+    LLMController,
+    LLMProvider,
+    Provider,
+    STTController,
+    STTProvider,
+    TTSController,
+    TTSProvider,
+)
+
+__all__ = [
+    "PROVIDER_FACTORIES",
+    "NodeServices",
+    "TurnHooks",
+    "bind_services",
+    "build_provider",
+    "default_services",
+    "services_for",
+    "unbind_services",
+]
+
+
+class TurnHooks(Protocol):
+    """The turn driver as seen by nodes (all calls are cheap and never block)."""
+
+    def speech_started(self, sample_index: int | None) -> None: ...
+
+    def end_of_utterance(self, reason: str) -> None: ...
+
+    async def turn_for_utterance(self) -> str | None: ...
+
+    def degraded(self, turn_id: str | None, reason: str) -> None: ...
+
+    def node_audit(self, node_id: str, turn_id: str | None, reason: str) -> None: ...
+
+
+def _espeak(pid: str, cfg: Mapping[str, Any]) -> Provider:
+    from rspp.providers.offline import EspeakTTS
+
+    return EspeakTTS(pid, sample_rate=int(cfg.get("sample_rate", 16000)),
+                     voice=str(cfg.get("voice", "en-us")),
+                     words_per_minute=int(cfg.get("words_per_minute", 175)))
+
+
+def _pocketsphinx(pid: str, cfg: Mapping[str, Any]) -> Provider:
+    from rspp.providers.offline import PocketsphinxSTT
+
+    return PocketsphinxSTT(pid)
+
+
+def _local(pid: str, cfg: Mapping[str, Any]) -> Provider:
+    from rspp.providers.offline import LocalResponderLLM
+
+    return LocalResponderLLM(pid, seed=int(cfg.get("seed", 0)),
+                             token_delay_ms=float(cfg.get("token_delay_ms", 2.0)))
+
+
+def _openai(pid: str, cfg: Mapping[str, Any]) -> Provider:
+    from rspp.providers.remote import OpenAIChatLLM
+
+    return OpenAIChatLLM(pid, **dict(cfg))
+
+
+def _openai_tts(pid: str, cfg: Mapping[str, Any]) -> Provider:
+    from rspp.providers.remote import OpenAITTS
+
+    return OpenAITTS(pid, **dict(cfg))
+
+
+#: provider id (or ``kind`` config value) -> adapter factory(provider_id, config)
+PROVIDER_FACTORIES: dict[str, Callable[[str, Mapping[str, Any]], Provider]] = {
+    "espeak": _espeak,
+    "pocketsphinx": _pocketsphinx,
+    "local": _local,
+    "local-responder": _local,
+    "openai": _openai,
+    "openai-tts": _openai_tts,
+}
+
+
+def build_provider(provider_id: str, config: Mapping[str, Any] | None = None) -> Provider:
+    """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id)."""
+    cfg = dict(config or {})
+    adapter = str(cfg.pop("adapter", provider_id))
+    factory = PROVIDER_FACTORIES.get(adapter)
+    if factory is None:
+        raise KeyError(
+            f"provider {provider_id!r}: unknown adapter {adapter!r}; use one of "
+            f"{sorted(PROVIDER_FACTORIES)} (or set providers.<modality>.config.adapter)"
+        )
+    return factory(provider_id, cfg)
+
+
+@dataclass(slots=True)
+class NodeServices:
+    """Providers by id, the provider chain per modality, signal sink and turn hooks."""
+
+    providers: dict[str, Provider]
+    chains: dict[str, tuple[str, ...]]
+    session_id: str = "local"
+    pipeline_version: str = "local@0"
+    signal_sink: Callable[[ControlSignal], None] | None = None
+    hooks: TurnHooks | None = None
+    next_sequence: Callable[[], int] | None = None
+    authority_epoch: int = 0
+    timeouts_ms: dict[str, int] = field(default_factory=dict)
+    remaining_budget_ms: Callable[[], int] | None = None
+    max_retries: int = 1
+    #: set by a ``turn_detector`` node: it, not the VAD, proposes turns
+    turn_detector_present: bool = False
+
+    def _policy(self, modality: str) -> InvocationPolicy:
+        chain = self.chains.get(modality)
+        if not chain:
+            raise KeyError(
+                f"no {modality} provider configured; add providers.{modality}.primary to the spec"
+            )
+        return InvocationPolicy(
+            providers=chain, timeout_ms=self.timeouts_ms.get(modality, 30_000),
+            max_retries=self.max_retries, remaining_budget_ms=self.remaining_budget_ms,
+        )
+
+    def _context(self, node_id: str, turn_id: str | None) -> InvocationContext:
+        return InvocationContext(
+            session_id=self.session_id, pipeline_version=self.pipeline_version,
+            authority_epoch=self.authority_epoch, turn_id=turn_id, node_id=node_id,
+            next_sequence=self.next_sequence,
+        )
+
+    def _subset(self, modality: str, kind: type[Provider]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for pid in self.chains.get(modality, ()):
+            p = self.providers.get(pid)
+            if p is None:
+                p = self.providers[pid] = build_provider(pid)
+            if not isinstance(p, kind):
+                raise TypeError(f"provider {pid!r} is not a {modality} adapter")
+            out[pid] = p
+        return out
+
+    def stt(self, node_id: str, turn_id: str | None) -> STTController:
+        return STTController(self._subset("stt", STTProvider), self._policy("stt"),
+                             self._context(node_id, turn_id), sink=self.signal_sink)
+
+    def llm(self, node_id: str, turn_id: str | None) -> LLMController:
+        return LLMController(self._subset("llm", LLMProvider), self._policy("llm"),
+                             self._context(node_id, turn_id), sink=self.signal_sink)
+
+    def tts(self, node_id: str, turn_id: str | None) -> TTSController:
+        return TTSController(self._subset("tts", TTSProvider), self._policy("tts"),
+                             self._context(node_id, turn_id), sink=self.signal_sink)
+
+
+_BOUND: dict[str, NodeServices] = {}
+_DEFAULT: NodeServices | None = None
+
+
+def default_services() -> NodeServices:
+    """Offline adapters, no hooks (used when no runner bound the session)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = NodeServices(
+            providers={},
+            chains={"stt": ("pocketsphinx",), "llm": ("local",), "tts": ("espeak",)},
+        )
+    return _DEFAULT
+
+
+def bind_services(session_id: str, services: NodeServices) -> None:
+    """Make ``services`` what nodes of session ``session_id`` use."""
+    _BOUND[session_id] = services
+
+
+def unbind_services(session_id: str) -> None:
+    _BOUND.pop(session_id, None)
+
+
+def services_for(session_id: str) -> NodeServices:
+    return _BOUND.get(session_id) or default_services()

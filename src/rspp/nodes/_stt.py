@@ -1,0 +1,134 @@
+"""STT node: drives the bound STT provider per utterance (partial and final text).
+
+Utterances are segmented by the VAD's frame attributes (``speech``/``eou``) so
+audio and boundaries stay in stream order. A short pre-roll of non-speech audio
+is prepended so word onsets the VAD needed to confirm are not lost. Partial
+hypotheses go out on ``partial`` (session scoped, ``final=False``, increasing
+``revision``); the final transcript goes out on ``final`` stamped with the turn
+the driver opened for this utterance (F-009).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from rspp.nodes._services import services_for
+from rspp.providers import AudioChunk
+from rspp.runtime import AudioFormat, Event, Node, NodeContext
+
+__all__ = ["SttNode"]
+
+_QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: one utterance never needs more
+
+
+class _Utterance:
+    __slots__ = ("final", "queue", "revision", "task")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
+        self.task: asyncio.Task[None] | None = None
+        self.final = ""
+        self.revision = 0
+
+
+class SttNode(Node):
+    """Speech to text over the provider chain of the turn plan."""
+
+    type_name = "stt"
+    inputs = ("audio", "vad")
+    outputs = ("partial", "final")
+    streaming = "partial_and_final"
+    cancel_mode = "hard"
+
+    def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(ctx, params)
+        self.preroll_ms = float(self.params.get("preroll_ms", 300))
+        self.emit_partials = bool(self.params.get("partials", True))
+        self._pre: deque[AudioChunk] = deque()
+        self._pre_ms = 0.0
+        self._utt: _Utterance | None = None
+        self.utterances = 0
+        self.finals: list[str] = []
+
+    async def _recognise(self, utt: _Utterance) -> None:
+        async def audio() -> AsyncIterator[AudioChunk]:
+            while True:
+                chunk = await utt.queue.get()
+                if chunk is None:
+                    return
+                yield chunk
+
+        ctl = services_for(self.ctx.session_id).stt(self.ctx.node_id, None)
+        async with contextlib.aclosing(ctl.stream(audio())) as stream:
+            async for tr in stream:
+                if tr.is_final:
+                    utt.final = (utt.final + " " + tr.text).strip() if utt.final else tr.text
+                elif self.emit_partials and tr.text:
+                    utt.revision += 1
+                    ev = Event("text", tr.text, final=False, revision=utt.revision,
+                               attrs={"partial": True})
+                    ev.turn_id = None
+                    self.ctx.emit(ev, "partial")
+
+    def _start(self) -> _Utterance:
+        utt = _Utterance()
+        for chunk in self._pre:
+            utt.queue.put_nowait(chunk)
+        self._pre.clear()
+        self._pre_ms = 0.0
+        utt.task = asyncio.create_task(self._recognise(utt), name=f"{self.ctx.node_id}:stt")
+        self.utterances += 1
+        return utt
+
+    async def _finish(self, utt: _Utterance, ev: Event) -> None:
+        self._utt = None
+        await utt.queue.put(None)
+        if utt.task is not None:
+            await utt.task
+        text = utt.final.strip()
+        self.finals.append(text)
+        hooks = services_for(self.ctx.session_id).hooks
+        turn_id = await hooks.turn_for_utterance() if hooks is not None else self.ctx.turn_id
+        if hooks is not None and turn_id is None:
+            self.ctx.audit("stt:final_without_turn")
+            return
+        out = ev.derive("text", text, attrs={"transcript": True, "utterance": self.utterances})
+        out.turn_id = turn_id
+        self.ctx.emit(out, "final")
+
+    async def process(self, event: Event, port: str) -> None:
+        if port != "audio" or event.kind != "audio_chunk":
+            return None
+        attrs = event.attrs or {}
+        fmt = event.audio_format or AudioFormat()
+        pcm = bytes(event.payload or b"")
+        chunk = AudioChunk(pcm, fmt.sample_rate, fmt.channels)
+        speech = bool(attrs.get("speech", True))
+        if self._utt is None and speech:
+            self._utt = self._start()
+        if self._utt is None:
+            if pcm:
+                self._pre.append(chunk)
+                self._pre_ms += fmt.duration_ms(len(pcm))
+                while self._pre_ms > self.preroll_ms and len(self._pre) > 1:
+                    self._pre_ms -= fmt.duration_ms(len(self._pre.popleft().pcm))
+            return None
+        if pcm:
+            await self._utt.queue.put(chunk)
+        if attrs.get("eou"):
+            await self._finish(self._utt, event)
+        return None
+
+    async def _drop(self) -> None:
+        utt, self._utt = self._utt, None
+        if utt is not None and utt.task is not None and not utt.task.done():
+            utt.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await utt.task
+
+    async def on_stop(self) -> None:
+        await self._drop()

@@ -1,0 +1,153 @@
+"""VAD and turn-detector nodes (F-017) with explicit end of utterance (F-042).
+
+``vad`` (inline) classifies every audio frame with the configured engine
+(``energy`` default, ``webrtc``), runs an endpointing policy on media time and
+
+* forwards each frame on ``audio`` with ``attrs`` ``speech``/``utterance``/``eou``
+  so a downstream STT segments utterances in stream order;
+* emits ``vad`` events (``{"state": "start"|"end", ...}``) at boundaries;
+* tells the turn driver about speech start (barge-in) and end of utterance.
+
+An in-band ``end_of_utterance`` event on the audio input (client push-to-talk)
+ends the utterance at once, without waiting for silence (F-042).
+
+``turn_detector`` (inline) turns ``vad`` boundaries into turn boundaries with a
+policy of its own (``min_utterance_ms``); when present it, not the VAD, proposes turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from rspp.nodes._endpointing import Endpointer, make_endpointer
+from rspp.nodes._services import services_for
+from rspp.runtime import AudioFormat, Event, Node, NodeContext
+
+__all__ = ["EOU_KIND", "TurnDetectorNode", "VadNode"]
+
+EOU_KIND = "end_of_utterance"
+_WEBRTC_RATES = (8000, 16000, 32000, 48000)
+
+
+def _level_dbfs(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    if samples.size == 0:
+        return -120.0
+    rms = float(np.sqrt(np.mean(samples * samples)))
+    return -120.0 if rms <= 0 else 20.0 * float(np.log10(rms / 32768.0))
+
+
+class VadNode(Node):
+    """Voice activity detection + endpointing; session scoped."""
+
+    type_name = "vad"
+    inputs = ("audio",)
+    outputs = ("audio", "vad")
+    scope = "session"
+
+    def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(ctx, params)
+        self.engine = str(self.params.get("engine", "energy"))
+        if self.engine not in ("energy", "webrtc", "webrtcvad"):
+            raise ValueError(f"vad engine {self.engine!r} unknown; use 'energy' or 'webrtc'")
+        self.threshold_db = float(self.params.get("threshold_db", -40.0))
+        self.aggressiveness = int(self.params.get("aggressiveness", 2))
+        self.endpointer: Endpointer = make_endpointer(self.params)
+        self._webrtc: Any = None
+        self.utterance = 0
+        self.speech_ms = 0.0
+        self.frames = 0
+        self.speech_frames = 0
+        self.utterance_start: int | None = None
+
+    def _is_speech(self, pcm: bytes, fmt: AudioFormat) -> bool:
+        if self.engine != "energy" and fmt.sample_rate in _WEBRTC_RATES:
+            n = len(pcm) // 2
+            if n * 1000 in (fmt.sample_rate * 10, fmt.sample_rate * 20, fmt.sample_rate * 30):
+                if self._webrtc is None:
+                    import webrtcvad
+
+                    self._webrtc = webrtcvad.Vad(self.aggressiveness)
+                return bool(self._webrtc.is_speech(pcm, fmt.sample_rate))
+        return _level_dbfs(pcm) > self.threshold_db
+
+    def _boundary(self, state: str, ev: Event, reason: str) -> None:
+        payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
+                   "speech_ms": self.speech_ms, "reason": reason}
+        self.ctx.emit(ev.derive("vad", payload, attrs={"vad": state}), "vad")
+        hooks = services_for(self.ctx.session_id).hooks
+        if hooks is None:
+            return
+        if state == "start":
+            hooks.speech_started(ev.sample_index)
+        elif not services_for(self.ctx.session_id).turn_detector_present:
+            hooks.end_of_utterance(reason)
+
+    def process(self, event: Event, port: str) -> Event | None:
+        if event.kind == EOU_KIND:
+            if self.endpointer.force_end():
+                marker = event.derive("audio_chunk", b"", audio_format=event.audio_format,
+                                      sample_index=event.sample_index)
+                marker.attrs = {"speech": False, "utterance": self.utterance, "eou": True}
+                self.ctx.emit(marker, "audio")
+                self._boundary("end", event, "explicit_end_of_utterance")
+            return None
+        if event.kind != "audio_chunk" or not isinstance(event.payload, bytes | bytearray):
+            return event
+        fmt = event.audio_format or AudioFormat()
+        frame_ms = fmt.duration_ms(len(event.payload))
+        speech = self._is_speech(bytes(event.payload), fmt)
+        self.frames += 1
+        self.speech_frames += int(speech)
+        boundary = self.endpointer.update(speech, frame_ms)
+        if boundary == "start":
+            self.utterance += 1
+            self.speech_ms = 0.0
+            self.utterance_start = event.sample_index
+        if self.endpointer.in_speech or boundary == "end":
+            self.speech_ms += frame_ms
+        attrs = dict(event.attrs or {})
+        attrs.update(speech=self.endpointer.in_speech or boundary == "end",
+                     utterance=self.utterance, eou=boundary == "end")
+        event.attrs = attrs
+        self.ctx.emit(event, "audio")
+        if boundary is not None:
+            self._boundary(boundary, event, "vad_silence" if boundary == "end" else "vad_speech")
+        return None
+
+
+class TurnDetectorNode(Node):
+    """Turns VAD boundaries into turn boundaries; short blips never become turns."""
+
+    type_name = "turn_detector"
+    inputs = ("vad", "text")
+    outputs = ("turn",)
+    scope = "session"
+
+    def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(ctx, params)
+        self.min_utterance_ms = float(self.params.get("min_utterance_ms", 200))
+        svc = services_for(ctx.session_id)
+        if svc.hooks is not None:
+            svc.turn_detector_present = True
+        self.proposed = 0
+        self.ignored = 0
+
+    def process(self, event: Event, port: str) -> Event | None:
+        if port != "vad" or not isinstance(event.payload, dict):
+            return None
+        if event.payload.get("state") != "end":
+            return None
+        explicit = event.payload.get("reason") == "explicit_end_of_utterance"
+        if not explicit and float(event.payload.get("speech_ms", 0.0)) < self.min_utterance_ms:
+            self.ignored += 1
+            self.ctx.audit(f"turn_detector:ignored_short_utterance:{event.payload.get('speech_ms')}")
+            return None
+        self.proposed += 1
+        hooks = services_for(self.ctx.session_id).hooks
+        if hooks is not None:
+            hooks.end_of_utterance(str(event.payload.get("reason", "turn_detector")))
+        return event.derive("turn_end_detected", dict(event.payload))
