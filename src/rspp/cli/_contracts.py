@@ -46,6 +46,22 @@ def _check_record(kind: str | None, data: object, prefix: str = "") -> list[Vali
     return issues
 
 
+#: Timeline lines of this kind carry OR-02 turn evidence (observability's own struct,
+#: not a reference-schema kind); they are checked for completeness instead.
+EVIDENCE_KIND = "or02_evidence"
+
+
+def _evidence_issues(where: str, record: object) -> list[ValidationIssue]:
+    from rspp.observability import missing_evidence_fields
+
+    if not isinstance(record, dict):
+        return [ValidationIssue(f"{where}.record", "OR-02 evidence must be a JSON object")]
+    return [
+        ValidationIssue(f"{where}.record.{problem.partition(':')[0]}", problem.partition(': ')[2])
+        for problem in missing_evidence_fields(record)
+    ]
+
+
 def _check_jsonl(kind: str | None, text: str) -> list[ValidationIssue]:
     issues: list[ValidationIssue] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -57,6 +73,9 @@ def _check_jsonl(kind: str | None, text: str) -> list[ValidationIssue]:
         except json.JSONDecodeError as exc:
             reason = f"malformed JSON: {exc.msg} at column {exc.colno}"
             issues.append(ValidationIssue(where, reason))
+            continue
+        if isinstance(data, dict) and data.get("kind") == EVIDENCE_KIND:
+            issues.extend(_evidence_issues(where, data.get("record")))
             continue
         entry, found = parse_entry(data)
         if entry is not None and kind is not None and entry.kind != kind:

@@ -70,7 +70,7 @@ class SentenceSegmenter(Node):
                 pending = ""
         tail = parts[-1]
         self._buf[tid] = f"{pending} {tail}" if pending else tail
-        if event.final and not event.attrs:
+        if event.final:
             # a complete (non-streamed) text: flush it as one sentence
             rest = self._buf.pop(tid, "").strip()
             if rest:

@@ -53,12 +53,15 @@ class VirtualClock:
     ``monotonic_ns`` starts at ``start_monotonic_ns`` and ``wall_ms`` at
     ``start_wall_ms``; both move together and only forward.
 
-    ``await clock.sleep(s)`` registers a timer and, if ``auto_advance`` is true
-    (the default), yields to the event loop once and then advances virtual time
-    straight to the earliest pending deadline, so sleeping never waits for real
-    time and wake-ups happen in deadline order (ties in registration order).
-    With ``auto_advance=False`` sleepers wake only when a test calls
-    :meth:`advance` (or :meth:`advance_ns`) far enough.
+    ``await clock.sleep(s)`` registers a timer. With ``auto_advance=True`` (the
+    default) the sleeper yields to the event loop once per step (so every task
+    that is runnable gets to run and reach its own sleep) and then jumps virtual
+    time to the earliest pending deadline; wake-ups happen in deadline order
+    (ties in registration order) and sleeping never waits for real time. Note
+    the jump is eager: a task blocked on something other than this clock (a
+    queue fed by real I/O) does not hold virtual time back. With
+    ``auto_advance=False`` sleepers wake only when a test calls :meth:`advance`
+    (or :meth:`advance_ns`) far enough.
     """
 
     def __init__(
@@ -120,7 +123,9 @@ class VirtualClock:
             raise ClockError(f"call_later(seconds={seconds!r}): seconds must be >= 0")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(lambda f: None if f.cancelled() else callback())
-        heapq.heappush(self._timers, (self._now_ns + round(seconds * _NS_PER_S), next(self._seq), fut))
+        heapq.heappush(
+            self._timers, (self._now_ns + round(seconds * _NS_PER_S), next(self._seq), fut)
+        )
         return fut
 
     # -- test controls --------------------------------------------------
