@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import emit
 
-import rspp.nodes._builtin_simple  # noqa: E402,F401  (registers passthrough nodes)
-from rspp.runtime import AudioFormat, BufferConfig, Event, GraphBuilder, SessionActor  # noqa: E402
+import rspp.nodes._builtin_simple  # noqa: F401  (registers passthrough nodes)
+from rspp.runtime import AudioFormat, BufferConfig, Event, GraphBuilder, SessionActor
 
 FMT = AudioFormat(16000, 1, "pcm_s16le")
 PAYLOAD = bytes(640)
@@ -54,7 +54,7 @@ async def run_chain(kind: str, hops: int, frames: int) -> float:
     for i in range(0, frames, CHUNK):
         for ev in events[i:i + CHUNK]:
             push(ev)
-        while count < i + CHUNK and count < frames:
+        while count < i + CHUNK and count < frames:  # noqa: ASYNC110 - busy-yield is the point
             await asyncio.sleep(0)
     await done
     elapsed = time.perf_counter() - t0

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, rss_mb  # noqa: E402
+from _common import cpu_seconds, emit, percentile, rss_mb
 
-from rspp.runtime import (  # noqa: E402
+from rspp.runtime import (
     AudioFormat,
     BufferConfig,
     Event,
@@ -107,7 +107,8 @@ class MockTts(Node):
 
 def build_graph() -> Any:
     b = GraphBuilder("voice-mock", "1.0.0")
-    b.node("vad", "mock.vad").node("stt", "mock.stt").node("llm", "mock.llm").node("tts", "mock.tts")
+    b.node("vad", "mock.vad").node("stt", "mock.stt")
+    b.node("llm", "mock.llm").node("tts", "mock.tts")
     buf = BufferConfig(max_items=64, max_queue_ms=2000, max_latency_ms=2000)
     b.edge("input.audio", "vad.in", buffer=buf).edge("vad.out", "stt.in", buffer=buf)
     b.edge("stt.out", "llm.in", buffer=buf).edge("stt.partial", "output.transcript", buffer=buf)

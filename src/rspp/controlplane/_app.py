@@ -7,12 +7,14 @@ the least role it requires in the OpenAPI document.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +48,7 @@ from rspp.controlplane._sessions import parse_status
 from rspp.errors import RSPPError
 
 B = TypeVar("B")
+logger = logging.getLogger("rspp.controlplane.http")
 Handler = Callable[[Request, ControlPlane], Awaitable[Any]]
 
 
@@ -86,6 +89,21 @@ def _query(request: Request, name: str, *, required: bool = True) -> str | None:
     value = request.query_params.get(name)
     if required and not value:
         raise InvalidRequest(f"query parameter {name} is required", field=name)
+    return value
+
+
+def _int_query(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"query parameter {name} must be an integer, got {raw!r}", field=name
+        ) from None
+    if value < 0:
+        raise InvalidRequest(f"query parameter {name} must be >= 0, got {value}", field=name)
     return value
 
 
@@ -349,8 +367,8 @@ async def bundle(r: Request, cp: ControlPlane) -> Response:
 
 
 async def audit_entries(r: Request, cp: ControlPlane) -> Response:
-    after = int(_query(r, "after", required=False) or 0)
-    limit = int(_query(r, "limit", required=False) or 1000)
+    after = _int_query(r, "after", 0)
+    limit = _int_query(r, "limit", 1000)
     return _json(
         {"entries": await cp.audit_entries(await _principal(r, cp), after_seq=after, limit=limit)}
     )
@@ -489,6 +507,11 @@ def _endpoint(cp: ControlPlane, handler: Handler) -> Callable[[Request], Awaitab
             return _error(exc)
         except RSPPError as exc:
             return _error(CPError(str(exc), code="error"))
+        except Exception:  # the API boundary: report, never leak a traceback to the client
+            logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            error = CPError("internal error; see the control-plane log", code="internal")
+            error.status = 500
+            return _error(error)
 
     return endpoint
 
@@ -500,6 +523,16 @@ def create_app(cp: ControlPlane) -> Starlette:
     async def openapi(_: Request) -> Response:
         return JSONResponse(doc)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+        message = (
+            f"no route {request.method} {request.url.path}; see /openapi.json"
+            if status in (404, 405)
+            else str(getattr(exc, "detail", exc))
+        )
+        return JSONResponse({"error": {"code": code, "message": message, "field": "path"}}, status)
+
     routes = [Route("/openapi.json", openapi, methods=["GET"])]
     routes += [Route(path, _endpoint(cp, h), methods=[m]) for m, path, h, _, _ in ROUTES]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

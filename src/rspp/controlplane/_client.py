@@ -15,7 +15,11 @@ import msgspec
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, Unavailable
+from rspp.controlplane._leases import Authorization, Lease
+from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._sessions import SessionInfo
+from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 
 
@@ -168,6 +172,59 @@ class ControlPlaneClient:
     async def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
         body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
         return await self.request("POST", "/v1/sessions/route", json=body)
+
+    # Runtime-side operations (typed results).
+    async def register_runtime(
+        self,
+        runtime_id: str,
+        endpoint: str,
+        *,
+        transport_kind: str = "websocket",
+        region: str = "default",
+        capacity: int = 100,
+    ) -> RuntimeInstance:
+        body = {
+            "runtime_id": runtime_id,
+            "endpoint": endpoint,
+            "transport_kind": transport_kind,
+            "region": region,
+            "capacity": capacity,
+        }
+        return msgspec.convert(
+            await self.request("POST", "/v1/runtimes", json=body), RuntimeInstance
+        )
+
+    async def heartbeat(self, runtime_id: str, *, health: str, load: int | None = None) -> Any:
+        body = {"health": health, "load": load}
+        return await self.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body)
+
+    async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
+        body = {"holder": holder, "ttl_ms": ttl_ms}
+        data = await self.request("POST", f"/v1/leases/{session_id}/acquire", json=body)
+        return msgspec.convert(data["lease"], Lease)
+
+    async def renew_lease(
+        self, session_id: str, holder: str, epoch: int, ttl_ms: int | None = None
+    ) -> Lease:
+        body = {"holder": holder, "epoch": epoch, "ttl_ms": ttl_ms}
+        data = await self.request("POST", f"/v1/leases/{session_id}/renew", json=body)
+        return msgspec.convert(data, Lease)
+
+    async def authorize_lease(self, session_id: str, holder: str, epoch: int) -> Authorization:
+        body = {"holder": holder, "epoch": epoch}
+        data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
+        return msgspec.convert(data, Authorization)
+
+    async def report_status(self, session_id: str, status: str) -> SessionInfo:
+        data = await self.request(
+            "POST", f"/v1/sessions/{session_id}/status", json={"status": status}
+        )
+        return msgspec.convert(data, SessionInfo)
+
+    async def verification_keys(self) -> TokenKeys:
+        """Public verification material for transports (HS256 deployments share the secret)."""
+        data = await self.request("GET", "/v1/tokens/keys")
+        return TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"])
 
 
 class InProcessControlPlane:

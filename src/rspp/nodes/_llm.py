@@ -60,7 +60,7 @@ class LlmNode(Node):
             ctl = services_for(self.ctx.session_id).llm(self.ctx.node_id, event.turn_id)
             reply: list[str] = []
             try:
-                async with contextlib.aclosing(ctl.stream(self._request())) as stream:
+                async with contextlib.aclosing(ctl.stream(self._request())) as stream:  # type: ignore[type-var]
                     async for delta in stream:
                         reply.append(delta)
                         tok = event.derive("text", delta, final=False, attrs={"token": True})

@@ -63,7 +63,7 @@ class SttNode(Node):
                 yield chunk
 
         ctl = services_for(self.ctx.session_id).stt(self.ctx.node_id, None)
-        async with contextlib.aclosing(ctl.stream(audio())) as stream:
+        async with contextlib.aclosing(ctl.stream(audio())) as stream:  # type: ignore[type-var]
             async for tr in stream:
                 if tr.is_final:
                     utt.final = (utt.final + " " + tr.text).strip() if utt.final else tr.text

@@ -41,7 +41,7 @@ class _Speaker:
         tid = cause.turn_id
         ctl = services_for(ctx.session_id).tts(ctx.node_id, tid)
         try:
-            async with contextlib.aclosing(ctl.stream(_one(text))) as stream:
+            async with contextlib.aclosing(ctl.stream(_one(text))) as stream:  # type: ignore[type-var]
                 async for chunk in stream:
                     if tid is not None and tid in self.cancelled:
                         return

@@ -53,6 +53,18 @@ class Wakeup:
         await f
 
 
+class _Pending:
+    """A contiguous run of drops not yet reported as one ``drop_notice``."""
+
+    __slots__ = ("end", "lane", "reason", "start", "turn_id")
+
+    def __init__(self, seq: int, reason: str, turn_id: str | None, lane: Lane) -> None:
+        self.start = self.end = seq
+        self.reason = reason
+        self.turn_id = turn_id
+        self.lane = lane
+
+
 class BufferStats:
     """Counters of one edge buffer (observable, F-044)."""
 
@@ -84,7 +96,7 @@ class EdgeBuffer:
         self.service_ns = 0.0  # EWMA of the consumer's per-item service time
         self.wakeup: Wakeup | None = None
         self._space: asyncio.Future[None] | None = None
-        self._pending: list[object] | None = None  # [start, end, reason, turn]
+        self._pending: _Pending | None = None
         self._above_items = False
         self._above_ms = False
         self._xoff = False
@@ -291,11 +303,11 @@ class EdgeBuffer:
     def _note_drop(self, ev: Event, reason: str, lane: Lane = Lane.DATA) -> None:
         p = self._pending
         seq = max(ev.seq, 0)
-        if p is not None and p[2] == reason and p[1] == seq - 1:
-            p[1] = seq
+        if p is not None and p.reason == reason and p.end == seq - 1:
+            p.end = seq
             return
         self.flush_notices()
-        self._pending = [seq, seq, reason, ev.turn_id, lane]
+        self._pending = _Pending(seq, reason, ev.turn_id, lane)
 
     def flush_notices(self) -> None:
         """Emit the aggregated pending ``drop_notice`` (if any)."""
@@ -305,8 +317,7 @@ class EdgeBuffer:
         self._pending = None
         self.signals.signal(
             SignalName.DROP_NOTICE, Emitter.RK_12, edge_id=self.edge_id,
-            target_lane=p[4], reason=str(p[2]), seq_range=(int(p[0]), int(p[1])),  # type: ignore[call-overload]
-            turn_id=p[3],  # type: ignore[arg-type]
+            target_lane=p.lane, reason=p.reason, seq_range=(p.start, p.end), turn_id=p.turn_id,
         )
 
     def drop_turn(self, turn_id: str, reason: str = "cancelled") -> int:

@@ -83,6 +83,7 @@ class CancelLatency:
     fence_applied_ns: int
     node_stopped_ns: dict[str, int] = field(default_factory=dict)
     forced: list[str] = field(default_factory=list)
+    acknowledged_ns: dict[str, int] = field(default_factory=dict)
 
     @property
     def fence_ms(self) -> float:
@@ -102,6 +103,8 @@ class CancelScope:
 
     __slots__ = (
         "_cancelled",
+        "_clock",
+        "_latency",
         "_reason",
         "children",
         "flushers",
@@ -130,6 +133,8 @@ class CancelScope:
         self.resets: list[Callable[[], None]] = []
         self._cancelled = False
         self._reason: CancelReason | None = None
+        self._latency: CancelLatency | None = None
+        self._clock: Clock | None = None
 
     # CancelToken protocol
     @property
@@ -153,6 +158,14 @@ class CancelScope:
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise asyncio.CancelledError(self.reason)
+
+    def acknowledge(self) -> None:
+        """Cooperative node: "I saw the cancel and stopped" (F-036), timed into the latency."""
+        scope: CancelScope | None = self
+        while scope is not None and scope._latency is None:
+            scope = scope.parent
+        if scope is not None and scope._latency is not None and scope._clock is not None:
+            scope._latency.acknowledged_ns.setdefault(self.scope_id, scope._clock.monotonic_ns())
 
     def walk(self) -> Iterable[CancelScope]:
         yield self
@@ -275,6 +288,8 @@ class CancelScopeTree:
         fence_at = self.clock.monotonic_ns()  # fence is the cancelled flag checked by admit()
         lat = CancelLatency(scope.scope_id, reason, scope.mode, accepted, fence_at)
         self.latencies.append(lat)
+        scope._latency = lat
+        scope._clock = self.clock
         for s in scope.walk():
             for flush in s.flushers:
                 flush()
@@ -328,10 +343,37 @@ class CancelScopeTree:
                 self.degraded = True
                 task.cancel("forced_after_grace")
 
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """Cancel-latency summary for metrics export (F-040, F-035).
+
+        ``{"reasons": {reason: count}, "end_to_end": {"p95": ms, "p99": ms},
+        "node:<id>": {"p95": ms, "p99": ms}}`` over every accepted cancel.
+        """
+        reasons: dict[str, float] = {}
+        per_node: dict[str, list[float]] = {}
+        e2e: list[float] = []
+        for lat in self.latencies:
+            reasons[lat.reason.value] = reasons.get(lat.reason.value, 0) + 1
+            e2e.append(lat.end_to_end_ms)
+            for node, ms in lat.node_ms().items():
+                per_node.setdefault(node, []).append(ms)
+        out: dict[str, dict[str, float]] = {"reasons": reasons, "end_to_end": _pcts(e2e)}
+        for node, values in sorted(per_node.items()):
+            out[f"node:{node}"] = _pcts(values)
+        return out
+
     async def aclose(self) -> None:
         """Wait for pending grace enforcers (owned tasks are never fire-and-forget)."""
         while self._enforcers:
             await asyncio.gather(*list(self._enforcers), return_exceptions=True)
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p95": 0.0, "p99": 0.0}
+    ordered = sorted(values)
+    n = len(ordered)
+    return {"p95": ordered[min(n - 1, n * 95 // 100)], "p99": ordered[min(n - 1, n * 99 // 100)]}
 
 
 def propagate_cancel(

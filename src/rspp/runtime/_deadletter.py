@@ -75,8 +75,12 @@ def classify_error(
         msg = f"node {node_id!r}: {exc}"
     elif isinstance(exc, ProviderError):
         outcome = str(getattr(exc, "outcome", "") or "")
-        code = "provider_overload" if "overload" in outcome or "rate" in outcome else "provider_timeout" \
-            if "timeout" in outcome else "runtime_internal_error"
+        if "overload" in outcome or "rate" in outcome:
+            code = "provider_overload"
+        elif "timeout" in outcome:
+            code = "provider_timeout"
+        else:
+            code = "runtime_internal_error"
         msg = f"node {node_id!r} provider error: {exc}"
     elif isinstance(exc, ValueError | TypeError) and "schema" in str(exc):
         code = "schema_validation_error"

@@ -116,8 +116,8 @@ class RuntimeGraph:
                 timeout_ms=getattr(timeout, "value", None) if nd.is_async else None,
                 fallback=fb.fallback if fb else None,
                 fallback_on=tuple(fb.on) if fb else ("timeout", "error"),
-                concurrency_limit=params.get("concurrency_limit"),  # type: ignore[arg-type]
-                fairness_key=params.get("fairness_key"),  # type: ignore[arg-type]
+                concurrency_limit=params.get("concurrency_limit"),
+                fairness_key=params.get("fairness_key"),
             ))
         edges = []
         for ed in gd.edges:

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from rspp.runtime._events import Event
-    from rspp.runtime._handles import Clock
     from rspp.runtime._graph import NodeDecl
+    from rspp.runtime._handles import Clock
     from rspp.runtime._node import Node
     from rspp.runtime._session import SessionActor
 

@@ -48,8 +48,8 @@ class NodeRegistry:
         existing = versions.get(ver)
         if existing is not None and existing is not node_cls:
             raise RuntimeKernelError(
-                f"node type {name!r} version {ver!r} is already registered by {existing.__qualname__};"
-                " bump the node's version or use another type name"
+                f"node type {name!r} version {ver!r} is already registered by "
+                f"{existing.__qualname__}; bump the node's version or use another type name"
             )
         versions[ver] = node_cls
         return node_cls
@@ -86,7 +86,8 @@ class NodeRegistry:
             known = ", ".join(sorted(self._types)) or "none"
             raise UnknownNodeTypeError(
                 f"node type {name!r} is not registered (known: {known}); register it with "
-                f"NodeRegistry.register or publish it under the {ENTRY_POINT_GROUP!r} entry-point group"
+                f"NodeRegistry.register or publish it under the {ENTRY_POINT_GROUP!r} "
+                "entry-point group"
             )
         if ver:
             cls = versions.get(ver) or versions.get(ver.lstrip("v"))

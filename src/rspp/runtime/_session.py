@@ -39,6 +39,7 @@ __all__ = ["OutputSink", "SessionActor", "SessionOptions"]
 
 OutputSink = Callable[[str, Event], None]
 _perf = time.perf_counter_ns
+_INBOX = BufferConfig(max_items=256, max_queue_ms=5000, max_latency_ms=5000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ class SessionOptions:
 
     instrument: bool = False
     debug: bool = False
-    inbox: BufferConfig = BufferConfig(max_items=256, max_queue_ms=5000, max_latency_ms=5000)
+    inbox: BufferConfig = _INBOX
     output_maxlen: int = 1024
     signal_maxlen: int = 4096
     dead_letter_maxlen: int = 256
@@ -102,7 +103,8 @@ class SessionActor(ControlMixin):
         self._ctrl: deque[ControlCommand] = deque()
         self._control_handlers: list[Callable[[ControlCommand], Any]] = []
         self._wakeup = Wakeup()
-        self._busy = False
+        self._busy = True  # until the scheduler first waits for work
+        self._dispatching = False
         self._task: asyncio.Task[None] | None = None
         self._route_state: dict[str, bool] = {}
         self.hosts: dict[str, NodeHost] = {}
@@ -147,8 +149,28 @@ class SessionActor(ControlMixin):
         return buf
 
     def push(self, ev: Event, port: str = "audio") -> bool:
-        """Non-blocking ingress; returns False when the event was shed."""
+        """Non-blocking ingress; returns False when the event was shed.
+
+        Fast path: when the scheduler is idle, nothing is queued ahead and no
+        control is pending, the event is dispatched directly (same order, no
+        task switch); otherwise it waits in the bounded entry buffer.
+        """
         buf = self._ingress(ev, port)
+        if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
+                and not self.blocked:
+            self._dispatching = True
+            try:
+                if self.instrument:
+                    t0 = _perf()
+                    self.route(self.entries[port][1], ev)
+                    self.total_ns += _perf() - t0
+                else:
+                    self.route(self.entries[port][1], ev)
+            finally:
+                self._dispatching = False
+            if self.blocked:
+                self._wakeup.fire()
+            return True
         st = buf.offer(ev)
         if st == BLOCKED:
             st = buf.shed(ev)
@@ -266,6 +288,8 @@ class SessionActor(ControlMixin):
         entries = list(self.entries.values())
         n = 0
         while True:
+            if self.blocked:
+                await self.resolve_blocked()
             if ctrl:
                 cmd = ctrl.popleft()
                 if cmd.name == "session_fail":
@@ -342,7 +366,9 @@ class SessionActor(ControlMixin):
             started.append(host)
         for host in self.hosts.values():
             if host.is_async:
-                host.task = asyncio.create_task(host.run_worker(), name=f"{self.session_id}:{host.node_id}")
+                host.task = asyncio.create_task(
+                    host.run_worker(), name=f"{self.session_id}:{host.node_id}"
+                )
         self._task = asyncio.create_task(self._run(), name=f"{self.session_id}:scheduler")
         self.state = "running"
         self.signals.telemetry(kind="lifecycle", reason="session_running")

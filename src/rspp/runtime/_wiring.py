@@ -38,7 +38,8 @@ def build_hosts(s: SessionActor) -> None:
             node = cls(ctx, params)
         except Exception as exc:
             raise GraphError(
-                f"node {decl.id!r} (type {decl.type!r}) failed to construct: {exc}; check its params"
+                f"node {decl.id!r} (type {decl.type!r}) failed to construct: {exc}; "
+                "check its params"
             ) from exc
         host = NodeHost(s, decl, node)
         ctx._host = host

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from rspp.controlplane import (
+    Conflict,
     ControlPlaneClient,
     ControlPlaneServer,
     ControlPlaneSettings,
@@ -61,6 +62,10 @@ def test_openapi_lists_every_route_with_roles(server: ControlPlaneServer) -> Non
     assert publish["x-rspp-role"] == "operator" and publish["security"] == [{"bearer": []}]
     assert doc["paths"]["/v1/keys"]["post"]["x-rspp-role"] == "admin"
     assert "security" not in doc["paths"]["/healthz"]["get"]
+    missing = httpx.get(f"{server.url}/v1/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.delete(f"{server.url}/v1/pipelines")
+    assert wrong.status_code == 405 and "/openapi.json" in wrong.json()["error"]["message"]
 
 
 def test_errors_are_json_with_code_message_field_and_rbac_least_privilege_nf012(
@@ -97,6 +102,8 @@ def test_errors_are_json_with_code_message_field_and_rbac_least_privilege_nf012(
         f"{url}/v1/keys", json={"role": "viewer", "colour": "red"}, headers=_h(ADMIN)
     )
     assert extra.status_code == 422 and "colour" in extra.json()["error"]["message"]
+    bad_query = httpx.get(f"{url}/v1/audit?limit=lots", headers=_h(viewer))
+    assert bad_query.status_code == 422 and bad_query.json()["error"]["field"] == "limit"
     audit = httpx.get(f"{url}/v1/audit", headers=_h(viewer)).json()["entries"]
     denials = [e for e in audit if e["action"] == "rbac.denied"]
     assert {d["subject"] for d in denials} >= {"publish pipeline", "create API key"}
@@ -177,3 +184,21 @@ async def test_transport_verifies_tokens_with_the_published_key_f088(
     )
     with pytest.raises(TokenInvalid):
         TokenVerifier(TokenKeys.hs256("x" * 40)).verify(route["token"])
+
+
+async def test_runtime_side_client_operations(server: ControlPlaneServer) -> None:
+    operator = _key(server, "operator")
+    async with ControlPlaneClient(server.url, operator) as client:
+        runtime = await client.register_runtime("rt-c", "ws://c", region="eu", capacity=3)
+        assert runtime.runtime_id == "rt-c" and runtime.capacity == 3
+        lease = await client.acquire_lease("client-sess", "rt-c", ttl_ms=10_000)
+        assert lease.epoch == 1 and lease.holder == "rt-c"
+        assert (await client.authorize_lease("client-sess", "rt-c", 1)).authorized
+        assert (await client.renew_lease("client-sess", "rt-c", 1)).epoch == 1
+        denied = await client.authorize_lease("client-sess", "rt-x", 1)
+        assert not denied.authorized and denied.current_epoch == 1
+        with pytest.raises(Conflict) as stolen:
+            await client.acquire_lease("client-sess", "rt-x")
+        assert stolen.value.status == 409 and stolen.value.field == "session_id"
+        beat = await client.heartbeat("rt-c", health="degraded", load=1)
+        assert beat["runtime"]["health"] == "degraded"

@@ -118,7 +118,8 @@ async def test_fan_out_and_conditional_edges(check_records) -> None:
         assert left == [0, 320, 640, 960]
         assert right == [0, 640]  # only loud frames take the conditional branch
         assert [e.attrs["path"] for e in h.outputs("right")] == [("a", "c")] * 2
-        routing = [r for r in h.records() if getattr(r, "reason", "").startswith("routing_decision")]
+        routing = [r for r in h.records()
+                   if getattr(r, "reason", "").startswith("routing_decision")]
         assert [r.reason for r in routing] == [
             "routing_decision:taken", "routing_decision:skipped", "routing_decision:taken",
             "routing_decision:skipped",

@@ -1,5 +1,6 @@
 """Session actor: control preemption, turns, cancellation fence, hooks, isolation,
-dead letters, correlation, multi-version (F-012..F-014, F-016, F-131, F-132, F-134, F-142, F-147)."""
+dead letters, correlation, multi-version
+(F-012..F-014, F-016, F-131, F-132, F-134, F-142, F-147)."""
 
 from __future__ import annotations
 
@@ -214,7 +215,7 @@ async def test_hook_timeout_is_controlled_error_and_shutdown() -> None:
     b = GraphBuilder("hooks", "1.0.0").node("h1", "t.hooky")
     b.node("h2", "t.hooky", params={"hang_start": True}).chain("h1", "h2")
     s = SessionActor(b.build(), session_id="s", registry=reg(), clock=VirtualClock())
-    with pytest.raises(NodeHookError, match="h2.*on_start.*hook_timeout_ms=30"):
+    with pytest.raises(NodeHookError, match=r"h2.*on_start.*hook_timeout_ms=30"):
         await s.start()
     assert s.state == "failed"
     assert Hooky.calls == ["start:h1", "start:h2", "stop:h1"]

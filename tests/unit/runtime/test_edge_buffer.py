@@ -1,4 +1,6 @@
-"""Edge buffers: bounds, strategies, watermarks, flow control, sync drop (F-043/044/053/143..148)."""
+"""Edge buffers: bounds, strategies, watermarks, flow control, sync drop.
+
+Catalog: F-043, F-044, F-053, F-143..F-148, NF-004."""
 
 from __future__ import annotations
 
@@ -151,7 +153,8 @@ def test_merge_coalesces_partials_and_keeps_final(check_records) -> None:
     nxt = ev(5, kind="text", final=False, attrs={"segment": "s2"})
     assert buf.offer(nxt) == ACCEPTED
     buf.flush_notices()
-    assert [(e.payload, e.final) for e in buf.data] == [("hello world.", True), (nxt.payload, False)]
+    assert [(e.payload, e.final) for e in buf.data] == [
+        ("hello world.", True), (nxt.payload, False)]
     assert buf.data[0].merged_from == ("0", "1", "2", "3", "4")
     (notice,) = log.of(SignalName.DROP_NOTICE)
     assert notice.reason == "merged_coalesced"

@@ -90,6 +90,7 @@ async def test_hard_cancel_stops_now_soft_finishes_chunk_then_forced_after_grace
                 chunk_started.set()
             await clock.sleep(0.01)  # one 10 ms chunk
             if token.cancelled:  # cooperative check (F-036) after the in-flight chunk
+                token.acknowledge()
                 return
 
     async def ignores_cancel() -> None:
@@ -127,6 +128,11 @@ async def test_hard_cancel_stops_now_soft_finishes_chunk_then_forced_after_grace
     assert set(lat.node_stopped_ns) == {"hard", "soft", "stubborn"}
     assert lat.node_ms()["hard"] == 0.0 and lat.node_ms()["soft"] == 10.0
     assert lat.node_ms()["stubborn"] == 85.0 and lat.end_to_end_ms == 85.0  # F-040
+    assert set(lat.acknowledged_ns) == {"soft"}  # only the cooperative node acknowledged
+    metrics = tree.metrics()
+    assert metrics["reasons"] == {"user_cancel": 1}
+    assert metrics["end_to_end"] == {"p95": 85.0, "p99": 85.0}
+    assert metrics["node:soft"]["p99"] == 10.0
 
 
 def test_cancel_signal_carries_reason_mode_and_scope(reference_schema: dict[str, Any]) -> None:
