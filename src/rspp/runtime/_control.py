@@ -72,14 +72,14 @@ class ControlMixin:
         self.turn_index += 1
         tid = turn_id or f"{self.session_id}:turn-{self.turn_index}"
         self.turn_id = tid
-        self.control("turn_start", turn_id=tid)
+        self.control("turn_start", turn_id=tid, applied=True)
         return tid
 
     def end_turn(self) -> str | None:
         tid = self.turn_id
         if tid is not None:
             self.turn_id = None
-            self.control("turn_end", turn_id=tid)
+            self.control("turn_end", turn_id=tid, applied=True)
         return tid
 
     def cancel_turn(self, turn_id: str | None = None, reason: str = "cancelled") -> None:
@@ -120,12 +120,17 @@ class ControlMixin:
         if self.debug:
             self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}")
         if name == "turn_start" and tid is not None:
+            if not cmd.data.get("applied") and self.turn_id != tid:
+                self.turn_id = tid  # enqueued directly via control(): apply it now
+                self.turn_index += 1
             for host in self.hosts.values():
                 if host.scope == "turn" and isinstance(host.node.ctx.state, DictState):
                     host.node.ctx.state.clear()
             await self._hooks("on_turn_start", tid)
             self._boundary_event(EventKind.TURN_START, tid)
         elif name == "turn_end" and tid is not None:
+            if not cmd.data.get("applied") and self.turn_id == tid:
+                self.turn_id = None
             await self._hooks("on_turn_end", tid)
             self._boundary_event(EventKind.TURN_END, tid)
         elif name in ("cancel", "barge_in"):
@@ -147,9 +152,8 @@ class ControlMixin:
             self.hard_cancelled_turn = turn_id
             for host in self.hosts.values():
                 cur = host.current
-                if host.cancel_mode == "hard" and cur is not None and cur.turn_id == turn_id \
-                        and host.task is not None:
-                    host.task.cancel()
+                if host.cancel_mode == "hard" and cur is not None and cur.turn_id == turn_id:
+                    host.hard_cancel()
         if barge_in:
             await self._hooks("on_barge_in", turn_id)
         await self._hooks("on_cancel", turn_id, reason)
@@ -164,6 +168,12 @@ class ControlMixin:
                                          turn_id=self.turn_id, reason="node_latency")
             out.append((rec, {"node_latency_us": lat, "events": float(host.events),
                               "errors": float(host.errors)}))
+        if self.instrument:
+            ov = self.overhead()
+            rec = self.signals.telemetry(kind="metric", turn_id=self.turn_id,
+                                         reason="kernel_overhead")
+            out.append((rec, {"kernel_us_per_event": ov["kernel_us_per_event"],
+                              "node_us_per_event": ov["node_us_per_event"]}))
         for eid, buf in {**self.edge_buffers,
                          **{b.edge_id: b for b, _ in self.entries.values()}}.items():
             rec = self.signals.telemetry(kind="metric", edge_id=eid, turn_id=self.turn_id,

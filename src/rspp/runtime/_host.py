@@ -95,6 +95,7 @@ class NodeHost:
         self.node_ns = 0
         self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
         self.max_input_bytes = decl.max_input_bytes
+        self.hard_cancel_pending = False
         self.cancel_mode = decl.cancel_mode or node.cancel_mode
         self.scope = decl.scope or node.scope
         self.by_edge = bool(getattr(node, "by_edge", False))
@@ -187,11 +188,14 @@ class NodeHost:
                 else:
                     out = await self.process(ev, port)
             except asyncio.CancelledError:
-                if s.hard_cancelled_turn is not None and ev.turn_id == s.hard_cancelled_turn:
-                    t = asyncio.current_task()
-                    if t is not None and t.uncancel() == 0:
-                        self.current = None
-                        continue  # hard cancel of this turn's in-flight work, worker lives on
+                t = asyncio.current_task()
+                if self.hard_cancel_pending and s.state == "running" and t is not None \
+                        and t.cancelling() == 1:
+                    # Hard cancel of this turn's in-flight work: the worker lives on.
+                    self.hard_cancel_pending = False
+                    t.uncancel()
+                    self.current = None
+                    continue
                 raise
             except Exception as exc:
                 self.current = None
@@ -210,12 +214,21 @@ class NodeHost:
                 if out.seq < 0:
                     s.stamp(out, self.node_id)
                 if self.default_targets:
-                    s.route(self.default_targets, out)
+                    try:
+                        s.route(self.default_targets, out)
+                    except Exception as exc:  # an output sink failed; keep the worker alive
+                        s.sink_failed(out, exc)
             if s.blocked:
                 await s.resolve_blocked()
             n += 1
             if s.control_pending() or not n & 63:
                 await asyncio.sleep(0)
+
+    def hard_cancel(self) -> None:
+        """Interrupt the in-flight ``process`` call (hard cancel mode)."""
+        if self.task is not None and not self.task.done():
+            self.hard_cancel_pending = True
+            self.task.cancel()
 
     async def _timed(self, ev: Event, port: str) -> Any:
         """``process`` under the node time limit, measured on the session clock."""

@@ -279,6 +279,13 @@ class SessionActor(ControlMixin):
             self._ctrl.append(ControlCommand("session_fail", reason=info.error_code))
             self._wakeup.fire()
 
+    def sink_failed(self, ev: Event, exc: Exception) -> None:
+        """An output sink raised: record it as a dead letter of the egress stage."""
+        info = classify_error(exc, "egress", has_fallback=False, ev=ev)
+        rec = self.signals.telemetry(kind="error", turn_id=ev.turn_id, node_id="egress",
+                                     reason=info.error_code)
+        self.dead_letters.append(DeadLetter(error=info, event=ev, record=rec))
+
     # ------------------------------------------------------------- scheduler
     def control_pending(self) -> bool:
         return bool(self._ctrl)
@@ -304,12 +311,13 @@ class SessionActor(ControlMixin):
                 if ev is None:
                     continue
                 progressed = True
-                if self.instrument:
-                    t0 = _perf()
+                t0 = _perf() if self.instrument else 0
+                try:
                     self.route(targets, ev)
+                except Exception as exc:  # an output sink failed; the scheduler survives
+                    self.sink_failed(ev, exc)
+                if t0:
                     self.total_ns += _perf() - t0
-                else:
-                    self.route(targets, ev)
                 if self.blocked:
                     await self.resolve_blocked()
                 if ctrl:
@@ -320,6 +328,9 @@ class SessionActor(ControlMixin):
                     await asyncio.sleep(0)
                 continue
             for b in self.edge_buffers.values():
+                if b._pending is not None:
+                    b.flush_notices()
+            for b, _ in entries:
                 if b._pending is not None:
                     b.flush_notices()
             self._busy = False

@@ -312,3 +312,43 @@ async def test_control_command_object_shape() -> None:
     cmd = ControlCommand("cancel", turn_id="t", reason="r")
     assert cmd.scope == "turn" and cmd.data == {}
     assert SignalName.CANCEL == "cancel"
+
+
+async def test_turn_start_via_control_hook_applies_turn_id() -> None:
+    """Hook point used by the turn driver: control('turn_start') sets the ingress turn."""
+    b = GraphBuilder("turns", "1.0.0").node("c", "t.counter").chain("c")
+    async with GraphHarness(b.build(), registry=reg()) as h:
+        s = h.session
+        s.control("turn_start", turn_id="T-7")
+        await h.drain()
+        await h.feed(audio_frames(2))
+        s.control("turn_end", turn_id="T-7")
+        await h.drain()
+        assert s.turn_id is None and s.turn_index == 1
+        assert [e.turn_id for e in h.data_outputs()] == ["T-7", "T-7"]
+        assert [e.kind for e in h.outputs()][0] == "turn_start"
+
+
+async def test_failing_output_sink_does_not_kill_the_session() -> None:
+    """F-134: an exception in the egress sink is recorded; the scheduler keeps running."""
+    b = GraphBuilder("sink", "1.0.0").node("c", "t.counter").chain("c")
+    seen: list[int] = []
+
+    def sink(port: str, ev: Event) -> None:
+        if ev.kind != "audio_chunk":
+            return
+        if ev.sample_index == 320:
+            raise OSError("socket closed")
+        seen.append(ev.sample_index or 0)
+
+    s = SessionActor(b.build(), session_id="s", registry=reg(), clock=VirtualClock(),
+                     output_sink=sink)
+    async with s:
+        turn = s.begin_turn()
+        for f in audio_frames(3):  # queued behind the control: dispatched by the scheduler
+            s.push(f)
+        await s.drain()
+        assert seen == [0, 640]
+        (dl,) = s.dead_letters
+        assert dl.error.node_id == "egress" and "OSError" in dl.error.message
+        assert dl.event.turn_id == turn and s.state == "running"

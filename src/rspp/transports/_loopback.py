@@ -1,0 +1,290 @@
+"""Loopback transport: a WAV file in as 20 ms frames, reply audio out to a WAV (F-130).
+
+Media time is the input sample count. Playback of reply audio advances with
+media time (the "speaker" plays while the "microphone" records), so a barge-in
+injected ``SECONDS`` after the first ``playback_started`` lands while the turn
+is audible. With ``real_time`` frames are paced on the clock; without it they
+are sent as fast as the pipeline allows and media time simply does not advance
+while the pipeline computes with nothing left to play (processing looks
+instantaneous in media time; latencies are still measured on the wall clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+
+from rspp.contracts import Emitter, Lane, SignalName
+from rspp.runtime import AudioFormat, Event, SessionActor, to_record
+from rspp.transports._contract import PlaybackObserver
+
+__all__ = ["LoopbackOptions", "LoopbackTransport", "TurnOutput"]
+
+RecordSink = Callable[[msgspec.Struct, object], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LoopbackOptions:
+    frame_ms: int = 20
+    real_time: bool = False
+    tail_silence_ms: int = 1200
+    #: inject this PCM (same rate as the input) ``barge_in_after_s`` after the first playback
+    barge_in: bytes | None = None
+    barge_in_after_s: float = 0.0
+    #: media time allowed after the input ended for turns to finish
+    max_drain_s: float = 60.0
+    #: fast mode: wall seconds to wait for a busy pipeline before media time moves anyway
+    stall_timeout_s: float = 30.0
+
+
+@dataclass(slots=True)
+class TurnOutput:
+    turn_id: str
+    transcript: str = ""
+    reply_text: list[str] = field(default_factory=list)
+    pending: bytearray = field(default_factory=bytearray)
+    played_samples: int = 0
+    received_samples: int = 0
+    ended: bool = False
+    started: bool = False
+    accepted: bool = False
+    finished: str | None = None  # completed | cancelled
+    degraded: bool = False
+
+
+class LoopbackTransport:
+    """File-backed transport for one session (see the module docstring)."""
+
+    def __init__(self, pcm: bytes, sample_rate: int, options: LoopbackOptions | None = None,
+                 *, record: RecordSink | None = None) -> None:
+        self.pcm = pcm
+        self.rate = sample_rate
+        self.opts = options or LoopbackOptions()
+        self._record = record
+        self.session: SessionActor | None = None
+        self.driver: PlaybackObserver | None = None
+        self._stamp: object | None = None
+        self.turns: dict[str, TurnOutput] = {}
+        self.queue: list[TurnOutput] = []
+        self.partials: list[str] = []
+        self.out_rate: int | None = None
+        self.played = bytearray()
+        self.media_samples = 0
+        self.barge_start: int | None = None
+        self.barge_injected = 0
+        self.signals: list[tuple[str, str]] = []
+        self.after_fence: list[tuple[str, str]] = []
+        self._fenced: set[str] = set()
+        self._seq = 0
+
+    def attach(self, session: SessionActor, driver: PlaybackObserver, stamp: object) -> None:
+        self.session, self.driver, self._stamp = session, driver, stamp
+
+    # ---------------------------------------------------------------- signals
+    def _signal(self, name: SignalName, emitter: Emitter, turn_id: str, reason: str) -> None:
+        self.signals.append((name.value, turn_id))
+        stamp = self._stamp
+        if stamp is None or self._record is None:
+            return
+        epoch = getattr(self.driver, "authority", None)
+        rec = stamp.signal(name, emitter, authority_epoch=getattr(epoch, "epoch", 0),  # type: ignore[attr-defined]
+                           turn_id=turn_id, reason=reason)
+        self._record(rec, None)
+
+    def _turn(self, tid: str) -> TurnOutput:
+        t = self.turns.get(tid)
+        if t is None:
+            t = self.turns[tid] = TurnOutput(tid)
+            self.queue.append(t)
+        return t
+
+    # ------------------------------------------------------------- output sink
+    def output(self, port: str, event: Event) -> None:
+        if event.lane is Lane.CONTROL:
+            return
+        tid = event.turn_id
+        if tid is not None and tid in self._fenced:
+            self.after_fence.append((tid, port))
+        self._record_output(port, event)
+        if tid is None:
+            if port.endswith("partial") and isinstance(event.payload, str):
+                self.partials.append(event.payload)
+            return
+        t = self._turn(tid)
+        if not t.accepted:
+            t.accepted = True
+            self._signal(SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, tid, f"port:{port}")
+        if port.startswith("transcript"):
+            if isinstance(event.payload, str) and event.final:
+                t.transcript = event.payload
+            return
+        if event.kind == "audio_chunk" and isinstance(event.payload, bytes | bytearray):
+            pcm = bytes(event.payload)
+            fmt = event.audio_format or AudioFormat()
+            if self.out_rate is None:
+                self.out_rate = fmt.sample_rate
+            elif fmt.sample_rate != self.out_rate:
+                from rspp.providers.offline import resample_pcm
+
+                pcm = resample_pcm(pcm, fmt.sample_rate, self.out_rate)
+            t.pending.extend(pcm)
+            t.received_samples += len(pcm) // 2
+            if isinstance(event.attrs, dict) and event.attrs.get("text"):
+                pass
+        elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
+            t.reply_text.append(event.payload)
+            t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
+        if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
+            t.ended = True
+        self._pump(0)
+
+    def _record_output(self, port: str, event: Event) -> None:
+        if self._record is None or self.session is None:
+            return
+        s = self.session
+        rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
+                        runtime_ms=s.clock.monotonic_ns() // 1_000_000, wall_ms=s.clock.wall_ms(),
+                        edge_id=f"output.{port}")
+        payload: dict[str, object] | None = None
+        if isinstance(event.payload, str):
+            payload = {"text": event.payload, "port": port}
+        self._record(rec, payload)
+
+    def reply_text_for(self, tid: str) -> str:
+        t = self.turns.get(tid)
+        return "" if t is None else " ".join(x.strip() for x in t.reply_text if x.strip())
+
+    # ---------------------------------------------------------------- playback
+    def _pump(self, samples: int) -> None:
+        """Play up to ``samples`` of queued audio (0: only settle finished turns)."""
+        budget = samples
+        while self.queue:
+            t = self.queue[0]
+            if t.pending and budget > 0:
+                n = min(budget, len(t.pending) // 2)
+                chunk = bytes(t.pending[: 2 * n])
+                del t.pending[: 2 * n]
+                self.played.extend(chunk)
+                t.played_samples += n
+                budget -= n
+                if not t.started:
+                    t.started = True
+                    self._signal(SignalName.PLAYBACK_STARTED, Emitter.RK_23, t.turn_id,
+                                 "loopback_playback")
+                    if self.driver is not None:
+                        self.driver.playback_started(t.turn_id)
+                    if self.opts.barge_in is not None and self.barge_start is None:
+                        self.barge_start = self.media_samples + int(
+                            self.opts.barge_in_after_s * self.rate)
+            if t.pending:
+                return
+            if not t.ended:
+                return
+            self.queue.pop(0)
+            t.finished = "completed"
+            if t.started:
+                self._signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
+                             "loopback_playback")
+            if self.driver is not None:
+                self.driver.output_complete(t.turn_id)
+
+    def stop_playback(self, turn_id: str) -> None:
+        self._fenced.add(turn_id)
+        t = self.turns.get(turn_id)
+        if t is None or t.finished is not None:
+            return
+        if t in self.queue:
+            self.queue.remove(t)
+        t.pending.clear()
+        t.finished = "cancelled"
+        if t.started:
+            self._signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
+                         f"fenced_after_samples:{t.played_samples}")
+
+    def unplayed(self) -> bool:
+        return any(t.pending for t in self.queue)
+
+    # ------------------------------------------------------------------ input
+    def _frame(self, index: int, n: int) -> bytes:
+        start = index * n * 2
+        frame = self.pcm[start : start + n * 2]
+        if len(frame) < n * 2:
+            frame = frame + b"\x00" * (n * 2 - len(frame))
+        bi = self.opts.barge_in
+        if bi is not None and self.barge_start is not None and self.media_samples >= self.barge_start:
+            off = self.barge_injected * 2
+            extra = bi[off : off + n * 2]
+            if extra:
+                self.barge_injected += len(extra) // 2
+                a = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+                b = np.zeros_like(a)
+                b[: len(extra) // 2] = np.frombuffer(extra, dtype=np.int16)
+                frame = np.clip(a + b, -32768, 32767).astype(np.int16).tobytes()
+        return frame
+
+    def _barge_pending(self) -> bool:
+        bi = self.opts.barge_in
+        if bi is None:
+            return False
+        if self.barge_start is None:
+            return any(t.accepted for t in self.turns.values()) or bool(self.queue) or (
+                self.driver is not None and self.driver.busy)
+        return self.barge_injected * 2 < len(bi)
+
+    async def _wait_media(self) -> None:
+        driver = self.driver
+        if self.opts.real_time or driver is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.stall_timeout_s
+        while driver.busy and not self.unplayed() and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+
+    async def _backpressure(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        while sum(len(b) for b in s.edge_buffers.values()) + sum(
+                len(b) for b, _ in s.entries.values()) > 48:
+            await asyncio.sleep(0.001)
+
+    async def run(self) -> None:
+        s = self.session
+        if s is None:
+            raise RuntimeError("attach() the transport to a session before run()")
+        n = self.rate * self.opts.frame_ms // 1000
+        fmt = AudioFormat(self.rate, 1)
+        total = -(-len(self.pcm) // (2 * n)) + self.opts.tail_silence_ms // self.opts.frame_ms
+        drain = int(self.opts.max_drain_s * 1000 // self.opts.frame_ms)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        index = 0
+        while True:
+            more_input = index < total
+            if not more_input:
+                busy = self.driver is not None and self.driver.busy
+                if not (busy or self.queue or self._barge_pending()) or index >= total + drain:
+                    break
+            await self._wait_media()
+            await self._backpressure()
+            ev = Event("audio_chunk", self._frame(index, n), audio_format=fmt,
+                       sample_index=self.media_samples, transport_seq=index)
+            await s.send(ev, "audio")
+            self.media_samples += n
+            index += 1
+            self._pump(n * (self.out_rate or self.rate) // self.rate)
+            if self.opts.real_time:
+                delay = t0 + self.media_samples / self.rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        self._pump(0)
+
+    async def end_of_utterance(self) -> None:
+        """Client push-to-talk release (F-042): an in-band end-of-utterance event."""
+        if self.session is not None:
+            await self.session.send(Event("end_of_utterance", None, sample_index=self.media_samples,
+                                          audio_format=AudioFormat(self.rate, 1)), "audio")
