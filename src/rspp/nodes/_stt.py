@@ -53,6 +53,7 @@ class SttNode(Node):
         self._utt: _Utterance | None = None
         self.utterances = 0
         self.finals: list[str] = []
+        self._finishing: list[asyncio.Task[None]] = []
 
     async def _recognise(self, utt: _Utterance) -> None:
         async def audio() -> AsyncIterator[AudioChunk]:
@@ -84,17 +85,26 @@ class SttNode(Node):
         self.utterances += 1
         return utt
 
-    async def _finish(self, utt: _Utterance, ev: Event) -> None:
-        self._utt = None
-        await utt.queue.put(None)
-        if utt.task is not None:
-            await utt.task
+    async def _finish(self, utt: _Utterance, ev: Event, prev: asyncio.Task[None] | None) -> None:
+        error: str | None = None
+        try:
+            if utt.task is not None:
+                await utt.task
+        except Exception as exc:  # provider failure: the turn is failed, not the session
+            error = getattr(exc, "code", None) or type(exc).__name__
+            self.ctx.audit(f"stt:error:{error}")
+        if prev is not None:
+            with contextlib.suppress(Exception):
+                await prev
         text = utt.final.strip()
         self.finals.append(text)
         hooks = services_for(self.ctx.session_id).hooks
         turn_id = await hooks.turn_for_utterance() if hooks is not None else self.ctx.turn_id
         if hooks is not None and turn_id is None:
             self.ctx.audit("stt:final_without_turn")
+            return
+        if error is not None and hooks is not None and turn_id is not None:
+            hooks.turn_failed(turn_id, f"provider_error:stt:{error}")
             return
         out = ev.derive("text", text, attrs={"transcript": True, "utterance": self.utterances})
         out.turn_id = turn_id
@@ -120,7 +130,13 @@ class SttNode(Node):
         if pcm:
             await self._utt.queue.put(chunk)
         if attrs.get("eou"):
-            await self._finish(self._utt, event)
+            utt, self._utt = self._utt, None
+            await utt.queue.put(None)
+            prev = self._finishing[-1] if self._finishing else None
+            task = asyncio.create_task(self._finish(utt, event, prev),
+                                       name=f"{self.ctx.node_id}:final")
+            self._finishing.append(task)
+            task.add_done_callback(self._finishing.remove)
         return None
 
     async def _drop(self) -> None:
@@ -132,3 +148,7 @@ class SttNode(Node):
 
     async def on_stop(self) -> None:
         await self._drop()
+        for task in list(self._finishing):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

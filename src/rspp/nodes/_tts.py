@@ -40,6 +40,7 @@ class _Speaker:
         ctx = self.node.ctx
         tid = cause.turn_id
         ctl = services_for(ctx.session_id).tts(ctx.node_id, tid)
+        first = True
         try:
             async with contextlib.aclosing(ctl.stream(_one(text))) as stream:  # type: ignore[type-var]
                 async for chunk in stream:
@@ -48,8 +49,10 @@ class _Speaker:
                     fmt = AudioFormat(chunk.sample_rate, chunk.channels)
                     start = self.samples.get(tid, 0)
                     self.samples[tid] = start + len(chunk.pcm) // 2
+                    attrs = {"sentence": text} if first else {}
+                    first = False
                     ev = cause.derive("audio_chunk", chunk.pcm, audio_format=fmt,
-                                      sample_index=start, attrs={"text": text[:64]})
+                                      sample_index=start, attrs=attrs)
                     ev.turn_id = tid
                     self.chunks += 1
                     ctx.emit(ev, self.port)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import Emitter, Lane, SignalName
 from rspp.runtime._bufferspec import BufferConfig
 from rspp.runtime._clock import SystemClock
 from rspp.runtime._events import Event
+from rspp.runtime._pressure import PressureMixin
 
 if TYPE_CHECKING:
     from rspp.runtime._handles import Clock
@@ -78,7 +80,7 @@ class BufferStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class EdgeBuffer:
+class EdgeBuffer(PressureMixin):
     """The queue on one edge; owned by the session actor (no locks)."""
 
     def __init__(
@@ -109,7 +111,7 @@ class EdgeBuffer:
         self._dropped_sync: deque[str] = deque(maxlen=64)
         self._disc_n = 0
         self._next_disc: str | None = None
-        self.on_pressure: list[object] = []
+        self.on_pressure: list[Callable[[Any, str], None]] = []
 
     # ------------------------------------------------------------ producer side
     def __len__(self) -> int:
@@ -336,54 +338,6 @@ class EdgeBuffer:
         self.flush_notices()
         return n
 
-    # ------------------------------------------------------- watermarks / flow
-    def _check_watermarks(self, now: int) -> None:
-        cfg = self.config
-        wi = cfg.watermark_items
-        if wi is not None:
-            n = len(self.data)
-            if not self._above_items and n >= wi[0]:
-                self._above_items = True
-                self._crossed("high", "queue_items")
-            elif self._above_items and n <= wi[1]:
-                self._above_items = False
-                self._crossed("low", "queue_items")
-        wm = cfg.watermark_ms
-        if wm is not None:
-            age = (now - self.data[0].enq_ns) // _NS_PER_MS if self.data else 0
-            if not self._above_ms and age >= wm[0]:
-                self._above_ms = True
-                self._crossed("high", "queue_ms")
-            elif self._above_ms and age <= wm[1]:
-                self._above_ms = False
-                self._crossed("low", "queue_ms")
-
-    def _crossed(self, level: str, metric: str) -> None:
-        action = self.config.watermark_action
-        self.signals.signal(
-            SignalName.WATERMARK, Emitter.RK_13, edge_id=self.edge_id, target_lane=Lane.DATA,
-            reason=f"{level}_watermark_crossed:{metric}"
-            + (f":{action}" if action and level == "high" else ""),
-        )
-        if level != "high" or action is None:
-            return
-        low = (self.config.watermark_items or (0, 0))[1]
-        if action == "drop":
-            while len(self.data) > low:
-                self._drop(self._pop_data(), "watermark_shed")
-        elif action == "latest_only":
-            while len(self.data) > 1:
-                self._drop(self._pop_data(), "watermark_latest_only")
-        elif action in ("degrade", "fallback"):
-            name = SignalName.DEGRADE if action == "degrade" else SignalName.FALLBACK
-            self.signals.signal(name, Emitter.RK_13, edge_id=self.edge_id,
-                                reason=f"watermark_{metric}")
-        for cb in self.on_pressure:
-            cb(self, action)  # type: ignore[operator]
-        self.flush_notices()
-        if action in ("drop", "latest_only"):
-            self._check_watermarks(self.clock.monotonic_ns())
-
     # ------------------------------------------------------------ consumer side
     def pop(self) -> Event | None:
         """Next event: control first, then data, then telemetry (F-142)."""
@@ -405,25 +359,6 @@ class EdgeBuffer:
         if self.telemetry:
             return self.telemetry.popleft()
         return None
-
-    def _after_pop(self) -> None:
-        cfg = self.config
-        if self._gated:
-            n = len(self.data)
-            if self._xoff and n <= (cfg.flow_low or 0):
-                self._xoff = False
-                self.signals.signal(SignalName.FLOW_XON, Emitter.RK_14, edge_id=self.edge_id,
-                                    target_lane=Lane.DATA, reason="low_watermark_reached")
-            if cfg.flow_mode != "signal":
-                self._consumed_since_grant += 1
-                batch = max(1, (cfg.flow_high or 1) - (cfg.flow_low or 0))
-                if self._consumed_since_grant >= batch or not self.data:
-                    amount = self._consumed_since_grant
-                    self._consumed_since_grant = 0
-                    self.credits += amount
-                    self.signals.signal(SignalName.CREDIT_GRANT, Emitter.RK_14,
-                                        edge_id=self.edge_id, target_lane=Lane.DATA, amount=amount)
-        self._check_watermarks(self.clock.monotonic_ns())
 
     def note_service(self, ns: int) -> None:
         """Update the consumer service-time estimate (latency contribution bound)."""

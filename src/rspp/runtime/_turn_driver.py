@@ -222,6 +222,9 @@ class TurnDriver:
         self.session.signals.telemetry(kind="audit", node_id=node_id, turn_id=turn_id,
                                        reason=reason)
 
+    def turn_failed(self, turn_id: str, reason: str) -> None:
+        self.session.control("rspp.failure", turn_id=turn_id, reason=reason)
+
     def node_failed(self, dl: DeadLetter) -> None:
         tid = dl.event.turn_id
         if tid is not None:
@@ -403,8 +406,8 @@ class TurnDriver:
         t = self.timings.get(tid)
         if scope is not None:
             lat = self.cancels.cancel(scope, reason)
-            self.emit(self.cancels.cancel_signal(scope, reason, authority_epoch=self.authority.epoch,
-                                                 turn_id=tid))
+            self.emit(self.cancels.cancel_signal(
+                scope, reason, authority_epoch=self.authority.epoch, turn_id=tid))
             if t is not None:
                 t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
         self.gate.fence(tid)
@@ -429,7 +432,8 @@ class TurnDriver:
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid)
         self._evidence_ok(t, "abort", reason)
-        cause = TerminalCause.PROVIDER_ERROR if "provider" in reason else TerminalCause.RUNTIME_ERROR
+        cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
+                 else TerminalCause.RUNTIME_ERROR)
         self._terminal(tid, self.arbiter.failure(cause, reason))
         self.session.cancel_turn(tid, reason)
         self.cancels.close(scope)

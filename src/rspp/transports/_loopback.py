@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from rspp.contracts import Emitter, Lane, SignalName
+from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
 from rspp.runtime import AudioFormat, Event, SessionActor, to_record
 from rspp.transports._contract import PlaybackObserver
 
 __all__ = ["LoopbackOptions", "LoopbackTransport", "TurnOutput"]
 
 RecordSink = Callable[[msgspec.Struct, object], None]
+SignalFactory = Callable[[SignalName, Emitter, str, str], ControlSignal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,8 @@ class LoopbackTransport:
         self._record = record
         self.session: SessionActor | None = None
         self.driver: PlaybackObserver | None = None
-        self._stamp: object | None = None
+        self._make_signal: SignalFactory | None = None
+        self._barge_done: int | None = None
         self.turns: dict[str, TurnOutput] = {}
         self.queue: list[TurnOutput] = []
         self.partials: list[str] = []
@@ -81,19 +83,16 @@ class LoopbackTransport:
         self._fenced: set[str] = set()
         self._seq = 0
 
-    def attach(self, session: SessionActor, driver: PlaybackObserver, stamp: object) -> None:
-        self.session, self.driver, self._stamp = session, driver, stamp
+    def attach(self, session: SessionActor, driver: PlaybackObserver,
+               make_signal: SignalFactory | None = None) -> None:
+        self.session, self.driver, self._make_signal = session, driver, make_signal
 
     # ---------------------------------------------------------------- signals
     def _signal(self, name: SignalName, emitter: Emitter, turn_id: str, reason: str) -> None:
         self.signals.append((name.value, turn_id))
-        stamp = self._stamp
-        if stamp is None or self._record is None:
+        if self._make_signal is None or self._record is None:
             return
-        epoch = getattr(self.driver, "authority", None)
-        rec = stamp.signal(name, emitter, authority_epoch=getattr(epoch, "epoch", 0),  # type: ignore[attr-defined]
-                           turn_id=turn_id, reason=reason)
-        self._record(rec, None)
+        self._record(self._make_signal(name, emitter, turn_id, reason), None)
 
     def _turn(self, tid: str) -> TurnOutput:
         t = self.turns.get(tid)
@@ -133,8 +132,8 @@ class LoopbackTransport:
                 pcm = resample_pcm(pcm, fmt.sample_rate, self.out_rate)
             t.pending.extend(pcm)
             t.received_samples += len(pcm) // 2
-            if isinstance(event.attrs, dict) and event.attrs.get("text"):
-                pass
+            if event.attrs and event.attrs.get("sentence"):
+                t.reply_text.append(str(event.attrs["sentence"]))
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             t.reply_text.append(event.payload)
             t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
@@ -215,11 +214,14 @@ class LoopbackTransport:
         if len(frame) < n * 2:
             frame = frame + b"\x00" * (n * 2 - len(frame))
         bi = self.opts.barge_in
-        if bi is not None and self.barge_start is not None and self.media_samples >= self.barge_start:
+        at = self.barge_start
+        if bi is not None and at is not None and self.media_samples >= at:
             off = self.barge_injected * 2
             extra = bi[off : off + n * 2]
             if extra:
                 self.barge_injected += len(extra) // 2
+                if self.barge_injected * 2 >= len(bi):
+                    self._barge_done = self.media_samples
                 a = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
                 b = np.zeros_like(a)
                 b[: len(extra) // 2] = np.frombuffer(extra, dtype=np.int16)
@@ -231,9 +233,10 @@ class LoopbackTransport:
         if bi is None:
             return False
         if self.barge_start is None:
-            return any(t.accepted for t in self.turns.values()) or bool(self.queue) or (
-                self.driver is not None and self.driver.busy)
-        return self.barge_injected * 2 < len(bi)
+            return False
+        if self._barge_done is None:
+            return True
+        return self.media_samples < self._barge_done + self.rate * self.opts.tail_silence_ms // 1000
 
     async def _wait_media(self) -> None:
         driver = self.driver
@@ -241,15 +244,19 @@ class LoopbackTransport:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.opts.stall_timeout_s
-        while driver.busy and not self.unplayed() and loop.time() < deadline:
+        # polled: "busy" is derived from several independent producers (arbiter, nodes)
+        while driver.busy and not self.unplayed() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.002)
 
     async def _backpressure(self) -> None:
         s = self.session
         if s is None:
             return
-        while sum(len(b) for b in s.edge_buffers.values()) + sum(
-                len(b) for b, _ in s.entries.values()) > 48:
+        def queued() -> int:
+            return sum(len(b) for b in s.edge_buffers.values()) + sum(
+                len(b) for b, _ in s.entries.values())
+
+        while queued() > 48:  # noqa: ASYNC110 - polled: many independent queues
             await asyncio.sleep(0.001)
 
     async def run(self) -> None:
@@ -266,6 +273,7 @@ class LoopbackTransport:
         while True:
             more_input = index < total
             if not more_input:
+                await s.drain()
                 busy = self.driver is not None and self.driver.busy
                 if not (busy or self.queue or self._barge_pending()) or index >= total + drain:
                     break

@@ -301,3 +301,30 @@ def test_config_from_contract_policy_keeps_defaulting_source() -> None:
     again = BufferConfig.from_policy(policy)
     assert (again.strategy, again.max_items, again.max_block_ms) == ("block", 7, 20)
     assert again.defaulting_source == "explicit_edge_config"
+
+
+def test_watermark_merge_action_coalesces_queued_partials(check_records) -> None:
+    """F-144: the plan's ``merge`` action at the high watermark."""
+    buf, log = make(BufferConfig(max_items=100, watermark_items=(4, 1), watermark_action="merge"))
+    for i in range(4):
+        e = ev(i, kind="text", final=False, revision=i, attrs={"segment": "s"})
+        buf.offer(e)
+    assert data_seqs(buf) == [3]
+    assert buf.data[0].merged_from == ("0", "1", "2", "3")
+    names = [r.signal for r in log.records]
+    assert names[0] == SignalName.WATERMARK and SignalName.DROP_NOTICE in names
+    assert log.of(SignalName.WATERMARK)[-1].reason == "low_watermark_crossed:queue_items"
+    check_records(log.records)
+
+
+def test_queue_ms_watermark_crossing() -> None:
+    clock = VirtualClock()
+    buf, log = make(BufferConfig(max_items=100, max_queue_ms=10_000, watermark_ms=(100, 20)),
+                    clock)
+    buf.offer(ev(0))
+    clock.advance(150)
+    buf.offer(ev(1))
+    assert [w.reason for w in log.of(SignalName.WATERMARK)] == ["high_watermark_crossed:queue_ms"]
+    buf.pop()
+    buf.pop()
+    assert log.of(SignalName.WATERMARK)[-1].reason == "low_watermark_crossed:queue_ms"

@@ -1,0 +1,238 @@
+"""The local runner (F-125): one spec, one loopback session, every runtime guarantee on.
+
+:func:`run_local` compiles the spec, starts an in-process control plane
+(static snapshot source, local admission, an authority lease), a session with
+the built-in nodes and the turn driver, streams the input WAV through the
+loopback transport, and returns per-turn transcripts, replies and latencies.
+The timeline (JSON Lines) is exported asynchronously while the session runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import rspp.nodes  # noqa: F401  (registers the built-in node types)
+from rspp.errors import RSPPError
+from rspp.nodes import NodeServices, bind_services, build_provider, unbind_services
+from rspp.observability import (
+    JsonLinesFileSink,
+    RecorderOptions,
+    TimelineExporter,
+    TimelineRecorder,
+)
+from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock
+from rspp.runtime._admission import LocalAdmission
+from rspp.runtime._authority import AuthorityGuard
+from rspp.runtime._plan_resolver import PlanResolver
+from rspp.runtime._snapshot_source import StaticSnapshotSource
+from rspp.runtime._turn_driver import TurnDriver
+from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
+from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
+
+__all__ = ["RunOptions", "RunResult", "RunnerError", "TurnReport", "run_local"]
+
+
+class RunnerError(RSPPError):
+    """Bad runner input (spec, WAV, options); the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    spec: Path
+    input: Path
+    output: Path | None = None
+    timeline: Path | None = None
+    real_time: bool = False
+    barge_in: Path | None = None
+    barge_in_after_s: float = 0.0
+    session_id: str = "local-session"
+    tenant_id: str = LOCAL_TENANT
+    authority_epoch: int = 1
+
+
+@dataclass(slots=True)
+class TurnReport:
+    turn_id: str
+    terminal: str | None
+    reason: str | None
+    transcript: str
+    reply: str
+    degraded: bool
+    played_s: float
+    turn_open_decision_ms: float | None
+    first_output_ms: float | None
+    end_to_end_ms: float | None
+    cancel_fence_ms: float | None
+
+
+@dataclass(slots=True)
+class RunResult:
+    turns: list[TurnReport]
+    partials: list[str]
+    output_seconds: float
+    timeline_lines: int
+    after_fence_outputs: int
+    signals: list[tuple[str, str]]
+    diagnostics: list[str] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(t.transcript for t in self.turns if t.transcript)
+
+
+def _compile(path: Path) -> GraphDefinition:
+    if not path.exists():
+        raise RunnerError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
+                          "pipelines/examples/voice_assistant.yaml")
+    try:
+        return compile_spec(load_spec(path))
+    except SpecInvalid as exc:
+        raise RunnerError(f"SPEC {path}: {exc}; run `rspp spec lint {path}` for every issue") \
+            from None
+
+
+def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
+    providers: dict[str, Any] = {}
+    chains: dict[str, tuple[str, ...]] = {}
+    timeouts: dict[str, int] = {}
+    for b in gd.providers:
+        chain = (b.primary, *b.fallbacks)
+        chains[b.modality] = chain
+        timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        for i, pid in enumerate(chain):
+            if pid in providers:
+                continue
+            cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            try:
+                providers[pid] = build_provider(pid, cfg)
+            except KeyError as exc:
+                raise RunnerError(f"providers.{b.modality}: {exc.args[0]}") from None
+    return NodeServices(providers=providers, chains=chains, session_id=session_id,
+                        pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
+                        timeouts_ms=timeouts)
+
+
+async def run_local(opts: RunOptions) -> RunResult:
+    """Run ``opts.spec`` on ``opts.input`` (see the module docstring)."""
+    gd = _compile(opts.spec)
+    try:
+        pcm, rate = read_wav(opts.input)
+        barge = read_wav(opts.barge_in) if opts.barge_in is not None else None
+    except RSPPError as exc:
+        raise RunnerError(str(exc)) from None
+    barge_pcm = None
+    if barge is not None:
+        from rspp.providers.offline import resample_pcm
+
+        barge_pcm = resample_pcm(barge[0], barge[1], rate)
+    graph = RuntimeGraph.from_definition(gd)
+    if "audio" not in graph.entry_ports():
+        raise RunnerError(f"SPEC {opts.spec}: the graph has no `input.audio` entry; "
+                          "add an edge `{from: input.audio, to: <vad>.audio}`")
+    clock = SystemClock()
+    recorder = TimelineRecorder(clock, RecorderOptions(capacity=200_000, control_reserve=100_000,
+                                                       evidence_reserve=4096))
+    exporter_task: asyncio.Task[None] | None = None
+    if opts.timeline is not None:
+        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
+        opts.timeline.write_bytes(b"")
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), clock)
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
+
+    def record(rec: msgspec.Struct, payload: object = None) -> None:
+        recorder.append(rec, payload)
+
+    sid = opts.session_id
+    services = _services(gd, sid, record)
+    bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id)
+    admission = LocalAdmission(clock)
+    if bundle.admission_policy is not None:
+        admission.set_policy(bundle.admission_policy)
+    if not admission.admit_session(opts.tenant_id, sid).admitted:
+        raise RunnerError(f"session {sid} was not admitted by the local admission policy")
+    authority = AuthorityGuard(opts.authority_epoch)
+    resolver = PlanResolver(gd, StaticSnapshotSource(bundle), clock, runtime_id=LOCAL_RUNTIME_ID)
+    transport = LoopbackTransport(pcm, rate, LoopbackOptions(
+        real_time=opts.real_time, barge_in=barge_pcm, barge_in_after_s=opts.barge_in_after_s),
+        record=record)
+    holder: dict[str, TurnDriver] = {}
+    dead: list[str] = []
+
+    def dead_letter(dl: Any) -> None:
+        dead.append(f"{dl.error.node_id}:{dl.error.error_code}:{dl.error.message}")
+        if "driver" in holder:
+            holder["driver"].node_failed(dl)
+
+    bind_services(sid, services)
+    session = SessionActor(graph, session_id=sid, clock=clock, options=SessionOptions(seed=0),
+                           output_sink=transport.output, signal_sink=record,
+                           dead_letter_sink=dead_letter)
+    session.signals.authority_epoch = authority.epoch
+    reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
+
+    def on_plan(plan: Any) -> None:
+        for modality, pid in plan.provider_bindings.items():
+            rest = tuple(p for p in services.chains.get(modality, ()) if p != pid)
+            services.chains[modality] = (pid, *rest)
+
+    driver = TurnDriver(session, resolver, tenant_id=opts.tenant_id, authority=authority,
+                        admission=admission, record=record, evidence=recorder.append_evidence,
+                        on_plan=on_plan, reply_ports=reply_ports or ("audio",))
+    holder["driver"] = driver
+    services.hooks = driver
+    services.next_sequence = session._next_seq
+    services.authority_epoch = authority.epoch
+    driver.on_stop_playback = transport.stop_playback
+
+    def make_signal(name: Any, emitter: Any, turn_id: str, reason: str) -> Any:
+        return driver.stamp.signal(name, emitter, authority_epoch=authority.epoch,
+                                   turn_id=turn_id, reason=reason)
+
+    transport.attach(session, driver, make_signal)
+    try:
+        await session.start()
+        try:
+            await transport.run()
+            await session.drain()
+        finally:
+            await session.stop()
+            await driver.aclose()
+            for p in services.providers.values():
+                with contextlib.suppress(Exception):
+                    await p.aclose()
+    finally:
+        unbind_services(sid)
+        admission.end_session(opts.tenant_id, sid)
+        recorder.close()
+        if exporter_task is not None:
+            await exporter_task
+    out_rate = transport.out_rate or rate
+    if opts.output is not None:
+        write_wav(opts.output, bytes(transport.played), out_rate)
+    turns = []
+    for row in driver.summary():
+        tid = row["turn_id"]
+        tout = transport.turns.get(tid)
+        turns.append(TurnReport(
+            turn_id=tid, terminal=row["terminal"], reason=row["reason"],
+            transcript=tout.transcript if tout else "", reply=transport.reply_text_for(tid),
+            degraded=bool(tout and tout.degraded),
+            played_s=(tout.played_samples / out_rate) if tout else 0.0,
+            turn_open_decision_ms=row["turn_open_decision_ms"],
+            first_output_ms=row["first_output_ms"], end_to_end_ms=row["end_to_end_ms"],
+            cancel_fence_ms=row["cancel_fence_ms"],
+        ))
+    return RunResult(
+        turns=turns, partials=transport.partials,
+        output_seconds=len(transport.played) / 2 / out_rate,
+        timeline_lines=recorder.stats.appended, after_fence_outputs=len(transport.after_fence),
+        signals=transport.signals, diagnostics=driver.diagnostics, dead_letters=dead,
+    )
