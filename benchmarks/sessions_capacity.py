@@ -5,7 +5,8 @@ way a transport delivers frames); an utterance starts every 3 s (1 s of speech,
 start times staggered across sessions). The mock STT emits partials and a final
 transcript, the mock LLM streams 20 tokens 10 ms apart, the mock TTS streams 25 x
 20 ms chunks paced in real time. Lateness of an output chunk = when the sink got
-it minus when it was due. Capacity = largest M with p99 <= 20 ms (one process,
+it minus when it was due, where chunk i is due at ingress(utterance-end frame) +
+200 ms (LLM) + i x 20 ms: every delay on the path counts. Capacity = largest M with p99 <= 20 ms (one process,
 one event loop, so at most one core).
 Usage: ``python benchmarks/sessions_capacity.py [--quick] [--sessions 50,100]``.
 """
@@ -94,7 +95,9 @@ class MockTts(Node):
         if not event.final:
             return
         clock = self.ctx.clock
-        t0 = clock.monotonic_ns()
+        # Due times anchor on the ingress of the frame that ended the utterance plus the
+        # mock LLM's 20 x 10 ms: any queueing/scheduling delay on the path counts as lateness.
+        t0 = event.ingress_ns + 200_000_000
         for i in range(25):
             due = t0 + i * 20_000_000
             delay = due - clock.monotonic_ns()

@@ -22,7 +22,9 @@ PG_URL = os.environ.get("RSPP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 _START_HINTS = {
-    "postgresql": "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "postgresql": (
+        "start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+    ),
     "redis": "start it with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
 }
 
@@ -70,5 +72,6 @@ def reference_path(name: str) -> Path:
 @pytest.fixture(scope="session")
 def reference_schema() -> dict[str, Any]:
     """The reference wire-contract JSON Schema."""
-    loaded: dict[str, Any] = json.loads(reference_path("contract-artifacts.schema.json").read_text())
+    text = reference_path("contract-artifacts.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
     return loaded
