@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,12 @@ def require_service(name: str, host: str, port: int) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture
+def service_guard() -> Callable[[str, str, int], None]:
+    """The skip-or-fail check itself, for tests of this policy."""
+    return require_service
 
 
 @pytest.fixture
