@@ -6,8 +6,8 @@ start times staggered across sessions). The mock STT emits partials and a final
 transcript, the mock LLM streams 20 tokens 10 ms apart, the mock TTS streams 25 x
 20 ms chunks paced in real time. Lateness of an output chunk = when the sink got
 it minus when it was due, where chunk i is due at ingress(utterance-end frame) +
-200 ms (LLM) + i x 20 ms: every delay on the path counts. Capacity = largest M with p99 <= 20 ms (one process,
-one event loop, so at most one core).
+200 ms (LLM) + i x 20 ms: every delay on the path counts. Capacity = largest M
+with p99 <= 20 ms (one process, one event loop, so at most one core).
 Usage: ``python benchmarks/sessions_capacity.py [--quick] [--sessions 50,100]``.
 """
 
@@ -83,8 +83,13 @@ class MockLlm(Node):
     type_name = "mock.llm"
 
     async def process(self, event: Event, port: str) -> None:
+        # A remote model streams at its own pace: token i is ready 10 ms x (i + 1) after
+        # the utterance ended, whatever our event loop does meanwhile.
+        clock = self.ctx.clock
         for i in range(20):
-            await self.ctx.clock.sleep(0.010)
+            delay = event.ingress_ns + (i + 1) * 10_000_000 - clock.monotonic_ns()
+            if delay > 0:
+                await clock.sleep(delay / 1e9)
             self.ctx.emit(event.derive("token", f"t{i}", final=i == 19))
 
 

@@ -2,7 +2,7 @@
 
 ``vad`` / ``turn_detector`` (endpointing policies, explicit end of utterance),
 ``stt``, ``llm``, ``sentence_segmenter``, ``tts``, ``error_speech``,
-``resampler``, ``redaction``, ``compliance`` plus the simple kernel nodes
+``resampler``, ``redaction``, ``compliance``, ``router`` plus the simple kernel nodes
 (``passthrough``, ``merge``, ``select``). Type and port names match
 ``rspp.spec.BUILTIN_NODE_TYPES``. Providers and turn hooks reach the nodes
 through :class:`NodeServices` bound per session (:func:`bind_services`).
@@ -18,6 +18,7 @@ from rspp.nodes._endpointing import (
 )
 from rspp.nodes._llm import LlmNode, eos_event
 from rspp.nodes._resample import ResamplerNode
+from rspp.nodes._router import RouterNode
 from rspp.nodes._services import (
     PROVIDER_FACTORIES,
     NodeServices,
@@ -45,6 +46,7 @@ BUILTIN_NODES: tuple[type[Node], ...] = (
     ResamplerNode,
     RedactionNode,
     ComplianceNode,
+    RouterNode,
 )
 for _cls in BUILTIN_NODES:
     default_registry.register(_cls)
@@ -66,6 +68,7 @@ __all__ = [
     "Passthrough",
     "RedactionNode",
     "ResamplerNode",
+    "RouterNode",
     "SelectNode",
     "SentenceSegmenter",
     "SilenceEndpointer",

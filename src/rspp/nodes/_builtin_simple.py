@@ -96,9 +96,11 @@ class SelectNode(Node):
     """Fan-in choosing one candidate stream by policy (F-006).
 
     ``candidates``: input edge ids, first is the initial choice. ``policy``:
-    ``manual`` (switch by the ``select`` control command) or ``attribute``
+    ``manual`` (switch by the ``select`` control command), ``attribute``
     (``attribute`` names an event attribute, ``mapping`` maps its value to a
-    candidate). Every switch records an audit event.
+    candidate) or ``priority`` (the highest-priority candidate that produced in
+    this turn wins; a lower one is used while no higher one has produced).
+    Every switch records an audit event.
     """
 
     type_name = "select"
@@ -112,15 +114,27 @@ class SelectNode(Node):
         self.mapping: Mapping[str, str] = self.params.get("mapping", {})
         self.active: str | None = self.candidates[0] if self.candidates else None
         self.discarded = 0
+        self.produced: set[str] = set()
 
     def select(self, candidate: str, reason: str) -> None:
         if candidate != self.active:
             self.active = candidate
             self.ctx.audit(f"select:{candidate}:{reason}")
 
+    def _rank(self, port: str) -> int:
+        return self.candidates.index(port) if port in self.candidates else len(self.candidates)
+
+    def on_turn_start(self, turn_id: str) -> None:
+        self.produced.clear()
+
     def process(self, event: Event, port: str) -> Event | None:
         if self.active is None:
             self.active = port
+        if self.policy == "priority":
+            self.produced.add(port)
+            best = min(self.produced, key=self._rank)
+            if best != self.active:
+                self.select(best, "priority")
         if self.policy == "attribute" and self.attribute and event.attrs:
             value = event.attrs.get(str(self.attribute))
             target = self.mapping.get(str(value)) if value is not None else None

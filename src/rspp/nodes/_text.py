@@ -16,12 +16,12 @@ __all__ = ["PII_PATTERNS", "ComplianceNode", "RedactionNode", "SentenceSegmenter
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
-#: built-in PII rules (name -> regex)
+#: built-in PII rules (name -> regex), applied in this order (longest digit runs first)
 PII_PATTERNS: dict[str, str] = {
     "email": r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
     "card": r"\b(?:\d[ -]?){13,19}\b",
-    "phone": r"(?<!\w)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b",
     "ssn": r"\b\d{3}-\d{2}-\d{4}\b",
+    "phone": r"(?<!\w)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]?\d{3,4}[ .-]?\d{3,4}\b",
 }
 
 
@@ -98,7 +98,7 @@ class RedactionNode(Node):
                 f"redaction patterns {unknown} unknown; use {sorted(PII_PATTERNS)} or put "
                 "regexes under params.custom"
             )
-        rules = [(n, PII_PATTERNS[n]) for n in names]
+        rules = [(n, rx) for n, rx in PII_PATTERNS.items() if n in names]
         rules += list(dict(self.params.get("custom", {})).items())
         self.rules = [(str(n), re.compile(str(p))) for n, p in rules]
         self.replacement = str(self.params.get("replacement", "[redacted {name}]"))

@@ -55,6 +55,7 @@ class RunOptions:
     session_id: str = "local-session"
     tenant_id: str = LOCAL_TENANT
     authority_epoch: int = 1
+    end_of_utterance_at_s: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -125,9 +126,12 @@ async def run_local(opts: RunOptions) -> RunResult:
     gd = _compile(opts.spec)
     try:
         pcm, rate = read_wav(opts.input)
+    except RSPPError as exc:
+        raise RunnerError(f"--input {exc}") from None
+    try:
         barge = read_wav(opts.barge_in) if opts.barge_in is not None else None
     except RSPPError as exc:
-        raise RunnerError(str(exc)) from None
+        raise RunnerError(f"--barge-in {exc}") from None
     barge_pcm = None
     if barge is not None:
         from rspp.providers.offline import resample_pcm
@@ -161,7 +165,8 @@ async def run_local(opts: RunOptions) -> RunResult:
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, StaticSnapshotSource(bundle), clock, runtime_id=LOCAL_RUNTIME_ID)
     transport = LoopbackTransport(pcm, rate, LoopbackOptions(
-        real_time=opts.real_time, barge_in=barge_pcm, barge_in_after_s=opts.barge_in_after_s),
+        real_time=opts.real_time, barge_in=barge_pcm, barge_in_after_s=opts.barge_in_after_s,
+        end_of_utterance_at_s=opts.end_of_utterance_at_s),
         record=record)
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []

@@ -20,6 +20,11 @@ Hook points for the turn arbiter, cancellation and egress fencing:
   flush its queued data with ``drop_notice``, hard-cancel in-flight work of
   ``cancel_mode='hard'`` nodes, run ``on_barge_in``/``on_cancel`` hooks),
   ``budget_exhausted`` (``on_budget_exhausted`` hooks), ``select``.
+* Ingress: ``SessionActor.push(event, port)`` (non-blocking; dispatches directly
+  when the scheduler is idle and nothing is queued, else queues on the bounded
+  entry buffer) and ``await SessionActor.send(event, port)`` (honours blocking
+  and flow control up to ``max_block_ms``). ``SessionActor.stamp`` /
+  ``signals.authority_epoch`` are the sequencer and epoch every record carries.
 * ``SessionActor.set_egress_gate(gate)``: an :class:`EgressGate` whose
   ``allow(port, event)`` is consulted for every event before it reaches the
   output sink (default :class:`TurnFenceGate` blocks cancelled turns).

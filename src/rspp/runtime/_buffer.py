@@ -236,7 +236,15 @@ class EdgeBuffer(PressureMixin):
 
     def _make_room(self, ev: Event, reason: str) -> bool:
         data = self.data
+        merge = self.config.strategy == "merge"
         while data and self._overflow_reason(ev) is not None:
+            if merge:  # finals are never shed while a partial can go instead (F-053)
+                victim = next((e for e in data if not e.final), None)
+                if victim is not None:
+                    data.remove(victim)
+                    self.nbytes -= victim.size
+                    self._drop(victim, reason)
+                    continue
             self._drop(self._pop_data(), reason)
         return self._overflow_reason(ev) is None
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import EventRecord, Lane
+from rspp.errors import RuntimeKernelError
 from rspp.runtime._defaults import DictState, SessionTelemetry
 from rspp.runtime._egress import ControlCommand, EgressGate, TurnFenceGate
 from rspp.runtime._events import Event, EventKind
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from rspp.runtime._host import NodeHost
     from rspp.runtime._signals import SignalLog
 
-__all__ = ["ControlMixin"]
+__all__ = ["CONTROL_LANE_LIMIT", "ControlMixin"]
+
+#: Bound of a session's pending ControlLane commands (never dropped: overflow raises).
+CONTROL_LANE_LIMIT = 4096
 
 
 class ControlMixin:
@@ -61,6 +65,11 @@ class ControlMixin:
     def control(self, name: str, *, turn_id: str | None = None, reason: str | None = None,
                 scope: str = "turn", **data: Any) -> ControlCommand:
         """Enqueue a control command on the ControlLane (served before any data)."""
+        if len(self._ctrl) >= CONTROL_LANE_LIMIT:
+            raise RuntimeKernelError(
+                f"session {self.session_id}: {CONTROL_LANE_LIMIT} control commands pending; "
+                "control is never dropped, so the sender must slow down"
+            )
         cmd = ControlCommand(name, turn_id=turn_id, reason=reason, scope=scope, data=data)
         self._ctrl.append(cmd)
         self._wakeup.fire()

@@ -305,12 +305,10 @@ class SessionActor(ControlMixin):
                     return
                 await self._handle_control(cmd)
                 continue
-            progressed = False
-            for buf, targets in entries:
-                ev = buf.pop()
-                if ev is None:
-                    continue
-                progressed = True
+            picked = self._next_entry(entries)
+            progressed = picked is not None
+            if picked is not None:
+                ev, targets = picked
                 t0 = _perf() if self.instrument else 0
                 try:
                     self.route(targets, ev)
@@ -320,8 +318,6 @@ class SessionActor(ControlMixin):
                     self.total_ns += _perf() - t0
                 if self.blocked:
                     await self.resolve_blocked()
-                if ctrl:
-                    break
             if progressed:
                 n += 1
                 if not n & 63:
@@ -337,6 +333,26 @@ class SessionActor(ControlMixin):
             await self._wakeup.wait()
             self._busy = True
 
+    @staticmethod
+    def _next_entry(
+        entries: list[tuple[EdgeBuffer, tuple[Target, ...]]],
+    ) -> tuple[Event, tuple[Target, ...]] | None:
+        """Next ingress event in global sequence order across entry ports (F-008)."""
+        if len(entries) == 1:
+            buf, targets = entries[0]
+            ev = buf.pop()
+            return None if ev is None else (ev, targets)
+        best: tuple[EdgeBuffer, tuple[Target, ...]] | None = None
+        for buf, targets in entries:
+            if buf.data and (best is None or buf.data[0].seq < best[0].data[0].seq):
+                best = (buf, targets)
+        candidates = [best] if best is not None else entries
+        for buf, targets in candidates:
+            ev = buf.pop()
+            if ev is not None:
+                return ev, targets
+        return None
+
     def idle(self) -> bool:
         if self._busy or self._ctrl or self.blocked:
             return False
@@ -344,10 +360,19 @@ class SessionActor(ControlMixin):
             return False
         return not any(h.busy or any(len(b) for b, _ in h.buffers) for h in self.hosts.values())
 
-    async def drain(self, max_spins: int = 1_000_000) -> None:
-        """Wait until every queue is empty and every worker idle."""
-        for _ in range(max_spins):
-            await asyncio.sleep(0)
+    async def drain(self, timeout_s: float = 60.0) -> None:
+        """Wait until every queue is empty and every worker idle.
+
+        Spins the event loop (virtual clocks advance as sleepers run); with a real
+        clock it backs off to 1 ms naps. Raises TimeoutError after ``timeout_s``
+        of real time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        spins = 0
+        while loop.time() < deadline:
+            spins += 1
+            await asyncio.sleep(0.001 if not spins % 1000 else 0)
             if self.idle():
                 await asyncio.sleep(0)
                 if self.idle():

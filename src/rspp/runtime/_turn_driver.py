@@ -343,7 +343,7 @@ class TurnDriver:
         t.open_ns = self.clock.monotonic_ns()
         t.open_ms = self.timebase.runtime_ms()
         self.cancels.open(CancelScopeKind.TURN, tid)
-        self.session.control("turn_start", turn_id=tid)
+        self.session.control("turn_start", turn_id=tid, applied=True)
         self._resolve_waiter(tid)
 
     def _evidence_ok(self, t: TurnTiming, signal: str, reason: str | None) -> bool:
@@ -385,7 +385,7 @@ class TurnDriver:
                     t.terminal = rec.signal.value
                     t.reason = rec.reason
                     t.terminal_ns = self.clock.monotonic_ns()
-        self.session.control("turn_end", turn_id=tid)
+        self.session.control("turn_end", turn_id=tid, applied=True)
 
     def _complete(self, tid: str | None) -> None:
         if tid is None or tid != self.active_turn:

@@ -40,6 +40,8 @@ class LoopbackOptions:
     max_drain_s: float = 60.0
     #: fast mode: wall seconds to wait for a busy pipeline before media time moves anyway
     stall_timeout_s: float = 30.0
+    #: client push-to-talk releases (explicit end of utterance, F-042), media seconds
+    end_of_utterance_at_s: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -270,7 +272,11 @@ class LoopbackTransport:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         index = 0
+        eou = sorted(int(x * self.rate) for x in self.opts.end_of_utterance_at_s)
         while True:
+            while eou and self.media_samples >= eou[0]:
+                eou.pop(0)
+                await self.end_of_utterance()
             more_input = index < total
             if not more_input:
                 await s.drain()

@@ -296,3 +296,20 @@ async def test_session_from_builder_buffers_between_async_nodes() -> None:
         out = h.outputs()
         assert [e.sample_index for e in out] == [i * 320 for i in range(100)]
         assert isinstance(h.session, SessionActor)
+
+
+async def test_runs_on_the_system_clock_too() -> None:
+    """The same graph on real time (SystemClock): ordered, complete, timeouts armed."""
+    from rspp.runtime import SystemClock
+
+    reg = NodeRegistry()
+    reg.register(SlowPass)
+    reg.register(Flaky)
+    b = GraphBuilder("real", "1.0.0").node("s", "acme.slowpass").node("f", "acme.flaky")
+    b.chain("s", "f", entry="text", exit_="text")
+    async with GraphHarness(b.build(), registry=reg, clock=SystemClock()) as h:
+        await h.feed([Event("text", str(i), attrs={"mode": "ok"}) for i in range(20)], "text")
+        assert [e.payload for e in h.outputs("text")] == [str(i) for i in range(20)]
+        await h.feed([Event("text", "late", attrs={"mode": "hang"})], "text")
+        (dl,) = h.session.dead_letters
+        assert dl.error.error_code == "provider_timeout"

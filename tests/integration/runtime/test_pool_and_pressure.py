@@ -270,3 +270,27 @@ async def test_memory_stays_bounded_under_overload() -> None:
         assert len(s.signals.records) <= s.signals.records.maxlen  # type: ignore[operator]
         assert max(peaks[1:]) < peaks[0] * 2 + 2_000_000  # no growth per round
         assert s.edge_buffers["input.audio->c.in"].stats.max_depth <= 20
+
+
+async def test_select_priority_policy_prefers_higher_candidate() -> None:
+    """F-006: ``priority`` uses a lower candidate only while the higher one is silent."""
+    import rspp.nodes._builtin_simple as builtins
+
+    r = reg()
+    r.register(builtins.SelectNode)
+    b = GraphBuilder("selp", "1.0.0").node("a", "t.fast").node("b", "t.fast")
+    b.node("pick", "select")
+    b.edge("input.a", "a.in").edge("input.b", "b.in")
+    b.edge("a.out", "pick.in", edge_id="ea").edge("b.out", "pick.in", edge_id="eb")
+    b.edge("pick.out", "output.text")
+    g = b.build(select_policies={"pick": ("priority", ("ea", "eb"))})
+    async with GraphHarness(g, registry=r) as h:
+        s = h.session
+        s.begin_turn()
+        s.push(Event("text", "b1"), "b")  # only the backup speaks: use it
+        s.push(Event("text", "a1"), "a")  # primary appears: switch to it
+        s.push(Event("text", "b2"), "b")  # backup now ignored
+        await h.drain()
+        assert [e.payload for e in h.data_outputs("text")] == ["b1", "a1"]
+        audits = [x.reason for x in h.records() if getattr(x, "reason", "").startswith("select:")]
+        assert audits == ["select:eb:priority", "select:ea:priority"]

@@ -326,7 +326,7 @@ async def test_turn_start_via_control_hook_applies_turn_id() -> None:
         await h.drain()
         assert s.turn_id is None and s.turn_index == 1
         assert [e.turn_id for e in h.data_outputs()] == ["T-7", "T-7"]
-        assert [e.kind for e in h.outputs()][0] == "turn_start"
+        assert h.outputs()[0].kind == "turn_start"
 
 
 async def test_failing_output_sink_does_not_kill_the_session() -> None:
@@ -352,3 +352,14 @@ async def test_failing_output_sink_does_not_kill_the_session() -> None:
         (dl,) = s.dead_letters
         assert dl.error.node_id == "egress" and "OSError" in dl.error.message
         assert dl.event.turn_id == turn and s.state == "running"
+
+
+async def test_control_lane_is_bounded_and_never_drops() -> None:
+    from rspp.errors import RuntimeKernelError
+    from rspp.runtime._control import CONTROL_LANE_LIMIT
+
+    s = SessionActor(slow_graph().build(), session_id="s", registry=reg(), clock=VirtualClock())
+    for _ in range(CONTROL_LANE_LIMIT):
+        s.control("noop")
+    with pytest.raises(RuntimeKernelError, match="control is never dropped"):
+        s.control("noop")

@@ -328,3 +328,10 @@ def test_queue_ms_watermark_crossing() -> None:
     buf.pop()
     buf.pop()
     assert log.of(SignalName.WATERMARK)[-1].reason == "low_watermark_crossed:queue_ms"
+
+
+def test_merge_overflow_sheds_partials_before_finals() -> None:
+    buf, _ = make(BufferConfig(strategy="merge", max_items=3))
+    for i, (seg, final) in enumerate([("a", True), ("b", True), ("c", False), ("d", True)]):
+        buf.offer(ev(i, kind="text", final=final, attrs={"segment": seg}))
+    assert [(e.seq, e.final) for e in buf.data] == [(0, True), (1, True), (3, True)]

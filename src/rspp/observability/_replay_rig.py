@@ -1,0 +1,250 @@
+"""The session rig shared by recording and replay: kernel session + turn driver + recorder.
+
+:class:`SessionRig` runs one :class:`~rspp.runtime.SessionActor` over a compiled
+graph on a :class:`~rspp.runtime.VirtualClock`, with the Kernel II turn driver
+(local admission, authority guard, plan resolver over an in-process turn-start
+bundle) and a :class:`~rspp.observability.TimelineRecorder` receiving every
+record: control signals, decision outcomes, transitions, plans, OR-02 evidence,
+ingress events (edge ``input.<port>``, payload at L2), egress outputs (edge
+``output.<port>``) and provider-node outputs (edge ``<node>.<port>``, causal
+parent ``<node>#in<k>`` = the k-th input of that node). It is the loopback
+transport of the recording: the first output of a turn reports playback
+started, an ``eos`` output reports the reply complete (commit, T6).
+
+The rig runs a live session (recording) when ``playback`` is None; with a
+:class:`PlaybackStore` the provider nodes serve recorded outputs instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from rspp.contracts import (
+    SCHEMA_VERSION,
+    AbiCompatibility,
+    AdmissionPolicy,
+    PolicyResolution,
+    ProviderHealth,
+    RecordingLevel,
+    RoutingView,
+    SnapshotMeta,
+    TurnStartBundle,
+    VersionResolution,
+)
+from rspp.contracts._snapshots import RuntimeHealth
+from rspp.observability._exporter import to_line
+from rspp.observability._recorder import RecorderOptions, TimelineRecorder
+from rspp.observability._replay_codec import encode_event
+from rspp.observability._replay_nodes import (
+    PlaybackStore,
+    ReplayRegistry,
+    playback_class,
+    recording_class,
+)
+from rspp.runtime import (
+    Event,
+    EventKind,
+    NodeRegistry,
+    RuntimeGraph,
+    SessionActor,
+    VirtualClock,
+    default_registry,
+    to_record,
+)
+from rspp.runtime._admission import AdmissionDecision, LocalAdmission
+from rspp.runtime._authority import AuthorityGuard
+from rspp.runtime._plan_resolver import PlanResolver
+from rspp.runtime._snapshot_source import StaticSnapshotSource
+from rspp.runtime._timebase import Timebase
+from rspp.runtime._turn_driver import TurnDriver
+from rspp.spec import GraphDefinition
+
+__all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "SessionRig",
+           "rig_bundle"]
+
+DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts"})
+_BIG = 1 << 20
+
+
+class AdmissionSource(Protocol):
+    """Where the turn driver's per-turn admission decisions come from."""
+
+    def admit_turn(self, tenant_id: str, session_id: str, turn_id: str) -> AdmissionDecision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RigOptions:
+    """Identity, epoch, time origin and recording level of one rig session."""
+
+    session_id: str = "session-1"
+    tenant_id: str = "local"
+    runtime_id: str = "replay-rig"
+    authority_epoch: int = 1
+    start_wall_ms: int = 1_700_000_000_000
+    recording_level: RecordingLevel = RecordingLevel.L2
+    provider_node_types: frozenset[str] = DEFAULT_PROVIDER_NODE_TYPES
+    #: (snapshot name, snapshot id, version) taken from a recorded plan's provenance
+    snapshot_refs: tuple[tuple[str, str, int], ...] = ()
+
+
+def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
+    """The in-process turn-start bundle (six snapshots) of a rig session."""
+    now = opts.start_wall_ms
+    refs = {name: (sid, ver) for name, sid, ver in opts.snapshot_refs}
+
+    def meta(name: str) -> SnapshotMeta:
+        sid, ver = refs.get(name, (f"rig:{name}", 1))
+        return SnapshotMeta(snapshot_id=sid, version=ver, issued_at_ms=now,
+                            expires_at_ms=now + 24 * 3600 * 1000)
+
+    return TurnStartBundle(
+        version_resolution=VersionResolution(
+            meta=meta("version_resolution"), pipeline_name=gd.name,
+            pipeline_version=gd.version, spec_hash=gd.spec_hash),
+        routing_view=RoutingView(meta=meta("routing_view"), runtime_id=opts.runtime_id,
+                                 health=RuntimeHealth.HEALTHY),
+        admission_policy=AdmissionPolicy(
+            meta=meta("admission_policy"), tenant_id=opts.tenant_id,
+            max_concurrent_sessions=16, sessions_per_minute=600, turns_per_minute=600),
+        policy_resolution=PolicyResolution(meta=meta("policy_resolution"), provider_bindings={},
+                                           recording_level=opts.recording_level),
+        provider_health=ProviderHealth(meta=meta("provider_health")),
+        abi_compatibility=AbiCompatibility(meta=meta("abi_compatibility"),
+                                           schema_version=SCHEMA_VERSION, compatible=True),
+    )
+
+
+class SessionRig:
+    """One recorded kernel session on virtual time (see the module docstring)."""
+
+    def __init__(
+        self,
+        gd: GraphDefinition,
+        *,
+        registry: NodeRegistry | None = None,
+        options: RigOptions | None = None,
+        admission: AdmissionSource | None = None,
+        playback: PlaybackStore | None = None,
+    ) -> None:
+        from rspp.nodes import NodeServices, bind_services  # sibling layer, bound lazily
+
+        self.options = opts = options or RigOptions()
+        self.gd = gd
+        self.clock = VirtualClock(start_wall_ms=opts.start_wall_ms)
+        self.recorder = TimelineRecorder(self.clock, RecorderOptions(
+            level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
+            evidence_reserve=_BIG))
+        self.lines: list[dict[str, object]] = []
+        self.playback = playback
+        base = registry or default_registry
+        wrap: Callable[[type[Any]], type[Any]]
+        if playback is not None:
+            wrap = lambda c: playback_class(c, playback, self._log_output, self._hooks)  # noqa: E731
+        else:
+            wrap = lambda c: recording_class(c, self._log_output)  # noqa: E731
+        reg = ReplayRegistry(base, opts.provider_node_types, wrap)
+        self.session = SessionActor(RuntimeGraph.from_definition(gd), session_id=opts.session_id,
+                                    registry=reg, clock=self.clock,
+                                    output_sink=self._on_output, signal_sink=self._append)
+        self.timebase = Timebase(self.clock)
+        if playback is not None:
+            playback.now_ms = self.timebase.runtime_ms
+        self.bundle = rig_bundle(gd, opts)
+        self.authority = AuthorityGuard(opts.authority_epoch)
+        if admission is None:
+            local = LocalAdmission(self.clock)
+            if self.bundle.admission_policy is not None:
+                local.set_policy(self.bundle.admission_policy)
+            local.admit_session(opts.tenant_id, opts.session_id)
+            admission = local
+        self.driver = TurnDriver(
+            self.session,
+            PlanResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
+                         runtime_id=opts.runtime_id),
+            tenant_id=opts.tenant_id, authority=self.authority,
+            admission=admission,  # type: ignore[arg-type]
+            record=self._append, evidence=self.recorder.append_evidence)
+        chains: dict[str, tuple[str, ...]] = {
+            p.modality: (p.primary, *p.fallbacks) for p in gd.providers}
+        bind_services(opts.session_id, NodeServices(
+            providers={}, chains=chains, session_id=opts.session_id,
+            pipeline_version=gd.version, signal_sink=self._append, hooks=self.driver,
+            next_sequence=self.session._next_seq, authority_epoch=opts.authority_epoch))
+        self._playing: set[str] = set()
+
+    def _append(self, record: msgspec.Struct) -> None:
+        self.recorder.append(record)
+
+    def _hooks(self, session_id: str) -> TurnDriver | None:
+        return self.driver if session_id == self.options.session_id else None
+
+    # ------------------------------------------------------------ recording
+    def _record(self, ev: Event, edge_id: str, *, parent: str | None = None) -> None:
+        payload_class, payload = encode_event(ev)
+        rec = to_record(ev, session_id=self.options.session_id,
+                        pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
+                        wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
+                        payload_class=payload_class, authority_epoch=self.authority.epoch)
+        if parent is not None:
+            rec = msgspec.structs.replace(rec, causal_parent_id=parent)
+        self.recorder.append(rec, payload)
+
+    def _log_output(self, node_id: str, port: str, ev: Event, ordinal: int) -> None:
+        self._record(ev, f"{node_id}.{port}", parent=f"{node_id}#in{ordinal}")
+
+    def _on_output(self, port: str, ev: Event) -> None:
+        if ev.kind in (EventKind.TURN_START, EventKind.TURN_END):
+            return  # kernel boundary markers; the lifecycle records cover them
+        self._record(ev, f"output.{port}")
+        tid = ev.turn_id
+        if tid is None:
+            return
+        if tid not in self._playing:
+            self._playing.add(tid)
+            self.driver.playback_started(tid)
+        if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+            self.driver.output_complete(tid)
+
+    # ------------------------------------------------------------- driving
+    async def start(self) -> None:
+        await self.session.start()
+        self.flush()
+
+    def advance_to(self, runtime_ms: int) -> None:
+        """Move virtual time to ``runtime_ms`` of this session (never backwards)."""
+        delta = runtime_ms * 1_000_000 - self.timebase.runtime_ns()
+        if delta > 0:
+            self.clock.advance_ns(delta)
+
+    def ingress(self, ev: Event, port: str) -> bool:
+        """Push one ingress event (non-blocking) and record it with its payload."""
+        accepted = self.session.push(ev, port)
+        self._record(ev, f"input.{port}")
+        return accepted
+
+    async def settle(self) -> None:
+        """Wait until queues, workers and control commands are idle."""
+        for _ in range(3):
+            await self.session.drain()
+
+    async def stop(self) -> None:
+        from rspp.nodes import unbind_services
+
+        await self.settle()
+        await self.driver.aclose()
+        await self.session.stop()
+        unbind_services(self.options.session_id)
+        self.recorder.close()
+        self.flush()
+
+    def flush(self) -> list[dict[str, object]]:
+        """Move buffered records into :attr:`lines`; returns the new lines."""
+        items = self.recorder.peek(self.recorder.buffered)
+        self.recorder.consume(len(items))
+        new = [to_line(item) for item in items]
+        self.lines.extend(new)
+        return new

@@ -1,0 +1,156 @@
+"""``rspp say`` -> ``rspp run``: the offline voice assistant end to end (F-125, F-130, F-064).
+
+Real audio engines (espeak-ng, pocketsphinx), real CLI processes. The ``run``
+command is mounted on a bare Typer app with ``rspp.cli._run.register`` so the
+test does not depend on the root app wiring.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
+_RUN_APP = (
+    "import sys, typer\n"
+    "from rspp.cli import _run\n"
+    "app = typer.Typer(pretty_exceptions_enable=False)\n"
+    "@app.callback()\n"
+    "def _cb() -> None: pass\n"
+    "_run.register(app)\n"
+    "app()\n"
+)
+
+
+def say(text: str, out: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", "from rspp.cli import main; main()", "say", text, "-o", str(out)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+def rspp_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _RUN_APP, "run", *args],
+                          capture_output=True, text=True, timeout=90, check=False)
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("audio")
+    files = {"question": d / "q.wav", "interrupt": d / "i.wav"}
+    say("what is the weather like today", files["question"])
+    say("what is your name", files["interrupt"])
+    return files
+
+
+def timeline(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_timeline(lines: list[dict[str, Any]], schema: dict[str, Any]) -> None:
+    """Every reference-kind record validates; every turn_open has one terminal then close."""
+    kinds = set(schema["$defs"])
+    validators: dict[str, Draft202012Validator] = {}
+    for line in lines:
+        kind = line["kind"]
+        if kind in kinds:
+            v = validators.setdefault(
+                kind, Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"}))
+            errors = [e.message for e in v.iter_errors(line["record"])]
+            assert not errors, (kind, line["record"], errors)
+    per_turn: dict[str, list[str]] = {}
+    for line in lines:
+        rec = line["record"]
+        if line["kind"] == "control_signal" and rec["signal"] in (
+                "turn_open", "commit", "abort", "close"):
+            per_turn.setdefault(rec["turn_id"], []).append(rec["signal"])
+    assert per_turn, "no accepted turn in the timeline"
+    for tid, sigs in per_turn.items():
+        assert sigs[0] == "turn_open", (tid, sigs)
+        assert len(sigs) == 3 and sigs[1] in ("commit", "abort") and sigs[2] == "close", (tid, sigs)
+
+
+def test_spoken_question_gets_a_spoken_answer(
+    audio: dict[str, Path], tmp_path: Path, reference_schema: dict[str, Any]
+) -> None:
+    out, tl = tmp_path / "reply.wav", tmp_path / "timeline.jsonl"
+    res = rspp_run(str(VOICE), "--input", str(audio["question"]), "--output", str(out),
+                   "--timeline", str(tl))
+    assert res.returncode == 0, res.stderr
+    assert "transcript: what is the weather" in res.stdout
+    assert "weather offline" in res.stdout  # the local responder's weather answer
+    assert "turn-open decision" in res.stdout and "end to end" in res.stdout
+    with wave.open(str(out)) as w:
+        assert w.getnframes() > w.getframerate()  # more than one second of reply audio
+    lines = timeline(tl)
+    check_timeline(lines, reference_schema)
+    signals = [ln["record"]["signal"] for ln in lines if ln["kind"] == "control_signal"]
+    for name in ("turn_open_proposed", "admit", "turn_open", "output_accepted",
+                 "playback_started", "playback_completed", "commit", "close"):
+        assert name in signals, name
+    assert signals.index("turn_open_proposed") < signals.index("turn_open") \
+        < signals.index("playback_started") < signals.index("commit")
+    assert any(ln["kind"] == "resolved_turn_plan" for ln in lines)
+    assert any(ln["kind"] == "or02_evidence" for ln in lines)
+
+
+def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
+    audio: dict[str, Path], tmp_path: Path, reference_schema: dict[str, Any]
+) -> None:
+    tl = tmp_path / "timeline.jsonl"
+    res = rspp_run(str(VOICE), "--input", str(audio["question"]), "--timeline", str(tl),
+                   "--barge-in", f"{audio['interrupt']}@0.4", "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    first, second = result["turns"][0], result["turns"][1]
+    assert (first["terminal"], first["reason"]) == ("abort", "cancelled")
+    assert first["cancel_fence_ms"] is not None
+    assert second["terminal"] == "commit" and "your" in second["transcript"]
+    assert second["reply"] and second["played_s"] > 0.5
+    assert result["after_fence_outputs"] == 0
+    lines = timeline(tl)
+    check_timeline(lines, reference_schema)
+    tid = first["turn_id"]
+    seq = [(ln["kind"], ln["record"]) for ln in lines]
+    cancel_at = next(i for i, (k, r) in enumerate(seq) if k == "control_signal"
+                     and r["signal"] == "cancel" and r.get("turn_id") == tid)
+    after = [(k, r.get("signal")) for k, r in seq[cancel_at + 1:] if r.get("turn_id") == tid]
+    # after the fence: only the cancel's own consequences, never output or playback start
+    assert all(k in ("control_signal", "turn_transition", "decision_outcome", "or02_evidence")
+               for k, _ in after)
+    assert not {"output_accepted", "playback_started"} & {s for _, s in after}
+    assert ("control_signal", "playback_cancelled") in after
+    assert any(r.get("signal") == "barge_in" for k, r in seq if k == "control_signal")
+
+
+@pytest.mark.parametrize("case", ["missing_input", "not_a_wav", "bad_spec", "bad_barge_in"])
+def test_bad_input_exits_non_zero_with_a_clear_message(
+    case: str, audio: dict[str, Path], tmp_path: Path
+) -> None:
+    notwav = tmp_path / "notes.wav"
+    notwav.write_text("hello")
+    badspec = tmp_path / "spec.yaml"
+    badspec.write_text("name: x\nversion: [oops\n")
+    args = {
+        "missing_input": (str(VOICE), "--input", str(tmp_path / "absent.wav")),
+        "not_a_wav": (str(VOICE), "--input", str(notwav)),
+        "bad_spec": (str(badspec), "--input", str(audio["question"])),
+        "bad_barge_in": (str(VOICE), "--input", str(audio["question"]), "--barge-in", "x.wav"),
+    }[case]
+    res = rspp_run(*args)
+    assert res.returncode == 2
+    expected = {"missing_input": "--input", "not_a_wav": "not a WAV file",
+                "bad_spec": "SPEC", "bad_barge_in": "IN2.wav@SECONDS"}[case]
+    assert expected in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,153 @@
+"""Turn driver wiring (no audio engines): T2, T3, T5a, T5/T6, T7 and the egress fence.
+
+A real SessionActor runs a passthrough graph; the driver's public hooks are
+called as the VAD/transport would call them; every record is validated against
+the reference schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from jsonschema import Draft202012Validator
+
+from rspp.contracts import ControlSignal, TurnStartBundle, TurnTransition
+from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
+from rspp.runtime import Event, GraphBuilder, SessionActor, SystemClock
+from rspp.runtime._admission import LocalAdmission
+from rspp.runtime._authority import AuthorityGuard
+from rspp.runtime._cancel import CancelReason
+from rspp.runtime._plan_resolver import PlanResolver
+from rspp.runtime._snapshot_source import StaticSnapshotSource
+from rspp.runtime._turn_driver import TurnDriver
+from rspp.spec import compile_spec, load_spec
+
+pytestmark = pytest.mark.integration
+
+VOICE = Path(__file__).resolve().parents[3] / "pipelines" / "examples" / "voice_assistant.yaml"
+KINDS = {ControlSignal: "control_signal", TurnTransition: "turn_transition"}
+
+
+class Rig:
+    def __init__(self, bundle_edit: Any = None, turns_per_minute: int = 600) -> None:
+        gd = compile_spec(load_spec(VOICE))
+        clock = SystemClock()
+        bundle = local_bundle(gd, now_ms=clock.wall_ms())
+        if bundle_edit is not None:
+            bundle = bundle_edit(bundle)
+        self.records: list[msgspec.Struct] = []
+        self.outputs: list[tuple[str, Event]] = []
+        graph = (GraphBuilder("drv").node("p", "passthrough").edge("input.text", "p.in")
+                 .edge("p.out", "output.text").build())
+        self.session = SessionActor(graph, session_id="drv", clock=clock,
+                                    output_sink=lambda p, e: self.outputs.append((p, e)))
+        self.admission = LocalAdmission(clock)
+        assert bundle.admission_policy is not None
+        self.admission.set_policy(msgspec.structs.replace(
+            bundle.admission_policy, turns_per_minute=turns_per_minute))
+        self.admission.admit_session("local", "drv")
+        self.authority = AuthorityGuard(1)
+        resolver = PlanResolver(gd, StaticSnapshotSource(bundle), clock,
+                                runtime_id=LOCAL_RUNTIME_ID)
+        self.driver = TurnDriver(self.session, resolver, tenant_id="local",
+                                 authority=self.authority, admission=self.admission,
+                                 record=self.records.append, reply_ports=("text",))
+
+    async def propose(self) -> str | None:
+        self.driver.end_of_utterance("vad_silence")
+        return await self.driver.turn_for_utterance()
+
+    def signals(self) -> list[tuple[str, str | None]]:
+        return [(r.signal.value, r.reason) for r in self.records if isinstance(r, ControlSignal)]
+
+    def validate(self, schema: dict[str, Any]) -> None:
+        for rec in self.records:
+            kind = KINDS.get(type(rec)) or {
+                "DecisionOutcome": "decision_outcome",
+                "ResolvedTurnPlan": "resolved_turn_plan"}[type(rec).__name__]
+            v = Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"})
+            data = msgspec.json.decode(msgspec.json.encode(rec))
+            errors = [e.message for e in v.iter_errors(data)]
+            assert not errors, (kind, errors)
+
+
+async def test_turn_opens_outputs_pass_then_commit_close(reference_schema: dict[str, Any]) -> None:
+    rig = Rig()
+    async with rig.session:
+        tid = await rig.propose()
+        assert tid is not None
+        rig.session.push(Event("text", "hi", turn_id=tid), "text")
+        await rig.session.drain()
+        rig.driver.output_complete(tid)
+        await rig.session.drain()
+        rig.session.push(Event("text", "late", turn_id=tid), "text")  # after close
+        await rig.session.drain()
+    names = [s for s, _ in rig.signals()]
+    assert names == ["turn_open_proposed", "admit", "turn_open", "commit", "close"]
+    assert [e.payload for _, e in rig.outputs if e.kind == "text"] == ["hi"]
+    assert any(d.startswith("output_after_terminal") for d in rig.driver.diagnostics)
+    row = rig.driver.summary()[0]
+    assert row["terminal"] == "commit" and row["first_output_ms"] is not None
+    rig.validate(reference_schema)
+
+
+async def test_admission_defer_is_pre_turn_without_abort_or_close(
+    reference_schema: dict[str, Any]
+) -> None:
+    rig = Rig(turns_per_minute=1)
+    async with rig.session:
+        first = await rig.propose()
+        assert first is not None
+        rig.driver.output_complete(first)
+        await rig.session.drain()
+        assert await rig.propose() is None
+        await rig.session.drain()
+    names = [s for s, _ in rig.signals()]
+    assert names[-2:] == ["turn_open_proposed", "defer"]
+    assert names.count("close") == 1 and "abort" not in names
+    rig.validate(reference_schema)
+
+
+async def test_missing_snapshot_defers_without_turn_open(reference_schema: dict[str, Any]) -> None:
+    def drop(b: TurnStartBundle) -> TurnStartBundle:
+        return msgspec.structs.replace(b, provider_health=None)
+
+    rig = Rig(bundle_edit=drop)
+    async with rig.session:
+        assert await rig.propose() is None
+    assert rig.signals()[-1] == ("defer", "snapshot_missing:provider_health")
+    assert "turn_open" not in [s for s, _ in rig.signals()]
+    rig.validate(reference_schema)
+
+
+async def test_stale_epoch_rejects_the_proposal(reference_schema: dict[str, Any]) -> None:
+    rig = Rig()
+    rig.authority.rotate(5)  # the arbiter still proposes under epoch 1
+    async with rig.session:
+        assert await rig.propose() is None
+    assert [s for s, _ in rig.signals()][-1] == "stale_epoch_reject"
+    rig.validate(reference_schema)
+
+
+async def test_cancel_fences_egress_and_aborts_once(reference_schema: dict[str, Any]) -> None:
+    rig = Rig()
+    async with rig.session:
+        tid = await rig.propose()
+        assert tid is not None
+        rig.session.push(Event("text", "before", turn_id=tid), "text")
+        await rig.session.drain()
+        rig.driver.cancel(tid, CancelReason.BARGE_IN)
+        rig.session.push(Event("text", "after", turn_id=tid), "text")
+        await rig.session.drain()
+        rig.driver.output_complete(tid)  # a late completion changes nothing
+        await rig.session.drain()
+    assert [e.payload for _, e in rig.outputs if e.kind == "text"] == ["before"]
+    names = [s for s, _ in rig.signals()]
+    assert names[-3:] == ["cancel", "abort", "close"]
+    assert names.count("abort") == 1 and "commit" not in names
+    assert ("abort", "cancelled") in rig.signals()
+    assert rig.driver.summary()[0]["cancel_fence_ms"] is not None
+    rig.validate(reference_schema)
