@@ -33,9 +33,10 @@ from rspp.nodes._stt import SttNode
 from rspp.nodes._text import PII_PATTERNS, ComplianceNode, RedactionNode, SentenceSegmenter
 from rspp.nodes._tts import ErrorSpeechNode, TtsNode
 from rspp.nodes._vad import EOU_KIND, TurnDetectorNode, VadNode
-from rspp.runtime import Node, default_registry
+from rspp.runtime import Node as _Node
+from rspp.runtime import default_registry as _registry
 
-BUILTIN_NODES: tuple[type[Node], ...] = (
+BUILTIN_NODES: tuple[type[_Node], ...] = (
     VadNode,
     TurnDetectorNode,
     SttNode,
@@ -49,7 +50,7 @@ BUILTIN_NODES: tuple[type[Node], ...] = (
     RouterNode,
 )
 for _cls in BUILTIN_NODES:
-    default_registry.register(_cls)
+    _registry.register(_cls)
 
 __all__ = [
     "BUILTIN_NODES",

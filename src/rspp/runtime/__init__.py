@@ -8,6 +8,17 @@ Public surface (Kernel I): :class:`Node` / :class:`NodeContext` (node API),
 :class:`EdgeBuffer` / :class:`BufferConfig` (bounded lane-aware edge queues),
 :class:`ExecutionPool` (shared concurrency limits with fairness keys).
 
+Public surface (Kernel II): :class:`TurnArbiter` (truth table T1..T12 and
+same-point precedence; every call returns a :class:`Step` whose ``records`` are
+the emitted contract records in order), :class:`SessionLifecycle`,
+:class:`PlanResolver` (frozen ``ResolvedTurnPlan`` from a GraphDefinition and a
+``TurnStartBundle`` read through a :class:`SnapshotSource`), :class:`AuthorityGuard`
+and :class:`IdempotencyDedupe`, :class:`LocalAdmission` / :class:`SchedulingShed`,
+:class:`CancelScopeTree` with its :class:`EgressFence`, :class:`BudgetTracker`,
+:class:`StateManager` (turn/session/durable scopes), :class:`Timebase`,
+:class:`SystemClock` / :class:`VirtualClock`, and identity helpers
+(:class:`IdFactory`, :class:`Sequencer`, :class:`RecordStamp`).
+
 Hook points for the turn arbiter, cancellation and egress fencing:
 
 * ``SessionActor.on_control(handler)``: ``handler(ControlCommand)`` (plain or
@@ -37,8 +48,30 @@ Hook points for the turn arbiter, cancellation and egress fencing:
   ``LocalCancelToken``) until Kernel II implementations are wired in.
 """
 
+from rspp.runtime._admission import LocalAdmission, SchedulingShed
+from rspp.runtime._arbiter import (
+    ArbiterPolicy,
+    AuthorityVerdict,
+    Continuation,
+    LatePolicy,
+    OverlapPolicy,
+    Step,
+    TerminalCause,
+    TurnArbiter,
+    VadBypass,
+)
+from rspp.runtime._authority import AuthorityGuard, IdempotencyDedupe
+from rspp.runtime._budgets import BudgetKind, BudgetTracker
 from rspp.runtime._buffer import EdgeBuffer
 from rspp.runtime._bufferspec import BufferConfig, BufferConfigError
+from rspp.runtime._cancel import (
+    CancelMode,
+    CancelReason,
+    CancelScope,
+    CancelScopeTree,
+    EgressFence,
+    propagate_cancel,
+)
 from rspp.runtime._clock import ClockError, SystemClock, VirtualClock
 from rspp.runtime._context import NodeContext
 from rspp.runtime._deadletter import (
@@ -53,7 +86,9 @@ from rspp.runtime._egress import ControlCommand, ControlHandler, EgressGate, Tur
 from rspp.runtime._events import AudioFormat, Event, EventKind, to_record
 from rspp.runtime._graph import EdgeDecl, GraphBuilder, GraphError, NodeDecl, RuntimeGraph
 from rspp.runtime._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
+from rspp.runtime._identity import Correlation, IdFactory, RecordStamp, Sequencer
 from rspp.runtime._node import Node
+from rspp.runtime._plan_resolver import PlanResolver, compute_plan_hash
 from rspp.runtime._pool import ExecutionPool
 from rspp.runtime._registry import (
     ENTRY_POINT_GROUP,
@@ -63,51 +98,96 @@ from rspp.runtime._registry import (
 )
 from rspp.runtime._runtime import Runtime
 from rspp.runtime._session import SessionActor, SessionOptions
+from rspp.runtime._session_lifecycle import SessionLifecycle
 from rspp.runtime._signals import SignalLog
+from rspp.runtime._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.runtime._state import (
+    DurableStateStore,
+    SqliteDurableStore,
+    StateManager,
+    StateScope,
+)
+from rspp.runtime._timebase import MediaClock, Timebase
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ERROR_ACTIONS",
+    "ArbiterPolicy",
     "AudioFormat",
+    "AuthorityGuard",
+    "AuthorityVerdict",
     "BudgetHandle",
+    "BudgetKind",
+    "BudgetTracker",
     "BufferConfig",
     "BufferConfigError",
+    "CancelMode",
+    "CancelReason",
+    "CancelScope",
+    "CancelScopeTree",
     "CancelToken",
     "Clock",
     "ClockError",
+    "Continuation",
     "ControlCommand",
     "ControlHandler",
+    "Correlation",
     "DeadLetter",
     "DictState",
+    "DurableStateStore",
     "EdgeBuffer",
     "EdgeDecl",
+    "EgressFence",
     "EgressGate",
     "Event",
     "EventKind",
     "ExecutionPool",
     "GraphBuilder",
     "GraphError",
+    "IdFactory",
+    "IdempotencyDedupe",
+    "LatePolicy",
+    "LocalAdmission",
     "LocalCancelToken",
+    "MediaClock",
     "Node",
     "NodeContext",
     "NodeDecl",
     "NodeErrorInfo",
     "NodeHookError",
     "NodeRegistry",
+    "OverlapPolicy",
+    "PlanResolver",
+    "RecordStamp",
     "ResourceLimitError",
     "Runtime",
     "RuntimeGraph",
+    "SchedulingShed",
+    "Sequencer",
     "SessionActor",
+    "SessionLifecycle",
     "SessionOptions",
     "SessionTelemetry",
     "SignalLog",
+    "SnapshotSource",
+    "SqliteDurableStore",
     "StateHandle",
+    "StateManager",
+    "StateScope",
+    "StaticSnapshotSource",
+    "Step",
     "SystemClock",
     "TelemetryHandle",
+    "TerminalCause",
+    "Timebase",
+    "TurnArbiter",
     "TurnFenceGate",
     "UnboundedBudget",
     "UnknownNodeTypeError",
+    "VadBypass",
     "VirtualClock",
+    "compute_plan_hash",
     "default_registry",
+    "propagate_cancel",
     "to_record",
 ]

@@ -73,7 +73,9 @@ def timeline(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-async def run(spec: Path, wav: Path, tmp: Path, **kw: Any) -> tuple[RunResult, list[dict[str, Any]]]:
+async def run(
+    spec: Path, wav: Path, tmp: Path, **kw: Any
+) -> tuple[RunResult, list[dict[str, Any]]]:
     tl = tmp / "timeline.jsonl"
     result = await run_local(RunOptions(spec=spec, input=wav, timeline=tl, **kw))
     return result, timeline(tl)

@@ -97,7 +97,7 @@ async def test_playback_signals_and_fence_drop_unplayed_audio() -> None:
     t.output("audio", Event("audio_chunk", reply * 4, turn_id="t2", audio_format=fmt))
     async with session:
         run = asyncio.create_task(t.run())
-        while not any(e == ("started", "t2") for e in obs.events):
+        while ("started", "t2") not in obs.events:  # noqa: ASYNC110 - observer has no event
             await asyncio.sleep(0.001)
         t.stop_playback("t2")
         t.output("audio", Event("audio_chunk", reply, turn_id="t2", audio_format=fmt))
@@ -117,7 +117,7 @@ def test_wav_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
         read_wav(tmp_path / "none.wav")
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not a riff file")
-    with pytest.raises(WavError, match="not a WAV file.*16-bit PCM"):
+    with pytest.raises(WavError, match=r"not a WAV file.*16-bit PCM"):
         read_wav(bad)
     eight = tmp_path / "8bit.wav"
     with wave.open(str(eight), "wb") as w:
