@@ -1,0 +1,136 @@
+"""``rspp replay``: replay a recorded session and report divergences (OR-03, F-127).
+
+Exit codes: 0 no failing divergence, 1 a failing divergence class is present
+(CI gate), 2 bad input (missing/malformed timeline, spec problems, a recording
+without the payloads the mode needs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+import typer
+
+from rspp.contracts import DivergenceClass, DivergencePolicy, ReplayMode, ReplayTolerances
+from rspp.errors import RSPPError
+
+__all__ = ["register"]
+
+_MODES = {"playback": ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
+          "resimulate": ReplayMode.RE_SIMULATE_NODES}
+_DECISIONS = {"replay": ReplayMode.REPLAY_DECISIONS, "recompute": ReplayMode.RECOMPUTE_DECISIONS}
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _find_spec(ref: str) -> Path | None:
+    """A spec under ./pipelines whose name@version matches the recorded graph ref."""
+    from rspp.spec import compile_spec, load_spec
+
+    name_version = ref.partition("#")[0]
+    root = Path("pipelines")
+    if not root.is_dir():
+        return None
+    for path in sorted(root.rglob("*.y*ml")):
+        try:
+            gd = compile_spec(load_spec(path))
+        except (RSPPError, ValueError, OSError):
+            continue
+        if f"{gd.name}@{gd.version}" == name_version:
+            return path
+    return None
+
+
+def replay_command(
+    file: Path = typer.Argument(..., help="Recorded timeline (JSON Lines or MessagePack)."),
+    spec: Path | None = typer.Option(None, "--spec", help="PipelineSpec to replay against "
+                                     "(default: the recorded pipeline, found under ./pipelines)."),
+    mode: str = typer.Option("playback", "--mode", help="playback (recorded provider outputs) "
+                             "or resimulate (run every node again)."),
+    decisions: str = typer.Option("replay", "--decisions", help="replay (recorded admission "
+                                  "decisions) or recompute."),
+    report: Path | None = typer.Option(None, "--report", help="Write the divergence report "
+                                       "JSON here."),
+    timeline_out: Path | None = typer.Option(None, "--timeline-out", help="Write the replayed "
+                                             "(candidate) timeline here as JSON Lines."),
+    provider_type: list[str] = typer.Option([], "--provider-node-type", help="Node type whose "
+                                            "outputs are provider outputs (repeatable; default "
+                                            "stt, llm, tts)."),
+    timing_ms: int = typer.Option(50, "--timing-ms", min=0, help="Timing tolerance (ms)."),
+    max_timing: int | None = typer.Option(None, "--max-timing-findings", min=0, help="Fail when "
+                                          "more TIMING findings than this (latency regression)."),
+) -> None:
+    """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
+    import rspp.nodes  # noqa: F401  (registers the built-in node types)
+    from rspp.observability import (
+        DEFAULT_PROVIDER_NODE_TYPES,
+        DEMO_PROVIDER_TYPES,
+        ReplayOptions,
+        demo_registry,
+        load_recording,
+        replay,
+        replay_report_json,
+        replay_summary_text,
+    )
+    from rspp.runtime import default_registry
+    from rspp.spec import SpecInvalid, compile_spec, load_spec
+
+    if mode not in _MODES:
+        raise _fail(f"--mode {mode!r}: use one of {', '.join(_MODES)}")
+    if decisions not in _DECISIONS:
+        raise _fail(f"--decisions {decisions!r}: use one of {', '.join(_DECISIONS)}")
+    try:
+        recording = load_recording(file)
+    except RSPPError as exc:
+        raise _fail(str(exc)) from None
+    if spec is None:
+        refs = [str(ln.record.get("graph_definition_ref", "")) for ln in recording.lines
+                if ln.kind == "resolved_turn_plan"]
+        found = _find_spec(refs[0]) if refs else None
+        if found is None:
+            recorded = refs[0].partition("#")[0] if refs else recording.pipeline_version
+            raise _fail(f"{file}: the recording does not embed its spec ({recorded}); pass "
+                        "--spec PATH (the recorded version, or a new version to compare)")
+        spec = found
+    try:
+        gd = compile_spec(load_spec(spec))
+    except SpecInvalid as exc:
+        raise _fail(f"--spec {spec}: {exc}") from None
+    except (RSPPError, OSError) as exc:
+        raise _fail(f"--spec {spec}: {exc}") from None
+    for cls in demo_registry()._types.values():
+        for node_cls in cls.values():
+            default_registry.register(node_cls)
+    types = frozenset(provider_type) or (DEFAULT_PROVIDER_NODE_TYPES | DEMO_PROVIDER_TYPES)
+    policy = DivergencePolicy(max_timing_findings=max_timing)
+    opts = ReplayOptions(mode=_MODES[mode], decision_mode=_DECISIONS[decisions],
+                         provider_node_types=types,
+                         tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy)
+    try:
+        result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts))
+    except RSPPError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(replay_summary_text(result))
+    if report is not None:
+        doc = replay_report_json(result, recording=str(file), spec=str(spec))
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if timeline_out is not None:
+        timeline_out.parent.mkdir(parents=True, exist_ok=True)
+        timeline_out.write_bytes(b"".join(msgspec.json.encode(line) + b"\n"
+                                          for line in result.lines))
+    failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
+               and c in policy.fail_on]
+    if not result.report.passed or failing:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``rspp replay`` to the root app."""
+    app.command("replay")(replay_command)
