@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from rspp.observability import missing_evidence_fields
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +104,11 @@ def test_spoken_question_gets_a_spoken_answer(
     assert signals.index("turn_open_proposed") < signals.index("turn_open") \
         < signals.index("playback_started") < signals.index("commit")
     assert any(ln["kind"] == "resolved_turn_plan" for ln in lines)
-    assert any(ln["kind"] == "or02_evidence" for ln in lines)
+    evidence = [ln["record"] for ln in lines if ln["kind"] == "or02_evidence"]
+    assert len(evidence) == 1 and missing_evidence_fields(evidence[0]) == []
+    assert evidence[0]["terminal_signal"] == "commit"
+    assert {(p["modality"], p["outcome"]) for p in evidence[0]["provider_invocations"]} >= {
+        ("llm", "success"), ("tts", "success")}
 
 
 def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
@@ -132,6 +138,9 @@ def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
     assert not {"output_accepted", "playback_started"} & {s for _, s in after}
     assert ("control_signal", "playback_cancelled") in after
     assert any(r.get("signal") == "barge_in" for k, r in seq if k == "control_signal")
+    aborted = next(r for k, r in seq if k == "or02_evidence" and r["turn_id"] == tid)
+    assert missing_evidence_fields(aborted) == []
+    assert aborted["abort_reason"] == "cancelled" and aborted["cancel"]["scope"] == "turn"
 
 
 @pytest.mark.parametrize("case", ["missing_input", "not_a_wav", "bad_spec", "bad_barge_in"])

@@ -70,9 +70,9 @@ def replay_command(
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
     from rspp.observability import (
         DEFAULT_PROVIDER_NODE_TYPES,
+        DEMO_NODES,
         DEMO_PROVIDER_TYPES,
         ReplayOptions,
-        demo_registry,
         load_recording,
         replay,
         replay_report_json,
@@ -104,8 +104,8 @@ def replay_command(
         raise _fail(f"--spec {spec}: {exc}") from None
     except (RSPPError, OSError) as exc:
         raise _fail(f"--spec {spec}: {exc}") from None
-    for cls in demo_registry()._types.values():
-        for node_cls in cls.values():
+    if any(n.type.startswith("replay_demo.") for n in gd.nodes):
+        for node_cls in DEMO_NODES:  # the demo pipeline of the replay docs and tests
             default_registry.register(node_cls)
     types = frozenset(provider_type) or (DEFAULT_PROVIDER_NODE_TYPES | DEMO_PROVIDER_TYPES)
     policy = DivergencePolicy(max_timing_findings=max_timing)

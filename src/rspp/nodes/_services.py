@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from rspp.contracts import ControlSignal
 from rspp.providers import (
     InvocationContext,
+    InvocationController,
     InvocationPolicy,
     LLMController,
     LLMProvider,
@@ -132,6 +133,8 @@ class NodeServices:
     max_retries: int = 1
     #: set by a ``turn_detector`` node: it, not the VAD, proposes turns
     turn_detector_present: bool = False
+    #: controllers created per turn (OR-02 provider invocation outcomes)
+    controllers: list[tuple[str | None, InvocationController[Any]]] = field(default_factory=list)
 
     def _policy(self, modality: str) -> InvocationPolicy:
         chain = self.chains.get(modality)
@@ -162,17 +165,46 @@ class NodeServices:
             out[pid] = p
         return out
 
+    def _keep(self, turn_id: str | None, ctl: InvocationController[Any]) -> None:
+        if turn_id is not None:
+            self.controllers.append((turn_id, ctl))
+            del self.controllers[:-256]
+
     def stt(self, node_id: str, turn_id: str | None) -> STTController:
-        return STTController(self._subset("stt", STTProvider), self._policy("stt"),
-                             self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = STTController(self._subset("stt", STTProvider), self._policy("stt"),
+                            self._context(node_id, turn_id), sink=self.signal_sink)
+        self._keep(turn_id, ctl)
+        return ctl
 
     def llm(self, node_id: str, turn_id: str | None) -> LLMController:
-        return LLMController(self._subset("llm", LLMProvider), self._policy("llm"),
-                             self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = LLMController(self._subset("llm", LLMProvider), self._policy("llm"),
+                            self._context(node_id, turn_id), sink=self.signal_sink)
+        self._keep(turn_id, ctl)
+        return ctl
 
     def tts(self, node_id: str, turn_id: str | None) -> TTSController:
-        return TTSController(self._subset("tts", TTSProvider), self._policy("tts"),
-                             self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = TTSController(self._subset("tts", TTSProvider), self._policy("tts"),
+                            self._context(node_id, turn_id), sink=self.signal_sink)
+        self._keep(turn_id, ctl)
+        return ctl
+
+    def invocation_outcomes(self, turn_id: str) -> tuple[dict[str, object], ...]:
+        """OR-02 ``provider_invocations`` of one turn (finished attempts, in call order)."""
+        out: list[dict[str, object]] = []
+        for tid, ctl in self.controllers:
+            if tid != turn_id:
+                continue
+            for inv in ctl.invocations:
+                row: dict[str, object] = {
+                    "provider_invocation_id": inv.invocation_id, "modality": inv.kind.value,
+                    "provider_id": inv.provider_id,
+                    "outcome": inv.outcome.value if inv.outcome is not None else "cancelled",
+                    "attempts": inv.attempt,
+                }
+                if inv.metrics.latency_ms is not None:
+                    row["latency_ms"] = int(inv.metrics.latency_ms)
+                out.append(row)
+        return tuple(out)
 
 
 _BOUND: dict[str, NodeServices] = {}

@@ -52,6 +52,7 @@ from rspp.observability._redaction import (
     Redactor,
 )
 from rspp.observability._replay_demo import (
+    DEMO_NODES,
     DEMO_PROVIDER_TYPES,
     DEMO_SPEC,
     demo_frames,
@@ -82,6 +83,7 @@ __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
     "DEFAULT_PROVIDER_NODE_TYPES",
+    "DEMO_NODES",
     "DEMO_PROVIDER_TYPES",
     "DEMO_SPEC",
     "EVIDENCE_KIND",

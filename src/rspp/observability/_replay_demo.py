@@ -24,7 +24,7 @@ from rspp.observability._replay_rig import RigOptions, SessionRig
 from rspp.runtime import AudioFormat, Event, EventKind, Node, NodeContext, NodeRegistry
 from rspp.spec import GraphDefinition
 
-__all__ = ["DEMO_PROVIDER_TYPES", "DEMO_SPEC", "demo_frames", "demo_registry",
+__all__ = ["DEMO_NODES", "DEMO_PROVIDER_TYPES", "DEMO_SPEC", "demo_frames", "demo_registry",
            "record_session"]
 
 DEMO_PROVIDER_TYPES = frozenset({"replay_demo.asr", "replay_demo.reply"})
@@ -93,7 +93,7 @@ class DemoAsr(Node):
             self.peak = max(self.peak, int(np.abs(samples).max()))
         if not attrs.get("eou"):
             return None
-        type(self).calls += 1
+        DemoAsr.calls += 1
         hooks = _hooks(self.ctx)
         turn = await hooks.turn_for_utterance() if hooks is not None else event.turn_id
         await self.ctx.clock.sleep(self.latency_ms / 1000)
@@ -131,7 +131,7 @@ class DemoReply(Node):
     async def process(self, event: Event, port: str) -> None:
         if not isinstance(event.payload, str) or not event.payload:
             return
-        type(self).calls += 1
+        DemoReply.calls += 1
         await self.ctx.clock.sleep(float(self.params.get("latency_ms", 40)) / 1000)
         opener = self._OPENERS[self.ctx.rng.randrange(len(self._OPENERS))]
         reply = event.derive(EventKind.TEXT, f"{opener}, you said {event.payload!r}", final=True)
@@ -176,10 +176,14 @@ edges:
 """
 
 
+#: the demo node classes (register them where a demo spec must run)
+DEMO_NODES: tuple[type[Node], ...] = (DemoDetector, DemoAsr, DemoFormat, DemoReply)
+
+
 def demo_registry() -> NodeRegistry:
     """A registry holding the demo node types."""
     reg = NodeRegistry()
-    for cls in (DemoDetector, DemoAsr, DemoFormat, DemoReply):
+    for cls in DEMO_NODES:
         reg.register(cls)
     return reg
 
@@ -218,7 +222,7 @@ async def record_session(
     await rig.start()
     try:
         for at_ms, ev in frames:
-            rig.advance_to(at_ms)
+            await rig.advance_to(at_ms)
             rig.ingress(ev, port)
             await rig.settle()
     finally:

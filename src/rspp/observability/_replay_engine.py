@@ -136,7 +136,8 @@ class ReplayEngine:
             runtime_id=opts.runtime_id, authority_epoch=recording.authority_epoch,
             start_wall_ms=recording.start_wall_ms,
             recording_level=recording.recording_level or RecordingLevel.L2,
-            provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs)
+            provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
+            turn_walls=tuple(sorted(recording.turn_walls.items())))
         playback = None
         if opts.mode is ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS:
             nodes = [n.id for n in graph.nodes if n.type.partition("@")[0]
@@ -193,7 +194,7 @@ class ReplayEngine:
         end = min(self.position + n, self.total)
         while self.position < end:
             item = self.recording.ingress[self.position]
-            self.rig.advance_to(item.runtime_ms)
+            await self.rig.advance_to(item.runtime_ms)
             self.rig.ingress(item.event(self.recording.source), item.port)
             self.position += 1
             await self.rig.settle()
@@ -246,9 +247,9 @@ class ReplayEngine:
         """Run to the end (unless finished), stop the session and compare the timelines."""
         if self._finished is not None:
             return self._finished
-        await self.run()
         if self.paused:
-            raise ReplayError("the replay is paused; resume or run() before finish()")
+            raise ReplayError("the replay is paused; run() or resume(cursor) before finish()")
+        await self.run()
         cursor = self.cursor()
         await self.rig.stop()
         opts = self.options

@@ -17,6 +17,8 @@ The rig runs a live session (recording) when ``playback`` is None; with a
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,13 +53,14 @@ from rspp.runtime import (
     NodeRegistry,
     RuntimeGraph,
     SessionActor,
+    SystemClock,
     VirtualClock,
     default_registry,
     to_record,
 )
 from rspp.runtime._admission import AdmissionDecision, LocalAdmission
 from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._plan_resolver import PlanResolver
+from rspp.runtime._plan_resolver import PlanResolution, PlanResolver
 from rspp.runtime._snapshot_source import StaticSnapshotSource
 from rspp.runtime._timebase import Timebase
 from rspp.runtime._turn_driver import TurnDriver
@@ -89,6 +92,12 @@ class RigOptions:
     provider_node_types: frozenset[str] = DEFAULT_PROVIDER_NODE_TYPES
     #: (snapshot name, snapshot id, version) taken from a recorded plan's provenance
     snapshot_refs: tuple[tuple[str, str, int], ...] = ()
+    #: run on the system clock, pacing ingress in real time (recording sessions whose
+    #: providers work in threads or over the network); replays always use virtual time
+    real_time: bool = False
+    #: recorded turn-start wall clock per turn id (the plan's captured nondeterministic
+    #: input ``turn_start_wall_ms``); the replay substitutes it when it freezes the plan
+    turn_walls: tuple[tuple[str, int], ...] = ()
 
 
 def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
@@ -132,9 +141,14 @@ class SessionRig:
     ) -> None:
         from rspp.nodes import NodeServices, bind_services  # sibling layer, bound lazily
 
-        self.options = opts = options or RigOptions()
+        opts = options or RigOptions()
+        if opts.real_time:  # snapshots are issued "now" on the real wall clock
+            opts = dataclasses.replace(opts, start_wall_ms=SystemClock().wall_ms())
+        self.options = opts
         self.gd = gd
-        self.clock = VirtualClock(start_wall_ms=opts.start_wall_ms)
+        self.clock: VirtualClock | SystemClock = (
+            SystemClock() if opts.real_time
+            else VirtualClock(start_wall_ms=opts.start_wall_ms, auto_advance=False))
         self.recorder = TimelineRecorder(self.clock, RecorderOptions(
             level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
             evidence_reserve=_BIG))
@@ -161,10 +175,14 @@ class SessionRig:
                 local.set_policy(self.bundle.admission_policy)
             local.admit_session(opts.tenant_id, opts.session_id)
             admission = local
+        resolver = PlanResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
+                                runtime_id=opts.runtime_id)
+        if opts.turn_walls:
+            resolver = _PinnedWallResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
+                                           runtime_id=opts.runtime_id,
+                                           walls=dict(opts.turn_walls))
         self.driver = TurnDriver(
-            self.session,
-            PlanResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
-                         runtime_id=opts.runtime_id),
+            self.session, resolver,
             tenant_id=opts.tenant_id, authority=self.authority,
             admission=admission,  # type: ignore[arg-type]
             record=self._append, evidence=self.recorder.append_evidence)
@@ -214,11 +232,50 @@ class SessionRig:
         await self.session.start()
         self.flush()
 
-    def advance_to(self, runtime_ms: int) -> None:
-        """Move virtual time to ``runtime_ms`` of this session (never backwards)."""
-        delta = runtime_ms * 1_000_000 - self.timebase.runtime_ns()
+    async def advance_to(self, runtime_ms: int) -> None:
+        """Move to ``runtime_ms`` of this session (see :meth:`_run_until`), or wait in real time."""
+        target_ns = runtime_ms * 1_000_000
+        if isinstance(self.clock, VirtualClock):
+            await self._run_until(target_ns)
+            return
+        delta = target_ns - self.timebase.runtime_ns()
         if delta > 0:
-            self.clock.advance_ns(delta)
+            await asyncio.sleep(delta / 1e9)
+
+    async def _quiesce(self) -> None:
+        """Let every runnable task run until the session state stops changing."""
+        if isinstance(self.clock, VirtualClock) and self.clock.pending_timers == 0:
+            await self.session.drain()
+        last: tuple[Any, ...] | None = None
+        stable = 0
+        for _ in range(100_000):
+            await asyncio.sleep(0)
+            state = (self.session._seq, self.recorder.buffered, self.session.idle(),
+                     self.session.output_count,
+                     self.clock.pending_timers if isinstance(self.clock, VirtualClock) else 0)
+            stable = stable + 1 if state == last else 0
+            last = state
+            if stable >= 8:
+                return
+
+    async def _run_until(self, target_ns: int, *, jump: bool = True) -> None:
+        """Virtual time: wake sleepers in deadline order up to ``target_ns``, then jump there.
+
+        Nodes sleeping on the clock (provider latency, recorded playback times) wake
+        exactly at their deadlines, interleaved with ingress by time, never early.
+        """
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            return
+        for _ in range(1_000_000):
+            await self._quiesce()
+            deadline = clock.next_deadline_ns()
+            if deadline is None or deadline > target_ns:
+                break
+            clock.advance_ns(max(0, deadline - clock.monotonic_ns()))
+        if jump and target_ns > clock.monotonic_ns():
+            clock.advance_ns(target_ns - clock.monotonic_ns())
+        await self._quiesce()
 
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
@@ -227,14 +284,26 @@ class SessionRig:
         return accepted
 
     async def settle(self) -> None:
-        """Wait until queues, workers and control commands are idle."""
+        """Wait until queues, workers and control commands are idle (at the current time)."""
+        if isinstance(self.clock, VirtualClock):
+            await self._quiesce()
+            return
         for _ in range(3):
             await self.session.drain()
 
-    async def stop(self) -> None:
+    async def stop(self, *, turn_timeout_s: float = 30.0) -> None:
         from rspp.nodes import unbind_services
 
         await self.settle()
+        if isinstance(self.clock, VirtualClock):  # let every sleeper finish on virtual time
+            await self._run_until(self.clock.monotonic_ns() + 600_000_000_000, jump=False)
+        else:
+            # real time: providers finish in the background; wait for open turns to end
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + turn_timeout_s
+            while self.driver.busy and loop.time() < deadline:  # noqa: ASYNC110 (polls kernel state)
+                await asyncio.sleep(0.01)
+            await self.settle()
         await self.driver.aclose()
         await self.session.stop()
         unbind_services(self.options.session_id)
@@ -248,3 +317,40 @@ class SessionRig:
         new = [to_line(item) for item in items]
         self.lines.extend(new)
         return new
+
+
+class _PinnedClock:
+    """The session clock with ``wall_ms`` pinned to a recorded value while a plan freezes."""
+
+    def __init__(self, inner: VirtualClock | SystemClock) -> None:
+        self.inner = inner
+        self.pinned: int | None = None
+
+    def monotonic_ns(self) -> int:
+        return self.inner.monotonic_ns()
+
+    def wall_ms(self) -> int:
+        return self.pinned if self.pinned is not None else self.inner.wall_ms()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class _PinnedWallResolver(PlanResolver):
+    """Substitutes each turn's recorded turn-start wall clock (captured nondeterministic input)."""
+
+    def __init__(self, *args: Any, walls: dict[str, int], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pinned_clock = _PinnedClock(self.clock)  # type: ignore[arg-type]
+        self.clock = self.pinned_clock
+        self.walls = walls
+
+    async def resolve(self, *, tenant_id: str, session_id: str, turn_id: str,
+                      authority_epoch: int, start_sequence: int = 0) -> PlanResolution:
+        self.pinned_clock.pinned = self.walls.get(turn_id)
+        try:
+            return await super().resolve(tenant_id=tenant_id, session_id=session_id,
+                                         turn_id=turn_id, authority_epoch=authority_epoch,
+                                         start_sequence=start_sequence)
+        finally:
+            self.pinned_clock.pinned = None

@@ -74,6 +74,8 @@ class Recording:
     ingress: list[IngressItem]
     provider_lines: dict[str, list[TimelineLine]] = field(default_factory=dict)
     decisions: dict[str, DecisionOutcome] = field(default_factory=dict)
+    #: recorded turn-start wall clock per turn (plan determinism input ``turn_start_wall_ms``)
+    turn_walls: dict[str, int] = field(default_factory=dict)
 
     @property
     def turn_ids(self) -> list[str]:
@@ -83,14 +85,15 @@ class Recording:
     def playback_store(self, provider_nodes: Iterable[str]) -> PlaybackStore:
         """Recorded outputs of ``provider_nodes``; raises when one has none with payloads."""
         store = PlaybackStore()
-        for node in sorted(set(provider_nodes)):
+        nodes = sorted(set(provider_nodes))
+        if nodes and self.turn_ids and not any(self.provider_lines.get(n) for n in nodes):
+            raise ReplayInputError(
+                f"{self.source}: no recorded outputs of the provider nodes {nodes} (records on "
+                "edge '<node>.<port>' with causal_parent_id '<node>#in<k>'); playback needs a "
+                "recording made with provider outputs (recording level L1+ for text, L2 for "
+                "audio), or replay with --mode resimulate")
+        for node in nodes:
             lines = self.provider_lines.get(node, [])
-            if not lines:
-                raise ReplayInputError(
-                    f"{self.source}: no recorded outputs of provider node {node!r} (records on "
-                    f"edge '{node}.<port>' with causal_parent_id '{node}#in<k>'); playback needs "
-                    "a recording made with provider outputs (recording level L1+ for text, L2 "
-                    "for audio), or replay with --mode resimulate")
             for ln in lines:
                 where = f"{self.source}:{ln.line}"
                 if ln.payload is None:
@@ -200,7 +203,14 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
                 f"{source}:{it.line.line}: ingress event {it.line.record.get('event_id')!r} has "
                 "no payload (recorded below the needed level); record audio ingress at L2 and "
                 "text at L1")
-    return Recording(source=source, lines=lines, session_id=session_id,
+    walls: dict[str, int] = {}
+    for ln in plans:
+        for inp in (ln.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
+            ref = str(inp.get("evidence_ref", ""))
+            if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
+                    and ref[8:].isdigit():
+                walls[str(ln.record.get("turn_id"))] = int(ref[8:])
+    return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions)

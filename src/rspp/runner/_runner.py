@@ -23,6 +23,7 @@ from rspp.nodes import NodeServices, bind_services, build_provider, unbind_servi
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
+    Redactor,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -148,7 +149,8 @@ async def run_local(opts: RunOptions) -> RunResult:
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
-        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), clock)
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), clock,
+                                    redactor=Redactor())  # PII never reaches the file (NF-014)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
 
     def record(rec: msgspec.Struct, payload: object = None) -> None:
@@ -190,7 +192,10 @@ async def run_local(opts: RunOptions) -> RunResult:
 
     driver = TurnDriver(session, resolver, tenant_id=opts.tenant_id, authority=authority,
                         admission=admission, record=record, evidence=recorder.append_evidence,
-                        on_plan=on_plan, reply_ports=reply_ports or ("audio",))
+                        on_plan=on_plan, reply_ports=reply_ports or ("audio",),
+                        invocations=services.invocation_outcomes,
+                        # wall-clock budgets are enforced in real time; reported otherwise
+                        enforce_budgets=opts.real_time)
     holder["driver"] = driver
     services.hooks = driver
     services.next_sequence = session._next_seq
@@ -206,6 +211,8 @@ async def run_local(opts: RunOptions) -> RunResult:
         await session.start()
         try:
             await transport.run()
+            await session.drain()
+            driver.end_session()
             await session.drain()
         finally:
             await session.stop()

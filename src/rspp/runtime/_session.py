@@ -42,6 +42,18 @@ _perf = time.perf_counter_ns
 _INBOX = BufferConfig(max_items=256, max_queue_ms=5000, max_latency_ms=5000)
 
 
+async def _reap(task: asyncio.Task[None]) -> None:
+    """Wait for a task we cancelled; a cancellation of the *caller* still propagates.
+
+    ``asyncio.wait`` never raises the child's CancelledError, so only our own
+    cancellation escapes (the old ``except CancelledError: pass`` swallowed both).
+    A real exception of the child is re-raised as before.
+    """
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.result()
+
+
 @dataclass(frozen=True, slots=True)
 class SessionOptions:
     """Per-session switches (grouped options object)."""
@@ -414,10 +426,7 @@ class SessionActor(ControlMixin):
         for t in tasks:
             t.cancel()
         for t in tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+            await _reap(t)
         for h in self.hosts.values():
             h.task = None
 
@@ -430,10 +439,7 @@ class SessionActor(ControlMixin):
         self.state = "stopping"
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await _reap(self._task)
             self._task = None
         await self._stop_workers()
         for host in reversed(list(self.hosts.values())):

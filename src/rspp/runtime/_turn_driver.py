@@ -25,6 +25,7 @@ arbiter says the turn is Active: nothing of a turn leaves after its fence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from rspp.runtime._arbiter import (
     TurnArbiter,
 )
 from rspp.runtime._authority import AuthorityGuard
+from rspp.runtime._budgets import BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.runtime._cancel import CancelReason, CancelScopeTree
 from rspp.runtime._deadletter import DeadLetter
 from rspp.runtime._egress import ControlCommand, TurnFenceGate
@@ -144,6 +146,8 @@ class TurnDriver:
         policy: ArbiterPolicy | None = None,
         on_plan: Callable[[ResolvedTurnPlan], None] | None = None,
         reply_ports: tuple[str, ...] = ("audio",),
+        invocations: Callable[[str], tuple[Mapping[str, object], ...]] | None = None,
+        enforce_budgets: bool = True,
     ) -> None:
         self.session = session
         self.resolver = resolver
@@ -153,6 +157,10 @@ class TurnDriver:
         self._record = record
         self._evidence = evidence
         self.on_plan = on_plan
+        self.invocations = invocations
+        self.enforce_budgets = enforce_budgets
+        self.budgets: BudgetTracker | None = None
+        self._budget_timer: asyncio.Task[None] | None = None
         self.reply_ports = reply_ports
         self.clock = session.clock
         self.timebase = Timebase(session.clock)
@@ -237,6 +245,12 @@ class TurnDriver:
             t.playback_started_ns = self.clock.monotonic_ns()
         self.speaking = turn_id
 
+    def generation_complete(self, turn_id: str) -> None:
+        """The last output of ``turn_id`` reached the transport: the turn budget stops."""
+        b = self.budgets
+        if b is not None and b.turn_id == turn_id:
+            b.turn.stop()
+
     def output_complete(self, turn_id: str) -> None:
         """Every output of ``turn_id`` was delivered (played): commit."""
         if self.speaking == turn_id:
@@ -277,6 +291,8 @@ class TurnDriver:
                 self.cancel(cmd.turn_id, CancelReason.BARGE_IN)
         elif name == "rspp.failure":
             self._failure(cmd.turn_id, cmd.reason or "node_error")
+        elif name == "rspp.budget":
+            self._poll_budgets()
         elif name == "rspp.degrade":
             tid = cmd.turn_id
             if tid is not None and tid == self.active_turn and tid not in self._degraded:
@@ -343,8 +359,57 @@ class TurnDriver:
         t.open_ns = self.clock.monotonic_ns()
         t.open_ms = self.timebase.runtime_ms()
         self.cancels.open(CancelScopeKind.TURN, tid)
+        self._start_budgets(tid, res.plan)
         self.session.control("turn_start", turn_id=tid, applied=True)
         self._resolve_waiter(tid)
+
+    # ------------------------------------------------------------ budgets
+    def _start_budgets(self, tid: str, plan: ResolvedTurnPlan) -> None:
+        tracker = BudgetTracker(tid, plan.budgets, self.clock, self.stamp,
+                                authority_epoch=self.authority.epoch,
+                                allowed_actions=plan.allowed_adaptive_actions)
+        if not self.enforce_budgets:  # compressed media time: report, never terminate
+            tracker.turn = tracker.start(BudgetKind.TURN, tid, advisory=True)
+        self.budgets = tracker
+        self._stop_budget_timer()
+        self._budget_timer = asyncio.get_running_loop().create_task(
+            self._budget_watch(tracker), name=f"{tid}:budget")
+
+    async def _budget_watch(self, tracker: BudgetTracker) -> None:
+        while self.budgets is tracker:
+            due = tracker.next_deadline_ns()
+            if due is None:
+                return
+            await self.clock.sleep(max(due - self.clock.monotonic_ns(), 0) / 1e9)
+            if self.budgets is tracker:
+                self.session.control("rspp.budget", turn_id=tracker.turn_id)
+                await self.clock.sleep(0.005)  # let the scheduler poll before re-arming
+
+    def _stop_budget_timer(self) -> None:
+        timer, self._budget_timer = self._budget_timer, None
+        if timer is not None and not timer.done() and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _poll_budgets(self) -> None:
+        tracker = self.budgets
+        if tracker is None or tracker.turn_id != self.active_turn:
+            return
+        warnings, exhausted = tracker.poll()
+        for rec in warnings:
+            self.emit(rec)
+        for ex in exhausted:
+            for rec in ex.records:
+                self.emit(rec)
+            if ex.outcome is BudgetOutcome.TERMINATE and ex.budget.kind is BudgetKind.TURN:
+                self._failure(tracker.turn_id, "budget_exhausted")
+                return
+
+    def _end_budgets(self, tid: str) -> None:
+        if self.budgets is not None and self.budgets.turn_id == tid:
+            for b in self.budgets.budgets.values():
+                b.stop()
+            self.budgets = None
+            self._stop_budget_timer()
 
     def _evidence_ok(self, t: TurnTiming, signal: str, reason: str | None) -> bool:
         if self._evidence is None or t.plan is None:
@@ -360,7 +425,7 @@ class TurnDriver:
             "snapshot_refs": plan.snapshot_provenance, "determinism": plan.determinism,
             "turn_open_proposed_ms": t.proposed_ms, "turn_open_ms": t.open_ms,
             "terminal_ms": self.timebase.runtime_ms(), "terminal_signal": signal,
-            "provider_invocations": (),
+            "provider_invocations": self.invocations(t.turn_id) if self.invocations else (),
             "recording_level": plan.recording_policy.recording_level,
             "runtime_timestamp_ms": self.timebase.runtime_ms(),
             "wall_clock_timestamp_ms": self.timebase.wall_ms(),
@@ -376,6 +441,7 @@ class TurnDriver:
         return self._evidence(ev)
 
     def _terminal(self, tid: str, step: Step) -> None:
+        self._end_budgets(tid)
         self._apply(step)
         t = self.timings.get(tid)
         if t is not None:
@@ -427,21 +493,36 @@ class TurnDriver:
             return
         t = self.timings[tid]
         scope = self.cancels.scope(tid)
-        self.cancels.cancel(scope, CancelReason.PROVIDER_ERROR)
+        self.cancels.cancel(scope, CancelReason.TIMEOUT if reason == "budget_exhausted"
+                            else CancelReason.PROVIDER_ERROR)
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid)
         self._evidence_ok(t, "abort", reason)
         cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
+                 else TerminalCause.DISCONNECT if reason == "session_end"
+                 else TerminalCause.BUDGET_TERMINATE if reason == "budget_exhausted"
                  else TerminalCause.RUNTIME_ERROR)
         self._terminal(tid, self.arbiter.failure(cause, reason))
         self.session.cancel_turn(tid, reason)
         self.cancels.close(scope)
 
+    def end_session(self) -> None:
+        """The client is gone: a still Active turn ends ``abort(session_end)``, ``close``."""
+        tid = self.active_turn
+        if tid is not None:
+            self.session.control("rspp.failure", turn_id=tid, reason="session_end")
+
     async def aclose(self) -> None:
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(None)
+        timer, self._budget_timer = self._budget_timer, None
+        self.budgets = None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
         await self.cancels.aclose()
 
     def summary(self) -> list[dict[str, Any]]:

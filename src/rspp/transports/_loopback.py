@@ -72,6 +72,7 @@ class LoopbackTransport:
         self.driver: PlaybackObserver | None = None
         self._make_signal: SignalFactory | None = None
         self._barge_done: int | None = None
+        self._stalled = False
         self.turns: dict[str, TurnOutput] = {}
         self.queue: list[TurnOutput] = []
         self.partials: list[str] = []
@@ -141,6 +142,8 @@ class LoopbackTransport:
             t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
             t.ended = True
+            if self.driver is not None:
+                self.driver.generation_complete(tid)
         self._pump(0)
 
     def _record_output(self, port: str, event: Event) -> None:
@@ -244,10 +247,17 @@ class LoopbackTransport:
         driver = self.driver
         if self.opts.real_time or driver is None:
             return
+        if self._stalled:
+            if driver.busy:
+                return  # a stuck turn: media time moves on until the pipeline is idle again
+            self._stalled = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.opts.stall_timeout_s
         # polled: "busy" is derived from several independent producers (arbiter, nodes)
-        while driver.busy and not self.unplayed() and loop.time() < deadline:  # noqa: ASYNC110
+        while driver.busy and not self.unplayed():
+            if loop.time() >= deadline:
+                self._stalled = True
+                return
             await asyncio.sleep(0.002)
 
     async def _backpressure(self) -> None:

@@ -7,6 +7,7 @@ the reference schema.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ KINDS = {ControlSignal: "control_signal", TurnTransition: "turn_transition"}
 
 
 class Rig:
-    def __init__(self, bundle_edit: Any = None, turns_per_minute: int = 600) -> None:
+    def __init__(self, bundle_edit: Any = None, turns_per_minute: int = 600,
+                 enforce_budgets: bool = True) -> None:
         gd = compile_spec(load_spec(VOICE))
         clock = SystemClock()
         bundle = local_bundle(gd, now_ms=clock.wall_ms())
@@ -54,7 +56,8 @@ class Rig:
                                 runtime_id=LOCAL_RUNTIME_ID)
         self.driver = TurnDriver(self.session, resolver, tenant_id="local",
                                  authority=self.authority, admission=self.admission,
-                                 record=self.records.append, reply_ports=("text",))
+                                 record=self.records.append, reply_ports=("text",),
+                                 enforce_budgets=enforce_budgets)
 
     async def propose(self) -> str | None:
         self.driver.end_of_utterance("vad_silence")
@@ -150,4 +153,49 @@ async def test_cancel_fences_egress_and_aborts_once(reference_schema: dict[str, 
     assert names.count("abort") == 1 and "commit" not in names
     assert ("abort", "cancelled") in rig.signals()
     assert rig.driver.summary()[0]["cancel_fence_ms"] is not None
+    rig.validate(reference_schema)
+
+
+async def test_session_end_closes_an_unfinished_turn(reference_schema: dict[str, Any]) -> None:
+    """Every accepted turn gets exactly one terminal then close, even if the client leaves."""
+    rig = Rig()
+    async with rig.session:
+        assert await rig.propose() is not None
+        rig.driver.end_session()
+        await rig.session.drain()
+        rig.driver.end_session()  # idempotent: no turn is active any more
+        await rig.session.drain()
+    assert rig.signals()[-2:] == [("abort", "session_end"), ("close", None)]
+    rig.validate(reference_schema)
+
+
+def tight_budget(b: TurnStartBundle) -> TurnStartBundle:
+    assert b.policy_resolution is not None
+    return msgspec.structs.replace(b, policy_resolution=msgspec.structs.replace(
+        b.policy_resolution, turn_budget_ms=60))
+
+
+@pytest.mark.parametrize("enforce", [True, False])
+async def test_turn_budget_terminates_or_reports(
+    enforce: bool, reference_schema: dict[str, Any]
+) -> None:
+    """RK-17: an exhausted turn budget ends the turn (T10) or, advisory, is only reported."""
+    rig = Rig(bundle_edit=tight_budget, enforce_budgets=enforce)
+    async with rig.session:
+        tid = await rig.propose()
+        assert tid is not None
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if "budget_exhausted" in [s for s, _ in rig.signals()]:
+                break
+        await rig.session.drain()
+        rig.driver.output_complete(tid)
+        await rig.session.drain()
+        await rig.driver.aclose()
+    names = [s for s, _ in rig.signals()]
+    assert names.index("budget_warning") < names.index("budget_exhausted")
+    if enforce:
+        assert ("abort", "budget_exhausted") in rig.signals() and "commit" not in names
+    else:
+        assert "abort" not in names and names[-2:] == ["commit", "close"]
     rig.validate(reference_schema)

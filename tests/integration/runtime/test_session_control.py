@@ -363,3 +363,43 @@ async def test_control_lane_is_bounded_and_never_drops() -> None:
         s.control("noop")
     with pytest.raises(RuntimeKernelError, match="control is never dropped"):
         s.control("noop")
+
+
+class Stubborn(Node):
+    """Async node that, once cancelled, still needs ``release`` before it returns."""
+
+    type_name = "t.stubborn"
+    release: asyncio.Event
+
+    async def process(self, event: Event, port: str) -> Event:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await Stubborn.release.wait()
+            raise
+        return event
+
+
+async def test_cancelling_the_caller_of_stop_is_not_swallowed() -> None:
+    """"CancelledError never swallowed": stop() waiting on a slow worker stays cancellable."""
+    Stubborn.release = asyncio.Event()
+    r = reg()
+    r.register(Stubborn)
+    b = GraphBuilder("stub", "1.0.0").node("x", "t.stubborn").chain("x")
+    s = SessionActor(b.build(), session_id="s", registry=r, clock=VirtualClock())
+    await s.start()
+    s.push(audio_frames(1)[0])
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert s.hosts["x"].busy
+    stopper = asyncio.create_task(s.stop())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not stopper.done()  # waiting for the stubborn worker
+    stopper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopper
+    assert stopper.cancelled()
+    Stubborn.release.set()
+    await s.stop()  # a later stop still completes and runs the hooks once
+    assert s.state == "stopped"

@@ -38,6 +38,9 @@ class Observer:
     def output_complete(self, turn_id: str) -> None:
         self.events.append(("complete", turn_id))
 
+    def generation_complete(self, turn_id: str) -> None:
+        self.events.append(("generated", turn_id))
+
 
 def rig(pcm: bytes, rate: int = 16000, **opts: object) -> tuple[
         LoopbackTransport, SessionActor, list[Event], Observer, list[tuple[SignalName, str]]]:
@@ -102,7 +105,8 @@ async def test_playback_signals_and_fence_drop_unplayed_audio() -> None:
         t.stop_playback("t2")
         t.output("audio", Event("audio_chunk", reply, turn_id="t2", audio_format=fmt))
         await run
-    assert obs.events[:3] == [("started", "t1"), ("complete", "t1"), ("started", "t2")]
+    assert obs.events[:4] == [("generated", "t1"), ("started", "t1"), ("complete", "t1"),
+                              ("started", "t2")]
     assert t.signals == [("output_accepted", "t1"), ("output_accepted", "t2"),
                      ("playback_started", "t1"), ("playback_completed", "t1"),
                      ("playback_started", "t2"), ("playback_cancelled", "t2")]

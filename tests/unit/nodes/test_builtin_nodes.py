@@ -189,3 +189,25 @@ async def test_resampler_converts_rate_and_channels_streaming() -> None:
                for e in out["audio"])
     assert 15000 <= len(pcm) // 2 <= 16000  # ~1 s at 16 kHz (streaming resampler delay)
     assert [e.sample_index for e in out["audio"]] == sorted(e.sample_index for e in out["audio"])
+
+
+async def test_turn_detector_ignores_blips_and_reports_real_utterances() -> None:
+    """F-017: the turn detector's own policy decides which VAD utterances become turns."""
+    g = (GraphBuilder("td").node("vad", "vad", params={"silence_ms": 200, "min_speech_ms": 40})
+         .node("td", "turn_detector", params={"min_utterance_ms": 300})
+         .edge("input.audio", "vad.audio").edge("vad.vad", "td.vad")
+         .edge("td.turn", "output.turn").build())
+    pcm = tone(100) + b"\x00\x00" * 8000 + tone(600) + b"\x00\x00" * 8000
+    fmt = AudioFormat(16000)
+    evs = [("audio", Event("audio_chunk", f, audio_format=fmt)) for f in frames(pcm)]
+    session = SessionActor(g, session_id="td")
+    out: list[Event] = []
+    session.output_sink = lambda p, e: out.append(e)
+    async with session:
+        for port, ev in evs:
+            session.push(ev, port)
+            await session.drain()
+    turns = [e for e in out if e.kind == "turn_end_detected"]
+    assert len(turns) == 1 and turns[0].payload["speech_ms"] >= 600
+    audits = [r.reason for r in session.signals.records if getattr(r, "reason", None)]
+    assert any(str(a).startswith("turn_detector:ignored_short_utterance") for a in audits)

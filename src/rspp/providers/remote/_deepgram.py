@@ -11,7 +11,6 @@ send binary audio frames, ``{"type": "KeepAlive"}`` while idle and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
@@ -168,5 +167,8 @@ class DeepgramSTT(STTProvider):
             finally:
                 if not sender.done():
                     sender.cancel()
-                with contextlib.suppress(BaseException):
-                    await sender
+                # asyncio.wait never raises the sender's error or cancellation, but a
+                # cancellation of *this* task still propagates (never swallowed).
+                await asyncio.wait({sender})
+                if not sender.cancelled():
+                    sender.exception()  # mark retrieved; the receive loop reported it

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlencode
@@ -132,5 +131,8 @@ class ElevenLabsTTS(TTSProvider):
             finally:
                 if not sender.done():
                     sender.cancel()
-                with contextlib.suppress(BaseException):
-                    await sender
+                # asyncio.wait never raises the sender's error or cancellation, but a
+                # cancellation of *this* task still propagates (never swallowed).
+                await asyncio.wait({sender})
+                if not sender.cancelled():
+                    sender.exception()  # mark retrieved; the receive loop reported it

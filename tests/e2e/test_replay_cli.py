@@ -1,0 +1,129 @@
+"""``rspp replay`` end to end: exit codes and the report a CI gate reads (F-127, F-072).
+
+A baseline session is recorded (live kernel session, demo spec v1) and written
+as JSON Lines; specs v1 and v2 are real YAML files. Replaying against v1 passes
+(exit 0), against v2 fails with PLAN/OUTCOME divergences (exit 1), and bad
+input exits 2 with a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from rspp.cli._replay import register
+from rspp.observability import (
+    DEMO_PROVIDER_TYPES,
+    DEMO_SPEC,
+    RigOptions,
+    demo_frames,
+    demo_registry,
+    record_session,
+)
+from rspp.spec import compile_spec, load_spec
+
+pytestmark = pytest.mark.e2e
+
+CLASSES = {"ORDERING", "PLAN", "OUTCOME", "TIMING", "AUTHORITY", "PROVIDER_CHOICE"}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("replay-cli")
+    (root / "v1.yaml").write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+    (root / "v2.yaml").write_text(DEMO_SPEC.format(version="2.0.0", prefix="HEARD> "))
+    gd = compile_spec(load_spec(root / "v1.yaml"))
+    lines = asyncio.run(record_session(gd, demo_frames(2), registry=demo_registry(),
+                                       options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
+    (root / "baseline.jsonl").write_bytes(b"".join(msgspec.json.encode(ln) + b"\n"
+                                                   for ln in lines))
+    return root
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop", hidden=True)
+    def _noop() -> None:  # keeps `replay` a sub-command, as under the root app
+        pass
+
+    result = CliRunner().invoke(app, ["replay", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_replay_against_recorded_spec_passes(workspace: Path) -> None:
+    report = workspace / "ok.json"
+    candidate = workspace / "candidate.jsonl"
+    code, out, _ = invoke(str(workspace / "baseline.jsonl"), "--spec", str(workspace / "v1.yaml"),
+                          "--report", str(report), "--timeline-out", str(candidate))
+    assert code == 0, out
+    assert "PASS" in out and "PLAN=0" in out and "ORDERING=0" in out
+    doc = json.loads(report.read_text())
+    assert set(doc["divergences"]) == CLASSES and sum(doc["divergences"].values()) == 0
+    assert doc["passed"] is True and doc["findings"] == []
+    assert doc["mode"] == "playback_recorded_provider_outputs"
+    assert doc["provider_outputs_served"] == 6
+    assert len(candidate.read_text().splitlines()) == doc["candidate_lines"] > 0
+    code, out, _ = invoke(str(workspace / "baseline.jsonl"), "--spec", str(workspace / "v1.yaml"),
+                          "--mode", "resimulate", "--decisions", "recompute")
+    assert code == 0 and "re_simulate_nodes / recompute_decisions: PASS" in out
+
+
+def test_changed_spec_fails_the_gate_with_plan_and_outcome(workspace: Path) -> None:
+    report = workspace / "v2.json"
+    code, out, _ = invoke(str(workspace / "baseline.jsonl"), "--spec", str(workspace / "v2.yaml"),
+                          "--report", str(report))
+    assert code == 1, out
+    assert "FAIL (PLAN, OUTCOME)" in out
+    doc = json.loads(report.read_text())
+    assert doc["divergences"]["PLAN"] == 2 and doc["divergences"]["OUTCOME"] >= 2
+    assert doc["divergences"]["ORDERING"] == 0 and doc["passed"] is False
+    assert doc["failing_classes"] == ["PLAN", "OUTCOME"]
+    classes = {f["class"] for f in doc["findings"]}
+    assert classes == {"PLAN", "OUTCOME"}
+    assert any(f["actual"] == "HEARD> utterance 1: 8 chunks, peak 4500" for f in doc["findings"])
+
+
+def test_latency_regression_fails_with_timing_threshold(workspace: Path) -> None:
+    """F-127 step 4: a slower provider (v1 with asr latency +80 ms) fails a TIMING budget."""
+    slow = workspace / "slow.yaml"
+    slow.write_text((workspace / "v1.yaml").read_text().replace(
+        "type: replay_demo.asr\n", "type: replay_demo.asr\n    params: {latency_ms: 110}\n"))
+    code, out, _ = invoke(str(workspace / "baseline.jsonl"), "--spec", str(slow),
+                          "--mode", "resimulate", "--max-timing-findings", "0")
+    assert code == 1, out
+    assert "TIMING" in out and "moved by 80 ms" in out
+
+
+def test_bad_input_exits_2(workspace: Path) -> None:
+    spec = str(workspace / "v1.yaml")
+    code, _, err = invoke(str(workspace / "missing.jsonl"), "--spec", spec)
+    assert code == 2 and "no such timeline file" in err
+    bad = workspace / "bad.jsonl"
+    bad.write_text('{"kind": "event_record", "record": {}}\n{oops\n')
+    code, _, err = invoke(str(bad), "--spec", spec)
+    assert code == 2 and "bad.jsonl:2: invalid JSON" in err
+    stripped = workspace / "l0.jsonl"
+    lines = [json.loads(x) for x in (workspace / "baseline.jsonl").read_text().splitlines()]
+    for ln in lines:
+        if ln["record"].get("edge_id") == "reply.text":  # provider record, not egress
+            ln.pop("payload", None)
+    stripped.write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    code, _, err = invoke(str(stripped), "--spec", spec)
+    assert code == 2 and "without its payload" in err and "--mode resimulate" in err
+    code, out, _ = invoke(str(stripped), "--spec", spec, "--mode", "resimulate")
+    # re-simulation runs without the provider payloads; the stripped baseline texts show up
+    assert code == 1 and "re_simulate_nodes" in out and "OUTCOME=2" in out, out
+    code, _, err = invoke(str(workspace / "baseline.jsonl"))
+    assert code == 2 and "pass --spec" in err
+    code, _, err = invoke(str(workspace / "baseline.jsonl"), "--spec", spec, "--mode", "fast")
+    assert code == 2 and "--mode 'fast'" in err
+    code, _, err = invoke(str(workspace / "baseline.jsonl"), "--spec", str(workspace / "no.yaml"))
+    assert code == 2 and "--spec" in err

@@ -1,0 +1,271 @@
+"""Replay engine on a real recorded kernel session (OR-03: F-029, F-072, F-151, F-152, NF-009).
+
+The recording is made by a live SessionActor + TurnDriver (admission, authority,
+plan resolver) over a compiled spec with the deterministic demo nodes, with the
+TimelineRecorder attached; three utterances give three committed turns. It is
+written through the real exporter sinks and read back from disk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from jsonschema import Draft202012Validator
+
+from rspp.contracts import DivergenceClass, ReplayMode, parse_entry
+from rspp.observability import (
+    DEMO_PROVIDER_TYPES,
+    DEMO_SPEC,
+    EVIDENCE_KIND,
+    JsonLinesFileSink,
+    MsgpackFileSink,
+    ReplayCursor,
+    ReplayEngine,
+    ReplayError,
+    ReplayOptions,
+    RigOptions,
+    as_lines,
+    compare_timelines,
+    demo_frames,
+    demo_registry,
+    load_recording,
+    record_session,
+    replay,
+)
+from rspp.observability._replay_demo import DemoAsr, DemoReply
+from rspp.spec import GraphDefinition, compile_spec, parse_spec_text
+
+pytestmark = pytest.mark.integration
+
+PLAYBACK = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS
+RESIM = ReplayMode.RE_SIMULATE_NODES
+STRICT = (DivergenceClass.ORDERING, DivergenceClass.PLAN, DivergenceClass.OUTCOME,
+          DivergenceClass.AUTHORITY)
+
+
+def graph(version: str = "1.0.0", prefix: str = "heard: ") -> GraphDefinition:
+    return compile_spec(parse_spec_text(DEMO_SPEC.format(version=version, prefix=prefix)))
+
+
+def opts(mode: ReplayMode = PLAYBACK, decisions: ReplayMode = ReplayMode.REPLAY_DECISIONS
+         ) -> ReplayOptions:
+    return ReplayOptions(mode=mode, decision_mode=decisions,
+                         provider_node_types=DEMO_PROVIDER_TYPES)
+
+
+async def record(path: Path, utterances: int = 3) -> list[dict[str, Any]]:
+    lines = await record_session(graph(), demo_frames(utterances), registry=demo_registry(),
+                                 options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
+    sink = MsgpackFileSink(path) if path.suffix == ".msgpack" else JsonLinesFileSink(path)
+    await sink.write(lines)
+    await sink.close()
+    return lines
+
+
+@pytest.fixture
+async def recording(tmp_path: Path) -> Path:
+    path = tmp_path / "baseline.jsonl"
+    await record(path)
+    return path
+
+
+def write_jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.write_bytes(b"".join(msgspec.json.encode(ln) + b"\n" for ln in lines))
+
+
+def texts_on(lines: list[Any], edge: str) -> list[str]:
+    return [ln.payload["text"] for ln in as_lines(lines)
+            if ln.record.get("edge_id") == edge and ln.payload and ln.payload.get("text")]
+
+
+def counts(result: Any) -> dict[str, int]:
+    return {c.name: n for c, n in result.report.counts.items()}
+
+
+async def test_recording_is_a_valid_committed_session(recording: Path,
+                                                      reference_schema: dict[str, Any]) -> None:
+    """F-029 step 1-2: the recorded session has ingress payloads, plans, evidence, commits."""
+    rec = load_recording(recording)
+    assert len(rec.ingress) == 39 and all(it.line.payload for it in rec.ingress)
+    assert len(rec.turn_ids) == 3
+    signals = Counter(ln.record.get("signal") for ln in rec.lines if ln.kind == "control_signal")
+    assert signals["commit"] == 3 and signals["close"] == 3 and signals["abort"] == 0
+    assert sum(1 for ln in rec.lines if ln.kind == EVIDENCE_KIND) == 3
+    assert set(rec.provider_lines) == {"asr", "reply"}
+    for ln in rec.lines:
+        if ln.kind == EVIDENCE_KIND:
+            continue
+        v = Draft202012Validator({**reference_schema, "$ref": f"#/$defs/{ln.kind}"})
+        assert [e.message for e in v.iter_errors(ln.record)] == [], ln.record
+        entry, issues = parse_entry({"kind": ln.kind, "record": ln.record,
+                                     **({"payload": ln.payload} if ln.payload else {})})
+        assert entry is not None and issues == [], issues
+
+
+async def test_playback_five_times_has_no_divergence(recording: Path) -> None:
+    """Done-when / NF-009: 5 playback replays -> 0 ORDERING/PLAN/OUTCOME/AUTHORITY."""
+    baseline = load_recording(recording)
+    texts = texts_on(baseline.lines, "output.reply")
+    assert len(texts) == 3
+    candidates = []
+    for _ in range(5):
+        result = await replay(recording, graph(), registry=demo_registry(), options=opts())
+        c = counts(result)
+        assert all(c[k.name] == 0 for k in STRICT), result.report.findings
+        assert c["TIMING"] == 0 and c["PROVIDER_CHOICE"] == 0
+        assert result.report.passed
+        assert result.provider_outputs_served == 9  # 3 transcripts + 3 replies + 3 eos
+        assert texts_on(result.lines, "output.reply") == texts
+        candidates.append(result.lines)
+    # every replay is identical to every other one, record for record
+    for other in candidates[1:]:
+        again = compare_timelines(candidates[0], other)
+        assert again.findings == ()
+
+
+async def test_resimulate_reproduces_the_recording(recording: Path) -> None:
+    """F-151 step 2 / F-029 step 4: re-running every node gives the same timeline."""
+    calls = DemoReply.calls
+    result = await replay(recording, graph(), registry=demo_registry(), options=opts(RESIM))
+    assert result.report.findings == ()
+    assert result.mode is RESIM and result.report.mode is RESIM
+    assert result.provider_outputs_served == 0
+    assert DemoReply.calls == calls + 3  # the provider node really ran again
+
+
+async def test_playback_serves_recorded_outputs_instead_of_calling_providers(
+        tmp_path: Path) -> None:
+    """F-151: playback uses recorded provider outputs; re-simulation calls the providers.
+
+    The recorded reply of turn 2 is edited in the file: playback reproduces the
+    recording (the edited reply is what was "said"), re-simulation produces the
+    provider's own answer and reports the OUTCOME divergence on node ``reply``.
+    """
+    path = tmp_path / "edited.jsonl"
+    lines = await record(path)
+    edited = 0
+    for ln in lines:
+        rec, payload = ln["record"], ln.get("payload")
+        if rec.get("turn_id", "").endswith(":2") and isinstance(payload, dict) \
+                and payload.get("text", "").startswith(("Sure", "Okay", "Right", "Noted")):
+            payload["text"] = "Recorded provider answer"
+            edited += 1
+    assert edited == 2  # reply.text (provider record) and output.reply (egress)
+    write_jsonl(path, lines)
+    asr_calls, reply_calls = DemoAsr.calls, DemoReply.calls
+    played = await replay(path, graph(), registry=demo_registry(), options=opts(PLAYBACK))
+    assert (DemoAsr.calls, DemoReply.calls) == (asr_calls, reply_calls)  # no provider call
+    assert played.report.findings == ()
+    assert "Recorded provider answer" in texts_on(played.lines, "output.reply")
+    resim = await replay(path, graph(), registry=demo_registry(), options=opts(RESIM))
+    assert DemoReply.calls == reply_calls + 3
+    outcome = [f for f in resim.report.findings if f.divergence_class is DivergenceClass.OUTCOME]
+    assert [f.message for f in outcome] == ["output text of node reply differs"]
+    assert outcome[0].turn_id is not None and outcome[0].turn_id.endswith(":2")
+    assert (outcome[0].expected or "").startswith("Recorded provider answer")
+    assert "you said" in (outcome[0].actual or "")
+    assert not resim.report.passed
+
+
+async def test_changed_spec_reports_plan_and_outcome(recording: Path) -> None:
+    """Done-when / F-072: replay against v2 (another prefix) -> PLAN and OUTCOME per turn."""
+    for mode in (PLAYBACK, RESIM):
+        result = await replay(recording, graph("2.0.0", "HEARD> "), registry=demo_registry(),
+                              options=opts(mode))
+        c = counts(result)
+        assert c["PLAN"] == 3 and c["OUTCOME"] >= 3, result.report.findings
+        assert c["ORDERING"] == 0 and c["AUTHORITY"] == 0
+        assert not result.report.passed
+        plan = [f for f in result.report.findings if f.divergence_class is DivergenceClass.PLAN]
+        assert all("pipeline_version" in f.message and "graph_definition_ref" in f.message
+                   for f in plan)
+        texts = {f.actual for f in result.report.findings
+                 if f.message == "output text of node format differs"}
+        assert texts == {f"HEARD> utterance {i}: 8 chunks, peak 4500" for i in (1, 2, 3)}
+    # same version, same structure, only a param changed: OUTCOME without a PLAN change? No -
+    # the graph hash changes with params, so the plan (graph_definition_ref) differs too.
+    same_version = await replay(recording, graph("1.0.0", "> "), registry=demo_registry(),
+                                options=opts())
+    assert counts(same_version)["PLAN"] == 3 and counts(same_version)["OUTCOME"] >= 3
+
+
+async def test_decision_modes(tmp_path: Path) -> None:
+    """F-151: replay-decisions takes the recorded admission; recompute asks admission again."""
+    path = tmp_path / "decisions.jsonl"
+    lines = await record(path, utterances=2)
+    for ln in lines:
+        rec = ln["record"]
+        if rec.get("reason") == "within_quota" and rec.get("turn_id", "").endswith(":2"):
+            rec["reason"] = "operator_override"
+    write_jsonl(path, lines)
+    replayed = await replay(path, graph(), registry=demo_registry(),
+                            options=opts(decisions=ReplayMode.REPLAY_DECISIONS))
+    assert replayed.report.findings == ()
+    assert replayed.decision_mode is ReplayMode.REPLAY_DECISIONS
+    assert len(replayed.decisions_replayed) == 2
+    recomputed = await replay(path, graph(), registry=demo_registry(),
+                              options=opts(decisions=ReplayMode.RECOMPUTE_DECISIONS))
+    assert recomputed.decisions_replayed == ()
+    msgs = {(f.divergence_class, f.message, f.expected, f.actual)
+            for f in recomputed.report.findings}
+    assert (DivergenceClass.OUTCOME, "control_signal:admit reason differs",
+            "operator_override", "within_quota") in msgs
+
+
+async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
+                                                             tmp_path: Path) -> None:
+    """F-152: step, pause at a chosen event, persist, resume from the cursor -> same result."""
+    straight = await replay(recording, graph(), registry=demo_registry(), options=opts())
+    rec = load_recording(recording)
+    engine = ReplayEngine(rec, graph(), registry=demo_registry(), options=opts())
+    c0 = await engine.start()
+    assert c0.position == 0 and c0.total == 39
+    c1 = await engine.step()
+    c2 = await engine.step(4)
+    assert (c1.position, c2.position) == (1, 5)
+    assert c2.runtime_sequence > c1.runtime_sequence and c2.runtime_ms > c1.runtime_ms
+
+    def pause_at_20(cursor: ReplayCursor) -> None:
+        if cursor.position == 20:
+            engine.pause()
+
+    paused = await engine.run(on_step=pause_at_20)
+    assert paused.position == 20 and paused.paused
+    saved = tmp_path / "cursor.json"
+    paused.save(saved)
+    with pytest.raises(ReplayError, match="paused"):
+        await engine.finish()
+    await engine.aclose()
+
+    # a new engine (as in another process) resumes from the persisted cursor
+    cursor = ReplayCursor.load(saved)
+    assert cursor == paused
+    resumed = ReplayEngine(load_recording(recording), graph(), registry=demo_registry(),
+                           options=opts())
+    at = await resumed.resume(cursor)
+    assert (at.position, at.runtime_sequence, at.runtime_ms, at.lines) == (
+        cursor.position, cursor.runtime_sequence, cursor.runtime_ms, cursor.lines)
+    result = await resumed.finish()
+    assert result.report.findings == ()
+    assert compare_timelines(straight.lines, result.lines).findings == ()
+    assert len(result.lines) == len(straight.lines)
+
+    # a cursor of another mode or another recording is refused
+    other = ReplayEngine(load_recording(recording), graph(), registry=demo_registry(),
+                         options=opts(RESIM))
+    with pytest.raises(ReplayError, match="mode"):
+        await other.resume(cursor)
+    await other.aclose()
+
+
+async def test_msgpack_recording_replays(tmp_path: Path) -> None:
+    """Recordings exported as MessagePack replay like JSON Lines (raw audio bytes)."""
+    path = tmp_path / "baseline.msgpack"
+    await record(path, utterances=2)
+    result = await replay(path, graph(), registry=demo_registry(), options=opts())
+    assert result.report.findings == ()
+    assert result.cursor.total == 26

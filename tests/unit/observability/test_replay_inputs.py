@@ -1,0 +1,126 @@
+"""Replay inputs: event codec round trips, cursor persistence, recording errors (OR-03)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from rspp.contracts import ReplayMode
+from rspp.observability import (
+    ReplayCursor,
+    ReplayError,
+    ReplayInputError,
+    ReplayOptions,
+    load_recording,
+)
+from rspp.observability._replay_codec import decode_event, encode_event
+from rspp.runtime import AudioFormat, Event, EventKind
+
+pytestmark = pytest.mark.unit
+
+
+def _roundtrip(ev: Event, *, json: bool) -> Event:
+    _, payload = encode_event(ev)
+    body = msgspec.to_builtins(payload, builtin_types=(bytes,))
+    if json:  # through JSON Lines: bytes become base64 text
+        body = msgspec.json.decode(msgspec.json.encode(body))
+    record = {"media_time": {"sample_index": ev.sample_index}} if ev.sample_index is not None \
+        else {}
+    return decode_event(record, body, "t.jsonl:1")
+
+
+@pytest.mark.parametrize("json", [True, False])
+def test_codec_round_trips_audio_text_attrs_and_metadata(json: bool) -> None:
+    audio = Event(EventKind.AUDIO_CHUNK, b"\x01\x02" * 160, audio_format=AudioFormat(8000, 1),
+                  sample_index=320)
+    back = _roundtrip(audio, json=json)
+    assert (back.kind, back.payload, back.sample_index) == (EventKind.AUDIO_CHUNK,
+                                                            audio.payload, 320)
+    assert back.audio_format is not None and back.audio_format.sample_rate == 8000
+    end = _roundtrip(Event(EventKind.AUDIO_END, b"", audio_format=AudioFormat()), json=json)
+    assert end.kind == EventKind.AUDIO_END
+    text = Event(EventKind.TEXT, "partial", final=False, revision=2)
+    back = _roundtrip(text, json=json)
+    assert (back.kind, back.payload, back.final, back.revision, back.attrs) == (
+        "text", "partial", False, 2, None)
+    eos = _roundtrip(Event(EventKind.TEXT, "", attrs={"eos": True}), json=json)
+    assert eos.attrs == {"eos": True} and eos.payload == ""
+    custom = _roundtrip(Event("end_of_utterance", "x", attrs={"n": 1}), json=json)
+    assert (custom.kind, custom.payload, custom.attrs) == ("end_of_utterance", "x", {"n": 1})
+    tagged = Event(EventKind.AUDIO_CHUNK, b"\x00\x00", attrs={"speech": True})
+    back = _roundtrip(tagged, json=json)
+    assert (back.kind, back.payload, back.attrs) == (EventKind.AUDIO_CHUNK, b"\x00\x00",
+                                                     {"speech": True})
+    meta = _roundtrip(Event("metric", {"a": [1, 2]}), json=json)
+    assert (meta.kind, meta.payload) == ("metric", {"a": [1, 2]})
+
+
+def test_codec_names_bad_audio_data() -> None:
+    with pytest.raises(ValueError, match=r"t.jsonl:7: audio data is not valid base64"):
+        decode_event({}, {"sample_rate_hz": 16000, "channels": 1, "data": "%%"}, "t.jsonl:7")
+
+
+def test_cursor_json_round_trip_and_errors(tmp_path: Path) -> None:
+    cursor = ReplayCursor(recording_ref="a.jsonl", recording_digest="d" * 32,
+                          mode=ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
+                          decision_mode=ReplayMode.REPLAY_DECISIONS, position=3, total=9,
+                          runtime_sequence=12, runtime_ms=60, lines=20, paused=True)
+    path = tmp_path / "c.json"
+    cursor.save(path)
+    assert ReplayCursor.load(path) == cursor and not cursor.done
+    with pytest.raises(ReplayError, match="invalid replay cursor"):
+        ReplayCursor.from_json(b'{"position": "x"}')
+    with pytest.raises(ReplayError, match="cannot read replay cursor"):
+        ReplayCursor.load(tmp_path / "missing.json")
+
+
+def test_options_reject_swapped_modes() -> None:
+    with pytest.raises(ReplayError, match="mode="):
+        ReplayOptions(mode=ReplayMode.REPLAY_DECISIONS)
+    with pytest.raises(ReplayError, match="decision_mode="):
+        ReplayOptions(decision_mode=ReplayMode.RE_SIMULATE_NODES)
+
+
+_REC = {"schema_version": "v1.0", "event_scope": "session", "session_id": "s",
+        "pipeline_version": "1.0.0", "event_id": "s:0", "lane": "DataLane",
+        "runtime_sequence": 0, "runtime_timestamp_ms": 0,
+        "wall_clock_timestamp_ms": 1_700_000_000_000, "payload_class": "audio_raw",
+        "edge_id": "input.audio"}
+
+
+def _write(path: Path, *lines: dict[str, object]) -> Path:
+    path.write_bytes(b"".join(msgspec.json.encode(ln) + b"\n" for ln in lines))
+    return path
+
+
+def test_recording_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ReplayInputError, match="no such timeline file"):
+        load_recording(tmp_path / "nope.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "event_record", "record": {}}\nnot json\n')
+    with pytest.raises(ReplayInputError, match=r"malformed timeline: .*bad.jsonl:2: invalid JSON"):
+        load_recording(bad)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ReplayInputError, match="empty"):
+        load_recording(tmp_path / "empty.jsonl")
+    no_ingress = _write(tmp_path / "n.jsonl",
+                        {"kind": "event_record", "record": {**_REC, "edge_id": "output.audio"}})
+    with pytest.raises(ReplayInputError, match="no ingress events"):
+        load_recording(no_ingress)
+    stripped = _write(tmp_path / "l0.jsonl", {"kind": "event_record", "record": _REC})
+    with pytest.raises(ReplayInputError, match=r"l0.jsonl:1: ingress event 's:0' has no payload"):
+        load_recording(stripped)
+    ok = _write(tmp_path / "ok.jsonl", {"kind": "event_record", "record": _REC,
+                                        "payload": {"type": "audio", "sample_rate_hz": 16000,
+                                                    "channels": 1, "data": "AAA="}})
+    rec = load_recording(ok)
+    assert rec.session_id == "s" and len(rec.ingress) == 1
+    assert rec.start_wall_ms == 1_700_000_000_000
+    assert rec.playback_store(["stt"]).outputs == {}  # no turn, nothing to play back
+    plan = {"kind": "resolved_turn_plan", "record": {"turn_id": "t1", "session_id": "s"}}
+    with_turn = load_recording([plan, {"kind": "event_record", "record": _REC, "payload": {
+        "type": "audio", "sample_rate_hz": 16000, "channels": 1, "data": b"\x00\x00"}}])
+    with pytest.raises(ReplayInputError, match=r"no recorded outputs of the provider nodes"):
+        with_turn.playback_store(["stt"])
