@@ -65,6 +65,9 @@ def replay_command(
     timing_ms: int = typer.Option(50, "--timing-ms", min=0, help="Timing tolerance (ms)."),
     max_timing: int | None = typer.Option(None, "--max-timing-findings", min=0, help="Fail when "
                                           "more TIMING findings than this (latency regression)."),
+    real_time: bool = typer.Option(False, "--real-time", help="Pace the replay in real time "
+                                   "(re-simulating thread/network providers such as the offline "
+                                   "STT/TTS); virtual time by default."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
@@ -111,7 +114,8 @@ def replay_command(
     policy = DivergencePolicy(max_timing_findings=max_timing)
     opts = ReplayOptions(mode=_MODES[mode], decision_mode=_DECISIONS[decisions],
                          provider_node_types=types,
-                         tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy)
+                         tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy,
+                         real_time=real_time)
     try:
         result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts))
     except RSPPError as exc:

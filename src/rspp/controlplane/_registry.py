@@ -66,7 +66,8 @@ def validate_spec(
     )
 
     try:
-        spec = parse_spec_text(text, filename)
+        # strict: an unknown (e.g. misspelt) field is rejected, never silently dropped
+        spec = parse_spec_text(text, filename, strict=True)
         resolved = {
             ref: parse_spec_text(body, f"module {ref}")
             for ref, body in (modules_by_ref or {}).items()
@@ -85,7 +86,7 @@ def parse_module(text: str) -> tuple[str, str, str, tuple[str, ...]]:
     from rspp.spec import SpecInvalid, parse_spec_text, spec_hash
 
     try:
-        spec = parse_spec_text(text, "<module>")
+        spec = parse_spec_text(text, "<module>", strict=True)
     except SpecInvalid as exc:
         raise _spec_issue(exc) from None
     return spec.name, spec.version, spec_hash(spec), tuple(u.use for u in spec.subgraphs)

@@ -30,6 +30,7 @@ from rspp.providers import (
     TTSController,
     TTSProvider,
 )
+from rspp.runtime import Clock
 
 __all__ = [
     "PROVIDER_FACTORIES",
@@ -135,6 +136,8 @@ class NodeServices:
     turn_detector_present: bool = False
     #: controllers created per turn (OR-02 provider invocation outcomes)
     controllers: list[tuple[str | None, InvocationController[Any]]] = field(default_factory=list)
+    #: the session's time base, so provider signals share the session's timestamps
+    clock: Clock | None = None
 
     def _policy(self, modality: str) -> InvocationPolicy:
         chain = self.chains.get(modality)
@@ -152,6 +155,7 @@ class NodeServices:
             session_id=self.session_id, pipeline_version=self.pipeline_version,
             authority_epoch=self.authority_epoch, turn_id=turn_id, node_id=node_id,
             next_sequence=self.next_sequence,
+            **({"clock": self.clock} if self.clock is not None else {}),
         )
 
     def _subset(self, modality: str, kind: type[Provider]) -> dict[str, Any]:

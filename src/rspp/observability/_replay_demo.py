@@ -188,7 +188,7 @@ def demo_registry() -> NodeRegistry:
     return reg
 
 
-def demo_frames(utterances: int = 3, *, speech: int = 8, silence: int = 5,
+def demo_frames(utterances: int = 3, *, speech: int = 8, silence: int = 10,
                 chunk_ms: int = 20) -> list[tuple[int, Event]]:
     """``(runtime_ms, audio event)`` pairs: utterances of tone bursts separated by silence."""
     n = _FMT.sample_rate * chunk_ms // 1000

@@ -17,7 +17,23 @@ Modes (F-151), chosen explicitly:
   ports for the same input ordinals; all other nodes run again.
 
 Decision modes: ``replay_decisions`` takes the recorded per-turn admission
-decisions; ``recompute_decisions`` asks local admission again.
+decisions; ``recompute_decisions`` asks local admission again. Every event
+record of the candidate timeline carries ``scope = "replay:<mode>:<decision mode>"``
+and the result/report name both modes.
+
+Determinism tolerances (NF-009): ORDERING, PLAN, OUTCOME (terminals, decisions,
+final output text per turn and node), AUTHORITY and PROVIDER_CHOICE must match
+exactly; timestamps may move by ``tolerances.timing_ms`` (default 50 ms) before
+a TIMING finding is reported, and TIMING fails a replay only through
+``policy.max_timing_findings`` (the latency-regression gate). Virtual time
+keeps the recorded order inside a millisecond (records are placed by their
+recorded ``runtime_sequence``); a recorded turn-start wall clock is substituted
+when the plan is frozen, so plan hashes reproduce.
+
+Providers that work in threads or over the network (the offline STT/TTS) can
+only be re-simulated in real time (``real_time=True``): outputs and plans still
+reproduce, but their order relative to ingress inside scheduling jitter and
+their timestamps are then only as stable as the machine.
 
 The candidate timeline is compared with the recording by
 :func:`~rspp.observability.compare_timelines` into a
@@ -69,6 +85,9 @@ class ReplayOptions:
     policy: DivergencePolicy = field(default_factory=DivergencePolicy)
     tenant_id: str = "local"
     runtime_id: str = "replay-rig"
+    #: pace the replay in real time on the system clock (re-simulating providers that
+    #: work in threads or over the network); virtual time otherwise
+    real_time: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -137,7 +156,8 @@ class ReplayEngine:
             start_wall_ms=recording.start_wall_ms,
             recording_level=recording.recording_level or RecordingLevel.L2,
             provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
-            turn_walls=tuple(sorted(recording.turn_walls.items())))
+            turn_walls=tuple(sorted(recording.turn_walls.items())),
+            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time)
         playback = None
         if opts.mode is ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS:
             nodes = [n.id for n in graph.nodes if n.type.partition("@")[0]
@@ -194,9 +214,11 @@ class ReplayEngine:
         end = min(self.position + n, self.total)
         while self.position < end:
             item = self.recording.ingress[self.position]
-            await self.rig.advance_to(item.runtime_ms)
+            await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
             self.rig.ingress(item.event(self.recording.source), item.port)
             self.position += 1
+            if self.rig.playback is not None:
+                self.rig.playback.mark_fed(self.position)
             await self.rig.settle()
         self.rig.flush()
         return self.cursor()

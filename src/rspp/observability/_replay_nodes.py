@@ -15,6 +15,7 @@ the same :class:`~rspp.nodes.TurnHooks` call before it is emitted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "ReplayRegistry",
     "playback_class",
     "recording_class",
+    "tie_break_ns",
 ]
 
 #: (node_id, port, event, input ordinal) of one provider-node output
@@ -45,6 +47,8 @@ class RecordedOutput:
     input_ordinal: int
     turn_id: str | None
     runtime_ms: int = 0  # when the recording saw it (playback keeps the provider latency)
+    after_ingress: int = 0  # recorded ingress events that preceded it (ties inside a ms)
+    runtime_sequence: int = 0  # recorded order inside the same millisecond
 
 
 @dataclass(slots=True)
@@ -53,14 +57,35 @@ class PlaybackStore:
 
     outputs: dict[str, dict[int, list[RecordedOutput]]] = field(default_factory=dict)
     served: int = 0
-    #: the replay session's runtime clock in ms (set by the rig)
-    now_ms: Callable[[], int] = lambda: 0
+    #: the replay session's runtime clock in ns (set by the rig)
+    now_ns: Callable[[], int] = lambda: 0
+    #: recorded ingress events fed so far (set by the engine after each push)
+    fed: int = 0
+    _changed: asyncio.Event | None = None
+
+    def mark_fed(self, n: int) -> None:
+        self.fed = n
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def wait_fed(self, n: int) -> None:
+        """Wait until ``n`` recorded ingress events were fed (keeps same-ms order)."""
+        while self.fed < n:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            await self._changed.wait()
 
     def add(self, node_id: str, out: RecordedOutput) -> None:
         self.outputs.setdefault(node_id, {}).setdefault(out.input_ordinal, []).append(out)
 
     def take(self, node_id: str, ordinal: int) -> list[RecordedOutput]:
         return self.outputs.get(node_id, {}).pop(ordinal, [])
+
+
+def tie_break_ns(runtime_ms: int, runtime_sequence: int) -> int:
+    """Virtual time of a recorded record: its millisecond, ordered inside it by sequence."""
+    return runtime_ms * 1_000_000 + runtime_sequence % 1_000_000
 
 
 class _EmitProxy:
@@ -71,8 +96,12 @@ class _EmitProxy:
         self._report = report
 
     def emit(self, event: Event, port: str | None = None) -> None:
+        snap = event.clone()  # as emitted: downstream inline nodes may annotate the event
+        snap.attrs = dict(event.attrs) if event.attrs else None
         self._ctx.emit(event, port)
-        self._report(event, port)
+        snap.seq, snap.node_id, snap.turn_id = event.seq, event.node_id, event.turn_id
+        snap.event_id = event.event_id
+        self._report(snap, port)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)
@@ -128,7 +157,8 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
         out = []
         self._replay_at = []
         for rec in store.take(node_id, self._replay_k):
-            self._replay_at.append(rec.runtime_ms)
+            self._replay_at.append((tie_break_ns(rec.runtime_ms, rec.runtime_sequence),
+                                    rec.after_ingress))
             ev = _copy(rec.event)
             # an output of another turn than its input: the node learnt a new turn
             new_turn = rec.turn_id is not None and rec.turn_id != event.turn_id
@@ -140,9 +170,12 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
         for port, ev, new_turn in items:
             if new_turn and turn is not None:
                 ev.turn_id = turn
+            snap = ev.clone()
+            snap.attrs = dict(ev.attrs) if ev.attrs else None
             self.ctx.emit(ev, port)
+            snap.seq, snap.node_id, snap.turn_id = ev.seq, ev.node_id, ev.turn_id
             store.served += 1
-            log(self.ctx.node_id, port, ev, self._replay_k)
+            log(self.ctx.node_id, port, snap, self._replay_k)
 
     if cls.is_async():
         async def aprocess(self: Any, event: Event, port: str) -> None:
@@ -151,10 +184,11 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
             if any(new for _, _, new in items):
                 h = hooks(self.ctx.session_id)
                 turn = await h.turn_for_utterance() if h is not None else None
-            for item, at_ms in zip(items, self._replay_at, strict=True):
-                wait_ms = at_ms - store.now_ms()
-                if wait_ms > 0:  # the recorded provider latency, on virtual time
-                    await self.ctx.clock.sleep(wait_ms / 1000)
+            for item, (at_ns, after) in zip(items, self._replay_at, strict=True):
+                await store.wait_fed(after)
+                wait_ns = at_ns - store.now_ns()
+                if wait_ns > 0:  # the recorded provider latency, on virtual time
+                    await self.ctx.clock.sleep(wait_ns / 1e9)
                 emit_all(self, [item], turn)
 
         body: dict[str, Any] = {"__init__": init, "process": aprocess}

@@ -46,6 +46,7 @@ from rspp.observability._replay_nodes import (
     ReplayRegistry,
     playback_class,
     recording_class,
+    tie_break_ns,
 )
 from rspp.runtime import (
     Event,
@@ -98,6 +99,8 @@ class RigOptions:
     #: recorded turn-start wall clock per turn id (the plan's captured nondeterministic
     #: input ``turn_start_wall_ms``); the replay substitutes it when it freezes the plan
     turn_walls: tuple[tuple[str, int], ...] = ()
+    #: written to ``scope`` of every event record the rig makes (replays: the replay modes)
+    tag: str | None = None
 
 
 def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
@@ -166,7 +169,7 @@ class SessionRig:
                                     output_sink=self._on_output, signal_sink=self._append)
         self.timebase = Timebase(self.clock)
         if playback is not None:
-            playback.now_ms = self.timebase.runtime_ms
+            playback.now_ns = self.timebase.runtime_ns
         self.bundle = rig_bundle(gd, opts)
         self.authority = AuthorityGuard(opts.authority_epoch)
         if admission is None:
@@ -201,14 +204,16 @@ class SessionRig:
         return self.driver if session_id == self.options.session_id else None
 
     # ------------------------------------------------------------ recording
-    def _record(self, ev: Event, edge_id: str, *, parent: str | None = None) -> None:
-        payload_class, payload = encode_event(ev)
+    def _record(self, ev: Event, edge_id: str, *, parent: str | None = None,
+                encoded: tuple[Any, Any] | None = None) -> None:
+        payload_class, payload = encoded if encoded is not None else encode_event(ev)
         rec = to_record(ev, session_id=self.options.session_id,
                         pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
                         wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
                         payload_class=payload_class, authority_epoch=self.authority.epoch)
-        if parent is not None:
-            rec = msgspec.structs.replace(rec, causal_parent_id=parent)
+        if parent is not None or self.options.tag is not None:
+            rec = msgspec.structs.replace(rec, causal_parent_id=parent or rec.causal_parent_id,
+                                          scope=self.options.tag)
         self.recorder.append(rec, payload)
 
     def _log_output(self, node_id: str, port: str, ev: Event, ordinal: int) -> None:
@@ -232,9 +237,15 @@ class SessionRig:
         await self.session.start()
         self.flush()
 
-    async def advance_to(self, runtime_ms: int) -> None:
-        """Move to ``runtime_ms`` of this session (see :meth:`_run_until`), or wait in real time."""
+    async def advance_to(self, runtime_ms: int, runtime_sequence: int | None = None) -> None:
+        """Move to ``runtime_ms`` of this session (see :meth:`_run_until`), or wait in real time.
+
+        With ``runtime_sequence`` (a recorded record's) virtual time goes to its place inside
+        the millisecond, so same-millisecond records keep their recorded order.
+        """
         target_ns = runtime_ms * 1_000_000
+        if runtime_sequence is not None:
+            target_ns = tie_break_ns(runtime_ms, runtime_sequence)
         if isinstance(self.clock, VirtualClock):
             await self._run_until(target_ns)
             return
@@ -244,8 +255,6 @@ class SessionRig:
 
     async def _quiesce(self) -> None:
         """Let every runnable task run until the session state stops changing."""
-        if isinstance(self.clock, VirtualClock) and self.clock.pending_timers == 0:
-            await self.session.drain()
         last: tuple[Any, ...] | None = None
         stable = 0
         for _ in range(100_000):
@@ -279,8 +288,9 @@ class SessionRig:
 
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
+        encoded = encode_event(ev)  # before the push: inline nodes may annotate the event
         accepted = self.session.push(ev, port)
-        self._record(ev, f"input.{port}")
+        self._record(ev, f"input.{port}", encoded=encoded)
         return accepted
 
     async def settle(self) -> None:

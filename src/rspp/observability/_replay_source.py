@@ -18,6 +18,7 @@ line and field and saying how to fix the recording.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ class Recording:
     def playback_store(self, provider_nodes: Iterable[str]) -> PlaybackStore:
         """Recorded outputs of ``provider_nodes``; raises when one has none with payloads."""
         store = PlaybackStore()
+        ingress_seqs = [it.runtime_sequence for it in self.ingress]
         nodes = sorted(set(provider_nodes))
         if nodes and self.turn_ids and not any(self.provider_lines.get(n) for n in nodes):
             raise ReplayInputError(
@@ -113,7 +115,12 @@ class Recording:
                                                    input_ordinal=int(m["k"]),
                                                    turn_id=turn if isinstance(turn, str) else None,
                                                    runtime_ms=int(ln.record.get(
-                                                       "runtime_timestamp_ms", 0))))
+                                                       "runtime_timestamp_ms", 0)),
+                                                   runtime_sequence=int(ln.record.get(
+                                                       "runtime_sequence", 0)),
+                                                   after_ingress=bisect.bisect_left(
+                                                       ingress_seqs,
+                                                       int(ln.record.get("runtime_sequence", 0)))))
         return store
 
 
@@ -143,12 +150,14 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         lines = as_lines(path_or_lines)
     if not lines:
         raise ReplayInputError(f"{source}: the timeline is empty; record a session first")
-    first = min(lines, key=lambda ln: (ln.record.get("runtime_sequence", 0), ln.line))
-    session_id = first.record.get("session_id")
-    version = first.record.get("pipeline_version")
-    if not isinstance(session_id, str) or not isinstance(version, str):
-        raise ReplayInputError(f"{source}:{first.line}: record.session_id and "
-                               "record.pipeline_version are required to replay a session")
+    identified = [ln for ln in lines if isinstance(ln.record.get("session_id"), str)
+                  and isinstance(ln.record.get("pipeline_version"), str)]
+    if not identified:
+        raise ReplayInputError(f"{source}: no record carries record.session_id and "
+                               "record.pipeline_version; they are required to replay a session")
+    first = min(identified, key=lambda ln: (ln.record.get("runtime_sequence", 0), ln.line))
+    session_id = str(first.record["session_id"])
+    version = str(first.record["pipeline_version"])
     t0 = min((ln for ln in lines if isinstance(ln.record.get("wall_clock_timestamp_ms"), int)
               and isinstance(ln.record.get("runtime_timestamp_ms"), int)),
              key=lambda ln: ln.record["runtime_timestamp_ms"], default=None)

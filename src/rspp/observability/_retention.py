@@ -14,6 +14,8 @@ from pathlib import Path
 
 import msgspec
 
+from rspp.observability._errors import ObservabilityError
+
 __all__ = ["RetentionPolicy", "SweepResult", "sweep"]
 
 AUDIT_FILE = "retention-audit.jsonl"
@@ -25,6 +27,16 @@ class RetentionPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
     default_max_age_s: float | None = 7 * 24 * 3600
     per_tenant: dict[str, float | None] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ages = {"default_max_age_s": self.default_max_age_s}
+        ages.update({f"per_tenant[{t!r}]": age for t, age in self.per_tenant.items()})
+        for field, age in ages.items():
+            if age is not None and not age >= 0:  # also refuses NaN
+                raise ObservabilityError(
+                    f"RetentionPolicy.{field} must be >= 0 seconds or None (keep forever), "
+                    f"got {age!r}; a negative age would delete every recording"
+                )
 
     def max_age_for(self, tenant: str) -> float | None:
         if tenant in self.per_tenant:

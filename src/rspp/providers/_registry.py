@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Mapping
 
 from rspp.providers._base import Provider
@@ -75,5 +76,27 @@ def create_provider(
             f"{path}: unknown option(s) {unknown} for {kind.value} adapter {type_name!r}; "
             f"valid options: {sorted(accepted - {'self', 'kwargs', 'provider_id'})}"
         )
+    _check_option_types(cls, params, f"{path} ({kind.value} adapter {type_name!r})")
     provider: Provider = cls(provider_id or type_name, **params, **runtime)
     return provider
+
+
+def _check_option_types(cls: type[Provider], params: Mapping[str, object], where: str) -> None:
+    """Refuse a scalar option of the wrong type up front (``base_url: 3`` used to crash
+    inside the adapter with an AttributeError); the error names the option."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
+        return
+    for name, value in params.items():
+        hint = hints.get(name)
+        if hint not in (str, int, float, bool):
+            continue
+        ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+        if hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise PolicyError(
+                f"{where}: option {name}={value!r} must be {hint.__name__}, "
+                f"got {type(value).__name__}"
+            )

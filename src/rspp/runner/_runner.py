@@ -28,7 +28,7 @@ from rspp.observability import (
     TimelineRecorder,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
-from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock
+from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
 from rspp.runtime._admission import LocalAdmission
 from rspp.runtime._authority import AuthorityGuard
 from rspp.runtime._plan_resolver import PlanResolver
@@ -143,13 +143,16 @@ async def run_local(opts: RunOptions) -> RunResult:
         raise RunnerError(f"SPEC {opts.spec}: the graph has no `input.audio` entry; "
                           "add an edge `{from: input.audio, to: <vad>.audio}`")
     clock = SystemClock()
-    recorder = TimelineRecorder(clock, RecorderOptions(capacity=200_000, control_reserve=100_000,
+    # One time base for the whole session: records of the kernel, transport,
+    # providers and recorder all carry milliseconds since the session started.
+    timebase = Timebase(clock)
+    recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096))
     exporter_task: asyncio.Task[None] | None = None
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
-        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), clock,
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
                                     redactor=Redactor())  # PII never reaches the file (NF-014)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
 
@@ -181,7 +184,7 @@ async def run_local(opts: RunOptions) -> RunResult:
     bind_services(sid, services)
     session = SessionActor(graph, session_id=sid, clock=clock, options=SessionOptions(seed=0),
                            output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter)
+                           dead_letter_sink=dead_letter, timebase=timebase)
     session.signals.authority_epoch = authority.epoch
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
@@ -199,6 +202,7 @@ async def run_local(opts: RunOptions) -> RunResult:
     holder["driver"] = driver
     services.hooks = driver
     services.next_sequence = session._next_seq
+    services.clock = timebase
     services.authority_epoch = authority.epoch
     driver.on_stop_playback = transport.stop_playback
 

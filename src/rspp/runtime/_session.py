@@ -33,6 +33,7 @@ from rspp.runtime._host import BUFFERED, INLINE, NodeHost, Target
 from rspp.runtime._pool import ExecutionPool
 from rspp.runtime._registry import NodeRegistry, default_registry
 from rspp.runtime._signals import SignalLog, SignalSink
+from rspp.runtime._timebase import Timebase
 from rspp.runtime._wiring import build_hosts
 
 __all__ = ["OutputSink", "SessionActor", "SessionOptions"]
@@ -83,19 +84,23 @@ class SessionActor(ControlMixin):
         output_sink: OutputSink | None = None,
         signal_sink: SignalSink | None = None,
         dead_letter_sink: Callable[[DeadLetter], None] | None = None,
+        timebase: Timebase | None = None,
     ) -> None:
         self.graph = graph
         self.session_id = session_id
         self.pipeline_version = graph.pipeline_version
         self.registry = registry or default_registry
         self.clock: Clock = clock or SystemClock()
+        #: The session's one time base: every record of this session is stamped
+        #: with it (runtime ms since session start, monotonic wall clock).
+        self.timebase = timebase if timebase is not None else Timebase(self.clock)
         self.pool = pool
         self.options = opts = options or SessionOptions()
         self.instrument = opts.instrument
         self.debug = opts.debug
         self.state = "created"
         self._seq = 0
-        self.signals = SignalLog(session_id, self.pipeline_version, self.clock, self._next_seq,
+        self.signals = SignalLog(session_id, self.pipeline_version, self.timebase, self._next_seq,
                                  maxlen=opts.signal_maxlen, sink=signal_sink)
         self.turn_id: str | None = None
         self.turn_index = 0

@@ -66,6 +66,17 @@ class Timebase:
         """Milliseconds since the session started (monotonic, >= 0)."""
         return self.runtime_ns() // _NS_PER_MS
 
+    # A Timebase is itself a Clock (see ``_handles.Clock``) whose origin is the
+    # session start: every component that stamps records of one session reads
+    # this one object, so all of the session's timestamps share one time base.
+    def monotonic_ns(self) -> int:
+        """Session nanoseconds (the Clock protocol's monotonic time)."""
+        return self.runtime_ns()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the underlying clock."""
+        await self._clock.sleep(seconds)
+
     def wall_ms(self) -> int:
         """Session wall-clock milliseconds; never smaller than the previous value."""
         rt = self.runtime_ms()

@@ -61,7 +61,6 @@ from rspp.runtime._events import Event
 from rspp.runtime._identity import Correlation, RecordStamp
 from rspp.runtime._plan_resolver import PlanResolver
 from rspp.runtime._session import SessionActor
-from rspp.runtime._timebase import Timebase
 
 __all__ = ["DriverGate", "TurnDriver", "TurnTiming"]
 
@@ -163,7 +162,7 @@ class TurnDriver:
         self._budget_timer: asyncio.Task[None] | None = None
         self.reply_ports = reply_ports
         self.clock = session.clock
-        self.timebase = Timebase(session.clock)
+        self.timebase = session.timebase
         corr = Correlation(tenant_id, session.session_id, session.pipeline_version)
         self.stamp = RecordStamp(corr, self.timebase, next_seq=session._next_seq)
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)

@@ -54,16 +54,22 @@ def check_text(
     return spec, issues
 
 
-def parse_spec_text(text: str, filename: str = "<string>") -> PipelineSpec:
-    """Decode a spec; unknown fields are ignored (use :func:`lint_text` to see them)."""
-    spec, issues = check_text(text, filename, strict=False)
-    if spec is None:
-        raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
+def parse_spec_text(text: str, filename: str = "<string>", *, strict: bool = False) -> PipelineSpec:
+    """Decode a spec.
+
+    Unknown fields are ignored by default (use :func:`lint_text` to see them); with
+    ``strict=True`` they raise :class:`SpecInvalid` naming the field (publishing uses
+    this so a typo such as ``turn_budget_ms`` is never silently dropped).
+    """
+    spec, issues = check_text(text, filename, strict=strict)
+    errors = tuple(i for i in issues if i.severity == "error")
+    if spec is None or errors:
+        raise SpecInvalid(errors)
     return spec
 
 
-def load_spec(path: str | Path) -> PipelineSpec:
-    """Read and decode the spec file at ``path``."""
+def load_spec(path: str | Path, *, strict: bool = False) -> PipelineSpec:
+    """Read and decode the spec file at ``path`` (``strict``: see :func:`parse_spec_text`)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -72,7 +78,7 @@ def load_spec(path: str | Path) -> PipelineSpec:
             (LintIssue(str(file), 1, 1, "<root>", f"cannot read spec: {exc.strerror}",
                        "check the path and its permissions"),)
         ) from None
-    return parse_spec_text(text, str(file))
+    return parse_spec_text(text, str(file), strict=strict)
 
 
 def spec_hash(spec: PipelineSpec) -> str:

@@ -58,27 +58,71 @@ class SourceMap:
         return LintIssue(self.file, line, col, format_path(path), message, hint, severity)
 
 
-def _plain(node: object, path: Path, positions: dict[Path, tuple[int, int]]) -> object:
-    if isinstance(node, CommentedMap):
-        out: dict[str, object] = {}
-        for key in node:
-            child = (*path, str(key))
-            line, col = node.lc.key(key)
-            positions[child] = (line + 1, col + 1)
-            out[str(key)] = _plain(node[key], child, positions)
-        return out
-    if isinstance(node, CommentedSeq):
-        items: list[object] = []
-        for index, value in enumerate(node):
-            child = (*path, index)
-            line, col = node.lc.item(index)
-            positions[child] = (line + 1, col + 1)
-            items.append(_plain(value, child, positions))
-        return items
-    if isinstance(node, dict):
-        return {str(k): _plain(v, (*path, str(k)), positions) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v, (*path, i), positions) for i, v in enumerate(node)]
+MAX_NODES = 200_000
+"""Most values one document may expand to (aliases are expanded, so an alias bomb stops here)."""
+
+
+class _TooDeep(Exception):
+    """Raised by :class:`_Flattener` for a self-referencing alias or an alias bomb."""
+
+    def __init__(self, path: Path, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.path, self.message, self.hint = path, message, hint
+
+
+class _Flattener:
+    """Turn ruamel's round-trip tree into plain dicts/lists, recording positions.
+
+    Guards against hostile input: an alias that contains itself (``&a [*a]``) and
+    alias bombs (nested aliases that expand exponentially) become issues, not a
+    RecursionError or unbounded memory.
+    """
+
+    def __init__(self, positions: dict[Path, tuple[int, int]]) -> None:
+        self.positions = positions
+        self.active: set[int] = set()
+        self.count = 0
+
+    def plain(self, node: object, path: Path) -> object:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooDeep(path, f"the document expands to more than {MAX_NODES} values",
+                           "split the spec or avoid nesting YAML aliases (&anchor / *alias)")
+        if not isinstance(node, (dict, list)):
+            return _scalar(node)
+        if id(node) in self.active:
+            raise _TooDeep(path, "a YAML alias refers to a collection that contains it",
+                           "remove the self-referencing *alias")
+        self.active.add(id(node))
+        try:
+            return self._collection(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _collection(self, node: dict[object, object] | list[object], path: Path) -> object:
+        positions = self.positions
+        if isinstance(node, CommentedMap):
+            out: dict[str, object] = {}
+            for key in node:
+                child = (*path, str(key))
+                line, col = node.lc.key(key)
+                positions[child] = (line + 1, col + 1)
+                out[str(key)] = self.plain(node[key], child)
+            return out
+        if isinstance(node, CommentedSeq):
+            items: list[object] = []
+            for index, value in enumerate(node):
+                child = (*path, index)
+                line, col = node.lc.item(index)
+                positions[child] = (line + 1, col + 1)
+                items.append(self.plain(value, child))
+            return items
+        if isinstance(node, dict):
+            return {str(k): self.plain(v, (*path, str(k))) for k, v in node.items()}
+        return [self.plain(v, (*path, i)) for i, v in enumerate(node)]
+
+
+def _scalar(node: object) -> object:
     if isinstance(node, str):
         return str(node)
     if isinstance(node, bool) or type(node).__name__ == "ScalarBoolean":
@@ -114,5 +158,9 @@ def load_document(text: str, filename: str) -> tuple[object, SourceMap, list[Lin
         return None, SourceMap(filename, positions), [
             LintIssue(filename, 1, 1, "<root>", f"YAML error: {exc}", "fix the YAML document")
         ]
-    tree = _plain(raw, (), positions)
+    try:
+        tree = _Flattener(positions).plain(raw, ())
+    except _TooDeep as exc:
+        source = SourceMap(filename, positions)
+        return None, source, [source.issue(exc.path, exc.message, exc.hint)]
     return tree, SourceMap(filename, positions), []

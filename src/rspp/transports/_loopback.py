@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
+from rspp.contracts import AudioPayload, ControlSignal, Emitter, Lane, SignalName, TextPayload
 from rspp.runtime import AudioFormat, Event, SessionActor, to_record
 from rspp.transports._contract import PlaybackObserver
 
@@ -151,12 +151,28 @@ class LoopbackTransport:
             return
         s = self.session
         rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
-                        runtime_ms=s.clock.monotonic_ns() // 1_000_000, wall_ms=s.clock.wall_ms(),
-                        edge_id=f"output.{port}")
-        payload: dict[str, object] | None = None
+                        runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
+                        edge_id=f"output.{port}", authority_epoch=s.signals.authority_epoch)
+        payload: TextPayload | AudioPayload | None = None
         if isinstance(event.payload, str):
-            payload = {"text": event.payload, "port": port}
+            payload = TextPayload(text=event.payload, is_final=event.final,
+                                  revision=max(event.revision, 0))
+        elif isinstance(event.payload, bytes | bytearray) and event.kind == "audio_chunk":
+            fmt = event.audio_format or AudioFormat()
+            payload = AudioPayload(sample_rate_hz=fmt.sample_rate, channels=fmt.channels,
+                                   data=bytes(event.payload))
         self._record(rec, payload)
+
+    def _record_ingress(self, event: Event, frame: bytes) -> None:
+        """Record one ingress frame: the end-to-end anchor and the replay input (L2 keeps audio)."""
+        if self._record is None or self.session is None:
+            return
+        s = self.session
+        rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
+                        runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
+                        edge_id="input.audio", authority_epoch=s.signals.authority_epoch)
+        rec = msgspec.structs.replace(rec, node_id=None)
+        self._record(rec, AudioPayload(sample_rate_hz=self.rate, channels=1, data=frame))
 
     def reply_text_for(self, tid: str) -> str:
         t = self.turns.get(tid)
@@ -295,9 +311,11 @@ class LoopbackTransport:
                     break
             await self._wait_media()
             await self._backpressure()
-            ev = Event("audio_chunk", self._frame(index, n), audio_format=fmt,
+            frame = self._frame(index, n)
+            ev = Event("audio_chunk", frame, audio_format=fmt,
                        sample_index=self.media_samples, transport_seq=index)
             await s.send(ev, "audio")
+            self._record_ingress(ev, frame)
             self.media_samples += n
             index += 1
             self._pump(n * (self.out_rate or self.rate) // self.rate)

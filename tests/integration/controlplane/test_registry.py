@@ -47,6 +47,21 @@ async def test_invalid_spec_is_refused_with_field(cp: ControlPlane) -> None:
     assert err.value.field and "nodes" in err.value.field
 
 
+async def test_misspelt_field_is_refused_not_silently_dropped(cp: ControlPlane) -> None:
+    """A typo such as ``budgets.turn_budget_ms`` must not publish a spec without the budget."""
+    typo = spec_version("1.0.0").replace(
+        "\nnodes:", "\nbudgets:\n  turn_budget_ms: 1500\nnodes:", 1
+    )
+    assert "turn_budget_ms" in typo
+    with pytest.raises(InvalidRequest) as err:
+        await cp.publish(OPERATOR, typo)
+    assert err.value.field == "budgets.turn_budget_ms"
+    assert "unknown field 'turn_budget_ms'" in err.value.message
+    assert await cp.list_pipelines(VIEWER) == []
+    fixed, created = await cp.publish(OPERATOR, typo.replace("turn_budget_ms", "turn_ms"))
+    assert created and fixed.version == "1.0.0"
+
+
 async def test_viewer_cannot_publish_and_denial_is_audited_f115(cp: ControlPlane) -> None:
     with pytest.raises(Forbidden) as denied:
         await cp.publish(VIEWER, spec_version("1.0.0"))

@@ -82,6 +82,10 @@ def texts_on(lines: list[Any], edge: str) -> list[str]:
             if ln.record.get("edge_id") == edge and ln.payload and ln.payload.get("text")]
 
 
+def is_data(line: Any) -> bool:
+    return bool(line.kind == "event_record" and line.record.get("lane") == "DataLane")
+
+
 def counts(result: Any) -> dict[str, int]:
     return {c.name: n for c, n in result.report.counts.items()}
 
@@ -90,7 +94,7 @@ async def test_recording_is_a_valid_committed_session(recording: Path,
                                                       reference_schema: dict[str, Any]) -> None:
     """F-029 step 1-2: the recorded session has ingress payloads, plans, evidence, commits."""
     rec = load_recording(recording)
-    assert len(rec.ingress) == 39 and all(it.line.payload for it in rec.ingress)
+    assert len(rec.ingress) == 54 and all(it.line.payload for it in rec.ingress)
     assert len(rec.turn_ids) == 3
     signals = Counter(ln.record.get("signal") for ln in rec.lines if ln.kind == "control_signal")
     assert signals["commit"] == 3 and signals["close"] == 3 and signals["abort"] == 0
@@ -127,7 +131,8 @@ async def test_playback_five_times_has_no_divergence(recording: Path) -> None:
         assert again.findings == ()
 
 
-async def test_resimulate_reproduces_the_recording(recording: Path) -> None:
+async def test_resimulate_reproduces_the_recording(recording: Path,
+                                                   reference_schema: dict[str, Any]) -> None:
     """F-151 step 2 / F-029 step 4: re-running every node gives the same timeline."""
     calls = DemoReply.calls
     result = await replay(recording, graph(), registry=demo_registry(), options=opts(RESIM))
@@ -135,6 +140,21 @@ async def test_resimulate_reproduces_the_recording(recording: Path) -> None:
     assert result.mode is RESIM and result.report.mode is RESIM
     assert result.provider_outputs_served == 0
     assert DemoReply.calls == calls + 3  # the provider node really ran again
+    # F-151 step 4: the candidate's records are tagged with the selected modes
+    tags = {ln.record.get("scope") for ln in as_lines(result.lines) if is_data(ln)}
+    assert tags == {"replay:re_simulate_nodes:replay_decisions"}
+    played = await replay(recording, graph(), registry=demo_registry(),
+                          options=opts(decisions=ReplayMode.RECOMPUTE_DECISIONS))
+    tags = {ln.record.get("scope") for ln in as_lines(played.lines) if is_data(ln)}
+    assert tags == {"replay:playback_recorded_provider_outputs:recompute_decisions"}
+    assert played.report.mode is PLAYBACK and played.report.findings == ()
+    for ln in as_lines(played.lines):  # the candidate timeline honours the wire contract
+        if ln.kind != EVIDENCE_KIND:
+            record = msgspec.json.decode(msgspec.json.encode(ln.record))  # as written to a file
+            v = Draft202012Validator({**reference_schema, "$ref": f"#/$defs/{ln.kind}"})
+            assert [e.message for e in v.iter_errors(record)] == [], ln.record
+    assert {ln.record.get("scope") for ln in load_recording(recording).lines if is_data(ln)} == {
+        None}
 
 
 async def test_playback_serves_recorded_outputs_instead_of_calling_providers(
@@ -223,7 +243,7 @@ async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
     rec = load_recording(recording)
     engine = ReplayEngine(rec, graph(), registry=demo_registry(), options=opts())
     c0 = await engine.start()
-    assert c0.position == 0 and c0.total == 39
+    assert c0.position == 0 and c0.total == 54
     c1 = await engine.step()
     c2 = await engine.step(4)
     assert (c1.position, c2.position) == (1, 5)
@@ -268,4 +288,26 @@ async def test_msgpack_recording_replays(tmp_path: Path) -> None:
     await record(path, utterances=2)
     result = await replay(path, graph(), registry=demo_registry(), options=opts())
     assert result.report.findings == ()
-    assert result.cursor.total == 26
+    assert result.cursor.total == 36
+
+
+async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
+    """Cancellation path: utterances closer than the reply latency barge in on the turn.
+
+    The recording has abort(cancelled) turns (cancel fenced before the reply); playback
+    and re-simulation reproduce the same cancels, terminals and outputs.
+    """
+    lines = await record_session(graph(), demo_frames(3, silence=5), registry=demo_registry(),
+                                 options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
+    signals = Counter(ln.record.get("signal") for ln in as_lines(lines)
+                      if ln.kind == "control_signal")
+    assert signals["cancel"] == 2 and signals["abort"] == 2 and signals["commit"] == 1
+    for mode in (PLAYBACK, RESIM):
+        result = await replay(lines, graph(), registry=demo_registry(), options=opts(mode))
+        assert result.report.findings == (), result.report.findings
+    # the same speech with long pauses commits every turn: the comparator sees the change
+    calm = await record_session(graph(), demo_frames(3), registry=demo_registry(),
+                                options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
+    diff = compare_timelines(lines, calm)
+    assert any(f.message == "terminal outcome differs" and f.expected == "abort(cancelled)"
+               and f.actual == "commit" for f in diff.findings)

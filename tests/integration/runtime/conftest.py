@@ -22,6 +22,7 @@ def check_records(reference_schema: dict[str, Any]) -> Callable[[Iterable[Any]],
             errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
             assert not errors, f"{doc} breaks the schema: {[e.message for e in errors][:3]}"
             n += 1
+        assert n, "check_records got no records: the check would pass vacuously"
         return n
 
     return check

@@ -100,5 +100,10 @@ def test_envelope_is_closed_and_says_where_bodies_go() -> None:
 
 
 def test_non_object_input_is_an_issue_not_a_crash() -> None:
-    for junk in (None, 3, "x", [1, 2], {"a": object()}):
-        assert validate("event_record", junk)
+    for junk, got in ((None, "null"), (3, "integer"), ("x", "string"), ([1, 2], "array")):
+        issues = validate("event_record", junk)
+        assert issues[0].path == "<root>"
+        assert issues[0].message.startswith(f"must be of type object, got {got}")
+    issues = validate("event_record", {"a": object()})
+    assert issues[0].path == "a" and "unknown field" in issues[0].message
+    assert {"session_id", "event_id"} <= {i.path for i in issues}  # missing fields named

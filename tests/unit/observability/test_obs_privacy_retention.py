@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rspp.contracts import AudioPayload, PayloadClass, TextPayload
 from rspp.observability import (
     JsonLinesFileSink,
+    ObservabilityError,
     Redactor,
     RetentionPolicy,
     TimelineBuilder,
@@ -97,3 +100,24 @@ def test_sweep_deletes_expired_recordings_per_tenant_and_audits(tmp_path: Path) 
                       "age_s": 259200.0, "max_age_s": 86400.0, "swept_at_s": now}]
     # a second sweep with nothing expired deletes nothing
     assert sweep(tmp_path, policy, now_s=now).deleted == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"default_max_age_s": -1.0}, "default_max_age_s"),
+        ({"default_max_age_s": float("nan")}, "default_max_age_s"),
+        ({"per_tenant": {"acme": -86400.0}}, "per_tenant['acme']"),
+    ],
+)
+def test_negative_retention_is_refused_naming_the_field(
+    tmp_path: Path, kwargs: dict[str, Any], field: str
+) -> None:
+    keep = tmp_path / "acme" / "rec.jsonl"
+    keep.parent.mkdir()
+    keep.write_text("{}\n")
+    expected = re.escape(f"RetentionPolicy.{field} must be >= 0")
+    with pytest.raises(ObservabilityError, match=expected):
+        sweep(tmp_path, RetentionPolicy(**kwargs), now_s=0.0)
+    assert keep.exists()
+    assert RetentionPolicy(default_max_age_s=None).max_age_for("acme") is None

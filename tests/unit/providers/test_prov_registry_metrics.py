@@ -26,6 +26,8 @@ def test_create_provider_from_config_and_swap_type(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("RSPP_REG_KEY", "sk-registry-000111")
     local = create_provider("llm", {"type": "local-responder", "seed": 3})
     assert isinstance(local, LocalResponderLLM) and local.seed == 3
+    ints_for_floats = create_provider("llm", {"type": "local-responder", "token_delay_ms": 2})
+    assert isinstance(ints_for_floats, LocalResponderLLM)
     remote = create_provider(
         ProviderKind.LLM,
         {"type": "openai", "model": "m", "api_key": "env://RSPP_REG_KEY"},
@@ -41,6 +43,10 @@ def test_create_provider_from_config_and_swap_type(monkeypatch: pytest.MonkeyPat
         ("video", {"type": "x"}, "is not a provider kind"),
         ("tts", {"type": "nope"}, "providers.type='nope': unknown tts adapter"),
         ("stt", {"type": "pocketsphinx", "colour": "red"}, "unknown option(s) ['colour']"),
+        # wrong scalar types are named, not an AttributeError deep inside the adapter
+        ("llm", {"type": "openai", "base_url": 3}, "option base_url=3 must be str, got int"),
+        ("llm", {"type": "local-responder", "seed": "7"}, "option seed='7' must be int"),
+        ("tts", {"type": "espeak", "sample_rate": True}, "option sample_rate=True must be int"),
     ],
 )
 def test_create_provider_errors_name_the_field(kind: str, config: dict, needle: str) -> None:  # type: ignore[type-arg]

@@ -181,3 +181,42 @@ def test_resets_run_and_other_turns_are_untouched() -> None:
     tree.close(t1)
     with pytest.raises(CancelError, match="unknown cancel scope"):
         tree.scope("t1/n")
+
+
+async def test_cancel_latency_percentiles_over_many_barge_ins() -> None:
+    """F-040: repeated barge-ins give a latency distribution per node and end to end."""
+    tree, clock = _tree(grace_ms=1000)
+    for k in range(1, 101):  # barge-in k: "tts" needs k ms to stop, "llm" stops at once
+        turn = tree.open(CancelScopeKind.TURN, f"t{k}")
+        tts = tree.open(CancelScopeKind.NODE, "tts", turn, CancelMode.SOFT)
+        llm = tree.open(CancelScopeKind.NODE, "llm", turn, CancelMode.HARD)
+
+        async def speak(token: Any = tts, stop_ms: int = k) -> None:
+            while not token.cancelled:
+                await clock.sleep(0.001)
+            await clock.sleep(stop_ms / 1000)  # finish the in-flight chunk
+
+        async def think() -> None:
+            await clock.sleep(60)
+
+        speaking, thinking = asyncio.create_task(speak()), asyncio.create_task(think())
+        tts.register_task(speaking)
+        llm.register_task(thinking)
+        await asyncio.sleep(0)
+        lat = tree.cancel(turn, CancelReason.BARGE_IN)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the hard-cancelled task has stopped before time moves
+        while not speaking.done():
+            clock.advance(1)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert thinking.cancelled()
+        assert lat.node_ms() == {"tts": float(k + 1), "llm": 0.0}  # 1 ms poll + k ms chunk
+        tree.close(turn)
+    clock.advance(1000)
+    await tree.aclose()
+    metrics = tree.metrics()
+    assert metrics["reasons"] == {"barge_in": 100}
+    assert metrics["node:tts"] == {"p95": 97.0, "p99": 101.0}
+    assert metrics["node:llm"] == {"p95": 0.0, "p99": 0.0}
+    assert metrics["end_to_end"] == {"p95": 97.0, "p99": 101.0}

@@ -67,8 +67,12 @@ def test_unknown_key_is_warning_unless_strict() -> None:
     assert [(i.line, i.path, i.severity) for i in loose] == [(6, "nodes[0].colour", "warning")]
     assert [(i.line, i.path, i.severity) for i in strict] == [(6, "nodes[0].colour", "error")]
     assert "remove it" in strict[0].hint
-    # non-strict parsing ignores the unknown field
+    # non-strict parsing ignores the unknown field; strict parsing (publish) refuses it
     assert parse_spec_text(text).nodes[0].type == "stt"
+    with pytest.raises(SpecInvalid) as refused:
+        parse_spec_text(text, "f.yaml", strict=True)
+    assert [(i.line, i.path) for i in refused.value.issues] == [(6, "nodes[0].colour")]
+    assert parse_spec_text(GOOD, strict=True).nodes[0].type == "stt"
 
 
 def test_typo_gets_did_you_mean_hint() -> None:
@@ -138,6 +142,26 @@ def test_json_spec_is_accepted() -> None:
         ' {"from": "t.audio", "to": "output.audio"}]}'
     )
     assert lint_text(text, "spec.json", strict=True) == []
+
+
+def test_self_referencing_alias_is_an_issue_not_a_recursion_error() -> None:
+    text = "&doc [name, *doc]\n"  # used to raise RecursionError
+    issues = lint_text(text, "f.yaml")
+    assert [(i.path, i.line) for i in issues] == [("[1]", 1)]
+    assert "alias refers to a collection that contains it" in issues[0].message
+    assert issues[0].hint
+    with pytest.raises(SpecInvalid, match=r"f\.yaml:1:\d+: \[1\]"):
+        parse_spec_text(text, "f.yaml")
+
+
+def test_alias_bomb_is_refused_with_a_bounded_expansion() -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 10) + "]")
+    issues = lint_text("\n".join(lines) + "\n", "bomb.yaml")  # 10**9 values if expanded
+    assert len(issues) == 1
+    assert issues[0].message == "the document expands to more than 200000 values"
+    assert "alias" in issues[0].hint
 
 
 def test_non_mapping_document() -> None:
