@@ -31,9 +31,11 @@ recorded ``runtime_sequence``); a recorded turn-start wall clock is substituted
 when the plan is frozen, so plan hashes reproduce.
 
 Providers that work in threads or over the network (the offline STT/TTS) can
-only be re-simulated in real time (``real_time=True``): outputs and plans still
-reproduce, but their order relative to ingress inside scheduling jitter and
-their timestamps are then only as stable as the machine.
+only be re-simulated in real time (``real_time=True``): terminals, final
+transcripts and replies reproduce, but the number of partial transcripts (and
+with it the plan's ``runtime_sequence_from`` marker), the order of outputs
+relative to ingress inside scheduling jitter and the timestamps are then only
+as stable as the machine.
 
 The candidate timeline is compared with the recording by
 :func:`~rspp.observability.compare_timelines` into a
