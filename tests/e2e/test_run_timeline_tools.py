@@ -59,3 +59,19 @@ def test_run_timeline_validates_and_yields_all_seven_gates(tmp_path: Path) -> No
     assert gates[5]["value"] == 100 and gates[6]["value"] == 100
     assert all(g["pass"] is True for g in gates.values()), gates
     assert report.returncode == 0
+
+
+def test_run_refuses_a_misspelt_spec_field_naming_it(tmp_path: Path) -> None:
+    import wave
+
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(VOICE.read_text().replace("providers:", "providerz:", 1))
+    audio = tmp_path / "silence.wav"
+    with wave.open(str(audio), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x00" * 1600)
+    run = rspp("run", str(spec), "--input", str(audio))
+    assert run.returncode != 0
+    assert "providerz" in run.stderr and "did you mean 'providers'" in run.stderr

@@ -95,9 +95,9 @@ def _compile(path: Path) -> GraphDefinition:
         raise RunnerError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                           "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path))
+        return compile_spec(load_spec(path, strict=True))
     except SpecInvalid as exc:
-        raise RunnerError(f"SPEC {path}: {exc}; run `rspp spec lint {path}` for every issue") \
+        raise RunnerError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every issue") \
             from None
 
 
