@@ -14,10 +14,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: the main job on the embedded default (offline, no services needed)
+DEMO_OUT ?= out/demo
+
+## demo: the main job on the embedded default: the offline voice assistant answers
+## a spoken question (espeak-ng -> pocketsphinx -> local responder -> espeak-ng),
+## then the recorded timeline is validated and its quality gates are reported.
 demo: $(STAMP)
+	@mkdir -p $(DEMO_OUT)
 	$(BIN)/rspp lint --strict pipelines/examples/voice_assistant.yaml
-	$(BIN)/rspp spec resolve pipelines/examples/voice_assistant.yaml
+	$(BIN)/rspp say "what is the weather like today" -o $(DEMO_OUT)/question.wav
+	$(BIN)/rspp run pipelines/examples/voice_assistant.yaml --input $(DEMO_OUT)/question.wav \
+		--output $(DEMO_OUT)/reply.wav --timeline $(DEMO_OUT)/timeline.jsonl --real-time
+	$(BIN)/rspp contracts validate $(DEMO_OUT)/timeline.jsonl
+	$(BIN)/rspp slo report $(DEMO_OUT)/timeline.jsonl
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

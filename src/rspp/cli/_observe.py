@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,13 @@ timeline_app = typer.Typer(name="timeline", help="Inspect recorded timelines.",
 slo_app = typer.Typer(name="slo", help="MVP quality gates from recorded timelines.",
                       no_args_is_help=True)
 
+
+
+def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A console for tables: the terminal's width, or 160 columns when piped to a file."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, soft_wrap=soft_wrap, width=width)
 
 def _load(paths: list[Path], console: Console) -> tuple[list[TimelineLine], int]:
     """All good lines of ``paths``; bad lines are printed as ``FILE:LINE: message``."""
@@ -61,7 +69,7 @@ def show(
                                      "control_signal, commit, admit."),
 ) -> None:
     """Show a timeline as an ordered, filterable table (exit 1 if a line is malformed)."""
-    console = Console(soft_wrap=False)
+    console = _console(soft_wrap=False)
     lines, bad = _load([file], console)
     spec = TimelineFilter(session=session, turn=turn, lane=lane, node=node, type=type_)
     shown = filter_lines(lines, spec)
@@ -132,7 +140,7 @@ def slo_report(
     as_json: bool = typer.Option(False, "--json", help="Print the gates as JSON."),
 ) -> None:
     """The seven MVP gates with p50/p95/p99; exit 1 on any failing gate or malformed input."""
-    console = Console(stderr=as_json)
+    console = _console(stderr=as_json)
     lines, bad = _load(timelines, console)
     result = evaluate_gates(lines)
     if as_json:

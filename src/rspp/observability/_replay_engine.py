@@ -128,6 +128,9 @@ class ReplayResult:
     cursor: ReplayCursor
     provider_outputs_served: int
     decisions_replayed: tuple[str, ...]
+    #: the recording's plan lists the replay modes its policy allows; outside them the
+    #: replay still runs and says so here
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         counts = {c.name: n for c, n in self.report.counts.items()}
@@ -135,7 +138,7 @@ class ReplayResult:
                 "passed": self.report.passed, "divergences": counts,
                 "ingress_events": self.cursor.total, "candidate_lines": len(self.lines),
                 "provider_outputs_served": self.provider_outputs_served,
-                "decisions_replayed": list(self.decisions_replayed)}
+                "decisions_replayed": list(self.decisions_replayed), "notes": list(self.notes)}
 
 
 class ReplayEngine:
@@ -282,10 +285,14 @@ class ReplayEngine:
                                    mode=opts.mode)
         served = self.rig.playback.served if self.rig.playback is not None else 0
         replayed = tuple(self._admission.replayed) if self._admission is not None else ()
+        allowed = self.recording.allowed_modes
+        notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
+                      f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
+                      if allowed and m.value not in allowed)
         self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
                                       decision_mode=opts.decision_mode, cursor=cursor,
                                       provider_outputs_served=served,
-                                      decisions_replayed=replayed)
+                                      decisions_replayed=replayed, notes=notes)
         return self._finished
 
     async def aclose(self) -> None:

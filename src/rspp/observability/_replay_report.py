@@ -47,6 +47,7 @@ def replay_report_json(result: ReplayResult, *, recording: str = "",
         "candidate_lines": len(result.lines),
         "provider_outputs_served": result.provider_outputs_served,
         "decisions_replayed": list(result.decisions_replayed),
+        "notes": list(result.notes),
         "findings": [
             {"class": f.divergence_class.name, **{k: v for k, v in msgspec.to_builtins(f).items()
                                                   if k != "divergence_class"}}
@@ -65,6 +66,7 @@ def replay_summary_text(result: ReplayResult, *, max_findings: int = 20) -> str:
              f"provider outputs served {result.provider_outputs_served}",
              "divergences: " + ", ".join(f"{c.name}={r.counts.get(c, 0)}"
                                           for c in DivergenceClass)]
+    lines.extend(f"note: {n}" for n in result.notes)
     for f in r.findings[:max_findings]:
         turn = f" [{f.turn_id}]" if f.turn_id else ""
         detail = f" expected={f.expected!r} actual={f.actual!r}" if f.expected or f.actual else ""

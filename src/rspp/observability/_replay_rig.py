@@ -71,6 +71,8 @@ __all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "Sess
            "rig_bundle"]
 
 DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts"})
+_PACK = msgspec.msgpack.Encoder()
+_PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20
 
 
@@ -324,7 +326,8 @@ class SessionRig:
         """Move buffered records into :attr:`lines`; returns the new lines."""
         items = self.recorder.peek(self.recorder.buffered)
         self.recorder.consume(len(items))
-        new = [to_line(item) for item in items]
+        # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
+        new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
         self.lines.extend(new)
         return new
 

@@ -77,6 +77,8 @@ class Recording:
     decisions: dict[str, DecisionOutcome] = field(default_factory=dict)
     #: recorded turn-start wall clock per turn (plan determinism input ``turn_start_wall_ms``)
     turn_walls: dict[str, int] = field(default_factory=dict)
+    #: ``recording_policy.allowed_replay_modes`` of the first plan (empty: not stated)
+    allowed_modes: tuple[str, ...] = ()
 
     @property
     def turn_ids(self) -> list[str]:
@@ -167,6 +169,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
     start_wall = int(t0.record["wall_clock_timestamp_ms"]) - int(t0.record["runtime_timestamp_ms"])
     plans = [ln for ln in lines if ln.kind == "resolved_turn_plan"]
     epoch = 1
+    allowed: tuple[str, ...] = ()
     level: RecordingLevel | None = None
     refs: tuple[tuple[str, str, int], ...] = ()
     if plans:
@@ -176,6 +179,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         if isinstance(raw_level, str) and raw_level in {lv.value for lv in RecordingLevel}:
             level = RecordingLevel(raw_level)
         refs = tuple(_refs(plan.get("snapshot_provenance") or {}))
+        allowed = tuple(str(m) for m in
+                        (plan.get("recording_policy") or {}).get("allowed_replay_modes") or ())
     ingress: list[IngressItem] = []
     provider: dict[str, list[TimelineLine]] = {}
     decisions: dict[str, DecisionOutcome] = {}
@@ -220,6 +225,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
                     and ref[8:].isdigit():
                 walls[str(ln.record.get("turn_id"))] = int(ref[8:])
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
+                     allowed_modes=allowed,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions)
