@@ -120,7 +120,7 @@ class NodeHost:
     # ----------------------------------------------------------------- inline
     def dispatch_inline(self, ev: Event, port: str) -> None:
         s = self.session
-        if s.instrument:
+        if s.instrument or s.node_observer is not None:
             t0 = _perf()
             try:
                 out = self.process(ev, port)
@@ -128,7 +128,10 @@ class NodeHost:
                 s.node_failed(self, ev, port, exc)
                 return
             finally:
-                self.node_ns += _perf() - t0
+                dt = _perf() - t0
+                self.node_ns += dt
+                if s.node_observer is not None:
+                    s.node_observer(self.node_id, ev.turn_id, dt)
         else:
             try:
                 out = self.process(ev, port)
@@ -209,6 +212,8 @@ class NodeHost:
             self.node_ns += dt
             if buf is not None:
                 buf.note_service(dt)
+            if s.node_observer is not None:
+                s.node_observer(self.node_id, ev.turn_id, dt)
             self.events += 1
             if out is not None:
                 if out.seq < 0:

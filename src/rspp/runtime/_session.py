@@ -115,6 +115,9 @@ class SessionActor(ControlMixin):
         self.failure: str | None = None
         self.hard_cancelled_turn: str | None = None
         self.blocked: list[tuple[EdgeBuffer, Event]] = []
+        #: Optional ``(node_id, turn_id, elapsed_ns)`` callback after every ``process``
+        #: call (telemetry adapters; must not raise). ``None`` keeps the hot path untimed.
+        self.node_observer: Callable[[str, str | None, int], None] | None = None
         self.total_ns = 0
         self.ingress_count = 0
         self._ctrl: deque[ControlCommand] = deque()

@@ -280,6 +280,12 @@ async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
     with pytest.raises(ReplayError, match="mode"):
         await other.resume(cursor)
     await other.aclose()
+    shorter = load_recording(await record_session(
+        graph(), demo_frames(2), registry=demo_registry(),
+        options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
+    foreign = ReplayEngine(shorter, graph(), registry=demo_registry(), options=opts())
+    with pytest.raises(ReplayError, match="another recording"):
+        await foreign.resume(cursor)
 
 
 async def test_msgpack_recording_replays(tmp_path: Path) -> None:
