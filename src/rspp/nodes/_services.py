@@ -138,6 +138,8 @@ class NodeServices:
     controllers: list[tuple[str | None, InvocationController[Any]]] = field(default_factory=list)
     #: the session's time base, so provider signals share the session's timestamps
     clock: Clock | None = None
+    #: called with ``(turn_id, controller)`` for every controller created (telemetry)
+    on_controller: Callable[[str | None, InvocationController[Any]], None] | None = None
 
     def _policy(self, modality: str) -> InvocationPolicy:
         chain = self.chains.get(modality)
@@ -170,6 +172,8 @@ class NodeServices:
         return out
 
     def _keep(self, turn_id: str | None, ctl: InvocationController[Any]) -> None:
+        if self.on_controller is not None:
+            self.on_controller(turn_id, ctl)
         if turn_id is not None:
             self.controllers.append((turn_id, ctl))
             del self.controllers[:-256]

@@ -26,13 +26,14 @@ _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: one utterance never needs more
 
 
 class _Utterance:
-    __slots__ = ("final", "queue", "revision", "task")
+    __slots__ = ("final", "queue", "revision", "segment", "task")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
         self.task: asyncio.Task[None] | None = None
         self.final = ""
         self.revision = 0
+        self.segment = "0"  # F-024 segment id of this utterance's partials and final
 
 
 class SttNode(Node):
@@ -71,12 +72,13 @@ class SttNode(Node):
                 elif self.emit_partials and tr.text:
                     utt.revision += 1
                     ev = Event("text", tr.text, final=False, revision=utt.revision,
-                               attrs={"partial": True})
+                               attrs={"partial": True, "segment": utt.segment})
                     ev.turn_id = None
                     self.ctx.emit(ev, "partial")
 
     def _start(self) -> _Utterance:
         utt = _Utterance()
+        utt.segment = f"{self.ctx.node_id}:u{self.utterances + 1}"
         for chunk in self._pre:
             utt.queue.put_nowait(chunk)
         self._pre.clear()
@@ -106,7 +108,9 @@ class SttNode(Node):
         if error is not None and hooks is not None and turn_id is not None:
             hooks.turn_failed(turn_id, f"provider_error:stt:{error}")
             return
-        out = ev.derive("text", text, attrs={"transcript": True, "utterance": self.utterances})
+        out = ev.derive("text", text, revision=utt.revision + 1,
+                        attrs={"transcript": True, "utterance": self.utterances,
+                               "segment": utt.segment})
         out.turn_id = turn_id
         self.ctx.emit(out, "final")
 

@@ -28,6 +28,7 @@ from rspp.observability import (
     TimelineRecorder,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
 from rspp.runtime._admission import LocalAdmission
 from rspp.runtime._authority import AuthorityGuard
@@ -57,6 +58,14 @@ class RunOptions:
     tenant_id: str = LOCAL_TENANT
     authority_epoch: int = 1
     end_of_utterance_at_s: tuple[float, ...] = ()
+    #: Prometheus text exposition written at the end of the run (F-068, F-104)
+    metrics_out: Path | None = None
+    #: finished spans, one JSON object per line (F-070)
+    trace_out: Path | None = None
+    #: JSON log lines with the correlation ids (F-067)
+    log_out: Path | None = None
+    #: feed these metrics/tracer/logger while the session runs (tests, servers)
+    telemetry: TelemetryTargets | None = None
 
 
 @dataclass(slots=True)
@@ -156,10 +165,20 @@ async def run_local(opts: RunOptions) -> RunResult:
                                     redactor=Redactor())  # PII never reaches the file (NF-014)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
 
+    sid = opts.session_id
+    files: TelemetryFiles | None = None
+    tele: SessionTelemetry | None = None
+    if opts.telemetry is not None or opts.metrics_out or opts.trace_out or opts.log_out:
+        files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
+                               log_out=opts.log_out, targets=opts.telemetry)
+        tele = SessionTelemetry(files.targets, session_id=sid,
+                                pipeline_version=graph.pipeline_version)
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
+        if tele is not None:
+            tele.on_record(rec, payload)
 
-    sid = opts.session_id
     services = _services(gd, sid, record)
     bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id)
     admission = LocalAdmission(clock)
@@ -211,6 +230,16 @@ async def run_local(opts: RunOptions) -> RunResult:
                                    turn_id=turn_id, reason=reason)
 
     transport.attach(session, driver, make_signal)
+    sampler: asyncio.Task[None] | None = None
+    if tele is not None:
+        tele.attach(
+            session,
+            cancel_ms=lambda tid: t.cancel_fence_ms if (t := driver.timings.get(tid)) else None,
+            node_providers={nid: services.chains[h.decl.type][0] for nid, h in
+                            session.hosts.items() if services.chains.get(h.decl.type)})
+        services.on_controller = tele.on_controller
+        tele.started()
+        sampler = asyncio.create_task(tele.run(), name="telemetry-sampler")
     try:
         await session.start()
         try:
@@ -230,6 +259,12 @@ async def run_local(opts: RunOptions) -> RunResult:
         recorder.close()
         if exporter_task is not None:
             await exporter_task
+        if tele is not None and files is not None:
+            if sampler is not None:
+                sampler.cancel()
+                await asyncio.wait({sampler})
+            tele.stopped()
+            files.close()
     out_rate = transport.out_rate or rate
     if opts.output is not None:
         write_wav(opts.output, bytes(transport.played), out_rate)

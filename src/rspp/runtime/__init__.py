@@ -107,6 +107,14 @@ from rspp.runtime._state import (
     StateManager,
     StateScope,
 )
+from rspp.runtime._subscriptions import (
+    Delivery,
+    Subscription,
+    SubscriptionHub,
+    classify_event,
+    classify_record,
+)
+from rspp.runtime._text_stream import TextGuardMode, TextRefusal, TextStreamGuard
 from rspp.runtime._timebase import MediaClock, Timebase
 
 __all__ = [
@@ -133,6 +141,7 @@ __all__ = [
     "ControlHandler",
     "Correlation",
     "DeadLetter",
+    "Delivery",
     "DictState",
     "DurableStateStore",
     "EdgeBuffer",
@@ -176,9 +185,14 @@ __all__ = [
     "StateScope",
     "StaticSnapshotSource",
     "Step",
+    "Subscription",
+    "SubscriptionHub",
     "SystemClock",
     "TelemetryHandle",
     "TerminalCause",
+    "TextGuardMode",
+    "TextRefusal",
+    "TextStreamGuard",
     "Timebase",
     "TurnArbiter",
     "TurnFenceGate",
@@ -186,6 +200,8 @@ __all__ = [
     "UnknownNodeTypeError",
     "VadBypass",
     "VirtualClock",
+    "classify_event",
+    "classify_record",
     "compute_plan_hash",
     "default_registry",
     "propagate_cancel",

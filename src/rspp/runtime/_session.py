@@ -33,6 +33,8 @@ from rspp.runtime._host import BUFFERED, INLINE, NodeHost, Target
 from rspp.runtime._pool import ExecutionPool
 from rspp.runtime._registry import NodeRegistry, default_registry
 from rspp.runtime._signals import SignalLog, SignalSink
+from rspp.runtime._subscriptions import SubscriptionHub
+from rspp.runtime._text_stream import TextGuardMode, TextStreamGuard
 from rspp.runtime._timebase import Timebase
 from rspp.runtime._wiring import build_hosts
 
@@ -67,6 +69,9 @@ class SessionOptions:
     dead_letter_maxlen: int = 256
     kernel_overhead_budget_us: float | None = None
     seed: int | None = None
+    #: F-024 text revision guard on outputs: "segmented" (events naming a segment),
+    #: "strict" (also unsegmented text) or "off".
+    text_guard: TextGuardMode = "segmented"
 
 
 class SessionActor(ControlMixin):
@@ -131,6 +136,13 @@ class SessionActor(ControlMixin):
         self.entries: dict[str, tuple[EdgeBuffer, tuple[Target, ...]]] = {}
         self.edge_buffers: dict[str, EdgeBuffer] = {}
         self.fallback_buffers: dict[str, EdgeBuffer] = {}
+        #: F-024: per-output text revision guard (only ``text`` events reach it).
+        self.text_guard: TextStreamGuard | None = (
+            None if opts.text_guard == "off"
+            else TextStreamGuard(self.signals, mode=opts.text_guard)
+        )
+        #: F-022: subscribe to outputs and in-band records by event type.
+        self.subscriptions = SubscriptionHub(self.signals)
         build_hosts(self)
 
     # ------------------------------------------------------------ sequencer
@@ -259,7 +271,12 @@ class SessionActor(ControlMixin):
     def _egress(self, port: str, ev: Event) -> None:
         if not self.gate.allow(port, ev):
             return
+        if ev.kind == "text" and self.text_guard is not None \
+                and not self.text_guard.admit(port, ev):
+            return
         self.output_count += 1
+        if self.subscriptions.active:
+            self.subscriptions.publish_event(port, ev)
         if self.output_sink is not None:
             self.output_sink(port, ev)  # the transport owns it now; nothing kept here
             return

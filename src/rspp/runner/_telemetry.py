@@ -1,0 +1,375 @@
+"""Feed a running session's telemetry into metrics, spans and JSON logs (F-068..F-070, F-104).
+
+:class:`SessionTelemetry` sits above both the kernel and ``rspp.observability``
+(the runtime never imports observability). The runner connects it to:
+
+* the session's record stream (``on_record``: the same callable that feeds the
+  timeline recorder) - ``turn_open``/``commit``/``abort``/``close`` control
+  signals open and end turn spans, ``close`` also observes the turn's cancel
+  latency and harvests its provider invocations; ``drop_notice`` and error
+  telemetry become JSON log lines with the correlation ids;
+* ``SessionActor.node_observer`` (``on_node``) - every ``process`` call feeds the
+  per-node latency histogram and a per-(turn, node) span;
+* a sampler task (``run``) that reads the edge buffers' depth, drop and merge
+  counters while the session runs and once more at the end.
+
+Every entry point swallows its own errors (counted as ``rspp_telemetry_errors_total``
+through :class:`RuntimeMetrics`): telemetry never blocks or raises into the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, TracerProvider
+
+from rspp.contracts import ControlSignal, EventRecord
+from rspp.observability import RuntimeMetrics, log_context
+
+__all__ = ["SessionTelemetry", "TelemetryFiles", "TelemetryTargets"]
+
+_TERMINAL = ("commit", "abort")
+_LOG = logging.getLogger("rspp.session")
+
+
+def _wall_from_mono(mono_ns: int) -> int:
+    """Epoch ns for a ``time.monotonic_ns`` reading (span timestamps are epoch based)."""
+    return time.time_ns() - (time.monotonic_ns() - mono_ns)
+
+
+@dataclass(slots=True)
+class TelemetryTargets:
+    """Where one session's telemetry goes (defaults: a fresh registry, the global tracer)."""
+
+    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)
+    tracer_provider: TracerProvider | None = None
+    logger: logging.Logger = _LOG
+    sample_interval_s: float = 0.05
+
+
+@dataclass(slots=True)
+class _NodeSpan:
+    start_ns: int
+    end_ns: int
+    events: int = 0
+    busy_ns: int = 0
+
+
+class SessionTelemetry:
+    """One session's telemetry adapter; all methods are best effort and never raise."""
+
+    def __init__(self, targets: TelemetryTargets, *, session_id: str,
+                 pipeline_version: str) -> None:
+        self.targets = targets
+        self.metrics = targets.metrics
+        self.session_id = session_id
+        self.pipeline_version = pipeline_version
+        source = targets.tracer_provider or trace.get_tracer_provider()
+        self._tracer = source.get_tracer("rspp")
+        self._log = targets.logger
+        self._session_span: Span | None = None
+        self._turns: dict[str, Span] = {}
+        self._closed_turns: set[str] = set()
+        self._nodes: dict[tuple[str | None, str], _NodeSpan] = {}
+        self._node_provider: dict[str, str] = {}
+        self._seen_invocations: set[str] = set()
+        self._edge_seen: dict[str, tuple[int, int]] = {}
+        self._session: Any = None
+        self._controllers: deque[tuple[str | None, Any]] = deque(maxlen=1024)
+        self._error_counted: set[str] = set()
+        self._cancel_ms: Callable[[str], float | None] | None = None
+        self._stopped = False
+        self.errors = 0
+
+    # ---------------------------------------------------------------- helpers
+    def _attrs(self, turn_id: str | None = None, **extra: str | int | None) -> dict[str, Any]:
+        base: dict[str, Any] = {"rspp.session_id": self.session_id,
+                                "rspp.pipeline_version": self.pipeline_version}
+        if turn_id is not None:
+            base["rspp.turn_id"] = turn_id
+        base.update({f"rspp.{k}": v for k, v in extra.items() if v is not None})
+        return base
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:  # telemetry must never raise into the session
+            self.errors += 1
+
+    def _emit(self, level: int, message: str, *, turn_id: str | None = None,
+              node_id: str | None = None, edge_id: str | None = None, **fields: object) -> None:
+        if not self._log.isEnabledFor(level):
+            return
+        with log_context(session_id=self.session_id, pipeline_version=self.pipeline_version,
+                         turn_id=turn_id, node_id=node_id, edge_id=edge_id):
+            self._log.log(level, message, extra=fields)
+
+    # ---------------------------------------------------------------- binding
+    def attach(self, session: Any, *, cancel_ms: Callable[[str], float | None] | None = None,
+               node_providers: dict[str, str] | None = None) -> None:
+        """Subscribe to ``session`` (node timings); ``cancel_ms(turn_id)`` reads cancel latency."""
+        self._session = session
+        self._cancel_ms = cancel_ms
+        self._node_provider = dict(node_providers or {})
+        session.node_observer = self.on_node
+
+    def started(self) -> None:
+        def go() -> None:
+            self._session_span = self._tracer.start_span(
+                "rspp.session", attributes=self._attrs())
+            self.metrics.session_started(self.pipeline_version)
+            self._emit(logging.INFO, "session started")
+        self._guard(go)
+
+    # ------------------------------------------------------------ subscribers
+    def on_controller(self, turn_id: str | None, controller: Any) -> None:
+        """``NodeServices.on_controller``: a provider controller was created."""
+        self._controllers.append((turn_id, controller))
+
+    def on_node(self, node_id: str, turn_id: str | None, elapsed_ns: int) -> None:
+        """``SessionActor.node_observer``: one finished ``process`` call."""
+        try:
+            self.metrics.node_latency(self.pipeline_version, node_id, elapsed_ns / 1e9,
+                                      self._node_provider.get(node_id, "none"))
+            now = time.time_ns()
+            key = (turn_id, node_id)
+            ns = self._nodes.get(key)
+            if ns is None:
+                ns = self._nodes[key] = _NodeSpan(start_ns=now - elapsed_ns, end_ns=now)
+            ns.end_ns = now
+            ns.events += 1
+            ns.busy_ns += elapsed_ns
+        except Exception:
+            self.errors += 1
+
+    def on_record(self, rec: object, payload: object = None) -> None:
+        """Every record the session emits (signals, transitions, telemetry lane)."""
+        if isinstance(rec, ControlSignal):
+            self._guard(lambda: self._signal(rec))
+        elif isinstance(rec, EventRecord) and ":error:" in rec.event_id:
+            self._guard(lambda: self._emit(logging.WARNING, f"node error {rec.reason}",
+                                           turn_id=rec.turn_id, node_id=rec.node_id,
+                                           edge_id=rec.edge_id))
+
+    def _signal(self, rec: ControlSignal) -> None:
+        name = rec.signal.value if hasattr(rec.signal, "value") else str(rec.signal)
+        tid = rec.turn_id
+        if name == "turn_open" and tid is not None and tid not in self._turns:
+            ctx = trace.set_span_in_context(self._session_span) if self._session_span else None
+            self._turns[tid] = self._tracer.start_span(
+                "rspp.turn", context=ctx, attributes=self._attrs(tid))
+            self._emit(logging.INFO, "turn opened", turn_id=tid)
+        elif name in _TERMINAL and tid is not None:
+            span = self._turns.get(tid)
+            if span is not None:
+                span.set_attribute("rspp.terminal", name)
+                if rec.reason:
+                    span.set_attribute("rspp.reason", rec.reason)
+            self._emit(logging.INFO, f"turn {name}", turn_id=tid, reason=rec.reason)
+        elif name == "close" and tid is not None:
+            self._close_turn(tid)
+        elif name == "provider_error":
+            self._provider_error(rec)
+        elif name == "drop_notice":
+            self._emit(logging.INFO, "events dropped", turn_id=tid, edge_id=rec.edge_id,
+                       node_id=rec.node_id, reason=rec.reason)
+        elif name in ("cancel", "barge_in", "fallback"):
+            self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
+
+    # ------------------------------------------------------------------ turns
+    def _close_turn(self, tid: str) -> None:
+        if tid in self._closed_turns:
+            return
+        self._closed_turns.add(tid)
+        self.harvest_providers()
+        if self._cancel_ms is not None:
+            ms = self._cancel_ms(tid)
+            if ms is not None:
+                self.metrics.cancel_latency(self.pipeline_version, ms / 1000.0, "turn")
+                span = self._turns.get(tid)
+                if span is not None:
+                    span.set_attribute("rspp.cancel_fence_ms", float(ms))
+        self._end_nodes(tid)
+        span = self._turns.pop(tid, None)
+        if span is not None:
+            span.end()
+        self._emit(logging.INFO, "turn closed", turn_id=tid)
+
+    def _parent(self, turn_id: str | None) -> Span | None:
+        return (self._turns.get(turn_id) if turn_id is not None else None) or self._session_span
+
+    def _end_nodes(self, turn_id: str | None) -> None:
+        for key in [k for k in self._nodes if k[0] == turn_id]:
+            ns = self._nodes.pop(key)
+            parent = self._parent(turn_id)
+            ctx = trace.set_span_in_context(parent) if parent is not None else None
+            span = self._tracer.start_span(
+                f"rspp.node {key[1]}", context=ctx, start_time=ns.start_ns,
+                attributes={**self._attrs(turn_id, node_id=key[1]), "rspp.events": ns.events,
+                            "rspp.busy_ms": ns.busy_ns / 1e6})
+            span.end(end_time=max(ns.end_ns, ns.start_ns))
+
+    # -------------------------------------------------------------- providers
+    def harvest_providers(self) -> None:
+        """Observe every finished provider invocation not seen yet (latency, retries, errors)."""
+        for turn_id, ctl in list(self._controllers):
+            node_id = getattr(getattr(ctl, "context", None), "node_id", None)
+            for inv in list(getattr(ctl, "invocations", ())):
+                if inv.outcome is None or inv.invocation_id in self._seen_invocations:
+                    continue
+                self._seen_invocations.add(inv.invocation_id)
+                try:
+                    self._provider(inv, node_id, turn_id)
+                except Exception:  # never raise into the session
+                    self.errors += 1
+
+    def _provider_error(self, rec: ControlSignal) -> None:
+        """Count a failed attempt live (``provider=P outcome=O ...`` reason, RK-11)."""
+        fields = dict(p.split("=", 1) for p in (rec.reason or "").split() if "=" in p)
+        pid, outcome = fields.get("provider", "unknown"), fields.get("outcome", "error")
+        modality = self._modality(pid)
+        inv_id = rec.provider_invocation_id
+        if inv_id is not None:
+            self._error_counted.add(inv_id)
+        self.metrics.provider_error(self.pipeline_version, pid, modality, outcome)
+        self._emit(logging.WARNING, f"provider {pid} failed: {outcome}", turn_id=rec.turn_id,
+                   node_id=rec.node_id, provider=pid, provider_invocation_id=inv_id,
+                   reason=rec.reason)
+
+    def _modality(self, provider_id: str) -> str:
+        for _, ctl in self._controllers:
+            for inv in getattr(ctl, "invocations", ()):
+                if inv.provider_id == provider_id:
+                    return str(inv.kind.value)
+        return "unknown"
+
+    def _provider(self, inv: Any, node_id: str | None, turn_id: str | None) -> None:
+        pv, pid, kind = self.pipeline_version, inv.provider_id, inv.kind.value
+        outcome = inv.outcome.value
+        m = inv.metrics
+        if m.latency_ms is not None:
+            self.metrics.provider_latency(pv, pid, kind, m.latency_ms / 1000.0)
+        if inv.attempt > 1 or m.retries:
+            self.metrics.provider_retry(pv, pid, kind)
+        if outcome != "success" and inv.invocation_id not in self._error_counted:
+            self.metrics.provider_error(pv, pid, kind, outcome)
+        parent = self._parent(turn_id)
+        ctx = trace.set_span_in_context(parent) if parent is not None else None
+        start = _wall_from_mono(m.started_ns) if m.started_ns else time.time_ns()
+        end = _wall_from_mono(m.ended_ns) if m.ended_ns else start
+        span = self._tracer.start_span(
+            f"rspp.provider {pid}", context=ctx, start_time=start,
+            attributes={**self._attrs(turn_id, node_id=node_id, provider=pid,
+                                      provider_invocation_id=inv.invocation_id,
+                                      modality=kind, outcome=outcome),
+                        "rspp.attempt": inv.attempt})
+        span.end(end_time=max(end, start))
+        level = logging.INFO if outcome == "success" else logging.WARNING
+        self._emit(level, f"provider {pid} {outcome}", turn_id=turn_id, node_id=node_id,
+                   provider=pid, provider_invocation_id=inv.invocation_id,
+                   latency_ms=m.latency_ms)
+
+    # ------------------------------------------------------------------ edges
+    def sample_edges(self) -> None:
+        """Queue depth gauge plus drop/merge deltas of every edge buffer."""
+        def go() -> None:
+            s = self._session
+            if s is None:
+                return
+            pv = self.pipeline_version
+            for eid, buf in list(s.edge_buffers.items()):
+                self.metrics.queue_depth(pv, eid, len(buf))
+                dropped, merged = buf.stats.dropped, buf.stats.merged
+                d0, m0 = self._edge_seen.get(eid, (0, 0))
+                self.metrics.edge_drop(pv, eid, dropped - d0)
+                self.metrics.edge_merge(pv, eid, merged - m0)
+                self._edge_seen[eid] = (dropped, merged)
+        self._guard(go)
+
+    async def run(self) -> None:
+        """Sampler task: edge gauges every ``sample_interval_s`` until cancelled."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while not self._stopped:
+                self.sample_edges()
+                await asyncio.sleep(self.targets.sample_interval_s)
+
+    # ------------------------------------------------------------------- stop
+    def stopped(self) -> None:
+        """End the session: final samples, open turns, node and session spans."""
+        def go() -> None:
+            self._stopped = True
+            self.sample_edges()
+            self.harvest_providers()
+            for tid in list(self._turns):
+                self._close_turn(tid)
+            for turn_id in {k[0] for k in self._nodes}:
+                self._end_nodes(turn_id)
+            self.metrics.session_ended(self.pipeline_version)
+            self._emit(logging.INFO, "session stopped")
+            if self._session_span is not None:
+                self._session_span.end()
+                self._session_span = None
+            if self._session is not None:
+                self._session.node_observer = None
+        self._guard(go)
+
+
+class TelemetryFiles:
+    """``--metrics-out`` / ``--trace-out`` / ``--log-out`` of one run (written at the end).
+
+    Spans go through a ``SimpleSpanProcessor`` into an in-memory exporter (no I/O in
+    the session's path) and are written as one JSON object per line by :meth:`close`;
+    the metrics file is the Prometheus text exposition; logs are JSON lines.
+    """
+
+    def __init__(self, *, metrics_out: Path | None = None, trace_out: Path | None = None,
+                 log_out: Path | None = None, targets: TelemetryTargets | None = None) -> None:
+        from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from rspp.observability import JsonLogFormatter, Redactor
+
+        self.metrics_out, self.trace_out, self.log_out = metrics_out, trace_out, log_out
+        self.targets = targets or TelemetryTargets()
+        self.spans: InMemorySpanExporter | None = None
+        if trace_out is not None and self.targets.tracer_provider is None:
+            self.spans = InMemorySpanExporter()
+            provider = SdkTracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(self.spans))
+            self.targets.tracer_provider = provider
+        self._handler: logging.Handler | None = None
+        self._old_level = self.targets.logger.level
+        if log_out is not None:
+            log_out.write_bytes(b"")
+            self._handler = logging.FileHandler(log_out, encoding="utf-8")
+            self._handler.setFormatter(JsonLogFormatter(Redactor()))
+            self.targets.logger.addHandler(self._handler)
+            if not self.targets.logger.isEnabledFor(logging.INFO):
+                self.targets.logger.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        """Write the exposition and the finished spans; detach the log handler."""
+        if self._handler is not None:
+            self.targets.logger.removeHandler(self._handler)
+            self.targets.logger.setLevel(self._old_level)
+            self._handler.close()
+            self._handler = None
+        if self.metrics_out is not None:
+            self.metrics_out.write_bytes(self.targets.metrics.scrape())
+        if self.trace_out is not None:
+            spans = self.spans.get_finished_spans() if self.spans is not None else ()
+            with self.trace_out.open("w", encoding="utf-8") as fh:
+                for span in spans:
+                    fh.write(json.dumps(json.loads(span.to_json()), separators=(",", ":")))
+                    fh.write("\n")
