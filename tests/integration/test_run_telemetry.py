@@ -37,12 +37,9 @@ NODES = ("vad", "stt", "llm", "segmenter", "tts")
 
 
 async def _say(text: str, out: Path) -> Path:
-    tts = EspeakTTS("espeak", sample_rate=16000)
-    pcm = bytearray()
-    async for chunk in tts.synthesize_text(text):
-        pcm += chunk
-    await tts.aclose()
-    write_wav(out, bytes(pcm), 16000)
+    tts = EspeakTTS(sample_rate=16000, voice="en-us", words_per_minute=175)
+    pcm = b"".join([chunk.pcm async for chunk in tts.synthesize(text)])
+    write_wav(out, pcm, 16000)
     return out
 
 
@@ -232,12 +229,14 @@ async def overloaded() -> AsyncIterator[_Overloaded]:
 
 
 async def test_provider_errors_are_labelled_by_provider(
-        wavs: dict[str, Path], overloaded: _Overloaded, tmp_path: Path) -> None:
+        wavs: dict[str, Path], overloaded: _Overloaded, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RSPP_TEST_OPENAI_KEY", "sk-test")
     spec = tmp_path / "spec.yaml"
     spec.write_text(VOICE.read_text().replace(
         "llm: {primary: local}",
         "llm: {primary: openai, fallbacks: [local], config: "
-        f"{{base_url: 'http://127.0.0.1:{overloaded.port}/v1', api_key: sk-test}}}}"))
+        f"{{base_url: 'http://127.0.0.1:{overloaded.port}/v1', api_key: 'env://RSPP_TEST_OPENAI_KEY'}}}}"))
     rig = Rig()
     result, _ = await run_with(rig, spec=spec, input=wavs["question"])
     assert overloaded.requests >= 1

@@ -37,6 +37,12 @@ def run(
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    metrics_out: Path | None = typer.Option(
+        None, "--metrics-out", help="Write the Prometheus text exposition here at the end."),
+    trace_out: Path | None = typer.Option(
+        None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
+    log_out: Path | None = typer.Option(
+        None, "--log-out", help="Write JSON log lines with correlation ids here."),
 ) -> None:
     """Stream IN.wav through SPEC in 20 ms frames; print transcript, reply and latencies."""
     from rspp.runner import RunnerError, RunOptions, render_result, run_local
@@ -48,7 +54,9 @@ def run(
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-    for name, path in (("--output", output), ("--timeline", timeline)):
+    for name, path in (("--output", output), ("--timeline", timeline),
+                       ("--metrics-out", metrics_out), ("--trace-out", trace_out),
+                       ("--log-out", log_out)):
         if path is not None and not path.parent.exists():
             typer.echo(f"error: {name} {path}: directory {path.parent} does not exist", err=True)
             raise typer.Exit(2)
@@ -56,7 +64,8 @@ def run(
         typer.echo(f"error: --output {output}: must end in .wav", err=True)
         raise typer.Exit(2)
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline,
-                      real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after)
+                      real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
+                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
     try:
         result = asyncio.run(run_local(opts))
     except RunnerError as exc:
@@ -78,8 +87,9 @@ def run(
         typer.echo(render_result(result))
         if output is not None:
             typer.echo(f"wrote {output}")
-        if timeline is not None:
-            typer.echo(f"wrote {timeline}")
+        for path in (timeline, metrics_out, trace_out, log_out):
+            if path is not None:
+                typer.echo(f"wrote {path}")
     if not result.turns:
         typer.echo("error: no speech turn was detected in the input", err=True)
         raise typer.Exit(1)

@@ -89,7 +89,9 @@ def _check_option_types(cls: type[Provider], params: Mapping[str, object], where
     except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
         return
     for name, value in params.items():
-        hint = hints.get(name)
+        hint = _scalar(hints.get(name))
+        if value is None and hint is not None and _optional(hints.get(name)):
+            continue
         if hint not in (str, int, float, bool):
             continue
         ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
@@ -100,3 +102,20 @@ def _check_option_types(cls: type[Provider], params: Mapping[str, object], where
                 f"{where}: option {name}={value!r} must be {hint.__name__}, "
                 f"got {type(value).__name__}"
             )
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _optional(hint: object) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _scalar(hint: object) -> object:
+    """``X`` for a scalar hint ``X`` or ``X | None``; the hint unchanged otherwise."""
+    if hint in _SCALARS:
+        return hint
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(args) == 1 and args[0] in _SCALARS and _optional(hint):
+        return args[0]
+    return hint

@@ -11,45 +11,24 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-import httpx
-
-from rspp.providers._base import LLMProvider
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._outcome import Outcome, ProviderCallError
-from rspp.providers._secrets import Secret, SecretRef
-from rspp.providers._types import Capabilities, LLMRequest, ProviderKind
+from rspp.providers._types import LLMRequest
 from rspp.providers.remote._common import (
     error_from_response,
     iter_sse,
-    key_source,
     resolve_key,
     vendor_outcome,
 )
+from rspp.providers.remote._http_llm import HttpLLMProvider
 
 __all__ = ["OpenAIChatLLM"]
 
 
-class OpenAIChatLLM(LLMProvider):
-    capabilities = Capabilities(kind=ProviderKind.LLM, streaming=True, languages=("*",))
-
-    def __init__(
-        self,
-        provider_id: str = "openai",
-        *,
-        model: str = "gpt-4o-mini",
-        base_url: str = "https://api.openai.com/v1",
-        api_key: str | Secret | SecretRef | None = None,
-        client: httpx.AsyncClient | None = None,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
-        self.model = model
-        self.base_url = base_url.rstrip("/")
-        self._key = key_source(api_key)
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+class OpenAIChatLLM(HttpLLMProvider):
+    default_provider_id = "openai"
+    default_model = "gpt-4o-mini"
+    default_base_url = "https://api.openai.com/v1"
 
     async def _generate(
         self, request: LLMRequest, invocation: ProviderInvocation
