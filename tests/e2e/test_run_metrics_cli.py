@@ -74,7 +74,8 @@ def test_run_writes_metrics_spans_and_json_logs(tmp_path: Path) -> None:
     edges = {lab["edge_id"] for lab, _ in series["rspp_edge_queue_depth"]}
     assert "vad.audio->stt.audio" in edges
     assert {lab["edge_id"] for lab, _ in series["rspp_edge_drops_total"]} == edges
-    assert series["rspp_cancel_latency_seconds_count"] == [({"pipeline_version": PV, "scope": "turn"}, 1.0)]
+    assert series["rspp_cancel_latency_seconds_count"] == [
+        ({"pipeline_version": PV, "scope": "turn"}, 1.0)]
     prov = {lab["provider"] for lab, _ in series["rspp_provider_latency_seconds_count"]}
     assert prov == {"pocketsphinx", "local", "espeak"}
     assert series["rspp_active_sessions"] == [({"pipeline_version": PV}, 0.0)]
@@ -87,10 +88,10 @@ def test_run_writes_metrics_spans_and_json_logs(tmp_path: Path) -> None:
     assert any(n.startswith("rspp.provider ") for n in names)
     trace_ids = {s["context"]["trace_id"] for s in spans}
     assert len(trace_ids) == 1  # one trace per session
-    for s in spans:
-        assert s["attributes"]["rspp.session_id"] == "local-session"
-        assert s["attributes"]["rspp.pipeline_version"] == PV
-    turns = {s["attributes"]["rspp.turn_id"]: s for s in spans if s["name"] == "rspp.turn"}
+    for sp in spans:
+        assert sp["attributes"]["rspp.session_id"] == "local-session"
+        assert sp["attributes"]["rspp.pipeline_version"] == PV
+    turns = {sp["attributes"]["rspp.turn_id"]: sp for sp in spans if sp["name"] == "rspp.turn"}
     assert set(turns) == set(turn_ids)
     assert turns[turn_ids[0]]["attributes"]["rspp.terminal"] == "abort"
 

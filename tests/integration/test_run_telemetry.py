@@ -24,8 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rspp.observability import JsonLogFormatter, RuntimeMetrics
 from rspp.providers.offline import EspeakTTS
-from rspp.runner import RunOptions, run_local
-from rspp.runner._telemetry import TelemetryTargets
+from rspp.runner import RunOptions, RunResult, TelemetryTargets, run_local
 from rspp.transports import write_wav
 
 pytestmark = pytest.mark.integration
@@ -90,10 +89,12 @@ class Rig:
         return [json.loads(line) for line in self.stream.getvalue().splitlines()]
 
 
-async def run_with(rig: Rig, **kw: object) -> tuple[object, list[float]]:
+async def run_with(rig: Rig, *, input: Path, spec: Path = VOICE, barge_in: Path | None = None,
+                   barge_in_after_s: float = 0.0) -> tuple[RunResult, list[float]]:
     """Run while polling the active-sessions gauge from another task."""
     seen: list[float] = []
-    opts = RunOptions(spec=kw.pop("spec", VOICE), telemetry=rig.targets, **kw)  # type: ignore[arg-type]
+    opts = RunOptions(spec=spec, input=input, barge_in=barge_in,
+                      barge_in_after_s=barge_in_after_s, telemetry=rig.targets)
     task = asyncio.create_task(run_local(opts))
     while not task.done():
         v = value(samples(rig.metrics.scrape()), "rspp_active_sessions", pipeline_version=PV)
@@ -106,7 +107,7 @@ async def run_with(rig: Rig, **kw: object) -> tuple[object, list[float]]:
 async def test_session_feeds_node_edge_provider_metrics_and_spans(wavs: dict[str, Path]) -> None:
     rig = Rig()
     result, active = await run_with(rig, input=wavs["question"])
-    assert [t.terminal for t in result.turns] == ["commit"]  # type: ignore[attr-defined]
+    assert [t.terminal for t in result.turns] == ["commit"]
     assert 1.0 in active  # the gauge is up while the session runs ...
     scraped = samples(rig.metrics.scrape())
     assert value(scraped, "rspp_active_sessions", pipeline_version=PV) == 0.0  # ... and down after
@@ -127,6 +128,9 @@ async def test_session_feeds_node_edge_provider_metrics_and_spans(wavs: dict[str
                   modality=modality)
         assert n is not None and n >= 1, provider
     assert value(scraped, "rspp_provider_errors_total") is None  # no failure, no error series
+    kernel = value(scraped, "rspp_kernel_overhead_seconds_count", pipeline_version=PV)
+    assert kernel is not None and kernel >= 1
+    assert value(scraped, "rspp_telemetry_errors_total") == 0.0
     assert value(scraped, "rspp_cancel_latency_seconds_count") is None  # nothing was cancelled
 
     spans = rig.finished()
@@ -134,7 +138,7 @@ async def test_session_feeds_node_edge_provider_metrics_and_spans(wavs: dict[str
     assert names.count("rspp.session") == 1 and names.count("rspp.turn") == 1
     session = next(s for s in spans if s.name == "rspp.session")
     turn = next(s for s in spans if s.name == "rspp.turn")
-    tid = result.turns[0].turn_id  # type: ignore[attr-defined]
+    tid = result.turns[0].turn_id
     assert turn.attributes is not None and turn.attributes["rspp.turn_id"] == tid
     assert turn.attributes["rspp.terminal"] == "commit"
     assert turn.parent is not None and turn.parent.span_id == session.context.span_id
@@ -175,13 +179,15 @@ async def test_barge_in_observes_cancel_latency_and_aborted_turn_span(
     rig = Rig()
     result, _ = await run_with(rig, input=wavs["question"], barge_in=wavs["interrupt"],
                                barge_in_after_s=0.4)
-    turns = result.turns  # type: ignore[attr-defined]
+    turns = result.turns
     assert [t.terminal for t in turns] == ["abort", "commit"]
     scraped = samples(rig.metrics.scrape())
     assert value(scraped, "rspp_cancel_latency_seconds_count", pipeline_version=PV,
                  scope="turn") == 1.0
     total = value(scraped, "rspp_cancel_latency_seconds_sum", scope="turn")
-    assert total is not None and total == pytest.approx(turns[0].cancel_fence_ms / 1000.0)
+    fence_ms = turns[0].cancel_fence_ms
+    assert total is not None and fence_ms is not None
+    assert total == pytest.approx(fence_ms / 1000.0)
     spans = rig.finished()
     turn_spans = {(s.attributes or {})["rspp.turn_id"]: s for s in spans if s.name == "rspp.turn"}
     assert set(turn_spans) == {turns[0].turn_id, turns[1].turn_id}
@@ -240,7 +246,7 @@ async def test_provider_errors_are_labelled_by_provider(
     rig = Rig()
     result, _ = await run_with(rig, spec=spec, input=wavs["question"])
     assert overloaded.requests >= 1
-    assert [t.terminal for t in result.turns] == ["commit"]  # type: ignore[attr-defined]
+    assert [t.terminal for t in result.turns] == ["commit"]
     scraped = samples(rig.metrics.scrape())
     errors = {(dict(lab)["provider"], dict(lab)["modality"]): v for (n, lab), v in scraped.items()
               if n == "rspp_provider_errors_total"}
@@ -254,3 +260,23 @@ async def test_provider_errors_are_labelled_by_provider(
     warnings = [ln for ln in rig.logs() if ln["level"] == "warning"]
     assert warnings and all(ln["turn_id"] for ln in warnings
                             if str(ln["message"]).startswith("provider openai"))
+
+
+class _Broken(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        raise RuntimeError("log pipeline is down")
+
+
+async def test_broken_telemetry_never_breaks_the_session(wavs: dict[str, Path]) -> None:
+    """A logger that raises on every call: the session still answers; metrics still flow."""
+    rig = Rig()
+    rig.logger.addFilter(_Broken())
+    result, _ = await run_with(rig, input=wavs["question"])
+    assert [t.terminal for t in result.turns] == ["commit"]
+    assert "weather" in result.turns[0].reply
+    assert result.dead_letters == []
+    scraped = samples(rig.metrics.scrape())
+    n = value(scraped, "rspp_node_latency_seconds_count", node_id="tts")
+    assert n is not None and n >= 1
+    assert rig.stream.getvalue() == ""  # every log call failed ...
+    assert {s.name for s in rig.finished()} >= {"rspp.session", "rspp.turn"}  # ... spans did not

@@ -3,6 +3,7 @@
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._runner import RunnerError, RunOptions, RunResult, TurnReport, run_local
 from rspp.runner._table import latency_rows, render_result
+from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 
 __all__ = [
     "LOCAL_RUNTIME_ID",
@@ -10,6 +11,9 @@ __all__ = [
     "RunOptions",
     "RunResult",
     "RunnerError",
+    "SessionTelemetry",
+    "TelemetryFiles",
+    "TelemetryTargets",
     "TurnReport",
     "latency_rows",
     "local_bundle",

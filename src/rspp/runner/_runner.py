@@ -167,12 +167,10 @@ async def run_local(opts: RunOptions) -> RunResult:
 
     sid = opts.session_id
     files: TelemetryFiles | None = None
-    tele: SessionTelemetry | None = None
-    if opts.telemetry is not None or opts.metrics_out or opts.trace_out or opts.log_out:
-        files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
-                               log_out=opts.log_out, targets=opts.telemetry)
-        tele = SessionTelemetry(files.targets, session_id=sid,
-                                pipeline_version=graph.pipeline_version)
+    tele: SessionTelemetry | None = None  # set just before the session starts
+    # kernel-overhead timing (instrument) only when someone consumes it (F-104)
+    want_tele = opts.telemetry is not None or any(
+        p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
@@ -201,7 +199,8 @@ async def run_local(opts: RunOptions) -> RunResult:
             holder["driver"].node_failed(dl)
 
     bind_services(sid, services)
-    session = SessionActor(graph, session_id=sid, clock=clock, options=SessionOptions(seed=0),
+    session = SessionActor(graph, session_id=sid, clock=clock,
+                           options=SessionOptions(seed=0, instrument=want_tele),
                            output_sink=transport.output, signal_sink=record,
                            dead_letter_sink=dead_letter, timebase=timebase)
     session.signals.authority_epoch = authority.epoch
@@ -231,7 +230,11 @@ async def run_local(opts: RunOptions) -> RunResult:
 
     transport.attach(session, driver, make_signal)
     sampler: asyncio.Task[None] | None = None
-    if tele is not None:
+    if want_tele:
+        files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
+                               log_out=opts.log_out, targets=opts.telemetry)
+        tele = SessionTelemetry(files.targets, session_id=sid,
+                                pipeline_version=graph.pipeline_version)
         tele.attach(
             session,
             cancel_ms=lambda tid: t.cancel_fence_ms if (t := driver.timings.get(tid)) else None,

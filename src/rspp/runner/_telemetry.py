@@ -84,6 +84,7 @@ class SessionTelemetry:
         self._node_provider: dict[str, str] = {}
         self._seen_invocations: set[str] = set()
         self._edge_seen: dict[str, tuple[int, int]] = {}
+        self._kernel_seen = (0, 0)  # (kernel ns, ingress events) at the last sample
         self._session: Any = None
         self._controllers: deque[tuple[str | None, Any]] = deque(maxlen=1024)
         self._error_counted: set[str] = set()
@@ -108,11 +109,14 @@ class SessionTelemetry:
 
     def _emit(self, level: int, message: str, *, turn_id: str | None = None,
               node_id: str | None = None, edge_id: str | None = None, **fields: object) -> None:
-        if not self._log.isEnabledFor(level):
-            return
-        with log_context(session_id=self.session_id, pipeline_version=self.pipeline_version,
-                         turn_id=turn_id, node_id=node_id, edge_id=edge_id):
-            self._log.log(level, message, extra=fields)
+        try:
+            if not self._log.isEnabledFor(level):
+                return
+            with log_context(session_id=self.session_id, pipeline_version=self.pipeline_version,
+                             turn_id=turn_id, node_id=node_id, edge_id=edge_id):
+                self._log.log(level, message, extra=fields)
+        except Exception:  # a broken log pipeline must not skip spans or metrics
+            self.errors += 1
 
     # ---------------------------------------------------------------- binding
     def attach(self, session: Any, *, cancel_ms: Callable[[str], float | None] | None = None,
@@ -294,7 +298,20 @@ class SessionTelemetry:
                 self.metrics.edge_drop(pv, eid, dropped - d0)
                 self.metrics.edge_merge(pv, eid, merged - m0)
                 self._edge_seen[eid] = (dropped, merged)
+            self._sample_kernel(s)
         self._guard(go)
+
+    def _sample_kernel(self, s: Any) -> None:
+        """Mean kernel time per ingress event since the last sample (``instrument`` on)."""
+        if not getattr(s, "instrument", False):
+            return
+        inline_ns = sum(h.node_ns for h in s.hosts.values() if not h.is_async)
+        kernel_ns, events = max(s.total_ns - inline_ns, 0), s.ingress_count
+        k0, e0 = self._kernel_seen
+        if events > e0:
+            self.metrics.kernel_overhead(self.pipeline_version,
+                                         max(kernel_ns - k0, 0) / (events - e0) / 1e9)
+            self._kernel_seen = (kernel_ns, events)
 
     async def run(self) -> None:
         """Sampler task: edge gauges every ``sample_interval_s`` until cancelled."""

@@ -43,6 +43,15 @@ Hook points for the turn arbiter, cancellation and egress fencing:
   (``drop_notice`` RK-12, ``watermark`` RK-13, ``flow_xoff``/``flow_xon``/
   ``credit_grant`` RK-14, ``discontinuity`` RK-15, ``fallback``); pass
   ``signal_sink=`` to forward them to a recorder.
+* ``SessionActor.text_guard``: :class:`TextStreamGuard` (F-024) checks every
+  ``text`` event routed out of a node or ingress port (one stream per source
+  output, keyed by its first edge id): monotonic revisions per segment, one
+  immutable final; refusals are dropped and logged as ``text_guard`` telemetry
+  records. ``SessionOptions(text_guard="segmented"|"strict"|"off")``.
+* ``SessionActor.subscriptions``: :class:`SubscriptionHub` (F-022);
+  ``subscribe(types, ports=..., handler=..., records=...)`` delivers outputs and
+  in-band signal-log records filtered by event type (audio, text, control,
+  metrics, debug, error) as :class:`Delivery` objects.
 * NodeContext handles are the Protocols in ``_handles``; sessions run with the
   named defaults of ``_defaults`` (``UnboundedBudget``, ``DictState``,
   ``LocalCancelToken``) until Kernel II implementations are wired in.

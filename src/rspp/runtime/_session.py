@@ -136,7 +136,8 @@ class SessionActor(ControlMixin):
         self.entries: dict[str, tuple[EdgeBuffer, tuple[Target, ...]]] = {}
         self.edge_buffers: dict[str, EdgeBuffer] = {}
         self.fallback_buffers: dict[str, EdgeBuffer] = {}
-        #: F-024: per-output text revision guard (only ``text`` events reach it).
+        #: F-024: text revision guard per source output, keyed by the id of its first
+        #: edge (outputs included); only ``text`` events reach it.
         self.text_guard: TextStreamGuard | None = (
             None if opts.text_guard == "off"
             else TextStreamGuard(self.signals, mode=opts.text_guard)
@@ -218,6 +219,9 @@ class SessionActor(ControlMixin):
 
     # -------------------------------------------------------------- routing
     def route(self, targets: tuple[Target, ...], ev: Event) -> None:
+        if ev.kind == "text" and self.text_guard is not None and targets \
+                and not self.text_guard.admit(targets[0][4], ev):
+            return  # F-024: refused (recorded by the guard); one stream per source output
         if len(targets) == 1:
             kind, obj, port, cond, eid = targets[0]
             if cond is not None and not self._cond(cond, eid, ev):
@@ -270,9 +274,6 @@ class SessionActor(ControlMixin):
 
     def _egress(self, port: str, ev: Event) -> None:
         if not self.gate.allow(port, ev):
-            return
-        if ev.kind == "text" and self.text_guard is not None \
-                and not self.text_guard.admit(port, ev):
             return
         self.output_count += 1
         if self.subscriptions.active:

@@ -84,7 +84,7 @@ async def test_real_stt_partials_are_monotonic_and_one_final_per_segment(
         revs = [p.revision for p in partials if _segment(p) == seg]
         assert revs == sorted(revs) and len(set(revs)) == len(revs)  # strictly monotonic
         assert all(r < final.revision for r in revs)  # the final is the last revision
-        assert guard.is_final("final", seg)
+        assert guard.is_final("stt.final->output.final", seg)
     assert [p.seq for p in partials] == sorted(p.seq for p in partials)
     assert not guard.refusals and guard.admitted == len(partials) + len(finals)
     check_records(to_record(e, session_id="stt-text", pipeline_version="1.0.0", runtime_ms=0,
@@ -122,11 +122,27 @@ class ScriptedAsr(Node):
         return Event("text", text, final=final, revision=rev, attrs={"segment": seg})
 
 
+class Consumer(Node):
+    """A downstream (LLM-like) node: records the text it is given and passes it on."""
+
+    type_name = "acme.text_consumer"
+    inputs = ("text",)
+    outputs = ("text",)
+    seen: list[Event]
+
+    def process(self, event: Event, port: str) -> Event:
+        self.seen = [*getattr(self, "seen", []), event]
+        return event
+
+
 def _scripted_graph() -> tuple[Any, NodeRegistry]:
     reg = NodeRegistry()
     reg.register(ScriptedAsr)
+    reg.register(Consumer)
     b = GraphBuilder("scripted", "1.0.0").node("asr", "acme.scripted_asr")
-    b.edge("input.tick", "asr.tick").edge("asr.text", "output.text")
+    b.node("llm", "acme.text_consumer")
+    b.edge("input.tick", "asr.tick").edge("asr.text", "llm.text")
+    b.edge("llm.text", "output.text")
     return b.build(), reg
 
 
@@ -145,6 +161,7 @@ async def test_guard_refuses_out_of_order_partials_and_edits_after_final(
         text_sub = h.session.subscriptions.subscribe(EventType.TEXT)
         await h.feed([Event("tick", i) for i in range(len(SCRIPT))], "tick")
         out = [_view(e) for e in h.outputs("text")]
+        consumed = [_view(e) for e in h.session.hosts["llm"].node.seen]  # type: ignore[attr-defined]
         guard = h.session.text_guard
         assert guard is not None
         refusals = list(guard.refusals)
@@ -174,8 +191,10 @@ async def test_guard_refuses_out_of_order_partials_and_edits_after_final(
         "text_guard:edit_after_final:segment=s1:revision=6:final=true",
         "text_guard:non_monotonic:segment=s2:revision=1:final=false",
     ]
-    assert all(r.lane == "TelemetryLane" and r.node_id == "asr" and r.edge_id == "text"
-               for r in diag)
+    # refused on the edge into the consumer: it never saw them, nor did the output
+    assert consumed == out
+    assert all(r.lane == "TelemetryLane" and r.node_id == "asr"
+               and r.edge_id == "asr.text->llm.text" for r in diag)
     assert [r.record for r in refusals] == diag
     # subscribers see exactly the admitted stream, never a refused event
     assert [_view(d.item) for d in text_sub.deliveries if isinstance(d.item, Event)] == out
@@ -211,5 +230,5 @@ async def test_strict_mode_checks_unsegmented_text_and_off_mode_passes_all() -> 
     all_ticks = [f"t{i}" for i in range(len(stream))]
     assert seen["segmented"] == all_ticks  # no segment identity: passed unchanged
     assert seen["off"] == all_ticks
-    with pytest.raises(ValueError, match="text_guard mode 'loose'.*'segmented'"):
+    with pytest.raises(ValueError, match=r"text_guard mode 'loose'.*'segmented'"):
         TextStreamGuard(mode="loose")  # type: ignore[arg-type]
