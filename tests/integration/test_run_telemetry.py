@@ -280,3 +280,29 @@ async def test_broken_telemetry_never_breaks_the_session(wavs: dict[str, Path]) 
     assert n is not None and n >= 1
     assert rig.stream.getvalue() == ""  # every log call failed ...
     assert {s.name for s in rig.finished()} >= {"rspp.session", "rspp.turn"}  # ... spans did not
+
+
+async def test_edge_drops_are_counted_per_edge(wavs: dict[str, Path], tmp_path: Path) -> None:
+    """A one-item drop buffer before the (slow) TTS overflows; counter == drop_notice ranges."""
+    edge = "segmenter.text->tts.text"
+    spec = tmp_path / "drop.yaml"
+    spec.write_text(VOICE.read_text().replace(
+        "  - {from: segmenter.text, to: tts.text}",
+        "  - {from: segmenter.text, to: tts.text, buffer: {strategy: drop, max_queue_items: 1}}"))
+    rig = Rig()
+    timeline = tmp_path / "timeline.jsonl"
+    opts = RunOptions(spec=spec, input=wavs["question"], timeline=timeline,
+                      telemetry=rig.targets)
+    result = await run_local(opts)
+    assert [t.terminal for t in result.turns] == ["commit"]
+    scraped = samples(rig.metrics.scrape())
+    dropped = value(scraped, "rspp_edge_drops_total", pipeline_version=PV, edge_id=edge)
+    notices = [json.loads(line)["record"] for line in timeline.read_text().splitlines()]
+    ranges = [r["seq_range"] for r in notices
+              if r.get("signal") == "drop_notice" and r.get("edge_id") == edge]
+    assert ranges and dropped == sum(r["end"] - r["start"] + 1 for r in ranges)
+    others = {dict(lab)["edge_id"]: v for (n, lab), v in scraped.items()
+              if n == "rspp_edge_drops_total" and dict(lab)["edge_id"] != edge}
+    assert others and set(others.values()) == {0.0}
+    logged = [ln for ln in rig.logs() if ln["message"] == "events dropped"]
+    assert len(logged) == len(ranges) and all(ln["edge_id"] == edge for ln in logged)
