@@ -9,53 +9,30 @@ and the JSON log lines.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 PV = "voice-assistant@1.0.0"
-_RUN_APP = (
-    "import sys, typer\n"
-    "from rspp.cli import _run\n"
-    "app = typer.Typer(pretty_exceptions_enable=False)\n"
-    "@app.callback()\n"
-    "def _cb() -> None: pass\n"
-    "_run.register(app)\n"
-    "app()\n"
-)
-
-
-def _say(text: str, out: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, "-c", "from rspp.cli import main; main()", "say", text, "-o", str(out)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert res.returncode == 0, res.stderr
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _RUN_APP, "run", *args],
-                          capture_output=True, text=True, timeout=90, check=False)
-
-
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_run_writes_metrics_spans_and_json_logs(tmp_path: Path) -> None:
-    q, i = tmp_path / "q.wav", tmp_path / "i.wav"
-    _say("what is the weather like today", q)
-    _say("what is your name", i)
+def test_run_writes_metrics_spans_and_json_logs(
+    spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    q, i = spoken["question"], spoken["interrupt"]
     prom, spans_f, logs_f = tmp_path / "m.prom", tmp_path / "spans.jsonl", tmp_path / "log.jsonl"
-    res = _run(str(VOICE), "--input", str(q), "--barge-in", f"{i}@0.4", "--json",
+    res = rspp_cli.run(str(VOICE), "--input", str(q), "--barge-in", f"{i}@0.4", "--json",
                "--metrics-out", str(prom), "--trace-out", str(spans_f), "--log-out", str(logs_f))
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
@@ -101,8 +78,8 @@ def test_run_writes_metrics_spans_and_json_logs(tmp_path: Path) -> None:
     assert {ln["turn_id"] for ln in logs if ln["message"] == "turn closed"} == set(turn_ids)
 
 
-def test_metrics_out_into_missing_directory_is_refused(tmp_path: Path) -> None:
-    res = _run(str(VOICE), "--input", str(tmp_path / "q.wav"),
+def test_metrics_out_into_missing_directory_is_refused(rspp_cli: RsppCli, tmp_path: Path) -> None:
+    res = rspp_cli.run(str(VOICE), "--input", str(tmp_path / "q.wav"),
                "--metrics-out", str(tmp_path / "nope" / "m.prom"))
     assert res.returncode == 2
     assert "--metrics-out" in res.stderr and "does not exist" in res.stderr

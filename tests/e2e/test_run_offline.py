@@ -1,61 +1,28 @@
 """``rspp say`` -> ``rspp run``: the offline voice assistant end to end (F-125, F-130, F-064).
 
-Real audio engines (espeak-ng, pocketsphinx), real CLI processes. The ``run``
-command is mounted on a bare Typer app with ``rspp.cli._run.register`` so the
-test does not depend on the root app wiring.
+Real audio engines (espeak-ng, pocketsphinx), real CLI processes (the
+``rspp_cli`` and ``spoken`` fixtures of ``tests/e2e/conftest.py``).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import wave
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from rspp.observability import missing_evidence_fields
 
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
-_RUN_APP = (
-    "import sys, typer\n"
-    "from rspp.cli import _run\n"
-    "app = typer.Typer(pretty_exceptions_enable=False)\n"
-    "@app.callback()\n"
-    "def _cb() -> None: pass\n"
-    "_run.register(app)\n"
-    "app()\n"
-)
-
-
-def say(text: str, out: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, "-c", "from rspp.cli import main; main()", "say", text, "-o", str(out)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert res.returncode == 0, res.stderr
-
-
-def rspp_run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _RUN_APP, "run", *args],
-                          capture_output=True, text=True, timeout=90, check=False)
-
-
-@pytest.fixture(scope="module")
-def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("audio")
-    files = {"question": d / "q.wav", "interrupt": d / "i.wav"}
-    say("what is the weather like today", files["question"])
-    say("what is your name", files["interrupt"])
-    return files
-
-
 def timeline(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -84,10 +51,11 @@ def check_timeline(lines: list[dict[str, Any]], schema: dict[str, Any]) -> None:
 
 
 def test_spoken_question_gets_a_spoken_answer(
-    audio: dict[str, Path], tmp_path: Path, reference_schema: dict[str, Any]
+    spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path,
+    reference_schema: dict[str, Any],
 ) -> None:
     out, tl = tmp_path / "reply.wav", tmp_path / "timeline.jsonl"
-    res = rspp_run(str(VOICE), "--input", str(audio["question"]), "--output", str(out),
+    res = rspp_cli.run(str(VOICE), "--input", str(spoken["question"]), "--output", str(out),
                    "--timeline", str(tl))
     assert res.returncode == 0, res.stderr
     assert "transcript: what is the weather" in res.stdout
@@ -112,11 +80,12 @@ def test_spoken_question_gets_a_spoken_answer(
 
 
 def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
-    audio: dict[str, Path], tmp_path: Path, reference_schema: dict[str, Any]
+    spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path,
+    reference_schema: dict[str, Any],
 ) -> None:
     tl = tmp_path / "timeline.jsonl"
-    res = rspp_run(str(VOICE), "--input", str(audio["question"]), "--timeline", str(tl),
-                   "--barge-in", f"{audio['interrupt']}@0.4", "--json")
+    res = rspp_cli.run(str(VOICE), "--input", str(spoken["question"]), "--timeline", str(tl),
+                   "--barge-in", f"{spoken['interrupt']}@0.4", "--json")
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
     first, second = result["turns"][0], result["turns"][1]
@@ -145,7 +114,7 @@ def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
 
 @pytest.mark.parametrize("case", ["missing_input", "not_a_wav", "bad_spec", "bad_barge_in"])
 def test_bad_input_exits_non_zero_with_a_clear_message(
-    case: str, audio: dict[str, Path], tmp_path: Path
+    case: str, spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
 ) -> None:
     notwav = tmp_path / "notes.wav"
     notwav.write_text("hello")
@@ -154,10 +123,10 @@ def test_bad_input_exits_non_zero_with_a_clear_message(
     args = {
         "missing_input": (str(VOICE), "--input", str(tmp_path / "absent.wav")),
         "not_a_wav": (str(VOICE), "--input", str(notwav)),
-        "bad_spec": (str(badspec), "--input", str(audio["question"])),
-        "bad_barge_in": (str(VOICE), "--input", str(audio["question"]), "--barge-in", "x.wav"),
+        "bad_spec": (str(badspec), "--input", str(spoken["question"])),
+        "bad_barge_in": (str(VOICE), "--input", str(spoken["question"]), "--barge-in", "x.wav"),
     }[case]
-    res = rspp_run(*args)
+    res = rspp_cli.run(*args)
     assert res.returncode == 2
     expected = {"missing_input": "--input", "not_a_wav": "not a WAV file",
                 "bad_spec": "SPEC", "bad_barge_in": "IN2.wav@SECONDS"}[case]

@@ -9,32 +9,30 @@ turn with ``abort(budget_exhausted)`` instead of ``commit``).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rspp.spec import load_spec
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
 SIMPLE = Path(__file__).resolve().parents[2] / "pipelines" / "examples" / "simple_mode.yaml"
 
 
-def rspp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def test_template_only_spec_answers_within_the_turn_budget(tmp_path: Path) -> None:
+def test_template_only_spec_answers_within_the_turn_budget(
+    spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
+) -> None:
     spec = load_spec(SIMPLE, strict=True)
     assert spec.template == "voice_assistant" and not spec.nodes  # only template + providers
-    question = tmp_path / "q.wav"
-    assert rspp("say", "what is the weather like today", "-o", str(question)).returncode == 0
+    question = spoken["question"]
     reply, timeline = tmp_path / "reply.wav", tmp_path / "t.jsonl"
-    run = rspp("run", str(SIMPLE), "--input", str(question), "--output", str(reply),
+    run = rspp_cli.run(str(SIMPLE), "--input", str(question), "--output", str(reply),
                "--timeline", str(timeline), "--real-time")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "weather" in run.stdout.split("transcript:", 1)[1].splitlines()[0]

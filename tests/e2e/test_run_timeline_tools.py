@@ -10,27 +10,29 @@ share one session time base and the transport records its ingress frames.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
+
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def rspp(rspp_cli: RsppCli) -> RsppCli:
+    return rspp_cli
 
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 
 
-def rspp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def test_run_timeline_validates_and_yields_all_seven_gates(tmp_path: Path) -> None:
-    question, interrupt = tmp_path / "q.wav", tmp_path / "i.wav"
-    assert rspp("say", "what is the weather like today", "-o", str(question)).returncode == 0
-    assert rspp("say", "what is your name", "-o", str(interrupt)).returncode == 0
+def test_run_timeline_validates_and_yields_all_seven_gates(
+    spoken: dict[str, Path], rspp: RsppCli, tmp_path: Path
+) -> None:
+    question, interrupt = spoken["question"], spoken["interrupt"]
     timeline = tmp_path / "t.jsonl"
     run = rspp("run", str(VOICE), "--input", str(question), "--barge-in", f"{interrupt}@1.0",
                "--real-time", "--timeline", str(timeline), "--output", str(tmp_path / "r.wav"))
@@ -61,7 +63,7 @@ def test_run_timeline_validates_and_yields_all_seven_gates(tmp_path: Path) -> No
     assert report.returncode == 0
 
 
-def test_run_refuses_a_misspelt_spec_field_naming_it(tmp_path: Path) -> None:
+def test_run_refuses_a_misspelt_spec_field_naming_it(rspp: RsppCli, tmp_path: Path) -> None:
     import wave
 
     spec = tmp_path / "typo.yaml"

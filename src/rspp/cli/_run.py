@@ -37,6 +37,9 @@ def run(
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    record_level: str | None = typer.Option(
+        None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
+        "L2 keeps audio and provider outputs so `rspp replay` can re-run the timeline."),
     metrics_out: Path | None = typer.Option(
         None, "--metrics-out", help="Write the Prometheus text exposition here at the end."),
     trace_out: Path | None = typer.Option(
@@ -63,7 +66,15 @@ def run(
     if output is not None and output.suffix.lower() != ".wav":
         typer.echo(f"error: --output {output}: must end in .wav", err=True)
         raise typer.Exit(2)
-    opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline,
+    from rspp.errors import RSPPError
+    from rspp.runner._replayable import parse_record_level
+
+    try:
+        level = parse_record_level(record_level)
+    except RSPPError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
     try:

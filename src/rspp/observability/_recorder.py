@@ -123,6 +123,9 @@ def payload_tier(payload: object | None) -> PayloadTier:
         return "audio"
     if "audio" in type(payload).__name__.lower() or hasattr(payload, "sha256"):
         return "audio"
+    fields = getattr(payload, "fields", None)
+    if isinstance(fields, dict) and "bytes_b64" in fields:  # raw bytes kept as a debug field
+        return "audio"
     return "text"
 
 

@@ -47,8 +47,9 @@ def encode_event(ev: Event) -> tuple[PayloadClass, AudioPayload | TextPayload | 
         fmt = ev.audio_format or AudioFormat()
         eos = ev.kind == EventKind.AUDIO_END or bool((ev.attrs or {}).get("eos"))
         extra = {k: v for k, v in (ev.attrs or {}).items() if k != "eos"}
-        if extra:  # attributes an AudioPayload cannot carry: keep them as debug fields
-            return PayloadClass.METADATA, _debug(ev)
+        if extra:  # attributes an AudioPayload cannot carry: keep them as debug fields;
+            # the record stays ``audio_raw`` so privacy classes and levels still apply
+            return PayloadClass.AUDIO_RAW, _debug(ev)
         return PayloadClass.AUDIO_RAW, AudioPayload(
             sample_rate_hz=fmt.sample_rate, channels=fmt.channels, data=bytes(p),
             end_of_stream=eos)

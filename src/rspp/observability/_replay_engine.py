@@ -45,6 +45,7 @@ through :class:`~rspp.observability.ReplayCursor` (F-152).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ from rspp.observability._replay_rig import (
     SessionRig,
 )
 from rspp.observability._replay_source import Recording, load_recording
+from rspp.observability._replay_transport import RecordedTransport, play_transport
 from rspp.runtime import NodeRegistry
 from rspp.runtime._admission import AdmissionDecision, LocalAdmission
 from rspp.spec import GraphDefinition
@@ -173,8 +175,13 @@ class ReplayEngine:
         if opts.decision_mode is ReplayMode.REPLAY_DECISIONS:
             # the fallback is bound to the rig's clock once the rig exists (below)
             admission = _LateAdmission()
+        # a live transport's playback feedback and provider invocations are recorded inputs
+        self.transport = RecordedTransport.from_lines(recording.lines)
+        served = self.transport.invocations if playback is not None else None
         self.rig = SessionRig(graph, registry=registry, options=rig_opts,
-                              admission=admission, playback=playback)
+                              admission=admission, playback=playback, invocations=served,
+                              external_transport=self.transport.present)
+        self._transport_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
             local = LocalAdmission(self.rig.clock)
             if self.rig.bundle.admission_policy is not None:
@@ -207,6 +214,9 @@ class ReplayEngine:
         if not self._started:
             self._started = True
             await self.rig.start()
+            if self.rig.feedback is not None:
+                self._transport_task = asyncio.get_running_loop().create_task(
+                    play_transport(self.rig.feedback, self.transport), name="replay-transport")
         return self.cursor()
 
     async def step(self, n: int = 1) -> ReplayCursor:
@@ -279,6 +289,7 @@ class ReplayEngine:
         await self.run()
         cursor = self.cursor()
         await self.rig.stop()
+        await self._stop_transport()
         opts = self.options
         report = compare_timelines(self.recording.lines, self.rig.lines,
                                    tolerances=opts.tolerances, policy=opts.policy,
@@ -299,6 +310,16 @@ class ReplayEngine:
         """Stop the session without comparing (abandoning a paused replay)."""
         if self._finished is None and self._started:
             await self.rig.stop()
+            await self._stop_transport()
+
+    async def _stop_transport(self) -> None:
+        task, self._transport_task = self._transport_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                raise ReplayError(f"replaying the recorded transport signals failed: "
+                                  f"{task.exception()}")
 
 
 class _LateAdmission:

@@ -48,6 +48,7 @@ from rspp.observability._replay_nodes import (
     recording_class,
     tie_break_ns,
 )
+from rspp.observability._replay_transport import TransportFeedback
 from rspp.runtime import (
     Event,
     EventKind,
@@ -143,7 +144,12 @@ class SessionRig:
         options: RigOptions | None = None,
         admission: AdmissionSource | None = None,
         playback: PlaybackStore | None = None,
+        invocations: Callable[[str], tuple[Any, ...]] | None = None,
+        external_transport: bool = False,
     ) -> None:
+        """``invocations``: a turn's provider invocations for its evidence (recorded ones in
+        playback); ``external_transport``: playback start/completion come from
+        :attr:`feedback` (a recorded transport), not from the outputs."""
         from rspp.nodes import NodeServices, bind_services  # sibling layer, bound lazily
 
         opts = options or RigOptions()
@@ -190,7 +196,10 @@ class SessionRig:
             self.session, resolver,
             tenant_id=opts.tenant_id, authority=self.authority,
             admission=admission,  # type: ignore[arg-type]
-            record=self._append, evidence=self.recorder.append_evidence)
+            record=self._append, evidence=self.recorder.append_evidence,
+            invocations=invocations)
+        self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
+                                          self.timebase, self.clock) if external_transport else None
         chains: dict[str, tuple[str, ...]] = {
             p.modality: (p.primary, *p.fallbacks) for p in gd.providers}
         bind_services(opts.session_id, NodeServices(
@@ -227,6 +236,10 @@ class SessionRig:
         self._record(ev, f"output.{port}")
         tid = ev.turn_id
         if tid is None:
+            return
+        if self.feedback is not None:  # a recorded transport reports playback (feedback)
+            if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+                self.driver.generation_complete(tid)
             return
         if tid not in self._playing:
             self._playing.add(tid)

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
+from rspp.contracts import RecordingLevel
 from rspp.errors import RSPPError
 from rspp.nodes import NodeServices, bind_services, build_provider, unbind_services
 from rspp.observability import (
@@ -28,6 +29,7 @@ from rspp.observability import (
     TimelineRecorder,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
 from rspp.runtime._admission import LocalAdmission
@@ -39,6 +41,8 @@ from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
 
 __all__ = ["RunOptions", "RunResult", "RunnerError", "TurnReport", "run_local"]
+
+_DEFAULT_LEVEL = RecordingLevel.L2  # the recorder's ceiling; each turn's plan sets its level
 
 
 class RunnerError(RSPPError):
@@ -66,6 +70,9 @@ class RunOptions:
     log_out: Path | None = None
     #: feed these metrics/tracer/logger while the session runs (tests, servers)
     telemetry: TelemetryTargets | None = None
+    #: recording level of the timeline (None: the plan's level); set, the runner also records
+    #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
+    record_level: RecordingLevel | None = None
 
 
 @dataclass(slots=True)
@@ -156,7 +163,8 @@ async def run_local(opts: RunOptions) -> RunResult:
     # providers and recorder all carry milliseconds since the session started.
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
-                                                       evidence_reserve=4096))
+                                                       evidence_reserve=4096,
+                                                       level=opts.record_level or _DEFAULT_LEVEL))
     exporter_task: asyncio.Task[None] | None = None
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +186,9 @@ async def run_local(opts: RunOptions) -> RunResult:
             tele.on_record(rec, payload)
 
     services = _services(gd, sid, record)
-    bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id)
+    bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id,
+                          recording_level=opts.record_level or RecordingLevel.L1)
+    capture = ReplayableCapture(record) if opts.record_level is not None else None
     admission = LocalAdmission(clock)
     if bundle.admission_policy is not None:
         admission.set_policy(bundle.admission_policy)
@@ -201,9 +211,12 @@ async def run_local(opts: RunOptions) -> RunResult:
     bind_services(sid, services)
     session = SessionActor(graph, session_id=sid, clock=clock,
                            options=SessionOptions(seed=0, instrument=want_tele),
+                           registry=capture.registry if capture is not None else None,
                            output_sink=transport.output, signal_sink=record,
                            dead_letter_sink=dead_letter, timebase=timebase)
     session.signals.authority_epoch = authority.epoch
+    if capture is not None:
+        capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
     def on_plan(plan: Any) -> None:

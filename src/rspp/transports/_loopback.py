@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from rspp.contracts import AudioPayload, ControlSignal, Emitter, Lane, SignalName, TextPayload
+from rspp.contracts import (
+    ControlSignal,
+    Emitter,
+    Lane,
+    PayloadClass,
+    SignalName,
+)
+from rspp.observability._replay_codec import encode_event
 from rspp.runtime import AudioFormat, Event, SessionActor, to_record
 from rspp.transports._contract import PlaybackObserver
 
@@ -150,29 +157,29 @@ class LoopbackTransport:
         if self._record is None or self.session is None:
             return
         s = self.session
+        # the replay codec: the same payloads a replay of this timeline records (rspp replay)
+        payload_class, payload = encode_event(event)
         rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
                         runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
-                        edge_id=f"output.{port}", authority_epoch=s.signals.authority_epoch)
-        payload: TextPayload | AudioPayload | None = None
-        if isinstance(event.payload, str):
-            payload = TextPayload(text=event.payload, is_final=event.final,
-                                  revision=max(event.revision, 0))
-        elif isinstance(event.payload, bytes | bytearray) and event.kind == "audio_chunk":
-            fmt = event.audio_format or AudioFormat()
-            payload = AudioPayload(sample_rate_hz=fmt.sample_rate, channels=fmt.channels,
-                                   data=bytes(event.payload))
+                        edge_id=f"output.{port}", payload_class=payload_class,
+                        authority_epoch=s.signals.authority_epoch)
         self._record(rec, payload)
 
-    def _record_ingress(self, event: Event, frame: bytes) -> None:
-        """Record one ingress frame: the end-to-end anchor and the replay input (L2 keeps audio)."""
+    def _record_ingress(self, event: Event, encoded: tuple[PayloadClass, object]) -> None:
+        """Record one ingress event: the end-to-end anchor and the replay input (L2 keeps audio).
+
+        ``encoded`` is :func:`encode_event` of the event taken BEFORE the push (inline
+        nodes may change the event), so ``rspp replay`` rebuilds exactly what entered.
+        """
         if self._record is None or self.session is None:
             return
         s = self.session
         rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
                         runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
-                        edge_id="input.audio", authority_epoch=s.signals.authority_epoch)
+                        edge_id="input.audio", payload_class=encoded[0],
+                        authority_epoch=s.signals.authority_epoch)
         rec = msgspec.structs.replace(rec, node_id=None)
-        self._record(rec, AudioPayload(sample_rate_hz=self.rate, channels=1, data=frame))
+        self._record(rec, encoded[1])
 
     def reply_text_for(self, tid: str) -> str:
         t = self.turns.get(tid)
@@ -314,8 +321,9 @@ class LoopbackTransport:
             frame = self._frame(index, n)
             ev = Event("audio_chunk", frame, audio_format=fmt,
                        sample_index=self.media_samples, transport_seq=index)
+            encoded = encode_event(ev)  # before the push: inline nodes may annotate the event
             await s.send(ev, "audio")
-            self._record_ingress(ev, frame)
+            self._record_ingress(ev, encoded)
             self.media_samples += n
             index += 1
             self._pump(n * (self.out_rate or self.rate) // self.rate)
@@ -328,5 +336,8 @@ class LoopbackTransport:
     async def end_of_utterance(self) -> None:
         """Client push-to-talk release (F-042): an in-band end-of-utterance event."""
         if self.session is not None:
-            await self.session.send(Event("end_of_utterance", None, sample_index=self.media_samples,
-                                          audio_format=AudioFormat(self.rate, 1)), "audio")
+            ev = Event("end_of_utterance", None, sample_index=self.media_samples,
+                       audio_format=AudioFormat(self.rate, 1))
+            encoded = encode_event(ev)
+            await self.session.send(ev, "audio")
+            self._record_ingress(ev, encoded)

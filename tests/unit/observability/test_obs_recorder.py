@@ -289,3 +289,20 @@ def test_evidence_as_a_mapping_from_the_kernel() -> None:
     assert recorder.append_evidence(fields) is False
     assert recorder.stats.last_evidence_error is not None
     assert "plan_hash" in recorder.stats.last_evidence_error
+
+
+@pytest.mark.parametrize(("level", "kept"), [(RecordingLevel.L1, False), (RecordingLevel.L2, True)])
+def test_raw_bytes_in_a_debug_payload_count_as_audio(level: RecordingLevel, kept: bool) -> None:
+    """Audio that travels as a debug field (attributes AudioPayload cannot carry) is audio."""
+    from rspp.contracts import DebugPayload
+
+    debug_audio = DebugPayload(message="audio_chunk", fields={"bytes_b64": "AAAA", "attrs": "{}"})
+    debug_text = DebugPayload(message="marker", fields={"attrs": "{}"})
+    recorder = TimelineRecorder(VirtualClock(), RecorderOptions(level=level))
+    builder = _records(1)
+    recorder.append(builder.event("t0", node_id="tts", payload_class=PayloadClass.AUDIO_RAW),
+                    debug_audio)
+    recorder.append(builder.event("t0", node_id="tts"), debug_text)
+    payloads = [i.payload for i in recorder.peek(100)]
+    assert (debug_audio in payloads) is kept
+    assert debug_text in payloads
