@@ -17,7 +17,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
-VENDORED_REFERENCE = REPO_ROOT / "tests" / "reference"
+#: the copy packaged with rspp.contracts (its validator reads it); equal to shared/reference
+VENDORED_REFERENCE = REPO_ROOT / "src" / "rspp" / "contracts"
 
 PG_URL = os.environ.get("RSPP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -68,7 +69,7 @@ def redis_address() -> tuple[str, int]:
 
 
 def reference_path(name: str) -> Path:
-    """A file of shared/reference, falling back to the vendored copy in tests/reference."""
+    """A file of shared/reference, falling back to the copy packaged in rspp.contracts."""
     for base in (SHARED_REFERENCE, VENDORED_REFERENCE):
         candidate = base / name
         if candidate.exists():
