@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import gc
 import json
 import os
+import random
 import resource
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+
+def quick_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the ``--quick`` flag every benchmark takes."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (< 60 s)")
+    return parser
+
+
+async def run_all(
+    runners: Sequence[Callable[[int, random.Random], Awaitable[None]]], turns: int, seed: int
+) -> None:
+    """Run every ``runner(turns, rng)`` concurrently, each with its own seeded RNG."""
+    rng = random.Random(seed)
+    gc.collect()
+    async with asyncio.TaskGroup() as tg:
+        for run in runners:
+            tg.create_task(run(turns, random.Random(rng.random())))
 
 
 def rss_mb() -> float:

@@ -16,16 +16,14 @@ Usage: ``python benchmarks/cancel_fence.py [--quick]``; the last line is JSON.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentile
+from _common import emit, percentile, quick_parser, run_all
 
 from rspp.contracts import CancelScopeKind, OutcomeKind
 from rspp.runtime._arbiter import TurnArbiter
@@ -156,22 +154,13 @@ class BenchSession:
 async def run_load(sessions: int, turns: int, seed: int = 7) -> Stats:
     clock = SystemClock()
     stats = Stats()
-    rng = random.Random(seed)
     group = [BenchSession(f"s{i}", clock, stats) for i in range(sessions)]
-    gc.collect()
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for s in group:
-                tg.create_task(s.run(turns, random.Random(rng.random())))
-    except* asyncio.CancelledError:
-        pass
+    await run_all([s.run for s in group], turns, seed)
     return stats
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run (< 60 s)")
-    args = parser.parse_args()
+    args = quick_parser(__doc__).parse_args()
     idle_turns, loaded_turns = (80, 4) if args.quick else (600, 12)
     asyncio.run(run_load(1, 3))  # warm-up (first-use costs), not measured
     idle = asyncio.run(run_load(1, idle_turns))

@@ -9,7 +9,6 @@ Usage: ``python benchmarks/hop_overhead.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import sys
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit
+from _common import emit, quick_parser
 
 import rspp.nodes._builtin_simple  # noqa: F401  (registers passthrough nodes)
 from rspp.runtime import AudioFormat, BufferConfig, Event, GraphBuilder, SessionActor
@@ -103,6 +102,5 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = quick_parser(__doc__)
     asyncio.run(main(ap.parse_args().quick))

@@ -13,7 +13,6 @@ Usage: ``python benchmarks/sessions_capacity.py [--quick] [--sessions 50,100]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, rss_mb
+from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
 
 from rspp.runtime import (
     AudioFormat,
@@ -190,8 +189,7 @@ async def main(quick: bool, ms: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = quick_parser(__doc__)
     ap.add_argument("--sessions", default="50,100,200,400,800")
     a = ap.parse_args()
     asyncio.run(main(a.quick, [int(x) for x in a.sessions.split(",")]))

@@ -15,16 +15,14 @@ Usage: ``python benchmarks/turn_open.py [--quick]``; the last line is JSON.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentile
+from _common import emit, percentile, quick_parser, run_all
 
 from rspp.contracts import (
     AbiCompatibility,
@@ -172,26 +170,17 @@ async def run_load(graph: GraphDefinition, sessions: int, turns: int, seed: int 
     if first is None:
         raise RuntimeError("bundle without admission policy")
     admission.set_policy(first)
-    rng = random.Random(seed)
     group = []
     for i in range(sessions):
         sid = f"s{i}"
         admission.admit_session("bench", sid)
         group.append(BenchSession(sid, graph, source, admission, clock, stats))
-    gc.collect()
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for s in group:
-                tg.create_task(s.run(turns, random.Random(rng.random())))
-    except* asyncio.CancelledError:
-        pass
+    await run_all([s.run for s in group], turns, seed)
     return stats
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="short run (< 60 s)")
-    args = parser.parse_args()
+    args = quick_parser(__doc__).parse_args()
     graph = compile_spec(load_spec(EXAMPLE))
     idle_turns, loaded_turns = (150, 8) if args.quick else (1000, 40)
     asyncio.run(run_load(graph, 1, 5))  # warm-up (first-use costs), not measured
