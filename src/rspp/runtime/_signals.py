@@ -70,6 +70,24 @@ class SignalLog:
         if self.sink is not None:
             self.sink(rec)
 
+    def _envelope(self, tag: str, turn_id: str | None) -> dict[str, Any]:
+        """The envelope fields every record of this log shares (next sequence, session time)."""
+        seq = self._next_seq()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_scope": EventScope.TURN if turn_id else EventScope.SESSION,
+            "session_id": self.session_id,
+            "pipeline_version": self.pipeline_version,
+            "event_id": f"{self.session_id}:{tag}:{seq}",
+            "transport_sequence": None,
+            "runtime_sequence": seq,
+            "runtime_timestamp_ms": self._clock.monotonic_ns() // 1_000_000,
+            "wall_clock_timestamp_ms": self._clock.wall_ms(),
+            "payload_class": PayloadClass.METADATA,
+            "turn_id": turn_id,
+            "authority_epoch": self.authority_epoch,
+        }
+
     def signal(
         self,
         name: SignalName,
@@ -88,20 +106,9 @@ class SignalLog:
         scope: Any = None,
     ) -> ControlSignal:
         """Build, log and forward one control signal."""
-        seq = self._next_seq()
         rec = ControlSignal(
-            schema_version=SCHEMA_VERSION,
-            event_scope=EventScope.TURN if turn_id else EventScope.SESSION,
-            session_id=self.session_id,
-            pipeline_version=self.pipeline_version,
-            event_id=f"{self.session_id}:sig:{seq}",
+            **self._envelope("sig", turn_id),
             lane=Lane.CONTROL,
-            transport_sequence=None,
-            runtime_sequence=seq,
-            runtime_timestamp_ms=self._clock.monotonic_ns() // 1_000_000,
-            wall_clock_timestamp_ms=self._clock.wall_ms(),
-            payload_class=PayloadClass.METADATA,
-            turn_id=turn_id,
             node_id=node_id,
             edge_id=edge_id,
             target_lane=target_lane,
@@ -111,7 +118,6 @@ class SignalLog:
             sync_id=sync_id,
             sync_domain=sync_domain,
             discontinuity_id=discontinuity_id,
-            authority_epoch=self.authority_epoch,
             signal=name,
             emitted_by=emitter,
             scope=scope,
@@ -129,24 +135,12 @@ class SignalLog:
         reason: str | None = None,
     ) -> EventRecord:
         """Build and log one TelemetryLane record (metrics, debug, errors)."""
-        seq = self._next_seq()
         rec = EventRecord(
-            schema_version=SCHEMA_VERSION,
-            event_scope=EventScope.TURN if turn_id else EventScope.SESSION,
-            session_id=self.session_id,
-            pipeline_version=self.pipeline_version,
-            event_id=f"{self.session_id}:{kind}:{seq}",
+            **self._envelope(kind, turn_id),
             lane=Lane.TELEMETRY,
-            transport_sequence=None,
-            runtime_sequence=seq,
-            runtime_timestamp_ms=self._clock.monotonic_ns() // 1_000_000,
-            wall_clock_timestamp_ms=self._clock.wall_ms(),
-            payload_class=PayloadClass.METADATA,
-            turn_id=turn_id,
             node_id=node_id,
             edge_id=edge_id,
             reason=reason,
-            authority_epoch=self.authority_epoch,
         )
         self._push(rec)
         return rec
