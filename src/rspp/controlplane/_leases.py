@@ -11,6 +11,8 @@ and the lease has not expired.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import msgspec
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -61,18 +63,9 @@ class LeaseManager:
         """Claim the session for ``holder``: issue epoch 1, renew if already held, or take
         over an expired lease (new epoch). Refused while another holder's lease is live."""
         _check_ttl(ttl_ms)
-        for _ in range(_MAX_CAS_ATTEMPTS):
-            try:
-                async with self._store.tx() as conn:
-                    change = await self.acquire_in(
-                        conn, session_id, holder, ttl_ms=ttl_ms, actor=actor
-                    )
-                if change is not None:
-                    return change
-            except IntegrityError:
-                continue
-        raise Conflict(
-            f"lease for {session_id} is under heavy contention; retry", field="session_id"
+        return await self._with_cas(
+            session_id,
+            lambda conn: self.acquire_in(conn, session_id, holder, ttl_ms=ttl_ms, actor=actor),
         )
 
     async def acquire_in(
@@ -130,22 +123,29 @@ class LeaseManager:
             conn, session_id, new_holder, row.epoch + 1, row.epoch, now, ttl_ms, actor, emitted_by
         )
 
-    async def rotate(
-        self, session_id: str, new_holder: str, *, ttl_ms: int, actor: str
+    async def _with_cas(
+        self, session_id: str, attempt: Callable[[AsyncConnection], Awaitable[LeaseChange | None]]
     ) -> LeaseChange:
-        _check_ttl(ttl_ms)
+        """Run ``attempt`` in a transaction until its compare-and-swap wins (bounded)."""
         for _ in range(_MAX_CAS_ATTEMPTS):
             try:
                 async with self._store.tx() as conn:
-                    change = await self.rotate_in(
-                        conn, session_id, new_holder, ttl_ms=ttl_ms, actor=actor
-                    )
+                    change = await attempt(conn)
                 if change is not None:
                     return change
             except IntegrityError:
                 continue
         raise Conflict(
             f"lease for {session_id} is under heavy contention; retry", field="session_id"
+        )
+
+    async def rotate(
+        self, session_id: str, new_holder: str, *, ttl_ms: int, actor: str
+    ) -> LeaseChange:
+        _check_ttl(ttl_ms)
+        return await self._with_cas(
+            session_id,
+            lambda conn: self.rotate_in(conn, session_id, new_holder, ttl_ms=ttl_ms, actor=actor),
         )
 
     async def renew(self, session_id: str, holder: str, epoch: int, *, ttl_ms: int) -> Lease:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import re
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from rspp.providers._base import TTSProvider
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._outcome import Outcome, ProviderCallError
+from rspp.providers._sentences import speak_by_sentence, split_sentences
 from rspp.providers._types import AudioChunk, Capabilities, ProviderKind
 
 __all__ = ["EspeakEngine", "EspeakTTS", "split_sentences"]
@@ -27,19 +27,9 @@ __all__ = ["EspeakEngine", "EspeakTTS", "split_sentences"]
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_CHARS_UTF8 = 1
 _RATE_PARAM = 1
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
-
-
-def split_sentences(buffer: str) -> tuple[list[str], str]:
-    """Split complete sentences off ``buffer``; returns (sentences, remainder)."""
-    parts = _SENTENCE_END.split(buffer)
-    if len(parts) == 1:
-        return [], buffer
-    complete = [p.strip() for p in parts[:-1] if p.strip()]
-    return complete, parts[-1]
 
 
 class EspeakEngine:
@@ -175,13 +165,5 @@ class EspeakTTS(TTSProvider):
     async def _synthesize(
         self, text: AsyncIterator[str], invocation: ProviderInvocation
     ) -> AsyncIterator[AudioChunk]:
-        buffer = ""
-        async for piece in text:
-            buffer += piece
-            sentences, buffer = split_sentences(buffer)
-            for sentence in sentences:
-                async for chunk in self._render(sentence):
-                    yield chunk
-        if buffer.strip():
-            async for chunk in self._render(buffer.strip()):
-                yield chunk
+        async for chunk in speak_by_sentence(text, self._render):
+            yield chunk

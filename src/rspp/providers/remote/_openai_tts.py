@@ -14,8 +14,8 @@ import httpx
 from rspp.providers._base import TTSProvider
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._secrets import Secret, SecretRef
+from rspp.providers._sentences import speak_by_sentence
 from rspp.providers._types import AudioChunk, Capabilities, ProviderKind
-from rspp.providers.offline._espeak import split_sentences
 from rspp.providers.remote._common import error_from_response, key_source, resolve_key
 
 __all__ = ["OpenAITTS"]
@@ -80,13 +80,5 @@ class OpenAITTS(TTSProvider):
     async def _synthesize(
         self, text: AsyncIterator[str], invocation: ProviderInvocation
     ) -> AsyncIterator[AudioChunk]:
-        buffer = ""
-        async for piece in text:
-            buffer += piece
-            sentences, buffer = split_sentences(buffer)
-            for sentence in sentences:
-                async for chunk in self._speak(sentence):
-                    yield chunk
-        if buffer.strip():
-            async for chunk in self._speak(buffer.strip()):
-                yield chunk
+        async for chunk in speak_by_sentence(text, self._speak):
+            yield chunk
