@@ -26,18 +26,9 @@ from typing import Any, Protocol
 import msgspec
 
 from rspp.contracts import (
-    SCHEMA_VERSION,
-    AbiCompatibility,
-    AdmissionPolicy,
-    PolicyResolution,
-    ProviderHealth,
     RecordingLevel,
-    RoutingView,
-    SnapshotMeta,
     TurnStartBundle,
-    VersionResolution,
 )
-from rspp.contracts._snapshots import RuntimeHealth
 from rspp.observability._exporter import to_line
 from rspp.observability._recorder import RecorderOptions, TimelineRecorder
 from rspp.observability._replay_codec import encode_event
@@ -63,7 +54,7 @@ from rspp.runtime import (
 from rspp.runtime._admission import AdmissionDecision, LocalAdmission
 from rspp.runtime._authority import AuthorityGuard
 from rspp.runtime._plan_resolver import PlanResolution, PlanResolver
-from rspp.runtime._snapshot_source import StaticSnapshotSource
+from rspp.runtime._snapshot_source import StaticSnapshotSource, in_process_bundle
 from rspp.runtime._timebase import Timebase
 from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import GraphDefinition
@@ -108,28 +99,10 @@ class RigOptions:
 
 def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
     """The in-process turn-start bundle (six snapshots) of a rig session."""
-    now = opts.start_wall_ms
-    refs = {name: (sid, ver) for name, sid, ver in opts.snapshot_refs}
-
-    def meta(name: str) -> SnapshotMeta:
-        sid, ver = refs.get(name, (f"rig:{name}", 1))
-        return SnapshotMeta(snapshot_id=sid, version=ver, issued_at_ms=now,
-                            expires_at_ms=now + 24 * 3600 * 1000)
-
-    return TurnStartBundle(
-        version_resolution=VersionResolution(
-            meta=meta("version_resolution"), pipeline_name=gd.name,
-            pipeline_version=gd.version, spec_hash=gd.spec_hash),
-        routing_view=RoutingView(meta=meta("routing_view"), runtime_id=opts.runtime_id,
-                                 health=RuntimeHealth.HEALTHY),
-        admission_policy=AdmissionPolicy(
-            meta=meta("admission_policy"), tenant_id=opts.tenant_id,
-            max_concurrent_sessions=16, sessions_per_minute=600, turns_per_minute=600),
-        policy_resolution=PolicyResolution(meta=meta("policy_resolution"), provider_bindings={},
-                                           recording_level=opts.recording_level),
-        provider_health=ProviderHealth(meta=meta("provider_health")),
-        abi_compatibility=AbiCompatibility(meta=meta("abi_compatibility"),
-                                           schema_version=SCHEMA_VERSION, compatible=True),
+    return in_process_bundle(
+        gd, now_ms=opts.start_wall_ms, tenant_id=opts.tenant_id, runtime_id=opts.runtime_id,
+        recording_level=opts.recording_level, id_prefix="rig",
+        refs={name: (sid, ver) for name, sid, ver in opts.snapshot_refs},
     )
 
 

@@ -8,11 +8,29 @@ implementation used by the local runner and tests.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from rspp.contracts import TurnStartBundle
+from rspp.contracts import (
+    SCHEMA_VERSION,
+    AbiCompatibility,
+    AdmissionPolicy,
+    PolicyResolution,
+    ProviderHealth,
+    RecordingLevel,
+    RoutingView,
+    RuntimeHealth,
+    SnapshotMeta,
+    TurnStartBundle,
+    VersionResolution,
+)
 
-__all__ = ["SnapshotSource", "StaticSnapshotSource"]
+if TYPE_CHECKING:
+    from rspp.spec import GraphDefinition
+
+__all__ = ["SnapshotSource", "StaticSnapshotSource", "in_process_bundle"]
+
+_DAY_MS = 24 * 3600 * 1000
 
 
 @runtime_checkable
@@ -48,3 +66,48 @@ class StaticSnapshotSource:
     ) -> TurnStartBundle:
         self.reads += 1
         return self._by_tenant.get(tenant_id, self._default)
+
+
+def in_process_bundle(
+    gd: GraphDefinition,
+    *,
+    now_ms: int,
+    tenant_id: str,
+    runtime_id: str,
+    recording_level: RecordingLevel = RecordingLevel.L1,
+    id_prefix: str = "local",
+    ttl_ms: int = _DAY_MS,
+    refs: Mapping[str, tuple[str, int]] | None = None,
+) -> TurnStartBundle:
+    """The six snapshots of a single-process run: the pipeline as compiled, this runtime
+    healthy, generous quotas, providers as the spec binds them, the current ABI.
+
+    Snapshot ids are ``<id_prefix>:<name>`` version 1 unless ``refs`` names one
+    (a replay reuses the recorded ids so plan hashes match).
+    """
+    known = refs or {}
+
+    def meta(name: str) -> SnapshotMeta:
+        sid, version = known.get(name, (f"{id_prefix}:{name}", 1))
+        return SnapshotMeta(snapshot_id=sid, version=version, issued_at_ms=now_ms,
+                            expires_at_ms=now_ms + ttl_ms)
+
+    return TurnStartBundle(
+        version_resolution=VersionResolution(
+            meta=meta("version_resolution"), pipeline_name=gd.name,
+            pipeline_version=gd.version, spec_hash=gd.spec_hash,
+        ),
+        routing_view=RoutingView(meta=meta("routing_view"), runtime_id=runtime_id,
+                                 health=RuntimeHealth.HEALTHY),
+        admission_policy=AdmissionPolicy(
+            meta=meta("admission_policy"), tenant_id=tenant_id, max_concurrent_sessions=16,
+            sessions_per_minute=600, turns_per_minute=600,
+        ),
+        policy_resolution=PolicyResolution(
+            meta=meta("policy_resolution"), provider_bindings={},
+            recording_level=recording_level,
+        ),
+        provider_health=ProviderHealth(meta=meta("provider_health")),
+        abi_compatibility=AbiCompatibility(meta=meta("abi_compatibility"),
+                                           schema_version=SCHEMA_VERSION, compatible=True),
+    )
