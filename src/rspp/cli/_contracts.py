@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from rspp.contracts import (
+    EVIDENCE_KIND,
     KINDS,
     ValidationIssue,
     all_schemas,
@@ -44,11 +45,6 @@ def _check_record(kind: str | None, data: object, prefix: str = "") -> list[Vali
     if prefix:
         issues = [ValidationIssue(f"{prefix}.{i.path}", i.message) for i in issues]
     return issues
-
-
-#: Timeline lines of this kind carry OR-02 turn evidence (observability's own struct,
-#: not a reference-schema kind); they are checked for completeness instead.
-EVIDENCE_KIND = "or02_evidence"
 
 
 def _evidence_issues(where: str, record: object) -> list[ValidationIssue]:

@@ -47,6 +47,7 @@ from rspp.contracts._enums import (
 )
 from rspp.contracts._envelope import ControlSignal, EventRecord, MediaTime, SeqRange
 from rspp.contracts._framing import (
+    EVIDENCE_KIND,
     TimelineEntry,
     check_entry,
     decode_frame,
@@ -139,6 +140,7 @@ from rspp.contracts._validate import (
 __all__ = [
     "CONTROL_SIGNAL_BASE_REQUIRED",
     "ENCODINGS",
+    "EVIDENCE_KIND",
     "KINDS",
     "KIND_TYPES",
     "LEGAL_TRANSITIONS",

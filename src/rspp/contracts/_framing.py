@@ -47,6 +47,10 @@ _FRAME_DECODER: Final = msgspec.msgpack.Decoder(tuple[str, dict[str, Any], Any])
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
+#: Timeline lines of this kind carry one accepted turn's OR-02 evidence. It is not a
+#: reference-schema kind: the observability package defines and checks its record.
+EVIDENCE_KIND: Final = "or02_evidence"
+
 def make_entry(record: ContractStruct, payload: Payload | None = None) -> TimelineEntry:
     """A timeline entry for a typed record (the record is converted to builtins)."""
     kind = kind_of(record)

@@ -28,6 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from rspp.contracts import (
+    EVIDENCE_KIND,
     CancelScopeKind,
     DeterminismContext,
     OutcomeKind,
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 #: Timeline ``kind`` of an evidence line.
-EVIDENCE_KIND = "or02_evidence"
 #: The evidence schema version this package writes and checks.
 OR02_EVIDENCE_SCHEMA_VERSION = "or02/v1"
 
