@@ -23,7 +23,6 @@ from rspp.nodes._llm import LlmNode, eos_event
 from rspp.nodes._resample import ResamplerNode
 from rspp.nodes._router import RouterNode
 from rspp.nodes._services import (
-    PROVIDER_FACTORIES,
     NodeServices,
     TurnHooks,
     build_provider,
@@ -56,7 +55,6 @@ __all__ = [
     "ENDPOINTING_POLICIES",
     "EOU_KIND",
     "PII_PATTERNS",
-    "PROVIDER_FACTORIES",
     "AsyncPassthrough",
     "ComplianceNode",
     "Endpointer",

@@ -23,20 +23,24 @@ from typing import Any, Protocol
 from rspp.contracts import ControlSignal
 from rspp.kernel import Clock, NodeContext
 from rspp.providers import (
+    ADAPTERS,
     InvocationContext,
     InvocationController,
     InvocationPolicy,
     LLMController,
     LLMProvider,
+    PolicyError,
     Provider,
+    ProviderKind,
     STTController,
     STTProvider,
     TTSController,
     TTSProvider,
+    adapter_info,
+    create_provider,
 )
 
 __all__ = [
-    "PROVIDER_FACTORIES",
     "NodeServices",
     "TurnHooks",
     "build_provider",
@@ -61,61 +65,27 @@ class TurnHooks(Protocol):
     def node_audit(self, node_id: str, turn_id: str | None, reason: str) -> None: ...
 
 
-def _espeak(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import EspeakTTS
+def build_provider(
+    provider_id: str, config: Mapping[str, Any] | None = None, *, modality: str | None = None,
+) -> Provider:
+    """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id).
 
-    return EspeakTTS(pid, sample_rate=int(cfg.get("sample_rate", 16000)),
-                     voice=str(cfg.get("voice", "en-us")),
-                     words_per_minute=int(cfg.get("words_per_minute", 175)))
-
-
-def _pocketsphinx(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import PocketsphinxSTT
-
-    return PocketsphinxSTT(pid)
-
-
-def _local(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import LocalResponderLLM
-
-    return LocalResponderLLM(pid, seed=int(cfg.get("seed", 0)),
-                             token_delay_ms=float(cfg.get("token_delay_ms", 2.0)))
-
-
-def _openai(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.remote import OpenAIChatLLM
-
-    return OpenAIChatLLM(pid, **dict(cfg))
-
-
-def _openai_tts(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.remote import OpenAITTS
-
-    return OpenAITTS(pid, **dict(cfg))
-
-
-#: provider id (or ``kind`` config value) -> adapter factory(provider_id, config)
-PROVIDER_FACTORIES: dict[str, Callable[[str, Mapping[str, Any]], Provider]] = {
-    "espeak": _espeak,
-    "pocketsphinx": _pocketsphinx,
-    "local": _local,
-    "local-responder": _local,
-    "openai": _openai,
-    "openai-tts": _openai_tts,
-}
-
-
-def build_provider(provider_id: str, config: Mapping[str, Any] | None = None) -> Provider:
-    """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id)."""
+    Adapters are looked up in :data:`rspp.providers.ADAPTERS`; an unknown name, option
+    or a missing API key raises an :class:`~rspp.errors.RSPPError` naming it.
+    """
     cfg = dict(config or {})
     adapter = str(cfg.pop("adapter", provider_id))
-    factory = PROVIDER_FACTORIES.get(adapter)
-    if factory is None:
-        raise KeyError(
-            f"provider {provider_id!r}: unknown adapter {adapter!r}; use one of "
-            f"{sorted(PROVIDER_FACTORIES)} (or set providers.<modality>.config.adapter)"
+    info = adapter_info(adapter)
+    if info is None or (modality is not None and info.kind.value != modality):
+        kinds = [k for k in ProviderKind if modality is None or k.value == modality]
+        known = sorted(a.name for a in ADAPTERS if a.kind in kinds)
+        where = f"providers.{modality}" if modality else "providers"
+        raise PolicyError(
+            f"{where}: provider {provider_id!r}: unknown adapter {adapter!r}; use one of "
+            f"{known} (or name the adapter in providers.<modality>.config.adapter)"
         )
-    return factory(provider_id, cfg)
+    return create_provider(info.kind, {"type": adapter, **cfg}, provider_id=provider_id,
+                           path=f"providers.{info.kind.value}")
 
 
 @dataclass(slots=True)
@@ -166,7 +136,7 @@ class NodeServices:
         for pid in self.chains.get(modality, ()):
             p = self.providers.get(pid)
             if p is None:
-                p = self.providers[pid] = build_provider(pid)
+                p = self.providers[pid] = build_provider(pid, modality=modality)
             if not isinstance(p, kind):
                 raise TypeError(f"provider {pid!r} is not a {modality} adapter")
             out[pid] = p

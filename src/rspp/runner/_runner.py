@@ -29,6 +29,7 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
+from rspp.providers import PROVIDER_CATALOG
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
@@ -111,7 +112,7 @@ def _compile(path: Path) -> GraphDefinition:
         raise RunnerError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                           "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True))
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
     except SpecInvalid as exc:
         raise RunnerError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every issue") \
             from None
@@ -130,9 +131,9 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
                 continue
             cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
             try:
-                providers[pid] = build_provider(pid, cfg)
-            except KeyError as exc:
-                raise RunnerError(f"providers.{b.modality}: {exc.args[0]}") from None
+                providers[pid] = build_provider(pid, cfg, modality=b.modality)
+            except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
+                raise RunnerError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts)

@@ -28,6 +28,7 @@ from rspp.spec._issues import LintIssue, SpecInvalid
 from rspp.spec._loader import source_of, spec_hash
 from rspp.spec._model import PipelineSpec
 from rspp.spec._profile import PROFILES, ExecutionProfile, profile_problem
+from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._resolve_parts import (
     execution_hash,
     resolve_budgets,
@@ -69,8 +70,12 @@ def analyse(
     profile: ExecutionProfile | None = None,
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
+    adapters: ProviderAdapterCatalog | None = None,
 ) -> tuple[GraphDefinition | None, list[LintIssue]]:
-    """Compile ``spec``; return the graph (None if any error) and every issue found."""
+    """Compile ``spec``; return the graph (None if any error) and every issue found.
+
+    With ``adapters``, provider adapter names and options under ``providers:`` are checked too.
+    """
     src = source_of(spec)
     catalog = catalog or BUILTIN_NODE_TYPES
     if subgraphs is None and spec.subgraphs:
@@ -83,6 +88,8 @@ def analyse(
         profile = PROFILES.get(spec.profile)
     flat = flatten(spec, subgraphs)
     issues += flat.issues
+    if adapters is not None:
+        issues += check_providers(spec, adapters)
 
     nodes: dict[str, tuple[FlatNode, NodeSignature]] = {}
     for node in flat.nodes:
@@ -177,9 +184,11 @@ def compile_spec(
     profile: ExecutionProfile | None = None,
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
+    adapters: ProviderAdapterCatalog | None = None,
 ) -> GraphDefinition:
     """Compile ``spec`` into a :class:`GraphDefinition` or raise ``SpecInvalid``."""
-    graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs)
+    graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs,
+                            adapters=adapters)
     if graph is None:
         raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
     return graph
