@@ -134,3 +134,26 @@ def test_schemathesis_all_checks_zero_failures(served: tuple[str, str, Path]) ->
         assert re.search(rf"✅ +{phase}", result.stdout), (phase, result.stdout[-3000:])
     served_log = log.read_text()
     assert "Traceback" not in served_log and "internal error" not in served_log, served_log[-3000:]
+
+
+def test_rspp_cp_openapi_prints_the_served_document() -> None:
+    import json
+
+    from rspp.controlplane import openapi_document
+
+    printed = subprocess.run(
+        [*CLI, "openapi"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert printed.returncode == 0, printed.stderr
+    doc = json.loads(printed.stdout)
+    assert doc == openapi_document() and doc["openapi"] == "3.1.0"
+    route = doc["paths"]["/v1/sessions/route"]["post"]
+    assert route["x-rspp-scope"] == "tenant" and route["x-rspp-tenant"] == "body:tenant_id"
+    assert route["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RouteRequest"
+    }
+    assert set(route["responses"]) >= {"201", "400", "401", "403", "409", "413", "422"}
+    assert doc["paths"]["/v1/runtimes"]["post"]["x-rspp-scope"] == "fleet"
+    assert "links" in doc["paths"]["/v1/pipelines"]["post"]["responses"]["201"]
+    tenant_id = doc["components"]["schemas"]["RouteRequest"]["properties"]["tenant_id"]
+    assert tenant_id["maxLength"] == 200 and "pattern" in tenant_id
