@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from rspp.cli._errors import fail, guard_commands
+
 __all__ = ["parse_barge_in", "register", "run"]
 
 
@@ -55,33 +57,28 @@ def run(
         try:
             bi_path, bi_after = parse_barge_in(barge_in)
         except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
     for name, path in (("--output", output), ("--timeline", timeline),
                        ("--metrics-out", metrics_out), ("--trace-out", trace_out),
                        ("--log-out", log_out)):
         if path is not None and not path.parent.exists():
-            typer.echo(f"error: {name} {path}: directory {path.parent} does not exist", err=True)
-            raise typer.Exit(2)
+            raise fail(f"{path}: {name}: directory {path.parent} does not exist")
     if output is not None and output.suffix.lower() != ".wav":
-        typer.echo(f"error: --output {output}: must end in .wav", err=True)
-        raise typer.Exit(2)
+        raise fail(f"{output}: --output: must end in .wav")
     from rspp.errors import RSPPError
     from rspp.runner._replayable import parse_record_level
 
     try:
         level = parse_record_level(record_level)
     except RSPPError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--record-level: {exc}") from None
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
     try:
         result = asyncio.run(run_local(opts))
     except RunnerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps({
             "turns": [{"turn_id": t.turn_id, "terminal": t.terminal, "reason": t.reason,
@@ -109,3 +106,4 @@ def run(
 def register(app: typer.Typer) -> None:
     """Add ``rspp run`` to the root app."""
     app.command("run")(run)
+    guard_commands(app)

@@ -75,7 +75,17 @@ from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
 from rspp.observability._slo import GateReport, GateResult, evaluate_gates, percentile
-from rspp.observability._timeline_io import TimelineLine, as_line, as_lines, read_timeline
+from rspp.observability._timeline_io import (
+    INT_FIELDS,
+    MAX_LINE_BYTES,
+    TimelineLine,
+    as_line,
+    as_lines,
+    envelope_problem,
+    iter_timeline,
+    iter_values,
+    read_timeline,
+)
 from rspp.observability._tracing import SpanFactory
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
@@ -87,6 +97,8 @@ __all__ = [
     "DEMO_PROVIDER_TYPES",
     "DEMO_SPEC",
     "EVIDENCE_KIND",
+    "INT_FIELDS",
+    "MAX_LINE_BYTES",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
     "BufferedItem",
@@ -138,8 +150,11 @@ __all__ = [
     "current_log_context",
     "demo_frames",
     "demo_registry",
+    "envelope_problem",
     "evaluate_gates",
     "filter_lines",
+    "iter_timeline",
+    "iter_values",
     "level_allows",
     "load_recording",
     "log_context",

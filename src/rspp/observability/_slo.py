@@ -64,6 +64,8 @@ class GateResult(msgspec.Struct, kw_only=True):
 
 class GateReport(msgspec.Struct, kw_only=True):
     gates: list[GateResult]
+    #: turns with a ``turn_open`` (the evidence every gate is computed from)
+    accepted_turns: int = 0
 
     @property
     def failed(self) -> bool:
@@ -95,6 +97,16 @@ def _by_session(lines: Iterable[TimelineLine]) -> dict[str, list[TimelineLine]]:
             grouped[session].append((int(line.record.get("runtime_sequence", 0)), position, line))
     return {s: [t[2] for t in sorted(items, key=lambda t: (t[0], t[1]))]
             for s, items in grouped.items()}
+
+
+def _marker_delta(markers: object) -> int | None:
+    """``cancel_fence_applied_ms - cancel_accepted_ms`` of OR-02 cancel markers, if well-typed."""
+    if not isinstance(markers, dict):
+        return None
+    fence, accepted = markers.get("cancel_fence_applied_ms"), markers.get("cancel_accepted_ms")
+    if type(fence) is not int or type(accepted) is not int:
+        return None
+    return fence - accepted
 
 
 def _latency_gate(
@@ -222,16 +234,14 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
                      and ln.record.get("reason") == "cancelled"), None)
                 if fence is not None:
                     g3.append(_ts(fence) - _ts(cancel))
-                elif isinstance(markers, dict) and ci == cancels[-1][0]:
-                    g3.append(int(markers["cancel_fence_applied_ms"])
-                              - int(markers["cancel_accepted_ms"]))
+                elif (marked := _marker_delta(markers)) is not None and ci == cancels[-1][0]:
+                    g3.append(marked)
                 else:
                     d3.append(f"{session}/{turn}: cancel {cancel.record.get('event_id')} "
                               "without a fence anchor (playback_cancelled, abort(cancelled) "
                               "or OR-02 cancel markers)")
-            if not cancels and isinstance(markers, dict):
-                g3.append(int(markers["cancel_fence_applied_ms"])
-                          - int(markers["cancel_accepted_ms"]))
+            if not cancels and (marked := _marker_delta(markers)) is not None:
+                g3.append(marked)
             playback = next((ln for _, ln in of_turn if _sig(ln) == "playback_started"), None)
             if playback is not None:
                 start = proposal_of.get(turn, index)
@@ -254,7 +264,7 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
         _latency_gate(7, "end to end", "p50 <= 1500 ms, p95 <= 2000 ms", g7, d7,
                       [(50, 1500), (95, 2000)]),
     ]
-    return GateReport(gates=gates)
+    return GateReport(gates=gates, accepted_turns=accepted)
 
 
 def _authority_gate(checked: int, stale: int, diagnostics: list[str]) -> GateResult:

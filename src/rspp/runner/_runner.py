@@ -113,8 +113,12 @@ def _compile(path: Path) -> GraphDefinition:
     try:
         return compile_spec(load_spec(path, strict=True))
     except SpecInvalid as exc:
-        raise RunnerError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every issue") \
-            from None
+        first = exc.issues[0] if exc.issues else None
+        where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
+                 f"{first.hint}" if first is not None else f"{path}: {exc}")
+        more = f" (+{len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+        raise RunnerError(f"{where}{more}; run `rspp lint --strict {path}` for every issue "
+                          "(SPEC)") from None
 
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
@@ -144,11 +148,11 @@ async def run_local(opts: RunOptions) -> RunResult:
     try:
         pcm, rate = read_wav(opts.input)
     except RSPPError as exc:
-        raise RunnerError(f"--input {exc}") from None
+        raise RunnerError(f"{exc} (--input)") from None
     try:
         barge = read_wav(opts.barge_in) if opts.barge_in is not None else None
     except RSPPError as exc:
-        raise RunnerError(f"--barge-in {exc}") from None
+        raise RunnerError(f"{exc} (--barge-in)") from None
     barge_pcm = None
     if barge is not None:
         from rspp.providers.offline import resample_pcm
@@ -165,14 +169,6 @@ async def run_local(opts: RunOptions) -> RunResult:
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
                                                        level=opts.record_level or _DEFAULT_LEVEL))
-    exporter_task: asyncio.Task[None] | None = None
-    if opts.timeline is not None:
-        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
-        opts.timeline.write_bytes(b"")
-        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor())  # PII never reaches the file (NF-014)
-        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
-
     sid = opts.session_id
     files: TelemetryFiles | None = None
     tele: SessionTelemetry | None = None  # set just before the session starts
@@ -185,7 +181,10 @@ async def run_local(opts: RunOptions) -> RunResult:
         if tele is not None:
             tele.on_record(rec, payload)
 
-    services = _services(gd, sid, record)
+    try:
+        services = _services(gd, sid, record)
+    except RunnerError as exc:
+        raise RunnerError(f"{opts.spec}: {exc}") from None
     bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id,
                           recording_level=opts.record_level or RecordingLevel.L1)
     capture = ReplayableCapture(record) if opts.record_level is not None else None
@@ -194,6 +193,14 @@ async def run_local(opts: RunOptions) -> RunResult:
         admission.set_policy(bundle.admission_policy)
     if not admission.admit_session(opts.tenant_id, sid).admitted:
         raise RunnerError(f"session {sid} was not admitted by the local admission policy")
+    # every input is checked above: only now do outputs exist (no empty timeline on errors)
+    exporter_task: asyncio.Task[None] | None = None
+    if opts.timeline is not None:
+        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
+        opts.timeline.write_bytes(b"")
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
+                                    redactor=Redactor())  # PII never reaches the file (NF-014)
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, StaticSnapshotSource(bundle), clock, runtime_id=LOCAL_RUNTIME_ID)
     transport = LoopbackTransport(pcm, rate, LoopbackOptions(
