@@ -50,6 +50,7 @@ from rspp.observability._redaction import (
     RedactionAudit,
     RedactionRule,
     Redactor,
+    SecretValues,
 )
 from rspp.observability._replay_demo import (
     DEMO_NODES,
@@ -133,6 +134,7 @@ __all__ = [
     "RigOptions",
     "RuntimeMetrics",
     "SamplingPolicy",
+    "SecretValues",
     "SessionRig",
     "SpanFactory",
     "SweepResult",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
+from rspp.providers import SecretConfigError, SecretRef, default_redactor
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
@@ -73,6 +75,9 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
+    #: an interrupt (Ctrl-C): once set, input stops, the active turn ends ``abort(session_end)``,
+    #: the session closes and everything produced so far is written (``RunResult.interrupted``)
+    stop: asyncio.Event | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +105,8 @@ class RunResult:
     signals: list[tuple[str, str]]
     diagnostics: list[str] = field(default_factory=list)
     dead_letters: list[str] = field(default_factory=list)
+    #: what an interrupt (``RunOptions.stop``) cut short, e.g. "input at 2.10 s of 9.00 s, turn 2"
+    interrupted: str | None = None
 
     @property
     def transcript(self) -> str:
@@ -121,6 +128,25 @@ def _compile(path: Path) -> GraphDefinition:
                           "(SPEC)") from None
 
 
+def _register_secrets(config: object) -> None:
+    """Resolve every ``env://``/``file://`` reference in a provider config for this session.
+
+    Resolving registers the value with the process redactor, so it is scrubbed from
+    every record, log line and printed line from the start; an unresolvable reference
+    is left to the adapter, which reports it when it is used.
+    """
+    if isinstance(config, str):
+        if config.startswith(("env://", "file://")):
+            with contextlib.suppress(SecretConfigError):
+                SecretRef(config).resolve()
+    elif isinstance(config, Mapping):
+        for value in config.values():
+            _register_secrets(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            _register_secrets(value)
+
+
 def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
@@ -133,6 +159,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
             if pid in providers:
                 continue
             cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            _register_secrets(cfg)
             try:
                 providers[pid] = build_provider(pid, cfg)
             except KeyError as exc:
@@ -140,6 +167,25 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts)
+
+
+async def _feed(transport: LoopbackTransport, stop: asyncio.Event | None) -> bool:
+    """Stream the input; True when ``stop`` was set first (the input task is then cancelled)."""
+    feeding = asyncio.create_task(transport.run(), name="loopback-input")
+    if stop is None:
+        await feeding
+        return False
+    waiting = asyncio.create_task(stop.wait(), name="run-interrupt")
+    try:
+        await asyncio.wait({feeding, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # whichever still runs (also when this task itself is cancelled)
+        for task in (feeding, waiting):
+            task.cancel()
+        await asyncio.wait({feeding, waiting})
+    if feeding.cancelled():
+        return True
+    feeding.result()  # the input's own failure, if any
+    return False
 
 
 async def run_local(opts: RunOptions) -> RunResult:
@@ -198,8 +244,9 @@ async def run_local(opts: RunOptions) -> RunResult:
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
+        # PII (NF-014) and the value of every configured secret never reach the file
         exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor())  # PII never reaches the file (NF-014)
+                                    redactor=Redactor(secrets=default_redactor()))
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, StaticSnapshotSource(bundle), clock, runtime_id=LOCAL_RUNTIME_ID)
@@ -208,6 +255,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         end_of_utterance_at_s=opts.end_of_utterance_at_s),
         record=record)
     holder: dict[str, TurnDriver] = {}
+    interrupted: str | None = None
     dead: list[str] = []
 
     def dead_letter(dl: Any) -> None:
@@ -266,7 +314,12 @@ async def run_local(opts: RunOptions) -> RunResult:
     try:
         await session.start()
         try:
-            await transport.run()
+            if await _feed(transport, opts.stop):
+                active = driver.active_turn
+                interrupted = (f"input at {transport.media_samples / rate:.2f} s of "
+                               f"{len(pcm) / 2 / rate:.2f} s"
+                               + (f", during turn {active.rsplit(':', 1)[-1]}" if active else ""))
+                driver.end_session()  # the active turn ends abort(session_end), then close
             await session.drain()
             driver.end_session()
             await session.drain()
@@ -309,4 +362,5 @@ async def run_local(opts: RunOptions) -> RunResult:
         output_seconds=len(transport.played) / 2 / out_rate,
         timeline_lines=recorder.stats.appended, after_fence_outputs=len(transport.after_fence),
         signals=transport.signals, diagnostics=driver.diagnostics, dead_letters=dead,
+        interrupted=interrupted,
     )
