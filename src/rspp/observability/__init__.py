@@ -75,7 +75,13 @@ from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
-from rspp.observability._slo import GateReport, GateResult, evaluate_gates, percentile
+from rspp.observability._slo import (
+    GateAccumulator,
+    GateReport,
+    GateResult,
+    evaluate_gates,
+    percentile,
+)
 from rspp.observability._timeline_io import (
     INT_FIELDS,
     MAX_LINE_BYTES,
@@ -107,6 +113,7 @@ __all__ = [
     "DebugCapture",
     "ExporterOptions",
     "ExporterStats",
+    "GateAccumulator",
     "GateReport",
     "GateResult",
     "JsonLinesFileSink",
