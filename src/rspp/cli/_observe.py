@@ -42,13 +42,13 @@ def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     width = None if stream.isatty() else 160
     return Console(stderr=stderr, soft_wrap=soft_wrap, width=width)
 
-def _lines(paths: list[Path]) -> Iterator[TimelineLine]:
+def _lines(paths: list[Path], *, payloads: bool = True) -> Iterator[TimelineLine]:
     """Stream the lines of ``paths``; the first malformed line raises (one line, exit 2)."""
     for path in paths:
         if not path.is_file():
             raise TimelineFormatError(str(path), 0, "file not found; pass a timeline file "
                                       "written by `rspp run --timeline`")
-        for item in iter_timeline(path):
+        for item in iter_timeline(path, payloads=payloads):
             if isinstance(item, TimelineFormatError):
                 raise item
             yield item
@@ -144,7 +144,7 @@ def slo_report(
     turn exits 1: a release gate never passes on no evidence.
     """
     console = _console(stderr=as_json)
-    result = evaluate_gates(_lines(timelines))
+    result = evaluate_gates(_lines(timelines, payloads=False))
     if as_json:
         gates = [
             {"gate": g.gate, "name": g.name, "threshold": g.threshold, "count": g.count,

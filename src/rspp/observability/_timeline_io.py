@@ -47,6 +47,18 @@ _json = msgspec.json.Decoder()
 _msgpack = msgspec.msgpack.Decoder()
 
 
+class _Head(msgspec.Struct):
+    """A line decoded without its payload (kept as raw bytes, never parsed into objects)."""
+
+    kind: object = None
+    record: object = None
+    payload: msgspec.Raw | None = None
+
+
+_json_head = msgspec.json.Decoder(_Head)
+_msgpack_head = msgspec.msgpack.Decoder(_Head)
+
+
 class TimelineLine(msgspec.Struct, frozen=True, kw_only=True):
     """One decoded timeline line with its position in the file (1-based)."""
 
@@ -68,15 +80,12 @@ def _shown(value: object) -> str:
 def envelope_problem(record: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(field, message)`` of the first envelope field with the wrong type, else None."""
     for name in INT_FIELDS:
-        if name in record:
-            value = record[name]
-            if isinstance(value, bool) or not isinstance(value, int) or \
-                    not 0 <= value <= _INT_MAX:
-                return name, f"must be an integer in 0..2**63-1, got {_shown(value)}"
+        value = record.get(name, 0)
+        if type(value) is not int or not 0 <= value <= _INT_MAX:
+            return name, f"must be an integer in 0..2**63-1, got {_shown(value)}"
     for name in _NULLABLE_INT:
         value = record.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not 0 <= value <= _INT_MAX):
+        if value is not None and (type(value) is not int or not 0 <= value <= _INT_MAX):
             return name, f"must be null or an integer in 0..2**63-1, got {_shown(value)}"
     for name in _NULLABLE_STR:
         value = record.get(name)
@@ -103,11 +112,19 @@ def _shape(path: str, number: int, value: object) -> TimelineLine | TimelineForm
     return TimelineLine(line=number, kind=kind, record=record, payload=payload)
 
 
-def _decode(name: str, number: int, raw: bytes, msgpack: bool) -> object:
-    """The decoded value of one line, or a :class:`TimelineFormatError` (never raises)."""
+def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: bool = True) -> object:
+    """The decoded value of one line, or a :class:`TimelineFormatError` (never raises).
+
+    Without ``payloads`` the line is decoded as a :class:`_Head` (payload left raw).
+    """
     what = "MessagePack" if msgpack else "JSON"
     try:
-        return (_msgpack if msgpack else _json).decode(raw)
+        if payloads:
+            return (_msgpack if msgpack else _json).decode(raw)
+        head = (_msgpack_head if msgpack else _json_head).decode(raw)
+        return {"kind": head.kind, "record": head.record, "payload": None}
+    except msgspec.ValidationError:
+        return [raw]  # not an object: _shape names the problem
     except msgspec.DecodeError as exc:
         return TimelineFormatError(name, number, f"invalid {what}: {exc}")
     except RecursionError:
@@ -123,7 +140,7 @@ def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
 _Item = tuple[int, object]
 
 
-def _json_lines(name: str, f: IO[bytes]) -> Iterator[_Item]:
+def _json_lines(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
     number = 0
     while True:
         raw = f.readline(MAX_LINE_BYTES + 1)
@@ -139,10 +156,10 @@ def _json_lines(name: str, f: IO[bytes]) -> Iterator[_Item]:
             continue
         if raw.isspace():
             continue
-        yield number, _decode(name, number, raw, msgpack=False)
+        yield number, _decode(name, number, raw, msgpack=False, payloads=payloads)
 
 
-def _msgpack_frames(name: str, f: IO[bytes]) -> Iterator[_Item]:
+def _msgpack_frames(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
     number = 0
     while True:
         head = f.read(4)
@@ -161,14 +178,16 @@ def _msgpack_frames(name: str, f: IO[bytes]) -> Iterator[_Item]:
             yield number, TimelineFormatError(name, number, f"truncated MessagePack frame "
                                               f"({len(body)} of {size} bytes)")
             return
-        yield number, _decode(name, number, body, msgpack=True)
+        yield number, _decode(name, number, body, msgpack=True, payloads=payloads)
 
 
-def iter_values(path: str | Path) -> Iterator[tuple[int, object]]:
+def iter_values(path: str | Path, *, payloads: bool = True) -> Iterator[tuple[int, object]]:
     """Stream ``(line number, decoded value)`` of a JSON Lines / MessagePack file.
 
     The value is a :class:`TimelineFormatError` for a line that does not decode
-    (and, with line 0, for a file that cannot be read); nothing is raised.
+    (and, with line 0, for a file that cannot be read); nothing is raised. Without
+    ``payloads`` each line becomes ``{"kind", "record", "payload": None}`` and its
+    payload is skipped, not decoded (faster for tools that only read records).
     """
     file = Path(path)
     name = str(file)
@@ -182,15 +201,20 @@ def iter_values(path: str | Path) -> Iterator[tuple[int, object]]:
             first = f.peek(1)[:1]
             msgpack = file.suffix in {".msgpack", ".mpk"} or (
                 bool(first) and first not in (b"{", b" ", b"\n", b"\r", b"\t"))
-            yield from (_msgpack_frames if msgpack else _json_lines)(name, f)
+            yield from (_msgpack_frames if msgpack else _json_lines)(name, f, payloads)
         except OSError as exc:
             yield 0, TimelineFormatError(name, 0, f"cannot read file: {exc.strerror or exc}")
 
 
-def iter_timeline(path: str | Path) -> Iterator[TimelineLine | TimelineFormatError]:
-    """Stream the lines of a timeline file; bad lines (and a missing file) are errors."""
+def iter_timeline(
+    path: str | Path, *, payloads: bool = True
+) -> Iterator[TimelineLine | TimelineFormatError]:
+    """Stream the lines of a timeline file; bad lines (and a missing file) are errors.
+
+    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None).
+    """
     name = str(path)
-    for number, value in iter_values(path):
+    for number, value in iter_values(path, payloads=payloads):
         yield value if isinstance(value, TimelineFormatError) else _shape(name, number, value)
 
 
