@@ -32,6 +32,7 @@ from rspp.observability import (
     TimelineFilter,
     evaluate_gates,
     filter_lines,
+    iter_timeline,
     load_recording,
     read_timeline,
     timeline_table,
@@ -240,6 +241,8 @@ def test_mutated_timelines_raise_only_project_errors(data: bytes) -> None:
         def tools() -> None:
             lines, errors = read_timeline(path)
             assert all(str(e).startswith(f"{path}:") for e in errors)
+            heads = list(iter_timeline(path, payloads=False))  # the payload-skipping reader
+            assert len(heads) >= len(lines)
             evaluate_gates(lines)
             timeline_table(filter_lines(lines, TimelineFilter()), title="t")
             for number, issue in _check_file(None, path):

@@ -52,7 +52,7 @@ class _Head(msgspec.Struct):
 
     kind: object = None
     record: object = None
-    payload: msgspec.Raw | None = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")
 
 
 _json_head = msgspec.json.Decoder(_Head)
