@@ -32,10 +32,10 @@ _SEED = "session-1"
 
 
 async def _record(utterances: int) -> list[dict[str, object]]:
-    from rspp.observability import (
+    from rspp.replay import RigOptions
+    from rspp.runner import (
         DEMO_PROVIDER_TYPES,
         DEMO_SPEC,
-        RigOptions,
         demo_frames,
         demo_registry,
         record_session,
@@ -107,7 +107,7 @@ def main() -> None:
         for name, args in tools.items():
             results[name] = _measure(args, size)
             print(name, results[name], file=sys.stderr, flush=True)
-        from rspp.observability import DEMO_SPEC
+        from rspp.runner import DEMO_SPEC
 
         spec = root / "demo.yaml"
         spec.write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))

@@ -33,10 +33,10 @@ from rspp.observability import (
     evaluate_gates,
     filter_lines,
     iter_timeline,
-    load_recording,
     read_timeline,
     timeline_table,
 )
+from rspp.replay import load_recording
 from rspp.spec import (
     ConfigLayers,
     compile_spec,

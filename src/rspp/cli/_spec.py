@@ -22,12 +22,14 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
 ) -> None:
     """Validate specs; print every problem as FILE:LINE:COL: <field path>: <message> + hint."""
+    from rspp.providers import PROVIDER_CATALOG
     from rspp.spec import SpecInvalid, lint_text, read_spec_source
 
     failed = False
     for file in files:
         try:
-            issues = lint_text(read_spec_source(file), str(file), strict=strict)
+            issues = lint_text(read_spec_source(file), str(file), strict=strict,
+                               adapters=PROVIDER_CATALOG)
         except SpecInvalid as exc:
             issues = list(exc.issues)
         for issue in issues:

@@ -65,6 +65,7 @@ from rspp.spec._model import (
     SubgraphUse,
 )
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
+from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
 from rspp.spec._yaml import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 
@@ -106,6 +107,7 @@ __all__ = [
     "PortSpec",
     "PortType",
     "PortsDecl",
+    "ProviderAdapterCatalog",
     "ProviderBinding",
     "ProviderSpec",
     "ProvidersSpec",
@@ -118,6 +120,7 @@ __all__ = [
     "SubgraphResolver",
     "SubgraphUse",
     "ValueSource",
+    "check_providers",
     "compatible",
     "compile_condition",
     "compile_spec",
