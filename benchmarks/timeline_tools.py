@@ -90,6 +90,9 @@ def main() -> None:
                         help="size of the many-session timeline (default 200)")
     parser.add_argument("--replay-utterances", type=int, nargs=2, default=None,
                         help="utterances of the two single-session replay inputs")
+    parser.add_argument("--tools", nargs="+", default=["slo_report", "contracts_validate",
+                                                       "timeline_show", "replay"],
+                        help="which tools to measure (default: all four)")
     ns = parser.parse_args()
     size_mb = 10.0 if ns.quick else ns.size_mb
     small, large = ns.replay_utterances or ((10, 40) if ns.quick else (60, 240))
@@ -105,8 +108,13 @@ def main() -> None:
             "timeline_show": ["timeline", "show", "--type", "commit", str(sessions)],
         }
         for name, args in tools.items():
+            if name not in ns.tools:
+                continue
             results[name] = _measure(args, size)
             print(name, results[name], file=sys.stderr, flush=True)
+        if "replay" not in ns.tools:
+            emit(results)
+            return
         from rspp.runner import DEMO_SPEC
 
         spec = root / "demo.yaml"
