@@ -178,8 +178,12 @@ class AssembledSession(Generic[TransportT]):
             self._sampler = asyncio.create_task(self._telemetry.run(), name="telemetry-sampler")
         await self.session.start()
 
-    async def finish(self) -> None:
-        """End the session: an Active turn aborts ``session_end``; flush every record."""
+    async def finish(self, on_stopped: Callable[[], None] | None = None) -> None:
+        """End the session: an Active turn aborts ``session_end``; flush every record.
+
+        ``on_stopped`` runs once the session stopped, before the timeline closes (the
+        transport's last signals, e.g. ``ended``).
+        """
         if self._finished:
             return
         self._finished = True
@@ -195,6 +199,8 @@ class AssembledSession(Generic[TransportT]):
                 for p in self.services.providers.values():
                     with contextlib.suppress(Exception):
                         await p.aclose()
+                if on_stopped is not None:
+                    on_stopped()
         finally:
             unbind_services(self.session_id)
             self.admission.end_session(o.tenant_id, self.session_id)
@@ -238,10 +244,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     want_tele = opts.telemetry is not None or any(
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
+    taps: list[Callable[[msgspec.Struct], None]] = []  # the transport watches the records
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
         if tele_box:
             tele_box[0].on_record(rec, payload)
+        for tap in taps:
+            tap(rec)
 
     try:
         services = _services(gd, sid, record)
@@ -269,6 +279,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
     transport = make_transport(record)
+    tap = getattr(transport, "on_record", None)
+    if callable(tap):
+        taps.append(tap)
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []
 

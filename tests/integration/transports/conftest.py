@@ -1,0 +1,124 @@
+"""Live-session fixtures: the WebSocket route on a real uvicorn server (127.0.0.1, port 0).
+
+Sessions come from the local session factory (the ``rspp run`` assembly of the
+offline voice assistant); tokens are real HS256 session tokens of the control
+plane's issuer, verified through the control plane's verifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from rspp.controlplane._errors import TokenInvalid
+from rspp.controlplane._tokens import TokenIssuer, TokenKeys, TokenVerifier
+from rspp.runner import LocalFactoryOptions, LocalSessionFactory, compile_spec_file
+from rspp.transports import (
+    CLOSE_UNAUTHORIZED,
+    LiveOptions,
+    SessionGrant,
+    SessionHub,
+    TokenRefused,
+    websocket_route,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
+KEYS = TokenKeys.hs256("integration-test-secret-0123456789abcdef")
+
+
+class ControlPlaneTokens:
+    """The control plane's token verifier behind the transport's TokenVerifier port."""
+
+    def __init__(self, keys: TokenKeys) -> None:
+        self._verifier = TokenVerifier(keys.verification_keys())
+
+    async def __call__(self, token: str, session_id: str) -> SessionGrant:
+        try:
+            c = self._verifier.verify(token)
+        except TokenInvalid as exc:
+            raise TokenRefused(str(exc), CLOSE_UNAUTHORIZED) from None
+        return SessionGrant(session_id=c.session_id, tenant_id=c.tenant_id,
+                            lease_epoch=c.lease_epoch, pipeline_name=c.pipeline_name,
+                            pipeline_version=c.pipeline_version, runtime_id=c.runtime_id,
+                            expires_at_s=c.expires_at_s)
+
+
+def _issue(session_id: str, tenant_id: str = "acme", ttl_s: int = 300,
+           keys: TokenKeys = KEYS) -> str:
+    token, _ = TokenIssuer(keys).issue(session_id=session_id, tenant_id=tenant_id,
+                                       runtime_id="rt-1", pipeline_name="voice-assistant",
+                                       pipeline_version="1.0.0", lease_epoch=1, ttl_s=ttl_s)
+    return token
+
+
+@dataclass
+class LiveServer:
+    base: str
+    hub: SessionHub
+    factory: LocalSessionFactory
+
+    def url(self, session_id: str) -> str:
+        return f"{self.base}/v1/sessions/{session_id}/ws"
+
+
+@contextlib.asynccontextmanager
+async def live_server(tmp: Path, live: LiveOptions | None = None) -> AsyncIterator[LiveServer]:
+    factory = LocalSessionFactory(compile_spec_file(VOICE), LocalFactoryOptions(
+        timeline_dir=tmp, live=live or LiveOptions()))
+    hub = SessionHub(factory)
+    app = Starlette(routes=[websocket_route(hub, ControlPlaneTokens(KEYS))])
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
+                            lifespan="off", ws="websockets-sansio", access_log=False,
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn exited before it started")
+            await asyncio.sleep(0.005)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield LiveServer(f"ws://127.0.0.1:{port}", hub, factory)
+    finally:
+        await hub.aclose()
+        server.should_exit = True
+        await asyncio.wait({task})
+
+
+@pytest.fixture(scope="session")
+def speech() -> dict[str, tuple[bytes, int]]:
+    """Spoken test utterances (offline espeak-ng, 16 kHz)."""
+    from rspp.providers.offline import EspeakTTS
+
+    async def say(text: str) -> bytes:
+        tts = EspeakTTS(sample_rate=16000, voice="en-us", words_per_minute=160)
+        return b"".join([c.pcm async for c in tts.synthesize(text)])
+
+    async def both() -> dict[str, tuple[bytes, int]]:
+        return {"question": (await say("what is the weather like today"), 16000),
+                "interrupt": (await say("what is your name"), 16000)}
+
+    return asyncio.run(both())
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]:
+    def make(live: LiveOptions | None = None) -> contextlib.AbstractAsyncContextManager[LiveServer]:
+        return live_server(tmp_path, live)
+
+    return make
+
+
+@pytest.fixture
+def issue() -> Callable[..., str]:
+    """``issue(session_id, tenant_id="acme", ttl_s=300, keys=KEYS)``: a signed session token."""
+    return _issue
