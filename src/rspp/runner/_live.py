@@ -11,7 +11,7 @@ timeline goes to ``timeline_dir/<session_id>.jsonl``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rspp.contracts import RecordingLevel
@@ -39,8 +39,7 @@ async def open_live_session(gd: GraphDefinition, opts: AssemblyOptions, *,
     """Assemble and start one live session of ``gd``; raises SessionRefused."""
     try:
         assembled = assemble_session(
-            gd, replace(opts, enforce_budgets=True),
-            lambda record: LiveTransport(sample_rate, live, record=record))
+            gd, opts, lambda record: LiveTransport(sample_rate, live, record=record))
     except AssemblyError as exc:
         raise SessionRefused(str(exc)) from None
     handle = LiveSessionHandle(assembled, assembled.transport, tenant_id=opts.tenant_id)
@@ -56,6 +55,8 @@ class LocalFactoryOptions:
     timeline_dir: Path | None = None
     live: LiveOptions = field(default_factory=LiveOptions)
     telemetry: TelemetryTargets | None = None
+    #: wall-clock turn budgets end turns (live sessions run in real time); False: reported only
+    enforce_budgets: bool = True
 
 
 class LocalSessionFactory:
@@ -75,7 +76,8 @@ class LocalSessionFactory:
         o = self.options
         opts = AssemblyOptions(session_id=session_id, tenant_id=grant.tenant_id,
                                authority_epoch=grant.lease_epoch, record_level=o.record_level,
-                               timeline=self.timeline_for(session_id), telemetry=o.telemetry)
+                               timeline=self.timeline_for(session_id), telemetry=o.telemetry,
+                               enforce_budgets=o.enforce_budgets)
         handle = await open_live_session(self.gd, opts, live=o.live)
         self.opened.append(session_id)
         return handle

@@ -212,6 +212,23 @@ class LiveTransport:
         await s.send(ev, port)
         if self._record is not None:
             record_ingress(self._record, s, ev, encoded, port)
+        await self._settle_ingress(s, port)
+
+    @staticmethod
+    async def _settle_ingress(s: SessionActor, port: str) -> None:
+        """Let the scheduler take the frame (and the control it caused) before the next.
+
+        Network frames arrive in bursts (jitter, a loaded client); pushing a burst at once
+        would record several ingress frames ahead of the turn proposal the first one caused,
+        an order a replay (which feeds frames one by one) cannot reproduce. One frame at a
+        time keeps the recorded order the order of cause and effect, whatever the load.
+        """
+        buf = s.entries[port][0]
+        spins = 0
+        # polled: the scheduler exposes no "entry consumed" event
+        while buf.data or s.control_pending():
+            spins += 1
+            await asyncio.sleep(0 if spins < 32 else 0.001)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""

@@ -11,6 +11,8 @@ import pytest
 from rspp.client import LiveClient
 from rspp.transports import AudioOut, Clear, ReplyText, Stats, Transcript, TurnEvent
 
+from .conftest import assert_replays
+
 pytestmark = pytest.mark.integration
 
 SILENCE_1S = bytes(32000)
@@ -54,6 +56,7 @@ async def test_spoken_question_gets_transcript_reply_and_paced_audio(serve, spee
     signals = [ln["record"]["signal"] for ln in lines if ln["kind"] == "control_signal"]
     assert "playback_started" in signals and "playback_completed" in signals
     assert signals[-1] == "ended" and "connected" in signals
+    assert_replays(timeline, srv.spec)
 
 
 async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serve, speech,
@@ -77,3 +80,6 @@ async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serv
     idx = got.index(clears[0])
     assert not [e for e in got[idx:] if isinstance(e, AudioOut) and e.turn_id == first]
     assert [e for e in got[idx:] if isinstance(e, AudioOut) and e.turn_id in later]
+    timeline = srv.factory.timeline_for("b1")
+    assert timeline is not None
+    assert_replays(timeline, srv.spec)
