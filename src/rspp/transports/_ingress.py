@@ -109,8 +109,9 @@ class IngressMeter:
         elapsed_ms = (now_s - self.started_s) * 1000.0
         if elapsed_ms - due_ms > self.late_after_ms:
             self.late += 1
-            # a late client does not earn a flood allowance: re-anchor real time
-            self.started_s = now_s - due_ms / 1000.0 - self.late_after_ms / 1000.0
+            # one late arrival is counted once: real time re-anchors on this frame (a late
+            # client earns no flood allowance either)
+            self.started_s = now_s - due_ms / 1000.0
         if self.media_ms - elapsed_ms > self.flood_allowance_ms:
             raise Flood(f"audio arrives faster than real time: {self.media_ms:.0f} ms of audio "
                         f"in {elapsed_ms:.0f} ms (allowance {self.flood_allowance_ms:.0f} ms)")

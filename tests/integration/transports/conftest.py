@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -95,7 +96,8 @@ def patient_spec(path: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def live_server(tmp: Path, live: LiveOptions | None = None) -> AsyncIterator[LiveServer]:
+async def live_server(tmp: Path, live: LiveOptions | None = None,
+                      sndbuf: int | None = None) -> AsyncIterator[LiveServer]:
     spec = patient_spec(tmp / "voice_patient.yaml")
     factory = LocalSessionFactory(compile_spec_file(spec), LocalFactoryOptions(
         timeline_dir=tmp, live=live or LiveOptions()))
@@ -103,9 +105,15 @@ async def live_server(tmp: Path, live: LiveOptions | None = None) -> AsyncIterat
     app = Starlette(routes=[websocket_route(hub, ControlPlaneTokens(KEYS))])
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
                             lifespan="off", ws="websockets-sansio", access_log=False,
+                            ws_ping_interval=None,
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf is not None:  # accepted connections inherit it: a small kernel send buffer
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
@@ -118,6 +126,7 @@ async def live_server(tmp: Path, live: LiveOptions | None = None) -> AsyncIterat
         await hub.aclose()
         server.should_exit = True
         await asyncio.wait({task})
+        sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +147,9 @@ def speech() -> dict[str, tuple[bytes, int]]:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]:
-    def make(live: LiveOptions | None = None) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return live_server(tmp_path, live)
+    def make(live: LiveOptions | None = None,
+             sndbuf: int | None = None) -> contextlib.AbstractAsyncContextManager[LiveServer]:
+        return live_server(tmp_path, live, sndbuf)
 
     return make
 
