@@ -66,7 +66,7 @@ async def test_talk_exits_non_zero_when_refused(serve, speech, issue, tmp_path: 
     q = tmp_path / "q.wav"
     write_wav(q, speech["question"][0], 16000)
     async with serve() as srv:
-        code, out, err = await rspp_async("talk", "--server", srv.url("talk3"), "--token",
+        code, _out, err = await rspp_async("talk", "--server", srv.url("talk3"), "--token",
                                           issue("someone-else"), "--input", str(q))
     assert code == 1
     assert "refused (4403)" in err and "token is for session someone-else" in err
