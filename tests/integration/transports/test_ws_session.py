@@ -83,3 +83,45 @@ async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serv
     timeline = srv.factory.timeline_for("b1")
     assert timeline is not None
     assert_replays(timeline, srv.spec)
+
+
+def _abi(lines: list[dict[str, Any]], edge: str) -> set[tuple[Any, ...]]:
+    """The contract shape of the records on ``edge``: field names, classes, formats."""
+    out = set()
+    for ln in lines:
+        rec = ln["record"]
+        if ln["kind"] != "event_record" or rec.get("edge_id") != edge:
+            continue
+        payload = ln.get("payload") or {}
+        data = payload.get("data")
+        out.add((tuple(sorted(rec)), rec["lane"], rec["payload_class"], rec["event_scope"],
+                 payload.get("type"), payload.get("sample_rate_hz"), payload.get("encoding"),
+                 len(data) if isinstance(data, str) and edge == "input.audio" else None))
+    return out
+
+
+async def test_websocket_and_loopback_sessions_share_the_event_abi(serve, speech, issue,
+                                                                   tmp_path) -> None:
+    """F-086: the same spec over loopback (``rspp run``) and WebSocket: one Event ABI."""
+    from rspp.contracts import RecordingLevel
+    from rspp.runner import RunOptions, run_local
+    from rspp.transports import write_wav
+
+    q = tmp_path / "q.wav"
+    write_wav(q, speech["question"][0], 16000)
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("abi1"), token=issue("abi1"),
+                                            sample_rate=16000) as client:
+            await converse(client, speech["question"][0])
+        loop_tl = tmp_path / "loopback.jsonl"
+        await run_local(RunOptions(spec=srv.spec, input=q, timeline=loop_tl,
+                                   record_level=RecordingLevel.L2))
+    ws_tl = srv.factory.timeline_for("abi1")
+    assert ws_tl is not None
+    a = [json.loads(x) for x in ws_tl.read_text().splitlines()]
+    b = [json.loads(x) for x in loop_tl.read_text().splitlines()]
+    for edge in ("input.audio", "output.transcript", "output.transcript_partial"):
+        assert _abi(a, edge) and _abi(a, edge) == _abi(b, edge), edge
+    # audio replies: same record shape (sizes vary with the reply)
+    shape = {x[:7] for x in _abi(a, "output.audio")}
+    assert shape and shape == {x[:7] for x in _abi(b, "output.audio")}
