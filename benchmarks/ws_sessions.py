@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
 from sessions_capacity import CYCLE_FRAMES, FMT, MockLlm, MockStt, MockTts, MockVad
 
-from rspp.runtime import (
+from rspp.kernel import (
     BufferConfig,
     Event,
     GraphBuilder,

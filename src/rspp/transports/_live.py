@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
-from rspp.runtime import AudioFormat, Event, SessionActor
+from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler

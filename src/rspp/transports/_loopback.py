@@ -24,7 +24,7 @@ from rspp.contracts import (
     PayloadClass,
     SignalName,
 )
-from rspp.runtime import AudioFormat, Event, SessionActor
+from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import msgspec
 
 from rspp.contracts import PayloadClass
-from rspp.observability._replay_codec import encode_event
-from rspp.runtime import Event, SessionActor, to_record
+from rspp.kernel import Event, SessionActor, to_record
+from rspp.replay._codec import encode_event
 
 __all__ = ["RecordSink", "encode_ingress", "record_ingress", "record_output"]
 
