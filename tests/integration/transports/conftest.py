@@ -77,14 +77,17 @@ class LiveServer:
 def patient_spec(path: Path) -> Path:
     """The offline assistant with room for a loaded machine (same graph, same providers).
 
-    With both cores busy the offline STT runs slower than real time: a 20 s turn budget
-    and a deep VAD -> STT edge keep turns from ending on time or load-dependent drops,
+    With both cores busy the offline STT runs slower than real time: a 20 s turn budget,
+    20 s provider timeouts and a deep VAD -> STT edge keep turns from ending on time or
+    load-dependent drops,
     which these transport tests are not about (budgets are still enforced, so a replay
     reproduces the session).
     """
     text = VOICE.read_text()
     for old, new in (
         ("nodes:\n", "budgets:\n  turn_ms: 20000\n\nnodes:\n"),
+        ("stt: {primary: pocketsphinx}", "stt: {primary: pocketsphinx, timeout_ms: 20000}"),
+        ("tts: {primary: espeak}", "tts: {primary: espeak, timeout_ms: 20000}"),
         ("  - {from: vad.audio, to: stt.audio}",
          "  - {from: vad.audio, to: stt.audio, buffer: {max_queue_ms: 20000, "
          "max_queue_items: 5000, max_latency_contribution_ms: 20000}}"),
