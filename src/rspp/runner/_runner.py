@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ from rspp.observability import (
     Redactor,
     TimelineExporter,
     TimelineRecorder,
+)
+from rspp.providers import (
+    POLICY_CONFIG_KEYS,
+    CircuitRegistry,
+    InvocationPolicy,
+    PolicyError,
+    policy_from_config,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
@@ -73,6 +81,9 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
+    #: the runtime's circuit breakers (F-057): pass one registry to every session the
+    #: runtime runs so a circuit opened by one session holds for the next; None: a new one
+    circuits: CircuitRegistry | None = None
 
 
 @dataclass(slots=True)
@@ -117,25 +128,48 @@ def _compile(path: Path) -> GraphDefinition:
             from None
 
 
-def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
+def _services(gd: GraphDefinition, session_id: str, sink: Any,
+              circuits: CircuitRegistry) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
+    policies: dict[str, InvocationPolicy] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
         timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        config = dict(b.config.items()) if hasattr(b.config, "items") else {}
+        try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
+            policies[b.modality] = policy_from_config(
+                chain, timeouts[b.modality], config, path=f"providers.{b.modality}.config")
+        except PolicyError as exc:
+            raise RunnerError(str(exc)) from None
         for i, pid in enumerate(chain):
             if pid in providers:
                 continue
-            cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            cfg = {k: v for k, v in config.items() if k not in POLICY_CONFIG_KEYS} if i == 0 else {}
             try:
                 providers[pid] = build_provider(pid, cfg)
             except KeyError as exc:
                 raise RunnerError(f"providers.{b.modality}: {exc.args[0]}") from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
-                        timeouts_ms=timeouts)
+                        timeouts_ms=timeouts, policies=policies, circuits=circuits)
+
+
+def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
+    """Remaining turn budget (ms) of ``turn_id`` for provider retries (F-059).
+
+    ``None`` (not bounded) when the turn is no longer the tracked one or its budget is
+    advisory (runs faster than real time report budgets, never enforce them).
+    """
+    def remaining(turn_id: str) -> int | None:
+        tracker = driver.budgets
+        if tracker is None or tracker.turn_id != turn_id or tracker.turn.advisory:
+            return None
+        return tracker.turn.remaining_ms()
+
+    return remaining
 
 
 async def run_local(opts: RunOptions) -> RunResult:
@@ -185,7 +219,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         if tele is not None:
             tele.on_record(rec, payload)
 
-    services = _services(gd, sid, record)
+    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock))
     bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id,
                           recording_level=opts.record_level or RecordingLevel.L1)
     capture = ReplayableCapture(record) if opts.record_level is not None else None
@@ -232,6 +266,7 @@ async def run_local(opts: RunOptions) -> RunResult:
                         enforce_budgets=opts.real_time)
     holder["driver"] = driver
     services.hooks = driver
+    services.remaining_budget_ms = _remaining_budget(driver)
     services.next_sequence = session._next_seq
     services.clock = timebase
     services.authority_epoch = authority.epoch
