@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from rspp.observability import RuntimeMetrics
 from rspp.providers import CircuitRegistry, CircuitState
 from rspp.providers.offline import EspeakTTS
-from rspp.runner import RunOptions, RunResult, run_local
+from rspp.runner import RunOptions, RunResult, TelemetryTargets, run_local
 from rspp.runtime import VirtualClock
 from rspp.testing.fakes import FakeOpenAI, Fault, serve_asgi
 from rspp.transports import write_wav
@@ -100,8 +101,10 @@ async def test_circuit_opens_across_turns_skips_the_provider_and_probes_after_co
     # Two sessions of the runtime, one turn each: each turn calls openai once (503) and
     # falls back to the local LLM; the second failure opens the circuit.
     turns = []
+    metrics = RuntimeMetrics()
     for n, sid in enumerate(("s1", "s2"), start=1):
-        result, sig = await _run(spec, wavs["one"], tmp_path, sid, circuits=circuits)
+        result, sig = await _run(spec, wavs["one"], tmp_path, sid, circuits=circuits,
+                                 telemetry=TelemetryTargets(metrics=metrics))
         assert [t.terminal for t in result.turns] == ["commit"]
         assert "weather" in result.turns[0].reply and "You asked" not in result.turns[0].reply
         assert len(srv.requests) == n
@@ -112,6 +115,9 @@ async def test_circuit_opens_across_turns_skips_the_provider_and_probes_after_co
     assert [s["reason"].split()[1] for s in opened] == ["closed->open"]
     assert opened[0]["emitted_by"] == "RK-11" and "provider=openai" in opened[0]["reason"]
     assert opened[0]["turn_id"] == turns[1][0]  # the second turn's failure opened it
+    scraped = metrics.scrape().decode()  # the transition is counted, labelled by provider
+    assert ('rspp_provider_circuit_transitions_total{pipeline_version="voice-assistant@1.0.0",'
+            'provider="openai",state="open"} 1.0') in scraped
     states = circuits.states()
     assert states["openai"] is CircuitState.OPEN and states["local"] is CircuitState.CLOSED
 

@@ -37,7 +37,7 @@ from rspp.observability._logging import (
     current_log_context,
     log_context,
 )
-from rspp.observability._metrics import RuntimeMetrics
+from rspp.observability._metrics import OPENMETRICS_CONTENT_TYPE, RuntimeMetrics
 from rspp.observability._recorder import (
     BufferedItem,
     RecorderOptions,
@@ -87,6 +87,7 @@ __all__ = [
     "DEMO_PROVIDER_TYPES",
     "DEMO_SPEC",
     "EVIDENCE_KIND",
+    "OPENMETRICS_CONTENT_TYPE",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
     "BufferedItem",
