@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from rspp.kernel import VirtualClock
 from rspp.observability import RuntimeMetrics
 from rspp.providers import CircuitRegistry, CircuitState
 from rspp.providers.offline import EspeakTTS
 from rspp.runner import RunOptions, RunResult, TelemetryTargets, run_local
-from rspp.runtime import VirtualClock
 from rspp.testing.fakes import FakeOpenAI, Fault, serve_asgi
 from rspp.transports import write_wav
 
@@ -193,5 +193,6 @@ def test_bad_policy_config_names_the_field(wavs: dict[str, Path], tmp_path: Path
     from rspp.runner import RunnerError
 
     spec = _spec(tmp_path, {"primary": "local", "config": {"circuit": {"windw": 3}}})
-    with pytest.raises(RunnerError, match=r"providers\.llm\.config\.circuit: unknown field"):
+    with pytest.raises(RunnerError, match=r"providers\.llm\.config\.circuit: unknown field"
+                       r"\(s\) \['windw'\]"):
         asyncio.run(run_local(RunOptions(spec=spec, input=wavs["one"])))

@@ -47,7 +47,15 @@ from rspp.providers._policy import (
     policy_from_config,
 )
 from rspp.providers._prometheus import PrometheusMetricsSink
-from rspp.providers._registry import ADAPTER_TYPES, create_provider
+from rspp.providers._registry import (
+    ADAPTER_TYPES,
+    ADAPTERS,
+    PROVIDER_CATALOG,
+    AdapterInfo,
+    ProviderCatalog,
+    adapter_info,
+    create_provider,
+)
 from rspp.providers._routing import (
     RoutingDecision,
     RoutingRule,
@@ -76,11 +84,14 @@ from rspp.providers._types import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "ADAPTER_TYPES",
     "BUDGET_EXHAUSTED",
     "POLICY_CONFIG_KEYS",
+    "PROVIDER_CATALOG",
     "REDACTED",
     "RETRYABLE_OUTCOMES",
+    "AdapterInfo",
     "AudioChunk",
     "BackoffPolicy",
     "Capabilities",
@@ -108,6 +119,7 @@ __all__ = [
     "PrometheusMetricsSink",
     "Provider",
     "ProviderCallError",
+    "ProviderCatalog",
     "ProviderInvocation",
     "ProviderKind",
     "ProviderMetricsRecorder",
@@ -129,6 +141,7 @@ __all__ = [
     "Transcript",
     "UsageKind",
     "UsageSummary",
+    "adapter_info",
     "choose_chain",
     "create_provider",
     "default_redactor",
