@@ -124,7 +124,7 @@ def test_schemathesis_all_checks_zero_failures(served: tuple[str, str, Path]) ->
             "--header", f"Authorization: Bearer {ADMIN}",
             "--phases", "examples,coverage,fuzzing,stateful",
         ],
-        capture_output=True, text=True, timeout=540, check=False,
+        capture_output=True, text=True, timeout=540, check=False, cwd=log.parent,
     )
     summary = re.search(r"(\d+) generated, .*", result.stdout)
     print(f"schemathesis on {store}: {summary.group(0) if summary else '?'}")
