@@ -168,7 +168,30 @@ async def test_remaining_turn_budget_ends_retries_with_the_budget_outcome(
     assert len(_named(sig, "provider_error")) == 1
     aborts = _named(sig, "abort")
     assert [a["reason"] for a in aborts] == ["budget_exhausted"]
+    # the failure path cancels the turn's scope and says why (F-035): reason code timeout
+    assert [c["reason"].split(":")[0] for c in _named(sig, "cancel")] == ["timeout"]
     assert _named(sig, "close")
+
+
+async def test_a_failed_provider_cancels_the_turn_with_reason_provider_error(
+    wavs: dict[str, Path], fake: tuple[FakeOpenAI, str], tmp_path: Path
+) -> None:
+    """No fallback, the provider fails: the turn aborts and its cancel says provider_error."""
+    srv, base = fake
+    srv.faults.sticky = Fault("status", status=503)
+    spec = _spec(tmp_path, {"primary": "openai", "config": _openai(
+        base, retry={"max_retries": 0})})
+    metrics = RuntimeMetrics()
+    result, sig = await _run(spec, wavs["one"], tmp_path, "pe1",
+                             telemetry=TelemetryTargets(metrics=metrics))
+    assert len(srv.requests) == 1
+    assert [t.terminal for t in result.turns] == ["abort"]
+    tid = result.turns[0].turn_id
+    cancels = [c for c in _named(sig, "cancel") if c["turn_id"] == tid]
+    assert [c["reason"].split(":")[0] for c in cancels] == ["provider_error"]
+    assert cancels[0]["emitted_by"] == "RK-16" and cancels[0]["scope"] == "turn"
+    assert ('rspp_cancels_total{pipeline_version="voice-assistant@1.0.0",reason="provider_error",'
+            'scope="turn"} 1.0') in metrics.scrape().decode()
 
 
 async def test_retries_back_off_within_the_budget(

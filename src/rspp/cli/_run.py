@@ -70,6 +70,9 @@ def run(
     real_time: bool = typer.Option(False, "--real-time", help="Pace input frames in real time."),
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
+    cancel_after: float | None = typer.Option(
+        None, "--cancel-after", min=0.0, help="SECONDS: the user cancels the reply (like the "
+        "WebSocket `interrupt`) SECONDS of media time after the first playback starts."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
@@ -107,7 +110,8 @@ def run(
         raise fail(f"--record-level: {exc}") from None
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
-                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
+                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
+                      cancel_after_s=cancel_after)
     try:
         result = asyncio.run(_interruptible(run_local, opts))
     except RunnerError as exc:

@@ -81,6 +81,8 @@ class RuntimeMetrics:
         self._cancel = Histogram("rspp_cancel_latency_seconds", "Cancel acceptance to fence",
                                  ["pipeline_version", "scope"], buckets=_FAST_BUCKETS,
                                  registry=r)
+        self._cancels = Counter("rspp_cancels_total", "Accepted cancels by scope and reason",
+                                ["pipeline_version", "scope", "reason"], registry=r)
         prov = ["pipeline_version", "node_id", "provider", "modality"]
         self._prov = Histogram("rspp_provider_latency_seconds", "Provider invocation latency",
                                prov, buckets=_LATENCY_BUCKETS, registry=r)
@@ -136,6 +138,10 @@ class RuntimeMetrics:
                        exemplar: Mapping[str, str | None] | None = None) -> None:
         ex = _exemplar(exemplar)
         self._safe(lambda: self._cancel.labels(pipeline_version, scope).observe(seconds, ex))
+
+    def cancel(self, pipeline_version: str, scope: str, reason: str) -> None:
+        """One accepted cancel; ``reason`` is its code (barge_in, user_cancel, timeout, ...)."""
+        self._safe(lambda: self._cancels.labels(pipeline_version, scope, reason).inc())
 
     def provider_latency(self, pipeline_version: str, provider: str, modality: str,
                          seconds: float, *, node_id: str = "none",

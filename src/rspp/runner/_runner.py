@@ -46,6 +46,8 @@ class RunOptions:
     tenant_id: str = LOCAL_TENANT
     authority_epoch: int = 1
     end_of_utterance_at_s: tuple[float, ...] = ()
+    #: user cancel (F-035) this many media seconds after the first reply starts playing
+    cancel_after_s: float | None = None
     #: Prometheus text exposition written at the end of the run (F-068, F-104)
     metrics_out: Path | None = None
     #: finished spans, one JSON object per line (F-070)
@@ -145,7 +147,8 @@ async def run_local(opts: RunOptions) -> RunResult:
         telemetry=opts.telemetry, circuits=opts.circuits)
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
-                                end_of_utterance_at_s=opts.end_of_utterance_at_s)
+                                end_of_utterance_at_s=opts.end_of_utterance_at_s,
+                                cancel_after_s=opts.cancel_after_s)
     try:
         assembled = assemble_session(
             gd, assembly_opts, lambda record: LoopbackTransport(pcm, rate, loop_opts,
@@ -154,6 +157,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         raise RunnerError(f"{opts.spec}: {exc}") from None
     transport, driver, recorder = assembled.transport, assembled.driver, assembled.recorder
     interrupted: str | None = None
+    transport.on_user_cancel = driver.user_cancel
     await assembled.start()
     try:
         if await _feed(transport, opts.stop):

@@ -214,7 +214,12 @@ class SessionTelemetry:
                                           exemplar=self._exemplar(tid))
             self._emit(logging.WARNING, "budget exhausted", turn_id=tid, node_id=rec.node_id,
                        provider_invocation_id=rec.provider_invocation_id, reason=rec.reason)
-        elif name in ("cancel", "barge_in", "fallback", "provider_switch"):
+        elif name == "cancel":  # reason "<code>:<mode>", e.g. "user_cancel:hard" (F-035)
+            code = (rec.reason or "unknown").split(":", 1)[0]
+            scope = rec.scope.value if rec.scope is not None else "turn"
+            self.metrics.cancel(self.pipeline_version, scope, code)
+            self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
+        elif name in ("barge_in", "fallback", "provider_switch"):
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
 
     # ------------------------------------------------------------------ turns

@@ -170,10 +170,7 @@ class LiveSessionHandle:
         await self.transport.push_text(text, turn_for)
 
     async def interrupt(self) -> None:
-        driver = self.core.driver
-        tid = driver.speaking or driver.active_turn
-        if tid is not None:
-            self.core.session.control("rspp.user_cancel", turn_id=tid, reason="user_cancel")
+        self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
 
     async def end(self) -> None:
         """No more input: pending turns finish (bounded), then the session closes.

@@ -47,6 +47,8 @@ class LoopbackOptions:
     stall_timeout_s: float = 30.0
     #: client push-to-talk releases (explicit end of utterance, F-042), media seconds
     end_of_utterance_at_s: tuple[float, ...] = ()
+    #: the user cancels the reply (F-035) this many media seconds after the first playback
+    cancel_after_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -85,6 +87,10 @@ class LoopbackTransport:
         self.played = bytearray()
         self.media_samples = 0
         self.barge_start: int | None = None
+        #: media sample at which the user cancels (set at the first playback)
+        self.cancel_at: int | None = None
+        #: called when the user cancels (the runner wires ``TurnDriver.user_cancel``)
+        self.on_user_cancel: Callable[[], object] | None = None
         self.barge_injected = 0
         self.signals: list[tuple[str, str]] = []
         self.after_fence: list[tuple[str, str]] = []
@@ -182,6 +188,9 @@ class LoopbackTransport:
                                  "loopback_playback")
                     if self.driver is not None:
                         self.driver.playback_started(t.turn_id)
+                    if self.opts.cancel_after_s is not None and self.cancel_at is None:
+                        self.cancel_at = self.media_samples + int(
+                            self.opts.cancel_after_s * self.rate)
                     if self.opts.barge_in is not None and self.barge_start is None:
                         self.barge_start = self.media_samples + int(
                             self.opts.barge_in_after_s * self.rate)
@@ -288,6 +297,10 @@ class LoopbackTransport:
             while eou and self.media_samples >= eou[0]:
                 eou.pop(0)
                 await self.end_of_utterance()
+            if self.cancel_at is not None and self.media_samples >= self.cancel_at:
+                self.cancel_at = -1  # once: the user pressed "stop"
+                if self.on_user_cancel is not None:
+                    self.on_user_cancel()
             more_input = index < total
             if not more_input:
                 await s.drain()

@@ -83,6 +83,8 @@ class TurnTiming:
     reason: str | None = None
     cancel_accepted_ns: int | None = None
     cancel_fence_ns: int | None = None
+    #: the accepted cancel's reason code (F-035): barge_in, user_cancel, timeout, ...
+    cancel_reason: str | None = None
     plan: ResolvedTurnPlan | None = None
     admission_reason: str = ""
     proposed_ms: int = 0
@@ -434,9 +436,9 @@ class TurnDriver:
         }
         if signal == "abort":
             ev["abort_reason"] = reason or "aborted"
-        if reason == "cancelled" and t.cancel_accepted_ns is not None:
+        if t.cancel_accepted_ns is not None:
             ev["cancel"] = {
-                "scope": "turn", "reason": "barge_in",
+                "scope": "turn", "reason": t.cancel_reason or "barge_in",
                 "cancel_accepted_ms": t.cancel_accepted_ns // 1_000_000,
                 "cancel_fence_applied_ms": (t.cancel_fence_ns or t.cancel_accepted_ns) // 1_000_000,
             }
@@ -478,6 +480,7 @@ class TurnDriver:
                 scope, reason, authority_epoch=self.authority.epoch, turn_id=tid))
             if t is not None:
                 t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
+                t.cancel_reason = reason.value
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid)
@@ -496,9 +499,15 @@ class TurnDriver:
         t = self.timings[tid]
         scope = self.cancels.scope(tid)
         gone = reason in ("session_end", "transport_disconnect")  # the client left
-        self.cancels.cancel(scope, CancelReason.TIMEOUT if reason == "budget_exhausted"
-                            else CancelReason.SESSION_END if gone
-                            else CancelReason.PROVIDER_ERROR)
+        why = (CancelReason.TIMEOUT if reason == "budget_exhausted"
+               else CancelReason.SESSION_END if gone
+               else CancelReason.PROVIDER_ERROR)
+        lat = self.cancels.cancel(scope, why)
+        # the failure path cancels the turn's scope too, and says so with its reason (F-035)
+        self.emit(self.cancels.cancel_signal(scope, why, authority_epoch=self.authority.epoch,
+                                             turn_id=tid))
+        t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
+        t.cancel_reason = why.value
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid)
@@ -510,6 +519,17 @@ class TurnDriver:
         self._terminal(tid, self.arbiter.failure(cause, reason))
         self.session.cancel_turn(tid, reason)
         self.cancels.close(scope)
+
+    def user_cancel(self) -> str | None:
+        """The user asked to stop the reply (F-035): cancel the speaking or Active turn.
+
+        Queued on the session's control lane like every other turn command, so it is
+        applied in order with them; returns the turn it targets (None: nothing to cancel).
+        """
+        tid = self.speaking or self.active_turn
+        if tid is not None:
+            self.session.control("rspp.user_cancel", turn_id=tid, reason="user_cancel")
+        return tid
 
     def end_session(self) -> None:
         """The client is gone: a still Active turn ends ``abort(session_end)``, ``close``."""

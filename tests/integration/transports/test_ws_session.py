@@ -136,3 +136,34 @@ async def test_typed_text_is_a_user_turn(serve, issue) -> None:
     assert [s for _, s in turns] == ["open", "commit", "close"], turns
     assert [e for e in got if isinstance(e, ReplyText)]
     assert [e for e in got if isinstance(e, AudioOut)]
+
+
+async def test_interrupt_cancels_the_speaking_turn_with_reason_user_cancel(serve, speech,
+                                                                           issue) -> None:
+    """The client's ``interrupt`` (F-035): the reply stops, cancel(user_cancel) is recorded."""
+    q = speech["question"][0]
+    got: list[Any] = []
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("u1"), token=issue("u1")) as client:
+            async def send() -> None:
+                await client.stream_pcm(q + SILENCE_1S * 4)
+                await client.end()
+
+            sender = asyncio.create_task(send())
+            async for item in client.events():
+                got.append(item)
+                if isinstance(item, AudioOut) and len(
+                        [e for e in got if isinstance(e, AudioOut)]) == 1:
+                    await client.interrupt()  # the first reply audio is a readiness signal
+            await sender
+    first = next(e for e in got if isinstance(e, TurnEvent) and e.state == "open").turn_id
+    ends = {(e.turn_id, e.state): e.reason for e in got if isinstance(e, TurnEvent)}
+    assert ends.get((first, "abort")) == "cancelled" and (first, "commit") not in ends
+    timeline = srv.factory.timeline_for("u1")
+    assert timeline is not None
+    lines = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+    cancels = [r for r in lines if r.get("signal") == "cancel" and r.get("turn_id") == first]
+    assert [c["reason"].split(":")[0] for c in cancels] == ["user_cancel"]
+    evidence = next(r for r in lines if "or02_evidence_schema_version" in r
+                    and r["turn_id"] == first)
+    assert evidence["cancel"]["reason"] == "user_cancel"
