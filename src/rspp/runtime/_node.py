@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 if TYPE_CHECKING:
     from rspp.runtime._context import NodeContext
     from rspp.runtime._events import Event
+    from rspp.spec import ParamSpec
 
 __all__ = ["CancelMode", "Node", "NodeScope", "Streaming"]
 
@@ -38,6 +39,13 @@ class Node:
     version: ClassVar[str] = "1.0.0"
     inputs: ClassVar[tuple[str, ...]] = ("in",)
     outputs: ClassVar[tuple[str, ...]] = ("out",)
+    #: Port name -> ``audio``/``text``/``vad``/``control`` for ``rspp lint`` (others: ``any``).
+    port_types: ClassVar[Mapping[str, str]] = {}
+    #: Input ports that accept fan-in from several edges.
+    multi_inputs: ClassVar[tuple[str, ...]] = ()
+    #: Declared parameters (``rspp.spec.param``): ``rspp lint`` checks names and types,
+    #: ``rspp docs`` lists them. ``None`` accepts any params.
+    parameters: ClassVar[tuple[ParamSpec, ...] | None] = None
     #: Accepted event kinds per input port (empty: anything).
     input_kinds: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     output_kinds: ClassVar[Mapping[str, tuple[str, ...]]] = {}

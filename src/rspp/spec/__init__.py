@@ -10,10 +10,13 @@ from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
     NodeSignature,
     NodeTypeCatalog,
+    ParamSpec,
+    ParamType,
     PortSpec,
     PortType,
     StaticCatalog,
     compatible,
+    param,
 )
 from rspp.spec._compiler import compile_spec
 from rspp.spec._condition import Condition, ConditionError, compile_condition
@@ -93,6 +96,8 @@ __all__ = [
     "NodeSignature",
     "NodeSpec",
     "NodeTypeCatalog",
+    "ParamSpec",
+    "ParamType",
     "PipelineSpec",
     "PortDecl",
     "PortSpec",
@@ -118,6 +123,7 @@ __all__ = [
     "generate_docs",
     "lint_text",
     "load_spec",
+    "param",
     "parse_spec_text",
     "resolve_effective",
     "spec_hash",
