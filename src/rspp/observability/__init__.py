@@ -77,6 +77,7 @@ from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, Timeli
 from rspp.observability._slo import GateReport, GateResult, evaluate_gates, percentile
 from rspp.observability._timeline_io import TimelineLine, as_line, as_lines, read_timeline
 from rspp.observability._tracing import SpanFactory
+from rspp.observability._turn_latency import TurnLatency, turn_latencies
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
 __all__ = [
@@ -131,6 +132,7 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnLatency",
     "as_line",
     "as_lines",
     "build_plan",
@@ -156,4 +158,5 @@ __all__ = [
     "sweep",
     "timeline_table",
     "to_line",
+    "turn_latencies",
 ]

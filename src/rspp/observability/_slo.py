@@ -3,6 +3,9 @@
 Pairing rules (all times are ``runtime_timestamp_ms``; order within a session
 is ``runtime_sequence``, ties by file position):
 
+Gates 1, 2 and 7 use the per-turn anchors of :func:`turn_latencies` (the same
+numbers as the per-turn table of ``rspp run``):
+
 1. turn-open decision: for every ``turn_open`` (session S, turn T) the anchor
    is the ``turn_open_proposed`` of S carrying ``turn_id`` T, else the latest
    not yet paired proposal of S before it. Sample = open - proposal.
@@ -20,10 +23,11 @@ is ``runtime_sequence``, ties by file position):
    ``or02_evidence`` line (:func:`missing_evidence_fields`). Value = percent.
 6. lifecycle: accepted turns with exactly one ``commit``/``abort``, exactly one
    ``close``, close after the terminal. Value = percent.
-7. end to end: first ``playback_started`` of (S, T) minus the last ingress
-   audio frame of S (DataLane, ``audio_raw``, ``transport_sequence`` set) before
-   the turn's proposal (or its ``turn_open`` when no proposal). p50 <= 1500 and
-   p95 <= 2000.
+7. end to end: first ``playback_started`` of (S, T) minus the end of the user's
+   speech: the arrival of the ingress audio frame holding the VAD's last voiced
+   sample, else the last ingress audio frame of S (DataLane, ``audio_raw``,
+   ``transport_sequence`` set) before the turn's proposal (or its ``turn_open``
+   when no proposal). p50 <= 1500 and p95 <= 2000.
 
 A missing or invalid anchor (absent, or a negative delta) is a diagnostic and
 fails its gate. A gate with no samples reports status ``no_samples`` and
@@ -33,7 +37,6 @@ fails its gate. A gate with no samples reports status ``no_samples`` and
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -41,6 +44,10 @@ import msgspec
 
 from rspp.observability._evidence import EVIDENCE_KIND, missing_evidence_fields
 from rspp.observability._timeline_io import TimelineLine
+from rspp.observability._turn_latency import by_session as _by_session
+from rspp.observability._turn_latency import signal_of as _sig
+from rspp.observability._turn_latency import timestamp_of as _ts
+from rspp.observability._turn_latency import turn_latencies
 
 __all__ = ["GateReport", "GateResult", "evaluate_gates", "percentile"]
 
@@ -77,24 +84,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return float(ordered[rank - 1])
-
-
-def _sig(line: TimelineLine) -> str | None:
-    return line.record.get("signal") if line.kind == "control_signal" else None
-
-
-def _ts(line: TimelineLine) -> int:
-    return int(line.record.get("runtime_timestamp_ms", 0))
-
-
-def _by_session(lines: Iterable[TimelineLine]) -> dict[str, list[TimelineLine]]:
-    grouped: dict[str, list[tuple[int, int, TimelineLine]]] = defaultdict(list)
-    for position, line in enumerate(lines):
-        session = line.record.get("session_id")
-        if isinstance(session, str):
-            grouped[session].append((int(line.record.get("runtime_sequence", 0)), position, line))
-    return {s: [t[2] for t in sorted(items, key=lambda t: (t[0], t[1]))]
-            for s, items in grouped.items()}
 
 
 def _latency_gate(
@@ -152,30 +141,7 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
     d7: list[str] = []
     accepted = complete = lifecycle_ok = outputs_checked = stale_outputs = 0
     for session, seq in sessions.items():
-        opens = [(i, ln) for i, ln in enumerate(seq) if _sig(ln) == "turn_open"]
-        proposals = [(i, ln) for i, ln in enumerate(seq) if _sig(ln) == "turn_open_proposed"]
-        used: set[int] = set()
-        proposal_of: dict[str, int] = {}
-        for index, op in opens:
-            turn = str(op.record.get("turn_id"))
-            match = next((i for i, p in proposals if p.record.get("turn_id") == turn), None)
-            if match is None:
-                earlier = [i for i, _ in proposals if i < index and i not in used]
-                match = earlier[-1] if earlier else None
-            if match is None:
-                d1.append(f"{session}/{turn}: missing turn_open_proposed anchor")
-                continue
-            used.add(match)
-            proposal_of[turn] = match
-            delta = _ts(op) - _ts(seq[match])
-            if delta < 0:
-                d1.append(f"{session}/{turn}: invalid anchors (turn_open before proposal)")
-                continue
-            g1.append(delta)
-        ingress = [i for i, ln in enumerate(seq) if ln.kind == "event_record"
-                   and ln.record.get("lane") == "DataLane"
-                   and ln.record.get("payload_class") == "audio_raw"
-                   and ln.record.get("transport_sequence") is not None]
+        opens = [ln for ln in seq if _sig(ln) == "turn_open"]
         max_epoch = -1
         for ln in seq:
             epoch = ln.record.get("authority_epoch")
@@ -188,7 +154,7 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
                               f"< {max_epoch}")
             if isinstance(epoch, int):
                 max_epoch = max(max_epoch, epoch)
-        for index, op in opens:
+        for op in opens:
             turn = str(op.record.get("turn_id"))
             accepted += 1
             problems = (missing_evidence_fields(evidence[(session, turn)])
@@ -206,13 +172,6 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
                 d6.append(f"{session}/{turn}: {len(terminals)} terminal(s), {len(closes)} "
                           "close(s)" + ("" if len(terminals) != 1 or len(closes) != 1
                                         else ", close before terminal"))
-            if any(_sig(ln) == "commit" for _, ln in of_turn):
-                first = next((ln for i, ln in of_turn if i > index and ln.kind == "event_record"
-                              and ln.record.get("lane") == "DataLane"), None)
-                if first is None:
-                    d2.append(f"{session}/{turn}: committed turn without a DataLane output")
-                else:
-                    g2.append(_ts(first) - _ts(op))
             markers = (evidence.get((session, turn)) or {}).get("cancel")
             cancels = [(ci, c) for ci, c in of_turn if _sig(c) == "cancel"]
             for ci, cancel in cancels:
@@ -232,16 +191,26 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
             if not cancels and isinstance(markers, dict):
                 g3.append(int(markers["cancel_fence_applied_ms"])
                           - int(markers["cancel_accepted_ms"]))
-            playback = next((ln for _, ln in of_turn if _sig(ln) == "playback_started"), None)
-            if playback is not None:
-                start = proposal_of.get(turn, index)
-                before = [i for i in ingress if i < start]
-                if not before:
-                    d7.append(f"{session}/{turn}: playback_started without an audio ingress anchor")
-                elif _ts(playback) < _ts(seq[before[-1]]):
-                    d7.append(f"{session}/{turn}: invalid anchors (playback before ingress)")
-                else:
-                    g7.append(_ts(playback) - _ts(seq[before[-1]]))
+    for lat in turn_latencies(all_lines):
+        where = f"{lat.session_id}/{lat.turn_id}"
+        if lat.proposal_ms is None:
+            d1.append(f"{where}: missing turn_open_proposed anchor")
+        elif lat.decision_ms is None:
+            d1.append(f"{where}: invalid anchors (turn_open before proposal)")
+        else:
+            g1.append(lat.decision_ms)
+        if lat.committed:
+            if lat.open_to_first_output_ms is None:
+                d2.append(f"{where}: committed turn without a DataLane output")
+            else:
+                g2.append(lat.open_to_first_output_ms)
+        if lat.first_audio_ms is not None:
+            if lat.speech_end_ms is None:
+                d7.append(f"{where}: playback_started without an audio ingress anchor")
+            elif lat.speech_end_to_first_audio_ms is None:
+                d7.append(f"{where}: invalid anchors (playback before ingress)")
+            else:
+                g7.append(lat.speech_end_to_first_audio_ms)
     gates = [
         _latency_gate(1, "turn-open decision", "p95 <= 120 ms", g1, d1, [(95, 120)]),
         _latency_gate(2, "first output", "p95 <= 1500 ms", g2, d2, [(95, 1500)]),

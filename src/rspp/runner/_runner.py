@@ -18,15 +18,23 @@ from typing import Any
 import msgspec
 
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
-from rspp.contracts import RecordingLevel
+from rspp.contracts import RecordingLevel, kind_of
 from rspp.errors import RSPPError
-from rspp.nodes import NodeServices, bind_services, build_provider, unbind_services
+from rspp.nodes import (
+    NodeCatalog,
+    NodeServices,
+    bind_services,
+    build_provider,
+    unbind_services,
+)
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
     Redactor,
     TimelineExporter,
+    TimelineLine,
     TimelineRecorder,
+    turn_latencies,
 )
 from rspp.providers import PROVIDER_CATALOG
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
@@ -78,6 +86,9 @@ class RunOptions:
 
 @dataclass(slots=True)
 class TurnReport:
+    """One turn of a run. Latencies come from the session's timeline records through
+    :func:`rspp.observability.turn_latencies`: the definitions ``rspp slo report`` uses."""
+
     turn_id: str
     terminal: str | None
     reason: str | None
@@ -85,10 +96,19 @@ class TurnReport:
     reply: str
     degraded: bool
     played_s: float
+    #: turn_open_proposed -> turn_open (gate 1)
     turn_open_decision_ms: float | None
+    #: end of user speech (VAD) -> turn_open: endpointing wait plus decision
+    speech_end_to_turn_open_ms: float | None
+    #: end of user speech -> first reply audio (gate 7, "end to end")
+    speech_end_to_first_audio_ms: float | None
+    #: turn_open -> first reply audio
+    turn_open_to_first_audio_ms: float | None
+    #: turn_open -> first DataLane output (gate 2)
     first_output_ms: float | None
-    end_to_end_ms: float | None
     cancel_fence_ms: float | None
+    #: "vad" (the VAD's last voiced sample) or "ingress" (last input frame before the proposal)
+    speech_end_source: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,12 +127,21 @@ class RunResult:
         return " ".join(t.transcript for t in self.turns if t.transcript)
 
 
+#: records kept for the latency table (a long run keeps its first ones only)
+_KEEP_RECORDS = 500_000
+
+
+def _f(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def _compile(path: Path) -> GraphDefinition:
     if not path.exists():
         raise RunnerError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                           "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG,
+                            catalog=NodeCatalog.for_spec(path))
     except SpecInvalid as exc:
         raise RunnerError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every issue") \
             from None
@@ -181,8 +210,12 @@ async def run_local(opts: RunOptions) -> RunResult:
     want_tele = opts.telemetry is not None or any(
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
+    kept: list[msgspec.Struct] = []  # the latency table reads the session's own records
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
+        if len(kept) < _KEEP_RECORDS:
+            kept.append(rec)
         if tele is not None:
             tele.on_record(rec, payload)
 
@@ -210,11 +243,15 @@ async def run_local(opts: RunOptions) -> RunResult:
             holder["driver"].node_failed(dl)
 
     bind_services(sid, services)
-    session = SessionActor(graph, session_id=sid, clock=clock,
-                           options=SessionOptions(seed=0, instrument=want_tele),
-                           registry=capture.registry if capture is not None else None,
-                           output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase)
+    try:
+        session = SessionActor(graph, session_id=sid, clock=clock,
+                               options=SessionOptions(seed=0, instrument=want_tele),
+                               registry=capture.registry if capture is not None else None,
+                               output_sink=transport.output, signal_sink=record,
+                               dead_letter_sink=dead_letter, timebase=timebase)
+    except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        unbind_services(sid)
+        raise RunnerError(f"SPEC {opts.spec}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)
@@ -285,18 +322,26 @@ async def run_local(opts: RunOptions) -> RunResult:
     out_rate = transport.out_rate or rate
     if opts.output is not None:
         write_wav(opts.output, bytes(transport.played), out_rate)
+    latency = {t.turn_id: t for t in turn_latencies(
+        TimelineLine(line=i, kind=kind_of(r), record=msgspec.to_builtins(r))  # type: ignore[arg-type]
+        for i, r in enumerate(kept))}
     turns = []
     for row in driver.summary():
         tid = row["turn_id"]
         tout = transport.turns.get(tid)
+        lat = latency.get(tid)
         turns.append(TurnReport(
             turn_id=tid, terminal=row["terminal"], reason=row["reason"],
             transcript=tout.transcript if tout else "", reply=transport.reply_text_for(tid),
             degraded=bool(tout and tout.degraded),
             played_s=(tout.played_samples / out_rate) if tout else 0.0,
-            turn_open_decision_ms=row["turn_open_decision_ms"],
-            first_output_ms=row["first_output_ms"], end_to_end_ms=row["end_to_end_ms"],
+            turn_open_decision_ms=_f(lat.decision_ms if lat else None),
+            speech_end_to_turn_open_ms=_f(lat.speech_end_to_open_ms if lat else None),
+            speech_end_to_first_audio_ms=_f(lat.speech_end_to_first_audio_ms if lat else None),
+            turn_open_to_first_audio_ms=_f(lat.open_to_first_audio_ms if lat else None),
+            first_output_ms=_f(lat.open_to_first_output_ms if lat else None),
             cancel_fence_ms=row["cancel_fence_ms"],
+            speech_end_source=lat.speech_end_source if lat else None,
         ))
     return RunResult(
         turns=turns, partials=transport.partials,
