@@ -33,7 +33,9 @@ def run(
     input: Path = typer.Option(..., "--input", "-i", help="16-bit PCM WAV with the user's speech."),
     output: Path | None = typer.Option(None, "--output", "-o", help="WAV file for the reply."),
     timeline: Path | None = typer.Option(None, "--timeline", help="JSON Lines timeline to write."),
-    real_time: bool = typer.Option(False, "--real-time", help="Pace input frames in real time."),
+    real_time: bool = typer.Option(
+        False, "--real-time", help="Pace input frames in real time; on a terminal a live view "
+        "shows the input position, the turn state and the transcript as it arrives."),
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
@@ -74,11 +76,20 @@ def run(
     except RSPPError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from rspp.cli._progress import LiveProgress
+
+    # progress only for a person watching: real time, a terminal, not --json
+    live = LiveProgress() if real_time and not as_json else None
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
-                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
+                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
+                      progress=live.update if live is not None and live.enabled else None)
     try:
-        result = asyncio.run(run_local(opts))
+        if live is not None:
+            with live:
+                result = asyncio.run(run_local(opts))
+        else:
+            result = asyncio.run(run_local(opts))
     except RunnerError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -1,14 +1,23 @@
 """Local runner (F-125): in-process control plane, loopback session, latency report."""
 
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
-from rspp.runner._runner import RunnerError, RunOptions, RunResult, TurnReport, run_local
-from rspp.runner._table import latency_rows, render_result
+from rspp.runner._runner import (
+    RunnerError,
+    RunOptions,
+    RunProgress,
+    RunResult,
+    TurnReport,
+    run_local,
+)
+from rspp.runner._table import LATENCY_COLUMNS, latency_rows, render_result
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 
 __all__ = [
+    "LATENCY_COLUMNS",
     "LOCAL_RUNTIME_ID",
     "LOCAL_TENANT",
     "RunOptions",
+    "RunProgress",
     "RunResult",
     "RunnerError",
     "SessionTelemetry",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
 
-__all__ = ["RunOptions", "RunResult", "RunnerError", "TurnReport", "run_local"]
+__all__ = ["RunOptions", "RunProgress", "RunResult", "RunnerError", "TurnReport", "run_local"]
 
 _DEFAULT_LEVEL = RecordingLevel.L2  # the recorder's ceiling; each turn's plan sets its level
 
@@ -82,6 +83,24 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
+    #: called every ``progress_interval_s`` while the session runs, and once at the end
+    progress: Callable[[RunProgress], None] | None = None
+    progress_interval_s: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """What a live view of a run shows: input position, turn state, latest words."""
+
+    audio_s: float
+    total_s: float
+    #: ``listening``, ``turn N open`` or ``speaking turn N``
+    state: str
+    turns: int
+    #: the newest partial or final transcript
+    transcript: str
+    #: the reply text of the newest turn so far
+    reply: str
 
 
 @dataclass(slots=True)
@@ -166,6 +185,35 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts)
+
+
+def _number(turn_id: str) -> str:
+    return turn_id.rsplit(":", 1)[-1]
+
+
+def _snapshot(transport: LoopbackTransport, driver: TurnDriver, total_s: float) -> RunProgress:
+    rate = transport.rate or 16000
+    if driver.speaking is not None:
+        state = f"speaking turn {_number(driver.speaking)}"
+    elif driver.active_turn is not None:
+        state = f"turn {_number(driver.active_turn)} open"
+    else:
+        state = "listening"
+    last = next(reversed(transport.turns.values()), None) if transport.turns else None
+    transcript = (last.transcript if last is not None and last.transcript else
+                  transport.partials[-1] if transport.partials else "")
+    return RunProgress(audio_s=min(transport.media_samples / rate, total_s), total_s=total_s,
+                       state=state, turns=len(driver.order), transcript=transcript,
+                       reply=transport.reply_text_for(last.turn_id) if last is not None else "")
+
+
+async def _report_progress(report: Callable[[RunProgress], None], interval_s: float,
+                           transport: LoopbackTransport, driver: TurnDriver,
+                           total_s: float) -> None:
+    """Call ``report`` with a fresh snapshot every ``interval_s`` (a display refresh)."""
+    while True:
+        report(_snapshot(transport, driver, total_s))
+        await asyncio.sleep(interval_s)
 
 
 async def run_local(opts: RunOptions) -> RunResult:
@@ -294,6 +342,11 @@ async def run_local(opts: RunOptions) -> RunResult:
         services.on_controller = tele.on_controller
         tele.started()
         sampler = asyncio.create_task(tele.run(), name="telemetry-sampler")
+    reporter: asyncio.Task[None] | None = None
+    if opts.progress is not None:
+        reporter = asyncio.create_task(
+            _report_progress(opts.progress, opts.progress_interval_s, transport, driver,
+                             total_s=len(pcm) / 2 / rate), name="run-progress")
     try:
         await session.start()
         try:
@@ -308,6 +361,9 @@ async def run_local(opts: RunOptions) -> RunResult:
                 with contextlib.suppress(Exception):
                     await p.aclose()
     finally:
+        if reporter is not None:
+            reporter.cancel()
+            await asyncio.wait({reporter})
         unbind_services(sid)
         admission.end_session(opts.tenant_id, sid)
         recorder.close()
