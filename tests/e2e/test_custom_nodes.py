@@ -93,31 +93,43 @@ def test_showcase_runs_end_to_end_with_its_custom_node(
     assert len(turn["reply"]) > len("One moment. ") + 10 and out["output_seconds"] > 1.0
 
 
-def _install_entry_point(site: Path) -> None:
-    """A separately installed distribution publishing ``acme.loud`` in ``rspp.nodes``."""
-    (site / "acme_loud.py").write_text(SHOUT)
-    dist = site / "acme_loud-1.0.0.dist-info"
+def _install_entry_point(site: Path, version: str) -> None:
+    """A separately installed distribution publishing ``acme.loud@VERSION`` in ``rspp.nodes``;
+    each version tags its sentences with its version."""
+    module = f"acme_loud_{version.replace('.', '_')}"
+    (site / f"{module}.py").write_text(
+        SHOUT.replace('self.params["suffix"]', f'self.params["suffix"] + " v{version}"')
+        + f"\nShout.version = {version!r}\n")
+    dist = site / f"{module}-{version}.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-loud\nVersion: 1.0.0\n")
-    (dist / "entry_points.txt").write_text("[rspp.nodes]\nacme.loud = acme_loud:Shout\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[rspp.nodes]\nacme.loud@{version} = {module}:Shout\n")
 
 
-def test_entry_point_node_is_linted_and_run(spoken: dict[str, Path], tmp_path: Path) -> None:
+def test_entry_point_node_versions_are_linted_and_run_pinned(
+    spoken: dict[str, Path], tmp_path: Path
+) -> None:
+    """F-011/F-121: a node packaged on its own, two versions installed, the spec pins one."""
     site = tmp_path / "site"
     site.mkdir()
-    _install_entry_point(site)
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC % ("acme.loud", "suffix"))
-    lint = _rspp("lint", "--strict", str(spec), cwd=tmp_path, pythonpath=site)
-    assert lint.returncode == 0, lint.stdout
+    for version in ("1.0.0", "2.0.0"):
+        _install_entry_point(site, version)
+    replies = {}
     with FakeProviderServers() as fakes:
-        res = _rspp("run", str(spec), "--input", str(spoken["question"]), "--json",
-                    cwd=tmp_path, env=fakes.env, pythonpath=site)
-    assert res.returncode == 0, res.stderr
-    (turn,) = json.loads(res.stdout)["turns"]
-    assert turn["terminal"] == "commit", turn
-    assert turn["reply"].startswith("I CANNOT CHECK THE WEATHER OFFLINE"), turn
-    assert turn["reply"].endswith(" (loud)"), turn
+        for ref in ("acme.loud@1.0.0", "acme.loud@2.0.0"):
+            spec = tmp_path / f"{ref}.yaml"
+            spec.write_text(SPEC % (ref, "suffix"))
+            lint = _rspp("lint", "--strict", str(spec), cwd=tmp_path, pythonpath=site)
+            assert lint.returncode == 0, lint.stdout
+            res = _rspp("run", str(spec), "--input", str(spoken["question"]), "--json",
+                        cwd=tmp_path, env=fakes.env, pythonpath=site)
+            assert res.returncode == 0, res.stderr
+            (turn,) = json.loads(res.stdout)["turns"]
+            assert turn["terminal"] == "commit", turn
+            replies[ref] = turn["reply"]
+    for ref, reply in replies.items():
+        assert reply.startswith("I CANNOT CHECK THE WEATHER OFFLINE"), reply
+        assert reply.endswith(f" (loud) v{ref.partition('@')[2]}"), reply
 
 
 def test_param_typo_of_a_custom_node_fails_strict_lint(tmp_path: Path) -> None:
