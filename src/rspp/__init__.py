@@ -6,9 +6,8 @@ and :func:`param` (declared, linted parameters).
 
 from rspp._version import __version__
 from rspp.errors import RSPPError
-from rspp.runtime._context import NodeContext
-from rspp.runtime._events import Event
-from rspp.runtime._node import Node
+from rspp.kernel._events import Event
+from rspp.kernel._node import Node, NodeContext
 from rspp.spec import ParamSpec, param
 
 __all__ = ["Event", "Node", "NodeContext", "ParamSpec", "RSPPError", "__version__", "param"]

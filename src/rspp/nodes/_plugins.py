@@ -26,8 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rspp.errors import SpecError
-from rspp.runtime import Node, NodeRegistry, default_registry
-from rspp.runtime._registry import UnknownNodeTypeError
+from rspp.kernel import Node, NodeRegistry, UnknownNodeTypeError, default_registry
 from rspp.spec import (
     BUILTIN_NODE_TYPES,
     NodeSignature,

@@ -1,10 +1,13 @@
 """What built-in nodes need from their session beyond the Node API: providers and turn hooks.
 
-Nodes are constructed by the kernel with ``(ctx, params)`` only, so the local
-runner (or a server) binds a :class:`NodeServices` per session id with
-:func:`bind_services`. Without a binding a node gets :func:`default_services`:
-the offline adapters (pocketsphinx, the local responder, espeak-ng) and no
-turn hooks, so the built-in nodes also run inside a bare ``SessionActor``.
+Nodes are constructed by the kernel with ``(ctx, params)`` only; the local runner
+(or a server, or the replay rig's session factory) builds the session with its
+:class:`NodeServices` (``SessionActor(services=...)``) and a node reads them with
+:func:`services_of` (``ctx.services``). A session built without services gives its
+nodes :func:`default_services`: the offline adapters (pocketsphinx, the local
+responder, espeak-ng) and no turn hooks, so the built-in nodes also run inside a
+bare ``SessionActor``. There is no process-wide registry: two sessions in one
+process each see their own services.
 
 :class:`TurnHooks` is the narrow interface of the turn driver the nodes call
 (VAD end of utterance, speech start for barge-in, waiting for the turn a final
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rspp.contracts import ControlSignal
+from rspp.kernel import Clock, NodeContext
 from rspp.providers import (
     ADAPTERS,
     InvocationContext,
@@ -35,16 +39,13 @@ from rspp.providers import (
     adapter_info,
     create_provider,
 )
-from rspp.runtime import Clock
 
 __all__ = [
     "NodeServices",
     "TurnHooks",
-    "bind_services",
     "build_provider",
     "default_services",
-    "services_for",
-    "unbind_services",
+    "services_of",
 ]
 
 
@@ -185,12 +186,11 @@ class NodeServices:
         return tuple(out)
 
 
-_BOUND: dict[str, NodeServices] = {}
 _DEFAULT: NodeServices | None = None
 
 
 def default_services() -> NodeServices:
-    """Offline adapters, no hooks (used when no runner bound the session)."""
+    """Offline adapters, no hooks (for a session built without services)."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = NodeServices(
@@ -200,14 +200,14 @@ def default_services() -> NodeServices:
     return _DEFAULT
 
 
-def bind_services(session_id: str, services: NodeServices) -> None:
-    """Make ``services`` what nodes of session ``session_id`` use."""
-    _BOUND[session_id] = services
-
-
-def unbind_services(session_id: str) -> None:
-    _BOUND.pop(session_id, None)
-
-
-def services_for(session_id: str) -> NodeServices:
-    return _BOUND.get(session_id) or default_services()
+def services_of(ctx: NodeContext) -> NodeServices:
+    """The services the node's session was built with, else :func:`default_services`."""
+    svc = ctx.services
+    if svc is None:
+        return default_services()
+    if not isinstance(svc, NodeServices):
+        raise TypeError(
+            f"session {ctx.session_id!r} was built with services of type {type(svc).__name__}; "
+            "built-in nodes need rspp.nodes.NodeServices"
+        )
+    return svc

@@ -21,13 +21,8 @@ import msgspec
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
 from rspp.contracts import RecordingLevel, kind_of
 from rspp.errors import RSPPError
-from rspp.nodes import (
-    NodeCatalog,
-    NodeServices,
-    bind_services,
-    build_provider,
-    unbind_services,
-)
+from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -41,14 +36,13 @@ from rspp.providers import PROVIDER_CATALOG
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
-from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.runtime._admission import LocalAdmission
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._plan_resolver import PlanResolver
-from rspp.runtime._snapshot_source import StaticSnapshotSource
-from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import StaticSnapshotSource
+from rspp.turns._turn_driver import TurnDriver
 
 __all__ = ["RunOptions", "RunProgress", "RunResult", "RunnerError", "TurnReport", "run_local"]
 
@@ -290,15 +284,14 @@ async def run_local(opts: RunOptions) -> RunResult:
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    bind_services(sid, services)
     try:
         session = SessionActor(graph, session_id=sid, clock=clock,
                                options=SessionOptions(seed=0, instrument=want_tele),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
-                               dead_letter_sink=dead_letter, timebase=timebase)
+                               dead_letter_sink=dead_letter, timebase=timebase,
+                               services=services)
     except RSPPError as exc:  # a node type nobody registered, a node refusing its params
-        unbind_services(sid)
         raise RunnerError(f"SPEC {opts.spec}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
@@ -364,7 +357,6 @@ async def run_local(opts: RunOptions) -> RunResult:
         if reporter is not None:
             reporter.cancel()
             await asyncio.wait({reporter})
-        unbind_services(sid)
         admission.end_session(opts.tenant_id, sid)
         recorder.close()
         if exporter_task is not None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from rspp.contracts import Lane
 from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
@@ -14,7 +11,7 @@ from rspp.spec._catalog import (
     PortType,
     compatible,
 )
-from rspp.spec._condition import Condition, ConditionError, compile_condition
+from rspp.spec._condition import ConditionError, compile_condition
 from rspp.spec._expand import FlatEdge, FlatNode, flatten
 from rspp.spec._graph import (
     EdgeDef,
@@ -42,31 +39,13 @@ from rspp.spec._resolve_parts import (
     resolve_recording,
 )
 from rspp.spec._subgraphs import FileSubgraphResolver, SubgraphResolver
+from rspp.spec._wires import Trigger, Wire
 
 ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortType.CONTROL,
                "vad": PortType.VAD}
 RESERVED = ("input", "output")
-Trigger = Literal["timeout", "error"]
 #: Metadata key set on nodes inserted by configuration layers (shown as their origin).
 INSERTED_MARK = "rspp.inserted_by"
-
-
-@dataclass
-class _Wire:
-    flat: FlatEdge
-    source_node: str
-    source_port: str
-    target_node: str
-    target_port: str
-    port_type: PortType
-    condition: Condition | None
-    role: str = "data"
-    suffix: str = ""
-
-    @property
-    def id(self) -> str:
-        base = f"{self.source_node}.{self.source_port}->{self.target_node}.{self.target_port}"
-        return base + self.suffix
 
 
 def _signature(node: FlatNode, catalog: NodeTypeCatalog) -> NodeSignature | None:
@@ -228,8 +207,8 @@ def _port_hint(kind: str, node: str, ports: tuple[PortSpec, ...]) -> str:
 def _wire_edges(
     edges: list[FlatEdge], nodes: dict[str, tuple[FlatNode, NodeSignature]],
     issues: list[LintIssue],
-) -> list[_Wire]:
-    wires: list[_Wire] = []
+) -> list[Wire]:
+    wires: list[Wire] = []
     for edge in edges:
         s_node, _, s_port = edge.source.rpartition(".")
         t_node, _, t_port = edge.target.rpartition(".")
@@ -290,7 +269,7 @@ def _wire_edges(
         bad = _check_buffer(edge, issues) or bad
         if not bad:
             port_type = s_type if s_type != PortType.ANY else t_type
-            wires.append(_Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
+            wires.append(Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
     return _dedupe_ids(wires)
 
 
@@ -317,7 +296,7 @@ def _check_buffer(edge: FlatEdge, issues: list[LintIssue]) -> bool:
     return bad
 
 
-def _dedupe_ids(wires: list[_Wire]) -> list[_Wire]:
+def _dedupe_ids(wires: list[Wire]) -> list[Wire]:
     seen: dict[str, int] = {}
     for w in wires:
         count = seen.get(w.id, 0) + 1
@@ -342,7 +321,7 @@ def _dangling(
 
 
 def _wire_fallbacks(
-    nodes: dict[str, tuple[FlatNode, NodeSignature]], wires: list[_Wire], issues: list[LintIssue]
+    nodes: dict[str, tuple[FlatNode, NodeSignature]], wires: list[Wire], issues: list[LintIssue]
 ) -> list[tuple[str, str, tuple[Trigger, ...]]]:
     out: list[tuple[str, str, tuple[Trigger, ...]]] = []
     for node_id, (node, _sig) in nodes.items():
@@ -365,13 +344,13 @@ def _wire_fallbacks(
                     path, f"fallback {target!r} cannot take input {w.id} ({w.port_type})",
                     f"give {target!r} an input port {w.target_port!r} of type {w.port_type}"))
                 continue
-            wires.append(_Wire(w.flat, w.source_node, w.source_port, target, port.name,
+            wires.append(Wire(w.flat, w.source_node, w.source_port, target, port.name,
                                w.port_type, w.condition, role="fallback"))
         out.append((node_id, target, tuple(fb.on)))
     return out
 
 
-def _topo(order_hint: list[str], wires: list[_Wire]) -> tuple[str, ...]:
+def _topo(order_hint: list[str], wires: list[Wire]) -> tuple[str, ...]:
     indeg = {n: 0 for n in order_hint}
     succ: dict[str, list[str]] = {n: [] for n in order_hint}
     for w in wires:
