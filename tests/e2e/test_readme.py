@@ -90,11 +90,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, proc: subprocess.Popen[str]) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr}")
+            raise AssertionError(f"server exited with {proc.returncode}: "
+                                 f"{log.read_text(errors='replace')[-2000:]}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)  # polling a readiness probe, not a timing assumption
@@ -139,12 +140,14 @@ class Sandbox:
         port = block.marks["port"]
         free = str(_free_port())
         self.ports[port] = free
-        for command in commands(block.body):
-            proc = subprocess.Popen(["bash", "-c", f"exec {self.sub(command)}"], cwd=self.root,
-                                    env=self.env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True)
+        for n, command in enumerate(commands(block.body)):
+            log = self.root / f"server-{len(self.servers)}-{n}.log"
+            with log.open("w") as sink:  # the child keeps its own handle
+                proc = subprocess.Popen(["bash", "-c", f"exec {self.sub(command)}"],
+                                        cwd=self.root, env=self.env, stdout=sink, stderr=sink,
+                                        text=True)
             self.servers.append(proc)
-            _wait_port(int(free), proc)
+            _wait_port(int(free), proc, log)
 
     def make(self, command: str, where: str) -> None:
         argv = shlex.split(command)
