@@ -190,6 +190,7 @@ def test_readme_blocks_are_parsed_with_their_marks() -> None:
     assert c.marks == {} and commands(c.body) == ["echo hi"]
 
 
+@pytest.mark.timeout(600)  # the README's commands in order: demo, barge-in, providers, nodes, cp
 def test_every_readme_command_runs(sandbox: Sandbox) -> None:
     blocks = readme_blocks(README.read_text(encoding="utf-8"))
     ran = 0
