@@ -19,6 +19,7 @@ import msgspec
 from rspp.contracts import RecordingLevel, kind_of
 from rspp.errors import RSPPError
 from rspp.observability import TimelineLine, turn_latencies
+from rspp.providers import CircuitRegistry
 from rspp.runner._assembly import (
     AssemblyError,
     AssemblyOptions,
@@ -61,9 +62,12 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
-    #: called every ``progress_interval_s`` while the session runs, and once at the end
+    #: called every ``progress_interval_s`` while the session runs
     progress: Callable[[RunProgress], None] | None = None
     progress_interval_s: float = 0.1
+    #: the runtime's circuit breakers (F-057): pass one registry to every session the
+    #: runtime runs so a circuit opened by one session holds for the next; None: a new one
+    circuits: CircuitRegistry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +191,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry,
+        telemetry=opts.telemetry, circuits=opts.circuits,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
