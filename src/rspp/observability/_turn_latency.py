@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rspp.contracts import SPEECH_END_AUDIT
 from rspp.observability._timeline_io import TimelineLine
 
-__all__ = ["TurnLatency", "by_session", "signal_of", "timestamp_of", "turn_latencies"]
+__all__ = [
+    "TurnLatency",
+    "by_session",
+    "frame_time_of_sample",
+    "signal_of",
+    "speech_end_sample",
+    "timestamp_of",
+    "turn_latencies",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +108,10 @@ def by_session(lines: Iterable[TimelineLine]) -> dict[str, list[TimelineLine]]:
 _sig, _ts = signal_of, timestamp_of
 
 
-def _speech_end_sample(line: TimelineLine) -> int | None:
-    reason = line.record.get("reason")
-    if line.kind != "event_record" or not isinstance(reason, str):
+def speech_end_sample(record: Mapping[str, Any]) -> int | None:
+    """The sample of a VAD speech-end audit record (``None`` for any other record)."""
+    reason = record.get("reason")
+    if not isinstance(reason, str):
         return None
     if not reason.startswith(SPEECH_END_AUDIT):
         return None
@@ -133,9 +143,14 @@ class _Ingress:
         return self.ts[k - 1] if k else None
 
     def holding(self, sample: int) -> int | None:
-        """Arrival time of the frame holding input sample ``sample - 1`` (the last voiced)."""
-        k = bisect.bisect_right(self.sample, sample - 1) - 1  # frame k starts at sample[k]
-        return self.ts[k] if 0 <= k < len(self.ts) else None
+        return frame_time_of_sample(self.sample, self.ts, sample)
+
+
+def frame_time_of_sample(starts: Sequence[int], ts: Sequence[int], sample: int) -> int | None:
+    """Arrival time of the input frame holding sample ``sample - 1`` (the last voiced one);
+    ``starts`` are the frames' first samples in order, ``ts`` their arrival times."""
+    k = bisect.bisect_right(starts, sample - 1) - 1  # frame k starts at starts[k]
+    return ts[k] if 0 <= k < len(ts) else None
 
 
 def turn_latencies(lines: Iterable[TimelineLine]) -> list[TurnLatency]:
@@ -144,8 +159,8 @@ def turn_latencies(lines: Iterable[TimelineLine]) -> list[TurnLatency]:
     for session, seq in by_session(lines).items():
         ingress = _Ingress(seq)
         proposals = [(i, ln) for i, ln in enumerate(seq) if _sig(ln) == "turn_open_proposed"]
-        speech_ends = [(i, s) for i, ln in enumerate(seq)
-                       if (s := _speech_end_sample(ln)) is not None]
+        speech_ends = [(i, s) for i, ln in enumerate(seq) if ln.kind == "event_record"
+                       and (s := speech_end_sample(ln.record)) is not None]
         used: set[int] = set()
         previous = -1  # position of the previous turn's proposal: older speech ends are its
         for index, op in ((i, ln) for i, ln in enumerate(seq) if _sig(ln) == "turn_open"):
