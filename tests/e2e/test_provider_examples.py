@@ -98,4 +98,4 @@ def test_missing_api_key_fails_at_session_start_naming_the_variable(
     assert res.returncode == 2
     assert res.stdout == ""
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("error: providers.") and f"{keys[-1]} is not set" in line
+    assert f"{example}: providers." in line and f"{keys[-1]} is not set" in line
