@@ -340,6 +340,21 @@ async def lease_renew(r: Request, cp: ControlPlane) -> Response:
     return _json(lease)
 
 
+async def lease_rotate(r: Request, cp: ControlPlane) -> Response:
+    p = await _principal(r, cp)
+    return _json(await cp.change_lease(p, r.path_params["session_id"], revoke=False))
+
+
+async def lease_revoke(r: Request, cp: ControlPlane) -> Response:
+    p = await _principal(r, cp)
+    return _json(await cp.change_lease(p, r.path_params["session_id"], revoke=True))
+
+
+async def deregister_runtime(r: Request, cp: ControlPlane) -> Response:
+    p = await _principal(r, cp)
+    return _json(await cp.deregister_runtime(p, r.path_params["runtime_id"]))
+
+
 async def lease_authorize(r: Request, cp: ControlPlane) -> Response:
     b = await _body(r, LeaseRequest)
     if b.epoch is None:
@@ -412,6 +427,7 @@ ROUTES: tuple[tuple[str, str, Handler, Role | None, str], ...] = (
     ("POST", "/v1/runtimes", register_runtime, Role.OPERATOR, "Register a runtime instance"),
     ("GET", "/v1/runtimes", list_runtimes, Role.VIEWER, "Runtime instances"),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat", heartbeat, Role.OPERATOR, "Heartbeat"),
+    ("DELETE", "/v1/runtimes/{runtime_id}", deregister_runtime, Role.OPERATOR, "Deregister"),
     ("POST", "/v1/runtimes/{runtime_id}/failover", failover, Role.OPERATOR, "Drain or migrate"),
     (
         "POST",
@@ -438,6 +454,8 @@ ROUTES: tuple[tuple[str, str, Handler, Role | None, str], ...] = (
     ("GET", "/v1/tenants/{tenant_id}/outcomes", outcomes, Role.VIEWER, "Admission outcomes"),
     ("POST", "/v1/leases/{session_id}/acquire", lease_acquire, Role.OPERATOR, "Acquire a lease"),
     ("POST", "/v1/leases/{session_id}/renew", lease_renew, Role.OPERATOR, "Renew a lease"),
+    ("POST", "/v1/leases/{session_id}/rotate", lease_rotate, Role.OPERATOR, "Rotate a lease"),
+    ("POST", "/v1/leases/{session_id}/revoke", lease_revoke, Role.OPERATOR, "Revoke a lease"),
     ("POST", "/v1/leases/{session_id}/authorize", lease_authorize, Role.VIEWER, "Check authority"),
     ("GET", "/v1/bundle", bundle, Role.VIEWER, "Turn-start snapshot bundle"),
     ("GET", "/v1/audit", audit_entries, Role.VIEWER, "Audit log"),

@@ -97,6 +97,20 @@ class FleetOps(ControlPlaneCore):
 
         return await self._write(work, "migrate")
 
+    async def deregister_runtime(self, principal: Principal, runtime_id: str) -> RuntimeInstance:
+        """Remove a runtime from the routing view (it exits); no session is placed on it."""
+        await self.authorize(principal, Role.OPERATOR, "deregister runtime")
+
+        async def work(conn: AsyncConnection, now: int) -> RuntimeInstance:
+            instance = await self.routing.remove_in(conn, runtime_id)
+            await self.audit.append_in(
+                conn, actor=principal.key_id, action="runtime.deregister", subject=runtime_id,
+                detail={"endpoint": instance.endpoint},
+            )
+            return instance
+
+        return await self._write(work, "deregister runtime")
+
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")
         async with self.store.engine.connect() as conn:

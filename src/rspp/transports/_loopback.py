@@ -49,6 +49,9 @@ class LoopbackOptions:
     stall_timeout_s: float = 30.0
     #: client push-to-talk releases (explicit end of utterance, F-042), media seconds
     end_of_utterance_at_s: tuple[float, ...] = ()
+    #: callbacks run when the input reaches a media second (test hooks such as
+    #: ``rspp run --revoke-at``), in order
+    at_media_s: tuple[tuple[float, Callable[[], None]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -306,7 +309,11 @@ class LoopbackTransport:
         t0 = loop.time()
         index = 0
         eou = sorted(int(x * self.rate) for x in self.opts.end_of_utterance_at_s)
+        hooks = sorted(((int(x * self.rate), fn) for x, fn in self.opts.at_media_s),
+                       key=lambda h: h[0])
         while True:
+            while hooks and self.media_samples >= hooks[0][0]:
+                hooks.pop(0)[1]()
             while eou and self.media_samples >= eou[0]:
                 eou.pop(0)
                 await self.end_of_utterance()
