@@ -1,12 +1,5 @@
 """Local runner (F-125): in-process control plane, loopback session, latency report."""
 
-from rspp.runner._assembly import (
-    AssemblyError,
-    LiveSession,
-    SessionConfig,
-    SessionTransport,
-    assemble_session,
-)
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._runner import RunnerError, RunOptions, RunResult, TurnReport, run_local
 from rspp.runner._table import latency_rows, render_result
@@ -15,18 +8,13 @@ from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTa
 __all__ = [
     "LOCAL_RUNTIME_ID",
     "LOCAL_TENANT",
-    "AssemblyError",
-    "LiveSession",
     "RunOptions",
     "RunResult",
     "RunnerError",
-    "SessionConfig",
     "SessionTelemetry",
-    "SessionTransport",
     "TelemetryFiles",
     "TelemetryTargets",
     "TurnReport",
-    "assemble_session",
     "latency_rows",
     "local_bundle",
     "render_result",
