@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck check bench clean
+.PHONY: venv demo serve test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ demo: $(STAMP)
 		--output $(DEMO_OUT)/reply.wav --timeline $(DEMO_OUT)/timeline.jsonl --real-time
 	$(BIN)/rspp contracts validate $(DEMO_OUT)/timeline.jsonl
 	$(BIN)/rspp slo report $(DEMO_OUT)/timeline.jsonl
+
+SPEC ?= pipelines/examples/voice_assistant.yaml
+PORT ?= 8800
+
+## serve: keep a runtime running (embedded control plane on SQLite) on http://127.0.0.1:$(PORT);
+## Ctrl-C drains and stops it. Talk to it with `rspp talk` or the browser page.
+serve: $(STAMP)
+	$(BIN)/rspp serve $(SPEC) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -161,6 +161,8 @@ class AssembledSession(Generic[TransportT]):
     _files: TelemetryFiles | None = None
     _sampler: asyncio.Task[None] | None = None
     _finished: bool = False
+    #: called with every record the session appends (after the recorder and telemetry)
+    listeners: list[Callable[[msgspec.Struct], None]] = field(default_factory=list)
 
     @property
     def session_id(self) -> str:
@@ -171,6 +173,17 @@ class AssembledSession(Generic[TransportT]):
         """A transport signal stamped with the session's identity and current epoch."""
         return self.driver.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
                                         turn_id=turn_id, reason=reason)
+
+    def authority_changed(self, new_epoch: int | None, reason: str) -> None:
+        """The lease rotated to ``new_epoch`` (same holder) or was lost (``None``).
+
+        The guard changes at once (the egress gate refuses the old epoch from this instant)
+        and the turn driver applies the lifecycle at its next scheduling point: an Active
+        turn is fenced and ends ``deauthorized_drain``, ``abort(authority_loss)``, ``close``
+        (T8), an Opening one drains pre-open (T4); later turns open at the new epoch or,
+        revoked, are refused (F-156, F-157).
+        """
+        self.driver.authority_changed(new_epoch, reason)
 
     async def start(self) -> None:
         if self._telemetry is not None:
@@ -238,10 +251,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     want_tele = opts.telemetry is not None or any(
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
+    listeners: list[Callable[[msgspec.Struct], None]] = []
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
         if tele_box:
             tele_box[0].on_record(rec, payload)
+        for listen in listeners:
+            listen(rec)
 
     try:
         services = _services(gd, sid, record)
@@ -304,10 +321,11 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     services.clock = timebase
     services.authority_epoch = authority.epoch
     driver.on_stop_playback = transport.stop_playback
+    driver.on_epoch = lambda epoch: setattr(services, "authority_epoch", epoch)
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, dead_letters=dead,
-                           _exporter=exporter_task)
+                           _exporter=exporter_task, listeners=listeners)
     transport.attach(session, driver, out.make_signal)
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,

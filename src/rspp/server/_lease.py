@@ -1,6 +1,6 @@
 """Per-session authority from the control plane: lease keeper and snapshot source.
 
-:class:`LeaseKeeper` renews the session's lease every third of its TTL. When a
+:class:`LeaseKeeper` renews the session's lease (every third of its TTL by default). When a
 renewal is refused it asks the control plane what happened: the same holder at
 a newer epoch is a rotation (the session follows it: the active turn ends
 ``deauthorized_drain``, later turns open at the new epoch); anyone else holding
@@ -37,11 +37,13 @@ class LeaseKeeper:
     """Keeps one session's lease; tells ``on_change`` about rotations and loss."""
 
     def __init__(self, client: ControlPlaneClient, session_id: str, holder: str, *,
-                 ttl_ms: int, on_change: AuthorityListener) -> None:
+                 ttl_ms: int, on_change: AuthorityListener, renew_ms: int | None = None) -> None:
         self.client = client
         self.session_id = session_id
         self.holder = holder
         self.ttl_ms = ttl_ms
+        #: renewal period (default a third of the TTL); shorter notices rotations sooner
+        self.renew_ms = renew_ms if renew_ms is not None else ttl_ms // 3
         self.on_change = on_change
         self.epoch: int | None = None
         self.lost: str | None = None
@@ -67,7 +69,7 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         """Renew until the lease is lost (or the task is cancelled when the session ends)."""
-        period = self.ttl_ms / 3000
+        period = self.renew_ms / 1000
         while self.lost is None and self.epoch is not None:
             await asyncio.sleep(period)
             started = time.monotonic()

@@ -140,8 +140,6 @@ async def serve(opts: ServeOptions) -> int:
             server.should_exit = True
             await task
             raise
-        opts.announce(f"rspp serve: runtime {runtime_id} ready on {base} "
-                      f"(transport {endpoint}/v1/sessions/{{id}}/ws)")
         if cp is not None:
             opts.announce(f"rspp serve: embedded control plane on {base} "
                           f"(db {cp.settings.db_url.split('://')[0]}), pipeline {pipeline}")
@@ -149,6 +147,8 @@ async def serve(opts: ServeOptions) -> int:
                 opts.announce(f"rspp serve: api key {api_key}")
         else:
             opts.announce(f"rspp serve: control plane {opts.control_plane}")
+        opts.announce(f"rspp serve: runtime {runtime_id} ready on {base} "
+                      f"(transport {endpoint}/v1/sessions/{{id}}/ws)")
         stopper = asyncio.create_task(stop.wait(), name="rspp-stop")
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
