@@ -200,9 +200,10 @@ class ControlPlaneClient:
         body = {"health": health, "load": load, "mode": mode}
         return await self.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body)
 
-    async def deregister_runtime(self, runtime_id: str) -> RuntimeInstance:
+    async def deregister_runtime(self, runtime_id: str) -> bool:
+        """Remove the runtime from the routing view; False if it was not registered."""
         data = await self.request("DELETE", f"/v1/runtimes/{runtime_id}")
-        return msgspec.convert(data, RuntimeInstance)
+        return bool(data["removed"])
 
     async def rotate_lease(self, session_id: str, *, revoke: bool = False) -> Lease:
         action = "revoke" if revoke else "rotate"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
+    ProviderHealth,
     ProviderStatus,
     RuntimeHealth,
 )
@@ -15,6 +17,12 @@ from rspp.controlplane._sessions import (
     MigrationMode,
     MigrationResult,
 )
+
+
+class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
+    runtime_id: str
+    #: False when the runtime was not registered (deregistering is idempotent)
+    removed: bool
 
 
 class FleetOps(ControlPlaneCore):
@@ -97,17 +105,18 @@ class FleetOps(ControlPlaneCore):
 
         return await self._write(work, "migrate")
 
-    async def deregister_runtime(self, principal: Principal, runtime_id: str) -> RuntimeInstance:
-        """Remove a runtime from the routing view (it exits); no session is placed on it."""
+    async def deregister_runtime(self, principal: Principal, runtime_id: str) -> Deregistered:
+        """Remove a runtime from the routing view (it exits); idempotent."""
         await self.authorize(principal, Role.OPERATOR, "deregister runtime")
 
-        async def work(conn: AsyncConnection, now: int) -> RuntimeInstance:
-            instance = await self.routing.remove_in(conn, runtime_id)
-            await self.audit.append_in(
-                conn, actor=principal.key_id, action="runtime.deregister", subject=runtime_id,
-                detail={"endpoint": instance.endpoint},
-            )
-            return instance
+        async def work(conn: AsyncConnection, now: int) -> Deregistered:
+            removed = await self.routing.remove_in(conn, runtime_id)
+            if removed:
+                await self.audit.append_in(
+                    conn, actor=principal.key_id, action="runtime.deregister",
+                    subject=runtime_id, detail={},
+                )
+            return Deregistered(runtime_id=runtime_id, removed=removed)
 
         return await self._write(work, "deregister runtime")
 
@@ -115,6 +124,11 @@ class FleetOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, "list runtimes")
         async with self.store.engine.connect() as conn:
             return await self.routing.all_in(conn)
+
+    async def provider_health(self, principal: Principal) -> ProviderHealth:
+        await self.authorize(principal, Role.VIEWER, "read provider health")
+        async with self.store.engine.connect() as conn:
+            return await self.routing.provider_health_in(conn, now_ms=self.clock())
 
     async def report_provider_health(
         self,

@@ -121,11 +121,13 @@ class RoutingTable:
             raise NotFound(f"runtime {runtime_id} is not registered", field="runtime_id")
         return _instance(row)
 
-    async def remove_in(self, conn: AsyncConnection, runtime_id: str) -> RuntimeInstance:
-        instance = await self.get_in(conn, runtime_id)
-        await conn.execute(delete(runtimes).where(runtimes.c.runtime_id == runtime_id))
+    async def remove_in(self, conn: AsyncConnection, runtime_id: str) -> bool:
+        """Delete the instance; False when it was not registered."""
+        result = await conn.execute(delete(runtimes).where(runtimes.c.runtime_id == runtime_id))
+        if result.rowcount == 0:
+            return False
         await self._store.next_counter(conn, ROUTING_COUNTER)
-        return instance
+        return True
 
     async def all_in(self, conn: AsyncConnection) -> list[RuntimeInstance]:
         rows = (await conn.execute(select(runtimes).order_by(runtimes.c.runtime_id))).all()
