@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from rspp.nodes._services import services_for
+from rspp.kernel import AudioFormat, Event, Node, NodeContext
+from rspp.nodes._services import services_of
 from rspp.providers import AudioChunk
-from rspp.runtime import AudioFormat, Event, Node, NodeContext
 
 __all__ = ["SttNode"]
 
@@ -64,7 +64,7 @@ class SttNode(Node):
                     return
                 yield chunk
 
-        ctl = services_for(self.ctx.session_id).stt(self.ctx.node_id, None)
+        ctl = services_of(self.ctx).stt(self.ctx.node_id, None)
         async with contextlib.aclosing(ctl.stream(audio())) as stream:  # type: ignore[type-var]
             async for tr in stream:
                 if tr.is_final:
@@ -100,7 +100,7 @@ class SttNode(Node):
                 await prev
         text = utt.final.strip()
         self.finals.append(text)
-        hooks = services_for(self.ctx.session_id).hooks
+        hooks = services_of(self.ctx).hooks
         turn_id = await hooks.turn_for_utterance() if hooks is not None else self.ctx.turn_id
         if hooks is not None and turn_id is None:
             self.ctx.audit("stt:final_without_turn")

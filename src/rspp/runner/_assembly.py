@@ -3,7 +3,7 @@
 :func:`assemble_session` builds what every session needs, whatever carries its
 media: the timeline recorder (and its asynchronous JSON Lines exporter), the
 node services and providers, admission, the authority guard, the plan
-resolver, the :class:`~rspp.runtime.SessionActor` with the built-in nodes, the
+resolver, the :class:`~rspp.kernel.SessionActor` with the built-in nodes, the
 turn driver, the replay capture (``record_level``) and the telemetry feed.
 ``rspp run`` assembles it around the loopback (WAV) transport; the served
 session factories (``rspp serve``) around a live network transport. The
@@ -32,7 +32,8 @@ from rspp.contracts import (
     SignalName,
 )
 from rspp.errors import RSPPError
-from rspp.nodes import NodeServices, bind_services, build_provider, unbind_services
+from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.nodes import NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -40,16 +41,16 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
+from rspp.providers import PROVIDER_CATALOG
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
-from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.runtime._admission import LocalAdmission
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._plan_resolver import PlanResolver
-from rspp.runtime._snapshot_source import SnapshotSource, StaticSnapshotSource
-from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.turns._turn_driver import TurnDriver
 
 __all__ = [
     "AssembledSession",
@@ -115,7 +116,7 @@ def compile_spec_file(path: Path) -> GraphDefinition:
         raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                             "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True))
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
     except SpecInvalid as exc:
         raise AssemblyError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every "
                             "issue") from None
@@ -134,9 +135,9 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
                 continue
             cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
             try:
-                providers[pid] = build_provider(pid, cfg)
-            except KeyError as exc:
-                raise AssemblyError(f"providers.{b.modality}: {exc.args[0]}") from None
+                providers[pid] = build_provider(pid, cfg, modality=b.modality)
+            except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
+                raise AssemblyError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts)
@@ -209,7 +210,6 @@ class AssembledSession(Generic[TransportT]):
                     with contextlib.suppress(Exception):
                         await p.aclose()
         finally:
-            unbind_services(self.session_id)
             self.admission.end_session(o.tenant_id, self.session_id)
             self.recorder.close()
             if self._exporter is not None:
@@ -294,12 +294,12 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    bind_services(sid, services)
     session = SessionActor(graph, session_id=sid, clock=clock,
                            options=SessionOptions(seed=0, instrument=want_tele),
                            registry=capture.registry if capture is not None else None,
                            output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase)
+                           dead_letter_sink=dead_letter, timebase=timebase,
+                           services=services)
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)

@@ -29,6 +29,7 @@ from rspp.controlplane import (
     TokenVerifier,
 )
 from rspp.errors import RSPPError
+from rspp.providers import PROVIDER_CATALOG
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
 
 __all__ = ["ControlPlaneLink", "LinkOptions", "SessionRefused"]
@@ -160,8 +161,8 @@ class ControlPlaneLink:
             except CPError as exc:
                 raise _refusal(exc, f"fetch pipeline {name}@{version}") from None
             try:
-                gd = compile_spec(parse_spec_text(str(record["spec_text"]),
-                                                 f"{name}@{version}"))
+                gd = compile_spec(parse_spec_text(str(record["spec_text"]), f"{name}@{version}"),
+                                  adapters=PROVIDER_CATALOG)
             except (SpecInvalid, KeyError, TypeError) as exc:
                 raise SessionRefused("spec_invalid",
                                      f"pipeline {name}@{version} does not compile here: "
