@@ -11,6 +11,7 @@ its ASGI app.
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import ControlPlaneLink, LinkOptions, SessionRefused
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
+from rspp.server._loopback import LoopbackServedSession, LoopbackSessionBuilder
 from rspp.server._metrics import ServerMetrics
 from rspp.server._process import DEFAULT_SPEC, ServeOptions, TransportRoutes, serve
 from rspp.server._runtime import Runtime, RuntimeOptions
@@ -23,6 +24,8 @@ __all__ = [
     "GovernedSessions",
     "LeaseKeeper",
     "LinkOptions",
+    "LoopbackServedSession",
+    "LoopbackSessionBuilder",
     "Runtime",
     "RuntimeOptions",
     "ServeOptions",

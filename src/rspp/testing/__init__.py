@@ -2,16 +2,12 @@
 
 :class:`GraphHarness` / :class:`NodeHarness` feed event streams into a graph or a
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
-:class:`LoopbackSessionBuilder` plays a WAV into a session governed by ``rspp serve``.
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
-from rspp.testing._served import LoopbackServedSession, LoopbackSessionBuilder
 
 __all__ = [
     "GraphHarness",
-    "LoopbackServedSession",
-    "LoopbackSessionBuilder",
     "NodeHarness",
     "audio_frames",
     "text_partials",

@@ -31,13 +31,14 @@ from rspp.controlplane import (
 from rspp.providers.offline import EspeakTTS
 from rspp.server import (
     LinkOptions,
+    LoopbackServedSession,
+    LoopbackSessionBuilder,
     Runtime,
     RuntimeOptions,
     ServedSession,
     SessionPolicy,
     SessionRefused,
 )
-from rspp.testing import LoopbackServedSession, LoopbackSessionBuilder
 from rspp.transports import LoopbackOptions
 
 pytestmark = pytest.mark.integration

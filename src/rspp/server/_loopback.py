@@ -1,4 +1,4 @@
-"""A served session driven by a WAV file instead of a socket (testing kit).
+"""A served session driven by a WAV file instead of a socket (tests, benchmarks).
 
 :class:`LoopbackSessionBuilder` is a :class:`rspp.server.SessionBuilder`: it
 assembles the session the control plane governs (the same assembly ``rspp run``
