@@ -9,12 +9,14 @@ The timeline (JSON Lines) is exported asynchronously while the session runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rspp.contracts import RecordingLevel
 from rspp.errors import RSPPError
+from rspp.providers import CircuitRegistry
 from rspp.runner._assembly import (
     AssembledSession,
     AssemblyError,
@@ -61,6 +63,12 @@ class RunOptions:
     #: rotated to the next epoch (``rotate_at_s``) when the input reaches this media second
     revoke_at_s: float | None = None
     rotate_at_s: float | None = None
+    #: the runtime's circuit breakers (F-057): pass one registry to every session the
+    #: runtime runs so a circuit opened by one session holds for the next; None: a new one
+    circuits: CircuitRegistry | None = None
+    #: an interrupt (Ctrl-C): once set, input stops, the active turn ends ``abort(session_end)``,
+    #: the session closes and everything produced so far is written (``RunResult.interrupted``)
+    stop: asyncio.Event | None = None
 
 
 @dataclass(slots=True)
@@ -88,6 +96,8 @@ class RunResult:
     signals: list[tuple[str, str]]
     diagnostics: list[str] = field(default_factory=list)
     dead_letters: list[str] = field(default_factory=list)
+    #: what an interrupt (``RunOptions.stop``) cut short, e.g. "input at 2.10 s of 9.00 s"
+    interrupted: str | None = None
 
     @property
     def transcript(self) -> str:
@@ -107,6 +117,25 @@ def _lease_hooks(opts: RunOptions, holder: list[AssembledSession[LoopbackTranspo
     return tuple(sorted(hooks, key=lambda h: h[0]))
 
 
+async def _feed(transport: LoopbackTransport, stop: asyncio.Event | None) -> bool:
+    """Stream the input; True when ``stop`` was set first (the input task is then cancelled)."""
+    feeding = asyncio.create_task(transport.run(), name="loopback-input")
+    if stop is None:
+        await feeding
+        return False
+    waiting = asyncio.create_task(stop.wait(), name="run-interrupt")
+    try:
+        await asyncio.wait({feeding, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # whichever still runs (also when this task itself is cancelled)
+        for task in (feeding, waiting):
+            task.cancel()
+        await asyncio.wait({feeding, waiting})
+    if feeding.cancelled():
+        return True
+    feeding.result()  # the input's own failure, if any
+    return False
+
+
 async def run_local(opts: RunOptions) -> RunResult:
     """Run ``opts.spec`` on ``opts.input`` (see the module docstring)."""
     try:
@@ -116,11 +145,11 @@ async def run_local(opts: RunOptions) -> RunResult:
     try:
         pcm, rate = read_wav(opts.input)
     except RSPPError as exc:
-        raise RunnerError(f"--input {exc}") from None
+        raise RunnerError(f"{exc} (--input)") from None
     try:
         barge = read_wav(opts.barge_in) if opts.barge_in is not None else None
     except RSPPError as exc:
-        raise RunnerError(f"--barge-in {exc}") from None
+        raise RunnerError(f"{exc} (--barge-in)") from None
     barge_pcm = None
     if barge is not None:
         from rspp.providers.offline import resample_pcm
@@ -132,7 +161,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry)
+        telemetry=opts.telemetry, circuits=opts.circuits)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
@@ -143,12 +172,18 @@ async def run_local(opts: RunOptions) -> RunResult:
             gd, assembly_opts, lambda record: LoopbackTransport(pcm, rate, loop_opts,
                                                                 record=record))
     except AssemblyError as exc:
-        raise RunnerError(str(exc)) from None
+        raise RunnerError(f"{opts.spec}: {exc}") from None
     holder.append(assembled)
     transport, driver, recorder = assembled.transport, assembled.driver, assembled.recorder
+    interrupted: str | None = None
     await assembled.start()
     try:
-        await transport.run()
+        if await _feed(transport, opts.stop):
+            active = driver.active_turn
+            interrupted = (f"input at {transport.media_samples / rate:.2f} s of "
+                           f"{len(pcm) / 2 / rate:.2f} s"
+                           + (f", during turn {active.rsplit(':', 1)[-1]}" if active else ""))
+            driver.end_session()  # the active turn ends abort(session_end), then close
     finally:
         await assembled.finish()
     dead = assembled.dead_letters
@@ -173,4 +208,5 @@ async def run_local(opts: RunOptions) -> RunResult:
         output_seconds=len(transport.played) / 2 / out_rate,
         timeline_lines=recorder.stats.appended, after_fence_outputs=len(transport.after_fence),
         signals=transport.signals, diagnostics=driver.diagnostics, dead_letters=dead,
+        interrupted=interrupted,
     )

@@ -39,10 +39,16 @@ from rspp.spec._layers import (
     ConfigLayers,
     EffectiveSpec,
     ResolvedValue,
+    load_layers,
     resolve_effective,
 )
 from rspp.spec._lint import lint_text
-from rspp.spec._loader import load_spec, parse_spec_text, spec_hash
+from rspp.spec._loader import (
+    load_spec,
+    parse_spec_text,
+    read_spec_source,
+    spec_hash,
+)
 from rspp.spec._model import (
     BudgetsSpec,
     BufferOverride,
@@ -61,11 +67,14 @@ from rspp.spec._model import (
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
+from rspp.spec._yaml import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 
 __all__ = [
     "ALLOWED_KEYS",
     "BUILTIN_NODE_TYPES",
     "ENV_PREFIX",
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_DEPTH",
     "POST_MVP_PROFILES",
     "PROFILES",
     "SIMPLE_V1",
@@ -117,8 +126,10 @@ __all__ = [
     "compile_spec",
     "generate_docs",
     "lint_text",
+    "load_layers",
     "load_spec",
     "parse_spec_text",
+    "read_spec_source",
     "resolve_effective",
     "spec_hash",
 ]
