@@ -8,6 +8,7 @@ on /readyz, serves /metrics, drains on SIGTERM and exits 0 after deregistering.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,35 @@ def test_serve_refuses_to_start_without_its_control_plane(tmp_path: Path) -> Non
          "--control-plane", down], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=60, check=False)
     assert nokey.returncode == 2 and "--api-key" in nokey.stderr
+
+
+def test_talk_to_embedded_serve_gets_transcript_reply_and_audio(
+    serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
+) -> None:
+    """The main job live: a spoken question over WebSocket through the CP-governed runtime."""
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
+    srv = serve_process("--db", db, "--api-key", KEY, "--timeline-dir",
+                        str(tmp_path / "timelines")).wait_ready()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["RSPP_API_KEY"] = KEY
+    reply = tmp_path / "reply.wav"
+    talk = subprocess.run(
+        [sys.executable, "-c", "from rspp.cli import main; main()", "talk", "--server", srv.url,
+         "--tenant", "acme", "--input", str(spoken["question"]), "--output", str(reply)],
+        env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert talk.returncode == 0, talk.stdout + talk.stderr
+    assert "you: what is the weather" in talk.stdout
+    assert "assistant: I cannot check the weather offline" in talk.stdout
+    assert reply.stat().st_size > 16000  # about a second of 16 kHz PCM16 or more
+    sessions = list((tmp_path / "timelines").glob("*.jsonl"))
+    assert len(sessions) == 1
+    lines = sessions[0].read_text().splitlines()
+    plans = [json.loads(x)["record"] for x in lines if '"resolved_turn_plan"' in x]
+    assert plans and all(p["authority_epoch"] == 1 for p in plans)
+    # the plan's snapshots came from the control plane (route-pinned version), not a local bundle
+    assert all(":pinned:" in p["snapshot_provenance"]["version_resolution_snapshot"]
+               for p in plans)
+    metrics = httpx.get(f"{srv.url}/metrics").text
+    assert 'rspp_turns_total{outcome="commit",pipeline_version="voice-assistant@1.0.0"}' in metrics
+    code, _, err = srv.terminate()
+    assert code == 0, err

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from rspp.server import TransportRoutes
+    from starlette.routing import BaseRoute
+
+    from rspp.server import GovernedSessions, TransportRoutes
 
 __all__ = ["register", "serve"]
 
@@ -77,9 +79,16 @@ def serve(
     raise typer.Exit(code)
 
 
-def _transport_routes() -> TransportRoutes | None:
-    """The WebSocket endpoint over the runtime's governed sessions (rspp.transports)."""
-    return None
+def _transport_routes() -> TransportRoutes:
+    """The WebSocket endpoint (``/v1/sessions/{id}/ws``) over the runtime's governed sessions."""
+    from rspp.server import GovernedFactory
+    from rspp.transports import websocket_route
+
+    def routes(sessions: GovernedSessions) -> list[BaseRoute]:
+        factory = GovernedFactory(sessions)
+        return [websocket_route(factory, factory.verify)]
+
+    return routes
 
 
 def register(app: typer.Typer) -> None:

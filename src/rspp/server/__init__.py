@@ -10,6 +10,7 @@ its ASGI app.
 
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import ControlPlaneLink, LinkOptions, SessionRefused
+from rspp.server._factory import GovernedFactory
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._loopback import LoopbackServedSession, LoopbackSessionBuilder
 from rspp.server._metrics import ServerMetrics
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_SPEC",
     "ControlPlaneLink",
     "ControlPlaneSnapshots",
+    "GovernedFactory",
     "GovernedSessions",
     "LeaseKeeper",
     "LinkOptions",

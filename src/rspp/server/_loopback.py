@@ -31,7 +31,7 @@ class LoopbackServedSession:
         self._run: asyncio.Task[None] | None = None
 
     @property
-    def assembled(self) -> AssembledSession[LoopbackTransport]:
+    def core(self) -> AssembledSession[LoopbackTransport]:
         return self._assembled
 
     async def start(self) -> None:

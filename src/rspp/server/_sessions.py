@@ -43,7 +43,7 @@ class BuiltSession(Protocol):
     """A transport's live session as the governor needs it."""
 
     @property
-    def assembled(self) -> AssembledSession[Any]: ...
+    def core(self) -> AssembledSession[Any]: ...
 
     async def close(self, reason: str) -> None:
         """Close the client connection with ``reason`` and finish the session."""
@@ -91,23 +91,27 @@ class ServedSession(Generic[S]):
         return self.claims.session_id
 
     @property
-    def assembled(self) -> AssembledSession[Any]:
-        return self.built.assembled
+    def core(self) -> AssembledSession[Any]:
+        return self.built.core
 
     @property
     def epoch(self) -> int:
-        return self.assembled.authority.epoch
+        return self.core.authority.epoch
 
     def _on_record(self, rec: msgspec.Struct) -> None:
-        if self.assembled.driver.busy:
+        if self.core.driver.busy:
             self.idle.clear()
         else:
             self.idle.set()
         if isinstance(rec, ControlSignal):
-            self.owner.metrics.on_signal(self.assembled, rec)
+            self.owner.metrics.on_signal(self.core, rec)
+
+    def stale_ingress(self, epoch: int) -> bool:
+        """A connection presents lease ``epoch``: False (and T12 recorded) when it is stale."""
+        return self.core.driver.check_ingress_epoch(epoch, f"{self.session_id}:connect@{epoch}")
 
     def _on_authority(self, epoch: int | None, reason: str) -> None:
-        self.assembled.authority_changed(epoch, reason)
+        self.core.authority_changed(epoch, reason)
         if epoch is None:  # lost: nothing may be produced for this session any more
             self.owner._spawn(self.close(f"authority_lost:{reason}"))
 
@@ -225,7 +229,7 @@ class GovernedSessions:
         served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
                                                  keeper=keeper, owner=self)
         holder.append(served)
-        built.assembled.listeners.append(served._on_record)
+        built.core.listeners.append(served._on_record)
         served.idle.set()
         self.active[sid] = served
         served._keeper = self._spawn(keeper.run())

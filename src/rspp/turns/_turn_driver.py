@@ -58,7 +58,7 @@ from rspp.turns._arbiter import (
     TerminalCause,
     TurnArbiter,
 )
-from rspp.turns._authority import AuthorityGuard
+from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._cancel import CancelReason, CancelScopeTree
 from rspp.turns._plan_resolver import PlanResolver
@@ -339,6 +339,15 @@ class TurnDriver:
             if self.on_stop_playback is not None:
                 self.on_stop_playback(tid)
         self.session.control("rspp.authority", turn_id=tid, reason=reason)
+
+    def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
+        """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
+        token of that lease epoch) is accepted only at the current, unrevoked epoch; a stale
+        one is ``stale_epoch_reject`` (T12, no transition)."""
+        verdict = self.authority.check_ingress(epoch, event_id=event_id)
+        if verdict is IngressVerdict.STALE_EPOCH:
+            self._apply(self.arbiter.event(epoch, OutcomeScope.EDGE_ENQUEUE))
+        return verdict is IngressVerdict.ACCEPT
 
     def _authority_step(self, tid: str | None, reason: str) -> None:
         """T8 (Active), T4 (Opening) or only the arbiter's new epoch (Idle)."""

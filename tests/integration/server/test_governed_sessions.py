@@ -129,7 +129,7 @@ async def start_session(rig: Rig, pcm: bytes
 
     def on_built(s: LoopbackServedSession) -> None:
         built.append(s)
-        s.assembled.listeners.append(watch)
+        s.core.listeners.append(watch)
 
     route = await rig.client.route("acme", "voice-assistant")
     sid = route["session_id"]
@@ -219,7 +219,7 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
     outcomes = [r for r in watch.records if isinstance(r, DecisionOutcome)
                 and r.turn_id == tid]
     assert any(o.outcome_kind.value == "deauthorized_drain" for o in outcomes)
-    transport = loop.assembled.transport
+    transport = loop.core.transport
     assert transport.after_fence == []  # nothing of the fenced turn reached the client after it
     assert transport.turns[tid].finished == "cancelled"
     # every output record after the drain belongs to the new epoch
