@@ -67,7 +67,9 @@ def run(
     input: Path = typer.Option(..., "--input", "-i", help="16-bit PCM WAV with the user's speech."),
     output: Path | None = typer.Option(None, "--output", "-o", help="WAV file for the reply."),
     timeline: Path | None = typer.Option(None, "--timeline", help="JSON Lines timeline to write."),
-    real_time: bool = typer.Option(False, "--real-time", help="Pace input frames in real time."),
+    real_time: bool = typer.Option(
+        False, "--real-time", help="Pace input frames in real time; on a terminal a live view "
+        "shows the input position, the turn state and the transcript as it arrives."),
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
@@ -112,12 +114,21 @@ def run(
         level = parse_record_level(record_level)
     except RSPPError as exc:
         raise fail(f"--record-level: {exc}") from None
+    from rspp.cli._progress import LiveProgress
+
+    # progress only for a person watching: real time, a terminal, not --json
+    live = LiveProgress() if real_time and not as_json else None
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
-                      revoke_at_s=revoke_at, rotate_at_s=rotate_at)
+                      revoke_at_s=revoke_at, rotate_at_s=rotate_at,
+                      progress=live.update if live is not None and live.enabled else None)
     try:
-        result = asyncio.run(_interruptible(run_local, opts))
+        if live is not None:
+            with live:
+                result = asyncio.run(_interruptible(run_local, opts))
+        else:
+            result = asyncio.run(_interruptible(run_local, opts))
     except RunnerError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -126,8 +137,12 @@ def run(
                        "transcript": t.transcript, "reply": t.reply, "degraded": t.degraded,
                        "played_s": round(t.played_s, 3),
                        "turn_open_decision_ms": t.turn_open_decision_ms,
-                       "first_output_ms": t.first_output_ms, "end_to_end_ms": t.end_to_end_ms,
-                       "cancel_fence_ms": t.cancel_fence_ms} for t in result.turns],
+                       "speech_end_to_turn_open_ms": t.speech_end_to_turn_open_ms,
+                       "speech_end_to_first_audio_ms": t.speech_end_to_first_audio_ms,
+                       "turn_open_to_first_audio_ms": t.turn_open_to_first_audio_ms,
+                       "first_output_ms": t.first_output_ms,
+                       "cancel_fence_ms": t.cancel_fence_ms,
+                       "speech_end_source": t.speech_end_source} for t in result.turns],
             "output_seconds": round(result.output_seconds, 3),
             "after_fence_outputs": result.after_fence_outputs,
             "dead_letters": result.dead_letters,

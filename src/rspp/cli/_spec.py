@@ -22,6 +22,7 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
 ) -> None:
     """Validate specs; print every problem as FILE:LINE:COL: <field path>: <message> + hint."""
+    from rspp.nodes import NodeCatalog
     from rspp.providers import PROVIDER_CATALOG
     from rspp.spec import SpecInvalid, lint_text, read_spec_source
 
@@ -29,7 +30,7 @@ def lint(
     for file in files:
         try:
             issues = lint_text(read_spec_source(file), str(file), strict=strict,
-                               adapters=PROVIDER_CATALOG)
+                               adapters=PROVIDER_CATALOG, catalog=NodeCatalog.for_spec(file))
         except SpecInvalid as exc:
             issues = list(exc.issues)
         for issue in issues:
@@ -114,12 +115,49 @@ def spec_error_line(exc: SpecInvalid) -> str:
             f"{first.hint}{tail}")
 
 
-def docs(out_dir: Path = typer.Argument(..., help="Directory for the Markdown files.")) -> None:
-    """Write a Markdown reference of spec, profile, node and contract fields."""
-    from rspp.spec import generate_docs
+def docs(
+    out_dir: Path = typer.Argument(..., help="Directory for the Markdown files."),
+    specs: list[Path] = typer.Option(
+        [], "--spec", help="Also document the custom node types this spec uses (repeatable)."),
+) -> None:
+    """Write a Markdown reference of spec, profile, node (with params) and contract fields."""
+    from rspp.nodes import NodeCatalog
+    from rspp.spec import BUILTIN_NODE_TYPES, SpecInvalid, generate_docs, load_spec
 
-    for path in generate_docs(out_dir):
+    extra = {}
+    for file in specs:
+        try:
+            spec = load_spec(file)
+        except SpecInvalid as exc:
+            for issue in exc.issues:
+                typer.echo(issue.format())
+            raise typer.Exit(1) from None
+        catalog = NodeCatalog.for_spec(file)
+        for node in spec.nodes:
+            sig = None if BUILTIN_NODE_TYPES.signature(node.type) else catalog.signature(
+                node.type)
+            if sig is not None:
+                extra[node.type] = sig
+    for path in [*generate_docs(out_dir, extra), _providers_doc(out_dir)]:
         typer.echo(str(path))
+
+
+def _providers_doc(out_dir: Path) -> Path:
+    """``providers.md``: every adapter name with its options and environment variables."""
+    from rspp.providers import ADAPTERS
+
+    lines = ["# Provider adapters", "", "Name one in a spec: `providers.<modality>.primary: NAME`;"
+             " options go under `providers.<modality>.config`.", ""]
+    for a in ADAPTERS:
+        env = ", ".join(f"`{v}`" for v in (a.key_env, a.base_url_env) if v) or "none"
+        extra = f"`pip install 'rspp[{a.extra}]'`" if a.extra else "none"
+        lines += [f"## `{a.name}` ({a.kind.value})", "", a.summary, "",
+                  f"environment: {env}; extra: {extra}", "",
+                  "options: " + (", ".join(f"`{n}` ({t})" for n, t in a.options().items())
+                                 or "none"), ""]
+    path = out_dir / "providers.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def register(app: typer.Typer) -> None:

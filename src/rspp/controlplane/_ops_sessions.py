@@ -24,7 +24,7 @@ from rspp.controlplane._configs import (
     active_config,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import CPError, Forbidden, InvalidRequest
+from rspp.controlplane._errors import Conflict, CPError, Forbidden, NotFound
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -198,7 +198,7 @@ class SessionOps(ControlPlaneCore):
             or info.runtime_id is None
             or info.lease_epoch is None
         ):
-            raise InvalidRequest(
+            raise Conflict(
                 f"session {session_id} is not live; route a new session", field="session_id"
             )
         return self.issuer.issue(
@@ -289,7 +289,7 @@ class SessionOps(ControlPlaneCore):
         principal.require_tenant(info.tenant_id)
         current = await self.leases.current(session_id)
         if current is None:
-            raise InvalidRequest(f"session {session_id} has no lease", field="session_id")
+            raise NotFound(f"session {session_id} has no lease", field="session_id")
         return await self.leases.rotate(
             session_id,
             REVOKED_HOLDER if revoke else current.holder,

@@ -71,6 +71,7 @@ from rspp.observability._timeline_io import (
     read_timeline,
 )
 from rspp.observability._tracing import SpanFactory
+from rspp.observability._turn_latency import TurnLatency, turn_latencies
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
 __all__ = [
@@ -116,6 +117,7 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnLatency",
     "as_line",
     "as_lines",
     "build_plan",
@@ -137,4 +139,5 @@ __all__ = [
     "sweep",
     "timeline_table",
     "to_line",
+    "turn_latencies",
 ]

@@ -20,10 +20,12 @@ is ``runtime_sequence``, ties by file position):
    ``or02_evidence`` line (:func:`missing_evidence_fields`). Value = percent.
 6. lifecycle: accepted turns with exactly one ``commit``/``abort``, exactly one
    ``close``, close after the terminal. Value = percent.
-7. end to end: first ``playback_started`` of (S, T) minus the last ingress
-   audio frame of S (DataLane, ``audio_raw``, ``transport_sequence`` set) before
-   the turn's proposal (or its ``turn_open`` when no proposal). p50 <= 1500 and
-   p95 <= 2000.
+7. end to end: first ``playback_started`` of (S, T) minus the end of the user's
+   speech: the arrival of the ingress audio frame holding the VAD's last voiced sample
+   (its ``SPEECH_END_AUDIT`` record), else the last ingress audio frame of S
+   (DataLane, ``audio_raw``, ``transport_sequence`` set) before the turn's proposal
+   (or its ``turn_open`` when no proposal). p50 <= 1500 and p95 <= 2000. The anchors
+   are those of :func:`rspp.observability.turn_latencies` (the ``rspp run`` table).
 
 A missing or invalid anchor (absent, or a negative delta) is a diagnostic and
 fails its gate. A gate with no samples reports status ``no_samples`` and
@@ -48,6 +50,7 @@ import msgspec
 
 from rspp.observability._evidence import EVIDENCE_KIND, missing_evidence_fields
 from rspp.observability._timeline_io import TimelineLine
+from rspp.observability._turn_latency import frame_time_of_sample, speech_end_sample
 
 __all__ = ["GateAccumulator", "GateReport", "GateResult", "evaluate_gates", "percentile"]
 
@@ -111,6 +114,9 @@ class _Session:
 
     signals: list[_Signal] = field(default_factory=list)
     ingress: array[int] = field(default_factory=lambda: array("q"))  # seq, pos, ts
+    ingress_samples: array[int] = field(default_factory=lambda: array("q"))  # seq, pos, sample
+    #: the VAD's speech-end audits: seq, pos, input sample after the last voiced one
+    speech_ends: array[int] = field(default_factory=lambda: array("q"))
     epochs: array[int] = field(default_factory=lambda: array("q"))  # seq, pos, epoch
     outputs: dict[str, array[int]] = field(default_factory=dict)  # turn -> seq, pos, ts
 
@@ -172,11 +178,19 @@ class GateAccumulator:
                 return
         if type(epoch) is int:
             session.epochs.extend((seq, position, epoch))
+        if kind == "event_record":
+            end = speech_end_sample(record)
+            if end is not None:
+                session.speech_ends.extend((seq, position, end))
         if kind == "event_record" and record.get("lane") == "DataLane":
             ts = _int(record, "runtime_timestamp_ms")
             if record.get("payload_class") == "audio_raw" and \
                     record.get("transport_sequence") is not None:
                 session.ingress.extend((seq, position, ts))
+                media = record.get("media_time")
+                sample = media.get("sample_index") if isinstance(media, dict) else None
+                session.ingress_samples.extend(
+                    (seq, position, sample if type(sample) is int else -1))
             if isinstance(turn, str):
                 session.outputs.setdefault(turn, array("q")).extend((seq, position, ts))
 
@@ -255,6 +269,9 @@ def _evaluate_session(session_id: str, session: _Session, evidence: dict[_Key, _
     triples = _triples(session.ingress)
     ingress = [(seq, pos) for seq, pos, _ in triples]
     ingress_ts = [ts for _, _, ts in triples]
+    samples = [sample for _, _, sample in _triples(session.ingress_samples)]
+    speech_ends = _triples(session.speech_ends)
+    previous: _Pos = (-1, -1)  # the previous turn's proposal: older speech ends are its own
     for op in (s for s in signals if s.signal == "turn_open"):
         turn = str(op.turn)
         here = (op.seq, op.pos)
@@ -280,19 +297,26 @@ def _evaluate_session(session_id: str, session: _Session, evidence: dict[_Key, _
             else:
                 acc.g1.append(delta)
         _turn_gates(session_id, turn, op, of_turn.get(turn, []), session, evidence, acc)
-        # gate 7: first playback_started minus the last ingress frame before the proposal
+        # gate 7: first playback_started minus the end of the user's speech (the arrival of
+        # the frame holding the VAD's last voiced sample), else the last ingress frame before
+        # the proposal (rspp.observability.turn_latencies: the same anchors)
         playback = next((s for s in of_turn.get(turn, []) if s.signal == "playback_started"),
                         None)
+        start = proposal_of.get(turn, here)
+        vad = [sample for seq, pos, sample in speech_ends if previous < (seq, pos) <= start]
+        previous = start
         if playback is not None:
-            start = proposal_of.get(turn, here)
-            last = bisect.bisect_left(ingress, start) - 1
-            if last < 0:
+            anchor = frame_time_of_sample(samples, ingress_ts, vad[-1]) if vad else None
+            if anchor is None:
+                last = bisect.bisect_left(ingress, start) - 1
+                anchor = ingress_ts[last] if last >= 0 else None
+            if anchor is None:
                 acc.d[7].append(f"{session_id}/{turn}: playback_started without an audio "
                                 "ingress anchor")
-            elif playback.ts < ingress_ts[last]:
+            elif playback.ts < anchor:
                 acc.d[7].append(f"{session_id}/{turn}: invalid anchors (playback before ingress)")
             else:
-                acc.g7.append(playback.ts - ingress_ts[last])
+                acc.g7.append(playback.ts - anchor)
 
 
 def _turn_gates(session_id: str, turn: str, op: _Signal, mine: list[_Signal],

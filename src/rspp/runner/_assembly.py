@@ -33,7 +33,7 @@ from rspp.contracts import (
 )
 from rspp.errors import RSPPError
 from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.nodes import NodeServices, build_provider
+from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -118,6 +118,8 @@ class AssemblyOptions:
     #: admission policy snapshot (None: the in-process bundle's)
     admission_policy: AdmissionPolicy | None = None
     runtime_id: str = LOCAL_RUNTIME_ID
+    #: also called with every record the session makes (the runner's latency table)
+    record_tap: Callable[[msgspec.Struct], None] | None = None
     #: the runtime's circuit breakers (F-057): the process running sessions passes one
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
@@ -130,7 +132,8 @@ def compile_spec_file(path: Path) -> GraphDefinition:
         raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                             "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG,
+                            catalog=NodeCatalog.for_spec(path))
     except SpecInvalid as exc:
         first = exc.issues[0] if exc.issues else None
         where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
@@ -312,6 +315,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
     taps: list[Callable[[msgspec.Struct], None]] = []  # the transport watches the records
+    if opts.record_tap is not None:
+        taps.append(opts.record_tap)
 
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
@@ -358,12 +363,18 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    session = SessionActor(graph, session_id=sid, clock=clock,
-                           options=SessionOptions(seed=0, instrument=want_tele),
-                           registry=capture.registry if capture is not None else None,
-                           output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase,
-                           services=services)
+    try:
+        session = SessionActor(graph, session_id=sid, clock=clock,
+                               options=SessionOptions(seed=0, instrument=want_tele),
+                               registry=capture.registry if capture is not None else None,
+                               output_sink=transport.output, signal_sink=record,
+                               dead_letter_sink=dead_letter, timebase=timebase,
+                               services=services)
+    except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        recorder.close()
+        if exporter_task is not None:
+            exporter_task.cancel()
+        raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)

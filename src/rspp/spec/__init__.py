@@ -10,10 +10,13 @@ from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
     NodeSignature,
     NodeTypeCatalog,
+    ParamSpec,
+    ParamType,
     PortSpec,
     PortType,
     StaticCatalog,
     compatible,
+    param,
 )
 from rspp.spec._compiler import compile_spec
 from rspp.spec._condition import Condition, ConditionError, compile_condition
@@ -102,6 +105,8 @@ __all__ = [
     "NodeSignature",
     "NodeSpec",
     "NodeTypeCatalog",
+    "ParamSpec",
+    "ParamType",
     "PipelineSpec",
     "PortDecl",
     "PortSpec",
@@ -128,6 +133,7 @@ __all__ = [
     "lint_text",
     "load_layers",
     "load_spec",
+    "param",
     "parse_spec_text",
     "read_spec_source",
     "resolve_effective",
