@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 KEY = "serve-e2e-admin-key"
+VOICE = Path(__file__).resolve().parents[2] / "pipelines" / "examples" / "voice_assistant.yaml"
 
 
 async def _runtimes(db: str) -> list[str]:
@@ -86,7 +87,11 @@ def test_talk_to_embedded_serve_gets_transcript_reply_and_audio(
 ) -> None:
     """The main job live: a spoken question over WebSocket through the CP-governed runtime."""
     db = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
-    srv = serve_process("--db", db, "--api-key", KEY, "--timeline-dir",
+    # served sessions enforce wall-clock budgets: patient ones, the machine may be busy
+    spec = tmp_path / "voice.yaml"
+    spec.write_text(VOICE.read_text().replace(
+        "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
+    srv = serve_process(str(spec), "--db", db, "--api-key", KEY, "--timeline-dir",
                         str(tmp_path / "timelines")).wait_ready()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     env["RSPP_API_KEY"] = KEY
