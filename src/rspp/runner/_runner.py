@@ -118,14 +118,21 @@ def _compile(path: Path) -> GraphDefinition:
             from None
 
 
-def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
+#: Provider "no progress" timeout of a run that is not real time: the input is a file
+#: processed as fast as the machine allows, so a provider's wall-clock pace measures the
+#: machine, not the provider; the timeout is only a guard against a hung provider.
+STALL_GUARD_MS = 30_000
+
+
+def _services(gd: GraphDefinition, session_id: str, sink: Any, *,
+              real_time: bool = True) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
-        timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        timeouts[b.modality] = max(int(b.timeout.value), 1000 if real_time else STALL_GUARD_MS)
         for i, pid in enumerate(chain):
             if pid in providers:
                 continue
@@ -186,7 +193,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         if tele is not None:
             tele.on_record(rec, payload)
 
-    services = _services(gd, sid, record)
+    services = _services(gd, sid, record, real_time=opts.real_time)
     bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id,
                           recording_level=opts.record_level or RecordingLevel.L1)
     capture = ReplayableCapture(record) if opts.record_level is not None else None
@@ -210,7 +217,9 @@ async def run_local(opts: RunOptions) -> RunResult:
             holder["driver"].node_failed(dl)
 
     session = SessionActor(graph, session_id=sid, clock=clock,
-                           options=SessionOptions(seed=0, instrument=want_tele),
+                           # a file never loses input: blocking ingress, no time-based
+                           # drops, with or without --real-time pacing
+                           options=SessionOptions(seed=0, instrument=want_tele, lossless=True),
                            registry=capture.registry if capture is not None else None,
                            output_sink=transport.output, signal_sink=record,
                            dead_letter_sink=dead_letter, timebase=timebase,
