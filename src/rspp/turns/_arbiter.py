@@ -121,10 +121,13 @@ _RANK = {
     TerminalCause.CANCEL: 1,
     TerminalCause.BUDGET_TERMINATE: 2,
     TerminalCause.PROVIDER_ERROR: 3,
-    TerminalCause.RUNTIME_ERROR: 3,
-    TerminalCause.DISCONNECT: 4,
-    TerminalCause.CLEANUP_TIMEOUT: 4,
+    TerminalCause.RUNTIME_ERROR: 4,
+    TerminalCause.DISCONNECT: 5,
+    TerminalCause.CLEANUP_TIMEOUT: 6,
 }
+"""A total order: every cause has its own rank, so the winner never depends on argument order
+(DESIGN's same-point precedence, with provider before runtime errors and disconnect before the
+cleanup timeout it leads to). Equal causes are ordered by their reason text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,7 +521,7 @@ class TurnArbiter:
         self, causes: Iterable[tuple[TerminalCause, str]], *, new_epoch: int | None = None
     ) -> Step:
         """Several terminal causes at one scheduling point: the highest precedence wins."""
-        ordered = sorted(causes, key=lambda c: c[0].rank)
+        ordered = sorted(causes, key=lambda c: (c[0].rank, c[1]))
         if not ordered:
             return Step(())
         if (bad := self._active_or_diag(f"terminal({ordered[0][0]})")) is not None:

@@ -374,11 +374,15 @@ def test_same_point_precedence_pairs(
     arb = make_arbiter()
     to_active(arb)
     step = arb.same_point([(first, first.value), (second, second.value)])
-    winner = min((first, second), key=lambda c: (c.rank, PRECEDENCE.index(c)))
-    # Ties of equal rank resolve by the order given (stable), which is deterministic.
-    if first.rank == second.rank:
-        winner = first
+    # Every cause has its own rank: the winner never depends on the order given.
+    assert first.rank != second.rank
+    winner = min((first, second), key=lambda c: c.rank)
     assert summary(step) == _expected_for(winner)
+    swapped = make_arbiter()
+    to_active(swapped)
+    assert summary(swapped.same_point([(second, second.value), (first, first.value)])) == summary(
+        step
+    )
     assert [d.code for d in step.diagnostics] == ["precedence_suppressed"]
     assert arb.state is C
     for record in step.records:
