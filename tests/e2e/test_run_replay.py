@@ -134,3 +134,14 @@ def test_barge_in_run_replays_with_the_cancelled_turn(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         doc = json.loads(report.read_text())
         assert all(doc["divergences"][c] == 0 for c in MUST_MATCH), doc["findings"]
+
+
+def test_replay_of_a_default_run_names_the_record_level_it_needs(tmp_path: Path) -> None:
+    question = tmp_path / "q.wav"
+    assert rspp("say", "what is the weather like today", "-o", str(question)).returncode == 0
+    timeline = tmp_path / "t.jsonl"
+    run = rspp("run", str(VOICE), "--input", str(question), "--timeline", str(timeline))
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = rspp("replay", str(timeline), "--spec", str(VOICE))
+    assert out.returncode == 2
+    assert "rspp run --record-level L2" in out.stderr and "Traceback" not in out.stderr

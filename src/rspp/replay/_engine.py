@@ -168,7 +168,8 @@ class ReplayEngine:
             recording_level=recording.recording_level or RecordingLevel.L2,
             provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
             turn_walls=tuple(sorted(recording.turn_walls.items())),
-            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time)
+            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time,
+            enforce_budgets=not recording.budgets_advisory)
         playback = None
         if opts.mode is ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS:
             nodes = [n.id for n in graph.nodes if n.type.partition("@")[0]

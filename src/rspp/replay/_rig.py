@@ -95,6 +95,8 @@ class RigOptions:
     turn_walls: tuple[tuple[str, int], ...] = ()
     #: written to ``scope`` of every event record the rig makes (replays: the replay modes)
     tag: str | None = None
+    #: False: turn budgets are reported, never terminate a turn (as the recording did)
+    enforce_budgets: bool = True
 
 
 def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
@@ -175,7 +177,7 @@ class SessionRig:
             tenant_id=opts.tenant_id, authority=self.authority,
             admission=admission,  # type: ignore[arg-type]
             record=self._append, evidence=self.recorder.append_evidence,
-            invocations=invocations)
+            invocations=invocations, enforce_budgets=opts.enforce_budgets)
         self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
                                           self.timebase, self.clock) if external_transport else None
         self._playing: set[str] = set()
