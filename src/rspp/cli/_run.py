@@ -41,7 +41,8 @@ def run(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run the timeline."),
     metrics_out: Path | None = typer.Option(
-        None, "--metrics-out", help="Write the Prometheus text exposition here at the end."),
+        None, "--metrics-out", help="Write the OpenMetrics exposition (turn ids as exemplars) "
+        "here at the end."),
     trace_out: Path | None = typer.Option(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(

@@ -33,7 +33,7 @@ from rspp.observability._logging import (
     current_log_context,
     log_context,
 )
-from rspp.observability._metrics import RuntimeMetrics
+from rspp.observability._metrics import OPENMETRICS_CONTENT_TYPE, RuntimeMetrics
 from rspp.observability._recorder import (
     BufferedItem,
     RecorderOptions,
@@ -60,6 +60,7 @@ __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
     "EVIDENCE_KIND",
+    "OPENMETRICS_CONTENT_TYPE",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
     "BufferedItem",

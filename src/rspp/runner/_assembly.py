@@ -41,7 +41,14 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
-from rspp.providers import PROVIDER_CATALOG
+from rspp.providers import (
+    POLICY_CONFIG_KEYS,
+    PROVIDER_CATALOG,
+    CircuitRegistry,
+    InvocationPolicy,
+    PolicyError,
+    policy_from_config,
+)
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
@@ -108,6 +115,10 @@ class AssemblyOptions:
     #: admission policy snapshot (None: the in-process bundle's)
     admission_policy: AdmissionPolicy | None = None
     runtime_id: str = LOCAL_RUNTIME_ID
+    #: the runtime's circuit breakers (F-057): the process running sessions passes one
+    #: registry to all of them, so a circuit opened in one session holds for the next;
+    #: None: a registry of this session only
+    circuits: CircuitRegistry | None = None
     #: the input is a file (``rspp run``): it never loses input (a lossless session:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
@@ -132,26 +143,48 @@ def compile_spec_file(path: Path) -> GraphDefinition:
                             "issue") from None
 
 
-def _services(gd: GraphDefinition, session_id: str, sink: Any, *,
-              min_timeout_ms: int = 1000) -> NodeServices:
+def _services(gd: GraphDefinition, session_id: str, sink: Any,
+              circuits: CircuitRegistry, *, min_timeout_ms: int = 1000) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
+    policies: dict[str, InvocationPolicy] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
         timeouts[b.modality] = max(int(b.timeout.value), min_timeout_ms)
+        config = dict(b.config.items()) if hasattr(b.config, "items") else {}
+        try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
+            policies[b.modality] = policy_from_config(
+                chain, timeouts[b.modality], config, path=f"providers.{b.modality}.config")
+        except PolicyError as exc:
+            raise AssemblyError(str(exc)) from None
         for i, pid in enumerate(chain):
             if pid in providers:
                 continue
-            cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            cfg = {k: v for k, v in config.items() if k not in POLICY_CONFIG_KEYS} if i == 0 else {}
             try:
                 providers[pid] = build_provider(pid, cfg, modality=b.modality)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
-                        timeouts_ms=timeouts)
+                        timeouts_ms=timeouts, policies=policies, circuits=circuits)
+
+
+def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
+    """Remaining turn budget (ms) of ``turn_id`` for provider retries (F-059).
+
+    ``None`` (not bounded) when the turn is no longer the tracked one or its budget is
+    advisory (runs faster than real time report budgets, never enforce them).
+    """
+    def remaining(turn_id: str) -> int | None:
+        tracker = driver.budgets
+        if tracker is None or tracker.turn_id != turn_id or tracker.turn.advisory:
+            return None
+        return tracker.turn.remaining_ms()
+
+    return remaining
 
 
 @dataclass(slots=True)
@@ -265,8 +298,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             tap(rec)
 
     try:
-        services = _services(gd, sid, record, min_timeout_ms=STALL_GUARD_MS if (
-            opts.file_source and not opts.enforce_budgets) else 1000)
+        services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
+                             min_timeout_ms=STALL_GUARD_MS if (
+                                 opts.file_source and not opts.enforce_budgets) else 1000)
     except AssemblyError:
         recorder.close()
         if exporter_task is not None:
@@ -326,6 +360,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
     services.hooks = driver
+    services.remaining_budget_ms = _remaining_budget(driver)
     services.next_sequence = session._next_seq
     services.clock = timebase
     services.authority_epoch = authority.epoch

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rspp.contracts import RecordingLevel
 from rspp.errors import RSPPError
+from rspp.providers import CircuitRegistry
 from rspp.runner._assembly import (
     AssemblyError,
     AssemblyOptions,
@@ -55,6 +56,9 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
+    #: the runtime's circuit breakers (F-057): pass one registry to every session the
+    #: runtime runs so a circuit opened by one session holds for the next; None: a new one
+    circuits: CircuitRegistry | None = None
 
 
 @dataclass(slots=True)
@@ -113,7 +117,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry, file_source=True)
+        telemetry=opts.telemetry, circuits=opts.circuits, file_source=True)
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
                                 end_of_utterance_at_s=opts.end_of_utterance_at_s)

@@ -125,3 +125,14 @@ async def test_websocket_and_loopback_sessions_share_the_event_abi(serve, speech
     # audio replies: same record shape (sizes vary with the reply)
     shape = {x[:7] for x in _abi(a, "output.audio")}
     assert shape and shape == {x[:7] for x in _abi(b, "output.audio")}
+
+
+async def test_typed_text_is_a_user_turn(serve, issue) -> None:
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("txt1"), token=issue("txt1")) as client:
+            await client.send_text("what is your name")
+            got = await converse(client, b"")
+    turns = [(e.turn_id, e.state) for e in got if isinstance(e, TurnEvent)]
+    assert [s for _, s in turns] == ["open", "commit", "close"], turns
+    assert [e for e in got if isinstance(e, ReplyText)]
+    assert [e for e in got if isinstance(e, AudioOut)]
