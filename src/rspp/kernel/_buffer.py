@@ -113,9 +113,11 @@ class EdgeBuffer(PressureMixin):
         self._next_disc: str | None = None
         self.on_pressure: list[Callable[[Any, str], None]] = []
         #: A lossless (file-fed) session: data is never dropped for time spent queued
-        #: or for its latency contribution (on a slow machine that is not staleness), and
-        #: a full buffer blocks the producer instead of shedding (see ``offer_blocking``).
+        #: or for its latency contribution (on a slow machine that is not staleness).
         self.lossless = False
+        #: A full buffer blocks the producer, without the shedding bound (the ingress of a
+        #: lossless session: the file source waits, see ``SessionActor.offer_blocking``).
+        self.blocking = False
 
     # ------------------------------------------------------------ producer side
     def __len__(self) -> int:
@@ -176,7 +178,7 @@ class EdgeBuffer(PressureMixin):
             return MERGED
         reason = self._overflow_reason(ev)
         if reason is not None:
-            if strategy == "block" or lossless:
+            if strategy == "block" or self.blocking:
                 self.stats.blocked += 1
                 return BLOCKED
             if strategy == "sample":

@@ -72,9 +72,10 @@ class SessionOptions:
     #: F-024 text revision guard on outputs: "segmented" (events naming a segment),
     #: "strict" (also unsegmented text) or "off".
     text_guard: TextGuardMode = "segmented"
-    #: A file source (``rspp run`` on a WAV): the input is finite and replayable, so no
-    #: data is ever lost to time or depth limits; ingress and producers block instead
-    #: (flow control waits for space without the ``max_block_ms`` shedding bound).
+    #: A file source (``rspp run`` on a WAV): no data is lost to time limits (time in
+    #: queue, latency contribution) and a full ingress buffer blocks the source (flow
+    #: control waits for space without the ``max_block_ms`` shedding bound); depth
+    #: limits of inner edges keep the strategy the spec gives them.
     lossless: bool = False
 
 
@@ -154,9 +155,10 @@ class SessionActor(ControlMixin):
         self.subscriptions = SubscriptionHub(self.signals)
         build_hosts(self, seed=opts.seed, inbox=opts.inbox, wakeup=self._wakeup)
         if opts.lossless:
-            for buf in (*self.edge_buffers.values(), *self.fallback_buffers.values(),
-                        *(b for b, _ in self.entries.values())):
+            for buf in (*self.edge_buffers.values(), *self.fallback_buffers.values()):
                 buf.lossless = True
+            for buf, _ in self.entries.values():
+                buf.lossless = buf.blocking = True
 
     # ------------------------------------------------------------ sequencer
     def _next_seq(self) -> int:
@@ -278,7 +280,7 @@ class SessionActor(ControlMixin):
         deadline = self.clock.monotonic_ns() + cap * 1_000_000
         while True:
             remaining = (deadline - self.clock.monotonic_ns()) / 1_000_000
-            if buf.lossless:  # a file source waits for the consumer, however slow
+            if buf.blocking:  # a file source waits for the consumer, however slow
                 await buf.wait_space(cap)
             elif remaining <= 0 or not await buf.wait_space(remaining):
                 return buf.shed(ev)

@@ -79,9 +79,10 @@ class Recording:
     turn_walls: dict[str, int] = field(default_factory=dict)
     #: ``recording_policy.allowed_replay_modes`` of the first plan (empty: not stated)
     allowed_modes: tuple[str, ...] = ()
-    #: the recording reported turn budgets without enforcing them (a file run that is
-    #: not real time: ``budget_exhausted`` with ``outcome=continue``); a replay does the same
-    budgets_advisory: bool = False
+    #: how the recording's turn budgets ended when one ran out: False (reported only,
+    #: ``outcome=continue``: a file run that is not real time), True (enforced), None
+    #: (no budget ran out); a replay does the same
+    budgets_enforced: bool | None = None
 
     @property
     def turn_ids(self) -> list[str]:
@@ -227,12 +228,12 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
             if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
                     and ref[8:].isdigit():
                 walls[str(ln.record.get("turn_id"))] = int(ref[8:])
-    advisory = any(ln.kind == "control_signal" and ln.record.get("signal") == "budget_exhausted"
-                   and str(ln.record.get("reason", "")).startswith("turn:")
-                   and str(ln.record.get("reason", "")).endswith(";outcome=continue")
-                   for ln in lines)
+    ran_out = [str(ln.record.get("reason", "")) for ln in lines if ln.kind == "control_signal"
+               and ln.record.get("signal") == "budget_exhausted"
+               and str(ln.record.get("reason", "")).startswith("turn:")]
+    enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
-                     allowed_modes=allowed, budgets_advisory=advisory,
+                     allowed_modes=allowed, budgets_enforced=enforced,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions)

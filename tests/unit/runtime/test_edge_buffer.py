@@ -83,7 +83,7 @@ def test_lossless_buffer_never_expires_and_blocks_when_full() -> None:
     """A file-fed session: a slow consumer is not staleness; a full buffer blocks (NF-004)."""
     clock = VirtualClock()
     buf, log = make(BufferConfig(max_items=2, max_queue_ms=50, max_latency_ms=30), clock)
-    buf.lossless = True
+    buf.lossless = buf.blocking = True
     buf.note_service(100_000_000)  # a consumer needing 100 ms per item
     assert [buf.offer(ev(i)) for i in range(3)] == [ACCEPTED, ACCEPTED, BLOCKED]
     clock.advance(10_000)
