@@ -20,6 +20,13 @@ from rspp.nodes._endpointing import (
     make_endpointer,
 )
 from rspp.nodes._llm import LlmNode, eos_event
+from rspp.nodes._plugins import (
+    PYTHON_PREFIX,
+    NodeCatalog,
+    NodeLoadError,
+    load_node_class,
+    signature_of,
+)
 from rspp.nodes._resample import ResamplerNode
 from rspp.nodes._router import RouterNode
 from rspp.nodes._services import (
@@ -55,6 +62,7 @@ __all__ = [
     "ENDPOINTING_POLICIES",
     "EOU_KIND",
     "PII_PATTERNS",
+    "PYTHON_PREFIX",
     "AsyncPassthrough",
     "ComplianceNode",
     "Endpointer",
@@ -62,6 +70,8 @@ __all__ = [
     "HangoverEndpointer",
     "LlmNode",
     "MergeNode",
+    "NodeCatalog",
+    "NodeLoadError",
     "NodeServices",
     "Passthrough",
     "RedactionNode",
@@ -78,6 +88,8 @@ __all__ = [
     "build_provider",
     "default_services",
     "eos_event",
+    "load_node_class",
     "make_endpointer",
     "services_of",
+    "signature_of",
 ]

@@ -26,12 +26,13 @@ _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: one utterance never needs more
 
 
 class _Utterance:
-    __slots__ = ("final", "queue", "revision", "segment", "task")
+    __slots__ = ("confidence", "final", "queue", "revision", "segment", "task")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
         self.task: asyncio.Task[None] | None = None
         self.final = ""
+        self.confidence: float | None = None  # of the last final piece, when the provider says
         self.revision = 0
         self.segment = "0"  # F-024 segment id of this utterance's partials and final
 
@@ -69,6 +70,7 @@ class SttNode(Node):
             async for tr in stream:
                 if tr.is_final:
                     utt.final = (utt.final + " " + tr.text).strip() if utt.final else tr.text
+                    utt.confidence = tr.confidence
                 elif self.emit_partials and tr.text:
                     utt.revision += 1
                     ev = Event("text", tr.text, final=False, revision=utt.revision,
@@ -110,7 +112,9 @@ class SttNode(Node):
             return
         out = ev.derive("text", text, revision=utt.revision + 1,
                         attrs={"transcript": True, "utterance": self.utterances,
-                               "segment": utt.segment})
+                               "segment": utt.segment,  # edge conditions may test confidence
+                               **({"confidence": utt.confidence}
+                                  if utt.confidence is not None else {})})
         out.turn_id = turn_id
         self.ctx.emit(out, "final")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rspp.contracts import SPEECH_END_AUDIT
 from rspp.kernel import AudioFormat, Event, Node, NodeContext
 from rspp.nodes._endpointing import Endpointer, make_endpointer
 from rspp.nodes._services import services_of
@@ -62,6 +63,8 @@ class VadNode(Node):
         self.frames = 0
         self.speech_frames = 0
         self.utterance_start: int | None = None
+        #: input sample just after the last voiced frame: where the user stopped speaking
+        self.voiced_end: int | None = None
 
     def _is_speech(self, pcm: bytes, fmt: AudioFormat) -> bool:
         if self.engine != "energy" and fmt.sample_rate in _WEBRTC_RATES:
@@ -78,6 +81,9 @@ class VadNode(Node):
         payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
                    "speech_ms": self.speech_ms, "reason": reason}
         self.ctx.emit(ev.derive("vad", payload, attrs={"vad": state}), "vad")
+        if state == "end" and self.voiced_end is not None:
+            # the anchor of "end of user speech" latencies (rspp.observability.turn_latencies)
+            self.ctx.audit(f"{SPEECH_END_AUDIT}{self.voiced_end}")
         hooks = services_of(self.ctx).hooks
         if hooks is None:
             return
@@ -100,6 +106,8 @@ class VadNode(Node):
         fmt = event.audio_format or AudioFormat()
         frame_ms = fmt.duration_ms(len(event.payload))
         speech = self._is_speech(bytes(event.payload), fmt)
+        if speech and event.sample_index is not None:
+            self.voiced_end = event.sample_index + len(event.payload) // (2 * fmt.channels)
         self.frames += 1
         self.speech_frames += int(speech)
         boundary = self.endpointer.update(speech, frame_ms)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,7 +33,7 @@ from rspp.contracts import (
 )
 from rspp.errors import RSPPError
 from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.nodes import NodeServices, build_provider
+from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -47,6 +47,9 @@ from rspp.providers import (
     CircuitRegistry,
     InvocationPolicy,
     PolicyError,
+    SecretConfigError,
+    SecretRef,
+    default_redactor,
     policy_from_config,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
@@ -115,6 +118,8 @@ class AssemblyOptions:
     #: admission policy snapshot (None: the in-process bundle's)
     admission_policy: AdmissionPolicy | None = None
     runtime_id: str = LOCAL_RUNTIME_ID
+    #: also called with every record the session makes (the runner's latency table)
+    record_tap: Callable[[msgspec.Struct], None] | None = None
     #: the runtime's circuit breakers (F-057): the process running sessions passes one
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
@@ -137,10 +142,34 @@ def compile_spec_file(path: Path) -> GraphDefinition:
         raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                             "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG,
+                            catalog=NodeCatalog.for_spec(path))
     except SpecInvalid as exc:
-        raise AssemblyError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every "
-                            "issue") from None
+        first = exc.issues[0] if exc.issues else None
+        where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
+                 f"{first.hint}" if first is not None else f"{path}: {exc}")
+        more = f" (+{len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+        raise AssemblyError(f"{where}{more}; run `rspp lint --strict {path}` for every issue "
+                            "(SPEC)") from None
+
+
+def _register_secrets(config: object) -> None:
+    """Resolve every ``env://``/``file://`` reference in a provider config for this session.
+
+    Resolving registers the value with the process redactor, so it is scrubbed from
+    every record, log line and printed line from the start; an unresolvable reference
+    is left to the adapter, which reports it when it is built or used.
+    """
+    if isinstance(config, str):
+        if config.startswith(("env://", "file://")):
+            with contextlib.suppress(SecretConfigError):
+                SecretRef(config).resolve()
+    elif isinstance(config, Mapping):
+        for value in config.values():
+            _register_secrets(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            _register_secrets(value)
 
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
@@ -163,6 +192,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
             if pid in providers:
                 continue
             cfg = {k: v for k, v in config.items() if k not in POLICY_CONFIG_KEYS} if i == 0 else {}
+            _register_secrets(cfg)
             try:
                 providers[pid] = build_provider(pid, cfg, modality=b.modality)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
@@ -274,14 +304,6 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
                                                        level=opts.record_level or _DEFAULT_LEVEL))
-    exporter_task: asyncio.Task[None] | None = None
-    if opts.timeline is not None:
-        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
-        opts.timeline.write_bytes(b"")
-        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor())  # PII never reaches the file (NF-014)
-        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
-
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -289,6 +311,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
     taps: list[Callable[[msgspec.Struct], None]] = []  # the transport watches the records
+    if opts.record_tap is not None:
+        taps.append(opts.record_tap)
 
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
@@ -297,15 +321,10 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         for tap in taps:
             tap(rec)
 
-    try:
-        services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
-                             min_timeout_ms=STALL_GUARD_MS if (
-                                 opts.file_source and not opts.enforce_budgets) else 1000)
-    except AssemblyError:
-        recorder.close()
-        if exporter_task is not None:
-            exporter_task.cancel()
-        raise
+    # a bad provider fails here, before any output exists
+    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
+                         min_timeout_ms=STALL_GUARD_MS if (
+                             opts.file_source and not opts.enforce_budgets) else 1000)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:
@@ -318,10 +337,16 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     if admission_policy is not None:
         admission.set_policy(admission_policy)
     if not admission.admit_session(opts.tenant_id, sid).admitted:
-        recorder.close()
-        if exporter_task is not None:
-            exporter_task.cancel()
         raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    # every input is checked above: only now do outputs exist (no empty timeline on errors)
+    exporter_task: asyncio.Task[None] | None = None
+    if opts.timeline is not None:
+        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
+        opts.timeline.write_bytes(b"")
+        # PII (NF-014) and the value of every configured secret never reach the file
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
+                                    redactor=Redactor(secrets=default_redactor()))
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
     transport = make_transport(record)
@@ -336,13 +361,19 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    session = SessionActor(graph, session_id=sid, clock=clock,
-                           options=SessionOptions(seed=0, instrument=want_tele,
-                                                  lossless=opts.file_source),
-                           registry=capture.registry if capture is not None else None,
-                           output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase,
-                           services=services)
+    try:
+        session = SessionActor(graph, session_id=sid, clock=clock,
+                               options=SessionOptions(seed=0, instrument=want_tele,
+                                                      lossless=opts.file_source),
+                               registry=capture.registry if capture is not None else None,
+                               output_sink=transport.output, signal_sink=record,
+                               dead_letter_sink=dead_letter, timebase=timebase,
+                               services=services)
+    except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        recorder.close()
+        if exporter_task is not None:
+            exporter_task.cancel()
+        raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)

@@ -404,6 +404,7 @@ class TelemetryFiles:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
         from rspp.observability import JsonLogFormatter, Redactor
+        from rspp.providers import default_redactor
 
         self.metrics_out, self.trace_out, self.log_out = metrics_out, trace_out, log_out
         self.targets = targets or TelemetryTargets()
@@ -418,7 +419,7 @@ class TelemetryFiles:
         if log_out is not None:
             log_out.write_bytes(b"")
             self._handler = logging.FileHandler(log_out, encoding="utf-8")
-            self._handler.setFormatter(JsonLogFormatter(Redactor()))
+            self._handler.setFormatter(JsonLogFormatter(Redactor(secrets=default_redactor())))
             self.targets.logger.addHandler(self._handler)
             if not self.targets.logger.isEnabledFor(logging.INFO):
                 self.targets.logger.setLevel(logging.INFO)
@@ -434,7 +435,11 @@ class TelemetryFiles:
             self.metrics_out.write_bytes(self.targets.metrics.scrape(openmetrics=True))
         if self.trace_out is not None:
             spans = self.spans.get_finished_spans() if self.spans is not None else ()
+            from rspp.observability import Redactor
+            from rspp.providers import default_redactor
+
+            scrub = Redactor(secrets=default_redactor()).scrub  # no secret in span attributes
             with self.trace_out.open("w", encoding="utf-8") as fh:
                 for span in spans:
-                    fh.write(json.dumps(json.loads(span.to_json()), separators=(",", ":")))
+                    fh.write(json.dumps(scrub(json.loads(span.to_json())), separators=(",", ":")))
                     fh.write("\n")
