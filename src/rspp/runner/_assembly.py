@@ -124,6 +124,16 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the input is a file (``rspp run``): it never loses input (a lossless session:
+    #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
+    #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
+    file_source: bool = False
+
+
+#: Provider "no progress" timeout of a file run that is not real time: the file is
+#: processed as fast as the machine allows, so a provider's wall-clock pace measures the
+#: machine, not the provider; the timeout only guards against a hung provider.
+STALL_GUARD_MS = 30_000
 
 
 def compile_spec_file(path: Path) -> GraphDefinition:
@@ -163,7 +173,7 @@ def _register_secrets(config: object) -> None:
 
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
-              circuits: CircuitRegistry) -> NodeServices:
+              circuits: CircuitRegistry, *, min_timeout_ms: int = 1000) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
@@ -171,7 +181,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
-        timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        timeouts[b.modality] = max(int(b.timeout.value), min_timeout_ms)
         config = dict(b.config.items()) if hasattr(b.config, "items") else {}
         try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
             policies[b.modality] = policy_from_config(
@@ -326,7 +336,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             tap(rec)
 
     # a bad provider fails here, before any output exists
-    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock))
+    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
+                         min_timeout_ms=STALL_GUARD_MS if (
+                             opts.file_source and not opts.enforce_budgets) else 1000)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:
@@ -365,7 +377,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
 
     try:
         session = SessionActor(graph, session_id=sid, clock=clock,
-                               options=SessionOptions(seed=0, instrument=want_tele),
+                               options=SessionOptions(seed=0, instrument=want_tele,
+                                                      lossless=opts.file_source),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,

@@ -233,7 +233,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry, circuits=opts.circuits,
+        telemetry=opts.telemetry, circuits=opts.circuits, file_source=True,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
