@@ -219,3 +219,24 @@ def test_bad_policy_config_names_the_field(wavs: dict[str, Path], tmp_path: Path
     with pytest.raises(RunnerError, match=r"providers\.llm\.config\.circuit: unknown field"
                        r"\(s\) \['windw'\]"):
         asyncio.run(run_local(RunOptions(spec=spec, input=wavs["one"])))
+
+
+async def test_served_sessions_share_their_factorys_circuit_registry() -> None:
+    """``rspp serve``'s session factory is the runtime: every session gets its registry."""
+    from rspp.runner import (
+        LOCAL_TENANT,
+        LocalFactoryOptions,
+        LocalSessionFactory,
+        compile_spec_file,
+    )
+    from rspp.transports import ClientAudio, SessionGrant
+
+    factory = LocalSessionFactory(compile_spec_file(VOICE), LocalFactoryOptions(record_level=None))
+    handles = [await factory.open(sid, SessionGrant(session_id=sid, tenant_id=LOCAL_TENANT),
+                                  ClientAudio()) for sid in ("c1", "c2")]
+    try:
+        used = [h.core.services.circuits for h in handles]  # type: ignore[attr-defined]
+        assert used[0] is factory.circuits and used[1] is factory.circuits
+    finally:
+        for h in handles:
+            await h.close("test_done")

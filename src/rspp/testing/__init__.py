@@ -6,4 +6,9 @@ single node on a virtual clock and expose outputs, control signals and drops (F-
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
 
-__all__ = ["GraphHarness", "NodeHarness", "audio_frames", "text_partials"]
+__all__ = [
+    "GraphHarness",
+    "NodeHarness",
+    "audio_frames",
+    "text_partials",
+]
