@@ -71,7 +71,11 @@ def _espeak(pid: str, cfg: Mapping[str, Any]) -> Provider:
 def _pocketsphinx(pid: str, cfg: Mapping[str, Any]) -> Provider:
     from rspp.providers.offline import PocketsphinxSTT
 
-    return PocketsphinxSTT(pid)
+    unknown = sorted(set(cfg) - PocketsphinxSTT.OPTIONS)
+    if unknown:
+        raise KeyError(f"provider {pid!r}: unknown option {unknown[0]!r}; pocketsphinx takes "
+                       f"{sorted(PocketsphinxSTT.OPTIONS)}")
+    return PocketsphinxSTT(pid, **dict(cfg))
 
 
 def _local(pid: str, cfg: Mapping[str, Any]) -> Provider:

@@ -44,6 +44,7 @@ class SttNode(Node):
     outputs = ("partial", "final")
     streaming = "partial_and_final"
     cancel_mode = "hard"
+    hook_timeout_ms = 60_000  # on_start loads the STT models (seconds on a busy machine)
 
     def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, params)
@@ -55,6 +56,14 @@ class SttNode(Node):
         self.utterances = 0
         self.finals: list[str] = []
         self._finishing: list[asyncio.Task[None]] = []
+
+    async def on_start(self) -> None:
+        """Load the STT models before the first utterance (adapters with ``warm_up``)."""
+        svc = services_for(self.ctx.session_id)
+        for pid in svc.chains.get("stt", ()):
+            warm = getattr(svc.providers.get(pid), "warm_up", None)
+            if warm is not None:
+                await warm()
 
     async def _recognise(self, utt: _Utterance) -> None:
         async def audio() -> AsyncIterator[AudioChunk]:
