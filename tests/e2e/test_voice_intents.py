@@ -13,13 +13,16 @@ import json
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from tests.e2e.conftest import RsppCli
 
 from rspp.testing import Utterance, load_corpus, speak
 from rspp.transports import write_wav
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -65,3 +68,23 @@ def test_five_spoken_intents_are_understood_and_answered(
     assert date["reply"] in _dates(), date
     assert "joke" in joke["transcript"] and joke["reply"].count("?") == 1, joke
     assert all(t["played_s"] > 0.5 for t in turns)  # every answer was spoken
+
+
+def test_pauses_inside_sentences_do_not_split_turns_in_real_time(
+    rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    """Every corpus sentence with a hesitation is one turn, paced in real time so the
+    adaptive endpointing's early end is live (a lagging recogniser only makes it wait)."""
+    paused = [u for u in load_corpus() if u.has_pause]
+    gap = np.zeros(16000 * 4, dtype=np.int16).tobytes()
+    wav = tmp_path / "paused.wav"
+    write_wav(wav, b"".join(speak(u) + gap for u in paused), 16000)
+    res = rspp_cli("run", str(VOICE), "--input", str(wav), "--json", "--real-time",
+                   timeout=360)
+    assert res.returncode == 0, res.stderr
+    turns = json.loads(res.stdout)["turns"]
+    assert len(turns) == len(paused), [t["transcript"] for t in turns]
+    for utt, turn in zip(paused, turns, strict=True):
+        before, after = (part.split() for part in utt.text.split("|"))
+        # the words after the pause landed in the same turn as the words before it
+        assert len(turn["transcript"].split()) >= len(before) + len(after) - 1, (utt, turn)

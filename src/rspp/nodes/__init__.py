@@ -11,10 +11,12 @@ through :class:`NodeServices` bound per session (:func:`bind_services`).
 from rspp.nodes._builtin_simple import AsyncPassthrough, MergeNode, Passthrough, SelectNode
 from rspp.nodes._endpointing import (
     ENDPOINTING_POLICIES,
+    AdaptiveEndpointer,
     Endpointer,
     HangoverEndpointer,
     SilenceEndpointer,
     make_endpointer,
+    transcript_complete,
 )
 from rspp.nodes._llm import LlmNode, eos_event
 from rspp.nodes._resample import ResamplerNode
@@ -58,6 +60,7 @@ __all__ = [
     "EOU_KIND",
     "PII_PATTERNS",
     "PROVIDER_FACTORIES",
+    "AdaptiveEndpointer",
     "AsyncPassthrough",
     "ComplianceNode",
     "Endpointer",
@@ -84,5 +87,6 @@ __all__ = [
     "eos_event",
     "make_endpointer",
     "services_for",
+    "transcript_complete",
     "unbind_services",
 ]

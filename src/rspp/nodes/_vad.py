@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from rspp.nodes._endpointing import Endpointer, make_endpointer
+from rspp.nodes._endpointing import (
+    AdaptiveEndpointer,
+    Endpointer,
+    make_endpointer,
+    transcript_complete,
+)
 from rspp.nodes._services import services_for
 from rspp.runtime import AudioFormat, Event, Node, NodeContext
 
@@ -56,6 +61,9 @@ class VadNode(Node):
         self.threshold_db = float(self.params.get("threshold_db", -40.0))
         self.aggressiveness = int(self.params.get("aggressiveness", 2))
         self.endpointer: Endpointer = make_endpointer(self.params)
+        if isinstance(self.endpointer, AdaptiveEndpointer):
+            self.endpointer.is_complete = self._heard_complete
+        self._voiced_until = -1  # input sample index where the last voiced frame ends
         self._webrtc: Any = None
         self.utterance = 0
         self.speech_ms = 0.0
@@ -73,6 +81,12 @@ class VadNode(Node):
                     self._webrtc = webrtcvad.Vad(self.aggressiveness)
                 return bool(self._webrtc.is_speech(pcm, fmt.sample_rate))
         return _level_dbfs(pcm) > self.threshold_db
+
+    def _heard_complete(self) -> bool:
+        """The STT has decoded up to the silence and its transcript is a complete request."""
+        live = services_for(self.ctx.session_id).live_transcript
+        return (live.utterance == self.utterance and live.decoded_until >= self._voiced_until
+                and transcript_complete(live.text))
 
     def _boundary(self, state: str, ev: Event, reason: str) -> None:
         payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
@@ -100,6 +114,8 @@ class VadNode(Node):
         fmt = event.audio_format or AudioFormat()
         frame_ms = fmt.duration_ms(len(event.payload))
         speech = self._is_speech(bytes(event.payload), fmt)
+        if speech and event.sample_index is not None:
+            self._voiced_until = event.sample_index + len(event.payload) // (2 * fmt.channels)
         self.frames += 1
         self.speech_frames += int(speech)
         boundary = self.endpointer.update(speech, frame_ms)
@@ -115,7 +131,11 @@ class VadNode(Node):
         event.attrs = attrs
         self.ctx.emit(event, "audio")
         if boundary is not None:
-            self._boundary(boundary, event, "vad_silence" if boundary == "end" else "vad_speech")
+            reason = "vad_speech" if boundary == "start" else "vad_silence"
+            if boundary == "end" and isinstance(self.endpointer, AdaptiveEndpointer) \
+                    and self.endpointer.ended_early:
+                reason = "vad_silence_transcript_complete"
+            self._boundary(boundary, event, reason)
         return None
 
 
