@@ -30,13 +30,15 @@ from rspp.testing import Utterance, load_corpus, speak, word_errors
 
 #: name -> PocketsphinxSTT options; DEFAULT is what pipelines/examples/voice_assistant.yaml sets
 CONFIGS: dict[str, dict[str, Any]] = {
+    "example": {"language_model": "domain", "lm_weight": 8.0, "noise_floor_dbfs": -50,
+                "second_pass": False},
     "domain-lw8": {"language_model": "domain", "lm_weight": 8.0, "noise_floor_dbfs": -50},
     "domain": {"language_model": "domain"},
     "domain-no-floor": {"language_model": "domain", "noise_floor_dbfs": None},
     "general": {"language_model": "general"},
     "general-no-floor": {"language_model": "general", "noise_floor_dbfs": None},
 }
-DEFAULT = "domain-lw8"
+DEFAULT = "example"
 VOICES = ("en-us", "en")
 SPEEDS = (140, 190)
 SNR_DB = 20.0
@@ -56,10 +58,20 @@ async def transcribe(stt: PocketsphinxSTT, pcm: bytes) -> str:
 
 
 async def main() -> None:
-    args = quick_parser(__doc__).parse_args()
+    parser = quick_parser(__doc__)
+    parser.add_argument("--configs", default=None,
+                        help=f"comma-separated subset of {list(CONFIGS)}")
+    args = parser.parse_args()
     corpus = load_corpus()
     voices, speeds = (VOICES[:1], (160,)) if args.quick else (VOICES, SPEEDS)
     configs = [DEFAULT] if args.quick else list(CONFIGS)
+    if args.configs:
+        configs = [c.strip() for c in args.configs.split(",")]
+        unknown = [c for c in configs if c not in CONFIGS]
+        if unknown:
+            parser.error(f"--configs: {unknown[0]!r} unknown; use {list(CONFIGS)}")
+    if DEFAULT not in configs:
+        configs.insert(0, DEFAULT)
     conditions = [(v, s, snr) for v in voices for s in speeds for snr in (None, SNR_DB)]
     audio: dict[tuple[str, int, float | None], list[tuple[Utterance, bytes]]] = {}
     for cond in conditions:

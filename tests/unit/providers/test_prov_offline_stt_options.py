@@ -63,8 +63,10 @@ def test_the_spec_factory_passes_options_and_refuses_unknown_ones() -> None:
 def test_domain_model_takes_spec_phrases_and_refuses_unknown_words() -> None:
     base = build_domain_lm()
     extended = build_domain_lm(["switch on the coffee machine"])
-    assert base != extended and extended.exists()
-    assert "coffee machine" in extended.read_text()
+    assert base != extended and extended.lm.exists()
+    assert "coffee machine" in extended.lm.read_text()
+    words = {line.split()[0] for line in extended.dictionary.read_text().splitlines()}
+    assert {"coffee", "machine", "time", "joke"} <= words and "zebra" not in words
     assert build_domain_lm(["switch on the coffee machine"]) == extended  # cached
     with pytest.raises(ProviderCallError, match=r"phrases\[0\].*'zxqv'"):
         build_domain_lm(["open zxqv now"])

@@ -14,7 +14,11 @@ Configuration (provider options in a spec, ``providers.stt.config``):
   extraction (default -50; ``null`` turns it off). Digitally silent gaps (TTS,
   gated microphones) otherwise give the front end log-of-zero frames and the
   cepstral mean normalisation drifts; on the WER corpus this halves the error;
-* ``lm_weight``: the language weight (pocketsphinx ``lw``; default 6.5).
+* ``lm_weight``: the language weight (pocketsphinx ``lw``; default 6.5);
+* ``second_pass``: pocketsphinx's flat-lexicon re-search when the utterance ends
+  (default true). It is slightly more accurate but makes the final transcript
+  wait for a search over the whole utterance (hundreds of ms on a busy machine);
+  the example spec turns it off for faster turns (docs/benchmarks.md).
 
 Decoders start from a cepstral mean measured on conditioned speech (``_CMN_INIT``)
 instead of pocketsphinx's generic one, so the first utterance of a process is
@@ -57,11 +61,11 @@ class _Decoder:
     def __init__(self, decoder: Any) -> None:
         self.decoder = decoder
         self.lock = threading.Lock()
-        self.key: _DecoderKey = ("general", (), None)
+        self.key: _DecoderKey = ("general", (), None, True)
 
 
 LanguageModel = Literal["domain", "general"]
-_DecoderKey = tuple[str, tuple[str, ...], float | None]
+_DecoderKey = tuple[str, tuple[str, ...], float | None, bool]
 
 
 class _DecoderPool:
@@ -87,13 +91,16 @@ class _DecoderPool:
                 code="missing_dependency",
             ) from exc
         pocketsphinx.set_loglevel("FATAL")
-        language_model, phrases, lm_weight = key
+        language_model, phrases, lm_weight, second_pass = key
         options: dict[str, Any] = {"samprate": _RATE, "loglevel": "FATAL", "dither": True,
                                    "cmninit": _CMN_INIT}
         if language_model == "domain":
-            options["lm"] = str(build_domain_lm(phrases))
+            model = build_domain_lm(phrases)
+            options["lm"], options["dict"] = str(model.lm), str(model.dictionary)
         if lm_weight is not None:
             options["lw"] = lm_weight
+        if not second_pass:
+            options["fwdflat"] = False
         decoder = _Decoder(pocketsphinx.Decoder(**options))
         decoder.key = key
         return decoder
@@ -120,7 +127,7 @@ class PocketsphinxSTT(STTProvider):
     default_timeout_ms = 30_000
     #: the provider options a spec may set (``providers.stt.config``)
     OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"language_model", "phrases", "noise_floor_dbfs", "lm_weight"})
+        {"language_model", "phrases", "noise_floor_dbfs", "lm_weight", "second_pass"})
 
     def __init__(
         self,
@@ -130,6 +137,7 @@ class PocketsphinxSTT(STTProvider):
         phrases: Sequence[str] = (),
         noise_floor_dbfs: float | None = -50.0,
         lm_weight: float | None = None,
+        second_pass: bool = True,
         **kwargs: object,
     ) -> None:
         super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
@@ -158,7 +166,8 @@ class PocketsphinxSTT(STTProvider):
         self.phrases = tuple(phrases)
         self.noise_floor_dbfs = noise_floor_dbfs
         self.lm_weight = lm_weight
-        self._key: _DecoderKey = (language_model, self.phrases, lm_weight)
+        self.second_pass = bool(second_pass)
+        self._key: _DecoderKey = (language_model, self.phrases, lm_weight, self.second_pass)
 
     async def warm_up(self, decoders: int = 2) -> None:
         """Build the language model and load ``decoders`` decoders into the pool now."""
