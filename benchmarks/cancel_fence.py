@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, percentile, quick_parser, run_all
 
 from rspp.contracts import CancelScopeKind, OutcomeKind
-from rspp.runtime._arbiter import TurnArbiter
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._cancel import CancelReason, CancelScope, CancelScopeTree
-from rspp.runtime._clock import SystemClock
-from rspp.runtime._identity import Correlation, RecordStamp
-from rspp.runtime._timebase import Timebase
+from rspp.kernel._clock import SystemClock
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._timebase import Timebase
+from rspp.turns._arbiter import TurnArbiter
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._cancel import CancelReason, CancelScope, CancelScopeTree
 
 CHUNK = bytes(640)  # 20 ms of 16 kHz mono s16le
 PLAY_S = 0.020  # real-time playback pace

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, quick_parser
 
 import rspp.nodes._builtin_simple  # noqa: F401  (registers passthrough nodes)
-from rspp.runtime import AudioFormat, BufferConfig, Event, GraphBuilder, SessionActor
+from rspp.kernel import AudioFormat, BufferConfig, Event, GraphBuilder, SessionActor
 
 FMT = AudioFormat(16000, 1, "pcm_s16le")
 PAYLOAD = bytes(640)

@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
 
-from rspp.runtime import (
+from rspp.kernel import (
     AudioFormat,
     BufferConfig,
     Event,

@@ -35,15 +35,15 @@ from rspp.contracts import (
     VersionResolution,
 )
 from rspp.contracts._snapshots import RuntimeHealth
-from rspp.runtime._admission import LocalAdmission
-from rspp.runtime._arbiter import TurnArbiter
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._clock import SystemClock
-from rspp.runtime._identity import Correlation, RecordStamp
-from rspp.runtime._plan_resolver import PlanResolver
-from rspp.runtime._snapshot_source import StaticSnapshotSource
-from rspp.runtime._timebase import Timebase
+from rspp.kernel._clock import SystemClock
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._timebase import Timebase
 from rspp.spec import GraphDefinition, compile_spec, load_spec
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._arbiter import TurnArbiter
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import StaticSnapshotSource
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "pipelines" / "examples" / "voice_assistant.yaml"
 FRAME = bytes(640)

@@ -2,7 +2,6 @@
 
 from rspp._version import __version__
 from rspp.errors import RSPPError
-from rspp.runtime._context import NodeContext
-from rspp.runtime._node import Node
+from rspp.kernel._node import Node, NodeContext
 
 __all__ = ["Node", "NodeContext", "RSPPError", "__version__"]

@@ -18,14 +18,8 @@ import typer
 from typer.testing import CliRunner
 
 from rspp.cli._replay import register
-from rspp.observability import (
-    DEMO_PROVIDER_TYPES,
-    DEMO_SPEC,
-    RigOptions,
-    demo_frames,
-    demo_registry,
-    record_session,
-)
+from rspp.replay import RigOptions
+from rspp.runner import DEMO_PROVIDER_TYPES, DEMO_SPEC, demo_frames, demo_registry, record_session
 from rspp.spec import compile_spec, load_spec
 
 pytestmark = pytest.mark.e2e

@@ -27,16 +27,10 @@ from typer.testing import CliRunner
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
 from rspp.cli._replay import register
 from rspp.contracts import DivergenceClass, ReplayMode
-from rspp.observability import (
-    JsonLinesFileSink,
-    ReplayOptions,
-    RigOptions,
-    as_lines,
-    load_recording,
-    record_session,
-    replay,
-)
-from rspp.runtime import AudioFormat, Event, EventKind
+from rspp.kernel import AudioFormat, Event, EventKind
+from rspp.observability import JsonLinesFileSink, as_lines
+from rspp.replay import ReplayOptions, RigOptions, load_recording, replay
+from rspp.runner import node_session, record_session
 from rspp.spec import GraphDefinition, compile_spec, load_spec
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +108,8 @@ async def test_playback_five_times_zero_strict_divergence(recorded: Path) -> Non
     """Done-when: 5 playback replays -> zero ORDERING/PLAN/OUTCOME/AUTHORITY divergence."""
     baseline = load_recording(recorded)
     for _ in range(5):
-        result = await replay(baseline, voice(), options=ReplayOptions())
+        result = await replay(baseline, voice(), options=ReplayOptions(),
+                              session_factory=node_session)
         counts = {c.name: n for c, n in result.report.counts.items()}
         assert all(counts[k] == 0 for k in STRICT), result.report.findings
         assert result.report.passed
@@ -138,7 +133,7 @@ async def test_real_time_resimulation_runs_the_real_providers(recorded: Path) ->
     variance); the lifecycle, authority and plan inputs are the same and the turn commits.
     """
     baseline = load_recording(recorded)
-    result = await replay(baseline, voice(),
+    result = await replay(baseline, voice(), session_factory=node_session,
                           options=ReplayOptions(mode=ReplayMode.RE_SIMULATE_NODES,
                                                 real_time=True))
     assert result.provider_outputs_served == 0
@@ -157,6 +152,7 @@ async def test_real_time_resimulation_runs_the_real_providers(recorded: Path) ->
 async def test_changed_spec_shows_plan_and_outcome(recorded: Path, tmp_path: Path) -> None:
     """Done-when / F-072: v1.1.0 with transcript redaction -> PLAN and OUTCOME divergences."""
     result = await replay(recorded, compile_spec(load_spec(v2_spec(tmp_path))),
+                          session_factory=node_session,
                           options=ReplayOptions())
     plan = [f for f in result.report.findings if f.divergence_class is DivergenceClass.PLAN]
     outcome = [f for f in result.report.findings if f.divergence_class is DivergenceClass.OUTCOME]

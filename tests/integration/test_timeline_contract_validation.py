@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from rspp.cli import app
 from rspp.cli._contracts import EVIDENCE_KIND as CLI_EVIDENCE_KIND
+from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
     JsonLinesFileSink,
@@ -20,7 +21,6 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
-from rspp.runtime._clock import VirtualClock
 
 pytestmark = pytest.mark.integration
 

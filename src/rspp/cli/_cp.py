@@ -124,6 +124,12 @@ def serve(
     token_key_file: Path = typer.Option(
         None, "--token-key-file", help="Ed25519 private key PEM (created if missing)."
     ),
+    max_body_bytes: int = typer.Option(
+        1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
+    ),
+    max_spec_bytes: int = typer.Option(
+        262_144, "--max-spec-bytes", min=1024, help="Spec/module document limit on publish."
+    ),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
@@ -138,7 +144,11 @@ def serve(
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
     settings = ControlPlaneSettings(
-        db_url=db or default_sqlite_url(), admin_key=admin_key, token_keys=keys
+        db_url=db or default_sqlite_url(),
+        admin_key=admin_key,
+        token_keys=keys,
+        max_body_bytes=max_body_bytes,
+        max_spec_bytes=max_spec_bytes,
     )
 
     async def run() -> None:
@@ -340,15 +350,35 @@ def audit(
 @keys_app.command("create")
 def keys_create(
     role: str = typer.Option(..., "--role", help="viewer, operator or admin."),
-    tenant: str = typer.Option(None, "--tenant", help="Scope the key to one tenant."),
+    tenant: str = typer.Option(
+        None, "--tenant", help="Scope the key to one tenant (its sessions, leases, outcomes)."
+    ),
+    fleet: bool = typer.Option(
+        False,
+        "--fleet",
+        help="A fleet-scoped key (the default without --tenant): runtimes (`rspp serve "
+        "--control-plane URL --api-key K` needs a fleet operator key), rollouts, configs.",
+    ),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
     """Create an API key; the key is printed on the last line (shown once)."""
+    if fleet and tenant:
+        typer.echo("error: --fleet and --tenant exclude each other", err=True)
+        raise typer.Exit(2)
     body = {"role": role, "tenant_id": tenant}
     result = _call(server, api_key, lambda c: c.request("POST", "/v1/keys", json=body))
-    typer.echo(f"key id {result['key_id']} role {result['role']}")
+    scope = f"tenant {result['tenant_id']}" if result["tenant_id"] else "fleet"
+    typer.echo(f"key id {result['key_id']} role {result['role']} scope {scope}")
     typer.echo(result["key"])
+
+
+@cp_app.command("openapi")
+def openapi() -> None:
+    """Print the control plane's OpenAPI 3.1 document (JSON), as served at /openapi.json."""
+    from rspp.controlplane import openapi_document
+
+    typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
 
 
 @runtime_app.command("register")

@@ -71,17 +71,16 @@ def replay_command(
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
-    from rspp.observability import (
+    from rspp.kernel import default_registry
+    from rspp.replay import (
         DEFAULT_PROVIDER_NODE_TYPES,
-        DEMO_NODES,
-        DEMO_PROVIDER_TYPES,
         ReplayOptions,
         load_recording,
         replay,
         replay_report_json,
         replay_summary_text,
     )
-    from rspp.runtime import default_registry
+    from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
     from rspp.spec import SpecInvalid, compile_spec, load_spec
 
     if mode not in _MODES:
@@ -117,7 +116,8 @@ def replay_command(
                          tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy,
                          real_time=real_time)
     try:
-        result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts))
+        result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts,
+                                    session_factory=node_session))
     except RSPPError as exc:
         raise _fail(str(exc)) from None
     typer.echo(replay_summary_text(result))

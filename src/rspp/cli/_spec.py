@@ -16,6 +16,7 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
 ) -> None:
     """Validate specs; print every problem as FILE:LINE:COL: <field path>: <message> + hint."""
+    from rspp.providers import PROVIDER_CATALOG
     from rspp.spec import lint_text
 
     failed = False
@@ -27,7 +28,7 @@ def lint(
                        "    hint: check the path and its permissions")
             failed = True
             continue
-        issues = lint_text(text, str(file), strict=strict)
+        issues = lint_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG)
         for issue in issues:
             typer.echo(issue.format())
         errors = sum(1 for i in issues if i.severity == "error")

@@ -55,7 +55,6 @@ from rspp.contracts._framing import (
     make_entry,
     parse_entry,
 )
-from rspp.contracts._jsonschema_eval import ValidationIssue
 from rspp.contracts._outcome import DecisionOutcome
 from rspp.contracts._payload import (
     AudioEncoding,
@@ -104,6 +103,7 @@ from rspp.contracts._rules import (
     signal_rule,
     signal_rules,
 )
+from rspp.contracts._schema_check import ValidationIssue
 from rspp.contracts._schema_export import all_schemas, json_schema
 from rspp.contracts._snapshots import (
     AbiCompatibility,

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import msgspec
 
-from rspp.contracts._jsonschema_eval import ValidationIssue
 from rspp.contracts._payload import AudioPayload, Payload
+from rspp.contracts._schema_check import ValidationIssue
 from rspp.contracts._validate import (
     KINDS,
     ContractKind,

@@ -22,7 +22,7 @@ import msgspec
 from msgspec import Meta
 
 from rspp.contracts._enums import Lane
-from rspp.contracts._jsonschema_eval import ValidationIssue
+from rspp.contracts._schema_check import ValidationIssue
 from rspp.contracts._types import NonEmptyStr, NonNegInt, PosInt, Sha256Hex
 from rspp.errors import ContractError
 

@@ -22,9 +22,9 @@ import msgspec
 
 from rspp.contracts._bundle import ArtifactBundle
 from rspp.contracts._envelope import ControlSignal, EventRecord
-from rspp.contracts._jsonschema_eval import SchemaEvaluator, ValidationIssue
 from rspp.contracts._outcome import DecisionOutcome
 from rspp.contracts._plan import ResolvedTurnPlan
+from rspp.contracts._schema_check import SchemaEvaluator, ValidationIssue
 from rspp.contracts._transition import TurnTransition
 from rspp.contracts._types import SCHEMA_VERSION
 from rspp.errors import ContractError
@@ -131,14 +131,14 @@ def validate(kind: str, data: object) -> list[ValidationIssue]:
     """Every way ``data`` (JSON builtins) breaks contract ``kind``; empty when valid."""
     _check_kind(kind)
     evaluator = _evaluator()
-    return evaluator.validate(evaluator.definition(kind), data)
+    return evaluator.validate(kind, data)
 
 
 def is_valid(kind: str, data: object) -> bool:
     """Whether ``data`` satisfies contract ``kind``."""
     _check_kind(kind)
     evaluator = _evaluator()
-    return evaluator.is_valid(evaluator.definition(kind), data)
+    return evaluator.is_valid(kind, data)
 
 
 def infer_kind(data: object) -> str:

@@ -7,7 +7,7 @@ Open one with :meth:`ControlPlane.open` (SQLite or PostgreSQL URL), serve it wit
 """
 
 from rspp.controlplane._admission import Quotas
-from rspp.controlplane._app import create_app, openapi_document
+from rspp.controlplane._app import create_app
 from rspp.controlplane._audit import AuditEntry, AuditVerdict
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._client import (
@@ -29,6 +29,7 @@ from rspp.controlplane._errors import (
     Unavailable,
 )
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._policy import PolicyDocument, SessionAttributes, evaluate_policy
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord

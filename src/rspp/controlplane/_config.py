@@ -18,3 +18,8 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_s: int = 300
     snapshot_ttl_ms: int = 5_000
     heartbeat_timeout_ms: int = 15_000
+    #: request bodies larger than this are refused with 413 before they are parsed
+    max_body_bytes: int = 1_048_576
+    #: spec and module documents (publish) have their own size and nesting limits
+    max_spec_bytes: int = 262_144
+    max_spec_depth: int = 64

@@ -6,7 +6,9 @@ Sits under :class:`rspp.errors.ControlPlaneError`::
     └── CPError                 code + field + HTTP status
         ├── NotFound            404 not_found
         ├── Conflict            409 conflict (immutability, lease held, CAS lost)
+        ├── MalformedBody       400 malformed (body is not JSON / not UTF-8)
         ├── InvalidRequest      422 invalid (bad field value; message says how to fix)
+        ├── BodyTooLarge        413 too_large (body or document over its size limit)
         ├── Unauthorized        401 unauthorized (missing/unknown API key)
         ├── Forbidden           403 forbidden (role lacks permission)
         ├── TokenInvalid        401 token_invalid (tampered, expired, wrong key)
@@ -50,6 +52,16 @@ class InvalidRequest(CPError):
     code = "invalid"
 
 
+class MalformedBody(CPError):
+    status = 400
+    code = "malformed"
+
+
+class BodyTooLarge(CPError):
+    status = 413
+    code = "too_large"
+
+
 class Unauthorized(CPError):
     status = 401
     code = "unauthorized"
@@ -76,6 +88,8 @@ ERRORS_BY_CODE: dict[str, type[CPError]] = {
         NotFound,
         Conflict,
         InvalidRequest,
+        MalformedBody,
+        BodyTooLarge,
         Unauthorized,
         Forbidden,
         TokenInvalid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
+    ProviderHealth,
     ProviderStatus,
     RuntimeHealth,
 )
@@ -101,6 +102,11 @@ class FleetOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, "list runtimes")
         async with self.store.engine.connect() as conn:
             return await self.routing.all_in(conn)
+
+    async def provider_health(self, principal: Principal) -> ProviderHealth:
+        await self.authorize(principal, Role.VIEWER, "read provider health")
+        async with self.store.engine.connect() as conn:
+            return await self.routing.provider_health_in(conn, now_ms=self.clock())
 
     async def report_provider_health(
         self,

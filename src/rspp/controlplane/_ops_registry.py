@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rspp.contracts import VersionResolution
 from rspp.controlplane._admission import (
     parse_quotas,
 )
@@ -139,6 +140,22 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, "read rollout")
         async with self.store.engine.connect() as conn:
             return await self.rollouts.state_in(conn, name)
+
+    async def resolve_version(
+        self, principal: Principal, name: str, *, tenant_id: str, session_id: str | None
+    ) -> VersionResolution:
+        """Which version a session of ``tenant_id`` would get now (rollout cohort)."""
+        await self.authorize(principal, Role.VIEWER, "resolve version")
+        principal.require_tenant(tenant_id)
+        async with self.store.engine.connect() as conn:
+            return await self.rollouts.resolve_in(
+                conn,
+                name,
+                tenant_id=tenant_id,
+                session_id=session_id,
+                now_ms=self.clock(),
+                ttl_ms=self.settings.snapshot_ttl_ms,
+            )
 
     # -- versioned configs: policy, provider config, admission (CP-04, CP-05, F-102) -------
     async def publish_config(

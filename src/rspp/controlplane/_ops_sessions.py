@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -28,6 +28,7 @@ from rspp.controlplane._errors import CPError, Forbidden, InvalidRequest
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
     SessionInfo,
     SessionStatus,
@@ -209,6 +210,16 @@ class SessionOps(ControlPlaneCore):
 
     def verify_token(self, token: str) -> SessionClaims:
         return self.verifier.verify(token)
+
+    async def session_tenant(self, session_id: str) -> str | None:
+        """The tenant owning ``session_id`` (None when no such session was routed)."""
+        async with self.store.engine.connect() as conn:
+            tenant = (
+                await conn.execute(
+                    select(sessions.c.tenant_id).where(sessions.c.session_id == session_id)
+                )
+            ).scalar()
+        return None if tenant is None else str(tenant)
 
     async def session_status(self, principal: Principal, session_id: str) -> SessionInfo:
         await self.authorize(principal, Role.VIEWER, "read session status")

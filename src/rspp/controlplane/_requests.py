@@ -1,10 +1,113 @@
-"""Typed request bodies of the HTTP API (decoded at the edge, never passed as dicts)."""
+"""Typed request bodies and query parameters of the HTTP API (decoded at the edge).
+
+Every field carries its bounds (length, pattern, range) as msgspec ``Meta``, so the
+decoder refuses a bad value naming the field, the store never sees it (no NUL byte,
+no 10k-character name, no integer a database column cannot hold), and the OpenAPI
+document publishes exactly the same constraints.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+INT32_MAX = 2**31 - 1
+
+#: identifiers: tenants, sessions, runtimes, holders, regions, providers
+Id = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]*$",
+        description="identifier: letters, digits and `._:@+-`, 1-200 characters",
+        examples=["acme"],
+    ),
+]
+#: pipeline and module names
+Name = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$",
+        description="pipeline name",
+        examples=["voice-assistant"],
+    ),
+]
+#: a published version (``1.2.0``)
+Version = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$",
+        description="a published version",
+        examples=["1.0.0"],
+    ),
+]
+#: config scope: a tenant id or ``*`` for the default of every tenant
+ConfigScope = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^(\*|[A-Za-z0-9_][A-Za-z0-9._:@+-]*)$",
+        description="a tenant id, or `*` for the default that applies to every tenant",
+        examples=["*"],
+    ),
+]
+ConfigKindName = Literal["policy", "provider_config", "admission"]
+#: a spec or module document (YAML or JSON); no NUL byte
+Document = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=1_048_576,
+        pattern=r"^[^\x00]+$",
+        description="a PipelineSpec/module document (YAML or JSON)",
+    ),
+]
+Label = Annotated[str, Meta(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Url = Annotated[
+    str,
+    Meta(
+        min_length=4,
+        max_length=500,
+        pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://[!-~]+$",
+        description="an absolute URL (printable ASCII)",
+        examples=["ws://127.0.0.1:8765/ws"],
+    ),
+]
+Token = Annotated[
+    str, Meta(min_length=1, max_length=8192, pattern=r"^[!-~]+$", description="a session token")
+]
+AttrKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][\w.:-]*$")]
+AttrValue = Annotated[str, Meta(max_length=1000, pattern=r"^[^\x00]*$")]
+Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+TtlS = Annotated[int, Meta(ge=1, le=3600, description="token lifetime in seconds")]
+TtlMs = Annotated[int, Meta(ge=100, le=86_400_000, description="milliseconds")]
+Epoch = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+ConfigVersionNo = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+Rate = Annotated[float, Meta(ge=0, le=1)]
+Millis = Annotated[int, Meta(ge=0, le=86_400_000)]
+Seq = Annotated[int, Meta(ge=0, le=2**53)]
+PageSize = Annotated[int, Meta(ge=1, le=1000)]
+
+#: path parameters and their types (the route table validates every one of them)
+PATH_PARAMS: dict[str, Any] = {
+    "name": Name,
+    "version": Version,
+    "kind": ConfigKindName,
+    "scope": ConfigScope,
+    "runtime_id": Id,
+    "provider_id": Id,
+    "session_id": Id,
+    "tenant_id": Id,
+}
 
 
 class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -12,22 +115,22 @@ class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class PublishRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    spec: str
-    filename: str = "<api>"
+    spec: Document
+    filename: Label = "<api>"
 
 
 class ModuleRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    module: str
+    module: Document
 
 
 class RolloutRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    canary: str
-    percent: float
-    tenants: tuple[str, ...] = ()
+    canary: Version
+    percent: Percent
+    tenants: Annotated[tuple[Id, ...], Meta(max_length=1000)] = ()
 
 
 class RollbackRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    to: str
+    to: Version
 
 
 class ConfigRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -36,20 +139,20 @@ class ConfigRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 
 class ActivateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    version: int
+    version: ConfigVersionNo
 
 
 class RegisterRuntimeRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    runtime_id: str
-    endpoint: str
-    transport_kind: str = "websocket"
-    region: str = "default"
-    capacity: int = 100
+    runtime_id: Id
+    endpoint: Url
+    transport_kind: Id = "websocket"
+    region: Id = "default"
+    capacity: Count = 100
 
 
 class HeartbeatRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     health: Literal["healthy", "degraded", "unhealthy"]
-    load: int | None = None
+    load: Count | None = None
     mode: Literal["migrate", "drain"] = "migrate"
 
 
@@ -59,41 +162,79 @@ class FailoverRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class ProviderHealthRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["healthy", "degraded", "unhealthy", "unknown"]
-    error_rate: float = 0.0
-    latency_p95_ms: int | None = None
+    error_rate: Rate = 0.0
+    latency_p95_ms: Millis | None = None
 
 
 class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    tenant_id: str
-    pipeline_name: str
-    session_id: str | None = None
-    attributes: dict[str, str] = {}
-    ttl_s: int | None = None
+    tenant_id: Id
+    pipeline_name: Name
+    session_id: Id | None = None
+    attributes: Annotated[dict[AttrKey, AttrValue], Meta(max_length=64)] = {}
+    ttl_s: TtlS | None = None
 
 
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    status: str
+    status: Literal["connected", "running", "degraded", "ended"]
 
 
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    target: str | None = None
+    target: Id | None = None
 
 
 class TokenRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    tenant_id: str
-    ttl_s: int | None = None
+    tenant_id: Id
+    ttl_s: TtlS | None = None
 
 
 class VerifyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    token: str
+    token: Token
 
 
 class LeaseRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    holder: str
-    epoch: int | None = None
-    ttl_ms: int | None = None
+    holder: Id
+    epoch: Epoch | None = None
+    ttl_ms: TtlMs | None = None
+
+
+class LeaseEpochRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Renew/authorize: the holder must name the epoch it holds."""
+
+    holder: Id
+    epoch: Epoch
+    ttl_ms: TtlMs | None = None
 
 
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    role: str
-    tenant_id: str | None = None
+    role: Literal["viewer", "operator", "admin"]
+    tenant_id: Id | None = None
+
+
+# ---- query parameters -----------------------------------------------------------------------
+class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every query-parameter set (decoded from strings, unknown names refused)."""
+
+
+class NoQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class PipelinesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: Name | None = None
+
+
+class ResolveQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+    session_id: Id | None = None
+
+
+class BundleQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+    session_id: Id
+    pipeline_name: Name
+    runtime_id: Id | None = None
+
+
+class AuditQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    after: Seq = 0
+    limit: PageSize = 1000

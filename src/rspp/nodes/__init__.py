@@ -1,13 +1,16 @@
-"""Built-in node types (F-010), registered into ``rspp.runtime.default_registry`` on import.
+"""Built-in node types (F-010), registered into ``rspp.kernel.default_registry`` on import.
 
 ``vad`` / ``turn_detector`` (endpointing policies, explicit end of utterance),
 ``stt``, ``llm``, ``sentence_segmenter``, ``tts``, ``error_speech``,
 ``resampler``, ``redaction``, ``compliance``, ``router`` plus the simple kernel nodes
 (``passthrough``, ``merge``, ``select``). Type and port names match
 ``rspp.spec.BUILTIN_NODE_TYPES``. Providers and turn hooks reach the nodes
-through :class:`NodeServices` bound per session (:func:`bind_services`).
+through :class:`NodeServices`, given to the session it builds (``SessionActor(services=...)``)
+and read with :func:`services_of`.
 """
 
+from rspp.kernel import Node as _Node
+from rspp.kernel import default_registry as _registry
 from rspp.nodes._builtin_simple import AsyncPassthrough, MergeNode, Passthrough, SelectNode
 from rspp.nodes._endpointing import (
     ENDPOINTING_POLICIES,
@@ -22,21 +25,16 @@ from rspp.nodes._llm import LlmNode, eos_event
 from rspp.nodes._resample import ResamplerNode
 from rspp.nodes._router import RouterNode
 from rspp.nodes._services import (
-    PROVIDER_FACTORIES,
     NodeServices,
     TurnHooks,
-    bind_services,
     build_provider,
     default_services,
-    services_for,
-    unbind_services,
+    services_of,
 )
 from rspp.nodes._stt import SttNode
 from rspp.nodes._text import PII_PATTERNS, ComplianceNode, RedactionNode, SentenceSegmenter
 from rspp.nodes._tts import ErrorSpeechNode, TtsNode
 from rspp.nodes._vad import EOU_KIND, TurnDetectorNode, VadNode
-from rspp.runtime import Node as _Node
-from rspp.runtime import default_registry as _registry
 
 BUILTIN_NODES: tuple[type[_Node], ...] = (
     VadNode,
@@ -59,7 +57,6 @@ __all__ = [
     "ENDPOINTING_POLICIES",
     "EOU_KIND",
     "PII_PATTERNS",
-    "PROVIDER_FACTORIES",
     "AdaptiveEndpointer",
     "AsyncPassthrough",
     "ComplianceNode",
@@ -81,12 +78,10 @@ __all__ = [
     "TurnDetectorNode",
     "TurnHooks",
     "VadNode",
-    "bind_services",
     "build_provider",
     "default_services",
     "eos_event",
     "make_endpointer",
-    "services_for",
+    "services_of",
     "transcript_complete",
-    "unbind_services",
 ]

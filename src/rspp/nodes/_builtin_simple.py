@@ -1,6 +1,6 @@
 """Simple built-in nodes: passthrough (inline/async), merge and select.
 
-Registered into :data:`rspp.runtime.default_registry` on import.
+Registered into :data:`rspp.kernel.default_registry` on import.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from rspp.runtime._context import NodeContext
-from rspp.runtime._events import Event
-from rspp.runtime._node import Node
-from rspp.runtime._registry import default_registry
+from rspp.kernel._events import Event
+from rspp.kernel._node import Node, NodeContext
+from rspp.kernel._registry import default_registry
 
 __all__ = ["AsyncPassthrough", "MergeNode", "Passthrough", "SelectNode"]
 

@@ -12,9 +12,9 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from rspp.nodes._services import services_for
+from rspp.kernel import Event, Node, NodeContext
+from rspp.nodes._services import services_of
 from rspp.providers import ChatMessage, LLMRequest
-from rspp.runtime import Event, Node, NodeContext
 
 __all__ = ["LlmNode", "eos_event"]
 
@@ -57,7 +57,7 @@ class LlmNode(Node):
         text = str(event.payload or "").strip()
         if text:
             self.history.append(ChatMessage("user", text))
-            ctl = services_for(self.ctx.session_id).llm(self.ctx.node_id, event.turn_id)
+            ctl = services_of(self.ctx).llm(self.ctx.node_id, event.turn_id)
             reply: list[str] = []
             try:
                 async with contextlib.aclosing(ctl.stream(self._request())) as stream:  # type: ignore[type-var]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from rspp.runtime import AudioFormat, Event, Node, NodeContext
+from rspp.kernel import AudioFormat, Event, Node, NodeContext
 
 __all__ = ["ResamplerNode"]
 

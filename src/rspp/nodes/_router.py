@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rspp.runtime import Event, Node
+from rspp.kernel import Event, Node
 
 __all__ = ["RouterNode"]
 

@@ -1,10 +1,13 @@
 """What built-in nodes need from their session beyond the Node API: providers and turn hooks.
 
-Nodes are constructed by the kernel with ``(ctx, params)`` only, so the local
-runner (or a server) binds a :class:`NodeServices` per session id with
-:func:`bind_services`. Without a binding a node gets :func:`default_services`:
-the offline adapters (pocketsphinx, the local responder, espeak-ng) and no
-turn hooks, so the built-in nodes also run inside a bare ``SessionActor``.
+Nodes are constructed by the kernel with ``(ctx, params)`` only; the local runner
+(or a server, or the replay rig's session factory) builds the session with its
+:class:`NodeServices` (``SessionActor(services=...)``) and a node reads them with
+:func:`services_of` (``ctx.services``). A session built without services gives its
+nodes :func:`default_services`: the offline adapters (pocketsphinx, the local
+responder, espeak-ng) and no turn hooks, so the built-in nodes also run inside a
+bare ``SessionActor``. There is no process-wide registry: two sessions in one
+process each see their own services.
 
 :class:`TurnHooks` is the narrow interface of the turn driver the nodes call
 (VAD end of utterance, speech start for barge-in, waiting for the turn a final
@@ -18,29 +21,31 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rspp.contracts import ControlSignal
+from rspp.kernel import Clock, NodeContext
 from rspp.providers import (
+    ADAPTERS,
     InvocationContext,
     InvocationController,
     InvocationPolicy,
     LLMController,
     LLMProvider,
+    PolicyError,
     Provider,
+    ProviderKind,
     STTController,
     STTProvider,
     TTSController,
     TTSProvider,
+    adapter_info,
+    create_provider,
 )
-from rspp.runtime import Clock
 
 __all__ = [
-    "PROVIDER_FACTORIES",
     "NodeServices",
     "TurnHooks",
-    "bind_services",
     "build_provider",
     "default_services",
-    "services_for",
-    "unbind_services",
+    "services_of",
 ]
 
 
@@ -60,65 +65,27 @@ class TurnHooks(Protocol):
     def node_audit(self, node_id: str, turn_id: str | None, reason: str) -> None: ...
 
 
-def _espeak(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import EspeakTTS
+def build_provider(
+    provider_id: str, config: Mapping[str, Any] | None = None, *, modality: str | None = None,
+) -> Provider:
+    """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id).
 
-    return EspeakTTS(pid, sample_rate=int(cfg.get("sample_rate", 16000)),
-                     voice=str(cfg.get("voice", "en-us")),
-                     words_per_minute=int(cfg.get("words_per_minute", 175)))
-
-
-def _pocketsphinx(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import PocketsphinxSTT
-
-    unknown = sorted(set(cfg) - PocketsphinxSTT.OPTIONS)
-    if unknown:
-        raise KeyError(f"provider {pid!r}: unknown option {unknown[0]!r}; pocketsphinx takes "
-                       f"{sorted(PocketsphinxSTT.OPTIONS)}")
-    return PocketsphinxSTT(pid, **dict(cfg))
-
-
-def _local(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.offline import LocalResponderLLM
-
-    return LocalResponderLLM(pid, seed=int(cfg.get("seed", 0)),
-                             token_delay_ms=float(cfg.get("token_delay_ms", 2.0)))
-
-
-def _openai(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.remote import OpenAIChatLLM
-
-    return OpenAIChatLLM(pid, **dict(cfg))
-
-
-def _openai_tts(pid: str, cfg: Mapping[str, Any]) -> Provider:
-    from rspp.providers.remote import OpenAITTS
-
-    return OpenAITTS(pid, **dict(cfg))
-
-
-#: provider id (or ``kind`` config value) -> adapter factory(provider_id, config)
-PROVIDER_FACTORIES: dict[str, Callable[[str, Mapping[str, Any]], Provider]] = {
-    "espeak": _espeak,
-    "pocketsphinx": _pocketsphinx,
-    "local": _local,
-    "local-responder": _local,
-    "openai": _openai,
-    "openai-tts": _openai_tts,
-}
-
-
-def build_provider(provider_id: str, config: Mapping[str, Any] | None = None) -> Provider:
-    """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id)."""
+    Adapters are looked up in :data:`rspp.providers.ADAPTERS`; an unknown name, option
+    or a missing API key raises an :class:`~rspp.errors.RSPPError` naming it.
+    """
     cfg = dict(config or {})
     adapter = str(cfg.pop("adapter", provider_id))
-    factory = PROVIDER_FACTORIES.get(adapter)
-    if factory is None:
-        raise KeyError(
-            f"provider {provider_id!r}: unknown adapter {adapter!r}; use one of "
-            f"{sorted(PROVIDER_FACTORIES)} (or set providers.<modality>.config.adapter)"
+    info = adapter_info(adapter)
+    if info is None or (modality is not None and info.kind.value != modality):
+        kinds = [k for k in ProviderKind if modality is None or k.value == modality]
+        known = sorted(a.name for a in ADAPTERS if a.kind in kinds)
+        where = f"providers.{modality}" if modality else "providers"
+        raise PolicyError(
+            f"{where}: provider {provider_id!r}: unknown adapter {adapter!r}; use one of "
+            f"{known} (or name the adapter in providers.<modality>.config.adapter)"
         )
-    return factory(provider_id, cfg)
+    return create_provider(info.kind, {"type": adapter, **cfg}, provider_id=provider_id,
+                           path=f"providers.{info.kind.value}")
 
 
 @dataclass(slots=True)
@@ -185,7 +152,7 @@ class NodeServices:
         for pid in self.chains.get(modality, ()):
             p = self.providers.get(pid)
             if p is None:
-                p = self.providers[pid] = build_provider(pid)
+                p = self.providers[pid] = build_provider(pid, modality=modality)
             if not isinstance(p, kind):
                 raise TypeError(f"provider {pid!r} is not a {modality} adapter")
             out[pid] = p
@@ -235,12 +202,11 @@ class NodeServices:
         return tuple(out)
 
 
-_BOUND: dict[str, NodeServices] = {}
 _DEFAULT: NodeServices | None = None
 
 
 def default_services() -> NodeServices:
-    """Offline adapters, no hooks (used when no runner bound the session)."""
+    """Offline adapters, no hooks (for a session built without services)."""
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = NodeServices(
@@ -250,14 +216,14 @@ def default_services() -> NodeServices:
     return _DEFAULT
 
 
-def bind_services(session_id: str, services: NodeServices) -> None:
-    """Make ``services`` what nodes of session ``session_id`` use."""
-    _BOUND[session_id] = services
-
-
-def unbind_services(session_id: str) -> None:
-    _BOUND.pop(session_id, None)
-
-
-def services_for(session_id: str) -> NodeServices:
-    return _BOUND.get(session_id) or default_services()
+def services_of(ctx: NodeContext) -> NodeServices:
+    """The services the node's session was built with, else :func:`default_services`."""
+    svc = ctx.services
+    if svc is None:
+        return default_services()
+    if not isinstance(svc, NodeServices):
+        raise TypeError(
+            f"session {ctx.session_id!r} was built with services of type {type(svc).__name__}; "
+            "built-in nodes need rspp.nodes.NodeServices"
+        )
+    return svc

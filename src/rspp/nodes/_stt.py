@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from rspp.nodes._services import services_for
+from rspp.kernel import AudioFormat, Event, Node, NodeContext
+from rspp.nodes._services import services_of
 from rspp.providers import AudioChunk
-from rspp.runtime import AudioFormat, Event, Node, NodeContext
 
 __all__ = ["SttNode"]
 
@@ -65,14 +65,14 @@ class SttNode(Node):
 
     async def on_start(self) -> None:
         """Load the STT models before the first utterance (adapters with ``warm_up``)."""
-        svc = services_for(self.ctx.session_id)
+        svc = services_of(self.ctx)
         for pid in svc.chains.get("stt", ()):
             warm = getattr(svc.providers.get(pid), "warm_up", None)
             if warm is not None:
                 await warm()
 
     async def _recognise(self, utt: _Utterance, number: int) -> None:
-        live = services_for(self.ctx.session_id).live_transcript
+        live = services_of(self.ctx).live_transcript
 
         async def audio() -> AsyncIterator[AudioChunk]:
             pulled = -1
@@ -88,7 +88,7 @@ class SttNode(Node):
                     pulled = end - int(_DECODE_LAG_S * chunk.sample_rate)
                 yield chunk
 
-        ctl = services_for(self.ctx.session_id).stt(self.ctx.node_id, None)
+        ctl = services_of(self.ctx).stt(self.ctx.node_id, None)
         async with contextlib.aclosing(ctl.stream(audio())) as stream:  # type: ignore[type-var]
             async for tr in stream:
                 if tr.is_final:
@@ -112,7 +112,7 @@ class SttNode(Node):
         self._pre.clear()
         self._pre_ms = 0.0
         self.utterances += 1
-        live = services_for(self.ctx.session_id).live_transcript
+        live = services_of(self.ctx).live_transcript
         live.utterance, live.text, live.decoded_until = self.utterances, "", -1
         utt.task = asyncio.create_task(self._recognise(utt, self.utterances),
                                        name=f"{self.ctx.node_id}:stt")
@@ -131,7 +131,7 @@ class SttNode(Node):
                 await prev
         text = utt.final.strip()
         self.finals.append(text)
-        hooks = services_for(self.ctx.session_id).hooks
+        hooks = services_of(self.ctx).hooks
         turn_id = await hooks.turn_for_utterance() if hooks is not None else self.ctx.turn_id
         if hooks is not None and turn_id is None:
             self.ctx.audit("stt:final_without_turn")

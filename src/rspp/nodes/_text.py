@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from rspp.runtime import Event, Node, NodeContext
+from rspp.kernel import Event, Node, NodeContext
 
 __all__ = ["PII_PATTERNS", "ComplianceNode", "RedactionNode", "SentenceSegmenter"]
 

@@ -18,9 +18,9 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from rspp.nodes._services import services_for
+from rspp.kernel import AudioFormat, Event, Node, NodeContext
+from rspp.nodes._services import services_of
 from rspp.providers import ProviderCallError
-from rspp.runtime import AudioFormat, Event, Node, NodeContext
 
 __all__ = ["ErrorSpeechNode", "TtsNode"]
 
@@ -39,7 +39,7 @@ class _Speaker:
     async def speak(self, cause: Event, text: str, degrade: bool) -> None:
         ctx = self.node.ctx
         tid = cause.turn_id
-        ctl = services_for(ctx.session_id).tts(ctx.node_id, tid)
+        ctl = services_of(ctx).tts(ctx.node_id, tid)
         first = True
         try:
             async with contextlib.aclosing(ctl.stream(_one(text))) as stream:  # type: ignore[type-var]
@@ -64,7 +64,7 @@ class _Speaker:
             ctx.emit(out, self.port)
             if tid not in self.degraded:
                 self.degraded.add(tid)
-                hooks = services_for(ctx.session_id).hooks
+                hooks = services_of(ctx).hooks
                 if hooks is not None:
                     hooks.degraded(tid, f"tts_unavailable:{exc.outcome.value}")
 

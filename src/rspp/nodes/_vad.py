@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from rspp.kernel import AudioFormat, Event, Node, NodeContext
 from rspp.nodes._endpointing import (
     AdaptiveEndpointer,
     Endpointer,
     make_endpointer,
     transcript_complete,
 )
-from rspp.nodes._services import services_for
-from rspp.runtime import AudioFormat, Event, Node, NodeContext
+from rspp.nodes._services import services_of
 
 __all__ = ["EOU_KIND", "TurnDetectorNode", "VadNode"]
 
@@ -84,7 +84,7 @@ class VadNode(Node):
 
     def _heard_complete(self) -> bool:
         """The STT has decoded up to the silence and its transcript is a complete request."""
-        live = services_for(self.ctx.session_id).live_transcript
+        live = services_of(self.ctx).live_transcript
         return (live.utterance == self.utterance and live.decoded_until >= self._voiced_until
                 and transcript_complete(live.text))
 
@@ -92,12 +92,12 @@ class VadNode(Node):
         payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
                    "speech_ms": self.speech_ms, "reason": reason}
         self.ctx.emit(ev.derive("vad", payload, attrs={"vad": state}), "vad")
-        hooks = services_for(self.ctx.session_id).hooks
+        hooks = services_of(self.ctx).hooks
         if hooks is None:
             return
         if state == "start":
             hooks.speech_started(ev.sample_index)
-        elif not services_for(self.ctx.session_id).turn_detector_present:
+        elif not services_of(self.ctx).turn_detector_present:
             hooks.end_of_utterance(reason)
 
     def process(self, event: Event, port: str) -> Event | None:
@@ -150,7 +150,7 @@ class TurnDetectorNode(Node):
     def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, params)
         self.min_utterance_ms = float(self.params.get("min_utterance_ms", 200))
-        svc = services_for(ctx.session_id)
+        svc = services_of(ctx)
         if svc.hooks is not None:
             svc.turn_detector_present = True
         self.proposed = 0
@@ -167,7 +167,7 @@ class TurnDetectorNode(Node):
             self.ctx.audit(f"turn_detector:ignored_short_utterance:{event.payload.get('speech_ms')}")
             return None
         self.proposed += 1
-        hooks = services_for(self.ctx.session_id).hooks
+        hooks = services_of(self.ctx).hooks
         if hooks is not None:
             hooks.end_of_utterance(str(event.payload.get("reason", "turn_detector")))
         return event.derive("turn_end_detected", dict(event.payload))

@@ -1,15 +1,11 @@
 """Observability: timeline recorder (OR-02), exporters, comparator, SLO gates, telemetry.
 
-Also the replay engine (OR-03): :class:`ReplayEngine` / :func:`replay` re-run a
-recorded session (re-simulation or recorded-provider playback, replayed or
-recomputed decisions) and compare it with :func:`compare_timelines`;
-:class:`ReplayCursor` steps, pauses and resumes; :func:`record_session` and
-:class:`SessionRig` record a kernel session for replay.
+The replay engine (OR-03) that re-runs a recorded timeline lives in :mod:`rspp.replay`,
+one layer up: it uses the comparator (:func:`compare_timelines`) and the recorder here.
 """
 
 from rspp.observability._builder import TimelineBuilder, build_plan
 from rspp.observability._compare import compare_timelines
-from rspp.observability._cursor import ReplayCursor
 from rspp.observability._errors import (
     ObservabilityError,
     TimelineFormatError,
@@ -51,25 +47,6 @@ from rspp.observability._redaction import (
     RedactionRule,
     Redactor,
 )
-from rspp.observability._replay_demo import (
-    DEMO_NODES,
-    DEMO_PROVIDER_TYPES,
-    DEMO_SPEC,
-    demo_frames,
-    demo_registry,
-    record_session,
-)
-from rspp.observability._replay_engine import (
-    RecordedAdmission,
-    ReplayEngine,
-    ReplayOptions,
-    ReplayResult,
-    replay,
-)
-from rspp.observability._replay_errors import ReplayError, ReplayInputError
-from rspp.observability._replay_report import replay_report_json, replay_summary_text
-from rspp.observability._replay_rig import DEFAULT_PROVIDER_NODE_TYPES, RigOptions, SessionRig
-from rspp.observability._replay_source import Recording, load_recording
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
@@ -82,10 +59,6 @@ from rspp.observability._view import TimelineFilter, filter_lines, timeline_tabl
 __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
-    "DEFAULT_PROVIDER_NODE_TYPES",
-    "DEMO_NODES",
-    "DEMO_PROVIDER_TYPES",
-    "DEMO_SPEC",
     "EVIDENCE_KIND",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
@@ -104,24 +77,14 @@ __all__ = [
     "OR02Evidence",
     "ObservabilityError",
     "ProviderInvocationOutcome",
-    "RecordedAdmission",
     "RecorderOptions",
     "RecorderStats",
-    "Recording",
     "RedactionAudit",
     "RedactionRule",
     "Redactor",
-    "ReplayCursor",
-    "ReplayEngine",
-    "ReplayError",
-    "ReplayInputError",
-    "ReplayOptions",
-    "ReplayResult",
     "RetentionPolicy",
-    "RigOptions",
     "RuntimeMetrics",
     "SamplingPolicy",
-    "SessionRig",
     "SpanFactory",
     "SweepResult",
     "TimelineBuilder",
@@ -136,21 +99,14 @@ __all__ = [
     "build_plan",
     "compare_timelines",
     "current_log_context",
-    "demo_frames",
-    "demo_registry",
     "evaluate_gates",
     "filter_lines",
     "level_allows",
-    "load_recording",
     "log_context",
     "missing_evidence_fields",
     "payload_tier",
     "percentile",
     "read_timeline",
-    "record_session",
-    "replay",
-    "replay_report_json",
-    "replay_summary_text",
     "report_to_json",
     "report_to_markdown",
     "sweep",

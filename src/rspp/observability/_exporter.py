@@ -17,10 +17,10 @@ from collections.abc import Mapping
 import msgspec
 
 from rspp.contracts import SCHEMA_VERSION, EventRecord, EventScope, Lane, PayloadClass
+from rspp.kernel._handles import Clock
 from rspp.observability._recorder import BufferedItem, TimelineRecorder
 from rspp.observability._redaction import Redactor
 from rspp.observability._sinks import TimelineSink
-from rspp.runtime._handles import Clock
 
 __all__ = ["ExporterOptions", "ExporterStats", "TimelineExporter", "to_line"]
 

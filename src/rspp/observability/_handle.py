@@ -15,7 +15,7 @@ __all__ = ["NodeTelemetry"]
 
 
 class NodeTelemetry:
-    """Implements :class:`rspp.runtime._handles.TelemetryHandle` for one node."""
+    """Implements :class:`rspp.kernel._handles.TelemetryHandle` for one node."""
 
     def __init__(self, metrics: RuntimeMetrics, logger: logging.Logger, *, session_id: str,
                  pipeline_version: str, node_id: str, turn_id: str | None = None) -> None:

@@ -49,10 +49,10 @@ from rspp.contracts import (
     SignalName,
     TurnTransition,
 )
+from rspp.kernel._handles import Clock
 from rspp.observability._evidence import EVIDENCE_KIND, OR02Evidence
 from rspp.observability._levels import _BY_RANK, _RANK, LevelLadder, PayloadTier, level_allows
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
-from rspp.runtime._handles import Clock
 
 __all__ = ["BufferedItem", "RecorderOptions", "RecorderStats", "TimelineRecorder"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from rspp.runtime._handles import Clock
+from rspp.kernel._handles import Clock
 
 __all__ = ["DebugCapture", "SamplingPolicy"]
 

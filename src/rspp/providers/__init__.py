@@ -45,7 +45,15 @@ from rspp.providers._policy import (
     PriceTable,
 )
 from rspp.providers._prometheus import PrometheusMetricsSink
-from rspp.providers._registry import ADAPTER_TYPES, create_provider
+from rspp.providers._registry import (
+    ADAPTER_TYPES,
+    ADAPTERS,
+    PROVIDER_CATALOG,
+    AdapterInfo,
+    ProviderCatalog,
+    adapter_info,
+    create_provider,
+)
 from rspp.providers._routing import (
     RoutingDecision,
     RoutingRule,
@@ -74,9 +82,12 @@ from rspp.providers._types import (
 )
 
 __all__ = [
+    "ADAPTERS",
     "ADAPTER_TYPES",
+    "PROVIDER_CATALOG",
     "REDACTED",
     "RETRYABLE_OUTCOMES",
+    "AdapterInfo",
     "AudioChunk",
     "BackoffPolicy",
     "Capabilities",
@@ -104,6 +115,7 @@ __all__ = [
     "PrometheusMetricsSink",
     "Provider",
     "ProviderCallError",
+    "ProviderCatalog",
     "ProviderInvocation",
     "ProviderKind",
     "ProviderMetricsRecorder",
@@ -125,6 +137,7 @@ __all__ = [
     "Transcript",
     "UsageKind",
     "UsageSummary",
+    "adapter_info",
     "choose_chain",
     "create_provider",
     "default_redactor",

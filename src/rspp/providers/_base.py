@@ -40,7 +40,7 @@ from rspp.providers._types import (
 )
 
 if TYPE_CHECKING:
-    from rspp.runtime._handles import CancelToken, Clock
+    from rspp.kernel._handles import CancelToken, Clock
 
 __all__ = ["LLMProvider", "Provider", "STTProvider", "TTSProvider"]
 

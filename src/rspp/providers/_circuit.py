@@ -11,7 +11,7 @@ from rspp.providers._clock import LoopClock
 from rspp.providers._policy import CircuitPolicy
 
 if TYPE_CHECKING:
-    from rspp.runtime._handles import Clock
+    from rspp.kernel._handles import Clock
 
 __all__ = ["CircuitBreaker", "CircuitRegistry", "CircuitState", "CircuitTransition"]
 

@@ -1,4 +1,4 @@
-"""Fallback clock used when no :class:`rspp.runtime._handles.Clock` is injected."""
+"""Fallback clock used when no :class:`rspp.kernel._handles.Clock` is injected."""
 
 from __future__ import annotations
 

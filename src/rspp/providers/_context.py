@@ -26,7 +26,7 @@ from rspp.providers._clock import LoopClock
 from rspp.providers._secrets import redact
 
 if TYPE_CHECKING:
-    from rspp.runtime._handles import Clock
+    from rspp.kernel._handles import Clock
 
 __all__ = ["InvocationContext", "SignalSink"]
 

@@ -31,7 +31,7 @@ from rspp.providers._routing import RoutingDecision, RoutingSignals, order_provi
 from rspp.providers._secrets import redact
 
 if TYPE_CHECKING:
-    from rspp.runtime._handles import CancelToken
+    from rspp.kernel._handles import CancelToken
 
 __all__ = ["InvocationController", "ReplayableInput"]
 

@@ -17,7 +17,7 @@ from rspp.providers._outcome import Outcome
 from rspp.providers._types import ProviderKind
 
 if TYPE_CHECKING:
-    from rspp.runtime._handles import CancelToken
+    from rspp.kernel._handles import CancelToken
 
 __all__ = [
     "InvocationCancelScope",

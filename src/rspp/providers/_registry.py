@@ -1,41 +1,163 @@
-"""Build adapters from configuration by kind and type name (F-055).
+"""Build adapters from configuration by kind and adapter name (F-055).
 
-Pipeline specs and policies name providers as ``{"type": "openai", "model": ..,
-"api_key": "env://OPENAI_API_KEY"}``; :func:`create_provider` turns such a
-mapping into an adapter. Swapping the ``type`` swaps the adapter without
-touching the nodes that drive it.
+Pipeline specs name providers by adapter (``providers.llm.primary: anthropic``)
+or by an id with ``config.adapter``; policies use ``{"type": "openai", ..}``
+mappings. :func:`create_provider` turns either into an adapter; swapping the
+name swaps the adapter without touching the nodes that drive it.
+
+Every adapter is described once in :data:`ADAPTERS` (name, kind, class, the
+environment variables it reads, the pip extra it needs). At session start
+:func:`create_provider`:
+
+* refuses an unknown name or option, listing the valid ones;
+* fills ``base_url`` from the adapter's ``*_BASE_URL`` variable when the spec
+  leaves it out (a local server or a test fake without editing the spec);
+* requires the API key up front: ``api_key: env://NAME`` must be set, and an
+  adapter without ``api_key`` and without a ``base_url`` in the spec uses its
+  standard variable (``OPENAI_API_KEY``...); a spec's own ``base_url`` (a local
+  server) never receives the vendor's key implicitly. A missing key is
+  one :class:`~rspp.providers.SecretConfigError` naming the variable, before
+  any audio flows, never a per-turn provider failure.
+
+:data:`PROVIDER_CATALOG` exposes names and option checks to ``rspp lint``
+(the spec layer takes it as an injected catalog).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
+import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from rspp.providers._base import Provider
 from rspp.providers._policy import PolicyError
+from rspp.providers._secrets import SecretConfigError, SecretRef
 from rspp.providers._types import ProviderKind
 
-__all__ = ["ADAPTER_TYPES", "create_provider"]
+__all__ = [
+    "ADAPTERS",
+    "ADAPTER_TYPES",
+    "PROVIDER_CATALOG",
+    "AdapterInfo",
+    "ProviderCatalog",
+    "adapter_info",
+    "create_provider",
+]
 
-#: kind -> type name -> "module:Class" (imported lazily)
+
+@dataclass(frozen=True, slots=True)
+class AdapterInfo:
+    """One selectable adapter: what ``providers.<modality>.primary: NAME`` builds."""
+
+    name: str
+    kind: ProviderKind
+    #: ``module:Class``, imported only when the adapter is built or checked
+    target: str
+    summary: str
+    #: standard variable holding the API key (``None``: no key needed)
+    key_env: str | None = None
+    #: variable that overrides the default endpoint when the spec sets no ``base_url``
+    base_url_env: str | None = None
+    #: ``pip install 'rspp[EXTRA]'`` brings the adapter's optional dependencies
+    extra: str | None = None
+    #: option defaults of this name (they differ from the class defaults)
+    defaults: Mapping[str, object] = field(default_factory=dict)
+
+    def load(self) -> type[Provider]:
+        module_name, _, class_name = self.target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            hint = f"install it with: pip install 'rspp[{self.extra}]'" if self.extra else ""
+            raise PolicyError(
+                f"{self.kind.value} adapter {self.name!r} needs {exc.name or 'a module'} "
+                f"which is not installed; {hint}".rstrip("; ")
+            ) from None
+        cls: type[Provider] = getattr(module, class_name)
+        return cls
+
+    def options(self) -> dict[str, str]:
+        """Option name -> type text, for docs and error messages."""
+        cls = self.load()
+        hints = _hints(cls)
+        names = _accepted(cls) - _NOT_OPTIONS
+        return {n: _type_text(hints.get(n)) for n in sorted(names)}
+
+
+ADAPTERS: tuple[AdapterInfo, ...] = (
+    AdapterInfo("pocketsphinx", ProviderKind.STT,
+                "rspp.providers.offline._pocketsphinx:PocketsphinxSTT",
+                "offline STT (model ships in the wheel)", extra="speech"),
+    AdapterInfo("deepgram", ProviderKind.STT, "rspp.providers.remote._deepgram:DeepgramSTT",
+                "Deepgram live streaming STT over WebSocket",
+                key_env="DEEPGRAM_API_KEY", base_url_env="DEEPGRAM_BASE_URL", extra="deepgram"),
+    AdapterInfo("local", ProviderKind.LLM, "rspp.providers.offline._responder:LocalResponderLLM",
+                "offline deterministic stand-in LLM", defaults={"token_delay_ms": 2.0}),
+    AdapterInfo("local-responder", ProviderKind.LLM,
+                "rspp.providers.offline._responder:LocalResponderLLM",
+                "offline deterministic stand-in LLM (same as `local`)",
+                defaults={"token_delay_ms": 2.0}),
+    AdapterInfo("openai", ProviderKind.LLM, "rspp.providers.remote._openai_chat:OpenAIChatLLM",
+                "OpenAI chat completions (SSE); any OpenAI-compatible server via base_url "
+                "(Ollama, vLLM, llama.cpp)",
+                key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL", extra="openai"),
+    AdapterInfo("anthropic", ProviderKind.LLM, "rspp.providers.remote._anthropic:AnthropicLLM",
+                "Anthropic Messages API (SSE)",
+                key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
+                extra="anthropic"),
+    AdapterInfo("espeak", ProviderKind.TTS, "rspp.providers.offline._espeak:EspeakTTS",
+                "offline TTS (espeak-ng ships in the wheel)", extra="speech",
+                defaults={"words_per_minute": 175}),
+    AdapterInfo("openai-tts", ProviderKind.TTS, "rspp.providers.remote._openai_tts:OpenAITTS",
+                "OpenAI speech (streamed 24 kHz PCM)",
+                key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL", extra="openai"),
+    AdapterInfo("elevenlabs", ProviderKind.TTS, "rspp.providers.remote._elevenlabs:ElevenLabsTTS",
+                "ElevenLabs stream-input TTS over WebSocket",
+                key_env="ELEVENLABS_API_KEY", base_url_env="ELEVENLABS_BASE_URL",
+                extra="elevenlabs"),
+)
+
+_BY_NAME = {a.name: a for a in ADAPTERS}
+#: constructor parameters that are process objects, never spec options
+_NOT_OPTIONS = frozenset({"self", "kwargs", "provider_id", "clock", "metrics", "client"})
+
+#: kind -> adapter name -> "module:Class" (imported lazily)
 ADAPTER_TYPES: dict[ProviderKind, dict[str, str]] = {
-    ProviderKind.STT: {
-        "pocketsphinx": "rspp.providers.offline._pocketsphinx:PocketsphinxSTT",
-        "deepgram": "rspp.providers.remote._deepgram:DeepgramSTT",
-    },
-    ProviderKind.LLM: {
-        "local-responder": "rspp.providers.offline._responder:LocalResponderLLM",
-        "openai": "rspp.providers.remote._openai_chat:OpenAIChatLLM",
-        "anthropic": "rspp.providers.remote._anthropic:AnthropicLLM",
-    },
-    ProviderKind.TTS: {
-        "espeak": "rspp.providers.offline._espeak:EspeakTTS",
-        "elevenlabs": "rspp.providers.remote._elevenlabs:ElevenLabsTTS",
-        "openai-tts": "rspp.providers.remote._openai_tts:OpenAITTS",
-    },
+    kind: {a.name: a.target for a in ADAPTERS if a.kind is kind} for kind in ProviderKind
 }
+
+
+def adapter_info(name: str) -> AdapterInfo | None:
+    """The adapter called ``name`` (any kind), or ``None``."""
+    return _BY_NAME.get(name)
+
+
+def _names(kind: ProviderKind) -> list[str]:
+    return sorted(ADAPTER_TYPES[kind])
+
+
+def _unknown_name(kind: ProviderKind, name: object, path: str) -> PolicyError:
+    known = _names(kind)
+    close = difflib.get_close_matches(str(name), known, 1) if isinstance(name, str) else []
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    other = _BY_NAME.get(name) if isinstance(name, str) else None
+    wrong = f" ({name!r} is a {other.kind.value} adapter)" if other is not None else ""
+    return PolicyError(f"{path}.type={name!r}: unknown {kind.value} adapter{wrong}{guess}; "
+                       f"use one of {known}")
+
+
+def _kind(kind: ProviderKind | str, path: str) -> ProviderKind:
+    try:
+        return ProviderKind(kind)
+    except ValueError:
+        raise PolicyError(
+            f"{path}: kind={kind!r} is not a provider kind; use one of "
+            f"{[k.value for k in ProviderKind]}"
+        ) from None
 
 
 def create_provider(
@@ -44,50 +166,92 @@ def create_provider(
     *,
     provider_id: str | None = None,
     path: str = "providers",
+    env: Mapping[str, str] | None = None,
     **runtime: object,
 ) -> Provider:
     """Instantiate the adapter ``config["type"]`` of ``kind`` with the other keys.
 
     ``runtime`` passes process objects (``clock``, ``metrics``) that never come
-    from configuration. Errors name ``path`` and list the valid choices.
+    from configuration; ``env`` (default ``os.environ``) supplies base URLs and
+    API keys (module docstring). Errors name ``path`` and list the valid choices.
     """
-    try:
-        kind = ProviderKind(kind)
-    except ValueError:
-        raise PolicyError(
-            f"{path}: kind={kind!r} is not a provider kind; use one of "
-            f"{[k.value for k in ProviderKind]}"
-        ) from None
+    kind = _kind(kind, path)
     type_name = config.get("type")
-    choices = ADAPTER_TYPES[kind]
-    if not isinstance(type_name, str) or type_name not in choices:
-        raise PolicyError(
-            f"{path}.type={type_name!r}: unknown {kind.value} adapter; use one of {sorted(choices)}"
-        )
-    module_name, _, class_name = choices[type_name].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    params = {k: v for k, v in config.items() if k != "type"}
-    accepted = set(inspect.signature(cls.__init__).parameters) | set(
+    info = _BY_NAME.get(type_name) if isinstance(type_name, str) else None
+    if info is None or info.kind is not kind:
+        raise _unknown_name(kind, type_name, path)
+    cls = info.load()
+    params = {**info.defaults, **{k: v for k, v in config.items() if k != "type"}}
+    where = f"{path} ({info.name})"
+    _check_options(cls, info, params, path)
+    _check_option_types(cls, params, where)
+    _apply_environment(info, params, os.environ if env is None else env, where)
+    factory: Callable[..., Provider] = cls
+    return factory(provider_id or info.name, **params, **runtime)
+
+
+def _apply_environment(
+    info: AdapterInfo, params: dict[str, object], env: Mapping[str, str], where: str
+) -> None:
+    """Fill ``base_url``/``api_key`` from the environment and check the key is there."""
+    own_endpoint = params.get("base_url") is None
+    if info.base_url_env and own_endpoint and env.get(info.base_url_env):
+        params["base_url"] = env[info.base_url_env]
+    key = params.get("api_key")
+    # The vendor's standard key variable goes only to the vendor's endpoint (or the one its
+    # *_BASE_URL names): a spec's own base_url (a local server) gets an explicit api_key only.
+    if key is None and info.key_env and own_endpoint:
+        if env.get(info.key_env, "").strip():
+            params["api_key"] = f"env://{info.key_env}"
+        else:
+            raise SecretConfigError(
+                f"{where}: no API key: environment variable {info.key_env} is not set; "
+                f"export {info.key_env}=... or set api_key: env://NAME in the provider config"
+            )
+        return
+    if isinstance(key, str) and key.startswith("env://"):
+        var = key[len("env://"):]
+        if not env.get(var, "").strip():
+            raise SecretConfigError(
+                f"{where}: api_key: environment variable {var} is not set; "
+                f"export {var}=... before starting RSPP"
+            )
+    elif isinstance(key, str):
+        SecretRef(key, field=f"{where}: api_key").resolve()  # file:// must be readable
+
+
+def _accepted(cls: type[Provider]) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) | set(
         inspect.signature(Provider.__init__).parameters
     )
+
+
+def _check_options(
+    cls: type[Provider], info: AdapterInfo, params: Mapping[str, object], path: str
+) -> None:
+    accepted = _accepted(cls)
     unknown = sorted(set(params) - accepted - {"self", "kwargs"})
     if unknown:
+        valid = sorted(accepted - _NOT_OPTIONS)
+        close = difflib.get_close_matches(unknown[0], valid, 1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
         raise PolicyError(
-            f"{path}: unknown option(s) {unknown} for {kind.value} adapter {type_name!r}; "
-            f"valid options: {sorted(accepted - {'self', 'kwargs', 'provider_id'})}"
+            f"{path}: unknown option(s) {unknown} for {info.kind.value} adapter "
+            f"{info.name!r}{guess}; valid options: {valid}"
         )
-    _check_option_types(cls, params, f"{path} ({kind.value} adapter {type_name!r})")
-    provider: Provider = cls(provider_id or type_name, **params, **runtime)
-    return provider
+
+
+def _hints(cls: type[Provider]) -> dict[str, object]:
+    try:
+        return typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
+        return {}
 
 
 def _check_option_types(cls: type[Provider], params: Mapping[str, object], where: str) -> None:
     """Refuse a scalar option of the wrong type up front (``base_url: 3`` used to crash
     inside the adapter with an AttributeError); the error names the option."""
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
-        return
+    hints = _hints(cls)
     for name, value in params.items():
         hint = _scalar(hints.get(name))
         if value is None and hint is not None and _optional(hints.get(name)):
@@ -119,3 +283,49 @@ def _scalar(hint: object) -> object:
     if len(args) == 1 and args[0] in _SCALARS and _optional(hint):
         return args[0]
     return hint
+
+
+def _type_text(hint: object) -> str:
+    scalar = _scalar(hint)
+    if isinstance(scalar, type):
+        return scalar.__name__
+    return "secret reference (env://NAME or file://PATH)" if hint is not None else "any"
+
+
+class ProviderCatalog:
+    """Adapter names and option checks for ``rspp lint`` (an injected spec catalog)."""
+
+    def adapter_names(self, modality: str) -> tuple[str, ...]:
+        """Known adapter names of ``modality`` (``stt``/``llm``/``tts``), sorted."""
+        return tuple(_names(ProviderKind(modality)))
+
+    def problems(
+        self, modality: str, name: str, config: Mapping[str, object]
+    ) -> list[tuple[str, str, str]]:
+        """``(config key or "", message, hint)`` for an unknown name, option or option type.
+
+        Nothing is constructed and no environment is read (lint runs anywhere).
+        """
+        kind = ProviderKind(modality)
+        info = _BY_NAME.get(name)
+        if info is None or info.kind is not kind:
+            known = ", ".join(_names(kind))
+            close = difflib.get_close_matches(name, _names(kind), 1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            other = f" ({name!r} is a {info.kind.value} adapter)" if info is not None else ""
+            return [("", f"unknown {modality} adapter {name!r}{other}",
+                     f"{guess}use one of: {known}")]
+        try:
+            cls = info.load()
+            params = {k: v for k, v in config.items() if k != "adapter"}
+            _check_options(cls, info, params, "config")
+            _check_option_types(cls, params, "config")
+        except PolicyError as exc:
+            bad = next((k for k in config if f"{k}=" in str(exc) or f"'{k}'" in str(exc)), "")
+            return [(bad, str(exc).removeprefix("config: "),
+                     f"valid options of {info.name!r}: {', '.join(info.options())}")]
+        return []
+
+
+#: The catalog ``rspp lint`` and the runner hand to the spec compiler.
+PROVIDER_CATALOG = ProviderCatalog()

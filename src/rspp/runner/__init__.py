@@ -1,11 +1,23 @@
 """Local runner (F-125): in-process control plane, loopback session, latency report."""
 
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._node_session import node_session
+from rspp.runner._replay_demo import (
+    DEMO_NODES,
+    DEMO_PROVIDER_TYPES,
+    DEMO_SPEC,
+    demo_frames,
+    demo_registry,
+    record_session,
+)
 from rspp.runner._runner import RunnerError, RunOptions, RunResult, TurnReport, run_local
 from rspp.runner._table import latency_rows, render_result
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 
 __all__ = [
+    "DEMO_NODES",
+    "DEMO_PROVIDER_TYPES",
+    "DEMO_SPEC",
     "LOCAL_RUNTIME_ID",
     "LOCAL_TENANT",
     "RunOptions",
@@ -15,8 +27,12 @@ __all__ = [
     "TelemetryFiles",
     "TelemetryTargets",
     "TurnReport",
+    "demo_frames",
+    "demo_registry",
     "latency_rows",
     "local_bundle",
+    "node_session",
+    "record_session",
     "render_result",
     "run_local",
 ]

@@ -2,15 +2,15 @@
 
 Six snapshots (version resolution, routing view, admission policy, policy
 resolution, provider health, ABI compatibility) for one compiled graph, valid
-for ``ttl_ms``. The runner's :class:`~rspp.runtime._snapshot_source.StaticSnapshotSource`
+for ``ttl_ms``. The runner's :class:`~rspp.turns._snapshot_source.StaticSnapshotSource`
 serves it to the plan resolver at every turn start.
 """
 
 from __future__ import annotations
 
 from rspp.contracts import RecordingLevel, TurnStartBundle
-from rspp.runtime._snapshot_source import in_process_bundle
 from rspp.spec import GraphDefinition
+from rspp.turns._snapshot_source import in_process_bundle
 
 __all__ = ["LOCAL_RUNTIME_ID", "LOCAL_TENANT", "local_bundle"]
 

@@ -1,16 +1,16 @@
 """What the local runner records so that ``rspp replay`` can re-run its timeline (F-127, OR-03).
 
-A replayable timeline (see :mod:`rspp.observability._replay_source`) needs:
+A replayable timeline (see :mod:`rspp.replay._source`) needs:
 
 * every ingress event as an ``event_record`` without ``node_id`` on edge
   ``input.<port>`` with its payload, encoded *before* the push (inline nodes may
   annotate the event) - the loopback transport does this with
-  :func:`~rspp.observability._replay_codec.encode_event`; audio payloads are kept
+  :func:`~rspp.replay._codec.encode_event`; audio payloads are kept
   at recording level L2;
 * every output of a provider node (``stt``/``llm``/``tts``) on edge
   ``<node>.<port>`` with causal parent ``<node>#in<k>`` (the k-th input of the
   node) and its payload - :class:`ReplayableCapture` wraps the provider node
-  types through a :class:`~rspp.observability._replay_nodes.ReplayRegistry`;
+  types through a :class:`~rspp.replay._nodes.ReplayRegistry`;
 * the outputs on ``output.<port>`` (the loopback transport records them).
 
 The runner turns the capture on with ``RunOptions.record_level`` (``rspp run
@@ -26,10 +26,10 @@ import msgspec
 
 from rspp.contracts import RecordingLevel
 from rspp.errors import RSPPError
-from rspp.observability._replay_codec import encode_event
-from rspp.observability._replay_nodes import ReplayRegistry, recording_class
-from rspp.observability._replay_rig import DEFAULT_PROVIDER_NODE_TYPES
-from rspp.runtime import Event, NodeRegistry, SessionActor, default_registry, to_record
+from rspp.kernel import Event, NodeRegistry, SessionActor, default_registry, to_record
+from rspp.replay._codec import encode_event
+from rspp.replay._nodes import ReplayRegistry, recording_class
+from rspp.replay._rig import DEFAULT_PROVIDER_NODE_TYPES
 
 __all__ = ["RECORD_LEVELS", "ReplayableCapture", "parse_record_level"]
 

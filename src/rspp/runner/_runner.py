@@ -20,7 +20,8 @@ import msgspec
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
 from rspp.contracts import RecordingLevel
 from rspp.errors import RSPPError
-from rspp.nodes import NodeServices, bind_services, build_provider, unbind_services
+from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.nodes import NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -28,17 +29,17 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
+from rspp.providers import PROVIDER_CATALOG
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
-from rspp.runtime import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.runtime._admission import LocalAdmission
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._plan_resolver import PlanResolver
-from rspp.runtime._snapshot_source import StaticSnapshotSource
-from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import StaticSnapshotSource
+from rspp.turns._turn_driver import TurnDriver
 
 __all__ = ["RunOptions", "RunResult", "RunnerError", "TurnReport", "run_local"]
 
@@ -111,7 +112,7 @@ def _compile(path: Path) -> GraphDefinition:
         raise RunnerError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                           "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True))
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
     except SpecInvalid as exc:
         raise RunnerError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every issue") \
             from None
@@ -130,9 +131,9 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
                 continue
             cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
             try:
-                providers[pid] = build_provider(pid, cfg)
-            except KeyError as exc:
-                raise RunnerError(f"providers.{b.modality}: {exc.args[0]}") from None
+                providers[pid] = build_provider(pid, cfg, modality=b.modality)
+            except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
+                raise RunnerError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts)
@@ -208,12 +209,12 @@ async def run_local(opts: RunOptions) -> RunResult:
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    bind_services(sid, services)
     session = SessionActor(graph, session_id=sid, clock=clock,
                            options=SessionOptions(seed=0, instrument=want_tele),
                            registry=capture.registry if capture is not None else None,
                            output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase)
+                           dead_letter_sink=dead_letter, timebase=timebase,
+                           services=services)
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)
@@ -270,7 +271,6 @@ async def run_local(opts: RunOptions) -> RunResult:
                 with contextlib.suppress(Exception):
                     await p.aclose()
     finally:
-        unbind_services(sid)
         admission.end_session(opts.tenant_id, sid)
         recorder.close()
         if exporter_task is not None:

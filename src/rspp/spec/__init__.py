@@ -59,6 +59,7 @@ from rspp.spec._model import (
     SubgraphUse,
 )
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
+from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
 
 __all__ = [
@@ -97,6 +98,7 @@ __all__ = [
     "PortSpec",
     "PortType",
     "PortsDecl",
+    "ProviderAdapterCatalog",
     "ProviderBinding",
     "ProviderSpec",
     "ProvidersSpec",
@@ -109,6 +111,7 @@ __all__ = [
     "SubgraphResolver",
     "SubgraphUse",
     "ValueSource",
+    "check_providers",
     "compatible",
     "compile_condition",
     "compile_spec",

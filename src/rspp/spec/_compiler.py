@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from rspp.contracts import Lane
 from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
@@ -14,7 +11,7 @@ from rspp.spec._catalog import (
     PortType,
     compatible,
 )
-from rspp.spec._condition import Condition, ConditionError, compile_condition
+from rspp.spec._condition import ConditionError, compile_condition
 from rspp.spec._expand import FlatEdge, FlatNode, flatten
 from rspp.spec._graph import (
     EdgeDef,
@@ -31,6 +28,7 @@ from rspp.spec._issues import LintIssue, SpecInvalid
 from rspp.spec._loader import source_of, spec_hash
 from rspp.spec._model import PipelineSpec
 from rspp.spec._profile import PROFILES, ExecutionProfile, profile_problem
+from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._resolve_parts import (
     execution_hash,
     resolve_budgets,
@@ -40,31 +38,13 @@ from rspp.spec._resolve_parts import (
     resolve_recording,
 )
 from rspp.spec._subgraphs import FileSubgraphResolver, SubgraphResolver
+from rspp.spec._wires import Trigger, Wire
 
 ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortType.CONTROL,
                "vad": PortType.VAD}
 RESERVED = ("input", "output")
-Trigger = Literal["timeout", "error"]
 #: Metadata key set on nodes inserted by configuration layers (shown as their origin).
 INSERTED_MARK = "rspp.inserted_by"
-
-
-@dataclass
-class _Wire:
-    flat: FlatEdge
-    source_node: str
-    source_port: str
-    target_node: str
-    target_port: str
-    port_type: PortType
-    condition: Condition | None
-    role: str = "data"
-    suffix: str = ""
-
-    @property
-    def id(self) -> str:
-        base = f"{self.source_node}.{self.source_port}->{self.target_node}.{self.target_port}"
-        return base + self.suffix
 
 
 def _signature(node: FlatNode, catalog: NodeTypeCatalog) -> NodeSignature | None:
@@ -90,8 +70,12 @@ def analyse(
     profile: ExecutionProfile | None = None,
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
+    adapters: ProviderAdapterCatalog | None = None,
 ) -> tuple[GraphDefinition | None, list[LintIssue]]:
-    """Compile ``spec``; return the graph (None if any error) and every issue found."""
+    """Compile ``spec``; return the graph (None if any error) and every issue found.
+
+    With ``adapters``, provider adapter names and options under ``providers:`` are checked too.
+    """
     src = source_of(spec)
     catalog = catalog or BUILTIN_NODE_TYPES
     if subgraphs is None and spec.subgraphs:
@@ -104,6 +88,8 @@ def analyse(
         profile = PROFILES.get(spec.profile)
     flat = flatten(spec, subgraphs)
     issues += flat.issues
+    if adapters is not None:
+        issues += check_providers(spec, adapters)
 
     nodes: dict[str, tuple[FlatNode, NodeSignature]] = {}
     for node in flat.nodes:
@@ -198,9 +184,11 @@ def compile_spec(
     profile: ExecutionProfile | None = None,
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
+    adapters: ProviderAdapterCatalog | None = None,
 ) -> GraphDefinition:
     """Compile ``spec`` into a :class:`GraphDefinition` or raise ``SpecInvalid``."""
-    graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs)
+    graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs,
+                            adapters=adapters)
     if graph is None:
         raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
     return graph
@@ -214,8 +202,8 @@ def _port_hint(kind: str, node: str, ports: tuple[PortSpec, ...]) -> str:
 def _wire_edges(
     edges: list[FlatEdge], nodes: dict[str, tuple[FlatNode, NodeSignature]],
     issues: list[LintIssue],
-) -> list[_Wire]:
-    wires: list[_Wire] = []
+) -> list[Wire]:
+    wires: list[Wire] = []
     for edge in edges:
         s_node, _, s_port = edge.source.rpartition(".")
         t_node, _, t_port = edge.target.rpartition(".")
@@ -276,7 +264,7 @@ def _wire_edges(
         bad = _check_buffer(edge, issues) or bad
         if not bad:
             port_type = s_type if s_type != PortType.ANY else t_type
-            wires.append(_Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
+            wires.append(Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
     return _dedupe_ids(wires)
 
 
@@ -303,7 +291,7 @@ def _check_buffer(edge: FlatEdge, issues: list[LintIssue]) -> bool:
     return bad
 
 
-def _dedupe_ids(wires: list[_Wire]) -> list[_Wire]:
+def _dedupe_ids(wires: list[Wire]) -> list[Wire]:
     seen: dict[str, int] = {}
     for w in wires:
         count = seen.get(w.id, 0) + 1
@@ -328,7 +316,7 @@ def _dangling(
 
 
 def _wire_fallbacks(
-    nodes: dict[str, tuple[FlatNode, NodeSignature]], wires: list[_Wire], issues: list[LintIssue]
+    nodes: dict[str, tuple[FlatNode, NodeSignature]], wires: list[Wire], issues: list[LintIssue]
 ) -> list[tuple[str, str, tuple[Trigger, ...]]]:
     out: list[tuple[str, str, tuple[Trigger, ...]]] = []
     for node_id, (node, _sig) in nodes.items():
@@ -351,13 +339,13 @@ def _wire_fallbacks(
                     path, f"fallback {target!r} cannot take input {w.id} ({w.port_type})",
                     f"give {target!r} an input port {w.target_port!r} of type {w.port_type}"))
                 continue
-            wires.append(_Wire(w.flat, w.source_node, w.source_port, target, port.name,
+            wires.append(Wire(w.flat, w.source_node, w.source_port, target, port.name,
                                w.port_type, w.condition, role="fallback"))
         out.append((node_id, target, tuple(fb.on)))
     return out
 
 
-def _topo(order_hint: list[str], wires: list[_Wire]) -> tuple[str, ...]:
+def _topo(order_hint: list[str], wires: list[Wire]) -> tuple[str, ...]:
     indeg = {n: 0 for n in order_hint}
     succ: dict[str, list[str]] = {n: [] for n in order_hint}
     for w in wires:

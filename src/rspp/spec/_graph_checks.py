@@ -9,10 +9,10 @@ from rspp.spec._graph import MergeDef, SelectDef
 
 if TYPE_CHECKING:
     from rspp.spec._catalog import NodeSignature
-    from rspp.spec._compiler import Trigger, _Wire
     from rspp.spec._expand import FlatNode
     from rspp.spec._issues import LintIssue
     from rspp.spec._profile import ExecutionProfile
+    from rspp.spec._wires import Trigger, Wire
 
 Nodes = dict[str, tuple["FlatNode", "NodeSignature"]]
 MERGE_RULES = ("timestamp", "source_priority", "arrival_order")
@@ -21,7 +21,7 @@ _RULE_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
 
 
 def check_structure(
-    nodes: Nodes, wires: list[_Wire], fallbacks: list[tuple[str, str, tuple[Trigger, ...]]]
+    nodes: Nodes, wires: list[Wire], fallbacks: list[tuple[str, str, tuple[Trigger, ...]]]
 ) -> list[LintIssue]:
     issues: list[LintIssue] = []
     issues += _cycles(nodes, wires)
@@ -71,8 +71,8 @@ def check_structure(
     return issues
 
 
-def _cycles(nodes: Nodes, wires: list[_Wire]) -> list[LintIssue]:
-    succ: dict[str, list[_Wire]] = {n: [] for n in nodes}
+def _cycles(nodes: Nodes, wires: list[Wire]) -> list[LintIssue]:
+    succ: dict[str, list[Wire]] = {n: [] for n in nodes}
     for w in wires:
         if w.source_node in succ and w.target_node in succ:
             succ[w.source_node].append(w)
@@ -114,7 +114,7 @@ def _cycles(nodes: Nodes, wires: list[_Wire]) -> list[LintIssue]:
 
 
 def fanin_plans(
-    nodes: Nodes, wires: list[_Wire], profile: ExecutionProfile | None, issues: list[LintIssue]
+    nodes: Nodes, wires: list[Wire], profile: ExecutionProfile | None, issues: list[LintIssue]
 ) -> tuple[list[MergeDef], list[SelectDef]]:
     merges: list[MergeDef] = []
     selects: list[SelectDef] = []
@@ -147,7 +147,7 @@ def fanin_plans(
 
 
 def _order(
-    declared: object, incoming: list[_Wire], node: FlatNode, issues: list[LintIssue]
+    declared: object, incoming: list[Wire], node: FlatNode, issues: list[LintIssue]
 ) -> tuple[str, ...]:
     by_source = {w.source_node: w.id for w in incoming}
     if declared is None:

@@ -8,6 +8,7 @@ from rspp.spec._catalog import NodeTypeCatalog
 from rspp.spec._compiler import analyse
 from rspp.spec._issues import LintIssue
 from rspp.spec._loader import check_text
+from rspp.spec._providers_check import ProviderAdapterCatalog
 from rspp.spec._subgraphs import SubgraphResolver
 
 
@@ -18,11 +19,15 @@ def lint_text(
     *,
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
+    adapters: ProviderAdapterCatalog | None = None,
 ) -> list[LintIssue]:
-    """Schema, graph and type problems of ``text``; in ``strict`` warnings become errors."""
+    """Schema, graph and type problems of ``text``; in ``strict`` warnings become errors.
+
+    ``adapters`` (e.g. ``rspp.providers.PROVIDER_CATALOG``) also checks adapter names.
+    """
     spec, issues = check_text(text, filename, strict=strict)
     if spec is not None:
-        _graph, more = analyse(spec, catalog=catalog, subgraphs=subgraphs)
+        _graph, more = analyse(spec, catalog=catalog, subgraphs=subgraphs, adapters=adapters)
         issues = [*issues, *more]
     if strict:
         issues = [replace(i, severity="error") for i in issues]

@@ -6,14 +6,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rspp.contracts import ControlSignal, SignalName
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._events import AudioFormat, Event, EventKind
-from rspp.runtime._graph import INPUT, OUTPUT, GraphBuilder, RuntimeGraph
-from rspp.runtime._handles import Clock
-from rspp.runtime._node import Node
-from rspp.runtime._pool import ExecutionPool
-from rspp.runtime._registry import NodeRegistry, default_registry
-from rspp.runtime._session import SessionActor, SessionOptions
+from rspp.kernel._clock import VirtualClock
+from rspp.kernel._events import AudioFormat, Event, EventKind
+from rspp.kernel._graph import INPUT, OUTPUT, GraphBuilder, RuntimeGraph
+from rspp.kernel._handles import Clock
+from rspp.kernel._node import Node
+from rspp.kernel._pool import ExecutionPool
+from rspp.kernel._registry import NodeRegistry, default_registry
+from rspp.kernel._session import SessionActor, SessionOptions
 
 __all__ = ["GraphHarness", "NodeHarness", "audio_frames", "text_partials"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from rspp.runtime import Event
+from rspp.kernel import Event
 
 __all__ = ["PlaybackObserver", "Transport"]
 

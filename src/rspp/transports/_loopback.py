@@ -25,8 +25,8 @@ from rspp.contracts import (
     PayloadClass,
     SignalName,
 )
-from rspp.observability._replay_codec import encode_event
-from rspp.runtime import AudioFormat, Event, SessionActor, to_record
+from rspp.kernel import AudioFormat, Event, SessionActor, to_record
+from rspp.replay._codec import encode_event
 from rspp.transports._contract import PlaybackObserver
 
 __all__ = ["LoopbackOptions", "LoopbackTransport", "TurnOutput"]

@@ -61,7 +61,7 @@ def test_openapi_lists_every_route_with_roles(server: ControlPlaneServer) -> Non
     publish = doc["paths"]["/v1/pipelines"]["post"]
     assert publish["x-rspp-role"] == "operator" and publish["security"] == [{"bearer": []}]
     assert doc["paths"]["/v1/keys"]["post"]["x-rspp-role"] == "admin"
-    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
     missing = httpx.get(f"{server.url}/v1/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = httpx.delete(f"{server.url}/v1/pipelines")
@@ -106,7 +106,7 @@ def test_errors_are_json_with_code_message_field_and_rbac_least_privilege_nf012(
     assert bad_query.status_code == 422 and bad_query.json()["error"]["field"] == "limit"
     audit = httpx.get(f"{url}/v1/audit", headers=_h(viewer)).json()["entries"]
     denials = [e for e in audit if e["action"] == "rbac.denied"]
-    assert {d["subject"] for d in denials} >= {"publish pipeline", "create API key"}
+    assert {d["subject"] for d in denials} >= {"POST /v1/pipelines", "POST /v1/keys"}
 
 
 async def test_client_bundle_cache_staleness_and_in_process_parity(

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from rspp.nodes import NodeServices, bind_services, unbind_services
+from rspp.kernel import Event, GraphBuilder, SessionActor
+from rspp.nodes import NodeServices
 from rspp.providers.offline import EspeakTTS, LocalResponderLLM
 from rspp.runner import RunOptions, RunResult, run_local
-from rspp.runtime import Event, GraphBuilder, SessionActor
 
 pytestmark = pytest.mark.integration
 
@@ -92,10 +92,10 @@ async def test_tts_audio_starts_before_the_llm_finished_the_text() -> None:
          .node("tts", "tts").edge("input.text", "llm.text").edge("llm.text", "seg.text")
          .edge("seg.text", "tts.text").edge("tts.audio", "output.audio").build())
     sid = "f064"
-    bind_services(sid, NodeServices(
+    services = NodeServices(
         providers={"local": LocalResponderLLM("local", token_delay_ms=120),
                    "espeak": EspeakTTS("espeak")},
-        chains={"llm": ("local",), "tts": ("espeak",)}, session_id=sid))
+        chains={"llm": ("local",), "tts": ("espeak",)}, session_id=sid)
     seen: list[tuple[str, bool]] = []
     done = asyncio.Event()
     session: SessionActor | None = None
@@ -110,13 +110,10 @@ async def test_tts_audio_starts_before_the_llm_finished_the_text() -> None:
 
     import rspp.nodes  # noqa: F401
 
-    session = SessionActor(g, session_id=sid, output_sink=sink)
-    try:
-        async with session:
-            session.push(Event("text", "hello", turn_id="t1"), "text")
-            await asyncio.wait_for(done.wait(), 30)
-    finally:
-        unbind_services(sid)
+    session = SessionActor(g, session_id=sid, output_sink=sink, services=services)
+    async with session:
+        session.push(Event("text", "hello", turn_id="t1"), "text")
+        await asyncio.wait_for(done.wait(), 30)
     chunks = [f for k, f in seen if k == "audio_chunk"]
     assert chunks and chunks[0] is False, "first audio must precede the end of the LLM reply"
     assert chunks[-1] is True  # the second sentence was synthesised after the reply ended

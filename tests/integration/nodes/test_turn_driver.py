@@ -16,15 +16,15 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from rspp.contracts import ControlSignal, TurnStartBundle, TurnTransition
+from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock
 from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
-from rspp.runtime import Event, GraphBuilder, SessionActor, SystemClock
-from rspp.runtime._admission import LocalAdmission
-from rspp.runtime._authority import AuthorityGuard
-from rspp.runtime._cancel import CancelReason
-from rspp.runtime._plan_resolver import PlanResolver
-from rspp.runtime._snapshot_source import StaticSnapshotSource
-from rspp.runtime._turn_driver import TurnDriver
 from rspp.spec import compile_spec, load_spec
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._cancel import CancelReason
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import StaticSnapshotSource
+from rspp.turns._turn_driver import TurnDriver
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from rspp.cli._observe import register
+from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
     JsonLinesFileSink,
@@ -27,7 +28,6 @@ from rspp.observability import (
     missing_evidence_fields,
     read_timeline,
 )
-from rspp.runtime._clock import VirtualClock
 
 pytestmark = pytest.mark.integration
 

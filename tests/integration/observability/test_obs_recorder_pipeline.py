@@ -17,6 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from rspp.contracts import AudioPayload, ControlSignal, PayloadClass, parse_entry
+from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
     ExporterOptions,
@@ -32,7 +33,6 @@ from rspp.observability import (
     missing_evidence_fields,
     read_timeline,
 )
-from rspp.runtime._clock import VirtualClock
 
 pytestmark = pytest.mark.integration
 

@@ -18,25 +18,30 @@ from jsonschema import Draft202012Validator
 
 from rspp.contracts import DivergenceClass, ReplayMode, parse_entry
 from rspp.observability import (
-    DEMO_PROVIDER_TYPES,
-    DEMO_SPEC,
     EVIDENCE_KIND,
     JsonLinesFileSink,
     MsgpackFileSink,
+    as_lines,
+    compare_timelines,
+)
+from rspp.replay import (
     ReplayCursor,
     ReplayEngine,
     ReplayError,
     ReplayOptions,
     RigOptions,
-    as_lines,
-    compare_timelines,
-    demo_frames,
-    demo_registry,
     load_recording,
-    record_session,
     replay,
 )
-from rspp.observability._replay_demo import DemoAsr, DemoReply
+from rspp.runner import (
+    DEMO_PROVIDER_TYPES,
+    DEMO_SPEC,
+    demo_frames,
+    demo_registry,
+    node_session,
+    record_session,
+)
+from rspp.runner._replay_demo import DemoAsr, DemoReply
 from rspp.spec import GraphDefinition, compile_spec, parse_spec_text
 
 pytestmark = pytest.mark.integration
@@ -49,6 +54,11 @@ STRICT = (DivergenceClass.ORDERING, DivergenceClass.PLAN, DivergenceClass.OUTCOM
 
 def graph(version: str = "1.0.0", prefix: str = "heard: ") -> GraphDefinition:
     return compile_spec(parse_spec_text(DEMO_SPEC.format(version=version, prefix=prefix)))
+
+
+def demo_wiring() -> dict[str, Any]:
+    """The caller's node wiring injected into replay: demo node types, node services."""
+    return {"registry": demo_registry(), "session_factory": node_session}
 
 
 def opts(mode: ReplayMode = PLAYBACK, decisions: ReplayMode = ReplayMode.REPLAY_DECISIONS
@@ -117,7 +127,7 @@ async def test_playback_five_times_has_no_divergence(recording: Path) -> None:
     assert len(texts) == 3
     candidates = []
     for _ in range(5):
-        result = await replay(recording, graph(), registry=demo_registry(), options=opts())
+        result = await replay(recording, graph(), **demo_wiring(), options=opts())
         c = counts(result)
         assert all(c[k.name] == 0 for k in STRICT), result.report.findings
         assert c["TIMING"] == 0 and c["PROVIDER_CHOICE"] == 0
@@ -135,7 +145,7 @@ async def test_resimulate_reproduces_the_recording(recording: Path,
                                                    reference_schema: dict[str, Any]) -> None:
     """F-151 step 2 / F-029 step 4: re-running every node gives the same timeline."""
     calls = DemoReply.calls
-    result = await replay(recording, graph(), registry=demo_registry(), options=opts(RESIM))
+    result = await replay(recording, graph(), **demo_wiring(), options=opts(RESIM))
     assert result.report.findings == ()
     assert result.mode is RESIM and result.report.mode is RESIM
     assert result.provider_outputs_served == 0
@@ -143,7 +153,7 @@ async def test_resimulate_reproduces_the_recording(recording: Path,
     # F-151 step 4: the candidate's records are tagged with the selected modes
     tags = {ln.record.get("scope") for ln in as_lines(result.lines) if is_data(ln)}
     assert tags == {"replay:re_simulate_nodes:replay_decisions"}
-    played = await replay(recording, graph(), registry=demo_registry(),
+    played = await replay(recording, graph(), **demo_wiring(),
                           options=opts(decisions=ReplayMode.RECOMPUTE_DECISIONS))
     tags = {ln.record.get("scope") for ln in as_lines(played.lines) if is_data(ln)}
     assert tags == {"replay:playback_recorded_provider_outputs:recompute_decisions"}
@@ -177,11 +187,11 @@ async def test_playback_serves_recorded_outputs_instead_of_calling_providers(
     assert edited == 2  # reply.text (provider record) and output.reply (egress)
     write_jsonl(path, lines)
     asr_calls, reply_calls = DemoAsr.calls, DemoReply.calls
-    played = await replay(path, graph(), registry=demo_registry(), options=opts(PLAYBACK))
+    played = await replay(path, graph(), **demo_wiring(), options=opts(PLAYBACK))
     assert (DemoAsr.calls, DemoReply.calls) == (asr_calls, reply_calls)  # no provider call
     assert played.report.findings == ()
     assert "Recorded provider answer" in texts_on(played.lines, "output.reply")
-    resim = await replay(path, graph(), registry=demo_registry(), options=opts(RESIM))
+    resim = await replay(path, graph(), **demo_wiring(), options=opts(RESIM))
     assert DemoReply.calls == reply_calls + 3
     outcome = [f for f in resim.report.findings if f.divergence_class is DivergenceClass.OUTCOME]
     assert [f.message for f in outcome] == ["output text of node reply differs"]
@@ -194,7 +204,7 @@ async def test_playback_serves_recorded_outputs_instead_of_calling_providers(
 async def test_changed_spec_reports_plan_and_outcome(recording: Path) -> None:
     """Done-when / F-072: replay against v2 (another prefix) -> PLAN and OUTCOME per turn."""
     for mode in (PLAYBACK, RESIM):
-        result = await replay(recording, graph("2.0.0", "HEARD> "), registry=demo_registry(),
+        result = await replay(recording, graph("2.0.0", "HEARD> "), **demo_wiring(),
                               options=opts(mode))
         c = counts(result)
         assert c["PLAN"] == 3 and c["OUTCOME"] >= 3, result.report.findings
@@ -208,7 +218,7 @@ async def test_changed_spec_reports_plan_and_outcome(recording: Path) -> None:
         assert texts == {f"HEARD> utterance {i}: 8 chunks, peak 4500" for i in (1, 2, 3)}
     # same version, same structure, only a param changed: OUTCOME without a PLAN change? No -
     # the graph hash changes with params, so the plan (graph_definition_ref) differs too.
-    same_version = await replay(recording, graph("1.0.0", "> "), registry=demo_registry(),
+    same_version = await replay(recording, graph("1.0.0", "> "), **demo_wiring(),
                                 options=opts())
     assert counts(same_version)["PLAN"] == 3 and counts(same_version)["OUTCOME"] >= 3
 
@@ -222,12 +232,12 @@ async def test_decision_modes(tmp_path: Path) -> None:
         if rec.get("reason") == "within_quota" and rec.get("turn_id", "").endswith(":2"):
             rec["reason"] = "operator_override"
     write_jsonl(path, lines)
-    replayed = await replay(path, graph(), registry=demo_registry(),
+    replayed = await replay(path, graph(), **demo_wiring(),
                             options=opts(decisions=ReplayMode.REPLAY_DECISIONS))
     assert replayed.report.findings == ()
     assert replayed.decision_mode is ReplayMode.REPLAY_DECISIONS
     assert len(replayed.decisions_replayed) == 2
-    recomputed = await replay(path, graph(), registry=demo_registry(),
+    recomputed = await replay(path, graph(), **demo_wiring(),
                               options=opts(decisions=ReplayMode.RECOMPUTE_DECISIONS))
     assert recomputed.decisions_replayed == ()
     msgs = {(f.divergence_class, f.message, f.expected, f.actual)
@@ -239,9 +249,9 @@ async def test_decision_modes(tmp_path: Path) -> None:
 async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
                                                              tmp_path: Path) -> None:
     """F-152: step, pause at a chosen event, persist, resume from the cursor -> same result."""
-    straight = await replay(recording, graph(), registry=demo_registry(), options=opts())
+    straight = await replay(recording, graph(), **demo_wiring(), options=opts())
     rec = load_recording(recording)
-    engine = ReplayEngine(rec, graph(), registry=demo_registry(), options=opts())
+    engine = ReplayEngine(rec, graph(), **demo_wiring(), options=opts())
     c0 = await engine.start()
     assert c0.position == 0 and c0.total == 54
     c1 = await engine.step()
@@ -264,7 +274,7 @@ async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
     # a new engine (as in another process) resumes from the persisted cursor
     cursor = ReplayCursor.load(saved)
     assert cursor == paused
-    resumed = ReplayEngine(load_recording(recording), graph(), registry=demo_registry(),
+    resumed = ReplayEngine(load_recording(recording), graph(), **demo_wiring(),
                            options=opts())
     at = await resumed.resume(cursor)
     assert (at.position, at.runtime_sequence, at.runtime_ms, at.lines) == (
@@ -275,7 +285,7 @@ async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
     assert len(result.lines) == len(straight.lines)
 
     # a cursor of another mode or another recording is refused
-    other = ReplayEngine(load_recording(recording), graph(), registry=demo_registry(),
+    other = ReplayEngine(load_recording(recording), graph(), **demo_wiring(),
                          options=opts(RESIM))
     with pytest.raises(ReplayError, match="mode"):
         await other.resume(cursor)
@@ -283,7 +293,7 @@ async def test_cursor_step_pause_resume_matches_straight_run(recording: Path,
     shorter = load_recording(await record_session(
         graph(), demo_frames(2), registry=demo_registry(),
         options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
-    foreign = ReplayEngine(shorter, graph(), registry=demo_registry(), options=opts())
+    foreign = ReplayEngine(shorter, graph(), **demo_wiring(), options=opts())
     with pytest.raises(ReplayError, match="another recording"):
         await foreign.resume(cursor)
 
@@ -292,7 +302,7 @@ async def test_msgpack_recording_replays(tmp_path: Path) -> None:
     """Recordings exported as MessagePack replay like JSON Lines (raw audio bytes)."""
     path = tmp_path / "baseline.msgpack"
     await record(path, utterances=2)
-    result = await replay(path, graph(), registry=demo_registry(), options=opts())
+    result = await replay(path, graph(), **demo_wiring(), options=opts())
     assert result.report.findings == ()
     assert result.cursor.total == 36
 
@@ -309,7 +319,7 @@ async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
                       if ln.kind == "control_signal")
     assert signals["cancel"] == 2 and signals["abort"] == 2 and signals["commit"] == 1
     for mode in (PLAYBACK, RESIM):
-        result = await replay(lines, graph(), registry=demo_registry(), options=opts(mode))
+        result = await replay(lines, graph(), **demo_wiring(), options=opts(mode))
         assert result.report.findings == (), result.report.findings
     # the same speech with long pauses commits every turn: the comparator sees the change
     calm = await record_session(graph(), demo_frames(3), registry=demo_registry(),

@@ -26,7 +26,7 @@ from rspp.contracts import (
     MetricsPayload,
     TextPayload,
 )
-from rspp.runtime import (
+from rspp.kernel import (
     Delivery,
     Event,
     Node,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rspp.contracts import PayloadClass, SignalName
-from rspp.runtime import (
+from rspp.kernel import (
     BufferConfig,
     Event,
     GraphBuilder,
@@ -300,7 +300,7 @@ async def test_session_from_builder_buffers_between_async_nodes() -> None:
 
 async def test_runs_on_the_system_clock_too() -> None:
     """The same graph on real time (SystemClock): ordered, complete, timeouts armed."""
-    from rspp.runtime import SystemClock
+    from rspp.kernel import SystemClock
 
     reg = NodeRegistry()
     reg.register(SlowPass)

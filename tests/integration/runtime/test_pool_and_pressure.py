@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from rspp.contracts import SignalName
-from rspp.runtime import (
+from rspp.kernel import (
     BufferConfig,
     Event,
     ExecutionPool,

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from rspp.contracts import SignalName
-from rspp.runtime import (
+from rspp.kernel import (
     BufferConfig,
     ControlCommand,
     Event,
@@ -356,7 +356,7 @@ async def test_failing_output_sink_does_not_kill_the_session() -> None:
 
 async def test_control_lane_is_bounded_and_never_drops() -> None:
     from rspp.errors import RuntimeKernelError
-    from rspp.runtime._control import CONTROL_LANE_LIMIT
+    from rspp.kernel._control import CONTROL_LANE_LIMIT
 
     s = SessionActor(slow_graph().build(), session_id="s", registry=reg(), clock=VirtualClock())
     for _ in range(CONTROL_LANE_LIMIT):

@@ -9,7 +9,7 @@ import pytest
 
 from rspp.contracts import SignalName
 from rspp.errors import ProviderError
-from rspp.runtime import (
+from rspp.kernel import (
     ERROR_ACTIONS,
     Event,
     Node,
@@ -20,7 +20,7 @@ from rspp.runtime import (
     VirtualClock,
     default_registry,
 )
-from rspp.runtime._deadletter import classify_error
+from rspp.kernel._deadletter import classify_error
 from rspp.spec import compile_spec, parse_spec_text
 from rspp.testing import GraphHarness, audio_frames
 

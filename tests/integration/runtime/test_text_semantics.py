@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from rspp.contracts import EventType, TextPayload
-from rspp.providers.offline import EspeakTTS
-from rspp.runtime import (
+from rspp.kernel import (
     AudioFormat,
     Event,
     GraphBuilder,
@@ -27,6 +26,7 @@ from rspp.runtime import (
     TextStreamGuard,
     to_record,
 )
+from rspp.providers.offline import EspeakTTS
 from rspp.testing import GraphHarness
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 import rspp.nodes  # noqa: F401  (registers the built-in node types)
 from rspp.contracts import Emitter, SignalName
-from rspp.runtime import AudioFormat, Event, GraphBuilder, SessionActor
+from rspp.kernel import AudioFormat, Event, GraphBuilder, SessionActor
 from rspp.transports import (
     LoopbackOptions,
     LoopbackTransport,

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import rspp.nodes
+from rspp.kernel import AudioFormat, Event, GraphBuilder, SessionActor, default_registry
 from rspp.nodes import (
     ENDPOINTING_POLICIES,
     HangoverEndpointer,
     SilenceEndpointer,
     make_endpointer,
 )
-from rspp.runtime import AudioFormat, Event, GraphBuilder, SessionActor, default_registry
 from rspp.spec import BUILTIN_NODE_TYPES
 
 pytestmark = pytest.mark.unit

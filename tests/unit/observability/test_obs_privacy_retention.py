@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rspp.contracts import AudioPayload, PayloadClass, TextPayload
+from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     JsonLinesFileSink,
     ObservabilityError,
@@ -23,7 +24,6 @@ from rspp.observability import (
     read_timeline,
     sweep,
 )
-from rspp.runtime._clock import VirtualClock
 
 pytestmark = pytest.mark.unit
 

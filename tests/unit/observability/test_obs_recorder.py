@@ -20,6 +20,7 @@ from rspp.contracts import (
     SignalName,
     TextPayload,
 )
+from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
     DebugCapture,
@@ -35,7 +36,6 @@ from rspp.observability import (
     missing_evidence_fields,
     read_timeline,
 )
-from rspp.runtime._clock import VirtualClock
 
 pytestmark = pytest.mark.unit
 

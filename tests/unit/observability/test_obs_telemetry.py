@@ -147,7 +147,7 @@ def test_spans_per_session_turn_node_and_provider() -> None:
 
 
 def test_node_telemetry_handle_reports_metrics_and_correlated_debug_logs() -> None:
-    from rspp.runtime._handles import TelemetryHandle
+    from rspp.kernel._handles import TelemetryHandle
 
     metrics = RuntimeMetrics()
     stream = io.StringIO()

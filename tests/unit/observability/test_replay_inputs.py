@@ -8,15 +8,9 @@ import msgspec
 import pytest
 
 from rspp.contracts import ReplayMode
-from rspp.observability import (
-    ReplayCursor,
-    ReplayError,
-    ReplayInputError,
-    ReplayOptions,
-    load_recording,
-)
-from rspp.observability._replay_codec import decode_event, encode_event
-from rspp.runtime import AudioFormat, Event, EventKind
+from rspp.kernel import AudioFormat, Event, EventKind
+from rspp.replay import ReplayCursor, ReplayError, ReplayInputError, ReplayOptions, load_recording
+from rspp.replay._codec import decode_event, encode_event
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rspp.nodes import build_provider
-from rspp.providers import Outcome, ProviderCallError
+from rspp.providers import Outcome, PolicyError, ProviderCallError
 from rspp.providers.offline import PocketsphinxSTT
 from rspp.providers.offline._lm import build_domain_lm
 from rspp.testing import load_corpus, word_errors
@@ -53,11 +53,13 @@ def test_bad_options_are_refused_naming_the_field(options: dict[str, object], fi
 
 
 def test_the_spec_factory_passes_options_and_refuses_unknown_ones() -> None:
-    stt = build_provider("pocketsphinx", {"language_model": "general", "lm_weight": 7.0})
+    stt = build_provider("pocketsphinx", {"language_model": "general", "lm_weight": 7.0,
+                                          "second_pass": False}, modality="stt")
     assert isinstance(stt, PocketsphinxSTT)
-    assert (stt.language_model, stt.lm_weight, stt.noise_floor_dbfs) == ("general", 7.0, -50.0)
-    with pytest.raises(KeyError, match="unknown option 'beam'"):
-        build_provider("pocketsphinx", {"beam": 1e-40})
+    assert (stt.language_model, stt.lm_weight, stt.noise_floor_dbfs, stt.second_pass) == (
+        "general", 7.0, -50.0, False)
+    with pytest.raises(PolicyError, match=r"unknown option\(s\) \['beam'\]"):
+        build_provider("pocketsphinx", {"beam": 1e-40}, modality="stt")
 
 
 def test_domain_model_takes_spec_phrases_and_refuses_unknown_words() -> None:

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from rspp.contracts import Lane, SignalName
-from rspp.runtime import BufferConfig, BufferConfigError, EdgeBuffer, Event, SignalLog, VirtualClock
-from rspp.runtime._buffer import ACCEPTED, BLOCKED, DROPPED, MERGED
+from rspp.kernel import BufferConfig, BufferConfigError, EdgeBuffer, Event, SignalLog, VirtualClock
+from rspp.kernel._buffer import ACCEPTED, BLOCKED, DROPPED, MERGED
 
 pytestmark = pytest.mark.unit
 

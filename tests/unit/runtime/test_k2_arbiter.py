@@ -25,7 +25,10 @@ from rspp.contracts import (
     TurnState,
     TurnTransition,
 )
-from rspp.runtime._arbiter import (
+from rspp.kernel._clock import VirtualClock
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._timebase import Timebase
+from rspp.turns._arbiter import (
     ArbiterPolicy,
     AuthorityVerdict,
     Continuation,
@@ -35,9 +38,6 @@ from rspp.runtime._arbiter import (
     TerminalCause,
     TurnArbiter,
 )
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._identity import Correlation, RecordStamp
-from rspp.runtime._timebase import Timebase
 
 pytestmark = pytest.mark.unit
 
@@ -374,11 +374,15 @@ def test_same_point_precedence_pairs(
     arb = make_arbiter()
     to_active(arb)
     step = arb.same_point([(first, first.value), (second, second.value)])
-    winner = min((first, second), key=lambda c: (c.rank, PRECEDENCE.index(c)))
-    # Ties of equal rank resolve by the order given (stable), which is deterministic.
-    if first.rank == second.rank:
-        winner = first
+    # Every cause has its own rank: the winner never depends on the order given.
+    assert first.rank != second.rank
+    winner = min((first, second), key=lambda c: c.rank)
     assert summary(step) == _expected_for(winner)
+    swapped = make_arbiter()
+    to_active(swapped)
+    assert summary(swapped.same_point([(second, second.value), (first, first.value)])) == summary(
+        step
+    )
     assert [d.code for d in step.diagnostics] == ["precedence_suppressed"]
     assert arb.state is C
     for record in step.records:

@@ -21,7 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rspp.contracts import ControlSignal, DecisionOutcome, OutcomeKind, TurnTransition
-from rspp.runtime._arbiter import (
+from rspp.kernel._clock import VirtualClock
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._timebase import Timebase
+from rspp.turns._arbiter import (
     ArbiterPolicy,
     AuthorityVerdict,
     Continuation,
@@ -31,9 +34,6 @@ from rspp.runtime._arbiter import (
     TerminalCause,
     TurnArbiter,
 )
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._identity import Correlation, RecordStamp
-from rspp.runtime._timebase import Timebase
 
 pytestmark = pytest.mark.unit
 

@@ -16,10 +16,10 @@ from rspp.contracts import (
     SnapshotMeta,
 )
 from rspp.errors import AuthorityError
-from rspp.runtime._admission import AdmissionError, LocalAdmission, SchedulingShed
-from rspp.runtime._arbiter import AuthorityVerdict
-from rspp.runtime._authority import AuthorityGuard, IdempotencyDedupe, IngressVerdict
-from rspp.runtime._clock import VirtualClock
+from rspp.kernel._clock import VirtualClock
+from rspp.turns._admission import AdmissionError, LocalAdmission, SchedulingShed
+from rspp.turns._arbiter import AuthorityVerdict
+from rspp.turns._authority import AuthorityGuard, IdempotencyDedupe, IngressVerdict
 
 pytestmark = pytest.mark.unit
 

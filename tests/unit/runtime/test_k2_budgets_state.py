@@ -18,13 +18,14 @@ from rspp.contracts import (
     SignalName,
     TurnBudgets,
 )
-from rspp.runtime._arbiter import AuthorityVerdict, TerminalCause, TurnArbiter
-from rspp.runtime._budgets import BudgetError, BudgetKind, BudgetOutcome, BudgetTracker
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._handles import BudgetHandle, StateHandle
-from rspp.runtime._identity import Correlation, IdFactory, RecordStamp, Sequencer
-from rspp.runtime._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
-from rspp.runtime._state import (
+from rspp.kernel._clock import VirtualClock
+from rspp.kernel._handles import BudgetHandle, StateHandle
+from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
+from rspp.kernel._timebase import MediaClock, Timebase, TimebaseError
+from rspp.turns._arbiter import AuthorityVerdict, TerminalCause, TurnArbiter
+from rspp.turns._budgets import BudgetError, BudgetKind, BudgetOutcome, BudgetTracker
+from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
+from rspp.turns._state import (
     InMemoryDurableStore,
     SqliteDurableStore,
     StaleStateError,
@@ -32,7 +33,6 @@ from rspp.runtime._state import (
     StateScope,
     StateScopeError,
 )
-from rspp.runtime._timebase import MediaClock, Timebase, TimebaseError
 
 pytestmark = pytest.mark.unit
 

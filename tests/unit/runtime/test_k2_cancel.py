@@ -13,16 +13,16 @@ import msgspec
 import pytest
 
 from rspp.contracts import CancelScopeKind
-from rspp.runtime._cancel import (
+from rspp.kernel._clock import VirtualClock
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._timebase import Timebase
+from rspp.turns._cancel import (
     CancelError,
     CancelMode,
     CancelReason,
     CancelScopeTree,
     propagate_cancel,
 )
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._identity import Correlation, RecordStamp
-from rspp.runtime._timebase import Timebase
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from rspp.runtime._clock import ClockError, SystemClock, VirtualClock
-from rspp.runtime._handles import Clock
+from rspp.kernel._clock import ClockError, SystemClock, VirtualClock
+from rspp.kernel._handles import Clock
 
 pytestmark = pytest.mark.unit
 

@@ -26,11 +26,11 @@ from rspp.contracts import (
     VersionResolution,
 )
 from rspp.contracts._snapshots import RuntimeHealth
-from rspp.runtime._clock import VirtualClock
-from rspp.runtime._determinism import derive_seed
-from rspp.runtime._plan_resolver import PlanResolver, compute_plan_hash
-from rspp.runtime._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.kernel._clock import VirtualClock
 from rspp.spec import GraphDefinition, compile_spec, load_spec
+from rspp.turns._determinism import derive_seed
+from rspp.turns._plan_resolver import PlanResolver, compute_plan_hash
+from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import rspp
-from rspp.runtime import (
+from rspp.kernel import (
     Event,
     Node,
     NodeContext,

@@ -11,21 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from rspp.cli import _spec
-
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    root = typer.Typer()
-
-    @root.callback()
-    def _root() -> None:
-        """Test root."""
-
-    _spec.register(root)
-    return root
 
 
 def test_lint_reports_problems_and_exits_1(app: typer.Typer, fixtures_dir: Path) -> None:

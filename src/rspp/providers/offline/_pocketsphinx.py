@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -125,9 +125,6 @@ class PocketsphinxSTT(STTProvider):
         offline=True,
     )
     default_timeout_ms = 30_000
-    #: the provider options a spec may set (``providers.stt.config``)
-    OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"language_model", "phrases", "noise_floor_dbfs", "lm_weight", "second_pass"})
 
     def __init__(
         self,

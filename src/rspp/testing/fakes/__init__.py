@@ -7,11 +7,16 @@ Each fake records requests and takes scripted :class:`Fault`\\ s (HTTP status wi
     fake.faults.push(Fault("status", status=429, retry_after=0.01))
     async with serve_asgi(fake.app) as base_url:
         ...  # point OpenAIChatLLM(base_url=base_url + "/v1") at it
+
+:class:`FakeProviderServers` runs all of them in a background thread and gives the
+``*_BASE_URL``/``*_API_KEY`` environment that makes ``rspp run`` use them
+(``python -m rspp.testing.fakes`` does the same from a shell).
 """
 
 from rspp.testing.fakes._faults import Fault, FaultPlan, RecordedRequest, tone_pcm
 from rspp.testing.fakes._http_fakes import FakeAnthropic, FakeOpenAI, echo_reply
 from rspp.testing.fakes._server import serve_asgi, serve_websocket
+from rspp.testing.fakes._standalone import FakeProviderServers
 from rspp.testing.fakes._ws_fakes import FakeDeepgram, FakeElevenLabs
 
 __all__ = [
@@ -19,6 +24,7 @@ __all__ = [
     "FakeDeepgram",
     "FakeElevenLabs",
     "FakeOpenAI",
+    "FakeProviderServers",
     "Fault",
     "FaultPlan",
     "RecordedRequest",

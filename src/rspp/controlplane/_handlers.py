@@ -1,0 +1,260 @@
+"""HTTP handlers: each receives an already authenticated, authorised and decoded :class:`Call`.
+
+The dispatcher (``_app.py``) has checked the role and the tenant scope the route
+table declares and decoded the path, query and body into their typed structs
+before a handler runs; a handler only maps the call onto the control plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rspp.contracts import ProviderStatus, RuntimeHealth
+from rspp.controlplane._bundle import build_bundle
+from rspp.controlplane._configs import ConfigKind
+from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._replies import (
+    AuditList,
+    ConfigList,
+    HealthReply,
+    HeartbeatReply,
+    KeyReply,
+    MigrationList,
+    ModuleReply,
+    OutcomeList,
+    PipelineList,
+    ProviderHealthReply,
+    PublishReply,
+    RolloutReply,
+    RuntimeList,
+    SignalList,
+    TokenKeysReply,
+    TokenReply,
+    VerifyReply,
+)
+from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._sessions import SessionStatus
+
+ANONYMOUS = Principal(key_id="anonymous", role=Role.VIEWER, tenant_id="")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One decoded request: who calls, validated path params, typed query and body."""
+
+    cp: ControlPlane
+    principal: Principal
+    path: dict[str, str]
+    query: Any
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A handler result with a status other than the route's default."""
+
+    value: Any
+    status: int
+
+
+# ---- registry and rollouts ------------------------------------------------------------------
+async def publish(c: Call) -> Reply:
+    record, created = await c.cp.publish(c.principal, c.body.spec, filename=c.body.filename)
+    return Reply(PublishReply(pipeline=record, created=created), 201 if created else 200)
+
+
+async def publish_module(c: Call) -> Reply:
+    record, created = await c.cp.publish_module(c.principal, c.body.module)
+    return Reply(ModuleReply(module=record, created=created), 201 if created else 200)
+
+
+async def list_pipelines(c: Call) -> PipelineList:
+    return PipelineList(pipelines=await c.cp.list_pipelines(c.principal, c.query.name))
+
+
+async def get_pipeline(c: Call) -> Any:
+    return await c.cp.get_pipeline(c.principal, c.path["name"], c.path.get("version"))
+
+
+async def get_rollout(c: Call) -> RolloutReply:
+    return RolloutReply(rollout=await c.cp.rollout_state(c.principal, c.path["name"]))
+
+
+async def rollout(c: Call) -> RolloutReply:
+    b = c.body
+    state = await c.cp.rollout(
+        c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants
+    )
+    return RolloutReply(rollout=state)
+
+
+async def rollback(c: Call) -> RolloutReply:
+    return RolloutReply(rollout=await c.cp.rollback(c.principal, c.path["name"], to=c.body.to))
+
+
+async def resolve(c: Call) -> Any:
+    return await c.cp.resolve_version(
+        c.principal, c.path["name"], tenant_id=c.query.tenant_id, session_id=c.query.session_id
+    )
+
+
+# ---- versioned configs ----------------------------------------------------------------------
+async def publish_config(c: Call) -> Any:
+    kind = ConfigKind(c.path["kind"])
+    return await c.cp.publish_config(
+        c.principal, kind, c.path["scope"], c.body.body, activate=c.body.activate
+    )
+
+
+async def activate_config(c: Call) -> Any:
+    kind = ConfigKind(c.path["kind"])
+    return await c.cp.activate_config(c.principal, kind, c.path["scope"], c.body.version)
+
+
+async def list_configs(c: Call) -> ConfigList:
+    kind = ConfigKind(c.path["kind"])
+    return ConfigList(versions=await c.cp.configs(c.principal, kind, c.path["scope"]))
+
+
+# ---- runtimes and providers -----------------------------------------------------------------
+async def register_runtime(c: Call) -> Any:
+    b = c.body
+    return await c.cp.register_runtime(
+        c.principal,
+        runtime_id=b.runtime_id,
+        endpoint=b.endpoint,
+        transport_kind=b.transport_kind,
+        region=b.region,
+        capacity=b.capacity,
+    )
+
+
+async def heartbeat(c: Call) -> HeartbeatReply:
+    b = c.body
+    instance, moved = await c.cp.heartbeat(
+        c.principal, c.path["runtime_id"], health=RuntimeHealth(b.health), load=b.load, mode=b.mode
+    )
+    return HeartbeatReply(runtime=instance, migrations=moved)
+
+
+async def failover(c: Call) -> MigrationList:
+    moved = await c.cp.failover(c.principal, c.path["runtime_id"], mode=c.body.mode)
+    return MigrationList(migrations=moved)
+
+
+async def list_runtimes(c: Call) -> RuntimeList:
+    return RuntimeList(runtimes=await c.cp.runtimes(c.principal))
+
+
+async def provider_health(c: Call) -> ProviderHealthReply:
+    b = c.body
+    version = await c.cp.report_provider_health(
+        c.principal,
+        c.path["provider_id"],
+        status=ProviderStatus(b.status),
+        error_rate=b.error_rate,
+        latency_p95_ms=b.latency_p95_ms,
+    )
+    return ProviderHealthReply(version=version)
+
+
+async def get_provider_health(c: Call) -> Any:
+    return await c.cp.provider_health(c.principal)
+
+
+# ---- sessions, tokens, leases ---------------------------------------------------------------
+async def route(c: Call) -> Any:
+    b = c.body
+    return await c.cp.route_session(
+        c.principal,
+        tenant_id=b.tenant_id,
+        pipeline_name=b.pipeline_name,
+        session_id=b.session_id,
+        attributes=b.attributes,
+        ttl_s=b.ttl_s,
+    )
+
+
+async def session_status(c: Call) -> Any:
+    return await c.cp.session_status(c.principal, c.path["session_id"])
+
+
+async def report_status(c: Call) -> Any:
+    status = SessionStatus(c.body.status)
+    return await c.cp.report_status(c.principal, c.path["session_id"], status)
+
+
+async def session_signals(c: Call) -> SignalList:
+    return SignalList(signals=await c.cp.signals(c.principal, c.path["session_id"]))
+
+
+async def migrate(c: Call) -> Any:
+    return await c.cp.migrate(c.principal, c.path["session_id"], target=c.body.target)
+
+
+async def issue_token(c: Call) -> TokenReply:
+    token, claims = await c.cp.issue_token(
+        c.principal, session_id=c.path["session_id"], tenant_id=c.body.tenant_id, ttl_s=c.body.ttl_s
+    )
+    return TokenReply(token=token, claims=claims)
+
+
+async def verify_token(c: Call) -> VerifyReply:
+    return VerifyReply(valid=True, claims=c.cp.verify_token(c.body.token))
+
+
+async def token_keys(c: Call) -> TokenKeysReply:
+    keys = c.cp.token_keys.verification_keys()
+    return TokenKeysReply(algorithm=keys.algorithm, public_pem=keys.public_pem)
+
+
+async def outcomes(c: Call) -> OutcomeList:
+    found = await c.cp.admission_outcomes(c.principal, c.path["tenant_id"])
+    return OutcomeList(outcomes=found)
+
+
+async def lease_acquire(c: Call) -> Any:
+    b = c.body
+    return await c.cp.acquire_lease(c.principal, c.path["session_id"], b.holder, b.ttl_ms)
+
+
+async def lease_renew(c: Call) -> Any:
+    b = c.body
+    return await c.cp.renew_lease(c.principal, c.path["session_id"], b.holder, b.epoch, b.ttl_ms)
+
+
+async def lease_authorize(c: Call) -> Any:
+    b = c.body
+    return await c.cp.authorize_lease(c.principal, c.path["session_id"], b.holder, b.epoch)
+
+
+async def bundle(c: Call) -> Any:
+    q = c.query
+    return await build_bundle(
+        c.cp,
+        tenant_id=q.tenant_id,
+        session_id=q.session_id,
+        pipeline_name=q.pipeline_name,
+        runtime_id=q.runtime_id,
+    )
+
+
+# ---- audit, keys, health --------------------------------------------------------------------
+async def audit_entries(c: Call) -> AuditList:
+    entries = await c.cp.audit_entries(c.principal, after_seq=c.query.after, limit=c.query.limit)
+    return AuditList(entries=entries)
+
+
+async def audit_verify(c: Call) -> Any:
+    return await c.cp.audit_verify(c.principal)
+
+
+async def create_key(c: Call) -> KeyReply:
+    b = c.body
+    key_id, secret = await c.cp.create_key(c.principal, Role(b.role), b.tenant_id)
+    return KeyReply(key_id=key_id, key=secret, role=b.role, tenant_id=b.tenant_id)
+
+
+async def healthz(c: Call) -> HealthReply:
+    return HealthReply(status="ok")

@@ -1,0 +1,112 @@
+"""Typed response bodies of the HTTP API (the handlers return them; OpenAPI describes them).
+
+Records that the services already return (``PipelineRecord``, ``SessionRoute``,
+``Lease`` ...) are used as they are; this module adds the envelopes around them
+and the error body every 4xx/5xx carries.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from rspp.contracts import ControlSignal, DecisionOutcome
+from rspp.controlplane._audit import AuditEntry
+from rspp.controlplane._configs import ConfigVersion
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord
+from rspp.controlplane._rollout import RolloutState
+from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._sessions import MigrationResult
+from rspp.controlplane._tokens import SessionClaims
+
+
+class _Reply(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class ErrorDetail(_Reply, frozen=True, kw_only=True):
+    code: str
+    message: str
+    field: str | None
+
+
+class ErrorReply(_Reply, frozen=True, kw_only=True):
+    """``{"error": {"code", "message", "field"}}``: every error names the offending field."""
+
+    error: ErrorDetail
+
+
+class HealthReply(_Reply, frozen=True, kw_only=True):
+    status: str
+
+
+class PublishReply(_Reply, frozen=True, kw_only=True):
+    pipeline: PipelineRecord
+    created: bool
+
+
+class ModuleReply(_Reply, frozen=True, kw_only=True):
+    module: ModuleRecord
+    created: bool
+
+
+class PipelineList(_Reply, frozen=True, kw_only=True):
+    pipelines: list[PipelineRecord]
+
+
+class RolloutReply(_Reply, frozen=True, kw_only=True):
+    rollout: RolloutState | None
+
+
+class ConfigList(_Reply, frozen=True, kw_only=True):
+    versions: list[ConfigVersion]
+
+
+class RuntimeList(_Reply, frozen=True, kw_only=True):
+    runtimes: list[RuntimeInstance]
+
+
+class HeartbeatReply(_Reply, frozen=True, kw_only=True):
+    runtime: RuntimeInstance
+    migrations: list[MigrationResult]
+
+
+class MigrationList(_Reply, frozen=True, kw_only=True):
+    migrations: list[MigrationResult]
+
+
+class ProviderHealthReply(_Reply, frozen=True, kw_only=True):
+    version: int
+
+
+class SignalList(_Reply, frozen=True, kw_only=True):
+    signals: list[ControlSignal]
+
+
+class TokenReply(_Reply, frozen=True, kw_only=True):
+    token: str
+    claims: SessionClaims
+
+
+class VerifyReply(_Reply, frozen=True, kw_only=True):
+    valid: bool
+    claims: SessionClaims
+
+
+class TokenKeysReply(_Reply, frozen=True, kw_only=True):
+    algorithm: str
+    public_pem: str | None
+
+
+class OutcomeList(_Reply, frozen=True, kw_only=True):
+    outcomes: list[DecisionOutcome]
+
+
+class AuditList(_Reply, frozen=True, kw_only=True):
+    entries: list[AuditEntry]
+
+
+class KeyReply(_Reply, frozen=True, kw_only=True):
+    key_id: str
+    key: str
+    role: str
+    tenant_id: str | None

@@ -1,0 +1,209 @@
+"""The route table: every HTTP operation with its role, tenant scope and typed messages.
+
+Deny by default: an operation is reachable only through this table, and each entry
+must say who may call it:
+
+- ``role``: the least role (``viewer < operator < admin``), ``None`` only for public
+  routes (liveness);
+- ``scope``: ``FLEET`` (a key scoped to a tenant is refused: runtimes, global
+  publish/rollout/rollback, configs, provider health reports, keys, the whole audit
+  log), ``TENANT`` (a tenant key may act only when the tenant named by ``tenant``
+  is its own; a fleet key may act for any tenant) or ``ANY`` (any key with the role:
+  read-only, tenant-neutral data such as published pipelines);
+- ``tenant``: where a ``TENANT`` route's tenant comes from: a path/query/body field,
+  the owner of the session named in the path, or the claims of a presented token.
+
+The dispatcher (``_app.py``) enforces all of it in one place before the handler runs;
+the OpenAPI document and the security test matrix are generated from this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from rspp.contracts import ProviderHealth, TurnStartBundle, VersionResolution
+from rspp.controlplane import _handlers as h
+from rspp.controlplane import _replies as r
+from rspp.controlplane import _requests as q
+from rspp.controlplane._audit import AuditVerdict
+from rspp.controlplane._configs import ConfigVersion
+from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._rbac import Role
+from rspp.controlplane._registry import PipelineRecord
+from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._service import SessionRoute
+from rspp.controlplane._sessions import MigrationResult, SessionInfo
+
+Handler = Callable[[h.Call], Awaitable[Any]]
+
+
+class Scope(StrEnum):
+    PUBLIC = "public"
+    FLEET = "fleet"
+    TENANT = "tenant"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantFrom:
+    """Where a ``TENANT`` route finds the tenant it acts for."""
+
+    where: Literal["path", "query", "body", "session", "token"]
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    method: str
+    path: str
+    handler: Handler
+    role: Role | None
+    scope: Scope
+    summary: str
+    tenant: TenantFrom | None = None
+    body: type[Any] | None = None
+    query: type[Any] = q.NoQuery
+    response: Any = None
+    status: int = 200
+    #: other success statuses (publish answers 200 when the version already exists)
+    also: tuple[int, ...] = ()
+    #: error statuses the operation may answer besides the common ones
+    errors: tuple[int, ...] = ()
+    #: body limit in bytes when it differs from the server default (spec uploads)
+    body_limit: Literal["default", "spec"] = "default"
+    tag: str = "control-plane"
+
+    @property
+    def operation_id(self) -> str:
+        return f"{self.handler.__name__}_{self.method.lower()}"
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(seg[1:-1] for seg in self.path.split("/") if seg.startswith("{"))
+
+
+_S, _T = Scope, TenantFrom
+V, OP, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
+SESSION = _T("session", "session_id")
+
+ROUTES: tuple[Op, ...] = (
+    Op("GET", "/healthz", h.healthz, None, _S.PUBLIC, "Liveness", response=r.HealthReply),
+    # registry and rollouts: pipelines are fleet-wide; publishing and rolling out is fleet work
+    Op("POST", "/v1/pipelines", h.publish, OP, _S.FLEET, "Publish a PipelineSpec version",
+       body=q.PublishRequest, response=r.PublishReply, status=201, also=(200,),
+       errors=(409,), body_limit="spec", tag="registry"),
+    Op("GET", "/v1/pipelines", h.list_pipelines, V, _S.ANY, "List published versions",
+       query=q.PipelinesQuery, response=r.PipelineList, tag="registry"),
+    Op("GET", "/v1/pipelines/{name}", h.get_pipeline, V, _S.ANY, "Latest version",
+       response=PipelineRecord, errors=(404,), tag="registry"),
+    Op("GET", "/v1/pipelines/{name}/versions/{version}", h.get_pipeline, V, _S.ANY,
+       "One version", response=PipelineRecord, errors=(404,), tag="registry"),
+    Op("GET", "/v1/pipelines/{name}/rollout", h.get_rollout, V, _S.ANY, "Rollout state",
+       response=r.RolloutReply, tag="registry"),
+    Op("POST", "/v1/pipelines/{name}/rollout", h.rollout, OP, _S.FLEET, "Canary rollout",
+       body=q.RolloutRequest, response=r.RolloutReply, errors=(404, 409), tag="registry"),
+    Op("POST", "/v1/pipelines/{name}/rollback", h.rollback, OP, _S.FLEET,
+       "Rollback to a version", body=q.RollbackRequest, response=r.RolloutReply,
+       errors=(404, 409), tag="registry"),
+    Op("GET", "/v1/pipelines/{name}/resolve", h.resolve, V, _S.TENANT,
+       "Version resolution snapshot", tenant=_T("query", "tenant_id"), query=q.ResolveQuery,
+       response=VersionResolution, errors=(404,), tag="registry"),
+    Op("POST", "/v1/modules", h.publish_module, OP, _S.FLEET, "Publish a subgraph module",
+       body=q.ModuleRequest, response=r.ModuleReply, status=201, also=(200,), errors=(409,),
+       body_limit="spec", tag="registry"),
+    # versioned configs: changing them is fleet work; a tenant may read its own scope
+    Op("POST", "/v1/configs/{kind}/{scope}", h.publish_config, OP, _S.FLEET,
+       "Publish a config version", body=q.ConfigRequest, response=ConfigVersion, status=201,
+       tag="configs"),
+    Op("POST", "/v1/configs/{kind}/{scope}/activate", h.activate_config, OP, _S.FLEET,
+       "Roll a config forward or back", body=q.ActivateRequest, response=ConfigVersion,
+       errors=(404,), tag="configs"),
+    Op("GET", "/v1/configs/{kind}/{scope}", h.list_configs, V, _S.TENANT, "Config versions",
+       tenant=_T("path", "scope"), response=r.ConfigList, tag="configs"),
+    # runtime fleet and providers
+    Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET, "Register a runtime instance",
+       body=q.RegisterRuntimeRequest, response=RuntimeInstance, status=201, tag="fleet"),
+    Op("GET", "/v1/runtimes", h.list_runtimes, V, _S.FLEET, "Runtime instances",
+       response=r.RuntimeList, tag="fleet"),
+    Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",
+       body=q.HeartbeatRequest, response=r.HeartbeatReply, errors=(404,), tag="fleet"),
+    Op("POST", "/v1/runtimes/{runtime_id}/failover", h.failover, OP, _S.FLEET,
+       "Drain or migrate a runtime's sessions", body=q.FailoverRequest,
+       response=r.MigrationList, errors=(404, 409, 503), tag="fleet"),
+    Op("POST", "/v1/providers/{provider_id}/health", h.provider_health, OP, _S.FLEET,
+       "Report provider health", body=q.ProviderHealthRequest, response=r.ProviderHealthReply,
+       tag="fleet"),
+    Op("GET", "/v1/providers/health", h.get_provider_health, V, _S.ANY,
+       "Provider health snapshot", response=ProviderHealth, tag="fleet"),
+    # sessions: a tenant key acts only on its own tenant's sessions
+    Op("POST", "/v1/sessions/route", h.route, OP, _S.TENANT, "Route a new session",
+       tenant=_T("body", "tenant_id"), body=q.RouteRequest, response=SessionRoute, status=201,
+       errors=(404, 409, 429, 503), tag="sessions"),
+    Op("GET", "/v1/sessions/{session_id}", h.session_status, V, _S.TENANT, "Session status",
+       tenant=SESSION, response=SessionInfo, errors=(404,), tag="sessions"),
+    Op("POST", "/v1/sessions/{session_id}/status", h.report_status, OP, _S.TENANT,
+       "Report session status", tenant=SESSION, body=q.StatusRequest, response=SessionInfo,
+       errors=(404, 409), tag="sessions"),
+    Op("GET", "/v1/sessions/{session_id}/signals", h.session_signals, V, _S.TENANT,
+       "Control signals of a session", tenant=SESSION, response=r.SignalList, errors=(404,),
+       tag="sessions"),
+    Op("POST", "/v1/sessions/{session_id}/migrate", h.migrate, OP, _S.FLEET,
+       "Migrate a session to another runtime", body=q.MigrateRequest,
+       response=MigrationResult, errors=(404, 409, 503), tag="sessions"),
+    Op("POST", "/v1/sessions/{session_id}/token", h.issue_token, OP, _S.TENANT,
+       "Issue a session token", tenant=SESSION, body=q.TokenRequest, response=r.TokenReply,
+       status=201, errors=(404,), tag="tokens"),
+    Op("POST", "/v1/tokens/verify", h.verify_token, V, _S.TENANT, "Verify a session token",
+       tenant=_T("token", "token"), body=q.VerifyRequest, response=r.VerifyReply,
+       tag="tokens"),
+    Op("GET", "/v1/tokens/keys", h.token_keys, V, _S.ANY, "Token verification key",
+       response=r.TokenKeysReply, tag="tokens"),
+    Op("GET", "/v1/tenants/{tenant_id}/outcomes", h.outcomes, V, _S.TENANT,
+       "Admission outcomes of a tenant", tenant=_T("path", "tenant_id"),
+       response=r.OutcomeList, tag="sessions"),
+    Op("POST", "/v1/leases/{session_id}/acquire", h.lease_acquire, OP, _S.TENANT,
+       "Acquire a session lease", tenant=SESSION, body=q.LeaseRequest, response=LeaseChange,
+       errors=(404, 409), tag="leases"),
+    Op("POST", "/v1/leases/{session_id}/renew", h.lease_renew, OP, _S.TENANT,
+       "Renew a session lease", tenant=SESSION, body=q.LeaseEpochRequest, response=Lease,
+       errors=(404, 409), tag="leases"),
+    Op("POST", "/v1/leases/{session_id}/authorize", h.lease_authorize, V, _S.TENANT,
+       "Check a holder's authority", tenant=SESSION, body=q.LeaseEpochRequest,
+       response=Authorization, errors=(404,), tag="leases"),
+    Op("GET", "/v1/bundle", h.bundle, V, _S.TENANT, "Turn-start snapshot bundle",
+       tenant=_T("query", "tenant_id"), query=q.BundleQuery, response=TurnStartBundle,
+       errors=(404,), tag="sessions"),
+    # audit and keys
+    Op("GET", "/v1/audit", h.audit_entries, V, _S.FLEET, "Audit log", query=q.AuditQuery,
+       response=r.AuditList, tag="audit"),
+    Op("GET", "/v1/audit/verify", h.audit_verify, V, _S.FLEET, "Verify the audit hash chain",
+       response=AuditVerdict, tag="audit"),
+    Op("POST", "/v1/keys", h.create_key, A, _S.FLEET, "Create an API key", body=q.KeyRequest,
+       response=r.KeyReply, status=201, tag="keys"),
+)
+
+
+def check_table(routes: tuple[Op, ...] = ROUTES) -> None:
+    """Refuse a table with an undeclared scope: every route names role, scope and tenant."""
+    seen: set[tuple[str, str]] = set()
+    for op in routes:
+        key = (op.method, op.path)
+        if key in seen:
+            raise ValueError(f"route {op.method} {op.path} is declared twice")
+        seen.add(key)
+        if (op.role is None) != (op.scope == Scope.PUBLIC):
+            raise ValueError(f"route {op.method} {op.path}: only public routes have no role")
+        if (op.scope == Scope.TENANT) != (op.tenant is not None):
+            raise ValueError(
+                f"route {op.method} {op.path}: a tenant-scoped route names where its tenant "
+                "comes from (and only such a route does)"
+            )
+        for name in op.path_params:
+            if name not in q.PATH_PARAMS:
+                raise ValueError(f"route {op.method} {op.path}: path parameter {name} has no type")
+
+
+check_table()

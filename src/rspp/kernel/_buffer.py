@@ -1,0 +1,415 @@
+"""Bounded, lane-aware edge buffer with overflow strategies (F-043, F-044, F-143..F-148).
+
+One buffer feeds one async node input. Three deques, one per lane; ``pop``
+always serves ControlLane first, then DataLane, then TelemetryLane. Control
+events are never dropped. Data obeys the BufferConfig bounds (items, bytes,
+time in queue, latency contribution) and strategy; every drop or merge leaves
+a ``drop_notice`` (contiguous drops are aggregated into one sequence range).
+Watermark crossings emit ``watermark`` and run the plan's action; flow control
+emits ``flow_xoff``/``flow_xon``/``credit_grant``; sync groups follow the sync
+drop policy (``discontinuity`` markers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rspp.contracts import Emitter, Lane, SignalName
+from rspp.kernel._bufferspec import BufferConfig
+from rspp.kernel._clock import SystemClock
+from rspp.kernel._events import Event
+from rspp.kernel._pressure import PressureMixin
+
+if TYPE_CHECKING:
+    from rspp.kernel._handles import Clock
+    from rspp.kernel._signals import SignalLog
+
+__all__ = ["ACCEPTED", "BLOCKED", "DROPPED", "MERGED", "BufferStats", "EdgeBuffer", "Wakeup"]
+
+ACCEPTED, DROPPED, MERGED, BLOCKED = 0, 1, 2, 3
+_CONTROL, _TELEMETRY = Lane.CONTROL, Lane.TELEMETRY
+_NS_PER_MS = 1_000_000
+
+
+class Wakeup:
+    """One waiter, many notifiers (every input buffer of one consumer)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self) -> None:
+        self.fut: asyncio.Future[None] | None = None
+
+    def fire(self) -> None:
+        f = self.fut
+        if f is not None:
+            self.fut = None
+            if not f.done():
+                f.set_result(None)
+
+    async def wait(self) -> None:
+        f = asyncio.get_running_loop().create_future()
+        self.fut = f
+        await f
+
+
+class _Pending:
+    """A contiguous run of drops not yet reported as one ``drop_notice``."""
+
+    __slots__ = ("end", "lane", "reason", "start", "turn_id")
+
+    def __init__(self, seq: int, reason: str, turn_id: str | None, lane: Lane) -> None:
+        self.start = self.end = seq
+        self.reason = reason
+        self.turn_id = turn_id
+        self.lane = lane
+
+
+class BufferStats:
+    """Counters of one edge buffer (observable, F-044)."""
+
+    __slots__ = ("accepted", "blocked", "delivered", "dropped", "expired", "max_depth", "merged")
+
+    def __init__(self) -> None:
+        self.accepted = self.delivered = self.dropped = self.merged = 0
+        self.expired = self.blocked = self.max_depth = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class EdgeBuffer(PressureMixin):
+    """The queue on one edge; owned by the session actor (no locks)."""
+
+    def __init__(
+        self, edge_id: str, config: BufferConfig, signals: SignalLog, clock: Clock
+    ) -> None:
+        self.edge_id = edge_id
+        self.config = config
+        self.signals = signals
+        self.clock = clock
+        self.control: deque[Event] = deque()
+        self.data: deque[Event] = deque()
+        self.telemetry: deque[Event] = deque()
+        self.nbytes = 0
+        self.stats = BufferStats()
+        self.service_ns = 0.0  # EWMA of the consumer's per-item service time
+        self.wakeup: Wakeup | None = None
+        self._space: asyncio.Future[None] | None = None
+        self._pending: _Pending | None = None
+        self._above_items = False
+        self._above_ms = False
+        self._xoff = False
+        cfg = config
+        self._gated = cfg.flow_mode is not None and cfg.flow_high is not None
+        self.credits = cfg.flow_high or 0
+        self._consumed_since_grant = 0
+        self._sample_n = 0
+        self._tel_n = 0
+        self._dropped_sync: deque[str] = deque(maxlen=64)
+        self._disc_n = 0
+        self._next_disc: str | None = None
+        self.on_pressure: list[Callable[[Any, str], None]] = []
+
+    # ------------------------------------------------------------ producer side
+    def __len__(self) -> int:
+        return len(self.control) + len(self.data) + len(self.telemetry)
+
+    def offer(self, ev: Event) -> int:
+        """Try to enqueue; returns ACCEPTED, DROPPED, MERGED or BLOCKED."""
+        lane = ev.lane
+        if lane is _CONTROL:
+            if len(self.control) >= self.config.control_max_items:
+                # Control is never dropped: it displaces the oldest data instead.
+                self._drop_oldest("control_overflow_displaced_data")
+            self.control.append(ev)
+            self._wake()
+            return ACCEPTED
+        if lane is _TELEMETRY:
+            return self._offer_telemetry(ev)
+        return self._offer_data(ev)
+
+    def _offer_telemetry(self, ev: Event) -> int:
+        cfg = self.config
+        if len(self.telemetry) >= cfg.telemetry_max_items:
+            self._tel_n += 1
+            if cfg.telemetry_handling == "sample" and self._tel_n % cfg.sample_every == 0:
+                self.telemetry.popleft()
+                self.telemetry.append(ev)
+                self._wake()
+                return ACCEPTED
+            if cfg.telemetry_handling == "drop":
+                self._note_drop(ev, "telemetry_overflow", Lane.TELEMETRY)
+            self.stats.dropped += 1
+            return DROPPED
+        self.telemetry.append(ev)
+        self._wake()
+        return ACCEPTED
+
+    def _offer_data(self, ev: Event) -> int:
+        cfg = self.config
+        data = self.data
+        if self._dropped_sync and ev.sync_id is not None and ev.sync_id in self._dropped_sync:
+            self._drop(ev, "sync_group_dropped")
+            return DROPPED
+        if self._gated and (
+            (self._xoff and cfg.flow_mode != "credit")
+            or (self.credits <= 0 and cfg.flow_mode != "signal")
+        ):
+            self.stats.blocked += 1
+            return BLOCKED
+        now = self.clock.monotonic_ns()
+        if data:
+            self._expire(now)
+        strategy = cfg.strategy
+        if strategy == "latest_only":
+            while data:
+                self._drop(self._pop_data(), "superseded_latest_only")
+        elif strategy == "merge" and data and self._merge_into_tail(ev):
+            return MERGED
+        reason = self._overflow_reason(ev)
+        if reason is not None:
+            if strategy == "block":
+                self.stats.blocked += 1
+                return BLOCKED
+            if strategy == "sample":
+                self._sample_n += 1
+                if self._sample_n % cfg.sample_every:
+                    self._drop(ev, reason + ":sampled_out")
+                    return DROPPED
+            elif strategy == "drop" and cfg.drop_from == "newest":
+                self._drop(ev, reason)
+                return DROPPED
+            if not self._make_room(ev, reason):
+                self._drop(ev, reason)
+                return DROPPED
+        self._append(ev, now)
+        return ACCEPTED
+
+    def shed(self, ev: Event, reason: str = "max_block_time_exceeded") -> int:
+        """Deterministic shedding after a bounded block (F-148)."""
+        if self.config.drop_from == "newest" or not self.data:
+            self._drop(ev, reason)
+            return DROPPED
+        if not self._make_room(ev, reason):
+            self._drop(ev, reason)
+            return DROPPED
+        self._append(ev, self.clock.monotonic_ns())
+        return ACCEPTED
+
+    def _append(self, ev: Event, now: int) -> None:
+        ev.enq_ns = now
+        if self._next_disc is not None:
+            ev.discontinuity_id = self._next_disc
+            self._next_disc = None
+        self.data.append(ev)
+        self.nbytes += ev.size
+        st = self.stats
+        st.accepted += 1
+        n = len(self.data)
+        if n > st.max_depth:
+            st.max_depth = n
+        if self._gated:
+            self.credits -= 1
+            high = self.config.flow_high or n + 1
+            if not self._xoff and self.config.flow_mode != "credit" and n >= high:
+                self._xoff = True
+                self.signals.signal(
+                    SignalName.FLOW_XOFF, Emitter.RK_14, edge_id=self.edge_id,
+                    target_lane=Lane.DATA, reason="high_watermark_reached", turn_id=ev.turn_id,
+                )
+        self._check_watermarks(now)
+        self._wake()
+
+    def _overflow_reason(self, ev: Event) -> str | None:
+        cfg = self.config
+        n = len(self.data)
+        if n >= cfg.max_items:
+            return "max_queue_items_exceeded"
+        if self.nbytes + ev.size > cfg.max_bytes:
+            return "max_queue_bytes_exceeded"
+        if n and n * self.service_ns > cfg.max_latency_ms * _NS_PER_MS:
+            return "max_latency_contribution_exceeded"
+        return None
+
+    def _make_room(self, ev: Event, reason: str) -> bool:
+        data = self.data
+        merge = self.config.strategy == "merge"
+        while data and self._overflow_reason(ev) is not None:
+            if merge:  # finals are never shed while a partial can go instead (F-053)
+                victim = next((e for e in data if not e.final), None)
+                if victim is not None:
+                    data.remove(victim)
+                    self.nbytes -= victim.size
+                    self._drop(victim, reason)
+                    continue
+            self._drop(self._pop_data(), reason)
+        return self._overflow_reason(ev) is None
+
+    def _merge_into_tail(self, ev: Event) -> bool:
+        tail = self.data[-1]
+        if tail.final or tail.kind != ev.kind:
+            return False
+        key = ev.attrs.get("segment") if ev.attrs else None
+        if (tail.attrs.get("segment") if tail.attrs else None) != key:
+            return False
+        self.data.pop()
+        self.nbytes -= tail.size
+        merged = (tail.merged_from or ((tail.event_id or str(tail.seq)),))
+        ev.merged_from = (*merged, ev.event_id or str(ev.seq))[-64:]
+        ev.enq_ns = tail.enq_ns
+        self.data.append(ev)
+        self.nbytes += ev.size
+        self.stats.merged += 1
+        self._note_drop(tail, "merged_coalesced")
+        self._wake()
+        return True
+
+    def _expire(self, now: int) -> None:
+        limit = now - self.config.max_queue_ms * _NS_PER_MS
+        data = self.data
+        while data and data[0].enq_ns < limit:
+            self.stats.expired += 1
+            self._drop(self._pop_data(), "max_queue_ms_exceeded")
+
+    # ----------------------------------------------------------------- drops
+    def _pop_data(self) -> Event:
+        ev = self.data.popleft()
+        self.nbytes -= ev.size
+        return ev
+
+    def _drop_oldest(self, reason: str) -> None:
+        if self.data:
+            self._drop(self._pop_data(), reason)
+
+    def _drop(self, ev: Event, reason: str) -> None:
+        self.stats.dropped += 1
+        cfg = self.config
+        sid = ev.sync_id
+        if sid is not None and cfg.sync_policy != "no_sync":
+            if cfg.sync_policy == "atomic_drop":
+                if sid not in self._dropped_sync:
+                    self._dropped_sync.append(sid)
+                    keep = deque(e for e in self.data if e.sync_id != sid)
+                    for e in self.data:
+                        if e.sync_id == sid:
+                            self.nbytes -= e.size
+                            self.stats.dropped += 1
+                            self._note_drop(e, "sync_group_dropped")
+                    self.data = keep
+            else:
+                self._disc_n += 1
+                disc = f"{self.edge_id}:disc:{self._disc_n}"
+                self._next_disc = disc
+                self.signals.signal(
+                    SignalName.DISCONTINUITY, Emitter.RK_15, edge_id=self.edge_id,
+                    sync_id=sid, sync_domain=cfg.sync_domain or self.edge_id,
+                    discontinuity_id=disc, reason=reason, turn_id=ev.turn_id,
+                )
+        self._note_drop(ev, reason)
+
+    def _note_drop(self, ev: Event, reason: str, lane: Lane = Lane.DATA) -> None:
+        p = self._pending
+        seq = max(ev.seq, 0)
+        if p is not None and p.reason == reason and p.end == seq - 1:
+            p.end = seq
+            return
+        self.flush_notices()
+        self._pending = _Pending(seq, reason, ev.turn_id, lane)
+
+    def flush_notices(self) -> None:
+        """Emit the aggregated pending ``drop_notice`` (if any)."""
+        p = self._pending
+        if p is None:
+            return
+        self._pending = None
+        self.signals.signal(
+            SignalName.DROP_NOTICE, Emitter.RK_12, edge_id=self.edge_id,
+            target_lane=p.lane, reason=p.reason, seq_range=(p.start, p.end), turn_id=p.turn_id,
+        )
+
+    def drop_turn(self, turn_id: str, reason: str = "cancelled") -> int:
+        """Flush queued data of one turn (cancellation, F-036 hook); returns the count."""
+        keep: deque[Event] = deque()
+        n = 0
+        for e in self.data:
+            if e.turn_id == turn_id:
+                n += 1
+                self.nbytes -= e.size
+                self.stats.dropped += 1
+                self._note_drop(e, reason)
+            else:
+                keep.append(e)
+        self.data = keep
+        self.flush_notices()
+        return n
+
+    # ------------------------------------------------------------ consumer side
+    def pop(self) -> Event | None:
+        """Next event: control first, then data, then telemetry (F-142)."""
+        if self.control:
+            return self.control.popleft()
+        data = self.data
+        if data:
+            if self.config.max_queue_ms:
+                self._expire(self.clock.monotonic_ns())
+            if data:
+                ev = data.popleft()
+                self.nbytes -= ev.size
+                self.stats.delivered += 1
+                if self._gated or self._above_items or self._above_ms:
+                    self._after_pop()
+                if self._space is not None:
+                    self._release_space()
+                return ev
+        if self.telemetry:
+            return self.telemetry.popleft()
+        return None
+
+    def note_service(self, ns: int) -> None:
+        """Update the consumer service-time estimate (latency contribution bound)."""
+        self.service_ns = ns if self.service_ns == 0 else self.service_ns * 0.875 + ns * 0.125
+
+    # ------------------------------------------------------------------ waits
+    def _wake(self) -> None:
+        w = self.wakeup
+        if w is not None and w.fut is not None:
+            w.fire()
+
+    def _release_space(self) -> None:
+        s = self._space
+        self._space = None
+        if s is not None and not s.done():
+            s.set_result(None)
+
+    async def wait_space(self, clock_sleep_ms: float) -> bool:
+        """Wait (bounded, on the session clock) until a data slot frees; False on timeout."""
+        loop = asyncio.get_running_loop()
+        if self._space is None or self._space.done():
+            self._space = loop.create_future()
+        space = self._space
+        w: asyncio.Future[bool] = loop.create_future()
+
+        def _set(ok: bool) -> None:
+            if not w.done():
+                w.set_result(ok)
+
+        space.add_done_callback(lambda _f: _set(True))
+        seconds = clock_sleep_ms / 1000.0
+        call_later = getattr(self.clock, "call_later", None)
+        timers: list[asyncio.Future[Any] | asyncio.TimerHandle] = []
+        if isinstance(self.clock, SystemClock):
+            timers.append(loop.call_later(seconds, _set, False))
+        else:
+            if call_later is not None:  # precise passive deadline on a virtual clock
+                timers.append(call_later(seconds, lambda: _set(False)))
+            backstop = asyncio.ensure_future(self.clock.sleep(seconds))  # moves time if idle
+            backstop.add_done_callback(lambda _f: _set(False))
+            timers.append(backstop)
+        try:
+            return await w
+        finally:
+            for t in timers:
+                t.cancel()

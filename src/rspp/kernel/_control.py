@@ -1,0 +1,222 @@
+"""ControlLane processing, turn primitives, metrics and overhead (mixin of SessionActor).
+
+Hook points (see the package docstring): ``on_control(handler)`` sees every
+control command first; ``set_egress_gate(gate)`` replaces the output fence.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rspp.contracts import EventRecord, Lane
+from rspp.errors import RuntimeKernelError
+from rspp.kernel._defaults import DictState, SessionTelemetry
+from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
+from rspp.kernel._events import Event, EventKind
+
+if TYPE_CHECKING:
+    from rspp.kernel._buffer import EdgeBuffer, Wakeup
+    from rspp.kernel._host import NodeHost
+    from rspp.kernel._signals import SignalLog
+
+__all__ = ["CONTROL_LANE_LIMIT", "ControlMixin"]
+
+#: Bound of a session's pending ControlLane commands (never dropped: overflow raises).
+CONTROL_LANE_LIMIT = 4096
+
+
+class ControlMixin:
+    """Control-lane behaviour of :class:`~rspp.kernel.SessionActor`."""
+
+    # Provided by SessionActor.
+    _ctrl: deque[ControlCommand]
+    _control_handlers: list[Callable[[ControlCommand], Any]]
+    _wakeup: Wakeup
+    hosts: dict[str, NodeHost]
+    entries: dict[str, tuple[EdgeBuffer, tuple[Any, ...]]]
+    edge_buffers: dict[str, EdgeBuffer]
+    signals: SignalLog
+    gate: EgressGate
+    turn_id: str | None
+    turn_index: int
+    session_id: str
+    hard_cancelled_turn: str | None
+    hook_errors: list[Exception]
+    debug: bool
+    instrument: bool
+    total_ns: int
+    ingress_count: int
+    options: Any
+
+    def _egress(self, port: str, ev: Event) -> None: ...
+
+    # ----------------------------------------------------------- hook points
+    def on_control(self, handler: Callable[[ControlCommand], Any]) -> None:
+        """Register a handler run for every control command before the kernel acts."""
+        self._control_handlers.append(handler)
+
+    def set_egress_gate(self, gate: EgressGate) -> None:
+        """Replace the gate every output passes before reaching the transport."""
+        self.gate = gate
+
+    def control(self, name: str, *, turn_id: str | None = None, reason: str | None = None,
+                scope: str = "turn", **data: Any) -> ControlCommand:
+        """Enqueue a control command on the ControlLane (served before any data)."""
+        if len(self._ctrl) >= CONTROL_LANE_LIMIT:
+            raise RuntimeKernelError(
+                f"session {self.session_id}: {CONTROL_LANE_LIMIT} control commands pending; "
+                "control is never dropped, so the sender must slow down"
+            )
+        cmd = ControlCommand(name, turn_id=turn_id, reason=reason, scope=scope, data=data)
+        self._ctrl.append(cmd)
+        self._wakeup.fire()
+        return cmd
+
+    # ------------------------------------------------------ turn primitives
+    def begin_turn(self, turn_id: str | None = None) -> str:
+        """Start a numbered turn (F-014): later ingress events carry its id."""
+        self.turn_index += 1
+        tid = turn_id or f"{self.session_id}:turn-{self.turn_index}"
+        self.turn_id = tid
+        self.control("turn_start", turn_id=tid, applied=True)
+        return tid
+
+    def end_turn(self) -> str | None:
+        tid = self.turn_id
+        if tid is not None:
+            self.turn_id = None
+            self.control("turn_end", turn_id=tid, applied=True)
+        return tid
+
+    def cancel_turn(self, turn_id: str | None = None, reason: str = "cancelled") -> None:
+        self.control("cancel", turn_id=turn_id or self.turn_id, reason=reason)
+
+    def barge_in(self) -> None:
+        self.control("barge_in", turn_id=self.turn_id, reason="barge_in")
+
+    def set_debug(self, enabled: bool) -> None:
+        """Switch debug events for this session (F-027)."""
+        self.debug = enabled
+
+    # --------------------------------------------------------------- handling
+    async def _hooks(self, name: str, *args: Any) -> None:
+        for host in self.hosts.values():
+            err = await host.call_hook(name, *args)
+            if err is not None:
+                self.hook_errors.append(err)
+
+    def _boundary_event(self, kind: str, turn_id: str) -> None:
+        ev = Event(kind, None, lane=Lane.CONTROL, turn_id=turn_id)
+        ev.seq = self.signals._next_seq()
+        for port in sorted({p for h in self.hosts.values() for ts in h.outs.values()
+                            for (k, _, p, _, _) in ts if k == 2} | self._exit_names()):
+            self._egress(port, ev.clone())
+
+    def _exit_names(self) -> set[str]:
+        return {p for _, ts in self.entries.values() for (k, _, p, _, _) in ts if k == 2}
+
+    async def _handle_control(self, cmd: ControlCommand) -> None:
+        for h in self._control_handlers:
+            r = h(cmd)
+            if inspect.isawaitable(r):
+                r = await r
+            if r is False:
+                return
+        name, tid = cmd.name, cmd.turn_id
+        if self.debug:
+            self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}")
+        if name == "turn_start" and tid is not None:
+            if not cmd.data.get("applied") and self.turn_id != tid:
+                self.turn_id = tid  # enqueued directly via control(): apply it now
+                self.turn_index += 1
+            for host in self.hosts.values():
+                if host.scope == "turn" and isinstance(host.node.ctx.state, DictState):
+                    host.node.ctx.state.clear()
+            await self._hooks("on_turn_start", tid)
+            self._boundary_event(EventKind.TURN_START, tid)
+        elif name == "turn_end" and tid is not None:
+            if not cmd.data.get("applied") and self.turn_id == tid:
+                self.turn_id = None
+            await self._hooks("on_turn_end", tid)
+            self._boundary_event(EventKind.TURN_END, tid)
+        elif name in ("cancel", "barge_in"):
+            await self._cancel(tid, cmd.reason or name, barge_in=name == "barge_in")
+        elif name == "budget_exhausted":
+            await self._hooks("on_budget_exhausted", tid)
+        elif name == "select":
+            host = self.hosts[str(cmd.data["node"])]
+            host.node.select(str(cmd.data["candidate"]), cmd.reason or "control")  # type: ignore[attr-defined]
+
+    async def _cancel(self, turn_id: str | None, reason: str, *, barge_in: bool) -> None:
+        if turn_id is not None:
+            if isinstance(self.gate, TurnFenceGate):
+                self.gate.fence(turn_id)
+            for buf, _ in self.entries.values():
+                buf.drop_turn(turn_id, reason)
+            for buf in self.edge_buffers.values():
+                buf.drop_turn(turn_id, reason)
+            self.hard_cancelled_turn = turn_id
+            for host in self.hosts.values():
+                cur = host.current
+                if host.cancel_mode == "hard" and cur is not None and cur.turn_id == turn_id:
+                    host.hard_cancel()
+        if barge_in:
+            await self._hooks("on_barge_in", turn_id)
+        await self._hooks("on_cancel", turn_id, reason)
+
+    # ----------------------------------------------------- metrics / overhead
+    def emit_metrics(self) -> list[tuple[EventRecord, dict[str, float]]]:
+        """In-band metrics events: per-node latency, per-edge queue depth (F-026)."""
+        out: list[tuple[EventRecord, dict[str, float]]] = []
+        for host in self.hosts.values():
+            lat = host.node_ns / 1000.0 / host.events if host.events else 0.0
+            rec = self.signals.telemetry(kind="metric", node_id=host.node_id,
+                                         turn_id=self.turn_id, reason="node_latency")
+            out.append((rec, {"node_latency_us": lat, "events": float(host.events),
+                              "errors": float(host.errors)}))
+        if self.instrument:
+            ov = self.overhead()
+            rec = self.signals.telemetry(kind="metric", turn_id=self.turn_id,
+                                         reason="kernel_overhead")
+            out.append((rec, {"kernel_us_per_event": ov["kernel_us_per_event"],
+                              "node_us_per_event": ov["node_us_per_event"]}))
+        for eid, buf in {**self.edge_buffers,
+                         **{b.edge_id: b for b, _ in self.entries.values()}}.items():
+            rec = self.signals.telemetry(kind="metric", edge_id=eid, turn_id=self.turn_id,
+                                         reason="queue_depth")
+            vals = {"queue_depth": float(len(buf))}
+            vals.update({k: float(v) for k, v in buf.stats.as_dict().items()})
+            out.append((rec, vals))
+        return out
+
+    def debug_events(self) -> list[tuple[str, dict[str, object]]]:
+        """Debug events recorded by nodes (empty unless debug is on)."""
+        res: list[tuple[str, dict[str, object]]] = []
+        for host in self.hosts.values():
+            tel = host.node.ctx.telemetry
+            if isinstance(tel, SessionTelemetry):
+                res.extend(tel.debug_events)
+        return res
+
+    def overhead(self) -> dict[str, Any]:
+        """Kernel vs node time (F-052, NF-002); meaningful with ``instrument=True``."""
+        node_ns = sum(h.node_ns for h in self.hosts.values())
+        async_node_ns = sum(h.node_ns for h in self.hosts.values() if h.is_async)
+        n = max(self.ingress_count, 1)
+        kernel_ns = max(self.total_ns - (node_ns - async_node_ns), 0)
+        report = {
+            "events": self.ingress_count,
+            "kernel_us_per_event": kernel_ns / n / 1000.0,
+            "node_us_per_event": node_ns / n / 1000.0,
+            "per_node_us": {h.node_id: (h.node_ns / h.events / 1000.0 if h.events else 0.0)
+                            for h in self.hosts.values()},
+        }
+        budget = self.options.kernel_overhead_budget_us
+        report["budget_us"] = budget
+        report["over_budget"] = budget is not None and report["kernel_us_per_event"] > budget
+        if report["over_budget"]:
+            self.signals.telemetry(kind="alert", reason="kernel_overhead_budget_exceeded")
+        return report

@@ -1,0 +1,304 @@
+"""Node host: runs one node instance inline or on its worker task (F-134, F-107).
+
+Inline hosts call ``process`` directly from whoever routes to them. Async hosts
+own a worker task draining their input edge buffers (control first), optionally
+under a shared-pool slot and a per-event time limit. Every exception is caught
+here and handed to the session's failure path (fallback or dead-letter); the
+process and other sessions never see it. Hooks run under ``hook_timeout_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rspp.contracts import Lane
+from rspp.kernel._buffer import EdgeBuffer, Wakeup
+from rspp.kernel._clock import SystemClock
+from rspp.kernel._deadletter import NodeHookError, ResourceLimitError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from rspp.kernel._events import Event
+    from rspp.kernel._graph import NodeDecl
+    from rspp.kernel._handles import Clock
+    from rspp.kernel._node import Node
+    from rspp.kernel._pool import ExecutionPool
+
+__all__ = ["HostSession", "NodeHost"]
+
+Target = tuple[int, Any, str, Any, str]  # kind, host|buffer|exit, port, condition, edge id
+INLINE, BUFFERED, EXIT = 0, 1, 2
+
+
+class HostSession(Protocol):
+    """What a :class:`NodeHost` uses of the session that owns it (the ``SessionActor``).
+
+    The host depends on this narrow view, not on the session module: the session
+    builds hosts, hosts never build sessions.
+    """
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def instrument(self) -> bool: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def pool(self) -> ExecutionPool | None: ...
+
+    @property
+    def node_observer(self) -> Callable[[str, str | None, int], None] | None: ...
+
+    @property
+    def blocked(self) -> list[tuple[EdgeBuffer, Event]]: ...
+
+    def stamp(self, ev: Event, node_id: str | None) -> None: ...
+
+    def route(self, targets: tuple[Target, ...], ev: Event) -> None: ...
+
+    def node_failed(self, host: NodeHost, ev: Event, port: str, exc: BaseException) -> None: ...
+
+    def sink_failed(self, ev: Event, exc: Exception) -> None: ...
+
+    async def resolve_blocked(self) -> None: ...
+
+    def control_pending(self) -> bool: ...
+_perf = time.perf_counter_ns
+
+
+async def clock_timeout(clock: Clock, seconds: float, aw: Awaitable[Any]) -> Any:
+    """Await ``aw`` but raise TimeoutError after ``seconds`` on ``clock`` (virtual or real)."""
+    if isinstance(clock, SystemClock):
+        async with asyncio.timeout(seconds):
+            return await aw
+    work = asyncio.ensure_future(aw)
+    fired = False
+
+    def _fire() -> None:
+        nonlocal fired
+        fired = True
+        work.cancel()
+
+    async def _timer() -> None:
+        await clock.sleep(seconds)
+        _fire()
+
+    call_later = getattr(clock, "call_later", None)
+    timer: asyncio.Future[Any] = (
+        call_later(seconds, _fire) if call_later is not None else asyncio.ensure_future(_timer())
+    )
+    try:
+        return await work
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if fired and (me is None or me.cancelling() == 0):
+            raise TimeoutError(f"timed out after {seconds} s on {type(clock).__name__}") from None
+        raise
+    finally:
+        if not timer.done():
+            timer.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+
+
+class NodeHost:
+    """One node instance of one session plus its routing table."""
+
+    def __init__(self, session: HostSession, decl: NodeDecl, node: Node) -> None:
+        self.session = session
+        self.decl = decl
+        self.node_id = decl.id
+        self.node = node
+        self.is_async = node.is_async()
+        self.process = node.process
+        self.outs: dict[str, tuple[Target, ...]] = {}
+        self.default_port = node.outputs[0] if node.outputs else "out"
+        self.default_targets: tuple[Target, ...] = ()
+        self.buffers: list[tuple[EdgeBuffer, str]] = []
+        self.wakeup = Wakeup()
+        self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self.current: Event | None = None
+        self.events = self.errors = 0
+        self.node_ns = 0
+        self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
+        self.max_input_bytes = decl.max_input_bytes
+        self.hard_cancel_pending = False
+        self.cancel_mode = decl.cancel_mode or node.cancel_mode
+        self.scope = decl.scope or node.scope
+        self.by_edge = bool(getattr(node, "by_edge", False))
+
+    # ----------------------------------------------------------------- routing
+    def finalize_routes(self) -> None:
+        self.default_targets = self.outs.get(self.default_port, ())
+
+    def emit(self, ev: Event, port: str | None) -> None:
+        s = self.session
+        if ev.seq < 0:
+            s.stamp(ev, self.node_id)
+        targets = self.default_targets if port is None else self.outs.get(port)
+        if targets is None:
+            raise ValueError(
+                f"node {self.node_id!r} emitted on unknown port {port!r}; declared outputs: "
+                f"{list(self.node.outputs)}"
+            )
+        if targets:
+            s.route(targets, ev)
+
+    # ----------------------------------------------------------------- inline
+    def dispatch_inline(self, ev: Event, port: str) -> None:
+        s = self.session
+        if s.instrument or s.node_observer is not None:
+            t0 = _perf()
+            try:
+                out = self.process(ev, port)
+            except Exception as exc:
+                s.node_failed(self, ev, port, exc)
+                return
+            finally:
+                dt = _perf() - t0
+                self.node_ns += dt
+                if s.node_observer is not None:
+                    s.node_observer(self.node_id, ev.turn_id, dt)
+        else:
+            try:
+                out = self.process(ev, port)
+            except Exception as exc:
+                s.node_failed(self, ev, port, exc)
+                return
+        self.events += 1
+        if out is not None:
+            if out.seq < 0:
+                s.stamp(out, self.node_id)
+            if self.default_targets:
+                s.route(self.default_targets, out)
+
+    # ----------------------------------------------------------------- worker
+    def _next(self) -> tuple[Event | None, EdgeBuffer | None, str]:
+        bufs = self.buffers
+        if len(bufs) == 1:
+            b, p = bufs[0]
+            return b.pop(), b, p
+        for b, p in bufs:  # control first across every input
+            if b.control:
+                return b.control.popleft(), b, p
+        for b, p in bufs:
+            ev = b.pop()
+            if ev is not None:
+                return ev, b, p
+        return None, None, ""
+
+    async def run_worker(self) -> None:
+        s = self.session
+        pool = s.pool
+        pool_key = self.decl.type if pool is not None and pool.limited(self.decl.type) else None
+        fairness = self.decl.fairness_key or s.session_id
+        n = 0
+        while True:
+            ev, buf, port = self._next()
+            if ev is None:
+                self.busy = False
+                await self.wakeup.wait()
+                continue
+            self.busy = True
+            if ev.lane is Lane.CONTROL:
+                continue  # control on data edges is delivered through hooks
+            if self.by_edge and buf is not None:
+                port = buf.edge_id
+            t0 = _perf()
+            if pool_key is not None:
+                await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
+            self.current = ev
+            try:
+                if self.max_input_bytes is not None and ev.size > self.max_input_bytes:
+                    raise ResourceLimitError(
+                        f"event of {ev.size} bytes exceeds max_input_bytes={self.max_input_bytes}"
+                    )
+                if self.timeout_s is not None:
+                    out = await self._timed(ev, port)
+                else:
+                    out = await self.process(ev, port)
+            except asyncio.CancelledError:
+                t = asyncio.current_task()
+                if self.hard_cancel_pending and s.state == "running" and t is not None \
+                        and t.cancelling() == 1:
+                    # Hard cancel of this turn's in-flight work: the worker lives on.
+                    self.hard_cancel_pending = False
+                    t.uncancel()
+                    self.current = None
+                    continue
+                raise
+            except Exception as exc:
+                self.current = None
+                s.node_failed(self, ev, port, exc)
+                out = None
+            finally:
+                if pool_key is not None:
+                    pool.release(pool_key)  # type: ignore[union-attr]
+            self.current = None
+            dt = _perf() - t0
+            self.node_ns += dt
+            if buf is not None:
+                buf.note_service(dt)
+            if s.node_observer is not None:
+                s.node_observer(self.node_id, ev.turn_id, dt)
+            self.events += 1
+            if out is not None:
+                if out.seq < 0:
+                    s.stamp(out, self.node_id)
+                if self.default_targets:
+                    try:
+                        s.route(self.default_targets, out)
+                    except Exception as exc:  # an output sink failed; keep the worker alive
+                        s.sink_failed(out, exc)
+            if s.blocked:
+                await s.resolve_blocked()
+            n += 1
+            if s.control_pending() or not n & 63:
+                await asyncio.sleep(0)
+
+    def hard_cancel(self) -> None:
+        """Interrupt the in-flight ``process`` call (hard cancel mode)."""
+        if self.task is not None and not self.task.done():
+            self.hard_cancel_pending = True
+            self.task.cancel()
+
+    async def _timed(self, ev: Event, port: str) -> Any:
+        """``process`` under the node time limit, measured on the session clock."""
+        clock = self.session.clock
+        if isinstance(clock, SystemClock):
+            async with asyncio.timeout(self.timeout_s):
+                return await self.process(ev, port)
+        return await clock_timeout(clock, self.timeout_s or 0.0, self.process(ev, port))
+
+    # ------------------------------------------------------------------ hooks
+    async def call_hook(self, name: str, *args: Any) -> NodeHookError | None:
+        """Run one hook under the node's hook timeout; returns the error, never raises it."""
+        fn = getattr(self.node, name)
+        timeout = self.node.hook_timeout_ms / 1000.0
+        try:
+            res = fn(*args)
+            if inspect.isawaitable(res):
+                await clock_timeout(self.session.clock, timeout, res)
+        except TimeoutError:
+            return NodeHookError(
+                f"node {self.node_id!r} hook {name} exceeded hook_timeout_ms="
+                f"{self.node.hook_timeout_ms}; make the hook faster or raise the timeout"
+            )
+        except Exception as exc:
+            return NodeHookError(f"node {self.node_id!r} hook {name} raised {exc!r}")
+        return None

@@ -1,0 +1,150 @@
+"""Materialisation of executor control signals into contract records.
+
+Only off the hot path: drops, watermark crossings, flow control, discontinuities
+and fallbacks are rare compared with data events, so each one becomes a
+validated :class:`rspp.contracts.ControlSignal` appended to a bounded log and
+forwarded to an optional sink (recorder, transport, test harness).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from rspp.contracts import (
+    SCHEMA_VERSION,
+    ControlSignal,
+    Emitter,
+    EventRecord,
+    EventScope,
+    Lane,
+    PayloadClass,
+    SeqRange,
+    SignalName,
+)
+from rspp.kernel._handles import Clock
+
+__all__ = ["SignalLog", "SignalSink"]
+
+SignalSink = Callable[[ControlSignal | EventRecord], None]
+
+
+class SignalLog:
+    """Builds control signals with the session envelope and keeps the recent ones.
+
+    ``maxlen`` bounds memory (NF-004); ``sink`` receives every record as built.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_next_seq",
+        "authority_epoch",
+        "pipeline_version",
+        "records",
+        "session_id",
+        "sink",
+    )
+
+    def __init__(
+        self,
+        session_id: str,
+        pipeline_version: str,
+        clock: Clock,
+        next_seq: Callable[[], int],
+        *,
+        maxlen: int = 4096,
+        sink: SignalSink | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.pipeline_version = pipeline_version
+        self._clock = clock
+        self._next_seq = next_seq
+        self.records: deque[ControlSignal | EventRecord] = deque(maxlen=maxlen)
+        self.sink = sink
+        #: Lease epoch stamped on every record (the authority guard updates it).
+        self.authority_epoch = 0
+
+    def _push(self, rec: ControlSignal | EventRecord) -> None:
+        self.records.append(rec)
+        if self.sink is not None:
+            self.sink(rec)
+
+    def _envelope(self, tag: str, turn_id: str | None) -> dict[str, Any]:
+        """The envelope fields every record of this log shares (next sequence, session time)."""
+        seq = self._next_seq()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_scope": EventScope.TURN if turn_id else EventScope.SESSION,
+            "session_id": self.session_id,
+            "pipeline_version": self.pipeline_version,
+            "event_id": f"{self.session_id}:{tag}:{seq}",
+            "transport_sequence": None,
+            "runtime_sequence": seq,
+            "runtime_timestamp_ms": self._clock.monotonic_ns() // 1_000_000,
+            "wall_clock_timestamp_ms": self._clock.wall_ms(),
+            "payload_class": PayloadClass.METADATA,
+            "turn_id": turn_id,
+            "authority_epoch": self.authority_epoch,
+        }
+
+    def signal(
+        self,
+        name: SignalName,
+        emitter: Emitter,
+        *,
+        turn_id: str | None = None,
+        edge_id: str | None = None,
+        node_id: str | None = None,
+        target_lane: Lane | None = None,
+        reason: str | None = None,
+        seq_range: tuple[int, int] | None = None,
+        amount: int | None = None,
+        sync_id: str | None = None,
+        sync_domain: str | None = None,
+        discontinuity_id: str | None = None,
+        scope: Any = None,
+    ) -> ControlSignal:
+        """Build, log and forward one control signal."""
+        rec = ControlSignal(
+            **self._envelope("sig", turn_id),
+            lane=Lane.CONTROL,
+            node_id=node_id,
+            edge_id=edge_id,
+            target_lane=target_lane,
+            reason=reason,
+            seq_range=SeqRange(start=seq_range[0], end=seq_range[1]) if seq_range else None,
+            amount=amount,
+            sync_id=sync_id,
+            sync_domain=sync_domain,
+            discontinuity_id=discontinuity_id,
+            signal=name,
+            emitted_by=emitter,
+            scope=scope,
+        )
+        self._push(rec)
+        return rec
+
+    def telemetry(
+        self,
+        *,
+        kind: str,
+        turn_id: str | None = None,
+        node_id: str | None = None,
+        edge_id: str | None = None,
+        reason: str | None = None,
+    ) -> EventRecord:
+        """Build and log one TelemetryLane record (metrics, debug, errors)."""
+        rec = EventRecord(
+            **self._envelope(kind, turn_id),
+            lane=Lane.TELEMETRY,
+            node_id=node_id,
+            edge_id=edge_id,
+            reason=reason,
+        )
+        self._push(rec)
+        return rec
+
+    def of(self, name: SignalName) -> list[ControlSignal]:
+        """The logged signals named ``name``, oldest first."""
+        return [r for r in self.records if isinstance(r, ControlSignal) and r.signal == name]

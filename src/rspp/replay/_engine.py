@@ -1,0 +1,354 @@
+"""The replay engine (OR-03): re-run a recorded session and classify the differences.
+
+A :class:`ReplayEngine` rebuilds the recorded session on a :class:`SessionRig`
+(the same kernel session, turn driver and recorder wiring a live session uses)
+over the graph to test - the recorded one, or another spec version (F-072) -
+and feeds the recorded ingress events in ``runtime_sequence`` order at their
+recorded virtual times. Determinism comes from the recording: the same session
+id (plan seeds derive from session and turn ids), authority epoch, snapshot
+references and wall-clock origin (the plan captures turn-start wall time), and
+a virtual clock driven by the recorded timestamps.
+
+Modes (F-151), chosen explicitly:
+
+* ``re_simulate_nodes`` - every node runs again, providers included;
+* ``playback_recorded_provider_outputs`` - provider nodes (``stt``/``llm``/``tts``
+  by default) call no provider: their recorded outputs are served on the same
+  ports for the same input ordinals; all other nodes run again.
+
+Decision modes: ``replay_decisions`` takes the recorded per-turn admission
+decisions; ``recompute_decisions`` asks local admission again. Every event
+record of the candidate timeline carries ``scope = "replay:<mode>:<decision mode>"``
+and the result/report name both modes.
+
+Determinism tolerances (NF-009): ORDERING, PLAN, OUTCOME (terminals, decisions,
+final output text per turn and node), AUTHORITY and PROVIDER_CHOICE must match
+exactly; timestamps may move by ``tolerances.timing_ms`` (default 50 ms) before
+a TIMING finding is reported, and TIMING fails a replay only through
+``policy.max_timing_findings`` (the latency-regression gate). Virtual time
+keeps the recorded order inside a millisecond (records are placed by their
+recorded ``runtime_sequence``); a recorded turn-start wall clock is substituted
+when the plan is frozen, so plan hashes reproduce.
+
+Providers that work in threads or over the network (the offline STT/TTS) can
+only be re-simulated in real time (``real_time=True``): terminals, final
+transcripts and replies reproduce, but the number of partial transcripts (and
+with it the plan's ``runtime_sequence_from`` marker), the order of outputs
+relative to ingress inside scheduling jitter and the timestamps are then only
+as stable as the machine.
+
+The candidate timeline is compared with the recording by
+:func:`~rspp.observability.compare_timelines` into a
+:class:`~rspp.contracts.DivergenceReport`. Stepping, pausing and resuming go
+through :class:`~rspp.replay.ReplayCursor` (F-152).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rspp.contracts import (
+    DivergencePolicy,
+    DivergenceReport,
+    RecordingLevel,
+    ReplayMode,
+    ReplayTolerances,
+)
+from rspp.kernel import NodeRegistry
+from rspp.observability._compare import compare_timelines
+from rspp.replay._cursor import ReplayCursor, recording_digest
+from rspp.replay._errors import ReplayError
+from rspp.replay._rig import (
+    DEFAULT_PROVIDER_NODE_TYPES,
+    RigOptions,
+    SessionRig,
+)
+from rspp.replay._session_factory import SessionFactory
+from rspp.replay._source import Recording, load_recording
+from rspp.replay._transport import RecordedTransport, play_transport
+from rspp.spec import GraphDefinition
+from rspp.turns._admission import AdmissionDecision, LocalAdmission
+
+__all__ = ["RecordedAdmission", "ReplayEngine", "ReplayOptions", "ReplayResult", "replay"]
+
+_MODES = (ReplayMode.RE_SIMULATE_NODES, ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS)
+_DECISIONS = (ReplayMode.REPLAY_DECISIONS, ReplayMode.RECOMPUTE_DECISIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """Mode, decision mode, provider node types, tolerances and failing policy."""
+
+    mode: ReplayMode = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS
+    decision_mode: ReplayMode = ReplayMode.REPLAY_DECISIONS
+    provider_node_types: frozenset[str] = DEFAULT_PROVIDER_NODE_TYPES
+    tolerances: ReplayTolerances = field(default_factory=ReplayTolerances)
+    policy: DivergencePolicy = field(default_factory=DivergencePolicy)
+    tenant_id: str = "local"
+    runtime_id: str = "replay-rig"
+    #: pace the replay in real time on the system clock (re-simulating providers that
+    #: work in threads or over the network); virtual time otherwise
+    real_time: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ReplayError(f"mode={self.mode.value!r}: use one of {[m.value for m in _MODES]}")
+        if self.decision_mode not in _DECISIONS:
+            raise ReplayError(f"decision_mode={self.decision_mode.value!r}: use one of "
+                              f"{[m.value for m in _DECISIONS]}")
+
+
+class RecordedAdmission:
+    """Replay-decisions admission: the recorded per-turn decision, else local admission."""
+
+    def __init__(self, recording: Recording, fallback: LocalAdmission) -> None:
+        self.recording = recording
+        self.fallback = fallback
+        self.replayed: list[str] = []
+        self.recomputed: list[str] = []
+
+    def admit_turn(self, tenant_id: str, session_id: str, turn_id: str) -> AdmissionDecision:
+        recorded = self.recording.decisions.get(turn_id)
+        if recorded is None:
+            self.recomputed.append(turn_id)
+            return self.fallback.admit_turn(tenant_id, session_id, turn_id)
+        self.replayed.append(turn_id)
+        return AdmissionDecision(outcome=recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """The candidate timeline, its divergence report and how it was produced."""
+
+    report: DivergenceReport
+    lines: list[dict[str, object]]
+    mode: ReplayMode
+    decision_mode: ReplayMode
+    cursor: ReplayCursor
+    provider_outputs_served: int
+    decisions_replayed: tuple[str, ...]
+    #: the recording's plan lists the replay modes its policy allows; outside them the
+    #: replay still runs and says so here
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        counts = {c.name: n for c, n in self.report.counts.items()}
+        return {"mode": self.mode.value, "decision_mode": self.decision_mode.value,
+                "passed": self.report.passed, "divergences": counts,
+                "ingress_events": self.cursor.total, "candidate_lines": len(self.lines),
+                "provider_outputs_served": self.provider_outputs_served,
+                "decisions_replayed": list(self.decisions_replayed), "notes": list(self.notes)}
+
+
+class ReplayEngine:
+    """One replay of a recording against a graph (see the module docstring)."""
+
+    def __init__(
+        self,
+        recording: Recording,
+        graph: GraphDefinition,
+        *,
+        registry: NodeRegistry | None = None,
+        options: ReplayOptions | None = None,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        """``registry`` and ``session_factory`` are the caller's node wiring (see
+        :class:`~rspp.replay.SessionRig`); replay itself knows no node implementation."""
+        self.recording = recording
+        self.graph = graph
+        self.options = opts = options or ReplayOptions()
+        rig_opts = RigOptions(
+            session_id=recording.session_id, tenant_id=opts.tenant_id,
+            runtime_id=opts.runtime_id, authority_epoch=recording.authority_epoch,
+            start_wall_ms=recording.start_wall_ms,
+            recording_level=recording.recording_level or RecordingLevel.L2,
+            provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
+            turn_walls=tuple(sorted(recording.turn_walls.items())),
+            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time)
+        playback = None
+        if opts.mode is ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS:
+            nodes = [n.id for n in graph.nodes if n.type.partition("@")[0]
+                     in opts.provider_node_types]
+            playback = recording.playback_store(nodes)
+        self._admission: RecordedAdmission | None = None
+        admission = None
+        if opts.decision_mode is ReplayMode.REPLAY_DECISIONS:
+            # the fallback is bound to the rig's clock once the rig exists (below)
+            admission = _LateAdmission()
+        # a live transport's playback feedback and provider invocations are recorded inputs
+        self.transport = RecordedTransport.from_lines(recording.lines)
+        served = self.transport.invocations if playback is not None else None
+        self.rig = SessionRig(graph, registry=registry, options=rig_opts,
+                              admission=admission, playback=playback, invocations=served,
+                              external_transport=self.transport.present,
+                              session_factory=session_factory)
+        self._transport_task: asyncio.Task[None] | None = None
+        if isinstance(admission, _LateAdmission):
+            local = LocalAdmission(self.rig.clock)
+            if self.rig.bundle.admission_policy is not None:
+                local.set_policy(self.rig.bundle.admission_policy)
+            local.admit_session(opts.tenant_id, recording.session_id)
+            self._admission = RecordedAdmission(recording, local)
+            admission.target = self._admission
+        self.position = 0
+        self.paused = False
+        self._started = False
+        self._finished: ReplayResult | None = None
+        self._digest = recording_digest(recording.session_id, [
+            str(it.line.record.get("event_id")) for it in recording.ingress])
+
+    # ---------------------------------------------------------------- cursor
+    @property
+    def total(self) -> int:
+        return len(self.recording.ingress)
+
+    def cursor(self) -> ReplayCursor:
+        return ReplayCursor(
+            recording_ref=self.recording.source, recording_digest=self._digest,
+            mode=self.options.mode, decision_mode=self.options.decision_mode,
+            position=self.position, total=self.total,
+            runtime_sequence=self.rig.session._seq,
+            runtime_ms=self.rig.timebase.runtime_ms(), lines=len(self.rig.lines),
+            paused=self.paused)
+
+    async def start(self) -> ReplayCursor:
+        if not self._started:
+            self._started = True
+            await self.rig.start()
+            if self.rig.feedback is not None:
+                self._transport_task = asyncio.get_running_loop().create_task(
+                    play_transport(self.rig.feedback, self.transport), name="replay-transport")
+        return self.cursor()
+
+    async def step(self, n: int = 1) -> ReplayCursor:
+        """Feed the next ``n`` recorded ingress events and let the session settle."""
+        if n < 1:
+            raise ReplayError(f"step(n={n}): n must be >= 1")
+        await self.start()
+        if self._finished is not None:
+            raise ReplayError("the replay already finished; start a new ReplayEngine")
+        end = min(self.position + n, self.total)
+        while self.position < end:
+            item = self.recording.ingress[self.position]
+            await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
+            self.rig.ingress(item.event(self.recording.source), item.port)
+            self.position += 1
+            if self.rig.playback is not None:
+                self.rig.playback.mark_fed(self.position)
+            await self.rig.settle()
+        self.rig.flush()
+        return self.cursor()
+
+    def pause(self) -> ReplayCursor:
+        """Stop :meth:`run` at the next ingress boundary; returns the cursor."""
+        self.paused = True
+        return self.cursor()
+
+    async def run(self, *, on_step: Callable[[ReplayCursor], object] | None = None
+                  ) -> ReplayCursor:
+        """Feed events until the end or until :meth:`pause` (``on_step`` may call it)."""
+        self.paused = False
+        await self.start()
+        while self.position < self.total and not self.paused:
+            cursor = await self.step()
+            if on_step is not None:
+                on_step(cursor)
+        return self.cursor()
+
+    async def resume(self, cursor: ReplayCursor) -> ReplayCursor:
+        """Re-execute deterministically up to ``cursor`` and check the boundary matches."""
+        if cursor.recording_digest != self._digest:
+            raise ReplayError(f"cursor belongs to another recording ({cursor.recording_ref}); "
+                              f"this engine replays {self.recording.source}")
+        if (cursor.mode, cursor.decision_mode) != (self.options.mode, self.options.decision_mode):
+            raise ReplayError(f"cursor was taken in mode {cursor.mode.value}/"
+                              f"{cursor.decision_mode.value}; "
+                              "create the engine with the same modes")
+        if self.position > cursor.position:
+            raise ReplayError(f"engine is at {self.position}, past cursor {cursor.position}")
+        if cursor.position > self.position:
+            await self.step(cursor.position - self.position)
+        else:
+            await self.start()
+        now = self.cursor()
+        same = (now.position, now.runtime_sequence, now.runtime_ms, now.lines) == (
+            cursor.position, cursor.runtime_sequence, cursor.runtime_ms, cursor.lines)
+        if not same:
+            raise ReplayError(
+                f"resume is not deterministic: at position {cursor.position} the cursor saved "
+                f"seq={cursor.runtime_sequence} ms={cursor.runtime_ms} lines={cursor.lines}, the "
+                f"replay reached seq={now.runtime_sequence} ms={now.runtime_ms} lines={now.lines}")
+        self.paused = False
+        return now
+
+    async def finish(self) -> ReplayResult:
+        """Run to the end (unless finished), stop the session and compare the timelines."""
+        if self._finished is not None:
+            return self._finished
+        if self.paused:
+            raise ReplayError("the replay is paused; run() or resume(cursor) before finish()")
+        await self.run()
+        cursor = self.cursor()
+        await self.rig.stop()
+        await self._stop_transport()
+        opts = self.options
+        report = compare_timelines(self.recording.lines, self.rig.lines,
+                                   tolerances=opts.tolerances, policy=opts.policy,
+                                   mode=opts.mode)
+        served = self.rig.playback.served if self.rig.playback is not None else 0
+        replayed = tuple(self._admission.replayed) if self._admission is not None else ()
+        allowed = self.recording.allowed_modes
+        notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
+                      f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
+                      if allowed and m.value not in allowed)
+        self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
+                                      decision_mode=opts.decision_mode, cursor=cursor,
+                                      provider_outputs_served=served,
+                                      decisions_replayed=replayed, notes=notes)
+        return self._finished
+
+    async def aclose(self) -> None:
+        """Stop the session without comparing (abandoning a paused replay)."""
+        if self._finished is None and self._started:
+            await self.rig.stop()
+            await self._stop_transport()
+
+    async def _stop_transport(self) -> None:
+        task, self._transport_task = self._transport_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                raise ReplayError(f"replaying the recorded transport signals failed: "
+                                  f"{task.exception()}")
+
+
+class _LateAdmission:
+    """Forwards to the admission source set after the rig (and its clock) exist."""
+
+    target: RecordedAdmission | None = None
+
+    def admit_turn(self, tenant_id: str, session_id: str, turn_id: str) -> AdmissionDecision:
+        if self.target is None:
+            raise ReplayError("replay admission used before it was bound")
+        return self.target.admit_turn(tenant_id, session_id, turn_id)
+
+
+async def replay(
+    recording: str | Path | Iterable[object] | Recording,
+    graph: GraphDefinition,
+    *,
+    registry: NodeRegistry | None = None,
+    options: ReplayOptions | None = None,
+    session_factory: SessionFactory | None = None,
+) -> ReplayResult:
+    """Replay ``recording`` (file, lines or :class:`Recording`) against ``graph`` to the end."""
+    rec = recording if isinstance(recording, Recording) else load_recording(recording)
+    engine = ReplayEngine(rec, graph, registry=registry, options=options,
+                          session_factory=session_factory)
+    return await engine.finish()
+

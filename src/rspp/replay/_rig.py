@@ -1,0 +1,351 @@
+"""The session rig shared by recording and replay: kernel session + turn driver + recorder.
+
+:class:`SessionRig` runs one :class:`~rspp.kernel.SessionActor` over a compiled
+graph on a :class:`~rspp.kernel.VirtualClock`, with the Kernel II turn driver
+(local admission, authority guard, plan resolver over an in-process turn-start
+bundle) and a :class:`~rspp.observability.TimelineRecorder` receiving every
+record: control signals, decision outcomes, transitions, plans, OR-02 evidence,
+ingress events (edge ``input.<port>``, payload at L2), egress outputs (edge
+``output.<port>``) and provider-node outputs (edge ``<node>.<port>``, causal
+parent ``<node>#in<k>`` = the k-th input of that node). It is the loopback
+transport of the recording: the first output of a turn reports playback
+started, an ``eos`` output reports the reply complete (commit, T6).
+
+The rig runs a live session (recording) when ``playback`` is None; with a
+:class:`PlaybackStore` the provider nodes serve recorded outputs instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+
+from rspp.contracts import (
+    RecordingLevel,
+    TurnStartBundle,
+)
+from rspp.kernel import (
+    Event,
+    EventKind,
+    NodeRegistry,
+    RuntimeGraph,
+    SystemClock,
+    VirtualClock,
+    default_registry,
+    to_record,
+)
+from rspp.kernel._timebase import Timebase
+from rspp.observability._exporter import to_line
+from rspp.observability._recorder import RecorderOptions, TimelineRecorder
+from rspp.replay._codec import encode_event
+from rspp.replay._nodes import (
+    PlaybackStore,
+    ReplayRegistry,
+    playback_class,
+    recording_class,
+    tie_break_ns,
+)
+from rspp.replay._session_factory import DriverHooks, RigSession, SessionFactory, kernel_session
+from rspp.replay._transport import TransportFeedback
+from rspp.spec import GraphDefinition
+from rspp.turns._admission import AdmissionDecision, LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolution, PlanResolver
+from rspp.turns._snapshot_source import StaticSnapshotSource, in_process_bundle
+from rspp.turns._turn_driver import TurnDriver
+
+__all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "SessionRig",
+           "rig_bundle"]
+
+DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts"})
+_PACK = msgspec.msgpack.Encoder()
+_PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
+_BIG = 1 << 20
+
+
+class AdmissionSource(Protocol):
+    """Where the turn driver's per-turn admission decisions come from."""
+
+    def admit_turn(self, tenant_id: str, session_id: str, turn_id: str) -> AdmissionDecision: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RigOptions:
+    """Identity, epoch, time origin and recording level of one rig session."""
+
+    session_id: str = "session-1"
+    tenant_id: str = "local"
+    runtime_id: str = "replay-rig"
+    authority_epoch: int = 1
+    start_wall_ms: int = 1_700_000_000_000
+    recording_level: RecordingLevel = RecordingLevel.L2
+    provider_node_types: frozenset[str] = DEFAULT_PROVIDER_NODE_TYPES
+    #: (snapshot name, snapshot id, version) taken from a recorded plan's provenance
+    snapshot_refs: tuple[tuple[str, str, int], ...] = ()
+    #: run on the system clock, pacing ingress in real time (recording sessions whose
+    #: providers work in threads or over the network); replays always use virtual time
+    real_time: bool = False
+    #: recorded turn-start wall clock per turn id (the plan's captured nondeterministic
+    #: input ``turn_start_wall_ms``); the replay substitutes it when it freezes the plan
+    turn_walls: tuple[tuple[str, int], ...] = ()
+    #: written to ``scope`` of every event record the rig makes (replays: the replay modes)
+    tag: str | None = None
+
+
+def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
+    """The in-process turn-start bundle (six snapshots) of a rig session."""
+    return in_process_bundle(
+        gd, now_ms=opts.start_wall_ms, tenant_id=opts.tenant_id, runtime_id=opts.runtime_id,
+        recording_level=opts.recording_level, id_prefix="rig",
+        refs={name: (sid, ver) for name, sid, ver in opts.snapshot_refs},
+    )
+
+
+class SessionRig:
+    """One recorded kernel session on virtual time (see the module docstring)."""
+
+    def __init__(
+        self,
+        gd: GraphDefinition,
+        *,
+        registry: NodeRegistry | None = None,
+        options: RigOptions | None = None,
+        admission: AdmissionSource | None = None,
+        playback: PlaybackStore | None = None,
+        invocations: Callable[[str], tuple[Any, ...]] | None = None,
+        external_transport: bool = False,
+        session_factory: SessionFactory | None = None,
+    ) -> None:
+        """``invocations``: a turn's provider invocations for its evidence (recorded ones in
+        playback); ``external_transport``: playback start/completion come from
+        :attr:`feedback` (a recorded transport), not from the outputs;
+        ``session_factory`` builds the kernel session with what its nodes need (default:
+        :func:`~rspp.replay.kernel_session`, a bare session)."""
+        opts = options or RigOptions()
+        if opts.real_time:  # snapshots are issued "now" on the real wall clock
+            opts = dataclasses.replace(opts, start_wall_ms=SystemClock().wall_ms())
+        self.options = opts
+        self.gd = gd
+        self.clock: VirtualClock | SystemClock = (
+            SystemClock() if opts.real_time
+            else VirtualClock(start_wall_ms=opts.start_wall_ms, auto_advance=False))
+        self.recorder = TimelineRecorder(self.clock, RecorderOptions(
+            level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
+            evidence_reserve=_BIG))
+        self.lines: list[dict[str, object]] = []
+        self.playback = playback
+        base = registry or default_registry
+        wrap: Callable[[type[Any]], type[Any]]
+        if playback is not None:
+            wrap = lambda c: playback_class(c, playback, self._log_output, self._hooks)  # noqa: E731
+        else:
+            wrap = lambda c: recording_class(c, self._log_output)  # noqa: E731
+        reg = ReplayRegistry(base, opts.provider_node_types, wrap)
+        factory = session_factory or kernel_session
+        self.session = factory(RigSession(
+            RuntimeGraph.from_definition(gd), session_id=opts.session_id,
+            pipeline_version=gd.version, registry=reg, clock=self.clock,
+            output_sink=self._on_output, signal_sink=self._append,
+            chains={p.modality: (p.primary, *p.fallbacks) for p in gd.providers},
+            authority_epoch=opts.authority_epoch, hooks=DriverHooks(lambda: self.driver)))
+        self.timebase = Timebase(self.clock)
+        if playback is not None:
+            playback.now_ns = self.timebase.runtime_ns
+        self.bundle = rig_bundle(gd, opts)
+        self.authority = AuthorityGuard(opts.authority_epoch)
+        if admission is None:
+            local = LocalAdmission(self.clock)
+            if self.bundle.admission_policy is not None:
+                local.set_policy(self.bundle.admission_policy)
+            local.admit_session(opts.tenant_id, opts.session_id)
+            admission = local
+        resolver = PlanResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
+                                runtime_id=opts.runtime_id)
+        if opts.turn_walls:
+            resolver = _PinnedWallResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
+                                           runtime_id=opts.runtime_id,
+                                           walls=dict(opts.turn_walls))
+        self.driver = TurnDriver(
+            self.session, resolver,
+            tenant_id=opts.tenant_id, authority=self.authority,
+            admission=admission,  # type: ignore[arg-type]
+            record=self._append, evidence=self.recorder.append_evidence,
+            invocations=invocations)
+        self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
+                                          self.timebase, self.clock) if external_transport else None
+        self._playing: set[str] = set()
+
+    def _append(self, record: msgspec.Struct) -> None:
+        self.recorder.append(record)
+
+    def _hooks(self, session_id: str) -> TurnDriver | None:
+        return self.driver if session_id == self.options.session_id else None
+
+    # ------------------------------------------------------------ recording
+    def _record(self, ev: Event, edge_id: str, *, parent: str | None = None,
+                encoded: tuple[Any, Any] | None = None) -> None:
+        payload_class, payload = encoded if encoded is not None else encode_event(ev)
+        rec = to_record(ev, session_id=self.options.session_id,
+                        pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
+                        wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
+                        payload_class=payload_class, authority_epoch=self.authority.epoch)
+        if parent is not None or self.options.tag is not None:
+            rec = msgspec.structs.replace(rec, causal_parent_id=parent or rec.causal_parent_id,
+                                          scope=self.options.tag)
+        self.recorder.append(rec, payload)
+
+    def _log_output(self, node_id: str, port: str, ev: Event, ordinal: int) -> None:
+        self._record(ev, f"{node_id}.{port}", parent=f"{node_id}#in{ordinal}")
+
+    def _on_output(self, port: str, ev: Event) -> None:
+        if ev.kind in (EventKind.TURN_START, EventKind.TURN_END):
+            return  # kernel boundary markers; the lifecycle records cover them
+        self._record(ev, f"output.{port}")
+        tid = ev.turn_id
+        if tid is None:
+            return
+        if self.feedback is not None:  # a recorded transport reports playback (feedback)
+            if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+                self.driver.generation_complete(tid)
+            return
+        if tid not in self._playing:
+            self._playing.add(tid)
+            self.driver.playback_started(tid)
+        if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+            self.driver.output_complete(tid)
+
+    # ------------------------------------------------------------- driving
+    async def start(self) -> None:
+        await self.session.start()
+        self.flush()
+
+    async def advance_to(self, runtime_ms: int, runtime_sequence: int | None = None) -> None:
+        """Move to ``runtime_ms`` of this session (see :meth:`_run_until`), or wait in real time.
+
+        With ``runtime_sequence`` (a recorded record's) virtual time goes to its place inside
+        the millisecond, so same-millisecond records keep their recorded order.
+        """
+        target_ns = runtime_ms * 1_000_000
+        if runtime_sequence is not None:
+            target_ns = tie_break_ns(runtime_ms, runtime_sequence)
+        if isinstance(self.clock, VirtualClock):
+            await self._run_until(target_ns)
+            return
+        delta = target_ns - self.timebase.runtime_ns()
+        if delta > 0:
+            await asyncio.sleep(delta / 1e9)
+
+    async def _quiesce(self) -> None:
+        """Let every runnable task run until the session state stops changing."""
+        last: tuple[Any, ...] | None = None
+        stable = 0
+        for _ in range(100_000):
+            await asyncio.sleep(0)
+            state = (self.session._seq, self.recorder.buffered, self.session.idle(),
+                     self.session.output_count,
+                     self.clock.pending_timers if isinstance(self.clock, VirtualClock) else 0)
+            stable = stable + 1 if state == last else 0
+            last = state
+            if stable >= 8:
+                return
+
+    async def _run_until(self, target_ns: int, *, jump: bool = True) -> None:
+        """Virtual time: wake sleepers in deadline order up to ``target_ns``, then jump there.
+
+        Nodes sleeping on the clock (provider latency, recorded playback times) wake
+        exactly at their deadlines, interleaved with ingress by time, never early.
+        """
+        clock = self.clock
+        if not isinstance(clock, VirtualClock):
+            return
+        for _ in range(1_000_000):
+            await self._quiesce()
+            deadline = clock.next_deadline_ns()
+            if deadline is None or deadline > target_ns:
+                break
+            clock.advance_ns(max(0, deadline - clock.monotonic_ns()))
+        if jump and target_ns > clock.monotonic_ns():
+            clock.advance_ns(target_ns - clock.monotonic_ns())
+        await self._quiesce()
+
+    def ingress(self, ev: Event, port: str) -> bool:
+        """Push one ingress event (non-blocking) and record it with its payload."""
+        encoded = encode_event(ev)  # before the push: inline nodes may annotate the event
+        accepted = self.session.push(ev, port)
+        self._record(ev, f"input.{port}", encoded=encoded)
+        return accepted
+
+    async def settle(self) -> None:
+        """Wait until queues, workers and control commands are idle (at the current time)."""
+        if isinstance(self.clock, VirtualClock):
+            await self._quiesce()
+            return
+        for _ in range(3):
+            await self.session.drain()
+
+    async def stop(self, *, turn_timeout_s: float = 30.0) -> None:
+        await self.settle()
+        if isinstance(self.clock, VirtualClock):  # let every sleeper finish on virtual time
+            await self._run_until(self.clock.monotonic_ns() + 600_000_000_000, jump=False)
+        else:
+            # real time: providers finish in the background; wait for open turns to end
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + turn_timeout_s
+            while self.driver.busy and loop.time() < deadline:  # noqa: ASYNC110 (polls kernel state)
+                await asyncio.sleep(0.01)
+            await self.settle()
+        await self.driver.aclose()
+        await self.session.stop()
+        self.recorder.close()
+        self.flush()
+
+    def flush(self) -> list[dict[str, object]]:
+        """Move buffered records into :attr:`lines`; returns the new lines."""
+        items = self.recorder.peek(self.recorder.buffered)
+        self.recorder.consume(len(items))
+        # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
+        new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
+        self.lines.extend(new)
+        return new
+
+
+class _PinnedClock:
+    """The session clock with ``wall_ms`` pinned to a recorded value while a plan freezes."""
+
+    def __init__(self, inner: VirtualClock | SystemClock) -> None:
+        self.inner = inner
+        self.pinned: int | None = None
+
+    def monotonic_ns(self) -> int:
+        return self.inner.monotonic_ns()
+
+    def wall_ms(self) -> int:
+        return self.pinned if self.pinned is not None else self.inner.wall_ms()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class _PinnedWallResolver(PlanResolver):
+    """Substitutes each turn's recorded turn-start wall clock (captured nondeterministic input)."""
+
+    def __init__(self, *args: Any, walls: dict[str, int], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pinned_clock = _PinnedClock(self.clock)  # type: ignore[arg-type]
+        self.clock = self.pinned_clock
+        self.walls = walls
+
+    async def resolve(self, *, tenant_id: str, session_id: str, turn_id: str,
+                      authority_epoch: int, start_sequence: int = 0) -> PlanResolution:
+        self.pinned_clock.pinned = self.walls.get(turn_id)
+        try:
+            return await super().resolve(tenant_id=tenant_id, session_id=session_id,
+                                         turn_id=turn_id, authority_epoch=authority_epoch,
+                                         start_sequence=start_sequence)
+        finally:
+            self.pinned_clock.pinned = None

@@ -1,0 +1,155 @@
+"""Recorded transport feedback of a live session, replayed on virtual time.
+
+A session recorded by a real transport (``rspp run`` over the loopback
+transport) holds the transport's own control signals - ``output_accepted``
+(RK-22), ``playback_started``/``playback_completed``/``playback_cancelled``
+(RK-23) - and the provider invocations of each turn's OR-02 evidence. Both are
+inputs from outside the pipeline (the speaker plays the reply in real time; the
+providers were called in the recording), so a replay takes them from the
+recording like the ingress events:
+
+* :func:`play_transport` waits on the replay clock until each recorded
+  transport signal's place (its recorded ``runtime_timestamp_ms`` and
+  ``runtime_sequence``, the order ingress and provider outputs use), records
+  the signal again and tells the turn driver (playback started; playback
+  completed -> the turn commits as it did in the recording);
+* :meth:`RecordedTransport.invocations` serves the recorded provider
+  invocations of a turn to the turn driver's evidence in playback mode.
+
+``playback_cancelled`` is not replayed from the recording: the turn driver
+stops playback itself when it cancels a turn (barge-in), and
+:class:`TransportFeedback` reports the cancellation at that moment, as the
+loopback transport does.
+
+Recordings without transport signals (the replay harness's own) are replayed
+as before: the rig itself reports playback on the first output and completion
+on ``eos``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rspp.contracts import Emitter, SignalName
+from rspp.observability._evidence import EVIDENCE_KIND
+from rspp.observability._timeline_io import TimelineLine
+from rspp.replay._nodes import tie_break_ns
+
+__all__ = ["TRANSPORT_SIGNALS", "RecordedTransport", "TransportFeedback", "TransportTarget",
+           "play_transport"]
+
+TRANSPORT_SIGNALS = frozenset({"output_accepted", "playback_started", "playback_completed"})
+_EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
+
+
+class TransportTarget(Protocol):
+    """The replay side that re-emits a recorded transport signal (the session rig)."""
+
+    def runtime_ns(self) -> int: ...
+
+    async def sleep_ns(self, ns: int) -> None: ...
+
+    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str,
+                         reason: str) -> None: ...
+
+
+class _Driver(Protocol):
+    """The turn-driver calls a transport makes (``rspp.turns._turn_driver.TurnDriver``)."""
+
+    stamp: Any
+    on_stop_playback: Callable[[str], None] | None
+
+    def playback_started(self, turn_id: str) -> None: ...
+
+    def output_complete(self, turn_id: str) -> None: ...
+
+
+class _Clock(Protocol):
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class _Timebase(Protocol):
+    def runtime_ns(self) -> int: ...
+
+
+class TransportFeedback:
+    """The replay's stand-in for the recorded transport: signals and driver calls."""
+
+    def __init__(self, driver: _Driver, append: Callable[[Any], None], authority_epoch: int,
+                 timebase: _Timebase, clock: _Clock) -> None:
+        self.driver, self.append, self.epoch = driver, append, authority_epoch
+        self.timebase, self.clock = timebase, clock
+        self.playing: set[str] = set()
+        driver.on_stop_playback = self.stop_playback
+
+    def runtime_ns(self) -> int:
+        return self.timebase.runtime_ns()
+
+    async def sleep_ns(self, ns: int) -> None:
+        await self.clock.sleep(ns / 1e9)
+
+    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str,
+                         reason: str) -> None:
+        """A recorded transport signal, re-emitted: record it and tell the turn driver."""
+        self.append(self.driver.stamp.signal(name, emitter, authority_epoch=self.epoch,
+                                             turn_id=turn_id, reason=reason))
+        if name is SignalName.PLAYBACK_STARTED:
+            self.playing.add(turn_id)
+            self.driver.playback_started(turn_id)
+        elif name is SignalName.PLAYBACK_COMPLETED:
+            self.playing.discard(turn_id)
+            self.driver.output_complete(turn_id)
+
+    def stop_playback(self, turn_id: str) -> None:
+        """The driver fenced ``turn_id``: an audible reply is cancelled (RK-23)."""
+        if turn_id in self.playing:
+            self.playing.discard(turn_id)
+            self.append(self.driver.stamp.signal(
+                SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, authority_epoch=self.epoch,
+                turn_id=turn_id, reason="replay_fenced"))
+
+
+@dataclass(slots=True)
+class RecordedTransport:
+    """The transport signals and provider invocations of a recording."""
+
+    signals: list[TimelineLine] = field(default_factory=list)
+    provider_invocations: dict[str, tuple[Mapping[str, object], ...]] = field(
+        default_factory=dict)
+
+    @classmethod
+    def from_lines(cls, lines: Sequence[TimelineLine]) -> RecordedTransport:
+        out = cls()
+        for ln in lines:
+            rec = ln.record
+            if ln.kind == "control_signal" and rec.get("signal") in TRANSPORT_SIGNALS \
+                    and rec.get("emitted_by") in _EMITTERS and isinstance(rec.get("turn_id"), str):
+                out.signals.append(ln)
+            elif ln.kind == EVIDENCE_KIND and isinstance(rec.get("turn_id"), str):
+                out.provider_invocations[str(rec["turn_id"])] = tuple(
+                    dict(p) for p in rec.get("provider_invocations") or ())
+        out.signals.sort(key=lambda ln: (int(ln.record.get("runtime_sequence", 0)), ln.line))
+        return out
+
+    @property
+    def present(self) -> bool:
+        """The recording was made over a transport that reported playback itself."""
+        return bool(self.signals)
+
+    def invocations(self, turn_id: str) -> tuple[Mapping[str, object], ...]:
+        return self.provider_invocations.get(turn_id, ())
+
+
+async def play_transport(target: TransportTarget, recorded: RecordedTransport) -> None:
+    """Re-emit every recorded transport signal at its recorded place (module docstring)."""
+    for ln in recorded.signals:
+        rec = ln.record
+        at = tie_break_ns(int(rec.get("runtime_timestamp_ms", 0)),
+                          int(rec.get("runtime_sequence", 0)))
+        wait = at - target.runtime_ns()
+        if wait > 0:
+            await target.sleep_ns(wait)
+        target.transport_signal(SignalName(str(rec["signal"])), Emitter(str(rec["emitted_by"])),
+                                str(rec["turn_id"]), str(rec.get("reason") or ""))

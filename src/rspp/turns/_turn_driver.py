@@ -1,0 +1,538 @@
+"""The turn driver: Kernel II wired into a SessionActor through its public hooks.
+
+Nodes (VAD / turn detector / STT / TTS) call the driver's hook methods
+synchronously; each enqueues a ControlLane command (``rspp.*``) that the
+driver's ``on_control`` handler serves before any data, so every lifecycle
+decision happens on the session's scheduler in sequence order:
+
+* end of utterance -> ``turn_open_proposed`` (RK-02) -> T1 -> local admission
+  (T2) -> authority (T3/T4) -> plan freeze (T5/T5a) -> ``turn_open`` and the
+  kernel ``turn_start``; the STT's final transcript is stamped with that turn;
+* the transport reports playback complete -> OR-02 evidence -> ``commit``,
+  ``close`` (T6; T9 when evidence cannot be appended);
+* user speech while the assistant plays (barge-in) or a new utterance while a
+  turn is Active (preempt) -> cancel scope cancelled, egress fence applied,
+  ``cancel`` (RK-16) -> ``abort(cancelled)``, ``close`` (T7) -> kernel cancel
+  (queued data of the turn flushed, hard nodes stopped);
+* a dead-lettered node failure of the Active turn -> ``abort(reason)`` (T10);
+  a TTS outage with text-only degrade -> ``degrade`` (RK-17), the turn goes on.
+
+The egress gate (:class:`DriverGate`) passes an output only when the turn's
+cancel scope admits it (fence), its epoch is current (authority) and the
+arbiter says the turn is Active: nothing of a turn leaves after its fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from rspp.contracts import (
+    CancelScopeKind,
+    ControlSignal,
+    Emitter,
+    Lane,
+    OutcomeKind,
+    ResolvedTurnPlan,
+    SignalName,
+    TurnState,
+)
+from rspp.kernel._deadletter import DeadLetter
+from rspp.kernel._egress import ControlCommand, TurnFenceGate
+from rspp.kernel._events import Event
+from rspp.kernel._identity import Correlation, RecordStamp
+from rspp.kernel._session import SessionActor
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._arbiter import (
+    ArbiterPolicy,
+    AuthorityVerdict,
+    Continuation,
+    Step,
+    TerminalCause,
+    TurnArbiter,
+)
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
+from rspp.turns._cancel import CancelReason, CancelScopeTree
+from rspp.turns._plan_resolver import PlanResolver
+
+__all__ = ["DriverGate", "TurnDriver", "TurnTiming"]
+
+RecordSink = Callable[[msgspec.Struct], None]
+EvidenceSink = Callable[[Mapping[str, object]], bool]
+
+
+@dataclass(slots=True)
+class TurnTiming:
+    """Monotonic timestamps (ns) of one proposal/turn, for the latency table."""
+
+    turn_id: str
+    eou_ns: int
+    proposed_ns: int
+    open_ns: int | None = None
+    first_output_ns: int | None = None
+    playback_started_ns: int | None = None
+    terminal_ns: int | None = None
+    terminal: str | None = None
+    reason: str | None = None
+    cancel_accepted_ns: int | None = None
+    cancel_fence_ns: int | None = None
+    plan: ResolvedTurnPlan | None = None
+    admission_reason: str = ""
+    proposed_ms: int = 0
+    open_ms: int = 0
+
+    @staticmethod
+    def _ms(a: int | None, b: int | None) -> float | None:
+        return None if a is None or b is None else (b - a) / 1e6
+
+    @property
+    def turn_open_decision_ms(self) -> float | None:
+        return self._ms(self.proposed_ns, self.open_ns)
+
+    @property
+    def first_output_ms(self) -> float | None:
+        return self._ms(self.open_ns, self.first_output_ns)
+
+    @property
+    def end_to_end_ms(self) -> float | None:
+        return self._ms(self.eou_ns, self.playback_started_ns or self.first_output_ns)
+
+    @property
+    def cancel_fence_ms(self) -> float | None:
+        return self._ms(self.cancel_accepted_ns, self.cancel_fence_ns)
+
+
+class DriverGate(TurnFenceGate):
+    """Egress gate: kernel fence + cancel-scope fence + authority + arbiter (F-175, T12)."""
+
+    __slots__ = ("driver",)
+
+    def __init__(self, driver: TurnDriver) -> None:
+        super().__init__()
+        self.driver = driver
+
+    def allow(self, port: str, event: Event) -> bool:
+        if not super().allow(port, event):
+            return False
+        tid = event.turn_id
+        if tid is None:
+            return True
+        if event.lane is Lane.CONTROL:
+            return True
+        return self.driver.admit_output(port, event)
+
+
+class TurnDriver:
+    """Turn lifecycle of one session (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: SessionActor,
+        resolver: PlanResolver,
+        *,
+        tenant_id: str,
+        authority: AuthorityGuard,
+        admission: LocalAdmission,
+        record: RecordSink,
+        evidence: EvidenceSink | None = None,
+        policy: ArbiterPolicy | None = None,
+        on_plan: Callable[[ResolvedTurnPlan], None] | None = None,
+        reply_ports: tuple[str, ...] = ("audio",),
+        invocations: Callable[[str], tuple[Mapping[str, object], ...]] | None = None,
+        enforce_budgets: bool = True,
+    ) -> None:
+        self.session = session
+        self.resolver = resolver
+        self.tenant_id = tenant_id
+        self.authority = authority
+        self.admission = admission
+        self._record = record
+        self._evidence = evidence
+        self.on_plan = on_plan
+        self.invocations = invocations
+        self.enforce_budgets = enforce_budgets
+        self.budgets: BudgetTracker | None = None
+        self._budget_timer: asyncio.Task[None] | None = None
+        self.reply_ports = reply_ports
+        self.clock = session.clock
+        self.timebase = session.timebase
+        corr = Correlation(tenant_id, session.session_id, session.pipeline_version)
+        self.stamp = RecordStamp(corr, self.timebase, next_seq=session._next_seq)
+        self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
+        self.cancels = CancelScopeTree(session.session_id, session.clock, stamp=self.stamp)
+        self.gate = DriverGate(self)
+        self.timings: dict[str, TurnTiming] = {}
+        self.order: list[str] = []
+        self.lifecycle: list[msgspec.Struct] = []
+        self.speaking: str | None = None
+        self.on_stop_playback: Callable[[str], None] | None = None
+        self._waiters: deque[asyncio.Future[str | None]] = deque()
+        self._eou_ns: deque[int] = deque()
+        self._degraded: set[str] = set()
+        self.diagnostics: list[str] = []
+        session.set_egress_gate(self.gate)
+        session.on_control(self._on_control)
+
+    # ------------------------------------------------------------ records
+    def emit(self, rec: msgspec.Struct) -> None:
+        self.lifecycle.append(rec)
+        self._record(rec)
+
+    def _apply(self, step: Step) -> Step:
+        for rec in step.records:
+            self.emit(rec)
+        self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
+        return step
+
+    @property
+    def active_turn(self) -> str | None:
+        return self.arbiter.turn_id if self.arbiter.state is TurnState.ACTIVE else None
+
+    @property
+    def busy(self) -> bool:
+        """A proposal is pending or a turn is Opening/Active."""
+        return bool(self._waiters) or self.arbiter.state in (TurnState.OPENING, TurnState.ACTIVE)
+
+    # ------------------------------------------------- hooks called by nodes
+    def speech_started(self, sample_index: int | None) -> None:
+        if self.speaking is not None:
+            self.session.control("rspp.barge_in", turn_id=self.speaking, reason="barge_in")
+
+    def end_of_utterance(self, reason: str) -> None:
+        self._waiters.append(asyncio.get_running_loop().create_future())
+        self._eou_ns.append(self.clock.monotonic_ns())
+        self.session.control("rspp.propose", reason=reason)
+
+    async def turn_for_utterance(self) -> str | None:
+        if not self._waiters:
+            return self.active_turn
+        fut = self._waiters[0]
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=10.0)
+        except TimeoutError:
+            return None
+        finally:
+            if self._waiters and self._waiters[0] is fut:
+                self._waiters.popleft()
+
+    def degraded(self, turn_id: str | None, reason: str) -> None:
+        self.session.control("rspp.degrade", turn_id=turn_id, reason=reason)
+
+    def node_audit(self, node_id: str, turn_id: str | None, reason: str) -> None:
+        self.session.signals.telemetry(kind="audit", node_id=node_id, turn_id=turn_id,
+                                       reason=reason)
+
+    def turn_failed(self, turn_id: str, reason: str) -> None:
+        self.session.control("rspp.failure", turn_id=turn_id, reason=reason)
+
+    def node_failed(self, dl: DeadLetter) -> None:
+        tid = dl.event.turn_id
+        if tid is not None:
+            self.session.control("rspp.failure", turn_id=tid, reason=dl.error.error_code)
+
+    # -------------------------------------------- calls from the transport
+    def playback_started(self, turn_id: str) -> None:
+        t = self.timings.get(turn_id)
+        if t is not None and t.playback_started_ns is None:
+            t.playback_started_ns = self.clock.monotonic_ns()
+        self.speaking = turn_id
+
+    def generation_complete(self, turn_id: str) -> None:
+        """The last output of ``turn_id`` reached the transport: the turn budget stops."""
+        b = self.budgets
+        if b is not None and b.turn_id == turn_id:
+            b.turn.stop()
+
+    def output_complete(self, turn_id: str) -> None:
+        """Every output of ``turn_id`` was delivered (played): commit."""
+        if self.speaking == turn_id:
+            self.speaking = None
+        self.session.control("rspp.complete", turn_id=turn_id)
+
+    def admit_output(self, port: str, event: Event) -> bool:
+        tid = event.turn_id or ""
+        try:
+            scope = self.cancels.scope(tid)
+        except Exception:
+            scope = None
+        if scope is not None and not self.cancels.fence.admit(scope):
+            return False
+        if not self.authority.admit_output(self.arbiter.turn_epoch or self.authority.epoch):
+            return False
+        step = self.arbiter.output(tid, self.authority.epoch)
+        if not step.accepted:
+            self._apply(step)
+            return False
+        t = self.timings.get(tid)
+        if t is not None and t.first_output_ns is None and port in self.reply_ports:
+            t.first_output_ns = self.clock.monotonic_ns()
+        return True
+
+    # ------------------------------------------------------- control lane
+    async def _on_control(self, cmd: ControlCommand) -> bool | None:
+        name = cmd.name
+        if not name.startswith("rspp."):
+            return None
+        if name == "rspp.propose":
+            await self._propose(cmd.reason or "vad_end_of_utterance")
+        elif name == "rspp.complete":
+            self._complete(cmd.turn_id)
+        elif name == "rspp.barge_in":
+            if cmd.turn_id is not None:
+                self._signal(SignalName.BARGE_IN, Emitter.RK_06, cmd.turn_id, "barge_in")
+                self.cancel(cmd.turn_id, CancelReason.BARGE_IN)
+        elif name == "rspp.failure":
+            self._failure(cmd.turn_id, cmd.reason or "node_error")
+        elif name == "rspp.budget":
+            self._poll_budgets()
+        elif name == "rspp.degrade":
+            tid = cmd.turn_id
+            if tid is not None and tid == self.active_turn and tid not in self._degraded:
+                self._degraded.add(tid)
+                self._apply(self.arbiter.failure(TerminalCause.PROVIDER_ERROR,
+                                                 cmd.reason or "tts_unavailable",
+                                                 Continuation.DEGRADE))
+        return False
+
+    def _signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
+                reason: str, *, session_scoped: bool = False) -> None:
+        self.emit(self.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
+                                    turn_id=turn_id, reason=reason,
+                                    session_scoped=session_scoped))
+
+    def _resolve_waiter(self, turn_id: str | None) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(turn_id)
+                return
+
+    async def _propose(self, reason: str) -> None:
+        active = self.active_turn
+        if active is not None:
+            self.cancel(active, CancelReason.BARGE_IN)
+        eou_ns = self._eou_ns.popleft() if self._eou_ns else self.clock.monotonic_ns()
+        self._signal(SignalName.TURN_OPEN_PROPOSED, Emitter.RK_02, None, reason,
+                     session_scoped=True)
+        proposed_ns = self.clock.monotonic_ns()
+        self._apply(self.arbiter.propose(reason=reason))
+        tid = self.arbiter.turn_id
+        if tid is None or self.arbiter.state is not TurnState.OPENING:
+            self._resolve_waiter(None)
+            return
+        t = TurnTiming(tid, eou_ns, proposed_ns, proposed_ms=self.timebase.runtime_ms())
+        self.timings[tid] = t
+        self.order.append(tid)
+        sid = self.session.session_id
+        decision = self.admission.admit_turn(self.tenant_id, sid, tid)
+        t.admission_reason = decision.outcome.reason
+        self._apply(self.arbiter.admission(decision.kind, decision.outcome.reason))
+        if self.arbiter.state is TurnState.OPENING:
+            verdict = self.authority.verdict(self.arbiter.turn_epoch or self.authority.epoch)
+            self._apply(self.arbiter.authority(verdict))
+        if self.arbiter.state is not TurnState.OPENING or verdict is not AuthorityVerdict.VALID:
+            t.terminal = "refused"
+            self._resolve_waiter(None)
+            return
+        res = await self.resolver.resolve(tenant_id=self.tenant_id, session_id=sid, turn_id=tid,
+                                          authority_epoch=self.authority.epoch,
+                                          start_sequence=self.stamp.next_seq())
+        if res.plan is None:
+            refusal = res.refusal
+            kind = refusal.kind if refusal is not None else OutcomeKind.DEFER
+            self._apply(self.arbiter.plan_failed(kind, refusal.reason if refusal else "plan"))
+            t.terminal = "refused"
+            self._resolve_waiter(None)
+            return
+        t.plan = res.plan
+        self.emit(res.plan)
+        if self.on_plan is not None:
+            self.on_plan(res.plan)
+        self._apply(self.arbiter.plan_materialised(res.plan.plan_hash))
+        t.open_ns = self.clock.monotonic_ns()
+        t.open_ms = self.timebase.runtime_ms()
+        self.cancels.open(CancelScopeKind.TURN, tid)
+        self._start_budgets(tid, res.plan)
+        self.session.control("turn_start", turn_id=tid, applied=True)
+        self._resolve_waiter(tid)
+
+    # ------------------------------------------------------------ budgets
+    def _start_budgets(self, tid: str, plan: ResolvedTurnPlan) -> None:
+        tracker = BudgetTracker(tid, plan.budgets, self.clock, self.stamp,
+                                authority_epoch=self.authority.epoch,
+                                allowed_actions=plan.allowed_adaptive_actions)
+        if not self.enforce_budgets:  # compressed media time: report, never terminate
+            tracker.turn = tracker.start(BudgetKind.TURN, tid, advisory=True)
+        self.budgets = tracker
+        self._stop_budget_timer()
+        self._budget_timer = asyncio.get_running_loop().create_task(
+            self._budget_watch(tracker), name=f"{tid}:budget")
+
+    async def _budget_watch(self, tracker: BudgetTracker) -> None:
+        while self.budgets is tracker:
+            due = tracker.next_deadline_ns()
+            if due is None:
+                return
+            await self.clock.sleep(max(due - self.clock.monotonic_ns(), 0) / 1e9)
+            if self.budgets is tracker:
+                self.session.control("rspp.budget", turn_id=tracker.turn_id)
+                await self.clock.sleep(0.005)  # let the scheduler poll before re-arming
+
+    def _stop_budget_timer(self) -> None:
+        timer, self._budget_timer = self._budget_timer, None
+        if timer is not None and not timer.done() and timer is not asyncio.current_task():
+            timer.cancel()
+
+    def _poll_budgets(self) -> None:
+        tracker = self.budgets
+        if tracker is None or tracker.turn_id != self.active_turn:
+            return
+        warnings, exhausted = tracker.poll()
+        for rec in warnings:
+            self.emit(rec)
+        for ex in exhausted:
+            for rec in ex.records:
+                self.emit(rec)
+            if ex.outcome is BudgetOutcome.TERMINATE and ex.budget.kind is BudgetKind.TURN:
+                self._failure(tracker.turn_id, "budget_exhausted")
+                return
+
+    def _end_budgets(self, tid: str) -> None:
+        if self.budgets is not None and self.budgets.turn_id == tid:
+            for b in self.budgets.budgets.values():
+                b.stop()
+            self.budgets = None
+            self._stop_budget_timer()
+
+    def _evidence_ok(self, t: TurnTiming, signal: str, reason: str | None) -> bool:
+        if self._evidence is None or t.plan is None:
+            return True
+        plan = t.plan
+        ev: dict[str, object] = {
+            "or02_evidence_schema_version": "or02/v1",
+            "session_id": self.session.session_id, "turn_id": t.turn_id,
+            "pipeline_version": self.session.pipeline_version, "plan_hash": plan.plan_hash,
+            "authority_epoch_at_open": plan.authority_epoch,
+            "authority_epoch_at_terminal": self.authority.epoch,
+            "admission_outcome": "admit", "admission_reason": t.admission_reason or "admitted",
+            "snapshot_refs": plan.snapshot_provenance, "determinism": plan.determinism,
+            "turn_open_proposed_ms": t.proposed_ms, "turn_open_ms": t.open_ms,
+            "terminal_ms": self.timebase.runtime_ms(), "terminal_signal": signal,
+            "provider_invocations": self.invocations(t.turn_id) if self.invocations else (),
+            "recording_level": plan.recording_policy.recording_level,
+            "runtime_timestamp_ms": self.timebase.runtime_ms(),
+            "wall_clock_timestamp_ms": self.timebase.wall_ms(),
+        }
+        if signal == "abort":
+            ev["abort_reason"] = reason or "aborted"
+        if reason == "cancelled" and t.cancel_accepted_ns is not None:
+            ev["cancel"] = {
+                "scope": "turn", "reason": "barge_in",
+                "cancel_accepted_ms": t.cancel_accepted_ns // 1_000_000,
+                "cancel_fence_applied_ms": (t.cancel_fence_ns or t.cancel_accepted_ns) // 1_000_000,
+            }
+        return self._evidence(ev)
+
+    def _terminal(self, tid: str, step: Step) -> None:
+        self._end_budgets(tid)
+        self._apply(step)
+        t = self.timings.get(tid)
+        if t is not None:
+            for rec in step.records:
+                if isinstance(rec, ControlSignal) and rec.signal in (SignalName.COMMIT,
+                                                                     SignalName.ABORT):
+                    t.terminal = rec.signal.value
+                    t.reason = rec.reason
+                    t.terminal_ns = self.clock.monotonic_ns()
+        self.session.control("turn_end", turn_id=tid, applied=True)
+
+    def _complete(self, tid: str | None) -> None:
+        if tid is None or tid != self.active_turn:
+            return
+        t = self.timings[tid]
+        if self._evidence_ok(t, "commit", None):
+            self._terminal(tid, self.arbiter.generation_complete())
+        else:
+            self._terminal(tid, self.arbiter.evidence_append_failed())
+        self.cancels.close(self.cancels.scope(tid))
+
+    def cancel(self, tid: str, reason: CancelReason) -> None:
+        """Accept a cancel of turn ``tid`` now: fence, ``cancel``, T7, kernel cancel."""
+        try:
+            scope = self.cancels.scope(tid)
+        except Exception:
+            scope = None
+        t = self.timings.get(tid)
+        if scope is not None:
+            lat = self.cancels.cancel(scope, reason)
+            self.emit(self.cancels.cancel_signal(
+                scope, reason, authority_epoch=self.authority.epoch, turn_id=tid))
+            if t is not None:
+                t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
+        self.gate.fence(tid)
+        if self.on_stop_playback is not None:
+            self.on_stop_playback(tid)
+        if self.speaking == tid:
+            self.speaking = None
+        if tid == self.active_turn and t is not None:
+            self._evidence_ok(t, "abort", "cancelled")
+            self._terminal(tid, self.arbiter.cancel_accepted(reason.value))
+        self.session.cancel_turn(tid, reason.value)
+        if scope is not None:
+            self.cancels.close(scope)
+
+    def _failure(self, tid: str | None, reason: str) -> None:
+        if tid is None or tid != self.active_turn:
+            return
+        t = self.timings[tid]
+        scope = self.cancels.scope(tid)
+        self.cancels.cancel(scope, CancelReason.TIMEOUT if reason == "budget_exhausted"
+                            else CancelReason.PROVIDER_ERROR)
+        self.gate.fence(tid)
+        if self.on_stop_playback is not None:
+            self.on_stop_playback(tid)
+        self._evidence_ok(t, "abort", reason)
+        cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
+                 else TerminalCause.DISCONNECT if reason == "session_end"
+                 else TerminalCause.BUDGET_TERMINATE if reason == "budget_exhausted"
+                 else TerminalCause.RUNTIME_ERROR)
+        self._terminal(tid, self.arbiter.failure(cause, reason))
+        self.session.cancel_turn(tid, reason)
+        self.cancels.close(scope)
+
+    def end_session(self) -> None:
+        """The client is gone: a still Active turn ends ``abort(session_end)``, ``close``."""
+        tid = self.active_turn
+        if tid is not None:
+            self.session.control("rspp.failure", turn_id=tid, reason="session_end")
+
+    async def aclose(self) -> None:
+        for fut in self._waiters:
+            if not fut.done():
+                fut.set_result(None)
+        timer, self._budget_timer = self._budget_timer, None
+        self.budgets = None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        await self.cancels.aclose()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per-turn latency rows (ms) in proposal order."""
+        rows = []
+        for tid in self.order:
+            t = self.timings[tid]
+            rows.append({
+                "turn_id": tid, "terminal": t.terminal, "reason": t.reason,
+                "turn_open_decision_ms": t.turn_open_decision_ms,
+                "first_output_ms": t.first_output_ms, "end_to_end_ms": t.end_to_end_ms,
+                "cancel_fence_ms": t.cancel_fence_ms,
+            })
+        return rows
