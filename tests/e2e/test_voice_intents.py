@@ -73,14 +73,18 @@ def test_five_spoken_intents_are_understood_and_answered(
 def test_pauses_inside_sentences_do_not_split_turns_in_real_time(
     rspp_cli: RsppCli, tmp_path: Path
 ) -> None:
-    """Every corpus sentence with a hesitation is one turn, paced in real time so the
-    adaptive endpointing's early end is live (a lagging recogniser only makes it wait)."""
+    """Every corpus sentence with a hesitation is one turn under adaptive endpointing, paced
+    in real time so its early end is live (a lagging recogniser only makes it wait)."""
     paused = [u for u in load_corpus() if u.has_pause]
     gap = np.zeros(16000 * 4, dtype=np.int16).tobytes()
     wav = tmp_path / "paused.wav"
     write_wav(wav, b"".join(speak(u) + gap for u in paused), 16000)
-    res = rspp_cli("run", str(VOICE), "--input", str(wav), "--json", "--real-time",
-                   timeout=360)
+    spec = tmp_path / "adaptive.yaml"
+    shipped = "params: {engine: energy, endpointing: silence, silence_ms: 500}"
+    assert shipped in VOICE.read_text()
+    spec.write_text(VOICE.read_text().replace(shipped, "params: {engine: energy, endpointing: "
+                                              "adaptive, complete_silence_ms: 250, silence_ms: 600}"))
+    res = rspp_cli("run", str(spec), "--input", str(wav), "--json", "--real-time", timeout=360)
     assert res.returncode == 0, res.stderr
     turns = json.loads(res.stdout)["turns"]
     assert len(turns) == len(paused), [t["transcript"] for t in turns]
