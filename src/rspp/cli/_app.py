@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rspp.cli import _audio, _contracts, _cp, _observe, _replay, _run, _spec
+from rspp.cli import _audio, _contracts, _cp, _observe, _replay, _run, _spec, _talk
 
 app = typer.Typer(
     name="rspp",
@@ -24,7 +24,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _group in (_contracts, _spec, _cp, _observe, _audio, _run, _replay):
+for _group in (_contracts, _spec, _cp, _observe, _audio, _run, _replay, _talk):
     _group.register(app)
 
 

@@ -126,9 +126,15 @@ def validate_command(
 
 @contracts_app.command("schema")
 def schema_command(
-    kind: str | None = typer.Argument(None, help=f"One of: {', '.join(KINDS)}; default: all."),
+    kind: str | None = typer.Argument(None, help=f"One of: {', '.join(KINDS)}, or `ws` (the "
+                                      "WebSocket protocol); default: all."),
 ) -> None:
-    """Print the JSON Schema of our contract types (one kind, or all kinds)."""
+    """Print the JSON Schema of our contract types (one kind, or all kinds; `ws`: protocol)."""
+    if kind == "ws":
+        from rspp.transports import ws_schema
+
+        typer.echo(json.dumps(ws_schema(), indent=2, sort_keys=True))
+        return
     _kind_check(kind)
     document = json_schema(kind) if kind else all_schemas()
     typer.echo(json.dumps(document, indent=2, sort_keys=True))

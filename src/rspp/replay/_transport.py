@@ -37,10 +37,13 @@ from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._nodes import tie_break_ns
 
-__all__ = ["TRANSPORT_SIGNALS", "RecordedTransport", "TransportFeedback", "TransportTarget",
+__all__ = ["CONNECTION_SIGNALS", "TRANSPORT_SIGNALS", "RecordedTransport", "TransportFeedback",
+           "TransportTarget",
            "play_transport"]
 
 TRANSPORT_SIGNALS = frozenset({"output_accepted", "playback_started", "playback_completed"})
+#: connection signals of live transports (session scoped; ``stall`` aborts the active turn)
+CONNECTION_SIGNALS = frozenset({"connected", "disconnected", "stall", "ended"})
 _EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
 
 
@@ -51,7 +54,7 @@ class TransportTarget(Protocol):
 
     async def sleep_ns(self, ns: int) -> None: ...
 
-    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str,
+    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                          reason: str) -> None: ...
 
 
@@ -59,7 +62,11 @@ class _Driver(Protocol):
     """The turn-driver calls a transport makes (``rspp.turns._turn_driver.TurnDriver``)."""
 
     stamp: Any
+    session: Any
     on_stop_playback: Callable[[str], None] | None
+
+    @property
+    def active_turn(self) -> str | None: ...
 
     def playback_started(self, turn_id: str) -> None: ...
 
@@ -90,11 +97,18 @@ class TransportFeedback:
     async def sleep_ns(self, ns: int) -> None:
         await self.clock.sleep(ns / 1e9)
 
-    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str,
+    def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                          reason: str) -> None:
         """A recorded transport signal, re-emitted: record it and tell the turn driver."""
         self.append(self.driver.stamp.signal(name, emitter, authority_epoch=self.epoch,
                                              turn_id=turn_id, reason=reason))
+        if turn_id is None:
+            if name is SignalName.STALL:  # the live transport aborts the active turn
+                active = self.driver.active_turn
+                if active is not None:
+                    self.driver.session.control("rspp.failure", turn_id=active,
+                                                reason="transport_disconnect")
+            return
         if name is SignalName.PLAYBACK_STARTED:
             self.playing.add(turn_id)
             self.driver.playback_started(turn_id)
@@ -124,8 +138,9 @@ class RecordedTransport:
         out = cls()
         for ln in lines:
             rec = ln.record
-            if ln.kind == "control_signal" and rec.get("signal") in TRANSPORT_SIGNALS \
-                    and rec.get("emitted_by") in _EMITTERS and isinstance(rec.get("turn_id"), str):
+            if ln.kind == "control_signal" and rec.get("emitted_by") in _EMITTERS and (
+                    (rec.get("signal") in TRANSPORT_SIGNALS and isinstance(rec.get("turn_id"), str))
+                    or rec.get("signal") in CONNECTION_SIGNALS):
                 out.signals.append(ln)
             elif ln.kind == EVIDENCE_KIND and isinstance(rec.get("turn_id"), str):
                 out.provider_invocations[str(rec["turn_id"])] = tuple(
@@ -151,5 +166,7 @@ async def play_transport(target: TransportTarget, recorded: RecordedTransport) -
         wait = at - target.runtime_ns()
         if wait > 0:
             await target.sleep_ns(wait)
+        tid = rec.get("turn_id")
         target.transport_signal(SignalName(str(rec["signal"])), Emitter(str(rec["emitted_by"])),
-                                str(rec["turn_id"]), str(rec.get("reason") or ""))
+                                str(tid) if tid is not None else None,
+                                str(rec.get("reason") or ""))

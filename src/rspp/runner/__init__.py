@@ -1,6 +1,14 @@
 """Local runner (F-125): in-process control plane, loopback session, latency report."""
 
+from rspp.runner._assembly import (
+    AssembledSession,
+    AssemblyError,
+    AssemblyOptions,
+    assemble_session,
+    compile_spec_file,
+)
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._live import LocalFactoryOptions, LocalSessionFactory, open_live_session
 from rspp.runner._node_session import node_session
 from rspp.runner._replay_demo import (
     DEMO_NODES,
@@ -20,6 +28,11 @@ __all__ = [
     "DEMO_SPEC",
     "LOCAL_RUNTIME_ID",
     "LOCAL_TENANT",
+    "AssembledSession",
+    "AssemblyError",
+    "AssemblyOptions",
+    "LocalFactoryOptions",
+    "LocalSessionFactory",
     "RunOptions",
     "RunResult",
     "RunnerError",
@@ -27,11 +40,14 @@ __all__ = [
     "TelemetryFiles",
     "TelemetryTargets",
     "TurnReport",
+    "assemble_session",
+    "compile_spec_file",
     "demo_frames",
     "demo_registry",
     "latency_rows",
     "local_bundle",
     "node_session",
+    "open_live_session",
     "record_session",
     "render_result",
     "run_local",

@@ -15,7 +15,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
 import numpy as np
 
 from rspp.contracts import (
@@ -25,13 +24,12 @@ from rspp.contracts import (
     PayloadClass,
     SignalName,
 )
-from rspp.kernel import AudioFormat, Event, SessionActor, to_record
-from rspp.replay._codec import encode_event
+from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.transports._contract import PlaybackObserver
+from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 
 __all__ = ["LoopbackOptions", "LoopbackTransport", "TurnOutput"]
 
-RecordSink = Callable[[msgspec.Struct, object], None]
 SignalFactory = Callable[[SignalName, Emitter, str, str], ControlSignal]
 
 
@@ -154,32 +152,12 @@ class LoopbackTransport:
         self._pump(0)
 
     def _record_output(self, port: str, event: Event) -> None:
-        if self._record is None or self.session is None:
-            return
-        s = self.session
-        # the replay codec: the same payloads a replay of this timeline records (rspp replay)
-        payload_class, payload = encode_event(event)
-        rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
-                        runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
-                        edge_id=f"output.{port}", payload_class=payload_class,
-                        authority_epoch=s.signals.authority_epoch)
-        self._record(rec, payload)
+        if self._record is not None and self.session is not None:
+            record_output(self._record, self.session, port, event)
 
     def _record_ingress(self, event: Event, encoded: tuple[PayloadClass, object]) -> None:
-        """Record one ingress event: the end-to-end anchor and the replay input (L2 keeps audio).
-
-        ``encoded`` is :func:`encode_event` of the event taken BEFORE the push (inline
-        nodes may change the event), so ``rspp replay`` rebuilds exactly what entered.
-        """
-        if self._record is None or self.session is None:
-            return
-        s = self.session
-        rec = to_record(event, session_id=s.session_id, pipeline_version=s.pipeline_version,
-                        runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
-                        edge_id="input.audio", payload_class=encoded[0],
-                        authority_epoch=s.signals.authority_epoch)
-        rec = msgspec.structs.replace(rec, node_id=None)
-        self._record(rec, encoded[1])
+        if self._record is not None and self.session is not None:
+            record_ingress(self._record, self.session, event, encoded)
 
     def reply_text_for(self, tid: str) -> str:
         t = self.turns.get(tid)
@@ -321,7 +299,7 @@ class LoopbackTransport:
             frame = self._frame(index, n)
             ev = Event("audio_chunk", frame, audio_format=fmt,
                        sample_index=self.media_samples, transport_seq=index)
-            encoded = encode_event(ev)  # before the push: inline nodes may annotate the event
+            encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
             await s.send(ev, "audio")
             self._record_ingress(ev, encoded)
             self.media_samples += n
@@ -338,6 +316,6 @@ class LoopbackTransport:
         if self.session is not None:
             ev = Event("end_of_utterance", None, sample_index=self.media_samples,
                        audio_format=AudioFormat(self.rate, 1))
-            encoded = encode_event(ev)
+            encoded = encode_ingress(ev)
             await self.session.send(ev, "audio")
             self._record_ingress(ev, encoded)

@@ -288,6 +288,9 @@ class TurnDriver:
             if cmd.turn_id is not None:
                 self._signal(SignalName.BARGE_IN, Emitter.RK_06, cmd.turn_id, "barge_in")
                 self.cancel(cmd.turn_id, CancelReason.BARGE_IN)
+        elif name == "rspp.user_cancel":  # the client asked to stop the reply (F-035)
+            if cmd.turn_id is not None:
+                self.cancel(cmd.turn_id, CancelReason.USER_CANCEL)
         elif name == "rspp.failure":
             self._failure(cmd.turn_id, cmd.reason or "node_error")
         elif name == "rspp.budget":
@@ -492,14 +495,16 @@ class TurnDriver:
             return
         t = self.timings[tid]
         scope = self.cancels.scope(tid)
+        gone = reason in ("session_end", "transport_disconnect")  # the client left
         self.cancels.cancel(scope, CancelReason.TIMEOUT if reason == "budget_exhausted"
+                            else CancelReason.SESSION_END if gone
                             else CancelReason.PROVIDER_ERROR)
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid)
         self._evidence_ok(t, "abort", reason)
         cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
-                 else TerminalCause.DISCONNECT if reason == "session_end"
+                 else TerminalCause.DISCONNECT if gone
                  else TerminalCause.BUDGET_TERMINATE if reason == "budget_exhausted"
                  else TerminalCause.RUNTIME_ERROR)
         self._terminal(tid, self.arbiter.failure(cause, reason))

@@ -1,0 +1,401 @@
+"""WebSocket session capacity: N live clients (separate process, real sockets) -> one runtime.
+
+The runtime (this process) serves ``/v1/sessions/{id}/ws`` (the real endpoint,
+``LiveTransport`` and session hub) on uvicorn at 127.0.0.1; each session runs the
+sessions_capacity mock pipeline (VAD -> STT -> LLM -> TTS, benchmarks/
+sessions_capacity.py): 1 s of speech every 3 s, the mock TTS streams 25 x 20 ms
+frames, each numbered. A client process (``--client``, real sockets) opens N
+connections and streams 20 ms PCM frames in real time. Per reply frame the client
+measures lateness = arrival - (send time of the utterance-ending frame + 200 ms +
+i x 20 ms) (every delay on the path counts: network, ingress, kernel, pacing,
+egress), and checks that every utterance's 25 frames arrive, in order.
+Capacity = largest N with p99 lateness <= 20 ms and zero lost or reordered frames.
+CPU ms per session-second and RSS MB per session are the runtime process's.
+
+``--latency``: the offline voice assistant, one session, 20 spoken turns: end of
+user speech (the last voiced frame sent) -> first reply audio byte at the client;
+p50/p95.
+
+Usage: ``python benchmarks/ws_sessions.py [--quick] [--sessions 100,200,300] [--latency]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
+from sessions_capacity import CYCLE_FRAMES, FMT, MockLlm, MockStt, MockTts, MockVad
+
+from rspp.kernel import (
+    BufferConfig,
+    Event,
+    GraphBuilder,
+    NodeRegistry,
+    SessionActor,
+    SessionOptions,
+    SystemClock,
+)
+from rspp.transports import (
+    ClientAudio,
+    LiveOptions,
+    LiveSessionHandle,
+    LiveTransport,
+    SessionGrant,
+    SessionHub,
+    websocket_route,
+)
+
+SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "examples" / "voice_assistant.yaml"
+SPEECH_END = 50  # frame of each 3 s cycle whose arrival ends the utterance (mock VAD)
+REPLY_FRAMES = 25
+
+
+class NumberedTts(MockTts):
+    """The mock TTS, each frame numbered (utterance ingress ms, index) for the client."""
+
+    type_name = "mock.tts_numbered"
+
+    async def process(self, event: Event, port: str) -> None:
+        if not event.final:
+            return
+        clock = self.ctx.clock
+        t0 = event.ingress_ns + 200_000_000
+        for i in range(REPLY_FRAMES):
+            due = t0 + i * 20_000_000
+            delay = due - clock.monotonic_ns()
+            if delay > 0:
+                await clock.sleep(delay / 1e9)
+            head = struct.pack(">II", 0, i)
+            out = event.derive("audio_chunk", head + bytes(640 - len(head)), audio_format=FMT,
+                               sample_index=i * 320)
+            out.ingress_ns = due
+            self.ctx.emit(out)
+
+
+def build_graph() -> Any:
+    b = GraphBuilder("voice-mock", "1.0.0")
+    b.node("vad", "mock.vad").node("stt", "mock.stt")
+    b.node("llm", "mock.llm").node("tts", "mock.tts_numbered")
+    buf = BufferConfig(max_items=64, max_queue_ms=2000, max_latency_ms=2000)
+    b.edge("input.audio", "vad.in", buffer=buf).edge("vad.out", "stt.in", buffer=buf)
+    b.edge("stt.out", "llm.in", buffer=buf).edge("stt.partial", "output.transcript", buffer=buf)
+    b.edge("llm.out", "tts.in", buffer=buf).edge("tts.out", "output.audio", buffer=buf)
+    return b.build()
+
+
+class _NoTurns:
+    """The mock pipeline has no turn driver: nothing is ever busy or speaking."""
+
+    busy = False
+    active_turn: str | None = None
+    speaking: str | None = None
+
+    def playback_started(self, turn_id: str) -> None: ...
+
+    def generation_complete(self, turn_id: str) -> None: ...
+
+    def output_complete(self, turn_id: str) -> None: ...
+
+
+class MockCore:
+    """A mock-pipeline session behind the real LiveTransport (SessionCore)."""
+
+    def __init__(self, session: SessionActor) -> None:
+        self.session = session
+        self.driver = _NoTurns()
+
+    async def start(self) -> None:
+        await self.session.start()
+
+    async def finish(self, on_stopped: Any = None) -> None:
+        await self.session.stop()
+        if on_stopped is not None:
+            on_stopped()
+
+
+class MockFactory:
+    """SessionFactory of mock-pipeline sessions (the runtime side of the benchmark)."""
+
+    def __init__(self) -> None:
+        self.registry = NodeRegistry()
+        for cls in (MockVad, MockStt, MockLlm, NumberedTts):
+            self.registry.register(cls)
+        self.graph = build_graph()
+        self.clock = SystemClock()
+
+    async def open(self, session_id: str, grant: SessionGrant,
+                   audio: ClientAudio) -> LiveSessionHandle:
+        transport = LiveTransport(16000, LiveOptions())
+        session = SessionActor(self.graph, session_id=session_id, registry=self.registry,
+                               clock=self.clock, options=SessionOptions(signal_maxlen=64),
+                               output_sink=transport.output)
+        core = MockCore(session)
+        transport.attach(session, core.driver)
+        handle = LiveSessionHandle(core, transport, tenant_id=grant.tenant_id)
+        await core.start()
+        return handle
+
+
+async def _open_grant(token: str, session_id: str) -> SessionGrant:
+    return SessionGrant(session_id=session_id, tenant_id="bench")
+
+
+@contextlib.asynccontextmanager
+async def runtime(factory: Any) -> Any:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    hub = SessionHub(factory)
+    app = Starlette(routes=[websocket_route(hub, _open_grant)])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off",
+                                           ws="websockets-sansio", access_log=False,
+                                           ws_ping_interval=None, backlog=2048))
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes no readiness event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}", hub
+    finally:
+        await hub.aclose()
+        server.should_exit = True
+        await asyncio.wait({task})
+        sock.close()
+
+
+# ------------------------------------------------------------------- client process
+async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
+    import websockets
+
+    from rspp.transports import SUBPROTOCOL_JSON, Start, encode_message
+
+    start = encode_message(Start(sample_rate=16000)).decode()
+    conns = []
+    for i in range(n):
+        ws = await websockets.connect(f"{url}/v1/sessions/s{offset + i}/ws?token=bench",
+                                      subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
+                                      proxy=None, compression=None, ping_interval=None,
+                                      max_queue=None)
+        await ws.send(start)
+        await ws.recv()
+        conns.append(ws)
+    frame = bytes(640)
+    lateness: list[float] = []
+    lost = reordered = expected = 0
+    sent_at: list[dict[int, float]] = [{} for _ in range(n)]
+    measuring = [False]
+
+    async def read(k: int, ws: Any) -> None:
+        nonlocal lost, reordered, expected
+        last: dict[int, int] = {}
+        async for msg in ws:
+            if not isinstance(msg, bytes):
+                continue
+            now = time.monotonic()
+            _, idx = struct.unpack(">II", msg[:8])
+            # the utterance this frame answers: the latest one whose end was sent
+            ends = sent_at[k]
+            if not ends:
+                continue
+            u = max(ends)
+            prev = last.get(u, -1)
+            if idx != prev + 1:
+                if idx <= prev:
+                    reordered += 1
+                else:
+                    lost += idx - prev - 1
+            last[u] = idx
+            if measuring[0]:
+                due = ends[u] + 0.200 + idx * 0.020
+                lateness.append(max(0.0, (now - due) * 1000))
+
+    readers = [asyncio.create_task(read(k, ws)) for k, ws in enumerate(conns)]
+    # staggered phases: session k's cycle starts k * CYCLE / n frames later
+    phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
+    total = int((seconds + 3.0) * 50)
+    warm = 150
+    t0 = time.monotonic()
+    cpu_mark = None
+    for f in range(total + CYCLE_FRAMES):
+        if f == warm:
+            measuring[0] = True
+            print("START", flush=True)
+            cpu_mark = time.monotonic()
+        for k, ws in enumerate(conns):
+            local = f - phase[k]
+            if local < 0:
+                continue
+            await ws.send(frame)
+            if local % CYCLE_FRAMES == SPEECH_END:
+                sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
+                if measuring[0]:
+                    expected += REPLY_FRAMES
+        delay = t0 + (f + 1) * 0.020 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if f >= total:
+            break
+    await asyncio.sleep(0.8)  # the last replies finish
+    for ws in conns:
+        await ws.close()
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    print("RESULT " + json.dumps({
+        "frames": len(lateness), "expected": expected, "lost": lost, "reordered": reordered,
+        "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
+        "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
+
+
+async def run_point(n: int, seconds: float, procs: int) -> dict[str, Any]:
+    gc.collect()
+    async with runtime(MockFactory()) as (url, _hub):
+        rss0 = rss_mb()
+        per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+        children = []
+        offset = 0
+        for m in per:
+            children.append(await asyncio.create_subprocess_exec(
+                sys.executable, __file__, "--client", url, str(m), str(seconds), str(offset),
+                stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ""}))
+            offset += m
+        starts = 0
+        cpu0 = t0 = 0.0
+        results = []
+
+        async def lines(proc: Any) -> None:
+            nonlocal starts, cpu0, t0
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = raw.decode().strip()
+                if line == "START":
+                    starts += 1
+                    if starts == 1:
+                        cpu0, t0 = cpu_seconds(), time.monotonic()
+                elif line.startswith("RESULT "):
+                    results.append(json.loads(line[7:]))
+
+        await asyncio.gather(*(lines(c) for c in children))
+        cpu = cpu_seconds() - cpu0
+        wall = time.monotonic() - t0
+        rss = rss_mb()
+        for c in children:
+            await c.wait()
+    lat_p99 = max(r["p99_ms"] for r in results)
+    return {
+        "sessions": n,
+        "p50_ms": max(r["p50_ms"] for r in results),
+        "p99_ms": lat_p99,
+        "frames": sum(r["frames"] for r in results),
+        "expected_frames": sum(r["expected"] for r in results),
+        "lost": sum(r["lost"] for r in results),
+        "reordered": sum(r["reordered"] for r in results),
+        "cpu_cores": round(cpu / wall, 3),
+        "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
+        "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
+    }
+
+
+# ------------------------------------------------------------------ latency (offline)
+async def latency(turns: int) -> dict[str, Any]:
+    """End of user speech -> first reply audio byte at the client, offline assistant."""
+    import numpy as np
+
+    from rspp.client import LiveClient
+    from rspp.providers.offline import EspeakTTS
+    from rspp.runner import LocalFactoryOptions, LocalSessionFactory, compile_spec_file
+    from rspp.transports import AudioOut, TurnEvent
+
+    spec = SPEC
+    tts = EspeakTTS(sample_rate=16000, voice="en-us", words_per_minute=160)
+    q = b"".join([c.pcm async for c in tts.synthesize("what is the weather like today")])
+    voiced = np.nonzero(np.abs(np.frombuffer(q, dtype=np.int16)) > 500)[0]
+    speech_end_s = (int(voiced[-1]) + 1) / 16000
+    factory = LocalSessionFactory(compile_spec_file(spec), LocalFactoryOptions(record_level=None))
+    out: list[float] = []
+    async with runtime(factory) as (url, _hub):
+        client = await LiveClient.connect(f"{url}/v1/sessions/lat1/ws", token="bench")
+        loop = asyncio.get_running_loop()
+        t_end: list[float] = []
+        got_audio = asyncio.Event()
+        committed = asyncio.Event()
+
+        async def read() -> None:
+            async for ev in client.events():
+                if isinstance(ev, AudioOut) and t_end and not got_audio.is_set():
+                    out.append((loop.time() - t_end[-1]) * 1000)
+                    got_audio.set()
+                elif isinstance(ev, TurnEvent) and ev.state == "close":
+                    committed.set()
+
+        reader = asyncio.create_task(read())
+        for _ in range(turns):
+            got_audio.clear()
+            committed.clear()
+            t0 = loop.time()
+            n = 640
+            for k, i in enumerate(range(0, len(q), n)):
+                await client.send_audio(q[i:i + n].ljust(n, b"\0"))
+                if (i + n) / 32000 >= speech_end_s and len(t_end) < _ + 1:
+                    t_end.append(loop.time())
+                await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.02 - loop.time()))
+            k0 = loop.time()
+            while not committed.is_set():  # an open microphone: silence until the turn closes
+                await client.send_audio(bytes(640))
+                await asyncio.sleep(max(0.0, k0 + 0.02 - loop.time()))
+                k0 += 0.02
+        await client.end()
+        await asyncio.wait({reader}, timeout=30)
+        await client.close()
+    return {"turns": len(out), "p50_ms": round(percentile(out, 50), 1),
+            "p95_ms": round(percentile(out, 95), 1)}
+
+
+async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> None:
+    seconds = 6.0 if quick else 15.0
+    points = []
+    for n in ns:
+        p = await run_point(n, seconds, procs)
+        points.append(p)
+        print(p, flush=True)
+    ok = [p for p in points if p["p99_ms"] <= 20.0 and p["lost"] == 0 and p["reordered"] == 0
+          and p["frames"] > 0]
+    best = max(ok, key=lambda p: p["sessions"]) if ok else None
+    result: dict[str, Any] = {
+        "benchmark": "ws_sessions", "capacity": best["sessions"] if best else 0,
+        "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
+        "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
+        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0}}
+    if with_latency:
+        lat = await latency(5 if quick else 20)
+        print(lat, flush=True)
+        result["first_audio_ms"] = lat
+    emit(result)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        _, _, url, n, secs, off = sys.argv
+        asyncio.run(client_main(url, int(n), float(secs), int(off)))
+        sys.exit(0)
+    ap = quick_parser(__doc__)
+    ap.add_argument("--sessions", default=None, help="comma-separated N values")
+    ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--latency", action="store_true",
+                    help="also: end of speech -> first reply audio, offline, 20 turns")
+    a = ap.parse_args()
+    default = "50,100" if a.quick else "100,200,300,400"
+    asyncio.run(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
+                     a.client_procs, a.latency))

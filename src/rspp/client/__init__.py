@@ -1,0 +1,23 @@
+"""Client side of live sessions: :class:`LiveClient` speaks the ``rspp.v1`` WebSocket protocol.
+
+:func:`talk` runs a spoken conversation on it (``rspp talk``); :func:`route_session`
+gets a session route (runtime URL + token) from a control plane. See README
+"Talk to a running server".
+"""
+
+from rspp.client._client import LiveClient, SessionRefusedError
+from rspp.client._route import SessionTarget, direct_target, route_session, session_url
+from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, talk
+
+__all__ = [
+    "LiveClient",
+    "SessionRefusedError",
+    "SessionTarget",
+    "TalkOptions",
+    "TalkResult",
+    "TalkTurn",
+    "direct_target",
+    "route_session",
+    "session_url",
+    "talk",
+]

@@ -1,0 +1,171 @@
+"""A spoken conversation as a live client (what ``rspp talk`` runs).
+
+:func:`talk` streams a WAV's PCM in real time like a microphone (then silence,
+as an open microphone does), optionally mixes a barge-in utterance in
+``barge_in_after_s`` seconds after the first reply audio arrives, collects
+every server event and the reply audio, and sends ``end`` once every turn it
+saw has closed and the line has been quiet for a moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rspp.client._client import LiveClient
+from rspp.transports import (
+    AudioOut,
+    Clear,
+    ErrorEvent,
+    ReplyText,
+    ServerEvent,
+    Transcript,
+    TurnEvent,
+)
+
+__all__ = ["TalkOptions", "TalkResult", "TalkTurn", "talk"]
+
+
+@dataclass(frozen=True, slots=True)
+class TalkOptions:
+    frame_ms: int = 20
+    barge_in: bytes | None = None
+    barge_in_after_s: float = 0.0
+    #: quiet time (no open turn, no reply audio) after the input before ``end``
+    quiet_s: float = 1.5
+    #: give up waiting for replies after this long past the input
+    max_wait_s: float = 60.0
+
+
+@dataclass(slots=True)
+class TalkTurn:
+    turn_id: str
+    transcript: str = ""
+    reply: list[str] = field(default_factory=list)
+    terminal: str | None = None
+    reason: str | None = None
+    cleared: bool = False
+    #: client time (s since the input started) of the end of user speech proxy and first audio
+    opened_at_s: float | None = None
+    first_audio_at_s: float | None = None
+
+
+@dataclass(slots=True)
+class TalkResult:
+    events: list[ServerEvent] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    turns: dict[str, TalkTurn] = field(default_factory=dict)
+    close_code: int | None = None
+    close_reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.close_code in (1000, None) and not any(
+            isinstance(e, ErrorEvent) and e.fatal for e in self.events)
+
+
+async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = None,
+               on_event: Callable[[ServerEvent], None] | None = None) -> TalkResult:
+    """Run one conversation on a connected client (see the module docstring)."""
+    o = options or TalkOptions()
+    loop = asyncio.get_running_loop()
+    result = TalkResult()
+    rate = client.sample_rate
+    n = rate * o.frame_ms // 1000 * 2
+    t0 = loop.time()
+    state = {"first_audio": None, "last_activity": t0, "input_done": False}
+    open_turns: set[str] = set()
+    current: list[str] = []
+    barge = bytearray(o.barge_in or b"")
+    barge_at: list[float] = []
+
+    def now() -> float:
+        return loop.time() - t0
+
+    async def send() -> None:
+        k = 0
+        total = -(-len(pcm) // n)
+        deadline = None
+        while True:
+            frame = pcm[k * n:(k + 1) * n] if k < total else b""
+            frame = frame.ljust(n, b"\0")
+            if barge and barge_at and now() >= barge_at[0]:
+                extra, barge[:] = bytes(barge[:n]), barge[n:]
+                a = np.frombuffer(frame, dtype=np.int16).astype(np.int32)
+                b = np.zeros_like(a)
+                b[: len(extra) // 2] = np.frombuffer(extra, dtype=np.int16)
+                frame = np.clip(a + b, -32768, 32767).astype(np.int16).tobytes()
+                state["last_activity"] = loop.time()
+            await client.send_audio(frame)
+            k += 1
+            if k >= total:
+                state["input_done"] = True
+                if deadline is None:
+                    deadline = loop.time() + o.max_wait_s
+                barge_pending = bool(barge) and (o.barge_in is not None)
+                quiet = loop.time() - float(state["last_activity"]) >= o.quiet_s  # type: ignore[arg-type]
+                if (not open_turns and quiet and not barge_pending) or loop.time() > deadline:
+                    await client.end()
+                    return
+            delay = t0 + k * o.frame_ms / 1000 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def turn(tid: str | None) -> TalkTurn | None:
+        tid = tid or (current[-1] if current else None)
+        if tid is None:
+            return None
+        return result.turns.setdefault(tid, TalkTurn(tid))
+
+    sender = asyncio.create_task(send(), name="talk-sender")
+    try:
+        async for ev in client.events():
+            if isinstance(ev, AudioOut):
+                state["last_activity"] = loop.time()
+                result.audio.extend(ev.data)
+                t = turn(ev.turn_id)
+                if t is not None and t.first_audio_at_s is None:
+                    t.first_audio_at_s = now()
+                if state["first_audio"] is None:
+                    state["first_audio"] = now()
+                    if o.barge_in is not None:
+                        barge_at.append(now() + o.barge_in_after_s)
+                continue
+            result.events.append(ev)
+            if on_event is not None:
+                on_event(ev)
+            if isinstance(ev, TurnEvent):
+                state["last_activity"] = loop.time()
+                t = turn(ev.turn_id)
+                if t is None:
+                    continue
+                if ev.state == "open":
+                    open_turns.add(ev.turn_id)
+                    current.append(ev.turn_id)
+                    t.opened_at_s = now()
+                elif ev.state in ("commit", "abort"):
+                    t.terminal, t.reason = ev.state, ev.reason
+                elif ev.state == "close":
+                    open_turns.discard(ev.turn_id)
+            elif isinstance(ev, Transcript):
+                state["last_activity"] = loop.time()
+                t = turn(ev.turn_id) if ev.final else None
+                if t is not None:
+                    t.transcript = ev.text
+            elif isinstance(ev, ReplyText):
+                t = turn(ev.turn_id)
+                if t is not None:
+                    t.reply.append(ev.text)
+            elif isinstance(ev, Clear):
+                t = turn(ev.turn_id)
+                if t is not None:
+                    t.cleared = True
+    finally:
+        if not sender.done():
+            sender.cancel()
+        await asyncio.wait({sender})
+    result.close_code, result.close_reason = client.close_code, client.close_reason
+    return result

@@ -1,0 +1,338 @@
+"""Session assembly: one compiled graph + one transport -> a running RSPP session.
+
+:func:`assemble_session` builds what every session needs, whatever carries its
+media: the timeline recorder (and its asynchronous JSON Lines exporter), the
+node services and providers, admission, the authority guard, the plan
+resolver, the :class:`~rspp.kernel.SessionActor` with the built-in nodes, the
+turn driver, the replay capture (``record_level``) and the telemetry feed.
+``rspp run`` assembles it around the loopback (WAV) transport; the served
+session factories (``rspp serve``) around a live network transport. The
+transport is created by ``make_transport(record)`` so that it records its
+crossing frames into the same timeline, and is attached to the session and
+driver before the session starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+import rspp.nodes  # noqa: F401  (registers the built-in node types)
+from rspp.contracts import (
+    AdmissionPolicy,
+    ControlSignal,
+    Emitter,
+    RecordingLevel,
+    SignalName,
+)
+from rspp.errors import RSPPError
+from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.nodes import NodeServices, build_provider
+from rspp.observability import (
+    JsonLinesFileSink,
+    RecorderOptions,
+    Redactor,
+    TimelineExporter,
+    TimelineRecorder,
+)
+from rspp.providers import PROVIDER_CATALOG
+from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._replayable import ReplayableCapture
+from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
+from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
+from rspp.turns._admission import LocalAdmission
+from rspp.turns._authority import AuthorityGuard
+from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.turns._turn_driver import TurnDriver
+
+__all__ = [
+    "AssembledSession",
+    "AssemblyError",
+    "AssemblyOptions",
+    "SessionTransport",
+    "assemble_session",
+    "compile_spec_file",
+]
+
+_DEFAULT_LEVEL = RecordingLevel.L2  # the recorder's ceiling; each turn's plan sets its level
+
+RecordSink = Callable[[msgspec.Struct, object], None]
+
+
+class AssemblyError(RSPPError):
+    """A session cannot be assembled (bad spec, provider, admission); says how to fix it."""
+
+
+class SessionTransport(Protocol):
+    """What the assembly needs from a transport (loopback, WebSocket, ...)."""
+
+    def output(self, port: str, event: Any) -> None: ...
+
+    def stop_playback(self, turn_id: str) -> None: ...
+
+    def attach(self, session: SessionActor, driver: Any,
+               make_signal: Callable[[SignalName, Emitter, str | None, str], ControlSignal]
+               | None = None) -> None: ...
+
+
+TransportT = TypeVar("TransportT", bound=SessionTransport)
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblyOptions:
+    session_id: str = "local-session"
+    tenant_id: str = LOCAL_TENANT
+    authority_epoch: int = 1
+    #: wall-clock budgets are enforced in real time (live transports); reported otherwise
+    enforce_budgets: bool = False
+    #: recording level of the timeline (None: the plan's level); set, the session also records
+    #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
+    record_level: RecordingLevel | None = None
+    #: the timeline (JSON Lines) exported asynchronously while the session runs
+    timeline: Path | None = None
+    #: Prometheus text / span / JSON log files written when the session ends
+    metrics_out: Path | None = None
+    trace_out: Path | None = None
+    log_out: Path | None = None
+    #: feed these metrics/tracer/logger while the session runs (tests, servers)
+    telemetry: TelemetryTargets | None = None
+    #: turn-start snapshots (None: the in-process bundle of the local runner)
+    snapshots: SnapshotSource | None = None
+    #: admission policy snapshot (None: the in-process bundle's)
+    admission_policy: AdmissionPolicy | None = None
+    runtime_id: str = LOCAL_RUNTIME_ID
+
+
+def compile_spec_file(path: Path) -> GraphDefinition:
+    """Compile a PipelineSpec file strictly; errors name the file and how to fix it."""
+    if not path.exists():
+        raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
+                            "pipelines/examples/voice_assistant.yaml")
+    try:
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
+    except SpecInvalid as exc:
+        raise AssemblyError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every "
+                            "issue") from None
+
+
+def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
+    providers: dict[str, Any] = {}
+    chains: dict[str, tuple[str, ...]] = {}
+    timeouts: dict[str, int] = {}
+    for b in gd.providers:
+        chain = (b.primary, *b.fallbacks)
+        chains[b.modality] = chain
+        timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        for i, pid in enumerate(chain):
+            if pid in providers:
+                continue
+            cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            try:
+                providers[pid] = build_provider(pid, cfg, modality=b.modality)
+            except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
+                raise AssemblyError(str(exc)) from None
+    return NodeServices(providers=providers, chains=chains, session_id=session_id,
+                        pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
+                        timeouts_ms=timeouts)
+
+
+@dataclass(slots=True)
+class AssembledSession(Generic[TransportT]):
+    """A session built by :func:`assemble_session`; ``start`` it, then ``finish`` it."""
+
+    graph: RuntimeGraph
+    session: SessionActor
+    driver: TurnDriver
+    transport: TransportT
+    recorder: TimelineRecorder
+    services: NodeServices
+    admission: LocalAdmission
+    authority: AuthorityGuard
+    options: AssemblyOptions
+    dead_letters: list[str] = field(default_factory=list)
+    _exporter: asyncio.Task[None] | None = None
+    _telemetry: SessionTelemetry | None = None
+    _files: TelemetryFiles | None = None
+    _sampler: asyncio.Task[None] | None = None
+    _finished: bool = False
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    def make_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
+                    reason: str) -> ControlSignal:
+        """A transport signal stamped with the session's identity and current epoch."""
+        return self.driver.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
+                                        turn_id=turn_id, reason=reason)
+
+    async def start(self) -> None:
+        if self._telemetry is not None:
+            self._telemetry.started()
+            self._sampler = asyncio.create_task(self._telemetry.run(), name="telemetry-sampler")
+        await self.session.start()
+
+    async def finish(self, on_stopped: Callable[[], None] | None = None) -> None:
+        """End the session: an Active turn aborts ``session_end``; flush every record.
+
+        ``on_stopped`` runs once the session stopped, before the timeline closes (the
+        transport's last signals, e.g. ``ended``).
+        """
+        if self._finished:
+            return
+        self._finished = True
+        o = self.options
+        try:
+            try:
+                await self.session.drain()
+                self.driver.end_session()
+                await self.session.drain()
+            finally:
+                await self.session.stop()
+                await self.driver.aclose()
+                for p in self.services.providers.values():
+                    with contextlib.suppress(Exception):
+                        await p.aclose()
+                if on_stopped is not None:
+                    on_stopped()
+        finally:
+            self.admission.end_session(o.tenant_id, self.session_id)
+            self.recorder.close()
+            if self._exporter is not None:
+                await self._exporter
+            if self._telemetry is not None and self._files is not None:
+                if self._sampler is not None:
+                    self._sampler.cancel()
+                    await asyncio.wait({self._sampler})
+                self._telemetry.stopped()
+                self._files.close()
+
+
+def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
+                     make_transport: Callable[[RecordSink], TransportT]
+                     ) -> AssembledSession[TransportT]:
+    """Build one session of ``gd`` around the transport ``make_transport(record)`` returns."""
+    graph = RuntimeGraph.from_definition(gd)
+    if "audio" not in graph.entry_ports():
+        raise AssemblyError(f"pipeline {gd.name}: the graph has no `input.audio` entry; "
+                            "add an edge `{from: input.audio, to: <vad>.audio}`")
+    clock = SystemClock()
+    # One time base for the whole session: records of the kernel, transport,
+    # providers and recorder all carry milliseconds since the session started.
+    timebase = Timebase(clock)
+    recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
+                                                       evidence_reserve=4096,
+                                                       level=opts.record_level or _DEFAULT_LEVEL))
+    exporter_task: asyncio.Task[None] | None = None
+    if opts.timeline is not None:
+        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
+        opts.timeline.write_bytes(b"")
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
+                                    redactor=Redactor())  # PII never reaches the file (NF-014)
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
+
+    sid = opts.session_id
+    tele_box: list[SessionTelemetry] = []  # set just before the session starts
+    # kernel-overhead timing (instrument) only when someone consumes it (F-104)
+    want_tele = opts.telemetry is not None or any(
+        p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
+
+    taps: list[Callable[[msgspec.Struct], None]] = []  # the transport watches the records
+
+    def record(rec: msgspec.Struct, payload: object = None) -> None:
+        recorder.append(rec, payload)
+        if tele_box:
+            tele_box[0].on_record(rec, payload)
+        for tap in taps:
+            tap(rec)
+
+    try:
+        services = _services(gd, sid, record)
+    except AssemblyError:
+        recorder.close()
+        if exporter_task is not None:
+            exporter_task.cancel()
+        raise
+    snapshots = opts.snapshots
+    admission_policy = opts.admission_policy
+    if snapshots is None:
+        bundle = local_bundle(gd, now_ms=clock.wall_ms(), tenant_id=opts.tenant_id,
+                              recording_level=opts.record_level or RecordingLevel.L1)
+        snapshots = StaticSnapshotSource(bundle)
+        admission_policy = admission_policy or bundle.admission_policy
+    capture = ReplayableCapture(record) if opts.record_level is not None else None
+    admission = LocalAdmission(clock)
+    if admission_policy is not None:
+        admission.set_policy(admission_policy)
+    if not admission.admit_session(opts.tenant_id, sid).admitted:
+        recorder.close()
+        if exporter_task is not None:
+            exporter_task.cancel()
+        raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    authority = AuthorityGuard(opts.authority_epoch)
+    resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
+    transport = make_transport(record)
+    tap = getattr(transport, "on_record", None)
+    if callable(tap):
+        taps.append(tap)
+    holder: dict[str, TurnDriver] = {}
+    dead: list[str] = []
+
+    def dead_letter(dl: Any) -> None:
+        dead.append(f"{dl.error.node_id}:{dl.error.error_code}:{dl.error.message}")
+        if "driver" in holder:
+            holder["driver"].node_failed(dl)
+
+    session = SessionActor(graph, session_id=sid, clock=clock,
+                           options=SessionOptions(seed=0, instrument=want_tele),
+                           registry=capture.registry if capture is not None else None,
+                           output_sink=transport.output, signal_sink=record,
+                           dead_letter_sink=dead_letter, timebase=timebase,
+                           services=services)
+    session.signals.authority_epoch = authority.epoch
+    if capture is not None:
+        capture.bind(session)
+    reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
+
+    def on_plan(plan: Any) -> None:
+        for modality, pid in plan.provider_bindings.items():
+            rest = tuple(p for p in services.chains.get(modality, ()) if p != pid)
+            services.chains[modality] = (pid, *rest)
+
+    driver = TurnDriver(session, resolver, tenant_id=opts.tenant_id, authority=authority,
+                        admission=admission, record=record, evidence=recorder.append_evidence,
+                        on_plan=on_plan, reply_ports=reply_ports or ("audio",),
+                        invocations=services.invocation_outcomes,
+                        enforce_budgets=opts.enforce_budgets)
+    holder["driver"] = driver
+    services.hooks = driver
+    services.next_sequence = session._next_seq
+    services.clock = timebase
+    services.authority_epoch = authority.epoch
+    driver.on_stop_playback = transport.stop_playback
+    out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
+                           recorder=recorder, services=services, admission=admission,
+                           authority=authority, options=opts, dead_letters=dead,
+                           _exporter=exporter_task)
+    transport.attach(session, driver, out.make_signal)
+    if want_tele:
+        files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
+                               log_out=opts.log_out, targets=opts.telemetry)
+        tele = SessionTelemetry(files.targets, session_id=sid,
+                                pipeline_version=graph.pipeline_version)
+        tele.attach(
+            session,
+            cancel_ms=lambda tid: t.cancel_fence_ms if (t := driver.timings.get(tid)) else None,
+            node_providers={nid: services.chains[h.decl.type][0] for nid, h in
+                            session.hosts.items() if services.chains.get(h.decl.type)})
+        services.on_controller = tele.on_controller
+        tele_box.append(tele)
+        out._telemetry, out._files = tele, files
+    return out

@@ -1,0 +1,117 @@
+"""Ingress conditioning: client PCM16 of any frame size -> 20 ms frames at the pipeline rate.
+
+:class:`Rechunker` resamples (soxr streaming resampler, 16/24/48 kHz mono to
+the pipeline rate) and cuts the stream into fixed frames. :class:`IngressMeter`
+counts what a live client did wrong or late: out-of-order and lost frames (by
+sequence number, when the client numbers its frames), late frames (audio that
+arrives later than real time allows) and floods (audio faster than real time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rspp.errors import RSPPError
+
+__all__ = ["Flood", "IngressMeter", "Rechunker", "StreamResampler"]
+
+
+class Flood(RSPPError):
+    """The client sends audio faster than real time beyond the allowance."""
+
+
+class StreamResampler:
+    """Streaming soxr resampler of mono PCM16 (identity when the rates match)."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._odd = b""
+        self._stream = None
+        if in_rate != out_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16")
+
+    def convert(self, pcm: bytes) -> bytes:
+        data = self._odd + pcm if self._odd else pcm
+        if len(data) % 2:
+            data, self._odd = data[:-1], data[-1:]
+        else:
+            self._odd = b""
+        if self._stream is not None and data:
+            out = self._stream.resample_chunk(np.frombuffer(data, dtype=np.int16))
+            data = np.asarray(out, dtype=np.int16).tobytes()
+        return data
+
+
+class Rechunker:
+    """Resample ``in_rate`` -> ``out_rate`` (mono PCM16) and cut ``frame_ms`` frames."""
+
+    def __init__(self, in_rate: int, out_rate: int, frame_ms: int = 20) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self.frame_bytes = out_rate * frame_ms // 1000 * 2
+        self._buf = bytearray()
+        self._resampler = StreamResampler(in_rate, out_rate)
+
+    def push(self, pcm: bytes) -> list[bytes]:
+        """Add client PCM; return the complete frames now available."""
+        self._buf.extend(self._resampler.convert(pcm))
+        n = self.frame_bytes
+        frames = []
+        while len(self._buf) >= n:
+            frames.append(bytes(self._buf[:n]))
+            del self._buf[:n]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+@dataclass(slots=True)
+class IngressMeter:
+    """Real-time accounting of one connection's ingress (see the module docstring)."""
+
+    rate: int
+    #: audio may run this far ahead of real time (client buffering) before it is a flood
+    flood_allowance_ms: float = 2000.0
+    #: audio arriving this much behind real time counts as late
+    late_after_ms: float = 200.0
+    started_s: float | None = None
+    media_ms: float = 0.0
+    frames: int = 0
+    late: int = 0
+    out_of_order: int = 0
+    lost: int = 0
+    next_seq: int = 0
+
+    def sequence(self, seq: int | None) -> bool:
+        """Account a numbered frame; False: out of order (drop it)."""
+        if seq is None:
+            self.next_seq += 1
+            return True
+        if seq < self.next_seq:
+            self.out_of_order += 1
+            return False
+        self.lost += seq - self.next_seq
+        self.next_seq = seq + 1
+        return True
+
+    def arrive(self, nbytes: int, now_s: float) -> None:
+        """Account ``nbytes`` of client PCM16 arriving at ``now_s``; raises Flood."""
+        if self.started_s is None:
+            self.started_s = now_s
+        self.frames += 1
+        due_ms = self.media_ms
+        self.media_ms += nbytes / 2 * 1000.0 / self.rate
+        elapsed_ms = (now_s - self.started_s) * 1000.0
+        if elapsed_ms - due_ms > self.late_after_ms:
+            self.late += 1
+            # one late arrival is counted once: real time re-anchors on this frame (a late
+            # client earns no flood allowance either)
+            self.started_s = now_s - due_ms / 1000.0
+        if self.media_ms - elapsed_ms > self.flood_allowance_ms:
+            raise Flood(f"audio arrives faster than real time: {self.media_ms:.0f} ms of audio "
+                        f"in {elapsed_ms:.0f} ms (allowance {self.flood_allowance_ms:.0f} ms)")

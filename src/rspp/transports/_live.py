@@ -1,0 +1,396 @@
+"""The live transport contract: one session's network media, whatever carries it.
+
+Every network transport (WebSocket today; WebRTC, telephony, LiveKit) is a
+thin adapter onto :class:`LiveTransport`, which owns:
+
+* ingress: client PCM16 (16/24/48 kHz mono, any frame size) resampled with
+  soxr and re-chunked to 20 ms frames at the pipeline rate, counted (late,
+  out-of-order, lost, floods) and recorded exactly as the loopback transport
+  records its frames;
+* the session's output sink: the shared event vocabulary (partial/final
+  transcripts, turn open/commit/abort/close, reply text, ``clear`` on
+  barge-in, errors) and reply audio queued per turn;
+* egress: a pacer sends reply audio in real time, 20 ms per frame, checking the
+  egress fence right before each frame leaves; a bounded send queue per
+  connection (slow clients lose frames, counted and reported as lateness);
+* playback signals (RK-22/RK-23: ``output_accepted``, ``playback_started`` /
+  ``completed`` / ``cancelled``) and the connection signals ``connected``,
+  ``disconnected``, ``stall``, ``ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import msgspec
+
+from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
+from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.transports._contract import PlaybackObserver
+from rspp.transports._egress import AudioFrame, OutboundQueue
+from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
+from rspp.transports._protocol import (
+    Clear,
+    ReplyText,
+    ServerEvent,
+    Stats,
+    Transcript,
+    TurnEvent,
+)
+from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
+
+__all__ = ["InputRejected", "LiveOptions", "LiveTransport"]
+
+SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
+_TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
+                SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
+
+
+class InputRejected(ValueError):
+    """Client input the session cannot take; ``field`` names it (an ``error`` event)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    frame_ms: int = 20
+    #: queued reply audio per connection (frames); a slow client loses the oldest
+    send_queue_frames: int = 50
+    #: queued events per connection; beyond it the client is too slow: close
+    send_queue_events: int = 512
+    #: frames may leave this early (the client's jitter buffer absorbs it)
+    egress_lead_ms: float = 10.0
+    #: ingress may run ahead of real time by this much before it is a flood
+    flood_allowance_ms: float = 2000.0
+    #: ingress this far behind real time counts as late
+    late_after_ms: float = 200.0
+    #: a disconnected client stalls the session after this long (the active turn aborts)
+    stall_timeout_s: float = 2.0
+    #: a reconnect with a valid token within this window resumes the session
+    resume_window_s: float = 30.0
+    #: ``end``: how long pending turns may take to finish before the session closes
+    end_drain_s: float = 60.0
+    #: ``end``: frames of silence with nothing pending before the session closes
+    end_quiet_frames: int = 40
+
+
+@dataclass(slots=True)
+class _Turn:
+    turn_id: str | None
+    pending: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    started: bool = False
+    accepted: bool = False
+    finished: str | None = None
+    transcript: str = ""
+    reply: list[str] = field(default_factory=list)
+    sent_frames: int = 0
+
+
+class LiveTransport:
+    """One live session's transport state (see the module docstring)."""
+
+    def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
+                 record: RecordSink | None = None) -> None:
+        self.rate = sample_rate
+        self.opts = options or LiveOptions()
+        self._record = record
+        self.session: SessionActor | None = None
+        self.driver: PlaybackObserver | None = None
+        self._make_signal: SignalFactory | None = None
+        self.out_rate = sample_rate
+        self._tts_rate: int | None = None
+        self._out_resampler: StreamResampler | None = None
+        self._rechunker = Rechunker(sample_rate, sample_rate, self.opts.frame_ms)
+        self.meter = IngressMeter(sample_rate)
+        self.queue: OutboundQueue | None = None
+        self.turns: dict[str | None, _Turn] = {}
+        self._play: deque[_Turn] = deque()
+        self._fenced: set[str] = set()
+        self._audio_ready = asyncio.Event()
+        self._pacer: asyncio.Task[None] | None = None
+        self.media_samples = 0
+        self._index = 0
+        self._out_seq = 0
+        self.frames_out = 0
+        self.lost_while_disconnected = 0
+        self.lateness_ms: deque[float] = deque(maxlen=2000)
+        self.lateness_max_ms = 0.0
+        self.signals: list[tuple[str, str | None]] = []
+        self.after_fence: list[str] = []
+
+    def attach(self, session: SessionActor, driver: PlaybackObserver,
+               make_signal: SignalFactory | None = None) -> None:
+        self.session, self.driver, self._make_signal = session, driver, make_signal
+
+    # ------------------------------------------------------------- signals
+    def signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
+               reason: str) -> None:
+        """Record a transport signal (playback RK-22/23, connection RK-23)."""
+        self.signals.append((name.value, turn_id))
+        if self._make_signal is not None and self._record is not None:
+            self._record(self._make_signal(name, emitter, turn_id, reason), None)
+
+    def on_record(self, rec: msgspec.Struct) -> None:
+        """Tap on the session's records: turn lifecycle -> ``turn`` events."""
+        if isinstance(rec, ControlSignal) and rec.turn_id is not None:
+            state = _TURN_STATES.get(rec.signal)
+            if state is not None:
+                self._event(TurnEvent(turn_id=rec.turn_id, state=state,  # type: ignore[arg-type]
+                                      reason=rec.reason if state == "abort" else None))
+
+    def _event(self, ev: ServerEvent) -> None:
+        q = self.queue
+        if q is not None:
+            q.put_event(ev)
+
+    # -------------------------------------------------------- connections
+    def connect(self, in_rate: int, out_rate: int, *, sequenced: bool) -> OutboundQueue:
+        """A client connection (first or resumed) with its declared audio format."""
+        if in_rate != self._rechunker.in_rate:
+            self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms)
+        if out_rate != self.out_rate:
+            self.out_rate = out_rate
+            self._out_resampler = None
+        self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
+        self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
+        if self._pacer is None:
+            self._pacer = asyncio.create_task(self._pace(), name="live-egress-pacer")
+        return self.queue
+
+    def disconnect(self) -> None:
+        """The connection is gone; queued output for it is discarded."""
+        q, self.queue = self.queue, None
+        if q is not None:
+            q.close()
+
+    def stats(self) -> Stats:
+        m, q = self.meter, self.queue
+        lat = sorted(self.lateness_ms)
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=m.out_of_order,
+                     lost_frames=m.lost, frames_out=self.frames_out,
+                     dropped_out_frames=q.dropped_audio if q is not None else 0,
+                     egress_lateness_p99_ms=round(p99, 2),
+                     egress_lateness_max_ms=round(self.lateness_max_ms, 2),
+                     send_queue=len(q) if q is not None else 0)
+
+    # ------------------------------------------------------------- ingress
+    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
+        """Client PCM16 at the connection's declared rate; raises Flood."""
+        if not self.meter.sequence(seq):
+            return
+        self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
+        for frame in self._rechunker.push(pcm):
+            await self._ingress(Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
+                                      sample_index=self.media_samples,
+                                      transport_seq=self._index))
+            self.media_samples += len(frame) // 2
+            self._index += 1
+
+    async def push_silence(self) -> None:
+        """One frame of silence at the pipeline rate (the microphone after ``end``)."""
+        n = self.rate * self.opts.frame_ms // 1000
+        await self._ingress(Event("audio_chunk", bytes(2 * n),
+                                  audio_format=AudioFormat(self.rate, 1),
+                                  sample_index=self.media_samples, transport_seq=self._index))
+        self.media_samples += n
+        self._index += 1
+
+    async def _ingress(self, ev: Event, port: str = "audio") -> None:
+        s = self.session
+        if s is None:
+            raise RuntimeError("attach() the transport to a session first")
+        encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
+        await s.send(ev, port)
+        if self._record is not None:
+            record_ingress(self._record, s, ev, encoded, port)
+        await self._settle_ingress(s, port)
+
+    @staticmethod
+    async def _settle_ingress(s: SessionActor, port: str) -> None:
+        """Let the scheduler take the frame (and the control it caused) before the next.
+
+        Network frames arrive in bursts (jitter, a loaded client); pushing a burst at once
+        would record several ingress frames ahead of the turn proposal the first one caused,
+        an order a replay (which feeds frames one by one) cannot reproduce. One frame at a
+        time keeps the recorded order the order of cause and effect, whatever the load.
+        """
+        buf = s.entries[port][0]
+        spins = 0
+        # polled: the scheduler exposes no "entry consumed" event
+        while buf.data or s.control_pending():
+            spins += 1
+            await asyncio.sleep(0 if spins < 32 else 0.001)
+
+    async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
+        """Typed user input: one user turn through the graph's ``input.text`` entry."""
+        s = self.session
+        if s is None or "text" not in s.graph.entry_ports():
+            raise InputRejected("type", "this pipeline takes no text input (no `input.text` "
+                                "edge in its spec); send audio instead")
+        tid = await turn_for()  # type: ignore[misc]
+        await self._ingress(Event("text", text, final=True, turn_id=tid), "text")
+
+    # ---------------------------------------------------- output sink (kernel)
+    def output(self, port: str, event: Event) -> None:
+        if event.lane is Lane.CONTROL:
+            return
+        tid = event.turn_id
+        if tid is not None and tid in self._fenced:
+            self.after_fence.append(tid)
+        if self._record is not None and self.session is not None:
+            record_output(self._record, self.session, port, event)
+        if port.startswith("transcript"):
+            if isinstance(event.payload, str):
+                final = bool(event.final) and not port.endswith("partial")
+                if final and tid in self.turns:
+                    self.turns[tid].transcript = event.payload
+                self._event(Transcript(turn_id=tid, text=event.payload, final=final))
+            if tid is None:
+                return
+        t = self._turn(tid)
+        if tid is not None and not t.accepted:
+            t.accepted = True
+            self.signal(SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, tid, f"port:{port}")
+        if port.startswith("transcript"):
+            return
+        if event.kind == "audio_chunk" and isinstance(event.payload, bytes | bytearray):
+            self._audio(t, bytes(event.payload), event.audio_format or AudioFormat())
+            if event.attrs and event.attrs.get("sentence"):
+                self._reply(t, str(event.attrs["sentence"]))
+        elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
+            self._reply(t, event.payload)
+        if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
+            t.ended = True
+            if self.driver is not None and tid is not None:
+                self.driver.generation_complete(tid)
+            self._audio_ready.set()
+
+    def _turn(self, tid: str | None) -> _Turn:
+        t = self.turns.get(tid)
+        if t is None or (tid is None and t.finished is not None):
+            t = self.turns[tid] = _Turn(tid)
+        return t
+
+    def _reply(self, t: _Turn, text: str) -> None:
+        t.reply.append(text)
+        self._event(ReplyText(turn_id=t.turn_id, text=text))
+
+    def _audio(self, t: _Turn, pcm: bytes, fmt: AudioFormat) -> None:
+        if t.finished is not None:
+            return
+        if self._tts_rate != fmt.sample_rate or self._out_resampler is None:
+            self._tts_rate = fmt.sample_rate
+            self._out_resampler = StreamResampler(fmt.sample_rate, self.out_rate)
+        t.pending.extend(self._out_resampler.convert(pcm))
+        if t not in self._play:
+            self._play.append(t)
+        self._audio_ready.set()
+
+    # ------------------------------------------------------------- egress
+    def stop_playback(self, turn_id: str) -> None:
+        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
+        self._fenced.add(turn_id)
+        t = self.turns.get(turn_id)
+        q = self.queue
+        dropped = q.drop_turn(turn_id) if q is not None else 0
+        if t is None or t.finished is not None:
+            return
+        with contextlib.suppress(ValueError):
+            self._play.remove(t)
+        had_audio = bool(t.pending) or t.started or dropped
+        t.pending.clear()
+        t.finished = "cancelled"
+        if had_audio:
+            self._event(Clear(turn_id=turn_id, reason="barge_in"))
+        if t.started:
+            self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
+                        f"fenced_after_frames:{t.sent_frames}")
+
+    def _settle(self) -> _Turn | None:
+        """The turn whose audio plays next; finished turns complete on the way."""
+        while self._play:
+            t = self._play[0]
+            if t.pending or not t.ended:
+                return t
+            self._play.popleft()
+            t.finished = "completed"
+            if t.turn_id is not None:
+                if t.started:
+                    self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
+                                "live_playback")
+                if self.driver is not None:
+                    self.driver.output_complete(t.turn_id)
+        return None
+
+    def idle(self) -> bool:
+        """No reply audio is waiting or playing."""
+        return self._settle() is None
+
+    async def _pace(self) -> None:
+        loop = asyncio.get_running_loop()
+        frame_s = self.opts.frame_ms / 1000
+        lead = self.opts.egress_lead_ms / 1000
+        due: float | None = None
+        while True:
+            t = self._settle()
+            if t is None or (len(t.pending) < self._frame_bytes() and not t.ended):
+                due = None  # starved: the next frame is due when it arrives
+                self._audio_ready.clear()
+                await self._audio_ready.wait()
+                continue
+            now = loop.time()
+            if due is None:
+                due = now
+            if due - now > lead:
+                await asyncio.sleep(due - now - lead)
+                continue  # re-check: the turn may have been fenced meanwhile
+            self._send_frame(t, max(0.0, (now - due) * 1000))
+            due += frame_s
+
+    def _frame_bytes(self) -> int:
+        return self.out_rate * self.opts.frame_ms // 1000 * 2
+
+    def _send_frame(self, t: _Turn, late_ms: float) -> None:
+        # the egress fence, checked right before the frame leaves
+        if t.turn_id is not None and t.turn_id in self._fenced:
+            t.pending.clear()
+            return
+        n = self._frame_bytes()
+        pcm = bytes(t.pending[:n])
+        del t.pending[:n]
+        if len(pcm) < n:
+            pcm += b"\x00" * (n - len(pcm))
+        if not t.started:
+            t.started = True
+            if t.turn_id is not None:
+                self.signal(SignalName.PLAYBACK_STARTED, Emitter.RK_23, t.turn_id,
+                            "live_playback")
+                if self.driver is not None:
+                    self.driver.playback_started(t.turn_id)
+        t.sent_frames += 1
+        self.lateness_ms.append(late_ms)
+        self.lateness_max_ms = max(self.lateness_max_ms, late_ms)
+        q = self.queue
+        if q is None:
+            self.lost_while_disconnected += 1
+            return
+        self._out_seq += 1
+        self.frames_out += 1
+        q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm))
+
+    async def aclose(self) -> None:
+        """Stop the pacer and the connection's queue."""
+        self.disconnect()
+        pacer, self._pacer = self._pacer, None
+        if pacer is not None:
+            pacer.cancel()
+            await asyncio.wait({pacer})

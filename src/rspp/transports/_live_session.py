@@ -1,0 +1,218 @@
+"""A live session handle: a running session plus its :class:`LiveTransport`, across connections.
+
+:class:`LiveSessionHandle` implements the :class:`~rspp.transports.LiveSession`
+port for any session core (the local ``rspp run`` assembly, or the control
+plane governed one of ``rspp serve``). It owns the connection lifecycle:
+
+* ``connect``: a first connection records ``connected``; a reconnect within
+  the resume window records ``connected`` (reason ``resumed``) and resumes the
+  same session (same id, same turns, same timeline);
+* ``disconnected``: records ``disconnected`` at once; after
+  ``stall_timeout_s`` records ``stall`` and the active turn aborts
+  ``transport_disconnect`` (then its ``close``); after ``resume_window_s`` the
+  session closes (``ended``, reason ``resume_window_expired``) and is cleaned up;
+* ``end``: pending turns finish (bounded), then the session closes;
+* ``close``: idempotent; records ``ended`` and finishes the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from rspp.contracts import Emitter, SignalName
+from rspp.transports._egress import AudioFrame
+from rspp.transports._live import LiveTransport
+from rspp.transports._protocol import ServerEvent, SessionEnd
+from rspp.transports._session_port import ClientAudio
+
+__all__ = ["LiveSessionHandle", "SessionCore"]
+
+
+class SessionCore(Protocol):
+    """What the handle needs of an assembled session."""
+
+    @property
+    def session(self) -> Any: ...
+
+    @property
+    def driver(self) -> Any: ...
+
+    async def start(self) -> None: ...
+
+    async def finish(self, on_stopped: Callable[[], None] | None = None) -> None: ...
+
+
+class LiveSessionHandle:
+    """One live session driven by network connections (see the module docstring)."""
+
+    def __init__(self, core: SessionCore, transport: LiveTransport, *, tenant_id: str,
+                 stats_interval_s: float = 1.0) -> None:
+        self.core = core
+        self.transport = transport
+        self._tenant_id = tenant_id
+        self.stats_interval_s = stats_interval_s
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._lifecycle: asyncio.Task[None] | None = None
+        self._stats: asyncio.Task[None] | None = None
+        self.connections = 0
+        self.close_reason: str | None = None
+
+    @property
+    def session_id(self) -> str:
+        return str(self.core.session.session_id)
+
+    @property
+    def tenant_id(self) -> str:
+        return self._tenant_id
+
+    @property
+    def sample_rate(self) -> int:
+        return self.transport.rate
+
+    @property
+    def output_sample_rate(self) -> int:
+        return self.transport.out_rate
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # ---------------------------------------------------------- connections
+    def connect(self, audio: ClientAudio) -> AsyncIterator[ServerEvent | AudioFrame]:
+        if self._closing:
+            raise RuntimeError(f"session {self.session_id} is closed")
+        resumed = self.connections > 0
+        self.connections += 1
+        self._cancel_lifecycle()
+        queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
+                                       sequenced=audio.sequenced)
+        self.transport.signal(SignalName.CONNECTED, Emitter.RK_23, None,
+                              "resumed" if resumed else "connected")
+        self._restart_stats()
+
+        async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
+            while (item := await queue.get()) is not None:
+                yield item
+            if queue.overflowed:
+                raise OverflowError("the client does not read its events fast enough")
+
+        return stream()
+
+    def _restart_stats(self) -> None:
+        if self._stats is not None:
+            self._stats.cancel()
+        self._stats = asyncio.create_task(self._stats_loop(), name="live-stats")
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.stats_interval_s)
+            q = self.transport.queue
+            if q is None:
+                return
+            q.put_event(self.transport.stats())
+
+    def _cancel_lifecycle(self) -> None:
+        task, self._lifecycle = self._lifecycle, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def disconnected(self) -> None:
+        if self._closing:
+            return
+        self.transport.disconnect()
+        if self._stats is not None:
+            self._stats.cancel()
+        self.transport.signal(SignalName.DISCONNECTED, Emitter.RK_23, None, "transport_closed")
+        self._cancel_lifecycle()
+        self._lifecycle = asyncio.create_task(self._after_disconnect(), name="live-resume-window")
+
+    async def _after_disconnect(self) -> None:
+        opts = self.transport.opts
+        await asyncio.sleep(opts.stall_timeout_s)
+        self.transport.signal(SignalName.STALL, Emitter.RK_23, None,
+                              f"no_transport_for_{opts.stall_timeout_s:g}s")
+        tid = self.core.driver.active_turn
+        if tid is not None:
+            self.core.session.control("rspp.failure", turn_id=tid, reason="transport_disconnect")
+        await asyncio.sleep(max(0.0, opts.resume_window_s - opts.stall_timeout_s))
+        self._lifecycle = None
+        await self.close("resume_window_expired")
+
+    def notify(self, event: ServerEvent) -> None:
+        """Queue an event (e.g. a non-fatal ``error``) for the current connection."""
+        q = self.transport.queue
+        if q is not None:
+            q.put_event(event)
+
+    # ---------------------------------------------------------------- input
+    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
+        await self.transport.push_audio(pcm, seq)
+
+    async def push_text(self, text: str) -> None:
+        driver = self.core.driver
+
+        async def turn_for() -> str | None:
+            driver.end_of_utterance("text_input")
+            tid: str | None = await driver.turn_for_utterance()
+            return tid
+
+        await self.transport.push_text(text, turn_for)
+
+    async def interrupt(self) -> None:
+        driver = self.core.driver
+        tid = driver.speaking or driver.active_turn
+        if tid is not None:
+            self.core.session.control("rspp.user_cancel", turn_id=tid, reason="user_cancel")
+
+    async def end(self) -> None:
+        """No more input: pending turns finish (bounded), then the session closes.
+
+        Like a live microphone, the transport keeps feeding silence in real time while a
+        turn is pending (VAD hangover and STT finalisation need media time to pass).
+        """
+        loop = asyncio.get_running_loop()
+        t = self.transport
+        frame_s = t.opts.frame_ms / 1000
+        deadline = loop.time() + t.opts.end_drain_s
+        driver = self.core.driver
+        quiet = 0  # frames in a row with nothing pending: the utterance tail is over
+        k = 0
+        t0 = loop.time()
+        # polled: "busy" is derived from several producers (arbiter, nodes, pacer)
+        while loop.time() < deadline and quiet < t.opts.end_quiet_frames:
+            pending = driver.busy or not t.idle()
+            quiet = 0 if pending else quiet + 1
+            await t.push_silence()
+            k += 1
+            await asyncio.sleep(max(0.0, t0 + k * frame_s - loop.time()))
+        q = self.transport.queue
+        if q is not None:
+            q.put_event(self.transport.stats())
+            q.put_event(SessionEnd(reason="client_end"))
+        await self.close("client_end")
+
+    # ---------------------------------------------------------------- close
+    async def close(self, reason: str) -> None:
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self.close_reason = reason
+        self._cancel_lifecycle()
+        if self._stats is not None:
+            self._stats.cancel()
+        try:
+            await self.transport.aclose()
+
+            def ended() -> None:
+                self.transport.signal(SignalName.ENDED, Emitter.RK_23, None, reason)
+
+            await self.core.finish(ended)
+        finally:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()

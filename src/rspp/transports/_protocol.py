@@ -1,0 +1,261 @@
+"""The live-session protocol (WebSocket ``rspp.v1``): message types, codecs, JSON Schema.
+
+Every message is a frozen msgspec struct tagged by ``type``. Client messages:
+``start`` (declares the audio format; first message), ``audio`` (MessagePack
+variant only: sequence number + PCM16), ``text``, ``interrupt``, ``end``.
+Server events: ``ready``, ``transcript``, ``turn``, ``reply_text``, ``clear``,
+``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``. The JSON
+variant carries audio as binary WebSocket frames of raw PCM16 (optionally with
+a 4-byte big-endian sequence number, ``start.sequenced``). The same event
+vocabulary is used by every transport (WebSocket messages, WebRTC data
+channel, LiveKit data). :func:`ws_schema` is the published JSON Schema
+(``rspp contracts schema ws``; docs/protocol/websocket.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, cast
+
+import msgspec
+
+from rspp.errors import RSPPError
+
+__all__ = [
+    "CLIENT_MESSAGES",
+    "PROTOCOL_VERSION",
+    "SERVER_EVENTS",
+    "SUBPROTOCOL_JSON",
+    "SUBPROTOCOL_MSGPACK",
+    "AudioIn",
+    "AudioOut",
+    "Clear",
+    "ClientMessage",
+    "End",
+    "ErrorEvent",
+    "Interrupt",
+    "ProtocolError",
+    "Ready",
+    "ReplyText",
+    "ServerEvent",
+    "SessionEnd",
+    "Start",
+    "Stats",
+    "TextIn",
+    "Transcript",
+    "TurnEvent",
+    "decode_client",
+    "decode_server",
+    "encode_message",
+    "ws_schema",
+]
+
+PROTOCOL_VERSION = "1.0"
+SUBPROTOCOL_JSON = "rspp.v1.json"
+SUBPROTOCOL_MSGPACK = "rspp.v1.msgpack"
+
+SampleRate = Literal[16000, 24000, 48000]
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True,
+           tag_field="type"):
+    pass
+
+
+# ------------------------------------------------------------------ client -> server
+class Start(_Msg, tag="start", frozen=True, kw_only=True):
+    """First client message: the audio the client sends and wants back."""
+
+    sample_rate: SampleRate = 16000
+    channels: Literal[1] = 1
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    #: reply audio rate (default: ``sample_rate``)
+    output_sample_rate: SampleRate | None = None
+    #: binary audio frames start with a 4-byte big-endian frame sequence number
+    sequenced: bool = False
+    #: free-form client name, for logs
+    client: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
+class AudioIn(_Msg, tag="audio", frozen=True, kw_only=True):
+    """MessagePack variant: one audio frame (the JSON variant uses binary frames)."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    data: bytes
+
+
+class TextIn(_Msg, tag="text", frozen=True, kw_only=True):
+    """Typed user input: one user turn (pipelines with an ``input.text`` entry)."""
+
+    text: Text
+
+
+class Interrupt(_Msg, tag="interrupt", frozen=True, kw_only=True):
+    """Stop the reply being played now (user cancel): the turn aborts, ``clear`` follows."""
+
+
+class End(_Msg, tag="end", frozen=True, kw_only=True):
+    """No more input: pending turns finish, then ``session_end`` and a normal close."""
+
+
+ClientMessage = Start | AudioIn | TextIn | Interrupt | End
+CLIENT_MESSAGES: tuple[type[_Msg], ...] = (Start, AudioIn, TextIn, Interrupt, End)
+
+
+# ------------------------------------------------------------------ server -> client
+class Ready(_Msg, tag="ready", frozen=True, kw_only=True):
+    """The session accepted the connection; audio may flow."""
+
+    protocol_version: str = PROTOCOL_VERSION
+    session_id: Id
+    sample_rate: int
+    output_sample_rate: int
+    frame_ms: int
+    #: a reconnect within the resume window resumed this session
+    resumed: bool = False
+
+
+class Transcript(_Msg, tag="transcript", frozen=True, kw_only=True):
+    turn_id: str | None = None
+    text: str
+    final: bool
+
+
+class TurnEvent(_Msg, tag="turn", frozen=True, kw_only=True):
+    """Turn lifecycle as the arbiter decided it (``open``, ``commit``, ``abort``, ``close``)."""
+
+    turn_id: Id
+    state: Literal["open", "commit", "abort", "close"]
+    reason: str | None = None
+
+
+class ReplyText(_Msg, tag="reply_text", frozen=True, kw_only=True):
+    turn_id: str | None = None
+    text: str
+
+
+class Clear(_Msg, tag="clear", frozen=True, kw_only=True):
+    """Barge-in/cancel: drop every buffered audio frame of ``turn_id`` now."""
+
+    turn_id: Id
+    reason: str
+
+
+class AudioOut(_Msg, tag="audio", frozen=True, kw_only=True):
+    """MessagePack variant: one paced 20 ms reply frame (JSON variant: binary frames)."""
+
+    turn_id: str | None = None
+    seq: int
+    data: bytes
+
+
+class Stats(_Msg, tag="stats", frozen=True, kw_only=True):
+    """Transport counters since the connection started (sent every second)."""
+
+    frames_in: int = 0
+    late_frames: int = 0
+    out_of_order_frames: int = 0
+    lost_frames: int = 0
+    frames_out: int = 0
+    dropped_out_frames: int = 0
+    egress_lateness_p99_ms: float = 0.0
+    egress_lateness_max_ms: float = 0.0
+    send_queue: int = 0
+
+
+class ErrorEvent(_Msg, tag="error", frozen=True, kw_only=True):
+    """Bad input or a failure; ``field`` names what was wrong. ``fatal``: a close follows."""
+
+    code: str
+    field: str | None = None
+    message: str
+    fatal: bool = False
+
+
+class SessionEnd(_Msg, tag="session_end", frozen=True, kw_only=True):
+    reason: str
+
+
+ServerEvent = (Ready | Transcript | TurnEvent | ReplyText | Clear | AudioOut | Stats
+               | ErrorEvent | SessionEnd)
+SERVER_EVENTS: tuple[type[_Msg], ...] = (Ready, Transcript, TurnEvent, ReplyText, Clear,
+                                         AudioOut, Stats, ErrorEvent, SessionEnd)
+
+
+def ws_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the protocol: ``client`` and ``server`` message unions."""
+    (client, server), components = msgspec.json.schema_components(
+        (ClientMessage, ServerEvent), ref_template="#/$defs/{name}")
+    defs = dict(components)
+    defs["ClientMessage"] = client
+    defs["ServerEvent"] = server
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://rspp.dev/schemas/ws/v1.json",
+        "title": "RSPP live-session protocol (WebSocket)",
+        "description": "Client messages (ClientMessage) and server events (ServerEvent); "
+                       "see docs/protocol/websocket.md.",
+        "version": PROTOCOL_VERSION,
+        "x-subprotocols": [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK],
+        "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerEvent"}],
+        "$defs": defs,
+    }
+
+
+_JSON_CLIENT = msgspec.json.Decoder(ClientMessage)
+_MSGPACK_CLIENT = msgspec.msgpack.Decoder(ClientMessage)
+_JSON_SERVER = msgspec.json.Decoder(ServerEvent)
+_MSGPACK_SERVER = msgspec.msgpack.Decoder(ServerEvent)
+_JSON_ENC = msgspec.json.Encoder()
+_MSGPACK_ENC = msgspec.msgpack.Encoder()
+_AT = re.compile(r"at `\$\.?([^`]*)`")
+_FIELD = re.compile(r"field `([^`]*)`")
+
+
+class ProtocolError(RSPPError):
+    """A message that does not decode; ``field`` names the offending field."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _protocol_error(exc: msgspec.MsgspecError) -> ProtocolError:
+    text = str(exc)
+    m = _AT.search(text)
+    field = (m.group(1) or "$") if m else None
+    named = _FIELD.search(text)
+    if named is not None:  # unknown or missing field: name it, under the object's path
+        field = named.group(1) if field in (None, "$") else f"{field}.{named.group(1)}"
+    return ProtocolError(text, field or "$")
+
+
+def decode_client(data: str | bytes, *, msgpack: bool = False) -> ClientMessage:
+    """Decode one client message (JSON text or MessagePack bytes); raises ProtocolError."""
+    try:
+        if msgpack:
+            out = _MSGPACK_CLIENT.decode(data if isinstance(data, bytes) else data.encode())
+        else:
+            out = _JSON_CLIENT.decode(data)
+        return cast("ClientMessage", out)
+    except msgspec.MsgspecError as exc:
+        raise _protocol_error(exc) from None
+
+
+def decode_server(data: str | bytes, *, msgpack: bool = False) -> ServerEvent:
+    """Decode one server event (clients); raises ProtocolError."""
+    try:
+        if msgpack:
+            out = _MSGPACK_SERVER.decode(data if isinstance(data, bytes) else data.encode())
+        else:
+            out = _JSON_SERVER.decode(data)
+        return cast("ServerEvent", out)
+    except msgspec.MsgspecError as exc:
+        raise _protocol_error(exc) from None
+
+
+def encode_message(msg: msgspec.Struct, *, msgpack: bool = False) -> bytes:
+    """Encode one protocol message (either direction)."""
+    return _MSGPACK_ENC.encode(msg) if msgpack else _JSON_ENC.encode(msg)

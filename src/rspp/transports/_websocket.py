@@ -1,0 +1,387 @@
+"""The WebSocket endpoint of live sessions (protocol ``rspp.v1``; docs/protocol/websocket.md).
+
+:func:`websocket_route` returns a Starlette route for ``/v1/sessions/{session_id}/ws``
+that the server mounts. Per connection, in order:
+
+1. negotiate the subprotocol (``rspp.v1.msgpack`` or JSON), accept the handshake;
+2. take the session token (``?token=`` or ``Authorization: Bearer``) and verify
+   it through the injected :class:`~rspp.transports.TokenVerifier` BEFORE any
+   message is read; refusals close with a 44xx code and a one-line reason;
+3. read the ``start`` message (the audio format), open or resume the session
+   through the :class:`SessionHub` (the injected :class:`SessionFactory`);
+4. run a reader (audio and control messages in) and a writer (paced audio and
+   events out) until either side ends.
+
+Bad input never crashes the server nor touches another session: a malformed or
+unknown message, audio not in the declared format or an oversized frame is an
+``error`` event naming the field; a flood (audio faster than real time) or a
+client too slow to read its events closes the connection with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from rspp.transports._egress import AudioFrame
+from rspp.transports._ingress import Flood
+from rspp.transports._live import InputRejected
+from rspp.transports._protocol import (
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    AudioIn,
+    AudioOut,
+    End,
+    ErrorEvent,
+    Interrupt,
+    ProtocolError,
+    Ready,
+    ServerEvent,
+    Start,
+    TextIn,
+    decode_client,
+    encode_message,
+)
+from rspp.transports._session_port import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_CONFLICT,
+    CLOSE_FLOOD,
+    CLOSE_FORBIDDEN,
+    CLOSE_TIMEOUT,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    ClientAudio,
+    LiveSession,
+    SessionFactory,
+    SessionGrant,
+    SessionRefused,
+    TokenRefused,
+    TokenVerifier,
+)
+
+__all__ = ["SESSION_PATH", "SessionHub", "WebSocketOptions", "websocket_route"]
+
+log = logging.getLogger("rspp.transports.websocket")
+SESSION_PATH = "/v1/sessions/{session_id}/ws"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    #: largest binary audio frame (bytes); larger frames are dropped with an error event
+    max_audio_frame_bytes: int = 32 * 1024
+    #: largest text (JSON) control message
+    max_control_bytes: int = 8 * 1024
+    #: the ``start`` message must arrive within this
+    start_timeout_s: float = 10.0
+
+
+class _Fatal(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class SessionHub:
+    """The live sessions of one runtime, by id: opened through the factory, resumed by id."""
+
+    def __init__(self, factory: SessionFactory) -> None:
+        self.factory = factory
+        self.sessions: dict[str, LiveSession] = {}
+        self._connected: set[str] = set()
+        self._opening: dict[str, asyncio.Lock] = {}
+
+    def _prune(self) -> None:
+        for sid in [s for s, h in self.sessions.items() if h.closed]:
+            del self.sessions[sid]
+
+    async def acquire(self, session_id: str, grant: SessionGrant,
+                      audio: ClientAudio) -> tuple[LiveSession, bool]:
+        """The session for a verified connection and whether it is a resume."""
+        self._prune()
+        if session_id in self._connected:
+            raise SessionRefused(f"session {session_id} already has a live connection",
+                                 CLOSE_CONFLICT)
+        lock = self._opening.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            handle = self.sessions.get(session_id)
+            resumed = handle is not None and not handle.closed
+            if handle is None or handle.closed:
+                handle = await self.factory.open(session_id, grant, audio)
+                self.sessions[session_id] = handle
+            elif handle.tenant_id != grant.tenant_id:
+                raise TokenRefused(f"token of tenant {grant.tenant_id} cannot resume a session "
+                                   "of another tenant", CLOSE_FORBIDDEN)
+            self._connected.add(session_id)
+        self._opening.pop(session_id, None)
+        return handle, resumed
+
+    def release(self, session_id: str) -> None:
+        self._connected.discard(session_id)
+        self._prune()
+
+    @property
+    def active(self) -> int:
+        return sum(1 for h in self.sessions.values() if not h.closed)
+
+    async def aclose(self, reason: str = "server_shutdown") -> None:
+        """Close every session (server shutdown)."""
+        for handle in list(self.sessions.values()):
+            await handle.close(reason)
+        self.sessions.clear()
+
+
+def _token(ws: WebSocket) -> str | None:
+    token = ws.query_params.get("token")
+    if token:
+        return token
+    auth = ws.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class _Connection:
+    """One WebSocket connection of one session (reader + writer)."""
+
+    def __init__(self, ws: WebSocket, msgpack: bool, opts: WebSocketOptions) -> None:
+        self.ws, self.msgpack, self.opts = ws, msgpack, opts
+        self._send_lock = asyncio.Lock()
+        self.audio: ClientAudio | None = None
+
+    async def send(self, msg: ServerEvent | AudioFrame) -> None:
+        async with self._send_lock:
+            if isinstance(msg, AudioFrame):
+                if self.msgpack:
+                    await self.ws.send_bytes(encode_message(
+                        AudioOut(turn_id=msg.turn_id, seq=msg.seq, data=msg.pcm), msgpack=True))
+                else:
+                    await self.ws.send_bytes(msg.pcm)
+            elif self.msgpack:
+                await self.ws.send_bytes(encode_message(msg, msgpack=True))
+            else:
+                await self.ws.send_text(encode_message(msg).decode())
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state is WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code, reason.encode()[:120].decode(errors="ignore"))
+
+    async def refuse(self, code: int, reason: str, field: str | None = None) -> None:
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.send(ErrorEvent(code="refused", field=field, message=reason, fatal=True))
+        await self.close(code, reason)
+
+    async def receive(self) -> tuple[str | None, bytes | None] | None:
+        """The next message as (text, bytes); None when the client disconnected."""
+        msg = await self.ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return None
+        return msg.get("text"), msg.get("bytes")
+
+    def decode(self, text: str | None, data: bytes | None) -> object:
+        """A control message, or raw audio bytes (JSON variant binary frames)."""
+        if text is not None:
+            if len(text) > self.opts.max_control_bytes:
+                raise ProtocolError(f"control message of {len(text)} bytes exceeds "
+                                    f"{self.opts.max_control_bytes}", "$")
+            return decode_client(text)
+        raw = data or b""
+        if len(raw) > self.opts.max_audio_frame_bytes:
+            raise InputRejected("audio", f"frame of {len(raw)} bytes exceeds "
+                                f"{self.opts.max_audio_frame_bytes} bytes; send 20-100 ms "
+                                "frames")
+        if self.msgpack:
+            return decode_client(raw, msgpack=True)
+        return raw
+
+    async def read_start(self) -> Start:
+        got = await asyncio.wait_for(self.receive(), self.opts.start_timeout_s)
+        if got is None:
+            raise WebSocketDisconnect(1000)
+        msg = self.decode(*got)
+        if not isinstance(msg, Start):
+            raise _Fatal(CLOSE_BAD_REQUEST, "the first message must be `start` (declares the "
+                         "audio format)")
+        return msg
+
+
+def websocket_route(factory: SessionFactory | SessionHub, verifier: TokenVerifier, *,
+                    path: str = SESSION_PATH,
+                    options: WebSocketOptions | None = None) -> WebSocketRoute:
+    """The live-session WebSocket route (see the module docstring)."""
+    hub = factory if isinstance(factory, SessionHub) else SessionHub(factory)
+    opts = options or WebSocketOptions()
+
+    async def endpoint(ws: WebSocket) -> None:
+        await _serve(ws, hub, verifier, opts)
+
+    route = WebSocketRoute(path, endpoint, name="live_session_ws")
+    route.hub = hub  # type: ignore[attr-defined]
+    return route
+
+
+async def _serve(ws: WebSocket, hub: SessionHub, verifier: TokenVerifier,
+                 opts: WebSocketOptions) -> None:
+    offered = ws.scope.get("subprotocols") or []
+    msgpack = SUBPROTOCOL_MSGPACK in offered
+    sub = SUBPROTOCOL_MSGPACK if msgpack else (
+        SUBPROTOCOL_JSON if SUBPROTOCOL_JSON in offered else None)
+    sid = str(ws.path_params.get("session_id", ""))
+    token = _token(ws)
+    await ws.accept(subprotocol=sub)
+    conn = _Connection(ws, msgpack, opts)
+    if not _SESSION_ID.match(sid):
+        await conn.refuse(CLOSE_BAD_REQUEST, "session id must be 1-128 of [A-Za-z0-9._:-]",
+                          "session_id")
+        return
+    if token is None:
+        await conn.refuse(CLOSE_UNAUTHORIZED, "missing session token: pass ?token= or "
+                          "Authorization: Bearer", "token")
+        return
+    try:
+        grant = await verifier(token, sid)
+    except TokenRefused as exc:
+        await conn.refuse(exc.code, exc.reason, "token")
+        return
+    if grant.session_id != sid:
+        await conn.refuse(CLOSE_FORBIDDEN, f"token is for session {grant.session_id}, not {sid}",
+                          "token")
+        return
+    try:
+        start = await conn.read_start()
+    except TimeoutError:
+        await conn.refuse(CLOSE_TIMEOUT, f"no `start` within {opts.start_timeout_s:g} s", "type")
+        return
+    except (ProtocolError, InputRejected) as exc:
+        await conn.refuse(CLOSE_BAD_REQUEST, f"bad `start`: {exc}", exc.field)
+        return
+    except _Fatal as exc:
+        await conn.refuse(exc.code, exc.reason, "type")
+        return
+    except WebSocketDisconnect:
+        return
+    audio = ClientAudio(sample_rate=start.sample_rate,
+                        output_sample_rate=start.output_sample_rate or start.sample_rate,
+                        sequenced=start.sequenced)
+    try:
+        handle, resumed = await hub.acquire(sid, grant, audio)
+    except (SessionRefused, TokenRefused) as exc:
+        await conn.refuse(exc.code, exc.reason)
+        return
+    conn.audio = audio
+    try:
+        await _run(conn, handle, audio, resumed)
+    finally:
+        hub.release(sid)
+
+
+async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
+               resumed: bool) -> None:
+    stream = handle.connect(audio)
+    await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
+                          output_sample_rate=handle.output_sample_rate,
+                          frame_ms=20, resumed=resumed))
+
+    async def write() -> tuple[int, str] | None:
+        try:
+            async for item in stream:
+                await conn.send(item)
+        except OverflowError as exc:
+            return CLOSE_TOO_SLOW, str(exc)
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            return None  # the client is gone; the reader sees the disconnect
+        return 1000, handle.close_reason or "session closed"
+
+    reader = asyncio.create_task(_read_loop(conn, handle, audio), name="ws-reader")
+    writer = asyncio.create_task(write(), name="ws-writer")
+    await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    close: tuple[int, str] | None = None
+    if reader.done():
+        exc = reader.exception()
+        if isinstance(exc, _Fatal):  # the session cannot continue (flood)
+            close = exc.code, exc.reason
+            writer.cancel()
+            await asyncio.wait({writer})
+            await handle.close(exc.reason)
+        else:
+            if exc is not None:
+                log.error("session %s: reader failed: %r", handle.session_id, exc)
+            if not handle.closed:
+                await handle.disconnected()  # the stream ends: the writer returns
+            await asyncio.wait({writer})
+            close = writer.result() if not writer.cancelled() else None
+            if close is None and exc is not None:
+                close = 1011, "internal error"
+    else:
+        close = writer.result()
+        if close is not None and close[0] == CLOSE_TOO_SLOW and not handle.closed:
+            await handle.disconnected()
+        if close is not None:
+            await conn.close(*close)
+        # the reader sees the close (or the client is gone); bounded, then cancelled
+        await asyncio.wait({reader}, timeout=2.0)
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader})
+        elif isinstance(reader.exception(), Exception) and not handle.closed:
+            await handle.disconnected()
+        return
+    if close is not None:
+        await conn.close(*close)
+
+
+async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
+    while not handle.closed:
+        got = await conn.receive()
+        if got is None:
+            return
+        try:
+            msg = conn.decode(*got)
+            await _dispatch(conn, handle, audio, msg)
+        except Flood as exc:
+            await conn.send(ErrorEvent(code="flood", field="audio", message=str(exc),
+                                       fatal=True))
+            raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
+        except (ProtocolError, InputRejected) as exc:
+            code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
+            handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
+
+
+async def _dispatch(conn: _Connection, handle: LiveSession, audio: ClientAudio,
+                    msg: object) -> None:
+    if isinstance(msg, bytes):
+        seq: int | None = None
+        if audio.sequenced:
+            if len(msg) < 4:
+                raise InputRejected("audio", "sequenced frames start with a 4-byte sequence "
+                                    "number")
+            seq, msg = int.from_bytes(msg[:4], "big"), msg[4:]
+        if len(msg) % 2:
+            raise InputRejected("audio", f"frame of {len(msg)} bytes is not PCM16 (declared "
+                                f"pcm_s16le mono at {audio.sample_rate} Hz)")
+        await handle.push_audio(msg, seq)
+    elif isinstance(msg, AudioIn):
+        if len(msg.data) % 2:
+            raise InputRejected("data", f"frame of {len(msg.data)} bytes is not PCM16")
+        await handle.push_audio(msg.data, msg.seq)
+    elif isinstance(msg, TextIn):
+        await handle.push_text(msg.text)
+    elif isinstance(msg, Interrupt):
+        await handle.interrupt()
+    elif isinstance(msg, End):
+        await handle.end()
+    elif isinstance(msg, Start):
+        raise InputRejected("type", "`start` was already received; the audio format is fixed "
+                            "for the connection")
+    else:  # pragma: no cover - the decoder only yields the union
+        raise InputRejected("type", f"unexpected message {type(msg).__name__}")
+

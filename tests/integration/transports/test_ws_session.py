@@ -1,0 +1,127 @@
+"""Live voice sessions over the WebSocket endpoint (F-084, F-086): question in, reply out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from rspp.client import LiveClient
+from rspp.transports import AudioOut, Clear, ReplyText, Stats, Transcript, TurnEvent
+
+from .conftest import assert_replays
+
+pytestmark = pytest.mark.integration
+
+SILENCE_1S = bytes(32000)
+
+
+async def converse(client: LiveClient, pcm: bytes, *, inserts: Any = ()) -> list[Any]:
+    """Stream ``pcm`` + 1.5 s of silence in real time, then ``end``; every event until close."""
+    got: list[Any] = []
+
+    async def send() -> None:
+        await client.stream_pcm(pcm + SILENCE_1S + SILENCE_1S[:16000], inserts=inserts)
+        await client.end()
+
+    sender = asyncio.create_task(send())
+    async for item in client.events():
+        got.append(item)
+    await sender
+    return got
+
+
+async def test_spoken_question_gets_transcript_reply_and_paced_audio(serve, speech, issue) -> None:
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("q1"), token=issue("q1")) as client:
+            assert client.ready.session_id == "q1" and client.ready.frame_ms == 20
+            got = await converse(client, speech["question"][0])
+        assert client.close_code == 1000, client.close_reason
+    finals = [e for e in got if isinstance(e, Transcript) and e.final]
+    assert finals and "weather" in finals[0].text
+    replies = [e for e in got if isinstance(e, ReplyText)]
+    assert replies
+    audio = [e for e in got if isinstance(e, AudioOut)]
+    assert audio and all(len(f.data) == 640 for f in audio)  # 20 ms at 16 kHz
+    states = [(e.turn_id, e.state) for e in got if isinstance(e, TurnEvent)]
+    tid = states[0][0]
+    assert [s for t, s in states if t == tid] == ["open", "commit", "close"]
+    stats = [e for e in got if isinstance(e, Stats)][-1]
+    assert stats.frames_out == len(audio) and stats.out_of_order_frames == 0
+    timeline = srv.factory.timeline_for("q1")
+    assert timeline is not None
+    lines = [json.loads(x) for x in timeline.read_text().splitlines()]
+    signals = [ln["record"]["signal"] for ln in lines if ln["kind"] == "control_signal"]
+    assert "playback_started" in signals and "playback_completed" in signals
+    assert signals[-1] == "ended" and "connected" in signals
+    assert_replays(timeline, srv.spec)
+
+
+async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serve, speech,
+                                                                           issue) -> None:
+    q, i = speech["question"][0], speech["interrupt"][0]
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("b1"), token=issue("b1"),
+                                            msgpack=True) as client:
+            # the interruption starts 2.5 s after the question ends: while the reply plays
+            at = len(q) / 32000 + 2.5
+            got = await converse(client, q + bytes(int(at * 32000) - len(q) + 64000),
+                                 inserts=[(at, i)])
+    clears = [e for e in got if isinstance(e, Clear)]
+    assert clears
+    first = clears[0].turn_id
+    ends = {(e.turn_id, e.state): e.reason for e in got if isinstance(e, TurnEvent)}
+    assert (first, "abort") in ends and (first, "commit") not in ends
+    later = [t for (t, s) in ends if s == "commit" and t != first]
+    assert later, ends
+    # the fence: no audio of the cancelled turn after its clear; the next turn plays
+    idx = got.index(clears[0])
+    assert not [e for e in got[idx:] if isinstance(e, AudioOut) and e.turn_id == first]
+    assert [e for e in got[idx:] if isinstance(e, AudioOut) and e.turn_id in later]
+    timeline = srv.factory.timeline_for("b1")
+    assert timeline is not None
+    assert_replays(timeline, srv.spec)
+
+
+def _abi(lines: list[dict[str, Any]], edge: str) -> set[tuple[Any, ...]]:
+    """The contract shape of the records on ``edge``: field names, classes, formats."""
+    out = set()
+    for ln in lines:
+        rec = ln["record"]
+        if ln["kind"] != "event_record" or rec.get("edge_id") != edge:
+            continue
+        payload = ln.get("payload") or {}
+        data = payload.get("data")
+        out.add((tuple(sorted(rec)), rec["lane"], rec["payload_class"], rec["event_scope"],
+                 payload.get("type"), payload.get("sample_rate_hz"), payload.get("encoding"),
+                 len(data) if isinstance(data, str) and edge == "input.audio" else None))
+    return out
+
+
+async def test_websocket_and_loopback_sessions_share_the_event_abi(serve, speech, issue,
+                                                                   tmp_path) -> None:
+    """F-086: the same spec over loopback (``rspp run``) and WebSocket: one Event ABI."""
+    from rspp.contracts import RecordingLevel
+    from rspp.runner import RunOptions, run_local
+    from rspp.transports import write_wav
+
+    q = tmp_path / "q.wav"
+    write_wav(q, speech["question"][0], 16000)
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("abi1"), token=issue("abi1"),
+                                            sample_rate=16000) as client:
+            await converse(client, speech["question"][0])
+        loop_tl = tmp_path / "loopback.jsonl"
+        await run_local(RunOptions(spec=srv.spec, input=q, timeline=loop_tl,
+                                   record_level=RecordingLevel.L2))
+    ws_tl = srv.factory.timeline_for("abi1")
+    assert ws_tl is not None
+    a = [json.loads(x) for x in ws_tl.read_text().splitlines()]
+    b = [json.loads(x) for x in loop_tl.read_text().splitlines()]
+    for edge in ("input.audio", "output.transcript", "output.transcript_partial"):
+        assert _abi(a, edge) and _abi(a, edge) == _abi(b, edge), edge
+    # audio replies: same record shape (sizes vary with the reply)
+    shape = {x[:7] for x in _abi(a, "output.audio")}
+    assert shape and shape == {x[:7] for x in _abi(b, "output.audio")}
