@@ -6,11 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint typecheck check bench clean
 
+# Installing prints what it does: one line per package pip collects, no progress bars.
 $(STAMP): pyproject.toml
+	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,speech]'
-	touch $(STAMP)
+	@echo "==> installing rspp with the offline speech engines (first run: a minute or two)"
+	$(BIN)/pip install --progress-bar off --upgrade pip
+	$(BIN)/pip install --progress-bar off -e '.[dev,speech]'
+	@touch $(STAMP)
+	@echo "==> installed; $(BIN)/rspp --help lists the commands"
 
 venv: $(STAMP)
 
@@ -21,11 +25,16 @@ DEMO_OUT ?= out/demo
 ## then the recorded timeline is validated and its quality gates are reported.
 demo: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
+	@echo "==> 1/5 lint the pipeline spec"
 	$(BIN)/rspp lint --strict pipelines/examples/voice_assistant.yaml
+	@echo "==> 2/5 speak the question with espeak-ng"
 	$(BIN)/rspp say "what is the weather like today" -o $(DEMO_OUT)/question.wav
+	@echo "==> 3/5 stream it through the offline assistant in real time"
 	$(BIN)/rspp run pipelines/examples/voice_assistant.yaml --input $(DEMO_OUT)/question.wav \
 		--output $(DEMO_OUT)/reply.wav --timeline $(DEMO_OUT)/timeline.jsonl --real-time
+	@echo "==> 4/5 validate every timeline record against the wire contract"
 	$(BIN)/rspp contracts validate $(DEMO_OUT)/timeline.jsonl
+	@echo "==> 5/5 the seven MVP quality gates of this run"
 	$(BIN)/rspp slo report $(DEMO_OUT)/timeline.jsonl
 
 lint: $(STAMP)

@@ -7,6 +7,7 @@ Real audio engines (espeak-ng, pocketsphinx), real CLI processes (the
 from __future__ import annotations
 
 import json
+import re
 import wave
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ def test_spoken_question_gets_a_spoken_answer(
     assert res.returncode == 0, res.stderr
     assert "transcript: what is the weather" in res.stdout
     assert "weather offline" in res.stdout  # the local responder's weather answer
-    assert "turn-open decision" in res.stdout and "end to end" in res.stdout
+    _table_matches_the_gates(res.stdout, tl, rspp_cli)
     with wave.open(str(out)) as w:
         assert w.getnframes() > w.getframerate()  # more than one second of reply audio
     lines = timeline(tl)
@@ -132,3 +133,20 @@ def test_bad_input_exits_non_zero_with_a_clear_message(
                 "bad_spec": "SPEC", "bad_barge_in": "IN2.wav@SECONDS"}[case]
     assert expected in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _table_matches_the_gates(stdout: str, tl: Path, rspp_cli: RsppCli) -> None:
+    """The per-turn table of ``rspp run`` and ``rspp slo report`` give the same numbers."""
+    lines = stdout.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("turn  outcome"))
+    columns = re.split(r"\s{2,}", lines[head])
+    assert columns[2:] == ["speech end -> open", "speech end -> audio", "open -> audio",
+                           "open decision", "cancel fence"]
+    row = dict(zip(columns, re.split(r"\s{2,}", lines[head + 2]), strict=True))
+    ms = {k: float(v.removesuffix(" ms")) for k, v in row.items() if v.endswith(" ms")}
+    assert ms["speech end -> audio"] == ms["speech end -> open"] + ms["open -> audio"]
+    assert "end of user speech (VAD) to turn_open" in stdout
+    report = rspp_cli("slo", "report", str(tl), "--json")
+    gates = {g["gate"]: g for g in json.loads(report.stdout)["gates"]}
+    assert gates[7]["count"] == 1 and gates[7]["p50"] == ms["speech end -> audio"]
+    assert gates[1]["count"] == 1 and gates[1]["p50"] == ms["open decision"]

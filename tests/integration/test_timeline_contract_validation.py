@@ -58,4 +58,5 @@ def test_incomplete_evidence_line_is_reported_with_its_field(tmp_path: Path) -> 
     path.write_text(json.dumps({"kind": EVIDENCE_KIND, "record": {"session_id": "s1"}}) + "\n")
     result = CliRunner().invoke(app, ["contracts", "validate", "--all", str(path)])
     assert result.exit_code == 1
-    assert "line1.record.or02_evidence_schema_version: required field missing" in result.output
+    assert f"{path}:1: invalid: record.or02_evidence_schema_version: required field missing" \
+        in result.output

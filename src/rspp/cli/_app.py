@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from rspp.cli import _audio, _contracts, _cp, _observe, _replay, _run, _spec, _talk
+from rspp.cli._errors import echo_error, guard_commands
 
 app = typer.Typer(
     name="rspp",
@@ -13,7 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
 
 
 @app.command("version")
@@ -26,8 +29,21 @@ def version() -> None:
 
 for _group in (_contracts, _spec, _cp, _observe, _audio, _run, _replay, _talk):
     _group.register(app)
+guard_commands(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Commands turn bad input into one line (see :mod:`rspp.cli._errors`); an
+    unexpected exception is a bug, reported here as one line with exit 70
+    (``RSPP_TRACEBACK=1`` re-raises it with the traceback).
+    """
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("RSPP_TRACEBACK"):
+            raise
+        echo_error(f"rspp: internal error: {type(exc).__name__}: {exc} (this is a bug; "
+                   "RSPP_TRACEBACK=1 shows the traceback)")
+        sys.exit(70)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from rspp.cli._errors import guard_commands
+
 _RATES = (8000, 16000, 22050, 24000, 48000)
 
 
@@ -60,3 +62,4 @@ def say(
 def register(app: typer.Typer) -> None:
     """Add ``rspp say`` to the root app."""
     app.command("say")(say)
+    guard_commands(app)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import typer
 
+from rspp.cli._errors import guard_commands
 from rspp.contracts import (
     EVIDENCE_KIND,
     KINDS,
@@ -33,10 +37,11 @@ def _kind_check(kind: str | None) -> str | None:
     return kind
 
 
-def _one_line(issues: list[ValidationIssue]) -> str:
-    first = issues[0]
-    more = f" (+{len(issues) - 1} more)" if len(issues) > 1 else ""
-    return f"{first.path}: {first.message}{more}"
+MAX_JSON_BYTES = 64 << 20
+"""Largest single JSON document (``.json``) validated; timelines (``.jsonl``) stream."""
+
+Located = tuple[int, ValidationIssue]
+"""An issue with its 1-based line in the file (0: the file as a whole)."""
 
 
 def _check_record(kind: str | None, data: object, prefix: str = "") -> list[ValidationIssue]:
@@ -47,57 +52,94 @@ def _check_record(kind: str | None, data: object, prefix: str = "") -> list[Vali
     return issues
 
 
-def _evidence_issues(where: str, record: object) -> list[ValidationIssue]:
+def _evidence_issues(record: object) -> list[ValidationIssue]:
     from rspp.observability import missing_evidence_fields
 
     if not isinstance(record, dict):
-        return [ValidationIssue(f"{where}.record", "OR-02 evidence must be a JSON object")]
-    return [
-        ValidationIssue(f"{where}.record.{problem.partition(':')[0]}", problem.partition(': ')[2])
-        for problem in missing_evidence_fields(record)
-    ]
+        return [ValidationIssue("record", "OR-02 evidence must be a JSON object")]
+    return [_evidence_issue(problem) for problem in missing_evidence_fields(record)]
 
 
-def _check_jsonl(kind: str | None, text: str) -> list[ValidationIssue]:
-    issues: list[ValidationIssue] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"line{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            reason = f"malformed JSON: {exc.msg} at column {exc.colno}"
-            issues.append(ValidationIssue(where, reason))
+_FIELD_FIRST = re.compile(r"^(?P<field>[A-Za-z_][\w.]*): (?P<message>.+)$", re.S)
+_MSGSPEC_AT = re.compile(r" - at `\$\.?(?P<field>[^`]*)`$")
+
+
+def _evidence_issue(problem: str) -> ValidationIssue:
+    """``field: message`` or a msgspec ``message - at `$.field``` as a record issue."""
+    found = _FIELD_FIRST.match(problem)
+    if found is not None:
+        return ValidationIssue(f"record.{found['field']}", found["message"])
+    at = _MSGSPEC_AT.search(problem)
+    if at is not None:
+        return ValidationIssue(f"record.{at['field']}".rstrip("."), problem[: at.start()])
+    return ValidationIssue("record", problem)
+
+
+def _check_jsonl(kind: str | None, path: Path) -> Iterator[Located]:
+    """Issues of every line of a JSON Lines timeline, read as a stream."""
+    from rspp.observability import TimelineFormatError, envelope_problem, iter_values
+
+    empty = True
+    for number, data in iter_values(path):
+        empty = False
+        if isinstance(data, TimelineFormatError):
+            field = "<file>" if number == 0 else "<line>"
+            yield number, ValidationIssue(field, data.message)
             continue
         if isinstance(data, dict) and data.get("kind") == EVIDENCE_KIND:
-            issues.extend(_evidence_issues(where, data.get("record")))
+            yield from ((number, i) for i in _evidence_issues(data.get("record")))
             continue
         entry, found = parse_entry(data)
         if entry is not None and kind is not None and entry.kind != kind:
             found = [ValidationIssue("kind", f"expected {kind!r}, got {entry.kind!r}"), *found]
-        issues.extend(ValidationIssue(f"{where}.{i.path}", i.message) for i in found)
-    return issues
+        if not found and isinstance(data, dict) and isinstance(data.get("record"), dict):
+            problem = envelope_problem(data["record"])  # e.g. integers beyond 64 bits
+            found = [ValidationIssue(f"record.{problem[0]}", problem[1])] if problem else []
+        yield from ((number, i) for i in found)
+    if empty:
+        yield 0, ValidationIssue("<file>", "the file is empty; there is nothing to validate")
 
 
-def _check_file(kind: str | None, path: Path) -> list[ValidationIssue]:
+def _check_json(kind: str | None, path: Path) -> Iterator[Located]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [ValidationIssue("<file>", f"cannot read file: {exc}")]
-    if path.suffix == ".jsonl":
-        return _check_jsonl(kind, text)
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            yield 0, ValidationIssue("<file>", f"{size} bytes is over the {MAX_JSON_BYTES}-byte "
+                                     "limit of a .json document; write records as .jsonl")
+            return
+        raw = path.read_bytes()
+    except OSError as exc:
+        yield 0, ValidationIssue("<file>", f"cannot read file: {exc.strerror or exc}")
+        return
+    if not raw.strip():
+        yield 0, ValidationIssue("<file>", "the file is empty; there is nothing to validate")
+        return
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        reason = f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        return [ValidationIssue("<file>", reason)]
+        data: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        yield 0, ValidationIssue("<file>", f"malformed JSON: {exc}")
+        return
+    except RecursionError:
+        yield 0, ValidationIssue("<file>", "malformed JSON: nested too deeply")
+        return
     if isinstance(data, list):
-        issues: list[ValidationIssue] = []
+        if not data:
+            yield 0, ValidationIssue("<file>", "an empty list holds no record to validate")
         for index, item in enumerate(data):
-            issues.extend(_check_record(kind, item, prefix=str(index)))
-        return issues
-    return _check_record(kind, data)
+            yield from ((0, i) for i in _check_record(kind, item, prefix=str(index)))
+        return
+    yield from ((0, i) for i in _check_record(kind, data))
+
+
+def _check_file(kind: str | None, path: Path) -> Iterator[Located]:
+    return _check_jsonl(kind, path) if path.suffix == ".jsonl" else _check_json(kind, path)
+
+
+def _verdict(path: Path, located: Located, more: int = 0) -> str:
+    line, issue = located
+    where = f"{path}:{line}" if line else str(path)
+    tail = f" (+{more} more)" if more else ""
+    return f"{where}: invalid: {issue.path}: {issue.message}{tail}"
 
 
 @contracts_app.command("validate")
@@ -108,19 +150,25 @@ def validate_command(
     ),
     show_all: bool = typer.Option(False, "--all", help="Print every issue, one per line."),
 ) -> None:
-    """Validate records; print ``FILE: valid`` or ``FILE: invalid: PATH: MESSAGE`` per file."""
+    """Validate records; print ``FILE: valid`` or ``FILE[:LINE]: invalid: PATH: MESSAGE``.
+
+    Timelines are streamed (memory does not grow with the file); an empty file is invalid.
+    """
     failed = False
     for path in files:
-        issues = _check_file(kind, path)
-        if not issues:
+        first: Located | None = None
+        count = 0
+        for located in _check_file(kind, path):
+            count += 1
+            if show_all:
+                typer.echo(_verdict(path, located))
+            elif first is None:
+                first = located
+        if first is not None:
+            typer.echo(_verdict(path, first, count - 1))
+        if count == 0:
             typer.echo(f"{path}: valid")
-            continue
-        failed = True
-        if show_all:
-            for issue in issues:
-                typer.echo(f"{path}: invalid: {issue.path}: {issue.message}")
-        else:
-            typer.echo(f"{path}: invalid: {_one_line(issues)}")
+        failed = failed or count > 0
     raise typer.Exit(1 if failed else 0)
 
 
@@ -186,3 +234,4 @@ def compat_command(
 def register(app: typer.Typer) -> None:
     """Attach ``rspp contracts`` to the root app."""
     app.add_typer(contracts_app, name="contracts")
+    guard_commands(app)

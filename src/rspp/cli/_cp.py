@@ -113,6 +113,9 @@ def serve(
     db: str = typer.Option(
         None, "--db", envvar="RSPP_DB", help="Database URL (default: ./rspp-controlplane.db)."
     ),
+    db_schema: str = typer.Option(
+        None, "--db-schema", help="PostgreSQL schema to use (default: the search_path)."
+    ),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8700, "--port"),
     admin_key: str = typer.Option(
@@ -145,6 +148,7 @@ def serve(
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
     settings = ControlPlaneSettings(
         db_url=db or default_sqlite_url(),
+        db_schema=db_schema,
         admin_key=admin_key,
         token_keys=keys,
         max_body_bytes=max_body_bytes,

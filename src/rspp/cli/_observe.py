@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from rspp.cli._errors import fail, guard_commands
 from rspp.contracts import DivergencePolicy, ReplayTolerances
 from rspp.observability import (
     RetentionPolicy,
@@ -20,7 +22,7 @@ from rspp.observability import (
     compare_timelines,
     evaluate_gates,
     filter_lines,
-    read_timeline,
+    iter_timeline,
     report_to_json,
     report_to_markdown,
     sweep,
@@ -40,21 +42,16 @@ def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     width = None if stream.isatty() else 160
     return Console(stderr=stderr, soft_wrap=soft_wrap, width=width)
 
-def _load(paths: list[Path], console: Console) -> tuple[list[TimelineLine], int]:
-    """All good lines of ``paths``; bad lines are printed as ``FILE:LINE: message``."""
-    lines: list[TimelineLine] = []
-    errors: list[TimelineFormatError] = []
+def _lines(paths: list[Path], *, payloads: bool = True) -> Iterator[TimelineLine]:
+    """Stream the lines of ``paths``; the first malformed line raises (one line, exit 2)."""
     for path in paths:
         if not path.is_file():
-            errors.append(TimelineFormatError(str(path), 0, "file not found; pass a timeline "
-                                              "file written by `rspp run --timeline`"))
-            continue
-        good, bad = read_timeline(path)
-        lines.extend(good)
-        errors.extend(bad)
-    for error in errors:
-        console.print(f"[red]error[/red] {error}", highlight=False, markup=True, soft_wrap=True)
-    return lines, len(errors)
+            raise TimelineFormatError(str(path), 0, "file not found; pass a timeline file "
+                                      "written by `rspp run --timeline`")
+        for item in iter_timeline(path, payloads=payloads):
+            if isinstance(item, TimelineFormatError):
+                raise item
+            yield item
 
 
 @timeline_app.command("show")
@@ -68,15 +65,20 @@ def show(
     type_: str | None = typer.Option(None, "--type", help="Kind, signal or outcome, e.g. "
                                      "control_signal, commit, admit."),
 ) -> None:
-    """Show a timeline as an ordered, filterable table (exit 1 if a line is malformed)."""
+    """Show a timeline as an ordered, filterable table (exit 2 if a line is malformed)."""
     console = _console(soft_wrap=False)
-    lines, bad = _load([file], console)
     spec = TimelineFilter(session=session, turn=turn, lane=lane, node=node, type=type_)
-    shown = filter_lines(lines, spec)
-    title = f"{file.name} ({len(shown)} of {len(lines)} lines)"
+    total = 0
+
+    def counted() -> Iterator[TimelineLine]:
+        nonlocal total
+        for line in _lines([file]):
+            total += 1
+            yield line
+
+    shown = filter_lines(counted(), spec)
+    title = f"{file.name} ({len(shown)} of {total} lines)"
     console.print(timeline_table(shown, title=title))
-    if bad:
-        raise typer.Exit(1)
 
 
 @timeline_app.command("diff")
@@ -89,10 +91,7 @@ def diff(
 ) -> None:
     """Compare two timelines; exit 1 when a failing divergence class is present."""
     console = Console()
-    exp, bad_e = _load([expected], console)
-    act, bad_a = _load([actual], console)
-    if bad_e or bad_a:
-        raise typer.Exit(2)
+    exp, act = list(_lines([expected])), list(_lines([actual]))
     result = compare_timelines(exp, act, tolerances=ReplayTolerances(timing_ms=timing_ms),
                                policy=DivergencePolicy())
     data = report_to_json(result)
@@ -139,10 +138,13 @@ def slo_report(
     timelines: list[Path] = typer.Argument(..., help="One or more timeline files."),
     as_json: bool = typer.Option(False, "--json", help="Print the gates as JSON."),
 ) -> None:
-    """The seven MVP gates with p50/p95/p99; exit 1 on any failing gate or malformed input."""
+    """The seven MVP gates with p50/p95/p99; exit 1 on a failing gate or without evidence.
+
+    A malformed line is bad input (one line, exit 2); a timeline without an accepted
+    turn exits 1: a release gate never passes on no evidence.
+    """
     console = _console(stderr=as_json)
-    lines, bad = _load(timelines, console)
-    result = evaluate_gates(lines)
+    result = evaluate_gates(_lines(timelines, payloads=False))
     if as_json:
         gates = [
             {"gate": g.gate, "name": g.name, "threshold": g.threshold, "count": g.count,
@@ -150,7 +152,8 @@ def slo_report(
              "status": g.status, "diagnostics": g.diagnostics}
             for g in result.gates
         ]
-        typer.echo(json.dumps({"gates": gates, "malformed_lines": bad}, indent=2))
+        typer.echo(json.dumps({"gates": gates, "accepted_turns": result.accepted_turns},
+                              indent=2))
     else:
         table = Table(title="MVP quality gates")
         for column in ("gate", "name", "threshold", "count", "p50", "p95", "p99", "value",
@@ -165,7 +168,11 @@ def slo_report(
         for g in result.gates:
             for note in g.diagnostics[:5]:
                 console.print(f"gate {g.gate}: {note}", highlight=False, markup=False)
-    if result.failed or bad:
+    if result.accepted_turns == 0:
+        names = ", ".join(str(p) for p in timelines)
+        raise fail(f"{names}: turn_open: no accepted turn in the timeline; a release gate needs "
+                   "evidence - record a session with `rspp run --timeline`", code=1)
+    if result.failed:
         raise typer.Exit(1)
 
 
@@ -173,3 +180,4 @@ def register(app: typer.Typer) -> None:
     """Attach ``timeline`` and ``slo`` to the root app."""
     app.add_typer(timeline_app, name="timeline")
     app.add_typer(slo_app, name="slo")
+    guard_commands(app)

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgspec
 import typer
 
+from rspp.cli._errors import fail, guard_commands
 from rspp.contracts import DivergenceClass, DivergencePolicy, ReplayMode, ReplayTolerances
 from rspp.errors import RSPPError
 
@@ -25,8 +26,7 @@ _DECISIONS = {"replay": ReplayMode.REPLAY_DECISIONS, "recompute": ReplayMode.REC
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+    return fail(message)
 
 
 def _find_spec(ref: str) -> Path | None:
@@ -138,3 +138,4 @@ def replay_command(
 def register(app: typer.Typer) -> None:
     """Attach ``rspp replay`` to the root app."""
     app.command("replay")(replay_command)
+    guard_commands(app)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from rspp.cli._errors import INTERRUPTED, fail, guard_commands, scrub
 
 __all__ = ["parse_barge_in", "register", "run"]
 
@@ -27,13 +33,43 @@ def parse_barge_in(value: str) -> tuple[Path, float]:
     return Path(path), after
 
 
+def echo(text: str) -> None:
+    """Print ``text`` with every resolved secret value scrubbed."""
+    typer.echo(scrub(text))
+
+
+async def _interruptible(run_local: Callable[[Any], Awaitable[Any]], opts: Any) -> Any:
+    """``run_local(opts)`` where the first Ctrl-C stops the run gracefully (``opts.stop``).
+
+    The session ends its active turn, closes and writes what it produced; a second
+    Ctrl-C falls back to the default handler (immediate exit).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_sigint() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError):  # no signal support here (e.g. not main thread)
+        return await run_local(opts)
+    try:
+        return await run_local(dataclasses.replace(opts, stop=stop))
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def run(
     spec: Path = typer.Argument(..., help="PipelineSpec YAML, e.g. pipelines/examples/"
                                 "voice_assistant.yaml."),
     input: Path = typer.Option(..., "--input", "-i", help="16-bit PCM WAV with the user's speech."),
     output: Path | None = typer.Option(None, "--output", "-o", help="WAV file for the reply."),
     timeline: Path | None = typer.Option(None, "--timeline", help="JSON Lines timeline to write."),
-    real_time: bool = typer.Option(False, "--real-time", help="Pace input frames in real time."),
+    real_time: bool = typer.Option(
+        False, "--real-time", help="Pace input frames in real time; on a terminal a live view "
+        "shows the input position, the turn state and the transcript as it arrives."),
     barge_in: str | None = typer.Option(
         None, "--barge-in", help="IN2.wav@SECONDS: user speech SECONDS after the first playback."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
@@ -41,7 +77,8 @@ def run(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run the timeline."),
     metrics_out: Path | None = typer.Option(
-        None, "--metrics-out", help="Write the Prometheus text exposition here at the end."),
+        None, "--metrics-out", help="Write the OpenMetrics exposition (turn ids as exemplars) "
+        "here at the end."),
     trace_out: Path | None = typer.Option(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(
@@ -55,52 +92,67 @@ def run(
         try:
             bi_path, bi_after = parse_barge_in(barge_in)
         except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise fail(str(exc)) from None
     for name, path in (("--output", output), ("--timeline", timeline),
                        ("--metrics-out", metrics_out), ("--trace-out", trace_out),
                        ("--log-out", log_out)):
         if path is not None and not path.parent.exists():
-            typer.echo(f"error: {name} {path}: directory {path.parent} does not exist", err=True)
-            raise typer.Exit(2)
+            raise fail(f"{path}: {name}: directory {path.parent} does not exist")
     if output is not None and output.suffix.lower() != ".wav":
-        typer.echo(f"error: --output {output}: must end in .wav", err=True)
-        raise typer.Exit(2)
+        raise fail(f"{output}: --output: must end in .wav")
     from rspp.errors import RSPPError
     from rspp.runner._replayable import parse_record_level
 
     try:
         level = parse_record_level(record_level)
     except RSPPError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"--record-level: {exc}") from None
+    from rspp.cli._progress import LiveProgress
+
+    # progress only for a person watching: real time, a terminal, not --json
+    live = LiveProgress() if real_time and not as_json else None
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
-                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out)
+                      metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
+                      progress=live.update if live is not None and live.enabled else None)
     try:
-        result = asyncio.run(run_local(opts))
+        if live is not None:
+            with live:
+                result = asyncio.run(_interruptible(run_local, opts))
+        else:
+            result = asyncio.run(_interruptible(run_local, opts))
     except RunnerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps({
+        echo(json.dumps({
             "turns": [{"turn_id": t.turn_id, "terminal": t.terminal, "reason": t.reason,
                        "transcript": t.transcript, "reply": t.reply, "degraded": t.degraded,
                        "played_s": round(t.played_s, 3),
                        "turn_open_decision_ms": t.turn_open_decision_ms,
-                       "first_output_ms": t.first_output_ms, "end_to_end_ms": t.end_to_end_ms,
-                       "cancel_fence_ms": t.cancel_fence_ms} for t in result.turns],
+                       "speech_end_to_turn_open_ms": t.speech_end_to_turn_open_ms,
+                       "speech_end_to_first_audio_ms": t.speech_end_to_first_audio_ms,
+                       "turn_open_to_first_audio_ms": t.turn_open_to_first_audio_ms,
+                       "first_output_ms": t.first_output_ms,
+                       "cancel_fence_ms": t.cancel_fence_ms,
+                       "speech_end_source": t.speech_end_source} for t in result.turns],
             "output_seconds": round(result.output_seconds, 3),
             "after_fence_outputs": result.after_fence_outputs,
             "dead_letters": result.dead_letters,
+            "interrupted": result.interrupted,
         }))
     else:
-        typer.echo(render_result(result))
+        echo(render_result(result))
         if output is not None:
-            typer.echo(f"wrote {output}")
+            echo(f"wrote {output}")
         for path in (timeline, metrics_out, trace_out, log_out):
             if path is not None:
-                typer.echo(f"wrote {path}")
+                echo(f"wrote {path}")
+    if result.interrupted is not None:
+        written = [f"{output} ({result.output_seconds:.2f} s of reply)"] if output else []
+        written += [f"{path}" for path in (timeline, metrics_out, trace_out, log_out) if path]
+        raise fail(f"{spec}: interrupted: Ctrl-C stopped the run ({result.interrupted}); "
+                   + (f"wrote {', '.join(written)} (closed)" if written else "nothing to write"),
+                   code=INTERRUPTED)
     if not result.turns:
         typer.echo("error: no speech turn was detected in the input", err=True)
         raise typer.Exit(1)
@@ -109,3 +161,4 @@ def run(
 def register(app: typer.Typer) -> None:
     """Add ``rspp run`` to the root app."""
     app.command("run")(run)
+    guard_commands(app)

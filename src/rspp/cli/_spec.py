@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+from rspp.cli._errors import fail, guard_commands
+
+if TYPE_CHECKING:
+    from rspp.spec import SpecInvalid
 
 spec_app = typer.Typer(help="Inspect pipeline specs.", no_args_is_help=True)
 
@@ -16,19 +22,17 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
 ) -> None:
     """Validate specs; print every problem as FILE:LINE:COL: <field path>: <message> + hint."""
+    from rspp.nodes import NodeCatalog
     from rspp.providers import PROVIDER_CATALOG
-    from rspp.spec import lint_text
+    from rspp.spec import SpecInvalid, lint_text, read_spec_source
 
     failed = False
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            typer.echo(f"{file}:1:1: <root>: cannot read file: {exc.strerror}\n"
-                       "    hint: check the path and its permissions")
-            failed = True
-            continue
-        issues = lint_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG)
+            issues = lint_text(read_spec_source(file), str(file), strict=strict,
+                               adapters=PROVIDER_CATALOG, catalog=NodeCatalog.for_spec(file))
+        except SpecInvalid as exc:
+            issues = list(exc.issues)
         for issue in issues:
             typer.echo(issue.format())
         errors = sum(1 for i in issues if i.severity == "error")
@@ -49,27 +53,27 @@ def resolve(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Print the effective graph with defaults, inserted nodes, providers and value sources."""
-    import msgspec
-    from ruamel.yaml import YAML
-
-    from rspp.spec import ConfigLayers, SpecInvalid, load_spec, resolve_effective
+    from rspp.spec import (
+        ConfigLayers,
+        SpecInvalid,
+        lint_text,
+        load_layers,
+        load_spec,
+        read_spec_source,
+        resolve_effective,
+    )
 
     try:
         spec = load_spec(file)
-        config = ConfigLayers()
-        if layers is not None:
-            raw = YAML(typ="safe").load(layers.read_text(encoding="utf-8")) or {}
-            config = msgspec.convert(raw, ConfigLayers)
+        config = load_layers(layers) if layers is not None else ConfigLayers()
         eff = resolve_effective(spec, tenant=tenant, session=session, env=dict(os.environ),
                                 layers=config)
     except SpecInvalid as exc:
-        for issue in exc.issues:
-            typer.echo(issue.format())
-        raise typer.Exit(1) from None
-    except (msgspec.ValidationError, OSError) as exc:
-        typer.echo(f"{layers}: invalid layers file: {exc}\n    hint: use "
-                   "{tenants: {ID: {budgets.turn_ms: 1500}}, sessions: {...}}")
-        raise typer.Exit(1) from None
+        if exc.issues and exc.issues[0].file == "<spec>":  # found after layering: locate it
+            located = [i for i in lint_text(read_spec_source(file), str(file))
+                       if i.severity == "error"]
+            exc = SpecInvalid(located) if located else exc
+        raise fail(spec_error_line(exc)) from None
     g = eff.graph
     if as_json:
         doc = {
@@ -100,12 +104,60 @@ def resolve(
     console.print(values)
 
 
-def docs(out_dir: Path = typer.Argument(..., help="Directory for the Markdown files.")) -> None:
-    """Write a Markdown reference of spec, profile, node and contract fields."""
-    from rspp.spec import generate_docs
+def spec_error_line(exc: SpecInvalid) -> str:
+    """The first issue of ``exc`` as one line, pointing at ``rspp lint`` for the rest."""
+    if not exc.issues:
+        return str(exc)
+    first = exc.issues[0]
+    more = len(exc.issues) - 1
+    tail = f" (+{more} more; `rspp lint {first.file}` lists them)" if more else ""
+    return (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
+            f"{first.hint}{tail}")
 
-    for path in generate_docs(out_dir):
+
+def docs(
+    out_dir: Path = typer.Argument(..., help="Directory for the Markdown files."),
+    specs: list[Path] = typer.Option(
+        [], "--spec", help="Also document the custom node types this spec uses (repeatable)."),
+) -> None:
+    """Write a Markdown reference of spec, profile, node (with params) and contract fields."""
+    from rspp.nodes import NodeCatalog
+    from rspp.spec import BUILTIN_NODE_TYPES, SpecInvalid, generate_docs, load_spec
+
+    extra = {}
+    for file in specs:
+        try:
+            spec = load_spec(file)
+        except SpecInvalid as exc:
+            for issue in exc.issues:
+                typer.echo(issue.format())
+            raise typer.Exit(1) from None
+        catalog = NodeCatalog.for_spec(file)
+        for node in spec.nodes:
+            sig = None if BUILTIN_NODE_TYPES.signature(node.type) else catalog.signature(
+                node.type)
+            if sig is not None:
+                extra[node.type] = sig
+    for path in [*generate_docs(out_dir, extra), _providers_doc(out_dir)]:
         typer.echo(str(path))
+
+
+def _providers_doc(out_dir: Path) -> Path:
+    """``providers.md``: every adapter name with its options and environment variables."""
+    from rspp.providers import ADAPTERS
+
+    lines = ["# Provider adapters", "", "Name one in a spec: `providers.<modality>.primary: NAME`;"
+             " options go under `providers.<modality>.config`.", ""]
+    for a in ADAPTERS:
+        env = ", ".join(f"`{v}`" for v in (a.key_env, a.base_url_env) if v) or "none"
+        extra = f"`pip install 'rspp[{a.extra}]'`" if a.extra else "none"
+        lines += [f"## `{a.name}` ({a.kind.value})", "", a.summary, "",
+                  f"environment: {env}; extra: {extra}", "",
+                  "options: " + (", ".join(f"`{n}` ({t})" for n, t in a.options().items())
+                                 or "none"), ""]
+    path = out_dir / "providers.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 def register(app: typer.Typer) -> None:
@@ -113,3 +165,4 @@ def register(app: typer.Typer) -> None:
     app.command("lint")(lint)
     app.command("docs")(docs)
     app.add_typer(spec_app, name="spec")
+    guard_commands(app)

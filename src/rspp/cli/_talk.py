@@ -69,7 +69,15 @@ def talk(
         direct_target,
         route_session,
     )
-    from rspp.transports import Ready, ReplyText, ServerEvent, Transcript, TurnEvent, write_wav
+    from rspp.transports import (
+        AudioOut,
+        Ready,
+        ReplyText,
+        ServerEvent,
+        Transcript,
+        TurnEvent,
+        write_wav,
+    )
 
     if (server is None) == (route_via is None):
         raise typer.BadParameter("pass exactly one of --server URL or --route-via CP_URL",
@@ -84,6 +92,8 @@ def talk(
         barge_pcm = resample_pcm(bpcm, brate, rate)
 
     def show(ev: ServerEvent) -> None:
+        if isinstance(ev, AudioOut):
+            return  # reply audio goes to --output, not to the terminal
         if as_json:
             typer.echo(msgspec.json.encode(ev).decode())
         elif isinstance(ev, Ready):

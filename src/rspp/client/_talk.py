@@ -69,7 +69,11 @@ class TalkResult:
 
 async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = None,
                on_event: Callable[[ServerEvent], None] | None = None) -> TalkResult:
-    """Run one conversation on a connected client (see the module docstring)."""
+    """Run one conversation on a connected client (see the module docstring).
+
+    ``on_event`` sees every server event as it arrives, reply audio (``AudioOut``) included;
+    ``TalkResult.events`` keeps the others, ``TalkResult.audio`` the reply PCM.
+    """
     o = options or TalkOptions()
     loop = asyncio.get_running_loop()
     result = TalkResult()
@@ -123,6 +127,8 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
     sender = asyncio.create_task(send(), name="talk-sender")
     try:
         async for ev in client.events():
+            if on_event is not None:
+                on_event(ev)
             if isinstance(ev, AudioOut):
                 state["last_activity"] = loop.time()
                 result.audio.extend(ev.data)
@@ -135,8 +141,6 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                         barge_at.append(now() + o.barge_in_after_s)
                 continue
             result.events.append(ev)
-            if on_event is not None:
-                on_event(ev)
             if isinstance(ev, TurnEvent):
                 state["last_activity"] = loop.time()
                 t = turn(ev.turn_id)

@@ -48,6 +48,7 @@ from rspp.contracts._enums import (
 from rspp.contracts._envelope import ControlSignal, EventRecord, MediaTime, SeqRange
 from rspp.contracts._framing import (
     EVIDENCE_KIND,
+    SPEECH_END_AUDIT,
     TimelineEntry,
     check_entry,
     decode_frame,
@@ -145,6 +146,7 @@ __all__ = [
     "KIND_TYPES",
     "LEGAL_TRANSITIONS",
     "SCHEMA_VERSION",
+    "SPEECH_END_AUDIT",
     "AbiCompatibility",
     "AdaptiveAction",
     "AdmissionPolicy",

@@ -51,6 +51,11 @@ _ENCODER: Final = msgspec.msgpack.Encoder()
 #: reference-schema kind: the observability package defines and checks its record.
 EVIDENCE_KIND: Final = "or02_evidence"
 
+#: Reason prefix of the TelemetryLane audit record a VAD writes when it ends an utterance,
+#: followed by the input sample index just after the last voiced frame: the "end of user
+#: speech" anchor of turn latencies (table of ``rspp run`` and ``rspp slo report``).
+SPEECH_END_AUDIT: Final = "vad:speech_end:sample="
+
 def make_entry(record: ContractStruct, payload: Payload | None = None) -> TimelineEntry:
     """A timeline entry for a typed record (the record is converted to builtins)."""
     kind = kind_of(record)

@@ -41,7 +41,7 @@ ADMISSION_DECISIONS = Counter(
 )
 
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
 
 
 class Quotas(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

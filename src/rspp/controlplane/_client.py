@@ -7,20 +7,35 @@ earliest snapshot expiry or ``max_staleness_ms``, whichever comes first (F-159).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import msgspec
 
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
-from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, Unavailable
+from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease
+from rspp.controlplane._requests import (
+    HeartbeatRequest,
+    LeaseEpochRequest,
+    LeaseRequest,
+    ModuleRequest,
+    PublishRequest,
+    RegisterRuntimeRequest,
+    RollbackRequest,
+    RolloutRequest,
+    RouteRequest,
+    StatusRequest,
+)
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._sessions import SessionInfo
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
+from rspp.controlplane._validate import field_from
+
+T = TypeVar("T")
 
 
 class TurnStartSource(Protocol):
@@ -107,7 +122,13 @@ class ControlPlaneClient:
     async def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
     ) -> Any:
-        """Send one request; return decoded JSON or raise the server's error."""
+        """Send one request; return decoded JSON or raise the server's error.
+
+        ``json`` is preferably one of the request types of ``_requests`` (the structs the
+        server decodes), so a change to a request type breaks this client's type check.
+        """
+        if isinstance(json, msgspec.Struct):
+            json = msgspec.to_builtins(json)
         try:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
@@ -148,12 +169,11 @@ class ControlPlaneClient:
 
     # Thin helpers used by the CLI and tests.
     async def publish(self, spec_text: str, filename: str = "<api>") -> Any:
-        return await self.request(
-            "POST", "/v1/pipelines", json={"spec": spec_text, "filename": filename}
-        )
+        body = PublishRequest(spec=spec_text, filename=filename)
+        return await self.request("POST", "/v1/pipelines", json=body)
 
     async def publish_module(self, text: str) -> Any:
-        return await self.request("POST", "/v1/modules", json={"module": text})
+        return await self.request("POST", "/v1/modules", json=ModuleRequest(module=text))
 
     async def list_pipelines(self, name: str | None = None) -> Any:
         return await self.request("GET", "/v1/pipelines", params={"name": name} if name else None)
@@ -163,14 +183,16 @@ class ControlPlaneClient:
         return await self.request("GET", path)
 
     async def rollout(self, name: str, canary: str, percent: float, tenants: list[str]) -> Any:
-        body = {"canary": canary, "percent": percent, "tenants": tenants}
+        body = RolloutRequest(canary=canary, percent=percent, tenants=tuple(tenants))
         return await self.request("POST", f"/v1/pipelines/{name}/rollout", json=body)
 
     async def rollback(self, name: str, to: str) -> Any:
-        return await self.request("POST", f"/v1/pipelines/{name}/rollback", json={"to": to})
+        body = RollbackRequest(to=to)
+        return await self.request("POST", f"/v1/pipelines/{name}/rollback", json=body)
 
     async def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
-        body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
+        fields = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
+        body = _typed(fields, RouteRequest)
         return await self.request("POST", "/v1/sessions/route", json=body)
 
     # Runtime-side operations (typed results).
@@ -183,42 +205,41 @@ class ControlPlaneClient:
         region: str = "default",
         capacity: int = 100,
     ) -> RuntimeInstance:
-        body = {
-            "runtime_id": runtime_id,
-            "endpoint": endpoint,
-            "transport_kind": transport_kind,
-            "region": region,
-            "capacity": capacity,
-        }
+        body = RegisterRuntimeRequest(
+            runtime_id=runtime_id,
+            endpoint=endpoint,
+            transport_kind=transport_kind,
+            region=region,
+            capacity=capacity,
+        )
         return msgspec.convert(
             await self.request("POST", "/v1/runtimes", json=body), RuntimeInstance
         )
 
     async def heartbeat(self, runtime_id: str, *, health: str, load: int | None = None) -> Any:
-        body = {"health": health, "load": load}
+        body = _typed({"health": health, "load": load}, HeartbeatRequest)
         return await self.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body)
 
     async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
-        body = {"holder": holder, "ttl_ms": ttl_ms}
+        body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)
         data = await self.request("POST", f"/v1/leases/{session_id}/acquire", json=body)
         return msgspec.convert(data["lease"], Lease)
 
     async def renew_lease(
         self, session_id: str, holder: str, epoch: int, ttl_ms: int | None = None
     ) -> Lease:
-        body = {"holder": holder, "epoch": epoch, "ttl_ms": ttl_ms}
+        body = LeaseEpochRequest(holder=holder, epoch=epoch, ttl_ms=ttl_ms)
         data = await self.request("POST", f"/v1/leases/{session_id}/renew", json=body)
         return msgspec.convert(data, Lease)
 
     async def authorize_lease(self, session_id: str, holder: str, epoch: int) -> Authorization:
-        body = {"holder": holder, "epoch": epoch}
+        body = LeaseEpochRequest(holder=holder, epoch=epoch)
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
         return msgspec.convert(data, Authorization)
 
     async def report_status(self, session_id: str, status: str) -> SessionInfo:
-        data = await self.request(
-            "POST", f"/v1/sessions/{session_id}/status", json={"status": status}
-        )
+        body = _typed({"status": status}, StatusRequest)
+        data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 
     async def verification_keys(self) -> TokenKeys:
@@ -243,6 +264,14 @@ class InProcessControlPlane:
             pipeline_name=pipeline_name,
             runtime_id=runtime_id,
         )
+
+
+def _typed(fields: dict[str, Any], kind: type[T]) -> T:
+    """Build a request struct from loosely typed arguments; a bad one is InvalidRequest."""
+    try:
+        return msgspec.convert(fields, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {exc}", field=field_from(str(exc))) from None
 
 
 def _error_from(response: httpx.Response) -> CPError:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import Self, TypeVar
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.controlplane._audit import AuditLog
@@ -74,15 +77,29 @@ class ControlPlaneCore:
     async def _write(
         self, work: Callable[[AsyncConnection, int], Awaitable[T | None]], what: str
     ) -> T:
-        """Run ``work`` in a transaction, retrying when a compare-and-swap lost."""
-        from sqlalchemy.exc import IntegrityError
-
-        for _ in range(100):
+        """Run ``work`` in a transaction; retry with jittered backoff when a
+        compare-and-swap lost (``None``), a unique key was taken concurrently, or
+        PostgreSQL reports a serialization failure or deadlock."""
+        for attempt in range(_MAX_ATTEMPTS):
             try:
                 async with self.store.tx() as conn:
                     result = await work(conn, self.clock())
                 if result is not None:
                     return result
             except IntegrityError:
-                continue
+                pass
+            except DBAPIError as exc:
+                if _sqlstate(exc) not in _RETRYABLE:
+                    raise
+            await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
         raise CPError(f"{what} kept conflicting with concurrent writers; retry", code="contention")
+
+
+_MAX_ATTEMPTS = 60
+_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return str(code) if code is not None else None

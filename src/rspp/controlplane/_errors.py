@@ -12,7 +12,8 @@ Sits under :class:`rspp.errors.ControlPlaneError`::
         ├── Unauthorized        401 unauthorized (missing/unknown API key)
         ├── Forbidden           403 forbidden (role lacks permission)
         ├── TokenInvalid        401 token_invalid (tampered, expired, wrong key)
-        └── Unavailable         503 unavailable (no healthy runtime, server unreachable)
+        └── Unavailable         503 unavailable (server unreachable)
+            └── NoCapacity      409 no_capacity (no healthy runtime with room)
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class Unavailable(CPError):
     code = "unavailable"
 
 
+class NoCapacity(Unavailable):
+    """No healthy runtime has room: a state of the fleet, answered 409 (not a server error)."""
+
+    status = 409
+    code = "no_capacity"
+
+
 ERRORS_BY_CODE: dict[str, type[CPError]] = {
     cls.code: cls
     for cls in (
@@ -94,5 +102,6 @@ ERRORS_BY_CODE: dict[str, type[CPError]] = {
         Forbidden,
         TokenInvalid,
         Unavailable,
+        NoCapacity,
     )
 }

@@ -7,8 +7,11 @@ before a handler runs; a handler only maps the call onto the control plane.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from rspp.contracts import ProviderStatus, RuntimeHealth
 from rspp.controlplane._bundle import build_bundle
@@ -100,21 +103,31 @@ async def resolve(c: Call) -> Any:
 
 
 # ---- versioned configs ----------------------------------------------------------------------
-async def publish_config(c: Call) -> Any:
-    kind = ConfigKind(c.path["kind"])
-    return await c.cp.publish_config(
-        c.principal, kind, c.path["scope"], c.body.body, activate=c.body.activate
-    )
+def config_publisher(kind: ConfigKind) -> Callable[[Call], Awaitable[Any]]:
+    """Publish handler of one config kind (its body type is that kind's document)."""
+
+    async def handler(c: Call) -> Any:
+        body = c.body.body
+        document = body if isinstance(body, dict) else msgspec.to_builtins(body)
+        return await c.cp.publish_config(
+            c.principal, kind, c.path["scope"], document, activate=c.body.activate
+        )
+
+    handler.__name__ = f"publish_{kind.value}"
+    return handler
+
+
+def config_lister(kind: ConfigKind) -> Callable[[Call], Awaitable[ConfigList]]:
+    async def handler(c: Call) -> ConfigList:
+        return ConfigList(versions=await c.cp.configs(c.principal, kind, c.path["scope"]))
+
+    handler.__name__ = f"list_{kind.value}"
+    return handler
 
 
 async def activate_config(c: Call) -> Any:
     kind = ConfigKind(c.path["kind"])
     return await c.cp.activate_config(c.principal, kind, c.path["scope"], c.body.version)
-
-
-async def list_configs(c: Call) -> ConfigList:
-    kind = ConfigKind(c.path["kind"])
-    return ConfigList(versions=await c.cp.configs(c.principal, kind, c.path["scope"]))
 
 
 # ---- runtimes and providers -----------------------------------------------------------------

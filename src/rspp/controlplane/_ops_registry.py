@@ -31,10 +31,12 @@ class RegistryOps(ControlPlaneCore):
         self, principal: Principal, spec_text: str, *, filename: str = "<api>"
     ) -> tuple[PipelineRecord, bool]:
         await self.authorize(principal, Role.OPERATOR, "publish pipeline")
+        prepared = await self.registry.prepare(spec_text, filename=filename)
 
         async def work(conn: AsyncConnection, now: int) -> tuple[PipelineRecord, bool]:
+            await self.store.lock(conn, f"pipeline:{prepared.valid.name}")
             record, created = await self.registry.publish_in(
-                conn, spec_text, filename=filename, author=principal.key_id, now_ms=now
+                conn, prepared, author=principal.key_id, now_ms=now
             )
             if created:
                 await self.audit.append_in(
@@ -52,10 +54,12 @@ class RegistryOps(ControlPlaneCore):
         self, principal: Principal, module_text: str
     ) -> tuple[ModuleRecord, bool]:
         await self.authorize(principal, Role.OPERATOR, "publish module")
+        prepared = await self.registry.prepare_module(module_text)
 
         async def work(conn: AsyncConnection, now: int) -> tuple[ModuleRecord, bool]:
+            await self.store.lock(conn, f"module:{prepared.name}")
             record, created = await self.registry.publish_module_in(
-                conn, module_text, author=principal.key_id, now_ms=now
+                conn, prepared, author=principal.key_id, now_ms=now
             )
             if created:
                 await self.audit.append_in(
@@ -94,6 +98,7 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, "start rollout")
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
+            await self.store.lock(conn, f"rollout:{name}")
             state = await self.rollouts.set_canary_in(
                 conn, name, canary, percent, tenants, actor=principal.key_id, now_ms=now
             )
@@ -118,6 +123,7 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, "rollback")
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
+            await self.store.lock(conn, f"rollout:{name}")
             before = await self.rollouts.state_in(conn, name)
             state = await self.rollouts.pin_in(conn, name, to, actor=principal.key_id, now_ms=now)
             await self.audit.append_in(
@@ -174,6 +180,7 @@ class RegistryOps(ControlPlaneCore):
             parse_quotas(body)
 
         async def work(conn: AsyncConnection, now: int) -> ConfigVersion:
+            await self.store.lock(conn, f"config:{kind.value}:{scope}")
             version = await publish_config_in(
                 conn, kind, scope, body, author=principal.key_id, now_ms=now, activate=activate
             )
@@ -199,6 +206,7 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, f"activate {kind.value}")
 
         async def work(conn: AsyncConnection, now: int) -> ConfigVersion | None:
+            await self.store.lock(conn, f"config:{kind.value}:{scope}")
             await activate_config_in(conn, kind, scope, version, now_ms=now)
             await self.audit.append_in(
                 conn,

@@ -24,7 +24,7 @@ from rspp.controlplane._configs import (
     active_config,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import CPError, Forbidden, InvalidRequest
+from rspp.controlplane._errors import Conflict, CPError, Forbidden
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -195,7 +195,7 @@ class SessionOps(ControlPlaneCore):
             or info.runtime_id is None
             or info.lease_epoch is None
         ):
-            raise InvalidRequest(
+            raise Conflict(
                 f"session {session_id} is not live; route a new session", field="session_id"
             )
         return self.issuer.issue(

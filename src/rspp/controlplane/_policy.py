@@ -4,7 +4,7 @@ budgets, degrade posture, compliance-node insertion; evaluated with provider hea
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,24 +19,44 @@ from rspp.contracts import (
 from rspp.controlplane._errors import InvalidRequest
 
 MatchKey = Literal["language", "region", "cost_tier"]
+#: provider names, roles, attribute values and node ids in a policy document
+Ref = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class RuleMatch(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """The session attributes a rule matches (a field left out matches any value)."""
+
+    language: Ref | None = None
+    region: Ref | None = None
+    cost_tier: Ref | None = None
+
+    def items(self) -> list[tuple[MatchKey, str]]:
+        given: list[tuple[MatchKey, str]] = [
+            ("language", self.language or ""),
+            ("region", self.region or ""),
+            ("cost_tier", self.cost_tier or ""),
+        ]
+        return [(key, value) for key, value in given if getattr(self, key) is not None]
 
 
 class ProviderRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """When every ``match`` key equals the session's attribute, override ``providers``."""
 
-    match: dict[MatchKey, str]
-    providers: dict[str, str]
+    match: RuleMatch
+    providers: dict[Ref, Ref]
 
 
 class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    providers: dict[str, str] = {}
+    providers: dict[Ref, Ref] = {}
     rules: tuple[ProviderRule, ...] = ()
-    fallback_chains: dict[str, tuple[str, ...]] = {}
-    turn_budget_ms: int | None = None
+    fallback_chains: dict[Ref, tuple[Ref, ...]] = {}
+    turn_budget_ms: Annotated[int, msgspec.Meta(ge=1, le=3_600_000)] | None = None
     degrade_to_text_on_tts_failure: bool = True
     allowed_adaptive_actions: tuple[AdaptiveAction, ...] = ()
     recording_level: RecordingLevel = RecordingLevel.L1
-    insert_compliance_nodes: tuple[str, ...] = ()
+    insert_compliance_nodes: tuple[Ref, ...] = ()
     allow_compliance_insertion: bool = True
 
 
@@ -82,7 +102,7 @@ def evaluate_policy(
     for index, rule in enumerate(doc.rules):
         if all(attrs.get(key) == value for key, value in rule.match.items()):
             bindings.update(rule.providers)
-            trace.append(f"rule[{index}] {dict(rule.match)} -> {dict(rule.providers)}")
+            trace.append(f"rule[{index}] {dict(rule.match.items())} -> {dict(rule.providers)}")
     statuses = health.providers if health is not None else {}
     chains: dict[str, tuple[str, ...]] = {}
     for modality, primary in list(bindings.items()):

@@ -9,6 +9,7 @@ re-publishing identical content is idempotent, different content is refused.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -103,14 +104,35 @@ def spec_refs(text: str) -> tuple[str, str, tuple[str, ...]]:
     return spec.name, spec.version, tuple(u.use for u in spec.subgraphs)
 
 
+class PreparedSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A spec parsed and compiled (off the event loop), ready for the publish transaction."""
+
+    valid: ValidatedSpec
+    text: str
+    modules: dict[str, str]
+
+
+class PreparedModule(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: str
+    content_hash: str
+    text: str
+
+
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    async def prepare_module(self, text: str) -> PreparedModule:
+        """Parse off the event loop (a big document is CPU work), before any transaction."""
+        name, version, digest, _refs = await asyncio.to_thread(parse_module, text)
+        _check_identity(name, version)
+        return PreparedModule(name=name, version=version, content_hash=digest, text=text)
+
     async def publish_module_in(
-        self, conn: AsyncConnection, text: str, *, author: str, now_ms: int
+        self, conn: AsyncConnection, module: PreparedModule, *, author: str, now_ms: int
     ) -> tuple[ModuleRecord, bool]:
-        name, version, digest, _refs = parse_module(text)
+        name, version, digest, text = module.name, module.version, module.content_hash, module.text
         existing = (
             await conn.execute(
                 select(modules).where(modules.c.name == name, modules.c.version == version)
@@ -138,35 +160,46 @@ class Registry:
             name=name, version=version, content_hash=digest, author=author, created_at_ms=now_ms
         ), True
 
-    async def publish_in(
-        self, conn: AsyncConnection, text: str, *, filename: str, author: str, now_ms: int
-    ) -> tuple[PipelineRecord, bool]:
-        """Publish; returns the record and whether it was newly created."""
-        _name, _version, refs = spec_refs(text)
+    async def prepare(self, text: str, *, filename: str) -> PreparedSpec:
+        """Parse, resolve module references and compile a spec, off the event loop.
+
+        Published modules are immutable, so the texts read here outside the publish
+        transaction are the texts it pins.
+        """
+        _name, _version, refs = await asyncio.to_thread(spec_refs, text)
         pinned: dict[str, str] = {}
         texts: dict[str, str] = {}
         pending = list(refs)
-        while pending:
-            ref = pending.pop()
-            if ref in texts:
-                continue
-            mod_name, _, mod_version = ref.partition("@")
-            row = (
-                await conn.execute(
-                    select(modules.c.content_hash, modules.c.content_text).where(
-                        modules.c.name == mod_name, modules.c.version == mod_version
+        async with self._store.engine.connect() as conn:
+            while pending:
+                ref = pending.pop()
+                if ref in texts:
+                    continue
+                mod_name, _, mod_version = ref.partition("@")
+                row = (
+                    await conn.execute(
+                        select(modules.c.content_hash, modules.c.content_text).where(
+                            modules.c.name == mod_name, modules.c.version == mod_version
+                        )
                     )
-                )
-            ).first()
-            if row is None:
-                raise InvalidRequest(
-                    f"subgraph module {ref} is not published; publish it first with "
-                    "`rspp cp publish --module FILE` (or pin an existing version)",
-                    field="subgraphs",
-                )
-            pinned[ref], texts[ref] = str(row[0]), str(row[1])
-            pending.extend(parse_module(texts[ref])[3])
-        valid = validate_spec(text, filename, texts)
+                ).first()
+                if row is None:
+                    raise InvalidRequest(
+                        f"subgraph module {ref} is not published; publish it first with "
+                        "`rspp cp publish --module FILE` (or pin an existing version)",
+                        field="subgraphs",
+                    )
+                pinned[ref], texts[ref] = str(row[0]), str(row[1])
+                pending.extend((await asyncio.to_thread(parse_module, texts[ref]))[3])
+        valid = await asyncio.to_thread(validate_spec, text, filename, texts)
+        _check_identity(valid.name, valid.version)
+        return PreparedSpec(valid=valid, text=text, modules=pinned)
+
+    async def publish_in(
+        self, conn: AsyncConnection, spec: PreparedSpec, *, author: str, now_ms: int
+    ) -> tuple[PipelineRecord, bool]:
+        """Publish a prepared spec; returns the record and whether it was newly created."""
+        valid, text, pinned = spec.valid, spec.text, spec.modules
         existing = (
             await conn.execute(
                 select(pipelines).where(
@@ -240,6 +273,16 @@ class Registry:
         if row is None:
             raise NotFound(f"module {name}@{version} is not published", field="name")
         return _module(row, True)
+
+
+def _check_identity(name: str, version: str) -> None:
+    """Name and version fit the registry's columns (200 and 100 characters)."""
+    if len(name) > 200:
+        raise InvalidRequest(f"spec name is {len(name)} characters; at most 200", field="name")
+    if len(version) > 100:
+        raise InvalidRequest(
+            f"spec version is {len(version)} characters; at most 100", field="version"
+        )
 
 
 def _pipeline(row: Any, with_text: bool) -> PipelineRecord:

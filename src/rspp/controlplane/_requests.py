@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from rspp.controlplane._admission import Quotas
+from rspp.controlplane._policy import PolicyDocument
+
 INT32_MAX = 2**31 - 1
 
 #: identifiers: tenants, sessions, runtimes, holders, regions, providers
@@ -25,6 +28,10 @@ Id = Annotated[
         description="identifier: letters, digits and `._:@+-`, 1-200 characters",
         examples=["acme"],
     ),
+]
+#: short labels stored in narrow columns (transport kind, region)
+Short = Annotated[
+    str, Meta(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]*$")
 ]
 #: pipeline and module names
 Name = Annotated[
@@ -87,6 +94,7 @@ Token = Annotated[
 AttrKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][\w.:-]*$")]
 AttrValue = Annotated[str, Meta(max_length=1000, pattern=r"^[^\x00]*$")]
 Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+Capacity = Annotated[int, Meta(ge=1, le=1_000_000)]
 TtlS = Annotated[int, Meta(ge=1, le=3600, description="token lifetime in seconds")]
 TtlMs = Annotated[int, Meta(ge=100, le=86_400_000, description="milliseconds")]
 Epoch = Annotated[int, Meta(ge=1, le=INT32_MAX)]
@@ -94,7 +102,7 @@ ConfigVersionNo = Annotated[int, Meta(ge=1, le=INT32_MAX)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 Rate = Annotated[float, Meta(ge=0, le=1)]
 Millis = Annotated[int, Meta(ge=0, le=86_400_000)]
-Seq = Annotated[int, Meta(ge=0, le=2**53)]
+Seq = Annotated[int, Meta(ge=0, le=INT32_MAX)]
 PageSize = Annotated[int, Meta(ge=1, le=1000)]
 
 #: path parameters and their types (the route table validates every one of them)
@@ -133,8 +141,35 @@ class RollbackRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     to: Version
 
 
+OptionKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][\w.:-]*$")]
+OptionValue = (
+    Annotated[str, Meta(max_length=4096, pattern=r"^[^\x00]*$")]
+    | Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+    | float
+    | bool
+    | None
+)
+#: provider id -> its options (scalar values): a flat document, bounded by construction
+ProviderConfigDocument = Annotated[
+    dict[OptionKey, Annotated[dict[OptionKey, OptionValue], Meta(max_length=100)]],
+    Meta(max_length=100, examples=[{"stt": {"model": "small", "language": "en"}}]),
+]
+
+
 class ConfigRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    body: dict[str, Any]
+    """A provider config document (``provider -> {option: value}``)."""
+
+    body: ProviderConfigDocument
+    activate: bool = True
+
+
+class PolicyConfigRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    body: PolicyDocument
+    activate: bool = True
+
+
+class AdmissionConfigRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    body: Quotas
     activate: bool = True
 
 
@@ -145,9 +180,9 @@ class ActivateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 class RegisterRuntimeRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     runtime_id: Id
     endpoint: Url
-    transport_kind: Id = "websocket"
-    region: Id = "default"
-    capacity: Count = 100
+    transport_kind: Short = "websocket"
+    region: Short = "default"
+    capacity: Capacity = 100
 
 
 class HeartbeatRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

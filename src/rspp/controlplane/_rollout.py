@@ -93,14 +93,14 @@ class Rollouts:
         else:
             published = [r for r in await self._list_in(conn, name) if r != canary]
             if not published:
-                raise InvalidRequest(
+                raise Conflict(
                     f"pipeline {name} has no stable version besides {canary}; publish one first "
                     f"or pin {canary} with rollback --to",
                     field="canary",
                 )
             stable = published[-1]
         if stable == canary:
-            raise InvalidRequest(
+            raise Conflict(
                 f"{canary} is already the stable version of {name}", field="canary"
             )
         return await self._write(

@@ -29,7 +29,7 @@ from rspp.controlplane import _handlers as h
 from rspp.controlplane import _replies as r
 from rspp.controlplane import _requests as q
 from rspp.controlplane._audit import AuditVerdict
-from rspp.controlplane._configs import ConfigVersion
+from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import PipelineRecord
@@ -89,6 +89,12 @@ _S, _T = Scope, TenantFrom
 V, OP, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN
 SESSION = _T("session", "session_id")
 
+CONFIG_BODIES: dict[ConfigKind, type[Any]] = {
+    ConfigKind.POLICY: q.PolicyConfigRequest,
+    ConfigKind.ADMISSION: q.AdmissionConfigRequest,
+    ConfigKind.PROVIDER_CONFIG: q.ConfigRequest,
+}
+
 ROUTES: tuple[Op, ...] = (
     Op("GET", "/healthz", h.healthz, None, _S.PUBLIC, "Liveness", response=r.HealthReply),
     # registry and rollouts: pipelines are fleet-wide; publishing and rolling out is fleet work
@@ -115,21 +121,28 @@ ROUTES: tuple[Op, ...] = (
        body=q.ModuleRequest, response=r.ModuleReply, status=201, also=(200,), errors=(409,),
        body_limit="spec", tag="registry"),
     # versioned configs: changing them is fleet work; a tenant may read its own scope
-    Op("POST", "/v1/configs/{kind}/{scope}", h.publish_config, OP, _S.FLEET,
-       "Publish a config version", body=q.ConfigRequest, response=ConfigVersion, status=201,
-       tag="configs"),
+    *(
+        Op("POST", f"/v1/configs/{kind.value}/{{scope}}", h.config_publisher(kind), OP,
+           _S.FLEET, f"Publish a {kind.value} version", body=body, response=ConfigVersion,
+           status=201, tag="configs")
+        for kind, body in CONFIG_BODIES.items()
+    ),
+    *(
+        Op("GET", f"/v1/configs/{kind.value}/{{scope}}", h.config_lister(kind), V, _S.TENANT,
+           f"{kind.value} versions of a scope", tenant=_T("path", "scope"),
+           response=r.ConfigList, tag="configs")
+        for kind in CONFIG_BODIES
+    ),
     Op("POST", "/v1/configs/{kind}/{scope}/activate", h.activate_config, OP, _S.FLEET,
        "Roll a config forward or back", body=q.ActivateRequest, response=ConfigVersion,
        errors=(404,), tag="configs"),
-    Op("GET", "/v1/configs/{kind}/{scope}", h.list_configs, V, _S.TENANT, "Config versions",
-       tenant=_T("path", "scope"), response=r.ConfigList, tag="configs"),
     # runtime fleet and providers
     Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET, "Register a runtime instance",
        body=q.RegisterRuntimeRequest, response=RuntimeInstance, status=201, tag="fleet"),
     Op("GET", "/v1/runtimes", h.list_runtimes, V, _S.FLEET, "Runtime instances",
        response=r.RuntimeList, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",
-       body=q.HeartbeatRequest, response=r.HeartbeatReply, errors=(404,), tag="fleet"),
+       body=q.HeartbeatRequest, response=r.HeartbeatReply, errors=(404, 409), tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/failover", h.failover, OP, _S.FLEET,
        "Drain or migrate a runtime's sessions", body=q.FailoverRequest,
        response=r.MigrationList, errors=(404, 409, 503), tag="fleet"),
@@ -155,7 +168,7 @@ ROUTES: tuple[Op, ...] = (
        response=MigrationResult, errors=(404, 409, 503), tag="sessions"),
     Op("POST", "/v1/sessions/{session_id}/token", h.issue_token, OP, _S.TENANT,
        "Issue a session token", tenant=SESSION, body=q.TokenRequest, response=r.TokenReply,
-       status=201, errors=(404,), tag="tokens"),
+       status=201, errors=(404, 409), tag="tokens"),
     Op("POST", "/v1/tokens/verify", h.verify_token, V, _S.TENANT, "Verify a session token",
        tenant=_T("token", "token"), body=q.VerifyRequest, response=r.VerifyReply,
        tag="tokens"),

@@ -24,7 +24,7 @@ from rspp.contracts import (
     RuntimeHealth,
     SnapshotMeta,
 )
-from rspp.controlplane._errors import InvalidRequest, NotFound, Unavailable
+from rspp.controlplane._errors import InvalidRequest, NoCapacity, NotFound
 from rspp.controlplane._schema import provider_health, runtimes
 from rspp.controlplane._store import Store
 
@@ -136,7 +136,7 @@ class RoutingTable:
             and r.load < r.capacity
         ]
         if not candidates:
-            raise Unavailable(
+            raise NoCapacity(
                 "no healthy runtime instance with free capacity; register or heal a runtime",
                 field="runtime_id",
             )

@@ -192,7 +192,7 @@ class SessionBook:
         else:
             await self._routing.get_in(conn, target)
         if target == info.runtime_id:
-            raise InvalidRequest(f"session {session_id} already runs on {target}", field="target")
+            raise Conflict(f"session {session_id} already runs on {target}", field="target")
         old_epoch = info.lease_epoch or 0
         common: dict[str, Any] = {
             "session_id": session_id,

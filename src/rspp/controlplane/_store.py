@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from rspp.controlplane._errors import InvalidRequest
@@ -89,6 +89,16 @@ class Store:
             return
         async with self._write_lock, self.engine.begin() as conn:
             yield conn
+
+    async def lock(self, conn: AsyncConnection, key: str) -> None:
+        """Serialise writers of one scope (``config:policy:acme``) until the transaction ends.
+
+        PostgreSQL: a transaction-scoped advisory lock on the key's hash, so concurrent
+        writers of one scope queue instead of losing a compare-and-swap; writers of
+        other scopes proceed. SQLite: its writers are already serialised.
+        """
+        if not self.is_sqlite:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
 
     async def next_counter(self, conn: AsyncConnection, name: str) -> int:
         """Atomically increment and return a named counter (starts at 1)."""

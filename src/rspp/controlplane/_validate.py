@@ -36,7 +36,9 @@ def decode_body(raw: bytes, kind: type[T]) -> T:
         value = msgspec.json.decode(raw or b"{}", type=kind)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        raise InvalidRequest(f"invalid request body: {text}", field=field_from(text)) from None
+        if "got `float`" not in text:
+            raise InvalidRequest(f"invalid request body: {text}", field=field_from(text)) from None
+        value = _decode_integral_floats(raw, kind)
     except msgspec.DecodeError as exc:
         raise MalformedBody(f"request body is not valid JSON: {exc}", field="body") from None
     except UnicodeDecodeError as exc:
@@ -48,6 +50,26 @@ def decode_body(raw: bytes, kind: type[T]) -> T:
             f"request body nests deeper than {MAX_JSON_DEPTH} levels", field="body"
         ) from None
     check_value(msgspec.structs.asdict(value) if isinstance(value, msgspec.Struct) else value)
+    return value
+
+
+def _decode_integral_floats(raw: bytes, kind: type[T]) -> T:
+    """JSON Schema's ``integer`` includes ``3.0``: accept integral floats for int fields."""
+    try:
+        value = msgspec.convert(_integral(msgspec.json.decode(raw)), kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        raise InvalidRequest(f"invalid request body: {text}", field=field_from(text)) from None
+    return value
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
     return value
 
 

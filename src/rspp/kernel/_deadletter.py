@@ -30,6 +30,8 @@ ERROR_ACTIONS: dict[str, tuple[bool, str]] = {
     "runtime_internal_error": (False, "dead_letter"),
     "resource_limit_exceeded": (False, "degrade"),
     "hook_timeout": (False, "abort"),
+    # the remaining turn budget ended a provider call (F-059): the turn aborts on budget
+    "budget_exhausted": (False, "abort"),
 }
 
 
@@ -75,7 +77,9 @@ def classify_error(
         msg = f"node {node_id!r}: {exc}"
     elif isinstance(exc, ProviderError):
         outcome = str(getattr(exc, "outcome", "") or "")
-        if "overload" in outcome or "rate" in outcome:
+        if getattr(exc, "code", None) == "budget_exhausted":
+            code = "budget_exhausted"
+        elif "overload" in outcome or "rate" in outcome:
             code = "provider_overload"
         elif "timeout" in outcome:
             code = "provider_timeout"

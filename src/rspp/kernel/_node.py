@@ -21,11 +21,14 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from rspp.kernel._events import Event
 from rspp.kernel._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
 from rspp.kernel._signals import SignalLog
+
+if TYPE_CHECKING:
+    from rspp.spec import ParamSpec
 
 __all__ = ["CancelMode", "Node", "NodeContext", "NodeOutputs", "NodeScope", "NodeSession",
            "Streaming"]
@@ -44,6 +47,13 @@ class Node:
     version: ClassVar[str] = "1.0.0"
     inputs: ClassVar[tuple[str, ...]] = ("in",)
     outputs: ClassVar[tuple[str, ...]] = ("out",)
+    #: Port name -> ``audio``/``text``/``vad``/``control`` for ``rspp lint`` (others: ``any``).
+    port_types: ClassVar[Mapping[str, str]] = {}
+    #: Input ports that accept fan-in from several edges.
+    multi_inputs: ClassVar[tuple[str, ...]] = ()
+    #: Declared parameters (``rspp.param``): ``rspp lint`` checks names and types,
+    #: ``rspp docs`` lists them. ``None`` accepts any params.
+    parameters: ClassVar[tuple[ParamSpec, ...] | None] = None
     #: Accepted event kinds per input port (empty: anything).
     input_kinds: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     output_kinds: ClassVar[Mapping[str, tuple[str, ...]]] = {}

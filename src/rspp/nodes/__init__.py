@@ -22,6 +22,13 @@ from rspp.nodes._endpointing import (
     transcript_complete,
 )
 from rspp.nodes._llm import LlmNode, eos_event
+from rspp.nodes._plugins import (
+    PYTHON_PREFIX,
+    NodeCatalog,
+    NodeLoadError,
+    load_node_class,
+    signature_of,
+)
 from rspp.nodes._resample import ResamplerNode
 from rspp.nodes._router import RouterNode
 from rspp.nodes._services import (
@@ -57,6 +64,7 @@ __all__ = [
     "ENDPOINTING_POLICIES",
     "EOU_KIND",
     "PII_PATTERNS",
+    "PYTHON_PREFIX",
     "AdaptiveEndpointer",
     "AsyncPassthrough",
     "ComplianceNode",
@@ -65,6 +73,8 @@ __all__ = [
     "HangoverEndpointer",
     "LlmNode",
     "MergeNode",
+    "NodeCatalog",
+    "NodeLoadError",
     "NodeServices",
     "Passthrough",
     "RedactionNode",
@@ -81,7 +91,9 @@ __all__ = [
     "build_provider",
     "default_services",
     "eos_event",
+    "load_node_class",
     "make_endpointer",
     "services_of",
+    "signature_of",
     "transcript_complete",
 ]

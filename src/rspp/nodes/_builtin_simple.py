@@ -56,7 +56,9 @@ class MergeNode(Node):
 
     def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, params)
-        self.rule = str(self.params.get("rule", "arrival"))
+        rule = str(self.params.get("rule", "arrival"))
+        # the spec's name for the arrival rule is ``arrival_order`` (spec/_graph_checks.py)
+        self.rule = "arrival" if rule == "arrival_order" else rule
         if self.rule not in ("arrival", "timestamp", "source_priority"):
             raise ValueError(
                 f"merge rule {self.rule!r} unknown; use arrival, timestamp or source_priority"

@@ -17,13 +17,14 @@ transcript belongs to, text-only degrade).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rspp.contracts import ControlSignal
 from rspp.kernel import Clock, NodeContext
 from rspp.providers import (
     ADAPTERS,
+    CircuitRegistry,
     InvocationContext,
     InvocationController,
     InvocationPolicy,
@@ -115,8 +116,13 @@ class NodeServices:
     next_sequence: Callable[[], int] | None = None
     authority_epoch: int = 0
     timeouts_ms: dict[str, int] = field(default_factory=dict)
-    remaining_budget_ms: Callable[[], int] | None = None
+    #: remaining budget of a turn in ms (``None``: not enforced); bounds retries (F-059)
+    remaining_budget_ms: Callable[[str], int | None] | None = None
     max_retries: int = 1
+    #: per-modality policy templates (retry, backoff, circuit) from the spec (F-057, F-059)
+    policies: dict[str, InvocationPolicy] = field(default_factory=dict)
+    #: the runtime's circuit breakers, shared by every session of the runtime (F-057)
+    circuits: CircuitRegistry = field(default_factory=CircuitRegistry)
     #: set by a ``turn_detector`` node: it, not the VAD, proposes turns
     turn_detector_present: bool = False
     #: controllers created per turn (OR-02 provider invocation outcomes)
@@ -128,16 +134,18 @@ class NodeServices:
     #: the STT node's view of the utterance in progress (read by adaptive endpointing)
     live_transcript: LiveTranscript = field(default_factory=LiveTranscript)
 
-    def _policy(self, modality: str) -> InvocationPolicy:
+    def _policy(self, modality: str, turn_id: str | None) -> InvocationPolicy:
         chain = self.chains.get(modality)
         if not chain:
             raise KeyError(
                 f"no {modality} provider configured; add providers.{modality}.primary to the spec"
             )
-        return InvocationPolicy(
+        base = self.policies.get(modality) or InvocationPolicy(
             providers=chain, timeout_ms=self.timeouts_ms.get(modality, 30_000),
-            max_retries=self.max_retries, remaining_budget_ms=self.remaining_budget_ms,
-        )
+            max_retries=self.max_retries)
+        budget = self.remaining_budget_ms
+        return replace(base, providers=chain, remaining_budget_ms=(
+            None if budget is None or turn_id is None else lambda: budget(turn_id)))
 
     def _context(self, node_id: str, turn_id: str | None) -> InvocationContext:
         return InvocationContext(
@@ -166,20 +174,23 @@ class NodeServices:
             del self.controllers[:-256]
 
     def stt(self, node_id: str, turn_id: str | None) -> STTController:
-        ctl = STTController(self._subset("stt", STTProvider), self._policy("stt"),
-                            self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = STTController(self._subset("stt", STTProvider), self._policy("stt", turn_id),
+                            self._context(node_id, turn_id), sink=self.signal_sink,
+                            circuits=self.circuits)
         self._keep(turn_id, ctl)
         return ctl
 
     def llm(self, node_id: str, turn_id: str | None) -> LLMController:
-        ctl = LLMController(self._subset("llm", LLMProvider), self._policy("llm"),
-                            self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = LLMController(self._subset("llm", LLMProvider), self._policy("llm", turn_id),
+                            self._context(node_id, turn_id), sink=self.signal_sink,
+                            circuits=self.circuits)
         self._keep(turn_id, ctl)
         return ctl
 
     def tts(self, node_id: str, turn_id: str | None) -> TTSController:
-        ctl = TTSController(self._subset("tts", TTSProvider), self._policy("tts"),
-                            self._context(node_id, turn_id), sink=self.signal_sink)
+        ctl = TTSController(self._subset("tts", TTSProvider), self._policy("tts", turn_id),
+                            self._context(node_id, turn_id), sink=self.signal_sink,
+                            circuits=self.circuits)
         self._keep(turn_id, ctl)
         return ctl
 

@@ -32,12 +32,13 @@ _Item = tuple[AudioChunk, int]
 
 
 class _Utterance:
-    __slots__ = ("final", "queue", "revision", "segment", "task")
+    __slots__ = ("confidence", "final", "queue", "revision", "segment", "task")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
         self.task: asyncio.Task[None] | None = None
         self.final = ""
+        self.confidence: float | None = None  # of the last final piece, when the provider says
         self.revision = 0
         self.segment = "0"  # F-024 segment id of this utterance's partials and final
 
@@ -93,6 +94,7 @@ class SttNode(Node):
             async for tr in stream:
                 if tr.is_final:
                     utt.final = (utt.final + " " + tr.text).strip() if utt.final else tr.text
+                    utt.confidence = tr.confidence
                 elif tr.text:
                     if live.utterance == number:
                         live.text = tr.text
@@ -141,7 +143,9 @@ class SttNode(Node):
             return
         out = ev.derive("text", text, revision=utt.revision + 1,
                         attrs={"transcript": True, "utterance": self.utterances,
-                               "segment": utt.segment})
+                               "segment": utt.segment,  # edge conditions may test confidence
+                               **({"confidence": utt.confidence}
+                                  if utt.confidence is not None else {})})
         out.turn_id = turn_id
         self.ctx.emit(out, "final")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from rspp.contracts import SPEECH_END_AUDIT
 from rspp.kernel import AudioFormat, Event, Node, NodeContext
 from rspp.nodes._endpointing import (
     AdaptiveEndpointer,
@@ -63,13 +64,14 @@ class VadNode(Node):
         self.endpointer: Endpointer = make_endpointer(self.params)
         if isinstance(self.endpointer, AdaptiveEndpointer):
             self.endpointer.is_complete = self._heard_complete
-        self._voiced_until = -1  # input sample index where the last voiced frame ends
         self._webrtc: Any = None
         self.utterance = 0
         self.speech_ms = 0.0
         self.frames = 0
         self.speech_frames = 0
         self.utterance_start: int | None = None
+        #: input sample just after the last voiced frame: where the user stopped speaking
+        self.voiced_end: int | None = None
 
     def _is_speech(self, pcm: bytes, fmt: AudioFormat) -> bool:
         if self.engine != "energy" and fmt.sample_rate in _WEBRTC_RATES:
@@ -85,13 +87,16 @@ class VadNode(Node):
     def _heard_complete(self) -> bool:
         """The STT has decoded up to the silence and its transcript is a complete request."""
         live = services_of(self.ctx).live_transcript
-        return (live.utterance == self.utterance and live.decoded_until >= self._voiced_until
+        return (live.utterance == self.utterance and live.decoded_until >= (self.voiced_end or 0)
                 and transcript_complete(live.text))
 
     def _boundary(self, state: str, ev: Event, reason: str) -> None:
         payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
                    "speech_ms": self.speech_ms, "reason": reason}
         self.ctx.emit(ev.derive("vad", payload, attrs={"vad": state}), "vad")
+        if state == "end" and self.voiced_end is not None:
+            # the anchor of "end of user speech" latencies (rspp.observability.turn_latencies)
+            self.ctx.audit(f"{SPEECH_END_AUDIT}{self.voiced_end}")
         hooks = services_of(self.ctx).hooks
         if hooks is None:
             return
@@ -115,7 +120,7 @@ class VadNode(Node):
         frame_ms = fmt.duration_ms(len(event.payload))
         speech = self._is_speech(bytes(event.payload), fmt)
         if speech and event.sample_index is not None:
-            self._voiced_until = event.sample_index + len(event.payload) // (2 * fmt.channels)
+            self.voiced_end = event.sample_index + len(event.payload) // (2 * fmt.channels)
         self.frames += 1
         self.speech_frames += int(speech)
         boundary = self.endpointer.update(speech, frame_ms)

@@ -33,7 +33,7 @@ from rspp.observability._logging import (
     current_log_context,
     log_context,
 )
-from rspp.observability._metrics import RuntimeMetrics
+from rspp.observability._metrics import OPENMETRICS_CONTENT_TYPE, RuntimeMetrics
 from rspp.observability._recorder import (
     BufferedItem,
     RecorderOptions,
@@ -46,20 +46,41 @@ from rspp.observability._redaction import (
     RedactionAudit,
     RedactionRule,
     Redactor,
+    SecretValues,
 )
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
-from rspp.observability._slo import GateReport, GateResult, evaluate_gates, percentile
-from rspp.observability._timeline_io import TimelineLine, as_line, as_lines, read_timeline
+from rspp.observability._slo import (
+    GateAccumulator,
+    GateReport,
+    GateResult,
+    evaluate_gates,
+    percentile,
+)
+from rspp.observability._timeline_io import (
+    INT_FIELDS,
+    MAX_LINE_BYTES,
+    TimelineLine,
+    as_line,
+    as_lines,
+    envelope_problem,
+    iter_timeline,
+    iter_values,
+    read_timeline,
+)
 from rspp.observability._tracing import SpanFactory
+from rspp.observability._turn_latency import TurnLatency, turn_latencies
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
 __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
     "EVIDENCE_KIND",
+    "INT_FIELDS",
+    "MAX_LINE_BYTES",
+    "OPENMETRICS_CONTENT_TYPE",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
     "BufferedItem",
@@ -67,6 +88,7 @@ __all__ = [
     "DebugCapture",
     "ExporterOptions",
     "ExporterStats",
+    "GateAccumulator",
     "GateReport",
     "GateResult",
     "JsonLinesFileSink",
@@ -85,6 +107,7 @@ __all__ = [
     "RetentionPolicy",
     "RuntimeMetrics",
     "SamplingPolicy",
+    "SecretValues",
     "SpanFactory",
     "SweepResult",
     "TimelineBuilder",
@@ -94,13 +117,17 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnLatency",
     "as_line",
     "as_lines",
     "build_plan",
     "compare_timelines",
     "current_log_context",
+    "envelope_problem",
     "evaluate_gates",
     "filter_lines",
+    "iter_timeline",
+    "iter_values",
     "level_allows",
     "log_context",
     "missing_evidence_fields",
@@ -112,4 +139,5 @@ __all__ = [
     "sweep",
     "timeline_table",
     "to_line",
+    "turn_latencies",
 ]

@@ -17,10 +17,13 @@ class ObservabilityError(RSPPError):
 
 
 class TimelineFormatError(ObservabilityError):
-    """A line of a timeline file could not be decoded; names the file and line number."""
+    """A line of a timeline file could not be decoded; names the file and line number.
+
+    Rendered ``FILE:LINE: message`` (``FILE: message`` for the file as a whole, line 0).
+    """
 
     def __init__(self, path: str, line: int, message: str) -> None:
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
         self.path = path
         self.line = line
         self.message = message

@@ -52,6 +52,9 @@ def to_line(item: BufferedItem, redactor: Redactor | None = None) -> dict[str, o
                 event_id=str(record.get("event_id", "")),
             )
         line["payload"] = payload
+    if redactor is not None:  # secret values leave no string of the line, wherever echoed
+        scrubbed = redactor.scrub(line)
+        return scrubbed if isinstance(scrubbed, dict) else line
     return line
 
 

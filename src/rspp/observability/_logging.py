@@ -76,4 +76,7 @@ class JsonLogFormatter(logging.Formatter):
                 out[key] = value if plain else repr(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
+        if self._redactor is not None:  # secrets leave every field, not only the message
+            scrubbed = self._redactor.scrub(out)
+            out = scrubbed if isinstance(scrubbed, dict) else out
         return _encoder.encode(out).decode()

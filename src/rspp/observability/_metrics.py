@@ -9,13 +9,24 @@ control path. :meth:`scrape` renders the Prometheus text format for ``/metrics``
 Series (labels): node latency (pipeline_version, node_id, provider), edge
 latency / queue depth / drops / merges (pipeline_version, edge_id), cancel
 latency (pipeline_version, scope), provider latency / retries / errors
-(pipeline_version, provider, modality[, outcome]), kernel overhead
-(pipeline_version), active sessions (pipeline_version), node-reported values
-(pipeline_version, node_id, metric) and, on a registry it creates itself, the
-process collector (``process_cpu_seconds_total``, memory) for autoscaling.
+(pipeline_version, node_id, provider, modality[, outcome]), circuit transitions
+(pipeline_version, provider, state), budget exhaustions (pipeline_version,
+node_id), kernel overhead (pipeline_version), active sessions
+(pipeline_version), node-reported values (pipeline_version, node_id, metric)
+and, on a registry it creates itself, the process collector
+(``process_cpu_seconds_total``, memory) for autoscaling.
+
+Correlation (F-013, NF-008): label values are bounded - pipeline versions and
+node/edge/provider ids from the graph, never session or turn ids. The turn a
+latency belongs to travels as an exemplar (``turn_id``, ``trace_id`` of its
+span) on the histogram bucket, visible in the OpenMetrics exposition
+(:meth:`scrape` with ``openmetrics=True``; the Prometheus text format has no
+exemplars).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,8 +36,25 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.openmetrics.exposition import generate_latest as _untyped_openmetrics
 
-__all__ = ["RuntimeMetrics"]
+__all__ = ["OPENMETRICS_CONTENT_TYPE", "RuntimeMetrics"]
+
+#: prometheus-client leaves the OpenMetrics generator unannotated
+_generate_openmetrics: Callable[[CollectorRegistry], bytes] = _untyped_openmetrics
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+#: OpenMetrics caps an exemplar's label set at 128 UTF-8 characters
+_EXEMPLAR_MAX = 128
+
+
+def _exemplar(labels: Mapping[str, str | None] | None) -> dict[str, str] | None:
+    """A valid exemplar label set, or None (too long or empty: the sample goes without)."""
+    if not labels:
+        return None
+    clean = {k: v for k, v in labels.items() if v}
+    if not clean or sum(len(k) + len(v) for k, v in clean.items()) > _EXEMPLAR_MAX:
+        return None
+    return clean
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _FAST_BUCKETS = (0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
@@ -53,13 +81,19 @@ class RuntimeMetrics:
         self._cancel = Histogram("rspp_cancel_latency_seconds", "Cancel acceptance to fence",
                                  ["pipeline_version", "scope"], buckets=_FAST_BUCKETS,
                                  registry=r)
+        prov = ["pipeline_version", "node_id", "provider", "modality"]
         self._prov = Histogram("rspp_provider_latency_seconds", "Provider invocation latency",
-                               ["pipeline_version", "provider", "modality"],
-                               buckets=_LATENCY_BUCKETS, registry=r)
+                               prov, buckets=_LATENCY_BUCKETS, registry=r)
         self._retries = Counter("rspp_provider_retries_total", "Provider invocation retries",
-                                ["pipeline_version", "provider", "modality"], registry=r)
+                                prov, registry=r)
         self._perr = Counter("rspp_provider_errors_total", "Provider invocation errors",
-                             ["pipeline_version", "provider", "modality", "outcome"], registry=r)
+                             [*prov, "outcome"], registry=r)
+        self._circuit = Counter("rspp_provider_circuit_transitions_total",
+                                "Circuit breaker transitions by the state entered",
+                                ["pipeline_version", "provider", "state"], registry=r)
+        self._budget = Counter("rspp_budget_exhausted_total",
+                               "Budgets exhausted (node_id none: the turn or a provider call)",
+                               ["pipeline_version", "node_id"], registry=r)
         self._overhead = Histogram("rspp_kernel_overhead_seconds",
                                    "Kernel scheduling overhead per event", ["pipeline_version"],
                                    buckets=_FAST_BUCKETS, registry=r)
@@ -80,8 +114,11 @@ class RuntimeMetrics:
             self._errors.inc()
 
     def node_latency(self, pipeline_version: str, node_id: str, seconds: float,
-                     provider: str = "none") -> None:
-        self._safe(lambda: self._node.labels(pipeline_version, node_id, provider).observe(seconds))
+                     provider: str = "none", *,
+                     exemplar: Mapping[str, str | None] | None = None) -> None:
+        ex = _exemplar(exemplar)
+        self._safe(lambda: self._node.labels(pipeline_version, node_id, provider)
+                   .observe(seconds, ex))
 
     def edge_latency(self, pipeline_version: str, edge_id: str, seconds: float) -> None:
         self._safe(lambda: self._edge.labels(pipeline_version, edge_id).observe(seconds))
@@ -95,19 +132,37 @@ class RuntimeMetrics:
     def edge_merge(self, pipeline_version: str, edge_id: str, count: int = 1) -> None:
         self._safe(lambda: self._merges.labels(pipeline_version, edge_id).inc(count))
 
-    def cancel_latency(self, pipeline_version: str, seconds: float, scope: str = "turn") -> None:
-        self._safe(lambda: self._cancel.labels(pipeline_version, scope).observe(seconds))
+    def cancel_latency(self, pipeline_version: str, seconds: float, scope: str = "turn", *,
+                       exemplar: Mapping[str, str | None] | None = None) -> None:
+        ex = _exemplar(exemplar)
+        self._safe(lambda: self._cancel.labels(pipeline_version, scope).observe(seconds, ex))
 
     def provider_latency(self, pipeline_version: str, provider: str, modality: str,
-                         seconds: float) -> None:
-        self._safe(lambda: self._prov.labels(pipeline_version, provider, modality).observe(seconds))
+                         seconds: float, *, node_id: str = "none",
+                         exemplar: Mapping[str, str | None] | None = None) -> None:
+        ex = _exemplar(exemplar)
+        self._safe(lambda: self._prov.labels(pipeline_version, node_id, provider, modality)
+                   .observe(seconds, ex))
 
-    def provider_retry(self, pipeline_version: str, provider: str, modality: str) -> None:
-        self._safe(lambda: self._retries.labels(pipeline_version, provider, modality).inc())
+    def provider_retry(self, pipeline_version: str, provider: str, modality: str, *,
+                       node_id: str = "none") -> None:
+        self._safe(lambda: self._retries.labels(pipeline_version, node_id, provider,
+                                                modality).inc())
 
     def provider_error(self, pipeline_version: str, provider: str, modality: str,
-                       outcome: str) -> None:
-        self._safe(lambda: self._perr.labels(pipeline_version, provider, modality, outcome).inc())
+                       outcome: str, *, node_id: str = "none",
+                       exemplar: Mapping[str, str | None] | None = None) -> None:
+        ex = _exemplar(exemplar)
+        self._safe(lambda: self._perr.labels(pipeline_version, node_id, provider, modality,
+                                             outcome).inc(1, ex))
+
+    def circuit_transition(self, pipeline_version: str, provider: str, state: str) -> None:
+        self._safe(lambda: self._circuit.labels(pipeline_version, provider, state).inc())
+
+    def budget_exhausted(self, pipeline_version: str, node_id: str = "none", *,
+                         exemplar: Mapping[str, str | None] | None = None) -> None:
+        ex = _exemplar(exemplar)
+        self._safe(lambda: self._budget.labels(pipeline_version, node_id).inc(1, ex))
 
     def kernel_overhead(self, pipeline_version: str, seconds: float) -> None:
         self._safe(lambda: self._overhead.labels(pipeline_version).observe(seconds))
@@ -121,6 +176,8 @@ class RuntimeMetrics:
     def node_metric(self, pipeline_version: str, node_id: str, metric: str, value: float) -> None:
         self._safe(lambda: self._custom.labels(pipeline_version, node_id, metric).observe(value))
 
-    def scrape(self) -> bytes:
-        """Prometheus text exposition of this registry."""
+    def scrape(self, *, openmetrics: bool = False) -> bytes:
+        """Prometheus text exposition of this registry; OpenMetrics (with exemplars) on ask."""
+        if openmetrics:
+            return _generate_openmetrics(self.registry)
         return generate_latest(self.registry)

@@ -1,9 +1,18 @@
-"""Reading timeline files: JSON Lines or length-prefixed MessagePack.
+"""Reading timeline files: JSON Lines or length-prefixed MessagePack, streamed.
 
-Each line is ``{"kind": K, "record": {...}, "payload": {...}?}``. Reading never
-raises on a bad line: it returns the good lines plus one
-:class:`~rspp.observability.TimelineFormatError` per bad line (with its line
-number, or frame number for MessagePack).
+Each line is ``{"kind": K, "record": {...}, "payload": {...}?}``.
+:func:`iter_timeline` reads a file line by line (memory bounded by the
+longest line, :data:`MAX_LINE_BYTES`) and yields a :class:`TimelineLine` per
+good line and a :class:`~rspp.observability.TimelineFormatError` per bad one
+(with its line number, or frame number for MessagePack); it never raises on
+file content. :func:`read_timeline` collects both lists.
+
+The envelope fields every tool computes with are checked at this edge, so
+nothing downstream meets a ``"soon"``, a ``null`` or a 2**80 where an
+integer belongs: :data:`INT_FIELDS` must be integers in 0..2**63-1 when
+present, ``transport_sequence`` an integer or null, ``session_id`` and
+``turn_id`` strings or null. Lines nested deeper than the decoder's recursion
+limit and lines over :data:`MAX_LINE_BYTES` are errors, not crashes.
 
 Objects that already look like a timeline entry (``kind``, ``record`` and
 ``payload`` attributes, e.g. ``rspp.contracts.TimelineEntry``) are normalised
@@ -13,18 +22,41 @@ with :func:`as_line` so the comparator and the SLO gates accept either.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 
 from rspp.observability._errors import TimelineFormatError
 
-__all__ = ["TimelineLine", "as_line", "as_lines", "read_timeline"]
+__all__ = ["INT_FIELDS", "MAX_LINE_BYTES", "TimelineLine", "as_line", "as_lines",
+           "envelope_problem", "iter_timeline", "iter_values", "read_timeline"]
 
+MAX_LINE_BYTES = 16 << 20
+"""Longest timeline line (or MessagePack frame) accepted: 16 MiB."""
+
+INT_FIELDS = ("runtime_timestamp_ms", "runtime_sequence", "wall_clock_timestamp_ms",
+              "authority_epoch")
+"""Record fields that, when present, must be integers in 0..2**63-1."""
+
+_INT_MAX = (1 << 63) - 1
+_NULLABLE_INT = ("transport_sequence",)
+_NULLABLE_STR = ("session_id", "turn_id")
 _json = msgspec.json.Decoder()
 _msgpack = msgspec.msgpack.Decoder()
+
+
+class _Head(msgspec.Struct):
+    """A line decoded without its payload (kept as raw bytes, never parsed into objects)."""
+
+    kind: object = None
+    record: object = None
+    payload: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_json_head = msgspec.json.Decoder(_Head)
+_msgpack_head = msgspec.msgpack.Decoder(_Head)
 
 
 class TimelineLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +72,28 @@ class TimelineLine(msgspec.Struct, frozen=True, kw_only=True):
         return self.record.get(name, default)
 
 
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def envelope_problem(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(field, message)`` of the first envelope field with the wrong type, else None."""
+    for name in INT_FIELDS:
+        value = record.get(name, 0)
+        if type(value) is not int or not 0 <= value <= _INT_MAX:
+            return name, f"must be an integer in 0..2**63-1, got {_shown(value)}"
+    for name in _NULLABLE_INT:
+        value = record.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value <= _INT_MAX):
+            return name, f"must be null or an integer in 0..2**63-1, got {_shown(value)}"
+    for name in _NULLABLE_STR:
+        value = record.get(name)
+        if value is not None and not isinstance(value, str):
+            return name, f"must be null or a string, got {_shown(value)}"
+    return None
+
+
 def _shape(path: str, number: int, value: object) -> TimelineLine | TimelineFormatError:
     if not isinstance(value, dict):
         return TimelineFormatError(path, number, "expected a JSON object with 'kind' and 'record'")
@@ -52,49 +106,127 @@ def _shape(path: str, number: int, value: object) -> TimelineLine | TimelineForm
         return TimelineFormatError(path, number, "'record' must be a JSON object")
     if payload is not None and not isinstance(payload, dict):
         return TimelineFormatError(path, number, "'payload' must be a JSON object when present")
+    problem = envelope_problem(record)
+    if problem is not None:
+        return TimelineFormatError(path, number, f"record.{problem[0]}: {problem[1]}")
     return TimelineLine(line=number, kind=kind, record=record, payload=payload)
 
 
-def _is_msgpack(data: bytes, path: Path) -> bool:
-    if path.suffix in {".msgpack", ".mpk"}:
-        return True
-    return bool(data) and data[:1] not in (b"{", b" ", b"\n", b"\r", b"\t")
+def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: bool = True) -> object:
+    """The decoded value of one line, or a :class:`TimelineFormatError` (never raises).
+
+    Without ``payloads`` the line is decoded as a :class:`_Head` (payload left raw).
+    """
+    what = "MessagePack" if msgpack else "JSON"
+    try:
+        if payloads:
+            return (_msgpack if msgpack else _json).decode(raw)
+        head = (_msgpack_head if msgpack else _json_head).decode(raw)
+        return {"kind": head.kind, "record": head.record, "payload": None}
+    except msgspec.ValidationError:
+        return [raw]  # not an object: _shape names the problem
+    except msgspec.DecodeError as exc:
+        return TimelineFormatError(name, number, f"invalid {what}: {exc}")
+    except RecursionError:
+        return TimelineFormatError(name, number, f"invalid {what}: nested too deeply; a "
+                                   "timeline line is a flat record, not a deep structure")
+
+
+def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
+    return TimelineFormatError(name, number, f"line of {size} bytes or more is over the "
+                               f"{MAX_LINE_BYTES}-byte limit of a timeline line")
+
+
+_Item = tuple[int, object]
+
+
+def _json_lines(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
+    number = 0
+    while True:
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            size = len(raw)
+            while raw and not raw.endswith(b"\n"):  # skip the rest of the line, bounded reads
+                raw = f.readline(MAX_LINE_BYTES)
+                size += len(raw)
+            yield number, _too_long(name, number, size)
+            continue
+        if raw.isspace():
+            continue
+        yield number, _decode(name, number, raw, msgpack=False, payloads=payloads)
+
+
+def _msgpack_frames(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
+    number = 0
+    while True:
+        head = f.read(4)
+        if not head:
+            return
+        number += 1
+        if len(head) < 4:
+            yield number, TimelineFormatError(name, number, "truncated MessagePack frame")
+            return
+        (size,) = struct.unpack(">I", head)
+        if size > MAX_LINE_BYTES:
+            yield number, _too_long(name, number, size)
+            return  # the frame boundary is lost: nothing after it can be trusted
+        body = f.read(size)
+        if len(body) < size:
+            yield number, TimelineFormatError(name, number, f"truncated MessagePack frame "
+                                              f"({len(body)} of {size} bytes)")
+            return
+        yield number, _decode(name, number, body, msgpack=True, payloads=payloads)
+
+
+def iter_values(path: str | Path, *, payloads: bool = True) -> Iterator[tuple[int, object]]:
+    """Stream ``(line number, decoded value)`` of a JSON Lines / MessagePack file.
+
+    The value is a :class:`TimelineFormatError` for a line that does not decode
+    (and, with line 0, for a file that cannot be read); nothing is raised. Without
+    ``payloads`` each line becomes ``{"kind", "record", "payload": None}`` and its
+    payload is skipped, not decoded (faster for tools that only read records).
+    """
+    file = Path(path)
+    name = str(file)
+    try:
+        f = file.open("rb")
+    except OSError as exc:
+        yield 0, TimelineFormatError(name, 0, f"cannot read file: {exc.strerror or exc}")
+        return
+    with f:
+        try:
+            first = f.peek(1)[:1]
+            msgpack = file.suffix in {".msgpack", ".mpk"} or (
+                bool(first) and first not in (b"{", b" ", b"\n", b"\r", b"\t"))
+            yield from (_msgpack_frames if msgpack else _json_lines)(name, f, payloads)
+        except OSError as exc:
+            yield 0, TimelineFormatError(name, 0, f"cannot read file: {exc.strerror or exc}")
+
+
+def iter_timeline(
+    path: str | Path, *, payloads: bool = True
+) -> Iterator[TimelineLine | TimelineFormatError]:
+    """Stream the lines of a timeline file; bad lines (and a missing file) are errors.
+
+    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None).
+    """
+    name = str(path)
+    for number, value in iter_values(path, payloads=payloads):
+        yield value if isinstance(value, TimelineFormatError) else _shape(name, number, value)
 
 
 def read_timeline(path: str | Path) -> tuple[list[TimelineLine], list[TimelineFormatError]]:
     """Decode every line of a timeline file; bad lines become errors, never exceptions."""
-    file = Path(path)
-    name = str(file)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        return [], [TimelineFormatError(name, 0, f"cannot read file: {exc.strerror or exc}")]
     lines: list[TimelineLine] = []
     errors: list[TimelineFormatError] = []
-    if _is_msgpack(data, file):
-        offset, number = 0, 0
-        while offset < len(data):
-            number += 1
-            if offset + 4 > len(data):
-                errors.append(TimelineFormatError(name, number, "truncated MessagePack frame"))
-                break
-            (size,) = struct.unpack_from(">I", data, offset)
-            body = data[offset + 4 : offset + 4 + size]
-            offset += 4 + size
-            try:
-                result = _shape(name, number, _msgpack.decode(body))
-            except msgspec.DecodeError as exc:
-                result = TimelineFormatError(name, number, f"invalid MessagePack: {exc}")
-            (errors if isinstance(result, TimelineFormatError) else lines).append(result)  # type: ignore[arg-type]
-        return lines, errors
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            result = _shape(name, number, _json.decode(raw))
-        except msgspec.DecodeError as exc:
-            result = TimelineFormatError(name, number, f"invalid JSON: {exc}")
-        (errors if isinstance(result, TimelineFormatError) else lines).append(result)  # type: ignore[arg-type]
+    for item in iter_timeline(path):
+        if isinstance(item, TimelineFormatError):
+            errors.append(item)
+        else:
+            lines.append(item)
     return lines, errors
 
 

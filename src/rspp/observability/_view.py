@@ -12,6 +12,8 @@ trigger, else the line kind.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 from rich.table import Table
 
@@ -46,18 +48,15 @@ def _lane_matches(lane: object, wanted: str) -> bool:
     return lane.lower() == wanted.lower() or lane.lower().startswith(wanted.lower())
 
 
-def filter_lines(lines: list[TimelineLine], spec: TimelineFilter) -> list[TimelineLine]:
-    """Matching lines in display order."""
-    out = []
+def filter_lines(lines: Iterable[TimelineLine], spec: TimelineFilter) -> list[TimelineLine]:
+    """Matching lines in display order (one pass; kept payloads keep only what is shown)."""
+    kept: list[tuple[int, int, int, TimelineLine]] = []
     stamp = (0, 0)
-    stamps: dict[int, tuple[int, int]] = {}
     for line in lines:  # lines without a timestamp (plans, transitions) keep their place
-        ts, seq = line.record.get("runtime_timestamp_ms"), line.record.get("runtime_sequence")
+        r = line.record
+        ts, seq = r.get("runtime_timestamp_ms"), r.get("runtime_sequence")
         if isinstance(ts, int):
             stamp = (ts, seq if isinstance(seq, int) else stamp[1])
-        stamps[id(line)] = stamp
-    for line in lines:
-        r = line.record
         if spec.session and r.get("session_id") != spec.session:
             continue
         if spec.turn and r.get("turn_id") != spec.turn:
@@ -68,8 +67,21 @@ def filter_lines(lines: list[TimelineLine], spec: TimelineFilter) -> list[Timeli
             continue
         if spec.type and spec.type not in (event_type(line), line.kind):
             continue
-        out.append(line)
-    return sorted(out, key=lambda ln: (*stamps[id(ln)], ln.line))
+        slim = line if line.payload is None else msgspec.structs.replace(
+            line, payload=_slim_payload(line.payload))
+        kept.append((*stamp, line.line, slim))
+    kept.sort(key=lambda item: item[:3])
+    return [item[3] for item in kept]
+
+
+def _slim_payload(payload: dict[str, object]) -> dict[str, object] | None:
+    text, kind = payload.get("text"), payload.get("type")
+    slim: dict[str, object] = {}
+    if isinstance(text, str):
+        slim["text"] = text[:60]
+    if kind:
+        slim["type"] = kind
+    return slim or None
 
 
 def _detail(line: TimelineLine) -> str:

@@ -18,7 +18,7 @@ from rspp.providers._circuit import (
     CircuitTransition,
 )
 from rspp.providers._context import InvocationContext, SignalSink
-from rspp.providers._controller import InvocationController, ReplayableInput
+from rspp.providers._controller import BUDGET_EXHAUSTED, InvocationController, ReplayableInput
 from rspp.providers._cost import CostCapExceeded, CostMeter, ProviderUsage, UsageKind, UsageSummary
 from rspp.providers._invocation import (
     InvocationCancelScope,
@@ -37,12 +37,14 @@ from rspp.providers._outcome import (
     outcome_for_status,
 )
 from rspp.providers._policy import (
+    POLICY_CONFIG_KEYS,
     BackoffPolicy,
     CircuitPolicy,
     CostCaps,
     InvocationPolicy,
     PolicyError,
     PriceTable,
+    policy_from_config,
 )
 from rspp.providers._prometheus import PrometheusMetricsSink
 from rspp.providers._registry import (
@@ -84,6 +86,8 @@ from rspp.providers._types import (
 __all__ = [
     "ADAPTERS",
     "ADAPTER_TYPES",
+    "BUDGET_EXHAUSTED",
+    "POLICY_CONFIG_KEYS",
     "PROVIDER_CATALOG",
     "REDACTED",
     "RETRYABLE_OUTCOMES",
@@ -146,6 +150,7 @@ __all__ = [
     "order_providers",
     "outcome_for_status",
     "parse_retry_after",
+    "policy_from_config",
     "redact",
     "resolve_secret",
 ]

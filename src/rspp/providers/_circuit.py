@@ -37,7 +37,8 @@ class CircuitTransition:
         p = self.policy
         return (
             f"circuit {self.previous.value}->{self.state.value} provider={self.provider_id} "
-            f"error_rate={self.error_rate:.2f} threshold={p.error_rate_threshold:.2f} "
+            f"state={self.state.value} error_rate={self.error_rate:.2f} "
+            f"threshold={p.error_rate_threshold:.2f} "
             f"window={self.window_calls}/{p.window} min_calls={p.min_calls} "
             f"cooldown_ms={p.cooldown_ms}"
         )
@@ -116,7 +117,13 @@ class CircuitBreaker:
 
 
 class CircuitRegistry:
-    """One breaker per provider id, shared by every session of a process."""
+    """One breaker per provider id, shared by every session of a runtime (F-057).
+
+    The runtime (the process running sessions: ``rspp run``, ``rspp serve``) owns one
+    registry and injects it into every session's node services, so failures seen by
+    one turn or session open the circuit for all later calls. The ``clock`` times the
+    cool-down (inject a virtual clock in tests).
+    """
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock

@@ -33,7 +33,10 @@ from rspp.providers._secrets import redact
 if TYPE_CHECKING:
     from rspp.kernel._handles import CancelToken
 
-__all__ = ["InvocationController", "ReplayableInput"]
+__all__ = ["BUDGET_EXHAUSTED", "InvocationController", "ReplayableInput"]
+
+#: ``ProviderCallError.code`` of a call the remaining turn budget ended (F-059)
+BUDGET_EXHAUSTED = "budget_exhausted"
 
 log = logging.getLogger("rspp.providers")
 
@@ -164,6 +167,25 @@ class InvocationController(Generic[P]):
         if transition is not None:
             self._emit(SignalName.CIRCUIT_EVENT, transition.reason(), invocation_id)
 
+    # -- turn budget (F-059) ---------------------------------------------------
+    def _budget_exhausted(self, pid: str, budget_ms: int, delay_ms: int) -> ProviderCallError:
+        """The remaining turn budget cannot cover another attempt: ``budget_exhausted``.
+
+        Emits the RK-17 ``budget_exhausted`` signal and returns the error that ends the
+        call with the budget outcome (``timeout``, code ``budget_exhausted``).
+        """
+        need = max(1, self.policy.min_attempt_ms)
+        wait = f" after a {delay_ms} ms backoff" if delay_ms else ""
+        reason = (f"budget_exhausted provider={pid} remaining_budget_ms={budget_ms} "
+                  f"min_attempt_ms={need}{wait}; no further attempt")
+        current = self.invocations[-1].invocation_id if self.invocations else None
+        self._emit(SignalName.BUDGET_EXHAUSTED, reason, current, emitted_by=Emitter.RK_17)
+        return ProviderCallError(
+            f"remaining turn budget {budget_ms} ms cannot cover another attempt{wait} "
+            f"(min_attempt_ms={need})",
+            outcome=Outcome.TIMEOUT, provider=pid, code=BUDGET_EXHAUSTED,
+        )
+
     # -- cost caps (F-058) ---------------------------------------------------
     def _enforce(self, kind: UsageKind, action: str, invocation_id: str | None) -> None:
         """Count a cap enforcement and emit ``budget_exhausted`` (RK-17, budgets)."""
@@ -196,6 +218,7 @@ class InvocationController(Generic[P]):
         last_error: ProviderCallError | None = None
         previous: str | None = None
         skipped: list[str] = []
+        cut: tuple[int, int] | None = None
         for pid in decision.order:
             provider = self.providers[pid]
             breaker = self.circuits.get(pid, policy.circuit)
@@ -218,18 +241,13 @@ class InvocationController(Generic[P]):
                     None,
                 )
             retries = 0
+            cut = None
             while True:
                 if self._cancel_reason is not None:
                     return
                 budget = policy.budget_ms()
                 if budget is not None and budget < max(1, policy.min_attempt_ms):
-                    raise ProviderCallError(
-                        f"remaining turn budget {budget} ms cannot cover another attempt "
-                        f"(min_attempt_ms={policy.min_attempt_ms})",
-                        outcome=Outcome.TIMEOUT,
-                        provider=pid,
-                        code="budget_exhausted",
-                    ) from last_error
+                    raise self._budget_exhausted(pid, budget, 0) from last_error
                 timeout_ms = policy.timeout_ms if budget is None else min(policy.timeout_ms, budget)
                 inv = provider.new_invocation(parent=self._parent, attempt=retries + 1)
                 inv.metrics.retries = retries
@@ -269,6 +287,7 @@ class InvocationController(Generic[P]):
                             await clock.sleep(delay_ms / 1000)
                             retries += 1
                             continue
+                        cut = (budget, delay_ms)  # the budget, not the policy, ended retrying
                     break
                 except BaseException:
                     breaker.release_probe()
@@ -286,6 +305,8 @@ class InvocationController(Generic[P]):
                     self.current = None
             previous = pid
         if last_error is not None:
+            if cut is not None:
+                raise self._budget_exhausted(previous or "none", *cut) from last_error
             raise last_error
         raise ProviderCallError(
             f"every allowed provider has an open circuit: {skipped}",

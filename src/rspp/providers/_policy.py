@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+import msgspec
 
 from rspp.errors import ProviderError
 
 __all__ = [
+    "POLICY_CONFIG_KEYS",
     "BackoffPolicy",
     "CircuitPolicy",
     "CostCaps",
     "InvocationPolicy",
     "PolicyError",
     "PriceTable",
+    "policy_from_config",
 ]
+
+#: keys of a provider binding's ``config`` that tune the invocation policy, not the adapter
+POLICY_CONFIG_KEYS = ("circuit", "retry")
 
 
 class PolicyError(ProviderError):
@@ -107,7 +115,8 @@ class InvocationPolicy:
 
     ``providers`` is the allowed provider order (primary first, then fallbacks);
     with ``allow_fallback=False`` only the first is ever used. ``remaining_budget_ms``
-    returns the turn's remaining time budget; retries and fallbacks stop when it
+    returns the turn's remaining time budget (``None``: not bounded); every attempt's
+    timeout and every backoff fit inside it, and retries and fallbacks stop when it
     cannot cover another attempt (F-046, F-059).
     """
 
@@ -118,7 +127,7 @@ class InvocationPolicy:
     allow_fallback: bool = True
     #: minimum budget an attempt needs to be worth starting
     min_attempt_ms: int = 50
-    remaining_budget_ms: Callable[[], int] | None = None
+    remaining_budget_ms: Callable[[], int | None] | None = None
     circuit: CircuitPolicy = field(default_factory=CircuitPolicy)
     #: after a fallback succeeds, later calls of the session start with that provider
     #: (F-047) until it fails or fresh health signals order the providers again
@@ -137,4 +146,52 @@ class InvocationPolicy:
     def budget_ms(self) -> int | None:
         if self.remaining_budget_ms is None:
             return None
-        return max(0, int(self.remaining_budget_ms()))
+        remaining = self.remaining_budget_ms()
+        return None if remaining is None else max(0, int(remaining))
+
+
+_D = TypeVar("_D", CircuitPolicy, BackoffPolicy)
+_RETRY_KEYS = ("max_retries", "min_attempt_ms")
+
+
+def _section(
+    path: str, raw: object, cls: type[_D], extra: tuple[str, ...] = ()
+) -> tuple[_D, dict[str, Any]]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{path}: expected a mapping such as {{{fields(cls)[0].name}: ...}}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(str(k) for k in raw if k not in known and k not in extra)
+    if unknown:
+        raise PolicyError(f"{path}: unknown field(s) {unknown}; use {sorted(known | set(extra))}")
+    own = {k: v for k, v in raw.items() if k in known}
+    try:
+        return msgspec.convert(own, cls), {k: raw[k] for k in extra if k in raw}
+    except msgspec.ValidationError as exc:
+        raise PolicyError(f"{path}: {exc}".replace("$.", f"{path}.")) from None
+
+
+def policy_from_config(
+    providers: tuple[str, ...], timeout_ms: int, config: Mapping[str, object], *,
+    path: str = "config", max_retries: int = 1,
+) -> InvocationPolicy:
+    """The invocation policy a provider binding's ``config`` asks for (F-057, F-059).
+
+    ``config.circuit`` holds :class:`CircuitPolicy` fields; ``config.retry`` holds
+    :class:`BackoffPolicy` fields plus ``max_retries`` and ``min_attempt_ms``. Every
+    error names the field (``path.circuit.window``) and the allowed values.
+    """
+    circuit = CircuitPolicy()
+    backoff = BackoffPolicy()
+    tuning: dict[str, Any] = {}
+    if "circuit" in config:
+        circuit, _ = _section(f"{path}.circuit", config["circuit"], CircuitPolicy)
+    if "retry" in config:
+        backoff, tuning = _section(f"{path}.retry", config["retry"], BackoffPolicy, _RETRY_KEYS)
+    for key, value in tuning.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise PolicyError(f"{path}.retry.{key}={value!r}: must be an integer")
+    return InvocationPolicy(
+        providers=providers, timeout_ms=timeout_ms,
+        max_retries=tuning.get("max_retries", max_retries), backoff=backoff,
+        min_attempt_ms=tuning.get("min_attempt_ms", 50), circuit=circuit,
+    )

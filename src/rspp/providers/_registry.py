@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rspp.providers._base import Provider
-from rspp.providers._policy import PolicyError
+from rspp.providers._policy import POLICY_CONFIG_KEYS, PolicyError, policy_from_config
 from rspp.providers._secrets import SecretConfigError, SecretRef
 from rspp.providers._types import ProviderKind
 
@@ -315,9 +315,19 @@ class ProviderCatalog:
             other = f" ({name!r} is a {info.kind.value} adapter)" if info is not None else ""
             return [("", f"unknown {modality} adapter {name!r}{other}",
                      f"{guess}use one of: {known}")]
+        try:  # circuit/retry tune the invocation policy (F-057, F-059), not the adapter
+            policy_from_config(("x",), 1, config, path="config")
+        except PolicyError as exc:
+            key = next((k for k in POLICY_CONFIG_KEYS if f"config.{k}" in str(exc)), "")
+            text = str(exc)
+            return [(key, text.removeprefix(f"config.{key}: ").removeprefix("config."),
+                     "circuit: error_rate_threshold, window, min_calls, cooldown_ms, "
+                     "half_open_successes; retry: max_retries, min_attempt_ms, initial_ms, "
+                     "multiplier, max_ms, respect_retry_after")]
         try:
             cls = info.load()
-            params = {k: v for k, v in config.items() if k != "adapter"}
+            params = {k: v for k, v in config.items()
+                      if k != "adapter" and k not in POLICY_CONFIG_KEYS}
             _check_options(cls, info, params, "config")
             _check_option_types(cls, params, "config")
         except PolicyError as exc:

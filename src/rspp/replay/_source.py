@@ -145,7 +145,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         if errors:
             shown = "; ".join(str(e) for e in errors[:3])
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-            raise ReplayInputError(f"malformed timeline: {shown}{more}; every line must be "
+            raise ReplayInputError(f"{shown}{more}; every line must be "
                                    '{"kind": ..., "record": {...}, "payload": {...}?}')
     else:
         source = "<lines>"

@@ -18,14 +18,22 @@ from rspp.runner._replay_demo import (
     demo_registry,
     record_session,
 )
-from rspp.runner._runner import RunnerError, RunOptions, RunResult, TurnReport, run_local
-from rspp.runner._table import latency_rows, render_result
+from rspp.runner._runner import (
+    RunnerError,
+    RunOptions,
+    RunProgress,
+    RunResult,
+    TurnReport,
+    run_local,
+)
+from rspp.runner._table import LATENCY_COLUMNS, latency_rows, render_result
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 
 __all__ = [
     "DEMO_NODES",
     "DEMO_PROVIDER_TYPES",
     "DEMO_SPEC",
+    "LATENCY_COLUMNS",
     "LOCAL_RUNTIME_ID",
     "LOCAL_TENANT",
     "AssembledSession",
@@ -34,6 +42,7 @@ __all__ = [
     "LocalFactoryOptions",
     "LocalSessionFactory",
     "RunOptions",
+    "RunProgress",
     "RunResult",
     "RunnerError",
     "SessionTelemetry",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -33,7 +33,7 @@ from rspp.contracts import (
 )
 from rspp.errors import RSPPError
 from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
-from rspp.nodes import NodeServices, build_provider
+from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
     RecorderOptions,
@@ -41,7 +41,17 @@ from rspp.observability import (
     TimelineExporter,
     TimelineRecorder,
 )
-from rspp.providers import PROVIDER_CATALOG
+from rspp.providers import (
+    POLICY_CONFIG_KEYS,
+    PROVIDER_CATALOG,
+    CircuitRegistry,
+    InvocationPolicy,
+    PolicyError,
+    SecretConfigError,
+    SecretRef,
+    default_redactor,
+    policy_from_config,
+)
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
@@ -108,6 +118,12 @@ class AssemblyOptions:
     #: admission policy snapshot (None: the in-process bundle's)
     admission_policy: AdmissionPolicy | None = None
     runtime_id: str = LOCAL_RUNTIME_ID
+    #: also called with every record the session makes (the runner's latency table)
+    record_tap: Callable[[msgspec.Struct], None] | None = None
+    #: the runtime's circuit breakers (F-057): the process running sessions passes one
+    #: registry to all of them, so a circuit opened in one session holds for the next;
+    #: None: a registry of this session only
+    circuits: CircuitRegistry | None = None
 
 
 def compile_spec_file(path: Path) -> GraphDefinition:
@@ -116,31 +132,79 @@ def compile_spec_file(path: Path) -> GraphDefinition:
         raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
                             "pipelines/examples/voice_assistant.yaml")
     try:
-        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG)
+        return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG,
+                            catalog=NodeCatalog.for_spec(path))
     except SpecInvalid as exc:
-        raise AssemblyError(f"SPEC {path}: {exc}; run `rspp lint --strict {path}` for every "
-                            "issue") from None
+        first = exc.issues[0] if exc.issues else None
+        where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
+                 f"{first.hint}" if first is not None else f"{path}: {exc}")
+        more = f" (+{len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+        raise AssemblyError(f"{where}{more}; run `rspp lint --strict {path}` for every issue "
+                            "(SPEC)") from None
 
 
-def _services(gd: GraphDefinition, session_id: str, sink: Any) -> NodeServices:
+def _register_secrets(config: object) -> None:
+    """Resolve every ``env://``/``file://`` reference in a provider config for this session.
+
+    Resolving registers the value with the process redactor, so it is scrubbed from
+    every record, log line and printed line from the start; an unresolvable reference
+    is left to the adapter, which reports it when it is built or used.
+    """
+    if isinstance(config, str):
+        if config.startswith(("env://", "file://")):
+            with contextlib.suppress(SecretConfigError):
+                SecretRef(config).resolve()
+    elif isinstance(config, Mapping):
+        for value in config.values():
+            _register_secrets(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            _register_secrets(value)
+
+
+def _services(gd: GraphDefinition, session_id: str, sink: Any,
+              circuits: CircuitRegistry) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
+    policies: dict[str, InvocationPolicy] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
         timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        config = dict(b.config.items()) if hasattr(b.config, "items") else {}
+        try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
+            policies[b.modality] = policy_from_config(
+                chain, timeouts[b.modality], config, path=f"providers.{b.modality}.config")
+        except PolicyError as exc:
+            raise AssemblyError(str(exc)) from None
         for i, pid in enumerate(chain):
             if pid in providers:
                 continue
-            cfg = dict(b.config.items()) if i == 0 and hasattr(b.config, "items") else {}
+            cfg = {k: v for k, v in config.items() if k not in POLICY_CONFIG_KEYS} if i == 0 else {}
+            _register_secrets(cfg)
             try:
                 providers[pid] = build_provider(pid, cfg, modality=b.modality)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
-                        timeouts_ms=timeouts)
+                        timeouts_ms=timeouts, policies=policies, circuits=circuits)
+
+
+def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
+    """Remaining turn budget (ms) of ``turn_id`` for provider retries (F-059).
+
+    ``None`` (not bounded) when the turn is no longer the tracked one or its budget is
+    advisory (runs faster than real time report budgets, never enforce them).
+    """
+    def remaining(turn_id: str) -> int | None:
+        tracker = driver.budgets
+        if tracker is None or tracker.turn_id != turn_id or tracker.turn.advisory:
+            return None
+        return tracker.turn.remaining_ms()
+
+    return remaining
 
 
 @dataclass(slots=True)
@@ -230,14 +294,6 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
                                                        level=opts.record_level or _DEFAULT_LEVEL))
-    exporter_task: asyncio.Task[None] | None = None
-    if opts.timeline is not None:
-        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
-        opts.timeline.write_bytes(b"")
-        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor())  # PII never reaches the file (NF-014)
-        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
-
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -245,6 +301,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         p is not None for p in (opts.metrics_out, opts.trace_out, opts.log_out))
 
     taps: list[Callable[[msgspec.Struct], None]] = []  # the transport watches the records
+    if opts.record_tap is not None:
+        taps.append(opts.record_tap)
 
     def record(rec: msgspec.Struct, payload: object = None) -> None:
         recorder.append(rec, payload)
@@ -253,13 +311,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         for tap in taps:
             tap(rec)
 
-    try:
-        services = _services(gd, sid, record)
-    except AssemblyError:
-        recorder.close()
-        if exporter_task is not None:
-            exporter_task.cancel()
-        raise
+    # a bad provider fails here, before any output exists
+    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock))
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:
@@ -272,10 +325,16 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     if admission_policy is not None:
         admission.set_policy(admission_policy)
     if not admission.admit_session(opts.tenant_id, sid).admitted:
-        recorder.close()
-        if exporter_task is not None:
-            exporter_task.cancel()
         raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    # every input is checked above: only now do outputs exist (no empty timeline on errors)
+    exporter_task: asyncio.Task[None] | None = None
+    if opts.timeline is not None:
+        opts.timeline.parent.mkdir(parents=True, exist_ok=True)
+        opts.timeline.write_bytes(b"")
+        # PII (NF-014) and the value of every configured secret never reach the file
+        exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
+                                    redactor=Redactor(secrets=default_redactor()))
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
     transport = make_transport(record)
@@ -290,12 +349,18 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         if "driver" in holder:
             holder["driver"].node_failed(dl)
 
-    session = SessionActor(graph, session_id=sid, clock=clock,
-                           options=SessionOptions(seed=0, instrument=want_tele),
-                           registry=capture.registry if capture is not None else None,
-                           output_sink=transport.output, signal_sink=record,
-                           dead_letter_sink=dead_letter, timebase=timebase,
-                           services=services)
+    try:
+        session = SessionActor(graph, session_id=sid, clock=clock,
+                               options=SessionOptions(seed=0, instrument=want_tele),
+                               registry=capture.registry if capture is not None else None,
+                               output_sink=transport.output, signal_sink=record,
+                               dead_letter_sink=dead_letter, timebase=timebase,
+                               services=services)
+    except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        recorder.close()
+        if exporter_task is not None:
+            exporter_task.cancel()
+        raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
     if capture is not None:
         capture.bind(session)
@@ -313,6 +378,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
     services.hooks = driver
+    services.remaining_budget_ms = _remaining_budget(driver)
     services.next_sequence = session._next_seq
     services.clock = timebase
     services.authority_epoch = authority.epoch

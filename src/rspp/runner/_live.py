@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rspp.contracts import RecordingLevel
+from rspp.providers import CircuitRegistry
 from rspp.runner._assembly import AssemblyError, AssemblyOptions, assemble_session
 from rspp.runner._telemetry import TelemetryTargets
 from rspp.spec import GraphDefinition
@@ -60,11 +61,17 @@ class LocalFactoryOptions:
 
 
 class LocalSessionFactory:
-    """Opens live sessions of one spec with the in-process control plane of ``rspp run``."""
+    """Opens live sessions of one spec with the in-process control plane of ``rspp run``.
 
-    def __init__(self, gd: GraphDefinition, options: LocalFactoryOptions | None = None) -> None:
+    The factory is the runtime of its sessions: it owns one :class:`CircuitRegistry`
+    (F-057) and hands it to every session it opens.
+    """
+
+    def __init__(self, gd: GraphDefinition, options: LocalFactoryOptions | None = None,
+                 *, circuits: CircuitRegistry | None = None) -> None:
         self.gd = gd
         self.options = options or LocalFactoryOptions()
+        self.circuits = circuits or CircuitRegistry()
         self.opened: list[str] = []
 
     def timeline_for(self, session_id: str) -> Path | None:
@@ -77,7 +84,7 @@ class LocalSessionFactory:
         opts = AssemblyOptions(session_id=session_id, tenant_id=grant.tenant_id,
                                authority_epoch=grant.lease_epoch, record_level=o.record_level,
                                timeline=self.timeline_for(session_id), telemetry=o.telemetry,
-                               enforce_budgets=o.enforce_budgets)
+                               enforce_budgets=o.enforce_budgets, circuits=self.circuits)
         handle = await open_live_session(self.gd, opts, live=o.live)
         self.opened.append(session_id)
         return handle

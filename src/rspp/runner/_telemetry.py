@@ -13,6 +13,12 @@
 * a sampler task (``run``) that reads the edge buffers' depth, drop and merge
   counters while the session runs and once more at the end.
 
+Correlation (F-013, F-067, NF-008): spans and log lines carry ``session_id``,
+``turn_id`` and ``pipeline_version`` (plus node/edge/provider ids); metric labels
+stay bounded (pipeline version, node/edge/provider ids) and the turn travels as
+an exemplar (``turn_id`` and the ``trace_id`` of the session's trace). Circuit
+transitions and budget exhaustions (F-057, F-059) become counters and log lines.
+
 Every entry point swallows its own errors (counted as ``rspp_telemetry_errors_total``
 through :class:`RuntimeMetrics`): telemetry never blocks or raises into the session.
 """
@@ -101,6 +107,15 @@ class SessionTelemetry:
         base.update({f"rspp.{k}": v for k, v in extra.items() if v is not None})
         return base
 
+    def _exemplar(self, turn_id: str | None) -> dict[str, str | None] | None:
+        """Exemplar labels linking a sample to its turn and trace (None between turns)."""
+        if turn_id is None:
+            return None
+        span = self._turns.get(turn_id) or self._session_span
+        ctx = span.get_span_context() if span is not None else None
+        trace_id = trace.format_trace_id(ctx.trace_id) if ctx is not None and ctx.is_valid else None
+        return {"turn_id": turn_id, "trace_id": trace_id}
+
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
             fn()
@@ -112,6 +127,10 @@ class SessionTelemetry:
         try:
             if not self._log.isEnabledFor(level):
                 return
+            span = self._parent(turn_id)
+            ctx = span.get_span_context() if span is not None else None
+            if ctx is not None and ctx.is_valid:  # the same trace id the spans carry
+                fields.setdefault("trace_id", trace.format_trace_id(ctx.trace_id))
             with log_context(session_id=self.session_id, pipeline_version=self.pipeline_version,
                              turn_id=turn_id, node_id=node_id, edge_id=edge_id):
                 self._log.log(level, message, extra=fields)
@@ -144,7 +163,8 @@ class SessionTelemetry:
         """``SessionActor.node_observer``: one finished ``process`` call."""
         try:
             self.metrics.node_latency(self.pipeline_version, node_id, elapsed_ns / 1e9,
-                                      self._node_provider.get(node_id, "none"))
+                                      self._node_provider.get(node_id, "none"),
+                                      exemplar=self._exemplar(turn_id))
             now = time.time_ns()
             key = (turn_id, node_id)
             ns = self._nodes.get(key)
@@ -187,7 +207,14 @@ class SessionTelemetry:
         elif name == "drop_notice":
             self._emit(logging.INFO, "events dropped", turn_id=tid, edge_id=rec.edge_id,
                        node_id=rec.node_id, reason=rec.reason)
-        elif name in ("cancel", "barge_in", "fallback"):
+        elif name == "circuit_event":
+            self._circuit(rec)
+        elif name == "budget_exhausted":
+            self.metrics.budget_exhausted(self.pipeline_version, rec.node_id or "none",
+                                          exemplar=self._exemplar(tid))
+            self._emit(logging.WARNING, "budget exhausted", turn_id=tid, node_id=rec.node_id,
+                       provider_invocation_id=rec.provider_invocation_id, reason=rec.reason)
+        elif name in ("cancel", "barge_in", "fallback", "provider_switch"):
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
 
     # ------------------------------------------------------------------ turns
@@ -199,7 +226,8 @@ class SessionTelemetry:
         if self._cancel_ms is not None:
             ms = self._cancel_ms(tid)
             if ms is not None:
-                self.metrics.cancel_latency(self.pipeline_version, ms / 1000.0, "turn")
+                self.metrics.cancel_latency(self.pipeline_version, ms / 1000.0, "turn",
+                                            exemplar=self._exemplar(tid))
                 span = self._turns.get(tid)
                 if span is not None:
                     span.set_attribute("rspp.cancel_fence_ms", float(ms))
@@ -237,15 +265,31 @@ class SessionTelemetry:
                 except Exception:  # never raise into the session
                     self.errors += 1
 
+    @staticmethod
+    def _fields(reason: str | None) -> dict[str, str]:
+        """``key=value`` words of an RK-11 reason (``provider=P outcome=O ...``)."""
+        return dict(p.split("=", 1) for p in (reason or "").split() if "=" in p)
+
+    def _circuit(self, rec: ControlSignal) -> None:
+        """A circuit transition (F-057): counter by the state entered, and a log line."""
+        fields = self._fields(rec.reason)
+        pid, state = fields.get("provider", "unknown"), fields.get("state", "unknown")
+        self.metrics.circuit_transition(self.pipeline_version, pid, state)
+        self._emit(logging.WARNING if state == "open" else logging.INFO,
+                   f"circuit {state} for provider {pid}", turn_id=rec.turn_id,
+                   node_id=rec.node_id, provider=pid, reason=rec.reason)
+
     def _provider_error(self, rec: ControlSignal) -> None:
         """Count a failed attempt live (``provider=P outcome=O ...`` reason, RK-11)."""
-        fields = dict(p.split("=", 1) for p in (rec.reason or "").split() if "=" in p)
+        fields = self._fields(rec.reason)
         pid, outcome = fields.get("provider", "unknown"), fields.get("outcome", "error")
         modality = self._modality(pid)
         inv_id = rec.provider_invocation_id
         if inv_id is not None:
             self._error_counted.add(inv_id)
-        self.metrics.provider_error(self.pipeline_version, pid, modality, outcome)
+        self.metrics.provider_error(self.pipeline_version, pid, modality, outcome,
+                                    node_id=rec.node_id or "none",
+                                    exemplar=self._exemplar(rec.turn_id))
         self._emit(logging.WARNING, f"provider {pid} failed: {outcome}", turn_id=rec.turn_id,
                    node_id=rec.node_id, provider=pid, provider_invocation_id=inv_id,
                    reason=rec.reason)
@@ -261,12 +305,15 @@ class SessionTelemetry:
         pv, pid, kind = self.pipeline_version, inv.provider_id, inv.kind.value
         outcome = inv.outcome.value
         m = inv.metrics
+        nid = node_id or "none"
         if m.latency_ms is not None:
-            self.metrics.provider_latency(pv, pid, kind, m.latency_ms / 1000.0)
+            self.metrics.provider_latency(pv, pid, kind, m.latency_ms / 1000.0, node_id=nid,
+                                          exemplar=self._exemplar(turn_id))
         if inv.attempt > 1 or m.retries:
-            self.metrics.provider_retry(pv, pid, kind)
+            self.metrics.provider_retry(pv, pid, kind, node_id=nid)
         if outcome != "success" and inv.invocation_id not in self._error_counted:
-            self.metrics.provider_error(pv, pid, kind, outcome)
+            self.metrics.provider_error(pv, pid, kind, outcome, node_id=nid,
+                                        exemplar=self._exemplar(turn_id))
         parent = self._parent(turn_id)
         ctx = trace.set_span_in_context(parent) if parent is not None else None
         start = _wall_from_mono(m.started_ns) if m.started_ns else time.time_ns()
@@ -346,7 +393,8 @@ class TelemetryFiles:
 
     Spans go through a ``SimpleSpanProcessor`` into an in-memory exporter (no I/O in
     the session's path) and are written as one JSON object per line by :meth:`close`;
-    the metrics file is the Prometheus text exposition; logs are JSON lines.
+    the metrics file is the OpenMetrics exposition (Prometheus ingests it; it carries
+    the turn exemplars); logs are JSON lines.
     """
 
     def __init__(self, *, metrics_out: Path | None = None, trace_out: Path | None = None,
@@ -356,6 +404,7 @@ class TelemetryFiles:
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
         from rspp.observability import JsonLogFormatter, Redactor
+        from rspp.providers import default_redactor
 
         self.metrics_out, self.trace_out, self.log_out = metrics_out, trace_out, log_out
         self.targets = targets or TelemetryTargets()
@@ -370,7 +419,7 @@ class TelemetryFiles:
         if log_out is not None:
             log_out.write_bytes(b"")
             self._handler = logging.FileHandler(log_out, encoding="utf-8")
-            self._handler.setFormatter(JsonLogFormatter(Redactor()))
+            self._handler.setFormatter(JsonLogFormatter(Redactor(secrets=default_redactor())))
             self.targets.logger.addHandler(self._handler)
             if not self.targets.logger.isEnabledFor(logging.INFO):
                 self.targets.logger.setLevel(logging.INFO)
@@ -383,10 +432,14 @@ class TelemetryFiles:
             self._handler.close()
             self._handler = None
         if self.metrics_out is not None:
-            self.metrics_out.write_bytes(self.targets.metrics.scrape())
+            self.metrics_out.write_bytes(self.targets.metrics.scrape(openmetrics=True))
         if self.trace_out is not None:
             spans = self.spans.get_finished_spans() if self.spans is not None else ()
+            from rspp.observability import Redactor
+            from rspp.providers import default_redactor
+
+            scrub = Redactor(secrets=default_redactor()).scrub  # no secret in span attributes
             with self.trace_out.open("w", encoding="utf-8") as fh:
                 for span in spans:
-                    fh.write(json.dumps(json.loads(span.to_json()), separators=(",", ":")))
+                    fh.write(json.dumps(scrub(json.loads(span.to_json())), separators=(",", ":")))
                     fh.write("\n")

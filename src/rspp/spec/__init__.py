@@ -10,10 +10,13 @@ from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
     NodeSignature,
     NodeTypeCatalog,
+    ParamSpec,
+    ParamType,
     PortSpec,
     PortType,
     StaticCatalog,
     compatible,
+    param,
 )
 from rspp.spec._compiler import compile_spec
 from rspp.spec._condition import Condition, ConditionError, compile_condition
@@ -39,10 +42,16 @@ from rspp.spec._layers import (
     ConfigLayers,
     EffectiveSpec,
     ResolvedValue,
+    load_layers,
     resolve_effective,
 )
 from rspp.spec._lint import lint_text
-from rspp.spec._loader import load_spec, parse_spec_text, spec_hash
+from rspp.spec._loader import (
+    load_spec,
+    parse_spec_text,
+    read_spec_source,
+    spec_hash,
+)
 from rspp.spec._model import (
     BudgetsSpec,
     BufferOverride,
@@ -61,11 +70,14 @@ from rspp.spec._model import (
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
+from rspp.spec._yaml import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
 
 __all__ = [
     "ALLOWED_KEYS",
     "BUILTIN_NODE_TYPES",
     "ENV_PREFIX",
+    "MAX_SPEC_BYTES",
+    "MAX_SPEC_DEPTH",
     "POST_MVP_PROFILES",
     "PROFILES",
     "SIMPLE_V1",
@@ -93,6 +105,8 @@ __all__ = [
     "NodeSignature",
     "NodeSpec",
     "NodeTypeCatalog",
+    "ParamSpec",
+    "ParamType",
     "PipelineSpec",
     "PortDecl",
     "PortSpec",
@@ -117,8 +131,11 @@ __all__ = [
     "compile_spec",
     "generate_docs",
     "lint_text",
+    "load_layers",
     "load_spec",
+    "param",
     "parse_spec_text",
+    "read_spec_source",
     "resolve_effective",
     "spec_hash",
 ]

@@ -27,6 +27,7 @@ from rspp.spec._graph_checks import check_structure, fanin_plans
 from rspp.spec._issues import LintIssue, SpecInvalid
 from rspp.spec._loader import source_of, spec_hash
 from rspp.spec._model import PipelineSpec
+from rspp.spec._params_check import check_params
 from rspp.spec._profile import PROFILES, ExecutionProfile, profile_problem
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._resolve_parts import (
@@ -60,6 +61,7 @@ def _signature(node: FlatNode, catalog: NodeTypeCatalog) -> NodeSignature | None
             is_async=ports.is_async,
             default_params=base.default_params if base else {},
             provider_modality=base.provider_modality if base else None,
+            params=base.params if base else None,
         )
     return catalog.signature(node.spec.type)
 
@@ -104,11 +106,14 @@ def analyse(
         sig = _signature(node, catalog)
         if sig is None:
             known = ", ".join(getattr(catalog, "names", lambda: ())())
+            why = getattr(catalog, "why_unknown", lambda _t: None)(node.spec.type)
             issues.append(node.src.issue(
-                (*node.path, "type"), f"unknown node type {node.spec.type!r}",
-                f"use a built-in type ({known}) or declare `ports:` for a custom node",
+                (*node.path, "type"), why or f"unknown node type {node.spec.type!r}",
+                f"use a built-in type ({known}), a Python class `python:MODULE:CLASS`, a type "
+                "published in the `rspp.nodes` entry-point group, or declare `ports:`",
             ))
             continue
+        issues += check_params(node, sig)
         nodes[node.id] = (node, sig)
 
     wires = _wire_edges(flat.edges, nodes, issues)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect as pyinspect
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
 import msgspec.inspect as mi
 
+from rspp.spec._catalog import NodeSignature
 from rspp.spec._check import describe
 
 
@@ -78,9 +80,27 @@ def _section(roots: list[type], title: str, intro: str) -> str:
     return "\n".join(lines)
 
 
-def generate_docs(out_dir: str | Path) -> list[Path]:
+def _param_rows(sig: NodeSignature) -> list[str]:
+    if sig.params is None:
+        return ["params: not declared (any key accepted)", ""]
+    rows = ["| param | type | default | description |", "|---|---|---|---|"]
+    for p in sig.params:
+        default = "-" if p.default is None else f"`{msgspec.json.encode(p.default).decode()}`"
+        choices = f"; one of {', '.join(f'`{c}`' for c in p.choices)}" if p.choices else ""
+        rows.append(f"| `{p.name}` | {p.type} | {default} | "
+                    f"{(p.description + choices).replace('|', '/')} |")
+    return [*rows, ""]
+
+
+def generate_docs(
+    out_dir: str | Path, extra_nodes: Mapping[str, NodeSignature] | None = None
+) -> list[Path]:
     """Write ``pipeline-spec.md``, ``execution-profile.md``, ``node-types.md`` and
-    ``contracts.md`` into ``out_dir``; return the written paths."""
+    ``contracts.md`` into ``out_dir``; return the written paths.
+
+    ``extra_nodes`` (custom node types, by the name specs use) are documented after the
+    built-in ones.
+    """
     import rspp.contracts as contracts  # lazily: docs introspect whatever contracts export
     from rspp.spec._catalog import BUILTIN_NODE_TYPES
     from rspp.spec._model import PipelineSpec
@@ -100,18 +120,17 @@ def generate_docs(out_dir: str | Path) -> list[Path]:
                           f"schema_version: {version}\n\nDefaults of `simple/v1`:\n\n```json\n"
                           + msgspec.json.format(msgspec.json.encode(SIMPLE_V1)).decode()
                           + "\n```")
-    node_lines = ["# Built-in node types", "", f"schema_version: {version}", ""]
-    for name in BUILTIN_NODE_TYPES.names():
-        sig = BUILTIN_NODE_TYPES.signature(name)
-        if sig is None:
-            continue
-        node_lines += [f"## `{name}`", "", sig.description, "",
+    node_lines = ["# Node types", "", f"schema_version: {version}", ""]
+    signatures = [BUILTIN_NODE_TYPES.signature(name) for name in BUILTIN_NODE_TYPES.names()]
+    custom = sorted((extra_nodes or {}).items())
+    for name, sig in [*((s.type_name, s) for s in signatures if s), *custom]:
+        origin = " (custom)" if (extra_nodes or {}).get(name) is sig else ""
+        node_lines += [f"## `{name}`{origin}", "", sig.description, "",
                        "inputs: " + ", ".join(f"`{p.name}` ({p.type})" for p in sig.inputs),
                        "", "outputs: " + ", ".join(
                            f"`{p.name}` ({p.type}{', streaming' if p.streaming else ''})"
                            for p in sig.outputs), "",
-                       f"default params: `{msgspec.json.encode(sig.default_params).decode()}`",
-                       ""]
+                       *_param_rows(sig)]
     roots = [getattr(contracts, n) for n in contracts.__all__
              if isinstance(getattr(contracts, n), type)
              and issubclass(getattr(contracts, n), msgspec.Struct)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -226,3 +227,20 @@ def _report(
                                   ValueSource.SPEC if explicit else ValueSource.PROFILE))
     rows.append(ResolvedValue("flow_control", "lanes", graph.flow_control_source))
     return tuple(rows)
+
+
+def load_layers(path: str | Path) -> ConfigLayers:
+    """Read a layers file ``{tenants: {ID: {key: value}}, sessions: {...}}`` (same limits)."""
+    name = str(path)
+    from rspp.spec._loader import read_spec_source
+    from rspp.spec._yaml import load_document
+
+    tree, source, issues = load_document(read_spec_source(path), name)
+    if issues:
+        raise SpecInvalid(issues)
+    try:
+        return msgspec.convert(tree or {}, ConfigLayers)
+    except msgspec.ValidationError as exc:
+        raise SpecInvalid((source.issue((), f"invalid layers file: {exc}",
+                                        "use {tenants: {ID: {budgets.turn_ms: 1500}}, "
+                                        "sessions: {...}}"),)) from None

@@ -12,7 +12,7 @@ import msgspec.inspect as mi
 from rspp.spec._check import Checker
 from rspp.spec._issues import LintIssue, SpecInvalid
 from rspp.spec._model import PipelineSpec
-from rspp.spec._yaml import SourceMap, load_document
+from rspp.spec._yaml import MAX_SPEC_BYTES, SourceMap, load_document
 
 _SOURCES: dict[int, tuple[weakref.ref[PipelineSpec], SourceMap]] = {}
 _SPEC_TYPE = mi.type_info(PipelineSpec)
@@ -68,17 +68,40 @@ def parse_spec_text(text: str, filename: str = "<string>", *, strict: bool = Fal
     return spec
 
 
-def load_spec(path: str | Path, *, strict: bool = False) -> PipelineSpec:
-    """Read and decode the spec file at ``path`` (``strict``: see :func:`parse_spec_text`)."""
+def read_spec_source(path: str | Path) -> str:
+    """The text of a spec (or layers) file; :class:`SpecInvalid` when it cannot be one.
+
+    The size is checked before reading (:data:`~rspp.spec.MAX_SPEC_BYTES`); the bytes
+    must be UTF-8 (the issue names the line and column of the first bad byte).
+    """
     file = Path(path)
+    name = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        size = file.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecInvalid((LintIssue(
+                name, 1, 1, "<root>", f"the file has {size} bytes, over the limit of "
+                f"{MAX_SPEC_BYTES}", "split the spec into subgraphs"),))
+        data = file.read_bytes()
     except OSError as exc:
         raise SpecInvalid(
-            (LintIssue(str(file), 1, 1, "<root>", f"cannot read spec: {exc.strerror}",
+            (LintIssue(name, 1, 1, "<root>", f"cannot read file: {exc.strerror or exc}",
                        "check the path and its permissions"),)
         ) from None
-    return parse_spec_text(text, str(file), strict=strict)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecInvalid((LintIssue(
+            name, line, col, "<root>", f"byte {data[exc.start]:#04x} is not UTF-8",
+            "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"),)) from None
+
+
+def load_spec(path: str | Path, *, strict: bool = False) -> PipelineSpec:
+    """Read and decode the spec file at ``path`` (``strict``: see :func:`parse_spec_text`)."""
+    return parse_spec_text(read_spec_source(path), str(path), strict=strict)
 
 
 def spec_hash(spec: PipelineSpec) -> str:

@@ -59,6 +59,7 @@ class LiveSessionHandle:
         self._stats: asyncio.Task[None] | None = None
         self.connections = 0
         self.close_reason: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def session_id(self) -> str:
@@ -101,10 +102,17 @@ class LiveSessionHandle:
 
         return stream()
 
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        """A task owned by this handle: ``close`` cancels and awaits every one still running."""
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def _restart_stats(self) -> None:
         if self._stats is not None:
             self._stats.cancel()
-        self._stats = asyncio.create_task(self._stats_loop(), name="live-stats")
+        self._stats = self._spawn(self._stats_loop(), "live-stats")
 
     async def _stats_loop(self) -> None:
         while True:
@@ -127,7 +135,7 @@ class LiveSessionHandle:
             self._stats.cancel()
         self.transport.signal(SignalName.DISCONNECTED, Emitter.RK_23, None, "transport_closed")
         self._cancel_lifecycle()
-        self._lifecycle = asyncio.create_task(self._after_disconnect(), name="live-resume-window")
+        self._lifecycle = self._spawn(self._after_disconnect(), "live-resume-window")
 
     async def _after_disconnect(self) -> None:
         opts = self.transport.opts
@@ -201,9 +209,12 @@ class LiveSessionHandle:
             return
         self._closing = True
         self.close_reason = reason
-        self._cancel_lifecycle()
-        if self._stats is not None:
-            self._stats.cancel()
+        me = asyncio.current_task()
+        owned = {t for t in self._tasks if t is not me}
+        for task in owned:
+            task.cancel()
+        if owned:
+            await asyncio.wait(owned)
         try:
             await self.transport.aclose()
 

@@ -56,6 +56,7 @@ from rspp.transports._session_port import (
     CLOSE_TIMEOUT,
     CLOSE_TOO_SLOW,
     CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
     ClientAudio,
     LiveSession,
     SessionFactory,
@@ -109,6 +110,14 @@ class SessionHub:
             raise SessionRefused(f"session {session_id} already has a live connection",
                                  CLOSE_CONFLICT)
         lock = self._opening.setdefault(session_id, asyncio.Lock())
+        try:
+            return await self._acquire(lock, session_id, grant, audio)
+        finally:
+            if not lock.locked():
+                self._opening.pop(session_id, None)
+
+    async def _acquire(self, lock: asyncio.Lock, session_id: str, grant: SessionGrant,
+                       audio: ClientAudio) -> tuple[LiveSession, bool]:
         async with lock:
             handle = self.sessions.get(session_id)
             resumed = handle is not None and not handle.closed
@@ -119,7 +128,6 @@ class SessionHub:
                 raise TokenRefused(f"token of tenant {grant.tenant_id} cannot resume a session "
                                    "of another tenant", CLOSE_FORBIDDEN)
             self._connected.add(session_id)
-        self._opening.pop(session_id, None)
         return handle, resumed
 
     def release(self, session_id: str) -> None:
@@ -276,6 +284,10 @@ async def _serve(ws: WebSocket, hub: SessionHub, verifier: TokenVerifier,
         handle, resumed = await hub.acquire(sid, grant, audio)
     except (SessionRefused, TokenRefused) as exc:
         await conn.refuse(exc.code, exc.reason)
+        return
+    except Exception as exc:  # a factory failure refuses this session, never the server
+        log.error("session %s: cannot open: %r", sid, exc)
+        await conn.refuse(CLOSE_UNAVAILABLE, f"session cannot be opened: {exc}"[:120])
         return
     conn.audio = audio
     try:

@@ -58,11 +58,18 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/pipelines/{name}/resolve"): lambda w: (
         "/v1/pipelines/voice-assistant/resolve", None, {"tenant_id": OWN}),
     ("POST", "/v1/modules"): lambda w: ("/v1/modules", {"module": TRANSCRIBE_MODULE}, None),
-    ("POST", "/v1/configs/{kind}/{scope}"): lambda w: (
-        f"/v1/configs/provider_config/{OWN}", {"body": {"stt": "pocketsphinx"}}, None),
+    ("POST", "/v1/configs/provider_config/{scope}"): lambda w: (
+        f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "small"}}}, None),
+    ("POST", "/v1/configs/policy/{scope}"): lambda w: (
+        f"/v1/configs/policy/{OWN}", {"body": {"providers": {"stt": "pocketsphinx"}}}, None),
+    ("POST", "/v1/configs/admission/{scope}"): lambda w: (
+        f"/v1/configs/admission/{OWN}", {"body": {"max_concurrent_sessions": 1000}}, None),
+    ("GET", "/v1/configs/policy/{scope}"): lambda w: (f"/v1/configs/policy/{OWN}", None, None),
+    ("GET", "/v1/configs/admission/{scope}"): lambda w: (
+        f"/v1/configs/admission/{OWN}", None, None),
     ("POST", "/v1/configs/{kind}/{scope}/activate"): lambda w: (
         f"/v1/configs/provider_config/{OWN}/activate", {"version": 1}, None),
-    ("GET", "/v1/configs/{kind}/{scope}"): lambda w: (
+    ("GET", "/v1/configs/provider_config/{scope}"): lambda w: (
         f"/v1/configs/provider_config/{OWN}", None, None),
     ("POST", "/v1/runtimes"): lambda w: (
         "/v1/runtimes", {"runtime_id": "rt-a", "endpoint": "ws://a"}, None),
@@ -141,7 +148,7 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
             await admin("POST", "/v1/pipelines", {"spec": spec_version(version)})
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
-        await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": "x"}})
+        await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
         for sid in (SESSION, "s-move"):
             routed = await admin("POST", "/v1/sessions/route", {
                 "tenant_id": OWN, "pipeline_name": "voice-assistant", "session_id": sid})
@@ -163,7 +170,9 @@ MUST_BE_FLEET = {
     ("POST", "/v1/pipelines/{name}/rollout"),
     ("POST", "/v1/pipelines/{name}/rollback"),
     ("POST", "/v1/modules"),
-    ("POST", "/v1/configs/{kind}/{scope}"),
+    ("POST", "/v1/configs/policy/{scope}"),
+    ("POST", "/v1/configs/admission/{scope}"),
+    ("POST", "/v1/configs/provider_config/{scope}"),
     ("POST", "/v1/configs/{kind}/{scope}/activate"),
     ("POST", "/v1/runtimes"),
     ("GET", "/v1/runtimes"),
@@ -182,6 +191,7 @@ MUST_BE_TENANT = {
     ("POST", "/v1/leases/{session_id}/renew"),
     ("POST", "/v1/leases/{session_id}/authorize"),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"),
+    ("GET", "/v1/configs/policy/{scope}"),
 }
 
 

@@ -75,7 +75,7 @@ class LiveServer:
 
 
 def patient_spec(path: Path) -> Path:
-    """The offline assistant with room for a loaded machine (same graph, same providers).
+    """The offline assistant with room for a loaded machine, and typed input (``input.text``).
 
     With both cores busy the offline STT runs slower than real time: a 20 s turn budget,
     20 s provider timeouts and a deep VAD -> STT edge keep turns from ending on time or
@@ -89,6 +89,12 @@ def patient_spec(path: Path) -> Path:
         ("  stt:\n    primary: pocketsphinx\n",
          "  stt:\n    primary: pocketsphinx\n    timeout_ms: 20000\n"),
         ("tts: {primary: espeak}", "tts: {primary: espeak, timeout_ms: 20000}"),
+        ("  - {from: stt.final, to: llm.text}",
+         "  - {from: stt.final, to: said.in}\n  - {from: input.text, to: said.in}\n"
+         "  - {from: said.out, to: llm.text}"),
+        ("  - id: segmenter\n",
+         "  - id: said\n    type: merge\n    params: {rule: arrival_order, rule_version: \"1.0\"}\n"
+         "  - id: segmenter\n"),
         ("  - {from: vad.audio, to: stt.audio}",
          "  - {from: vad.audio, to: stt.audio, buffer: {max_queue_ms: 20000, "
          "max_queue_items: 5000, max_latency_contribution_ms: 20000}}"),

@@ -61,14 +61,17 @@ async def test_spoken_question_gets_transcript_reply_and_paced_audio(serve, spee
 
 async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serve, speech,
                                                                            issue) -> None:
+    from rspp.client import TalkOptions, talk
+
     q, i = speech["question"][0], speech["interrupt"][0]
+    got: list[Any] = []
     async with serve() as srv:
         async with await LiveClient.connect(srv.url("b1"), token=issue("b1"),
                                             msgpack=True) as client:
-            # the interruption starts 2.5 s after the question ends: while the reply plays
-            at = len(q) / 32000 + 2.5
-            got = await converse(client, q + bytes(int(at * 32000) - len(q) + 64000),
-                                 inserts=[(at, i)])
+            # the interruption starts 0.5 s after the first reply audio arrived: while the
+            # reply plays, whatever the load
+            await talk(client, q, TalkOptions(barge_in=i, barge_in_after_s=0.5),
+                       on_event=got.append)
     clears = [e for e in got if isinstance(e, Clear)]
     assert clears
     first = clears[0].turn_id
@@ -125,3 +128,14 @@ async def test_websocket_and_loopback_sessions_share_the_event_abi(serve, speech
     # audio replies: same record shape (sizes vary with the reply)
     shape = {x[:7] for x in _abi(a, "output.audio")}
     assert shape and shape == {x[:7] for x in _abi(b, "output.audio")}
+
+
+async def test_typed_text_is_a_user_turn(serve, issue) -> None:
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("txt1"), token=issue("txt1")) as client:
+            await client.send_text("what is your name")
+            got = await converse(client, b"")
+    turns = [(e.turn_id, e.state) for e in got if isinstance(e, TurnEvent)]
+    assert [s for _, s in turns] == ["open", "commit", "close"], turns
+    assert [e for e in got if isinstance(e, ReplyText)]
+    assert [e for e in got if isinstance(e, AudioOut)]

@@ -74,7 +74,8 @@ def test_unreadable_and_malformed_files_are_invalid_not_tracebacks(tmp_path: Pat
     code, lines = _run("validate", str(broken), str(binary), str(missing))
     assert code == 1
     assert lines[0].startswith(f"{broken}: invalid: <file>: malformed JSON")
-    assert lines[1].startswith(f"{binary}: invalid: <file>: cannot read file")
+    assert len(lines) == 3
+    assert lines[1].startswith(f"{binary}: invalid: <file>: malformed JSON")
     assert lines[2].startswith(f"{missing}: invalid: <file>: cannot read file")
 
 
@@ -101,10 +102,14 @@ def test_jsonl_timeline_validates_each_line(tmp_path: Path) -> None:
     code, lines = _run("validate", "--all", str(bad))
     assert code == 1
     assert lines == [
-        f"{bad}: invalid: line1.record.media_time: required field is missing",
-        f"{bad}: invalid: line2: malformed JSON: "
-        "Expecting property name enclosed in double quotes at column 2",
+        f"{bad}:1: invalid: record.media_time: required field is missing",
+        f"{bad}:2: invalid: <line>: invalid JSON: JSON is malformed: "
+        "object keys must be strings (byte 1)",
     ]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert _run("validate", str(empty)) == (
+        1, [f"{empty}: invalid: <file>: the file is empty; there is nothing to validate"])
 
 
 def test_unknown_kind_is_a_usage_error() -> None:

@@ -53,7 +53,7 @@ def test_metrics_scrape_contains_every_series_with_labels() -> None:
         'rspp_edge_drops_total{edge_id="audio->vad",pipeline_version="assistant@1.0.0"} 3.0',
         'rspp_edge_merges_total{edge_id="llm->tts",pipeline_version="assistant@1.0.0"} 2.0',
         "rspp_cancel_latency_seconds_count",
-        'rspp_provider_latency_seconds_count{modality="llm",'
+        'rspp_provider_latency_seconds_count{modality="llm",node_id="none",'
         'pipeline_version="assistant@1.0.0",provider="fake-llm"} 1.0',
         "rspp_provider_retries_total",
         'outcome="rate_limited"',
@@ -160,3 +160,27 @@ def test_node_telemetry_handle_reports_metrics_and_correlated_debug_logs() -> No
     (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
     assert (line["session_id"], line["turn_id"], line["node_id"], line["frames"]) == (
         "s9", "t3", "vad", 3)
+
+
+def test_openmetrics_scrape_carries_turn_exemplars_with_bounded_labels() -> None:
+    metrics = RuntimeMetrics()
+    metrics.node_latency(PV, "llm", 0.2, "local", exemplar={"turn_id": "s1:turn:1",
+                                                          "trace_id": "ab" * 16})
+    metrics.provider_latency(PV, "local", "llm", 0.3, node_id="llm",
+                             exemplar={"turn_id": "s1:turn:2", "trace_id": None})
+    metrics.node_latency(PV, "tts", 0.2, "espeak", exemplar={"turn_id": "t" * 200})
+    metrics.circuit_transition(PV, "openai", "open")
+    metrics.budget_exhausted(PV, exemplar={"turn_id": "s1:turn:2"})
+    text = metrics.scrape(openmetrics=True).decode()
+    assert text.endswith("# EOF\n")
+    assert ('rspp_node_latency_seconds_bucket{le="0.25",node_id="llm",pipeline_version='
+            f'"{PV}",provider="local"}} 1.0 # {{trace_id="{"ab" * 16}",turn_id="s1:turn:1"}} 0.2'
+            ) in text
+    assert '# {turn_id="s1:turn:2"} 0.3' in text  # an unknown trace id is left out
+    assert 't' * 200 not in text  # over the 128-character exemplar limit: sample kept, no exemplar
+    assert 'rspp_node_latency_seconds_count{node_id="tts"' in text
+    assert f'rspp_provider_circuit_transitions_total{{pipeline_version="{PV}",provider="openai",' \
+           'state="open"} 1.0' in text
+    assert 'rspp_budget_exhausted_total{node_id="none"' in text
+    assert "rspp_telemetry_errors_total 0.0" in text
+    assert "s1:turn" not in metrics.scrape().decode()  # the Prometheus text format has none

@@ -100,11 +100,17 @@ async def test_retries_stop_when_budget_is_insufficient(clock: Any, scripted: An
     )  # fmt: skip
     with pytest.raises(ProviderCallError) as info:
         _ = [d async for d in ctl.stream(REQUEST)]
-    assert info.value.outcome is Outcome.OVERLOAD
+    # the budget, not the provider's error, ended the call: the budget outcome (F-059)
+    assert info.value.outcome is Outcome.TIMEOUT and info.value.code == "budget_exhausted"
+    assert isinstance(info.value.__cause__, ProviderCallError)
+    assert info.value.__cause__.outcome is Outcome.OVERLOAD
     # after attempt 1, 35 - 10 ms backoff leaves >= 10 ms: retry; after attempt 2 only
     # 25 ms remain and a 20 ms backoff would leave 5 ms < min_attempt_ms: stop
     assert flaky.calls == 2
     assert (clock.now_ns - start) // 1_000_000 == 10
+    exhausted = [s for s in signals if s.signal.value == "budget_exhausted"]
+    assert len(exhausted) == 1 and exhausted[0].emitted_by.value == "RK-17"
+    assert "remaining_budget_ms=25" in (exhausted[0].reason or "")
 
 
 async def test_non_retryable_errors_are_not_retried_or_failed_over(

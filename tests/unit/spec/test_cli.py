@@ -77,7 +77,9 @@ def test_spec_resolve_table_and_invalid_spec(
     assert table.exit_code == 0
     assert "session_id s1" in table.stdout and "execution_profile_default" in table.stdout
     bad = CliRunner().invoke(app, ["spec", "resolve", str(fixtures_dir / "broken.yaml")])
-    assert bad.exit_code == 1 and "dangling edge" in bad.stdout
+    assert bad.exit_code == 2 and "dangling edge" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1  # bad input is one line naming file and line
+    assert bad.stderr.startswith(f"{fixtures_dir / 'broken.yaml'}:")
 
 
 def test_docs_are_generated_from_types(app: typer.Typer, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_fan_out_routes_one_output_to_two_nodes() -> None:
 def test_merge_has_deterministic_rule_and_order_and_select_has_policy() -> None:
     graph = load_spec_and_compile("showcase.yaml")
     (merge,) = graph.merges
-    assert (merge.node, merge.rule_id, merge.rule_version) == ("join", "source_priority", "1.0")
+    assert (merge.node, merge.rule_id, merge.rule_version) == ("join", "arrival_order", "1.0")
     assert merge.input_order == ("filler.text->join.in", "pick.out->join.in")
     (select,) = graph.selects
     assert select.policy == "priority"
@@ -142,12 +142,12 @@ def test_conditional_edges_route_on_event_attributes() -> None:
     main = next(e for e in graph.edges if e.target_node == "llm_main")
     alt = next(e for e in graph.edges if e.target_node == "llm_alt")
     assert main.condition is not None and alt.condition is not None
-    confident = {"confidence": 0.9, "lang": "en"}
-    unsure = {"confidence": 0.3, "lang": "en"}
-    german = {"confidence": 0.9, "lang": "de"}
+    confident = {"confidence": 0.9, "transcript": True}
+    unsure = {"confidence": 0.3, "transcript": True}
+    unknown: dict[str, object] = {"transcript": True}  # no confidence: neither edge fires
     assert (main.condition.evaluate(confident), alt.condition.evaluate(confident)) == (True, False)
     assert (main.condition.evaluate(unsure), alt.condition.evaluate(unsure)) == (False, True)
-    assert (main.condition.evaluate(german), alt.condition.evaluate(german)) == (False, True)
+    assert (main.condition.evaluate(unknown), alt.condition.evaluate(unknown)) == (False, False)
 
 
 def test_multiple_outputs_partial_and_final() -> None:
@@ -179,7 +179,7 @@ def test_profile_defaults_carry_their_source() -> None:
     assert explicit.buffer.max_queue_ms == SIMPLE_V1.audio_edge_buffer.max_queue_ms
     assert showcase.budgets.turn.source is ValueSource.SPEC
     llm = showcase.provider("llm")
-    assert llm is not None and llm.fallbacks == ("openai",)
+    assert llm is not None and llm.fallbacks == ("local-responder",)
     assert (llm.timeout.value, llm.timeout.source) == (900, ValueSource.SPEC)
 
 

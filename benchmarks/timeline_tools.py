@@ -1,0 +1,139 @@
+"""Timeline tools on large timelines: MB/s and peak RSS of slo report, contracts validate,
+timeline show and replay.
+
+A session of the replay demo pipeline (deterministic nodes, virtual time, recording
+level L2 with audio ingress payloads) is recorded once. ``sessions.jsonl`` repeats it
+with a new ``session_id`` per copy until it reaches ``--size-mb`` (a valid
+many-session timeline); ``rspp slo report``, ``rspp contracts validate`` and ``rspp
+timeline show --type commit`` read it. ``rspp replay`` needs one session, so single
+sessions of two sizes are recorded directly (time should grow linearly with size).
+
+Every tool runs as its own ``rspp`` process; wall time, CPU time and peak RSS come
+from ``os.wait4`` of that process. MB/s is reported per wall second and per CPU
+second (the CPU figure is what the tool costs on a shared, loaded machine).
+Targets: >= 20 MB/s and peak RSS < 200 MB on a 200 MB timeline. Last line: JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from _common import emit, quick_parser
+
+_SEED = "session-1"
+
+
+async def _record(utterances: int) -> list[dict[str, object]]:
+    from rspp.replay import RigOptions
+    from rspp.runner import (
+        DEMO_PROVIDER_TYPES,
+        DEMO_SPEC,
+        demo_frames,
+        demo_registry,
+        record_session,
+    )
+    from rspp.spec import compile_spec, parse_spec_text
+
+    graph = compile_spec(parse_spec_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: ")))
+    return await record_session(graph, demo_frames(utterances), registry=demo_registry(),
+                                options=RigOptions(session_id=_SEED,
+                                                   provider_node_types=DEMO_PROVIDER_TYPES))
+
+
+def _encode(lines: list[dict[str, object]]) -> bytes:
+    return b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
+
+
+def _write_sessions(seed: bytes, path: Path, size: int) -> int:
+    """Repeat ``seed`` with a fresh session id per copy until ``size`` bytes; returns bytes."""
+    old = f'"session_id":"{_SEED}"'.encode()
+    written = copy = 0
+    with path.open("wb") as f:
+        while written < size:
+            chunk = seed.replace(old, f'"session_id":"s{copy:06d}"'.encode())
+            f.write(chunk)
+            written += len(chunk)
+            copy += 1
+    return written
+
+
+def _measure(args: list[str], size: int) -> dict[str, Any]:
+    """Run ``rspp ARGS`` in its own process: wall, CPU, peak RSS, exit status."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", "from rspp.cli import main; main()", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    cpu = usage.ru_utime + usage.ru_stime
+    mb = size / 1e6
+    return {"mb": round(mb, 1), "exit": proc.returncode, "wall_s": round(wall, 2),
+            "cpu_s": round(cpu, 2), "mb_per_s_wall": round(mb / wall, 1),
+            "mb_per_s_cpu": round(mb / cpu, 1) if cpu else None,
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "stderr": err.decode(errors="replace").strip()[:200]}
+
+
+def main() -> None:
+    parser = quick_parser(__doc__)
+    parser.add_argument("--size-mb", type=float, default=200.0,
+                        help="size of the many-session timeline (default 200)")
+    parser.add_argument("--replay-utterances", type=int, nargs=2, default=None,
+                        help="utterances of the two single-session replay inputs")
+    parser.add_argument("--tools", nargs="+", default=["slo_report", "contracts_validate",
+                                                       "timeline_show", "replay"],
+                        help="which tools to measure (default: all four)")
+    ns = parser.parse_args()
+    size_mb = 10.0 if ns.quick else ns.size_mb
+    small, large = ns.replay_utterances or ((10, 40) if ns.quick else (60, 240))
+    results: dict[str, Any] = {"benchmark": "timeline_tools", "quick": ns.quick}
+    with tempfile.TemporaryDirectory(prefix="rspp-bench-") as tmp:
+        root = Path(tmp)
+        seed = _encode(asyncio.run(_record(20)))
+        sessions = root / "sessions.jsonl"
+        size = _write_sessions(seed, sessions, int(size_mb * 1e6))
+        tools = {
+            "slo_report": ["slo", "report", "--json", str(sessions)],
+            "contracts_validate": ["contracts", "validate", str(sessions)],
+            "timeline_show": ["timeline", "show", "--type", "commit", str(sessions)],
+        }
+        for name, args in tools.items():
+            if name not in ns.tools:
+                continue
+            results[name] = _measure(args, size)
+            print(name, results[name], file=sys.stderr, flush=True)
+        if "replay" not in ns.tools:
+            emit(results)
+            return
+        from rspp.runner import DEMO_SPEC
+
+        spec = root / "demo.yaml"
+        spec.write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+        replays = []
+        for utterances in (small, large):
+            path = root / f"replay-{utterances}.jsonl"
+            path.write_bytes(_encode(asyncio.run(_record(utterances))))
+            run = _measure(["replay", str(path), "--spec", str(spec)], path.stat().st_size)
+            replays.append(run)
+            print(f"replay {utterances} utterances", run, file=sys.stderr, flush=True)
+        small_run, large_run = replays
+        growth = None
+        if small_run["cpu_s"] and small_run["mb"]:
+            growth = (large_run["cpu_s"] / small_run["cpu_s"]) / (large_run["mb"] / small_run["mb"])
+        results["replay"] = {"small": replays[0], "large": replays[1],
+                             "cpu_per_mb_growth": round(growth, 2) if growth else None}
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()

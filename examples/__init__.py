@@ -1,0 +1,1 @@
+"""Example custom nodes used by ``pipelines/examples/*.yaml`` (``type: python:examples...``)."""

@@ -1,0 +1,159 @@
+"""The control plane's OpenAPI document checked by an independent fuzzer (schemathesis 4).
+
+``rspp cp serve`` runs as a real process (SQLite; PostgreSQL when it is reachable);
+``st run`` generates requests for every operation from /openapi.json with all checks
+(server errors, status code / content type / response schema conformance, missing
+auth, negative data rejection, positive data acceptance, undeclared methods ...) in
+the examples, coverage, fuzzing and stateful phases (the stateful phase follows the
+OpenAPI links publish -> rollout -> route -> token -> verify). Zero failures.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from rspp.controlplane._server import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from rspp.cli import main; main()", "cp"]
+ST = Path(sys.executable).parent / "st"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+ADMIN = "fuzz-admin-key"
+#: examples per operation in the fuzzing phase (the coverage phase is exhaustive anyway)
+EXAMPLES = {"sqlite": 2, "postgresql": 1}
+#: data modes: rejected (negative) data never reaches a store, so on PostgreSQL only the
+#: schema-valid data (boundary lengths and ranges that reach its columns) is generated
+MODES = {"sqlite": "all", "postgresql": "positive"}
+
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """``rspp cp serve`` on a free port; yields (store, url, its log file)."""
+    args = ["--db", f"sqlite:///{tmp_path / 'cp.db'}"]
+    schema = None
+    pg_url = ""
+    if request.param == "postgresql":
+        pg_url = request.getfixturevalue("pg_url")
+        schema = "fuzz_" + secrets.token_hex(6)
+        _pg(pg_url, f"CREATE SCHEMA {schema}")
+        args = ["--db", pg_url.replace("+asyncpg", ""), "--db-schema", schema]
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*CLI, "serve", *args, "--port", str(port), "--admin-key", ADMIN],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, log)
+        yield request.param, url, log
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if schema is not None:
+            _pg(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _pg(pg_url: str, statement: str) -> None:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(pg_url)
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str], log: Path) -> None:
+    """Poll the readiness probe (the process's own /healthz) until it answers."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "rspp cp serve did not become ready"
+        time.sleep(0.1)
+
+
+def _seed(url: str) -> None:
+    """A healthy runtime with room and one published pipeline, so workflows can succeed."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    runtime = {"runtime_id": "rt-fuzz", "endpoint": "ws://127.0.0.1:9/ws", "capacity": 1_000_000}
+    assert httpx.post(f"{url}/v1/runtimes", json=runtime, headers=headers).status_code == 201
+    spec = (REPO / "pipelines" / "examples" / "simple_mode.yaml").read_text()
+    published = httpx.post(f"{url}/v1/pipelines", json={"spec": spec}, headers=headers)
+    assert published.status_code == 201, published.text
+
+
+def test_schemathesis_all_checks_zero_failures(served: tuple[str, str, Path]) -> None:
+    store, url, log = served
+    _seed(url)
+    result = subprocess.run(
+        [
+            str(ST), "--config-file", str(CONFIG), "--no-color", "run", f"{url}/openapi.json",
+            "--checks", "all", "--max-examples", str(EXAMPLES[store]), "--seed", "20261128",
+            "--mode", MODES[store], "--workers", "2",
+            "--header", f"Authorization: Bearer {ADMIN}",
+            "--phases", "examples,coverage,fuzzing,stateful",
+        ],
+        capture_output=True, text=True, timeout=540, check=False, cwd=log.parent,
+    )
+    summary = re.search(r"(\d+) generated, .*", result.stdout)
+    print(f"schemathesis on {store}: {summary.group(0) if summary else '?'}")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert summary is not None and int(summary.group(1)) > 500, result.stdout[-2000:]
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert re.search(rf"✅ +{phase}", result.stdout), (phase, result.stdout[-3000:])
+    served_log = log.read_text()
+    assert "Traceback" not in served_log and "internal error" not in served_log, served_log[-3000:]
+
+
+def test_rspp_cp_openapi_prints_the_served_document() -> None:
+    import json
+
+    from rspp.controlplane import openapi_document
+
+    printed = subprocess.run(
+        [*CLI, "openapi"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert printed.returncode == 0, printed.stderr
+    doc = json.loads(printed.stdout)
+    assert doc == openapi_document() and doc["openapi"] == "3.1.0"
+    route = doc["paths"]["/v1/sessions/route"]["post"]
+    assert route["x-rspp-scope"] == "tenant" and route["x-rspp-tenant"] == "body:tenant_id"
+    assert route["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RouteRequest"
+    }
+    assert set(route["responses"]) >= {"201", "400", "401", "403", "409", "413", "422"}
+    assert doc["paths"]["/v1/runtimes"]["post"]["x-rspp-scope"] == "fleet"
+    assert "links" in doc["paths"]["/v1/pipelines"]["post"]["responses"]["201"]
+    tenant_id = doc["components"]["schemas"]["RouteRequest"]["properties"]["tenant_id"]
+    assert tenant_id["maxLength"] == 200 and "pattern" in tenant_id
