@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck check bench clean
+.PHONY: venv demo serve test test-loaded lint typecheck check bench clean
 
 # Installing prints what it does: one line per package pip collects, no progress bars.
 $(STAMP): pyproject.toml
@@ -37,6 +37,14 @@ demo: $(STAMP)
 	@echo "==> 5/5 the seven MVP quality gates of this run"
 	$(BIN)/rspp slo report $(DEMO_OUT)/timeline.jsonl
 
+SPEC ?= pipelines/examples/voice_assistant.yaml
+PORT ?= 8800
+
+## serve: keep a runtime running (embedded control plane on SQLite) on http://127.0.0.1:$(PORT);
+## Ctrl-C drains and stops it. Talk to it with `rspp talk` or the browser page.
+serve: $(STAMP)
+	$(BIN)/rspp serve $(SPEC) --port $(PORT)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
@@ -50,6 +58,11 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## test-loaded: the integration and e2e suites with `stress-ng --cpu 2` beside them
+## (installed with apt-get when missing and root; stopped afterwards whatever happens)
+test-loaded: $(STAMP)
+	tools/test_loaded.sh $(BIN)/pytest
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done

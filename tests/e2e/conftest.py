@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,70 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "question": rspp_cli.say("what is the weather like today", d / "q.wav"),
         "interrupt": rspp_cli.say("what is your name", d / "i.wav"),
     }
+
+
+class ServeProcess:
+    """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
+
+    def __init__(self, *args: str, cwd: Path = REPO) -> None:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from rspp.cli import main; main()", "serve", "--port", "0",
+             *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        self.banner: list[str] = []
+        self.url = ""
+        self.runtime_id = ""
+
+    def wait_ready(self) -> ServeProcess:
+        """Read the banner until the runtime says it is ready, then poll /readyz."""
+        import re
+        import time
+
+        import httpx
+
+        assert self.proc.stdout is not None
+        while not self.url:
+            line = self.proc.stdout.readline()
+            if not line:
+                _, err = self.proc.communicate(timeout=30)
+                raise AssertionError(f"rspp serve exited {self.proc.returncode}: {err}")
+            self.banner.append(line.rstrip())
+            m = re.search(r"runtime (\S+) ready on (http://\S+)", line)
+            if m:
+                self.runtime_id, self.url = m.group(1), m.group(2)
+        while httpx.get(f"{self.url}/readyz", timeout=10).status_code != 200:
+            assert self.proc.poll() is None, self.proc.communicate()
+            time.sleep(0.05)
+        return self
+
+    def terminate(self, timeout: float = 60) -> tuple[int, str, str]:
+        """SIGTERM; wait for the drain and exit; (status, rest of stdout, stderr)."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """Start ``rspp serve`` processes; every one still running is killed at teardown."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, cwd: Path = REPO) -> ServeProcess:
+        p = ServeProcess(*args, cwd=cwd)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()

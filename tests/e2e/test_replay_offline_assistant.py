@@ -76,7 +76,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gd = compile_spec(load_spec(VOICE))
 
     async def go() -> None:
-        lines = await record_session(gd, frames(wav), options=RigOptions(real_time=True))
+        # real time: the offline providers work in threads; budgets are reported, not
+        # enforced (a file source on a busy machine must not fail its turn for slowness)
+        lines = await record_session(gd, frames(wav), options=RigOptions(
+            real_time=True, enforce_budgets=False))
         sink = JsonLinesFileSink(root / "session.jsonl")
         await sink.write(lines)
         await sink.close()

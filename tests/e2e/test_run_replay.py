@@ -1,8 +1,9 @@
 """Timelines written by ``rspp run --record-level L2`` replay with ``rspp replay`` (F-127, F-072).
 
 A real offline session (espeak-ng question, energy VAD, pocketsphinx, the local
-responder, espeak-ng reply) runs in real time over the loopback transport and
-writes a timeline at recording level L2: ingress audio with its payloads,
+responder, espeak-ng reply) runs over the loopback transport (a file run: logical
+time, each frame processed before the next, so the recording does not depend on the
+machine's load) and writes a timeline at recording level L2: ingress audio with its payloads,
 provider-node outputs (``<node>.<port>`` with causal parent ``<node>#in<k>``),
 outputs and the transport's playback signals. ``rspp replay`` in recorded-provider
 playback re-runs it five times with zero divergences (exit 0); against a changed
@@ -55,7 +56,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     say = rspp("say", "what is the weather like today", "-o", str(question))
     assert say.returncode == 0, say.stderr
     timeline = root / "t.jsonl"
-    run = rspp("run", str(VOICE), "--input", str(question), "--real-time",
+    run = rspp("run", str(VOICE), "--input", str(question),
                "--record-level", "L2", "--timeline", str(timeline))
     assert run.returncode == 0, run.stdout + run.stderr
     return timeline
@@ -124,7 +125,7 @@ def test_barge_in_run_replays_with_the_cancelled_turn(tmp_path: Path) -> None:
     assert rspp("say", "what is your name", "-o", str(interrupt)).returncode == 0
     timeline = tmp_path / "t.jsonl"
     run = rspp("run", str(VOICE), "--input", str(question), "--barge-in", f"{interrupt}@1.0",
-               "--real-time", "--record-level", "L2", "--timeline", str(timeline))
+               "--record-level", "L2", "--timeline", str(timeline))
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [json.loads(line) for line in timeline.read_text().splitlines()]
     assert any(ln["record"].get("signal") == "playback_cancelled" for ln in lines)
@@ -134,3 +135,14 @@ def test_barge_in_run_replays_with_the_cancelled_turn(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         doc = json.loads(report.read_text())
         assert all(doc["divergences"][c] == 0 for c in MUST_MATCH), doc["findings"]
+
+
+def test_replay_of_a_default_run_names_the_record_level_it_needs(tmp_path: Path) -> None:
+    question = tmp_path / "q.wav"
+    assert rspp("say", "what is the weather like today", "-o", str(question)).returncode == 0
+    timeline = tmp_path / "t.jsonl"
+    run = rspp("run", str(VOICE), "--input", str(question), "--timeline", str(timeline))
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = rspp("replay", str(timeline), "--spec", str(VOICE))
+    assert out.returncode == 2
+    assert "rspp run --record-level L2" in out.stderr and "Traceback" not in out.stderr

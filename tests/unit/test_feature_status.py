@@ -73,3 +73,17 @@ def test_done_rows_name_tests_that_exist() -> None:
             problems.append(f"{ident}: done but names no test")
         problems += [f"{ident}: {t} does not exist" for t in tests if not _test_exists(t)]
     assert not problems, "\n".join(problems)
+
+
+TOTALS = re.compile(
+    r"^Totals: (\d+) done, (\d+) partial, (\d+) missing, of (\d+) catalog ids\.$", re.M)
+
+
+def test_totals_line_matches_the_rows() -> None:
+    found = TOTALS.findall(STATUS.read_text(encoding="utf-8"))
+    assert len(found) == 1, "docs/feature-status.md needs exactly one line " \
+        "'Totals: N done, N partial, N missing, of N catalog ids.'"
+    statuses = [s for _, s, _ in _rows()]
+    counted = tuple(str(n) for n in (statuses.count("done"), statuses.count("partial"),
+                                     statuses.count("missing"), len(_catalog_ids())))
+    assert found[0] == counted, f"totals line says {found[0]}, the rows give {counted}"

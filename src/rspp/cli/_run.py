@@ -83,6 +83,13 @@ def run(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(
         None, "--log-out", help="Write JSON log lines with correlation ids here."),
+    revoke_at: float | None = typer.Option(
+        None, "--revoke-at", min=0.0, help="Test hook: revoke the session's lease when the "
+        "input reaches SECONDS (the turn then ends deauthorized_drain, later turns are refused)."),
+    rotate_at: float | None = typer.Option(
+        None, "--rotate-at", min=0.0, help="Test hook: rotate the lease to the next epoch at "
+        "SECONDS of input (the turn ends deauthorized_drain, the next turn opens at the new "
+        "epoch)."),
 ) -> None:
     """Stream IN.wav through SPEC in 20 ms frames; print transcript, reply and latencies."""
     from rspp.runner import RunnerError, RunOptions, render_result, run_local
@@ -114,6 +121,7 @@ def run(
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
+                      revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
     try:
         if live is not None:

@@ -47,6 +47,13 @@ class DivergencePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     )
     max_timing_findings: NonNegInt | None = None
 
+    def __post_init__(self) -> None:
+        # AUTHORITY divergences (another epoch, a stale write accepted or refused
+        # differently) are never waivable: every policy fails on them.
+        if DivergenceClass.AUTHORITY not in self.fail_on:
+            msgspec.structs.force_setattr(
+                self, "fail_on", (*self.fail_on, DivergenceClass.AUTHORITY))
+
 
 class ReplayRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Replay ``recording_ref`` in ``mode``; optionally only some turns."""

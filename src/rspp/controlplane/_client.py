@@ -216,9 +216,21 @@ class ControlPlaneClient:
             await self.request("POST", "/v1/runtimes", json=body), RuntimeInstance
         )
 
-    async def heartbeat(self, runtime_id: str, *, health: str, load: int | None = None) -> Any:
-        body = _typed({"health": health, "load": load}, HeartbeatRequest)
+    async def heartbeat(
+        self, runtime_id: str, *, health: str, load: int | None = None, mode: str = "migrate"
+    ) -> Any:
+        body = _typed({"health": health, "load": load, "mode": mode}, HeartbeatRequest)
         return await self.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body)
+
+    async def deregister_runtime(self, runtime_id: str) -> bool:
+        """Remove the runtime from the routing view; False if it was not registered."""
+        data = await self.request("DELETE", f"/v1/runtimes/{runtime_id}")
+        return bool(data["removed"])
+
+    async def rotate_lease(self, session_id: str, *, revoke: bool = False) -> Lease:
+        action = "revoke" if revoke else "rotate"
+        data = await self.request("POST", f"/v1/leases/{session_id}/{action}")
+        return msgspec.convert(data["lease"], Lease)
 
     async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
         body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)

@@ -156,6 +156,10 @@ async def failover(c: Call) -> MigrationList:
     return MigrationList(migrations=moved)
 
 
+async def deregister_runtime(c: Call) -> Any:
+    return await c.cp.deregister_runtime(c.principal, c.path["runtime_id"])
+
+
 async def list_runtimes(c: Call) -> RuntimeList:
     return RuntimeList(runtimes=await c.cp.runtimes(c.principal))
 
@@ -235,6 +239,14 @@ async def lease_acquire(c: Call) -> Any:
 async def lease_renew(c: Call) -> Any:
     b = c.body
     return await c.cp.renew_lease(c.principal, c.path["session_id"], b.holder, b.epoch, b.ttl_ms)
+
+
+async def lease_rotate(c: Call) -> Any:
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False)
+
+
+async def lease_revoke(c: Call) -> Any:
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True)
 
 
 async def lease_authorize(c: Call) -> Any:

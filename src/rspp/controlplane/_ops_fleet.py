@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -16,6 +17,12 @@ from rspp.controlplane._sessions import (
     MigrationMode,
     MigrationResult,
 )
+
+
+class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
+    runtime_id: str
+    #: False when the runtime was not registered (deregistering is idempotent)
+    removed: bool
 
 
 class FleetOps(ControlPlaneCore):
@@ -97,6 +104,21 @@ class FleetOps(ControlPlaneCore):
             return result
 
         return await self._write(work, "migrate")
+
+    async def deregister_runtime(self, principal: Principal, runtime_id: str) -> Deregistered:
+        """Remove a runtime from the routing view (it exits); idempotent."""
+        await self.authorize(principal, Role.OPERATOR, "deregister runtime")
+
+        async def work(conn: AsyncConnection, now: int) -> Deregistered:
+            removed = await self.routing.remove_in(conn, runtime_id)
+            if removed:
+                await self.audit.append_in(
+                    conn, actor=principal.key_id, action="runtime.deregister",
+                    subject=runtime_id, detail={},
+                )
+            return Deregistered(runtime_id=runtime_id, removed=removed)
+
+        return await self._write(work, "deregister runtime")
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")

@@ -24,7 +24,7 @@ from rspp.controlplane._configs import (
     active_config,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, CPError, Forbidden
+from rspp.controlplane._errors import Conflict, CPError, Forbidden, NotFound
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -35,6 +35,9 @@ from rspp.controlplane._sessions import (
 )
 from rspp.controlplane._signals import session_signals
 from rspp.controlplane._tokens import SessionClaims
+
+#: holder of a revoked lease: no runtime may act for the session at that epoch
+REVOKED_HOLDER = "(revoked)"
 
 
 class AdmissionDenied(CPError):
@@ -272,6 +275,26 @@ class SessionOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, "renew lease")
         return await self.leases.renew(
             session_id, holder, epoch, ttl_ms=ttl_ms or self.settings.lease_ttl_ms
+        )
+
+    async def change_lease(
+        self, principal: Principal, session_id: str, *, revoke: bool
+    ) -> LeaseChange:
+        """Rotate the session's lease to the next epoch for the same holder (``revoke``:
+        for nobody). The runtime learns it at its next renewal: the active turn is fenced
+        and ends ``deauthorized_drain`` (T8); after a revoke the session drains and closes."""
+        await self.authorize(principal, Role.OPERATOR, "revoke lease" if revoke else "rotate lease")
+        async with self.store.engine.connect() as conn:
+            info = await self.sessions.get_in(conn, session_id)
+        principal.require_tenant(info.tenant_id)
+        current = await self.leases.current(session_id)
+        if current is None:
+            raise NotFound(f"session {session_id} has no lease", field="session_id")
+        return await self.leases.rotate(
+            session_id,
+            REVOKED_HOLDER if revoke else current.holder,
+            ttl_ms=self.settings.lease_ttl_ms,
+            actor=principal.key_id,
         )
 
     async def authorize_lease(

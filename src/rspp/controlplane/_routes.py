@@ -31,6 +31,7 @@ from rspp.controlplane import _requests as q
 from rspp.controlplane._audit import AuditVerdict
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
@@ -143,6 +144,8 @@ ROUTES: tuple[Op, ...] = (
        response=r.RuntimeList, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",
        body=q.HeartbeatRequest, response=r.HeartbeatReply, errors=(404, 409), tag="fleet"),
+    Op("DELETE", "/v1/runtimes/{runtime_id}", h.deregister_runtime, OP, _S.FLEET,
+       "Deregister a runtime (it exits; idempotent)", response=Deregistered, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/failover", h.failover, OP, _S.FLEET,
        "Drain or migrate a runtime's sessions", body=q.FailoverRequest,
        response=r.MigrationList, errors=(404, 409, 503), tag="fleet"),
@@ -183,6 +186,13 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/leases/{session_id}/renew", h.lease_renew, OP, _S.TENANT,
        "Renew a session lease", tenant=SESSION, body=q.LeaseEpochRequest, response=Lease,
        errors=(404, 409), tag="leases"),
+    # rotating or revoking authority is fleet work: the running session follows it (T8)
+    Op("POST", "/v1/leases/{session_id}/rotate", h.lease_rotate, OP, _S.FLEET,
+       "Rotate a session lease to the next epoch (same holder)", response=LeaseChange,
+       errors=(404,), tag="leases"),
+    Op("POST", "/v1/leases/{session_id}/revoke", h.lease_revoke, OP, _S.FLEET,
+       "Revoke a session lease (no holder may act)", response=LeaseChange, errors=(404,),
+       tag="leases"),
     Op("POST", "/v1/leases/{session_id}/authorize", h.lease_authorize, V, _S.TENANT,
        "Check a holder's authority", tenant=SESSION, body=q.LeaseEpochRequest,
        response=Authorization, errors=(404,), tag="leases"),

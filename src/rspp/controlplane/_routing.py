@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -120,6 +120,14 @@ class RoutingTable:
         if row is None:
             raise NotFound(f"runtime {runtime_id} is not registered", field="runtime_id")
         return _instance(row)
+
+    async def remove_in(self, conn: AsyncConnection, runtime_id: str) -> bool:
+        """Delete the instance; False when it was not registered."""
+        result = await conn.execute(delete(runtimes).where(runtimes.c.runtime_id == runtime_id))
+        if result.rowcount == 0:
+            return False
+        await self._store.next_counter(conn, ROUTING_COUNTER)
+        return True
 
     async def all_in(self, conn: AsyncConnection) -> list[RuntimeInstance]:
         rows = (await conn.execute(select(runtimes).order_by(runtimes.c.runtime_id))).all()

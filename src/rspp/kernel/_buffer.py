@@ -112,6 +112,12 @@ class EdgeBuffer(PressureMixin):
         self._disc_n = 0
         self._next_disc: str | None = None
         self.on_pressure: list[Callable[[Any, str], None]] = []
+        #: A lossless (file-fed) session: data is never dropped for time spent queued
+        #: or for its latency contribution (on a slow machine that is not staleness).
+        self.lossless = False
+        #: A full buffer blocks the producer, without the shedding bound (the ingress of a
+        #: lossless session: the file source waits, see ``SessionActor.offer_blocking``).
+        self.blocking = False
 
     # ------------------------------------------------------------ producer side
     def __len__(self) -> int:
@@ -161,7 +167,8 @@ class EdgeBuffer(PressureMixin):
             self.stats.blocked += 1
             return BLOCKED
         now = self.clock.monotonic_ns()
-        if data:
+        lossless = self.lossless
+        if data and not lossless:
             self._expire(now)
         strategy = cfg.strategy
         if strategy == "latest_only":
@@ -171,7 +178,7 @@ class EdgeBuffer(PressureMixin):
             return MERGED
         reason = self._overflow_reason(ev)
         if reason is not None:
-            if strategy == "block":
+            if strategy == "block" or self.blocking:
                 self.stats.blocked += 1
                 return BLOCKED
             if strategy == "sample":
@@ -230,7 +237,7 @@ class EdgeBuffer(PressureMixin):
             return "max_queue_items_exceeded"
         if self.nbytes + ev.size > cfg.max_bytes:
             return "max_queue_bytes_exceeded"
-        if n and n * self.service_ns > cfg.max_latency_ms * _NS_PER_MS:
+        if n and not self.lossless and n * self.service_ns > cfg.max_latency_ms * _NS_PER_MS:
             return "max_latency_contribution_exceeded"
         return None
 
@@ -353,7 +360,7 @@ class EdgeBuffer(PressureMixin):
             return self.control.popleft()
         data = self.data
         if data:
-            if self.config.max_queue_ms:
+            if not self.lossless:
                 self._expire(self.clock.monotonic_ns())
             if data:
                 ev = data.popleft()

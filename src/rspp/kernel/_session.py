@@ -72,6 +72,11 @@ class SessionOptions:
     #: F-024 text revision guard on outputs: "segmented" (events naming a segment),
     #: "strict" (also unsegmented text) or "off".
     text_guard: TextGuardMode = "segmented"
+    #: A file source (``rspp run`` on a WAV): no data is lost to time limits (time in
+    #: queue, latency contribution) and a full ingress buffer blocks the source (flow
+    #: control waits for space without the ``max_block_ms`` shedding bound); depth
+    #: limits of inner edges keep the strategy the spec gives them.
+    lossless: bool = False
 
 
 class SessionActor(ControlMixin):
@@ -149,6 +154,11 @@ class SessionActor(ControlMixin):
         #: F-022: subscribe to outputs and in-band records by event type.
         self.subscriptions = SubscriptionHub(self.signals)
         build_hosts(self, seed=opts.seed, inbox=opts.inbox, wakeup=self._wakeup)
+        if opts.lossless:
+            for buf in (*self.edge_buffers.values(), *self.fallback_buffers.values()):
+                buf.lossless = True
+            for buf, _ in self.entries.values():
+                buf.lossless = buf.blocking = True
 
     # ------------------------------------------------------------ sequencer
     def _next_seq(self) -> int:
@@ -270,7 +280,9 @@ class SessionActor(ControlMixin):
         deadline = self.clock.monotonic_ns() + cap * 1_000_000
         while True:
             remaining = (deadline - self.clock.monotonic_ns()) / 1_000_000
-            if remaining <= 0 or not await buf.wait_space(remaining):
+            if buf.blocking:  # a file source waits for the consumer, however slow
+                await buf.wait_space(cap)
+            elif remaining <= 0 or not await buf.wait_space(remaining):
                 return buf.shed(ev)
             st = buf.offer(ev)
             if st != BLOCKED:

@@ -45,6 +45,7 @@ _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued"
                       "migration_start", "migration_finish", "session_handoff"}
 _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_error"}
 _TERMINAL = {"commit", "abort"}
+_BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
 _Sig = tuple[Any, ...]
 
 
@@ -131,6 +132,10 @@ def _class_of_missing(sig: _Sig) -> DivergenceClass:
         return DivergenceClass.PROVIDER_CHOICE
     if kind == "decision_outcome" and label in ("stale_epoch_reject", "deauthorized_drain"):
         return DivergenceClass.AUTHORITY
+    if label in _BUDGET_SIGNALS:
+        # a budget report is a time measurement; when it ends a turn the terminal differs
+        # too (OUTCOME), so one present on one side only is a TIMING finding
+        return DivergenceClass.TIMING
     return DivergenceClass.OUTCOME
 
 

@@ -168,7 +168,11 @@ class ReplayEngine:
             recording_level=recording.recording_level or RecordingLevel.L2,
             provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
             turn_walls=tuple(sorted(recording.turn_walls.items())),
-            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time)
+            tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time,
+            # as the recording did; without evidence: enforced on virtual time (it replays
+            # the recorded times), reported in real time (the times are this machine's)
+            enforce_budgets=recording.budgets_enforced if recording.budgets_enforced is not None
+            else not opts.real_time)
         playback = None
         if opts.mode is ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS:
             nodes = [n.id for n in graph.nodes if n.type.partition("@")[0]

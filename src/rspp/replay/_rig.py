@@ -95,6 +95,8 @@ class RigOptions:
     turn_walls: tuple[tuple[str, int], ...] = ()
     #: written to ``scope`` of every event record the rig makes (replays: the replay modes)
     tag: str | None = None
+    #: False: turn budgets are reported, never terminate a turn (as the recording did)
+    enforce_budgets: bool = True
 
 
 def rig_bundle(gd: GraphDefinition, opts: RigOptions) -> TurnStartBundle:
@@ -147,8 +149,16 @@ class SessionRig:
             wrap = lambda c: recording_class(c, self._log_output)  # noqa: E731
         reg = ReplayRegistry(base, opts.provider_node_types, wrap)
         factory = session_factory or kernel_session
+        graph = RuntimeGraph.from_definition(gd)
+        if playback is not None:
+            # a recorded provider latency is replayed inside the node's process call: the
+            # node budget was enforced (or not) when it was recorded, never again on replay
+            graph = dataclasses.replace(graph, nodes=tuple(
+                dataclasses.replace(n, timeout_ms=None)
+                if n.type.partition("@")[0] in opts.provider_node_types else n
+                for n in graph.nodes))
         self.session = factory(RigSession(
-            RuntimeGraph.from_definition(gd), session_id=opts.session_id,
+            graph, session_id=opts.session_id,
             pipeline_version=gd.version, registry=reg, clock=self.clock,
             output_sink=self._on_output, signal_sink=self._append,
             chains={p.modality: (p.primary, *p.fallbacks) for p in gd.providers},
@@ -175,7 +185,7 @@ class SessionRig:
             tenant_id=opts.tenant_id, authority=self.authority,
             admission=admission,  # type: ignore[arg-type]
             record=self._append, evidence=self.recorder.append_evidence,
-            invocations=invocations)
+            invocations=invocations, enforce_budgets=opts.enforce_budgets)
         self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
                                           self.timebase, self.clock) if external_transport else None
         self._playing: set[str] = set()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rspp.kernel import NodeRegistry, RuntimeGraph, SessionActor
+from rspp.kernel import NodeRegistry, RuntimeGraph, SessionActor, SessionOptions
 
 if TYPE_CHECKING:
     from rspp.kernel import Clock
@@ -79,7 +79,9 @@ SessionFactory = Callable[[RigSession], SessionActor]
 
 
 def kernel_session(spec: RigSession) -> SessionActor:
-    """A bare kernel session: nodes get no services beyond the Node API."""
+    """A bare kernel session: nodes get no services beyond the Node API.
+
+    Lossless: a rig is fed from a file or a recording, which must never lose input."""
     return SessionActor(spec.graph, session_id=spec.session_id, registry=spec.registry,
                         clock=spec.clock, output_sink=spec.output_sink,
-                        signal_sink=spec.signal_sink)
+                        signal_sink=spec.signal_sink, options=SessionOptions(lossless=True))

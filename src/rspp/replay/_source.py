@@ -79,6 +79,10 @@ class Recording:
     turn_walls: dict[str, int] = field(default_factory=dict)
     #: ``recording_policy.allowed_replay_modes`` of the first plan (empty: not stated)
     allowed_modes: tuple[str, ...] = ()
+    #: how the recording's turn budgets ended when one ran out: False (reported only,
+    #: ``outcome=continue``: a file run that is not real time), True (enforced), None
+    #: (no budget ran out); a replay does the same
+    budgets_enforced: bool | None = None
 
     @property
     def turn_ids(self) -> list[str]:
@@ -94,8 +98,8 @@ class Recording:
             raise ReplayInputError(
                 f"{self.source}: no recorded outputs of the provider nodes {nodes} (records on "
                 "edge '<node>.<port>' with causal_parent_id '<node>#in<k>'); playback needs a "
-                "recording made with provider outputs (recording level L1+ for text, L2 for "
-                "audio), or replay with --mode resimulate")
+                "recording made with provider outputs: re-run it with `rspp run --record-level L2` "
+                "(L1 keeps text only), or replay with --mode resimulate")
         for node in nodes:
             lines = self.provider_lines.get(node, [])
             for ln in lines:
@@ -206,8 +210,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
     if not ingress:
         raise ReplayInputError(
             f"{source}: no ingress events (event_record lines with edge_id 'input.<port>' and no "
-            "node_id); a replay needs the recorded input - record the session at L1 (text) or "
-            "L2 (audio)")
+            "node_id); a replay needs the recorded input: re-run it with `rspp run --record-level "
+            "L2` (audio; `--record-level L1` keeps text input only)")
     ingress.sort(key=lambda it: (it.runtime_sequence, it.line.line))
     ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line)
                for i, it in enumerate(ingress)]
@@ -215,8 +219,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         if it.line.payload is None:
             raise ReplayInputError(
                 f"{source}:{it.line.line}: ingress event {it.line.record.get('event_id')!r} has "
-                "no payload (recorded below the needed level); record audio ingress at L2 and "
-                "text at L1")
+                "no payload (recorded below the needed level): re-run it with `rspp run "
+                f"--record-level {_needed_level(it.line.record)}`")
     walls: dict[str, int] = {}
     for ln in plans:
         for inp in (ln.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
@@ -224,11 +228,20 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
             if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
                     and ref[8:].isdigit():
                 walls[str(ln.record.get("turn_id"))] = int(ref[8:])
+    ran_out = [str(ln.record.get("reason", "")) for ln in lines if ln.kind == "control_signal"
+               and ln.record.get("signal") == "budget_exhausted"
+               and str(ln.record.get("reason", "")).startswith("turn:")]
+    enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
-                     allowed_modes=allowed,
+                     allowed_modes=allowed, budgets_enforced=enforced,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions)
+
+
+def _needed_level(record: dict[str, Any]) -> str:
+    """The recording level that keeps this ingress event's payload (audio: L2, text: L1)."""
+    return "L2" if record.get("payload_class") == "audio_raw" else "L1"
 
 
 def _refs(provenance: dict[str, Any]) -> list[tuple[str, str, int]]:

@@ -124,6 +124,16 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the input is a file (``rspp run``): it never loses input (a lossless session:
+    #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
+    #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
+    file_source: bool = False
+
+
+#: Provider "no progress" timeout of a file run that is not real time: the file is
+#: processed as fast as the machine allows, so a provider's wall-clock pace measures the
+#: machine, not the provider; the timeout only guards against a hung provider.
+STALL_GUARD_MS = 30_000
 
 
 def compile_spec_file(path: Path) -> GraphDefinition:
@@ -163,7 +173,7 @@ def _register_secrets(config: object) -> None:
 
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
-              circuits: CircuitRegistry) -> NodeServices:
+              circuits: CircuitRegistry, *, min_timeout_ms: int = 1000) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
@@ -171,7 +181,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
-        timeouts[b.modality] = max(int(b.timeout.value), 1000)
+        timeouts[b.modality] = max(int(b.timeout.value), min_timeout_ms)
         config = dict(b.config.items()) if hasattr(b.config, "items") else {}
         try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
             policies[b.modality] = policy_from_config(
@@ -226,6 +236,9 @@ class AssembledSession(Generic[TransportT]):
     _files: TelemetryFiles | None = None
     _sampler: asyncio.Task[None] | None = None
     _finished: bool = False
+    #: called with every record the session appends (after the recorder and telemetry;
+    #: the transport's ``on_record`` first); servers add theirs
+    listeners: list[Callable[[msgspec.Struct], None]] = field(default_factory=list)
 
     @property
     def session_id(self) -> str:
@@ -236,6 +249,17 @@ class AssembledSession(Generic[TransportT]):
         """A transport signal stamped with the session's identity and current epoch."""
         return self.driver.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
                                         turn_id=turn_id, reason=reason)
+
+    def authority_changed(self, new_epoch: int | None, reason: str) -> None:
+        """The lease rotated to ``new_epoch`` (same holder) or was lost (``None``).
+
+        The guard changes at once (the egress gate refuses the old epoch from this instant)
+        and the turn driver applies the lifecycle at its next scheduling point: an Active
+        turn is fenced and ends ``deauthorized_drain``, ``abort(authority_loss)``, ``close``
+        (T8), an Opening one drains pre-open (T4); later turns open at the new epoch or,
+        revoked, are refused (F-156, F-157).
+        """
+        self.driver.authority_changed(new_epoch, reason)
 
     async def start(self) -> None:
         if self._telemetry is not None:
@@ -312,7 +336,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             tap(rec)
 
     # a bad provider fails here, before any output exists
-    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock))
+    services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
+                         min_timeout_ms=STALL_GUARD_MS if (
+                             opts.file_source and not opts.enforce_budgets) else 1000)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:
@@ -351,7 +377,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
 
     try:
         session = SessionActor(graph, session_id=sid, clock=clock,
-                               options=SessionOptions(seed=0, instrument=want_tele),
+                               options=SessionOptions(seed=0, instrument=want_tele,
+                                                      lossless=opts.file_source),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
@@ -383,10 +410,11 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     services.clock = timebase
     services.authority_epoch = authority.epoch
     driver.on_stop_playback = transport.stop_playback
+    driver.on_epoch = lambda epoch: setattr(services, "authority_epoch", epoch)
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, dead_letters=dead,
-                           _exporter=exporter_task)
+                           _exporter=exporter_task, listeners=taps)
     transport.attach(session, driver, out.make_signal)
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,

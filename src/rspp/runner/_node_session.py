@@ -7,7 +7,7 @@ as turn hooks, its signal sink, sequencer and authority epoch.
 
 from __future__ import annotations
 
-from rspp.kernel import SessionActor
+from rspp.kernel import SessionActor, SessionOptions
 from rspp.nodes import NodeServices
 from rspp.replay import RigSession
 
@@ -22,6 +22,8 @@ def node_session(spec: RigSession) -> SessionActor:
         hooks=spec.hooks, authority_epoch=spec.authority_epoch)
     session = SessionActor(spec.graph, session_id=spec.session_id, registry=spec.registry,
                            clock=spec.clock, output_sink=spec.output_sink,
-                           signal_sink=spec.signal_sink, services=services)
+                           signal_sink=spec.signal_sink, services=services,
+                           # rigs are fed from a file or a recording: never lose input
+                           options=SessionOptions(lossless=True))
     services.next_sequence = session._next_seq
     return session

@@ -21,6 +21,7 @@ from rspp.errors import RSPPError
 from rspp.observability import TimelineLine, turn_latencies
 from rspp.providers import CircuitRegistry
 from rspp.runner._assembly import (
+    AssembledSession,
     AssemblyError,
     AssemblyOptions,
     assemble_session,
@@ -62,6 +63,10 @@ class RunOptions:
     #: recording level of the timeline (None: the plan's level); set, the runner also records
     #: what ``rspp replay`` needs (provider-node outputs; L2 keeps audio ingress payloads)
     record_level: RecordingLevel | None = None
+    #: test hook on the real runner (F-156/F-157): the lease is revoked (``revoke_at_s``) or
+    #: rotated to the next epoch (``rotate_at_s``) when the input reaches this media second
+    revoke_at_s: float | None = None
+    rotate_at_s: float | None = None
     #: the runtime's circuit breakers (F-057): pass one registry to every session the
     #: runtime runs so a circuit opened by one session holds for the next; None: a new one
     circuits: CircuitRegistry | None = None
@@ -131,6 +136,19 @@ class RunResult:
     @property
     def transcript(self) -> str:
         return " ".join(t.transcript for t in self.turns if t.transcript)
+
+
+def _lease_hooks(opts: RunOptions, holder: list[AssembledSession[LoopbackTransport]]
+                 ) -> tuple[tuple[float, Callable[[], None]], ...]:
+    """``--revoke-at`` / ``--rotate-at``: lease changes at a media second of the input."""
+    hooks: list[tuple[float, Callable[[], None]]] = []
+    if opts.rotate_at_s is not None:
+        hooks.append((opts.rotate_at_s, lambda: holder[0].authority_changed(
+            holder[0].authority.epoch + 1, "lease_rotated")))
+    if opts.revoke_at_s is not None:
+        hooks.append((opts.revoke_at_s, lambda: holder[0].authority_changed(
+            None, "lease_revoked")))
+    return tuple(sorted(hooks, key=lambda h: h[0]))
 
 
 #: records kept for the latency table (a long run keeps its first ones only)
@@ -215,17 +233,20 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry, circuits=opts.circuits,
+        telemetry=opts.telemetry, circuits=opts.circuits, file_source=True,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
+    holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
-                                end_of_utterance_at_s=opts.end_of_utterance_at_s)
+                                end_of_utterance_at_s=opts.end_of_utterance_at_s,
+                                at_media_s=_lease_hooks(opts, holder))
     try:
         assembled = assemble_session(
             gd, assembly_opts, lambda record: LoopbackTransport(pcm, rate, loop_opts,
                                                                 record=record))
     except AssemblyError as exc:
         raise RunnerError(f"{opts.spec}: {exc}") from None
+    holder.append(assembled)
     transport, driver, recorder = assembled.transport, assembled.driver, assembled.recorder
     interrupted: str | None = None
     reporter: asyncio.Task[None] | None = None

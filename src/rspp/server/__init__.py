@@ -1,1 +1,41 @@
-"""Reserved subpackage (see DESIGN section 2)."""
+"""The runtime process (``rspp serve``): probes, metrics, CP-governed live sessions.
+
+:func:`serve` runs one runtime process, embedded (with the control plane on
+SQLite in the same process) or as a stateless runtime of a control plane.
+:class:`Runtime` holds its control-plane link (registration, heartbeat, token
+key, spec versions), its :class:`GovernedSessions` (token check, lease, plan
+snapshots, drain) and :class:`ServerMetrics`; :func:`create_runtime_app` is
+its ASGI app.
+"""
+
+from rspp.server._app import create_runtime_app
+from rspp.server._cplink import ControlPlaneLink, LinkOptions, SessionRefused
+from rspp.server._factory import GovernedFactory
+from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
+from rspp.server._loopback import LoopbackServedSession, LoopbackSessionBuilder
+from rspp.server._metrics import ServerMetrics
+from rspp.server._process import DEFAULT_SPEC, ServeOptions, TransportRoutes, serve
+from rspp.server._runtime import Runtime, RuntimeOptions
+from rspp.server._sessions import GovernedSessions, ServedSession, SessionPolicy
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "ControlPlaneLink",
+    "ControlPlaneSnapshots",
+    "GovernedFactory",
+    "GovernedSessions",
+    "LeaseKeeper",
+    "LinkOptions",
+    "LoopbackServedSession",
+    "LoopbackSessionBuilder",
+    "Runtime",
+    "RuntimeOptions",
+    "ServeOptions",
+    "ServedSession",
+    "ServerMetrics",
+    "SessionPolicy",
+    "SessionRefused",
+    "TransportRoutes",
+    "create_runtime_app",
+    "serve",
+]

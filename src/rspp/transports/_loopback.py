@@ -7,6 +7,14 @@ is audible. With ``real_time`` frames are paced on the clock; without it they
 are sent as fast as the pipeline allows and media time simply does not advance
 while the pipeline computes with nothing left to play (processing looks
 instantaneous in media time; latencies are still measured on the wall clock).
+
+A file never loses input, whatever the machine load: ingress blocks (the session
+is lossless, the transport waits for space) instead of dropping. Without
+``real_time`` each frame is also processed to quiescence before the next one is
+read (logical time: the session is idle between frames), so the recorded order
+of records does not depend on how fast the machine was, and a replay on virtual
+time reproduces it. With ``real_time`` frames keep their wall-clock pace when the
+machine keeps up and are sent late (never dropped) when it does not.
 """
 
 from __future__ import annotations
@@ -47,6 +55,9 @@ class LoopbackOptions:
     stall_timeout_s: float = 30.0
     #: client push-to-talk releases (explicit end of utterance, F-042), media seconds
     end_of_utterance_at_s: tuple[float, ...] = ()
+    #: callbacks run when the input reaches a media second (test hooks such as
+    #: ``rspp run --revoke-at``), in order
+    at_media_s: tuple[tuple[float, Callable[[], None]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -261,6 +272,21 @@ class LoopbackTransport:
                 return
             await asyncio.sleep(0.002)
 
+    async def _settle(self) -> None:
+        """Logical time (not real time): wait until the session is idle after a frame.
+
+        Bounded by ``stall_timeout_s`` of wall time (a hung node must not hang the run)."""
+        s = self.session
+        if s is None or s.idle():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.opts.stall_timeout_s
+        spins = 0
+        # polled: idleness is derived from every queue, worker and control command
+        while not s.idle() and loop.time() < deadline:
+            spins += 1
+            await asyncio.sleep(0 if spins < 16 else 0.001)
+
     async def _backpressure(self) -> None:
         s = self.session
         if s is None:
@@ -284,7 +310,11 @@ class LoopbackTransport:
         t0 = loop.time()
         index = 0
         eou = sorted(int(x * self.rate) for x in self.opts.end_of_utterance_at_s)
+        hooks = sorted(((int(x * self.rate), fn) for x, fn in self.opts.at_media_s),
+                       key=lambda h: h[0])
         while True:
+            while hooks and self.media_samples >= hooks[0][0]:
+                hooks.pop(0)[1]()
             while eou and self.media_samples >= eou[0]:
                 eou.pop(0)
                 await self.end_of_utterance()
@@ -302,6 +332,8 @@ class LoopbackTransport:
             encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
             await s.send(ev, "audio")
             self._record_ingress(ev, encoded)
+            if not self.opts.real_time:
+                await self._settle()
             self.media_samples += n
             index += 1
             self._pump(n * (self.out_rate or self.rate) // self.rate)

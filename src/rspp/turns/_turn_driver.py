@@ -39,6 +39,7 @@ from rspp.contracts import (
     Emitter,
     Lane,
     OutcomeKind,
+    OutcomeScope,
     ResolvedTurnPlan,
     SignalName,
     TurnState,
@@ -57,7 +58,7 @@ from rspp.turns._arbiter import (
     TerminalCause,
     TurnArbiter,
 )
-from rspp.turns._authority import AuthorityGuard
+from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._cancel import CancelReason, CancelScopeTree
 from rspp.turns._plan_resolver import PlanResolver
@@ -173,6 +174,8 @@ class TurnDriver:
         self.lifecycle: list[msgspec.Struct] = []
         self.speaking: str | None = None
         self.on_stop_playback: Callable[[str], None] | None = None
+        #: told the new lease epoch after a rotation (node services stamp it on signals)
+        self.on_epoch: Callable[[int], None] | None = None
         self._waiters: deque[asyncio.Future[str | None]] = deque()
         self._eou_ns: deque[int] = deque()
         self._degraded: set[str] = set()
@@ -264,7 +267,10 @@ class TurnDriver:
             scope = None
         if scope is not None and not self.cancels.fence.admit(scope):
             return False
-        if not self.authority.admit_output(self.arbiter.turn_epoch or self.authority.epoch):
+        epoch = self.arbiter.turn_epoch or self.authority.epoch
+        if not self.authority.admit_output(epoch):
+            if not self.authority.revoked:  # T12: an output produced under an older epoch
+                self._apply(self.arbiter.event(epoch, OutcomeScope.EDGE_DEQUEUE, turn_id=tid))
             return False
         step = self.arbiter.output(tid, self.authority.epoch)
         if not step.accepted:
@@ -295,6 +301,8 @@ class TurnDriver:
             self._failure(cmd.turn_id, cmd.reason or "node_error")
         elif name == "rspp.budget":
             self._poll_budgets()
+        elif name == "rspp.authority":
+            self._authority_step(cmd.turn_id, cmd.reason or "lease_revoked")
         elif name == "rspp.degrade":
             tid = cmd.turn_id
             if tid is not None and tid == self.active_turn and tid not in self._degraded:
@@ -303,6 +311,59 @@ class TurnDriver:
                                                  cmd.reason or "tts_unavailable",
                                                  Continuation.DEGRADE))
         return False
+
+    # ---------------------------------------------------------- authority
+    def authority_changed(self, new_epoch: int | None, reason: str) -> None:
+        """The session's lease rotated to ``new_epoch`` or was lost (``None``) (F-156, F-157).
+
+        The guard changes at once, so the egress gate refuses every output of the old epoch
+        from this instant, and the turn being spoken is fenced and its queued audio dropped;
+        the lifecycle records (T8 for an Active turn, T4 for an Opening one) follow on the
+        control lane at the next scheduling point.
+        """
+        g = self.authority
+        if new_epoch is None:
+            g.revoke()
+        elif new_epoch > g.epoch or (g.revoked and new_epoch == g.epoch):
+            g.rotate(new_epoch)
+        else:
+            return  # not newer: epochs are fencing tokens and only grow
+        self.session.signals.authority_epoch = g.epoch
+        self.arbiter.authority_epoch = max(self.arbiter.authority_epoch, g.epoch)
+        if self.on_epoch is not None:
+            self.on_epoch(g.epoch)
+        tid = self.arbiter.turn_id if self.arbiter.state in (TurnState.OPENING,
+                                                             TurnState.ACTIVE) else None
+        if tid is not None:
+            self.gate.fence(tid)
+            if self.on_stop_playback is not None:
+                self.on_stop_playback(tid)
+        self.session.control("rspp.authority", turn_id=tid, reason=reason)
+
+    def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
+        """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
+        token of that lease epoch) is accepted only at the current, unrevoked epoch; a stale
+        one is ``stale_epoch_reject`` (T12, no transition)."""
+        verdict = self.authority.check_ingress(epoch, event_id=event_id)
+        if verdict is IngressVerdict.STALE_EPOCH:
+            self._apply(self.arbiter.event(epoch, OutcomeScope.EDGE_ENQUEUE))
+        return verdict is IngressVerdict.ACCEPT
+
+    def _authority_step(self, tid: str | None, reason: str) -> None:
+        """T8 (Active), T4 (Opening) or only the arbiter's new epoch (Idle)."""
+        active = self.active_turn
+        if tid is not None and tid == active:
+            t = self.timings[tid]
+            scope = self.cancels.scope(tid)
+            self.cancels.cancel(scope, CancelReason.AUTHORITY_LOSS)
+            if self.speaking == tid:
+                self.speaking = None
+            self._evidence_ok(t, "abort", "authority_loss")
+            self._terminal(tid, self.arbiter.authority_revoked(self.authority.epoch, reason))
+            self.session.cancel_turn(tid, "authority_loss")
+            self.cancels.close(scope)
+            return
+        self._apply(self.arbiter.authority_revoked(self.authority.epoch, reason))
 
     def _signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                 reason: str, *, session_scoped: bool = False) -> None:

@@ -78,6 +78,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         "/v1/runtimes/rt-a/heartbeat", {"health": "healthy"}, None),
     ("POST", "/v1/runtimes/{runtime_id}/failover"): lambda w: (
         "/v1/runtimes/rt-a/failover", {"mode": "drain"}, None),
+    # deregistering is idempotent; a never-registered id keeps rt-a/rt-b for the other cells
+    ("DELETE", "/v1/runtimes/{runtime_id}"): lambda w: ("/v1/runtimes/rt-gone", None, None),
     ("POST", "/v1/providers/{provider_id}/health"): lambda w: (
         "/v1/providers/stt-a/health", {"status": "healthy"}, None),
     ("GET", "/v1/providers/health"): lambda w: ("/v1/providers/health", None, None),
@@ -100,6 +102,10 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/leases/{SESSION}/acquire", {"holder": w.holder}, None),
     ("POST", "/v1/leases/{session_id}/renew"): lambda w: (
         f"/v1/leases/{SESSION}/renew", {"holder": w.holder, "epoch": w.epoch}, None),
+    ("POST", "/v1/leases/{session_id}/rotate"): lambda w: (
+        "/v1/leases/s-move/rotate", None, None),
+    ("POST", "/v1/leases/{session_id}/revoke"): lambda w: (
+        "/v1/leases/s-move/revoke", None, None),
     ("POST", "/v1/leases/{session_id}/authorize"): lambda w: (
         f"/v1/leases/{SESSION}/authorize", {"holder": w.holder, "epoch": w.epoch}, None),
     ("GET", "/v1/bundle"): lambda w: ("/v1/bundle", None, {
@@ -180,6 +186,9 @@ MUST_BE_FLEET = {
     ("POST", "/v1/runtimes/{runtime_id}/failover"),
     ("POST", "/v1/providers/{provider_id}/health"),
     ("POST", "/v1/sessions/{session_id}/migrate"),
+    ("DELETE", "/v1/runtimes/{runtime_id}"),
+    ("POST", "/v1/leases/{session_id}/rotate"),
+    ("POST", "/v1/leases/{session_id}/revoke"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
     ("POST", "/v1/keys"),

@@ -47,6 +47,17 @@ def test_non_timing_divergence_fails(cls: DivergenceClass) -> None:
     assert report.counts[cls] == 1
 
 
+def test_no_policy_waives_authority_divergences() -> None:
+    """A policy that leaves AUTHORITY out (built or decoded) still fails on it."""
+    built = DivergencePolicy(fail_on=(DivergenceClass.TIMING,))
+    decoded = msgspec.json.decode(b'{"fail_on": ["plan"]}', type=DivergencePolicy)
+    for policy in (built, decoded):
+        assert DivergenceClass.AUTHORITY in policy.fail_on
+        report = DivergenceReport.build(
+            ReplayMode.RE_SIMULATE_NODES, [_finding(DivergenceClass.AUTHORITY)], policy=policy)
+        assert not report.passed
+
+
 def test_policy_can_cap_timing_findings_and_ignore_classes() -> None:
     policy = DivergencePolicy(fail_on=(DivergenceClass.PLAN,), max_timing_findings=1)
     ok = DivergenceReport.build(

@@ -79,6 +79,20 @@ def test_time_in_queue_bound_expires_stale_items() -> None:
     assert buf.stats.expired == 2
 
 
+def test_lossless_buffer_never_expires_and_blocks_when_full() -> None:
+    """A file-fed session: a slow consumer is not staleness; a full buffer blocks (NF-004)."""
+    clock = VirtualClock()
+    buf, log = make(BufferConfig(max_items=2, max_queue_ms=50, max_latency_ms=30), clock)
+    buf.lossless = buf.blocking = True
+    buf.note_service(100_000_000)  # a consumer needing 100 ms per item
+    assert [buf.offer(ev(i)) for i in range(3)] == [ACCEPTED, ACCEPTED, BLOCKED]
+    clock.advance(10_000)
+    assert buf.pop() is not None and buf.pop() is not None
+    buf.flush_notices()
+    assert log.of(SignalName.DROP_NOTICE) == [] and buf.stats.dropped == 0
+    assert buf.stats.delivered == 2 and buf.stats.blocked == 1
+
+
 def test_latency_contribution_bound_uses_consumer_service_time() -> None:
     buf, log = make(BufferConfig(max_items=100, max_latency_ms=30))
     buf.note_service(10_000_000)  # consumer needs 10 ms per item

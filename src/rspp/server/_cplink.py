@@ -1,0 +1,179 @@
+"""The runtime's link to its control plane (F-103): registration, heartbeat, keys, specs.
+
+Everything goes over the control plane's HTTP API (:class:`ControlPlaneClient`),
+in embedded mode too (then over an in-process ASGI transport), so one code path
+serves both deployments. The link registers the runtime into the routing view,
+heartbeats its health, load (active sessions) and capacity, sends one last
+``degraded`` heartbeat and stops when draining (the route places no new session
+on it), and deregisters on exit. It fetches the token verification key once and
+verifies session tokens locally; it fetches and compiles published spec
+versions once per version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from rspp.controlplane import (
+    ControlPlaneClient,
+    CPError,
+    SessionClaims,
+    SessionInfo,
+    TokenInvalid,
+    TokenVerifier,
+)
+from rspp.errors import RSPPError
+from rspp.providers import PROVIDER_CATALOG
+from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
+
+__all__ = ["ControlPlaneLink", "LinkOptions", "SessionRefused"]
+
+_LOG = logging.getLogger("rspp.server")
+
+
+class SessionRefused(RSPPError):
+    """A session cannot start here; ``code`` is stable, the message says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOptions:
+    runtime_id: str
+    #: the transport endpoint clients connect to (``ws://host:port``)
+    endpoint: str
+    capacity: int = 100
+    region: str = "default"
+    heartbeat_interval_s: float = 2.0
+
+
+class ControlPlaneLink:
+    """Registration, heartbeat, token verification and spec fetch of one runtime."""
+
+    def __init__(self, client: ControlPlaneClient, options: LinkOptions) -> None:
+        self.client = client
+        self.options = options
+        self.registered = False
+        self.draining = False
+        self._verifier: TokenVerifier | None = None
+        self._graphs: dict[tuple[str, str], GraphDefinition] = {}
+        self._graph_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.heartbeats = 0
+
+    @property
+    def runtime_id(self) -> str:
+        return self.options.runtime_id
+
+    async def connect(self) -> None:
+        """Fetch the token key (once) and register; raise :class:`CPError` when refused."""
+        keys = await self.client.verification_keys()
+        self._verifier = TokenVerifier(keys)
+        o = self.options
+        await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,
+                                           region=o.region)
+        self.registered = True
+        _LOG.info("registered runtime %s at %s", o.runtime_id, o.endpoint)
+
+    async def heartbeat_loop(self, load: Callable[[], int]) -> None:
+        """Heartbeat until draining (then one ``degraded`` beat so nothing new is placed)."""
+        while not self.draining:
+            await self._beat("healthy", load())
+            await asyncio.sleep(self.options.heartbeat_interval_s)
+
+    async def _beat(self, health: str, load: int, mode: str = "migrate") -> None:
+        try:
+            await self.client.heartbeat(self.runtime_id, health=health, load=load, mode=mode)
+            self.heartbeats += 1
+        except CPError as exc:  # the next beat retries; routing marks us stale meanwhile
+            _LOG.warning("heartbeat of %s failed: %s", self.runtime_id, exc)
+
+    async def drain(self, load: int) -> None:
+        """Stop admitting: routing stops placing sessions here; heartbeats stop."""
+        if self.draining:
+            return
+        self.draining = True
+        if self.registered:
+            await self._beat("degraded", load, mode="drain")
+
+    async def deregister(self) -> None:
+        if not self.registered:
+            return
+        self.registered = False
+        with contextlib.suppress(CPError):
+            await self.client.deregister_runtime(self.runtime_id)
+
+    # ------------------------------------------------------------------ sessions
+    def verify(self, token: str, session_id: str) -> SessionClaims:
+        """Verify ``token`` locally; refuse expired, tampered, foreign or misrouted tokens."""
+        if self._verifier is None:
+            raise SessionRefused("not_ready", "the runtime is not connected to its control plane")
+        try:
+            claims = self._verifier.verify(token)
+        except TokenInvalid as exc:
+            raise SessionRefused("token_invalid", exc.message) from None
+        if claims.session_id != session_id:
+            raise SessionRefused("token_wrong_session",
+                                 f"the token is for session {claims.session_id}, not {session_id}")
+        if claims.runtime_id != self.runtime_id:
+            raise SessionRefused("token_wrong_runtime",
+                                 f"the session is routed to runtime {claims.runtime_id}, not "
+                                 f"{self.runtime_id}; connect to the endpoint of its route")
+        return claims
+
+    async def session_info(self, claims: SessionClaims) -> SessionInfo:
+        """The control plane's record of the session; it must match the token's claims."""
+        try:
+            data = await self.client.request("GET", f"/v1/sessions/{claims.session_id}")
+        except CPError as exc:
+            raise _refusal(exc, "read the session") from None
+        info = msgspec.convert(data, SessionInfo)
+        if info.tenant_id != claims.tenant_id:
+            raise SessionRefused("token_wrong_tenant",
+                                 f"the token names tenant {claims.tenant_id!r}; session "
+                                 f"{claims.session_id} belongs to another tenant")
+        if info.status.value == "ended":
+            raise SessionRefused("session_ended",
+                                 f"session {claims.session_id} has ended; route a new session")
+        return info
+
+    async def graph(self, name: str, version: str) -> GraphDefinition:
+        """The compiled spec of ``name@version`` (fetched and compiled once, then cached)."""
+        key = (name, version)
+        cached = self._graphs.get(key)
+        if cached is not None:
+            return cached
+        lock = self._graph_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._graphs.get(key)
+            if cached is not None:
+                return cached
+            try:
+                record = await self.client.get_pipeline(name, version)
+            except CPError as exc:
+                raise _refusal(exc, f"fetch pipeline {name}@{version}") from None
+            try:
+                gd = compile_spec(parse_spec_text(str(record["spec_text"]), f"{name}@{version}"),
+                                  adapters=PROVIDER_CATALOG)
+            except (SpecInvalid, KeyError, TypeError) as exc:
+                raise SessionRefused("spec_invalid",
+                                     f"pipeline {name}@{version} does not compile here: "
+                                     f"{exc}") from None
+            self._graphs[key] = gd
+            return gd
+
+
+def _refusal(exc: CPError, what: str) -> SessionRefused:
+    if exc.code == "unavailable" and exc.field == "server":
+        return SessionRefused("control_plane_unreachable",
+                              f"cannot {what}: {exc.message}; the session is refused "
+                              "(no silent fallback)")
+    return SessionRefused(exc.code, f"cannot {what}: {exc.message}")

@@ -1,0 +1,108 @@
+"""Process-wide Prometheus metrics of ``rspp serve`` (F-104, F-108).
+
+One registry per runtime process: the per-session series of
+:class:`~rspp.observability.RuntimeMetrics` (node/edge latency, queue depths,
+drops, cancel latency, provider series, active sessions by pipeline version)
+plus the server's own: sessions opened/refused, turns by terminal outcome,
+turn latency histograms (turn-open decision, first output, end to end),
+egress lateness for transports, and readiness. Labels are bounded: pipeline
+version, a fixed outcome/phase vocabulary and refusal codes; never a session
+or turn id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from rspp.contracts import ControlSignal, SignalName
+from rspp.observability import RuntimeMetrics
+
+__all__ = ["ServerMetrics"]
+
+_TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+_LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+#: abort reasons kept as label values; anything else is counted as ``other``
+_ABORTS = frozenset({"cancelled", "authority_loss", "budget_exhausted", "session_end",
+                     "transport_disconnect", "provider_error", "runtime_error",
+                     "recording_evidence_unavailable"})
+_REFUSALS = frozenset({"token_invalid", "token_wrong_session", "token_wrong_runtime",
+                       "token_wrong_tenant", "session_ended", "draining", "at_capacity",
+                       "session_live", "control_plane_unreachable", "lease_refused",
+                       "stale_epoch_reject", "spec_invalid", "assembly_failed", "not_ready"})
+
+
+class ServerMetrics:
+    """The runtime process's metrics; every update is bounded and never raises."""
+
+    def __init__(self) -> None:
+        self.runtime = RuntimeMetrics()
+        r = self.runtime.registry
+        self._opened = Counter("rspp_sessions_opened_total", "Sessions started", registry=r)
+        self._live = Gauge("rspp_sessions_live", "Sessions live in this runtime", registry=r)
+        self._refused = Counter("rspp_sessions_refused_total", "Sessions refused at start",
+                                ["reason"], registry=r)
+        self._turns = Counter("rspp_turns_total", "Turns by terminal outcome",
+                              ["pipeline_version", "outcome"], registry=r)
+        self._latency = Histogram("rspp_turn_latency_seconds", "Turn latency by phase",
+                                  ["pipeline_version", "phase"], buckets=_TURN_BUCKETS,
+                                  registry=r)
+        self._late = Histogram("rspp_egress_lateness_seconds",
+                               "How late egress frames left versus their real-time slot",
+                               ["transport"], buckets=_LATE_BUCKETS, registry=r)
+        self._ready = Gauge("rspp_runtime_ready", "1 when registered and not draining",
+                            registry=r)
+        self._errors = Counter("rspp_server_metric_errors_total", "Dropped metric updates",
+                               registry=r)
+
+    def _safe(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception:  # metrics never break a session
+            self._errors.inc()
+
+    def session_opened(self) -> None:
+        self._safe(self._opened.inc)
+        self._safe(self._live.inc)
+
+    def session_closed(self) -> None:
+        self._safe(self._live.dec)
+
+    def refused(self, code: str) -> None:
+        label = code if code in _REFUSALS else "other"
+        self._safe(lambda: self._refused.labels(label).inc())
+
+    def ready(self, ready: bool) -> None:
+        self._safe(lambda: self._ready.set(1 if ready else 0))
+
+    def egress_lateness(self, transport: str, seconds: float) -> None:
+        """Transports report how late each paced frame left (bounded transport names)."""
+        self._safe(lambda: self._late.labels(transport).observe(max(seconds, 0.0)))
+
+    def on_signal(self, live: Any, rec: ControlSignal) -> None:
+        """Count terminal outcomes; observe the turn's latencies when it closes."""
+        if rec.signal not in (SignalName.COMMIT, SignalName.ABORT, SignalName.CLOSE):
+            return
+        pv = live.session.pipeline_version
+
+        def update() -> None:
+            if rec.signal is SignalName.COMMIT:
+                self._turns.labels(pv, "commit").inc()
+            elif rec.signal is SignalName.ABORT:
+                reason = rec.reason or "aborted"
+                self._turns.labels(pv, reason if reason in _ABORTS else "other").inc()
+            else:
+                t = live.driver.timings.get(rec.turn_id or "")
+                if t is None:
+                    return
+                for phase, ms in (("turn_open_decision", t.turn_open_decision_ms),
+                                  ("first_output", t.first_output_ms),
+                                  ("end_to_end", t.end_to_end_ms)):
+                    if ms is not None:
+                        self._latency.labels(pv, phase).observe(ms / 1000)
+
+        self._safe(update)
+
+    def scrape(self) -> bytes:
+        return self.runtime.scrape()

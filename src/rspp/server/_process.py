@@ -1,0 +1,174 @@
+"""Run ``rspp serve``: embedded (runtime + control plane on SQLite) or a stateless runtime.
+
+Embedded (no control-plane URL): the process opens the control plane on SQLite
+(or ``db_url``), mounts its HTTP API on the runtime's port, publishes the spec,
+registers this runtime through the same HTTP API (in process) and serves.
+With a control-plane URL it is a stateless runtime of that control plane
+(F-103). SIGTERM/SIGINT drain (readiness fails, no new sessions, active turns
+finish within the deadline, sessions close with a reason) and the process
+exits 0 (F-106).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
+
+from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.controlplane._store import default_sqlite_url
+from rspp.server._app import create_runtime_app
+from rspp.server._cplink import LinkOptions
+from rspp.server._runtime import Runtime, RuntimeOptions
+from rspp.server._sessions import GovernedSessions, SessionPolicy
+
+__all__ = ["ServeOptions", "TransportRoutes", "serve"]
+
+_LOG = logging.getLogger("rspp.server")
+
+#: the transport endpoints of a runtime, built over its governed sessions
+TransportRoutes = Callable[[GovernedSessions], Sequence[BaseRoute]]
+
+DEFAULT_SPEC = Path("pipelines/examples/voice_assistant.yaml")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    spec: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8800
+    control_plane: str | None = None
+    api_key: str | None = None
+    db_url: str | None = None
+    runtime_id: str | None = None
+    capacity: int = 100
+    region: str = "default"
+    drain_deadline_s: float = 30.0
+    heartbeat_interval_s: float = 2.0
+    lease_ttl_ms: int = 6_000
+    timeline_dir: Path | None = None
+    transport_routes: TransportRoutes | None = None
+    #: lines of the start-up banner go here (the CLI prints them)
+    announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but SIGTERM/SIGINT request a drain instead of an immediate shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        sigs = (signal.SIGTERM, signal.SIGINT)
+        for sig in sigs:
+            loop.add_signal_handler(sig, self._on_stop)
+        try:
+            yield
+        finally:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(opts: ServeOptions) -> int:
+    """Serve until SIGTERM/SIGINT, then drain; the exit status (0 after a clean drain)."""
+    sock = _bind(opts.host, opts.port)
+    host, port = sock.getsockname()[:2]
+    base = f"http://{host}:{port}"
+    endpoint = f"ws://{host}:{port}"
+    cp: ControlPlane | None = None
+    cp_app: ASGIApp | None = None
+    api_key = opts.api_key
+    if opts.control_plane is None:
+        api_key = api_key or f"rspp_admin_{secrets.token_urlsafe(18)}"
+        settings = ControlPlaneSettings(db_url=opts.db_url or default_sqlite_url(),
+                                        admin_key=api_key)
+        cp = await ControlPlane.open(settings)
+        cp_app = create_app(cp)
+        client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
+    else:
+        client = ControlPlaneClient(opts.control_plane, api_key)
+    runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
+    runtime = Runtime(client, RuntimeOptions(
+        link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
+                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s),
+        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir),
+        drain_deadline_s=opts.drain_deadline_s))
+    stop = asyncio.Event()
+    try:
+        if cp is not None:
+            spec = opts.spec or DEFAULT_SPEC
+            published = await client.publish(spec.read_text(), str(spec))
+            pipeline = f"{published['pipeline']['name']}@{published['pipeline']['version']}"
+        else:
+            pipeline = None
+        routes = opts.transport_routes(runtime.sessions) if opts.transport_routes else ()
+        app = create_runtime_app(runtime, transport_routes=routes, control_plane=cp_app)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
+        server = _Server(config, stop.set)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="rspp-uvicorn")
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event
+            await asyncio.sleep(0.01)
+        if task.done():
+            await task
+            return 1
+        try:
+            await runtime.start()
+        except BaseException:
+            server.should_exit = True
+            await task
+            raise
+        if cp is not None:
+            opts.announce(f"rspp serve: embedded control plane on {base} "
+                          f"(db {cp.settings.db_url.split('://')[0]}), pipeline {pipeline}")
+            if opts.api_key is None:
+                opts.announce(f"rspp serve: api key {api_key}")
+        else:
+            opts.announce(f"rspp serve: control plane {opts.control_plane}")
+        opts.announce(f"rspp serve: runtime {runtime_id} ready on {base} "
+                      f"(transport {endpoint}/v1/sessions/{{id}}/ws)")
+        stopper = asyncio.create_task(stop.wait(), name="rspp-stop")
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        opts.announce("rspp serve: draining")
+        await runtime.drain()
+        server.should_exit = True
+        await task
+        opts.announce("rspp serve: stopped")
+        return 0
+    finally:
+        await runtime.stop()
+        if cp is not None:
+            await cp.close()
+        sock.close()
+
+
+def main(opts: ServeOptions) -> int:
+    """Blocking entry point for the CLI."""
+    try:
+        return asyncio.run(serve(opts))
+    except KeyboardInterrupt:  # a second Ctrl-C while draining
+        print("rspp serve: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,89 @@
+"""The runtime of one ``rspp serve`` process: link, sessions, metrics, lifecycle (F-106).
+
+:class:`Runtime` starts by registering with its control plane and heartbeating;
+it is *ready* only while registered and not draining. :meth:`Runtime.drain`
+(SIGTERM) makes readiness fail, tells the control plane to place nothing here,
+lets active turns finish within the drain deadline and closes every session
+with a reason; :meth:`Runtime.stop` deregisters and releases the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from rspp.controlplane import ControlPlaneClient
+from rspp.server._cplink import ControlPlaneLink, LinkOptions
+from rspp.server._metrics import ServerMetrics
+from rspp.server._sessions import GovernedSessions, SessionPolicy
+
+__all__ = ["Runtime", "RuntimeOptions"]
+
+_LOG = logging.getLogger("rspp.server")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeOptions:
+    link: LinkOptions
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
+    #: seconds active turns get to finish after SIGTERM before sessions are closed
+    drain_deadline_s: float = 30.0
+
+
+class Runtime:
+    """One runtime process's state, governed by its control plane."""
+
+    def __init__(self, client: ControlPlaneClient, options: RuntimeOptions) -> None:
+        self.options = options
+        self.metrics = ServerMetrics()
+        self.link = ControlPlaneLink(client, options.link)
+        self.sessions = GovernedSessions(self.link, self.metrics, options.sessions)
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.drained = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.link.registered and not self.link.draining and not self.sessions.draining
+
+    @property
+    def state(self) -> str:
+        if self.link.draining or self.sessions.draining:
+            return "draining"
+        return "ready" if self.link.registered else "starting"
+
+    async def start(self) -> None:
+        """Register with the control plane (raise CPError when it refuses or is down)."""
+        await self.link.connect()
+        self._heartbeat = asyncio.create_task(
+            self.link.heartbeat_loop(lambda: len(self.sessions)), name="rspp-heartbeat")
+        self.metrics.ready(self.ready)
+
+    async def drain(self) -> None:
+        """Stop admitting, let active turns finish (bounded), close sessions with a reason."""
+        if self.sessions.draining:
+            await self.drained.wait()
+            return
+        self.sessions.draining = True
+        self.metrics.ready(False)
+        _LOG.info("draining %d session(s), deadline %.1f s", len(self.sessions),
+                  self.options.drain_deadline_s)
+        await self._stop_heartbeat()
+        await self.link.drain(len(self.sessions))
+        await self.sessions.drain(self.options.drain_deadline_s)
+        self.drained.set()
+
+    async def _stop_heartbeat(self) -> None:
+        task, self._heartbeat = self._heartbeat, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def stop(self) -> None:
+        """Close what is left, deregister, release the control-plane client."""
+        await self._stop_heartbeat()
+        await self.sessions.close_all("server_stopped")
+        await self.link.deregister()
+        await self.link.client.aclose()

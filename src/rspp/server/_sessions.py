@@ -1,0 +1,265 @@
+"""Sessions governed by the control plane (F-103, F-156, F-157, F-106).
+
+:class:`GovernedSessions` is how a transport endpoint of ``rspp serve`` gets a
+live session. A session starts only when its token verifies locally, the
+control plane's record matches it (tenant, runtime, not ended) and this
+runtime holds its lease: the route's pipeline version (rollout cohort) is
+fetched and compiled once per version, the session is assembled with the same
+builder ``rspp run`` uses (:func:`rspp.runner._assembly.assemble_session`, via
+the transport's :class:`SessionBuilder`) at the lease epoch, its turn plans
+read the control plane's turn-start bundle (snapshot versions in every plan's
+provenance), and a :class:`LeaseKeeper` renews the lease and feeds rotations
+and loss to the turn driver. Draining stops admitting, lets active turns
+finish within a deadline, then closes every session with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
+
+from rspp.contracts import ControlSignal, RecordingLevel
+from rspp.controlplane import CPError, SessionClaims, SessionInfo
+from rspp.runner import TelemetryTargets
+from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
+from rspp.server._cplink import ControlPlaneLink, SessionRefused
+from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
+from rspp.server._metrics import ServerMetrics
+from rspp.spec import GraphDefinition
+
+__all__ = ["BuiltSession", "GovernedSessions", "ServedSession", "SessionBuilder",
+           "SessionPolicy"]
+
+_LOG = logging.getLogger("rspp.server")
+
+
+class BuiltSession(Protocol):
+    """A transport's live session as the governor needs it."""
+
+    @property
+    def core(self) -> AssembledSession[Any]: ...
+
+    async def close(self, reason: str) -> None:
+        """Close the client connection with ``reason`` and finish the session."""
+
+    async def wait_closed(self) -> None: ...
+
+
+S = TypeVar("S", bound=BuiltSession)
+
+
+class SessionBuilder(Protocol[S]):  # type: ignore[misc]
+    """Builds (and starts) one transport session of ``graph`` with assembly ``options``."""
+
+    async def __call__(self, graph: GraphDefinition, options: AssemblyOptions) -> S: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    """How this runtime runs its sessions."""
+
+    lease_ttl_ms: int = 6_000
+    #: lease renewal period (None: a third of the TTL); how soon a rotation is noticed
+    lease_renew_ms: int | None = None
+    #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
+    timeline_dir: Path | None = None
+    record_level: RecordingLevel | None = None
+
+
+@dataclass(slots=True)
+class ServedSession(Generic[S]):
+    """One live served session: the transport's session, its claims, lease and CP record."""
+
+    claims: SessionClaims
+    info: SessionInfo
+    built: S
+    keeper: LeaseKeeper
+    owner: GovernedSessions
+    close_reason: str | None = None
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _keeper: asyncio.Task[None] | None = None
+    _watcher: asyncio.Task[None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.claims.session_id
+
+    @property
+    def core(self) -> AssembledSession[Any]:
+        return self.built.core
+
+    @property
+    def epoch(self) -> int:
+        return self.core.authority.epoch
+
+    def _on_record(self, rec: msgspec.Struct) -> None:
+        if self.core.driver.busy:
+            self.idle.clear()
+        else:
+            self.idle.set()
+        if isinstance(rec, ControlSignal):
+            self.owner.metrics.on_signal(self.core, rec)
+
+    def stale_ingress(self, epoch: int) -> bool:
+        """A connection presents lease ``epoch``: False (and T12 recorded) when it is stale."""
+        return self.core.driver.check_ingress_epoch(epoch, f"{self.session_id}:connect@{epoch}")
+
+    def _on_authority(self, epoch: int | None, reason: str) -> None:
+        self.core.authority_changed(epoch, reason)
+        if epoch is None:  # lost: nothing may be produced for this session any more
+            self.owner._spawn(self.close(f"authority_lost:{reason}"))
+
+    async def close(self, reason: str) -> None:
+        """Close the client connection and the session with ``reason``."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        await self.built.close(reason)
+        if self._watcher is not None and self._watcher is not asyncio.current_task():
+            await asyncio.wait({self._watcher})
+
+    async def _watch(self) -> None:
+        """When the transport session ends: stop renewing, report it ended, forget it."""
+        try:
+            await self.built.wait_closed()
+        finally:
+            if self._keeper is not None:
+                self._keeper.cancel()
+                await asyncio.wait({self._keeper})
+            with contextlib.suppress(CPError):
+                await self.owner.link.client.report_status(self.session_id, "ended")
+            self.owner._forget(self)
+
+
+class GovernedSessions:
+    """The runtime's live sessions, started and governed through the control plane."""
+
+    def __init__(self, link: ControlPlaneLink, metrics: ServerMetrics,
+                 policy: SessionPolicy | None = None) -> None:
+        self.link = link
+        self.metrics = metrics
+        self.policy = policy or SessionPolicy()
+        self.active: dict[str, ServedSession[Any]] = {}
+        self.draining = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self.active)
+
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def verify(self, token: str, session_id: str) -> SessionClaims:
+        """Local token check (signature, expiry, session, runtime); raises SessionRefused."""
+        try:
+            return self.link.verify(token, session_id)
+        except SessionRefused as exc:
+            self.metrics.refused(exc.code)
+            raise
+
+    async def open(self, claims: SessionClaims, build: SessionBuilder[S]) -> ServedSession[S]:
+        """Start the session of verified ``claims``; raise :class:`SessionRefused`."""
+        try:
+            return await self._open(claims, build)
+        except SessionRefused as exc:
+            self.metrics.refused(exc.code)
+            raise
+
+    async def _open(self, claims: SessionClaims, build: SessionBuilder[S]) -> ServedSession[S]:
+        sid = claims.session_id
+        if self.draining or self.link.draining:
+            raise SessionRefused("draining", "this runtime is draining; route a new session")
+        if sid in self.active:
+            raise SessionRefused("session_live", f"session {sid} is already live here")
+        if len(self.active) >= self.link.options.capacity:
+            raise SessionRefused("at_capacity", "this runtime is at capacity")
+        info = await self.link.session_info(claims)
+        if info.runtime_id != self.link.runtime_id:
+            raise SessionRefused("token_wrong_runtime",
+                                 f"session {sid} now runs on {info.runtime_id}")
+        gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        holder: list[ServedSession[S]] = []
+
+        def on_change(epoch: int | None, reason: str) -> None:
+            if holder:
+                holder[0]._on_authority(epoch, reason)
+
+        keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
+                             ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
+                             renew_ms=self.policy.lease_renew_ms)
+        try:
+            epoch = await keeper.acquire()
+        except CPError as exc:
+            code = ("control_plane_unreachable" if exc.code == "unavailable"
+                    and exc.field == "server" else "lease_refused")
+            raise SessionRefused(code, f"cannot acquire the lease of {sid}: {exc.message}") \
+                from None
+        if claims.lease_epoch < epoch:
+            raise SessionRefused("stale_epoch_reject",
+                                 f"the token carries lease epoch {claims.lease_epoch}; the "
+                                 f"session is at epoch {epoch}: request a new token")
+        snapshots = ControlPlaneSnapshots(self.link.client)
+        bundle = await snapshots.turn_start_bundle(
+            tenant_id=claims.tenant_id, session_id=sid, pipeline_name=info.pipeline_name,
+            runtime_id=self.link.runtime_id)
+        if bundle.admission_policy is None:
+            raise SessionRefused("control_plane_unreachable",
+                                 f"no admission snapshot for tenant {claims.tenant_id} from the "
+                                 "control plane; the session is refused (no silent fallback)")
+        p = self.policy
+        opts = AssemblyOptions(
+            session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
+            enforce_budgets=True, record_level=p.record_level,
+            timeline=(p.timeline_dir / f"{sid}.jsonl") if p.timeline_dir else None,
+            telemetry=TelemetryTargets(metrics=self.metrics.runtime),
+            snapshots=snapshots, admission_policy=bundle.admission_policy,
+            runtime_id=self.link.runtime_id)
+        try:
+            built = await build(gd, opts)
+        except AssemblyError as exc:
+            raise SessionRefused("assembly_failed", str(exc)) from None
+        served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
+                                                 keeper=keeper, owner=self)
+        holder.append(served)
+        built.core.listeners.append(served._on_record)
+        served.idle.set()
+        self.active[sid] = served
+        served._keeper = self._spawn(keeper.run())
+        served._watcher = self._spawn(served._watch())
+        with contextlib.suppress(CPError):
+            await self.link.client.report_status(sid, "running")
+        self.metrics.session_opened()
+        return served
+
+    def _forget(self, served: ServedSession[Any]) -> None:
+        if self.active.get(served.session_id) is served:
+            del self.active[served.session_id]
+            self.metrics.session_closed()
+
+    async def drain(self, deadline_s: float) -> None:
+        """Stop admitting; let active turns finish within ``deadline_s``; close the rest."""
+        self.draining = True
+        sessions = list(self.active.values())
+        if sessions:
+            waits = [asyncio.ensure_future(s.idle.wait()) for s in sessions]
+            _, pending = await asyncio.wait(waits, timeout=deadline_s)
+            for w in pending:
+                w.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.close_all(None)
+
+    async def close_all(self, reason: str | None) -> None:
+        """Close every live session (``None``: say whether its turn finished first)."""
+        for s in list(self.active.values()):
+            why = reason or ("server_draining" if s.idle.is_set() else "drain_deadline_exceeded")
+            await s.close(why)
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
