@@ -14,10 +14,12 @@ from rspp.kernel import default_registry as _registry
 from rspp.nodes._builtin_simple import AsyncPassthrough, MergeNode, Passthrough, SelectNode
 from rspp.nodes._endpointing import (
     ENDPOINTING_POLICIES,
+    AdaptiveEndpointer,
     Endpointer,
     HangoverEndpointer,
     SilenceEndpointer,
     make_endpointer,
+    transcript_complete,
 )
 from rspp.nodes._llm import LlmNode, eos_event
 from rspp.nodes._plugins import (
@@ -63,6 +65,7 @@ __all__ = [
     "EOU_KIND",
     "PII_PATTERNS",
     "PYTHON_PREFIX",
+    "AdaptiveEndpointer",
     "AsyncPassthrough",
     "ComplianceNode",
     "Endpointer",
@@ -92,4 +95,5 @@ __all__ = [
     "make_endpointer",
     "services_of",
     "signature_of",
+    "transcript_complete",
 ]

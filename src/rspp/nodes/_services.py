@@ -90,6 +90,20 @@ def build_provider(
 
 
 @dataclass(slots=True)
+class LiveTranscript:
+    """What the STT node has recognised of the utterance in progress (for endpointing).
+
+    ``decoded_until`` is the input sample index the recogniser has certainly decoded
+    (audio pulled by the provider minus one decoding batch); ``text`` is its latest
+    hypothesis for the utterance ``utterance`` (empty between utterances).
+    """
+
+    utterance: int = 0
+    text: str = ""
+    decoded_until: int = -1
+
+
+@dataclass(slots=True)
 class NodeServices:
     """Providers by id, the provider chain per modality, signal sink and turn hooks."""
 
@@ -117,6 +131,8 @@ class NodeServices:
     clock: Clock | None = None
     #: called with ``(turn_id, controller)`` for every controller created (telemetry)
     on_controller: Callable[[str | None, InvocationController[Any]], None] | None = None
+    #: the STT node's view of the utterance in progress (read by adaptive endpointing)
+    live_transcript: LiveTranscript = field(default_factory=LiveTranscript)
 
     def _policy(self, modality: str, turn_id: str | None) -> InvocationPolicy:
         chain = self.chains.get(modality)

@@ -23,13 +23,19 @@ from rspp.providers import AudioChunk
 __all__ = ["SttNode"]
 
 _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: one utterance never needs more
+#: audio a recogniser may hold back undecoded (pocketsphinx decodes 100 ms batches)
+_DECODE_LAG_S = 0.12
+
+
+#: an audio chunk and the input sample index where it ends (-1: unknown)
+_Item = tuple[AudioChunk, int]
 
 
 class _Utterance:
     __slots__ = ("confidence", "final", "queue", "revision", "segment", "task")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[AudioChunk | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
         self.task: asyncio.Task[None] | None = None
         self.final = ""
         self.confidence: float | None = None  # of the last final piece, when the provider says
@@ -45,24 +51,42 @@ class SttNode(Node):
     outputs = ("partial", "final")
     streaming = "partial_and_final"
     cancel_mode = "hard"
+    hook_timeout_ms = 60_000  # on_start loads the STT models (seconds on a busy machine)
 
     def __init__(self, ctx: NodeContext, params: Mapping[str, Any] | None = None) -> None:
         super().__init__(ctx, params)
         self.preroll_ms = float(self.params.get("preroll_ms", 300))
         self.emit_partials = bool(self.params.get("partials", True))
-        self._pre: deque[AudioChunk] = deque()
+        self._pre: deque[_Item] = deque()
         self._pre_ms = 0.0
         self._utt: _Utterance | None = None
         self.utterances = 0
         self.finals: list[str] = []
         self._finishing: list[asyncio.Task[None]] = []
 
-    async def _recognise(self, utt: _Utterance) -> None:
+    async def on_start(self) -> None:
+        """Load the STT models before the first utterance (adapters with ``warm_up``)."""
+        svc = services_of(self.ctx)
+        for pid in svc.chains.get("stt", ()):
+            warm = getattr(svc.providers.get(pid), "warm_up", None)
+            if warm is not None:
+                await warm()
+
+    async def _recognise(self, utt: _Utterance, number: int) -> None:
+        live = services_of(self.ctx).live_transcript
+
         async def audio() -> AsyncIterator[AudioChunk]:
+            pulled = -1
             while True:
-                chunk = await utt.queue.get()
-                if chunk is None:
+                # the provider asks for more: what it pulled before is decoded (but one batch)
+                if pulled >= 0 and live.utterance == number:
+                    live.decoded_until = pulled
+                item = await utt.queue.get()
+                if item is None:
                     return
+                chunk, end = item
+                if end >= 0:
+                    pulled = end - int(_DECODE_LAG_S * chunk.sample_rate)
                 yield chunk
 
         ctl = services_of(self.ctx).stt(self.ctx.node_id, None)
@@ -71,7 +95,11 @@ class SttNode(Node):
                 if tr.is_final:
                     utt.final = (utt.final + " " + tr.text).strip() if utt.final else tr.text
                     utt.confidence = tr.confidence
-                elif self.emit_partials and tr.text:
+                elif tr.text:
+                    if live.utterance == number:
+                        live.text = tr.text
+                    if not self.emit_partials:
+                        continue
                     utt.revision += 1
                     ev = Event("text", tr.text, final=False, revision=utt.revision,
                                attrs={"partial": True, "segment": utt.segment})
@@ -81,12 +109,15 @@ class SttNode(Node):
     def _start(self) -> _Utterance:
         utt = _Utterance()
         utt.segment = f"{self.ctx.node_id}:u{self.utterances + 1}"
-        for chunk in self._pre:
-            utt.queue.put_nowait(chunk)
+        for item in self._pre:
+            utt.queue.put_nowait(item)
         self._pre.clear()
         self._pre_ms = 0.0
-        utt.task = asyncio.create_task(self._recognise(utt), name=f"{self.ctx.node_id}:stt")
         self.utterances += 1
+        live = services_of(self.ctx).live_transcript
+        live.utterance, live.text, live.decoded_until = self.utterances, "", -1
+        utt.task = asyncio.create_task(self._recognise(utt, self.utterances),
+                                       name=f"{self.ctx.node_id}:stt")
         return utt
 
     async def _finish(self, utt: _Utterance, ev: Event, prev: asyncio.Task[None] | None) -> None:
@@ -125,18 +156,21 @@ class SttNode(Node):
         fmt = event.audio_format or AudioFormat()
         pcm = bytes(event.payload or b"")
         chunk = AudioChunk(pcm, fmt.sample_rate, fmt.channels)
+        end = -1 if event.sample_index is None else (
+            event.sample_index + len(pcm) // (2 * fmt.channels))
+        item = (chunk, end)
         speech = bool(attrs.get("speech", True))
         if self._utt is None and speech:
             self._utt = self._start()
         if self._utt is None:
             if pcm:
-                self._pre.append(chunk)
+                self._pre.append(item)
                 self._pre_ms += fmt.duration_ms(len(pcm))
                 while self._pre_ms > self.preroll_ms and len(self._pre) > 1:
-                    self._pre_ms -= fmt.duration_ms(len(self._pre.popleft().pcm))
+                    self._pre_ms -= fmt.duration_ms(len(self._pre.popleft()[0].pcm))
             return None
         if pcm:
-            await self._utt.queue.put(chunk)
+            await self._utt.queue.put(item)
         if attrs.get("eou"):
             utt, self._utt = self._utt, None
             await utt.queue.put(None)

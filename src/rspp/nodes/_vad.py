@@ -24,7 +24,12 @@ import numpy as np
 
 from rspp.contracts import SPEECH_END_AUDIT
 from rspp.kernel import AudioFormat, Event, Node, NodeContext
-from rspp.nodes._endpointing import Endpointer, make_endpointer
+from rspp.nodes._endpointing import (
+    AdaptiveEndpointer,
+    Endpointer,
+    make_endpointer,
+    transcript_complete,
+)
 from rspp.nodes._services import services_of
 
 __all__ = ["EOU_KIND", "TurnDetectorNode", "VadNode"]
@@ -57,6 +62,8 @@ class VadNode(Node):
         self.threshold_db = float(self.params.get("threshold_db", -40.0))
         self.aggressiveness = int(self.params.get("aggressiveness", 2))
         self.endpointer: Endpointer = make_endpointer(self.params)
+        if isinstance(self.endpointer, AdaptiveEndpointer):
+            self.endpointer.is_complete = self._heard_complete
         self._webrtc: Any = None
         self.utterance = 0
         self.speech_ms = 0.0
@@ -76,6 +83,12 @@ class VadNode(Node):
                     self._webrtc = webrtcvad.Vad(self.aggressiveness)
                 return bool(self._webrtc.is_speech(pcm, fmt.sample_rate))
         return _level_dbfs(pcm) > self.threshold_db
+
+    def _heard_complete(self) -> bool:
+        """The STT has decoded up to the silence and its transcript is a complete request."""
+        live = services_of(self.ctx).live_transcript
+        return (live.utterance == self.utterance and live.decoded_until >= (self.voiced_end or 0)
+                and transcript_complete(live.text))
 
     def _boundary(self, state: str, ev: Event, reason: str) -> None:
         payload = {"state": state, "utterance": self.utterance, "sample_index": ev.sample_index,
@@ -123,7 +136,11 @@ class VadNode(Node):
         event.attrs = attrs
         self.ctx.emit(event, "audio")
         if boundary is not None:
-            self._boundary(boundary, event, "vad_silence" if boundary == "end" else "vad_speech")
+            reason = "vad_speech" if boundary == "start" else "vad_silence"
+            if boundary == "end" and isinstance(self.endpointer, AdaptiveEndpointer) \
+                    and self.endpointer.ended_early:
+                reason = "vad_silence_transcript_complete"
+            self._boundary(boundary, event, reason)
         return None
 
 

@@ -2,13 +2,30 @@
 
 :class:`GraphHarness` / :class:`NodeHarness` feed event streams into a graph or a
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
+:func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
+from rspp.testing._speech_corpus import (
+    CORPUS_PATH,
+    PAUSE_MS,
+    Utterance,
+    load_corpus,
+    normalise_words,
+    speak,
+    word_errors,
+)
 
 __all__ = [
+    "CORPUS_PATH",
+    "PAUSE_MS",
     "GraphHarness",
     "NodeHarness",
+    "Utterance",
     "audio_frames",
+    "load_corpus",
+    "normalise_words",
+    "speak",
     "text_partials",
+    "word_errors",
 ]

@@ -86,7 +86,8 @@ def patient_spec(path: Path) -> Path:
     text = VOICE.read_text()
     for old, new in (
         ("nodes:\n", "budgets:\n  turn_ms: 20000\n\nnodes:\n"),
-        ("stt: {primary: pocketsphinx}", "stt: {primary: pocketsphinx, timeout_ms: 20000}"),
+        ("  stt:\n    primary: pocketsphinx\n",
+         "  stt:\n    primary: pocketsphinx\n    timeout_ms: 20000\n"),
         ("tts: {primary: espeak}", "tts: {primary: espeak, timeout_ms: 20000}"),
         ("  - {from: stt.final, to: llm.text}",
          "  - {from: stt.final, to: said.in}\n  - {from: input.text, to: said.in}\n"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from rspp.providers import ChatMessage, LLMRequest, Outcome
-from rspp.providers.offline import LocalResponderLLM, respond
+from rspp.providers.offline import INTENTS, LocalResponderLLM, detect_intent, respond
+from rspp.testing import load_corpus
 
 pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 5, 14, 7, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -23,6 +28,54 @@ pytestmark = pytest.mark.unit
 )
 def test_answers_simple_questions(question: str, expected: str) -> None:
     assert respond(question) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("what's two plus three", "two plus three is five."),
+        ("how much is twenty one times three", "twenty one times three is sixty three."),
+        ("what is a hundred and five minus six", "one hundred and five minus six is ninety nine."),
+        ("what is seven divided by two", "seven divided by two is three point five."),
+        ("what is four multiplied by six", "four multiplied by six is twenty four."),
+        ("what is nine divided by zero", "Dividing by zero is not defined."),
+        ("what time is it", "It is 2:07 PM."),
+        ("tell me the time please", "It is 2:07 PM."),
+        ("what is the date today", "Today is Thursday, 5 March 2026."),
+        ("what day is it", "Today is Thursday, 5 March 2026."),
+        ("who are you", "My name is Rusty, a local stand-in voice assistant."),
+        ("will it rain tomorrow", "I cannot check the weather offline, but I hope it is nice "
+                                  "where you are."),
+        ("thank you goodbye", "Goodbye! Talk to you soon."),
+        ("bye for now", "Goodbye! Talk to you soon."),
+        ("good morning", "Hello! How can I help you today?"),
+    ],
+)
+def test_answers_each_intent_from_spoken_phrasings(question: str, expected: str) -> None:
+    assert respond(question, now=NOW) == expected
+
+
+def test_jokes_and_help_answer_and_times_is_arithmetic_not_time() -> None:
+    joke = respond("tell me a joke", seed=3, turn=1)
+    assert "?" in joke and joke == respond("do you know any jokes", seed=3, turn=1)
+    assert "two plus three" in respond("what can you do")
+    assert respond("what is three times four") == "three times four is twelve."
+    assert detect_intent("set a timer for ten minutes") is None  # "timer" is not "time"
+    assert respond("what time is it", now=datetime(2026, 1, 1, 0, 30)) == "It is 12:30 AM."
+
+
+def test_every_corpus_sentence_gets_its_intent() -> None:
+    corpus = load_corpus()
+    assert {u.intent for u in corpus} - {"open"} <= set(INTENTS)
+    for utt in corpus:
+        expected = None if utt.intent == "open" else utt.intent
+        assert detect_intent(utt.words) == expected, utt.text
+
+
+async def test_the_llm_answers_time_from_its_injected_clock() -> None:
+    llm = LocalResponderLLM(token_delay_ms=0, now=lambda: NOW)
+    request = LLMRequest(messages=(ChatMessage("user", "what time is it now"),))
+    assert "".join([d async for d in llm.stream(request)]) == "It is 2:07 PM."
 
 
 def test_reflects_other_input_deterministically_per_seed() -> None:

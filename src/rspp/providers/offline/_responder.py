@@ -1,106 +1,114 @@
 """LocalResponderLLM: a deterministic offline stand-in for a real language model.
 
-It is NOT a language model. It answers a few simple question shapes
-(greetings, "what is your name", time-free arithmetic such as "what is two
-plus three") and otherwise reflects the user's words back. Output is a pure
-function of the conversation and the seed, streamed word by word so the rest
-of the pipeline sees real token streaming.
+It is NOT a language model. It recognises a few intents in a transcript, with
+matching tolerant of how people (and the offline STT) phrase them, and answers
+them: time, date, its name, spoken arithmetic ("what's two plus three"),
+weather (it cannot know), jokes, help, goodbye and greetings. Anything else is
+reflected back. Output is a pure function of the conversation, the seed and the
+injected ``now`` (time and date answers), streamed word by word so the rest of
+the pipeline sees real token streaming.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from rspp.providers._base import LLMProvider
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._types import Capabilities, LLMRequest, ProviderKind
+from rspp.providers.offline._arithmetic import answer_arithmetic
 
-__all__ = ["LocalResponderLLM", "respond"]
+__all__ = ["INTENTS", "LocalResponderLLM", "detect_intent", "respond"]
 
-_NUMBERS = {
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12,
-    "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17,
-    "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40,
-    "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
-}  # fmt: skip
-_WORDS = {v: k for k, v in _NUMBERS.items()}
-_OPS = {
-    "plus": "+", "add": "+", "and": "+", "minus": "-", "less": "-",
-    "times": "*", "multiplied": "*", "x": "*", "divided": "/", "over": "/",
-    "+": "+", "-": "-", "*": "*", "/": "/",
-}  # fmt: skip
-_GREETINGS = ("hello", "hi", "hey", "good morning", "good evening", "good afternoon")
 _REFLECT = (
     "You said: {text}. I am a local stand-in responder, so I can only repeat that back.",
     "I heard: {text}. This offline stand-in does not understand more than that.",
 )
+_JOKES = (
+    "Why did the scarecrow win an award? Because he was outstanding in his field.",
+    "I told my computer a joke about memory. It forgot to laugh.",
+    "Why do programmers prefer dark mode? Because light attracts bugs.",
+    "What do you call a fish with no eyes? A fsh.",
+)
+_HELP = ("I can tell you the time or the date, do simple sums such as two plus three, "
+         "tell you a joke, and tell you my name. What would you like?")
+
+#: intent -> phrases (word sequences, matched on word boundaries), checked in this order
+_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("name", ("your name", "who are you", "call you", "are you called")),
+    ("date", ("date", "what day", "which day", "day is it", "day is today", "what month",
+              "which month", "what year")),
+    ("time", ("time", "what hour", "o'clock is it")),
+    ("weather", ("weather", "rain", "raining", "sunny", "snow", "forecast", "cold outside",
+                 "hot outside", "temperature")),
+    ("joke", ("joke", "jokes", "funny", "laugh")),
+    ("goodbye", ("goodbye", "good bye", "bye", "see you", "good night", "farewell",
+                 "that is all", "that's all")),
+    ("help", ("help", "what can you do", "what can i ask", "how do i use you",
+              "what are you able")),
+    ("greeting", ("hello", "hi", "hey", "good morning", "good afternoon", "good evening",
+                  "how are you")),
+)
+#: every intent the responder answers (arithmetic is recognised by its numbers)
+INTENTS = ("arithmetic", *(name for name, _ in _PHRASES))
 
 
-def _number(token: str) -> int | None:
-    if token.isdigit():
-        return int(token)
-    return _NUMBERS.get(token)
+def _words(text: str) -> list[str]:
+    text = text.lower().replace("what's", "what is").replace("who's", "who is")
+    return re.sub(r"[^a-z0-9'+\-*/ ]+", " ", text).split()
 
 
-def _say_number(value: float) -> str:
-    if value != int(value):
-        return f"{value:.2f}".rstrip("0").rstrip(".")
-    n = int(value)
-    if n < 0:
-        return "minus " + _say_number(-n)
-    if n in _WORDS:
-        return _WORDS[n]
-    if n < 100:
-        return f"{_WORDS[n - n % 10]} {_WORDS[n % 10]}"
-    return str(n)
-
-
-def _arithmetic(words: list[str]) -> str | None:
-    for i in range(1, len(words) - 1):
-        op = _OPS.get(words[i])
-        if op is None:
-            continue
-        left = _number(words[i - 1])
-        j = i + 1
-        if words[j] in ("by", "to") and j + 1 < len(words):
-            j += 1
-        right = _number(words[j])
-        if left is None or right is None:
-            continue
-        if op == "+":
-            result: float = left + right
-        elif op == "-":
-            result = left - right
-        elif op == "*":
-            result = left * right
-        elif right == 0:
-            return "Dividing by zero is not defined."
-        else:
-            result = left / right
-        op_words = " ".join(words[i:j])
-        return f"{_say_number(left)} {op_words} {_say_number(right)} is {_say_number(result)}."
+def detect_intent(text: str) -> str | None:
+    """The intent of ``text`` (one of :data:`INTENTS`), or None for anything else."""
+    words = _words(text)
+    if answer_arithmetic(words) is not None:
+        return "arithmetic"
+    padded = f" {' '.join(words)} "
+    for intent, phrases in _PHRASES:
+        if any(f" {p} " in padded for p in phrases):
+            return intent
     return None
 
 
-def respond(text: str, *, seed: int = 0, turn: int = 0, name: str = "Rusty") -> str:
-    """The full deterministic reply for a user utterance."""
-    clean = re.sub(r"[^a-z0-9+\-*/ ]+", " ", text.lower()).split()
-    joined = " ".join(clean)
-    if not clean:
+def _clock_time(now: datetime) -> str:
+    hour = now.hour % 12 or 12
+    return f"It is {hour}:{now.minute:02d} {'AM' if now.hour < 12 else 'PM'}."
+
+
+def _calendar_date(now: datetime) -> str:
+    return f"Today is {now.strftime('%A')}, {now.day} {now.strftime('%B %Y')}."
+
+
+def respond(text: str, *, seed: int = 0, turn: int = 0, name: str = "Rusty",
+            now: datetime | None = None) -> str:
+    """The full deterministic reply for a user utterance (``now`` for time and date)."""
+    words = _words(text)
+    if not words:
         return "I did not catch that. Could you say it again?"
-    answer = _arithmetic(clean)
-    if answer is not None:
-        return answer
-    if "your name" in joined or "who are you" in joined:
-        return f"My name is {name}, a local stand-in voice assistant."
-    if any(joined.startswith(g) or f" {g} " in f" {joined} " for g in _GREETINGS):
-        return "Hello! How can I help you today?"
-    if "weather" in joined:
-        return "I cannot check the weather offline, but I hope it is nice where you are."
+    intent = detect_intent(text)
     rng = random.Random(seed * 1_000_003 + turn)
+    when = now or datetime.now().astimezone()
+    if intent == "arithmetic":
+        return answer_arithmetic(words) or ""
+    if intent == "name":
+        return f"My name is {name}, a local stand-in voice assistant."
+    if intent == "time":
+        return _clock_time(when)
+    if intent == "date":
+        return _calendar_date(when)
+    if intent == "weather":
+        return "I cannot check the weather offline, but I hope it is nice where you are."
+    if intent == "joke":
+        return rng.choice(_JOKES)
+    if intent == "help":
+        return _HELP
+    if intent == "goodbye":
+        return "Goodbye! Talk to you soon."
+    if intent == "greeting":
+        return "Hello! How can I help you today?"
     return rng.choice(_REFLECT).format(text=" ".join(text.split()).rstrip(".?!"))
 
 
@@ -116,19 +124,23 @@ class LocalResponderLLM(LLMProvider):
         seed: int = 0,
         token_delay_ms: float = 5.0,
         assistant_name: str = "Rusty",
+        now: Callable[[], datetime] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
         self.seed = seed
         self.token_delay_ms = token_delay_ms
         self.assistant_name = assistant_name
+        #: wall-clock source of the time and date answers (local time zone by default)
+        self.now = now or (lambda: datetime.now().astimezone())
 
     async def _generate(
         self, request: LLMRequest, invocation: ProviderInvocation
     ) -> AsyncIterator[str]:
         turn = sum(1 for m in request.messages if m.role == "user")
         seed = self.seed if request.seed is None else request.seed
-        reply = respond(request.last_user_text, seed=seed, turn=turn, name=self.assistant_name)
+        reply = respond(request.last_user_text, seed=seed, turn=turn, name=self.assistant_name,
+                        now=self.now())
         words = reply.split(" ")
         for index, word in enumerate(words[: max(1, request.max_tokens)]):
             if self.token_delay_ms > 0:
