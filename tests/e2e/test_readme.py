@@ -116,7 +116,11 @@ class Sandbox:
             shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c '
                             f'{shlex.quote(code)} "$@"\n')
             shim.chmod(0o755)
-        (bin_dir / "python").symlink_to(sys.executable)
+        # A shim, not a symlink: a symlinked interpreter looks for pyvenv.cfg beside the
+        # link, finds none here, and would run without the project's packages.
+        python = bin_dir / "python"
+        python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+        python.chmod(0o755)
         (root / ".venv" / ".installed").touch()  # the Makefile's "installed" stamp
         self.env = {k: v for k, v in os.environ.items()
                     if not k.endswith(("_API_KEY", "_BASE_URL"))}
@@ -153,8 +157,12 @@ class Sandbox:
         argv = shlex.split(command)
         if argv[:2] == ["make", "test"]:
             return  # the whole suite: this test runs inside it
-        dry = subprocess.run([*argv[:1], "-n", *argv[1:]], cwd=self.root, env=self.env,
-                             capture_output=True, text=True, timeout=60, check=True)
+        # Under `make test` this runs inside an outer make: its MAKEFLAGS/MAKELEVEL would
+        # make the dry run print "make[1]: Entering directory" lines, which are not commands.
+        env = {k: v for k, v in self.env.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        dry = subprocess.run([*argv[:1], "-n", "--no-print-directory", *argv[1:]],
+                             cwd=self.root, env=env, capture_output=True, text=True, timeout=60,
+                             check=True)
         recipe = [ln for ln in dry.stdout.replace("\\\n", " ").splitlines() if ln.strip()]
         assert recipe, f"{where}: `{command}` has an empty recipe"
         for line in recipe:

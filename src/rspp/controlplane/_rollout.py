@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import SnapshotMeta, VersionResolution
-from rspp.controlplane._errors import Conflict, InvalidRequest
+from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
 from rspp.controlplane._registry import Registry
 from rspp.controlplane._schema import rollouts
 
@@ -110,8 +110,18 @@ class Rollouts:
     async def pin_in(
         self, conn: AsyncConnection, name: str, version: str, *, actor: str, now_ms: int
     ) -> RolloutState:
-        """Rollback/promote: every new session resolves to ``version``; canary cleared."""
-        await self._registry.get(name, version, conn=conn)
+        """Rollback/promote: every new session resolves to ``version``; canary cleared.
+
+        The pipeline must exist (404 naming ``name``); a version of it that was never
+        published is a bad request body (422 naming ``to``), not a missing resource.
+        """
+        await self._registry.get(name, None, conn=conn)
+        try:
+            await self._registry.get(name, version, conn=conn)
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"version {version!r} of pipeline {name!r} is not published; "
+                "see `rspp cp list` for its versions", field="to") from exc
         current = await self.state_in(conn, name)
         return await self._write(conn, name, version, None, 0.0, (), actor, now_ms, current)
 

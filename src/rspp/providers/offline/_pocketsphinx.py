@@ -183,8 +183,22 @@ class PocketsphinxSTT(STTProvider):
 
     @staticmethod
     def _begin(d: _Decoder) -> None:
+        """Start an utterance from the same state whatever the decoder heard before.
+
+        Pooled decoders adapt their cepstral mean to every utterance they decode, so a
+        reused decoder would recognise the same audio differently depending on what
+        earlier sessions said (and replays would diverge). Each utterance starts from the
+        measured initial mean. A decoder released while its start was still in flight (a
+        cancelled ``to_thread``) is still inside an utterance: end it first.
+        """
         with d.lock:
-            d.decoder.start_utt()
+            d.decoder.set_cmn(_CMN_INIT)
+            try:
+                d.decoder.start_utt()
+            except RuntimeError:
+                d.decoder.end_utt()
+                d.decoder.set_cmn(_CMN_INIT)
+                d.decoder.start_utt()
 
     @staticmethod
     def _feed(d: _Decoder, pcm: bytes) -> str:
