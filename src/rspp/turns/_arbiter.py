@@ -391,50 +391,19 @@ class TurnArbiter:
         self, out: list[LifecycleRecord], verdict: AuthorityVerdict, reason: str | None
     ) -> None:
         epoch = self.turn_epoch if self.turn_epoch is not None else self.authority_epoch
-        if verdict is AuthorityVerdict.STALE:
-            why = reason or "stale_epoch"
-            out.append(
-                self._sig(
-                    SignalName.STALE_EPOCH_REJECT,
-                    Emitter.RK_24,
-                    reason=why,
-                    epoch=epoch,
-                    session_scoped=True,
-                )
-            )
-            out.append(
-                self._outcome(
-                    OutcomeKind.STALE_EPOCH_REJECT,
-                    OutcomePhase.PRE_TURN,
-                    OutcomeScope.TURN,
-                    OutcomeEmitter.RK_24,
-                    why,
-                    epoch,
-                )
-            )
-            self._back_to_idle(out, TransitionTrigger.STALE_EPOCH_REJECT)
-        else:
-            why = reason or "deauthorized"
-            out.append(
-                self._sig(
-                    SignalName.DEAUTHORIZED_DRAIN,
-                    Emitter.RK_24,
-                    reason=why,
-                    epoch=epoch,
-                    session_scoped=True,
-                )
-            )
-            out.append(
-                self._outcome(
-                    OutcomeKind.DEAUTHORIZED_DRAIN,
-                    OutcomePhase.PRE_TURN,
-                    OutcomeScope.TURN,
-                    OutcomeEmitter.RK_24,
-                    why,
-                    epoch,
-                )
-            )
-            self._back_to_idle(out, TransitionTrigger.DEAUTHORIZED_DRAIN)
+        stale = verdict is AuthorityVerdict.STALE  # T3, else T4: same records, other kind
+        why = reason or ("stale_epoch" if stale else "deauthorized")
+        signal, kind, trigger = (
+            (SignalName.STALE_EPOCH_REJECT, OutcomeKind.STALE_EPOCH_REJECT,
+             TransitionTrigger.STALE_EPOCH_REJECT)
+            if stale
+            else (SignalName.DEAUTHORIZED_DRAIN, OutcomeKind.DEAUTHORIZED_DRAIN,
+                  TransitionTrigger.DEAUTHORIZED_DRAIN)
+        )
+        out.append(self._sig(signal, Emitter.RK_24, reason=why, epoch=epoch, session_scoped=True))
+        out.append(self._outcome(kind, OutcomePhase.PRE_TURN, OutcomeScope.TURN,
+                                 OutcomeEmitter.RK_24, why, epoch))
+        self._back_to_idle(out, trigger)
 
     def plan_materialised(self, plan_hash: str) -> Step:
         """T5: admitted and authority valid -> ``turn_open``; otherwise a diagnostic."""
