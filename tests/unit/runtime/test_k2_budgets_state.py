@@ -111,6 +111,7 @@ def test_turn_budget_terminate_feeds_arbiter_t10() -> None:
     arb = TurnArbiter(stamp, authority_epoch=1)
     arb.propose()
     arb.admission(OutcomeKind.ADMIT, "ok")
+    arb.snapshots(None)
     arb.authority(AuthorityVerdict.VALID)
     arb.plan_materialised("f" * 64)
     tracker = BudgetTracker(arb.turn_id or "", BUDGETS, clock, stamp, authority_epoch=1)
