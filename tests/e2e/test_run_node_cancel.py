@@ -123,8 +123,11 @@ def test_user_cancel_reaches_every_node_scope_with_its_mode(
     res = rspp_cli.run(str(spec), "--input", str(spoken["question"]), "--timeline", str(tl),
                        "--cancel-after", "0.3", "--real-time", "--json")
     assert res.returncode == 0, res.stderr
-    first = json.loads(res.stdout)["turns"][0]
+    out = json.loads(res.stdout)
+    first = out["turns"][0]
     assert (first["terminal"], first["reason"]) == ("abort", "cancelled")
+    # the session's states, owned by its SessionLifecycle (F-138)
+    assert out["session_states"] == ["CONNECTING", "ACTIVE", "DRAINING", "ENDED"]
     tid = first["turn_id"]
     recs = _records(tl)
     cancels = [r for r in recs if r.get("signal") == "cancel" and r.get("turn_id") == tid]

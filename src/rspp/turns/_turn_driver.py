@@ -63,6 +63,7 @@ from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelReason, CancelScopeTree
 from rspp.turns._node_scopes import NodeScopes
 from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._session_lifecycle import SessionLifecycle
 
 __all__ = ["DriverGate", "TurnDriver", "TurnTiming"]
 
@@ -178,6 +179,8 @@ class TurnDriver:
         self.node_scopes = NodeScopes(session, self.cancels, self.emit, default_grace_ms=grace,
                                       epoch=lambda: self.authority.epoch)
         self.gate = DriverGate(self)
+        #: the session's states (F-138): CONNECTING, ACTIVE, RECONNECTING, DRAINING, ENDED
+        self.session_lifecycle = SessionLifecycle(self.stamp, authority_epoch=authority.epoch)
         self.timings: dict[str, TurnTiming] = {}
         self.order: list[str] = []
         self.lifecycle: list[msgspec.Struct] = []
@@ -339,6 +342,7 @@ class TurnDriver:
             return  # not newer: epochs are fencing tokens and only grow
         self.session.signals.authority_epoch = g.epoch
         self.arbiter.authority_epoch = max(self.arbiter.authority_epoch, g.epoch)
+        self.session_lifecycle.authority_epoch = g.epoch
         if self.on_epoch is not None:
             self.on_epoch(g.epoch)
         tid = self.arbiter.turn_id if self.arbiter.state in (TurnState.OPENING,

@@ -161,6 +161,7 @@ def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -
     for ev in (
         SessionEvent.CONNECTED,
         SessionEvent.DISCONNECTED,
+        SessionEvent.STALL,
         SessionEvent.RECONNECTED,
         SessionEvent.DRAIN,
         SessionEvent.END,
@@ -169,9 +170,9 @@ def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -
     assert life.state is SessionState.ENDED
     assert [s.signal.value for s in life.signals] == [
         "connected",
-        "reconnecting",
-        "connected",
         "disconnected",
+        "stall",
+        "connected",
         "ended",
     ]
     for sig in life.signals:
