@@ -341,10 +341,13 @@ def status(
 @cp_app.command("audit")
 def audit(
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+    tenant: str = typer.Option(
+        None, "--tenant", help="Only this tenant's entries (a tenant key reads only its own)."
+    ),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Print the audit log (JSON lines), or verify its hash chain."""
+    """Print the audit log (JSON lines), or verify its hash chain (fleet keys)."""
     if verify:
         verdict = _call(server, api_key, lambda c: c.request("GET", "/v1/audit/verify"))
         if not verdict["ok"]:
@@ -355,7 +358,8 @@ def audit(
             raise typer.Exit(1)
         typer.echo(f"audit chain ok ({verdict['checked']} entries)")
         return
-    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit"))
+    query = {"tenant_id": tenant} if tenant else None
+    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit", params=query))
     for entry in result["entries"]:
         typer.echo(json.dumps(entry, sort_keys=True))
 

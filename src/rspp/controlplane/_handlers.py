@@ -267,7 +267,9 @@ async def bundle(c: Call) -> Any:
 
 # ---- audit, keys, health --------------------------------------------------------------------
 async def audit_entries(c: Call) -> AuditList:
-    entries = await c.cp.audit_entries(c.principal, after_seq=c.query.after, limit=c.query.limit)
+    entries = await c.cp.audit_entries(
+        c.principal, after_seq=c.query.after, limit=c.query.limit, tenant_id=c.query.tenant_id
+    )
     return AuditList(entries=entries)
 
 

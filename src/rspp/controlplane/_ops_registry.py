@@ -17,6 +17,7 @@ from rspp.controlplane._configs import (
     active_config,
     list_configs,
     publish_config_in,
+    scope_tenant,
 )
 from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._policy import parse_policy
@@ -194,6 +195,7 @@ class RegistryOps(ControlPlaneCore):
                     "hash": version.body_hash,
                     "activated": activate,
                 },
+                tenant_id=scope_tenant(scope),
             )
             return version
 
@@ -214,6 +216,7 @@ class RegistryOps(ControlPlaneCore):
                 action=f"{kind.value}.activate",
                 subject=scope,
                 detail={"version": version},
+                tenant_id=scope_tenant(scope),
             )
             return await active_config(conn, kind, scope, fall_back_to_default=False)
 
