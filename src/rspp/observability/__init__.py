@@ -53,10 +53,14 @@ from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
 from rspp.observability._slo import (
+    GATES,
     GateAccumulator,
+    GateDef,
     GateReport,
     GateResult,
+    TurnGateSample,
     evaluate_gates,
+    gate_report,
     percentile,
 )
 from rspp.observability._timeline_io import (
@@ -88,7 +92,9 @@ __all__ = [
     "DebugCapture",
     "ExporterOptions",
     "ExporterStats",
+    "GATES",
     "GateAccumulator",
+    "GateDef",
     "GateReport",
     "GateResult",
     "JsonLinesFileSink",
@@ -117,6 +123,7 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnGateSample",
     "TurnLatency",
     "as_line",
     "as_lines",
@@ -125,6 +132,7 @@ __all__ = [
     "current_log_context",
     "envelope_problem",
     "evaluate_gates",
+    "gate_report",
     "filter_lines",
     "iter_timeline",
     "iter_values",
