@@ -59,6 +59,7 @@ import msgspec
 from msgspec import Meta
 
 from rspp.observability._evidence import EVIDENCE_KIND, missing_evidence_fields
+from rspp.observability._recorder import TIMELINE_KINDS
 from rspp.observability._timeline_io import TimelineLine
 from rspp.observability._turn_latency import frame_time_of_sample, speech_end_sample
 
@@ -300,6 +301,12 @@ class GateAccumulator:
 
     def add(self, line: TimelineLine) -> None:
         self.add_record(line.kind, line.record)
+
+    def add_struct(self, record: msgspec.Struct) -> None:
+        """A record as a live session appends it (a contract struct or OR-02 evidence)."""
+        kind = TIMELINE_KINDS.get(type(record))
+        if kind is not None:
+            self.add_record(kind, msgspec.to_builtins(record))
 
     def add_record(self, kind: str, record: Mapping[str, Any]) -> None:
         """One line given as its ``kind`` and ``record`` mapping (no payload needed)."""
