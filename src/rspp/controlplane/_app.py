@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from rspp.controlplane._errors import BodyTooLarge, CPError, Forbidden, NotFound
-from rspp.controlplane._handlers import ANONYMOUS, Call, Reply
+from rspp.controlplane._handlers import ANONYMOUS, Call, Reply, Text
 from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._rbac import Principal
 from rspp.controlplane._requests import PATH_PARAMS
@@ -124,6 +124,9 @@ class _PathEndpoint:
             return _json(_error_body("internal", message, None), 500, request_id)
         if isinstance(value, Reply):
             return _json(value.value, value.status, request_id)
+        if isinstance(value, Text):
+            return Response(value.body, media_type=value.media_type,
+                            headers={"x-request-id": request_id})
         return _json(value, op.status, request_id)
 
     async def _run(self, op: Op, request: Request) -> Any:

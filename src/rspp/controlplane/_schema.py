@@ -179,3 +179,25 @@ counters = Table(
     Column("name", String(100), primary_key=True),
     Column("value", Integer, nullable=False),
 )
+
+gate_samples = Table(
+    "cp_gate_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline_name", String(200), nullable=False),
+    Column("pipeline_version", String(100), nullable=False),
+    Column("tenant_id", String(200), nullable=False),
+    Column("runtime_id", String(200), nullable=False),
+    Column("received_at_ms", _MS, nullable=False),
+    Column("body_json", Text, nullable=False),
+    Index("ix_cp_gate_samples_version", "pipeline_name", "pipeline_version", "seq"),
+)
+
+rollout_policies = Table(
+    "cp_rollout_policies",
+    metadata,
+    Column("pipeline_name", String(200), primary_key=True),
+    Column("body_json", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+)

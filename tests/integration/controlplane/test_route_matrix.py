@@ -113,6 +113,13 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/audit"): lambda w: ("/v1/audit", None, {"tenant_id": OWN}),
     ("GET", "/v1/audit/verify"): lambda w: ("/v1/audit/verify", None, None),
     ("POST", "/v1/keys"): lambda w: ("/v1/keys", {"role": "viewer"}, None),
+    ("GET", "/v1/pipelines/{name}/rollout/status"): lambda w: (
+        "/v1/pipelines/voice-assistant/rollout/status", None, None),
+    ("POST", "/v1/gates/samples"): lambda w: ("/v1/gates/samples", {
+        "runtime_id": "rt-a", "samples": [{
+            "pipeline_name": "voice-assistant", "pipeline_version": "1.0.0", "tenant_id": OWN,
+            "sample": {"session_id": "s-1", "turn_id": "t-1", "first_output_ms": 10}}]}, None),
+    ("GET", "/metrics"): lambda w: ("/metrics", None, None),
 }
 
 
