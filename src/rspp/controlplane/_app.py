@@ -199,7 +199,10 @@ async def _tenant_of(op: Op, call: Call) -> str:
     if source.where == "path":
         return call.path[source.name]
     if source.where == "query":
-        return str(getattr(call.query, source.name))
+        value = getattr(call.query, source.name)
+        if value is None and source.optional and call.principal.tenant_id is not None:
+            return call.principal.tenant_id  # left out: the key's own tenant
+        return str(value)
     if source.where == "body":
         return str(getattr(call.body, source.name))
     if source.where == "token":

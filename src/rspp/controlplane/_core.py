@@ -73,6 +73,7 @@ class ControlPlaneCore:
                 action="rbac.denied",
                 subject=action,
                 detail={"role": principal.role.value, "needed": needed.value},
+                tenant_id=principal.tenant_id,
             )
             raise
 

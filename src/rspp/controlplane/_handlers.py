@@ -91,6 +91,10 @@ async def get_pipeline(c: Call) -> Any:
     return await c.cp.get_pipeline(c.principal, c.path["name"], c.path.get("version"))
 
 
+async def get_module(c: Call) -> Any:
+    return await c.cp.get_module(c.principal, c.path["name"], c.path["version"])
+
+
 async def get_rollout(c: Call) -> RolloutReply:
     return RolloutReply(rollout=await c.cp.rollout_state(c.principal, c.path["name"]))
 
@@ -297,7 +301,9 @@ async def bundle(c: Call) -> Any:
 
 # ---- audit, keys, health --------------------------------------------------------------------
 async def audit_entries(c: Call) -> AuditList:
-    entries = await c.cp.audit_entries(c.principal, after_seq=c.query.after, limit=c.query.limit)
+    entries = await c.cp.audit_entries(
+        c.principal, after_seq=c.query.after, limit=c.query.limit, tenant_id=c.query.tenant_id
+    )
     return AuditList(entries=entries)
 
 

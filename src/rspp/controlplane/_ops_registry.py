@@ -17,6 +17,7 @@ from rspp.controlplane._configs import (
     active_config,
     list_configs,
     publish_config_in,
+    scope_tenant,
 )
 from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._policy import parse_policy
@@ -84,6 +85,10 @@ class RegistryOps(ControlPlaneCore):
     ) -> PipelineRecord:
         await self.authorize(principal, Role.VIEWER, "get pipeline")
         return await self.registry.get(name, version)
+
+    async def get_module(self, principal: Principal, name: str, version: str) -> ModuleRecord:
+        await self.authorize(principal, Role.VIEWER, "get module")
+        return await self.registry.get_module(name, version)
 
     # -- rollout (CP-09) -------------------------------------------------------------------
     async def rollout(
@@ -209,6 +214,7 @@ class RegistryOps(ControlPlaneCore):
                     "hash": version.body_hash,
                     "activated": activate,
                 },
+                tenant_id=scope_tenant(scope),
             )
             return version
 
@@ -229,6 +235,7 @@ class RegistryOps(ControlPlaneCore):
                 action=f"{kind.value}.activate",
                 subject=scope,
                 detail={"version": version},
+                tenant_id=scope_tenant(scope),
             )
             return await active_config(conn, kind, scope, fall_back_to_default=False)
 

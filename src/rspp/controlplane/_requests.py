@@ -313,3 +313,5 @@ class BundleQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True)
 class AuditQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     after: Seq = 0
     limit: PageSize = 1000
+    #: only this tenant's entries (a tenant key: its own, the default)
+    tenant_id: Id | None = None

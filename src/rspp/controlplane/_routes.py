@@ -11,7 +11,9 @@ must say who may call it:
   is its own; a fleet key may act for any tenant) or ``ANY`` (any key with the role:
   read-only, tenant-neutral data such as published pipelines);
 - ``tenant``: where a ``TENANT`` route's tenant comes from: a path/query/body field,
-  the owner of the session named in the path, or the claims of a presented token.
+  the owner of the session named in the path, or the claims of a presented token;
+  ``optional`` when the field may be left out: a tenant key then acts for its own
+  tenant and a fleet key for every tenant (the audit log).
 
 The dispatcher (``_app.py``) enforces all of it in one place before the handler runs;
 the OpenAPI document and the security test matrix are generated from this table.
@@ -34,7 +36,7 @@ from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
 from rspp.controlplane._rbac import Role
-from rspp.controlplane._registry import PipelineRecord
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
@@ -55,6 +57,8 @@ class TenantFrom:
 
     where: Literal["path", "query", "body", "session", "token"]
     name: str
+    #: the field may be absent: a tenant key then acts for its own tenant, a fleet key for all
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,9 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/modules", h.publish_module, OP, _S.FLEET, "Publish a subgraph module",
        body=q.ModuleRequest, response=r.ModuleReply, status=201, also=(200,), errors=(409,),
        body_limit="spec", tag="registry"),
+    Op("GET", "/v1/modules/{name}/versions/{version}", h.get_module, V, _S.ANY,
+       "One subgraph module version (with its text)", response=ModuleRecord, errors=(404,),
+       tag="registry"),
     # versioned configs: changing them is fleet work; a tenant may read its own scope
     *(
         Op("POST", f"/v1/configs/{kind.value}/{{scope}}", h.config_publisher(kind), OP,
@@ -209,7 +216,9 @@ ROUTES: tuple[Op, ...] = (
        tenant=_T("query", "tenant_id"), query=q.BundleQuery, response=TurnStartBundle,
        errors=(404,), tag="sessions"),
     # audit and keys
-    Op("GET", "/v1/audit", h.audit_entries, V, _S.FLEET, "Audit log", query=q.AuditQuery,
+    # a tenant key reads its own tenant's entries; the chain spans all tenants (fleet)
+    Op("GET", "/v1/audit", h.audit_entries, V, _S.TENANT, "Audit log (a tenant's entries)",
+       tenant=_T("query", "tenant_id", optional=True), query=q.AuditQuery,
        response=r.AuditList, tag="audit"),
     Op("GET", "/v1/audit/verify", h.audit_verify, V, _S.FLEET, "Verify the audit hash chain",
        response=AuditVerdict, tag="audit"),

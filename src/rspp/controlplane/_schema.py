@@ -157,6 +157,9 @@ audit = Table(
     Column("detail_json", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # the tenant an entry concerns (None: fleet-wide); covered by the hash when set
+    Column("tenant_id", String(200), nullable=True),
+    Index("ix_cp_audit_tenant_seq", "tenant_id", "seq"),
 )
 
 api_keys = Table(
