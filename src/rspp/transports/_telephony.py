@@ -45,6 +45,7 @@ from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEv
 from rspp.transports._session_port import (
     CLOSE_BAD_REQUEST,
     CLOSE_FLOOD,
+    CLOSE_FORBIDDEN,
     CLOSE_TIMEOUT,
     CLOSE_TOO_LARGE,
     CLOSE_TOO_SLOW,
@@ -191,6 +192,8 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
         grant = await verifier(token, sid)
     except TokenRefused as exc:
         raise _Close(exc.code, exc.reason) from None
+    if grant.session_id != sid:
+        raise _Close(CLOSE_FORBIDDEN, f"token is for session {grant.session_id}, not {sid}")
     audio = ClientAudio(sample_rate=CARRIER_RATE, output_sample_rate=CARRIER_RATE,
                         playback_acks=True)
     try:

@@ -144,3 +144,83 @@ def test_mulaw_tables_round_trip_and_speech_survives_the_phone_line(speech) -> N
     # band-limited to 4 kHz and companded, the speech keeps most of its energy
     corr = float(np.dot(x[: len(y)], y) / np.sqrt(np.dot(x, x) * np.dot(y, y)))
     assert corr > 0.9
+
+
+async def _refused(url: str, *messages: str | bytes) -> tuple[int | None, str]:
+    """Send raw carrier messages on a fresh stream; the close code and reason."""
+    import websockets
+
+    async with websockets.connect(url, proxy=None, compression=None) as ws:
+        for m in messages:
+            try:
+                await ws.send(m)
+            except websockets.ConnectionClosed:
+                break
+        async with asyncio.timeout(30):
+            await ws.wait_closed()
+        return ws.close_code, ws.close_reason
+
+
+def _start(token: str | None, sid: str, encoding: str = "audio/x-mulaw") -> str:
+    params = {"session_id": sid} | ({"token": token} if token else {})
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+                       "start": {"streamSid": "MZ1", "callSid": f"CA-{sid}",
+                                 "tracks": ["inbound"], "customParameters": params,
+                                 "mediaFormat": {"encoding": encoding, "sampleRate": 8000,
+                                                 "channels": 1}}})
+
+
+async def test_bad_carrier_input_closes_that_stream_with_a_reason_and_no_other(serve, issue,
+                                                                              speech) -> None:
+    media = json.dumps({"event": "media", "media": {"payload": "//8="}})
+    async with serve(source=PHONE) as srv:
+        good = await CarrierCall.connect(srv.phone_url, {"token": issue("ok"),
+                                                         "session_id": "ok"})
+        good.start_line()
+        url = srv.phone_url
+        cases = {
+            "media before start": (media,),
+            "not json": ("{nope",),
+            "unknown event before start": ('{"event": "hello"}',),
+            "no token": (_start(None, "b1"),),
+            "bad token": (_start("not-a-token", "b2"),),
+            "token of another session": (_start(issue("other"), "b3"),),
+            "wrong format": (_start(issue("b4"), "b4", "audio/x-alaw"),),
+            "bad base64": (_start(issue("b5"), "b5"),
+                           json.dumps({"event": "media", "media": {"payload": "@@@"}})),
+            "unknown event": (_start(issue("b6"), "b6"), '{"event": "dance"}'),
+            "binary frame": (_start(issue("b7"), "b7"), b"\x00\x01"),
+            "bad digit": (_start(issue("b8"), "b8"),
+                          json.dumps({"event": "dtmf", "dtmf": {"digit": "12"}})),
+        }
+        closed = {}
+        for name, msgs in cases.items():
+            try:
+                closed[name] = await _refused(url, *msgs)
+            except TimeoutError:
+                raise AssertionError(f"{name}: the stream was not closed") from None
+        # every bad stream was closed with an application code and a reason naming it
+        assert closed["media before start"] == (4400, "`media` before `start`")
+        assert closed["not json"][0] == 4400 and "malformed" in closed["not json"][1]
+        assert closed["unknown event before start"][0] == 4400
+        assert closed["no token"][0] == 4401 and "token" in closed["no token"][1]
+        assert closed["bad token"][0] == 4401
+        assert closed["token of another session"][0] == 4403
+        assert closed["wrong format"][0] == 4400 and "audio/x-alaw" in closed["wrong format"][1]
+        assert closed["bad base64"] == (4400, "media.payload: media payload is not base64")
+        assert closed["unknown event"][0] == 4400 and "event" in closed["unknown event"][1]
+        assert closed["binary frame"][0] == 4400
+        assert closed["bad digit"][0] == 4400 and "dtmf.digit" in closed["bad digit"][1]
+        # the good call is untouched and still answers
+        assert not good.closed.is_set() and not srv.hub.sessions["ok"].closed
+        good.say(to_mulaw(speech["question"][0]))
+        async with asyncio.timeout(90):
+            await good.wait_for(lambda: len(good.stats.replies_played) >= 1)
+        await good.hang_up()
+        async with asyncio.timeout(30):
+            await good.closed.wait()
+    # sessions whose stream broke after start ended cleanly too
+    for sid in ("b5", "b6", "b7", "b8"):
+        timeline = srv.factory.timeline_for(sid)
+        assert timeline is not None
+        assert signals(records(timeline))[-1][0] == "ended"
