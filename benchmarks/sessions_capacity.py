@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -194,8 +195,9 @@ async def main(quick: bool, ms: list[int], all_audio: bool = False) -> None:
         print(p, flush=True)
     ok = [p["sessions"] for p in points if p["p99_ms"] <= 20.0 and p["cpu_cores"] <= 1.0]
     emit({"benchmark": "sessions_capacity", "all_audio": all_audio,
-          "capacity": max(ok) if ok else 0, "points": points, "targets": {"capacity": 400, "p99_ms": 20.0,
-                                         "rss_mb_per_session": 0.15}})
+          "capacity": max(ok) if ok else 0, "points": points,
+          "load_average": round(os.getloadavg()[0], 2),
+          "targets": {"capacity": 400, "p99_ms": 20.0, "rss_mb_per_session": 0.15}})
 
 
 if __name__ == "__main__":
