@@ -105,9 +105,9 @@ def test_sustained_shedding_degrades_then_recovers(
     spec.write_text(_spec(strategy))
     lint = rspp_cli("lint", "--strict", str(spec))
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    tl = tmp_path / "t.jsonl"
+    tl, log, prom = tmp_path / "t.jsonl", tmp_path / "log.jsonl", tmp_path / "m.prom"
     res = rspp_cli.run(str(spec), "--input", str(two_questions), "--timeline", str(tl),
-                       "--real-time", "--json")
+                       "--real-time", "--json", "--log-out", str(log), "--metrics-out", str(prom))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     lines = [json.loads(x) for x in tl.read_text().splitlines()]
@@ -138,6 +138,11 @@ def test_sustained_shedding_degrades_then_recovers(
     assert llm_of[second["turn_id"]] == ["local"]
     valid = rspp_cli("contracts", "validate", str(tl))
     assert valid.returncode == 0, valid.stdout + valid.stderr
+    # overload is surfaced in the logs and metrics too (NF-006)
+    logged = [json.loads(x) for x in log.read_text().splitlines()]
+    warned = {(r["level"], r["message"]) for r in logged}
+    assert {("warning", "shed"), ("warning", "degrade")} <= warned
+    assert f'rspp_edge_drops_total{{edge_id="{edge}"' in prom.read_text()
 
 
 def test_lint_names_a_degrade_provider_outside_the_chain(rspp_cli: RsppCli,
