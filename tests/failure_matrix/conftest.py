@@ -259,3 +259,90 @@ def read_timeline_lenient(path: Path) -> list[Line]:
         if raw.endswith("\n") and raw.strip():
             out.append(json.loads(raw))
     return out
+
+
+class Talker:
+    """A real client on one session: speaks on request, silence otherwise; keeps every event.
+
+    ``say()`` queues the question; between questions the client streams silence in real
+    time (a live microphone). ``until(pred)`` waits for the first event matching ``pred``.
+    """
+
+    def __init__(self, client: Any, question: bytes) -> None:
+        self.client = client
+        self.question = question
+        self.events: list[Any] = []
+        self._asks: asyncio.Queue[bytes] = asyncio.Queue()
+        self._new = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._speak()), asyncio.create_task(self._listen())]
+
+    def say(self) -> None:
+        self._asks.put_nowait(self.question)
+
+    async def _speak(self) -> None:
+        silence = bytes(RATE * 2 // 50 * 5)  # 100 ms
+        while True:
+            pcm = self._asks.get_nowait() if not self._asks.empty() else silence
+            await self.client.stream_pcm(pcm)
+
+    async def _listen(self) -> None:
+        async for ev in self.client.events():
+            self.events.append(ev)
+            self._new.set()
+        self._new.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._tasks[1].done()
+
+    async def until(self, pred: Callable[[Any], bool], since: int = 0,
+                    timeout_s: float = 90) -> Any:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for ev in self.events[since:]:
+                    if pred(ev):
+                        return ev
+                assert not self.closed, f"connection closed; events: {self.events[-5:]}"
+                self._new.clear()
+                await self._new.wait()
+
+    async def finish(self) -> None:
+        """Stop speaking, send ``end``; wait for the server to close the connection."""
+        speaker = self._tasks[0]
+        speaker.cancel()
+        await asyncio.wait({speaker})
+        if not self.closed:
+            await self.client.end()
+        async with asyncio.timeout(90):
+            await asyncio.wait({self._tasks[1]})
+
+    async def abort(self) -> None:
+        """The network drops: no close handshake, no more audio."""
+        speaker = self._tasks[0]
+        speaker.cancel()
+        await asyncio.wait({speaker})
+        self.client.ws.transport.abort()
+        await asyncio.wait({self._tasks[1]})
+
+
+def turn_event(state: str, turn: str | None = None) -> Callable[[Any], bool]:
+    from rspp.transports import TurnEvent
+
+    return lambda ev: (isinstance(ev, TurnEvent) and ev.state == state
+                       and (turn is None or ev.turn_id == turn))
+
+
+async def open_session(api: ControlPlaneAPI, question: bytes, tenant: str = "acme"
+                       ) -> tuple[dict[str, Any], Talker]:
+    """Route a session through the control plane and connect the real client to it."""
+    from rspp.client import LiveClient, session_url
+
+    route = await api.call("POST", "/v1/sessions/route",
+                           {"tenant_id": tenant, "pipeline_name": "voice-assistant"})
+    client = await LiveClient.connect(session_url(route["endpoint"], route["session_id"]),
+                                      token=route["token"])
+    return route, Talker(client, question)
+
+
+def patient_voice(tmp: Path) -> Path:
+    return spec_with(tmp, "voice.yaml", [("\nproviders:", PATIENT)])
