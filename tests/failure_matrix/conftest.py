@@ -83,9 +83,15 @@ def signals(lines: list[Line], *names: str) -> list[dict[str, Any]]:
 
 
 def assert_valid(timeline: Path) -> None:
-    """Every record of the timeline satisfies the wire contract (``rspp contracts validate``)."""
-    res = rspp("contracts", "validate", str(timeline))
-    assert res.returncode == 0, res.stdout + res.stderr
+    """Every record of the timeline satisfies the wire contract: ``rspp contracts validate``
+    (the command itself, run in this process to save an interpreter start)."""
+    from typer.testing import CliRunner
+
+    from rspp.cli._app import app
+
+    res = CliRunner().invoke(app, ["contracts", "validate", str(timeline)])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == f"{timeline}: valid", res.output
 
 
 _TERMINAL = ("commit", "abort")
@@ -193,8 +199,10 @@ async def launch() -> AsyncIterator[Callable[..., Any]]:
 
 
 async def serve(launch: Callable[..., Any], tmp: Path, *args: str) -> Process:
-    """``rspp serve ARGS --port 0 --timeline-dir TMP/timelines``, ready (banner + /readyz)."""
-    p: Process = await launch("serve", *args, "--port", "0", "--api-key", ADMIN,
+    """``rspp serve ARGS --port 0 --timeline-dir TMP/timelines`` (embedded: ``--db TMP/cp.db``),
+    ready (banner + /readyz)."""
+    own_db = () if "--control-plane" in args else ("--db", str(tmp / "cp.db"))
+    p: Process = await launch("serve", *args, *own_db, "--port", "0", "--api-key", ADMIN,
                               "--timeline-dir", str(tmp / "timelines"))
     found = await p.wait_banner(r"runtime (\S+) ready on (http://\S+)")
     p.runtime_id, p.url = found.group(1), found.group(2)
@@ -315,6 +323,14 @@ class Talker:
             await self.client.end()
         async with asyncio.timeout(90):
             await asyncio.wait({self._tasks[1]})
+
+    async def closed_by_server(self, timeout_s: float = 60) -> None:
+        """Wait until the server closes the connection; then stop speaking."""
+        async with asyncio.timeout(timeout_s):
+            await asyncio.wait({self._tasks[1]})
+        speaker = self._tasks[0]
+        speaker.cancel()
+        await asyncio.wait({speaker})
 
     async def abort(self) -> None:
         """The network drops: no close handshake, no more audio."""
