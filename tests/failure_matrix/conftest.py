@@ -362,3 +362,26 @@ async def open_session(api: ControlPlaneAPI, question: bytes, tenant: str = "acm
 
 def patient_voice(tmp: Path) -> Path:
     return spec_with(tmp, "voice.yaml", [("\nproviders:", PATIENT)])
+
+
+@dataclass
+class Embedded:
+    srv: Process
+    api: ControlPlaneAPI
+    tmp: Path
+
+
+@pytest.fixture
+async def embedded(launch: Callable[..., Any], cp_api: Callable[[str], ControlPlaneAPI],
+                   tmp_path: Path) -> Embedded:
+    """``rspp serve`` (embedded control plane, the patient voice assistant) and its API."""
+    srv = await serve(launch, tmp_path, str(patient_voice(tmp_path)))
+    return Embedded(srv, cp_api(srv.url), tmp_path)
+
+
+async def ask_first_question(api: ControlPlaneAPI, question: bytes
+                             ) -> tuple[dict[str, Any], Talker, Any]:
+    """Route and connect a session, ask the question; returns when its turn opened."""
+    route, talker = await open_session(api, question)
+    talker.say()
+    return route, talker, await talker.until(turn_event("open"))

@@ -11,30 +11,25 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from .conftest import (
+    Embedded,
+    ask_first_question,
     assert_lifecycles,
     assert_valid,
-    open_session,
-    patient_voice,
-    serve,
     session_timeline,
     turn_event,
 )
 
 
 async def test_admission_overload_rejects_beyond_the_quota_and_the_admitted_session_is_unharmed(
-    launch: Any, cp_api: Any, question: tuple[bytes, Path], tmp_path: Path
+    embedded: Embedded, question: tuple[bytes, Path], tmp_path: Path
 ) -> None:
-    srv = await serve(launch, tmp_path, str(patient_voice(tmp_path)))
-    api = cp_api(srv.url)
+    srv, api = embedded.srv, embedded.api
     await api.call("POST", "/v1/configs/admission/acme",
                    {"body": {"max_concurrent_sessions": 1}})
-    route, talker = await open_session(api, question[0])
+    route, talker, opened = await ask_first_question(api, question[0])
     sid = route["session_id"]
-    talker.say()
-    opened = await talker.until(turn_event("open"))
     refused = await api.http.post("/v1/sessions/route",
                                   json={"tenant_id": "acme", "pipeline_name": "voice-assistant"})
     assert refused.status_code == 429, refused.text

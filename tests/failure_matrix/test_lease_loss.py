@@ -11,16 +11,14 @@ at the new epoch; the timeline satisfies the contract.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rspp.transports import ReplyText
 
 from .conftest import (
+    Embedded,
+    ask_first_question,
     assert_lifecycles,
     assert_valid,
-    open_session,
-    patient_voice,
-    serve,
     session_timeline,
     signals,
     turn_event,
@@ -28,14 +26,11 @@ from .conftest import (
 
 
 async def test_lease_rotation_mid_reply_fences_the_turn_and_the_next_turn_runs_on_the_new_epoch(
-    launch: Any, cp_api: Any, question: tuple[bytes, Path], tmp_path: Path
+    embedded: Embedded, question: tuple[bytes, Path], tmp_path: Path
 ) -> None:
-    srv = await serve(launch, tmp_path, str(patient_voice(tmp_path)))
-    api = cp_api(srv.url)
-    route, talker = await open_session(api, question[0])
+    srv, api = embedded.srv, embedded.api
+    route, talker, opened = await ask_first_question(api, question[0])
     sid = route["session_id"]
-    talker.say()
-    opened = await talker.until(turn_event("open"))
     await talker.until(lambda ev: isinstance(ev, ReplyText))  # the reply is playing
     change = await api.call("POST", f"/v1/leases/{sid}/rotate")
     assert change["lease"]["epoch"] == 2

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from rspp.client import LiveClient, session_url
 
 from .conftest import (
+    Embedded,
     Talker,
+    ask_first_question,
     assert_lifecycles,
     assert_valid,
-    open_session,
-    patient_voice,
     read_timeline_lenient,
-    serve,
     session_timeline,
     signals,
     turn_event,
@@ -31,14 +29,11 @@ from .conftest import (
 
 
 async def test_disconnect_stalls_and_aborts_the_open_turn_and_a_reconnect_resumes_the_session(
-    launch: Any, cp_api: Any, question: tuple[bytes, Path], tmp_path: Path
+    embedded: Embedded, question: tuple[bytes, Path], tmp_path: Path
 ) -> None:
-    srv = await serve(launch, tmp_path, str(patient_voice(tmp_path)))
-    api = cp_api(srv.url)
-    route, talker = await open_session(api, question[0])
+    srv, api = embedded.srv, embedded.api
+    route, talker, opened = await ask_first_question(api, question[0])
     sid = route["session_id"]
-    talker.say()
-    opened = await talker.until(turn_event("open"))
     await talker.abort()
     path = tmp_path / "timelines" / f"{sid}.jsonl"
     async with asyncio.timeout(60):  # the server stalls the session and aborts the turn
