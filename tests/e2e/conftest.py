@@ -102,6 +102,16 @@ class ServeProcess:
 @pytest.fixture
 def serve_process() -> Iterator[Callable[..., ServeProcess]]:
     """Start ``rspp serve`` processes; every one still running is killed at teardown."""
+    yield from _serve_processes()
+
+
+@pytest.fixture(scope="module")
+def module_serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """:func:`serve_process` shared by the tests of one module (killed after the last)."""
+    yield from _serve_processes()
+
+
+def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(*args: str, cwd: Path = REPO) -> ServeProcess:

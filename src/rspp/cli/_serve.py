@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from rspp.server import GovernedSessions, TransportRoutes
+    from rspp.transports import IceServer
 
 __all__ = ["register", "serve"]
 
@@ -43,6 +44,9 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    ice_server: list[str] = typer.Option(
+        [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
+        "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -66,7 +70,7 @@ def serve(
                         api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
-                        transport_routes=_transport_routes())
+                        transport_routes=_transport_routes(_ice_servers(ice_server)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -79,14 +83,37 @@ def serve(
     raise typer.Exit(code)
 
 
-def _transport_routes() -> TransportRoutes:
-    """The WebSocket endpoint (``/v1/sessions/{id}/ws``) over the runtime's governed sessions."""
+def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
+    """``stun:HOST:PORT`` or ``turn(s):USER:PASSWORD@HOST:PORT[?transport=udp]``."""
+    from rspp.transports import IceServer
+
+    out = []
+    for value in values:
+        scheme, sep, rest = value.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+            raise typer.BadParameter(f"{value!r}: use stun:HOST:PORT or "
+                                     "turn:USER:PASSWORD@HOST:PORT", param_hint="--ice-server")
+        creds, at, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        if scheme.startswith("turn") and not (at and user and password):
+            raise typer.BadParameter(f"{value!r}: a TURN server needs USER:PASSWORD@",
+                                     param_hint="--ice-server")
+        out.append(IceServer(urls=(f"{scheme}:{host}",), username=user or None,
+                             credential=password or None))
+    return tuple(out)
+
+
+def _transport_routes(ice: tuple[IceServer, ...] = ()) -> TransportRoutes:
+    """The WebSocket (``/v1/sessions/{id}/ws``) and WebRTC (``.../webrtc``) endpoints over
+    the runtime's governed sessions (one session hub: one live connection per session)."""
     from rspp.server import GovernedFactory
-    from rspp.transports import websocket_route
+    from rspp.transports import SessionHub, WebRTCOptions, webrtc_route, websocket_route
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
-        return [websocket_route(factory, factory.verify)]
+        hub = SessionHub(factory)
+        return [websocket_route(hub, factory.verify),
+                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice))]
 
     return routes
 

@@ -72,6 +72,7 @@ from rspp.observability._timeline_io import (
 )
 from rspp.observability._tracing import SpanFactory
 from rspp.observability._turn_latency import TurnLatency, turn_latencies
+from rspp.observability._turn_view import LiveTurnView, TurnMark, TurnRow, turn_rows
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
 __all__ = [
@@ -94,6 +95,7 @@ __all__ = [
     "JsonLinesFileSink",
     "JsonLogFormatter",
     "LevelLadder",
+    "LiveTurnView",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",
@@ -118,6 +120,8 @@ __all__ = [
     "TimelineRecorder",
     "TimelineSink",
     "TurnLatency",
+    "TurnMark",
+    "TurnRow",
     "as_line",
     "as_lines",
     "build_plan",
@@ -140,4 +144,5 @@ __all__ = [
     "timeline_table",
     "to_line",
     "turn_latencies",
+    "turn_rows",
 ]

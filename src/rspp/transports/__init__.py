@@ -5,8 +5,10 @@ contract every network transport adapts (ingress re-chunked to 20 ms at the
 pipeline rate, paced egress with the fence checked per frame, the shared event
 vocabulary of :mod:`rspp.transports._protocol`, crossing frames recorded like
 loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
-F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
-and :class:`TokenVerifier` ports.
+F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus,
+data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
+the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
+:class:`SessionHub`.
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
@@ -38,6 +40,7 @@ from rspp.transports._protocol import (
     TextIn,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
     decode_client,
     decode_server,
     encode_message,
@@ -63,6 +66,14 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 from rspp.transports._wav import WavError, read_wav, write_wav
+from rspp.transports._webrtc import (
+    WEBRTC_PATH,
+    IceServer,
+    WebRTCEndpoint,
+    WebRTCOptions,
+    webrtc_available,
+    webrtc_route,
+)
 from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
 
 __all__ = [
@@ -81,6 +92,7 @@ __all__ = [
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
+    "WEBRTC_PATH",
     "AudioFrame",
     "AudioIn",
     "AudioOut",
@@ -90,6 +102,7 @@ __all__ = [
     "End",
     "ErrorEvent",
     "Flood",
+    "IceServer",
     "IngressMeter",
     "InputRejected",
     "Interrupt",
@@ -123,12 +136,17 @@ __all__ = [
     "Transport",
     "TurnEvent",
     "TurnOutput",
+    "TurnRowEvent",
     "WavError",
+    "WebRTCEndpoint",
+    "WebRTCOptions",
     "WebSocketOptions",
     "decode_client",
     "decode_server",
     "encode_message",
     "read_wav",
+    "webrtc_available",
+    "webrtc_route",
     "websocket_route",
     "write_wav",
     "ws_schema",

@@ -89,7 +89,7 @@ class LiveSessionHandle:
         self.connections += 1
         self._cancel_lifecycle()
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
-                                       sequenced=audio.sequenced)
+                                       sequenced=audio.sequenced, timeline=audio.timeline)
         self.transport.signal(SignalName.CONNECTED, Emitter.RK_23, None,
                               "resumed" if resumed else "connected")
         self._restart_stats()
@@ -154,6 +154,9 @@ class LiveSessionHandle:
         q = self.transport.queue
         if q is not None:
             q.put_event(event)
+
+    def is_fenced(self, turn_id: str) -> bool:
+        return self.transport.is_fenced(turn_id)
 
     # ---------------------------------------------------------------- input
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
