@@ -113,9 +113,9 @@ class Peer:
                 self.levels.append((time.monotonic(), float(np.sqrt(np.mean(samples ** 2)))))
                 self._changed.set()
 
-    async def until(self, what: Callable[[], Any], timeout: float = 90.0) -> Any:
+    async def until(self, what: Callable[[], Any], limit_s: float = 90.0) -> Any:
         """Wait (on events and audio, not on time) until ``what()`` is truthy."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             while not (got := what()):
                 self._changed.clear()
                 await self._changed.wait()
@@ -163,15 +163,16 @@ def _pcm48(path: Path) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           module_serve_process: Callable[..., ServeProcess]) -> Iterator[tuple[ServeProcess, Path]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, module_serve_process: Callable[..., ServeProcess]
+) -> Iterator[tuple[ServeProcess, Path]]:
     """One ``rspp serve`` (patient budgets: the machine may be busy) for the module."""
     tmp = tmp_path_factory.mktemp("webrtc")
     spec = tmp / "voice.yaml"
     spec.write_text(VOICE.read_text().replace(
         "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
-    srv = module_serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp / 'cp.db'}", "--api-key",
-                       KEY, "--timeline-dir", str(tmp / "timelines"))
+    srv = module_serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp / 'cp.db'}",
+                               "--api-key", KEY, "--timeline-dir", str(tmp / "timelines"))
     yield srv.wait_ready(), tmp / "timelines"
     code, _, err = srv.terminate()
     assert code == 0, err

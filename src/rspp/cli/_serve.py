@@ -70,7 +70,9 @@ def serve(
                         api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
-                        transport_routes=_transport_routes(_ice_servers(ice_server)))
+                        transport_routes=_transport_routes(_ice_servers(ice_server),
+                                                           embedded=control_plane is None,
+                                                           timeline_dir=timeline_dir))
     try:
         code = main(opts)
     except CPError as exc:
@@ -103,17 +105,31 @@ def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
     return tuple(out)
 
 
-def _transport_routes(ice: tuple[IceServer, ...] = ()) -> TransportRoutes:
+def _transport_routes(ice: tuple[IceServer, ...] = (), *, embedded: bool = True,
+                      timeline_dir: Path | None = None) -> TransportRoutes:
     """The WebSocket (``/v1/sessions/{id}/ws``) and WebRTC (``.../webrtc``) endpoints over
-    the runtime's governed sessions (one session hub: one live connection per session)."""
+    the runtime's governed sessions (one session hub: one live connection per session),
+    and the browser page at ``/`` (session tokens for loopback clients when embedded)."""
     from rspp.server import GovernedFactory
-    from rspp.transports import SessionHub, WebRTCOptions, webrtc_route, websocket_route
+    from rspp.transports import (
+        SessionHub,
+        WebRTCOptions,
+        webrtc_available,
+        webrtc_route,
+        websocket_route,
+    )
+    from rspp.web import WebOptions, web_routes
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
         hub = SessionHub(factory)
+        client = sessions.link.client
+        web = WebOptions(route=client.route if embedded else None,
+                         pipelines=client.list_pipelines if embedded else None,
+                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
         return [websocket_route(hub, factory.verify),
-                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice))]
+                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
+                *web_routes(web)]
 
     return routes
 

@@ -7,8 +7,8 @@ reply audio, commit or abort, close) in session time, the latencies of
 :func:`~rspp.observability.turn_latencies` (the definitions of ``rspp run`` and
 the quality gates, computed there, not here), the frozen plan's pipeline version
 and hash, and the cancel/fence events of the turn (``barge_in``, ``cancel``,
-``stop``, ``playback_cancelled``). ``diverged`` marks the turns a replay
-divergence report names.
+``stop``, ``playback_cancelled``). ``diverged`` lists what a replay divergence
+report says about the turn.
 
 :class:`LiveTurnView` keeps that window for a live session: it takes the records
 as the session appends them (only the kinds a row needs; ingress frames bounded)
@@ -18,7 +18,7 @@ and says which turn's row changed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -62,15 +62,17 @@ class TurnRow(msgspec.Struct, frozen=True, kw_only=True):
     plan_hash: str | None = None
     fences: list[TurnMark] = msgspec.field(default_factory=list)
     transcript: str | None = None
-    diverged: bool = False
+    #: findings of a replay divergence report about this turn (``rspp replay --report``)
+    diverged: list[str] = msgspec.field(default_factory=list)
 
 
 def turn_rows(lines: Iterable[TimelineLine], *, turn_id: str | None = None,
-              diverged: Iterable[str] = ()) -> list[TurnRow]:
-    """The rows of every accepted turn (or only ``turn_id``), in timeline order."""
+              diverged: Mapping[str, Sequence[str]] | None = None) -> list[TurnRow]:
+    """The rows of every accepted turn (or only ``turn_id``), in timeline order;
+    ``diverged``: turn id -> divergence findings to show on its row."""
     seq = list(lines)
     latency = {(t.session_id, t.turn_id): t for t in turn_latencies(seq)}
-    marked = set(diverged)
+    marked = diverged or {}
     # plans carry no session id: by turn id (turn ids embed the session's)
     plans = {str(ln.record.get("turn_id")): ln for ln in seq if ln.kind == "resolved_turn_plan"}
     rows: list[TurnRow] = []
@@ -86,12 +88,12 @@ def turn_rows(lines: Iterable[TimelineLine], *, turn_id: str | None = None,
                 continue  # no turn_open (a proposal that was never accepted)
             plan = plans.get(tid)
             rows.append(_row(session, tid, [*of_turn, plan] if plan else of_turn, lat,
-                             tid in marked))
+                             list(marked.get(tid, ()))))
     return rows
 
 
 def _row(session: str, tid: str, of_turn: list[TimelineLine], lat: Any,
-         diverged: bool) -> TurnRow:
+         diverged: list[str]) -> TurnRow:
     marks: dict[str, int] = {}
     fences: list[TurnMark] = []
     outcome, reason, closed = "open", None, False
