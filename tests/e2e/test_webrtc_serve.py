@@ -13,6 +13,7 @@ bad signalling requests are 4xx with a JSON reason naming the field.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fractions
 import json
@@ -257,8 +258,14 @@ def test_barge_in_clears_playback_and_closing_the_peer_ends_like_a_disconnect(
         if '"transport_disconnect"' in text:
             break
         time.sleep(0.1)
-    signals = [json.loads(x)["record"] for x in timeline.read_text().splitlines()
-               if '"control_signal"' in x]
+    lines = [json.loads(x) for x in timeline.read_text().splitlines()]
+    signals = [ln["record"] for ln in lines if ln["kind"] == "control_signal"]
+    # Opus in, PCM events for the ASR: the ingress frames say what they are after decoding
+    ingress = [ln["payload"] for ln in lines if ln["kind"] == "event_record"
+               and ln["record"].get("transport_sequence") is not None and ln.get("payload")]
+    assert len(ingress) > 100
+    assert {(p["sample_rate_hz"], p["channels"]) for p in ingress} == {(16000, 1)}
+    assert {len(base64.b64decode(p["data"])) for p in ingress} == {640}  # 20 ms frames
     names = [r["signal"] for r in signals]
     assert "disconnected" in names and "stall" in names, names
     assert any(r["signal"] == "abort" and r.get("reason") == "transport_disconnect"

@@ -73,8 +73,8 @@ from rspp.transports._session_port import (
 )
 from rspp.transports._websocket import SessionHub, dispatch
 
-__all__ = ["WEBRTC_PATH", "IceServer", "WebRTCEndpoint", "WebRTCOptions", "webrtc_available",
-           "webrtc_route"]
+__all__ = ["WEBRTC_PATH", "IceServer", "WebRTCEndpoint", "WebRTCOptions", "frame_pcm",
+           "webrtc_available", "webrtc_route"]
 
 log = logging.getLogger("rspp.transports.webrtc")
 WEBRTC_PATH = "/v1/sessions/{session_id}/webrtc"
@@ -93,6 +93,12 @@ def webrtc_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def frame_pcm(frame: Any) -> bytes:
+    """Mono PCM16 of a decoded (Opus) PyAV frame: its first channel, at its rate."""
+    channels = len(frame.layout.channels)
+    return bytes(frame.to_ndarray().reshape(-1, channels)[:, 0].astype("<i2").tobytes())
 
 
 class IceServer(msgspec.Struct, frozen=True, kw_only=True):
@@ -312,8 +318,7 @@ class _Peer:
             except MediaStreamError:
                 self.end("microphone_track_ended")
                 return
-            channels = len(frame.layout.channels)
-            pcm = frame.to_ndarray().reshape(-1, channels)[:, 0].astype("<i2").tobytes()
+            pcm = frame_pcm(frame)
             if frame.sample_rate != self.audio.sample_rate:
                 if resampler is None or resampler.in_rate != frame.sample_rate:
                     resampler = StreamResampler(frame.sample_rate, self.audio.sample_rate)
