@@ -3,8 +3,8 @@
 Playwright for Python drives the system chromium (never a downloaded browser) with a
 fake microphone that plays a WAV made by ``rspp say``
 (``--use-fake-device-for-media-stream --use-file-for-fake-audio-capture``). The page
-talks to a real ``rspp serve`` over WebRTC: the question's transcript appears, reply
-audio arrives (measured in the page with WebAudio: not silent), the turn's row shows
+talks to a real ``rspp serve`` over WebRTC (and, ticked "WebSocket only", over its
+WebSocket fallback): the question's transcript appears, reply audio arrives (measured in the page with WebAudio: not silent), the turn's row shows
 its markers, commit and latencies. A barge-in (spoken into the same microphone while
 the reply plays) aborts the first turn and clears playback. The timeline viewer
 (``rspp timeline view``) draws a recorded barge-in timeline: two rows and the abort.
@@ -107,17 +107,11 @@ def browser(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory,
-           module_serve_process: Callable[..., ServeProcess]) -> Iterator[ServeProcess]:
-    """One embedded ``rspp serve`` for the module (patient budgets: the machine may be busy)."""
+def served(embedded_serve: Callable[..., tuple[ServeProcess, Path]]) -> Iterator[ServeProcess]:
+    """One embedded ``rspp serve`` (patient budgets) for the module."""
     _chromium()
-    tmp = tmp_path_factory.mktemp("browser")
-    spec = tmp / "voice.yaml"
-    spec.write_text(VOICE.read_text().replace(
-        "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
-    srv = module_serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp / 'cp.db'}",
-                               "--api-key", KEY, "--timeline-dir", str(tmp / "timelines"))
-    yield srv.wait_ready()
+    srv, _ = embedded_serve(KEY)
+    yield srv
     code, _, err = srv.terminate()
     assert code == 0, err
 
@@ -128,21 +122,25 @@ def _with_silence(src: Path, out: Path, seconds: float) -> Path:
     return out
 
 
-def _talk(page: Any, url: str) -> None:
+def _talk(page: Any, url: str, transport: str = "webrtc") -> None:
     page.goto(f"{url}/")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')")
     assert page.locator("#pipeline option").first.get_attribute("value") == "voice-assistant"
+    if transport == "websocket":
+        page.check("#force-ws")
     page.click("#talk")
     page.wait_for_function("window.rspp.events.some(e => e.type === 'ready')")
-    assert page.evaluate("window.rspp.transport") == "webrtc"
+    assert page.evaluate("window.rspp.transport") == transport
 
 
-def test_page_talks_over_webrtc_and_draws_the_turn(
-    served: ServeProcess, browser: Callable[..., Any], spoken: dict[str, Path], tmp_path: Path
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+def test_page_talks_and_draws_the_turn(
+    served: ServeProcess, browser: Callable[..., Any], spoken: dict[str, Path], tmp_path: Path,
+    transport: str
 ) -> None:
     wav = _with_silence(spoken["question"], tmp_path / "question.wav", 12.0)
     page = browser(wav)
-    _talk(page, served.url)
+    _talk(page, served.url, transport)
     page.wait_for_function("[...document.querySelectorAll('#transcript li')]"
                            ".some(li => li.textContent.includes('weather'))")
     page.wait_for_function("window.rspp.audio.loud >= 10")  # reply audio, heard by WebAudio
@@ -157,7 +155,7 @@ def test_page_talks_over_webrtc_and_draws_the_turn(
     assert "weather" in page.locator("#reply").inner_text()
     assert page.evaluate("window.rspp.audio.max") > 0.01
     assert not page.evaluate("window.rspp.errors")
-    page.screenshot(path=str(tmp_path / "talk.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / f"talk_{transport}.png"), full_page=True)
 
 
 def test_barge_in_aborts_the_turn_and_clears_playback(

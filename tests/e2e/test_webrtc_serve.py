@@ -165,16 +165,11 @@ def _pcm48(path: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def served(
-    tmp_path_factory: pytest.TempPathFactory, module_serve_process: Callable[..., ServeProcess]
+    embedded_serve: Callable[..., tuple[ServeProcess, Path]]
 ) -> Iterator[tuple[ServeProcess, Path]]:
-    """One ``rspp serve`` (patient budgets: the machine may be busy) for the module."""
-    tmp = tmp_path_factory.mktemp("webrtc")
-    spec = tmp / "voice.yaml"
-    spec.write_text(VOICE.read_text().replace(
-        "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
-    srv = module_serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp / 'cp.db'}",
-                               "--api-key", KEY, "--timeline-dir", str(tmp / "timelines"))
-    yield srv.wait_ready(), tmp / "timelines"
+    """One embedded ``rspp serve`` (patient budgets) for the module."""
+    srv, timelines = embedded_serve(KEY)
+    yield srv, timelines
     code, _, err = srv.terminate()
     assert code == 0, err
 
