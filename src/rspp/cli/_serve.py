@@ -47,6 +47,13 @@ def serve(
     ice_server: list[str] = typer.Option(
         [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
         "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
+    gate_queue: int = typer.Option(
+        2048, "--gate-queue", min=1, max=1_000_000,
+        help="Gate samples of live turns buffered while the control plane is slow or down; "
+        "beyond it the oldest are dropped (counted in rspp_gate_samples_dropped_total)."),
+    gate_interval: float = typer.Option(
+        1.0, "--gate-interval", min=0.05, max=60.0,
+        help="Seconds between gate-sample reports to the control plane."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -70,6 +77,7 @@ def serve(
                         api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(_ice_servers(ice_server),
                                                            embedded=control_plane is None,
                                                            timeline_dir=timeline_dir))
