@@ -4,8 +4,9 @@ Playwright for Python drives the system chromium (never a downloaded browser) wi
 fake microphone that plays a WAV made by ``rspp say``
 (``--use-fake-device-for-media-stream --use-file-for-fake-audio-capture``). The page
 talks to a real ``rspp serve`` over WebRTC (and, ticked "WebSocket only", over its
-WebSocket fallback): the question's transcript appears, reply audio arrives (measured in the page with WebAudio: not silent), the turn's row shows
-its markers, commit and latencies. A barge-in (spoken into the same microphone while
+WebSocket fallback): the question's transcript appears, reply audio arrives (measured
+in the page with WebAudio: not silent), the turn's row shows its markers, commit and
+latencies. A barge-in (spoken into the same microphone while
 the reply plays) aborts the first turn and clears playback. The timeline viewer
 (``rspp timeline view``) draws a recorded barge-in timeline: two rows and the abort.
 Every test saves a screenshot in its output directory.
