@@ -91,6 +91,10 @@ async def get_pipeline(c: Call) -> Any:
     return await c.cp.get_pipeline(c.principal, c.path["name"], c.path.get("version"))
 
 
+async def get_module(c: Call) -> Any:
+    return await c.cp.get_module(c.principal, c.path["name"], c.path["version"])
+
+
 async def get_rollout(c: Call) -> RolloutReply:
     return RolloutReply(rollout=await c.cp.rollout_state(c.principal, c.path["name"]))
 

@@ -86,6 +86,10 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, "get pipeline")
         return await self.registry.get(name, version)
 
+    async def get_module(self, principal: Principal, name: str, version: str) -> ModuleRecord:
+        await self.authorize(principal, Role.VIEWER, "get module")
+        return await self.registry.get_module(name, version)
+
     # -- rollout (CP-09) -------------------------------------------------------------------
     async def rollout(
         self,

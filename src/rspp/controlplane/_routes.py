@@ -36,7 +36,7 @@ from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
 from rspp.controlplane._rbac import Role
-from rspp.controlplane._registry import PipelineRecord
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
@@ -131,6 +131,9 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/modules", h.publish_module, OP, _S.FLEET, "Publish a subgraph module",
        body=q.ModuleRequest, response=r.ModuleReply, status=201, also=(200,), errors=(409,),
        body_limit="spec", tag="registry"),
+    Op("GET", "/v1/modules/{name}/versions/{version}", h.get_module, V, _S.ANY,
+       "One subgraph module version (with its text)", response=ModuleRecord, errors=(404,),
+       tag="registry"),
     # versioned configs: changing them is fleet work; a tenant may read its own scope
     *(
         Op("POST", f"/v1/configs/{kind.value}/{{scope}}", h.config_publisher(kind), OP,

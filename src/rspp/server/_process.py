@@ -34,6 +34,7 @@ from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
+from rspp.server._specs import publish_spec_file
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -117,7 +118,8 @@ async def serve(opts: ServeOptions) -> int:
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
-                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s),
+                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s,
+                         node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
@@ -125,7 +127,7 @@ async def serve(opts: ServeOptions) -> int:
     try:
         if cp is not None:
             spec = opts.spec or DEFAULT_SPEC
-            published = await client.publish(spec.read_text(), str(spec))
+            published = await publish_spec_file(client, spec)
             pipeline = f"{published['pipeline']['name']}@{published['pipeline']['version']}"
         else:
             pipeline = None

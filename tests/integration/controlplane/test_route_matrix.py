@@ -58,6 +58,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/pipelines/{name}/resolve"): lambda w: (
         "/v1/pipelines/voice-assistant/resolve", None, {"tenant_id": OWN}),
     ("POST", "/v1/modules"): lambda w: ("/v1/modules", {"module": TRANSCRIBE_MODULE}, None),
+    ("GET", "/v1/modules/{name}/versions/{version}"): lambda w: (
+        "/v1/modules/transcribe/versions/1.0.0", None, None),
     ("POST", "/v1/configs/provider_config/{scope}"): lambda w: (
         f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "small"}}}, None),
     ("POST", "/v1/configs/policy/{scope}"): lambda w: (
@@ -159,6 +161,7 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
 
         for version in ("1.0.0", "1.1.0"):
             await admin("POST", "/v1/pipelines", {"spec": spec_version(version)})
+        await admin("POST", "/v1/modules", {"module": TRANSCRIBE_MODULE})
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
         await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
