@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from rspp.server import GovernedSessions, TransportRoutes
+    from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
     from rspp.transports import IceServer
 
 __all__ = ["register", "serve"]
@@ -47,6 +47,18 @@ def serve(
     ice_server: list[str] = typer.Option(
         [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
         "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
+    twilio_auth_token: str | None = typer.Option(
+        None, "--twilio-auth-token", envvar="RSPP_TWILIO_AUTH_TOKEN",
+        help="Phone calls: the carrier account's auth token; the voice webhook verifies "
+        "X-Twilio-Signature with it (without it every call is refused)."),
+    phone_number: list[str] = typer.Option(
+        [], "--phone-number",
+        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
+        "sessions of TENANT (pipeline: the served spec's by default)."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="RSPP_PUBLIC_URL",
+        help="Phone calls: the URL the carrier reaches this runtime at "
+        "(https://voice.example.com); signatures and the stream URL use it."),
     gate_queue: int = typer.Option(
         2048, "--gate-queue", min=1, max=1_000_000,
         help="Gate samples of live turns buffered while the control plane is slow or down; "
@@ -78,9 +90,11 @@ def serve(
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
-                        transport_routes=_transport_routes(_ice_servers(ice_server),
-                                                           embedded=control_plane is None,
-                                                           timeline_dir=timeline_dir))
+                        transport_routes=_transport_routes(
+                            _telephony(twilio_auth_token, phone_number, public_url,
+                                       None if control_plane else spec),
+                            _ice_servers(ice_server), embedded=control_plane is None,
+                            timeline_dir=timeline_dir))
     try:
         code = main(opts)
     except CPError as exc:
@@ -113,15 +127,45 @@ def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
     return tuple(out)
 
 
-def _transport_routes(ice: tuple[IceServer, ...] = (), *, embedded: bool = True,
-                      timeline_dir: Path | None = None) -> TransportRoutes:
-    """The WebSocket (``/v1/sessions/{id}/ws``) and WebRTC (``.../webrtc``) endpoints over
-    the runtime's governed sessions (one session hub: one live connection per session),
-    and the browser page at ``/`` (session tokens for loopback clients when embedded)."""
-    from rspp.server import GovernedFactory
+def _telephony(auth_token: str | None, numbers: list[str], public_url: str | None,
+               spec: Path | None) -> TelephonyConfig:
+    """The phone-call configuration; the served spec's pipeline answers by default."""
+    from rspp.server import DEFAULT_SPEC, TelephonyConfig, parse_phone_number
+    from rspp.spec import SpecInvalid, parse_spec_text
+
+    default: str | None = None
+    path = spec or DEFAULT_SPEC
+    if numbers and path.exists():
+        try:
+            default = parse_spec_text(path.read_text(), str(path)).name
+        except SpecInvalid:
+            default = None
+    table = {}
+    for text in numbers:
+        try:
+            number, where = parse_phone_number(text, default)
+        except ValueError as exc:
+            typer.echo(f"error: --phone-number {exc}", err=True)
+            raise typer.Exit(2) from None
+        table[number] = where
+    return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
+
+
+def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
+                      embedded: bool = True, timeline_dir: Path | None = None) -> TransportRoutes:
+    """The live-session endpoints over the runtime's governed sessions (one session hub:
+    one live connection per session, whichever transport carries it).
+
+    WebSocket ``/v1/sessions/{id}/ws``; WebRTC ``/v1/sessions/{id}/webrtc``; phone calls:
+    the carrier voice webhook and the media-streams endpoint
+    ``/v1/telephony/twilio/stream``; the browser page at ``/`` (session tokens for
+    loopback clients when embedded).
+    """
+    from rspp.server import GovernedFactory, telephony_routes
     from rspp.transports import (
         SessionHub,
         WebRTCOptions,
+        twilio_stream_route,
         webrtc_available,
         webrtc_route,
         websocket_route,
@@ -135,9 +179,9 @@ def _transport_routes(ice: tuple[IceServer, ...] = (), *, embedded: bool = True,
         web = WebOptions(route=client.route if embedded else None,
                          pipelines=client.list_pipelines if embedded else None,
                          ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
-        return [websocket_route(hub, factory.verify),
+        return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
                 webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
-                *web_routes(web)]
+                *telephony_routes(sessions, telephony), *web_routes(web)]
 
     return routes
 

@@ -8,15 +8,17 @@ loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
 F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus,
 data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
 the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
-:class:`SessionHub`.
+:class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
+endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports.
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
-from rspp.transports._live import InputRejected, LiveOptions, LiveTransport
+from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
+from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
     PROTOCOL_VERSION,
@@ -65,6 +67,7 @@ from rspp.transports._session_port import (
     TokenRefused,
     TokenVerifier,
 )
+from rspp.transports._telephony import TWILIO_STREAM_PATH, TelephonyOptions, twilio_stream_route
 from rspp.transports._wav import WavError, read_wav, write_wav
 from rspp.transports._webrtc import (
     WEBRTC_PATH,
@@ -92,6 +95,7 @@ __all__ = [
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
+    "TWILIO_STREAM_PATH",
     "WEBRTC_PATH",
     "AudioFrame",
     "AudioIn",
@@ -129,6 +133,7 @@ __all__ = [
     "Start",
     "Stats",
     "StreamResampler",
+    "TelephonyOptions",
     "TextIn",
     "TokenRefused",
     "TokenVerifier",
@@ -144,7 +149,11 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode_message",
+    "mulaw_decode",
+    "mulaw_encode",
+    "parse_mark",
     "read_wav",
+    "twilio_stream_route",
     "webrtc_available",
     "webrtc_route",
     "websocket_route",
