@@ -7,7 +7,7 @@ gets a session route (runtime URL + token) from a control plane. See README
 
 from rspp.client._client import LiveClient, SessionRefusedError
 from rspp.client._route import SessionTarget, direct_target, route_session, session_url
-from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, talk
+from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, latency_table, talk
 
 __all__ = [
     "LiveClient",
@@ -17,6 +17,7 @@ __all__ = [
     "TalkResult",
     "TalkTurn",
     "direct_target",
+    "latency_table",
     "route_session",
     "session_url",
     "talk",

@@ -27,6 +27,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from rspp.contracts import RecordingLevel
 from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
 from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
@@ -51,6 +52,7 @@ class ServeOptions:
     port: int = 8800
     control_plane: str | None = None
     api_key: str | None = None
+    token_secret: str | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     capacity: int = 100
@@ -59,6 +61,7 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    record_level: RecordingLevel | None = None
     transport_routes: TransportRoutes | None = None
     #: lines of the start-up banner go here (the CLI prints them)
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
@@ -113,8 +116,10 @@ async def serve(opts: ServeOptions) -> int:
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
-                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s),
-        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir),
+                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s,
+                         token_secret=opts.token_secret),
+        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
+                               record_level=opts.record_level),
         drain_deadline_s=opts.drain_deadline_s))
     stop = asyncio.Event()
     try:
