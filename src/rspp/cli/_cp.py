@@ -111,7 +111,10 @@ def _call(server: str, api_key: str | None, work: Callable[[_Client], T]) -> T:
 @cp_app.command("serve")
 def serve(
     db: str = typer.Option(
-        None, "--db", envvar="RSPP_DB", help="Database URL (default: ./rspp-controlplane.db)."
+        None,
+        "--db",
+        envvar="RSPP_DB",
+        help="Database URL or SQLite file path (default: ./rspp-controlplane.db).",
     ),
     db_schema: str = typer.Option(
         None, "--db-schema", help="PostgreSQL schema to use (default: the search_path)."
@@ -138,7 +141,7 @@ def serve(
     import uvicorn
 
     from rspp.controlplane import ControlPlane, ControlPlaneSettings, TokenKeys, create_app
-    from rspp.controlplane._store import default_sqlite_url
+    from rspp.controlplane._store import default_sqlite_url, normalise_url
 
     if not admin_key:
         typer.echo(
@@ -147,7 +150,7 @@ def serve(
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
     settings = ControlPlaneSettings(
-        db_url=db or default_sqlite_url(),
+        db_url=normalise_url(db) if db else default_sqlite_url(),
         db_schema=db_schema,
         admin_key=admin_key,
         token_keys=keys,
@@ -163,7 +166,13 @@ def serve(
             typer.echo(
                 f"rspp control plane on http://{host}:{port} (db {settings.db_url.split('://')[0]})"
             )
-            await server.serve()
+            try:
+                await server.serve()
+                # uvicorn re-raises a captured SIGINT when serve() returns: asyncio.run then
+                # cancels this task, at this await rather than inside the close below
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pass
         finally:
             await cp.close()
 
@@ -332,10 +341,13 @@ def status(
 @cp_app.command("audit")
 def audit(
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+    tenant: str = typer.Option(
+        None, "--tenant", help="Only this tenant's entries (a tenant key reads only its own)."
+    ),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Print the audit log (JSON lines), or verify its hash chain."""
+    """Print the audit log (JSON lines), or verify its hash chain (fleet keys)."""
     if verify:
         verdict = _call(server, api_key, lambda c: c.request("GET", "/v1/audit/verify"))
         if not verdict["ok"]:
@@ -346,7 +358,8 @@ def audit(
             raise typer.Exit(1)
         typer.echo(f"audit chain ok ({verdict['checked']} entries)")
         return
-    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit"))
+    query = {"tenant_id": tenant} if tenant else None
+    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit", params=query))
     for entry in result["entries"]:
         typer.echo(json.dumps(entry, sort_keys=True))
 

@@ -53,6 +53,13 @@ def serve(
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
+    gate_queue: int = typer.Option(
+        2048, "--gate-queue", min=1, max=1_000_000,
+        help="Gate samples of live turns buffered while the control plane is slow or down; "
+        "beyond it the oldest are dropped (counted in rspp_gate_samples_dropped_total)."),
+    gate_interval: float = typer.Option(
+        1.0, "--gate-interval", min=0.05, max=60.0,
+        help="Seconds between gate-sample reports to the control plane."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -86,6 +93,7 @@ def serve(
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         record_level=level,
+                        gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes())
     try:
         code = main(opts)

@@ -53,10 +53,14 @@ from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
 from rspp.observability._slo import (
+    GATES,
     GateAccumulator,
+    GateDef,
     GateReport,
     GateResult,
+    TurnGateSample,
     evaluate_gates,
+    gate_report,
     percentile,
 )
 from rspp.observability._timeline_io import (
@@ -78,6 +82,7 @@ __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
     "EVIDENCE_KIND",
+    "GATES",
     "INT_FIELDS",
     "MAX_LINE_BYTES",
     "OPENMETRICS_CONTENT_TYPE",
@@ -89,6 +94,7 @@ __all__ = [
     "ExporterOptions",
     "ExporterStats",
     "GateAccumulator",
+    "GateDef",
     "GateReport",
     "GateResult",
     "JsonLinesFileSink",
@@ -117,6 +123,7 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnGateSample",
     "TurnLatency",
     "as_line",
     "as_lines",
@@ -126,6 +133,7 @@ __all__ = [
     "envelope_problem",
     "evaluate_gates",
     "filter_lines",
+    "gate_report",
     "iter_timeline",
     "iter_values",
     "level_allows",

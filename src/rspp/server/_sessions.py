@@ -29,6 +29,7 @@ from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused
+from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.spec import GraphDefinition
@@ -146,6 +147,8 @@ class GovernedSessions:
         self.policy = policy or SessionPolicy()
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
+        #: where closed turns' gate samples go (None: not reported)
+        self.gates: GateReporter | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -230,6 +233,12 @@ class GovernedSessions:
                                                  keeper=keeper, owner=self)
         holder.append(served)
         built.core.listeners.append(served._on_record)
+        if self.gates is not None:
+            sampler = GateSampler(self.gates, pipeline_name=info.pipeline_name,
+                                  pipeline_version=info.pipeline_version,
+                                  tenant_id=claims.tenant_id)
+            built.core.listeners.append(sampler.on_record)
+            built.core.evidence_listeners.append(sampler.on_evidence)
         served.idle.set()
         self.active[sid] = served
         served._keeper = self._spawn(keeper.run())
