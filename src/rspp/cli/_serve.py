@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from rspp.server import GovernedSessions, TransportRoutes
+    from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
 
 __all__ = ["register", "serve"]
 
@@ -53,6 +53,18 @@ def serve(
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
+    twilio_auth_token: str | None = typer.Option(
+        None, "--twilio-auth-token", envvar="RSPP_TWILIO_AUTH_TOKEN",
+        help="Phone calls: the carrier account's auth token; the voice webhook verifies "
+        "X-Twilio-Signature with it (without it every call is refused)."),
+    phone_number: list[str] = typer.Option(
+        [], "--phone-number",
+        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
+        "sessions of TENANT (pipeline: the served spec's by default)."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="RSPP_PUBLIC_URL",
+        help="Phone calls: the URL the carrier reaches this runtime at "
+        "(https://voice.example.com); signatures and the stream URL use it."),
     gate_queue: int = typer.Option(
         2048, "--gate-queue", min=1, max=1_000_000,
         help="Gate samples of live turns buffered while the control plane is slow or down; "
@@ -94,7 +106,9 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
-                        transport_routes=_transport_routes())
+                        transport_routes=_transport_routes(_telephony(
+                            twilio_auth_token, phone_number, public_url,
+                            None if control_plane else spec)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -107,14 +121,44 @@ def serve(
     raise typer.Exit(code)
 
 
-def _transport_routes() -> TransportRoutes:
-    """The WebSocket endpoint (``/v1/sessions/{id}/ws``) over the runtime's governed sessions."""
-    from rspp.server import GovernedFactory
-    from rspp.transports import websocket_route
+def _telephony(auth_token: str | None, numbers: list[str], public_url: str | None,
+               spec: Path | None) -> TelephonyConfig:
+    """The phone-call configuration; the served spec's pipeline answers by default."""
+    from rspp.server import DEFAULT_SPEC, TelephonyConfig, parse_phone_number
+    from rspp.spec import SpecInvalid, parse_spec_text
+
+    default: str | None = None
+    path = spec or DEFAULT_SPEC
+    if numbers and path.exists():
+        try:
+            default = parse_spec_text(path.read_text(), str(path)).name
+        except SpecInvalid:
+            default = None
+    table = {}
+    for text in numbers:
+        try:
+            number, where = parse_phone_number(text, default)
+        except ValueError as exc:
+            typer.echo(f"error: --phone-number {exc}", err=True)
+            raise typer.Exit(2) from None
+        table[number] = where
+    return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
+
+
+def _transport_routes(telephony: TelephonyConfig) -> TransportRoutes:
+    """The live-session endpoints over the runtime's governed sessions (one session hub).
+
+    WebSocket ``/v1/sessions/{id}/ws``; phone calls: the carrier voice webhook and the
+    media-streams endpoint ``/v1/telephony/twilio/stream``.
+    """
+    from rspp.server import GovernedFactory, telephony_routes
+    from rspp.transports import SessionHub, twilio_stream_route, websocket_route
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
-        return [websocket_route(factory, factory.verify)]
+        hub = SessionHub(factory)
+        return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
+                *telephony_routes(sessions, telephony)]
 
     return routes
 

@@ -5,7 +5,7 @@ SQLite in the same process) or as a stateless runtime of a control plane.
 :class:`Runtime` holds its control-plane link (registration, heartbeat, token
 key, spec versions), its :class:`GovernedSessions` (token check, lease, plan
 snapshots, drain) and :class:`ServerMetrics`; :func:`create_runtime_app` is
-its ASGI app.
+its ASGI app; :func:`telephony_routes` its carrier voice webhook (phone calls).
 """
 
 from rspp.server._app import create_runtime_app
@@ -17,6 +17,13 @@ from rspp.server._metrics import ServerMetrics
 from rspp.server._process import DEFAULT_SPEC, ServeOptions, TransportRoutes, serve
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, ServedSession, SessionPolicy
+from rspp.server._telephony import (
+    PhoneNumber,
+    TelephonyConfig,
+    parse_phone_number,
+    telephony_routes,
+    twilio_signature,
+)
 
 __all__ = [
     "DEFAULT_SPEC",
@@ -28,6 +35,7 @@ __all__ = [
     "LinkOptions",
     "LoopbackServedSession",
     "LoopbackSessionBuilder",
+    "PhoneNumber",
     "Runtime",
     "RuntimeOptions",
     "ServeOptions",
@@ -35,7 +43,11 @@ __all__ = [
     "ServerMetrics",
     "SessionPolicy",
     "SessionRefused",
+    "TelephonyConfig",
     "TransportRoutes",
     "create_runtime_app",
+    "parse_phone_number",
     "serve",
+    "telephony_routes",
+    "twilio_signature",
 ]

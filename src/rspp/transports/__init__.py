@@ -6,15 +6,18 @@ pipeline rate, paced egress with the fence checked per frame, the shared event
 vocabulary of :mod:`rspp.transports._protocol`, crossing frames recorded like
 loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
 F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
-and :class:`TokenVerifier` ports.
+and :class:`TokenVerifier` ports. :func:`twilio_stream_route` is the telephony
+media-streams endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089)
+on the same ports.
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
-from rspp.transports._live import InputRejected, LiveOptions, LiveTransport
+from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
+from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
     PROTOCOL_VERSION,
@@ -62,6 +65,7 @@ from rspp.transports._session_port import (
     TokenRefused,
     TokenVerifier,
 )
+from rspp.transports._telephony import TWILIO_STREAM_PATH, TelephonyOptions, twilio_stream_route
 from rspp.transports._wav import WavError, read_wav, write_wav
 from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
 
@@ -81,6 +85,7 @@ __all__ = [
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
+    "TWILIO_STREAM_PATH",
     "AudioFrame",
     "AudioIn",
     "AudioOut",
@@ -116,6 +121,7 @@ __all__ = [
     "Start",
     "Stats",
     "StreamResampler",
+    "TelephonyOptions",
     "TextIn",
     "TokenRefused",
     "TokenVerifier",
@@ -128,7 +134,11 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode_message",
+    "mulaw_decode",
+    "mulaw_encode",
+    "parse_mark",
     "read_wav",
+    "twilio_stream_route",
     "websocket_route",
     "write_wav",
     "ws_schema",

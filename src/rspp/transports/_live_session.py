@@ -18,7 +18,7 @@ plane governed one of ``rspp serve``). It owns the connection lifecycle:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.contracts import Emitter, SignalName
@@ -89,7 +89,7 @@ class LiveSessionHandle:
         self.connections += 1
         self._cancel_lifecycle()
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
-                                       sequenced=audio.sequenced)
+                                       sequenced=audio.sequenced, acked=audio.playback_acks)
         self.transport.signal(SignalName.CONNECTED, Emitter.RK_23, None,
                               "resumed" if resumed else "connected")
         self._restart_stats()
@@ -159,15 +159,32 @@ class LiveSessionHandle:
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         await self.transport.push_audio(pcm, seq)
 
-    async def push_text(self, text: str) -> None:
+    def _turn_for(self, reason: str) -> Callable[[], Any]:
+        """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""
         driver = self.core.driver
 
         async def turn_for() -> str | None:
-            driver.end_of_utterance("text_input")
+            driver.end_of_utterance(reason)
             tid: str | None = await driver.turn_for_utterance()
             return tid
 
-        await self.transport.push_text(text, turn_for)
+        return turn_for
+
+    async def push_text(self, text: str) -> None:
+        await self.transport.push_text(text, self._turn_for("text_input"))
+
+    async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
+        return await self.transport.push_control(kind, value, attrs, self._turn_for(kind))
+
+    def heard(self, turn_id: str, frames: int) -> None:
+        self.transport.heard(turn_id, frames)
+
+    async def hang_up(self, reason: str) -> None:
+        """The caller hung up: an active turn aborts ``session_end`` at once, then close."""
+        if self._closing:
+            return
+        self.core.driver.end_session()
+        await self.close(reason)
 
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
