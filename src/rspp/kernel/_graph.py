@@ -40,6 +40,11 @@ class NodeDecl:
     fairness_key: str | None = None
     max_input_bytes: int | None = None
     on_error: str = "dead_letter"  # dead_letter | end_session
+    #: soft cancel: how long the in-flight event may run before a forced stop (None: default)
+    cancel_grace_ms: int | None = None
+    #: an input event of a kind the node does not declare (``Node.input_kinds``), F-020:
+    #: "drop" (with a notice), "pass_through" (forwarded unprocessed) or "fail"
+    unknown_event_action: str = "drop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +123,8 @@ class RuntimeGraph:
                 fallback_on=tuple(fb.on) if fb else ("timeout", "error"),
                 concurrency_limit=params.get("concurrency_limit"),
                 fairness_key=params.get("fairness_key"),
+                cancel_grace_ms=getattr(getattr(nd, "cancel_grace", None), "value", None),
+                unknown_event_action=getattr(nd, "unknown_event_action", "drop"),
             ))
         edges = []
         for ed in gd.edges:

@@ -158,6 +158,12 @@ class LiveTransport:
         if self._make_signal is not None and self._record is not None:
             self._record(self._make_signal(name, emitter, turn_id, reason), None)
 
+    def record_signal(self, sig: ControlSignal) -> None:
+        """Record a signal made elsewhere (the session lifecycle's connection signals)."""
+        self.signals.append((sig.signal.value, sig.turn_id))
+        if self._record is not None:
+            self._record(sig, None)
+
     def on_record(self, rec: msgspec.Struct) -> None:
         """Tap on the session's records: turn lifecycle -> ``turn`` events."""
         if isinstance(rec, ControlSignal) and rec.turn_id is not None:
