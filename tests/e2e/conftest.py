@@ -47,6 +47,16 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
+def patient_voice_spec(directory: Path) -> Path:
+    """The offline assistant with patient wall-clock budgets (served sessions enforce them
+    and the machine may be busy), written to ``directory/voice.yaml``."""
+    spec = directory / "voice.yaml"
+    spec.write_text((REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
+                    .replace("\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: "
+                             "20000}\n\nproviders:"))
+    return spec
+
+
 class ServeProcess:
     """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
 
@@ -102,6 +112,33 @@ class ServeProcess:
 @pytest.fixture
 def serve_process() -> Iterator[Callable[..., ServeProcess]]:
     """Start ``rspp serve`` processes; every one still running is killed at teardown."""
+    yield from _serve_processes()
+
+
+@pytest.fixture(scope="module")
+def module_serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """:func:`serve_process` shared by the tests of one module (killed after the last)."""
+    yield from _serve_processes()
+
+
+@pytest.fixture(scope="module")
+def embedded_serve(
+    module_serve_process: Callable[..., ServeProcess], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., tuple[ServeProcess, Path]]:
+    """``embedded_serve(api_key, *args)``: a ready embedded ``rspp serve`` of
+    :func:`patient_voice_spec` on SQLite, shared by the module; (process, timeline dir)."""
+
+    def start(api_key: str, *args: str) -> tuple[ServeProcess, Path]:
+        d = tmp_path_factory.mktemp("serve")
+        srv = module_serve_process(str(patient_voice_spec(d)), "--db",
+                                   f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", api_key,
+                                   "--timeline-dir", str(d / "timelines"), *args)
+        return srv.wait_ready(), d / "timelines"
+
+    return start
+
+
+def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(*args: str, cwd: Path = REPO) -> ServeProcess:

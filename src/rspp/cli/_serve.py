@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
+    from rspp.transports import IceServer
 
 __all__ = ["register", "serve"]
 
@@ -53,6 +54,9 @@ def serve(
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
+    ice_server: list[str] = typer.Option(
+        [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
+        "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
     twilio_auth_token: str | None = typer.Option(
         None, "--twilio-auth-token", envvar="RSPP_TWILIO_AUTH_TOKEN",
         help="Phone calls: the carrier account's auth token; the voice webhook verifies "
@@ -106,9 +110,11 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
-                        transport_routes=_transport_routes(_telephony(
-                            twilio_auth_token, phone_number, public_url,
-                            None if control_plane else spec)))
+                        transport_routes=_transport_routes(
+                            _telephony(twilio_auth_token, phone_number, public_url,
+                                       None if control_plane else spec),
+                            _ice_servers(ice_server), embedded=control_plane is None,
+                            timeline_dir=timeline_dir))
     try:
         code = main(opts)
     except CPError as exc:
@@ -119,6 +125,26 @@ def serve(
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
+    """``stun:HOST:PORT`` or ``turn(s):USER:PASSWORD@HOST:PORT[?transport=udp]``."""
+    from rspp.transports import IceServer
+
+    out = []
+    for value in values:
+        scheme, sep, rest = value.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+            raise typer.BadParameter(f"{value!r}: use stun:HOST:PORT or "
+                                     "turn:USER:PASSWORD@HOST:PORT", param_hint="--ice-server")
+        creds, at, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        if scheme.startswith("turn") and not (at and user and password):
+            raise typer.BadParameter(f"{value!r}: a TURN server needs USER:PASSWORD@",
+                                     param_hint="--ice-server")
+        out.append(IceServer(urls=(f"{scheme}:{host}",), username=user or None,
+                             credential=password or None))
+    return tuple(out)
 
 
 def _telephony(auth_token: str | None, numbers: list[str], public_url: str | None,
@@ -145,20 +171,37 @@ def _telephony(auth_token: str | None, numbers: list[str], public_url: str | Non
     return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
 
 
-def _transport_routes(telephony: TelephonyConfig) -> TransportRoutes:
-    """The live-session endpoints over the runtime's governed sessions (one session hub).
+def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
+                      embedded: bool = True, timeline_dir: Path | None = None) -> TransportRoutes:
+    """The live-session endpoints over the runtime's governed sessions (one session hub:
+    one live connection per session, whichever transport carries it).
 
-    WebSocket ``/v1/sessions/{id}/ws``; phone calls: the carrier voice webhook and the
-    media-streams endpoint ``/v1/telephony/twilio/stream``.
+    WebSocket ``/v1/sessions/{id}/ws``; WebRTC ``/v1/sessions/{id}/webrtc``; phone calls:
+    the carrier voice webhook and the media-streams endpoint
+    ``/v1/telephony/twilio/stream``; the browser page at ``/`` (session tokens for
+    loopback clients when embedded).
     """
     from rspp.server import GovernedFactory, telephony_routes
-    from rspp.transports import SessionHub, twilio_stream_route, websocket_route
+    from rspp.transports import (
+        SessionHub,
+        WebRTCOptions,
+        twilio_stream_route,
+        webrtc_available,
+        webrtc_route,
+        websocket_route,
+    )
+    from rspp.web import WebOptions, web_routes
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
         hub = SessionHub(factory)
+        client = sessions.link.client
+        web = WebOptions(route=client.route if embedded else None,
+                         pipelines=client.list_pipelines if embedded else None,
+                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
         return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
-                *telephony_routes(sessions, telephony)]
+                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
+                *telephony_routes(sessions, telephony), *web_routes(web)]
 
     return routes
 
