@@ -83,15 +83,16 @@ def _chromium() -> Path:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``browser(wav=None)``: a chromium page (fake microphone playing ``wav`` once)."""
+    """``browser(wav=None, microphone=True)``: a chromium page (fake microphone playing
+    ``wav`` once; ``microphone=False``: the user refuses it)."""
     exe = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         launched: list[Any] = []
 
-        def page(wav: Path | None = None) -> Any:
-            args = [*ARGS]
+        def page(wav: Path | None = None, *, microphone: bool = True) -> Any:
+            args = [a for a in ARGS if microphone or a != "--use-fake-ui-for-media-stream"]
             if wav is not None:
                 args.append(f"--use-file-for-fake-audio-capture={wav}%noloop")
             b = pw.chromium.launch(executable_path=str(exe), args=args, headless=True)
@@ -196,6 +197,36 @@ def test_barge_in_aborts_the_turn_and_clears_playback(
     page.click(f"a[href='/timelines/{session}']")
     page.locator(f"article.turn[data-turn='{first}'] .track [data-mark=abort]").wait_for()
     page.screenshot(path=str(tmp_path / "recorded.png"), full_page=True)
+
+
+def test_page_says_what_went_wrong_in_words(
+    served: ServeProcess, browser: Callable[..., Any], tmp_path: Path
+) -> None:
+    status = "document.getElementById('status')"
+    # the microphone is refused: the session opened, the page says so and hangs up
+    page = browser(microphone=False)
+    page.goto(f"{served.url}/")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    assert page.locator("#status").inner_text().startswith("Microphone refused")
+    assert page.locator("#talk").is_enabled()
+    # a token the server refuses (a route pasted into the URL)
+    page.goto(f"{served.url}/?session=s-browser-bad&token=not-a-token")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.check("#force-ws")
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    refused = page.locator("#status").inner_text()
+    assert "4401" in refused or "refused" in refused.lower(), refused
+    # the server cannot be reached when the session is asked for
+    page.goto(f"{served.url}/")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.route("**/web/session", lambda route: route.abort())
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    assert page.locator("#status").inner_text().startswith("Server unreachable")
+    page.screenshot(path=str(tmp_path / "errors.png"), full_page=True)
 
 
 def test_timeline_viewer_draws_a_recorded_barge_in(
