@@ -5,10 +5,11 @@ contract every network transport adapts (ingress re-chunked to 20 ms at the
 pipeline rate, paced egress with the fence checked per frame, the shared event
 vocabulary of :mod:`rspp.transports._protocol`, crossing frames recorded like
 loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
-F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
-and :class:`TokenVerifier` ports. :func:`twilio_stream_route` is the telephony
-media-streams endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089)
-on the same ports.
+F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus,
+data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
+the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
+:class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
+endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports.
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
@@ -41,6 +42,7 @@ from rspp.transports._protocol import (
     TextIn,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
     decode_client,
     decode_server,
     encode_message,
@@ -67,6 +69,14 @@ from rspp.transports._session_port import (
 )
 from rspp.transports._telephony import TWILIO_STREAM_PATH, TelephonyOptions, twilio_stream_route
 from rspp.transports._wav import WavError, read_wav, write_wav
+from rspp.transports._webrtc import (
+    WEBRTC_PATH,
+    IceServer,
+    WebRTCEndpoint,
+    WebRTCOptions,
+    webrtc_available,
+    webrtc_route,
+)
 from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
 
 __all__ = [
@@ -86,6 +96,7 @@ __all__ = [
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
     "TWILIO_STREAM_PATH",
+    "WEBRTC_PATH",
     "AudioFrame",
     "AudioIn",
     "AudioOut",
@@ -95,6 +106,7 @@ __all__ = [
     "End",
     "ErrorEvent",
     "Flood",
+    "IceServer",
     "IngressMeter",
     "InputRejected",
     "Interrupt",
@@ -129,7 +141,10 @@ __all__ = [
     "Transport",
     "TurnEvent",
     "TurnOutput",
+    "TurnRowEvent",
     "WavError",
+    "WebRTCEndpoint",
+    "WebRTCOptions",
     "WebSocketOptions",
     "decode_client",
     "decode_server",
@@ -139,6 +154,8 @@ __all__ = [
     "parse_mark",
     "read_wav",
     "twilio_stream_route",
+    "webrtc_available",
+    "webrtc_route",
     "websocket_route",
     "write_wav",
     "ws_schema",

@@ -112,7 +112,8 @@ class LiveSessionHandle:
         self.connections += 1
         self._cancel_lifecycle()
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
-                                       sequenced=audio.sequenced, acked=audio.playback_acks)
+                                       sequenced=audio.sequenced, acked=audio.playback_acks,
+                                       timeline=audio.timeline)
         self._restart_stats()
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
@@ -175,6 +176,9 @@ class LiveSessionHandle:
         q = self.transport.queue
         if q is not None:
             q.put_event(event)
+
+    def is_fenced(self, turn_id: str) -> bool:
+        return self.transport.is_fenced(turn_id)
 
     # ---------------------------------------------------------------- input
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
