@@ -1,5 +1,7 @@
 """Node-level cancel scopes through ``rspp run`` (F-034, F-041, F-037, F-040).
 
+Cancel latency per node is in ``--metrics-out`` (``rspp_node_cancel_latency_seconds``).
+
 A user cancel (``--cancel-after``, real time: the workers keep the pipeline busy, so
 media time must not wait for it to idle) of the reply reaches every node downstream of the
 transport, each through its own node scope: one ``cancel`` signal per node (scope
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
@@ -119,9 +122,10 @@ def spec(tmp_path: Path) -> Path:
 def test_user_cancel_reaches_every_node_scope_with_its_mode(
     spec: Path, spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
 ) -> None:
-    tl = tmp_path / "t.jsonl"
+    tl, prom = tmp_path / "t.jsonl", tmp_path / "m.prom"
     res = rspp_cli.run(str(spec), "--input", str(spoken["question"]), "--timeline", str(tl),
-                       "--cancel-after", "0.3", "--real-time", "--json")
+                       "--cancel-after", "0.3", "--real-time", "--json",
+                       "--metrics-out", str(prom))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     first = out["turns"][0]
@@ -152,6 +156,16 @@ def test_user_cancel_reaches_every_node_scope_with_its_mode(
     assert [r["reason"] for r in degrade] == ["cancel_grace_exceeded:stubborn"]
     # nothing the workers produced after the cancel left the session
     assert res.stdout.count("finished (cancelled=") == 0
+    # cancel latency per node (F-040): one observation per reached node and mode
+    counts = {(s.labels["node_id"], s.labels["mode"]): s.value
+              for fam in text_string_to_metric_families(prom.read_text()) for s in fam.samples
+              if s.name == "rspp_node_cancel_latency_seconds_count"}
+    assert counts[("hard_worker", "hard")] == 1.0 and counts[("stubborn", "soft")] == 1.0
+    assert set(by_node) == {node for node, _ in counts}
+    forced = next(s.value for fam in text_string_to_metric_families(prom.read_text())
+                  for s in fam.samples if s.name == "rspp_node_cancel_latency_seconds_sum"
+                  and s.labels["node_id"] == "stubborn")
+    assert forced >= 0.05  # held for its whole 50 ms grace window
 
 
 def test_resolved_spec_shows_cancel_mode_and_grace_per_node(

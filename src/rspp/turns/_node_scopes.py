@@ -104,6 +104,8 @@ class NodeScopes:
             n for n in propagate_cancel(_ORIGIN, down, up) if n in session.hosts)
         self._scopes: dict[str, dict[str, CancelScope]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        #: told ``(node_id, mode, ms)`` when a node's work of a cancelled turn stopped
+        self.observer: Callable[[str, str, float], None] | None = None
         for host in session.hosts.values():
             host.node.ctx.cancel = _NodeToken(host, self)
 
@@ -178,6 +180,8 @@ class NodeScopes:
         ms = (lat.node_stopped_ns[node_id] - lat.accepted_ns) / 1e6
         self.session.signals.telemetry(kind="audit", node_id=node_id, turn_id=turn_id,
                                        reason=f"cancel_stop:{mode.value}:{how}:{ms:.1f}ms")
+        if self.observer is not None:
+            self.observer(node_id, mode.value, ms)
 
     async def aclose(self) -> None:
         """Wait for pending grace watchers (each is bounded by its node's grace window)."""
