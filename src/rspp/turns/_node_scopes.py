@@ -24,7 +24,9 @@ How each node stopped is an audit record on the TelemetryLane
 (``cancel_stop:<mode>:<stopped|completed_in_grace|forced_after_grace|idle>``) and a
 per-node stop time in the turn's :class:`~rspp.turns._cancel.CancelLatency`
 (cancel latency per node, F-040). A node's ``ctx.cancel`` is a token that reads
-the scope of the turn whose event the node is processing.
+the scope of the turn whose event the node is processing; a cooperative node checks
+``ctx.cancel.cancelled`` in its loop and calls ``ctx.cancel.acknowledge()`` when it
+stops (a ``cancel_ack`` audit record, F-036).
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ class _NodeToken:
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
             raise asyncio.CancelledError(self.reason)
+
+    def acknowledge(self) -> None:
+        """The node saw the cancel and stopped its work (F-036): timed into the turn's cancel
+        latency and recorded as a ``cancel_ack`` audit event of the node."""
+        scope = self._scope()
+        if scope is None or not scope.cancelled:
+            return
+        scope.acknowledge()
+        ev = self.host.current
+        self.host.session.signals.telemetry(
+            kind="audit", node_id=self.host.node_id,
+            turn_id=ev.turn_id if ev is not None else None,
+            reason=f"cancel_ack:{scope.reason}")
 
 
 class NodeScopes:
