@@ -20,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,14 @@ def _route(cp: ControlPlaneProcess, region: str | None = None, **extra: Any) -> 
         body["attributes"] = {"region": region}
     route: dict[str, Any] = cp.api("POST", "/v1/sessions/route", body)
     return route
+
+
+def _wait_status(cp: ControlPlaneProcess, session_id: str, status: str) -> None:
+    """Poll the control plane's record of a session until it reaches ``status``."""
+    deadline = time.monotonic() + 60
+    while cp.api("GET", f"/v1/sessions/{session_id}")["status"] != status:
+        assert time.monotonic() < deadline, f"session {session_id} never became {status}"
+        time.sleep(0.05)
 
 
 async def _health(cp: ControlPlaneProcess, runtime_id: str) -> str:
@@ -176,6 +185,8 @@ def test_fleet_routes_rolls_out_refuses_bad_tokens_and_drains_on_sigterm(
         return first, second
 
     first, second = asyncio.run(two_versions_on_two_runtimes())
+    for route in (first, second):  # ended: the runtime has finished the session's timeline
+        _wait_status(cp, route["session_id"], "ended")
     assert (first["runtime_id"], second["runtime_id"]) == ("rt-a", "rt-b")
     assert (first["pipeline_version"], second["pipeline_version"]) == ("2.0.0", "1.0.0")
     for route in (first, second):
@@ -331,7 +342,7 @@ def test_control_plane_down_refuses_new_sessions_and_drains_live_ones_at_lease_e
     _answered(result)  # the turn in flight finished on its frozen plan
     assert result.close_code == 1000, (result.close_code, result.close_reason)
     assert result.close_reason == "authority_lost:lease_expired_control_plane_unreachable"
+    code, _, err = rt.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
     sig = _signals(timelines, live["session_id"])
     assert sig[-1] == ("ended", None, "authority_lost:lease_expired_control_plane_unreachable")
-    code, _, err = rt.terminate()
-    assert code == 0, err
