@@ -29,11 +29,18 @@ def serve(
         None, "--api-key", envvar="RSPP_API_KEY",
         help="Operator API key for the control plane (embedded: the admin key it accepts; "
         "generated and printed when omitted)."),
+    token_secret: str | None = typer.Option(
+        None, "--token-secret", envvar="RSPP_TOKEN_SECRET",
+        help="HS256 secret of a control plane that signs tokens with one (Ed25519 control "
+        "planes publish their public key; nothing to pass)."),
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
     runtime_id: str | None = typer.Option(None, "--runtime-id", help="Runtime id to register."),
     capacity: int = typer.Option(100, "--capacity", min=1, help="Most concurrent sessions."),
+    region: str = typer.Option(
+        "default", "--region", help="Region this runtime registers in (routes asking for a "
+        "region prefer its runtimes)."),
     drain_deadline: float = typer.Option(
         30.0, "--drain-deadline", min=0.0,
         help="Seconds active turns get to finish after SIGTERM before sessions close."),
@@ -44,6 +51,9 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_level: str | None = typer.Option(
+        None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
+        "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
     ice_server: list[str] = typer.Option(
         [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
         "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
@@ -83,12 +93,22 @@ def serve(
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
         raise typer.Exit(2)
+    from rspp.errors import RSPPError
+    from rspp.runner._replayable import parse_record_level
+
+    try:
+        level = parse_record_level(record_level)
+    except RSPPError as exc:
+        typer.echo(f"error: --record-level: {exc}", err=True)
+        raise typer.Exit(2) from None
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
-                        api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
+                        api_key=api_key, token_secret=token_secret, db_url=db,
+                        runtime_id=runtime_id, capacity=capacity, region=region,
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,

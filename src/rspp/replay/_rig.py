@@ -220,6 +220,7 @@ class SessionRig:
         if tid is None:
             return
         if self.feedback is not None:  # a recorded transport reports playback (feedback)
+            self.feedback.output(port, tid)
             if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
                 self.driver.generation_complete(tid)
             return
