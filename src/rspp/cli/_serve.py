@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
+    from rspp.transports import LiveKitConfig
 
 __all__ = ["register", "serve"]
 
@@ -55,6 +56,14 @@ def serve(
         None, "--public-url", envvar="RSPP_PUBLIC_URL",
         help="Phone calls: the URL the carrier reaches this runtime at "
         "(https://voice.example.com); signatures and the stream URL use it."),
+    livekit_url: str | None = typer.Option(
+        None, "--livekit-url", envvar="LIVEKIT_URL",
+        help="LiveKit server (wss://...): sessions routed with attributes.room join that "
+        "room as an agent (POST /v1/livekit/sessions/{id}/join); needs rspp[livekit]."),
+    livekit_key: str | None = typer.Option(
+        None, "--livekit-key", envvar="LIVEKIT_API_KEY", help="LiveKit API key."),
+    livekit_secret: str | None = typer.Option(
+        None, "--livekit-secret", envvar="LIVEKIT_API_SECRET", help="LiveKit API secret."),
     gate_queue: int = typer.Option(
         2048, "--gate-queue", min=1, max=1_000_000,
         help="Gate samples of live turns buffered while the control plane is slow or down; "
@@ -88,7 +97,8 @@ def serve(
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(_telephony(
                             twilio_auth_token, phone_number, public_url,
-                            None if control_plane else spec)))
+                            None if control_plane else spec),
+                            _livekit(livekit_url, livekit_key, livekit_secret)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -125,20 +135,42 @@ def _telephony(auth_token: str | None, numbers: list[str], public_url: str | Non
     return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
 
 
-def _transport_routes(telephony: TelephonyConfig) -> TransportRoutes:
+def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitConfig | None:
+    """The LiveKit configuration, or None when no LiveKit URL is given."""
+    from rspp.transports import LiveKitConfig, livekit_available
+
+    if not url:
+        return None
+    if not key or not secret:
+        typer.echo("error: --livekit-url needs --livekit-key and --livekit-secret (or "
+                   "LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", err=True)
+        raise typer.Exit(2)
+    if not livekit_available():
+        typer.echo("error: --livekit-url needs the LiveKit SDKs: pip install 'rspp[livekit]'",
+                   err=True)
+        raise typer.Exit(2)
+    return LiveKitConfig(url=url, api_key=key, api_secret=secret)
+
+
+def _transport_routes(telephony: TelephonyConfig,
+                      livekit: LiveKitConfig | None = None) -> TransportRoutes:
     """The live-session endpoints over the runtime's governed sessions (one session hub).
 
     WebSocket ``/v1/sessions/{id}/ws``; phone calls: the carrier voice webhook and the
-    media-streams endpoint ``/v1/telephony/twilio/stream``.
+    media-streams endpoint ``/v1/telephony/twilio/stream``; with LiveKit configured,
+    ``/v1/livekit/sessions/{id}/join``.
     """
-    from rspp.server import GovernedFactory, telephony_routes
+    from rspp.server import GovernedFactory, livekit_routes, telephony_routes
     from rspp.transports import SessionHub, twilio_stream_route, websocket_route
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
         hub = SessionHub(factory)
-        return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
-                *telephony_routes(sessions, telephony)]
+        out = [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
+               *telephony_routes(sessions, telephony)]
+        if livekit is not None:
+            out += livekit_routes(sessions, hub, factory.verify, livekit)
+        return out
 
     return routes
 

@@ -8,7 +8,8 @@ loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
 F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
 and :class:`TokenVerifier` ports. :func:`twilio_stream_route` is the telephony
 media-streams endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089)
-on the same ports.
+on the same ports; :class:`RoomAgent` the LiveKit transport (F-083, optional SDKs:
+``rspp[livekit]``).
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
@@ -16,6 +17,19 @@ from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
 from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
+from rspp.transports._livekit import (
+    DATA_TOPIC,
+    ROOM_AUDIO,
+    LiveKitConfig,
+    LiveKitUnavailable,
+    ReconnectPolicy,
+    RoomAgent,
+    agent_token,
+    caller_token,
+    frame_to_pcm,
+    livekit_available,
+    pcm_to_frame,
+)
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
@@ -80,7 +94,9 @@ __all__ = [
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
+    "DATA_TOPIC",
     "PROTOCOL_VERSION",
+    "ROOM_AUDIO",
     "SERVER_EVENTS",
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
@@ -98,6 +114,8 @@ __all__ = [
     "IngressMeter",
     "InputRejected",
     "Interrupt",
+    "LiveKitConfig",
+    "LiveKitUnavailable",
     "LiveOptions",
     "LiveSession",
     "LiveSessionHandle",
@@ -110,7 +128,9 @@ __all__ = [
     "ProtocolError",
     "Ready",
     "Rechunker",
+    "ReconnectPolicy",
     "ReplyText",
+    "RoomAgent",
     "ServerEvent",
     "SessionCore",
     "SessionEnd",
@@ -131,12 +151,17 @@ __all__ = [
     "TurnOutput",
     "WavError",
     "WebSocketOptions",
+    "agent_token",
+    "caller_token",
     "decode_client",
     "decode_server",
     "encode_message",
+    "frame_to_pcm",
+    "livekit_available",
     "mulaw_decode",
     "mulaw_encode",
     "parse_mark",
+    "pcm_to_frame",
     "read_wav",
     "twilio_stream_route",
     "websocket_route",
