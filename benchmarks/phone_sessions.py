@@ -26,22 +26,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import gc
 import json
-import os
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
+from _common import emit, percentile, quick_parser
 from sessions_capacity import CYCLE_FRAMES, FMT
-from ws_sessions import REPLY_FRAMES, SPEECH_END, MockFactory, NumberedTts, _open_grant
+from ws_sessions import REPLY_FRAMES, SPEECH_END, MockFactory, NumberedTts, run_point
 
 from rspp.kernel import BufferConfig, Event, GraphBuilder
-from rspp.transports import SessionHub, twilio_stream_route
+from rspp.transports import TWILIO_STREAM_PATH, twilio_stream_route
 
 
 class PhoneTts(NumberedTts):
@@ -86,30 +83,6 @@ class PhoneFactory(MockFactory):
         b.edge("stt.partial", "output.transcript", buffer=buf)
         b.edge("llm.out", "tts.in", buffer=buf).edge("tts.out", "output.audio", buffer=buf)
         self.graph = b.build()
-
-
-@contextlib.asynccontextmanager
-async def runtime(factory: Any) -> Any:
-    import uvicorn
-    from starlette.applications import Starlette
-
-    hub = SessionHub(factory)
-    app = Starlette(routes=[twilio_stream_route(hub, _open_grant)])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off",
-                                           ws="websockets-sansio", access_log=False,
-                                           ws_ping_interval=None, backlog=2048))
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes no readiness event
-        await asyncio.sleep(0.01)
-    try:
-        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/v1/telephony/twilio/stream", hub
-    finally:
-        await hub.aclose()
-        server.should_exit = True
-        await asyncio.wait({task})
-        sock.close()
 
 
 # ------------------------------------------------------------------- client process
@@ -213,60 +186,12 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
         "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
 
 
-async def run_point(n: int, seconds: float, procs: int) -> dict[str, Any]:
-    gc.collect()
-    async with runtime(PhoneFactory()) as (url, _hub):
-        rss0 = rss_mb()
-        per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-        children = []
-        offset = 0
-        for m in per:
-            children.append(await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--client", url, str(m), str(seconds), str(offset),
-                stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ""}))
-            offset += m
-        starts = 0
-        cpu0 = t0 = 0.0
-        results = []
-
-        async def lines(proc: Any) -> None:
-            nonlocal starts, cpu0, t0
-            assert proc.stdout is not None
-            async for raw in proc.stdout:
-                line = raw.decode().strip()
-                if line == "START":
-                    starts += 1
-                    if starts == 1:
-                        cpu0, t0 = cpu_seconds(), time.monotonic()
-                elif line.startswith("RESULT "):
-                    results.append(json.loads(line[7:]))
-
-        await asyncio.gather(*(lines(c) for c in children))
-        cpu = cpu_seconds() - cpu0
-        wall = time.monotonic() - t0
-        rss = rss_mb()
-        for c in children:
-            await c.wait()
-    return {
-        "sessions": n,
-        "p50_ms": max(r["p50_ms"] for r in results),
-        "p99_ms": max(r["p99_ms"] for r in results),
-        "first_frame_p50_ms": max(r["first_frame_p50_ms"] for r in results),
-        "first_frame_p99_ms": max(r["first_frame_p99_ms"] for r in results),
-        "frames": sum(r["frames"] for r in results),
-        "expected_frames": sum(r["expected"] for r in results),
-        "lost": sum(r["lost"] for r in results),
-        "cpu_cores": round(cpu / wall, 3),
-        "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
-        "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
-    }
-
-
 async def main(quick: bool, ns: list[int], procs: int) -> None:
     seconds = 6.0 if quick else 15.0
     points = []
     for n in ns:
-        p = await run_point(n, seconds, procs)
+        p = await run_point(n, seconds, procs, factory=PhoneFactory(), route=twilio_stream_route,
+                            path=TWILIO_STREAM_PATH, script=__file__)
         points.append(p)
         print(p, flush=True)
     ok = [p for p in points if p["p99_ms"] <= 20.0 and p["lost"] == 0 and p["frames"] > 0]
