@@ -1,4 +1,4 @@
-"""``rspp timeline`` (show, diff, sweep) and ``rspp slo report``."""
+"""``rspp timeline`` (show, diff, sweep; ``view`` in ``_timeline_view``) and ``rspp slo report``."""
 
 from __future__ import annotations
 
@@ -178,6 +178,9 @@ def slo_report(
 
 def register(app: typer.Typer) -> None:
     """Attach ``timeline`` and ``slo`` to the root app."""
+    from rspp.cli import _timeline_view
+
+    _timeline_view.register(timeline_app)
     app.add_typer(timeline_app, name="timeline")
     app.add_typer(slo_app, name="slo")
     guard_commands(app)

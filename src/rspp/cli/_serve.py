@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
-    from rspp.transports import LiveKitConfig
+    from rspp.transports import IceServer, LiveKitConfig
 
 __all__ = ["register", "serve"]
 
@@ -29,11 +29,18 @@ def serve(
         None, "--api-key", envvar="RSPP_API_KEY",
         help="Operator API key for the control plane (embedded: the admin key it accepts; "
         "generated and printed when omitted)."),
+    token_secret: str | None = typer.Option(
+        None, "--token-secret", envvar="RSPP_TOKEN_SECRET",
+        help="HS256 secret of a control plane that signs tokens with one (Ed25519 control "
+        "planes publish their public key; nothing to pass)."),
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
     runtime_id: str | None = typer.Option(None, "--runtime-id", help="Runtime id to register."),
     capacity: int = typer.Option(100, "--capacity", min=1, help="Most concurrent sessions."),
+    region: str = typer.Option(
+        "default", "--region", help="Region this runtime registers in (routes asking for a "
+        "region prefer its runtimes)."),
     drain_deadline: float = typer.Option(
         30.0, "--drain-deadline", min=0.0,
         help="Seconds active turns get to finish after SIGTERM before sessions close."),
@@ -44,6 +51,12 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_level: str | None = typer.Option(
+        None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
+        "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
+    ice_server: list[str] = typer.Option(
+        [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
+        "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
     twilio_auth_token: str | None = typer.Option(
         None, "--twilio-auth-token", envvar="RSPP_TWILIO_AUTH_TOKEN",
         help="Phone calls: the carrier account's auth token; the voice webhook verifies "
@@ -88,17 +101,29 @@ def serve(
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
         raise typer.Exit(2)
+    from rspp.errors import RSPPError
+    from rspp.runner._replayable import parse_record_level
+
+    try:
+        level = parse_record_level(record_level)
+    except RSPPError as exc:
+        typer.echo(f"error: --record-level: {exc}", err=True)
+        raise typer.Exit(2) from None
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
-                        api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
+                        api_key=api_key, token_secret=token_secret, db_url=db,
+                        runtime_id=runtime_id, capacity=capacity, region=region,
                         drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
-                        transport_routes=_transport_routes(_telephony(
-                            twilio_auth_token, phone_number, public_url,
-                            None if control_plane else spec),
-                            _livekit(livekit_url, livekit_key, livekit_secret)))
+                        transport_routes=_transport_routes(
+                            _telephony(twilio_auth_token, phone_number, public_url,
+                                       None if control_plane else spec),
+                            _ice_servers(ice_server), embedded=control_plane is None,
+                            timeline_dir=timeline_dir,
+                            livekit=_livekit(livekit_url, livekit_key, livekit_secret)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -109,6 +134,26 @@ def serve(
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
+    """``stun:HOST:PORT`` or ``turn(s):USER:PASSWORD@HOST:PORT[?transport=udp]``."""
+    from rspp.transports import IceServer
+
+    out = []
+    for value in values:
+        scheme, sep, rest = value.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+            raise typer.BadParameter(f"{value!r}: use stun:HOST:PORT or "
+                                     "turn:USER:PASSWORD@HOST:PORT", param_hint="--ice-server")
+        creds, at, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        if scheme.startswith("turn") and not (at and user and password):
+            raise typer.BadParameter(f"{value!r}: a TURN server needs USER:PASSWORD@",
+                                     param_hint="--ice-server")
+        out.append(IceServer(urls=(f"{scheme}:{host}",), username=user or None,
+                             credential=password or None))
+    return tuple(out)
 
 
 def _telephony(auth_token: str | None, numbers: list[str], public_url: str | None,
@@ -152,25 +197,41 @@ def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitCon
     return LiveKitConfig(url=url, api_key=key, api_secret=secret)
 
 
-def _transport_routes(telephony: TelephonyConfig,
+def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
+                      embedded: bool = True, timeline_dir: Path | None = None,
                       livekit: LiveKitConfig | None = None) -> TransportRoutes:
-    """The live-session endpoints over the runtime's governed sessions (one session hub).
+    """The live-session endpoints over the runtime's governed sessions (one session hub:
+    one live connection per session, whichever transport carries it).
 
-    WebSocket ``/v1/sessions/{id}/ws``; phone calls: the carrier voice webhook and the
-    media-streams endpoint ``/v1/telephony/twilio/stream``; with LiveKit configured,
-    ``/v1/livekit/sessions/{id}/join``.
+    WebSocket ``/v1/sessions/{id}/ws``; WebRTC ``/v1/sessions/{id}/webrtc``; phone calls:
+    the carrier voice webhook and the media-streams endpoint
+    ``/v1/telephony/twilio/stream``; with LiveKit configured,
+    ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
+    loopback clients when embedded).
     """
     from rspp.server import GovernedFactory, livekit_routes, telephony_routes
-    from rspp.transports import SessionHub, twilio_stream_route, websocket_route
+    from rspp.transports import (
+        SessionHub,
+        WebRTCOptions,
+        twilio_stream_route,
+        webrtc_available,
+        webrtc_route,
+        websocket_route,
+    )
+    from rspp.web import WebOptions, web_routes
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
         hub = SessionHub(factory)
-        out = [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
-               *telephony_routes(sessions, telephony)]
-        if livekit is not None:
-            out += livekit_routes(sessions, hub, factory.verify, livekit)
-        return out
+        client = sessions.link.client
+        web = WebOptions(route=client.route if embedded else None,
+                         pipelines=client.list_pipelines if embedded else None,
+                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
+        rooms = (livekit_routes(sessions, hub, factory.verify, livekit)
+                 if livekit is not None else [])
+        return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
+                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
+                *telephony_routes(sessions, telephony), *rooms, *web_routes(web)]
 
     return routes
 

@@ -9,7 +9,7 @@ is a phone carrier stand-in (Twilio Media Streams) for phone-call pipelines. See
 from rspp.client._carrier import CarrierCall, CarrierStats
 from rspp.client._client import LiveClient, SessionRefusedError
 from rspp.client._route import SessionTarget, direct_target, route_session, session_url
-from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, talk
+from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, latency_table, talk
 
 __all__ = [
     "CarrierCall",
@@ -21,6 +21,7 @@ __all__ = [
     "TalkResult",
     "TalkTurn",
     "direct_target",
+    "latency_table",
     "route_session",
     "session_url",
     "talk",

@@ -76,6 +76,7 @@ from rspp.observability._timeline_io import (
 )
 from rspp.observability._tracing import SpanFactory
 from rspp.observability._turn_latency import TurnLatency, turn_latencies
+from rspp.observability._turn_view import LiveTurnView, TurnMark, TurnRow, turn_rows
 from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
 
 __all__ = [
@@ -100,6 +101,7 @@ __all__ = [
     "JsonLinesFileSink",
     "JsonLogFormatter",
     "LevelLadder",
+    "LiveTurnView",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",
@@ -125,6 +127,8 @@ __all__ = [
     "TimelineSink",
     "TurnGateSample",
     "TurnLatency",
+    "TurnMark",
+    "TurnRow",
     "as_line",
     "as_lines",
     "build_plan",
@@ -148,4 +152,5 @@ __all__ = [
     "timeline_table",
     "to_line",
     "turn_latencies",
+    "turn_rows",
 ]

@@ -327,7 +327,9 @@ class GateAccumulator:
         turn = record.get("turn_id")
         if kind == "control_signal":
             signal = record.get("signal")
-            if isinstance(signal, str):
+            # a turn cancel's node-scope cancels (F-034) share the turn's fence: one sample
+            if isinstance(signal, str) and not (signal == "cancel"
+                                                and record.get("scope") == "node"):
                 session.signals.append(_Signal(
                     seq, position, _int(record, "runtime_timestamp_ms"), signal,
                     turn if isinstance(turn, str) else None,

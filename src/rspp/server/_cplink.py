@@ -27,6 +27,7 @@ from rspp.controlplane import (
     SessionClaims,
     SessionInfo,
     TokenInvalid,
+    TokenKeys,
     TokenVerifier,
 )
 from rspp.errors import RSPPError
@@ -57,6 +58,9 @@ class LinkOptions:
     capacity: int = 100
     region: str = "default"
     heartbeat_interval_s: float = 2.0
+    #: the shared secret of a control plane that signs tokens with HS256 (it never
+    #: publishes it); Ed25519 control planes publish their public key instead
+    token_secret: str | None = None
     #: where ``python:MODULE:CLASS`` custom nodes are imported from, after the current directory
     node_search: tuple[Path, ...] = ()
 
@@ -81,6 +85,14 @@ class ControlPlaneLink:
     async def connect(self) -> None:
         """Fetch the token key (once) and register; raise :class:`CPError` when refused."""
         keys = await self.client.verification_keys()
+        if keys.algorithm == "HS256":
+            if not self.options.token_secret:
+                raise CPError("the control plane signs session tokens with HS256 and does not "
+                              "publish its secret: pass the same secret with --token-secret "
+                              "(RSPP_TOKEN_SECRET), or give the control plane an Ed25519 key "
+                              "(rspp cp serve --token-key-file)", field="token_secret",
+                              code="token_keys")
+            keys = TokenKeys.hs256(self.options.token_secret)
         self._verifier = TokenVerifier(keys)
         o = self.options
         await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,

@@ -7,7 +7,7 @@ OR-02 evidence to a :class:`~rspp.observability.GateAccumulator` (the gate pairi
 tenant - to the runtime's :class:`GateReporter`.
 
 The reporter never slows a session: :meth:`GateReporter.offer` only appends to a
-bounded queue (when full, the oldest sample is dropped and counted); one background
+bounded queue (beyond the bound a sample is dropped and counted); one background
 task sends batches to ``POST /v1/gates/samples``. While the control plane is slow or
 down, batches stay queued (retried with backoff) until the bound drops them; every
 dropped sample is counted in ``rspp_gate_samples_dropped_total``, logged once per
@@ -62,21 +62,28 @@ class GateReporter:
         #: dropped since the last batch the control plane accepted (reported with the next)
         self._unreported = 0
         self._failing = False
+        self._inflight = 0
         self._task: asyncio.Task[None] | None = None
         #: set after each send attempt (tests and drain wait on it, never on time)
         self.attempted = asyncio.Event()
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Samples not yet accepted by the control plane (queued or in flight)."""
+        return len(self._queue) + self._inflight
 
     def offer(self, sample: GateSampleIn) -> None:
-        """Queue one sample (never blocks; drops the oldest when the queue is full)."""
-        self._queue.append(sample)
-        while len(self._queue) > self.options.queue:
-            self._queue.popleft()
+        """Queue one sample (never blocks). Beyond the bound (queued + in flight) the
+        oldest queued sample is dropped, or this one when only the batch in flight is
+        older; every drop is counted."""
+        if self.queued >= self.options.queue:
+            if self._queue:
+                self._queue.popleft()
+                self._queue.append(sample)
             self._drop(1)
-        self.metrics.gate_samples_queued(len(self._queue))
+        else:
+            self._queue.append(sample)
+        self.metrics.gate_samples_queued(self.queued)
         if len(self._queue) >= self.options.batch:
             self._wake.set()
 
@@ -126,19 +133,20 @@ class GateReporter:
         batch = [self._queue.popleft() for _ in range(n)]
         body = GateSamplesRequest(runtime_id=self.runtime_id, samples=tuple(batch),
                                   dropped=self._unreported)
+        self._inflight = n
         try:
             await self.client.request("POST", "/v1/gates/samples", json=body)
         except CPError:
-            # not delivered: back to the front of the queue, which keeps its bound
+            # not delivered: back to the front of the queue (offer kept the bound)
             self._queue.extendleft(reversed(batch))
-            while len(self._queue) > self.options.queue:
-                self._queue.popleft()
-                self._drop(1)
             raise
-        self._unreported -= body.dropped
-        self.sent += n
-        self.metrics.gate_samples_sent(n)
-        self.metrics.gate_samples_queued(len(self._queue))
+        else:
+            self._unreported -= body.dropped
+            self.sent += n
+            self.metrics.gate_samples_sent(n)
+        finally:
+            self._inflight = 0
+            self.metrics.gate_samples_queued(self.queued)
         if self._failing:
             self._failing = False
             _LOG.info("gate samples: control plane reachable again; %d sample(s) dropped "

@@ -27,6 +27,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from rspp.contracts import RecordingLevel
 from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
 from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
@@ -53,6 +54,7 @@ class ServeOptions:
     port: int = 8800
     control_plane: str | None = None
     api_key: str | None = None
+    token_secret: str | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     capacity: int = 100
@@ -61,6 +63,7 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    record_level: RecordingLevel | None = None
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -119,8 +122,10 @@ async def serve(opts: ServeOptions) -> int:
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
                          region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s,
+                         token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
-        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir),
+        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
+                               record_level=opts.record_level),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

@@ -133,8 +133,17 @@ class ServedSession(Generic[S]):
                 self._keeper.cancel()
                 await asyncio.wait({self._keeper})
             with contextlib.suppress(CPError):
-                await self.owner.link.client.report_status(self.session_id, "ended")
+                if await self._still_placed_here():
+                    await self.owner.link.client.report_status(self.session_id, "ended")
             self.owner._forget(self)
+
+    async def _still_placed_here(self) -> bool:
+        """Whether the control plane still places this session here: after a migration the
+        session lives on at its new runtime, so closing the old copy must not end it."""
+        if not (self.close_reason or "").startswith("authority_lost:"):
+            return True
+        info = await self.owner.link.client.request("GET", f"/v1/sessions/{self.session_id}")
+        return bool(info.get("runtime_id") in (None, self.owner.link.runtime_id))
 
 
 class GovernedSessions:

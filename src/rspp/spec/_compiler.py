@@ -129,13 +129,16 @@ def analyse(
         s = node.spec
         timeout = (Sourced(s.timeout_ms, ValueSource.SPEC) if s.timeout_ms is not None
                    else budgets.node)
+        grace = (Sourced(s.cancel_grace_ms, ValueSource.SPEC) if s.cancel_grace_ms is not None
+                 else budgets.cancel_grace)
         node_defs.append(NodeDef(
             id=node_id, type=s.type, params=FrozenMap({**sig.default_params, **s.params}),
             scope=s.scope or sig.default_scope, is_async=sig.is_async,
             cancel_mode=s.cancel_mode or sig.default_cancel_mode, timeout=timeout,
-            cancel_grace=budgets.cancel_grace, inputs=sig.inputs, outputs=sig.outputs,
+            cancel_grace=grace, inputs=sig.inputs, outputs=sig.outputs,
             provider_modality=sig.provider_modality,
             origin=str(s.metadata.get(INSERTED_MARK, node.origin)),
+            unknown_event_action=s.unknown_event_action or spec.unknown_event_action,
         ))
     edge_defs = []
     for w in wires:
@@ -159,7 +162,9 @@ def analyse(
         "nodes": sorted(
             ({"id": n.id, "type": n.type, "params": n.params, "scope": n.scope,
               "cancel_mode": n.cancel_mode, "timeout": n.timeout.value,
-              "is_async": n.is_async} for n in node_defs), key=lambda d: str(d["id"])),
+              "is_async": n.is_async, **_execution_extras(n, budgets.cancel_grace)}
+             for n in node_defs),
+            key=lambda d: str(d["id"])),
         "edges": sorted(
             ({"id": e.id, "when": e.condition, "buffer": e.buffer, "lane": e.lane,
               "role": e.role} for e in edge_defs), key=lambda d: str(d["id"])),
@@ -348,6 +353,17 @@ def _wire_fallbacks(
                                w.port_type, w.condition, role="fallback"))
         out.append((node_id, target, tuple(fb.on)))
     return out
+
+
+def _execution_extras(n: NodeDef, default_grace: Sourced) -> dict[str, object]:
+    """Per-node settings that change execution, hashed only when not the default (so the
+    execution hash of a spec that does not set them is what it always was)."""
+    extras: dict[str, object] = {}
+    if n.cancel_grace is not default_grace:
+        extras["cancel_grace"] = n.cancel_grace.value
+    if n.unknown_event_action != "drop":
+        extras["unknown_event_action"] = n.unknown_event_action
+    return extras
 
 
 def _topo(order_hint: list[str], wires: list[Wire]) -> tuple[str, ...]:

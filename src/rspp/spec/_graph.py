@@ -96,6 +96,8 @@ class NodeDef:
     outputs: tuple[PortSpec, ...]
     provider_modality: Literal["stt", "llm", "tts"] | None = None
     origin: str = "spec"
+    #: input events of a kind the node does not declare (F-020)
+    unknown_event_action: Literal["drop", "pass_through", "fail"] = "drop"
     """``spec``, ``template``, ``subgraph:<instance>@<name@version>`` or ``inserted``."""
 
 

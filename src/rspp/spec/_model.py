@@ -40,6 +40,7 @@ PortRef = Annotated[
     ),
 ]
 Ms = Annotated[int, Meta(ge=1, description="Milliseconds (>= 1).")]
+UnknownEventAction = Literal["drop", "pass_through", "fail"]
 Free = Annotated[
     dict[str, object], Meta(description="Free-form metadata; never changes execution.")
 ]
@@ -90,6 +91,17 @@ class NodeSpec(msgspec.Struct, **_S):
     cancel_mode: Annotated[
         Literal["soft", "hard"] | None,
         Meta(description="soft: finish the in-flight chunk within the grace window; hard: stop."),
+    ] = None
+    cancel_grace_ms: Annotated[
+        Ms | None,
+        Meta(description="Soft cancel: how long the in-flight chunk may take before the node "
+                         "is force-stopped; default budgets.cancel_grace_ms."),
+    ] = None
+    unknown_event_action: Annotated[
+        UnknownEventAction | None,
+        Meta(description="An input event of a kind the node does not declare: drop (with a "
+                         "notice), pass_through (forwarded unprocessed) or fail (node error); "
+                         "default the pipeline's unknown_event_action."),
     ] = None
     timeout_ms: Annotated[Ms | None, Meta(description="Node budget; profile default.")] = None
     fallback: FallbackSpec | None = None
@@ -223,3 +235,9 @@ class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     budgets: BudgetsSpec | None = None
     flow_control: FlowControlSpec | None = None
     recording: RecordingSpec | None = None
+    unknown_event_action: Annotated[
+        UnknownEventAction,
+        Meta(description="Default policy for input events of a kind a node does not declare "
+                         "(F-020): drop with a notice, pass_through, or fail; per node "
+                         "`unknown_event_action` overrides it."),
+    ] = "drop"

@@ -5,11 +5,12 @@ contract every network transport adapts (ingress re-chunked to 20 ms at the
 pipeline rate, paced egress with the fence checked per frame, the shared event
 vocabulary of :mod:`rspp.transports._protocol`, crossing frames recorded like
 loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
-F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
-and :class:`TokenVerifier` ports. :func:`twilio_stream_route` is the telephony
-media-streams endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089)
-on the same ports; :class:`RoomAgent` the LiveKit transport (F-083, optional SDKs:
-``rspp[livekit]``).
+F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus,
+data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
+the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
+:class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
+endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports;
+:class:`RoomAgent` the LiveKit transport (F-083, optional SDKs: ``rspp[livekit]``).
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
@@ -55,6 +56,7 @@ from rspp.transports._protocol import (
     TextIn,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
     decode_client,
     decode_server,
     encode_message,
@@ -81,6 +83,14 @@ from rspp.transports._session_port import (
 )
 from rspp.transports._telephony import TWILIO_STREAM_PATH, TelephonyOptions, twilio_stream_route
 from rspp.transports._wav import WavError, read_wav, write_wav
+from rspp.transports._webrtc import (
+    WEBRTC_PATH,
+    IceServer,
+    WebRTCEndpoint,
+    WebRTCOptions,
+    webrtc_available,
+    webrtc_route,
+)
 from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
 
 __all__ = [
@@ -102,6 +112,7 @@ __all__ = [
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
     "TWILIO_STREAM_PATH",
+    "WEBRTC_PATH",
     "AudioFrame",
     "AudioIn",
     "AudioOut",
@@ -111,6 +122,7 @@ __all__ = [
     "End",
     "ErrorEvent",
     "Flood",
+    "IceServer",
     "IngressMeter",
     "InputRejected",
     "Interrupt",
@@ -149,7 +161,10 @@ __all__ = [
     "Transport",
     "TurnEvent",
     "TurnOutput",
+    "TurnRowEvent",
     "WavError",
+    "WebRTCEndpoint",
+    "WebRTCOptions",
     "WebSocketOptions",
     "agent_token",
     "caller_token",
@@ -164,6 +179,8 @@ __all__ = [
     "pcm_to_frame",
     "read_wav",
     "twilio_stream_route",
+    "webrtc_available",
+    "webrtc_route",
     "websocket_route",
     "write_wav",
     "ws_schema",

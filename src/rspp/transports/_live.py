@@ -36,8 +36,9 @@ from typing import Any
 
 import msgspec
 
-from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
+from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
 from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.observability import LiveTurnView
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
@@ -48,6 +49,7 @@ from rspp.transports._protocol import (
     Stats,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
 )
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 
@@ -56,6 +58,8 @@ __all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
+_VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
+                                ResolvedTurnPlan: "resolved_turn_plan"}
 
 
 class InputRejected(ValueError):
@@ -146,6 +150,9 @@ class LiveTransport:
         self.lateness_max_ms = 0.0
         self.signals: list[tuple[str, str | None]] = []
         self.after_fence: list[str] = []
+        #: the records turn rows need (``turn_row`` events for clients that ask)
+        self.view = LiveTurnView()
+        self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
 
@@ -161,13 +168,27 @@ class LiveTransport:
         if self._make_signal is not None and self._record is not None:
             self._record(self._make_signal(name, emitter, turn_id, reason), None)
 
+    def record_signal(self, sig: ControlSignal) -> None:
+        """Record a signal made elsewhere (the session lifecycle's connection signals)."""
+        self.signals.append((sig.signal.value, sig.turn_id))
+        if self._record is not None:
+            self._record(sig, None)
+
     def on_record(self, rec: msgspec.Struct) -> None:
-        """Tap on the session's records: turn lifecycle -> ``turn`` events."""
+        """Tap on the session's records: turn lifecycle -> ``turn`` (and ``turn_row``) events."""
         if isinstance(rec, ControlSignal) and rec.turn_id is not None:
             state = _TURN_STATES.get(rec.signal)
             if state is not None:
                 self._event(TurnEvent(turn_id=rec.turn_id, state=state,  # type: ignore[arg-type]
                                       reason=rec.reason if state == "abort" else None))
+        kind = _VIEW_KINDS.get(type(rec))
+        if kind is None:
+            return
+        changed = self.view.add(kind, rec)
+        if changed is not None and self._rows and self.queue is not None:
+            row = self.view.row(changed)
+            if row is not None:
+                self._event(TurnRowEvent(row=row))
 
     def _event(self, ev: ServerEvent) -> None:
         q = self.queue
@@ -176,13 +197,14 @@ class LiveTransport:
 
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
-                acked: bool = False) -> OutboundQueue:
+                timeline: bool = False, acked: bool = False) -> OutboundQueue:
         """A client connection (first or resumed) with its declared audio format.
 
         ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
-        the turn's commit follow the echoes.
+        the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
         """
         self.acked = acked
+        self._rows = timeline
         if in_rate != self._rechunker.in_rate:
             self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms)
         if out_rate != self.out_rate:
@@ -358,6 +380,10 @@ class LiveTransport:
         self._audio_ready.set()
 
     # ------------------------------------------------------------- egress
+    def is_fenced(self, turn_id: str) -> bool:
+        """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
+        return turn_id in self._fenced
+
     def stop_playback(self, turn_id: str) -> None:
         """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
         self._fenced.add(turn_id)

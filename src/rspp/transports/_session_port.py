@@ -99,6 +99,8 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     sample_rate: int = 16000
     output_sample_rate: int = 16000
     sequenced: bool = False
+    #: the client wants ``turn_row`` events (timeline viewers)
+    timeline: bool = False
     #: the client echoes frame marks once heard (a phone carrier): playback signals
     #: and commits follow the echoes (:meth:`LiveSession.heard`)
     playback_acks: bool = False
@@ -136,6 +138,9 @@ class LiveSession(Protocol):
 
     def notify(self, event: ServerEvent) -> None:
         """Queue an event (a non-fatal ``error``) for the current connection."""
+
+    def is_fenced(self, turn_id: str) -> bool:
+        """The cancel fence of ``turn_id`` is up: none of its audio may be played any more."""
 
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 in the declared format (any size; ``seq`` when sequenced)."""
