@@ -403,10 +403,22 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
-    def on_plan(plan: Any) -> None:
-        for modality, pid in plan.provider_bindings.items():
+    base_chains = dict(services.chains)
+
+    def prefer(providers: Any) -> None:
+        for modality, pid in providers.items():
             rest = tuple(p for p in services.chains.get(modality, ()) if p != pid)
             services.chains[modality] = (pid, *rest)
+
+    def on_plan(plan: Any) -> None:
+        prefer(plan.provider_bindings)
+        prefer(holder["driver"].overload.providers)  # the degrade posture wins (F-048)
+
+    def on_posture(providers: Any) -> None:
+        """Overload posture changed: degraded providers now, or back to the normal chains."""
+        if not providers:
+            services.chains.update(base_chains)
+        prefer(providers)
 
     driver = TurnDriver(session, resolver, tenant_id=opts.tenant_id, authority=authority,
                         admission=admission, record=record, evidence=evidence,
@@ -414,6 +426,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         invocations=services.invocation_outcomes,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
+    driver.overload.on_change = on_posture
     services.hooks = driver
     services.remaining_budget_ms = _remaining_budget(driver)
     services.next_sequence = session._next_seq

@@ -62,6 +62,7 @@ from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelReason, CancelScopeTree
 from rspp.turns._node_scopes import NodeScopes
+from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._session_lifecycle import SessionLifecycle
 
@@ -181,6 +182,10 @@ class TurnDriver:
         self.gate = DriverGate(self)
         #: the session's states (F-138): CONNECTING, ACTIVE, RECONNECTING, DRAINING, ENDED
         self.session_lifecycle = SessionLifecycle(self.stamp, authority_epoch=authority.epoch)
+        #: shed records of overloaded edges and the spec's degrade posture (F-148, F-048)
+        self.overload = OverloadPosture(session, self.stamp, self.emit,
+                                        epoch=lambda: self.authority.epoch,
+                                        policy=getattr(resolver.graph, "overload", None))
         self.timings: dict[str, TurnTiming] = {}
         self.order: list[str] = []
         self.lifecycle: list[msgspec.Struct] = []
@@ -633,6 +638,7 @@ class TurnDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
         await self.node_scopes.aclose()
+        await self.overload.aclose()
         await self.cancels.aclose()
 
     def summary(self) -> list[dict[str, Any]]:
