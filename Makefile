@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	@echo "==> installing rspp with the offline speech engines (first run: a minute or two)"
+	@echo "==> installing rspp with the offline speech engines and the LiveKit SDKs (first run: a minute or two)"
 	$(BIN)/pip install --progress-bar off --upgrade pip
-	$(BIN)/pip install --progress-bar off -e '.[dev,speech]'
+	$(BIN)/pip install --progress-bar off -e '.[dev,speech,livekit]'
 	@touch $(STAMP)
 	@echo "==> installed; $(BIN)/rspp --help lists the commands"
 
