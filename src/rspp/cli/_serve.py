@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
-    from rspp.transports import IceServer
+    from rspp.transports import IceServer, LiveKitConfig
 
 __all__ = ["register", "serve"]
 
@@ -69,6 +69,14 @@ def serve(
         None, "--public-url", envvar="RSPP_PUBLIC_URL",
         help="Phone calls: the URL the carrier reaches this runtime at "
         "(https://voice.example.com); signatures and the stream URL use it."),
+    livekit_url: str | None = typer.Option(
+        None, "--livekit-url", envvar="LIVEKIT_URL",
+        help="LiveKit server (wss://...): sessions routed with attributes.room join that "
+        "room as an agent (POST /v1/livekit/sessions/{id}/join); needs rspp[livekit]."),
+    livekit_key: str | None = typer.Option(
+        None, "--livekit-key", envvar="LIVEKIT_API_KEY", help="LiveKit API key."),
+    livekit_secret: str | None = typer.Option(
+        None, "--livekit-secret", envvar="LIVEKIT_API_SECRET", help="LiveKit API secret."),
     gate_queue: int = typer.Option(
         2048, "--gate-queue", min=1, max=1_000_000,
         help="Gate samples of live turns buffered while the control plane is slow or down; "
@@ -114,7 +122,8 @@ def serve(
                             _telephony(twilio_auth_token, phone_number, public_url,
                                        None if control_plane else spec),
                             _ice_servers(ice_server), embedded=control_plane is None,
-                            timeline_dir=timeline_dir))
+                            timeline_dir=timeline_dir,
+                            livekit=_livekit(livekit_url, livekit_key, livekit_secret)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -171,17 +180,36 @@ def _telephony(auth_token: str | None, numbers: list[str], public_url: str | Non
     return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
 
 
+def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitConfig | None:
+    """The LiveKit configuration, or None when no LiveKit URL is given."""
+    from rspp.transports import LiveKitConfig, livekit_available
+
+    if not url:
+        return None
+    if not key or not secret:
+        typer.echo("error: --livekit-url needs --livekit-key and --livekit-secret (or "
+                   "LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", err=True)
+        raise typer.Exit(2)
+    if not livekit_available():
+        typer.echo("error: --livekit-url needs the LiveKit SDKs: pip install 'rspp[livekit]'",
+                   err=True)
+        raise typer.Exit(2)
+    return LiveKitConfig(url=url, api_key=key, api_secret=secret)
+
+
 def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
-                      embedded: bool = True, timeline_dir: Path | None = None) -> TransportRoutes:
+                      embedded: bool = True, timeline_dir: Path | None = None,
+                      livekit: LiveKitConfig | None = None) -> TransportRoutes:
     """The live-session endpoints over the runtime's governed sessions (one session hub:
     one live connection per session, whichever transport carries it).
 
     WebSocket ``/v1/sessions/{id}/ws``; WebRTC ``/v1/sessions/{id}/webrtc``; phone calls:
     the carrier voice webhook and the media-streams endpoint
-    ``/v1/telephony/twilio/stream``; the browser page at ``/`` (session tokens for
+    ``/v1/telephony/twilio/stream``; with LiveKit configured,
+    ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
     loopback clients when embedded).
     """
-    from rspp.server import GovernedFactory, telephony_routes
+    from rspp.server import GovernedFactory, livekit_routes, telephony_routes
     from rspp.transports import (
         SessionHub,
         WebRTCOptions,
@@ -198,10 +226,12 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,
                          pipelines=client.list_pipelines if embedded else None,
-                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
+                         webrtc=webrtc_available(), timeline_dir=timeline_dir)
+        rooms = (livekit_routes(sessions, hub, factory.verify, livekit)
+                 if livekit is not None else [])
         return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
                 webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
-                *telephony_routes(sessions, telephony), *web_routes(web)]
+                *telephony_routes(sessions, telephony), *rooms, *web_routes(web)]
 
     return routes
 

@@ -9,7 +9,8 @@ F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus
 data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
 the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
 :class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
-endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports.
+endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports;
+:class:`RoomAgent` the LiveKit transport (F-083, optional SDKs: ``rspp[livekit]``).
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
@@ -17,6 +18,19 @@ from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
 from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
+from rspp.transports._livekit import (
+    DATA_TOPIC,
+    ROOM_AUDIO,
+    LiveKitConfig,
+    LiveKitUnavailable,
+    ReconnectPolicy,
+    RoomAgent,
+    agent_token,
+    caller_token,
+    frame_to_pcm,
+    livekit_available,
+    pcm_to_frame,
+)
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
@@ -90,7 +104,9 @@ __all__ = [
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
+    "DATA_TOPIC",
     "PROTOCOL_VERSION",
+    "ROOM_AUDIO",
     "SERVER_EVENTS",
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
@@ -110,6 +126,8 @@ __all__ = [
     "IngressMeter",
     "InputRejected",
     "Interrupt",
+    "LiveKitConfig",
+    "LiveKitUnavailable",
     "LiveOptions",
     "LiveSession",
     "LiveSessionHandle",
@@ -122,7 +140,9 @@ __all__ = [
     "ProtocolError",
     "Ready",
     "Rechunker",
+    "ReconnectPolicy",
     "ReplyText",
+    "RoomAgent",
     "ServerEvent",
     "SessionCore",
     "SessionEnd",
@@ -146,12 +166,17 @@ __all__ = [
     "WebRTCEndpoint",
     "WebRTCOptions",
     "WebSocketOptions",
+    "agent_token",
+    "caller_token",
     "decode_client",
     "decode_server",
     "encode_message",
+    "frame_to_pcm",
+    "livekit_available",
     "mulaw_decode",
     "mulaw_encode",
     "parse_mark",
+    "pcm_to_frame",
     "read_wav",
     "twilio_stream_route",
     "webrtc_available",

@@ -79,6 +79,9 @@ class LiveOptions:
     send_queue_events: int = 512
     #: frames may leave this early (the client's jitter buffer absorbs it)
     egress_lead_ms: float = 10.0
+    #: a reply starved of audio for up to this long keeps its pacing schedule (the late
+    #: frames then leave at once); a longer gap starts a new schedule
+    egress_catchup_ms: float = 200.0
     #: ingress may run ahead of real time by this much before it is a flood
     flood_allowance_ms: float = 2000.0
     #: ingress this far behind real time counts as late
@@ -346,6 +349,10 @@ class LiveTransport:
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             self._reply(t, event.payload)
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
+            if self._out_resampler is not None and t.finished is None:
+                # the reply's last samples are still in the resampler: they are this
+                # turn's, not the start of the next reply
+                t.pending.extend(self._out_resampler.flush())
             t.ended = True
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
@@ -471,17 +478,20 @@ class LiveTransport:
         loop = asyncio.get_running_loop()
         frame_s = self.opts.frame_ms / 1000
         lead = self.opts.egress_lead_ms / 1000
+        catchup = self.opts.egress_catchup_ms / 1000
         due: float | None = None
+        due_for: _Turn | None = None
         while True:
             t = self._settle()
             if t is None or (len(t.pending) < self._frame_bytes() and not t.ended):
-                due = None  # starved: the next frame is due when it arrives
                 self._audio_ready.clear()
                 await self._audio_ready.wait()
                 continue
             now = loop.time()
-            if due is None:
-                due = now
+            if due is None or t is not due_for or now - due > catchup:
+                # a reply starts (or resumes after a long gap) on its own schedule; a short
+                # starvation (a resampler releasing audio in blocks) keeps the schedule
+                due, due_for = now, t
             if due - now > lead:
                 await asyncio.sleep(due - now - lead)
                 continue  # re-check: the turn may have been fenced meanwhile
