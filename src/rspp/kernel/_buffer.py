@@ -322,8 +322,8 @@ class EdgeBuffer(PressureMixin):
         ``keep_newest``); None when there is none."""
         data = self.data
         for i, ev in enumerate(data):
-            if (enqueued_before is not None and ev.enq_ns >= enqueued_before
-                    or keep_newest and i == len(data) - 1):
+            if ((enqueued_before is not None and ev.enq_ns >= enqueued_before)
+                    or (keep_newest and i == len(data) - 1)):
                 return None
             if not is_stream_end(ev):
                 del data[i]
