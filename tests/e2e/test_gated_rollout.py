@@ -48,33 +48,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 KEY = "gated-e2e-admin-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-SPEC = """name: gated
-version: {version}
-description: {description}
-profile: simple/v1
-budgets: {{turn_ms: 5000, node_ms: 20000, path_ms: 30000, edge_ms: 20000,
-          provider_timeout_ms: 20000}}
-providers:
-  llm:
-    primary: openai
-    timeout_ms: 10000
-    config: {{api_key: env://OPENAI_API_KEY, model: fake, base_url: "{llm}/v1"}}
-  tts:
-    primary: openai-tts
-    timeout_ms: 10000
-    config: {{api_key: env://OPENAI_API_KEY, model: fake, voice: alloy, base_url: "{tts}/v1"}}
-nodes:
-  - {{id: vad, type: vad, params: {{engine: energy, endpointing: silence, silence_ms: 500}}}}
-  - {{id: llm, type: llm}}
-  - {{id: segmenter, type: sentence_segmenter}}
-  - {{id: tts, type: tts}}
-edges:
-  - {{from: input.audio, to: vad.audio}}
-  - {{from: input.text, to: llm.text}}
-  - {{from: llm.text, to: segmenter.text}}
-  - {{from: segmenter.text, to: tts.text}}
-  - {{from: tts.audio, to: output.audio}}
-"""
 
 
 async def _rspp(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -120,6 +93,8 @@ class Stack:
     slow: str
     env: dict[str, str]
     http: httpx.AsyncClient
+    #: the spec text of a version (conftest's ``fake_openai_spec``)
+    spec: Callable[..., str]
     #: the runtime's stderr (its log), once it has exited
     runtime_log: str = ""
 
@@ -131,8 +106,9 @@ class Stack:
 
     async def publish(self, tmp: Path, version: str, tts: str) -> None:
         spec = tmp / f"gated-{version}.yaml"
-        spec.write_text(SPEC.format(version=version, description=f"v{version}",
-                                    llm=self.healthy, tts=tts))
+        spec.write_text(self.spec(self.healthy, tts, name="gated", version=version,
+                                  description=f"v{version}", turn_ms=5000,
+                                  timeout_ms=10000))
         await self.cli("publish", str(spec))
 
     async def rollout(self) -> dict[str, Any]:
@@ -204,7 +180,7 @@ async def _schema(pg_url: str) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def _stack(pg_url: str, serve_process: Callable[..., ServeProcess],
-                 tmp_path: Path, *serve_args: str) -> AsyncIterator[Stack]:
+                 spec: Callable[..., str], *serve_args: str) -> AsyncIterator[Stack]:
     healthy, slow = FakeOpenAI(reply=lambda _: "Sure."), FakeOpenAI()
     slow.faults.sticky = Fault("stall", seconds=2.5)  # every speech request waits 2.5 s
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
@@ -223,7 +199,7 @@ async def _stack(pg_url: str, serve_process: Callable[..., ServeProcess],
                                     "--heartbeat-interval", "0.5", "--gate-interval", "0.1",
                                     *serve_args).wait_ready()
             async with httpx.AsyncClient(base_url=cp.url, headers=AUTH, timeout=30) as http:
-                stack = Stack(cp, runtime, h, s, env, http)
+                stack = Stack(cp, runtime, h, s, env, http, spec)
                 yield stack
             code, _, stack.runtime_log = runtime.terminate()
             assert code == 0, stack.runtime_log
@@ -233,8 +209,9 @@ async def _stack(pg_url: str, serve_process: Callable[..., ServeProcess],
 
 
 async def test_slow_tts_canary_fails_its_gates_and_is_rolled_back(
-        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
-    async with _stack(pg_url, serve_process, tmp_path) as st:
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
+        fake_openai_spec: Callable[..., str]) -> None:
+    async with _stack(pg_url, serve_process, fake_openai_spec) as st:
         await st.publish(tmp_path, "1.0.0", st.healthy)
         await st.publish(tmp_path, "1.1.0", st.slow)
         await st.cli("rollback", "gated", "--to", "1.0.0")
@@ -275,8 +252,9 @@ async def test_slow_tts_canary_fails_its_gates_and_is_rolled_back(
 
 
 async def test_healthy_canary_is_promoted_to_100_after_the_configured_turns(
-        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
-    async with _stack(pg_url, serve_process, tmp_path) as st:
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
+        fake_openai_spec: Callable[..., str]) -> None:
+    async with _stack(pg_url, serve_process, fake_openai_spec) as st:
         await st.publish(tmp_path, "1.0.0", st.healthy)
         await st.publish(tmp_path, "1.1.0", st.healthy)
         await st.cli("rollback", "gated", "--to", "1.0.0")
@@ -299,9 +277,10 @@ async def test_healthy_canary_is_promoted_to_100_after_the_configured_turns(
 
 
 async def test_samples_lost_while_the_control_plane_is_stopped_are_counted(
-        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
+        fake_openai_spec: Callable[..., str]) -> None:
     # a lease outliving the outage; one queued sample at most, so the outage drops
-    async with _stack(pg_url, serve_process, tmp_path, "--lease-ttl-ms", "120000",
+    async with _stack(pg_url, serve_process, fake_openai_spec, "--lease-ttl-ms", "120000",
                       "--gate-queue", "1") as st:
         await st.publish(tmp_path, "1.0.0", st.healthy)
         target = await route_session(st.cp.url, tenant_id="acme", api_key=KEY,

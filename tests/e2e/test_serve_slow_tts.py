@@ -33,34 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 KEY = "slow-tts-e2e-admin-key"
 RATE = 16000
-# a turn budget far above the slow reply (the machine may be busy): the turn must end
-# because its playback completed, never because the budget ran out
-SPEC = """name: slow-tts
-version: 1.0.0
-profile: simple/v1
-budgets: {{turn_ms: 30000, node_ms: 20000, path_ms: 30000, edge_ms: 20000,
-          provider_timeout_ms: 20000}}
-providers:
-  llm:
-    primary: openai
-    timeout_ms: 20000
-    config: {{api_key: env://OPENAI_API_KEY, model: fake, base_url: "{llm}/v1"}}
-  tts:
-    primary: openai-tts
-    timeout_ms: 20000
-    config: {{api_key: env://OPENAI_API_KEY, model: fake, voice: alloy, base_url: "{tts}/v1"}}
-nodes:
-  - {{id: vad, type: vad, params: {{engine: energy, endpointing: silence, silence_ms: 500}}}}
-  - {{id: llm, type: llm}}
-  - {{id: segmenter, type: sentence_segmenter}}
-  - {{id: tts, type: tts}}
-edges:
-  - {{from: input.audio, to: vad.audio}}
-  - {{from: input.text, to: llm.text}}
-  - {{from: llm.text, to: segmenter.text}}
-  - {{from: segmenter.text, to: tts.text}}
-  - {{from: tts.audio, to: output.audio}}
-"""
 
 
 async def _typed_turn(client: LiveClient, text: str) -> tuple[list[object], float]:
@@ -84,7 +56,7 @@ async def _typed_turn(client: LiveClient, text: str) -> tuple[list[object], floa
 @pytest.mark.parametrize("slowness", ["first_audio_2.5s_late", "0.9s_between_chunks"])
 async def test_a_slow_tts_reply_plays_completely_and_its_turn_commits(
         slowness: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        fake_openai_spec: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> None:
     llm, tts = FakeOpenAI(reply=lambda _: "Sure."), FakeOpenAI()
     if slowness == "first_audio_2.5s_late":
         tts.faults.sticky = Fault("stall", seconds=2.5)
@@ -95,7 +67,10 @@ async def test_a_slow_tts_reply_plays_completely_and_its_turn_commits(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
     async with serve_asgi(llm.app) as llm_url, serve_asgi(tts.app) as tts_url:
         spec = tmp_path / "slow-tts.yaml"
-        spec.write_text(SPEC.format(llm=llm_url, tts=tts_url))
+        # a turn budget far above the slow reply (the machine may be busy): the turn must
+        # end because its playback completed, never because the budget ran out
+        spec.write_text(fake_openai_spec(llm_url, tts_url, name="slow-tts", turn_ms=30000,
+                                         timeout_ms=20000))
         srv = await asyncio.to_thread(lambda: serve_process(
             str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", "--api-key", KEY,
             "--timeline-dir", str(tmp_path / "timelines")).wait_ready())
