@@ -106,6 +106,10 @@ class LiveClient:
                     break
         except ConnectionClosed:
             pass
+        except TimeoutError:
+            await ws.close()
+            raise SessionRefusedError(None, f"no `ready` from {url} within "
+                                      f"{open_timeout:g} s") from None
         await ws.wait_closed()
         code = ws.close_code
         reason = ws.close_reason or "closed before ready"

@@ -27,7 +27,13 @@ import uvicorn
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.controlplane import (
+    ControlPlane,
+    ControlPlaneClient,
+    ControlPlaneSettings,
+    FailoverMonitor,
+    create_app,
+)
 from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
@@ -56,6 +62,8 @@ class ServeOptions:
     capacity: int = 100
     region: str = "default"
     drain_deadline_s: float = 30.0
+    #: after the drain deadline: ``close`` sessions or ``migrate`` them to another runtime
+    drain_mode: str = "close"
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
@@ -99,6 +107,7 @@ async def serve(opts: ServeOptions) -> int:
     base = f"http://{host}:{port}"
     endpoint = f"ws://{host}:{port}"
     cp: ControlPlane | None = None
+    monitor: FailoverMonitor | None = None
     cp_app: ASGIApp | None = None
     api_key = opts.api_key
     if opts.control_plane is None:
@@ -106,6 +115,8 @@ async def serve(opts: ServeOptions) -> int:
         settings = ControlPlaneSettings(db_url=opts.db_url or default_sqlite_url(),
                                         admin_key=api_key)
         cp = await ControlPlane.open(settings)
+        monitor = FailoverMonitor(cp)
+        monitor.start()
         cp_app = create_app(cp)
         client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
     else:
@@ -114,7 +125,8 @@ async def serve(opts: ServeOptions) -> int:
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
                          region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s),
-        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir),
+        sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
+                               drain_mode=opts.drain_mode),
         drain_deadline_s=opts.drain_deadline_s))
     stop = asyncio.Event()
     try:
@@ -160,6 +172,8 @@ async def serve(opts: ServeOptions) -> int:
         return 0
     finally:
         await runtime.stop()
+        if monitor is not None:
+            await monitor.stop()
         if cp is not None:
             await cp.close()
         sock.close()

@@ -125,6 +125,16 @@ class LiveTransport:
         self.lateness_max_ms = 0.0
         self.signals: list[tuple[str, str | None]] = []
         self.after_fence: list[str] = []
+        #: the authority gate: while it answers False (the lease may have passed to
+        #: another runtime) nothing leaves for the client; set by the serving runtime
+        self.gate: Callable[[], bool] | None = None
+        #: outputs withheld by the gate (stale-authority outputs that never left)
+        self.fenced_outputs = 0
+
+    def may_output(self) -> bool:
+        """True while this runtime may send to the client (the authority gate is open)."""
+        gate = self.gate
+        return gate is None or gate()
 
     def attach(self, session: SessionActor, driver: PlaybackObserver,
                make_signal: SignalFactory | None = None) -> None:

@@ -81,6 +81,13 @@ class LiveSessionHandle:
     def closed(self) -> bool:
         return self._closing
 
+    @property
+    def lease_epoch(self) -> int | None:
+        """The authority epoch the session runs at (None for a core without one)."""
+        authority = getattr(self.core, "authority", None)
+        epoch = getattr(authority, "epoch", None)
+        return epoch if isinstance(epoch, int) else None
+
     # ---------------------------------------------------------- connections
     def connect(self, audio: ClientAudio) -> AsyncIterator[ServerEvent | AudioFrame]:
         if self._closing:
@@ -94,8 +101,13 @@ class LiveSessionHandle:
                               "resumed" if resumed else "connected")
         self._restart_stats()
 
+        transport = self.transport
+
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
             while (item := await queue.get()) is not None:
+                if not transport.may_output():  # the last check before the client
+                    transport.fenced_outputs += 1
+                    continue
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")
