@@ -10,9 +10,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	@echo "==> installing rspp with the offline speech engines (first run: a minute or two)"
+	@echo "==> installing rspp with the offline speech engines and the LiveKit SDKs (first run: a minute or two)"
 	$(BIN)/pip install --progress-bar off --upgrade pip
-	$(BIN)/pip install --progress-bar off -e '.[dev,speech]'
+	$(BIN)/pip install --progress-bar off -e '.[dev,speech,livekit]'
 	@touch $(STAMP)
 	@echo "==> installed; $(BIN)/rspp --help lists the commands"
 
@@ -20,22 +20,25 @@ venv: $(STAMP)
 
 DEMO_OUT ?= out/demo
 
-## demo: the main job on the embedded default: the offline voice assistant answers
-## a spoken question (espeak-ng -> pocketsphinx -> local responder -> espeak-ng),
-## then the recorded timeline is validated and its quality gates are reported.
+## demo: the main job, live: `rspp serve` (embedded: runtime + control plane on SQLite) starts,
+## `rspp talk` speaks a question to it over WebSocket (espeak-ng -> pocketsphinx -> local
+## responder -> espeak-ng) and prints transcript, reply and the per-turn latency table, the
+## server drains and stops; the served session's timeline is validated and its gates reported.
 demo: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
 	@echo "==> 1/5 lint the pipeline spec"
 	$(BIN)/rspp lint --strict pipelines/examples/voice_assistant.yaml
 	@echo "==> 2/5 speak the question with espeak-ng"
 	$(BIN)/rspp say "what is the weather like today" -o $(DEMO_OUT)/question.wav
-	@echo "==> 3/5 stream it through the offline assistant in real time"
-	$(BIN)/rspp run pipelines/examples/voice_assistant.yaml --input $(DEMO_OUT)/question.wav \
-		--output $(DEMO_OUT)/reply.wav --timeline $(DEMO_OUT)/timeline.jsonl --real-time
-	@echo "==> 4/5 validate every timeline record against the wire contract"
+	@echo "==> 3/5 start rspp serve, talk to it with rspp talk (real time), stop it"
+	tools/demo_live.sh $(BIN) $(DEMO_OUT) pipelines/examples/voice_assistant.yaml
+	@echo "==> 4/5 validate every record of the served session's timeline against the wire contract"
 	$(BIN)/rspp contracts validate $(DEMO_OUT)/timeline.jsonl
-	@echo "==> 5/5 the seven MVP quality gates of this run"
+	@echo "==> 5/5 the seven MVP quality gates of this session"
 	$(BIN)/rspp slo report $(DEMO_OUT)/timeline.jsonl
+	@echo "==> keep a server running: make serve (http://127.0.0.1:$(PORT)); open that URL to talk"
+	@echo "    from the browser page, or: rspp talk --server http://127.0.0.1:$(PORT) --input Q.wav"
+	@echo "    (with RSPP_API_KEY set to the api key rspp serve prints)"
 
 SPEC ?= pipelines/examples/voice_assistant.yaml
 PORT ?= 8800

@@ -47,6 +47,16 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
+def patient_voice_spec(directory: Path) -> Path:
+    """The offline assistant with patient wall-clock budgets (served sessions enforce them
+    and the machine may be busy), written to ``directory/voice.yaml``."""
+    spec = directory / "voice.yaml"
+    spec.write_text((REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
+                    .replace("\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: "
+                             "20000}\n\nproviders:"))
+    return spec
+
+
 class ServeProcess:
     """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
 
@@ -102,6 +112,33 @@ class ServeProcess:
 @pytest.fixture
 def serve_process() -> Iterator[Callable[..., ServeProcess]]:
     """Start ``rspp serve`` processes; every one still running is killed at teardown."""
+    yield from _serve_processes()
+
+
+@pytest.fixture(scope="module")
+def module_serve_process() -> Iterator[Callable[..., ServeProcess]]:
+    """:func:`serve_process` shared by the tests of one module (killed after the last)."""
+    yield from _serve_processes()
+
+
+@pytest.fixture(scope="module")
+def embedded_serve(
+    module_serve_process: Callable[..., ServeProcess], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., tuple[ServeProcess, Path]]:
+    """``embedded_serve(api_key, *args)``: a ready embedded ``rspp serve`` of
+    :func:`patient_voice_spec` on SQLite, shared by the module; (process, timeline dir)."""
+
+    def start(api_key: str, *args: str) -> tuple[ServeProcess, Path]:
+        d = tmp_path_factory.mktemp("serve")
+        srv = module_serve_process(str(patient_voice_spec(d)), "--db",
+                                   f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", api_key,
+                                   "--timeline-dir", str(d / "timelines"), *args)
+        return srv.wait_ready(), d / "timelines"
+
+    return start
+
+
+def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
     def start(*args: str, cwd: Path = REPO) -> ServeProcess:
@@ -112,3 +149,86 @@ def serve_process() -> Iterator[Callable[..., ServeProcess]]:
     yield start
     for p in started:
         p.kill()
+
+
+def pg_execute(pg_url: str, statement: str) -> None:
+    """Run one SQL statement on the PostgreSQL test database."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(pg_url)
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> None:
+    """Poll a server process's /healthz until it answers (its log in the failure)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"{url} did not become ready"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def cp_serve(request: pytest.FixtureRequest,
+             tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
+    """``cp_serve(store, admin_key, *args)``: ``rspp cp serve`` on a free port, ready.
+
+    ``store`` is ``sqlite`` (a file in tmp_path) or ``postgresql`` (a fresh schema of the
+    test database); returns (url, log file). Stopped, and its schema dropped, at teardown.
+    """
+    import os
+    import secrets
+    import signal
+
+    from rspp.controlplane._server import free_port
+
+    started: list[tuple[subprocess.Popen[str], str | None, str]] = []
+
+    def start(store: str, admin_key: str, *args: str) -> tuple[str, Path]:
+        db = ["--db", f"sqlite:///{tmp_path / f'cp{len(started)}.db'}"]
+        schema, pg_url = None, ""
+        if store == "postgresql":
+            pg_url = request.getfixturevalue("pg_url")
+            schema = "e2e_" + secrets.token_hex(6)
+            pg_execute(pg_url, f"CREATE SCHEMA {schema}")
+            db = ["--db", pg_url.replace("+asyncpg", ""), "--db-schema", schema]
+        port = free_port()
+        log = tmp_path / f"cp-serve-{len(started)}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from rspp.cli import main; main()", "cp", "serve", *db,
+                 "--port", str(port), "--admin-key", admin_key, *args],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        started.append((proc, schema, pg_url))
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)
+        return url, log
+
+    yield start
+    for proc, schema, pg_url in started:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if schema is not None:
+            pg_execute(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")

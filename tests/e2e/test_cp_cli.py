@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -174,6 +175,16 @@ def test_cli_publish_rollout_route_token_status_audit(
     assert rspp("audit", "--verify", key=viewer, server=url).returncode == 0
     log = rspp("audit", key=viewer, server=url)
     assert "pipeline.publish" in log.stdout and "rollout.rollback" in log.stdout
+    # a tenant key reads only its tenant's entries (the session it routed, its leases)
+    acme = rspp("keys", "create", "--role", "viewer", "--tenant", "acme", key=ADMIN_KEY,
+                server=url).stdout.strip().splitlines()[-1]
+    acme_lines = rspp("audit", key=acme, server=url).stdout.splitlines()
+    acme_log = [json.loads(line) for line in acme_lines]
+    assert acme_log and {e["tenant_id"] for e in acme_log} == {"acme"}
+    assert "lease.issued" in {e["action"] for e in acme_log}
+    fleet_acme = rspp("audit", "--tenant", "acme", key=viewer, server=url).stdout.splitlines()
+    assert [json.loads(line) for line in fleet_acme] == acme_log
+    assert rspp("audit", "--verify", key=acme, server=url).returncode == 1  # fleet only
     with sqlite3.connect(db_path) as conn:
         conn.execute("UPDATE cp_audit SET actor = 'mallory' WHERE seq = 2")
     broken = rspp("audit", "--verify", key=viewer, server=url)

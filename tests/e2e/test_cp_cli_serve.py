@@ -80,3 +80,37 @@ def test_serve_process_accepts_cli_commands(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_db_option_takes_a_plain_path_and_reports_a_bad_one_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["RSPP_ADMIN_KEY"] = "env-admin"
+    for bad in (str(tmp_path / "no" / "such" / "dir" / "cp.db"), "mysql://db/cp"):
+        res = subprocess.run([*CLI, "serve", "--db", bad, "--port", str(free_port())],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                             check=False)
+        assert res.returncode == 2, res
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "Traceback" not in res.stderr and "db" in res.stderr
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--db", "plain.db", "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert "rspp control plane on" in banner and "sqlite" in banner, proc.communicate()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        assert (tmp_path / "plain.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err

@@ -10,21 +10,14 @@ OpenAPI links publish -> rollout -> route -> token -> verify). Zero failures.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
-
-from rspp.controlplane._server import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -42,65 +35,11 @@ MODES = {"sqlite": "all", "postgresql": "positive"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def served(request: pytest.FixtureRequest,
+           cp_serve: Callable[..., tuple[str, Path]]) -> Iterator[tuple[str, str, Path]]:
     """``rspp cp serve`` on a free port; yields (store, url, its log file)."""
-    args = ["--db", f"sqlite:///{tmp_path / 'cp.db'}"]
-    schema = None
-    pg_url = ""
-    if request.param == "postgresql":
-        pg_url = request.getfixturevalue("pg_url")
-        schema = "fuzz_" + secrets.token_hex(6)
-        _pg(pg_url, f"CREATE SCHEMA {schema}")
-        args = ["--db", pg_url.replace("+asyncpg", ""), "--db-schema", schema]
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*CLI, "serve", *args, "--port", str(port), "--admin-key", ADMIN],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc, log)
-        yield request.param, url, log
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if schema is not None:
-            _pg(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def _pg(pg_url: str, statement: str) -> None:
-    import asyncio
-
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def run() -> None:
-        engine = create_async_engine(pg_url)
-        async with engine.begin() as conn:
-            await conn.execute(text(statement))
-        await engine.dispose()
-
-    asyncio.run(run())
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[str], log: Path) -> None:
-    """Poll the readiness probe (the process's own /healthz) until it answers."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "rspp cp serve did not become ready"
-        time.sleep(0.1)
+    url, log = cp_serve(request.param, ADMIN)
+    yield request.param, url, log
 
 
 def _seed(url: str) -> None:

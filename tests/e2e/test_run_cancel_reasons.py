@@ -26,7 +26,7 @@ def _cancels(metrics: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(metrics.read_text()):
         for s in fam.samples:
-            if s.name == "rspp_cancels_total":
+            if s.name == "rspp_cancels_total" and s.labels.get("scope") == "turn":
                 out[s.labels["reason"]] = s.value
     return out
 
@@ -49,7 +49,8 @@ def test_cancel_reason_reaches_timeline_evidence_and_metrics(
     assert (first["terminal"], first["reason"]) == ("abort", "cancelled")
     tid = first["turn_id"]
     recs = _records(tl)
-    cancels = [r["reason"] for r in recs if r.get("signal") == "cancel" and r["turn_id"] == tid]
+    cancels = [r["reason"] for r in recs if r.get("signal") == "cancel" and r["turn_id"] == tid
+               and r["scope"] == "turn"]
     assert [c.split(":")[0] for c in cancels] == [how]
     evidence = next(r for r in recs if "or02_evidence_schema_version" in r
                     and r["turn_id"] == tid)

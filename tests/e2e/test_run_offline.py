@@ -101,7 +101,9 @@ def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
     seq = [(ln["kind"], ln["record"]) for ln in lines]
     cancel_at = next(i for i, (k, r) in enumerate(seq) if k == "control_signal"
                      and r["signal"] == "cancel" and r.get("turn_id") == tid)
-    after = [(k, r.get("signal")) for k, r in seq[cancel_at + 1:] if r.get("turn_id") == tid]
+    # (TelemetryLane audit records say how each node stopped, F-041)
+    after = [(k, r.get("signal")) for k, r in seq[cancel_at + 1:] if r.get("turn_id") == tid
+             and r.get("lane") != "TelemetryLane"]
     # after the fence: only the cancel's own consequences, never output or playback start
     assert all(k in ("control_signal", "turn_transition", "decision_outcome", "or02_evidence")
                for k, _ in after)

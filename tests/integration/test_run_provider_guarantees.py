@@ -169,7 +169,8 @@ async def test_remaining_turn_budget_ends_retries_with_the_budget_outcome(
     aborts = _named(sig, "abort")
     assert [a["reason"] for a in aborts] == ["budget_exhausted"]
     # the failure path cancels the turn's scope and says why (F-035): reason code timeout
-    assert [c["reason"].split(":")[0] for c in _named(sig, "cancel")] == ["timeout"]
+    assert [c["reason"].split(":")[0] for c in _named(sig, "cancel")
+            if c["scope"] == "turn"] == ["timeout"]
     assert _named(sig, "close")
 
 
@@ -187,7 +188,7 @@ async def test_a_failed_provider_cancels_the_turn_with_reason_provider_error(
     assert len(srv.requests) == 1
     assert [t.terminal for t in result.turns] == ["abort"]
     tid = result.turns[0].turn_id
-    cancels = [c for c in _named(sig, "cancel") if c["turn_id"] == tid]
+    cancels = [c for c in _named(sig, "cancel") if c["turn_id"] == tid and c["scope"] == "turn"]
     assert [c["reason"].split(":")[0] for c in cancels] == ["provider_error"]
     assert cancels[0]["emitted_by"] == "RK-16" and cancels[0]["scope"] == "turn"
     assert ('rspp_cancels_total{pipeline_version="voice-assistant@1.0.0",reason="provider_error",'

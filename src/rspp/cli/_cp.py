@@ -111,7 +111,10 @@ def _call(server: str, api_key: str | None, work: Callable[[_Client], T]) -> T:
 @cp_app.command("serve")
 def serve(
     db: str = typer.Option(
-        None, "--db", envvar="RSPP_DB", help="Database URL (default: ./rspp-controlplane.db)."
+        None,
+        "--db",
+        envvar="RSPP_DB",
+        help="Database URL or SQLite file path (default: ./rspp-controlplane.db).",
     ),
     db_schema: str = typer.Option(
         None, "--db-schema", help="PostgreSQL schema to use (default: the search_path)."
@@ -155,7 +158,7 @@ def serve(
     import uvicorn
 
     from rspp.controlplane import ControlPlane, ControlPlaneSettings, TokenKeys, create_app
-    from rspp.controlplane._store import default_sqlite_url
+    from rspp.controlplane._store import default_sqlite_url, normalise_url
 
     if not admin_key:
         typer.echo(
@@ -164,7 +167,7 @@ def serve(
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
     settings = ControlPlaneSettings(
-        db_url=db or default_sqlite_url(),
+        db_url=normalise_url(db) if db else default_sqlite_url(),
         db_schema=db_schema,
         admin_key=admin_key,
         token_keys=keys,
@@ -191,7 +194,13 @@ def serve(
             typer.echo(
                 f"rspp control plane on http://{host}:{port} (db {settings.db_url.split('://')[0]})"
             )
-            await server.serve()
+            try:
+                await server.serve()
+                # uvicorn re-raises a captured SIGINT when serve() returns: asyncio.run then
+                # cancels this task, at this await rather than inside the close below
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                pass
         finally:
             await monitor.stop()
             await cp.close()
@@ -271,18 +280,109 @@ def get(
 
 @cp_app.command("rollout")
 def rollout(
-    name: str = typer.Argument(...),
-    canary: str = typer.Option(..., "--canary", help="Version to roll out."),
-    percent: float = typer.Option(..., "--percent", help="Share of sessions (0-100)."),
+    name: str = typer.Argument(..., help="Pipeline name (or `status NAME`: the gate table)."),
+    subject: str = typer.Argument(None, help="With `status`: the pipeline name."),
+    to: str = typer.Option(None, "--to", "--canary", help="Version to roll out."),
+    percent: float = typer.Option(None, "--percent", help="Share of sessions (0-100)."),
     tenants: list[str] = typer.Option(
         [], "--tenants", help="Restrict the canary to these tenants."
     ),
+    promote_after: int = typer.Option(
+        None, "--promote-after", min=1,
+        help="Gated: canary turns at a step before it is promoted to the next step.",
+    ),
+    rollback_on_gates: bool = typer.Option(
+        False, "--rollback-on-gates",
+        help="Gated: roll back automatically when any canary quality gate fails.",
+    ),
+    steps: str = typer.Option(
+        None, "--steps", help="Gated: the percentages after --percent (default 25,50,100)."
+    ),
+    window: int = typer.Option(
+        None, "--window", min=1, help="Gated: gate samples per version in the window (200)."
+    ),
+    min_samples: int = typer.Option(
+        None, "--min-samples", min=1, help="Gated: fewest samples for a verdict (20)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="`status`: print JSON."),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Start or change a canary rollout."""
+    """Start or change a canary rollout; gated with --promote-after/--rollback-on-gates.
+
+    `rspp cp rollout status NAME` shows the canary and baseline gate tables, the
+    current percentage, the next step and the last decision with its reason.
+    """
+    if name == "status" and subject:
+        result = _call(server, api_key,
+                       lambda c: c.request("GET", f"/v1/pipelines/{subject}/rollout/status"))
+        if as_json:
+            _print(result)
+        else:
+            typer.echo(rollout_status_text(result))
+        return
+    if subject or to is None or percent is None:
+        typer.echo("error: use `rspp cp rollout NAME --to VERSION --percent P` or "
+                   "`rspp cp rollout status NAME`", err=True)
+        raise typer.Exit(2)
     flat = [t for item in tenants for t in item.split(",") if t]
-    _print(_call(server, api_key, lambda c: c.rollout(name, canary, percent, flat)))
+    body: dict[str, Any] = {"canary": to, "percent": percent, "tenants": flat}
+    try:
+        plan = [float(x) for x in steps.split(",") if x.strip()] if steps else []
+    except ValueError:
+        typer.echo(f"error: --steps {steps!r}: comma-separated percentages", err=True)
+        raise typer.Exit(2) from None
+    for key, value in (("promote_after", promote_after), ("window", window),
+                       ("min_samples", min_samples), ("steps", plan or None)):
+        if value is not None:
+            body[key] = value
+    if rollback_on_gates:
+        body["rollback_on_gates"] = True
+    _print(_call(server, api_key,
+                 lambda c: c.request("POST", f"/v1/pipelines/{name}/rollout", json=body)))
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def rollout_status_text(status: dict[str, Any]) -> str:
+    """The gate table of ``GET /v1/pipelines/{name}/rollout/status`` for a terminal."""
+    name, state, policy = status["pipeline_name"], status["rollout"], status["policy"]
+    if state is None:
+        return f"{name}: no rollout (new sessions get the latest published version)"
+    lines = [f"{name}: stable {state['stable_version']}" + (
+        f", canary {state['canary_version']} at {state['percent']:g}%"
+        if state["canary_version"] else ", no canary")]
+    if policy is None:
+        lines.append("not gated (start with --promote-after and/or --rollback-on-gates)")
+        return "\n".join(lines)
+    nxt = status["next_step"]
+    lines.append(
+        f"gated rollout of {policy['canary_version']}: {policy['state']}; steps "
+        + " -> ".join(f"{s:g}%" for s in policy["steps"])
+        + (f"; next step {nxt:g}% after {policy['promote_after']} turns "
+           f"({status['turns_at_step']} so far)" if nxt is not None else "")
+        + f"; window {policy['window']} samples, verdict from {policy['min_samples']}")
+    tables = [t for t in (status["canary"], status["baseline"]) if t is not None]
+    head = f"{'gate':<4}  {'name':<20}  {'threshold':<31}"
+    for which, t in zip(("canary", "baseline"), tables, strict=False):
+        head += f"  {which} {t['version']} (n={t['samples']})".ljust(36)
+    lines.append(head)
+    for i, gate in enumerate(tables[0]["gates"]):
+        row = f"{gate['gate']:<4}  {gate['name']:<20}  {gate['threshold']:<31}"
+        for t in tables:
+            g = t["gates"][i]
+            verdict = g["status"] if t["evaluated"] else "waiting"
+            figures = (f"p50 {_ms(g['p50'])} p95 {_ms(g['p95'])} p99 {_ms(g['p99'])}"
+                       if g["p50"] is not None else f"value {_ms(g['value'])}")
+            row += f"  {verdict:<10} {figures}".ljust(36)
+        lines.append(row.rstrip())
+    last = status["last_decision"]
+    lines.append("last decision: " + (f"{last['action']} ({last['from_percent']:g}% -> "
+                                      f"{last['to_percent']:g}%): {last['reason']}"
+                                      if last else "none yet"))
+    return "\n".join(lines)
 
 
 @cp_app.command("rollback")
@@ -361,10 +461,13 @@ def status(
 @cp_app.command("audit")
 def audit(
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 1 if broken."),
+    tenant: str = typer.Option(
+        None, "--tenant", help="Only this tenant's entries (a tenant key reads only its own)."
+    ),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Print the audit log (JSON lines), or verify its hash chain."""
+    """Print the audit log (JSON lines), or verify its hash chain (fleet keys)."""
     if verify:
         verdict = _call(server, api_key, lambda c: c.request("GET", "/v1/audit/verify"))
         if not verdict["ok"]:
@@ -375,7 +478,8 @@ def audit(
             raise typer.Exit(1)
         typer.echo(f"audit chain ok ({verdict['checked']} entries)")
         return
-    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit"))
+    query = {"tenant_id": tenant} if tenant else None
+    result = _call(server, api_key, lambda c: c.request("GET", "/v1/audit", params=query))
     for entry in result["entries"]:
         typer.echo(json.dumps(entry, sort_keys=True))
 

@@ -1,4 +1,4 @@
-"""``rspp timeline`` (show, diff, sweep) and ``rspp slo report``."""
+"""``rspp timeline`` (show, diff, sweep; ``view`` in ``_timeline_view``) and ``rspp slo report``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from rspp.observability import (
     report_to_markdown,
     sweep,
     timeline_table,
+    timeline_text,
 )
 
 timeline_app = typer.Typer(name="timeline", help="Inspect recorded timelines.",
@@ -78,7 +79,11 @@ def show(
 
     shown = filter_lines(counted(), spec)
     title = f"{file.name} ({len(shown)} of {total} lines)"
-    console.print(timeline_table(shown, title=title))
+    if sys.stdout.isatty():
+        console.print(timeline_table(shown, title=title))
+        return
+    for text in timeline_text(shown, title=title):  # piped: plain aligned rows, streamed
+        typer.echo(text)
 
 
 @timeline_app.command("diff")
@@ -178,6 +183,9 @@ def slo_report(
 
 def register(app: typer.Typer) -> None:
     """Attach ``timeline`` and ``slo`` to the root app."""
+    from rspp.cli import _timeline_view
+
+    _timeline_view.register(timeline_app)
     app.add_typer(timeline_app, name="timeline")
     app.add_typer(slo_app, name="slo")
     guard_commands(app)

@@ -151,6 +151,7 @@ def run(
             "after_fence_outputs": result.after_fence_outputs,
             "dead_letters": result.dead_letters,
             "interrupted": result.interrupted,
+            "session_states": list(result.session_states),
         }))
     else:
         echo(render_result(result))

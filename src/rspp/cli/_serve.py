@@ -10,7 +10,8 @@ import typer
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from rspp.server import GovernedSessions, TransportRoutes
+    from rspp.server import GovernedSessions, TelephonyConfig, TransportRoutes
+    from rspp.transports import IceServer, LiveKitConfig
 
 __all__ = ["register", "serve"]
 
@@ -28,11 +29,18 @@ def serve(
         None, "--api-key", envvar="RSPP_API_KEY",
         help="Operator API key for the control plane (embedded: the admin key it accepts; "
         "generated and printed when omitted)."),
+    token_secret: str | None = typer.Option(
+        None, "--token-secret", envvar="RSPP_TOKEN_SECRET",
+        help="HS256 secret of a control plane that signs tokens with one (Ed25519 control "
+        "planes publish their public key; nothing to pass)."),
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
     runtime_id: str | None = typer.Option(None, "--runtime-id", help="Runtime id to register."),
     capacity: int = typer.Option(100, "--capacity", min=1, help="Most concurrent sessions."),
+    region: str = typer.Option(
+        "default", "--region", help="Region this runtime registers in (routes asking for a "
+        "region prefer its runtimes)."),
     drain_deadline: float = typer.Option(
         30.0, "--drain-deadline", min=0.0,
         help="Seconds active turns get to finish after SIGTERM before sessions close."),
@@ -47,6 +55,39 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_level: str | None = typer.Option(
+        None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
+        "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
+    ice_server: list[str] = typer.Option(
+        [], "--ice-server", help="STUN/TURN server for WebRTC peers, repeatable: "
+        "stun:HOST:PORT or turn:USER:PASSWORD@HOST:PORT (none needed on loopback/LAN)."),
+    twilio_auth_token: str | None = typer.Option(
+        None, "--twilio-auth-token", envvar="RSPP_TWILIO_AUTH_TOKEN",
+        help="Phone calls: the carrier account's auth token; the voice webhook verifies "
+        "X-Twilio-Signature with it (without it every call is refused)."),
+    phone_number: list[str] = typer.Option(
+        [], "--phone-number",
+        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
+        "sessions of TENANT (pipeline: the served spec's by default)."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="RSPP_PUBLIC_URL",
+        help="Phone calls: the URL the carrier reaches this runtime at "
+        "(https://voice.example.com); signatures and the stream URL use it."),
+    livekit_url: str | None = typer.Option(
+        None, "--livekit-url", envvar="LIVEKIT_URL",
+        help="LiveKit server (wss://...): sessions routed with attributes.room join that "
+        "room as an agent (POST /v1/livekit/sessions/{id}/join); needs rspp[livekit]."),
+    livekit_key: str | None = typer.Option(
+        None, "--livekit-key", envvar="LIVEKIT_API_KEY", help="LiveKit API key."),
+    livekit_secret: str | None = typer.Option(
+        None, "--livekit-secret", envvar="LIVEKIT_API_SECRET", help="LiveKit API secret."),
+    gate_queue: int = typer.Option(
+        2048, "--gate-queue", min=1, max=1_000_000,
+        help="Gate samples of live turns buffered while the control plane is slow or down; "
+        "beyond it the oldest are dropped (counted in rspp_gate_samples_dropped_total)."),
+    gate_interval: float = typer.Option(
+        1.0, "--gate-interval", min=0.05, max=60.0,
+        help="Seconds between gate-sample reports to the control plane."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -67,14 +108,30 @@ def serve(
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
         raise typer.Exit(2)
+    from rspp.errors import RSPPError
+    from rspp.runner._replayable import parse_record_level
+
+    try:
+        level = parse_record_level(record_level)
+    except RSPPError as exc:
+        typer.echo(f"error: --record-level: {exc}", err=True)
+        raise typer.Exit(2) from None
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
-                        api_key=api_key, db_url=db, runtime_id=runtime_id, capacity=capacity,
+                        api_key=api_key, token_secret=token_secret, db_url=db,
+                        runtime_id=runtime_id, capacity=capacity, region=region,
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
-                        transport_routes=_transport_routes())
+                        record_level=level,
+                        gate_queue=gate_queue, gate_interval_s=gate_interval,
+                        transport_routes=_transport_routes(
+                            _telephony(twilio_auth_token, phone_number, public_url,
+                                       None if control_plane else spec),
+                            _ice_servers(ice_server), embedded=control_plane is None,
+                            timeline_dir=timeline_dir,
+                            livekit=_livekit(livekit_url, livekit_key, livekit_secret)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -87,14 +144,102 @@ def serve(
     raise typer.Exit(code)
 
 
-def _transport_routes() -> TransportRoutes:
-    """The WebSocket endpoint (``/v1/sessions/{id}/ws``) over the runtime's governed sessions."""
-    from rspp.server import GovernedFactory
-    from rspp.transports import websocket_route
+def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:
+    """``stun:HOST:PORT`` or ``turn(s):USER:PASSWORD@HOST:PORT[?transport=udp]``."""
+    from rspp.transports import IceServer
+
+    out = []
+    for value in values:
+        scheme, sep, rest = value.partition(":")
+        if not sep or scheme not in ("stun", "stuns", "turn", "turns") or not rest:
+            raise typer.BadParameter(f"{value!r}: use stun:HOST:PORT or "
+                                     "turn:USER:PASSWORD@HOST:PORT", param_hint="--ice-server")
+        creds, at, host = rest.rpartition("@")
+        user, _, password = creds.partition(":")
+        if scheme.startswith("turn") and not (at and user and password):
+            raise typer.BadParameter(f"{value!r}: a TURN server needs USER:PASSWORD@",
+                                     param_hint="--ice-server")
+        out.append(IceServer(urls=(f"{scheme}:{host}",), username=user or None,
+                             credential=password or None))
+    return tuple(out)
+
+
+def _telephony(auth_token: str | None, numbers: list[str], public_url: str | None,
+               spec: Path | None) -> TelephonyConfig:
+    """The phone-call configuration; the served spec's pipeline answers by default."""
+    from rspp.server import DEFAULT_SPEC, TelephonyConfig, parse_phone_number
+    from rspp.spec import SpecInvalid, parse_spec_text
+
+    default: str | None = None
+    path = spec or DEFAULT_SPEC
+    if numbers and path.exists():
+        try:
+            default = parse_spec_text(path.read_text(), str(path)).name
+        except SpecInvalid:
+            default = None
+    table = {}
+    for text in numbers:
+        try:
+            number, where = parse_phone_number(text, default)
+        except ValueError as exc:
+            typer.echo(f"error: --phone-number {exc}", err=True)
+            raise typer.Exit(2) from None
+        table[number] = where
+    return TelephonyConfig(auth_token=auth_token or None, numbers=table, public_url=public_url)
+
+
+def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitConfig | None:
+    """The LiveKit configuration, or None when no LiveKit URL is given."""
+    from rspp.transports import LiveKitConfig, livekit_available
+
+    if not url:
+        return None
+    if not key or not secret:
+        typer.echo("error: --livekit-url needs --livekit-key and --livekit-secret (or "
+                   "LIVEKIT_API_KEY / LIVEKIT_API_SECRET)", err=True)
+        raise typer.Exit(2)
+    if not livekit_available():
+        typer.echo("error: --livekit-url needs the LiveKit SDKs: pip install 'rspp[livekit]'",
+                   err=True)
+        raise typer.Exit(2)
+    return LiveKitConfig(url=url, api_key=key, api_secret=secret)
+
+
+def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
+                      embedded: bool = True, timeline_dir: Path | None = None,
+                      livekit: LiveKitConfig | None = None) -> TransportRoutes:
+    """The live-session endpoints over the runtime's governed sessions (one session hub:
+    one live connection per session, whichever transport carries it).
+
+    WebSocket ``/v1/sessions/{id}/ws``; WebRTC ``/v1/sessions/{id}/webrtc``; phone calls:
+    the carrier voice webhook and the media-streams endpoint
+    ``/v1/telephony/twilio/stream``; with LiveKit configured,
+    ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
+    loopback clients when embedded).
+    """
+    from rspp.server import GovernedFactory, livekit_routes, telephony_routes
+    from rspp.transports import (
+        SessionHub,
+        WebRTCOptions,
+        twilio_stream_route,
+        webrtc_available,
+        webrtc_route,
+        websocket_route,
+    )
+    from rspp.web import WebOptions, web_routes
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions)
-        return [websocket_route(factory, factory.verify)]
+        hub = SessionHub(factory)
+        client = sessions.link.client
+        web = WebOptions(route=client.route if embedded else None,
+                         pipelines=client.list_pipelines if embedded else None,
+                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
+        rooms = (livekit_routes(sessions, hub, factory.verify, livekit)
+                 if livekit is not None else [])
+        return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),
+                webrtc_route(hub, factory.verify, options=WebRTCOptions(ice_servers=ice)),
+                *telephony_routes(sessions, telephony), *rooms, *web_routes(web)]
 
     return routes
 

@@ -66,8 +66,10 @@ def resolve(
     try:
         spec = load_spec(file)
         config = load_layers(layers) if layers is not None else ConfigLayers()
+        from rspp.nodes import NodeCatalog  # custom `python:` node types resolve too
+
         eff = resolve_effective(spec, tenant=tenant, session=session, env=dict(os.environ),
-                                layers=config)
+                                layers=config, catalog=NodeCatalog.for_spec(file))
     except SpecInvalid as exc:
         if exc.issues and exc.issues[0].file == "<spec>":  # found after layering: locate it
             located = [i for i in lint_text(read_spec_source(file), str(file))

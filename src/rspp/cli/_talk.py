@@ -67,6 +67,7 @@ def talk(
         SessionRefusedError,
         TalkOptions,
         direct_target,
+        latency_table,
         route_session,
     )
     from rspp.transports import (
@@ -131,6 +132,10 @@ def talk(
                 typer.echo(f"turn {t.turn_id}: {t.terminal or 'open'}"
                            + (f" ({t.reason})" if t.reason else "")
                            + (" [cleared]" if t.cleared else ""))
+            if result.turns:
+                typer.echo("")
+                for line in latency_table(result):
+                    typer.echo(line)
             if output is not None:
                 secs = len(result.audio) / 2 / client.ready.output_sample_rate
                 typer.echo(f"wrote {output} ({secs:.2f} s of reply audio)")

@@ -26,7 +26,10 @@ from rspp.transports import (
     TurnEvent,
 )
 
-__all__ = ["TalkOptions", "TalkResult", "TalkTurn", "talk"]
+__all__ = ["TalkOptions", "TalkResult", "TalkTurn", "latency_table", "talk"]
+
+#: a frame whose loudest sample exceeds this is voiced (espeak-ng / microphone speech)
+VOICED_PEAK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +51,26 @@ class TalkTurn:
     terminal: str | None = None
     reason: str | None = None
     cleared: bool = False
-    #: client time (s since the input started) of the end of user speech proxy and first audio
+    #: client times (s since the input started): the last voiced frame sent before the turn
+    #: opened (end of user speech), the ``open`` event, the first reply audio frame
+    speech_end_at_s: float | None = None
     opened_at_s: float | None = None
     first_audio_at_s: float | None = None
+
+    def _ms(self, a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else (b - a) * 1000
+
+    @property
+    def speech_end_to_open_ms(self) -> float | None:
+        return self._ms(self.speech_end_at_s, self.opened_at_s)
+
+    @property
+    def speech_end_to_first_audio_ms(self) -> float | None:
+        return self._ms(self.speech_end_at_s, self.first_audio_at_s)
+
+    @property
+    def open_to_first_audio_ms(self) -> float | None:
+        return self._ms(self.opened_at_s, self.first_audio_at_s)
 
 
 @dataclass(slots=True)
@@ -80,7 +100,8 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
     rate = client.sample_rate
     n = rate * o.frame_ms // 1000 * 2
     t0 = loop.time()
-    state = {"first_audio": None, "last_activity": t0, "input_done": False}
+    state = {"first_audio": None, "last_activity": t0, "input_done": False,
+             "last_voiced": None}
     open_turns: set[str] = set()
     current: list[str] = []
     barge = bytearray(o.barge_in or b"")
@@ -104,6 +125,8 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                 frame = np.clip(a + b, -32768, 32767).astype(np.int16).tobytes()
                 state["last_activity"] = loop.time()
             await client.send_audio(frame)
+            if np.abs(np.frombuffer(frame, dtype=np.int16)).max(initial=0) > VOICED_PEAK:
+                state["last_voiced"] = now()
             k += 1
             if k >= total:
                 state["input_done"] = True
@@ -150,6 +173,7 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                     open_turns.add(ev.turn_id)
                     current.append(ev.turn_id)
                     t.opened_at_s = now()
+                    t.speech_end_at_s = state["last_voiced"]
                 elif ev.state in ("commit", "abort"):
                     t.terminal, t.reason = ev.state, ev.reason
                 elif ev.state == "close":
@@ -173,3 +197,28 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
         await asyncio.wait({sender})
     result.close_code, result.close_reason = client.close_code, client.close_reason
     return result
+
+
+_COLUMNS = ("turn", "outcome", "speech end -> open", "speech end -> audio", "open -> audio")
+
+
+def latency_table(result: TalkResult) -> list[str]:
+    """The per-turn latency table as the client measured it (lines of text)."""
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f} ms"
+
+    rows = [_COLUMNS]
+    for t in result.turns.values():
+        outcome = t.terminal or "open"
+        if t.terminal == "abort" and t.reason:
+            outcome = f"abort({t.reason})"
+        rows.append((t.turn_id.rsplit(":", 1)[-1], outcome, ms(t.speech_end_to_open_ms),
+                     ms(t.speech_end_to_first_audio_ms), ms(t.open_to_first_audio_ms)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = ["per-turn latency at the client (end of speech: the last voiced frame sent)"]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines

@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from rspp.controlplane._errors import BodyTooLarge, CPError, Forbidden, NotFound
-from rspp.controlplane._handlers import ANONYMOUS, Call, Reply
+from rspp.controlplane._handlers import ANONYMOUS, Call, Reply, Text
 from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._rbac import Principal
 from rspp.controlplane._requests import PATH_PARAMS
@@ -124,6 +124,9 @@ class _PathEndpoint:
             return _json(_error_body("internal", message, None), 500, request_id)
         if isinstance(value, Reply):
             return _json(value.value, value.status, request_id)
+        if isinstance(value, Text):
+            return Response(value.body, media_type=value.media_type,
+                            headers={"x-request-id": request_id})
         return _json(value, op.status, request_id)
 
     async def _run(self, op: Op, request: Request) -> Any:
@@ -196,7 +199,10 @@ async def _tenant_of(op: Op, call: Call) -> str:
     if source.where == "path":
         return call.path[source.name]
     if source.where == "query":
-        return str(getattr(call.query, source.name))
+        value = getattr(call.query, source.name)
+        if value is None and source.optional and call.principal.tenant_id is not None:
+            return call.principal.tenant_id  # left out: the key's own tenant
+        return str(value)
     if source.where == "body":
         return str(getattr(call.body, source.name))
     if source.where == "token":

@@ -1,8 +1,13 @@
 """Append-only audit log with a SHA-256 hash chain (F-097).
 
 Each row's ``hash`` covers its sequence number, time, actor, action, subject,
-details and the previous row's hash, so editing or deleting any row breaks
-verification from that row on. Appends are serialised by the primary key on
+details, the tenant it concerns (when it names one) and the previous row's hash,
+so editing or deleting any row breaks verification from that row on.
+
+Entries that concern one tenant (its sessions, leases, configs, keys, denials of
+its keys) carry that ``tenant_id``; fleet-wide changes carry none. A tenant-scoped
+key reads only its tenant's entries; a fleet key reads all of them. The chain runs
+through every entry, so only a fleet key verifies it. Appends are serialised by the primary key on
 ``seq``: two concurrent appends cannot both extend the same tail.
 """
 
@@ -33,6 +38,7 @@ class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, Any]
     prev_hash: str
     hash: str
+    tenant_id: str | None = None
 
 
 class AuditVerdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,10 +49,21 @@ class AuditVerdict(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def entry_hash(
-    seq: int, ts_ms: int, actor: str, action: str, subject: str, detail_json: str, prev: str
+    seq: int,
+    ts_ms: int,
+    actor: str,
+    action: str,
+    subject: str,
+    detail_json: str,
+    prev: str,
+    tenant_id: str | None = None,
 ) -> str:
-    body = canonical_json([seq, ts_ms, actor, action, subject, detail_json, prev])
-    return sha256_hex(body)
+    """The digest of one entry; a tenant, when set, is covered (rows without one hash as
+    they did before entries named tenants)."""
+    fields: list[object] = [seq, ts_ms, actor, action, subject, detail_json, prev]
+    if tenant_id is not None:
+        fields.append({"tenant_id": tenant_id})
+    return sha256_hex(canonical_json(fields))
 
 
 class AuditLog:
@@ -62,6 +79,7 @@ class AuditLog:
         action: str,
         subject: str,
         detail: dict[str, Any],
+        tenant_id: str | None = None,
     ) -> None:
         """Append inside an open transaction (the change and its audit row commit together).
 
@@ -78,7 +96,7 @@ class AuditLog:
         seq, prev = (int(last[0]) + 1, str(last[1])) if last is not None else (1, GENESIS)
         ts = self._clock()
         detail_json = canonical_json(detail)
-        digest = entry_hash(seq, ts, actor, action, subject, detail_json, prev)
+        digest = entry_hash(seq, ts, actor, action, subject, detail_json, prev, tenant_id)
         await conn.execute(
             insert(audit).values(
                 seq=seq,
@@ -89,29 +107,43 @@ class AuditLog:
                 detail_json=detail_json,
                 prev_hash=prev,
                 hash=digest,
+                tenant_id=tenant_id,
             )
         )
 
     async def append(
-        self, *, actor: str, action: str, subject: str, detail: dict[str, Any]
+        self,
+        *,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: dict[str, Any],
+        tenant_id: str | None = None,
     ) -> None:
         for _ in range(50):
             try:
                 async with self._store.tx() as conn:
                     await self.append_in(
-                        conn, actor=actor, action=action, subject=subject, detail=detail
+                        conn,
+                        actor=actor,
+                        action=action,
+                        subject=subject,
+                        detail=detail,
+                        tenant_id=tenant_id,
                     )
                 return
             except IntegrityError:
                 continue  # another writer took this seq; retry on the new tail
 
-    async def entries(self, *, limit: int = 1000, after_seq: int = 0) -> list[AuditEntry]:
+    async def entries(
+        self, *, limit: int = 1000, after_seq: int = 0, tenant_id: str | None = None
+    ) -> list[AuditEntry]:
+        """A page of entries after ``after_seq``; only ``tenant_id``'s when it is given."""
+        query = select(audit).where(audit.c.seq > after_seq)
+        if tenant_id is not None:
+            query = query.where(audit.c.tenant_id == tenant_id)
         async with self._store.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(audit).where(audit.c.seq > after_seq).order_by(audit.c.seq).limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(query.order_by(audit.c.seq).limit(limit))).all()
         return [
             AuditEntry(
                 seq=r.seq,
@@ -122,6 +154,7 @@ class AuditLog:
                 detail=json.loads(r.detail_json),
                 prev_hash=r.prev_hash,
                 hash=r.hash,
+                tenant_id=r.tenant_id,
             )
             for r in rows
         ]
@@ -147,7 +180,8 @@ class AuditLog:
                     reason=f"row {r.seq} does not link to the previous row's hash",
                 )
             expected = entry_hash(
-                r.seq, r.ts_ms, r.actor, r.action, r.subject, r.detail_json, r.prev_hash
+                r.seq, r.ts_ms, r.actor, r.action, r.subject, r.detail_json, r.prev_hash,
+                r.tenant_id,
             )
             if expected != r.hash:
                 return AuditVerdict(

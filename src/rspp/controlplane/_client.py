@@ -176,6 +176,9 @@ class ControlPlaneClient:
     async def publish_module(self, text: str) -> Any:
         return await self.request("POST", "/v1/modules", json=ModuleRequest(module=text))
 
+    async def get_module(self, name: str, version: str) -> Any:
+        return await self.request("GET", f"/v1/modules/{name}/versions/{version}")
+
     async def list_pipelines(self, name: str | None = None) -> Any:
         return await self.request("GET", "/v1/pipelines", params={"name": name} if name else None)
 

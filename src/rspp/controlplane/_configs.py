@@ -23,6 +23,11 @@ from rspp.controlplane._util import canonical_json, sha256_hex
 DEFAULT_SCOPE = "*"
 
 
+def scope_tenant(scope: str) -> str | None:
+    """The tenant a config scope belongs to (None: the default scope every tenant shares)."""
+    return None if scope == DEFAULT_SCOPE else scope
+
+
 class ConfigKind(StrEnum):
     POLICY = "policy"
     PROVIDER_CONFIG = "provider_config"

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rspp.controlplane._audit import AuditLog
 from rspp.controlplane._config import ControlPlaneSettings
 from rspp.controlplane._errors import CPError, Forbidden
+from rspp.controlplane._gate_metrics import GateMetrics
 from rspp.controlplane._leases import LeaseManager
 from rspp.controlplane._rbac import KeyRing, Principal, Role
 from rspp.controlplane._registry import Registry
@@ -51,6 +52,7 @@ class ControlPlaneCore:
         self.sessions = SessionBook(self.routing, self.leases)
         self.issuer = TokenIssuer(self.token_keys, clock)
         self.verifier = TokenVerifier(self.token_keys.verification_keys(), clock)
+        self.gate_metrics = GateMetrics()
 
     @classmethod
     async def open(cls, settings: ControlPlaneSettings, clock: Clock = wall_ms) -> Self:
@@ -71,6 +73,7 @@ class ControlPlaneCore:
                 action="rbac.denied",
                 subject=action,
                 detail={"role": principal.role.value, "needed": needed.value},
+                tenant_id=principal.tenant_id,
             )
             raise
 

@@ -53,6 +53,17 @@ class Call:
     body: Any
 
 
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A handler result that is not JSON (Prometheus text)."""
+
+    body: bytes
+    media_type: str
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A handler result with a status other than the route's default."""
@@ -80,16 +91,39 @@ async def get_pipeline(c: Call) -> Any:
     return await c.cp.get_pipeline(c.principal, c.path["name"], c.path.get("version"))
 
 
+async def get_module(c: Call) -> Any:
+    return await c.cp.get_module(c.principal, c.path["name"], c.path["version"])
+
+
 async def get_rollout(c: Call) -> RolloutReply:
     return RolloutReply(rollout=await c.cp.rollout_state(c.principal, c.path["name"]))
 
 
 async def rollout(c: Call) -> RolloutReply:
     b = c.body
+    if b.gated:
+        state = await c.cp.gated_rollout(
+            c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants,
+            promote_after=b.promote_after, rollback_on_gates=b.rollback_on_gates,
+            steps=b.steps, window_size=b.window, min_samples=b.min_samples)
+        return RolloutReply(rollout=state)
     state = await c.cp.rollout(
         c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants
     )
     return RolloutReply(rollout=state)
+
+
+async def rollout_status(c: Call) -> Any:
+    return await c.cp.rollout_status(c.principal, c.path["name"])
+
+
+async def gate_samples(c: Call) -> Any:
+    b = c.body
+    return await c.cp.ingest_gate_samples(c.principal, b.runtime_id, b.samples, b.dropped)
+
+
+async def metrics(c: Call) -> Text:
+    return Text(await c.cp.gate_metrics_text(c.principal), PROMETHEUS)
 
 
 async def rollback(c: Call) -> RolloutReply:
@@ -268,7 +302,9 @@ async def bundle(c: Call) -> Any:
 
 # ---- audit, keys, health --------------------------------------------------------------------
 async def audit_entries(c: Call) -> AuditList:
-    entries = await c.cp.audit_entries(c.principal, after_seq=c.query.after, limit=c.query.limit)
+    entries = await c.cp.audit_entries(
+        c.principal, after_seq=c.query.after, limit=c.query.limit, tenant_id=c.query.tenant_id
+    )
     return AuditList(entries=entries)
 
 

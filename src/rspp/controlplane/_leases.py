@@ -237,11 +237,14 @@ class LeaseManager:
                 session_id=session_id, epoch=epoch, holder=holder, issued_at_ms=now
             )
         )
-        version = (
+        owner = (
             await conn.execute(
-                select(sessions.c.pipeline_version).where(sessions.c.session_id == session_id)
+                select(sessions.c.pipeline_version, sessions.c.tenant_id).where(
+                    sessions.c.session_id == session_id
+                )
             )
-        ).scalar()
+        ).first()
+        version, tenant_id = (owner[0], owner[1]) if owner is not None else (None, None)
         name = SignalName.LEASE_ISSUED if seen is None else SignalName.LEASE_ROTATED
         signal = await emit_signal(
             conn,
@@ -264,6 +267,7 @@ class LeaseManager:
                 "previous_epoch": seen,
                 "expires_at_ms": expires,
             },
+            tenant_id=tenant_id,
         )
         return LeaseChange(
             lease=Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires),

@@ -44,6 +44,17 @@ _BODY_EXAMPLES: dict[str, dict[str, Any]] = {
     "publish_post": {"spec": _SPEC_EXAMPLE, "filename": "simple.yaml"},
     "rollout_post": {"canary": "1.1.0", "percent": 10, "tenants": ["acme"]},
     "rollback_post": {"to": "1.0.0"},
+    "gate_samples_post": {
+        "runtime_id": "rt-1",
+        "samples": [{
+            "pipeline_name": "voice-assistant", "pipeline_version": "1.1.0",
+            "tenant_id": "acme",
+            "sample": {"session_id": "s-1", "turn_id": "s-1:turn:1", "turn_open_ms": 2,
+                       "first_output_ms": 480, "end_to_end_ms": 900, "outputs_checked": 2,
+                       "evidence_complete": True, "lifecycle_ok": True},
+        }],
+        "dropped": 0,
+    },
     "route_post": {"tenant_id": "acme", "pipeline_name": "simple-assistant"},
     "register_runtime_post": {
         "runtime_id": "rt-1",
@@ -182,7 +193,7 @@ def _ref(kind: Any, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
 def _operation(op: Op, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     ok: dict[str, Any] = {
         "description": op.summary,
-        "content": {"application/json": {"schema": _ref(op.response, refs)}},
+        "content": {op.media: {"schema": _ref(op.response, refs)}},
     }
     links = _LINKS.get(op.operation_id)
     if links:

@@ -17,6 +17,7 @@ from rspp.controlplane._configs import (
     active_config,
     list_configs,
     publish_config_in,
+    scope_tenant,
 )
 from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._policy import parse_policy
@@ -85,6 +86,10 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, "get pipeline")
         return await self.registry.get(name, version)
 
+    async def get_module(self, principal: Principal, name: str, version: str) -> ModuleRecord:
+        await self.authorize(principal, Role.VIEWER, "get module")
+        return await self.registry.get_module(name, version)
+
     # -- rollout (CP-09) -------------------------------------------------------------------
     async def rollout(
         self,
@@ -98,26 +103,41 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, "start rollout")
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
-            await self.store.lock(conn, f"rollout:{name}")
-            state = await self.rollouts.set_canary_in(
-                conn, name, canary, percent, tenants, actor=principal.key_id, now_ms=now
-            )
-            await self.audit.append_in(
-                conn,
-                actor=principal.key_id,
-                action="rollout.canary",
-                subject=name,
-                detail={
-                    "stable": state.stable_version,
-                    "canary": canary,
-                    "percent": percent,
-                    "tenants": list(tenants),
-                    "revision": state.revision,
-                },
-            )
-            return state
+            return await self._rollout_in(conn, principal, name, canary, percent, tenants, now)
 
         return await self._write(work, "rollout")
+
+    async def _rollout_in(
+        self,
+        conn: AsyncConnection,
+        principal: Principal,
+        name: str,
+        canary: str,
+        percent: float,
+        tenants: tuple[str, ...],
+        now: int,
+        detail: dict[str, Any] | None = None,
+    ) -> RolloutState:
+        """Set the canary and audit it (``detail``: more to record, e.g. a gate policy)."""
+        await self.store.lock(conn, f"rollout:{name}")
+        state = await self.rollouts.set_canary_in(
+            conn, name, canary, percent, tenants, actor=principal.key_id, now_ms=now
+        )
+        await self.audit.append_in(
+            conn,
+            actor=principal.key_id,
+            action="rollout.canary",
+            subject=name,
+            detail={
+                "stable": state.stable_version,
+                "canary": canary,
+                "percent": percent,
+                "tenants": list(tenants),
+                "revision": state.revision,
+                **(detail or {}),
+            },
+        )
+        return state
 
     async def rollback(self, principal: Principal, name: str, *, to: str) -> RolloutState:
         await self.authorize(principal, Role.OPERATOR, "rollback")
@@ -194,6 +214,7 @@ class RegistryOps(ControlPlaneCore):
                     "hash": version.body_hash,
                     "activated": activate,
                 },
+                tenant_id=scope_tenant(scope),
             )
             return version
 
@@ -214,6 +235,7 @@ class RegistryOps(ControlPlaneCore):
                 action=f"{kind.value}.activate",
                 subject=scope,
                 detail={"version": version},
+                tenant_id=scope_tenant(scope),
             )
             return await active_config(conn, kind, scope, fall_back_to_default=False)
 

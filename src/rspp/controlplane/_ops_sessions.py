@@ -145,6 +145,7 @@ class SessionOps(ControlPlaneCore):
                             "nodes": list(doc.insert_compliance_nodes),
                             "policy_version": policy.version,
                         },
+                        tenant_id=tenant_id,
                     )
             token, claims = self.issuer.issue(
                 session_id=sid,
@@ -305,10 +306,20 @@ class SessionOps(ControlPlaneCore):
 
     # -- audit and keys --------------------------------------------------------------------
     async def audit_entries(
-        self, principal: Principal, *, after_seq: int = 0, limit: int = 1000
+        self,
+        principal: Principal,
+        *,
+        after_seq: int = 0,
+        limit: int = 1000,
+        tenant_id: str | None = None,
     ) -> list[AuditEntry]:
+        """Audit entries; a tenant-scoped key reads only its own tenant's (fleet keys read
+        every entry, or one tenant's with ``tenant_id``)."""
         await self.authorize(principal, Role.VIEWER, "read audit log")
-        return await self.audit.entries(after_seq=after_seq, limit=limit)
+        if principal.tenant_id is not None:
+            principal.require_tenant(tenant_id or principal.tenant_id)
+            tenant_id = principal.tenant_id
+        return await self.audit.entries(after_seq=after_seq, limit=limit, tenant_id=tenant_id)
 
     async def audit_verify(self, principal: Principal) -> AuditVerdict:
         await self.authorize(principal, Role.VIEWER, "verify audit log")
@@ -329,6 +340,7 @@ class SessionOps(ControlPlaneCore):
                 action="key.create",
                 subject=key_id,
                 detail={"role": role.value, "tenant_id": tenant_id},
+                tenant_id=tenant_id,
             )
             return key_id, secret
 

@@ -15,6 +15,7 @@ from msgspec import Meta
 
 from rspp.controlplane._admission import Quotas
 from rspp.controlplane._policy import PolicyDocument
+from rspp.observability import TurnGateSample
 
 INT32_MAX = 2**31 - 1
 
@@ -131,10 +132,49 @@ class ModuleRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
     module: Document
 
 
+Turns = Annotated[int, Meta(ge=1, le=1_000_000, description="a number of turns")]
+WindowSize = Annotated[int, Meta(ge=1, le=10_000, description="a number of gate samples")]
+StepPercent = Annotated[float, Meta(gt=0, le=100)]
+
+
 class RolloutRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A canary; with ``promote_after``/``rollback_on_gates``/``steps`` a gated rollout
+    (promoted step by step and rolled back by the quality gates of live sessions)."""
+
     canary: Version
     percent: Percent
     tenants: Annotated[tuple[Id, ...], Meta(max_length=1000)] = ()
+    #: canary turns (gate samples) at a step before it may be promoted
+    promote_after: Turns | None = None
+    #: roll back automatically when any canary gate fails over the window
+    rollback_on_gates: bool = False
+    #: the percentages after ``percent`` (default 25, 50, 100 above it)
+    steps: Annotated[tuple[StepPercent, ...], Meta(max_length=10)] = ()
+    #: gate samples per version in the sliding window, and the fewest for a verdict
+    window: WindowSize | None = None
+    min_samples: WindowSize | None = None
+
+    @property
+    def gated(self) -> bool:
+        return (self.promote_after is not None or self.rollback_on_gates or bool(self.steps)
+                or self.window is not None or self.min_samples is not None)
+
+
+class GateSampleIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One closed turn of a live session: its gate values, pipeline version and tenant."""
+
+    pipeline_name: Name
+    pipeline_version: Version
+    tenant_id: Id
+    sample: TurnGateSample
+
+
+class GateSamplesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A runtime's batch of gate samples (``dropped``: lost since its previous batch)."""
+
+    runtime_id: Id
+    samples: Annotated[tuple[GateSampleIn, ...], Meta(max_length=500)]
+    dropped: Count = 0
 
 
 class RollbackRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -273,3 +313,5 @@ class BundleQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True)
 class AuditQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     after: Seq = 0
     limit: PageSize = 1000
+    #: only this tenant's entries (a tenant key: its own, the default)
+    tenant_id: Id | None = None

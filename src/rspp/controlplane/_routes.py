@@ -11,7 +11,9 @@ must say who may call it:
   is its own; a fleet key may act for any tenant) or ``ANY`` (any key with the role:
   read-only, tenant-neutral data such as published pipelines);
 - ``tenant``: where a ``TENANT`` route's tenant comes from: a path/query/body field,
-  the owner of the session named in the path, or the claims of a presented token.
+  the owner of the session named in the path, or the claims of a presented token;
+  ``optional`` when the field may be left out: a tenant key then acts for its own
+  tenant and a fleet key for every tenant (the audit log).
 
 The dispatcher (``_app.py``) enforces all of it in one place before the handler runs;
 the OpenAPI document and the security test matrix are generated from this table.
@@ -32,8 +34,9 @@ from rspp.controlplane._audit import AuditVerdict
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._ops_fleet import Deregistered
+from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
 from rspp.controlplane._rbac import Role
-from rspp.controlplane._registry import PipelineRecord
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
@@ -54,6 +57,8 @@ class TenantFrom:
 
     where: Literal["path", "query", "body", "session", "token"]
     name: str
+    #: the field may be absent: a tenant key then acts for its own tenant, a fleet key for all
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ class Op:
     #: body limit in bytes when it differs from the server default (spec uploads)
     body_limit: Literal["default", "spec"] = "default"
     tag: str = "control-plane"
+    #: the success body's media type (``/metrics`` answers Prometheus text)
+    media: str = "application/json"
 
     @property
     def operation_id(self) -> str:
@@ -115,12 +122,18 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/pipelines/{name}/rollback", h.rollback, OP, _S.FLEET,
        "Rollback to a version", body=q.RollbackRequest, response=r.RolloutReply,
        errors=(404, 409), tag="registry"),
+    Op("GET", "/v1/pipelines/{name}/rollout/status", h.rollout_status, V, _S.ANY,
+       "Gated rollout status: canary vs baseline gates, step, last decision",
+       response=RolloutStatus, errors=(404,), tag="registry"),
     Op("GET", "/v1/pipelines/{name}/resolve", h.resolve, V, _S.TENANT,
        "Version resolution snapshot", tenant=_T("query", "tenant_id"), query=q.ResolveQuery,
        response=VersionResolution, errors=(404,), tag="registry"),
     Op("POST", "/v1/modules", h.publish_module, OP, _S.FLEET, "Publish a subgraph module",
        body=q.ModuleRequest, response=r.ModuleReply, status=201, also=(200,), errors=(409,),
        body_limit="spec", tag="registry"),
+    Op("GET", "/v1/modules/{name}/versions/{version}", h.get_module, V, _S.ANY,
+       "One subgraph module version (with its text)", response=ModuleRecord, errors=(404,),
+       tag="registry"),
     # versioned configs: changing them is fleet work; a tenant may read its own scope
     *(
         Op("POST", f"/v1/configs/{kind.value}/{{scope}}", h.config_publisher(kind), OP,
@@ -152,6 +165,9 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/providers/{provider_id}/health", h.provider_health, OP, _S.FLEET,
        "Report provider health", body=q.ProviderHealthRequest, response=r.ProviderHealthReply,
        tag="fleet"),
+    Op("POST", "/v1/gates/samples", h.gate_samples, OP, _S.FLEET,
+       "Report gate samples of live sessions (runtimes)", body=q.GateSamplesRequest,
+       response=GateIngest, tag="fleet"),
     Op("GET", "/v1/providers/health", h.get_provider_health, V, _S.ANY,
        "Provider health snapshot", response=ProviderHealth, tag="fleet"),
     # sessions: a tenant key acts only on its own tenant's sessions
@@ -200,10 +216,15 @@ ROUTES: tuple[Op, ...] = (
        tenant=_T("query", "tenant_id"), query=q.BundleQuery, response=TurnStartBundle,
        errors=(404,), tag="sessions"),
     # audit and keys
-    Op("GET", "/v1/audit", h.audit_entries, V, _S.FLEET, "Audit log", query=q.AuditQuery,
+    # a tenant key reads its own tenant's entries; the chain spans all tenants (fleet)
+    Op("GET", "/v1/audit", h.audit_entries, V, _S.TENANT, "Audit log (a tenant's entries)",
+       tenant=_T("query", "tenant_id", optional=True), query=q.AuditQuery,
        response=r.AuditList, tag="audit"),
     Op("GET", "/v1/audit/verify", h.audit_verify, V, _S.FLEET, "Verify the audit hash chain",
        response=AuditVerdict, tag="audit"),
+    Op("GET", "/metrics", h.metrics, V, _S.FLEET,
+       "Prometheus metrics: gate verdicts per pipeline version", response=str,
+       media=h.PROMETHEUS, tag="audit"),
     Op("POST", "/v1/keys", h.create_key, A, _S.FLEET, "Create an API key", body=q.KeyRequest,
        response=r.KeyReply, status=201, tag="keys"),
 )

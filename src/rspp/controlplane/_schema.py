@@ -6,7 +6,7 @@ migrations run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -157,6 +157,9 @@ audit = Table(
     Column("detail_json", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # the tenant an entry concerns (None: fleet-wide); covered by the hash when set
+    Column("tenant_id", String(200), nullable=True),
+    Index("ix_cp_audit_tenant_seq", "tenant_id", "seq"),
 )
 
 api_keys = Table(
@@ -175,4 +178,26 @@ counters = Table(
     metadata,
     Column("name", String(100), primary_key=True),
     Column("value", Integer, nullable=False),
+)
+
+gate_samples = Table(
+    "cp_gate_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline_name", String(200), nullable=False),
+    Column("pipeline_version", String(100), nullable=False),
+    Column("tenant_id", String(200), nullable=False),
+    Column("runtime_id", String(200), nullable=False),
+    Column("received_at_ms", _MS, nullable=False),
+    Column("body_json", Text, nullable=False),
+    Index("ix_cp_gate_samples_version", "pipeline_name", "pipeline_version", "seq"),
+)
+
+rollout_policies = Table(
+    "cp_rollout_policies",
+    metadata,
+    Column("pipeline_name", String(200), primary_key=True),
+    Column("body_json", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
 )

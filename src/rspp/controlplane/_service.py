@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from rspp.controlplane._ops_fleet import FleetOps
-from rspp.controlplane._ops_registry import RegistryOps
+from rspp.controlplane._ops_gates import GateOps
 from rspp.controlplane._ops_sessions import AdmissionDenied, SessionOps, SessionRoute
 
 __all__ = ["AdmissionDenied", "ControlPlane", "SessionRoute"]
 
 
-class ControlPlane(RegistryOps, FleetOps, SessionOps):
+class ControlPlane(GateOps, FleetOps, SessionOps):
     """Owns the store and every service; methods take the calling :class:`Principal`.
 
     Open with :meth:`ControlPlane.open`; close with :meth:`close`.

@@ -10,10 +10,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, insert, make_url, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from rspp.controlplane._errors import InvalidRequest
+from rspp.controlplane._errors import InvalidRequest, Unavailable
 from rspp.controlplane._schema import counters
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -24,7 +25,12 @@ def default_sqlite_url(path: str | Path = "rspp-controlplane.db") -> str:
 
 
 def normalise_url(url: str) -> str:
-    """Accept plain ``sqlite:///`` / ``postgresql://`` URLs and pick the async drivers."""
+    """Accept plain ``sqlite:///`` / ``postgresql://`` URLs and pick the async drivers.
+
+    A value without ``://`` is a path to a SQLite file (``--db ./cp.db``).
+    """
+    if url and "://" not in url:
+        return default_sqlite_url(url)
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     if url.startswith(("postgresql://", "postgres://")):
@@ -35,6 +41,26 @@ def normalise_url(url: str) -> str:
         f"unsupported database URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB",
         field="db",
     )
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _check_sqlite_dir(url: str) -> None:
+    """A SQLite file's directory must exist (aiosqlite leaves a thread behind otherwise)."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not Path(database).parent.is_dir():
+        raise Unavailable(
+            f"cannot open the database {url}: directory {Path(database).parent} does not exist",
+            field="db",
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _upgrade(sync_conn: Connection) -> None:
@@ -61,6 +87,7 @@ class Store:
         url = normalise_url(url)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
+            _check_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs["pool_size"] = 20
@@ -70,7 +97,16 @@ class Store:
         engine = create_async_engine(url, **kwargs)
         store = cls(engine)
         if migrate:
-            await store.migrate()
+            try:
+                await store.migrate()
+            except (OSError, SQLAlchemyError) as exc:
+                # release the pool's connections (and aiosqlite's worker thread) while the
+                # loop still runs, then report one line naming the database
+                await engine.dispose()
+                raise Unavailable(
+                    f"cannot open the database {_shown_url(url)}: {_first_line(exc)}",
+                    field="db",
+                ) from None
         return store
 
     async def migrate(self) -> None:

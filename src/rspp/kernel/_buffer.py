@@ -27,11 +27,19 @@ if TYPE_CHECKING:
     from rspp.kernel._handles import Clock
     from rspp.kernel._signals import SignalLog
 
-__all__ = ["ACCEPTED", "BLOCKED", "DROPPED", "MERGED", "BufferStats", "EdgeBuffer", "Wakeup"]
+__all__ = ["ACCEPTED", "BLOCKED", "DROPPED", "MERGED", "SHED_REASONS", "BufferStats", "EdgeBuffer",
+           "Wakeup"]
 
 ACCEPTED, DROPPED, MERGED, BLOCKED = 0, 1, 2, 3
 _CONTROL, _TELEMETRY = Lane.CONTROL, Lane.TELEMETRY
 _NS_PER_MS = 1_000_000
+#: drop reasons that are load shedding (a bound of the edge was exceeded), as opposed to
+#: cancellation, merging, sampling of telemetry or policy drops
+SHED_REASONS = frozenset({
+    "max_queue_items_exceeded", "max_queue_bytes_exceeded", "max_queue_ms_exceeded",
+    "max_latency_contribution_exceeded", "max_block_time_exceeded",
+    "max_queue_items_exceeded:sampled_out", "max_queue_bytes_exceeded:sampled_out",
+    "max_latency_contribution_exceeded:sampled_out"})
 
 
 class Wakeup:
@@ -112,6 +120,9 @@ class EdgeBuffer(PressureMixin):
         self._disc_n = 0
         self._next_disc: str | None = None
         self.on_pressure: list[Callable[[Any, str], None]] = []
+        #: told about every reported run of shed data ``(buffer, reason, first_seq,
+        #: last_seq, turn_id)``: overload, not cancellation (the session's shed records)
+        self.on_shed: Callable[[EdgeBuffer, str, int, int, str | None], None] | None = None
         #: A lossless (file-fed) session: data is never dropped for time spent queued
         #: or for its latency contribution (on a slow machine that is not staleness).
         self.lossless = False
@@ -336,6 +347,8 @@ class EdgeBuffer(PressureMixin):
             SignalName.DROP_NOTICE, Emitter.RK_12, edge_id=self.edge_id,
             target_lane=p.lane, reason=p.reason, seq_range=(p.start, p.end), turn_id=p.turn_id,
         )
+        if self.on_shed is not None and p.lane is Lane.DATA and p.reason in SHED_REASONS:
+            self.on_shed(self, p.reason, p.start, p.end, p.turn_id)
 
     def drop_turn(self, turn_id: str, reason: str = "cancelled") -> int:
         """Flush queued data of one turn (cancellation, F-036 hook); returns the count."""

@@ -40,6 +40,11 @@ class NodeDecl:
     fairness_key: str | None = None
     max_input_bytes: int | None = None
     on_error: str = "dead_letter"  # dead_letter | end_session
+    #: soft cancel: how long the in-flight event may run before a forced stop (None: default)
+    cancel_grace_ms: int | None = None
+    #: an input event of a kind the node does not declare (``Node.input_kinds``), F-020:
+    #: "drop" (with a notice), "pass_through" (forwarded unprocessed) or "fail"
+    unknown_event_action: str = "drop"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +118,13 @@ class RuntimeGraph:
             nodes.append(NodeDecl(
                 id=nd.id, type=nd.type, params=params, scope=nd.scope,
                 cancel_mode=nd.cancel_mode,
-                timeout_ms=getattr(timeout, "value", None) if nd.is_async else None,
+                timeout_ms=_node_time_limit(nd, timeout),
                 fallback=fb.fallback if fb else None,
                 fallback_on=tuple(fb.on) if fb else ("timeout", "error"),
                 concurrency_limit=params.get("concurrency_limit"),
                 fairness_key=params.get("fairness_key"),
+                cancel_grace_ms=getattr(getattr(nd, "cancel_grace", None), "value", None),
+                unknown_event_action=getattr(nd, "unknown_event_action", "drop"),
             ))
         edges = []
         for ed in gd.edges:
@@ -181,3 +188,19 @@ class GraphBuilder:
         g = RuntimeGraph(self.name, self.version, tuple(self._nodes), tuple(self._edges), **kw)
         g.validate()
         return g
+
+
+def _node_time_limit(nd: Any, timeout: Any) -> int | None:
+    """The host's limit on one ``process`` call of an async node, in ms (None: no limit).
+
+    A provider-backed node (stt/llm/tts) waits on its providers, whose calls carry their
+    own timeouts, retries and fallbacks (bounded by the turn budget): the profile's node
+    budget must not cut a call short before a slow provider times out and its fallback
+    answers. Only a ``timeout_ms`` the spec sets explicitly bounds such a node.
+    """
+    if not nd.is_async:
+        return None
+    value = getattr(timeout, "value", None)
+    if getattr(nd, "provider_modality", None) is None:
+        return value
+    return value if str(getattr(timeout, "source", "")) == "spec" else None

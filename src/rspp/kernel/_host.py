@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rspp.contracts import Lane
+from rspp.contracts import Emitter, Lane, SignalName
 from rspp.kernel._buffer import EdgeBuffer, Wakeup
 from rspp.kernel._clock import SystemClock
 from rspp.kernel._deadletter import NodeHookError, ResourceLimitError
@@ -29,11 +29,16 @@ if TYPE_CHECKING:
     from rspp.kernel._handles import Clock
     from rspp.kernel._node import Node
     from rspp.kernel._pool import ExecutionPool
+    from rspp.kernel._signals import SignalLog
 
-__all__ = ["HostSession", "NodeHost"]
+__all__ = ["HostSession", "NodeHost", "UnknownEventError"]
 
 Target = tuple[int, Any, str, Any, str]  # kind, host|buffer|exit, port, condition, edge id
 INLINE, BUFFERED, EXIT = 0, 1, 2
+
+
+class UnknownEventError(ValueError):
+    """An input event of a kind the node does not declare, under ``unknown_event_action=fail``."""
 
 
 class HostSession(Protocol):
@@ -75,6 +80,11 @@ class HostSession(Protocol):
     async def resolve_blocked(self) -> None: ...
 
     def control_pending(self) -> bool: ...
+
+    @property
+    def signals(self) -> SignalLog: ...
+
+
 _perf = time.perf_counter_ns
 
 
@@ -138,9 +148,15 @@ class NodeHost:
         self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
         self.max_input_bytes = decl.max_input_bytes
         self.hard_cancel_pending = False
+        #: futures resolved when the in-flight event changes (cancel grace watchers)
+        self._done_waiters: list[tuple[Event, asyncio.Future[None]]] = []
         self.cancel_mode = decl.cancel_mode or node.cancel_mode
         self.scope = decl.scope or node.scope
         self.by_edge = bool(getattr(node, "by_edge", False))
+        #: F-020: the event kinds each input port declares (None: anything, no check)
+        self.kinds: dict[str, frozenset[str]] | None = (
+            {p: frozenset(k) for p, k in node.input_kinds.items()} if node.input_kinds else None)
+        self.unknown_action = decl.unknown_event_action
 
     # ----------------------------------------------------------------- routing
     def finalize_routes(self) -> None:
@@ -162,6 +178,8 @@ class NodeHost:
     # ----------------------------------------------------------------- inline
     def dispatch_inline(self, ev: Event, port: str) -> None:
         s = self.session
+        if self.kinds is not None and self.unknown(ev, port):
+            return
         if s.instrument or s.node_observer is not None:
             t0 = _perf()
             try:
@@ -219,6 +237,8 @@ class NodeHost:
                 continue  # control on data edges is delivered through hooks
             if self.by_edge and buf is not None:
                 port = buf.edge_id
+            if self.kinds is not None and self.unknown(ev, port):
+                continue
             t0 = _perf()
             if pool_key is not None:
                 await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
@@ -240,6 +260,8 @@ class NodeHost:
                     self.hard_cancel_pending = False
                     t.uncancel()
                     self.current = None
+                    if self._done_waiters:
+                        self._work_done()
                     continue
                 raise
             except Exception as exc:
@@ -250,6 +272,8 @@ class NodeHost:
                 if pool_key is not None:
                     pool.release(pool_key)  # type: ignore[union-attr]
             self.current = None
+            if self._done_waiters:
+                self._work_done()
             dt = _perf() - t0
             self.node_ns += dt
             if buf is not None:
@@ -271,9 +295,59 @@ class NodeHost:
             if s.control_pending() or not n & 63:
                 await asyncio.sleep(0)
 
+    def unknown(self, ev: Event, port: str) -> bool:
+        """Apply ``unknown_event_action`` to an event of an undeclared kind (F-020).
+
+        Returns False when the port declares ``ev.kind`` (process it). Otherwise: ``drop``
+        records a ``drop_notice`` (reason ``unknown_event:<kind>``), ``pass_through``
+        forwards the event unprocessed on the node's first output, ``fail`` is a node error
+        (``schema_validation_error``: fallback or dead letter); each leaves an audit record.
+        """
+        kinds = self.kinds.get(port) if self.kinds is not None else None
+        if kinds is None or ev.kind in kinds or ev.lane is Lane.CONTROL:
+            return False
+        s = self.session
+        action = self.unknown_action
+        s.signals.telemetry(kind="audit", node_id=self.node_id, turn_id=ev.turn_id,
+                            reason=f"unknown_event_action:{action}:{ev.kind}:{port}")
+        self.events += 1
+        if action == "pass_through":
+            if self.default_targets:
+                s.route(self.default_targets, ev)
+        elif action == "fail":
+            s.node_failed(self, ev, port, UnknownEventError(
+                f"event kind {ev.kind!r} on input {port!r} is not in the node's schema "
+                f"(accepts {sorted(kinds)}); unknown_event_action=fail"))
+        else:
+            s.signals.signal(SignalName.DROP_NOTICE, Emitter.RK_13, turn_id=ev.turn_id,
+                             edge_id=f"{self.node_id}.{port}", node_id=self.node_id,
+                             target_lane=ev.lane, reason=f"unknown_event:{ev.kind}",
+                             seq_range=(ev.seq, ev.seq))
+        return True
+
+    def when_done(self, ev: Event) -> asyncio.Future[None]:
+        """A future resolved once ``ev`` is no longer in flight (done, failed or cancelled)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.current is not ev or self.task is None or self.task.done():
+            fut.set_result(None)
+        else:
+            self._done_waiters.append((ev, fut))
+        return fut
+
+    def _work_done(self) -> None:
+        keep = []
+        for ev, fut in self._done_waiters:
+            if fut.done():
+                continue
+            if self.current is ev:
+                keep.append((ev, fut))
+            else:
+                fut.set_result(None)
+        self._done_waiters = keep
+
     def hard_cancel(self) -> None:
         """Interrupt the in-flight ``process`` call (hard cancel mode)."""
-        if self.task is not None and not self.task.done():
+        if self.task is not None and not self.task.done() and not self.hard_cancel_pending:
             self.hard_cancel_pending = True
             self.task.cancel()
 

@@ -53,10 +53,14 @@ from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
 from rspp.observability._slo import (
+    GATES,
     GateAccumulator,
+    GateDef,
     GateReport,
     GateResult,
+    TurnGateSample,
     evaluate_gates,
+    gate_report,
     percentile,
 )
 from rspp.observability._timeline_io import (
@@ -72,12 +76,19 @@ from rspp.observability._timeline_io import (
 )
 from rspp.observability._tracing import SpanFactory
 from rspp.observability._turn_latency import TurnLatency, turn_latencies
-from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
+from rspp.observability._turn_view import LiveTurnView, TurnMark, TurnRow, turn_rows
+from rspp.observability._view import (
+    TimelineFilter,
+    filter_lines,
+    timeline_table,
+    timeline_text,
+)
 
 __all__ = [
     "CORRELATION_FIELDS",
     "DEFAULT_PII_RULES",
     "EVIDENCE_KIND",
+    "GATES",
     "INT_FIELDS",
     "MAX_LINE_BYTES",
     "OPENMETRICS_CONTENT_TYPE",
@@ -89,11 +100,13 @@ __all__ = [
     "ExporterOptions",
     "ExporterStats",
     "GateAccumulator",
+    "GateDef",
     "GateReport",
     "GateResult",
     "JsonLinesFileSink",
     "JsonLogFormatter",
     "LevelLadder",
+    "LiveTurnView",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",
@@ -117,7 +130,10 @@ __all__ = [
     "TimelineLine",
     "TimelineRecorder",
     "TimelineSink",
+    "TurnGateSample",
     "TurnLatency",
+    "TurnMark",
+    "TurnRow",
     "as_line",
     "as_lines",
     "build_plan",
@@ -126,6 +142,7 @@ __all__ = [
     "envelope_problem",
     "evaluate_gates",
     "filter_lines",
+    "gate_report",
     "iter_timeline",
     "iter_values",
     "level_allows",
@@ -138,6 +155,8 @@ __all__ = [
     "report_to_markdown",
     "sweep",
     "timeline_table",
+    "timeline_text",
     "to_line",
     "turn_latencies",
+    "turn_rows",
 ]

@@ -63,7 +63,7 @@ from rspp.observability._evidence import (
     ProviderInvocationOutcome,
 )
 from rspp.observability._exporter import to_line
-from rspp.observability._recorder import _KINDS, BufferedItem
+from rspp.observability._recorder import TIMELINE_KINDS, BufferedItem
 
 __all__ = ["TimelineBuilder", "build_plan"]
 
@@ -264,7 +264,7 @@ class TimelineBuilder:
     # -- output ---------------------------------------------------------
     def lines(self) -> list[dict[str, object]]:
         """Timeline lines ``{"kind", "record", "payload"?}`` as builtins."""
-        return [to_line(BufferedItem(0, _KINDS[type(r)], r, p)) for r, p in self.items]
+        return [to_line(BufferedItem(0, TIMELINE_KINDS[type(r)], r, p)) for r, p in self.items]
 
     def write(self, path: str | Path) -> Path:
         """Write the timeline as JSON Lines and return the path."""

@@ -60,7 +60,8 @@ REGULAR: Final = 0
 CONTROL: Final = 1
 EVIDENCE: Final = 2
 
-_KINDS: dict[type, str] = {
+#: the timeline ``kind`` of each record type
+TIMELINE_KINDS: dict[type, str] = {
     EventRecord: "event_record",
     ControlSignal: "control_signal",
     DecisionOutcome: "decision_outcome",
@@ -189,7 +190,7 @@ class TimelineRecorder:
         if self._closed:
             self.stats.dropped["after_close"] += 1
             return False
-        kind = _KINDS.get(type(record))
+        kind = TIMELINE_KINDS.get(type(record))
         if kind is None:
             raise TypeError(
                 f"cannot record {type(record).__name__}; record a contract struct or OR02Evidence"

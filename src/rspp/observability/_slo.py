@@ -7,7 +7,8 @@ is ``runtime_sequence``, ties by file position):
    is the ``turn_open_proposed`` of S carrying ``turn_id`` T, else the latest
    not yet paired proposal of S before it. Sample = open - proposal.
 2. first output (happy path = turns that ``commit``): first DataLane
-   ``event_record`` of (S, T) after ``turn_open``. Sample = output - open.
+   ``event_record`` of (S, T) after ``turn_open`` that is not the user's own input
+   (``edge_id`` ``input.*``, e.g. typed text). Sample = output - open.
 3. cancel fence: for every ``cancel`` of (S, T): the first later
    ``playback_cancelled`` of (S, T), else the ``abort`` of (S, T) with reason
    ``cancelled``. Sample = fence - cancel. Without such signals the turn's OR-02
@@ -24,12 +25,20 @@ is ``runtime_sequence``, ties by file position):
    speech: the arrival of the ingress audio frame holding the VAD's last voiced sample
    (its ``SPEECH_END_AUDIT`` record), else the last ingress audio frame of S
    (DataLane, ``audio_raw``, ``transport_sequence`` set) before the turn's proposal
-   (or its ``turn_open`` when no proposal). p50 <= 1500 and p95 <= 2000. The anchors
+   (or its ``turn_open`` when no proposal). A typed turn (its ``input.text`` DataLane
+   record) is anchored at that record instead. p50 <= 1500 and p95 <= 2000. The anchors
    are those of :func:`rspp.observability.turn_latencies` (the ``rspp run`` table).
 
 A missing or invalid anchor (absent, or a negative delta) is a diagnostic and
 fails its gate. A gate with no samples reports status ``no_samples`` and
 ``pass`` null: it never passes silently. Percentiles use the nearest-rank method.
+
+Per turn: every accepted turn yields one :class:`TurnGateSample` (its values for
+the seven gates and the gates whose anchors were missing or invalid);
+:func:`gate_report` turns any set of them into the seven verdicts with the
+thresholds of :data:`GATES`. ``rspp slo report`` (a timeline) and the control
+plane's gated rollouts (samples of live sessions over a sliding window) both
+evaluate through it: one definition of the gates and their thresholds.
 
 Evaluation streams: :class:`GateAccumulator` takes one line at a time and keeps
 only the signals, evidence verdicts and (sequence, position, value) integers the
@@ -44,15 +53,18 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
+from msgspec import Meta
 
 from rspp.observability._evidence import EVIDENCE_KIND, missing_evidence_fields
+from rspp.observability._recorder import TIMELINE_KINDS
 from rspp.observability._timeline_io import TimelineLine
 from rspp.observability._turn_latency import frame_time_of_sample, speech_end_sample
 
-__all__ = ["GateAccumulator", "GateReport", "GateResult", "evaluate_gates", "percentile"]
+__all__ = ["GATES", "GateAccumulator", "GateDef", "GateReport", "GateResult", "TurnGateSample",
+           "evaluate_gates", "gate_report", "percentile"]
 
 GateStatus = Literal["pass", "fail", "no_samples"]
 _Key = tuple[str, str]
@@ -82,6 +94,57 @@ class GateReport(msgspec.Struct, kw_only=True):
         return any(g.status == "fail" for g in self.gates)
 
 
+class GateDef(NamedTuple):
+    """One gate: its number, name, threshold text and how its verdict is computed."""
+
+    gate: int
+    name: str
+    threshold: str
+    kind: Literal["latency", "authority", "ratio"]
+    #: latency gates: (percentile, bound ms) pairs that must all hold
+    checks: tuple[tuple[float, float], ...] = ()
+
+
+#: The seven gates and their thresholds: the one definition every evaluator uses.
+GATES: tuple[GateDef, ...] = (
+    GateDef(1, "turn-open decision", "p95 <= 120 ms", "latency", ((95, 120),)),
+    GateDef(2, "first output", "p95 <= 1500 ms", "latency", ((95, 1500),)),
+    GateDef(3, "cancel fence", "p95 <= 150 ms", "latency", ((95, 150),)),
+    GateDef(4, "authority", "stale-epoch outputs == 0", "authority"),
+    GateDef(5, "replay completeness", "100% of accepted turns complete", "ratio"),
+    GateDef(6, "lifecycle", "100% one terminal then close", "ratio"),
+    GateDef(7, "end to end", "p50 <= 1500 ms, p95 <= 2000 ms", "latency",
+            ((50, 1500), (95, 2000))),
+)
+
+_Ms = Annotated[float, Meta(ge=0, le=1e9)]
+_Ident = Annotated[str, Meta(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")]
+_Count = Annotated[int, Meta(ge=0, le=1_000_000)]
+_GateNo = Annotated[int, Meta(ge=1, le=7)]
+
+
+class TurnGateSample(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One turn's values for the seven gates (what a runtime reports per live turn).
+
+    Latencies are milliseconds; ``invalid`` names the gates whose anchors were
+    missing or invalid for this turn (a diagnostic: such a gate fails wherever the
+    sample is evaluated). Gates 5 and 6 count accepted turns (``turn_open``) only.
+    """
+
+    session_id: _Ident
+    turn_id: _Ident
+    accepted: bool = True
+    turn_open_ms: _Ms | None = None
+    first_output_ms: _Ms | None = None
+    cancel_fence_ms: Annotated[tuple[_Ms, ...], Meta(max_length=64)] = ()
+    outputs_checked: _Count = 0
+    stale_outputs: _Count = 0
+    evidence_complete: bool = False
+    lifecycle_ok: bool = False
+    end_to_end_ms: _Ms | None = None
+    invalid: Annotated[tuple[_GateNo, ...], Meta(max_length=7)] = ()
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (``q`` in 0..100); ``None`` for no values."""
     if not values:
@@ -91,8 +154,55 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(ordered[rank - 1])
 
 
+def gate_report(samples: Iterable[TurnGateSample],
+                diagnostics: Mapping[int, list[str]] | None = None) -> GateReport:
+    """The seven verdicts (thresholds of :data:`GATES`) over any set of per-turn samples.
+
+    ``diagnostics`` (gate -> messages) replaces the generic messages derived from the
+    samples (``rspp slo report`` passes the precise ones it found in the timeline).
+    """
+    values: dict[int, list[float]] = {1: [], 2: [], 3: [], 7: []}
+    invalid: dict[int, list[str]] = {gate: [] for gate in range(1, 8)}
+    accepted = complete = lifecycle = checked = stale = 0
+    for s in samples:
+        for gate, value in ((1, s.turn_open_ms), (2, s.first_output_ms), (7, s.end_to_end_ms)):
+            if value is not None:
+                values[gate].append(value)
+        values[3].extend(s.cancel_fence_ms)
+        for gate in s.invalid:
+            invalid[gate].append(f"{s.session_id}/{s.turn_id}: missing or invalid anchor")
+        checked += s.outputs_checked
+        stale += s.stale_outputs
+        if s.accepted:
+            accepted += 1
+            complete += s.evidence_complete
+            lifecycle += s.lifecycle_ok
+    found = dict(diagnostics) if diagnostics is not None else {}
+    if diagnostics is None:
+        if stale:
+            found[4] = [f"{stale} output(s) accepted with a stale authority epoch"]
+        if complete < accepted:
+            found[5] = [f"{accepted - complete} of {accepted} accepted turn(s) lack OR-02 fields"]
+        if lifecycle < accepted:
+            found[6] = [f"{accepted - lifecycle} of {accepted} accepted turn(s) without exactly "
+                        "one terminal then close"]
+    gates: list[GateResult] = []
+    for g in GATES:
+        notes = found.get(g.gate, invalid[g.gate] if diagnostics is None else [])
+        if g.kind == "latency":
+            gates.append(_latency_gate(g, values[g.gate], bool(invalid[g.gate]), list(notes)))
+        elif g.kind == "authority":
+            gates.append(_authority_gate(g, checked, stale, list(notes)))
+        else:
+            good = complete if g.gate == 5 else lifecycle
+            gates.append(_ratio_gate(g, good, accepted, list(notes)))
+    return GateReport(gates=gates, accepted_turns=accepted)
+
+
 _OUTPUT_SIGNALS = ("output_accepted", "playback_started")
 _Pos = tuple[int, int]  # (runtime_sequence, position in the input): the order within a session
+#: a live session keeps at most this many ingress frames (10 minutes of 20 ms frames)
+_MAX_LIVE_FRAMES = 30_000
 
 
 class _Signal(NamedTuple):
@@ -119,6 +229,44 @@ class _Session:
     speech_ends: array[int] = field(default_factory=lambda: array("q"))
     epochs: array[int] = field(default_factory=lambda: array("q"))  # seq, pos, epoch
     outputs: dict[str, array[int]] = field(default_factory=dict)  # turn -> seq, pos, ts
+    #: typed input of a turn (its ``input.text`` DataLane record): turn -> arrival ms
+    text_inputs: dict[str, int] = field(default_factory=dict)
+    #: live evaluation: the highest epoch of evidence already forgotten, and turns reported
+    epoch_floor: int = -1
+    reported: set[str] = field(default_factory=set)
+
+    def forget(self, turns: set[str], cut: _Pos) -> None:
+        """Drop the evidence of reported ``turns`` and everything at or before ``cut``
+        that no later turn reads (live sessions: memory stays bounded by one turn)."""
+        self.reported |= turns
+        kept: list[_Signal] = []
+        for s in self.signals:
+            if s.turn in self.reported or (s.turn is None and (s.seq, s.pos) <= cut):
+                if s.epoch is not None:
+                    self.epoch_floor = max(self.epoch_floor, s.epoch)
+            else:
+                kept.append(s)
+        self.signals = kept
+        for seq, pos, epoch in _triples(self.epochs):
+            if (seq, pos) <= cut:
+                self.epoch_floor = max(self.epoch_floor, epoch)
+        self.epochs = _after(self.epochs, cut)
+        self.speech_ends = _after(self.speech_ends, cut)
+        self.ingress = _after(self.ingress, cut, _MAX_LIVE_FRAMES)
+        self.ingress_samples = _after(self.ingress_samples, cut, _MAX_LIVE_FRAMES)
+        for turn in turns:
+            self.outputs.pop(turn, None)
+            self.text_inputs.pop(turn, None)
+
+
+def _after(values: array[int], cut: _Pos, keep: int | None = None) -> array[int]:
+    kept = array("q")
+    for seq, pos, value in _triples(values):
+        if (seq, pos) > cut:
+            kept.extend((seq, pos, value))
+    if keep is not None and len(kept) > 3 * keep:
+        kept = kept[-3 * keep:]
+    return kept
 
 
 @dataclass(slots=True)
@@ -142,6 +290,8 @@ class GateAccumulator:
     Memory holds only what the gates need: the control signals, OR-02 evidence
     verdicts and three integers per DataLane record or epoch-carrying line - never
     payloads or whole records - so a timeline of any size is evaluated in one pass.
+    A live session instead asks for :meth:`closed_turns` after each turn's ``close``:
+    the samples of the turns closed since, whose evidence is then forgotten.
     """
 
     def __init__(self) -> None:
@@ -150,10 +300,18 @@ class GateAccumulator:
         self._position = 0
 
     def add(self, line: TimelineLine) -> None:
+        self.add_record(line.kind, line.record)
+
+    def add_struct(self, record: msgspec.Struct) -> None:
+        """A record as a live session appends it (a contract struct or OR-02 evidence)."""
+        kind = TIMELINE_KINDS.get(type(record))
+        if kind is not None:
+            self.add_record(kind, msgspec.to_builtins(record))
+
+    def add_record(self, kind: str, record: Mapping[str, Any]) -> None:
+        """One line given as its ``kind`` and ``record`` mapping (no payload needed)."""
         position = self._position
         self._position += 1
-        record = line.record
-        kind = line.kind
         session_id = record.get("session_id")
         if kind == EVIDENCE_KIND:
             key = (str(session_id), str(record.get("turn_id")))
@@ -169,7 +327,9 @@ class GateAccumulator:
         turn = record.get("turn_id")
         if kind == "control_signal":
             signal = record.get("signal")
-            if isinstance(signal, str):
+            # a turn cancel's node-scope cancels (F-034) share the turn's fence: one sample
+            if isinstance(signal, str) and not (signal == "cancel"
+                                                and record.get("scope") == "node"):
                 session.signals.append(_Signal(
                     seq, position, _int(record, "runtime_timestamp_ms"), signal,
                     turn if isinstance(turn, str) else None,
@@ -191,45 +351,89 @@ class GateAccumulator:
                 sample = media.get("sample_index") if isinstance(media, dict) else None
                 session.ingress_samples.extend(
                     (seq, position, sample if type(sample) is int else -1))
+            edge = record.get("edge_id")
             if isinstance(turn, str):
-                session.outputs.setdefault(turn, array("q")).extend((seq, position, ts))
+                if isinstance(edge, str) and edge.startswith("input."):  # the user's own input
+                    if edge == "input.text":
+                        session.text_inputs.setdefault(turn, ts)
+                else:
+                    session.outputs.setdefault(turn, array("q")).extend((seq, position, ts))
 
     def report(self) -> GateReport:
         """The seven gates over everything added so far."""
         acc = _Samples()
         for session_id, session in self._sessions.items():
             _evaluate_session(session_id, session, self._evidence, acc)
-        return acc.report()
+        return gate_report((t.sample(key) for key, t in acc.turns.items()), acc.d)
+
+    def closed_turns(self) -> list[TurnGateSample]:
+        """Samples of the accepted turns that closed since the last call (live sessions).
+
+        Their evidence is forgotten afterwards (and everything before them that no
+        later turn reads), so a long session costs one turn's evidence per call.
+        """
+        out: list[TurnGateSample] = []
+        for session_id, session in self._sessions.items():
+            acc = _Samples()
+            _evaluate_session(session_id, session, self._evidence, acc)
+            done = {key: t for key, t in acc.turns.items()
+                    if t.accepted and t.closed and key[1] not in session.reported}
+            if not done:
+                continue
+            out.extend(t.sample(key) for key, t in done.items())
+            pending = [t.anchor for key, t in acc.turns.items() if t.accepted and key not in done]
+            cut = max(t.anchor for t in done.values())
+            if pending and min(pending) <= cut:
+                cut = (min(pending)[0], min(pending)[1] - 1)
+            turns = {key[1] for key in done}
+            session.forget(turns, cut)
+            for key in done:
+                self._evidence.pop(key, None)
+        return out
+
+
+@dataclass(slots=True)
+class _Turn:
+    """What one turn contributes to the gates while a session is evaluated."""
+
+    accepted: bool = False
+    closed: bool = False
+    #: where the turn's evidence starts: its proposal, else its ``turn_open``
+    anchor: _Pos = (-1, -1)
+    g1: float | None = None
+    g2: float | None = None
+    g3: list[float] = field(default_factory=list)
+    g7: float | None = None
+    checked: int = 0
+    stale: int = 0
+    complete: bool = False
+    lifecycle_ok: bool = False
+    invalid: set[int] = field(default_factory=set)
+
+    def sample(self, key: _Key) -> TurnGateSample:
+        return TurnGateSample(
+            session_id=key[0], turn_id=key[1], accepted=self.accepted, turn_open_ms=self.g1,
+            first_output_ms=self.g2, cancel_fence_ms=tuple(self.g3),
+            outputs_checked=self.checked, stale_outputs=self.stale,
+            evidence_complete=self.complete, lifecycle_ok=self.lifecycle_ok,
+            end_to_end_ms=self.g7, invalid=tuple(sorted(self.invalid)))
 
 
 @dataclass(slots=True)
 class _Samples:
-    g1: list[float] = field(default_factory=list)
-    g2: list[float] = field(default_factory=list)
-    g3: list[float] = field(default_factory=list)
-    g7: list[float] = field(default_factory=list)
+    turns: dict[_Key, _Turn] = field(default_factory=dict)
     d: dict[int, list[str]] = field(default_factory=lambda: {n: [] for n in range(1, 8)})
-    accepted: int = 0
-    complete: int = 0
-    lifecycle_ok: int = 0
-    outputs_checked: int = 0
-    stale_outputs: int = 0
 
-    def report(self) -> GateReport:
-        d = self.d
-        gates = [
-            _latency_gate(1, "turn-open decision", "p95 <= 120 ms", self.g1, d[1], [(95, 120)]),
-            _latency_gate(2, "first output", "p95 <= 1500 ms", self.g2, d[2], [(95, 1500)]),
-            _latency_gate(3, "cancel fence", "p95 <= 150 ms", self.g3, d[3], [(95, 150)]),
-            _authority_gate(self.outputs_checked, self.stale_outputs, d[4]),
-            _ratio_gate(5, "replay completeness", "100% of accepted turns complete",
-                        self.complete, self.accepted, d[5]),
-            _ratio_gate(6, "lifecycle", "100% one terminal then close",
-                        self.lifecycle_ok, self.accepted, d[6]),
-            _latency_gate(7, "end to end", "p50 <= 1500 ms, p95 <= 2000 ms", self.g7, d[7],
-                          [(50, 1500), (95, 2000)]),
-        ]
-        return GateReport(gates=gates, accepted_turns=self.accepted)
+    def turn(self, session_id: str, turn_id: str) -> _Turn:
+        found = self.turns.get((session_id, turn_id))
+        if found is None:
+            found = self.turns[(session_id, turn_id)] = _Turn()
+        return found
+
+    def fail(self, gate: int, t: _Turn, message: str) -> None:
+        """A missing or invalid anchor: a diagnostic that fails ``gate``."""
+        t.invalid.add(gate)
+        self.d[gate].append(message)
 
 
 def _authority(session_id: str, session: _Session, signals: list[_Signal], acc: _Samples) -> None:
@@ -238,12 +442,13 @@ def _authority(session_id: str, session: _Session, signals: list[_Signal], acc: 
         (s.seq, s.pos, s.epoch if s.epoch is not None else -1, s) for s in signals]
     merged.extend((seq, pos, epoch, None) for seq, pos, epoch in _triples(session.epochs))
     merged.sort(key=lambda item: (item[0], item[1]))
-    max_epoch = -1
+    max_epoch = session.epoch_floor
     for _seq, _pos, epoch, sig in merged:
         if sig is not None and sig.signal in _OUTPUT_SIGNALS and sig.epoch is not None:
-            acc.outputs_checked += 1
+            t = acc.turn(session_id, sig.turn or "(no turn)")
+            t.checked += 1
             if sig.epoch < max_epoch:
-                acc.stale_outputs += 1
+                t.stale += 1
                 acc.d[4].append(f"{session_id}/{sig.turn}: {sig.signal} {sig.event_id} accepted "
                                 f"with stale epoch {sig.epoch} < {max_epoch}")
         if epoch >= 0:
@@ -274,6 +479,7 @@ def _evaluate_session(session_id: str, session: _Session, evidence: dict[_Key, _
     previous: _Pos = (-1, -1)  # the previous turn's proposal: older speech ends are its own
     for op in (s for s in signals if s.signal == "turn_open"):
         turn = str(op.turn)
+        t = acc.turn(session_id, turn)
         here = (op.seq, op.pos)
         while upcoming < len(proposals) and \
                 (proposals[upcoming].seq, proposals[upcoming].pos) < here:
@@ -286,54 +492,58 @@ def _evaluate_session(session_id: str, session: _Session, evidence: dict[_Key, _
                 before.pop()
             match = before[-1] if before else None
         if match is None:
-            acc.d[1].append(f"{session_id}/{turn}: missing turn_open_proposed anchor")
+            acc.fail(1, t, f"{session_id}/{turn}: missing turn_open_proposed anchor")
         else:
             used.add(match)
             proposal = proposals[match]
             proposal_of[turn] = (proposal.seq, proposal.pos)
             delta = op.ts - proposal.ts
             if delta < 0:
-                acc.d[1].append(f"{session_id}/{turn}: invalid anchors (turn_open before proposal)")
+                acc.fail(1, t, f"{session_id}/{turn}: invalid anchors (turn_open before proposal)")
             else:
-                acc.g1.append(delta)
-        _turn_gates(session_id, turn, op, of_turn.get(turn, []), session, evidence, acc)
-        # gate 7: first playback_started minus the end of the user's speech (the arrival of
-        # the frame holding the VAD's last voiced sample), else the last ingress frame before
-        # the proposal (rspp.observability.turn_latencies: the same anchors)
+                t.g1 = delta
+        _turn_gates(session_id, turn, t, op, of_turn.get(turn, []), session, evidence, acc)
+        # gate 7: first playback_started minus the end of the user's input: the typed text's
+        # arrival, else the arrival of the frame holding the VAD's last voiced sample, else
+        # the last ingress frame before the proposal (rspp.observability.turn_latencies)
         playback = next((s for s in of_turn.get(turn, []) if s.signal == "playback_started"),
                         None)
         start = proposal_of.get(turn, here)
+        t.anchor = start
         vad = [sample for seq, pos, sample in speech_ends if previous < (seq, pos) <= start]
         previous = start
         if playback is not None:
-            anchor = frame_time_of_sample(samples, ingress_ts, vad[-1]) if vad else None
+            anchor = session.text_inputs.get(turn)
+            if anchor is None and vad:
+                anchor = frame_time_of_sample(samples, ingress_ts, vad[-1])
             if anchor is None:
                 last = bisect.bisect_left(ingress, start) - 1
                 anchor = ingress_ts[last] if last >= 0 else None
             if anchor is None:
-                acc.d[7].append(f"{session_id}/{turn}: playback_started without an audio "
-                                "ingress anchor")
+                acc.fail(7, t, f"{session_id}/{turn}: playback_started without an audio "
+                         "ingress anchor")
             elif playback.ts < anchor:
-                acc.d[7].append(f"{session_id}/{turn}: invalid anchors (playback before ingress)")
+                acc.fail(7, t, f"{session_id}/{turn}: invalid anchors (playback before ingress)")
             else:
-                acc.g7.append(playback.ts - anchor)
+                t.g7 = playback.ts - anchor
 
 
-def _turn_gates(session_id: str, turn: str, op: _Signal, mine: list[_Signal],
+def _turn_gates(session_id: str, turn: str, t: _Turn, op: _Signal, mine: list[_Signal],
                 session: _Session, evidence: dict[_Key, _Evidence], acc: _Samples) -> None:
     """Gates 2, 3, 5 and 6 of one accepted turn (``mine``: its signals, in order)."""
-    acc.accepted += 1
+    t.accepted = True
     found = evidence.get((session_id, turn))
     problems = found.problems if found is not None else ["no or02_evidence line"]
     if problems:
         acc.d[5].append(f"{session_id}/{turn}: " + "; ".join(problems))
     else:
-        acc.complete += 1
+        t.complete = True
     order = {id(s): i for i, s in enumerate(mine)}
     terminals = [order[id(s)] for s in mine if s.signal in ("commit", "abort")]
     closes = [order[id(s)] for s in mine if s.signal == "close"]
+    t.closed = bool(closes)
     if len(terminals) == 1 and len(closes) == 1 and closes[0] > terminals[0]:
-        acc.lifecycle_ok += 1
+        t.lifecycle_ok = True
     else:
         acc.d[6].append(f"{session_id}/{turn}: {len(terminals)} terminal(s), {len(closes)} "
                         "close(s)" + ("" if len(terminals) != 1 or len(closes) != 1
@@ -344,9 +554,11 @@ def _turn_gates(session_id: str, turn: str, op: _Signal, mine: list[_Signal],
         first = min(((seq, pos, ts) for seq, pos, ts in _triples(outputs) if (seq, pos) > here),
                     default=None) if outputs is not None else None
         if first is None:
-            acc.d[2].append(f"{session_id}/{turn}: committed turn without a DataLane output")
+            acc.fail(2, t, f"{session_id}/{turn}: committed turn without a DataLane output")
+        elif first[2] < op.ts:
+            acc.fail(2, t, f"{session_id}/{turn}: invalid anchors (output before turn_open)")
         else:
-            acc.g2.append(first[2] - op.ts)
+            t.g2 = first[2] - op.ts
     marked = found.cancel_delta if found is not None else None
     cancels = [i for i, s in enumerate(mine) if s.signal == "cancel"]
     for ci in cancels:
@@ -354,15 +566,21 @@ def _turn_gates(session_id: str, turn: str, op: _Signal, mine: list[_Signal],
         fence = next((s for s in later if s.signal == "playback_cancelled"), None) or next(
             (s for s in later if s.signal == "abort" and s.reason == "cancelled"), None)
         if fence is not None:
-            acc.g3.append(fence.ts - mine[ci].ts)
+            _fence(acc, t, fence.ts - mine[ci].ts, f"{session_id}/{turn}")
         elif marked is not None and ci == cancels[-1]:
-            acc.g3.append(marked)
+            _fence(acc, t, marked, f"{session_id}/{turn}")
         else:
-            acc.d[3].append(f"{session_id}/{turn}: cancel {mine[ci].event_id} without a fence "
-                            "anchor (playback_cancelled, abort(cancelled) or OR-02 cancel "
-                            "markers)")
+            acc.fail(3, t, f"{session_id}/{turn}: cancel {mine[ci].event_id} without a fence "
+                     "anchor (playback_cancelled, abort(cancelled) or OR-02 cancel markers)")
     if not cancels and marked is not None:
-        acc.g3.append(marked)
+        _fence(acc, t, marked, f"{session_id}/{turn}")
+
+
+def _fence(acc: _Samples, t: _Turn, delta: int, where: str) -> None:
+    if delta < 0:
+        acc.fail(3, t, f"{where}: invalid anchors (fence before cancel)")
+    else:
+        t.g3.append(delta)
 
 
 def _marker_delta(markers: object) -> int | None:
@@ -375,37 +593,35 @@ def _marker_delta(markers: object) -> int | None:
     return fence - accepted
 
 
-def _latency_gate(
-    gate: int, name: str, threshold: str, samples: list[float], diagnostics: list[str],
-    checks: Sequence[tuple[float, float]],
-) -> GateResult:
-    """``checks`` are (percentile, bound ms) pairs that must all hold."""
+def _latency_gate(g: GateDef, samples: list[float], failed: bool,
+                  diagnostics: list[str]) -> GateResult:
+    """``g.checks`` are (percentile, bound ms) pairs that must all hold; ``failed``: an
+    anchor was missing or invalid somewhere."""
     p50, p95, p99 = (percentile(samples, q) for q in (50, 95, 99))
-    if not samples and not diagnostics:
-        return GateResult(gate=gate, name=name, threshold=threshold, count=0, p50=None,
+    if not samples and not failed:
+        return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=0, p50=None,
                           p95=None, p99=None, value=None, passed=None, status="no_samples",
                           diagnostics=["no samples: no turns matched this gate's anchors"])
-    ok = not diagnostics and bool(samples)
-    for q, bound in checks:
+    ok = not failed and bool(samples)
+    for q, bound in g.checks:
         value = percentile(samples, q)
         ok = ok and value is not None and value <= bound
-    value = percentile(samples, checks[-1][0])
-    return GateResult(gate=gate, name=name, threshold=threshold, count=len(samples), p50=p50,
-                      p95=p95, p99=p99, value=value, passed=ok, status="pass" if ok else "fail",
-                      diagnostics=diagnostics)
+    value = percentile(samples, g.checks[-1][0])
+    return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=len(samples),
+                      p50=p50, p95=p95, p99=p99, value=value, passed=ok,
+                      status="pass" if ok else "fail", diagnostics=diagnostics)
 
 
-def _ratio_gate(gate: int, name: str, threshold: str, good: int, total: int,
-                diagnostics: list[str]) -> GateResult:
+def _ratio_gate(g: GateDef, good: int, total: int, diagnostics: list[str]) -> GateResult:
     if total == 0:
-        return GateResult(gate=gate, name=name, threshold=threshold, count=0, p50=None, p95=None,
-                          p99=None, value=None, passed=None, status="no_samples",
+        return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=0, p50=None,
+                          p95=None, p99=None, value=None, passed=None, status="no_samples",
                           diagnostics=["no samples: no accepted turns (turn_open) found"])
     value = round(100.0 * good / total, 3)
     ok = good == total
-    return GateResult(gate=gate, name=name, threshold=threshold, count=total, p50=None, p95=None,
-                      p99=None, value=value, passed=ok, status="pass" if ok else "fail",
-                      diagnostics=diagnostics)
+    return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=total, p50=None,
+                      p95=None, p99=None, value=value, passed=ok,
+                      status="pass" if ok else "fail", diagnostics=diagnostics)
 
 
 def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
@@ -416,14 +632,13 @@ def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
     return acc.report()
 
 
-def _authority_gate(checked: int, stale: int, diagnostics: list[str]) -> GateResult:
-    name, threshold = "authority", "stale-epoch outputs == 0"
+def _authority_gate(g: GateDef, checked: int, stale: int, diagnostics: list[str]) -> GateResult:
     if checked == 0:
-        return GateResult(gate=4, name=name, threshold=threshold, count=0, p50=None, p95=None,
-                          p99=None, value=None, passed=None, status="no_samples",
+        return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=0, p50=None,
+                          p95=None, p99=None, value=None, passed=None, status="no_samples",
                           diagnostics=["no samples: no output_accepted/playback_started "
                                        "signal carries an authority_epoch"])
     ok = stale == 0
-    return GateResult(gate=4, name=name, threshold=threshold, count=checked, p50=None, p95=None,
-                      p99=None, value=float(stale), passed=ok, status="pass" if ok else "fail",
-                      diagnostics=diagnostics)
+    return GateResult(gate=g.gate, name=g.name, threshold=g.threshold, count=checked, p50=None,
+                      p95=None, p99=None, value=float(stale), passed=ok,
+                      status="pass" if ok else "fail", diagnostics=diagnostics)

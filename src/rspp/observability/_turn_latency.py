@@ -7,13 +7,15 @@ Anchors (``runtime_timestamp_ms``, one session's lines in order):
   :data:`~rspp.contracts.SPEECH_END_AUDIT` + that sample index when it ends an utterance;
   the ingress ``audio_raw`` record whose ``media_time`` covers the sample gives the time.
   Without such a record (explicit end of utterance, older timelines) it is the last
-  ingress audio frame before the turn's proposal.
+  ingress audio frame before the turn's proposal. A typed turn's is the arrival of its
+  text (the turn's ``input.text`` DataLane record).
 * **proposal** / **open**: ``turn_open_proposed`` (``turn_id`` match, else the latest
   unpaired one before the open) and ``turn_open``.
 * **first audio**: the turn's first ``playback_started`` (the reply's first audio leaves
   the transport); a turn that played nothing has none.
-* **first output**: the turn's first DataLane ``event_record`` after its open (often
-  the transcript echoed to the client, before any reply audio).
+* **first output**: the turn's first DataLane ``event_record`` after its open that is
+  not the user's own input (``edge_id`` ``input.*``); often the transcript echoed to
+  the client, before any reply audio.
 
 Derived: ``speech_end -> open`` (endpointing wait + decision), ``speech_end -> first
 audio`` (what the user hears as the response time), ``open -> first audio`` and the
@@ -51,7 +53,8 @@ class TurnLatency:
     proposal_ms: int | None
     open_ms: int
     speech_end_ms: int | None
-    #: ``"vad"`` (the VAD's speech-end sample) or ``"ingress"`` (last frame before proposal)
+    #: ``"vad"`` (the VAD's speech-end sample), ``"ingress"`` (last frame before proposal)
+    #: or ``"text"`` (a typed turn's text)
     speech_end_source: str | None
     first_audio_ms: int | None
     first_output_ms: int | None
@@ -106,6 +109,15 @@ def by_session(lines: Iterable[TimelineLine]) -> dict[str, list[TimelineLine]]:
 
 
 _sig, _ts = signal_of, timestamp_of
+
+
+def _data(line: TimelineLine) -> bool:
+    return line.kind == "event_record" and line.record.get("lane") == "DataLane"
+
+
+def _edge(line: TimelineLine) -> str:
+    edge = line.record.get("edge_id")
+    return edge if isinstance(edge, str) else ""
 
 
 def speech_end_sample(record: Mapping[str, Any]) -> int | None:
@@ -174,16 +186,19 @@ def turn_latencies(lines: Iterable[TimelineLine]) -> list[TurnLatency]:
             start = match if match is not None else index
             vad = [s for i, s in speech_ends if previous < i <= start]
             previous = start
-            speech_end = ingress.holding(vad[-1]) if vad else None
-            source = "vad" if speech_end is not None else None
+            of_turn = [(i, ln) for i, ln in enumerate(seq) if ln.record.get("turn_id") == turn]
+            typed = next((ln for _, ln in of_turn if _data(ln) and _edge(ln) == "input.text"),
+                         None)
+            speech_end, source = (_ts(typed), "text") if typed is not None else (None, None)
+            if speech_end is None and vad:
+                speech_end = ingress.holding(vad[-1])
+                source = "vad" if speech_end is not None else None
             if speech_end is None:
                 speech_end = ingress.last_before(start)
                 source = "ingress" if speech_end is not None else None
-            of_turn = [(i, ln) for i, ln in enumerate(seq) if ln.record.get("turn_id") == turn]
             audio = next((ln for _, ln in of_turn if _sig(ln) == "playback_started"), None)
-            first_data = next((ln for i, ln in of_turn if i > index
-                               and ln.kind == "event_record"
-                               and ln.record.get("lane") == "DataLane"), None)
+            first_data = next((ln for i, ln in of_turn if i > index and _data(ln)
+                               and not _edge(ln).startswith("input.")), None)
             out.append(TurnLatency(
                 session_id=session, turn_id=turn,
                 proposal_ms=_ts(seq[match]) if match is not None else None, open_ms=_ts(op),

@@ -157,6 +157,9 @@ class Provider(ABC):
                     inv.outcome = Outcome.CANCELLED
                     return
                 next_task = asyncio.ensure_future(pull())
+                # the pull may end (StopAsyncIteration) after this stream stopped waiting for
+                # it (cancelled twice, closed): its outcome is always consumed
+                next_task.add_done_callback(_consume_outcome)
                 while True:
                     waiters: set[asyncio.Future[Any]] = {next_task, cancel_task}
                     wake: asyncio.Future[Any] | None = None
@@ -219,8 +222,6 @@ class Provider(ABC):
                 # asyncio.wait never raises the child's exception but still lets a
                 # cancellation of this task propagate (CancelledError is never swallowed)
                 await asyncio.wait({next_task})
-                if not next_task.cancelled():
-                    next_task.exception()  # mark retrieved
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -337,3 +338,9 @@ class TTSProvider(Provider):
         self, text: AsyncIterator[str], invocation: ProviderInvocation
     ) -> AsyncIterator[AudioChunk]:
         """Adapter hook: consume text deltas, yield audio chunks."""
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    """Mark a finished pull's exception retrieved (it is handled or deliberately dropped)."""
+    if not task.cancelled():
+        task.exception()

@@ -239,7 +239,14 @@ class ReplayEngine:
         while self.position < end:
             item = self.recording.ingress[self.position]
             await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
-            self.rig.ingress(item.event(self.recording.source), item.port)
+            ev = item.event(self.recording.source)
+            if item.port != "audio":
+                # user input that is not speech (typed text, a DTMF digit) opened its own
+                # turn in the live transport before entering the graph: so does the replay
+                reason = "text_input" if item.port == "text" else ev.kind
+                self.rig.driver.end_of_utterance(reason)
+                ev.turn_id = await self.rig.driver.turn_for_utterance()
+            self.rig.ingress(ev, item.port)
             self.position += 1
             if self.rig.playback is not None:
                 self.rig.playback.mark_fed(self.position)

@@ -220,6 +220,7 @@ class SessionRig:
         if tid is None:
             return
         if self.feedback is not None:  # a recorded transport reports playback (feedback)
+            self.feedback.output(port, tid)
             if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
                 self.driver.generation_complete(tid)
             return
@@ -350,12 +351,12 @@ class _PinnedWallResolver(PlanResolver):
         self.clock = self.pinned_clock
         self.walls = walls
 
-    async def resolve(self, *, tenant_id: str, session_id: str, turn_id: str,
-                      authority_epoch: int, start_sequence: int = 0) -> PlanResolution:
+    def materialise(self, bundle: TurnStartBundle, *, session_id: str, turn_id: str,
+                    authority_epoch: int, start_sequence: int = 0) -> PlanResolution:
         self.pinned_clock.pinned = self.walls.get(turn_id)
         try:
-            return await super().resolve(tenant_id=tenant_id, session_id=session_id,
-                                         turn_id=turn_id, authority_epoch=authority_epoch,
-                                         start_sequence=start_sequence)
+            return super().materialise(bundle, session_id=session_id, turn_id=turn_id,
+                                       authority_epoch=authority_epoch,
+                                       start_sequence=start_sequence)
         finally:
             self.pinned_clock.pinned = None

@@ -193,7 +193,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         if ln.kind == "event_record":
             edge = str(rec.get("edge_id") or "")
             node = rec.get("node_id")
-            if node is None and edge.startswith("input."):
+            # ingress: edge ``input.<port>`` (a routing decision on a conditional edge out
+            # of an entry, ``input.<port>-><node>.<port>``, is telemetry, not input)
+            if node is None and edge.startswith("input.") and "->" not in edge:
                 ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
                                            _int(ln, "runtime_timestamp_ms", source),
                                            edge.removeprefix("input."), ln))

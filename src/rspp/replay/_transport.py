@@ -19,7 +19,12 @@ recording like the ingress events:
 ``playback_cancelled`` is not replayed from the recording: the turn driver
 stops playback itself when it cancels a turn (barge-in), and
 :class:`TransportFeedback` reports the cancellation at that moment, as the
-loopback transport does.
+loopback transport does. Nor is ``output_accepted``: a transport records it
+when the first output of a turn reaches it, a consequence of the pipeline's
+output rather than an input, so :meth:`TransportFeedback.output` records it
+right after that output, as the live and loopback transports do (replayed at
+its recorded time it could overtake the output it acknowledges when both fell
+in the same millisecond).
 
 Recordings without transport signals (the replay harness's own) are replayed
 as before: the rig itself reports playback on the first output and completion
@@ -41,7 +46,8 @@ __all__ = ["CONNECTION_SIGNALS", "TRANSPORT_SIGNALS", "RecordedTransport", "Tran
            "TransportTarget",
            "play_transport"]
 
-TRANSPORT_SIGNALS = frozenset({"output_accepted", "playback_started", "playback_completed"})
+#: replayed from the recording (``output_accepted`` follows the replayed output instead)
+TRANSPORT_SIGNALS = frozenset({"playback_started", "playback_completed"})
 #: connection signals of live transports (session scoped; ``stall`` aborts the active turn)
 CONNECTION_SIGNALS = frozenset({"connected", "disconnected", "stall", "ended"})
 _EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
@@ -89,6 +95,7 @@ class TransportFeedback:
         self.driver, self.append, self.epoch = driver, append, authority_epoch
         self.timebase, self.clock = timebase, clock
         self.playing: set[str] = set()
+        self.accepted: set[str] = set()
         driver.on_stop_playback = self.stop_playback
 
     def runtime_ns(self) -> int:
@@ -115,6 +122,14 @@ class TransportFeedback:
         elif name is SignalName.PLAYBACK_COMPLETED:
             self.playing.discard(turn_id)
             self.driver.output_complete(turn_id)
+
+    def output(self, port: str, turn_id: str) -> None:
+        """An output of ``turn_id`` reached the transport: the first one is accepted (RK-22)."""
+        if turn_id not in self.accepted:
+            self.accepted.add(turn_id)
+            self.append(self.driver.stamp.signal(
+                SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, authority_epoch=self.epoch,
+                turn_id=turn_id, reason=f"port:{port}"))
 
     def stop_playback(self, turn_id: str) -> None:
         """The driver fenced ``turn_id``: an audible reply is cancelled (RK-23)."""

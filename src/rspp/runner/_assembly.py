@@ -239,6 +239,8 @@ class AssembledSession(Generic[TransportT]):
     #: called with every record the session appends (after the recorder and telemetry;
     #: the transport's ``on_record`` first); servers add theirs
     listeners: list[Callable[[msgspec.Struct], None]] = field(default_factory=list)
+    #: called with each turn's OR-02 evidence once the recorder accepted it
+    evidence_listeners: list[Callable[[object], None]] = field(default_factory=list)
 
     @property
     def session_id(self) -> str:
@@ -369,6 +371,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         taps.append(tap)
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []
+    evidence_taps: list[Callable[[object], None]] = []
+
+    def evidence(ev: Any) -> bool:
+        ok = recorder.append_evidence(ev)
+        if ok:
+            for tap in evidence_taps:
+                tap(ev)
+        return ok
 
     def dead_letter(dl: Any) -> None:
         dead.append(f"{dl.error.node_id}:{dl.error.error_code}:{dl.error.message}")
@@ -393,17 +403,30 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
-    def on_plan(plan: Any) -> None:
-        for modality, pid in plan.provider_bindings.items():
+    base_chains = dict(services.chains)
+
+    def prefer(providers: Any) -> None:
+        for modality, pid in providers.items():
             rest = tuple(p for p in services.chains.get(modality, ()) if p != pid)
             services.chains[modality] = (pid, *rest)
 
+    def on_plan(plan: Any) -> None:
+        prefer(plan.provider_bindings)
+        prefer(holder["driver"].overload.providers)  # the degrade posture wins (F-048)
+
+    def on_posture(providers: Any) -> None:
+        """Overload posture changed: degraded providers now, or back to the normal chains."""
+        if not providers:
+            services.chains.update(base_chains)
+        prefer(providers)
+
     driver = TurnDriver(session, resolver, tenant_id=opts.tenant_id, authority=authority,
-                        admission=admission, record=record, evidence=recorder.append_evidence,
+                        admission=admission, record=record, evidence=evidence,
                         on_plan=on_plan, reply_ports=reply_ports or ("audio",),
                         invocations=services.invocation_outcomes,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
+    driver.overload.on_change = on_posture
     services.hooks = driver
     services.remaining_budget_ms = _remaining_budget(driver)
     services.next_sequence = session._next_seq
@@ -414,7 +437,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, dead_letters=dead,
-                           _exporter=exporter_task, listeners=taps)
+                           _exporter=exporter_task, listeners=taps,
+                           evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,

@@ -30,6 +30,7 @@ from rspp.runner._assembly import (
 from rspp.runner._bundle import LOCAL_TENANT
 from rspp.runner._telemetry import TelemetryTargets
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
+from rspp.turns import SessionEvent
 from rspp.turns._turn_driver import TurnDriver
 
 __all__ = ["RunOptions", "RunProgress", "RunResult", "RunnerError", "TurnReport", "run_local"]
@@ -134,6 +135,8 @@ class RunResult:
     dead_letters: list[str] = field(default_factory=list)
     #: what an interrupt (``RunOptions.stop``) cut short, e.g. "input at 2.10 s of 9.00 s"
     interrupted: str | None = None
+    #: the session's states in order (its SessionLifecycle, F-138)
+    session_states: tuple[str, ...] = ()
 
     @property
     def transcript(self) -> str:
@@ -258,8 +261,10 @@ async def run_local(opts: RunOptions) -> RunResult:
         reporter = asyncio.create_task(
             _report_progress(opts.progress, opts.progress_interval_s, transport, driver,
                              total_s=len(pcm) / 2 / rate), name="run-progress")
-    try:
+    life = driver.session_lifecycle  # the session's states (F-138); a file has no
+    try:                                 # connection, so no connection signals
         await assembled.start()
+        life.apply(SessionEvent.CONNECTED, "file_input", emit=False)
         try:
             if await _feed(transport, opts.stop):
                 active = driver.active_turn
@@ -268,7 +273,10 @@ async def run_local(opts: RunOptions) -> RunResult:
                                + (f", during turn {active.rsplit(':', 1)[-1]}" if active else ""))
                 driver.end_session()  # the active turn ends abort(session_end), then close
         finally:
+            life.apply(SessionEvent.DRAIN, "input_interrupted" if interrupted else "input_ended",
+                       emit=False)
             await assembled.finish()
+            life.apply(SessionEvent.END, "session_finished", emit=False)
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -304,4 +312,6 @@ async def run_local(opts: RunOptions) -> RunResult:
         timeline_lines=recorder.stats.appended, after_fence_outputs=len(transport.after_fence),
         signals=transport.signals, diagnostics=driver.diagnostics, dead_letters=dead,
         interrupted=interrupted,
+        session_states=(("CONNECTING",) if life.history else ()) + tuple(
+            to.value for _, _, to in life.history),
     )

@@ -221,6 +221,9 @@ class SessionTelemetry:
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
         elif name in ("barge_in", "fallback", "provider_switch"):
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
+        elif name in ("shed", "degrade"):  # overload surfaces in the logs (NF-006)
+            self._emit(logging.WARNING, name, turn_id=tid, node_id=rec.node_id,
+                       edge_id=rec.edge_id, reason=rec.reason)
 
     # ------------------------------------------------------------------ turns
     def _close_turn(self, tid: str) -> None:

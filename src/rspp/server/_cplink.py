@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 
@@ -26,10 +27,13 @@ from rspp.controlplane import (
     SessionClaims,
     SessionInfo,
     TokenInvalid,
+    TokenKeys,
     TokenVerifier,
 )
 from rspp.errors import RSPPError
+from rspp.nodes import NodeCatalog
 from rspp.providers import PROVIDER_CATALOG
+from rspp.server._specs import ModuleMismatch, fetch_pinned_modules
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
 
 __all__ = ["ControlPlaneLink", "LinkOptions", "SessionRefused"]
@@ -54,6 +58,11 @@ class LinkOptions:
     capacity: int = 100
     region: str = "default"
     heartbeat_interval_s: float = 2.0
+    #: the shared secret of a control plane that signs tokens with HS256 (it never
+    #: publishes it); Ed25519 control planes publish their public key instead
+    token_secret: str | None = None
+    #: where ``python:MODULE:CLASS`` custom nodes are imported from, after the current directory
+    node_search: tuple[Path, ...] = ()
 
 
 class ControlPlaneLink:
@@ -76,6 +85,14 @@ class ControlPlaneLink:
     async def connect(self) -> None:
         """Fetch the token key (once) and register; raise :class:`CPError` when refused."""
         keys = await self.client.verification_keys()
+        if keys.algorithm == "HS256":
+            if not self.options.token_secret:
+                raise CPError("the control plane signs session tokens with HS256 and does not "
+                              "publish its secret: pass the same secret with --token-secret "
+                              "(RSPP_TOKEN_SECRET), or give the control plane an Ed25519 key "
+                              "(rspp cp serve --token-key-file)", field="token_secret",
+                              code="token_keys")
+            keys = TokenKeys.hs256(self.options.token_secret)
         self._verifier = TokenVerifier(keys)
         o = self.options
         await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,
@@ -161,9 +178,14 @@ class ControlPlaneLink:
             except CPError as exc:
                 raise _refusal(exc, f"fetch pipeline {name}@{version}") from None
             try:
+                modules = await fetch_pinned_modules(self.client, record.get("modules") or {})
+            except CPError as exc:
+                raise _refusal(exc, f"fetch the subgraph modules of {name}@{version}") from None
+            try:
                 gd = compile_spec(parse_spec_text(str(record["spec_text"]), f"{name}@{version}"),
-                                  adapters=PROVIDER_CATALOG)
-            except (SpecInvalid, KeyError, TypeError) as exc:
+                                  adapters=PROVIDER_CATALOG, subgraphs=modules,
+                                  catalog=NodeCatalog((Path.cwd(), *self.options.node_search)))
+            except (SpecInvalid, ModuleMismatch, KeyError, TypeError) as exc:
                 raise SessionRefused("spec_invalid",
                                      f"pipeline {name}@{version} does not compile here: "
                                      f"{exc}") from None

@@ -62,6 +62,15 @@ class ServerMetrics:
         self._fenced = Counter("rspp_outputs_fenced_total",
                                "Outputs withheld because this runtime's lease may have "
                                "passed to another runtime (never sent)", registry=r)
+        self._gates_sent = Counter("rspp_gate_samples_sent_total",
+                                   "Gate samples the control plane accepted", registry=r)
+        self._gates_dropped = Counter("rspp_gate_samples_dropped_total",
+                                      "Gate samples dropped (queue full while the control "
+                                      "plane was slow or unreachable)", registry=r)
+        self._gates_queued = Gauge("rspp_gate_samples_queued", "Gate samples waiting to be sent",
+                                   registry=r)
+        self._gates_errors = Counter("rspp_gate_sampler_errors_total",
+                                     "Records the gate sampler could not evaluate", registry=r)
 
     def _safe(self, fn: Any) -> None:
         try:
@@ -94,6 +103,18 @@ class ServerMetrics:
     def egress_lateness(self, transport: str, seconds: float) -> None:
         """Transports report how late each paced frame left (bounded transport names)."""
         self._safe(lambda: self._late.labels(transport).observe(max(seconds, 0.0)))
+
+    def gate_samples_sent(self, n: int) -> None:
+        self._safe(lambda: self._gates_sent.inc(n))
+
+    def gate_samples_dropped(self, n: int) -> None:
+        self._safe(lambda: self._gates_dropped.inc(n))
+
+    def gate_samples_queued(self, n: int) -> None:
+        self._safe(lambda: self._gates_queued.set(n))
+
+    def gate_sampler_error(self) -> None:
+        self._safe(self._gates_errors.inc)
 
     def on_signal(self, live: Any, rec: ControlSignal) -> None:
         """Count terminal outcomes; observe the turn's latencies when it closes."""

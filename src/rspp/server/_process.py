@@ -27,6 +27,7 @@ import uvicorn
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from rspp.contracts import RecordingLevel
 from rspp.controlplane import (
     ControlPlane,
     ControlPlaneClient,
@@ -37,8 +38,10 @@ from rspp.controlplane import (
 from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
+from rspp.server._gates import GateReporterOptions
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
+from rspp.server._specs import publish_spec_file
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -57,6 +60,7 @@ class ServeOptions:
     port: int = 8800
     control_plane: str | None = None
     api_key: str | None = None
+    token_secret: str | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     capacity: int = 100
@@ -67,6 +71,10 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    record_level: RecordingLevel | None = None
+    #: gate samples buffered while the control plane is unreachable, and the send period
+    gate_queue: int = 2048
+    gate_interval_s: float = 1.0
     transport_routes: TransportRoutes | None = None
     #: lines of the start-up banner go here (the CLI prints them)
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
@@ -124,15 +132,18 @@ async def serve(opts: ServeOptions) -> int:
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
-                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s),
+                         region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s,
+                         token_secret=opts.token_secret,
+                         node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
-                               drain_mode=opts.drain_mode),
-        drain_deadline_s=opts.drain_deadline_s))
+                               record_level=opts.record_level, drain_mode=opts.drain_mode),
+        drain_deadline_s=opts.drain_deadline_s,
+        gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
     try:
         if cp is not None:
             spec = opts.spec or DEFAULT_SPEC
-            published = await client.publish(spec.read_text(), str(spec))
+            published = await publish_spec_file(client, spec)
             pipeline = f"{published['pipeline']['name']}@{published['pipeline']['version']}"
         else:
             pipeline = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from rspp.controlplane import ControlPlaneClient
 from rspp.server._cplink import ControlPlaneLink, LinkOptions
+from rspp.server._gates import GateReporter, GateReporterOptions
 from rspp.server._metrics import ServerMetrics
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 
@@ -30,6 +31,8 @@ class RuntimeOptions:
     sessions: SessionPolicy = field(default_factory=SessionPolicy)
     #: seconds active turns get to finish after SIGTERM before sessions are closed
     drain_deadline_s: float = 30.0
+    #: gate samples of live turns to the control plane (None: not reported)
+    gates: GateReporterOptions | None = field(default_factory=GateReporterOptions)
 
 
 class Runtime:
@@ -40,6 +43,9 @@ class Runtime:
         self.metrics = ServerMetrics()
         self.link = ControlPlaneLink(client, options.link)
         self.sessions = GovernedSessions(self.link, self.metrics, options.sessions)
+        if options.gates is not None:
+            self.sessions.gates = GateReporter(client, options.link.runtime_id, self.metrics,
+                                               options.gates)
         self._heartbeat: asyncio.Task[None] | None = None
         self.drained = asyncio.Event()
 
@@ -56,6 +62,8 @@ class Runtime:
     async def start(self) -> None:
         """Register with the control plane (raise CPError when it refuses or is down)."""
         await self.link.connect()
+        if self.sessions.gates is not None:
+            self.sessions.gates.start()
         self._heartbeat = asyncio.create_task(
             self.link.heartbeat_loop(lambda: len(self.sessions)), name="rspp-heartbeat")
         self.metrics.ready(self.ready)
@@ -85,5 +93,7 @@ class Runtime:
         """Close what is left, deregister, release the control-plane client."""
         await self._stop_heartbeat()
         await self.sessions.close_all("server_stopped")
+        if self.sessions.gates is not None:
+            await self.sessions.gates.stop()
         await self.link.deregister()
         await self.link.client.aclose()

@@ -29,6 +29,7 @@ from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused
+from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.spec import GraphDefinition
@@ -150,12 +151,19 @@ class ServedSession(Generic[S]):
                 metrics.moved("handed_off")
             elif self.keeper.lost is not None:
                 metrics.moved("authority_lost")
-            if self.keeper.lost is None and not self.handed_off:
-                # only the holder ends the session; a runtime that lost the lease (failover)
-                # or handed the session to another runtime (drain) leaves it running there
-                with contextlib.suppress(CPError):
+            # a session handed to another runtime (drain) lives on there: not ended
+            with contextlib.suppress(CPError):
+                if not self.handed_off and await self._still_placed_here():
                     await self.owner.link.client.report_status(self.session_id, "ended")
             self.owner._forget(self)
+
+    async def _still_placed_here(self) -> bool:
+        """Whether the control plane still places this session here: after a migration the
+        session lives on at its new runtime, so closing the old copy must not end it."""
+        if not (self.close_reason or "").startswith("authority_lost:"):
+            return True
+        info = await self.owner.link.client.request("GET", f"/v1/sessions/{self.session_id}")
+        return bool(info.get("runtime_id") in (None, self.owner.link.runtime_id))
 
 
 class GovernedSessions:
@@ -168,6 +176,8 @@ class GovernedSessions:
         self.policy = policy or SessionPolicy()
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
+        #: where closed turns' gate samples go (None: not reported)
+        self.gates: GateReporter | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -259,6 +269,12 @@ class GovernedSessions:
         if epoch > 1:
             await self._record_handoff(served)
         built.core.listeners.append(served._on_record)
+        if self.gates is not None:
+            sampler = GateSampler(self.gates, pipeline_name=info.pipeline_name,
+                                  pipeline_version=info.pipeline_version,
+                                  tenant_id=claims.tenant_id)
+            built.core.listeners.append(sampler.on_record)
+            built.core.evidence_listeners.append(sampler.on_evidence)
         served.idle.set()
         self.active[sid] = served
         served._keeper = self._spawn(keeper.run())
@@ -309,9 +325,10 @@ class GovernedSessions:
     async def _hand_off(self, served: ServedSession[Any], deadline_s: float) -> None:
         """Move a session to another runtime (drain ``migrate``); it keeps running there.
 
-        Once its active turn finished (at most ``deadline_s``), the control plane rotates the lease to the target (epoch + 1); this runtime stops
-        sending at once and closes the connection with ``handed_off:<runtime>`` so the
-        client reconnects through its route. Without a target the session closes as usual.
+        Once its active turn finished (at most ``deadline_s``), the control plane rotates
+        the lease to the target (epoch + 1); this runtime stops sending at once and closes
+        the connection with ``handed_off:<runtime>`` so the client reconnects through its
+        route. Without a target the session closes as usual.
         """
         sid = served.session_id
         with contextlib.suppress(TimeoutError):

@@ -20,6 +20,8 @@ from rspp.spec._graph import (
     GraphDefinition,
     GraphPort,
     NodeDef,
+    OverloadPolicy,
+    ProviderBinding,
     Sourced,
     ValueSource,
 )
@@ -40,6 +42,7 @@ from rspp.spec._resolve_parts import (
 )
 from rspp.spec._subgraphs import FileSubgraphResolver, SubgraphResolver
 from rspp.spec._wires import Trigger, Wire
+from rspp.spec._yaml import SourceMap
 
 ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortType.CONTROL,
                "vad": PortType.VAD}
@@ -129,13 +132,16 @@ def analyse(
         s = node.spec
         timeout = (Sourced(s.timeout_ms, ValueSource.SPEC) if s.timeout_ms is not None
                    else budgets.node)
+        grace = (Sourced(s.cancel_grace_ms, ValueSource.SPEC) if s.cancel_grace_ms is not None
+                 else budgets.cancel_grace)
         node_defs.append(NodeDef(
             id=node_id, type=s.type, params=FrozenMap({**sig.default_params, **s.params}),
             scope=s.scope or sig.default_scope, is_async=sig.is_async,
             cancel_mode=s.cancel_mode or sig.default_cancel_mode, timeout=timeout,
-            cancel_grace=budgets.cancel_grace, inputs=sig.inputs, outputs=sig.outputs,
+            cancel_grace=grace, inputs=sig.inputs, outputs=sig.outputs,
             provider_modality=sig.provider_modality,
             origin=str(s.metadata.get(INSERTED_MARK, node.origin)),
+            unknown_event_action=s.unknown_event_action or spec.unknown_event_action,
         ))
     edge_defs = []
     for w in wires:
@@ -149,6 +155,9 @@ def analyse(
         ))
     needed = {sig.provider_modality for _, sig in nodes.values() if sig.provider_modality}
     providers = resolve_providers(spec, profile, budgets, {str(m) for m in needed})
+    overload = _overload(spec, providers, issues, src)
+    if overload is not None and any(i.severity == "error" for i in issues):
+        return None, issues
     flow, flow_source = resolve_flow_control(spec, profile)
     recording = resolve_recording(spec, profile)
     order = _topo(list(nodes), wires)
@@ -159,7 +168,9 @@ def analyse(
         "nodes": sorted(
             ({"id": n.id, "type": n.type, "params": n.params, "scope": n.scope,
               "cancel_mode": n.cancel_mode, "timeout": n.timeout.value,
-              "is_async": n.is_async} for n in node_defs), key=lambda d: str(d["id"])),
+              "is_async": n.is_async, **_execution_extras(n, budgets.cancel_grace)}
+             for n in node_defs),
+            key=lambda d: str(d["id"])),
         "edges": sorted(
             ({"id": e.id, "when": e.condition, "buffer": e.buffer, "lane": e.lane,
               "role": e.role} for e in edge_defs), key=lambda d: str(d["id"])),
@@ -170,6 +181,7 @@ def analyse(
                     budgets.edge.value, budgets.provider_timeout.value,
                     budgets.cancel_grace.value],
         "flow_control": flow, "recording": recording,
+        **({"overload": overload} if overload is not None else {}),
     }
     graph = GraphDefinition(
         name=spec.name, version=spec.version, graph_hash=execution_hash(content),
@@ -178,7 +190,7 @@ def analyse(
         fallbacks=tuple(FallbackDef(p, f, on) for p, f, on in fallbacks),
         topo_order=order, entry_ports=entry, exit_ports=exits,
         providers=providers, budgets=budgets, flow_control=flow, flow_control_source=flow_source,
-        recording=recording, metadata=FrozenMap(spec.metadata),
+        recording=recording, metadata=FrozenMap(spec.metadata), overload=overload,
     )
     return graph, issues
 
@@ -348,6 +360,36 @@ def _wire_fallbacks(
                                w.port_type, w.condition, role="fallback"))
         out.append((node_id, target, tuple(fb.on)))
     return out
+
+
+def _overload(spec: PipelineSpec, providers: tuple[ProviderBinding, ...],
+              issues: list[LintIssue], src: SourceMap) -> OverloadPolicy | None:
+    """Compile ``overload``: each degraded provider must be in its modality's chain."""
+    o = spec.overload
+    if o is None:
+        return None
+    chains = {p.modality: (p.primary, *p.fallbacks) for p in providers}
+    for modality, pid in o.degrade_providers.items():
+        chain = chains.get(modality)
+        if chain is None or pid not in chain:
+            issues.append(src.issue(
+                ("overload", "degrade_providers", modality),
+                f"{pid!r} is not a {modality} provider of this pipeline"
+                + (f" (its chain is {list(chain)})" if chain else ""),
+                f"add {pid!r} to providers.{modality}.fallbacks or name one of its chain"))
+    return OverloadPolicy(o.shed_threshold, o.window_ms, o.recover_after_ms,
+                          FrozenMap({str(k): v for k, v in o.degrade_providers.items()}))
+
+
+def _execution_extras(n: NodeDef, default_grace: Sourced) -> dict[str, object]:
+    """Per-node settings that change execution, hashed only when not the default (so the
+    execution hash of a spec that does not set them is what it always was)."""
+    extras: dict[str, object] = {}
+    if n.cancel_grace is not default_grace:
+        extras["cancel_grace"] = n.cancel_grace.value
+    if n.unknown_event_action != "drop":
+        extras["unknown_event_action"] = n.unknown_event_action
+    return extras
 
 
 def _topo(order_hint: list[str], wires: list[Wire]) -> tuple[str, ...]:

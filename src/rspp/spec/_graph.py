@@ -96,6 +96,8 @@ class NodeDef:
     outputs: tuple[PortSpec, ...]
     provider_modality: Literal["stt", "llm", "tts"] | None = None
     origin: str = "spec"
+    #: input events of a kind the node does not declare (F-020)
+    unknown_event_action: Literal["drop", "pass_through", "fail"] = "drop"
     """``spec``, ``template``, ``subgraph:<instance>@<name@version>`` or ``inserted``."""
 
 
@@ -157,6 +159,16 @@ class GraphPort:
 
 
 @dataclass(frozen=True, slots=True)
+class OverloadPolicy:
+    """Compiled ``overload`` of a spec (F-048): when to degrade, what to use, when to recover."""
+
+    shed_threshold: int
+    window_ms: int
+    recover_after_ms: int
+    degrade_providers: FrozenMap
+
+
+@dataclass(frozen=True, slots=True)
 class Budgets:
     turn: Sourced
     node: Sourced
@@ -190,6 +202,8 @@ class GraphDefinition:
     flow_control_source: ValueSource
     recording: RecordingPolicy
     metadata: FrozenMap
+    #: the automatic degrade posture under sustained shedding (None: not declared)
+    overload: OverloadPolicy | None = None
 
     def node(self, node_id: str) -> NodeDef:
         """The node called ``node_id`` (KeyError if absent)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from rspp.spec._catalog import NodeTypeCatalog
 from rspp.spec._compiler import analyse
 from rspp.spec._graph import GraphDefinition, ValueSource
 from rspp.spec._issues import LintIssue, SpecInvalid
@@ -96,6 +97,7 @@ def resolve_effective(
     env: Mapping[str, str] | None = None,
     layers: ConfigLayers | None = None,
     subgraphs: SubgraphResolver | None = None,
+    catalog: NodeTypeCatalog | None = None,
 ) -> EffectiveSpec:
     """Apply environment, tenant then session overrides and compile the result."""
     layers = layers or ConfigLayers()
@@ -139,7 +141,7 @@ def resolve_effective(
     except msgspec.ValidationError as exc:
         raise SpecInvalid((LintIssue(src.file, 1, 1, "<layers>", f"override invalid: {exc}",
                                      "fix the overriding value named in the message"),)) from None
-    graph, issues = analyse(effective, subgraphs=subgraphs)
+    graph, issues = analyse(effective, subgraphs=subgraphs, catalog=catalog)
     if graph is None:
         raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
     values = _report(graph, spec, winners)
@@ -221,6 +223,11 @@ def _report(
             origin = ValueSource(n.origin.split(":", 1)[1])
         rows.append(ResolvedValue(f"nodes.{n.id}.type", n.type, origin))
         rows.append(ResolvedValue(f"nodes.{n.id}.timeout_ms", n.timeout.value, n.timeout.source))
+        rows.append(ResolvedValue(f"nodes.{n.id}.cancel_mode", n.cancel_mode, origin))
+        rows.append(ResolvedValue(f"nodes.{n.id}.cancel_grace_ms", n.cancel_grace.value,
+                                  n.cancel_grace.source))
+        rows.append(ResolvedValue(f"nodes.{n.id}.unknown_event_action", n.unknown_event_action,
+                                  origin))
     for e in graph.edges:
         explicit = e.buffer.defaulting_source == "explicit_edge_config"
         rows.append(ResolvedValue(f"edges.{e.id}.buffer", str(e.buffer.strategy),

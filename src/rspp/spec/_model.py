@@ -40,6 +40,7 @@ PortRef = Annotated[
     ),
 ]
 Ms = Annotated[int, Meta(ge=1, description="Milliseconds (>= 1).")]
+UnknownEventAction = Literal["drop", "pass_through", "fail"]
 Free = Annotated[
     dict[str, object], Meta(description="Free-form metadata; never changes execution.")
 ]
@@ -90,6 +91,17 @@ class NodeSpec(msgspec.Struct, **_S):
     cancel_mode: Annotated[
         Literal["soft", "hard"] | None,
         Meta(description="soft: finish the in-flight chunk within the grace window; hard: stop."),
+    ] = None
+    cancel_grace_ms: Annotated[
+        Ms | None,
+        Meta(description="Soft cancel: how long the in-flight chunk may take before the node "
+                         "is force-stopped; default budgets.cancel_grace_ms."),
+    ] = None
+    unknown_event_action: Annotated[
+        UnknownEventAction | None,
+        Meta(description="An input event of a kind the node does not declare: drop (with a "
+                         "notice), pass_through (forwarded unprocessed) or fail (node error); "
+                         "default the pipeline's unknown_event_action."),
     ] = None
     timeout_ms: Annotated[Ms | None, Meta(description="Node budget; profile default.")] = None
     fallback: FallbackSpec | None = None
@@ -198,6 +210,26 @@ class RecordingSpec(msgspec.Struct, **_S):
     allowed_replay_modes: tuple[ReplayMode, ...] | None = None
 
 
+class OverloadSpec(msgspec.Struct, **_S):
+    """Automatic degrade posture under sustained shedding (F-048, NF-006).
+
+    When ``shed_threshold`` shed decisions fall within ``window_ms`` the session enters
+    its degraded posture (a ``degrade`` signal) and the next turns use the providers of
+    ``degrade_providers``; after ``recover_after_ms`` without a shed it recovers.
+    """
+
+    shed_threshold: Annotated[int, Meta(ge=1, description="Sheds within window_ms that "
+                                                          "enter the degraded posture.")] = 3
+    window_ms: Ms = 1000
+    recover_after_ms: Ms = 2000
+    degrade_providers: Annotated[
+        dict[Literal["stt", "llm", "tts"], str],
+        Meta(description="Modality -> provider used while degraded; one of that "
+                         "modality's primary/fallbacks (e.g. a cheaper fallback).",
+             examples=[{"llm": "local-responder"}]),
+    ] = {}
+
+
 class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     """A versioned pipeline: nodes, edges, providers and overrides of the profile."""
 
@@ -223,3 +255,10 @@ class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     budgets: BudgetsSpec | None = None
     flow_control: FlowControlSpec | None = None
     recording: RecordingSpec | None = None
+    overload: OverloadSpec | None = None
+    unknown_event_action: Annotated[
+        UnknownEventAction,
+        Meta(description="Default policy for input events of a kind a node does not declare "
+                         "(F-020): drop with a notice, pass_through, or fail; per node "
+                         "`unknown_event_action` overrides it."),
+    ] = "drop"

@@ -5,16 +5,34 @@ contract every network transport adapts (ingress re-chunked to 20 ms at the
 pipeline rate, paced egress with the fence checked per frame, the shared event
 vocabulary of :mod:`rspp.transports._protocol`, crossing frames recorded like
 loopback's). :func:`websocket_route` is the WebSocket endpoint (F-084, F-086,
-F-088, F-090, F-091); it plugs into a server through the :class:`SessionFactory`
-and :class:`TokenVerifier` ports.
+F-088, F-090, F-091), :func:`webrtc_route` the WebRTC one (HTTP signalling, Opus,
+data-channel events; optional extra ``rspp[webrtc]``); both plug into a server through
+the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
+:class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
+endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports;
+:class:`RoomAgent` the LiveKit transport (F-083, optional SDKs: ``rspp[livekit]``).
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
-from rspp.transports._live import InputRejected, LiveOptions, LiveTransport
+from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
+from rspp.transports._livekit import (
+    DATA_TOPIC,
+    ROOM_AUDIO,
+    LiveKitConfig,
+    LiveKitUnavailable,
+    ReconnectPolicy,
+    RoomAgent,
+    agent_token,
+    caller_token,
+    frame_to_pcm,
+    livekit_available,
+    pcm_to_frame,
+)
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
+from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
     PROTOCOL_VERSION,
@@ -38,6 +56,7 @@ from rspp.transports._protocol import (
     TextIn,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
     decode_client,
     decode_server,
     encode_message,
@@ -62,7 +81,16 @@ from rspp.transports._session_port import (
     TokenRefused,
     TokenVerifier,
 )
+from rspp.transports._telephony import TWILIO_STREAM_PATH, TelephonyOptions, twilio_stream_route
 from rspp.transports._wav import WavError, read_wav, write_wav
+from rspp.transports._webrtc import (
+    WEBRTC_PATH,
+    IceServer,
+    WebRTCEndpoint,
+    WebRTCOptions,
+    webrtc_available,
+    webrtc_route,
+)
 from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
 
 __all__ = [
@@ -76,11 +104,15 @@ __all__ = [
     "CLOSE_TOO_SLOW",
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
+    "DATA_TOPIC",
     "PROTOCOL_VERSION",
+    "ROOM_AUDIO",
     "SERVER_EVENTS",
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
     "SUBPROTOCOL_MSGPACK",
+    "TWILIO_STREAM_PATH",
+    "WEBRTC_PATH",
     "AudioFrame",
     "AudioIn",
     "AudioOut",
@@ -90,9 +122,12 @@ __all__ = [
     "End",
     "ErrorEvent",
     "Flood",
+    "IceServer",
     "IngressMeter",
     "InputRejected",
     "Interrupt",
+    "LiveKitConfig",
+    "LiveKitUnavailable",
     "LiveOptions",
     "LiveSession",
     "LiveSessionHandle",
@@ -105,7 +140,9 @@ __all__ = [
     "ProtocolError",
     "Ready",
     "Rechunker",
+    "ReconnectPolicy",
     "ReplyText",
+    "RoomAgent",
     "ServerEvent",
     "SessionCore",
     "SessionEnd",
@@ -116,6 +153,7 @@ __all__ = [
     "Start",
     "Stats",
     "StreamResampler",
+    "TelephonyOptions",
     "TextIn",
     "TokenRefused",
     "TokenVerifier",
@@ -123,12 +161,26 @@ __all__ = [
     "Transport",
     "TurnEvent",
     "TurnOutput",
+    "TurnRowEvent",
     "WavError",
+    "WebRTCEndpoint",
+    "WebRTCOptions",
     "WebSocketOptions",
+    "agent_token",
+    "caller_token",
     "decode_client",
     "decode_server",
     "encode_message",
+    "frame_to_pcm",
+    "livekit_available",
+    "mulaw_decode",
+    "mulaw_encode",
+    "parse_mark",
+    "pcm_to_frame",
     "read_wav",
+    "twilio_stream_route",
+    "webrtc_available",
+    "webrtc_route",
     "websocket_route",
     "write_wav",
     "ws_schema",

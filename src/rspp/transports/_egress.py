@@ -22,11 +22,17 @@ __all__ = ["AudioFrame", "OutboundQueue"]
 
 @dataclass(frozen=True, slots=True)
 class AudioFrame:
-    """One paced reply frame: turn, per-connection sequence number, PCM16, due time."""
+    """One paced reply frame: turn, per-connection sequence number, PCM16.
+
+    ``mark`` (acknowledged playback only): after sending the frame, ask the client
+    to echo this name once the listener has heard it (a carrier ``mark``); a frame
+    with empty ``pcm`` carries only a mark (the end of a turn's audio).
+    """
 
     turn_id: str | None
     seq: int
     pcm: bytes
+    mark: str | None = None
 
 
 class OutboundQueue:

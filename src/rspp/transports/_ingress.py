@@ -45,6 +45,18 @@ class StreamResampler:
             data = np.asarray(out, dtype=np.int16).tobytes()
         return data
 
+    def flush(self) -> bytes:
+        """The samples still inside the resampler (its filter delay, up to ~100 ms):
+        the end of a stream. The resampler starts a new stream afterwards."""
+        self._odd = b""
+        if self._stream is None:
+            return b""
+        import soxr
+
+        out = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16")
+        return np.asarray(out, dtype=np.int16).tobytes()
+
 
 class Rechunker:
     """Resample ``in_rate`` -> ``out_rate`` (mono PCM16) and cut ``frame_ms`` frames."""

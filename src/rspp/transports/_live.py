@@ -15,7 +15,14 @@ thin adapter onto :class:`LiveTransport`, which owns:
   connection (slow clients lose frames, counted and reported as lateness);
 * playback signals (RK-22/RK-23: ``output_accepted``, ``playback_started`` /
   ``completed`` / ``cancelled``) and the connection signals ``connected``,
-  ``disconnected``, ``stall``, ``ended``.
+  ``disconnected``, ``stall``, ``ended``;
+* acknowledged playback (a connection whose client echoes marks, e.g. a phone
+  carrier): frames carry mark names, and ``playback_started`` / ``completed``
+  (hence the turn's commit) follow what the listener was confirmed to have heard
+  (:meth:`LiveTransport.heard`), not what was sent; a fenced turn's
+  ``playback_cancelled`` says how many frames were sent and how many heard;
+* transport control input (DTMF): :meth:`LiveTransport.push_control` puts a
+  control event on the graph's ``input.control`` entry (F-089).
 """
 
 from __future__ import annotations
@@ -23,13 +30,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
-from rspp.contracts import ControlSignal, Emitter, Lane, SignalName
+from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
 from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.observability import LiveTurnView
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
@@ -40,14 +49,17 @@ from rspp.transports._protocol import (
     Stats,
     Transcript,
     TurnEvent,
+    TurnRowEvent,
 )
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 
-__all__ = ["InputRejected", "LiveOptions", "LiveTransport"]
+__all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
 
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
+_VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
+                                ResolvedTurnPlan: "resolved_turn_plan"}
 
 
 class InputRejected(ValueError):
@@ -67,6 +79,9 @@ class LiveOptions:
     send_queue_events: int = 512
     #: frames may leave this early (the client's jitter buffer absorbs it)
     egress_lead_ms: float = 10.0
+    #: a reply starved of audio for up to this long keeps its pacing schedule (the late
+    #: frames then leave at once); a longer gap starts a new schedule
+    egress_catchup_ms: float = 200.0
     #: ingress may run ahead of real time by this much before it is a flood
     flood_allowance_ms: float = 2000.0
     #: ingress this far behind real time counts as late
@@ -79,6 +94,11 @@ class LiveOptions:
     end_drain_s: float = 60.0
     #: ``end``: frames of silence with nothing pending before the session closes
     end_quiet_frames: int = 40
+    #: acknowledged playback: a mark every this many frames (and on a turn's first/last)
+    mark_every_frames: int = 5
+    #: acknowledged playback: a turn whose last mark is not echoed within this completes
+    #: unconfirmed (a carrier that lost the mark must not hold the turn open)
+    playback_ack_timeout_s: float = 5.0
 
 
 @dataclass(slots=True)
@@ -92,6 +112,11 @@ class _Turn:
     transcript: str = ""
     reply: list[str] = field(default_factory=list)
     sent_frames: int = 0
+    #: acknowledged playback: frames the client confirmed heard; last frame marked
+    heard_frames: int = 0
+    last_marked: bool = False
+    #: acknowledged playback: every frame sent, waiting for the last mark's echo
+    unconfirmed: asyncio.TimerHandle | None = None
 
 
 class LiveTransport:
@@ -130,6 +155,11 @@ class LiveTransport:
         self.gate: Callable[[], bool] | None = None
         #: outputs withheld by the gate (stale-authority outputs that never left)
         self.fenced_outputs = 0
+        #: the records turn rows need (``turn_row`` events for clients that ask)
+        self.view = LiveTurnView()
+        self._rows = False
+        #: the connection acknowledges playback (marks); see :meth:`heard`
+        self.acked = False
 
     def may_output(self) -> bool:
         """True while this runtime may send to the client (the authority gate is open)."""
@@ -148,13 +178,27 @@ class LiveTransport:
         if self._make_signal is not None and self._record is not None:
             self._record(self._make_signal(name, emitter, turn_id, reason), None)
 
+    def record_signal(self, sig: ControlSignal) -> None:
+        """Record a signal made elsewhere (the session lifecycle's connection signals)."""
+        self.signals.append((sig.signal.value, sig.turn_id))
+        if self._record is not None:
+            self._record(sig, None)
+
     def on_record(self, rec: msgspec.Struct) -> None:
-        """Tap on the session's records: turn lifecycle -> ``turn`` events."""
+        """Tap on the session's records: turn lifecycle -> ``turn`` (and ``turn_row``) events."""
         if isinstance(rec, ControlSignal) and rec.turn_id is not None:
             state = _TURN_STATES.get(rec.signal)
             if state is not None:
                 self._event(TurnEvent(turn_id=rec.turn_id, state=state,  # type: ignore[arg-type]
                                       reason=rec.reason if state == "abort" else None))
+        kind = _VIEW_KINDS.get(type(rec))
+        if kind is None:
+            return
+        changed = self.view.add(kind, rec)
+        if changed is not None and self._rows and self.queue is not None:
+            row = self.view.row(changed)
+            if row is not None:
+                self._event(TurnRowEvent(row=row))
 
     def _event(self, ev: ServerEvent) -> None:
         q = self.queue
@@ -162,8 +206,15 @@ class LiveTransport:
             q.put_event(ev)
 
     # -------------------------------------------------------- connections
-    def connect(self, in_rate: int, out_rate: int, *, sequenced: bool) -> OutboundQueue:
-        """A client connection (first or resumed) with its declared audio format."""
+    def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
+                timeline: bool = False, acked: bool = False) -> OutboundQueue:
+        """A client connection (first or resumed) with its declared audio format.
+
+        ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
+        the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
+        """
+        self.acked = acked
+        self._rows = timeline
         if in_rate != self._rechunker.in_rate:
             self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms)
         if out_rate != self.out_rate:
@@ -180,6 +231,10 @@ class LiveTransport:
         q, self.queue = self.queue, None
         if q is not None:
             q.close()
+        for t in self.turns.values():  # no echo can come any more: stall/abort decides
+            if t.unconfirmed is not None:
+                t.unconfirmed.cancel()
+                t.unconfirmed = None
 
     def stats(self) -> Stats:
         m, q = self.meter, self.queue
@@ -249,6 +304,31 @@ class LiveTransport:
         tid = await turn_for()  # type: ignore[misc]
         await self._ingress(Event("text", text, final=True, turn_id=tid), "text")
 
+    async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any],
+                           turn_for: Callable[[], object]) -> bool:
+        """A transport control input (a DTMF digit) on the graph's ``input.control`` entry.
+
+        ``attrs`` are the event's attributes, namespaced by the transport (edge
+        conditions read them, e.g. ``when: "transport.dtmf == '0'"``). When an
+        ``input.control`` edge takes the event, it is user input: a turn opens for it
+        (like typed text) and the event carries that turn. Otherwise it is recorded
+        (telemetry) and goes nowhere. True when the graph took it.
+        """
+        s = self.session
+        if s is None:
+            raise RuntimeError("attach() the transport to a session first")
+        ev = Event(kind, value, final=True, attrs=dict(attrs))
+        entry = s.entries.get("control")
+        routed = entry is not None and any(
+            cond is None or cond(ev.attrs) for _, _, _, cond, _ in entry[1])
+        if not routed:
+            s.signals.telemetry(kind="transport_control", reason=f"{kind}:{value} unrouted "
+                                "(no input.control edge takes it)")
+            return False
+        ev.turn_id = await turn_for()  # type: ignore[misc]
+        await self._ingress(ev, "control")
+        return True
+
     # ---------------------------------------------------- output sink (kernel)
     def output(self, port: str, event: Event) -> None:
         if event.lane is Lane.CONTROL:
@@ -279,6 +359,10 @@ class LiveTransport:
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             self._reply(t, event.payload)
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
+            if self._out_resampler is not None and t.finished is None:
+                # the reply's last samples are still in the resampler: they are this
+                # turn's, not the start of the next reply
+                t.pending.extend(self._out_resampler.flush())
             t.ended = True
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
@@ -306,6 +390,10 @@ class LiveTransport:
         self._audio_ready.set()
 
     # ------------------------------------------------------------- egress
+    def is_fenced(self, turn_id: str) -> bool:
+        """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
+        return turn_id in self._fenced
+
     def stop_playback(self, turn_id: str) -> None:
         """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
         self._fenced.add(turn_id)
@@ -316,14 +404,18 @@ class LiveTransport:
             return
         with contextlib.suppress(ValueError):
             self._play.remove(t)
-        had_audio = bool(t.pending) or t.started or dropped
+        if t.unconfirmed is not None:
+            t.unconfirmed.cancel()
+            t.unconfirmed = None
+        had_audio = bool(t.pending) or t.sent_frames > 0 or dropped
         t.pending.clear()
         t.finished = "cancelled"
         if had_audio:
             self._event(Clear(turn_id=turn_id, reason="barge_in"))
         if t.started:
+            heard = f",heard_frames:{t.heard_frames}" if self.acked else ""
             self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
-                        f"fenced_after_frames:{t.sent_frames}")
+                        f"fenced_after_frames:{t.sent_frames}{heard}")
 
     def _settle(self) -> _Turn | None:
         """The turn whose audio plays next; finished turns complete on the way."""
@@ -332,14 +424,61 @@ class LiveTransport:
             if t.pending or not t.ended:
                 return t
             self._play.popleft()
-            t.finished = "completed"
-            if t.turn_id is not None:
-                if t.started:
-                    self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
-                                "live_playback")
-                if self.driver is not None:
-                    self.driver.output_complete(t.turn_id)
+            if (self.acked and t.turn_id is not None and t.sent_frames
+                    and t.heard_frames < t.sent_frames):
+                self._await_echo(t)
+                continue
+            self._completed(t, "live_playback")
         return None
+
+    def _completed(self, t: _Turn, reason: str) -> None:
+        t.finished = "completed"
+        if t.unconfirmed is not None:
+            t.unconfirmed.cancel()
+            t.unconfirmed = None
+        if t.turn_id is not None:
+            if t.started:
+                self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id, reason)
+            if self.driver is not None:
+                self.driver.output_complete(t.turn_id)
+
+    def _await_echo(self, t: _Turn) -> None:
+        """Every frame of ``t`` was sent: complete when its last mark comes back."""
+        if t.turn_id is not None and not t.last_marked and self.queue is not None:
+            t.last_marked = True
+            self._out_seq += 1
+            self.queue.put_audio(AudioFrame(t.turn_id, self._out_seq, b"",
+                                            mark=_mark(t.turn_id, t.sent_frames, last=True)))
+        if t.unconfirmed is None:
+            timeout = self.opts.playback_ack_timeout_s
+            t.unconfirmed = asyncio.get_running_loop().call_later(
+                timeout, self._unconfirmed, t, timeout)
+
+    def _unconfirmed(self, t: _Turn, timeout: float) -> None:
+        t.unconfirmed = None
+        if t.finished is None:
+            self._completed(t, f"unconfirmed_after_{timeout:g}s:heard_frames:{t.heard_frames}"
+                               f"/{t.sent_frames}")
+
+    def heard(self, turn_id: str, frames: int) -> None:
+        """The client confirmed that the first ``frames`` frames of ``turn_id`` were heard.
+
+        The first confirmation is ``playback_started`` (the listener hears the reply, so
+        speech now is a barge-in); the one covering every sent frame of a finished turn
+        is ``playback_completed`` and commits it. Echoes of a fenced turn (a carrier
+        returns pending marks when its buffer is cleared) confirm nothing.
+        """
+        t = self.turns.get(turn_id)
+        if t is None or t.finished is not None or frames <= t.heard_frames:
+            return
+        t.heard_frames = min(frames, t.sent_frames)
+        if not t.started:
+            t.started = True
+            self.signal(SignalName.PLAYBACK_STARTED, Emitter.RK_23, turn_id, "carrier_mark")
+            if self.driver is not None:
+                self.driver.playback_started(turn_id)
+        if t.unconfirmed is not None and t.heard_frames >= t.sent_frames:
+            self._completed(t, "carrier_mark")
 
     def idle(self) -> bool:
         """No reply audio is waiting or playing."""
@@ -349,17 +488,20 @@ class LiveTransport:
         loop = asyncio.get_running_loop()
         frame_s = self.opts.frame_ms / 1000
         lead = self.opts.egress_lead_ms / 1000
+        catchup = self.opts.egress_catchup_ms / 1000
         due: float | None = None
+        due_for: _Turn | None = None
         while True:
             t = self._settle()
             if t is None or (len(t.pending) < self._frame_bytes() and not t.ended):
-                due = None  # starved: the next frame is due when it arrives
                 self._audio_ready.clear()
                 await self._audio_ready.wait()
                 continue
             now = loop.time()
-            if due is None:
-                due = now
+            if due is None or t is not due_for or now - due > catchup:
+                # a reply starts (or resumes after a long gap) on its own schedule; a short
+                # starvation (a resampler releasing audio in blocks) keeps the schedule
+                due, due_for = now, t
             if due - now > lead:
                 await asyncio.sleep(due - now - lead)
                 continue  # re-check: the turn may have been fenced meanwhile
@@ -379,7 +521,7 @@ class LiveTransport:
         del t.pending[:n]
         if len(pcm) < n:
             pcm += b"\x00" * (n - len(pcm))
-        if not t.started:
+        if not t.started and not self.acked:
             t.started = True
             if t.turn_id is not None:
                 self.signal(SignalName.PLAYBACK_STARTED, Emitter.RK_23, t.turn_id,
@@ -395,7 +537,13 @@ class LiveTransport:
             return
         self._out_seq += 1
         self.frames_out += 1
-        q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm))
+        mark = None
+        if self.acked and t.turn_id is not None:
+            t.last_marked = t.ended and not t.pending
+            if (t.last_marked or t.sent_frames == 1
+                    or t.sent_frames % self.opts.mark_every_frames == 0):
+                mark = _mark(t.turn_id, t.sent_frames, last=t.last_marked)
+        q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm, mark))
 
     async def aclose(self) -> None:
         """Stop the pacer and the connection's queue."""
@@ -404,3 +552,17 @@ class LiveTransport:
         if pacer is not None:
             pacer.cancel()
             await asyncio.wait({pacer})
+
+
+def _mark(turn_id: str, frames: int, *, last: bool = False) -> str:
+    """The mark after ``turn_id``'s first ``frames`` frames: ``<turn>#<frames>``, with a
+    trailing ``$`` on the last mark of the turn's reply (see :func:`parse_mark`)."""
+    return f"{turn_id}#{frames}{'$' if last else ''}"
+
+
+def parse_mark(name: str) -> tuple[str, int] | None:
+    """``(turn_id, frames)`` of an echoed mark name; None when it is not one of ours."""
+    turn_id, sep, frames = name.removesuffix("$").rpartition("#")
+    if not sep or not turn_id or not frames.isdigit() or len(frames) > 9:
+        return None
+    return turn_id, int(frames)

@@ -2,30 +2,37 @@
 
 :class:`LiveSessionHandle` implements the :class:`~rspp.transports.LiveSession`
 port for any session core (the local ``rspp run`` assembly, or the control
-plane governed one of ``rspp serve``). It owns the connection lifecycle:
+plane governed one of ``rspp serve``). It drives the session's state machine
+(:class:`~rspp.turns.SessionLifecycle`, the one owner of the session's states, held
+by the turn driver) from its connections and records the connection signals the
+state machine emits:
 
-* ``connect``: a first connection records ``connected``; a reconnect within
-  the resume window records ``connected`` (reason ``resumed``) and resumes the
-  same session (same id, same turns, same timeline);
-* ``disconnected``: records ``disconnected`` at once; after
-  ``stall_timeout_s`` records ``stall`` and the active turn aborts
-  ``transport_disconnect`` (then its ``close``); after ``resume_window_s`` the
-  session closes (``ended``, reason ``resume_window_expired``) and is cleaned up;
+* ``connect``: a first connection is ``CONNECTING -> ACTIVE`` (``connected``); a
+  reconnect within the resume window is ``RECONNECTING -> ACTIVE`` (``connected``,
+  reason ``resumed``) and resumes the same session (same id, turns and timeline);
+  a connection to a closed session is rejected by the state machine (a
+  ``SessionRejection`` marker; the state does not change);
+* ``disconnected``: ``ACTIVE -> RECONNECTING`` (``disconnected``) at once; after
+  ``stall_timeout_s`` ``stall`` and the active turn aborts ``transport_disconnect``
+  (then its ``close``); after ``resume_window_s`` the session drains and closes
+  (``ended``, reason ``resume_window_expired``) and is cleaned up;
 * ``end``: pending turns finish (bounded), then the session closes;
-* ``close``: idempotent; records ``ended`` and finishes the session.
+* ``close``: ``DRAINING``, then ``ENDED`` (``ended``) once the session stopped; a
+  second close is a ``duplicate_end`` rejection and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
-from rspp.contracts import Emitter, SignalName
+from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import LiveTransport
 from rspp.transports._protocol import ServerEvent, SessionEnd
 from rspp.transports._session_port import ClientAudio
+from rspp.turns import SessionEvent, SessionLifecycle
 
 __all__ = ["LiveSessionHandle", "SessionCore"]
 
@@ -60,6 +67,8 @@ class LiveSessionHandle:
         self.connections = 0
         self.close_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the session's states (F-138), owned by the state machine of its turn driver
+        self.lifecycle: SessionLifecycle = core.driver.session_lifecycle
 
     @property
     def session_id(self) -> str:
@@ -88,17 +97,30 @@ class LiveSessionHandle:
         epoch = getattr(authority, "epoch", None)
         return epoch if isinstance(epoch, int) else None
 
+    def _life(self, event: SessionEvent, reason: str) -> bool:
+        """Apply ``event`` to the session's state machine; record its signal. False: the
+        state machine rejected it (its marker is in ``lifecycle.rejections``)."""
+        before = len(self.lifecycle.rejections)
+        sig = self.lifecycle.apply(event, reason)
+        if sig is not None:
+            self.transport.record_signal(sig)
+        return len(self.lifecycle.rejections) == before
+
     # ---------------------------------------------------------- connections
     def connect(self, audio: ClientAudio) -> AsyncIterator[ServerEvent | AudioFrame]:
-        if self._closing:
-            raise RuntimeError(f"session {self.session_id} is closed")
         resumed = self.connections > 0
+        if resumed and self.transport.queue is not None:
+            self._life(SessionEvent.DISCONNECTED, "replaced_by_new_connection")
+        event = SessionEvent.RECONNECTED if resumed else SessionEvent.CONNECTED
+        accepted = self._life(event, "resumed" if resumed else "connected")
+        if self._closing or not accepted:
+            why = self.lifecycle.rejections[-1].detail if self.lifecycle.rejections else "closed"
+            raise LifecycleError(f"session {self.session_id} is closed ({why})")
         self.connections += 1
         self._cancel_lifecycle()
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
-                                       sequenced=audio.sequenced)
-        self.transport.signal(SignalName.CONNECTED, Emitter.RK_23, None,
-                              "resumed" if resumed else "connected")
+                                       sequenced=audio.sequenced, acked=audio.playback_acks,
+                                       timeline=audio.timeline)
         self._restart_stats()
 
         transport = self.transport
@@ -145,20 +167,20 @@ class LiveSessionHandle:
         self.transport.disconnect()
         if self._stats is not None:
             self._stats.cancel()
-        self.transport.signal(SignalName.DISCONNECTED, Emitter.RK_23, None, "transport_closed")
+        self._life(SessionEvent.DISCONNECTED, "transport_closed")
         self._cancel_lifecycle()
         self._lifecycle = self._spawn(self._after_disconnect(), "live-resume-window")
 
     async def _after_disconnect(self) -> None:
         opts = self.transport.opts
         await asyncio.sleep(opts.stall_timeout_s)
-        self.transport.signal(SignalName.STALL, Emitter.RK_23, None,
-                              f"no_transport_for_{opts.stall_timeout_s:g}s")
+        self._life(SessionEvent.STALL, f"no_transport_for_{opts.stall_timeout_s:g}s")
         tid = self.core.driver.active_turn
         if tid is not None:
             self.core.session.control("rspp.failure", turn_id=tid, reason="transport_disconnect")
         await asyncio.sleep(max(0.0, opts.resume_window_s - opts.stall_timeout_s))
         self._lifecycle = None
+        self._life(SessionEvent.RESUME_TIMEOUT, "resume_window_expired")
         await self.close("resume_window_expired")
 
     def notify(self, event: ServerEvent) -> None:
@@ -167,19 +189,39 @@ class LiveSessionHandle:
         if q is not None:
             q.put_event(event)
 
+    def is_fenced(self, turn_id: str) -> bool:
+        return self.transport.is_fenced(turn_id)
+
     # ---------------------------------------------------------------- input
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         await self.transport.push_audio(pcm, seq)
 
-    async def push_text(self, text: str) -> None:
+    def _turn_for(self, reason: str) -> Callable[[], Any]:
+        """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""
         driver = self.core.driver
 
         async def turn_for() -> str | None:
-            driver.end_of_utterance("text_input")
+            driver.end_of_utterance(reason)
             tid: str | None = await driver.turn_for_utterance()
             return tid
 
-        await self.transport.push_text(text, turn_for)
+        return turn_for
+
+    async def push_text(self, text: str) -> None:
+        await self.transport.push_text(text, self._turn_for("text_input"))
+
+    async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
+        return await self.transport.push_control(kind, value, attrs, self._turn_for(kind))
+
+    def heard(self, turn_id: str, frames: int) -> None:
+        self.transport.heard(turn_id, frames)
+
+    async def hang_up(self, reason: str) -> None:
+        """The caller hung up: an active turn aborts ``session_end`` at once, then close."""
+        if self._closing:
+            return
+        self.core.driver.end_session()
+        await self.close(reason)
 
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
@@ -215,9 +257,12 @@ class LiveSessionHandle:
     async def close(self, reason: str) -> None:
         if self._closing:
             await self._closed.wait()
+            self._life(SessionEvent.END, reason)  # a second end: rejected, nothing changes
             return
         self._closing = True
         self.close_reason = reason
+        if self.lifecycle.state.value in ("ACTIVE", "RECONNECTING"):
+            self._life(SessionEvent.DRAIN, reason)
         me = asyncio.current_task()
         owned = {t for t in self._tasks if t is not me}
         for task in owned:
@@ -228,7 +273,7 @@ class LiveSessionHandle:
             await self.transport.aclose()
 
             def ended() -> None:
-                self.transport.signal(SignalName.ENDED, Emitter.RK_23, None, reason)
+                self._life(SessionEvent.END, reason)
 
             await self.core.finish(ended)
         finally:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 
 from rspp.errors import RSPPError
+from rspp.observability import TurnRow
 
 __all__ = [
     "CLIENT_MESSAGES",
@@ -44,6 +45,7 @@ __all__ = [
     "TextIn",
     "Transcript",
     "TurnEvent",
+    "TurnRowEvent",
     "decode_client",
     "decode_server",
     "encode_message",
@@ -75,6 +77,8 @@ class Start(_Msg, tag="start", frozen=True, kw_only=True):
     output_sample_rate: SampleRate | None = None
     #: binary audio frames start with a 4-byte big-endian frame sequence number
     sequenced: bool = False
+    #: also send a ``turn_row`` event whenever a turn's timeline row changes (viewers)
+    timeline: bool = False
     #: free-form client name, for logs
     client: Annotated[str, msgspec.Meta(max_length=100)] | None = None
 
@@ -181,10 +185,16 @@ class SessionEnd(_Msg, tag="session_end", frozen=True, kw_only=True):
     reason: str
 
 
+class TurnRowEvent(_Msg, tag="turn_row", frozen=True, kw_only=True):
+    """A turn's timeline row changed (only to clients that asked: ``start.timeline``)."""
+
+    row: TurnRow
+
+
 ServerEvent = (Ready | Transcript | TurnEvent | ReplyText | Clear | AudioOut | Stats
-               | ErrorEvent | SessionEnd)
+               | ErrorEvent | SessionEnd | TurnRowEvent)
 SERVER_EVENTS: tuple[type[_Msg], ...] = (Ready, Transcript, TurnEvent, ReplyText, Clear,
-                                         AudioOut, Stats, ErrorEvent, SessionEnd)
+                                         AudioOut, Stats, ErrorEvent, SessionEnd, TurnRowEvent)
 
 
 def ws_schema() -> dict[str, Any]:

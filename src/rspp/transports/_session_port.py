@@ -16,8 +16,8 @@ knows nothing about control planes, leases or pipelines. The server injects:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -99,6 +99,11 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     sample_rate: int = 16000
     output_sample_rate: int = 16000
     sequenced: bool = False
+    #: the client wants ``turn_row`` events (timeline viewers)
+    timeline: bool = False
+    #: the client echoes frame marks once heard (a phone carrier): playback signals
+    #: and commits follow the echoes (:meth:`LiveSession.heard`)
+    playback_acks: bool = False
 
 
 #: one outbound item: a protocol event, or a paced reply audio frame
@@ -134,10 +139,19 @@ class LiveSession(Protocol):
     def notify(self, event: ServerEvent) -> None:
         """Queue an event (a non-fatal ``error``) for the current connection."""
 
+    def is_fenced(self, turn_id: str) -> bool:
+        """The cancel fence of ``turn_id`` is up: none of its audio may be played any more."""
+
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 in the declared format (any size; ``seq`` when sequenced)."""
 
     async def push_text(self, text: str) -> None: ...
+
+    async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
+        """A transport control input (a DTMF digit) for the graph's ``input.control``."""
+
+    def heard(self, turn_id: str, frames: int) -> None:
+        """The client confirmed the first ``frames`` reply frames of ``turn_id`` heard."""
 
     async def interrupt(self) -> None: ...
 
@@ -146,6 +160,9 @@ class LiveSession(Protocol):
 
     async def disconnected(self) -> None:
         """The connection is gone: ``disconnected``, ``stall``, abort, resume window."""
+
+    async def hang_up(self, reason: str) -> None:
+        """The caller left for good: the active turn aborts now, then the session closes."""
 
     async def close(self, reason: str) -> None: ...
 

@@ -279,7 +279,7 @@ async def _serve(ws: WebSocket, hub: SessionHub, verifier: TokenVerifier,
         return
     audio = ClientAudio(sample_rate=start.sample_rate,
                         output_sample_rate=start.output_sample_rate or start.sample_rate,
-                        sequenced=start.sequenced)
+                        sequenced=start.sequenced, timeline=start.timeline)
     try:
         handle, resumed = await hub.acquire(sid, grant, audio)
     except (SessionRefused, TokenRefused) as exc:
@@ -359,7 +359,7 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
             return
         try:
             msg = conn.decode(*got)
-            await _dispatch(conn, handle, audio, msg)
+            await dispatch(handle, audio, msg)
         except Flood as exc:
             await conn.send(ErrorEvent(code="flood", field="audio", message=str(exc),
                                        fatal=True))
@@ -369,8 +369,8 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
             handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
 
-async def _dispatch(conn: _Connection, handle: LiveSession, audio: ClientAudio,
-                    msg: object) -> None:
+async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None:
+    """One decoded client message (or raw audio bytes) into the session (every transport)."""
     if isinstance(msg, bytes):
         seq: int | None = None
         if audio.sequenced:

@@ -34,7 +34,7 @@ from rspp.turns._cancel import (
     propagate_cancel,
 )
 from rspp.turns._plan_resolver import PlanResolver, compute_plan_hash
-from rspp.turns._session_lifecycle import SessionLifecycle
+from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 from rspp.turns._state import (
     DurableStateStore,
@@ -62,7 +62,9 @@ __all__ = [
     "OverlapPolicy",
     "PlanResolver",
     "SchedulingShed",
+    "SessionEvent",
     "SessionLifecycle",
+    "SessionState",
     "SnapshotSource",
     "SqliteDurableStore",
     "StateManager",

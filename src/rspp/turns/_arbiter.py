@@ -12,6 +12,8 @@ case  input (method)                         emitted, in order
 ===== ====================================== =========================================
 T1    ``propose`` in Idle                    nothing (transition Idle->Opening)
 T2    ``admission(reject|defer)``            reject|defer                 -> Idle
+T2    ``snapshots(reject|defer)`` (after     reject|defer                 -> Idle
+      admission, before authority)
 T3    ``authority(STALE)``                   stale_epoch_reject           -> Idle
 T4    ``authority(DEAUTHORIZED)``            deauthorized_drain           -> Idle
 T5    ``plan_materialised``                  turn_open                    -> Active
@@ -137,6 +139,9 @@ class ArbiterPolicy:
     overlap: OverlapPolicy = OverlapPolicy.PREEMPT
     late_events: LatePolicy = LatePolicy.DIAGNOSTICS
     max_queued_proposals: int = 1
+    #: the truth table's pre-turn order: the snapshot check (T2) must pass before the
+    #: authority check (T3/T4) and ``turn_open`` (T5); off: callers that check no snapshots
+    snapshot_check_first: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +213,7 @@ class TurnArbiter:
         self.turn_epoch: int | None = None
         self.plan_hash: str | None = None
         self._admitted = False
+        self._snapshots_ok = False
         self._authority_ok = False
         self._proposal_reason = ""
         self._queued: deque[str] = deque(maxlen=self.policy.max_queued_proposals)
@@ -268,6 +274,7 @@ class TurnArbiter:
         self.turn_epoch = None
         self.plan_hash = None
         self._admitted = False
+        self._snapshots_ok = False
         self._authority_ok = False
 
     def _back_to_idle(self, out: list[LifecycleRecord], trigger: TransitionTrigger) -> None:
@@ -376,10 +383,33 @@ class TurnArbiter:
         )
         self._back_to_idle(out, TransitionTrigger(kind.value))
 
+    def snapshots(self, refusal: OutcomeKind | None, reason: str = "snapshots_valid") -> Step:
+        """T2's snapshot half: stale, missing or incompatible turn-start snapshots -> defer or
+        reject -> Idle; valid ones (``refusal`` None) keep the proposal Opening. Checked after
+        admission and before authority (T3/T4), in the truth table's order."""
+        if (bad := self._require(TurnState.OPENING, "snapshots")) is not None:
+            return bad
+        if not self._admitted:
+            return self._diag("pre_turn_order", "snapshot check (T2) before admission")
+        if refusal is None:
+            self._snapshots_ok = True
+            return Step(())
+        if refusal not in _PRE_TURN_KINDS:
+            return self._diag("illegal_input", f"snapshot refusal {refusal} is not reject/defer")
+        out: list[LifecycleRecord] = []
+        self._pre_turn_refusal(out, refusal, reason)
+        return Step(tuple(out))
+
     def authority(self, verdict: AuthorityVerdict, reason: str | None = None) -> Step:
         """T3 (stale epoch), T4 (deauthorized) or a valid authority check."""
         if (bad := self._require(TurnState.OPENING, f"authority({verdict})")) is not None:
             return bad
+        if self.policy.snapshot_check_first and not self._snapshots_ok:
+            return self._diag("pre_turn_order", "authority check (T3/T4) before the snapshot "
+                              "check (T2); the truth table checks snapshots first")
+        return self._authority_verdict(verdict, reason)
+
+    def _authority_verdict(self, verdict: AuthorityVerdict, reason: str | None) -> Step:
         out: list[LifecycleRecord] = []
         if verdict is AuthorityVerdict.VALID:
             self._authority_ok = True
@@ -409,10 +439,12 @@ class TurnArbiter:
         """T5: admitted and authority valid -> ``turn_open``; otherwise a diagnostic."""
         if (bad := self._require(TurnState.OPENING, "plan_materialised")) is not None:
             return bad
-        if not (self._admitted and self._authority_ok):
+        snapshots_ok = self._snapshots_ok or not self.policy.snapshot_check_first
+        if not (self._admitted and snapshots_ok and self._authority_ok):
             missing = [
                 n
-                for n, ok in (("admission", self._admitted), ("authority", self._authority_ok))
+                for n, ok in (("admission", self._admitted), ("snapshots", snapshots_ok),
+                              ("authority", self._authority_ok))
                 if not ok
             ]
             return self._diag("turn_open_precondition", f"missing {', '.join(missing)} check")
@@ -565,7 +597,8 @@ class TurnArbiter:
         self.rejected_stale += 1
         if self.state is TurnState.OPENING and turn_id in (None, self.turn_id):
             return Step(
-                self.authority(AuthorityVerdict.STALE, "stale_epoch_event").records, accepted=False
+                self._authority_verdict(AuthorityVerdict.STALE, "stale_epoch_event").records,
+                accepted=False
             )
         reason = f"stale_epoch:{epoch}<{self.authority_epoch}"
         sig = self._stamp.signal(

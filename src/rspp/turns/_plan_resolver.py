@@ -172,18 +172,22 @@ class PlanResolver:
         authority_epoch: int,
         start_sequence: int = 0,
     ) -> PlanResolution:
-        bundle = await self.source.turn_start_bundle(
-            tenant_id=tenant_id,
-            session_id=session_id,
-            pipeline_name=self.graph.name,
-            runtime_id=self.runtime_id,
-        )
+        bundle = await self.fetch(tenant_id=tenant_id, session_id=session_id)
         return self.materialise(
             bundle,
             session_id=session_id,
             turn_id=turn_id,
             authority_epoch=authority_epoch,
             start_sequence=start_sequence,
+        )
+
+    async def fetch(self, *, tenant_id: str, session_id: str) -> TurnStartBundle:
+        """The turn-start snapshots of one proposal (checked by :meth:`check`)."""
+        return await self.source.turn_start_bundle(
+            tenant_id=tenant_id,
+            session_id=session_id,
+            pipeline_name=self.graph.name,
+            runtime_id=self.runtime_id,
         )
 
     def check(self, bundle: TurnStartBundle) -> PlanRefusal | None:

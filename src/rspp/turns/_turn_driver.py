@@ -60,8 +60,11 @@ from rspp.turns._arbiter import (
 )
 from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
-from rspp.turns._cancel import CancelReason, CancelScopeTree
+from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelReason, CancelScopeTree
+from rspp.turns._node_scopes import NodeScopes
+from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
+from rspp.turns._session_lifecycle import SessionLifecycle
 
 __all__ = ["DriverGate", "TurnDriver", "TurnTiming"]
 
@@ -169,8 +172,20 @@ class TurnDriver:
         corr = Correlation(tenant_id, session.session_id, session.pipeline_version)
         self.stamp = RecordStamp(corr, self.timebase, next_seq=session._next_seq)
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
-        self.cancels = CancelScopeTree(session.session_id, session.clock, stamp=self.stamp)
+        budgets = getattr(resolver.graph, "budgets", None)
+        grace = getattr(getattr(budgets, "cancel_grace", None), "value", DEFAULT_GRACE_MS)
+        self.cancels = CancelScopeTree(session.session_id, session.clock, grace_ms=grace,
+                                       stamp=self.stamp)
+        #: per-turn node scopes: a turn cancel reaches each node's scope (F-034, F-041)
+        self.node_scopes = NodeScopes(session, self.cancels, self.emit, default_grace_ms=grace,
+                                      epoch=lambda: self.authority.epoch)
         self.gate = DriverGate(self)
+        #: the session's states (F-138): CONNECTING, ACTIVE, RECONNECTING, DRAINING, ENDED
+        self.session_lifecycle = SessionLifecycle(self.stamp, authority_epoch=authority.epoch)
+        #: shed records of overloaded edges and the spec's degrade posture (F-148, F-048)
+        self.overload = OverloadPosture(session, self.stamp, self.emit,
+                                        epoch=lambda: self.authority.epoch,
+                                        policy=getattr(resolver.graph, "overload", None))
         self.timings: dict[str, TurnTiming] = {}
         self.order: list[str] = []
         self.lifecycle: list[msgspec.Struct] = []
@@ -332,6 +347,7 @@ class TurnDriver:
             return  # not newer: epochs are fencing tokens and only grow
         self.session.signals.authority_epoch = g.epoch
         self.arbiter.authority_epoch = max(self.arbiter.authority_epoch, g.epoch)
+        self.session_lifecycle.authority_epoch = g.epoch
         if self.on_epoch is not None:
             self.on_epoch(g.epoch)
         tid = self.arbiter.turn_id if self.arbiter.state in (TurnState.OPENING,
@@ -357,7 +373,8 @@ class TurnDriver:
         if tid is not None and tid == active:
             t = self.timings[tid]
             scope = self.cancels.scope(tid)
-            self.cancels.cancel(scope, CancelReason.AUTHORITY_LOSS)
+            lat = self.cancels.cancel(scope, CancelReason.AUTHORITY_LOSS)
+            self.node_scopes.cancel(tid, CancelReason.AUTHORITY_LOSS, lat)
             if self.speaking == tid:
                 self.speaking = None
             self._evidence_ok(t, "abort", "authority_loss")
@@ -399,16 +416,26 @@ class TurnDriver:
         decision = self.admission.admit_turn(self.tenant_id, sid, tid)
         t.admission_reason = decision.outcome.reason
         self._apply(self.arbiter.admission(decision.kind, decision.outcome.reason))
+        # the truth table's order: admission and snapshot validity (T2), then authority
+        # (T3/T4), then plan materialisation (T5/T5a)
+        bundle = None
         if self.arbiter.state is TurnState.OPENING:
+            bundle = await self.resolver.fetch(tenant_id=self.tenant_id, session_id=sid)
+            bad = self.resolver.check(bundle)
+            self._apply(self.arbiter.snapshots(bad.kind if bad else None,
+                                               bad.reason if bad else "snapshots_valid"))
+        verdict = AuthorityVerdict.DEAUTHORIZED
+        if self.arbiter.state is TurnState.OPENING and self.arbiter.turn_id == tid:
             verdict = self.authority.verdict(self.arbiter.turn_epoch or self.authority.epoch)
             self._apply(self.arbiter.authority(verdict))
-        if self.arbiter.state is not TurnState.OPENING or verdict is not AuthorityVerdict.VALID:
+        if bundle is None or self.arbiter.state is not TurnState.OPENING \
+                or self.arbiter.turn_id != tid or verdict is not AuthorityVerdict.VALID:
             t.terminal = "refused"
             self._resolve_waiter(None)
             return
-        res = await self.resolver.resolve(tenant_id=self.tenant_id, session_id=sid, turn_id=tid,
-                                          authority_epoch=self.authority.epoch,
-                                          start_sequence=self.stamp.next_seq())
+        res = self.resolver.materialise(bundle, session_id=sid, turn_id=tid,
+                                        authority_epoch=self.authority.epoch,
+                                        start_sequence=self.stamp.next_seq())
         if res.plan is None:
             refusal = res.refusal
             kind = refusal.kind if refusal is not None else OutcomeKind.DEFER
@@ -423,7 +450,7 @@ class TurnDriver:
         self._apply(self.arbiter.plan_materialised(res.plan.plan_hash))
         t.open_ns = self.clock.monotonic_ns()
         t.open_ms = self.timebase.runtime_ms()
-        self.cancels.open(CancelScopeKind.TURN, tid)
+        self.node_scopes.open(self.cancels.open(CancelScopeKind.TURN, tid))
         self._start_budgets(tid, res.plan)
         self.session.control("turn_start", turn_id=tid, applied=True)
         self._resolve_waiter(tid)
@@ -539,6 +566,7 @@ class TurnDriver:
             lat = self.cancels.cancel(scope, reason)
             self.emit(self.cancels.cancel_signal(
                 scope, reason, authority_epoch=self.authority.epoch, turn_id=tid))
+            self.node_scopes.cancel(tid, reason, lat)
             if t is not None:
                 t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
                 t.cancel_reason = reason.value
@@ -567,6 +595,7 @@ class TurnDriver:
         # the failure path cancels the turn's scope too, and says so with its reason (F-035)
         self.emit(self.cancels.cancel_signal(scope, why, authority_epoch=self.authority.epoch,
                                              turn_id=tid))
+        self.node_scopes.cancel(tid, why, lat)
         t.cancel_accepted_ns, t.cancel_fence_ns = lat.accepted_ns, lat.fence_applied_ns
         t.cancel_reason = why.value
         self.gate.fence(tid)
@@ -608,6 +637,8 @@ class TurnDriver:
             timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await timer
+        await self.node_scopes.aclose()
+        await self.overload.aclose()
         await self.cancels.aclose()
 
     def summary(self) -> list[dict[str, Any]]:

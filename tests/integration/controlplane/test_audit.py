@@ -62,7 +62,8 @@ async def test_tampering_is_detected(cp: ControlPlane, clock: FakeClock, tamper:
 
             row = (await cp.audit_entries(VIEWER))[2]
             forged = entry_hash(
-                row.seq, row.ts_ms, "mallory", row.action, row.subject, "{}", row.prev_hash
+                row.seq, row.ts_ms, "mallory", row.action, row.subject, "{}", row.prev_hash,
+                row.tenant_id,
             )
             await conn.execute(
                 update(audit)
@@ -73,3 +74,41 @@ async def test_tampering_is_detected(cp: ControlPlane, clock: FakeClock, tamper:
     assert not verdict.ok
     expected_seq = {"edit": 3, "delete": 2, "rehash": 4}[tamper]
     assert verdict.first_bad_seq == expected_seq, verdict
+
+
+async def test_entries_name_their_tenant_and_tenant_keys_read_only_their_own(
+    cp: ControlPlane, clock: FakeClock
+) -> None:
+    from rspp.controlplane import Principal
+    from rspp.controlplane._errors import Forbidden
+
+    await _changes(cp, clock)  # fleet-wide changes and one acme policy
+    for tenant in ("acme", "globex"):
+        await cp.publish_config(OPERATOR, ConfigKind.ADMISSION, tenant,
+                                {"max_concurrent_sessions": 5})
+        await cp.create_key(ADMIN, Role.VIEWER, tenant_id=tenant)
+    await cp.register_runtime(OPERATOR, runtime_id="rt-a", endpoint="ws://a")
+    await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant",
+                           session_id="s-acme")
+    acme_viewer = Principal(key_id="k-acme", role=Role.VIEWER, tenant_id="acme")
+    with pytest.raises(Forbidden):  # denials of a tenant key are that tenant's entries
+        await cp.publish(acme_viewer, spec_version("9.0.0"))
+    everything = await cp.audit_entries(VIEWER)
+    mine = await cp.audit_entries(acme_viewer)
+    theirs = await cp.audit_entries(Principal(key_id="k-g", role=Role.VIEWER, tenant_id="globex"))
+    assert {e.tenant_id for e in everything} == {None, "acme", "globex"}
+    assert mine == [e for e in everything if e.tenant_id == "acme"]
+    assert {e.action for e in mine} >= {
+        "policy.publish", "admission.publish", "key.create", "lease.issued", "rbac.denied"}
+    assert theirs and {e.tenant_id for e in theirs} == {"globex"}
+    assert await cp.audit_entries(VIEWER, tenant_id="acme") == mine  # a fleet key may filter
+    with pytest.raises(Forbidden):
+        await cp.audit_entries(acme_viewer, tenant_id="globex")
+    verdict = await cp.audit_verify(VIEWER)
+    assert verdict.ok and verdict.checked == len(everything)
+    # the tenant is covered by the hash: moving an entry to another tenant is tampering
+    moved = mine[0].seq
+    async with cp.store.tx() as conn:
+        await conn.execute(update(audit).where(audit.c.seq == moved).values(tenant_id="globex"))
+    verdict = await cp.audit_verify(VIEWER)
+    assert not verdict.ok and verdict.first_bad_seq == moved

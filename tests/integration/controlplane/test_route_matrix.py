@@ -58,6 +58,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/pipelines/{name}/resolve"): lambda w: (
         "/v1/pipelines/voice-assistant/resolve", None, {"tenant_id": OWN}),
     ("POST", "/v1/modules"): lambda w: ("/v1/modules", {"module": TRANSCRIBE_MODULE}, None),
+    ("GET", "/v1/modules/{name}/versions/{version}"): lambda w: (
+        "/v1/modules/transcribe/versions/1.0.0", None, None),
     ("POST", "/v1/configs/provider_config/{scope}"): lambda w: (
         f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "small"}}}, None),
     ("POST", "/v1/configs/policy/{scope}"): lambda w: (
@@ -110,9 +112,16 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/leases/{SESSION}/authorize", {"holder": w.holder, "epoch": w.epoch}, None),
     ("GET", "/v1/bundle"): lambda w: ("/v1/bundle", None, {
         "tenant_id": OWN, "session_id": SESSION, "pipeline_name": "voice-assistant"}),
-    ("GET", "/v1/audit"): lambda w: ("/v1/audit", None, None),
+    ("GET", "/v1/audit"): lambda w: ("/v1/audit", None, {"tenant_id": OWN}),
     ("GET", "/v1/audit/verify"): lambda w: ("/v1/audit/verify", None, None),
     ("POST", "/v1/keys"): lambda w: ("/v1/keys", {"role": "viewer"}, None),
+    ("GET", "/v1/pipelines/{name}/rollout/status"): lambda w: (
+        "/v1/pipelines/voice-assistant/rollout/status", None, None),
+    ("POST", "/v1/gates/samples"): lambda w: ("/v1/gates/samples", {
+        "runtime_id": "rt-a", "samples": [{
+            "pipeline_name": "voice-assistant", "pipeline_version": "1.0.0", "tenant_id": OWN,
+            "sample": {"session_id": "s-1", "turn_id": "t-1", "first_output_ms": 10}}]}, None),
+    ("GET", "/metrics"): lambda w: ("/metrics", None, None),
 }
 
 
@@ -152,6 +161,7 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
 
         for version in ("1.0.0", "1.1.0"):
             await admin("POST", "/v1/pipelines", {"spec": spec_version(version)})
+        await admin("POST", "/v1/modules", {"module": TRANSCRIBE_MODULE})
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
         await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
@@ -189,7 +199,6 @@ MUST_BE_FLEET = {
     ("DELETE", "/v1/runtimes/{runtime_id}"),
     ("POST", "/v1/leases/{session_id}/rotate"),
     ("POST", "/v1/leases/{session_id}/revoke"),
-    ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
     ("POST", "/v1/keys"),
 }
@@ -201,6 +210,7 @@ MUST_BE_TENANT = {
     ("POST", "/v1/leases/{session_id}/authorize"),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"),
     ("GET", "/v1/configs/policy/{scope}"),
+    ("GET", "/v1/audit"),
 }
 
 
@@ -250,3 +260,33 @@ async def test_route_matrix_role_by_tenant_scope_f114_nf012(world: World) -> Non
                 assert error["field"] in {"authorization", "tenant_id", "scope", "token"}, error
     assert checked == len(ROUTES) * 10
     assert not wrong, "\n".join(wrong)
+
+
+async def test_audit_view_follows_the_key_tenant(world: World) -> None:
+    """Left unfiltered, a tenant key reads its own tenant's entries and a fleet key all."""
+
+    async def read(role: Role, scope: str, query: dict[str, str] | None = None) -> Any:
+        response = await world.http.get("/v1/audit", params=query,
+                                        headers=_h(world.keys[(role, scope)]))
+        return response.status_code, response.json()
+
+    denied = await world.http.post("/v1/sessions/route", headers=_h(world.keys[(Role.VIEWER,
+                                   "own")]), json={"tenant_id": OWN, "pipeline_name": "x"})
+    assert denied.status_code == 403  # audited as the key's tenant's entry
+    status, fleet = await read(Role.VIEWER, "fleet")
+    assert status == 200
+    entries = fleet["entries"]
+    assert {e["tenant_id"] for e in entries} == {None, OWN, OTHER}
+    for scope, tenant in (("own", OWN), ("other", OTHER)):
+        status, mine = await read(Role.VIEWER, scope)
+        assert status == 200
+        assert mine["entries"] == [e for e in entries if e["tenant_id"] == tenant]
+    status, own = await read(Role.VIEWER, "own")
+    assert {"lease.issued", "provider_config.publish", "key.create", "rbac.denied"} <= {
+        e["action"] for e in own["entries"]}
+    status, other = await read(Role.VIEWER, "other", {"tenant_id": OWN})
+    assert status == 403 and other["error"]["field"] == "tenant_id"
+    verify = await world.http.get("/v1/audit/verify", headers=_h(world.keys[(Role.VIEWER,
+                                                                             "fleet")]))
+    assert verify.status_code == 200 and verify.json()["ok"]
+    assert verify.json()["checked"] == len(entries)

@@ -25,7 +25,9 @@ from rspp.controlplane import (
     ControlPlane,
     ControlPlaneClient,
     ControlPlaneSettings,
+    CPError,
     TokenIssuer,
+    TokenKeys,
     create_app,
 )
 from rspp.providers.offline import EspeakTTS
@@ -247,3 +249,38 @@ async def test_revoked_lease_closes_the_session_with_a_reason(rig: Rig, question
     assert loop.close_reason == "authority_lost:lease_revoked"
     names = [r.signal.value for r in watch.signals() if r.turn_id == first.turn_id]  # type: ignore[attr-defined]
     assert "deauthorized_drain" in names and names[-1] == "close"
+
+
+async def test_runtime_of_an_hs256_control_plane_needs_the_shared_secret(tmp_path: Path) -> None:
+    """HS256 control planes never publish their secret: the runtime must be given it."""
+    secret = "hs256-secret-for-the-governed-session-test"
+    cp = await ControlPlane.open(ControlPlaneSettings(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN,
+        token_keys=TokenKeys.hs256(secret)))
+    app = create_app(cp)
+
+    def runtime(token_secret: str | None) -> Runtime:
+        client = ControlPlaneClient("http://cp", ADMIN, transport=httpx.ASGITransport(app=app))
+        return Runtime(client, RuntimeOptions(link=LinkOptions(
+            runtime_id="rt-h", endpoint="ws://127.0.0.1:1", token_secret=token_secret)))
+
+    blind = runtime(None)
+    try:
+        with pytest.raises(CPError) as err:
+            await blind.start()
+        assert err.value.field == "token_secret" and "--token-secret" in err.value.message
+        assert not blind.ready
+        sighted = runtime(secret)
+        await sighted.start()
+        try:
+            admin = sighted.link.client
+            await admin.publish(VOICE, "voice_assistant.yaml")
+            route = await admin.route("acme", "voice-assistant")
+            claims = sighted.sessions.verify(route["token"], route["session_id"])
+            assert (claims.tenant_id, claims.runtime_id) == ("acme", "rt-h")
+        finally:
+            await sighted.drain()
+            await sighted.stop()
+    finally:
+        await blind.stop()
+        await cp.close()

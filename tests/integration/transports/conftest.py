@@ -30,6 +30,7 @@ from rspp.transports import (
     SessionGrant,
     SessionHub,
     TokenRefused,
+    twilio_stream_route,
     websocket_route,
 )
 
@@ -73,8 +74,12 @@ class LiveServer:
     def url(self, session_id: str) -> str:
         return f"{self.base}/v1/sessions/{session_id}/ws"
 
+    @property
+    def phone_url(self) -> str:
+        return f"{self.base}/v1/telephony/twilio/stream"
 
-def patient_spec(path: Path) -> Path:
+
+def patient_spec(path: Path, source: Path = VOICE) -> Path:
     """The offline assistant with room for a loaded machine, and typed input (``input.text``).
 
     With both cores busy the offline STT runs slower than real time: a 20 s turn budget,
@@ -83,7 +88,7 @@ def patient_spec(path: Path) -> Path:
     which these transport tests are not about (budgets are still enforced, so a replay
     reproduces the session).
     """
-    text = VOICE.read_text()
+    text = source.read_text()
     for old, new in (
         ("nodes:\n", "budgets:\n  turn_ms: 20000\n\nnodes:\n"),
         ("  stt:\n    primary: pocketsphinx\n",
@@ -107,12 +112,14 @@ def patient_spec(path: Path) -> Path:
 
 @contextlib.asynccontextmanager
 async def live_server(tmp: Path, live: LiveOptions | None = None,
-                      sndbuf: int | None = None) -> AsyncIterator[LiveServer]:
-    spec = patient_spec(tmp / "voice_patient.yaml")
+                      sndbuf: int | None = None, source: Path = VOICE) -> AsyncIterator[LiveServer]:
+    """The WebSocket and the telephony media-streams routes over one session hub."""
+    spec = patient_spec(tmp / f"{source.stem}_patient.yaml", source)
     factory = LocalSessionFactory(compile_spec_file(spec), LocalFactoryOptions(
         timeline_dir=tmp, live=live or LiveOptions()))
     hub = SessionHub(factory)
-    app = Starlette(routes=[websocket_route(hub, ControlPlaneTokens(KEYS))])
+    tokens = ControlPlaneTokens(KEYS)
+    app = Starlette(routes=[websocket_route(hub, tokens), twilio_stream_route(hub, tokens)])
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
                             lifespan="off", ws="websockets-sansio", access_log=False,
                             ws_ping_interval=None,
@@ -157,9 +164,9 @@ def speech() -> dict[str, tuple[bytes, int]]:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]:
-    def make(live: LiveOptions | None = None,
-             sndbuf: int | None = None) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return live_server(tmp_path, live, sndbuf)
+    def make(live: LiveOptions | None = None, sndbuf: int | None = None,
+             source: Path = VOICE) -> contextlib.AbstractAsyncContextManager[LiveServer]:
+        return live_server(tmp_path, live, sndbuf, source)
 
     return make
 

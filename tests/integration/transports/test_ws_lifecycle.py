@@ -12,8 +12,10 @@ import pytest
 import websockets
 
 from rspp.client import LiveClient
+from rspp.errors import LifecycleError
 from rspp.transports import (
     SUBPROTOCOL_JSON,
+    ClientAudio,
     LiveOptions,
     LiveSessionHandle,
     Start,
@@ -84,6 +86,19 @@ async def test_disconnect_records_disconnected_stall_abort_close_then_cleanup(
     assert names[names.index("abort", i) + 1] == "close"
     assert sigs[-1] == ("ended", "resume_window_expired")
     assert tid
+    # the session's state machine owned every state (F-138) ...
+    life = handle.lifecycle
+    assert [(f.value, e.value, t.value) for f, e, t in life.history] == [
+        ("CONNECTING", "connected", "ACTIVE"), ("ACTIVE", "disconnected", "RECONNECTING"),
+        ("RECONNECTING", "stall", "RECONNECTING"),
+        ("RECONNECTING", "resume_timeout", "DRAINING"), ("DRAINING", "end", "ENDED")]
+    # ... and rejects ENDED -> ACTIVE and a second end without changing anything
+    history, seen = list(life.history), len(life.rejections)
+    with pytest.raises(LifecycleError, match="not allowed in ENDED"):
+        handle.connect(ClientAudio(sample_rate=16000, output_sample_rate=16000))
+    await handle.close("again")
+    assert [r.code for r in life.rejections[seen:]] == ["illegal_transition", "duplicate_end"]
+    assert life.history == history and life.state.value == "ENDED"
 
 
 async def test_reconnect_within_the_window_resumes_the_same_session(serve, speech,

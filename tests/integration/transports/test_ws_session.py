@@ -165,7 +165,8 @@ async def test_interrupt_cancels_the_speaking_turn_with_reason_user_cancel(serve
     timeline = srv.factory.timeline_for("u1")
     assert timeline is not None
     lines = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
-    cancels = [r for r in lines if r.get("signal") == "cancel" and r.get("turn_id") == first]
+    cancels = [r for r in lines if r.get("signal") == "cancel" and r.get("turn_id") == first
+               and r.get("scope") == "turn"]
     assert [c["reason"].split(":")[0] for c in cancels] == ["user_cancel"]
     evidence = next(r for r in lines if "or02_evidence_schema_version" in r
                     and r["turn_id"] == first)

@@ -76,9 +76,17 @@ def to_opening(arb: TurnArbiter) -> None:
     arb.propose()
 
 
+def to_checked(arb: TurnArbiter) -> None:
+    """Opening with admission and the snapshot check (T2) passed: authority comes next."""
+    arb.propose()
+    arb.admission(OutcomeKind.ADMIT, "capacity_ok")
+    arb.snapshots(None)
+
+
 def to_admitted(arb: TurnArbiter) -> None:
     arb.propose()
     arb.admission(OutcomeKind.ADMIT, "capacity_ok")
+    arb.snapshots(None)
     arb.authority(AuthorityVerdict.VALID)
 
 
@@ -165,7 +173,7 @@ CASES: list[Case] = [
     ),
     (
         "T3",
-        to_opening,
+        to_checked,
         lambda a: a.authority(AuthorityVerdict.STALE),
         [
             ("sig", "stale_epoch_reject", "RK-24", "stale_epoch"),
@@ -176,12 +184,23 @@ CASES: list[Case] = [
     ),
     (
         "T4",
-        to_opening,
+        to_checked,
         lambda a: a.authority(AuthorityVerdict.DEAUTHORIZED),
         [
             ("sig", "deauthorized_drain", "RK-24", "deauthorized"),
             ("out", "deauthorized_drain", "pre_turn", "turn"),
             tr(O, "deauthorized_drain", I),
+        ],
+        I,
+    ),
+    (
+        "T2-snapshot-stale",
+        lambda a: (a.propose(), a.admission(OutcomeKind.ADMIT, "ok")),
+        lambda a: a.snapshots(OutcomeKind.DEFER, "snapshot_stale:routing_view"),
+        [
+            ("sig", "defer", "RK-25", "snapshot_stale:routing_view"),
+            ("out", "defer", "pre_turn", "turn"),
+            tr(O, "defer", I),
         ],
         I,
     ),
@@ -463,6 +482,17 @@ def test_overlap_policies() -> None:
     assert que.state is O and que.turn_id == "sess-1:turn:2"
 
 
+def test_authority_before_the_snapshot_check_is_out_of_order() -> None:
+    arb = make_arbiter()
+    arb.propose()
+    arb.admission(OutcomeKind.ADMIT, "ok")
+    step = arb.authority(AuthorityVerdict.STALE)
+    assert step.records == () and arb.state is O
+    assert [d.code for d in step.diagnostics] == ["pre_turn_order"]
+    assert arb.snapshots(OutcomeKind.REJECT, "abi_incompatible:x").transitions == (
+        (O, "reject", I),)
+
+
 def test_stale_event_during_opening_is_t3() -> None:
     arb = make_arbiter()
     to_opening(arb)
@@ -495,6 +525,7 @@ def test_identical_inputs_give_identical_records() -> None:
         steps = [
             arb.propose(),
             arb.admission(OutcomeKind.ADMIT, "ok"),
+            arb.snapshots(None),
             arb.authority(AuthorityVerdict.VALID),
             arb.plan_materialised(PLAN_HASH),
             arb.propose(reason="barge_in"),

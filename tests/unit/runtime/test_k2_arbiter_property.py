@@ -88,6 +88,7 @@ def run(
             for step in (
                 arb.propose(),
                 arb.admission(OutcomeKind.ADMIT, "ok"),
+                arb.snapshots(None),
                 arb.authority(AuthorityVerdict.VALID),
             ):
                 log.extend(step.records)

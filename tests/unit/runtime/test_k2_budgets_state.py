@@ -111,6 +111,7 @@ def test_turn_budget_terminate_feeds_arbiter_t10() -> None:
     arb = TurnArbiter(stamp, authority_epoch=1)
     arb.propose()
     arb.admission(OutcomeKind.ADMIT, "ok")
+    arb.snapshots(None)
     arb.authority(AuthorityVerdict.VALID)
     arb.plan_materialised("f" * 64)
     tracker = BudgetTracker(arb.turn_id or "", BUDGETS, clock, stamp, authority_epoch=1)
@@ -160,6 +161,7 @@ def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -
     for ev in (
         SessionEvent.CONNECTED,
         SessionEvent.DISCONNECTED,
+        SessionEvent.STALL,
         SessionEvent.RECONNECTED,
         SessionEvent.DRAIN,
         SessionEvent.END,
@@ -168,9 +170,9 @@ def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -
     assert life.state is SessionState.ENDED
     assert [s.signal.value for s in life.signals] == [
         "connected",
-        "reconnecting",
-        "connected",
         "disconnected",
+        "stall",
+        "connected",
         "ended",
     ]
     for sig in life.signals:

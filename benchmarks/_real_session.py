@@ -1,0 +1,231 @@
+"""Real sessions for benchmarks: ``rspp run``'s assembly with mock providers.
+
+:func:`run_session` builds one session exactly as ``rspp run --real-time`` does
+(:func:`rspp.runner._assembly.assemble_session`: SessionActor, built-in VAD / STT /
+LLM / segmenter / TTS nodes, turn driver, arbiter, admission, authority guard, plan
+resolver, cancel scopes, recorder) around the loopback transport in real time. Only
+the providers are mocks (no recogniser, model or synthesiser cost): the STT answers a
+fixed transcript when its utterance ends, the LLM streams a two-sentence reply, the
+TTS returns 20 ms PCM chunks of a tone.
+
+The input is synthetic: a tone "question", silence, and (optionally) a tone barge-in
+injected by the loopback ``barge_in_after_s`` after the reply starts playing. A
+measuring subclass of the loopback transport times the barge-in: the wall time the
+first frame carrying barge-in speech entered the session (speech onset), the last
+reply frame of the interrupted turn delivered and the moment its playback stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import rspp.runner._assembly as assembly
+from rspp.providers import (
+    AudioChunk,
+    Capabilities,
+    LLMProvider,
+    LLMRequest,
+    ProviderKind,
+    STTProvider,
+    Transcript,
+    TTSProvider,
+)
+from rspp.providers._invocation import ProviderInvocation
+from rspp.runner._assembly import AssemblyOptions, assemble_session
+from rspp.spec import GraphDefinition, compile_spec, parse_spec_text
+from rspp.transports import LoopbackOptions, LoopbackTransport
+
+RATE = 16000
+FRAME_SAMPLES = RATE // 50
+
+SPEC = """
+name: bench-voice
+version: 1.0.0
+budgets: {turn_ms: 60000, node_ms: 30000, path_ms: 60000, provider_timeout_ms: 30000}
+providers:
+  stt: {primary: pocketsphinx}
+  llm: {primary: local}
+  tts: {primary: espeak}
+nodes:
+  - id: vad
+    type: vad
+    params: {engine: energy, endpointing: silence, silence_ms: 200, min_speech_ms: 20}
+  - {id: stt, type: stt}
+  - {id: llm, type: llm}
+  - {id: segmenter, type: sentence_segmenter}
+  - {id: tts, type: tts}
+edges:
+  - {from: input.audio, to: vad.audio}
+  - {from: vad.audio, to: stt.audio}
+  - {from: vad.vad, to: stt.vad}
+  - {from: stt.final, to: output.transcript}
+  - {from: stt.final, to: llm.text}
+  - {from: llm.text, to: segmenter.text}
+  - {from: segmenter.text, to: tts.text}
+  - {from: tts.audio, to: output.audio}
+"""
+
+
+def tone(seconds: float, freq: float = 440.0, amplitude: int = 8000) -> bytes:
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.int16).tobytes()
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(2 * int(seconds * RATE))
+
+
+TONE_FRAME = tone(0.02, 220.0, 4000)
+
+
+class MockSTT(STTProvider):
+    """Partials every 10 frames, the final transcript when the utterance's audio ends."""
+
+    capabilities = Capabilities(kind=ProviderKind.STT, sample_rates=(RATE,),
+                                interim_results=True, offline=True)
+
+    async def _recognize(self, audio: AsyncIterator[AudioChunk],
+                         invocation: ProviderInvocation) -> AsyncIterator[Transcript]:
+        n = 0
+        async for _chunk in audio:
+            n += 1
+            if n % 10 == 0:
+                yield Transcript("what is the", is_final=False)
+        yield Transcript("what is the weather like today", is_final=True)
+
+
+class MockLLM(LLMProvider):
+    """Streams a fixed two-sentence reply, one word per event-loop turn."""
+
+    capabilities = Capabilities(kind=ProviderKind.LLM, offline=True)
+
+    async def _generate(self, request: LLMRequest,
+                        invocation: ProviderInvocation) -> AsyncIterator[str]:
+        for i, word in enumerate("It is sunny and warm today. Enjoy the weather.".split()):
+            await asyncio.sleep(0)
+            yield word if i == 0 else " " + word
+
+
+class MockTTS(TTSProvider):
+    """Each sentence becomes ``chunks_per_sentence`` 20 ms chunks of a tone."""
+
+    capabilities = Capabilities(kind=ProviderKind.TTS, sample_rates=(RATE,),
+                                incremental_input=True, offline=True)
+    chunks_per_sentence = 60  # 1.2 s of reply audio per sentence
+
+    async def _synthesize(self, text: AsyncIterator[str],
+                          invocation: ProviderInvocation) -> AsyncIterator[AudioChunk]:
+        async for piece in text:
+            if not piece.strip():
+                continue
+            for i in range(self.chunks_per_sentence):
+                if i and not i % 10:
+                    await asyncio.sleep(0)
+                yield AudioChunk(TONE_FRAME, RATE)
+
+
+_MOCKS: dict[str, type[Any]] = {"stt": MockSTT, "llm": MockLLM, "tts": MockTTS}
+
+
+def _mock_provider(provider_id: str, config: Any = None, *, modality: str | None = None) -> Any:
+    return _MOCKS[str(modality)](provider_id)
+
+
+assembly.build_provider = _mock_provider  # type: ignore[assignment]  # providers only
+
+
+def graph() -> GraphDefinition:
+    return compile_spec(parse_spec_text(SPEC, "bench-voice.yaml"))
+
+
+class TimedLoopback(LoopbackTransport):
+    """The loopback transport plus wall-clock taps for the barge-in measurement."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.onset_ns: int | None = None
+        self.stopped_ns: dict[str, int] = {}
+        self.last_frame_ns: dict[str, int] = {}
+        self.first_turn: str | None = None
+
+    def _frame(self, index: int, n: int) -> bytes:
+        frame = super()._frame(index, n)
+        if self.onset_ns is None and self.barge_injected:
+            self.onset_ns = time.monotonic_ns()  # this frame carries barge-in speech
+        return frame
+
+    def _pump(self, samples: int) -> None:
+        before = {t.turn_id: t.played_samples for t in self.queue}
+        super()._pump(samples)
+        now = time.monotonic_ns()
+        for tid, played in before.items():
+            t = self.turns[tid]
+            if t.played_samples > played:
+                self.last_frame_ns[tid] = now
+                if self.first_turn is None:
+                    self.first_turn = tid
+
+    def stop_playback(self, turn_id: str) -> None:
+        self.stopped_ns.setdefault(turn_id, time.monotonic_ns())
+        super().stop_playback(turn_id)
+
+
+@dataclass(slots=True)
+class SessionResult:
+    turn_open_ms: list[float] = field(default_factory=list)
+    #: barge-in speech onset -> last reply frame delivered / playback stopped (ms)
+    stop_ms: float | None = None
+    chunks_after_fence: int = 0
+    first_terminal: str | None = None
+
+
+async def run_session(gd: GraphDefinition, sid: str, *, barge_in: bool,
+                      question_s: float = 0.6, tail_s: float = 3.0,
+                      start_delay_s: float = 0.0) -> SessionResult:
+    """One real-time session; ``barge_in``: interrupt the reply 0.3 s into playback."""
+    if start_delay_s:
+        await asyncio.sleep(start_delay_s)
+    pcm = silence(0.2) + tone(question_s) + silence(tail_s)
+    opts = LoopbackOptions(real_time=True, barge_in=tone(0.4, 330.0) if barge_in else None,
+                           barge_in_after_s=0.3, tail_silence_ms=400, max_drain_s=5.0)
+    assembled = assemble_session(
+        gd, AssemblyOptions(session_id=sid, enforce_budgets=True),
+        lambda record: TimedLoopback(pcm, RATE, opts, record=record))
+    transport: TimedLoopback = assembled.transport
+    await assembled.start()
+    try:
+        await transport.run()
+    finally:
+        await assembled.finish()
+    res = SessionResult(chunks_after_fence=len(transport.after_fence))
+    for tid in assembled.driver.order:
+        t = assembled.driver.timings[tid]
+        if t.open_ns is not None:
+            res.turn_open_ms.append((t.open_ns - t.eou_ns) / 1e6)
+    first = transport.first_turn
+    if first is not None:
+        res.first_terminal = assembled.driver.timings[first].terminal
+    if barge_in and first is not None and transport.onset_ns is not None:
+        last = max(transport.stopped_ns.get(first, 0), transport.last_frame_ns.get(first, 0))
+        if last:
+            res.stop_ms = max(0.0, (last - transport.onset_ns) / 1e6)
+    return res
+
+
+async def run_many(n: int, *, barge_in: bool, stagger_s: float) -> list[SessionResult]:
+    gd = graph()
+    return list(await asyncio.gather(*(
+        run_session(gd, f"s{i}", barge_in=barge_in, start_delay_s=stagger_s * i / max(n, 1))
+        for i in range(n))))
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]

@@ -1,0 +1,216 @@
+"""Phone-call capacity: N fake carrier calls (separate processes, real sockets) -> one runtime.
+
+The runtime (this process) serves the real telephony media-streams endpoint
+(``/v1/telephony/twilio/stream``: mu-law tables, soxr 8 <-> 16 kHz, ``LiveTransport``
+with acknowledged playback, session hub) on uvicorn at 127.0.0.1; each call runs the
+sessions_capacity mock pipeline (ws_sessions.py's mock VAD -> STT -> LLM -> TTS):
+1 s of speech every 3 s, the mock TTS streams 25 x 20 ms frames (16 kHz, one turn per
+reply, the last frame ends it). Client processes (``--client``) open N carrier streams
+(``connected`` + ``start``) and send 20 ms base64 mu-law ``media`` messages in real
+time, echoing every ``mark`` on receipt. Per reply the client counts the ``media``
+messages and checks the count against the frame count the runtime put in the reply's
+last mark (``<turn>#<frames>$``): a shortfall is lost frames. Egress lateness of reply
+frame i = arrival - (arrival of the reply's first frame + i x 20 ms): how late the paced
+egress delivers against real time. The reply's first-frame delay (send time of the
+media message completing the utterance's last 16 kHz frame -> first reply frame, less
+the mock TTS's 200 ms) is reported apart: it holds the two resamplers' filter delay
+(soxr, ~74 ms each way at 2:1, released in ~100 ms blocks) on top of the path. Capacity
+= largest N with p99 egress lateness <= 20 ms and zero lost frames. CPU ms per
+call-second and RSS MB per call are the runtime's.
+
+Usage: ``python benchmarks/phone_sessions.py [--quick] [--sessions 100,200,300]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, percentile, quick_parser
+from sessions_capacity import CYCLE_FRAMES, FMT
+from ws_sessions import REPLY_FRAMES, SPEECH_END, MockFactory, NumberedTts, run_point
+
+from rspp.kernel import BufferConfig, Event, GraphBuilder
+from rspp.transports import TWILIO_STREAM_PATH, twilio_stream_route
+
+
+class PhoneTts(NumberedTts):
+    """The numbered mock TTS with a turn per reply, its last frame ending the turn."""
+
+    type_name = "mock.tts_phone"
+
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
+        self.replies = 0
+
+    async def process(self, event: Event, port: str) -> None:
+        if not event.final:
+            return
+        self.replies += 1
+        tid = f"{self.ctx.session_id}:u{self.replies}"
+        clock = self.ctx.clock
+        t0 = event.ingress_ns + 200_000_000
+        for i in range(REPLY_FRAMES):
+            delay = t0 + i * 20_000_000 - clock.monotonic_ns()
+            if delay > 0:
+                await clock.sleep(delay / 1e9)
+            out = event.derive("audio_chunk", b"\x10\x00" * 320, audio_format=FMT,
+                               sample_index=i * 320,
+                               attrs={"eos": True} if i == REPLY_FRAMES - 1 else None)
+            out.turn_id = tid
+            self.ctx.emit(out)
+
+
+class PhoneFactory(MockFactory):
+    """ws_sessions' mock factory, its TTS making one turn per reply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.registry.register(PhoneTts)
+        b = GraphBuilder("voice-mock-phone", "1.0.0")
+        b.node("vad", "mock.vad").node("stt", "mock.stt")
+        b.node("llm", "mock.llm").node("tts", "mock.tts_phone")
+        buf = BufferConfig(max_items=64, max_queue_ms=2000, max_latency_ms=2000)
+        b.edge("input.audio", "vad.in", buffer=buf).edge("vad.out", "stt.in", buffer=buf)
+        b.edge("stt.out", "llm.in", buffer=buf)
+        b.edge("stt.partial", "output.transcript", buffer=buf)
+        b.edge("llm.out", "tts.in", buffer=buf).edge("tts.out", "output.audio", buffer=buf)
+        self.graph = b.build()
+
+
+# ------------------------------------------------------------------- client process
+def _start(sid: str) -> str:
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": f"MZ{sid}",
+                       "start": {"streamSid": f"MZ{sid}", "callSid": f"CA{sid}",
+                                 "tracks": ["inbound"],
+                                 "customParameters": {"token": "bench", "session_id": sid},
+                                 "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                 "sampleRate": 8000, "channels": 1}}})
+
+
+async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
+    import websockets
+
+    conns = []
+    for i in range(n):
+        ws = await websockets.connect(url, proxy=None, compression=None, ping_interval=None,
+                                      max_queue=None)
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call",
+                                  "version": "1.0.0"}))
+        await ws.send(_start(f"p{offset + i}"))
+        conns.append(ws)
+    payload = base64.b64encode(b"\xff" * 160).decode()
+    lateness: list[float] = []
+    first_delay: list[float] = []
+    lost = expected = got = 0
+    sent_at: list[dict[int, float]] = [{} for _ in range(n)]
+    measuring = [False]
+
+    async def read(k: int, ws: Any) -> None:
+        nonlocal lost, expected, got
+        count = 0
+        first = 0.0
+        ref = 0.0
+        async for raw in ws:
+            msg = json.loads(raw)
+            event = msg.get("event")
+            if event == "media":
+                now = time.monotonic()
+                if count == 0:
+                    ends = sent_at[k]
+                    ref = ends[max(ends)] if ends else 0.0
+                    first = now
+                    if measuring[0] and ref:
+                        first_delay.append((now - ref - 0.200) * 1000)
+                if measuring[0]:
+                    lateness.append(max(0.0, (now - (first + count * 0.020)) * 1000))
+                count += 1
+            elif event == "mark":
+                name = msg["mark"]["name"]
+                await ws.send(json.dumps({"event": "mark", "streamSid": msg.get("streamSid"),
+                                          "mark": {"name": name}}))
+                if name.endswith("$"):
+                    frames = int(name[:-1].rpartition("#")[2])
+                    if measuring[0] and first:
+                        expected += frames
+                        got += count
+                        lost += max(0, frames - count)
+                    count = 0
+
+    readers = [asyncio.create_task(read(k, ws)) for k, ws in enumerate(conns)]
+    phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
+    total = int((seconds + 3.0) * 50)
+    warm = 150
+    t0 = time.monotonic()
+    cpu_mark = None
+    for f in range(total + CYCLE_FRAMES):
+        if f == warm:
+            measuring[0] = True
+            print("START", flush=True)
+            cpu_mark = time.monotonic()
+        for k, ws in enumerate(conns):
+            local = f - phase[k]
+            if local < 0:
+                continue
+            await ws.send('{"event":"media","media":{"track":"inbound","payload":"'
+                          + payload + '"}}')
+            # 8 kHz -> 16 kHz resampling holds samples back: the utterance's last 16 kHz
+            # frame is complete one carrier message later
+            if local % CYCLE_FRAMES == SPEECH_END + 1:
+                sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
+        delay = t0 + (f + 1) * 0.020 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if f >= total:
+            break
+    await asyncio.sleep(0.8)  # the last replies finish
+    for ws in conns:
+        with contextlib.suppress(Exception):
+            await ws.send('{"event":"stop"}')
+        await ws.close()
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    print("RESULT " + json.dumps({
+        "frames": len(lateness), "expected": expected, "got": got, "lost": lost,
+        "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
+        "first_frame_p50_ms": round(percentile(first_delay, 50), 1),
+        "first_frame_p99_ms": round(percentile(first_delay, 99), 1),
+        "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
+
+
+async def main(quick: bool, ns: list[int], procs: int) -> None:
+    seconds = 6.0 if quick else 15.0
+    points = []
+    for n in ns:
+        p = await run_point(n, seconds, procs, factory=PhoneFactory(), route=twilio_stream_route,
+                            path=TWILIO_STREAM_PATH, script=__file__)
+        points.append(p)
+        print(p, flush=True)
+    ok = [p for p in points if p["p99_ms"] <= 20.0 and p["lost"] == 0 and p["frames"] > 0]
+    best = max(ok, key=lambda p: p["sessions"]) if ok else None
+    emit({"benchmark": "phone_sessions", "capacity": best["sessions"] if best else 0,
+          "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
+          "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
+          "points": points, "targets": {"capacity": 250, "p99_ms": 20.0}})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        _, _, url, n, secs, off = sys.argv
+        asyncio.run(client_main(url, int(n), float(secs), int(off)))
+        sys.exit(0)
+    ap = quick_parser(__doc__)
+    ap.add_argument("--sessions", default=None, help="comma-separated N values")
+    ap.add_argument("--client-procs", type=int, default=2)
+    a = ap.parse_args()
+    default = "25,50" if a.quick else "100,200,250,300"
+    asyncio.run(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
+                     a.client_procs))

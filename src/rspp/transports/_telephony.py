@@ -1,0 +1,312 @@
+"""The telephony media-streams endpoint (Twilio Media Streams protocol; F-085, F-089).
+
+:func:`twilio_stream_route` returns the Starlette route ``/v1/telephony/twilio/stream``
+a carrier connects to after the TwiML ``<Connect><Stream>`` of the voice webhook.
+A thin adapter onto the shared transport contract (:class:`LiveTransport` behind a
+:class:`LiveSession`); per call, in order:
+
+1. accept; read ``connected`` (optional) and ``start`` (within the start timeout).
+   Anything else first (``media`` before ``start``) closes the stream with a reason;
+2. the session token of ``start.customParameters.token`` is verified through the
+   injected :class:`TokenVerifier` BEFORE any audio is accepted (the session id is
+   ``customParameters.session_id``, else the call id); the media format must be
+   mu-law 8 kHz mono;
+3. the session opens (or is refused, with a close reason) through the shared
+   :class:`SessionHub`, declaring 8 kHz PCM both ways and acknowledged playback;
+4. a reader turns ``media`` into PCM16 (mu-law table) for the session, which
+   resamples it (soxr) and re-chunks it to 20 ms at the pipeline rate; ``dtmf`` into
+   a control event on the graph's ``input.control`` entry (attributes
+   ``transport.name`` / ``transport.dtmf``); ``mark`` echoes into playback truth;
+   ``stop`` hangs up: the active turn aborts and the session closes. A writer sends
+   the paced reply frames as mu-law ``media`` (with a ``mark`` after the frames the
+   transport marks) and ``clear`` on barge-in.
+
+Bad input (malformed or unknown messages, bad base64, media before ``start``, a
+``start`` without a valid token) is logged with the call id and answered by closing
+the stream with a reason; it never crashes the server nor touches another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from rspp.transports._egress import AudioFrame
+from rspp.transports._ingress import Flood
+from rspp.transports._live import parse_mark
+from rspp.transports._mulaw import mulaw_decode, mulaw_encode
+from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEvent
+from rspp.transports._session_port import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FLOOD,
+    CLOSE_FORBIDDEN,
+    CLOSE_TIMEOUT,
+    CLOSE_TOO_LARGE,
+    CLOSE_TOO_SLOW,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
+    ClientAudio,
+    LiveSession,
+    SessionRefused,
+    TokenRefused,
+    TokenVerifier,
+)
+from rspp.transports._twilio_protocol import (
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    StreamStart,
+    StreamStop,
+    clear_message,
+    decode_carrier,
+    decode_payload,
+    mark_message,
+    media_message,
+)
+from rspp.transports._websocket import SessionHub
+
+__all__ = ["TWILIO_STREAM_PATH", "TelephonyOptions", "twilio_stream_route"]
+
+log = logging.getLogger("rspp.transports.telephony")
+TWILIO_STREAM_PATH = "/v1/telephony/twilio/stream"
+CARRIER_RATE = 8000
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TelephonyOptions:
+    #: largest carrier message (a JSON text frame)
+    max_message_bytes: int = 64 * 1024
+    #: largest decoded media payload (mu-law bytes; 1 s)
+    max_media_bytes: int = 8000
+    #: ``start`` must arrive within this
+    start_timeout_s: float = 10.0
+
+
+class _Close(Exception):
+    """End the stream: close code and a one-line reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+class _Call:
+    """One carrier stream: its socket, call/stream ids and the send side."""
+
+    def __init__(self, ws: WebSocket, opts: TelephonyOptions) -> None:
+        self.ws, self.opts = ws, opts
+        self.call_sid = "-"
+        self.stream_sid = ""
+        self.lock = asyncio.Lock()
+
+    async def receive(self) -> str | None:
+        """The next text message; None when the carrier disconnected."""
+        msg = await self.ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            return None
+        text: str | None = msg.get("text")
+        if text is None:
+            raise _Close(CLOSE_BAD_REQUEST, "binary frames are not part of the protocol")
+        if len(text) > self.opts.max_message_bytes:
+            raise _Close(CLOSE_TOO_LARGE, f"message of {len(text)} bytes exceeds "
+                         f"{self.opts.max_message_bytes}")
+        return text
+
+    async def send(self, text: str) -> None:
+        async with self.lock:
+            await self.ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if code != 1000:
+            log.warning("call %s: closing the stream (%d): %s", self.call_sid, code, reason)
+        if self.ws.application_state is WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code, reason.encode()[:120].decode(errors="ignore"))
+
+
+def twilio_stream_route(hub: SessionHub, verifier: TokenVerifier, *,
+                        path: str = TWILIO_STREAM_PATH,
+                        options: TelephonyOptions | None = None) -> WebSocketRoute:
+    """The carrier media-streams WebSocket route (see the module docstring)."""
+    opts = options or TelephonyOptions()
+
+    async def endpoint(ws: WebSocket) -> None:
+        await ws.accept()
+        call = _Call(ws, opts)
+        try:
+            await _serve(call, hub, verifier)
+        except _Close as exc:
+            await call.close(exc.code, exc.reason)
+        except WebSocketDisconnect:
+            return
+
+    return WebSocketRoute(path, endpoint, name="telephony_twilio_stream")
+
+
+async def _read_start(call: _Call) -> StreamStart:
+    while True:
+        text = await call.receive()
+        if text is None:
+            raise WebSocketDisconnect(1000)
+        try:
+            msg = decode_carrier(text)
+        except ProtocolError as exc:
+            raise _Close(CLOSE_BAD_REQUEST, f"bad message before `start` ({exc.field}): "
+                         f"{exc}") from None
+        if isinstance(msg, StreamStart):
+            return msg
+        if not isinstance(msg, Connected):
+            raise _Close(CLOSE_BAD_REQUEST, f"`{_event_name(msg)}` before `start`")
+
+
+async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
+    try:
+        start = await asyncio.wait_for(_read_start(call), call.opts.start_timeout_s)
+    except TimeoutError:
+        raise _Close(CLOSE_TIMEOUT, f"no `start` within {call.opts.start_timeout_s:g} s") \
+            from None
+    info = start.start
+    call.call_sid, call.stream_sid = info.call_sid, info.stream_sid
+    fmt = info.media_format
+    if (fmt.encoding, fmt.sample_rate, fmt.channels) != ("audio/x-mulaw", CARRIER_RATE, 1):
+        raise _Close(CLOSE_BAD_REQUEST, f"media format {fmt.encoding}/{fmt.sample_rate}/"
+                     f"{fmt.channels} is not audio/x-mulaw/8000/1")
+    params = info.custom_parameters
+    token = params.get("token")
+    if not token:
+        raise _Close(CLOSE_UNAUTHORIZED, "start.customParameters.token is missing: the "
+                     "TwiML <Stream> carries the session token as <Parameter name=\"token\">")
+    sid = params.get("session_id") or info.call_sid
+    if not _SESSION_ID.match(sid):
+        raise _Close(CLOSE_BAD_REQUEST, "session id must be 1-128 of [A-Za-z0-9._:-]")
+    try:
+        grant = await verifier(token, sid)
+    except TokenRefused as exc:
+        raise _Close(exc.code, exc.reason) from None
+    if grant.session_id != sid:
+        raise _Close(CLOSE_FORBIDDEN, f"token is for session {grant.session_id}, not {sid}")
+    audio = ClientAudio(sample_rate=CARRIER_RATE, output_sample_rate=CARRIER_RATE,
+                        playback_acks=True)
+    try:
+        handle, _ = await hub.acquire(sid, grant, audio)
+    except (SessionRefused, TokenRefused) as exc:
+        raise _Close(exc.code, exc.reason) from None
+    except Exception as exc:  # a factory failure refuses this call, never the server
+        log.error("call %s: session %s cannot be opened: %r", call.call_sid, sid, exc)
+        raise _Close(CLOSE_UNAVAILABLE, f"session cannot be opened: {exc}") from None
+    log.info("call %s: stream %s on session %s", call.call_sid, call.stream_sid, sid)
+    try:
+        await _run(call, handle, audio)
+    finally:
+        hub.release(sid)
+
+
+async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
+    stream = handle.connect(audio)
+
+    async def write() -> tuple[int, str]:
+        try:
+            async for item in stream:
+                await _send(call, item)
+        except OverflowError as exc:
+            return CLOSE_TOO_SLOW, str(exc)
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            return 1000, "carrier gone"
+        return 1000, handle.close_reason or "session closed"
+
+    reader = asyncio.create_task(_read_loop(call, handle), name="phone-reader")
+    writer = asyncio.create_task(write(), name="phone-writer")
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            if not task.done():
+                task.cancel()
+        await asyncio.wait({reader, writer})
+    close: tuple[int, str] = (1000, "call ended")
+    why = "server"
+    if writer.done() and not writer.cancelled():
+        close = writer.result()
+    if reader.done() and not reader.cancelled():
+        exc = reader.exception()
+        if isinstance(exc, _Close):
+            close, why = (exc.code, exc.reason), "bad_input"
+        elif exc is not None:
+            log.error("call %s: reader failed: %r", call.call_sid, exc)
+            close, why = (1011, "internal error"), "internal_error"
+        else:
+            why = reader.result() or why
+    if not handle.closed:
+        # the carrier never resumes a stream: any end of it is the end of the call
+        await handle.hang_up(f"call_ended:{why}")
+    await call.close(*close)
+
+
+async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
+    if isinstance(item, AudioFrame):
+        if item.pcm:
+            await call.send(media_message(call.stream_sid, mulaw_encode(item.pcm)))
+        if item.mark is not None:
+            await call.send(mark_message(call.stream_sid, item.mark))
+    elif isinstance(item, Clear):
+        await call.send(clear_message(call.stream_sid))
+    elif isinstance(item, ErrorEvent):
+        log.warning("call %s: %s (%s): %s", call.call_sid, item.code, item.field, item.message)
+    # transcripts, reply text, turn events and stats have no carrier message
+
+
+async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
+    """Carrier messages into the session until ``stop`` (a hang-up) or a disconnect.
+
+    Returns how the call ended (``stop``, ``carrier_disconnected``); the caller hangs
+    the session up, outside this task (which is cancelled when the writer ends first).
+    """
+    while not handle.closed:
+        text = await call.receive()
+        if text is None:
+            return "carrier_disconnected"
+        try:
+            msg = decode_carrier(text)
+        except ProtocolError as exc:
+            raise _Close(CLOSE_BAD_REQUEST, f"bad message ({exc.field}): {exc}") from None
+        if isinstance(msg, Media):
+            if msg.media.track not in (None, "inbound", "inbound_track"):
+                continue  # only the caller's audio is session input
+            pcm = mulaw_decode(_payload(msg, call))
+            try:
+                await handle.push_audio(pcm)
+            except Flood as exc:
+                raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
+        elif isinstance(msg, Mark):
+            heard = parse_mark(msg.mark.name)
+            if heard is not None:
+                handle.heard(*heard)
+        elif isinstance(msg, Dtmf):
+            digit = msg.dtmf.digit.upper()
+            await handle.push_control("dtmf", digit, {"transport": {"name": "twilio",
+                                                                    "dtmf": digit}})
+        elif isinstance(msg, StreamStop):
+            return "stop"
+        else:
+            raise _Close(CLOSE_BAD_REQUEST, f"`{_event_name(msg)}` after `start`")
+    return None
+
+
+def _payload(msg: Media, call: _Call) -> bytes:
+    try:
+        return decode_payload(msg, call.opts.max_media_bytes)
+    except ProtocolError as exc:
+        raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}") from None
+
+
+def _event_name(msg: object) -> str:
+    return str(type(msg).__struct_config__.tag)  # type: ignore[attr-defined]

@@ -1,0 +1,148 @@
+"""The Twilio Media Streams wire protocol (the de-facto standard other carriers imitate).
+
+Carrier -> server (JSON text frames, tagged by ``event``): ``connected``, ``start``
+(stream and call ids, the media format, ``customParameters`` from the TwiML
+``<Parameter>`` elements), ``media`` (base64 mu-law 8 kHz mono), ``dtmf``, ``mark``
+(the echo of a mark the server sent, once the audio before it has played or was
+cleared), ``stop``. Server -> carrier: ``media``, ``mark``, ``clear``.
+
+Carriers add fields over time, so unknown fields are ignored; an unknown ``event``
+or a missing field is a :class:`~rspp.transports.ProtocolError` naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, cast
+
+import msgspec
+
+from rspp.transports._protocol import ProtocolError, _protocol_error
+
+__all__ = [
+    "CarrierMessage",
+    "Connected",
+    "Dtmf",
+    "Mark",
+    "Media",
+    "StreamStart",
+    "StreamStop",
+    "clear_message",
+    "decode_carrier",
+    "decode_payload",
+    "mark_message",
+    "media_message",
+]
+
+Short = Annotated[str, msgspec.Meta(max_length=200)]
+Param = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="event"):
+    """A carrier message; wire names are camelCase (``streamSid``)."""
+
+    sequence_number: Short | None = None
+
+
+class Connected(_Event, tag="connected", frozen=True, kw_only=True):
+    protocol: Short | None = None
+    version: Short | None = None
+
+
+class MediaFormat(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    encoding: Short
+    sample_rate: int
+    channels: int = 1
+
+
+class StartInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    stream_sid: Short
+    call_sid: Short
+    account_sid: Short | None = None
+    tracks: Annotated[list[Short], msgspec.Meta(max_length=4)] = []
+    media_format: MediaFormat
+    custom_parameters: Annotated[dict[Short, Param], msgspec.Meta(max_length=32)] = {}
+
+
+class StreamStart(_Event, tag="start", frozen=True, kw_only=True):
+    stream_sid: Short | None = None
+    start: StartInfo
+
+
+class MediaInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    payload: str
+    track: Short | None = None
+    chunk: Short | None = None
+    timestamp: Short | None = None
+
+
+class Media(_Event, tag="media", frozen=True, kw_only=True):
+    stream_sid: Short | None = None
+    media: MediaInfo
+
+
+class DtmfInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    digit: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#A-Da-d]$")]
+    track: Short | None = None
+
+
+class Dtmf(_Event, tag="dtmf", frozen=True, kw_only=True):
+    stream_sid: Short | None = None
+    dtmf: DtmfInfo
+
+
+class MarkInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    name: Short
+
+
+class Mark(_Event, tag="mark", frozen=True, kw_only=True):
+    stream_sid: Short | None = None
+    mark: MarkInfo
+
+
+class StopInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    call_sid: Short | None = None
+    account_sid: Short | None = None
+
+
+class StreamStop(_Event, tag="stop", frozen=True, kw_only=True):
+    stream_sid: Short | None = None
+    stop: StopInfo | None = None
+
+
+CarrierMessage = Connected | StreamStart | Media | Dtmf | Mark | StreamStop
+_DECODER = msgspec.json.Decoder(CarrierMessage)
+_ENC = msgspec.json.Encoder()
+
+
+def decode_carrier(text: str | bytes) -> CarrierMessage:
+    """Decode one carrier message; raises ProtocolError naming the field."""
+    try:
+        return cast("CarrierMessage", _DECODER.decode(text))
+    except msgspec.MsgspecError as exc:
+        raise _protocol_error(exc) from None
+
+
+def decode_payload(media: Media, max_bytes: int) -> bytes:
+    """The mu-law bytes of a ``media`` message; raises ProtocolError (bad base64, too big)."""
+    if len(media.media.payload) > max_bytes * 4 // 3 + 4:
+        raise ProtocolError(f"media payload over {max_bytes} bytes", "media.payload")
+    try:
+        return base64.b64decode(media.media.payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("media payload is not base64", "media.payload") from None
+
+
+def media_message(stream_sid: str, mulaw: bytes) -> str:
+    return _ENC.encode({"event": "media", "streamSid": stream_sid,
+                        "media": {"payload": base64.b64encode(mulaw).decode()}}).decode()
+
+
+def mark_message(stream_sid: str, name: str) -> str:
+    return _ENC.encode({"event": "mark", "streamSid": stream_sid,
+                        "mark": {"name": name}}).decode()
+
+
+def clear_message(stream_sid: str) -> str:
+    return _ENC.encode({"event": "clear", "streamSid": stream_sid}).decode()

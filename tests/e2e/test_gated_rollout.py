@@ -1,0 +1,324 @@
+"""Gated rollouts live (issue 18): ``rspp cp serve`` on PostgreSQL, one ``rspp serve
+--control-plane`` runtime, live WebSocket clients typing one turn per session.
+
+Both pipeline versions reach an OpenAI-compatible fake (chat + speech) over its real
+wire protocol; a slow canary's TTS is a second fake that stalls every speech request.
+The runtime reports each closed turn's gate sample; the control plane decides:
+
+- the slow canary fails gate 2 (first output) and is rolled back automatically: no
+  session routed after the decision gets it, and the audit entry carries the failing
+  gate table;
+- a healthy canary is promoted 40% -> 70% -> 100% after the configured turns;
+- while the control plane is stopped, a live session keeps taking turns at the same
+  latency; the gate samples beyond the runtime's bound are dropped and counted (runtime
+  ``/metrics``, log, and reported to the control plane once it is back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from rspp.client import LiveClient, route_session
+from rspp.controlplane._server import free_port
+from rspp.testing.fakes import FakeOpenAI
+from rspp.testing.fakes._faults import Fault
+from rspp.testing.fakes._server import serve_asgi
+from rspp.transports import AudioOut, TurnEvent
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ServeProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+KEY = "gated-e2e-admin-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+SPEC = """name: gated
+version: {version}
+description: {description}
+profile: simple/v1
+budgets: {{turn_ms: 5000, node_ms: 20000, path_ms: 30000, edge_ms: 20000,
+          provider_timeout_ms: 20000}}
+providers:
+  llm:
+    primary: openai
+    timeout_ms: 10000
+    config: {{api_key: env://OPENAI_API_KEY, model: fake, base_url: "{llm}/v1"}}
+  tts:
+    primary: openai-tts
+    timeout_ms: 10000
+    config: {{api_key: env://OPENAI_API_KEY, model: fake, voice: alloy, base_url: "{tts}/v1"}}
+nodes:
+  - {{id: vad, type: vad, params: {{engine: energy, endpointing: silence, silence_ms: 500}}}}
+  - {{id: llm, type: llm}}
+  - {{id: segmenter, type: sentence_segmenter}}
+  - {{id: tts, type: tts}}
+edges:
+  - {{from: input.audio, to: vad.audio}}
+  - {{from: input.text, to: llm.text}}
+  - {{from: llm.text, to: segmenter.text}}
+  - {{from: segmenter.text, to: tts.text}}
+  - {{from: tts.audio, to: output.audio}}
+"""
+
+
+async def _rspp(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``rspp ARGS`` in a child process (the event loop keeps serving the fakes)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from rspp.cli import main; main()", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@dataclass
+class ControlPlaneProcess:
+    url: str
+    args: list[str]
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from rspp.cli import main; main()", *self.args,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=self.env)
+        async with httpx.AsyncClient() as http:
+            while True:  # readiness: the process answers /healthz
+                assert self.proc.returncode is None, "rspp cp serve exited"
+                try:
+                    if (await http.get(f"{self.url}/healthz", timeout=5)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(self.proc.wait(), timeout=60)
+
+
+@dataclass
+class Stack:
+    cp: ControlPlaneProcess
+    runtime: ServeProcess
+    healthy: str
+    slow: str
+    env: dict[str, str]
+    http: httpx.AsyncClient
+    #: the runtime's stderr (its log), once it has exited
+    runtime_log: str = ""
+
+    async def cli(self, *args: str) -> str:
+        code, out, err = await _rspp("cp", *args, "--server", self.cp.url, "--api-key", KEY,
+                                     env=self.env)
+        assert code == 0, out + err
+        return out
+
+    async def publish(self, tmp: Path, version: str, tts: str) -> None:
+        spec = tmp / f"gated-{version}.yaml"
+        spec.write_text(SPEC.format(version=version, description=f"v{version}",
+                                    llm=self.healthy, tts=tts))
+        await self.cli("publish", str(spec))
+
+    async def rollout(self) -> dict[str, Any]:
+        body: dict[str, Any] = (await self.http.get("/v1/pipelines/gated/rollout")).json()
+        return body["rollout"] or {}
+
+    async def turn(self, text: str = "hello", slow: bool = False) -> tuple[str, float]:
+        """One live session with one typed turn: (pipeline version, s to first audio)."""
+        target = await route_session(self.cp.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="gated")
+        loop = asyncio.get_running_loop()
+        async with await LiveClient.connect(target.url, token=target.token) as client:
+            started = loop.time()
+            first = await _one_turn(client, text, started,
+                                    commit=target.pipeline_version != "1.1.0" or not slow)
+            await client.end()
+        return str(target.pipeline_version), first
+
+    async def turns_until(self, done: Callable[[dict[str, Any]], bool],
+                          limit: int = 60, slow: bool = False) -> list[str]:
+        """Sessions, three at a time, until the rollout state satisfies ``done``."""
+        versions: list[str] = []
+        while not done(await self.rollout()):
+            assert len(versions) < limit, (versions, await self.rollout())
+            for version, _ in await asyncio.gather(*(self.turn(slow=slow) for _ in range(3))):
+                versions.append(version)
+            await self.settled()
+        return versions
+
+    async def settled(self) -> None:
+        """Wait until the runtime sent every queued gate sample (its /metrics says so)."""
+        async with httpx.AsyncClient() as http:
+            while True:
+                metrics = (await http.get(f"{self.runtime.url}/metrics")).text
+                if "rspp_gate_samples_queued 0.0" in metrics:
+                    return
+                await asyncio.sleep(0.05)
+
+
+async def _one_turn(client: LiveClient, text: str, started: float, *,
+                    commit: bool = True) -> float:
+    """Type one turn; seconds to its first reply audio (``commit``: it must commit)."""
+    loop = asyncio.get_running_loop()
+    await client.send_text(text)
+    first: float | None = None
+    async for ev in client.events():
+        if isinstance(ev, AudioOut) and first is None:
+            first = loop.time() - started
+        if isinstance(ev, TurnEvent) and ev.state in ("commit", "abort") and commit:
+            assert ev.state == "commit", ev
+        if isinstance(ev, TurnEvent) and ev.state == "close":
+            break
+    assert first is not None
+    return first
+
+
+@asynccontextmanager
+async def _schema(pg_url: str) -> AsyncIterator[str]:
+    schema = "gated_" + secrets.token_hex(5)
+    engine = create_async_engine(pg_url)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield schema
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _stack(pg_url: str, serve_process: Callable[..., ServeProcess],
+                 tmp_path: Path, *serve_args: str) -> AsyncIterator[Stack]:
+    healthy, slow = FakeOpenAI(reply=lambda _: "Sure."), FakeOpenAI()
+    slow.faults.sticky = Fault("stall", seconds=2.5)  # every speech request waits 2.5 s
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["OPENAI_API_KEY"] = "sk-fake"
+    port = free_port()
+    async with _schema(pg_url) as schema, serve_asgi(healthy.app) as h, \
+            serve_asgi(slow.app) as s:
+        cp = ControlPlaneProcess(
+            f"http://127.0.0.1:{port}",
+            ["cp", "serve", "--db", pg_url.replace("+asyncpg", ""), "--db-schema", schema,
+             "--admin-key", KEY, "--port", str(port)], env)
+        await cp.start()
+        os.environ["OPENAI_API_KEY"] = "sk-fake"
+        try:
+            runtime = serve_process("--control-plane", cp.url, "--api-key", KEY,
+                                    "--heartbeat-interval", "0.5", "--gate-interval", "0.1",
+                                    *serve_args).wait_ready()
+            async with httpx.AsyncClient(base_url=cp.url, headers=AUTH, timeout=30) as http:
+                stack = Stack(cp, runtime, h, s, env, http)
+                yield stack
+            code, _, stack.runtime_log = runtime.terminate()
+            assert code == 0, stack.runtime_log
+        finally:
+            os.environ.pop("OPENAI_API_KEY", None)
+            await cp.stop()
+
+
+async def test_slow_tts_canary_fails_its_gates_and_is_rolled_back(
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
+    async with _stack(pg_url, serve_process, tmp_path) as st:
+        await st.publish(tmp_path, "1.0.0", st.healthy)
+        await st.publish(tmp_path, "1.1.0", st.slow)
+        await st.cli("rollback", "gated", "--to", "1.0.0")
+        await st.cli("rollout", "gated", "--to", "1.1.0", "--percent", "50",
+                     "--promote-after", "100", "--rollback-on-gates", "--window", "10",
+                     "--min-samples", "2")
+        versions = await st.turns_until(lambda r: r.get("canary_version") is None, slow=True)
+        assert versions.count("1.1.0") >= 2  # the window's minimum reached the canary
+        # after the decision no new session gets the canary
+        after = [str((await route_session(st.cp.url, tenant_id="acme", api_key=KEY,
+                                          pipeline_name="gated")).pipeline_version)
+                 for _ in range(20)]
+        assert set(after) == {"1.0.0"}
+        version, first_audio_s = await st.turn()
+        assert version == "1.0.0" and first_audio_s < 2.4
+        entries = (await st.http.get("/v1/audit")).json()["entries"]
+        rollback = [e for e in entries if e["action"] == "rollout.gate_rollback"]
+        assert len(rollback) == 1 and rollback[0]["actor"] == "control-plane:gates"
+        detail = rollback[0]["detail"]
+        # the slow speech's first audio comes > 2 s after the typed text: gate 7 fails (a
+        # slow-TTS turn never completes its playback here, so it aborts on its budget and
+        # gate 2, measured on committed turns only, has no sample from the canary)
+        assert 7 in detail["failing_gates"] and detail["canary_version"] == "1.1.0"
+        gate7 = next(g for g in detail["canary"]["gates"] if g["gate"] == 7)
+        assert gate7["status"] == "fail" and gate7["p95"] > 2000
+        assert gate7["threshold"] == "p50 <= 1500 ms, p95 <= 2000 ms"
+        status = await st.cli("rollout", "status", "gated")
+        assert "rolled_back" in status and "gate 7 (end to end) failed" in status
+        metrics = (await st.http.get("/metrics")).text
+        assert 'rspp_cp_gate_pass{gate="7",pipeline="gated",version="1.1.0"} 0.0' in metrics
+
+
+async def test_healthy_canary_is_promoted_to_100_after_the_configured_turns(
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
+    async with _stack(pg_url, serve_process, tmp_path) as st:
+        await st.publish(tmp_path, "1.0.0", st.healthy)
+        await st.publish(tmp_path, "1.1.0", st.healthy)
+        await st.cli("rollback", "gated", "--to", "1.0.0")
+        out = await st.cli("rollout", "gated", "--to", "1.1.0", "--percent", "40",
+                           "--steps", "70,100", "--promote-after", "2",
+                           "--rollback-on-gates", "--window", "20", "--min-samples", "2")
+        assert json.loads(out)["rollout"]["percent"] == 40
+        await st.turns_until(lambda r: r.get("stable_version") == "1.1.0")
+        entries = (await st.http.get("/v1/audit")).json()["entries"]
+        decisions = [(e["action"], e["detail"]["from_percent"], e["detail"]["to_percent"])
+                     for e in entries if e["action"].startswith("rollout.gate_")]
+        assert decisions == [("rollout.gate_promote", 40.0, 70.0),
+                             ("rollout.gate_complete", 70.0, 100.0)]
+        canary_turns = [e["detail"]["canary"]["samples"] for e in entries
+                        if e["action"].startswith("rollout.gate_")]
+        assert all(n >= 2 for n in canary_turns)
+        status = await st.cli("rollout", "status", "gated")
+        assert "promoted" in status and "promoted to 100%" in status
+        assert (await st.turn())[0] == "1.1.0"
+
+
+async def test_samples_lost_while_the_control_plane_is_stopped_are_counted(
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path) -> None:
+    # a lease outliving the outage; one queued sample at most, so the outage drops
+    async with _stack(pg_url, serve_process, tmp_path, "--lease-ttl-ms", "120000",
+                      "--gate-queue", "1") as st:
+        await st.publish(tmp_path, "1.0.0", st.healthy)
+        target = await route_session(st.cp.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="gated")
+        loop = asyncio.get_running_loop()
+        async with await LiveClient.connect(target.url, token=target.token) as client:
+            before = await _one_turn(client, "hello", loop.time())
+            await st.settled()
+            await st.cp.stop()
+            during = [await _one_turn(client, "hello", loop.time()) for _ in range(3)]
+            async with httpx.AsyncClient() as probe:
+                metrics = (await probe.get(f"{st.runtime.url}/metrics")).text
+            assert "rspp_gate_samples_dropped_total 2.0" in metrics
+            assert "rspp_gate_samples_queued 1.0" in metrics
+            # sessions continue unaffected: same order of latency, well inside gate 2
+            assert all(t < max(1.0, 4 * before) for t in during), (before, during)
+            await st.cp.start()
+            await st.settled()  # the queued sample went through, with the drop count
+            after = await _one_turn(client, "hello", loop.time())
+            assert after < max(1.0, 4 * before)
+            await st.settled()
+            await client.end()
+        cp_metrics = (await st.http.get("/metrics")).text
+        assert "rspp_cp_gate_samples_dropped_by_runtimes_total 2.0" in cp_metrics
+        assert "rspp_cp_gate_samples_received_total 2.0" in cp_metrics
+    assert "gate samples: control plane unavailable" in st.runtime_log
+    assert "gate samples: queue full (1); dropping" in st.runtime_log

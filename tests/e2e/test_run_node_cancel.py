@@ -1,0 +1,167 @@
+"""Node-level cancel scopes through ``rspp run`` (F-034, F-041, F-037, F-040).
+
+A user cancel (``--cancel-after``, real time: the workers keep the pipeline busy, so
+media time must not wait for it to idle) of the reply reaches every node downstream of the
+transport, each through its own node scope: one ``cancel`` signal per node (scope
+``node``, reason ``user_cancel:<mode>``, in propagation order). Three custom workers
+fed by the final transcript are in flight when the cancel arrives:
+
+* ``soft_worker`` (``cancel_mode: soft``, ``cancel_grace_ms: 20000``) finishes its
+  in-flight chunk when told (``on_cancel``) and stops within its grace window;
+* ``hard_worker`` (``cancel_mode: hard``) waits forever and is stopped at once;
+* ``stubborn`` (soft, ``cancel_grace_ms: 50``) ignores the cancel, is force-stopped
+  after its grace window and the session is marked degraded (``degrade`` signal).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = textwrap.dedent('''
+    import asyncio
+
+    from rspp import Event, Node
+
+
+    class _Worker(Node):
+        inputs = ("text",)
+        outputs = ("text",)
+        port_types = {"text": "text"}
+
+        def __init__(self, ctx, params=None):
+            super().__init__(ctx, params)
+            self.told = asyncio.Event()
+
+        def on_cancel(self, turn_id, reason):
+            self.told.set()
+
+
+    class SoftWorker(_Worker):
+        """Finishes its in-flight chunk once the cancel reaches it."""
+
+        async def process(self, event: Event, port: str):
+            if event.kind != "text" or not event.final:
+                return None
+            await self.told.wait()
+            return event.derive("text", f"finished (cancelled={self.ctx.cancel.cancelled})",
+                                final=True)
+
+
+    class Forever(_Worker):
+        """Works on one chunk until stopped; never looks at the cancel."""
+
+        async def process(self, event: Event, port: str):
+            if event.kind != "text" or not event.final:
+                return None
+            await asyncio.Event().wait()
+''')
+
+SPEC = textwrap.dedent('''
+    name: cancel-modes
+    version: 1.0.0
+    budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}
+    providers:
+      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
+      llm: {primary: local}
+      tts: {primary: espeak}
+    nodes:
+      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
+      - {id: stt, type: stt}
+      - {id: llm, type: llm}
+      - {id: segmenter, type: sentence_segmenter}
+      - {id: tts, type: tts}
+      - {id: soft_worker, type: "python:cancel_workers:SoftWorker", cancel_mode: soft,
+         cancel_grace_ms: 20000, timeout_ms: 600000}
+      - {id: hard_worker, type: "python:cancel_workers:Forever", cancel_mode: hard,
+         timeout_ms: 600000}
+      - {id: stubborn, type: "python:cancel_workers:Forever", cancel_mode: soft,
+         cancel_grace_ms: 50, timeout_ms: 600000}
+    edges:
+      - {from: input.audio, to: vad.audio}
+      - {from: vad.audio, to: stt.audio}
+      - {from: vad.vad, to: stt.vad}
+      - {from: stt.final, to: output.transcript}
+      - {from: stt.final, to: llm.text}
+      - {from: stt.final, to: soft_worker.text}
+      - {from: stt.final, to: hard_worker.text}
+      - {from: stt.final, to: stubborn.text}
+      - {from: soft_worker.text, to: output.notes}
+      - {from: hard_worker.text, to: output.notes}
+      - {from: stubborn.text, to: output.notes}
+      - {from: llm.text, to: segmenter.text}
+      - {from: segmenter.text, to: tts.text}
+      - {from: tts.audio, to: output.audio}
+''')
+
+
+def _records(timeline: Path) -> list[dict[str, Any]]:
+    return [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    (tmp_path / "cancel_workers.py").write_text(WORKERS)
+    path = tmp_path / "cancel_modes.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_user_cancel_reaches_every_node_scope_with_its_mode(
+    spec: Path, spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    tl = tmp_path / "t.jsonl"
+    res = rspp_cli.run(str(spec), "--input", str(spoken["question"]), "--timeline", str(tl),
+                       "--cancel-after", "0.3", "--real-time", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    first = out["turns"][0]
+    assert (first["terminal"], first["reason"]) == ("abort", "cancelled")
+    # the session's states, owned by its SessionLifecycle (F-138)
+    assert out["session_states"] == ["CONNECTING", "ACTIVE", "DRAINING", "ENDED"]
+    tid = first["turn_id"]
+    recs = _records(tl)
+    cancels = [r for r in recs if r.get("signal") == "cancel" and r.get("turn_id") == tid]
+    assert (cancels[0]["scope"], cancels[0]["reason"]) == ("turn", "user_cancel:hard")
+    by_node = {r["node_id"]: r["reason"] for r in cancels if r["scope"] == "node"}
+    # every node downstream of the transport, each with its declared (or default) mode
+    assert by_node == {
+        "vad": "user_cancel:hard", "stt": "user_cancel:hard", "llm": "user_cancel:hard",
+        "segmenter": "user_cancel:hard", "tts": "user_cancel:soft",
+        "soft_worker": "user_cancel:soft", "hard_worker": "user_cancel:hard",
+        "stubborn": "user_cancel:soft"}
+    order = [r["node_id"] for r in cancels if r["scope"] == "node"]
+    assert order.index("vad") < order.index("stt") < order.index("llm") \
+        < order.index("segmenter") < order.index("tts")  # along the edges (BFS)
+    stops = {r["node_id"]: r["reason"].split(":")[1:3] for r in recs
+             if r.get("lane") == "TelemetryLane" and r.get("turn_id") == tid
+             and str(r.get("reason", "")).startswith("cancel_stop:")}
+    assert stops["soft_worker"] == ["soft", "completed_in_grace"]
+    assert stops["hard_worker"] == ["hard", "stopped"]
+    assert stops["stubborn"] == ["soft", "forced_after_grace"]
+    degrade = [r for r in recs if r.get("signal") == "degrade"]
+    assert [r["reason"] for r in degrade] == ["cancel_grace_exceeded:stubborn"]
+    # nothing the workers produced after the cancel left the session
+    assert res.stdout.count("finished (cancelled=") == 0
+
+
+def test_resolved_spec_shows_cancel_mode_and_grace_per_node(
+    spec: Path, rspp_cli: RsppCli
+) -> None:
+    res = rspp_cli("spec", "resolve", str(spec), "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["path"]: r for r in json.loads(res.stdout)["values"]}
+    assert rows["nodes.stubborn.cancel_mode"]["value"] == "soft"
+    assert rows["nodes.stubborn.cancel_grace_ms"]["value"] == 50
+    assert rows["nodes.stubborn.cancel_grace_ms"]["source"] == "spec"
+    assert rows["nodes.hard_worker.cancel_mode"]["value"] == "hard"
+    assert rows["nodes.llm.cancel_grace_ms"]["value"] == 75

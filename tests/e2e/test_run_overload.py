@@ -1,0 +1,156 @@
+"""Shedding and the automatic degrade posture through ``rspp run`` (F-148, F-048, NF-006).
+
+A custom node (``meter``) reads every input frame through a small drop-newest edge
+buffer; for the first 2 s of media it takes longer than a frame to handle one, so the
+edge overflows in real time. Each shed run gives the contract's records (``drop_notice``
+lineage, then the ``shed`` outcome and signal of RK-25 at the ``edge_enqueue``
+scheduling point). Sustained shedding puts the session in the spec's degraded posture
+(``degrade``, the LLM switches to its cheaper fallback for the first question); once the
+edge has not shed for ``recover_after_ms`` the posture recovers and the second question
+is answered by the normal provider.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from rspp.transports import read_wav, write_wav
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
+
+pytestmark = pytest.mark.e2e
+
+METER = textwrap.dedent('''
+    import asyncio
+
+    from rspp import Event, Node
+
+
+    class Meter(Node):
+        """Slow for its first 70 frames (about 4 s of work), then quick."""
+        inputs = ("audio",)
+        outputs = ("level",)
+        port_types = {"audio": "audio"}
+
+        def __init__(self, ctx, params=None):
+            super().__init__(ctx, params)
+            self.n = 0
+
+        async def process(self, event: Event, port: str):
+            self.n += 1
+            if self.n <= 70:
+                await asyncio.sleep(0.06)  # three frames' worth of work per frame
+            return None
+''')
+
+SPEC = textwrap.dedent('''
+    name: overload
+    version: 1.0.0
+    budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}
+    overload: {shed_threshold: 3, window_ms: 2000, recover_after_ms: 1000,
+               degrade_providers: {llm: local-responder}}
+    providers:
+      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
+      llm: {primary: local, fallbacks: [local-responder]}
+      tts: {primary: espeak}
+    nodes:
+      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
+      - {id: stt, type: stt}
+      - {id: llm, type: llm}
+      - {id: segmenter, type: sentence_segmenter}
+      - {id: tts, type: tts}
+      - {id: meter, type: "python:overload_nodes:Meter"}
+    edges:
+      - {from: input.audio, to: vad.audio}
+      - {from: input.audio, to: meter.audio,
+         buffer: {strategy: %(strategy)s, max_queue_items: 2%(block)s}}
+      - {from: vad.audio, to: stt.audio}
+      - {from: vad.vad, to: stt.vad}
+      - {from: stt.final, to: output.transcript}
+      - {from: stt.final, to: llm.text}
+      - {from: llm.text, to: segmenter.text}
+      - {from: segmenter.text, to: tts.text}
+      - {from: tts.audio, to: output.audio}
+''')
+
+
+@pytest.fixture
+def two_questions(spoken: dict[str, Path], tmp_path: Path) -> Path:
+    pcm, rate = read_wav(spoken["question"])
+    out = tmp_path / "qq.wav"
+    write_wav(out, pcm + b"\x00\x00" * int(rate * 6.0) + pcm, rate)
+    return out
+
+
+def _spec(strategy: str) -> str:
+    block = ", max_block_time_ms: 20" if strategy == "block" else ""
+    return SPEC % {"strategy": strategy, "block": block}
+
+
+@pytest.mark.parametrize(("strategy", "bound"), [("drop", "max_queue_items_exceeded"),
+                                                 ("block", "max_block_time_exceeded")])
+def test_sustained_shedding_degrades_then_recovers(
+    strategy: str, bound: str, two_questions: Path, rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    """drop: a full edge sheds the newest frame; block: the producer waits at most
+    ``max_block_time_ms`` (F-148), then the frame is shed deterministically."""
+    (tmp_path / "overload_nodes.py").write_text(METER)
+    spec = tmp_path / "overload.yaml"
+    spec.write_text(_spec(strategy))
+    lint = rspp_cli("lint", "--strict", str(spec))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    tl, log, prom = tmp_path / "t.jsonl", tmp_path / "log.jsonl", tmp_path / "m.prom"
+    res = rspp_cli.run(str(spec), "--input", str(two_questions), "--timeline", str(tl),
+                       "--real-time", "--json", "--log-out", str(log), "--metrics-out", str(prom))
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    lines = [json.loads(x) for x in tl.read_text().splitlines()]
+    recs: list[dict[str, Any]] = [ln["record"] for ln in lines]
+    edge = "input.audio->meter.audio"
+    outcomes = [r for r in recs if r.get("outcome_kind") == "shed"]
+    signals = [r for r in recs if r.get("signal") == "shed"]
+    assert outcomes and len(outcomes) == len(signals)
+    assert {(r["phase"], r["scope"], r["emitted_by"]) for r in outcomes} == {
+        ("scheduling_point", "edge_enqueue", "RK-25")}
+    assert all(r["emitted_by"] == "RK-25" and r["edge_id"] == edge for r in signals)
+    assert all(r["reason"].startswith(f"{bound}:{edge}:") for r in outcomes)
+    notices = [r for r in recs if r.get("signal") == "drop_notice" and r.get("edge_id") == edge]
+    assert len(notices) >= len(signals)  # every shed run keeps its lineage marker
+    # the posture: degraded once, recovered once, in that order
+    posture = [r["reason"].split(":")[0] for r in recs if r.get("signal") == "degrade"]
+    assert posture == ["overload_degraded", "overload_recovered"]
+    entered = next(r for r in recs if r.get("signal") == "degrade")
+    assert "llm=local-responder" in entered["reason"]
+    # while degraded the first question was answered by the cheaper provider, after
+    # recovery the second by the normal one
+    first, second = out["turns"][0], out["turns"][1]
+    assert first["reply"] and second["reply"]
+    llm_of = {r["turn_id"]: [i["provider_id"] for i in r["provider_invocations"]
+                             if i["modality"] == "llm"]
+              for r in recs if "or02_evidence_schema_version" in r}
+    assert llm_of[first["turn_id"]] == ["local-responder"]
+    assert llm_of[second["turn_id"]] == ["local"]
+    valid = rspp_cli("contracts", "validate", str(tl))
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    # overload is surfaced in the logs and metrics too (NF-006)
+    logged = [json.loads(x) for x in log.read_text().splitlines()]
+    warned = {(r["level"], r["message"]) for r in logged}
+    assert {("warning", "shed"), ("warning", "degrade")} <= warned
+    assert f'rspp_edge_drops_total{{edge_id="{edge}"' in prom.read_text()
+
+
+def test_lint_names_a_degrade_provider_outside_the_chain(rspp_cli: RsppCli,
+                                                         tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    (tmp_path / "overload_nodes.py").write_text(METER)
+    spec.write_text(_spec("drop").replace("degrade_providers: {llm: local-responder}",
+                                          "degrade_providers: {llm: anthropic}"))
+    res = rspp_cli("lint", str(spec))
+    assert res.returncode != 0
+    assert "overload.degrade_providers.llm" in res.stdout + res.stderr
