@@ -265,8 +265,8 @@ class TurnResult:
     sent_at: float
     #: closed (committed) | abort:<reason> | interrupted | lost | closed_uncommitted
     outcome: str = "pending"
-    #: failovers the session had gone through when the question was sent
-    failovers: int = 0
+    #: failovers the session had gone through when the question was sent (None: sending)
+    failovers: int | None = None
     committed: bool = False
     turn_id: str | None = None
     reply: str = ""
@@ -298,13 +298,20 @@ class Talker:
         self._reader = asyncio.create_task(self._read(), name=f"talker-{self.session_id}")
 
     async def _read(self) -> None:
+        try:
+            await self._consume()
+        except Exception as exc:  # recorded: a test or the benchmark reports it
+            self.error = f"reader failed: {exc!r}"
+            self._terminal.set()
+
+    async def _consume(self) -> None:
         assert self.client is not None
         loop = asyncio.get_running_loop()
         async for ev in self.client.events():
             cur = self._current
             if cur is None or cur.outcome != "pending":
                 continue
-            if len(self.client.failovers) > cur.failovers:
+            if cur.failovers is not None and len(self.client.failovers) > cur.failovers:
                 cur.outcome = "interrupted"  # its runtime failed while it was pending
                 cur.done_at = loop.time()
                 self._terminal.set()
@@ -330,8 +337,7 @@ class Talker:
     async def ask(self, question: str) -> TurnResult:
         assert self.client is not None
         loop = asyncio.get_running_loop()
-        turn = TurnResult(question, self.client.runtime_id, self.client.epoch, loop.time(),
-                          failovers=len(self.client.failovers))
+        turn = TurnResult(question, self.client.runtime_id, self.client.epoch, loop.time())
         self._current = turn
         self._terminal.clear()
         self.turns.append(turn)
@@ -341,6 +347,9 @@ class Talker:
             turn.outcome, turn.done_at = f"interrupted:{type(exc).__name__}", loop.time()
             await self._until_reconnected()
             return turn
+        # sent on this connection (a send to a connection that just died goes to its successor)
+        turn.failovers = len(self.client.failovers)
+        turn.runtime, turn.epoch = self.client.runtime_id, self.client.epoch
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._terminal.wait(), self.turn_timeout_s)
         if turn.outcome == "pending":

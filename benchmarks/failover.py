@@ -240,6 +240,7 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "turns_interrupted": outcomes.get("interrupted", 0) + outcomes.get("abort", 0),
         "turns_lost": outcomes.get("lost", 0),
         "records_lost": records_lost,
+        "client_errors": [t.error for t in talkers if t.error],
         "sessions_ended": sum(1 for t in talkers if t.client is not None and t.client.ended
                               and not (t.client.end_reason or "").startswith("client_end")),
         "zombie_sessions_dropped": sum(int(r.get("zombie_dropped") or 0) for r in rounds),

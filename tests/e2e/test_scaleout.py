@@ -70,6 +70,7 @@ async def test_failover_resumes_every_session_and_no_stale_output_reaches_a_clie
     moved = sum(r["sessions"] for r in rounds)
     assert report["sessions_resumed"] >= moved and report["rotations"] >= moved, report
     assert report["sessions_ended"] == 0 and report["turns_lost"] == 0, report
+    assert not report["client_errors"], report["client_errors"]
     # every woken runtime learnt it lost the leases and dropped those sessions
     for r in rounds[1::2]:
         assert r.get("zombie_dropped"), r
@@ -151,6 +152,7 @@ async def test_rolling_update_replaces_every_runtime_and_drops_no_session(
         await asyncio.gather(*tasks)
         for t in talkers:
             c = t.client
+            assert t.error is None, t.error
             assert c is not None and not c.ended, (t.session_id, c and c.end_reason)
             assert c.runtime_id in survivors
             assert c.failovers and all(f.reason.startswith("closed:1000:handed_off:")

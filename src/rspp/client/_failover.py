@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from rspp.client._client import LiveClient, SessionRefusedError
 from rspp.client._route import session_url
@@ -153,6 +154,8 @@ class FailoverClient:
         self.end_reason: str | None = None
         self._open_turns: set[str] = set()
         self._ready = asyncio.Event()
+        #: set when the session moved to another connection (or ended); then replaced
+        self._moved = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
         self._ending = False
 
@@ -166,15 +169,25 @@ class FailoverClient:
         return self
 
     async def _attach(self, placement: Placement) -> None:
-        self.client = await LiveClient.connect(placement.url, token=placement.token,
-                                               sample_rate=self.sample_rate,
-                                               msgpack=self.msgpack,
-                                               client_name=self.client_name,
-                                               open_timeout=max(3.0, 2 * self.detect_s))
-        epoch = self.client.ready.lease_epoch
+        try:
+            client = await self._connect(placement)
+        except SessionRefusedError:
+            raise
+        except Exception as exc:  # whatever a half-open handshake raises: try again later
+            raise SessionRefusedError(None, f"cannot connect to {placement.url}: "
+                                      f"{exc!r}") from None
+        self.client = client
+        epoch = client.ready.lease_epoch
         self.placement = Placement(placement.url, placement.token, placement.runtime_id,
                                    epoch if epoch is not None else placement.epoch)
         self._ready.set()
+
+    async def _connect(self, placement: Placement) -> LiveClient:
+        return await LiveClient.connect(placement.url, token=placement.token,
+                                               sample_rate=self.sample_rate,
+                                               msgpack=self.msgpack,
+                                               client_name=self.client_name,
+                                       open_timeout=max(3.0, 2 * self.detect_s))
 
     @property
     def epoch(self) -> int:
@@ -197,14 +210,30 @@ class FailoverClient:
         assert self.client is not None
         return self.client
 
+    async def _send(self, op: Callable[[LiveClient], Awaitable[None]]) -> None:
+        """Send on the current connection; if it is gone, once more on its successor."""
+        for _ in range(2):
+            client = await self._current()
+            moved = self._moved
+            try:
+                await op(client)
+                return
+            except ConnectionClosed:
+                if self.ended:
+                    raise
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(moved.wait(), self.resume_window_s)
+        raise SessionRefusedError(None, f"session could not be resumed ({self.end_reason})")
+
     async def send_text(self, text: str) -> None:
-        await (await self._current()).send_text(text)
+        """Typed input (sent again on the new connection if the old one just died)."""
+        await self._send(lambda c: c.send_text(text))
 
     async def send_audio(self, pcm: bytes) -> None:
-        await (await self._current()).send_audio(pcm)
+        await self._send(lambda c: c.send_audio(pcm))
 
     async def interrupt(self) -> None:
-        await (await self._current()).interrupt()
+        await self._send(lambda c: c.interrupt())
 
     async def end(self) -> None:
         """No more input: the session finishes its turns and closes (no failover after)."""
@@ -312,6 +341,7 @@ class FailoverClient:
     def _gone(self, reason: str) -> None:
         self.ended, self.end_reason = True, reason
         self._ready.set()  # senders fail on the closed connection instead of waiting
+        self._moved.set()
 
     async def _switch(self, old: LiveClient, placement: Placement, ev: FailoverEvent) -> None:
         self._ready.clear()
@@ -321,6 +351,8 @@ class FailoverClient:
         ev.to_runtime, ev.to_epoch = self.placement.runtime_id, self.placement.epoch
         ev.resumed_at, ev.resumed_wall_ms = loop.time(), time.time_ns() // 1_000_000
         self.failovers.append(ev)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
         watcher = asyncio.create_task(self._watch_stale(old), name="failover-stale-watch")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)

@@ -127,7 +127,11 @@ class LiveSessionHandle:
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
             while (item := await queue.get()) is not None:
-                if not transport.may_output():  # the last check before the client
+                # the last check before the client: hold while authority is unconfirmed
+                # (polled: the lease keeper renews on its own schedule), drop once it is lost
+                while (may := transport.may_output()) is False:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if may is None:
                     transport.fenced_outputs += 1
                     continue
                 yield item
