@@ -19,7 +19,8 @@ __all__ = ["register", "serve"]
 def serve(
     spec: Path | None = typer.Argument(
         None, help="PipelineSpec to publish and serve (embedded mode; default: the offline "
-        "voice assistant, pipelines/examples/voice_assistant.yaml)."),
+        "voice assistant shipped in the package, the same as "
+        "pipelines/examples/voice_assistant.yaml)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8800, "--port", min=0, max=65535, help="Port (0: any free port)."),
     control_plane: str | None = typer.Option(
@@ -234,7 +235,7 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,
                          pipelines=client.list_pipelines if embedded else None,
-                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
+                         webrtc=webrtc_available(), timeline_dir=timeline_dir)
         rooms = (livekit_routes(sessions, hub, factory.verify, livekit)
                  if livekit is not None else [])
         return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),

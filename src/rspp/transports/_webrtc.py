@@ -1,6 +1,7 @@
 """The WebRTC endpoint of live sessions (aiortc + PyAV; optional extra ``rspp[webrtc]``).
 
-Signalling is one HTTP request: ``POST /v1/sessions/{session_id}/webrtc`` with the
+Signalling is one HTTP request (``GET`` on the same path, with the token, gives the
+STUN/TURN servers to gather with first): ``POST /v1/sessions/{session_id}/webrtc`` with the
 session token (``Authorization: Bearer`` or ``?token=``) and a JSON body
 ``{"type": "offer", "sdp": "...", "timeline": false}``; the answer comes back as
 ``{"type": "answer", "sdp": "...", "session_id": ...}`` with every ICE candidate
@@ -49,6 +50,7 @@ from rspp.transports._live import InputRejected
 from rspp.transports._protocol import (
     AudioIn,
     Clear,
+    End,
     ErrorEvent,
     ProtocolError,
     Ready,
@@ -256,6 +258,7 @@ class _Peer:
     why: str | None = None
     fatal: str | None = None
     inbound: Any = None
+    input_ended: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     def end(self, why: str) -> None:
@@ -318,6 +321,8 @@ class _Peer:
             except MediaStreamError:
                 self.end("microphone_track_ended")
                 return
+            if self.input_ended:
+                continue  # after `end` the track keeps running; its audio is not input
             pcm = frame_pcm(frame)
             if frame.sample_rate != self.audio.sample_rate:
                 if resampler is None or resampler.in_rate != frame.sample_rate:
@@ -336,7 +341,10 @@ class _Peer:
         while True:
             msg = await self.control.get()
             try:
-                await dispatch(self.handle, self.audio, self._decode(msg))
+                decoded = self._decode(msg)
+                if isinstance(decoded, End):
+                    self.input_ended = True  # the microphone track is not input any more
+                await dispatch(self.handle, self.audio, decoded)
             except (ProtocolError, InputRejected) as exc:
                 code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
                 self.handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
@@ -400,7 +408,8 @@ class WebRTCEndpoint:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: Request) -> Response:
-        """``POST /v1/sessions/{id}/webrtc``: offer in, answer out."""
+        """``POST /v1/sessions/{id}/webrtc``: offer in, answer out; ``GET``: the ICE servers
+        the peer needs before it makes its offer (credentials only to a token holder)."""
         sid = str(request.path_params.get("session_id", ""))
         if not _SESSION_ID.match(sid):
             return _error(400, "bad_request", "session id must be 1-128 of [A-Za-z0-9._:-]",
@@ -416,6 +425,10 @@ class WebRTCEndpoint:
         if grant.session_id != sid:
             return _error(403, "refused", f"token is for session {grant.session_id}, not {sid}",
                           "token")
+        if request.method == "GET":
+            return JSONResponse({"session_id": sid, "webrtc": webrtc_available(),
+                                 "ice_servers": [msgspec.to_builtins(s)
+                                                 for s in self.opts.ice_servers]})
         if not webrtc_available():
             return _error(501, "unavailable", "WebRTC needs the optional extra: pip install "
                           "'rspp[webrtc]' (aiortc, PyAV); use the WebSocket endpoint", None)
@@ -520,6 +533,6 @@ def webrtc_route(hub: SessionHub, verifier: TokenVerifier, *, path: str = WEBRTC
                  options: WebRTCOptions | None = None) -> Route:
     """The WebRTC signalling route (see the module docstring); its endpoint: ``route.webrtc``."""
     endpoint = WebRTCEndpoint(hub, verifier, options)
-    route = Route(path, endpoint.handle, methods=["POST"], name="live_session_webrtc")
+    route = Route(path, endpoint.handle, methods=["GET", "POST"], name="live_session_webrtc")
     route.webrtc = endpoint  # type: ignore[attr-defined]
     return route
