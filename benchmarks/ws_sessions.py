@@ -46,6 +46,7 @@ from rspp.kernel import (
     SessionOptions,
     SystemClock,
 )
+from rspp.kernel._identity import Correlation, RecordStamp
 from rspp.transports import (
     ClientAudio,
     LiveOptions,
@@ -55,6 +56,7 @@ from rspp.transports import (
     SessionHub,
     websocket_route,
 )
+from rspp.turns._session_lifecycle import SessionLifecycle
 
 SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "examples" / "voice_assistant.yaml"
 SPEECH_END = 50  # frame of each 3 s cycle whose arrival ends the utterance (mock VAD)
@@ -95,11 +97,17 @@ def build_graph() -> Any:
 
 
 class _NoTurns:
-    """The mock pipeline has no turn driver: nothing is ever busy or speaking."""
+    """The mock pipeline has no turn driver: nothing is ever busy or speaking; the
+    session's states (F-138) are kept like a turn driver keeps them."""
 
     busy = False
     active_turn: str | None = None
     speaking: str | None = None
+
+    def __init__(self, session: SessionActor) -> None:
+        stamp = RecordStamp(Correlation("bench", session.session_id, session.pipeline_version),
+                            session.timebase, next_seq=session._next_seq)
+        self.session_lifecycle = SessionLifecycle(stamp, authority_epoch=1)
 
     def playback_started(self, turn_id: str) -> None: ...
 
@@ -113,7 +121,7 @@ class MockCore:
 
     def __init__(self, session: SessionActor) -> None:
         self.session = session
-        self.driver = _NoTurns()
+        self.driver = _NoTurns(session)
 
     async def start(self) -> None:
         await self.session.start()
