@@ -39,14 +39,15 @@ from sessions_capacity import CYCLE_FRAMES, FMT, MockLlm, MockStt, MockTts, Mock
 
 from rspp.kernel import (
     BufferConfig,
+    Correlation,
     Event,
     GraphBuilder,
     NodeRegistry,
+    RecordStamp,
     SessionActor,
     SessionOptions,
     SystemClock,
 )
-from rspp.kernel._identity import Correlation, RecordStamp
 from rspp.transports import (
     ClientAudio,
     LiveOptions,
@@ -56,7 +57,7 @@ from rspp.transports import (
     SessionHub,
     websocket_route,
 )
-from rspp.turns._session_lifecycle import SessionLifecycle
+from rspp.turns import SessionLifecycle
 
 SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "examples" / "voice_assistant.yaml"
 SPEECH_END = 50  # frame of each 3 s cycle whose arrival ends the utterance (mock VAD)
@@ -97,17 +98,17 @@ def build_graph() -> Any:
 
 
 class _NoTurns:
-    """The mock pipeline has no turn driver: nothing is ever busy or speaking; the
-    session's states (F-138) are kept like a turn driver keeps them."""
+    """The mock pipeline has no turn driver: nothing is ever busy or speaking; the session
+    states (what a turn driver owns) are kept as a real one keeps them."""
 
     busy = False
     active_turn: str | None = None
     speaking: str | None = None
 
     def __init__(self, session: SessionActor) -> None:
-        stamp = RecordStamp(Correlation("bench", session.session_id, session.pipeline_version),
-                            session.timebase, next_seq=session._next_seq)
-        self.session_lifecycle = SessionLifecycle(stamp, authority_epoch=1)
+        corr = Correlation("bench", session.session_id, session.pipeline_version)
+        self.session_lifecycle = SessionLifecycle(
+            RecordStamp(corr, session.timebase, next_seq=session._next_seq), authority_epoch=1)
 
     def playback_started(self, turn_id: str) -> None: ...
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -185,13 +186,20 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> None:
         time.sleep(0.1)
 
 
+class ControlPlaneServer(NamedTuple):
+    url: str
+    log: Path
+    proc: subprocess.Popen[str]
+
+
 @pytest.fixture
 def cp_serve(request: pytest.FixtureRequest,
-             tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
+             tmp_path: Path) -> Iterator[Callable[..., ControlPlaneServer]]:
     """``cp_serve(store, admin_key, *args)``: ``rspp cp serve`` on a free port, ready.
 
     ``store`` is ``sqlite`` (a file in tmp_path) or ``postgresql`` (a fresh schema of the
-    test database); returns (url, log file). Stopped, and its schema dropped, at teardown.
+    test database); returns (url, log file, process). Stopped, and its schema dropped, at
+    teardown.
     """
     import os
     import secrets
@@ -201,7 +209,7 @@ def cp_serve(request: pytest.FixtureRequest,
 
     started: list[tuple[subprocess.Popen[str], str | None, str]] = []
 
-    def start(store: str, admin_key: str, *args: str) -> tuple[str, Path]:
+    def start(store: str, admin_key: str, *args: str) -> ControlPlaneServer:
         db = ["--db", f"sqlite:///{tmp_path / f'cp{len(started)}.db'}"]
         schema, pg_url = None, ""
         if store == "postgresql":
@@ -220,11 +228,12 @@ def cp_serve(request: pytest.FixtureRequest,
         started.append((proc, schema, pg_url))
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, log)
-        return url, log
+        return ControlPlaneServer(url, log, proc)
 
     yield start
     for proc, schema, pg_url in started:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

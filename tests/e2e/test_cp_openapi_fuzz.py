@@ -15,9 +15,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ControlPlaneServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -36,9 +40,9 @@ MODES = {"sqlite": "all", "postgresql": "positive"}
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def served(request: pytest.FixtureRequest,
-           cp_serve: Callable[..., tuple[str, Path]]) -> Iterator[tuple[str, str, Path]]:
+           cp_serve: Callable[..., ControlPlaneServer]) -> Iterator[tuple[str, str, Path]]:
     """``rspp cp serve`` on a free port; yields (store, url, its log file)."""
-    url, log = cp_serve(request.param, ADMIN)
+    url, log, _ = cp_serve(request.param, ADMIN)
     yield request.param, url, log
 
 

@@ -7,6 +7,8 @@ expired and a wrong-tenant token are each refused with a close code and reason
 before any audio; SIGTERM of the runtime holding a session mid-turn makes its
 /readyz fail and the route place new sessions on the other runtime, lets the turn
 finish, closes the session with a clear reason and exits 0 (F-103, F-106, F-088).
+A control plane that crashes mid-turn: the turn finishes on its frozen plan, the
+session drains when its lease can no longer be renewed, new sessions are refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,7 @@ from rspp.controlplane._rollout import cohort_bucket
 from rspp.transports import ServerEvent, TurnEvent, read_wav
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import ControlPlaneServer, ServeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +57,8 @@ def _env() -> dict[str, str]:
 @dataclass
 class ControlPlaneProcess:
     url: str
-    #: its Ed25519 signing key (the test forges tokens with it)
-    keys: TokenKeys
+    #: its Ed25519 signing key, when the test forges tokens with it
+    keys: TokenKeys | None = None
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         resp = httpx.request(method, f"{self.url}{path}", json=body, timeout=30,
@@ -73,11 +76,11 @@ class ControlPlaneProcess:
 
 
 @pytest.fixture
-def control_plane(cp_serve: Callable[..., tuple[str, Path]],
+def control_plane(cp_serve: Callable[..., ControlPlaneServer],
                   tmp_path: Path) -> ControlPlaneProcess:
     """``rspp cp serve`` on PostgreSQL (its own schema) with an Ed25519 token key file."""
     key_file = tmp_path / "token.pem"
-    url, _ = cp_serve("postgresql", ADMIN, "--token-key-file", str(key_file))
+    url, _, _ = cp_serve("postgresql", ADMIN, "--token-key-file", str(key_file))
     public = httpx.get(f"{url}/v1/tokens/keys", timeout=10,
                        headers={"Authorization": f"Bearer {ADMIN}"}).json()["public_pem"]
     return ControlPlaneProcess(url, TokenKeys(algorithm="EdDSA", private_pem=key_file.read_text(),
@@ -90,6 +93,14 @@ def _route(cp: ControlPlaneProcess, region: str | None = None, **extra: Any) -> 
         body["attributes"] = {"region": region}
     route: dict[str, Any] = cp.api("POST", "/v1/sessions/route", body)
     return route
+
+
+def _wait_status(cp: ControlPlaneProcess, session_id: str, status: str) -> None:
+    """Poll the control plane's record of a session until it reaches ``status``."""
+    deadline = time.monotonic() + 60
+    while cp.api("GET", f"/v1/sessions/{session_id}")["status"] != status:
+        assert time.monotonic() < deadline, f"session {session_id} never became {status}"
+        time.sleep(0.05)
 
 
 async def _health(cp: ControlPlaneProcess, runtime_id: str) -> str:
@@ -174,6 +185,8 @@ def test_fleet_routes_rolls_out_refuses_bad_tokens_and_drains_on_sigterm(
         return first, second
 
     first, second = asyncio.run(two_versions_on_two_runtimes())
+    for route in (first, second):  # ended: the runtime has finished the session's timeline
+        _wait_status(cp, route["session_id"], "ended")
     assert (first["runtime_id"], second["runtime_id"]) == ("rt-a", "rt-b")
     assert (first["pipeline_version"], second["pipeline_version"]) == ("2.0.0", "1.0.0")
     for route in (first, second):
@@ -197,6 +210,7 @@ def _bad_tokens_are_refused_before_audio(cp: ControlPlaneProcess,
     route = _route(cp)
     sid, rt = route["session_id"], route["runtime_id"]
     keys = cp.keys
+    assert keys is not None
     claims = {"session_id": sid, "runtime_id": rt, "pipeline_name": "voice-assistant",
               "pipeline_version": route["pipeline_version"], "lease_epoch": 1, "ttl_s": 60}
     expired, _ = TokenIssuer(keys, clock=lambda: 1_000_000).issue(tenant_id="acme", **claims)
@@ -283,3 +297,52 @@ def _sigterm_drains_one_runtime(cp: ControlPlaneProcess, runtimes: dict[str, Ser
     sid = next(e["session_id"] for e in events if e.get("type") == "ready")
     assert cp.api("GET", f"/v1/sessions/{sid}")["runtime_id"] == other
     assert any(e.get("type") == "reply_text" for e in events), events
+
+
+def test_control_plane_down_refuses_new_sessions_and_drains_live_ones_at_lease_expiry(
+    cp_serve: Callable[..., ControlPlaneServer], serve_process: Callable[..., ServeProcess],
+    spoken: dict[str, Path], tmp_path: Path
+) -> None:
+    """The control plane dies mid-turn: the live session finishes its turn on its frozen
+    plan and closes when its lease can no longer be renewed; a session connecting while the
+    control plane is down is refused with that reason (no silent fallback)."""
+    url, _, cp_proc = cp_serve("sqlite", ADMIN)
+    cp = ControlPlaneProcess(url)
+    cp.api("POST", "/v1/pipelines", {"spec": VOICE, "filename": "v1.yaml"})
+    timelines = tmp_path / "timelines"
+    rt = serve_process("--control-plane", url, "--api-key", ADMIN, "--runtime-id", "rt-solo",
+                       "--heartbeat-interval", "0.2", "--lease-ttl-ms", "15000",
+                       "--timeline-dir", str(timelines)).wait_ready()
+    live, late = _route(cp), _route(cp)
+    question, _ = read_wav(spoken["question"])
+
+    async def crash_mid_turn() -> tuple[TalkResult, SessionRefusedError]:
+        opened: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_event(ev: ServerEvent) -> None:
+            if isinstance(ev, TurnEvent) and ev.state == "open" and not opened.done():
+                opened.set_result(ev.turn_id)
+
+        client = await LiveClient.connect(ws_url(live["endpoint"], live["session_id"]),
+                                          token=live["token"], msgpack=True)
+        async with client:  # the line stays open (no `end`) until the server closes it
+            session = asyncio.create_task(talk(client, question, TalkOptions(
+                quiet_s=120, max_wait_s=120), on_event=on_event))
+            await asyncio.wait_for(asyncio.shield(opened), 90)
+            cp_proc.kill()  # the control plane crashes
+            cp_proc.wait()
+            with pytest.raises(SessionRefusedError) as err:
+                await LiveClient.connect(ws_url(late["endpoint"], late["session_id"]),
+                                         token=late["token"])
+            return await session, err.value
+
+    result, refused = asyncio.run(crash_mid_turn())
+    assert refused.code == 4503 and refused.reason.startswith("control_plane_unreachable"), (
+        refused.code, refused.reason)
+    _answered(result)  # the turn in flight finished on its frozen plan
+    assert result.close_code == 1000, (result.close_code, result.close_reason)
+    assert result.close_reason == "authority_lost:lease_expired_control_plane_unreachable"
+    code, _, err = rt.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
+    sig = _signals(timelines, live["session_id"])
+    assert sig[-1] == ("ended", None, "authority_lost:lease_expired_control_plane_unreachable")

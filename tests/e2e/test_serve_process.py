@@ -136,6 +136,10 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     assert "[cleared]" in out and "aborted: cancelled" in out, out
     assert "assistant: My name is" in out and "commit" in out, out
     assert reply.stat().st_size > 16000  # about a second of 16 kHz PCM16 or more
+    metrics = httpx.get(f"{srv.url}/metrics").text
+    assert 'rspp_turns_total{outcome="commit",pipeline_version="voice-assistant@1.0.0"}' in metrics
+    code, _, err = srv.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
     (timeline,) = timelines.glob("*.jsonl")
     plans = [json.loads(x)["record"] for x in timeline.read_text().splitlines()
              if '"resolved_turn_plan"' in x]
@@ -143,10 +147,6 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     # the plan's snapshots came from the control plane (route-pinned version), not a local bundle
     assert all(":pinned:" in p["snapshot_provenance"]["version_resolution_snapshot"]
                for p in plans)
-    metrics = httpx.get(f"{srv.url}/metrics").text
-    assert 'rspp_turns_total{outcome="commit",pipeline_version="voice-assistant@1.0.0"}' in metrics
-    code, _, err = srv.terminate()
-    assert code == 0, err
     _assert_replays(timeline, spec)
 
 
@@ -237,6 +237,8 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert any(isinstance(e, ReplyText) and e.turn_id == second and "name" in e.text
                for e in talk.log), talk.log
     assert any(isinstance(e, AudioOut) and e.turn_id == second for e in talk.log)
+    code, _, err = srv.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
     records = [json.loads(x)["record"]
                for x in (timelines / f"{sid}.jsonl").read_text().splitlines()]
     plans = {r["turn_id"]: r for r in records if "snapshot_provenance" in r}
@@ -250,8 +252,6 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert stale == []  # nothing of the old epoch left the runtime after the rotation
     commit = [r for r in records if r.get("signal") == "commit" and r["turn_id"] == second]
     assert [r["authority_epoch"] for r in commit] == [2]
-    code, _, err = srv.terminate()
-    assert code == 0, err
     valid = _rspp("contracts", "validate", str(timelines / f"{sid}.jsonl"))
     assert valid.returncode == 0, valid.stdout + valid.stderr
 

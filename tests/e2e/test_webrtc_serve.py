@@ -291,6 +291,9 @@ def test_signalling_refuses_bad_requests_with_a_json_reason(
         (post(offer, authorization=f"Bearer {token}"), 400, "sdp"),  # malformed SDP
         (post(b"x" * 70_000, authorization=f"Bearer {token}"), 413, "sdp"),
     ]
+    ice = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert ice.status_code == 200 and ice.json()["ice_servers"] == []  # loopback: none
+    cases.append((httpx.get(url, timeout=30), 401, "token"))
     for resp, status, field in cases:
         assert resp.status_code == status, (resp.status_code, resp.text)
         err = resp.json()["error"]

@@ -27,6 +27,7 @@ from rspp.observability import (
     report_to_markdown,
     sweep,
     timeline_table,
+    timeline_text,
 )
 
 timeline_app = typer.Typer(name="timeline", help="Inspect recorded timelines.",
@@ -78,7 +79,11 @@ def show(
 
     shown = filter_lines(counted(), spec)
     title = f"{file.name} ({len(shown)} of {total} lines)"
-    console.print(timeline_table(shown, title=title))
+    if sys.stdout.isatty():
+        console.print(timeline_table(shown, title=title))
+        return
+    for text in timeline_text(shown, title=title):  # piped: plain aligned rows, streamed
+        typer.echo(text)
 
 
 @timeline_app.command("diff")

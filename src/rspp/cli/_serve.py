@@ -226,7 +226,7 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,
                          pipelines=client.list_pipelines if embedded else None,
-                         ice_servers=ice, webrtc=webrtc_available(), timeline_dir=timeline_dir)
+                         webrtc=webrtc_available(), timeline_dir=timeline_dir)
         rooms = (livekit_routes(sessions, hub, factory.verify, livekit)
                  if livekit is not None else [])
         return [websocket_route(hub, factory.verify), twilio_stream_route(hub, factory.verify),

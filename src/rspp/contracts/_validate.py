@@ -121,6 +121,34 @@ def _evaluator() -> SchemaEvaluator:
     return SchemaEvaluator(reference_schema())
 
 
+@lru_cache(maxsize=1)
+def _fast_validators() -> dict[str, Any]:
+    """A compiled (Rust, ``jsonschema_rs``) validator per kind, for the yes/no question.
+
+    Valid records (nearly all of a timeline) are answered here; only an invalid one
+    goes through :class:`SchemaEvaluator` for its field paths and fix hints, so the
+    verdict and the messages stay those of the reference evaluation. Agreement with
+    ``jsonschema`` is property-tested on generated and mutated records.
+    """
+    import jsonschema_rs
+
+    schema = reference_schema()
+    return {
+        kind: jsonschema_rs.Draft202012Validator(
+            {"$schema": schema.get("$schema"), "$defs": schema["$defs"],
+             "$ref": f"#/$defs/{kind}"})
+        for kind in KINDS
+    }
+
+
+def _fast_valid(kind: str, data: object) -> bool:
+    """True only when the compiled validator accepts ``data`` (False: ask the evaluator)."""
+    try:
+        return bool(_fast_validators()[kind].is_valid(data))
+    except Exception:  # e.g. an integer beyond 64 bits or a non-JSON value: the evaluator decides
+        return False
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KIND_TYPES:
         msg = f"unknown contract kind {kind!r}; use one of: {', '.join(KINDS)}"
@@ -130,15 +158,15 @@ def _check_kind(kind: str) -> None:
 def validate(kind: str, data: object) -> list[ValidationIssue]:
     """Every way ``data`` (JSON builtins) breaks contract ``kind``; empty when valid."""
     _check_kind(kind)
-    evaluator = _evaluator()
-    return evaluator.validate(kind, data)
+    if _fast_valid(kind, data):
+        return []
+    return _evaluator().validate(kind, data)
 
 
 def is_valid(kind: str, data: object) -> bool:
     """Whether ``data`` satisfies contract ``kind``."""
     _check_kind(kind)
-    evaluator = _evaluator()
-    return evaluator.is_valid(kind, data)
+    return _fast_valid(kind, data) or _evaluator().is_valid(kind, data)
 
 
 def infer_kind(data: object) -> str:

@@ -77,7 +77,12 @@ from rspp.observability._timeline_io import (
 from rspp.observability._tracing import SpanFactory
 from rspp.observability._turn_latency import TurnLatency, turn_latencies
 from rspp.observability._turn_view import LiveTurnView, TurnMark, TurnRow, turn_rows
-from rspp.observability._view import TimelineFilter, filter_lines, timeline_table
+from rspp.observability._view import (
+    TimelineFilter,
+    filter_lines,
+    timeline_table,
+    timeline_text,
+)
 
 __all__ = [
     "CORRELATION_FIELDS",
@@ -150,6 +155,7 @@ __all__ = [
     "report_to_markdown",
     "sweep",
     "timeline_table",
+    "timeline_text",
     "to_line",
     "turn_latencies",
     "turn_rows",

@@ -12,14 +12,14 @@ trigger, else the line kind.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import msgspec
 from rich.table import Table
 
 from rspp.observability._timeline_io import TimelineLine
 
-__all__ = ["TimelineFilter", "filter_lines", "timeline_table"]
+__all__ = ["TimelineFilter", "filter_lines", "timeline_table", "timeline_text"]
 
 LANE_STYLES = {"ControlLane": "bold red", "DataLane": "green", "TelemetryLane": "blue"}
 
@@ -101,25 +101,48 @@ def _detail(line: TimelineLine) -> str:
     return " ".join(parts)
 
 
+COLUMNS = ("line", "t ms", "seq", "session", "turn", "lane", "node", "type", "detail")
+
+
+def timeline_row(line: TimelineLine) -> tuple[str, ...]:
+    """The cells of one line, in :data:`COLUMNS` order."""
+    r = line.record
+    return (
+        str(line.line),
+        str(r.get("runtime_timestamp_ms", "")),
+        str(r.get("runtime_sequence", "")),
+        str(r.get("session_id", "")),
+        str(r.get("turn_id") or ""),
+        str(r.get("lane") or line.kind),
+        node_label(line),
+        event_type(line),
+        _detail(line),
+    )
+
+
 def timeline_table(lines: list[TimelineLine], title: str = "timeline") -> Table:
     """A Rich table of already filtered and ordered lines."""
     table = Table(title=title, show_lines=False)
-    for column in ("line", "t ms", "seq", "session", "turn", "lane", "node", "type", "detail"):
+    for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for line in lines:
-        r = line.record
-        lane = r.get("lane")
-        style = LANE_STYLES.get(str(lane), "magenta")
-        table.add_row(
-            str(line.line),
-            str(r.get("runtime_timestamp_ms", "")),
-            str(r.get("runtime_sequence", "")),
-            str(r.get("session_id", "")),
-            str(r.get("turn_id") or ""),
-            str(lane or line.kind),
-            node_label(line),
-            event_type(line),
-            _detail(line),
-            style=style,
-        )
+        style = LANE_STYLES.get(str(line.record.get("lane")), "magenta")
+        table.add_row(*timeline_row(line), style=style)
     return table
+
+
+def timeline_text(lines: list[TimelineLine], title: str = "timeline") -> Iterator[str]:
+    """The same table as plain aligned text, line by line (for pipes and files: no styling,
+    no wrapping, linear in the rows; a Rich table measures every cell again and again)."""
+    rows = [timeline_row(line) for line in lines]
+    widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(COLUMNS)]
+    widths[-1] = 0  # the detail column is last: never padded
+
+    def fmt(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    yield title
+    yield fmt(COLUMNS)
+    yield fmt(tuple("-" * max(w, len(c)) for c, w in zip(COLUMNS, widths, strict=True)))
+    for row in rows:
+        yield fmt(row)

@@ -76,7 +76,11 @@ class LiveKitUnavailable(RSPPError):
 
 def livekit_available() -> bool:
     """True when ``livekit`` and ``livekit-api`` are importable (``rspp[livekit]``)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("livekit.rtc", "livekit.api"))
+    try:
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("livekit.rtc", "livekit.api"))
+    except ModuleNotFoundError:  # find_spec of a submodule imports its parent package
+        return False
 
 
 def _sdk() -> tuple[Any, Any]:

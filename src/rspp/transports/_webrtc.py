@@ -1,6 +1,7 @@
 """The WebRTC endpoint of live sessions (aiortc + PyAV; optional extra ``rspp[webrtc]``).
 
-Signalling is one HTTP request: ``POST /v1/sessions/{session_id}/webrtc`` with the
+Signalling is one HTTP request (``GET`` on the same path, with the token, gives the
+STUN/TURN servers to gather with first): ``POST /v1/sessions/{session_id}/webrtc`` with the
 session token (``Authorization: Bearer`` or ``?token=``) and a JSON body
 ``{"type": "offer", "sdp": "...", "timeline": false}``; the answer comes back as
 ``{"type": "answer", "sdp": "...", "session_id": ...}`` with every ICE candidate
@@ -400,7 +401,8 @@ class WebRTCEndpoint:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, request: Request) -> Response:
-        """``POST /v1/sessions/{id}/webrtc``: offer in, answer out."""
+        """``POST /v1/sessions/{id}/webrtc``: offer in, answer out; ``GET``: the ICE servers
+        the peer needs before it makes its offer (credentials only to a token holder)."""
         sid = str(request.path_params.get("session_id", ""))
         if not _SESSION_ID.match(sid):
             return _error(400, "bad_request", "session id must be 1-128 of [A-Za-z0-9._:-]",
@@ -416,6 +418,10 @@ class WebRTCEndpoint:
         if grant.session_id != sid:
             return _error(403, "refused", f"token is for session {grant.session_id}, not {sid}",
                           "token")
+        if request.method == "GET":
+            return JSONResponse({"session_id": sid, "webrtc": webrtc_available(),
+                                 "ice_servers": [msgspec.to_builtins(s)
+                                                 for s in self.opts.ice_servers]})
         if not webrtc_available():
             return _error(501, "unavailable", "WebRTC needs the optional extra: pip install "
                           "'rspp[webrtc]' (aiortc, PyAV); use the WebSocket endpoint", None)
@@ -520,6 +526,6 @@ def webrtc_route(hub: SessionHub, verifier: TokenVerifier, *, path: str = WEBRTC
                  options: WebRTCOptions | None = None) -> Route:
     """The WebRTC signalling route (see the module docstring); its endpoint: ``route.webrtc``."""
     endpoint = WebRTCEndpoint(hub, verifier, options)
-    route = Route(path, endpoint.handle, methods=["POST"], name="live_session_webrtc")
+    route = Route(path, endpoint.handle, methods=["GET", "POST"], name="live_session_webrtc")
     route.webrtc = endpoint  # type: ignore[attr-defined]
     return route

@@ -4,8 +4,9 @@ Routes (mounted by ``rspp serve`` before the control plane's API):
 
 * ``GET /`` the page (talk button, transcript, reply, per-turn timeline); static files
   under ``/web/static/`` (plain HTML, CSS and ES modules; nothing from a CDN);
-* ``GET /web/config`` what the page needs: ICE servers, whether WebRTC is available,
-  whether this server issues it session tokens;
+* ``GET /web/config`` what the page needs: whether WebRTC is available and whether this
+  server issues it session tokens (STUN/TURN servers come with the session token from
+  ``GET /v1/sessions/{id}/webrtc``);
 * ``GET /web/pipelines`` and ``POST /web/session`` the published pipelines and a
   session route (id + short-lived token) for the page;
 * ``GET /timelines`` recent session timelines (with ``--timeline-dir``) and
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,7 +56,6 @@ class WebOptions:
     pipelines: PipelinesFn | None = None
     #: the tenant of sessions the page starts with a loopback token
     tenant_id: str = "local"
-    ice_servers: Sequence[Any] = ()
     webrtc: bool = False
     timeline_dir: Path | None = None
     max_body_bytes: int = 4096
@@ -111,7 +111,6 @@ def web_routes(opts: WebOptions) -> list[BaseRoute]:
 
     async def config(request: Request) -> Response:
         return JSONResponse({
-            "ice_servers": [msgspec.to_builtins(s) for s in opts.ice_servers],
             "webrtc": opts.webrtc,
             "tokens": opts.route is not None and local_client(request) is None,
             "tenant_id": opts.tenant_id,

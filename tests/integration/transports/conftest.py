@@ -30,7 +30,10 @@ from rspp.transports import (
     SessionGrant,
     SessionHub,
     TokenRefused,
+    WebRTCEndpoint,
+    WebRTCOptions,
     twilio_stream_route,
+    webrtc_route,
     websocket_route,
 )
 
@@ -70,6 +73,7 @@ class LiveServer:
     hub: SessionHub
     factory: LocalSessionFactory
     spec: Path
+    webrtc: WebRTCEndpoint | None = None
 
     def url(self, session_id: str) -> str:
         return f"{self.base}/v1/sessions/{session_id}/ws"
@@ -112,14 +116,16 @@ def patient_spec(path: Path, source: Path = VOICE) -> Path:
 
 @contextlib.asynccontextmanager
 async def live_server(tmp: Path, live: LiveOptions | None = None,
-                      sndbuf: int | None = None, source: Path = VOICE) -> AsyncIterator[LiveServer]:
-    """The WebSocket and the telephony media-streams routes over one session hub."""
+                      sndbuf: int | None = None, source: Path = VOICE,
+                      webrtc: WebRTCOptions | None = None) -> AsyncIterator[LiveServer]:
+    """The WebSocket, telephony media-streams and WebRTC routes over one session hub."""
     spec = patient_spec(tmp / f"{source.stem}_patient.yaml", source)
     factory = LocalSessionFactory(compile_spec_file(spec), LocalFactoryOptions(
         timeline_dir=tmp, live=live or LiveOptions()))
     hub = SessionHub(factory)
     tokens = ControlPlaneTokens(KEYS)
-    app = Starlette(routes=[websocket_route(hub, tokens), twilio_stream_route(hub, tokens)])
+    rtc = webrtc_route(hub, tokens, options=webrtc)
+    app = Starlette(routes=[websocket_route(hub, tokens), twilio_stream_route(hub, tokens), rtc])
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
                             lifespan="off", ws="websockets-sansio", access_log=False,
                             ws_ping_interval=None,
@@ -138,7 +144,8 @@ async def live_server(tmp: Path, live: LiveOptions | None = None,
                 raise RuntimeError("uvicorn exited before it started")
             await asyncio.sleep(0.005)
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield LiveServer(f"ws://127.0.0.1:{port}", hub, factory, spec)
+        yield LiveServer(f"ws://127.0.0.1:{port}", hub, factory, spec,
+                         rtc.webrtc)  # type: ignore[attr-defined]
     finally:
         await hub.aclose()
         server.should_exit = True
@@ -164,9 +171,10 @@ def speech() -> dict[str, tuple[bytes, int]]:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]:
-    def make(live: LiveOptions | None = None, sndbuf: int | None = None,
-             source: Path = VOICE) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return live_server(tmp_path, live, sndbuf, source)
+    def make(live: LiveOptions | None = None, sndbuf: int | None = None, source: Path = VOICE,
+             webrtc: WebRTCOptions | None = None
+             ) -> contextlib.AbstractAsyncContextManager[LiveServer]:
+        return live_server(tmp_path, live, sndbuf, source, webrtc)
 
     return make
 

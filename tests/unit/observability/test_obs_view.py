@@ -12,6 +12,7 @@ from rspp.observability import (
     compare_timelines,
     filter_lines,
     timeline_table,
+    timeline_text,
 )
 
 pytestmark = pytest.mark.unit
@@ -33,6 +34,15 @@ def test_rows_are_ordered_by_time_with_plans_kept_in_place() -> None:
     assert stamps == sorted(stamps)
     table = timeline_table(shown)
     assert table.row_count == len(lines)
+    text = list(timeline_text(shown, title="t"))  # the piped form: same rows, same cells
+    assert text[0] == "t" and text[1].split() == ["line", "t", "ms", "seq", "session", "turn",
+                                                  "lane", "node", "type", "detail"]
+    assert len(text) == 3 + len(lines)
+    for row, cells in zip(text[3:], zip(*(c._cells for c in table.columns), strict=True),
+                          strict=True):
+        at = 0
+        for cell in cells:  # every cell of the table row, in column order
+            at = row.index(str(cell), at) + len(str(cell))
 
 
 def test_lane_colours_and_node_labels() -> None:

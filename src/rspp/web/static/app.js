@@ -11,7 +11,7 @@ const state = (window.rspp = {
   events: [], transport: null, clears: 0, clearedAt: null, errors: [],
   audio: { frames: 0, loud: 0, max: 0, loudAt: [] },
 });
-let config = { webrtc: false, tokens: false, ice_servers: [], tenant_id: "local" };
+let config = { webrtc: false, tokens: false, tenant_id: "local" };
 let call = null;
 
 function status(text, kind = "") {
@@ -190,7 +190,17 @@ function waitFor(predicate, timeoutMs, what) {
 
 // ------------------------------------------------------------------ WebRTC
 async function rtcCall(session, ctx) {
-  const pc = new RTCPeerConnection({ iceServers: config.ice_servers });
+  const signalling = `/v1/sessions/${encodeURIComponent(session.session_id)}/webrtc`;
+  const auth = { Authorization: `Bearer ${session.token}` };
+  let ice;
+  try {
+    ice = await fetch(signalling, { headers: auth });
+  } catch (e) {
+    throw new Error(`Server unreachable: ${e.message}`);
+  }
+  const [iceConfig, iceErr] = await jsonOrError(ice);
+  if (iceErr) throw new Error(`Session refused: ${iceErr}`);
+  const pc = new RTCPeerConnection({ iceServers: iceConfig.ice_servers });
   const transceiver = pc.addTransceiver("audio", { direction: "sendrecv" });
   const dc = pc.createDataChannel("rspp");
   dc.onmessage = (e) => onEvent(JSON.parse(e.data));
@@ -216,9 +226,9 @@ async function rtcCall(session, ctx) {
   await waitFor(() => pc.iceGatheringState === "complete", 5000, "ICE gathering timed out").catch(() => {});
   let resp;
   try {
-    resp = await fetch(`/v1/sessions/${encodeURIComponent(session.session_id)}/webrtc`, {
+    resp = await fetch(signalling, {
       method: "POST",
-      headers: { Authorization: `Bearer ${session.token}`, "content-type": "application/json" },
+      headers: { ...auth, "content-type": "application/json" },
       body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp, timeline: true }),
     });
   } catch (e) {
