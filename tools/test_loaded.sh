@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test-loaded`: the e2e and integration suites with two CPU-burning processes
+# `make test-loaded`: the e2e, integration and failure-matrix suites with two CPU-burning processes
 # (stress-ng --cpu 2) beside them, so no test depends on an idle machine.
 # stress-ng is installed with apt-get when missing and running as root; it is always
 # stopped afterwards (trap), whatever the tests do.
@@ -17,4 +17,4 @@ fi
 stress-ng --cpu 2 --quiet &
 STRESS=$!
 trap 'kill "$STRESS" 2>/dev/null; wait "$STRESS" 2>/dev/null' EXIT INT TERM
-"$PYTEST" -q -p no:cacheprovider tests/integration tests/e2e
+"$PYTEST" -q -p no:cacheprovider tests/integration tests/e2e tests/failure_matrix

@@ -69,7 +69,9 @@ def test_embedded_serve_registers_reports_ready_and_drains_on_sigterm(
     serve_process: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
-    srv = serve_process("--db", db, "--api-key", KEY, "--heartbeat-interval", "0.2").wait_ready()
+    # no SPEC, started outside the repository: the packaged offline assistant is served
+    srv = serve_process("--db", db, "--api-key", KEY, "--heartbeat-interval", "0.2",
+                        cwd=tmp_path).wait_ready()
     assert any("pipeline voice-assistant@1.0.0" in line for line in srv.banner), srv.banner
     assert httpx.get(f"{srv.url}/healthz").json()["status"] == "ok"
     ready = httpx.get(f"{srv.url}/readyz")

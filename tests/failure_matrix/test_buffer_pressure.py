@@ -30,8 +30,9 @@ def test_buffer_pressure_sheds_on_the_bounded_edge_with_lineage_and_the_turn_com
 ) -> None:
     spec = spec_with(tmp_path, "pressure.yaml", [
         ("  - id: tts\n", "  - id: tap\n    type: python:fm_nodes:SlowTap\n  - id: tts\n"),
-        ("  - {from: vad.audio, to: stt.audio}",
-         "  - {from: vad.audio, to: stt.audio}\n"
+        ("  - {from: vad.audio, to: stt.audio}",  # the main path is deep: only the tap sheds
+         "  - {from: vad.audio, to: stt.audio, buffer: {max_queue_ms: 20000, "
+         "max_queue_items: 5000, max_latency_contribution_ms: 20000}}\n"
          "  - {from: input.audio, to: tap.audio, buffer: {strategy: drop, max_queue_items: 4, "
          "watermarks: {queue_items: {high: 3, low: 1}}}}"),
     ])

