@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import fractions
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import numpy as np
 import pytest
 
 from rspp.providers.offline import resample_pcm
@@ -32,10 +29,9 @@ from rspp.transports import read_wav
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
 
-aiortc = pytest.importorskip("aiortc", reason="WebRTC needs the extra: pip install "
+pytest.importorskip("aiortc", reason="WebRTC needs the extra: pip install "
                              "'rspp[webrtc]' (dev installs it)")
-import av  # noqa: E402
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack  # noqa: E402
+from rspp.testing import WebRTCPeer
 
 pytestmark = pytest.mark.e2e
 
@@ -43,110 +39,6 @@ KEY = "webrtc-e2e-admin-key"
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 RATE = 48000
-FRAME = 960  # 20 ms at 48 kHz
-LOUD = 300.0  # RMS of a frame that carries speech (Opus decodes silence to ~0)
-
-
-class Microphone(MediaStreamTrack):
-    """A real-time 48 kHz mono track: queued speech, then silence."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pcm = bytearray()
-        self._start: float | None = None
-        self._k = 0
-
-    def say(self, pcm48: bytes) -> None:
-        self._pcm.extend(pcm48)
-
-    @property
-    def speaking(self) -> bool:
-        return bool(self._pcm)
-
-    async def recv(self) -> Any:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._k * 0.02 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        chunk = bytes(self._pcm[: 2 * FRAME]).ljust(2 * FRAME, b"\0")
-        del self._pcm[: 2 * FRAME]
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
-        frame.planes[0].update(chunk)
-        frame.pts, frame.sample_rate = self._k * FRAME, RATE
-        frame.time_base = fractions.Fraction(1, RATE)
-        self._k += 1
-        return frame
-
-
-class Peer:
-    """The browser side: microphone, data channel events, received reply audio levels."""
-
-    def __init__(self) -> None:
-        self.pc = aiortc.RTCPeerConnection()
-        self.mic = Microphone()
-        self.pc.addTrack(self.mic)
-        self.channel = self.pc.createDataChannel("rspp")
-        self.events: list[dict[str, Any]] = []
-        self.levels: list[tuple[float, float]] = []  # (monotonic time, RMS) per 20 ms
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.channel.on("message", self._on_message)
-        self.pc.on("track", self._on_track)
-
-    def _on_message(self, text: str) -> None:
-        self.events.append(json.loads(text))
-        self._changed.set()
-
-    def _on_track(self, track: Any) -> None:
-        task = asyncio.ensure_future(self._listen(track))
-        self._tasks.add(task)
-
-    async def _listen(self, track: Any) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                samples = frame.to_ndarray().astype(np.float64)
-                self.levels.append((time.monotonic(), float(np.sqrt(np.mean(samples ** 2)))))
-                self._changed.set()
-
-    async def until(self, what: Callable[[], Any], limit_s: float = 90.0) -> Any:
-        """Wait (on events and audio, not on time) until ``what()`` is truthy."""
-        async with asyncio.timeout(limit_s):
-            while not (got := what()):
-                self._changed.clear()
-                await self._changed.wait()
-        return got
-
-    def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == type_
-                and all(e.get(k) == v for k, v in match.items())]
-
-    def loud_after(self, t: float, until: float = float("inf")) -> int:
-        return sum(1 for ts, rms in self.levels if t < ts <= until and rms > LOUD)
-
-    async def connect(self, base: str, session_id: str, token: str) -> httpx.Response:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        offer = self.pc.localDescription
-        async with httpx.AsyncClient(timeout=60) as http:
-            resp = await http.post(f"{base}/v1/sessions/{session_id}/webrtc",
-                                   json={"type": offer.type, "sdp": offer.sdp, "timeline": True},
-                                   headers={"Authorization": f"Bearer {token}"})
-        if resp.status_code == 200:
-            answer = resp.json()
-            await self.pc.setRemoteDescription(aiortc.RTCSessionDescription(
-                sdp=answer["sdp"], type=answer["type"]))
-        return resp
-
-    async def close(self) -> None:
-        await self.pc.close()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def _route(base: str) -> dict[str, Any]:
@@ -179,9 +71,9 @@ def test_spoken_question_over_webrtc_gets_transcript_reply_audio_and_turn_row(
 ) -> None:
     srv, _ = served
 
-    async def run() -> Peer:
+    async def run() -> WebRTCPeer:
         route = await _route(srv.url)
-        peer = Peer()
+        peer = WebRTCPeer()
         try:
             resp = await peer.connect(srv.url, route["session_id"], route["token"])
             assert resp.status_code == 200, resp.text
@@ -189,7 +81,7 @@ def test_spoken_question_over_webrtc_gets_transcript_reply_audio_and_turn_row(
             ready = (await peer.until(lambda: peer.of("ready")))[0]
             assert ready["session_id"] == route["session_id"]
             assert ready["output_sample_rate"] == RATE
-            peer.mic.say(_pcm48(spoken["question"]))
+            peer.say(_pcm48(spoken["question"]))
             await peer.until(lambda: peer.of("turn", state="close"))
             await peer.until(lambda: peer.loud_after(0) >= 25)  # half a second of reply heard
             return peer
@@ -214,16 +106,16 @@ def test_barge_in_clears_playback_and_closing_the_peer_ends_like_a_disconnect(
 ) -> None:
     srv, timelines = served
 
-    async def run() -> tuple[Peer, str, float]:
+    async def run() -> tuple[WebRTCPeer, str, float]:
         route = await _route(srv.url)
-        peer = Peer()
+        peer = WebRTCPeer()
         try:
             resp = await peer.connect(srv.url, route["session_id"], route["token"])
             assert resp.status_code == 200, resp.text
             await peer.until(lambda: peer.of("ready"))
-            peer.mic.say(_pcm48(spoken["question"]))
+            peer.say(_pcm48(spoken["question"]))
             await peer.until(lambda: peer.loud_after(0) >= 10)  # the reply is playing
-            peer.mic.say(_pcm48(spoken["interrupt"]))
+            peer.say(_pcm48(spoken["interrupt"]))
             clear = (await peer.until(lambda: peer.of("clear")))[0]
             cleared_at = time.monotonic()
             # the reply stops: nothing plays in the second after the clear (the user is
@@ -307,18 +199,18 @@ def test_data_channel_controls_resume_and_end(
     """Bad control messages are error events; a new offer resumes; ``end`` ends cleanly."""
     srv, timelines = served
 
-    async def run() -> tuple[Peer, Peer]:
+    async def run() -> tuple[WebRTCPeer, WebRTCPeer]:
         route = await _route(srv.url)
         sid, token = route["session_id"], route["token"]
-        first = Peer()
+        first = WebRTCPeer()
         try:
             assert (await first.connect(srv.url, sid, token)).status_code == 200
             await first.until(lambda: first.of("ready"))
             assert first.of("ready")[0]["resumed"] is False
-            first.channel.send(json.dumps({"type": "start", "sample_rate": 16000}))
-            first.channel.send(b"\x00\x01")
-            first.channel.send("{not json")
-            first.channel.send(json.dumps({"type": "text", "text": "what is your name"}))
+            first.send({"type": "start", "sample_rate": 16000})
+            first.send(b"\x00\x01")
+            first.send("{not json")
+            first.send({"type": "text", "text": "what is your name"})
             await first.until(lambda: len(first.of("error")) >= 4)
         finally:
             await first.close()
@@ -331,18 +223,18 @@ def test_data_channel_controls_resume_and_end(
         async with asyncio.timeout(60):
             while not gone():  # noqa: ASYNC110 - polled: the file is the server's record
                 await asyncio.sleep(0.05)
-        second = Peer()
+        second = WebRTCPeer()
         try:
             async with asyncio.timeout(60):
                 while (resp := await second.connect(srv.url, sid, token)).status_code == 409:
                     await second.close()  # released right after `disconnected` is recorded
-                    second = Peer()
+                    second = WebRTCPeer()
             assert resp.status_code == 200, resp.text
             ready = (await second.until(lambda: second.of("ready")))[0]
             assert ready["resumed"] is True and ready["session_id"] == sid
-            second.mic.say(_pcm48(spoken["question"]))
+            second.say(_pcm48(spoken["question"]))
             await second.until(lambda: second.of("turn", state="close"))
-            second.channel.send(json.dumps({"type": "end"}))
+            second.send({"type": "end"})
             await second.until(lambda: second.of("session_end"))
         finally:
             await second.close()

@@ -3,6 +3,7 @@
 :class:`GraphHarness` / :class:`NodeHarness` feed event streams into a graph or a
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
 :func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
+:class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
@@ -15,6 +16,7 @@ from rspp.testing._speech_corpus import (
     speak,
     word_errors,
 )
+from rspp.testing._webrtc_peer import WebRTCPeer
 
 __all__ = [
     "CORPUS_PATH",
@@ -22,6 +24,7 @@ __all__ = [
     "GraphHarness",
     "NodeHarness",
     "Utterance",
+    "WebRTCPeer",
     "audio_frames",
     "load_corpus",
     "normalise_words",

@@ -144,6 +144,7 @@ class LiveTransport:
         self._pacer: asyncio.Task[None] | None = None
         self.media_samples = 0
         self._index = 0
+        self._ingress_lock = asyncio.Lock()
         self._out_seq = 0
         self.frames_out = 0
         self.lost_while_disconnected = 0
@@ -249,20 +250,22 @@ class LiveTransport:
             return
         self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
         for frame in self._rechunker.push(pcm):
-            await self._ingress(Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
-                                      sample_index=self.media_samples,
-                                      transport_seq=self._index))
-            self.media_samples += len(frame) // 2
-            self._index += 1
+            await self._push_frame(frame)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        n = self.rate * self.opts.frame_ms // 1000
-        await self._ingress(Event("audio_chunk", bytes(2 * n),
-                                  audio_format=AudioFormat(self.rate, 1),
-                                  sample_index=self.media_samples, transport_seq=self._index))
-        self.media_samples += n
-        self._index += 1
+        await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+
+    async def _push_frame(self, frame: bytes) -> None:
+        # one frame at a time, numbered when it goes in: two producers (a media track that
+        # keeps running while ``end`` feeds silence) never share a sequence number or
+        # record out of order
+        async with self._ingress_lock:
+            ev = Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
+                       sample_index=self.media_samples, transport_seq=self._index)
+            self.media_samples += len(frame) // 2
+            self._index += 1
+            await self._ingress(ev)
 
     async def _ingress(self, ev: Event, port: str = "audio") -> None:
         s = self.session

@@ -50,6 +50,7 @@ from rspp.transports._live import InputRejected
 from rspp.transports._protocol import (
     AudioIn,
     Clear,
+    End,
     ErrorEvent,
     ProtocolError,
     Ready,
@@ -257,6 +258,7 @@ class _Peer:
     why: str | None = None
     fatal: str | None = None
     inbound: Any = None
+    input_ended: bool = False
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     def end(self, why: str) -> None:
@@ -319,6 +321,8 @@ class _Peer:
             except MediaStreamError:
                 self.end("microphone_track_ended")
                 return
+            if self.input_ended:
+                continue  # after `end` the track keeps running; its audio is not input
             pcm = frame_pcm(frame)
             if frame.sample_rate != self.audio.sample_rate:
                 if resampler is None or resampler.in_rate != frame.sample_rate:
@@ -337,7 +341,10 @@ class _Peer:
         while True:
             msg = await self.control.get()
             try:
-                await dispatch(self.handle, self.audio, self._decode(msg))
+                decoded = self._decode(msg)
+                if isinstance(decoded, End):
+                    self.input_ended = True  # the microphone track is not input any more
+                await dispatch(self.handle, self.audio, decoded)
             except (ProtocolError, InputRejected) as exc:
                 code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
                 self.handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))

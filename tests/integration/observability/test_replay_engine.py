@@ -315,9 +315,12 @@ async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
     """
     lines = await record_session(graph(), demo_frames(3, silence=5), registry=demo_registry(),
                                  options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
-    signals = Counter(ln.record.get("signal") for ln in as_lines(lines)
+    signals = Counter((ln.record.get("signal"), ln.record.get("scope")) for ln in as_lines(lines)
                       if ln.kind == "control_signal")
-    assert signals["cancel"] == 2 and signals["abort"] == 2 and signals["commit"] == 1
+    terminals = Counter(sig for sig, _scope in signals.elements())
+    # each cancelled turn: one turn-scope cancel and one per node scope (F-034)
+    assert signals["cancel", "turn"] == 2 and signals["cancel", "node"] == 2 * len(graph().nodes)
+    assert terminals["abort"] == 2 and terminals["commit"] == 1
     for mode in (PLAYBACK, RESIM):
         result = await replay(lines, graph(), **demo_wiring(), options=opts(mode))
         assert result.report.findings == (), result.report.findings
