@@ -83,7 +83,7 @@ def silence(seconds: float) -> bytes:
     return bytes(2 * int(seconds * RATE))
 
 
-TONE_FRAME = tone(0.02, 220.0, 4000)
+TONE_CHUNK = tone(0.1, 220.0, 4000)  # 100 ms, the chunk size of the espeak adapter
 
 
 class MockSTT(STTProvider):
@@ -115,21 +115,20 @@ class MockLLM(LLMProvider):
 
 
 class MockTTS(TTSProvider):
-    """Each sentence becomes ``chunks_per_sentence`` 20 ms chunks of a tone."""
+    """Each sentence becomes ``chunks_per_sentence`` 100 ms chunks of a tone."""
 
     capabilities = Capabilities(kind=ProviderKind.TTS, sample_rates=(RATE,),
                                 incremental_input=True, offline=True)
-    chunks_per_sentence = 60  # 1.2 s of reply audio per sentence
+    chunks_per_sentence = 12  # 1.2 s of reply audio per sentence
 
     async def _synthesize(self, text: AsyncIterator[str],
                           invocation: ProviderInvocation) -> AsyncIterator[AudioChunk]:
         async for piece in text:
             if not piece.strip():
                 continue
-            for i in range(self.chunks_per_sentence):
-                if i and not i % 10:
-                    await asyncio.sleep(0)
-                yield AudioChunk(TONE_FRAME, RATE)
+            for _ in range(self.chunks_per_sentence):
+                await asyncio.sleep(0)
+                yield AudioChunk(TONE_CHUNK, RATE)
 
 
 _MOCKS: dict[str, type[Any]] = {"stt": MockSTT, "llm": MockLLM, "tts": MockTTS}

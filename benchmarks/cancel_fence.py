@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentile, quick_parser
+from _common import cpu_seconds, emit, percentile, quick_parser
 from _real_session import SessionResult, run_many
 
 
@@ -37,7 +38,10 @@ def main() -> None:
     idle: list[SessionResult] = []
     for _ in range(idle_runs):  # one session at a time
         idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
     loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
+    wall = time.monotonic() - wall0
+    cores = (cpu_seconds() - cpu0) / wall  # < 1: the machine gave this process less
     for name, rs in (("idle (1 session)", idle), (f"loaded ({args.sessions} sessions)", loaded)):
         st = _stops(rs)
         print(f"{name:24s} barge-ins={len(st):4d}/{len(rs)} stop p50={percentile(st, 50):.1f} ms "
@@ -54,6 +58,8 @@ def main() -> None:
         "barge_ins_measured": [len(si), len(sl)],
         "sessions_loaded": args.sessions,
         "load_average": round(os.getloadavg()[0], 2),
+        "loaded_cpu_cores": round(cores, 2),
+        "loaded_wall_s": round(wall, 1),
         "targets": {"stop_p99_ms_loaded": 40.0, "chunks_after_fence": 0},
     })
 

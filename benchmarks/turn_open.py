@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentile, quick_parser
+from _common import cpu_seconds, emit, percentile, quick_parser
 from _real_session import SessionResult, run_many
 
 
@@ -36,7 +37,10 @@ def main() -> None:
     idle: list[SessionResult] = []
     for _ in range(idle_runs):  # one session at a time
         idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
     loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
+    wall = time.monotonic() - wall0
+    cores = (cpu_seconds() - cpu0) / wall  # < 1: the machine gave this process less
     oi, ol = _opens(idle), _opens(loaded)
     for name, o in (("idle (1 session)", oi), (f"loaded ({args.sessions} sessions)", ol)):
         print(f"{name:24s} turns={len(o):4d} p50={percentile(o, 50):.3f} ms "
@@ -50,6 +54,8 @@ def main() -> None:
         "turns_measured": [len(oi), len(ol)],
         "sessions_loaded": args.sessions,
         "load_average": round(os.getloadavg()[0], 2),
+        "loaded_cpu_cores": round(cores, 2),
+        "loaded_wall_s": round(wall, 1),
         "targets": {"p99_ms_loaded": 10.0},
     })
 

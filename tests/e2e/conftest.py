@@ -152,6 +152,52 @@ def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
         p.kill()
 
 
+#: typed text (and microphone audio to a VAD) -> OpenAI-compatible chat fake -> sentence
+#: segmenter -> OpenAI-compatible speech fake
+_FAKE_OPENAI_SPEC = """name: {name}
+version: {version}
+description: {description}
+profile: simple/v1
+budgets: {{turn_ms: {turn_ms}, node_ms: 20000, path_ms: 30000, edge_ms: 20000,
+          provider_timeout_ms: 20000}}
+providers:
+  llm:
+    primary: openai
+    timeout_ms: {timeout_ms}
+    config: {{api_key: env://OPENAI_API_KEY, model: fake, base_url: "{llm}/v1"}}
+  tts:
+    primary: openai-tts
+    timeout_ms: {timeout_ms}
+    config: {{api_key: env://OPENAI_API_KEY, model: fake, voice: alloy, base_url: "{tts}/v1"}}
+nodes:
+  - {{id: vad, type: vad, params: {{engine: energy, endpointing: silence, silence_ms: 500}}}}
+  - {{id: llm, type: llm}}
+  - {{id: segmenter, type: sentence_segmenter}}
+  - {{id: tts, type: tts}}
+edges:
+  - {{from: input.audio, to: vad.audio}}
+  - {{from: input.text, to: llm.text}}
+  - {{from: llm.text, to: segmenter.text}}
+  - {{from: segmenter.text, to: tts.text}}
+  - {{from: tts.audio, to: output.audio}}
+"""
+
+
+@pytest.fixture(scope="session")
+def fake_openai_spec() -> Callable[..., str]:
+    """``fake_openai_spec(llm, tts, name=, version=, description=, turn_ms=, timeout_ms=)``:
+    the text of a spec whose LLM and TTS are the OpenAI-compatible fakes at base URLs
+    ``llm`` and ``tts`` (typed text in; ``timeout_ms``: each provider's timeout)."""
+
+    def spec(llm: str, tts: str, *, name: str, version: str = "1.0.0",
+             description: str = "", turn_ms: int, timeout_ms: int) -> str:
+        return _FAKE_OPENAI_SPEC.format(name=name, version=version,
+                                        description=description or name, turn_ms=turn_ms,
+                                        timeout_ms=timeout_ms, llm=llm, tts=tts)
+
+    return spec
+
+
 def pg_execute(pg_url: str, statement: str) -> None:
     """Run one SQL statement on the PostgreSQL test database."""
     import asyncio

@@ -1,13 +1,16 @@
 """Node-level cancel scopes through ``rspp run`` (F-034, F-041, F-037, F-040).
 
+Cancel latency per node is in ``--metrics-out`` (``rspp_node_cancel_latency_seconds``).
+
 A user cancel (``--cancel-after``, real time: the workers keep the pipeline busy, so
 media time must not wait for it to idle) of the reply reaches every node downstream of the
 transport, each through its own node scope: one ``cancel`` signal per node (scope
 ``node``, reason ``user_cancel:<mode>``, in propagation order). Three custom workers
 fed by the final transcript are in flight when the cancel arrives:
 
-* ``soft_worker`` (``cancel_mode: soft``, ``cancel_grace_ms: 20000``) finishes its
-  in-flight chunk when told (``on_cancel``) and stops within its grace window;
+* ``soft_worker`` (``cancel_mode: soft``, ``cancel_grace_ms: 20000``) loops over its
+  work checking ``ctx.cancel`` (its node scope), acknowledges the cancel and returns
+  within its grace window (F-036);
 * ``hard_worker`` (``cancel_mode: hard``) waits forever and is stopped at once;
 * ``stubborn`` (soft, ``cancel_grace_ms: 50``) ignores the cancel, is force-stopped
   after its grace window and the session is marked degraded (``degrade`` signal).
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
@@ -47,14 +51,15 @@ WORKERS = textwrap.dedent('''
 
 
     class SoftWorker(_Worker):
-        """Finishes its in-flight chunk once the cancel reaches it."""
+        """A long loop over its work that checks the cancel cooperatively (F-036)."""
 
         async def process(self, event: Event, port: str):
             if event.kind != "text" or not event.final:
                 return None
-            await self.told.wait()
-            return event.derive("text", f"finished (cancelled={self.ctx.cancel.cancelled})",
-                                final=True)
+            while not self.ctx.cancel.cancelled:  # one slice of work per pass
+                await asyncio.sleep(0.01)
+            self.ctx.cancel.acknowledge()
+            return event.derive("text", "finished the chunk", final=True)
 
 
     class Forever(_Worker):
@@ -119,9 +124,10 @@ def spec(tmp_path: Path) -> Path:
 def test_user_cancel_reaches_every_node_scope_with_its_mode(
     spec: Path, spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
 ) -> None:
-    tl = tmp_path / "t.jsonl"
+    tl, prom = tmp_path / "t.jsonl", tmp_path / "m.prom"
     res = rspp_cli.run(str(spec), "--input", str(spoken["question"]), "--timeline", str(tl),
-                       "--cancel-after", "0.3", "--real-time", "--json")
+                       "--cancel-after", "0.3", "--real-time", "--json",
+                       "--metrics-out", str(prom))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     first = out["turns"][0]
@@ -146,12 +152,24 @@ def test_user_cancel_reaches_every_node_scope_with_its_mode(
              if r.get("lane") == "TelemetryLane" and r.get("turn_id") == tid
              and str(r.get("reason", "")).startswith("cancel_stop:")}
     assert stops["soft_worker"] == ["soft", "completed_in_grace"]
+    acks = [r["reason"] for r in recs if str(r.get("reason", "")).startswith("cancel_ack:")]
+    assert acks == ["cancel_ack:user_cancel"]  # the cooperative node said it stopped
     assert stops["hard_worker"] == ["hard", "stopped"]
     assert stops["stubborn"] == ["soft", "forced_after_grace"]
     degrade = [r for r in recs if r.get("signal") == "degrade"]
     assert [r["reason"] for r in degrade] == ["cancel_grace_exceeded:stubborn"]
     # nothing the workers produced after the cancel left the session
-    assert res.stdout.count("finished (cancelled=") == 0
+    assert "finished the chunk" not in res.stdout
+    # cancel latency per node (F-040): one observation per reached node and mode
+    counts = {(s.labels["node_id"], s.labels["mode"]): s.value
+              for fam in text_string_to_metric_families(prom.read_text()) for s in fam.samples
+              if s.name == "rspp_node_cancel_latency_seconds_count"}
+    assert counts[("hard_worker", "hard")] == 1.0 and counts[("stubborn", "soft")] == 1.0
+    assert set(by_node) == {node for node, _ in counts}
+    forced = next(s.value for fam in text_string_to_metric_families(prom.read_text())
+                  for s in fam.samples if s.name == "rspp_node_cancel_latency_seconds_sum"
+                  and s.labels["node_id"] == "stubborn")
+    assert forced >= 0.05  # held for its whole 50 ms grace window
 
 
 def test_resolved_spec_shows_cancel_mode_and_grace_per_node(

@@ -136,6 +136,23 @@ def serve(
     max_spec_bytes: int = typer.Option(
         262_144, "--max-spec-bytes", min=1024, help="Spec/module document limit on publish."
     ),
+    heartbeat_timeout_ms: int = typer.Option(
+        15_000, "--heartbeat-timeout-ms", min=100, envvar="RSPP_HEARTBEAT_TIMEOUT_MS",
+        help="A runtime silent this long is marked unhealthy and its sessions fail over.",
+    ),
+    failover_mode: str = typer.Option(
+        "migrate", "--failover-mode", envvar="RSPP_FAILOVER_MODE",
+        help="migrate: move an unhealthy runtime's sessions (after their leases expire); "
+        "drain: only stop placing sessions there.",
+    ),
+    failover_interval_ms: int = typer.Option(
+        500, "--failover-interval-ms", min=20, help="How often the failover monitor sweeps."
+    ),
+    lease_ttl_ms: int = typer.Option(
+        30_000, "--lease-ttl-ms", min=100, max=86_400_000,
+        help="TTL of leases the control plane issues (route, migration) until the runtime "
+        "acquires them with its own.",
+    ),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
@@ -156,10 +173,21 @@ def serve(
         token_keys=keys,
         max_body_bytes=max_body_bytes,
         max_spec_bytes=max_spec_bytes,
+        heartbeat_timeout_ms=heartbeat_timeout_ms,
+        failover_mode=failover_mode,
+        failover_interval_ms=failover_interval_ms,
+        lease_ttl_ms=lease_ttl_ms,
     )
+    if failover_mode not in ("migrate", "drain"):
+        typer.echo("error: --failover-mode must be migrate or drain", err=True)
+        raise typer.Exit(2)
 
     async def run() -> None:
+        from rspp.controlplane import FailoverMonitor
+
         cp = await ControlPlane.open(settings)
+        monitor = FailoverMonitor(cp)
+        monitor.start()
         try:
             config = uvicorn.Config(create_app(cp), host=host, port=port, log_level="warning")
             server = uvicorn.Server(config)
@@ -174,6 +202,7 @@ def serve(
             except asyncio.CancelledError:
                 pass
         finally:
+            await monitor.stop()
             await cp.close()
 
     try:

@@ -45,6 +45,10 @@ def serve(
     drain_deadline: float = typer.Option(
         30.0, "--drain-deadline", min=0.0,
         help="Seconds active turns get to finish after SIGTERM before sessions close."),
+    drain_mode: str = typer.Option(
+        "close", "--drain-mode", envvar="RSPP_DRAIN_MODE",
+        help="On SIGTERM, once active turns finished: close each session, or migrate it to "
+        "another runtime of the control plane (the client reconnects there)."),
     heartbeat_interval: float = typer.Option(
         2.0, "--heartbeat-interval", min=0.05, help="Seconds between heartbeats."),
     lease_ttl_ms: int = typer.Option(
@@ -99,6 +103,9 @@ def serve(
         typer.echo("error: --control-plane needs --api-key (an operator key of that control "
                    "plane) or RSPP_API_KEY", err=True)
         raise typer.Exit(2)
+    if drain_mode not in ("close", "migrate"):
+        typer.echo("error: --drain-mode must be close or migrate", err=True)
+        raise typer.Exit(2)
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
         raise typer.Exit(2)
@@ -115,7 +122,8 @@ def serve(
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
                         api_key=api_key, token_secret=token_secret, db_url=db,
                         runtime_id=runtime_id, capacity=capacity, region=region,
-                        drain_deadline_s=drain_deadline, heartbeat_interval_s=heartbeat_interval,
+                        drain_deadline_s=drain_deadline, drain_mode=drain_mode,
+                        heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,

@@ -22,7 +22,7 @@ from types import TracebackType
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from rspp.errors import RSPPError
@@ -89,7 +89,7 @@ class LiveClient:
         except InvalidStatus as exc:
             raise SessionRefusedError(exc.response.status_code,
                                       f"HTTP {exc.response.status_code} at {url}") from None
-        except OSError as exc:
+        except (OSError, InvalidHandshake) as exc:
             raise SessionRefusedError(None, f"cannot connect to {url}: {exc}") from None
         start = Start(sample_rate=sample_rate, output_sample_rate=output_sample_rate,  # type: ignore[arg-type]
                       sequenced=sequenced, client=client_name)
@@ -106,6 +106,10 @@ class LiveClient:
                     break
         except ConnectionClosed:
             pass
+        except TimeoutError:
+            await ws.close()
+            raise SessionRefusedError(None, f"no `ready` from {url} within "
+                                      f"{open_timeout:g} s") from None
         await ws.wait_closed()
         code = ws.close_code
         reason = ws.close_reason or "closed before ready"

@@ -28,6 +28,7 @@ from rspp.controlplane._errors import (
     Unauthorized,
     Unavailable,
 )
+from rspp.controlplane._failover import FailoverMonitor
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._policy import PolicyDocument, SessionAttributes, evaluate_policy
@@ -54,6 +55,7 @@ __all__ = [
     "ControlPlaneClient",
     "ControlPlaneServer",
     "ControlPlaneSettings",
+    "FailoverMonitor",
     "Forbidden",
     "InProcessControlPlane",
     "InvalidRequest",

@@ -20,6 +20,7 @@ from rspp.controlplane._requests import (
     HeartbeatRequest,
     LeaseEpochRequest,
     LeaseRequest,
+    MigrateRequest,
     ModuleRequest,
     PublishRequest,
     RegisterRuntimeRequest,
@@ -30,7 +31,7 @@ from rspp.controlplane._requests import (
 )
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
-from rspp.controlplane._sessions import SessionInfo
+from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.controlplane._validate import field_from
@@ -251,6 +252,12 @@ class ControlPlaneClient:
         body = LeaseEpochRequest(holder=holder, epoch=epoch)
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
         return msgspec.convert(data, Authorization)
+
+    async def migrate(self, session_id: str, target: str | None = None) -> MigrationResult:
+        """Move the session to ``target`` (None: the best other healthy runtime)."""
+        data = await self.request("POST", f"/v1/sessions/{session_id}/migrate",
+                                  json=MigrateRequest(target=target))
+        return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str) -> SessionInfo:
         body = _typed({"status": status}, StatusRequest)

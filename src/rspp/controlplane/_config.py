@@ -18,6 +18,12 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_s: int = 300
     snapshot_ttl_ms: int = 5_000
     heartbeat_timeout_ms: int = 15_000
+    #: what the failover monitor does with the sessions of a runtime that stopped
+    #: heartbeating: ``migrate`` (rotate each lease to a healthy runtime once it expired;
+    #: clients reconnect through the route) or ``drain`` (only stop placing sessions there)
+    failover_mode: str = "migrate"
+    #: how often the failover monitor looks for runtimes whose heartbeats stopped
+    failover_interval_ms: int = 500
     #: request bodies larger than this are refused with 413 before they are parsed
     max_body_bytes: int = 1_048_576
     #: spec and module documents (publish) have their own size and nesting limits

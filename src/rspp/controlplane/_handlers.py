@@ -248,7 +248,8 @@ async def issue_token(c: Call) -> TokenReply:
     token, claims = await c.cp.issue_token(
         c.principal, session_id=c.path["session_id"], tenant_id=c.body.tenant_id, ttl_s=c.body.ttl_s
     )
-    return TokenReply(token=token, claims=claims)
+    return TokenReply(token=token, claims=claims,
+                      endpoint=await c.cp.runtime_endpoint(claims.runtime_id))
 
 
 async def verify_token(c: Call) -> VerifyReply:

@@ -98,6 +98,20 @@ class LeaseManager:
                 f"{row.expires_at_ms}; wait for expiry or ask the control plane to migrate it",
                 field="session_id",
             )
+        if row.holder != holder:
+            routed = (
+                await conn.execute(
+                    select(sessions.c.runtime_id).where(sessions.c.session_id == session_id)
+                )
+            ).scalar()
+            if routed is not None and routed != holder:
+                # a runtime that lost the session (it was paused while the control plane
+                # failed it over) must not take it back once the new holder's lease lapses
+                raise Conflict(
+                    f"session {session_id} is routed to {routed}, not {holder}; only the "
+                    "runtime it is routed to may take over its expired lease",
+                    field="session_id",
+                )
         return await self._write(
             conn, session_id, holder, row.epoch + 1, row.epoch, now, ttl_ms, actor
         )

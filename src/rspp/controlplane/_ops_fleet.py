@@ -11,6 +11,7 @@ from rspp.contracts import (
     RuntimeHealth,
 )
 from rspp.controlplane._core import ControlPlaneCore
+from rspp.controlplane._errors import Conflict, NoCapacity, NotFound
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._sessions import (
@@ -25,7 +26,67 @@ class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
     removed: bool
 
 
+#: the failover monitor acts as this principal (its audit entries name it)
+FAILOVER_ACTOR = Principal(key_id="cp:failover-monitor", role=Role.OPERATOR)
+
+
+class FailoverSweep(msgspec.Struct, frozen=True, kw_only=True):
+    """One pass of the failover monitor."""
+
+    #: runtimes whose heartbeats stopped, marked unhealthy by this pass
+    marked: tuple[str, ...] = ()
+    migrated: tuple[MigrationResult, ...] = ()
+    #: sessions left where they are this pass (lease not yet expired, or no capacity)
+    waiting: int = 0
+
+
 class FleetOps(ControlPlaneCore):
+    # -- failover monitor (F-095, F-096, F-113) --------------------------------------------
+    async def sweep_failover(self) -> FailoverSweep:
+        """Mark silent runtimes unhealthy; in ``migrate`` mode move each session of an
+        unhealthy runtime whose lease has expired to a healthy runtime (epoch + 1).
+
+        A session is moved only after its holder's lease expired: the holder stops its own
+        output when its lease lapses (it cannot renew), so the old and the new epoch never
+        produce at once, even when the silent runtime was only paused.
+        """
+
+        async def mark(conn: AsyncConnection, now: int) -> list[str]:
+            silent = await self.routing.mark_silent_in(conn, now_ms=now)
+            for runtime_id in silent:
+                await self.audit.append_in(
+                    conn, actor=FAILOVER_ACTOR.key_id, action="runtime.unhealthy",
+                    subject=runtime_id,
+                    detail={"reason": "heartbeat_timeout",
+                            "timeout_ms": self.settings.heartbeat_timeout_ms},
+                )
+            return silent
+
+        marked = await self._write(mark, "mark silent runtimes")
+        if self.settings.failover_mode != "migrate":
+            return FailoverSweep(marked=tuple(marked))
+        now = self.clock()
+        async with self.store.engine.connect() as conn:
+            down = [r.runtime_id for r in await self.routing.all_in(conn)
+                    if r.effective_health(now, self.routing.heartbeat_timeout_ms)
+                    == RuntimeHealth.UNHEALTHY]
+            todo = [(rt, sid) for rt in down for sid in await self.sessions.active_on_in(conn, rt)]
+        moved: list[MigrationResult] = []
+        waiting = 0
+        for runtime_id, sid in todo:
+            lease = await self.leases.current(sid)
+            if lease is not None and lease.holder == runtime_id and lease.expires_at_ms > now:
+                waiting += 1
+                continue
+            try:
+                moved.append(await self.migrate(FAILOVER_ACTOR, sid, target=None))
+            except NoCapacity:
+                waiting += 1
+            except (Conflict, NotFound):
+                continue  # ended or moved meanwhile
+        return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)
+
+
     # -- runtimes and provider health (CP-08, CP-10) ----------------------------------------
     async def register_runtime(
         self,
@@ -119,6 +180,14 @@ class FleetOps(ControlPlaneCore):
             return Deregistered(runtime_id=runtime_id, removed=removed)
 
         return await self._write(work, "deregister runtime")
+
+    async def runtime_endpoint(self, runtime_id: str) -> str | None:
+        """The transport endpoint of a registered runtime (None: not registered)."""
+        async with self.store.engine.connect() as conn:
+            try:
+                return (await self.routing.get_in(conn, runtime_id)).endpoint
+            except NotFound:
+                return None
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")

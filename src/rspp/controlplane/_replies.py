@@ -85,6 +85,9 @@ class SignalList(_Reply, frozen=True, kw_only=True):
 class TokenReply(_Reply, frozen=True, kw_only=True):
     token: str
     claims: SessionClaims
+    #: where to connect with it: the transport endpoint of the runtime the session is on
+    #: now (after a failover, the new one)
+    endpoint: str | None = None
 
 
 class VerifyReply(_Reply, frozen=True, kw_only=True):

@@ -113,6 +113,25 @@ class RoutingTable:
             await self._store.next_counter(conn, ROUTING_COUNTER)
         return await self.get_in(conn, runtime_id), changed
 
+    async def mark_silent_in(self, conn: AsyncConnection, *, now_ms: int) -> list[str]:
+        """Store ``unhealthy`` for every runtime whose heartbeat is older than the timeout
+        (and not yet marked); returns their ids. A later heartbeat heals the runtime."""
+        silent = [
+            r.runtime_id
+            for r in await self.all_in(conn)
+            if r.health != RuntimeHealth.UNHEALTHY
+            and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.UNHEALTHY
+        ]
+        for runtime_id in silent:
+            await conn.execute(
+                update(runtimes)
+                .where(runtimes.c.runtime_id == runtime_id)
+                .values(health=RuntimeHealth.UNHEALTHY.value)
+            )
+        if silent:
+            await self._store.next_counter(conn, ROUTING_COUNTER)
+        return silent
+
     async def get_in(self, conn: AsyncConnection, runtime_id: str) -> RuntimeInstance:
         row = (
             await conn.execute(select(runtimes).where(runtimes.c.runtime_id == runtime_id))

@@ -5,6 +5,11 @@ always serves ControlLane first, then DataLane, then TelemetryLane. Control
 events are never dropped. Data obeys the BufferConfig bounds (items, bytes,
 time in queue, latency contribution) and strategy; every drop or merge leaves
 a ``drop_notice`` (contiguous drops are aggregated into one sequence range).
+End-of-stream markers (``audio_end``, ``attrs["eos"]``) are never shed for overload:
+they carry no payload, and without one the consumer never ends the turn's stream (a
+reply whose ``audio_end`` is lost never completes its playback, so its turn cannot
+commit). Shedding takes the oldest other data; a marker arriving at a full buffer is
+queued past the bound (cancellation still flushes markers with their turn).
 Watermark crossings emit ``watermark`` and run the plan's action; flow control
 emits ``flow_xoff``/``flow_xon``/``credit_grant``; sync groups follow the sync
 drop policy (``discontinuity`` markers).
@@ -40,6 +45,11 @@ SHED_REASONS = frozenset({
     "max_latency_contribution_exceeded", "max_block_time_exceeded",
     "max_queue_items_exceeded:sampled_out", "max_queue_bytes_exceeded:sampled_out",
     "max_latency_contribution_exceeded:sampled_out"})
+
+
+def is_stream_end(ev: Event) -> bool:
+    """``ev`` ends a stream of its turn (``audio_end`` or ``attrs["eos"]``)."""
+    return ev.kind == "audio_end" or bool(ev.attrs and ev.attrs.get("eos"))
 
 
 class Wakeup:
@@ -183,8 +193,8 @@ class EdgeBuffer(PressureMixin):
             self._expire(now)
         strategy = cfg.strategy
         if strategy == "latest_only":
-            while data:
-                self._drop(self._pop_data(), "superseded_latest_only")
+            while (old := self._pop_sheddable()) is not None:
+                self._drop(old, "superseded_latest_only")
         elif strategy == "merge" and data and self._merge_into_tail(ev):
             return MERGED
         reason = self._overflow_reason(ev)
@@ -192,6 +202,9 @@ class EdgeBuffer(PressureMixin):
             if strategy == "block" or self.blocking:
                 self.stats.blocked += 1
                 return BLOCKED
+            if is_stream_end(ev):  # never shed; displaces nothing either
+                self._append(ev, now)
+                return ACCEPTED
             if strategy == "sample":
                 self._sample_n += 1
                 if self._sample_n % cfg.sample_every:
@@ -208,6 +221,9 @@ class EdgeBuffer(PressureMixin):
 
     def shed(self, ev: Event, reason: str = "max_block_time_exceeded") -> int:
         """Deterministic shedding after a bounded block (F-148)."""
+        if is_stream_end(ev):
+            self._append(ev, self.clock.monotonic_ns())
+            return ACCEPTED
         if self.config.drop_from == "newest" or not self.data:
             self._drop(ev, reason)
             return DROPPED
@@ -257,13 +273,16 @@ class EdgeBuffer(PressureMixin):
         merge = self.config.strategy == "merge"
         while data and self._overflow_reason(ev) is not None:
             if merge:  # finals are never shed while a partial can go instead (F-053)
-                victim = next((e for e in data if not e.final), None)
+                victim = next((e for e in data if not e.final and not is_stream_end(e)), None)
                 if victim is not None:
                     data.remove(victim)
                     self.nbytes -= victim.size
                     self._drop(victim, reason)
                     continue
-            self._drop(self._pop_data(), reason)
+            old = self._pop_sheddable()
+            if old is None:  # only end-of-stream markers are left
+                break
+            self._drop(old, reason)
         return self._overflow_reason(ev) is None
 
     def _merge_into_tail(self, ev: Event) -> bool:
@@ -289,18 +308,33 @@ class EdgeBuffer(PressureMixin):
         limit = now - self.config.max_queue_ms * _NS_PER_MS
         data = self.data
         while data and data[0].enq_ns < limit:
+            old = self._pop_sheddable(limit)
+            if old is None:
+                return
             self.stats.expired += 1
-            self._drop(self._pop_data(), "max_queue_ms_exceeded")
+            self._drop(old, "max_queue_ms_exceeded")
 
     # ----------------------------------------------------------------- drops
-    def _pop_data(self) -> Event:
-        ev = self.data.popleft()
-        self.nbytes -= ev.size
-        return ev
+    def _pop_sheddable(self, enqueued_before: int | None = None, *,
+                       keep_newest: bool = False) -> Event | None:
+        """Remove the oldest data overload may shed (not an end-of-stream marker), if it
+        was enqueued before ``enqueued_before`` (ns) (and is not the newest item, with
+        ``keep_newest``); None when there is none."""
+        data = self.data
+        for i, ev in enumerate(data):
+            if ((enqueued_before is not None and ev.enq_ns >= enqueued_before)
+                    or (keep_newest and i == len(data) - 1)):
+                return None
+            if not is_stream_end(ev):
+                del data[i]
+                self.nbytes -= ev.size
+                return ev
+        return None
 
     def _drop_oldest(self, reason: str) -> None:
-        if self.data:
-            self._drop(self._pop_data(), reason)
+        old = self._pop_sheddable()
+        if old is not None:
+            self._drop(old, reason)
 
     def _drop(self, ev: Event, reason: str) -> None:
         self.stats.dropped += 1

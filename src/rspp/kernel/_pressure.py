@@ -45,7 +45,8 @@ class PressureMixin:
 
         def _drop(self, ev: Event, reason: str) -> None: ...
 
-        def _pop_data(self) -> Event: ...
+        def _pop_sheddable(self, enqueued_before: int | None = None, *,
+                           keep_newest: bool = False) -> Event | None: ...
 
         def _note_drop(self, ev: Event, reason: str, lane: Lane = Lane.DATA) -> None: ...
 
@@ -84,11 +85,12 @@ class PressureMixin:
             return
         low = (self.config.watermark_items or (0, 0))[1]
         if action == "drop":
-            while len(self.data) > low:
-                self._drop(self._pop_data(), "watermark_shed")
+            while len(self.data) > low and (old := self._pop_sheddable()) is not None:
+                self._drop(old, "watermark_shed")
         elif action == "latest_only":
-            while len(self.data) > 1:
-                self._drop(self._pop_data(), "watermark_latest_only")
+            while (len(self.data) > 1
+                   and (old := self._pop_sheddable(keep_newest=True)) is not None):
+                self._drop(old, "watermark_latest_only")
         elif action == "merge":
             self._coalesce_all()
         elif action in ("degrade", "fallback"):

@@ -410,9 +410,17 @@ class SessionActor(ControlMixin):
     def idle(self) -> bool:
         if self._busy or self._ctrl or self.blocked:
             return False
-        if any(len(b) for b, _ in self.entries.values()):
-            return False
-        return not any(h.busy or any(len(b) for b, _ in h.buffers) for h in self.hosts.values())
+        # plain loops over the deques (polled by transports and drain: keep it cheap)
+        for b, _ in self.entries.values():
+            if b.data or b.control or b.telemetry:
+                return False
+        for h in self.hosts.values():
+            if h.busy:
+                return False
+            for b, _ in h.buffers:
+                if b.data or b.control or b.telemetry:
+                    return False
+        return True
 
     async def drain(self, timeout_s: float = 60.0) -> None:
         """Wait until every queue is empty and every worker idle.

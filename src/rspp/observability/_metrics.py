@@ -83,6 +83,10 @@ class RuntimeMetrics:
                                  registry=r)
         self._cancels = Counter("rspp_cancels_total", "Accepted cancels by scope and reason",
                                 ["pipeline_version", "scope", "reason"], registry=r)
+        self._node_cancel = Histogram(
+            "rspp_node_cancel_latency_seconds",
+            "Cancel acceptance to the node's work of the turn stopped, per node (F-040)",
+            ["pipeline_version", "node_id", "mode"], buckets=_FAST_BUCKETS, registry=r)
         prov = ["pipeline_version", "node_id", "provider", "modality"]
         self._prov = Histogram("rspp_provider_latency_seconds", "Provider invocation latency",
                                prov, buckets=_LATENCY_BUCKETS, registry=r)
@@ -138,6 +142,12 @@ class RuntimeMetrics:
                        exemplar: Mapping[str, str | None] | None = None) -> None:
         ex = _exemplar(exemplar)
         self._safe(lambda: self._cancel.labels(pipeline_version, scope).observe(seconds, ex))
+
+    def node_cancel_latency(self, pipeline_version: str, node_id: str, mode: str,
+                            seconds: float) -> None:
+        """One node's cancel latency: acceptance -> its in-flight work stopped (or idle)."""
+        self._safe(lambda: self._node_cancel.labels(pipeline_version, node_id, mode)
+                   .observe(seconds))
 
     def cancel(self, pipeline_version: str, scope: str, reason: str) -> None:
         """One accepted cancel; ``reason`` is its code (barge_in, user_cancel, timeout, ...)."""

@@ -451,6 +451,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             node_providers={nid: services.chains[h.decl.type][0] for nid, h in
                             session.hosts.items() if services.chains.get(h.decl.type)})
         services.on_controller = tele.on_controller
+        driver.node_scopes.observer = tele.on_node_cancel
         tele_box.append(tele)
         out._telemetry, out._files = tele, files
     return out

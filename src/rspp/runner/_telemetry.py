@@ -155,6 +155,11 @@ class SessionTelemetry:
         self._guard(go)
 
     # ------------------------------------------------------------ subscribers
+    def on_node_cancel(self, node_id: str, mode: str, ms: float) -> None:
+        """A node's work of a cancelled turn stopped ``ms`` after the cancel (F-040)."""
+        self._guard(lambda: self.metrics.node_cancel_latency(self.pipeline_version, node_id,
+                                                             mode, ms / 1000.0))
+
     def on_controller(self, turn_id: str | None, controller: Any) -> None:
         """``NodeServices.on_controller``: a provider controller was created."""
         self._controllers.append((turn_id, controller))

@@ -52,14 +52,29 @@ class LeaseKeeper:
 
     async def acquire(self) -> int:
         """Claim (or confirm) the lease for this runtime; raise :class:`CPError` if refused."""
+        started = time.monotonic()
         lease = await self.client.acquire_lease(self.session_id, self.holder, self.ttl_ms)
-        self._held(lease)
+        self._held(lease, started)
         return lease.epoch
 
-    def _held(self, lease: Lease) -> None:
+    def valid(self) -> bool:
+        """Our own bound on the lease still holds (measured from before the last renewal
+        request, so never later than the control plane's expiry)."""
+        return self.lost is None and time.monotonic() < self._valid_until
+
+    def output_gate(self) -> bool | None:
+        """The transport's authority gate: True while the lease is surely ours; False
+        (hold) once our bound lapsed, until a renewal confirms it (the lease may be passing
+        to another runtime); None once it is lost (nothing more may leave)."""
+        if self.lost is not None:
+            return None
+        return time.monotonic() < self._valid_until
+
+    def _held(self, lease: Lease, requested_at: float) -> None:
         self.epoch = lease.epoch
-        # measured from before the request: never later than the control plane's own expiry
-        self._valid_until = time.monotonic() + self.ttl_ms / 1000 * 0.9
+        # measured from before the request (``requested_at``): never later than the control
+        # plane's own expiry, however long the answer took to be read (a paused process)
+        self._valid_until = requested_at + self.ttl_ms / 1000 * 0.9
 
     def _lose(self, reason: str) -> None:
         if self.lost is None:
@@ -84,10 +99,11 @@ class LeaseKeeper:
                 await self._refused()
                 continue
             self.renewals += 1
-            self._held(lease)
+            self._held(lease, started)
 
     async def _refused(self) -> None:
         """A renewal was refused: a rotation to us (follow it) or a loss (stop)."""
+        started = time.monotonic()
         try:
             current = await self.client.authorize_lease(self.session_id, self.holder,
                                                         self.epoch or 0)
@@ -106,7 +122,7 @@ class LeaseKeeper:
             self._lose("lease_revoked")
             return
         old = self.epoch
-        self._held(lease)
+        self._held(lease, started)
         if old is None or lease.epoch > old:
             _LOG.info("session %s lease rotated %s -> %s", self.session_id, old, lease.epoch)
             self.on_change(lease.epoch, "lease_rotated")

@@ -55,6 +55,13 @@ class ServerMetrics:
                             registry=r)
         self._errors = Counter("rspp_server_metric_errors_total", "Dropped metric updates",
                                registry=r)
+        self._moved = Counter("rspp_sessions_moved_total",
+                              "Sessions that moved between runtimes: resumed here after a "
+                              "migration/failover, handed off on drain, or lost here to a "
+                              "newer lease epoch", ["how"], registry=r)
+        self._fenced = Counter("rspp_outputs_fenced_total",
+                               "Outputs withheld because this runtime's lease may have "
+                               "passed to another runtime (never sent)", registry=r)
         self._gates_sent = Counter("rspp_gate_samples_sent_total",
                                    "Gate samples the control plane accepted", registry=r)
         self._gates_dropped = Counter("rspp_gate_samples_dropped_total",
@@ -77,6 +84,14 @@ class ServerMetrics:
 
     def session_closed(self) -> None:
         self._safe(self._live.dec)
+
+    def moved(self, how: str) -> None:
+        label = how if how in ("resumed", "handed_off", "authority_lost") else "other"
+        self._safe(lambda: self._moved.labels(label).inc())
+
+    def fenced(self, outputs: int) -> None:
+        if outputs > 0:
+            self._safe(lambda: self._fenced.inc(outputs))
 
     def refused(self, code: str) -> None:
         label = code if code in _REFUSALS else "other"

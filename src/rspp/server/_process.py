@@ -29,7 +29,13 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from rspp.contracts import RecordingLevel
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.controlplane import (
+    ControlPlane,
+    ControlPlaneClient,
+    ControlPlaneSettings,
+    FailoverMonitor,
+    create_app,
+)
 from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
@@ -63,6 +69,8 @@ class ServeOptions:
     capacity: int = 100
     region: str = "default"
     drain_deadline_s: float = 30.0
+    #: after the drain deadline: ``close`` sessions or ``migrate`` them to another runtime
+    drain_mode: str = "close"
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
@@ -110,6 +118,7 @@ async def serve(opts: ServeOptions) -> int:
     base = f"http://{host}:{port}"
     endpoint = f"ws://{host}:{port}"
     cp: ControlPlane | None = None
+    monitor: FailoverMonitor | None = None
     cp_app: ASGIApp | None = None
     api_key = opts.api_key
     if opts.control_plane is None:
@@ -117,6 +126,8 @@ async def serve(opts: ServeOptions) -> int:
         settings = ControlPlaneSettings(db_url=opts.db_url or default_sqlite_url(),
                                         admin_key=api_key)
         cp = await ControlPlane.open(settings)
+        monitor = FailoverMonitor(cp)
+        monitor.start()
         cp_app = create_app(cp)
         client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
     else:
@@ -128,7 +139,7 @@ async def serve(opts: ServeOptions) -> int:
                          token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
-                               record_level=opts.record_level),
+                               record_level=opts.record_level, drain_mode=opts.drain_mode),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
@@ -175,6 +186,8 @@ async def serve(opts: ServeOptions) -> int:
         return 0
     finally:
         await runtime.stop()
+        if monitor is not None:
+            await monitor.stop()
         if cp is not None:
             await cp.close()
         sock.close()

@@ -24,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from rspp.contracts import ControlSignal, RecordingLevel
+from rspp.contracts import ControlSignal, RecordingLevel, SignalName
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -33,6 +33,10 @@ from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.spec import GraphDefinition
+from rspp.transports import LiveTransport
+
+_HANDOFF_SIGNALS = frozenset({SignalName.MIGRATION_START, SignalName.LEASE_ROTATED,
+                              SignalName.SESSION_HANDOFF, SignalName.MIGRATION_FINISH})
 
 __all__ = ["BuiltSession", "GovernedSessions", "ServedSession", "SessionBuilder",
            "SessionPolicy"]
@@ -71,6 +75,9 @@ class SessionPolicy:
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
+    #: (the control plane moves it to another runtime; the client reconnects there)
+    drain_mode: str = "close"
 
 
 @dataclass(slots=True)
@@ -83,6 +90,10 @@ class ServedSession(Generic[S]):
     keeper: LeaseKeeper
     owner: GovernedSessions
     close_reason: str | None = None
+    #: the session moved to another runtime (drain hand-off): it is not ended here
+    handed_off: bool = False
+    #: the epoch the session had before it moved here (a resume after migration/failover)
+    resumed_from_epoch: int | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -132,8 +143,17 @@ class ServedSession(Generic[S]):
             if self._keeper is not None:
                 self._keeper.cancel()
                 await asyncio.wait({self._keeper})
+            metrics = self.owner.metrics
+            transport = getattr(self.core, "transport", None)
+            if isinstance(transport, LiveTransport):
+                metrics.fenced(transport.fenced_outputs)
+            if self.handed_off:
+                metrics.moved("handed_off")
+            elif self.keeper.lost is not None:
+                metrics.moved("authority_lost")
+            # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
-                if await self._still_placed_here():
+                if not self.handed_off and await self._still_placed_here():
                     await self.owner.link.client.report_status(self.session_id, "ended")
             self.owner._forget(self)
 
@@ -241,6 +261,13 @@ class GovernedSessions:
         served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
                                                  keeper=keeper, owner=self)
         holder.append(served)
+        transport = getattr(built.core, "transport", None)
+        if isinstance(transport, LiveTransport):
+            # nothing leaves for the client once our bound on the lease lapsed: a paused or
+            # partitioned runtime cannot talk over the runtime its session failed over to
+            transport.gate = keeper.output_gate
+        if epoch > 1:
+            await self._record_handoff(served)
         built.core.listeners.append(served._on_record)
         if self.gates is not None:
             sampler = GateSampler(self.gates, pipeline_name=info.pipeline_name,
@@ -257,6 +284,24 @@ class GovernedSessions:
         self.metrics.session_opened()
         return served
 
+    async def _record_handoff(self, served: ServedSession[Any]) -> None:
+        """A session resumed here after a migration or failover: its timeline starts with
+        the control plane's markers of that move (``migration_start`` ... ``_finish``)."""
+        try:
+            data = await self.link.client.request(
+                "GET", f"/v1/sessions/{served.session_id}/signals")
+        except CPError:
+            return
+        signals = msgspec.convert(data.get("signals", []), list[ControlSignal])
+        starts = [i for i, sig in enumerate(signals) if sig.signal is SignalName.MIGRATION_START]
+        if not starts:
+            return
+        for sig in signals[starts[-1]:]:
+            if sig.signal in _HANDOFF_SIGNALS:
+                served.core.recorder.append(sig)
+        served.resumed_from_epoch = signals[starts[-1]].authority_epoch
+        self.metrics.moved("resumed")
+
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
@@ -266,13 +311,38 @@ class GovernedSessions:
         """Stop admitting; let active turns finish within ``deadline_s``; close the rest."""
         self.draining = True
         sessions = list(self.active.values())
-        if sessions:
+        if sessions and self.policy.drain_mode == "migrate":
+            # each session moves as soon as its turn finished (or at the deadline)
+            await asyncio.gather(*(self._hand_off(s, deadline_s) for s in sessions))
+        elif sessions:
             waits = [asyncio.ensure_future(s.idle.wait()) for s in sessions]
             _, pending = await asyncio.wait(waits, timeout=deadline_s)
             for w in pending:
                 w.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.close_all(None)
+
+    async def _hand_off(self, served: ServedSession[Any], deadline_s: float) -> None:
+        """Move a session to another runtime (drain ``migrate``); it keeps running there.
+
+        Once its active turn finished (at most ``deadline_s``), the control plane rotates
+        the lease to the target (epoch + 1); this runtime stops sending at once and closes
+        the connection with ``handed_off:<runtime>`` so the client reconnects through its
+        route. Without a target the session closes as usual.
+        """
+        sid = served.session_id
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(served.idle.wait(), deadline_s)
+        if served.close_reason is not None:
+            return
+        try:
+            moved = await self.link.client.migrate(sid)
+        except CPError as exc:
+            _LOG.warning("session %s cannot be handed off (%s); it closes", sid, exc)
+            return
+        served.handed_off = True
+        served.keeper.lost = "handed_off"  # the gate closes: nothing more leaves from here
+        await served.close(f"handed_off:{moved.to_runtime}")
 
     async def close_all(self, reason: str | None) -> None:
         """Close every live session (``None``: say whether its turn finished first)."""

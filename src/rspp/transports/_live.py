@@ -152,11 +152,22 @@ class LiveTransport:
         self.lateness_max_ms = 0.0
         self.signals: list[tuple[str, str | None]] = []
         self.after_fence: list[str] = []
+        #: the authority gate, set by the serving runtime: True (send), False (hold: the
+        #: lease may be passing to another runtime until a renewal confirms it), None
+        #: (the lease is lost: drop)
+        self.gate: Callable[[], bool | None] | None = None
+        #: outputs withheld by the gate (stale-authority outputs that never left)
+        self.fenced_outputs = 0
         #: the records turn rows need (``turn_row`` events for clients that ask)
         self.view = LiveTurnView()
         self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
+
+    def may_output(self) -> bool | None:
+        """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
+        gate = self.gate
+        return True if gate is None else gate()
 
     def attach(self, session: SessionActor, driver: PlaybackObserver,
                make_signal: SignalFactory | None = None) -> None:

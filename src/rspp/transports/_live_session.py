@@ -90,6 +90,13 @@ class LiveSessionHandle:
     def closed(self) -> bool:
         return self._closing
 
+    @property
+    def lease_epoch(self) -> int | None:
+        """The authority epoch the session runs at (None for a core without one)."""
+        authority = getattr(self.core, "authority", None)
+        epoch = getattr(authority, "epoch", None)
+        return epoch if isinstance(epoch, int) else None
+
     def _life(self, event: SessionEvent, reason: str) -> bool:
         """Apply ``event`` to the session's state machine; record its signal. False: the
         state machine rejected it (its marker is in ``lifecycle.rejections``)."""
@@ -117,8 +124,17 @@ class LiveSessionHandle:
                                        timeline=audio.timeline)
         self._restart_stats()
 
+        transport = self.transport
+
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
             while (item := await queue.get()) is not None:
+                # the last check before the client: hold while authority is unconfirmed
+                # (polled: the lease keeper renews on its own schedule), drop once it is lost
+                while (may := transport.may_output()) is False:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+                if may is None:
+                    transport.fenced_outputs += 1
+                    continue
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")

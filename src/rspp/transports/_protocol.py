@@ -119,6 +119,9 @@ class Ready(_Msg, tag="ready", frozen=True, kw_only=True):
     frame_ms: int
     #: a reconnect within the resume window resumed this session
     resumed: bool = False
+    #: the lease epoch this connection's outputs are produced under (served sessions);
+    #: a client that saw a newer epoch for the session ignores an older connection
+    lease_epoch: int | None = None
 
 
 class Transcript(_Msg, tag="transcript", frozen=True, kw_only=True):

@@ -301,7 +301,8 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
     stream = handle.connect(audio)
     await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
                           output_sample_rate=handle.output_sample_rate,
-                          frame_ms=20, resumed=resumed))
+                          frame_ms=20, resumed=resumed,
+                          lease_epoch=getattr(handle, "lease_epoch", None)))
 
     async def write() -> tuple[int, str] | None:
         try:

@@ -24,7 +24,9 @@ How each node stopped is an audit record on the TelemetryLane
 (``cancel_stop:<mode>:<stopped|completed_in_grace|forced_after_grace|idle>``) and a
 per-node stop time in the turn's :class:`~rspp.turns._cancel.CancelLatency`
 (cancel latency per node, F-040). A node's ``ctx.cancel`` is a token that reads
-the scope of the turn whose event the node is processing.
+the scope of the turn whose event the node is processing; a cooperative node checks
+``ctx.cancel.cancelled`` in its loop and calls ``ctx.cancel.acknowledge()`` when it
+stops (a ``cancel_ack`` audit record, F-036).
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ class _NodeToken:
         if self.cancelled:
             raise asyncio.CancelledError(self.reason)
 
+    def acknowledge(self) -> None:
+        """The node saw the cancel and stopped its work (F-036): timed into the turn's cancel
+        latency and recorded as a ``cancel_ack`` audit event of the node."""
+        scope = self._scope()
+        if scope is None or not scope.cancelled:
+            return
+        scope.acknowledge()
+        ev = self.host.current
+        self.host.session.signals.telemetry(
+            kind="audit", node_id=self.host.node_id,
+            turn_id=ev.turn_id if ev is not None else None,
+            reason=f"cancel_ack:{scope.reason}")
+
 
 class NodeScopes:
     """The per-turn node scopes of one session (see the module docstring)."""
@@ -104,6 +119,8 @@ class NodeScopes:
             n for n in propagate_cancel(_ORIGIN, down, up) if n in session.hosts)
         self._scopes: dict[str, dict[str, CancelScope]] = {}
         self._watchers: set[asyncio.Task[None]] = set()
+        #: told ``(node_id, mode, ms)`` when a node's work of a cancelled turn stopped
+        self.observer: Callable[[str, str, float], None] | None = None
         for host in session.hosts.values():
             host.node.ctx.cancel = _NodeToken(host, self)
 
@@ -178,6 +195,8 @@ class NodeScopes:
         ms = (lat.node_stopped_ns[node_id] - lat.accepted_ns) / 1e6
         self.session.signals.telemetry(kind="audit", node_id=node_id, turn_id=turn_id,
                                        reason=f"cancel_stop:{mode.value}:{how}:{ms:.1f}ms")
+        if self.observer is not None:
+            self.observer(node_id, mode.value, ms)
 
     async def aclose(self) -> None:
         """Wait for pending grace watchers (each is bounded by its node's grace window)."""

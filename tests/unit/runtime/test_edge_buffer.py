@@ -349,3 +349,72 @@ def test_merge_overflow_sheds_partials_before_finals() -> None:
     for i, (seg, final) in enumerate([("a", True), ("b", True), ("c", False), ("d", True)]):
         buf.offer(ev(i, kind="text", final=final, attrs={"segment": seg}))
     assert [(e.seq, e.final) for e in buf.data] == [(0, True), (1, True), (3, True)]
+
+
+def eos(seq: int, turn_id: str = "t1") -> Event:
+    """The end-of-stream marker of a turn's text (what the LLM emits after its reply)."""
+    e = Event("text", "", final=True, attrs={"eos": True}, turn_id=turn_id)
+    e.seq = seq
+    return e
+
+
+def test_time_in_queue_never_expires_an_end_of_stream_marker(check_records) -> None:
+    # a slow consumer (a TTS stalled on its first sentence) must not lose the marker that
+    # ends the turn's stream: without it the reply never completes and the turn cannot
+    # commit; the stale content around it is still shed
+    clock = VirtualClock()
+    buf, log = make(BufferConfig(strategy="block", max_block_ms=50, max_queue_ms=1000), clock)
+    buf.offer(ev(0, kind="text"))
+    buf.offer(eos(1))
+    buf.offer(ev(2, kind="text"))
+    clock.advance(2500)
+    popped = buf.pop()
+    assert popped is not None and popped.seq == 1 and popped.attrs == {"eos": True}
+    assert buf.pop() is None and buf.nbytes == 0
+    buf.flush_notices()
+    assert [(n.reason, n.seq_range.start, n.seq_range.end)
+            for n in log.of(SignalName.DROP_NOTICE)] == [
+        ("max_queue_ms_exceeded", 0, 0), ("max_queue_ms_exceeded", 2, 2)]
+    assert buf.stats.expired == 2
+    check_records(log.records)
+
+
+def test_overflow_sheds_content_but_never_an_end_of_stream_marker() -> None:
+    audio_end = Event("audio_end", None, attrs={"eos": True})
+    audio_end.seq = 1
+    buf, _ = make(BufferConfig(max_items=2, drop_from="oldest"))
+    for e in (ev(0), audio_end, ev(2), ev(3)):
+        buf.offer(e)
+    assert data_seqs(buf) == [1, 3]  # the oldest content went, the marker stayed
+    full, _ = make(BufferConfig(max_items=1, drop_from="newest"))
+    full.offer(ev(0))
+    assert full.offer(eos(1)) == ACCEPTED  # queued past the bound, displacing nothing
+    assert data_seqs(full) == [0, 1]
+    sampled, _ = make(BufferConfig(strategy="sample", max_items=1, sample_every=2))
+    sampled.offer(ev(0))
+    assert sampled.offer(eos(1)) == ACCEPTED and data_seqs(sampled) == [0, 1]
+    latest, _ = make(BufferConfig(strategy="latest_only"))
+    for e in (ev(0), eos(1), ev(2)):
+        latest.offer(e)
+    assert data_seqs(latest) == [1, 2]
+    watermark, _ = make(BufferConfig(max_items=100, watermark_items=(3, 1),
+                                     watermark_action="latest_only"))
+    for e in (ev(0), eos(1), ev(2)):
+        watermark.offer(e)
+    assert data_seqs(watermark) == [1, 2]  # the newest content and the marker
+
+
+async def test_a_blocked_end_of_stream_marker_is_queued_not_shed() -> None:
+    clock = VirtualClock()
+    buf, _ = make(BufferConfig(strategy="block", max_items=1, max_block_ms=40), clock)
+    buf.offer(ev(0, kind="text"))
+    assert buf.offer(eos(1)) == BLOCKED  # flow control still applies to it
+    assert not await buf.wait_space(40)
+    assert buf.shed(eos(1)) == ACCEPTED and data_seqs(buf) == [0, 1]
+
+
+def test_cancellation_still_flushes_a_turns_end_of_stream_marker() -> None:
+    buf, _ = make(BufferConfig(max_items=10))
+    buf.offer(ev(0, turn_id="t1"))
+    buf.offer(eos(1))
+    assert buf.drop_turn("t1") == 2 and not buf.data

@@ -1,0 +1,378 @@
+"""A live session that follows its session through runtime failover (opt-in).
+
+::
+
+    reroute = Rerouter(cp_url, api_key=key, tenant_id="acme", session_id=sid)
+    async with await FailoverClient.connect(reroute) as client:
+        await client.send_text("hello")
+        async for item in client.events():   # continues across runtimes
+            ...
+
+A served session sends at least a ``stats`` event every second while connected.
+When nothing arrives for ``detect_s`` (a paused or partitioned runtime), or the
+connection drops or closes for a reason that is not the session's end (runtime
+killed, drained, lease lost), the client asks the control plane where the session
+runs now (a fresh token for it: ``POST /v1/sessions/{id}/token``). While the
+control plane still places it on the same runtime at the same lease epoch the
+client keeps its connection and waits; once the session moved (a new runtime or a
+newer epoch) it connects there. The new runtime resumes the session under the same
+id at the new epoch (``ready.lease_epoch``). A turn left open by the lost runtime
+is reported as a ``turn`` event ``abort`` with reason ``runtime_failover``.
+
+The superseded connection is never read from again for the caller: anything that
+arrives on it after the new connection is ready is an output of a stale epoch,
+counted in :attr:`FailoverClient.stale_outputs` (a runtime that fences by epoch
+sends none) and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+
+from rspp.client._client import LiveClient, SessionRefusedError
+from rspp.client._route import session_url
+from rspp.transports import ServerEvent, SessionEnd, Stats, TurnEvent
+
+__all__ = ["FailoverClient", "FailoverEvent", "Placement", "Rerouter"]
+
+#: close reasons that mean the session itself is over (no failover)
+_FINAL_REASONS = ("client_end", "resume_window_expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a session runs now: its WebSocket URL, a fresh token and the lease epoch."""
+
+    url: str
+    token: str
+    runtime_id: str
+    epoch: int
+
+
+class Rerouter:
+    """Asks a control plane where ``session_id`` runs now (a fresh token of its route)."""
+
+    def __init__(self, cp_url: str, *, api_key: str | None, tenant_id: str, session_id: str,
+                 timeout_s: float = 5.0) -> None:
+        self.cp_url = cp_url.rstrip("/")
+        self.api_key = api_key
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.timeout_s = timeout_s
+        self._http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    async def __call__(self) -> Placement:
+        """The session's placement; raises :class:`SessionRefusedError` (409: not live)."""
+        if self._http is None:  # one connection pool for every ask of this session
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._http = httpx.AsyncClient(base_url=self.cp_url, timeout=self.timeout_s,
+                                           headers=headers)
+        try:
+            resp = await self._http.post(f"/v1/sessions/{self.session_id}/token",
+                                         json={"tenant_id": self.tenant_id})
+        except httpx.HTTPError as exc:
+            raise SessionRefusedError(None, f"control plane {self.cp_url} unreachable: "
+                                      f"{exc}") from None
+        if resp.status_code >= 400:
+            raise SessionRefusedError(resp.status_code, f"no route for session "
+                                      f"{self.session_id}: {resp.text[:200]}")
+        data = resp.json()
+        claims = data["claims"]
+        endpoint = data.get("endpoint")
+        if not endpoint:
+            raise SessionRefusedError(503, f"runtime {claims['runtime_id']} of session "
+                                      f"{self.session_id} is not registered")
+        return Placement(url=session_url(str(endpoint), self.session_id),
+                         token=str(data["token"]), runtime_id=str(claims["runtime_id"]),
+                         epoch=int(claims["lease_epoch"]))
+
+
+@dataclass(slots=True)
+class FailoverEvent:
+    """One move of the session to another connection."""
+
+    reason: str
+    from_runtime: str
+    from_epoch: int
+    #: monotonic seconds: the old connection was lost / suspected, the new one ready
+    lost_at: float
+    to_runtime: str | None = None
+    to_epoch: int | None = None
+    resumed_at: float | None = None
+    #: monotonic seconds: the control plane first answered with the new placement
+    placed_at: float | None = None
+    #: placements asked for until the session could be resumed
+    attempts: int = 0
+    #: seconds the control plane took to answer with the new placement
+    route_s: float | None = None
+    #: why attempts failed (the first few)
+    errors: list[str] = field(default_factory=list)
+    #: wall-clock ms at which the new connection was ready
+    resumed_wall_ms: int | None = None
+    aborted_turns: list[str] = field(default_factory=list)
+
+
+    def note(self, error: str) -> None:
+        if len(self.errors) < 5:
+            self.errors.append(error[:160])
+
+
+class FailoverClient:
+    """A live session across runtimes (see the module docstring)."""
+
+    def __init__(self, reroute: Callable[[], Awaitable[Placement]], *, sample_rate: int = 16000,
+                 msgpack: bool = False, detect_s: float = 2.0, resume_window_s: float = 30.0,
+                 poll_s: float = 0.2, client_name: str = "rspp-failover-client") -> None:
+        self.reroute = reroute
+        self.sample_rate = sample_rate
+        self.msgpack = msgpack
+        self.detect_s = detect_s
+        self.resume_window_s = resume_window_s
+        self.poll_s = poll_s
+        self.client_name = client_name
+        self.client: LiveClient | None = None
+        self.placement: Placement | None = None
+        self.failovers: list[FailoverEvent] = []
+        #: outputs that arrived on a superseded connection after its successor was ready
+        self.stale_outputs = 0
+        #: stale outputs by event type
+        self.stale_kinds: dict[str, int] = {}
+        self.ended = False
+        self.end_reason: str | None = None
+        self._open_turns: set[str] = set()
+        self._ready = asyncio.Event()
+        #: set when the session moved to another connection (or ended); then replaced
+        self._moved = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._ending = False
+
+    @classmethod
+    async def connect(cls, reroute: Callable[[], Awaitable[Placement]],
+                      **options: float | int | bool | str) -> FailoverClient:
+        """Ask for the session's placement and connect; raises SessionRefusedError."""
+        self = cls(reroute, **options)  # type: ignore[arg-type]
+        placement = await reroute()
+        await self._attach(placement)
+        return self
+
+    async def _attach(self, placement: Placement) -> None:
+        try:
+            client = await self._connect(placement)
+        except SessionRefusedError:
+            raise
+        except Exception as exc:  # whatever a half-open handshake raises: try again later
+            raise SessionRefusedError(None, f"cannot connect to {placement.url}: "
+                                      f"{exc!r}") from None
+        self.client = client
+        epoch = client.ready.lease_epoch
+        self.placement = Placement(placement.url, placement.token, placement.runtime_id,
+                                   epoch if epoch is not None else placement.epoch)
+        self._ready.set()
+
+    async def _connect(self, placement: Placement) -> LiveClient:
+        return await LiveClient.connect(placement.url, token=placement.token,
+                                               sample_rate=self.sample_rate,
+                                               msgpack=self.msgpack,
+                                               client_name=self.client_name,
+                                       open_timeout=max(3.0, 2 * self.detect_s))
+
+    @property
+    def epoch(self) -> int:
+        return self.placement.epoch if self.placement is not None else 0
+
+    @property
+    def runtime_id(self) -> str | None:
+        return self.placement.runtime_id if self.placement is not None else None
+
+    async def __aenter__(self) -> FailoverClient:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    # --------------------------------------------------------------- input
+    async def _current(self) -> LiveClient:
+        await asyncio.wait_for(self._ready.wait(), self.resume_window_s)
+        assert self.client is not None
+        return self.client
+
+    async def _send(self, op: Callable[[LiveClient], Awaitable[None]]) -> None:
+        """Send on the current connection; if it is gone, once more on its successor."""
+        for _ in range(2):
+            client = await self._current()
+            moved = self._moved
+            try:
+                await op(client)
+                return
+            except ConnectionClosed:
+                if self.ended:
+                    raise
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(moved.wait(), self.resume_window_s)
+        raise SessionRefusedError(None, f"session could not be resumed ({self.end_reason})")
+
+    async def send_text(self, text: str) -> None:
+        """Typed input (sent again on the new connection if the old one just died)."""
+        await self._send(lambda c: c.send_text(text))
+
+    async def send_audio(self, pcm: bytes) -> None:
+        await self._send(lambda c: c.send_audio(pcm))
+
+    async def interrupt(self) -> None:
+        await self._send(lambda c: c.interrupt())
+
+    async def end(self) -> None:
+        """No more input: the session finishes its turns and closes (no failover after)."""
+        self._ending = True
+        await (await self._current()).end()
+
+    async def close(self) -> None:
+        self._ending = True
+        if self.client is not None:
+            await self.client.close()
+        closer = getattr(self.reroute, "aclose", None)
+        if closer is not None:
+            await closer()
+        for task in list(self._watchers):
+            task.cancel()
+        if self._watchers:
+            await asyncio.wait(self._watchers)
+
+    # -------------------------------------------------------------- output
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Server events of the session, across failovers, until it ends."""
+        while self.client is not None:
+            client = self.client
+            reason = None
+            async for item in self._guarded(client):
+                if isinstance(item, str):
+                    reason = item
+                    break
+                self._track(item)
+                yield item
+            if reason is None:  # the server closed the connection
+                code, why = client.close_code, client.close_reason
+                if self._ending or (code == 1000 and why.startswith(_FINAL_REASONS)):
+                    self.ended, self.end_reason = True, why or "closed"
+                    return
+                reason = f"closed:{code}:{why}"
+            moved = await self._fail_over(client, reason)
+            if moved is None:
+                return
+            for ev in moved:
+                yield ev
+
+    async def _guarded(self, client: LiveClient) -> AsyncIterator[ServerEvent | str]:
+        """The connection's events; a string when it went quiet for ``detect_s``."""
+        it = client.events().__aiter__()
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(it), self.detect_s)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                yield "quiet"
+                return
+            yield item
+
+    def _track(self, item: ServerEvent) -> None:
+        if isinstance(item, TurnEvent):
+            if item.state == "open":
+                self._open_turns.add(item.turn_id)
+            elif item.state in ("close", "abort"):
+                self._open_turns.discard(item.turn_id)
+        elif isinstance(item, SessionEnd):
+            self._ending = True
+
+    async def _fail_over(self, old: LiveClient, reason: str) -> list[ServerEvent] | None:
+        """Find where the session runs now and connect there; None when it is gone."""
+        assert self.placement is not None
+        loop = asyncio.get_running_loop()
+        ev = FailoverEvent(reason=reason, from_runtime=self.placement.runtime_id,
+                           from_epoch=self.placement.epoch, lost_at=loop.time())
+        deadline = loop.time() + self.resume_window_s
+        closed = reason.startswith("closed:")
+        while loop.time() < deadline:
+            ev.attempts += 1
+            asked = loop.time()
+            try:
+                placement = await self.reroute()
+            except SessionRefusedError as exc:
+                if exc.code in (401, 403, 404, 409):
+                    self._gone(f"session_gone:{exc.reason}")
+                    return None
+                ev.note(f"route:{exc.code}:{exc.reason}")
+                await asyncio.sleep(self.poll_s)  # control plane briefly unreachable
+                continue
+            moved = (placement.epoch != self.placement.epoch
+                     or placement.runtime_id != self.placement.runtime_id)
+            if placement.runtime_id == self.placement.runtime_id and not closed:
+                # still on the same runtime (at most its lease rotated): the connection is
+                # only quiet; keep it
+                return []
+            if moved and ev.placed_at is None:
+                ev.placed_at = loop.time()
+                ev.route_s = ev.placed_at - asked
+            try:
+                await self._switch(old, placement, ev)  # moved, or resume where it was
+            except SessionRefusedError as exc:
+                ev.note(f"connect {placement.runtime_id}@{placement.epoch}:{exc.code}:"
+                        f"{exc.reason}")
+                await asyncio.sleep(self.poll_s)
+                continue
+            return self._aborts(ev)
+        self._gone(f"failover_timeout:{reason}")
+        return None
+
+    def _gone(self, reason: str) -> None:
+        self.ended, self.end_reason = True, reason
+        self._ready.set()  # senders fail on the closed connection instead of waiting
+        self._moved.set()
+
+    async def _switch(self, old: LiveClient, placement: Placement, ev: FailoverEvent) -> None:
+        self._ready.clear()
+        await self._attach(placement)
+        loop = asyncio.get_running_loop()
+        assert self.placement is not None
+        ev.to_runtime, ev.to_epoch = self.placement.runtime_id, self.placement.epoch
+        ev.resumed_at, ev.resumed_wall_ms = loop.time(), time.time_ns() // 1_000_000
+        self.failovers.append(ev)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+        watcher = asyncio.create_task(self._watch_stale(old), name="failover-stale-watch")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    def _aborts(self, ev: FailoverEvent) -> list[ServerEvent]:
+        ev.aborted_turns = sorted(self._open_turns)
+        self._open_turns.clear()
+        return [TurnEvent(turn_id=t, state="abort", reason="runtime_failover")
+                for t in ev.aborted_turns]
+
+    async def _watch_stale(self, old: LiveClient) -> None:
+        """Keep reading the superseded connection (bounded): every output on it is stale."""
+        async def read() -> None:
+            async for item in old.events():
+                if not isinstance(item, Stats):
+                    self.stale_outputs += 1
+                    kind = type(item).__name__
+                    self.stale_kinds[kind] = self.stale_kinds.get(kind, 0) + 1
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(read(), self.resume_window_s)
+        with contextlib.suppress(Exception):
+            await old.close()
