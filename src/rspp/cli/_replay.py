@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import IO
 
 import msgspec
 import typer
@@ -88,7 +89,7 @@ def replay_command(
     if decisions not in _DECISIONS:
         raise _fail(f"--decisions {decisions!r}: use one of {', '.join(_DECISIONS)}")
     try:
-        recording = load_recording(file)
+        recording = load_recording(file, stream=True)
     except RSPPError as exc:
         raise _fail(str(exc)) from None
     if spec is None:
@@ -111,24 +112,32 @@ def replay_command(
             default_registry.register(node_cls)
     types = frozenset(provider_type) or (DEFAULT_PROVIDER_NODE_TYPES | DEMO_PROVIDER_TYPES)
     policy = DivergencePolicy(max_timing_findings=max_timing)
+    out = None
+    if timeline_out is not None:  # the candidate timeline is written as it is produced
+        timeline_out.parent.mkdir(parents=True, exist_ok=True)
+        out = timeline_out.open("wb")
+    sink = None
+    if out is not None:
+        def sink(line: dict[str, object], f: IO[bytes] = out) -> None:
+            f.write(msgspec.json.encode(line) + b"\n")
     opts = ReplayOptions(mode=_MODES[mode], decision_mode=_DECISIONS[decisions],
                          provider_node_types=types,
                          tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy,
-                         real_time=real_time)
+                         real_time=real_time, lean=True, line_sink=sink)
     try:
         result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts,
                                     session_factory=node_session))
     except RSPPError as exc:
         raise _fail(str(exc)) from None
+    finally:
+        recording.close()
+        if out is not None:
+            out.close()
     typer.echo(replay_summary_text(result))
     if report is not None:
         doc = replay_report_json(result, recording=str(file), spec=str(spec))
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if timeline_out is not None:
-        timeline_out.parent.mkdir(parents=True, exist_ok=True)
-        timeline_out.write_bytes(b"".join(msgspec.json.encode(line) + b"\n"
-                                          for line in result.lines))
     failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
                and c in policy.fail_on]
     if not result.report.passed or failing:

@@ -39,7 +39,7 @@ from rspp.contracts import (
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines
 
-__all__ = ["compare_timelines"]
+__all__ = ["compare_timelines", "compare_view"]
 
 _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued", "lease_rotated",
                       "migration_start", "migration_finish", "session_handoff"}
@@ -47,6 +47,29 @@ _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_e
 _TERMINAL = {"commit", "abort"}
 _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
 _Sig = tuple[Any, ...]
+
+
+#: the record fields the comparator reads (plans and evidence keep their whole record)
+_COMPARED = ("kind", "signal", "outcome_kind", "trigger", "lane", "node_id", "edge_id",
+             "payload_class", "scope", "session_id", "runtime_sequence", "turn_id",
+             "runtime_timestamp_ms", "reason", "authority_epoch", "event_id", "emitted_by",
+             "graph_definition_ref")
+_KEEP_WHOLE = {"resolved_turn_plan", EVIDENCE_KIND}
+
+
+def compare_view(line: TimelineLine) -> TimelineLine:
+    """``line`` reduced to what :func:`compare_timelines` reads (same verdicts, less memory).
+
+    Record fields other than the compared ones and payloads other than ``text`` and
+    ``is_final`` are dropped (a streamed replay keeps only these views of both sides).
+    """
+    rec = line.record
+    if line.kind not in _KEEP_WHOLE:
+        rec = {k: rec[k] for k in _COMPARED if rec.get(k) is not None}
+    payload = line.payload
+    if payload is not None:
+        payload = {k: payload[k] for k in ("text", "is_final") if k in payload} or None
+    return TimelineLine(line=line.line, kind=line.kind, record=rec, payload=payload)
 
 
 def _is_artifact(line: TimelineLine) -> bool:

@@ -60,7 +60,8 @@ from rspp.contracts import (
     ReplayTolerances,
 )
 from rspp.kernel import NodeRegistry
-from rspp.observability._compare import compare_timelines
+from rspp.observability._compare import compare_timelines, compare_view
+from rspp.observability._timeline_io import as_line
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
 from rspp.replay._rig import (
@@ -94,6 +95,10 @@ class ReplayOptions:
     #: pace the replay in real time on the system clock (re-simulating providers that
     #: work in threads or over the network); virtual time otherwise
     real_time: bool = False
+    #: a streamed replay (the CLI): the candidate timeline keeps only what the comparator
+    #: reads (:func:`~rspp.observability.compare_view`); whole lines go to ``line_sink``
+    lean: bool = False
+    line_sink: Callable[[dict[str, object]], None] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -199,6 +204,9 @@ class ReplayEngine:
                               admission=admission, playback=playback, invocations=served,
                               external_transport=self.transport.present,
                               session_factory=session_factory)
+        self.rig.sink = opts.line_sink
+        if opts.lean:
+            self.rig.keep = _lean_line
         self._transport_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
             local = LocalAdmission(self.rig.clock)
@@ -374,6 +382,11 @@ class ReplayEngine:
                                   f"{task.exception()}")
 
 
+def _lean_line(line: dict[str, object]) -> dict[str, object]:
+    view = compare_view(as_line(line))
+    return {"kind": view.kind, "record": view.record, "payload": view.payload}
+
+
 class _LateAdmission:
     """Forwards to the admission source set after the rig (and its clock) exist."""
 
@@ -397,5 +410,9 @@ async def replay(
     rec = recording if isinstance(recording, Recording) else load_recording(recording)
     engine = ReplayEngine(rec, graph, registry=registry, options=options,
                           session_factory=session_factory)
-    return await engine.finish()
+    try:
+        return await engine.finish()
+    finally:
+        if rec is not recording:
+            rec.close()
 

@@ -140,6 +140,10 @@ class SessionRig:
             level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
             evidence_reserve=_BIG))
         self.lines: list[dict[str, object]] = []
+        #: every new line, whole, as it is flushed (a streamed replay writes it out)
+        self.sink: Callable[[dict[str, object]], None] | None = None
+        #: what :attr:`lines` keeps of a line (a streamed replay: the comparator's view)
+        self.keep: Callable[[dict[str, object]], dict[str, object]] | None = None
         self.playback = playback
         base = registry or default_registry
         wrap: Callable[[type[Any]], type[Any]]
@@ -321,6 +325,11 @@ class SessionRig:
         self.recorder.consume(len(items))
         # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
         new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
+        if self.sink is not None:
+            for line in new:
+                self.sink(line)
+        if self.keep is not None:
+            new = [self.keep(line) for line in new]
         self.lines.extend(new)
         return new
 

@@ -330,3 +330,23 @@ async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
     diff = compare_timelines(lines, calm)
     assert any(f.message == "terminal outcome differs" and f.expected == "abort(cancelled)"
                and f.actual == "commit" for f in diff.findings)
+
+
+async def test_streamed_recording_replays_with_the_same_report(tmp_path: Path) -> None:
+    """`rspp replay`'s streamed path: reduced lines, payloads re-read in file order."""
+    path = tmp_path / "baseline.jsonl"
+    await record(path, utterances=3)
+    changed = graph("2.0.0", "heard: v2 ")  # a divergent spec: findings must be identical
+    for gd in (graph(), changed):
+        for mode in (PLAYBACK, RESIM):
+            whole = await replay(load_recording(path), gd, **demo_wiring(), options=opts(mode))
+            streamed = load_recording(path, stream=True)
+            assert all(ln.payload is None for ln in (it.line for it in streamed.ingress))
+            lean = ReplayOptions(mode=mode, provider_node_types=DEMO_PROVIDER_TYPES, lean=True)
+            result = await replay(streamed, gd, **demo_wiring(), options=lean)
+            assert result.report == whole.report
+            assert len(result.lines) == len(whole.lines)
+            # look-ahead: the ingress frames between a node's input and its recorded output
+            assert streamed.fetcher is not None
+            assert 0 < streamed.fetcher.peak <= 16 < len(streamed.ingress)
+            streamed.close()
