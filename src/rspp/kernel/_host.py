@@ -148,6 +148,12 @@ class NodeHost:
         self.timeout_s = (decl.timeout_ms or node.timeout_ms or 0) / 1000.0 or None
         self.max_input_bytes = decl.max_input_bytes
         self.hard_cancel_pending = False
+        #: the per-host timeout watchdog (real clock): one timer for the worker's whole
+        #: life instead of one ``asyncio.timeout`` (a timer-heap entry) per event
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_task: asyncio.Task[Any] | None = None
+        self._deadline = 0.0
+        self._expired = False
         #: futures resolved when the in-flight event changes (cancel grace watchers)
         self._done_waiters: list[tuple[Event, asyncio.Future[None]]] = []
         self.cancel_mode = decl.cancel_mode or node.cancel_mode
@@ -355,9 +361,58 @@ class NodeHost:
         """``process`` under the node time limit, measured on the session clock."""
         clock = self.session.clock
         if isinstance(clock, SystemClock):
-            async with asyncio.timeout(self.timeout_s):
-                return await self.process(ev, port)
+            return await self._watched(ev, port)
         return await clock_timeout(clock, self.timeout_s or 0.0, self.process(ev, port))
+
+    async def _watched(self, ev: Event, port: str) -> Any:
+        """``asyncio.timeout(self.timeout_s)`` semantics on one long-lived watchdog timer.
+
+        The watchdog fires at the earliest deadline it was armed for; if the event in
+        flight has a later deadline it re-arms there, so it fires at most once per
+        ``timeout_s`` while events keep coming, and expiry cancels the worker exactly
+        when ``asyncio.timeout`` would (same TimeoutError, same uncancel accounting).
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + (self.timeout_s or 0.0)
+        cancelling = task.cancelling()
+        self._expired = False
+        self._watch_task = task
+        if self._watch is None:
+            self._watch = loop.call_at(self._deadline, self._on_watch)
+        try:
+            return await self.process(ev, port)
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                if task.uncancel() <= cancelling:
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._watch_task = None
+            if self._expired:  # expired but the node swallowed the cancellation
+                self._expired = False
+                task.uncancel()
+
+    def _on_watch(self) -> None:
+        self._watch = None
+        task = self._watch_task
+        if task is None or task.done():
+            return  # idle: the next event re-arms
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._watch = loop.call_at(self._deadline, self._on_watch)
+            return
+        self._expired = True
+        task.cancel()
+
+    def stop_watch(self) -> None:
+        """Drop the watchdog timer (the worker stopped)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self._watch_task = None
 
     # ------------------------------------------------------------------ hooks
     async def call_hook(self, name: str, *args: Any) -> NodeHookError | None:

@@ -482,6 +482,7 @@ class SessionActor(ControlMixin):
             await _reap(t)
         for h in self.hosts.values():
             h.task = None
+            h.stop_watch()
 
     async def stop(self) -> None:
         """Stop tasks and run ``on_stop`` hooks exactly once (reverse order)."""

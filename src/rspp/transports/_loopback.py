@@ -301,8 +301,13 @@ class LoopbackTransport:
         if s is None:
             return
         def queued() -> int:
-            return sum(len(b) for b in s.edge_buffers.values()) + sum(
-                len(b) for b, _ in s.entries.values())
+            # plain loops over the deques: this runs once per 20 ms frame per session
+            n = 0
+            for b in s.edge_buffers.values():
+                n += len(b.control) + len(b.data) + len(b.telemetry)
+            for b, _ in s.entries.values():
+                n += len(b.control) + len(b.data) + len(b.telemetry)
+            return n
 
         while queued() > 48:  # noqa: ASYNC110 - polled: many independent queues
             await asyncio.sleep(0.001)

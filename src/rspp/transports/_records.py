@@ -45,5 +45,6 @@ def record_ingress(record: RecordSink, s: SessionActor, event: Event,
                     runtime_ms=s.timebase.runtime_ms(), wall_ms=s.timebase.wall_ms(),
                     edge_id=f"input.{port}", payload_class=encoded[0],
                     authority_epoch=s.signals.authority_epoch)
-    rec = msgspec.structs.replace(rec, node_id=None)
+    if rec.node_id is not None:  # an ingress record names no node (copy only then)
+        rec = msgspec.structs.replace(rec, node_id=None)
     record(rec, encoded[1])
