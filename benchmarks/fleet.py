@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -244,6 +245,9 @@ async def main() -> None:
         ladders = {1: [int(x) for x in args.ladder1.split(",")],
                    3: [int(x) for x in args.ladder3.split(",")]}
         seconds = args.seconds
+    me = asyncio.current_task()
+    assert me is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, me.cancel)  # clean up
     load = os.getloadavg()
     points = []
     capacity: dict[int, int] = {}
