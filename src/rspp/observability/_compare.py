@@ -39,7 +39,7 @@ from rspp.contracts import (
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines
 
-__all__ = ["compare_timelines", "compare_view"]
+__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view"]
 
 _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued", "lease_rotated",
                       "migration_start", "migration_finish", "session_handoff"}
@@ -47,6 +47,7 @@ _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_e
 _TERMINAL = {"commit", "abort"}
 _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
 _Sig = tuple[Any, ...]
+_Key = tuple[str, int, int]
 
 
 #: the record fields the comparator reads (plans and evidence keep their whole record)
@@ -88,37 +89,66 @@ def _signature(line: TimelineLine) -> _Sig:
 
 
 class _Side:
-    """One timeline grouped by turn, with the derived views the comparator needs."""
+    """One timeline grouped by turn, with the derived views the comparator needs.
 
-    def __init__(self, lines: list[TimelineLine]) -> None:
-        ordered = sorted(enumerate(lines), key=lambda t: (
-            str(t[1].record.get("session_id", "")),
-            int(t[1].record.get("runtime_sequence", 0)), t[0]))
-        self.groups: dict[str | None, list[TimelineLine]] = defaultdict(list)
+    Lines are added one at a time (:meth:`add`); a group is ordered by (session id,
+    ``runtime_sequence``, arrival) when it is read, and a compared turn is dropped.
+    """
+
+    def __init__(self, lines: Iterable[TimelineLine] = ()) -> None:
+        self.groups: dict[str | None, list[tuple[_Key, TimelineLine]]] = defaultdict(list)
         self.plans: dict[str, dict[str, Any]] = {}
         self.evidence: dict[str, dict[str, Any]] = {}
+        self._kept: dict[tuple[str, str], _Key] = {}
         self.base_ts: int | None = None
-        for _, line in ordered:
-            if _is_artifact(line):
-                continue
-            turn = line.record.get("turn_id")
-            if line.kind == "resolved_turn_plan":
-                self.plans[str(turn)] = line.record
-                continue
-            if line.kind == EVIDENCE_KIND:
-                self.evidence[str(turn)] = line.record
-                continue
-            if line.kind == "turn_transition":
-                continue  # transitions carry no identity; signals cover the lifecycle
-            ts = line.record.get("runtime_timestamp_ms")
-            if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
-                self.base_ts = ts
-            self.groups[turn if isinstance(turn, str) else None].append(line)
+        self._n = 0
+        for line in lines:
+            self.add(line)
+
+    def add(self, line: TimelineLine) -> str | None:
+        """Take one line; returns its turn id when it is that turn's terminal signal."""
+        self._n += 1
+        if _is_artifact(line):
+            return None
+        rec = line.record
+        key = (str(rec.get("session_id", "")), int(rec.get("runtime_sequence", 0)), self._n)
+        turn = rec.get("turn_id")
+        if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
+            slot = (line.kind, str(turn))
+            if slot not in self._kept or key >= self._kept[slot]:
+                self._kept[slot] = key
+                (self.plans if line.kind == "resolved_turn_plan" else self.evidence)[
+                    str(turn)] = rec
+            return None
+        if line.kind == "turn_transition":
+            return None  # transitions carry no identity; signals cover the lifecycle
+        ts = rec.get("runtime_timestamp_ms")
+        if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
+            self.base_ts = ts
+        group = turn if isinstance(turn, str) else None
+        self.groups[group].append((key, line))
+        if group is not None and line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
+            return group
+        return None
+
+    def turns(self) -> set[str | None]:
+        return set(self.groups) | set(self.plans)
+
+    def drop(self, turn: str | None) -> None:
+        self.groups.pop(turn, None)
+        if turn is not None:
+            self.plans.pop(turn, None)
+            self.evidence.pop(turn, None)
+            self._kept.pop(("resolved_turn_plan", turn), None)
+            self._kept.pop((EVIDENCE_KIND, turn), None)
+
+    def ordered(self, turn: str | None) -> list[TimelineLine]:
+        return [line for _, line in sorted(self.groups.get(turn, ()), key=lambda t: t[0])]
 
     def keyed(self, turn: str | None) -> list[tuple[_Sig, int, TimelineLine]]:
         seen: Counter[_Sig] = Counter()
         out = []
-        for line in self.groups.get(turn, []):
+        for line in self.ordered(turn):
             if line.kind == "control_signal" and line.record.get("signal") in _TERMINAL:
                 continue
             sig = _signature(line)
@@ -127,7 +157,7 @@ class _Side:
         return out
 
     def terminal(self, turn: str | None) -> str | None:
-        for line in self.groups.get(turn, []):
+        for line in self.ordered(turn):
             if line.record.get("signal") in _TERMINAL:
                 reason = line.record.get("reason")
                 return f"{line.record['signal']}({reason})" if reason else line.record["signal"]
@@ -135,7 +165,7 @@ class _Side:
 
     def texts(self, turn: str | None) -> dict[str | None, str]:
         out: dict[str | None, list[str]] = defaultdict(list)
-        for line in self.groups.get(turn, []):
+        for line in self.ordered(turn):
             text = (line.payload or {}).get("text")
             final = (line.payload or {}).get("is_final", True)
             if isinstance(text, str) and final:
@@ -251,10 +281,86 @@ def compare_timelines(
     mode: ReplayMode = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
 ) -> DivergenceReport:
     """Compare two timelines (TimelineEntry, TimelineLine or line mappings)."""
-    tol = tolerances or ReplayTolerances()
-    exp, act = _Side(as_lines(expected)), _Side(as_lines(actual))
-    findings: list[Divergence] = []
-    turns = set(exp.groups) | set(act.groups) | set(exp.plans) | set(act.plans)
-    for turn in sorted(turns, key=lambda t: (t is not None, str(t))):
-        _compare_turn(turn, exp, act, tol, findings)
-    return DivergenceReport.build(mode, findings, tol, policy)
+    comparison = TurnwiseComparison(tolerances=tolerances, policy=policy, mode=mode,
+                                    close_turns=False)
+    for line in as_lines(expected):
+        comparison.add_expected(line)
+    for line in as_lines(actual):
+        comparison.add_actual(line)
+    return comparison.finish()
+
+
+class TurnwiseComparison:
+    """:func:`compare_timelines` fed line by line, comparing each turn once it is over.
+
+    A turn is over on a side when that side has shown the terminals (commit/abort) of
+    :data:`CLOSE_AFTER` later turns; a turn over on both sides is compared and its lines
+    dropped, so a streamed replay keeps only the open turns. Everything else (the
+    session-scoped group, turns without a terminal on a side) is compared by
+    :meth:`finish`. The findings and their order are those of :func:`compare_timelines`
+    as long as no record of a turn arrives after it is over (:attr:`late_lines` counts
+    any that do) and the first record of a side carries its earliest timestamp.
+    """
+
+    CLOSE_AFTER = 2
+
+    def __init__(self, *, tolerances: ReplayTolerances | None = None,
+                 policy: DivergencePolicy | None = None,
+                 mode: ReplayMode = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
+                 close_turns: bool = True) -> None:
+        self.tol = tolerances or ReplayTolerances()
+        self.policy = policy
+        self.mode = mode
+        self.close_turns = close_turns
+        self.exp, self.act = _Side(), _Side()
+        self.findings: dict[str | None, list[Divergence]] = {}
+        self.late_lines = 0
+        self._terminals: tuple[list[str], list[str]] = ([], [])
+        self._over: tuple[set[str], set[str]] = (set(), set())
+
+    def add_expected(self, line: TimelineLine) -> None:
+        self._add(0, self.exp, line)
+
+    def add_actual(self, line: TimelineLine) -> None:
+        self._add(1, self.act, line)
+
+    @property
+    def waiting_for_expected(self) -> bool:
+        """Turns over in the actual timeline that the expected one has not closed yet."""
+        return bool(self._over[1] - self._over[0])
+
+    def _add(self, i: int, side: _Side, line: TimelineLine) -> None:
+        turn = line.record.get("turn_id")
+        if turn in self.findings and not _is_artifact(line):
+            self.late_lines += 1
+        ended = side.add(line)
+        if ended is None or not self.close_turns:
+            return
+        order = self._terminals[i]
+        if ended in order:
+            return
+        order.append(ended)
+        if len(order) > self.CLOSE_AFTER:
+            over = order.pop(0)
+            self._over[i].add(over)
+            if over in self._over[1 - i]:
+                self._compare(over)
+
+    def _compare(self, turn: str | None) -> None:
+        out: list[Divergence] = []
+        _compare_turn(turn, self.exp, self.act, self.tol, out)
+        self.findings[turn] = out
+        self.exp.drop(turn)
+        self.act.drop(turn)
+        if turn is not None:
+            self._over[0].discard(turn)
+            self._over[1].discard(turn)
+
+    def finish(self) -> DivergenceReport:
+        """Compare what is left and build the report (turns in :func:`compare_timelines`
+        order: session scope first, then by turn id)."""
+        for turn in (self.exp.turns() | self.act.turns()) - set(self.findings):
+            self._compare(turn)
+        ordered = sorted(self.findings, key=lambda t: (t is not None, str(t)))
+        return DivergenceReport.build(self.mode, [f for t in ordered for f in self.findings[t]],
+                                      self.tol, self.policy)

@@ -32,6 +32,7 @@ from rspp.contracts import DecisionOutcome, OutcomeKind, RecordingLevel
 from rspp.kernel import Event
 from rspp.observability._compare import compare_view
 from rspp.observability._errors import TimelineFormatError
+from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
 from rspp.replay._codec import decode_event
 from rspp.replay._errors import ReplayInputError
@@ -41,6 +42,8 @@ __all__ = ["IngressItem", "LineFetcher", "Recording", "load_recording"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
+#: the lines a streamed recording keeps (plans, OR-02 evidence, control signals)
+_KEPT_STREAMED = {"resolved_turn_plan", EVIDENCE_KIND, "control_signal"}
 _TURN_DECISIONS = {OutcomeKind.ADMIT, OutcomeKind.REJECT, OutcomeKind.DEFER}
 
 
@@ -131,11 +134,23 @@ class Recording:
     #: ``outcome=continue``: a file run that is not real time), True (enforced), None
     #: (no budget ran out); a replay does the same
     budgets_enforced: bool | None = None
-    #: streamed (``load_recording(path, stream=True)``): :attr:`lines` are the comparator's
-    #: reduced views and payloads are read again from the file when needed
+    #: streamed (``load_recording(path, stream=True)``): :attr:`lines` holds only the
+    #: plans, evidence and control signals (reduced to what the comparator reads), the
+    #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
+    #: again when fed
     fetcher: LineFetcher | None = None
     #: lines (numbers) of provider outputs recorded without their payload
     no_payload: frozenset[int] = frozenset()
+
+    def expected_lines(self) -> Iterator[TimelineLine]:
+        """The recorded timeline for the comparison, line by line (a streamed recording
+        reads its file again and yields the comparator's views)."""
+        if self.fetcher is None:
+            yield from self.lines
+            return
+        for item in iter_timeline(self.source):
+            if not isinstance(item, TimelineFormatError):
+                yield compare_view(item)
 
     def close(self) -> None:
         """Close the file of a streamed recording."""
@@ -174,7 +189,8 @@ class Recording:
                 load: Callable[[], Event] | None = None
                 if self.fetcher is None:
                     ev = _decode(ln, where)
-                else:
+                else:  # read again when served (only what playback serves is needed)
+                    self.fetcher.needed.add(ln.line)
                     load = partial(_fetch_event, self.fetcher, ln.line, where)
                 if m is not None:
                     turn = ln.record.get("turn_id")
@@ -240,6 +256,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     decisions: dict[str, DecisionOutcome] = {}
     no_payload: set[int] = set()
     ran_out: list[str] = []
+    count = 0
     bare: dict[int, str] = {}  # ingress lines without payload -> the level that keeps it
     pending: ReplayInputError | None = None  # the first bad record, raised after the checks
     for item in items:
@@ -272,7 +289,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 try:
                     ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
                                                _int(ln, "runtime_timestamp_ms", source),
-                                               edge.removeprefix("input."), kept))
+                                               edge.removeprefix("input."),
+                                               _stub(ln) if stream else ln))
                 except ReplayInputError as exc:
                     pending = pending or exc
             elif isinstance(node, str) and edge.startswith(f"{node}.") and \
@@ -287,20 +305,22 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             except msgspec.ValidationError as exc:
                 pending = pending or ReplayInputError(
                     f"{source}:{ln.line}: bad decision_outcome: {exc}")
-                lines.append(kept)
+                count += 1
                 continue
             if outcome.outcome_kind in _TURN_DECISIONS and outcome.turn_id is not None:
                 decisions.setdefault(outcome.turn_id, outcome)
         elif ln.kind == "control_signal" and rec.get("signal") == "budget_exhausted" \
                 and str(rec.get("reason", "")).startswith("turn:"):
             ran_out.append(str(rec.get("reason", "")))
-        lines.append(kept)
+        count += 1
+        if not stream or ln.kind in _KEPT_STREAMED:
+            lines.append(kept)
     if errors:
         shown = "; ".join(str(e) for e in errors)
         more = f" (and {n_errors - 3} more)" if n_errors > 3 else ""
         raise ReplayInputError(f"{shown}{more}; every line must be "
                                '{"kind": ..., "record": {...}, "payload": {...}?}')
-    if not lines:
+    if not count:
         raise ReplayInputError(f"{source}: the timeline is empty; record a session first")
     if first is None:
         raise ReplayInputError(f"{source}: no record carries record.session_id and "
@@ -340,9 +360,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 f"--record-level {bare[it.line.line]}`")
     fetcher = None
     if stream:
-        needed = {it.line.line for it in ingress}
-        needed.update(ln.line for lns in provider.values() for ln in lns)
-        fetcher = LineFetcher(source, needed)
+        fetcher = LineFetcher(source, {it.line.line for it in ingress})
     ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line, fetcher)
                for i, it in enumerate(ingress)]
     walls: dict[str, int] = {}
@@ -359,6 +377,12 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
                      no_payload=frozenset(no_payload))
+
+
+def _stub(line: TimelineLine) -> TimelineLine:
+    """What a streamed recording keeps of an ingress line: its number and event id."""
+    return TimelineLine(line=line.line, kind=line.kind,
+                        record={"event_id": line.record.get("event_id")})
 
 
 def compare_view_with_parent(line: TimelineLine) -> TimelineLine:
