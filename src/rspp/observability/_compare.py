@@ -100,7 +100,13 @@ class _Side:
         self.plans: dict[str, dict[str, Any]] = {}
         self.evidence: dict[str, dict[str, Any]] = {}
         self._kept: dict[tuple[str, str], _Key] = {}
+        #: what a group's already compared (dropped) prefix leaves for the rest of it
+        self.seen_base: dict[str | None, Counter[_Sig]] = defaultdict(Counter)
+        self.text_base: dict[str | None, dict[str | None, list[str]]] = defaultdict(dict)
+        self.terminal_base: dict[str | None, str] = {}
+        self.dropped_key: dict[str | None, _Key] = {}
         self.base_ts: int | None = None
+        self.late = 0
         self._n = 0
         for line in lines:
             self.add(line)
@@ -126,6 +132,8 @@ class _Side:
         if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
             self.base_ts = ts
         group = turn if isinstance(turn, str) else None
+        if group in self.dropped_key and key < self.dropped_key[group]:
+            self.late += 1  # older than a record already compared: the verdict may differ
         self.groups[group].append((key, line))
         if group is not None and line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
             return group
@@ -145,11 +153,12 @@ class _Side:
     def ordered(self, turn: str | None) -> list[TimelineLine]:
         return [line for _, line in sorted(self.groups.get(turn, ()), key=lambda t: t[0])]
 
-    def keyed(self, turn: str | None) -> list[tuple[_Sig, int, TimelineLine]]:
-        seen: Counter[_Sig] = Counter()
+    def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
+              ) -> list[tuple[_Sig, int, TimelineLine]]:
+        seen: Counter[_Sig] = Counter(self.seen_base.get(turn, ()))
         out = []
-        for line in self.ordered(turn):
-            if line.kind == "control_signal" and line.record.get("signal") in _TERMINAL:
+        for line in self.ordered(turn) if lines is None else lines:
+            if _is_terminal(line):
                 continue
             sig = _signature(line)
             out.append((sig, seen[sig], line))
@@ -157,24 +166,54 @@ class _Side:
         return out
 
     def terminal(self, turn: str | None) -> str | None:
+        if turn in self.terminal_base:
+            return self.terminal_base[turn]
         for line in self.ordered(turn):
             if line.record.get("signal") in _TERMINAL:
-                reason = line.record.get("reason")
-                return f"{line.record['signal']}({reason})" if reason else line.record["signal"]
+                return _terminal_text(line)
         return None
 
     def texts(self, turn: str | None) -> dict[str | None, str]:
         out: dict[str | None, list[str]] = defaultdict(list)
+        for node, parts in self.text_base.get(turn, {}).items():
+            out[node].extend(parts)
         for line in self.ordered(turn):
-            text = (line.payload or {}).get("text")
-            final = (line.payload or {}).get("is_final", True)
-            if isinstance(text, str) and final:
-                out[line.record.get("node_id")].append(text)
+            _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
+
+    def drop_prefix(self, turn: str | None, count: int) -> None:
+        """Forget the first ``count`` lines of a group (compared), keeping what the rest
+        of its comparison needs: occurrence numbers, output texts, the terminal."""
+        group = sorted(self.groups.get(turn, ()), key=lambda t: t[0])
+        texts = self.text_base[turn]
+        for key, line in group[:count]:
+            self.dropped_key[turn] = key
+            if line.record.get("signal") in _TERMINAL:
+                self.terminal_base.setdefault(turn, _terminal_text(line))
+            if not _is_terminal(line):
+                self.seen_base[turn][_signature(line)] += 1
+            _add_text(texts, line)
+        self.groups[turn] = group[count:]
 
     def offset(self, line: TimelineLine) -> int | None:
         ts = line.record.get("runtime_timestamp_ms")
         return ts - self.base_ts if isinstance(ts, int) and self.base_ts is not None else None
+
+
+def _is_terminal(line: TimelineLine) -> bool:
+    return line.kind == "control_signal" and line.record.get("signal") in _TERMINAL
+
+
+def _terminal_text(line: TimelineLine) -> str:
+    reason = line.record.get("reason")
+    return f"{line.record['signal']}({reason})" if reason else str(line.record["signal"])
+
+
+def _add_text(out: dict[str | None, list[str]], line: TimelineLine) -> None:
+    text = (line.payload or {}).get("text")
+    final = (line.payload or {}).get("is_final", True)
+    if isinstance(text, str) and final:
+        out.setdefault(line.record.get("node_id"), []).append(text)
 
 
 def _class_of_missing(sig: _Sig) -> DivergenceClass:
@@ -198,8 +237,95 @@ def _describe(sig: _Sig) -> str:
     return f"{kind}:{label or sig[2]}{node}"
 
 
+class _Settled:
+    """The compared prefix of a long group (the session scope of a streamed replay)."""
+
+    def __init__(self) -> None:
+        self.offset = 0  # matched records compared so far (ORDERING positions continue)
+        self.ordering: Divergence | None = None
+        self.pairs: list[Divergence] = []
+
+
+def _check_pair(turn: str | None, sig: _Sig, el: TimelineLine, al: TimelineLine, exp: _Side,
+                act: _Side, tol: ReplayTolerances, out: list[Divergence]) -> None:
+    """TIMING, AUTHORITY and reason findings of one matched pair of records."""
+    def add(cls: DivergenceClass, message: str, expected: object, actual: object) -> None:
+        out.append(Divergence(divergence_class=cls, message=message, turn_id=turn,
+                              event_ids=(str(el.record.get("event_id")),),
+                              expected=None if expected is None else str(expected),
+                              actual=None if actual is None else str(actual)))
+
+    eo, ao = exp.offset(el), act.offset(al)
+    if eo is not None and ao is not None and abs(eo - ao) > tol.timing_ms:
+        add(DivergenceClass.TIMING,
+            f"{_describe(sig)} moved by {ao - eo} ms (tolerance {tol.timing_ms} ms)", eo, ao)
+    if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
+        add(DivergenceClass.AUTHORITY, f"{_describe(sig)} authority_epoch differs",
+            el.record.get("authority_epoch"), al.record.get("authority_epoch"))
+    if sig[1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
+            el.record.get("reason") != al.record.get("reason"):
+        add(_class_of_missing(sig), f"{_describe(sig)} reason differs",
+            el.record.get("reason"), al.record.get("reason"))
+
+
+def _ordering(turn: str | None, e_order: list[tuple[_Sig, int]], a_order: list[tuple[_Sig, int]],
+              offset: int) -> Divergence | None:
+    if e_order == a_order:
+        return None
+    i = next(i for i, (x, y) in enumerate(zip(e_order, a_order, strict=True)) if x != y)
+    return Divergence(divergence_class=DivergenceClass.ORDERING,
+                      message=f"records in a different order from position {offset + i}",
+                      turn_id=turn, event_ids=(), expected=_describe(e_order[i][0]),
+                      actual=_describe(a_order[i][0]))
+
+
+def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st: _Settled,
+            margin: int) -> None:
+    """Compare and drop the longest prefix of a group that both sides agree is complete.
+
+    The prefix ends where the records matched so far are the same set on both sides
+    (nothing in it can match a later record); the newest ``margin`` records of each side
+    stay (records may still arrive slightly out of order).
+    """
+    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)
+    ek = exp.keyed(turn, e_lines[:max(0, len(e_lines) - margin)])
+    ak = act.keyed(turn, a_lines[:max(0, len(a_lines) - margin)])
+    pend_e: set[tuple[_Sig, int]] = set()
+    pend_a: set[tuple[_Sig, int]] = set()
+    m = 0
+    for i, (e, a) in enumerate(zip(ek, ak, strict=False)):
+        ke, ka = (e[0], e[1]), (a[0], a[1])
+        if ke in pend_a:
+            pend_a.remove(ke)
+        else:
+            pend_e.add(ke)
+        if ka in pend_e:
+            pend_e.remove(ka)
+        else:
+            pend_a.add(ka)
+        if not pend_e and not pend_a:
+            m = i + 1
+    if m == 0:
+        return
+    e_order = [(sg, n) for sg, n, _ in ek[:m]]
+    a_order = [(sg, n) for sg, n, _ in ak[:m]]
+    if st.ordering is None:
+        st.ordering = _ordering(turn, e_order, a_order, st.offset)
+    partner = {(sg, n): ln for sg, n, ln in ak[:m]}
+    for sg, n, el in ek[:m]:
+        _check_pair(turn, sg, el, partner[sg, n], exp, act, tol, st.pairs)
+    st.offset += m
+    # drop through the last compared record (terminal lines before it go too)
+    exp.drop_prefix(turn, _position(e_lines, ek[m - 1][2]) + 1)
+    act.drop_prefix(turn, _position(a_lines, ak[m - 1][2]) + 1)
+
+
+def _position(lines: list[TimelineLine], line: TimelineLine) -> int:
+    return next(i for i, ln in enumerate(lines) if ln is line)
+
+
 def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances,
-                  out: list[Divergence]) -> None:
+                  out: list[Divergence], settled: _Settled | None = None) -> None:
     def add(cls: DivergenceClass, message: str, expected: object = None, actual: object = None,
             ids: tuple[str, ...] = ()) -> None:
         out.append(Divergence(divergence_class=cls, message=message, turn_id=turn, event_ids=ids,
@@ -250,26 +376,13 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
     common = e_ids.keys() & a_ids.keys()
     e_order = [(s, n) for s, n, _ in ek if (s, n) in common]
     a_order = [(s, n) for s, n, _ in ak if (s, n) in common]
-    if e_order != a_order:
-        i = next(i for i, (x, y) in enumerate(zip(e_order, a_order, strict=True)) if x != y)
-        add(DivergenceClass.ORDERING, f"records in a different order from position {i}",
-            _describe(e_order[i][0]), _describe(a_order[i][0]))
+    st = settled or _Settled()
+    ordering = st.ordering or _ordering(turn, e_order, a_order, st.offset)
+    if ordering is not None:
+        out.append(ordering)
+    out.extend(st.pairs)
     for key in e_order:
-        el, al = e_ids[key], a_ids[key]
-        ids = (str(el.record.get("event_id")),)
-        eo, ao = exp.offset(el), act.offset(al)
-        if eo is not None and ao is not None and abs(eo - ao) > tol.timing_ms:
-            add(DivergenceClass.TIMING,
-                f"{_describe(key[0])} moved by {ao - eo} ms (tolerance {tol.timing_ms} ms)",
-                eo, ao, ids)
-        if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
-            add(DivergenceClass.AUTHORITY, f"{_describe(key[0])} authority_epoch differs",
-                el.record.get("authority_epoch"), al.record.get("authority_epoch"), ids)
-        if key[0][1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
-                el.record.get("reason") != al.record.get("reason"):
-            cls = _class_of_missing(key[0])
-            add(cls, f"{_describe(key[0])} reason differs",
-                el.record.get("reason"), al.record.get("reason"), ids)
+        _check_pair(turn, key[0], e_ids[key], a_ids[key], exp, act, tol, out)
 
 
 def compare_timelines(
@@ -303,6 +416,10 @@ class TurnwiseComparison:
     """
 
     CLOSE_AFTER = 2
+    #: the session-scoped group is compared in prefixes once it holds this many records
+    #: per side (the newest MARGIN stay for records that arrive slightly out of order)
+    SETTLE_EVERY = 1024
+    MARGIN = 256
 
     def __init__(self, *, tolerances: ReplayTolerances | None = None,
                  policy: DivergencePolicy | None = None,
@@ -314,7 +431,9 @@ class TurnwiseComparison:
         self.close_turns = close_turns
         self.exp, self.act = _Side(), _Side()
         self.findings: dict[str | None, list[Divergence]] = {}
-        self.late_lines = 0
+        self._late = 0
+        self._settled = _Settled()
+        self._settle_at = self.SETTLE_EVERY
         self._terminals: tuple[list[str], list[str]] = ([], [])
         self._over: tuple[set[str], set[str]] = (set(), set())
 
@@ -329,12 +448,26 @@ class TurnwiseComparison:
         """Turns over in the actual timeline that the expected one has not closed yet."""
         return bool(self._over[1] - self._over[0])
 
+    @property
+    def late_lines(self) -> int:
+        """Records that arrived after their turn (or an older part of the session scope)
+        was compared; 0 means the report is exactly :func:`compare_timelines`'s."""
+        return self._late + self.exp.late + self.act.late
+
     def _add(self, i: int, side: _Side, line: TimelineLine) -> None:
         turn = line.record.get("turn_id")
         if turn in self.findings and not _is_artifact(line):
-            self.late_lines += 1
+            self._late += 1
         ended = side.add(line)
-        if ended is None or not self.close_turns:
+        if not self.close_turns:
+            return
+        if ended is None:
+            sizes = (len(self.exp.groups.get(None, ())), len(self.act.groups.get(None, ())))
+            if min(sizes) >= self._settle_at:
+                _settle(None, self.exp, self.act, self.tol, self._settled, self.MARGIN)
+                # a prefix that does not settle yet (a divergence): try again after more
+                self._settle_at = min(len(self.exp.groups.get(None, ())),
+                                      len(self.act.groups.get(None, ()))) + self.SETTLE_EVERY
             return
         order = self._terminals[i]
         if ended in order:
@@ -348,7 +481,8 @@ class TurnwiseComparison:
 
     def _compare(self, turn: str | None) -> None:
         out: list[Divergence] = []
-        _compare_turn(turn, self.exp, self.act, self.tol, out)
+        _compare_turn(turn, self.exp, self.act, self.tol, out,
+                      self._settled if turn is None else None)
         self.findings[turn] = out
         self.exp.drop(turn)
         self.act.drop(turn)

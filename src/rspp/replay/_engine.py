@@ -340,6 +340,9 @@ class ReplayEngine:
         notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
                       f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
                       if allowed and m.value not in allowed)
+        if self._comparison is not None and self._comparison.late_lines:
+            notes += (f"{self._comparison.late_lines} records arrived after their turn was "
+                      "compared (streamed comparison); compare the whole timelines to be exact",)
         self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
                                       decision_mode=opts.decision_mode, cursor=cursor,
                                       provider_outputs_served=served,

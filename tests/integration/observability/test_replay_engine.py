@@ -21,6 +21,7 @@ from rspp.observability import (
     EVIDENCE_KIND,
     JsonLinesFileSink,
     MsgpackFileSink,
+    TurnwiseComparison,
     as_lines,
     compare_timelines,
 )
@@ -334,10 +335,13 @@ async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("silence", [None, 5], ids=["calm", "barge-in"])
 async def test_streamed_recording_replays_with_the_same_report(
-        tmp_path: Path, silence: int | None) -> None:
+        tmp_path: Path, silence: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """`rspp replay`'s streamed path: the recording is read in passes (payloads re-read in
-    file order), turns are compared as they close and dropped; same report as a whole-file
-    replay, for identical and divergent replays, with and without cancelled turns."""
+    file order), turns are compared as they close and dropped, the session scope in
+    settled prefixes (small here so that it happens many times); same report as a
+    whole-file replay, for identical and divergent replays, with and without cancels."""
+    monkeypatch.setattr(TurnwiseComparison, "SETTLE_EVERY", 12)
+    monkeypatch.setattr(TurnwiseComparison, "MARGIN", 3)
     path = tmp_path / "baseline.jsonl"
     frames = demo_frames(6) if silence is None else demo_frames(6, silence=silence)
     lines = await record_session(graph(), frames, registry=demo_registry(),
