@@ -37,13 +37,12 @@ from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timelin
 from rspp.replay._codec import decode_event
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
+from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
 __all__ = ["IngressItem", "LineFetcher", "Recording", "load_recording"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
-#: the lines a streamed recording keeps (plans, OR-02 evidence, control signals)
-_KEPT_STREAMED = {"resolved_turn_plan", EVIDENCE_KIND, "control_signal"}
 _TURN_DECISIONS = {OutcomeKind.ADMIT, OutcomeKind.REJECT, OutcomeKind.DEFER}
 
 
@@ -135,7 +134,7 @@ class Recording:
     #: (no budget ran out); a replay does the same
     budgets_enforced: bool | None = None
     #: streamed (``load_recording(path, stream=True)``): :attr:`lines` holds only the
-    #: plans, evidence and control signals (reduced to what the comparator reads), the
+    #: first plan, the transport signals and the evidence's provider invocations, the
     #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
     #: again when fed
     fetcher: LineFetcher | None = None
@@ -256,6 +255,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     decisions: dict[str, DecisionOutcome] = {}
     no_payload: set[int] = set()
     ran_out: list[str] = []
+    walls: dict[str, int] = {}
     count = 0
     bare: dict[int, str] = {}  # ingress lines without payload -> the level that keeps it
     pending: ReplayInputError | None = None  # the first bad record, raised after the checks
@@ -277,7 +277,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             t0 = ln
         kept = compare_view(ln) if stream else ln
         if ln.kind == "resolved_turn_plan":
-            plans.append(kept)
+            _wall(ln, walls)
+            if not stream or not plans:
+                plans.append(kept)
         elif ln.kind == "event_record":
             edge = str(rec.get("edge_id") or "")
             node = rec.get("node_id")
@@ -313,8 +315,15 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 and str(rec.get("reason", "")).startswith("turn:"):
             ran_out.append(str(rec.get("reason", "")))
         count += 1
-        if not stream or ln.kind in _KEPT_STREAMED:
+        if not stream:
+            lines.append(ln)
+        elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
+                                            and rec.get("emitted_by") in _TRANSPORT_EMITTERS):
             lines.append(kept)
+        elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
+            lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
+                "turn_id": rec.get("turn_id"),
+                "provider_invocations": rec.get("provider_invocations")}))
     if errors:
         shown = "; ".join(str(e) for e in errors)
         more = f" (and {n_errors - 3} more)" if n_errors > 3 else ""
@@ -363,13 +372,6 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         fetcher = LineFetcher(source, {it.line.line for it in ingress})
     ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line, fetcher)
                for i, it in enumerate(ingress)]
-    walls: dict[str, int] = {}
-    for ln in plans:
-        for inp in (ln.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
-            ref = str(inp.get("evidence_ref", ""))
-            if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
-                    and ref[8:].isdigit():
-                walls[str(ln.record.get("turn_id"))] = int(ref[8:])
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      allowed_modes=allowed, budgets_enforced=enforced,
@@ -377,6 +379,19 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
                      no_payload=frozenset(no_payload))
+
+
+def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
+    return plans[0] if plans else None
+
+
+def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
+    """The plan's captured turn-start wall clock (``turn_start_wall_ms``), if any."""
+    for inp in (plan.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
+        ref = str(inp.get("evidence_ref", ""))
+        if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
+                and ref[8:].isdigit():
+            walls[str(plan.record.get("turn_id"))] = int(ref[8:])
 
 
 def _stub(line: TimelineLine) -> TimelineLine:
