@@ -222,7 +222,7 @@ class ReplayEngine:
         self.paused = False
         self._started = False
         self._finished: ReplayResult | None = None
-        self._digest = recording_digest(recording.session_id, [
+        self._digest = recording.ingress_digest or recording_digest(recording.session_id, [
             str(it.line.record.get("event_id")) for it in recording.ingress])
 
     # ---------------------------------------------------------------- cursor

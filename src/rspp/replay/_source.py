@@ -35,6 +35,7 @@ from rspp.observability._errors import TimelineFormatError
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
 from rspp.replay._codec import decode_event
+from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
@@ -138,6 +139,8 @@ class Recording:
     #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
     #: again when fed
     fetcher: LineFetcher | None = None
+    #: identity of the ingress stream (:class:`~rspp.replay.ReplayCursor` matching)
+    ingress_digest: str = ""
     #: lines (numbers) of provider outputs recorded without their payload
     no_payload: frozenset[int] = frozenset()
 
@@ -370,7 +373,11 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     fetcher = None
     if stream:
         fetcher = LineFetcher(source, {it.line.line for it in ingress})
-    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line, fetcher)
+    digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
+                                           for it in ingress])
+    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
+                           TimelineLine(line=it.line.line, kind=it.line.kind, record=_NO_RECORD)
+                           if stream else it.line, fetcher)
                for i, it in enumerate(ingress)]
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
@@ -378,6 +385,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
+                     ingress_digest=digest,
                      no_payload=frozenset(no_payload))
 
 
@@ -392,6 +400,9 @@ def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
         if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
                 and ref[8:].isdigit():
             walls[str(plan.record.get("turn_id"))] = int(ref[8:])
+
+
+_NO_RECORD: dict[str, Any] = {}
 
 
 def _stub(line: TimelineLine) -> TimelineLine:
