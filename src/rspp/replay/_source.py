@@ -40,7 +40,8 @@ from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressItem", "LineFetcher", "Recording", "load_recording"]
+__all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
+           "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
@@ -79,9 +80,10 @@ class LineFetcher:
     that look-ahead, not by the file.
     """
 
-    def __init__(self, path: str, needed: set[int]) -> None:
+    def __init__(self, path: str, needed: set[int], span: SessionSpan | None = None) -> None:
         self.path = path
         self.needed = needed
+        self.span = span
         self.buffer: dict[int, TimelineLine] = {}
         self.peak = 0
         self._lines: Iterator[TimelineLine | TimelineFormatError] | None = None
@@ -92,7 +94,7 @@ class LineFetcher:
         if found is not None:
             return found
         if self._lines is None:
-            self._lines = iter_timeline(self.path)
+            self._lines = span_lines(self.path, self.span)
         for item in self._lines:
             if isinstance(item, TimelineFormatError):
                 continue
@@ -109,6 +111,52 @@ class LineFetcher:
         if isinstance(lines, Generator):
             lines.close()
         self.buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpan:
+    """Where one session's lines are in a many-session timeline file."""
+
+    session_id: str
+    start: tuple[int, int]  # byte offset of its first line, line number before it
+    last_line: int
+
+
+def timeline_sessions(path: str | Path) -> list[SessionSpan]:
+    """The sessions of a timeline file in order of first appearance (one pass over the
+    records, payloads skipped; memory per session, not per line)."""
+    offsets = [0]
+    spans: dict[str, tuple[tuple[int, int], int]] = {}
+    current: str | None = None
+    for item in iter_timeline(path, payloads=False, offsets=offsets):
+        if isinstance(item, TimelineFormatError):
+            continue
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current is not None:  # a record without session_id (a plan) joins the one before
+            first = spans[current][0] if current in spans else (offsets[0], item.line - 1)
+            spans[current] = (first, item.line)
+    return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
+
+
+def span_lines(path: str, span: SessionSpan | None) -> Iterator[TimelineLine | TimelineFormatError]:
+    """The lines of one session of a file (all lines without ``span``)."""
+    if span is None:
+        yield from iter_timeline(path)
+        return
+    current: object = None
+    for item in iter_timeline(path, start=span.start):
+        if isinstance(item, TimelineFormatError):
+            yield item
+            continue
+        if item.line > span.last_line:
+            return
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current == span.session_id:  # records without session_id: as in timeline_sessions
+            yield item
 
 
 @dataclass(slots=True)
@@ -139,6 +187,8 @@ class Recording:
     #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
     #: again when fed
     fetcher: LineFetcher | None = None
+    #: the session of a many-session file this recording is (streamed recordings)
+    span: SessionSpan | None = None
     #: identity of the ingress stream (:class:`~rspp.replay.ReplayCursor` matching)
     ingress_digest: str = ""
     #: lines (numbers) of provider outputs recorded without their payload
@@ -150,7 +200,7 @@ class Recording:
         if self.fetcher is None:
             yield from self.lines
             return
-        for item in iter_timeline(self.source):
+        for item in span_lines(self.source, self.span):
             if not isinstance(item, TimelineFormatError):
                 yield compare_view(item)
 
@@ -229,12 +279,14 @@ def _int(line: TimelineLine, name: str, source: str) -> int:
 
 
 def load_recording(path_or_lines: str | Path | Iterable[object], *,
-                   stream: bool = False) -> Recording:
+                   stream: bool = False, span: SessionSpan | None = None) -> Recording:
     """Decode a recording; raises :class:`ReplayInputError` on anything unusable.
 
     With ``stream`` (a file only) the file is read once line by line and only what the
     replay compares is kept (:func:`~rspp.observability.compare_view` of each line);
     ingress and provider payloads are read again, in file order, when they are fed.
+    ``span`` (streamed only; see :func:`timeline_sessions`) reads one session of a
+    many-session file.
     """
     errors: list[TimelineFormatError] = []
     n_errors = 0
@@ -244,7 +296,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
-        items = iter_timeline(source)
+        items = span_lines(source, span if stream else None)
     else:
         source = "<lines>"
         stream = False
@@ -372,7 +424,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 f"--record-level {bare[it.line.line]}`")
     fetcher = None
     if stream:
-        fetcher = LineFetcher(source, {it.line.line for it in ingress})
+        fetcher = LineFetcher(source, {it.line.line for it in ingress}, span)
     digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
                                            for it in ingress])
     ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
@@ -385,7 +437,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
-                     ingress_digest=digest,
+                     ingress_digest=digest, span=span if stream else None,
                      no_payload=frozenset(no_payload))
 
 
