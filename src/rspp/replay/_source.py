@@ -183,7 +183,8 @@ class Recording:
     #: (no budget ran out); a replay does the same
     budgets_enforced: bool | None = None
     #: streamed (``load_recording(path, stream=True)``): :attr:`lines` holds only the
-    #: first plan, the transport signals and the evidence's provider invocations, the
+    #: first plan, the control signals the engine replays (transport signals, turn
+    #: proposals, a hang-up) and the evidence's provider invocations, the
     #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
     #: again when fed
     fetcher: LineFetcher | None = None
@@ -373,7 +374,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         if not stream:
             lines.append(ln)
         elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
-                                            and rec.get("emitted_by") in _TRANSPORT_EMITTERS):
+                                            and _replayed_signal(rec)):
             lines.append(kept)
         elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
             lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
@@ -439,6 +440,14 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
                      ingress_digest=digest, span=span if stream else None,
                      no_payload=frozenset(no_payload))
+
+
+def _replayed_signal(rec: dict[str, Any]) -> bool:
+    """A control signal the replay engine reads from the recording: transport signals,
+    turn proposals (a non-audio input's turn opens there) and a hang-up's abort."""
+    return rec.get("emitted_by") in _TRANSPORT_EMITTERS or \
+        rec.get("signal") == "turn_open_proposed" or \
+        (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
 
 
 def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
