@@ -173,7 +173,7 @@ def test_fleet_routes_rolls_out_refuses_bad_tokens_and_drains_on_sigterm(
     assert sorted((r["runtime_id"], r["health"]) for r in listed) == [
         ("rt-a", "healthy"), ("rt-b", "healthy")]
     question, _ = read_wav(spoken["question"])
-    (canary, *_), (stable, *_) = _session_ids(1)
+    (canary, next_canary), (stable, _) = _session_ids(2)
 
     async def two_versions_on_two_runtimes() -> tuple[dict[str, Any], dict[str, Any]]:
         first = _route(cp, "east", session_id=canary)
@@ -200,6 +200,10 @@ def test_fleet_routes_rolls_out_refuses_bad_tokens_and_drains_on_sigterm(
         # ... which the rollout's cohort chose
         cohort = "canary" if route is first else "stable"
         assert f":{cohort}:{route['pipeline_version']}" in route["version_snapshot_id"]
+
+    # a rollback takes effect for the next session: the canary cohort is back on 1.0.0
+    cp.api("POST", "/v1/pipelines/voice-assistant/rollback", {"to": "1.0.0"})
+    assert _route(cp, session_id=next_canary)["pipeline_version"] == "1.0.0"
 
     _bad_tokens_are_refused_before_audio(cp, timelines)
     _sigterm_drains_one_runtime(cp, runtimes, timelines, question, spoken)

@@ -46,7 +46,8 @@ through :class:`~rspp.replay.ReplayCursor` (F-152).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+import bisect
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ from rspp.contracts import (
     ReplayTolerances,
 )
 from rspp.kernel import NodeRegistry
-from rspp.observability._compare import compare_timelines
+from rspp.observability._compare import TurnwiseComparison, compare_timelines, compare_view
+from rspp.observability._timeline_io import TimelineLine, as_line
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
 from rspp.replay._rig import (
@@ -93,6 +95,10 @@ class ReplayOptions:
     #: pace the replay in real time on the system clock (re-simulating providers that
     #: work in threads or over the network); virtual time otherwise
     real_time: bool = False
+    #: a streamed replay (the CLI): the candidate timeline keeps only what the comparator
+    #: reads (:func:`~rspp.observability.compare_view`); whole lines go to ``line_sink``
+    lean: bool = False
+    line_sink: Callable[[dict[str, object]], None] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -134,12 +140,19 @@ class ReplayResult:
     #: the recording's plan lists the replay modes its policy allows; outside them the
     #: replay still runs and says so here
     notes: tuple[str, ...] = ()
+    #: candidate lines produced (a streamed replay compares them as they come and keeps
+    #: none in :attr:`lines`)
+    line_count: int = -1
+
+    @property
+    def candidate_lines(self) -> int:
+        return self.line_count if self.line_count >= 0 else len(self.lines)
 
     def summary(self) -> dict[str, Any]:
         counts = {c.name: n for c, n in self.report.counts.items()}
         return {"mode": self.mode.value, "decision_mode": self.decision_mode.value,
                 "passed": self.report.passed, "divergences": counts,
-                "ingress_events": self.cursor.total, "candidate_lines": len(self.lines),
+                "ingress_events": self.cursor.total, "candidate_lines": self.candidate_lines,
                 "provider_outputs_served": self.provider_outputs_served,
                 "decisions_replayed": list(self.decisions_replayed), "notes": list(self.notes)}
 
@@ -185,11 +198,27 @@ class ReplayEngine:
             admission = _LateAdmission()
         # a live transport's playback feedback and provider invocations are recorded inputs
         self.transport = RecordedTransport.from_lines(recording.lines)
+        #: recorded turn proposals by reason: (runtime_sequence, runtime_ms), in order
+        self._proposals: dict[str, list[tuple[int, int]]] = {}
+        for ln in recording.lines:
+            rec = ln.record
+            if ln.kind == "control_signal" and rec.get("signal") == "turn_open_proposed":
+                self._proposals.setdefault(str(rec.get("reason")), []).append(
+                    (int(rec.get("runtime_sequence") or 0),
+                     int(rec.get("runtime_timestamp_ms") or 0)))
         served = self.transport.invocations if playback is not None else None
         self.rig = SessionRig(graph, registry=registry, options=rig_opts,
                               admission=admission, playback=playback, invocations=served,
                               external_transport=self.transport.present,
                               session_factory=session_factory)
+        self.rig.sink = opts.line_sink
+        self._comparison: TurnwiseComparison | None = None
+        self._expected: Iterator[TimelineLine] | None = None
+        if opts.lean:  # compare turn by turn as the candidate lines come
+            self._comparison = TurnwiseComparison(tolerances=opts.tolerances,
+                                                  policy=opts.policy, mode=opts.mode)
+            self._expected = recording.expected_lines()
+            self.rig.keep = self._candidate_line
         self._transport_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
             local = LocalAdmission(self.rig.clock)
@@ -202,7 +231,7 @@ class ReplayEngine:
         self.paused = False
         self._started = False
         self._finished: ReplayResult | None = None
-        self._digest = recording_digest(recording.session_id, [
+        self._digest = recording.ingress_digest or recording_digest(recording.session_id, [
             str(it.line.record.get("event_id")) for it in recording.ingress])
 
     # ---------------------------------------------------------------- cursor
@@ -216,7 +245,7 @@ class ReplayEngine:
             mode=self.options.mode, decision_mode=self.options.decision_mode,
             position=self.position, total=self.total,
             runtime_sequence=self.rig.session._seq,
-            runtime_ms=self.rig.timebase.runtime_ms(), lines=len(self.rig.lines),
+            runtime_ms=self.rig.timebase.runtime_ms(), lines=self.rig.flushed,
             paused=self.paused)
 
     async def start(self) -> ReplayCursor:
@@ -238,14 +267,20 @@ class ReplayEngine:
         end = min(self.position + n, self.total)
         while self.position < end:
             item = self.recording.ingress[self.position]
-            await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
             ev = item.event(self.recording.source)
-            if item.port != "audio":
+            if item.port == "audio":
+                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
+            else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
-                # turn in the live transport before entering the graph: so does the replay
+                # turn in the live transport before entering the graph: so does the replay,
+                # at the recorded proposal's time
                 reason = "text_input" if item.port == "text" else ev.kind
+                proposed = self._proposal_before(reason, item.runtime_sequence)
+                if proposed is not None:
+                    await self.rig.advance_to(proposed[1], proposed[0])
                 self.rig.driver.end_of_utterance(reason)
                 ev.turn_id = await self.rig.driver.turn_for_utterance()
+                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
             self.rig.ingress(ev, item.port)
             self.position += 1
             if self.rig.playback is not None:
@@ -253,6 +288,12 @@ class ReplayEngine:
             await self.rig.settle()
         self.rig.flush()
         return self.cursor()
+
+    def _proposal_before(self, reason: str, sequence: int) -> tuple[int, int] | None:
+        """The last recorded ``turn_open_proposed`` of ``reason`` before ``sequence``."""
+        found = self._proposals.get(reason, [])
+        i = bisect.bisect_left(found, (sequence, -1))
+        return found[i - 1] if i else None
 
     def pause(self) -> ReplayCursor:
         """Stop :meth:`run` at the next ingress boundary; returns the cursor."""
@@ -304,23 +345,61 @@ class ReplayEngine:
             raise ReplayError("the replay is paused; run() or resume(cursor) before finish()")
         await self.run()
         cursor = self.cursor()
+        await self._session_end()
         await self.rig.stop()
         await self._stop_transport()
         opts = self.options
-        report = compare_timelines(self.recording.lines, self.rig.lines,
-                                   tolerances=opts.tolerances, policy=opts.policy,
-                                   mode=opts.mode)
+        if self._comparison is not None:
+            self._feed_expected(everything=True)
+            report = self._comparison.finish()
+        else:
+            report = compare_timelines(self.recording.lines, self.rig.lines,
+                                       tolerances=opts.tolerances, policy=opts.policy,
+                                       mode=opts.mode)
         served = self.rig.playback.served if self.rig.playback is not None else 0
         replayed = tuple(self._admission.replayed) if self._admission is not None else ()
         allowed = self.recording.allowed_modes
         notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
                       f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
                       if allowed and m.value not in allowed)
+        if self._comparison is not None and self._comparison.late_lines:
+            notes += (f"{self._comparison.late_lines} records arrived after their turn was "
+                      "compared (streamed comparison); compare the whole timelines to be exact",)
         self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
                                       decision_mode=opts.decision_mode, cursor=cursor,
                                       provider_outputs_served=served,
-                                      decisions_replayed=replayed, notes=notes)
+                                      decisions_replayed=replayed, notes=notes,
+                                      line_count=self.rig.flushed)
         return self._finished
+
+    def _candidate_line(self, line: dict[str, object]) -> None:
+        assert self._comparison is not None
+        self._comparison.add_actual(compare_view(as_line(line)))
+        if self._comparison.waiting_for_expected:
+            self._feed_expected()
+
+    def _feed_expected(self, *, everything: bool = False) -> None:
+        """Read the recording on until it closed the turns the candidate closed (or all)."""
+        comparison, lines = self._comparison, self._expected
+        assert comparison is not None and lines is not None
+        for line in lines:
+            comparison.add_expected(line)
+            if not everything and not comparison.waiting_for_expected:
+                return
+
+    async def _session_end(self) -> None:
+        """The client left while a turn was Active (a hang-up): the recording ends that turn
+        ``abort(session_end)``; the replay ends the session at the same point."""
+        ends = [ln.record for ln in self.recording.lines if ln.kind == "control_signal"
+                and ln.record.get("signal") == "abort"
+                and ln.record.get("reason") == "session_end"]
+        if not ends:
+            return
+        rec = ends[-1]
+        await self.rig.advance_to(int(rec.get("runtime_timestamp_ms") or 0),
+                                  int(rec.get("runtime_sequence") or 0))
+        self.rig.driver.end_session()
+        await self.rig.settle()
 
     async def aclose(self) -> None:
         """Stop the session without comparing (abandoning a paused replay)."""
@@ -361,5 +440,9 @@ async def replay(
     rec = recording if isinstance(recording, Recording) else load_recording(recording)
     engine = ReplayEngine(rec, graph, registry=registry, options=options,
                           session_factory=session_factory)
-    return await engine.finish()
+    try:
+        return await engine.finish()
+    finally:
+        if rec is not recording:
+            rec.close()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rspp.kernel import Event, Node, NodeContext, NodeRegistry
@@ -43,12 +43,13 @@ class RecordedOutput:
     """One recorded provider-node output."""
 
     port: str
-    event: Event
+    event: Event | None  # None: decoded by ``load`` when served (a streamed recording)
     input_ordinal: int
     turn_id: str | None
     runtime_ms: int = 0  # when the recording saw it (playback keeps the provider latency)
     after_ingress: int = 0  # recorded ingress events that preceded it (ties inside a ms)
     runtime_sequence: int = 0  # recorded order inside the same millisecond
+    load: Callable[[], Event] | None = None
 
 
 @dataclass(slots=True)
@@ -80,7 +81,9 @@ class PlaybackStore:
         self.outputs.setdefault(node_id, {}).setdefault(out.input_ordinal, []).append(out)
 
     def take(self, node_id: str, ordinal: int) -> list[RecordedOutput]:
-        return self.outputs.get(node_id, {}).pop(ordinal, [])
+        outs = self.outputs.get(node_id, {}).pop(ordinal, [])
+        return [out if out.load is None or out.event is not None
+                else replace(out, event=out.load(), load=None) for out in outs]
 
 
 def tie_break_ns(runtime_ms: int, runtime_sequence: int) -> int:
@@ -159,6 +162,7 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
         for rec in store.take(node_id, self._replay_k):
             self._replay_at.append((tie_break_ns(rec.runtime_ms, rec.runtime_sequence),
                                     rec.after_ingress))
+            assert rec.event is not None  # take() decodes a streamed output
             ev = _copy(rec.event)
             # an output of another turn than its input: the node learnt a new turn
             new_turn = rec.turn_id is not None and rec.turn_id != event.turn_id

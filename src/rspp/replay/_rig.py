@@ -62,7 +62,7 @@ from rspp.turns._turn_driver import TurnDriver
 __all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "SessionRig",
            "rig_bundle"]
 
-DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts"})
+DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts", "error_speech"})
 _PACK = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20
@@ -140,6 +140,12 @@ class SessionRig:
             level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
             evidence_reserve=_BIG))
         self.lines: list[dict[str, object]] = []
+        #: every new line, whole, as it is flushed (a streamed replay writes it out)
+        self.sink: Callable[[dict[str, object]], None] | None = None
+        #: a streamed replay takes each line here instead of keeping it in :attr:`lines`
+        self.keep: Callable[[dict[str, object]], None] | None = None
+        #: lines flushed so far (kept in :attr:`lines` or handed to :attr:`keep`)
+        self.flushed = 0
         self.playback = playback
         base = registry or default_registry
         wrap: Callable[[type[Any]], type[Any]]
@@ -321,6 +327,14 @@ class SessionRig:
         self.recorder.consume(len(items))
         # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
         new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
+        if self.sink is not None:
+            for line in new:
+                self.sink(line)
+        self.flushed += len(new)
+        if self.keep is not None:
+            for line in new:
+                self.keep(line)
+            return new
         self.lines.extend(new)
         return new
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,18 @@ import msgspec
 
 from rspp.contracts import DecisionOutcome, OutcomeKind, RecordingLevel
 from rspp.kernel import Event
-from rspp.observability._timeline_io import TimelineLine, as_lines, read_timeline
+from rspp.observability._compare import compare_view
+from rspp.observability._errors import TimelineFormatError
+from rspp.observability._evidence import EVIDENCE_KIND
+from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
 from rspp.replay._codec import decode_event
+from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
+from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressItem", "Recording", "load_recording"]
+__all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
+           "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
@@ -50,14 +57,106 @@ class IngressItem:
     runtime_ms: int
     port: str
     line: TimelineLine
+    #: a streamed recording keeps a reduced line; its payload is read again when fed
+    fetch: Callable[[int], TimelineLine] | None = None
 
     def event(self, where: str) -> Event:
-        if self.line.payload is None:
-            raise ReplayInputError(f"{where}:{self.line.line}: ingress event has no payload")
+        line = self.fetch(self.line.line) if self.fetch is not None else self.line
+        if line.payload is None:
+            raise ReplayInputError(f"{where}:{line.line}: ingress event has no payload")
         try:
-            return decode_event(self.line.record, self.line.payload, f"{where}:{self.line.line}")
+            return decode_event(line.record, line.payload, f"{where}:{line.line}")
         except (ValueError, KeyError, msgspec.DecodeError) as exc:
             raise ReplayInputError(str(exc)) from exc
+
+
+class LineFetcher:
+    """A second streaming pass over a timeline file: hands out whole lines by number.
+
+    The lines a streamed replay needs again (ingress events and provider outputs, with
+    their payloads) are read forward in file order; a needed line passed before it is
+    asked for (ingress slightly out of ``runtime_sequence`` order, the inputs between a
+    node's input and its recorded output) waits in a buffer, so memory is bounded by
+    that look-ahead, not by the file.
+    """
+
+    def __init__(self, path: str, needed: set[int], span: SessionSpan | None = None) -> None:
+        self.path = path
+        self.needed = needed
+        self.span = span
+        self.buffer: dict[int, TimelineLine] = {}
+        self.peak = 0
+        self._lines: Iterator[TimelineLine | TimelineFormatError] | None = None
+
+    def __call__(self, number: int) -> TimelineLine:
+        self.needed.discard(number)
+        found = self.buffer.pop(number, None)
+        if found is not None:
+            return found
+        if self._lines is None:
+            self._lines = span_lines(self.path, self.span)
+        for item in self._lines:
+            if isinstance(item, TimelineFormatError):
+                continue
+            if item.line == number:
+                return item
+            if item.line in self.needed:
+                self.buffer[item.line] = item
+                self.peak = max(self.peak, len(self.buffer))
+        raise ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
+                               "changed while it was replayed")
+
+    def close(self) -> None:
+        lines, self._lines = self._lines, None
+        if isinstance(lines, Generator):
+            lines.close()
+        self.buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpan:
+    """Where one session's lines are in a many-session timeline file."""
+
+    session_id: str
+    start: tuple[int, int]  # byte offset of its first line, line number before it
+    last_line: int
+
+
+def timeline_sessions(path: str | Path) -> list[SessionSpan]:
+    """The sessions of a timeline file in order of first appearance (one pass over the
+    records, payloads skipped; memory per session, not per line)."""
+    offsets = [0]
+    spans: dict[str, tuple[tuple[int, int], int]] = {}
+    current: str | None = None
+    for item in iter_timeline(path, payloads=False, offsets=offsets):
+        if isinstance(item, TimelineFormatError):
+            continue
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current is not None:  # a record without session_id (a plan) joins the one before
+            first = spans[current][0] if current in spans else (offsets[0], item.line - 1)
+            spans[current] = (first, item.line)
+    return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
+
+
+def span_lines(path: str, span: SessionSpan | None) -> Iterator[TimelineLine | TimelineFormatError]:
+    """The lines of one session of a file (all lines without ``span``)."""
+    if span is None:
+        yield from iter_timeline(path)
+        return
+    current: object = None
+    for item in iter_timeline(path, start=span.start):
+        if isinstance(item, TimelineFormatError):
+            yield item
+            continue
+        if item.line > span.last_line:
+            return
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current == span.session_id:  # records without session_id: as in timeline_sessions
+            yield item
 
 
 @dataclass(slots=True)
@@ -83,6 +182,33 @@ class Recording:
     #: ``outcome=continue``: a file run that is not real time), True (enforced), None
     #: (no budget ran out); a replay does the same
     budgets_enforced: bool | None = None
+    #: streamed (``load_recording(path, stream=True)``): :attr:`lines` holds only the
+    #: first plan, the control signals the engine replays (transport signals, turn
+    #: proposals, a hang-up) and the evidence's provider invocations, the
+    #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
+    #: again when fed
+    fetcher: LineFetcher | None = None
+    #: the session of a many-session file this recording is (streamed recordings)
+    span: SessionSpan | None = None
+    #: identity of the ingress stream (:class:`~rspp.replay.ReplayCursor` matching)
+    ingress_digest: str = ""
+    #: lines (numbers) of provider outputs recorded without their payload
+    no_payload: frozenset[int] = frozenset()
+
+    def expected_lines(self) -> Iterator[TimelineLine]:
+        """The recorded timeline for the comparison, line by line (a streamed recording
+        reads its file again and yields the comparator's views)."""
+        if self.fetcher is None:
+            yield from self.lines
+            return
+        for item in span_lines(self.source, self.span):
+            if not isinstance(item, TimelineFormatError):
+                yield compare_view(item)
+
+    def close(self) -> None:
+        """Close the file of a streamed recording."""
+        if self.fetcher is not None:
+            self.fetcher.close()
 
     @property
     def turn_ids(self) -> list[str]:
@@ -104,20 +230,24 @@ class Recording:
             lines = self.provider_lines.get(node, [])
             for ln in lines:
                 where = f"{self.source}:{ln.line}"
-                if ln.payload is None:
+                if (ln.line in self.no_payload) if self.fetcher is not None \
+                        else ln.payload is None:
                     raise ReplayInputError(
                         f"{where}: output of provider node {node!r} was recorded without its "
                         "payload (recording level too low); playback needs the payloads - "
                         "record at L2 or replay with --mode resimulate")
                 m = _PARENT.match(str(ln.record.get("causal_parent_id")))
                 port = str(ln.record.get("edge_id", "")).removeprefix(f"{node}.")
-                try:
-                    ev = decode_event(ln.record, ln.payload, where)
-                except (ValueError, KeyError, msgspec.DecodeError) as exc:
-                    raise ReplayInputError(str(exc)) from exc
+                ev: Event | None = None
+                load: Callable[[], Event] | None = None
+                if self.fetcher is None:
+                    ev = _decode(ln, where)
+                else:  # read again when served (only what playback serves is needed)
+                    self.fetcher.needed.add(ln.line)
+                    load = partial(_fetch_event, self.fetcher, ln.line, where)
                 if m is not None:
                     turn = ln.record.get("turn_id")
-                    store.add(node, RecordedOutput(port=port, event=ev,
+                    store.add(node, RecordedOutput(port=port, event=ev, load=load,
                                                    input_ordinal=int(m["k"]),
                                                    turn_id=turn if isinstance(turn, str) else None,
                                                    runtime_ms=int(ln.record.get(
@@ -130,6 +260,17 @@ class Recording:
         return store
 
 
+def _decode(line: TimelineLine, where: str) -> Event:
+    try:
+        return decode_event(line.record, line.payload or {}, where)
+    except (ValueError, KeyError, msgspec.DecodeError) as exc:
+        raise ReplayInputError(str(exc)) from exc
+
+
+def _fetch_event(fetch: LineFetcher, number: int, where: str) -> Event:
+    return _decode(fetch(number), where)
+
+
 def _int(line: TimelineLine, name: str, source: str) -> int:
     value = line.record.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -138,40 +279,123 @@ def _int(line: TimelineLine, name: str, source: str) -> int:
     return value
 
 
-def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
-    """Decode a recording; raises :class:`ReplayInputError` on anything unusable."""
+def load_recording(path_or_lines: str | Path | Iterable[object], *,
+                   stream: bool = False, span: SessionSpan | None = None) -> Recording:
+    """Decode a recording; raises :class:`ReplayInputError` on anything unusable.
+
+    With ``stream`` (a file only) the file is read once line by line and only what the
+    replay compares is kept (:func:`~rspp.observability.compare_view` of each line);
+    ingress and provider payloads are read again, in file order, when they are fed.
+    ``span`` (streamed only; see :func:`timeline_sessions`) reads one session of a
+    many-session file.
+    """
+    errors: list[TimelineFormatError] = []
+    n_errors = 0
+    items: Iterable[TimelineLine | TimelineFormatError]
     if isinstance(path_or_lines, str | Path):
         source = str(path_or_lines)
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
-        lines, errors = read_timeline(source)
-        if errors:
-            shown = "; ".join(str(e) for e in errors[:3])
-            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-            raise ReplayInputError(f"{shown}{more}; every line must be "
-                                   '{"kind": ..., "record": {...}, "payload": {...}?}')
+        items = span_lines(source, span if stream else None)
     else:
         source = "<lines>"
-        lines = as_lines(path_or_lines)
-    if not lines:
+        stream = False
+        items = as_lines(path_or_lines)
+    lines: list[TimelineLine] = []
+    first: TimelineLine | None = None
+    t0: TimelineLine | None = None
+    plans: list[TimelineLine] = []
+    ingress: list[IngressItem] = []
+    provider: dict[str, list[TimelineLine]] = {}
+    decisions: dict[str, DecisionOutcome] = {}
+    no_payload: set[int] = set()
+    ran_out: list[str] = []
+    walls: dict[str, int] = {}
+    count = 0
+    bare: dict[int, str] = {}  # ingress lines without payload -> the level that keeps it
+    pending: ReplayInputError | None = None  # the first bad record, raised after the checks
+    for item in items:
+        if isinstance(item, TimelineFormatError):
+            n_errors += 1
+            if len(errors) < 3:
+                errors.append(item)
+            continue
+        ln = item
+        rec = ln.record
+        if isinstance(rec.get("session_id"), str) and isinstance(rec.get("pipeline_version"), str) \
+                and (first is None or (rec.get("runtime_sequence", 0), ln.line)
+                     < (first.record.get("runtime_sequence", 0), first.line)):
+            first = ln
+        if isinstance(rec.get("wall_clock_timestamp_ms"), int) \
+                and isinstance(rec.get("runtime_timestamp_ms"), int) \
+                and (t0 is None or rec["runtime_timestamp_ms"] < t0.record["runtime_timestamp_ms"]):
+            t0 = ln
+        kept = compare_view(ln) if stream else ln
+        if ln.kind == "resolved_turn_plan":
+            _wall(ln, walls)
+            if not stream or not plans:
+                plans.append(kept)
+        elif ln.kind == "event_record":
+            edge = str(rec.get("edge_id") or "")
+            node = rec.get("node_id")
+            # ingress: edge ``input.<port>`` (a routing decision on a conditional edge out
+            # of an entry, ``input.<port>-><node>.<port>``, is telemetry, not input)
+            if node is None and edge.startswith("input.") and "->" not in edge:
+                if ln.payload is None:
+                    bare[ln.line] = _needed_level(rec)
+                try:
+                    ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
+                                               _int(ln, "runtime_timestamp_ms", source),
+                                               edge.removeprefix("input."),
+                                               _stub(ln) if stream else ln))
+                except ReplayInputError as exc:
+                    pending = pending or exc
+            elif isinstance(node, str) and edge.startswith(f"{node}.") and \
+                    _PARENT.match(str(rec.get("causal_parent_id"))):
+                if ln.payload is None:
+                    no_payload.add(ln.line)
+                provider.setdefault(node, []).append(
+                    compare_view_with_parent(ln) if stream else ln)
+        elif ln.kind == "decision_outcome" and isinstance(rec.get("turn_id"), str):
+            try:
+                outcome = msgspec.convert(rec, DecisionOutcome)
+            except msgspec.ValidationError as exc:
+                pending = pending or ReplayInputError(
+                    f"{source}:{ln.line}: bad decision_outcome: {exc}")
+                count += 1
+                continue
+            if outcome.outcome_kind in _TURN_DECISIONS and outcome.turn_id is not None:
+                decisions.setdefault(outcome.turn_id, outcome)
+        elif ln.kind == "control_signal" and rec.get("signal") == "budget_exhausted" \
+                and str(rec.get("reason", "")).startswith("turn:"):
+            ran_out.append(str(rec.get("reason", "")))
+        count += 1
+        if not stream:
+            lines.append(ln)
+        elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
+                                            and _replayed_signal(rec)):
+            lines.append(kept)
+        elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
+            lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
+                "turn_id": rec.get("turn_id"),
+                "provider_invocations": rec.get("provider_invocations")}))
+    if errors:
+        shown = "; ".join(str(e) for e in errors)
+        more = f" (and {n_errors - 3} more)" if n_errors > 3 else ""
+        raise ReplayInputError(f"{shown}{more}; every line must be "
+                               '{"kind": ..., "record": {...}, "payload": {...}?}')
+    if not count:
         raise ReplayInputError(f"{source}: the timeline is empty; record a session first")
-    identified = [ln for ln in lines if isinstance(ln.record.get("session_id"), str)
-                  and isinstance(ln.record.get("pipeline_version"), str)]
-    if not identified:
+    if first is None:
         raise ReplayInputError(f"{source}: no record carries record.session_id and "
                                "record.pipeline_version; they are required to replay a session")
-    first = min(identified, key=lambda ln: (ln.record.get("runtime_sequence", 0), ln.line))
     session_id = str(first.record["session_id"])
     version = str(first.record["pipeline_version"])
-    t0 = min((ln for ln in lines if isinstance(ln.record.get("wall_clock_timestamp_ms"), int)
-              and isinstance(ln.record.get("runtime_timestamp_ms"), int)),
-             key=lambda ln: ln.record["runtime_timestamp_ms"], default=None)
     if t0 is None:
         raise ReplayInputError(f"{source}: no record carries runtime_timestamp_ms and "
                                "wall_clock_timestamp_ms; the replay clock needs them")
     start_wall = int(t0.record["wall_clock_timestamp_ms"]) - int(t0.record["runtime_timestamp_ms"])
-    plans = [ln for ln in lines if ln.kind == "resolved_turn_plan"]
     epoch = 1
     allowed: tuple[str, ...] = ()
     level: RecordingLevel | None = None
@@ -185,60 +409,74 @@ def load_recording(path_or_lines: str | Path | Iterable[object]) -> Recording:
         refs = tuple(_refs(plan.get("snapshot_provenance") or {}))
         allowed = tuple(str(m) for m in
                         (plan.get("recording_policy") or {}).get("allowed_replay_modes") or ())
-    ingress: list[IngressItem] = []
-    provider: dict[str, list[TimelineLine]] = {}
-    decisions: dict[str, DecisionOutcome] = {}
-    for ln in lines:
-        rec = ln.record
-        if ln.kind == "event_record":
-            edge = str(rec.get("edge_id") or "")
-            node = rec.get("node_id")
-            # ingress: edge ``input.<port>`` (a routing decision on a conditional edge out
-            # of an entry, ``input.<port>-><node>.<port>``, is telemetry, not input)
-            if node is None and edge.startswith("input.") and "->" not in edge:
-                ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
-                                           _int(ln, "runtime_timestamp_ms", source),
-                                           edge.removeprefix("input."), ln))
-            elif isinstance(node, str) and edge.startswith(f"{node}.") and \
-                    _PARENT.match(str(rec.get("causal_parent_id"))):
-                provider.setdefault(node, []).append(ln)
-        elif ln.kind == "decision_outcome" and isinstance(rec.get("turn_id"), str):
-            try:
-                outcome = msgspec.convert(rec, DecisionOutcome)
-            except msgspec.ValidationError as exc:
-                raise ReplayInputError(f"{source}:{ln.line}: bad decision_outcome: {exc}") from exc
-            if outcome.outcome_kind in _TURN_DECISIONS and outcome.turn_id is not None:
-                decisions.setdefault(outcome.turn_id, outcome)
+    if pending is not None:
+        raise pending
     if not ingress:
         raise ReplayInputError(
             f"{source}: no ingress events (event_record lines with edge_id 'input.<port>' and no "
             "node_id); a replay needs the recorded input: re-run it with `rspp run --record-level "
             "L2` (audio; `--record-level L1` keeps text input only)")
     ingress.sort(key=lambda it: (it.runtime_sequence, it.line.line))
-    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line)
-               for i, it in enumerate(ingress)]
     for it in ingress:
-        if it.line.payload is None:
+        if it.line.line in bare:
             raise ReplayInputError(
                 f"{source}:{it.line.line}: ingress event {it.line.record.get('event_id')!r} has "
                 "no payload (recorded below the needed level): re-run it with `rspp run "
-                f"--record-level {_needed_level(it.line.record)}`")
-    walls: dict[str, int] = {}
-    for ln in plans:
-        for inp in (ln.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
-            ref = str(inp.get("evidence_ref", ""))
-            if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
-                    and ref[8:].isdigit():
-                walls[str(ln.record.get("turn_id"))] = int(ref[8:])
-    ran_out = [str(ln.record.get("reason", "")) for ln in lines if ln.kind == "control_signal"
-               and ln.record.get("signal") == "budget_exhausted"
-               and str(ln.record.get("reason", "")).startswith("turn:")]
+                f"--record-level {bare[it.line.line]}`")
+    fetcher = None
+    if stream:
+        fetcher = LineFetcher(source, {it.line.line for it in ingress}, span)
+    digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
+                                           for it in ingress])
+    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
+                           TimelineLine(line=it.line.line, kind=it.line.kind, record=_NO_RECORD)
+                           if stream else it.line, fetcher)
+               for i, it in enumerate(ingress)]
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      allowed_modes=allowed, budgets_enforced=enforced,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
-                     provider_lines=provider, decisions=decisions)
+                     provider_lines=provider, decisions=decisions, fetcher=fetcher,
+                     ingress_digest=digest, span=span if stream else None,
+                     no_payload=frozenset(no_payload))
+
+
+def _replayed_signal(rec: dict[str, Any]) -> bool:
+    """A control signal the replay engine reads from the recording: transport signals,
+    turn proposals (a non-audio input's turn opens there) and a hang-up's abort."""
+    return rec.get("emitted_by") in _TRANSPORT_EMITTERS or \
+        rec.get("signal") == "turn_open_proposed" or \
+        (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
+
+
+def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
+    return plans[0] if plans else None
+
+
+def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
+    """The plan's captured turn-start wall clock (``turn_start_wall_ms``), if any."""
+    for inp in (plan.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
+        ref = str(inp.get("evidence_ref", ""))
+        if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
+                and ref[8:].isdigit():
+            walls[str(plan.record.get("turn_id"))] = int(ref[8:])
+
+
+_NO_RECORD: dict[str, Any] = {}
+
+
+def _stub(line: TimelineLine) -> TimelineLine:
+    """What a streamed recording keeps of an ingress line: its number and event id."""
+    return TimelineLine(line=line.line, kind=line.kind,
+                        record={"event_id": line.record.get("event_id")})
+
+
+def compare_view_with_parent(line: TimelineLine) -> TimelineLine:
+    """The comparator's view of a provider output, with the fields playback needs."""
+    view = compare_view(line)
+    view.record["causal_parent_id"] = line.record.get("causal_parent_id")
+    return view
 
 
 def _needed_level(record: dict[str, Any]) -> str:
