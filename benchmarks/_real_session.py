@@ -21,10 +21,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import cpu_seconds, quick_parser
 
 import rspp.runner._assembly as assembly
 from rspp.providers import (
@@ -226,5 +226,27 @@ async def run_many(n: int, *, barge_in: bool, stagger_s: float) -> list[SessionR
         for i in range(n))))
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+@dataclass(slots=True)
+class Measured:
+    """Both phases of a benchmark: sessions one at a time, then ``sessions`` at once."""
+
+    idle: list[SessionResult]
+    loaded: list[SessionResult]
+    sessions: int
+    #: CPU cores the process got while loaded (< 1: the machine gave it less)
+    cores: float
+    wall_s: float
+
+
+def measure(doc: str | None) -> Measured:
+    """Parse ``--quick`` / ``--sessions`` and run the idle and the loaded phase."""
+    ap = quick_parser(doc)
+    ap.add_argument("--sessions", type=int, default=200, help="concurrent sessions (loaded)")
+    args = ap.parse_args()
+    idle: list[SessionResult] = []
+    for _ in range(3 if args.quick else 10):  # one session at a time
+        idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
+    cpu0, wall0 = cpu_seconds(), time.monotonic()
+    loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
+    wall = time.monotonic() - wall0
+    return Measured(idle, loaded, args.sessions, (cpu_seconds() - cpu0) / wall, wall)

@@ -15,15 +15,13 @@ Usage: ``python benchmarks/cancel_fence.py [--quick] [--sessions 200]``; JSON la
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, quick_parser
-from _real_session import SessionResult, run_many
+from _common import emit, percentile
+from _real_session import SessionResult, measure
 
 
 def _stops(results: list[SessionResult]) -> list[float]:
@@ -31,18 +29,9 @@ def _stops(results: list[SessionResult]) -> list[float]:
 
 
 def main() -> None:
-    ap = quick_parser(__doc__)
-    ap.add_argument("--sessions", type=int, default=200, help="concurrent sessions (loaded)")
-    args = ap.parse_args()
-    idle_runs = 3 if args.quick else 10
-    idle: list[SessionResult] = []
-    for _ in range(idle_runs):  # one session at a time
-        idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
-    wall = time.monotonic() - wall0
-    cores = (cpu_seconds() - cpu0) / wall  # < 1: the machine gave this process less
-    for name, rs in (("idle (1 session)", idle), (f"loaded ({args.sessions} sessions)", loaded)):
+    m = measure(__doc__)
+    idle, loaded, cores, wall = m.idle, m.loaded, m.cores, m.wall_s
+    for name, rs in (("idle (1 session)", idle), (f"loaded ({m.sessions} sessions)", loaded)):
         st = _stops(rs)
         print(f"{name:24s} barge-ins={len(st):4d}/{len(rs)} stop p50={percentile(st, 50):.1f} ms "
               f"p99={percentile(st, 99):.1f} ms max={max(st, default=0.0):.1f} ms "
@@ -56,7 +45,7 @@ def main() -> None:
         "stop_p99_ms_loaded": round(percentile(sl, 99), 2),
         "chunks_after_fence": sum(r.chunks_after_fence for r in idle + loaded),
         "barge_ins_measured": [len(si), len(sl)],
-        "sessions_loaded": args.sessions,
+        "sessions_loaded": m.sessions,
         "load_average": round(os.getloadavg()[0], 2),
         "loaded_cpu_cores": round(cores, 2),
         "loaded_wall_s": round(wall, 1),

@@ -14,15 +14,13 @@ Usage: ``python benchmarks/turn_open.py [--quick] [--sessions 200]``; JSON last 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, quick_parser
-from _real_session import SessionResult, run_many
+from _common import emit, percentile
+from _real_session import SessionResult, measure
 
 
 def _opens(results: list[SessionResult]) -> list[float]:
@@ -30,19 +28,10 @@ def _opens(results: list[SessionResult]) -> list[float]:
 
 
 def main() -> None:
-    ap = quick_parser(__doc__)
-    ap.add_argument("--sessions", type=int, default=200, help="concurrent sessions (loaded)")
-    args = ap.parse_args()
-    idle_runs = 3 if args.quick else 10
-    idle: list[SessionResult] = []
-    for _ in range(idle_runs):  # one session at a time
-        idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
-    cpu0, wall0 = cpu_seconds(), time.monotonic()
-    loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
-    wall = time.monotonic() - wall0
-    cores = (cpu_seconds() - cpu0) / wall  # < 1: the machine gave this process less
+    m = measure(__doc__)
+    idle, loaded, cores, wall = m.idle, m.loaded, m.cores, m.wall_s
     oi, ol = _opens(idle), _opens(loaded)
-    for name, o in (("idle (1 session)", oi), (f"loaded ({args.sessions} sessions)", ol)):
+    for name, o in (("idle (1 session)", oi), (f"loaded ({m.sessions} sessions)", ol)):
         print(f"{name:24s} turns={len(o):4d} p50={percentile(o, 50):.3f} ms "
               f"p99={percentile(o, 99):.3f} ms max={max(o, default=0.0):.3f} ms", flush=True)
     emit({
@@ -52,7 +41,7 @@ def main() -> None:
         "p50_ms_loaded": round(percentile(ol, 50), 3),
         "p99_ms_loaded": round(percentile(ol, 99), 3),
         "turns_measured": [len(oi), len(ol)],
-        "sessions_loaded": args.sessions,
+        "sessions_loaded": m.sessions,
         "load_average": round(os.getloadavg()[0], 2),
         "loaded_cpu_cores": round(cores, 2),
         "loaded_wall_s": round(wall, 1),

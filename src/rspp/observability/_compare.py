@@ -19,7 +19,8 @@ and TelemetryLane records (best effort, may be shed) are ignored. Within a group
   outcomes, other output text per (turn, node), any other missing/extra record;
 * ORDERING: the matched records appear in a different order;
 * TIMING: a matched record's offset from its timeline's first record moved by
-  more than ``tolerances.timing_ms``.
+  more than ``tolerances.timing_ms``; budget reports and ``shed`` decisions present on
+  one side only (load, not logic, decides them).
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ def _class_of_missing(sig: _Sig) -> DivergenceClass:
         return DivergenceClass.PROVIDER_CHOICE
     if kind == "decision_outcome" and label in ("stale_epoch_reject", "deauthorized_drain"):
         return DivergenceClass.AUTHORITY
+    if label == "shed":
+        # a shed (signal or outcome) is a load decision: an edge was over a bound at that
+        # instant; a replay on another machine or load sheds elsewhere (TIMING, F-148)
+        return DivergenceClass.TIMING
     if label in _BUDGET_SIGNALS:
         # a budget report is a time measurement; when it ends a turn the terminal differs
         # too (OUTCOME), so one present on one side only is a TIMING finding

@@ -46,6 +46,7 @@ through :class:`~rspp.replay.ReplayCursor` (F-152).
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,14 @@ class ReplayEngine:
             admission = _LateAdmission()
         # a live transport's playback feedback and provider invocations are recorded inputs
         self.transport = RecordedTransport.from_lines(recording.lines)
+        #: recorded turn proposals by reason: (runtime_sequence, runtime_ms), in order
+        self._proposals: dict[str, list[tuple[int, int]]] = {}
+        for ln in recording.lines:
+            rec = ln.record
+            if ln.kind == "control_signal" and rec.get("signal") == "turn_open_proposed":
+                self._proposals.setdefault(str(rec.get("reason")), []).append(
+                    (int(rec.get("runtime_sequence") or 0),
+                     int(rec.get("runtime_timestamp_ms") or 0)))
         served = self.transport.invocations if playback is not None else None
         self.rig = SessionRig(graph, registry=registry, options=rig_opts,
                               admission=admission, playback=playback, invocations=served,
@@ -246,14 +255,20 @@ class ReplayEngine:
         end = min(self.position + n, self.total)
         while self.position < end:
             item = self.recording.ingress[self.position]
-            await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
             ev = item.event(self.recording.source)
-            if item.port != "audio":
+            if item.port == "audio":
+                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
+            else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
-                # turn in the live transport before entering the graph: so does the replay
+                # turn in the live transport before entering the graph: so does the replay,
+                # at the recorded proposal's time
                 reason = "text_input" if item.port == "text" else ev.kind
+                proposed = self._proposal_before(reason, item.runtime_sequence)
+                if proposed is not None:
+                    await self.rig.advance_to(proposed[1], proposed[0])
                 self.rig.driver.end_of_utterance(reason)
                 ev.turn_id = await self.rig.driver.turn_for_utterance()
+                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
             self.rig.ingress(ev, item.port)
             self.position += 1
             if self.rig.playback is not None:
@@ -261,6 +276,12 @@ class ReplayEngine:
             await self.rig.settle()
         self.rig.flush()
         return self.cursor()
+
+    def _proposal_before(self, reason: str, sequence: int) -> tuple[int, int] | None:
+        """The last recorded ``turn_open_proposed`` of ``reason`` before ``sequence``."""
+        found = self._proposals.get(reason, [])
+        i = bisect.bisect_left(found, (sequence, -1))
+        return found[i - 1] if i else None
 
     def pause(self) -> ReplayCursor:
         """Stop :meth:`run` at the next ingress boundary; returns the cursor."""
@@ -312,6 +333,7 @@ class ReplayEngine:
             raise ReplayError("the replay is paused; run() or resume(cursor) before finish()")
         await self.run()
         cursor = self.cursor()
+        await self._session_end()
         await self.rig.stop()
         await self._stop_transport()
         opts = self.options
@@ -329,6 +351,20 @@ class ReplayEngine:
                                       provider_outputs_served=served,
                                       decisions_replayed=replayed, notes=notes)
         return self._finished
+
+    async def _session_end(self) -> None:
+        """The client left while a turn was Active (a hang-up): the recording ends that turn
+        ``abort(session_end)``; the replay ends the session at the same point."""
+        ends = [ln.record for ln in self.recording.lines if ln.kind == "control_signal"
+                and ln.record.get("signal") == "abort"
+                and ln.record.get("reason") == "session_end"]
+        if not ends:
+            return
+        rec = ends[-1]
+        await self.rig.advance_to(int(rec.get("runtime_timestamp_ms") or 0),
+                                  int(rec.get("runtime_sequence") or 0))
+        self.rig.driver.end_session()
+        await self.rig.settle()
 
     async def aclose(self) -> None:
         """Stop the session without comparing (abandoning a paused replay)."""

@@ -62,7 +62,7 @@ from rspp.turns._turn_driver import TurnDriver
 __all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "SessionRig",
            "rig_bundle"]
 
-DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts"})
+DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts", "error_speech"})
 _PACK = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20

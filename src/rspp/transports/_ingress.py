@@ -23,16 +23,22 @@ class Flood(RSPPError):
 
 
 class StreamResampler:
-    """Streaming soxr resampler of mono PCM16 (identity when the rates match)."""
+    """Streaming soxr resampler of mono PCM16 (identity when the rates match).
 
-    def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate, self.out_rate = in_rate, out_rate
+    ``quality`` is soxr's: ``"HQ"`` (default) releases output in blocks of ~100 ms
+    (~74 ms behind the input on average at 2:1); ``"QQ"`` (cubic) has no block delay at
+    a lower stop-band rejection (see docs/benchmarks.md, phone calls).
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
+        self.in_rate, self.out_rate, self.quality = in_rate, out_rate, quality
         self._odd = b""
         self._stream = None
         if in_rate != out_rate:
             import soxr
 
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16")
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16",
+                                               quality=quality)
 
     def convert(self, pcm: bytes) -> bytes:
         data = self._odd + pcm if self._odd else pcm
@@ -54,18 +60,20 @@ class StreamResampler:
         import soxr
 
         out = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
-        self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16")
+        self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16",
+                                           quality=self.quality)
         return np.asarray(out, dtype=np.int16).tobytes()
 
 
 class Rechunker:
     """Resample ``in_rate`` -> ``out_rate`` (mono PCM16) and cut ``frame_ms`` frames."""
 
-    def __init__(self, in_rate: int, out_rate: int, frame_ms: int = 20) -> None:
+    def __init__(self, in_rate: int, out_rate: int, frame_ms: int = 20,
+                 quality: str = "HQ") -> None:
         self.in_rate, self.out_rate = in_rate, out_rate
         self.frame_bytes = out_rate * frame_ms // 1000 * 2
         self._buf = bytearray()
-        self._resampler = StreamResampler(in_rate, out_rate)
+        self._resampler = StreamResampler(in_rate, out_rate, quality)
 
     def push(self, pcm: bytes) -> list[bytes]:
         """Add client PCM; return the complete frames now available."""

@@ -134,6 +134,7 @@ class LiveTransport:
         self._tts_rate: int | None = None
         self._out_resampler: StreamResampler | None = None
         self._rechunker = Rechunker(sample_rate, sample_rate, self.opts.frame_ms)
+        self._quality = "HQ"
         self.meter = IngressMeter(sample_rate)
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
@@ -209,19 +210,23 @@ class LiveTransport:
 
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
-                timeline: bool = False, acked: bool = False) -> OutboundQueue:
+                timeline: bool = False, acked: bool = False,
+                low_latency: bool = False) -> OutboundQueue:
         """A client connection (first or resumed) with its declared audio format.
 
         ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
         the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
+        ``low_latency``: resample without soxr's block delay (quality ``QQ``).
         """
         self.acked = acked
         self._rows = timeline
-        if in_rate != self._rechunker.in_rate:
-            self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms)
-        if out_rate != self.out_rate:
+        quality = "QQ" if low_latency else "HQ"
+        if in_rate != self._rechunker.in_rate or quality != self._quality:
+            self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms, quality)
+        if out_rate != self.out_rate or quality != self._quality:
             self.out_rate = out_rate
             self._out_resampler = None
+        self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
@@ -387,7 +392,7 @@ class LiveTransport:
             return
         if self._tts_rate != fmt.sample_rate or self._out_resampler is None:
             self._tts_rate = fmt.sample_rate
-            self._out_resampler = StreamResampler(fmt.sample_rate, self.out_rate)
+            self._out_resampler = StreamResampler(fmt.sample_rate, self.out_rate, self._quality)
         t.pending.extend(self._out_resampler.convert(pcm))
         if t not in self._play:
             self._play.append(t)

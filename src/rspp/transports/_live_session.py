@@ -120,6 +120,7 @@ class LiveSessionHandle:
         self._cancel_lifecycle()
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
+                                       low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline)
         self._restart_stats()
 

@@ -104,6 +104,8 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     #: the client echoes frame marks once heard (a phone carrier): playback signals
     #: and commits follow the echoes (:meth:`LiveSession.heard`)
     playback_acks: bool = False
+    #: resample without soxr's ~100 ms block delay (quality ``QQ``): phone audio
+    low_latency_resampling: bool = False
 
 
 #: one outbound item: a protocol event, or a paced reply audio frame

@@ -84,6 +84,13 @@ def test_barge_in_fences_egress_and_next_turn_opens(
     after = _after_cancel(lines, first.turn_id, "cancel")
     assert not {"output_accepted", "playback_started"} & set(after)
     assert "playback_cancelled" in after
+    # the cancel reached every node scope of the interrupted turn and none of the next (F-034)
+    scopes = {(r["turn_id"], r["scope"]) for ln in lines if ln["kind"] == "control_signal"
+              and (r := ln["record"])["signal"] == "cancel"}
+    assert scopes == {(first.turn_id, "turn"), (first.turn_id, "node")}
+    nodes = {ln["record"]["node_id"] for ln in lines if ln["record"].get("signal") == "cancel"
+             and ln["record"]["scope"] == "node"}
+    assert nodes == {"vad", "stt", "llm", "segmenter", "tts"}
     check_records(ln["record"] for ln in lines if ln["kind"] != "or02_evidence")
 
 

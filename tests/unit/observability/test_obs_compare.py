@@ -116,6 +116,17 @@ def test_authority() -> None:
     _only(counts, "AUTHORITY")
 
 
+def test_a_shed_on_one_side_only_is_timing() -> None:
+    b = TimelineBuilder()
+    b.items = []
+    b.now_ms, b._seq = 99_999, 10_000  # type: ignore[attr-defined]
+    b.signal(SignalName.SHED, Emitter.RK_25, None, reason="max_queue_items_exceeded:e:1",
+             edge_id="e")
+    report = compare_timelines(_run(), _run() + b.lines())
+    _only(report_to_json(report)["divergences"], "TIMING")
+    assert report.passed  # an overload shed is not a replay failure
+
+
 def test_provider_choice() -> None:
     changed = _run(provider_bindings={"stt": "fake-stt", "llm": "other-llm", "tts": "fake-tts"})
     report = compare_timelines(_run(), changed)
