@@ -121,3 +121,32 @@ def test_bad_input_exits_2(workspace: Path) -> None:
     assert code == 2 and "--mode 'fast'" in err
     code, _, err = invoke(str(workspace / "baseline.jsonl"), "--spec", str(workspace / "no.yaml"))
     assert code == 2 and "--spec" in err
+
+
+def test_many_session_timeline_replays_session_by_session(workspace: Path) -> None:
+    """A timeline holding several sessions: each is replayed from its own lines (streamed),
+    one summary and one report entry per session; a session that diverges fails the gate."""
+    gd = compile_spec(load_spec(workspace / "v1.yaml"))
+    many = workspace / "many.jsonl"
+    with many.open("wb") as f:
+        for sid, utterances in (("alpha", 2), ("beta", 3), ("gamma", 1)):
+            lines = asyncio.run(record_session(
+                gd, demo_frames(utterances), registry=demo_registry(),
+                options=RigOptions(session_id=sid, provider_node_types=DEMO_PROVIDER_TYPES)))
+            f.write(b"".join(msgspec.json.encode(ln) + b"\n" for ln in lines))
+    report = workspace / "many.json"
+    candidate = workspace / "many-candidate.jsonl"
+    code, out, _ = invoke(str(many), "--spec", str(workspace / "v1.yaml"), "--report",
+                          str(report), "--timeline-out", str(candidate))
+    assert code == 0, out
+    assert [ln.split(":")[0] for ln in out.splitlines() if ln.startswith("session ")] == [
+        "session alpha", "session beta", "session gamma"]
+    sessions = json.loads(report.read_text())["sessions"]
+    assert [(s["session_id"], s["passed"], s["ingress_events"]) for s in sessions] == [
+        ("alpha", True, 36), ("beta", True, 54), ("gamma", True, 18)]
+    written = [json.loads(ln)["record"].get("session_id")
+               for ln in candidate.read_text().splitlines()]
+    assert len(written) == sum(s["candidate_lines"] for s in sessions)
+    assert {"alpha", "beta", "gamma"} <= set(written)
+    code, out, _ = invoke(str(many), "--spec", str(workspace / "v2.yaml"))
+    assert code == 1 and out.count("FAIL (") == 3, out

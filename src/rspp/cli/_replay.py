@@ -80,6 +80,7 @@ def replay_command(
         replay,
         replay_report_json,
         replay_summary_text,
+        timeline_sessions,
     )
     from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
     from rspp.spec import SpecInvalid, compile_spec, load_spec
@@ -88,8 +89,11 @@ def replay_command(
         raise _fail(f"--mode {mode!r}: use one of {', '.join(_MODES)}")
     if decisions not in _DECISIONS:
         raise _fail(f"--decisions {decisions!r}: use one of {', '.join(_DECISIONS)}")
+    # a many-session timeline replays session by session, each read from its own lines
+    spans = timeline_sessions(file) if file.is_file() else []
+    many = len(spans) > 1
     try:
-        recording = load_recording(file, stream=True)
+        recording = load_recording(file, stream=True, span=spans[0] if many else None)
     except RSPPError as exc:
         raise _fail(str(exc)) from None
     if spec is None:
@@ -124,23 +128,35 @@ def replay_command(
                          provider_node_types=types,
                          tolerances=ReplayTolerances(timing_ms=timing_ms), policy=policy,
                          real_time=real_time, lean=True, line_sink=sink)
+    docs: list[dict[str, object]] = []
+    failed = False
     try:
-        result = asyncio.run(replay(recording, gd, registry=default_registry, options=opts,
-                                    session_factory=node_session))
-    except RSPPError as exc:
-        raise _fail(str(exc)) from None
+        for k, span in enumerate(spans if many else [None]):
+            try:
+                if k > 0:
+                    recording = load_recording(file, stream=True, span=span)
+                result = asyncio.run(replay(recording, gd, registry=default_registry,
+                                            options=opts, session_factory=node_session))
+            except RSPPError as exc:
+                where = f"session {span.session_id}: " if span is not None else ""
+                raise _fail(f"{where}{exc}") from None
+            finally:
+                recording.close()
+            summary = replay_summary_text(result)
+            typer.echo(f"session {span.session_id}: {summary}" if span is not None else summary)
+            doc = replay_report_json(result, recording=str(file), spec=str(spec))
+            docs.append({"session_id": span.session_id, **doc} if span is not None else doc)
+            failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
+                       and c in policy.fail_on]
+            failed = failed or not result.report.passed or bool(failing)
     finally:
-        recording.close()
         if out is not None:
             out.close()
-    typer.echo(replay_summary_text(result))
     if report is not None:
-        doc = replay_report_json(result, recording=str(file), spec=str(spec))
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
-               and c in policy.fail_on]
-    if not result.report.passed or failing:
+        body = {"sessions": docs} if many else docs[0]
+        report.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -5,7 +5,7 @@ one layer up: it uses the comparator (:func:`compare_timelines`) and the recorde
 """
 
 from rspp.observability._builder import TimelineBuilder, build_plan
-from rspp.observability._compare import compare_timelines
+from rspp.observability._compare import TurnwiseComparison, compare_timelines, compare_view
 from rspp.observability._errors import (
     ObservabilityError,
     TimelineFormatError,
@@ -134,10 +134,12 @@ __all__ = [
     "TurnLatency",
     "TurnMark",
     "TurnRow",
+    "TurnwiseComparison",
     "as_line",
     "as_lines",
     "build_plan",
     "compare_timelines",
+    "compare_view",
     "current_log_context",
     "envelope_problem",
     "evaluate_gates",

@@ -40,7 +40,7 @@ from rspp.contracts import (
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines
 
-__all__ = ["compare_timelines", "compare_view"]
+__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view"]
 
 _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued", "lease_rotated",
                       "migration_start", "migration_finish", "session_handoff"}
@@ -48,6 +48,7 @@ _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_e
 _TERMINAL = {"commit", "abort"}
 _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
 _Sig = tuple[Any, ...]
+_Key = tuple[str, int, int]
 
 
 #: the record fields the comparator reads (plans and evidence keep their whole record)
@@ -89,38 +90,76 @@ def _signature(line: TimelineLine) -> _Sig:
 
 
 class _Side:
-    """One timeline grouped by turn, with the derived views the comparator needs."""
+    """One timeline grouped by turn, with the derived views the comparator needs.
 
-    def __init__(self, lines: list[TimelineLine]) -> None:
-        ordered = sorted(enumerate(lines), key=lambda t: (
-            str(t[1].record.get("session_id", "")),
-            int(t[1].record.get("runtime_sequence", 0)), t[0]))
-        self.groups: dict[str | None, list[TimelineLine]] = defaultdict(list)
+    Lines are added one at a time (:meth:`add`); a group is ordered by (session id,
+    ``runtime_sequence``, arrival) when it is read, and a compared turn is dropped.
+    """
+
+    def __init__(self, lines: Iterable[TimelineLine] = ()) -> None:
+        self.groups: dict[str | None, list[tuple[_Key, TimelineLine]]] = defaultdict(list)
         self.plans: dict[str, dict[str, Any]] = {}
         self.evidence: dict[str, dict[str, Any]] = {}
+        self._kept: dict[tuple[str, str], _Key] = {}
+        #: what a group's already compared (dropped) prefix leaves for the rest of it
+        self.seen_base: dict[str | None, Counter[_Sig]] = defaultdict(Counter)
+        self.text_base: dict[str | None, dict[str | None, list[str]]] = defaultdict(dict)
+        self.terminal_base: dict[str | None, str] = {}
+        self.dropped_key: dict[str | None, _Key] = {}
         self.base_ts: int | None = None
-        for _, line in ordered:
-            if _is_artifact(line):
-                continue
-            turn = line.record.get("turn_id")
-            if line.kind == "resolved_turn_plan":
-                self.plans[str(turn)] = line.record
-                continue
-            if line.kind == EVIDENCE_KIND:
-                self.evidence[str(turn)] = line.record
-                continue
-            if line.kind == "turn_transition":
-                continue  # transitions carry no identity; signals cover the lifecycle
-            ts = line.record.get("runtime_timestamp_ms")
-            if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
-                self.base_ts = ts
-            self.groups[turn if isinstance(turn, str) else None].append(line)
+        self.late = 0
+        self._n = 0
+        for line in lines:
+            self.add(line)
 
-    def keyed(self, turn: str | None) -> list[tuple[_Sig, int, TimelineLine]]:
-        seen: Counter[_Sig] = Counter()
+    def add(self, line: TimelineLine) -> str | None:
+        """Take one line; returns its turn id when it is that turn's terminal signal."""
+        self._n += 1
+        if _is_artifact(line):
+            return None
+        rec = line.record
+        key = (str(rec.get("session_id", "")), int(rec.get("runtime_sequence", 0)), self._n)
+        turn = rec.get("turn_id")
+        if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
+            slot = (line.kind, str(turn))
+            if slot not in self._kept or key >= self._kept[slot]:
+                self._kept[slot] = key
+                (self.plans if line.kind == "resolved_turn_plan" else self.evidence)[
+                    str(turn)] = rec
+            return None
+        if line.kind == "turn_transition":
+            return None  # transitions carry no identity; signals cover the lifecycle
+        ts = rec.get("runtime_timestamp_ms")
+        if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
+            self.base_ts = ts
+        group = turn if isinstance(turn, str) else None
+        if group in self.dropped_key and key < self.dropped_key[group]:
+            self.late += 1  # older than a record already compared: the verdict may differ
+        self.groups[group].append((key, line))
+        if group is not None and line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
+            return group
+        return None
+
+    def turns(self) -> set[str | None]:
+        return set(self.groups) | set(self.plans)
+
+    def drop(self, turn: str | None) -> None:
+        self.groups.pop(turn, None)
+        if turn is not None:
+            self.plans.pop(turn, None)
+            self.evidence.pop(turn, None)
+            self._kept.pop(("resolved_turn_plan", turn), None)
+            self._kept.pop((EVIDENCE_KIND, turn), None)
+
+    def ordered(self, turn: str | None) -> list[TimelineLine]:
+        return [line for _, line in sorted(self.groups.get(turn, ()), key=lambda t: t[0])]
+
+    def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
+              ) -> list[tuple[_Sig, int, TimelineLine]]:
+        seen: Counter[_Sig] = Counter(self.seen_base.get(turn, ()))
         out = []
-        for line in self.groups.get(turn, []):
-            if line.kind == "control_signal" and line.record.get("signal") in _TERMINAL:
+        for line in self.ordered(turn) if lines is None else lines:
+            if _is_terminal(line):
                 continue
             sig = _signature(line)
             out.append((sig, seen[sig], line))
@@ -128,24 +167,54 @@ class _Side:
         return out
 
     def terminal(self, turn: str | None) -> str | None:
-        for line in self.groups.get(turn, []):
+        if turn in self.terminal_base:
+            return self.terminal_base[turn]
+        for line in self.ordered(turn):
             if line.record.get("signal") in _TERMINAL:
-                reason = line.record.get("reason")
-                return f"{line.record['signal']}({reason})" if reason else line.record["signal"]
+                return _terminal_text(line)
         return None
 
     def texts(self, turn: str | None) -> dict[str | None, str]:
         out: dict[str | None, list[str]] = defaultdict(list)
-        for line in self.groups.get(turn, []):
-            text = (line.payload or {}).get("text")
-            final = (line.payload or {}).get("is_final", True)
-            if isinstance(text, str) and final:
-                out[line.record.get("node_id")].append(text)
+        for node, parts in self.text_base.get(turn, {}).items():
+            out[node].extend(parts)
+        for line in self.ordered(turn):
+            _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
+
+    def drop_prefix(self, turn: str | None, count: int) -> None:
+        """Forget the first ``count`` lines of a group (compared), keeping what the rest
+        of its comparison needs: occurrence numbers, output texts, the terminal."""
+        group = sorted(self.groups.get(turn, ()), key=lambda t: t[0])
+        texts = self.text_base[turn]
+        for key, line in group[:count]:
+            self.dropped_key[turn] = key
+            if line.record.get("signal") in _TERMINAL:
+                self.terminal_base.setdefault(turn, _terminal_text(line))
+            if not _is_terminal(line):
+                self.seen_base[turn][_signature(line)] += 1
+            _add_text(texts, line)
+        self.groups[turn] = group[count:]
 
     def offset(self, line: TimelineLine) -> int | None:
         ts = line.record.get("runtime_timestamp_ms")
         return ts - self.base_ts if isinstance(ts, int) and self.base_ts is not None else None
+
+
+def _is_terminal(line: TimelineLine) -> bool:
+    return line.kind == "control_signal" and line.record.get("signal") in _TERMINAL
+
+
+def _terminal_text(line: TimelineLine) -> str:
+    reason = line.record.get("reason")
+    return f"{line.record['signal']}({reason})" if reason else str(line.record["signal"])
+
+
+def _add_text(out: dict[str | None, list[str]], line: TimelineLine) -> None:
+    text = (line.payload or {}).get("text")
+    final = (line.payload or {}).get("is_final", True)
+    if isinstance(text, str) and final:
+        out.setdefault(line.record.get("node_id"), []).append(text)
 
 
 def _class_of_missing(sig: _Sig) -> DivergenceClass:
@@ -173,8 +242,95 @@ def _describe(sig: _Sig) -> str:
     return f"{kind}:{label or sig[2]}{node}"
 
 
+class _Settled:
+    """The compared prefix of a long group (the session scope of a streamed replay)."""
+
+    def __init__(self) -> None:
+        self.offset = 0  # matched records compared so far (ORDERING positions continue)
+        self.ordering: Divergence | None = None
+        self.pairs: list[Divergence] = []
+
+
+def _check_pair(turn: str | None, sig: _Sig, el: TimelineLine, al: TimelineLine, exp: _Side,
+                act: _Side, tol: ReplayTolerances, out: list[Divergence]) -> None:
+    """TIMING, AUTHORITY and reason findings of one matched pair of records."""
+    def add(cls: DivergenceClass, message: str, expected: object, actual: object) -> None:
+        out.append(Divergence(divergence_class=cls, message=message, turn_id=turn,
+                              event_ids=(str(el.record.get("event_id")),),
+                              expected=None if expected is None else str(expected),
+                              actual=None if actual is None else str(actual)))
+
+    eo, ao = exp.offset(el), act.offset(al)
+    if eo is not None and ao is not None and abs(eo - ao) > tol.timing_ms:
+        add(DivergenceClass.TIMING,
+            f"{_describe(sig)} moved by {ao - eo} ms (tolerance {tol.timing_ms} ms)", eo, ao)
+    if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
+        add(DivergenceClass.AUTHORITY, f"{_describe(sig)} authority_epoch differs",
+            el.record.get("authority_epoch"), al.record.get("authority_epoch"))
+    if sig[1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
+            el.record.get("reason") != al.record.get("reason"):
+        add(_class_of_missing(sig), f"{_describe(sig)} reason differs",
+            el.record.get("reason"), al.record.get("reason"))
+
+
+def _ordering(turn: str | None, e_order: list[tuple[_Sig, int]], a_order: list[tuple[_Sig, int]],
+              offset: int) -> Divergence | None:
+    if e_order == a_order:
+        return None
+    i = next(i for i, (x, y) in enumerate(zip(e_order, a_order, strict=True)) if x != y)
+    return Divergence(divergence_class=DivergenceClass.ORDERING,
+                      message=f"records in a different order from position {offset + i}",
+                      turn_id=turn, event_ids=(), expected=_describe(e_order[i][0]),
+                      actual=_describe(a_order[i][0]))
+
+
+def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st: _Settled,
+            margin: int) -> None:
+    """Compare and drop the longest prefix of a group that both sides agree is complete.
+
+    The prefix ends where the records matched so far are the same set on both sides
+    (nothing in it can match a later record); the newest ``margin`` records of each side
+    stay (records may still arrive slightly out of order).
+    """
+    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)
+    ek = exp.keyed(turn, e_lines[:max(0, len(e_lines) - margin)])
+    ak = act.keyed(turn, a_lines[:max(0, len(a_lines) - margin)])
+    pend_e: set[tuple[_Sig, int]] = set()
+    pend_a: set[tuple[_Sig, int]] = set()
+    m = 0
+    for i, (e, a) in enumerate(zip(ek, ak, strict=False)):
+        ke, ka = (e[0], e[1]), (a[0], a[1])
+        if ke in pend_a:
+            pend_a.remove(ke)
+        else:
+            pend_e.add(ke)
+        if ka in pend_e:
+            pend_e.remove(ka)
+        else:
+            pend_a.add(ka)
+        if not pend_e and not pend_a:
+            m = i + 1
+    if m == 0:
+        return
+    e_order = [(sg, n) for sg, n, _ in ek[:m]]
+    a_order = [(sg, n) for sg, n, _ in ak[:m]]
+    if st.ordering is None:
+        st.ordering = _ordering(turn, e_order, a_order, st.offset)
+    partner = {(sg, n): ln for sg, n, ln in ak[:m]}
+    for sg, n, el in ek[:m]:
+        _check_pair(turn, sg, el, partner[sg, n], exp, act, tol, st.pairs)
+    st.offset += m
+    # drop through the last compared record (terminal lines before it go too)
+    exp.drop_prefix(turn, _position(e_lines, ek[m - 1][2]) + 1)
+    act.drop_prefix(turn, _position(a_lines, ak[m - 1][2]) + 1)
+
+
+def _position(lines: list[TimelineLine], line: TimelineLine) -> int:
+    return next(i for i, ln in enumerate(lines) if ln is line)
+
+
 def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances,
-                  out: list[Divergence]) -> None:
+                  out: list[Divergence], settled: _Settled | None = None) -> None:
     def add(cls: DivergenceClass, message: str, expected: object = None, actual: object = None,
             ids: tuple[str, ...] = ()) -> None:
         out.append(Divergence(divergence_class=cls, message=message, turn_id=turn, event_ids=ids,
@@ -225,26 +381,13 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
     common = e_ids.keys() & a_ids.keys()
     e_order = [(s, n) for s, n, _ in ek if (s, n) in common]
     a_order = [(s, n) for s, n, _ in ak if (s, n) in common]
-    if e_order != a_order:
-        i = next(i for i, (x, y) in enumerate(zip(e_order, a_order, strict=True)) if x != y)
-        add(DivergenceClass.ORDERING, f"records in a different order from position {i}",
-            _describe(e_order[i][0]), _describe(a_order[i][0]))
+    st = settled or _Settled()
+    ordering = st.ordering or _ordering(turn, e_order, a_order, st.offset)
+    if ordering is not None:
+        out.append(ordering)
+    out.extend(st.pairs)
     for key in e_order:
-        el, al = e_ids[key], a_ids[key]
-        ids = (str(el.record.get("event_id")),)
-        eo, ao = exp.offset(el), act.offset(al)
-        if eo is not None and ao is not None and abs(eo - ao) > tol.timing_ms:
-            add(DivergenceClass.TIMING,
-                f"{_describe(key[0])} moved by {ao - eo} ms (tolerance {tol.timing_ms} ms)",
-                eo, ao, ids)
-        if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
-            add(DivergenceClass.AUTHORITY, f"{_describe(key[0])} authority_epoch differs",
-                el.record.get("authority_epoch"), al.record.get("authority_epoch"), ids)
-        if key[0][1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
-                el.record.get("reason") != al.record.get("reason"):
-            cls = _class_of_missing(key[0])
-            add(cls, f"{_describe(key[0])} reason differs",
-                el.record.get("reason"), al.record.get("reason"), ids)
+        _check_pair(turn, key[0], e_ids[key], a_ids[key], exp, act, tol, out)
 
 
 def compare_timelines(
@@ -256,10 +399,107 @@ def compare_timelines(
     mode: ReplayMode = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
 ) -> DivergenceReport:
     """Compare two timelines (TimelineEntry, TimelineLine or line mappings)."""
-    tol = tolerances or ReplayTolerances()
-    exp, act = _Side(as_lines(expected)), _Side(as_lines(actual))
-    findings: list[Divergence] = []
-    turns = set(exp.groups) | set(act.groups) | set(exp.plans) | set(act.plans)
-    for turn in sorted(turns, key=lambda t: (t is not None, str(t))):
-        _compare_turn(turn, exp, act, tol, findings)
-    return DivergenceReport.build(mode, findings, tol, policy)
+    comparison = TurnwiseComparison(tolerances=tolerances, policy=policy, mode=mode,
+                                    close_turns=False)
+    for line in as_lines(expected):
+        comparison.add_expected(line)
+    for line in as_lines(actual):
+        comparison.add_actual(line)
+    return comparison.finish()
+
+
+class TurnwiseComparison:
+    """:func:`compare_timelines` fed line by line, comparing each turn once it is over.
+
+    A turn is over on a side when that side has shown the terminals (commit/abort) of
+    :data:`CLOSE_AFTER` later turns; a turn over on both sides is compared and its lines
+    dropped, so a streamed replay keeps only the open turns. Everything else (the
+    session-scoped group, turns without a terminal on a side) is compared by
+    :meth:`finish`. The findings and their order are those of :func:`compare_timelines`
+    as long as no record of a turn arrives after it is over (:attr:`late_lines` counts
+    any that do) and the first record of a side carries its earliest timestamp.
+    """
+
+    CLOSE_AFTER = 2
+    #: the session-scoped group is compared in prefixes once it holds this many records
+    #: per side (the newest MARGIN stay for records that arrive slightly out of order)
+    SETTLE_EVERY = 1024
+    MARGIN = 256
+
+    def __init__(self, *, tolerances: ReplayTolerances | None = None,
+                 policy: DivergencePolicy | None = None,
+                 mode: ReplayMode = ReplayMode.PLAYBACK_RECORDED_PROVIDER_OUTPUTS,
+                 close_turns: bool = True) -> None:
+        self.tol = tolerances or ReplayTolerances()
+        self.policy = policy
+        self.mode = mode
+        self.close_turns = close_turns
+        self.exp, self.act = _Side(), _Side()
+        self.findings: dict[str | None, list[Divergence]] = {}
+        self._late = 0
+        self._settled = _Settled()
+        self._settle_at = self.SETTLE_EVERY
+        self._terminals: tuple[list[str], list[str]] = ([], [])
+        self._over: tuple[set[str], set[str]] = (set(), set())
+
+    def add_expected(self, line: TimelineLine) -> None:
+        self._add(0, self.exp, line)
+
+    def add_actual(self, line: TimelineLine) -> None:
+        self._add(1, self.act, line)
+
+    @property
+    def waiting_for_expected(self) -> bool:
+        """Turns over in the actual timeline that the expected one has not closed yet."""
+        return bool(self._over[1] - self._over[0])
+
+    @property
+    def late_lines(self) -> int:
+        """Records that arrived after their turn (or an older part of the session scope)
+        was compared; 0 means the report is exactly :func:`compare_timelines`'s."""
+        return self._late + self.exp.late + self.act.late
+
+    def _add(self, i: int, side: _Side, line: TimelineLine) -> None:
+        turn = line.record.get("turn_id")
+        if turn in self.findings and not _is_artifact(line):
+            self._late += 1
+        ended = side.add(line)
+        if not self.close_turns:
+            return
+        if ended is None:
+            sizes = (len(self.exp.groups.get(None, ())), len(self.act.groups.get(None, ())))
+            if min(sizes) >= self._settle_at:
+                _settle(None, self.exp, self.act, self.tol, self._settled, self.MARGIN)
+                # a prefix that does not settle yet (a divergence): try again after more
+                self._settle_at = min(len(self.exp.groups.get(None, ())),
+                                      len(self.act.groups.get(None, ()))) + self.SETTLE_EVERY
+            return
+        order = self._terminals[i]
+        if ended in order:
+            return
+        order.append(ended)
+        if len(order) > self.CLOSE_AFTER:
+            over = order.pop(0)
+            self._over[i].add(over)
+            if over in self._over[1 - i]:
+                self._compare(over)
+
+    def _compare(self, turn: str | None) -> None:
+        out: list[Divergence] = []
+        _compare_turn(turn, self.exp, self.act, self.tol, out,
+                      self._settled if turn is None else None)
+        self.findings[turn] = out
+        self.exp.drop(turn)
+        self.act.drop(turn)
+        if turn is not None:
+            self._over[0].discard(turn)
+            self._over[1].discard(turn)
+
+    def finish(self) -> DivergenceReport:
+        """Compare what is left and build the report (turns in :func:`compare_timelines`
+        order: session scope first, then by turn id)."""
+        for turn in (self.exp.turns() | self.act.turns()) - set(self.findings):
+            self._compare(turn)
+        ordered = sorted(self.findings, key=lambda t: (t is not None, str(t)))
+        return DivergenceReport.build(self.mode, [f for t in ordered for f in self.findings[t]],
+                                      self.tol, self.policy)

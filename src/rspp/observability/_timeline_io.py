@@ -140,8 +140,7 @@ def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
 _Item = tuple[int, object]
 
 
-def _json_lines(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
-    number = 0
+def _json_lines(name: str, f: IO[bytes], payloads: bool, number: int = 0) -> Iterator[_Item]:
     while True:
         raw = f.readline(MAX_LINE_BYTES + 1)
         if not raw:
@@ -159,8 +158,8 @@ def _json_lines(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
         yield number, _decode(name, number, raw, msgpack=False, payloads=payloads)
 
 
-def _msgpack_frames(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
-    number = 0
+def _msgpack_frames(name: str, f: IO[bytes], payloads: bool, number: int = 0
+                    ) -> Iterator[_Item]:
     while True:
         head = f.read(4)
         if not head:
@@ -181,13 +180,17 @@ def _msgpack_frames(name: str, f: IO[bytes], payloads: bool) -> Iterator[_Item]:
         yield number, _decode(name, number, body, msgpack=True, payloads=payloads)
 
 
-def iter_values(path: str | Path, *, payloads: bool = True) -> Iterator[tuple[int, object]]:
+def iter_values(path: str | Path, *, payloads: bool = True, offsets: list[int] | None = None,
+                start: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, object]]:
     """Stream ``(line number, decoded value)`` of a JSON Lines / MessagePack file.
 
     The value is a :class:`TimelineFormatError` for a line that does not decode
     (and, with line 0, for a file that cannot be read); nothing is raised. Without
     ``payloads`` each line becomes ``{"kind", "record", "payload": None}`` and its
     payload is skipped, not decoded (faster for tools that only read records).
+    ``start`` = (byte offset, line number before it) resumes reading at a line
+    boundary; with ``offsets`` (a one-item list) the byte offset of the line just
+    yielded is kept in ``offsets[0]``.
     """
     file = Path(path)
     name = str(file)
@@ -201,20 +204,30 @@ def iter_values(path: str | Path, *, payloads: bool = True) -> Iterator[tuple[in
             first = f.peek(1)[:1]
             msgpack = file.suffix in {".msgpack", ".mpk"} or (
                 bool(first) and first not in (b"{", b" ", b"\n", b"\r", b"\t"))
-            yield from (_msgpack_frames if msgpack else _json_lines)(name, f, payloads)
+            f.seek(start[0])
+            lines = (_msgpack_frames if msgpack else _json_lines)(name, f, payloads, start[1])
+            if offsets is None:
+                yield from lines
+                return
+            offsets[0] = f.tell()
+            for item in lines:
+                yield item
+                offsets[0] = f.tell()
         except OSError as exc:
             yield 0, TimelineFormatError(name, 0, f"cannot read file: {exc.strerror or exc}")
 
 
 def iter_timeline(
-    path: str | Path, *, payloads: bool = True
+    path: str | Path, *, payloads: bool = True, offsets: list[int] | None = None,
+    start: tuple[int, int] = (0, 0),
 ) -> Iterator[TimelineLine | TimelineFormatError]:
     """Stream the lines of a timeline file; bad lines (and a missing file) are errors.
 
-    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None).
+    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None);
+    ``offsets`` and ``start`` as in :func:`iter_values`.
     """
     name = str(path)
-    for number, value in iter_values(path, payloads=payloads):
+    for number, value in iter_values(path, payloads=payloads, offsets=offsets, start=start):
         yield value if isinstance(value, TimelineFormatError) else _shape(name, number, value)
 
 

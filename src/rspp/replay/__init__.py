@@ -26,7 +26,7 @@ from rspp.replay._session_factory import (
     SessionFactory,
     kernel_session,
 )
-from rspp.replay._source import Recording, load_recording
+from rspp.replay._source import Recording, SessionSpan, load_recording, timeline_sessions
 
 __all__ = [
     "DEFAULT_PROVIDER_NODE_TYPES",
@@ -43,9 +43,11 @@ __all__ = [
     "RigSession",
     "SessionFactory",
     "SessionRig",
+    "SessionSpan",
     "kernel_session",
     "load_recording",
     "replay",
     "replay_report_json",
     "replay_summary_text",
+    "timeline_sessions",
 ]

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +60,8 @@ from rspp.contracts import (
     ReplayTolerances,
 )
 from rspp.kernel import NodeRegistry
-from rspp.observability._compare import compare_timelines, compare_view
-from rspp.observability._timeline_io import as_line
+from rspp.observability._compare import TurnwiseComparison, compare_timelines, compare_view
+from rspp.observability._timeline_io import TimelineLine, as_line
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
 from rspp.replay._rig import (
@@ -140,12 +140,19 @@ class ReplayResult:
     #: the recording's plan lists the replay modes its policy allows; outside them the
     #: replay still runs and says so here
     notes: tuple[str, ...] = ()
+    #: candidate lines produced (a streamed replay compares them as they come and keeps
+    #: none in :attr:`lines`)
+    line_count: int = -1
+
+    @property
+    def candidate_lines(self) -> int:
+        return self.line_count if self.line_count >= 0 else len(self.lines)
 
     def summary(self) -> dict[str, Any]:
         counts = {c.name: n for c, n in self.report.counts.items()}
         return {"mode": self.mode.value, "decision_mode": self.decision_mode.value,
                 "passed": self.report.passed, "divergences": counts,
-                "ingress_events": self.cursor.total, "candidate_lines": len(self.lines),
+                "ingress_events": self.cursor.total, "candidate_lines": self.candidate_lines,
                 "provider_outputs_served": self.provider_outputs_served,
                 "decisions_replayed": list(self.decisions_replayed), "notes": list(self.notes)}
 
@@ -205,8 +212,13 @@ class ReplayEngine:
                               external_transport=self.transport.present,
                               session_factory=session_factory)
         self.rig.sink = opts.line_sink
-        if opts.lean:
-            self.rig.keep = _lean_line
+        self._comparison: TurnwiseComparison | None = None
+        self._expected: Iterator[TimelineLine] | None = None
+        if opts.lean:  # compare turn by turn as the candidate lines come
+            self._comparison = TurnwiseComparison(tolerances=opts.tolerances,
+                                                  policy=opts.policy, mode=opts.mode)
+            self._expected = recording.expected_lines()
+            self.rig.keep = self._candidate_line
         self._transport_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
             local = LocalAdmission(self.rig.clock)
@@ -219,7 +231,7 @@ class ReplayEngine:
         self.paused = False
         self._started = False
         self._finished: ReplayResult | None = None
-        self._digest = recording_digest(recording.session_id, [
+        self._digest = recording.ingress_digest or recording_digest(recording.session_id, [
             str(it.line.record.get("event_id")) for it in recording.ingress])
 
     # ---------------------------------------------------------------- cursor
@@ -233,7 +245,7 @@ class ReplayEngine:
             mode=self.options.mode, decision_mode=self.options.decision_mode,
             position=self.position, total=self.total,
             runtime_sequence=self.rig.session._seq,
-            runtime_ms=self.rig.timebase.runtime_ms(), lines=len(self.rig.lines),
+            runtime_ms=self.rig.timebase.runtime_ms(), lines=self.rig.flushed,
             paused=self.paused)
 
     async def start(self) -> ReplayCursor:
@@ -337,20 +349,43 @@ class ReplayEngine:
         await self.rig.stop()
         await self._stop_transport()
         opts = self.options
-        report = compare_timelines(self.recording.lines, self.rig.lines,
-                                   tolerances=opts.tolerances, policy=opts.policy,
-                                   mode=opts.mode)
+        if self._comparison is not None:
+            self._feed_expected(everything=True)
+            report = self._comparison.finish()
+        else:
+            report = compare_timelines(self.recording.lines, self.rig.lines,
+                                       tolerances=opts.tolerances, policy=opts.policy,
+                                       mode=opts.mode)
         served = self.rig.playback.served if self.rig.playback is not None else 0
         replayed = tuple(self._admission.replayed) if self._admission is not None else ()
         allowed = self.recording.allowed_modes
         notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
                       f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
                       if allowed and m.value not in allowed)
+        if self._comparison is not None and self._comparison.late_lines:
+            notes += (f"{self._comparison.late_lines} records arrived after their turn was "
+                      "compared (streamed comparison); compare the whole timelines to be exact",)
         self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
                                       decision_mode=opts.decision_mode, cursor=cursor,
                                       provider_outputs_served=served,
-                                      decisions_replayed=replayed, notes=notes)
+                                      decisions_replayed=replayed, notes=notes,
+                                      line_count=self.rig.flushed)
         return self._finished
+
+    def _candidate_line(self, line: dict[str, object]) -> None:
+        assert self._comparison is not None
+        self._comparison.add_actual(compare_view(as_line(line)))
+        if self._comparison.waiting_for_expected:
+            self._feed_expected()
+
+    def _feed_expected(self, *, everything: bool = False) -> None:
+        """Read the recording on until it closed the turns the candidate closed (or all)."""
+        comparison, lines = self._comparison, self._expected
+        assert comparison is not None and lines is not None
+        for line in lines:
+            comparison.add_expected(line)
+            if not everything and not comparison.waiting_for_expected:
+                return
 
     async def _session_end(self) -> None:
         """The client left while a turn was Active (a hang-up): the recording ends that turn
@@ -380,11 +415,6 @@ class ReplayEngine:
             if not task.cancelled() and task.exception() is not None:
                 raise ReplayError(f"replaying the recorded transport signals failed: "
                                   f"{task.exception()}")
-
-
-def _lean_line(line: dict[str, object]) -> dict[str, object]:
-    view = compare_view(as_line(line))
-    return {"kind": view.kind, "record": view.record, "payload": view.payload}
 
 
 class _LateAdmission:

@@ -44,7 +44,7 @@ def replay_report_json(result: ReplayResult, *, recording: str = "",
         "tolerances": msgspec.to_builtins(r.tolerances),
         "fail_on": [c.name for c in r.policy.fail_on],
         "ingress_events": result.cursor.total,
-        "candidate_lines": len(result.lines),
+        "candidate_lines": result.candidate_lines,
         "provider_outputs_served": result.provider_outputs_served,
         "decisions_replayed": list(result.decisions_replayed),
         "notes": list(result.notes),
@@ -62,7 +62,7 @@ def replay_summary_text(result: ReplayResult, *, max_findings: int = 20) -> str:
     r = result.report
     verdict = "PASS" if r.passed else "FAIL (" + ", ".join(failing_classes(result)) + ")"
     lines = [f"replay {result.mode.value} / {result.decision_mode.value}: {verdict}",
-             f"ingress events {result.cursor.total}, candidate lines {len(result.lines)}, "
+             f"ingress events {result.cursor.total}, candidate lines {result.candidate_lines}, "
              f"provider outputs served {result.provider_outputs_served}",
              "divergences: " + ", ".join(f"{c.name}={r.counts.get(c, 0)}"
                                           for c in DivergenceClass)]

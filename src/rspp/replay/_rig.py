@@ -142,8 +142,10 @@ class SessionRig:
         self.lines: list[dict[str, object]] = []
         #: every new line, whole, as it is flushed (a streamed replay writes it out)
         self.sink: Callable[[dict[str, object]], None] | None = None
-        #: what :attr:`lines` keeps of a line (a streamed replay: the comparator's view)
-        self.keep: Callable[[dict[str, object]], dict[str, object]] | None = None
+        #: a streamed replay takes each line here instead of keeping it in :attr:`lines`
+        self.keep: Callable[[dict[str, object]], None] | None = None
+        #: lines flushed so far (kept in :attr:`lines` or handed to :attr:`keep`)
+        self.flushed = 0
         self.playback = playback
         base = registry or default_registry
         wrap: Callable[[type[Any]], type[Any]]
@@ -328,8 +330,11 @@ class SessionRig:
         if self.sink is not None:
             for line in new:
                 self.sink(line)
+        self.flushed += len(new)
         if self.keep is not None:
-            new = [self.keep(line) for line in new]
+            for line in new:
+                self.keep(line)
+            return new
         self.lines.extend(new)
         return new
 

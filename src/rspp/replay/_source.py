@@ -32,12 +32,16 @@ from rspp.contracts import DecisionOutcome, OutcomeKind, RecordingLevel
 from rspp.kernel import Event
 from rspp.observability._compare import compare_view
 from rspp.observability._errors import TimelineFormatError
+from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
 from rspp.replay._codec import decode_event
+from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
+from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressItem", "LineFetcher", "Recording", "load_recording"]
+__all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
+           "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
@@ -76,9 +80,10 @@ class LineFetcher:
     that look-ahead, not by the file.
     """
 
-    def __init__(self, path: str, needed: set[int]) -> None:
+    def __init__(self, path: str, needed: set[int], span: SessionSpan | None = None) -> None:
         self.path = path
         self.needed = needed
+        self.span = span
         self.buffer: dict[int, TimelineLine] = {}
         self.peak = 0
         self._lines: Iterator[TimelineLine | TimelineFormatError] | None = None
@@ -89,7 +94,7 @@ class LineFetcher:
         if found is not None:
             return found
         if self._lines is None:
-            self._lines = iter_timeline(self.path)
+            self._lines = span_lines(self.path, self.span)
         for item in self._lines:
             if isinstance(item, TimelineFormatError):
                 continue
@@ -106,6 +111,52 @@ class LineFetcher:
         if isinstance(lines, Generator):
             lines.close()
         self.buffer.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpan:
+    """Where one session's lines are in a many-session timeline file."""
+
+    session_id: str
+    start: tuple[int, int]  # byte offset of its first line, line number before it
+    last_line: int
+
+
+def timeline_sessions(path: str | Path) -> list[SessionSpan]:
+    """The sessions of a timeline file in order of first appearance (one pass over the
+    records, payloads skipped; memory per session, not per line)."""
+    offsets = [0]
+    spans: dict[str, tuple[tuple[int, int], int]] = {}
+    current: str | None = None
+    for item in iter_timeline(path, payloads=False, offsets=offsets):
+        if isinstance(item, TimelineFormatError):
+            continue
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current is not None:  # a record without session_id (a plan) joins the one before
+            first = spans[current][0] if current in spans else (offsets[0], item.line - 1)
+            spans[current] = (first, item.line)
+    return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
+
+
+def span_lines(path: str, span: SessionSpan | None) -> Iterator[TimelineLine | TimelineFormatError]:
+    """The lines of one session of a file (all lines without ``span``)."""
+    if span is None:
+        yield from iter_timeline(path)
+        return
+    current: object = None
+    for item in iter_timeline(path, start=span.start):
+        if isinstance(item, TimelineFormatError):
+            yield item
+            continue
+        if item.line > span.last_line:
+            return
+        sid = item.record.get("session_id")
+        if isinstance(sid, str):
+            current = sid
+        if current == span.session_id:  # records without session_id: as in timeline_sessions
+            yield item
 
 
 @dataclass(slots=True)
@@ -131,11 +182,28 @@ class Recording:
     #: ``outcome=continue``: a file run that is not real time), True (enforced), None
     #: (no budget ran out); a replay does the same
     budgets_enforced: bool | None = None
-    #: streamed (``load_recording(path, stream=True)``): :attr:`lines` are the comparator's
-    #: reduced views and payloads are read again from the file when needed
+    #: streamed (``load_recording(path, stream=True)``): :attr:`lines` holds only the
+    #: first plan, the control signals the engine replays (transport signals, turn
+    #: proposals, a hang-up) and the evidence's provider invocations, the
+    #: comparison reads the file again (:meth:`expected_lines`) and payloads are read
+    #: again when fed
     fetcher: LineFetcher | None = None
+    #: the session of a many-session file this recording is (streamed recordings)
+    span: SessionSpan | None = None
+    #: identity of the ingress stream (:class:`~rspp.replay.ReplayCursor` matching)
+    ingress_digest: str = ""
     #: lines (numbers) of provider outputs recorded without their payload
     no_payload: frozenset[int] = frozenset()
+
+    def expected_lines(self) -> Iterator[TimelineLine]:
+        """The recorded timeline for the comparison, line by line (a streamed recording
+        reads its file again and yields the comparator's views)."""
+        if self.fetcher is None:
+            yield from self.lines
+            return
+        for item in span_lines(self.source, self.span):
+            if not isinstance(item, TimelineFormatError):
+                yield compare_view(item)
 
     def close(self) -> None:
         """Close the file of a streamed recording."""
@@ -174,7 +242,8 @@ class Recording:
                 load: Callable[[], Event] | None = None
                 if self.fetcher is None:
                     ev = _decode(ln, where)
-                else:
+                else:  # read again when served (only what playback serves is needed)
+                    self.fetcher.needed.add(ln.line)
                     load = partial(_fetch_event, self.fetcher, ln.line, where)
                 if m is not None:
                     turn = ln.record.get("turn_id")
@@ -211,12 +280,14 @@ def _int(line: TimelineLine, name: str, source: str) -> int:
 
 
 def load_recording(path_or_lines: str | Path | Iterable[object], *,
-                   stream: bool = False) -> Recording:
+                   stream: bool = False, span: SessionSpan | None = None) -> Recording:
     """Decode a recording; raises :class:`ReplayInputError` on anything unusable.
 
     With ``stream`` (a file only) the file is read once line by line and only what the
     replay compares is kept (:func:`~rspp.observability.compare_view` of each line);
     ingress and provider payloads are read again, in file order, when they are fed.
+    ``span`` (streamed only; see :func:`timeline_sessions`) reads one session of a
+    many-session file.
     """
     errors: list[TimelineFormatError] = []
     n_errors = 0
@@ -226,7 +297,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
-        items = iter_timeline(source)
+        items = span_lines(source, span if stream else None)
     else:
         source = "<lines>"
         stream = False
@@ -240,6 +311,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     decisions: dict[str, DecisionOutcome] = {}
     no_payload: set[int] = set()
     ran_out: list[str] = []
+    walls: dict[str, int] = {}
+    count = 0
     bare: dict[int, str] = {}  # ingress lines without payload -> the level that keeps it
     pending: ReplayInputError | None = None  # the first bad record, raised after the checks
     for item in items:
@@ -260,7 +333,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             t0 = ln
         kept = compare_view(ln) if stream else ln
         if ln.kind == "resolved_turn_plan":
-            plans.append(kept)
+            _wall(ln, walls)
+            if not stream or not plans:
+                plans.append(kept)
         elif ln.kind == "event_record":
             edge = str(rec.get("edge_id") or "")
             node = rec.get("node_id")
@@ -272,7 +347,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 try:
                     ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
                                                _int(ln, "runtime_timestamp_ms", source),
-                                               edge.removeprefix("input."), kept))
+                                               edge.removeprefix("input."),
+                                               _stub(ln) if stream else ln))
                 except ReplayInputError as exc:
                     pending = pending or exc
             elif isinstance(node, str) and edge.startswith(f"{node}.") and \
@@ -287,20 +363,29 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             except msgspec.ValidationError as exc:
                 pending = pending or ReplayInputError(
                     f"{source}:{ln.line}: bad decision_outcome: {exc}")
-                lines.append(kept)
+                count += 1
                 continue
             if outcome.outcome_kind in _TURN_DECISIONS and outcome.turn_id is not None:
                 decisions.setdefault(outcome.turn_id, outcome)
         elif ln.kind == "control_signal" and rec.get("signal") == "budget_exhausted" \
                 and str(rec.get("reason", "")).startswith("turn:"):
             ran_out.append(str(rec.get("reason", "")))
-        lines.append(kept)
+        count += 1
+        if not stream:
+            lines.append(ln)
+        elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
+                                            and _replayed_signal(rec)):
+            lines.append(kept)
+        elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
+            lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
+                "turn_id": rec.get("turn_id"),
+                "provider_invocations": rec.get("provider_invocations")}))
     if errors:
         shown = "; ".join(str(e) for e in errors)
         more = f" (and {n_errors - 3} more)" if n_errors > 3 else ""
         raise ReplayInputError(f"{shown}{more}; every line must be "
                                '{"kind": ..., "record": {...}, "payload": {...}?}')
-    if not lines:
+    if not count:
         raise ReplayInputError(f"{source}: the timeline is empty; record a session first")
     if first is None:
         raise ReplayInputError(f"{source}: no record carries record.session_id and "
@@ -340,25 +425,51 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 f"--record-level {bare[it.line.line]}`")
     fetcher = None
     if stream:
-        needed = {it.line.line for it in ingress}
-        needed.update(ln.line for lns in provider.values() for ln in lns)
-        fetcher = LineFetcher(source, needed)
-    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port, it.line, fetcher)
+        fetcher = LineFetcher(source, {it.line.line for it in ingress}, span)
+    digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
+                                           for it in ingress])
+    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
+                           TimelineLine(line=it.line.line, kind=it.line.kind, record=_NO_RECORD)
+                           if stream else it.line, fetcher)
                for i, it in enumerate(ingress)]
-    walls: dict[str, int] = {}
-    for ln in plans:
-        for inp in (ln.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
-            ref = str(inp.get("evidence_ref", ""))
-            if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
-                    and ref[8:].isdigit():
-                walls[str(ln.record.get("turn_id"))] = int(ref[8:])
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      allowed_modes=allowed, budgets_enforced=enforced,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
+                     ingress_digest=digest, span=span if stream else None,
                      no_payload=frozenset(no_payload))
+
+
+def _replayed_signal(rec: dict[str, Any]) -> bool:
+    """A control signal the replay engine reads from the recording: transport signals,
+    turn proposals (a non-audio input's turn opens there) and a hang-up's abort."""
+    return rec.get("emitted_by") in _TRANSPORT_EMITTERS or \
+        rec.get("signal") == "turn_open_proposed" or \
+        (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
+
+
+def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
+    return plans[0] if plans else None
+
+
+def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
+    """The plan's captured turn-start wall clock (``turn_start_wall_ms``), if any."""
+    for inp in (plan.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
+        ref = str(inp.get("evidence_ref", ""))
+        if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
+                and ref[8:].isdigit():
+            walls[str(plan.record.get("turn_id"))] = int(ref[8:])
+
+
+_NO_RECORD: dict[str, Any] = {}
+
+
+def _stub(line: TimelineLine) -> TimelineLine:
+    """What a streamed recording keeps of an ingress line: its number and event id."""
+    return TimelineLine(line=line.line, kind=line.kind,
+                        record={"event_id": line.record.get("event_id")})
 
 
 def compare_view_with_parent(line: TimelineLine) -> TimelineLine:

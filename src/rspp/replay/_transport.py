@@ -50,7 +50,8 @@ __all__ = ["CONNECTION_SIGNALS", "TRANSPORT_SIGNALS", "RecordedTransport", "Tran
 TRANSPORT_SIGNALS = frozenset({"playback_started", "playback_completed"})
 #: connection signals of live transports (session scoped; ``stall`` aborts the active turn)
 CONNECTION_SIGNALS = frozenset({"connected", "disconnected", "stall", "ended"})
-_EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
+TRANSPORT_EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
+_EMITTERS = TRANSPORT_EMITTERS
 
 
 class TransportTarget(Protocol):

@@ -73,8 +73,12 @@ def parse_phone_number(text: str, default_pipeline: str | None) -> tuple[str, Ph
 
 
 def twilio_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
-    """The carrier's request signature: base64 HMAC-SHA1 of URL + sorted name/value pairs."""
-    data = url + "".join(k + v for k, v in sorted(params, key=lambda kv: kv[0]))
+    """The carrier's request signature: base64 HMAC-SHA1 of the URL followed by every form
+    field name and value, names sorted (a repeated name: its distinct values, sorted)."""
+    by_name: dict[str, set[str]] = {}
+    for k, v in params:
+        by_name.setdefault(k, set()).add(v)
+    data = url + "".join(k + v for k in sorted(by_name) for v in sorted(by_name[k]))
     digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 

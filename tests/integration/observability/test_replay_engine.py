@@ -21,6 +21,7 @@ from rspp.observability import (
     EVIDENCE_KIND,
     JsonLinesFileSink,
     MsgpackFileSink,
+    TurnwiseComparison,
     as_lines,
     compare_timelines,
 )
@@ -332,10 +333,20 @@ async def test_barge_in_session_replays_identically(tmp_path: Path) -> None:
                and f.actual == "commit" for f in diff.findings)
 
 
-async def test_streamed_recording_replays_with_the_same_report(tmp_path: Path) -> None:
-    """`rspp replay`'s streamed path: reduced lines, payloads re-read in file order."""
+@pytest.mark.parametrize("silence", [None, 5], ids=["calm", "barge-in"])
+async def test_streamed_recording_replays_with_the_same_report(
+        tmp_path: Path, silence: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rspp replay`'s streamed path: the recording is read in passes (payloads re-read in
+    file order), turns are compared as they close and dropped, the session scope in
+    settled prefixes (small here so that it happens many times); same report as a
+    whole-file replay, for identical and divergent replays, with and without cancels."""
+    monkeypatch.setattr(TurnwiseComparison, "SETTLE_EVERY", 12)
+    monkeypatch.setattr(TurnwiseComparison, "MARGIN", 3)
     path = tmp_path / "baseline.jsonl"
-    await record(path, utterances=3)
+    frames = demo_frames(6) if silence is None else demo_frames(6, silence=silence)
+    lines = await record_session(graph(), frames, registry=demo_registry(),
+                                 options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
+    path.write_bytes(b"".join(msgspec.json.encode(line) + b"\n" for line in lines))
     changed = graph("2.0.0", "heard: v2 ")  # a divergent spec: findings must be identical
     for gd in (graph(), changed):
         for mode in (PLAYBACK, RESIM):
@@ -345,8 +356,9 @@ async def test_streamed_recording_replays_with_the_same_report(tmp_path: Path) -
             lean = ReplayOptions(mode=mode, provider_node_types=DEMO_PROVIDER_TYPES, lean=True)
             result = await replay(streamed, gd, **demo_wiring(), options=lean)
             assert result.report == whole.report
-            assert len(result.lines) == len(whole.lines)
+            assert result.candidate_lines == len(whole.lines) and result.lines == []
             # look-ahead: the ingress frames between a node's input and its recorded output
             assert streamed.fetcher is not None
-            assert 0 < streamed.fetcher.peak <= 16 < len(streamed.ingress)
+            # (playback only; a re-simulation reads ingress in file order, no look-ahead)
+            assert (mode is PLAYBACK) <= streamed.fetcher.peak <= 16 < len(streamed.ingress)
             streamed.close()
