@@ -32,9 +32,9 @@ from failover import failover_scenario
 
 pytestmark = pytest.mark.e2e
 
-#: live sessions of the rolling-update test: 4 per runtime keeps it cheap on 2 shared cores
+#: live sessions of the rolling-update test: 3 per runtime keeps it cheap on 2 shared cores
 #: (each answers aloud in real time); ``benchmarks/failover.py`` runs more
-SESSIONS = 12
+SESSIONS = 9
 
 
 @pytest.fixture

@@ -108,6 +108,30 @@ def _call(server: str, api_key: str | None, work: Callable[[_Client], T]) -> T:
         raise typer.Exit(1) from None
 
 
+@cp_app.command("migrate")
+def migrate(
+    db: str = typer.Option(
+        None, "--db", envvar="RSPP_DB", help="Database URL (default: ./rspp-controlplane.db)."
+    ),
+    db_schema: str = typer.Option(
+        None, "--db-schema", help="PostgreSQL schema to use (default: the search_path)."
+    ),
+) -> None:
+    """Bring the control-plane database schema up to date (Alembic) and exit."""
+    from rspp.controlplane import CPError, Store, default_sqlite_url
+
+    async def run() -> None:
+        store = await Store.open(db or default_sqlite_url(), schema=db_schema, migrate=True)
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    except CPError as exc:
+        typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("control-plane database schema is up to date")
+
+
 @cp_app.command("serve")
 def serve(
     db: str = typer.Option(
@@ -119,8 +143,8 @@ def serve(
     db_schema: str = typer.Option(
         None, "--db-schema", help="PostgreSQL schema to use (default: the search_path)."
     ),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8700, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", envvar="RSPP_CP_HOST"),
+    port: int = typer.Option(8700, "--port", envvar="RSPP_CP_PORT"),
     admin_key: str = typer.Option(
         None, "--admin-key", envvar="RSPP_ADMIN_KEY", help="Bootstrap admin key."
     ),
@@ -149,7 +173,7 @@ def serve(
         500, "--failover-interval-ms", min=20, help="How often the failover monitor sweeps."
     ),
     lease_ttl_ms: int = typer.Option(
-        30_000, "--lease-ttl-ms", min=100, max=86_400_000,
+        30_000, "--lease-ttl-ms", min=100, max=86_400_000, envvar="RSPP_CP_LEASE_TTL_MS",
         help="TTL of leases the control plane issues (route, migration) until the runtime "
         "acquires them with its own.",
     ),
@@ -189,8 +213,12 @@ def serve(
         monitor = FailoverMonitor(cp)
         monitor.start()
         try:
+            from rspp.server._process import _Server
+
             config = uvicorn.Config(create_app(cp), host=host, port=port, log_level="warning")
-            server = uvicorn.Server(config)
+            # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
+            # exit 0 (Kubernetes stops pods with SIGTERM)
+            server = _Server(config, lambda: setattr(server, "should_exit", True))
             typer.echo(
                 f"rspp control plane on http://{host}:{port} (db {settings.db_url.split('://')[0]})"
             )
@@ -207,8 +235,9 @@ def serve(
 
     try:
         asyncio.run(run())
-    except KeyboardInterrupt:  # uvicorn re-raises SIGINT after its graceful shutdown
-        typer.echo("control plane stopped")
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        pass
+    typer.echo("control plane stopped")
 
 
 def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:

@@ -21,8 +21,14 @@ def serve(
         None, help="PipelineSpec to publish and serve (embedded mode; default: the offline "
         "voice assistant shipped in the package, the same as "
         "pipelines/examples/voice_assistant.yaml)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
-    port: int = typer.Option(8800, "--port", min=0, max=65535, help="Port (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", envvar="RSPP_HOST",
+                             help="Interface to bind."),
+    port: int = typer.Option(8800, "--port", min=0, max=65535, envvar="RSPP_PORT",
+                             help="Port (0: any free port)."),
+    advertise_url: str | None = typer.Option(
+        None, "--advertise-url", envvar="RSPP_ADVERTISE_URL",
+        help="The transport endpoint clients are routed to (ws://POD_IP:8800); default "
+        "ws://HOST:PORT (the host name when binding every interface)."),
     control_plane: str | None = typer.Option(
         None, "--control-plane", envvar="RSPP_CONTROL_PLANE",
         help="Control-plane URL: run as a stateless runtime of it (no embedded control plane)."),
@@ -37,22 +43,26 @@ def serve(
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
-    runtime_id: str | None = typer.Option(None, "--runtime-id", help="Runtime id to register."),
-    capacity: int = typer.Option(100, "--capacity", min=1, help="Most concurrent sessions."),
+    runtime_id: str | None = typer.Option(None, "--runtime-id", envvar="RSPP_RUNTIME_ID",
+                                          help="Runtime id to register (e.g. the pod name)."),
+    capacity: int = typer.Option(100, "--capacity", min=1, envvar="RSPP_CAPACITY",
+                                 help="Most concurrent sessions."),
     region: str = typer.Option(
-        "default", "--region", help="Region this runtime registers in (routes asking for a "
-        "region prefer its runtimes)."),
+        "default", "--region", envvar="RSPP_REGION",
+        help="Region this runtime registers in (routes asking for a region prefer its "
+        "runtimes)."),
     drain_deadline: float = typer.Option(
-        30.0, "--drain-deadline", min=0.0,
+        30.0, "--drain-deadline", min=0.0, envvar="RSPP_DRAIN_DEADLINE",
         help="Seconds active turns get to finish after SIGTERM before sessions close."),
     drain_mode: str = typer.Option(
         "close", "--drain-mode", envvar="RSPP_DRAIN_MODE",
         help="On SIGTERM, once active turns finished: close each session, or migrate it to "
         "another runtime of the control plane (the client reconnects there)."),
     heartbeat_interval: float = typer.Option(
-        2.0, "--heartbeat-interval", min=0.05, help="Seconds between heartbeats."),
+        2.0, "--heartbeat-interval", min=0.05, envvar="RSPP_HEARTBEAT_INTERVAL",
+        help="Seconds between heartbeats."),
     lease_ttl_ms: int = typer.Option(
-        6000, "--lease-ttl-ms", min=300, max=86_400_000,
+        6000, "--lease-ttl-ms", min=300, max=86_400_000, envvar="RSPP_LEASE_TTL_MS",
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
@@ -122,6 +132,7 @@ def serve(
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
                         api_key=api_key, token_secret=token_secret, db_url=db,
                         runtime_id=runtime_id, capacity=capacity, region=region,
+                        advertise_url=advertise_url,
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,

@@ -109,11 +109,6 @@ class CarrierCall:
         self._seq += 1
         return str(self._seq)
 
-    async def send_raw(self, text: str) -> None:
-        """Any text frame (bad-input tests)."""
-        async with self._send_lock:
-            await self.ws.send(text)
-
     async def media(self, mulaw: bytes) -> None:
         """One ``media`` message of the caller's audio."""
         self._chunk += 1
@@ -126,11 +121,6 @@ class CarrierCall:
     def say(self, mulaw: bytes) -> None:
         """Queue the caller's speech on the line (:meth:`start_line` sends it in real time)."""
         self._speech.extend(mulaw)
-
-    @property
-    def speech_pending(self) -> int:
-        """Bytes of queued speech not sent yet."""
-        return len(self._speech)
 
     def start_line(self) -> None:
         """Send the caller's line continuously, as a carrier does: 20 ms ``media`` messages

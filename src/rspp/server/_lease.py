@@ -57,13 +57,10 @@ class LeaseKeeper:
         self._held(lease, started)
         return lease.epoch
 
-    def valid(self) -> bool:
-        """Our own bound on the lease still holds (measured from before the last renewal
-        request, so never later than the control plane's expiry)."""
-        return self.lost is None and time.monotonic() < self._valid_until
-
     def output_gate(self) -> bool | None:
-        """The transport's authority gate: True while the lease is surely ours; False
+        """The transport's authority gate: True while our own bound on the lease holds
+        (measured from before the last renewal request, so never later than the control
+        plane's expiry) and the lease is surely ours; False
         (hold) once our bound lapsed, until a renewal confirms it (the lease may be passing
         to another runtime); None once it is lost (nothing more may leave)."""
         if self.lost is not None:

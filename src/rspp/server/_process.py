@@ -66,6 +66,8 @@ class ServeOptions:
     token_secret: str | None = None
     db_url: str | None = None
     runtime_id: str | None = None
+    #: the transport endpoint clients are routed to (default ws://HOST:PORT)
+    advertise_url: str | None = None
     capacity: int = 100
     region: str = "default"
     drain_deadline_s: float = 30.0
@@ -103,6 +105,15 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+def _advertised(url: str | None, host: str, port: int) -> str:
+    """The endpoint the control plane routes clients to (never a wildcard address)."""
+    if url:
+        return url.rstrip("/")
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    return f"ws://{host}:{port}"
+
+
 def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,7 +127,7 @@ async def serve(opts: ServeOptions) -> int:
     sock = _bind(opts.host, opts.port)
     host, port = sock.getsockname()[:2]
     base = f"http://{host}:{port}"
-    endpoint = f"ws://{host}:{port}"
+    endpoint = _advertised(opts.advertise_url, host, port)
     cp: ControlPlane | None = None
     monitor: FailoverMonitor | None = None
     cp_app: ASGIApp | None = None

@@ -364,11 +364,3 @@ class RoomAgent:
             with contextlib.suppress(Exception):
                 await self.source.aclose()
         self.ended.set()
-
-    async def run(self, token: str) -> None:
-        """Join, serve until the session closes or the caller leaves, then leave."""
-        try:
-            await self.join(token)
-            await self.handle.wait_closed()
-        finally:
-            await self.leave(self.handle.close_reason or "session_closed")
