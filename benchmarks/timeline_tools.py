@@ -48,6 +48,38 @@ async def _record(utterances: int) -> list[dict[str, object]]:
                                                    provider_node_types=DEMO_PROVIDER_TYPES))
 
 
+async def _record_to(path: Path, utterances: int) -> None:
+    """Record one session straight to ``path`` (lines written as produced, none kept)."""
+    from rspp.replay import RigOptions, SessionRig
+    from rspp.runner import (
+        DEMO_PROVIDER_TYPES,
+        DEMO_SPEC,
+        demo_frames,
+        demo_registry,
+        node_session,
+    )
+    from rspp.spec import compile_spec, parse_spec_text
+
+    graph = compile_spec(parse_spec_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: ")))
+    with path.open("wb") as f:
+        rig = SessionRig(graph, registry=demo_registry(), session_factory=node_session,
+                         options=RigOptions(session_id=_SEED,
+                                            provider_node_types=DEMO_PROVIDER_TYPES))
+        def write(line: dict[str, object]) -> None:
+            f.write(msgspec.json.encode(line) + b"\n")
+
+        rig.sink = write
+        rig.keep = lambda line: None
+        await rig.start()
+        try:
+            for at_ms, ev in demo_frames(utterances):
+                await rig.advance_to(at_ms)
+                rig.ingress(ev, "audio")
+                await rig.settle()
+        finally:
+            await rig.stop()
+
+
 def _encode(lines: list[dict[str, object]]) -> bytes:
     return b"".join(msgspec.json.encode(line) + b"\n" for line in lines)
 
@@ -136,7 +168,7 @@ def main() -> None:
         replays = []
         for utterances in (small, large):
             path = root / f"replay-{utterances}.jsonl"
-            path.write_bytes(_encode(asyncio.run(_record(utterances))))
+            asyncio.run(_record_to(path, utterances))
             run = _measure(["replay", str(path), "--spec", str(spec)], path.stat().st_size)
             replays.append(run)
             print(f"replay {utterances} utterances", run, file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -347,7 +348,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 try:
                     ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
                                                _int(ln, "runtime_timestamp_ms", source),
-                                               edge.removeprefix("input."),
+                                               sys.intern(edge.removeprefix("input.")),
                                                _stub(ln) if stream else ln))
                 except ReplayInputError as exc:
                     pending = pending or exc
@@ -472,11 +473,16 @@ def _stub(line: TimelineLine) -> TimelineLine:
                         record={"event_id": line.record.get("event_id")})
 
 
+_PLAYBACK_FIELDS = ("causal_parent_id", "edge_id", "turn_id", "runtime_timestamp_ms",
+                   "runtime_sequence")
+
+
 def compare_view_with_parent(line: TimelineLine) -> TimelineLine:
-    """The comparator's view of a provider output, with the fields playback needs."""
-    view = compare_view(line)
-    view.record["causal_parent_id"] = line.record.get("causal_parent_id")
-    return view
+    """What a streamed recording keeps of a provider output: the fields playback needs
+    (strings interned: a long recording repeats the same few)."""
+    rec = {k: sys.intern(v) if isinstance(v, str) else v
+           for k in _PLAYBACK_FIELDS if (v := line.record.get(k)) is not None}
+    return TimelineLine(line=line.line, kind=line.kind, record=rec)
 
 
 def _needed_level(record: dict[str, Any]) -> str:
