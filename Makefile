@@ -56,11 +56,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck
 
-## test: static checks then the whole test suite
+## test: static checks then the whole test suite, in 4 workers (most tests wait on
+## real-time audio and subprocesses, not the CPU; a module stays on one worker)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist loadfile
 
 ## test-loaded: the integration and e2e suites with `stress-ng --cpu 2` beside them
 ## (installed with apt-get when missing and root; stopped afterwards whatever happens)

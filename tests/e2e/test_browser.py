@@ -218,7 +218,7 @@ def test_page_says_what_went_wrong_in_words(
     page.click("#talk")
     page.wait_for_function(f"{status}.className === 'error'")
     refused = page.locator("#status").inner_text()
-    assert "4401" in refused or "refused" in refused.lower(), refused
+    assert "4401" in refused or "refused" in refused.lower() or "token_invalid" in refused, refused
     # the server cannot be reached when the session is asked for
     page.goto(f"{served.url}/")
     page.wait_for_function(f"{status}.textContent.startsWith('ready')")

@@ -32,6 +32,7 @@ OFFLINE = {
     "voice_assistant.yaml": "e2e/test_run_offline.py",
     "simple_mode.yaml": "e2e/test_run_simple_mode.py",
     "showcase.yaml": "e2e/test_custom_nodes.py",
+    "phone_assistant.yaml": "e2e/test_serve_phone.py",
 }
 
 

@@ -13,6 +13,7 @@ import asyncio
 import io
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -283,16 +284,26 @@ async def test_broken_telemetry_never_breaks_the_session(wavs: dict[str, Path]) 
 
 
 async def test_edge_drops_are_counted_per_edge(wavs: dict[str, Path], tmp_path: Path) -> None:
-    """A one-item drop buffer before the (slow) TTS overflows; counter == drop_notice ranges."""
-    edge = "segmenter.text->tts.text"
+    """A side consumer slower than real time behind a 4-item drop edge overflows;
+    the per-edge counter equals the drop_notice ranges (the consumer is the failure
+    matrix's ``SlowTap``: 40 ms of work per 20 ms frame)."""
+    edge = "input.audio->tap.audio"
+    shutil.copy(REPO / "tests" / "failure_matrix" / "fm_nodes.py", tmp_path / "fm_nodes.py")
     spec = tmp_path / "drop.yaml"
-    spec.write_text(VOICE.read_text().replace(
-        "  - {from: segmenter.text, to: tts.text}",
-        "  - {from: segmenter.text, to: tts.text, buffer: {strategy: drop, max_queue_items: 1}}"))
+    text = VOICE.read_text()
+    for old, new in (
+        ("  - id: tts\n", "  - id: tap\n    type: python:fm_nodes:SlowTap\n  - id: tts\n"),
+        ("  - {from: vad.audio, to: stt.audio}",
+         "  - {from: vad.audio, to: stt.audio}\n"
+         "  - {from: input.audio, to: tap.audio, buffer: {strategy: drop, max_queue_items: 4}}"),
+    ):
+        assert old in text
+        text = text.replace(old, new, 1)
+    spec.write_text(text)
     rig = Rig()
     timeline = tmp_path / "timeline.jsonl"
     opts = RunOptions(spec=spec, input=wavs["question"], timeline=timeline,
-                      telemetry=rig.targets)
+                      telemetry=rig.targets, real_time=True)
     result = await run_local(opts)
     assert [t.terminal for t in result.turns] == ["commit"]
     scraped = samples(rig.metrics.scrape())

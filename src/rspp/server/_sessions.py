@@ -335,13 +335,15 @@ class GovernedSessions:
             await asyncio.wait_for(served.idle.wait(), deadline_s)
         if served.close_reason is not None:
             return
+        # the gate closes before the control plane moves the lease: nothing more leaves
+        # from here, and the renewal the move refuses is not taken for a lost lease
+        served.keeper.lost = "handed_off"
         try:
             moved = await self.link.client.migrate(sid)
         except CPError as exc:
             _LOG.warning("session %s cannot be handed off (%s); it closes", sid, exc)
             return
         served.handed_off = True
-        served.keeper.lost = "handed_off"  # the gate closes: nothing more leaves from here
         await served.close(f"handed_off:{moved.to_runtime}")
 
     async def close_all(self, reason: str | None) -> None:
