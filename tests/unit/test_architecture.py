@@ -173,3 +173,14 @@ def test_the_checks_catch_what_they_guard() -> None:
     graph = _graph()
     assert "rspp.kernel._node" in graph["rspp.kernel._host"]  # the host depends on the node API
     assert "rspp.kernel._events" in graph["rspp.kernel._node"]
+
+
+def test_library_code_raises_typed_errors_instead_of_asserting() -> None:
+    """``assert`` vanishes under ``python -O``: library code raises from the error tree."""
+    found = [
+        f"{path.relative_to(SRC)}:{node.lineno}"
+        for path in sorted(SRC.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Assert)
+    ]
+    assert found == [], found

@@ -207,8 +207,14 @@ class FailoverClient:
     # --------------------------------------------------------------- input
     async def _current(self) -> LiveClient:
         await asyncio.wait_for(self._ready.wait(), self.resume_window_s)
-        assert self.client is not None
+        if self.client is None:
+            raise SessionRefusedError(None, "the session has no connection; connect first")
         return self.client
+
+    def _placed(self) -> Placement:
+        if self.placement is None:
+            raise SessionRefusedError(None, "the session was never placed; connect first")
+        return self.placement
 
     async def _send(self, op: Callable[[LiveClient], Awaitable[None]]) -> None:
         """Send on the current connection; if it is gone, once more on its successor."""
@@ -300,10 +306,10 @@ class FailoverClient:
 
     async def _fail_over(self, old: LiveClient, reason: str) -> list[ServerEvent] | None:
         """Find where the session runs now and connect there; None when it is gone."""
-        assert self.placement is not None
+        placed = self._placed()
         loop = asyncio.get_running_loop()
-        ev = FailoverEvent(reason=reason, from_runtime=self.placement.runtime_id,
-                           from_epoch=self.placement.epoch, lost_at=loop.time())
+        ev = FailoverEvent(reason=reason, from_runtime=placed.runtime_id,
+                           from_epoch=placed.epoch, lost_at=loop.time())
         deadline = loop.time() + self.resume_window_s
         closed = reason.startswith("closed:")
         while loop.time() < deadline:
@@ -318,9 +324,9 @@ class FailoverClient:
                 ev.note(f"route:{exc.code}:{exc.reason}")
                 await asyncio.sleep(self.poll_s)  # control plane briefly unreachable
                 continue
-            moved = (placement.epoch != self.placement.epoch
-                     or placement.runtime_id != self.placement.runtime_id)
-            if placement.runtime_id == self.placement.runtime_id and not closed:
+            here = self._placed()
+            moved = placement.epoch != here.epoch or placement.runtime_id != here.runtime_id
+            if placement.runtime_id == here.runtime_id and not closed:
                 # still on the same runtime (at most its lease rotated): the connection is
                 # only quiet; keep it
                 return []
@@ -347,8 +353,8 @@ class FailoverClient:
         self._ready.clear()
         await self._attach(placement)
         loop = asyncio.get_running_loop()
-        assert self.placement is not None
-        ev.to_runtime, ev.to_epoch = self.placement.runtime_id, self.placement.epoch
+        placed = self._placed()
+        ev.to_runtime, ev.to_epoch = placed.runtime_id, placed.epoch
         ev.resumed_at, ev.resumed_wall_ms = loop.time(), time.time_ns() // 1_000_000
         self.failovers.append(ev)
         moved, self._moved = self._moved, asyncio.Event()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rspp.contracts import Emitter, Lane, SignalName
+from rspp.errors import RuntimeKernelError
 from rspp.kernel._buffer import EdgeBuffer, Wakeup
 from rspp.kernel._clock import SystemClock
 from rspp.kernel._deadletter import NodeHookError, ResourceLimitError
@@ -373,7 +374,8 @@ class NodeHost:
         when ``asyncio.timeout`` would (same TimeoutError, same uncancel accounting).
         """
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:
+            raise RuntimeKernelError("a node host's time limit runs only inside its worker task")
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + (self.timeout_s or 0.0)
         cancelling = task.cancelling()

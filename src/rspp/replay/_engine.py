@@ -372,16 +372,21 @@ class ReplayEngine:
                                       line_count=self.rig.flushed)
         return self._finished
 
+    def _streaming(self) -> tuple[TurnwiseComparison, Iterator[TimelineLine]]:
+        comparison, lines = self._comparison, self._expected
+        if comparison is None or lines is None:
+            raise ReplayError("the turn-by-turn comparison is used only by a streamed replay")
+        return comparison, lines
+
     def _candidate_line(self, line: dict[str, object]) -> None:
-        assert self._comparison is not None
-        self._comparison.add_actual(compare_view(as_line(line)))
-        if self._comparison.waiting_for_expected:
+        comparison, _ = self._streaming()
+        comparison.add_actual(compare_view(as_line(line)))
+        if comparison.waiting_for_expected:
             self._feed_expected()
 
     def _feed_expected(self, *, everything: bool = False) -> None:
         """Read the recording on until it closed the turns the candidate closed (or all)."""
-        comparison, lines = self._comparison, self._expected
-        assert comparison is not None and lines is not None
+        comparison, lines = self._streaming()
         for line in lines:
             comparison.add_expected(line)
             if not everything and not comparison.waiting_for_expected:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rspp.kernel import Event, Node, NodeContext, NodeRegistry
+from rspp.replay._errors import ReplayError
 
 __all__ = [
     "OutputLog",
@@ -162,7 +163,8 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
         for rec in store.take(node_id, self._replay_k):
             self._replay_at.append((tie_break_ns(rec.runtime_ms, rec.runtime_sequence),
                                     rec.after_ingress))
-            assert rec.event is not None  # take() decodes a streamed output
+            if rec.event is None:  # take() decodes a streamed output
+                raise ReplayError(f"recorded output of node {node_id} could not be decoded")
             ev = _copy(rec.event)
             # an output of another turn than its input: the node learnt a new turn
             new_turn = rec.turn_id is not None and rec.turn_id != event.turn_id

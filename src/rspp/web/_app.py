@@ -96,10 +96,13 @@ _SESSION_BODY = msgspec.json.Decoder(_SessionBody)
 def web_routes(opts: WebOptions) -> list[BaseRoute]:
     """The page, its endpoints and the timeline list (see the module docstring)."""
 
+    def not_here(what: str) -> JSONResponse:
+        return _error(403, "forbidden", f"this server issues no {what} to the page (only "
+                      "an embedded `rspp serve` does); use an API key", "client")
+
     def refused(request: Request, what: str) -> JSONResponse | None:
         if opts.route is None:
-            return _error(403, "forbidden", f"this server issues no {what} to the page (only "
-                          "an embedded `rspp serve` does); use an API key", "client")
+            return not_here(what)
         why = local_client(request)
         if why is not None:
             return _error(403, "forbidden", f"{what} go only to loopback clients of an "
@@ -119,16 +122,14 @@ def web_routes(opts: WebOptions) -> list[BaseRoute]:
 
     async def pipelines(request: Request) -> Response:
         no = refused(request, "pipeline lists")
-        if no is not None:
-            return no
-        assert opts.pipelines is not None
+        if no is not None or opts.pipelines is None:
+            return no or not_here("pipeline lists")
         return JSONResponse(await opts.pipelines())
 
     async def session(request: Request) -> Response:
         no = refused(request, "session tokens")
-        if no is not None:
-            return no
-        assert opts.route is not None
+        if no is not None or opts.route is None:
+            return no or not_here("session tokens")
         raw = await request.body() if int(request.headers.get("content-length") or 0) \
             <= opts.max_body_bytes else None
         if raw is None or len(raw) > opts.max_body_bytes:
