@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import pytest
 
+from rspp.testing import with_patient_budgets
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -52,9 +54,8 @@ def patient_voice_spec(directory: Path) -> Path:
     """The offline assistant with patient wall-clock budgets (served sessions enforce them
     and the machine may be busy), written to ``directory/voice.yaml``."""
     spec = directory / "voice.yaml"
-    spec.write_text((REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
-                    .replace("\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: "
-                             "20000}\n\nproviders:"))
+    spec.write_text(with_patient_budgets(
+        (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()))
     return spec
 
 

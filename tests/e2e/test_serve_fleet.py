@@ -33,6 +33,7 @@ from rspp.client import LiveClient, SessionRefusedError, TalkOptions, TalkResult
 from rspp.client import session_url as ws_url
 from rspp.controlplane import TokenIssuer, TokenKeys
 from rspp.controlplane._rollout import cohort_bucket
+from rspp.testing import with_patient_budgets
 from rspp.transports import ServerEvent, TurnEvent, read_wav
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ pytestmark = pytest.mark.e2e
 ADMIN = "fleet-e2e-admin-key"
 REPO = Path(__file__).resolve().parents[2]
 # served sessions enforce wall-clock budgets: patient ones, the machine may be busy
-VOICE = (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text().replace(
-    "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:")
+VOICE = with_patient_budgets(
+    (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text())
 #: each runtime's region; a route asking for a region prefers its runtime (placement is soft)
 REGIONS = {"rt-a": "east", "rt-b": "west"}
 CLI = [sys.executable, "-c", "from rspp.cli import main; main()"]

@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 import pytest
 
+from rspp.testing import with_patient_budgets
 from rspp.transports import livekit_available
 
 if TYPE_CHECKING:
@@ -93,8 +94,7 @@ def test_a_caller_in_a_livekit_room_is_answered_and_leaving_ends_the_session(
     lk_secret = os.environ.get("LIVEKIT_API_SECRET", "secret")
     spec = tmp_path / "voice.yaml"
     voice = Path(__file__).resolve().parents[2] / "pipelines" / "examples" / "voice_assistant.yaml"
-    spec.write_text(voice.read_text().replace(
-        "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
+    spec.write_text(with_patient_budgets(voice.read_text()))
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--livekit-url", lk_url, "--livekit-key", lk_key,
                         "--livekit-secret", lk_secret).wait_ready()

@@ -24,6 +24,7 @@ from rspp.client import CarrierCall
 from rspp.providers import AudioChunk
 from rspp.providers.offline import PocketsphinxSTT, respond
 from rspp.server import twilio_signature
+from rspp.testing import with_patient_budgets
 from rspp.transports import mulaw_decode, mulaw_encode
 
 if TYPE_CHECKING:
@@ -40,8 +41,7 @@ PHONE = Path(__file__).resolve().parents[2] / "pipelines" / "examples" / "phone_
 def patient(tmp: Path) -> Path:
     """The phone assistant with room for a loaded machine (served turns enforce budgets)."""
     spec = tmp / "phone.yaml"
-    spec.write_text(PHONE.read_text().replace(
-        "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"))
+    spec.write_text(with_patient_budgets(PHONE.read_text()))
     return spec
 
 

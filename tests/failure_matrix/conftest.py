@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rspp.testing import with_patient_budgets
 from rspp.transports import write_wav
 
 HERE = Path(__file__).resolve().parent
@@ -34,8 +35,6 @@ VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 CLI = [sys.executable, "-c", "from rspp.cli import main; main()"]
 ADMIN = "failure-matrix-admin-key"
 RATE = 16000
-#: served sessions enforce wall-clock budgets: room for a machine with both cores busy
-PATIENT = "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -361,7 +360,9 @@ async def open_session(api: ControlPlaneAPI, question: bytes, tenant: str = "acm
 
 
 def patient_voice(tmp: Path) -> Path:
-    return spec_with(tmp, "voice.yaml", [("\nproviders:", PATIENT)])
+    spec = tmp / "voice.yaml"
+    spec.write_text(with_patient_budgets(VOICE.read_text()))
+    return spec
 
 
 @dataclass

@@ -18,10 +18,10 @@ from typing import Any
 
 from rspp.client import LiveClient, session_url
 from rspp.controlplane._server import free_port
+from rspp.testing import with_patient_budgets
 
 from .conftest import (
     ADMIN,
-    PATIENT,
     VOICE,
     Talker,
     assert_lifecycles,
@@ -45,7 +45,7 @@ async def test_migration_moves_the_session_with_markers_and_the_client_continues
     api = cp_api(cp_url)
     await api.call("GET", "/v1/pipelines")  # answering
     await api.call("POST", "/v1/pipelines",
-                   {"spec": VOICE.read_text().replace("\nproviders:", PATIENT)})
+                   {"spec": with_patient_budgets(VOICE.read_text())})
     names = ("rt-a", "rt-b")  # started side by side; short leases: a loss shows within 1 s
     started = await asyncio.gather(*(
         serve(launch, tmp_path / name, "--control-plane", cp_url, "--runtime-id", name,

@@ -3,10 +3,12 @@
 :class:`GraphHarness` / :class:`NodeHarness` feed event streams into a graph or a
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
 :func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
+:func:`with_patient_budgets`: a spec with budgets a busy machine meets.
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
+from rspp.testing._specs import PATIENT_BUDGETS, with_patient_budgets
 from rspp.testing._speech_corpus import (
     CORPUS_PATH,
     PAUSE_MS,
@@ -20,6 +22,7 @@ from rspp.testing._webrtc_peer import WebRTCPeer
 
 __all__ = [
     "CORPUS_PATH",
+    "PATIENT_BUDGETS",
     "PAUSE_MS",
     "GraphHarness",
     "NodeHarness",
@@ -30,5 +33,6 @@ __all__ = [
     "normalise_words",
     "speak",
     "text_partials",
+    "with_patient_budgets",
     "word_errors",
 ]

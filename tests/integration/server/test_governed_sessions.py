@@ -41,6 +41,7 @@ from rspp.server import (
     SessionPolicy,
     SessionRefused,
 )
+from rspp.testing import with_patient_budgets
 from rspp.transports import LoopbackOptions
 
 pytestmark = pytest.mark.integration
@@ -48,8 +49,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 # generous budgets and provider timeouts: the machine running the suite may be busy, and
 # served sessions enforce wall-clock budgets
-VOICE = (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text().replace(
-    "\nproviders:", "\nbudgets: {turn_ms: 60000, provider_timeout_ms: 20000}\n\nproviders:"
+VOICE = with_patient_budgets(
+    (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
 ).replace("    type: stt\n", "    type: stt\n    timeout_ms: 20000\n").replace(
     "    type: llm\n", "    type: llm\n    timeout_ms: 20000\n").replace(
     "    type: tts\n", "    type: tts\n    timeout_ms: 20000\n")

@@ -1,0 +1,17 @@
+"""Spec texts for tests that run real sessions on a machine that may be busy."""
+
+from __future__ import annotations
+
+__all__ = ["PATIENT_BUDGETS", "with_patient_budgets"]
+
+#: wall-clock budgets with room for a machine whose cores are all busy: served sessions
+#: enforce budgets, and the offline engines then run slower than real time
+PATIENT_BUDGETS = "budgets: {turn_ms: 60000, provider_timeout_ms: 20000}"
+
+
+def with_patient_budgets(spec_text: str) -> str:
+    """``spec_text`` with :data:`PATIENT_BUDGETS` placed before its ``providers:`` block."""
+    if "\nproviders:" not in spec_text or "\nbudgets:" in spec_text:
+        raise ValueError("with_patient_budgets needs a spec with a top-level `providers:` "
+                         "block and no `budgets:` of its own")
+    return spec_text.replace("\nproviders:", f"\n{PATIENT_BUDGETS}\n\nproviders:", 1)
