@@ -66,6 +66,8 @@ DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts", "error_speech"})
 _PACK = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20
+#: yields to wait for an empty ready queue before falling back to state polling
+_READY_SPINS = 256
 
 
 class AdmissionSource(Protocol):
@@ -258,7 +260,21 @@ class SessionRig:
             await asyncio.sleep(delta / 1e9)
 
     async def _quiesce(self) -> None:
-        """Let every runnable task run until the session state stops changing."""
+        """Let every runnable task run until nothing is left to run (at the current time).
+
+        The event loop's ready queue is the scheduler's own record of what can run: when
+        it is empty while this task runs, every other task is blocked (on the virtual
+        clock, a queue, the next ingress), so the session cannot change until time moves
+        or input comes. Checked on entry (nothing was woken: no yield at all) and after
+        each yield. A loop without that queue (or a task that keeps itself runnable by
+        polling) falls back to waiting until the session state stops changing.
+        """
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready is not None:
+            for _ in range(_READY_SPINS):
+                if not ready:
+                    return
+                await asyncio.sleep(0)
         last: tuple[Any, ...] | None = None
         stable = 0
         for _ in range(100_000):
