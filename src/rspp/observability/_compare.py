@@ -40,7 +40,7 @@ from rspp.contracts import (
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines
 
-__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view"]
+__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view", "view_of"]
 
 _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued", "lease_rotated",
                       "migration_start", "migration_finish", "session_handoff"}
@@ -65,21 +65,33 @@ def compare_view(line: TimelineLine) -> TimelineLine:
     Record fields other than the compared ones and payloads other than ``text`` and
     ``is_final`` are dropped (a streamed replay keeps only these views of both sides).
     """
-    rec = line.record
-    if line.kind not in _KEEP_WHOLE:
-        rec = {k: rec[k] for k in _COMPARED if rec.get(k) is not None}
-    payload = line.payload
+    return view_of(line.line, line.kind, line.record, line.payload)
+
+
+_COMPARED_SET = frozenset(_COMPARED)
+
+
+def view_of(number: int, kind: str, record: dict[str, Any],
+            payload: dict[str, Any] | None) -> TimelineLine:
+    """:func:`compare_view` of a line given by its parts (no intermediate line)."""
+    if kind not in _KEEP_WHOLE:
+        record = {k: v for k, v in record.items() if v is not None and k in _COMPARED_SET}
     if payload is not None:
-        payload = {k: payload[k] for k in ("text", "is_final") if k in payload} or None
-    return TimelineLine(line=line.line, kind=line.kind, record=rec, payload=payload)
+        if "text" in payload or "is_final" in payload:
+            payload = {k: payload[k] for k in ("text", "is_final") if k in payload}
+        else:
+            payload = None
+    return TimelineLine(line=number, kind=kind, record=record, payload=payload)
 
 
 def _is_artifact(line: TimelineLine) -> bool:
-    if line.record.get("signal") == "recording_level_downgraded":
-        return True
-    if line.record.get("lane") == "TelemetryLane":
+    rec = line.record
+    if rec.get("lane") == "TelemetryLane":
         return True  # best-effort lane: may be sampled or shed, never a divergence
-    return str(line.record.get("event_id", "")).startswith("or02-")
+    if rec.get("signal") == "recording_level_downgraded":
+        return True
+    event_id = rec.get("event_id")  # (a decoded non-string never reads "or02-...")
+    return isinstance(event_id, str) and event_id.startswith("or02-")
 
 
 def _signature(line: TimelineLine) -> _Sig:
@@ -166,19 +178,20 @@ class _Side:
             seen[sig] += 1
         return out
 
-    def terminal(self, turn: str | None) -> str | None:
+    def terminal(self, turn: str | None, lines: list[TimelineLine] | None = None) -> str | None:
         if turn in self.terminal_base:
             return self.terminal_base[turn]
-        for line in self.ordered(turn):
+        for line in self.ordered(turn) if lines is None else lines:
             if line.record.get("signal") in _TERMINAL:
                 return _terminal_text(line)
         return None
 
-    def texts(self, turn: str | None) -> dict[str | None, str]:
+    def texts(self, turn: str | None, lines: list[TimelineLine] | None = None
+              ) -> dict[str | None, str]:
         out: dict[str | None, list[str]] = defaultdict(list)
         for node, parts in self.text_base.get(turn, {}).items():
             out[node].extend(parts)
-        for line in self.ordered(turn):
+        for line in self.ordered(turn) if lines is None else lines:
             _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
 
@@ -361,21 +374,23 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
             if ex != ac:
                 add(DivergenceClass.PROVIDER_CHOICE, "provider invocations used other providers",
                     ex, ac)
-    et, at = exp.terminal(turn), act.terminal(turn)
+    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)  # sorted once per side
+    et, at = exp.terminal(turn, e_lines), act.terminal(turn, a_lines)
     if et != at:
         add(DivergenceClass.OUTCOME, "terminal outcome differs", et, at)
-    etx, atx = exp.texts(turn), act.texts(turn)
+    etx, atx = exp.texts(turn, e_lines), act.texts(turn, a_lines)
     for node in sorted(set(etx) | set(atx), key=str):
         if etx.get(node) != atx.get(node):
             add(DivergenceClass.OUTCOME, f"output text of node {node} differs",
                 etx.get(node), atx.get(node))
-    ek, ak = exp.keyed(turn), act.keyed(turn)
+    ek, ak = exp.keyed(turn, e_lines), act.keyed(turn, a_lines)
     e_ids = {(s, n): ln for s, n, ln in ek}
     a_ids = {(s, n): ln for s, n, ln in ak}
-    for key in e_ids.keys() - a_ids.keys():
+    # in timeline order (a set difference would list them in hash order, run to run)
+    for key in [(s, n) for s, n, _ in ek if (s, n) not in a_ids]:
         add(_class_of_missing(key[0]), f"missing in actual: {_describe(key[0])}",
             ids=(str(e_ids[key].record.get("event_id")),))
-    for key in a_ids.keys() - e_ids.keys():
+    for key in [(s, n) for s, n, _ in ak if (s, n) not in e_ids]:
         add(_class_of_missing(key[0]), f"unexpected in actual: {_describe(key[0])}",
             ids=(str(a_ids[key].record.get("event_id")),))
     common = e_ids.keys() & a_ids.keys()
@@ -451,7 +466,8 @@ class TurnwiseComparison:
     @property
     def waiting_for_expected(self) -> bool:
         """Turns over in the actual timeline that the expected one has not closed yet."""
-        return bool(self._over[1] - self._over[0])
+        over = self._over[0]
+        return any(turn not in over for turn in self._over[1])
 
     @property
     def late_lines(self) -> int:

@@ -40,7 +40,6 @@ from rspp.kernel import (
     to_record,
 )
 from rspp.kernel._timebase import Timebase
-from rspp.observability._exporter import to_line
 from rspp.observability._recorder import RecorderOptions, TimelineRecorder
 from rspp.replay._codec import encode_event
 from rspp.replay._nodes import (
@@ -339,10 +338,16 @@ class SessionRig:
 
     def flush(self) -> list[dict[str, object]]:
         """Move buffered records into :attr:`lines`; returns the new lines."""
+        if not self.recorder.buffered:
+            return []
         items = self.recorder.peek(self.recorder.buffered)
         self.recorder.consume(len(items))
         # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
-        new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
+        # (the structs are encoded as they are: what ``to_line`` gives without a redactor)
+        new = [_PLAIN.decode(_PACK.encode(
+            {"kind": item.kind, "record": item.record} if item.payload is None
+            else {"kind": item.kind, "record": item.record, "payload": item.payload}))
+            for item in items]
         if self.sink is not None:
             for line in new:
                 self.sink(line)
