@@ -130,7 +130,8 @@ class _Side:
         if _is_artifact(line):
             return None
         rec = line.record
-        key = (str(rec.get("session_id", "")), int(rec.get("runtime_sequence", 0)), self._n)
+        # a null field counts as absent (as in a compare_view)
+        key = (str(rec.get("session_id") or ""), int(rec.get("runtime_sequence") or 0), self._n)
         turn = rec.get("turn_id")
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
@@ -456,6 +457,8 @@ class TurnwiseComparison:
         self._settle_at = self.SETTLE_EVERY
         self._terminals: tuple[list[str], list[str]] = ([], [])
         self._over: tuple[set[str], set[str]] = (set(), set())
+        #: turns over in the actual timeline and not (yet) in the expected one
+        self._waiting: set[str] = set()
 
     def add_expected(self, line: TimelineLine) -> None:
         self._add(0, self.exp, line)
@@ -466,8 +469,7 @@ class TurnwiseComparison:
     @property
     def waiting_for_expected(self) -> bool:
         """Turns over in the actual timeline that the expected one has not closed yet."""
-        over = self._over[0]
-        return any(turn not in over for turn in self._over[1])
+        return bool(self._waiting)
 
     @property
     def late_lines(self) -> int:
@@ -497,6 +499,10 @@ class TurnwiseComparison:
         if len(order) > self.CLOSE_AFTER:
             over = order.pop(0)
             self._over[i].add(over)
+            if i == 1 and over not in self._over[0]:
+                self._waiting.add(over)
+            elif i == 0:
+                self._waiting.discard(over)
             if over in self._over[1 - i]:
                 self._compare(over)
 
@@ -510,6 +516,7 @@ class TurnwiseComparison:
         if turn is not None:
             self._over[0].discard(turn)
             self._over[1].discard(turn)
+            self._waiting.discard(turn)
 
     def finish(self) -> DivergenceReport:
         """Compare what is left and build the report (turns in :func:`compare_timelines`

@@ -60,7 +60,7 @@ from rspp.contracts import (
     ReplayTolerances,
 )
 from rspp.kernel import NodeRegistry
-from rspp.observability._compare import TurnwiseComparison, compare_timelines, view_of
+from rspp.observability._compare import TurnwiseComparison, compare_timelines
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
@@ -385,10 +385,12 @@ class ReplayEngine:
 
     def _candidate_line(self, line: dict[str, object]) -> None:
         comparison, _ = self._streaming()
-        # the rig's own lines (plain, as a file reads back): no envelope check, just the view
+        # the rig's own lines (plain, as a file reads back): no envelope check; the
+        # comparator reads fields by name and a payload's text only
         payload = line.get("payload")
-        comparison.add_actual(view_of(0, str(line["kind"]), line["record"],  # type: ignore[arg-type]
-                                      payload if isinstance(payload, dict) else None))
+        comparison.add_actual(TimelineLine(
+            line=0, kind=str(line["kind"]), record=line["record"],  # type: ignore[arg-type]
+            payload=payload if isinstance(payload, dict) and "text" in payload else None))
         if comparison.waiting_for_expected:
             self._feed_expected()
 

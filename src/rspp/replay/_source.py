@@ -34,7 +34,15 @@ from rspp.kernel import Event
 from rspp.observability._compare import compare_view
 from rspp.observability._errors import TimelineFormatError
 from rspp.observability._evidence import EVIDENCE_KIND
-from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
+from rspp.observability._timeline_io import (
+    Payloads,
+    TimelineLine,
+    as_lines,
+    decode_line,
+    is_msgpack,
+    iter_raw,
+    iter_timeline,
+)
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
@@ -85,27 +93,42 @@ class LineFetcher:
         self.path = path
         self.needed = needed
         self.span = span
-        self.buffer: dict[int, TimelineLine] = {}
+        #: needed lines passed early, kept raw (decoded when asked for)
+        self.buffer: dict[int, bytes] = {}
         self.peak = 0
-        self._lines: Iterator[TimelineLine | TimelineFormatError] | None = None
+        self._lines: Iterator[tuple[int, bytes | TimelineFormatError]] | None = None
+        self._msgpack = False
 
     def __call__(self, number: int) -> TimelineLine:
         self.needed.discard(number)
         found = self.buffer.pop(number, None)
         if found is not None:
-            return found
-        if self._lines is None:
-            self._lines = span_lines(self.path, self.span)
-        for item in self._lines:
-            if isinstance(item, TimelineFormatError):
+            return self._decode(number, found)
+        if self._lines is None:  # lines are numbered, not decoded: only needed ones are
+            self._msgpack = is_msgpack(self.path)
+            self._lines = iter_raw(self.path, start=self.span.start if self.span else (0, 0))
+        last = self.span.last_line if self.span is not None else None
+        for line, raw in self._lines:
+            if isinstance(raw, TimelineFormatError):
                 continue
-            if item.line == number:
-                return item
-            if item.line in self.needed:
-                self.buffer[item.line] = item
+            if last is not None and line > last:
+                break
+            if line == number:
+                return self._decode(number, raw)
+            if line in self.needed:
+                self.buffer[line] = raw
                 self.peak = max(self.peak, len(self.buffer))
-        raise ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
-                               "changed while it was replayed")
+        raise self._gone(number)
+
+    def _decode(self, number: int, raw: bytes) -> TimelineLine:
+        item = decode_line(self.path, number, raw, msgpack=self._msgpack)
+        if isinstance(item, TimelineFormatError):
+            raise self._gone(number)
+        return item
+
+    def _gone(self, number: int) -> ReplayInputError:
+        return ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
+                                "changed while it was replayed")
 
     def close(self) -> None:
         lines, self._lines = self._lines, None
@@ -141,13 +164,14 @@ def timeline_sessions(path: str | Path) -> list[SessionSpan]:
     return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
 
 
-def span_lines(path: str, span: SessionSpan | None) -> Iterator[TimelineLine | TimelineFormatError]:
+def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True
+               ) -> Iterator[TimelineLine | TimelineFormatError]:
     """The lines of one session of a file (all lines without ``span``)."""
     if span is None:
-        yield from iter_timeline(path)
+        yield from iter_timeline(path, payloads=payloads)
         return
     current: object = None
-    for item in iter_timeline(path, start=span.start):
+    for item in iter_timeline(path, start=span.start, payloads=payloads):
         if isinstance(item, TimelineFormatError):
             yield item
             continue
@@ -202,9 +226,11 @@ class Recording:
         if self.fetcher is None:
             yield from self.lines
             return
-        for item in span_lines(self.source, self.span):
+        # the comparator reads a record's fields by name: the decoded record serves as it
+        # is; of a payload only its text is decoded (see compare_view)
+        for item in span_lines(self.source, self.span, payloads="text"):
             if not isinstance(item, TimelineFormatError):
-                yield compare_view(item)
+                yield item
 
     def close(self) -> None:
         """Close the file of a streamed recording."""
@@ -298,7 +324,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
-        items = span_lines(source, span if stream else None)
+        # streamed: payloads are read again when fed; here only whether a line has one
+        items = span_lines(source, span if stream else None,
+                           payloads="text" if stream else True)
     else:
         source = "<lines>"
         stream = False
@@ -332,11 +360,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 and isinstance(rec.get("runtime_timestamp_ms"), int) \
                 and (t0 is None or rec["runtime_timestamp_ms"] < t0.record["runtime_timestamp_ms"]):
             t0 = ln
-        kept = compare_view(ln) if stream else ln
         if ln.kind == "resolved_turn_plan":
             _wall(ln, walls)
             if not stream or not plans:
-                plans.append(kept)
+                plans.append(compare_view(ln) if stream else ln)
         elif ln.kind == "event_record":
             edge = str(rec.get("edge_id") or "")
             node = rec.get("node_id")
@@ -374,9 +401,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         count += 1
         if not stream:
             lines.append(ln)
-        elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
-                                            and _replayed_signal(rec)):
-            lines.append(kept)
+        elif plans and plans[0].line == ln.line:
+            lines.append(plans[0])  # the first plan
+        elif ln.kind == "control_signal" and _replayed_signal(rec):
+            lines.append(compare_view(ln))
         elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
             lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
                 "turn_id": rec.get("turn_id"),
@@ -449,10 +477,6 @@ def _replayed_signal(rec: dict[str, Any]) -> bool:
     return rec.get("emitted_by") in _TRANSPORT_EMITTERS or \
         rec.get("signal") == "turn_open_proposed" or \
         (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
-
-
-def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
-    return plans[0] if plans else None
 
 
 def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
