@@ -47,8 +47,15 @@ _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued"
 _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_error"}
 _TERMINAL = {"commit", "abort"}
 _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
+_REASONED = _PROVIDER_SIGNALS | {"admit", "reject", "defer"}  # their reason is compared
 _Sig = tuple[Any, ...]
 _Key = tuple[str, int, int]
+#: what :meth:`_Side.add` returns for a line of the session-scoped group
+_SESSION = object()
+
+
+def _first(item: tuple[_Key, TimelineLine]) -> _Key:
+    return item[0]
 
 
 #: the record fields the comparator reads (plans and evidence keep their whole record)
@@ -124,8 +131,9 @@ class _Side:
         for line in lines:
             self.add(line)
 
-    def add(self, line: TimelineLine) -> str | None:
-        """Take one line; returns its turn id when it is that turn's terminal signal."""
+    def add(self, line: TimelineLine) -> str | object | None:
+        """Take one line; returns its turn id when it is that turn's terminal signal,
+        :data:`_SESSION` when it joined the session-scoped group."""
         self._n += 1
         if _is_artifact(line):
             return None
@@ -149,7 +157,9 @@ class _Side:
         if group in self.dropped_key and key < self.dropped_key[group]:
             self.late += 1  # older than a record already compared: the verdict may differ
         self.groups[group].append((key, line))
-        if group is not None and line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
+        if group is None:
+            return _SESSION
+        if line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
             return group
         return None
 
@@ -165,7 +175,10 @@ class _Side:
             self._kept.pop((EVIDENCE_KIND, turn), None)
 
     def ordered(self, turn: str | None) -> list[TimelineLine]:
-        return [line for _, line in sorted(self.groups.get(turn, ()), key=lambda t: t[0])]
+        return [line for _, line in self.sorted_group(turn)]
+
+    def sorted_group(self, turn: str | None) -> list[tuple[_Key, TimelineLine]]:
+        return sorted(self.groups.get(turn, ()), key=_first)
 
     def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
               ) -> list[tuple[_Sig, int, TimelineLine]]:
@@ -196,18 +209,25 @@ class _Side:
             _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
 
-    def drop_prefix(self, turn: str | None, count: int) -> None:
+    def drop_prefix(self, turn: str | None, group: list[tuple[_Key, TimelineLine]], count: int,
+                    signatures: list[_Sig]) -> None:
         """Forget the first ``count`` lines of a group (compared), keeping what the rest
-        of its comparison needs: occurrence numbers, output texts, the terminal."""
-        group = sorted(self.groups.get(turn, ()), key=lambda t: t[0])
+        of its comparison needs: occurrence numbers, output texts, the terminal.
+
+        ``group`` is :meth:`sorted_group`; ``signatures`` those of its first ``count``
+        lines that are not terminals, in order (as :meth:`keyed` gave them)."""
+        if not count:
+            return
         texts = self.text_base[turn]
-        for key, line in group[:count]:
-            self.dropped_key[turn] = key
+        seen = self.seen_base[turn]
+        sigs = iter(signatures)
+        for _, line in group[:count]:
             if line.record.get("signal") in _TERMINAL:
                 self.terminal_base.setdefault(turn, _terminal_text(line))
             if not _is_terminal(line):
-                self.seen_base[turn][_signature(line)] += 1
+                seen[next(sigs)] += 1
             _add_text(texts, line)
+        self.dropped_key[turn] = group[count - 1][0]
         self.groups[turn] = group[count:]
 
     def offset(self, line: TimelineLine) -> int | None:
@@ -281,7 +301,7 @@ def _check_pair(turn: str | None, sig: _Sig, el: TimelineLine, al: TimelineLine,
     if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
         add(DivergenceClass.AUTHORITY, f"{_describe(sig)} authority_epoch differs",
             el.record.get("authority_epoch"), al.record.get("authority_epoch"))
-    if sig[1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
+    if sig[1] in _REASONED and \
             el.record.get("reason") != al.record.get("reason"):
         add(_class_of_missing(sig), f"{_describe(sig)} reason differs",
             el.record.get("reason"), al.record.get("reason"))
@@ -306,7 +326,8 @@ def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st:
     (nothing in it can match a later record); the newest ``margin`` records of each side
     stay (records may still arrive slightly out of order).
     """
-    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)
+    e_group, a_group = exp.sorted_group(turn), act.sorted_group(turn)
+    e_lines, a_lines = [ln for _, ln in e_group], [ln for _, ln in a_group]
     ek = exp.keyed(turn, e_lines[:max(0, len(e_lines) - margin)])
     ak = act.keyed(turn, a_lines[:max(0, len(a_lines) - margin)])
     pend_e: set[tuple[_Sig, int]] = set()
@@ -335,8 +356,8 @@ def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st:
         _check_pair(turn, sg, el, partner[sg, n], exp, act, tol, st.pairs)
     st.offset += m
     # drop through the last compared record (terminal lines before it go too)
-    exp.drop_prefix(turn, _position(e_lines, ek[m - 1][2]) + 1)
-    act.drop_prefix(turn, _position(a_lines, ak[m - 1][2]) + 1)
+    exp.drop_prefix(turn, e_group, _position(e_lines, ek[m - 1][2]) + 1, [k[0] for k in ek[:m]])
+    act.drop_prefix(turn, a_group, _position(a_lines, ak[m - 1][2]) + 1, [k[0] for k in ak[:m]])
 
 
 def _position(lines: list[TimelineLine], line: TimelineLine) -> int:
@@ -482,15 +503,17 @@ class TurnwiseComparison:
         if turn in self.findings and not _is_artifact(line):
             self._late += 1
         ended = side.add(line)
-        if not self.close_turns:
+        if not self.close_turns or ended is None:
             return
-        if ended is None:
+        if ended is _SESSION:  # only a line of the session scope can make it settle
             sizes = (len(self.exp.groups.get(None, ())), len(self.act.groups.get(None, ())))
             if min(sizes) >= self._settle_at:
                 _settle(None, self.exp, self.act, self.tol, self._settled, self.MARGIN)
                 # a prefix that does not settle yet (a divergence): try again after more
                 self._settle_at = min(len(self.exp.groups.get(None, ())),
                                       len(self.act.groups.get(None, ()))) + self.SETTLE_EVERY
+            return
+        if not isinstance(ended, str):
             return
         order = self._terminals[i]
         if ended in order:

@@ -151,11 +151,8 @@ def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: Payload
             except msgspec.ValidationError:
                 pass  # not the shape of a line: decoded whole below, and named by _shape
             else:
-                part = line.payload
                 return {"kind": line.kind, "record": line.record,
-                        "payload": None if part is None else {
-                            k: v for k, v in (("text", part.text), ("is_final", part.is_final))
-                            if v is not msgspec.UNSET}}
+                        "payload": _text_part(line.payload)}
             return (_msgpack if msgpack else _json).decode(raw)
         if payloads:
             return (_msgpack if msgpack else _json).decode(raw)
@@ -168,6 +165,17 @@ def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: Payload
     except RecursionError:
         return TimelineFormatError(name, number, f"invalid {what}: nested too deeply; a "
                                    "timeline line is a flat record, not a deep structure")
+
+
+def _text_part(part: _TextPart | None) -> dict[str, Any] | None:
+    if part is None:
+        return None
+    out: dict[str, Any] = {}
+    if part.text is not msgspec.UNSET:
+        out["text"] = part.text
+    if part.is_final is not msgspec.UNSET:
+        out["is_final"] = part.is_final
+    return out
 
 
 def _too_long(name: str, number: int, size: int) -> TimelineFormatError:

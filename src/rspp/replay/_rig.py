@@ -40,7 +40,7 @@ from rspp.kernel import (
     to_record,
 )
 from rspp.kernel._timebase import Timebase
-from rspp.observability._recorder import RecorderOptions, TimelineRecorder
+from rspp.observability._recorder import BufferedItem, RecorderOptions, TimelineRecorder
 from rspp.replay._codec import encode_event
 from rspp.replay._nodes import (
     PlaybackStore,
@@ -342,12 +342,10 @@ class SessionRig:
             return []
         items = self.recorder.peek(self.recorder.buffered)
         self.recorder.consume(len(items))
-        # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
-        # (the structs are encoded as they are: what ``to_line`` gives without a redactor)
-        new = [_PLAIN.decode(_PACK.encode(
-            {"kind": item.kind, "record": item.record} if item.payload is None
-            else {"kind": item.kind, "record": item.record, "payload": item.payload}))
-            for item in items]
+        if self.sink is None and self.keep is not None:
+            new = [_compared_line(item) for item in items]  # compared, never written
+        else:
+            new = [_plain_line(item) for item in items]
         if self.sink is not None:
             for line in new:
                 self.sink(line)
@@ -358,6 +356,31 @@ class SessionRig:
             return new
         self.lines.extend(new)
         return new
+
+
+def _plain_line(item: BufferedItem) -> dict[str, object]:
+    """A msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
+    (the structs are encoded as they are: what ``to_line`` gives without a redactor)."""
+    return _PLAIN.decode(_PACK.encode(
+        {"kind": item.kind, "record": item.record} if item.payload is None
+        else {"kind": item.kind, "record": item.record, "payload": item.payload}))
+
+
+#: kinds whose records the comparator reads field by field (scalars): plans and OR-02
+#: evidence are compared whole, so their tuples must be the lists a file holds
+_FIELDWISE = frozenset({"event_record", "control_signal", "decision_outcome", "turn_transition"})
+
+
+def _compared_line(item: BufferedItem) -> dict[str, object]:
+    """The line a streamed comparison reads: a plain dict, without the msgpack round trip
+    where the comparator reads only scalar fields (tuples may stay tuples there)."""
+    if item.kind not in _FIELDWISE:
+        return _plain_line(item)
+    line: dict[str, object] = {"kind": item.kind,
+                               "record": msgspec.to_builtins(item.record, builtin_types=(bytes,))}
+    if item.payload is not None:
+        line["payload"] = msgspec.to_builtins(item.payload, builtin_types=(bytes,))
+    return line
 
 
 class _PinnedClock:
