@@ -151,25 +151,44 @@ def timeline_sessions(path: str | Path) -> list[SessionSpan]:
     """The sessions of a timeline file in order of first appearance (one pass over the
     records, payloads skipped; memory per session, not per line)."""
     offsets = [0]
-    spans: dict[str, tuple[tuple[int, int], int]] = {}
-    current: str | None = None
+    found = _SessionFinder()
     for item in iter_timeline(path, payloads=False, offsets=offsets):
-        if isinstance(item, TimelineFormatError):
-            continue
+        if not isinstance(item, TimelineFormatError):
+            found.see(item, offsets[0])
+    return found.spans()
+
+
+class _SessionFinder:
+    """Where each session's lines are, seen line by line (:func:`timeline_sessions`)."""
+
+    __slots__ = ("_current", "_spans")
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[tuple[int, int], int]] = {}
+        self._current: str | None = None
+
+    def see(self, item: TimelineLine, offset: int) -> None:
+        """A good line that starts at byte ``offset``."""
         sid = item.record.get("session_id")
         if isinstance(sid, str):
-            current = sid
+            self._current = sid
+        current = self._current
         if current is not None:  # a record without session_id (a plan) joins the one before
-            first = spans[current][0] if current in spans else (offsets[0], item.line - 1)
-            spans[current] = (first, item.line)
-    return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
+            span = self._spans.get(current)
+            self._spans[current] = (span[0] if span is not None
+                                    else (offset, item.line - 1), item.line)
+
+    def spans(self) -> list[SessionSpan]:
+        return [SessionSpan(sid, start, last) for sid, (start, last) in self._spans.items()]
 
 
-def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True
+def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True,
+               offsets: list[int] | None = None
                ) -> Iterator[TimelineLine | TimelineFormatError]:
-    """The lines of one session of a file (all lines without ``span``)."""
+    """The lines of one session of a file (all lines without ``span``; ``offsets`` as in
+    :func:`~rspp.observability.iter_timeline`, for all lines only)."""
     if span is None:
-        yield from iter_timeline(path, payloads=payloads)
+        yield from iter_timeline(path, payloads=payloads, offsets=offsets)
         return
     current: object = None
     for item in iter_timeline(path, start=span.start, payloads=payloads):
@@ -220,6 +239,9 @@ class Recording:
     ingress_digest: str = ""
     #: lines (numbers) of provider outputs recorded without their payload
     no_payload: frozenset[int] = frozenset()
+    #: the sessions of the file (a streamed recording read whole, without ``span``: found
+    #: in the same pass, see :func:`timeline_sessions`); more than one: replay by span
+    sessions: tuple[SessionSpan, ...] = ()
 
     def expected_lines(self) -> Iterator[TimelineLine]:
         """The recorded timeline for the comparison, line by line (a streamed recording
@@ -320,14 +342,19 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     errors: list[TimelineFormatError] = []
     n_errors = 0
     items: Iterable[TimelineLine | TimelineFormatError]
+    offsets = [0]
+    finder: _SessionFinder | None = None
     if isinstance(path_or_lines, str | Path):
         source = str(path_or_lines)
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
+        if stream and span is None:  # the file's sessions are found in the same pass
+            finder = _SessionFinder()
         # streamed: payloads are read again when fed; here only whether a line has one
         items = span_lines(source, span if stream else None,
-                           payloads="text" if stream else True)
+                           payloads="text" if stream else True,
+                           offsets=offsets if finder is not None else None)
     else:
         source = "<lines>"
         stream = False
@@ -353,6 +380,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             continue
         ln = item
         rec = ln.record
+        if finder is not None:
+            finder.see(ln, offsets[0])
         if isinstance(rec.get("session_id"), str) and isinstance(rec.get("pipeline_version"), str) \
                 and (first is None or (rec.get("runtime_sequence", 0), ln.line)
                      < (first.record.get("runtime_sequence", 0), first.line)):
@@ -469,7 +498,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
                      ingress_digest=digest, span=span if stream else None,
-                     no_payload=frozenset(no_payload))
+                     no_payload=frozenset(no_payload),
+                     sessions=tuple(finder.spans()) if finder is not None else ())
 
 
 def _replayed_signal(rec: dict[str, Any]) -> bool:
