@@ -21,11 +21,12 @@ from __future__ import annotations
 import bisect
 import re
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -50,12 +51,13 @@ from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
+__all__ = ["IngressIndex", "IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
            "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
 _TURN_DECISIONS = {OutcomeKind.ADMIT, OutcomeKind.REJECT, OutcomeKind.DEFER}
+_NO_RECORD: dict[str, Any] = {}  # a streamed ingress item's line: its number only
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,107 @@ class IngressItem:
             raise ReplayInputError(str(exc)) from exc
 
 
+class IngressIndex(Sequence[IngressItem]):
+    """A recording's ingress events in replay order (``runtime_sequence``, then line).
+
+    Kept in arrays (a long recording has one per 20 ms audio frame): an
+    :class:`IngressItem` is made when one is asked for. A streamed recording keeps no
+    line (the item's line is a stub naming its number; the fetcher reads it again), a
+    decoded one keeps each whole line.
+    """
+
+    __slots__ = ("_lines", "_numbers", "_port", "_ports", "event_ids", "fetch", "sequences",
+                 "times")
+
+    def __init__(self, *, keep_lines: bool) -> None:
+        self.sequences = array("q")
+        self.times = array("q")
+        self._numbers = array("q")
+        self._port = array("H")
+        self._ports: list[str] = []
+        self._lines: list[TimelineLine] | None = [] if keep_lines else None
+        #: recorded event ids while loading (the digest); None once it is taken
+        self.event_ids: list[object] | None = []
+        self.fetch: LineFetcher | None = None
+
+    def append(self, sequence: int, ms: int, port: str, line: TimelineLine) -> None:
+        if port not in self._ports:
+            self._ports.append(port)
+        self.sequences.append(sequence)
+        self.times.append(ms)
+        self._numbers.append(line.line)
+        self._port.append(self._ports.index(port))
+        if self.event_ids is not None:
+            self.event_ids.append(line.record.get("event_id"))
+        if self._lines is not None:
+            self._lines.append(line)
+
+    @property
+    def line_numbers(self) -> array[int]:
+        return self._numbers
+
+    def sort(self) -> None:
+        """Into replay order (a recording is usually in it already)."""
+        seqs, numbers = self.sequences, self._numbers
+        n = len(seqs)
+        if all((seqs[i], numbers[i]) <= (seqs[i + 1], numbers[i + 1]) for i in range(n - 1)):
+            return
+        order = sorted(range(n), key=lambda i: (seqs[i], numbers[i]))
+        for name in ("sequences", "times", "_numbers", "_port"):
+            old = getattr(self, name)
+            setattr(self, name, array(old.typecode, (old[i] for i in order)))
+        if self.event_ids is not None:
+            self.event_ids = [self.event_ids[i] for i in order]
+        if self._lines is not None:
+            self._lines = [self._lines[i] for i in order]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __iter__(self) -> Iterator[IngressItem]:
+        return (self[i] for i in range(len(self)))
+
+    @overload
+    def __getitem__(self, index: int) -> IngressItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[IngressItem]: ...
+
+    def __getitem__(self, index: int | slice) -> IngressItem | list[IngressItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        line = self._lines[index] if self._lines is not None else TimelineLine(
+            line=self._numbers[index], kind="event_record", record=_NO_RECORD)
+        return IngressItem(index, self.sequences[index], self.times[index],
+                           self._ports[self._port[index]], line, self.fetch)
+
+
+class _LineSet:
+    """A set of line numbers, one byte per line of the file (not a hashed int each)."""
+
+    __slots__ = ("_has",)
+
+    def __init__(self, lines: Iterable[int] = ()) -> None:
+        self._has = bytearray()
+        for number in lines:
+            self.add(number)
+
+    def add(self, number: int) -> None:
+        if number >= len(self._has):
+            self._has.extend(bytes(number + 1 - len(self._has) + 4096))
+        self._has[number] = 1
+
+    def discard(self, number: int) -> None:
+        if number < len(self._has):
+            self._has[number] = 0
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, int) and 0 <= number < len(self._has) \
+            and self._has[number] == 1
+
+
 class LineFetcher:
     """A second streaming pass over a timeline file: hands out whole lines by number.
 
@@ -90,9 +193,10 @@ class LineFetcher:
     that look-ahead, not by the file.
     """
 
-    def __init__(self, path: str, needed: set[int], span: SessionSpan | None = None) -> None:
+    def __init__(self, path: str, needed: Iterable[int], span: SessionSpan | None = None
+                 ) -> None:
         self.path = path
-        self.needed = needed
+        self.needed = _LineSet(needed)
         self.span = span
         #: needed lines passed early, kept raw (decoded when asked for)
         self.buffer: dict[int, bytes] = {}
@@ -216,7 +320,7 @@ class Recording:
     start_wall_ms: int
     recording_level: RecordingLevel | None
     snapshot_refs: tuple[tuple[str, str, int], ...]
-    ingress: list[IngressItem]
+    ingress: Sequence[IngressItem]
     provider_lines: dict[str, list[TimelineLine]] = field(default_factory=dict)
     decisions: dict[str, DecisionOutcome] = field(default_factory=dict)
     #: recorded turn-start wall clock per turn (plan determinism input ``turn_start_wall_ms``)
@@ -268,7 +372,9 @@ class Recording:
     def playback_store(self, provider_nodes: Iterable[str]) -> PlaybackStore:
         """Recorded outputs of ``provider_nodes``; raises when one has none with payloads."""
         store = PlaybackStore()
-        ingress_seqs = [it.runtime_sequence for it in self.ingress]
+        ingress_seqs: Sequence[int] = (
+            self.ingress.sequences if isinstance(self.ingress, IngressIndex)
+            else [it.runtime_sequence for it in self.ingress])
         nodes = sorted(set(provider_nodes))
         if nodes and self.turn_ids and not any(self.provider_lines.get(n) for n in nodes):
             raise ReplayInputError(
@@ -363,7 +469,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     first: TimelineLine | None = None
     t0: TimelineLine | None = None
     plans: list[TimelineLine] = []
-    ingress: list[IngressItem] = []
+    ingress = IngressIndex(keep_lines=not stream)
     provider: dict[str, list[TimelineLine]] = {}
     decisions: dict[str, DecisionOutcome] = {}
     no_payload: set[int] = set()
@@ -403,10 +509,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 if ln.payload is None:
                     bare[ln.line] = _needed_level(rec)
                 try:
-                    ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
-                                               _int(ln, "runtime_timestamp_ms", source),
-                                               sys.intern(edge.removeprefix("input.")),
-                                               _stub(ln) if stream else ln))
+                    ingress.append(_int(ln, "runtime_sequence", source),
+                                   _int(ln, "runtime_timestamp_ms", source),
+                                   edge.removeprefix("input."), ln)
                 except ReplayInputError as exc:
                     pending = pending or exc
             elif isinstance(node, str) and edge.startswith(f"{node}.") and \
@@ -475,22 +580,20 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             f"{source}: no ingress events (event_record lines with edge_id 'input.<port>' and no "
             "node_id); a replay needs the recorded input: re-run it with `rspp run --record-level "
             "L2` (audio; `--record-level L1` keeps text input only)")
-    ingress.sort(key=lambda it: (it.runtime_sequence, it.line.line))
-    for it in ingress:
-        if it.line.line in bare:
+    ingress.sort()
+    event_ids = ingress.event_ids or []
+    ingress.event_ids = None
+    for number, event_id in zip(ingress.line_numbers, event_ids, strict=True):
+        if number in bare:
             raise ReplayInputError(
-                f"{source}:{it.line.line}: ingress event {it.line.record.get('event_id')!r} has "
+                f"{source}:{number}: ingress event {event_id!r} has "
                 "no payload (recorded below the needed level): re-run it with `rspp run "
-                f"--record-level {bare[it.line.line]}`")
+                f"--record-level {bare[number]}`")
     fetcher = None
     if stream:
-        fetcher = LineFetcher(source, {it.line.line for it in ingress}, span)
-    digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
-                                           for it in ingress])
-    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
-                           TimelineLine(line=it.line.line, kind=it.line.kind, record=_NO_RECORD)
-                           if stream else it.line, fetcher)
-               for i, it in enumerate(ingress)]
+        fetcher = ingress.fetch = LineFetcher(source, ingress.line_numbers, span)
+    digest = recording_digest(session_id, [str(e) for e in event_ids])
+    del event_ids
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      allowed_modes=allowed, budgets_enforced=enforced,
@@ -519,15 +622,6 @@ def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
         if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
                 and ref[8:].isdigit():
             walls[str(plan.record.get("turn_id"))] = int(ref[8:])
-
-
-_NO_RECORD: dict[str, Any] = {}
-
-
-def _stub(line: TimelineLine) -> TimelineLine:
-    """What a streamed recording keeps of an ingress line: its number and event id."""
-    return TimelineLine(line=line.line, kind=line.kind,
-                        record={"event_id": line.record.get("event_id")})
 
 
 _PLAYBACK_FIELDS = ("causal_parent_id", "edge_id", "turn_id", "runtime_timestamp_ms",
