@@ -51,8 +51,8 @@ from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressIndex", "IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
-           "span_lines", "timeline_sessions"]
+__all__ = ["IngressIndex", "IngressItem", "LineFetcher", "Recording", "SessionSpan",
+           "load_recording", "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
