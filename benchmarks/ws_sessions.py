@@ -326,6 +326,12 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         rss = rss_mb()
         for h in hub.sessions.values():
             pacer.extend(h.transport.lateness_ms)
+        if os.environ.get("BENCH_DEBUG"):
+            ts = [h.transport for h in hub.sessions.values()]
+            print("DEBUG sessions", len(ts), "frames_in", sum(t.meter.frames for t in ts),
+                  "frames_out", sum(t.frames_out for t in ts), "late_in",
+                  sum(t.meter.late for t in ts), "lost_in", sum(t.meter.lost for t in ts),
+                  "dropped_out", sum(t.queue.dropped_audio for t in ts if t.queue), flush=True)
         for c in children:
             await c.wait()
     return {

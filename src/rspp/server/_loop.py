@@ -26,7 +26,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         except ImportError:  # a platform without uvloop wheels (Windows): the stock loop
             pass
         else:
-            return uvloop.new_event_loop
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
     return asyncio.new_event_loop
 
 

@@ -290,11 +290,12 @@ class LiveTransport:
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
-        encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
         record = self._record
+        admitted: Callable[[Event], None] | None = None
+        if record is not None:
+            encoded = encode_ingress(ev)  # before the push: inline nodes may annotate it
 
-        def admitted(e: Event) -> None:
-            if record is not None:
+            def admitted(e: Event) -> None:
                 record_ingress(record, s, e, encoded, port)
 
         # One frame at a time: the session takes the frame (and handles the control it
