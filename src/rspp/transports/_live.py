@@ -39,9 +39,11 @@ import msgspec
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
 from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.observability import LiveTurnView
+from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
+from rspp.transports._jitter import JitterBuffer, JitterIngress
 from rspp.transports._protocol import (
     Clear,
     ReplyText,
@@ -123,7 +125,7 @@ class LiveTransport:
     """One live session's transport state (see the module docstring)."""
 
     def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
-                 record: RecordSink | None = None) -> None:
+                 record: RecordSink | None = None, jitter: JitterProfiles | None = None) -> None:
         self.rate = sample_rate
         self.opts = options or LiveOptions()
         self._record = record
@@ -136,6 +138,10 @@ class LiveTransport:
         self._rechunker = Rechunker(sample_rate, sample_rate, self.opts.frame_ms)
         self._quality = "HQ"
         self.meter = IngressMeter(sample_rate)
+        #: the ingress jitter buffer of each transport kind (the spec's ``transport``)
+        self.jitter_profiles = jitter or JitterProfiles()
+        self.jitter = self._jitter_ingress("websocket", sample_rate)
+        self._discontinuities = 0
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -211,12 +217,13 @@ class LiveTransport:
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
                 timeline: bool = False, acked: bool = False,
-                low_latency: bool = False) -> OutboundQueue:
+                low_latency: bool = False, transport: str = "websocket") -> OutboundQueue:
         """A client connection (first or resumed) with its declared audio format.
 
         ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
         the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
         ``low_latency``: resample without soxr's block delay (quality ``QQ``).
+        ``transport``: the kind of connection, which picks its jitter profile.
         """
         self.acked = acked
         self._rows = timeline
@@ -228,6 +235,8 @@ class LiveTransport:
             self._out_resampler = None
         self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
+        self.jitter.close()
+        self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
             self._pacer = asyncio.create_task(self._pace(), name="live-egress-pacer")
@@ -238,17 +247,27 @@ class LiveTransport:
         q, self.queue = self.queue, None
         if q is not None:
             q.close()
+        summary = self.jitter.close()
+        if self.jitter.buffer.stats.frames:
+            self._jitter_note(f"connection {summary}")
         for t in self.turns.values():  # no echo can come any more: stall/abort decides
             if t.unconfirmed is not None:
                 t.unconfirmed.cancel()
                 t.unconfirmed = None
 
     def stats(self) -> Stats:
-        m, q = self.meter, self.queue
+        m, q, j = self.meter, self.queue, self.jitter.buffer
         lat = sorted(self.lateness_ms)
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
-        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=m.out_of_order,
-                     lost_frames=m.lost, frames_out=self.frames_out,
+        js = j.stats
+        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=js.out_of_order,
+                     lost_frames=js.lost, reordered_frames=js.reordered,
+                     duplicate_frames=js.duplicates, too_late_frames=js.too_late,
+                     concealed_frames=js.concealed, discontinuities=js.discontinuities,
+                     jitter_profile=j.profile.name, jitter_depth_ms=round(j.depth_ms, 1),
+                     jitter_hold_max_ms=round(js.hold_max_ms, 1),
+                     media_in_ms=self.jitter.released_samples * 1000 // j.rate,
+                     frames_out=self.frames_out,
                      dropped_out_frames=q.dropped_audio if q is not None else 0,
                      egress_lateness_p99_ms=round(p99, 2),
                      egress_lateness_max_ms=round(self.lateness_max_ms, 2),
@@ -256,24 +275,38 @@ class LiveTransport:
 
     # ------------------------------------------------------------- ingress
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        """Client PCM16 at the connection's declared rate; raises Flood."""
-        if not self.meter.sequence(seq):
-            return
-        self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
-        for frame in self._rechunker.push(pcm):
-            await self._push_frame(frame)
+        """Client PCM16 at the connection's declared rate (``seq``: the client's frame
+        number, through the jitter buffer); raises Flood."""
+        j = self.jitter
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
+                          asyncio.get_running_loop().time())
+        await j.push(pcm, seq)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
+        await self.jitter.flush()  # no more input: the gaps still held are lost
         await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
 
-    async def _push_frame(self, frame: bytes) -> None:
+    def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
+        buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
+        return JitterIngress(buffer, lambda pcm: self._rechunker.push(pcm), self._push_frame,
+                             self._jitter_note)
+
+    def _jitter_note(self, reason: str) -> None:
+        """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
+        if self.session is not None:
+            self.session.signals.telemetry(kind="transport_jitter", reason=reason)
+
+    async def _push_frame(self, frame: bytes, discontinuity: bool = False) -> None:
         # one frame at a time, numbered when it goes in: two producers (a media track that
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
         async with self._ingress_lock:
             ev = Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
                        sample_index=self.media_samples, transport_seq=self._index)
+            if discontinuity:  # the jitter buffer dropped audio just before this frame
+                self._discontinuities += 1
+                ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
             self.media_samples += len(frame) // 2
             self._index += 1
             await self._ingress(ev)
