@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rspp.client import CarrierCall, LiveClient
+from rspp.testing import Impairment
 from rspp.transports import Stats, mulaw_encode
 
 from .conftest import VOICE, assert_replays
@@ -23,9 +24,9 @@ from .conftest import VOICE, assert_replays
 pytestmark = pytest.mark.integration
 
 FRAME = 640  # 20 ms of PCM16 at 16 kHz
-#: sent order: 5/6 swapped, 7 twice, 10 and 20-22 never, 30 after 34 (too late)
-ORDER = [*range(5), 6, 5, 7, 7, 8, 9, *range(11, 20), *range(23, 30), 31, 32, 33, 34, 30,
-         *range(35, 40)]
+#: 5/6 swapped, 7 twice, 10 and 20-22 never, 30 after 34 (too late)
+ORDER = Impairment(40, swap=((5, 6),), duplicate=(7,), lose=(10, 20, 21, 22),
+                   late={30: 34}).order()
 PROFILE = ("mode: fixed, target_ms: 2000, min_ms: 20, max_ms: 2000, "
            "reorder_window_frames: 3, conceal: silence, conceal_max_frames: 2")
 
