@@ -8,8 +8,8 @@ clock, with its give-up timer fired at :meth:`JitterBuffer.due`, for each named 
 Reported per network x profile: the latency the buffer adds to frames it releases
 (release - arrival: p50/p99/max, ms; the bound is the profile's ``max_ms``), frames
 reordered, too late, lost and concealed (% of frames sent), and the CPU cost per frame
-(µs of this process's CPU time, the benchmark's own bookkeeping included). Target: added latency max <= ``max_ms`` of the profile in every
-case (``bounded``), under 20 µs per frame.
+(µs of this process's CPU time, the benchmark's bookkeeping included). Targets: added
+latency max <= ``max_ms`` of the profile in every case (``bounded``), <= 20 µs a frame.
 
 Usage: ``python benchmarks/jitter_buffer.py [--quick] [--frames N]``; JSON last line.
 """

@@ -3,10 +3,11 @@
 Every network transport (WebSocket today; WebRTC, telephony, LiveKit) is a
 thin adapter onto :class:`LiveTransport`, which owns:
 
-* ingress: client PCM16 (16/24/48 kHz mono, any frame size) resampled with
-  soxr and re-chunked to 20 ms frames at the pipeline rate, counted (late,
-  out-of-order, lost, floods) and recorded exactly as the loopback transport
-  records its frames;
+* ingress: client PCM16 (16/24/48 kHz mono, any frame size); numbered frames
+  through the jitter buffer of the connection's profile (reordered, de-duplicated,
+  lost ones concealed or dropped: :mod:`rspp.transports._jitter`, F-087); then
+  resampled with soxr and re-chunked to 20 ms frames at the pipeline rate, counted
+  (late, floods) and recorded exactly as the loopback transport records its frames;
 * the session's output sink: the shared event vocabulary (partial/final
   transcripts, turn open/commit/abort/close, reply text, ``clear`` on
   barge-in, errors) and reply audio queued per turn;
