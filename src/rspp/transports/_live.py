@@ -143,6 +143,7 @@ class LiveTransport:
         self.jitter_profiles = jitter or JitterProfiles()
         self.jitter = self._jitter_ingress("websocket", sample_rate)
         self._discontinuities = 0
+        self._last_ingress_seq = 0
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -295,8 +296,10 @@ class LiveTransport:
 
     def _jitter_note(self, reason: str) -> None:
         """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
-        if self.session is not None:
-            self.session.signals.telemetry(kind="transport_jitter", reason=reason)
+        if self.session is not None:  # beside the last ingress frame: a replay feeds the
+            # recorded frames and takes no sequence number for this note, so neither may we
+            self.session.signals.telemetry(kind="transport_jitter", reason=reason,
+                                           at_sequence=self._last_ingress_seq)
 
     async def _push_frame(self, frame: bytes, discontinuity: bool = False) -> None:
         # one frame at a time, numbered when it goes in: two producers (a media track that
@@ -311,6 +314,7 @@ class LiveTransport:
             self.media_samples += len(frame) // 2
             self._index += 1
             await self._ingress(ev)
+            self._last_ingress_seq = max(ev.seq, 0)
 
     async def _ingress(self, ev: Event, port: str = "audio") -> None:
         s = self.session

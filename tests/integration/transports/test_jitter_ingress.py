@@ -139,3 +139,36 @@ async def test_a_carriers_media_chunks_go_through_the_telephony_profile(
     # 39 frames of 20 ms reached the pipeline (16 kHz): all but a resampler's tail
     audio = ingress_audio(lines)
     assert 37 * FRAME <= len(audio) <= 39 * FRAME
+
+
+async def test_a_spoken_turn_after_concealed_losses_replays_without_divergence(
+        serve, speech, issue) -> None:
+    """Losses before a turn: the jitter records must not move the turn's plan (its
+    determinism markers) nor the order a replay reproduces."""
+    import asyncio
+
+    from rspp.transports import Transcript
+
+    pcm = bytes(16000) + speech["question"][0] + bytes(48000)
+    n = len(pcm) // FRAME
+    order = Impairment(n, swap=((10, 11),), lose=(3, 7)).order()
+    async with serve() as srv:
+        async with await LiveClient.connect(srv.url("jit3"), token=issue("jit3"),
+                                            sequenced=True) as client:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            for i, k in enumerate(order):  # paced like a microphone (not a synchronisation)
+                await client.send_audio(pcm[k * FRAME:(k + 1) * FRAME], seq=k)
+                await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.02 - loop.time()))
+            await client.end()
+            got = [e async for e in client.events()]
+    finals = [e for e in got if isinstance(e, Transcript) and e.final]
+    assert finals and "weather" in finals[0].text
+    st = [e for e in got if isinstance(e, Stats)][-1]
+    assert st.lost_frames == 2 and st.concealed_frames == 2
+    timeline = srv.factory.timeline_for("jit3")
+    assert timeline is not None
+    notes = [ln["record"].get("reason") for ln in timeline_lines(timeline)
+             if ":transport_jitter:" in ln["record"].get("event_id", "")]
+    assert any(n and n.startswith("lost seq 3..3") for n in notes)
+    assert_replays(timeline, srv.spec)
