@@ -70,3 +70,32 @@ def test_lease_change_mid_reply_ends_the_turn_deauthorized(
         assert lifecycle(lines, second["turn_id"]) == [("deauthorized_drain", 1, "deauthorized")]
         assert [(d["turn_id"], d["phase"]) for d in drains] == [
             (first["turn_id"], "active_turn"), (second["turn_id"], "pre_turn")]
+
+
+def test_a_rotation_replays_at_its_recorded_place_and_a_tampered_one_diverges(
+    two_questions: Path, rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    """The rotation is recorded (``lease_rotated``, CP-07, at the new epoch) and ``rspp
+    replay`` applies it where it was recorded, like the ingress: no AUTHORITY divergence.
+    A copy whose rotation record says another epoch replays that epoch and diverges."""
+    tl = tmp_path / "timeline.jsonl"
+    res = rspp_cli.run(str(VOICE), "--input", str(two_questions), "--timeline", str(tl),
+                       "--record-level", "L2", "--rotate-at", "3.0")
+    assert res.returncode == 0, res.stderr
+    lines = tl.read_text().splitlines(keepends=True)
+    rotations = [json.loads(x)["record"] for x in lines if '"signal":"lease_rotated"' in x]
+    assert [(r["emitted_by"], r["authority_epoch"], r["reason"]) for r in rotations] == [
+        ("CP-07", 2, "lease_rotated")]
+    report = tmp_path / "replay.json"
+    faithful = rspp_cli("replay", str(tl), "--spec", str(VOICE), "--report", str(report))
+    assert faithful.returncode == 0, faithful.stdout + faithful.stderr
+    counts = json.loads(report.read_text())["divergences"]
+    assert all(counts[c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME", "AUTHORITY")), counts
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(x.replace('"authority_epoch":2', '"authority_epoch":3')
+                                if '"signal":"lease_rotated"' in x else x for x in lines))
+    out = rspp_cli("replay", str(tampered), "--spec", str(VOICE), "--report", str(report))
+    assert out.returncode == 1
+    findings = json.loads(report.read_text())["findings"]
+    assert any(f["class"] == "AUTHORITY" and f["expected"] == "2"
+               and f["actual"] == "3" for f in findings), findings[:5]

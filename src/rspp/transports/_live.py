@@ -125,6 +125,9 @@ class _Turn:
 class LiveTransport:
     """One live session's transport state (see the module docstring)."""
 
+    #: the graph entries a live transport feeds: speech and typed text (a spec needs one)
+    INPUTS: tuple[str, ...] = ("audio", "text")
+
     def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
                  record: RecordSink | None = None, jitter: JitterProfiles | None = None) -> None:
         self.rate = sample_rate
@@ -171,6 +174,9 @@ class LiveTransport:
         self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
+        #: client audio for a graph without ``input.audio`` (a text chat): refused once,
+        #: then dropped (counted)
+        self.audio_refused = 0
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -279,6 +285,12 @@ class LiveTransport:
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 at the connection's declared rate (``seq``: the client's frame
         number, through the jitter buffer); raises Flood."""
+        if not self._takes_audio():
+            self.audio_refused += 1
+            if self.audio_refused == 1:
+                raise InputRejected("audio", "this pipeline takes no audio input (no "
+                                    "`input.audio` edge in its spec); send `text` messages")
+            return
         j = self.jitter
         self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
                           asyncio.get_running_loop().time())
@@ -286,8 +298,13 @@ class LiveTransport:
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        await self.jitter.flush()  # no more input: the gaps still held are lost
-        await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+        if self._takes_audio():
+            await self.jitter.flush()  # no more input: the gaps still held are lost
+            await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+
+    def _takes_audio(self) -> bool:
+        s = self.session
+        return s is None or "audio" in s.entries
 
     def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
         buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
@@ -411,6 +428,10 @@ class LiveTransport:
                 # turn's, not the start of the next reply
                 t.pending.extend(self._out_resampler.flush())
             t.ended = True
+            if t.finished is None and t not in self._play:
+                # a reply without audio (text, a degraded TTS) is delivered once it ended:
+                # it completes (and commits) in turn order, after the audio queued before it
+                self._play.append(t)
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
             self._audio_ready.set()
@@ -441,8 +462,10 @@ class LiveTransport:
         """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
         return turn_id in self._fenced
 
-    def stop_playback(self, turn_id: str) -> None:
-        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
+        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client
+        why (the ``clear`` event's ``reason``: ``barge_in``, ``user_cancel``,
+        ``deauthorized_drain``, ``lease_lost``, ... see docs/protocol/websocket.md)."""
         self._fenced.add(turn_id)
         t = self.turns.get(turn_id)
         q = self.queue
@@ -458,7 +481,7 @@ class LiveTransport:
         t.pending.clear()
         t.finished = "cancelled"
         if had_audio:
-            self._event(Clear(turn_id=turn_id, reason="barge_in"))
+            self._event(Clear(turn_id=turn_id, reason=reason))
         if t.started:
             heard = f",heard_frames:{t.heard_frames}" if self.acked else ""
             self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
@@ -486,6 +509,10 @@ class LiveTransport:
         if t.turn_id is not None:
             if t.started:
                 self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id, reason)
+            elif not t.sent_frames:  # a reply without audio was delivered (a replay commits
+                # the turn here too: the moment is the transport's, not the pipeline's)
+                self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
+                            "delivered_without_audio")
             if self.driver is not None:
                 self.driver.output_complete(t.turn_id)
 
