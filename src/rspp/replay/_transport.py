@@ -52,10 +52,13 @@ TRANSPORT_SIGNALS = frozenset({"playback_started", "playback_completed"})
 CONNECTION_SIGNALS = frozenset({"connected", "disconnected", "stall", "ended"})
 TRANSPORT_EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
 _EMITTERS = TRANSPORT_EMITTERS
-#: the lease rotations the session learned from the control plane (CP-07), replayed at their
-#: place like the transport's signals: the turn driver follows the recorded epoch (and
-#: records the rotation again), so later records carry the recorded epochs
-AUTHORITY_SIGNALS = frozenset({"lease_rotated"})
+#: the lease changes the session learned from the control plane, replayed at their place
+#: like the transport's signals: a rotation (``lease_rotated``, CP-07, at the new epoch) and
+#: a loss (``deauthorized_drain`` of no turn, RK-24); the turn driver applies each (and
+#: records it again), so later records carry the recorded epochs and refusals
+AUTHORITY_SIGNALS = frozenset({"lease_rotated", "deauthorized_drain"})
+_AUTHORITY_EMITTERS = {"lease_rotated": Emitter.CP_07.value,
+                       "deauthorized_drain": Emitter.RK_24.value}
 
 
 class TransportTarget(Protocol):
@@ -120,9 +123,10 @@ class TransportFeedback:
     def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                          reason: str, epoch: int | None = None) -> None:
         """A recorded transport signal, re-emitted: record it and tell the turn driver."""
-        if name is SignalName.LEASE_ROTATED:  # the driver records the rotation itself
-            if epoch is not None:
-                self.driver.authority_changed(epoch, reason)
+        if name.value in AUTHORITY_SIGNALS:  # the driver records the change itself
+            if name is SignalName.DEAUTHORIZED_DRAIN or epoch is not None:
+                self.driver.authority_changed(
+                    None if name is SignalName.DEAUTHORIZED_DRAIN else epoch, reason)
             return
         self.append(self.driver.stamp.signal(name, emitter, authority_epoch=self.epoch,
                                              turn_id=turn_id, reason=reason))
@@ -174,8 +178,8 @@ class RecordedTransport:
                     (rec.get("signal") in TRANSPORT_SIGNALS and isinstance(rec.get("turn_id"), str))
                     or rec.get("signal") in CONNECTION_SIGNALS):
                 out.signals.append(ln)
-            elif ln.kind == "control_signal" and rec.get("signal") in AUTHORITY_SIGNALS \
-                    and rec.get("emitted_by") == Emitter.CP_07.value:
+            elif ln.kind == "control_signal" and rec.get("turn_id") is None and \
+                    rec.get("emitted_by") == _AUTHORITY_EMITTERS.get(str(rec.get("signal"))):
                 out.signals.append(ln)
             elif ln.kind == EVIDENCE_KIND and isinstance(rec.get("turn_id"), str):
                 out.provider_invocations[str(rec["turn_id"])] = tuple(

@@ -342,6 +342,7 @@ class TurnDriver:
         control lane at the next scheduling point.
         """
         g = self.authority
+        was_revoked = g.revoked
         if new_epoch is None:
             g.revoke()
         elif new_epoch > g.epoch or (g.revoked and new_epoch == g.epoch):
@@ -353,10 +354,15 @@ class TurnDriver:
         self.session_lifecycle.authority_epoch = g.epoch
         if self.on_epoch is not None:
             self.on_epoch(g.epoch)
+        # the change comes from outside the pipeline (the control plane's lease): recorded
+        # so that a replay applies it at this same point, a rotation as the control plane's
+        # ``lease_rotated`` (CP-07) at the new epoch, a loss as the session's own
+        # ``deauthorized_drain`` (RK-24, session scoped: the session drains)
         if new_epoch is not None:
-            # the control plane's rotation (CP-07) as the session learned it, at the new epoch:
-            # an input from outside the pipeline, which a replay applies at this same point
             self._signal(SignalName.LEASE_ROTATED, Emitter.CP_07, None, reason,
+                         session_scoped=True)
+        elif not was_revoked:
+            self._signal(SignalName.DEAUTHORIZED_DRAIN, Emitter.RK_24, None, reason,
                          session_scoped=True)
         tid = self.arbiter.turn_id if self.arbiter.state in (TurnState.OPENING,
                                                              TurnState.ACTIVE) else None
