@@ -195,6 +195,15 @@ class _Conversation:
         await self.client.end()
 
 
+async def _routed(cp: httpx.AsyncClient) -> tuple[str, LiveClient]:
+    """A session of tenant acme routed by the control plane, and a client connected to it."""
+    route = (await cp.post("/v1/sessions/route", json={
+        "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
+    sid = route["session_id"]
+    return sid, await LiveClient.connect(session_url(route["endpoint"], sid),
+                                         token=route["token"], msgpack=True)
+
+
 def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -217,11 +226,7 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     async def converse() -> tuple[str, dict[str, Any], _Conversation]:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30,
                                      headers={"Authorization": f"Bearer {KEY}"}) as cp:
-            route = (await cp.post("/v1/sessions/route", json={
-                "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
-            sid = route["session_id"]
-            client = await LiveClient.connect(session_url(route["endpoint"], sid),
-                                              token=route["token"], msgpack=True)
+            sid, client = await _routed(cp)
             talk = _Conversation(client)
             async with client:
                 reader = asyncio.create_task(talk.read())
@@ -301,11 +306,7 @@ def test_lease_revoked_mid_reply_clears_the_client_and_closes_with_the_reason(
 
     async def converse() -> tuple[str, list[ServerEvent], LiveClient]:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30, headers=auth) as cp:
-            route = (await cp.post("/v1/sessions/route", json={
-                "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
-            sid = route["session_id"]
-            client = await LiveClient.connect(session_url(route["endpoint"], sid),
-                                              token=route["token"], msgpack=True)
+            sid, client = await _routed(cp)
             talk = _Conversation(client)
             reader = asyncio.create_task(talk.read())  # until the server closes
 
