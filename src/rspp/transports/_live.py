@@ -3,10 +3,11 @@
 Every network transport (WebSocket today; WebRTC, telephony, LiveKit) is a
 thin adapter onto :class:`LiveTransport`, which owns:
 
-* ingress: client PCM16 (16/24/48 kHz mono, any frame size) resampled with
-  soxr and re-chunked to 20 ms frames at the pipeline rate, counted (late,
-  out-of-order, lost, floods) and recorded exactly as the loopback transport
-  records its frames;
+* ingress: client PCM16 (16/24/48 kHz mono, any frame size); numbered frames
+  through the jitter buffer of the connection's profile (reordered, de-duplicated,
+  lost ones concealed or dropped: :mod:`rspp.transports._jitter`, F-087); then
+  resampled with soxr and re-chunked to 20 ms frames at the pipeline rate, counted
+  (late, floods) and recorded exactly as the loopback transport records its frames;
 * the session's output sink: the shared event vocabulary (partial/final
   transcripts, turn open/commit/abort/close, reply text, ``clear`` on
   barge-in, errors) and reply audio queued per turn;
@@ -41,9 +42,11 @@ import msgspec
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
 from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.observability import LiveTurnView
+from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
+from rspp.transports._jitter import JitterBuffer, JitterIngress
 from rspp.transports._protocol import (
     Clear,
     ReplyText,
@@ -128,7 +131,7 @@ class LiveTransport:
     INPUTS: tuple[str, ...] = ("audio", "text")
 
     def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
-                 record: RecordSink | None = None) -> None:
+                 record: RecordSink | None = None, jitter: JitterProfiles | None = None) -> None:
         self.rate = sample_rate
         self.opts = options or LiveOptions()
         self._record = record
@@ -141,6 +144,11 @@ class LiveTransport:
         self._rechunker = Rechunker(sample_rate, sample_rate, self.opts.frame_ms)
         self._quality = "HQ"
         self.meter = IngressMeter(sample_rate)
+        #: the ingress jitter buffer of each transport kind (the spec's ``transport``)
+        self.jitter_profiles = jitter or JitterProfiles()
+        self.jitter = self._jitter_ingress("websocket", sample_rate)
+        self._discontinuities = 0
+        self._last_ingress_seq = 0
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -224,12 +232,13 @@ class LiveTransport:
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
                 timeline: bool = False, acked: bool = False,
-                low_latency: bool = False) -> OutboundQueue:
+                low_latency: bool = False, transport: str = "websocket") -> OutboundQueue:
         """A client connection (first or resumed) with its declared audio format.
 
         ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
         the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
         ``low_latency``: resample without soxr's block delay (quality ``QQ``).
+        ``transport``: the kind of connection, which picks its jitter profile.
         """
         self.acked = acked
         self._rows = timeline
@@ -241,6 +250,8 @@ class LiveTransport:
             self._out_resampler = None
         self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
+        self.jitter.close()
+        self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
             self._pacer = EgressPacer.of()
@@ -252,17 +263,27 @@ class LiveTransport:
         q, self.queue = self.queue, None
         if q is not None:
             q.close()
+        summary = self.jitter.close()
+        if self.jitter.buffer.stats.frames:
+            self._jitter_note(f"connection {summary}")
         for t in self.turns.values():  # no echo can come any more: stall/abort decides
             if t.unconfirmed is not None:
                 t.unconfirmed.cancel()
                 t.unconfirmed = None
 
     def stats(self) -> Stats:
-        m, q = self.meter, self.queue
+        m, q, j = self.meter, self.queue, self.jitter.buffer
         lat = sorted(self.lateness_ms)
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
-        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=m.out_of_order,
-                     lost_frames=m.lost, frames_out=self.frames_out,
+        js = j.stats
+        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=js.out_of_order,
+                     lost_frames=js.lost, reordered_frames=js.reordered,
+                     duplicate_frames=js.duplicates, too_late_frames=js.too_late,
+                     concealed_frames=js.concealed, discontinuities=js.discontinuities,
+                     jitter_profile=j.profile.name, jitter_depth_ms=round(j.depth_ms, 1),
+                     jitter_hold_max_ms=round(js.hold_max_ms, 1),
+                     media_in_ms=self.jitter.released_samples * 1000 // j.rate,
+                     frames_out=self.frames_out,
                      dropped_out_frames=q.dropped_audio if q is not None else 0,
                      egress_lateness_p99_ms=round(p99, 2),
                      egress_lateness_max_ms=round(self.lateness_max_ms, 2),
@@ -270,38 +291,55 @@ class LiveTransport:
 
     # ------------------------------------------------------------- ingress
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        """Client PCM16 at the connection's declared rate; raises Flood."""
+        """Client PCM16 at the connection's declared rate (``seq``: the client's frame
+        number, through the jitter buffer); raises Flood."""
         if not self._takes_audio():
             self.audio_refused += 1
             if self.audio_refused == 1:
                 raise InputRejected("audio", "this pipeline takes no audio input (no "
                                     "`input.audio` edge in its spec); send `text` messages")
             return
-        if not self.meter.sequence(seq):
-            return
-        self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
-        for frame in self._rechunker.push(pcm):
-            await self._push_frame(frame)
+        j = self.jitter
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
+                          asyncio.get_running_loop().time())
+        await j.push(pcm, seq)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
         if self._takes_audio():
+            await self.jitter.flush()  # no more input: the gaps still held are lost
             await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
 
     def _takes_audio(self) -> bool:
         s = self.session
         return s is None or "audio" in s.entries
 
-    async def _push_frame(self, frame: bytes) -> None:
+    def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
+        buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
+        return JitterIngress(buffer, lambda pcm: self._rechunker.push(pcm), self._push_frame,
+                             self._jitter_note)
+
+    def _jitter_note(self, reason: str) -> None:
+        """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
+        if self.session is not None:  # beside the last ingress frame: a replay feeds the
+            # recorded frames and takes no sequence number for this note, so neither may we
+            self.session.signals.telemetry(kind="transport_jitter", reason=reason,
+                                           at_sequence=self._last_ingress_seq)
+
+    async def _push_frame(self, frame: bytes, discontinuity: bool = False) -> None:
         # one frame at a time, numbered when it goes in: two producers (a media track that
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
         async with self._ingress_lock:
             ev = Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
                        sample_index=self.media_samples, transport_seq=self._index)
+            if discontinuity:  # the jitter buffer dropped audio just before this frame
+                self._discontinuities += 1
+                ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
             self.media_samples += len(frame) // 2
             self._index += 1
             await self._ingress(ev)
+            self._last_ingress_seq = max(ev.seq, 0)
 
     async def _ingress(self, ev: Event, port: str = "audio") -> None:
         s = self.session
