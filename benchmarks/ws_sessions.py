@@ -281,6 +281,7 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "lost": lost, "reordered": reordered,
         "closed": len(closed),
+        "close_reasons": sorted({str(conns[k].close_reason) for k in closed}),
         "missing": sum(max(0, v) for v in owed.values()),
         "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
         "client_cpu_cores": round((cpu_seconds() - cpu_at[0]) / (loop.time() - cpu_at[1]), 3),
@@ -364,6 +365,7 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "missing": sum(r.get("missing", 0) for r in results),
         "reordered": sum(r.get("reordered", 0) for r in results),
         "closed_by_server": sum(r.get("closed", 0) for r in results),
+        "close_reasons": sorted({c for r in results for c in r.get("close_reasons", [])}),
         # the runtime's side: its shared pacer's lateness against each frame's due time
         # (before the send queue and socket), and how late its loop wakes a 5 ms timer
         "server_pacer_p99_ms": round(percentile(pacer, 99), 2),
