@@ -44,6 +44,7 @@ from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
 from rspp.transports._protocol import (
     Clear,
+    ErrorEvent,
     ReplyText,
     ServerEvent,
     Stats,
@@ -264,10 +265,13 @@ class LiveTransport:
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 at the connection's declared rate; raises Flood."""
         if not self._takes_audio():
+            # told once, on the event channel of whatever transport carries the session (a
+            # media track keeps sending: its loop must not fail)
             self.audio_refused += 1
             if self.audio_refused == 1:
-                raise InputRejected("audio", "this pipeline takes no audio input (no "
-                                    "`input.audio` edge in its spec); send `text` messages")
+                self._event(ErrorEvent(code="bad_input", field="audio", message=(
+                    "this pipeline takes no audio input (no `input.audio` edge in its spec); "
+                    "send `text` messages")))
             return
         if not self.meter.sequence(seq):
             return
