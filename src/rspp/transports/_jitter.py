@@ -246,8 +246,11 @@ class JitterIngress:
     """One connection's ingress: jitter buffer -> re-chunker -> frames (module docstring)."""
 
     def __init__(self, buffer: JitterBuffer, rechunk: Callable[[bytes], list[bytes]],
-                 emit: FrameSink, note: Callable[[str], None]) -> None:
+                 emit: FrameSink, note: Callable[[str], None], kind: str = "websocket") -> None:
         self.buffer = buffer
+        #: the transport kind of the connection (its profile's key; a metrics label)
+        self.kind = kind
+        self.closed = False
         self._rechunk = rechunk
         self._emit = emit
         self._note = note
@@ -283,6 +286,8 @@ class JitterIngress:
         self._arm()
 
     def _arm(self) -> None:
+        if self.closed:
+            return
         due = self.buffer.due()
         if due == self._timer_due and self._timer is not None:
             return
@@ -304,9 +309,13 @@ class JitterIngress:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    def close(self) -> str:
-        """Stop the timer (held audio is discarded); the connection's summary line."""
+    def close(self) -> str | None:
+        """Stop the timer (held audio is discarded); the connection's summary line (None
+        when already closed)."""
         self._cancel()
+        if self.closed:
+            return None
+        self.closed = True
         st = self.buffer.stats
         return (f"profile {self.buffer.profile.name}: frames {st.frames}, out_of_order "
                 f"{st.out_of_order}, reordered {st.reordered}, duplicates {st.duplicates}, "
