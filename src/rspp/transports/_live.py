@@ -11,9 +11,11 @@ thin adapter onto :class:`LiveTransport`, which owns:
 * the session's output sink: the shared event vocabulary (partial/final
   transcripts, turn open/commit/abort/close, reply text, ``clear`` on
   barge-in, errors) and reply audio queued per turn;
-* egress: a pacer sends reply audio in real time, 20 ms per frame, checking the
-  egress fence right before each frame leaves; a bounded send queue per
-  connection (slow clients lose frames, counted and reported as lateness);
+* egress: the runtime's shared pacer (:class:`~rspp.transports._egress.EgressPacer`,
+  one loop timer for every session) steps :meth:`LiveTransport.pace`, which sends
+  reply audio in real time, 20 ms per frame, checking the egress fence right
+  before each frame leaves; a bounded send queue per connection (slow clients
+  lose frames, counted and reported as lateness);
 * playback signals (RK-22/RK-23: ``output_accepted``, ``playback_started`` /
   ``completed`` / ``cancelled``) and the connection signals ``connected``,
   ``disconnected``, ``stall``, ``ended``;
@@ -42,7 +44,7 @@ from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
-from rspp.transports._egress import AudioFrame, OutboundQueue
+from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._protocol import (
@@ -153,8 +155,13 @@ class LiveTransport:
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
         self._fenced: set[str] = set()
-        self._audio_ready = asyncio.Event()
-        self._pacer: asyncio.Task[None] | None = None
+        #: the shared pacer once a client connected (None: not pacing / closed)
+        self._pacer: EgressPacer | None = None
+        #: the pacer waits for reply audio (a :meth:`_kick` steps it)
+        self._waiting = False
+        #: the pacing schedule: when the next frame of ``_due_for`` is due (loop time)
+        self._due: float | None = None
+        self._due_for: _Turn | None = None
         self.media_samples = 0
         self._index = 0
         self._ingress_lock = asyncio.Lock()
@@ -249,7 +256,8 @@ class LiveTransport:
         self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
-            self._pacer = asyncio.create_task(self._pace(), name="live-egress-pacer")
+            self._pacer = EgressPacer.of()
+            self._pacer.kick(self)
         return self.queue
 
     def disconnect(self) -> None:
@@ -348,27 +356,20 @@ class LiveTransport:
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
-        encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
-        await s.send(ev, port)
-        if self._record is not None:
-            record_ingress(self._record, s, ev, encoded, port)
-        await self._settle_ingress(s, port)
+        record = self._record
+        admitted: Callable[[Event], None] | None = None
+        if record is not None:
+            encoded = encode_ingress(ev)  # before the push: inline nodes may annotate it
 
-    @staticmethod
-    async def _settle_ingress(s: SessionActor, port: str) -> None:
-        """Let the scheduler take the frame (and the control it caused) before the next.
+            def admitted(e: Event) -> None:
+                record_ingress(record, s, e, encoded, port)
 
-        Network frames arrive in bursts (jitter, a loaded client); pushing a burst at once
-        would record several ingress frames ahead of the turn proposal the first one caused,
-        an order a replay (which feeds frames one by one) cannot reproduce. One frame at a
-        time keeps the recorded order the order of cause and effect, whatever the load.
-        """
-        buf = s.entries[port][0]
-        spins = 0
-        # polled: the scheduler exposes no "entry consumed" event
-        while buf.data or s.control_pending():
-            spins += 1
-            await asyncio.sleep(0 if spins < 32 else 0.001)
+        # One frame at a time: the session takes the frame (and handles the control it
+        # caused) before the next goes in. Network frames arrive in bursts (jitter, a
+        # loaded client); pushing a burst at once would record several ingress frames
+        # ahead of the turn proposal the first one caused, an order a replay (which
+        # feeds frames one by one) cannot reproduce.
+        await s.deliver(ev, port, admitted)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""
@@ -445,7 +446,7 @@ class LiveTransport:
                 self._play.append(t)
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
-            self._audio_ready.set()
+            self._kick()
 
     def _turn(self, tid: str | None) -> _Turn:
         t = self.turns.get(tid)
@@ -466,7 +467,7 @@ class LiveTransport:
         t.pending.extend(self._out_resampler.convert(pcm))
         if t not in self._play:
             self._play.append(t)
-        self._audio_ready.set()
+        self._kick()
 
     # ------------------------------------------------------------- egress
     def is_fenced(self, turn_id: str) -> bool:
@@ -569,29 +570,37 @@ class LiveTransport:
         """No reply audio is waiting or playing."""
         return self._settle() is None
 
-    async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _kick(self) -> None:
+        """Reply audio arrived: a pacer waiting for it steps this session now."""
+        if self._waiting and self._pacer is not None:
+            self._waiting = False
+            self._pacer.kick(self)
+
+    def pace(self, now: float) -> float | None:
+        """Send every reply frame due by ``now`` (the shared pacer's step).
+
+        Returns the loop time to be stepped next, or None while there is no reply
+        audio to send (then :meth:`_kick` asks for a step when some arrives).
+        """
         frame_s = self.opts.frame_ms / 1000
         lead = self.opts.egress_lead_ms / 1000
         catchup = self.opts.egress_catchup_ms / 1000
-        due: float | None = None
-        due_for: _Turn | None = None
+        n = self._frame_bytes()
         while True:
             t = self._settle()
-            if t is None or (len(t.pending) < self._frame_bytes() and not t.ended):
-                self._audio_ready.clear()
-                await self._audio_ready.wait()
-                continue
-            now = loop.time()
-            if due is None or t is not due_for or now - due > catchup:
+            if t is None or (len(t.pending) < n and not t.ended):
+                self._waiting = True
+                return None
+            due = self._due
+            if due is None or t is not self._due_for or now - due > catchup:
                 # a reply starts (or resumes after a long gap) on its own schedule; a short
                 # starvation (a resampler releasing audio in blocks) keeps the schedule
-                due, due_for = now, t
+                due, self._due_for = now, t
             if due - now > lead:
-                await asyncio.sleep(due - now - lead)
-                continue  # re-check: the turn may have been fenced meanwhile
+                self._due = due
+                return due - lead  # stepped again then: the turn may be fenced meanwhile
             self._send_frame(t, max(0.0, (now - due) * 1000))
-            due += frame_s
+            self._due = due + frame_s
 
     def _frame_bytes(self) -> int:
         return self.out_rate * self.opts.frame_ms // 1000 * 2
@@ -631,12 +640,11 @@ class LiveTransport:
         q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm, mark))
 
     async def aclose(self) -> None:
-        """Stop the pacer and the connection's queue."""
+        """Stop pacing and the connection's queue."""
         self.disconnect()
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
-            pacer.cancel()
-            await asyncio.wait({pacer})
+            pacer.remove(self)
 
 
 def _mark(turn_id: str, frames: int, *, last: bool = False) -> str:
