@@ -121,7 +121,7 @@ class LiveSessionHandle:
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
                                        low_latency=audio.low_latency_resampling,
-                                       timeline=audio.timeline)
+                                       timeline=audio.timeline, transport=audio.transport)
         self._restart_stats()
 
         transport = self.transport
