@@ -68,7 +68,7 @@ def jitter_notes(lines: list[dict[str, Any]]) -> list[str]:
             if ":transport_jitter:" in ln["record"].get("event_id", "")]
 
 
-async def _sessions(url: str) -> tuple[str, Stats, str]:
+async def _sessions(url: str) -> tuple[str, Stats, str, str]:
     async with httpx.AsyncClient(base_url=url, timeout=30,
                                  headers={"Authorization": f"Bearer {KEY}"}) as cp:
         async def route() -> dict[str, str]:
@@ -98,7 +98,9 @@ async def _sessions(url: str) -> tuple[str, Stats, str]:
                 await call.closed.wait()
         finally:
             await call.close()
-    return ws_sid, stats[-1], phone["session_id"]
+        # both connections ended before their streams closed: their counters are in
+        metrics = (await cp.get("/metrics")).text
+    return ws_sid, stats[-1], phone["session_id"], metrics
 
 
 def test_served_transports_reorder_and_conceal_or_drop_by_their_jitter_profile(
@@ -109,7 +111,7 @@ def test_served_transports_reorder_and_conceal_or_drop_by_their_jitter_profile(
     timelines = tmp_path / "timelines"
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
-    ws_sid, st, phone_sid = asyncio.run(_sessions(srv.url))
+    ws_sid, st, phone_sid, metrics = asyncio.run(_sessions(srv.url))
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
 
@@ -133,6 +135,15 @@ def test_served_transports_reorder_and_conceal_or_drop_by_their_jitter_profile(
     divergences = json.loads(report.read_text())["divergences"]
     assert all(divergences[c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME", "AUTHORITY")), \
         out.stdout
+
+    # the runtime's metrics, by transport and outcome
+    for line in ('rspp_ingress_jitter_frames_total{outcome="concealed",transport="websocket"} 4.0',
+                 'rspp_ingress_jitter_frames_total{outcome="reordered",transport="websocket"} 1.0',
+                 'rspp_ingress_jitter_frames_total{outcome="lost",transport="telephony"} 5.0',
+                 'rspp_ingress_jitter_frames_total{outcome="discontinuity",transport="telephony"} '
+                 '3.0',
+                 'rspp_ingress_jitter_hold_max_seconds_count{transport="telephony"} 1.0'):
+        assert line in metrics, line
 
     # telephony (drop): the same impairments, each gap dropped with a discontinuity
     phone = records(timelines / f"{phone_sid}.jsonl")

@@ -266,6 +266,7 @@ class GovernedSessions:
             # nothing leaves for the client once our bound on the lease lapsed: a paused or
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
+            transport.on_jitter = self.metrics.jitter
         if epoch > 1:
             await self._record_handoff(served)
         built.core.listeners.append(served._on_record)

@@ -18,7 +18,10 @@ sequence number, following a :class:`~rspp.spec.JitterProfile`:
   next frame carries a discontinuity marker;
 * a frame that arrives after its place was played out (concealed or dropped) is too
   late: dropped, and an adaptive buffer deepens by one frame (it shrinks again by one
-  frame per second of steady audio); a frame already received is a duplicate: dropped.
+  frame per second of steady audio); a frame already received is a duplicate: dropped;
+* a frame numbered far behind the next one (more than 500 frames) is a client that
+  restarted its count: what is held goes out, the count restarts there and the next
+  audio carries a discontinuity marker (a restarted count never mutes the client).
 
 :class:`JitterIngress` runs one connection's buffer in front of the re-chunker: it
 owns the timer that gives a gap up when nothing arrives behind it and reports
@@ -41,6 +44,8 @@ __all__ = ["JitterBuffer", "JitterIngress", "JitterStats", "Loss", "Piece"]
 
 #: in-order frames released without a late one before an adaptive buffer shrinks
 _STEADY_FRAMES = 50
+#: a frame numbered this far behind the next one is a restarted count, not a late frame
+_RESYNC_FRAMES = 500
 
 
 @dataclass(slots=True)
@@ -134,6 +139,9 @@ class JitterBuffer:
         st.frames += 1
         if self._next is None:
             self._next = seq
+        if seq < self._next - _RESYNC_FRAMES and not any(a <= seq <= b
+                                                         for a, b in self._given_up):
+            return self._restart(pcm, seq, now)
         if seq < self._next:
             if any(a <= seq <= b for a, b in self._given_up):
                 st.too_late += 1
@@ -152,6 +160,16 @@ class JitterBuffer:
         self._held[seq] = (pcm, now, behind)
         self._held_ms += self._ms(len(pcm))
         return self._release(now)
+
+    def _restart(self, pcm: bytes, seq: int, now: float) -> list[Piece]:
+        out = self._release(now, force=True)
+        self.stats.discontinuities += 1
+        self._disc = True
+        self._next, self._max_seen = seq, seq
+        self._given_up.clear()
+        self._held[seq] = (pcm, now, False)
+        self._held_ms += self._ms(len(pcm))
+        return out + self._release(now)
 
     def expire(self, now: float) -> list[Piece]:
         """Give up the gaps whose wait is over (the timer)."""
@@ -246,8 +264,11 @@ class JitterIngress:
     """One connection's ingress: jitter buffer -> re-chunker -> frames (module docstring)."""
 
     def __init__(self, buffer: JitterBuffer, rechunk: Callable[[bytes], list[bytes]],
-                 emit: FrameSink, note: Callable[[str], None]) -> None:
+                 emit: FrameSink, note: Callable[[str], None], kind: str = "websocket") -> None:
         self.buffer = buffer
+        #: the transport kind of the connection (its profile's key; a metrics label)
+        self.kind = kind
+        self.closed = False
         self._rechunk = rechunk
         self._emit = emit
         self._note = note
@@ -283,6 +304,8 @@ class JitterIngress:
         self._arm()
 
     def _arm(self) -> None:
+        if self.closed:
+            return
         due = self.buffer.due()
         if due == self._timer_due and self._timer is not None:
             return
@@ -304,9 +327,13 @@ class JitterIngress:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    def close(self) -> str:
-        """Stop the timer (held audio is discarded); the connection's summary line."""
+    def close(self) -> str | None:
+        """Stop the timer (held audio is discarded); the connection's summary line (None
+        when already closed)."""
         self._cancel()
+        if self.closed:
+            return None
+        self.closed = True
         st = self.buffer.stats
         return (f"profile {self.buffer.profile.name}: frames {st.frames}, out_of_order "
                 f"{st.out_of_order}, reordered {st.reordered}, duplicates {st.duplicates}, "

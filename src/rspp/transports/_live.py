@@ -46,9 +46,10 @@ from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
-from rspp.transports._jitter import JitterBuffer, JitterIngress
+from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._protocol import (
     Clear,
+    ErrorEvent,
     ReplyText,
     ServerEvent,
     Stats,
@@ -149,6 +150,8 @@ class LiveTransport:
         self.jitter = self._jitter_ingress("websocket", sample_rate)
         self._discontinuities = 0
         self._last_ingress_seq = 0
+        #: told each ended connection's jitter counters (transport kind, stats): metrics
+        self.on_jitter: Callable[[str, JitterStats], None] | None = None
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -250,7 +253,7 @@ class LiveTransport:
             self._out_resampler = None
         self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
-        self.jitter.close()
+        self._end_jitter()
         self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
@@ -263,9 +266,7 @@ class LiveTransport:
         q, self.queue = self.queue, None
         if q is not None:
             q.close()
-        summary = self.jitter.close()
-        if self.jitter.buffer.stats.frames:
-            self._jitter_note(f"connection {summary}")
+        self._end_jitter()
         for t in self.turns.values():  # no echo can come any more: stall/abort decides
             if t.unconfirmed is not None:
                 t.unconfirmed.cancel()
@@ -294,10 +295,13 @@ class LiveTransport:
         """Client PCM16 at the connection's declared rate (``seq``: the client's frame
         number, through the jitter buffer); raises Flood."""
         if not self._takes_audio():
+            # told once, on the event channel of whatever transport carries the session (a
+            # media track keeps sending: its loop must not fail)
             self.audio_refused += 1
             if self.audio_refused == 1:
-                raise InputRejected("audio", "this pipeline takes no audio input (no "
-                                    "`input.audio` edge in its spec); send `text` messages")
+                self._event(ErrorEvent(code="bad_input", field="audio", message=(
+                    "this pipeline takes no audio input (no `input.audio` edge in its spec); "
+                    "send `text` messages")))
             return
         j = self.jitter
         self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
@@ -317,7 +321,18 @@ class LiveTransport:
     def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
         buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
         return JitterIngress(buffer, lambda pcm: self._rechunker.push(pcm), self._push_frame,
-                             self._jitter_note)
+                             self._jitter_note, transport)
+
+    def _end_jitter(self) -> None:
+        """The connection's jitter buffer is done: its summary on the timeline and to
+        ``on_jitter`` (once; only connections that numbered their frames)."""
+        j = self.jitter
+        summary = j.close()
+        if summary is None or not j.buffer.stats.frames:
+            return
+        self._jitter_note(f"connection {summary}")
+        if self.on_jitter is not None:
+            self.on_jitter(j.kind, j.buffer.stats)
 
     def _jitter_note(self, reason: str) -> None:
         """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
