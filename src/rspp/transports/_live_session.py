@@ -232,6 +232,10 @@ class LiveSessionHandle:
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
 
+    def capture_debug(self, seconds: float) -> None:
+        """The client's ``debug`` message: this session's debug events for ``seconds``."""
+        self.core.capture_debug(seconds)
+
     async def end(self) -> None:
         """No more input: pending turns finish (bounded), then the session closes.
 
