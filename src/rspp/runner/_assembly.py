@@ -272,8 +272,13 @@ class AssembledSession(Generic[TransportT]):
 
         The kernel emits them (TelemetryLane ``debug`` records at the current sequence,
         so a replay without them matches); the recorder keeps them while the capture
-        lasts and the first one after it turns the session's debug off.
+        lasts and the first one after it turns the session's debug off. ``seconds`` 0
+        ends a capture now.
         """
+        if seconds == 0:
+            self.recorder.debug_capture.disable(self.session_id)
+            self.session.set_debug(self.options.debug)
+            return
         self.recorder.debug_capture.enable(self.session_id, seconds)
         self.session.signals.telemetry(kind="debug", reason=f"capture_on:{seconds:g}s",
                                        at_sequence=max(self.session._seq - 1, 0))

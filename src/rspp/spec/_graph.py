@@ -222,10 +222,6 @@ class GraphDefinition:
         """Edges leaving ``node_id`` (``input`` for transport entry edges)."""
         return tuple(e for e in self.edges if e.source_node == node_id)
 
-    def in_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
-        """Edges entering ``node_id`` (``output`` for transport exit edges)."""
-        return tuple(e for e in self.edges if e.target_node == node_id)
-
     def provider(self, modality: str) -> ProviderBinding | None:
         """Binding for ``stt``/``llm``/``tts`` if declared."""
         return next((p for p in self.providers if p.modality == modality), None)

@@ -50,6 +50,8 @@ class SessionCore(Protocol):
 
     async def finish(self, on_stopped: Callable[[], None] | None = None) -> None: ...
 
+    def capture_debug(self, seconds: float) -> None: ...
+
 
 class LiveSessionHandle:
     """One live session driven by network connections (see the module docstring)."""

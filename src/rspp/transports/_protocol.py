@@ -103,9 +103,12 @@ class Interrupt(_Msg, tag="interrupt", frozen=True, kw_only=True):
 
 
 class CaptureDebug(_Msg, tag="debug", frozen=True, kw_only=True):
-    """Record this session's debug events for ``seconds`` (F-076); other sessions keep none."""
+    """Record this session's debug events for ``seconds`` (F-076); other sessions keep none.
 
-    seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
+    ``seconds`` 0 ends a capture now.
+    """
+
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 60.0
 
 
 class End(_Msg, tag="end", frozen=True, kw_only=True):
