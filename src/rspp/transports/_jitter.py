@@ -18,7 +18,10 @@ sequence number, following a :class:`~rspp.spec.JitterProfile`:
   next frame carries a discontinuity marker;
 * a frame that arrives after its place was played out (concealed or dropped) is too
   late: dropped, and an adaptive buffer deepens by one frame (it shrinks again by one
-  frame per second of steady audio); a frame already received is a duplicate: dropped.
+  frame per second of steady audio); a frame already received is a duplicate: dropped;
+* a frame numbered far behind the next one (more than 500 frames) is a client that
+  restarted its count: what is held goes out, the count restarts there and the next
+  audio carries a discontinuity marker (a restarted count never mutes the client).
 
 :class:`JitterIngress` runs one connection's buffer in front of the re-chunker: it
 owns the timer that gives a gap up when nothing arrives behind it and reports
@@ -41,6 +44,8 @@ __all__ = ["JitterBuffer", "JitterIngress", "JitterStats", "Loss", "Piece"]
 
 #: in-order frames released without a late one before an adaptive buffer shrinks
 _STEADY_FRAMES = 50
+#: a frame numbered this far behind the next one is a restarted count, not a late frame
+_RESYNC_FRAMES = 500
 
 
 @dataclass(slots=True)
@@ -134,6 +139,9 @@ class JitterBuffer:
         st.frames += 1
         if self._next is None:
             self._next = seq
+        if seq < self._next - _RESYNC_FRAMES and not any(a <= seq <= b
+                                                         for a, b in self._given_up):
+            return self._restart(pcm, seq, now)
         if seq < self._next:
             if any(a <= seq <= b for a, b in self._given_up):
                 st.too_late += 1
@@ -152,6 +160,16 @@ class JitterBuffer:
         self._held[seq] = (pcm, now, behind)
         self._held_ms += self._ms(len(pcm))
         return self._release(now)
+
+    def _restart(self, pcm: bytes, seq: int, now: float) -> list[Piece]:
+        out = self._release(now, force=True)
+        self.stats.discontinuities += 1
+        self._disc = True
+        self._next, self._max_seen = seq, seq
+        self._given_up.clear()
+        self._held[seq] = (pcm, now, False)
+        self._held_ms += self._ms(len(pcm))
+        return out + self._release(now)
 
     def expire(self, now: float) -> list[Piece]:
         """Give up the gaps whose wait is over (the timer)."""

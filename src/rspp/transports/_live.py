@@ -49,6 +49,7 @@ from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._protocol import (
     Clear,
+    ErrorEvent,
     ReplyText,
     ServerEvent,
     Stats,
@@ -294,10 +295,13 @@ class LiveTransport:
         """Client PCM16 at the connection's declared rate (``seq``: the client's frame
         number, through the jitter buffer); raises Flood."""
         if not self._takes_audio():
+            # told once, on the event channel of whatever transport carries the session (a
+            # media track keeps sending: its loop must not fail)
             self.audio_refused += 1
             if self.audio_refused == 1:
-                raise InputRejected("audio", "this pipeline takes no audio input (no "
-                                    "`input.audio` edge in its spec); send `text` messages")
+                self._event(ErrorEvent(code="bad_input", field="audio", message=(
+                    "this pipeline takes no audio input (no `input.audio` edge in its spec); "
+                    "send `text` messages")))
             return
         j = self.jitter
         self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,

@@ -18,8 +18,8 @@ FRAME = 640  # 20 ms of PCM16 at 16 kHz
 
 
 def frame(k: int) -> bytes:
-    """Frame ``k``: a constant, recognisable level (k + 1) * 100."""
-    return np.full(FRAME // 2, (k + 1) * 100, dtype=np.int16).tobytes()
+    """Frame ``k``: a constant, recognisable level (k mod 300 + 1) * 100."""
+    return np.full(FRAME // 2, (k % 300 + 1) * 100, dtype=np.int16).tobytes()
 
 
 def profile(**kw: object) -> JitterProfile:
@@ -149,3 +149,11 @@ def test_unnumbered_audio_passes_straight_through() -> None:
     buf = JitterBuffer(profile(), RATE)
     assert [p.pcm for p in buf.push(b"\x01\x00" * 7, None, 0.0)] == [b"\x01\x00" * 7]
     assert buf.stats.frames == 0
+
+
+def test_a_restarted_count_resynchronises_instead_of_muting_the_client() -> None:
+    buf = JitterBuffer(profile(), RATE)
+    got = run(buf, [*range(600, 700), 0, 1, 2])  # the client restarted its count at 0
+    assert got == [frame(k) for k in (*range(600, 700), 0, 1, 2)]
+    assert buf.stats.discontinuities == 1 and buf.stats.too_late == 0
+    assert buf.stats.duplicates == 0
