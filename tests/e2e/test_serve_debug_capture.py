@@ -4,7 +4,8 @@ Two clients talk to one server at the same time. Debug events are off by default
 client sends ``{"type": "debug", "seconds": S}`` and its session's timeline gets the
 kernel's debug records (one TelemetryLane ``debug`` record per control command) while
 the capture lasts; the other session's timeline gets none. A short capture ends by
-itself: the next turn of the session, after it expired, records no debug events. The
+itself: the next turn of the session, after it expired, records no debug events; a
+capture ended early (``seconds`` 0) records nothing more either. The
 captured session still validates and replays with no divergence (debug records are
 side notes: they take no sequence number).
 """
@@ -122,6 +123,9 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
             await asyncio.sleep(SHORT_S + 0.3)
             turns_a.append(await _turn(a, "what time is it"))
             turns_b.append(await _turn(b, "what time is it"))
+            await a.capture_debug(600)  # a long capture, ended at once: seconds 0
+            await a.capture_debug(0)
+            turns_a.append(await _turn(a, "what is your name"))
             await a.end()
             await b.end()
             for sid in (sid_a, sid_b):
@@ -139,9 +143,13 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
     # the short capture ended by itself: nothing after its deadline, none in the next turn
     on = next(r for r in debug_a if r["reason"] == f"capture_on:{SHORT_S:g}s")
     deadline = on["runtime_timestamp_ms"] + SHORT_S * 1000
-    assert all(r["runtime_timestamp_ms"] <= deadline + 1 for r in debug_a)
+    later = [r for r in debug_a if r["runtime_timestamp_ms"] > deadline + 1]
+    assert [r["reason"] for r in later] == ["capture_on:600s"], later
     assert not [r for r in debug_a if r.get("turn_id") == turns_a[1]]
-    assert any(r.get("signal") == "commit" and r.get("turn_id") == turns_a[1] for r in recs_a)
+    # a capture ended with seconds 0 records nothing more: the third turn has none
+    assert not [r for r in debug_a if r.get("turn_id") == turns_a[2]]
+    for tid in turns_a[1:]:
+        assert any(r.get("signal") == "commit" and r.get("turn_id") == tid for r in recs_a)
     # the other session, concurrent with it, recorded none
     assert not _debug(recs_b)
     assert [r.get("turn_id") for r in recs_b if r.get("signal") == "commit"] == turns_b
