@@ -593,10 +593,10 @@ class LiveTransport:
         lead = self.opts.egress_lead_ms / 1000
         catchup = self.opts.egress_catchup_ms / 1000
         n = self._frame_bytes()
+        self._waiting = True  # until a time is returned: a step that fails is retried on a kick
         while True:
             t = self._settle()
             if t is None or (len(t.pending) < n and not t.ended):
-                self._waiting = True
                 return None
             due = self._due
             if due is None or t is not self._due_for or now - due > catchup:
@@ -605,6 +605,7 @@ class LiveTransport:
                 due, self._due_for = now, t
             if due - now > lead:
                 self._due = due
+                self._waiting = False
                 return due - lead  # stepped again then: the turn may be fenced meanwhile
             self._send_frame(t, max(0.0, (now - due) * 1000))
             self._due = due + frame_s
