@@ -267,6 +267,7 @@ class GovernedSessions:
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
             transport.on_jitter = self.metrics.jitter
+            transport.on_lateness = self.metrics.egress_lateness
         if epoch > 1:
             await self._record_handoff(served)
         built.core.listeners.append(served._on_record)
