@@ -404,9 +404,11 @@ class LiveTransport:
         entry = s.entries.get("control")
         routed = entry is not None and any(
             cond is None or cond(ev.attrs) for _, _, _, cond, _ in entry[1])
-        if not routed:
+        if not routed:  # beside the last ingress frame, taking no sequence number: a
+            # replay does not reproduce the note, so later records (plans) must not shift
             s.signals.telemetry(kind="transport_control", reason=f"{kind}:{value} unrouted "
-                                "(no input.control edge takes it)")
+                                "(no input.control edge takes it)",
+                                at_sequence=self._last_ingress_seq)
             return False
         ev.turn_id = await turn_for()  # type: ignore[misc]
         await self._ingress(ev, "control")
