@@ -273,6 +273,8 @@ class TurnResult:
     audio_frames: int = 0
     first_audio_s: float | None = None
     done_at: float | None = None
+    #: the reason of the abort that ended an interrupted turn (the new runtime's report)
+    abort_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -314,6 +316,9 @@ class Talker:
             if cur.failovers is not None and len(self.client.failovers) > cur.failovers:
                 cur.outcome = "interrupted"  # its runtime failed while it was pending
                 cur.done_at = loop.time()
+                if isinstance(ev, TurnEvent) and ev.turn_id == cur.turn_id and \
+                        ev.state == "abort":
+                    cur.abort_reason = ev.reason
                 self._terminal.set()
                 continue
             if isinstance(ev, TurnEvent):

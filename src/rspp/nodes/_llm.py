@@ -4,6 +4,10 @@ Each delta goes out on ``text`` as a non-final token event; the end of the reply
 is a final, empty text event with ``attrs["eos"]`` (the segmenter flushes on it
 and the TTS turns it into ``audio_end``). History keeps the last ``max_history``
 messages; a cancelled reply is kept only up to what was generated.
+
+The history is the node's session-hot state (``ctx.state["history"]``, plain
+``[role, text]`` pairs): a served session checkpoints it at turn boundaries, and
+the runtime a session fails over to restores it, so the conversation goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from rspp.nodes._services import services_of
 from rspp.providers import ChatMessage, LLMRequest
 
 __all__ = ["LlmNode", "eos_event"]
+
+_ROLES = ("user", "assistant", "system")
 
 
 def eos_event(cause: Event) -> Event:
@@ -41,8 +47,23 @@ class LlmNode(Node):
         self.system_prompt = str(self.params.get("system_prompt", "")).strip()
         self.max_history = int(self.params.get("max_history", 20))
         self.max_tokens = int(self.params.get("max_tokens", 256))
-        self.history: list[ChatMessage] = []
         self.replies: list[str] = []
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The conversation so far (oldest first), from the node's session state."""
+        pairs = self.ctx.state.get("history")
+        if not isinstance(pairs, list):
+            return []
+        return [ChatMessage(str(p[0]), str(p[1])) for p in pairs  # type: ignore[arg-type]
+                if isinstance(p, list | tuple) and len(p) == 2 and p[0] in _ROLES]
+
+    def _remember(self, role: str, text: str) -> None:
+        pairs = self.ctx.state.get("history")
+        kept = list(pairs) if isinstance(pairs, list) else []
+        kept.append([role, text])
+        # bounded: only the last max_history messages are ever sent
+        self.ctx.state.set("history", kept[-max(self.max_history, 1):])
 
     def _request(self) -> LLMRequest:
         msgs: list[ChatMessage] = []
@@ -56,7 +77,7 @@ class LlmNode(Node):
             return None
         text = str(event.payload or "").strip()
         if text:
-            self.history.append(ChatMessage("user", text))
+            self._remember("user", text)
             ctl = services_of(self.ctx).llm(self.ctx.node_id, event.turn_id)
             reply: list[str] = []
             try:
@@ -69,7 +90,7 @@ class LlmNode(Node):
             finally:
                 full = "".join(reply).strip()
                 if full:
-                    self.history.append(ChatMessage("assistant", full))
+                    self._remember("assistant", full)
                     self.replies.append(full)
         self.ctx.emit(eos_event(event), "text")
         return None

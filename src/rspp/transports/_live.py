@@ -58,6 +58,8 @@ __all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
+#: events kept for the first connection (see ``LiveTransport._early``)
+_EARLY_EVENTS = 64
 _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
                                 ResolvedTurnPlan: "resolved_turn_plan"}
 
@@ -163,6 +165,9 @@ class LiveTransport:
         self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
+        #: events made before the first connection (a resumed session's report of the turn
+        #: its previous runtime left open): the first connection gets them first
+        self._early: list[ServerEvent] | None = []
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -207,6 +212,8 @@ class LiveTransport:
         q = self.queue
         if q is not None:
             q.put_event(ev)
+        elif self._early is not None and len(self._early) < _EARLY_EVENTS:
+            self._early.append(ev)
 
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
@@ -229,6 +236,9 @@ class LiveTransport:
         self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
+        early, self._early = self._early, None
+        for ev in early or ():
+            self.queue.put_event(ev)
         if self._pacer is None:
             self._pacer = asyncio.create_task(self._pace(), name="live-egress-pacer")
         return self.queue

@@ -320,6 +320,11 @@ class TurnDriver:
             self._poll_budgets()
         elif name == "rspp.authority":
             self._authority_step(cmd.turn_id, cmd.reason or "lease_revoked")
+        elif name == "rspp.interrupted":
+            if cmd.turn_id is not None:
+                self._apply(self.arbiter.interrupted_elsewhere(
+                    cmd.turn_id, int(cmd.data.get("epoch", self.authority.epoch)),
+                    cmd.reason or "session_moved"))
         elif name == "rspp.degrade":
             tid = cmd.turn_id
             if tid is not None and tid == self.active_turn and tid not in self._degraded:
@@ -357,6 +362,12 @@ class TurnDriver:
             if self.on_stop_playback is not None:
                 self.on_stop_playback(tid)
         self.session.control("rspp.authority", turn_id=tid, reason=reason)
+
+    def interrupted_elsewhere(self, turn_id: str, turn_epoch: int, reason: str) -> None:
+        """The session resumed here while ``turn_id`` was Active on its previous owner:
+        record that turn's end (T8 at its own epoch) on the control lane (F-157)."""
+        self.session.control("rspp.interrupted", turn_id=turn_id, reason=reason,
+                             epoch=turn_epoch)
 
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
         """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
