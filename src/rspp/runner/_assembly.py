@@ -377,6 +377,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     if callable(tap):
         taps.append(tap)
     state = opts.state if opts.state is not None else StateManager(sid)
+    services.session_state = state.session_hot
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []
     evidence_taps: list[Callable[[object], None]] = []

@@ -223,6 +223,11 @@ class StateManager:
             return self.handle(node_id, "turn", StateScope.TURN_EPHEMERAL)
         return self.handle(node_id, "session", StateScope.SESSION_HOT)
 
+    def session_hot(self, node_id: str) -> ScopedState:
+        """A node's session-hot state whatever the node's own scope (a turn-scoped LLM
+        node's conversation history)."""
+        return self.handle(node_id, "turn", StateScope.SESSION_HOT)
+
     def end_turn(self) -> None:
         """Turn-ephemeral state never leaks into the next turn (F-038)."""
         self._turn.clear()
