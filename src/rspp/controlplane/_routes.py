@@ -39,8 +39,14 @@ from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
-from rspp.controlplane._session_state import SessionState, StateSaved, StateWrite, load_state, \
-    save_state
+from rspp.controlplane._session_state import (
+    SessionState,
+    StateQuery,
+    StateSaved,
+    StateWrite,
+    load_state,
+    save_state,
+)
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
 
 Handler = Callable[[h.Call], Awaitable[Any]]
@@ -186,8 +192,9 @@ ROUTES: tuple[Op, ...] = (
        tag="sessions"),
     # a session's checkpoint: written by its lease holder, read by the runtime resuming it
     Op("GET", "/v1/sessions/{session_id}/state", load_state, OP, _S.TENANT,
-       "Session state checkpoint (what a resuming runtime restores)", tenant=SESSION,
-       response=SessionState, errors=(404,), tag="sessions"),
+       "Session state checkpoint (what a resuming runtime restores; naming the holder and "
+       "its epoch takes the state over)", tenant=SESSION, query=StateQuery,
+       response=SessionState, errors=(404, 409), tag="sessions"),
     Op("PUT", "/v1/sessions/{session_id}/state", save_state, OP, _S.TENANT,
        "Save a session state checkpoint (lease holder only, versioned)", tenant=SESSION,
        body=StateWrite, response=StateSaved, errors=(404, 409, 413), tag="sessions"),

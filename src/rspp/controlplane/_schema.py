@@ -213,4 +213,6 @@ session_state = Table(
     Column("holder", String(200), nullable=False),
     Column("doc_json", Text, nullable=False),
     Column("updated_at_ms", _MS, nullable=False),
+    #: the epoch whose holder loaded the state to resume the session
+    Column("taken_epoch", Integer, nullable=True),
 )

@@ -161,6 +161,9 @@ class ServedSession(Generic[S]):
                 self._keeper.cancel()
                 await asyncio.wait({self._keeper})
             if self.checkpoints is not None:
+                # the session's last checkpoint (a lost lease: it still counts until the
+                # new holder took the state over)
+                await self.checkpoints.flush(timeout_s=2.0)
                 await self.checkpoints.aclose()
             metrics = self.owner.metrics
             transport = getattr(self.core, "transport", None)

@@ -5,9 +5,10 @@ over the control plane's HTTP API (``GET``/``PUT /v1/sessions/{id}/state``): the
 checkpoints of a session live in the control plane's database (PostgreSQL in
 production), outside every runtime process, so the runtime a session fails over to
 resumes from them. Each write names this runtime and the lease epoch it holds; the
-control plane refuses a write from anyone but the current holder, and a write
-against a version another owner moved on from: both surface as
-:class:`~rspp.turns.StaleStateError` (this runtime no longer owns the session).
+control plane refuses a write from anyone but the current holder (a previous holder
+only until the new one loaded the state), and a write against a version another
+owner moved on from: both surface as :class:`~rspp.turns.StaleStateError` (this
+runtime no longer owns the session).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ class ControlPlaneStateStore:
         self.epoch = epoch
 
     async def load(self, session_id: str) -> tuple[int, dict[str, object]]:
-        data = await self.client.request("GET", f"/v1/sessions/{session_id}/state")
+        """The last checkpoint, taken over for this runtime's epoch: from now on the
+        previous holder can no longer write (its last checkpoint counted until now)."""
+        data = await self.client.request(
+            "GET", f"/v1/sessions/{session_id}/state",
+            params={"runtime_id": self.runtime_id, "lease_epoch": str(self.epoch())})
         doc = data.get("document")
         return int(data.get("version", 0)), dict(doc) if isinstance(doc, dict) else {}
 

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(length=200), nullable=False),
         sa.Column("doc_json", sa.Text(), nullable=False),
         sa.Column("updated_at_ms", sa.BigInteger(), nullable=False),
+        sa.Column("taken_epoch", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("session_id"),
     )
 
