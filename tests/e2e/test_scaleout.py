@@ -160,7 +160,7 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
         await talker.connect()
         c = talker.client
         assert c is not None
-        first = await talker.ask("what is your name")
+        first = await talker.ask("what is your name", key="q1")
         assert first.outcome == "closed" and first.turn_id == f"{sid}:turn:1", first
         old = c.runtime_id or ""
         # the runtime checkpoints at each turn boundary: the closed turn is saved
@@ -177,9 +177,10 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
         history = saved["document"]["hot"].get("llm/history", saved["document"])
         assert [m[0] for m in history] == ["user", "assistant"], history
         # the second question: killed while its reply is spoken, once its open is saved
-        asking = asyncio.create_task(talker.ask("tell me a joke"))
+        asking = asyncio.create_task(talker.ask("tell me a joke", key="q2"))
         assert await _until(lambda: saved_turn("open_turn", f"{sid}:turn:2")), saved
         assert saved["document"]["session"]["id_counters"]["turn"] == 2, saved
+        assert [k for k, _ in saved["document"]["session"]["idempotency"]] == ["q1", "q2"]
         assert not asking.done()
         fleet.runtimes[old].popen.kill()  # SIGKILL mid-turn
         interrupted = await asyncio.wait_for(asking, 120)
@@ -197,6 +198,11 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
         assert recall.reply.startswith("You asked") and "what is your name" in recall.reply, \
             recall
         assert recall.turn_id == f"{sid}:turn:3", recall
+        # F-158: replaying the interrupted question with its key after the failover is a
+        # duplicate for the new runtime too (the key window came with the checkpoint)
+        await c.send_text("tell me a joke", "q2")
+        assert await poll_until(lambda: bool(talker.errors), 30), talker.errors
+        assert (talker.errors[0].code, talker.errors[0].field) == ("duplicate", "id")
         await talker.close()
         new = c.runtime_id or ""
         assert c.end_reason == "client_end" and c.stale_outputs == 0
@@ -209,6 +215,11 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
                                              "session_handoff", "migration_finish"], names
         # T8 for the interrupted turn at its own epoch, then the next turn runs normally
         assert names[4:7] == [("deauthorized_drain", t2), ("abort", t2), ("close", t2)], names
+        dropped = [s for s in recs if s["signal"] == "drop_notice"
+                   and s["reason"].startswith("duplicate_idempotency_key:q2:")]
+        assert len(dropped) == 1 and dropped[0]["edge_id"] == "input.text", dropped
+        assert dropped[0]["reason"].endswith(f"first={sid}:input:2")  # the old runtime's id
+        assert not [n for n, t in names if t == f"{sid}:turn:4"]  # no turn for the duplicate
         abort = recs[5]
         assert abort["reason"] == "authority_loss" and abort["authority_epoch"] == 1
         assert recs[4]["reason"] == f"session_moved_from:{old}"

@@ -241,9 +241,11 @@ class FailoverClient:
                     await asyncio.wait_for(moved.wait(), self.resume_window_s)
         raise SessionRefusedError(None, f"session could not be resumed ({self.end_reason})")
 
-    async def send_text(self, text: str) -> None:
-        """Typed input (sent again on the new connection if the old one just died)."""
-        await self._send(lambda c: c.send_text(text))
+    async def send_text(self, text: str, id: str | None = None) -> None:
+        """Typed input (sent again on the new connection if the old one just died); with
+        an ``id`` (idempotency key) the session takes it at most once, whichever runtime
+        it reached."""
+        await self._send(lambda c: c.send_text(text, id))
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._send(lambda c: c.send_audio(pcm))

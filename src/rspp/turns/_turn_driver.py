@@ -369,6 +369,23 @@ class TurnDriver:
         self.session.control("rspp.interrupted", turn_id=turn_id, reason=reason,
                              epoch=turn_epoch)
 
+    def accept_input(self, key: str, edge_id: str) -> bool:
+        """Ingress dedupe (F-158): False for an input whose idempotency ``key`` this session
+        already took (before a reconnect or on its previous runtime: the window is in the
+        session's checkpoint); the duplicate leaves a ``drop_notice`` naming the first."""
+        event_id = self.stamp.ids.next("input")
+        verdict = self.authority.check_ingress(self.authority.epoch, event_id=event_id,
+                                               idempotency_key=key)
+        if verdict is not IngressVerdict.DUPLICATE:
+            return True  # (a stale or revoked epoch is the turn's own authority check)
+        marker = self.authority.dedupe.markers[-1]
+        n = int(event_id.rsplit(":", 1)[1])
+        self.session.signals.signal(
+            SignalName.DROP_NOTICE, Emitter.RK_13, edge_id=edge_id, target_lane=Lane.DATA,
+            reason=f"duplicate_idempotency_key:{key}:first={marker.first_event_id}",
+            seq_range=(n, n))
+        return False
+
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
         """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
         token of that lease epoch) is accepted only at the current, unrevoked epoch; a stale
