@@ -196,11 +196,19 @@ class _Conversation:
 def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Rotate the lease through the control-plane HTTP API while a reply plays (T8)."""
+    """Rotate the lease through the control-plane HTTP API while a reply plays (T8): the
+    client is told why its audio was cleared, and the served timeline replays the rotation
+    (no AUTHORITY divergence) while a copy without the rotation record does not."""
     timelines = tmp_path / "timelines"
-    srv = serve_process(str(_patient_spec(tmp_path)), "--db",
+    spec = _patient_spec(tmp_path)
+    srv = serve_process(str(spec), "--db",
                         f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", "--api-key", KEY,
-                        "--timeline-dir", str(timelines), "--lease-ttl-ms", "1500").wait_ready()
+                        "--timeline-dir", str(timelines), "--lease-ttl-ms", "1500",
+                        "--record-level", "L2").wait_ready()
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
+                        json={"body": {"recording_level": "L2"}},
+                        headers={"Authorization": f"Bearer {KEY}"})
+    assert policy.status_code < 300, policy.text
     help_q = _say("what can you do")  # the help reply plays for several seconds
     name_q, _ = read_wav(spoken["interrupt"])  # "what is your name"
 
@@ -233,6 +241,8 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
                    and e.turn_id == first)
     played = [i for i, e in enumerate(talk.log) if isinstance(e, AudioOut) and e.turn_id == first]
     assert played and max(played) < min(abort, cleared), (played[-1], abort, cleared)
+    clear = talk.log[cleared]
+    assert isinstance(clear, Clear) and clear.reason == "deauthorized_drain"  # not a barge-in
     # the next turn ran (and was answered) on the new epoch
     assert [(e.turn_id, e.state) for e in turns if e.turn_id == second][-2:] == [
         (second, "commit"), (second, "close")]
@@ -247,6 +257,10 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert (plans[first]["authority_epoch"], plans[second]["authority_epoch"]) == (1, 2)
     drain = next(i for i, r in enumerate(records) if r.get("signal") == "deauthorized_drain")
     assert (records[drain]["turn_id"], records[drain]["reason"]) == (first, "lease_rotated")
+    # the rotation the session learned from the control plane is recorded (a replay input)
+    (rotation,) = [i for i, r in enumerate(records) if r.get("signal") == "lease_rotated"]
+    assert rotation < drain and (records[rotation]["emitted_by"],
+                                 records[rotation]["authority_epoch"]) == ("CP-07", 2)
     assert any(r.get("outcome_kind") == "deauthorized_drain" and r.get("turn_id") == first
                for r in records)
     stale = [r for r in records[drain:] if str(r.get("edge_id", "")).startswith("output.")
@@ -254,8 +268,15 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert stale == []  # nothing of the old epoch left the runtime after the rotation
     commit = [r for r in records if r.get("signal") == "commit" and r["turn_id"] == second]
     assert [r["authority_epoch"] for r in commit] == [2]
-    valid = _rspp("contracts", "validate", str(timelines / f"{sid}.jsonl"))
-    assert valid.returncode == 0, valid.stdout + valid.stderr
+    timeline = timelines / f"{sid}.jsonl"
+    _assert_replays(timeline, spec)
+    # tampered: without its rotation record the replay stays at epoch 1 and says so
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(x for x in timeline.read_text().splitlines(keepends=True)
+                                if '"signal":"lease_rotated"' not in x))
+    report = tmp_path / "tampered.replay.json"
+    out = _rspp("replay", str(tampered), "--spec", str(spec), "--report", str(report))
+    assert out.returncode == 1 and json.loads(report.read_text())["divergences"]["AUTHORITY"]
 
 
 def _assert_replays(timeline: Path, spec: Path) -> None:

@@ -124,6 +124,9 @@ class _Turn:
 class LiveTransport:
     """One live session's transport state (see the module docstring)."""
 
+    #: the graph entries a live transport feeds: speech and typed text (a spec needs one)
+    INPUTS: tuple[str, ...] = ("audio", "text")
+
     def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
                  record: RecordSink | None = None) -> None:
         self.rate = sample_rate
@@ -168,6 +171,9 @@ class LiveTransport:
         #: events made before the first connection (a resumed session's report of the turn
         #: its previous runtime left open): the first connection gets them first
         self._early: list[ServerEvent] | None = []
+        #: client audio for a graph without ``input.audio`` (a text chat): refused once,
+        #: then dropped (counted)
+        self.audio_refused = 0
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -267,6 +273,12 @@ class LiveTransport:
     # ------------------------------------------------------------- ingress
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 at the connection's declared rate; raises Flood."""
+        if not self._takes_audio():
+            self.audio_refused += 1
+            if self.audio_refused == 1:
+                raise InputRejected("audio", "this pipeline takes no audio input (no "
+                                    "`input.audio` edge in its spec); send `text` messages")
+            return
         if not self.meter.sequence(seq):
             return
         self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
@@ -275,7 +287,12 @@ class LiveTransport:
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+        if self._takes_audio():
+            await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+
+    def _takes_audio(self) -> bool:
+        s = self.session
+        return s is None or "audio" in s.entries
 
     async def _push_frame(self, frame: bytes) -> None:
         # one frame at a time, numbered when it goes in: two producers (a media track that
@@ -383,6 +400,10 @@ class LiveTransport:
                 # turn's, not the start of the next reply
                 t.pending.extend(self._out_resampler.flush())
             t.ended = True
+            if t.finished is None and t not in self._play:
+                # a reply without audio (text, a degraded TTS) is delivered once it ended:
+                # it completes (and commits) in turn order, after the audio queued before it
+                self._play.append(t)
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
             self._audio_ready.set()
@@ -413,8 +434,10 @@ class LiveTransport:
         """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
         return turn_id in self._fenced
 
-    def stop_playback(self, turn_id: str) -> None:
-        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
+        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client
+        why (the ``clear`` event's ``reason``: ``barge_in``, ``user_cancel``,
+        ``deauthorized_drain``, ``lease_lost``, ... see docs/protocol/websocket.md)."""
         self._fenced.add(turn_id)
         t = self.turns.get(turn_id)
         q = self.queue
@@ -430,7 +453,7 @@ class LiveTransport:
         t.pending.clear()
         t.finished = "cancelled"
         if had_audio:
-            self._event(Clear(turn_id=turn_id, reason="barge_in"))
+            self._event(Clear(turn_id=turn_id, reason=reason))
         if t.started:
             heard = f",heard_frames:{t.heard_frames}" if self.acked else ""
             self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
@@ -458,6 +481,10 @@ class LiveTransport:
         if t.turn_id is not None:
             if t.started:
                 self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id, reason)
+            elif not t.sent_frames:  # a reply without audio was delivered (a replay commits
+                # the turn here too: the moment is the transport's, not the pipeline's)
+                self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
+                            "delivered_without_audio")
             if self.driver is not None:
                 self.driver.output_complete(t.turn_id)
 
