@@ -270,6 +270,9 @@ class GovernedSessions:
                 point = ResumePoint.of(await state.attach())
             except CPError as exc:
                 raise _refusal(exc, f"load the state of {sid}") from None
+            except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
+                _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
+                             "it resumes without it", sid, exc)
         snapshots = ControlPlaneSnapshots(self.link.client)
         bundle = await snapshots.turn_start_bundle(
             tenant_id=claims.tenant_id, session_id=sid, pipeline_name=info.pipeline_name,
