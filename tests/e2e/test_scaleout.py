@@ -33,8 +33,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _fleet import Fleet, FleetOptions, Talker, create_database, drop_database, poll_until
-from conftest import RsppCli
 from failover import failover_scenario
+
+from conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 

@@ -263,7 +263,7 @@ class GovernedSessions:
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         state = StateManager(sid, ControlPlaneStateStore(self.link.client, self.link.runtime_id,
-                                                         lambda: keeper.epoch))
+                                                         lambda: keeper.epoch or epoch))
         point: ResumePoint | None = None
         if epoch > 1:
             try:
@@ -412,4 +412,3 @@ class GovernedSessions:
             await s.close(why)
         if self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-

@@ -33,10 +33,10 @@ from rspp.turns._cancel import (
     EgressFence,
     propagate_cancel,
 )
+from rspp.turns._checkpoint import OpenTurn, ResumePoint, SessionCheckpointer, resume_session
 from rspp.turns._plan_resolver import PlanResolver, compute_plan_hash
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
-from rspp.turns._checkpoint import OpenTurn, ResumePoint, SessionCheckpointer, resume_session
 from rspp.turns._state import (
     DurableStateStore,
     InMemoryDurableStore,

@@ -41,8 +41,9 @@ def _put(url: str, sid: str, key: str, body: dict[str, Any]) -> httpx.Response:
                      headers={"Authorization": f"Bearer {key}"})
 
 
-def _get(url: str, sid: str, key: str) -> httpx.Response:
-    return httpx.get(f"{url}/v1/sessions/{sid}/state", headers={"Authorization": f"Bearer {key}"})
+def _get(url: str, sid: str, key: str | None, **params: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{url}/v1/sessions/{sid}/state", params=params, headers=headers)
 
 
 def _write(runtime: str, epoch: int, version: int, doc: dict[str, Any]) -> dict[str, Any]:
@@ -95,14 +96,11 @@ async def test_only_the_lease_holder_writes_and_a_failed_over_holder_is_fenced(
     assert late.status_code == 200 and late.json()["version"] == 2
     assert _error(_put(url, sid, operator, _write("rt-x", 1, 2, last)))[1] == "stale_epoch"
     # the new holder loads it, naming itself and its epoch: the state is taken over
-    assert _error(httpx.get(f"{url}/v1/sessions/{sid}/state", params={"runtime_id": first,
-                            "lease_epoch": "1"}, headers={"Authorization": f"Bearer {operator}"}
-                            )) == (409, "stale_epoch", "lease_epoch")
-    half = httpx.get(f"{url}/v1/sessions/{sid}/state", params={"runtime_id": other},
-                     headers={"Authorization": f"Bearer {operator}"})
+    assert _error(_get(url, sid, operator, runtime_id=first, lease_epoch="1")) == (
+        409, "stale_epoch", "lease_epoch")
+    half = _get(url, sid, operator, runtime_id=other)
     assert _error(half) == (422, "invalid", "lease_epoch")
-    taken = httpx.get(f"{url}/v1/sessions/{sid}/state", params={
-        "runtime_id": other, "lease_epoch": "2"}, headers={"Authorization": f"Bearer {operator}"})
+    taken = _get(url, sid, operator, runtime_id=other, lease_epoch="2")
     assert taken.status_code == 200, taken.text
     assert taken.json()["document"] == last and taken.json()["taken_epoch"] == 2
     # from now on the old holder (a paused runtime waking up) can no longer write
@@ -126,8 +124,7 @@ async def test_state_routes_deny_by_default_and_refuse_bad_input_with_the_field(
         sid = (await client.route("acme", "voice-assistant"))["session_id"]
         await client.acquire_lease(sid, "rt-a", ttl_ms=30_000)
     body = _write("rt-a", 1, 0, {"hot": {}})
-    assert _error(httpx.get(f"{url}/v1/sessions/{sid}/state")) == (
-        401, "unauthorized", "authorization")
+    assert _error(_get(url, sid, None)) == (401, "unauthorized", "authorization")
     viewer, mine, theirs = _key(url, "viewer"), _key(url, "operator", "acme"), \
         _key(url, "operator", "globex")
     # conversation history is not for viewers, nor for another tenant's keys

@@ -199,5 +199,6 @@ async def test_a_text_resent_with_its_id_is_taken_once_across_retry_and_reconnec
     assert timeline is not None
     notices = [json.loads(x)["record"] for x in timeline.read_text().splitlines()
                if '"drop_notice"' in x and "duplicate_idempotency_key" in x]
-    assert [n["reason"] for n in notices] == ["duplicate_idempotency_key:ask-1:first=k1:input:1"] * 2
+    first_input = "duplicate_idempotency_key:ask-1:first=k1:input:1"
+    assert [n["reason"] for n in notices] == [first_input] * 2
     assert {n["edge_id"] for n in notices} == {"input.text"}
