@@ -6,14 +6,16 @@ window) at turn boundaries with ``PUT /v1/sessions/{id}/state``; the runtime a
 session fails over or migrates to loads it with ``GET ?runtime_id=&lease_epoch=``,
 which also *takes the state over* for its epoch. Writes are fenced twice:
 
-- by lease: the current holder at the current, unexpired epoch may write; the
+- by lease: the holder of the current epoch may write (also after its lease expired,
+  until another runtime takes the session over); the
   holder of an older epoch only until the new holder took the state over (its last
   checkpoint, e.g. of a turn that closed just as the session moved, still counts),
   and never over a newer epoch's write. Anything else is ``409 stale_epoch``: a
   paused or partitioned runtime cannot overwrite what its successor resumed from;
 - by version (optimistic): ``expected_version``, when given, must be the stored
   version (``409 stale_state``), so two writers never interleave (runtimes always
-  give it; left out, the holder overwrites).
+  give it; left out, the holder overwrites). A newer version the same writer saved at
+  the same epoch (a write whose answer was lost) does not count against it.
 
 The document is opaque JSON to the control plane, limited to
 :data:`MAX_STATE_BYTES` (``413``). Both routes are in the route table (operator
@@ -87,9 +89,10 @@ async def _session_tenant(cp: ControlPlane, principal: Principal, session_id: st
     principal.require_tenant(info.tenant_id)
 
 
-def _holds(lease: Any, runtime_id: str, epoch: int, now: int) -> bool:
-    return lease is not None and lease.epoch == epoch and lease.holder == runtime_id \
-        and lease.expires_at_ms > now
+def _holds(lease: Any, runtime_id: str, epoch: int) -> bool:
+    """``runtime_id`` holds the session's current epoch. An expired lease nobody took over
+    still counts: no other runtime can have written since (its holder re-acquires it)."""
+    return lease is not None and lease.epoch == epoch and lease.holder == runtime_id
 
 
 def _stale(session_id: str, runtime_id: str, epoch: int, lease: Any, now: int,
@@ -121,7 +124,7 @@ async def read_state(cp: ControlPlane, principal: Principal, session_id: str,
     async def work(conn: AsyncConnection, now: int) -> SessionState:
         lease = (await conn.execute(
             select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
-        if not _holds(lease, runtime_id, epoch, now):
+        if not _holds(lease, runtime_id, epoch):
             raise _stale(session_id, runtime_id, epoch, lease, now)
         row = (await conn.execute(select(session_state).where(
             session_state.c.session_id == session_id))).first()
@@ -163,7 +166,7 @@ async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
             select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
         row = (await conn.execute(select(session_state).where(
             session_state.c.session_id == session_id))).first()
-        if not _holds(lease, runtime_id, epoch, now):
+        if not _holds(lease, runtime_id, epoch):
             # an older epoch's holder: its last checkpoint until the new holder took over
             if lease is None or epoch >= lease.epoch:
                 raise _stale(session_id, runtime_id, epoch, lease, now)
@@ -177,7 +180,10 @@ async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
                              f"; the holder of epoch {row.taken_epoch or row.lease_epoch} "
                              "took the state over")
         stored = 0 if row is None else int(row.version)
-        if body.expected_version is not None and stored != body.expected_version:
+        # a newer version this very writer saved at this epoch (an answer it never read)
+        own = row is not None and row.holder == runtime_id and row.lease_epoch == epoch \
+            and body.expected_version is not None and stored > body.expected_version
+        if body.expected_version is not None and stored != body.expected_version and not own:
             raise Conflict(f"session {session_id} state is at version {stored}, the write "
                            f"expected {body.expected_version}; load it before writing",
                            field="expected_version", code="stale_state")

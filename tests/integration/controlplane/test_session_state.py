@@ -78,9 +78,8 @@ async def test_only_the_lease_holder_writes_and_a_failed_over_holder_is_fenced(
     assert saved.status_code == 200 and saved.json() == {"session_id": sid, "version": 1}
     got = _get(url, sid, operator).json()
     assert got["document"] == doc and got["holder"] == first and got["lease_epoch"] == 1
-    # versioned: a write against an old version is refused
-    assert _error(_put(url, sid, operator, _write(first, 1, 0, doc))) == (
-        409, "stale_state", "expected_version")
+    # a write whose answer the holder never read: its retry is not refused
+    assert _put(url, sid, operator, _write(first, 1, 0, doc)).json()["version"] == 2
     # fenced: only the holder at its current epoch writes
     assert _error(_put(url, sid, operator, _write(other, 1, 1, doc))) == (
         409, "stale_epoch", "lease_epoch")
@@ -92,9 +91,9 @@ async def test_only_the_lease_holder_writes_and_a_failed_over_holder_is_fenced(
         assert moved.to_runtime == other and moved.epoch == 2
     # until the new holder takes the state over, the old one's last checkpoint still counts
     last = {"schema": "rspp.session_state/v1", "session": {"last_closed_turn": "t1"}}
-    late = _put(url, sid, operator, _write(first, 1, 1, last))
-    assert late.status_code == 200 and late.json()["version"] == 2
-    assert _error(_put(url, sid, operator, _write("rt-x", 1, 2, last)))[1] == "stale_epoch"
+    late = _put(url, sid, operator, _write(first, 1, 2, last))
+    assert late.status_code == 200 and late.json()["version"] == 3
+    assert _error(_put(url, sid, operator, _write("rt-x", 1, 3, last)))[1] == "stale_epoch"
     # the new holder loads it, naming itself and its epoch: the state is taken over
     assert _error(_get(url, sid, operator, runtime_id=first, lease_epoch="1")) == (
         409, "stale_epoch", "lease_epoch")
@@ -104,12 +103,15 @@ async def test_only_the_lease_holder_writes_and_a_failed_over_holder_is_fenced(
     assert taken.status_code == 200, taken.text
     assert taken.json()["document"] == last and taken.json()["taken_epoch"] == 2
     # from now on the old holder (a paused runtime waking up) can no longer write
-    stale = _put(url, sid, operator, _write(first, 1, 2, {"hot": {"zombie": True}}))
+    stale = _put(url, sid, operator, _write(first, 1, 3, {"hot": {"zombie": True}}))
     assert _error(stale) == (409, "stale_epoch", "lease_epoch")
     assert "took the state over" in stale.json()["error"]["message"]
     assert _get(url, sid, operator).json()["document"] == last
-    ok = _put(url, sid, operator, _write(other, 2, 2, {"hot": {"turns": 2}}))
-    assert ok.status_code == 200 and ok.json()["version"] == 3
+    # versioned: a write against a version another writer moved on from is refused
+    assert _error(_put(url, sid, operator, _write(other, 2, 1, {"hot": {}}))) == (
+        409, "stale_state", "expected_version")
+    ok = _put(url, sid, operator, _write(other, 2, 3, {"hot": {"turns": 2}}))
+    assert ok.status_code == 200 and ok.json()["version"] == 4
     assert _get(url, sid, operator).json()["holder"] == other
 
 
