@@ -301,6 +301,7 @@ class GovernedSessions:
             # nothing leaves for the client once our bound on the lease lapsed: a paused or
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
+            transport.on_jitter = self.metrics.jitter
         checkpoints = SessionCheckpointer(built.core.driver, state,
                                           runtime_id=self.link.runtime_id)
         served.checkpoints, served.resumed = checkpoints, point
