@@ -46,6 +46,7 @@ class ControlMixin:
     hard_cancelled_turn: str | None
     hook_errors: list[Exception]
     debug: bool
+    _seq: int
     instrument: bool
     total_ns: int
     ingress_count: int
@@ -126,8 +127,9 @@ class ControlMixin:
             if r is False:
                 return
         name, tid = cmd.name, cmd.turn_id
-        if self.debug:
-            self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}")
+        if self.debug:  # a side note at the current sequence: replays without debug match
+            self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}",
+                                   at_sequence=max(self._seq - 1, 0))
         if name == "turn_start" and tid is not None:
             if not cmd.data.get("applied") and self.turn_id != tid:
                 self.turn_id = tid  # enqueued directly via control(): apply it now

@@ -28,11 +28,20 @@ from rspp.contracts import (
     AdmissionPolicy,
     ControlSignal,
     Emitter,
+    EventRecord,
+    Lane,
     RecordingLevel,
     SignalName,
 )
 from rspp.errors import RSPPError
-from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.kernel import (
+    EventKind,
+    RuntimeGraph,
+    SessionActor,
+    SessionOptions,
+    SystemClock,
+    Timebase,
+)
 from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
@@ -136,6 +145,9 @@ class AssemblyOptions:
     #: the graph entries the transport feeds (``input.<port>``); the graph must take at least
     #: one: a WAV (``rspp run``) is audio only, a live transport also carries typed text
     inputs: tuple[str, ...] = ("audio",)
+    #: debug events for the whole session (F-027, ``rspp run --debug``); off, debug capture
+    #: can still be turned on for a while (:meth:`AssembledSession.capture_debug`, F-076)
+    debug: bool = False
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -262,6 +274,23 @@ class AssembledSession(Generic[TransportT]):
         return self.driver.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
                                         turn_id=turn_id, reason=reason)
 
+    def capture_debug(self, seconds: float) -> None:
+        """Debug events of this session only, for ``seconds`` (F-076); then off again.
+
+        The kernel emits them (TelemetryLane ``debug`` records at the current sequence,
+        so a replay without them matches); the recorder keeps them while the capture
+        lasts and the first one after it turns the session's debug off. ``seconds`` 0
+        ends a capture now.
+        """
+        if seconds == 0:
+            self.recorder.debug_capture.disable(self.session_id)
+            self.session.set_debug(self.options.debug)
+            return
+        self.recorder.debug_capture.enable(self.session_id, seconds)
+        self.session.signals.telemetry(kind="debug", reason=f"capture_on:{seconds:g}s",
+                                       at_sequence=max(self.session._seq - 1, 0))
+        self.session.set_debug(True)
+
     def authority_changed(self, new_epoch: int | None, reason: str) -> None:
         """The lease rotated to ``new_epoch`` (same holder) or was lost (``None``).
 
@@ -315,6 +344,12 @@ class AssembledSession(Generic[TransportT]):
                 self._files.close()
 
 
+def _is_debug(rec: msgspec.Struct) -> bool:
+    """A kernel debug record (TelemetryLane, tagged ``debug``)."""
+    return (isinstance(rec, EventRecord) and rec.lane is Lane.TELEMETRY
+            and f":{EventKind.DEBUG}:" in rec.event_id)
+
+
 def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                      make_transport: Callable[[RecordSink], TransportT]
                      ) -> AssembledSession[TransportT]:
@@ -344,7 +379,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     if opts.record_tap is not None:
         taps.append(opts.record_tap)
 
+    debug_box: list[SessionActor] = []  # set once the session exists
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
+        if not opts.debug and _is_debug(rec):  # on-demand capture (F-076): while it lasts
+            if not recorder.debug_event(rec) and debug_box:  # type: ignore[arg-type]
+                debug_box[0].set_debug(False)
+            return
         recorder.append(rec, payload)
         if tele_box:
             tele_box[0].on_record(rec, payload)
@@ -405,7 +446,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         session = SessionActor(graph, session_id=sid, clock=clock,
                                options=SessionOptions(seed=0, instrument=want_tele,
                                                       lossless=opts.file_source,
-                                                      state_factory=state.node_state),
+                                                      state_factory=state.node_state,
+                                                      debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
@@ -416,6 +458,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             exporter_task.cancel()
         raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
+    debug_box.append(session)
     if capture is not None:
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))

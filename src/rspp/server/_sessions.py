@@ -302,6 +302,7 @@ class GovernedSessions:
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
             transport.on_jitter = self.metrics.jitter
+            transport.on_lateness = self.metrics.egress_lateness
         checkpoints = SessionCheckpointer(built.core.driver, state,
                                           runtime_id=self.link.runtime_id)
         served.checkpoints, served.resumed = checkpoints, point

@@ -154,6 +154,9 @@ class LiveTransport:
         self._last_ingress_seq = 0
         #: told each ended connection's jitter counters (transport kind, stats): metrics
         self.on_jitter: Callable[[str, JitterStats], None] | None = None
+        #: told how late each reply frame left versus its real-time slot (transport kind,
+        #: seconds): metrics
+        self.on_lateness: Callable[[str, float], None] | None = None
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -639,6 +642,8 @@ class LiveTransport:
         t.sent_frames += 1
         self.lateness_ms.append(late_ms)
         self.lateness_max_ms = max(self.lateness_max_ms, late_ms)
+        if self.on_lateness is not None:
+            self.on_lateness(self.jitter.kind, late_ms / 1000)
         q = self.queue
         if q is None:
             self.lost_while_disconnected += 1

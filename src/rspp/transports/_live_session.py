@@ -50,6 +50,8 @@ class SessionCore(Protocol):
 
     async def finish(self, on_stopped: Callable[[], None] | None = None) -> None: ...
 
+    def capture_debug(self, seconds: float) -> None: ...
+
 
 class LiveSessionHandle:
     """One live session driven by network connections (see the module docstring)."""
@@ -239,6 +241,10 @@ class LiveSessionHandle:
 
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
+
+    def capture_debug(self, seconds: float) -> None:
+        """The client's ``debug`` message: this session's debug events for ``seconds``."""
+        self.core.capture_debug(seconds)
 
     async def end(self) -> None:
         """No more input: pending turns finish (bounded), then the session closes.

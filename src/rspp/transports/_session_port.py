@@ -160,6 +160,9 @@ class LiveSession(Protocol):
 
     async def interrupt(self) -> None: ...
 
+    def capture_debug(self, seconds: float) -> None:
+        """Record this session's debug events for ``seconds`` (F-076)."""
+
     async def end(self) -> None:
         """No more input: pending turns finish, then the session closes."""
 

@@ -37,6 +37,7 @@ from rspp.transports._protocol import (
     SUBPROTOCOL_MSGPACK,
     AudioIn,
     AudioOut,
+    CaptureDebug,
     End,
     ErrorEvent,
     Interrupt,
@@ -390,6 +391,8 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
         await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
+    elif isinstance(msg, CaptureDebug):
+        handle.capture_debug(msg.seconds)
     elif isinstance(msg, End):
         await handle.end()
     elif isinstance(msg, Start):

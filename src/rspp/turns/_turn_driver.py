@@ -60,7 +60,7 @@ from rspp.turns._arbiter import (
 )
 from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
-from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelReason, CancelScopeTree
+from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelError, CancelReason, CancelScopeTree
 from rspp.turns._node_scopes import NodeScopes
 from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
@@ -89,6 +89,8 @@ class TurnTiming:
     cancel_fence_ns: int | None = None
     #: the accepted cancel's reason code (F-035): barge_in, user_cancel, timeout, ...
     cancel_reason: str | None = None
+    #: output samples played by a cancelled turn up to its commit point (F-039)
+    committed_samples: int | None = None
     plan: ResolvedTurnPlan | None = None
     admission_reason: str = ""
     proposed_ms: int = 0
@@ -278,6 +280,21 @@ class TurnDriver:
         if self.speaking == turn_id:
             self.speaking = None
         self.session.control("rspp.complete", turn_id=turn_id)
+
+    def playback_committed(self, turn_id: str, samples: int) -> None:
+        """A cancel's commit point (F-039): the first ``samples`` of the turn's reply play out.
+
+        Called by the transport while the cancel is being accepted (before the turn's scope
+        closes); the fence keeps it as the scope's commit point, the summary reports it.
+        """
+        try:
+            scope = self.cancels.scope(turn_id)
+        except CancelError:
+            return
+        self.cancels.fence.mark_played(scope, samples)
+        t = self.timings.get(turn_id)
+        if t is not None:
+            t.committed_samples = self.cancels.fence.commit_point(scope)
 
     def admit_output(self, port: str, event: Event) -> bool:
         tid = event.turn_id or ""
@@ -693,6 +710,6 @@ class TurnDriver:
                 "turn_id": tid, "terminal": t.terminal, "reason": t.reason,
                 "turn_open_decision_ms": t.turn_open_decision_ms,
                 "first_output_ms": t.first_output_ms, "end_to_end_ms": t.end_to_end_ms,
-                "cancel_fence_ms": t.cancel_fence_ms,
+                "cancel_fence_ms": t.cancel_fence_ms, "committed_samples": t.committed_samples,
             })
         return rows
