@@ -414,9 +414,11 @@ class LiveTransport:
         entry = s.entries.get("control")
         routed = entry is not None and any(
             cond is None or cond(ev.attrs) for _, _, _, cond, _ in entry[1])
-        if not routed:
+        if not routed:  # beside the last ingress frame, taking no sequence number: a
+            # replay does not reproduce the note, so later records (plans) must not shift
             s.signals.telemetry(kind="transport_control", reason=f"{kind}:{value} unrouted "
-                                "(no input.control edge takes it)")
+                                "(no input.control edge takes it)",
+                                at_sequence=self._last_ingress_seq)
             return False
         ev.turn_id = await turn_for()  # type: ignore[misc]
         await self._ingress(ev, "control")
@@ -603,10 +605,10 @@ class LiveTransport:
         lead = self.opts.egress_lead_ms / 1000
         catchup = self.opts.egress_catchup_ms / 1000
         n = self._frame_bytes()
+        self._waiting = True  # until a time is returned: a step that fails is retried on a kick
         while True:
             t = self._settle()
             if t is None or (len(t.pending) < n and not t.ended):
-                self._waiting = True
                 return None
             due = self._due
             if due is None or t is not self._due_for or now - due > catchup:
@@ -615,6 +617,7 @@ class LiveTransport:
                 due, self._due_for = now, t
             if due - now > lead:
                 self._due = due
+                self._waiting = False
                 return due - lead  # stepped again then: the turn may be fenced meanwhile
             self._send_frame(t, max(0.0, (now - due) * 1000))
             self._due = due + frame_s
