@@ -1,16 +1,25 @@
 """WebSocket session capacity: N live clients (separate process, real sockets) -> one runtime.
 
-The runtime (this process) serves ``/v1/sessions/{id}/ws`` (the real endpoint,
-``LiveTransport`` and session hub) on uvicorn at 127.0.0.1; each session runs the
-sessions_capacity mock pipeline (VAD -> STT -> LLM -> TTS, benchmarks/
-sessions_capacity.py): 1 s of speech every 3 s, the mock TTS streams 25 x 20 ms
-frames, each numbered. A client process (``--client``, real sockets) opens N
-connections and streams 20 ms PCM frames in real time. Per reply frame the client
-measures lateness = arrival - (send time of the utterance-ending frame + 200 ms +
-i x 20 ms) (every delay on the path counts: network, ingress, kernel, pacing,
-egress), and checks that every utterance's 25 frames arrive, in order.
-Capacity = largest N with p99 lateness <= 20 ms and zero lost or reordered frames.
-CPU ms per session-second and RSS MB per session are the runtime process's.
+The runtime (this process, on the event loop ``rspp serve`` runs: uvloop) serves
+``/v1/sessions/{id}/ws`` (the real endpoint, ``LiveTransport``, the shared egress pacer
+and session hub) on uvicorn at 127.0.0.1; each session runs the sessions_capacity mock
+pipeline (VAD -> STT -> LLM -> TTS, benchmarks/sessions_capacity.py): 1 s of speech
+every 3 s, the mock TTS streams 25 x 20 ms frames, each numbered (reply, index).
+Client processes (``--client``, 2 by default, real sockets) open N connections (the
+``websockets`` sans-I/O protocol on bare asyncio protocols, ``_common.WsClient``: no
+task per connection) and stream 20 ms PCM frames in real time from one timer, the
+clients spread over 10 phases of the 20 ms period (independent clients' ticks are not
+aligned). Per reply frame the client measures lateness = arrival - (send time of the
+utterance-ending frame + 200 ms + i x 20 ms) (every delay on the path counts: network,
+ingress, kernel, pacing, egress, the client's own loop), and checks that every
+utterance's 25 frames arrive, in order (``lost``: gaps, ``reordered``, ``missing``:
+frames of a measured reply that never came). ``p50_ms``/``p99_ms`` are that client-side
+lateness (the worst client process's); ``server_pacer_p99_ms`` is the runtime pacer's
+own lateness against each frame's due time (before the send queue and the socket), and
+``loop_lag_p99_ms`` how late the runtime's loop wakes a 5 ms timer. Capacity = largest
+N with client p99 <= 20 ms and no lost, reordered or missing frame. CPU ms per
+session-second and RSS MB per session are the runtime process's; ``client_cpu_cores``
+the client processes' (on the same machine).
 
 ``--latency``: the offline voice assistant, one session, 20 spoken turns: end of
 user speech (the last voiced frame sent) -> first reply audio byte at the client;
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -34,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
+from _common import WsClient, cpu_seconds, emit, percentile, quick_parser, rss_mb, send_ticks
 from sessions_capacity import CYCLE_FRAMES, FMT, MockLlm, MockStt, MockTts, MockVad
 
 from rspp.kernel import (
@@ -48,6 +58,8 @@ from rspp.kernel import (
     SessionOptions,
     SystemClock,
 )
+from rspp.server._loop import loop_name
+from rspp.server._loop import run as run_loop
 from rspp.transports import (
     ClientAudio,
     LiveOptions,
@@ -65,13 +77,20 @@ REPLY_FRAMES = 25
 
 
 class NumberedTts(MockTts):
-    """The mock TTS, each frame numbered (utterance ingress ms, index) for the client."""
+    """The mock TTS, each frame numbered (reply of the session, frame index) for the client:
+    reply r answers the session's r-th utterance (its cycle r)."""
 
     type_name = "mock.tts_numbered"
+
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
+        self.replies = 0
 
     async def process(self, event: Event, port: str) -> None:
         if not event.final:
             return
+        reply = self.replies
+        self.replies += 1
         clock = self.ctx.clock
         t0 = event.ingress_ns + 200_000_000
         for i in range(REPLY_FRAMES):
@@ -79,7 +98,7 @@ class NumberedTts(MockTts):
             delay = due - clock.monotonic_ns()
             if delay > 0:
                 await clock.sleep(delay / 1e9)
-            head = struct.pack(">II", 0, i)
+            head = struct.pack(">II", reply, i)
             out = event.derive("audio_chunk", head + bytes(640 - len(head)), audio_format=FMT,
                                sample_index=i * 320)
             out.ingress_ns = due
@@ -187,96 +206,97 @@ async def runtime(factory: Any, route: Any = websocket_route) -> Any:
 
 # ------------------------------------------------------------------- client process
 async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
-    import websockets
-
     from rspp.transports import SUBPROTOCOL_JSON, Start, encode_message
 
+    loop = asyncio.get_running_loop()
     start = encode_message(Start(sample_rate=16000)).decode()
-    conns = []
-    for i in range(n):
-        ws = await websockets.connect(f"{url}/v1/sessions/s{offset + i}/ws?token=bench",
-                                      subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
-                                      proxy=None, compression=None, ping_interval=None,
-                                      max_queue=None)
-        await ws.send(start)
-        await ws.recv()
-        conns.append(ws)
-    frame = bytes(640)
     lateness: list[float] = []
     lost = reordered = expected = 0
     sent_at: list[dict[int, float]] = [{} for _ in range(n)]
+    last: list[dict[int, int]] = [{} for _ in range(n)]
+    owed: dict[tuple[int, int], int] = {}  # reply frames still due per measured utterance
     measuring = [False]
-    closed: set[int] = set()  # connections the server closed (their replies stop)
 
-    async def read(k: int, ws: Any) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await read_replies(k, ws)
+    def on_message(k: int, msg: bytes | str, now: float) -> None:
+        nonlocal lost, reordered
+        if not isinstance(msg, bytes):
+            return
+        u, idx = struct.unpack_from(">II", msg)  # the utterance this frame answers
+        ends = sent_at[k]
+        if u not in ends:
+            return
+        prev = last[k].get(u, -1)
+        if idx != prev + 1:
+            if idx <= prev:
+                reordered += 1
+            else:
+                lost += idx - prev - 1
+        last[k][u] = idx
+        if (k, u) in owed:
+            owed[(k, u)] -= 1
+        if measuring[0]:
+            due = ends[u] + 0.200 + idx * 0.020
+            lateness.append(max(0.0, (now - due) * 1000))
 
-    async def read_replies(k: int, ws: Any) -> None:
-        nonlocal lost, reordered, expected
-        last: dict[int, int] = {}
-        async for msg in ws:
-            if not isinstance(msg, bytes):
-                continue
-            now = time.monotonic()
-            _, idx = struct.unpack(">II", msg[:8])
-            # the utterance this frame answers: the latest one whose end was sent
-            ends = sent_at[k]
-            if not ends:
-                continue
-            u = max(ends)
-            prev = last.get(u, -1)
-            if idx != prev + 1:
-                if idx <= prev:
-                    reordered += 1
-                else:
-                    lost += idx - prev - 1
-            last[u] = idx
-            if measuring[0]:
-                due = ends[u] + 0.200 + idx * 0.020
-                lateness.append(max(0.0, (now - due) * 1000))
-
-    readers = [asyncio.create_task(read(k, ws)) for k, ws in enumerate(conns)]
+    conns: list[WsClient] = []
+    for i in range(n):
+        ws = await WsClient.open(f"{url}/v1/sessions/s{offset + i}/ws?token=bench",
+                                 functools.partial(on_message, i), [SUBPROTOCOL_JSON])
+        ws.send(start)
+        conns.append(ws)
+    frame = bytes(640)
     # staggered phases: session k's cycle starts k * CYCLE / n frames later
     phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
     total = int((seconds + 3.0) * 50)
     warm = 150
-    t0 = time.monotonic()
-    cpu_mark = None
-    for f in range(total + CYCLE_FRAMES):
+    closed: set[int] = set()  # connections the server closed (their replies stop)
+
+    cpu_at = [0.0, 0.0]  # client CPU seconds and loop time when measuring starts
+
+    def at_frame(f: int) -> None:
         if f == warm:
             measuring[0] = True
+            cpu_at[:] = cpu_seconds(), loop.time()
             print("START", flush=True)
-            cpu_mark = time.monotonic()
-        for k, ws in enumerate(conns):
-            local = f - phase[k]
-            if local < 0 or k in closed:
-                continue
-            try:
-                await ws.send(frame)
-            except websockets.ConnectionClosed:  # e.g. 4429: this client fell behind, then
-                closed.add(k)  # burst its backlog (a starved client process)
-                continue
-            if local % CYCLE_FRAMES == SPEECH_END:
-                sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
-                if measuring[0]:
-                    expected += REPLY_FRAMES
-        delay = t0 + (f + 1) * 0.020 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if f >= total:
-            break
+
+    def send(k: int, f: int) -> None:
+        nonlocal expected
+        local = f - phase[k]
+        if local < 0 or k in closed:
+            return
+        if not conns[k].send(frame):  # e.g. 4429: the server closed a client that fell behind
+            closed.add(k)
+            return
+        if local % CYCLE_FRAMES == SPEECH_END:
+            sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
+            if measuring[0]:
+                expected += REPLY_FRAMES
+                owed[(k, local // CYCLE_FRAMES)] = REPLY_FRAMES
+
+    await send_ticks(n, total + 1, send, at_frame=at_frame)
     await asyncio.sleep(0.8)  # the last replies finish
+    closed.update(k for k, ws in enumerate(conns) if ws.closed)
     for ws in conns:
-        await ws.close()
-    for r in readers:
-        r.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+        ws.close()
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "lost": lost, "reordered": reordered,
         "closed": len(closed),
+        "close_reasons": sorted({str(conns[k].close_reason) for k in closed}),
+        "missing": sum(max(0, v) for v in owed.values()),
         "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
-        "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
+        "client_cpu_cores": round((cpu_seconds() - cpu_at[0]) / (loop.time() - cpu_at[1]), 3),
+        "measured_s": round(loop.time() - cpu_at[1], 2)}), flush=True)
+
+
+async def _loop_lag(out: list[float], period_s: float = 0.005) -> None:
+    """How late this loop wakes a timer (ms), sampled every ``period_s``."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + period_s
+    while True:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        now = loop.time()
+        out.append((now - due) * 1000)
+        due = now + period_s
 
 
 async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
@@ -284,7 +304,9 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                     script: str = __file__) -> dict[str, Any]:
     """One point: the runtime here, ``procs`` client processes of ``script --client``."""
     gc.collect()
-    async with runtime(factory or MockFactory(), route) as (base, _hub):
+    lag: list[float] = []
+    pacer: list[float] = []
+    async with runtime(factory or MockFactory(), route) as (base, hub):
         url = base + path
         rss0 = rss_mb()
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
@@ -293,28 +315,43 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         for m in per:
             children.append(await asyncio.create_subprocess_exec(
                 sys.executable, script, "--client", url, str(m), str(seconds), str(offset),
-                stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ""}))
+                stdout=asyncio.subprocess.PIPE))
             offset += m
         starts = 0
         cpu0 = t0 = 0.0
         results = []
+        sampler: asyncio.Task[None] | None = None
 
         async def lines(proc: Any) -> None:
-            nonlocal starts, cpu0, t0
-            assert proc.stdout is not None
+            nonlocal starts, cpu0, t0, sampler
+            if proc.stdout is None:
+                raise RuntimeError("the client's stdout is not a pipe")
             async for raw in proc.stdout:
                 line = raw.decode().strip()
                 if line == "START":
                     starts += 1
                     if starts == 1:
                         cpu0, t0 = cpu_seconds(), time.monotonic()
+                        for h in hub.sessions.values():  # the pacer's lateness from here on
+                            h.transport.lateness_ms.clear()
+                        sampler = asyncio.create_task(_loop_lag(lag))
                 elif line.startswith("RESULT "):
                     results.append(json.loads(line[7:]))
+                    if len(results) == len(children) and sampler is not None:
+                        sampler.cancel()
 
         await asyncio.gather(*(lines(c) for c in children))
         cpu = cpu_seconds() - cpu0
         wall = time.monotonic() - t0
         rss = rss_mb()
+        for h in hub.sessions.values():
+            pacer.extend(h.transport.lateness_ms)
+        if os.environ.get("BENCH_DEBUG"):
+            ts = [h.transport for h in hub.sessions.values()]
+            print("DEBUG sessions", len(ts), "frames_in", sum(t.meter.frames for t in ts),
+                  "frames_out", sum(t.frames_out for t in ts), "late_in",
+                  sum(t.meter.late for t in ts), "lost_in", sum(t.meter.lost for t in ts),
+                  "dropped_out", sum(t.queue.dropped_audio for t in ts if t.queue), flush=True)
         for c in children:
             await c.wait()
     return {
@@ -324,11 +361,21 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "frames": sum(r["frames"] for r in results),
         "expected_frames": sum(r["expected"] for r in results),
         "lost": sum(r["lost"] for r in results),
+        # reply frames of measured utterances that never arrived (a reply cut short)
+        "missing": sum(r.get("missing", 0) for r in results),
         "reordered": sum(r.get("reordered", 0) for r in results),
         "closed_by_server": sum(r.get("closed", 0) for r in results),
+        "close_reasons": sorted({c for r in results for c in r.get("close_reasons", [])}),
+        # the runtime's side: its shared pacer's lateness against each frame's due time
+        # (before the send queue and socket), and how late its loop wakes a 5 ms timer
+        "server_pacer_p99_ms": round(percentile(pacer, 99), 2),
+        "loop_lag_p99_ms": round(percentile(lag, 99), 2),
         "cpu_cores": round(cpu / wall, 3),
+        "client_cpu_cores": round(sum(r.get("client_cpu_cores", 0.0) for r in results), 3),
         "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
         "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
+        "load_average": round(os.getloadavg()[0], 2),
+        "event_loop": loop_name(),
     }
 
 
@@ -413,6 +460,7 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
         points.append(p)
         print(p, flush=True)
     ok = [p for p in points if p["p99_ms"] <= 20.0 and p["lost"] == 0 and p["reordered"] == 0
+          and p["missing"] == 0
           and p.get("closed_by_server", 0) == 0
           and p["frames"] > 0]
     best = max(ok, key=lambda p: p["sessions"]) if ok else None
@@ -420,7 +468,9 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
         "benchmark": "ws_sessions", "capacity": best["sessions"] if best else 0,
         "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
         "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
-        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0}}
+        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0},
+        "lateness": "p50_ms/p99_ms: at the client, reply frame arrival - (utterance end sent + "
+                    "200 ms + i x 20 ms); server_pacer_p99_ms: the runtime pacer vs due time"}
     if with_latency:
         lat = await latency(5 if quick else 20)
         print(lat, flush=True)
@@ -431,7 +481,7 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         _, _, url, n, secs, off = sys.argv
-        asyncio.run(client_main(url, int(n), float(secs), int(off)))
+        run_loop(client_main(url, int(n), float(secs), int(off)))
         sys.exit(0)
     ap = quick_parser(__doc__)
     ap.add_argument("--sessions", default=None, help="comma-separated N values")
@@ -440,5 +490,5 @@ if __name__ == "__main__":
                     help="also: end of speech -> first reply audio, offline, 20 turns")
     a = ap.parse_args()
     default = "50,100" if a.quick else "100,200,300,400"
-    asyncio.run(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
-                     a.client_procs, a.latency))
+    run_loop(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
+                  a.client_procs, a.latency))

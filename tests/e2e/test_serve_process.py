@@ -8,8 +8,10 @@ on /readyz, serves /metrics, drains on SIGTERM and exits 0 after deregistering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from rspp.client import LiveClient, session_url
 from rspp.controlplane import ControlPlane, ControlPlaneSettings
@@ -140,6 +143,11 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     assert reply.stat().st_size > 16000  # about a second of 16 kHz PCM16 or more
     metrics = httpx.get(f"{srv.url}/metrics").text
     assert 'rspp_turns_total{outcome="commit",pipeline_version="voice-assistant@1.0.0"}' in metrics
+    # every reply frame that left was timed against its real-time slot: at least the
+    # half second of 20 ms frames the client wrote
+    late = re.search(r'^rspp_egress_lateness_seconds_count\{transport="websocket"\} (\S+)$',
+                     metrics, re.M)
+    assert late is not None and float(late[1]) >= 25, metrics
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
     (timeline,) = timelines.glob("*.jsonl")
@@ -193,6 +201,15 @@ class _Conversation:
         await self.client.end()
 
 
+async def _routed(cp: httpx.AsyncClient) -> tuple[str, LiveClient]:
+    """A session of tenant acme routed by the control plane, and a client connected to it."""
+    route = (await cp.post("/v1/sessions/route", json={
+        "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
+    sid = route["session_id"]
+    return sid, await LiveClient.connect(session_url(route["endpoint"], sid),
+                                         token=route["token"], msgpack=True)
+
+
 def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -215,11 +232,7 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     async def converse() -> tuple[str, dict[str, Any], _Conversation]:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30,
                                      headers={"Authorization": f"Bearer {KEY}"}) as cp:
-            route = (await cp.post("/v1/sessions/route", json={
-                "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
-            sid = route["session_id"]
-            client = await LiveClient.connect(session_url(route["endpoint"], sid),
-                                              token=route["token"], msgpack=True)
+            sid, client = await _routed(cp)
             talk = _Conversation(client)
             async with client:
                 reader = asyncio.create_task(talk.read())
@@ -277,6 +290,60 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     report = tmp_path / "tampered.replay.json"
     out = _rspp("replay", str(tampered), "--spec", str(spec), "--report", str(report))
     assert out.returncode == 1 and json.loads(report.read_text())["divergences"]["AUTHORITY"]
+
+
+def test_lease_revoked_mid_reply_clears_the_client_and_closes_with_the_reason(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path
+) -> None:
+    """Revoke the lease through the control-plane HTTP API while a reply plays (T8, loss):
+    the client's buffered audio is cleared with reason ``lease_lost``, nothing of the turn
+    follows, the connection closes ``authority_lost:lease_revoked``, and the served
+    timeline replays the loss with no divergence."""
+    timelines = tmp_path / "timelines"
+    spec = _patient_spec(tmp_path)
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--timeline-dir", str(timelines),
+                        "--lease-ttl-ms", "1500", "--record-level", "L2").wait_ready()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30, headers=auth,
+                        json={"body": {"recording_level": "L2"}})
+    assert policy.status_code < 300, policy.text
+    help_q = _say("what can you do")  # the help reply plays for several seconds
+
+    async def converse() -> tuple[str, list[ServerEvent], LiveClient]:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30, headers=auth) as cp:
+            sid, client = await _routed(cp)
+            talk = _Conversation(client)
+            reader = asyncio.create_task(talk.read())  # until the server closes
+
+            async def speak() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    await client.stream_pcm(help_q, 16000)
+                    await talk.silence_until(reader.done)
+
+            speaker = asyncio.create_task(speak())
+            async with client:
+                await asyncio.wait_for(talk.first_audio.wait(), 90)
+                revoked = await cp.post(f"/v1/leases/{sid}/revoke")
+                assert revoked.status_code == 200, revoked.text
+                await asyncio.wait_for(asyncio.gather(reader, speaker), 60)
+            return sid, talk.log, client
+
+    sid, log, client = asyncio.run(converse())
+    assert (client.close_code, client.close_reason) == (1000, "authority_lost:lease_revoked")
+    first = next(e.turn_id for e in log if isinstance(e, TurnEvent) and e.state == "open")
+    cleared = [i for i, e in enumerate(log) if isinstance(e, Clear)]
+    assert [(log[i].turn_id, log[i].reason) for i in cleared] == [  # type: ignore[union-attr]
+        (first, "lease_lost")]
+    assert not [e for e in log[cleared[0]:] if isinstance(e, AudioOut)]
+    code, _, err = srv.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
+    timeline = timelines / f"{sid}.jsonl"
+    records = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+    lost = [r for r in records if r.get("signal") == "deauthorized_drain"
+            and not r.get("turn_id")]
+    assert [(r["emitted_by"], r["reason"]) for r in lost] == [("RK-24", "lease_revoked")]
+    _assert_replays(timeline, spec)
 
 
 def _assert_replays(timeline: Path, spec: Path) -> None:

@@ -209,3 +209,31 @@ def test_talk_needs_either_speech_or_text() -> None:
     assert both.returncode == 2 and "pass --input WAV (speak) or --text TEXT" in both.stderr
     neither = _rspp("talk", "--server", "http://127.0.0.1:9")
     assert neither.returncode == 2 and "--input" in neither.stderr
+
+
+def test_a_webrtc_peer_types_to_a_text_only_pipeline(server: _Server) -> None:
+    """A browser-like peer: its microphone track keeps sending (the text chat refuses that
+    audio once on the data channel, and the media loop lives on), and typed text on the
+    data channel is a turn that commits."""
+    pytest.importorskip("aiortc", reason="WebRTC needs the extra: pip install 'rspp[webrtc]'")
+    from rspp.testing import WebRTCPeer
+
+    async def run() -> WebRTCPeer:
+        target = await route_session(server.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="text-chat")
+        assert target.token is not None
+        peer = WebRTCPeer()
+        try:
+            resp = await peer.connect(server.url, target.session_id, target.token)
+            assert resp.status_code == 200, resp.text
+            await peer.until(lambda: peer.of("error", field="audio"))  # the microphone runs
+            peer.send({"type": "text", "text": "what is your name"})
+            await peer.until(lambda: peer.of("turn", state="close"))
+            return peer
+        finally:
+            await peer.close()
+
+    peer = asyncio.run(run())
+    assert [e["state"] for e in peer.of("turn")] == ["open", "commit", "close"]
+    assert "name is" in "".join(e["text"] for e in peer.of("reply_text"))
+    assert len(peer.of("error")) == 1 and not peer.of("error")[0]["fatal"]

@@ -31,6 +31,7 @@ from rspp.transports import (
     SUBPROTOCOL_MSGPACK,
     AudioIn,
     AudioOut,
+    CaptureDebug,
     End,
     ErrorEvent,
     Interrupt,
@@ -123,9 +124,16 @@ class LiveClient:
         await self.close()
 
     # --------------------------------------------------------------- input
-    async def send_audio(self, pcm: bytes) -> None:
-        """One frame of PCM16 at the declared rate."""
-        seq, self._seq = self._seq, self._seq + 1
+    async def send_audio(self, pcm: bytes, seq: int | None = None) -> None:
+        """One frame of PCM16 at the declared rate.
+
+        ``seq``: the frame's number (sequenced and MessagePack connections), e.g. to replay
+        a network's reordering, duplicates and losses; by default the next one.
+        """
+        if seq is None:
+            seq, self._seq = self._seq, self._seq + 1
+        else:
+            self._seq = max(self._seq, seq + 1)
         if self.msgpack:
             await self.ws.send(encode_message(AudioIn(seq=seq, data=pcm), msgpack=True))
         elif self.sequenced:
@@ -165,17 +173,22 @@ class LiveClient:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
-    async def send_text(self, text: str) -> None:
-        await self._send(TextIn(text=text))
+    async def send_text(self, text: str, id: str | None = None) -> None:
+        """Typed input; ``id``: its idempotency key (the session takes it at most once)."""
+        await self._send(TextIn(text=text, id=id))
 
     async def interrupt(self) -> None:
         await self._send(Interrupt())
+
+    async def capture_debug(self, seconds: float = 60.0) -> None:
+        """Have the server record this session's debug events for ``seconds`` (F-076)."""
+        await self._send(CaptureDebug(seconds=seconds))
 
     async def end(self) -> None:
         """No more input: the server finishes pending turns, then closes."""
         await self._send(End())
 
-    async def _send(self, msg: TextIn | Interrupt | End) -> None:
+    async def _send(self, msg: TextIn | Interrupt | CaptureDebug | End) -> None:
         if self.msgpack:
             await self.ws.send(encode_message(msg, msgpack=True))
         else:

@@ -45,7 +45,8 @@ async def open_live_session(gd: GraphDefinition, opts: AssemblyOptions, *,
     opts = replace(opts, inputs=LiveTransport.INPUTS)
     try:
         assembled = assemble_session(
-            gd, opts, lambda record: LiveTransport(sample_rate, live, record=record))
+            gd, opts, lambda record: LiveTransport(sample_rate, live, record=record,
+                                                   jitter=gd.jitter))
     except AssemblyError as exc:
         raise SessionRefused(str(exc)) from None
     handle = LiveSessionHandle(assembled, assembled.transport, tenant_id=opts.tenant_id)

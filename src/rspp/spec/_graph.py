@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -12,6 +12,7 @@ import msgspec
 from rspp.contracts import EdgeBufferPolicy, FlowControl, Lane, RecordingPolicy, TurnBudgets
 from rspp.spec._catalog import PortSpec, PortType
 from rspp.spec._condition import Condition
+from rspp.spec._jitter import JitterProfiles
 
 
 class ValueSource(StrEnum):
@@ -204,6 +205,11 @@ class GraphDefinition:
     metadata: FrozenMap
     #: the automatic degrade posture under sustained shedding (None: not declared)
     overload: OverloadPolicy | None = None
+    #: the live transports' ingress jitter buffers (F-087; defaults when not declared)
+    jitter: JitterProfiles = field(default_factory=JitterProfiles)
+    #: commit point of a cancel (F-039): ms of reply audio after the play position that
+    #: still play when the turn is cancelled (``transport.commit_ms``; 0: none)
+    commit_ms: int = 0
 
     def node(self, node_id: str) -> NodeDef:
         """The node called ``node_id`` (KeyError if absent)."""
@@ -215,10 +221,6 @@ class GraphDefinition:
     def out_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
         """Edges leaving ``node_id`` (``input`` for transport entry edges)."""
         return tuple(e for e in self.edges if e.source_node == node_id)
-
-    def in_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
-        """Edges entering ``node_id`` (``output`` for transport exit edges)."""
-        return tuple(e for e in self.edges if e.target_node == node_id)
 
     def provider(self, modality: str) -> ProviderBinding | None:
         """Binding for ``stt``/``llm``/``tts`` if declared."""
