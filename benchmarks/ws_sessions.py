@@ -468,7 +468,9 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
         "benchmark": "ws_sessions", "capacity": best["sessions"] if best else 0,
         "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
         "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
-        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0}}
+        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0},
+        "lateness": "p50_ms/p99_ms: at the client, reply frame arrival - (utterance end sent + "
+                    "200 ms + i x 20 ms); server_pacer_p99_ms: the runtime pacer vs due time"}
     if with_latency:
         lat = await latency(5 if quick else 20)
         print(lat, flush=True)

@@ -173,8 +173,9 @@ class LiveClient:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
-    async def send_text(self, text: str) -> None:
-        await self._send(TextIn(text=text))
+    async def send_text(self, text: str, id: str | None = None) -> None:
+        """Typed input; ``id``: its idempotency key (the session takes it at most once)."""
+        await self._send(TextIn(text=text, id=id))
 
     async def interrupt(self) -> None:
         await self._send(Interrupt())

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import EventRecord, Lane
 from rspp.errors import RuntimeKernelError
-from rspp.kernel._defaults import DictState, SessionTelemetry
+from rspp.kernel._defaults import SessionTelemetry
 from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
 from rspp.kernel._events import Event, EventKind
 
@@ -135,8 +135,10 @@ class ControlMixin:
                 self.turn_id = tid  # enqueued directly via control(): apply it now
                 self.turn_index += 1
             for host in self.hosts.values():
-                if host.scope == "turn" and isinstance(host.node.ctx.state, DictState):
-                    host.node.ctx.state.clear()
+                if host.scope == "turn":  # turn-ephemeral state never leaks (F-038)
+                    clear = getattr(host.node.ctx.state, "clear", None)
+                    if callable(clear):
+                        clear()
             await self._hooks("on_turn_start", tid)
             self._boundary_event(EventKind.TURN_START, tid)
         elif name == "turn_end" and tid is not None:

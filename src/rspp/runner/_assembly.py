@@ -69,6 +69,7 @@ from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.turns._state import StateManager
 from rspp.turns._turn_driver import TurnDriver
 
 __all__ = [
@@ -137,6 +138,10 @@ class AssemblyOptions:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
     file_source: bool = False
+    #: the session's state (F-155): nodes' ``ctx.state`` handles come from it (turn-scoped
+    #: nodes: turn-ephemeral, session-scoped: session-hot); None: an in-memory one.
+    #: A served session passes one backed by the control plane (checkpoints, resume)
+    state: StateManager | None = None
     #: the graph entries the transport feeds (``input.<port>``); the graph must take at least
     #: one: a WAV (``rspp run``) is audio only, a live transport also carries typed text
     inputs: tuple[str, ...] = ("audio",)
@@ -245,6 +250,8 @@ class AssembledSession(Generic[TransportT]):
     admission: LocalAdmission
     authority: AuthorityGuard
     options: AssemblyOptions
+    #: the session's state classes (turn-ephemeral, session-hot, session-durable)
+    state: StateManager
     dead_letters: list[str] = field(default_factory=list)
     _exporter: asyncio.Task[None] | None = None
     _telemetry: SessionTelemetry | None = None
@@ -417,6 +424,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     tap = getattr(transport, "on_record", None)
     if callable(tap):
         taps.append(tap)
+    state = opts.state if opts.state is not None else StateManager(sid)
+    services.session_state = state.session_hot
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []
     evidence_taps: list[Callable[[object], None]] = []
@@ -437,6 +446,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         session = SessionActor(graph, session_id=sid, clock=clock,
                                options=SessionOptions(seed=0, instrument=want_tele,
                                                       lossless=opts.file_source,
+                                                      state_factory=state.node_state,
                                                       debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
@@ -486,7 +496,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     driver.on_epoch = lambda epoch: setattr(services, "authority_epoch", epoch)
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
-                           authority=authority, options=opts, dead_letters=dead,
+                           authority=authority, options=opts, state=state,
+                           dead_letters=dead,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)

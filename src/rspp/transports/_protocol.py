@@ -96,6 +96,9 @@ class TextIn(_Msg, tag="text", frozen=True, kw_only=True):
     """Typed user input: one user turn (pipelines with an ``input.text`` entry)."""
 
     text: Text
+    #: idempotency key (F-158): a resend with a key the session already took (a retry,
+    #: a reconnect, a failover) is dropped with a lineage marker and a ``duplicate`` error
+    id: Id | None = None
 
 
 class Interrupt(_Msg, tag="interrupt", frozen=True, kw_only=True):

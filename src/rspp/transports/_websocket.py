@@ -388,7 +388,7 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
             raise InputRejected("data", f"frame of {len(msg.data)} bytes is not PCM16")
         await handle.push_audio(msg.data, msg.seq)
     elif isinstance(msg, TextIn):
-        await handle.push_text(msg.text)
+        await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
     elif isinstance(msg, CaptureDebug):

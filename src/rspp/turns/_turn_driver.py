@@ -340,6 +340,11 @@ class TurnDriver:
             self._poll_budgets()
         elif name == "rspp.authority":
             self._authority_step(cmd.turn_id, cmd.reason or "lease_revoked")
+        elif name == "rspp.interrupted":
+            if cmd.turn_id is not None:
+                self._apply(self.arbiter.interrupted_elsewhere(
+                    cmd.turn_id, int(cmd.data.get("epoch", self.authority.epoch)),
+                    cmd.reason or "session_moved"))
         elif name == "rspp.degrade":
             tid = cmd.turn_id
             if tid is not None and tid == self.active_turn and tid not in self._degraded:
@@ -389,6 +394,29 @@ class TurnDriver:
                 self.on_stop_playback(tid, "lease_lost" if new_epoch is None
                                       else "deauthorized_drain")
         self.session.control("rspp.authority", turn_id=tid, reason=reason)
+
+    def interrupted_elsewhere(self, turn_id: str, turn_epoch: int, reason: str) -> None:
+        """The session resumed here while ``turn_id`` was Active on its previous owner:
+        record that turn's end (T8 at its own epoch) on the control lane (F-157)."""
+        self.session.control("rspp.interrupted", turn_id=turn_id, reason=reason,
+                             epoch=turn_epoch)
+
+    def accept_input(self, key: str, edge_id: str) -> bool:
+        """Ingress dedupe (F-158): False for an input whose idempotency ``key`` this session
+        already took (before a reconnect or on its previous runtime: the window is in the
+        session's checkpoint); the duplicate leaves a ``drop_notice`` naming the first."""
+        event_id = self.stamp.ids.next("input")
+        verdict = self.authority.check_ingress(self.authority.epoch, event_id=event_id,
+                                               idempotency_key=key)
+        if verdict is not IngressVerdict.DUPLICATE:
+            return True  # (a stale or revoked epoch is the turn's own authority check)
+        marker = self.authority.dedupe.markers[-1]
+        n = int(event_id.rsplit(":", 1)[1])
+        self.session.signals.signal(
+            SignalName.DROP_NOTICE, Emitter.RK_13, edge_id=edge_id, target_lane=Lane.DATA,
+            reason=f"duplicate_idempotency_key:{key}:first={marker.first_event_id}",
+            seq_range=(n, n))
+        return False
 
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
         """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
