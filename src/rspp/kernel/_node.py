@@ -72,6 +72,13 @@ class Node:
         """Handle one input event (plain or ``async def`` in subclasses)."""
         return event
 
+    def working(self) -> bool:
+        """True while work this node started outside ``process`` (e.g. a recogniser decoding
+        in a worker thread) can still emit without new input. The session is not idle
+        meanwhile, so a file run (logical time) waits for it before its next frame and the
+        recorded order of such outputs does not depend on the machine's speed."""
+        return False
+
     # Lifecycle hooks: plain or async; defaults do nothing.
     def on_start(self) -> Any:
         return None

@@ -496,7 +496,7 @@ class SessionActor(ControlMixin):
             if b.data or b.control or b.telemetry:
                 return False
         for h in self.hosts.values():
-            if h.busy:
+            if h.busy or h.node.working():
                 return False
             for b, _ in h.buffers:
                 if b.data or b.control or b.telemetry:

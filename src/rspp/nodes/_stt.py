@@ -32,7 +32,7 @@ _Item = tuple[AudioChunk, int]
 
 
 class _Utterance:
-    __slots__ = ("confidence", "final", "queue", "revision", "segment", "task")
+    __slots__ = ("confidence", "final", "queue", "revision", "segment", "task", "waiting")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
@@ -41,6 +41,13 @@ class _Utterance:
         self.confidence: float | None = None  # of the last final piece, when the provider says
         self.revision = 0
         self.segment = "0"  # F-024 segment id of this utterance's partials and final
+        self.waiting = False  # the recogniser waits for more audio (all it pulled is decoded)
+
+    def working(self) -> bool:
+        """The recogniser has audio to decode (or a final to produce) and may still emit."""
+        task = self.task
+        return task is not None and not task.done() and (not self.waiting
+                                                         or not self.queue.empty())
 
 
 class SttNode(Node):
@@ -63,6 +70,8 @@ class SttNode(Node):
         self.utterances = 0
         self.finals: list[str] = []
         self._finishing: list[asyncio.Task[None]] = []
+        #: utterances whose recogniser task runs (the current one and those finishing)
+        self._recognising: list[_Utterance] = []
 
     async def on_start(self) -> None:
         """Load the STT models before the first utterance (adapters with ``warm_up``)."""
@@ -81,7 +90,11 @@ class SttNode(Node):
                 # the provider asks for more: what it pulled before is decoded (but one batch)
                 if pulled >= 0 and live.utterance == number:
                     live.decoded_until = pulled
-                item = await utt.queue.get()
+                utt.waiting = True
+                try:
+                    item = await utt.queue.get()
+                finally:
+                    utt.waiting = False
                 if item is None:
                     return
                 chunk, end = item
@@ -118,7 +131,14 @@ class SttNode(Node):
         live.utterance, live.text, live.decoded_until = self.utterances, "", -1
         utt.task = asyncio.create_task(self._recognise(utt, self.utterances),
                                        name=f"{self.ctx.node_id}:stt")
+        self._recognising.append(utt)
+        utt.task.add_done_callback(lambda _t: self._recognising.remove(utt))
         return utt
+
+    def working(self) -> bool:
+        """A recogniser still decodes audio it was given (its partials and final are the
+        outputs of inputs already processed: a file run waits for them, see ``Node``)."""
+        return any(utt.working() for utt in self._recognising)
 
     async def _finish(self, utt: _Utterance, ev: Event, prev: asyncio.Task[None] | None) -> None:
         error: str | None = None
