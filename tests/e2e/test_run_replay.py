@@ -98,6 +98,31 @@ def test_replay_of_run_timeline_is_deterministic(recorded: Path, tmp_path: Path)
     assert all(d == seen[0] for d in seen)
 
 
+def stt_places(timeline: Path) -> list[tuple[int, str, str]]:
+    """Each STT output with the number of ingress frames recorded before it and its cause."""
+    places, frames = [], 0
+    for line in timeline.read_text().splitlines():
+        rec = json.loads(line)["record"]
+        if rec.get("edge_id") == "input.audio":
+            frames += 1
+        elif rec.get("edge_id") in ("stt.partial", "stt.final"):
+            places.append((frames, rec["edge_id"], rec["causal_parent_id"]))
+    return places
+
+
+def test_a_second_run_puts_every_transcript_at_the_same_place(recorded: Path,
+                                                               tmp_path: Path) -> None:
+    """The recogniser decodes in a worker thread; a file run waits for it before the next
+    frame, so its partials land between the same frames on a busy or an idle machine."""
+    again = tmp_path / "again.jsonl"
+    run = rspp("run", str(VOICE), "--input", str(recorded.parent / "q.wav"),
+               "--record-level", "L2", "--timeline", str(again))
+    assert run.returncode == 0, run.stdout + run.stderr
+    first = stt_places(recorded)
+    assert any(edge == "stt.partial" for _, edge, _ in first)
+    assert stt_places(again) == first
+
+
 def test_replay_against_changed_spec_reports_plan_and_outcome(recorded: Path,
                                                               tmp_path: Path) -> None:
     report = tmp_path / "changed.json"
