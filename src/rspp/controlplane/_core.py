@@ -47,6 +47,7 @@ class ControlPlaneCore:
             store,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
             snapshot_ttl_ms=settings.snapshot_ttl_ms,
+            placement_grace_ms=settings.placement_grace_ms,
         )
         self.leases = LeaseManager(store, self.audit, clock)
         self.sessions = SessionBook(self.routing, self.leases)
