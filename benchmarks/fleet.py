@@ -255,6 +255,9 @@ async def _bursts(fleet: Fleet, count: int, rate: float) -> dict[str, Any]:
     import httpx
 
     cp, ids = fleet.cp_url, [f"rt-{i}" for i in range(1, 4)]
+    quotas = {"max_concurrent_sessions": 100 * count, "sessions_per_minute": 100 * count}
+    resp = await fleet.http.post(f"{cp}/v1/configs/admission/acme", json={"body": quotas})
+    assert resp.status_code in (200, 201), resp.text
     for rid in ids:
         resp = await fleet.http.post(f"{cp}/v1/runtimes", json={
             "runtime_id": rid, "endpoint": "ws://127.0.0.1:9", "capacity": 10 * count})

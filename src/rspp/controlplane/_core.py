@@ -61,6 +61,7 @@ class ControlPlaneCore:
         return cls(store, settings, clock)
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.store.close()
 
     # -- helpers ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -48,6 +48,17 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
 class LeaseChange(msgspec.Struct, frozen=True, kw_only=True):
     lease: Lease
     signal: ControlSignal | None = None
+
+
+class LeaseRenewal(msgspec.Struct, frozen=True, kw_only=True):
+    """One lease of a batch renewal: ``renewed``, or where the lease is now (``epoch`` and
+    ``holder`` None: the session has no lease)."""
+
+    session_id: str
+    renewed: bool
+    epoch: int | None
+    holder: str | None
+    expires_at_ms: int | None
 
 
 class Authorization(msgspec.Struct, frozen=True, kw_only=True):
@@ -227,6 +238,46 @@ class LeaseManager:
                     field="epoch",
                 )
         return Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=now + ttl_ms)
+
+    async def renew_all(
+        self, holder: str, held: list[tuple[str, int]], *, ttl_ms: int
+    ) -> list[LeaseRenewal]:
+        """:meth:`renew` for every ``(session, epoch)`` of ``holder`` in one statement; the
+        ones that moved on are reported where they are now."""
+        _check_ttl(ttl_ms)
+        if not held:
+            return []
+        async with self._store.tx() as conn:
+            now = self._clock()
+            done = {
+                str(r[0])
+                for r in await conn.execute(
+                    update(leases)
+                    .where(
+                        leases.c.holder == holder,
+                        tuple_(leases.c.session_id, leases.c.epoch).in_(held),
+                    )
+                    .values(expires_at_ms=now + ttl_ms)
+                    .returning(leases.c.session_id)
+                )
+            }
+            missed = [sid for sid, _ in held if sid not in done]
+            current = {}
+            if missed:
+                rows = await conn.execute(select(leases).where(leases.c.session_id.in_(missed)))
+                current = {r.session_id: r for r in rows}
+        out = []
+        for sid, epoch in held:
+            row = current.get(sid)
+            if sid in done:
+                out.append(LeaseRenewal(session_id=sid, renewed=True, epoch=epoch, holder=holder,
+                                        expires_at_ms=now + ttl_ms))
+            else:
+                out.append(LeaseRenewal(
+                    session_id=sid, renewed=False, epoch=row.epoch if row else None,
+                    holder=row.holder if row else None,
+                    expires_at_ms=row.expires_at_ms if row else None))
+        return out
 
     async def authorize(self, session_id: str, holder: str, epoch: int) -> Authorization:
         """May ``holder`` act for the session with ``epoch`` now? (expired/superseded: no)."""

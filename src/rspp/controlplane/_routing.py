@@ -80,6 +80,9 @@ class RoutingTable:
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.snapshot_ttl_ms = snapshot_ttl_ms
         self.placement_grace_ms = placement_grace_ms
+        #: placements of this process's open transactions (by connection), until they end
+        self._pending: dict[int, dict[str, int]] = {}
+        store.on_finish.append(self._finished)
 
     async def register_in(
         self,
@@ -170,14 +173,21 @@ class RoutingTable:
         rows = (await conn.execute(select(runtimes).order_by(runtimes.c.runtime_id))).all()
         return [_instance(r) for r in rows]
 
-    async def placed_in(self, conn: AsyncConnection, *, now_ms: int) -> dict[str, int]:
-        """Per runtime: its sessions that have not ended (routed ones only within the
-        placement grace: a client that never connected stops counting)."""
+    async def placed_in(
+        self, conn: AsyncConnection, *, now_ms: int, runtime_id: str | None = None
+    ) -> dict[str, int]:
+        """Per runtime (or only ``runtime_id``): its sessions that have not ended (routed
+        ones only within the placement grace: a client that never connected stops counting)."""
+        which = (
+            sessions.c.runtime_id.is_not(None)
+            if runtime_id is None
+            else sessions.c.runtime_id == runtime_id
+        )
         rows = (
             await conn.execute(
                 select(sessions.c.runtime_id, func.count())
                 .where(
-                    sessions.c.runtime_id.is_not(None),
+                    which,
                     sessions.c.status != "ended",
                     or_(
                         sessions.c.status != "routed",
@@ -200,26 +210,57 @@ class RoutingTable:
     async def place_in(
         self, conn: AsyncConnection, *, region: str | None, now_ms: int, exclude: str | None = None
     ) -> RuntimeInstance:
-        candidates = [
-            r
-            for r in await self.all_placed_in(conn, now_ms=now_ms)
-            if r.runtime_id != exclude
-            and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
-            and r.placement_load < r.capacity
-        ]
-        if not candidates:
-            raise NoCapacity(
-                "no healthy runtime instance with free capacity; register or heal a runtime",
-                field="runtime_id",
+        """A healthy runtime with room: the requested region first, then the lowest load.
+
+        The chosen runtime is locked until the transaction ends and its room counted again
+        under the lock, so concurrent placements (routes of different tenants, failovers)
+        never fill it past its capacity; while choosing, placements that other open
+        transactions of this process made count too, so a burst spreads evenly."""
+        fleet = await self.all_placed_in(conn, now_ms=now_ms)
+        others: dict[str, int] = {}
+        for cid, counts in self._pending.items():
+            if cid != id(conn):
+                for rid, n in counts.items():
+                    others[rid] = others.get(rid, 0) + n
+
+        def load(r: RuntimeInstance) -> int:
+            return max(r.load, r.placed + others.get(r.runtime_id, 0))
+
+        tried: set[str] = set()
+        while True:
+            candidates = [
+                r
+                for r in fleet
+                if r.runtime_id != exclude
+                and r.runtime_id not in tried
+                and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
+                and load(r) < r.capacity
+            ]
+            if not candidates:
+                raise NoCapacity(
+                    "no healthy runtime instance with free capacity; register or heal a runtime",
+                    field="runtime_id",
+                )
+            candidates.sort(
+                key=lambda r: (
+                    region is not None and r.region != region,
+                    load(r) / r.capacity,
+                    r.runtime_id,
+                )
             )
-        candidates.sort(
-            key=lambda r: (
-                region is not None and r.region != region,
-                r.placement_load / r.capacity,
-                r.runtime_id,
+            best = candidates[0]
+            await self._store.lock(conn, f"placement:{best.runtime_id}")
+            placed = (await self.placed_in(conn, now_ms=now_ms, runtime_id=best.runtime_id)).get(
+                best.runtime_id, 0
             )
-        )
-        return candidates[0]
+            if max(best.load, placed) < best.capacity:
+                counts = self._pending.setdefault(id(conn), {})
+                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
+                return msgspec.structs.replace(best, placed=placed)
+            tried.add(best.runtime_id)  # filled meanwhile: the next best
+
+    def _finished(self, conn: AsyncConnection, committed: bool) -> None:
+        self._pending.pop(id(conn), None)
 
     async def view_in(self, conn: AsyncConnection, runtime_id: str, *, now_ms: int) -> RoutingView:
         instance = await self.get_in(conn, runtime_id)

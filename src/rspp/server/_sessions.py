@@ -226,7 +226,7 @@ class GovernedSessions:
 
         keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
                              ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
-                             renew_ms=self.policy.lease_renew_ms)
+                             renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
         try:
             epoch = await keeper.acquire()
         except CPError as exc:

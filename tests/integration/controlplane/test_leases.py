@@ -119,3 +119,20 @@ async def test_a_holder_retaking_its_own_lapsed_lease_keeps_the_epoch_and_its_to
     epochs = [e.detail["epoch"] for e in await cp.audit_entries(VIEWER)
               if e.action.startswith("lease.") and e.subject == sid]
     assert epochs == [1, 2]  # one issue, one rotation: no epoch for the late renewals
+
+
+async def test_a_runtime_renews_all_its_leases_in_one_request(
+    cp: ControlPlane, clock: FakeClock
+) -> None:
+    for sid in ("s-1", "s-2", "s-3"):
+        await cp.acquire_lease(OPERATOR, sid, "rt-a", ttl_ms=1_000)
+    await cp.leases.rotate("s-3", "rt-b", ttl_ms=1_000, actor="t")  # s-3 moved on
+    clock.advance(1_500)  # all lapsed: the ones still at rt-a's epoch renew anyway
+    out = await cp.renew_leases(OPERATOR, "rt-a", [("s-1", 1), ("s-2", 1), ("s-3", 1),
+                                                   ("s-none", 1)], ttl_ms=2_000)
+    assert [(r.session_id, r.renewed, r.epoch, r.holder) for r in out] == [
+        ("s-1", True, 1, "rt-a"), ("s-2", True, 1, "rt-a"), ("s-3", False, 2, "rt-b"),
+        ("s-none", False, None, None)]
+    assert out[0].expires_at_ms == clock.now + 2_000
+    assert (await cp.authorize_lease(VIEWER, "s-2", "rt-a", 1)).authorized
+    assert not (await cp.authorize_lease(VIEWER, "s-3", "rt-a", 1)).authorized
