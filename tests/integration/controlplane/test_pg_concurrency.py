@@ -11,6 +11,7 @@ the audit chain (appended without a global lock, linked by one sealer) verifies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,17 +28,24 @@ CLIENTS = 200
 MOVERS = 50
 
 
-@pytest.fixture
-async def server(pg_url: str) -> AsyncIterator[ControlPlaneServer]:
+@contextlib.asynccontextmanager
+async def _serving(pg_url: str, **settings: int) -> AsyncIterator[ControlPlaneServer]:
+    """A control plane server on a fresh schema (dropped afterwards)."""
     schema = await open_pg_schema(pg_url)
-    settings = ControlPlaneSettings(db_url=pg_url, db_schema=schema, admin_key="pg-admin")
-    srv = ControlPlaneServer(settings)
+    srv = ControlPlaneServer(ControlPlaneSettings(db_url=pg_url, db_schema=schema,
+                                                  admin_key="pg-admin", **settings))
     await asyncio.to_thread(srv.start)
     try:
         yield srv
     finally:
         await asyncio.to_thread(srv.stop)
         await drop_pg_schema(pg_url, schema)
+
+
+@pytest.fixture
+async def server(pg_url: str) -> AsyncIterator[ControlPlaneServer]:
+    async with _serving(pg_url) as srv:
+        yield srv
 
 
 async def _together(url: str, requests: list[tuple[str, dict[str, object]]]) -> list[int]:
@@ -103,18 +111,10 @@ ROUTES = 120
 
 @pytest.fixture
 async def patient_server(pg_url: str) -> AsyncIterator[ControlPlaneServer]:
-    """A server whose runtimes stay healthy for 10 minutes after a heartbeat (a loaded
-    machine may take long to answer 120 routes at once; health is not what is tested)."""
-    schema = await open_pg_schema(pg_url)
-    settings = ControlPlaneSettings(db_url=pg_url, db_schema=schema, admin_key="pg-admin",
-                                    heartbeat_timeout_ms=600_000)
-    srv = ControlPlaneServer(settings)
-    await asyncio.to_thread(srv.start)
-    try:
+    """Runtimes stay healthy for 10 minutes after a heartbeat (a loaded machine may take
+    long to answer 120 routes at once; health is not what is tested here)."""
+    async with _serving(pg_url, heartbeat_timeout_ms=600_000) as srv:
         yield srv
-    finally:
-        await asyncio.to_thread(srv.stop)
-        await drop_pg_schema(pg_url, schema)
 
 
 async def test_concurrent_routes_keep_quotas_capacity_and_the_audit_chain(
