@@ -52,6 +52,7 @@ from _fleet import (
     create_database,
     db_rows,
     drop_database,
+    open_talker,
     poll_until,
 )
 
@@ -74,9 +75,7 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
     t_start = time.monotonic()
     try:
         for _ in range(sessions):
-            talker = Talker(fleet, (await fleet.route())["session_id"])
-            await talker.connect()
-            talkers.append(talker)
+            talkers.append(await open_talker(fleet))
         tasks = [asyncio.create_task(t.talk(stop, gap_s=rng.uniform(0.1, 0.5)))
                  for t in talkers]
         # warm-up: every session completed a turn
