@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import random
 import resource
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -59,3 +61,123 @@ def emit(result: dict[str, Any]) -> None:
     """Print the final JSON line."""
     sys.stdout.write(json.dumps(result, sort_keys=False) + "\n")
     sys.stdout.flush()
+
+
+# ------------------------------------------------------------ load generator clients
+class WsClient(asyncio.Protocol):
+    """One cheap WebSocket client connection for load generators.
+
+    The ``websockets`` sans-I/O client protocol (real handshake, masked frames, ping and
+    close handling) on a bare asyncio protocol: no task per connection, messages are
+    handed to ``on_message(data, arrival)`` from ``data_received`` with the
+    ``time.monotonic()`` they arrived at, and sends write to the socket at once.
+    """
+
+    def __init__(self, url: str, on_message: Callable[[bytes | str, float], None],
+                 subprotocols: Sequence[str] = ()) -> None:
+        from websockets.client import ClientProtocol
+        from websockets.uri import parse_uri
+
+        self.proto = ClientProtocol(parse_uri(url),
+                                    subprotocols=list(subprotocols) or None,  # type: ignore[arg-type]
+                                    max_size=None)
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = False
+        self._time = time.monotonic  # loop.time() of uvloop has 1 ms resolution
+
+    @classmethod
+    async def open(cls, url: str, on_message: Callable[[bytes | str, float], None],
+                   subprotocols: Sequence[str] = ()) -> WsClient:
+        from websockets.uri import parse_uri
+
+        uri = parse_uri(url)
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(lambda: cls(url, on_message, subprotocols),
+                                               uri.host, uri.port)
+        await conn.opened
+        return conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.proto.send_request(self.proto.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        from websockets.frames import Opcode
+        from websockets.http11 import Response
+
+        now = self._time()
+        self.proto.receive_data(data)
+        for ev in self.proto.events_received():
+            if isinstance(ev, Response):
+                if self.proto.handshake_exc is not None:
+                    self.opened.set_exception(self.proto.handshake_exc)
+                elif not self.opened.done():
+                    self.opened.set_result(None)
+            elif ev.opcode is Opcode.BINARY:
+                self.on_message(bytes(ev.data), now)
+            elif ev.opcode is Opcode.TEXT:
+                self.on_message(bytes(ev.data).decode(), now)
+        self._flush()
+
+    def _flush(self) -> None:
+        t = self.transport
+        if t is None:
+            return
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                t.write(chunk)
+            else:  # the protocol wants the TCP connection closed
+                t.close()
+        if self.proto.close_expected():
+            t.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+
+    def send(self, data: bytes | str) -> bool:
+        """Send one message now; False when the connection is closed."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            return False
+        if isinstance(data, str):
+            self.proto.send_text(data.encode())
+        else:
+            self.proto.send_binary(data)
+        self._flush()
+        return True
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self.proto.send_close(1000)
+                self._flush()
+            self.transport.close()
+
+
+async def send_ticks(n: int, frames: int, send: Callable[[int, int], None], *,
+                     period_s: float = 0.020, slots: int = 10,
+                     at_frame: Callable[[int], None] | None = None) -> None:
+    """Real-time sends from one timer: ``send(k, f)`` for client k's frame f.
+
+    Client k sends frame f at ``t0 + f * period_s + (k % slots) * period_s / slots``:
+    independent clients' 20 ms ticks are not aligned, so the clients are spread over
+    ``slots`` phases of the period (one timer wake per slot, not per client).
+    ``at_frame(f)`` runs before frame f's first slot.
+    """
+    loop = asyncio.get_running_loop()
+    groups = [range(s, n, slots) for s in range(slots)]
+    step = period_s / slots
+    t0 = loop.time() + period_s
+    for f in range(frames):
+        if at_frame is not None:
+            at_frame(f)
+        for s, group in enumerate(groups):
+            delay = t0 + f * period_s + s * step - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            for k in group:
+                send(k, f)

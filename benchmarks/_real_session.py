@@ -172,9 +172,9 @@ class TimedLoopback(LoopbackTransport):
                 if self.first_turn is None:
                     self.first_turn = tid
 
-    def stop_playback(self, turn_id: str) -> None:
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         self.stopped_ns.setdefault(turn_id, time.monotonic_ns())
-        super().stop_playback(turn_id)
+        super().stop_playback(turn_id, reason)
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import functools
 import json
 import sys
 import time
@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, percentile, quick_parser
+from _common import WsClient, cpu_seconds, emit, percentile, quick_parser, send_ticks
 from sessions_capacity import CYCLE_FRAMES, FMT
 from ws_sessions import REPLY_FRAMES, SPEECH_END, MockFactory, NumberedTts, run_point
 
 from rspp.kernel import BufferConfig, Event, GraphBuilder
+from rspp.server._loop import run as run_loop
 from rspp.transports import TWILIO_STREAM_PATH, twilio_stream_route
 
 
@@ -96,94 +97,84 @@ def _start(sid: str) -> str:
 
 
 async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
-    import websockets
-
-    conns = []
-    for i in range(n):
-        ws = await websockets.connect(url, proxy=None, compression=None, ping_interval=None,
-                                      max_queue=None)
-        await ws.send(json.dumps({"event": "connected", "protocol": "Call",
-                                  "version": "1.0.0"}))
-        await ws.send(_start(f"p{offset + i}"))
-        conns.append(ws)
+    loop = asyncio.get_running_loop()
     payload = base64.b64encode(b"\xff" * 160).decode()
+    media = '{"event":"media","media":{"track":"inbound","payload":"' + payload + '"}}'
     lateness: list[float] = []
     first_delay: list[float] = []
     lost = expected = got = 0
     sent_at: list[dict[int, float]] = [{} for _ in range(n)]
+    count = [0] * n  # media messages of the reply playing
+    first = [0.0] * n  # arrival of its first frame
     measuring = [False]
+    conns: list[WsClient] = []
 
-    async def read(k: int, ws: Any) -> None:
+    def on_message(k: int, raw: bytes | str, now: float) -> None:
         nonlocal lost, expected, got
-        count = 0
-        first = 0.0
-        ref = 0.0
-        async for raw in ws:
-            msg = json.loads(raw)
-            event = msg.get("event")
-            if event == "media":
-                now = time.monotonic()
-                if count == 0:
-                    ends = sent_at[k]
-                    ref = ends[max(ends)] if ends else 0.0
-                    first = now
-                    if measuring[0] and ref:
-                        first_delay.append((now - ref - 0.200) * 1000)
-                if measuring[0]:
-                    lateness.append(max(0.0, (now - (first + count * 0.020)) * 1000))
-                count += 1
-            elif event == "mark":
-                name = msg["mark"]["name"]
-                await ws.send(json.dumps({"event": "mark", "streamSid": msg.get("streamSid"),
-                                          "mark": {"name": name}}))
-                if name.endswith("$"):
-                    frames = int(name[:-1].rpartition("#")[2])
-                    if measuring[0] and first:
-                        expected += frames
-                        got += count
-                        lost += max(0, frames - count)
-                    count = 0
+        if not isinstance(raw, str):
+            return
+        if raw.startswith('{"event":"media"'):  # the runtime's encoding; parsed in full below
+            if count[k] == 0:
+                ends = sent_at[k]
+                ref = ends[max(ends)] if ends else 0.0
+                first[k] = now
+                if measuring[0] and ref:
+                    first_delay.append((now - ref - 0.200) * 1000)
+            if measuring[0]:
+                lateness.append(max(0.0, (now - (first[k] + count[k] * 0.020)) * 1000))
+            count[k] += 1
+            return
+        msg = json.loads(raw)
+        if msg.get("event") == "mark":
+            name = msg["mark"]["name"]
+            conns[k].send(json.dumps({"event": "mark", "streamSid": msg.get("streamSid"),
+                                      "mark": {"name": name}}))
+            if name.endswith("$"):
+                frames = int(name[:-1].rpartition("#")[2])
+                if measuring[0] and first[k]:
+                    expected += frames
+                    got += count[k]
+                    lost += max(0, frames - count[k])
+                count[k] = 0
 
-    readers = [asyncio.create_task(read(k, ws)) for k, ws in enumerate(conns)]
+    for i in range(n):
+        ws = await WsClient.open(url, functools.partial(on_message, i))
+        ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        ws.send(_start(f"p{offset + i}"))
+        conns.append(ws)
     phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
     total = int((seconds + 3.0) * 50)
     warm = 150
-    t0 = time.monotonic()
-    cpu_mark = None
-    for f in range(total + CYCLE_FRAMES):
+    cpu_at = [0.0, 0.0]
+
+    def at_frame(f: int) -> None:
         if f == warm:
             measuring[0] = True
+            cpu_at[:] = cpu_seconds(), loop.time()
             print("START", flush=True)
-            cpu_mark = time.monotonic()
-        for k, ws in enumerate(conns):
-            local = f - phase[k]
-            if local < 0:
-                continue
-            await ws.send('{"event":"media","media":{"track":"inbound","payload":"'
-                          + payload + '"}}')
-            # 8 kHz -> 16 kHz resampling holds samples back: the utterance's last 16 kHz
-            # frame is complete one carrier message later
-            if local % CYCLE_FRAMES == SPEECH_END + 1:
-                sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
-        delay = t0 + (f + 1) * 0.020 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if f >= total:
-            break
+
+    def send(k: int, f: int) -> None:
+        local = f - phase[k]
+        if local < 0:
+            return
+        conns[k].send(media)
+        # 8 kHz -> 16 kHz resampling holds samples back: the utterance's last 16 kHz
+        # frame is complete one carrier message later
+        if local % CYCLE_FRAMES == SPEECH_END + 1:
+            sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
+
+    await send_ticks(n, total + 1, send, at_frame=at_frame)
     await asyncio.sleep(0.8)  # the last replies finish
     for ws in conns:
-        with contextlib.suppress(Exception):
-            await ws.send('{"event":"stop"}')
-        await ws.close()
-    for r in readers:
-        r.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+        ws.send('{"event":"stop"}')
+        ws.close()
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "got": got, "lost": lost,
         "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
         "first_frame_p50_ms": round(percentile(first_delay, 50), 1),
         "first_frame_p99_ms": round(percentile(first_delay, 99), 1),
-        "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
+        "client_cpu_cores": round((cpu_seconds() - cpu_at[0]) / (loop.time() - cpu_at[1]), 3),
+        "measured_s": round(loop.time() - cpu_at[1], 2)}), flush=True)
 
 
 async def main(quick: bool, ns: list[int], procs: int) -> None:
@@ -205,12 +196,12 @@ async def main(quick: bool, ns: list[int], procs: int) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         _, _, url, n, secs, off = sys.argv
-        asyncio.run(client_main(url, int(n), float(secs), int(off)))
+        run_loop(client_main(url, int(n), float(secs), int(off)))
         sys.exit(0)
     ap = quick_parser(__doc__)
     ap.add_argument("--sessions", default=None, help="comma-separated N values")
     ap.add_argument("--client-procs", type=int, default=2)
     a = ap.parse_args()
     default = "25,50" if a.quick else "100,200,250,300"
-    asyncio.run(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
-                     a.client_procs))
+    run_loop(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
+                  a.client_procs))

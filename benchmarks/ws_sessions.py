@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import os
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, percentile, quick_parser, rss_mb
+from _common import WsClient, cpu_seconds, emit, percentile, quick_parser, rss_mb, send_ticks
 from sessions_capacity import CYCLE_FRAMES, FMT, MockLlm, MockStt, MockTts, MockVad
 
 from rspp.kernel import (
@@ -48,6 +49,8 @@ from rspp.kernel import (
     SessionOptions,
     SystemClock,
 )
+from rspp.server._loop import loop_name
+from rspp.server._loop import run as run_loop
 from rspp.transports import (
     ClientAudio,
     LiveOptions,
@@ -187,96 +190,93 @@ async def runtime(factory: Any, route: Any = websocket_route) -> Any:
 
 # ------------------------------------------------------------------- client process
 async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
-    import websockets
-
     from rspp.transports import SUBPROTOCOL_JSON, Start, encode_message
 
+    loop = asyncio.get_running_loop()
     start = encode_message(Start(sample_rate=16000)).decode()
-    conns = []
-    for i in range(n):
-        ws = await websockets.connect(f"{url}/v1/sessions/s{offset + i}/ws?token=bench",
-                                      subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
-                                      proxy=None, compression=None, ping_interval=None,
-                                      max_queue=None)
-        await ws.send(start)
-        await ws.recv()
-        conns.append(ws)
-    frame = bytes(640)
     lateness: list[float] = []
     lost = reordered = expected = 0
     sent_at: list[dict[int, float]] = [{} for _ in range(n)]
+    last: list[dict[int, int]] = [{} for _ in range(n)]
     measuring = [False]
-    closed: set[int] = set()  # connections the server closed (their replies stop)
 
-    async def read(k: int, ws: Any) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await read_replies(k, ws)
+    def on_message(k: int, msg: bytes | str, now: float) -> None:
+        nonlocal lost, reordered
+        if not isinstance(msg, bytes):
+            return
+        _, idx = struct.unpack_from(">II", msg)
+        # the utterance this frame answers: the latest one whose end was sent
+        ends = sent_at[k]
+        if not ends:
+            return
+        u = max(ends)
+        prev = last[k].get(u, -1)
+        if idx != prev + 1:
+            if idx <= prev:
+                reordered += 1
+            else:
+                lost += idx - prev - 1
+        last[k][u] = idx
+        if measuring[0]:
+            due = ends[u] + 0.200 + idx * 0.020
+            lateness.append(max(0.0, (now - due) * 1000))
 
-    async def read_replies(k: int, ws: Any) -> None:
-        nonlocal lost, reordered, expected
-        last: dict[int, int] = {}
-        async for msg in ws:
-            if not isinstance(msg, bytes):
-                continue
-            now = time.monotonic()
-            _, idx = struct.unpack(">II", msg[:8])
-            # the utterance this frame answers: the latest one whose end was sent
-            ends = sent_at[k]
-            if not ends:
-                continue
-            u = max(ends)
-            prev = last.get(u, -1)
-            if idx != prev + 1:
-                if idx <= prev:
-                    reordered += 1
-                else:
-                    lost += idx - prev - 1
-            last[u] = idx
-            if measuring[0]:
-                due = ends[u] + 0.200 + idx * 0.020
-                lateness.append(max(0.0, (now - due) * 1000))
-
-    readers = [asyncio.create_task(read(k, ws)) for k, ws in enumerate(conns)]
+    conns: list[WsClient] = []
+    for i in range(n):
+        ws = await WsClient.open(f"{url}/v1/sessions/s{offset + i}/ws?token=bench",
+                                 functools.partial(on_message, i), [SUBPROTOCOL_JSON])
+        ws.send(start)
+        conns.append(ws)
+    frame = bytes(640)
     # staggered phases: session k's cycle starts k * CYCLE / n frames later
     phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
     total = int((seconds + 3.0) * 50)
     warm = 150
-    t0 = time.monotonic()
-    cpu_mark = None
-    for f in range(total + CYCLE_FRAMES):
+    closed: set[int] = set()  # connections the server closed (their replies stop)
+
+    cpu_at = [0.0, 0.0]  # client CPU seconds and loop time when measuring starts
+
+    def at_frame(f: int) -> None:
         if f == warm:
             measuring[0] = True
+            cpu_at[:] = cpu_seconds(), loop.time()
             print("START", flush=True)
-            cpu_mark = time.monotonic()
-        for k, ws in enumerate(conns):
-            local = f - phase[k]
-            if local < 0 or k in closed:
-                continue
-            try:
-                await ws.send(frame)
-            except websockets.ConnectionClosed:  # e.g. 4429: this client fell behind, then
-                closed.add(k)  # burst its backlog (a starved client process)
-                continue
-            if local % CYCLE_FRAMES == SPEECH_END:
-                sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
-                if measuring[0]:
-                    expected += REPLY_FRAMES
-        delay = t0 + (f + 1) * 0.020 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if f >= total:
-            break
+
+    def send(k: int, f: int) -> None:
+        nonlocal expected
+        local = f - phase[k]
+        if local < 0 or k in closed:
+            return
+        if not conns[k].send(frame):  # e.g. 4429: the server closed a client that fell behind
+            closed.add(k)
+            return
+        if local % CYCLE_FRAMES == SPEECH_END:
+            sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
+            if measuring[0]:
+                expected += REPLY_FRAMES
+
+    await send_ticks(n, total + 1, send, at_frame=at_frame)
     await asyncio.sleep(0.8)  # the last replies finish
+    closed.update(k for k, ws in enumerate(conns) if ws.closed)
     for ws in conns:
-        await ws.close()
-    for r in readers:
-        r.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+        ws.close()
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "lost": lost, "reordered": reordered,
         "closed": len(closed),
         "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
-        "measured_s": round(time.monotonic() - (cpu_mark or t0), 2)}), flush=True)
+        "client_cpu_cores": round((cpu_seconds() - cpu_at[0]) / (loop.time() - cpu_at[1]), 3),
+        "measured_s": round(loop.time() - cpu_at[1], 2)}), flush=True)
+
+
+async def _loop_lag(out: list[float], period_s: float = 0.005) -> None:
+    """How late this loop wakes a timer (ms), sampled every ``period_s``."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + period_s
+    while True:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        now = loop.time()
+        out.append((now - due) * 1000)
+        due = now + period_s
 
 
 async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
@@ -284,7 +284,9 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                     script: str = __file__) -> dict[str, Any]:
     """One point: the runtime here, ``procs`` client processes of ``script --client``."""
     gc.collect()
-    async with runtime(factory or MockFactory(), route) as (base, _hub):
+    lag: list[float] = []
+    pacer: list[float] = []
+    async with runtime(factory or MockFactory(), route) as (base, hub):
         url = base + path
         rss0 = rss_mb()
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
@@ -293,28 +295,43 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         for m in per:
             children.append(await asyncio.create_subprocess_exec(
                 sys.executable, script, "--client", url, str(m), str(seconds), str(offset),
-                stdout=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ""}))
+                stdout=asyncio.subprocess.PIPE))
             offset += m
         starts = 0
         cpu0 = t0 = 0.0
         results = []
+        sampler: asyncio.Task[None] | None = None
 
         async def lines(proc: Any) -> None:
-            nonlocal starts, cpu0, t0
-            assert proc.stdout is not None
+            nonlocal starts, cpu0, t0, sampler
+            if proc.stdout is None:
+                raise RuntimeError("the client's stdout is not a pipe")
             async for raw in proc.stdout:
                 line = raw.decode().strip()
                 if line == "START":
                     starts += 1
                     if starts == 1:
                         cpu0, t0 = cpu_seconds(), time.monotonic()
+                        for h in hub.sessions.values():  # the pacer's lateness from here on
+                            h.transport.lateness_ms.clear()
+                        sampler = asyncio.create_task(_loop_lag(lag))
                 elif line.startswith("RESULT "):
                     results.append(json.loads(line[7:]))
+                    if len(results) == len(children) and sampler is not None:
+                        sampler.cancel()
 
         await asyncio.gather(*(lines(c) for c in children))
         cpu = cpu_seconds() - cpu0
         wall = time.monotonic() - t0
         rss = rss_mb()
+        for h in hub.sessions.values():
+            pacer.extend(h.transport.lateness_ms)
+        if os.environ.get("BENCH_DEBUG"):
+            ts = [h.transport for h in hub.sessions.values()]
+            print("DEBUG sessions", len(ts), "frames_in", sum(t.meter.frames for t in ts),
+                  "frames_out", sum(t.frames_out for t in ts), "late_in",
+                  sum(t.meter.late for t in ts), "lost_in", sum(t.meter.lost for t in ts),
+                  "dropped_out", sum(t.queue.dropped_audio for t in ts if t.queue), flush=True)
         for c in children:
             await c.wait()
     return {
@@ -326,9 +343,16 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "lost": sum(r["lost"] for r in results),
         "reordered": sum(r.get("reordered", 0) for r in results),
         "closed_by_server": sum(r.get("closed", 0) for r in results),
+        # the runtime's side: its shared pacer's lateness against each frame's due time
+        # (before the send queue and socket), and how late its loop wakes a 5 ms timer
+        "server_pacer_p99_ms": round(percentile(pacer, 99), 2),
+        "loop_lag_p99_ms": round(percentile(lag, 99), 2),
         "cpu_cores": round(cpu / wall, 3),
+        "client_cpu_cores": round(sum(r.get("client_cpu_cores", 0.0) for r in results), 3),
         "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
         "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
+        "load_average": round(os.getloadavg()[0], 2),
+        "event_loop": loop_name(),
     }
 
 
@@ -431,7 +455,7 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         _, _, url, n, secs, off = sys.argv
-        asyncio.run(client_main(url, int(n), float(secs), int(off)))
+        run_loop(client_main(url, int(n), float(secs), int(off)))
         sys.exit(0)
     ap = quick_parser(__doc__)
     ap.add_argument("--sessions", default=None, help="comma-separated N values")
@@ -440,5 +464,5 @@ if __name__ == "__main__":
                     help="also: end of speech -> first reply audio, offline, 20 turns")
     a = ap.parse_args()
     default = "50,100" if a.quick else "100,200,300,400"
-    asyncio.run(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
-                     a.client_procs, a.latency))
+    run_loop(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
+                  a.client_procs, a.latency))

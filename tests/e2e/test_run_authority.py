@@ -70,3 +70,37 @@ def test_lease_change_mid_reply_ends_the_turn_deauthorized(
         assert lifecycle(lines, second["turn_id"]) == [("deauthorized_drain", 1, "deauthorized")]
         assert [(d["turn_id"], d["phase"]) for d in drains] == [
             (first["turn_id"], "active_turn"), (second["turn_id"], "pre_turn")]
+
+
+
+@pytest.mark.parametrize(("flag", "recorded"), [
+    ("--rotate-at", ("lease_rotated", "CP-07", 2, "lease_rotated")),
+    ("--revoke-at", ("deauthorized_drain", "RK-24", 1, "lease_revoked")),
+])
+def test_a_lease_change_replays_at_its_recorded_place_and_a_tampered_one_diverges(
+    flag: str, recorded: tuple[str, str, int, str], two_questions: Path, rspp_cli: RsppCli,
+    tmp_path: Path
+) -> None:
+    """The lease change is recorded as the session learned it (a rotation: the control
+    plane's ``lease_rotated`` at the new epoch; a loss: the session's ``deauthorized_drain``)
+    and ``rspp replay`` applies it where it was recorded, like the ingress: no divergence.
+    A copy without that record replays without the change and diverges on AUTHORITY."""
+    tl = tmp_path / "timeline.jsonl"
+    res = rspp_cli.run(str(VOICE), "--input", str(two_questions), "--timeline", str(tl),
+                       "--record-level", "L2", flag, "3.0")
+    assert res.returncode == 0, res.stderr
+    lines = tl.read_text().splitlines(keepends=True)
+    changes = [(i, r) for i, x in enumerate(lines) if (r := json.loads(x)["record"]).get(
+        "signal") in ("lease_rotated", "deauthorized_drain") and not r.get("turn_id")]
+    assert [(r["signal"], r["emitted_by"], r["authority_epoch"], r["reason"])
+            for _, r in changes] == [recorded]
+    report = tmp_path / "replay.json"
+    faithful = rspp_cli("replay", str(tl), "--spec", str(VOICE), "--report", str(report))
+    assert faithful.returncode == 0, faithful.stdout + faithful.stderr
+    counts = json.loads(report.read_text())["divergences"]
+    assert all(counts[c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME", "AUTHORITY")), counts
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(x for i, x in enumerate(lines) if i != changes[0][0]))
+    out = rspp_cli("replay", str(tampered), "--spec", str(VOICE), "--report", str(report))
+    assert out.returncode == 1
+    assert json.loads(report.read_text())["divergences"]["AUTHORITY"] > 0

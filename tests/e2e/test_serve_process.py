@@ -8,6 +8,7 @@ on /readyz, serves /metrics, drains on SIGTERM and exits 0 after deregistering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from rspp.client import LiveClient, session_url
 from rspp.controlplane import ControlPlane, ControlPlaneSettings
@@ -193,25 +195,38 @@ class _Conversation:
         await self.client.end()
 
 
+async def _routed(cp: httpx.AsyncClient) -> tuple[str, LiveClient]:
+    """A session of tenant acme routed by the control plane, and a client connected to it."""
+    route = (await cp.post("/v1/sessions/route", json={
+        "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
+    sid = route["session_id"]
+    return sid, await LiveClient.connect(session_url(route["endpoint"], sid),
+                                         token=route["token"], msgpack=True)
+
+
 def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Rotate the lease through the control-plane HTTP API while a reply plays (T8)."""
+    """Rotate the lease through the control-plane HTTP API while a reply plays (T8): the
+    client is told why its audio was cleared, and the served timeline replays the rotation
+    (no AUTHORITY divergence) while a copy without the rotation record does not."""
     timelines = tmp_path / "timelines"
-    srv = serve_process(str(_patient_spec(tmp_path)), "--db",
+    spec = _patient_spec(tmp_path)
+    srv = serve_process(str(spec), "--db",
                         f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", "--api-key", KEY,
-                        "--timeline-dir", str(timelines), "--lease-ttl-ms", "1500").wait_ready()
+                        "--timeline-dir", str(timelines), "--lease-ttl-ms", "1500",
+                        "--record-level", "L2").wait_ready()
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
+                        json={"body": {"recording_level": "L2"}},
+                        headers={"Authorization": f"Bearer {KEY}"})
+    assert policy.status_code < 300, policy.text
     help_q = _say("what can you do")  # the help reply plays for several seconds
     name_q, _ = read_wav(spoken["interrupt"])  # "what is your name"
 
     async def converse() -> tuple[str, dict[str, Any], _Conversation]:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30,
                                      headers={"Authorization": f"Bearer {KEY}"}) as cp:
-            route = (await cp.post("/v1/sessions/route", json={
-                "tenant_id": "acme", "pipeline_name": "voice-assistant"})).json()
-            sid = route["session_id"]
-            client = await LiveClient.connect(session_url(route["endpoint"], sid),
-                                              token=route["token"], msgpack=True)
+            sid, client = await _routed(cp)
             talk = _Conversation(client)
             async with client:
                 reader = asyncio.create_task(talk.read())
@@ -233,6 +248,8 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
                    and e.turn_id == first)
     played = [i for i, e in enumerate(talk.log) if isinstance(e, AudioOut) and e.turn_id == first]
     assert played and max(played) < min(abort, cleared), (played[-1], abort, cleared)
+    clear = talk.log[cleared]
+    assert isinstance(clear, Clear) and clear.reason == "deauthorized_drain"  # not a barge-in
     # the next turn ran (and was answered) on the new epoch
     assert [(e.turn_id, e.state) for e in turns if e.turn_id == second][-2:] == [
         (second, "commit"), (second, "close")]
@@ -247,6 +264,10 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert (plans[first]["authority_epoch"], plans[second]["authority_epoch"]) == (1, 2)
     drain = next(i for i, r in enumerate(records) if r.get("signal") == "deauthorized_drain")
     assert (records[drain]["turn_id"], records[drain]["reason"]) == (first, "lease_rotated")
+    # the rotation the session learned from the control plane is recorded (a replay input)
+    (rotation,) = [i for i, r in enumerate(records) if r.get("signal") == "lease_rotated"]
+    assert rotation < drain and (records[rotation]["emitted_by"],
+                                 records[rotation]["authority_epoch"]) == ("CP-07", 2)
     assert any(r.get("outcome_kind") == "deauthorized_drain" and r.get("turn_id") == first
                for r in records)
     stale = [r for r in records[drain:] if str(r.get("edge_id", "")).startswith("output.")
@@ -254,8 +275,69 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert stale == []  # nothing of the old epoch left the runtime after the rotation
     commit = [r for r in records if r.get("signal") == "commit" and r["turn_id"] == second]
     assert [r["authority_epoch"] for r in commit] == [2]
-    valid = _rspp("contracts", "validate", str(timelines / f"{sid}.jsonl"))
-    assert valid.returncode == 0, valid.stdout + valid.stderr
+    timeline = timelines / f"{sid}.jsonl"
+    _assert_replays(timeline, spec)
+    # tampered: without its rotation record the replay stays at epoch 1 and says so
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(x for x in timeline.read_text().splitlines(keepends=True)
+                                if '"signal":"lease_rotated"' not in x))
+    report = tmp_path / "tampered.replay.json"
+    out = _rspp("replay", str(tampered), "--spec", str(spec), "--report", str(report))
+    assert out.returncode == 1 and json.loads(report.read_text())["divergences"]["AUTHORITY"]
+
+
+def test_lease_revoked_mid_reply_clears_the_client_and_closes_with_the_reason(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path
+) -> None:
+    """Revoke the lease through the control-plane HTTP API while a reply plays (T8, loss):
+    the client's buffered audio is cleared with reason ``lease_lost``, nothing of the turn
+    follows, the connection closes ``authority_lost:lease_revoked``, and the served
+    timeline replays the loss with no divergence."""
+    timelines = tmp_path / "timelines"
+    spec = _patient_spec(tmp_path)
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--timeline-dir", str(timelines),
+                        "--lease-ttl-ms", "1500", "--record-level", "L2").wait_ready()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30, headers=auth,
+                        json={"body": {"recording_level": "L2"}})
+    assert policy.status_code < 300, policy.text
+    help_q = _say("what can you do")  # the help reply plays for several seconds
+
+    async def converse() -> tuple[str, list[ServerEvent], LiveClient]:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30, headers=auth) as cp:
+            sid, client = await _routed(cp)
+            talk = _Conversation(client)
+            reader = asyncio.create_task(talk.read())  # until the server closes
+
+            async def speak() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    await client.stream_pcm(help_q, 16000)
+                    await talk.silence_until(reader.done)
+
+            speaker = asyncio.create_task(speak())
+            async with client:
+                await asyncio.wait_for(talk.first_audio.wait(), 90)
+                revoked = await cp.post(f"/v1/leases/{sid}/revoke")
+                assert revoked.status_code == 200, revoked.text
+                await asyncio.wait_for(asyncio.gather(reader, speaker), 60)
+            return sid, talk.log, client
+
+    sid, log, client = asyncio.run(converse())
+    assert (client.close_code, client.close_reason) == (1000, "authority_lost:lease_revoked")
+    first = next(e.turn_id for e in log if isinstance(e, TurnEvent) and e.state == "open")
+    cleared = [i for i, e in enumerate(log) if isinstance(e, Clear)]
+    assert [(log[i].turn_id, log[i].reason) for i in cleared] == [  # type: ignore[union-attr]
+        (first, "lease_lost")]
+    assert not [e for e in log[cleared[0]:] if isinstance(e, AudioOut)]
+    code, _, err = srv.terminate()  # its timelines are complete once it has exited
+    assert code == 0, err
+    timeline = timelines / f"{sid}.jsonl"
+    records = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+    lost = [r for r in records if r.get("signal") == "deauthorized_drain"
+            and not r.get("turn_id")]
+    assert [(r["emitted_by"], r["reason"]) for r in lost] == [("RK-24", "lease_revoked")]
+    _assert_replays(timeline, spec)
 
 
 def _assert_replays(timeline: Path, spec: Path) -> None:

@@ -1,4 +1,5 @@
-"""``rspp talk``: stream a WAV to a running server as a live client; print what comes back."""
+"""``rspp talk``: stream a WAV (or type text) to a running server as a live client; print
+what comes back."""
 
 from __future__ import annotations
 
@@ -41,7 +42,10 @@ def _pcm(path: Path, option: str) -> tuple[bytes, int]:
 
 
 def talk(
-    input: Path = typer.Option(..., "--input", help="WAV to speak (16-bit mono)."),
+    input: Path | None = typer.Option(None, "--input", help="WAV to speak (16-bit mono)."),
+    text: list[str] | None = typer.Option(None, "--text", help="Type TEXT instead of speaking "
+                                          "(repeat for more turns; pipelines with an "
+                                          "`input.text` edge)."),
     server: str | None = typer.Option(None, "--server", help="Runtime URL: http(s)://HOST:PORT "
                                       "(routes through its control plane) or "
                                       "ws://HOST:PORT/v1/sessions/ID/ws (direct)."),
@@ -60,6 +64,8 @@ def talk(
 ) -> None:
     """Talk to a running RSPP server: transcripts and replies as they arrive, reply audio out.
 
+    Speak a WAV (``--input``) or type (``--text``, one turn each).
+
     Exits 1 when the session is refused (bad token, no route, bad input) or fails.
     """
     from rspp.client import (
@@ -72,6 +78,7 @@ def talk(
     )
     from rspp.transports import (
         AudioOut,
+        ErrorEvent,
         Ready,
         ReplyText,
         ServerEvent,
@@ -83,7 +90,16 @@ def talk(
     if (server is None) == (route_via is None):
         raise typer.BadParameter("pass exactly one of --server URL or --route-via CP_URL",
                                  param_hint="--server")
-    pcm, rate = _pcm(input, "--input")
+    texts = tuple(text or ())
+    if (input is None) == (not texts):
+        raise typer.BadParameter("pass --input WAV (speak) or --text TEXT (type), not both",
+                                 param_hint="--input")
+    if any(not t.strip() or len(t) > 4000 for t in texts):
+        raise typer.BadParameter("each --text must be 1-4000 characters", param_hint="--text")
+    if texts and barge_in is not None:
+        raise typer.BadParameter("--barge-in speaks over a spoken reply: use it with --input",
+                                 param_hint="--barge-in")
+    pcm, rate = _pcm(input, "--input") if input is not None else (b"", 16000)
     barge = _parse_barge(barge_in)
     barge_pcm = None
     if barge is not None:
@@ -105,6 +121,8 @@ def talk(
             typer.echo(f"assistant: {ev.text}")
         elif isinstance(ev, TurnEvent) and ev.state == "abort":
             typer.echo(f"[turn {ev.turn_id} aborted: {ev.reason}]")
+        elif isinstance(ev, ErrorEvent):
+            typer.echo(f"error: {ev.field or ev.code}: {ev.message}", err=True)
 
     async def run() -> int:
         from rspp.client import talk as talk_session
@@ -124,7 +142,8 @@ def talk(
         show(client.ready)
         async with client:
             result = await talk_session(client, pcm, TalkOptions(
-                barge_in=barge_pcm, barge_in_after_s=barge[1] if barge else 0.0), on_event=show)
+                barge_in=barge_pcm, barge_in_after_s=barge[1] if barge else 0.0, texts=texts),
+                on_event=show)
         if output is not None:
             write_wav(output, bytes(result.audio), client.ready.output_sample_rate)
         if not as_json:
@@ -143,7 +162,8 @@ def talk(
             typer.echo(f"error: session ended with {result.close_code}: {result.close_reason}",
                        err=True)
             return 1
-        return 0
+        # input the session refused (e.g. typed text for a pipeline without `input.text`)
+        return 1 if any(isinstance(e, ErrorEvent) for e in result.events) else 0
 
     code = asyncio.run(run())
     raise typer.Exit(code)

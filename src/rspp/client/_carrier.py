@@ -109,13 +109,21 @@ class CarrierCall:
         self._seq += 1
         return str(self._seq)
 
-    async def media(self, mulaw: bytes) -> None:
-        """One ``media`` message of the caller's audio."""
-        self._chunk += 1
+    async def media(self, mulaw: bytes, chunk: int | None = None) -> None:
+        """One ``media`` message of the caller's audio.
+
+        ``chunk``: the chunk number to send (1-based; e.g. to replay a network's
+        reordering, duplicates and losses); by default the next one.
+        """
+        if chunk is None:
+            self._chunk += 1
+            chunk = self._chunk
+        else:
+            self._chunk = max(self._chunk, chunk)
         await self._send({"event": "media", "sequenceNumber": self._next(),
                           "streamSid": self.stream_sid,
-                          "media": {"track": "inbound", "chunk": str(self._chunk),
-                                    "timestamp": str((self._chunk - 1) * 20),
+                          "media": {"track": "inbound", "chunk": str(chunk),
+                                    "timestamp": str((chunk - 1) * 20),
                                     "payload": base64.b64encode(mulaw).decode()}})
 
     def say(self, mulaw: bytes) -> None:

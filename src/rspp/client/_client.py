@@ -123,9 +123,16 @@ class LiveClient:
         await self.close()
 
     # --------------------------------------------------------------- input
-    async def send_audio(self, pcm: bytes) -> None:
-        """One frame of PCM16 at the declared rate."""
-        seq, self._seq = self._seq, self._seq + 1
+    async def send_audio(self, pcm: bytes, seq: int | None = None) -> None:
+        """One frame of PCM16 at the declared rate.
+
+        ``seq``: the frame's number (sequenced and MessagePack connections), e.g. to replay
+        a network's reordering, duplicates and losses; by default the next one.
+        """
+        if seq is None:
+            seq, self._seq = self._seq, self._seq + 1
+        else:
+            self._seq = max(self._seq, seq + 1)
         if self.msgpack:
             await self.ws.send(encode_message(AudioIn(seq=seq, data=pcm), msgpack=True))
         elif self.sequenced:

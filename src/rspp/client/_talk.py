@@ -2,9 +2,12 @@
 
 :func:`talk` streams a WAV's PCM in real time like a microphone (then silence,
 as an open microphone does), optionally mixes a barge-in utterance in
-``barge_in_after_s`` seconds after the first reply audio arrives, collects
+```barge_in_after_s`` seconds after the first reply audio arrives, collects
 every server event and the reply audio, and sends ``end`` once every turn it
-saw has closed and the line has been quiet for a moment.
+saw has closed and the line has been quiet for a moment. With ``texts`` it types
+instead of speaking: each text is a ``text`` message (one user turn; pipelines
+with an ``input.text`` entry), sent once the previous one's turn has closed, and
+no audio is sent at all (a text-only pipeline takes none).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class TalkOptions:
     quiet_s: float = 1.5
     #: give up waiting for replies after this long past the input
     max_wait_s: float = 60.0
+    #: type these instead of speaking: one ``text`` message (one turn) each, in order
+    texts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -106,9 +111,27 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
     current: list[str] = []
     barge = bytearray(o.barge_in or b"")
     barge_at: list[float] = []
+    closed: list[str] = []
+    errors: list[ErrorEvent] = []
+    progress = asyncio.Event()  # a turn closed or an error came (the typist waits on it)
 
     def now() -> float:
         return loop.time() - t0
+
+    async def type_texts() -> None:
+        """Each text once the previous one's turn closed (or failed), then ``end``."""
+        deadline = loop.time() + o.max_wait_s
+        for text in o.texts:
+            seen_closed, seen_errors = len(closed), len(errors)
+            state["last_voiced"] = now()  # "end of speech": the text left
+            await client.send_text(text)
+            while len(closed) == seen_closed and len(errors) == seen_errors:
+                progress.clear()
+                try:
+                    await asyncio.wait_for(progress.wait(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    break
+        await client.end()
 
     async def send() -> None:
         k = 0
@@ -147,7 +170,7 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
             return None
         return result.turns.setdefault(tid, TalkTurn(tid))
 
-    sender = asyncio.create_task(send(), name="talk-sender")
+    sender = asyncio.create_task(type_texts() if o.texts else send(), name="talk-sender")
     try:
         async for ev in client.events():
             if on_event is not None:
@@ -178,6 +201,8 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                     t.terminal, t.reason = ev.state, ev.reason
                 elif ev.state == "close":
                     open_turns.discard(ev.turn_id)
+                    closed.append(ev.turn_id)
+                    progress.set()
             elif isinstance(ev, Transcript):
                 state["last_activity"] = loop.time()
                 t = turn(ev.turn_id) if ev.final else None
@@ -191,6 +216,9 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                 t = turn(ev.turn_id)
                 if t is not None:
                     t.cleared = True
+            elif isinstance(ev, ErrorEvent):
+                errors.append(ev)
+                progress.set()
     finally:
         if not sender.done():
             sender.cancel()
@@ -216,7 +244,8 @@ def latency_table(result: TalkResult) -> list[str]:
         rows.append((t.turn_id.rsplit(":", 1)[-1], outcome, ms(t.speech_end_to_open_ms),
                      ms(t.speech_end_to_first_audio_ms), ms(t.open_to_first_audio_ms)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    lines = ["per-turn latency at the client (end of speech: the last voiced frame sent)"]
+    lines = ["per-turn latency at the client (end of speech: the last voiced frame sent, "
+             "or the typed text)"]
     for i, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         if i == 0:

@@ -137,6 +137,8 @@ class SessionActor(ControlMixin):
         self._ctrl: deque[ControlCommand] = deque()
         self._control_handlers: list[Callable[[ControlCommand], Any]] = []
         self._wakeup = Wakeup()
+        #: :meth:`settled` waiters: (entry buffer, future), released by the scheduler
+        self._settle_waiters: list[tuple[EdgeBuffer, asyncio.Future[None]]] = []
         self._busy = True  # until the scheduler first waits for work
         self._dispatching = False
         self._task: asyncio.Task[None] | None = None
@@ -222,6 +224,68 @@ class SessionActor(ControlMixin):
         if st == BLOCKED:
             st = buf.shed(ev)
         return st != DROPPED
+
+    async def deliver(self, ev: Event, port: str = "audio",
+                      admitted: Callable[[Event], None] | None = None) -> bool:
+        """Ingress of a live transport: one event in, in cause-and-effect order.
+
+        The event is stamped, then ``admitted(ev)`` runs (a transport records the
+        ingress there, before anything the event causes), then the event is
+        dispatched at once when the scheduler is idle (as :meth:`push` does, no task
+        switch), else queued honouring flow control (as :meth:`send`). Returns once
+        the scheduler took it and handled the control it caused (:meth:`settled`),
+        so the next event cannot be recorded ahead of this one's effects. False when
+        the event was shed.
+        """
+        buf = self._ingress(ev, port)
+        if admitted is not None:
+            admitted(ev)
+        if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
+                and not self.blocked:
+            self._dispatching = True
+            t0 = _perf() if self.instrument else 0
+            try:
+                self.route(self.entries[port][1], ev)
+            except Exception as exc:  # an output sink failed, as in the scheduler
+                self.sink_failed(ev, exc)
+            finally:
+                self._dispatching = False
+            if t0:
+                self.total_ns += _perf() - t0
+            if self.blocked:
+                self._wakeup.fire()
+            ok = True
+        else:
+            st = buf.offer(ev)
+            if st == BLOCKED:
+                st = await self.offer_blocking(buf, ev)
+            ok = st != DROPPED
+        await self.settled(port)
+        return ok
+
+    async def settled(self, port: str = "audio") -> None:
+        """Wait until the scheduler took every queued event of ``port`` and handled every
+        pending control (returns at once when nothing is queued or the session stopped)."""
+        buf = self._entry(port)
+        while (buf.data or self._ctrl) and self._task is not None and not self._task.done():
+            fut = asyncio.get_running_loop().create_future()
+            self._settle_waiters.append((buf, fut))
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
+
+    def _release_settled(self, everyone: bool = False) -> None:
+        waiters, keep = self._settle_waiters, []
+        ctrl = self._ctrl
+        for buf, fut in waiters:
+            if everyone or not (buf.data or ctrl):
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((buf, fut))
+        self._settle_waiters = keep
 
     async def send(self, ev: Event, port: str = "audio") -> bool:
         """Ingress that honours blocking/flow control (bounded by max_block_ms)."""
@@ -345,6 +409,12 @@ class SessionActor(ControlMixin):
         return bool(self._ctrl)
 
     async def _run(self) -> None:
+        try:
+            await self._schedule()
+        finally:
+            self._release_settled(everyone=True)  # nothing will take their events now
+
+    async def _schedule(self) -> None:
         ctrl = self._ctrl
         entries = list(self.entries.values())
         n = 0
@@ -358,6 +428,8 @@ class SessionActor(ControlMixin):
                     await self._stop_workers()
                     return
                 await self._handle_control(cmd)
+                if self._settle_waiters:
+                    self._release_settled()
                 continue
             picked = self._next_entry(entries)
             progressed = picked is not None
@@ -372,6 +444,8 @@ class SessionActor(ControlMixin):
                     self.total_ns += _perf() - t0
                 if self.blocked:
                     await self.resolve_blocked()
+                if self._settle_waiters:
+                    self._release_settled()
             if progressed:
                 n += 1
                 if not n & 63:
@@ -383,6 +457,8 @@ class SessionActor(ControlMixin):
             for b, _ in entries:
                 if b._pending is not None:
                     b.flush_notices()
+            if self._settle_waiters:
+                self._release_settled()
             self._busy = False
             await self._wakeup.wait()
             self._busy = True

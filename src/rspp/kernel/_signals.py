@@ -39,6 +39,7 @@ class SignalLog:
     __slots__ = (
         "_clock",
         "_next_seq",
+        "_side_notes",
         "authority_epoch",
         "pipeline_version",
         "records",
@@ -60,6 +61,7 @@ class SignalLog:
         self.pipeline_version = pipeline_version
         self._clock = clock
         self._next_seq = next_seq
+        self._side_notes = 0
         self.records: deque[ControlSignal | EventRecord] = deque(maxlen=maxlen)
         self.sink = sink
         #: Lease epoch stamped on every record (the authority guard updates it).
@@ -70,15 +72,26 @@ class SignalLog:
         if self.sink is not None:
             self.sink(rec)
 
-    def _envelope(self, tag: str, turn_id: str | None) -> dict[str, Any]:
-        """The envelope fields every record of this log shares (next sequence, session time)."""
-        seq = self._next_seq()
+    def _envelope(self, tag: str, turn_id: str | None,
+                  at_sequence: int | None = None) -> dict[str, Any]:
+        """The envelope fields every record of this log shares (next sequence, session time).
+
+        ``at_sequence``: a side note placed at that existing sequence number, taking no
+        new one (its event id gets an occurrence suffix).
+        """
+        if at_sequence is None:
+            seq = self._next_seq()
+            event_id = f"{self.session_id}:{tag}:{seq}"
+        else:
+            seq = at_sequence
+            self._side_notes += 1
+            event_id = f"{self.session_id}:{tag}:{seq}.{self._side_notes}"
         return {
             "schema_version": SCHEMA_VERSION,
             "event_scope": EventScope.TURN if turn_id else EventScope.SESSION,
             "session_id": self.session_id,
             "pipeline_version": self.pipeline_version,
-            "event_id": f"{self.session_id}:{tag}:{seq}",
+            "event_id": event_id,
             "transport_sequence": None,
             "runtime_sequence": seq,
             "runtime_timestamp_ms": self._clock.monotonic_ns() // 1_000_000,
@@ -133,10 +146,17 @@ class SignalLog:
         node_id: str | None = None,
         edge_id: str | None = None,
         reason: str | None = None,
+        at_sequence: int | None = None,
     ) -> EventRecord:
-        """Build and log one TelemetryLane record (metrics, debug, errors)."""
+        """Build and log one TelemetryLane record (metrics, debug, errors).
+
+        ``at_sequence``: place it at that existing ``runtime_sequence`` instead of taking
+        the next one. For notes about input (a transport's jitter decisions) that a
+        replay does not reproduce: taking a number would shift every later record's
+        sequence, and with it the turn plans' determinism markers.
+        """
         rec = EventRecord(
-            **self._envelope(kind, turn_id),
+            **self._envelope(kind, turn_id, at_sequence),
             lane=Lane.TELEMETRY,
             node_id=node_id,
             edge_id=edge_id,

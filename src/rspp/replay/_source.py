@@ -39,6 +39,7 @@ from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
+from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
 __all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
@@ -445,8 +446,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
 
 def _replayed_signal(rec: dict[str, Any]) -> bool:
     """A control signal the replay engine reads from the recording: transport signals,
-    turn proposals (a non-audio input's turn opens there) and a hang-up's abort."""
+    lease rotations, turn proposals (a non-audio input's turn opens there) and a hang-up's
+    abort."""
     return rec.get("emitted_by") in _TRANSPORT_EMITTERS or \
+        rec.get("signal") in _AUTHORITY_SIGNALS or \
         rec.get("signal") == "turn_open_proposed" or \
         (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
 

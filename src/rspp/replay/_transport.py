@@ -52,6 +52,13 @@ TRANSPORT_SIGNALS = frozenset({"playback_started", "playback_completed"})
 CONNECTION_SIGNALS = frozenset({"connected", "disconnected", "stall", "ended"})
 TRANSPORT_EMITTERS = frozenset({Emitter.RK_22.value, Emitter.RK_23.value})
 _EMITTERS = TRANSPORT_EMITTERS
+#: the lease changes the session learned from the control plane, replayed at their place
+#: like the transport's signals: a rotation (``lease_rotated``, CP-07, at the new epoch) and
+#: a loss (``deauthorized_drain`` of no turn, RK-24); the turn driver applies each (and
+#: records it again), so later records carry the recorded epochs and refusals
+AUTHORITY_SIGNALS = frozenset({"lease_rotated", "deauthorized_drain"})
+_AUTHORITY_EMITTERS = {"lease_rotated": Emitter.CP_07.value,
+                       "deauthorized_drain": Emitter.RK_24.value}
 
 
 class TransportTarget(Protocol):
@@ -62,7 +69,7 @@ class TransportTarget(Protocol):
     async def sleep_ns(self, ns: int) -> None: ...
 
     def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
-                         reason: str) -> None: ...
+                         reason: str, epoch: int | None = None) -> None: ...
 
 
 class _Driver(Protocol):
@@ -70,7 +77,8 @@ class _Driver(Protocol):
 
     stamp: Any
     session: Any
-    on_stop_playback: Callable[[str], None] | None
+    authority: Any
+    on_stop_playback: Callable[[str, str], None] | None
 
     @property
     def active_turn(self) -> str | None: ...
@@ -78,6 +86,8 @@ class _Driver(Protocol):
     def playback_started(self, turn_id: str) -> None: ...
 
     def output_complete(self, turn_id: str) -> None: ...
+
+    def authority_changed(self, new_epoch: int | None, reason: str) -> None: ...
 
 
 class _Clock(Protocol):
@@ -93,11 +103,16 @@ class TransportFeedback:
 
     def __init__(self, driver: _Driver, append: Callable[[Any], None], authority_epoch: int,
                  timebase: _Timebase, clock: _Clock) -> None:
-        self.driver, self.append, self.epoch = driver, append, authority_epoch
+        self.driver, self.append = driver, append
         self.timebase, self.clock = timebase, clock
         self.playing: set[str] = set()
         self.accepted: set[str] = set()
         driver.on_stop_playback = self.stop_playback
+
+    @property
+    def epoch(self) -> int:
+        """The session's current authority epoch (it follows the replayed rotations)."""
+        return int(self.driver.authority.epoch)
 
     def runtime_ns(self) -> int:
         return self.timebase.runtime_ns()
@@ -106,8 +121,13 @@ class TransportFeedback:
         await self.clock.sleep(ns / 1e9)
 
     def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
-                         reason: str) -> None:
+                         reason: str, epoch: int | None = None) -> None:
         """A recorded transport signal, re-emitted: record it and tell the turn driver."""
+        if name.value in AUTHORITY_SIGNALS:  # the driver records the change itself
+            if name is SignalName.DEAUTHORIZED_DRAIN or epoch is not None:
+                self.driver.authority_changed(
+                    None if name is SignalName.DEAUTHORIZED_DRAIN else epoch, reason)
+            return
         self.append(self.driver.stamp.signal(name, emitter, authority_epoch=self.epoch,
                                              turn_id=turn_id, reason=reason))
         if turn_id is None:
@@ -132,7 +152,7 @@ class TransportFeedback:
                 SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, authority_epoch=self.epoch,
                 turn_id=turn_id, reason=f"port:{port}"))
 
-    def stop_playback(self, turn_id: str) -> None:
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         """The driver fenced ``turn_id``: an audible reply is cancelled (RK-23)."""
         if turn_id in self.playing:
             self.playing.discard(turn_id)
@@ -158,6 +178,9 @@ class RecordedTransport:
                     (rec.get("signal") in TRANSPORT_SIGNALS and isinstance(rec.get("turn_id"), str))
                     or rec.get("signal") in CONNECTION_SIGNALS):
                 out.signals.append(ln)
+            elif ln.kind == "control_signal" and rec.get("turn_id") is None and \
+                    rec.get("emitted_by") == _AUTHORITY_EMITTERS.get(str(rec.get("signal"))):
+                out.signals.append(ln)
             elif ln.kind == EVIDENCE_KIND and isinstance(rec.get("turn_id"), str):
                 out.provider_invocations[str(rec["turn_id"])] = tuple(
                     dict(p) for p in rec.get("provider_invocations") or ())
@@ -167,7 +190,7 @@ class RecordedTransport:
     @property
     def present(self) -> bool:
         """The recording was made over a transport that reported playback itself."""
-        return bool(self.signals)
+        return any(ln.record.get("signal") not in AUTHORITY_SIGNALS for ln in self.signals)
 
     def invocations(self, turn_id: str) -> tuple[Mapping[str, object], ...]:
         return self.provider_invocations.get(turn_id, ())
@@ -183,6 +206,8 @@ async def play_transport(target: TransportTarget, recorded: RecordedTransport) -
         if wait > 0:
             await target.sleep_ns(wait)
         tid = rec.get("turn_id")
+        epoch = rec.get("authority_epoch")
         target.transport_signal(SignalName(str(rec["signal"])), Emitter(str(rec["emitted_by"])),
                                 str(tid) if tid is not None else None,
-                                str(rec.get("reason") or ""))
+                                str(rec.get("reason") or ""),
+                                epoch if isinstance(epoch, int) else None)

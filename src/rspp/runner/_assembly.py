@@ -85,7 +85,7 @@ class SessionTransport(Protocol):
 
     def output(self, port: str, event: Any) -> None: ...
 
-    def stop_playback(self, turn_id: str) -> None: ...
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None: ...
 
     def attach(self, session: SessionActor, driver: Any,
                make_signal: Callable[[SignalName, Emitter, str | None, str], ControlSignal]
@@ -128,6 +128,9 @@ class AssemblyOptions:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
     file_source: bool = False
+    #: the graph entries the transport feeds (``input.<port>``); the graph must take at least
+    #: one: a WAV (``rspp run``) is audio only, a live transport also carries typed text
+    inputs: tuple[str, ...] = ("audio",)
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -310,9 +313,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                      ) -> AssembledSession[TransportT]:
     """Build one session of ``gd`` around the transport ``make_transport(record)`` returns."""
     graph = RuntimeGraph.from_definition(gd)
-    if "audio" not in graph.entry_ports():
-        raise AssemblyError(f"pipeline {gd.name}: the graph has no `input.audio` entry; "
-                            "add an edge `{from: input.audio, to: <vad>.audio}`")
+    if not set(opts.inputs) & set(graph.entry_ports()):
+        typed = " (speech) or `{from: input.text, to: <llm>.text}` (typed text)" \
+            if "text" in opts.inputs else ""
+        raise AssemblyError(f"pipeline {gd.name}: the graph has no "
+                            + " or ".join(f"`input.{p}`" for p in opts.inputs)
+                            + " entry; add an edge `{from: input.audio, to: <vad>.audio}`"
+                            + typed)
     clock = SystemClock()
     # One time base for the whole session: records of the kernel, transport,
     # providers and recorder all carry milliseconds since the session started.

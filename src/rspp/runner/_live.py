@@ -11,7 +11,7 @@ timeline goes to ``timeline_dir/<session_id>.jsonl``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rspp.contracts import RecordingLevel
@@ -37,10 +37,16 @@ PIPELINE_RATE = 16000
 async def open_live_session(gd: GraphDefinition, opts: AssemblyOptions, *,
                             live: LiveOptions | None = None,
                             sample_rate: int = PIPELINE_RATE) -> LiveSessionHandle:
-    """Assemble and start one live session of ``gd``; raises SessionRefused."""
+    """Assemble and start one live session of ``gd``; raises SessionRefused.
+
+    A live transport carries speech and typed text: a spec with only an ``input.text``
+    entry (a text chat) is served too.
+    """
+    opts = replace(opts, inputs=LiveTransport.INPUTS)
     try:
         assembled = assemble_session(
-            gd, opts, lambda record: LiveTransport(sample_rate, live, record=record))
+            gd, opts, lambda record: LiveTransport(sample_rate, live, record=record,
+                                                   jitter=gd.jitter))
     except AssemblyError as exc:
         raise SessionRefused(str(exc)) from None
     handle = LiveSessionHandle(assembled, assembled.transport, tenant_id=opts.tenant_id)

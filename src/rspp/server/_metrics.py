@@ -5,7 +5,8 @@ One registry per runtime process: the per-session series of
 drops, cancel latency, provider series, active sessions by pipeline version)
 plus the server's own: sessions opened/refused, turns by terminal outcome,
 turn latency histograms (turn-open decision, first output, end to end),
-egress lateness for transports, and readiness. Labels are bounded: pipeline
+egress lateness for transports, ingress jitter-buffer outcomes and hold (per ended
+connection, by transport kind), and readiness. Labels are bounded: pipeline
 version, a fixed outcome/phase vocabulary and refusal codes; never a session
 or turn id.
 """
@@ -23,6 +24,12 @@ __all__ = ["ServerMetrics"]
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+_HOLD_BUCKETS = (0.0, 0.02, 0.04, 0.08, 0.12, 0.16, 0.24, 0.32, 0.64, 1.28, 2.56)
+_TRANSPORTS = frozenset({"websocket", "telephony", "webrtc", "livekit"})
+#: jitter-buffer outcomes counted per frame (JitterStats field -> label)
+_JITTER = (("reordered", "reordered"), ("duplicates", "duplicate"),
+           ("too_late", "too_late"), ("lost", "lost"), ("concealed", "concealed"),
+           ("discontinuities", "discontinuity"))
 #: abort reasons kept as label values; anything else is counted as ``other``
 _ABORTS = frozenset({"cancelled", "authority_loss", "budget_exhausted", "session_end",
                      "transport_disconnect", "provider_error", "runtime_error",
@@ -51,6 +58,13 @@ class ServerMetrics:
         self._late = Histogram("rspp_egress_lateness_seconds",
                                "How late egress frames left versus their real-time slot",
                                ["transport"], buckets=_LATE_BUCKETS, registry=r)
+        self._jitter = Counter("rspp_ingress_jitter_frames_total",
+                               "Numbered ingress frames by jitter-buffer outcome (F-087)",
+                               ["transport", "outcome"], registry=r)
+        self._hold = Histogram("rspp_ingress_jitter_hold_max_seconds",
+                               "Longest a connection's jitter buffer held a frame (the "
+                               "latency it added)", ["transport"], buckets=_HOLD_BUCKETS,
+                               registry=r)
         self._ready = Gauge("rspp_runtime_ready", "1 when registered and not draining",
                             registry=r)
         self._errors = Counter("rspp_server_metric_errors_total", "Dropped metric updates",
@@ -103,6 +117,19 @@ class ServerMetrics:
     def egress_lateness(self, transport: str, seconds: float) -> None:
         """Transports report how late each paced frame left (bounded transport names)."""
         self._safe(lambda: self._late.labels(transport).observe(max(seconds, 0.0)))
+
+    def jitter(self, transport: str, stats: Any) -> None:
+        """An ended connection's jitter-buffer counters (a ``JitterStats``)."""
+        label = transport if transport in _TRANSPORTS else "other"
+
+        def update() -> None:
+            for name, outcome in _JITTER:
+                n = getattr(stats, name)
+                if n:
+                    self._jitter.labels(label, outcome).inc(n)
+            self._hold.labels(label).observe(stats.hold_max_ms / 1000.0)
+
+        self._safe(update)
 
     def gate_samples_sent(self, n: int) -> None:
         self._safe(lambda: self._gates_sent.inc(n))

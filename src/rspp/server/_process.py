@@ -40,6 +40,8 @@ from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
+from rspp.server._loop import loop_name
+from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
@@ -185,7 +187,7 @@ async def serve(opts: ServeOptions) -> int:
         else:
             opts.announce(f"rspp serve: control plane {opts.control_plane}")
         opts.announce(f"rspp serve: runtime {runtime_id} ready on {base} "
-                      f"(transport {endpoint}/v1/sessions/{{id}}/ws)")
+                      f"(transport {endpoint}/v1/sessions/{{id}}/ws, {loop_name()} loop)")
         stopper = asyncio.create_task(stop.wait(), name="rspp-stop")
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
@@ -207,7 +209,7 @@ async def serve(opts: ServeOptions) -> int:
 def main(opts: ServeOptions) -> int:
     """Blocking entry point for the CLI."""
     try:
-        return asyncio.run(serve(opts))
+        return run_loop(serve(opts))
     except KeyboardInterrupt:  # a second Ctrl-C while draining
         print("rspp serve: interrupted", file=sys.stderr)
         return 130

@@ -303,6 +303,7 @@ class GovernedSessions:
             # nothing leaves for the client once our bound on the lease lapsed: a paused or
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
+            transport.on_jitter = self.metrics.jitter
         if epoch > 1:
             self._record_handoff(served, await early.signals if early.signals is not None
                                  else await self._handoff_signals(sid))

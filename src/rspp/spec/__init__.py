@@ -36,6 +36,13 @@ from rspp.spec._graph import (
     ValueSource,
 )
 from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._jitter import (
+    JITTER_PRESETS,
+    TRANSPORT_DEFAULTS,
+    JitterProfile,
+    JitterProfiles,
+    compile_jitter,
+)
 from rspp.spec._layers import (
     ALLOWED_KEYS,
     ENV_PREFIX,
@@ -58,6 +65,7 @@ from rspp.spec._model import (
     EdgeSpec,
     FallbackSpec,
     FlowControlSpec,
+    JitterSpec,
     NodeSpec,
     PipelineSpec,
     PortDecl,
@@ -66,6 +74,7 @@ from rspp.spec._model import (
     ProvidersSpec,
     RecordingSpec,
     SubgraphUse,
+    TransportSpec,
 )
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
@@ -76,11 +85,13 @@ __all__ = [
     "ALLOWED_KEYS",
     "BUILTIN_NODE_TYPES",
     "ENV_PREFIX",
+    "JITTER_PRESETS",
     "MAX_SPEC_BYTES",
     "MAX_SPEC_DEPTH",
     "POST_MVP_PROFILES",
     "PROFILES",
     "SIMPLE_V1",
+    "TRANSPORT_DEFAULTS",
     "Budgets",
     "BudgetsSpec",
     "BufferOverride",
@@ -98,6 +109,9 @@ __all__ = [
     "FrozenMap",
     "GraphDefinition",
     "GraphPort",
+    "JitterProfile",
+    "JitterProfiles",
+    "JitterSpec",
     "LintIssue",
     "MappingSubgraphResolver",
     "MergeDef",
@@ -124,10 +138,12 @@ __all__ = [
     "StaticCatalog",
     "SubgraphResolver",
     "SubgraphUse",
+    "TransportSpec",
     "ValueSource",
     "check_providers",
     "compatible",
     "compile_condition",
+    "compile_jitter",
     "compile_spec",
     "generate_docs",
     "lint_text",

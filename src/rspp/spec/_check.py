@@ -31,7 +31,8 @@ def describe(t: mi.Type) -> str:
     if isinstance(t, mi.BoolType):
         return "boolean"
     if isinstance(t, mi.IntType):
-        return "integer" + (f" >= {t.ge}" if t.ge is not None else "")
+        return "integer" + (f" >= {t.ge}" if t.ge is not None else "") + (
+            f" <= {t.le}" if t.le is not None else "")
     if isinstance(t, mi.FloatType):
         return "number"
     if isinstance(t, mi.EnumType):
@@ -79,6 +80,8 @@ class Checker:
         if isinstance(t, mi.DictType):
             if not isinstance(value, dict):
                 return self._type_error(value, t, path)
+            for k in value:  # constrained keys (a Literal): each wrong key is named
+                self.check(k, t.key_type, (*path, k))
             return {k: self.check(v, t.value_type, (*path, k)) for k, v in value.items()}
         if isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
             if not isinstance(value, list):
@@ -108,6 +111,8 @@ class Checker:
                 return self._type_error(value, t, path)
             if t.ge is not None and value < t.ge:
                 self._err(path, f"must be >= {t.ge}, got {value}", f"use a value >= {t.ge}")
+            elif t.le is not None and value > t.le:
+                self._err(path, f"must be <= {t.le}, got {value}", f"use a value <= {t.le}")
             return value
         if isinstance(t, mi.FloatType):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -27,6 +27,7 @@ from rspp.spec._graph import (
 )
 from rspp.spec._graph_checks import check_structure, fanin_plans
 from rspp.spec._issues import LintIssue, SpecInvalid
+from rspp.spec._jitter import compile_jitter
 from rspp.spec._loader import source_of, spec_hash
 from rspp.spec._model import PipelineSpec
 from rspp.spec._params_check import check_params
@@ -156,7 +157,9 @@ def analyse(
     needed = {sig.provider_modality for _, sig in nodes.values() if sig.provider_modality}
     providers = resolve_providers(spec, profile, budgets, {str(m) for m in needed})
     overload = _overload(spec, providers, issues, src)
-    if overload is not None and any(i.severity == "error" for i in issues):
+    jitter = compile_jitter(spec.transport, issues, src)
+    if (overload is not None or spec.transport is not None) and \
+            any(i.severity == "error" for i in issues):
         return None, issues
     flow, flow_source = resolve_flow_control(spec, profile)
     recording = resolve_recording(spec, profile)
@@ -182,6 +185,8 @@ def analyse(
                     budgets.cancel_grace.value],
         "flow_control": flow, "recording": recording,
         **({"overload": overload} if overload is not None else {}),
+        # hashed only when declared: a spec without it keeps the hash it always had
+        **({"jitter": jitter} if spec.transport is not None else {}),
     }
     graph = GraphDefinition(
         name=spec.name, version=spec.version, graph_hash=execution_hash(content),
@@ -191,6 +196,7 @@ def analyse(
         topo_order=order, entry_ports=entry, exit_ports=exits,
         providers=providers, budgets=budgets, flow_control=flow, flow_control_source=flow_source,
         recording=recording, metadata=FrozenMap(spec.metadata), overload=overload,
+        jitter=jitter,
     )
     return graph, issues
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -12,6 +12,7 @@ import msgspec
 from rspp.contracts import EdgeBufferPolicy, FlowControl, Lane, RecordingPolicy, TurnBudgets
 from rspp.spec._catalog import PortSpec, PortType
 from rspp.spec._condition import Condition
+from rspp.spec._jitter import JitterProfiles
 
 
 class ValueSource(StrEnum):
@@ -204,6 +205,8 @@ class GraphDefinition:
     metadata: FrozenMap
     #: the automatic degrade posture under sustained shedding (None: not declared)
     overload: OverloadPolicy | None = None
+    #: the live transports' ingress jitter buffers (F-087; defaults when not declared)
+    jitter: JitterProfiles = field(default_factory=JitterProfiles)
 
     def node(self, node_id: str) -> NodeDef:
         """The node called ``node_id`` (KeyError if absent)."""

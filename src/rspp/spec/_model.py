@@ -230,6 +230,66 @@ class OverloadSpec(msgspec.Struct, **_S):
     ] = {}
 
 
+JitterProfileName = Literal["low_latency", "balanced", "robust"]
+TransportKind = Literal["websocket", "telephony", "webrtc", "livekit"]
+JitterMs = Annotated[int, Meta(ge=0, le=2000, description="Milliseconds (0-2000).")]
+
+
+class JitterSpec(msgspec.Struct, **_S):
+    """Ingress jitter buffer and packet-loss handling of the live transports (F-087).
+
+    Unset fields come from ``profile`` (else the transport's default profile:
+    ``balanced`` for WebSocket, ``robust`` for telephony, ``low_latency`` for WebRTC
+    and LiveKit, whose SDKs buffer RTP themselves). See docs/transports/jitter.md.
+    """
+
+    profile: Annotated[
+        JitterProfileName | None,
+        Meta(description="Named defaults: low_latency, balanced or robust."),
+    ] = None
+    mode: Annotated[
+        Literal["adaptive", "fixed"] | None,
+        Meta(description="adaptive: the depth grows on late frames and shrinks when the "
+                         "network is steady, within min_ms..max_ms; fixed: target_ms."),
+    ] = None
+    target_ms: Annotated[JitterMs | None, Meta(description="Starting buffer depth: how "
+                                               "much audio is held behind a missing "
+                                               "frame before it is declared lost.")] = None
+    min_ms: JitterMs | None = None
+    max_ms: JitterMs | None = None
+    reorder_window_frames: Annotated[
+        int,
+        Meta(ge=0, le=256, description="Frames a frame may arrive ahead of a missing one "
+                                       "and still be put back in order."),
+    ] | None = None
+    loss: Annotated[
+        Literal["conceal", "drop"] | None,
+        Meta(description="A lost frame: conceal it (audio of the same length) or drop it "
+                         "with a discontinuity marker on the next frame."),
+    ] = None
+    conceal: Annotated[
+        Literal["silence", "repeat_fade"] | None,
+        Meta(description="Concealment audio: silence, or the last frame repeated with a "
+                         "fade to silence."),
+    ] = None
+    conceal_max_frames: Annotated[
+        int,
+        Meta(ge=0, le=50, description="Most frames of one gap concealed; the rest of a "
+                                      "longer gap is dropped with a discontinuity marker."),
+    ] | None = None
+
+
+class TransportSpec(msgspec.Struct, **_S):
+    """Live-transport behaviour of the pipeline (``rspp serve``)."""
+
+    jitter: Annotated[JitterSpec | None, Meta(description="Every live transport.")] = None
+    jitter_by_transport: Annotated[
+        dict[TransportKind, JitterSpec],
+        Meta(description="Per transport, over ``jitter``.",
+             examples=[{"telephony": {"profile": "robust"}}]),
+    ] = {}
+
+
 class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     """A versioned pipeline: nodes, edges, providers and overrides of the profile."""
 
@@ -256,6 +316,7 @@ class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     flow_control: FlowControlSpec | None = None
     recording: RecordingSpec | None = None
     overload: OverloadSpec | None = None
+    transport: TransportSpec | None = None
     unknown_event_action: Annotated[
         UnknownEventAction,
         Meta(description="Default policy for input events of a kind a node does not declare "

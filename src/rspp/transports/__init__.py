@@ -11,11 +11,14 @@ the :class:`SessionFactory` and :class:`TokenVerifier` ports and share one
 :class:`SessionHub`. :func:`twilio_stream_route` is the telephony media-streams
 endpoint (Twilio protocol, mu-law 8 kHz, DTMF, marks; F-085, F-089) on the same ports;
 :class:`RoomAgent` the LiveKit transport (F-083, optional SDKs: ``rspp[livekit]``).
+Numbered ingress frames go through a :class:`JitterBuffer` of the spec's jitter profile
+(reorder, de-duplicate, conceal or drop lost frames; F-087).
 """
 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
+from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats, Loss, Piece
 from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
 from rspp.transports._livekit import (
@@ -126,6 +129,9 @@ __all__ = [
     "IngressMeter",
     "InputRejected",
     "Interrupt",
+    "JitterBuffer",
+    "JitterIngress",
+    "JitterStats",
     "LiveKitConfig",
     "LiveKitUnavailable",
     "LiveOptions",
@@ -134,8 +140,10 @@ __all__ = [
     "LiveTransport",
     "LoopbackOptions",
     "LoopbackTransport",
+    "Loss",
     "Outbound",
     "OutboundQueue",
+    "Piece",
     "PlaybackObserver",
     "ProtocolError",
     "Ready",

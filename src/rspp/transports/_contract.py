@@ -38,8 +38,8 @@ class Transport(Protocol):
     def output(self, port: str, event: Event) -> None:
         """The session output sink (called after the egress gate)."""
 
-    def stop_playback(self, turn_id: str) -> None:
-        """Drop unplayed output of ``turn_id`` now (cancel fence)."""
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
+        """Drop unplayed output of ``turn_id`` now (cancel fence); ``reason``: the cause."""
 
     async def run(self) -> None:
         """Stream the client's media into the session until it ends."""

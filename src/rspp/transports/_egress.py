@@ -7,17 +7,27 @@ reported as lateness; memory never grows) and at most ``max_events`` queued
 events (beyond that the client is too slow to keep the session: ``overflowed``
 is set and the endpoint closes the connection). ``drop_turn`` removes the
 queued, not yet sent frames of a fenced turn.
+
+:class:`EgressPacer` is the runtime's one pacing clock: every live session's
+egress is stepped from one loop timer, set to the earliest frame due among all
+sessions (a session idle of reply audio holds no timer), so 300 sessions cost a
+few timer wake-ups per frame period instead of 300 sleeping tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import logging
+import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from rspp.transports._protocol import ServerEvent
 
-__all__ = ["AudioFrame", "OutboundQueue"]
+__all__ = ["AudioFrame", "EgressPacer", "OutboundQueue", "Paced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +121,118 @@ class OutboundQueue:
         elif item is not None:
             self._events -= 1
         return item
+
+
+class Paced(Protocol):
+    """A session's egress as the shared pacer drives it."""
+
+    def pace(self, now: float) -> float | None:
+        """Send every frame due by ``now``; the loop time to be stepped next (None: wait
+        for a :meth:`EgressPacer.kick`, i.e. for reply audio)."""
+        ...
+
+
+log = logging.getLogger("rspp.transports.egress")
+#: a timer fires this close to its time or later (uvloop: whole milliseconds)
+_RESOLUTION_S = 0.001
+_PACERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EgressPacer] = (
+    weakref.WeakKeyDictionary())
+
+
+class EgressPacer:
+    """One pacing clock for every live session of an event loop (see the module docstring).
+
+    A session asks to be stepped soon (:meth:`kick`: reply audio arrived while it was
+    idle) or at a time (the return value of its ``pace``); the pacer keeps one timer at
+    the earliest such time and, when it fires, steps every session that is due, each
+    with the loop time read right before its step (so lateness counts the batch).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        #: (when, order, session); an entry is live only while ``_at[session]`` is its when
+        self._heap: list[tuple[float, int, Paced]] = []
+        self._at: dict[Paced, float] = {}
+        self._order = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._soon: set[Paced] = set()
+        self._soon_handle: asyncio.Handle | None = None
+        self.steps = 0
+        self.wakeups = 0
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop | None = None) -> EgressPacer:
+        """The pacer of ``loop`` (the running loop by default)."""
+        loop = loop or asyncio.get_running_loop()
+        pacer = _PACERS.get(loop)
+        if pacer is None:
+            pacer = _PACERS[loop] = cls(loop)
+        return pacer
+
+    def __len__(self) -> int:
+        return len(self._at) + len(self._soon)
+
+    def kick(self, session: Paced) -> None:
+        """Step ``session`` on the next loop iteration (its reply audio arrived)."""
+        self._soon.add(session)
+        if self._soon_handle is None:
+            self._soon_handle = self._loop.call_soon(self._run_soon)
+
+    def remove(self, session: Paced) -> None:
+        """Never step ``session`` again (until it is kicked)."""
+        self._soon.discard(session)
+        self._at.pop(session, None)
+
+    def _run_soon(self) -> None:
+        self._soon_handle = None
+        batch, self._soon = self._soon, set()
+        for session in batch:
+            self._at.pop(session, None)  # stepped now: a later timed entry is stale
+            self._step(session)
+        self._arm()
+
+    def _step(self, session: Paced, at: float = 0.0) -> None:
+        self.steps += 1
+        # a timer may fire within the loop clock's resolution of its time (uvloop's clock
+        # and timers count whole milliseconds): step it as of that time, not a spin later
+        when = _guarded(session.pace, max(self._loop.time(), at))
+        if when is not None:
+            self._at[session] = when
+            self._order += 1
+            heapq.heappush(self._heap, (when, self._order, session))
+
+    def _arm(self) -> None:
+        heap, at = self._heap, self._at
+        while heap and at.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: the session was stepped, kicked or removed since
+        if not heap:
+            return
+        when = heap[0][0]
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self.wakeups += 1
+        heap, at, loop = self._heap, self._at, self._loop
+        horizon = loop.time() + _RESOLUTION_S
+        while heap and heap[0][0] <= horizon:
+            when, _, session = heapq.heappop(heap)
+            if at.get(session) != when:
+                continue
+            del at[session]
+            self._step(session, when)
+        self._arm()
+
+
+def _guarded(step: Callable[[float], float | None], now: float) -> float | None:
+    try:
+        return step(now)
+    except Exception:  # one session's failure must not stop every session's egress
+        log.exception("egress pacing step failed")
+        return None

@@ -2,9 +2,9 @@
 
 :class:`Rechunker` resamples (soxr streaming resampler, 16/24/48 kHz mono to
 the pipeline rate) and cuts the stream into fixed frames. :class:`IngressMeter`
-counts what a live client did wrong or late: out-of-order and lost frames (by
-sequence number, when the client numbers its frames), late frames (audio that
-arrives later than real time allows) and floods (audio faster than real time).
+counts what a live client did late: late frames (audio that arrives later than real
+time allows) and floods (audio faster than real time). Numbered frames out of order,
+duplicated or lost are the jitter buffer's (:mod:`rspp.transports._jitter`).
 """
 
 from __future__ import annotations
@@ -103,21 +103,6 @@ class IngressMeter:
     media_ms: float = 0.0
     frames: int = 0
     late: int = 0
-    out_of_order: int = 0
-    lost: int = 0
-    next_seq: int = 0
-
-    def sequence(self, seq: int | None) -> bool:
-        """Account a numbered frame; False: out of order (drop it)."""
-        if seq is None:
-            self.next_seq += 1
-            return True
-        if seq < self.next_seq:
-            self.out_of_order += 1
-            return False
-        self.lost += seq - self.next_seq
-        self.next_seq = seq + 1
-        return True
 
     def arrive(self, nbytes: int, now_s: float) -> None:
         """Account ``nbytes`` of client PCM16 arriving at ``now_s``; raises Flood."""

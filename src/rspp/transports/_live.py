@@ -3,16 +3,19 @@
 Every network transport (WebSocket today; WebRTC, telephony, LiveKit) is a
 thin adapter onto :class:`LiveTransport`, which owns:
 
-* ingress: client PCM16 (16/24/48 kHz mono, any frame size) resampled with
-  soxr and re-chunked to 20 ms frames at the pipeline rate, counted (late,
-  out-of-order, lost, floods) and recorded exactly as the loopback transport
-  records its frames;
+* ingress: client PCM16 (16/24/48 kHz mono, any frame size); numbered frames
+  through the jitter buffer of the connection's profile (reordered, de-duplicated,
+  lost ones concealed or dropped: :mod:`rspp.transports._jitter`, F-087); then
+  resampled with soxr and re-chunked to 20 ms frames at the pipeline rate, counted
+  (late, floods) and recorded exactly as the loopback transport records its frames;
 * the session's output sink: the shared event vocabulary (partial/final
   transcripts, turn open/commit/abort/close, reply text, ``clear`` on
   barge-in, errors) and reply audio queued per turn;
-* egress: a pacer sends reply audio in real time, 20 ms per frame, checking the
-  egress fence right before each frame leaves; a bounded send queue per
-  connection (slow clients lose frames, counted and reported as lateness);
+* egress: the runtime's shared pacer (:class:`~rspp.transports._egress.EgressPacer`,
+  one loop timer for every session) steps :meth:`LiveTransport.pace`, which sends
+  reply audio in real time, 20 ms per frame, checking the egress fence right
+  before each frame leaves; a bounded send queue per connection (slow clients
+  lose frames, counted and reported as lateness);
 * playback signals (RK-22/RK-23: ``output_accepted``, ``playback_started`` /
   ``completed`` / ``cancelled``) and the connection signals ``connected``,
   ``disconnected``, ``stall``, ``ended``;
@@ -39,11 +42,14 @@ import msgspec
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
 from rspp.kernel import AudioFormat, Event, SessionActor
 from rspp.observability import LiveTurnView
+from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
-from rspp.transports._egress import AudioFrame, OutboundQueue
+from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
+from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._protocol import (
     Clear,
+    ErrorEvent,
     ReplyText,
     ServerEvent,
     Stats,
@@ -122,8 +128,11 @@ class _Turn:
 class LiveTransport:
     """One live session's transport state (see the module docstring)."""
 
+    #: the graph entries a live transport feeds: speech and typed text (a spec needs one)
+    INPUTS: tuple[str, ...] = ("audio", "text")
+
     def __init__(self, sample_rate: int, options: LiveOptions | None = None, *,
-                 record: RecordSink | None = None) -> None:
+                 record: RecordSink | None = None, jitter: JitterProfiles | None = None) -> None:
         self.rate = sample_rate
         self.opts = options or LiveOptions()
         self._record = record
@@ -136,12 +145,24 @@ class LiveTransport:
         self._rechunker = Rechunker(sample_rate, sample_rate, self.opts.frame_ms)
         self._quality = "HQ"
         self.meter = IngressMeter(sample_rate)
+        #: the ingress jitter buffer of each transport kind (the spec's ``transport``)
+        self.jitter_profiles = jitter or JitterProfiles()
+        self.jitter = self._jitter_ingress("websocket", sample_rate)
+        self._discontinuities = 0
+        self._last_ingress_seq = 0
+        #: told each ended connection's jitter counters (transport kind, stats): metrics
+        self.on_jitter: Callable[[str, JitterStats], None] | None = None
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
         self._fenced: set[str] = set()
-        self._audio_ready = asyncio.Event()
-        self._pacer: asyncio.Task[None] | None = None
+        #: the shared pacer once a client connected (None: not pacing / closed)
+        self._pacer: EgressPacer | None = None
+        #: the pacer waits for reply audio (a :meth:`_kick` steps it)
+        self._waiting = False
+        #: the pacing schedule: when the next frame of ``_due_for`` is due (loop time)
+        self._due: float | None = None
+        self._due_for: _Turn | None = None
         self.media_samples = 0
         self._index = 0
         self._ingress_lock = asyncio.Lock()
@@ -163,6 +184,9 @@ class LiveTransport:
         self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
+        #: client audio for a graph without ``input.audio`` (a text chat): refused once,
+        #: then dropped (counted)
+        self.audio_refused = 0
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -211,12 +235,13 @@ class LiveTransport:
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
                 timeline: bool = False, acked: bool = False,
-                low_latency: bool = False) -> OutboundQueue:
+                low_latency: bool = False, transport: str = "websocket") -> OutboundQueue:
         """A client connection (first or resumed) with its declared audio format.
 
         ``acked``: the client echoes frame marks (:meth:`heard`); playback signals and
         the turn's commit follow the echoes. ``timeline``: send ``turn_row`` events.
         ``low_latency``: resample without soxr's block delay (quality ``QQ``).
+        ``transport``: the kind of connection, which picks its jitter profile.
         """
         self.acked = acked
         self._rows = timeline
@@ -228,9 +253,12 @@ class LiveTransport:
             self._out_resampler = None
         self._quality = quality
         self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
+        self._end_jitter()
+        self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
         if self._pacer is None:
-            self._pacer = asyncio.create_task(self._pace(), name="live-egress-pacer")
+            self._pacer = EgressPacer.of()
+            self._pacer.kick(self)
         return self.queue
 
     def disconnect(self) -> None:
@@ -238,17 +266,25 @@ class LiveTransport:
         q, self.queue = self.queue, None
         if q is not None:
             q.close()
+        self._end_jitter()
         for t in self.turns.values():  # no echo can come any more: stall/abort decides
             if t.unconfirmed is not None:
                 t.unconfirmed.cancel()
                 t.unconfirmed = None
 
     def stats(self) -> Stats:
-        m, q = self.meter, self.queue
+        m, q, j = self.meter, self.queue, self.jitter.buffer
         lat = sorted(self.lateness_ms)
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
-        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=m.out_of_order,
-                     lost_frames=m.lost, frames_out=self.frames_out,
+        js = j.stats
+        return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=js.out_of_order,
+                     lost_frames=js.lost, reordered_frames=js.reordered,
+                     duplicate_frames=js.duplicates, too_late_frames=js.too_late,
+                     concealed_frames=js.concealed, discontinuities=js.discontinuities,
+                     jitter_profile=j.profile.name, jitter_depth_ms=round(j.depth_ms, 1),
+                     jitter_hold_max_ms=round(js.hold_max_ms, 1),
+                     media_in_ms=self.jitter.released_samples * 1000 // j.rate,
+                     frames_out=self.frames_out,
                      dropped_out_frames=q.dropped_audio if q is not None else 0,
                      egress_lateness_p99_ms=round(p99, 2),
                      egress_lateness_max_ms=round(self.lateness_max_ms, 2),
@@ -256,53 +292,88 @@ class LiveTransport:
 
     # ------------------------------------------------------------- ingress
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        """Client PCM16 at the connection's declared rate; raises Flood."""
-        if not self.meter.sequence(seq):
+        """Client PCM16 at the connection's declared rate (``seq``: the client's frame
+        number, through the jitter buffer); raises Flood."""
+        if not self._takes_audio():
+            # told once, on the event channel of whatever transport carries the session (a
+            # media track keeps sending: its loop must not fail)
+            self.audio_refused += 1
+            if self.audio_refused == 1:
+                self._event(ErrorEvent(code="bad_input", field="audio", message=(
+                    "this pipeline takes no audio input (no `input.audio` edge in its spec); "
+                    "send `text` messages")))
             return
-        self.meter.arrive(len(pcm), asyncio.get_running_loop().time())
-        for frame in self._rechunker.push(pcm):
-            await self._push_frame(frame)
+        j = self.jitter
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
+                          asyncio.get_running_loop().time())
+        await j.push(pcm, seq)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+        if self._takes_audio():
+            await self.jitter.flush()  # no more input: the gaps still held are lost
+            await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
 
-    async def _push_frame(self, frame: bytes) -> None:
+    def _takes_audio(self) -> bool:
+        s = self.session
+        return s is None or "audio" in s.entries
+
+    def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
+        buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
+        return JitterIngress(buffer, lambda pcm: self._rechunker.push(pcm), self._push_frame,
+                             self._jitter_note, transport)
+
+    def _end_jitter(self) -> None:
+        """The connection's jitter buffer is done: its summary on the timeline and to
+        ``on_jitter`` (once; only connections that numbered their frames)."""
+        j = self.jitter
+        summary = j.close()
+        if summary is None or not j.buffer.stats.frames:
+            return
+        self._jitter_note(f"connection {summary}")
+        if self.on_jitter is not None:
+            self.on_jitter(j.kind, j.buffer.stats)
+
+    def _jitter_note(self, reason: str) -> None:
+        """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
+        if self.session is not None:  # beside the last ingress frame: a replay feeds the
+            # recorded frames and takes no sequence number for this note, so neither may we
+            self.session.signals.telemetry(kind="transport_jitter", reason=reason,
+                                           at_sequence=self._last_ingress_seq)
+
+    async def _push_frame(self, frame: bytes, discontinuity: bool = False) -> None:
         # one frame at a time, numbered when it goes in: two producers (a media track that
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
         async with self._ingress_lock:
             ev = Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
                        sample_index=self.media_samples, transport_seq=self._index)
+            if discontinuity:  # the jitter buffer dropped audio just before this frame
+                self._discontinuities += 1
+                ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
             self.media_samples += len(frame) // 2
             self._index += 1
             await self._ingress(ev)
+            self._last_ingress_seq = max(ev.seq, 0)
 
     async def _ingress(self, ev: Event, port: str = "audio") -> None:
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
-        encoded = encode_ingress(ev)  # before the push: inline nodes may annotate the event
-        await s.send(ev, port)
-        if self._record is not None:
-            record_ingress(self._record, s, ev, encoded, port)
-        await self._settle_ingress(s, port)
+        record = self._record
+        admitted: Callable[[Event], None] | None = None
+        if record is not None:
+            encoded = encode_ingress(ev)  # before the push: inline nodes may annotate it
 
-    @staticmethod
-    async def _settle_ingress(s: SessionActor, port: str) -> None:
-        """Let the scheduler take the frame (and the control it caused) before the next.
+            def admitted(e: Event) -> None:
+                record_ingress(record, s, e, encoded, port)
 
-        Network frames arrive in bursts (jitter, a loaded client); pushing a burst at once
-        would record several ingress frames ahead of the turn proposal the first one caused,
-        an order a replay (which feeds frames one by one) cannot reproduce. One frame at a
-        time keeps the recorded order the order of cause and effect, whatever the load.
-        """
-        buf = s.entries[port][0]
-        spins = 0
-        # polled: the scheduler exposes no "entry consumed" event
-        while buf.data or s.control_pending():
-            spins += 1
-            await asyncio.sleep(0 if spins < 32 else 0.001)
+        # One frame at a time: the session takes the frame (and handles the control it
+        # caused) before the next goes in. Network frames arrive in bursts (jitter, a
+        # loaded client); pushing a burst at once would record several ingress frames
+        # ahead of the turn proposal the first one caused, an order a replay (which
+        # feeds frames one by one) cannot reproduce.
+        await s.deliver(ev, port, admitted)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""
@@ -373,9 +444,13 @@ class LiveTransport:
                 # turn's, not the start of the next reply
                 t.pending.extend(self._out_resampler.flush())
             t.ended = True
+            if t.finished is None and t not in self._play:
+                # a reply without audio (text, a degraded TTS) is delivered once it ended:
+                # it completes (and commits) in turn order, after the audio queued before it
+                self._play.append(t)
             if self.driver is not None and tid is not None:
                 self.driver.generation_complete(tid)
-            self._audio_ready.set()
+            self._kick()
 
     def _turn(self, tid: str | None) -> _Turn:
         t = self.turns.get(tid)
@@ -396,15 +471,17 @@ class LiveTransport:
         t.pending.extend(self._out_resampler.convert(pcm))
         if t not in self._play:
             self._play.append(t)
-        self._audio_ready.set()
+        self._kick()
 
     # ------------------------------------------------------------- egress
     def is_fenced(self, turn_id: str) -> bool:
         """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
         return turn_id in self._fenced
 
-    def stop_playback(self, turn_id: str) -> None:
-        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client."""
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
+        """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client
+        why (the ``clear`` event's ``reason``: ``barge_in``, ``user_cancel``,
+        ``deauthorized_drain``, ``lease_lost``, ... see docs/protocol/websocket.md)."""
         self._fenced.add(turn_id)
         t = self.turns.get(turn_id)
         q = self.queue
@@ -420,7 +497,7 @@ class LiveTransport:
         t.pending.clear()
         t.finished = "cancelled"
         if had_audio:
-            self._event(Clear(turn_id=turn_id, reason="barge_in"))
+            self._event(Clear(turn_id=turn_id, reason=reason))
         if t.started:
             heard = f",heard_frames:{t.heard_frames}" if self.acked else ""
             self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
@@ -448,6 +525,10 @@ class LiveTransport:
         if t.turn_id is not None:
             if t.started:
                 self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id, reason)
+            elif not t.sent_frames:  # a reply without audio was delivered (a replay commits
+                # the turn here too: the moment is the transport's, not the pipeline's)
+                self.signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
+                            "delivered_without_audio")
             if self.driver is not None:
                 self.driver.output_complete(t.turn_id)
 
@@ -493,29 +574,37 @@ class LiveTransport:
         """No reply audio is waiting or playing."""
         return self._settle() is None
 
-    async def _pace(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _kick(self) -> None:
+        """Reply audio arrived: a pacer waiting for it steps this session now."""
+        if self._waiting and self._pacer is not None:
+            self._waiting = False
+            self._pacer.kick(self)
+
+    def pace(self, now: float) -> float | None:
+        """Send every reply frame due by ``now`` (the shared pacer's step).
+
+        Returns the loop time to be stepped next, or None while there is no reply
+        audio to send (then :meth:`_kick` asks for a step when some arrives).
+        """
         frame_s = self.opts.frame_ms / 1000
         lead = self.opts.egress_lead_ms / 1000
         catchup = self.opts.egress_catchup_ms / 1000
-        due: float | None = None
-        due_for: _Turn | None = None
+        n = self._frame_bytes()
         while True:
             t = self._settle()
-            if t is None or (len(t.pending) < self._frame_bytes() and not t.ended):
-                self._audio_ready.clear()
-                await self._audio_ready.wait()
-                continue
-            now = loop.time()
-            if due is None or t is not due_for or now - due > catchup:
+            if t is None or (len(t.pending) < n and not t.ended):
+                self._waiting = True
+                return None
+            due = self._due
+            if due is None or t is not self._due_for or now - due > catchup:
                 # a reply starts (or resumes after a long gap) on its own schedule; a short
                 # starvation (a resampler releasing audio in blocks) keeps the schedule
-                due, due_for = now, t
+                due, self._due_for = now, t
             if due - now > lead:
-                await asyncio.sleep(due - now - lead)
-                continue  # re-check: the turn may have been fenced meanwhile
+                self._due = due
+                return due - lead  # stepped again then: the turn may be fenced meanwhile
             self._send_frame(t, max(0.0, (now - due) * 1000))
-            due += frame_s
+            self._due = due + frame_s
 
     def _frame_bytes(self) -> int:
         return self.out_rate * self.opts.frame_ms // 1000 * 2
@@ -555,12 +644,11 @@ class LiveTransport:
         q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm, mark))
 
     async def aclose(self) -> None:
-        """Stop the pacer and the connection's queue."""
+        """Stop pacing and the connection's queue."""
         self.disconnect()
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
-            pacer.cancel()
-            await asyncio.wait({pacer})
+            pacer.remove(self)
 
 
 def _mark(turn_id: str, frames: int, *, last: bool = False) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import LiveTransport
-from rspp.transports._protocol import ServerEvent, SessionEnd
+from rspp.transports._protocol import Clear, ServerEvent, SessionEnd
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
@@ -121,7 +121,7 @@ class LiveSessionHandle:
         queue = self.transport.connect(audio.sample_rate, audio.output_sample_rate,
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
                                        low_latency=audio.low_latency_resampling,
-                                       timeline=audio.timeline)
+                                       timeline=audio.timeline, transport=audio.transport)
         self._restart_stats()
 
         transport = self.transport
@@ -129,10 +129,11 @@ class LiveSessionHandle:
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
             while (item := await queue.get()) is not None:
                 # the last check before the client: hold while authority is unconfirmed
-                # (polled: the lease keeper renews on its own schedule), drop once it is lost
+                # (polled: the lease keeper renews on its own schedule), drop once it is lost;
+                # a ``clear`` still goes: it retracts audio, it is no output of the old epoch
                 while (may := transport.may_output()) is False:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-                if may is None:
+                if may is None and not isinstance(item, Clear):
                     transport.fenced_outputs += 1
                     continue
                 yield item

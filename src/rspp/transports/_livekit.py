@@ -67,7 +67,8 @@ DATA_TOPIC = "rspp"
 #: the rate audio crosses the room at (WebRTC's Opus runs at 48 kHz)
 ROOM_RATE = 48000
 #: the audio a room agent declares to its session
-ROOM_AUDIO = ClientAudio(sample_rate=ROOM_RATE, output_sample_rate=ROOM_RATE)
+ROOM_AUDIO = ClientAudio(sample_rate=ROOM_RATE, output_sample_rate=ROOM_RATE,
+                         transport="livekit")
 
 
 class LiveKitUnavailable(RSPPError):

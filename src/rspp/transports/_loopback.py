@@ -217,7 +217,7 @@ class LoopbackTransport:
             if self.driver is not None:
                 self.driver.output_complete(t.turn_id)
 
-    def stop_playback(self, turn_id: str) -> None:
+    def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         self._fenced.add(turn_id)
         t = self.turns.get(turn_id)
         if t is None or t.finished is not None:

@@ -162,9 +162,26 @@ class Stats(_Msg, tag="stats", frozen=True, kw_only=True):
     """Transport counters since the connection started (sent every second)."""
 
     frames_in: int = 0
+    #: frames that arrived later than real time allows
     late_frames: int = 0
+    #: numbered frames that arrived after a later-numbered one
     out_of_order_frames: int = 0
+    #: places of numbered frames never filled in time (concealed or dropped)
     lost_frames: int = 0
+    #: the jitter buffer (F-087): out-of-order frames put back in place, duplicates and
+    #: frames too late for their place (both dropped), lost frames concealed, gaps
+    #: dropped with a discontinuity marker
+    reordered_frames: int = 0
+    duplicate_frames: int = 0
+    too_late_frames: int = 0
+    concealed_frames: int = 0
+    discontinuities: int = 0
+    #: the connection's jitter profile, its current depth and the longest hold
+    jitter_profile: str | None = None
+    jitter_depth_ms: float = 0.0
+    jitter_hold_max_ms: float = 0.0
+    #: the connection's audio that entered the pipeline (concealment included)
+    media_in_ms: int = 0
     frames_out: int = 0
     dropped_out_frames: int = 0
     egress_lateness_p99_ms: float = 0.0

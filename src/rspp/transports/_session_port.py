@@ -17,7 +17,7 @@ knows nothing about control planes, leases or pipelines. The server injects:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -106,6 +106,8 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     playback_acks: bool = False
     #: resample without soxr's ~100 ms block delay (quality ``QQ``): phone audio
     low_latency_resampling: bool = False
+    #: the kind of connection; it picks the spec's jitter profile (F-087)
+    transport: Literal["websocket", "telephony", "webrtc", "livekit"] = "websocket"
 
 
 #: one outbound item: a protocol event, or a paced reply audio frame

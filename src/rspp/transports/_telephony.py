@@ -199,7 +199,7 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
     if grant.session_id != sid:
         raise _Close(CLOSE_FORBIDDEN, f"token is for session {grant.session_id}, not {sid}")
     audio = ClientAudio(sample_rate=CARRIER_RATE, output_sample_rate=CARRIER_RATE,
-                        playback_acks=True,
+                        playback_acks=True, transport="telephony",
                         low_latency_resampling=call.opts.low_latency_resampling)
     try:
         handle, _ = await hub.acquire(sid, grant, audio)
@@ -287,8 +287,8 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
             if msg.media.track not in (None, "inbound", "inbound_track"):
                 continue  # only the caller's audio is session input
             pcm = mulaw_decode(_payload(msg, call))
-            try:
-                await handle.push_audio(pcm)
+            try:  # the carrier numbers its media chunks: the jitter buffer orders them
+                await handle.push_audio(pcm, _chunk(msg))
             except Flood as exc:
                 raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
         elif isinstance(msg, Mark):
@@ -311,6 +311,12 @@ def _payload(msg: Media, call: _Call) -> bytes:
         return decode_payload(msg, call.opts.max_media_bytes)
     except ProtocolError as exc:
         raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}") from None
+
+
+def _chunk(msg: Media) -> int | None:
+    """The carrier's number of a media chunk (``media.chunk``, 1-based); None without one."""
+    chunk = msg.media.chunk
+    return int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 else None
 
 
 def _event_name(msg: object) -> str:

@@ -468,7 +468,7 @@ class WebRTCEndpoint:
             await pc.close()
             return _error(400, "bad_request", f"malformed SDP offer: {exc}"[:300], "sdp")
         audio = ClientAudio(sample_rate=WEBRTC_RATE, output_sample_rate=WEBRTC_RATE,
-                            timeline=offer.timeline)
+                            timeline=offer.timeline, transport="webrtc")
         try:
             handle, resumed = await self.hub.acquire(sid, grant, audio)
         except (SessionRefused, TokenRefused) as exc:

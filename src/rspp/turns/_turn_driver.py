@@ -190,7 +190,10 @@ class TurnDriver:
         self.order: list[str] = []
         self.lifecycle: list[msgspec.Struct] = []
         self.speaking: str | None = None
-        self.on_stop_playback: Callable[[str], None] | None = None
+        #: the transport's cancel fence: ``(turn_id, cause)``; the cause is what the client
+        #: is told (``barge_in``, ``user_cancel``, ``timeout``, ``provider_error``,
+        #: ``session_end``, ``deauthorized_drain`` on a lease rotation, ``lease_lost``)
+        self.on_stop_playback: Callable[[str, str], None] | None = None
         #: told the new lease epoch after a rotation (node services stamp it on signals)
         self.on_epoch: Callable[[int], None] | None = None
         self._waiters: deque[asyncio.Future[str | None]] = deque()
@@ -339,6 +342,7 @@ class TurnDriver:
         control lane at the next scheduling point.
         """
         g = self.authority
+        was_revoked = g.revoked
         if new_epoch is None:
             g.revoke()
         elif new_epoch > g.epoch or (g.revoked and new_epoch == g.epoch):
@@ -350,12 +354,23 @@ class TurnDriver:
         self.session_lifecycle.authority_epoch = g.epoch
         if self.on_epoch is not None:
             self.on_epoch(g.epoch)
+        # the change comes from outside the pipeline (the control plane's lease): recorded
+        # so that a replay applies it at this same point, a rotation as the control plane's
+        # ``lease_rotated`` (CP-07) at the new epoch, a loss as the session's own
+        # ``deauthorized_drain`` (RK-24, session scoped: the session drains)
+        if new_epoch is not None:
+            self._signal(SignalName.LEASE_ROTATED, Emitter.CP_07, None, reason,
+                         session_scoped=True)
+        elif not was_revoked:
+            self._signal(SignalName.DEAUTHORIZED_DRAIN, Emitter.RK_24, None, reason,
+                         session_scoped=True)
         tid = self.arbiter.turn_id if self.arbiter.state in (TurnState.OPENING,
                                                              TurnState.ACTIVE) else None
         if tid is not None:
             self.gate.fence(tid)
             if self.on_stop_playback is not None:
-                self.on_stop_playback(tid)
+                self.on_stop_playback(tid, "lease_lost" if new_epoch is None
+                                      else "deauthorized_drain")
         self.session.control("rspp.authority", turn_id=tid, reason=reason)
 
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
@@ -572,7 +587,7 @@ class TurnDriver:
                 t.cancel_reason = reason.value
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
-            self.on_stop_playback(tid)
+            self.on_stop_playback(tid, reason.value)
         if self.speaking == tid:
             self.speaking = None
         if tid == self.active_turn and t is not None:
@@ -600,7 +615,7 @@ class TurnDriver:
         t.cancel_reason = why.value
         self.gate.fence(tid)
         if self.on_stop_playback is not None:
-            self.on_stop_playback(tid)
+            self.on_stop_playback(tid, why.value)
         self._evidence_ok(t, "abort", reason)
         cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
                  else TerminalCause.DISCONNECT if gone

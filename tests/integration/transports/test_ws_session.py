@@ -73,7 +73,7 @@ async def test_barge_in_clears_aborts_the_first_turn_and_answers_the_second(serv
             await talk(client, q, TalkOptions(barge_in=i, barge_in_after_s=0.5),
                        on_event=got.append)
     clears = [e for e in got if isinstance(e, Clear)]
-    assert clears
+    assert clears and clears[0].reason == "barge_in"  # the client is told the cause
     first = clears[0].turn_id
     ends = {(e.turn_id, e.state): e.reason for e in got if isinstance(e, TurnEvent)}
     assert (first, "abort") in ends and (first, "commit") not in ends
@@ -162,6 +162,9 @@ async def test_interrupt_cancels_the_speaking_turn_with_reason_user_cancel(serve
     first = next(e for e in got if isinstance(e, TurnEvent) and e.state == "open").turn_id
     ends = {(e.turn_id, e.state): e.reason for e in got if isinstance(e, TurnEvent)}
     assert ends.get((first, "abort")) == "cancelled" and (first, "commit") not in ends
+    # the client's audio of that turn is cleared, and it is told why (not a barge-in)
+    assert [(e.turn_id, e.reason) for e in got if isinstance(e, Clear)] == [
+        (first, "user_cancel")]
     timeline = srv.factory.timeline_for("u1")
     assert timeline is not None
     lines = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]

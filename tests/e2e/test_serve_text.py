@@ -1,0 +1,239 @@
+"""Typed text over the live transport: ``rspp serve`` with a text-only and a text + TTS spec.
+
+A spec whose only entry is ``input.text`` (a text chat, no ``input.audio`` edge) is served
+over WebSocket: a ``text`` message opens a turn, the reply text comes back, the turn
+commits and closes. With a TTS behind the LLM the reply audio comes back too. ``rspp talk
+--text`` is the client; audio sent to a text-only session is refused once with an error
+naming ``audio`` and the session goes on. The served timelines validate and replay with
+no divergence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from rspp.client import LiveClient, route_session
+from rspp.testing import with_patient_budgets
+from rspp.transports import ErrorEvent, ReplyText, TurnEvent, read_wav
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+KEY = "serve-text-admin-key"
+
+TEXT_CHAT = with_patient_budgets("""name: text-chat
+version: 1.0.0
+profile: simple/v1
+providers:
+  llm: {primary: local}
+nodes:
+  - {id: llm, type: llm}
+edges:
+  - {from: input.text, to: llm.text}
+  - {from: llm.text, to: output.text}
+""")
+
+TEXT_VOICE = with_patient_budgets("""name: text-voice
+version: 1.0.0
+profile: simple/v1
+providers:
+  llm: {primary: local}
+  tts: {primary: espeak, timeout_ms: 20000}
+nodes:
+  - {id: llm, type: llm}
+  - {id: segmenter, type: sentence_segmenter}
+  - {id: tts, type: tts}
+edges:
+  - {from: input.text, to: llm.text}
+  - {from: llm.text, to: segmenter.text}
+  - {from: segmenter.text, to: tts.text}
+  - {from: tts.audio, to: output.audio}
+""")
+
+
+class _Server:
+    def __init__(self, srv: ServeProcess, timelines: Path, specs: dict[str, Path]) -> None:
+        self.srv, self.timelines, self.specs = srv, timelines, specs
+
+    @property
+    def url(self) -> str:
+        return self.srv.url
+
+
+@pytest.fixture(scope="module")
+def server(module_serve_process: Callable[..., ServeProcess],
+           tmp_path_factory: pytest.TempPathFactory) -> _Server:
+    """``rspp serve`` of the text chat (embedded CP); the text + TTS spec published beside it;
+    tenant ``acme`` records at L2 (what a replay needs)."""
+    d = tmp_path_factory.mktemp("serve-text")
+    specs = {"text-chat": d / "text_chat.yaml", "text-voice": d / "text_voice.yaml"}
+    specs["text-chat"].write_text(TEXT_CHAT)
+    specs["text-voice"].write_text(TEXT_VOICE)
+    srv = module_serve_process(str(specs["text-chat"]), "--db",
+                               f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", KEY,
+                               "--timeline-dir", str(d / "timelines"),
+                               "--record-level", "L2").wait_ready()
+    auth = {"Authorization": f"Bearer {KEY}"}
+    published = httpx.post(f"{srv.url}/v1/pipelines", headers=auth, timeout=30,
+                           json={"spec": TEXT_VOICE, "filename": "text_voice.yaml"})
+    assert published.status_code == 201, published.text
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", headers=auth, timeout=30,
+                        json={"body": {"recording_level": "L2"}})
+    assert policy.status_code < 300, policy.text
+    return _Server(srv, d / "timelines", specs)
+
+
+def _rspp(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["RSPP_API_KEY"] = KEY
+    return subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", *args],
+                          env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _talk(server: _Server, pipeline: str, *args: str) -> list[dict[str, Any]]:
+    res = _rspp("talk", "--server", server.url, "--tenant", "acme", "--pipeline", pipeline,
+                "--json", *args)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+
+
+def _states(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in events:
+        if e["type"] == "turn":
+            out.setdefault(e["turn_id"], []).append(e["state"])
+    return out
+
+
+def _timeline(server: _Server, events: list[dict[str, Any]]) -> Path:
+    """The session's timeline, complete: its last record (``ended``) is written."""
+    sid = events[0]["session_id"]
+    return server.timelines / f"{sid}.jsonl"
+
+
+def _assert_replays(timeline: Path, spec: Path) -> None:
+    valid = _rspp("contracts", "validate", str(timeline))
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    report = timeline.with_suffix(".replay.json")
+    out = _rspp("replay", str(timeline), "--spec", str(spec), "--report", str(report))
+    doc = json.loads(report.read_text())
+    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def _ended(timeline: Path) -> None:
+    """Wait until the served session wrote its last record (``ended``) to its timeline."""
+    def done() -> bool:
+        text = timeline.read_text() if timeline.exists() else ""
+        return '"signal":"ended"' in text and text.endswith("\n")
+
+    while not done():  # noqa: ASYNC110 (polls the file the server writes asynchronously)
+        await asyncio.sleep(0.05)
+
+
+def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(server: _Server) -> None:
+    events = _talk(server, "text-chat", "--text", "what is your name",
+                   "--text", "what time is it")
+    assert events[0]["type"] == "ready"
+    states = _states(events)
+    assert list(states.values()) == [["open", "commit", "close"]] * 2, states
+    first, second = states
+    reply = {t: "".join(e["text"] for e in events if e["type"] == "reply_text"
+                        and e["turn_id"] == t) for t in states}
+    assert "name is" in reply[first] and "It is" in reply[second], reply
+    assert not [e for e in events if e["type"] in ("error", "transcript")]
+    timeline = _timeline(server, events)
+    asyncio.run(asyncio.wait_for(_ended(timeline), 30))
+    records = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+    proposals = [r["reason"] for r in records if r.get("signal") == "turn_open_proposed"]
+    assert proposals == ["text_input", "text_input"]
+    _assert_replays(timeline, server.specs["text-chat"])
+
+
+def test_talk_types_to_a_text_and_tts_pipeline_and_gets_reply_audio(
+    server: _Server, tmp_path: Path
+) -> None:
+    reply = tmp_path / "reply.wav"
+    events = _talk(server, "text-voice", "--text", "what is your name", "--output", str(reply))
+    states = _states(events)
+    assert list(states.values()) == [["open", "commit", "close"]], states
+    assert "name is" in " ".join(e["text"] for e in events if e["type"] == "reply_text")
+    pcm, rate = read_wav(reply)
+    assert rate == 16000 and len(pcm) > 16000  # more than half a second of speech
+    timeline = _timeline(server, events)
+    asyncio.run(asyncio.wait_for(_ended(timeline), 30))
+    signals = [json.loads(x)["record"].get("signal") for x in timeline.read_text().splitlines()]
+    assert "playback_started" in signals and "playback_completed" in signals
+    _assert_replays(timeline, server.specs["text-voice"])
+
+
+def test_audio_to_a_text_only_session_is_refused_once_and_text_still_works(
+    server: _Server
+) -> None:
+    async def session() -> list[Any]:
+        target = await route_session(server.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="text-chat")
+        got: list[Any] = []
+        async with await LiveClient.connect(target.url, token=target.token) as client:
+            for _ in range(5):  # 100 ms of microphone audio: the pipeline takes none
+                await client.send_audio(bytes(640))
+            await client.send_text("what is your name")
+            async for ev in client.events():
+                got.append(ev)
+                if isinstance(ev, TurnEvent) and ev.state == "close":
+                    await client.end()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(session(), 90))
+    errors = [e for e in got if isinstance(e, ErrorEvent)]
+    assert [(e.field, e.fatal) for e in errors] == [("audio", False)], errors
+    assert "no audio input" in errors[0].message and "`text`" in errors[0].message
+    assert [e.state for e in got if isinstance(e, TurnEvent)] == ["open", "commit", "close"]
+    assert "name is" in "".join(e.text for e in got if isinstance(e, ReplyText))
+
+
+def test_talk_needs_either_speech_or_text() -> None:
+    both = _rspp("talk", "--server", "http://127.0.0.1:9", "--input", "q.wav", "--text", "hi")
+    assert both.returncode == 2 and "pass --input WAV (speak) or --text TEXT" in both.stderr
+    neither = _rspp("talk", "--server", "http://127.0.0.1:9")
+    assert neither.returncode == 2 and "--input" in neither.stderr
+
+
+def test_a_webrtc_peer_types_to_a_text_only_pipeline(server: _Server) -> None:
+    """A browser-like peer: its microphone track keeps sending (the text chat refuses that
+    audio once on the data channel, and the media loop lives on), and typed text on the
+    data channel is a turn that commits."""
+    pytest.importorskip("aiortc", reason="WebRTC needs the extra: pip install 'rspp[webrtc]'")
+    from rspp.testing import WebRTCPeer
+
+    async def run() -> WebRTCPeer:
+        target = await route_session(server.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="text-chat")
+        assert target.token is not None
+        peer = WebRTCPeer()
+        try:
+            resp = await peer.connect(server.url, target.session_id, target.token)
+            assert resp.status_code == 200, resp.text
+            await peer.until(lambda: peer.of("error", field="audio"))  # the microphone runs
+            peer.send({"type": "text", "text": "what is your name"})
+            await peer.until(lambda: peer.of("turn", state="close"))
+            return peer
+        finally:
+            await peer.close()
+
+    peer = asyncio.run(run())
+    assert [e["state"] for e in peer.of("turn")] == ["open", "commit", "close"]
+    assert "name is" in "".join(e["text"] for e in peer.of("reply_text"))
+    assert len(peer.of("error")) == 1 and not peer.of("error")[0]["fatal"]
