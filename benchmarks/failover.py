@@ -19,6 +19,9 @@ Reported:
 - ``stale_outputs_accepted``: outputs of a superseded epoch that reached a client after it
   was ready on the newer epoch (the client keeps reading the old connection to count
   them; a client that did not check epochs would have accepted them) — must be 0;
+  A ``clear`` on the old connection (the woken runtime retracting the audio of the
+  turn it lost) is no output of the old epoch and is counted apart, as
+  ``late_retractions``;
 - ``fenced_outputs``: outputs the woken zombies withheld (their lease had lapsed);
 - ``turns_lost``: questions sent on a healthy connection that got no terminal turn event
   (neither commit/close nor abort) and were not interrupted by a failover;
@@ -233,6 +236,8 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "client_connect_p50_ms": round(percentile(connect_ms, 50), 1),
         "client_connect_p99_ms": round(percentile(connect_ms, 99), 1),
         "stale_outputs_accepted": stale,
+        "late_retractions": sum(t.client.late_retractions for t in talkers
+                                if t.client is not None),
         "fenced_outputs": fenced,
         "turns": len(turns),
         "turns_completed": outcomes.get("closed", 0),

@@ -249,6 +249,8 @@ class LeaseManager:
             return []
         async with self._store.tx() as conn:
             now = self._clock()
+            # lock in session order, as the failover monitor does: never a deadlock with it
+            await self.lock_in(conn, [sid for sid, _ in held])
             done = {
                 str(r[0])
                 for r in await conn.execute(

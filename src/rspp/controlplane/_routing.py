@@ -208,14 +208,22 @@ class RoutingTable:
         ]
 
     async def place_in(
-        self, conn: AsyncConnection, *, region: str | None, now_ms: int, exclude: str | None = None
+        self,
+        conn: AsyncConnection,
+        *,
+        region: str | None,
+        now_ms: int,
+        exclude: str | None = None,
+        exact: bool = True,
     ) -> RuntimeInstance:
         """A healthy runtime with room: the requested region first, then the lowest load.
 
-        The chosen runtime is locked until the transaction ends and its room counted again
-        under the lock, so concurrent placements (routes of different tenants, failovers)
-        never fill it past its capacity; while choosing, placements that other open
-        transactions of this process made count too, so a burst spreads evenly."""
+        ``exact`` (new sessions): the chosen runtime is locked until the transaction ends
+        and its room counted again under the lock, so concurrent routes never fill it past
+        its capacity. Moves of live sessions (failover, drain) are not held up by that lock:
+        many may land at once, and a session moved is better than one dropped. While
+        choosing, placements that other open transactions of this process made count too,
+        so a burst spreads evenly."""
         fleet = await self.all_placed_in(conn, now_ms=now_ms)
         others: dict[str, int] = {}
         for cid, counts in self._pending.items():
@@ -249,6 +257,10 @@ class RoutingTable:
                 )
             )
             best = candidates[0]
+            if not exact:
+                counts = self._pending.setdefault(id(conn), {})
+                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
+                return best
             await self._store.lock(conn, f"placement:{best.runtime_id}")
             placed = (await self.placed_in(conn, now_ms=now_ms, runtime_id=best.runtime_id)).get(
                 best.runtime_id, 0

@@ -187,7 +187,7 @@ class SessionBook:
         if target is None:
             target = (
                 await self._routing.place_in(
-                    conn, region=None, now_ms=now_ms, exclude=info.runtime_id
+                    conn, region=None, now_ms=now_ms, exclude=info.runtime_id, exact=False
                 )
             ).runtime_id
         else:
