@@ -155,8 +155,6 @@ class FailoverClient:
         self.ended = False
         self.end_reason: str | None = None
         self._open_turns: set[str] = set()
-        #: the connection went quiet and the control plane still placed the session there
-        self._suspect = False
         self._ready = asyncio.Event()
         #: set when the session moved to another connection (or ended); then replaced
         self._moved = asyncio.Event()
@@ -287,20 +285,16 @@ class FailoverClient:
                 yield ev
 
     async def _guarded(self, client: LiveClient) -> AsyncIterator[ServerEvent | str]:
-        """The connection's events; a string when it went quiet for ``detect_s`` (once it
-        went quiet and the session had not moved yet: for twice ``poll_s``, so the move
-        is noticed soon after the control plane made it)."""
+        """The connection's events; a string when it went quiet for ``detect_s``."""
         it = client.events().__aiter__()
         while True:
-            wait = 2 * self.poll_s if self._suspect else self.detect_s
             try:
-                item = await asyncio.wait_for(anext(it), wait)
+                item = await asyncio.wait_for(anext(it), self.detect_s)
             except StopAsyncIteration:
                 return
             except TimeoutError:
                 yield "quiet"
                 return
-            self._suspect = False
             yield item
 
     def _track(self, item: ServerEvent) -> None:
@@ -336,8 +330,7 @@ class FailoverClient:
             moved = placement.epoch != here.epoch or placement.runtime_id != here.runtime_id
             if placement.runtime_id == here.runtime_id and not closed:
                 # still on the same runtime (at most its lease rotated): the connection is
-                # only quiet; keep it, and ask again soon while it stays quiet
-                self._suspect = True
+                # only quiet; keep it
                 return []
             if moved and ev.placed_at is None:
                 ev.placed_at = loop.time()
