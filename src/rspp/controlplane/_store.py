@@ -92,8 +92,10 @@ class Store:
             _check_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs["pool_size"] = 20
-            kwargs["max_overflow"] = 40
+            # at most 30 connections: a burst queues on the pool rather than exhausting a
+            # PostgreSQL shared with other services (max_connections is often 100)
+            kwargs["pool_size"] = 10
+            kwargs["max_overflow"] = 20
             if schema is not None:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         engine = create_async_engine(url, **kwargs)
