@@ -134,6 +134,12 @@ class WsClient(asyncio.Protocol):
         if self.proto.close_expected():
             t.close()
 
+    @property
+    def close_reason(self) -> str | None:
+        """``code reason`` of the server's close frame (None: none received)."""
+        rcvd = self.proto.close_rcvd
+        return None if rcvd is None else f"{rcvd.code} {rcvd.reason}"
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.opened.done():

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from rspp.client import FailoverClient, Rerouter, SessionRefusedError
-from rspp.transports import AudioOut, ReplyText, TurnEvent
+from rspp.transports import AudioOut, ErrorEvent, ReplyText, TurnEvent
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = Path(__file__).resolve().parent / "specs" / "text_assistant.yaml"
@@ -288,6 +288,8 @@ class TurnResult:
     audio_frames: int = 0
     first_audio_s: float | None = None
     done_at: float | None = None
+    #: the reason of the abort that ended an interrupted turn (the new runtime's report)
+    abort_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -301,6 +303,8 @@ class Talker:
     client: FailoverClient | None = None
     turns: list[TurnResult] = field(default_factory=list)
     error: str | None = None
+    #: ``error`` events the session sent (bad input, duplicates)
+    errors: list[ErrorEvent] = field(default_factory=list)
     on_turn: Callable[[TurnResult], None] | None = None
     _current: TurnResult | None = None
     _terminal: asyncio.Event = field(default_factory=asyncio.Event)
@@ -323,12 +327,17 @@ class Talker:
         assert self.client is not None
         loop = asyncio.get_running_loop()
         async for ev in self.client.events():
+            if isinstance(ev, ErrorEvent):
+                self.errors.append(ev)
             cur = self._current
             if cur is None or cur.outcome != "pending":
                 continue
             if cur.failovers is not None and len(self.client.failovers) > cur.failovers:
                 cur.outcome = "interrupted"  # its runtime failed while it was pending
                 cur.done_at = loop.time()
+                if isinstance(ev, TurnEvent) and ev.turn_id == cur.turn_id and \
+                        ev.state == "abort":
+                    cur.abort_reason = ev.reason
                 self._terminal.set()
                 continue
             if isinstance(ev, TurnEvent):
@@ -349,7 +358,8 @@ class Talker:
                     cur.first_audio_s = loop.time() - cur.sent_at
         self._terminal.set()
 
-    async def ask(self, question: str) -> TurnResult:
+    async def ask(self, question: str, key: str | None = None) -> TurnResult:
+        """Ask ``question`` (``key``: its idempotency key) and wait for its turn's end."""
         assert self.client is not None
         loop = asyncio.get_running_loop()
         turn = TurnResult(question, self.client.runtime_id, self.client.epoch, loop.time())
@@ -357,7 +367,7 @@ class Talker:
         self._terminal.clear()
         self.turns.append(turn)
         try:
-            await self.client.send_text(question)
+            await self.client.send_text(question, key)
         except Exception as exc:  # the connection died under the send: the runtime failed
             turn.outcome, turn.done_at = f"interrupted:{type(exc).__name__}", loop.time()
             await self._until_reconnected()

@@ -1,16 +1,25 @@
 """WebSocket session capacity: N live clients (separate process, real sockets) -> one runtime.
 
-The runtime (this process) serves ``/v1/sessions/{id}/ws`` (the real endpoint,
-``LiveTransport`` and session hub) on uvicorn at 127.0.0.1; each session runs the
-sessions_capacity mock pipeline (VAD -> STT -> LLM -> TTS, benchmarks/
-sessions_capacity.py): 1 s of speech every 3 s, the mock TTS streams 25 x 20 ms
-frames, each numbered. A client process (``--client``, real sockets) opens N
-connections and streams 20 ms PCM frames in real time. Per reply frame the client
-measures lateness = arrival - (send time of the utterance-ending frame + 200 ms +
-i x 20 ms) (every delay on the path counts: network, ingress, kernel, pacing,
-egress), and checks that every utterance's 25 frames arrive, in order.
-Capacity = largest N with p99 lateness <= 20 ms and zero lost or reordered frames.
-CPU ms per session-second and RSS MB per session are the runtime process's.
+The runtime (this process, on the event loop ``rspp serve`` runs: uvloop) serves
+``/v1/sessions/{id}/ws`` (the real endpoint, ``LiveTransport``, the shared egress pacer
+and session hub) on uvicorn at 127.0.0.1; each session runs the sessions_capacity mock
+pipeline (VAD -> STT -> LLM -> TTS, benchmarks/sessions_capacity.py): 1 s of speech
+every 3 s, the mock TTS streams 25 x 20 ms frames, each numbered (reply, index).
+Client processes (``--client``, 2 by default, real sockets) open N connections (the
+``websockets`` sans-I/O protocol on bare asyncio protocols, ``_common.WsClient``: no
+task per connection) and stream 20 ms PCM frames in real time from one timer, the
+clients spread over 10 phases of the 20 ms period (independent clients' ticks are not
+aligned). Per reply frame the client measures lateness = arrival - (send time of the
+utterance-ending frame + 200 ms + i x 20 ms) (every delay on the path counts: network,
+ingress, kernel, pacing, egress, the client's own loop), and checks that every
+utterance's 25 frames arrive, in order (``lost``: gaps, ``reordered``, ``missing``:
+frames of a measured reply that never came). ``p50_ms``/``p99_ms`` are that client-side
+lateness (the worst client process's); ``server_pacer_p99_ms`` is the runtime pacer's
+own lateness against each frame's due time (before the send queue and the socket), and
+``loop_lag_p99_ms`` how late the runtime's loop wakes a 5 ms timer. Capacity = largest
+N with client p99 <= 20 ms and no lost, reordered or missing frame. CPU ms per
+session-second and RSS MB per session are the runtime process's; ``client_cpu_cores``
+the client processes' (on the same machine).
 
 ``--latency``: the offline voice assistant, one session, 20 spoken turns: end of
 user speech (the last voiced frame sent) -> first reply audio byte at the client;
@@ -68,13 +77,20 @@ REPLY_FRAMES = 25
 
 
 class NumberedTts(MockTts):
-    """The mock TTS, each frame numbered (utterance ingress ms, index) for the client."""
+    """The mock TTS, each frame numbered (reply of the session, frame index) for the client:
+    reply r answers the session's r-th utterance (its cycle r)."""
 
     type_name = "mock.tts_numbered"
+
+    def __init__(self, ctx: Any, params: Any = None) -> None:
+        super().__init__(ctx, params)
+        self.replies = 0
 
     async def process(self, event: Event, port: str) -> None:
         if not event.final:
             return
+        reply = self.replies
+        self.replies += 1
         clock = self.ctx.clock
         t0 = event.ingress_ns + 200_000_000
         for i in range(REPLY_FRAMES):
@@ -82,7 +98,7 @@ class NumberedTts(MockTts):
             delay = due - clock.monotonic_ns()
             if delay > 0:
                 await clock.sleep(delay / 1e9)
-            head = struct.pack(">II", 0, i)
+            head = struct.pack(">II", reply, i)
             out = event.derive("audio_chunk", head + bytes(640 - len(head)), audio_format=FMT,
                                sample_index=i * 320)
             out.ingress_ns = due
@@ -198,18 +214,17 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
     lost = reordered = expected = 0
     sent_at: list[dict[int, float]] = [{} for _ in range(n)]
     last: list[dict[int, int]] = [{} for _ in range(n)]
+    owed: dict[tuple[int, int], int] = {}  # reply frames still due per measured utterance
     measuring = [False]
 
     def on_message(k: int, msg: bytes | str, now: float) -> None:
         nonlocal lost, reordered
         if not isinstance(msg, bytes):
             return
-        _, idx = struct.unpack_from(">II", msg)
-        # the utterance this frame answers: the latest one whose end was sent
+        u, idx = struct.unpack_from(">II", msg)  # the utterance this frame answers
         ends = sent_at[k]
-        if not ends:
+        if u not in ends:
             return
-        u = max(ends)
         prev = last[k].get(u, -1)
         if idx != prev + 1:
             if idx <= prev:
@@ -217,6 +232,8 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
             else:
                 lost += idx - prev - 1
         last[k][u] = idx
+        if (k, u) in owed:
+            owed[(k, u)] -= 1
         if measuring[0]:
             due = ends[u] + 0.200 + idx * 0.020
             lateness.append(max(0.0, (now - due) * 1000))
@@ -254,6 +271,7 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
             sent_at[k][local // CYCLE_FRAMES] = time.monotonic()
             if measuring[0]:
                 expected += REPLY_FRAMES
+                owed[(k, local // CYCLE_FRAMES)] = REPLY_FRAMES
 
     await send_ticks(n, total + 1, send, at_frame=at_frame)
     await asyncio.sleep(0.8)  # the last replies finish
@@ -263,6 +281,8 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "lost": lost, "reordered": reordered,
         "closed": len(closed),
+        "close_reasons": sorted({str(conns[k].close_reason) for k in closed}),
+        "missing": sum(max(0, v) for v in owed.values()),
         "p50_ms": round(percentile(lateness, 50), 2), "p99_ms": round(percentile(lateness, 99), 2),
         "client_cpu_cores": round((cpu_seconds() - cpu_at[0]) / (loop.time() - cpu_at[1]), 3),
         "measured_s": round(loop.time() - cpu_at[1], 2)}), flush=True)
@@ -341,8 +361,11 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "frames": sum(r["frames"] for r in results),
         "expected_frames": sum(r["expected"] for r in results),
         "lost": sum(r["lost"] for r in results),
+        # reply frames of measured utterances that never arrived (a reply cut short)
+        "missing": sum(r.get("missing", 0) for r in results),
         "reordered": sum(r.get("reordered", 0) for r in results),
         "closed_by_server": sum(r.get("closed", 0) for r in results),
+        "close_reasons": sorted({c for r in results for c in r.get("close_reasons", [])}),
         # the runtime's side: its shared pacer's lateness against each frame's due time
         # (before the send queue and socket), and how late its loop wakes a 5 ms timer
         "server_pacer_p99_ms": round(percentile(pacer, 99), 2),
@@ -437,6 +460,7 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
         points.append(p)
         print(p, flush=True)
     ok = [p for p in points if p["p99_ms"] <= 20.0 and p["lost"] == 0 and p["reordered"] == 0
+          and p["missing"] == 0
           and p.get("closed_by_server", 0) == 0
           and p["frames"] > 0]
     best = max(ok, key=lambda p: p["sessions"]) if ok else None
@@ -444,7 +468,9 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> No
         "benchmark": "ws_sessions", "capacity": best["sessions"] if best else 0,
         "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
         "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
-        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0}}
+        "points": points, "targets": {"capacity": 300, "p99_ms": 20.0},
+        "lateness": "p50_ms/p99_ms: at the client, reply frame arrival - (utterance end sent + "
+                    "200 ms + i x 20 ms); server_pacer_p99_ms: the runtime pacer vs due time"}
     if with_latency:
         lat = await latency(5 if quick else 20)
         print(lat, flush=True)

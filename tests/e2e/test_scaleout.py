@@ -11,6 +11,10 @@ typed questions answered aloud (local responder + espeak-ng).
   another runtime under the same id at a newer epoch, its next turn completes, no output
   of a superseded epoch reaches any client, the woken runtime drops the sessions it lost,
   and the new runtime's timeline starts with the control plane's migration markers.
+- Resume mid-turn: a runtime is SIGKILLed while a turn is being answered; the runtime
+  the session moves to restores the conversation from the checkpoint in the control
+  plane (the next answer refers to the earlier question), continues the turn ids, and
+  itself ends the interrupted turn (T8) before the client's next turn.
 - Rolling update: each runtime in turn gets SIGTERM (``--drain-mode migrate``), exits 0,
   and a new process takes its place, while 50 sessions talk: no session is dropped.
 """
@@ -20,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,8 @@ from _fleet import (
     poll_until,
 )
 from failover import failover_scenario
+
+from conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +131,125 @@ async def test_resumed_session_keeps_its_id_records_the_handoff_and_talks_on(
         commits = [s for s in recs if s["signal"] == "commit"]
         assert commits and all(s["authority_epoch"] == 2 for s in commits)
         assert {s["session_id"] for s in recs} == {route["session_id"]}
+    finally:
+        await fleet.stop()
+
+
+async def _checkpoint(fleet: Fleet, session_id: str) -> dict[str, Any]:
+    resp = await fleet.http.get(f"{fleet.cp_url}/v1/sessions/{session_id}/state")
+    assert resp.status_code == 200, resp.text
+    data: dict[str, Any] = resp.json()
+    return data
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 60) -> bool:
+    """Poll the control plane (another process's state) until ``check()``."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+@pytest.mark.timeout(300)
+async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_the_new_runtime(
+    fleet_db: str, tmp_path: Path, rspp_cli: RsppCli
+) -> None:
+    """F-155, F-157, F-158: SIGKILL while a reply is being spoken; the session resumes from
+    its checkpoint in the control plane's database (PostgreSQL)."""
+    # a patient lease (renewed every 1.3 s): on a loaded machine a renewal late by a second
+    # must not rotate the lease under the first turns (the kill moves it after expiry)
+    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=4000)).start()
+    try:
+        route = await fleet.route()
+        sid = route["session_id"]
+        talker = Talker(fleet, sid, turn_timeout_s=60)
+        await talker.connect()
+        c = talker.client
+        assert c is not None
+        first = await talker.ask("what is your name", key="q1")
+        assert first.outcome == "closed" and first.turn_id == f"{sid}:turn:1", first
+        old = c.runtime_id or ""
+        # the runtime checkpoints at each turn boundary: the closed turn is saved
+        saved: dict[str, Any] = {}
+
+        async def saved_turn(key: str, want: str) -> bool:
+            saved.update(await _checkpoint(fleet, sid))
+            point = saved.get("document", {}).get("session", {})
+            value = point.get(key)
+            return (value.get("turn_id") if isinstance(value, dict) else value) == want
+
+        assert await _until(lambda: saved_turn("last_closed_turn", f"{sid}:turn:1")), saved
+        assert saved["holder"] == old and saved["lease_epoch"] == 1, saved
+        history = saved["document"]["hot"].get("llm/history", saved["document"])
+        assert [m[0] for m in history] == ["user", "assistant"], history
+        # the second question: killed while its reply is spoken, once its open is saved
+        asking = asyncio.create_task(talker.ask("tell me a joke", key="q2"))
+        assert await _until(lambda: saved_turn("open_turn", f"{sid}:turn:2")), saved
+        assert saved["document"]["session"]["id_counters"]["turn"] == 2, saved
+        assert [k for k, _ in saved["document"]["session"]["idempotency"]] == ["q1", "q2"]
+        assert not asking.done()
+        fleet.runtimes[old].popen.kill()  # SIGKILL mid-turn
+        interrupted = await asyncio.wait_for(asking, 120)
+        assert interrupted.outcome == "interrupted", interrupted
+        # the new runtime, not the client, ended the turn its predecessor left open
+        assert interrupted.abort_reason == "authority_loss", interrupted
+        moved = c.failovers[-1]
+        assert moved.to_runtime == c.runtime_id != old and c.epoch == 2
+        assert moved.aborted_turns == moved.runtime_aborted == [f"{sid}:turn:2"]
+        assert moved.client_aborted == []
+        # the conversation goes on where the checkpoint left it, under the next turn id
+        recall = await talker.ask("what did I ask")
+        assert recall.outcome == "closed", recall
+        # (reply text arrives per spoken segment: "You asked:" and "what is your name.")
+        assert recall.reply.startswith("You asked") and "what is your name" in recall.reply, \
+            recall
+        assert recall.turn_id == f"{sid}:turn:3", recall
+        # F-158: replaying the interrupted question with its key after the failover is a
+        # duplicate for the new runtime too (the key window came with the checkpoint)
+        await c.send_text("tell me a joke", "q2")
+        assert await poll_until(lambda: bool(talker.errors), 30), talker.errors
+        assert (talker.errors[0].code, talker.errors[0].field) == ("duplicate", "id")
+        await talker.close()
+        new = c.runtime_id or ""
+        assert c.end_reason == "client_end" and c.stale_outputs == 0
+        assert await poll_until(lambda: "ended" in [s["signal"] for s in _timeline_signals(
+            tmp_path, new, sid)], 30)
+        recs = _timeline_signals(tmp_path, new, sid)
+        names = [(s["signal"], s.get("turn_id")) for s in recs]
+        t2, t3 = f"{sid}:turn:2", f"{sid}:turn:3"
+        assert [n for n, _ in names[:4]] == ["migration_start", "lease_rotated",
+                                             "session_handoff", "migration_finish"], names
+        # T8 for the interrupted turn at its own epoch, then the next turn runs normally
+        assert names[4:7] == [("deauthorized_drain", t2), ("abort", t2), ("close", t2)], names
+        dropped = [s for s in recs if s["signal"] == "drop_notice"
+                   and s["reason"].startswith("duplicate_idempotency_key:q2:")]
+        assert len(dropped) == 1 and dropped[0]["edge_id"] == "input.text", dropped
+        assert dropped[0]["reason"].endswith(f"first={sid}:input:2")  # the old runtime's id
+        assert not [n for n, t in names if t == f"{sid}:turn:4"]  # no turn for the duplicate
+        abort = recs[5]
+        assert abort["reason"] == "authority_loss" and abort["authority_epoch"] == 1
+        assert recs[4]["reason"] == f"session_moved_from:{old}"
+        turn3 = [n for n, t in names if t == t3]
+        assert turn3.index("turn_open") < turn3.index("commit") < turn3.index("close"), turn3
+        assert turn3[-1] == "close" and "abort" not in turn3, turn3
+        assert all(s["authority_epoch"] == 2 for s in recs if s.get("turn_id") == t3)
+        # the old runtime's timeline opened turn 2 and never ended it (it was killed)
+        before = [(s["signal"], s.get("turn_id")) for s in _timeline_signals(tmp_path, old, sid)]
+        assert ("turn_open", t2) in before and ("abort", t2) not in before
+        valid = rspp_cli("contracts", "validate", str(tmp_path / "timelines" / new /
+                                                      f"{sid}.jsonl"))
+        assert valid.returncode == 0 and valid.stdout.strip().endswith(": valid"), valid.stdout
+        # the checkpoints carry on at the new holder and epoch
+        final = await _checkpoint(fleet, sid)
+        assert final["holder"] == new and final["lease_epoch"] == 2
+        assert final["version"] > saved["version"]
+        point = final["document"]["session"]
+        assert point["last_committed_turn"] == t3 and point["open_turn"] is None
+        assert point["id_counters"]["turn"] == 3
+        assert [m[1] for m in final["document"]["hot"]["llm/history"] if m[0] == "user"] == [
+            "what is your name", "what did I ask"]
     finally:
         await fleet.stop()
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -142,6 +143,11 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     assert reply.stat().st_size > 16000  # about a second of 16 kHz PCM16 or more
     metrics = httpx.get(f"{srv.url}/metrics").text
     assert 'rspp_turns_total{outcome="commit",pipeline_version="voice-assistant@1.0.0"}' in metrics
+    # every reply frame that left was timed against its real-time slot: at least the
+    # half second of 20 ms frames the client wrote
+    late = re.search(r'^rspp_egress_lateness_seconds_count\{transport="websocket"\} (\S+)$',
+                     metrics, re.M)
+    assert late is not None and float(late[1]) >= 25, metrics
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
     (timeline,) = timelines.glob("*.jsonl")

@@ -76,6 +76,9 @@ def run(
         None, "--cancel-after", min=0.0, help="SECONDS: the user cancels the reply (like the "
         "WebSocket `interrupt`) SECONDS of media time after the first playback starts."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
+        "per control command) in the timeline; off by default."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run the timeline."),
@@ -124,7 +127,7 @@ def run(
     opts = RunOptions(spec=spec, input=input, output=output, timeline=timeline, record_level=level,
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
-                      cancel_after_s=cancel_after,
+                      cancel_after_s=cancel_after, debug=debug,
                       revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
     try:
@@ -145,7 +148,7 @@ def run(
                        "speech_end_to_first_audio_ms": t.speech_end_to_first_audio_ms,
                        "turn_open_to_first_audio_ms": t.turn_open_to_first_audio_ms,
                        "first_output_ms": t.first_output_ms,
-                       "cancel_fence_ms": t.cancel_fence_ms,
+                       "cancel_fence_ms": t.cancel_fence_ms, "committed_s": t.committed_s,
                        "speech_end_source": t.speech_end_source} for t in result.turns],
             "output_seconds": round(result.output_seconds, 3),
             "after_fence_outputs": result.after_fence_outputs,

@@ -31,6 +31,7 @@ from rspp.transports import (
     SUBPROTOCOL_MSGPACK,
     AudioIn,
     AudioOut,
+    CaptureDebug,
     End,
     ErrorEvent,
     Interrupt,
@@ -172,17 +173,22 @@ class LiveClient:
                 if delay > 0:
                     await asyncio.sleep(delay)
 
-    async def send_text(self, text: str) -> None:
-        await self._send(TextIn(text=text))
+    async def send_text(self, text: str, id: str | None = None) -> None:
+        """Typed input; ``id``: its idempotency key (the session takes it at most once)."""
+        await self._send(TextIn(text=text, id=id))
 
     async def interrupt(self) -> None:
         await self._send(Interrupt())
+
+    async def capture_debug(self, seconds: float = 60.0) -> None:
+        """Have the server record this session's debug events for ``seconds`` (F-076)."""
+        await self._send(CaptureDebug(seconds=seconds))
 
     async def end(self) -> None:
         """No more input: the server finishes pending turns, then closes."""
         await self._send(End())
 
-    async def _send(self, msg: TextIn | Interrupt | End) -> None:
+    async def _send(self, msg: TextIn | Interrupt | CaptureDebug | End) -> None:
         if self.msgpack:
             await self.ws.send(encode_message(msg, msgpack=True))
         else:

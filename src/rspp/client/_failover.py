@@ -16,8 +16,12 @@ runs now (a fresh token for it: ``POST /v1/sessions/{id}/token``). While the
 control plane still places it on the same runtime at the same lease epoch the
 client keeps its connection and waits; once the session moved (a new runtime or a
 newer epoch) it connects there. The new runtime resumes the session under the same
-id at the new epoch (``ready.lease_epoch``). A turn left open by the lost runtime
-is reported as a ``turn`` event ``abort`` with reason ``runtime_failover``.
+id at the new epoch (``ready.lease_epoch``), restored from the last checkpoint of
+its state (conversation, turn counter), and it reports the turn the lost runtime left
+open first on the new connection: a ``turn`` event ``abort`` (reason
+``authority_loss``) and ``close``. A turn the new runtime does not report (it was
+opened after the last checkpoint was saved) is reported by this client instead, as
+``abort`` with reason ``runtime_failover``, before the first other event.
 
 The superseded connection is never read from again for the caller: anything that
 arrives on it after the new connection is ready is an output of a stale epoch,
@@ -123,6 +127,9 @@ class FailoverEvent:
     #: wall-clock ms at which the new connection was ready
     resumed_wall_ms: int | None = None
     aborted_turns: list[str] = field(default_factory=list)
+    #: of ``aborted_turns``: those the new runtime reported ended, those this client did
+    runtime_aborted: list[str] = field(default_factory=list)
+    client_aborted: list[str] = field(default_factory=list)
 
 
     def note(self, error: str) -> None:
@@ -155,6 +162,9 @@ class FailoverClient:
         self.ended = False
         self.end_reason: str | None = None
         self._open_turns: set[str] = set()
+        #: turns open when the session moved: the new runtime reports their end first
+        self._unreported: set[str] = set()
+        self._moved_by: FailoverEvent | None = None
         self._ready = asyncio.Event()
         #: set when the session moved to another connection (or ended); then replaced
         self._moved = asyncio.Event()
@@ -233,9 +243,11 @@ class FailoverClient:
                     await asyncio.wait_for(moved.wait(), self.resume_window_s)
         raise SessionRefusedError(None, f"session could not be resumed ({self.end_reason})")
 
-    async def send_text(self, text: str) -> None:
-        """Typed input (sent again on the new connection if the old one just died)."""
-        await self._send(lambda c: c.send_text(text))
+    async def send_text(self, text: str, id: str | None = None) -> None:
+        """Typed input (sent again on the new connection if the old one just died); with
+        an ``id`` (idempotency key) the session takes it at most once, whichever runtime
+        it reached."""
+        await self._send(lambda c: c.send_text(text, id))
 
     async def send_audio(self, pcm: bytes) -> None:
         await self._send(lambda c: c.send_audio(pcm))
@@ -270,6 +282,9 @@ class FailoverClient:
                 if isinstance(item, str):
                     reason = item
                     break
+                if self._unreported:
+                    for synthetic in self._reported(item):
+                        yield synthetic
                 self._track(item)
                 yield item
             if reason is None:  # the server closed the connection
@@ -366,10 +381,36 @@ class FailoverClient:
         watcher.add_done_callback(self._watchers.discard)
 
     def _aborts(self, ev: FailoverEvent) -> list[ServerEvent]:
+        """The turns open on the lost connection: the new runtime reports their end first
+        on its connection (:meth:`_reported`); nothing to report yet."""
         ev.aborted_turns = sorted(self._open_turns)
-        self._open_turns.clear()
-        return [TurnEvent(turn_id=t, state="abort", reason="runtime_failover")
-                for t in ev.aborted_turns]
+        self._unreported |= self._open_turns
+        self._moved_by = ev
+        return []
+
+    def _reported(self, item: ServerEvent) -> list[ServerEvent]:
+        """Settle the open turns of the lost connection with ``item``, an event of the new
+        one: the runtime's own ``abort``/``close`` of such a turn settles it; any other
+        event means the runtime reports no more of them, so this client ends the rest
+        (``abort`` with reason ``runtime_failover``) before ``item``."""
+        ev = self._moved_by
+        if isinstance(item, TurnEvent) and item.turn_id in self._unreported \
+                and item.state in ("abort", "close"):
+            if item.state == "abort" and ev is not None:
+                ev.runtime_aborted.append(item.turn_id)
+            if item.state == "close":
+                self._unreported.discard(item.turn_id)
+            return []
+        rest, self._unreported = sorted(self._unreported), set()
+        out: list[ServerEvent] = []
+        for tid in rest:
+            self._open_turns.discard(tid)
+            if ev is not None and tid in ev.runtime_aborted:
+                continue  # reported aborted; its close was lost with the connection
+            if ev is not None:
+                ev.client_aborted.append(tid)
+            out.append(TurnEvent(turn_id=tid, state="abort", reason="runtime_failover"))
+        return out
 
     async def _watch_stale(self, old: LiveClient) -> None:
         """Keep reading the superseded connection (bounded): every output on it is stale."""

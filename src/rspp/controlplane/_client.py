@@ -89,9 +89,6 @@ class _BundleCache:
             self._entries.clear()
         self._entries[key] = (bundle, self._clock())
 
-    def invalidate(self) -> None:
-        self._entries.clear()
-
 
 class ControlPlaneClient:
     """Async HTTP client for the control-plane API; raise :class:`CPError` subclasses."""

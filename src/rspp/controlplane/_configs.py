@@ -16,7 +16,7 @@ import msgspec
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rspp.controlplane._errors import InvalidRequest, NotFound
+from rspp.controlplane._errors import NotFound
 from rspp.controlplane._schema import config_heads, configs
 from rspp.controlplane._util import canonical_json, sha256_hex
 
@@ -32,15 +32,6 @@ class ConfigKind(StrEnum):
     POLICY = "policy"
     PROVIDER_CONFIG = "provider_config"
     ADMISSION = "admission"
-
-
-def parse_kind(value: str) -> ConfigKind:
-    try:
-        return ConfigKind(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"unknown config kind {value!r}; use policy, provider_config or admission", field="kind"
-        ) from None
 
 
 class ConfigVersion(msgspec.Struct, frozen=True, kw_only=True):

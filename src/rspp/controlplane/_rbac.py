@@ -14,7 +14,7 @@ import msgspec
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rspp.controlplane._errors import Forbidden, InvalidRequest, Unauthorized
+from rspp.controlplane._errors import Forbidden, Unauthorized
 from rspp.controlplane._schema import api_keys
 from rspp.controlplane._store import Store
 from rspp.controlplane._util import sha256_hex
@@ -27,15 +27,6 @@ class Role(StrEnum):
 
 
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
-
-
-def parse_role(value: str) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"unknown role {value!r}; use one of viewer, operator, admin", field="role"
-        ) from None
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

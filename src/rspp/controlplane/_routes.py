@@ -39,6 +39,14 @@ from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
+from rspp.controlplane._session_state import (
+    SessionState,
+    StateQuery,
+    StateSaved,
+    StateWrite,
+    load_state,
+    save_state,
+)
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
 
 Handler = Callable[[h.Call], Awaitable[Any]]
@@ -182,6 +190,14 @@ ROUTES: tuple[Op, ...] = (
     Op("GET", "/v1/sessions/{session_id}/signals", h.session_signals, V, _S.TENANT,
        "Control signals of a session", tenant=SESSION, response=r.SignalList, errors=(404,),
        tag="sessions"),
+    # a session's checkpoint: written by its lease holder, read by the runtime resuming it
+    Op("GET", "/v1/sessions/{session_id}/state", load_state, OP, _S.TENANT,
+       "Session state checkpoint (what a resuming runtime restores; naming the holder and "
+       "its epoch takes the state over)", tenant=SESSION, query=StateQuery,
+       response=SessionState, errors=(404, 409), tag="sessions"),
+    Op("PUT", "/v1/sessions/{session_id}/state", save_state, OP, _S.TENANT,
+       "Save a session state checkpoint (lease holder only, versioned)", tenant=SESSION,
+       body=StateWrite, response=StateSaved, errors=(404, 409, 413), tag="sessions"),
     Op("POST", "/v1/sessions/{session_id}/migrate", h.migrate, OP, _S.FLEET,
        "Migrate a session to another runtime", body=q.MigrateRequest,
        response=MigrationResult, errors=(404, 409, 503), tag="sessions"),

@@ -64,15 +64,6 @@ class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
         return self.health
 
 
-def parse_health(value: str) -> RuntimeHealth:
-    try:
-        return RuntimeHealth(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"unknown health {value!r}; use healthy, degraded or unhealthy", field="health"
-        ) from None
-
-
 class RoutingTable:
     def __init__(self, store: Store, *, heartbeat_timeout_ms: int, snapshot_ttl_ms: int,
                  placement_grace_ms: int = 60_000) -> None:

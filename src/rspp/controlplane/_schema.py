@@ -215,3 +215,18 @@ rollout_policies = Table(
     Column("state", String(20), nullable=False),
     Column("updated_at_ms", _MS, nullable=False),
 )
+
+#: one session's checkpointed state (session-hot and session-durable state plus the
+#: runtime's resume point), written by the lease holder at turn boundaries (F-155)
+session_state = Table(
+    "cp_session_state",
+    metadata,
+    Column("session_id", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("lease_epoch", Integer, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("doc_json", Text, nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+    #: the epoch whose holder loaded the state to resume the session
+    Column("taken_epoch", Integer, nullable=True),
+)

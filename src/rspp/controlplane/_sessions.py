@@ -34,15 +34,6 @@ class SessionStatus(StrEnum):
     ENDED = "ended"
 
 
-def parse_status(value: str) -> SessionStatus:
-    try:
-        return SessionStatus(value)
-    except ValueError:
-        raise InvalidRequest(
-            f"unknown status {value!r}; use connected, running, degraded or ended", field="status"
-        ) from None
-
-
 MigrationMode = Literal["migrate", "drain"]
 
 

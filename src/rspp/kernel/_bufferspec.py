@@ -8,7 +8,7 @@ per-edge flow-mode override, credit window).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from rspp.contracts import (
@@ -76,10 +76,6 @@ class BufferConfig:
             wm = getattr(self, name)
             if wm is not None and not (wm[0] > wm[1] >= 0):
                 raise BufferConfigError(f"{name}={wm}: need high > low >= 0")
-
-    def with_(self, **changes: object) -> BufferConfig:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
     def from_policy(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rspp.contracts import EventRecord, Lane
 from rspp.errors import RuntimeKernelError
-from rspp.kernel._defaults import DictState, SessionTelemetry
+from rspp.kernel._defaults import SessionTelemetry
 from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
 from rspp.kernel._events import Event, EventKind
 
@@ -46,6 +46,7 @@ class ControlMixin:
     hard_cancelled_turn: str | None
     hook_errors: list[Exception]
     debug: bool
+    _seq: int
     instrument: bool
     total_ns: int
     ingress_count: int
@@ -126,15 +127,18 @@ class ControlMixin:
             if r is False:
                 return
         name, tid = cmd.name, cmd.turn_id
-        if self.debug:
-            self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}")
+        if self.debug:  # a side note at the current sequence: replays without debug match
+            self.signals.telemetry(kind="debug", turn_id=tid, reason=f"control:{name}",
+                                   at_sequence=max(self._seq - 1, 0))
         if name == "turn_start" and tid is not None:
             if not cmd.data.get("applied") and self.turn_id != tid:
                 self.turn_id = tid  # enqueued directly via control(): apply it now
                 self.turn_index += 1
             for host in self.hosts.values():
-                if host.scope == "turn" and isinstance(host.node.ctx.state, DictState):
-                    host.node.ctx.state.clear()
+                if host.scope == "turn":  # turn-ephemeral state never leaks (F-038)
+                    clear = getattr(host.node.ctx.state, "clear", None)
+                    if callable(clear):
+                        clear()
             await self._hooks("on_turn_start", tid)
             self._boundary_event(EventKind.TURN_START, tid)
         elif name == "turn_end" and tid is not None:

@@ -92,6 +92,17 @@ class IdFactory:
     def turn_id(self) -> str:
         return self.next("turn")
 
+    def counters(self) -> dict[str, int]:
+        """How many ids of each kind were issued (a checkpoint of the session)."""
+        return dict(self._counters)
+
+    def resume(self, counters: dict[str, int]) -> None:
+        """Continue numbering after ``counters`` (a session resumed on a new runtime):
+        ids never repeat within a session. Counters only grow."""
+        for kind, n in counters.items():
+            if n > self._counters.get(kind, 0):
+                self._counters[kind] = n
+
     def provider_invocation_id(self, node_id: str) -> str:
         return self.next(f"pi.{node_id}")
 

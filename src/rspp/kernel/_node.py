@@ -204,8 +204,3 @@ class NodeContext:
         self._session.signals.telemetry(
             kind="audit", node_id=self.node_id, turn_id=self._session.turn_id, reason=reason
         )
-
-    def new_event(self, kind: str, payload: object = None, **kw: object) -> Event:
-        """A new event stamped with this session's turn id."""
-        kw.setdefault("turn_id", self._session.turn_id)
-        return Event(kind, payload, **kw)  # type: ignore[arg-type]

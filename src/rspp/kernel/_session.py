@@ -36,7 +36,7 @@ from rspp.kernel._signals import SignalLog, SignalSink
 from rspp.kernel._subscriptions import SubscriptionHub
 from rspp.kernel._text_stream import TextGuardMode, TextStreamGuard
 from rspp.kernel._timebase import Timebase
-from rspp.kernel._wiring import build_hosts
+from rspp.kernel._wiring import StateFactory, build_hosts
 
 __all__ = ["OutputSink", "SessionActor", "SessionOptions"]
 
@@ -77,6 +77,10 @@ class SessionOptions:
     #: control waits for space without the ``max_block_ms`` shedding bound); depth
     #: limits of inner edges keep the strategy the spec gives them.
     lossless: bool = False
+    #: each node's ``ctx.state`` handle: called with the node id and its scope (``session``
+    #: or ``turn``); None: an in-memory :class:`DictState` per node. The turn layer passes
+    #: its state contract here (F-155: session-hot state checkpointed, turn state cleared)
+    state_factory: StateFactory | None = None
 
 
 class SessionActor(ControlMixin):
@@ -155,7 +159,8 @@ class SessionActor(ControlMixin):
         )
         #: F-022: subscribe to outputs and in-band records by event type.
         self.subscriptions = SubscriptionHub(self.signals)
-        build_hosts(self, seed=opts.seed, inbox=opts.inbox, wakeup=self._wakeup)
+        build_hosts(self, seed=opts.seed, inbox=opts.inbox, wakeup=self._wakeup,
+                    state_factory=opts.state_factory)
         if opts.lossless:
             for buf in (*self.edge_buffers.values(), *self.fallback_buffers.values()):
                 buf.lossless = True

@@ -168,10 +168,6 @@ class Subscription:
         except Exception as exc:  # a subscriber never breaks the session
             self.errors.append(exc)
 
-    def of_type(self, t: EventType | str) -> list[Delivery]:
-        et = EventType(t)
-        return [d for d in self.deliveries if d.type is et]
-
     def close(self) -> None:
         self._hub.unsubscribe(self)
 

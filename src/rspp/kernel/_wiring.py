@@ -6,17 +6,22 @@ contexts and hosts read; this module never imports the session module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from rspp.kernel._buffer import EdgeBuffer, Wakeup
 from rspp.kernel._bufferspec import BufferConfig
 from rspp.kernel._defaults import DictState, LocalCancelToken, SessionTelemetry, UnboundedBudget
 from rspp.kernel._graph import INPUT, OUTPUT, GraphError, RuntimeGraph
+from rspp.kernel._handles import StateHandle
 from rspp.kernel._host import BUFFERED, EXIT, INLINE, HostSession, NodeHost, Target
 from rspp.kernel._node import NodeContext, NodeSession
 from rspp.kernel._registry import NodeRegistry
 
-__all__ = ["WiredSession", "build_hosts"]
+__all__ = ["StateFactory", "WiredSession", "build_hosts"]
+
+#: ``factory(node_id, scope)`` -> the node's ``ctx.state`` (scope: ``session`` or ``turn``)
+StateFactory = Callable[[str, str], StateHandle]
 
 
 class WiredSession(HostSession, NodeSession, Protocol):
@@ -48,7 +53,7 @@ class WiredSession(HostSession, NodeSession, Protocol):
 
 
 def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
-                wakeup: Wakeup) -> None:
+                wakeup: Wakeup, state_factory: StateFactory | None = None) -> None:
     """Fill ``s.hosts``, ``s.entries``, ``s.edge_buffers`` from ``s.graph``.
 
     ``seed`` overrides the graph's seed; ``inbox`` configures entry and fallback
@@ -58,9 +63,11 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
     seed = seed if seed is not None else g.seed
     for decl in g.nodes:
         cls = s.registry.resolve(decl.type)
+        state: StateHandle = DictState() if state_factory is None else \
+            state_factory(decl.id, decl.scope or cls.scope)
         ctx = NodeContext(
             s, decl.id, clock=s.clock, cancel=LocalCancelToken(s.cancel_token),
-            budget=UnboundedBudget(), state=DictState(),
+            budget=UnboundedBudget(), state=state,
             telemetry=SessionTelemetry(decl.id, lambda: s.debug), seed=seed,
         )
         params = dict(decl.params)

@@ -4,6 +4,11 @@ Each delta goes out on ``text`` as a non-final token event; the end of the reply
 is a final, empty text event with ``attrs["eos"]`` (the segmenter flushes on it
 and the TTS turns it into ``audio_end``). History keeps the last ``max_history``
 messages; a cancelled reply is kept only up to what was generated.
+
+The history is session-hot state (``history``: plain ``[role, text]`` pairs in the
+node's session state, ``NodeServices.session_state``; the node itself is turn
+scoped): a served session checkpoints it at turn boundaries, and the runtime a
+session fails over to restores it, so the conversation goes on.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from rspp.kernel import Event, Node, NodeContext
+from rspp.kernel import DictState, Event, Node, NodeContext, StateHandle
 from rspp.nodes._services import services_of
 from rspp.providers import ChatMessage, LLMRequest
 
 __all__ = ["LlmNode", "eos_event"]
+
+_ROLES = ("user", "assistant", "system")
 
 
 def eos_event(cause: Event) -> Event:
@@ -41,8 +48,32 @@ class LlmNode(Node):
         self.system_prompt = str(self.params.get("system_prompt", "")).strip()
         self.max_history = int(self.params.get("max_history", 20))
         self.max_tokens = int(self.params.get("max_tokens", 256))
-        self.history: list[ChatMessage] = []
         self.replies: list[str] = []
+        self._memory: StateHandle | None = None
+
+    @property
+    def memory(self) -> StateHandle:
+        """The node's session-hot state (in process memory when the session has none)."""
+        if self._memory is None:
+            make = services_of(self.ctx).session_state
+            self._memory = make(self.ctx.node_id) if make is not None else DictState()
+        return self._memory
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The conversation so far (oldest first), from the node's session state."""
+        pairs = self.memory.get("history")
+        if not isinstance(pairs, list):
+            return []
+        return [ChatMessage(str(p[0]), str(p[1])) for p in pairs  # type: ignore[arg-type]
+                if isinstance(p, list | tuple) and len(p) == 2 and p[0] in _ROLES]
+
+    def _remember(self, role: str, text: str) -> None:
+        pairs = self.memory.get("history")
+        kept = list(pairs) if isinstance(pairs, list) else []
+        kept.append([role, text])
+        # bounded: only the last max_history messages are ever sent
+        self.memory.set("history", kept[-max(self.max_history, 1):])
 
     def _request(self) -> LLMRequest:
         msgs: list[ChatMessage] = []
@@ -56,7 +87,7 @@ class LlmNode(Node):
             return None
         text = str(event.payload or "").strip()
         if text:
-            self.history.append(ChatMessage("user", text))
+            self._remember("user", text)
             ctl = services_of(self.ctx).llm(self.ctx.node_id, event.turn_id)
             reply: list[str] = []
             try:
@@ -69,7 +100,7 @@ class LlmNode(Node):
             finally:
                 full = "".join(reply).strip()
                 if full:
-                    self.history.append(ChatMessage("assistant", full))
+                    self._remember("assistant", full)
                     self.replies.append(full)
         self.ctx.emit(eos_event(event), "text")
         return None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from rspp.contracts import ControlSignal
-from rspp.kernel import Clock, NodeContext
+from rspp.kernel import Clock, NodeContext, StateHandle
 from rspp.providers import (
     ADAPTERS,
     CircuitRegistry,
@@ -133,6 +133,10 @@ class NodeServices:
     on_controller: Callable[[str | None, InvocationController[Any]], None] | None = None
     #: the STT node's view of the utterance in progress (read by adaptive endpointing)
     live_transcript: LiveTranscript = field(default_factory=LiveTranscript)
+    #: a node's session-hot state whatever its own scope (F-155): checkpointed at turn
+    #: boundaries and restored after failover (the LLM node's conversation); None: the
+    #: node keeps it in process memory only
+    session_state: Callable[[str], StateHandle] | None = None
 
     def _policy(self, modality: str, turn_id: str | None) -> InvocationPolicy:
         chain = self.chains.get(modality)

@@ -28,11 +28,20 @@ from rspp.contracts import (
     AdmissionPolicy,
     ControlSignal,
     Emitter,
+    EventRecord,
+    Lane,
     RecordingLevel,
     SignalName,
 )
 from rspp.errors import RSPPError
-from rspp.kernel import RuntimeGraph, SessionActor, SessionOptions, SystemClock, Timebase
+from rspp.kernel import (
+    EventKind,
+    RuntimeGraph,
+    SessionActor,
+    SessionOptions,
+    SystemClock,
+    Timebase,
+)
 from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
     JsonLinesFileSink,
@@ -60,6 +69,7 @@ from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
+from rspp.turns._state import StateManager
 from rspp.turns._turn_driver import TurnDriver
 
 __all__ = [
@@ -128,9 +138,16 @@ class AssemblyOptions:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
     file_source: bool = False
+    #: the session's state (F-155): nodes' ``ctx.state`` handles come from it (turn-scoped
+    #: nodes: turn-ephemeral, session-scoped: session-hot); None: an in-memory one.
+    #: A served session passes one backed by the control plane (checkpoints, resume)
+    state: StateManager | None = None
     #: the graph entries the transport feeds (``input.<port>``); the graph must take at least
     #: one: a WAV (``rspp run``) is audio only, a live transport also carries typed text
     inputs: tuple[str, ...] = ("audio",)
+    #: debug events for the whole session (F-027, ``rspp run --debug``); off, debug capture
+    #: can still be turned on for a while (:meth:`AssembledSession.capture_debug`, F-076)
+    debug: bool = False
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -233,6 +250,8 @@ class AssembledSession(Generic[TransportT]):
     admission: LocalAdmission
     authority: AuthorityGuard
     options: AssemblyOptions
+    #: the session's state classes (turn-ephemeral, session-hot, session-durable)
+    state: StateManager
     dead_letters: list[str] = field(default_factory=list)
     _exporter: asyncio.Task[None] | None = None
     _telemetry: SessionTelemetry | None = None
@@ -254,6 +273,23 @@ class AssembledSession(Generic[TransportT]):
         """A transport signal stamped with the session's identity and current epoch."""
         return self.driver.stamp.signal(name, emitter, authority_epoch=self.authority.epoch,
                                         turn_id=turn_id, reason=reason)
+
+    def capture_debug(self, seconds: float) -> None:
+        """Debug events of this session only, for ``seconds`` (F-076); then off again.
+
+        The kernel emits them (TelemetryLane ``debug`` records at the current sequence,
+        so a replay without them matches); the recorder keeps them while the capture
+        lasts and the first one after it turns the session's debug off. ``seconds`` 0
+        ends a capture now.
+        """
+        if seconds == 0:
+            self.recorder.debug_capture.disable(self.session_id)
+            self.session.set_debug(self.options.debug)
+            return
+        self.recorder.debug_capture.enable(self.session_id, seconds)
+        self.session.signals.telemetry(kind="debug", reason=f"capture_on:{seconds:g}s",
+                                       at_sequence=max(self.session._seq - 1, 0))
+        self.session.set_debug(True)
 
     def authority_changed(self, new_epoch: int | None, reason: str) -> None:
         """The lease rotated to ``new_epoch`` (same holder) or was lost (``None``).
@@ -308,6 +344,12 @@ class AssembledSession(Generic[TransportT]):
                 self._files.close()
 
 
+def _is_debug(rec: msgspec.Struct) -> bool:
+    """A kernel debug record (TelemetryLane, tagged ``debug``)."""
+    return (isinstance(rec, EventRecord) and rec.lane is Lane.TELEMETRY
+            and f":{EventKind.DEBUG}:" in rec.event_id)
+
+
 def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                      make_transport: Callable[[RecordSink], TransportT]
                      ) -> AssembledSession[TransportT]:
@@ -337,7 +379,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     if opts.record_tap is not None:
         taps.append(opts.record_tap)
 
+    debug_box: list[SessionActor] = []  # set once the session exists
+
     def record(rec: msgspec.Struct, payload: object = None) -> None:
+        if not opts.debug and _is_debug(rec):  # on-demand capture (F-076): while it lasts
+            if not recorder.debug_event(rec) and debug_box:  # type: ignore[arg-type]
+                debug_box[0].set_debug(False)
+            return
         recorder.append(rec, payload)
         if tele_box:
             tele_box[0].on_record(rec, payload)
@@ -376,6 +424,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     tap = getattr(transport, "on_record", None)
     if callable(tap):
         taps.append(tap)
+    state = opts.state if opts.state is not None else StateManager(sid)
+    services.session_state = state.session_hot
     holder: dict[str, TurnDriver] = {}
     dead: list[str] = []
     evidence_taps: list[Callable[[object], None]] = []
@@ -395,7 +445,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     try:
         session = SessionActor(graph, session_id=sid, clock=clock,
                                options=SessionOptions(seed=0, instrument=want_tele,
-                                                      lossless=opts.file_source),
+                                                      lossless=opts.file_source,
+                                                      state_factory=state.node_state,
+                                                      debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
@@ -406,6 +458,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             exporter_task.cancel()
         raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
+    debug_box.append(session)
     if capture is not None:
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
@@ -443,7 +496,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     driver.on_epoch = lambda epoch: setattr(services, "authority_epoch", epoch)
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
-                           authority=authority, options=opts, dead_letters=dead,
+                           authority=authority, options=opts, state=state,
+                           dead_letters=dead,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)

@@ -76,6 +76,8 @@ class RunOptions:
     #: an interrupt (Ctrl-C): once set, input stops, the active turn ends ``abort(session_end)``,
     #: the session closes and everything produced so far is written (``RunResult.interrupted``)
     stop: asyncio.Event | None = None
+    #: debug events of the kernel in the timeline for the whole run (F-027, ``--debug``)
+    debug: bool = False
     #: called every ``progress_interval_s`` while the session runs
     progress: Callable[[RunProgress], None] | None = None
     progress_interval_s: float = 0.1
@@ -121,6 +123,8 @@ class TurnReport:
     cancel_fence_ms: float | None
     #: "vad" (the VAD's last voiced sample) or "ingress" (last input frame before the proposal)
     speech_end_source: str | None = None
+    #: a cancelled turn's commit point (F-039): reply seconds that play despite the cancel
+    committed_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -238,13 +242,13 @@ async def run_local(opts: RunOptions) -> RunResult:
         # wall-clock budgets are enforced in real time; reported otherwise
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
-        telemetry=opts.telemetry, circuits=opts.circuits, file_source=True,
+        telemetry=opts.telemetry, circuits=opts.circuits, file_source=True, debug=opts.debug,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,
                                 barge_in_after_s=opts.barge_in_after_s,
                                 end_of_utterance_at_s=opts.end_of_utterance_at_s,
-                                cancel_after_s=opts.cancel_after_s,
+                                cancel_after_s=opts.cancel_after_s, commit_ms=gd.commit_ms,
                                 at_media_s=_lease_hooks(opts, holder))
     try:
         assembled = assemble_session(
@@ -305,6 +309,8 @@ async def run_local(opts: RunOptions) -> RunResult:
             first_output_ms=_f(lat.open_to_first_output_ms if lat else None),
             cancel_fence_ms=row["cancel_fence_ms"],
             speech_end_source=lat.speech_end_source if lat else None,
+            committed_s=(None if row["committed_samples"] is None
+                         else row["committed_samples"] / out_rate),
         ))
     return RunResult(
         turns=turns, partials=transport.partials,

@@ -11,6 +11,17 @@ read the control plane's turn-start bundle (snapshot versions in every plan's
 provenance), and a :class:`LeaseKeeper` renews the lease and feeds rotations
 and loss to the turn driver. Draining stops admitting, lets active turns
 finish within a deadline, then closes every session with a reason.
+
+State (F-155): every session's :class:`~rspp.turns.StateManager` is backed by the
+control plane (:class:`ControlPlaneStateStore`); a :class:`SessionCheckpointer`
+saves its session-hot state and resume point at each turn's open and close. A
+session that resumes here after a failover or migration (lease epoch > 1) loads the
+last checkpoint before it is built - nodes start with their restored state (the
+conversation history) - then its timeline records the control plane's migration
+markers, its ids continue from the checkpoint (turn ids never repeat) and a turn the
+previous runtime left open ends here (T8: ``deauthorized_drain``,
+``abort(authority_loss)``, ``close``), reported to the client first on the new
+connection.
 """
 
 from __future__ import annotations
@@ -29,12 +40,14 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
-from rspp.server._cplink import ControlPlaneLink, SessionRefused
+from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
 from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
+from rspp.server._state import ControlPlaneStateStore
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
+from rspp.turns import ResumePoint, SessionCheckpointer, StateManager, resume_session
 
 _HANDOFF_SIGNALS = frozenset({SignalName.MIGRATION_START, SignalName.LEASE_ROTATED,
                               SignalName.SESSION_HANDOFF, SignalName.MIGRATION_FINISH})
@@ -95,6 +108,10 @@ class ServedSession(Generic[S]):
     handed_off: bool = False
     #: the epoch the session had before it moved here (a resume after migration/failover)
     resumed_from_epoch: int | None = None
+    #: saves the session's checkpoints at turn boundaries (F-155)
+    checkpoints: SessionCheckpointer | None = None
+    #: the checkpoint this session resumed from (None: a new session, or none was saved)
+    resumed: ResumePoint | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -144,6 +161,11 @@ class ServedSession(Generic[S]):
             if self._keeper is not None:
                 self._keeper.cancel()
                 await asyncio.wait({self._keeper})
+            if self.checkpoints is not None:
+                # the session's last checkpoint (a lost lease: it still counts until the
+                # new holder took the state over)
+                await self.checkpoints.flush(timeout_s=2.0)
+                await self.checkpoints.aclose()
             metrics = self.owner.metrics
             transport = getattr(self.core, "transport", None)
             if isinstance(transport, LiveTransport):
@@ -278,6 +300,19 @@ class GovernedSessions:
             raise SessionRefused("stale_epoch_reject",
                                  f"the token carries lease epoch {claims.lease_epoch}; the "
                                  f"session is at epoch {epoch}: request a new token")
+        # the session's state lives in the control plane; a resumed session loads its last
+        # checkpoint before it is built, so its nodes start with their restored state
+        state = StateManager(sid, ControlPlaneStateStore(self.link.client, self.link.runtime_id,
+                                                         lambda: keeper.epoch or epoch))
+        point: ResumePoint | None = None
+        if epoch > 1:
+            try:
+                point = ResumePoint.of(await state.attach())
+            except CPError as exc:
+                raise _refusal(exc, f"load the state of {sid}") from None
+            except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
+                _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
+                             "it resumes without it", sid, exc)
         bundle = await early.bundle
         if bundle.admission_policy is None:
             raise SessionRefused("control_plane_unreachable",
@@ -290,7 +325,7 @@ class GovernedSessions:
             timeline=(p.timeline_dir / f"{sid}.jsonl") if p.timeline_dir else None,
             telemetry=TelemetryTargets(metrics=self.metrics.runtime),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id)
+            runtime_id=self.link.runtime_id, state=state)
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
@@ -304,9 +339,19 @@ class GovernedSessions:
             # partitioned runtime cannot talk over the runtime its session failed over to
             transport.gate = keeper.output_gate
             transport.on_jitter = self.metrics.jitter
+            transport.on_lateness = self.metrics.egress_lateness
+        checkpoints = SessionCheckpointer(built.core.driver, state,
+                                          runtime_id=self.link.runtime_id)
+        served.checkpoints, served.resumed = checkpoints, point
+        if point is not None:
+            checkpoints.resume_from(point)
+        built.core.listeners.append(checkpoints.on_record)
+        checkpoints.start()
         if epoch > 1:
             self._record_handoff(served, await early.signals if early.signals is not None
                                  else await self._handoff_signals(sid))
+        if point is not None:
+            await self._resume(served, point)
         built.core.listeners.append(served._on_record)
         if self.gates is not None:
             sampler = GateSampler(self.gates, pipeline_name=info.pipeline_name,
@@ -345,6 +390,17 @@ class GovernedSessions:
         served.resumed_from_epoch = signals[starts[-1]].authority_epoch
         self.metrics.moved("resumed")
 
+    async def _resume(self, served: ServedSession[Any], point: ResumePoint) -> None:
+        """Continue from the previous owner's checkpoint: ids, idempotency window, and the
+        end of the turn it left open (recorded before the client connects, so the client
+        hears of it first)."""
+        core = served.core
+        interrupted = resume_session(core.driver, point,
+                                     reason=f"session_moved_from:{point.runtime_id or 'unknown'}")
+        if interrupted is not None:
+            with contextlib.suppress(TimeoutError):
+                await core.session.drain(timeout_s=5.0)
+
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
@@ -378,6 +434,10 @@ class GovernedSessions:
             await asyncio.wait_for(served.idle.wait(), deadline_s)
         if served.close_reason is not None:
             return
+        # the last checkpoint is saved while this runtime still holds the lease: the target
+        # resumes from it (its conversation, turn counter, idempotency window)
+        if served.checkpoints is not None:
+            await served.checkpoints.flush(timeout_s=min(deadline_s, 5.0) or 1.0)
         # the gate closes before the control plane moves the lease: nothing more leaves
         # from here, and the renewal the move refuses is not taken for a lost lease
         served.keeper.lost = "handed_off"

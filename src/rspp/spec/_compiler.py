@@ -187,6 +187,8 @@ def analyse(
         **({"overload": overload} if overload is not None else {}),
         # hashed only when declared: a spec without it keeps the hash it always had
         **({"jitter": jitter} if spec.transport is not None else {}),
+        **({"commit_ms": spec.transport.commit_ms}
+           if spec.transport is not None and spec.transport.commit_ms else {}),
     }
     graph = GraphDefinition(
         name=spec.name, version=spec.version, graph_hash=execution_hash(content),
@@ -196,7 +198,7 @@ def analyse(
         topo_order=order, entry_ports=entry, exit_ports=exits,
         providers=providers, budgets=budgets, flow_control=flow, flow_control_source=flow_source,
         recording=recording, metadata=FrozenMap(spec.metadata), overload=overload,
-        jitter=jitter,
+        jitter=jitter, commit_ms=spec.transport.commit_ms if spec.transport is not None else 0,
     )
     return graph, issues
 

@@ -207,6 +207,9 @@ class GraphDefinition:
     overload: OverloadPolicy | None = None
     #: the live transports' ingress jitter buffers (F-087; defaults when not declared)
     jitter: JitterProfiles = field(default_factory=JitterProfiles)
+    #: commit point of a cancel (F-039): ms of reply audio after the play position that
+    #: still play when the turn is cancelled (``transport.commit_ms``; 0: none)
+    commit_ms: int = 0
 
     def node(self, node_id: str) -> NodeDef:
         """The node called ``node_id`` (KeyError if absent)."""
@@ -218,10 +221,6 @@ class GraphDefinition:
     def out_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
         """Edges leaving ``node_id`` (``input`` for transport entry edges)."""
         return tuple(e for e in self.edges if e.source_node == node_id)
-
-    def in_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
-        """Edges entering ``node_id`` (``output`` for transport exit edges)."""
-        return tuple(e for e in self.edges if e.target_node == node_id)
 
     def provider(self, modality: str) -> ProviderBinding | None:
         """Binding for ``stt``/``llm``/``tts`` if declared."""

@@ -288,6 +288,14 @@ class TransportSpec(msgspec.Struct, **_S):
         Meta(description="Per transport, over ``jitter``.",
              examples=[{"telephony": {"profile": "robust"}}]),
     ] = {}
+    commit_ms: Annotated[
+        int,
+        Meta(ge=0, le=10_000,
+             description="Commit point of a cancel (F-039): on a barge-in or cancel, this "
+                         "many ms of the reply after the play position are committed and "
+                         "still play (never retracted); only the audio after them is "
+                         "suppressed. 0 (default): everything not yet played is dropped."),
+    ] = 0
 
 
 class PipelineSpec(msgspec.Struct, weakref=True, **_S):

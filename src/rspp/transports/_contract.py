@@ -30,6 +30,9 @@ class PlaybackObserver(Protocol):
 
     def output_complete(self, turn_id: str) -> None: ...
 
+    def playback_committed(self, turn_id: str, samples: int) -> None:
+        """A cancelled turn's commit point: its first ``samples`` play, never retracted."""
+
 
 @runtime_checkable
 class Transport(Protocol):

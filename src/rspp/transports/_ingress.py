@@ -3,7 +3,8 @@
 :class:`Rechunker` resamples (soxr streaming resampler, 16/24/48 kHz mono to
 the pipeline rate) and cuts the stream into fixed frames. :class:`IngressMeter`
 counts what a live client did late: late frames (audio that arrives later than real
-time allows) and floods (audio faster than real time). Numbered frames out of order,
+time allows) and floods (audio faster than real time, measured against media time: a
+backlog delivered at once after a stall is caught up, not a flood). Numbered frames out of order,
 duplicated or lost are the jitter buffer's (:mod:`rspp.transports._jitter`).
 """
 
@@ -92,31 +93,55 @@ class Rechunker:
 
 @dataclass(slots=True)
 class IngressMeter:
-    """Real-time accounting of one connection's ingress (see the module docstring)."""
+    """Real-time accounting of one connection's ingress (see the module docstring).
+
+    A flood is measured against media time: how far the audio received runs ahead of the
+    real time it took to arrive (a leaky bucket: each arrival adds its audio, the real time
+    since the previous arrival drains it). A client (or a server) that stalls and then
+    delivers its backlog at once is catching up, not flooding: real time it spent behind
+    is credited, up to ``flood_credit_ms``, so a scheduling burst after a stall up to
+    ``flood_credit_ms + flood_allowance_ms`` is real-time audio, as is the backlog of a
+    client that streamed while the server was still opening its session (the first
+    arrival starts with the credit). A client idle longer than that earns no more credit
+    (it cannot bank minutes of silence for a burst); one steadily faster than real time
+    floods within seconds.
+    """
 
     rate: int
     #: audio may run this far ahead of real time (client buffering) before it is a flood
     flood_allowance_ms: float = 2000.0
     #: audio arriving this much behind real time counts as late
     late_after_ms: float = 200.0
+    #: real time spent behind that a burst may catch up (stalls of a loaded machine)
+    flood_credit_ms: float = 5000.0
     started_s: float | None = None
     media_ms: float = 0.0
     frames: int = 0
     late: int = 0
+    #: media time minus real time (the bucket), floored at ``-flood_credit_ms``
+    ahead_ms: float = 0.0
+    _last_s: float = 0.0
 
     def arrive(self, nbytes: int, now_s: float) -> None:
         """Account ``nbytes`` of client PCM16 arriving at ``now_s``; raises Flood."""
         if self.started_s is None:
-            self.started_s = now_s
+            # the client may have streamed before the server read its first frame (the
+            # session was opening): that backlog is caught up like a stall's
+            self.started_s = self._last_s = now_s
+            self.ahead_ms = -self.flood_credit_ms
         self.frames += 1
         due_ms = self.media_ms
-        self.media_ms += nbytes / 2 * 1000.0 / self.rate
+        frame_ms = nbytes / 2 * 1000.0 / self.rate
+        self.media_ms += frame_ms
         elapsed_ms = (now_s - self.started_s) * 1000.0
         if elapsed_ms - due_ms > self.late_after_ms:
             self.late += 1
-            # one late arrival is counted once: real time re-anchors on this frame (a late
-            # client earns no flood allowance either)
+            # one late arrival is counted once: real time re-anchors on this frame
             self.started_s = now_s - due_ms / 1000.0
-        if self.media_ms - elapsed_ms > self.flood_allowance_ms:
-            raise Flood(f"audio arrives faster than real time: {self.media_ms:.0f} ms of audio "
-                        f"in {elapsed_ms:.0f} ms (allowance {self.flood_allowance_ms:.0f} ms)")
+        drained = self.ahead_ms - (now_s - self._last_s) * 1000.0
+        self.ahead_ms = max(drained, -self.flood_credit_ms) + frame_ms
+        self._last_s = now_s
+        if self.ahead_ms > self.flood_allowance_ms:
+            raise Flood(f"audio arrives faster than real time: {self.ahead_ms:.0f} ms of audio "
+                        f"ahead of real time (allowance {self.flood_allowance_ms:.0f} ms, "
+                        f"catch-up credit {self.flood_credit_ms:.0f} ms)")

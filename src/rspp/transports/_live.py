@@ -64,6 +64,8 @@ __all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
+#: events kept for the first connection (see ``LiveTransport._early``)
+_EARLY_EVENTS = 64
 _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
                                 ResolvedTurnPlan: "resolved_turn_plan"}
 
@@ -152,6 +154,9 @@ class LiveTransport:
         self._last_ingress_seq = 0
         #: told each ended connection's jitter counters (transport kind, stats): metrics
         self.on_jitter: Callable[[str, JitterStats], None] | None = None
+        #: told how late each reply frame left versus its real-time slot (transport kind,
+        #: seconds): metrics
+        self.on_lateness: Callable[[str, float], None] | None = None
         self.queue: OutboundQueue | None = None
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
@@ -184,6 +189,9 @@ class LiveTransport:
         self._rows = False
         #: the connection acknowledges playback (marks); see :meth:`heard`
         self.acked = False
+        #: events made before the first connection (a resumed session's report of the turn
+        #: its previous runtime left open): the first connection gets them first
+        self._early: list[ServerEvent] | None = []
         #: client audio for a graph without ``input.audio`` (a text chat): refused once,
         #: then dropped (counted)
         self.audio_refused = 0
@@ -231,6 +239,8 @@ class LiveTransport:
         q = self.queue
         if q is not None:
             q.put_event(ev)
+        elif self._early is not None and len(self._early) < _EARLY_EVENTS:
+            self._early.append(ev)
 
     # -------------------------------------------------------- connections
     def connect(self, in_rate: int, out_rate: int, *, sequenced: bool,
@@ -256,6 +266,9 @@ class LiveTransport:
         self._end_jitter()
         self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
+        early, self._early = self._early, None
+        for ev in early or ():
+            self.queue.put_event(ev)
         if self._pacer is None:
             self._pacer = EgressPacer.of()
             self._pacer.kick(self)
@@ -401,9 +414,11 @@ class LiveTransport:
         entry = s.entries.get("control")
         routed = entry is not None and any(
             cond is None or cond(ev.attrs) for _, _, _, cond, _ in entry[1])
-        if not routed:
+        if not routed:  # beside the last ingress frame, taking no sequence number: a
+            # replay does not reproduce the note, so later records (plans) must not shift
             s.signals.telemetry(kind="transport_control", reason=f"{kind}:{value} unrouted "
-                                "(no input.control edge takes it)")
+                                "(no input.control edge takes it)",
+                                at_sequence=self._last_ingress_seq)
             return False
         ev.turn_id = await turn_for()  # type: ignore[misc]
         await self._ingress(ev, "control")
@@ -590,10 +605,10 @@ class LiveTransport:
         lead = self.opts.egress_lead_ms / 1000
         catchup = self.opts.egress_catchup_ms / 1000
         n = self._frame_bytes()
+        self._waiting = True  # until a time is returned: a step that fails is retried on a kick
         while True:
             t = self._settle()
             if t is None or (len(t.pending) < n and not t.ended):
-                self._waiting = True
                 return None
             due = self._due
             if due is None or t is not self._due_for or now - due > catchup:
@@ -602,6 +617,7 @@ class LiveTransport:
                 due, self._due_for = now, t
             if due - now > lead:
                 self._due = due
+                self._waiting = False
                 return due - lead  # stepped again then: the turn may be fenced meanwhile
             self._send_frame(t, max(0.0, (now - due) * 1000))
             self._due = due + frame_s
@@ -629,6 +645,8 @@ class LiveTransport:
         t.sent_frames += 1
         self.lateness_ms.append(late_ms)
         self.lateness_max_ms = max(self.lateness_max_ms, late_ms)
+        if self.on_lateness is not None:
+            self.on_lateness(self.jitter.kind, late_ms / 1000)
         q = self.queue
         if q is None:
             self.lost_while_disconnected += 1

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import LiveTransport
-from rspp.transports._protocol import Clear, ServerEvent, SessionEnd
+from rspp.transports._protocol import Clear, ErrorEvent, ServerEvent, SessionEnd
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
@@ -49,6 +49,8 @@ class SessionCore(Protocol):
     async def start(self) -> None: ...
 
     async def finish(self, on_stopped: Callable[[], None] | None = None) -> None: ...
+
+    def capture_debug(self, seconds: float) -> None: ...
 
 
 class LiveSessionHandle:
@@ -213,7 +215,15 @@ class LiveSessionHandle:
 
         return turn_for
 
-    async def push_text(self, text: str) -> None:
+    async def push_text(self, text: str, key: str | None = None) -> None:
+        """Typed input; with an idempotency ``key`` it is taken at most once per session
+        (across reconnects and failovers: the key window is checkpointed), a duplicate
+        is dropped with a ``drop_notice`` lineage marker and a ``duplicate`` error."""
+        if key is not None and not self.core.driver.accept_input(key, "input.text"):
+            self.notify(ErrorEvent(code="duplicate", field="id",
+                                   message=f"input {key!r} was already taken by this session; "
+                                   "dropped"))
+            return
         await self.transport.push_text(text, self._turn_for("text_input"))
 
     async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
@@ -231,6 +241,10 @@ class LiveSessionHandle:
 
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
+
+    def capture_debug(self, seconds: float) -> None:
+        """The client's ``debug`` message: this session's debug events for ``seconds``."""
+        self.core.capture_debug(seconds)
 
     async def end(self) -> None:
         """No more input: pending turns finish (bounded), then the session closes.

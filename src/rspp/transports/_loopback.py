@@ -57,6 +57,10 @@ class LoopbackOptions:
     end_of_utterance_at_s: tuple[float, ...] = ()
     #: the user cancels the reply (F-035) this many media seconds after the first playback
     cancel_after_s: float | None = None
+    #: commit point (F-039, the spec's ``transport.commit_ms``): on a cancel, this much of
+    #: the turn's reply audio after the play position is committed and still plays; only
+    #: the audio after it is suppressed (0: everything not yet played is dropped)
+    commit_ms: int = 0
     #: callbacks run when the input reaches a media second (test hooks such as
     #: ``rspp run --revoke-at``), in order
     at_media_s: tuple[tuple[float, Callable[[], None]], ...] = ()
@@ -210,6 +214,8 @@ class LoopbackTransport:
             if not t.ended:
                 return
             self.queue.pop(0)
+            if t.finished == "cancelled":  # its committed audio played out (F-039)
+                continue
             t.finished = "completed"
             if t.started:
                 self._signal(SignalName.PLAYBACK_COMPLETED, Emitter.RK_23, t.turn_id,
@@ -222,13 +228,21 @@ class LoopbackTransport:
         t = self.turns.get(turn_id)
         if t is None or t.finished is not None:
             return
-        if t in self.queue:
-            self.queue.remove(t)
-        t.pending.clear()
+        committed = min(len(t.pending) // 2, self.opts.commit_ms * (self.out_rate or self.rate)
+                        // 1000) if t.started else 0
+        if committed:  # the committed audio stays queued and plays out; nothing after it
+            del t.pending[2 * committed:]
+            t.ended = True
+        else:
+            if t in self.queue:
+                self.queue.remove(t)
+            t.pending.clear()
         t.finished = "cancelled"
         if t.started:
             self._signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
-                         f"fenced_after_samples:{t.played_samples}")
+                         f"fenced_after_samples:{t.played_samples},committed_samples:{committed}")
+            if self.driver is not None:
+                self.driver.playback_committed(turn_id, t.played_samples + committed)
 
     def unplayed(self) -> bool:
         return any(t.pending for t in self.queue)

@@ -2,7 +2,8 @@
 
 Every message is a frozen msgspec struct tagged by ``type``. Client messages:
 ``start`` (declares the audio format; first message), ``audio`` (MessagePack
-variant only: sequence number + PCM16), ``text``, ``interrupt``, ``end``.
+variant only: sequence number + PCM16), ``text``, ``interrupt``, ``debug`` (capture
+this session's debug events for a while), ``end``.
 Server events: ``ready``, ``transcript``, ``turn``, ``reply_text``, ``clear``,
 ``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``. The JSON
 variant carries audio as binary WebSocket frames of raw PCM16 (optionally with
@@ -30,6 +31,7 @@ __all__ = [
     "SUBPROTOCOL_MSGPACK",
     "AudioIn",
     "AudioOut",
+    "CaptureDebug",
     "Clear",
     "ClientMessage",
     "End",
@@ -94,18 +96,30 @@ class TextIn(_Msg, tag="text", frozen=True, kw_only=True):
     """Typed user input: one user turn (pipelines with an ``input.text`` entry)."""
 
     text: Text
+    #: idempotency key (F-158): a resend with a key the session already took (a retry,
+    #: a reconnect, a failover) is dropped with a lineage marker and a ``duplicate`` error
+    id: Id | None = None
 
 
 class Interrupt(_Msg, tag="interrupt", frozen=True, kw_only=True):
     """Stop the reply being played now (user cancel): the turn aborts, ``clear`` follows."""
 
 
+class CaptureDebug(_Msg, tag="debug", frozen=True, kw_only=True):
+    """Record this session's debug events for ``seconds`` (F-076); other sessions keep none.
+
+    ``seconds`` 0 ends a capture now.
+    """
+
+    seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 60.0
+
+
 class End(_Msg, tag="end", frozen=True, kw_only=True):
     """No more input: pending turns finish, then ``session_end`` and a normal close."""
 
 
-ClientMessage = Start | AudioIn | TextIn | Interrupt | End
-CLIENT_MESSAGES: tuple[type[_Msg], ...] = (Start, AudioIn, TextIn, Interrupt, End)
+ClientMessage = Start | AudioIn | TextIn | Interrupt | CaptureDebug | End
+CLIENT_MESSAGES: tuple[type[_Msg], ...] = (Start, AudioIn, TextIn, Interrupt, CaptureDebug, End)
 
 
 # ------------------------------------------------------------------ server -> client

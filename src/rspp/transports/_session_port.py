@@ -149,7 +149,8 @@ class LiveSession(Protocol):
     async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
         """Client PCM16 in the declared format (any size; ``seq`` when sequenced)."""
 
-    async def push_text(self, text: str) -> None: ...
+    async def push_text(self, text: str, key: str | None = None) -> None:
+        """Typed input; ``key``: its idempotency key (a duplicate is dropped)."""
 
     async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
         """A transport control input (a DTMF digit) for the graph's ``input.control``."""
@@ -158,6 +159,9 @@ class LiveSession(Protocol):
         """The client confirmed the first ``frames`` reply frames of ``turn_id`` heard."""
 
     async def interrupt(self) -> None: ...
+
+    def capture_debug(self, seconds: float) -> None:
+        """Record this session's debug events for ``seconds`` (F-076)."""
 
     async def end(self) -> None:
         """No more input: pending turns finish, then the session closes."""

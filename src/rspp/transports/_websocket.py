@@ -37,6 +37,7 @@ from rspp.transports._protocol import (
     SUBPROTOCOL_MSGPACK,
     AudioIn,
     AudioOut,
+    CaptureDebug,
     End,
     ErrorEvent,
     Interrupt,
@@ -387,9 +388,11 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
             raise InputRejected("data", f"frame of {len(msg.data)} bytes is not PCM16")
         await handle.push_audio(msg.data, msg.seq)
     elif isinstance(msg, TextIn):
-        await handle.push_text(msg.text)
+        await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
+    elif isinstance(msg, CaptureDebug):
+        handle.capture_debug(msg.seconds)
     elif isinstance(msg, End):
         await handle.end()
     elif isinstance(msg, Start):

@@ -33,12 +33,15 @@ from rspp.turns._cancel import (
     EgressFence,
     propagate_cancel,
 )
+from rspp.turns._checkpoint import OpenTurn, ResumePoint, SessionCheckpointer, resume_session
 from rspp.turns._plan_resolver import PlanResolver, compute_plan_hash
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 from rspp.turns._state import (
     DurableStateStore,
+    InMemoryDurableStore,
     SqliteDurableStore,
+    StaleStateError,
     StateManager,
     StateScope,
 )
@@ -57,16 +60,21 @@ __all__ = [
     "DurableStateStore",
     "EgressFence",
     "IdempotencyDedupe",
+    "InMemoryDurableStore",
     "LatePolicy",
     "LocalAdmission",
+    "OpenTurn",
     "OverlapPolicy",
     "PlanResolver",
+    "ResumePoint",
     "SchedulingShed",
+    "SessionCheckpointer",
     "SessionEvent",
     "SessionLifecycle",
     "SessionState",
     "SnapshotSource",
     "SqliteDurableStore",
+    "StaleStateError",
     "StateManager",
     "StateScope",
     "StaticSnapshotSource",
@@ -76,4 +84,5 @@ __all__ = [
     "VadBypass",
     "compute_plan_hash",
     "propagate_cancel",
+    "resume_session",
 ]

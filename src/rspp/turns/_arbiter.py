@@ -495,6 +495,22 @@ class TurnArbiter:
             return Step(())
         return self.same_point([(TerminalCause.AUTHORITY_LOSS, reason)], new_epoch=new_epoch)
 
+    def interrupted_elsewhere(self, turn_id: str, turn_epoch: int, reason: str) -> Step:
+        """T8 for a turn that was Active on the session's previous owner when it failed over
+        or migrated: this owner resumed the session at a newer epoch, so the turn lost its
+        authority. ``deauthorized_drain``, ``abort(authority_loss)``, ``close`` at the
+        turn's own epoch; the turn counts as closed here (late events of it are T11)."""
+        if not self.accepting_proposals:
+            return self._diag("illegal_input", f"interrupted turn {turn_id} reported while "
+                              f"{self.state}", turn_id)
+        if turn_id in self._closed_set:
+            return self._diag("duplicate_terminal", f"turn {turn_id} is already closed",
+                              turn_id)
+        self.state = TurnState.ACTIVE
+        self.turn_id = turn_id
+        self.turn_epoch = turn_epoch
+        return self.same_point([(TerminalCause.AUTHORITY_LOSS, reason)])
+
     def evidence_append_failed(self) -> Step:
         """T9: ``abort(recording_evidence_unavailable)``, ``close``."""
         if (bad := self._active_or_diag("abort(recording_evidence_unavailable)")) is not None:

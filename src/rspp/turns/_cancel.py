@@ -85,10 +85,6 @@ class CancelLatency:
     forced: list[str] = field(default_factory=list)
     acknowledged_ns: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def fence_ms(self) -> float:
-        return (self.fence_applied_ns - self.accepted_ns) / 1e6
-
     def node_ms(self) -> dict[str, float]:
         return {n: (t - self.accepted_ns) / 1e6 for n, t in self.node_stopped_ns.items()}
 

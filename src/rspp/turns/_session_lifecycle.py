@@ -125,7 +125,3 @@ class SessionLifecycle:
         )
         self.signals.append(sig)
         return sig
-
-    @property
-    def accepts_turns(self) -> bool:
-        return self.state is SessionState.ACTIVE

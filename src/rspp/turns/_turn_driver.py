@@ -60,7 +60,7 @@ from rspp.turns._arbiter import (
 )
 from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
-from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelReason, CancelScopeTree
+from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelError, CancelReason, CancelScopeTree
 from rspp.turns._node_scopes import NodeScopes
 from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
@@ -89,6 +89,8 @@ class TurnTiming:
     cancel_fence_ns: int | None = None
     #: the accepted cancel's reason code (F-035): barge_in, user_cancel, timeout, ...
     cancel_reason: str | None = None
+    #: output samples played by a cancelled turn up to its commit point (F-039)
+    committed_samples: int | None = None
     plan: ResolvedTurnPlan | None = None
     admission_reason: str = ""
     proposed_ms: int = 0
@@ -279,6 +281,21 @@ class TurnDriver:
             self.speaking = None
         self.session.control("rspp.complete", turn_id=turn_id)
 
+    def playback_committed(self, turn_id: str, samples: int) -> None:
+        """A cancel's commit point (F-039): the first ``samples`` of the turn's reply play out.
+
+        Called by the transport while the cancel is being accepted (before the turn's scope
+        closes); the fence keeps it as the scope's commit point, the summary reports it.
+        """
+        try:
+            scope = self.cancels.scope(turn_id)
+        except CancelError:
+            return
+        self.cancels.fence.mark_played(scope, samples)
+        t = self.timings.get(turn_id)
+        if t is not None:
+            t.committed_samples = self.cancels.fence.commit_point(scope)
+
     def admit_output(self, port: str, event: Event) -> bool:
         tid = event.turn_id or ""
         try:
@@ -323,6 +340,11 @@ class TurnDriver:
             self._poll_budgets()
         elif name == "rspp.authority":
             self._authority_step(cmd.turn_id, cmd.reason or "lease_revoked")
+        elif name == "rspp.interrupted":
+            if cmd.turn_id is not None:
+                self._apply(self.arbiter.interrupted_elsewhere(
+                    cmd.turn_id, int(cmd.data.get("epoch", self.authority.epoch)),
+                    cmd.reason or "session_moved"))
         elif name == "rspp.degrade":
             tid = cmd.turn_id
             if tid is not None and tid == self.active_turn and tid not in self._degraded:
@@ -372,6 +394,29 @@ class TurnDriver:
                 self.on_stop_playback(tid, "lease_lost" if new_epoch is None
                                       else "deauthorized_drain")
         self.session.control("rspp.authority", turn_id=tid, reason=reason)
+
+    def interrupted_elsewhere(self, turn_id: str, turn_epoch: int, reason: str) -> None:
+        """The session resumed here while ``turn_id`` was Active on its previous owner:
+        record that turn's end (T8 at its own epoch) on the control lane (F-157)."""
+        self.session.control("rspp.interrupted", turn_id=turn_id, reason=reason,
+                             epoch=turn_epoch)
+
+    def accept_input(self, key: str, edge_id: str) -> bool:
+        """Ingress dedupe (F-158): False for an input whose idempotency ``key`` this session
+        already took (before a reconnect or on its previous runtime: the window is in the
+        session's checkpoint); the duplicate leaves a ``drop_notice`` naming the first."""
+        event_id = self.stamp.ids.next("input")
+        verdict = self.authority.check_ingress(self.authority.epoch, event_id=event_id,
+                                               idempotency_key=key)
+        if verdict is not IngressVerdict.DUPLICATE:
+            return True  # (a stale or revoked epoch is the turn's own authority check)
+        marker = self.authority.dedupe.markers[-1]
+        n = int(event_id.rsplit(":", 1)[1])
+        self.session.signals.signal(
+            SignalName.DROP_NOTICE, Emitter.RK_13, edge_id=edge_id, target_lane=Lane.DATA,
+            reason=f"duplicate_idempotency_key:{key}:first={marker.first_event_id}",
+            seq_range=(n, n))
+        return False
 
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
         """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
@@ -665,6 +710,6 @@ class TurnDriver:
                 "turn_id": tid, "terminal": t.terminal, "reason": t.reason,
                 "turn_open_decision_ms": t.turn_open_decision_ms,
                 "first_output_ms": t.first_output_ms, "end_to_end_ms": t.end_to_end_ms,
-                "cancel_fence_ms": t.cancel_fence_ms,
+                "cancel_fence_ms": t.cancel_fence_ms, "committed_samples": t.committed_samples,
             })
         return rows

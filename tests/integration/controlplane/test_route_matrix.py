@@ -94,6 +94,11 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/sessions/{SESSION}/status", {"status": "running"}, None),
     ("GET", "/v1/sessions/{session_id}/signals"): lambda w: (
         f"/v1/sessions/{SESSION}/signals", None, None),
+    ("GET", "/v1/sessions/{session_id}/state"): lambda w: (
+        f"/v1/sessions/{SESSION}/state", None, None),
+    ("PUT", "/v1/sessions/{session_id}/state"): lambda w: (
+        f"/v1/sessions/{SESSION}/state", {"runtime_id": w.holder, "lease_epoch": w.epoch,
+                                          "document": {"hot": {}}}, None),
     ("POST", "/v1/sessions/{session_id}/migrate"): lambda w: (
         "/v1/sessions/s-move/migrate", {}, None),
     ("POST", "/v1/sessions/{session_id}/token"): lambda w: (
@@ -208,6 +213,8 @@ MUST_BE_FLEET = {
 MUST_BE_TENANT = {
     ("POST", "/v1/sessions/route"),
     ("GET", "/v1/sessions/{session_id}"),
+    ("GET", "/v1/sessions/{session_id}/state"),
+    ("PUT", "/v1/sessions/{session_id}/state"),
     ("POST", "/v1/leases/{session_id}/acquire"),
     ("POST", "/v1/leases/{session_id}/renew"),
     ("POST", "/v1/leases/{session_id}/authorize"),

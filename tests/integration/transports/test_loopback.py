@@ -41,6 +41,9 @@ class Observer:
     def generation_complete(self, turn_id: str) -> None:
         self.events.append(("generated", turn_id))
 
+    def playback_committed(self, turn_id: str, samples: int) -> None:
+        self.events.append(("committed", f"{turn_id}@{samples}"))
+
 
 def rig(pcm: bytes, rate: int = 16000, **opts: object) -> tuple[
         LoopbackTransport, SessionActor, list[Event], Observer, list[tuple[SignalName, str]]]:

@@ -20,7 +20,7 @@ import soxr
 from rspp.client import CarrierCall
 from rspp.transports import mulaw_decode, mulaw_encode
 
-from .conftest import REPO, rspp
+from .conftest import REPO, assert_replays, rspp
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +41,17 @@ def records(timeline: Path) -> list[dict[str, Any]]:
 def signals(lines: list[dict[str, Any]]) -> list[tuple[str, str | None, str | None]]:
     return [(ln["record"]["signal"], ln["record"].get("turn_id"), ln["record"].get("reason"))
             for ln in lines if ln["kind"] == "control_signal"]
+
+
+async def hang_up_and_wait(call: CarrierCall, srv: Any, sid: str) -> None:
+    """The caller hangs up; until the stream and the session (if still open) closed."""
+    await call.hang_up()
+    async with asyncio.timeout(30):
+        await call.closed.wait()
+    handle = srv.hub.sessions.get(sid)
+    if handle is not None:
+        async with asyncio.timeout(30):
+            await handle.wait_closed()
 
 
 async def test_a_call_hears_the_reply_presses_keys_and_hangs_up_mid_turn(serve, speech,
@@ -109,6 +120,30 @@ async def test_a_call_hears_the_reply_presses_keys_and_hangs_up_mid_turn(serve, 
     assert divergences["OUTCOME"] == 0 and divergences["AUTHORITY"] == 0, divergences
 
 
+async def test_an_unrouted_keypress_replays_without_plan_divergence(serve, speech,
+                                                                   issue) -> None:
+    """A digit no ``input.control`` edge takes is a telemetry note beside the ingress
+    frames; a replay (which does not reproduce it) must not see later records shifted:
+    the spoken turn after it replays with the same plan."""
+    async with serve(source=PHONE) as srv:
+        sid = "call5"
+        call = await CarrierCall.connect(srv.phone_url, {"token": issue(sid), "session_id": sid})
+        call.start_line()
+        call.say(to_mulaw(speech["question"][0]))
+        await call.dtmf("5")  # while the question streams: before the turn's plan
+        async with asyncio.timeout(90):
+            await call.wait_for(lambda: len(call.stats.replies_played) >= 1)
+        await hang_up_and_wait(call, srv, sid)
+    timeline = srv.factory.timeline_for(sid)
+    assert timeline is not None
+    lines = records(timeline)
+    notes = [ln["record"] for ln in lines
+             if ":transport_control:" in ln["record"].get("event_id", "")]
+    assert len(notes) == 1 and "dtmf:5 unrouted" in (notes[0].get("reason") or "")
+    assert "turn_open" in [s for s, _, _ in signals(lines)]
+    assert_replays(timeline, srv.spec)
+
+
 async def test_barge_in_while_the_caller_hears_the_reply_gets_clear(serve, speech,
                                                                     issue) -> None:
     question = to_mulaw(speech["question"][0])
@@ -125,13 +160,7 @@ async def test_barge_in_while_the_caller_hears_the_reply_gets_clear(serve, speec
         async with asyncio.timeout(60):
             await call.wait_for(lambda: call.stats.clears >= 1)
         assert call.stats.dropped_by_clear >= 0
-        await call.hang_up()
-        async with asyncio.timeout(30):
-            await call.closed.wait()
-        handle = srv.hub.sessions.get(sid)
-        if handle is not None:
-            async with asyncio.timeout(30):
-                await handle.wait_closed()
+        await hang_up_and_wait(call, srv, sid)
     timeline = srv.factory.timeline_for(sid)
     assert timeline is not None
     sig = signals(records(timeline))

@@ -16,6 +16,7 @@ from rspp.errors import LifecycleError
 from rspp.transports import (
     SUBPROTOCOL_JSON,
     ClientAudio,
+    ErrorEvent,
     LiveOptions,
     LiveSessionHandle,
     Start,
@@ -159,3 +160,45 @@ async def test_a_slow_client_loses_frames_not_memory(serve, speech, issue) -> No
         stats = tx.stats()
         assert stats.dropped_out_frames > 0 and stats.send_queue <= q.max_audio + 40
         ws.transport.abort()
+
+
+async def _until_close(client: LiveClient, seen: list[Any]) -> TurnEvent:
+    """Read ``client``'s events into ``seen`` until a turn closes."""
+    async for ev in client.events():
+        seen.append(ev)
+        if isinstance(ev, TurnEvent) and ev.state == "close":
+            return ev
+    raise AssertionError(f"the connection ended before a turn closed: {seen}")
+
+
+async def test_a_text_resent_with_its_id_is_taken_once_across_retry_and_reconnect_f158(
+    serve, issue
+) -> None:
+    async with serve(LiveOptions(stall_timeout_s=30.0, resume_window_s=60.0)) as srv:
+        first = await LiveClient.connect(srv.url("k1"), token=issue("k1"))
+        await first.send_text("what is your name", id="ask-1")
+        await first.send_text("what is your name", id="ask-1")  # a retry of the same input
+        seen: list[Any] = []
+        closed = await _until_close(first, seen)
+        handle = srv.hub.sessions["k1"]
+        await first.close()
+        await until(lambda: handle.transport.queue is None)  # the server saw the disconnect
+        again = await LiveClient.connect(srv.url("k1"), token=issue("k1"))
+        assert again.ready.resumed
+        await again.send_text("what is your name", id="ask-1")  # replayed after reconnecting
+        await again.send_text("what time is it", id="ask-2")
+        later: list[Any] = []
+        second = await _until_close(again, later)
+        await again.end()
+        later += [ev async for ev in again.events()]
+    opened = [e.turn_id for e in (*seen, *later) if isinstance(e, TurnEvent) and e.state == "open"]
+    assert opened == [closed.turn_id, second.turn_id] == ["k1:turn:1", "k1:turn:2"], opened
+    dups = [e for e in (*seen, *later) if isinstance(e, ErrorEvent)]
+    assert [(e.code, e.field) for e in dups] == [("duplicate", "id")] * 2, dups
+    timeline = srv.factory.timeline_for("k1")
+    assert timeline is not None
+    notices = [json.loads(x)["record"] for x in timeline.read_text().splitlines()
+               if '"drop_notice"' in x and "duplicate_idempotency_key" in x]
+    first_input = "duplicate_idempotency_key:ask-1:first=k1:input:1"
+    assert [n["reason"] for n in notices] == [first_input] * 2
+    assert {n["edge_id"] for n in notices} == {"input.text"}

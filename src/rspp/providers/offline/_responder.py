@@ -3,10 +3,11 @@
 It is NOT a language model. It recognises a few intents in a transcript, with
 matching tolerant of how people (and the offline STT) phrase them, and answers
 them: time, date, its name, spoken arithmetic ("what's two plus three"),
-weather (it cannot know), jokes, help, goodbye and greetings. Anything else is
-reflected back. Output is a pure function of the conversation, the seed and the
-injected ``now`` (time and date answers), streamed word by word so the rest of
-the pipeline sees real token streaming.
+weather (it cannot know), jokes, help, goodbye and greetings, and it remembers
+the conversation: "what did I ask" answers with the user's previous message.
+Anything else is reflected back. Output is a pure function of the conversation,
+the seed and the injected ``now`` (time and date answers), streamed word by word
+so the rest of the pipeline sees real token streaming.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ _HELP = ("I can tell you the time or the date, do simple sums such as two plus t
 
 #: intent -> phrases (word sequences, matched on word boundaries), checked in this order
 _PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("recall", ("what did i ask", "what did i just ask", "what did i say", "what did i just say",
+                "what was my question", "what was my last question")),
     ("name", ("your name", "who are you", "call you", "are you called")),
     ("date", ("date", "what day", "which day", "day is it", "day is today", "what month",
               "which month", "what year")),
@@ -83,14 +86,19 @@ def _calendar_date(now: datetime) -> str:
 
 
 def respond(text: str, *, seed: int = 0, turn: int = 0, name: str = "Rusty",
-            now: datetime | None = None) -> str:
-    """The full deterministic reply for a user utterance (``now`` for time and date)."""
+            now: datetime | None = None, previous: str | None = None) -> str:
+    """The full deterministic reply for a user utterance (``now`` for time and date;
+    ``previous``: the user's message before this one, if any)."""
     words = _words(text)
     if not words:
         return "I did not catch that. Could you say it again?"
     intent = detect_intent(text)
     rng = random.Random(seed * 1_000_003 + turn)
     when = now or datetime.now().astimezone()
+    if intent == "recall":
+        if not previous:
+            return "You have not asked me anything before that."
+        return f"You asked: {' '.join(previous.split()).rstrip('.?!')}."
     if intent == "arithmetic":
         return answer_arithmetic(words) or ""
     if intent == "name":
@@ -137,10 +145,11 @@ class LocalResponderLLM(LLMProvider):
     async def _generate(
         self, request: LLMRequest, invocation: ProviderInvocation
     ) -> AsyncIterator[str]:
-        turn = sum(1 for m in request.messages if m.role == "user")
+        users = [m.content for m in request.messages if m.role == "user"]
+        turn = len(users)
         seed = self.seed if request.seed is None else request.seed
         reply = respond(request.last_user_text, seed=seed, turn=turn, name=self.assistant_name,
-                        now=self.now())
+                        now=self.now(), previous=users[-2] if len(users) > 1 else None)
         words = reply.split(" ")
         for index, word in enumerate(words[: max(1, request.max_tokens)]):
             if self.token_delay_ms > 0:

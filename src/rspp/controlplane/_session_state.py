@@ -1,0 +1,210 @@
+"""Session state checkpoints in the control plane's database (F-155, F-157).
+
+A runtime holding a session's lease saves the session's checkpoint (session-hot and
+session-durable state plus its resume point: turn counter, open turn, idempotency
+window) at turn boundaries with ``PUT /v1/sessions/{id}/state``; the runtime a
+session fails over or migrates to loads it with ``GET ?runtime_id=&lease_epoch=``,
+which also *takes the state over* for its epoch. Writes are fenced twice:
+
+- by lease: the holder of the current epoch may write (also after its lease expired,
+  until another runtime takes the session over); the
+  holder of an older epoch only until the new holder took the state over (its last
+  checkpoint, e.g. of a turn that closed just as the session moved, still counts),
+  and never over a newer epoch's write. Anything else is ``409 stale_epoch``: a
+  paused or partitioned runtime cannot overwrite what its successor resumed from;
+- by version (optimistic): ``expected_version``, when given, must be the stored
+  version (``409 stale_state``), so two writers never interleave (runtimes always
+  give it; left out, the holder overwrites). A newer version the same writer saved at
+  the same epoch (a write whose answer was lost) does not count against it.
+
+The document is opaque JSON to the control plane, limited to
+:data:`MAX_STATE_BYTES` (``413``). Both routes are in the route table (operator
+role, tenant of the session).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from rspp.controlplane._errors import BodyTooLarge, Conflict, InvalidRequest
+from rspp.controlplane._handlers import Call
+from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._requests import Id, NoQuery
+from rspp.controlplane._schema import lease_epochs, leases, session_state
+from rspp.controlplane._service import ControlPlane
+
+__all__ = ["MAX_STATE_BYTES", "SessionState", "StateQuery", "StateSaved", "StateWrite",
+           "load_state", "save_state"]
+
+#: the largest checkpoint document (encoded JSON bytes)
+MAX_STATE_BYTES = 256 * 1024
+
+Version = Annotated[int, Meta(ge=0, le=2**31 - 1, description="a stored state version")]
+LeaseEpoch = Annotated[int, Meta(ge=1, le=2**31 - 1, description="the writer's lease epoch")]
+
+
+class StateWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A checkpoint from the session's lease holder."""
+
+    runtime_id: Id
+    lease_epoch: LeaseEpoch
+    #: the version this writer last loaded or wrote (0: none stored yet; None: overwrite)
+    expected_version: Version | None = None
+    document: dict[str, Any]
+
+
+class StateQuery(NoQuery, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The runtime loading the state as the session's new holder (both, or neither)."""
+
+    runtime_id: Id | None = None
+    lease_epoch: LeaseEpoch | None = None
+
+
+class StateSaved(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    version: int
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+    """The stored checkpoint (``version`` 0 and an empty document when none)."""
+
+    session_id: str
+    version: int
+    lease_epoch: int | None = None
+    holder: str | None = None
+    updated_at_ms: int | None = None
+    #: the epoch whose holder took the state over (older holders may no longer write)
+    taken_epoch: int | None = None
+    document: dict[str, Any] = {}
+
+
+async def _session_tenant(cp: ControlPlane, principal: Principal, session_id: str) -> None:
+    async with cp.store.engine.connect() as conn:
+        info = await cp.sessions.get_in(conn, session_id)
+    principal.require_tenant(info.tenant_id)
+
+
+def _holds(lease: Any, runtime_id: str, epoch: int) -> bool:
+    """``runtime_id`` holds the session's current epoch. An expired lease nobody took over
+    still counts: no other runtime can have written since (its holder re-acquires it)."""
+    return lease is not None and lease.epoch == epoch and lease.holder == runtime_id
+
+
+def _stale(session_id: str, runtime_id: str, epoch: int, lease: Any, now: int,
+           why: str = "") -> Conflict:
+    held = "no lease" if lease is None else (
+        f"epoch {lease.epoch} held by {lease.holder}"
+        + (" (expired)" if lease.expires_at_ms <= now else ""))
+    return Conflict(f"{runtime_id} at lease epoch {epoch} does not hold session {session_id} "
+                    f"({held}){why}; state is written by the lease holder only",
+                    field="lease_epoch", code="stale_epoch")
+
+
+async def read_state(cp: ControlPlane, principal: Principal, session_id: str,
+                     query: StateQuery | None = None) -> SessionState:
+    """The stored checkpoint; named holder and epoch: taken over for that epoch."""
+    await cp.authorize(principal, Role.OPERATOR, "read session state")
+    await _session_tenant(cp, principal, session_id)
+    q = query or StateQuery()
+    if (q.runtime_id is None) != (q.lease_epoch is None):
+        raise InvalidRequest("runtime_id and lease_epoch go together: the holder taking the "
+                             "state over names both", field="lease_epoch")
+    if q.runtime_id is None or q.lease_epoch is None:
+        async with cp.store.engine.connect() as conn:
+            row = (await conn.execute(select(session_state).where(
+                session_state.c.session_id == session_id))).first()
+        return _reply(session_id, row)
+    runtime_id, epoch = q.runtime_id, q.lease_epoch
+
+    async def work(conn: AsyncConnection, now: int) -> SessionState:
+        lease = (await conn.execute(
+            select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
+        if not _holds(lease, runtime_id, epoch):
+            raise _stale(session_id, runtime_id, epoch, lease, now)
+        row = (await conn.execute(select(session_state).where(
+            session_state.c.session_id == session_id))).first()
+        if row is None:  # nothing saved yet: the takeover alone is recorded (version 0)
+            await conn.execute(insert(session_state).values(
+                session_id=session_id, version=0, lease_epoch=epoch, holder=runtime_id,
+                doc_json="{}", updated_at_ms=now, taken_epoch=epoch))
+        elif (row.taken_epoch or 0) < epoch:
+            await conn.execute(update(session_state).where(
+                session_state.c.session_id == session_id).values(taken_epoch=epoch))
+        row = (await conn.execute(select(session_state).where(
+            session_state.c.session_id == session_id))).first()
+        return _reply(session_id, row)
+
+    return await cp._write(work, "take over session state")
+
+
+def _reply(session_id: str, row: Any) -> SessionState:
+    if row is None or row.version == 0:
+        return SessionState(session_id=session_id, version=0,
+                            taken_epoch=None if row is None else row.taken_epoch)
+    return SessionState(session_id=session_id, version=row.version, lease_epoch=row.lease_epoch,
+                        holder=row.holder, updated_at_ms=row.updated_at_ms,
+                        taken_epoch=row.taken_epoch, document=msgspec.json.decode(row.doc_json))
+
+
+async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
+                      body: StateWrite) -> StateSaved:
+    await cp.authorize(principal, Role.OPERATOR, "write session state")
+    doc = msgspec.json.encode(body.document).decode()
+    if len(doc) > MAX_STATE_BYTES:
+        raise BodyTooLarge(f"the state document is {len(doc)} bytes; the limit is "
+                           f"{MAX_STATE_BYTES} bytes", field="document")
+    await _session_tenant(cp, principal, session_id)
+    runtime_id, epoch = body.runtime_id, body.lease_epoch
+
+    async def work(conn: AsyncConnection, now: int) -> StateSaved:
+        lease = (await conn.execute(
+            select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
+        row = (await conn.execute(select(session_state).where(
+            session_state.c.session_id == session_id))).first()
+        if not _holds(lease, runtime_id, epoch):
+            # an older epoch's holder: its last checkpoint until the new holder took over
+            if lease is None or epoch >= lease.epoch:
+                raise _stale(session_id, runtime_id, epoch, lease, now)
+            held = (await conn.execute(select(lease_epochs.c.holder).where(
+                lease_epochs.c.session_id == session_id,
+                lease_epochs.c.epoch == epoch))).scalar()
+            if held != runtime_id:
+                raise _stale(session_id, runtime_id, epoch, lease, now)
+            if row is not None and ((row.taken_epoch or 0) > epoch or row.lease_epoch > epoch):
+                raise _stale(session_id, runtime_id, epoch, lease, now,
+                             f"; the holder of epoch {row.taken_epoch or row.lease_epoch} "
+                             "took the state over")
+        stored = 0 if row is None else int(row.version)
+        # a newer version this very writer saved at this epoch (an answer it never read)
+        own = row is not None and row.holder == runtime_id and row.lease_epoch == epoch \
+            and body.expected_version is not None and stored > body.expected_version
+        if body.expected_version is not None and stored != body.expected_version and not own:
+            raise Conflict(f"session {session_id} state is at version {stored}, the write "
+                           f"expected {body.expected_version}; load it before writing",
+                           field="expected_version", code="stale_state")
+        values = {"lease_epoch": epoch, "holder": runtime_id, "doc_json": doc,
+                  "updated_at_ms": now}
+        if row is None:
+            await conn.execute(insert(session_state).values(session_id=session_id, version=1,
+                                                            **values))
+        else:
+            await conn.execute(update(session_state).where(
+                session_state.c.session_id == session_id,
+                session_state.c.version == stored).values(version=stored + 1, **values))
+        return StateSaved(session_id=session_id, version=stored + 1)
+
+    return await cp._write(work, "write session state")
+
+
+# ---- HTTP handlers (route table: GET/PUT /v1/sessions/{session_id}/state) ----------------
+async def load_state(c: Call) -> SessionState:
+    return await read_state(c.cp, c.principal, c.path["session_id"], c.query)
+
+
+async def save_state(c: Call) -> StateSaved:
+    return await write_state(c.cp, c.principal, c.path["session_id"], c.body)
