@@ -77,9 +77,13 @@ class FleetOps(ControlPlaneCore):
         moved: list[MigrationResult] = []
         waiting = 0
         for start in range(0, len(todo), _SWEEP_BATCH):
-            done, left = await self._write(
-                lambda conn, now, b=todo[start:start + _SWEEP_BATCH]: self._move_expired(conn, b, now),
-                "fail sessions over")
+            batch = todo[start:start + _SWEEP_BATCH]
+
+            async def move(conn: AsyncConnection, now: int,
+                           b: list[tuple[str, str]] = batch) -> tuple[list[MigrationResult], int]:
+                return await self._move_expired(conn, b, now)
+
+            done, left = await self._write(move, "fail sessions over")
             moved += done
             waiting += left
         return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)

@@ -87,10 +87,11 @@ class LeaseRenewer:
                 _fail(queued[key][1], exc)
             return
         self.batches += 1
+        epochs = dict(held)
         for r in results:
-            key = next((k for k in held if k[0] == r.session_id), None)
-            if key is None:
+            if r.session_id not in epochs:
                 continue
+            key = (r.session_id, epochs[r.session_id])
             fut = queued[key][1]
             if fut.done():
                 continue

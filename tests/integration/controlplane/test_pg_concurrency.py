@@ -139,8 +139,8 @@ async def test_concurrent_routes_keep_quotas_capacity_and_the_audit_chain(
     async def route(tenant: str) -> httpx.Response:
         async with httpx.AsyncClient(base_url=url, headers=ADMIN, timeout=120) as client:
             await gate.wait()
-            return await client.post("/v1/sessions/route",
-                                      json={"tenant_id": tenant, "pipeline_name": "voice-assistant"})
+            body = {"tenant_id": tenant, "pipeline_name": "voice-assistant"}
+            return await client.post("/v1/sessions/route", json=body)
 
     tenants = ["small" if i % 3 == 0 else "big" for i in range(ROUTES)]
     tasks = [asyncio.create_task(route(t)) for t in tenants]

@@ -193,7 +193,7 @@ async def test_heartbeats_do_not_erase_placements_made_between_them(
             await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant")
         # a runtime reporting more than was placed there (its own figure) counts that
         await cp.heartbeat(OPERATOR, "rt-a", health=RuntimeHealth.HEALTHY, load=3)
-        sid_a = [s.session_id for s in await _sessions_on(cp, "rt-a")][0]
+        sid_a = next(s.session_id for s in await _sessions_on(cp, "rt-a"))
         await cp.report_status(OPERATOR, sid_a, SessionStatus.ENDED)
         # rt-a still reports 3 (its heartbeat is older than the end): no room there yet
         with pytest.raises(Unavailable):
