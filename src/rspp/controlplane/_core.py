@@ -47,6 +47,7 @@ class ControlPlaneCore:
             store,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
             snapshot_ttl_ms=settings.snapshot_ttl_ms,
+            placement_grace_ms=settings.placement_grace_ms,
         )
         self.leases = LeaseManager(store, self.audit, clock)
         self.sessions = SessionBook(self.routing, self.leases)
@@ -78,6 +79,7 @@ class ControlPlaneCore:
     async def close(self) -> None:
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self.audit.close()
         await self.store.close()
 
     # -- helpers ---------------------------------------------------------------------------
