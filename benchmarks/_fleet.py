@@ -162,6 +162,16 @@ class Fleet:
             await asyncio.sleep(0.05)  # readiness: the banner line in its log
 
     async def start(self) -> Fleet:
+        """The control plane, then the runtimes; a fleet that fails to start stops what it
+        started (no control plane or runtime outlives a failed test or benchmark)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
         port = free_port()
         o = self.o
         self.cp = self._spawn("cp", [
@@ -179,8 +189,13 @@ class Fleet:
         resp = await self.http.post(f"{self.cp_url}/v1/pipelines",
                                      json={"spec": SPEC.read_text(), "filename": SPEC.name})
         assert resp.status_code in (200, 201), resp.text
-        await asyncio.gather(*(self.start_runtime() for _ in range(o.runtimes)))
-        return self
+        # every runtime start ends (ready or failed) before a failure is raised: none is
+        # left spawning behind the stop
+        started = await asyncio.gather(*(self.start_runtime() for _ in range(o.runtimes)),
+                                       return_exceptions=True)
+        for result in started:
+            if isinstance(result, BaseException):
+                raise result
 
     async def start_runtime(self) -> Proc:
         self._seq += 1

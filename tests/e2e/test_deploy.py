@@ -273,13 +273,16 @@ def test_image_entry_command_runs_from_the_built_wheel_in_a_fresh_venv(
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--target", str(site), str(wheel)], check=True, timeout=300)
     (site / "zz_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # a PYTHONPATH of the caller (a worktree's src) would shadow the installed wheel
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run([str(py), "-c", "import rspp, importlib.metadata as m; "
                             "print(rspp.__file__); print(m.metadata('rspp').get_all("
-                            "'Requires-Dist'))"], capture_output=True, text=True, check=True)
+                            "'Requires-Dist'))"], capture_output=True, text=True, check=True,
+                           env=clean)
     assert where.stdout.startswith(str(site)), where.stdout  # not this checkout's source
     assert "extra == 'speech'" in where.stdout
     port = free_port()
-    env = {**df["ENV"], "RSPP_PORT": str(port), "RSPP_HOST": "127.0.0.1"}
+    env = {**df["ENV"], "RSPP_PORT": str(port), "RSPP_HOST": "127.0.0.1", "PYTHONPATH": ""}
     entry = [str(py), "-c", "from rspp.cli import main; main()"]  # the `rspp` script's body
     srv = Proc([*entry, *df["CMD"]], env, tmp_path)
     procs.append(srv)

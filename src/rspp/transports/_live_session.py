@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import LiveTransport
-from rspp.transports._protocol import Clear, ErrorEvent, ServerEvent, SessionEnd
+from rspp.transports._protocol import ErrorEvent, ServerEvent, SessionEnd
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
@@ -131,11 +131,13 @@ class LiveSessionHandle:
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
             while (item := await queue.get()) is not None:
                 # the last check before the client: hold while authority is unconfirmed
-                # (polled: the lease keeper renews on its own schedule), drop once it is lost;
-                # a ``clear`` still goes: it retracts audio, it is no output of the old epoch
+                # (polled: the lease keeper renews on its own schedule), drop once it is lost.
+                # A ``clear`` is dropped too: after a failover the client may already play the
+                # new holder's audio, which a late ``clear`` of this epoch would cut. The close
+                # ``authority_lost:<reason>`` tells the client to drop what it buffered.
                 while (may := transport.may_output()) is False:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-                if may is None and not isinstance(item, Clear):
+                if may is None:
                     transport.fenced_outputs += 1
                     continue
                 yield item

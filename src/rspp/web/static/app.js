@@ -300,6 +300,8 @@ async function wsCall(session, ctx) {
     node.onended = () => playing.delete(node);
   };
   ws.onclose = (e) => {
+    // a session that lost its lease sends nothing more of its epoch: drop what is buffered
+    if ((e.reason || "").startsWith("authority_lost:")) call.clearPlayback();
     if (e.code !== 1000) status(`Session closed (${e.code}): ${e.reason || "connection lost"}`, "error");
     finish();
   };
