@@ -89,13 +89,25 @@ def replay_command(
         raise _fail(f"--mode {mode!r}: use one of {', '.join(_MODES)}")
     if decisions not in _DECISIONS:
         raise _fail(f"--decisions {decisions!r}: use one of {', '.join(_DECISIONS)}")
-    # a many-session timeline replays session by session, each read from its own lines
-    spans = timeline_sessions(file) if file.is_file() else []
-    many = len(spans) > 1
+    # a many-session timeline replays session by session, each read from its own lines;
+    # the file is read whole first (finding its sessions on the way) and again by span
+    # only when it holds more than one
+    recording = None
     try:
-        recording = load_recording(file, stream=True, span=spans[0] if many else None)
+        recording = load_recording(file, stream=True)
+        spans = list(recording.sessions)
     except RSPPError as exc:
-        raise _fail(str(exc)) from None
+        spans = timeline_sessions(file) if file.is_file() else []
+        if len(spans) <= 1:
+            raise _fail(str(exc)) from None
+    many = len(spans) > 1
+    if many or recording is None:
+        if recording is not None:
+            recording.close()
+        try:
+            recording = load_recording(file, stream=True, span=spans[0])
+        except RSPPError as exc:
+            raise _fail(str(exc)) from None
     if spec is None:
         refs = [str(ln.record.get("graph_definition_ref", "")) for ln in recording.lines
                 if ln.kind == "resolved_turn_plan"]

@@ -47,6 +47,7 @@ class ControlPlaneCore:
             store,
             heartbeat_timeout_ms=settings.heartbeat_timeout_ms,
             snapshot_ttl_ms=settings.snapshot_ttl_ms,
+            placement_grace_ms=settings.placement_grace_ms,
         )
         self.leases = LeaseManager(store, self.audit, clock)
         self.sessions = SessionBook(self.routing, self.leases)
@@ -60,6 +61,7 @@ class ControlPlaneCore:
         return cls(store, settings, clock)
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.store.close()
 
     # -- helpers ---------------------------------------------------------------------------

@@ -40,15 +40,22 @@ from rspp.contracts import (
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine, as_lines
 
-__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view"]
+__all__ = ["TurnwiseComparison", "compare_timelines", "compare_view", "view_of"]
 
 _AUTHORITY_SIGNALS = {"stale_epoch_reject", "deauthorized_drain", "lease_issued", "lease_rotated",
                       "migration_start", "migration_finish", "session_handoff"}
 _PROVIDER_SIGNALS = {"provider_switch", "fallback", "circuit_event", "provider_error"}
 _TERMINAL = {"commit", "abort"}
 _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
+_REASONED = _PROVIDER_SIGNALS | {"admit", "reject", "defer"}  # their reason is compared
 _Sig = tuple[Any, ...]
 _Key = tuple[str, int, int]
+#: what :meth:`_Side.add` returns for a line of the session-scoped group
+_SESSION = object()
+
+
+def _first(item: tuple[_Key, TimelineLine]) -> _Key:
+    return item[0]
 
 
 #: the record fields the comparator reads (plans and evidence keep their whole record)
@@ -65,21 +72,33 @@ def compare_view(line: TimelineLine) -> TimelineLine:
     Record fields other than the compared ones and payloads other than ``text`` and
     ``is_final`` are dropped (a streamed replay keeps only these views of both sides).
     """
-    rec = line.record
-    if line.kind not in _KEEP_WHOLE:
-        rec = {k: rec[k] for k in _COMPARED if rec.get(k) is not None}
-    payload = line.payload
+    return view_of(line.line, line.kind, line.record, line.payload)
+
+
+_COMPARED_SET = frozenset(_COMPARED)
+
+
+def view_of(number: int, kind: str, record: dict[str, Any],
+            payload: dict[str, Any] | None) -> TimelineLine:
+    """:func:`compare_view` of a line given by its parts (no intermediate line)."""
+    if kind not in _KEEP_WHOLE:
+        record = {k: v for k, v in record.items() if v is not None and k in _COMPARED_SET}
     if payload is not None:
-        payload = {k: payload[k] for k in ("text", "is_final") if k in payload} or None
-    return TimelineLine(line=line.line, kind=line.kind, record=rec, payload=payload)
+        if "text" in payload or "is_final" in payload:
+            payload = {k: payload[k] for k in ("text", "is_final") if k in payload}
+        else:
+            payload = None
+    return TimelineLine(line=number, kind=kind, record=record, payload=payload)
 
 
 def _is_artifact(line: TimelineLine) -> bool:
-    if line.record.get("signal") == "recording_level_downgraded":
-        return True
-    if line.record.get("lane") == "TelemetryLane":
+    rec = line.record
+    if rec.get("lane") == "TelemetryLane":
         return True  # best-effort lane: may be sampled or shed, never a divergence
-    return str(line.record.get("event_id", "")).startswith("or02-")
+    if rec.get("signal") == "recording_level_downgraded":
+        return True
+    event_id = rec.get("event_id")  # (a decoded non-string never reads "or02-...")
+    return isinstance(event_id, str) and event_id.startswith("or02-")
 
 
 def _signature(line: TimelineLine) -> _Sig:
@@ -112,13 +131,15 @@ class _Side:
         for line in lines:
             self.add(line)
 
-    def add(self, line: TimelineLine) -> str | None:
-        """Take one line; returns its turn id when it is that turn's terminal signal."""
+    def add(self, line: TimelineLine) -> str | object | None:
+        """Take one line; returns its turn id when it is that turn's terminal signal,
+        :data:`_SESSION` when it joined the session-scoped group."""
         self._n += 1
         if _is_artifact(line):
             return None
         rec = line.record
-        key = (str(rec.get("session_id", "")), int(rec.get("runtime_sequence", 0)), self._n)
+        # a null field counts as absent (as in a compare_view)
+        key = (str(rec.get("session_id") or ""), int(rec.get("runtime_sequence") or 0), self._n)
         turn = rec.get("turn_id")
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
@@ -136,7 +157,9 @@ class _Side:
         if group in self.dropped_key and key < self.dropped_key[group]:
             self.late += 1  # older than a record already compared: the verdict may differ
         self.groups[group].append((key, line))
-        if group is not None and line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
+        if group is None:
+            return _SESSION
+        if line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
             return group
         return None
 
@@ -152,7 +175,10 @@ class _Side:
             self._kept.pop((EVIDENCE_KIND, turn), None)
 
     def ordered(self, turn: str | None) -> list[TimelineLine]:
-        return [line for _, line in sorted(self.groups.get(turn, ()), key=lambda t: t[0])]
+        return [line for _, line in self.sorted_group(turn)]
+
+    def sorted_group(self, turn: str | None) -> list[tuple[_Key, TimelineLine]]:
+        return sorted(self.groups.get(turn, ()), key=_first)
 
     def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
               ) -> list[tuple[_Sig, int, TimelineLine]]:
@@ -166,34 +192,42 @@ class _Side:
             seen[sig] += 1
         return out
 
-    def terminal(self, turn: str | None) -> str | None:
+    def terminal(self, turn: str | None, lines: list[TimelineLine] | None = None) -> str | None:
         if turn in self.terminal_base:
             return self.terminal_base[turn]
-        for line in self.ordered(turn):
+        for line in self.ordered(turn) if lines is None else lines:
             if line.record.get("signal") in _TERMINAL:
                 return _terminal_text(line)
         return None
 
-    def texts(self, turn: str | None) -> dict[str | None, str]:
+    def texts(self, turn: str | None, lines: list[TimelineLine] | None = None
+              ) -> dict[str | None, str]:
         out: dict[str | None, list[str]] = defaultdict(list)
         for node, parts in self.text_base.get(turn, {}).items():
             out[node].extend(parts)
-        for line in self.ordered(turn):
+        for line in self.ordered(turn) if lines is None else lines:
             _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
 
-    def drop_prefix(self, turn: str | None, count: int) -> None:
+    def drop_prefix(self, turn: str | None, group: list[tuple[_Key, TimelineLine]], count: int,
+                    signatures: list[_Sig]) -> None:
         """Forget the first ``count`` lines of a group (compared), keeping what the rest
-        of its comparison needs: occurrence numbers, output texts, the terminal."""
-        group = sorted(self.groups.get(turn, ()), key=lambda t: t[0])
+        of its comparison needs: occurrence numbers, output texts, the terminal.
+
+        ``group`` is :meth:`sorted_group`; ``signatures`` those of its first ``count``
+        lines that are not terminals, in order (as :meth:`keyed` gave them)."""
+        if not count:
+            return
         texts = self.text_base[turn]
-        for key, line in group[:count]:
-            self.dropped_key[turn] = key
+        seen = self.seen_base[turn]
+        sigs = iter(signatures)
+        for _, line in group[:count]:
             if line.record.get("signal") in _TERMINAL:
                 self.terminal_base.setdefault(turn, _terminal_text(line))
             if not _is_terminal(line):
-                self.seen_base[turn][_signature(line)] += 1
+                seen[next(sigs)] += 1
             _add_text(texts, line)
+        self.dropped_key[turn] = group[count - 1][0]
         self.groups[turn] = group[count:]
 
     def offset(self, line: TimelineLine) -> int | None:
@@ -267,7 +301,7 @@ def _check_pair(turn: str | None, sig: _Sig, el: TimelineLine, al: TimelineLine,
     if el.record.get("authority_epoch") != al.record.get("authority_epoch"):
         add(DivergenceClass.AUTHORITY, f"{_describe(sig)} authority_epoch differs",
             el.record.get("authority_epoch"), al.record.get("authority_epoch"))
-    if sig[1] in _PROVIDER_SIGNALS | {"admit", "reject", "defer"} and \
+    if sig[1] in _REASONED and \
             el.record.get("reason") != al.record.get("reason"):
         add(_class_of_missing(sig), f"{_describe(sig)} reason differs",
             el.record.get("reason"), al.record.get("reason"))
@@ -292,7 +326,8 @@ def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st:
     (nothing in it can match a later record); the newest ``margin`` records of each side
     stay (records may still arrive slightly out of order).
     """
-    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)
+    e_group, a_group = exp.sorted_group(turn), act.sorted_group(turn)
+    e_lines, a_lines = [ln for _, ln in e_group], [ln for _, ln in a_group]
     ek = exp.keyed(turn, e_lines[:max(0, len(e_lines) - margin)])
     ak = act.keyed(turn, a_lines[:max(0, len(a_lines) - margin)])
     pend_e: set[tuple[_Sig, int]] = set()
@@ -321,8 +356,8 @@ def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st:
         _check_pair(turn, sg, el, partner[sg, n], exp, act, tol, st.pairs)
     st.offset += m
     # drop through the last compared record (terminal lines before it go too)
-    exp.drop_prefix(turn, _position(e_lines, ek[m - 1][2]) + 1)
-    act.drop_prefix(turn, _position(a_lines, ak[m - 1][2]) + 1)
+    exp.drop_prefix(turn, e_group, _position(e_lines, ek[m - 1][2]) + 1, [k[0] for k in ek[:m]])
+    act.drop_prefix(turn, a_group, _position(a_lines, ak[m - 1][2]) + 1, [k[0] for k in ak[:m]])
 
 
 def _position(lines: list[TimelineLine], line: TimelineLine) -> int:
@@ -361,21 +396,23 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
             if ex != ac:
                 add(DivergenceClass.PROVIDER_CHOICE, "provider invocations used other providers",
                     ex, ac)
-    et, at = exp.terminal(turn), act.terminal(turn)
+    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)  # sorted once per side
+    et, at = exp.terminal(turn, e_lines), act.terminal(turn, a_lines)
     if et != at:
         add(DivergenceClass.OUTCOME, "terminal outcome differs", et, at)
-    etx, atx = exp.texts(turn), act.texts(turn)
+    etx, atx = exp.texts(turn, e_lines), act.texts(turn, a_lines)
     for node in sorted(set(etx) | set(atx), key=str):
         if etx.get(node) != atx.get(node):
             add(DivergenceClass.OUTCOME, f"output text of node {node} differs",
                 etx.get(node), atx.get(node))
-    ek, ak = exp.keyed(turn), act.keyed(turn)
+    ek, ak = exp.keyed(turn, e_lines), act.keyed(turn, a_lines)
     e_ids = {(s, n): ln for s, n, ln in ek}
     a_ids = {(s, n): ln for s, n, ln in ak}
-    for key in e_ids.keys() - a_ids.keys():
+    # in timeline order (a set difference would list them in hash order, run to run)
+    for key in [(s, n) for s, n, _ in ek if (s, n) not in a_ids]:
         add(_class_of_missing(key[0]), f"missing in actual: {_describe(key[0])}",
             ids=(str(e_ids[key].record.get("event_id")),))
-    for key in a_ids.keys() - e_ids.keys():
+    for key in [(s, n) for s, n, _ in ak if (s, n) not in e_ids]:
         add(_class_of_missing(key[0]), f"unexpected in actual: {_describe(key[0])}",
             ids=(str(a_ids[key].record.get("event_id")),))
     common = e_ids.keys() & a_ids.keys()
@@ -441,6 +478,8 @@ class TurnwiseComparison:
         self._settle_at = self.SETTLE_EVERY
         self._terminals: tuple[list[str], list[str]] = ([], [])
         self._over: tuple[set[str], set[str]] = (set(), set())
+        #: turns over in the actual timeline and not (yet) in the expected one
+        self._waiting: set[str] = set()
 
     def add_expected(self, line: TimelineLine) -> None:
         self._add(0, self.exp, line)
@@ -451,7 +490,7 @@ class TurnwiseComparison:
     @property
     def waiting_for_expected(self) -> bool:
         """Turns over in the actual timeline that the expected one has not closed yet."""
-        return bool(self._over[1] - self._over[0])
+        return bool(self._waiting)
 
     @property
     def late_lines(self) -> int:
@@ -464,15 +503,17 @@ class TurnwiseComparison:
         if turn in self.findings and not _is_artifact(line):
             self._late += 1
         ended = side.add(line)
-        if not self.close_turns:
+        if not self.close_turns or ended is None:
             return
-        if ended is None:
+        if ended is _SESSION:  # only a line of the session scope can make it settle
             sizes = (len(self.exp.groups.get(None, ())), len(self.act.groups.get(None, ())))
             if min(sizes) >= self._settle_at:
                 _settle(None, self.exp, self.act, self.tol, self._settled, self.MARGIN)
                 # a prefix that does not settle yet (a divergence): try again after more
                 self._settle_at = min(len(self.exp.groups.get(None, ())),
                                       len(self.act.groups.get(None, ()))) + self.SETTLE_EVERY
+            return
+        if not isinstance(ended, str):
             return
         order = self._terminals[i]
         if ended in order:
@@ -481,6 +522,10 @@ class TurnwiseComparison:
         if len(order) > self.CLOSE_AFTER:
             over = order.pop(0)
             self._over[i].add(over)
+            if i == 1 and over not in self._over[0]:
+                self._waiting.add(over)
+            elif i == 0:
+                self._waiting.discard(over)
             if over in self._over[1 - i]:
                 self._compare(over)
 
@@ -494,6 +539,7 @@ class TurnwiseComparison:
         if turn is not None:
             self._over[0].discard(turn)
             self._over[1].discard(turn)
+            self._waiting.discard(turn)
 
     def finish(self) -> DivergenceReport:
         """Compare what is left and build the report (turns in :func:`compare_timelines`

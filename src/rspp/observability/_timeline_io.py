@@ -24,14 +24,15 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, cast
 
 import msgspec
 
 from rspp.observability._errors import TimelineFormatError
 
-__all__ = ["INT_FIELDS", "MAX_LINE_BYTES", "TimelineLine", "as_line", "as_lines",
-           "envelope_problem", "iter_timeline", "iter_values", "read_timeline"]
+__all__ = ["INT_FIELDS", "MAX_LINE_BYTES", "Payloads", "TimelineLine", "as_line", "as_lines",
+           "decode_line", "envelope_problem", "is_msgpack", "iter_raw", "iter_timeline",
+           "iter_values", "read_timeline"]
 
 MAX_LINE_BYTES = 16 << 20
 """Longest timeline line (or MessagePack frame) accepted: 16 MiB."""
@@ -57,6 +58,28 @@ class _Head(msgspec.Struct):
 
 _json_head = msgspec.json.Decoder(_Head)
 _msgpack_head = msgspec.msgpack.Decoder(_Head)
+
+
+class _TextPart(msgspec.Struct):
+    """What ``payloads="text"`` keeps of a payload (audio bytes are skipped, not decoded)."""
+
+    text: Any = msgspec.UNSET
+    is_final: Any = msgspec.UNSET
+
+
+class _TextLine(msgspec.Struct):
+    kind: object = None
+    record: object = None
+    payload: _TextPart | None = None
+
+
+_json_text = msgspec.json.Decoder(_TextLine)
+_msgpack_text = msgspec.msgpack.Decoder(_TextLine)
+
+#: ``payloads`` of the readers: True (decode them), False (skip them: ``payload`` None)
+#: or ``"text"`` (only their ``text`` and ``is_final`` fields; ``{}`` for any other
+#: payload, None when there is none)
+Payloads = bool | Literal["text"]
 
 
 class TimelineLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,13 +135,25 @@ def _shape(path: str, number: int, value: object) -> TimelineLine | TimelineForm
     return TimelineLine(line=number, kind=kind, record=record, payload=payload)
 
 
-def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: bool = True) -> object:
+def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: Payloads = True
+            ) -> object:
     """The decoded value of one line, or a :class:`TimelineFormatError` (never raises).
 
-    Without ``payloads`` the line is decoded as a :class:`_Head` (payload left raw).
+    Without ``payloads`` the line is decoded as a :class:`_Head` (payload left raw);
+    with ``"text"`` as a :class:`_TextLine` (a line that does not fit it is decoded
+    whole, so its problem is named as usual).
     """
     what = "MessagePack" if msgpack else "JSON"
     try:
+        if payloads == "text":
+            try:
+                line = (_msgpack_text if msgpack else _json_text).decode(raw)
+            except msgspec.ValidationError:
+                pass  # not the shape of a line: decoded whole below, and named by _shape
+            else:
+                return {"kind": line.kind, "record": line.record,
+                        "payload": _text_part(line.payload)}
+            return (_msgpack if msgpack else _json).decode(raw)
         if payloads:
             return (_msgpack if msgpack else _json).decode(raw)
         head = (_msgpack_head if msgpack else _json_head).decode(raw)
@@ -132,6 +167,17 @@ def _decode(name: str, number: int, raw: bytes, msgpack: bool, payloads: bool = 
                                    "timeline line is a flat record, not a deep structure")
 
 
+def _text_part(part: _TextPart | None) -> dict[str, Any] | None:
+    if part is None:
+        return None
+    out: dict[str, Any] = {}
+    if part.text is not msgspec.UNSET:
+        out["text"] = part.text
+    if part.is_final is not msgspec.UNSET:
+        out["is_final"] = part.is_final
+    return out
+
+
 def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
     return TimelineFormatError(name, number, f"line of {size} bytes or more is over the "
                                f"{MAX_LINE_BYTES}-byte limit of a timeline line")
@@ -140,7 +186,9 @@ def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
 _Item = tuple[int, object]
 
 
-def _json_lines(name: str, f: IO[bytes], payloads: bool, number: int = 0) -> Iterator[_Item]:
+def _json_lines(name: str, f: IO[bytes], payloads: Payloads | None, number: int = 0
+                ) -> Iterator[_Item]:
+    """``(number, value)`` per line; ``payloads=None``: the line's raw bytes, undecoded."""
     while True:
         raw = f.readline(MAX_LINE_BYTES + 1)
         if not raw:
@@ -155,10 +203,11 @@ def _json_lines(name: str, f: IO[bytes], payloads: bool, number: int = 0) -> Ite
             continue
         if raw.isspace():
             continue
-        yield number, _decode(name, number, raw, msgpack=False, payloads=payloads)
+        yield number, (raw if payloads is None
+                       else _decode(name, number, raw, msgpack=False, payloads=payloads))
 
 
-def _msgpack_frames(name: str, f: IO[bytes], payloads: bool, number: int = 0
+def _msgpack_frames(name: str, f: IO[bytes], payloads: Payloads | None, number: int = 0
                     ) -> Iterator[_Item]:
     while True:
         head = f.read(4)
@@ -177,21 +226,62 @@ def _msgpack_frames(name: str, f: IO[bytes], payloads: bool, number: int = 0
             yield number, TimelineFormatError(name, number, f"truncated MessagePack frame "
                                               f"({len(body)} of {size} bytes)")
             return
-        yield number, _decode(name, number, body, msgpack=True, payloads=payloads)
+        yield number, (body if payloads is None
+                       else _decode(name, number, body, msgpack=True, payloads=payloads))
 
 
-def iter_values(path: str | Path, *, payloads: bool = True, offsets: list[int] | None = None,
+def iter_values(path: str | Path, *, payloads: Payloads = True,
+                offsets: list[int] | None = None,
                 start: tuple[int, int] = (0, 0)) -> Iterator[tuple[int, object]]:
     """Stream ``(line number, decoded value)`` of a JSON Lines / MessagePack file.
 
     The value is a :class:`TimelineFormatError` for a line that does not decode
     (and, with line 0, for a file that cannot be read); nothing is raised. Without
     ``payloads`` each line becomes ``{"kind", "record", "payload": None}`` and its
-    payload is skipped, not decoded (faster for tools that only read records).
+    payload is skipped, not decoded (faster for tools that only read records); with
+    ``"text"`` only a payload's ``text`` and ``is_final`` are decoded.
     ``start`` = (byte offset, line number before it) resumes reading at a line
     boundary; with ``offsets`` (a one-item list) the byte offset of the line just
     yielded is kept in ``offsets[0]``.
     """
+    yield from _values(path, payloads, offsets, start)
+
+
+def iter_raw(path: str | Path, *, start: tuple[int, int] = (0, 0)
+             ) -> Iterator[tuple[int, bytes | TimelineFormatError]]:
+    """``(line number, raw bytes)`` of each line (MessagePack: frame), nothing decoded.
+
+    Numbered as :func:`iter_values` numbers them (a reader that decodes only the lines
+    it needs, by number); a line over the size limit or a broken frame is an error.
+    """
+    for number, value in _values(path, None, None, start):
+        yield number, cast("bytes | TimelineFormatError", value)  # raw: nothing decoded
+
+
+def decode_line(path: str | Path, number: int, raw: bytes, *, msgpack: bool,
+                payloads: Payloads = True) -> TimelineLine | TimelineFormatError:
+    """One raw line of :func:`iter_raw` decoded and checked as :func:`iter_timeline` does."""
+    value = _decode(str(path), number, raw, msgpack=msgpack, payloads=payloads)
+    return value if isinstance(value, TimelineFormatError) else _shape(str(path), number, value)
+
+
+def is_msgpack(path: str | Path) -> bool:
+    """Whether ``path`` is read as MessagePack frames (by suffix or first byte)."""
+    file = Path(path)
+    try:
+        with file.open("rb") as f:
+            return _msgpack_by(file, f.peek(1)[:1])
+    except OSError:
+        return _msgpack_by(file, b"")
+
+
+def _msgpack_by(file: Path, first: bytes) -> bool:
+    return file.suffix in {".msgpack", ".mpk"} or (
+        bool(first) and first not in (b"{", b" ", b"\n", b"\r", b"\t"))
+
+
+def _values(path: str | Path, payloads: Payloads | None, offsets: list[int] | None,
+            start: tuple[int, int]) -> Iterator[tuple[int, object]]:
     file = Path(path)
     name = str(file)
     try:
@@ -201,9 +291,7 @@ def iter_values(path: str | Path, *, payloads: bool = True, offsets: list[int] |
         return
     with f:
         try:
-            first = f.peek(1)[:1]
-            msgpack = file.suffix in {".msgpack", ".mpk"} or (
-                bool(first) and first not in (b"{", b" ", b"\n", b"\r", b"\t"))
+            msgpack = _msgpack_by(file, f.peek(1)[:1])
             f.seek(start[0])
             lines = (_msgpack_frames if msgpack else _json_lines)(name, f, payloads, start[1])
             if offsets is None:
@@ -218,12 +306,13 @@ def iter_values(path: str | Path, *, payloads: bool = True, offsets: list[int] |
 
 
 def iter_timeline(
-    path: str | Path, *, payloads: bool = True, offsets: list[int] | None = None,
+    path: str | Path, *, payloads: Payloads = True, offsets: list[int] | None = None,
     start: tuple[int, int] = (0, 0),
 ) -> Iterator[TimelineLine | TimelineFormatError]:
     """Stream the lines of a timeline file; bad lines (and a missing file) are errors.
 
-    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None);
+    ``payloads=False`` skips decoding payloads (every line's ``payload`` is None),
+    ``payloads="text"`` decodes only their ``text`` and ``is_final`` (see :func:`iter_values`);
     ``offsets`` and ``start`` as in :func:`iter_values`.
     """
     name = str(path)

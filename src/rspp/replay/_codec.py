@@ -17,6 +17,7 @@ Audio bytes are raw in MessagePack timelines and base64 in JSON Lines; both deco
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import msgspec
@@ -79,8 +80,8 @@ def _bytes(value: object, where: str) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
+        try:  # strict: only the base64 alphabet and proper padding (b64decode's validate)
+            return binascii.a2b_base64(value, strict_mode=True)
         except ValueError as exc:
             raise ValueError(f"{where}: audio data is not valid base64") from exc
     raise ValueError(f"{where}: audio data must be bytes or base64 text")

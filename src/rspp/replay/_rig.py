@@ -40,8 +40,7 @@ from rspp.kernel import (
     to_record,
 )
 from rspp.kernel._timebase import Timebase
-from rspp.observability._exporter import to_line
-from rspp.observability._recorder import RecorderOptions, TimelineRecorder
+from rspp.observability._recorder import BufferedItem, RecorderOptions, TimelineRecorder
 from rspp.replay._codec import encode_event
 from rspp.replay._nodes import (
     PlaybackStore,
@@ -66,6 +65,8 @@ DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts", "error_speech"})
 _PACK = msgspec.msgpack.Encoder()
 _PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20
+#: yields to wait for an empty ready queue before falling back to state polling
+_READY_SPINS = 256
 
 
 class AdmissionSource(Protocol):
@@ -258,7 +259,21 @@ class SessionRig:
             await asyncio.sleep(delta / 1e9)
 
     async def _quiesce(self) -> None:
-        """Let every runnable task run until the session state stops changing."""
+        """Let every runnable task run until nothing is left to run (at the current time).
+
+        The event loop's ready queue is the scheduler's own record of what can run: when
+        it is empty while this task runs, every other task is blocked (on the virtual
+        clock, a queue, the next ingress), so the session cannot change until time moves
+        or input comes. Checked on entry (nothing was woken: no yield at all) and after
+        each yield. A loop without that queue (or a task that keeps itself runnable by
+        polling) falls back to waiting until the session state stops changing.
+        """
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready is not None:
+            for _ in range(_READY_SPINS):
+                if not ready:
+                    return
+                await asyncio.sleep(0)
         last: tuple[Any, ...] | None = None
         stable = 0
         for _ in range(100_000):
@@ -323,10 +338,14 @@ class SessionRig:
 
     def flush(self) -> list[dict[str, object]]:
         """Move buffered records into :attr:`lines`; returns the new lines."""
+        if not self.recorder.buffered:
+            return []
         items = self.recorder.peek(self.recorder.buffered)
         self.recorder.consume(len(items))
-        # msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
-        new = [_PLAIN.decode(_PACK.encode(to_line(item))) for item in items]
+        if self.sink is None and self.keep is not None:
+            new = [_compared_line(item) for item in items]  # compared, never written
+        else:
+            new = [_plain_line(item) for item in items]
         if self.sink is not None:
             for line in new:
                 self.sink(line)
@@ -337,6 +356,31 @@ class SessionRig:
             return new
         self.lines.extend(new)
         return new
+
+
+def _plain_line(item: BufferedItem) -> dict[str, object]:
+    """A msgpack round trip: plain lists/dicts/bytes, exactly as a timeline file reads back
+    (the structs are encoded as they are: what ``to_line`` gives without a redactor)."""
+    return _PLAIN.decode(_PACK.encode(
+        {"kind": item.kind, "record": item.record} if item.payload is None
+        else {"kind": item.kind, "record": item.record, "payload": item.payload}))
+
+
+#: kinds whose records the comparator reads field by field (scalars): plans and OR-02
+#: evidence are compared whole, so their tuples must be the lists a file holds
+_FIELDWISE = frozenset({"event_record", "control_signal", "decision_outcome", "turn_transition"})
+
+
+def _compared_line(item: BufferedItem) -> dict[str, object]:
+    """The line a streamed comparison reads: a plain dict, without the msgpack round trip
+    where the comparator reads only scalar fields (tuples may stay tuples there)."""
+    if item.kind not in _FIELDWISE:
+        return _plain_line(item)
+    line: dict[str, object] = {"kind": item.kind,
+                               "record": msgspec.to_builtins(item.record, builtin_types=(bytes,))}
+    if item.payload is not None:
+        line["payload"] = msgspec.to_builtins(item.payload, builtin_types=(bytes,))
+    return line
 
 
 class _PinnedClock:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import bisect
 import re
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -34,7 +35,15 @@ from rspp.kernel import Event
 from rspp.observability._compare import compare_view
 from rspp.observability._errors import TimelineFormatError
 from rspp.observability._evidence import EVIDENCE_KIND
-from rspp.observability._timeline_io import TimelineLine, as_lines, iter_timeline
+from rspp.observability._timeline_io import (
+    Payloads,
+    TimelineLine,
+    as_lines,
+    decode_line,
+    is_msgpack,
+    iter_raw,
+    iter_timeline,
+)
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
@@ -42,12 +51,13 @@ from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
-__all__ = ["IngressItem", "LineFetcher", "Recording", "SessionSpan", "load_recording",
-           "span_lines", "timeline_sessions"]
+__all__ = ["IngressIndex", "IngressItem", "LineFetcher", "Recording", "SessionSpan",
+           "load_recording", "span_lines", "timeline_sessions"]
 
 _PARENT = re.compile(r"^(?P<node>.+)#in(?P<k>\d+)$")
 _REF = re.compile(r"^(?P<id>.+)@v(?P<ver>\d+)$")
 _TURN_DECISIONS = {OutcomeKind.ADMIT, OutcomeKind.REJECT, OutcomeKind.DEFER}
+_NO_RECORD: dict[str, Any] = {}  # a streamed ingress item's line: its number only
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +82,107 @@ class IngressItem:
             raise ReplayInputError(str(exc)) from exc
 
 
+class IngressIndex(Sequence[IngressItem]):
+    """A recording's ingress events in replay order (``runtime_sequence``, then line).
+
+    Kept in arrays (a long recording has one per 20 ms audio frame): an
+    :class:`IngressItem` is made when one is asked for. A streamed recording keeps no
+    line (the item's line is a stub naming its number; the fetcher reads it again), a
+    decoded one keeps each whole line.
+    """
+
+    __slots__ = ("_lines", "_numbers", "_port", "_ports", "event_ids", "fetch", "sequences",
+                 "times")
+
+    def __init__(self, *, keep_lines: bool) -> None:
+        self.sequences = array("q")
+        self.times = array("q")
+        self._numbers = array("q")
+        self._port = array("H")
+        self._ports: list[str] = []
+        self._lines: list[TimelineLine] | None = [] if keep_lines else None
+        #: recorded event ids while loading (the digest); None once it is taken
+        self.event_ids: list[object] | None = []
+        self.fetch: LineFetcher | None = None
+
+    def append(self, sequence: int, ms: int, port: str, line: TimelineLine) -> None:
+        if port not in self._ports:
+            self._ports.append(port)
+        self.sequences.append(sequence)
+        self.times.append(ms)
+        self._numbers.append(line.line)
+        self._port.append(self._ports.index(port))
+        if self.event_ids is not None:
+            self.event_ids.append(line.record.get("event_id"))
+        if self._lines is not None:
+            self._lines.append(line)
+
+    @property
+    def line_numbers(self) -> array[int]:
+        return self._numbers
+
+    def sort(self) -> None:
+        """Into replay order (a recording is usually in it already)."""
+        seqs, numbers = self.sequences, self._numbers
+        n = len(seqs)
+        if all((seqs[i], numbers[i]) <= (seqs[i + 1], numbers[i + 1]) for i in range(n - 1)):
+            return
+        order = sorted(range(n), key=lambda i: (seqs[i], numbers[i]))
+        for name in ("sequences", "times", "_numbers", "_port"):
+            old = getattr(self, name)
+            setattr(self, name, array(old.typecode, (old[i] for i in order)))
+        if self.event_ids is not None:
+            self.event_ids = [self.event_ids[i] for i in order]
+        if self._lines is not None:
+            self._lines = [self._lines[i] for i in order]
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __iter__(self) -> Iterator[IngressItem]:
+        return (self[i] for i in range(len(self)))
+
+    @overload
+    def __getitem__(self, index: int) -> IngressItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[IngressItem]: ...
+
+    def __getitem__(self, index: int | slice) -> IngressItem | list[IngressItem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        line = self._lines[index] if self._lines is not None else TimelineLine(
+            line=self._numbers[index], kind="event_record", record=_NO_RECORD)
+        return IngressItem(index, self.sequences[index], self.times[index],
+                           self._ports[self._port[index]], line, self.fetch)
+
+
+class _LineSet:
+    """A set of line numbers, one byte per line of the file (not a hashed int each)."""
+
+    __slots__ = ("_has",)
+
+    def __init__(self, lines: Iterable[int] = ()) -> None:
+        self._has = bytearray()
+        for number in lines:
+            self.add(number)
+
+    def add(self, number: int) -> None:
+        if number >= len(self._has):
+            self._has.extend(bytes(number + 1 - len(self._has) + 4096))
+        self._has[number] = 1
+
+    def discard(self, number: int) -> None:
+        if number < len(self._has):
+            self._has[number] = 0
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, int) and 0 <= number < len(self._has) \
+            and self._has[number] == 1
+
+
 class LineFetcher:
     """A second streaming pass over a timeline file: hands out whole lines by number.
 
@@ -82,31 +193,47 @@ class LineFetcher:
     that look-ahead, not by the file.
     """
 
-    def __init__(self, path: str, needed: set[int], span: SessionSpan | None = None) -> None:
+    def __init__(self, path: str, needed: Iterable[int], span: SessionSpan | None = None
+                 ) -> None:
         self.path = path
-        self.needed = needed
+        self.needed = _LineSet(needed)
         self.span = span
-        self.buffer: dict[int, TimelineLine] = {}
+        #: needed lines passed early, kept raw (decoded when asked for)
+        self.buffer: dict[int, bytes] = {}
         self.peak = 0
-        self._lines: Iterator[TimelineLine | TimelineFormatError] | None = None
+        self._lines: Iterator[tuple[int, bytes | TimelineFormatError]] | None = None
+        self._msgpack = False
 
     def __call__(self, number: int) -> TimelineLine:
         self.needed.discard(number)
         found = self.buffer.pop(number, None)
         if found is not None:
-            return found
-        if self._lines is None:
-            self._lines = span_lines(self.path, self.span)
-        for item in self._lines:
-            if isinstance(item, TimelineFormatError):
+            return self._decode(number, found)
+        if self._lines is None:  # lines are numbered, not decoded: only needed ones are
+            self._msgpack = is_msgpack(self.path)
+            self._lines = iter_raw(self.path, start=self.span.start if self.span else (0, 0))
+        last = self.span.last_line if self.span is not None else None
+        for line, raw in self._lines:
+            if isinstance(raw, TimelineFormatError):
                 continue
-            if item.line == number:
-                return item
-            if item.line in self.needed:
-                self.buffer[item.line] = item
+            if last is not None and line > last:
+                break
+            if line == number:
+                return self._decode(number, raw)
+            if line in self.needed:
+                self.buffer[line] = raw
                 self.peak = max(self.peak, len(self.buffer))
-        raise ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
-                               "changed while it was replayed")
+        raise self._gone(number)
+
+    def _decode(self, number: int, raw: bytes) -> TimelineLine:
+        item = decode_line(self.path, number, raw, msgpack=self._msgpack)
+        if isinstance(item, TimelineFormatError):
+            raise self._gone(number)
+        return item
+
+    def _gone(self, number: int) -> ReplayInputError:
+        return ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
+                                "changed while it was replayed")
 
     def close(self) -> None:
         lines, self._lines = self._lines, None
@@ -128,27 +255,47 @@ def timeline_sessions(path: str | Path) -> list[SessionSpan]:
     """The sessions of a timeline file in order of first appearance (one pass over the
     records, payloads skipped; memory per session, not per line)."""
     offsets = [0]
-    spans: dict[str, tuple[tuple[int, int], int]] = {}
-    current: str | None = None
+    found = _SessionFinder()
     for item in iter_timeline(path, payloads=False, offsets=offsets):
-        if isinstance(item, TimelineFormatError):
-            continue
+        if not isinstance(item, TimelineFormatError):
+            found.see(item, offsets[0])
+    return found.spans()
+
+
+class _SessionFinder:
+    """Where each session's lines are, seen line by line (:func:`timeline_sessions`)."""
+
+    __slots__ = ("_current", "_spans")
+
+    def __init__(self) -> None:
+        self._spans: dict[str, tuple[tuple[int, int], int]] = {}
+        self._current: str | None = None
+
+    def see(self, item: TimelineLine, offset: int) -> None:
+        """A good line that starts at byte ``offset``."""
         sid = item.record.get("session_id")
         if isinstance(sid, str):
-            current = sid
+            self._current = sid
+        current = self._current
         if current is not None:  # a record without session_id (a plan) joins the one before
-            first = spans[current][0] if current in spans else (offsets[0], item.line - 1)
-            spans[current] = (first, item.line)
-    return [SessionSpan(sid, start, last) for sid, (start, last) in spans.items()]
+            span = self._spans.get(current)
+            self._spans[current] = (span[0] if span is not None
+                                    else (offset, item.line - 1), item.line)
+
+    def spans(self) -> list[SessionSpan]:
+        return [SessionSpan(sid, start, last) for sid, (start, last) in self._spans.items()]
 
 
-def span_lines(path: str, span: SessionSpan | None) -> Iterator[TimelineLine | TimelineFormatError]:
-    """The lines of one session of a file (all lines without ``span``)."""
+def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True,
+               offsets: list[int] | None = None
+               ) -> Iterator[TimelineLine | TimelineFormatError]:
+    """The lines of one session of a file (all lines without ``span``; ``offsets`` as in
+    :func:`~rspp.observability.iter_timeline`, for all lines only)."""
     if span is None:
-        yield from iter_timeline(path)
+        yield from iter_timeline(path, payloads=payloads, offsets=offsets)
         return
     current: object = None
-    for item in iter_timeline(path, start=span.start):
+    for item in iter_timeline(path, start=span.start, payloads=payloads):
         if isinstance(item, TimelineFormatError):
             yield item
             continue
@@ -173,7 +320,7 @@ class Recording:
     start_wall_ms: int
     recording_level: RecordingLevel | None
     snapshot_refs: tuple[tuple[str, str, int], ...]
-    ingress: list[IngressItem]
+    ingress: Sequence[IngressItem]
     provider_lines: dict[str, list[TimelineLine]] = field(default_factory=dict)
     decisions: dict[str, DecisionOutcome] = field(default_factory=dict)
     #: recorded turn-start wall clock per turn (plan determinism input ``turn_start_wall_ms``)
@@ -196,6 +343,9 @@ class Recording:
     ingress_digest: str = ""
     #: lines (numbers) of provider outputs recorded without their payload
     no_payload: frozenset[int] = frozenset()
+    #: the sessions of the file (a streamed recording read whole, without ``span``: found
+    #: in the same pass, see :func:`timeline_sessions`); more than one: replay by span
+    sessions: tuple[SessionSpan, ...] = ()
 
     def expected_lines(self) -> Iterator[TimelineLine]:
         """The recorded timeline for the comparison, line by line (a streamed recording
@@ -203,9 +353,11 @@ class Recording:
         if self.fetcher is None:
             yield from self.lines
             return
-        for item in span_lines(self.source, self.span):
+        # the comparator reads a record's fields by name: the decoded record serves as it
+        # is; of a payload only its text is decoded (see compare_view)
+        for item in span_lines(self.source, self.span, payloads="text"):
             if not isinstance(item, TimelineFormatError):
-                yield compare_view(item)
+                yield item
 
     def close(self) -> None:
         """Close the file of a streamed recording."""
@@ -220,7 +372,9 @@ class Recording:
     def playback_store(self, provider_nodes: Iterable[str]) -> PlaybackStore:
         """Recorded outputs of ``provider_nodes``; raises when one has none with payloads."""
         store = PlaybackStore()
-        ingress_seqs = [it.runtime_sequence for it in self.ingress]
+        ingress_seqs: Sequence[int] = (
+            self.ingress.sequences if isinstance(self.ingress, IngressIndex)
+            else [it.runtime_sequence for it in self.ingress])
         nodes = sorted(set(provider_nodes))
         if nodes and self.turn_ids and not any(self.provider_lines.get(n) for n in nodes):
             raise ReplayInputError(
@@ -294,12 +448,19 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     errors: list[TimelineFormatError] = []
     n_errors = 0
     items: Iterable[TimelineLine | TimelineFormatError]
+    offsets = [0]
+    finder: _SessionFinder | None = None
     if isinstance(path_or_lines, str | Path):
         source = str(path_or_lines)
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
-        items = span_lines(source, span if stream else None)
+        if stream and span is None:  # the file's sessions are found in the same pass
+            finder = _SessionFinder()
+        # streamed: payloads are read again when fed; here only whether a line has one
+        items = span_lines(source, span if stream else None,
+                           payloads="text" if stream else True,
+                           offsets=offsets if finder is not None else None)
     else:
         source = "<lines>"
         stream = False
@@ -308,7 +469,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     first: TimelineLine | None = None
     t0: TimelineLine | None = None
     plans: list[TimelineLine] = []
-    ingress: list[IngressItem] = []
+    ingress = IngressIndex(keep_lines=not stream)
     provider: dict[str, list[TimelineLine]] = {}
     decisions: dict[str, DecisionOutcome] = {}
     no_payload: set[int] = set()
@@ -325,6 +486,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             continue
         ln = item
         rec = ln.record
+        if finder is not None:
+            finder.see(ln, offsets[0])
         if isinstance(rec.get("session_id"), str) and isinstance(rec.get("pipeline_version"), str) \
                 and (first is None or (rec.get("runtime_sequence", 0), ln.line)
                      < (first.record.get("runtime_sequence", 0), first.line)):
@@ -333,11 +496,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 and isinstance(rec.get("runtime_timestamp_ms"), int) \
                 and (t0 is None or rec["runtime_timestamp_ms"] < t0.record["runtime_timestamp_ms"]):
             t0 = ln
-        kept = compare_view(ln) if stream else ln
         if ln.kind == "resolved_turn_plan":
             _wall(ln, walls)
             if not stream or not plans:
-                plans.append(kept)
+                plans.append(compare_view(ln) if stream else ln)
         elif ln.kind == "event_record":
             edge = str(rec.get("edge_id") or "")
             node = rec.get("node_id")
@@ -347,10 +509,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                 if ln.payload is None:
                     bare[ln.line] = _needed_level(rec)
                 try:
-                    ingress.append(IngressItem(0, _int(ln, "runtime_sequence", source),
-                                               _int(ln, "runtime_timestamp_ms", source),
-                                               sys.intern(edge.removeprefix("input.")),
-                                               _stub(ln) if stream else ln))
+                    ingress.append(_int(ln, "runtime_sequence", source),
+                                   _int(ln, "runtime_timestamp_ms", source),
+                                   edge.removeprefix("input."), ln)
                 except ReplayInputError as exc:
                     pending = pending or exc
             elif isinstance(node, str) and edge.startswith(f"{node}.") and \
@@ -375,9 +536,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         count += 1
         if not stream:
             lines.append(ln)
-        elif kept is first_plan_of(plans) or (ln.kind == "control_signal"
-                                            and _replayed_signal(rec)):
-            lines.append(kept)
+        elif plans and plans[0].line == ln.line:
+            lines.append(plans[0])  # the first plan
+        elif ln.kind == "control_signal" and _replayed_signal(rec):
+            lines.append(compare_view(ln))
         elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
             lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
                 "turn_id": rec.get("turn_id"),
@@ -418,22 +580,20 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             f"{source}: no ingress events (event_record lines with edge_id 'input.<port>' and no "
             "node_id); a replay needs the recorded input: re-run it with `rspp run --record-level "
             "L2` (audio; `--record-level L1` keeps text input only)")
-    ingress.sort(key=lambda it: (it.runtime_sequence, it.line.line))
-    for it in ingress:
-        if it.line.line in bare:
+    ingress.sort()
+    event_ids = ingress.event_ids or []
+    ingress.event_ids = None
+    for number, event_id in zip(ingress.line_numbers, event_ids, strict=True):
+        if number in bare:
             raise ReplayInputError(
-                f"{source}:{it.line.line}: ingress event {it.line.record.get('event_id')!r} has "
+                f"{source}:{number}: ingress event {event_id!r} has "
                 "no payload (recorded below the needed level): re-run it with `rspp run "
-                f"--record-level {bare[it.line.line]}`")
+                f"--record-level {bare[number]}`")
     fetcher = None
     if stream:
-        fetcher = LineFetcher(source, {it.line.line for it in ingress}, span)
-    digest = recording_digest(session_id, [str(it.line.record.get("event_id"))
-                                           for it in ingress])
-    ingress = [IngressItem(i, it.runtime_sequence, it.runtime_ms, it.port,
-                           TimelineLine(line=it.line.line, kind=it.line.kind, record=_NO_RECORD)
-                           if stream else it.line, fetcher)
-               for i, it in enumerate(ingress)]
+        fetcher = ingress.fetch = LineFetcher(source, ingress.line_numbers, span)
+    digest = recording_digest(session_id, [str(e) for e in event_ids])
+    del event_ids
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
                      allowed_modes=allowed, budgets_enforced=enforced,
@@ -441,7 +601,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,
                      provider_lines=provider, decisions=decisions, fetcher=fetcher,
                      ingress_digest=digest, span=span if stream else None,
-                     no_payload=frozenset(no_payload))
+                     no_payload=frozenset(no_payload),
+                     sessions=tuple(finder.spans()) if finder is not None else ())
 
 
 def _replayed_signal(rec: dict[str, Any]) -> bool:
@@ -454,10 +615,6 @@ def _replayed_signal(rec: dict[str, Any]) -> bool:
         (rec.get("signal") == "abort" and rec.get("reason") == "session_end")
 
 
-def first_plan_of(plans: list[TimelineLine]) -> TimelineLine | None:
-    return plans[0] if plans else None
-
-
 def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
     """The plan's captured turn-start wall clock (``turn_start_wall_ms``), if any."""
     for inp in (plan.record.get("determinism") or {}).get("nondeterministic_inputs") or ():
@@ -465,15 +622,6 @@ def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
         if inp.get("input_key") == "turn_start_wall_ms" and ref.startswith("wall_ms:") \
                 and ref[8:].isdigit():
             walls[str(plan.record.get("turn_id"))] = int(ref[8:])
-
-
-_NO_RECORD: dict[str, Any] = {}
-
-
-def _stub(line: TimelineLine) -> TimelineLine:
-    """What a streamed recording keeps of an ingress line: its number and event id."""
-    return TimelineLine(line=line.line, kind=line.kind,
-                        record={"event_id": line.record.get("event_id")})
 
 
 _PLAYBACK_FIELDS = ("causal_parent_id", "edge_id", "turn_id", "runtime_timestamp_ms",
