@@ -272,6 +272,21 @@ async def db_rows(db_url: str, query: str) -> list[Any]:
         await conn.close()
 
 
+async def open_talker(fleet: Fleet, attempts: int = 5, **options: Any) -> Talker:
+    """A routed, connected :class:`Talker`. A start that got no ``ready`` within the
+    client's open timeout (the runtime's first session compiles the pipeline; a loaded
+    machine) is given up and a fresh session is routed instead."""
+    for attempt in range(attempts):
+        talker = Talker(fleet, (await fleet.route())["session_id"], **options)
+        try:
+            await talker.connect()
+            return talker
+        except SessionRefusedError as exc:
+            if exc.code is not None or attempt == attempts - 1:
+                raise
+    raise SessionRefusedError(None, "no session could be opened")
+
+
 @dataclass(slots=True)
 class TurnResult:
     question: str

@@ -19,6 +19,9 @@ Reported:
 - ``stale_outputs_accepted``: outputs of a superseded epoch that reached a client after it
   was ready on the newer epoch (the client keeps reading the old connection to count
   them; a client that did not check epochs would have accepted them) — must be 0;
+  A ``clear`` on the old connection (the woken runtime retracting the audio of the
+  turn it lost) is no output of the old epoch and is counted apart, as
+  ``late_retractions``;
 - ``fenced_outputs``: outputs the woken zombies withheld (their lease had lapsed);
 - ``turns_lost``: questions sent on a healthy connection that got no terminal turn event
   (neither commit/close nor abort) and were not interrupted by a failover;
@@ -52,6 +55,7 @@ from _fleet import (
     create_database,
     db_rows,
     drop_database,
+    open_talker,
     poll_until,
 )
 
@@ -74,9 +78,7 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
     t_start = time.monotonic()
     try:
         for _ in range(sessions):
-            talker = Talker(fleet, (await fleet.route())["session_id"])
-            await talker.connect()
-            talkers.append(talker)
+            talkers.append(await open_talker(fleet))
         tasks = [asyncio.create_task(t.talk(stop, gap_s=rng.uniform(0.1, 0.5)))
                  for t in talkers]
         # warm-up: every session completed a turn
@@ -234,6 +236,8 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "client_connect_p50_ms": round(percentile(connect_ms, 50), 1),
         "client_connect_p99_ms": round(percentile(connect_ms, 99), 1),
         "stale_outputs_accepted": stale,
+        "late_retractions": sum(t.client.late_retractions for t in talkers
+                                if t.client is not None),
         "fenced_outputs": fenced,
         "turns": len(turns),
         "turns_completed": outcomes.get("closed", 0),

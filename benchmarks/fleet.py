@@ -19,8 +19,14 @@ audio paced at 20 ms per frame) for a fixed time. Per point (R, N):
 Capacity(R) is the largest N of the ladder with p99 lateness <= 20 ms and every turn
 completed; the report compares capacity(3) with capacity(1) (the issue's target: >= 2.5x).
 
+``--routes N``: the control plane alone (no runtime processes; three runtimes registered
+and heartbeating from this process, reporting no load since no client connects) takes N
+session routes of one tenant at ``--rate`` a second, then N more all at once: route
+latency p50/p99, placement balance, and whether the audit chain verifies afterwards.
+
 Usage: ``python benchmarks/fleet.py [--quick] [--ladder1 25,50,100] [--ladder3 75,150,300]
-[--seconds 25]``; ``--client`` is the client process (internal). The last line is JSON.
+[--seconds 25] [--routes N [--rate 25]]``; ``--client`` is the client process (internal).
+The last line is JSON.
 """
 
 from __future__ import annotations
@@ -229,15 +235,99 @@ async def _measure(fleet: Fleet, db: str, sessions: int, seconds: float) -> dict
     }
 
 
+# ---------------------------------------------------------------------- route bursts
+async def route_burst(count: int, rate: float) -> dict[str, Any]:
+    """Session routes against the control plane alone (see the module docstring)."""
+    db = await create_database()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rspp-routes-") as tmp:
+            opts = FleetOptions(runtimes=0, heartbeat_timeout_ms=15_000, timelines=False)
+            fleet = await Fleet(Path(tmp), db, opts).start()
+            try:
+                return await _bursts(fleet, count, rate)
+            finally:
+                await fleet.stop()
+    finally:
+        await drop_database(db)
+
+
+async def _bursts(fleet: Fleet, count: int, rate: float) -> dict[str, Any]:
+    import httpx
+
+    cp, ids = fleet.cp_url, [f"rt-{i}" for i in range(1, 4)]
+    quotas = {"max_concurrent_sessions": 100 * count, "sessions_per_minute": 100 * count}
+    resp = await fleet.http.post(f"{cp}/v1/configs/admission/acme", json={"body": quotas})
+    assert resp.status_code in (200, 201), resp.text
+    for rid in ids:
+        resp = await fleet.http.post(f"{cp}/v1/runtimes", json={
+            "runtime_id": rid, "endpoint": "ws://127.0.0.1:9", "capacity": 10 * count})
+        assert resp.status_code in (200, 201), resp.text
+    stop = asyncio.Event()
+
+    async def beat() -> None:  # the runtimes report no load: no client ever connects
+        while not stop.is_set():
+            for rid in ids:
+                await fleet.http.post(f"{cp}/v1/runtimes/{rid}/heartbeat",
+                                      json={"health": "healthy", "load": 0})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.3)
+
+    beater = asyncio.create_task(beat())
+    limits = httpx.Limits(max_connections=200)
+    out: dict[str, Any] = {"routes": count, "rate_per_s": rate}
+    async with httpx.AsyncClient(timeout=120, limits=limits,
+                                 headers={"Authorization": f"Bearer {KEY}"}) as http:
+        async def one(lat: list[float], placed: dict[str, int]) -> None:
+            t = time.monotonic()
+            resp = await http.post(f"{cp}/v1/sessions/route",
+                                   json={"tenant_id": "acme", "pipeline_name": PIPELINE})
+            lat.append((time.monotonic() - t) * 1000)
+            if resp.status_code == 201:
+                rid = resp.json()["runtime_id"]
+                placed[rid] = placed.get(rid, 0) + 1
+
+        for name, gap in (("paced", 1 / rate), ("together", 0.0)):
+            lat: list[float] = []
+            placed: dict[str, int] = {}
+            t0 = time.monotonic()
+            tasks = []
+            for _ in range(count):
+                tasks.append(asyncio.create_task(one(lat, placed)))
+                if gap:
+                    await asyncio.sleep(gap)
+            await asyncio.gather(*tasks)
+            out[name] = {"route_p50_ms": round(percentile(lat, 50), 1),
+                         "route_p99_ms": round(percentile(lat, 99), 1),
+                         "failed": count - sum(placed.values()),
+                         "placed": dict(sorted(placed.items())),
+                         "wall_s": round(time.monotonic() - t0, 2)}
+            print(f"{name}: {json.dumps(out[name])}", file=sys.stderr)
+        verdict = (await http.get(f"{cp}/v1/audit/verify")).json()
+    stop.set()
+    await beater
+    out["audit_verified"] = verdict.get("ok") is True
+    out["audit_entries"] = verdict.get("checked")
+    return out
+
+
 async def main() -> None:
     parser = quick_parser(__doc__)
     parser.add_argument("--client", nargs=3, metavar=("CP", "N", "SECONDS"))
     parser.add_argument("--ladder1", default="25,50,100")
     parser.add_argument("--ladder3", default="75,150,300")
     parser.add_argument("--seconds", type=float, default=25.0)
+    parser.add_argument("--routes", type=int, default=0,
+                        help="route-burst mode: the control plane alone takes N routes")
+    parser.add_argument("--rate", type=float, default=25.0)
     args = parser.parse_args()
     if args.client:
         await client_main(args.client[0], int(args.client[1]), float(args.client[2]))
+        return
+    if args.routes:
+        load = os.getloadavg()
+        result = await route_burst(args.routes, args.rate)
+        emit({"benchmark": "fleet_routes", **result, "loadavg_start": round(load[0], 2),
+              "cores": os.cpu_count()})
         return
     if args.quick:
         ladders, seconds = {1: [10], 3: [30]}, 12.0

@@ -43,7 +43,7 @@ from websockets.exceptions import ConnectionClosed
 
 from rspp.client._client import LiveClient, SessionRefusedError
 from rspp.client._route import session_url
-from rspp.transports import ServerEvent, SessionEnd, Stats, TurnEvent
+from rspp.transports import Clear, ServerEvent, SessionEnd, Stats, TurnEvent
 
 __all__ = ["FailoverClient", "FailoverEvent", "Placement", "Rerouter"]
 
@@ -157,6 +157,8 @@ class FailoverClient:
         self.stale_outputs = 0
         #: stale outputs by event type
         self.stale_kinds: dict[str, int] = {}
+        #: ``clear`` events (audio retractions) that arrived on a superseded connection
+        self.late_retractions = 0
         self.ended = False
         self.end_reason: str | None = None
         self._open_turns: set[str] = set()
@@ -414,7 +416,9 @@ class FailoverClient:
         """Keep reading the superseded connection (bounded): every output on it is stale."""
         async def read() -> None:
             async for item in old.events():
-                if not isinstance(item, Stats):
+                if isinstance(item, Clear):  # retracts the old turn's audio: not an output
+                    self.late_retractions += 1
+                elif not isinstance(item, Stats):
                     self.stale_outputs += 1
                     kind = type(item).__name__
                     self.stale_kinds[kind] = self.stale_kinds.get(kind, 0) + 1

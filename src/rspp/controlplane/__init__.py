@@ -29,7 +29,7 @@ from rspp.controlplane._errors import (
     Unavailable,
 )
 from rspp.controlplane._failover import FailoverMonitor
-from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
 from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._policy import PolicyDocument, SessionAttributes, evaluate_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -61,6 +61,7 @@ __all__ = [
     "InvalidRequest",
     "Lease",
     "LeaseChange",
+    "LeaseRenewal",
     "MigrationResult",
     "ModuleRecord",
     "NotFound",

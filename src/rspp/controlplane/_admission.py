@@ -89,21 +89,21 @@ async def decide_in(
             .where(sessions.c.tenant_id == tenant, sessions.c.status != "ended")
         )
     ).scalar_one()
-    recent_rows = (
+    recent, oldest = (
         await conn.execute(
-            select(sessions.c.created_at_ms)
-            .where(sessions.c.tenant_id == tenant, sessions.c.created_at_ms > now_ms - WINDOW_MS)
-            .order_by(sessions.c.created_at_ms)
+            select(func.count(), func.min(sessions.c.created_at_ms)).where(
+                sessions.c.tenant_id == tenant, sessions.c.created_at_ms > now_ms - WINDOW_MS
+            )
         )
-    ).all()
+    ).one()
     if active >= policy.max_concurrent_sessions:
         kind, scope = OutcomeKind.REJECT, OutcomeScope.TENANT
         reason = (
             f"tenant {tenant} is at max_concurrent_sessions={policy.max_concurrent_sessions} "
             f"({active} active); end a session or raise the quota"
         )
-    elif len(recent_rows) >= policy.sessions_per_minute:
-        retry_ms = max(1, int(recent_rows[0][0]) + WINDOW_MS - now_ms)
+    elif recent >= policy.sessions_per_minute:
+        retry_ms = max(1, int(oldest) + WINDOW_MS - now_ms)
         kind, scope = OutcomeKind.DEFER, OutcomeScope.TENANT
         reason = (
             f"tenant {tenant} reached sessions_per_minute={policy.sessions_per_minute}; "

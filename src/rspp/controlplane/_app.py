@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -106,13 +106,17 @@ class _PathEndpoint:
                 {"allow": self.allow},
             )
         try:
-            value = await self._run(op, request)
+            value = await self.cp.run_to_end(self._run(op, request))
         except CPError as exc:
             _log_client_error(request, exc.status, exc.code, exc.field, request_id)
             return _json(exc.to_json(), exc.status, request_id)
         except RSPPError as exc:
             _log_client_error(request, 400, "error", None, request_id)
             return _json(_error_body("error", str(exc), None), 400, request_id)
+        except ClientDisconnect:  # the caller went away mid-request (a killed runtime)
+            _log_client_error(request, 400, "client_disconnected", "body", request_id)
+            return _json(_error_body("client_disconnected", "the client disconnected before "
+                                     "its request body arrived", "body"), 400, request_id)
         except Exception:  # the API boundary: a server bug, logged with its traceback
             logger.exception(
                 "unhandled error in %s %s request_id=%s",

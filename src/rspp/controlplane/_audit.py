@@ -7,26 +7,40 @@ so editing or deleting any row breaks verification from that row on.
 Entries that concern one tenant (its sessions, leases, configs, keys, denials of
 its keys) carry that ``tenant_id``; fleet-wide changes carry none. A tenant-scoped
 key reads only its tenant's entries; a fleet key reads all of them. The chain runs
-through every entry, so only a fleet key verifies it. Appends are serialised by the primary key on
-``seq``: two concurrent appends cannot both extend the same tail.
+through every entry, so only a fleet key verifies it.
+
+Appending does not wait for the chain's tail: a change inserts its entry into
+``cp_audit_intake`` in its own transaction (they commit together, or neither does),
+so concurrent writers (session routes of many tenants, lease rotations of a
+failover) never queue on one lock. Linking is done by one sealer at a time (a
+PostgreSQL advisory lock; SQLite serialises its writers): it takes the committed
+intake entries in id order, gives each the next ``seq`` and its hash, writes them to
+``cp_audit`` and deletes them from the intake, in one transaction. The control plane
+seals right after each committed transaction that appended, and before every read
+and verification, so a reader always sees every committed entry chained.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rspp.controlplane._schema import audit
+from rspp.controlplane._schema import audit, audit_intake
 from rspp.controlplane._store import Store
 from rspp.controlplane._util import Clock, canonical_json, sha256_hex, wall_ms
 
 GENESIS = "0" * 64
 _AUDIT_LOCK = 0x52535050  # "RSPP"
+#: intake entries one sealing transaction links
+_SEAL_BATCH = 500
+_LOG = logging.getLogger("rspp.controlplane")
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +84,11 @@ class AuditLog:
     def __init__(self, store: Store, clock: Clock = wall_ms) -> None:
         self._store = store
         self._clock = clock
+        #: transactions (by connection) that appended and have not ended yet
+        self._writers: set[int] = set()
+        self._sealer: asyncio.Task[None] | None = None
+        self._again = False
+        store.on_finish.append(self._finished)
 
     async def append_in(
         self,
@@ -81,35 +100,19 @@ class AuditLog:
         detail: dict[str, Any],
         tenant_id: str | None = None,
     ) -> None:
-        """Append inside an open transaction (the change and its audit row commit together).
-
-        Call it last in the transaction: on PostgreSQL it takes a transaction-scoped
-        advisory lock so concurrent appenders extend the chain one after another.
-        """
-        if not self._store.is_sqlite:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-        last = (
-            await conn.execute(
-                select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-            )
-        ).first()
-        seq, prev = (int(last[0]) + 1, str(last[1])) if last is not None else (1, GENESIS)
-        ts = self._clock()
-        detail_json = canonical_json(detail)
-        digest = entry_hash(seq, ts, actor, action, subject, detail_json, prev, tenant_id)
+        """Append inside an open transaction of the store (the change and its entry commit
+        together); the entry is linked into the chain once that transaction committed."""
         await conn.execute(
-            insert(audit).values(
-                seq=seq,
-                ts_ms=ts,
+            insert(audit_intake).values(
+                ts_ms=self._clock(),
                 actor=actor,
                 action=action,
                 subject=subject,
-                detail_json=detail_json,
-                prev_hash=prev,
-                hash=digest,
+                detail_json=canonical_json(detail),
                 tenant_id=tenant_id,
             )
         )
+        self._writers.add(id(conn))
 
     async def append(
         self,
@@ -120,25 +123,92 @@ class AuditLog:
         detail: dict[str, Any],
         tenant_id: str | None = None,
     ) -> None:
-        for _ in range(50):
+        async with self._store.tx() as conn:
+            await self.append_in(
+                conn, actor=actor, action=action, subject=subject, detail=detail,
+                tenant_id=tenant_id,
+            )
+
+    def _finished(self, conn: AsyncConnection, committed: bool) -> None:
+        """A store transaction ended: seal what it appended (in the background)."""
+        if id(conn) not in self._writers:
+            return
+        self._writers.discard(id(conn))
+        if not committed:
+            return
+        if self._sealer is not None and not self._sealer.done():
+            self._again = True  # the running sealer goes round once more
+            return
+        self._sealer = asyncio.get_running_loop().create_task(
+            self._seal_soon(), name="rspp-cp-audit-sealer"
+        )
+
+    async def _seal_soon(self) -> None:
+        while True:
+            self._again = False
             try:
-                async with self._store.tx() as conn:
-                    await self.append_in(
-                        conn,
-                        actor=actor,
-                        action=action,
-                        subject=subject,
-                        detail=detail,
-                        tenant_id=tenant_id,
-                    )
+                await self.seal()
+            except (OSError, SQLAlchemyError) as exc:  # the next write or read seals them
+                _LOG.warning("audit entries not sealed yet (retried later): %s", exc)
                 return
-            except IntegrityError:
-                continue  # another writer took this seq; retry on the new tail
+            if not self._again:
+                return
+
+    async def close(self) -> None:
+        """Wait for the background sealer (the store is closed after this)."""
+        task, self._sealer = self._sealer, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def seal(self) -> int:
+        """Link every committed intake entry into the chain; returns how many."""
+        total = 0
+        while True:
+            linked = await self._seal_batch()
+            total += linked
+            if linked < _SEAL_BATCH:
+                return total
+
+    async def _seal_batch(self) -> int:
+        async with self._store.tx() as conn:
+            if not self._store.is_sqlite:  # one sealer at a time, across processes
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
+            pending = (
+                await conn.execute(
+                    select(audit_intake).order_by(audit_intake.c.id).limit(_SEAL_BATCH)
+                )
+            ).all()
+            if not pending:
+                return 0
+            last = (
+                await conn.execute(
+                    select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+                )
+            ).first()
+            seq, prev = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
+            rows: list[dict[str, Any]] = []
+            for r in pending:
+                seq += 1
+                digest = entry_hash(
+                    seq, r.ts_ms, r.actor, r.action, r.subject, r.detail_json, prev, r.tenant_id
+                )
+                rows.append({
+                    "seq": seq, "ts_ms": r.ts_ms, "actor": r.actor, "action": r.action,
+                    "subject": r.subject, "detail_json": r.detail_json, "prev_hash": prev,
+                    "hash": digest, "tenant_id": r.tenant_id,
+                })
+                prev = digest
+            await conn.execute(insert(audit), rows)
+            await conn.execute(
+                delete(audit_intake).where(audit_intake.c.id.in_([r.id for r in pending]))
+            )
+            return len(pending)
 
     async def entries(
         self, *, limit: int = 1000, after_seq: int = 0, tenant_id: str | None = None
     ) -> list[AuditEntry]:
         """A page of entries after ``after_seq``; only ``tenant_id``'s when it is given."""
+        await self.seal()
         query = select(audit).where(audit.c.seq > after_seq)
         if tenant_id is not None:
             query = query.where(audit.c.tenant_id == tenant_id)
@@ -161,6 +231,7 @@ class AuditLog:
 
     async def verify(self) -> AuditVerdict:
         """Walk the whole chain; report the first row whose hash or link does not hold."""
+        await self.seal()
         async with self._store.engine.connect() as conn:
             rows = (await conn.execute(select(audit).order_by(audit.c.seq))).all()
         prev = GENESIS

@@ -15,10 +15,12 @@ import msgspec
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
-from rspp.controlplane._leases import Authorization, Lease
+from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
 from rspp.controlplane._requests import (
     HeartbeatRequest,
+    HeldLease,
     LeaseEpochRequest,
+    LeaseRenewalsRequest,
     LeaseRequest,
     MigrateRequest,
     ModuleRequest,
@@ -244,6 +246,16 @@ class ControlPlaneClient:
         body = LeaseEpochRequest(holder=holder, epoch=epoch, ttl_ms=ttl_ms)
         data = await self.request("POST", f"/v1/leases/{session_id}/renew", json=body)
         return msgspec.convert(data, Lease)
+
+    async def renew_leases(
+        self, runtime_id: str, held: list[tuple[str, int]], ttl_ms: int | None = None
+    ) -> list[LeaseRenewal]:
+        """Renew every ``(session, epoch)`` lease ``runtime_id`` holds, in one request."""
+        body = LeaseRenewalsRequest(
+            leases=tuple(HeldLease(session_id=sid, epoch=epoch) for sid, epoch in held),
+            ttl_ms=ttl_ms)
+        data = await self.request("POST", f"/v1/runtimes/{runtime_id}/leases", json=body)
+        return msgspec.convert(data["leases"], list[LeaseRenewal])
 
     async def authorize_lease(self, session_id: str, holder: str, epoch: int) -> Authorization:
         body = LeaseEpochRequest(holder=holder, epoch=epoch)

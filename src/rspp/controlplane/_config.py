@@ -24,6 +24,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     failover_mode: str = "migrate"
     #: how often the failover monitor looks for runtimes whose heartbeats stopped
     failover_interval_ms: int = 500
+    #: a routed session whose client never connected stops counting toward its
+    #: runtime's placement load after this long
+    placement_grace_ms: int = 60_000
     #: request bodies larger than this are refused with 413 before they are parsed
     max_body_bytes: int = 1_048_576
     #: spec and module documents (publish) have their own size and nesting limits

@@ -23,6 +23,7 @@ from rspp.controlplane._replies import (
     HealthReply,
     HeartbeatReply,
     KeyReply,
+    LeaseRenewals,
     MigrationList,
     ModuleReply,
     OutcomeList,
@@ -274,6 +275,14 @@ async def lease_acquire(c: Call) -> Any:
 async def lease_renew(c: Call) -> Any:
     b = c.body
     return await c.cp.renew_lease(c.principal, c.path["session_id"], b.holder, b.epoch, b.ttl_ms)
+
+
+async def lease_renewals(c: Call) -> LeaseRenewals:
+    b = c.body
+    held = [(x.session_id, x.epoch) for x in b.leases]
+    return LeaseRenewals(
+        leases=await c.cp.renew_leases(c.principal, c.path["runtime_id"], held, b.ttl_ms)
+    )
 
 
 async def lease_rotate(c: Call) -> Any:

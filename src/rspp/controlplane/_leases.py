@@ -7,6 +7,15 @@ epoch = :seen``) plus an insert into ``cp_lease_epochs`` whose primary key
 Issuing emits ``lease_issued``; taking over (expiry, failover, migration) emits
 ``lease_rotated``. A holder is authorised only while it holds the current epoch
 and the lease has not expired.
+
+The epoch changes whenever authority could have been held by someone else, and only
+then. A holder whose lease lapsed (a late renewal: a loaded or briefly paused runtime)
+while no other epoch was issued re-acquires it at the same epoch: the lease row still
+names it at that epoch, so nobody else held the session meanwhile, and its route token
+stays valid. Taking over someone else's lease, a failover and a migration always issue
+a new epoch; the failover monitor's take-over is itself a compare-and-swap on "still
+this epoch and still expired", so a renewal that wins the race keeps the lease and the
+take-over is skipped.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +50,17 @@ class LeaseChange(msgspec.Struct, frozen=True, kw_only=True):
     signal: ControlSignal | None = None
 
 
+class LeaseRenewal(msgspec.Struct, frozen=True, kw_only=True):
+    """One lease of a batch renewal: ``renewed``, or where the lease is now (``epoch`` and
+    ``holder`` None: the session has no lease)."""
+
+    session_id: str
+    renewed: bool
+    epoch: int | None
+    holder: str | None
+    expires_at_ms: int | None
+
+
 class Authorization(msgspec.Struct, frozen=True, kw_only=True):
     authorized: bool
     current_epoch: int | None
@@ -57,11 +77,28 @@ class LeaseManager:
         async with self._store.engine.connect() as conn:
             return await _read(conn, session_id)
 
+    async def lock_in(self, conn: AsyncConnection, session_ids: list[str]) -> list[Lease]:
+        """The leases of ``session_ids``, locked until the transaction ends (PostgreSQL;
+        SQLite serialises its writers anyway)."""
+        if not session_ids:
+            return []
+        query = select(leases).where(leases.c.session_id.in_(session_ids))
+        if not self._store.is_sqlite:
+            query = query.order_by(leases.c.session_id).with_for_update()
+        rows = (await conn.execute(query)).all()
+        return [
+            Lease(session_id=r.session_id, epoch=r.epoch, holder=r.holder,
+                  expires_at_ms=r.expires_at_ms)
+            for r in rows
+        ]
+
     async def acquire(
         self, session_id: str, holder: str, *, ttl_ms: int, actor: str
     ) -> LeaseChange:
-        """Claim the session for ``holder``: issue epoch 1, renew if already held, or take
-        over an expired lease (new epoch). Refused while another holder's lease is live."""
+        """Claim the session for ``holder``: issue epoch 1, renew if ``holder`` holds the
+        current epoch (even when its lease lapsed: nobody else held it since), or take over
+        another holder's expired lease (new epoch). Refused while another holder's lease is
+        live."""
         _check_ttl(ttl_ms)
         return await self._with_cas(
             session_id,
@@ -76,7 +113,9 @@ class LeaseManager:
         row = await _read(conn, session_id)
         if row is None:
             return await self._write(conn, session_id, holder, 1, None, now, ttl_ms, actor)
-        if row.holder == holder and row.expires_at_ms > now:
+        if row.holder == holder:
+            # the current epoch is this holder's: no one else held the session since it was
+            # issued (any other holder would have a newer epoch), so the epoch stays
             result = await conn.execute(
                 update(leases)
                 .where(leases.c.session_id == session_id, leases.c.epoch == row.epoch)
@@ -125,16 +164,28 @@ class LeaseManager:
         ttl_ms: int,
         actor: str,
         emitted_by: Emitter = Emitter.CP_07,
+        expired_from: str | None = None,
     ) -> LeaseChange | None:
-        """Force a new epoch for ``new_holder`` (failover/migration). ``None``: CAS lost."""
+        """Force a new epoch for ``new_holder`` (failover/migration). ``None``: CAS lost.
+
+        ``expired_from``: take over only if ``expired_from`` still holds the lease and it is
+        still expired when the new epoch is written (the failover monitor's condition, checked
+        in the same statement); otherwise :class:`Conflict` (the holder renewed meanwhile)."""
         now = self._clock()
         row = await _read(conn, session_id)
         if row is None:
             return await self._write(
                 conn, session_id, new_holder, 1, None, now, ttl_ms, actor, emitted_by
             )
+        if expired_from is not None and (row.holder != expired_from or row.expires_at_ms > now):
+            raise Conflict(
+                f"session {session_id}'s lease is live (epoch {row.epoch} held by "
+                f"{row.holder}); not taken over",
+                field="session_id",
+            )
         return await self._write(
-            conn, session_id, new_holder, row.epoch + 1, row.epoch, now, ttl_ms, actor, emitted_by
+            conn, session_id, new_holder, row.epoch + 1, row.epoch, now, ttl_ms, actor, emitted_by,
+            expired_before=now + 1 if expired_from is not None else None,
         )
 
     async def _with_cas(
@@ -163,6 +214,8 @@ class LeaseManager:
         )
 
     async def renew(self, session_id: str, holder: str, epoch: int, *, ttl_ms: int) -> Lease:
+        """Extend ``holder``'s lease at ``epoch``; also a lapsed one while that epoch is
+        still current (nobody else held the session since); refused once it moved on."""
         _check_ttl(ttl_ms)
         async with self._store.tx() as conn:
             now = self._clock()
@@ -172,7 +225,6 @@ class LeaseManager:
                     leases.c.session_id == session_id,
                     leases.c.epoch == epoch,
                     leases.c.holder == holder,
-                    leases.c.expires_at_ms > now,
                 )
                 .values(expires_at_ms=now + ttl_ms)
             )
@@ -186,6 +238,48 @@ class LeaseManager:
                     field="epoch",
                 )
         return Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=now + ttl_ms)
+
+    async def renew_all(
+        self, holder: str, held: list[tuple[str, int]], *, ttl_ms: int
+    ) -> list[LeaseRenewal]:
+        """:meth:`renew` for every ``(session, epoch)`` of ``holder`` in one statement; the
+        ones that moved on are reported where they are now."""
+        _check_ttl(ttl_ms)
+        if not held:
+            return []
+        async with self._store.tx() as conn:
+            now = self._clock()
+            # lock in session order, as the failover monitor does: never a deadlock with it
+            await self.lock_in(conn, [sid for sid, _ in held])
+            done = {
+                str(r[0])
+                for r in await conn.execute(
+                    update(leases)
+                    .where(
+                        leases.c.holder == holder,
+                        tuple_(leases.c.session_id, leases.c.epoch).in_(held),
+                    )
+                    .values(expires_at_ms=now + ttl_ms)
+                    .returning(leases.c.session_id)
+                )
+            }
+            missed = [sid for sid, _ in held if sid not in done]
+            current = {}
+            if missed:
+                rows = await conn.execute(select(leases).where(leases.c.session_id.in_(missed)))
+                current = {r.session_id: r for r in rows}
+        out = []
+        for sid, epoch in held:
+            row = current.get(sid)
+            if sid in done:
+                out.append(LeaseRenewal(session_id=sid, renewed=True, epoch=epoch, holder=holder,
+                                        expires_at_ms=now + ttl_ms))
+            else:
+                out.append(LeaseRenewal(
+                    session_id=sid, renewed=False, epoch=row.epoch if row else None,
+                    holder=row.holder if row else None,
+                    expires_at_ms=row.expires_at_ms if row else None))
+        return out
 
     async def authorize(self, session_id: str, holder: str, epoch: int) -> Authorization:
         """May ``holder`` act for the session with ``epoch`` now? (expired/superseded: no)."""
@@ -216,7 +310,10 @@ class LeaseManager:
         ttl_ms: int,
         actor: str,
         emitted_by: Emitter = Emitter.CP_07,
+        expired_before: int | None = None,
     ) -> LeaseChange | None:
+        """Write epoch ``epoch`` (compare-and-swap on ``seen``; with ``expired_before``, also
+        on the lease still being expired then)."""
         expires = now + ttl_ms
         if seen is None:
             await conn.execute(
@@ -225,11 +322,11 @@ class LeaseManager:
                 )
             )
         else:
-            result = await conn.execute(
-                update(leases)
-                .where(leases.c.session_id == session_id, leases.c.epoch == seen)
-                .values(epoch=epoch, holder=holder, expires_at_ms=expires)
-            )
+            cas = update(leases).where(leases.c.session_id == session_id, leases.c.epoch == seen)
+            if expired_before is not None:
+                cas = cas.where(leases.c.expires_at_ms < expired_before)
+            result = await conn.execute(cas.values(epoch=epoch, holder=holder,
+                                                   expires_at_ms=expires))
             if result.rowcount != 1:
                 return None
         await conn.execute(

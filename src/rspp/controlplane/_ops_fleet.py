@@ -26,6 +26,9 @@ class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
     removed: bool
 
 
+#: sessions the failover monitor moves in one transaction
+_SWEEP_BATCH = 50
+
 #: the failover monitor acts as this principal (its audit entries name it)
 FAILOVER_ACTOR = Principal(key_id="cp:failover-monitor", role=Role.OPERATOR)
 
@@ -73,18 +76,51 @@ class FleetOps(ControlPlaneCore):
             todo = [(rt, sid) for rt in down for sid in await self.sessions.active_on_in(conn, rt)]
         moved: list[MigrationResult] = []
         waiting = 0
-        for runtime_id, sid in todo:
-            lease = await self.leases.current(sid)
-            if lease is not None and lease.holder == runtime_id and lease.expires_at_ms > now:
-                waiting += 1
+        for start in range(0, len(todo), _SWEEP_BATCH):
+            batch = todo[start:start + _SWEEP_BATCH]
+
+            async def move(conn: AsyncConnection, now: int,
+                           b: list[tuple[str, str]] = batch) -> tuple[list[MigrationResult], int]:
+                return await self._move_expired(conn, b, now)
+
+            done, left = await self._write(move, "fail sessions over")
+            moved += done
+            waiting += left
+        return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)
+
+    async def _move_expired(
+        self, conn: AsyncConnection, batch: list[tuple[str, str]], now: int
+    ) -> tuple[list[MigrationResult], int]:
+        """One transaction: move each session of ``batch`` (``(runtime, session)``) whose
+        lease its silent runtime no longer holds live; returns the moves and how many stay.
+
+        The lease rows are locked first (PostgreSQL), so a renewal racing with the take-over
+        either lands before it (the session stays) or finds the new epoch (refused); each
+        placement sees the sessions this transaction already moved."""
+        ids = [sid for _, sid in batch]
+        held = {lease.session_id: lease for lease in await self.leases.lock_in(conn, ids)}
+        moved: list[MigrationResult] = []
+        waiting = 0
+        for index, (runtime_id, sid) in enumerate(batch):
+            lease = held.get(sid)
+            live = lease is not None and lease.holder == runtime_id
+            if live and lease is not None and lease.expires_at_ms > now:
+                waiting += 1  # its holder may only be slow: it stops itself at expiry
                 continue
             try:
-                moved.append(await self.migrate(FAILOVER_ACTOR, sid, target=None))
+                result = await self.sessions.migrate_in(
+                    conn, sid, target=None, ttl_ms=self.settings.lease_ttl_ms,
+                    actor=FAILOVER_ACTOR.key_id, now_ms=now,
+                    expired_from=runtime_id if live else None)
             except NoCapacity:
-                waiting += 1
+                waiting += len(batch) - index  # no healthy runtime has room: next pass
+                break
             except (Conflict, NotFound):
-                continue  # ended or moved meanwhile
-        return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)
+                continue  # ended meanwhile
+            if result is None:
+                raise Conflict(f"lease of {sid} changed under the failover", field="session_id")
+            moved.append(result)
+        return moved, waiting
 
 
     # -- runtimes and provider health (CP-08, CP-10) ----------------------------------------
@@ -192,7 +228,7 @@ class FleetOps(ControlPlaneCore):
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")
         async with self.store.engine.connect() as conn:
-            return await self.routing.all_in(conn)
+            return await self.routing.all_placed_in(conn, now_ms=self.clock())
 
     async def provider_health(self, principal: Principal) -> ProviderHealth:
         await self.authorize(principal, Role.VIEWER, "read provider health")

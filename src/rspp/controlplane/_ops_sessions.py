@@ -24,8 +24,8 @@ from rspp.controlplane._configs import (
     active_config,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, CPError, Forbidden, NotFound
-from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._errors import Conflict, CPError, Forbidden, NoCapacity, NotFound
+from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._schema import sessions
@@ -90,19 +90,7 @@ class SessionOps(ControlPlaneCore):
         ttl = ttl_s if ttl_s is not None else self.settings.token_ttl_s
 
         async def work(conn: AsyncConnection, now: int) -> SessionRoute | DecisionOutcome | None:
-            if not self.store.is_sqlite:
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": "tenant:" + tenant_id}
-                )
-            admission = admission_snapshot(
-                tenant_id,
-                await active_config(conn, ConfigKind.ADMISSION, tenant_id),
-                now_ms=now,
-                ttl_ms=self.settings.snapshot_ttl_ms,
-            )
-            outcome = await decide_in(conn, admission, session_id=sid, now_ms=now)
-            if outcome.outcome_kind != OutcomeKind.ADMIT:
-                return outcome
+            # first what does not decide admission (no lock held): version, placement, policy
             resolution = await self.rollouts.resolve_in(
                 conn,
                 pipeline_name,
@@ -111,8 +99,28 @@ class SessionOps(ControlPlaneCore):
                 now_ms=now,
                 ttl_ms=self.settings.snapshot_ttl_ms,
             )
-            runtime = await self.routing.place_in(conn, region=attrs.get("region"), now_ms=now)
+            no_room: NoCapacity | None = None
+            try:
+                runtime = await self.routing.place_in(conn, region=attrs.get("region"), now_ms=now)
+                view = await self.routing.view_in(conn, runtime.runtime_id, now_ms=now)
+            except NoCapacity as exc:  # admission speaks first (a rejection is a 429)
+                no_room = exc
             policy = await active_config(conn, ConfigKind.POLICY, tenant_id)
+            quotas = await active_config(conn, ConfigKind.ADMISSION, tenant_id)
+            # the tenant's critical section, held to commit: its admission counts and this
+            # session's row (concurrent routes of other tenants do not wait for it)
+            if not self.store.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": "tenant:" + tenant_id}
+                )
+            admission = admission_snapshot(
+                tenant_id, quotas, now_ms=now, ttl_ms=self.settings.snapshot_ttl_ms
+            )
+            outcome = await decide_in(conn, admission, session_id=sid, now_ms=now)
+            if outcome.outcome_kind != OutcomeKind.ADMIT:
+                return outcome
+            if no_room is not None:
+                raise no_room
             await self.sessions.create_in(
                 conn,
                 session_id=sid,
@@ -156,7 +164,6 @@ class SessionOps(ControlPlaneCore):
                 lease_epoch=change.lease.epoch,
                 ttl_s=ttl,
             )
-            view = await self.routing.view_in(conn, runtime.runtime_id, now_ms=now)
             return SessionRoute(
                 session_id=sid,
                 tenant_id=tenant_id,
@@ -276,6 +283,19 @@ class SessionOps(ControlPlaneCore):
         await self.authorize(principal, Role.OPERATOR, "renew lease")
         return await self.leases.renew(
             session_id, holder, epoch, ttl_ms=ttl_ms or self.settings.lease_ttl_ms
+        )
+
+    async def renew_leases(
+        self,
+        principal: Principal,
+        holder: str,
+        held: list[tuple[str, int]],
+        ttl_ms: int | None = None,
+    ) -> list[LeaseRenewal]:
+        """Renew every lease a runtime holds in one request (fleet operators: the runtime)."""
+        await self.authorize(principal, Role.OPERATOR, "renew leases")
+        return await self.leases.renew_all(
+            holder, held, ttl_ms=ttl_ms or self.settings.lease_ttl_ms
         )
 
     async def change_lease(

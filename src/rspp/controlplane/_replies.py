@@ -12,6 +12,7 @@ import msgspec
 from rspp.contracts import ControlSignal, DecisionOutcome
 from rspp.controlplane._audit import AuditEntry
 from rspp.controlplane._configs import ConfigVersion
+from rspp.controlplane._leases import LeaseRenewal
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._rollout import RolloutState
 from rspp.controlplane._routing import RuntimeInstance
@@ -113,3 +114,7 @@ class KeyReply(_Reply, frozen=True, kw_only=True):
     key: str
     role: str
     tenant_id: str | None
+
+
+class LeaseRenewals(_Reply, frozen=True, kw_only=True):
+    leases: list[LeaseRenewal]

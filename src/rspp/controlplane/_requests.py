@@ -280,6 +280,18 @@ class LeaseEpochRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=
     ttl_ms: TtlMs | None = None
 
 
+class HeldLease(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    session_id: Id
+    epoch: Epoch
+
+
+class LeaseRenewalsRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every lease a runtime holds, renewed in one request (the holder is the runtime)."""
+
+    leases: Annotated[tuple[HeldLease, ...], Meta(max_length=2000)]
+    ttl_ms: TtlMs | None = None
+
+
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     role: Literal["viewer", "operator", "admin"]
     tenant_id: Id | None = None

@@ -218,6 +218,9 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/leases/{session_id}/renew", h.lease_renew, OP, _S.TENANT,
        "Renew a session lease", tenant=SESSION, body=q.LeaseEpochRequest, response=Lease,
        errors=(404, 409), tag="leases"),
+    Op("POST", "/v1/runtimes/{runtime_id}/leases", h.lease_renewals, OP, _S.FLEET,
+       "Renew every session lease a runtime holds (one request per renewal period)",
+       body=q.LeaseRenewalsRequest, response=r.LeaseRenewals, tag="leases"),
     # rotating or revoking authority is fleet work: the running session follows it (T8)
     Op("POST", "/v1/leases/{session_id}/rotate", h.lease_rotate, OP, _S.FLEET,
        "Rotate a session lease to the next epoch (same holder)", response=LeaseChange,

@@ -3,7 +3,15 @@
 Runtime instances register and heartbeat (health, capacity, load). A runtime
 whose heartbeat is older than ``heartbeat_timeout_ms`` counts as unhealthy.
 Placement picks a healthy instance with free capacity, preferring the
-requested region, then the lowest load ratio (F-094). Every change to the
+requested region, then the lowest load ratio (F-094).
+
+A runtime's load for placement is the larger of what it reported in its last
+heartbeat and what the control plane placed there itself: its sessions that have
+not ended (a routed session whose client has not connected counts for
+``placement_grace_ms`` after it was placed). A heartbeat only records the reported
+figure, so sessions placed between two heartbeats are never forgotten by the next
+one (they count until the runtime's own figure covers them), and placements need no
+shared counter row (concurrent routes do not queue on the runtime's row). Every change to the
 fleet bumps the ``routing`` counter, which is the version of routing snapshots;
 snapshots expire after ``snapshot_ttl_ms`` (staleness bound, F-159).
 """
@@ -13,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -25,7 +33,7 @@ from rspp.contracts import (
     SnapshotMeta,
 )
 from rspp.controlplane._errors import InvalidRequest, NoCapacity, NotFound
-from rspp.controlplane._schema import provider_health, runtimes
+from rspp.controlplane._schema import provider_health, runtimes, sessions
 from rspp.controlplane._store import Store
 
 ROUTING_COUNTER = "routing"
@@ -39,8 +47,16 @@ class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
     region: str
     health: RuntimeHealth
     capacity: int
+    #: sessions the runtime reported in its last heartbeat
     load: int
     last_heartbeat_ms: int
+    #: sessions the control plane placed there that have not ended (see the module docstring)
+    placed: int = 0
+
+    @property
+    def placement_load(self) -> int:
+        """What placement counts: the larger of the reported and the placed figure."""
+        return max(self.load, self.placed)
 
     def effective_health(self, now_ms: int, timeout_ms: int) -> RuntimeHealth:
         if now_ms - self.last_heartbeat_ms > timeout_ms:
@@ -49,10 +65,15 @@ class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RoutingTable:
-    def __init__(self, store: Store, *, heartbeat_timeout_ms: int, snapshot_ttl_ms: int) -> None:
+    def __init__(self, store: Store, *, heartbeat_timeout_ms: int, snapshot_ttl_ms: int,
+                 placement_grace_ms: int = 60_000) -> None:
         self._store = store
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.snapshot_ttl_ms = snapshot_ttl_ms
+        self.placement_grace_ms = placement_grace_ms
+        #: placements of this process's open transactions (by connection), until they end
+        self._pending: dict[int, dict[str, int]] = {}
+        store.on_finish.append(self._finished)
 
     async def register_in(
         self,
@@ -143,36 +164,106 @@ class RoutingTable:
         rows = (await conn.execute(select(runtimes).order_by(runtimes.c.runtime_id))).all()
         return [_instance(r) for r in rows]
 
-    async def place_in(
-        self, conn: AsyncConnection, *, region: str | None, now_ms: int, exclude: str | None = None
-    ) -> RuntimeInstance:
-        candidates = [
-            r
-            for r in await self.all_in(conn)
-            if r.runtime_id != exclude
-            and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
-            and r.load < r.capacity
-        ]
-        if not candidates:
-            raise NoCapacity(
-                "no healthy runtime instance with free capacity; register or heal a runtime",
-                field="runtime_id",
-            )
-        candidates.sort(
-            key=lambda r: (
-                region is not None and r.region != region,
-                r.load / r.capacity,
-                r.runtime_id,
-            )
+    async def placed_in(
+        self, conn: AsyncConnection, *, now_ms: int, runtime_id: str | None = None
+    ) -> dict[str, int]:
+        """Per runtime (or only ``runtime_id``): its sessions that have not ended (routed
+        ones only within the placement grace: a client that never connected stops counting)."""
+        which = (
+            sessions.c.runtime_id.is_not(None)
+            if runtime_id is None
+            else sessions.c.runtime_id == runtime_id
         )
-        return candidates[0]
+        rows = (
+            await conn.execute(
+                select(sessions.c.runtime_id, func.count())
+                .where(
+                    which,
+                    sessions.c.status != "ended",
+                    or_(
+                        sessions.c.status != "routed",
+                        sessions.c.updated_at_ms > now_ms - self.placement_grace_ms,
+                    ),
+                )
+                .group_by(sessions.c.runtime_id)
+            )
+        ).all()
+        return {str(r[0]): int(r[1]) for r in rows}
 
-    async def adjust_load_in(self, conn: AsyncConnection, runtime_id: str, delta: int) -> None:
-        await conn.execute(
-            update(runtimes)
-            .where(runtimes.c.runtime_id == runtime_id)
-            .values(load=runtimes.c.load + delta)
-        )
+    async def all_placed_in(self, conn: AsyncConnection, *, now_ms: int) -> list[RuntimeInstance]:
+        """Every runtime with its ``placed`` figure filled in."""
+        placed = await self.placed_in(conn, now_ms=now_ms)
+        return [
+            msgspec.structs.replace(r, placed=placed.get(r.runtime_id, 0))
+            for r in await self.all_in(conn)
+        ]
+
+    async def place_in(
+        self,
+        conn: AsyncConnection,
+        *,
+        region: str | None,
+        now_ms: int,
+        exclude: str | None = None,
+        exact: bool = True,
+    ) -> RuntimeInstance:
+        """A healthy runtime with room: the requested region first, then the lowest load.
+
+        ``exact`` (new sessions): the chosen runtime is locked until the transaction ends
+        and its room counted again under the lock, so concurrent routes never fill it past
+        its capacity. Moves of live sessions (failover, drain) are not held up by that lock:
+        many may land at once, and a session moved is better than one dropped. While
+        choosing, placements that other open transactions of this process made count too,
+        so a burst spreads evenly."""
+        fleet = await self.all_placed_in(conn, now_ms=now_ms)
+        others: dict[str, int] = {}
+        for cid, counts in self._pending.items():
+            if cid != id(conn):
+                for rid, n in counts.items():
+                    others[rid] = others.get(rid, 0) + n
+
+        def load(r: RuntimeInstance) -> int:
+            return max(r.load, r.placed + others.get(r.runtime_id, 0))
+
+        tried: set[str] = set()
+        while True:
+            candidates = [
+                r
+                for r in fleet
+                if r.runtime_id != exclude
+                and r.runtime_id not in tried
+                and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
+                and load(r) < r.capacity
+            ]
+            if not candidates:
+                raise NoCapacity(
+                    "no healthy runtime instance with free capacity; register or heal a runtime",
+                    field="runtime_id",
+                )
+            candidates.sort(
+                key=lambda r: (
+                    region is not None and r.region != region,
+                    load(r) / r.capacity,
+                    r.runtime_id,
+                )
+            )
+            best = candidates[0]
+            if not exact:
+                counts = self._pending.setdefault(id(conn), {})
+                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
+                return best
+            await self._store.lock(conn, f"placement:{best.runtime_id}")
+            placed = (await self.placed_in(conn, now_ms=now_ms, runtime_id=best.runtime_id)).get(
+                best.runtime_id, 0
+            )
+            if max(best.load, placed) < best.capacity:
+                counts = self._pending.setdefault(id(conn), {})
+                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
+                return msgspec.structs.replace(best, placed=placed)
+            tried.add(best.runtime_id)  # filled meanwhile: the next best
+
+    def _finished(self, conn: AsyncConnection, committed: bool) -> None:
+        self._pending.pop(id(conn), None)
 
     async def view_in(self, conn: AsyncConnection, runtime_id: str, *, now_ms: int) -> RoutingView:
         instance = await self.get_in(conn, runtime_id)

@@ -162,6 +162,20 @@ audit = Table(
     Index("ix_cp_audit_tenant_seq", "tenant_id", "seq"),
 )
 
+#: audit entries committed with their change but not yet linked into the hash chain;
+#: the chain's single sealer moves them to ``cp_audit`` in id order (see ``_audit.py``)
+audit_intake = Table(
+    "cp_audit_intake",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts_ms", _MS, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(400), nullable=False),
+    Column("detail_json", Text, nullable=False),
+    Column("tenant_id", String(200), nullable=True),
+)
+
 api_keys = Table(
     "cp_api_keys",
     metadata,

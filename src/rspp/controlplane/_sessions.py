@@ -100,7 +100,6 @@ class SessionBook:
                 updated_at_ms=now_ms,
             )
         )
-        await self._routing.adjust_load_in(conn, runtime_id, +1)
 
     async def get_in(self, conn: AsyncConnection, session_id: str) -> SessionInfo:
         row = (
@@ -132,8 +131,6 @@ class SessionBook:
             .where(sessions.c.session_id == session_id)
             .values(status=status.value, updated_at_ms=now_ms)
         )
-        if status == SessionStatus.ENDED and info.status != SessionStatus.ENDED and info.runtime_id:
-            await self._routing.adjust_load_in(conn, info.runtime_id, -1)
         return await self.get_in(conn, session_id)
 
     async def set_policy_version_in(
@@ -167,8 +164,12 @@ class SessionBook:
         ttl_ms: int,
         actor: str,
         now_ms: int,
+        expired_from: str | None = None,
     ) -> MigrationResult | None:
-        """Move the session to ``target`` (or the best other runtime). ``None``: CAS lost, retry."""
+        """Move the session to ``target`` (or the best other runtime). ``None``: CAS lost, retry.
+
+        ``expired_from``: only while that runtime's lease of the session is still expired
+        (the failover monitor; see :meth:`LeaseManager.rotate_in`)."""
         info = await self.get_in(conn, session_id)
         if info.status == SessionStatus.ENDED:
             raise Conflict(
@@ -177,7 +178,7 @@ class SessionBook:
         if target is None:
             target = (
                 await self._routing.place_in(
-                    conn, region=None, now_ms=now_ms, exclude=info.runtime_id
+                    conn, region=None, now_ms=now_ms, exclude=info.runtime_id, exact=False
                 )
             ).runtime_id
         else:
@@ -198,7 +199,8 @@ class SessionBook:
             reason=f"migrating from {info.runtime_id} to {target}",
             **common,
         )
-        change = await self._leases.rotate_in(conn, session_id, target, ttl_ms=ttl_ms, actor=actor)
+        change = await self._leases.rotate_in(conn, session_id, target, ttl_ms=ttl_ms, actor=actor,
+                                              expired_from=expired_from)
         if change is None:
             return None
         new_epoch = change.lease.epoch
@@ -215,9 +217,6 @@ class SessionBook:
             .where(sessions.c.session_id == session_id)
             .values(runtime_id=target, updated_at_ms=now_ms)
         )
-        if info.runtime_id:
-            await self._routing.adjust_load_in(conn, info.runtime_id, -1)
-        await self._routing.adjust_load_in(conn, target, +1)
         finish = await emit_signal(
             conn,
             signal=SignalName.MIGRATION_FINISH,

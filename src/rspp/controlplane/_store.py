@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ class Store:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        #: told about every transaction of :meth:`tx` once it ended (committed or not)
+        self.on_finish: list[Callable[[AsyncConnection, bool], None]] = []
 
     @classmethod
     async def open(cls, url: str, *, schema: str | None = None, migrate: bool = True) -> Store:
@@ -90,8 +92,10 @@ class Store:
             _check_sqlite_dir(url)
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs["pool_size"] = 20
-            kwargs["max_overflow"] = 40
+            # at most 30 connections: a burst queues on the pool rather than exhausting a
+            # PostgreSQL shared with other services (max_connections is often 100)
+            kwargs["pool_size"] = 10
+            kwargs["max_overflow"] = 20
             if schema is not None:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         engine = create_async_engine(url, **kwargs)
@@ -119,12 +123,22 @@ class Store:
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; committed on success, rolled back on error."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        conn: AsyncConnection | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self._write_lock is not None:
+                    await stack.enter_async_context(self._write_lock)
+                conn = await stack.enter_async_context(self.engine.begin())
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        except BaseException:
+            self._finished(conn, False)
+            raise
+        self._finished(conn, True)
+
+    def _finished(self, conn: AsyncConnection | None, committed: bool) -> None:
+        if conn is not None:
+            for hook in self.on_finish:
+                hook(conn, committed)
 
     async def lock(self, conn: AsyncConnection, key: str) -> None:
         """Serialise writers of one scope (``config:policy:acme``) until the transaction ends.

@@ -33,6 +33,7 @@ from rspp.controlplane import (
 from rspp.errors import RSPPError
 from rspp.nodes import NodeCatalog
 from rspp.providers import PROVIDER_CATALOG
+from rspp.server._lease import LeaseRenewer
 from rspp.server._specs import ModuleMismatch, fetch_pinned_modules
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
 
@@ -77,6 +78,8 @@ class ControlPlaneLink:
         self._graphs: dict[tuple[str, str], GraphDefinition] = {}
         self._graph_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.heartbeats = 0
+        #: renews the leases of all this runtime's sessions together
+        self.renewer = LeaseRenewer(client, options.runtime_id)
 
     @property
     def runtime_id(self) -> str:
@@ -102,9 +105,13 @@ class ControlPlaneLink:
 
     async def heartbeat_loop(self, load: Callable[[], int]) -> None:
         """Heartbeat until draining (then one ``degraded`` beat so nothing new is placed)."""
+        loop = asyncio.get_running_loop()
         while not self.draining:
+            started = loop.time()
             await self._beat("healthy", load())
-            await asyncio.sleep(self.options.heartbeat_interval_s)
+            # the period runs from the start of a beat: a slow answer does not stretch it
+            await asyncio.sleep(max(0.0, self.options.heartbeat_interval_s
+                                    - (loop.time() - started)))
 
     async def _beat(self, health: str, load: int, mode: str = "migrate") -> None:
         try:

@@ -1,6 +1,10 @@
 """Per-session authority from the control plane: lease keeper and snapshot source.
 
-:class:`LeaseKeeper` renews the session's lease (every third of its TTL by default). When a
+:class:`LeaseKeeper` renews the session's lease (every third of its TTL by default). The
+renewals of all a runtime's sessions go through its :class:`LeaseRenewer`: keepers wake on
+a shared tick of their renewal period, so the runtime renews every lease it holds in one
+request per period (``POST /v1/runtimes/{id}/leases``) instead of one per session, and
+the control plane's load stays flat as sessions grow. When a
 renewal is refused it asks the control plane what happened: the same holder at
 a newer epoch is a rotation (the session follows it: the active turn ends
 ``deauthorized_drain``, later turns open at the new epoch); anyone else holding
@@ -20,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from rspp.contracts import TurnStartBundle
-from rspp.controlplane import ControlPlaneClient, CPError, Lease
+from rspp.controlplane import Conflict, ControlPlaneClient, CPError, Lease
 
-__all__ = ["ControlPlaneSnapshots", "LeaseKeeper"]
+__all__ = ["ControlPlaneSnapshots", "LeaseKeeper", "LeaseRenewer"]
 
 _LOG = logging.getLogger("rspp.server")
 
@@ -33,12 +37,103 @@ _LOG = logging.getLogger("rspp.server")
 AuthorityListener = Callable[[int | None, str], None]
 
 
+class LeaseRenewer:
+    """Renews the leases of one runtime's sessions together (see the module docstring).
+
+    :meth:`renew` has the contract of ``ControlPlaneClient.renew_lease`` (a refusal
+    raises :class:`Conflict`, an unreachable control plane ``CPError`` ``unavailable``);
+    the calls made while no batch is being sent go out in the next one. A control plane
+    without the batch route (or a key not allowed it) gets one request per lease."""
+
+    def __init__(self, client: ControlPlaneClient, holder: str) -> None:
+        self.client = client
+        self.holder = holder
+        self.batches = 0
+        self._queued: dict[tuple[str, int], tuple[int, asyncio.Future[Lease]]] = {}
+        self._sender: asyncio.Task[None] | None = None
+        self._batch = True
+
+    async def renew(self, session_id: str, epoch: int, ttl_ms: int) -> Lease:
+        if not self._batch:
+            return await self.client.renew_lease(session_id, self.holder, epoch, ttl_ms)
+        done: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        self._queued[(session_id, epoch)] = (ttl_ms, done)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+        return await asyncio.shield(done)
+
+    async def _send(self) -> None:
+        while self._queued:
+            await asyncio.sleep(0)  # the keepers woken on the same tick join this batch
+            queued, self._queued = self._queued, {}
+            by_ttl: dict[int, list[tuple[str, int]]] = {}
+            for (sid, epoch), (ttl_ms, _) in queued.items():
+                by_ttl.setdefault(ttl_ms, []).append((sid, epoch))
+            for ttl_ms, held in by_ttl.items():
+                await self._send_one(held, ttl_ms, queued)
+
+    async def _send_one(self, held: list[tuple[str, int]], ttl_ms: int,
+                        queued: dict[tuple[str, int], tuple[int, asyncio.Future[Lease]]]) -> None:
+        try:
+            results = await self.client.renew_leases(self.holder, held, ttl_ms)
+        except CPError as exc:
+            if exc.status in (403, 404, 405) and exc.field != "server":
+                self._batch = False  # an older control plane, or a tenant key: one by one
+                for sid, epoch in held:
+                    _settle(queued[(sid, epoch)][1], self.client.renew_lease(
+                        sid, self.holder, epoch, ttl_ms))
+                return
+            for key in held:
+                _fail(queued[key][1], exc)
+            return
+        self.batches += 1
+        epochs = dict(held)
+        for r in results:
+            if r.session_id not in epochs:
+                continue
+            key = (r.session_id, epochs[r.session_id])
+            fut = queued[key][1]
+            if fut.done():
+                continue
+            if r.renewed and r.expires_at_ms is not None:
+                fut.set_result(Lease(session_id=r.session_id, epoch=key[1], holder=self.holder,
+                                     expires_at_ms=r.expires_at_ms))
+            else:
+                now = (f"epoch {r.epoch} held by {r.holder}" if r.epoch is not None
+                       else "no lease")
+                fut.set_exception(Conflict(f"cannot renew epoch {key[1]} of {r.session_id} "
+                                           f"for {self.holder}: {now}", field="epoch"))
+        for key in held:  # answered for none of them: not renewed
+            _fail(queued[key][1], Conflict(f"lease of {key[0]} not renewed", field="epoch"))
+
+
+def _fail(fut: asyncio.Future[Lease], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _settle(fut: asyncio.Future[Lease], work: Awaitable[Lease]) -> None:
+    async def run() -> None:
+        try:
+            lease = await work
+        except CPError as exc:
+            _fail(fut, exc)
+            return
+        if not fut.done():
+            fut.set_result(lease)
+
+    asyncio.get_running_loop().create_task(run())
+
+
 class LeaseKeeper:
     """Keeps one session's lease; tells ``on_change`` about rotations and loss."""
 
     def __init__(self, client: ControlPlaneClient, session_id: str, holder: str, *,
-                 ttl_ms: int, on_change: AuthorityListener, renew_ms: int | None = None) -> None:
+                 ttl_ms: int, on_change: AuthorityListener, renew_ms: int | None = None,
+                 renewer: LeaseRenewer | None = None) -> None:
         self.client = client
+        #: the runtime's shared renewer (None: this keeper renews on its own)
+        self.renewer = renewer
         self.session_id = session_id
         self.holder = holder
         self.ttl_ms = ttl_ms
@@ -83,11 +178,17 @@ class LeaseKeeper:
         """Renew until the lease is lost (or the task is cancelled when the session ends)."""
         period = self.renew_ms / 1000
         while self.lost is None and self.epoch is not None:
-            await asyncio.sleep(period)
+            if self.renewer is None:
+                await asyncio.sleep(period)
+            else:  # the runtime's shared tick: every keeper of this period renews together
+                await asyncio.sleep(period - time.monotonic() % period)
             started = time.monotonic()
             try:
-                lease = await self.client.renew_lease(self.session_id, self.holder, self.epoch,
-                                                      self.ttl_ms)
+                if self.renewer is None:
+                    lease = await self.client.renew_lease(self.session_id, self.holder,
+                                                          self.epoch, self.ttl_ms)
+                else:
+                    lease = await self.renewer.renew(self.session_id, self.epoch, self.ttl_ms)
             except CPError as exc:
                 if exc.code == "unavailable" and exc.field == "server":
                     if started >= self._valid_until:

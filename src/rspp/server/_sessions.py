@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from rspp.contracts import ControlSignal, RecordingLevel, SignalName
+from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -188,6 +189,24 @@ class ServedSession(Generic[S]):
         return bool(info.get("runtime_id") in (None, self.owner.link.runtime_id))
 
 
+class _Prefetch:
+    """Requests of a session start sent before the ones they do not depend on answered."""
+
+    def __init__(self, *, graph: Coroutine[Any, Any, GraphDefinition],
+                 bundle: Coroutine[Any, Any, TurnStartBundle],
+                 signals: Coroutine[Any, Any, list[ControlSignal]] | None) -> None:
+        self.graph = asyncio.ensure_future(graph)
+        self.bundle = asyncio.ensure_future(bundle)
+        self.signals = asyncio.ensure_future(signals) if signals is not None else None
+
+    async def aclose(self) -> None:
+        """Cancel what the start no longer needs (it was refused) and collect every result."""
+        tasks = [t for t in (self.graph, self.bundle, self.signals) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class GovernedSessions:
     """The runtime's live sessions, started and governed through the control plane."""
 
@@ -235,11 +254,32 @@ class GovernedSessions:
             raise SessionRefused("session_live", f"session {sid} is already live here")
         if len(self.active) >= self.link.options.capacity:
             raise SessionRefused("at_capacity", "this runtime is at capacity")
+        # what does not depend on the control plane's record goes out at once, alongside it
+        # (the token names the pipeline version): the start costs one round trip, not four
+        snapshots = ControlPlaneSnapshots(self.link.client)
+        early = _Prefetch(
+            graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
+            bundle=snapshots.turn_start_bundle(
+                tenant_id=claims.tenant_id, session_id=sid, pipeline_name=claims.pipeline_name,
+                runtime_id=self.link.runtime_id),
+            signals=self._handoff_signals(sid) if claims.lease_epoch > 1 else None)
+        try:
+            return await self._start(claims, build, snapshots, early)
+        finally:
+            await early.aclose()
+
+    async def _start(self, claims: SessionClaims, build: SessionBuilder[S],
+                     snapshots: ControlPlaneSnapshots, early: _Prefetch) -> ServedSession[S]:
+        sid = claims.session_id
         info = await self.link.session_info(claims)
         if info.runtime_id != self.link.runtime_id:
             raise SessionRefused("token_wrong_runtime",
                                  f"session {sid} now runs on {info.runtime_id}")
-        gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        if (info.pipeline_name, info.pipeline_version) == (claims.pipeline_name,
+                                                           claims.pipeline_version):
+            gd = await early.graph
+        else:
+            gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
@@ -248,7 +288,7 @@ class GovernedSessions:
 
         keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
                              ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
-                             renew_ms=self.policy.lease_renew_ms)
+                             renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
         try:
             epoch = await keeper.acquire()
         except CPError as exc:
@@ -273,10 +313,7 @@ class GovernedSessions:
             except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
                 _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
                              "it resumes without it", sid, exc)
-        snapshots = ControlPlaneSnapshots(self.link.client)
-        bundle = await snapshots.turn_start_bundle(
-            tenant_id=claims.tenant_id, session_id=sid, pipeline_name=info.pipeline_name,
-            runtime_id=self.link.runtime_id)
+        bundle = await early.bundle
         if bundle.admission_policy is None:
             raise SessionRefused("control_plane_unreachable",
                                  f"no admission snapshot for tenant {claims.tenant_id} from the "
@@ -311,7 +348,8 @@ class GovernedSessions:
         built.core.listeners.append(checkpoints.on_record)
         checkpoints.start()
         if epoch > 1:
-            await self._record_handoff(served)
+            self._record_handoff(served, await early.signals if early.signals is not None
+                                 else await self._handoff_signals(sid))
         if point is not None:
             await self._resume(served, point)
         built.core.listeners.append(served._on_record)
@@ -325,20 +363,24 @@ class GovernedSessions:
         self.active[sid] = served
         served._keeper = self._spawn(keeper.run())
         served._watcher = self._spawn(served._watch())
-        with contextlib.suppress(CPError):
-            await self.link.client.report_status(sid, "running")
+        self._spawn(self._report_running(sid))  # not on the way to the client's ready
         self.metrics.session_opened()
         return served
 
-    async def _record_handoff(self, served: ServedSession[Any]) -> None:
+    async def _report_running(self, sid: str) -> None:
+        with contextlib.suppress(CPError):
+            await self.link.client.report_status(sid, "running")
+
+    async def _handoff_signals(self, sid: str) -> list[ControlSignal]:
+        try:
+            data = await self.link.client.request("GET", f"/v1/sessions/{sid}/signals")
+        except CPError:
+            return []
+        return msgspec.convert(data.get("signals", []), list[ControlSignal])
+
+    def _record_handoff(self, served: ServedSession[Any], signals: list[ControlSignal]) -> None:
         """A session resumed here after a migration or failover: its timeline starts with
         the control plane's markers of that move (``migration_start`` ... ``_finish``)."""
-        try:
-            data = await self.link.client.request(
-                "GET", f"/v1/sessions/{served.session_id}/signals")
-        except CPError:
-            return
-        signals = msgspec.convert(data.get("signals", []), list[ControlSignal])
         starts = [i for i, sig in enumerate(signals) if sig.signal is SignalName.MIGRATION_START]
         if not starts:
             return

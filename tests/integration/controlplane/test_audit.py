@@ -52,6 +52,7 @@ async def test_entries_carry_actor_time_details_and_verify(
 @pytest.mark.parametrize("tamper", ["edit", "delete", "rehash"])
 async def test_tampering_is_detected(cp: ControlPlane, clock: FakeClock, tamper: str) -> None:
     await _changes(cp, clock)
+    sealed = await cp.audit_entries(VIEWER)  # reading links every committed entry first
     async with cp.store.tx() as conn:
         if tamper == "edit":
             await conn.execute(update(audit).where(audit.c.seq == 3).values(actor="mallory"))
@@ -60,7 +61,7 @@ async def test_tampering_is_detected(cp: ControlPlane, clock: FakeClock, tamper:
         else:  # rewrite a row and its own hash: the next row's link breaks
             from rspp.controlplane._audit import entry_hash
 
-            row = (await cp.audit_entries(VIEWER))[2]
+            row = sealed[2]
             forged = entry_hash(
                 row.seq, row.ts_ms, "mallory", row.action, row.subject, "{}", row.prev_hash,
                 row.tenant_id,

@@ -82,7 +82,8 @@ async def test_silent_runtime_is_marked_unhealthy_and_its_sessions_move_after_le
         clock.advance(LEASE_TTL + 1)
         with pytest.raises(Conflict, match="routed to rt-b"):
             await cp.acquire_lease(OPERATOR, on_a[0], "rt-a")
-        assert (await cp.acquire_lease(OPERATOR, on_a[0], "rt-b")).lease.epoch == 3
+        # rt-b re-acquires its own lapsed lease at the same epoch: nobody else held it
+        assert (await cp.acquire_lease(OPERATOR, on_a[0], "rt-b")).lease.epoch == 2
         # a heartbeat heals rt-a: new sessions may go there again
         await cp.heartbeat(OPERATOR, "rt-a", health=RuntimeHealth.HEALTHY)
         assert {r.runtime_id: r.health for r in await cp.runtimes(VIEWER)}["rt-a"] == \
@@ -117,5 +118,38 @@ async def test_drain_mode_only_stops_placing_and_the_task_is_owned(
         route = await cp.route_session(OPERATOR, tenant_id="acme",
                                        pipeline_name="voice-assistant")
         assert route.runtime_id == "rt-b"  # nothing new is placed on the silent runtime
+    finally:
+        await cp.close()
+
+
+async def test_a_late_renewal_keeps_the_session_where_it_is(
+    make_cp: Callable[..., object], clock: FakeClock
+) -> None:
+    """A runtime marked silent whose lease lapsed but which renews before the monitor moves
+    the session (a loaded machine, not a dead runtime) keeps it at the same epoch: the take
+    -over is a compare-and-swap on the lease still being expired, inside its transaction."""
+    cp: ControlPlane = await make_cp(heartbeat_timeout_ms=HB_TIMEOUT,  # type: ignore[misc]
+                                     lease_ttl_ms=LEASE_TTL)
+    try:
+        sids = await _fleet(cp)
+        on_a = [s for s in sids if (await cp.session_status(VIEWER, s)).runtime_id == "rt-a"]
+        assert on_a
+        monitor = FailoverMonitor(cp)
+        clock.advance(LEASE_TTL + 1)  # rt-a silent past the timeout, its leases lapsed
+        await cp.heartbeat(OPERATOR, "rt-b", health=RuntimeHealth.HEALTHY)
+        for sid in on_a:  # ... and then its late renewals arrive before the next pass
+            assert (await cp.renew_lease(OPERATOR, sid, "rt-a", 1)).epoch == 1
+        swept = await monitor.sweep()
+        assert swept.marked == ("rt-a",) and swept.migrated == () and swept.waiting == len(on_a)
+        for sid in on_a:
+            info = await cp.session_status(VIEWER, sid)
+            assert (info.runtime_id, info.lease_epoch) == ("rt-a", 1)
+        # it really stops: the next pass after expiry moves them, once each
+        clock.advance(LEASE_TTL + 1)
+        await cp.heartbeat(OPERATOR, "rt-b", health=RuntimeHealth.HEALTHY)
+        swept = await monitor.sweep()
+        assert sorted(m.session_id for m in swept.migrated) == sorted(on_a)
+        assert {m.epoch for m in swept.migrated} == {2}
+        assert (await monitor.sweep()).migrated == ()
     finally:
         await cp.close()

@@ -78,6 +78,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/runtimes"): lambda w: ("/v1/runtimes", None, None),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat"): lambda w: (
         "/v1/runtimes/rt-a/heartbeat", {"health": "healthy"}, None),
+    ("POST", "/v1/runtimes/{runtime_id}/leases"): lambda w: (
+        "/v1/runtimes/rt-a/leases", {"leases": [{"session_id": SESSION, "epoch": 1}]}, None),
     ("POST", "/v1/runtimes/{runtime_id}/failover"): lambda w: (
         "/v1/runtimes/rt-a/failover", {"mode": "drain"}, None),
     # deregistering is idempotent; a never-registered id keeps rt-a/rt-b for the other cells
@@ -198,6 +200,7 @@ MUST_BE_FLEET = {
     ("POST", "/v1/runtimes"),
     ("GET", "/v1/runtimes"),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat"),
+    ("POST", "/v1/runtimes/{runtime_id}/leases"),
     ("POST", "/v1/runtimes/{runtime_id}/failover"),
     ("POST", "/v1/providers/{provider_id}/health"),
     ("POST", "/v1/sessions/{session_id}/migrate"),

@@ -164,3 +164,54 @@ async def test_stale_heartbeat_counts_as_unhealthy_and_routing_snapshots_are_ver
     async with cp.store.engine.connect() as conn:
         v2 = await cp.routing.view_in(conn, "rt-a", now_ms=clock.now)
     assert v2.meta.version > v1.meta.version and v2.health == RuntimeHealth.DEGRADED
+
+
+async def test_heartbeats_do_not_erase_placements_made_between_them(
+    make_cp: Any, clock: FakeClock
+) -> None:
+    """A runtime's heartbeat reports the sessions it runs; sessions placed there since
+    (clients not yet connected) still count for placement, so a burst of routes between two
+    heartbeats neither overfills a runtime nor piles onto the one that reported least."""
+    cp: ControlPlane = await make_cp(placement_grace_ms=10_000)
+    try:
+        await cp.publish(OPERATOR, spec_version("1.0.0"))
+        for rid in ("rt-a", "rt-b"):
+            await cp.register_runtime(OPERATOR, runtime_id=rid, endpoint=f"ws://{rid}",
+                                      capacity=3)
+        placed = []
+        for _ in range(6):
+            route = await cp.route_session(OPERATOR, tenant_id="acme",
+                                           pipeline_name="voice-assistant")
+            placed.append(route.runtime_id)
+            # both runtimes beat between every two routes: none of the clients connected yet
+            for rid in ("rt-a", "rt-b"):
+                await cp.heartbeat(OPERATOR, rid, health=RuntimeHealth.HEALTHY, load=0)
+        assert sorted(placed) == ["rt-a"] * 3 + ["rt-b"] * 3
+        fleet = {r.runtime_id: r for r in await cp.runtimes(VIEWER)}
+        assert {(r.load, r.placed) for r in fleet.values()} == {(0, 3)}
+        with pytest.raises(Unavailable):  # full: the heartbeats' zeros did not free any room
+            await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant")
+        # a runtime reporting more than was placed there (its own figure) counts that
+        await cp.heartbeat(OPERATOR, "rt-a", health=RuntimeHealth.HEALTHY, load=3)
+        sid_a = next(s.session_id for s in await _sessions_on(cp, "rt-a"))
+        await cp.report_status(OPERATOR, sid_a, SessionStatus.ENDED)
+        # rt-a still reports 3 (its heartbeat is older than the end): no room there yet
+        with pytest.raises(Unavailable):
+            await cp.route_session(OPERATOR, tenant_id="acme", pipeline_name="voice-assistant")
+        await cp.heartbeat(OPERATOR, "rt-a", health=RuntimeHealth.HEALTHY, load=2)
+        again = await cp.route_session(OPERATOR, tenant_id="acme",
+                                       pipeline_name="voice-assistant")
+        assert again.runtime_id == "rt-a"
+        # routed sessions whose clients never connected stop counting after the grace
+        clock.advance(10_001)
+        for rid in ("rt-a", "rt-b"):
+            await cp.heartbeat(OPERATOR, rid, health=RuntimeHealth.HEALTHY, load=0)
+        assert {r.placed for r in await cp.runtimes(VIEWER)} == {0}
+    finally:
+        await cp.close()
+
+
+async def _sessions_on(cp: ControlPlane, runtime_id: str) -> list[Any]:
+    async with cp.store.engine.connect() as conn:
+        ids = await cp.sessions.active_on_in(conn, runtime_id)
+    return [await cp.session_status(VIEWER, sid) for sid in ids]

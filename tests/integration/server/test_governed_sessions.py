@@ -236,6 +236,9 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
     commit = [r for r in watch.signals() if r.turn_id == second and r.signal is SignalName.COMMIT]
     assert len(commit) == 1 and commit[0].authority_epoch == 2
     assert served.keeper.renewals >= 1
+    # renewals went out in the runtime's batch requests (POST /v1/runtimes/{id}/leases)
+    assert served.keeper.renewer is rig.runtime.sessions.link.renewer
+    assert served.keeper.renewer.batches >= 1
     assert sid not in rig.runtime.sessions.active
     status = await rig.client.request("GET", f"/v1/sessions/{sid}")
     assert status["status"] == "ended" and status["lease_epoch"] == 2
