@@ -106,7 +106,7 @@ class _PathEndpoint:
                 {"allow": self.allow},
             )
         try:
-            value = await self._run(op, request)
+            value = await self.cp.run_to_end(self._run(op, request))
         except CPError as exc:
             _log_client_error(request, exc.status, exc.code, exc.field, request_id)
             return _json(exc.to_json(), exc.status, request_id)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from typing import Self, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,13 +54,31 @@ class ControlPlaneCore:
         self.issuer = TokenIssuer(self.token_keys, clock)
         self.verifier = TokenVerifier(self.token_keys.verification_keys(), clock)
         self.gate_metrics = GateMetrics()
+        #: API operations under way (see :meth:`run_to_end`); :meth:`close` waits for them
+        self._inflight: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def open(cls, settings: ControlPlaneSettings, clock: Clock = wall_ms) -> Self:
         store = await Store.open(settings.db_url, schema=settings.db_schema)
         return cls(store, settings, clock)
 
+    async def run_to_end(self, op: Coroutine[Any, Any, T]) -> T:
+        """Run one API operation to its end even when the caller is cancelled.
+
+        A caller's cancellation (an in-process client whose task is cancelled, e.g. a
+        runtime's heartbeat at drain) must not interrupt a database transaction: an
+        aiosqlite connection terminated mid-statement never closes, which wedges the
+        next requests and keeps the process from exiting. The caller still sees the
+        cancellation; the operation finishes (commit or rollback) on its own.
+        """
+        task = asyncio.ensure_future(op)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
     async def close(self) -> None:
+        if self._inflight:  # operations whose callers were cancelled: let them finish
+            await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()
         await self.store.close()
 

@@ -41,6 +41,11 @@ class StreamResampler:
             self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16",
                                                quality=quality)
 
+    @property
+    def identity(self) -> bool:
+        """Rates match and no odd byte is pending: :meth:`convert` returns its input."""
+        return self._stream is None and not self._odd
+
     def convert(self, pcm: bytes) -> bytes:
         data = self._odd + pcm if self._odd else pcm
         if len(data) % 2:
@@ -78,6 +83,9 @@ class Rechunker:
 
     def push(self, pcm: bytes) -> list[bytes]:
         """Add client PCM; return the complete frames now available."""
+        if (len(pcm) == self.frame_bytes and not self._buf and self._resampler.identity
+                and type(pcm) is bytes):
+            return [pcm]  # a whole frame at the pipeline rate: as it came, no copy
         self._buf.extend(self._resampler.convert(pcm))
         n = self.frame_bytes
         frames = []

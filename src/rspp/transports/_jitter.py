@@ -110,7 +110,8 @@ class JitterBuffer:
         self._held: dict[int, tuple[bytes, float, bool]] = {}
         self._held_ms = 0.0
         self._given_up: deque[tuple[int, int]] = deque(maxlen=64)
-        self._last = b""
+        #: the last frame released (concealment repeats it)
+        self.last = b""
         self._steady = 0
         self._disc = False
 
@@ -130,6 +131,24 @@ class JitterBuffer:
         if not self._held:
             return None
         return min(t for _, t, _ in self._held.values()) + self.depth_ms / 1000.0
+
+    def take_in_order(self, seq: int | None, nbytes: int) -> bool | None:
+        """The fast path of :meth:`push`: a frame that would be released at once (unnumbered,
+        or the next number while nothing is held) is taken without allocating anything;
+        returns its discontinuity marker. None: not such a frame (nothing changed; call
+        :meth:`push`). The caller keeps the frame (the last one, for concealment)."""
+        if seq is None:
+            return False
+        nxt = self._next
+        if self._held or (nxt is not None and seq != nxt):
+            return None
+        # in order with nothing held: nothing seen is ahead of it, so it is not behind
+        self.stats.frames += 1
+        self._max_seen = max(self._max_seen, seq)
+        self._next = seq + 1
+        self._settle(nbytes)
+        disc, self._disc = self._disc, False
+        return disc
 
     def push(self, pcm: bytes, seq: int | None, now: float) -> list[Piece]:
         """One client frame arriving at ``now``; the audio now released, in order."""
@@ -193,7 +212,7 @@ class JitterBuffer:
                     self.stats.reordered += 1
                 out.append(Piece(pcm, discontinuity=self._disc))
                 self._disc = False
-                self._last = pcm
+                self.last = pcm
                 self._next = nxt + 1
                 self._settle(len(pcm))
                 continue
@@ -228,7 +247,7 @@ class JitterBuffer:
         return out
 
     def _concealment(self, frames: int, fallback_bytes: int) -> bytes:
-        last = self._last
+        last = self.last
         size = len(last) or fallback_bytes
         if self.profile.conceal == "silence" or not last:
             return bytes(size * frames)
@@ -280,6 +299,24 @@ class JitterIngress:
         self.released_samples = 0
 
     async def push(self, pcm: bytes, seq: int | None) -> None:
+        if self._timer is None and not self._lock.locked():
+            disc = self.buffer.take_in_order(seq, len(pcm))
+            if disc is not None:  # the fast path: released at once, no allocation, no timer
+                if seq is not None:
+                    self.buffer.last = pcm
+                self._disc = self._disc or disc
+                self.released_samples += len(pcm) // 2
+                frames = self._rechunk(pcm)
+                if len(frames) == 1:
+                    # one frame, handed on before anything else can run: in order
+                    disc, self._disc = self._disc, False
+                    await self._emit(frames[0], disc)
+                elif frames:
+                    async with self._lock:  # free: taken without yielding
+                        for frame in frames:
+                            disc, self._disc = self._disc, False
+                            await self._emit(frame, disc)
+                return
         async with self._lock:
             now = asyncio.get_running_loop().time()
             await self._deliver(self.buffer.push(pcm, seq, now))

@@ -171,6 +171,8 @@ class LiveTransport:
         self.media_samples = 0
         self._index = 0
         self._ingress_lock = asyncio.Lock()
+        #: the format of every ingress frame (shared, immutable)
+        self._in_format = AudioFormat(sample_rate, 1)
         self._out_seq = 0
         self.frames_out = 0
         self.lost_while_disconnected = 0
@@ -359,7 +361,7 @@ class LiveTransport:
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
         async with self._ingress_lock:
-            ev = Event("audio_chunk", frame, audio_format=AudioFormat(self.rate, 1),
+            ev = Event("audio_chunk", frame, audio_format=self._in_format,
                        sample_index=self.media_samples, transport_seq=self._index)
             if discontinuity:  # the jitter buffer dropped audio just before this frame
                 self._discontinuities += 1
