@@ -292,7 +292,7 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert out.returncode == 1 and json.loads(report.read_text())["divergences"]["AUTHORITY"]
 
 
-def test_lease_revoked_mid_reply_clears_the_client_and_closes_with_the_reason(
+def test_lease_revoked_mid_reply_sends_nothing_more_and_closes_with_the_reason(
     serve_process: Callable[..., ServeProcess], tmp_path: Path
 ) -> None:
     """Revoke the lease through the control-plane HTTP API while a reply plays (T8, loss):

@@ -233,7 +233,8 @@ class RoutingTable:
                 if r.runtime_id != exclude
                 and r.runtime_id not in tried
                 and r.effective_health(now_ms, self.heartbeat_timeout_ms) == RuntimeHealth.HEALTHY
-                and load(r) < r.capacity
+                and r.placement_load < r.capacity  # room: what is committed (others' open
+                # placements only rank: they may still be refused by admission)
             ]
             if not candidates:
                 raise NoCapacity(
@@ -248,18 +249,19 @@ class RoutingTable:
                 )
             )
             best = candidates[0]
+            # counted for the others from the moment it is chosen (a burst spreads out
+            # instead of queueing on one runtime's lock)
+            counts = self._pending.setdefault(id(conn), {})
+            counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
             if not exact:
-                counts = self._pending.setdefault(id(conn), {})
-                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
                 return best
             await self._store.lock(conn, f"placement:{best.runtime_id}")
             placed = (await self.placed_in(conn, now_ms=now_ms, runtime_id=best.runtime_id)).get(
                 best.runtime_id, 0
             )
             if max(best.load, placed) < best.capacity:
-                counts = self._pending.setdefault(id(conn), {})
-                counts[best.runtime_id] = counts.get(best.runtime_id, 0) + 1
                 return msgspec.structs.replace(best, placed=placed)
+            counts[best.runtime_id] -= 1
             tried.add(best.runtime_id)  # filled meanwhile: the next best
 
     def _finished(self, conn: AsyncConnection, committed: bool) -> None:
