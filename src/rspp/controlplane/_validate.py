@@ -76,11 +76,18 @@ def _integral(value: Any) -> Any:
 def decode_params(values: dict[str, str], kind: type[T], where: str) -> T:
     """Path or query parameters (strings) into their typed struct."""
     try:
-        return msgspec.convert(values, kind, strict=False)
+        decoded = msgspec.convert(values, kind, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
         field = field_from(text)
         raise InvalidRequest(f"invalid {where} parameter: {text}", field=field) from None
+    for name in values:
+        # lax decoding turns the text "null" into None: a parameter that is given is never
+        # "absent" (`?lease_epoch=null` is no epoch, not a missing one)
+        if getattr(decoded, name, ...) is None:
+            raise InvalidRequest(f"invalid {where} parameter: {name} must be a value, not "
+                                 f"{values[name]!r}", field=name)
+    return decoded
 
 
 def check_value(value: Any, path: str = "", depth: int = 0) -> None:

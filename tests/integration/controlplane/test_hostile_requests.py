@@ -63,6 +63,8 @@ CASES: list[tuple[str, str, str, bytes | dict[str, Any], int, str]] = [
     ("NUL in path param", "GET", "/v1/sessions/a%00b", b"", 422, "session_id"),
     ("bad query", "GET", "/v1/audit?limit=99999999999999999999999", b"", 422, "limit"),
     ("unknown query", "GET", "/v1/audit?colour=red", b"", 422, "colour"),
+    ("null for an optional integer", "GET", "/v1/sessions/s1/state?lease_epoch=null", b"",
+     422, "lease_epoch"),
     ("body over the limit", "POST", "/v1/runtimes",
      _runtime(region="r" * 300_000), 413, "body"),
     ("5000-deep yaml spec", "POST", "/v1/pipelines",
