@@ -25,28 +25,18 @@ import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
-from rspp.testing import with_patient_budgets
 from rspp.transports import ErrorEvent, TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
+
+from tests.e2e._text_chat import TEXT_CHAT
 
 pytestmark = pytest.mark.e2e
 
 KEY = "serve-debug-admin-key"
 SHORT_S = 0.2
 
-TEXT_CHAT = with_patient_budgets("""name: text-chat
-version: 1.0.0
-profile: simple/v1
-providers:
-  llm: {primary: local}
-nodes:
-  - {id: llm, type: llm}
-edges:
-  - {from: input.text, to: llm.text}
-  - {from: llm.text, to: output.text}
-""")
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

@@ -29,21 +29,12 @@ from rspp.transports import ErrorEvent, ReplyText, TurnEvent, read_wav
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
 
+from tests.e2e._text_chat import TEXT_CHAT
+
 pytestmark = pytest.mark.e2e
 
 KEY = "serve-text-admin-key"
 
-TEXT_CHAT = with_patient_budgets("""name: text-chat
-version: 1.0.0
-profile: simple/v1
-providers:
-  llm: {primary: local}
-nodes:
-  - {id: llm, type: llm}
-edges:
-  - {from: input.text, to: llm.text}
-  - {from: llm.text, to: output.text}
-""")
 
 TEXT_VOICE = with_patient_budgets("""name: text-voice
 version: 1.0.0
