@@ -50,6 +50,23 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
     }
 
 
+@pytest.fixture(scope="session")
+def text_chat_spec() -> str:
+    """The text-only chat spec (input text -> local LLM -> output text) with patient budgets,
+    shared by the served text and debug-capture tests."""
+    return with_patient_budgets("""name: text-chat
+version: 1.0.0
+profile: simple/v1
+providers:
+  llm: {primary: local}
+nodes:
+  - {id: llm, type: llm}
+edges:
+  - {from: input.text, to: llm.text}
+  - {from: llm.text, to: output.text}
+""")
+
+
 def patient_voice_spec(directory: Path) -> Path:
     """The offline assistant with patient wall-clock budgets (served sessions enforce them
     and the machine may be busy), written to ``directory/voice.yaml``."""

@@ -30,7 +30,6 @@ from rspp.transports import ErrorEvent, TurnEvent
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
 
-from tests.e2e._text_chat import TEXT_CHAT
 
 pytestmark = pytest.mark.e2e
 
@@ -71,10 +70,10 @@ def _rspp(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_debug_capture_records_one_session_only_and_ends_by_itself(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
 ) -> None:
     spec = tmp_path / "text_chat.yaml"
-    spec.write_text(TEXT_CHAT)
+    spec.write_text(text_chat_spec)
     timelines = tmp_path / "timelines"
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--timeline-dir", str(timelines),

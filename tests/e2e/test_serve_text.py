@@ -29,7 +29,6 @@ from rspp.transports import ErrorEvent, ReplyText, TurnEvent, read_wav
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
 
-from tests.e2e._text_chat import TEXT_CHAT
 
 pytestmark = pytest.mark.e2e
 
@@ -65,12 +64,12 @@ class _Server:
 
 @pytest.fixture(scope="module")
 def server(module_serve_process: Callable[..., ServeProcess],
-           tmp_path_factory: pytest.TempPathFactory) -> _Server:
+           tmp_path_factory: pytest.TempPathFactory, text_chat_spec: str) -> _Server:
     """``rspp serve`` of the text chat (embedded CP); the text + TTS spec published beside it;
     tenant ``acme`` records at L2 (what a replay needs)."""
     d = tmp_path_factory.mktemp("serve-text")
     specs = {"text-chat": d / "text_chat.yaml", "text-voice": d / "text_voice.yaml"}
-    specs["text-chat"].write_text(TEXT_CHAT)
+    specs["text-chat"].write_text(text_chat_spec)
     specs["text-voice"].write_text(TEXT_VOICE)
     srv = module_serve_process(str(specs["text-chat"]), "--db",
                                f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", KEY,
