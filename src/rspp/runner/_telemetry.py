@@ -89,7 +89,7 @@ class SessionTelemetry:
         self._nodes: dict[tuple[str | None, str], _NodeSpan] = {}
         self._node_provider: dict[str, str] = {}
         self._seen_invocations: set[str] = set()
-        self._edge_seen: dict[str, tuple[int, int]] = {}
+        self._edge_seen: dict[str, tuple[int, int, int]] = {}
         self._kernel_seen = (0, 0)  # (kernel ns, ingress events) at the last sample
         self._session: Any = None
         self._controllers: deque[tuple[str | None, Any]] = deque(maxlen=1024)
@@ -345,7 +345,9 @@ class SessionTelemetry:
 
     # ------------------------------------------------------------------ edges
     def sample_edges(self) -> None:
-        """Queue depth gauge plus drop/merge deltas of every edge buffer."""
+        """Queue depth gauge plus drop/merge deltas of every edge buffer, and the edge
+        latency, sampled: the wait of the last event each edge delivered since the last
+        sample (one observation per edge and sample at most; no per-event cost)."""
         def go() -> None:
             s = self._session
             if s is None:
@@ -353,11 +355,14 @@ class SessionTelemetry:
             pv = self.pipeline_version
             for eid, buf in list(s.edge_buffers.items()):
                 self.metrics.queue_depth(pv, eid, len(buf))
-                dropped, merged = buf.stats.dropped, buf.stats.merged
-                d0, m0 = self._edge_seen.get(eid, (0, 0))
+                st = buf.stats
+                dropped, merged, delivered = st.dropped, st.merged, st.delivered
+                d0, m0, n0 = self._edge_seen.get(eid, (0, 0, 0))
                 self.metrics.edge_drop(pv, eid, dropped - d0)
                 self.metrics.edge_merge(pv, eid, merged - m0)
-                self._edge_seen[eid] = (dropped, merged)
+                if delivered > n0:
+                    self.metrics.edge_latency(pv, eid, buf.last_wait_ns / 1e9)
+                self._edge_seen[eid] = (dropped, merged, delivered)
             self._sample_kernel(s)
         self._guard(go)
 
