@@ -114,9 +114,6 @@ class EdgeBuffer(PressureMixin):
         self.nbytes = 0
         self.stats = BufferStats()
         self.service_ns = 0.0  # EWMA of the consumer's per-item service time
-        #: how long the last delivered data event waited on this edge (ns); telemetry
-        #: samples it (``rspp_edge_latency_seconds``), nothing per event is kept
-        self.last_wait_ns = 0
         self.wakeup: Wakeup | None = None
         self._space: asyncio.Future[None] | None = None
         self._pending: _Pending | None = None
@@ -410,14 +407,12 @@ class EdgeBuffer(PressureMixin):
             return self.control.popleft()
         data = self.data
         if data:
-            now = self.clock.monotonic_ns()
             if not self.lossless:
-                self._expire(now)
+                self._expire(self.clock.monotonic_ns())
             if data:
                 ev = data.popleft()
                 self.nbytes -= ev.size
                 self.stats.delivered += 1
-                self.last_wait_ns = now - ev.enq_ns  # sampled by telemetry (edge latency)
                 if self._gated or self._above_items or self._above_ms:
                     self._after_pop()
                 if self._space is not None:
