@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,10 @@ _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
 _EARLY_EVENTS = 64
 _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
                                 ResolvedTurnPlan: "resolved_turn_plan"}
+
+
+async def _nothing() -> None:
+    """Nothing to wait for (the awaitable of a frame that is not taken)."""
 
 
 class InputRejected(ValueError):
@@ -306,9 +310,12 @@ class LiveTransport:
                      send_queue=len(q) if q is not None else 0)
 
     # ------------------------------------------------------------- ingress
-    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
+    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
         """Client PCM16 at the connection's declared rate (``seq``: the client's frame
-        number, through the jitter buffer); raises Flood."""
+        number, through the jitter buffer); raises Flood.
+
+        Not a coroutine itself (one frame of every session, 50 times a second): it returns
+        the awaitable that takes the frame in."""
         if not self._takes_audio():
             # told once, on the event channel of whatever transport carries the session (a
             # media track keeps sending: its loop must not fail)
@@ -317,11 +324,10 @@ class LiveTransport:
                 self._event(ErrorEvent(code="bad_input", field="audio", message=(
                     "this pipeline takes no audio input (no `input.audio` edge in its spec); "
                     "send `text` messages")))
-            return
+            return _nothing()
         j = self.jitter
-        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
-                          asyncio.get_running_loop().time())
-        await j.push(pcm, seq)
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0, asyncio.get_running_loop().time())
+        return j.push(pcm, seq)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
@@ -372,7 +378,9 @@ class LiveTransport:
         # one frame at a time, numbered when it goes in: two producers (a media track that
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
-        async with self._ingress_lock:
+        lock = self._ingress_lock
+        await lock.acquire()  # not ``async with``: two coroutines fewer for every frame
+        try:
             ev = Event("audio_chunk", frame, audio_format=self._in_format,
                        sample_index=self.media_samples, transport_seq=self._index)
             if discontinuity:  # the jitter buffer dropped audio just before this frame
@@ -382,8 +390,11 @@ class LiveTransport:
             self._index += 1
             await self._ingress(ev)
             self._last_ingress_seq = max(ev.seq, 0)
+        finally:
+            lock.release()
 
-    async def _ingress(self, ev: Event, port: str = "audio") -> None:
+    def _ingress(self, ev: Event, port: str = "audio") -> Awaitable[bool]:
+        """The session's ``deliver`` of ``ev`` (recorded on admission), to be awaited."""
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
@@ -400,7 +411,7 @@ class LiveTransport:
         # loaded client); pushing a burst at once would record several ingress frames
         # ahead of the turn proposal the first one caused, an order a replay (which
         # feeds frames one by one) cannot reproduce.
-        await s.deliver(ev, port, admitted)
+        return s.deliver(ev, port, admitted)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""
