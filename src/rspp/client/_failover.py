@@ -388,6 +388,12 @@ class FailoverClient:
                 placement = await self._ask(away, min(wait_s, deadline - asked), listening)
             except SessionRefusedError as exc:
                 if exc.code in (401, 403, 404, 409):
+                    if listening is not None and not listening.done():
+                        # the session ended: its connection says how (its close comes
+                        # after the runtime told the control plane); read that first
+                        await asyncio.wait({listening}, timeout=self.detect_s)
+                    if listening is not None and listening.done():
+                        return []
                     self._gone(f"session_gone:{exc.reason}")
                     return None
                 ev.note(f"route:{exc.code}:{exc.reason}")
