@@ -147,9 +147,14 @@ def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(server: _Serv
     states = _states(events)
     assert list(states.values()) == [["open", "commit", "close"]] * 2, states
     first, second = states
-    reply = {t: "".join(e["text"] for e in events if e["type"] == "reply_text"
-                        and e["turn_id"] == t) for t in states}
-    assert "name is" in reply[first] and "It is" in reply[second], reply
+    reply = {t: [e for e in events if e["type"] == "reply_text" and e["turn_id"] == t]
+             for t in states}
+    for texts in reply.values():  # coalesced deltas (not one a token), then the final text
+        deltas = [e["text"] for e in texts if not e.get("final")]
+        assert texts[-1]["final"] and [e for e in texts if e.get("final")] == texts[-1:]
+        assert "".join(deltas).strip() == texts[-1]["text"]
+        assert len(deltas) < len(texts[-1]["text"].split()), deltas
+    assert "name is" in reply[first][-1]["text"] and "It is" in reply[second][-1]["text"], reply
     assert not [e for e in events if e["type"] in ("error", "transcript")]
     timeline = _timeline(server, events)
     asyncio.run(asyncio.wait_for(_ended(timeline), 30))
