@@ -79,6 +79,9 @@ def test_run_writes_metrics_spans_and_json_logs(telemetry: Telemetry) -> None:
     edges = {lab["edge_id"] for lab, _ in series["rspp_edge_queue_depth"]}
     assert "vad.audio->stt.audio" in edges
     assert {lab["edge_id"] for lab, _ in series["rspp_edge_drops_total"]} == edges
+    waits = series["rspp_edge_latency_seconds_count"]  # a latency distribution per edge
+    assert {lab["edge_id"] for lab, _ in waits} == edges and all(v >= 1 for _, v in waits)
+    assert all(lab["pipeline_version"] == PV for lab, _ in waits)
     assert series["rspp_cancel_latency_seconds_count"] == [
         ({"pipeline_version": PV, "scope": "turn"}, 1.0)]
     prov = {lab["provider"] for lab, _ in series["rspp_provider_latency_seconds_count"]}

@@ -75,6 +75,10 @@ def run(
     cancel_after: float | None = typer.Option(
         None, "--cancel-after", min=0.0, help="SECONDS: the user cancels the reply (like the "
         "WebSocket `interrupt`) SECONDS of media time after the first playback starts."),
+    end_of_utterance: list[float] = typer.Option(
+        [], "--end-of-utterance-at", min=0.0, help="SECONDS of input: the client signals end "
+        "of utterance there (push-to-talk release), ending the speech without waiting for the "
+        "VAD's silence; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     debug: bool = typer.Option(
         False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
@@ -128,6 +132,7 @@ def run(
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
+                      end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
                       revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
     try:

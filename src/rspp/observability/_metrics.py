@@ -69,7 +69,9 @@ class RuntimeMetrics:
         self._node = Histogram("rspp_node_latency_seconds", "Node processing latency",
                                ["pipeline_version", "node_id", "provider"],
                                buckets=_LATENCY_BUCKETS, registry=r)
-        self._edge = Histogram("rspp_edge_latency_seconds", "Time an event waited on an edge",
+        self._edge = Histogram("rspp_edge_latency_seconds",
+                               "Wait of the oldest event queued on an edge, sampled every "
+                               "telemetry interval (0 when the edge is empty)",
                                ["pipeline_version", "edge_id"], buckets=_LATENCY_BUCKETS,
                                registry=r)
         self._depth = Gauge("rspp_edge_queue_depth", "Items queued on an edge",

@@ -345,7 +345,8 @@ class SessionTelemetry:
 
     # ------------------------------------------------------------------ edges
     def sample_edges(self) -> None:
-        """Queue depth gauge plus drop/merge deltas of every edge buffer."""
+        """Queue depth gauge, drop/merge deltas and the wait of the oldest queued event
+        (0 when the edge is empty) of every edge buffer."""
         def go() -> None:
             s = self._session
             if s is None:
@@ -358,6 +359,9 @@ class SessionTelemetry:
                 self.metrics.edge_drop(pv, eid, dropped - d0)
                 self.metrics.edge_merge(pv, eid, merged - m0)
                 self._edge_seen[eid] = (dropped, merged)
+                data = buf.data
+                waited = buf.clock.monotonic_ns() - data[0].enq_ns if data else 0
+                self.metrics.edge_latency(pv, eid, max(waited, 0) / 1e9)
             self._sample_kernel(s)
         self._guard(go)
 
