@@ -93,6 +93,10 @@ def run(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(
         None, "--log-out", help="Write JSON log lines with correlation ids here."),
+    kernel_budget_us: float | None = typer.Option(
+        None, "--kernel-overhead-budget-us", min=0.0, help="Kernel overhead budget per "
+        "event (microseconds): telemetry samples over it count in "
+        "rspp_kernel_overhead_budget_exceeded_total and each crossing logs a WARNING."),
     revoke_at: float | None = typer.Option(
         None, "--revoke-at", min=0.0, help="Test hook: revoke the session's lease when the "
         "input reaches SECONDS (the turn then ends deauthorized_drain, later turns are refused)."),
@@ -102,7 +106,7 @@ def run(
         "epoch)."),
 ) -> None:
     """Stream IN.wav through SPEC in 20 ms frames; print transcript, reply and latencies."""
-    from rspp.runner import RunnerError, RunOptions, render_result, run_local
+    from rspp.runner import RunnerError, RunOptions, TelemetryTargets, render_result, run_local
 
     bi_path, bi_after = None, 0.0
     if barge_in is not None:
@@ -133,6 +137,8 @@ def run(
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
                       end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
+                      telemetry=None if kernel_budget_us is None else TelemetryTargets(
+                          kernel_overhead_budget_s=kernel_budget_us / 1e6),
                       revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
     try:
