@@ -118,6 +118,8 @@ class ServedSession(Generic[S]):
     checkpoints: SessionCheckpointer | None = None
     #: the checkpoint this session resumed from (None: a new session, or none was saved)
     resumed: ResumePoint | None = None
+    #: where its turn-start snapshots come from (refreshed when its authority moves)
+    snapshots: ControlPlaneSnapshots | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -265,6 +267,8 @@ class GovernedSessions:
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
         snapshots = ControlPlaneSnapshots(self.link.client)
+        if claims.lease_epoch > 1:  # resumed here after a failover or a migration
+            snapshots.refresh_next()
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
             bundle=snapshots.turn_start_bundle(
@@ -291,6 +295,7 @@ class GovernedSessions:
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
+            snapshots.refresh_next()  # the next turn's snapshots come fresh, not cached
             if holder:
                 holder[0]._on_authority(epoch, reason)
 
@@ -342,7 +347,8 @@ class GovernedSessions:
         except AssemblyError as exc:
             raise SessionRefused("assembly_failed", str(exc)) from None
         served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
-                                                 keeper=keeper, owner=self)
+                                                 keeper=keeper, owner=self,
+                                                 snapshots=snapshots)
         holder.append(served)
         transport = getattr(built.core, "transport", None)
         if isinstance(transport, LiveTransport):
