@@ -38,6 +38,8 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
+from rspp.kernel import SystemClock
+from rspp.observability import DebugCaptureSlots
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
@@ -94,6 +96,8 @@ class SessionPolicy:
     drain_mode: str = "close"
     #: kernel overhead budget per event, microseconds (telemetry counts samples over it)
     kernel_overhead_budget_us: float | None = None
+    #: sessions that may capture debug events at once (F-076; the ``debug`` message)
+    max_debug_captures: int = 1
 
 
 @dataclass(slots=True)
@@ -219,6 +223,8 @@ class GovernedSessions:
         self.link = link
         self.metrics = metrics
         self.policy = policy or SessionPolicy()
+        #: the runtime's debug-capture slots, shared by its sessions (F-076)
+        self.debug_slots = DebugCaptureSlots(self.policy.max_debug_captures, SystemClock())
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -335,7 +341,7 @@ class GovernedSessions:
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id, state=state)
+            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots)
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
