@@ -128,6 +128,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         n = len(buf)
         pos = 0
         limit = self._max_size
+        queue = self.queue
         view = memoryview(buf)
         while n - pos >= 6:  # the smallest masked frame: 2 header + 4 mask bytes
             b0 = buf[pos]
@@ -157,8 +158,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 break
             payload = apply_mask(view[head + 4:end], buf[head:head + 4])
             pos = end
-            if op == _BINARY:
-                self._to_app({"type": "websocket.receive", "bytes": payload})
+            if op == _BINARY:  # (``_to_app`` inlined: the media frames)
+                if not self.close_sent:
+                    queue.put_nowait({"type": "websocket.receive", "bytes": payload})
+                    if not self.read_paused and queue.qsize() >= _BACKLOG:
+                        self.read_paused = True
+                        self.transport.pause_reading()
             elif op == _TEXT:
                 try:
                     text = payload.decode()
