@@ -752,8 +752,10 @@ class LiveTransport:
         q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm, mark))
 
     async def aclose(self) -> None:
-        """Stop pacing and the connection's queue."""
+        """Stop pacing and the connection's queue (and any reply text still buffered)."""
         self.disconnect()
+        for t in self.turns.values():
+            t.text.drop()
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
             pacer.remove(self)
