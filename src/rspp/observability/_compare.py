@@ -135,12 +135,20 @@ class _Side:
         """Take one line; returns its turn id when it is that turn's terminal signal,
         :data:`_SESSION` when it joined the session-scoped group."""
         self._n += 1
-        if _is_artifact(line):
-            return None
         rec = line.record
+        get = rec.get
+        # recorder artefacts (as _is_artifact, inlined: every line of both sides comes here)
+        if get("lane") == "TelemetryLane" or get("signal") == "recording_level_downgraded":
+            return None
+        event_id = get("event_id")
+        if type(event_id) is str and event_id.startswith("or02-"):
+            return None
         # a null field counts as absent (as in a compare_view)
-        key = (str(rec.get("session_id") or ""), int(rec.get("runtime_sequence") or 0), self._n)
-        turn = rec.get("turn_id")
+        sid = get("session_id") or ""
+        seq = get("runtime_sequence") or 0
+        key = (sid if type(sid) is str else str(sid), seq if type(seq) is int else int(seq),
+               self._n)
+        turn = get("turn_id")
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
             if slot not in self._kept or key >= self._kept[slot]:
