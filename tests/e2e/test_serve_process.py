@@ -123,7 +123,7 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     spec = _patient_spec(tmp_path)
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--timeline-dir", str(timelines),
-                        "--record-level", "L2").wait_ready()
+                        "--record-level", "L2", "--kernel-overhead-budget-us", "0").wait_ready()
     # the tenant's policy lets its sessions record at L2 (what a replay needs)
     policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
                         json={"body": {"recording_level": "L2"}},
@@ -148,6 +148,10 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     late = re.search(r'^rspp_egress_lateness_seconds_count\{transport="websocket"\} (\S+)$',
                      metrics, re.M)
     assert late is not None and float(late[1]) >= 25, metrics
+    # the kernel overhead of served sessions is measured and held against the budget (0 us)
+    over = re.search(r'^rspp_kernel_overhead_budget_exceeded_total\{pipeline_version='
+                     r'"voice-assistant@1.0.0"\} (\S+)$', metrics, re.M)
+    assert over is not None and float(over[1]) >= 1, metrics
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
     (timeline,) = timelines.glob("*.jsonl")

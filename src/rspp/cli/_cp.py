@@ -18,9 +18,12 @@ cp_app = typer.Typer(
 token_app = typer.Typer(help="Session tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
 runtime_app = typer.Typer(help="Runtime instances in the routing view.", no_args_is_help=True)
+config_app = typer.Typer(help="Versioned configs: policy, admission, provider_config.",
+                         no_args_is_help=True)
 cp_app.add_typer(token_app, name="token")
 cp_app.add_typer(keys_app, name="keys")
 cp_app.add_typer(runtime_app, name="runtime")
+cp_app.add_typer(config_app, name="config")
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 
@@ -545,6 +548,33 @@ def openapi() -> None:
     from rspp.controlplane import openapi_document
 
     typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
+
+
+@config_app.command("publish")
+def config_publish(
+    file: Path = typer.Argument(..., help="Config file: kind, scope and body (YAML/JSON)."),
+    inactive: bool = typer.Option(False, "--inactive", help="Publish without activating."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Check a config file as `rspp validate` does, then publish it (and activate it)."""
+    from rspp.cli._spec import issue_line
+    from rspp.controlplane import lint_config_text
+    from rspp.providers import PROVIDER_CATALOG
+    from rspp.spec import SpecInvalid, read_spec_source
+
+    try:
+        config, issues = lint_config_text(read_spec_source(file), str(file),
+                                          adapters=PROVIDER_CATALOG)
+    except SpecInvalid as exc:
+        config, issues = None, list(exc.issues)
+    for issue in issues:
+        typer.echo(issue_line(issue), err=True)
+    if config is None:
+        raise typer.Exit(1)
+    path = f"/v1/configs/{config.kind.value}/{config.scope}"
+    body = {"body": config.body, "activate": not inactive}
+    _print(_call(server, api_key, lambda c: c.request("POST", path, json=body)))
 
 
 @runtime_app.command("register")

@@ -17,6 +17,7 @@ from rspp.controlplane._client import (
     bundle_expiry_ms,
 )
 from rspp.controlplane._config import ControlPlaneSettings
+from rspp.controlplane._config_lint import ConfigFile, is_config_document, lint_config_text
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._errors import (
     Conflict,
@@ -48,6 +49,7 @@ __all__ = [
     "AuditVerdict",
     "Authorization",
     "CPError",
+    "ConfigFile",
     "ConfigKind",
     "ConfigVersion",
     "Conflict",
@@ -92,5 +94,7 @@ __all__ = [
     "default_sqlite_url",
     "evaluate_policy",
     "in_canary",
+    "is_config_document",
+    "lint_config_text",
     "openapi_document",
 ]

@@ -68,6 +68,15 @@ ConfigScope = Annotated[
     ),
 ]
 ConfigKindName = Literal["policy", "provider_config", "admission"]
+SchemaVersionName = Annotated[
+    str,
+    Meta(pattern=r"^v[0-9]+\.[0-9]+(?:\.[0-9]+)?$", max_length=40,
+         description="a contract schema_version", examples=["v1.0"]),
+]
+ContractKindName = Literal[
+    "event_record", "control_signal", "turn_transition", "resolved_turn_plan",
+    "decision_outcome", "artifact_bundle",
+]
 #: a spec or module document (YAML or JSON); no NUL byte
 Document = Annotated[
     str,
@@ -112,6 +121,8 @@ PATH_PARAMS: dict[str, Any] = {
     "version": Version,
     "kind": ConfigKindName,
     "scope": ConfigScope,
+    "schema_version": SchemaVersionName,
+    "contract_kind": ContractKindName,
     "runtime_id": Id,
     "provider_id": Id,
     "session_id": Id,

@@ -67,7 +67,6 @@ class SessionOptions:
     output_maxlen: int = 1024
     signal_maxlen: int = 4096
     dead_letter_maxlen: int = 256
-    kernel_overhead_budget_us: float | None = None
     seed: int | None = None
     #: F-024 text revision guard on outputs: "segmented" (events naming a segment),
     #: "strict" (also unsegmented text) or "off".

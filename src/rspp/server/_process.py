@@ -79,6 +79,8 @@ class ServeOptions:
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: kernel overhead budget per event, microseconds (None: no budget)
+    kernel_overhead_budget_us: float | None = None
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -152,7 +154,8 @@ async def serve(opts: ServeOptions) -> int:
                          token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
-                               record_level=opts.record_level, drain_mode=opts.drain_mode),
+                               record_level=opts.record_level, drain_mode=opts.drain_mode,
+                               kernel_overhead_budget_us=opts.kernel_overhead_budget_us),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

@@ -92,6 +92,8 @@ class SessionPolicy:
     #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
     #: (the control plane moves it to another runtime; the client reconnects there)
     drain_mode: str = "close"
+    #: kernel overhead budget per event, microseconds (telemetry counts samples over it)
+    kernel_overhead_budget_us: float | None = None
 
 
 @dataclass(slots=True)
@@ -323,7 +325,10 @@ class GovernedSessions:
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
             timeline=(p.timeline_dir / f"{sid}.jsonl") if p.timeline_dir else None,
-            telemetry=TelemetryTargets(metrics=self.metrics.runtime),
+            telemetry=TelemetryTargets(
+                metrics=self.metrics.runtime,
+                kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
+                else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state)
         try:

@@ -329,6 +329,18 @@ class LiveTransport:
             await self.jitter.flush()  # no more input: the gaps still held are lost
             await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
 
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release (F-042): an in-band ``end_of_utterance`` on the
+        audio input, after every frame the client sent before it (frames the jitter buffer
+        still holds go in first)."""
+        if not self._takes_audio():
+            raise InputRejected("type", "this pipeline takes no audio input (no `input.audio` "
+                                "edge in its spec); there is no utterance to end")
+        await self.jitter.flush()
+        async with self._ingress_lock:
+            await self._ingress(Event("end_of_utterance", None, audio_format=self._in_format,
+                                      sample_index=self.media_samples))
+
     def _takes_audio(self) -> bool:
         s = self.session
         return s is None or "audio" in s.entries

@@ -244,6 +244,10 @@ class LiveSessionHandle:
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
 
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release (F-042), in band after the audio sent before."""
+        await self.transport.end_of_utterance()
+
     def capture_debug(self, seconds: float) -> None:
         """The client's ``debug`` message: this session's debug events for ``seconds``."""
         self.core.capture_debug(seconds)

@@ -160,6 +160,9 @@ class LiveSession(Protocol):
 
     async def interrupt(self) -> None: ...
 
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release: the utterance ends without the VAD's silence."""
+
     def capture_debug(self, seconds: float) -> None:
         """Record this session's debug events for ``seconds`` (F-076)."""
 

@@ -39,6 +39,7 @@ from rspp.transports._protocol import (
     AudioOut,
     CaptureDebug,
     End,
+    EndOfUtterance,
     ErrorEvent,
     Interrupt,
     ProtocolError,
@@ -391,6 +392,8 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
         await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
+    elif isinstance(msg, EndOfUtterance):
+        await handle.end_of_utterance()
     elif isinstance(msg, CaptureDebug):
         handle.capture_debug(msg.seconds)
     elif isinstance(msg, End):
