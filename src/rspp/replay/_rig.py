@@ -269,6 +269,15 @@ class SessionRig:
         if delta > 0:
             await asyncio.sleep(delta / 1e9)
 
+    def _runnable(self) -> bool:
+        """Whether :meth:`_quiesce` has anything to wait for (a task is ready to run, or
+        the loop has no ready queue to tell); False skips it without a coroutine."""
+        loop = asyncio.get_running_loop()
+        if self._ready is None or self._ready[0] is not loop:
+            self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
+        ready = self._ready[1]
+        return ready is _NO_QUEUE or bool(ready)
+
     async def _quiesce(self) -> None:
         """Let every runnable task run until nothing is left to run (at the current time).
 
@@ -310,14 +319,16 @@ class SessionRig:
         if not isinstance(clock, VirtualClock):
             return
         for _ in range(1_000_000):
-            await self._quiesce()
+            if self._runnable():
+                await self._quiesce()
             deadline = clock.next_deadline_ns()
             if deadline is None or deadline > target_ns:
                 break
             clock.advance_ns(max(0, deadline - clock.monotonic_ns()))
         if jump and target_ns > clock.monotonic_ns():
             clock.advance_ns(target_ns - clock.monotonic_ns())
-        await self._quiesce()
+        if self._runnable():
+            await self._quiesce()
 
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
