@@ -584,16 +584,26 @@ def runtime_register(
     transport: str = typer.Option("websocket", "--transport"),
     region: str = typer.Option("default", "--region"),
     capacity: int = typer.Option(100, "--capacity"),
+    runtime_version: str = typer.Option(
+        None, "--runtime-version", help="Release the runtime runs (default: this one's)."),
+    schema_version: str = typer.Option(
+        None, "--schema-version", help="Contract schema it writes (default: this one's)."),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Register (or re-register) a runtime instance."""
+    """Register (or re-register) a runtime instance; the control plane refuses a release or
+    schema outside its version-skew window (409 version_skew)."""
+    from rspp import __version__
+    from rspp.contracts import SCHEMA_VERSION
+
     body = {
         "runtime_id": runtime_id,
         "endpoint": endpoint,
         "transport_kind": transport,
         "region": region,
         "capacity": capacity,
+        "runtime_version": runtime_version or __version__,
+        "schema_version": schema_version or SCHEMA_VERSION,
     }
     _print(_call(server, api_key, lambda c: c.request("POST", "/v1/runtimes", json=body)))
 

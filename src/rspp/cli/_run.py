@@ -79,6 +79,16 @@ def run(
         [], "--end-of-utterance-at", min=0.0, help="SECONDS of input: the client signals end "
         "of utterance there (push-to-talk release), ending the speech without waiting for the "
         "VAD's silence; repeatable."),
+    tenant: str | None = typer.Option(
+        None, "--tenant", help="The session's tenant (its layers apply with --layers)."),
+    layers: Path | None = typer.Option(
+        None, "--layers", help="Configuration layers {tenants: {ID: {KEY: VALUE}}, sessions: "
+        "{ID: ...}} applied to the spec for this run's tenant and session (`insert.NODE` "
+        "inserts a node, `providers.MODALITY.primary` picks a provider; `rspp spec resolve` "
+        "shows the result)."),
+    resolved_out: Path | None = typer.Option(
+        None, "--resolved-out", help="Write this session's resolved spec here (JSON: graph "
+        "with inserted nodes, chosen providers, value sources, session id)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     debug: bool = typer.Option(
         False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
@@ -116,7 +126,7 @@ def run(
             raise fail(str(exc)) from None
     for name, path in (("--output", output), ("--timeline", timeline),
                        ("--metrics-out", metrics_out), ("--trace-out", trace_out),
-                       ("--log-out", log_out)):
+                       ("--log-out", log_out), ("--resolved-out", resolved_out)):
         if path is not None and not path.parent.exists():
             raise fail(f"{path}: {name}: directory {path.parent} does not exist")
     if output is not None and output.suffix.lower() != ".wav":
@@ -137,10 +147,13 @@ def run(
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
                       end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
+                      layers=layers, resolved_out=resolved_out,
                       telemetry=None if kernel_budget_us is None else TelemetryTargets(
                           kernel_overhead_budget_s=kernel_budget_us / 1e6),
                       revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
+    if tenant is not None:
+        opts = dataclasses.replace(opts, tenant_id=tenant)
     try:
         if live is not None:
             with live:

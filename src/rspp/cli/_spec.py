@@ -112,15 +112,7 @@ def resolve(
         raise fail(spec_error_line(exc)) from None
     g = eff.graph
     if as_json:
-        doc = {
-            "pipeline": g.name, "version": g.version, "tenant": tenant, "session_id": session,
-            "profile": g.profile, "graph_hash": g.graph_hash, "spec_hash": g.spec_hash,
-            "values": [{"path": v.path, "value": v.value, "source": str(v.source)}
-                       for v in eff.values],
-            "nodes": [{"id": n.id, "type": n.type, "origin": n.origin} for n in g.nodes],
-            "graph": g.to_builtins(),
-        }
-        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        typer.echo(json.dumps(eff.document(), indent=2, sort_keys=True, default=str))
         return
     from rich.console import Console
     from rich.table import Table

@@ -28,6 +28,7 @@ from rspp.controlplane._errors import (
     TokenInvalid,
     Unauthorized,
     Unavailable,
+    VersionSkew,
 )
 from rspp.controlplane._failover import FailoverMonitor
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
@@ -87,6 +88,7 @@ __all__ = [
     "TurnStartSource",
     "Unauthorized",
     "Unavailable",
+    "VersionSkew",
     "build_bundle",
     "bundle_expiry_ms",
     "cohort_bucket",

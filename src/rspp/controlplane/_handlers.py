@@ -184,6 +184,8 @@ async def register_runtime(c: Call) -> Any:
         transport_kind=b.transport_kind,
         region=b.region,
         capacity=b.capacity,
+        runtime_version=b.runtime_version,
+        schema_version=b.schema_version,
     )
 
 

@@ -174,8 +174,10 @@ ROUTES: tuple[Op, ...] = (
        "Roll a config forward or back", body=q.ActivateRequest, response=ConfigVersion,
        errors=(404,), tag="configs"),
     # runtime fleet and providers
-    Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET, "Register a runtime instance",
-       body=q.RegisterRuntimeRequest, response=RuntimeInstance, status=201, tag="fleet"),
+    Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET,
+       "Register a runtime instance (409 version_skew: its release or schema is outside the "
+       "supported window)", body=q.RegisterRuntimeRequest, response=RuntimeInstance,
+       status=201, errors=(409,), tag="fleet"),
     Op("GET", "/v1/runtimes", h.list_runtimes, V, _S.FLEET, "Runtime instances",
        response=r.RuntimeList, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",

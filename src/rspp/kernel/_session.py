@@ -264,7 +264,8 @@ class SessionActor(ControlMixin):
             if st == BLOCKED:
                 st = await self.offer_blocking(buf, ev)
             ok = st != DROPPED
-        await self.settled(port)
+        if buf.data or self._ctrl:  # (``settled`` returns at once otherwise)
+            await self.settled(port)
         return ok
 
     async def settled(self, port: str = "audio") -> None:

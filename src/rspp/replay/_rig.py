@@ -199,6 +199,10 @@ class SessionRig:
         self._playing: set[str] = set()
         #: (loop, its ready queue) (see :meth:`_quiesce`), looked up once per loop
         self._ready: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        #: the reply outputs each turn has yet to end (its reply ends when none is left)
+        self._reply_ports = graph.reply_ports()
+        self._open_ports: dict[str, set[str]] = {}
+        self._ended: set[str] = set()
 
     def _append(self, record: msgspec.Struct) -> None:
         self.recorder.append(record)
@@ -237,16 +241,31 @@ class SessionRig:
         tid = ev.turn_id
         if tid is None:
             return
+        ended = self._reply_ended(port, ev, tid)
         if self.feedback is not None:  # a recorded transport reports playback (feedback)
             self.feedback.output(port, tid)
-            if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+            if ended:
                 self.driver.generation_complete(tid)
             return
         if tid not in self._playing:
             self._playing.add(tid)
             self.driver.playback_started(tid)
-        if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+        if ended:
             self.driver.output_complete(tid)
+
+    def _reply_ended(self, port: str, ev: Event, tid: str) -> bool:
+        """``ev`` ends the last open output of ``tid``'s reply (as the live transports
+        decide: every reply output must end)."""
+        if not ((ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END):
+            return False
+        left = self._open_ports.setdefault(tid, set(self._reply_ports))
+        if not left and tid in self._ended:
+            return False
+        left.discard(port)
+        if left:
+            return False
+        self._ended.add(tid)
+        return True
 
     # ------------------------------------------------------------- driving
     async def start(self) -> None:
@@ -269,13 +288,17 @@ class SessionRig:
         if delta > 0:
             await asyncio.sleep(delta / 1e9)
 
-    def _runnable(self) -> bool:
-        """Whether :meth:`_quiesce` has anything to wait for (a task is ready to run, or
-        the loop has no ready queue to tell); False skips it without a coroutine."""
+    def _ready_queue(self) -> Any:
+        """The running loop's ready queue (:data:`_NO_QUEUE` if it has none)."""
         loop = asyncio.get_running_loop()
         if self._ready is None or self._ready[0] is not loop:
             self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
-        ready = self._ready[1]
+        return self._ready[1]
+
+    def _runnable(self) -> bool:
+        """Whether :meth:`_quiesce` has anything to wait for (a task is ready to run, or
+        the loop has no ready queue to tell); False skips it without a coroutine."""
+        ready = self._ready_queue()
         return ready is _NO_QUEUE or bool(ready)
 
     async def _quiesce(self) -> None:
@@ -288,10 +311,7 @@ class SessionRig:
         each yield. A loop without that queue (or a task that keeps itself runnable by
         polling) falls back to waiting until the session state stops changing.
         """
-        loop = asyncio.get_running_loop()
-        if self._ready is None or self._ready[0] is not loop:
-            self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
-        ready = self._ready[1]
+        ready = self._ready_queue()
         if ready is not _NO_QUEUE:
             for _ in range(_READY_SPINS):
                 if not ready:

@@ -45,6 +45,7 @@ from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
+from rspp.server._wsproto import LeanWebSocketProtocol
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -168,7 +169,8 @@ async def serve(opts: ServeOptions) -> int:
             pipeline = None
         routes = opts.transport_routes(runtime.sessions) if opts.transport_routes else ()
         app = create_runtime_app(runtime, transport_routes=routes, control_plane=cp_app)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20,
+                                ws=LeanWebSocketProtocol)
         server = _Server(config, stop.set)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="rspp-uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event

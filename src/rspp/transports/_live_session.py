@@ -24,7 +24,7 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
@@ -203,8 +203,9 @@ class LiveSessionHandle:
         return self.transport.is_fenced(turn_id)
 
     # ---------------------------------------------------------------- input
-    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        await self.transport.push_audio(pcm, seq)
+    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
+        # the transport's awaitable as it is (no coroutine of its own: every frame passes)
+        return self.transport.push_audio(pcm, seq)
 
     def _turn_for(self, reason: str) -> Callable[[], Any]:
         """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""

@@ -54,7 +54,7 @@ __all__ = [
     "ws_schema",
 ]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 SUBPROTOCOL_JSON = "rspp.v1.json"
 SUBPROTOCOL_MSGPACK = "rspp.v1.msgpack"
 
@@ -159,8 +159,12 @@ class TurnEvent(_Msg, tag="turn", frozen=True, kw_only=True):
 
 
 class ReplyText(_Msg, tag="reply_text", frozen=True, kw_only=True):
+    """The reply's text: coalesced deltas (concatenated they are the reply), then one
+    ``final`` event carrying the whole reply text."""
+
     turn_id: str | None = None
     text: str
+    final: bool = False
 
 
 class Clear(_Msg, tag="clear", frozen=True, kw_only=True):
