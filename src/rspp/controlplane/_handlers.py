@@ -14,11 +14,12 @@ from typing import Any
 import msgspec
 
 from rspp.contracts import ProviderStatus, RuntimeHealth
-from rspp.controlplane._bundle import build_bundle
+from rspp.controlplane._bundle import build_bundle, build_bundles
 from rspp.controlplane._configs import ConfigKind
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._replies import (
     AuditList,
+    BundleList,
     ConfigList,
     HealthReply,
     HeartbeatReply,
@@ -32,6 +33,7 @@ from rspp.controlplane._replies import (
     PublishReply,
     RolloutReply,
     RuntimeList,
+    SessionBundle,
     SignalList,
     TokenKeysReply,
     TokenReply,
@@ -329,3 +331,9 @@ async def create_key(c: Call) -> KeyReply:
 
 async def healthz(c: Call) -> HealthReply:
     return HealthReply(status="ok")
+
+
+async def bundles(c: Call) -> BundleList:
+    keys = [(x.tenant_id, x.session_id, x.pipeline_name) for x in c.body.sessions]
+    built = await build_bundles(c.cp, c.path["runtime_id"], keys)
+    return BundleList(bundles=[SessionBundle(session_id=sid, bundle=b) for sid, b in built])

@@ -292,6 +292,18 @@ class LeaseRenewalsRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fiel
     ttl_ms: TtlMs | None = None
 
 
+class BundleFor(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+    session_id: Id
+    pipeline_name: Name
+
+
+class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The sessions a runtime wants turn-start bundles for (the runtime is the path's)."""
+
+    sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=2000)]
+
+
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     role: Literal["viewer", "operator", "admin"]
     tenant_id: Id | None = None

@@ -256,7 +256,8 @@ class GovernedSessions:
             raise SessionRefused("at_capacity", "this runtime is at capacity")
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
-        snapshots = ControlPlaneSnapshots(self.link.client)
+        snapshots = ControlPlaneSnapshots(self.link.client, self.link.bundles)
+        self.link.bundles.track(claims.tenant_id, sid, claims.pipeline_name)
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
             bundle=snapshots.turn_start_bundle(
@@ -265,6 +266,9 @@ class GovernedSessions:
             signals=self._handoff_signals(sid) if claims.lease_epoch > 1 else None)
         try:
             return await self._start(claims, build, snapshots, early)
+        except BaseException:
+            self.link.bundles.forget(sid)
+            raise
         finally:
             await early.aclose()
 
@@ -280,6 +284,7 @@ class GovernedSessions:
             gd = await early.graph
         else:
             gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        self.link.bundles.track(claims.tenant_id, sid, info.pipeline_name)
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
@@ -303,7 +308,8 @@ class GovernedSessions:
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         state = StateManager(sid, ControlPlaneStateStore(self.link.client, self.link.runtime_id,
-                                                         lambda: keeper.epoch or epoch))
+                                                         lambda: keeper.epoch or epoch,
+                                                         self.link.states))
         point: ResumePoint | None = None
         if epoch > 1:
             try:
@@ -404,6 +410,7 @@ class GovernedSessions:
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
+            self.link.bundles.forget(served.session_id)
             self.metrics.session_closed()
 
     async def drain(self, deadline_s: float) -> None:

@@ -99,6 +99,13 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("PUT", "/v1/sessions/{session_id}/state"): lambda w: (
         f"/v1/sessions/{SESSION}/state", {"runtime_id": w.holder, "lease_epoch": w.epoch,
                                           "document": {"hot": {}}}, None),
+    ("PUT", "/v1/runtimes/{runtime_id}/states"): lambda w: (
+        f"/v1/runtimes/{w.holder}/states", {"writes": [{
+            "session_id": SESSION, "lease_epoch": w.epoch, "document": {"hot": {}}}]}, None),
+    ("POST", "/v1/runtimes/{runtime_id}/bundles"): lambda w: (
+        f"/v1/runtimes/{w.holder}/bundles", {"sessions": [{
+            "tenant_id": OWN, "session_id": SESSION, "pipeline_name": "voice-assistant"}]},
+        None),
     ("POST", "/v1/sessions/{session_id}/migrate"): lambda w: (
         "/v1/sessions/s-move/migrate", {}, None),
     ("POST", "/v1/sessions/{session_id}/token"): lambda w: (
@@ -201,6 +208,8 @@ MUST_BE_FLEET = {
     ("GET", "/v1/runtimes"),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat"),
     ("POST", "/v1/runtimes/{runtime_id}/leases"),
+    ("PUT", "/v1/runtimes/{runtime_id}/states"),
+    ("POST", "/v1/runtimes/{runtime_id}/bundles"),
     ("POST", "/v1/runtimes/{runtime_id}/failover"),
     ("POST", "/v1/providers/{provider_id}/health"),
     ("POST", "/v1/sessions/{session_id}/migrate"),
