@@ -189,8 +189,12 @@ async def runtime(factory: Any, route: Any = websocket_route) -> Any:
     app = Starlette(routes=[route(hub, _open_grant)])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
+    # the WebSocket protocol ``rspp serve`` runs (BENCH_WS=websockets-sansio: uvicorn's own)
+    ws: Any = os.environ.get("BENCH_WS")
+    if not ws:
+        from rspp.server._wsproto import LeanWebSocketProtocol as ws
     server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off",
-                                           ws="websockets-sansio", access_log=False,
+                                           ws=ws, access_log=False,
                                            ws_ping_interval=None, backlog=2048))
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes no readiness event
@@ -288,6 +292,12 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
         "measured_s": round(loop.time() - cpu_at[1], 2)}), flush=True)
 
 
+def _frames(hub: SessionHub) -> int:
+    """Audio frames every session took in and sent out so far."""
+    return sum(h.transport.meter.frames + h.transport.frames_out
+               for h in hub.sessions.values())
+
+
 async def _loop_lag(out: list[float], period_s: float = 0.005) -> None:
     """How late this loop wakes a timer (ms), sampled every ``period_s``."""
     loop = asyncio.get_running_loop()
@@ -319,11 +329,12 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
             offset += m
         starts = 0
         cpu0 = t0 = 0.0
+        frames0 = 0
         results = []
         sampler: asyncio.Task[None] | None = None
 
         async def lines(proc: Any) -> None:
-            nonlocal starts, cpu0, t0, sampler
+            nonlocal starts, cpu0, t0, sampler, frames0
             if proc.stdout is None:
                 raise RuntimeError("the client's stdout is not a pipe")
             async for raw in proc.stdout:
@@ -332,6 +343,7 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                     starts += 1
                     if starts == 1:
                         cpu0, t0 = cpu_seconds(), time.monotonic()
+                        frames0 = _frames(hub)
                         for h in hub.sessions.values():  # the pacer's lateness from here on
                             h.transport.lateness_ms.clear()
                         sampler = asyncio.create_task(_loop_lag(lag))
@@ -343,6 +355,7 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         await asyncio.gather(*(lines(c) for c in children))
         cpu = cpu_seconds() - cpu0
         wall = time.monotonic() - t0
+        frames = _frames(hub) - frames0
         rss = rss_mb()
         for h in hub.sessions.values():
             pacer.extend(h.transport.lateness_ms)
@@ -373,6 +386,9 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "cpu_cores": round(cpu / wall, 3),
         "client_cpu_cores": round(sum(r.get("client_cpu_cores", 0.0) for r in results), 3),
         "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
+        # per frame the runtime took in or sent out: robust when a loaded machine starves
+        # the clients (fewer frames, less CPU per session-second)
+        "cpu_us_per_frame": round(cpu * 1e6 / max(frames, 1), 2),
         "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
         "load_average": round(os.getloadavg()[0], 2),
         "event_loop": loop_name(),
@@ -452,8 +468,9 @@ async def latency(turns: int) -> dict[str, Any]:
             "p95_ms": round(percentile(out, 95), 1)}
 
 
-async def main(quick: bool, ns: list[int], procs: int, with_latency: bool) -> None:
-    seconds = 6.0 if quick else 15.0
+async def main(quick: bool, ns: list[int], procs: int, with_latency: bool,
+               seconds: float | None = None) -> None:
+    seconds = seconds or (6.0 if quick else 15.0)
     points = []
     for n in ns:
         p = await run_point(n, seconds, procs)
@@ -486,9 +503,11 @@ if __name__ == "__main__":
     ap = quick_parser(__doc__)
     ap.add_argument("--sessions", default=None, help="comma-separated N values")
     ap.add_argument("--client-procs", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="measured seconds per point (default 15, --quick 6)")
     ap.add_argument("--latency", action="store_true",
                     help="also: end of speech -> first reply audio, offline, 20 turns")
     a = ap.parse_args()
     default = "50,100" if a.quick else "100,200,300,400"
     run_loop(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
-                  a.client_procs, a.latency))
+                  a.client_procs, a.latency, a.seconds))

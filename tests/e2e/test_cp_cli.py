@@ -200,3 +200,29 @@ def test_cli_errors_are_clear(server: ControlPlaneServer) -> None:
     assert wrong.returncode == 1 and "unknown API key" in wrong.stderr
     badrole = rspp("keys", "create", "--role", "root", key=ADMIN_KEY, server=server.url)
     assert badrole.returncode == 1 and "role" in badrole.stderr
+
+
+def test_config_file_is_validated_then_published(server: ControlPlaneServer,
+                                                 tmp_path: Path) -> None:
+    """F-126: the file `rspp validate` checks is what `rspp cp config publish` sends."""
+    import httpx
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: policy\nbody:\n  providers: {stt: pocketsphinx}\n"
+                   "  turn_budget_ms: soon\n")
+    refused = rspp("config", "publish", str(bad), key=ADMIN_KEY, server=server.url)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"{bad}:4:3: body.turn_budget_ms: Expected `int | null`, "
+                                     "got `str`;")
+    good = tmp_path / "good.yaml"
+    good.write_text("kind: policy\nscope: acme\nbody:\n  providers: {stt: pocketsphinx}\n"
+                    "  turn_budget_ms: 9000\n")
+    published = rspp("config", "publish", str(good), key=ADMIN_KEY, server=server.url)
+    assert published.returncode == 0, published.stderr
+    assert json.loads(published.stdout)["version"] == 1
+    listing = httpx.get(f"{server.url}/v1/configs/policy/acme",
+                        headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert [(c["version"], c["active"], c["body"]["turn_budget_ms"])
+            for c in listing["versions"]] == [(1, True, 9000)]
+    assert httpx.get(f"{server.url}/v1/configs/policy/*",
+                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["versions"] == []

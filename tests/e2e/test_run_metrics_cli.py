@@ -48,12 +48,14 @@ class Telemetry:
 @pytest.fixture(scope="module")
 def telemetry(spoken: dict[str, Path], rspp_cli: RsppCli,
               tmp_path_factory: pytest.TempPathFactory) -> Telemetry:
-    """One ``rspp run`` with a barge-in, writing all three telemetry files."""
+    """One ``rspp run`` with a barge-in, writing all three telemetry files; its kernel
+    overhead budget (0 us) is exceeded by every sample."""
     tmp = tmp_path_factory.mktemp("telemetry")
     q, i = spoken["question"], spoken["interrupt"]
     prom, spans_f, logs_f = tmp / "m.prom", tmp / "spans.jsonl", tmp / "log.jsonl"
     res = rspp_cli.run(str(VOICE), "--input", str(q), "--barge-in", f"{i}@0.4", "--json",
-               "--metrics-out", str(prom), "--trace-out", str(spans_f), "--log-out", str(logs_f))
+               "--metrics-out", str(prom), "--trace-out", str(spans_f), "--log-out", str(logs_f),
+               "--kernel-overhead-budget-us", "0")
     assert res.returncode == 0, res.stderr
     return Telemetry(json.loads(res.stdout), prom, spans_f, logs_f)
 
@@ -79,11 +81,18 @@ def test_run_writes_metrics_spans_and_json_logs(telemetry: Telemetry) -> None:
     edges = {lab["edge_id"] for lab, _ in series["rspp_edge_queue_depth"]}
     assert "vad.audio->stt.audio" in edges
     assert {lab["edge_id"] for lab, _ in series["rspp_edge_drops_total"]} == edges
+    waits = series["rspp_edge_latency_seconds_count"]  # a latency distribution per edge
+    assert {lab["edge_id"] for lab, _ in waits} == edges and all(v >= 1 for _, v in waits)
+    assert all(lab["pipeline_version"] == PV for lab, _ in waits)
     assert series["rspp_cancel_latency_seconds_count"] == [
         ({"pipeline_version": PV, "scope": "turn"}, 1.0)]
     prov = {lab["provider"] for lab, _ in series["rspp_provider_latency_seconds_count"]}
     assert prov == {"pocketsphinx", "local", "espeak"}
     assert series["rspp_active_sessions"] == [({"pipeline_version": PV}, 0.0)]
+    # kernel overhead is measured apart from node time and checked against the budget
+    (kernel,) = series["rspp_kernel_overhead_seconds_count"]
+    (over,) = series["rspp_kernel_overhead_budget_exceeded_total"]
+    assert over[0] == {"pipeline_version": PV} and 1 <= over[1] <= kernel[1]
 
     spans = _lines(spans_f)
     names = [s["name"] for s in spans]
@@ -104,6 +113,9 @@ def test_run_writes_metrics_spans_and_json_logs(telemetry: Telemetry) -> None:
     assert logs and all(ln["session_id"] == SID for ln in logs)
     assert {"turn opened", "turn closed"} <= {ln["message"] for ln in logs}
     assert {ln["turn_id"] for ln in logs if ln["message"] == "turn closed"} == set(turn_ids)
+    crossed = [ln for ln in logs if ln["message"] == "kernel overhead over budget"]
+    assert crossed and all(ln["level"] == "warning" and ln["budget_us"] == 0
+                           and ln["kernel_overhead_us"] > 0 for ln in crossed)
 
 
 def test_metrics_out_into_missing_directory_is_refused(rspp_cli: RsppCli, tmp_path: Path) -> None:

@@ -45,3 +45,22 @@ def test_template_only_spec_answers_within_the_turn_budget(
     plans = [json.loads(line)["record"] for line in timeline.read_text().splitlines()
              if json.loads(line)["kind"] == "resolved_turn_plan"]
     assert plans and plans[0]["budgets"]["turn_budget_ms"] == 2000  # simple/v1 default
+    # F-078: the profile is named in the plan and every buffer it set says it came from there
+    assert plans[0]["execution_profile"] == "simple/v1"
+    buffers = plans[0]["edge_buffer_policies"]
+    assert buffers and {b["defaulting_source"] for b in buffers.values()} == {
+        "execution_profile_default"}
+
+
+def test_a_post_mvp_profile_is_refused_before_the_session_starts(
+    spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    """F-078: `rspp run` refuses `profile: balanced/v1` with one line naming the field."""
+    spec = tmp_path / "balanced.yaml"
+    spec.write_text(SIMPLE.read_text().replace("template: voice_assistant",
+                                               "profile: balanced/v1\ntemplate: voice_assistant"))
+    run = rspp_cli.run(str(spec), "--input", str(spoken["question"]))
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    line = run.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{spec}:6:1: ") and "profile: execution profile 'balanced/v1' is " \
+        "post-MVP and not available in this release; use `profile: simple/v1`" in line, line

@@ -344,6 +344,13 @@ def test_control_plane_down_refuses_new_sessions_and_drains_live_ones_at_lease_e
     result, refused = asyncio.run(crash_mid_turn())
     assert refused.code == 4503 and refused.reason.startswith("control_plane_unreachable"), (
         refused.code, refused.reason)
+    # readiness follows the dependency (a failed heartbeat), liveness does not
+    with httpx.Client(base_url=rt.url, timeout=10) as http:
+        ready = http.get("/readyz")
+        while ready.status_code == 200:  # the first heartbeat after the crash
+            ready = http.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (503, "control_plane_unreachable")
+        assert http.get("/healthz").status_code == 200
     _answered(result)  # the turn in flight finished on its frozen plan
     assert result.close_code == 1000, (result.close_code, result.close_reason)
     assert result.close_reason == "authority_lost:lease_expired_control_plane_unreachable"

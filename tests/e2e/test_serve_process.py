@@ -95,6 +95,14 @@ def test_embedded_serve_registers_reports_ready_and_drains_on_sigterm(
     assert asyncio.run(_runtimes(db)) == []  # deregistered on exit
 
 
+def _samples(exposition: str) -> list[tuple[str, tuple[tuple[str, str], ...], float]]:
+    """(name, labels, value) of every sample of a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(s.name, tuple(sorted(s.labels.items())), s.value)
+            for fam in text_string_to_metric_families(exposition) for s in fam.samples]
+
+
 def test_serve_refuses_to_start_without_its_control_plane(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     down = f"http://127.0.0.1:{free_port()}"
@@ -123,7 +131,7 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     spec = _patient_spec(tmp_path)
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--timeline-dir", str(timelines),
-                        "--record-level", "L2").wait_ready()
+                        "--record-level", "L2", "--kernel-overhead-budget-us", "0").wait_ready()
     # the tenant's policy lets its sessions record at L2 (what a replay needs)
     policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
                         json={"body": {"recording_level": "L2"}},
@@ -148,6 +156,16 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
     late = re.search(r'^rspp_egress_lateness_seconds_count\{transport="websocket"\} (\S+)$',
                      metrics, re.M)
     assert late is not None and float(late[1]) >= 25, metrics
+    # how long events waited on the graph's edges, sampled by the session's telemetry
+    waits = {dict(lab)["edge_id"]: value for name, lab, value in _samples(metrics)
+             if name == "rspp_edge_latency_seconds_count"
+             and dict(lab)["pipeline_version"] == "voice-assistant@1.0.0"}
+    assert waits and all(n >= 1 for n in waits.values()), metrics
+    assert all(re.fullmatch(r"[\w.]+->[\w.]+", edge) for edge in waits), waits
+    # the kernel overhead of served sessions is measured and held against the budget (0 us)
+    over = re.search(r'^rspp_kernel_overhead_budget_exceeded_total\{pipeline_version='
+                     r'"voice-assistant@1.0.0"\} (\S+)$', metrics, re.M)
+    assert over is not None and float(over[1]) >= 1, metrics
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
     (timeline,) = timelines.glob("*.jsonl")

@@ -87,7 +87,9 @@ async def test_a_slow_tts_reply_plays_completely_and_its_turn_commits(
     # not an abort on the budget, no clear
     assert states == [("open", None), ("commit", None), ("close", None)], states
     assert not [ev for ev in events if isinstance(ev, Clear)]
-    assert [ev.text for ev in events if isinstance(ev, ReplyText)] == ["Sure."]
+    # one delta (the sentence) and the final text of the reply
+    assert [(ev.text, ev.final) for ev in events if isinstance(ev, ReplyText)] == [
+        ("Sure.", False), ("Sure.", True)]
     audio = [ev for ev in events if isinstance(ev, AudioOut)]
     commit = next(i for i, ev in enumerate(events)
                   if isinstance(ev, TurnEvent) and ev.state == "commit")

@@ -24,7 +24,14 @@ import pytest
 
 from rspp.client import LiveClient, route_session
 from rspp.testing import with_patient_budgets
-from rspp.transports import ErrorEvent, ReplyText, TurnEvent, read_wav
+from rspp.transports import (
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    ErrorEvent,
+    ReplyText,
+    TurnEvent,
+    read_wav,
+)
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
@@ -140,9 +147,14 @@ def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(server: _Serv
     states = _states(events)
     assert list(states.values()) == [["open", "commit", "close"]] * 2, states
     first, second = states
-    reply = {t: "".join(e["text"] for e in events if e["type"] == "reply_text"
-                        and e["turn_id"] == t) for t in states}
-    assert "name is" in reply[first] and "It is" in reply[second], reply
+    reply = {t: [e for e in events if e["type"] == "reply_text" and e["turn_id"] == t]
+             for t in states}
+    for texts in reply.values():  # coalesced deltas (not one a token), then the final text
+        deltas = [e["text"] for e in texts if not e.get("final")]
+        assert texts[-1]["final"] and [e for e in texts if e.get("final")] == texts[-1:]
+        assert "".join(deltas).strip() == texts[-1]["text"]
+        assert len(deltas) < len(texts[-1]["text"].split()), deltas
+    assert "name is" in reply[first][-1]["text"] and "It is" in reply[second][-1]["text"], reply
     assert not [e for e in events if e["type"] in ("error", "transcript")]
     timeline = _timeline(server, events)
     asyncio.run(asyncio.wait_for(_ended(timeline), 30))
@@ -227,3 +239,37 @@ def test_a_webrtc_peer_types_to_a_text_only_pipeline(server: _Server) -> None:
     assert [e["state"] for e in peer.of("turn")] == ["open", "commit", "close"]
     assert "name is" in "".join(e["text"] for e in peer.of("reply_text"))
     assert len(peer.of("error")) == 1 and not peer.of("error")[0]["fatal"]
+
+
+def test_a_json_and_a_msgpack_session_share_the_endpoint_and_both_decode(
+    server: _Server
+) -> None:
+    """F-030: per connection the client negotiates the encoding (WebSocket subprotocol):
+    a debug session in JSON and a production one in MessagePack run at the same time over
+    the same endpoint; each side decodes the other (the question opens a turn, the reply
+    comes back) in the negotiated encoding."""
+    async def session(msgpack: bool) -> tuple[str | None, list[Any]]:
+        target = await route_session(server.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="text-chat")
+        got: list[Any] = []
+        async with await LiveClient.connect(target.url, token=target.token,
+                                            msgpack=msgpack) as client:
+            negotiated = client.ws.subprotocol
+            await client.send_text("what is your name")
+            async for ev in client.events():  # decoded as the negotiated encoding
+                got.append(ev)
+                if isinstance(ev, TurnEvent) and ev.state == "close":
+                    await client.end()
+        return negotiated, got
+
+    async def both() -> list[tuple[str | None, list[Any]]]:
+        return list(await asyncio.gather(session(False), session(True)))
+
+    (json_proto, json_events), (mp_proto, mp_events) = asyncio.run(
+        asyncio.wait_for(both(), 120))
+    assert (json_proto, mp_proto) == (SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK)
+    for events in (json_events, mp_events):
+        assert [e.state for e in events if isinstance(e, TurnEvent)] == [
+            "open", "commit", "close"]
+        assert "name is" in "".join(e.text for e in events if isinstance(e, ReplyText))
+        assert not [e for e in events if isinstance(e, ErrorEvent)]

@@ -124,6 +124,9 @@ async def test_session_feeds_node_edge_provider_metrics_and_spans(wavs: dict[str
     edges = {dict(lab)["edge_id"] for (n, lab) in scraped if n == "rspp_edge_queue_depth"}
     assert {"vad.audio->stt.audio", "segmenter.text->tts.text"} <= edges
     assert {dict(lab)["edge_id"] for (n, lab) in scraped if n == "rspp_edge_drops_total"} == edges
+    waits = {dict(lab)["edge_id"]: v for (n, lab), v in scraped.items()
+             if n == "rspp_edge_latency_seconds_count"}
+    assert set(waits) == edges and all(v >= 1 for v in waits.values())
     for modality, provider in (("stt", "pocketsphinx"), ("llm", "local"), ("tts", "espeak")):
         n = value(scraped, "rspp_provider_latency_seconds_count", provider=provider,
                   modality=modality)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,15 @@ Located = tuple[int, ValidationIssue]
 """An issue with its 1-based line in the file (0: the file as a whole)."""
 
 
-def _check_record(kind: str | None, data: object, prefix: str = "") -> list[ValidationIssue]:
+Check = Callable[[str, object], list[ValidationIssue]]
+"""How a record of a kind is checked: this installation's :func:`validate`, or a registry
+document's :class:`RegistryValidator` (``--schema``)."""
+
+
+def _check_record(kind: str | None, data: object, prefix: str = "",
+                  check: Check = validate) -> list[ValidationIssue]:
     chosen = kind or infer_kind(data)
-    issues = validate(chosen, data)
+    issues = check(chosen, data)
     if prefix:
         issues = [ValidationIssue(f"{prefix}.{i.path}", i.message) for i in issues]
     return issues
@@ -75,7 +81,7 @@ def _evidence_issue(problem: str) -> ValidationIssue:
     return ValidationIssue("record", problem)
 
 
-def _check_jsonl(kind: str | None, path: Path) -> Iterator[Located]:
+def _check_jsonl(kind: str | None, path: Path, check: Check = validate) -> Iterator[Located]:
     """Issues of every line of a JSON Lines timeline, read as a stream."""
     from rspp.observability import TimelineFormatError, envelope_problem, iter_values
 
@@ -89,6 +95,12 @@ def _check_jsonl(kind: str | None, path: Path) -> Iterator[Located]:
         if isinstance(data, dict) and data.get("kind") == EVIDENCE_KIND:
             yield from ((number, i) for i in _evidence_issues(data.get("record")))
             continue
+        if check is not validate:  # a registry document decides, not this installation
+            line_kind = data.get("kind") if isinstance(data, dict) else None
+            record = data.get("record") if isinstance(data, dict) else data
+            found = _check_record(str(line_kind), record, "record", check)
+            yield from ((number, i) for i in found)
+            continue
         entry, found = parse_entry(data)
         if entry is not None and kind is not None and entry.kind != kind:
             found = [ValidationIssue("kind", f"expected {kind!r}, got {entry.kind!r}"), *found]
@@ -100,7 +112,7 @@ def _check_jsonl(kind: str | None, path: Path) -> Iterator[Located]:
         yield 0, ValidationIssue("<file>", "the file is empty; there is nothing to validate")
 
 
-def _check_json(kind: str | None, path: Path) -> Iterator[Located]:
+def _check_json(kind: str | None, path: Path, check: Check = validate) -> Iterator[Located]:
     try:
         size = path.stat().st_size
         if size > MAX_JSON_BYTES:
@@ -126,13 +138,31 @@ def _check_json(kind: str | None, path: Path) -> Iterator[Located]:
         if not data:
             yield 0, ValidationIssue("<file>", "an empty list holds no record to validate")
         for index, item in enumerate(data):
-            yield from ((0, i) for i in _check_record(kind, item, prefix=str(index)))
+            yield from ((0, i) for i in _check_record(kind, item, str(index), check))
         return
-    yield from ((0, i) for i in _check_record(kind, data))
+    yield from ((0, i) for i in _check_record(kind, data, check=check))
 
 
-def _check_file(kind: str | None, path: Path) -> Iterator[Located]:
-    return _check_jsonl(kind, path) if path.suffix == ".jsonl" else _check_json(kind, path)
+def _check_file(kind: str | None, path: Path, check: Check = validate) -> Iterator[Located]:
+    if path.suffix == ".jsonl":
+        return _check_jsonl(kind, path, check)
+    return _check_json(kind, path, check)
+
+
+def _registry_check(schema: Path | None) -> Check:
+    """``validate``, or the validator of a saved registry document (exit 2 when unreadable)."""
+    if schema is None:
+        return validate
+    from rspp.contracts import RegistryValidator, load_schema_document
+    from rspp.errors import ContractError
+
+    try:
+        return RegistryValidator(load_schema_document(schema.read_bytes())).validate
+    except OSError as exc:
+        typer.echo(f"{schema}: cannot read file: {exc.strerror or exc}", err=True)
+    except ContractError as exc:
+        typer.echo(f"{schema}: {exc}", err=True)
+    raise typer.Exit(2)
 
 
 def _verdict(path: Path, located: Located, more: int = 0) -> str:
@@ -149,16 +179,20 @@ def validate_command(
         None, "--kind", callback=_kind_check, help=f"One of: {', '.join(KINDS)}. Default: inferred."
     ),
     show_all: bool = typer.Option(False, "--all", help="Print every issue, one per line."),
+    schema: Path | None = typer.Option(
+        None, "--schema", help="Validate with this schema registry document (saved from "
+        "`rspp contracts schema --server URL`) instead of this installation's schemas."),
 ) -> None:
     """Validate records; print ``FILE: valid`` or ``FILE[:LINE]: invalid: PATH: MESSAGE``.
 
     Timelines are streamed (memory does not grow with the file); an empty file is invalid.
     """
+    check = _registry_check(schema)
     failed = False
     for path in files:
         first: Located | None = None
         count = 0
-        for located in _check_file(kind, path):
+        for located in _check_file(kind, path, check):
             count += 1
             if show_all:
                 typer.echo(_verdict(path, located))
@@ -176,8 +210,24 @@ def validate_command(
 def schema_command(
     kind: str | None = typer.Argument(None, help=f"One of: {', '.join(KINDS)}, or `ws` (the "
                                       "WebSocket protocol); default: all."),
+    server: str | None = typer.Option(
+        None, "--server", envvar="RSPP_SERVER",
+        help="Ask this control plane's schema registry instead of this installation."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="RSPP_API_KEY",
+                                       help="Bearer API key (with --server)."),
+    schema_version: str | None = typer.Option(
+        None, "--schema-version", help="With --server: the version to fetch (default: the "
+        "registry's current one)."),
 ) -> None:
-    """Print the JSON Schema of our contract types (one kind, or all kinds; `ws`: protocol)."""
+    """Print the JSON Schema of our contract types (one kind, or all kinds; `ws`: protocol).
+
+    With --server: the registry's document of one schema_version (documented types,
+    the validation schema and each kind's pointers), for `validate --schema`.
+    """
+    if server is not None:
+        typer.echo(json.dumps(_fetch_schema(server, api_key, schema_version, kind), indent=2,
+                              sort_keys=True))
+        return
     if kind == "ws":
         from rspp.transports import ws_schema
 
@@ -186,6 +236,19 @@ def schema_command(
     _kind_check(kind)
     document = json_schema(kind) if kind else all_schemas()
     typer.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+def _fetch_schema(server: str, api_key: str | None, version: str | None,
+                  kind: str | None) -> Any:
+    from rspp.cli._cp import _call
+
+    _kind_check(kind)
+
+    def work(client: Any) -> Any:
+        chosen = version or client.request("GET", "/v1/schemas")["current"]
+        return client.request("GET", f"/v1/schemas/{chosen}" + (f"/{kind}" if kind else ""))
+
+    return _call(server, api_key, work)
 
 
 def _load_schema(path: Path) -> dict[str, Any]:

@@ -18,9 +18,12 @@ cp_app = typer.Typer(
 token_app = typer.Typer(help="Session tokens.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (admin).", no_args_is_help=True)
 runtime_app = typer.Typer(help="Runtime instances in the routing view.", no_args_is_help=True)
+config_app = typer.Typer(help="Versioned configs: policy, admission, provider_config.",
+                         no_args_is_help=True)
 cp_app.add_typer(token_app, name="token")
 cp_app.add_typer(keys_app, name="keys")
 cp_app.add_typer(runtime_app, name="runtime")
+cp_app.add_typer(config_app, name="config")
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 
@@ -547,6 +550,33 @@ def openapi() -> None:
     typer.echo(json.dumps(openapi_document(), indent=2, sort_keys=True))
 
 
+@config_app.command("publish")
+def config_publish(
+    file: Path = typer.Argument(..., help="Config file: kind, scope and body (YAML/JSON)."),
+    inactive: bool = typer.Option(False, "--inactive", help="Publish without activating."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Check a config file as `rspp validate` does, then publish it (and activate it)."""
+    from rspp.cli._spec import issue_line
+    from rspp.controlplane import lint_config_text
+    from rspp.providers import PROVIDER_CATALOG
+    from rspp.spec import SpecInvalid, read_spec_source
+
+    try:
+        config, issues = lint_config_text(read_spec_source(file), str(file),
+                                          adapters=PROVIDER_CATALOG)
+    except SpecInvalid as exc:
+        config, issues = None, list(exc.issues)
+    for issue in issues:
+        typer.echo(issue_line(issue), err=True)
+    if config is None:
+        raise typer.Exit(1)
+    path = f"/v1/configs/{config.kind.value}/{config.scope}"
+    body = {"body": config.body, "activate": not inactive}
+    _print(_call(server, api_key, lambda c: c.request("POST", path, json=body)))
+
+
 @runtime_app.command("register")
 def runtime_register(
     runtime_id: str = typer.Argument(...),
@@ -554,16 +584,26 @@ def runtime_register(
     transport: str = typer.Option("websocket", "--transport"),
     region: str = typer.Option("default", "--region"),
     capacity: int = typer.Option(100, "--capacity"),
+    runtime_version: str = typer.Option(
+        None, "--runtime-version", help="Release the runtime runs (default: this one's)."),
+    schema_version: str = typer.Option(
+        None, "--schema-version", help="Contract schema it writes (default: this one's)."),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """Register (or re-register) a runtime instance."""
+    """Register (or re-register) a runtime instance; the control plane refuses a release or
+    schema outside its version-skew window (409 version_skew)."""
+    from rspp import __version__
+    from rspp.contracts import SCHEMA_VERSION
+
     body = {
         "runtime_id": runtime_id,
         "endpoint": endpoint,
         "transport_kind": transport,
         "region": region,
         "capacity": capacity,
+        "runtime_version": runtime_version or __version__,
+        "schema_version": schema_version or SCHEMA_VERSION,
     }
     _print(_call(server, api_key, lambda c: c.request("POST", "/v1/runtimes", json=body)))
 

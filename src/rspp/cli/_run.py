@@ -75,6 +75,20 @@ def run(
     cancel_after: float | None = typer.Option(
         None, "--cancel-after", min=0.0, help="SECONDS: the user cancels the reply (like the "
         "WebSocket `interrupt`) SECONDS of media time after the first playback starts."),
+    end_of_utterance: list[float] = typer.Option(
+        [], "--end-of-utterance-at", min=0.0, help="SECONDS of input: the client signals end "
+        "of utterance there (push-to-talk release), ending the speech without waiting for the "
+        "VAD's silence; repeatable."),
+    tenant: str | None = typer.Option(
+        None, "--tenant", help="The session's tenant (its layers apply with --layers)."),
+    layers: Path | None = typer.Option(
+        None, "--layers", help="Configuration layers {tenants: {ID: {KEY: VALUE}}, sessions: "
+        "{ID: ...}} applied to the spec for this run's tenant and session (`insert.NODE` "
+        "inserts a node, `providers.MODALITY.primary` picks a provider; `rspp spec resolve` "
+        "shows the result)."),
+    resolved_out: Path | None = typer.Option(
+        None, "--resolved-out", help="Write this session's resolved spec here (JSON: graph "
+        "with inserted nodes, chosen providers, value sources, session id)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
     debug: bool = typer.Option(
         False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
@@ -89,6 +103,10 @@ def run(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(
         None, "--log-out", help="Write JSON log lines with correlation ids here."),
+    kernel_budget_us: float | None = typer.Option(
+        None, "--kernel-overhead-budget-us", min=0.0, help="Kernel overhead budget per "
+        "event (microseconds): telemetry samples over it count in "
+        "rspp_kernel_overhead_budget_exceeded_total and each crossing logs a WARNING."),
     revoke_at: float | None = typer.Option(
         None, "--revoke-at", min=0.0, help="Test hook: revoke the session's lease when the "
         "input reaches SECONDS (the turn then ends deauthorized_drain, later turns are refused)."),
@@ -98,7 +116,7 @@ def run(
         "epoch)."),
 ) -> None:
     """Stream IN.wav through SPEC in 20 ms frames; print transcript, reply and latencies."""
-    from rspp.runner import RunnerError, RunOptions, render_result, run_local
+    from rspp.runner import RunnerError, RunOptions, TelemetryTargets, render_result, run_local
 
     bi_path, bi_after = None, 0.0
     if barge_in is not None:
@@ -108,7 +126,7 @@ def run(
             raise fail(str(exc)) from None
     for name, path in (("--output", output), ("--timeline", timeline),
                        ("--metrics-out", metrics_out), ("--trace-out", trace_out),
-                       ("--log-out", log_out)):
+                       ("--log-out", log_out), ("--resolved-out", resolved_out)):
         if path is not None and not path.parent.exists():
             raise fail(f"{path}: {name}: directory {path.parent} does not exist")
     if output is not None and output.suffix.lower() != ".wav":
@@ -128,8 +146,14 @@ def run(
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
+                      end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
+                      layers=layers, resolved_out=resolved_out,
+                      telemetry=None if kernel_budget_us is None else TelemetryTargets(
+                          kernel_overhead_budget_s=kernel_budget_us / 1e6),
                       revoke_at_s=revoke_at, rotate_at_s=rotate_at,
                       progress=live.update if live is not None and live.enabled else None)
+    if tenant is not None:
+        opts = dataclasses.replace(opts, tenant_id=tenant)
     try:
         if live is not None:
             with live:

@@ -66,6 +66,11 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    kernel_budget_us: float | None = typer.Option(
+        None, "--kernel-overhead-budget-us", min=0.0, envvar="RSPP_KERNEL_OVERHEAD_BUDGET_US",
+        help="Kernel overhead budget per event (microseconds): telemetry samples over it "
+        "count in rspp_kernel_overhead_budget_exceeded_total (/metrics) and each crossing "
+        "logs a WARNING."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
@@ -136,6 +141,7 @@ def serve(
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        kernel_overhead_budget_us=kernel_budget_us,
                         record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(

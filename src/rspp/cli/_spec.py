@@ -12,34 +12,68 @@ import typer
 from rspp.cli._errors import fail, guard_commands
 
 if TYPE_CHECKING:
-    from rspp.spec import SpecInvalid
+    from rspp.spec import LintIssue, SpecInvalid
 
 spec_app = typer.Typer(help="Inspect pipeline specs.", no_args_is_help=True)
 
 
 def lint(
-    files: list[Path] = typer.Argument(..., help="Spec files (YAML or JSON)."),
+    files: list[Path] = typer.Argument(..., help="Spec or config files (YAML or JSON)."),
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
 ) -> None:
-    """Validate specs; print every problem as FILE:LINE:COL: <field path>: <message> + hint."""
-    from rspp.nodes import NodeCatalog
-    from rspp.providers import PROVIDER_CATALOG
-    from rspp.spec import SpecInvalid, lint_text, read_spec_source
+    """Validate specs and config files; print every problem as FILE:LINE:COL: <field path>:
+    <message> + hint."""
+    _check_files(files, strict, one_line=False)
 
+
+def validate(
+    files: list[Path] = typer.Argument(..., help="Spec or config files (YAML or JSON)."),
+    strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
+) -> None:
+    """Validate PipelineSpecs and config files (policy, admission, provider_config): one line
+    per problem, FILE:LINE:COL: <field path>: <message>; <hint>; exit 1 on any error.
+
+    A config file has `kind:` (policy | admission | provider_config), optional `scope:` and
+    the `body:` that `rspp cp config publish` sends; anything else is read as a PipelineSpec.
+    """
+    _check_files(files, strict, one_line=True)
+
+
+def _check_files(files: list[Path], strict: bool, *, one_line: bool) -> None:
     failed = False
     for file in files:
-        try:
-            issues = lint_text(read_spec_source(file), str(file), strict=strict,
-                               adapters=PROVIDER_CATALOG, catalog=NodeCatalog.for_spec(file))
-        except SpecInvalid as exc:
-            issues = list(exc.issues)
+        issues = _file_issues(file, strict)
         for issue in issues:
-            typer.echo(issue.format())
+            typer.echo(issue_line(issue) if one_line else issue.format())
         errors = sum(1 for i in issues if i.severity == "error")
         failed = failed or errors > 0
         summary = "ok" if not issues else f"{errors} error(s), {len(issues) - errors} warning(s)"
         typer.echo(f"{file}: {summary}", err=True)
     raise typer.Exit(1 if failed else 0)
+
+
+def _file_issues(file: Path, strict: bool) -> list[LintIssue]:
+    """Every problem of one spec or config file (read errors included)."""
+    from rspp.controlplane import is_config_document, lint_config_text
+    from rspp.nodes import NodeCatalog
+    from rspp.providers import PROVIDER_CATALOG
+    from rspp.spec import SpecInvalid, lint_text, load_document, read_spec_source
+
+    try:
+        text = read_spec_source(file)
+        if is_config_document(load_document(text, str(file))[0]):
+            return lint_config_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG)[1]
+        return lint_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG,
+                         catalog=NodeCatalog.for_spec(file))
+    except SpecInvalid as exc:
+        return list(exc.issues)
+
+
+def issue_line(issue: LintIssue) -> str:
+    """``FILE:LINE:COL: [warning: ]<path>: <message>; <hint>`` on one line."""
+    level = "" if issue.severity == "error" else "warning: "
+    return (f"{issue.file}:{issue.line}:{issue.col}: {level}{issue.path}: {issue.message}; "
+            f"{issue.hint}")
 
 
 @spec_app.command("resolve")
@@ -78,15 +112,7 @@ def resolve(
         raise fail(spec_error_line(exc)) from None
     g = eff.graph
     if as_json:
-        doc = {
-            "pipeline": g.name, "version": g.version, "tenant": tenant, "session_id": session,
-            "profile": g.profile, "graph_hash": g.graph_hash, "spec_hash": g.spec_hash,
-            "values": [{"path": v.path, "value": v.value, "source": str(v.source)}
-                       for v in eff.values],
-            "nodes": [{"id": n.id, "type": n.type, "origin": n.origin} for n in g.nodes],
-            "graph": g.to_builtins(),
-        }
-        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        typer.echo(json.dumps(eff.document(), indent=2, sort_keys=True, default=str))
         return
     from rich.console import Console
     from rich.table import Table
@@ -113,8 +139,7 @@ def spec_error_line(exc: SpecInvalid) -> str:
     first = exc.issues[0]
     more = len(exc.issues) - 1
     tail = f" (+{more} more; `rspp lint {first.file}` lists them)" if more else ""
-    return (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
-            f"{first.hint}{tail}")
+    return issue_line(first) + tail
 
 
 def docs(
@@ -165,6 +190,7 @@ def _providers_doc(out_dir: Path) -> Path:
 def register(app: typer.Typer) -> None:
     """Attach this group's commands to the root app."""
     app.command("lint")(lint)
+    app.command("validate")(validate)
     app.command("docs")(docs)
     app.add_typer(spec_app, name="spec")
     guard_commands(app)

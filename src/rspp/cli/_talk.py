@@ -117,7 +117,7 @@ def talk(
             typer.echo(f"connected: session {ev.session_id} ({ev.output_sample_rate} Hz reply)")
         elif isinstance(ev, Transcript) and ev.final:
             typer.echo(f"you: {ev.text}")
-        elif isinstance(ev, ReplyText):
+        elif isinstance(ev, ReplyText) and ev.final:  # the whole reply (not its deltas)
             typer.echo(f"assistant: {ev.text}")
         elif isinstance(ev, TurnEvent) and ev.state == "abort":
             typer.echo(f"[turn {ev.turn_id} aborted: {ev.reason}]")

@@ -33,6 +33,7 @@ from rspp.transports import (
     AudioOut,
     CaptureDebug,
     End,
+    EndOfUtterance,
     ErrorEvent,
     Interrupt,
     Ready,
@@ -180,6 +181,10 @@ class LiveClient:
     async def interrupt(self) -> None:
         await self._send(Interrupt())
 
+    async def end_of_utterance(self) -> None:
+        """Push-to-talk release: the utterance ends now, without waiting for the VAD."""
+        await self._send(EndOfUtterance())
+
     async def capture_debug(self, seconds: float = 60.0) -> None:
         """Have the server record this session's debug events for ``seconds`` (F-076)."""
         await self._send(CaptureDebug(seconds=seconds))
@@ -188,7 +193,8 @@ class LiveClient:
         """No more input: the server finishes pending turns, then closes."""
         await self._send(End())
 
-    async def _send(self, msg: TextIn | Interrupt | CaptureDebug | End) -> None:
+    async def _send(self, msg: TextIn | Interrupt | EndOfUtterance | CaptureDebug | End
+                    ) -> None:
         if self.msgpack:
             await self.ws.send(encode_message(msg, msgpack=True))
         else:

@@ -255,6 +255,9 @@ class FailoverClient:
     async def interrupt(self) -> None:
         await self._send(lambda c: c.interrupt())
 
+    async def end_of_utterance(self) -> None:
+        await self._send(lambda c: c.end_of_utterance())
+
     async def end(self) -> None:
         """No more input: the session finishes its turns and closes (no failover after)."""
         self._ending = True

@@ -210,7 +210,7 @@ async def talk(client: LiveClient, pcm: bytes, options: TalkOptions | None = Non
                     t.transcript = ev.text
             elif isinstance(ev, ReplyText):
                 t = turn(ev.turn_id)
-                if t is not None:
+                if t is not None and not ev.final:  # the deltas (the final repeats them)
                     t.reply.append(ev.text)
             elif isinstance(ev, Clear):
                 t = turn(ev.turn_id)

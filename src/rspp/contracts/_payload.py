@@ -64,12 +64,6 @@ class AudioPayload(
     encoding: AudioEncoding = "pcm_s16le"
     end_of_stream: bool = False
 
-    @property
-    def frame_count(self) -> int | None:
-        """Samples per channel, or ``None`` for compressed encodings."""
-        width = _SAMPLE_WIDTH.get(self.encoding)
-        return None if width is None else len(self.data) // (width * self.channels)
-
     def check(self) -> list[ValidationIssue]:
         """Issues of the body (whole frames for PCM); empty when well-formed."""
         width = _SAMPLE_WIDTH.get(self.encoding)

@@ -99,6 +99,28 @@ def check_schema_version(version: str) -> None:
         raise ContractError(msg)
 
 
+_READABLE: set[str] = {SCHEMA_VERSION}
+
+
+def schema_version_problem(version: object) -> str | None:
+    """Why a record carrying ``version`` cannot be decoded here (None: it can, or absent).
+
+    The check :func:`check_schema_version` makes, as a message for readers of recorded
+    lines (a seen-good version is answered from a small set: this runs once per line).
+    """
+    if version is None or (type(version) is str and version in _READABLE):
+        return None
+    if not isinstance(version, str):
+        return f"must be a string like {SCHEMA_VERSION!r}, got {type(version).__name__}"
+    try:
+        check_schema_version(version)
+    except ContractError as exc:
+        return str(exc)
+    if len(_READABLE) < 64:
+        _READABLE.add(version)
+    return None
+
+
 def check_versions(obj: object) -> None:
     """Apply :func:`check_schema_version` to an envelope (or a bundle's envelopes)."""
     if isinstance(obj, EventRecord | ControlSignal):

@@ -17,6 +17,7 @@ from rspp.controlplane._client import (
     bundle_expiry_ms,
 )
 from rspp.controlplane._config import ControlPlaneSettings
+from rspp.controlplane._config_lint import ConfigFile, is_config_document, lint_config_text
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._errors import (
     Conflict,
@@ -27,6 +28,7 @@ from rspp.controlplane._errors import (
     TokenInvalid,
     Unauthorized,
     Unavailable,
+    VersionSkew,
 )
 from rspp.controlplane._failover import FailoverMonitor
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
@@ -48,6 +50,7 @@ __all__ = [
     "AuditVerdict",
     "Authorization",
     "CPError",
+    "ConfigFile",
     "ConfigKind",
     "ConfigVersion",
     "Conflict",
@@ -85,6 +88,7 @@ __all__ = [
     "TurnStartSource",
     "Unauthorized",
     "Unavailable",
+    "VersionSkew",
     "build_bundle",
     "bundle_expiry_ms",
     "cohort_bucket",
@@ -92,5 +96,7 @@ __all__ = [
     "default_sqlite_url",
     "evaluate_policy",
     "in_canary",
+    "is_config_document",
+    "lint_config_text",
     "openapi_document",
 ]

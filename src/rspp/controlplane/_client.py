@@ -12,7 +12,8 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import msgspec
 
-from rspp.contracts import TurnStartBundle
+from rspp._version import __version__
+from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
@@ -219,13 +220,18 @@ class ControlPlaneClient:
         transport_kind: str = "websocket",
         region: str = "default",
         capacity: int = 100,
+        runtime_version: str = __version__,
+        schema_version: str = SCHEMA_VERSION,
     ) -> RuntimeInstance:
+        """Register (declaring this release and schema: the control plane checks the skew)."""
         body = RegisterRuntimeRequest(
             runtime_id=runtime_id,
             endpoint=endpoint,
             transport_kind=transport_kind,
             region=region,
             capacity=capacity,
+            runtime_version=runtime_version,
+            schema_version=schema_version,
         )
         return msgspec.convert(
             await self.request("POST", "/v1/runtimes", json=body), RuntimeInstance

@@ -6,6 +6,7 @@ Sits under :class:`rspp.errors.ControlPlaneError`::
     └── CPError                 code + field + HTTP status
         ├── NotFound            404 not_found
         ├── Conflict            409 conflict (immutability, lease held, CAS lost)
+        │   └── VersionSkew     409 version_skew (runtime release/schema outside the window)
         ├── MalformedBody       400 malformed (body is not JSON / not UTF-8)
         ├── InvalidRequest      422 invalid (bad field value; message says how to fix)
         ├── BodyTooLarge        413 too_large (body or document over its size limit)
@@ -46,6 +47,10 @@ class NotFound(CPError):
 class Conflict(CPError):
     status = 409
     code = "conflict"
+
+
+class VersionSkew(Conflict):
+    code = "version_skew"
 
 
 class InvalidRequest(CPError):
@@ -95,6 +100,7 @@ ERRORS_BY_CODE: dict[str, type[CPError]] = {
     for cls in (
         NotFound,
         Conflict,
+        VersionSkew,
         InvalidRequest,
         MalformedBody,
         BodyTooLarge,

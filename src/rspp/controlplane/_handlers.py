@@ -13,9 +13,18 @@ from typing import Any
 
 import msgspec
 
-from rspp.contracts import ProviderStatus, RuntimeHealth
+from rspp.contracts import (
+    ProviderStatus,
+    RuntimeHealth,
+    SchemaDocument,
+    SchemaIndex,
+    UnknownSchemaVersion,
+    schema_document,
+    schema_index,
+)
 from rspp.controlplane._bundle import build_bundle, build_bundles
 from rspp.controlplane._configs import ConfigKind
+from rspp.controlplane._errors import NotFound
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._replies import (
     AuditList,
@@ -177,6 +186,8 @@ async def register_runtime(c: Call) -> Any:
         transport_kind=b.transport_kind,
         region=b.region,
         capacity=b.capacity,
+        runtime_version=b.runtime_version,
+        schema_version=b.schema_version,
     )
 
 
@@ -327,6 +338,18 @@ async def create_key(c: Call) -> KeyReply:
     b = c.body
     key_id, secret = await c.cp.create_key(c.principal, Role(b.role), b.tenant_id)
     return KeyReply(key_id=key_id, key=secret, role=b.role, tenant_id=b.tenant_id)
+
+
+# ---- schema registry (F-032) ----------------------------------------------------------------
+async def list_schemas(c: Call) -> SchemaIndex:
+    return schema_index()
+
+
+async def get_schema(c: Call) -> SchemaDocument:
+    try:
+        return schema_document(c.path["schema_version"], c.path.get("contract_kind"))
+    except UnknownSchemaVersion as exc:
+        raise NotFound(str(exc), field="schema_version") from None
 
 
 async def healthz(c: Call) -> HealthReply:

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from rspp._version import __version__
+from rspp.contracts import SCHEMA_VERSION
 from rspp.controlplane._replies import ErrorReply
 from rspp.controlplane._requests import PATH_PARAMS
 from rspp.controlplane._routes import ROUTES, Op, Scope
@@ -60,6 +62,8 @@ _BODY_EXAMPLES: dict[str, dict[str, Any]] = {
         "runtime_id": "rt-1",
         "endpoint": "ws://127.0.0.1:8765/ws",
         "capacity": 100,
+        "runtime_version": __version__,
+        "schema_version": SCHEMA_VERSION,
     },
     "heartbeat_post": {"health": "healthy", "load": 3},
     "create_key_post": {"role": "operator"},

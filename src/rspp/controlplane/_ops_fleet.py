@@ -18,6 +18,7 @@ from rspp.controlplane._sessions import (
     MigrationMode,
     MigrationResult,
 )
+from rspp.controlplane._skew import check_skew
 
 
 class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,8 +134,11 @@ class FleetOps(ControlPlaneCore):
         transport_kind: str = "websocket",
         region: str = "default",
         capacity: int = 100,
+        runtime_version: str | None = None,
+        schema_version: str | None = None,
     ) -> RuntimeInstance:
         await self.authorize(principal, Role.OPERATOR, "register runtime")
+        check_skew(runtime_version, schema_version)
 
         async def work(conn: AsyncConnection, now: int) -> RuntimeInstance:
             await self.routing.register_in(

@@ -68,6 +68,20 @@ ConfigScope = Annotated[
     ),
 ]
 ConfigKindName = Literal["policy", "provider_config", "admission"]
+ReleaseVersion = Annotated[
+    str,
+    Meta(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+(?:[.+-][0-9A-Za-z.+-]*)?$", max_length=50,
+         description="an rspp release (MAJOR.MINOR.PATCH)", examples=["0.1.0"]),
+]
+SchemaVersionName = Annotated[
+    str,
+    Meta(pattern=r"^v[0-9]+\.[0-9]+(?:\.[0-9]+)?$", max_length=40,
+         description="a contract schema_version", examples=["v1.0"]),
+]
+ContractKindName = Literal[
+    "event_record", "control_signal", "turn_transition", "resolved_turn_plan",
+    "decision_outcome", "artifact_bundle",
+]
 #: a spec or module document (YAML or JSON); no NUL byte
 Document = Annotated[
     str,
@@ -112,6 +126,8 @@ PATH_PARAMS: dict[str, Any] = {
     "version": Version,
     "kind": ConfigKindName,
     "scope": ConfigScope,
+    "schema_version": SchemaVersionName,
+    "contract_kind": ContractKindName,
     "runtime_id": Id,
     "provider_id": Id,
     "session_id": Id,
@@ -223,6 +239,9 @@ class RegisterRuntimeRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fi
     transport_kind: Short = "websocket"
     region: Short = "default"
     capacity: Capacity = 100
+    #: the runtime's release and the contract schema it writes (version-skew policy)
+    runtime_version: ReleaseVersion | None = None
+    schema_version: SchemaVersionName | None = None
 
 
 class HeartbeatRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from rspp.contracts import ProviderHealth, TurnStartBundle, VersionResolution
+from rspp.contracts import (
+    ProviderHealth,
+    SchemaDocument,
+    SchemaIndex,
+    TurnStartBundle,
+    VersionResolution,
+)
 from rspp.controlplane import _handlers as h
 from rspp.controlplane import _replies as r
 from rspp.controlplane import _requests as q
@@ -145,6 +151,15 @@ ROUTES: tuple[Op, ...] = (
     Op("GET", "/v1/modules/{name}/versions/{version}", h.get_module, V, _S.ANY,
        "One subgraph module version (with its text)", response=ModuleRecord, errors=(404,),
        tag="registry"),
+    # schema registry: the contract schemas by schema_version, for tools (read-only, fleet-wide)
+    Op("GET", "/v1/schemas", h.list_schemas, V, _S.ANY, "Contract schema versions",
+       response=SchemaIndex, tag="schemas"),
+    Op("GET", "/v1/schemas/{schema_version}", h.get_schema, V, _S.ANY,
+       "Every contract schema of one schema_version (documented types and validation)",
+       response=SchemaDocument, errors=(404,), tag="schemas"),
+    Op("GET", "/v1/schemas/{schema_version}/{contract_kind}", h.get_schema, V, _S.ANY,
+       "One contract kind's schemas of one schema_version", response=SchemaDocument,
+       errors=(404,), tag="schemas"),
     # versioned configs: changing them is fleet work; a tenant may read its own scope
     *(
         Op("POST", f"/v1/configs/{kind.value}/{{scope}}", h.config_publisher(kind), OP,
@@ -162,8 +177,10 @@ ROUTES: tuple[Op, ...] = (
        "Roll a config forward or back", body=q.ActivateRequest, response=ConfigVersion,
        errors=(404,), tag="configs"),
     # runtime fleet and providers
-    Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET, "Register a runtime instance",
-       body=q.RegisterRuntimeRequest, response=RuntimeInstance, status=201, tag="fleet"),
+    Op("POST", "/v1/runtimes", h.register_runtime, OP, _S.FLEET,
+       "Register a runtime instance (409 version_skew: its release or schema is outside the "
+       "supported window)", body=q.RegisterRuntimeRequest, response=RuntimeInstance,
+       status=201, errors=(409,), tag="fleet"),
     Op("GET", "/v1/runtimes", h.list_runtimes, V, _S.FLEET, "Runtime instances",
        response=r.RuntimeList, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",

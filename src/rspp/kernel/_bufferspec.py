@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from rspp.contracts import (
-    DefaultingSource,
     EdgeBufferPolicy,
     EdgeWatermarks,
     FlowControl,
-    LaneHandling,
     WatermarkThreshold,
 )
 from rspp.errors import RuntimeKernelError
@@ -107,36 +105,6 @@ class BufferConfig:
         kw.update(overrides)
         return cls(**kw)  # type: ignore[arg-type]
 
-    def to_policy(self) -> EdgeBufferPolicy:
-        """The contract form (for plans and recordings)."""
-        from rspp.contracts import BufferStrategy, TelemetryLaneHandling
-
-        return EdgeBufferPolicy(
-            strategy=BufferStrategy(self.strategy),
-            max_queue_items=self.max_items,
-            max_queue_ms=self.max_queue_ms,
-            max_queue_bytes=self.max_bytes,
-            max_latency_contribution_ms=self.max_latency_ms,
-            watermarks=EdgeWatermarks(
-                queue_items=_thr(self.watermark_items) or WatermarkThreshold(
-                    high=self.max_items, low=max(0, self.max_items // 2)
-                ),
-                queue_ms=_thr(self.watermark_ms),
-            ),
-            lane_handling=LaneHandling(
-                DataLane=BufferStrategy(self.strategy),
-                ControlLane="non_blocking_priority",
-                TelemetryLane=TelemetryLaneHandling(self.telemetry_handling),
-            ),
-            defaulting_source=DefaultingSource(self.defaulting_source),
-            max_block_time_ms=self.max_block_ms,
-            fairness_key=self.fairness_key,
-        )
-
 
 def _pair(t: WatermarkThreshold | None) -> tuple[int, int] | None:
     return None if t is None else (t.high, t.low)
-
-
-def _thr(p: tuple[int, int] | None) -> WatermarkThreshold | None:
-    return None if p is None else WatermarkThreshold(high=p[0], low=p[1])

@@ -218,9 +218,4 @@ class ControlMixin:
             "per_node_us": {h.node_id: (h.node_ns / h.events / 1000.0 if h.events else 0.0)
                             for h in self.hosts.values()},
         }
-        budget = self.options.kernel_overhead_budget_us
-        report["budget_us"] = budget
-        report["over_budget"] = budget is not None and report["kernel_us_per_event"] > budget
-        if report["over_budget"]:
-            self.signals.telemetry(kind="alert", reason="kernel_overhead_budget_exceeded")
         return report

@@ -90,6 +90,14 @@ class RuntimeGraph:
     def exit_ports(self) -> list[str]:
         return sorted({e.target_port for e in self.edges if e.target == OUTPUT})
 
+    def reply_ports(self) -> frozenset[str]:
+        """The exit ports a turn's reply must end on before it is delivered: every exit
+        port but transcripts that at least one unconditional edge feeds (an output reached
+        only through a ``when:`` condition may carry nothing in a turn: not waited for)."""
+        return frozenset(e.target_port for e in self.edges
+                         if e.target == OUTPUT and e.condition is None
+                         and not e.target_port.startswith("transcript"))
+
     def validate(self) -> None:
         ids = {n.id for n in self.nodes}
         if len(ids) != len(self.nodes):

@@ -73,9 +73,6 @@ class Correlation:
             out["node_id"] = self.node_id
         return out
 
-    def with_turn(self, turn_id: str | None) -> Correlation:
-        return Correlation(self.tenant_id, self.session_id, self.pipeline_version, turn_id, None)
-
 
 @dataclass(slots=True)
 class IdFactory:

@@ -67,7 +67,6 @@ class SessionOptions:
     output_maxlen: int = 1024
     signal_maxlen: int = 4096
     dead_letter_maxlen: int = 256
-    kernel_overhead_budget_us: float | None = None
     seed: int | None = None
     #: F-024 text revision guard on outputs: "segmented" (events naming a segment),
     #: "strict" (also unsegmented text) or "off".
@@ -265,7 +264,8 @@ class SessionActor(ControlMixin):
             if st == BLOCKED:
                 st = await self.offer_blocking(buf, ev)
             ok = st != DROPPED
-        await self.settled(port)
+        if buf.data or self._ctrl:  # (``settled`` returns at once otherwise)
+            await self.settled(port)
         return ok
 
     async def settled(self, port: str = "audio") -> None:

@@ -69,7 +69,9 @@ class RuntimeMetrics:
         self._node = Histogram("rspp_node_latency_seconds", "Node processing latency",
                                ["pipeline_version", "node_id", "provider"],
                                buckets=_LATENCY_BUCKETS, registry=r)
-        self._edge = Histogram("rspp_edge_latency_seconds", "Time an event waited on an edge",
+        self._edge = Histogram("rspp_edge_latency_seconds",
+                               "Wait of the oldest event queued on an edge, sampled every "
+                               "telemetry interval (0 when the edge is empty)",
                                ["pipeline_version", "edge_id"], buckets=_LATENCY_BUCKETS,
                                registry=r)
         self._depth = Gauge("rspp_edge_queue_depth", "Items queued on an edge",
@@ -103,6 +105,10 @@ class RuntimeMetrics:
         self._overhead = Histogram("rspp_kernel_overhead_seconds",
                                    "Kernel scheduling overhead per event", ["pipeline_version"],
                                    buckets=_FAST_BUCKETS, registry=r)
+        self._overhead_over = Counter("rspp_kernel_overhead_budget_exceeded_total",
+                                      "Telemetry samples whose kernel overhead per event was "
+                                      "over the runtime's budget", ["pipeline_version"],
+                                      registry=r)
         self._active = Gauge("rspp_active_sessions", "Active sessions", ["pipeline_version"],
                              registry=r)
         self._errors = Counter("rspp_telemetry_errors_total",
@@ -182,6 +188,9 @@ class RuntimeMetrics:
 
     def kernel_overhead(self, pipeline_version: str, seconds: float) -> None:
         self._safe(lambda: self._overhead.labels(pipeline_version).observe(seconds))
+
+    def kernel_overhead_exceeded(self, pipeline_version: str) -> None:
+        self._safe(lambda: self._overhead_over.labels(pipeline_version).inc())
 
     def session_started(self, pipeline_version: str) -> None:
         self._safe(lambda: self._active.labels(pipeline_version).inc())

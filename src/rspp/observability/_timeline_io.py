@@ -11,8 +11,10 @@ The envelope fields every tool computes with are checked at this edge, so
 nothing downstream meets a ``"soon"``, a ``null`` or a 2**80 where an
 integer belongs: :data:`INT_FIELDS` must be integers in 0..2**63-1 when
 present, ``transport_sequence`` an integer or null, ``session_id`` and
-``turn_id`` strings or null. Lines nested deeper than the decoder's recursion
-limit and lines over :data:`MAX_LINE_BYTES` are errors, not crashes.
+``turn_id`` strings or null, and a ``schema_version`` one this release can
+decode (same major; another major is refused naming the release that reads
+it). Lines nested deeper than the decoder's recursion limit and lines over
+:data:`MAX_LINE_BYTES` are errors, not crashes.
 
 Objects that already look like a timeline entry (``kind``, ``record`` and
 ``payload`` attributes, e.g. ``rspp.contracts.TimelineEntry``) are normalised
@@ -28,6 +30,7 @@ from typing import IO, Any, Literal, cast
 
 import msgspec
 
+from rspp.contracts import schema_version_problem
 from rspp.observability._errors import TimelineFormatError
 
 __all__ = ["INT_FIELDS", "MAX_LINE_BYTES", "Payloads", "TimelineLine", "as_line", "as_lines",
@@ -114,7 +117,8 @@ def envelope_problem(record: Mapping[str, Any]) -> tuple[str, str] | None:
         value = record.get(name)
         if value is not None and not isinstance(value, str):
             return name, f"must be null or a string, got {_shown(value)}"
-    return None
+    version = schema_version_problem(record.get("schema_version"))
+    return None if version is None else ("schema_version", version)
 
 
 def _shape(path: str, number: int, value: object) -> TimelineLine | TimelineFormatError:

@@ -196,6 +196,10 @@ class SessionRig:
         self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
                                           self.timebase, self.clock) if external_transport else None
         self._playing: set[str] = set()
+        #: the reply outputs each turn has yet to end (its reply ends when none is left)
+        self._reply_ports = graph.reply_ports()
+        self._open_ports: dict[str, set[str]] = {}
+        self._ended: set[str] = set()
 
     def _append(self, record: msgspec.Struct) -> None:
         self.recorder.append(record)
@@ -226,16 +230,31 @@ class SessionRig:
         tid = ev.turn_id
         if tid is None:
             return
+        ended = self._reply_ended(port, ev, tid)
         if self.feedback is not None:  # a recorded transport reports playback (feedback)
             self.feedback.output(port, tid)
-            if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+            if ended:
                 self.driver.generation_complete(tid)
             return
         if tid not in self._playing:
             self._playing.add(tid)
             self.driver.playback_started(tid)
-        if (ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END:
+        if ended:
             self.driver.output_complete(tid)
+
+    def _reply_ended(self, port: str, ev: Event, tid: str) -> bool:
+        """``ev`` ends the last open output of ``tid``'s reply (as the live transports
+        decide: every reply output must end)."""
+        if not ((ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END):
+            return False
+        left = self._open_ports.setdefault(tid, set(self._reply_ports))
+        if not left and tid in self._ended:
+            return False
+        left.discard(port)
+        if left:
+            return False
+        self._ended.add(tid)
+        return True
 
     # ------------------------------------------------------------- driving
     async def start(self) -> None:

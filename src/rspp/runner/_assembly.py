@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,16 @@ from rspp.providers import (
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
-from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, load_spec
+from rspp.spec import (
+    ConfigLayers,
+    EffectiveSpec,
+    GraphDefinition,
+    SpecInvalid,
+    compile_spec,
+    load_layers,
+    load_spec,
+    resolve_effective,
+)
 from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._plan_resolver import PlanResolver
@@ -79,6 +89,7 @@ __all__ = [
     "SessionTransport",
     "assemble_session",
     "compile_spec_file",
+    "resolve_spec_file",
 ]
 
 _DEFAULT_LEVEL = RecordingLevel.L2  # the recorder's ceiling; each turn's plan sets its level
@@ -165,12 +176,35 @@ def compile_spec_file(path: Path) -> GraphDefinition:
         return compile_spec(load_spec(path, strict=True), adapters=PROVIDER_CATALOG,
                             catalog=NodeCatalog.for_spec(path))
     except SpecInvalid as exc:
-        first = exc.issues[0] if exc.issues else None
-        where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
-                 f"{first.hint}" if first is not None else f"{path}: {exc}")
-        more = f" (+{len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
-        raise AssemblyError(f"{where}{more}; run `rspp lint --strict {path}` for every issue "
-                            "(SPEC)") from None
+        raise _spec_error(path, exc) from None
+
+
+def resolve_spec_file(path: Path, *, tenant: str, session: str,
+                      layers: Path | None) -> EffectiveSpec:
+    """The spec at ``path`` with the environment, ``tenant`` and ``session`` layers of the
+    ``layers`` file applied (inserted nodes, chosen providers, overridden values; F-081)."""
+    if not path.exists():
+        raise AssemblyError(f"SPEC {path}: file not found; pass a PipelineSpec YAML such as "
+                            "pipelines/examples/voice_assistant.yaml")
+    try:
+        config = load_layers(layers) if layers is not None else ConfigLayers()
+    except SpecInvalid as exc:
+        raise _spec_error(layers or path, exc) from None
+    try:
+        return resolve_effective(load_spec(path, strict=True), tenant=tenant, session=session,
+                                 env=dict(os.environ), layers=config,
+                                 catalog=NodeCatalog.for_spec(path))
+    except SpecInvalid as exc:
+        raise _spec_error(path, exc) from None
+
+
+def _spec_error(path: Path, exc: SpecInvalid) -> AssemblyError:
+    first = exc.issues[0] if exc.issues else None
+    where = (f"{first.file}:{first.line}:{first.col}: {first.path}: {first.message}; "
+             f"{first.hint}" if first is not None else f"{path}: {exc}")
+    more = f" (+{len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+    return AssemblyError(f"{where}{more}; run `rspp lint --strict {path}` for every issue "
+                         "(SPEC)")
 
 
 def _register_secrets(config: object) -> None:

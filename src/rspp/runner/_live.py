@@ -40,9 +40,12 @@ async def open_live_session(gd: GraphDefinition, opts: AssemblyOptions, *,
     """Assemble and start one live session of ``gd``; raises SessionRefused.
 
     A live transport carries speech and typed text: a spec with only an ``input.text``
-    entry (a text chat) is served too.
+    entry (a text chat) is served too. The spec's ``transport.commit_ms`` (F-039) sets
+    the transport's commit point.
     """
     opts = replace(opts, inputs=LiveTransport.INPUTS)
+    # the spec's commit point (F-039) is the pipeline's, whatever runtime serves it
+    live = replace(live or LiveOptions(), commit_ms=gd.commit_ms)
     try:
         assembled = assemble_session(
             gd, opts, lambda record: LiveTransport(sample_rate, live, record=record,

@@ -10,6 +10,7 @@ The timeline (JSON Lines) is exported asynchronously while the session runs.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from rspp.runner._assembly import (
     AssemblyOptions,
     assemble_session,
     compile_spec_file,
+    resolve_spec_file,
 )
 from rspp.runner._bundle import LOCAL_TENANT
 from rspp.runner._telemetry import TelemetryTargets
@@ -78,6 +80,11 @@ class RunOptions:
     stop: asyncio.Event | None = None
     #: debug events of the kernel in the timeline for the whole run (F-027, ``--debug``)
     debug: bool = False
+    #: configuration layers (``{tenants: {...}, sessions: {...}}``) applied to the spec for
+    #: this run's tenant and session: inserted nodes run, chosen providers answer (F-081)
+    layers: Path | None = None
+    #: the resolved spec of this session (graph, value sources, node origins, session id)
+    resolved_out: Path | None = None
     #: called every ``progress_interval_s`` while the session runs
     progress: Callable[[RunProgress], None] | None = None
     progress_interval_s: float = 0.1
@@ -219,7 +226,15 @@ async def _feed(transport: LoopbackTransport, stop: asyncio.Event | None) -> boo
 async def run_local(opts: RunOptions) -> RunResult:
     """Run ``opts.spec`` on ``opts.input`` (see the module docstring)."""
     try:
-        gd = compile_spec_file(opts.spec)
+        if opts.layers is None and opts.resolved_out is None:
+            gd = compile_spec_file(opts.spec)
+        else:
+            effective = resolve_spec_file(opts.spec, tenant=opts.tenant_id,
+                                          session=opts.session_id, layers=opts.layers)
+            gd = effective.graph
+            if opts.resolved_out is not None:
+                opts.resolved_out.write_text(json.dumps(
+                    effective.document(), indent=2, sort_keys=True, default=str) + "\n")
     except AssemblyError as exc:
         raise RunnerError(str(exc)) from None
     try:

@@ -61,6 +61,9 @@ class TelemetryTargets:
     tracer_provider: TracerProvider | None = None
     logger: logging.Logger = _LOG
     sample_interval_s: float = 0.05
+    #: kernel overhead budget per event (seconds): a sample above it counts in
+    #: ``rspp_kernel_overhead_budget_exceeded_total`` and a WARNING logs each crossing
+    kernel_overhead_budget_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ class SessionTelemetry:
         self._seen_invocations: set[str] = set()
         self._edge_seen: dict[str, tuple[int, int]] = {}
         self._kernel_seen = (0, 0)  # (kernel ns, ingress events) at the last sample
+        self._over_budget = False
         self._session: Any = None
         self._controllers: deque[tuple[str | None, Any]] = deque(maxlen=1024)
         self._error_counted: set[str] = set()
@@ -345,7 +349,8 @@ class SessionTelemetry:
 
     # ------------------------------------------------------------------ edges
     def sample_edges(self) -> None:
-        """Queue depth gauge plus drop/merge deltas of every edge buffer."""
+        """Queue depth gauge, drop/merge deltas and the wait of the oldest queued event
+        (0 when the edge is empty) of every edge buffer."""
         def go() -> None:
             s = self._session
             if s is None:
@@ -358,6 +363,9 @@ class SessionTelemetry:
                 self.metrics.edge_drop(pv, eid, dropped - d0)
                 self.metrics.edge_merge(pv, eid, merged - m0)
                 self._edge_seen[eid] = (dropped, merged)
+                data = buf.data
+                waited = buf.clock.monotonic_ns() - data[0].enq_ns if data else 0
+                self.metrics.edge_latency(pv, eid, max(waited, 0) / 1e9)
             self._sample_kernel(s)
         self._guard(go)
 
@@ -369,9 +377,25 @@ class SessionTelemetry:
         kernel_ns, events = max(s.total_ns - inline_ns, 0), s.ingress_count
         k0, e0 = self._kernel_seen
         if events > e0:
-            self.metrics.kernel_overhead(self.pipeline_version,
-                                         max(kernel_ns - k0, 0) / (events - e0) / 1e9)
+            per_event_s = max(kernel_ns - k0, 0) / (events - e0) / 1e9
+            self.metrics.kernel_overhead(self.pipeline_version, per_event_s)
             self._kernel_seen = (kernel_ns, events)
+            self._check_kernel_budget(per_event_s)
+
+    def _check_kernel_budget(self, per_event_s: float) -> None:
+        """Count a sample over the kernel overhead budget; log each crossing (NF-002)."""
+        budget = self.targets.kernel_overhead_budget_s
+        if budget is None:
+            return
+        over = per_event_s > budget
+        if over:
+            self.metrics.kernel_overhead_exceeded(self.pipeline_version)
+        if over != self._over_budget:
+            self._over_budget = over
+            self._emit(logging.WARNING if over else logging.INFO,
+                       "kernel overhead over budget" if over else "kernel overhead within budget",
+                       kernel_overhead_us=round(per_event_s * 1e6, 3),
+                       budget_us=round(budget * 1e6, 3))
 
     async def run(self) -> None:
         """Sampler task: edge gauges every ``sample_interval_s`` until cancelled."""

@@ -1,10 +1,11 @@
 """The ASGI app of ``rspp serve``: probes, metrics, transport endpoints, embedded CP API.
 
 ``/healthz`` (liveness: the process serves requests), ``/readyz`` (ready only
-while registered with the control plane and not draining; 503 otherwise, with
-the state), ``/metrics`` (Prometheus text; bounded labels). The transport
-endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first; in embedded mode the
-control plane's HTTP API is mounted behind them on the same port.
+while registered with the control plane, its last heartbeat reached it, and not
+draining; 503 otherwise, with the state), ``/metrics`` (Prometheus text; bounded
+labels). The transport endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first;
+in embedded mode the control plane's HTTP API is mounted behind them on the same
+port.
 """
 
 from __future__ import annotations

@@ -86,16 +86,17 @@ class BundleRefresher:
         return None
 
     async def turn_start_bundle(self, *, tenant_id: str, session_id: str, pipeline_name: str,
-                                runtime_id: str) -> TurnStartBundle:
-        """The session's bundle: cached while valid, else asked for (raises CPError)."""
-        found = self._usable(session_id, 0)
+                                runtime_id: str, refresh: bool = False) -> TurnStartBundle:
+        """The session's bundle: cached while valid, else asked for (raises CPError);
+        ``refresh``: asked for in any case (the session's authority moved, F-159)."""
+        found = None if refresh else self._usable(session_id, 0)
         if found is not None:
             self.hits += 1
             return found
         if not self._batch or runtime_id != self.runtime_id:
             return await self.client.turn_start_bundle(
                 tenant_id=tenant_id, session_id=session_id, pipeline_name=pipeline_name,
-                runtime_id=runtime_id)
+                runtime_id=runtime_id, refresh=refresh)
         return await self.batcher.call(session_id, (tenant_id, session_id, pipeline_name))
 
     async def run(self) -> None:

@@ -80,6 +80,9 @@ class ControlPlaneLink:
         self.options = options
         self.registered = False
         self.draining = False
+        #: the last heartbeat reached the control plane (readiness: a runtime that cannot
+        #: reach it refuses new sessions, so it must not be sent any)
+        self.reachable = True
         self._verifier: TokenVerifier | None = None
         self._graphs: dict[tuple[str, str], GraphDefinition] = {}
         self._graph_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -127,8 +130,11 @@ class ControlPlaneLink:
         try:
             await self.client.heartbeat(self.runtime_id, health=health, load=load, mode=mode)
             self.heartbeats += 1
+            self.reachable = True
         except CPError as exc:  # the next beat retries; routing marks us stale meanwhile
             _LOG.warning("heartbeat of %s failed: %s", self.runtime_id, exc)
+            if exc.code == "unavailable" and exc.field == "server":
+                self.reachable = False
 
     async def drain(self, load: int) -> None:
         """Stop admitting: routing stops placing sessions here; heartbeats stop."""

@@ -26,10 +26,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane import Conflict, ControlPlaneClient, CPError, Lease
-from rspp.controlplane._client import TurnStartSource
 
 __all__ = ["ControlPlaneSnapshots", "LeaseKeeper", "LeaseRenewer"]
 
@@ -228,31 +228,50 @@ class LeaseKeeper:
             self.on_change(lease.epoch, "lease_rotated")
 
 
+class BundleSource(Protocol):
+    """Where a served session's bundles come from: the runtime's
+    :class:`~rspp.server._bundles.BundleRefresher` or the control-plane client."""
+
+    async def turn_start_bundle(
+        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str,
+        refresh: bool = False,
+    ) -> TurnStartBundle: ...
+
+
 class ControlPlaneSnapshots:
     """Turn-start bundles from the control plane; the last one while it is unreachable."""
 
-    def __init__(self, client: ControlPlaneClient,
-                 source: TurnStartSource | None = None) -> None:
+    def __init__(self, client: ControlPlaneClient, source: BundleSource | None = None) -> None:
         self.client = client
         #: where bundles come from: the runtime's :class:`BundleRefresher` (batched and
         #: kept fresh), else the client (one cached request per session)
-        self.source: TurnStartSource = source if source is not None else client
+        self.source: BundleSource = source if source is not None else client
         self.last: TurnStartBundle | None = None
         self.fetches = 0
         self.fallbacks = 0
+        #: bundles fetched past the client's cache (after the session's authority moved)
+        self.refreshes = 0
+        self._refresh = False
+
+    def refresh_next(self) -> None:
+        """The session's authority moved (it resumed here, its lease epoch changed): the next
+        bundle skips the cached snapshots, routing view included (F-159)."""
+        self._refresh = True
 
     async def turn_start_bundle(
         self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
     ) -> TurnStartBundle:
+        refresh, self._refresh = self._refresh, False
         try:
             bundle = await self.source.turn_start_bundle(
                 tenant_id=tenant_id, session_id=session_id, pipeline_name=pipeline_name,
-                runtime_id=runtime_id)
+                runtime_id=runtime_id, refresh=refresh)
         except CPError as exc:
             self.fallbacks += 1
             _LOG.warning("turn-start bundle for %s unavailable (%s); snapshots of the last "
                          "bundle are used and go stale", session_id, exc)
             return self.last if self.last is not None else TurnStartBundle()
         self.fetches += 1
+        self.refreshes += refresh
         self.last = bundle
         return bundle

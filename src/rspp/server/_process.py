@@ -45,6 +45,7 @@ from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
+from rspp.server._wsproto import LeanWebSocketProtocol
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -79,6 +80,8 @@ class ServeOptions:
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: kernel overhead budget per event, microseconds (None: no budget)
+    kernel_overhead_budget_us: float | None = None
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -152,7 +155,8 @@ async def serve(opts: ServeOptions) -> int:
                          token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
-                               record_level=opts.record_level, drain_mode=opts.drain_mode),
+                               record_level=opts.record_level, drain_mode=opts.drain_mode,
+                               kernel_overhead_budget_us=opts.kernel_overhead_budget_us),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
@@ -165,7 +169,8 @@ async def serve(opts: ServeOptions) -> int:
             pipeline = None
         routes = opts.transport_routes(runtime.sessions) if opts.transport_routes else ()
         app = create_runtime_app(runtime, transport_routes=routes, control_plane=cp_app)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20,
+                                ws=LeanWebSocketProtocol)
         server = _Server(config, stop.set)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="rspp-uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event

@@ -52,13 +52,17 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self.link.registered and not self.link.draining and not self.sessions.draining
+        link = self.link
+        return (link.registered and link.reachable and not link.draining
+                and not self.sessions.draining)
 
     @property
     def state(self) -> str:
         if self.link.draining or self.sessions.draining:
             return "draining"
-        return "ready" if self.link.registered else "starting"
+        if not self.link.registered:
+            return "starting"
+        return "ready" if self.link.reachable else "control_plane_unreachable"
 
     async def start(self) -> None:
         """Register with the control plane (raise CPError when it refuses or is down)."""

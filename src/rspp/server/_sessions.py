@@ -92,6 +92,8 @@ class SessionPolicy:
     #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
     #: (the control plane moves it to another runtime; the client reconnects there)
     drain_mode: str = "close"
+    #: kernel overhead budget per event, microseconds (telemetry counts samples over it)
+    kernel_overhead_budget_us: float | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +114,8 @@ class ServedSession(Generic[S]):
     checkpoints: SessionCheckpointer | None = None
     #: the checkpoint this session resumed from (None: a new session, or none was saved)
     resumed: ResumePoint | None = None
+    #: where its turn-start snapshots come from (refreshed when its authority moves)
+    snapshots: ControlPlaneSnapshots | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -257,6 +261,8 @@ class GovernedSessions:
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
         snapshots = ControlPlaneSnapshots(self.link.client, self.link.bundles)
+        if claims.lease_epoch > 1:  # resumed here after a failover or a migration
+            snapshots.refresh_next()
         self.link.bundles.track(claims.tenant_id, sid, claims.pipeline_name)
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
@@ -288,6 +294,7 @@ class GovernedSessions:
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
+            snapshots.refresh_next()  # the next turn's snapshots come fresh, not cached
             if holder:
                 holder[0]._on_authority(epoch, reason)
 
@@ -329,7 +336,10 @@ class GovernedSessions:
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
             timeline=(p.timeline_dir / f"{sid}.jsonl") if p.timeline_dir else None,
-            telemetry=TelemetryTargets(metrics=self.metrics.runtime),
+            telemetry=TelemetryTargets(
+                metrics=self.metrics.runtime,
+                kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
+                else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state)
         try:
@@ -337,7 +347,8 @@ class GovernedSessions:
         except AssemblyError as exc:
             raise SessionRefused("assembly_failed", str(exc)) from None
         served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
-                                                 keeper=keeper, owner=self)
+                                                 keeper=keeper, owner=self,
+                                                 snapshots=snapshots)
         holder.append(served)
         transport = getattr(built.core, "transport", None)
         if isinstance(transport, LiveTransport):

@@ -79,7 +79,7 @@ from rspp.spec._model import (
 from rspp.spec._profile import POST_MVP_PROFILES, PROFILES, SIMPLE_V1, ExecutionProfile
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
 from rspp.spec._subgraphs import FileSubgraphResolver, MappingSubgraphResolver, SubgraphResolver
-from rspp.spec._yaml import MAX_SPEC_BYTES, MAX_SPEC_DEPTH
+from rspp.spec._yaml import MAX_SPEC_BYTES, MAX_SPEC_DEPTH, SourceMap, load_document
 
 __all__ = [
     "ALLOWED_KEYS",
@@ -133,6 +133,7 @@ __all__ = [
     "RecordingSpec",
     "ResolvedValue",
     "SelectDef",
+    "SourceMap",
     "Sourced",
     "SpecInvalid",
     "StaticCatalog",
@@ -147,6 +148,7 @@ __all__ = [
     "compile_spec",
     "generate_docs",
     "lint_text",
+    "load_document",
     "load_layers",
     "load_spec",
     "param",

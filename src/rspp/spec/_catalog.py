@@ -105,10 +105,6 @@ class StaticCatalog:
         """Known type names, sorted."""
         return tuple(sorted(self._signatures))
 
-    def with_types(self, extra: Mapping[str, NodeSignature]) -> StaticCatalog:
-        """A new catalog with ``extra`` signatures added (or replacing)."""
-        return StaticCatalog({**self._signatures, **extra})
-
 
 def _p(name: str, kind: PortType, **kw: bool) -> PortSpec:
     return PortSpec(name=name, type=kind, **kw)

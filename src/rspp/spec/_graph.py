@@ -9,7 +9,7 @@ from typing import Literal
 
 import msgspec
 
-from rspp.contracts import EdgeBufferPolicy, FlowControl, Lane, RecordingPolicy, TurnBudgets
+from rspp.contracts import EdgeBufferPolicy, FlowControl, Lane, RecordingPolicy
 from rspp.spec._catalog import PortSpec, PortType
 from rspp.spec._condition import Condition
 from rspp.spec._jitter import JitterProfiles
@@ -218,21 +218,9 @@ class GraphDefinition:
                 return node
         raise KeyError(node_id)
 
-    def out_edges(self, node_id: str) -> tuple[EdgeDef, ...]:
-        """Edges leaving ``node_id`` (``input`` for transport entry edges)."""
-        return tuple(e for e in self.edges if e.source_node == node_id)
-
     def provider(self, modality: str) -> ProviderBinding | None:
         """Binding for ``stt``/``llm``/``tts`` if declared."""
         return next((p for p in self.providers if p.modality == modality), None)
-
-    def turn_budgets(self) -> TurnBudgets:
-        """Budgets in the shape ``ResolvedTurnPlan.budgets`` wants."""
-        b = self.budgets
-        return TurnBudgets(
-            turn_budget_ms=b.turn.value, node_budget_ms_default=b.node.value,
-            path_budget_ms_default=b.path.value, edge_budget_ms_default=b.edge.value,
-        )
 
     def provider_bindings(self) -> dict[str, str]:
         """Modality -> primary provider (``ResolvedTurnPlan.provider_bindings``)."""

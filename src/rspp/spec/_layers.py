@@ -61,6 +61,21 @@ class EffectiveSpec:
         """Effective value at ``path`` (None if not reported)."""
         return next((v.value for v in self.values if v.path == path), None)
 
+    def document(self) -> dict[str, object]:
+        """The resolved spec as JSON-ready data: graph, value sources, node origins and the
+        tenant/session it was resolved for (``rspp spec resolve --json``,
+        ``rspp run --resolved-out``)."""
+        g = self.graph
+        return {
+            "pipeline": g.name, "version": g.version, "tenant": self.tenant,
+            "session_id": self.session, "profile": g.profile, "graph_hash": g.graph_hash,
+            "spec_hash": g.spec_hash,
+            "values": [{"path": v.path, "value": v.value, "source": str(v.source)}
+                       for v in self.values],
+            "nodes": [{"id": n.id, "type": n.type, "origin": n.origin} for n in g.nodes],
+            "graph": g.to_builtins(),
+        }
+
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, object]:
     out: dict[str, object] = {}

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,6 @@ from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._protocol import (
     Clear,
     ErrorEvent,
-    ReplyText,
     ServerEvent,
     Stats,
     Transcript,
@@ -58,6 +57,7 @@ from rspp.transports._protocol import (
     TurnRowEvent,
 )
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
+from rspp.transports._reply import ReplyTextStream
 
 __all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
 
@@ -66,8 +66,16 @@ _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
 #: events kept for the first connection (see ``LiveTransport._early``)
 _EARLY_EVENTS = 64
+#: cancels that keep no committed audio: the lease is gone (nothing of this epoch may
+#: leave) or so is the client
+_NO_COMMIT = frozenset({"deauthorized_drain", "lease_lost", "session_end",
+                        "transport_disconnect"})
 _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
                                 ResolvedTurnPlan: "resolved_turn_plan"}
+
+
+async def _nothing() -> None:
+    """Nothing to wait for (the awaitable of a frame that is not taken)."""
 
 
 class InputRejected(ValueError):
@@ -107,18 +115,29 @@ class LiveOptions:
     #: acknowledged playback: a turn whose last mark is not echoed within this completes
     #: unconfirmed (a carrier that lost the mark must not hold the turn open)
     playback_ack_timeout_s: float = 5.0
+    #: ``reply_text`` deltas: buffered text goes out once it ends a clause, reaches this
+    #: many characters, or has waited ``reply_text_flush_ms``
+    reply_text_max_chars: int = 120
+    reply_text_flush_ms: float = 150.0
+    #: the commit point of a cancel (F-039, the spec's ``transport.commit_ms``): this much
+    #: of the reply after the play position still plays; 0: a cancel clears it all
+    commit_ms: int = 0
 
 
 @dataclass(slots=True)
 class _Turn:
     turn_id: str | None
+    #: the reply outputs that have not ended yet (the reply ends when none is left)
+    open_ports: set[str]
+    text: ReplyTextStream
     pending: bytearray = field(default_factory=bytearray)
     ended: bool = False
+    #: cancelled with a commit point: the committed audio in ``pending`` still plays
+    committing: bool = False
     started: bool = False
     accepted: bool = False
     finished: str | None = None
     transcript: str = ""
-    reply: list[str] = field(default_factory=list)
     sent_frames: int = 0
     #: acknowledged playback: frames the client confirmed heard; last frame marked
     heard_frames: int = 0
@@ -197,6 +216,8 @@ class LiveTransport:
         #: client audio for a graph without ``input.audio`` (a text chat): refused once,
         #: then dropped (counted)
         self.audio_refused = 0
+        #: the outputs a turn's reply must end on before it is delivered (``attach``)
+        self._reply_ports: frozenset[str] = frozenset()
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -206,6 +227,7 @@ class LiveTransport:
     def attach(self, session: SessionActor, driver: PlaybackObserver,
                make_signal: SignalFactory | None = None) -> None:
         self.session, self.driver, self._make_signal = session, driver, make_signal
+        self._reply_ports = session.graph.reply_ports()
 
     # ------------------------------------------------------------- signals
     def signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
@@ -306,9 +328,12 @@ class LiveTransport:
                      send_queue=len(q) if q is not None else 0)
 
     # ------------------------------------------------------------- ingress
-    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
+    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
         """Client PCM16 at the connection's declared rate (``seq``: the client's frame
-        number, through the jitter buffer); raises Flood."""
+        number, through the jitter buffer); raises Flood.
+
+        Not a coroutine itself (one frame of every session, 50 times a second): it returns
+        the awaitable that takes the frame in."""
         if not self._takes_audio():
             # told once, on the event channel of whatever transport carries the session (a
             # media track keeps sending: its loop must not fail)
@@ -317,17 +342,28 @@ class LiveTransport:
                 self._event(ErrorEvent(code="bad_input", field="audio", message=(
                     "this pipeline takes no audio input (no `input.audio` edge in its spec); "
                     "send `text` messages")))
-            return
+            return _nothing()
         j = self.jitter
-        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0,
-                          asyncio.get_running_loop().time())
-        await j.push(pcm, seq)
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0, asyncio.get_running_loop().time())
+        return j.push(pcm, seq)
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
         if self._takes_audio():
             await self.jitter.flush()  # no more input: the gaps still held are lost
             await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
+
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release (F-042): an in-band ``end_of_utterance`` on the
+        audio input, after every frame the client sent before it (frames the jitter buffer
+        still holds go in first)."""
+        if not self._takes_audio():
+            raise InputRejected("type", "this pipeline takes no audio input (no `input.audio` "
+                                "edge in its spec); there is no utterance to end")
+        await self.jitter.flush()
+        async with self._ingress_lock:
+            await self._ingress(Event("end_of_utterance", None, audio_format=self._in_format,
+                                      sample_index=self.media_samples))
 
     def _takes_audio(self) -> bool:
         s = self.session
@@ -360,7 +396,9 @@ class LiveTransport:
         # one frame at a time, numbered when it goes in: two producers (a media track that
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
-        async with self._ingress_lock:
+        lock = self._ingress_lock
+        await lock.acquire()  # not ``async with``: two coroutines fewer for every frame
+        try:
             ev = Event("audio_chunk", frame, audio_format=self._in_format,
                        sample_index=self.media_samples, transport_seq=self._index)
             if discontinuity:  # the jitter buffer dropped audio just before this frame
@@ -370,8 +408,11 @@ class LiveTransport:
             self._index += 1
             await self._ingress(ev)
             self._last_ingress_seq = max(ev.seq, 0)
+        finally:
+            lock.release()
 
-    async def _ingress(self, ev: Event, port: str = "audio") -> None:
+    def _ingress(self, ev: Event, port: str = "audio") -> Awaitable[bool]:
+        """The session's ``deliver`` of ``ev`` (recorded on admission), to be awaited."""
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
@@ -388,7 +429,7 @@ class LiveTransport:
         # loaded client); pushing a burst at once would record several ingress frames
         # ahead of the turn proposal the first one caused, an order a replay (which
         # feeds frames one by one) cannot reproduce.
-        await s.deliver(ev, port, admitted)
+        return s.deliver(ev, port, admitted)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""
@@ -452,10 +493,14 @@ class LiveTransport:
         if event.kind == "audio_chunk" and isinstance(event.payload, bytes | bytearray):
             self._audio(t, bytes(event.payload), event.audio_format or AudioFormat())
             if event.attrs and event.attrs.get("sentence"):
-                self._reply(t, str(event.attrs["sentence"]))
+                t.text.add(port, str(event.attrs["sentence"]), whole=True)
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
-            self._reply(t, event.payload)
+            t.text.add(port, event.payload, whole=bool(event.final))
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
+            t.open_ports.discard(port)
+            if t.open_ports or t.ended:
+                return  # another output of the reply still streams (its audio, its text)
+            t.text.finish()
             if self._out_resampler is not None and t.finished is None:
                 # the reply's last samples are still in the resampler: they are this
                 # turn's, not the start of the next reply
@@ -472,12 +517,11 @@ class LiveTransport:
     def _turn(self, tid: str | None) -> _Turn:
         t = self.turns.get(tid)
         if t is None or (tid is None and t.finished is not None):
-            t = self.turns[tid] = _Turn(tid)
+            o = self.opts
+            t = self.turns[tid] = _Turn(tid, set(self._reply_ports), ReplyTextStream(
+                tid, self._event, flush_s=o.reply_text_flush_ms / 1000,
+                max_chars=o.reply_text_max_chars))
         return t
-
-    def _reply(self, t: _Turn, text: str) -> None:
-        t.reply.append(text)
-        self._event(ReplyText(turn_id=t.turn_id, text=text))
 
     def _audio(self, t: _Turn, pcm: bytes, fmt: AudioFormat) -> None:
         if t.finished is not None:
@@ -498,27 +542,64 @@ class LiveTransport:
     def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client
         why (the ``clear`` event's ``reason``: ``barge_in``, ``user_cancel``,
-        ``deauthorized_drain``, ``lease_lost``, ... see docs/protocol/websocket.md)."""
+        ``deauthorized_drain``, ``lease_lost``, ... see docs/protocol/websocket.md).
+
+        With a commit point (``LiveOptions.commit_ms``, F-039) an audible reply cancelled
+        by the user or the runtime (not by a lost lease) keeps that much of its audio
+        after the play position (the frames sent): it still plays, in real time, and no
+        ``clear`` is sent (the client holds nothing beyond it); the rest is dropped.
+        """
         self._fenced.add(turn_id)
         t = self.turns.get(turn_id)
         q = self.queue
-        dropped = q.drop_turn(turn_id) if q is not None else 0
+        if t is not None:
+            t.text.drop()
+            if t.committing:  # stopped again while its committed audio plays: drop it now
+                t.committing = False
+                t.pending.clear()
+                if q is not None:
+                    q.drop_turn(turn_id)
+                self._event(Clear(turn_id=turn_id, reason=reason))
+                return
+        committed = self._commit_point(t, reason)
+        dropped = q.drop_turn(turn_id) if q is not None and not committed else 0
         if t is None or t.finished is not None:
             return
-        with contextlib.suppress(ValueError):
-            self._play.remove(t)
         if t.unconfirmed is not None:
             t.unconfirmed.cancel()
             t.unconfirmed = None
         had_audio = bool(t.pending) or t.sent_frames > 0 or dropped
-        t.pending.clear()
         t.finished = "cancelled"
-        if had_audio:
-            self._event(Clear(turn_id=turn_id, reason=reason))
+        if committed:  # the committed audio stays queued and plays out; nothing after it
+            del t.pending[committed:]
+            t.ended = t.committing = True
+            if t not in self._play:
+                self._play.append(t)
+            self._kick()
+        else:
+            with contextlib.suppress(ValueError):
+                self._play.remove(t)
+            t.pending.clear()
+            if had_audio:
+                self._event(Clear(turn_id=turn_id, reason=reason))
         if t.started:
             heard = f",heard_frames:{t.heard_frames}" if self.acked else ""
+            point = (f",committed_frames:{committed // self._frame_bytes()}"
+                     if self.opts.commit_ms else "")
             self.signal(SignalName.PLAYBACK_CANCELLED, Emitter.RK_23, turn_id,
-                        f"fenced_after_frames:{t.sent_frames}{heard}")
+                        f"fenced_after_frames:{t.sent_frames}{heard}{point}")
+            if committed and self.driver is not None:
+                frame = self._frame_bytes() // 2
+                self.driver.playback_committed(turn_id, t.sent_frames * frame + committed // 2)
+
+    def _commit_point(self, t: _Turn | None, reason: str) -> int:
+        """Bytes of ``t``'s unplayed reply a cancel for ``reason`` keeps (F-039)."""
+        if (t is None or t.finished is not None or not t.started or not t.pending
+                or reason in _NO_COMMIT or self.queue is None):
+            return 0
+        n = self._frame_bytes()
+        frames = -(-self.opts.commit_ms // self.opts.frame_ms)  # whole frames, rounded up
+        return min(len(t.pending), frames * n)
 
     def _settle(self) -> _Turn | None:
         """The turn whose audio plays next; finished turns complete on the way."""
@@ -527,6 +608,8 @@ class LiveTransport:
             if t.pending or not t.ended:
                 return t
             self._play.popleft()
+            if t.finished is not None:  # a cancelled turn's committed audio played out
+                continue
             if (self.acked and t.turn_id is not None and t.sent_frames
                     and t.heard_frames < t.sent_frames):
                 self._await_echo(t)
@@ -629,7 +712,7 @@ class LiveTransport:
 
     def _send_frame(self, t: _Turn, late_ms: float) -> None:
         # the egress fence, checked right before the frame leaves
-        if t.turn_id is not None and t.turn_id in self._fenced:
+        if t.turn_id is not None and t.turn_id in self._fenced and not t.committing:
             t.pending.clear()
             return
         n = self._frame_bytes()

@@ -24,7 +24,7 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
@@ -203,8 +203,9 @@ class LiveSessionHandle:
         return self.transport.is_fenced(turn_id)
 
     # ---------------------------------------------------------------- input
-    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        await self.transport.push_audio(pcm, seq)
+    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
+        # the transport's awaitable as it is (no coroutine of its own: every frame passes)
+        return self.transport.push_audio(pcm, seq)
 
     def _turn_for(self, reason: str) -> Callable[[], Any]:
         """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""
@@ -243,6 +244,10 @@ class LiveSessionHandle:
 
     async def interrupt(self) -> None:
         self.core.driver.user_cancel()  # cancel(user_cancel) of the speaking/Active turn
+
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release (F-042), in band after the audio sent before."""
+        await self.transport.end_of_utterance()
 
     def capture_debug(self, seconds: float) -> None:
         """The client's ``debug`` message: this session's debug events for ``seconds``."""

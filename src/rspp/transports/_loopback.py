@@ -79,6 +79,8 @@ class TurnOutput:
     accepted: bool = False
     finished: str | None = None  # completed | cancelled
     degraded: bool = False
+    #: the reply outputs that have not ended yet (``None``: not started)
+    open_ports: set[str] | None = None
 
 
 class LoopbackTransport:
@@ -111,10 +113,13 @@ class LoopbackTransport:
         self.after_fence: list[tuple[str, str]] = []
         self._fenced: set[str] = set()
         self._seq = 0
+        #: the outputs a turn's reply must end on before it is delivered (``attach``)
+        self._reply_ports: frozenset[str] = frozenset()
 
     def attach(self, session: SessionActor, driver: PlaybackObserver,
                make_signal: SignalFactory | None = None) -> None:
         self.session, self.driver, self._make_signal = session, driver, make_signal
+        self._reply_ports = session.graph.reply_ports()
 
     # ---------------------------------------------------------------- signals
     def _signal(self, name: SignalName, emitter: Emitter, turn_id: str, reason: str) -> None:
@@ -167,9 +172,13 @@ class LoopbackTransport:
             t.reply_text.append(event.payload)
             t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
-            t.ended = True
-            if self.driver is not None:
-                self.driver.generation_complete(tid)
+            if t.open_ports is None:
+                t.open_ports = set(self._reply_ports)
+            t.open_ports.discard(port)
+            if not t.open_ports and not t.ended:  # every output of the reply ended
+                t.ended = True
+                if self.driver is not None:
+                    self.driver.generation_complete(tid)
         self._pump(0)
 
     def _record_output(self, port: str, event: Event) -> None:

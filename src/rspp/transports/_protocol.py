@@ -54,7 +54,7 @@ __all__ = [
     "ws_schema",
 ]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 SUBPROTOCOL_JSON = "rspp.v1.json"
 SUBPROTOCOL_MSGPACK = "rspp.v1.msgpack"
 
@@ -105,6 +105,11 @@ class Interrupt(_Msg, tag="interrupt", frozen=True, kw_only=True):
     """Stop the reply being played now (user cancel): the turn aborts, ``clear`` follows."""
 
 
+class EndOfUtterance(_Msg, tag="end_of_utterance", frozen=True, kw_only=True):
+    """Push-to-talk release (F-042): the user's utterance ends here, without waiting for the
+    VAD's silence; the audio sent before it goes in first."""
+
+
 class CaptureDebug(_Msg, tag="debug", frozen=True, kw_only=True):
     """Record this session's debug events for ``seconds`` (F-076); other sessions keep none.
 
@@ -118,8 +123,9 @@ class End(_Msg, tag="end", frozen=True, kw_only=True):
     """No more input: pending turns finish, then ``session_end`` and a normal close."""
 
 
-ClientMessage = Start | AudioIn | TextIn | Interrupt | CaptureDebug | End
-CLIENT_MESSAGES: tuple[type[_Msg], ...] = (Start, AudioIn, TextIn, Interrupt, CaptureDebug, End)
+ClientMessage = Start | AudioIn | TextIn | Interrupt | EndOfUtterance | CaptureDebug | End
+CLIENT_MESSAGES: tuple[type[_Msg], ...] = (Start, AudioIn, TextIn, Interrupt, EndOfUtterance,
+                                           CaptureDebug, End)
 
 
 # ------------------------------------------------------------------ server -> client
@@ -153,8 +159,12 @@ class TurnEvent(_Msg, tag="turn", frozen=True, kw_only=True):
 
 
 class ReplyText(_Msg, tag="reply_text", frozen=True, kw_only=True):
+    """The reply's text: coalesced deltas (concatenated they are the reply), then one
+    ``final`` event carrying the whole reply text."""
+
     turn_id: str | None = None
     text: str
+    final: bool = False
 
 
 class Clear(_Msg, tag="clear", frozen=True, kw_only=True):

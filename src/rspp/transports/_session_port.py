@@ -16,7 +16,7 @@ knows nothing about control planes, leases or pipelines. The server injects:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -146,8 +146,9 @@ class LiveSession(Protocol):
     def is_fenced(self, turn_id: str) -> bool:
         """The cancel fence of ``turn_id`` is up: none of its audio may be played any more."""
 
-    async def push_audio(self, pcm: bytes, seq: int | None = None) -> None:
-        """Client PCM16 in the declared format (any size; ``seq`` when sequenced)."""
+    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
+        """Client PCM16 in the declared format (any size; ``seq`` when sequenced); await
+        the result (the frame is taken when it is done)."""
 
     async def push_text(self, text: str, key: str | None = None) -> None:
         """Typed input; ``key``: its idempotency key (a duplicate is dropped)."""
@@ -159,6 +160,9 @@ class LiveSession(Protocol):
         """The client confirmed the first ``frames`` reply frames of ``turn_id`` heard."""
 
     async def interrupt(self) -> None: ...
+
+    async def end_of_utterance(self) -> None:
+        """The client's push-to-talk release: the utterance ends without the VAD's silence."""
 
     def capture_debug(self, seconds: float) -> None:
         """Record this session's debug events for ``seconds`` (F-076)."""

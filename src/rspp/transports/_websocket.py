@@ -25,9 +25,16 @@ import contextlib
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
@@ -39,6 +46,7 @@ from rspp.transports._protocol import (
     AudioOut,
     CaptureDebug,
     End,
+    EndOfUtterance,
     ErrorEvent,
     Interrupt,
     ProtocolError,
@@ -158,25 +166,41 @@ def _token(ws: WebSocket) -> str | None:
 
 
 class _Connection:
-    """One WebSocket connection of one session (reader + writer)."""
+    """One WebSocket connection of one session (reader + writer).
 
-    def __init__(self, ws: WebSocket, msgpack: bool, opts: WebSocketOptions) -> None:
+    Once the handshake is done, messages go through the raw ASGI ``receive``/``send``
+    (the per-frame path), keeping the Starlette wrapper's connection states as its own
+    ``receive``/``send`` keep them (its ``close`` and refusals still use it).
+    """
+
+    def __init__(self, ws: WebSocket, msgpack: bool, opts: WebSocketOptions,
+                 receive: Receive, send: Send) -> None:
         self.ws, self.msgpack, self.opts = ws, msgpack, opts
+        self._receive, self._send = receive, send
         self._send_lock = asyncio.Lock()
         self.audio: ClientAudio | None = None
 
     async def send(self, msg: ServerEvent | AudioFrame) -> None:
-        async with self._send_lock:
-            if isinstance(msg, AudioFrame):
-                if self.msgpack:
-                    await self.ws.send_bytes(encode_message(
-                        AudioOut(turn_id=msg.turn_id, seq=msg.seq, data=msg.pcm), msgpack=True))
-                else:
-                    await self.ws.send_bytes(msg.pcm)
-            elif self.msgpack:
-                await self.ws.send_bytes(encode_message(msg, msgpack=True))
+        if isinstance(msg, AudioFrame):
+            if self.msgpack:
+                out: dict[str, Any] = {"type": "websocket.send", "bytes": encode_message(
+                    AudioOut(turn_id=msg.turn_id, seq=msg.seq, data=msg.pcm), msgpack=True)}
             else:
-                await self.ws.send_text(encode_message(msg).decode())
+                out = {"type": "websocket.send", "bytes": msg.pcm}
+        elif self.msgpack:
+            out = {"type": "websocket.send", "bytes": encode_message(msg, msgpack=True)}
+        else:
+            out = {"type": "websocket.send", "text": encode_message(msg).decode()}
+        async with self._send_lock:
+            ws = self.ws
+            if ws.application_state is not WebSocketState.CONNECTED:
+                raise WebSocketDisconnected("Cannot call \"send\" once a close message has been "
+                                            "sent.")
+            try:
+                await self._send(out)
+            except OSError:
+                ws.application_state = WebSocketState.DISCONNECTED
+                raise WebSocketDisconnect(code=1006) from None
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state is WebSocketState.DISCONNECTED:
@@ -191,10 +215,19 @@ class _Connection:
 
     async def receive(self) -> tuple[str | None, bytes | None] | None:
         """The next message as (text, bytes); None when the client disconnected."""
-        msg = await self.ws.receive()
-        if msg["type"] == "websocket.disconnect":
+        ws = self.ws
+        if ws.client_state is not WebSocketState.CONNECTED:
+            raise WebSocketDisconnected("Cannot call \"receive\" once a disconnect message "
+                                        "has been received.")
+        msg = await self._receive()
+        kind = msg["type"]
+        if kind == "websocket.receive":
+            return msg.get("text"), msg.get("bytes")
+        if kind == "websocket.disconnect":
+            ws.client_state = WebSocketState.DISCONNECTED
             return None
-        return msg.get("text"), msg.get("bytes")
+        raise RuntimeError(f"expected ASGI message websocket.receive or websocket.disconnect, "
+                           f"got {kind!r}")
 
     def decode(self, text: str | None, data: bytes | None) -> object:
         """A control message, or raw audio bytes (JSON variant binary frames)."""
@@ -230,16 +263,27 @@ def websocket_route(factory: SessionFactory | SessionHub, verifier: TokenVerifie
     hub = factory if isinstance(factory, SessionHub) else SessionHub(factory)
     opts = options or WebSocketOptions()
 
-    async def endpoint(ws: WebSocket) -> None:
-        await _serve(ws, hub, verifier, opts)
-
-    route = WebSocketRoute(path, endpoint, name="live_session_ws")
+    # an ASGI app object (not a function of a WebSocket, which Starlette would wrap as a
+    # session): the per-frame path reads and writes the raw ASGI messages
+    route = WebSocketRoute(path, _Endpoint(hub, verifier, opts), name="live_session_ws")
     route.hub = hub  # type: ignore[attr-defined]
     return route
 
 
-async def _serve(ws: WebSocket, hub: SessionHub, verifier: TokenVerifier,
+class _Endpoint:
+    """The route's ASGI app: one connection of :func:`_serve`."""
+
+    def __init__(self, hub: SessionHub, verifier: TokenVerifier,
                  opts: WebSocketOptions) -> None:
+        self.hub, self.verifier, self.opts = hub, verifier, opts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _serve(WebSocket(scope, receive, send), receive, send, self.hub, self.verifier,
+                     self.opts)
+
+
+async def _serve(ws: WebSocket, receive: Receive, send: Send, hub: SessionHub,
+                 verifier: TokenVerifier, opts: WebSocketOptions) -> None:
     offered = ws.scope.get("subprotocols") or []
     msgpack = SUBPROTOCOL_MSGPACK in offered
     sub = SUBPROTOCOL_MSGPACK if msgpack else (
@@ -247,7 +291,7 @@ async def _serve(ws: WebSocket, hub: SessionHub, verifier: TokenVerifier,
     sid = str(ws.path_params.get("session_id", ""))
     token = _token(ws)
     await ws.accept(subprotocol=sub)
-    conn = _Connection(ws, msgpack, opts)
+    conn = _Connection(ws, msgpack, opts, receive, send)
     if not _SESSION_ID.match(sid):
         await conn.refuse(CLOSE_BAD_REQUEST, "session id must be 1-128 of [A-Za-z0-9._:-]",
                           "session_id")
@@ -391,6 +435,8 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
         await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
+    elif isinstance(msg, EndOfUtterance):
+        await handle.end_of_utterance()
     elif isinstance(msg, CaptureDebug):
         handle.capture_debug(msg.seconds)
     elif isinstance(msg, End):

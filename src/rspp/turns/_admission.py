@@ -203,14 +203,6 @@ class LocalAdmission:
             turn_id=turn_id,
         )
 
-    @property
-    def utilisation(self) -> float:
-        """Max fraction of a tenant's concurrent-session quota in use (overload signal)."""
-        return max(
-            (len(t.sessions) / t.policy.max_concurrent_sessions for t in self._tenants.values()),
-            default=0.0,
-        )
-
 
 class SchedulingShed:
     """Deterministic fairness-keyed shedding at one scheduling point of one session."""

@@ -7,26 +7,25 @@ order, before it returns:
 1. the scope and all its descendants are marked cancelled (reason code, mode);
 2. the scope's egress fence is applied: from now on :meth:`EgressFence.admit`
    refuses every output of the scope (no ``output_accepted`` /
-   ``playback_started``), F-175, F-033;
-3. registered queue flushers run (queued output of the scope is dropped) and
-   node reset hooks are queued for the next turn (F-038);
-4. hard-mode tasks are cancelled at once; soft-mode tasks may finish their
-   in-flight chunk within the grace window (75 ms in simple/v1) and are then
-   force-terminated (F-041, F-037).
+   ``playback_started``), F-175, F-033.
+
+What happens to the work of the cancelled turn is not this module's: the turn
+driver hands the accepted cancel to :class:`~rspp.turns._node_scopes.NodeScopes`
+(hard nodes stopped at once, soft nodes within their grace window, then
+force-stopped: F-041, F-037, per-node cancel latency F-040) and to the kernel's
+``cancel_turn`` (queued data of the turn flushed, turn-scoped node state gone
+before the next turn: F-038).
 
 Audio already played before the commit point is never retracted: the fence
 only ever refuses *future* outputs and reports the committed position (F-039).
-Cancel latency is measured per node (acceptance -> task done) and end to end
-(acceptance -> last task done), F-040.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from rspp.contracts import CancelScopeKind, ControlSignal, Emitter, SignalName
 from rspp.errors import RuntimeKernelError
@@ -85,32 +84,12 @@ class CancelLatency:
     forced: list[str] = field(default_factory=list)
     acknowledged_ns: dict[str, int] = field(default_factory=dict)
 
-    def node_ms(self) -> dict[str, float]:
-        return {n: (t - self.accepted_ns) / 1e6 for n, t in self.node_stopped_ns.items()}
-
-    @property
-    def end_to_end_ms(self) -> float:
-        last = max(self.node_stopped_ns.values(), default=self.fence_applied_ns)
-        return (last - self.accepted_ns) / 1e6
-
 
 class CancelScope:
     """One node of the cancellation tree; also the node-facing :class:`CancelToken`."""
 
-    __slots__ = (
-        "_cancelled",
-        "_clock",
-        "_latency",
-        "_reason",
-        "children",
-        "flushers",
-        "kind",
-        "mode",
-        "parent",
-        "resets",
-        "scope_id",
-        "tasks",
-    )
+    __slots__ = ("_cancelled", "_clock", "_latency", "_reason", "children", "kind", "mode",
+                 "parent", "scope_id")
 
     def __init__(
         self,
@@ -124,9 +103,6 @@ class CancelScope:
         self.parent = parent
         self.mode = mode
         self.children: dict[str, CancelScope] = {}
-        self.tasks: list[asyncio.Task[Any]] = []
-        self.flushers: list[Callable[[], int]] = []
-        self.resets: list[Callable[[], None]] = []
         self._cancelled = False
         self._reason: CancelReason | None = None
         self._latency: CancelLatency | None = None
@@ -168,18 +144,6 @@ class CancelScope:
         for child in self.children.values():
             yield from child.walk()
 
-    def register_task(self, task: asyncio.Task[Any]) -> None:
-        """A task doing work of this scope; cancelled on cancel (hard) or after grace."""
-        self.tasks.append(task)
-
-    def on_flush(self, flusher: Callable[[], int]) -> None:
-        """A callback dropping queued items of this scope; returns how many it dropped."""
-        self.flushers.append(flusher)
-
-    def on_reset(self, reset: Callable[[], None]) -> None:
-        """A callback resetting node state so the next turn starts clean (F-038)."""
-        self.resets.append(reset)
-
 
 class EgressFence:
     """Per-scope output fence with a commit point (F-175, F-033, F-039).
@@ -214,26 +178,14 @@ class EgressFence:
 
 
 class CancelScopeTree:
-    """The cancellation tree of one session, with timing and the cancel signals it emits."""
+    """The cancellation tree of one session: scopes, their fence, the cancel signals."""
 
-    def __init__(
-        self,
-        session_id: str,
-        clock: Clock,
-        *,
-        grace_ms: int = DEFAULT_GRACE_MS,
-        stamp: RecordStamp | None = None,
-    ) -> None:
-        if grace_ms < 0:
-            raise CancelError(f"grace_ms={grace_ms}: must be >= 0 (simple/v1 uses 75)")
+    def __init__(self, session_id: str, clock: Clock, *, stamp: RecordStamp | None = None
+                 ) -> None:
         self.clock = clock
-        self.grace_ms = grace_ms
         self.stamp = stamp
         self.root = CancelScope(CancelScopeKind.SESSION, session_id, None)
         self.fence = EgressFence()
-        self.latencies: list[CancelLatency] = []
-        self.degraded = False
-        self._enforcers: set[asyncio.Task[None]] = set()
         self._by_id: dict[str, CancelScope] = {session_id: self.root}
 
     def scope(self, scope_id: str) -> CancelScope:
@@ -270,12 +222,12 @@ class CancelScopeTree:
         if scope.parent is not None:
             scope.parent.children.pop(scope.scope_id, None)
 
-    def cancel(
-        self,
-        scope: CancelScope,
-        reason: CancelReason,
-    ) -> CancelLatency:
-        """Accept a cancel: mark, fence, flush, stop tasks (see the module docstring)."""
+    def cancel(self, scope: CancelScope, reason: CancelReason) -> CancelLatency:
+        """Accept a cancel: mark the scope and its descendants, fence (module docstring).
+
+        The returned :class:`CancelLatency` is filled in by whoever stops the scope's work
+        (per-node stop times, forced nodes, acknowledgements: ``NodeScopes``).
+        """
         accepted = self.clock.monotonic_ns()
         for s in scope.walk():
             if not s._cancelled:
@@ -283,28 +235,8 @@ class CancelScopeTree:
                 s._reason = reason
         fence_at = self.clock.monotonic_ns()  # fence is the cancelled flag checked by admit()
         lat = CancelLatency(scope.scope_id, reason, scope.mode, accepted, fence_at)
-        self.latencies.append(lat)
         scope._latency = lat
         scope._clock = self.clock
-        for s in scope.walk():
-            for flush in s.flushers:
-                flush()
-            for reset in s.resets:
-                reset()
-        soft: list[tuple[str, asyncio.Task[Any]]] = []
-        for s in scope.walk():
-            for task in s.tasks:
-                if task.done():
-                    continue
-                task.add_done_callback(self._stopped(lat, s.scope_id))
-                if s.mode is CancelMode.HARD:
-                    task.cancel(reason.value)
-                else:
-                    soft.append((s.scope_id, task))
-        if soft:
-            enforcer = asyncio.get_running_loop().create_task(self._enforce_grace(lat, soft))
-            self._enforcers.add(enforcer)
-            enforcer.add_done_callback(self._enforcers.discard)
         return lat
 
     def cancel_signal(
@@ -322,54 +254,6 @@ class CancelScopeTree:
             scope=scope.kind,
             node_id=(scope.scope_id if scope.kind is CancelScopeKind.NODE else None),
         )
-
-    def _stopped(self, lat: CancelLatency, scope_id: str) -> Callable[[asyncio.Task[Any]], None]:
-        def done(_task: asyncio.Task[Any]) -> None:
-            lat.node_stopped_ns.setdefault(scope_id, self.clock.monotonic_ns())
-
-        return done
-
-    async def _enforce_grace(
-        self, lat: CancelLatency, soft: list[tuple[str, asyncio.Task[Any]]]
-    ) -> None:
-        await self.clock.sleep(self.grace_ms / 1000)
-        for scope_id, task in soft:
-            if not task.done():
-                lat.forced.append(scope_id)
-                self.degraded = True
-                task.cancel("forced_after_grace")
-
-    def metrics(self) -> dict[str, dict[str, float]]:
-        """Cancel-latency summary for metrics export (F-040, F-035).
-
-        ``{"reasons": {reason: count}, "end_to_end": {"p95": ms, "p99": ms},
-        "node:<id>": {"p95": ms, "p99": ms}}`` over every accepted cancel.
-        """
-        reasons: dict[str, float] = {}
-        per_node: dict[str, list[float]] = {}
-        e2e: list[float] = []
-        for lat in self.latencies:
-            reasons[lat.reason.value] = reasons.get(lat.reason.value, 0) + 1
-            e2e.append(lat.end_to_end_ms)
-            for node, ms in lat.node_ms().items():
-                per_node.setdefault(node, []).append(ms)
-        out: dict[str, dict[str, float]] = {"reasons": reasons, "end_to_end": _pcts(e2e)}
-        for node, values in sorted(per_node.items()):
-            out[f"node:{node}"] = _pcts(values)
-        return out
-
-    async def aclose(self) -> None:
-        """Wait for pending grace enforcers (owned tasks are never fire-and-forget)."""
-        while self._enforcers:
-            await asyncio.gather(*list(self._enforcers), return_exceptions=True)
-
-
-def _pcts(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"p95": 0.0, "p99": 0.0}
-    ordered = sorted(values)
-    n = len(ordered)
-    return {"p95": ordered[min(n - 1, n * 95 // 100)], "p99": ordered[min(n - 1, n * 99 // 100)]}
 
 
 def propagate_cancel(

@@ -181,7 +181,6 @@ class NodeScopes:
             return
         done.cancel()
         lat.forced.append(host.node_id)
-        self.tree.degraded = True
         host.hard_cancel()
         self._stopped(lat, host.node_id, turn_id, CancelMode.SOFT, "forced_after_grace")
         self._emit(self.tree.stamp.signal(  # type: ignore[union-attr]

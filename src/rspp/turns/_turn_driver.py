@@ -176,8 +176,7 @@ class TurnDriver:
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
         budgets = getattr(resolver.graph, "budgets", None)
         grace = getattr(getattr(budgets, "cancel_grace", None), "value", DEFAULT_GRACE_MS)
-        self.cancels = CancelScopeTree(session.session_id, session.clock, grace_ms=grace,
-                                       stamp=self.stamp)
+        self.cancels = CancelScopeTree(session.session_id, session.clock, stamp=self.stamp)
         #: per-turn node scopes: a turn cancel reaches each node's scope (F-034, F-041)
         self.node_scopes = NodeScopes(session, self.cancels, self.emit, default_grace_ms=grace,
                                       epoch=lambda: self.authority.epoch)
@@ -699,7 +698,6 @@ class TurnDriver:
                 await timer
         await self.node_scopes.aclose()
         await self.overload.aclose()
-        await self.cancels.aclose()
 
     def summary(self) -> list[dict[str, Any]]:
         """Per-turn latency rows (ms) in proposal order."""

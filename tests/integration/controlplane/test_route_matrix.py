@@ -60,6 +60,10 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("POST", "/v1/modules"): lambda w: ("/v1/modules", {"module": TRANSCRIBE_MODULE}, None),
     ("GET", "/v1/modules/{name}/versions/{version}"): lambda w: (
         "/v1/modules/transcribe/versions/1.0.0", None, None),
+    ("GET", "/v1/schemas"): lambda w: ("/v1/schemas", None, None),
+    ("GET", "/v1/schemas/{schema_version}"): lambda w: ("/v1/schemas/v1.0", None, None),
+    ("GET", "/v1/schemas/{schema_version}/{contract_kind}"): lambda w: (
+        "/v1/schemas/v1.0/control_signal", None, None),
     ("POST", "/v1/configs/provider_config/{scope}"): lambda w: (
         f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "small"}}}, None),
     ("POST", "/v1/configs/policy/{scope}"): lambda w: (

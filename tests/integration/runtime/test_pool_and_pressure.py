@@ -115,21 +115,17 @@ async def test_resource_limit_violation_is_reported() -> None:
         assert metrics["h"]["errors"] == 1.0
 
 
-async def test_kernel_overhead_measured_separately_and_budgeted(check_records) -> None:
-    """F-052/NF-002: kernel vs node time reported; an overhead budget raises an alert."""
+async def test_kernel_overhead_measured_separately_per_node() -> None:
+    """F-052/NF-002: kernel vs node time reported per node (the budget lives in telemetry:
+    tests/e2e/test_run_metrics_cli.py)."""
     b = GraphBuilder("ovh", "1.0.0").node("a", "t.fast").node("b", "t.fast").chain("a", "b")
-    opts = SessionOptions(instrument=True, kernel_overhead_budget_us=1e-6)
+    opts = SessionOptions(instrument=True)
     async with GraphHarness(b.build(), registry=reg(), options=opts) as h:
         await h.feed(audio_frames(200))
         rep = h.session.overhead()
         assert rep["events"] == 200
         assert rep["kernel_us_per_event"] > 0 and rep["node_us_per_event"] > 0
         assert set(rep["per_node_us"]) == {"a", "b"}
-        assert rep["over_budget"] is True
-        alerts = [r for r in h.records() if getattr(r, "reason", "") ==
-                  "kernel_overhead_budget_exceeded"]
-        assert len(alerts) == 1
-        check_records(alerts)
 
 
 async def test_metrics_events_tagged_with_node_and_edge(check_records) -> None:

@@ -83,7 +83,6 @@ def test_bounds_carry_their_defaulting_source() -> None:
     assert explicit.max_items == 5 and explicit.defaulting_source == "explicit_edge_config"
     assert default.defaulting_source == "execution_profile_default"
     assert default.max_items > 5
-    assert explicit.to_policy().max_queue_items == 5
 
 
 async def test_spec_capacity_enforced_with_strategy_and_watermarks(check_records) -> None:

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from rspp.controlplane._errors import TokenInvalid
 from rspp.controlplane._tokens import TokenIssuer, TokenKeys, TokenVerifier
 from rspp.runner import LocalFactoryOptions, LocalSessionFactory, compile_spec_file
+from rspp.server._wsproto import LeanWebSocketProtocol
 from rspp.transports import (
     CLOSE_UNAUTHORIZED,
     LiveOptions,
@@ -127,7 +128,7 @@ async def live_server(tmp: Path, live: LiveOptions | None = None,
     rtc = webrtc_route(hub, tokens, options=webrtc)
     app = Starlette(routes=[websocket_route(hub, tokens), twilio_stream_route(hub, tokens), rtc])
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical",
-                            lifespan="off", ws="websockets-sansio", access_log=False,
+                            lifespan="off", ws=LeanWebSocketProtocol, access_log=False,
                             ws_ping_interval=None,
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)

@@ -50,7 +50,7 @@ def rig(pcm: bytes, rate: int = 16000, **opts: object) -> tuple[
     frames: list[Event] = []
     t = LoopbackTransport(pcm, rate, LoopbackOptions(**opts))  # type: ignore[arg-type]
     g = (GraphBuilder("lb").node("p", "passthrough").edge("input.audio", "p.in")
-         .edge("p.out", "output.mic").build())
+         .edge("p.out", "output.audio").build())
     session = SessionActor(g, session_id="lb", output_sink=lambda p, e: frames.append(e))
     obs = Observer()
     sigs: list[tuple[SignalName, str]] = []

@@ -67,7 +67,7 @@ async def test_a_call_hears_the_reply_presses_keys_and_hangs_up_mid_turn(serve, 
             await call.wait_for(lambda: len(call.stats.replies_played) >= 1)
         handle = srv.hub.sessions[sid]
         first = call.stats.replies_played[0].partition("#")[0]
-        assert "weather" in " ".join(handle.transport.turns[first].reply)
+        assert "weather" in handle.transport.turns[first].text.text
         assert call.stats.media_in > 25 and len(call.played) == call.stats.bytes_in
         assert call.stats.clears == 0
 
@@ -77,8 +77,9 @@ async def test_a_call_hears_the_reply_presses_keys_and_hangs_up_mid_turn(serve, 
         async with asyncio.timeout(60):
             await call.wait_for(lambda: len(call.stats.replies_played) >= 2)
         operator = call.stats.replies_played[1].partition("#")[0]
-        assert operator != first and handle.transport.turns[operator].reply == [
-            "Please hold, an operator will answer shortly."]
+        assert operator != first and (
+            handle.transport.turns[operator].text.text
+            == "Please hold, an operator will answer shortly.")
 
         # a new question; hang up as soon as its reply is being heard
         heard = len(call.played)

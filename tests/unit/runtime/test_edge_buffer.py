@@ -305,18 +305,6 @@ def test_memory_bounded_under_any_input_rate() -> None:
     assert len(log.of(SignalName.DROP_NOTICE)) == 1
 
 
-def test_config_from_contract_policy_keeps_defaulting_source() -> None:
-    from rspp.contracts import DefaultingSource
-
-    cfg = BufferConfig(strategy="block", max_items=7, max_block_ms=20,
-                       defaulting_source="explicit_edge_config")
-    policy = cfg.to_policy()
-    assert policy.defaulting_source == DefaultingSource.EXPLICIT_EDGE_CONFIG
-    again = BufferConfig.from_policy(policy)
-    assert (again.strategy, again.max_items, again.max_block_ms) == ("block", 7, 20)
-    assert again.defaulting_source == "explicit_edge_config"
-
-
 def test_watermark_merge_action_coalesces_queued_partials(check_records) -> None:
     """F-144: the plan's ``merge`` action at the high watermark."""
     buf, log = make(BufferConfig(max_items=100, watermark_items=(4, 1), watermark_action="merge"))

@@ -207,8 +207,7 @@ def test_timebase_monotonic_wall_mapping_and_media() -> None:
 
 
 def test_correlation_ids_everywhere() -> None:
-    corr = Correlation("acme", "s1", "pv-1")
-    assert corr.with_turn("s1:turn:1").labels() == {
+    assert Correlation("acme", "s1", "pv-1", "s1:turn:1").labels() == {
         "tenant_id": "acme",
         "session_id": "s1",
         "pipeline_version": "pv-1",

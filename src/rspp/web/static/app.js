@@ -118,8 +118,9 @@ function onEvent(ev) {
       }
       break;
     case "reply_text": {
+      // deltas concatenate to the reply; the final event carries all of it
       const li = replyLine(ev.turn_id);
-      li.textContent = `${li.textContent} ${ev.text}`.trim();
+      li.textContent = ev.final ? ev.text : li.textContent + ev.text;
       break;
     }
     case "turn":
