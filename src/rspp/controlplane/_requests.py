@@ -311,6 +311,10 @@ class LeaseRenewalsRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fiel
     ttl_ms: TtlMs | None = None
 
 
+#: sessions per bundle batch (a runtime with more sends several)
+MAX_BUNDLES = 200
+
+
 class BundleFor(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tenant_id: Id
     session_id: Id
@@ -320,7 +324,7 @@ class BundleFor(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
 class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The sessions a runtime wants turn-start bundles for (the runtime is the path's)."""
 
-    sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=2000)]
+    sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=MAX_BUNDLES)]
 
 
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

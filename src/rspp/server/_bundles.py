@@ -26,7 +26,7 @@ from rspp.contracts import TurnStartBundle
 from rspp.controlplane import ControlPlaneClient, CPError
 from rspp.controlplane._client import bundle_expiry_ms
 from rspp.controlplane._replies import BundleList
-from rspp.controlplane._requests import BundleFor, BundlesRequest
+from rspp.controlplane._requests import MAX_BUNDLES, BundleFor, BundlesRequest
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.server._batching import Coalescer, batch_refused
 
@@ -115,6 +115,14 @@ class BundleRefresher:
                                      return_exceptions=True)
 
     async def _send(self, queued: dict[str, _Key]) -> dict[str, TurnStartBundle | BaseException]:
+        keys = list(queued.items())
+        out: dict[str, TurnStartBundle | BaseException] = {}
+        for i in range(0, len(keys), MAX_BUNDLES):  # the control plane's bound per request
+            out.update(await self._send_chunk(dict(keys[i:i + MAX_BUNDLES])))
+        return out
+
+    async def _send_chunk(self, queued: dict[str, _Key]
+                          ) -> dict[str, TurnStartBundle | BaseException]:
         body = BundlesRequest(sessions=tuple(
             BundleFor(tenant_id=t, session_id=s, pipeline_name=p) for t, s, p in queued.values()))
         try:
