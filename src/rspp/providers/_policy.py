@@ -22,7 +22,10 @@ __all__ = [
 ]
 
 #: keys of a provider binding's ``config`` that tune the invocation policy, not the adapter
-POLICY_CONFIG_KEYS = ("circuit", "retry")
+POLICY_CONFIG_KEYS = ("circuit", "retry", "price")
+#: what ``config.price`` is per modality (USD), for the session's cost estimate (F-075)
+PRICE_UNITS = {"llm": "per 1000 LLM tokens", "stt": "per minute of audio",
+               "tts": "per 1000 characters"}
 
 
 class PolicyError(ProviderError):
@@ -183,6 +186,10 @@ def policy_from_config(
     circuit = CircuitPolicy()
     backoff = BackoffPolicy()
     tuning: dict[str, Any] = {}
+    price = config.get("price", 0.0)
+    if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < 1e6:
+        raise PolicyError(f"{path}.price={price!r}: must be a number >= 0 (USD "
+                          f"{', '.join(f'{u} for {m}' for m, u in PRICE_UNITS.items())})")
     if "circuit" in config:
         circuit, _ = _section(f"{path}.circuit", config["circuit"], CircuitPolicy)
     if "retry" in config:

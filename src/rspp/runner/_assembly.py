@@ -55,10 +55,13 @@ from rspp.providers import (
     POLICY_CONFIG_KEYS,
     PROVIDER_CATALOG,
     CircuitRegistry,
+    CostMeter,
     InvocationPolicy,
     PolicyError,
+    PriceTable,
     SecretConfigError,
     SecretRef,
+    UsageSummary,
     default_redactor,
     policy_from_config,
 )
@@ -232,6 +235,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
     policies: dict[str, InvocationPolicy] = {}
+    prices: dict[str, dict[str, float]] = {"llm": {}, "stt": {}, "tts": {}}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
@@ -251,9 +255,15 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
                 providers[pid] = build_provider(pid, cfg, modality=b.modality)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
+        price = config.get("price")
+        if isinstance(price, int | float) and b.modality in prices:
+            prices[b.modality][b.primary] = float(price)
+    table = PriceTable(per_1k_llm_tokens=prices["llm"], per_stt_audio_minute=prices["stt"],
+                       per_1k_tts_chars=prices["tts"])
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
-                        timeouts_ms=timeouts, policies=policies, circuits=circuits)
+                        timeouts_ms=timeouts, policies=policies, circuits=circuits,
+                        meter=CostMeter(session_id, prices=table))
 
 
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
@@ -301,6 +311,12 @@ class AssembledSession(Generic[TransportT]):
     @property
     def session_id(self) -> str:
         return self.session.session_id
+
+    def usage_summary(self) -> UsageSummary:
+        """Turns, provider usage and estimated cost of the session so far (F-075)."""
+        meter = self.services.meter or CostMeter(self.session_id,
+                                                 tenant_id=self.options.tenant_id)
+        return meter.summary()
 
     def make_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                     reason: str) -> ControlSignal:
@@ -498,6 +514,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
     base_chains = dict(services.chains)
+    meter = services.meter = services.meter or CostMeter(sid)
+    meter.tenant_id = opts.tenant_id
 
     def prefer(providers: Any) -> None:
         for modality, pid in providers.items():
@@ -505,6 +523,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             services.chains[modality] = (pid, *rest)
 
     def on_plan(plan: Any) -> None:
+        meter.begin_turn()
         prefer(plan.provider_bindings)
         prefer(holder["driver"].overload.providers)  # the degrade posture wins (F-048)
 
