@@ -135,6 +135,8 @@ def main() -> None:
               and max(turn_ms, lag_ms) <= args.max_lateness_overhead_ms)
     emit({"benchmark": "debug_capture", "unrelated_sessions": n, "reps": reps,
           "baseline": base, "capture": cap,
+          "cpu_ms_per_session_s_runs": {name: [round(r["cpu_ms_per_session_s"], 2)
+                                               for r in rs_] for name, rs_ in runs.items()},
           "overhead": {"cpu_pct": round(cpu_pct, 2), "turn_open_p95_ms": round(turn_ms, 2),
                        "loop_lag_p99_ms": round(lag_ms, 2)},
           "thresholds": {"cpu_pct": args.max_cpu_overhead_pct,

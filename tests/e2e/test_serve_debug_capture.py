@@ -3,7 +3,9 @@
 Two clients talk to one server at the same time. Debug events are off by default; one
 client sends ``{"type": "debug", "seconds": S}`` and its session's timeline gets the
 kernel's debug records (one TelemetryLane ``debug`` record per control command) while
-the capture lasts; the other session's timeline gets none. A short capture ends by
+the capture lasts; the other session's timeline gets none, and its own request is refused
+while the first capture holds the runtime's one slot (``--max-debug-captures``, default 1:
+what a capture costs the other sessions is bounded by how many run at once). A short capture ends by
 itself: the next turn of the session, after it expired, records no debug events; a
 capture ended early (``seconds`` 0) records nothing more either. The
 captured session still validates and replays with no divergence (debug records are
@@ -98,6 +100,16 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
                     assert (ev.field, ev.fatal) == ("seconds", False), ev
                     break
             await a.capture_debug(600)  # session A only, for now
+            # one capture at a time on this runtime (--max-debug-captures, default 1): once
+            # A's is on, B's request is refused naming the field, and B records nothing
+            await _until(timelines / f"{sid_a}.jsonl", lambda recs: any(
+                r.get("reason") == "capture_on:600s" for r in _debug(recs)))
+            await b.capture_debug(60)
+            async for ev in b.events():
+                if isinstance(ev, ErrorEvent):
+                    assert (ev.field, ev.fatal) == ("seconds", False), ev
+                    assert "--max-debug-captures" in ev.message, ev
+                    break
             # both sessions take a turn at the same time
             turns_a, turns_b = [], []
             first = await asyncio.gather(_turn(a, "what is your name"),

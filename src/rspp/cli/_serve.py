@@ -71,6 +71,11 @@ def serve(
         help="Kernel overhead budget per event (microseconds): telemetry samples over it "
         "count in rspp_kernel_overhead_budget_exceeded_total (/metrics) and each crossing "
         "logs a WARNING."),
+    max_debug_captures: int = typer.Option(
+        1, "--max-debug-captures", min=0, max=100, envvar="RSPP_MAX_DEBUG_CAPTURES",
+        help="Sessions that may capture debug events at once (the WebSocket `debug` "
+        "message, F-076); further requests get an error naming `seconds`. 0: none. What "
+        "one capture costs the other sessions: benchmarks/debug_capture.py."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
@@ -142,7 +147,7 @@ def serve(
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         kernel_overhead_budget_us=kernel_budget_us,
-                        record_level=level,
+                        max_debug_captures=max_debug_captures, record_level=level,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,

@@ -50,7 +50,7 @@ from rspp.observability._redaction import (
 )
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
-from rspp.observability._sampling import DebugCapture, SamplingPolicy
+from rspp.observability._sampling import DebugCapture, DebugCaptureSlots, SamplingPolicy
 from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
 from rspp.observability._slo import (
     GATES,
@@ -97,6 +97,7 @@ __all__ = [
     "BufferedItem",
     "CancelMarkers",
     "DebugCapture",
+    "DebugCaptureSlots",
     "ExporterOptions",
     "ExporterStats",
     "GateAccumulator",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from rspp.kernel._handles import Clock
 
-__all__ = ["DebugCapture", "SamplingPolicy"]
+__all__ = ["DebugCapture", "DebugCaptureSlots", "SamplingPolicy"]
 
 
 class SamplingPolicy:
@@ -76,3 +76,43 @@ class DebugCapture:
     @property
     def sessions(self) -> frozenset[str]:
         return frozenset(self._until_ns)
+
+
+class DebugCaptureSlots:
+    """The debug captures one runtime allows at once (F-076): at most ``limit`` sessions.
+
+    What one capture costs the runtime's other sessions is measured by
+    ``benchmarks/debug_capture.py``; bounding how many sessions capture at once bounds that
+    cost (``rspp serve --max-debug-captures``). A slot is held until its capture's
+    deadline, until it is ended (``seconds`` 0) or until its session ends.
+    """
+
+    def __init__(self, limit: int, clock: Clock) -> None:
+        if limit < 0:
+            raise ValueError(f"debug capture limit {limit!r}; use 0 (captures off) or more")
+        self.limit = limit
+        self._clock = clock
+        self._until_ns: dict[str, int] = {}
+        #: captures refused because every slot was held
+        self.refused = 0
+
+    def claim(self, session_id: str, duration_s: float) -> bool:
+        """Hold a slot for ``session_id`` for ``duration_s`` (a session that holds one
+        renews it); False when every slot is held by other sessions."""
+        now = self._clock.monotonic_ns()
+        held = self._until_ns
+        for sid in [sid for sid, until in held.items() if until <= now]:
+            del held[sid]
+        if session_id not in held and len(held) >= self.limit:
+            self.refused += 1
+            return False
+        held[session_id] = now + int(duration_s * 1e9)
+        return True
+
+    def release(self, session_id: str) -> None:
+        self._until_ns.pop(session_id, None)
+
+    @property
+    def active(self) -> int:
+        now = self._clock.monotonic_ns()
+        return sum(1 for until in self._until_ns.values() if until > now)

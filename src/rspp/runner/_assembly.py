@@ -45,6 +45,7 @@ from rspp.kernel import (
 )
 from rspp.nodes import NodeCatalog, NodeServices, build_provider
 from rspp.observability import (
+    DebugCaptureSlots,
     JsonLinesFileSink,
     RecorderOptions,
     Redactor,
@@ -78,6 +79,7 @@ from rspp.spec import (
     load_spec,
     resolve_effective,
 )
+from rspp.transports import InputRejected
 from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._plan_resolver import PlanResolver
@@ -162,6 +164,9 @@ class AssemblyOptions:
     #: debug events for the whole session (F-027, ``rspp run --debug``); off, debug capture
     #: can still be turned on for a while (:meth:`AssembledSession.capture_debug`, F-076)
     debug: bool = False
+    #: the runtime's debug-capture slots (F-076): the process running sessions passes one
+    #: to all of them, so at most its ``limit`` sessions capture at once; None: no limit
+    debug_slots: DebugCaptureSlots | None = None
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -332,10 +337,18 @@ class AssembledSession(Generic[TransportT]):
         lasts and the first one after it turns the session's debug off. ``seconds`` 0
         ends a capture now.
         """
+        slots = self.options.debug_slots
         if seconds == 0:
             self.recorder.debug_capture.disable(self.session_id)
             self.session.set_debug(self.options.debug)
+            if slots is not None:
+                slots.release(self.session_id)
             return
+        if slots is not None and not slots.claim(self.session_id, seconds):
+            raise InputRejected("seconds", (
+                f"this runtime lets {slots.limit} session(s) capture debug events at once "
+                "(rspp serve --max-debug-captures) and they are taken; end a capture "
+                "(`seconds` 0) or try again when one expires"))
         self.recorder.debug_capture.enable(self.session_id, seconds)
         self.session.signals.telemetry(kind="debug", reason=f"capture_on:{seconds:g}s",
                                        at_sequence=max(self.session._seq - 1, 0))
@@ -368,6 +381,8 @@ class AssembledSession(Generic[TransportT]):
             return
         self._finished = True
         o = self.options
+        if o.debug_slots is not None:
+            o.debug_slots.release(self.session_id)
         try:
             try:
                 await self.session.drain()

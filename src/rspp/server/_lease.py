@@ -234,19 +234,29 @@ class ControlPlaneSnapshots:
         self.last: TurnStartBundle | None = None
         self.fetches = 0
         self.fallbacks = 0
+        #: bundles fetched past the client's cache (after the session's authority moved)
+        self.refreshes = 0
+        self._refresh = False
+
+    def refresh_next(self) -> None:
+        """The session's authority moved (it resumed here, its lease epoch changed): the next
+        bundle skips the cached snapshots, routing view included (F-159)."""
+        self._refresh = True
 
     async def turn_start_bundle(
         self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
     ) -> TurnStartBundle:
+        refresh, self._refresh = self._refresh, False
         try:
             bundle = await self.client.turn_start_bundle(
                 tenant_id=tenant_id, session_id=session_id, pipeline_name=pipeline_name,
-                runtime_id=runtime_id)
+                runtime_id=runtime_id, refresh=refresh)
         except CPError as exc:
             self.fallbacks += 1
             _LOG.warning("turn-start bundle for %s unavailable (%s); snapshots of the last "
                          "bundle are used and go stale", session_id, exc)
             return self.last if self.last is not None else TurnStartBundle()
         self.fetches += 1
+        self.refreshes += refresh
         self.last = bundle
         return bundle

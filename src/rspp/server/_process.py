@@ -82,6 +82,8 @@ class ServeOptions:
     record_level: RecordingLevel | None = None
     #: kernel overhead budget per event, microseconds (None: no budget)
     kernel_overhead_budget_us: float | None = None
+    #: sessions that may capture debug events at once (F-076)
+    max_debug_captures: int = 1
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -156,7 +158,8 @@ async def serve(opts: ServeOptions) -> int:
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
-                               kernel_overhead_budget_us=opts.kernel_overhead_budget_us),
+                               kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
+                               max_debug_captures=opts.max_debug_captures),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

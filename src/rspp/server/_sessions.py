@@ -38,6 +38,8 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
+from rspp.kernel import SystemClock
+from rspp.observability import DebugCaptureSlots
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
@@ -94,6 +96,8 @@ class SessionPolicy:
     drain_mode: str = "close"
     #: kernel overhead budget per event, microseconds (telemetry counts samples over it)
     kernel_overhead_budget_us: float | None = None
+    #: sessions that may capture debug events at once (F-076; the ``debug`` message)
+    max_debug_captures: int = 1
 
 
 @dataclass(slots=True)
@@ -114,6 +118,8 @@ class ServedSession(Generic[S]):
     checkpoints: SessionCheckpointer | None = None
     #: the checkpoint this session resumed from (None: a new session, or none was saved)
     resumed: ResumePoint | None = None
+    #: where its turn-start snapshots come from (refreshed when its authority moves)
+    snapshots: ControlPlaneSnapshots | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -218,6 +224,8 @@ class GovernedSessions:
         self.link = link
         self.metrics = metrics
         self.policy = policy or SessionPolicy()
+        #: the runtime's debug-capture slots, shared by its sessions (F-076)
+        self.debug_slots = DebugCaptureSlots(self.policy.max_debug_captures, SystemClock())
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -260,6 +268,8 @@ class GovernedSessions:
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
         snapshots = ControlPlaneSnapshots(self.link.client)
+        if claims.lease_epoch > 1:  # resumed here after a failover or a migration
+            snapshots.refresh_next()
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
             bundle=snapshots.turn_start_bundle(
@@ -286,6 +296,7 @@ class GovernedSessions:
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
+            snapshots.refresh_next()  # the next turn's snapshots come fresh, not cached
             if holder:
                 holder[0]._on_authority(epoch, reason)
 
@@ -331,13 +342,14 @@ class GovernedSessions:
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id, state=state)
+            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots)
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
             raise SessionRefused("assembly_failed", str(exc)) from None
         served: ServedSession[S] = ServedSession(claims=claims, info=info, built=built,
-                                                 keeper=keeper, owner=self)
+                                                 keeper=keeper, owner=self,
+                                                 snapshots=snapshots)
         holder.append(served)
         transport = getattr(built.core, "transport", None)
         if isinstance(transport, LiveTransport):

@@ -58,17 +58,15 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 from rspp.transports._twilio_protocol import (
+    CarrierWriter,
     Connected,
     Dtmf,
     Mark,
     Media,
     StreamStart,
     StreamStop,
-    clear_message,
     decode_carrier,
     decode_payload,
-    mark_message,
-    media_message,
 )
 from rspp.transports._websocket import SessionHub
 
@@ -103,13 +101,17 @@ class _Close(Exception):
 
 
 class _Call:
-    """One carrier stream: its socket, call/stream ids and the send side."""
+    """One carrier stream: its socket, call/stream ids and the send side.
+
+    Only the writer task sends (the reader never answers the carrier; the close comes
+    after both tasks ended), so sends need no lock.
+    """
 
     def __init__(self, ws: WebSocket, opts: TelephonyOptions) -> None:
         self.ws, self.opts = ws, opts
         self.call_sid = "-"
         self.stream_sid = ""
-        self.lock = asyncio.Lock()
+        self.out = CarrierWriter("")
 
     async def receive(self) -> str | None:
         """The next text message; None when the carrier disconnected."""
@@ -125,8 +127,7 @@ class _Call:
         return text
 
     async def send(self, text: str) -> None:
-        async with self.lock:
-            await self.ws.send_text(text)
+        await self.ws.send_text(text)
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
@@ -180,6 +181,7 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
             from None
     info = start.start
     call.call_sid, call.stream_sid = info.call_sid, info.stream_sid
+    call.out = CarrierWriter(info.stream_sid)
     fmt = info.media_format
     if (fmt.encoding, fmt.sample_rate, fmt.channels) != ("audio/x-mulaw", CARRIER_RATE, 1):
         raise _Close(CLOSE_BAD_REQUEST, f"media format {fmt.encoding}/{fmt.sample_rate}/"
@@ -259,11 +261,11 @@ async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
 async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
     if isinstance(item, AudioFrame):
         if item.pcm:
-            await call.send(media_message(call.stream_sid, mulaw_encode(item.pcm)))
+            await call.send(call.out.media(mulaw_encode(item.pcm)))
         if item.mark is not None:
-            await call.send(mark_message(call.stream_sid, item.mark))
+            await call.send(call.out.mark(item.mark))
     elif isinstance(item, Clear):
-        await call.send(clear_message(call.stream_sid))
+        await call.send(call.out.clear())
     elif isinstance(item, ErrorEvent):
         log.warning("call %s: %s (%s): %s", call.call_sid, item.code, item.field, item.message)
     # transcripts, reply text, turn events and stats have no carrier message

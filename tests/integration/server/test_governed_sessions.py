@@ -198,6 +198,7 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
     assert served.epoch == 1
     first = await asyncio.wait_for(watch.when(signal(SignalName.PLAYBACK_STARTED)), 60)
     tid = first.turn_id  # type: ignore[attr-defined]
+    assert served.snapshots is not None and served.snapshots.refreshes == 0
     lease = await rig.client.rotate_lease(sid)
     assert lease.epoch == 2 and lease.holder == "rt-a"
     await asyncio.wait_for(watch.when(signal(SignalName.CLOSE, tid)), 30)
@@ -209,6 +210,9 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
         raise AssertionError([(r.signal.value, r.turn_id, r.reason) for r in watch.signals()
                               if r.signal.value != "telemetry"]) from None
     second = second_open.turn_id  # type: ignore[attr-defined]
+    # the turn after the rotation took its snapshots (routing view included) fresh from the
+    # control plane, past the client's cache (F-159)
+    assert served.snapshots.refreshes == 1
     await asyncio.wait_for(watch.when(signal(SignalName.CLOSE, second)), 60)
     await served.close("test_done")
     await loop.wait_closed()

@@ -24,6 +24,7 @@ from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
     DebugCapture,
+    DebugCaptureSlots,
     ExporterOptions,
     JsonLinesFileSink,
     OR02Evidence,
@@ -258,6 +259,21 @@ def test_debug_capture_is_per_session_and_expires() -> None:
     assert recorder.debug_event(dbg) is False
     assert recorder.stats.debug_events == 1
     assert [i.record.session_id for i in recorder.peek(10)] == ["s-debug"]  # type: ignore[attr-defined]
+
+
+def test_debug_capture_slots_bound_the_sessions_capturing_at_once() -> None:
+    clock = VirtualClock()
+    slots = DebugCaptureSlots(1, clock)
+    assert slots.claim("a", 2.0) and slots.active == 1
+    assert not slots.claim("b", 2.0) and slots.refused == 1  # the one slot is held
+    assert slots.claim("a", 5.0)  # the holder renews (a shorter or longer capture)
+    slots.release("a")  # ended (seconds 0) or its session ended
+    assert slots.claim("b", 1.0)
+    clock.advance(1500)  # b's capture expired: its slot is free again
+    assert slots.active == 0 and slots.claim("a", 1.0)
+    assert not DebugCaptureSlots(0, clock).claim("a", 1.0)  # 0: no capture at all
+    with pytest.raises(ValueError, match="debug capture limit"):
+        DebugCaptureSlots(-1, clock)
 
 
 def test_plan_recording_policy_sets_the_level_at_turn_start() -> None:

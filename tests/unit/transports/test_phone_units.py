@@ -4,6 +4,7 @@ protocol's messages, mark names, mu-law tables and the TwiML answer (F-085)."""
 from __future__ import annotations
 
 import base64
+import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -13,6 +14,7 @@ from rspp.server import parse_phone_number, twilio_signature
 from rspp.server._telephony import _twiml
 from rspp.transports import ProtocolError, mulaw_decode, mulaw_encode, parse_mark
 from rspp.transports._twilio_protocol import (
+    CarrierWriter,
     Dtmf,
     Media,
     StreamStart,
@@ -62,6 +64,21 @@ def test_carrier_messages_decode_and_bad_ones_name_the_field() -> None:
     big = Media(media=media.media.__class__(payload=base64.b64encode(bytes(9000)).decode()))
     with pytest.raises(ProtocolError, match="over 8000"):
         decode_payload(big, 8000)
+    # strict base64: padding required, nothing after it, no whitespace
+    assert decode_payload(Media(media=media.media.__class__(payload="//8=")), 8000) == b"\xff\xff"
+    for bad in ("//8", "//8=x", "=//8", " //8=", "//8=\n", "\u00e9AAA"):
+        with pytest.raises(ProtocolError, match="not base64"):
+            decode_payload(Media(media=media.media.__class__(payload=bad)), 8000)
+
+
+def test_outbound_messages_are_the_protocols_json_for_any_stream_id() -> None:
+    for sid in ("MZ1", 'MZ"quoted\\back', "MZ\u00e9\n"):
+        out = CarrierWriter(sid)
+        assert json.loads(out.media(b"\x00\xff\x7f")) == {
+            "event": "media", "streamSid": sid, "media": {"payload": "AP9/"}}
+        assert json.loads(out.mark('t"1#5$')) == {
+            "event": "mark", "streamSid": sid, "mark": {"name": 't"1#5$'}}
+        assert json.loads(out.clear()) == {"event": "clear", "streamSid": sid}
 
 
 def test_mark_names_round_trip_and_foreign_marks_are_ignored() -> None:
@@ -71,6 +88,22 @@ def test_mark_names_round_trip_and_foreign_marks_are_ignored() -> None:
     assert parse_mark("s1:turn:2#5") == ("s1:turn:2", 5)
     for foreign in ("hello", "#5", "t#", "t#x", "t#1234567890"):
         assert parse_mark(foreign) is None, foreign
+
+
+def _g711_ulaw(sample: int) -> int:
+    """The reference encoder of one sample (G.711 / Sun g711.c linear2ulaw)."""
+    sign = 0x80 if sample < 0 else 0
+    magnitude = min(abs(sample), 32635) + 0x84
+    exponent = 7
+    while exponent > 0 and not magnitude & (0x4000 >> (7 - exponent)):
+        exponent -= 1
+    return ~(sign | (exponent << 4) | ((magnitude >> (exponent + 3)) & 0x0F)) & 0xFF
+
+
+def test_mulaw_encode_matches_the_reference_on_every_sample() -> None:
+    every = np.arange(-32768, 32768, dtype="<i2")
+    assert mulaw_encode(every.tobytes()) == bytes(_g711_ulaw(int(v)) for v in every)
+    assert mulaw_encode(every[:3].tobytes() + b"\x01") == mulaw_encode(every[:3].tobytes())
 
 
 def test_mulaw_tables_follow_g711() -> None:
