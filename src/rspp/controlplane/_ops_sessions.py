@@ -28,7 +28,6 @@ from rspp.controlplane._errors import (
     Conflict,
     CPError,
     Forbidden,
-    InvalidRequest,
     NoCapacity,
     NotFound,
 )
@@ -258,9 +257,8 @@ class SessionOps(ControlPlaneCore):
         audit log as ``session.summary`` (F-075)."""
         await self.authorize(principal, Role.OPERATOR, "report session status")
         if summary is not None and summary.session_id != session_id:
-            raise InvalidRequest(f"summary.session_id {summary.session_id!r} is not the "
-                                 f"session {session_id!r} of the path",
-                                 field="summary.session_id")
+            raise Conflict(f"summary.session_id {summary.session_id!r} is not the session "
+                           f"{session_id!r} of the path", field="summary.session_id")
 
         async def work(conn: AsyncConnection, now: int) -> SessionInfo:
             info = await self.sessions.get_in(conn, session_id)

@@ -63,6 +63,7 @@ from rspp.providers import (
     SecretConfigError,
     SecretRef,
     UsageSummary,
+    cost_caps_from_config,
     default_redactor,
     policy_from_config,
 )
@@ -241,11 +242,13 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
     timeouts: dict[str, int] = {}
     policies: dict[str, InvocationPolicy] = {}
     prices: dict[str, dict[str, float]] = {"llm": {}, "stt": {}, "tts": {}}
+    configs: dict[str, dict[str, object]] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
         timeouts[b.modality] = max(int(b.timeout.value), min_timeout_ms)
         config = dict(b.config.items()) if hasattr(b.config, "items") else {}
+        configs[b.modality] = config
         try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
             policies[b.modality] = policy_from_config(
                 chain, timeouts[b.modality], config, path=f"providers.{b.modality}.config")
@@ -265,10 +268,14 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
             prices[b.modality][b.primary] = float(price)
     table = PriceTable(per_1k_llm_tokens=prices["llm"], per_stt_audio_minute=prices["stt"],
                        per_1k_tts_chars=prices["tts"])
+    try:
+        caps = cost_caps_from_config(configs)
+    except PolicyError as exc:
+        raise AssemblyError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts, policies=policies, circuits=circuits,
-                        meter=CostMeter(session_id, prices=table))
+                        meter=CostMeter(session_id, caps=caps, prices=table))
 
 
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
