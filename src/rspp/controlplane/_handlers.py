@@ -24,7 +24,7 @@ from rspp.contracts import (
 )
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._configs import ConfigKind
-from rspp.controlplane._errors import NotFound
+from rspp.controlplane._errors import InvalidRequest, NotFound
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._replies import (
     AuditList,
@@ -261,9 +261,14 @@ async def migrate(c: Call) -> Any:
 
 
 async def issue_token(c: Call) -> TokenReply:
+    b = c.body
+    if b.wait_ms and b.moved_from is None:
+        raise InvalidRequest("wait_ms needs moved_from: the placement to wait to leave",
+                             field="wait_ms")
+    moved_from = (b.moved_from.runtime_id, b.moved_from.lease_epoch) if b.moved_from else None
     token, claims = await c.cp.issue_token(
-        c.principal, session_id=c.path["session_id"], tenant_id=c.body.tenant_id, ttl_s=c.body.ttl_s
-    )
+        c.principal, session_id=c.path["session_id"], tenant_id=b.tenant_id, ttl_s=b.ttl_s,
+        moved_from=moved_from, wait_ms=b.wait_ms)
     return TokenReply(token=token, claims=claims,
                       endpoint=await c.cp.runtime_endpoint(claims.runtime_id))
 

@@ -199,13 +199,30 @@ class SessionOps(ControlPlaneCore):
         raise CPError("route session produced no result", code="internal")
 
     async def issue_token(
-        self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None
+        self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None,
+        moved_from: tuple[str, int] | None = None, wait_ms: int = 0,
     ) -> tuple[str, SessionClaims]:
-        """A fresh token for an already routed session, bound to its current lease epoch."""
+        """A fresh token for an already routed session, bound to its current lease epoch.
+
+        ``moved_from`` (runtime, lease epoch: where the caller last had the session) with
+        ``wait_ms``: while the session is still there, wait up to ``wait_ms`` for it to move
+        (a failover, a migration, its end) and answer with its placement then (the long poll
+        of a client whose runtime went silent; see :mod:`rspp.controlplane._placements`)."""
         await self.authorize(principal, Role.OPERATOR, "issue token")
         principal.require_tenant(tenant_id)
-        async with self.store.engine.connect() as conn:
-            info = await self.sessions.get_in(conn, session_id)
+
+        async def read() -> SessionInfo:
+            async with self.store.engine.connect() as conn:
+                return await self.sessions.get_in(conn, session_id)
+
+        def moved(info: SessionInfo) -> bool:
+            return (info.status == SessionStatus.ENDED or info.tenant_id != tenant_id
+                    or (info.runtime_id, info.lease_epoch) != moved_from)
+
+        if moved_from is not None and wait_ms > 0:
+            info = await self.placements.until(session_id, read, moved, wait_ms / 1000)
+        else:
+            info = await read()
         if info.tenant_id != tenant_id:
             raise Forbidden(
                 f"session {session_id} belongs to another tenant, not {tenant_id!r}",
@@ -271,7 +288,10 @@ class SessionOps(ControlPlaneCore):
                                            detail=detail, tenant_id=info.tenant_id)
             return await self.sessions.set_status_in(conn, session_id, status, now_ms=now)
 
-        return await self._write(work, "report status")
+        info = await self._write(work, "report status")
+        if status == SessionStatus.ENDED:
+            self.placements.changed([session_id])
+        return info
 
     async def session_summary(self, principal: Principal, session_id: str) -> UsageSummary:
         """The usage summary the session's runtime reported when it ended (F-075)."""
@@ -342,12 +362,14 @@ class SessionOps(ControlPlaneCore):
         current = await self.leases.current(session_id)
         if current is None:
             raise NotFound(f"session {session_id} has no lease", field="session_id")
-        return await self.leases.rotate(
+        change = await self.leases.rotate(
             session_id,
             REVOKED_HOLDER if revoke else current.holder,
             ttl_ms=self.settings.lease_ttl_ms,
             actor=principal.key_id,
         )
+        self.placements.changed([session_id])
+        return change
 
     async def authorize_lease(
         self, principal: Principal, session_id: str, holder: str, epoch: int

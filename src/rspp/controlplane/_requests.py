@@ -114,6 +114,7 @@ Capacity = Annotated[int, Meta(ge=1, le=1_000_000)]
 TtlS = Annotated[int, Meta(ge=1, le=3600, description="token lifetime in seconds")]
 TtlMs = Annotated[int, Meta(ge=100, le=86_400_000, description="milliseconds")]
 Epoch = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+WaitMs = Annotated[int, Meta(ge=0, le=10_000, description="milliseconds to wait, at most 10 s")]
 ConfigVersionNo = Annotated[int, Meta(ge=1, le=INT32_MAX)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 Rate = Annotated[float, Meta(ge=0, le=1)]
@@ -279,9 +280,20 @@ class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     target: Id | None = None
 
 
+class Placed(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a client last had its session: a runtime at a lease epoch."""
+
+    runtime_id: Id
+    lease_epoch: Epoch
+
+
 class TokenRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tenant_id: Id
     ttl_s: TtlS | None = None
+    #: with ``wait_ms``: while the session is still placed here, wait for it to move
+    moved_from: Placed | None = None
+    #: how long to wait for the session to leave ``moved_from`` (the long poll)
+    wait_ms: WaitMs = 0
 
 
 class VerifyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

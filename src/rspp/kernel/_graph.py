@@ -140,7 +140,8 @@ class RuntimeGraph:
             edges.append(EdgeDecl(
                 id=ed.id, source=ed.source_node, source_port=ed.source_port,
                 target=ed.target_node, target_port=ed.target_port,
-                buffer=BufferConfig.from_policy(ed.buffer, flow, **buffer_overrides),
+                buffer=BufferConfig.from_policy(ed.buffer, flow, **_edge_overrides(
+                    ed, buffer_overrides)),
                 condition=cond.evaluate if cond is not None else None,
                 condition_text=getattr(cond, "source", None),
                 lane=Lane(ed.lane), role=getattr(ed, "role", "data"),
@@ -212,3 +213,9 @@ def _node_time_limit(nd: Any, timeout: Any) -> int | None:
     if getattr(nd, "provider_modality", None) is None:
         return value
     return value if str(getattr(timeout, "source", "")) == "spec" else None
+
+
+def _edge_overrides(ed: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """An edge's own flow-control mode (F-145) wins over the pipeline's."""
+    mode = getattr(ed, "flow_mode", None)
+    return {**overrides, "flow_mode": mode} if mode else overrides

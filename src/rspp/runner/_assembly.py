@@ -561,6 +561,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         invocations=services.invocation_outcomes,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
+    if authority.epoch > 1:  # taken over from another owner: its turn ids cannot repeat
+        driver.stamp.ids.epoch = authority.epoch
     driver.overload.on_change = on_posture
     services.hooks = driver
     services.remaining_budget_ms = _remaining_budget(driver)

@@ -29,7 +29,7 @@ from rspp.spec._graph_checks import check_structure, fanin_plans
 from rspp.spec._issues import LintIssue, SpecInvalid
 from rspp.spec._jitter import compile_jitter
 from rspp.spec._loader import source_of, spec_hash
-from rspp.spec._model import PipelineSpec
+from rspp.spec._model import BufferOverride, PipelineSpec
 from rspp.spec._params_check import check_params
 from rspp.spec._profile import PROFILES, ExecutionProfile, profile_problem
 from rspp.spec._providers_check import ProviderAdapterCatalog, check_providers
@@ -153,6 +153,7 @@ def analyse(
             target_node=w.target_node, target_port=w.target_port, port_type=w.port_type,
             buffer=resolve_buffer(w.flat.spec.buffer, w.port_type, profile), lane=lane,
             condition=w.condition, role="fallback" if w.role == "fallback" else "data",
+            flow_mode=_edge_flow_mode(w.flat.spec.buffer),
         ))
     needed = {sig.provider_modality for _, sig in nodes.values() if sig.provider_modality}
     providers = resolve_providers(spec, profile, budgets, {str(m) for m in needed})
@@ -176,7 +177,9 @@ def analyse(
             key=lambda d: str(d["id"])),
         "edges": sorted(
             ({"id": e.id, "when": e.condition, "buffer": e.buffer, "lane": e.lane,
-              "role": e.role} for e in edge_defs), key=lambda d: str(d["id"])),
+              "role": e.role,  # a flow mode is hashed only when an edge declares one
+              **({"flow_mode": e.flow_mode} if e.flow_mode else {})}
+             for e in edge_defs), key=lambda d: str(d["id"])),
         "merges": merges, "selects": selects, "fallbacks": fallbacks,
         "providers": [(p.modality, p.primary, p.fallbacks, p.timeout.value, p.config)
                       for p in providers],
@@ -428,3 +431,7 @@ def _ports(edges: list[EdgeDef], side: str) -> tuple[GraphPort, ...]:
             found.setdefault(name, []).append(e)
     return tuple(GraphPort(name, es[0].port_type, tuple(e.id for e in es))
                  for name, es in found.items())
+
+
+def _edge_flow_mode(buffer: BufferOverride | None) -> str | None:
+    return str(buffer.flow_mode) if buffer is not None and buffer.flow_mode is not None else None

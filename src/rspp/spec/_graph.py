@@ -115,6 +115,8 @@ class EdgeDef:
     condition: Condition | None = None
     role: Literal["data", "fallback"] = "data"
     """``fallback`` edges deliver only after the target's primary failed."""
+    flow_mode: str | None = None
+    """This edge's flow-control mode when its spec sets one (else the pipeline's)."""
 
 
 @dataclass(frozen=True, slots=True)

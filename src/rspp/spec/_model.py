@@ -123,6 +123,9 @@ class BufferOverride(msgspec.Struct, **_S):
     telemetry_handling: TelemetryLaneHandling | None = None
     fairness_key: str | None = None
     sync_drop_policy: SyncDropPolicy | None = None
+    #: flow control of this edge (signal / credit / hybrid, F-145); default the pipeline's
+    #: ``flow_control.mode_by_lane.DataLane``
+    flow_mode: FlowMode | None = None
 
 
 class EdgeSpec(msgspec.Struct, **_S):

@@ -57,6 +57,9 @@ class WebRTCPeer:
                 frame.pts, frame.sample_rate = peer._k * FRAME, RATE
                 frame.time_base = fractions.Fraction(1, RATE)
                 peer._k += 1
+                if peer._lose:  # the next frames never arrive: their RTP timestamps pass
+                    peer._k += peer._lose
+                    peer._lose = 0
                 return frame
 
         self._aiortc = aiortc
@@ -64,6 +67,7 @@ class WebRTCPeer:
         self._pcm = bytearray()
         self._start: float | None = None
         self._k = 0
+        self._lose = 0
         self.pc = aiortc.RTCPeerConnection()
         self.pc.addTrack(_Microphone())
         self.channel = self.pc.createDataChannel("rspp")
@@ -78,6 +82,12 @@ class WebRTCPeer:
     def say(self, pcm48: bytes) -> None:
         """Queue 48 kHz mono PCM16 for the microphone (played in real time)."""
         self._pcm.extend(pcm48)
+
+    def lose_frames(self, n: int) -> None:
+        """The ``n`` microphone frames after the next one are lost on the way, as a lossy
+        network loses packets: their media time passes and the sender's RTP timestamps skip
+        them (queued speech is not consumed by them: it plays after the gap)."""
+        self._lose = n
 
     def send(self, message: dict[str, Any] | str | bytes) -> None:
         """A control message on the data channel (a dict is sent as JSON)."""

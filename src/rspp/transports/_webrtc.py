@@ -18,7 +18,9 @@ already gathered (no trickle). In order, per request:
 This is a thin adapter onto the shared transport contract (:class:`LiveTransport`
 behind :class:`~rspp.transports.LiveSession`): inbound Opus is decoded by aiortc and
 handed over as PCM16 at its rate (the contract resamples to the pipeline rate and
-re-chunks to 20 ms); reply audio comes from the contract's paced egress (fence
+re-chunks to 20 ms), numbered from the RTP timestamp behind each decoded frame
+(:class:`RtpFrameNumbers`) so the jitter buffer of the ``webrtc`` profile sees the
+frames a lossy network never delivered; reply audio comes from the contract's paced egress (fence
 checked per frame) and is written to a real-time track that checks the fence once
 more right before each frame goes to the encoder; the data channel carries the
 JSON events of the WebSocket protocol (and takes ``text``, ``interrupt``, ``end``).
@@ -95,6 +97,42 @@ def webrtc_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+class RtpFrameNumbers:
+    """Frame numbers of one inbound track from the RTP timestamps behind its frames.
+
+    aiortc's receiver orders RTP packets by sequence number in its own small buffer and
+    hands the decoder each frame with its RTP timestamp (relative to the track's first,
+    wrap-around unrolled) as ``pts``; a packet it never got leaves a gap in those
+    timestamps, not in the decoded stream. Numbering frame ``k`` as ``pts // samples``
+    (samples of the first frame: 960 for 20 ms of Opus) gives the jitter buffer that gap:
+    counted lost, concealed or dropped by the profile, and the pipeline's media time keeps
+    the sender's. The RTP sequence number itself never reaches a decoded frame.
+
+    A frame the timestamps cannot number (no ``pts``, another frame length, a timestamp
+    off the grid) switches the track to arrival numbering (each frame the next number):
+    the order stays, nothing more is counted lost.
+    """
+
+    def __init__(self) -> None:
+        self._unit = 0
+        self._origin = 0
+        self._last: int | None = None
+        self._by_pts = True
+
+    def number(self, pts: int | None, samples: int) -> int:
+        if self._by_pts and pts is not None and samples > 0:
+            if self._last is None:
+                self._unit, self._origin = samples, pts
+            offset = pts - self._origin
+            if samples == self._unit and offset % self._unit == 0:
+                seq = offset // self._unit
+                self._last = seq if self._last is None else max(self._last, seq)
+                return seq
+        self._by_pts = False
+        self._last = 0 if self._last is None else self._last + 1
+        return self._last
 
 
 def frame_pcm(frame: Any) -> bytes:
@@ -315,6 +353,7 @@ class _Peer:
 
         track = self.inbound
         resampler: StreamResampler | None = None
+        numbers = RtpFrameNumbers()
         while True:
             try:
                 frame = await track.recv()
@@ -324,12 +363,14 @@ class _Peer:
             if self.input_ended:
                 continue  # after `end` the track keeps running; its audio is not input
             pcm = frame_pcm(frame)
+            seq: int | None = numbers.number(frame.pts, frame.samples)
             if frame.sample_rate != self.audio.sample_rate:
                 if resampler is None or resampler.in_rate != frame.sample_rate:
                     resampler = StreamResampler(frame.sample_rate, self.audio.sample_rate)
                 pcm = resampler.convert(pcm)
+                seq = None  # a resampler's output is not one piece per frame
             try:
-                await self.handle.push_audio(pcm)
+                await self.handle.push_audio(pcm, seq)
             except Flood as exc:
                 self.handle.notify(ErrorEvent(code="flood", field="audio", message=str(exc),
                                               fatal=True))

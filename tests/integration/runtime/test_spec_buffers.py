@@ -21,7 +21,7 @@ from rspp.kernel import (
     default_registry,
 )
 from rspp.kernel._deadletter import classify_error
-from rspp.spec import compile_spec, parse_spec_text
+from rspp.spec import SpecInvalid, compile_spec, parse_spec_text
 from rspp.testing import GraphHarness, audio_frames
 
 pytestmark = pytest.mark.integration
@@ -145,3 +145,44 @@ async def test_builtin_voice_pipeline_instantiates_from_registry() -> None:
     assert s.state == "running" and set(s.hosts) == {n.id for n in g.nodes}
     await s.stop()
     assert s.state == "stopped"
+
+
+FLOW_SPEC = """
+name: flow-modes
+version: 1.0.0
+profile: simple/v1
+nodes:
+""" + "".join(f"""  - id: {n}
+    type: acme.sink
+    ports: {{inputs: [{{name: audio, type: audio}}], outputs: [{{name: audio, type: audio}}],
+            is_async: true}}
+""" for n in ("sig", "cred", "hyb")) + """edges:
+""" + "".join(f"""  - from: input.audio
+    to: {n}.audio
+    buffer: {{flow_mode: {mode}, max_queue_items: 1000, max_queue_bytes: 1000000,
+             max_queue_ms: 600000, max_latency_contribution_ms: 600000,
+             watermarks: {{queue_items: {{high: 900, low: 10}}}}}}
+  - {{from: {n}.audio, to: output.{n}}}
+""" for n, mode in (("sig", "signal"), ("cred", "credit"), ("hyb", "hybrid")))
+
+
+async def test_each_edge_runs_the_flow_mode_its_spec_declares(check_records) -> None:
+    """F-145: one spec, three edges in signal, credit and hybrid mode, one overloaded
+    producer (the pipeline's flow watermarks: xoff above 192 queued, xon at 64)."""
+    g = RuntimeGraph.from_definition(compile_spec(parse_spec_text(FLOW_SPEC)))
+    modes = {e.target: e.buffer.flow_mode for e in g.edges if e.source == "input"}
+    assert modes == {"sig": "signal", "cred": "credit", "hyb": "hybrid"}
+    async with GraphHarness(g, registry=reg(), clock=VirtualClock()) as h:
+        await h.feed(audio_frames(260))
+        seen = {(s.signal, s.edge_id) for s in h.session.signals.records
+                if getattr(s, "signal", None) in (SignalName.FLOW_XOFF, SignalName.FLOW_XON,
+                                                   SignalName.CREDIT_GRANT)}
+        check_records(h.records())
+    kinds = {edge.split("->")[1].split(".")[0]: {s for s, e in seen if e == edge}
+             for edge in {e for _, e in seen}}
+    assert kinds["sig"] == {SignalName.FLOW_XOFF, SignalName.FLOW_XON}
+    assert kinds["cred"] == {SignalName.CREDIT_GRANT}
+    assert kinds["hyb"] == {SignalName.FLOW_XOFF, SignalName.FLOW_XON, SignalName.CREDIT_GRANT}
+    with pytest.raises(SpecInvalid) as bad:
+        compile_spec(parse_spec_text(FLOW_SPEC.replace("flow_mode: credit", "flow_mode: turbo")))
+    assert bad.value.issues[0].path == "edges[2].buffer.flow_mode"

@@ -249,7 +249,9 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
 
 
 async def test_revoked_lease_closes_the_session_with_a_reason(rig: Rig, question: bytes) -> None:
-    served, loop, watch, sid = await start_session(rig, question + b"\x00\x00" * RATE * 4)
+    # a long silent tail: the input must outlast the revoke's discovery on a busy machine (with
+    # 4 s the loopback input could end first and close the session normally, reason None)
+    served, loop, watch, sid = await start_session(rig, question + b"\x00\x00" * RATE * 60)
     first = await asyncio.wait_for(watch.when(signal(SignalName.PLAYBACK_STARTED)), 60)
     await rig.client.rotate_lease(sid, revoke=True)
     await asyncio.wait_for(loop.wait_closed(), 30)

@@ -157,3 +157,16 @@ def test_a_restarted_count_resynchronises_instead_of_muting_the_client() -> None
     assert got == [frame(k) for k in (*range(600, 700), 0, 1, 2)]
     assert buf.stats.discontinuities == 1 and buf.stats.too_late == 0
     assert buf.stats.duplicates == 0
+
+
+def test_webrtc_frames_are_numbered_from_their_rtp_timestamps() -> None:
+    from rspp.transports._webrtc import RtpFrameNumbers
+
+    numbers = RtpFrameNumbers()
+    # 20 ms Opus frames from an arbitrary first timestamp; the packets of 3 and 4 never came
+    got = [numbers.number(48_000 + 960 * k, 960) for k in (0, 1, 2, 5, 6)]
+    assert got == [0, 1, 2, 5, 6]
+    # a frame off the grid (another length): arrival numbering from there on, order kept
+    assert numbers.number(48_000 + 960 * 7, 480) == 7
+    assert [numbers.number(48_000 + 960 * 9, 960), numbers.number(None, 960)] == [8, 9]
+    assert RtpFrameNumbers().number(None, 960) == 0
