@@ -38,6 +38,7 @@ from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.controlplane._validate import field_from
+from rspp.providers import UsageSummary
 
 T = TypeVar("T")
 
@@ -286,8 +287,9 @@ class ControlPlaneClient:
                                   json=MigrateRequest(target=target))
         return msgspec.convert(data, MigrationResult)
 
-    async def report_status(self, session_id: str, status: str) -> SessionInfo:
-        body = _typed({"status": status}, StatusRequest)
+    async def report_status(self, session_id: str, status: str,
+                            summary: UsageSummary | None = None) -> SessionInfo:
+        body = StatusRequest(status=status, summary=summary)  # type: ignore[arg-type]
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 

@@ -247,7 +247,11 @@ async def session_status(c: Call) -> Any:
 
 async def report_status(c: Call) -> Any:
     status = SessionStatus(c.body.status)
-    return await c.cp.report_status(c.principal, c.path["session_id"], status)
+    return await c.cp.report_status(c.principal, c.path["session_id"], status, c.body.summary)
+
+
+async def session_summary(c: Call) -> Any:
+    return await c.cp.session_summary(c.principal, c.path["session_id"])
 
 
 async def session_signals(c: Call) -> SignalList:

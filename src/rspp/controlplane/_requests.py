@@ -16,6 +16,7 @@ from msgspec import Meta
 from rspp.controlplane._admission import Quotas
 from rspp.controlplane._policy import PolicyDocument
 from rspp.observability import TurnGateSample
+from rspp.providers import UsageSummary
 
 INT32_MAX = 2**31 - 1
 
@@ -271,6 +272,8 @@ class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["connected", "running", "degraded", "ended"]
+    #: the session's usage summary, reported with ``ended`` (F-075)
+    summary: UsageSummary | None = None
 
 
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -57,6 +57,7 @@ from rspp.controlplane._session_state import (
     save_states,
 )
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.providers import UsageSummary
 
 Handler = Callable[[h.Call], Awaitable[Any]]
 
@@ -207,6 +208,10 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/sessions/{session_id}/status", h.report_status, OP, _S.TENANT,
        "Report session status", tenant=SESSION, body=q.StatusRequest, response=SessionInfo,
        errors=(404, 409), tag="sessions"),
+    Op("GET", "/v1/sessions/{session_id}/summary", h.session_summary, V, _S.TENANT,
+       "Usage summary of an ended session (turns, tokens, audio seconds, estimated cost; "
+       "also exported with the tenant's audit log as `session.summary`)", tenant=SESSION,
+       response=UsageSummary, errors=(404,), tag="sessions"),
     Op("GET", "/v1/sessions/{session_id}/signals", h.session_signals, V, _S.TENANT,
        "Control signals of a session", tenant=SESSION, response=r.SignalList, errors=(404,),
        tag="sessions"),

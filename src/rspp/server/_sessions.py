@@ -189,7 +189,8 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
-                    await self.owner.link.client.report_status(self.session_id, "ended")
+                    await self.owner.link.client.report_status(
+                        self.session_id, "ended", summary=self.core.usage_summary())
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
