@@ -16,6 +16,7 @@ from msgspec import Meta
 from rspp.controlplane._admission import Quotas
 from rspp.controlplane._policy import PolicyDocument
 from rspp.observability import TurnGateSample
+from rspp.providers import UsageSummary
 
 INT32_MAX = 2**31 - 1
 
@@ -271,6 +272,8 @@ class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["connected", "running", "degraded", "ended"]
+    #: the session's usage summary, reported with ``ended`` (F-075)
+    summary: UsageSummary | None = None
 
 
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -321,6 +324,22 @@ class LeaseRenewalsRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fiel
 
     leases: Annotated[tuple[HeldLease, ...], Meta(max_length=2000)]
     ttl_ms: TtlMs | None = None
+
+
+#: sessions per bundle batch (a runtime with more sends several)
+MAX_BUNDLES = 200
+
+
+class BundleFor(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+    session_id: Id
+    pipeline_name: Name
+
+
+class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The sessions a runtime wants turn-start bundles for (the runtime is the path's)."""
+
+    sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=MAX_BUNDLES)]
 
 
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -189,7 +189,8 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
-                    await self.owner.link.client.report_status(self.session_id, "ended")
+                    await self.owner.link.client.report_status(
+                        self.session_id, "ended", summary=self.core.usage_summary())
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
@@ -270,9 +271,10 @@ class GovernedSessions:
             raise SessionRefused("at_capacity", "this runtime is at capacity")
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
-        snapshots = ControlPlaneSnapshots(self.link.client)
+        snapshots = ControlPlaneSnapshots(self.link.client, self.link.bundles)
         if claims.lease_epoch > 1:  # resumed here after a failover or a migration
             snapshots.refresh_next()
+        self.link.bundles.track(claims.tenant_id, sid, claims.pipeline_name)
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
             bundle=snapshots.turn_start_bundle(
@@ -281,6 +283,9 @@ class GovernedSessions:
             signals=self._handoff_signals(sid) if claims.lease_epoch > 1 else None)
         try:
             return await self._start(claims, build, snapshots, early)
+        except BaseException:
+            self.link.bundles.forget(sid)
+            raise
         finally:
             await early.aclose()
 
@@ -300,7 +305,8 @@ class GovernedSessions:
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         state = StateManager(sid, ControlPlaneStateStore(
-            self.link.client, self.link.runtime_id, lambda: keeper.epoch or claims.lease_epoch))
+            self.link.client, self.link.runtime_id, lambda: keeper.epoch or claims.lease_epoch,
+            self.link.states))
         # the record check, the lease and (a resume) the checkpoint go out together: the
         # failover put the lease in this runtime's name at the token's epoch already, so
         # the checkpoint's take-over for that epoch need not wait for the acquire
@@ -339,6 +345,7 @@ class GovernedSessions:
             gd = await early.graph
         else:
             gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        self.link.bundles.track(claims.tenant_id, sid, info.pipeline_name)
         try:
             epoch = await lease_f
         except CPError as exc:
@@ -461,6 +468,7 @@ class GovernedSessions:
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
+            self.link.bundles.forget(served.session_id)
             self.metrics.session_closed()
 
     async def drain(self, deadline_s: float) -> None:
