@@ -15,7 +15,10 @@ Reported:
 - ``sessions_resumed``: session moves a client completed (new runtime, newer epoch);
 - ``resume_p50_ms`` / ``resume_p99_ms``: from the control plane rotating the lease
   (failure detected: heartbeat timeout, lease expired) to the client's ``ready`` on the
-  new runtime; ``resume_from_failure_*``: from the signal to that ``ready``;
+  new runtime (the rotation to the epoch the client resumed at: when the session's new
+  runtime failed too before its client arrived, the rotation away from that one);
+  ``resume_from_first_rotation_*``: from the first rotation away from the client's old
+  epoch; ``resume_from_failure_*``: from the signal to that ``ready``;
 - ``stale_outputs_accepted``: outputs of a superseded epoch that reached a client after it
   was ready on the newer epoch (the client keeps reading the old connection to count
   them; a client that did not check epochs would have accepted them) — must be 0;
@@ -138,11 +141,24 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
             with contextlib.suppress(Exception):
                 await task
         fenced = 0
+        starts: dict[str, list[float]] = {}  # step -> [sum, count] of resumed starts
         for rid in fleet.live():
-            fenced += int(_metric(await fleet.scrape(rid), "rspp_outputs_fenced_total") or 0)
+            text = await fleet.scrape(rid)
+            fenced += int(_metric(text, "rspp_outputs_fenced_total") or 0)
+            for step in ("control_plane", "total"):
+                labels = f'{{kind="resumed",step="{step}"}}'
+                acc = starts.setdefault(step, [0.0, 0.0])
+                acc[0] += _metric(text, f"rspp_session_start_seconds_sum{labels}") or 0.0
+                acc[1] += _metric(text, f"rspp_session_start_seconds_count{labels}") or 0.0
         await asyncio.gather(*(t.close() for t in talkers), return_exceptions=True)
-        return await _report(fleet, talkers, rounds_done, fenced,
-                             time.monotonic() - t_start)
+        report = await _report(fleet, talkers, rounds_done, fenced,
+                               time.monotonic() - t_start)
+        # the resumed session starts of the runtimes still alive at the end (killed ones'
+        # metrics are gone): mean seconds to the control-plane reads and to the whole start
+        for step, (total, count) in starts.items():
+            report[f"runtime_resume_start_{step}_mean_ms"] = (
+                round(total / count * 1000, 1) if count else None)
+        return report
     finally:
         stop.set()
         for task in tasks:
@@ -178,6 +194,7 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
     connect_ms: list[float] = []
     placed_ms: list[float] = []
     from_failure_ms: list[float] = []
+    from_first_ms: list[float] = []
     fail_times = sorted(r["failed_at_ms"] for r in rounds)
     resumed = 0
     stale = 0
@@ -200,6 +217,9 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
             at = issued.get((t.session_id, ev.to_epoch))
             if at is not None:
                 resume_ms.append(max(0.0, ev.resumed_wall_ms - at))
+            first = issued.get((t.session_id, ev.from_epoch + 1))
+            if first is not None:
+                from_first_ms.append(max(0.0, ev.resumed_wall_ms - first))
             before = [f for f in fail_times if f <= ev.resumed_wall_ms]
             if before:
                 from_failure_ms.append(ev.resumed_wall_ms - before[-1])
@@ -230,6 +250,8 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "resume_p50_ms": round(percentile(resume_ms, 50), 1),
         "resume_p99_ms": round(percentile(resume_ms, 99), 1),
         "resume_max_ms": round(max(resume_ms, default=0.0), 1),
+        "resume_from_first_rotation_p50_ms": round(percentile(from_first_ms, 50), 1),
+        "resume_from_first_rotation_p99_ms": round(percentile(from_first_ms, 99), 1),
         "resume_from_failure_p50_ms": round(percentile(from_failure_ms, 50), 1),
         "resume_from_failure_p99_ms": round(percentile(from_failure_ms, 99), 1),
         "client_wait_for_placement_p50_ms": round(percentile(placed_ms, 50), 1),

@@ -2,9 +2,11 @@
 
 The runtime (this process, on the event loop ``rspp serve`` runs: uvloop) serves
 ``/v1/sessions/{id}/ws`` (the real endpoint, ``LiveTransport``, the shared egress pacer
-and session hub) on uvicorn at 127.0.0.1; each session runs the sessions_capacity mock
-pipeline (VAD -> STT -> LLM -> TTS, benchmarks/sessions_capacity.py): 1 s of speech
-every 3 s, the mock TTS streams 25 x 20 ms frames, each numbered (reply, index).
+and session hub) on uvicorn at 127.0.0.1 with the WebSocket protocol ``rspp serve`` runs
+(``LeanWebSocketProtocol``; ``BENCH_WS=websockets-sansio`` picks uvicorn's own); each
+session runs the sessions_capacity mock pipeline (VAD -> STT -> LLM -> TTS,
+benchmarks/sessions_capacity.py): 1 s of speech every 3 s, the mock TTS streams 25 x
+20 ms frames, each numbered (reply, index).
 Client processes (``--client``, 2 by default, real sockets) open N connections (the
 ``websockets`` sans-I/O protocol on bare asyncio protocols, ``_common.WsClient``: no
 task per connection) and stream 20 ms PCM frames in real time from one timer, the
@@ -25,7 +27,11 @@ the client processes' (on the same machine).
 user speech (the last voiced frame sent) -> first reply audio byte at the client;
 p50/p95.
 
-Usage: ``python benchmarks/ws_sessions.py [--quick] [--sessions 100,200,300] [--latency]``.
+``cpu_us_per_frame``: runtime CPU per audio frame taken in or sent out (robust when a
+loaded machine starves the clients, which lowers CPU per session-second).
+
+Usage: ``python benchmarks/ws_sessions.py [--quick] [--sessions 100,200,300] [--seconds S]
+[--latency]``.
 """
 
 from __future__ import annotations

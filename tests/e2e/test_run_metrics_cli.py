@@ -178,3 +178,15 @@ def test_run_telemetry_carries_correlation_ids(telemetry: Telemetry) -> None:
                           "rspp.provider local", "rspp.provider espeak"):
             assert sp["attributes"]["rspp.turn_id"] in turn_ids, sp["name"]
         assert sp["attributes"]["rspp.pipeline_version"] == PV
+
+
+def test_run_reports_the_session_usage_summary(telemetry: Telemetry) -> None:
+    """F-075: `rspp run --json` ends with the session's summary: both turns (the barged-in
+    one included), the provider usage that was metered, per provider."""
+    summary = telemetry.result["summary"]
+    assert (summary["session_id"], summary["turns"]) == ("local-session", 2)
+    per = summary["by_provider"]
+    assert summary["llm_tokens"] == per["local"]["llm_tokens"] > 0
+    assert summary["stt_audio_seconds"] == per["pocketsphinx"]["stt_audio_seconds"] > 1.0
+    assert summary["tts_characters"] == per["espeak"]["tts_characters"] > 0
+    assert summary["estimated_cost_usd"] == 0.0  # offline providers carry no price

@@ -15,6 +15,8 @@ typed questions answered aloud (local responder + espeak-ng).
   the session moves to restores the conversation from the checkpoint in the control
   plane (the next answer refers to the earlier question), continues the turn ids, and
   itself ends the interrupted turn (T8) before the client's next turn.
+- Drain deadline mid-turn: a hand-off that hits its deadline while a reply is spoken ends
+  that turn once, on the runtime that ran it; the new runtime does not end it again.
 - Rolling update: each runtime in turn gets SIGTERM (``--drain-mode migrate``), exits 0,
   and a new process takes its place, while sessions talk: no session is dropped.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from rspp.client import FailoverClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _fleet import (
@@ -47,11 +52,10 @@ from conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
-#: live sessions of the rolling-update test. The issue asks for 50: with 50 talking on a
-#: machine at load average 10-15 the single control-plane process answered some requests
-#: after more than 10 s (every turn costs a bundle read, two checkpoint writes and gate
-#: samples), so some hand-offs failed; 9 keeps the test deterministic here
-SESSIONS = 9
+#: live sessions of the rolling-update test (NF-016 asks for 50). Their per-turn control-plane
+#: traffic is batched per runtime (checkpoints, turn-start bundles, lease renewals, gate
+#: samples), so the single control-plane process keeps up with them on a loaded machine
+SESSIONS = int(os.environ.get("RSPP_ROLLING_SESSIONS", "9"))
 
 
 @pytest.fixture
@@ -138,6 +142,15 @@ async def test_resumed_session_keeps_its_id_records_the_handoff_and_talks_on(
         await fleet.stop()
 
 
+async def _one_talker(fleet: Fleet) -> tuple[str, Talker, FailoverClient]:
+    """A routed session with its connected talker (patient turns) and client."""
+    sid = str((await fleet.route())["session_id"])
+    talker = Talker(fleet, sid, turn_timeout_s=60)
+    await talker.connect()
+    assert talker.client is not None
+    return sid, talker, talker.client
+
+
 async def _checkpoint(fleet: Fleet, session_id: str) -> dict[str, Any]:
     resp = await fleet.http.get(f"{fleet.cp_url}/v1/sessions/{session_id}/state")
     assert resp.status_code == 200, resp.text
@@ -165,12 +178,7 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
     # must not rotate the lease under the first turns (the kill moves it after expiry)
     fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=4000)).start()
     try:
-        route = await fleet.route()
-        sid = route["session_id"]
-        talker = Talker(fleet, sid, turn_timeout_s=60)
-        await talker.connect()
-        c = talker.client
-        assert c is not None
+        sid, talker, c = await _one_talker(fleet)
         first = await talker.ask("what is your name", key="q1")
         assert first.outcome == "closed" and first.turn_id == f"{sid}:turn:1", first
         old = c.runtime_id or ""
@@ -208,7 +216,8 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
         # (reply text arrives per spoken segment: "You asked:" and "what is your name.")
         assert recall.reply.startswith("You asked") and "what is your name" in recall.reply, \
             recall
-        assert recall.turn_id == f"{sid}:turn:3", recall
+        # (the new owner's turn ids carry its epoch: none of the old owner's can repeat)
+        assert recall.turn_id == f"{sid}:turn:3@2", recall
         # F-158: replaying the interrupted question with its key after the failover is a
         # duplicate for the new runtime too (the key window came with the checkpoint)
         await c.send_text("tell me a joke", "q2")
@@ -221,7 +230,7 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
             tmp_path, new, sid)], 30)
         recs = _timeline_signals(tmp_path, new, sid)
         names = [(s["signal"], s.get("turn_id")) for s in recs]
-        t2, t3 = f"{sid}:turn:2", f"{sid}:turn:3"
+        t2, t3 = f"{sid}:turn:2", f"{sid}:turn:3@2"
         assert [n for n, _ in names[:4]] == ["migration_start", "lease_rotated",
                                              "session_handoff", "migration_finish"], names
         # T8 for the interrupted turn at its own epoch, then the next turn runs normally
@@ -230,7 +239,7 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
                    and s["reason"].startswith("duplicate_idempotency_key:q2:")]
         assert len(dropped) == 1 and dropped[0]["edge_id"] == "input.text", dropped
         assert dropped[0]["reason"].endswith(f"first={sid}:input:2")  # the old runtime's id
-        assert not [n for n, t in names if t == f"{sid}:turn:4"]  # no turn for the duplicate
+        assert not [n for n, t in names if t == f"{sid}:turn:4@2"]  # no turn for the duplicate
         abort = recs[5]
         assert abort["reason"] == "authority_loss" and abort["authority_epoch"] == 1
         assert recs[4]["reason"] == f"session_moved_from:{old}"
@@ -257,6 +266,50 @@ async def test_failover_mid_turn_restores_the_conversation_and_ends_the_turn_on_
         await fleet.stop()
 
 
+@pytest.mark.timeout(300)
+async def test_a_drain_hand_off_at_its_deadline_ends_the_running_turn_once(
+    fleet_db: str, tmp_path: Path
+) -> None:
+    """SIGTERM (``--drain-mode migrate``) while a reply is being spoken, with a drain
+    deadline shorter than the reply: the turn ends once, on the runtime that ran it
+    (``abort(authority_loss)``), and the runtime the session moves to does not end it
+    again; the next question is answered there."""
+    options = FleetOptions(runtimes=2, drain_deadline_s=0.5, heartbeat_interval_s=1.0,
+                           heartbeat_timeout_ms=15_000, lease_ttl_ms=6_000)
+    fleet = await Fleet(tmp_path, fleet_db, options).start()
+    try:
+        sid, talker, c = await _one_talker(fleet)
+        assert (await talker.ask("what is your name")).outcome == "closed"
+        old = c.runtime_id or ""
+        asking = asyncio.create_task(talker.ask("help"))  # the longest spoken answer
+        assert await poll_until(lambda: talker.turns[-1].audio_frames > 0, 60)
+        assert not asking.done()
+        assert await fleet.terminate(old, timeout_s=120) == 0, fleet.runtimes[old].text()
+        cut = await asyncio.wait_for(asking, 120)
+        tid = cut.turn_id
+        assert tid is not None and cut.outcome in ("abort:authority_loss", "interrupted"), cut
+        assert await poll_until(lambda: c.runtime_id not in (None, old), 60)
+        moved = c.failovers[-1]
+        assert moved.reason.startswith("closed:1000:handed_off:"), moved
+        # the client heard of the turn's end once, from the runtime that ran it
+        assert moved.runtime_aborted == [] and moved.client_aborted == [], moved
+        nxt = await talker.ask("what time is it")
+        assert nxt.outcome == "closed" and "It is" in nxt.reply, nxt
+        new = c.runtime_id or ""
+        await talker.close()
+        assert c.end_reason == "client_end" and c.stale_outputs == 0
+        assert await poll_until(lambda: "ended" in [s["signal"] for s in _timeline_signals(
+            tmp_path, new, sid)], 30)
+        ended_old = [(s["signal"], s.get("reason")) for s in
+                     _timeline_signals(tmp_path, old, sid) if s.get("turn_id") == tid
+                     and s["signal"] in ("abort", "commit", "close")]
+        assert ended_old == [("abort", "authority_loss"), ("close", None)], ended_old
+        assert not [s for s in _timeline_signals(tmp_path, new, sid)
+                    if s.get("turn_id") == tid], "the new runtime ended the turn again"
+    finally:
+        await fleet.stop()
+
+
 @pytest.mark.timeout(900)
 async def test_rolling_update_replaces_every_runtime_and_drops_no_session(
     fleet_db: str, tmp_path: Path
@@ -268,14 +321,26 @@ async def test_rolling_update_replaces_every_runtime_and_drops_no_session(
     # loaded machine delays heartbeats and renewals by seconds; the failover tests use
     # the benchmark's fast detection)
     options = FleetOptions(drain_deadline_s=30, heartbeat_interval_s=1.0,
-                           heartbeat_timeout_ms=15_000, lease_ttl_ms=6_000)
+                           heartbeat_timeout_ms=15_000, lease_ttl_ms=6_000,
+                           failover_interval_ms=1_000)
     fleet = await Fleet(tmp_path, fleet_db, options).start()
     talkers: list[Talker] = []
     tasks: list[asyncio.Task[None]] = []
     stop = asyncio.Event()
+    opening = asyncio.Semaphore(10)
+
+    async def opened() -> Talker:
+        async with opening:  # (a client whose runtime is slow to speak is not moved for it:
+            # hand-offs close the connection, so the quiet detector only adds token requests)
+            return await open_talker(fleet, turn_timeout_s=120, detect_s=10.0)
+
     try:
-        for _ in range(SESSIONS):
-            talkers.append(await open_talker(fleet, turn_timeout_s=120))
+        started = await asyncio.gather(*(opened() for _ in range(SESSIONS)),
+                                       return_exceptions=True)
+        talkers += [t for t in started if isinstance(t, Talker)]
+        for failed in started:
+            if isinstance(failed, BaseException):
+                raise failed
         tasks = [asyncio.create_task(t.talk(stop, gap_s=1.0)) for t in talkers]
         assert await poll_until(lambda: all(any(x.outcome == "closed" for x in t.turns)
                                             for t in talkers), 300, 0.2)

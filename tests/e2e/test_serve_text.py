@@ -46,8 +46,8 @@ TEXT_VOICE = with_patient_budgets("""name: text-voice
 version: 1.0.0
 profile: simple/v1
 providers:
-  llm: {primary: local}
-  tts: {primary: espeak, timeout_ms: 20000}
+  llm: {primary: local, config: {price: 2.0}}            # USD per 1000 tokens (estimates)
+  tts: {primary: espeak, timeout_ms: 20000, config: {price: 0.5}}  # per 1000 characters
 nodes:
   - {id: llm, type: llm}
   - {id: segmenter, type: sentence_segmenter}
@@ -273,3 +273,42 @@ def test_a_json_and_a_msgpack_session_share_the_endpoint_and_both_decode(
             "open", "commit", "close"]
         assert "name is" in "".join(e.text for e in events if isinstance(e, ReplyText))
         assert not [e for e in events if isinstance(e, ErrorEvent)]
+
+
+def test_an_ended_session_has_a_tenant_scoped_usage_summary(server: _Server) -> None:
+    """F-075: a two-turn served session reports its summary when it ends; the control plane
+    serves it to its tenant (not another) and exports it with the tenant's audit log."""
+    events = _talk(server, "text-voice", "--text", "what is your name", "--text", "hello")
+    sid = events[0]["session_id"]
+    assert len(_states(events)) == 2
+    auth = {"Authorization": f"Bearer {KEY}"}
+
+    async def reported() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.url, headers=auth, timeout=30) as http:
+            while True:  # the runtime reports it right after the session closed
+                got = await http.get(f"/v1/sessions/{sid}/summary")
+                if got.status_code != 404:
+                    return got
+                await asyncio.sleep(0.05)
+
+    summary = asyncio.run(asyncio.wait_for(reported(), 60))
+    assert summary.status_code == 200, summary.text
+    doc = summary.json()
+    assert (doc["session_id"], doc["tenant_id"], doc["turns"]) == (sid, "acme", 2)
+    llm, tts = doc["by_provider"]["local"], doc["by_provider"]["espeak"]
+    assert doc["llm_tokens"] == llm["llm_tokens"] > 0 and doc["stt_audio_seconds"] == 0.0
+    assert doc["tts_characters"] == tts["tts_characters"] > 0
+    # the spec's prices: 2.0 USD per 1000 LLM tokens, 0.5 per 1000 TTS characters
+    assert llm["estimated_cost_usd"] == round(llm["llm_tokens"] * 2.0 / 1000, 6) > 0
+    assert tts["estimated_cost_usd"] == round(tts["tts_characters"] * 0.5 / 1000, 6) > 0
+    assert doc["estimated_cost_usd"] == round(llm["estimated_cost_usd"]
+                                              + tts["estimated_cost_usd"], 6)
+    other = httpx.post(f"{server.url}/v1/keys", headers=auth, timeout=30,
+                       json={"role": "viewer", "tenant_id": "globex"}).json()["key"]
+    refused = httpx.get(f"{server.url}/v1/sessions/{sid}/summary", timeout=30,
+                        headers={"Authorization": f"Bearer {other}"})
+    assert refused.status_code == 403
+    exported = httpx.get(f"{server.url}/v1/audit", headers=auth, timeout=30,
+                         params={"tenant_id": "acme"}).json()["entries"]
+    assert [e["detail"] for e in exported
+            if e["action"] == "session.summary" and e["subject"] == sid] == [doc]

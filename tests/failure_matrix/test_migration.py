@@ -16,6 +16,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from rspp.client import LiveClient, session_url
 from rspp.controlplane._server import free_port
 from rspp.testing import with_patient_budgets
@@ -32,6 +34,10 @@ from .conftest import (
     signals,
     turn_event,
 )
+
+# Three processes (CP and two runtimes) start, import the offline engines and serve two spoken
+# turns: 50-90 s on a 2-core machine under load, so the default 120 s is too close.
+pytestmark = pytest.mark.timeout(300)
 
 
 async def test_migration_moves_the_session_with_markers_and_the_client_continues_on_the_target(

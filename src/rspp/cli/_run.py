@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import typer
 
 from rspp.cli._errors import INTERRUPTED, fail, guard_commands, scrub
@@ -179,6 +180,7 @@ def run(
             "dead_letters": result.dead_letters,
             "interrupted": result.interrupted,
             "session_states": list(result.session_states),
+            "summary": msgspec.to_builtins(result.usage),
         }))
     else:
         echo(render_result(result))

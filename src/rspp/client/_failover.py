@@ -13,9 +13,12 @@ When nothing arrives for ``detect_s`` (a paused or partitioned runtime), or the
 connection drops or closes for a reason that is not the session's end (runtime
 killed, drained, lease lost), the client asks the control plane where the session
 runs now (a fresh token for it: ``POST /v1/sessions/{id}/token``). While the
-control plane still places it on the same runtime at the same lease epoch the
-client keeps its connection and waits; once the session moved (a new runtime or a
-newer epoch) it connects there. The new runtime resumes the session under the same
+control plane still places it on the same runtime at the same lease epoch, the next
+ask is a long poll (``moved_from`` + ``wait_ms``): the control plane answers the
+moment the session moves (its failover monitor rotated the lease), not the client's
+next poll; a quiet connection is kept and still read meanwhile, and if it speaks
+again the client stays. Once the session moved (a new runtime or a newer epoch) the
+client connects there. The new runtime resumes the session under the same
 id at the new epoch (``ready.lease_epoch``), restored from the last checkpoint of
 its state (conversation, turn counter), and it reports the turn the lost runtime left
 open first on the new connection: a ``turn`` event ``abort`` (reason
@@ -33,10 +36,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import httpx
 from websockets.exceptions import ConnectionClosed
@@ -49,6 +54,10 @@ __all__ = ["FailoverClient", "FailoverEvent", "Placement", "Rerouter"]
 
 #: close reasons that mean the session itself is over (no failover)
 _FINAL_REASONS = ("client_end", "resume_window_expired")
+
+
+class _Unreachable(SessionRefusedError):
+    """Nothing listens at the placement's runtime (connection refused): it is gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +87,25 @@ class Rerouter:
         if http is not None:
             await http.aclose()
 
-    async def __call__(self) -> Placement:
-        """The session's placement; raises :class:`SessionRefusedError` (409: not live)."""
+    async def __call__(self, moved_from: Placement | None = None,
+                       wait_s: float = 0.0) -> Placement:
+        """The session's placement; raises :class:`SessionRefusedError` (409: not live).
+
+        With ``moved_from`` and ``wait_s``: while the session is still placed there, the
+        control plane holds the answer up to ``wait_s`` (at most 10 s) and gives it the
+        moment the session moves (failover, migration, end): a long poll, not a loop."""
         if self._http is None:  # one connection pool for every ask of this session
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             self._http = httpx.AsyncClient(base_url=self.cp_url, timeout=self.timeout_s,
                                            headers=headers)
+        body: dict[str, object] = {"tenant_id": self.tenant_id}
+        if moved_from is not None and wait_s > 0:
+            body["moved_from"] = {"runtime_id": moved_from.runtime_id,
+                                  "lease_epoch": moved_from.epoch}
+            body["wait_ms"] = min(10_000, int(wait_s * 1000))
         try:
-            resp = await self._http.post(f"/v1/sessions/{self.session_id}/token",
-                                         json={"tenant_id": self.tenant_id})
+            resp = await self._http.post(f"/v1/sessions/{self.session_id}/token", json=body,
+                                         timeout=self.timeout_s + min(wait_s, 10.0))
         except httpx.HTTPError as exc:
             raise SessionRefusedError(None, f"control plane {self.cp_url} unreachable: "
                                       f"{exc}") from None
@@ -142,13 +161,20 @@ class FailoverClient:
 
     def __init__(self, reroute: Callable[[], Awaitable[Placement]], *, sample_rate: int = 16000,
                  msgpack: bool = False, detect_s: float = 2.0, resume_window_s: float = 30.0,
-                 poll_s: float = 0.2, client_name: str = "rspp-failover-client") -> None:
+                 poll_s: float = 0.2, move_wait_s: float = 5.0,
+                 connect_timeout_s: float | None = None,
+                 client_name: str = "rspp-failover-client") -> None:
         self.reroute = reroute
         self.sample_rate = sample_rate
         self.msgpack = msgpack
         self.detect_s = detect_s
         self.resume_window_s = resume_window_s
         self.poll_s = poll_s
+        #: how long one ask waits at the control plane for the session to move
+        self.move_wait_s = move_wait_s
+        #: how long a connection may take to be ``ready`` (the runtime starts the session)
+        self.connect_timeout_s = (connect_timeout_s if connect_timeout_s is not None
+                                  else max(6.0, 3 * detect_s))
         self.client_name = client_name
         self.client: LiveClient | None = None
         self.placement: Placement | None = None
@@ -186,6 +212,10 @@ class FailoverClient:
         except SessionRefusedError:
             raise
         except Exception as exc:  # whatever a half-open handshake raises: try again later
+            if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
+                # nothing listens there: the runtime is gone
+                raise _Unreachable(None, f"cannot connect to {placement.url}: "
+                                   f"{exc!r}") from None
             raise SessionRefusedError(None, f"cannot connect to {placement.url}: "
                                       f"{exc!r}") from None
         self.client = client
@@ -199,7 +229,7 @@ class FailoverClient:
                                                sample_rate=self.sample_rate,
                                                msgpack=self.msgpack,
                                                client_name=self.client_name,
-                                       open_timeout=max(3.0, 2 * self.detect_s))
+                                       open_timeout=self.connect_timeout_s)
 
     @property
     def epoch(self) -> int:
@@ -280,40 +310,48 @@ class FailoverClient:
         """Server events of the session, across failovers, until it ends."""
         while self.client is not None:
             client = self.client
-            reason = None
-            async for item in self._guarded(client):
-                if isinstance(item, str):
-                    reason = item
-                    break
-                if self._unreported:
-                    for synthetic in self._reported(item):
-                        yield synthetic
-                self._track(item)
-                yield item
-            if reason is None:  # the server closed the connection
-                code, why = client.close_code, client.close_reason
-                if self._ending or (code == 1000 and why.startswith(_FINAL_REASONS)):
-                    self.ended, self.end_reason = True, why or "closed"
-                    return
-                reason = f"closed:{code}:{why}"
-            moved = await self._fail_over(client, reason)
-            if moved is None:
-                return
-            for ev in moved:
-                yield ev
-
-    async def _guarded(self, client: LiveClient) -> AsyncIterator[ServerEvent | str]:
-        """The connection's events; a string when it went quiet for ``detect_s``."""
-        it = client.events().__aiter__()
-        while True:
+            it = client.events().__aiter__()
+            nxt: asyncio.Future[ServerEvent] | None = None
             try:
-                item = await asyncio.wait_for(anext(it), self.detect_s)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                yield "quiet"
-                return
-            yield item
+                while True:
+                    if nxt is None:
+                        nxt = asyncio.ensure_future(anext(it))
+                    done, _ = await asyncio.wait({nxt}, timeout=self.detect_s)
+                    if not done:  # quiet: ask where the session is while still listening
+                        moved = await self._fail_over(client, "quiet", listening=nxt)
+                        if moved is None:
+                            return
+                        if self.client is client:
+                            if nxt.cancelled():  # given up for a move that did not happen
+                                it, nxt = client.events().__aiter__(), None
+                            continue  # it spoke again, or it is still placed here
+                        for ev in moved:
+                            yield ev
+                        break
+                    try:
+                        item = nxt.result()
+                    except StopAsyncIteration:  # the server closed the connection
+                        nxt = None
+                        code, why = client.close_code, client.close_reason
+                        if self._ending or (code == 1000 and why.startswith(_FINAL_REASONS)):
+                            self.ended, self.end_reason = True, why or "closed"
+                            return
+                        moved = await self._fail_over(client, f"closed:{code}:{why}")
+                        if moved is None:
+                            return
+                        for ev in moved:
+                            yield ev
+                        break
+                    nxt = None
+                    if self._unreported:
+                        for synthetic in self._reported(item):
+                            yield synthetic
+                    self._track(item)
+                    yield item
+            finally:
+                if nxt is not None and not nxt.done():
+                    nxt.cancel()
+                    await asyncio.gather(nxt, return_exceptions=True)
 
     def _track(self, item: ServerEvent) -> None:
         if isinstance(item, TurnEvent):
@@ -324,44 +362,99 @@ class FailoverClient:
         elif isinstance(item, SessionEnd):
             self._ending = True
 
-    async def _fail_over(self, old: LiveClient, reason: str) -> list[ServerEvent] | None:
-        """Find where the session runs now and connect there; None when it is gone."""
+    async def _fail_over(self, old: LiveClient, reason: str,
+                         listening: asyncio.Future[ServerEvent] | None = None
+                         ) -> list[ServerEvent] | None:
+        """Find where the session runs now and connect there; None when it is gone.
+
+        The first ask is answered at once; while the session is still placed where it was,
+        the next asks wait at the control plane for it to move (a long poll of
+        ``move_wait_s``). A quiet connection (``listening``: its pending read) is kept
+        meanwhile: if it speaks again first, the client stays (``[]``, same connection)."""
         placed = self._placed()
         loop = asyncio.get_running_loop()
         ev = FailoverEvent(reason=reason, from_runtime=placed.runtime_id,
                            from_epoch=placed.epoch, lost_at=loop.time())
         deadline = loop.time() + self.resume_window_s
         closed = reason.startswith("closed:")
+        wait_s = 0.0
+        #: the placement a long poll waits for the session to leave
+        away: Placement = placed
         while loop.time() < deadline:
             ev.attempts += 1
             asked = loop.time()
+            here = self._placed()
             try:
-                placement = await self.reroute()
+                placement = await self._ask(away, min(wait_s, deadline - asked), listening)
             except SessionRefusedError as exc:
                 if exc.code in (401, 403, 404, 409):
+                    if listening is not None and not listening.done():
+                        # the session ended: its connection says how (its close comes
+                        # after the runtime told the control plane); read that first
+                        await asyncio.wait({listening}, timeout=self.detect_s)
+                    if listening is not None and listening.done():
+                        return []
                     self._gone(f"session_gone:{exc.reason}")
                     return None
                 ev.note(f"route:{exc.code}:{exc.reason}")
                 await asyncio.sleep(self.poll_s)  # control plane briefly unreachable
                 continue
-            here = self._placed()
+            if placement is None:
+                return []  # the quiet connection spoke again: keep it
             moved = placement.epoch != here.epoch or placement.runtime_id != here.runtime_id
-            if placement.runtime_id == here.runtime_id and not closed:
-                # still on the same runtime (at most its lease rotated): the connection is
-                # only quiet; keep it
-                return []
+            if not moved and not closed:
+                # still placed on the quiet runtime: keep listening and wait for a move
+                if listening is None or not self._long_poll:
+                    return []
+                wait_s = self.move_wait_s
+                continue
             if moved and ev.placed_at is None:
                 ev.placed_at = loop.time()
                 ev.route_s = ev.placed_at - asked
+            if listening is not None:
+                if listening.done():
+                    return []  # it spoke (or closed) meanwhile: read that first, then move
+                # the old connection is left to the stale watcher: stop reading it here
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+                listening = None
             try:
                 await self._switch(old, placement, ev)  # moved, or resume where it was
             except SessionRefusedError as exc:
                 ev.note(f"connect {placement.runtime_id}@{placement.epoch}:{exc.code}:"
                         f"{exc.reason}")
-                await asyncio.sleep(self.poll_s)
+                if self._long_poll and (isinstance(exc, _Unreachable) or not moved):
+                    # its runtime is gone and the control plane has not moved it yet: wait
+                    # there for the move instead of asking again and again
+                    away, wait_s = placement, self.move_wait_s
+                else:  # a runtime that is slow to start the session: ask and try again
+                    wait_s = 0.0
+                    await asyncio.sleep(self.poll_s)
                 continue
             return self._aborts(ev)
         self._gone(f"failover_timeout:{reason}")
+        return None
+
+    @property
+    def _long_poll(self) -> bool:
+        return isinstance(self.reroute, Rerouter)
+
+    async def _ask(self, here: Placement, wait_s: float,
+                   listening: asyncio.Future[ServerEvent] | None) -> Placement | None:
+        """The session's placement (waiting up to ``wait_s`` for it to leave ``here``);
+        None when ``listening`` completed first (the quiet connection spoke or closed)."""
+        if wait_s > 0 and isinstance(self.reroute, Rerouter):
+            call = asyncio.ensure_future(self.reroute(moved_from=here, wait_s=wait_s))
+        else:
+            call = asyncio.ensure_future(self.reroute())
+        if listening is None:
+            return await call
+        racing: set[asyncio.Future[Any]] = {call, listening}
+        await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        if call.done():
+            return call.result()
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
         return None
 
     def _gone(self, reason: str) -> None:

@@ -204,6 +204,15 @@ class AuditLog:
             )
             return len(pending)
 
+    async def latest(self, action: str, subject: str) -> AuditEntry | None:
+        """The newest entry of ``action`` about ``subject`` (None when there is none)."""
+        await self.seal()
+        query = (select(audit).where(audit.c.action == action, audit.c.subject == subject)
+                 .order_by(audit.c.seq.desc()).limit(1))
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return _entries(rows)[0] if rows else None
+
     async def entries(
         self, *, limit: int = 1000, after_seq: int = 0, tenant_id: str | None = None
     ) -> list[AuditEntry]:
@@ -214,20 +223,7 @@ class AuditLog:
             query = query.where(audit.c.tenant_id == tenant_id)
         async with self._store.engine.connect() as conn:
             rows = (await conn.execute(query.order_by(audit.c.seq).limit(limit))).all()
-        return [
-            AuditEntry(
-                seq=r.seq,
-                ts_ms=r.ts_ms,
-                actor=r.actor,
-                action=r.action,
-                subject=r.subject,
-                detail=json.loads(r.detail_json),
-                prev_hash=r.prev_hash,
-                hash=r.hash,
-                tenant_id=r.tenant_id,
-            )
-            for r in rows
-        ]
+        return _entries(rows)
 
     async def verify(self) -> AuditVerdict:
         """Walk the whole chain; report the first row whose hash or link does not hold."""
@@ -263,3 +259,20 @@ class AuditLog:
                 )
             prev = r.hash
         return AuditVerdict(ok=True, checked=len(rows))
+
+
+def _entries(rows: Any) -> list[AuditEntry]:
+    return [
+        AuditEntry(
+            seq=r.seq,
+            ts_ms=r.ts_ms,
+            actor=r.actor,
+            action=r.action,
+            subject=r.subject,
+            detail=json.loads(r.detail_json),
+            prev_hash=r.prev_hash,
+            hash=r.hash,
+            tenant_id=r.tenant_id,
+        )
+        for r in rows
+    ]

@@ -1,20 +1,32 @@
-"""Turn-start bundle: the six versioned snapshots a runtime freezes into a plan."""
+"""Turn-start bundle: the six versioned snapshots a runtime freezes into a plan.
+
+:func:`build_bundle` answers ``GET /v1/bundle`` (one session); :func:`build_bundles`
+answers ``POST /v1/runtimes/{id}/bundles``, the bundles of every live session of a
+runtime in one transaction. Both read through :class:`_Reads`, which reads each
+tenant-wide or fleet-wide part (admission and policy configs, provider health, the
+runtime's routing view, a pipeline version and its ABI verdict) once per transaction,
+so a batch costs one read per session plus one per shared part.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
     SCHEMA_VERSION,
     AbiCompatibility,
+    AdmissionPolicy,
+    ProviderHealth,
+    RoutingView,
     SnapshotMeta,
     TurnStartBundle,
     VersionResolution,
 )
 from rspp.controlplane._admission import admission_snapshot
-from rspp.controlplane._configs import ConfigKind, active_config
+from rspp.controlplane._configs import ConfigKind, ConfigVersion, active_config
 from rspp.controlplane._errors import NotFound
 from rspp.controlplane._policy import (
     PolicyDocument,
@@ -22,21 +34,62 @@ from rspp.controlplane._policy import (
     evaluate_policy,
     parse_policy,
 )
+from rspp.controlplane._registry import PipelineRecord
 from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._sessions import SessionInfo
+
+__all__ = ["BundleKey", "build_bundle", "build_bundles"]
 
 SUPPORTED_PROFILES = ("simple/v1",)
 logger = logging.getLogger("rspp.controlplane.policy")
+
+#: (tenant_id, session_id, pipeline_name) of one bundle
+BundleKey = tuple[str, str, str]
 
 
 async def build_bundle(
     cp: ControlPlane, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str | None
 ) -> TurnStartBundle:
     """Snapshots for a turn of ``session_id``; a missing piece is left ``None`` (runtime defers)."""
-    now = cp.clock()
-    ttl = cp.settings.snapshot_ttl_ms
     async with cp.store.tx() as conn:
+        reads = _Reads(cp, conn)
+        return await reads.bundle(tenant_id, session_id, pipeline_name, runtime_id)
+
+
+async def build_bundles(
+    cp: ControlPlane, runtime_id: str, keys: list[BundleKey]
+) -> list[tuple[str, TurnStartBundle]]:
+    """The bundles of ``keys`` for sessions on ``runtime_id``, in one transaction."""
+    async with cp.store.tx() as conn:
+        reads = _Reads(cp, conn)
+        return [(sid, await reads.bundle(tenant, sid, name, runtime_id))
+                for tenant, sid, name in keys]
+
+
+class _Reads:
+    """The reads of one bundle transaction; shared parts are read once (module docstring)."""
+
+    def __init__(self, cp: ControlPlane, conn: AsyncConnection) -> None:
+        self.cp = cp
+        self.conn = conn
+        self.now = cp.clock()
+        self.ttl = cp.settings.snapshot_ttl_ms
+        self._memo: dict[tuple[str, ...], Any] = {}
+
+    async def _once(self, key: tuple[str, ...], make: Any) -> Any:
+        if key not in self._memo:
+            self._memo[key] = await make()
+        return self._memo[key]
+
+    def _meta(self, snapshot_id: str, version: int = 0) -> SnapshotMeta:
+        return SnapshotMeta(snapshot_id=snapshot_id, version=version, issued_at_ms=self.now,
+                            expires_at_ms=self.now + self.ttl)
+
+    async def bundle(self, tenant_id: str, session_id: str, pipeline_name: str,
+                     runtime_id: str | None) -> TurnStartBundle:
+        cp, conn = self.cp, self.conn
         try:
-            info = await cp.sessions.get_in(conn, session_id)
+            info: SessionInfo | None = await cp.sessions.get_in(conn, session_id)
         except NotFound:
             info = None
         attrs = SessionAttributes(
@@ -46,124 +99,129 @@ async def build_bundle(
                 if k in ("language", "region", "cost_tier")
             }
         )
-        version = await _version(cp, conn, tenant_id, session_id, pipeline_name, info, now, ttl)
+        version = await self._version(tenant_id, session_id, pipeline_name, info)
         target_runtime = runtime_id or (info.runtime_id if info else None)
-        routing = None
-        if target_runtime is not None:
-            try:
-                routing = await cp.routing.view_in(conn, target_runtime, now_ms=now)
-            except NotFound:
-                routing = None
-        admission = admission_snapshot(
-            tenant_id,
-            await active_config(conn, ConfigKind.ADMISSION, tenant_id),
-            now_ms=now,
-            ttl_ms=ttl,
-        )
-        health = await cp.routing.provider_health_in(conn, now_ms=now)
-        policy_cfg = await active_config(conn, ConfigKind.POLICY, tenant_id)
+        routing = await self._routing(target_runtime) if target_runtime is not None else None
+        admission = await self._admission(tenant_id)
+        health = await self._health()
+        policy_cfg = await self._config(ConfigKind.POLICY, tenant_id)
         doc = parse_policy(policy_cfg.body) if policy_cfg else PolicyDocument()
         policy_version = policy_cfg.version if policy_cfg else 0
-        meta = SnapshotMeta(
-            snapshot_id=f"pr:{tenant_id}:v{policy_version}:ph{health.meta.version}",
-            version=policy_version,
-            issued_at_ms=now,
-            expires_at_ms=now + ttl,
-        )
+        meta = self._meta(f"pr:{tenant_id}:v{policy_version}:ph{health.meta.version}",
+                          policy_version)
         decision = evaluate_policy(doc, attrs, health, meta)
-        policy = decision.resolution
-        logger.info(
-            "policy %s tenant=%s session_id=%s: %s",
-            meta.snapshot_id,
-            tenant_id,
-            session_id,
-            "; ".join(decision.trace),
-            extra={
-                "tenant_id": tenant_id,
-                "session_id": session_id,
-                "policy_trace": decision.trace,
-            },
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "policy %s tenant=%s session_id=%s: %s",
+                meta.snapshot_id,
+                tenant_id,
+                session_id,
+                "; ".join(decision.trace),
+                extra={
+                    "tenant_id": tenant_id,
+                    "session_id": session_id,
+                    "policy_trace": decision.trace,
+                },
+            )
         if info is not None and info.policy_version != (policy_cfg.version if policy_cfg else None):
             await cp.sessions.set_policy_version_in(
                 conn, session_id, policy_cfg.version if policy_cfg else None
             )
-        abi = await _abi(cp, conn, version, now, ttl)
-    return TurnStartBundle(
-        version_resolution=version,
-        routing_view=routing,
-        admission_policy=admission,
-        policy_resolution=policy,
-        provider_health=health,
-        abi_compatibility=abi,
-    )
-
-
-async def _version(
-    cp: ControlPlane,
-    conn: AsyncConnection,
-    tenant_id: str,
-    session_id: str,
-    pipeline_name: str,
-    info: object,
-    now: int,
-    ttl: int,
-) -> VersionResolution | None:
-    from rspp.controlplane._sessions import SessionInfo
-
-    if (
-        isinstance(info, SessionInfo)
-        and info.tenant_id == tenant_id
-        and info.pipeline_name == pipeline_name
-    ):
-        record = await cp.registry.get(pipeline_name, info.pipeline_version, conn=conn)
-        return VersionResolution(
-            meta=SnapshotMeta(
-                snapshot_id=f"vr:{pipeline_name}:pinned:{session_id}:{record.version}",
-                version=0,
-                issued_at_ms=now,
-                expires_at_ms=now + ttl,
-            ),
-            pipeline_name=pipeline_name,
-            pipeline_version=record.version,
-            spec_hash=record.spec_hash,
-            cohort="pinned",
+        abi = await self._abi(version)
+        return TurnStartBundle(
+            version_resolution=version,
+            routing_view=routing,
+            admission_policy=admission,
+            policy_resolution=decision.resolution,
+            provider_health=health,
+            abi_compatibility=abi,
         )
-    try:
-        return await cp.rollouts.resolve_in(
-            conn, pipeline_name, tenant_id=tenant_id, session_id=session_id, now_ms=now, ttl_ms=ttl
-        )
-    except NotFound:
-        return None
+
+    async def _record(self, name: str, version: str) -> PipelineRecord:
+        async def read() -> PipelineRecord:
+            return await self.cp.registry.get(name, version, conn=self.conn)
+
+        record: PipelineRecord = await self._once(("pipeline", name, version), read)
+        return record
+
+    async def _config(self, kind: ConfigKind, tenant_id: str) -> ConfigVersion | None:
+        async def read() -> ConfigVersion | None:
+            return await active_config(self.conn, kind, tenant_id)
+
+        found: ConfigVersion | None = await self._once(("config", kind.value, tenant_id), read)
+        return found
+
+    async def _routing(self, runtime_id: str) -> RoutingView | None:
+        async def read() -> RoutingView | None:
+            try:
+                return await self.cp.routing.view_in(self.conn, runtime_id, now_ms=self.now)
+            except NotFound:
+                return None
+
+        view: RoutingView | None = await self._once(("routing", runtime_id), read)
+        return view
+
+    async def _admission(self, tenant_id: str) -> AdmissionPolicy:
+        config = await self._config(ConfigKind.ADMISSION, tenant_id)
+        return admission_snapshot(tenant_id, config, now_ms=self.now, ttl_ms=self.ttl)
+
+    async def _health(self) -> ProviderHealth:
+        async def read() -> ProviderHealth:
+            return await self.cp.routing.provider_health_in(self.conn, now_ms=self.now)
+
+        health: ProviderHealth = await self._once(("health",), read)
+        return health
+
+    async def _version(self, tenant_id: str, session_id: str, pipeline_name: str,
+                       info: SessionInfo | None) -> VersionResolution | None:
+        if info is not None and info.tenant_id == tenant_id \
+                and info.pipeline_name == pipeline_name:
+            record = await self._record(pipeline_name, info.pipeline_version)
+            return VersionResolution(
+                meta=self._meta(f"vr:{pipeline_name}:pinned:{session_id}:{record.version}"),
+                pipeline_name=pipeline_name,
+                pipeline_version=record.version,
+                spec_hash=record.spec_hash,
+                cohort="pinned",
+            )
+        try:
+            return await self.cp.rollouts.resolve_in(
+                self.conn, pipeline_name, tenant_id=tenant_id, session_id=session_id,
+                now_ms=self.now, ttl_ms=self.ttl
+            )
+        except NotFound:
+            return None
+
+    async def _abi(self, version: VersionResolution | None) -> AbiCompatibility | None:
+        if version is None:
+            return None
+        record = await self._record(version.pipeline_name, version.pipeline_version)
+        meta = self._meta(f"abi:{record.spec_hash[:16]}:{SCHEMA_VERSION}")
+        profile = _profile_of(record.spec_hash, record.spec_text or "")
+        if profile not in SUPPORTED_PROFILES:
+            return AbiCompatibility(
+                meta=meta,
+                schema_version=SCHEMA_VERSION,
+                compatible=False,
+                reason=f"profile {profile} is not supported by contract {SCHEMA_VERSION}",
+            )
+        return AbiCompatibility(meta=meta, schema_version=SCHEMA_VERSION, compatible=True)
 
 
-async def _abi(
-    cp: ControlPlane, conn: AsyncConnection, version: VersionResolution | None, now: int, ttl: int
-) -> AbiCompatibility | None:
-    if version is None:
-        return None
-    record = await cp.registry.get(version.pipeline_name, version.pipeline_version, conn=conn)
-    meta = SnapshotMeta(
-        snapshot_id=f"abi:{record.spec_hash[:16]}:{SCHEMA_VERSION}",
-        version=0,
-        issued_at_ms=now,
-        expires_at_ms=now + ttl,
-    )
-    profile = _profile_of(record.spec_text or "")
-    if profile not in SUPPORTED_PROFILES:
-        return AbiCompatibility(
-            meta=meta,
-            schema_version=SCHEMA_VERSION,
-            compatible=False,
-            reason=f"profile {profile} is not supported by contract {SCHEMA_VERSION}",
-        )
-    return AbiCompatibility(meta=meta, schema_version=SCHEMA_VERSION, compatible=True)
+#: spec hash -> profile: a published version never changes, so its text is parsed once
+_PROFILES: dict[str, str] = {}
 
 
-def _profile_of(spec_text: str) -> str:
+def _profile_of(spec_hash: str, spec_text: str) -> str:
+    found = _PROFILES.get(spec_hash)
+    if found is not None:
+        return found
     from ruamel.yaml import YAML
 
     doc = YAML(typ="safe").load(spec_text)
-    if isinstance(doc, dict) and isinstance(doc.get("profile"), str):
-        return str(doc["profile"])
-    return "simple/v1"
+    profile = str(doc["profile"]) if isinstance(doc, dict) and isinstance(
+        doc.get("profile"), str) else "simple/v1"
+    if len(_PROFILES) >= 1024:
+        _PROFILES.clear()
+    _PROFILES[spec_hash] = profile
+    return profile

@@ -38,6 +38,7 @@ from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.controlplane._validate import field_from
+from rspp.providers import UsageSummary
 
 T = TypeVar("T")
 
@@ -121,17 +122,29 @@ class ControlPlaneClient:
         await self._http.aclose()
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> Any:
         """Send one request; return decoded JSON or raise the server's error.
 
         ``json`` is preferably one of the request types of ``_requests`` (the structs the
-        server decodes), so a change to a request type breaks this client's type check.
+        server decodes), so a change to a request type breaks this client's type check;
+        ``content`` is a body already encoded as JSON (batches assembled from parts).
         """
+        headers = None
         if isinstance(json, msgspec.Struct):
-            json = msgspec.to_builtins(json)
+            content, json = msgspec.json.encode(json), None
+        if content is not None:
+            headers = {"Content-Type": "application/json"}
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.request(
+                method, path, json=json, params=params, content=content, headers=headers
+            )
         except httpx.TransportError as exc:
             raise Unavailable(
                 f"control plane at {self.base_url} is unreachable "
@@ -274,8 +287,9 @@ class ControlPlaneClient:
                                   json=MigrateRequest(target=target))
         return msgspec.convert(data, MigrationResult)
 
-    async def report_status(self, session_id: str, status: str) -> SessionInfo:
-        body = _typed({"status": status}, StatusRequest)
+    async def report_status(self, session_id: str, status: str,
+                            summary: UsageSummary | None = None) -> SessionInfo:
+        body = StatusRequest(status=status, summary=summary)  # type: ignore[arg-type]
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 

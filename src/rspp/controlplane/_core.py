@@ -15,6 +15,7 @@ from rspp.controlplane._config import ControlPlaneSettings
 from rspp.controlplane._errors import CPError, Forbidden
 from rspp.controlplane._gate_metrics import GateMetrics
 from rspp.controlplane._leases import LeaseManager
+from rspp.controlplane._placements import PlacementWatch
 from rspp.controlplane._rbac import KeyRing, Principal, Role
 from rspp.controlplane._registry import Registry
 from rspp.controlplane._rollout import Rollouts
@@ -54,6 +55,8 @@ class ControlPlaneCore:
         self.issuer = TokenIssuer(self.token_keys, clock)
         self.verifier = TokenVerifier(self.token_keys.verification_keys(), clock)
         self.gate_metrics = GateMetrics()
+        #: wakes token requests waiting for their session to move (after the commit)
+        self.placements = PlacementWatch()
         #: API operations under way (see :meth:`run_to_end`); :meth:`close` waits for them
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -77,6 +80,7 @@ class ControlPlaneCore:
         return await asyncio.shield(task)
 
     async def close(self) -> None:
+        self.placements.wake_all()  # long polls answer with where their sessions are now
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()

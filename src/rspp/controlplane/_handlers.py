@@ -22,12 +22,13 @@ from rspp.contracts import (
     schema_document,
     schema_index,
 )
-from rspp.controlplane._bundle import build_bundle
+from rspp.controlplane._bundle import build_bundle, build_bundles
 from rspp.controlplane._configs import ConfigKind
-from rspp.controlplane._errors import NotFound
+from rspp.controlplane._errors import InvalidRequest, NotFound
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._replies import (
     AuditList,
+    BundleList,
     ConfigList,
     HealthReply,
     HeartbeatReply,
@@ -41,6 +42,7 @@ from rspp.controlplane._replies import (
     PublishReply,
     RolloutReply,
     RuntimeList,
+    SessionBundle,
     SignalList,
     TokenKeysReply,
     TokenReply,
@@ -245,7 +247,11 @@ async def session_status(c: Call) -> Any:
 
 async def report_status(c: Call) -> Any:
     status = SessionStatus(c.body.status)
-    return await c.cp.report_status(c.principal, c.path["session_id"], status)
+    return await c.cp.report_status(c.principal, c.path["session_id"], status, c.body.summary)
+
+
+async def session_summary(c: Call) -> Any:
+    return await c.cp.session_summary(c.principal, c.path["session_id"])
 
 
 async def session_signals(c: Call) -> SignalList:
@@ -257,9 +263,14 @@ async def migrate(c: Call) -> Any:
 
 
 async def issue_token(c: Call) -> TokenReply:
+    b = c.body
+    if b.wait_ms and b.moved_from is None:
+        raise InvalidRequest("wait_ms needs moved_from: the placement to wait to leave",
+                             field="wait_ms")
+    moved_from = (b.moved_from.runtime_id, b.moved_from.lease_epoch) if b.moved_from else None
     token, claims = await c.cp.issue_token(
-        c.principal, session_id=c.path["session_id"], tenant_id=c.body.tenant_id, ttl_s=c.body.ttl_s
-    )
+        c.principal, session_id=c.path["session_id"], tenant_id=b.tenant_id, ttl_s=b.ttl_s,
+        moved_from=moved_from, wait_ms=b.wait_ms)
     return TokenReply(token=token, claims=claims,
                       endpoint=await c.cp.runtime_endpoint(claims.runtime_id))
 
@@ -352,3 +363,9 @@ async def get_schema(c: Call) -> SchemaDocument:
 
 async def healthz(c: Call) -> HealthReply:
     return HealthReply(status="ok")
+
+
+async def bundles(c: Call) -> BundleList:
+    keys = [(x.tenant_id, x.session_id, x.pipeline_name) for x in c.body.sessions]
+    built = await build_bundles(c.cp, c.path["runtime_id"], keys)
+    return BundleList(bundles=[SessionBundle(session_id=sid, bundle=b) for sid, b in built])

@@ -85,6 +85,7 @@ class FleetOps(ControlPlaneCore):
                 return await self._move_expired(conn, b, now)
 
             done, left = await self._write(move, "fail sessions over")
+            self.placements.changed(m.session_id for m in done)
             moved += done
             waiting += left
         return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)
@@ -204,7 +205,9 @@ class FleetOps(ControlPlaneCore):
             )
             return result
 
-        return await self._write(work, "migrate")
+        result = await self._write(work, "migrate")
+        self.placements.changed([session_id])
+        return result
 
     async def deregister_runtime(self, principal: Principal, runtime_id: str) -> Deregistered:
         """Remove a runtime from the routing view (it exits); idempotent."""

@@ -24,7 +24,13 @@ from rspp.controlplane._configs import (
     active_config,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, CPError, Forbidden, NoCapacity, NotFound
+from rspp.controlplane._errors import (
+    Conflict,
+    CPError,
+    Forbidden,
+    NoCapacity,
+    NotFound,
+)
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -35,6 +41,10 @@ from rspp.controlplane._sessions import (
 )
 from rspp.controlplane._signals import session_signals
 from rspp.controlplane._tokens import SessionClaims
+from rspp.providers import UsageSummary
+
+#: the audit action of a session's usage summary (tenant-scoped, exported with the log)
+SUMMARY_ACTION = "session.summary"
 
 #: holder of a revoked lease: no runtime may act for the session at that epoch
 REVOKED_HOLDER = "(revoked)"
@@ -189,13 +199,30 @@ class SessionOps(ControlPlaneCore):
         raise CPError("route session produced no result", code="internal")
 
     async def issue_token(
-        self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None
+        self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None,
+        moved_from: tuple[str, int] | None = None, wait_ms: int = 0,
     ) -> tuple[str, SessionClaims]:
-        """A fresh token for an already routed session, bound to its current lease epoch."""
+        """A fresh token for an already routed session, bound to its current lease epoch.
+
+        ``moved_from`` (runtime, lease epoch: where the caller last had the session) with
+        ``wait_ms``: while the session is still there, wait up to ``wait_ms`` for it to move
+        (a failover, a migration, its end) and answer with its placement then (the long poll
+        of a client whose runtime went silent; see :mod:`rspp.controlplane._placements`)."""
         await self.authorize(principal, Role.OPERATOR, "issue token")
         principal.require_tenant(tenant_id)
-        async with self.store.engine.connect() as conn:
-            info = await self.sessions.get_in(conn, session_id)
+
+        async def read() -> SessionInfo:
+            async with self.store.engine.connect() as conn:
+                return await self.sessions.get_in(conn, session_id)
+
+        def moved(info: SessionInfo) -> bool:
+            return (info.status == SessionStatus.ENDED or info.tenant_id != tenant_id
+                    or (info.runtime_id, info.lease_epoch) != moved_from)
+
+        if moved_from is not None and wait_ms > 0:
+            info = await self.placements.until(session_id, read, moved, wait_ms / 1000)
+        else:
+            info = await read()
         if info.tenant_id != tenant_id:
             raise Forbidden(
                 f"session {session_id} belongs to another tenant, not {tenant_id!r}",
@@ -240,16 +267,40 @@ class SessionOps(ControlPlaneCore):
         return info
 
     async def report_status(
-        self, principal: Principal, session_id: str, status: SessionStatus
+        self, principal: Principal, session_id: str, status: SessionStatus,
+        summary: UsageSummary | None = None,
     ) -> SessionInfo:
+        """Record a runtime's status report; ``summary`` (at the end) joins the tenant's
+        audit log as ``session.summary`` (F-075)."""
         await self.authorize(principal, Role.OPERATOR, "report session status")
+        if summary is not None and summary.session_id != session_id:
+            raise Conflict(f"summary.session_id {summary.session_id!r} is not the session "
+                           f"{session_id!r} of the path", field="summary.session_id")
 
         async def work(conn: AsyncConnection, now: int) -> SessionInfo:
             info = await self.sessions.get_in(conn, session_id)
             principal.require_tenant(info.tenant_id)
+            if summary is not None:  # the session's tenant, not what the runtime claims
+                detail = msgspec.to_builtins(msgspec.structs.replace(
+                    summary, tenant_id=info.tenant_id))
+                await self.audit.append_in(conn, actor=principal.key_id,
+                                           action=SUMMARY_ACTION, subject=session_id,
+                                           detail=detail, tenant_id=info.tenant_id)
             return await self.sessions.set_status_in(conn, session_id, status, now_ms=now)
 
-        return await self._write(work, "report status")
+        info = await self._write(work, "report status")
+        if status == SessionStatus.ENDED:
+            self.placements.changed([session_id])
+        return info
+
+    async def session_summary(self, principal: Principal, session_id: str) -> UsageSummary:
+        """The usage summary the session's runtime reported when it ended (F-075)."""
+        await self.session_status(principal, session_id)  # role and tenant checks
+        entry = await self.audit.latest(SUMMARY_ACTION, session_id)
+        if entry is None:
+            raise NotFound(f"session {session_id!r} has no summary yet: its runtime reports "
+                           "one when the session ends", field="session_id")
+        return msgspec.convert(entry.detail, UsageSummary)
 
     async def signals(self, principal: Principal, session_id: str) -> list[ControlSignal]:
         info = await self.session_status(principal, session_id)
@@ -311,12 +362,14 @@ class SessionOps(ControlPlaneCore):
         current = await self.leases.current(session_id)
         if current is None:
             raise NotFound(f"session {session_id} has no lease", field="session_id")
-        return await self.leases.rotate(
+        change = await self.leases.rotate(
             session_id,
             REVOKED_HOLDER if revoke else current.holder,
             ttl_ms=self.settings.lease_ttl_ms,
             actor=principal.key_id,
         )
+        self.placements.changed([session_id])
+        return change
 
     async def authorize_lease(
         self, principal: Principal, session_id: str, holder: str, epoch: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from rspp.contracts import ControlSignal, DecisionOutcome
+from rspp.contracts import ControlSignal, DecisionOutcome, TurnStartBundle
 from rspp.controlplane._audit import AuditEntry
 from rspp.controlplane._configs import ConfigVersion
 from rspp.controlplane._leases import LeaseRenewal
@@ -118,3 +118,12 @@ class KeyReply(_Reply, frozen=True, kw_only=True):
 
 class LeaseRenewals(_Reply, frozen=True, kw_only=True):
     leases: list[LeaseRenewal]
+
+
+class SessionBundle(_Reply, frozen=True, kw_only=True):
+    session_id: str
+    bundle: TurnStartBundle
+
+
+class BundleList(_Reply, frozen=True, kw_only=True):
+    bundles: list[SessionBundle]

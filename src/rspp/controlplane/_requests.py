@@ -16,6 +16,7 @@ from msgspec import Meta
 from rspp.controlplane._admission import Quotas
 from rspp.controlplane._policy import PolicyDocument
 from rspp.observability import TurnGateSample
+from rspp.providers import UsageSummary
 
 INT32_MAX = 2**31 - 1
 
@@ -113,6 +114,7 @@ Capacity = Annotated[int, Meta(ge=1, le=1_000_000)]
 TtlS = Annotated[int, Meta(ge=1, le=3600, description="token lifetime in seconds")]
 TtlMs = Annotated[int, Meta(ge=100, le=86_400_000, description="milliseconds")]
 Epoch = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+WaitMs = Annotated[int, Meta(ge=0, le=10_000, description="milliseconds to wait, at most 10 s")]
 ConfigVersionNo = Annotated[int, Meta(ge=1, le=INT32_MAX)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
 Rate = Annotated[float, Meta(ge=0, le=1)]
@@ -270,15 +272,28 @@ class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["connected", "running", "degraded", "ended"]
+    #: the session's usage summary, reported with ``ended`` (F-075)
+    summary: UsageSummary | None = None
 
 
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     target: Id | None = None
 
 
+class Placed(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a client last had its session: a runtime at a lease epoch."""
+
+    runtime_id: Id
+    lease_epoch: Epoch
+
+
 class TokenRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     tenant_id: Id
     ttl_s: TtlS | None = None
+    #: with ``wait_ms``: while the session is still placed here, wait for it to move
+    moved_from: Placed | None = None
+    #: how long to wait for the session to leave ``moved_from`` (the long poll)
+    wait_ms: WaitMs = 0
 
 
 class VerifyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -309,6 +324,22 @@ class LeaseRenewalsRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fiel
 
     leases: Annotated[tuple[HeldLease, ...], Meta(max_length=2000)]
     ttl_ms: TtlMs | None = None
+
+
+#: sessions per bundle batch (a runtime with more sends several)
+MAX_BUNDLES = 200
+
+
+class BundleFor(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+    session_id: Id
+    pipeline_name: Name
+
+
+class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The sessions a runtime wants turn-start bundles for (the runtime is the path's)."""
+
+    sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=MAX_BUNDLES)]
 
 
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

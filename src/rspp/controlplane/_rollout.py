@@ -86,7 +86,13 @@ class Rollouts:
     ) -> RolloutState:
         if not 0 <= percent <= 100:
             raise InvalidRequest(f"percent must be 0..100, got {percent}", field="percent")
-        await self._registry.get(name, canary, conn=conn)
+        await self._registry.get(name, None, conn=conn)  # the pipeline: 404 naming `name`
+        try:  # a version never published is a bad body (422 naming `canary`), like rollback
+            await self._registry.get(name, canary, conn=conn)
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"version {canary!r} of pipeline {name!r} is not published; "
+                "see `rspp cp list` for its versions", field="canary") from exc
         current = await self.state_in(conn, name)
         if current is not None:
             stable = current.stable_version

@@ -47,13 +47,17 @@ from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
 from rspp.controlplane._session_state import (
     SessionState,
+    StateOutcomes,
     StateQuery,
     StateSaved,
     StateWrite,
+    StateWrites,
     load_state,
     save_state,
+    save_states,
 )
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.providers import UsageSummary
 
 Handler = Callable[[h.Call], Awaitable[Any]]
 
@@ -204,6 +208,10 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/sessions/{session_id}/status", h.report_status, OP, _S.TENANT,
        "Report session status", tenant=SESSION, body=q.StatusRequest, response=SessionInfo,
        errors=(404, 409), tag="sessions"),
+    Op("GET", "/v1/sessions/{session_id}/summary", h.session_summary, V, _S.TENANT,
+       "Usage summary of an ended session (turns, tokens, audio seconds, estimated cost; "
+       "also exported with the tenant's audit log as `session.summary`)", tenant=SESSION,
+       response=UsageSummary, errors=(404,), tag="sessions"),
     Op("GET", "/v1/sessions/{session_id}/signals", h.session_signals, V, _S.TENANT,
        "Control signals of a session", tenant=SESSION, response=r.SignalList, errors=(404,),
        tag="sessions"),
@@ -215,6 +223,10 @@ ROUTES: tuple[Op, ...] = (
     Op("PUT", "/v1/sessions/{session_id}/state", save_state, OP, _S.TENANT,
        "Save a session state checkpoint (lease holder only, versioned)", tenant=SESSION,
        body=StateWrite, response=StateSaved, errors=(404, 409, 413), tag="sessions"),
+    Op("PUT", "/v1/runtimes/{runtime_id}/states", save_states, OP, _S.FLEET,
+       "Save the checkpoints of many sessions from their holder in one request (each fenced "
+       "and versioned like PUT /v1/sessions/{session_id}/state)", body=StateWrites,
+       response=StateOutcomes, tag="sessions"),
     Op("POST", "/v1/sessions/{session_id}/migrate", h.migrate, OP, _S.FLEET,
        "Migrate a session to another runtime", body=q.MigrateRequest,
        response=MigrationResult, errors=(404, 409, 503), tag="sessions"),
@@ -251,6 +263,9 @@ ROUTES: tuple[Op, ...] = (
     Op("GET", "/v1/bundle", h.bundle, V, _S.TENANT, "Turn-start snapshot bundle",
        tenant=_T("query", "tenant_id"), query=q.BundleQuery, response=TurnStartBundle,
        errors=(404,), tag="sessions"),
+    Op("POST", "/v1/runtimes/{runtime_id}/bundles", h.bundles, V, _S.FLEET,
+       "Turn-start bundles of a runtime's live sessions (one request per refresh period)",
+       body=q.BundlesRequest, response=r.BundleList, tag="sessions"),
     # audit and keys
     # a tenant key reads its own tenant's entries; the chain spans all tenants (fleet)
     Op("GET", "/v1/audit", h.audit_entries, V, _S.TENANT, "Audit log (a tenant's entries)",

@@ -38,8 +38,9 @@ from rspp.controlplane._requests import Id, NoQuery
 from rspp.controlplane._schema import lease_epochs, leases, session_state
 from rspp.controlplane._service import ControlPlane
 
-__all__ = ["MAX_STATE_BYTES", "SessionState", "StateQuery", "StateSaved", "StateWrite",
-           "load_state", "save_state"]
+__all__ = ["MAX_STATE_BYTES", "HeldStateWrite", "SessionState", "StateOutcome",
+           "StateOutcomes", "StateQuery", "StateSaved", "StateWrite", "StateWrites",
+           "load_state", "save_state", "save_states", "write_states"]
 
 #: the largest checkpoint document (encoded JSON bytes)
 MAX_STATE_BYTES = 256 * 1024
@@ -56,6 +57,35 @@ class StateWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     #: the version this writer last loaded or wrote (0: none stored yet; None: overwrite)
     expected_version: Version | None = None
     document: dict[str, Any]
+
+
+class HeldStateWrite(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One session's checkpoint in a runtime's batch (the runtime is the writer)."""
+
+    session_id: Id
+    lease_epoch: LeaseEpoch
+    expected_version: Version | None = None
+    document: dict[str, Any]
+
+
+class StateWrites(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Checkpoints of a runtime's sessions, saved together (``PUT /v1/runtimes/{id}/states``)."""
+
+    writes: Annotated[tuple[HeldStateWrite, ...], Meta(min_length=1, max_length=500)]
+
+
+class StateOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One write of a batch: its new ``version``, or why it was refused (``code``:
+    ``stale_epoch``, ``stale_state``, ``too_large``)."""
+
+    session_id: str
+    version: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class StateOutcomes(msgspec.Struct, frozen=True, kw_only=True):
+    results: list[StateOutcome]
 
 
 class StateQuery(NoQuery, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -154,10 +184,7 @@ def _reply(session_id: str, row: Any) -> SessionState:
 async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
                       body: StateWrite) -> StateSaved:
     await cp.authorize(principal, Role.OPERATOR, "write session state")
-    doc = msgspec.json.encode(body.document).decode()
-    if len(doc) > MAX_STATE_BYTES:
-        raise BodyTooLarge(f"the state document is {len(doc)} bytes; the limit is "
-                           f"{MAX_STATE_BYTES} bytes", field="document")
+    doc = _encoded(body.document)
     await _session_tenant(cp, principal, session_id)
     runtime_id, epoch = body.runtime_id, body.lease_epoch
 
@@ -166,39 +193,97 @@ async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
             select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
         row = (await conn.execute(select(session_state).where(
             session_state.c.session_id == session_id))).first()
-        if not _holds(lease, runtime_id, epoch):
-            # an older epoch's holder: its last checkpoint until the new holder took over
-            if lease is None or epoch >= lease.epoch:
-                raise _stale(session_id, runtime_id, epoch, lease, now)
-            held = (await conn.execute(select(lease_epochs.c.holder).where(
-                lease_epochs.c.session_id == session_id,
-                lease_epochs.c.epoch == epoch))).scalar()
-            if held != runtime_id:
-                raise _stale(session_id, runtime_id, epoch, lease, now)
-            if row is not None and ((row.taken_epoch or 0) > epoch or row.lease_epoch > epoch):
-                raise _stale(session_id, runtime_id, epoch, lease, now,
-                             f"; the holder of epoch {row.taken_epoch or row.lease_epoch} "
-                             "took the state over")
-        stored = 0 if row is None else int(row.version)
-        # a newer version this very writer saved at this epoch (an answer it never read)
-        own = row is not None and row.holder == runtime_id and row.lease_epoch == epoch \
-            and body.expected_version is not None and stored > body.expected_version
-        if body.expected_version is not None and stored != body.expected_version and not own:
-            raise Conflict(f"session {session_id} state is at version {stored}, the write "
-                           f"expected {body.expected_version}; load it before writing",
-                           field="expected_version", code="stale_state")
-        values = {"lease_epoch": epoch, "holder": runtime_id, "doc_json": doc,
-                  "updated_at_ms": now}
-        if row is None:
-            await conn.execute(insert(session_state).values(session_id=session_id, version=1,
-                                                            **values))
-        else:
-            await conn.execute(update(session_state).where(
-                session_state.c.session_id == session_id,
-                session_state.c.version == stored).values(version=stored + 1, **values))
-        return StateSaved(session_id=session_id, version=stored + 1)
+        return await _store_one(conn, now, session_id, runtime_id, epoch,
+                                body.expected_version, doc, lease, row)
 
     return await cp._write(work, "write session state")
+
+
+def _encoded(document: dict[str, Any]) -> str:
+    doc = msgspec.json.encode(document).decode()
+    if len(doc) > MAX_STATE_BYTES:
+        raise BodyTooLarge(f"the state document is {len(doc)} bytes; the limit is "
+                           f"{MAX_STATE_BYTES} bytes", field="document")
+    return doc
+
+
+async def _store_one(conn: AsyncConnection, now: int, session_id: str, runtime_id: str,
+                     epoch: int, expected: int | None, doc: str, lease: Any,
+                     row: Any) -> StateSaved:
+    """Check one write against the locked lease row and the stored row, then store it;
+    raise :class:`Conflict` (``stale_epoch`` or ``stale_state``) when it is refused."""
+    if not _holds(lease, runtime_id, epoch):
+        # an older epoch's holder: its last checkpoint until the new holder took over
+        if lease is None or epoch >= lease.epoch:
+            raise _stale(session_id, runtime_id, epoch, lease, now)
+        held = (await conn.execute(select(lease_epochs.c.holder).where(
+            lease_epochs.c.session_id == session_id,
+            lease_epochs.c.epoch == epoch))).scalar()
+        if held != runtime_id:
+            raise _stale(session_id, runtime_id, epoch, lease, now)
+        if row is not None and ((row.taken_epoch or 0) > epoch or row.lease_epoch > epoch):
+            raise _stale(session_id, runtime_id, epoch, lease, now,
+                         f"; the holder of epoch {row.taken_epoch or row.lease_epoch} "
+                         "took the state over")
+    stored = 0 if row is None else int(row.version)
+    # a newer version this very writer saved at this epoch (an answer it never read)
+    own = row is not None and row.holder == runtime_id and row.lease_epoch == epoch \
+        and expected is not None and stored > expected
+    if expected is not None and stored != expected and not own:
+        raise Conflict(f"session {session_id} state is at version {stored}, the write "
+                       f"expected {expected}; load it before writing",
+                       field="expected_version", code="stale_state")
+    values = {"lease_epoch": epoch, "holder": runtime_id, "doc_json": doc,
+              "updated_at_ms": now}
+    if row is None:
+        await conn.execute(insert(session_state).values(session_id=session_id, version=1,
+                                                        **values))
+    else:
+        await conn.execute(update(session_state).where(
+            session_state.c.session_id == session_id,
+            session_state.c.version == stored).values(version=stored + 1, **values))
+    return StateSaved(session_id=session_id, version=stored + 1)
+
+
+async def write_states(cp: ControlPlane, principal: Principal, runtime_id: str,
+                       writes: tuple[HeldStateWrite, ...]) -> list[StateOutcome]:
+    """The checkpoints of many sessions from their holder ``runtime_id``, in one
+    transaction: each write is fenced and versioned exactly as ``PUT .../state`` (a
+    refused one is answered with its code and leaves the others unchanged). A session
+    named twice keeps its last write (last writer wins)."""
+    await cp.authorize(principal, Role.OPERATOR, "write session states")
+    last = {w.session_id: w for w in writes}
+    ids = sorted(last)  # lease rows are locked in one order: no deadlock between batches
+    docs: dict[str, str | StateOutcome] = {}
+    for sid in ids:
+        try:
+            docs[sid] = _encoded(last[sid].document)
+        except BodyTooLarge as exc:
+            docs[sid] = StateOutcome(session_id=sid, code=exc.code, message=exc.message)
+
+    async def work(conn: AsyncConnection, now: int) -> list[StateOutcome]:
+        locked = {r.session_id: r for r in (await conn.execute(
+            select(leases).where(leases.c.session_id.in_(ids))
+            .order_by(leases.c.session_id).with_for_update())).all()}
+        rows = {r.session_id: r for r in (await conn.execute(select(session_state).where(
+            session_state.c.session_id.in_(ids)))).all()}
+        out: list[StateOutcome] = []
+        for sid in ids:
+            doc, w = docs[sid], last[sid]
+            if isinstance(doc, StateOutcome):
+                out.append(doc)
+                continue
+            try:
+                saved = await _store_one(conn, now, sid, runtime_id, w.lease_epoch,
+                                         w.expected_version, doc, locked.get(sid),
+                                         rows.get(sid))
+            except Conflict as exc:
+                out.append(StateOutcome(session_id=sid, code=exc.code, message=exc.message))
+            else:
+                out.append(StateOutcome(session_id=sid, version=saved.version))
+        return out
+
+    return await cp._write(work, "write session states")
 
 
 # ---- HTTP handlers (route table: GET/PUT /v1/sessions/{session_id}/state) ----------------
@@ -208,3 +293,8 @@ async def load_state(c: Call) -> SessionState:
 
 async def save_state(c: Call) -> StateSaved:
     return await write_state(c.cp, c.principal, c.path["session_id"], c.body)
+
+
+async def save_states(c: Call) -> StateOutcomes:
+    return StateOutcomes(results=await write_states(c.cp, c.principal, c.path["runtime_id"],
+                                                    c.body.writes))

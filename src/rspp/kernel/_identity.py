@@ -76,10 +76,17 @@ class Correlation:
 
 @dataclass(slots=True)
 class IdFactory:
-    """Deterministic ids scoped to one session: ``<session>:<kind>:<n>``."""
+    """Deterministic ids scoped to one session: ``<session>:<kind>:<n>``.
+
+    ``epoch``: the lease epoch a resumed session was taken over at (> 1). Its turn ids
+    carry it (``<session>:turn:<n>@<epoch>``): the previous owner may have opened turns
+    its last checkpoint does not count (it died before the checkpoint landed), and an
+    epoch has one holder, so no turn id of an earlier owner can come back.
+    """
 
     session_id: str
     _counters: dict[str, int] = field(default_factory=dict)
+    epoch: int | None = None
 
     def next(self, kind: str) -> str:
         n = self._counters.get(kind, 0) + 1
@@ -87,7 +94,8 @@ class IdFactory:
         return f"{self.session_id}:{kind}:{n}"
 
     def turn_id(self) -> str:
-        return self.next("turn")
+        tid = self.next("turn")
+        return tid if self.epoch is None else f"{tid}@{self.epoch}"
 
     def counters(self) -> dict[str, int]:
         """How many ids of each kind were issued (a checkpoint of the session)."""

@@ -25,6 +25,7 @@ from rspp.kernel import Clock, NodeContext, StateHandle
 from rspp.providers import (
     ADAPTERS,
     CircuitRegistry,
+    CostMeter,
     InvocationContext,
     InvocationController,
     InvocationPolicy,
@@ -137,6 +138,9 @@ class NodeServices:
     #: boundaries and restored after failover (the LLM node's conversation); None: the
     #: node keeps it in process memory only
     session_state: Callable[[str], StateHandle] | None = None
+    #: counts the session's provider usage (tokens, audio seconds, characters) for its
+    #: summary and cost caps (F-075); None: not counted
+    meter: CostMeter | None = None
 
     def _policy(self, modality: str, turn_id: str | None) -> InvocationPolicy:
         chain = self.chains.get(modality)
@@ -180,21 +184,21 @@ class NodeServices:
     def stt(self, node_id: str, turn_id: str | None) -> STTController:
         ctl = STTController(self._subset("stt", STTProvider), self._policy("stt", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits)
+                            circuits=self.circuits, meter=self.meter)
         self._keep(turn_id, ctl)
         return ctl
 
     def llm(self, node_id: str, turn_id: str | None) -> LLMController:
         ctl = LLMController(self._subset("llm", LLMProvider), self._policy("llm", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits)
+                            circuits=self.circuits, meter=self.meter)
         self._keep(turn_id, ctl)
         return ctl
 
     def tts(self, node_id: str, turn_id: str | None) -> TTSController:
         ctl = TTSController(self._subset("tts", TTSProvider), self._policy("tts", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits)
+                            circuits=self.circuits, meter=self.meter)
         self._keep(turn_id, ctl)
         return ctl
 

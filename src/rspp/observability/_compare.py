@@ -135,12 +135,20 @@ class _Side:
         """Take one line; returns its turn id when it is that turn's terminal signal,
         :data:`_SESSION` when it joined the session-scoped group."""
         self._n += 1
-        if _is_artifact(line):
-            return None
         rec = line.record
+        get = rec.get
+        # recorder artefacts (as _is_artifact, inlined: every line of both sides comes here)
+        if get("lane") == "TelemetryLane" or get("signal") == "recording_level_downgraded":
+            return None
+        event_id = get("event_id")
+        if type(event_id) is str and event_id.startswith("or02-"):
+            return None
         # a null field counts as absent (as in a compare_view)
-        key = (str(rec.get("session_id") or ""), int(rec.get("runtime_sequence") or 0), self._n)
-        turn = rec.get("turn_id")
+        sid = get("session_id") or ""
+        seq = get("runtime_sequence") or 0
+        key = (sid if type(sid) is str else str(sid), seq if type(seq) is int else int(seq),
+               self._n)
+        turn = get("turn_id")
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
             if slot not in self._kept or key >= self._kept[slot]:
@@ -182,14 +190,19 @@ class _Side:
 
     def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
               ) -> list[tuple[_Sig, int, TimelineLine]]:
-        seen: Counter[_Sig] = Counter(self.seen_base.get(turn, ()))
-        out = []
+        seen: dict[_Sig, int] = dict(self.seen_base.get(turn, ()))
+        out: list[tuple[_Sig, int, TimelineLine]] = []
+        append = out.append
         for line in self.ordered(turn) if lines is None else lines:
-            if _is_terminal(line):
-                continue
-            sig = _signature(line)
-            out.append((sig, seen[sig], line))
-            seen[sig] += 1
+            kind, get = line.kind, line.record.get
+            if kind == "control_signal" and get("signal") in _TERMINAL:
+                continue  # (_is_terminal and _signature inlined: every line comes here)
+            sig = (kind, get("signal") or get("outcome_kind") or get("trigger"), get("lane"),
+                   get("node_id"), get("edge_id"), get("payload_class"),
+                   get("scope") if kind == "control_signal" else None)
+            n = seen.get(sig, 0)
+            append((sig, n, line))
+            seen[sig] = n + 1
         return out
 
     def terminal(self, turn: str | None, lines: list[TimelineLine] | None = None) -> str | None:
@@ -221,12 +234,16 @@ class _Side:
         texts = self.text_base[turn]
         seen = self.seen_base[turn]
         sigs = iter(signatures)
-        for _, line in group[:count]:
+        for i in range(count):
+            line = group[i][1]
             if line.record.get("signal") in _TERMINAL:
                 self.terminal_base.setdefault(turn, _terminal_text(line))
-            if not _is_terminal(line):
+                if line.kind != "control_signal":
+                    seen[next(sigs)] += 1
+            else:
                 seen[next(sigs)] += 1
-            _add_text(texts, line)
+            if line.payload:
+                _add_text(texts, line)
         self.dropped_key[turn] = group[count - 1][0]
         self.groups[turn] = group[count:]
 
@@ -245,9 +262,11 @@ def _terminal_text(line: TimelineLine) -> str:
 
 
 def _add_text(out: dict[str | None, list[str]], line: TimelineLine) -> None:
-    text = (line.payload or {}).get("text")
-    final = (line.payload or {}).get("is_final", True)
-    if isinstance(text, str) and final:
+    payload = line.payload
+    if not payload:
+        return
+    text = payload.get("text")
+    if isinstance(text, str) and payload.get("is_final", True):
         out.setdefault(line.record.get("node_id"), []).append(text)
 
 

@@ -251,14 +251,16 @@ def iter_values(path: str | Path, *, payloads: Payloads = True,
     yield from _values(path, payloads, offsets, start)
 
 
-def iter_raw(path: str | Path, *, start: tuple[int, int] = (0, 0)
+def iter_raw(path: str | Path, *, start: tuple[int, int] = (0, 0),
+             offsets: list[int] | None = None
              ) -> Iterator[tuple[int, bytes | TimelineFormatError]]:
     """``(line number, raw bytes)`` of each line (MessagePack: frame), nothing decoded.
 
     Numbered as :func:`iter_values` numbers them (a reader that decodes only the lines
     it needs, by number); a line over the size limit or a broken frame is an error.
+    ``start`` and ``offsets`` as in :func:`iter_values`.
     """
-    for number, value in _values(path, None, None, start):
+    for number, value in _values(path, None, offsets, start):
         yield number, cast("bytes | TimelineFormatError", value)  # raw: nothing decoded
 
 

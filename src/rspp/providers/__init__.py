@@ -44,6 +44,7 @@ from rspp.providers._policy import (
     InvocationPolicy,
     PolicyError,
     PriceTable,
+    cost_caps_from_config,
     policy_from_config,
 )
 from rspp.providers._prometheus import PrometheusMetricsSink
@@ -143,6 +144,7 @@ __all__ = [
     "UsageSummary",
     "adapter_info",
     "choose_chain",
+    "cost_caps_from_config",
     "create_provider",
     "default_redactor",
     "new_invocation_id",

@@ -7,6 +7,7 @@ token per delta); STT is seconds of audio sent; TTS is characters sent.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 import msgspec
 
@@ -29,25 +30,32 @@ class CostCapExceeded(ProviderCallError):
         super().__init__(message, outcome=Outcome.POLICY_BLOCK, provider=provider, code="cost_cap")
 
 
-class ProviderUsage(msgspec.Struct, frozen=True, kw_only=True):
-    llm_tokens: int = 0
-    stt_audio_seconds: float = 0.0
-    tts_characters: int = 0
-    estimated_cost_usd: float = 0.0
+#: bounds a summary travels within (a runtime reports it to the control plane)
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                  pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]*$")]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+_Amount = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
 
 
-class UsageSummary(msgspec.Struct, frozen=True, kw_only=True):
+class ProviderUsage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    llm_tokens: _Count = 0
+    stt_audio_seconds: _Amount = 0.0
+    tts_characters: _Count = 0
+    estimated_cost_usd: _Amount = 0.0
+
+
+class UsageSummary(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Exportable per-session summary (JSON via ``msgspec.json.encode``)."""
 
-    session_id: str
-    tenant_id: str | None
-    turns: int
-    llm_tokens: int
-    stt_audio_seconds: float
-    tts_characters: int
-    estimated_cost_usd: float
-    cap_enforcements: int
-    by_provider: dict[str, ProviderUsage]
+    session_id: _Id
+    tenant_id: _Id | None
+    turns: _Count
+    llm_tokens: _Count
+    stt_audio_seconds: _Amount
+    tts_characters: _Count
+    estimated_cost_usd: _Amount
+    cap_enforcements: _Count
+    by_provider: Annotated[dict[_Id, ProviderUsage], msgspec.Meta(max_length=64)]
 
 
 _CAP_FIELDS = {

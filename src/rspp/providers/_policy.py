@@ -11,6 +11,7 @@ import msgspec
 from rspp.errors import ProviderError
 
 __all__ = [
+    "COST_CAP_FIELDS",
     "POLICY_CONFIG_KEYS",
     "BackoffPolicy",
     "CircuitPolicy",
@@ -18,11 +19,21 @@ __all__ = [
     "InvocationPolicy",
     "PolicyError",
     "PriceTable",
+    "cost_caps_from_config",
     "policy_from_config",
 ]
 
 #: keys of a provider binding's ``config`` that tune the invocation policy, not the adapter
-POLICY_CONFIG_KEYS = ("circuit", "retry")
+POLICY_CONFIG_KEYS = ("circuit", "retry", "price", "cost_cap")
+#: the :class:`CostCaps` fields ``config.cost_cap.per_turn``/``per_session`` set per modality
+COST_CAP_FIELDS = {
+    "llm": ("llm_tokens_per_turn", "llm_tokens_per_session"),
+    "stt": ("stt_audio_seconds_per_turn", "stt_audio_seconds_per_session"),
+    "tts": ("tts_chars_per_turn", "tts_chars_per_session"),
+}
+#: what ``config.price`` is per modality (USD), for the session's cost estimate (F-075)
+PRICE_UNITS = {"llm": "per 1000 LLM tokens", "stt": "per minute of audio",
+               "tts": "per 1000 characters"}
 
 
 class PolicyError(ProviderError):
@@ -150,6 +161,32 @@ class InvocationPolicy:
         return None if remaining is None else max(0, int(remaining))
 
 
+def _cost_cap(path: str, raw: object) -> dict[str, float]:
+    """``{per_turn, per_session}`` of ``config.cost_cap`` (numbers > 0; either may be left out)."""
+    if not isinstance(raw, Mapping) or not raw or set(raw) - {"per_turn", "per_session"}:
+        raise PolicyError(f"{path}: expected a mapping with per_turn and/or per_session "
+                          f"(tokens for llm, seconds of audio for stt, characters for tts)")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise PolicyError(f"{path}.{key}={value!r}: must be a number > 0")
+    return {str(k): float(v) for k, v in raw.items()}
+
+
+def cost_caps_from_config(configs: Mapping[str, Mapping[str, object]]) -> CostCaps:
+    """The session's :class:`CostCaps` from each modality's ``config.cost_cap`` (F-058)."""
+    caps: dict[str, float | int] = {}
+    for modality, config in configs.items():
+        if "cost_cap" not in config or modality not in COST_CAP_FIELDS:
+            continue
+        turn_field, session_field = COST_CAP_FIELDS[modality]
+        cap = _cost_cap(f"providers.{modality}.config.cost_cap", config["cost_cap"])
+        as_type = float if modality == "stt" else int
+        for key, name in (("per_turn", turn_field), ("per_session", session_field)):
+            if key in cap:
+                caps[name] = as_type(cap[key])
+    return CostCaps(**caps)  # type: ignore[arg-type]
+
+
 _D = TypeVar("_D", CircuitPolicy, BackoffPolicy)
 _RETRY_KEYS = ("max_retries", "min_attempt_ms")
 
@@ -183,6 +220,12 @@ def policy_from_config(
     circuit = CircuitPolicy()
     backoff = BackoffPolicy()
     tuning: dict[str, Any] = {}
+    if "cost_cap" in config:
+        _cost_cap(f"{path}.cost_cap", config["cost_cap"])
+    price = config.get("price", 0.0)
+    if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < 1e6:
+        raise PolicyError(f"{path}.price={price!r}: must be a number >= 0 (USD "
+                          f"{', '.join(f'{u} for {m}' for m, u in PRICE_UNITS.items())})")
     if "circuit" in config:
         circuit, _ = _section(f"{path}.circuit", config["circuit"], CircuitPolicy)
     if "retry" in config:

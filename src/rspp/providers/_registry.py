@@ -323,7 +323,8 @@ class ProviderCatalog:
             return [(key, text.removeprefix(f"config.{key}: ").removeprefix("config."),
                      "circuit: error_rate_threshold, window, min_calls, cooldown_ms, "
                      "half_open_successes; retry: max_retries, min_attempt_ms, initial_ms, "
-                     "multiplier, max_ms, respect_retry_after")]
+                     "multiplier, max_ms, respect_retry_after; price: a number >= 0; "
+                     "cost_cap: per_turn, per_session")]
         try:
             cls = info.load()
             params = {k: v for k, v in config.items()

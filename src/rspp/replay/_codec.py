@@ -25,7 +25,7 @@ import msgspec
 from rspp.contracts import AudioPayload, DebugPayload, PayloadClass, TextPayload
 from rspp.kernel import AudioFormat, Event, EventKind
 
-__all__ = ["decode_event", "encode_event"]
+__all__ = ["compared_payload", "decode_event", "encode_event"]
 
 _META = "evt:"
 _json = msgspec.json.Encoder(order="sorted")
@@ -60,6 +60,18 @@ def encode_event(ev: Event) -> tuple[PayloadClass, AudioPayload | TextPayload | 
                            **({"segment_id": seg} if seg else {}))
         return PayloadClass.TEXT_RAW, text
     return PayloadClass.METADATA, _debug(ev)
+
+
+def compared_payload(ev: Event) -> tuple[PayloadClass, TextPayload | None]:
+    """:func:`encode_event` for a timeline that is only compared: the payload class, and
+    the payload only where the comparator reads it (text); audio bytes are not copied."""
+    p = ev.payload
+    if isinstance(p, str):
+        payload_class, text = encode_event(ev)
+        return payload_class, text if isinstance(text, TextPayload) else None
+    if isinstance(p, bytes | bytearray | memoryview) and ev.kind in _AUDIO_KINDS:
+        return PayloadClass.AUDIO_RAW, None
+    return PayloadClass.METADATA, None
 
 
 def _debug(ev: Event) -> DebugPayload:

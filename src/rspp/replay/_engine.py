@@ -220,7 +220,10 @@ class ReplayEngine:
         if opts.lean:  # compare turn by turn as the candidate lines come
             self._comparison = TurnwiseComparison(tolerances=opts.tolerances,
                                                   policy=opts.policy, mode=opts.mode)
-            self._expected = recording.expected_lines()
+            if recording.fetcher is not None:  # one pass feeds the replay and the comparison
+                recording.fetcher.on_line = self._comparison.add_expected
+            else:
+                self._expected = recording.expected_lines()
             self.rig.keep = self._candidate_line
         self._transport_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
@@ -267,17 +270,20 @@ class ReplayEngine:
         await self._feed(n)
         return self.cursor()
 
-    async def _feed(self, n: int) -> None:
-        """:meth:`step` without the cursor (what :meth:`run` calls per event)."""
+    async def _feed(self, n: int, *, pausable: bool = False) -> None:
+        """:meth:`step` without the cursor; :meth:`run` feeds with ``pausable`` (it stops
+        at the ingress boundary after :meth:`pause`)."""
         await self.start()
         if self._finished is not None:
             raise ReplayError("the replay already finished; start a new ReplayEngine")
         end = min(self.position + n, self.total)
-        while self.position < end:
-            item = self.recording.ingress[self.position]
-            ev = item.event(self.recording.source)
+        rig, playback, ingress = self.rig, self.rig.playback, self.recording.ingress
+        source = self.recording.source
+        while self.position < end and not (pausable and self.paused):
+            item = ingress[self.position]
+            ev = item.event(source)
             if item.port == "audio":
-                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
+                await rig.advance_to(item.runtime_ms, item.runtime_sequence)
             else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
                 # turn in the live transport before entering the graph: so does the replay,
@@ -289,12 +295,12 @@ class ReplayEngine:
                 self.rig.driver.end_of_utterance(reason)
                 ev.turn_id = await self.rig.driver.turn_for_utterance()
                 await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
-            self.rig.ingress(ev, item.port)
+            rig.ingress(ev, item.port)
             self.position += 1
-            if self.rig.playback is not None:
-                self.rig.playback.mark_fed(self.position)
-            await self.rig.settle()
-        self.rig.flush()
+            if playback is not None:
+                playback.mark_fed(self.position)
+            await rig.settle()
+            rig.flush()  # the streamed comparison keeps pace with the replay
 
     def _proposal_before(self, reason: str, sequence: int) -> tuple[int, int] | None:
         """The last recorded ``turn_open_proposed`` of ``reason`` before ``sequence``."""
@@ -313,10 +319,12 @@ class ReplayEngine:
         self.paused = False
         await self.start()
         total = self.total
+        if on_step is None:
+            await self._feed(total - self.position, pausable=True)
+            return self.cursor()
         while self.position < total and not self.paused:
             await self._feed(1)
-            if on_step is not None:
-                on_step(self.cursor())
+            on_step(self.cursor())
         return self.cursor()
 
     async def resume(self, cursor: ReplayCursor) -> ReplayCursor:
@@ -380,14 +388,14 @@ class ReplayEngine:
                                       line_count=self.rig.flushed)
         return self._finished
 
-    def _streaming(self) -> tuple[TurnwiseComparison, Iterator[TimelineLine]]:
-        comparison, lines = self._comparison, self._expected
-        if comparison is None or lines is None:
+    def _streaming(self) -> TurnwiseComparison:
+        comparison = self._comparison
+        if comparison is None:
             raise ReplayError("the turn-by-turn comparison is used only by a streamed replay")
-        return comparison, lines
+        return comparison
 
     def _candidate_line(self, line: dict[str, object]) -> None:
-        comparison, _ = self._streaming()
+        comparison = self._streaming()
         # the rig's own lines (plain, as a file reads back): no envelope check; the
         # comparator reads fields by name and a payload's text only
         payload = line.get("payload")
@@ -399,7 +407,14 @@ class ReplayEngine:
 
     def _feed_expected(self, *, everything: bool = False) -> None:
         """Read the recording on until it closed the turns the candidate closed (or all)."""
-        comparison, lines = self._streaming()
+        comparison = self._streaming()
+        fetcher = self.recording.fetcher
+        if fetcher is not None:  # the replay's own pass hands the lines to the comparison
+            fetcher.read_on(None if everything else lambda: not comparison.waiting_for_expected)
+            return
+        lines = self._expected
+        if lines is None:
+            raise ReplayError("the turn-by-turn comparison has no expected timeline")
         for line in lines:
             comparison.add_expected(line)
             if not everything and not comparison.waiting_for_expected:

@@ -82,7 +82,10 @@ class PlaybackStore:
         self.outputs.setdefault(node_id, {}).setdefault(out.input_ordinal, []).append(out)
 
     def take(self, node_id: str, ordinal: int) -> list[RecordedOutput]:
-        outs = self.outputs.get(node_id, {}).pop(ordinal, [])
+        by_ordinal = self.outputs.get(node_id)
+        outs = by_ordinal.pop(ordinal, None) if by_ordinal else None
+        if not outs:  # most inputs (audio frames) caused no output
+            return []
         return [out if out.load is None or out.event is not None
                 else replace(out, event=out.load(), load=None) for out in outs]
 
@@ -158,7 +161,7 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
     def outputs_for(self: Any, event: Event) -> list[tuple[str, Event, bool]]:
         self._replay_k += 1
         node_id = self.ctx.node_id
-        out = []
+        out: list[tuple[str, Event, bool]] = []
         self._replay_at = []
         for rec in store.take(node_id, self._replay_k):
             self._replay_at.append((tie_break_ns(rec.runtime_ms, rec.runtime_sequence),
@@ -186,6 +189,8 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
     if cls.is_async():
         async def aprocess(self: Any, event: Event, port: str) -> None:
             items = outputs_for(self, event)
+            if not items:
+                return
             turn = None
             if any(new for _, _, new in items):
                 h = hooks(self.ctx.session_id)

@@ -41,7 +41,7 @@ from rspp.kernel import (
 )
 from rspp.kernel._timebase import Timebase
 from rspp.observability._recorder import BufferedItem, RecorderOptions, TimelineRecorder
-from rspp.replay._codec import encode_event
+from rspp.replay._codec import compared_payload, encode_event
 from rspp.replay._nodes import (
     PlaybackStore,
     ReplayRegistry,
@@ -67,6 +67,7 @@ _PLAIN = msgspec.msgpack.Decoder(dict[str, Any])
 _BIG = 1 << 20
 #: yields to wait for an empty ready queue before falling back to state polling
 _READY_SPINS = 256
+_NO_QUEUE = object()  # a loop without a ready queue: poll the session state
 
 
 class AdmissionSource(Protocol):
@@ -198,6 +199,8 @@ class SessionRig:
         self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
                                           self.timebase, self.clock) if external_transport else None
         self._playing: set[str] = set()
+        #: (loop, its ready queue) (see :meth:`_quiesce`), looked up once per loop
+        self._ready: tuple[asyncio.AbstractEventLoop, Any] | None = None
         #: the reply outputs each turn has yet to end (its reply ends when none is left)
         self._reply_ports = graph.reply_ports()
         self._open_ports: dict[str, set[str]] = {}
@@ -210,9 +213,17 @@ class SessionRig:
         return self.driver if session_id == self.options.session_id else None
 
     # ------------------------------------------------------------ recording
+    @property
+    def compared_only(self) -> bool:
+        """The lines are only compared, never written (a streamed replay without
+        ``--timeline-out``): payloads the comparator does not read are not encoded."""
+        return self.sink is None and self.keep is not None
+
     def _record(self, ev: Event, edge_id: str, *, parent: str | None = None,
                 encoded: tuple[Any, Any] | None = None) -> None:
-        payload_class, payload = encoded if encoded is not None else encode_event(ev)
+        if encoded is None:
+            encoded = compared_payload(ev) if self.compared_only else encode_event(ev)
+        payload_class, payload = encoded
         rec = to_record(ev, session_id=self.options.session_id,
                         pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
                         wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
@@ -279,6 +290,19 @@ class SessionRig:
         if delta > 0:
             await asyncio.sleep(delta / 1e9)
 
+    def _ready_queue(self) -> Any:
+        """The running loop's ready queue (:data:`_NO_QUEUE` if it has none)."""
+        loop = asyncio.get_running_loop()
+        if self._ready is None or self._ready[0] is not loop:
+            self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
+        return self._ready[1]
+
+    def _runnable(self) -> bool:
+        """Whether :meth:`_quiesce` has anything to wait for (a task is ready to run, or
+        the loop has no ready queue to tell); False skips it without a coroutine."""
+        ready = self._ready_queue()
+        return ready is _NO_QUEUE or bool(ready)
+
     async def _quiesce(self) -> None:
         """Let every runnable task run until nothing is left to run (at the current time).
 
@@ -289,8 +313,8 @@ class SessionRig:
         each yield. A loop without that queue (or a task that keeps itself runnable by
         polling) falls back to waiting until the session state stops changing.
         """
-        ready = getattr(asyncio.get_running_loop(), "_ready", None)
-        if ready is not None:
+        ready = self._ready_queue()
+        if ready is not _NO_QUEUE:
             for _ in range(_READY_SPINS):
                 if not ready:
                     return
@@ -317,18 +341,21 @@ class SessionRig:
         if not isinstance(clock, VirtualClock):
             return
         for _ in range(1_000_000):
-            await self._quiesce()
+            if self._runnable():
+                await self._quiesce()
             deadline = clock.next_deadline_ns()
             if deadline is None or deadline > target_ns:
                 break
             clock.advance_ns(max(0, deadline - clock.monotonic_ns()))
         if jump and target_ns > clock.monotonic_ns():
             clock.advance_ns(target_ns - clock.monotonic_ns())
-        await self._quiesce()
+        if self._runnable():
+            await self._quiesce()
 
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
-        encoded = encode_event(ev)  # before the push: inline nodes may annotate the event
+        # before the push: inline nodes may annotate the event
+        encoded = compared_payload(ev) if self.compared_only else encode_event(ev)
         accepted = self.session.push(ev, port)
         self._record(ev, f"input.{port}", encoded=encoded)
         return accepted
@@ -363,7 +390,7 @@ class SessionRig:
             return []
         items = self.recorder.peek(self.recorder.buffered)
         self.recorder.consume(len(items))
-        if self.sink is None and self.keep is not None:
+        if self.compared_only:
             new = [_compared_line(item) for item in items]  # compared, never written
         else:
             new = [_plain_line(item) for item in items]

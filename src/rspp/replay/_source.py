@@ -47,6 +47,7 @@ from rspp.observability._timeline_io import (
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
+from rspp.replay._fastline import event_line
 from rspp.replay._flushes import FLUSH_FIELDS
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
@@ -185,13 +186,20 @@ class _LineSet:
 
 
 class LineFetcher:
-    """A second streaming pass over a timeline file: hands out whole lines by number.
+    """The replay's one streaming pass over a timeline file, with two cursors.
 
-    The lines a streamed replay needs again (ingress events and provider outputs, with
-    their payloads) are read forward in file order; a needed line passed before it is
-    asked for (ingress slightly out of ``runtime_sequence`` order, the inputs between a
-    node's input and its recorded output) waits in a buffer, so memory is bounded by
-    that look-ahead, not by the file.
+    *Feed*: ``fetcher(number)`` hands out a whole line (payload included) that the
+    replay feeds (ingress events, played-back provider outputs). Lines are read
+    forward in file order; a needed line passed before it is asked for (ingress
+    slightly out of ``runtime_sequence`` order, the inputs between a node's input and
+    its recorded output) waits, decoded, in a buffer, so memory is bounded by that
+    look-ahead, not by the file.
+
+    *Compare*: with :attr:`on_line` set (a streamed replay), every line of the
+    session is handed to it once, in file order, as the pass reads it (records whole,
+    of a payload only ``text`` and ``is_final``: what the comparator reads);
+    :meth:`read_on` reads further for the comparison alone. Each line is read and
+    decoded once for both.
     """
 
     def __init__(self, path: str, needed: Iterable[int], span: SessionSpan | None = None
@@ -199,37 +207,75 @@ class LineFetcher:
         self.path = path
         self.needed = _LineSet(needed)
         self.span = span
-        #: needed lines passed early, kept raw (decoded when asked for)
-        self.buffer: dict[int, bytes] = {}
+        #: needed lines passed early, decoded
+        self.buffer: dict[int, TimelineLine] = {}
         self.peak = 0
+        #: every line of the session, in file order, as it is read (see the class doc)
+        self.on_line: Callable[[TimelineLine], None] | None = None
         self._lines: Iterator[tuple[int, bytes | TimelineFormatError]] | None = None
         self._msgpack = False
+        self._session: object = None  # session of the last line naming one (span only)
+        self._ended = False
 
     def __call__(self, number: int) -> TimelineLine:
-        self.needed.discard(number)
         found = self.buffer.pop(number, None)
         if found is not None:
-            return self._decode(number, found)
+            self.needed.discard(number)
+            return found
+        while not self._ended:
+            item = self._next()
+            if item is None:
+                continue
+            if item.line == number:
+                self.needed.discard(number)
+                return item
+            if item.line in self.needed:
+                self.buffer[item.line] = item
+                if len(self.buffer) > self.peak:
+                    self.peak = len(self.buffer)
+        raise self._gone(number)
+
+    def read_on(self, enough: Callable[[], bool] | None = None) -> None:
+        """Read on (for :attr:`on_line`) until ``enough()`` or, without it, to the end."""
+        while not self._ended and (enough is None or not enough()):
+            item = self._next()
+            if item is not None and item.line in self.needed:
+                self.buffer[item.line] = item
+                if len(self.buffer) > self.peak:
+                    self.peak = len(self.buffer)
+
+    def _next(self) -> TimelineLine | None:
+        """Read one line: decoded when needed or compared, else None (also at the end)."""
         if self._lines is None:  # lines are numbered, not decoded: only needed ones are
             self._msgpack = is_msgpack(self.path)
             self._lines = iter_raw(self.path, start=self.span.start if self.span else (0, 0))
-        last = self.span.last_line if self.span is not None else None
-        for line, raw in self._lines:
-            if isinstance(raw, TimelineFormatError):
-                continue
-            if last is not None and line > last:
-                break
-            if line == number:
-                return self._decode(number, raw)
-            if line in self.needed:
-                self.buffer[line] = raw
-                self.peak = max(self.peak, len(self.buffer))
-        raise self._gone(number)
-
-    def _decode(self, number: int, raw: bytes) -> TimelineLine:
-        item = decode_line(self.path, number, raw, msgpack=self._msgpack)
+        found = next(self._lines, None)
+        span = self.span
+        if found is None or (span is not None and found[0] > span.last_line):
+            self._ended = True
+            return None
+        number, raw = found
+        if isinstance(raw, TimelineFormatError):
+            return None
+        needed = number in self.needed
+        on_line = self.on_line
+        if not needed and on_line is None:
+            return None
+        fast = None if self._msgpack else event_line(number, raw, whole=needed)
+        item = fast if fast is not None else decode_line(
+            self.path, number, raw, msgpack=self._msgpack, payloads=True if needed else "text")
         if isinstance(item, TimelineFormatError):
-            raise self._gone(number)
+            return None
+        if on_line is not None:
+            if span is not None:  # the session's lines, as span_lines gives them
+                sid = item.record.get("session_id")
+                if isinstance(sid, str):
+                    self._session = sid
+            if span is None or self._session == span.session_id:
+                payload = item.payload
+                on_line(item if not needed or payload is None else TimelineLine(
+                    line=number, kind=item.kind, record=item.record,
+                    payload=_text_of(payload)))
         return item
 
     def _gone(self, number: int) -> ReplayInputError:
@@ -240,7 +286,15 @@ class LineFetcher:
         lines, self._lines = self._lines, None
         if isinstance(lines, Generator):
             lines.close()
+        self._ended = True
         self.buffer.clear()
+
+
+def _text_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """What the comparator reads of a payload (as ``payloads="text"`` decodes it)."""
+    if "text" not in payload and "is_final" not in payload:
+        return {}
+    return {k: payload[k] for k in ("text", "is_final") if k in payload}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +361,35 @@ def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True
             current = sid
         if current == span.session_id:  # records without session_id: as in timeline_sessions
             yield item
+
+
+def _index_lines(path: str, span: SessionSpan | None, offsets: list[int] | None
+                 ) -> Iterator[TimelineLine | TimelineFormatError]:
+    """:func:`span_lines` with ``payloads="text"`` for the index pass of a streamed
+    recording: event records (most lines) keep only the fields a replay reads
+    (:func:`~rspp.replay._fastline.event_line`); other lines are decoded whole."""
+    msgpack = is_msgpack(path)
+    current: object = None
+    for number, raw in iter_raw(path, start=span.start if span else (0, 0), offsets=offsets):
+        if isinstance(raw, TimelineFormatError):
+            yield raw
+            continue
+        if span is not None and number > span.last_line:
+            return
+        item = None if msgpack else event_line(number, raw, whole=False)
+        if item is None:
+            decoded = decode_line(path, number, raw, msgpack=msgpack, payloads="text")
+            if isinstance(decoded, TimelineFormatError):
+                yield decoded
+                continue
+            item = decoded
+        if span is not None:  # the session's lines (records without session_id join it)
+            sid = item.record.get("session_id")
+            if isinstance(sid, str):
+                current = sid
+            if current != span.session_id:
+                continue
+        yield item
 
 
 @dataclass(slots=True)
@@ -459,9 +542,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
         if stream and span is None:  # the file's sessions are found in the same pass
             finder = _SessionFinder()
         # streamed: payloads are read again when fed; here only whether a line has one
-        items = span_lines(source, span if stream else None,
-                           payloads="text" if stream else True,
-                           offsets=offsets if finder is not None else None)
+        items = _index_lines(source, span, offsets if finder is not None else None) \
+            if stream else span_lines(source, None)
     else:
         source = "<lines>"
         stream = False

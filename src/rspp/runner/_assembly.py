@@ -56,10 +56,14 @@ from rspp.providers import (
     POLICY_CONFIG_KEYS,
     PROVIDER_CATALOG,
     CircuitRegistry,
+    CostMeter,
     InvocationPolicy,
     PolicyError,
+    PriceTable,
     SecretConfigError,
     SecretRef,
+    UsageSummary,
+    cost_caps_from_config,
     default_redactor,
     policy_from_config,
 )
@@ -237,11 +241,14 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
     policies: dict[str, InvocationPolicy] = {}
+    prices: dict[str, dict[str, float]] = {"llm": {}, "stt": {}, "tts": {}}
+    configs: dict[str, dict[str, object]] = {}
     for b in gd.providers:
         chain = (b.primary, *b.fallbacks)
         chains[b.modality] = chain
         timeouts[b.modality] = max(int(b.timeout.value), min_timeout_ms)
         config = dict(b.config.items()) if hasattr(b.config, "items") else {}
+        configs[b.modality] = config
         try:  # retry/backoff/circuit tuning of the modality (F-057, F-059)
             policies[b.modality] = policy_from_config(
                 chain, timeouts[b.modality], config, path=f"providers.{b.modality}.config")
@@ -256,9 +263,19 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
                 providers[pid] = build_provider(pid, cfg, modality=b.modality)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
+        price = config.get("price")
+        if isinstance(price, int | float) and b.modality in prices:
+            prices[b.modality][b.primary] = float(price)
+    table = PriceTable(per_1k_llm_tokens=prices["llm"], per_stt_audio_minute=prices["stt"],
+                       per_1k_tts_chars=prices["tts"])
+    try:
+        caps = cost_caps_from_config(configs)
+    except PolicyError as exc:
+        raise AssemblyError(str(exc)) from None
     return NodeServices(providers=providers, chains=chains, session_id=session_id,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
-                        timeouts_ms=timeouts, policies=policies, circuits=circuits)
+                        timeouts_ms=timeouts, policies=policies, circuits=circuits,
+                        meter=CostMeter(session_id, caps=caps, prices=table))
 
 
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
@@ -306,6 +323,12 @@ class AssembledSession(Generic[TransportT]):
     @property
     def session_id(self) -> str:
         return self.session.session_id
+
+    def usage_summary(self) -> UsageSummary:
+        """Turns, provider usage and estimated cost of the session so far (F-075)."""
+        meter = self.services.meter or CostMeter(self.session_id,
+                                                 tenant_id=self.options.tenant_id)
+        return meter.summary()
 
     def make_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                     reason: str) -> ControlSignal:
@@ -513,6 +536,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))
 
     base_chains = dict(services.chains)
+    meter = services.meter = services.meter or CostMeter(sid)
+    meter.tenant_id = opts.tenant_id
 
     def prefer(providers: Any) -> None:
         for modality, pid in providers.items():
@@ -520,6 +545,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             services.chains[modality] = (pid, *rest)
 
     def on_plan(plan: Any) -> None:
+        meter.begin_turn()
         prefer(plan.provider_bindings)
         prefer(holder["driver"].overload.providers)  # the degrade posture wins (F-048)
 
@@ -535,6 +561,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         invocations=services.invocation_outcomes,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
+    if authority.epoch > 1:  # taken over from another owner: its turn ids cannot repeat
+        driver.stamp.ids.epoch = authority.epoch
     driver.overload.on_change = on_posture
     services.hooks = driver
     services.remaining_budget_ms = _remaining_budget(driver)

@@ -20,7 +20,7 @@ import msgspec
 from rspp.contracts import RecordingLevel, kind_of
 from rspp.errors import RSPPError
 from rspp.observability import TimelineLine, turn_latencies
-from rspp.providers import CircuitRegistry
+from rspp.providers import CircuitRegistry, UsageSummary
 from rspp.runner._assembly import (
     AssembledSession,
     AssemblyError,
@@ -148,6 +148,8 @@ class RunResult:
     interrupted: str | None = None
     #: the session's states in order (its SessionLifecycle, F-138)
     session_states: tuple[str, ...] = ()
+    #: turns, provider usage and estimated cost of the session (F-075)
+    usage: UsageSummary | None = None
 
     @property
     def transcript(self) -> str:
@@ -335,4 +337,5 @@ async def run_local(opts: RunOptions) -> RunResult:
         interrupted=interrupted,
         session_states=(("CONNECTING",) if life.history else ()) + tuple(
             to.value for _, _, to in life.history),
+        usage=assembled.usage_summary(),
     )

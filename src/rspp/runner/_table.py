@@ -63,4 +63,9 @@ def render_result(result: RunResult) -> str:
         lines.append("  (speech end of some turns is the last input frame before the turn was "
                      "proposed: their VAD reported no speech end)")
     lines.append(f"reply audio: {result.output_seconds:.2f} s")
+    u = result.usage
+    if u is not None:
+        lines.append(f"session summary: {u.turns} turn(s), {u.llm_tokens} LLM tokens, "
+                     f"{u.stt_audio_seconds:.2f} s of audio to STT, {u.tts_characters} TTS "
+                     f"characters, estimated cost ${u.estimated_cost_usd:.6f}")
     return "\n".join(lines)

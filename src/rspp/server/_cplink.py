@@ -1,5 +1,9 @@
 """The runtime's link to its control plane (F-103): registration, heartbeat, keys, specs.
 
+Per-turn traffic is batched per runtime: lease renewals (:class:`LeaseRenewer`),
+checkpoint writes (:class:`StateWriter`) and turn-start bundles
+(:class:`BundleRefresher`) of all its sessions go out together.
+
 Everything goes over the control plane's HTTP API (:class:`ControlPlaneClient`),
 in embedded mode too (then over an in-process ASGI transport), so one code path
 serves both deployments. The link registers the runtime into the routing view,
@@ -33,8 +37,10 @@ from rspp.controlplane import (
 from rspp.errors import RSPPError
 from rspp.nodes import NodeCatalog
 from rspp.providers import PROVIDER_CATALOG
+from rspp.server._bundles import BundleRefresher
 from rspp.server._lease import LeaseRenewer
 from rspp.server._specs import ModuleMismatch, fetch_pinned_modules
+from rspp.server._state import StateWriter
 from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
 
 __all__ = ["ControlPlaneLink", "LinkOptions", "SessionRefused"]
@@ -83,6 +89,10 @@ class ControlPlaneLink:
         self.heartbeats = 0
         #: renews the leases of all this runtime's sessions together
         self.renewer = LeaseRenewer(client, options.runtime_id)
+        #: saves the checkpoints of all this runtime's sessions together
+        self.states = StateWriter(client, options.runtime_id)
+        #: keeps the turn-start bundles of all this runtime's sessions fresh together
+        self.bundles = BundleRefresher(client, options.runtime_id)
 
     @property
     def runtime_id(self) -> str:

@@ -13,7 +13,8 @@ is unreachable the session keeps running on its frozen plan until the lease it
 holds expires; then it is deauthorised and drains (F-156, F-157, F-106).
 
 :class:`ControlPlaneSnapshots` is the plan resolver's snapshot source for a
-served session: the control plane's turn-start bundle (cached by the client);
+served session: the control plane's turn-start bundle (kept fresh by the runtime's
+:class:`~rspp.server._bundles.BundleRefresher`, or cached by the client);
 when the control plane is unreachable it serves the last bundle it got, whose
 snapshots go stale, so a new turn is deferred deterministically (T2) instead
 of failing.
@@ -25,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane import Conflict, ControlPlaneClient, CPError, Lease
@@ -226,11 +228,24 @@ class LeaseKeeper:
             self.on_change(lease.epoch, "lease_rotated")
 
 
+class BundleSource(Protocol):
+    """Where a served session's bundles come from: the runtime's
+    :class:`~rspp.server._bundles.BundleRefresher` or the control-plane client."""
+
+    async def turn_start_bundle(
+        self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str,
+        refresh: bool = False,
+    ) -> TurnStartBundle: ...
+
+
 class ControlPlaneSnapshots:
     """Turn-start bundles from the control plane; the last one while it is unreachable."""
 
-    def __init__(self, client: ControlPlaneClient) -> None:
+    def __init__(self, client: ControlPlaneClient, source: BundleSource | None = None) -> None:
         self.client = client
+        #: where bundles come from: the runtime's :class:`BundleRefresher` (batched and
+        #: kept fresh), else the client (one cached request per session)
+        self.source: BundleSource = source if source is not None else client
         self.last: TurnStartBundle | None = None
         self.fetches = 0
         self.fallbacks = 0
@@ -248,7 +263,7 @@ class ControlPlaneSnapshots:
     ) -> TurnStartBundle:
         refresh, self._refresh = self._refresh, False
         try:
-            bundle = await self.client.turn_start_bundle(
+            bundle = await self.source.turn_start_bundle(
                 tenant_id=tenant_id, session_id=session_id, pipeline_name=pipeline_name,
                 runtime_id=runtime_id, refresh=refresh)
         except CPError as exc:

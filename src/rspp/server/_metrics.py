@@ -73,6 +73,11 @@ class ServerMetrics:
                               "Sessions that moved between runtimes: resumed here after a "
                               "migration/failover, handed off on drain, or lost here to a "
                               "newer lease epoch", ["how"], registry=r)
+        self._start = Histogram("rspp_session_start_seconds",
+                                "Session start at this runtime, by kind (new, or resumed "
+                                "after a move) and step: the control-plane reads (record, "
+                                "lease, checkpoint) and the whole start",
+                                ["kind", "step"], buckets=_TURN_BUCKETS, registry=r)
         self._fenced = Counter("rspp_outputs_fenced_total",
                                "Outputs withheld because this runtime's lease may have "
                                "passed to another runtime (never sent)", registry=r)
@@ -102,6 +107,11 @@ class ServerMetrics:
     def moved(self, how: str) -> None:
         label = how if how in ("resumed", "handed_off", "authority_lost") else "other"
         self._safe(lambda: self._moved.labels(label).inc())
+
+    def session_start(self, resumed: bool, step: str, seconds: float) -> None:
+        """How long a session start took up to ``step`` (``control_plane``/``total``)."""
+        kind = "resumed" if resumed else "new"
+        self._safe(lambda: self._start.labels(kind, step).observe(max(seconds, 0.0)))
 
     def fenced(self, outputs: int) -> None:
         if outputs > 0:

@@ -47,6 +47,7 @@ class Runtime:
             self.sessions.gates = GateReporter(client, options.link.runtime_id, self.metrics,
                                                options.gates)
         self._heartbeat: asyncio.Task[None] | None = None
+        self._bundles: asyncio.Task[None] | None = None
         self.drained = asyncio.Event()
 
     @property
@@ -70,6 +71,7 @@ class Runtime:
             self.sessions.gates.start()
         self._heartbeat = asyncio.create_task(
             self.link.heartbeat_loop(lambda: len(self.sessions)), name="rspp-heartbeat")
+        self._bundles = asyncio.create_task(self.link.bundles.run(), name="rspp-bundles")
         self.metrics.ready(self.ready)
 
     async def drain(self) -> None:
@@ -97,6 +99,12 @@ class Runtime:
         """Close what is left, deregister, release the control-plane client."""
         await self._stop_heartbeat()
         await self.sessions.close_all("server_stopped")
+        task, self._bundles = self._bundles, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.link.bundles.aclose()
         if self.sessions.gates is not None:
             await self.sessions.gates.stop()
         await self.link.deregister()

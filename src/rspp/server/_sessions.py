@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ __all__ = ["BuiltSession", "GovernedSessions", "ServedSession", "SessionBuilder"
            "SessionPolicy"]
 
 _LOG = logging.getLogger("rspp.server")
+
+#: how long a drain hand-off waits for the turn it ended at the deadline to close
+_TURN_END_S = 2.0
 
 
 class BuiltSession(Protocol):
@@ -185,7 +189,8 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
-                    await self.owner.link.client.report_status(self.session_id, "ended")
+                    await self.owner.link.client.report_status(
+                        self.session_id, "ended", summary=self.core.usage_summary())
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
@@ -266,9 +271,10 @@ class GovernedSessions:
             raise SessionRefused("at_capacity", "this runtime is at capacity")
         # what does not depend on the control plane's record goes out at once, alongside it
         # (the token names the pipeline version): the start costs one round trip, not four
-        snapshots = ControlPlaneSnapshots(self.link.client)
+        snapshots = ControlPlaneSnapshots(self.link.client, self.link.bundles)
         if claims.lease_epoch > 1:  # resumed here after a failover or a migration
             snapshots.refresh_next()
+        self.link.bundles.track(claims.tenant_id, sid, claims.pipeline_name)
         early = _Prefetch(
             graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
             bundle=snapshots.turn_start_bundle(
@@ -277,21 +283,15 @@ class GovernedSessions:
             signals=self._handoff_signals(sid) if claims.lease_epoch > 1 else None)
         try:
             return await self._start(claims, build, snapshots, early)
+        except BaseException:
+            self.link.bundles.forget(sid)
+            raise
         finally:
             await early.aclose()
 
     async def _start(self, claims: SessionClaims, build: SessionBuilder[S],
                      snapshots: ControlPlaneSnapshots, early: _Prefetch) -> ServedSession[S]:
         sid = claims.session_id
-        info = await self.link.session_info(claims)
-        if info.runtime_id != self.link.runtime_id:
-            raise SessionRefused("token_wrong_runtime",
-                                 f"session {sid} now runs on {info.runtime_id}")
-        if (info.pipeline_name, info.pipeline_version) == (claims.pipeline_name,
-                                                           claims.pipeline_version):
-            gd = await early.graph
-        else:
-            gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
         holder: list[ServedSession[S]] = []
 
         def on_change(epoch: int | None, reason: str) -> None:
@@ -302,8 +302,52 @@ class GovernedSessions:
         keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
                              ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
                              renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
+        # the session's state lives in the control plane; a resumed session loads its last
+        # checkpoint before it is built, so its nodes start with their restored state
+        state = StateManager(sid, ControlPlaneStateStore(
+            self.link.client, self.link.runtime_id, lambda: keeper.epoch or claims.lease_epoch,
+            self.link.states))
+        # the record check, the lease and (a resume) the checkpoint go out together: the
+        # failover put the lease in this runtime's name at the token's epoch already, so
+        # the checkpoint's take-over for that epoch need not wait for the acquire
+        started = time.monotonic()
+        info_f = asyncio.ensure_future(self.link.session_info(claims))
+        lease_f = asyncio.ensure_future(keeper.acquire())
+        state_f = (asyncio.ensure_future(state.attach()) if claims.lease_epoch > 1
+                   else None)
         try:
-            epoch = await keeper.acquire()
+            served = await self._started(claims, build, snapshots, early, keeper, state,
+                                         holder, info_f, lease_f, state_f, started)
+            self.metrics.session_start(claims.lease_epoch > 1, "total",
+                                       time.monotonic() - started)
+            return served
+        finally:
+            pending = [f for f in (info_f, lease_f, state_f) if f is not None and not f.done()]
+            for f in pending:
+                f.cancel()
+            await asyncio.gather(info_f, lease_f, *([state_f] if state_f else []),
+                                 return_exceptions=True)
+
+    async def _started(self, claims: SessionClaims, build: SessionBuilder[S],
+                       snapshots: ControlPlaneSnapshots, early: _Prefetch,
+                       keeper: LeaseKeeper, state: StateManager,
+                       holder: list[ServedSession[S]],
+                       info_f: asyncio.Future[SessionInfo], lease_f: asyncio.Future[int],
+                       state_f: asyncio.Future[dict[str, object]] | None,
+                       started: float) -> ServedSession[S]:
+        sid = claims.session_id
+        info = await info_f
+        if info.runtime_id != self.link.runtime_id:
+            raise SessionRefused("token_wrong_runtime",
+                                 f"session {sid} now runs on {info.runtime_id}")
+        if (info.pipeline_name, info.pipeline_version) == (claims.pipeline_name,
+                                                           claims.pipeline_version):
+            gd = await early.graph
+        else:
+            gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        self.link.bundles.track(claims.tenant_id, sid, info.pipeline_name)
+        try:
+            epoch = await lease_f
         except CPError as exc:
             code = ("control_plane_unreachable" if exc.code == "unavailable"
                     and exc.field == "server" else "lease_refused")
@@ -313,19 +357,22 @@ class GovernedSessions:
             raise SessionRefused("stale_epoch_reject",
                                  f"the token carries lease epoch {claims.lease_epoch}; the "
                                  f"session is at epoch {epoch}: request a new token")
-        # the session's state lives in the control plane; a resumed session loads its last
-        # checkpoint before it is built, so its nodes start with their restored state
-        state = StateManager(sid, ControlPlaneStateStore(self.link.client, self.link.runtime_id,
-                                                         lambda: keeper.epoch or epoch))
         point: ResumePoint | None = None
         if epoch > 1:
             try:
-                point = ResumePoint.of(await state.attach())
+                try:
+                    loaded = await state_f if state_f is not None else await state.attach()
+                except CPError as exc:
+                    if exc.code != "stale_epoch" or state_f is None:
+                        raise
+                    loaded = await state.attach()  # taken over only now that we hold it
+                point = ResumePoint.of(loaded)
             except CPError as exc:
                 raise _refusal(exc, f"load the state of {sid}") from None
             except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
                 _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
                              "it resumes without it", sid, exc)
+        self.metrics.session_start(epoch > 1, "control_plane", time.monotonic() - started)
         bundle = await early.bundle
         if bundle.admission_policy is None:
             raise SessionRefused("control_plane_unreachable",
@@ -421,6 +468,7 @@ class GovernedSessions:
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
+            self.link.bundles.forget(served.session_id)
             self.metrics.session_closed()
 
     async def drain(self, deadline_s: float) -> None:
@@ -441,16 +489,24 @@ class GovernedSessions:
     async def _hand_off(self, served: ServedSession[Any], deadline_s: float) -> None:
         """Move a session to another runtime (drain ``migrate``); it keeps running there.
 
-        Once its active turn finished (at most ``deadline_s``), the control plane rotates
-        the lease to the target (epoch + 1); this runtime stops sending at once and closes
-        the connection with ``handed_off:<runtime>`` so the client reconnects through its
-        route. Without a target the session closes as usual.
+        Once its active turn finished (at most ``deadline_s``; a turn still running then
+        ends here, ``abort(authority_loss)``), the control plane rotates the lease to the
+        target (epoch + 1); this runtime stops sending at once and closes the connection
+        with ``handed_off:<runtime>`` so the client reconnects through its route. Without a
+        target the session closes as usual.
         """
         sid = served.session_id
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(served.idle.wait(), deadline_s)
         if served.close_reason is not None:
             return
+        if not served.idle.is_set():
+            # the deadline came mid-turn: the turn ends here, once, under the lease that
+            # ran it (T8, ``authority_loss``), before the last checkpoint; that checkpoint
+            # has no open turn, so the target does not end it a second time
+            served.core.authority_changed(None, "handed_off")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(served.idle.wait(), _TURN_END_S)
         # the last checkpoint is saved while this runtime still holds the lease: the target
         # resumes from it (its conversation, turn counter, idempotency window)
         if served.checkpoints is not None:

@@ -13,7 +13,9 @@ is complete and no extension (``permessage-deflate``) was negotiated:
 * incoming: a buffer of whole frames is cut in place; each complete, unfragmented
   text or binary frame (masked, no RSV bit, within the size limit) is unmasked and
   handed to the application exactly as uvicorn hands it (``websocket.receive``);
-  pings and pongs go to the same handlers uvicorn uses. At the first frame of any
+  pings and pongs go to the same handlers uvicorn uses. Reading stops once the
+  application is a few messages behind (uvicorn stops at every message and resumes
+  when it was taken: two ``epoll_ctl`` calls per frame). At the first frame of any
   other kind (close, a fragment, a protocol error) the remaining bytes go to the
   ``websockets`` parser, which then keeps the connection: it is at a frame boundary,
   having seen no frame bytes since the handshake;
@@ -26,7 +28,10 @@ The frames on the wire are the same (RFC 6455); only the work per frame is less.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import struct
+from collections import deque
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
@@ -44,8 +49,59 @@ __all__ = ["LeanWebSocketProtocol"]
 _TEXT, _BINARY, _PING, _PONG = 0x1, 0x2, 0x9, 0xA
 _LEAN_OPS = frozenset((_TEXT, _BINARY, _PING, _PONG))
 _FIN = 0x80  # the first byte's high nibble: FIN set, no RSV bit
+#: messages the application may be behind before the socket stops being read
+_BACKLOG = 8
 _H = struct.Struct("!H")
 _Q = struct.Struct("!Q")
+
+
+class _Inbox(asyncio.Queue[Any]):
+    """A connection's ASGI receive queue: what uvicorn uses of ``asyncio.Queue``
+    (``put_nowait``, ``get``, ``empty``, ``qsize``) without its task accounting, its
+    ``maxsize`` checks and a ``get_running_loop()`` per wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: deque[Any] = deque()
+        self._readers: deque[asyncio.Future[None]] = deque()
+        self._running: asyncio.AbstractEventLoop | None = None
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._wake_next()
+
+    def _wake_next(self) -> None:
+        readers = self._readers
+        while readers:
+            reader = readers.popleft()
+            if not reader.done():
+                reader.set_result(None)
+                return
+
+    async def get(self) -> Any:
+        items = self._items
+        while not items:
+            loop = self._running
+            if loop is None:
+                loop = self._running = asyncio.get_running_loop()
+            reader = loop.create_future()
+            self._readers.append(reader)
+            try:
+                await reader
+            except BaseException:  # as asyncio.Queue.get: a woken reader that is
+                reader.cancel()    # cancelled passes the wake-up on
+                with contextlib.suppress(ValueError):
+                    self._readers.remove(reader)
+                if items and not reader.cancelled():
+                    self._wake_next()
+                raise
+        return items.popleft()
 
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -53,22 +109,26 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.queue = _Inbox()
         #: None: not decided yet (the handshake is not complete); True: frames are cut
         #: here; False: the ``websockets`` parser has the connection for good
         self._lean: bool | None = None
         self._rest = b""
+        self._max_size: int | None = None
 
     def data_received(self, data: bytes) -> None:
         lean = self._lean
         if lean is None and self.handshake_complete:
             lean = self._lean = self._may_cut()
+            self._max_size = self._limit()
         if not lean:
             super().data_received(data)
             return
         buf = self._rest + data if self._rest else data
         n = len(buf)
         pos = 0
-        limit = self._limit()
+        limit = self._max_size
+        queue = self.queue
         view = memoryview(buf)
         while n - pos >= 6:  # the smallest masked frame: 2 header + 4 mask bytes
             b0 = buf[pos]
@@ -98,14 +158,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 break
             payload = apply_mask(view[head + 4:end], buf[head:head + 4])
             pos = end
-            if op == _BINARY:
-                self.curr_msg_data_type = "bytes"
-                self.frames = [payload]
-                self.send_receive_event_to_app()
+            if op == _BINARY:  # (``_to_app`` inlined: the media frames)
+                if not self.close_sent:
+                    queue.put_nowait({"type": "websocket.receive", "bytes": payload})
+                    if not self.read_paused and queue.qsize() >= _BACKLOG:
+                        self.read_paused = True
+                        self.transport.pause_reading()
             elif op == _TEXT:
-                self.curr_msg_data_type = "text"
-                self.frames = [payload]
-                self.send_receive_event_to_app()
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError:  # uvicorn's own path closes with 1007
+                    self._lean, self._rest = False, b""
+                    self.curr_msg_data_type = "text"
+                    self.frames = [payload]
+                    self.send_receive_event_to_app()
+                    return
+                self._to_app({"type": "websocket.receive", "text": text})
             else:  # a ping is answered, a pong ends the keepalive wait: as uvicorn does
                 frame = Frame(Opcode.PING if op == _PING else Opcode.PONG, payload)
                 self.conn.recv_frame(frame)
@@ -114,6 +182,20 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 else:
                     self.handle_pong(frame)
         self._rest = buf[pos:] if pos < n else b""
+
+    def _to_app(self, message: Any) -> None:
+        """Queue a message for the application, as uvicorn does, but stop reading the
+        socket only once the application is ``_BACKLOG`` messages behind (uvicorn stops
+        at every message and resumes when the application took it: two ``epoll_ctl``
+        calls per frame with uvloop). The backlog stays bounded: reading stops there and
+        resumes when the application has taken every message (uvicorn's ``receive``)."""
+        if self.close_sent:  # past ``websocket.close``: dropped, as uvicorn drops it
+            return
+        queue = self.queue
+        queue.put_nowait(message)
+        if not self.read_paused and queue.qsize() >= _BACKLOG:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _may_cut(self) -> bool:
         """Frames may be cut here: open, no extension, and the ``websockets`` parser is

@@ -53,7 +53,9 @@ class OutboundQueue:
         self._items: deque[AudioFrame | ServerEvent | None] = deque()
         self._audio = 0
         self._events = 0
-        self._ready = asyncio.Event()
+        #: the reader waiting in :meth:`get` (a future of the loop it runs on)
+        self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped_audio = 0
         self.overflowed = False
         self.closed = False
@@ -105,16 +107,26 @@ class OutboundQueue:
         self._wake()
 
     def _wake(self) -> None:
-        self.high_water = max(self.high_water, len(self._items))
-        self._ready.set()
+        n = len(self._items)
+        if n > self.high_water:
+            self.high_water = n
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self) -> AudioFrame | ServerEvent | None:
         """The next item; None when closed (or overflowed) and drained."""
         while not self._items:
             if self.closed or self.overflowed:
                 return None
-            self._ready.clear()
-            await self._ready.wait()
+            loop = self._loop
+            if loop is None:  # once: asyncio.get_running_loop() costs a getpid() call
+                loop = self._loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         item = self._items.popleft()
         if isinstance(item, AudioFrame):
             self._audio -= 1

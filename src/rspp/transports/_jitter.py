@@ -298,7 +298,9 @@ class JitterIngress:
         #: client audio (concealment included) released into the pipeline, in samples
         self.released_samples = 0
 
-    async def push(self, pcm: bytes, seq: int | None) -> None:
+    def push(self, pcm: bytes, seq: int | None) -> Awaitable[None]:
+        """Take a client frame; the returned awaitable hands its frames on (not a coroutine
+        itself: a frame released at once goes straight to the frame sink)."""
         if self._timer is None and not self._lock.locked():
             disc = self.buffer.take_in_order(seq, len(pcm))
             if disc is not None:  # the fast path: released at once, no allocation, no timer
@@ -310,13 +312,20 @@ class JitterIngress:
                 if len(frames) == 1:
                     # one frame, handed on before anything else can run: in order
                     disc, self._disc = self._disc, False
-                    await self._emit(frames[0], disc)
-                elif frames:
-                    async with self._lock:  # free: taken without yielding
-                        for frame in frames:
-                            disc, self._disc = self._disc, False
-                            await self._emit(frame, disc)
-                return
+                    return self._emit(frames[0], disc)
+                return self._emit_all(frames)
+        return self._push_held(pcm, seq)
+
+    async def _emit_all(self, frames: list[bytes]) -> None:
+        if not frames:
+            return
+        async with self._lock:  # free (checked above): taken without yielding
+            for frame in frames:
+                disc, self._disc = self._disc, False
+                await self._emit(frame, disc)
+
+    async def _push_held(self, pcm: bytes, seq: int | None) -> None:
+        """The jitter buffer's path: reordered, held, lost or concealed frames."""
         async with self._lock:
             now = asyncio.get_running_loop().time()
             await self._deliver(self.buffer.push(pcm, seq, now))

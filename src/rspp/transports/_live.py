@@ -190,6 +190,8 @@ class LiveTransport:
         self.media_samples = 0
         self._index = 0
         self._ingress_lock = asyncio.Lock()
+        #: the running loop's clock (read per ingress frame)
+        self._loop_time: Callable[[], float] | None = None
         #: the format of every ingress frame (shared, immutable)
         self._in_format = AudioFormat(sample_rate, 1)
         self._out_seq = 0
@@ -344,7 +346,10 @@ class LiveTransport:
                     "send `text` messages")))
             return _nothing()
         j = self.jitter
-        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0, asyncio.get_running_loop().time())
+        clock = self._loop_time
+        if clock is None:  # once: asyncio.get_running_loop() costs a getpid() system call
+            clock = self._loop_time = asyncio.get_running_loop().time
+        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0, clock())
         return j.push(pcm, seq)
 
     async def push_silence(self) -> None:

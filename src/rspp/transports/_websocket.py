@@ -24,11 +24,12 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.routing import WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
@@ -176,7 +177,9 @@ class _Connection:
     def __init__(self, ws: WebSocket, msgpack: bool, opts: WebSocketOptions,
                  receive: Receive, send: Send) -> None:
         self.ws, self.msgpack, self.opts = ws, msgpack, opts
-        self._receive, self._send = receive, send
+        #: the ASGI receive, read directly by the session's read loop
+        self.raw_receive = receive
+        self._send = send
         self._send_lock = asyncio.Lock()
         self.audio: ClientAudio | None = None
 
@@ -191,7 +194,9 @@ class _Connection:
             out = {"type": "websocket.send", "bytes": encode_message(msg, msgpack=True)}
         else:
             out = {"type": "websocket.send", "text": encode_message(msg).decode()}
-        async with self._send_lock:
+        lock = self._send_lock
+        await lock.acquire()  # not ``async with``: two coroutines fewer per frame
+        try:
             ws = self.ws
             if ws.application_state is not WebSocketState.CONNECTED:
                 raise WebSocketDisconnected("Cannot call \"send\" once a close message has been "
@@ -201,6 +206,8 @@ class _Connection:
             except OSError:
                 ws.application_state = WebSocketState.DISCONNECTED
                 raise WebSocketDisconnect(code=1006) from None
+        finally:
+            lock.release()
 
     async def close(self, code: int, reason: str) -> None:
         if self.ws.application_state is WebSocketState.DISCONNECTED:
@@ -219,12 +226,15 @@ class _Connection:
         if ws.client_state is not WebSocketState.CONNECTED:
             raise WebSocketDisconnected("Cannot call \"receive\" once a disconnect message "
                                         "has been received.")
-        msg = await self._receive()
+        return self.received(await self.raw_receive())
+
+    def received(self, msg: Message) -> tuple[str | None, bytes | None] | None:
+        """A raw ASGI message as :meth:`receive` returns it."""
         kind = msg["type"]
         if kind == "websocket.receive":
             return msg.get("text"), msg.get("bytes")
         if kind == "websocket.disconnect":
-            ws.client_state = WebSocketState.DISCONNECTED
+            self.ws.client_state = WebSocketState.DISCONNECTED
             return None
         raise RuntimeError(f"expected ASGI message websocket.receive or websocket.disconnect, "
                            f"got {kind!r}")
@@ -398,8 +408,9 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
 
 
 async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
+    receive, received = conn.raw_receive, conn.received  # (the state is CONNECTED here)
     while not handle.closed:
-        got = await conn.receive()
+        got = received(await receive())
         if got is None:
             return
         try:
@@ -414,8 +425,12 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
             handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
 
-async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None:
-    """One decoded client message (or raw audio bytes) into the session (every transport)."""
+def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> Awaitable[None]:
+    """One decoded client message (or raw audio bytes) into the session (every transport).
+
+    Not a coroutine itself (audio frames pass here 50 times a second per session): bad
+    input raises at the call; the returned awaitable takes the message in.
+    """
     if isinstance(msg, bytes):
         seq: int | None = None
         if audio.sequenced:
@@ -426,12 +441,17 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
         if len(msg) % 2:
             raise InputRejected("audio", f"frame of {len(msg)} bytes is not PCM16 (declared "
                                 f"pcm_s16le mono at {audio.sample_rate} Hz)")
-        await handle.push_audio(msg, seq)
-    elif isinstance(msg, AudioIn):
+        return handle.push_audio(msg, seq)
+    if isinstance(msg, AudioIn):
         if len(msg.data) % 2:
             raise InputRejected("data", f"frame of {len(msg.data)} bytes is not PCM16")
-        await handle.push_audio(msg.data, msg.seq)
-    elif isinstance(msg, TextIn):
+        return handle.push_audio(msg.data, msg.seq)
+    return _control(handle, msg)
+
+
+async def _control(handle: LiveSession, msg: object) -> None:
+    """A control message (anything but audio) into the session."""
+    if isinstance(msg, TextIn):
         await handle.push_text(msg.text, msg.id)
     elif isinstance(msg, Interrupt):
         await handle.interrupt()
@@ -446,4 +466,3 @@ async def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> None
                             "for the connection")
     else:  # pragma: no cover - the decoder only yields the union
         raise InputRejected("type", f"unexpected message {type(msg).__name__}")
-

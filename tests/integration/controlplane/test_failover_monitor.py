@@ -5,7 +5,8 @@ marked unhealthy after the configured timeout (audited); in ``migrate`` mode its
 sessions move to a healthy runtime only once their leases expired (epoch + 1, markers
 recorded, a fresh token names the new runtime); in ``drain`` mode nothing moves. The
 monitor's background task is owned and stops cleanly. A runtime that lost a session to
-a failover cannot take it back once the new holder's lease lapses.
+a failover cannot take it back once the new holder's lease lapses. A token request
+waiting for its session to move (the client's long poll) is answered by the move.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from rspp.contracts import RuntimeHealth
-from rspp.controlplane import Conflict, ControlPlane, FailoverMonitor
+from rspp.controlplane import Conflict, ControlPlane, FailoverMonitor, SessionStatus
 
 from .conftest import OPERATOR, VIEWER, FakeClock, spec_version
 
@@ -151,5 +152,63 @@ async def test_a_late_renewal_keeps_the_session_where_it_is(
         assert sorted(m.session_id for m in swept.migrated) == sorted(on_a)
         assert {m.epoch for m in swept.migrated} == {2}
         assert (await monitor.sweep()).migrated == ()
+    finally:
+        await cp.close()
+
+
+def _on_wait(cp: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set whenever a token request starts waiting on a session (observed)."""
+    waiting = asyncio.Event()
+    register = cp.placements._register
+
+    def observed(session_id: str) -> asyncio.Event:
+        ev = register(session_id)
+        waiting.set()
+        return ev
+
+    monkeypatch.setattr(cp.placements, "_register", observed)
+    return waiting
+
+
+async def test_a_token_request_waiting_for_a_move_is_answered_by_the_move(
+    make_cp: Callable[..., object], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The long poll of a client whose runtime went silent: ``moved_from`` + ``wait_ms``
+    is answered by the failover's commit, not by the end of the wait nor a client poll.
+    (The store re-check is pushed past the wait, so only the commit's wake-up can answer
+    with the new placement; a request that was not woken would return the old one.)"""
+    cp: ControlPlane = await make_cp(heartbeat_timeout_ms=HB_TIMEOUT,  # type: ignore[misc]
+                                     lease_ttl_ms=LEASE_TTL)
+    cp.placements.recheck_s = 3600
+    waiting = _on_wait(cp, monkeypatch)
+    try:
+        sids = await _fleet(cp)
+        on_a = [s for s in sids if (await cp.session_status(VIEWER, s)).runtime_id == "rt-a"]
+        assert on_a
+        sid = on_a[0]
+        # not placed there (any more): answered at once, whatever the wait
+        _, now = await cp.issue_token(OPERATOR, session_id=sid, tenant_id="acme",
+                                      moved_from=("rt-b", 1), wait_ms=10_000)
+        assert (now.runtime_id, now.lease_epoch) == ("rt-a", 1)
+        waiting.clear()
+        asking = asyncio.create_task(cp.issue_token(
+            OPERATOR, session_id=sid, tenant_id="acme", moved_from=("rt-a", 1), wait_ms=10_000))
+        await asyncio.wait_for(waiting.wait(), 30)
+        assert not asking.done()
+        clock.advance(HB_TIMEOUT + LEASE_TTL + 1)
+        await cp.heartbeat(OPERATOR, "rt-b", health=RuntimeHealth.HEALTHY)
+        swept = await FailoverMonitor(cp).sweep()
+        assert sid in [m.session_id for m in swept.migrated]
+        _, claims = await asyncio.wait_for(asking, 30)
+        assert (claims.runtime_id, claims.lease_epoch) == ("rt-b", 2)
+        assert cp.placements.waiting == 0
+        # a session that ends while its client waits: the wait ends with "not live"
+        waiting.clear()
+        ending = asyncio.create_task(cp.issue_token(
+            OPERATOR, session_id=sid, tenant_id="acme", moved_from=("rt-b", 2), wait_ms=10_000))
+        await asyncio.wait_for(waiting.wait(), 30)
+        await cp.report_status(OPERATOR, sid, SessionStatus.ENDED)
+        with pytest.raises(Conflict, match="not live"):
+            await asyncio.wait_for(ending, 30)
     finally:
         await cp.close()

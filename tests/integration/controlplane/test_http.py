@@ -55,6 +55,15 @@ def _h(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+async def _routed(client: ControlPlaneClient, runtime_id: str, **route: Any) -> dict[str, Any]:
+    """Publish the voice assistant, register ``runtime_id`` (``ws://<id>``), route a session."""
+    await client.publish(spec_version("1.0.0"))
+    await client.request("POST", "/v1/runtimes",
+                         json={"runtime_id": runtime_id, "endpoint": f"ws://{runtime_id}"})
+    routed: dict[str, Any] = await client.route("acme", "voice-assistant", **route)
+    return routed
+
+
 def test_openapi_lists_every_route_with_roles(server: ControlPlaneServer) -> None:
     doc = httpx.get(f"{server.url}/openapi.json").json()
     assert doc == openapi_document() and doc["openapi"].startswith("3.")
@@ -168,11 +177,7 @@ async def test_transport_verifies_tokens_with_the_published_key_f088(
 
     operator = _key(server, "operator")
     async with ControlPlaneClient(server.url, operator) as client:
-        await client.publish(spec_version("1.0.0"))
-        await client.request(
-            "POST", "/v1/runtimes", json={"runtime_id": "rt-t", "endpoint": "ws://t"}
-        )
-        route = await client.route("acme", "voice-assistant", attributes={"language": "en"})
+        route = await _routed(client, "rt-t", attributes={"language": "en"})
         keys = await client.request("GET", "/v1/tokens/keys")
     assert keys["algorithm"] == "HS256" and keys["public_pem"] is None  # HS256: shared secret
     verifier = TokenVerifier(TokenKeys.hs256("h" * 40))
@@ -202,3 +207,31 @@ async def test_runtime_side_client_operations(server: ControlPlaneServer) -> Non
         assert stolen.value.status == 409 and stolen.value.field == "session_id"
         beat = await client.heartbeat("rt-c", health="degraded", load=1)
         assert beat["runtime"]["health"] == "degraded"
+
+
+async def test_token_long_poll_fields_are_checked_and_a_moved_session_answers_at_once(
+    server: ControlPlaneServer,
+) -> None:
+    operator = _key(server, "operator")
+    async with ControlPlaneClient(server.url, operator) as client:
+        route = await _routed(client, "rt-lp")
+    url = f"{server.url}/v1/sessions/{route['session_id']}/token"
+    async with httpx.AsyncClient(headers=_h(operator), timeout=30) as http:
+        for body, field in (
+            ({"tenant_id": "acme", "wait_ms": 500}, "wait_ms"),
+            ({"tenant_id": "acme", "wait_ms": 10_001,
+              "moved_from": {"runtime_id": "rt-lp", "lease_epoch": 1}}, "wait_ms"),
+            ({"tenant_id": "acme", "wait_ms": 10,
+              "moved_from": {"runtime_id": "rt-lp", "lease_epoch": 0}}, "moved_from.lease_epoch"),
+        ):
+            bad = await http.post(url, json=body)
+            assert bad.status_code == 422, bad.text
+            assert bad.json()["error"]["field"] == field, bad.text
+        # the session is not where the caller last had it: the answer does not wait
+        moved = await http.post(url, json={
+            "tenant_id": "acme", "wait_ms": 10_000,
+            "moved_from": {"runtime_id": route["runtime_id"], "lease_epoch": 7}})
+        assert moved.status_code == 201, moved.text
+        claims = moved.json()["claims"]
+        assert (claims["runtime_id"], claims["lease_epoch"]) == (route["runtime_id"], 1)
+        assert moved.json()["endpoint"] == "ws://rt-lp"

@@ -139,6 +139,18 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
     )
     assert g_bundle.policy_resolution is not None
     assert g_bundle.policy_resolution.insert_compliance_nodes == ()
+    # a runtime's batch (POST /v1/runtimes/{id}/bundles) reads the shared parts once and
+    # gives each session the bundle it would get alone (per-tenant policy, pinned version)
+    from rspp.controlplane._bundle import build_bundles
+
+    batch = await build_bundles(cp, "rt-a", [("acme", route.session_id, "voice-assistant"),
+                                             ("globex", g_route.session_id, "voice-assistant"),
+                                             ("acme", "s-unrouted", "voice-assistant")])
+    alone = await build_bundle(cp, tenant_id="acme", session_id="s-unrouted",
+                               pipeline_name="voice-assistant", runtime_id="rt-a")
+    assert batch == [(route.session_id, bundle), (g_route.session_id, g_bundle),
+                     ("s-unrouted", alone)]
+    assert alone.version_resolution is not None and alone.version_resolution.cohort != "pinned"
     # Policy v2 then rollback to v1 without touching the PipelineSpec; recorded per session.
     v2_body = dict(POLICY_V1, providers={"stt": "pocketsphinx", "llm": "llm-v2", "tts": "espeak"})
     v2 = await cp.publish_config(OPERATOR, ConfigKind.POLICY, "acme", v2_body)

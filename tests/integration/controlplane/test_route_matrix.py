@@ -103,6 +103,13 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("PUT", "/v1/sessions/{session_id}/state"): lambda w: (
         f"/v1/sessions/{SESSION}/state", {"runtime_id": w.holder, "lease_epoch": w.epoch,
                                           "document": {"hot": {}}}, None),
+    ("PUT", "/v1/runtimes/{runtime_id}/states"): lambda w: (
+        f"/v1/runtimes/{w.holder}/states", {"writes": [{
+            "session_id": SESSION, "lease_epoch": w.epoch, "document": {"hot": {}}}]}, None),
+    ("POST", "/v1/runtimes/{runtime_id}/bundles"): lambda w: (
+        f"/v1/runtimes/{w.holder}/bundles", {"sessions": [{
+            "tenant_id": OWN, "session_id": SESSION, "pipeline_name": "voice-assistant"}]},
+        None),
     ("POST", "/v1/sessions/{session_id}/migrate"): lambda w: (
         "/v1/sessions/s-move/migrate", {}, None),
     ("POST", "/v1/sessions/{session_id}/token"): lambda w: (
@@ -121,6 +128,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         "/v1/leases/s-move/revoke", None, None),
     ("POST", "/v1/leases/{session_id}/authorize"): lambda w: (
         f"/v1/leases/{SESSION}/authorize", {"holder": w.holder, "epoch": w.epoch}, None),
+    ("GET", "/v1/sessions/{session_id}/summary"): lambda w: (
+        "/v1/sessions/s-done/summary", None, None),
     ("GET", "/v1/bundle"): lambda w: ("/v1/bundle", None, {
         "tenant_id": OWN, "session_id": SESSION, "pipeline_name": "voice-assistant"}),
     ("GET", "/v1/audit"): lambda w: ("/v1/audit", None, {"tenant_id": OWN}),
@@ -176,9 +185,13 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
         await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
-        for sid in (SESSION, "s-move"):
+        for sid in (SESSION, "s-move", "s-done"):
             routed = await admin("POST", "/v1/sessions/route", {
                 "tenant_id": OWN, "pipeline_name": "voice-assistant", "session_id": sid})
+        await admin("POST", "/v1/sessions/s-done/status", {"status": "ended", "summary": {
+            "session_id": "s-done", "tenant_id": OWN, "turns": 2, "llm_tokens": 40,
+            "stt_audio_seconds": 3.5, "tts_characters": 120, "estimated_cost_usd": 0.01,
+            "cap_enforcements": 0, "by_provider": {}}})
         routed = await admin("GET", f"/v1/sessions/{SESSION}")
         w.holder, w.epoch = routed["runtime_id"], routed["lease_epoch"]
         w.token = (await admin("POST", f"/v1/sessions/{SESSION}/token", {"tenant_id": OWN}))[
@@ -205,6 +218,8 @@ MUST_BE_FLEET = {
     ("GET", "/v1/runtimes"),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat"),
     ("POST", "/v1/runtimes/{runtime_id}/leases"),
+    ("PUT", "/v1/runtimes/{runtime_id}/states"),
+    ("POST", "/v1/runtimes/{runtime_id}/bundles"),
     ("POST", "/v1/runtimes/{runtime_id}/failover"),
     ("POST", "/v1/providers/{provider_id}/health"),
     ("POST", "/v1/sessions/{session_id}/migrate"),
@@ -225,6 +240,7 @@ MUST_BE_TENANT = {
     ("GET", "/v1/tenants/{tenant_id}/outcomes"),
     ("GET", "/v1/configs/policy/{scope}"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/sessions/{session_id}/summary"),
 }
 
 

@@ -138,13 +138,66 @@ async def test_a_moved_session_keeps_its_conversation_ids_and_keys_and_ends_the_
                   and r.signal is SignalName.DROP_NOTICE]
         assert notice and notice[0].reason == "duplicate_idempotency_key:q2:first=s-move:input:2"
         await b.push_text("what did I ask", "q3")
-        await client.until(turn("commit", "s-move:turn:3"))
+        # (turn ids of the new owner carry its epoch: see the next test)
+        await client.until(turn("commit", "s-move:turn:3@2"))
         reply = "".join(ev.text for ev in client.events
-                        if isinstance(ev, ReplyText) and ev.turn_id == "s-move:turn:3")
+                        if isinstance(ev, ReplyText) and ev.turn_id == "s-move:turn:3@2")
         assert "what is your name" in reply, reply
         assert not [ev for ev in client.events if turn("open")(ev)
-                    and ev.turn_id not in ("s-move:turn:3",)]
+                    and ev.turn_id not in ("s-move:turn:3@2",)]
         await client.aclose()
     finally:
         await b.close("done")
+        store.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_turn_opened_after_the_last_saved_checkpoint_never_gets_its_id_reused(
+    tmp_path: Path,
+) -> None:
+    """The owner dies within milliseconds of a turn opening, before that turn's checkpoint
+    lands: the checkpoint counts one turn fewer than the client saw open. The new owner's
+    turn ids carry its lease epoch, so its next turn is not the one the client already
+    saw (and ended itself as ``runtime_failover``)."""
+    store = SqliteDurableStore(str(tmp_path / "state.db"))
+    a, state_a, _ = await _open(store, 1)
+    ckpt = SessionCheckpointer(a.core.driver, state_a, runtime_id="rt-a")
+    a.core.listeners.append(ckpt.on_record)
+    ckpt.start()
+    client = Client(a.connect(AUDIO))
+    await a.push_text("what is your name", "q1")
+    await client.until(turn("close", "s-move:turn:1"))
+    assert await ckpt.flush()
+    await ckpt.aclose()  # nothing more lands: A dies just as its next turn opens
+    await a.push_text("tell me a joke", "q2")
+    await client.until(turn("open", "s-move:turn:2"))
+    await client.aclose()
+    await a.close("killed")
+
+    b, _, point = await _open(store, 2)
+    try:
+        assert point is not None and point.id_counters["turn"] == 1 and point.open_turn is None
+        resume_session(b.core.driver, point, reason="session_moved_from:rt-a")
+        client = Client(b.connect(AUDIO))
+        await b.push_text("what did I ask", "q3")
+        closed = await client.until(turn("close"))
+        opened = [ev.turn_id for ev in client.events if turn("open")(ev)]
+        assert opened == ["s-move:turn:2@2"] and closed.turn_id == "s-move:turn:2@2"
+        await client.aclose()
+    finally:
+        await b.close("done")
+
+    # no checkpoint at all (A died in its first turn): the new owner's ids differ too
+    empty = SqliteDurableStore(str(tmp_path / "empty.db"))
+    c, _, nothing = await _open(empty, 3)
+    try:
+        assert nothing is None
+        client = Client(c.connect(AUDIO))
+        await c.push_text("hello", "q1")
+        first = await client.until(turn("open"))
+        assert first.turn_id == "s-move:turn:1@3"
+        await client.aclose()
+    finally:
+        await c.close("done")
+        empty.close()
         store.close()

@@ -243,13 +243,25 @@ async def test_lease_rotation_mid_turn_fences_the_turn_and_the_next_turn_runs_on
     # renewals went out in the runtime's batch requests (POST /v1/runtimes/{id}/leases)
     assert served.keeper.renewer is rig.runtime.sessions.link.renewer
     assert served.keeper.renewer.batches >= 1
+    # so did the checkpoints (PUT /v1/runtimes/{id}/states) and the turn-start bundles
+    # (POST /v1/runtimes/{id}/bundles): the second turn opened on a bundle kept fresh
+    link = rig.runtime.sessions.link
+    assert served.checkpoints is not None and served.checkpoints.saved >= 4
+    assert link.states.batcher.batches >= 1 and link.states.batcher.calls >= 4
+    assert link.bundles.batcher.batches >= 1 and link.bundles.hits >= 1
+    state = await rig.client.request("GET", f"/v1/sessions/{sid}/state")
+    assert (state["holder"], state["lease_epoch"]) == ("rt-a", 2)
+    assert state["document"]["session"]["last_committed_turn"] == second
     assert sid not in rig.runtime.sessions.active
+    assert link.bundles.tracked == 0  # the ended session's bundle is no longer refreshed
     status = await rig.client.request("GET", f"/v1/sessions/{sid}")
     assert status["status"] == "ended" and status["lease_epoch"] == 2
 
 
 async def test_revoked_lease_closes_the_session_with_a_reason(rig: Rig, question: bytes) -> None:
-    served, loop, watch, sid = await start_session(rig, question + b"\x00\x00" * RATE * 4)
+    # a long silent tail: the input must outlast the revoke's discovery on a busy machine (with
+    # 4 s the loopback input could end first and close the session normally, reason None)
+    served, loop, watch, sid = await start_session(rig, question + b"\x00\x00" * RATE * 60)
     first = await asyncio.wait_for(watch.when(signal(SignalName.PLAYBACK_STARTED)), 60)
     await rig.client.rotate_lease(sid, revoke=True)
     await asyncio.wait_for(loop.wait_closed(), 30)

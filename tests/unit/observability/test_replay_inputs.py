@@ -118,3 +118,52 @@ def test_recording_errors_name_the_problem(tmp_path: Path) -> None:
         "type": "audio", "sample_rate_hz": 16000, "channels": 1, "data": b"\x00\x00"}}])
     with pytest.raises(ReplayInputError, match=r"no recorded outputs of the provider nodes"):
         with_turn.playback_store(["stt"])
+
+
+_AUDIO = {"type": "audio", "sample_rate_hz": 16000, "channels": 1, "data": "AAA="}
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("runtime_sequence", "soon"), ("runtime_timestamp_ms", -1), ("authority_epoch", True),
+    ("transport_sequence", 2**70), ("turn_id", 5), ("session_id", None)])
+def test_streamed_index_names_bad_envelopes_like_the_general_reader(
+        tmp_path: Path, field: str, value: object) -> None:
+    """The streamed index decodes event records with a typed fast path; a field of the
+    wrong type falls back to the general reader, which names it as before."""
+    path = _write(tmp_path / "t.jsonl", {"kind": "event_record", "record": {**_REC, field: value},
+                                         "payload": _AUDIO})
+    with pytest.raises(ReplayInputError) as whole:
+        load_recording(path)
+    with pytest.raises(ReplayInputError) as streamed:
+        load_recording(path, stream=True)
+    assert str(streamed.value) == str(whole.value)
+    assert f"record.{field}" in str(whole.value) or field == "session_id"
+
+
+def test_fast_event_line_keeps_what_the_comparator_reads() -> None:
+    """A recorder-written event record decodes to the same comparator view either way."""
+    from rspp.observability import compare_view
+    from rspp.observability._timeline_io import decode_line
+    from rspp.replay._fastline import event_line
+
+    record = {**_REC, "turn_id": "t1", "node_id": "asr", "causal_parent_id": "asr#in3",
+              "media_time": {"sample_index": 320}, "scope": None}
+    for payload in (_AUDIO, {"type": "text", "text": "hi", "is_final": False}, None):
+        line = {"kind": "event_record", "record": record}
+        if payload is not None:
+            line["payload"] = payload
+        raw = msgspec.json.encode(line)
+        for whole in (True, False):
+            fast = event_line(7, raw, whole=whole)
+            slow = decode_line("t.jsonl", 7, raw, msgpack=False,
+                               payloads=True if whole else "text")
+            assert fast is not None and not isinstance(slow, Exception)
+            assert compare_view(fast) == compare_view(slow)
+            assert fast.record["media_time"] == {"sample_index": 320}
+            assert (fast.payload == slow.payload) if whole else \
+                ((fast.payload or {}).get("text") == (slow.payload or {}).get("text"))
+    # another writer's field order, another kind, bad JSON: the general reader decides
+    assert event_line(1, b'{"record": {}, "kind": "event_record"}', whole=False) is None
+    assert event_line(1, b'{"kind":"control_signal","record":{}}', whole=False) is None
+    assert event_line(1, b'{"kind":"event_record","record":{"runtime_sequence":"x"}}',
+                      whole=False) is None

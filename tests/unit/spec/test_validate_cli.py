@@ -110,3 +110,20 @@ def test_lint_checks_config_files_too(app: typer.Typer, tmp_path: Path) -> None:
         f"{policy}:6:15: body.rules[0].match.lang: Object contains unknown field `lang`",
         "    hint: remove the field or check its spelling; config documents allow no extra keys",
     ]
+
+
+def test_a_negative_provider_price_is_refused_naming_the_field(
+    app: typer.Typer, tmp_path: Path, repo_root: Path
+) -> None:
+    """F-075: `providers.<modality>.config.price` feeds the session's cost estimate."""
+    text = (repo_root / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
+    assert "llm: {primary: local}" in text
+    spec = _write(tmp_path, "priced.yaml", text.replace(
+        "llm: {primary: local}", "llm: {primary: local, config: {price: -1}}"))
+    result = CliRunner().invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 1
+    assert "providers.llm.config.price: price=-1: must be a number >= 0 (USD per 1000 LLM " \
+        "tokens for llm" in result.stdout, result.stdout
+    fine = _write(tmp_path, "fine.yaml", text.replace(
+        "llm: {primary: local}", "llm: {primary: local, config: {price: 0.25}}"))
+    assert CliRunner().invoke(app, ["validate", "--strict", str(fine)]).exit_code == 0

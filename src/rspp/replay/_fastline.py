@@ -1,0 +1,100 @@
+"""Fast decoding of the event records a streamed replay reads (most lines of a recording).
+
+A voice recording is mostly ``event_record`` lines (an ingress audio frame every 20 ms).
+The replay reads each of them twice (the index pass and the feed/compare pass) and
+uses a few record fields: the identity and times the index needs, and what the
+comparator reads (:func:`~rspp.observability.compare_view`). :func:`event_line`
+decodes such a line into a typed struct holding only those fields, which also checks
+the envelope types (:func:`~rspp.observability.envelope_problem`) in the decoder, and
+skips the rest. It returns None for anything else - another kind, a line not written
+field by field as the recorder writes it, a field of the wrong type - and the caller
+decodes that line the general way (:func:`~rspp.observability.decode_line`), so every
+problem is still named as before.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from rspp.observability._timeline_io import TimelineLine
+
+__all__ = ["event_line"]
+
+#: how the recorder (msgspec, fields in declaration order) starts an event record line
+_PREFIX = b'{"kind":"event_record","record":{'
+_U63 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+
+
+class _Fields(msgspec.Struct):
+    """The record fields a replay reads (absent fields stay absent: UNSET is omitted)."""
+
+    session_id: str | UnsetType | None = UNSET
+    pipeline_version: Any = UNSET
+    event_id: Any = UNSET
+    lane: Any = UNSET
+    transport_sequence: _U63 | UnsetType | None = UNSET
+    runtime_sequence: _U63 | UnsetType = UNSET
+    runtime_timestamp_ms: _U63 | UnsetType = UNSET
+    wall_clock_timestamp_ms: _U63 | UnsetType = UNSET
+    payload_class: Any = UNSET
+    turn_id: str | UnsetType | None = UNSET
+    node_id: Any = UNSET
+    edge_id: Any = UNSET
+    causal_parent_id: Any = UNSET
+    authority_epoch: _U63 | UnsetType = UNSET
+    scope: Any = UNSET
+    reason: Any = UNSET
+    signal: Any = UNSET
+    outcome_kind: Any = UNSET
+    trigger: Any = UNSET
+    emitted_by: Any = UNSET
+    graph_definition_ref: Any = UNSET
+    media_time: Any = UNSET
+
+
+class _TextPart(msgspec.Struct):
+    text: Any = UNSET
+    is_final: Any = UNSET
+
+
+class _TextLine(msgspec.Struct):
+    kind: str
+    record: _Fields
+    payload: _TextPart | None = None
+
+
+class _WholeLine(msgspec.Struct):
+    kind: str
+    record: _Fields
+    payload: dict[str, Any] | None = None
+
+
+_text = msgspec.json.Decoder(_TextLine)
+_whole = msgspec.json.Decoder(_WholeLine)
+
+
+def event_line(number: int, raw: bytes, *, whole: bool) -> TimelineLine | None:
+    """``raw`` (one JSON line) as a line with the replay's record fields, or None.
+
+    ``whole``: the payload is decoded whole (a line the replay feeds); otherwise only
+    its ``text`` and ``is_final`` (as ``payloads="text"`` reads it).
+    """
+    if not raw.startswith(_PREFIX):
+        return None
+    try:
+        line = (_whole if whole else _text).decode(raw)
+    except msgspec.MsgspecError:
+        return None  # decoded the general way, which names the problem
+    record: dict[str, Any] = msgspec.to_builtins(line.record)
+    payload = line.payload
+    if payload is None or isinstance(payload, dict):
+        return TimelineLine(line=number, kind=line.kind, record=record, payload=payload)
+    part: dict[str, Any] = {}
+    if payload.text is not UNSET:
+        part["text"] = payload.text
+    if payload.is_final is not UNSET:
+        part["is_final"] = payload.is_final
+    return TimelineLine(line=number, kind=line.kind, record=record, payload=part)
