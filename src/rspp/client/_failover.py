@@ -402,11 +402,12 @@ class FailoverClient:
             if placement is None:
                 return []  # the quiet connection spoke again: keep it
             moved = placement.epoch != here.epoch or placement.runtime_id != here.runtime_id
-            if not moved and not closed:
-                # still placed on the quiet runtime: keep listening and wait for a move
+            if placement.runtime_id == here.runtime_id and not closed:
+                # still on the quiet runtime (at most its lease rotated): the connection is
+                # only quiet; keep it, listen, and wait for the control plane's view to change
                 if listening is None or not self._long_poll:
                     return []
-                wait_s = self.move_wait_s
+                away, wait_s = placement, self.move_wait_s
                 continue
             if moved and ev.placed_at is None:
                 ev.placed_at = loop.time()

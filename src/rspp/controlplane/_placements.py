@@ -11,7 +11,7 @@ commit that moved it.
 :class:`PlacementWatch` is the in-process wake-up: writers call :meth:`changed` after
 their transaction committed; a waiter registers before it reads the session, so a move
 committed between its read and its wait still wakes it. Waiters re-read the store at
-least every ``recheck_s`` as well (a move made by another control-plane process).
+least every ``recheck_s`` (3 s) as well (a move made by another control-plane process).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ T = TypeVar("T")
 class PlacementWatch:
     """Wakes the waiters of sessions whose placement changed (see the module docstring)."""
 
-    def __init__(self, recheck_s: float = 1.0) -> None:
+    def __init__(self, recheck_s: float = 3.0) -> None:
         self.recheck_s = recheck_s
         self._waiting: dict[str, tuple[asyncio.Event, int]] = {}
         self._closed = False

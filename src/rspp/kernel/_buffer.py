@@ -384,8 +384,12 @@ class EdgeBuffer(PressureMixin):
         if self.on_shed is not None and p.lane is Lane.DATA and p.reason in SHED_REASONS:
             self.on_shed(self, p.reason, p.start, p.end, p.turn_id)
 
-    def drop_turn(self, turn_id: str, reason: str = "cancelled") -> int:
-        """Flush queued data of one turn (cancellation, F-036 hook); returns the count."""
+    def drop_turn(self, turn_id: str, reason: str = "cancelled", *, notice: bool = True) -> int:
+        """Flush queued data of one turn (cancellation, F-036 hook); returns the count.
+
+        Without ``notice`` the flush leaves no ``drop_notice`` (a replay takes the
+        recorded cancellation flushes as given: how much was still queued when the cancel
+        landed is the live session's scheduling, see ``SessionActor.recorded_flushes``)."""
         keep: deque[Event] = deque()
         n = 0
         for e in self.data:
@@ -393,7 +397,8 @@ class EdgeBuffer(PressureMixin):
                 n += 1
                 self.nbytes -= e.size
                 self.stats.dropped += 1
-                self._note_drop(e, reason)
+                if notice:
+                    self._note_drop(e, reason)
             else:
                 keep.append(e)
         self.data = keep

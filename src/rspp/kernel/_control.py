@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rspp.contracts import EventRecord, Lane
+from rspp.contracts import Emitter, EventRecord, Lane, SignalName
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._defaults import SessionTelemetry
 from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
@@ -19,6 +19,7 @@ from rspp.kernel._events import Event, EventKind
 
 if TYPE_CHECKING:
     from rspp.kernel._buffer import EdgeBuffer, Wakeup
+    from rspp.kernel._flushes import RecordedFlushes
     from rspp.kernel._host import NodeHost
     from rspp.kernel._signals import SignalLog
 
@@ -44,6 +45,7 @@ class ControlMixin:
     turn_index: int
     session_id: str
     hard_cancelled_turn: str | None
+    recorded_flushes: RecordedFlushes | None
     hook_errors: list[Exception]
     debug: bool
     _seq: int
@@ -158,10 +160,21 @@ class ControlMixin:
         if turn_id is not None:
             if isinstance(self.gate, TurnFenceGate):
                 self.gate.fence(turn_id)
+            recorded = self.recorded_flushes
+            notice = recorded is None
             for buf, _ in self.entries.values():
-                buf.drop_turn(turn_id, reason)
+                buf.drop_turn(turn_id, reason, notice=notice)
             for buf in self.edge_buffers.values():
-                buf.drop_turn(turn_id, reason)
+                buf.drop_turn(turn_id, reason, notice=notice)
+            if recorded is not None:
+                # what was still queued when the cancel landed is the recorded session's
+                # scheduling (a live consumer lagging under load), not the graph's logic:
+                # the replay takes the recorded flushes as given
+                for n in recorded(turn_id, reason):
+                    self.signals.signal(
+                        SignalName.DROP_NOTICE, Emitter.RK_12, edge_id=n.edge_id,
+                        target_lane=n.target_lane, reason=reason, seq_range=n.seq_range,
+                        turn_id=turn_id)
             self.hard_cancelled_turn = turn_id
             for host in self.hosts.values():
                 cur = host.current

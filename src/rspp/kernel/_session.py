@@ -27,6 +27,7 @@ from rspp.kernel._deadletter import DeadLetter, classify_error
 from rspp.kernel._defaults import LocalCancelToken
 from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
 from rspp.kernel._events import Event
+from rspp.kernel._flushes import RecordedFlushes
 from rspp.kernel._graph import RuntimeGraph
 from rspp.kernel._handles import Clock
 from rspp.kernel._host import BUFFERED, INLINE, NodeHost, Target
@@ -131,6 +132,9 @@ class SessionActor(ControlMixin):
         self.hook_errors: list[Exception] = []
         self.failure: str | None = None
         self.hard_cancelled_turn: str | None = None
+        #: a replay's stand-in for the cancellation flushes' ``drop_notice`` records: the
+        #: recorded ones of ``(turn_id, reason)`` (None: a live session computes its own)
+        self.recorded_flushes: RecordedFlushes | None = None
         self.blocked: list[tuple[EdgeBuffer, Event]] = []
         #: Optional ``(node_id, turn_id, elapsed_ns)`` callback after every ``process``
         #: call (telemetry adapters; must not raise). ``None`` keeps the hot path untimed.

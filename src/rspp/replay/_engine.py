@@ -64,6 +64,7 @@ from rspp.observability._compare import TurnwiseComparison, compare_timelines
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
+from rspp.replay._flushes import recorded_flushes
 from rspp.replay._rig import (
     DEFAULT_PROVIDER_NODE_TYPES,
     RigOptions,
@@ -212,6 +213,8 @@ class ReplayEngine:
                               external_transport=self.transport.present,
                               session_factory=session_factory)
         self.rig.sink = opts.line_sink
+        # the recorded cancellation flushes are inputs too (rspp.kernel._flushes)
+        self.rig.session.recorded_flushes = recorded_flushes(recording.lines)
         self._comparison: TurnwiseComparison | None = None
         self._expected: Iterator[TimelineLine] | None = None
         if opts.lean:  # compare turn by turn as the candidate lines come

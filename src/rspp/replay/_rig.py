@@ -176,6 +176,8 @@ class SessionRig:
             playback.now_ns = self.timebase.runtime_ns
         self.bundle = rig_bundle(gd, opts)
         self.authority = AuthorityGuard(opts.authority_epoch)
+        # the kernel's own signals (drop notices, watermarks) carry the epoch, as live
+        self.session.signals.authority_epoch = self.authority.epoch
         if admission is None:
             local = LocalAdmission(self.clock)
             if self.bundle.admission_policy is not None:

@@ -48,6 +48,7 @@ from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
 from rspp.replay._fastline import event_line
+from rspp.replay._flushes import FLUSH_FIELDS
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
@@ -622,6 +623,10 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             lines.append(plans[0])  # the first plan
         elif ln.kind == "control_signal" and _replayed_signal(rec):
             lines.append(compare_view(ln))
+        elif ln.kind == "control_signal" and rec.get("signal") == "drop_notice":
+            # a cancellation flush is replayed as recorded (rspp.replay._flushes)
+            lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
+                k: rec[k] for k in FLUSH_FIELDS if k in rec}))
         elif ln.kind == EVIDENCE_KIND:  # the recorded transport serves its invocations
             lines.append(TimelineLine(line=ln.line, kind=ln.kind, record={
                 "turn_id": rec.get("turn_id"),

@@ -31,6 +31,7 @@ from rspp.replay import (
     ReplayError,
     ReplayOptions,
     RigOptions,
+    SessionRig,
     load_recording,
     replay,
 )
@@ -362,3 +363,53 @@ async def test_streamed_recording_replays_with_the_same_report(
             # (playback only; a re-simulation reads ingress in file order, no look-ahead)
             assert (mode is PLAYBACK) <= streamed.fetcher.peak <= 16 < len(streamed.ingress)
             streamed.close()
+
+
+
+async def test_a_recorded_hang_up_flush_replays_as_recorded(tmp_path: Path) -> None:
+    """The caller hangs up mid-turn (``abort(session_end)``) while a consumer lagging under
+    load still held data of that turn: the cancel's flush left a ``drop_notice`` that the
+    replay's own schedule (every queue settled) would not leave. The replay takes the
+    recorded flush as given, in whole and streamed replays, with either node mode."""
+    rig = SessionRig(graph(), registry=demo_registry(), session_factory=node_session,
+                     options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES))
+    await rig.start()
+    for at_ms, ev in demo_frames(1):
+        await rig.advance_to(at_ms)
+        rig.ingress(ev, "audio")
+        await rig.settle()
+        if rig.driver.active_turn is not None:
+            break
+    rig.driver.end_session()  # the hang-up
+    await rig.settle()
+    await rig.stop()
+    lines = rig.lines
+    close = next(i for i, ln in enumerate(as_lines(lines)) if ln.kind == "control_signal"
+                 and ln.record.get("signal") == "close")
+    rec = lines[close]["record"]
+    assert isinstance(rec, dict)
+    assert not any(ln.record.get("signal") == "drop_notice" for ln in as_lines(lines))
+    seq = int(rec["runtime_sequence"])
+    flush = {"kind": "control_signal", "record": {
+        **rec, "event_id": f"{rec['event_id']}:flush", "runtime_sequence": seq + 1,
+        "signal": "drop_notice", "emitted_by": "RK-12", "edge_id": "detector.audio->asr.audio",
+        "reason": "session_end", "target_lane": "DataLane", "seq_range": {"start": 7, "end": 9}}}
+    later: list[dict[str, Any]] = [dict(ln) for ln in lines[close + 1:]]
+    for ln in later:  # every later record: one sequence number on
+        if (ln["record"].get("runtime_sequence") or 0) > seq:
+            ln["record"] = {**ln["record"],
+                            "runtime_sequence": ln["record"]["runtime_sequence"] + 1}
+    lagged = [*lines[:close + 1], flush, *later]
+    path = tmp_path / "lagged.jsonl"
+    write_jsonl(path, lagged)
+    for mode in (PLAYBACK, RESIM):
+        result = await replay(lagged, graph(), **demo_wiring(), options=opts(mode))
+        assert result.report.findings == (), result.report.findings
+        again = [ln.record for ln in as_lines(result.lines)
+                 if ln.record.get("signal") == "drop_notice"]
+        assert [(r["turn_id"], r["edge_id"], r["reason"], r["seq_range"]) for r in again] == [
+            (rec["turn_id"], "detector.audio->asr.audio", "session_end", {"start": 7, "end": 9})]
+        lean = ReplayOptions(mode=mode, provider_node_types=DEMO_PROVIDER_TYPES, lean=True)
+        streamed = await replay(load_recording(path, stream=True), graph(), **demo_wiring(),
+                                options=lean)
+        assert streamed.report.findings == (), streamed.report.findings
