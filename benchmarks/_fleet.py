@@ -240,8 +240,16 @@ class Fleet:
 
     # ------------------------------------------------------------------ control plane
     async def route(self, tenant: str = "acme") -> dict[str, Any]:
-        resp = await self.http.post(f"{self.cp_url}/v1/sessions/route",
-                                    json={"tenant_id": tenant, "pipeline_name": PIPELINE})
+        for attempt in range(3):
+            try:
+                resp = await self.http.post(f"{self.cp_url}/v1/sessions/route",
+                                            json={"tenant_id": tenant, "pipeline_name": PIPELINE})
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # a pooled keep-alive connection the server closed just as it was reused
+                # (uvicorn closes idle ones after 5 s); a new connection is asked again
+                if attempt == 2:
+                    raise
         assert resp.status_code == 201, resp.text
         data: dict[str, Any] = resp.json()
         return data

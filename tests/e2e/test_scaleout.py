@@ -55,7 +55,9 @@ pytestmark = pytest.mark.e2e
 #: live sessions of the rolling-update test (NF-016 asks for 50). Their per-turn control-plane
 #: traffic is batched per runtime (checkpoints, turn-start bundles, lease renewals, gate
 #: samples), so the single control-plane process keeps up with them on a loaded machine
-SESSIONS = int(os.environ.get("RSPP_ROLLING_SESSIONS", "9"))
+#: (117-119 s at load average 12-14 on the shared 2 cores; at load 20 the hand-offs' burst of
+#: requests outran the control plane: RSPP_ROLLING_SESSIONS=9 for such a machine)
+SESSIONS = int(os.environ.get("RSPP_ROLLING_SESSIONS", "50"))
 
 
 @pytest.fixture
