@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -48,7 +48,8 @@ from _fleet import (
 )
 from failover import failover_scenario
 
-from conftest import RsppCli
+if TYPE_CHECKING:  # a runtime `import conftest` finds whichever conftest was imported first
+    from tests.e2e.conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
