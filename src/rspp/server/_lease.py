@@ -30,6 +30,7 @@ from typing import Protocol
 
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane import Conflict, ControlPlaneClient, CPError, Lease
+from rspp.server._batching import batch_refused
 
 __all__ = ["ControlPlaneSnapshots", "LeaseKeeper", "LeaseRenewer"]
 
@@ -79,7 +80,7 @@ class LeaseRenewer:
         try:
             results = await self.client.renew_leases(self.holder, held, ttl_ms)
         except CPError as exc:
-            if exc.status in (403, 404, 405) and exc.field != "server":
+            if batch_refused(exc):
                 self._batch = False  # an older control plane, or a tenant key: one by one
                 for sid, epoch in held:
                     _settle(queued[(sid, epoch)][1], self.client.renew_lease(
