@@ -68,12 +68,16 @@ class FlakyFile(JsonLinesFileSink):
     def __init__(self, path: Path, failures: int) -> None:
         super().__init__(path)
         self.failures = failures
+        #: every write attempt, as it ends: True written, False failed
+        self.attempts: asyncio.Queue[bool] = asyncio.Queue()
 
     def write_now(self, lines: Sequence[Mapping[str, object]]) -> None:
         if self.failures > 0:
             self.failures -= 1
+            self.attempts.put_nowait(False)
             raise OSError("no space left on device")
         super().write_now(lines)
+        self.attempts.put_nowait(True)
 
 
 async def test_a_failing_file_keeps_the_lines_for_the_exporter_and_writes_each_once(
@@ -88,16 +92,14 @@ async def test_a_failing_file_keeps_the_lines_for_the_exporter_and_writes_each_o
     b = TimelineBuilder()
     recorder.append(b.signal(SignalName.TURN_OPEN, "RK-03", "t1"))
     task = asyncio.create_task(exporter.run())
-    while exporter.stats.failures < 1:  # the task's first write failed: it waits to retry
-        await asyncio.sleep(0)
+    assert await sink.attempts.get() is False  # the task's write failed: it waits to retry
     assert recorder.append(b.signal(SignalName.COMMIT, "RK-03", "t1"))
     assert recorder.buffered == 2  # not written ahead of the batch waiting for its retry
+    assert sink.attempts.empty()
     clock.advance(1000)
-    while exporter.stats.failures < 2:
-        await asyncio.sleep(0)
+    assert await sink.attempts.get() is False
     clock.advance(1000)
-    while recorder.buffered:
-        await asyncio.sleep(0)
+    assert await sink.attempts.get() is True  # the retried batch, then the marker and the rest
     recorder.close()
     await task
     # the retried batch, its recovery marker, then the commit: each line once
