@@ -60,6 +60,9 @@ class LeaseRenewer:
         if not self._batch:
             return await self.client.renew_lease(session_id, self.holder, epoch, ttl_ms)
         done: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        # the keeper awaiting it may be cancelled first (its session handed off or ended):
+        # the answer is then nobody's, and a refusal must not be logged as never retrieved
+        done.add_done_callback(_retrieved)
         self._queued[(session_id, epoch)] = (ttl_ms, done)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())
@@ -108,6 +111,11 @@ class LeaseRenewer:
                                            f"for {self.holder}: {now}", field="epoch"))
         for key in held:  # answered for none of them: not renewed
             _fail(queued[key][1], Conflict(f"lease of {key[0]} not renewed", field="epoch"))
+
+
+def _retrieved(fut: asyncio.Future[Lease]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _fail(fut: asyncio.Future[Lease], exc: BaseException) -> None:
