@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from rspp.client import FailoverClient, Rerouter, SessionRefusedError
+from rspp.client import FailoverClient, OutputNote, Rerouter, SessionRefusedError
 from rspp.transports import AudioOut, ErrorEvent, ReplyText, TurnEvent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,6 +329,10 @@ class Talker:
     #: ``error`` events the session sent (bad input, duplicates)
     errors: list[ErrorEvent] = field(default_factory=list)
     on_turn: Callable[[TurnResult], None] | None = None
+    #: every output that arrived, grouped: (runtime, the connection's ready epoch, the
+    #: output's epoch, its ``epoch`` event's send stamp, superseded, refused) -> count
+    outputs: dict[tuple[str, int | None, int | None, int | None, bool, bool], int] = field(
+        default_factory=dict)
     _current: TurnResult | None = None
     _terminal: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task[None] | None = None
@@ -337,7 +341,15 @@ class Talker:
         self.client = await FailoverClient.connect(self.fleet.rerouter(self.session_id),
                                                    detect_s=self.detect_s,
                                                    resume_window_s=60.0)
+        # the first connection's outputs before this line: none (nothing was asked yet)
+        self.client.on_output = self._note
         self._reader = asyncio.create_task(self._read(), name=f"talker-{self.session_id}")
+
+    def _note(self, n: OutputNote) -> None:
+        if n.kind == "Clear":  # a retraction, not an output
+            return
+        key = (n.runtime_id, n.ready_epoch, n.epoch, n.marked_at_ms, n.superseded, n.refused)
+        self.outputs[key] = self.outputs.get(key, 0) + 1
 
     async def _read(self) -> None:
         try:
