@@ -240,16 +240,26 @@ class Fleet:
 
     # ------------------------------------------------------------------ control plane
     async def route(self, tenant: str = "acme") -> dict[str, Any]:
-        for attempt in range(3):
+        deadline = time.monotonic() + 60
+        attempt = 0
+        while True:
             try:
                 resp = await self.http.post(f"{self.cp_url}/v1/sessions/route",
                                             json={"tenant_id": tenant, "pipeline_name": PIPELINE})
-                break
             except (httpx.ReadError, httpx.RemoteProtocolError):
                 # a pooled keep-alive connection the server closed just as it was reused
                 # (uvicorn closes idle ones after 5 s); a new connection is asked again
-                if attempt == 2:
+                attempt += 1
+                if attempt == 3:
                     raise
+                continue
+            if resp.status_code == 409 and "no_capacity" in resp.text \
+                    and time.monotonic() < deadline:
+                # every runtime's heartbeat late on a loaded machine (marked unhealthy until
+                # its next beat): ask again
+                await asyncio.sleep(0.5)
+                continue
+            break
         assert resp.status_code == 201, resp.text
         data: dict[str, Any] = resp.json()
         return data
