@@ -76,6 +76,9 @@ def test_embedded_serve_registers_reports_ready_and_drains_on_sigterm(
     srv = serve_process("--db", db, "--api-key", KEY, "--heartbeat-interval", "0.2",
                         cwd=tmp_path).wait_ready()
     assert any("pipeline voice-assistant@1.0.0" in line for line in srv.banner), srv.banner
+    # started: the start-up heap is frozen out of the collector's scans (server/_loop.py)
+    frozen = re.search(r"(\d+) start-up objects frozen out of garbage collection", srv.banner[-1])
+    assert frozen is not None and int(frozen.group(1)) > 10_000, srv.banner
     assert httpx.get(f"{srv.url}/healthz").json()["status"] == "ok"
     ready = httpx.get(f"{srv.url}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
