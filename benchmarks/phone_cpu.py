@@ -40,6 +40,7 @@ from phone_sessions import PhoneFactory
 from sessions_capacity import CYCLE_FRAMES
 
 from rspp.server._loop import run as run_loop
+from rspp.server._loop import settle_heap
 from rspp.transports import TWILIO_STREAM_PATH, SessionGrant, SessionHub, twilio_stream_route
 
 
@@ -109,6 +110,7 @@ class _Carrier:
 async def main(calls: int, ticks: int, warm: int, fast: bool) -> dict[str, Any]:
     hub = SessionHub(PhoneFactory())
     route = twilio_stream_route(hub, _grant)
+    settle_heap()  # as ``rspp serve`` once started
     carriers = [_Carrier(k) for k in range(calls)]
     base = {"type": "websocket", "path": TWILIO_STREAM_PATH, "raw_path": b"", "headers": [],
             "query_string": b"", "scheme": "ws", "server": ("127.0.0.1", 80),
