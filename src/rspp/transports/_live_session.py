@@ -134,7 +134,7 @@ class LiveSessionHandle:
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
                                        low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline, transport=audio.transport)
-        self._restart_stats()
+        self._restart_stats(audio.stats)
 
         transport = self.transport
         authority = getattr(self.core, "authority", None)
@@ -175,10 +175,10 @@ class LiveSessionHandle:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _restart_stats(self) -> None:
+    def _restart_stats(self, wanted: bool = True) -> None:
         if self._stats is not None:
             self._stats.cancel()
-        self._stats = self._spawn(self._stats_loop(), "live-stats")
+        self._stats = self._spawn(self._stats_loop(), "live-stats") if wanted else None
 
     async def _stats_loop(self) -> None:
         while True:
