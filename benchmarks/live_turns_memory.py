@@ -16,7 +16,6 @@ of a text reply while it kept every turn) and ``process_bytes_per_turn``.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import tempfile
 import tracemalloc
