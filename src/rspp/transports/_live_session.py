@@ -24,17 +24,27 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import InputRejected, LiveTransport
-from rspp.transports._protocol import ErrorEvent, ServerEvent, SessionEnd
+from rspp.transports._protocol import (
+    EPOCH_MARK_MS,
+    EpochEvent,
+    ErrorEvent,
+    ServerEvent,
+    SessionEnd,
+    Stats,
+)
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
 __all__ = ["LiveSessionHandle", "SessionCore"]
+
+_MARK_S = EPOCH_MARK_MS / 1000
 
 
 class SessionCore(Protocol):
@@ -127,8 +137,11 @@ class LiveSessionHandle:
         self._restart_stats(audio.stats)
 
         transport = self.transport
+        authority = getattr(self.core, "authority", None)
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
+            marked: int | None = None  # the epoch last named on this connection, and when
+            marked_at = 0.0
             while (item := await queue.get()) is not None:
                 # the last check before the client: hold while authority is unconfirmed
                 # (polled: the lease keeper renews on its own schedule), drop once it is lost.
@@ -140,6 +153,15 @@ class LiveSessionHandle:
                 if may is None:
                     transport.fenced_outputs += 1
                     continue
+                if type(item) is AudioFrame and transport.withheld(item.turn_id):
+                    continue  # taken from the queue before its turn was fenced (a rotation)
+                epoch = getattr(authority, "epoch", None)
+                if isinstance(epoch, int):  # protocol 1.2: the epoch of what follows
+                    now = time.time()
+                    if epoch != marked or (now - marked_at >= _MARK_S
+                                           and not isinstance(item, Stats)):
+                        marked, marked_at = epoch, now
+                        yield EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")
