@@ -300,7 +300,9 @@ async def open_talker(fleet: Fleet, attempts: int = 20, **options: Any) -> Talke
             await talker.connect()
             return talker
         except SessionRefusedError as exc:
-            if exc.code is not None or attempt == attempts - 1:
+            # a runtime that could not start it (its control plane starved: 4503) is asked
+            # for a fresh session too; a refusal of the request itself is not
+            if exc.code not in (None, 4503) or attempt == attempts - 1:
                 raise
     raise SessionRefusedError(None, "no session could be opened")
 
