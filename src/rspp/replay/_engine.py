@@ -283,7 +283,8 @@ class ReplayEngine:
             item = ingress[self.position]
             ev = item.event(source)
             if item.port == "audio":
-                await rig.advance_to(item.runtime_ms, item.runtime_sequence)
+                if not rig.advance_now(item.runtime_ms, item.runtime_sequence):
+                    await rig.advance_to(item.runtime_ms, item.runtime_sequence)
             else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
                 # turn in the live transport before entering the graph: so does the replay,
@@ -299,7 +300,8 @@ class ReplayEngine:
             self.position += 1
             if playback is not None:
                 playback.mark_fed(self.position)
-            await rig.settle()
+            if not rig.settled_now():  # (an audio frame usually wakes nothing)
+                await rig.settle()
             rig.flush()  # the streamed comparison keeps pace with the replay
 
     def _proposal_before(self, reason: str, sequence: int) -> tuple[int, int] | None:
