@@ -18,8 +18,13 @@ utterance's 25 frames arrive, in order (``lost``: gaps, ``reordered``, ``missing
 frames of a measured reply that never came). ``p50_ms``/``p99_ms`` are that client-side
 lateness (the worst client process's); ``server_pacer_p99_ms`` is the runtime pacer's
 own lateness against each frame's due time (before the send queue and the socket), and
-``loop_lag_p99_ms`` how late the runtime's loop wakes a 5 ms timer. Capacity = largest
-N with client p99 <= 20 ms and no lost, reordered or missing frame. CPU ms per
+``loop_lag_p99_ms`` how late the runtime's loop wakes a 5 ms timer (``loop_lag_spikes``:
+wake-ups later than 10/20/50 ms). The runtime settles its heap as ``rspp serve`` does
+(``settle_heap``; ``BENCH_GC=default`` keeps CPython's collector as is); ``gc_*`` are its
+collections while measuring, per generation (count, CPU ms, longest, objects freed), the
+objects the collector tracks (at start, per session) and ``gc_full_ms``, the CPU of one
+full collection with every session live (the longest pause the collector can cause).
+Capacity = largest N with client p99 <= 20 ms and no lost, reordered or missing frame. CPU ms per
 session-second and RSS MB per session are the runtime process's; ``client_cpu_cores``
 the client processes' (on the same machine).
 
@@ -64,7 +69,7 @@ from rspp.kernel import (
     SessionOptions,
     SystemClock,
 )
-from rspp.server._loop import loop_name
+from rspp.server._loop import loop_name, settle_heap
 from rspp.server._loop import run as run_loop
 from rspp.transports import (
     ClientAudio,
@@ -141,6 +146,8 @@ class _NoTurns:
 
     def output_complete(self, turn_id: str) -> None: ...
 
+    def end_session(self) -> None: ...
+
 
 class MockCore:
     """A mock-pipeline session behind the real LiveTransport (SessionCore)."""
@@ -205,6 +212,10 @@ async def runtime(factory: Any, route: Any = websocket_route) -> Any:
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes no readiness event
         await asyncio.sleep(0.01)
+    # as ``rspp serve`` does once started (BENCH_GC=default: CPython's collector as is)
+    threshold = gc.get_threshold()
+    if os.environ.get("BENCH_GC") != "default":
+        settle_heap()
     try:
         yield f"ws://127.0.0.1:{sock.getsockname()[1]}", hub
     finally:
@@ -212,6 +223,8 @@ async def runtime(factory: Any, route: Any = websocket_route) -> Any:
         server.should_exit = True
         await asyncio.wait({task})
         sock.close()
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 # ------------------------------------------------------------------- client process
@@ -315,6 +328,36 @@ async def _loop_lag(out: list[float], period_s: float = 0.005) -> None:
         due = now + period_s
 
 
+class GcProbe:
+    """The runtime's garbage collections while measuring: count and CPU ms per generation,
+    and the longest (CPU time of this thread: robust on a loaded machine)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.cpu_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+        self.collected = [0, 0, 0]
+        self._t0 = 0.0
+        self.on = False
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if not self.on:
+            return
+        if phase == "start":
+            self._t0 = time.thread_time()
+            return
+        g = info["generation"]
+        ms = (time.thread_time() - self._t0) * 1000
+        self.count[g] += 1
+        self.collected[g] += info["collected"]
+        self.cpu_ms[g] += ms
+        self.max_ms[g] = max(self.max_ms[g], ms)
+
+    def summary(self) -> dict[str, Any]:
+        return {"gc_collections": self.count, "gc_cpu_ms": [round(x, 1) for x in self.cpu_ms],
+                "gc_max_ms": [round(x, 2) for x in self.max_ms], "gc_collected": self.collected}
+
+
 async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                     route: Any = websocket_route, path: str = "",
                     script: str = __file__) -> dict[str, Any]:
@@ -322,9 +365,12 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
     gc.collect()
     lag: list[float] = []
     pacer: list[float] = []
+    probe = GcProbe()
+    gc.callbacks.append(probe)
     async with runtime(factory or MockFactory(), route) as (base, hub):
         url = base + path
         rss0 = rss_mb()
+        objects0 = len(gc.get_objects())
         per = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
         children = []
         offset = 0
@@ -353,6 +399,7 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                         for h in hub.sessions.values():  # the pacer's lateness from here on
                             h.transport.lateness_ms.clear()
                         sampler = asyncio.create_task(_loop_lag(lag))
+                        probe.on = True
                 elif line.startswith("RESULT "):
                     results.append(json.loads(line[7:]))
                     if len(results) == len(children) and sampler is not None:
@@ -361,8 +408,14 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         await asyncio.gather(*(lines(c) for c in children))
         cpu = cpu_seconds() - cpu0
         wall = time.monotonic() - t0
+        probe.on = False
+        gc.callbacks.remove(probe)
         frames = _frames(hub) - frames0
         rss = rss_mb()
+        objects = len(gc.get_objects())
+        c0 = time.thread_time()
+        gc.collect()  # one full collection with every session live: the longest pause
+        full_ms = (time.thread_time() - c0) * 1000
         for h in hub.sessions.values():
             pacer.extend(h.transport.lateness_ms)
         if os.environ.get("BENCH_DEBUG"):
@@ -389,6 +442,12 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         # (before the send queue and socket), and how late its loop wakes a 5 ms timer
         "server_pacer_p99_ms": round(percentile(pacer, 99), 2),
         "loop_lag_p99_ms": round(percentile(lag, 99), 2),
+        # loop-lag spikes: wake-ups of the 5 ms probe later than 10 / 20 / 50 ms
+        "loop_lag_spikes": [sum(1 for x in lag if x > lim) for lim in (10, 20, 50)],
+        **probe.summary(),
+        # objects the collector tracks (a full collection visits each): at start, per session
+        "gc_objects": [objects0, round((objects - objects0) / n)],
+        "gc_full_ms": round(full_ms, 2),
         "cpu_cores": round(cpu / wall, 3),
         "client_cpu_cores": round(sum(r.get("client_cpu_cores", 0.0) for r in results), 3),
         "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),

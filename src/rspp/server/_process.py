@@ -40,7 +40,7 @@ from rspp.controlplane._store import default_sqlite_url
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
-from rspp.server._loop import loop_name
+from rspp.server._loop import loop_name, settle_heap
 from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
@@ -187,6 +187,7 @@ async def serve(opts: ServeOptions) -> int:
             server.should_exit = True
             await task
             raise
+        frozen = settle_heap()  # started: the start-up heap leaves the collector's scans
         if cp is not None:
             opts.announce(f"rspp serve: embedded control plane on {base} "
                           f"(db {cp.settings.db_url.split('://')[0]}), pipeline {pipeline}")
@@ -195,7 +196,8 @@ async def serve(opts: ServeOptions) -> int:
         else:
             opts.announce(f"rspp serve: control plane {opts.control_plane}")
         opts.announce(f"rspp serve: runtime {runtime_id} ready on {base} "
-                      f"(transport {endpoint}/v1/sessions/{{id}}/ws, {loop_name()} loop)")
+                      f"(transport {endpoint}/v1/sessions/{{id}}/ws, {loop_name()} loop, "
+                      f"{frozen} start-up objects frozen out of garbage collection)")
         stopper = asyncio.create_task(stop.wait(), name="rspp-stop")
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()

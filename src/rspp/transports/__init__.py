@@ -38,6 +38,7 @@ from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOu
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
+    EPOCH_MARK_MS,
     PROTOCOL_VERSION,
     SERVER_EVENTS,
     SUBPROTOCOL_JSON,
@@ -49,6 +50,7 @@ from rspp.transports._protocol import (
     ClientMessage,
     End,
     EndOfUtterance,
+    EpochEvent,
     ErrorEvent,
     Interrupt,
     ProtocolError,
@@ -110,6 +112,7 @@ __all__ = [
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
     "DATA_TOPIC",
+    "EPOCH_MARK_MS",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
     "SERVER_EVENTS",
@@ -127,6 +130,7 @@ __all__ = [
     "ClientMessage",
     "End",
     "EndOfUtterance",
+    "EpochEvent",
     "ErrorEvent",
     "Flood",
     "IceServer",

@@ -66,6 +66,9 @@ _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
 #: events kept for the first connection (see ``LiveTransport._early``)
 _EARLY_EVENTS = 64
+#: finished turns a live session keeps (for late readers: an echo, a late output of the
+#: turn, a status read); older ones are forgotten so a long session's memory stays flat
+KEEP_FINISHED_TURNS = 8
 #: cancels that keep no committed audio: the lease is gone (nothing of this epoch may
 #: leave) or so is the client
 _NO_COMMIT = frozenset({"deauthorized_drain", "lease_lost", "session_end",
@@ -79,11 +82,14 @@ async def _nothing() -> None:
 
 
 class InputRejected(ValueError):
-    """Client input the session cannot take; ``field`` names it (an ``error`` event)."""
+    """Client input the session cannot take; ``field`` names it (an ``error`` event with
+    ``code``: ``bad_input``, or ``turn_deferred``/``turn_rejected`` for input whose turn
+    was refused before it opened, F-141)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, code: str = "bad_input") -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,8 @@ class LiveTransport:
         #: seconds): metrics
         self.on_lateness: Callable[[str, float], None] | None = None
         self.queue: OutboundQueue | None = None
+        #: the turns whose reply is still open or playing, and the last
+        #: ``KEEP_FINISHED_TURNS`` finished ones (:meth:`_forget_finished`)
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
         self._fenced: set[str] = set()
@@ -251,7 +259,10 @@ class LiveTransport:
             state = _TURN_STATES.get(rec.signal)
             if state is not None:
                 self._event(TurnEvent(turn_id=rec.turn_id, state=state,  # type: ignore[arg-type]
-                                      reason=rec.reason if state == "abort" else None))
+                                      reason=rec.reason if state == "abort" else None,
+                                      # served sessions (a lease gate): protocol 1.2
+                                      lease_epoch=rec.authority_epoch
+                                      if self.gate is not None else None))
         kind = _VIEW_KINDS.get(type(rec))
         if kind is None:
             return
@@ -523,10 +534,19 @@ class LiveTransport:
         t = self.turns.get(tid)
         if t is None or (tid is None and t.finished is not None):
             o = self.opts
+            self._forget_finished()
             t = self.turns[tid] = _Turn(tid, set(self._reply_ports), ReplyTextStream(
                 tid, self._event, flush_s=o.reply_text_flush_ms / 1000,
                 max_chars=o.reply_text_max_chars))
         return t
+
+    def _forget_finished(self) -> None:
+        """Drop the oldest finished turns beyond the last ``KEEP_FINISHED_TURNS`` (a turn
+        whose committed audio still plays is not finished with): one a turn starts."""
+        done = [tid for tid, t in self.turns.items()
+                if t.finished is not None and t not in self._play]
+        for tid in done[:max(0, len(done) - KEEP_FINISHED_TURNS)]:
+            del self.turns[tid]
 
     def _audio(self, t: _Turn, pcm: bytes, fmt: AudioFormat) -> None:
         if t.finished is not None:
@@ -543,6 +563,15 @@ class LiveTransport:
     def is_fenced(self, turn_id: str) -> bool:
         """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
         return turn_id in self._fenced
+
+    def withheld(self, turn_id: str | None) -> bool:
+        """Audio of ``turn_id`` may not leave any more: its cancel fence is up (the audio a
+        cancel with a commit point keeps excepted). The last check of a frame taken from
+        the send queue before the fence went up."""
+        if turn_id is None or turn_id not in self._fenced:
+            return False
+        t = self.turns.get(turn_id)
+        return t is None or not t.committing
 
     def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client

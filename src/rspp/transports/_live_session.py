@@ -24,17 +24,27 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
-from rspp.transports._live import LiveTransport
-from rspp.transports._protocol import ErrorEvent, ServerEvent, SessionEnd
+from rspp.transports._live import InputRejected, LiveTransport
+from rspp.transports._protocol import (
+    EPOCH_MARK_MS,
+    EpochEvent,
+    ErrorEvent,
+    ServerEvent,
+    SessionEnd,
+    Stats,
+)
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
 __all__ = ["LiveSessionHandle", "SessionCore"]
+
+_MARK_S = EPOCH_MARK_MS / 1000
 
 
 class SessionCore(Protocol):
@@ -124,11 +134,14 @@ class LiveSessionHandle:
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
                                        low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline, transport=audio.transport)
-        self._restart_stats()
+        self._restart_stats(audio.stats)
 
         transport = self.transport
+        authority = getattr(self.core, "authority", None)
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
+            marked: int | None = None  # the epoch last named on this connection, and when
+            marked_at = 0.0
             while (item := await queue.get()) is not None:
                 # the last check before the client: hold while authority is unconfirmed
                 # (polled: the lease keeper renews on its own schedule), drop once it is lost.
@@ -140,6 +153,15 @@ class LiveSessionHandle:
                 if may is None:
                     transport.fenced_outputs += 1
                     continue
+                if type(item) is AudioFrame and transport.withheld(item.turn_id):
+                    continue  # taken from the queue before its turn was fenced (a rotation)
+                epoch = getattr(authority, "epoch", None)
+                if isinstance(epoch, int):  # protocol 1.2: the epoch of what follows
+                    now = time.time()
+                    if epoch != marked or (now - marked_at >= _MARK_S
+                                           and not isinstance(item, Stats)):
+                        marked, marked_at = epoch, now
+                        yield EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")
@@ -153,10 +175,10 @@ class LiveSessionHandle:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _restart_stats(self) -> None:
+    def _restart_stats(self, wanted: bool = True) -> None:
         if self._stats is not None:
             self._stats.cancel()
-        self._stats = self._spawn(self._stats_loop(), "live-stats")
+        self._stats = self._spawn(self._stats_loop(), "live-stats") if wanted else None
 
     async def _stats_loop(self) -> None:
         while True:
@@ -207,13 +229,27 @@ class LiveSessionHandle:
         # the transport's awaitable as it is (no coroutine of its own: every frame passes)
         return self.transport.push_audio(pcm, seq)
 
-    def _turn_for(self, reason: str) -> Callable[[], Any]:
-        """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""
+    def _turn_for(self, reason: str, field: str) -> Callable[[], Any]:
+        """Opens a turn for one user input that is not speech (typed text, a DTMF digit).
+
+        A proposal refused before it opened (admission ``defer``/``reject``, a stale epoch,
+        F-141) has no turn: the input is not taken (nothing answers it, no turn events)
+        and the client gets an error naming the refusal.
+        """
         driver = self.core.driver
 
         async def turn_for() -> str | None:
             driver.end_of_utterance(reason)
-            tid: str | None = await driver.turn_for_utterance()
+            decided: tuple[str | None, str | None] = await driver.turn_for_input()
+            tid, refusal = decided
+            if tid is None:
+                why = refusal or "refused"
+                deferred = why.startswith("defer:")
+                raise InputRejected(field, (
+                    f"no turn opened for this input ({why}): it was not taken and gets no "
+                    "answer; " + ("send it again later" if deferred else
+                                  "the session does not take it")),
+                    code="turn_deferred" if deferred else "turn_rejected")
             return tid
 
         return turn_for
@@ -227,10 +263,20 @@ class LiveSessionHandle:
                                    message=f"input {key!r} was already taken by this session; "
                                    "dropped"))
             return
-        await self.transport.push_text(text, self._turn_for("text_input"))
+        try:
+            await self.transport.push_text(text, self._turn_for("text_input", "text"))
+        except InputRejected as exc:
+            if key is not None and exc.code != "bad_input":  # not taken: a retry may reuse it
+                self.core.driver.release_input(key)
+            raise
 
     async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
-        return await self.transport.push_control(kind, value, attrs, self._turn_for(kind))
+        try:
+            return await self.transport.push_control(kind, value, attrs,
+                                                     self._turn_for(kind, kind))
+        except InputRejected as exc:  # its turn was refused: not taken (a call goes on)
+            self.notify(ErrorEvent(code=exc.code, field=exc.field, message=str(exc)))
+            return False
 
     def heard(self, turn_id: str, frames: int) -> None:
         self.transport.heard(turn_id, frames)

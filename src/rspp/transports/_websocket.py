@@ -421,7 +421,7 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
                                        fatal=True))
             raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
         except (ProtocolError, InputRejected) as exc:
-            code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
+            code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
             handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
 
