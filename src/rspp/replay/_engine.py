@@ -285,7 +285,8 @@ class ReplayEngine:
         source = self.recording.source
         while self.position < end and not (pausable and self.paused):
             item = ingress[self.position]
-            await self._propose_inputless(item.runtime_sequence)
+            if self._inputless:  # (most recordings have none: no coroutine per frame)
+                await self._propose_inputless(item.runtime_sequence)
             ev = item.event(source)
             if item.port == "audio":
                 if not rig.advance_now(item.runtime_ms, item.runtime_sequence):
