@@ -96,7 +96,14 @@ from rspp.transports._webrtc import (
     webrtc_available,
     webrtc_route,
 )
-from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
+from rspp.transports._websocket import (
+    FRAME_SINK,
+    SESSION_PATH,
+    FrameSink,
+    SessionHub,
+    WebSocketOptions,
+    websocket_route,
+)
 
 __all__ = [
     "CLIENT_MESSAGES",
@@ -110,6 +117,7 @@ __all__ = [
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
     "DATA_TOPIC",
+    "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
     "SERVER_EVENTS",
@@ -129,6 +137,7 @@ __all__ = [
     "EndOfUtterance",
     "ErrorEvent",
     "Flood",
+    "FrameSink",
     "IceServer",
     "IngressMeter",
     "InputRejected",
