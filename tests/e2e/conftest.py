@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import pytest
 
-from rspp.testing import with_patient_budgets
+from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,17 +54,7 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
 def text_chat_spec() -> str:
     """The text-only chat spec (input text -> local LLM -> output text) with patient budgets,
     shared by the served text and debug-capture tests."""
-    return with_patient_budgets("""name: text-chat
-version: 1.0.0
-profile: simple/v1
-providers:
-  llm: {primary: local}
-nodes:
-  - {id: llm, type: llm}
-edges:
-  - {from: input.text, to: llm.text}
-  - {from: llm.text, to: output.text}
-""")
+    return TEXT_CHAT_SPEC
 
 
 def patient_voice_spec(directory: Path) -> Path:

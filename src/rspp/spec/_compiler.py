@@ -151,7 +151,8 @@ def analyse(
         edge_defs.append(EdgeDef(
             id=w.id, source_node=w.source_node, source_port=w.source_port,
             target_node=w.target_node, target_port=w.target_port, port_type=w.port_type,
-            buffer=resolve_buffer(w.flat.spec.buffer, w.port_type, profile), lane=lane,
+            buffer=resolve_buffer(w.flat.spec.buffer, w.port_type, profile,
+                                  budgets.turn.value), lane=lane,
             condition=w.condition, role="fallback" if w.role == "fallback" else "data",
             flow_mode=_edge_flow_mode(w.flat.spec.buffer),
         ))

@@ -115,7 +115,9 @@ class BufferOverride(msgspec.Struct, **_S):
 
     strategy: BufferStrategy | None = None
     max_queue_items: Ms | None = None
-    max_queue_ms: Ms | None = None
+    max_queue_ms: Annotated[Ms | None, Meta(
+        description="Time-in-queue bound: older data is shed (max_queue_ms_exceeded); "
+                    "default the profile's, and the turn budget on a text edge.")] = None
     max_queue_bytes: Ms | None = None
     max_latency_contribution_ms: Ms | None = None
     max_block_time_ms: Ms | None = None

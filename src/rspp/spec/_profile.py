@@ -44,7 +44,11 @@ class ExecutionProfile(msgspec.Struct, **_S):
     provider_timeout_ms: Annotated[int, Meta(ge=1, description="Provider call timeout.")]
     cancel_grace_ms: Annotated[int, Meta(ge=1, description="Soft-cancel grace window.")]
     audio_edge_buffer: Annotated[EdgeBufferPolicy, Meta(description="Default for audio edges.")]
-    edge_buffer: Annotated[EdgeBufferPolicy, Meta(description="Default for other edges.")]
+    edge_buffer: Annotated[EdgeBufferPolicy, Meta(description=(
+        "Default for other edges. A text edge's max_queue_ms is the turn budget instead: a "
+        "turn's words (a transcript, the reply's sentences waiting for a slow TTS) are not "
+        "stale while the turn may run, so a reply is spoken whole or its turn aborts on "
+        "the budget (recorded, sent to the client), never shortened in silence."))]
     flow_control: FlowControl
     recording: RecordingPolicy
     merge_rule_id: Annotated[str, Meta(description="Default deterministic merge rule.")]

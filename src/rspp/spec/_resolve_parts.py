@@ -70,9 +70,21 @@ def resolve_providers(
 
 
 def resolve_buffer(
-    override: BufferOverride | None, port_type: PortType, profile: ExecutionProfile
+    override: BufferOverride | None, port_type: PortType, profile: ExecutionProfile,
+    turn_budget_ms: int,
 ) -> EdgeBufferPolicy:
+    """An edge's buffer policy: the profile's default for its port type, then the spec's
+    ``buffer:`` override field by field.
+
+    A text edge carries a turn's words (a transcript, the reply's sentences on their way
+    to the TTS): they are not stale while their turn may still run, so its default
+    time-in-queue bound is the turn budget, not the profile's ``edge_buffer.max_queue_ms``.
+    A sentence waiting behind a slow synthesis is spoken; a reply too slow for its turn
+    ends in the turn's budget abort, never in a silently shortened reply.
+    """
     base = profile.audio_edge_buffer if port_type == PortType.AUDIO else profile.edge_buffer
+    if port_type == PortType.TEXT:
+        base = msgspec.structs.replace(base, max_queue_ms=turn_budget_ms)
     if override is None:
         return base
     changes: dict[str, object] = {"defaulting_source": DefaultingSource.EXPLICIT_EDGE_CONFIG}

@@ -3,14 +3,15 @@
 :class:`GraphHarness` / :class:`NodeHarness` feed event streams into a graph or a
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
 :func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
-:func:`with_patient_budgets`: a spec with budgets a busy machine meets.
+:func:`with_patient_budgets`: a spec with budgets a busy machine meets;
+:data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns).
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
 from rspp.testing._network import Impairment
-from rspp.testing._specs import PATIENT_BUDGETS, with_patient_budgets
+from rspp.testing._specs import PATIENT_BUDGETS, TEXT_CHAT_SPEC, with_patient_budgets
 from rspp.testing._speech_corpus import (
     CORPUS_PATH,
     PAUSE_MS,
@@ -26,6 +27,7 @@ __all__ = [
     "CORPUS_PATH",
     "PATIENT_BUDGETS",
     "PAUSE_MS",
+    "TEXT_CHAT_SPEC",
     "GraphHarness",
     "Impairment",
     "NodeHarness",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PATIENT_BUDGETS", "with_patient_budgets"]
+__all__ = ["PATIENT_BUDGETS", "TEXT_CHAT_SPEC", "with_patient_budgets"]
 
 #: wall-clock budgets with room for a machine whose cores are all busy: served sessions
 #: enforce budgets, and the offline engines then run slower than real time
@@ -15,3 +15,18 @@ def with_patient_budgets(spec_text: str) -> str:
         raise ValueError("with_patient_budgets needs a spec with a top-level `providers:` "
                          "block and no `budgets:` of its own")
     return spec_text.replace("\nproviders:", f"\n{PATIENT_BUDGETS}\n\nproviders:", 1)
+
+
+#: a text-only chat (typed text -> the offline ``local`` LLM -> reply text, no audio to
+#: synthesise or pace) with :data:`PATIENT_BUDGETS`: many turns in little time
+TEXT_CHAT_SPEC = with_patient_budgets("""name: text-chat
+version: 1.0.0
+profile: simple/v1
+providers:
+  llm: {primary: local}
+nodes:
+  - {id: llm, type: llm}
+edges:
+  - {from: input.text, to: llm.text}
+  - {from: llm.text, to: output.text}
+""")

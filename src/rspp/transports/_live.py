@@ -66,6 +66,9 @@ _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
                 SignalName.ABORT: "abort", SignalName.CLOSE: "close"}
 #: events kept for the first connection (see ``LiveTransport._early``)
 _EARLY_EVENTS = 64
+#: finished turns a live session keeps (for late readers: an echo, a late output of the
+#: turn, a status read); older ones are forgotten so a long session's memory stays flat
+KEEP_FINISHED_TURNS = 8
 #: cancels that keep no committed audio: the lease is gone (nothing of this epoch may
 #: leave) or so is the client
 _NO_COMMIT = frozenset({"deauthorized_drain", "lease_lost", "session_end",
@@ -177,6 +180,8 @@ class LiveTransport:
         #: seconds): metrics
         self.on_lateness: Callable[[str, float], None] | None = None
         self.queue: OutboundQueue | None = None
+        #: the turns whose reply is still open or playing, and the last
+        #: ``KEEP_FINISHED_TURNS`` finished ones (:meth:`_forget_finished`)
         self.turns: dict[str | None, _Turn] = {}
         self._play: deque[_Turn] = deque()
         self._fenced: set[str] = set()
@@ -523,10 +528,19 @@ class LiveTransport:
         t = self.turns.get(tid)
         if t is None or (tid is None and t.finished is not None):
             o = self.opts
+            self._forget_finished()
             t = self.turns[tid] = _Turn(tid, set(self._reply_ports), ReplyTextStream(
                 tid, self._event, flush_s=o.reply_text_flush_ms / 1000,
                 max_chars=o.reply_text_max_chars))
         return t
+
+    def _forget_finished(self) -> None:
+        """Drop the oldest finished turns beyond the last ``KEEP_FINISHED_TURNS`` (a turn
+        whose committed audio still plays is not finished with): one a turn starts."""
+        done = [tid for tid, t in self.turns.items()
+                if t.finished is not None and t not in self._play]
+        for tid in done[:max(0, len(done) - KEEP_FINISHED_TURNS)]:
+            del self.turns[tid]
 
     def _audio(self, t: _Turn, pcm: bytes, fmt: AudioFormat) -> None:
         if t.finished is not None:

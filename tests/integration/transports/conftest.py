@@ -119,9 +119,12 @@ def patient_spec(path: Path, source: Path = VOICE) -> Path:
 @contextlib.asynccontextmanager
 async def live_server(tmp: Path, live: LiveOptions | None = None,
                       sndbuf: int | None = None, source: Path = VOICE,
-                      webrtc: WebRTCOptions | None = None) -> AsyncIterator[LiveServer]:
-    """The WebSocket, telephony media-streams and WebRTC routes over one session hub."""
-    spec = patient_spec(tmp / f"{source.stem}_patient.yaml", source)
+                      webrtc: WebRTCOptions | None = None,
+                      as_is: bool = False) -> AsyncIterator[LiveServer]:
+    """The WebSocket, telephony media-streams and WebRTC routes over one session hub.
+
+    ``source`` is made patient (:func:`patient_spec`) unless ``as_is``."""
+    spec = source if as_is else patient_spec(tmp / f"{source.stem}_patient.yaml", source)
     factory = LocalSessionFactory(compile_spec_file(spec), LocalFactoryOptions(
         timeline_dir=tmp, live=live or LiveOptions()))
     hub = SessionHub(factory)
@@ -174,9 +177,9 @@ def speech() -> dict[str, tuple[bytes, int]]:
 @pytest.fixture
 def serve(tmp_path: Path) -> Callable[..., contextlib.AbstractAsyncContextManager[LiveServer]]:
     def make(live: LiveOptions | None = None, sndbuf: int | None = None, source: Path = VOICE,
-             webrtc: WebRTCOptions | None = None
+             webrtc: WebRTCOptions | None = None, as_is: bool = False
              ) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return live_server(tmp_path, live, sndbuf, source, webrtc)
+        return live_server(tmp_path, live, sndbuf, source, webrtc, as_is)
 
     return make
 

@@ -183,6 +183,32 @@ def test_profile_defaults_carry_their_source() -> None:
     assert (llm.timeout.value, llm.timeout.source) == (900, ValueSource.SPEC)
 
 
+def test_a_text_edge_keeps_its_words_for_the_turn_budget() -> None:
+    """A turn's text is not shed for queueing shorter than its turn may run (a sentence
+    waiting for a slow TTS is spoken): text edges take the turn budget as their
+    time-in-queue bound; other edges keep the profile's; an explicit bound wins."""
+    graph = load_spec_and_compile("voice_assistant.yaml")
+    by_type = {e.id: (e.port_type, e.buffer.max_queue_ms) for e in graph.edges}
+    turn = graph.budgets.turn.value
+    assert by_type["segmenter.text->tts.text"] == (PortType.TEXT, turn)
+    assert by_type["vad.vad->stt.vad"] == (PortType.VAD, SIMPLE_V1.edge_buffer.max_queue_ms)
+    assert by_type["input.audio->vad.audio"] == (PortType.AUDIO,
+                                                 SIMPLE_V1.audio_edge_buffer.max_queue_ms)
+    explicit = _compile(textwrap.dedent("""\
+        name: t
+        version: 1.0.0
+        profile: simple/v1
+        budgets: {turn_ms: 9000}
+        nodes:
+          - {id: llm, type: llm}
+        edges:
+          - {from: input.text, to: llm.text, buffer: {max_queue_ms: 700}}
+          - {from: llm.text, to: output.text}
+        """))
+    got = {e.id: e.buffer.max_queue_ms for e in explicit.edges}
+    assert got == {"input.text->llm.text": 700, "llm.text->output.text": 9000}
+
+
 def test_buffers_fit_a_resolved_turn_plan() -> None:
     import msgspec
 
