@@ -431,7 +431,7 @@ class _Rest:
     __slots__ = ("_exc", "_it", "_yielded")
 
     def __init__(self, it: Generator[Any, None, Any] | None, yielded: Any = None,
-                 exc: Exception | None = None) -> None:
+                 exc: BaseException | None = None) -> None:
         self._it, self._yielded, self._exc = it, yielded, exc
 
     def __await__(self) -> Generator[Any, None, None]:
@@ -478,27 +478,37 @@ class _DirectFrames:
     reader as a :class:`_Rest` (the reader is busy from then on, so every later message
     queues behind it)."""
 
-    __slots__ = ("audio", "conn", "handle", "idle", "rest")
+    __slots__ = ("_max", "_push", "_raw", "audio", "conn", "handle", "idle", "rest")
 
     def __init__(self, conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
         self.conn, self.handle, self.audio = conn, handle, audio
         self.idle = False
         #: a rest queued for the reader and not taken yet
         self.rest: _Rest | None = None
+        #: binary frames are bare PCM16 (JSON variant, unnumbered): ``decode`` and
+        #: ``dispatch`` of a frame within the limits are one ``push_audio``
+        self._raw = not conn.msgpack and not audio.sequenced
+        self._max = conn.opts.max_audio_frame_bytes
+        self._push = handle.push_audio
 
     def __call__(self, data: bytes) -> Message | None:
         if not self.idle or self.handle.closed:
             return {"type": "websocket.receive", "bytes": data}
         try:
-            it = dispatch(self.handle, self.audio, self.conn.decode(None, data)).__await__()
+            n = len(data)
+            if self._raw and n <= self._max and not n % 2:
+                aw = self._push(data)
+            else:
+                aw = dispatch(self.handle, self.audio, self.conn.decode(None, data))
+            it = aw.__await__()
             yielded = it.send(None)
         except StopIteration:
             return None
         except (ProtocolError, InputRejected) as exc:
             _bad_input(self.handle, exc)
             return None
-        except Exception as exc:  # a flood: the reader handles it as for a queued frame
-            rest = _Rest(None, exc=exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            rest = _Rest(None, exc=exc)  # (a flood): the reader raises it, as for a queued frame
         else:
             rest = _Rest(it, yielded)
         self.idle = False
