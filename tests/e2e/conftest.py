@@ -222,6 +222,12 @@ def pg_execute(pg_url: str, statement: str) -> None:
     asyncio.run(run())
 
 
+@pytest.fixture
+def pg_statement(pg_url: str) -> Callable[[str], None]:
+    """``pg_statement(sql)``: run one statement on the PostgreSQL test database."""
+    return lambda statement: pg_execute(pg_url, statement)
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> None:
     """Poll a server process's /healthz until it answers (its log in the failure)."""
     import time

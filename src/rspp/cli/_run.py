@@ -94,6 +94,10 @@ def run(
     debug: bool = typer.Option(
         False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
         "per control command) in the timeline; off by default."),
+    metrics_events: bool = typer.Option(
+        False, "--metrics-events", help="Record in-band metrics events in the timeline "
+        "(TelemetryLane `metric` records with their values): each node's latency and each "
+        "edge's queue depth at every turn's end and at the end of the session."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run the timeline."),
@@ -147,6 +151,7 @@ def run(
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
+                      metrics_events=metrics_events,
                       end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
                       layers=layers, resolved_out=resolved_out,
                       telemetry=None if kernel_budget_us is None else TelemetryTargets(

@@ -38,7 +38,7 @@ from rspp.controlplane._registry import PipelineRecord
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._sessions import SessionInfo
 
-__all__ = ["BundleKey", "build_bundle", "build_bundles"]
+__all__ = ["BundleKey", "build_bundle", "build_bundles", "bundle_in"]
 
 SUPPORTED_PROFILES = ("simple/v1",)
 logger = logging.getLogger("rspp.controlplane.policy")
@@ -54,6 +54,14 @@ async def build_bundle(
     async with cp.store.tx() as conn:
         reads = _Reads(cp, conn)
         return await reads.bundle(tenant_id, session_id, pipeline_name, runtime_id)
+
+
+async def bundle_in(
+    cp: ControlPlane, conn: AsyncConnection, *, tenant_id: str, session_id: str,
+    pipeline_name: str, runtime_id: str | None
+) -> TurnStartBundle:
+    """:func:`build_bundle` inside the caller's transaction (a session start)."""
+    return await _Reads(cp, conn).bundle(tenant_id, session_id, pipeline_name, runtime_id)
 
 
 async def build_bundles(

@@ -34,6 +34,7 @@ from rspp.controlplane._requests import (
 )
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._session_start import SessionStart, SessionStartRequest
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
@@ -258,6 +259,17 @@ class ControlPlaneClient:
         body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)
         data = await self.request("POST", f"/v1/leases/{session_id}/acquire", json=body)
         return msgspec.convert(data["lease"], Lease)
+
+    async def start_session(
+        self, session_id: str, *, runtime_id: str, tenant_id: str, lease_epoch: int,
+        ttl_ms: int | None = None,
+    ) -> SessionStart:
+        """Start (or resume) the session on ``runtime_id`` in one call: record, lease,
+        checkpoint take-over, signals and turn-start bundle (``POST .../start``)."""
+        body = SessionStartRequest(runtime_id=runtime_id, tenant_id=tenant_id,
+                                   lease_epoch=lease_epoch, ttl_ms=ttl_ms)
+        data = await self.request("POST", f"/v1/sessions/{session_id}/start", json=body)
+        return msgspec.convert(data, SessionStart)
 
     async def renew_lease(
         self, session_id: str, holder: str, epoch: int, ttl_ms: int | None = None

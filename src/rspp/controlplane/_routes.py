@@ -45,6 +45,7 @@ from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
+from rspp.controlplane._session_start import SessionStart, SessionStartRequest, start_session
 from rspp.controlplane._session_state import (
     SessionState,
     StateOutcomes,
@@ -227,6 +228,11 @@ ROUTES: tuple[Op, ...] = (
        "Save the checkpoints of many sessions from their holder in one request (each fenced "
        "and versioned like PUT /v1/sessions/{session_id}/state)", body=StateWrites,
        response=StateOutcomes, tag="sessions"),
+    Op("POST", "/v1/sessions/{session_id}/start", start_session, OP, _S.TENANT,
+       "Start or resume a session on the runtime its client connected to, in one "
+       "transaction: record check, lease, checkpoint take-over, signals, turn-start bundle",
+       tenant=SESSION, body=SessionStartRequest, response=SessionStart, errors=(404, 409),
+       tag="sessions"),
     Op("POST", "/v1/sessions/{session_id}/migrate", h.migrate, OP, _S.FLEET,
        "Migrate a session to another runtime", body=q.MigrateRequest,
        response=MigrationResult, errors=(404, 409, 503), tag="sessions"),

@@ -40,7 +40,7 @@ from rspp.controlplane._service import ControlPlane
 
 __all__ = ["MAX_STATE_BYTES", "HeldStateWrite", "SessionState", "StateOutcome",
            "StateOutcomes", "StateQuery", "StateSaved", "StateWrite", "StateWrites",
-           "load_state", "save_state", "save_states", "write_states"]
+           "load_state", "save_state", "save_states", "take_over_in", "write_states"]
 
 #: the largest checkpoint document (encoded JSON bytes)
 MAX_STATE_BYTES = 256 * 1024
@@ -152,24 +152,33 @@ async def read_state(cp: ControlPlane, principal: Principal, session_id: str,
     runtime_id, epoch = q.runtime_id, q.lease_epoch
 
     async def work(conn: AsyncConnection, now: int) -> SessionState:
-        lease = (await conn.execute(
-            select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
-        if not _holds(lease, runtime_id, epoch):
-            raise _stale(session_id, runtime_id, epoch, lease, now)
-        row = (await conn.execute(select(session_state).where(
-            session_state.c.session_id == session_id))).first()
-        if row is None:  # nothing saved yet: the takeover alone is recorded (version 0)
-            await conn.execute(insert(session_state).values(
-                session_id=session_id, version=0, lease_epoch=epoch, holder=runtime_id,
-                doc_json="{}", updated_at_ms=now, taken_epoch=epoch))
-        elif (row.taken_epoch or 0) < epoch:
-            await conn.execute(update(session_state).where(
-                session_state.c.session_id == session_id).values(taken_epoch=epoch))
-        row = (await conn.execute(select(session_state).where(
-            session_state.c.session_id == session_id))).first()
-        return _reply(session_id, row)
+        return await take_over_in(conn, now, session_id, runtime_id, epoch)
 
     return await cp._write(work, "take over session state")
+
+
+async def take_over_in(conn: AsyncConnection, now: int, session_id: str, runtime_id: str,
+                       epoch: int) -> SessionState:
+    """The stored checkpoint, taken over in the caller's transaction by ``runtime_id``,
+    which must hold the session's lease at ``epoch`` (else ``409 stale_epoch``): from
+    then on the holders of older epochs can no longer write."""
+    lease = (await conn.execute(
+        select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
+    if not _holds(lease, runtime_id, epoch):
+        raise _stale(session_id, runtime_id, epoch, lease, now)
+    row = (await conn.execute(select(session_state).where(
+        session_state.c.session_id == session_id))).first()
+    if row is None:  # nothing saved yet: the takeover alone is recorded (version 0)
+        await conn.execute(insert(session_state).values(
+            session_id=session_id, version=0, lease_epoch=epoch, holder=runtime_id,
+            doc_json="{}", updated_at_ms=now, taken_epoch=epoch))
+        return SessionState(session_id=session_id, version=0, taken_epoch=epoch)
+    if (row.taken_epoch or 0) < epoch:
+        await conn.execute(update(session_state).where(
+            session_state.c.session_id == session_id).values(taken_epoch=epoch))
+        row = (await conn.execute(select(session_state).where(
+            session_state.c.session_id == session_id))).first()
+    return _reply(session_id, row)
 
 
 def _reply(session_id: str, row: Any) -> SessionState:

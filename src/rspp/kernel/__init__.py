@@ -6,7 +6,8 @@ Public surface: :class:`Node` / :class:`NodeContext` (node API),
 :class:`NodeRegistry` (type name -> class, entry points ``rspp.nodes``),
 :class:`RuntimeGraph` / :class:`GraphBuilder` (executor view of a compiled
 ``GraphDefinition``; ``RuntimeGraph.from_definition(gd)``), :class:`SessionActor`
-(one running session), :class:`Runtime` (many sessions and versions),
+(one running session; many sessions of any versions share a process and an
+:class:`ExecutionPool`: the server's session hub holds them),
 :class:`EdgeBuffer` / :class:`BufferConfig` (bounded lane-aware edge queues),
 :class:`ExecutionPool` (shared concurrency limits with fairness keys).
 
@@ -75,7 +76,6 @@ from rspp.kernel._registry import (
     UnknownNodeTypeError,
     default_registry,
 )
-from rspp.kernel._runtime import Runtime
 from rspp.kernel._session import SessionActor, SessionOptions
 from rspp.kernel._signals import SignalLog
 from rspp.kernel._subscriptions import (
@@ -123,7 +123,6 @@ __all__ = [
     "NodeRegistry",
     "RecordStamp",
     "ResourceLimitError",
-    "Runtime",
     "RuntimeGraph",
     "Sequencer",
     "SessionActor",

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rspp.contracts import Emitter, EventRecord, Lane, SignalName
+from rspp.contracts import Emitter, EventRecord, Lane, MetricsPayload, SignalName
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._defaults import SessionTelemetry
 from rspp.kernel._egress import ControlCommand, EgressGate, TurnFenceGate
@@ -148,6 +148,8 @@ class ControlMixin:
                 self.turn_id = None
             await self._hooks("on_turn_end", tid)
             self._boundary_event(EventKind.TURN_END, tid)
+            if self.options.metrics_events:  # in-band metrics at each turn's end (F-026)
+                self.emit_metrics(tid)
         elif name in ("cancel", "barge_in"):
             await self._cancel(tid, cmd.reason or name, barge_in=name == "barge_in")
         elif name == "budget_exhausted":
@@ -185,28 +187,57 @@ class ControlMixin:
         await self._hooks("on_cancel", turn_id, reason)
 
     # ----------------------------------------------------- metrics / overhead
-    def emit_metrics(self) -> list[tuple[EventRecord, dict[str, float]]]:
-        """In-band metrics events: per-node latency, per-edge queue depth (F-026)."""
+    def emit_metrics(self, turn_id: str | None = None
+                     ) -> list[tuple[EventRecord, dict[str, float]]]:
+        """In-band metrics events (F-026): per-node latency, per-edge queue depth, node metrics.
+
+        Each is a TelemetryLane ``metric`` record tagged with its ``node_id`` or ``edge_id``
+        and carrying a :class:`~rspp.contracts.MetricsPayload` (name, value, unit, labels)
+        for the signal log's ``payload_sink``; the node metrics are what nodes reported with
+        ``ctx.telemetry.metric()`` since the last call. The records are side notes at the
+        current sequence, so a replay that emits none (or other values) keeps its sequence.
+        ``turn_id`` tags the records (default: the current turn). Returns ``(record,
+        values)`` pairs (cumulative counters of the session).
+        """
         out: list[tuple[EventRecord, dict[str, float]]] = []
+        at = max(self._seq - 1, 0)
+        tid = turn_id or self.turn_id
+
+        def note(values: dict[str, float], payload: MetricsPayload, **tags: str) -> None:
+            rec = self.signals.telemetry(kind="metric", turn_id=tid, at_sequence=at,
+                                         payload=payload, **tags)
+            out.append((rec, values))
+
         for host in self.hosts.values():
             lat = host.node_ns / 1000.0 / host.events if host.events else 0.0
-            rec = self.signals.telemetry(kind="metric", node_id=host.node_id,
-                                         turn_id=self.turn_id, reason="node_latency")
-            out.append((rec, {"node_latency_us": lat, "events": float(host.events),
-                              "errors": float(host.errors)}))
+            note({"node_latency_us": lat, "events": float(host.events),
+                  "errors": float(host.errors)},
+                 MetricsPayload(name="node_latency_us", value=lat, unit="us",
+                                labels={"events": str(host.events), "errors": str(host.errors)}),
+                 node_id=host.node_id, reason="node_latency")
+            tel = host.node.ctx.telemetry
+            if isinstance(tel, SessionTelemetry):
+                while tel.metrics:
+                    name, value, labels = tel.metrics.popleft()
+                    note({name: float(value)},
+                         MetricsPayload(name=name, value=float(value),
+                                        labels={k: str(v) for k, v in labels.items()}),
+                         node_id=host.node_id, reason="node_metric")
         if self.instrument:
             ov = self.overhead()
-            rec = self.signals.telemetry(kind="metric", turn_id=self.turn_id,
-                                         reason="kernel_overhead")
-            out.append((rec, {"kernel_us_per_event": ov["kernel_us_per_event"],
-                              "node_us_per_event": ov["node_us_per_event"]}))
+            note({"kernel_us_per_event": ov["kernel_us_per_event"],
+                  "node_us_per_event": ov["node_us_per_event"]},
+                 MetricsPayload(name="kernel_us_per_event", value=ov["kernel_us_per_event"],
+                                unit="us", labels={"events": str(ov["events"])}),
+                 reason="kernel_overhead")
         for eid, buf in {**self.edge_buffers,
                          **{b.edge_id: b for b, _ in self.entries.values()}}.items():
-            rec = self.signals.telemetry(kind="metric", edge_id=eid, turn_id=self.turn_id,
-                                         reason="queue_depth")
             vals = {"queue_depth": float(len(buf))}
-            vals.update({k: float(v) for k, v in buf.stats.as_dict().items()})
-            out.append((rec, vals))
+            stats = buf.stats.as_dict()
+            vals.update({k: float(v) for k, v in stats.items()})
+            note(vals, MetricsPayload(name="queue_depth", value=float(len(buf)), unit="events",
+                                      labels={k: str(v) for k, v in stats.items()}),
+                 edge_id=eid, reason="queue_depth")
         return out
 
     def debug_events(self) -> list[tuple[str, dict[str, object]]]:

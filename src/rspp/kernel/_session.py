@@ -81,6 +81,9 @@ class SessionOptions:
     #: or ``turn``); None: an in-memory :class:`DictState` per node. The turn layer passes
     #: its state contract here (F-155: session-hot state checkpointed, turn state cleared)
     state_factory: StateFactory | None = None
+    #: in-band metrics events (F-026): node latency, queue depth and node-reported metrics
+    #: recorded at each turn's end and when the session stops (``rspp run --metrics-events``)
+    metrics_events: bool = False
 
 
 class SessionActor(ControlMixin):
@@ -586,6 +589,8 @@ class SessionActor(ControlMixin):
             if err is not None:
                 self.hook_errors.append(err)
         self.state = "failed" if was_failed else "stopped"
+        if self.options.metrics_events:
+            self.emit_metrics()
         self.signals.telemetry(kind="lifecycle", reason=f"session_{self.state}")
 
     async def __aenter__(self) -> SessionActor:

@@ -25,9 +25,11 @@ from rspp.contracts import (
 )
 from rspp.kernel._handles import Clock
 
-__all__ = ["SignalLog", "SignalSink"]
+__all__ = ["PayloadSink", "SignalLog", "SignalSink"]
 
 SignalSink = Callable[[ControlSignal | EventRecord], None]
+#: Receives a record that travels with a payload beside it (in-band metrics, F-026).
+PayloadSink = Callable[[EventRecord, object], None]
 
 
 class SignalLog:
@@ -41,6 +43,8 @@ class SignalLog:
         "_next_seq",
         "_side_notes",
         "authority_epoch",
+        "payload_sink",
+        "payload_tap",
         "pipeline_version",
         "records",
         "session_id",
@@ -64,6 +68,11 @@ class SignalLog:
         self._side_notes = 0
         self.records: deque[ControlSignal | EventRecord] = deque(maxlen=maxlen)
         self.sink = sink
+        #: receives records built with a payload (``telemetry(payload=...)``); None: they
+        #: go to ``sink`` without it
+        self.payload_sink: PayloadSink | None = None
+        #: also told of each record handed to ``payload_sink`` (type subscriptions, F-022)
+        self.payload_tap: SignalSink | None = None
         #: Lease epoch stamped on every record (the authority guard updates it).
         self.authority_epoch = 0
 
@@ -147,6 +156,7 @@ class SignalLog:
         edge_id: str | None = None,
         reason: str | None = None,
         at_sequence: int | None = None,
+        payload: object | None = None,
     ) -> EventRecord:
         """Build and log one TelemetryLane record (metrics, debug, errors).
 
@@ -154,6 +164,8 @@ class SignalLog:
         the next one. For notes about input (a transport's jitter decisions) that a
         replay does not reproduce: taking a number would shift every later record's
         sequence, and with it the turn plans' determinism markers.
+        ``payload``: a body travelling beside the record (e.g. a ``MetricsPayload``), handed
+        to ``payload_sink`` when one is set.
         """
         rec = EventRecord(
             **self._envelope(kind, turn_id, at_sequence),
@@ -162,7 +174,13 @@ class SignalLog:
             edge_id=edge_id,
             reason=reason,
         )
-        self._push(rec)
+        if payload is not None and self.payload_sink is not None:
+            self.records.append(rec)
+            self.payload_sink(rec, payload)
+            if self.payload_tap is not None:
+                self.payload_tap(rec)
+        else:
+            self._push(rec)
         return rec
 
     def of(self, name: SignalName) -> list[ControlSignal]:

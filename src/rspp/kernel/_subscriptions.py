@@ -218,6 +218,7 @@ class SubscriptionHub:
             return
         self._prev_sink = sig.sink
         sig.sink = self._tee
+        sig.payload_tap = self.publish_record  # records travelling with a payload (F-026)
 
     def _tee(self, rec: ControlSignal | EventRecord) -> None:
         if self._prev_sink is not None:

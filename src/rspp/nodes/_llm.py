@@ -98,6 +98,9 @@ class LlmNode(Node):
                         tok.turn_id = event.turn_id
                         self.ctx.emit(tok, "text")
             finally:
+                # in-band (F-026): recorded with the session's metrics events when enabled
+                self.ctx.telemetry.metric("llm_reply_tokens", float(len(reply)),
+                                          turn_id=event.turn_id or "")
                 full = "".join(reply).strip()
                 if full:
                     self._remember("assistant", full)

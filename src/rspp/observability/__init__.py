@@ -51,7 +51,12 @@ from rspp.observability._redaction import (
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, DebugCaptureSlots, SamplingPolicy
-from rspp.observability._sinks import JsonLinesFileSink, MsgpackFileSink, TimelineSink
+from rspp.observability._sinks import (
+    JsonLinesFileSink,
+    LocalAppendSink,
+    MsgpackFileSink,
+    TimelineSink,
+)
 from rspp.observability._slo import (
     GATES,
     GateAccumulator,
@@ -108,6 +113,7 @@ __all__ = [
     "JsonLogFormatter",
     "LevelLadder",
     "LiveTurnView",
+    "LocalAppendSink",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",

@@ -7,6 +7,12 @@ after a successful write; a failing sink is retried with capped exponential
 backoff on the injected clock. After a recovery the exporter appends an
 eventual-consistency marker: a TelemetryLane event record with reason
 ``export_recovered:attempts=<n>``.
+
+A local file sink (:class:`~rspp.observability.LocalAppendSink`) also gets
+what is buffered at each turn's terminal record (:meth:`TimelineExporter.flush_now`,
+called by the recorder before the record goes on): one synchronous write per
+turn, so a commit a client saw is in the file even if the process is killed
+right after.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from rspp.contracts import SCHEMA_VERSION, EventRecord, EventScope, Lane, Payloa
 from rspp.kernel._handles import Clock
 from rspp.observability._recorder import BufferedItem, TimelineRecorder
 from rspp.observability._redaction import Redactor
-from rspp.observability._sinks import TimelineSink
+from rspp.observability._sinks import LocalAppendSink, TimelineSink
 
 __all__ = ["ExporterOptions", "ExporterStats", "TimelineExporter", "to_line"]
 
@@ -37,6 +43,8 @@ class ExporterStats(msgspec.Struct, kw_only=True):
     failures: int = 0
     recoveries: int = 0
     last_error: str | None = None
+    #: batches written synchronously at a turn's terminal record
+    local_flushes: int = 0
 
 
 def to_line(item: BufferedItem, redactor: Redactor | None = None) -> dict[str, object]:
@@ -77,6 +85,31 @@ class TimelineExporter:
         self._clock = clock
         self._redactor = redactor
         self._recovery_seq = 0
+        #: a batch failed and waits for its retry: nothing may be written ahead of it
+        self._retrying = False
+        if isinstance(sink, LocalAppendSink):
+            recorder.on_terminal = self.flush_now
+
+    def flush_now(self) -> None:
+        """Write everything buffered to the local sink now, in one synchronous write (a
+        turn's terminal record was just appended: it is in the file before it reaches the
+        client). Skipped while a failed batch waits for its retry; a failure here leaves
+        the lines buffered for the exporter's own retries."""
+        sink = self.sink
+        if self._retrying or not self.recorder.buffered or not isinstance(sink, LocalAppendSink):
+            return
+        items = self.recorder.peek(self.recorder.buffered)
+        lines = [to_line(item, self._redactor) for item in items]
+        try:
+            sink.write_now(lines)
+        except Exception as exc:  # the exporter task retries the same lines
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        self.recorder.consume(len(items))
+        self.stats.batches += 1
+        self.stats.lines += len(lines)
+        self.stats.local_flushes += 1
 
     async def run(self) -> None:
         """Export until the recorder is closed and drained, then close the sink."""
@@ -105,7 +138,11 @@ class TimelineExporter:
             except Exception as exc:  # any sink failure is retried
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                await self._clock.sleep(delay)
+                self._retrying = True
+                try:
+                    await self._clock.sleep(delay)
+                finally:
+                    self._retrying = False
                 delay = min(delay * 2, self.options.retry_max_s)
                 continue
             break

@@ -4,7 +4,11 @@
 record, apply the recording level, push onto a bounded ``deque`` and set an
 ``asyncio.Event``. Durable export happens in :class:`~rspp.observability.
 TimelineExporter`, a separate task that drains the buffer, so a stalled sink
-only fills the buffer; it can never slow ``append`` (F-154).
+only fills the buffer; it can never slow ``append`` (F-154). The one exception
+is a turn's terminal record (``commit``, ``abort``) with a local file behind the
+exporter: :attr:`TimelineRecorder.on_terminal` writes what is buffered to the
+file (one ``os.write``) before the record goes on to the transport, so a client
+never sees a commit that a killed runtime's timeline lacks.
 
 Buffer accounting has three pools sharing one ordered deque:
 
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
 from typing import Final
 
@@ -59,6 +63,9 @@ __all__ = ["BufferedItem", "RecorderOptions", "RecorderStats", "TimelineRecorder
 REGULAR: Final = 0
 CONTROL: Final = 1
 EVIDENCE: Final = 2
+
+#: a turn's terminal signals: written to a local timeline before they go on (F-154)
+_TERMINAL = frozenset({SignalName.COMMIT, SignalName.ABORT})
 
 #: the timeline ``kind`` of each record type
 TIMELINE_KINDS: dict[type, str] = {
@@ -165,6 +172,10 @@ class TimelineRecorder:
         self._marker_seq = 0
         self._ctx: tuple[str, str, str | None, int] = ("recorder", "unknown", None, 0)
         self._epoch = 0
+        #: called once a turn's terminal record (commit, abort) is buffered, before
+        #: :meth:`append` returns, so before the record reaches anyone else: the exporter
+        #: of a local timeline file writes what is buffered there (F-154)
+        self.on_terminal: Callable[[], None] | None = None
 
     # -- state ----------------------------------------------------------
     @property
@@ -218,8 +229,11 @@ class TimelineRecorder:
             payload = None
             self.stats.payloads_stripped += 1
         ok = self._push(BufferedItem(pool, kind, record, payload))
-        if ok and type(record) is ControlSignal and record.signal == SignalName.CLOSE:
-            self.turn_boundary()
+        if ok and type(record) is ControlSignal:
+            if record.signal in _TERMINAL and self.on_terminal is not None:
+                self.on_terminal()
+            elif record.signal == SignalName.CLOSE:
+                self.turn_boundary()
         return ok
 
     def append_evidence(self, evidence: OR02Evidence | Mapping[str, object]) -> bool:

@@ -162,10 +162,15 @@ class InvocationController(Generic[P]):
             log.exception("provider signal sink failed for %s", name.value)
 
     def _emit_circuit(
-        self, transition: CircuitTransition | None, invocation_id: str | None
+        self, transition: CircuitTransition | None, invocation_id: str | None,
+        error: ProviderCallError | None = None,
     ) -> None:
+        """``circuit_event`` of a transition; ``error``: the failure that caused it, named by
+        its normalised outcome and code only (never its message: it may quote the request)."""
         if transition is not None:
-            self._emit(SignalName.CIRCUIT_EVENT, transition.reason(), invocation_id)
+            cause = "" if error is None else (
+                f" last_error={error.code or error.outcome.value} outcome={error.outcome.value}")
+            self._emit(SignalName.CIRCUIT_EVENT, transition.reason() + cause, invocation_id)
 
     # -- turn budget (F-059) ---------------------------------------------------
     def _budget_exhausted(self, pid: str, budget_ms: int, delay_ms: int) -> ProviderCallError:
@@ -263,7 +268,7 @@ class InvocationController(Generic[P]):
                 except ProviderCallError as err:
                     last_error = err
                     if err.outcome.counts_against_health:
-                        self._emit_circuit(breaker.record(False), inv.invocation_id)
+                        self._emit_circuit(breaker.record(False), inv.invocation_id, err)
                     else:
                         breaker.release_probe()
                     self._emit(

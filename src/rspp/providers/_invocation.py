@@ -161,6 +161,3 @@ class ProviderMetricsRecorder:
         self.invocations.append(invocation)
         if len(self.invocations) > self._keep:
             del self.invocations[: len(self.invocations) - self._keep]
-
-    def for_provider(self, provider_id: str) -> list[ProviderInvocation]:
-        return [inv for inv in self.invocations if inv.provider_id == provider_id]

@@ -207,6 +207,10 @@ class ReplayEngine:
                 self._proposals.setdefault(str(rec.get("reason")), []).append(
                     (int(rec.get("runtime_sequence") or 0),
                      int(rec.get("runtime_timestamp_ms") or 0)))
+        #: recorded proposals of user input (typed text, a digit) that took no input: the
+        #: live transport refused the input when its turn stayed pre-turn (F-141), so the
+        #: replay proposes them at their recorded point and feeds nothing
+        self._inputless = _inputless_proposals(self._proposals, recording.ingress)
         served = self.transport.invocations if playback is not None else None
         self.rig = SessionRig(graph, registry=registry, options=rig_opts,
                               admission=admission, playback=playback, invocations=served,
@@ -281,6 +285,7 @@ class ReplayEngine:
         source = self.recording.source
         while self.position < end and not (pausable and self.paused):
             item = ingress[self.position]
+            await self._propose_inputless(item.runtime_sequence)
             ev = item.event(source)
             if item.port == "audio":
                 await rig.advance_to(item.runtime_ms, item.runtime_sequence)
@@ -301,6 +306,20 @@ class ReplayEngine:
                 playback.mark_fed(self.position)
             await rig.settle()
             rig.flush()  # the streamed comparison keeps pace with the replay
+        if self.position == self.total and not (pausable and self.paused):
+            await self._propose_inputless(None)
+
+    async def _propose_inputless(self, before: int | None) -> None:
+        """Replay the refused inputs' proposals recorded before sequence ``before`` (None:
+        all that are left): each is proposed at its point and takes no input."""
+        pending = self._inputless
+        while pending and (before is None or pending[0][0] < before):
+            seq, ms, reason = pending.pop(0)
+            await self.rig.advance_to(ms, seq)
+            self.rig.driver.end_of_utterance(reason)
+            await self.rig.driver.turn_for_utterance()
+            await self.rig.settle()
+            self.rig.flush()
 
     def _proposal_before(self, reason: str, sequence: int) -> tuple[int, int] | None:
         """The last recorded ``turn_open_proposed`` of ``reason`` before ``sequence``."""
@@ -479,3 +498,26 @@ async def replay(
         if rec is not recording:
             rec.close()
 
+
+#: proposal reasons of user input that is not speech, and the entry port of that input
+_INPUT_REASONS = {"text_input": "text", "dtmf": "control"}
+
+
+def _inputless_proposals(proposals: dict[str, list[tuple[int, int]]],
+                         ingress: Any) -> list[tuple[int, int, str]]:
+    """``(sequence, ms, reason)`` of the recorded input proposals no ingress event took.
+
+    An input's proposal is the last one of its reason before the input's ingress (what
+    the replay feeds it with); an earlier one with no input of its own was refused.
+    """
+    if not any(proposals.get(r) for r in _INPUT_REASONS):
+        return []
+    inputs = (ingress.input_sequences() if hasattr(ingress, "input_sequences")
+              else [(it.runtime_sequence, it.port) for it in ingress if it.port != "audio"])
+    out: list[tuple[int, int, str]] = []
+    for reason, port in _INPUT_REASONS.items():
+        found = proposals.get(reason, [])
+        taken = {found[i - 1][0] for seq, p in inputs if p == port
+                 if (i := bisect.bisect_left(found, (seq, -1)))}
+        out.extend((seq, ms, reason) for seq, ms in found if seq not in taken)
+    return sorted(out)

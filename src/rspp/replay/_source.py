@@ -141,6 +141,12 @@ class IngressIndex(Sequence[IngressItem]):
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def input_sequences(self) -> list[tuple[int, str]]:
+        """``(runtime_sequence, port)`` of every ingress event that is not audio."""
+        ports = self._ports
+        return [(self.sequences[i], ports[p]) for i, p in enumerate(self._port)
+                if ports[p] != "audio"]
+
     def __iter__(self) -> Iterator[IngressItem]:
         return (self[i] for i in range(len(self)))
 
@@ -588,7 +594,9 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             node = rec.get("node_id")
             # ingress: edge ``input.<port>`` (a routing decision on a conditional edge out
             # of an entry, ``input.<port>-><node>.<port>``, is telemetry, not input)
-            if node is None and edge.startswith("input.") and "->" not in edge:
+            # (an in-band metric of an entry's queue, TelemetryLane, is not input either)
+            if node is None and edge.startswith("input.") and "->" not in edge \
+                    and rec.get("lane") != "TelemetryLane":
                 if ln.payload is None:
                     bare[ln.line] = _needed_level(rec)
                 try:

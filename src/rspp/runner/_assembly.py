@@ -168,6 +168,9 @@ class AssemblyOptions:
     #: the runtime's debug-capture slots (F-076): the process running sessions passes one
     #: to all of them, so at most its ``limit`` sessions capture at once; None: no limit
     debug_slots: DebugCaptureSlots | None = None
+    #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
+    #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
+    metrics_events: bool = False
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -516,7 +519,9 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
 
     try:
         session = SessionActor(graph, session_id=sid, clock=clock,
-                               options=SessionOptions(seed=0, instrument=want_tele,
+                               options=SessionOptions(seed=0,
+                                                      instrument=want_tele or opts.metrics_events,
+                                                      metrics_events=opts.metrics_events,
                                                       lossless=opts.file_source,
                                                       state_factory=state.node_state,
                                                       debug=opts.debug),
@@ -530,6 +535,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
             exporter_task.cancel()
         raise AssemblyError(f"pipeline {gd.name}@{gd.version}: {exc}") from None
     session.signals.authority_epoch = authority.epoch
+    session.signals.payload_sink = record  # in-band metrics travel with their values
     debug_box.append(session)
     if capture is not None:
         capture.bind(session)

@@ -80,6 +80,8 @@ class RunOptions:
     stop: asyncio.Event | None = None
     #: debug events of the kernel in the timeline for the whole run (F-027, ``--debug``)
     debug: bool = False
+    #: in-band metrics events in the timeline (F-026, ``--metrics-events``)
+    metrics_events: bool = False
     #: configuration layers (``{tenants: {...}, sessions: {...}}``) applied to the spec for
     #: this run's tenant and session: inserted nodes run, chosen providers answer (F-081)
     layers: Path | None = None
@@ -260,6 +262,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
         telemetry=opts.telemetry, circuits=opts.circuits, file_source=True, debug=opts.debug,
+        metrics_events=opts.metrics_events,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,

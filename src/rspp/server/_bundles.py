@@ -69,6 +69,12 @@ class BundleRefresher:
             self._cache.pop(session_id, None)
         self._live[session_id] = key
 
+    def prime(self, session_id: str, bundle: TurnStartBundle) -> None:
+        """A tracked session's bundle, fetched by other means (its start): cached as if
+        this refresher had fetched it now."""
+        if session_id in self._live:
+            self._cache[session_id] = (bundle, self.clock())
+
     def forget(self, session_id: str) -> None:
         self._live.pop(session_id, None)
         self._cache.pop(session_id, None)

@@ -34,6 +34,7 @@ from rspp.controlplane import (
     TokenKeys,
     TokenVerifier,
 )
+from rspp.controlplane._session_start import SessionStart
 from rspp.errors import RSPPError
 from rspp.nodes import NodeCatalog
 from rspp.providers import PROVIDER_CATALOG
@@ -93,6 +94,8 @@ class ControlPlaneLink:
         self.states = StateWriter(client, options.runtime_id)
         #: keeps the turn-start bundles of all this runtime's sessions fresh together
         self.bundles = BundleRefresher(client, options.runtime_id)
+        #: sessions start with one request (False: the control plane has no start route)
+        self.start_in_one = True
 
     @property
     def runtime_id(self) -> str:
@@ -176,14 +179,35 @@ class ControlPlaneLink:
         except CPError as exc:
             raise _refusal(exc, "read the session") from None
         info = msgspec.convert(data, SessionInfo)
-        if info.tenant_id != claims.tenant_id:
-            raise SessionRefused("token_wrong_tenant",
-                                 f"the token names tenant {claims.tenant_id!r}; session "
-                                 f"{claims.session_id} belongs to another tenant")
-        if info.status.value == "ended":
-            raise SessionRefused("session_ended",
-                                 f"session {claims.session_id} has ended; route a new session")
+        check_record(info, claims)
         return info
+
+    async def start_session(self, claims: SessionClaims, ttl_ms: int) -> SessionStart | None:
+        """The session's start in one call (``POST /v1/sessions/{id}/start``): its record,
+        checked against ``claims`` (raises :class:`SessionRefused`), the lease, a resumed
+        session's checkpoint and signals, the turn-start bundle. None: the control plane
+        has no such route (an older one); the caller makes today's separate calls, and so
+        does every later start."""
+        try:
+            started = await self.client.start_session(
+                claims.session_id, runtime_id=self.runtime_id, tenant_id=claims.tenant_id,
+                lease_epoch=claims.lease_epoch, ttl_ms=ttl_ms)
+        except CPError as exc:
+            if route_missing(exc):
+                _LOG.info("the control plane has no session start route (%s); sessions "
+                          "start with separate requests", exc.message)
+                self.start_in_one = False
+                return None
+            if exc.status in (403, 404) or (exc.code == "unavailable"
+                                            and exc.field == "server"):
+                raise _refusal(exc, "start the session") from None
+            raise SessionRefused("lease_refused", f"cannot acquire the lease of "
+                                 f"{claims.session_id}: {exc.message}") from None
+        check_record(started.session, claims)
+        if started.session.runtime_id != self.runtime_id:
+            raise SessionRefused("token_wrong_runtime", f"session {claims.session_id} now "
+                                 f"runs on {started.session.runtime_id}")
+        return started
 
     async def graph(self, name: str, version: str) -> GraphDefinition:
         """The compiled spec of ``name@version`` (fetched and compiled once, then cached)."""
@@ -214,6 +238,24 @@ class ControlPlaneLink:
                                      f"{exc}") from None
             self._graphs[key] = gd
             return gd
+
+
+def check_record(info: SessionInfo, claims: SessionClaims) -> None:
+    """The control plane's record of a session matches the token's claims (tenant, not
+    ended); raise :class:`SessionRefused` naming what differs."""
+    if info.tenant_id != claims.tenant_id:
+        raise SessionRefused("token_wrong_tenant",
+                             f"the token names tenant {claims.tenant_id!r}; session "
+                             f"{claims.session_id} belongs to another tenant")
+    if info.status.value == "ended":
+        raise SessionRefused("session_ended",
+                             f"session {claims.session_id} has ended; route a new session")
+
+
+def route_missing(exc: CPError) -> bool:
+    """The control plane has no such route or method (an older release): 404 naming the
+    path, or 405. A 404 naming the session is the session's own answer."""
+    return exc.status == 405 or (exc.status == 404 and exc.field == "path")
 
 
 def _refusal(exc: CPError, what: str) -> SessionRefused:

@@ -155,6 +155,12 @@ class LeaseKeeper:
         self._held(lease, started)
         return lease.epoch
 
+    def adopt(self, lease: Lease, requested_at: float) -> int:
+        """Hold ``lease``, acquired for this runtime by the session's start (requested at
+        monotonic ``requested_at``), as :meth:`acquire` would have; its epoch."""
+        self._held(lease, requested_at)
+        return lease.epoch
+
     def output_gate(self) -> bool | None:
         """The transport's authority gate: True while our own bound on the lease holds
         (measured from before the last renewal request, so never later than the control

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -202,22 +201,25 @@ class ServedSession(Generic[S]):
         return bool(info.get("runtime_id") in (None, self.owner.link.runtime_id))
 
 
-class _Prefetch:
-    """Requests of a session start sent before the ones they do not depend on answered."""
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What the control plane answered a session's start."""
 
-    def __init__(self, *, graph: Coroutine[Any, Any, GraphDefinition],
-                 bundle: Coroutine[Any, Any, TurnStartBundle],
-                 signals: Coroutine[Any, Any, list[ControlSignal]] | None) -> None:
-        self.graph = asyncio.ensure_future(graph)
-        self.bundle = asyncio.ensure_future(bundle)
-        self.signals = asyncio.ensure_future(signals) if signals is not None else None
+    info: SessionInfo
+    epoch: int
+    #: where a resumed session continues (None: a new session, or no checkpoint)
+    point: ResumePoint | None
+    bundle: TurnStartBundle
+    #: the control signals of a resumed session (its migration markers); [] for a new one
+    signals: list[ControlSignal]
 
-    async def aclose(self) -> None:
-        """Cancel what the start no longer needs (it was refused) and collect every result."""
-        tasks = [t for t in (self.graph, self.bundle, self.signals) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+
+async def _settled(futures: list[asyncio.Future[Any]]) -> None:
+    """Cancel what a start no longer needs (it was refused) and collect every result."""
+    for f in futures:
+        if not f.done():
+            f.cancel()
+    await asyncio.gather(*futures, return_exceptions=True)
 
 
 class GovernedSessions:
@@ -269,28 +271,23 @@ class GovernedSessions:
             raise SessionRefused("session_live", f"session {sid} is already live here")
         if len(self.active) >= self.link.options.capacity:
             raise SessionRefused("at_capacity", "this runtime is at capacity")
-        # what does not depend on the control plane's record goes out at once, alongside it
-        # (the token names the pipeline version): the start costs one round trip, not four
         snapshots = ControlPlaneSnapshots(self.link.client, self.link.bundles)
-        if claims.lease_epoch > 1:  # resumed here after a failover or a migration
-            snapshots.refresh_next()
         self.link.bundles.track(claims.tenant_id, sid, claims.pipeline_name)
-        early = _Prefetch(
-            graph=self.link.graph(claims.pipeline_name, claims.pipeline_version),
-            bundle=snapshots.turn_start_bundle(
-                tenant_id=claims.tenant_id, session_id=sid, pipeline_name=claims.pipeline_name,
-                runtime_id=self.link.runtime_id),
-            signals=self._handoff_signals(sid) if claims.lease_epoch > 1 else None)
+        # the token names the pipeline version: its spec is fetched (once per version)
+        # alongside the control plane's answer about the session
+        graph = asyncio.ensure_future(
+            self.link.graph(claims.pipeline_name, claims.pipeline_version))
         try:
-            return await self._start(claims, build, snapshots, early)
+            return await self._start(claims, build, snapshots, graph)
         except BaseException:
             self.link.bundles.forget(sid)
             raise
         finally:
-            await early.aclose()
+            await _settled([graph])
 
     async def _start(self, claims: SessionClaims, build: SessionBuilder[S],
-                     snapshots: ControlPlaneSnapshots, early: _Prefetch) -> ServedSession[S]:
+                     snapshots: ControlPlaneSnapshots,
+                     graph: asyncio.Future[GraphDefinition]) -> ServedSession[S]:
         sid = claims.session_id
         holder: list[ServedSession[S]] = []
 
@@ -304,76 +301,131 @@ class GovernedSessions:
                              renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
-        state = StateManager(sid, ControlPlaneStateStore(
-            self.link.client, self.link.runtime_id, lambda: keeper.epoch or claims.lease_epoch,
-            self.link.states))
-        # the record check, the lease and (a resume) the checkpoint go out together: the
-        # failover put the lease in this runtime's name at the token's epoch already, so
-        # the checkpoint's take-over for that epoch need not wait for the acquire
+        store = ControlPlaneStateStore(self.link.client, self.link.runtime_id,
+                                       lambda: keeper.epoch or claims.lease_epoch,
+                                       self.link.states)
+        state = StateManager(sid, store)
         started = time.monotonic()
+        reads = None
+        if self.link.start_in_one:
+            reads = await self._reads_in_one(claims, keeper, store, state, snapshots, started)
+        if reads is None:  # a control plane without the start route
+            reads = await self._reads_in_calls(claims, keeper, state, snapshots)
+        self.metrics.session_start(reads.epoch > 1, "control_plane", time.monotonic() - started)
+        served = await self._built(claims, build, snapshots, graph, keeper, state, holder,
+                                   reads)
+        self.metrics.session_start(claims.lease_epoch > 1, "total", time.monotonic() - started)
+        return served
+
+    async def _reads_in_one(self, claims: SessionClaims, keeper: LeaseKeeper,
+                            store: ControlPlaneStateStore, state: StateManager,
+                            snapshots: ControlPlaneSnapshots, started: float) -> _Reads | None:
+        """The start in one request and one control-plane transaction (record, lease,
+        checkpoint take-over, signals, bundle); None: the control plane has no such route."""
+        sid = claims.session_id
+        reply = await self.link.start_session(claims, self.policy.lease_ttl_ms)
+        if reply is None:
+            return None
+        if reply.lease is None:  # the record did not match (named by the checks) or moved
+            raise SessionRefused("lease_refused", f"the control plane did not give {sid}'s "
+                                 "lease to this runtime; route the session again")
+        epoch = keeper.adopt(reply.lease, started)
+        self._check_epoch(claims, epoch)
+        point = None
+        if epoch > 1 and reply.state is not None:
+            store.taken_over(reply.state.version, reply.state.document)
+            point = await self._resume_point(sid, state)
+        if reply.bundle is None:
+            raise SessionRefused("control_plane_unreachable", f"no turn-start bundle for {sid} "
+                                 "from the control plane; the session is refused")
+        self.link.bundles.track(claims.tenant_id, sid, reply.session.pipeline_name)
+        self.link.bundles.prime(sid, reply.bundle)  # the first turn opens on it
+        snapshots.last = reply.bundle
+        return _Reads(info=reply.session, epoch=epoch, point=point, bundle=reply.bundle,
+                      signals=list(reply.signals or ()))
+
+    async def _reads_in_calls(self, claims: SessionClaims, keeper: LeaseKeeper,
+                              state: StateManager, snapshots: ControlPlaneSnapshots) -> _Reads:
+        """The start in separate requests, all sent at once: the record check, the lease,
+        a resume's checkpoint (the failover put the lease in this runtime's name at the
+        token's epoch already, so its take-over need not wait for the acquire) and
+        signals, the turn-start bundle."""
+        sid = claims.session_id
+        resumed = claims.lease_epoch > 1
+        if resumed:
+            snapshots.refresh_next()
+        bundle_f = asyncio.ensure_future(snapshots.turn_start_bundle(
+            tenant_id=claims.tenant_id, session_id=sid, pipeline_name=claims.pipeline_name,
+            runtime_id=self.link.runtime_id))
         info_f = asyncio.ensure_future(self.link.session_info(claims))
         lease_f = asyncio.ensure_future(keeper.acquire())
-        state_f = (asyncio.ensure_future(state.attach()) if claims.lease_epoch > 1
-                   else None)
+        signals_f = asyncio.ensure_future(self._handoff_signals(sid)) if resumed else None
+        state_f = asyncio.ensure_future(state.attach()) if resumed else None
+        futures: list[asyncio.Future[Any]] = [
+            f for f in (bundle_f, info_f, lease_f, signals_f, state_f) if f is not None]
         try:
-            served = await self._started(claims, build, snapshots, early, keeper, state,
-                                         holder, info_f, lease_f, state_f, started)
-            self.metrics.session_start(claims.lease_epoch > 1, "total",
-                                       time.monotonic() - started)
-            return served
+            info = await info_f
+            if info.runtime_id != self.link.runtime_id:
+                raise SessionRefused("token_wrong_runtime",
+                                     f"session {sid} now runs on {info.runtime_id}")
+            try:
+                epoch = await lease_f
+            except CPError as exc:
+                code = ("control_plane_unreachable" if exc.code == "unavailable"
+                        and exc.field == "server" else "lease_refused")
+                raise SessionRefused(code, f"cannot acquire the lease of {sid}: "
+                                     f"{exc.message}") from None
+            self._check_epoch(claims, epoch)
+            point: ResumePoint | None = None
+            signals: list[ControlSignal] = []
+            if epoch > 1:
+                try:
+                    if state_f is not None:
+                        await state_f
+                except CPError as exc:
+                    if exc.code != "stale_epoch":
+                        raise _refusal(exc, f"load the state of {sid}") from None
+                    state_f = None  # taken over only now that we hold it
+                point = await self._resume_point(sid, state, loaded=state_f is not None)
+                signals = await signals_f if signals_f is not None \
+                    else await self._handoff_signals(sid)
+            bundle = await bundle_f
+            self.link.bundles.track(claims.tenant_id, sid, info.pipeline_name)
+            return _Reads(info=info, epoch=epoch, point=point, bundle=bundle, signals=signals)
         finally:
-            pending = [f for f in (info_f, lease_f, state_f) if f is not None and not f.done()]
-            for f in pending:
-                f.cancel()
-            await asyncio.gather(info_f, lease_f, *([state_f] if state_f else []),
-                                 return_exceptions=True)
+            await _settled(futures)
 
-    async def _started(self, claims: SessionClaims, build: SessionBuilder[S],
-                       snapshots: ControlPlaneSnapshots, early: _Prefetch,
-                       keeper: LeaseKeeper, state: StateManager,
-                       holder: list[ServedSession[S]],
-                       info_f: asyncio.Future[SessionInfo], lease_f: asyncio.Future[int],
-                       state_f: asyncio.Future[dict[str, object]] | None,
-                       started: float) -> ServedSession[S]:
-        sid = claims.session_id
-        info = await info_f
-        if info.runtime_id != self.link.runtime_id:
-            raise SessionRefused("token_wrong_runtime",
-                                 f"session {sid} now runs on {info.runtime_id}")
-        if (info.pipeline_name, info.pipeline_version) == (claims.pipeline_name,
-                                                           claims.pipeline_version):
-            gd = await early.graph
-        else:
-            gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
-        self.link.bundles.track(claims.tenant_id, sid, info.pipeline_name)
-        try:
-            epoch = await lease_f
-        except CPError as exc:
-            code = ("control_plane_unreachable" if exc.code == "unavailable"
-                    and exc.field == "server" else "lease_refused")
-            raise SessionRefused(code, f"cannot acquire the lease of {sid}: {exc.message}") \
-                from None
+    @staticmethod
+    def _check_epoch(claims: SessionClaims, epoch: int) -> None:
         if claims.lease_epoch < epoch:
             raise SessionRefused("stale_epoch_reject",
                                  f"the token carries lease epoch {claims.lease_epoch}; the "
                                  f"session is at epoch {epoch}: request a new token")
-        point: ResumePoint | None = None
-        if epoch > 1:
-            try:
-                try:
-                    loaded = await state_f if state_f is not None else await state.attach()
-                except CPError as exc:
-                    if exc.code != "stale_epoch" or state_f is None:
-                        raise
-                    loaded = await state.attach()  # taken over only now that we hold it
-                point = ResumePoint.of(loaded)
-            except CPError as exc:
-                raise _refusal(exc, f"load the state of {sid}") from None
-            except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
-                _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
-                             "it resumes without it", sid, exc)
-        self.metrics.session_start(epoch > 1, "control_plane", time.monotonic() - started)
-        bundle = await early.bundle
+
+    async def _resume_point(self, sid: str, state: StateManager, *,
+                            loaded: bool = False) -> ResumePoint | None:
+        """The resumed session's checkpoint (loaded into ``state``: now, or ``loaded``
+        already) and where it continues."""
+        try:
+            return ResumePoint.of(state.session if loaded else await state.attach())
+        except CPError as exc:
+            raise _refusal(exc, f"load the state of {sid}") from None
+        except msgspec.ValidationError as exc:  # a checkpoint this runtime cannot read
+            _LOG.warning("session %s: its checkpoint's resume point is unreadable (%s); "
+                         "it resumes without it", sid, exc)
+            return None
+
+    async def _built(self, claims: SessionClaims, build: SessionBuilder[S],
+                     snapshots: ControlPlaneSnapshots, graph: asyncio.Future[GraphDefinition],
+                     keeper: LeaseKeeper, state: StateManager,
+                     holder: list[ServedSession[S]], reads: _Reads) -> ServedSession[S]:
+        sid = claims.session_id
+        info, epoch, point, bundle = reads.info, reads.epoch, reads.point, reads.bundle
+        if (info.pipeline_name, info.pipeline_version) == (claims.pipeline_name,
+                                                           claims.pipeline_version):
+            gd = await graph
+        else:
+            gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
         if bundle.admission_policy is None:
             raise SessionRefused("control_plane_unreachable",
                                  f"no admission snapshot for tenant {claims.tenant_id} from the "
@@ -412,8 +464,7 @@ class GovernedSessions:
         built.core.listeners.append(checkpoints.on_record)
         checkpoints.start()
         if epoch > 1:
-            self._record_handoff(served, await early.signals if early.signals is not None
-                                 else await self._handoff_signals(sid))
+            self._record_handoff(served, reads.signals)
         if point is not None:
             await self._resume(served, point)
         built.core.listeners.append(served._on_record)

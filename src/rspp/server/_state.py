@@ -14,8 +14,9 @@ checkpoint waits at most ``linger_s`` (and while the previous batch is in flight
 and goes out with the others in one ``PUT /v1/runtimes/{id}/states``, each write
 fenced and versioned on its own, so the control plane's load per turn stays flat as
 sessions grow. A control plane without the batch route (or a tenant-scoped key) gets
-one ``PUT /v1/sessions/{id}/state`` per checkpoint. Loading (the takeover) is always
-one request per session.
+one ``PUT /v1/sessions/{id}/state`` per checkpoint. Loading (the takeover) is one
+request per session, or none: the session's start took it over already
+(:meth:`ControlPlaneStateStore.taken_over`).
 """
 
 from __future__ import annotations
@@ -132,10 +133,20 @@ class ControlPlaneStateStore:
         self.epoch = epoch
         #: the runtime's shared writer (None: one request per checkpoint)
         self.writer = writer if writer is not None else StateWriter(client, runtime_id)
+        self._taken: tuple[int, dict[str, object]] | None = None
+
+    def taken_over(self, version: int, document: dict[str, object]) -> None:
+        """The control plane already took the checkpoint over for this runtime (the
+        session's start did, ``POST /v1/sessions/{id}/start``): the next :meth:`load`
+        answers with it instead of asking again."""
+        self._taken = (version, dict(document))
 
     async def load(self, session_id: str) -> tuple[int, dict[str, object]]:
         """The last checkpoint, taken over for this runtime's epoch: from now on the
         previous holder can no longer write (its last checkpoint counted until now)."""
+        if self._taken is not None:
+            taken, self._taken = self._taken, None
+            return taken
         data = await self.client.request(
             "GET", f"/v1/sessions/{session_id}/state",
             params={"runtime_id": self.runtime_id, "lease_epoch": str(self.epoch())})

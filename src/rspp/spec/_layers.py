@@ -53,14 +53,6 @@ class EffectiveSpec:
     values: tuple[ResolvedValue, ...]
     overrides: tuple[ResolvedValue, ...]
 
-    def source_of(self, path: str) -> ValueSource | None:
-        """Source of the value at ``path`` (e.g. ``budgets.turn_ms``)."""
-        return next((v.source for v in self.values if v.path == path), None)
-
-    def value_of(self, path: str) -> object:
-        """Effective value at ``path`` (None if not reported)."""
-        return next((v.value for v in self.values if v.path == path), None)
-
     def document(self) -> dict[str, object]:
         """The resolved spec as JSON-ready data: graph, value sources, node origins and the
         tenant/session it was resolved for (``rspp spec resolve --json``,

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
-from rspp.transports._live import LiveTransport
+from rspp.transports._live import InputRejected, LiveTransport
 from rspp.transports._protocol import ErrorEvent, ServerEvent, SessionEnd
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
@@ -207,13 +207,27 @@ class LiveSessionHandle:
         # the transport's awaitable as it is (no coroutine of its own: every frame passes)
         return self.transport.push_audio(pcm, seq)
 
-    def _turn_for(self, reason: str) -> Callable[[], Any]:
-        """Opens a turn for one user input that is not speech (typed text, a DTMF digit)."""
+    def _turn_for(self, reason: str, field: str) -> Callable[[], Any]:
+        """Opens a turn for one user input that is not speech (typed text, a DTMF digit).
+
+        A proposal refused before it opened (admission ``defer``/``reject``, a stale epoch,
+        F-141) has no turn: the input is not taken (nothing answers it, no turn events)
+        and the client gets an error naming the refusal.
+        """
         driver = self.core.driver
 
         async def turn_for() -> str | None:
             driver.end_of_utterance(reason)
-            tid: str | None = await driver.turn_for_utterance()
+            decided: tuple[str | None, str | None] = await driver.turn_for_input()
+            tid, refusal = decided
+            if tid is None:
+                why = refusal or "refused"
+                deferred = why.startswith("defer:")
+                raise InputRejected(field, (
+                    f"no turn opened for this input ({why}): it was not taken and gets no "
+                    "answer; " + ("send it again later" if deferred else
+                                  "the session does not take it")),
+                    code="turn_deferred" if deferred else "turn_rejected")
             return tid
 
         return turn_for
@@ -227,10 +241,20 @@ class LiveSessionHandle:
                                    message=f"input {key!r} was already taken by this session; "
                                    "dropped"))
             return
-        await self.transport.push_text(text, self._turn_for("text_input"))
+        try:
+            await self.transport.push_text(text, self._turn_for("text_input", "text"))
+        except InputRejected as exc:
+            if key is not None and exc.code != "bad_input":  # not taken: a retry may reuse it
+                self.core.driver.release_input(key)
+            raise
 
     async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any]) -> bool:
-        return await self.transport.push_control(kind, value, attrs, self._turn_for(kind))
+        try:
+            return await self.transport.push_control(kind, value, attrs,
+                                                     self._turn_for(kind, kind))
+        except InputRejected as exc:  # its turn was refused: not taken (a call goes on)
+            self.notify(ErrorEvent(code=exc.code, field=exc.field, message=str(exc)))
+            return False
 
     def heard(self, turn_id: str, frames: int) -> None:
         self.transport.heard(turn_id, frames)

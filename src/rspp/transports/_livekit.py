@@ -275,8 +275,10 @@ class RoomAgent:
     async def _text(self, text: str) -> None:
         try:
             await self.handle.push_text(text)
-        except ValueError as exc:  # InputRejected: the pipeline takes no text
-            self.handle.notify(ErrorEvent(code="bad_input", field="type", message=str(exc)))
+        except ValueError as exc:  # InputRejected: no text input, or its turn was refused
+            self.handle.notify(ErrorEvent(code=getattr(exc, "code", "bad_input"),
+                                          field=getattr(exc, "field", "type"),
+                                          message=str(exc)))
 
     def on_sip_dtmf(self, dtmf: Any) -> None:
         digit = str(dtmf.digit).upper()

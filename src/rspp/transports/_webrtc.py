@@ -387,7 +387,7 @@ class _Peer:
                     self.input_ended = True  # the microphone track is not input any more
                 await dispatch(self.handle, self.audio, decoded)
             except (ProtocolError, InputRejected) as exc:
-                code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
+                code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
                 self.handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
     def _decode(self, msg: str | bytes) -> object:

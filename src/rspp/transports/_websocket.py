@@ -518,7 +518,7 @@ class _DirectFrames:
 
 def _bad_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
     """A bad message is an ``error`` event naming the field; the session goes on."""
-    code = "bad_message" if isinstance(exc, ProtocolError) else "bad_input"
+    code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
     handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
 

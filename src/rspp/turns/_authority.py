@@ -65,6 +65,11 @@ class IdempotencyDedupe:
             self._keys.popitem(last=False)
         return False
 
+    def forget(self, key: str) -> None:
+        """Take ``key`` back: its input was not taken after all (its turn was refused), so
+        the client may send it again under the same key."""
+        self._keys.pop(key, None)
+
     def export(self) -> list[tuple[str, str]]:
         """The window, oldest first, for hand-over to a failover owner."""
         return list(self._keys.items())

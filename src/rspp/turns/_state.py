@@ -282,12 +282,6 @@ class StateManager:
             await self.save(self.document())
         return self._version
 
-    def migrate_out(self) -> None:
-        """What a migration leaves behind in this process: turn and hot state are dropped
-        (the new owner resumes from the last checkpoint)."""
-        self._turn.clear()
-        self._hot.clear()
-
 
 def _mapping(value: object) -> dict[str, object]:
     return dict(value) if isinstance(value, dict) else {}

@@ -197,7 +197,9 @@ class TurnDriver:
         self.on_stop_playback: Callable[[str, str], None] | None = None
         #: told the new lease epoch after a rotation (node services stamp it on signals)
         self.on_epoch: Callable[[int], None] | None = None
-        self._waiters: deque[asyncio.Future[str | None]] = deque()
+        #: one per pending proposal: (turn id, None) once it opened, (None, why) when it was
+        #: refused before opening (``defer:turns_per_minute:1``) or never decided
+        self._waiters: deque[asyncio.Future[tuple[str | None, str | None]]] = deque()
         self._eou_ns: deque[int] = deque()
         self._degraded: set[str] = set()
         self.diagnostics: list[str] = []
@@ -235,13 +237,19 @@ class TurnDriver:
         self.session.control("rspp.propose", reason=reason)
 
     async def turn_for_utterance(self) -> str | None:
+        return (await self.turn_for_input())[0]
+
+    async def turn_for_input(self) -> tuple[str | None, str | None]:
+        """The oldest pending proposal's outcome: ``(turn_id, None)`` when its turn opened,
+        ``(None, why)`` when it stayed pre-turn (F-141): ``why`` is ``KIND:REASON`` of the
+        refusal (``defer:turns_per_minute:1``, ``reject:...``, ``stale_epoch_reject:...``)."""
         if not self._waiters:
-            return self.active_turn
+            return self.active_turn, None
         fut = self._waiters[0]
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout=10.0)
         except TimeoutError:
-            return None
+            return None, "undecided:no_decision_within_10s"
         finally:
             if self._waiters and self._waiters[0] is fut:
                 self._waiters.popleft()
@@ -417,6 +425,11 @@ class TurnDriver:
             seq_range=(n, n))
         return False
 
+    def release_input(self, key: str) -> None:
+        """The input taken under ``key`` was refused before its turn opened (F-141): the
+        key is free again, so the client's retry under it is not a duplicate."""
+        self.authority.dedupe.forget(key)
+
     def check_ingress_epoch(self, epoch: int, event_id: str) -> bool:
         """Ingress authority check (F-156): input carrying ``epoch`` (e.g. a reconnect with a
         token of that lease epoch) is accepted only at the current, unrevoked epoch; a stale
@@ -449,11 +462,23 @@ class TurnDriver:
                                     turn_id=turn_id, reason=reason,
                                     session_scoped=session_scoped))
 
-    def _resolve_waiter(self, turn_id: str | None) -> None:
+    def _resolve_waiter(self, turn_id: str | None, refusal: str | None = None) -> None:
         for fut in self._waiters:
             if not fut.done():
-                fut.set_result(turn_id)
+                fut.set_result((turn_id, refusal))
                 return
+
+    def _refuse(self, t: TurnTiming | None, step: Step | None, fallback: str) -> None:
+        """The proposal stays pre-turn (T2/T3/T4/T5a): no turn_open, no terminal, no close;
+        its input is told why (``KIND:REASON`` of the refusal outcome)."""
+        why = fallback
+        if step is not None:
+            for out in step.outcomes:
+                if out.outcome_kind is not OutcomeKind.ADMIT:
+                    why = f"{out.outcome_kind.value}:{out.reason}"
+        if t is not None:
+            t.terminal, t.reason = "refused", why
+        self._resolve_waiter(None, why)
 
     async def _propose(self, reason: str) -> None:
         active = self.active_turn
@@ -463,10 +488,11 @@ class TurnDriver:
         self._signal(SignalName.TURN_OPEN_PROPOSED, Emitter.RK_02, None, reason,
                      session_scoped=True)
         proposed_ns = self.clock.monotonic_ns()
-        self._apply(self.arbiter.propose(reason=reason))
+        proposal = self._apply(self.arbiter.propose(reason=reason))
         tid = self.arbiter.turn_id
         if tid is None or self.arbiter.state is not TurnState.OPENING:
-            self._resolve_waiter(None)
+            diag = proposal.diagnostics[0].code if proposal.diagnostics else "not_opened"
+            self._refuse(None, None, f"overlap:{diag}")
             return
         t = TurnTiming(tid, eou_ns, proposed_ns, proposed_ms=self.timebase.runtime_ms())
         self.timings[tid] = t
@@ -474,23 +500,22 @@ class TurnDriver:
         sid = self.session.session_id
         decision = self.admission.admit_turn(self.tenant_id, sid, tid)
         t.admission_reason = decision.outcome.reason
-        self._apply(self.arbiter.admission(decision.kind, decision.outcome.reason))
+        last = self._apply(self.arbiter.admission(decision.kind, decision.outcome.reason))
         # the truth table's order: admission and snapshot validity (T2), then authority
         # (T3/T4), then plan materialisation (T5/T5a)
         bundle = None
         if self.arbiter.state is TurnState.OPENING:
             bundle = await self.resolver.fetch(tenant_id=self.tenant_id, session_id=sid)
             bad = self.resolver.check(bundle)
-            self._apply(self.arbiter.snapshots(bad.kind if bad else None,
-                                               bad.reason if bad else "snapshots_valid"))
+            last = self._apply(self.arbiter.snapshots(bad.kind if bad else None,
+                                                      bad.reason if bad else "snapshots_valid"))
         verdict = AuthorityVerdict.DEAUTHORIZED
         if self.arbiter.state is TurnState.OPENING and self.arbiter.turn_id == tid:
             verdict = self.authority.verdict(self.arbiter.turn_epoch or self.authority.epoch)
-            self._apply(self.arbiter.authority(verdict))
+            last = self._apply(self.arbiter.authority(verdict))
         if bundle is None or self.arbiter.state is not TurnState.OPENING \
                 or self.arbiter.turn_id != tid or verdict is not AuthorityVerdict.VALID:
-            t.terminal = "refused"
-            self._resolve_waiter(None)
+            self._refuse(t, last, "refused")
             return
         res = self.resolver.materialise(bundle, session_id=sid, turn_id=tid,
                                         authority_epoch=self.authority.epoch,
@@ -498,9 +523,8 @@ class TurnDriver:
         if res.plan is None:
             refusal = res.refusal
             kind = refusal.kind if refusal is not None else OutcomeKind.DEFER
-            self._apply(self.arbiter.plan_failed(kind, refusal.reason if refusal else "plan"))
-            t.terminal = "refused"
-            self._resolve_waiter(None)
+            self._refuse(t, self._apply(self.arbiter.plan_failed(
+                kind, refusal.reason if refusal else "plan")), "plan_failed")
             return
         t.plan = res.plan
         self.emit(res.plan)
@@ -689,7 +713,7 @@ class TurnDriver:
     async def aclose(self) -> None:
         for fut in self._waiters:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result((None, "session_closed"))
         timer, self._budget_timer = self._budget_timer, None
         self.budgets = None
         if timer is not None:

@@ -112,6 +112,9 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         None),
     ("POST", "/v1/sessions/{session_id}/migrate"): lambda w: (
         "/v1/sessions/s-move/migrate", {}, None),
+    ("POST", "/v1/sessions/{session_id}/start"): lambda w: (
+        f"/v1/sessions/{SESSION}/start", {"runtime_id": w.holder, "tenant_id": OWN,
+                                          "lease_epoch": w.epoch}, None),
     ("POST", "/v1/sessions/{session_id}/token"): lambda w: (
         f"/v1/sessions/{SESSION}/token", {"tenant_id": OWN}, None),
     ("POST", "/v1/tokens/verify"): lambda w: ("/v1/tokens/verify", {"token": w.token}, None),
@@ -167,8 +170,10 @@ def _h(key: str) -> dict[str, str]:
 
 @pytest.fixture
 async def world(tmp_path: Any) -> AsyncIterator[World]:
+    # the runtimes registered here heartbeat once: they stay healthy for the whole matrix
+    # however long a loaded machine takes (a migration needs a healthy target)
     settings = ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
-                                    admin_key=ADMIN)
+                                    admin_key=ADMIN, heartbeat_timeout_ms=3_600_000)
     cp = await ControlPlane.open(settings)
     transport = httpx.ASGITransport(app=create_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:

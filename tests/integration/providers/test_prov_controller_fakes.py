@@ -87,7 +87,8 @@ async def test_retry_then_fallback_on_429_and_timeouts(
         record = msgspec.to_builtins(signal)
         validator.validate(record)
         assert "4111" not in msgspec.json.encode(signal).decode()  # no request payload
-    assert [inv.metrics.retries for inv in recorder.for_provider("openai")] == [0, 1, 2]
+    assert [inv.metrics.retries for inv in recorder.invocations
+            if inv.provider_id == "openai"] == [0, 1, 2]
 
 
 async def test_circuit_opens_after_threshold_and_recovers_half_open(

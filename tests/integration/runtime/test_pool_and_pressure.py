@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tracemalloc
 
 import pytest
@@ -16,7 +17,6 @@ from rspp.kernel import (
     GraphBuilder,
     Node,
     NodeRegistry,
-    Runtime,
     SessionOptions,
     VirtualClock,
 )
@@ -61,36 +61,38 @@ async def test_pool_enforces_concurrency_limit_with_fairness(check_records) -> N
     Provider.active = Provider.peak = 0
     Provider.order = []
     pool = ExecutionPool({"t.provider": 2})
-    rt = Runtime(registry=reg(), clock=VirtualClock(), pool=pool)
+    r, clock = reg(), VirtualClock()
     g = GraphBuilder("pool", "1.0.0").node("p", "t.provider").chain(
         "p", buffer=BufferConfig(max_items=100, max_queue_ms=100_000, max_latency_ms=100_000))
-    rt.publish(g.build())
     fast_g = GraphBuilder("fastp", "1.0.0").node("f", "t.fast").chain("f")
-    rt.publish(fast_g.build())
-    sessions = [await rt.open_session("pool@1.0.0", f"s{i}") for i in range(4)]
-    bystander = await rt.open_session("fastp@1.0.0", "bystander")
-    # s0 is noisy (12 events), others send 2 each
-    for f in audio_frames(12):
-        sessions[0].push(f)
-    for s in sessions[1:]:
-        for f in audio_frames(2):
-            s.push(f)
-    for f in audio_frames(50):
-        bystander.push(f)
-    await bystander.drain()
-    assert len(bystander.outputs["audio"]) == 50  # unaffected node keeps flowing
-    for s in sessions:
-        await s.drain()
-    st = pool.stats("t.provider")
-    assert Provider.peak == 2 and st["max_active"] == 2
-    assert st["acquired"] == 18 and st["waited"] > 0 and st["workers_reused"] > 0
-    # fairness: every quiet session got served before the noisy one finished its backlog
-    last_quiet = max(i for i, sid in enumerate(Provider.order) if sid != "s0")
-    assert last_quiet < len(Provider.order) - 4
-    for s in sessions:
-        m = s.emit_metrics()
-        check_records([r for r, _ in m])
-    await rt.aclose()
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [(await stack.enter_async_context(GraphHarness(
+            g.build(), registry=r, clock=clock, pool=pool, session_id=f"s{i}"))).session
+            for i in range(4)]
+        bystander = (await stack.enter_async_context(GraphHarness(
+            fast_g.build(), registry=r, clock=clock, pool=pool,
+            session_id="bystander"))).session
+        # s0 is noisy (12 events), others send 2 each
+        for f in audio_frames(12):
+            sessions[0].push(f)
+        for s in sessions[1:]:
+            for f in audio_frames(2):
+                s.push(f)
+        for f in audio_frames(50):
+            bystander.push(f)
+        await bystander.drain()
+        assert len(bystander.outputs["audio"]) == 50  # unaffected node keeps flowing
+        for s in sessions:
+            await s.drain()
+        st = pool.stats("t.provider")
+        assert Provider.peak == 2 and st["max_active"] == 2
+        assert st["acquired"] == 18 and st["waited"] > 0 and st["workers_reused"] > 0
+        # fairness: every quiet session got served before the noisy one finished its backlog
+        last_quiet = max(i for i, sid in enumerate(Provider.order) if sid != "s0")
+        assert last_quiet < len(Provider.order) - 4
+        for s in sessions:
+            m = s.emit_metrics()
+            check_records([r for r, _ in m])
 
 
 class Heavy(Node):

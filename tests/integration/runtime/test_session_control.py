@@ -17,7 +17,6 @@ from rspp.kernel import (
     Node,
     NodeHookError,
     NodeRegistry,
-    Runtime,
     SessionActor,
     SessionOptions,
     VirtualClock,
@@ -253,21 +252,20 @@ async def test_crash_goes_to_dead_letter_and_session_continues(check_records) ->
 
 async def test_crash_ending_one_session_leaves_others_running() -> None:
     """F-134: policy end_session fails that session only."""
-    rt = Runtime(registry=reg(), clock=VirtualClock())
-    rt.publish(crash_graph("end_session").build())
-    a = await rt.open_session("crash@1.0.0", "a")
-    b = await rt.open_session("crash@1.0.0", "b")
-    bad = audio_frames(1)[0]
-    bad.attrs = {"poison": True}
-    a.push(bad)
-    for f in audio_frames(3):
-        b.push(f)
-    await b.drain()
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert a.state == "failed" and a.failure == "runtime_internal_error"
-    assert b.state == "running" and len(b.outputs["audio"]) == 3
-    await rt.aclose()
+    r, clock, graph = reg(), VirtualClock(), crash_graph("end_session").build()
+    async with (GraphHarness(graph, registry=r, clock=clock, session_id="a") as ha,
+                GraphHarness(graph, registry=r, clock=clock, session_id="b") as hb):
+        a, b = ha.session, hb.session
+        bad = audio_frames(1)[0]
+        bad.attrs = {"poison": True}
+        a.push(bad)
+        for f in audio_frames(3):
+            b.push(f)
+        await b.drain()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert a.state == "failed" and a.failure == "runtime_internal_error"
+        assert b.state == "running" and len(b.outputs["audio"]) == 3
     assert b.state == "stopped"
 
 
@@ -282,20 +280,19 @@ async def test_two_versions_side_by_side_without_leaks() -> None:
     """F-016: sessions pinned to v1 and v2 run concurrently; no state/correlation leaks."""
     r = reg()
     r.register(Upper)
-    rt = Runtime(registry=r, clock=VirtualClock())
+    clock = VirtualClock()
     v1 = GraphBuilder("p", "1.0.0").node("c", "t.counter").chain("c", entry="text", exit_="text")
     v2 = GraphBuilder("p", "2.0.0").node("c", "t.counter").node("u", "t.upper")
     v2.chain("c", "u", entry="text", exit_="text")
-    rt.publish(v1.build())
-    rt.publish(v2.build())
-    s1 = await rt.open_session("p@1.0.0", "s1")
-    s2 = await rt.open_session("p@2.0.0", "s2")
-    for s in (s1, s2):
-        s.begin_turn()
-        for w in ("hi", "there"):
-            s.push(Event("text", w), "text")
-    await s1.drain()
-    await s2.drain()
+    async with (GraphHarness(v1.build(), registry=r, clock=clock, session_id="s1") as h1,
+                GraphHarness(v2.build(), registry=r, clock=clock, session_id="s2") as h2):
+        s1, s2 = h1.session, h2.session
+        for s in (s1, s2):
+            s.begin_turn()
+            for w in ("hi", "there"):
+                s.push(Event("text", w), "text")
+        await s1.drain()
+        await s2.drain()
     o1 = [e for e in s1.outputs["text"] if e.kind == "text"]
     o2 = [e for e in s2.outputs["text"] if e.kind == "text"]
     assert [e.payload for e in o1] == ["hi", "there"]
@@ -305,7 +302,6 @@ async def test_two_versions_side_by_side_without_leaks() -> None:
     assert s1.hosts["c"].node is not s2.hosts["c"].node
     assert [e.attrs["n_in_turn"] for e in o1] == [1, 2]
     assert s1.hosts["c"].node.ctx.state.get("n") == 2 == s2.hosts["c"].node.ctx.state.get("n")
-    await rt.aclose()
 
 
 async def test_control_command_object_shape() -> None:

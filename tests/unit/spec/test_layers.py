@@ -8,6 +8,7 @@ import pytest
 
 from rspp.spec import (
     ConfigLayers,
+    EffectiveSpec,
     SpecInvalid,
     ValueSource,
     load_spec,
@@ -15,6 +16,13 @@ from rspp.spec import (
 )
 
 pytestmark = pytest.mark.unit
+
+
+def _resolved(eff: EffectiveSpec) -> dict[str, tuple[object, ValueSource]]:
+    """Each reported path's (value, source), as ``rspp spec resolve --json`` prints them."""
+    values = eff.document()["values"]
+    assert isinstance(values, list)
+    return {v["path"]: (v["value"], ValueSource(v["source"])) for v in values}
 
 
 @pytest.fixture
@@ -34,32 +42,32 @@ ENV = {"RSPP_SPEC__BUDGETS__TURN_MS": "1900", "RSPP_SPEC__BUDGETS__EDGE_MS": "15
 
 def test_defaults_only(spec) -> None:  # type: ignore[no-untyped-def]
     eff = resolve_effective(spec)
-    assert eff.value_of("budgets.turn_ms") == 2000
-    assert eff.source_of("budgets.turn_ms") is ValueSource.PROFILE
-    assert eff.source_of("providers.llm.primary") is ValueSource.SPEC
+    assert _resolved(eff)["budgets.turn_ms"][0] == 2000
+    assert _resolved(eff)["budgets.turn_ms"][1] is ValueSource.PROFILE
+    assert _resolved(eff)["providers.llm.primary"][1] is ValueSource.SPEC
     assert eff.overrides == ()
 
 
 def test_precedence_defaults_env_tenant_session(spec) -> None:  # type: ignore[no-untyped-def]
     env_only = resolve_effective(spec, env=ENV)
-    assert env_only.value_of("budgets.turn_ms") == 1900
-    assert env_only.source_of("budgets.turn_ms") is ValueSource.ENVIRONMENT
-    assert env_only.value_of("providers.llm.fallbacks") == ["local", "anthropic"]
+    assert _resolved(env_only)["budgets.turn_ms"][0] == 1900
+    assert _resolved(env_only)["budgets.turn_ms"][1] is ValueSource.ENVIRONMENT
+    assert _resolved(env_only)["providers.llm.fallbacks"][0] == ["local", "anthropic"]
 
     tenant = resolve_effective(spec, tenant="acme", env=ENV, layers=LAYERS)
-    assert (tenant.value_of("budgets.turn_ms"), tenant.source_of("budgets.turn_ms")) == (
+    assert (_resolved(tenant)["budgets.turn_ms"][0], _resolved(tenant)["budgets.turn_ms"][1]) == (
         1800, ValueSource.TENANT)
-    assert tenant.value_of("providers.llm.primary") == "anthropic"
-    assert tenant.source_of("budgets.edge_ms") is ValueSource.ENVIRONMENT
+    assert _resolved(tenant)["providers.llm.primary"][0] == "anthropic"
+    assert _resolved(tenant)["budgets.edge_ms"][1] is ValueSource.ENVIRONMENT
 
     full = resolve_effective(spec, tenant="acme", session="s-1", env=ENV, layers=LAYERS)
-    assert (full.value_of("budgets.turn_ms"), full.source_of("budgets.turn_ms")) == (
+    assert (_resolved(full)["budgets.turn_ms"][0], _resolved(full)["budgets.turn_ms"][1]) == (
         1500, ValueSource.SESSION)
-    assert full.source_of("budgets.node_ms") is ValueSource.TENANT
-    assert full.source_of("budgets.edge_ms") is ValueSource.ENVIRONMENT
-    assert full.source_of("budgets.path_ms") is ValueSource.PROFILE
-    assert full.value_of("providers.tts.timeout_ms") == 600
-    assert full.source_of("providers.tts.timeout_ms") is ValueSource.SESSION
+    assert _resolved(full)["budgets.node_ms"][1] is ValueSource.TENANT
+    assert _resolved(full)["budgets.edge_ms"][1] is ValueSource.ENVIRONMENT
+    assert _resolved(full)["budgets.path_ms"][1] is ValueSource.PROFILE
+    assert _resolved(full)["providers.tts.timeout_ms"][0] == 600
+    assert _resolved(full)["providers.tts.timeout_ms"][1] is ValueSource.SESSION
     # the effective graph really uses the layered values, tied to the session id
     assert full.graph.budgets.turn.value == 1500
     assert full.graph.node("llm").timeout.value == 700
@@ -68,7 +76,7 @@ def test_precedence_defaults_env_tenant_session(spec) -> None:  # type: ignore[n
     assert [v.path for v in full.overrides][:2] == ["budgets.edge_ms", "budgets.node_ms"]
 
     other_tenant = resolve_effective(spec, tenant="globex", env=ENV, layers=LAYERS)
-    assert other_tenant.source_of("budgets.turn_ms") is ValueSource.ENVIRONMENT
+    assert _resolved(other_tenant)["budgets.turn_ms"][1] is ValueSource.ENVIRONMENT
 
 
 def test_unknown_or_invalid_override_fails_fast(spec) -> None:  # type: ignore[no-untyped-def]
@@ -85,10 +93,10 @@ def test_unknown_or_invalid_override_fails_fast(spec) -> None:  # type: ignore[n
 def test_resolved_view_lists_template_nodes_and_chosen_providers(repo_root: Path) -> None:
     spec = load_spec(repo_root / "tests" / "fixtures" / "specs" / "simple_mode.yaml")
     eff = resolve_effective(spec, session="sess-9")
-    assert eff.source_of("nodes.stt.type") is ValueSource.TEMPLATE
-    assert eff.value_of("providers.stt.primary") == "pocketsphinx"
-    assert eff.source_of("providers.stt.primary") is ValueSource.PROFILE
-    assert eff.value_of("providers.llm.primary") == "openai"
+    assert _resolved(eff)["nodes.stt.type"][1] is ValueSource.TEMPLATE
+    assert _resolved(eff)["providers.stt.primary"][0] == "pocketsphinx"
+    assert _resolved(eff)["providers.stt.primary"][1] is ValueSource.PROFILE
+    assert _resolved(eff)["providers.llm.primary"][0] == "openai"
     assert any(v.path.startswith("edges.") for v in eff.values)
 
 
@@ -99,7 +107,7 @@ def test_policy_inserted_node_appears_in_resolved_view(spec) -> None:  # type: i
     eff = resolve_effective(spec, tenant="bank", session="s-7", layers=layers)
     node = eff.graph.node("pii_filter")
     assert node.origin == "inserted:tenant" and node.params["patterns"] == ("card",)
-    assert eff.source_of("nodes.pii_filter.type") is ValueSource.TENANT
+    assert _resolved(eff)["nodes.pii_filter.type"][1] is ValueSource.TENANT
     ids = {e.id for e in eff.graph.edges}
     assert {"stt.final->pii_filter.text", "pii_filter.text->llm.text"} <= ids
     assert "stt.final->llm.text" not in ids

@@ -18,7 +18,7 @@ from rspp.providers._types import LLMRequest
 from rspp.providers.remote._common import (
     error_from_response,
     iter_sse,
-    resolve_key,
+    key_header,
     vendor_outcome,
 )
 from rspp.providers.remote._http_llm import HttpLLMProvider
@@ -36,10 +36,8 @@ class AnthropicLLM(HttpLLMProvider):
     async def _generate(
         self, request: LLMRequest, invocation: ProviderInvocation
     ) -> AsyncIterator[str]:
-        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
-        key = resolve_key(self._key)
-        if key is not None:
-            headers["x-api-key"] = key
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json",
+                   **key_header(self._key, "x-api-key")}
         system = "\n".join(m.content for m in request.messages if m.role == "system")
         body: dict[str, object] = {
             "model": request.model or self.model,

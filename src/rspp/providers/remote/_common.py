@@ -12,7 +12,9 @@ from rspp.providers._normalise import parse_retry_after
 from rspp.providers._outcome import Outcome, ProviderCallError, outcome_for_status
 from rspp.providers._secrets import Secret, SecretRef, redact
 
-__all__ = ["KeySource", "error_from_response", "iter_sse", "key_source", "vendor_outcome"]
+__all__ = [
+    "KeySource", "error_from_response", "iter_sse", "key_header", "key_source", "vendor_outcome",
+]
 
 KeySource = Secret | SecretRef | None
 
@@ -58,6 +60,15 @@ def resolve_key(source: KeySource) -> str | None:
     if isinstance(source, Secret):
         return source.reveal()
     return source.resolve().reveal()
+
+
+def key_header(source: KeySource, name: str, scheme: str = "") -> dict[str, str]:
+    """The request header carrying the current key (``name: [scheme ]key``), re-read per
+    call; empty without a key."""
+    key = resolve_key(source)
+    if key is None:
+        return {}
+    return {name: f"{scheme} {key}" if scheme else key}
 
 
 def _error_type(body: Any) -> tuple[str | None, str | None]:

@@ -24,7 +24,8 @@ from rspp.providers._outcome import Outcome, ProviderCallError
 from rspp.providers._secrets import Secret, SecretRef
 from rspp.providers._types import AudioChunk, Capabilities, ProviderKind, Transcript
 from rspp.providers.offline._espeak import resample_pcm
-from rspp.providers.remote._common import key_source, resolve_key, vendor_outcome
+from rspp.providers.remote._common import key_header, key_source, vendor_outcome
+from rspp.providers.remote._duplex import closed_error, uploading
 
 __all__ = ["DeepgramSTT"]
 
@@ -108,15 +109,11 @@ class DeepgramSTT(STTProvider):
     async def _recognize(
         self, audio: AsyncIterator[AudioChunk], invocation: ProviderInvocation
     ) -> AsyncIterator[Transcript]:
-        headers = {}
-        key = resolve_key(self._key)
-        if key is not None:
-            headers["Authorization"] = f"Token {key}"
+        headers = key_header(self._key, "Authorization", "Token")
         async with websockets.connect(
             self.url(), additional_headers=headers, open_timeout=10, max_size=2**22
         ) as ws:
-            sender = asyncio.ensure_future(self._send(ws, audio))
-            try:
+            async with uploading(self._send(ws, audio)) as sender:
                 while True:
                     if sender.done() and sender.exception() is not None:
                         raise sender.exception()  # type: ignore[misc]
@@ -132,15 +129,8 @@ class DeepgramSTT(STTProvider):
                             ) from None
                         return
                     except ConnectionClosed as exc:
-                        code = exc.rcvd.code if exc.rcvd is not None else None
-                        outcome = Outcome.BAD_REQUEST if code == 1008 else Outcome.DISCONNECTED
-                        reason = exc.rcvd.reason if exc.rcvd is not None else "abnormal closure"
-                        raise ProviderCallError(
-                            f"websocket closed: {reason or 'no reason'}"[:200],
-                            outcome=outcome,
-                            provider=self.provider_id,
-                            code=f"ws_close_{code}",
-                        ) from None
+                        raise closed_error(exc, self.provider_id, "websocket closed",
+                                           lambda _: Outcome.BAD_REQUEST) from None
                     if isinstance(raw, bytes):
                         continue
                     message = json.loads(raw)
@@ -164,11 +154,3 @@ class DeepgramSTT(STTProvider):
                             provider=self.provider_id,
                             code=str(message.get("err_code") or "error"),
                         )
-            finally:
-                if not sender.done():
-                    sender.cancel()
-                # asyncio.wait never raises the sender's error or cancellation, but a
-                # cancellation of *this* task still propagates (never swallowed).
-                await asyncio.wait({sender})
-                if not sender.cancelled():
-                    sender.exception()  # mark retrieved; the receive loop reported it

@@ -12,7 +12,6 @@ and/or a close frame (1008 policy violation for auth/quota problems).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -26,7 +25,8 @@ from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._outcome import Outcome, ProviderCallError
 from rspp.providers._secrets import Secret, SecretRef
 from rspp.providers._types import AudioChunk, Capabilities, ProviderKind
-from rspp.providers.remote._common import key_source, resolve_key, vendor_outcome
+from rspp.providers.remote._common import key_header, key_source, vendor_outcome
+from rspp.providers.remote._duplex import closed_error, uploading
 
 __all__ = ["ElevenLabsTTS"]
 
@@ -94,30 +94,19 @@ class ElevenLabsTTS(TTSProvider):
     async def _synthesize(
         self, text: AsyncIterator[str], invocation: ProviderInvocation
     ) -> AsyncIterator[AudioChunk]:
-        headers = {}
-        key = resolve_key(self._key)
-        if key is not None:
-            headers["xi-api-key"] = key
+        headers = key_header(self._key, "xi-api-key")
         async with websockets.connect(
             self.url(), additional_headers=headers, open_timeout=10, max_size=2**24
         ) as ws:
-            sender = asyncio.ensure_future(self._send(ws, text))
-            try:
+            async with uploading(self._send(ws, text)):
                 while True:
                     try:
                         raw = await ws.recv()
                     except ConnectionClosed as exc:
-                        code = exc.rcvd.code if exc.rcvd is not None else None
-                        reason = (exc.rcvd.reason if exc.rcvd is not None else "") or ""
-                        outcome = Outcome.DISCONNECTED
-                        if code == 1008:
-                            outcome = vendor_outcome(reason.split(" ")[0], Outcome.AUTH_ERROR)
-                        raise ProviderCallError(
-                            f"websocket closed before isFinal: {reason or 'no reason'}"[:200],
-                            outcome=outcome,
-                            provider=self.provider_id,
-                            code=f"ws_close_{code}",
-                        ) from None
+                        raise closed_error(
+                            exc, self.provider_id, "websocket closed before isFinal",
+                            lambda reason: vendor_outcome(reason.split(" ")[0],
+                                                          Outcome.AUTH_ERROR)) from None
                     if isinstance(raw, bytes):
                         continue
                     message = json.loads(raw)
@@ -128,11 +117,3 @@ class ElevenLabsTTS(TTSProvider):
                         yield AudioChunk(base64.b64decode(audio), self.sample_rate)
                     if message.get("isFinal"):
                         return
-            finally:
-                if not sender.done():
-                    sender.cancel()
-                # asyncio.wait never raises the sender's error or cancellation, but a
-                # cancellation of *this* task still propagates (never swallowed).
-                await asyncio.wait({sender})
-                if not sender.cancelled():
-                    sender.exception()  # mark retrieved; the receive loop reported it

@@ -17,7 +17,7 @@ from rspp.providers._types import LLMRequest
 from rspp.providers.remote._common import (
     error_from_response,
     iter_sse,
-    resolve_key,
+    key_header,
     vendor_outcome,
 )
 from rspp.providers.remote._http_llm import HttpLLMProvider
@@ -33,10 +33,8 @@ class OpenAIChatLLM(HttpLLMProvider):
     async def _generate(
         self, request: LLMRequest, invocation: ProviderInvocation
     ) -> AsyncIterator[str]:
-        headers = {"Accept": "text/event-stream"}
-        key = resolve_key(self._key)
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {"Accept": "text/event-stream",
+                   **key_header(self._key, "Authorization", "Bearer")}
         body: dict[str, object] = {
             "model": request.model or self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],

@@ -16,7 +16,7 @@ from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._secrets import Secret, SecretRef
 from rspp.providers._sentences import speak_by_sentence
 from rspp.providers._types import AudioChunk, Capabilities, ProviderKind
-from rspp.providers.remote._common import error_from_response, key_source, resolve_key
+from rspp.providers.remote._common import error_from_response, key_header, key_source
 
 __all__ = ["OpenAITTS"]
 
@@ -54,10 +54,7 @@ class OpenAITTS(TTSProvider):
         await self._client.aclose()
 
     async def _speak(self, sentence: str) -> AsyncIterator[AudioChunk]:
-        headers = {}
-        key = resolve_key(self._key)
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = key_header(self._key, "Authorization", "Bearer")
         body = {
             "model": self.model,
             "voice": self.voice,

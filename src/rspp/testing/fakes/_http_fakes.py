@@ -96,7 +96,9 @@ class FakeOpenAI(_FakeBase):
         }.get(fault.status, "server_error")
         return self._error(fault.status, etype, f"fake {etype}", fault)
 
-    async def chat(self, request: Request) -> Response:
+    async def _open(self, request: Request) -> Response | tuple[dict[str, Any], Fault | None]:
+        """Record the request, then its refusal (a bad key, the next fault's status) or
+        its body and the fault it takes."""
         body = await self._record(request)
         denied = self._auth(request)
         if denied is not None:
@@ -105,6 +107,13 @@ class FakeOpenAI(_FakeBase):
         failed = self._status_fault(fault)
         if failed is not None:
             return failed
+        return body, fault
+
+    async def chat(self, request: Request) -> Response:
+        opened = await self._open(request)
+        if isinstance(opened, Response):
+            return opened
+        body, fault = opened
         if not body.get("messages"):
             return self._error(400, "invalid_request_error", "'messages' is required", None)
         tokens = self._tokens(self.reply(body["messages"]))
@@ -145,14 +154,10 @@ class FakeOpenAI(_FakeBase):
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def speech(self, request: Request) -> Response:
-        body = await self._record(request)
-        denied = self._auth(request)
-        if denied is not None:
-            return denied
-        fault = self.faults.next()
-        failed = self._status_fault(fault)
-        if failed is not None:
-            return failed
+        opened = await self._open(request)
+        if isinstance(opened, Response):
+            return opened
+        body, fault = opened
         text = str(body.get("input", ""))
         if not text or body.get("response_format") != "pcm":
             return self._error(400, "invalid_request_error", "input and response_format=pcm", None)

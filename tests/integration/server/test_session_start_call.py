@@ -1,0 +1,142 @@
+"""A served session resumes with one control-plane request, or the separate ones (issue 17).
+
+A real control plane (SQLite) behind its real HTTP app; a real :class:`Runtime` reached
+over an in-process ASGI transport (``rspp serve``'s embedded path) that records the
+requests it sends. A session routed to another runtime saved a checkpoint there and was
+migrated to this runtime (lease epoch 2): its start is one ``POST /v1/sessions/{id}/start``
+(lease, checkpoint take-over, migration markers and turn-start bundle together). An older
+control plane without that route (404 naming the path) gets today's separate requests and
+the session resumes the same way; the runtime asks it that way from then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rspp.contracts import ControlSignal, SignalName
+from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.server import (
+    LinkOptions,
+    LoopbackSessionBuilder,
+    Runtime,
+    RuntimeOptions,
+    SessionPolicy,
+)
+from rspp.testing import with_patient_budgets
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[3]
+VOICE = with_patient_budgets((REPO / "pipelines" / "examples" / "voice_assistant.yaml")
+                             .read_text())
+ADMIN = "admin-key-for-session-start-call"
+RATE = 16000
+DOC: dict[str, Any] = {"schema": "rspp.session_state/v1",
+                       "hot": {"llm/history": [["user", "hello"], ["assistant", "hi"]]},
+                       "durable": {"memory/name": "Ada"},
+                       "session": {"runtime_id": "rt-old", "turn_seq": 3,
+                                   "last_committed_turn": "s:turn:3"}}
+
+
+class Requests:
+    """The runtime's requests to the control plane, recorded; ``older``: the app answers
+    the session start route as a control plane without it does (404 naming the path)."""
+
+    def __init__(self, app: ASGIApp, *, older: bool) -> None:
+        self.app = app
+        self.older = older
+        self.seen: list[tuple[str, str]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.seen.append((scope["method"], scope["path"]))
+            if self.older and scope["path"].endswith("/start"):
+                body = (b'{"error":{"code":"not_found","message":"no route POST '
+                        + scope["path"].encode() + b'","field":"path"}}')
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def of(self, sid: str) -> list[tuple[str, str]]:
+        return [(m, p) for m, p in self.seen if sid in p]
+
+
+@pytest.fixture(params=[False, True], ids=["start-route", "older-control-plane"])
+async def plane(request: pytest.FixtureRequest, tmp_path: Path
+                ) -> AsyncIterator[tuple[ControlPlane, Requests]]:
+    cp = await ControlPlane.open(ControlPlaneSettings(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
+    try:
+        yield cp, Requests(create_app(cp), older=request.param)
+    finally:
+        await cp.close()
+
+
+async def test_a_resumed_session_starts_with_one_request_or_falls_back_to_separate_ones(
+    plane: tuple[ControlPlane, Requests],
+) -> None:
+    cp, requests = plane
+    admin = ControlPlaneClient("http://cp", ADMIN,
+                               transport=httpx.ASGITransport(app=create_app(cp)))
+    await admin.publish(VOICE, "voice_assistant.yaml")
+    await admin.register_runtime("rt-old", "ws://rt-old")
+    await admin.heartbeat("rt-old", health="healthy", load=0)
+    sid = (await admin.route("acme", "voice-assistant"))["session_id"]
+    doc = {**DOC, "session": {**DOC["session"], "last_committed_turn": f"{sid}:turn:3"}}
+    await admin.request("PUT", f"/v1/sessions/{sid}/state", json={
+        "runtime_id": "rt-old", "lease_epoch": 1, "expected_version": 0, "document": doc})
+    client = ControlPlaneClient("http://cp", ADMIN, transport=httpx.ASGITransport(app=requests))
+    runtime = Runtime(client, RuntimeOptions(
+        link=LinkOptions(runtime_id="rt-a", endpoint="ws://127.0.0.1:1", capacity=4,
+                         heartbeat_interval_s=30),
+        sessions=SessionPolicy(lease_ttl_ms=20_000)))
+    await runtime.start()
+    try:
+        moved = await admin.migrate(sid, "rt-a")
+        assert moved.epoch == 2
+        token = (await admin.request("POST", f"/v1/sessions/{sid}/token",
+                                     json={"tenant_id": "acme"}))["token"]
+        claims = runtime.sessions.verify(token, sid)
+        served = await runtime.sessions.open(claims, LoopbackSessionBuilder(
+            b"\x00\x00" * RATE * 30, RATE))
+        try:
+            assert served.epoch == 2 and served.keeper.epoch == 2
+            assert served.resumed is not None
+            assert served.resumed.last_committed_turn == f"{sid}:turn:3"
+            assert served.resumed_from_epoch == 1  # the migration markers were recorded
+            state = served.checkpoints.state if served.checkpoints else None
+            assert state is not None and state.version == 1
+            assert state.session_hot("llm").get("history") == [["user", "hello"],
+                                                                ["assistant", "hi"]]
+            markers = [item.record.signal for item in served.core.recorder.peek(10_000)
+                       if isinstance(item.record, ControlSignal)]
+            assert SignalName.MIGRATION_START in markers
+            # (the session's "running" report goes out in the background, after its start)
+            starts = [r for r in requests.of(sid) if not r[1].endswith("/status")]
+            if requests.older:
+                assert ("POST", f"/v1/sessions/{sid}/start") in starts
+                assert {("GET", f"/v1/sessions/{sid}"), ("POST", f"/v1/leases/{sid}/acquire"),
+                        ("GET", f"/v1/sessions/{sid}/state"),
+                        ("GET", f"/v1/sessions/{sid}/signals")} <= set(starts)
+                assert runtime.sessions.link.start_in_one is False
+            else:
+                assert starts == [("POST", f"/v1/sessions/{sid}/start")]
+                assert runtime.sessions.link.start_in_one is True
+            # taken over: the previous holder can no longer write its checkpoint
+            stored = await admin.request("GET", f"/v1/sessions/{sid}/state")
+            assert stored["taken_epoch"] == 2
+        finally:
+            await served.close("test_done")
+    finally:
+        await runtime.drain()
+        await runtime.stop()
+        await client.aclose()
+        await admin.aclose()
