@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from rspp.client import FailoverClient, Rerouter, SessionRefusedError
+from rspp.client import FailoverClient, OutputNote, Rerouter, SessionRefusedError
 from rspp.transports import AudioOut, ErrorEvent, ReplyText, TurnEvent
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,16 +240,26 @@ class Fleet:
 
     # ------------------------------------------------------------------ control plane
     async def route(self, tenant: str = "acme") -> dict[str, Any]:
-        for attempt in range(3):
+        deadline = time.monotonic() + 60
+        attempt = 0
+        while True:
             try:
                 resp = await self.http.post(f"{self.cp_url}/v1/sessions/route",
                                             json={"tenant_id": tenant, "pipeline_name": PIPELINE})
-                break
             except (httpx.ReadError, httpx.RemoteProtocolError):
                 # a pooled keep-alive connection the server closed just as it was reused
                 # (uvicorn closes idle ones after 5 s); a new connection is asked again
-                if attempt == 2:
+                attempt += 1
+                if attempt == 3:
                     raise
+                continue
+            if resp.status_code == 409 and "no_capacity" in resp.text \
+                    and time.monotonic() < deadline:
+                # every runtime's heartbeat late on a loaded machine (marked unhealthy until
+                # its next beat): ask again
+                await asyncio.sleep(0.5)
+                continue
+            break
         assert resp.status_code == 201, resp.text
         data: dict[str, Any] = resp.json()
         return data
@@ -329,6 +339,10 @@ class Talker:
     #: ``error`` events the session sent (bad input, duplicates)
     errors: list[ErrorEvent] = field(default_factory=list)
     on_turn: Callable[[TurnResult], None] | None = None
+    #: every output that arrived, grouped: (runtime, the connection's ready epoch, the
+    #: output's epoch, its ``epoch`` event's send stamp, superseded, refused) -> count
+    outputs: dict[tuple[str, int | None, int | None, int | None, bool, bool], int] = field(
+        default_factory=dict)
     _current: TurnResult | None = None
     _terminal: asyncio.Event = field(default_factory=asyncio.Event)
     _reader: asyncio.Task[None] | None = None
@@ -337,7 +351,15 @@ class Talker:
         self.client = await FailoverClient.connect(self.fleet.rerouter(self.session_id),
                                                    detect_s=self.detect_s,
                                                    resume_window_s=60.0)
+        # the first connection's outputs before this line: none (nothing was asked yet)
+        self.client.on_output = self._note
         self._reader = asyncio.create_task(self._read(), name=f"talker-{self.session_id}")
+
+    def _note(self, n: OutputNote) -> None:
+        if n.kind == "Clear":  # a retraction, not an output
+            return
+        key = (n.runtime_id, n.ready_epoch, n.epoch, n.marked_at_ms, n.superseded, n.refused)
+        self.outputs[key] = self.outputs.get(key, 0) + 1
 
     async def _read(self) -> None:
         try:

@@ -19,9 +19,16 @@ Reported:
   runtime failed too before its client arrived, the rotation away from that one);
   ``resume_from_first_rotation_*``: from the first rotation away from the client's old
   epoch; ``resume_from_failure_*``: from the signal to that ``ready``;
-- ``stale_outputs_accepted``: outputs of a superseded epoch that reached a client after it
-  was ready on the newer epoch (the client keeps reading the old connection to count
-  them; a client that did not check epochs would have accepted them) — must be 0;
+- ``stale_outputs_sent``: outputs a runtime sent for epoch e after the control plane
+  had issued e+1 (each output's epoch and a send-time stamp come with it, protocol 1.2:
+  see :func:`classify_outputs`; compared with ``cp_lease_epochs.issued_at_ms``) — must
+  be 0; ``late_reads``: outputs sent under a valid lease but read on a superseded
+  connection after the client was ready on the newer one (a starved client);
+  ``stale_outputs_accepted``: outputs the client library handed to its caller although
+  it had seen a newer epoch — must be 0; ``stale_outputs_refused``: outputs the client
+  refused by epoch (fencing at the resource); ``outputs_on_superseded_connections``:
+  whatever arrived on a superseded connection after the newer one was ready (the
+  count this benchmark reported as stale before protocol 1.2; late reads included).
   A ``clear`` on the old connection (the woken runtime retracting the audio of the
   turn it lost) is no output of the old epoch and is counted apart, as
   ``late_retractions``;
@@ -40,12 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +85,7 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     rounds_done: list[dict[str, Any]] = []
+    loads: list[float] = [os.getloadavg()[0]]
     replacements: list[asyncio.Task[Any]] = []
     t_start = time.monotonic()
     try:
@@ -89,6 +98,7 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
                                      for t in talkers), 120, 0.1)
         say(f"warm: {sessions} sessions on {sorted(fleet.live())}")
         for r in range(rounds):
+            loads.append(os.getloadavg()[0])
             on: dict[str, list[Talker]] = {}
             for t in talkers:
                 if t.client is not None and t.client.runtime_id is not None:
@@ -153,6 +163,8 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
         await asyncio.gather(*(t.close() for t in talkers), return_exceptions=True)
         report = await _report(fleet, talkers, rounds_done, fenced,
                                time.monotonic() - t_start)
+        loads.append(os.getloadavg()[0])
+        report["load_average_1m"] = {"start": loads[0], "max": max(loads), "end": loads[-1]}
         # the resumed session starts of the runtimes still alive at the end (killed ones'
         # metrics are gone): mean seconds to the control-plane reads and to the whole start
         for step, (total, count) in starts.items():
@@ -171,6 +183,59 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
         await fleet.stop()
 
 
+def classify_outputs(talkers: list[Talker], issued: dict[tuple[str, int], int],
+                     holders: dict[tuple[str, int], str]) -> dict[str, Any]:
+    """Every output the clients received, told apart by when the runtime sent it.
+
+    Each output is of the epoch its connection last named (``ready``, then ``epoch``
+    events, protocol 1.2), and the ``epoch`` event before it carries the runtime's wall
+    clock when it passed the runtime's lease gate: a lower bound on the output's send
+    time, at most ``EPOCH_MARK_MS`` (250 ms) before it while outputs flow. A connection's
+    authority comes from the epoch it was ready at, extended only by rotations in place
+    (every later epoch it names held by the same runtime). An output is:
+
+    - ``stale_outputs_sent``: sent at or after the control plane issued the epoch that
+      superseded that authority (same machine, same wall clock);
+    - ``late_reads``: sent before that, but read on a superseded connection after the
+      client was ready on the newer one (a starved client reading its socket late);
+    - ``outputs_unstamped``: no ``epoch`` event before it (a runtime without protocol
+      1.2; must be 0).
+    """
+    sent = late = unstamped = 0
+    worst_ms = 0
+    sessions: set[str] = set()
+    for t in talkers:
+        sid = t.session_id
+        for (rid, ready, epoch, mark, superseded, _refused), n in t.outputs.items():
+            if ready is None or epoch is None or mark is None:
+                unstamped += n
+                continue
+            auth = ready
+            while auth < epoch and holders.get((sid, auth + 1)) == rid:
+                auth += 1  # a rotation in place: the same runtime holds the next epoch
+            after = issued.get((sid, auth + 1))
+            if after is not None and mark >= after:
+                sent += n
+                sessions.add(sid)
+                worst_ms = max(worst_ms, mark - after)
+                print(f"stale sent {sid[:10]}: {n} outputs of {rid} (ready at epoch {ready}, "
+                      f"named {epoch}, authority {auth}) stamped {mark - after} ms after "
+                      f"epoch {auth + 1} was issued to {holders.get((sid, auth + 1))}"
+                      f"{' (superseded connection)' if superseded else ''}", file=sys.stderr)
+            elif superseded:
+                late += n
+    return {"stale_outputs_sent": sent, "stale_sent_sessions": len(sessions),
+            "stale_sent_max_after_rotation_ms": worst_ms, "late_reads": late,
+            "outputs_unstamped": unstamped}
+
+
+def _histogram(keys: Iterable[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key in keys:
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _metric(scrape: str, name: str) -> float | None:
     for line in scrape.splitlines():
         if line.startswith(name + " "):
@@ -186,9 +251,11 @@ def _all_left(talkers: list[Talker], runtime: str) -> Callable[[], bool]:
 
 async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, Any]],
                   fenced: int, wall_s: float) -> dict[str, Any]:
-    rows = await db_rows(fleet.db_url, "SELECT session_id, epoch, issued_at_ms FROM "
+    rows = await db_rows(fleet.db_url, "SELECT session_id, epoch, holder, issued_at_ms FROM "
                          "cp_lease_epochs")
     issued = {(r["session_id"], r["epoch"]): r["issued_at_ms"] for r in rows}
+    holders = {(r["session_id"], r["epoch"]): r["holder"] for r in rows}
+    fencing = classify_outputs(talkers, issued, holders)
     rotations = sum(1 for r in rows if r["epoch"] > 1)
     resume_ms: list[float] = []
     connect_ms: list[float] = []
@@ -257,7 +324,12 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "client_wait_for_placement_p50_ms": round(percentile(placed_ms, 50), 1),
         "client_connect_p50_ms": round(percentile(connect_ms, 50), 1),
         "client_connect_p99_ms": round(percentile(connect_ms, 99), 1),
-        "stale_outputs_accepted": stale,
+        **fencing,
+        "stale_outputs_accepted": sum(t.client.stale_outputs_accepted for t in talkers
+                                      if t.client is not None),
+        "stale_outputs_refused": sum(t.client.refused_outputs for t in talkers
+                                     if t.client is not None),
+        "outputs_on_superseded_connections": stale,
         "late_retractions": sum(t.client.late_retractions for t in talkers
                                 if t.client is not None),
         "fenced_outputs": fenced,
@@ -269,6 +341,9 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         "client_errors": [t.error for t in talkers if t.error],
         "sessions_ended": sum(1 for t in talkers if t.client is not None and t.client.ended
                               and not (t.client.end_reason or "").startswith("client_end")),
+        "end_reasons": _histogram((t.client.end_reason or "?").split(":")[0]
+                                  for t in talkers if t.client is not None
+                                  and t.client.ended),
         "zombie_sessions_dropped": sum(int(r.get("zombie_dropped") or 0) for r in rounds),
         "heartbeat_timeout_ms": fleet.o.heartbeat_timeout_ms,
         "lease_ttl_ms": fleet.o.lease_ttl_ms,
@@ -300,8 +375,9 @@ async def main() -> None:
     finally:
         await drop_database(db)
     print(f"rotations {result['rotations']}, resumed {result['sessions_resumed']}, resume p99 "
-          f"{result['resume_p99_ms']} ms after detection, stale outputs accepted "
-          f"{result['stale_outputs_accepted']}")
+          f"{result['resume_p99_ms']} ms after detection, stale outputs sent "
+          f"{result['stale_outputs_sent']}, late reads {result['late_reads']}, stale outputs "
+          f"accepted {result['stale_outputs_accepted']}")
     emit({k: v for k, v in result.items() if k != "rounds_detail"})
 
 

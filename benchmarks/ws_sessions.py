@@ -146,6 +146,8 @@ class _NoTurns:
 
     def output_complete(self, turn_id: str) -> None: ...
 
+    def end_session(self) -> None: ...
+
 
 class MockCore:
     """A mock-pipeline session behind the real LiveTransport (SessionCore)."""

@@ -27,7 +27,15 @@ from rspp.controlplane import ControlPlane, ControlPlaneSettings
 from rspp.controlplane._server import free_port
 from rspp.providers.offline import EspeakTTS
 from rspp.testing import with_patient_budgets
-from rspp.transports import AudioOut, Clear, ReplyText, ServerEvent, TurnEvent, read_wav
+from rspp.transports import (
+    AudioOut,
+    Clear,
+    EpochEvent,
+    ReplyText,
+    ServerEvent,
+    TurnEvent,
+    read_wav,
+)
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
@@ -283,6 +291,18 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
     assert any(isinstance(e, ReplyText) and e.turn_id == second and "name" in e.text
                for e in talk.log), talk.log
     assert any(isinstance(e, AudioOut) and e.turn_id == second for e in talk.log)
+    # protocol 1.2: every event is of the epoch last named (ready, then ``epoch`` events);
+    # the rotation is named before anything of the new epoch, after the old turn's audio
+    marks = [(i, e) for i, e in enumerate(talk.log) if isinstance(e, EpochEvent)]
+    assert marks and marks[0][0] == 0 and marks[0][1].lease_epoch == 1
+    assert [e.lease_epoch for _, e in marks] == sorted(e.lease_epoch for _, e in marks)
+    assert [e.sent_at_ms for _, e in marks] == sorted(e.sent_at_ms for _, e in marks)
+    to_new = next(i for i, e in marks if e.lease_epoch == 2)
+    assert max(played) < to_new < min(i for i, e in enumerate(talk.log)
+                                      if getattr(e, "turn_id", None) == second)
+    assert {e.lease_epoch for e in turns if e.turn_id == second} == {2}
+    assert {e.lease_epoch for e in turns if e.turn_id == first and e.state == "open"} == {1}
+    assert talk.client.refused == 0  # the runtime sent nothing of epoch 1 after naming 2
     code, _, err = srv.terminate()  # its timelines are complete once it has exited
     assert code == 0, err
     records = [json.loads(x)["record"]

@@ -8,17 +8,25 @@ is a phone carrier stand-in (Twilio Media Streams) for phone-call pipelines. See
 """
 
 from rspp.client._carrier import CarrierCall, CarrierStats
-from rspp.client._client import LiveClient, SessionRefusedError
-from rspp.client._failover import FailoverClient, FailoverEvent, Placement, Rerouter
+from rspp.client._client import EpochFence, LiveClient, SessionRefusedError
+from rspp.client._failover import (
+    FailoverClient,
+    FailoverEvent,
+    OutputNote,
+    Placement,
+    Rerouter,
+)
 from rspp.client._route import SessionTarget, direct_target, route_session, session_url
 from rspp.client._talk import TalkOptions, TalkResult, TalkTurn, latency_table, talk
 
 __all__ = [
     "CarrierCall",
     "CarrierStats",
+    "EpochFence",
     "FailoverClient",
     "FailoverEvent",
     "LiveClient",
+    "OutputNote",
     "Placement",
     "Rerouter",
     "SessionRefusedError",

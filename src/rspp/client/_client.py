@@ -12,12 +12,20 @@
 
 A refused connection (bad/expired token, wrong session, bad ``start``) raises
 :class:`SessionRefusedError` with the server's close code and reason.
+
+Fencing (protocol 1.2): every event of a served session is of a lease epoch (``ready``
+names the connection's, an ``epoch`` event names it again whenever it changes). The
+client remembers the highest epoch it has seen of the session (an :class:`EpochFence`,
+shared by every connection of one session, e.g. :class:`~rspp.client.FailoverClient`'s)
+and refuses any output of a lower epoch: it is counted in :attr:`LiveClient.refused` and
+never yielded. A runtime that lost its lease may have sent it; the resource (this
+client) checks the fencing token, whatever the runtime did.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
 import websockets
@@ -34,17 +42,37 @@ from rspp.transports import (
     CaptureDebug,
     End,
     EndOfUtterance,
+    EpochEvent,
     ErrorEvent,
     Interrupt,
     Ready,
     ServerEvent,
     Start,
+    Stats,
     TextIn,
     decode_server,
     encode_message,
 )
 
-__all__ = ["LiveClient", "SessionRefusedError"]
+__all__ = ["EpochFence", "LiveClient", "SessionRefusedError"]
+
+#: events that are no output of an epoch (never refused): the connection's own bookkeeping
+_NOT_OUTPUT = (Ready, EpochEvent, Stats)
+
+
+class EpochFence:
+    """The highest lease epoch seen of one session, across its connections."""
+
+    def __init__(self) -> None:
+        self.highest = 0
+
+    def see(self, epoch: int | None) -> None:
+        if epoch is not None and epoch > self.highest:
+            self.highest = epoch
+
+    def stale(self, epoch: int | None) -> bool:
+        """Outputs of ``epoch`` are of a superseded epoch (None: not a served session)."""
+        return epoch is not None and epoch < self.highest
 
 
 class SessionRefusedError(RSPPError):
@@ -60,12 +88,24 @@ class LiveClient:
     """One client connection of a live session (see the module docstring)."""
 
     def __init__(self, ws: ClientConnection, ready: Ready, *, msgpack: bool,
-                 sequenced: bool, sample_rate: int) -> None:
+                 sequenced: bool, sample_rate: int, fence: EpochFence | None = None) -> None:
         self.ws = ws
         self.ready = ready
         self.msgpack = msgpack
         self.sequenced = sequenced
         self.sample_rate = sample_rate
+        #: the highest epoch seen of the session (shared with its other connections)
+        self.fence = fence if fence is not None else EpochFence()
+        #: the epoch of this connection's next events (``ready``, then ``epoch`` events)
+        self.epoch = ready.lease_epoch
+        #: the runtime's send-time stamp of the last ``epoch`` event (wall ms)
+        self.marked_at_ms: int | None = None
+        self.fence.see(self.epoch)
+        #: outputs refused: of an epoch lower than the highest seen (by event type)
+        self.refused = 0
+        self.refused_kinds: dict[str, int] = {}
+        #: told every output as it arrives and whether it was refused (diagnostics)
+        self.on_output: Callable[[ServerEvent, bool], None] | None = None
         self._seq = 0
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -75,7 +115,8 @@ class LiveClient:
                       output_sample_rate: int | None = None, msgpack: bool = False,
                       sequenced: bool = False, token_in_query: bool = False,
                       client_name: str = "rspp-client",
-                      open_timeout: float = 10.0) -> LiveClient:
+                      open_timeout: float = 10.0,
+                      fence: EpochFence | None = None) -> LiveClient:
         """Connect, send ``start`` and wait for ``ready``; raises SessionRefusedError."""
         headers: list[tuple[str, str]] = []
         if token is not None and token_in_query:
@@ -103,7 +144,7 @@ class LiveClient:
                 ev = decode_server(raw, msgpack=msgpack)
                 if isinstance(ev, Ready):
                     return cls(ws, ev, msgpack=msgpack, sequenced=sequenced,
-                               sample_rate=sample_rate)
+                               sample_rate=sample_rate, fence=fence)
                 if isinstance(ev, ErrorEvent) and ev.fatal:
                     break
         except ConnectionClosed:
@@ -205,15 +246,34 @@ class LiveClient:
         """Server events until the server closes; reply audio arrives as :class:`AudioOut`.
 
         (JSON variant: binary frames, numbered here, without a turn id; MessagePack: as sent.)
+        Outputs of an epoch lower than the highest seen of the session are refused (counted
+        in :attr:`refused`, not yielded); ``epoch`` events are yielded.
         """
         k = 0
+        fence = self.fence
         try:
             async for raw in self.ws:
+                ev: ServerEvent
                 if isinstance(raw, bytes) and not self.msgpack:
                     k += 1
-                    yield AudioOut(seq=k, data=raw)
+                    ev = AudioOut(seq=k, data=raw)
+                else:
+                    ev = decode_server(raw, msgpack=self.msgpack)
+                    if isinstance(ev, _NOT_OUTPUT):
+                        if isinstance(ev, EpochEvent):
+                            self.epoch, self.marked_at_ms = ev.lease_epoch, ev.sent_at_ms
+                            fence.see(ev.lease_epoch)
+                        yield ev
+                        continue
+                stale = fence.stale(self.epoch)
+                if self.on_output is not None:
+                    self.on_output(ev, stale)
+                if stale:  # fenced here: an output of a superseded epoch
+                    self.refused += 1
+                    kind = type(ev).__name__
+                    self.refused_kinds[kind] = self.refused_kinds.get(kind, 0) + 1
                     continue
-                yield decode_server(raw, msgpack=self.msgpack)
+                yield ev
         except ConnectionClosed:
             pass
         self.close_code = self.ws.close_code

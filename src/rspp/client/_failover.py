@@ -27,9 +27,14 @@ opened after the last checkpoint was saved) is reported by this client instead, 
 ``abort`` with reason ``runtime_failover``, before the first other event.
 
 The superseded connection is never read from again for the caller: anything that
-arrives on it after the new connection is ready is an output of a stale epoch,
-counted in :attr:`FailoverClient.stale_outputs` (a runtime that fences by epoch
-sends none) and dropped.
+arrives on it after the new connection is ready is counted in
+:attr:`FailoverClient.stale_outputs` (a runtime that fences by epoch sends none) and
+dropped. Every connection of the session shares one :class:`~rspp.client.EpochFence`
+(protocol 1.2: each event is of the epoch ``ready`` or the last ``epoch`` event named):
+an output of an epoch lower than the highest seen is refused on any connection
+(:attr:`FailoverClient.refused_outputs`), and :attr:`stale_outputs_accepted` counts
+outputs handed to the caller although a newer epoch had been seen (the check of the
+client's own invariant: 0).
 """
 
 from __future__ import annotations
@@ -46,11 +51,11 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
-from rspp.client._client import LiveClient, SessionRefusedError
+from rspp.client._client import EpochFence, LiveClient, SessionRefusedError
 from rspp.client._route import session_url
-from rspp.transports import Clear, ServerEvent, SessionEnd, Stats, TurnEvent
+from rspp.transports import Clear, EpochEvent, ServerEvent, SessionEnd, Stats, TurnEvent
 
-__all__ = ["FailoverClient", "FailoverEvent", "Placement", "Rerouter"]
+__all__ = ["FailoverClient", "FailoverEvent", "OutputNote", "Placement", "Rerouter"]
 
 #: close reasons that mean the session itself is over (no failover)
 _FINAL_REASONS = ("client_end", "resume_window_expired")
@@ -123,6 +128,26 @@ class Rerouter:
                          epoch=int(claims["lease_epoch"]))
 
 
+@dataclass(frozen=True, slots=True)
+class OutputNote:
+    """One output as it arrived on one of the session's connections (diagnostics:
+    :attr:`FailoverClient.on_output`)."""
+
+    runtime_id: str
+    #: the epoch the connection was ready at, and the epoch of this output (the last
+    #: ``ready``/``epoch`` event), with that ``epoch`` event's send-time stamp (wall ms)
+    ready_epoch: int | None
+    epoch: int | None
+    marked_at_ms: int | None
+    #: the connection's successor was ready when it arrived
+    superseded: bool
+    #: refused by the epoch fence (never handed to the caller)
+    refused: bool
+    kind: str
+    #: wall-clock ms of its arrival here
+    at_ms: int
+
+
 @dataclass(slots=True)
 class FailoverEvent:
     """One move of the session to another connection."""
@@ -185,6 +210,15 @@ class FailoverClient:
         self.stale_kinds: dict[str, int] = {}
         #: ``clear`` events (audio retractions) that arrived on a superseded connection
         self.late_retractions = 0
+        #: the highest lease epoch seen of the session, shared by its connections
+        self.fence = EpochFence()
+        #: outputs the epoch fence refused (of an epoch lower than the highest seen)
+        self.refused_outputs = 0
+        #: outputs handed to the caller although a newer epoch had been seen (must be 0)
+        self.stale_outputs_accepted = 0
+        #: told every output of every connection as it arrives (diagnostics, benchmarks)
+        self.on_output: Callable[[OutputNote], None] | None = None
+        self._superseded: set[int] = set()
         self.ended = False
         self.end_reason: str | None = None
         self._open_turns: set[str] = set()
@@ -222,14 +256,41 @@ class FailoverClient:
         epoch = client.ready.lease_epoch
         self.placement = Placement(placement.url, placement.token, placement.runtime_id,
                                    epoch if epoch is not None else placement.epoch)
+        client.on_output = self._noter(client, placement.runtime_id)
         self._ready.set()
+
+    def _noter(self, client: LiveClient, runtime_id: str) -> Callable[[ServerEvent, bool],
+                                                                       None]:
+        """The connection's output hook: counts refusals, tells :attr:`on_output`."""
+        ready_epoch = client.ready.lease_epoch
+        key = id(client)
+
+        def note(item: ServerEvent, refused: bool) -> None:
+            if refused:
+                self.refused_outputs += 1
+            superseded = key in self._superseded
+            if superseded:
+                if isinstance(item, Clear):  # retracts the old turn's audio: not an output
+                    self.late_retractions += 1
+                else:
+                    self.stale_outputs += 1
+                    kind = type(item).__name__
+                    self.stale_kinds[kind] = self.stale_kinds.get(kind, 0) + 1
+            if self.on_output is not None:
+                self.on_output(OutputNote(
+                    runtime_id=runtime_id, ready_epoch=ready_epoch, epoch=client.epoch,
+                    marked_at_ms=client.marked_at_ms, superseded=superseded,
+                    refused=refused, kind=type(item).__name__,
+                    at_ms=time.time_ns() // 1_000_000))
+
+        return note
 
     async def _connect(self, placement: Placement) -> LiveClient:
         return await LiveClient.connect(placement.url, token=placement.token,
-                                               sample_rate=self.sample_rate,
-                                               msgpack=self.msgpack,
-                                               client_name=self.client_name,
-                                       open_timeout=self.connect_timeout_s)
+                                        sample_rate=self.sample_rate, msgpack=self.msgpack,
+                                        client_name=self.client_name,
+                                        open_timeout=self.connect_timeout_s,
+                                        fence=self.fence)
 
     @property
     def epoch(self) -> int:
@@ -343,15 +404,27 @@ class FailoverClient:
                             yield ev
                         break
                     nxt = None
-                    if self._unreported:
+                    if isinstance(item, EpochEvent):  # the connection's epoch moved on
+                        self._epoch_moved(client, item.lease_epoch)
+                    elif self._unreported:
                         for synthetic in self._reported(item):
                             yield synthetic
+                    if (client.fence.stale(client.epoch)
+                            and not isinstance(item, EpochEvent | Stats)):
+                        self.stale_outputs_accepted += 1
                     self._track(item)
                     yield item
             finally:
                 if nxt is not None and not nxt.done():
                     nxt.cancel()
                     await asyncio.gather(nxt, return_exceptions=True)
+
+    def _epoch_moved(self, client: LiveClient, epoch: int) -> None:
+        """The current connection's runtime follows its lease to ``epoch`` (a rotation in
+        place): later asks name that epoch as where the session was."""
+        p = self.placement
+        if client is self.client and p is not None and epoch > p.epoch:
+            self.placement = Placement(p.url, p.token, p.runtime_id, epoch)
 
     def _track(self, item: ServerEvent) -> None:
         if isinstance(item, TurnEvent):
@@ -401,6 +474,10 @@ class FailoverClient:
                 continue
             if placement is None:
                 return []  # the quiet connection spoke again: keep it
+            # the control plane's epoch is one seen: outputs of an older one are refused
+            # from now on, on every connection (a runtime following a rotation in place
+            # names the new epoch with an ``epoch`` event)
+            self.fence.see(placement.epoch)
             moved = placement.epoch != here.epoch or placement.runtime_id != here.runtime_id
             if placement.runtime_id == here.runtime_id and not closed:
                 # still on the quiet runtime (at most its lease rotated): the connection is
@@ -473,6 +550,7 @@ class FailoverClient:
         self.failovers.append(ev)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
+        self._superseded.add(id(old))
         watcher = asyncio.create_task(self._watch_stale(old), name="failover-stale-watch")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
@@ -510,15 +588,12 @@ class FailoverClient:
         return out
 
     async def _watch_stale(self, old: LiveClient) -> None:
-        """Keep reading the superseded connection (bounded): every output on it is stale."""
+        """Keep reading the superseded connection (bounded): every output on it is stale,
+        whether the epoch fence refused it (an older epoch) or not (counted by the
+        connection's output hook, :meth:`_noter`)."""
         async def read() -> None:
-            async for item in old.events():
-                if isinstance(item, Clear):  # retracts the old turn's audio: not an output
-                    self.late_retractions += 1
-                elif not isinstance(item, Stats):
-                    self.stale_outputs += 1
-                    kind = type(item).__name__
-                    self.stale_kinds[kind] = self.stale_kinds.get(kind, 0) + 1
+            async for _ in old.events():
+                pass
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(read(), self.resume_window_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -14,9 +15,11 @@ from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._errors import Conflict, NoCapacity, NotFound
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
     MigrationMode,
     MigrationResult,
+    SessionStatus,
 )
 from rspp.controlplane._skew import check_skew
 
@@ -93,27 +96,36 @@ class FleetOps(ControlPlaneCore):
     async def _move_expired(
         self, conn: AsyncConnection, batch: list[tuple[str, str]], now: int
     ) -> tuple[list[MigrationResult], int]:
-        """One transaction: move each session of ``batch`` (``(runtime, session)``) whose
-        lease its silent runtime no longer holds live; returns the moves and how many stay.
+        """One transaction: move each session of ``batch`` (``(runtime, session)``) that is
+        still placed on that silent runtime and whose lease nobody holds live any more;
+        returns the moves and how many stay.
 
         The lease rows are locked first (PostgreSQL), so a renewal racing with the take-over
         either lands before it (the session stays) or finds the new epoch (refused); each
-        placement sees the sessions this transaction already moved."""
+        placement sees the sessions this transaction already moved. A live lease is never
+        rotated here, whoever holds it: its holder believes it may send until its own bound
+        on the lease lapses (the batch was read before this transaction; the session may
+        have moved since, and its new holder is live)."""
         ids = [sid for _, sid in batch]
         held = {lease.session_id: lease for lease in await self.leases.lock_in(conn, ids)}
+        placed = {str(r.session_id): r.runtime_id for r in await conn.execute(
+            select(sessions.c.session_id, sessions.c.runtime_id).where(
+                sessions.c.session_id.in_(ids),
+                sessions.c.status != SessionStatus.ENDED.value))}
         moved: list[MigrationResult] = []
         waiting = 0
         for index, (runtime_id, sid) in enumerate(batch):
+            if placed.get(sid) != runtime_id:
+                continue  # moved (or ended) since the batch was read: not this pass's
             lease = held.get(sid)
-            live = lease is not None and lease.holder == runtime_id
-            if live and lease is not None and lease.expires_at_ms > now:
+            if lease is not None and lease.expires_at_ms > now:
                 waiting += 1  # its holder may only be slow: it stops itself at expiry
                 continue
             try:
                 result = await self.sessions.migrate_in(
                     conn, sid, target=None, ttl_ms=self.settings.lease_ttl_ms,
                     actor=FAILOVER_ACTOR.key_id, now_ms=now,
-                    expired_from=runtime_id if live else None)
+                    expired_from=lease.holder if lease is not None else None)
             except NoCapacity:
                 waiting += len(batch) - index  # no healthy runtime has room: next pass
                 break

@@ -60,6 +60,9 @@ class LeaseRenewer:
         if not self._batch:
             return await self.client.renew_lease(session_id, self.holder, epoch, ttl_ms)
         done: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        # the keeper awaiting it may be cancelled first (its session handed off or ended):
+        # the answer is then nobody's, and a refusal must not be logged as never retrieved
+        done.add_done_callback(_retrieved)
         self._queued[(session_id, epoch)] = (ttl_ms, done)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())
@@ -108,6 +111,11 @@ class LeaseRenewer:
                                            f"for {self.holder}: {now}", field="epoch"))
         for key in held:  # answered for none of them: not renewed
             _fail(queued[key][1], Conflict(f"lease of {key[0]} not renewed", field="epoch"))
+
+
+def _retrieved(fut: asyncio.Future[Lease]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _fail(fut: asyncio.Future[Lease], exc: BaseException) -> None:
@@ -209,28 +217,43 @@ class LeaseKeeper:
             self._held(lease, started)
 
     async def _refused(self) -> None:
-        """A renewal was refused: a rotation to us (follow it) or a loss (stop)."""
+        """A renewal was refused: a rotation to us in place (follow it) or a loss (stop).
+
+        Only the very next epoch, held by us, is a rotation in place (``POST
+        /v1/sessions/{id}/lease/rotate``): any later one means other epochs were issued in
+        between, i.e. the session moved away (and perhaps back here, where the control
+        plane now places a *new* copy of it, restored from its checkpoint). This copy then
+        lost the session: following that epoch would reopen its gate and send its outputs
+        on its old connection next to the new copy's. It is never acquired either (an
+        acquire would take the lease over, or renew it for the new copy): it is renewed at
+        that epoch, which only the holder of the current epoch can do."""
         started = time.monotonic()
+        old = self.epoch
         try:
             current = await self.client.authorize_lease(self.session_id, self.holder,
-                                                        self.epoch or 0)
+                                                        old or 0)
         except CPError as exc:
+            if exc.code == "unavailable" and exc.field == "server":
+                return  # asked again after the next refused renewal
             self._lose(f"lease_unknown:{exc.code}")
             return
-        if current.current_epoch is None:
+        now = current.current_epoch
+        if now is None:
             self._lose("lease_revoked")
+            return
+        if old is None or now not in (old, old + 1):
+            self._lose("lease_moved")
             return
         try:
-            lease = await self.client.acquire_lease(self.session_id, self.holder, self.ttl_ms)
-        except CPError:
+            lease = await self.client.renew_lease(self.session_id, self.holder, now,
+                                                  self.ttl_ms)
+        except CPError as exc:
+            if exc.code == "unavailable" and exc.field == "server":
+                return
             self._lose("lease_revoked")
             return
-        if lease.holder != self.holder:
-            self._lose("lease_revoked")
-            return
-        old = self.epoch
         self._held(lease, started)
-        if old is None or lease.epoch > old:
+        if lease.epoch > old:
             _LOG.info("session %s lease rotated %s -> %s", self.session_id, old, lease.epoch)
             self.on_change(lease.epoch, "lease_rotated")
 

@@ -195,8 +195,14 @@ class ServedSession(Generic[S]):
     async def _still_placed_here(self) -> bool:
         """Whether the control plane still places this session here: after a migration the
         session lives on at its new runtime, so closing the old copy must not end it."""
-        if not (self.close_reason or "").startswith("authority_lost:"):
+        reason = self.close_reason or ""
+        if not reason.startswith("authority_lost:"):
             return True
+        if reason.endswith(":lease_expired_control_plane_unreachable"):
+            # the control plane did not answer: the session is not over; its client comes
+            # back (here or where the control plane moves it) and it resumes from its
+            # checkpoint
+            return False
         info = await self.owner.link.client.request("GET", f"/v1/sessions/{self.session_id}")
         return bool(info.get("runtime_id") in (None, self.owner.link.runtime_id))
 

@@ -38,6 +38,7 @@ from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOu
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
+    EPOCH_MARK_MS,
     PROTOCOL_VERSION,
     SERVER_EVENTS,
     SUBPROTOCOL_JSON,
@@ -49,6 +50,7 @@ from rspp.transports._protocol import (
     ClientMessage,
     End,
     EndOfUtterance,
+    EpochEvent,
     ErrorEvent,
     Interrupt,
     ProtocolError,
@@ -117,6 +119,7 @@ __all__ = [
     "CLOSE_UNAUTHORIZED",
     "CLOSE_UNAVAILABLE",
     "DATA_TOPIC",
+    "EPOCH_MARK_MS",
     "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
@@ -135,6 +138,7 @@ __all__ = [
     "ClientMessage",
     "End",
     "EndOfUtterance",
+    "EpochEvent",
     "ErrorEvent",
     "Flood",
     "FrameSink",

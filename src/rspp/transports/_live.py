@@ -263,7 +263,10 @@ class LiveTransport:
             state = _TURN_STATES.get(rec.signal)
             if state is not None:
                 self._event(TurnEvent(turn_id=rec.turn_id, state=state,  # type: ignore[arg-type]
-                                      reason=rec.reason if state == "abort" else None))
+                                      reason=rec.reason if state == "abort" else None,
+                                      # served sessions (a lease gate): protocol 1.2
+                                      lease_epoch=rec.authority_epoch
+                                      if self.gate is not None else None))
         kind = _VIEW_KINDS.get(type(rec))
         if kind is None:
             return
@@ -567,6 +570,15 @@ class LiveTransport:
     def is_fenced(self, turn_id: str) -> bool:
         """The cancel fence of ``turn_id`` is up (checked before any of its audio plays)."""
         return turn_id in self._fenced
+
+    def withheld(self, turn_id: str | None) -> bool:
+        """Audio of ``turn_id`` may not leave any more: its cancel fence is up (the audio a
+        cancel with a commit point keeps excepted). The last check of a frame taken from
+        the send queue before the fence went up."""
+        if turn_id is None or turn_id not in self._fenced:
+            return False
+        t = self.turns.get(turn_id)
+        return t is None or not t.committing
 
     def stop_playback(self, turn_id: str, reason: str = "barge_in") -> None:
         """Cancel fence: drop unplayed and queued output of ``turn_id`` now, tell the client

@@ -24,17 +24,27 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
 from rspp.transports._live import InputRejected, LiveTransport
-from rspp.transports._protocol import ErrorEvent, ServerEvent, SessionEnd
+from rspp.transports._protocol import (
+    EPOCH_MARK_MS,
+    EpochEvent,
+    ErrorEvent,
+    ServerEvent,
+    SessionEnd,
+    Stats,
+)
 from rspp.transports._session_port import ClientAudio
 from rspp.turns import SessionEvent, SessionLifecycle
 
 __all__ = ["LiveSessionHandle", "SessionCore"]
+
+_MARK_S = EPOCH_MARK_MS / 1000
 
 
 class SessionCore(Protocol):
@@ -124,11 +134,14 @@ class LiveSessionHandle:
                                        sequenced=audio.sequenced, acked=audio.playback_acks,
                                        low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline, transport=audio.transport)
-        self._restart_stats()
+        self._restart_stats(audio.stats)
 
         transport = self.transport
+        authority = getattr(self.core, "authority", None)
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
+            marked: int | None = None  # the epoch last named on this connection, and when
+            marked_at = 0.0
             while (item := await queue.get()) is not None:
                 # the last check before the client: hold while authority is unconfirmed
                 # (polled: the lease keeper renews on its own schedule), drop once it is lost.
@@ -140,6 +153,15 @@ class LiveSessionHandle:
                 if may is None:
                     transport.fenced_outputs += 1
                     continue
+                if type(item) is AudioFrame and transport.withheld(item.turn_id):
+                    continue  # taken from the queue before its turn was fenced (a rotation)
+                epoch = getattr(authority, "epoch", None)
+                if isinstance(epoch, int):  # protocol 1.2: the epoch of what follows
+                    now = time.time()
+                    if epoch != marked or (now - marked_at >= _MARK_S
+                                           and not isinstance(item, Stats)):
+                        marked, marked_at = epoch, now
+                        yield EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")
@@ -153,10 +175,10 @@ class LiveSessionHandle:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _restart_stats(self) -> None:
+    def _restart_stats(self, wanted: bool = True) -> None:
         if self._stats is not None:
             self._stats.cancel()
-        self._stats = self._spawn(self._stats_loop(), "live-stats")
+        self._stats = self._spawn(self._stats_loop(), "live-stats") if wanted else None
 
     async def _stats_loop(self) -> None:
         while True:

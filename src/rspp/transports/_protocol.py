@@ -4,8 +4,12 @@ Every message is a frozen msgspec struct tagged by ``type``. Client messages:
 ``start`` (declares the audio format; first message), ``audio`` (MessagePack
 variant only: sequence number + PCM16), ``text``, ``interrupt``, ``debug`` (capture
 this session's debug events for a while), ``end``.
-Server events: ``ready``, ``transcript``, ``turn``, ``reply_text``, ``clear``,
-``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``. The JSON
+Server events: ``ready``, ``epoch``, ``transcript``, ``turn``, ``reply_text``, ``clear``,
+``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``. Every server
+event carries the lease epoch it was produced under (protocol 1.2): ``ready`` names the
+connection's epoch, an ``epoch`` event names it again whenever it changes (and
+periodically while outputs flow, stamped with the runtime's send time), so every later
+event, audio frames included, is of the last epoch named; ``turn`` events carry it too. The JSON
 variant carries audio as binary WebSocket frames of raw PCM16 (optionally with
 a 4-byte big-endian sequence number, ``start.sequenced``). The same event
 vocabulary is used by every transport (WebSocket messages, WebRTC data
@@ -25,6 +29,7 @@ from rspp.observability import TurnRow
 
 __all__ = [
     "CLIENT_MESSAGES",
+    "EPOCH_MARK_MS",
     "PROTOCOL_VERSION",
     "SERVER_EVENTS",
     "SUBPROTOCOL_JSON",
@@ -35,6 +40,7 @@ __all__ = [
     "Clear",
     "ClientMessage",
     "End",
+    "EpochEvent",
     "ErrorEvent",
     "Interrupt",
     "ProtocolError",
@@ -54,7 +60,7 @@ __all__ = [
     "ws_schema",
 ]
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 SUBPROTOCOL_JSON = "rspp.v1.json"
 SUBPROTOCOL_MSGPACK = "rspp.v1.msgpack"
 
@@ -144,6 +150,18 @@ class Ready(_Msg, tag="ready", frozen=True, kw_only=True):
     lease_epoch: int | None = None
 
 
+class EpochEvent(_Msg, tag="epoch", frozen=True, kw_only=True):
+    """Protocol 1.2: every event after this one (audio frames included) was produced under
+    lease ``lease_epoch``, until the next ``epoch`` event. Sent before the first event of a
+    new epoch on a connection and again at most every ``EPOCH_MARK_MS`` while events flow;
+    ``sent_at_ms`` is the runtime's wall clock (ms) when it passed its lease gate, a lower
+    bound on the send time of every event after it. A client that has seen a newer epoch
+    of the session refuses the outputs of an older one (fencing at the resource)."""
+
+    lease_epoch: int
+    sent_at_ms: int
+
+
 class Transcript(_Msg, tag="transcript", frozen=True, kw_only=True):
     turn_id: str | None = None
     text: str
@@ -156,6 +174,8 @@ class TurnEvent(_Msg, tag="turn", frozen=True, kw_only=True):
     turn_id: Id
     state: Literal["open", "commit", "abort", "close"]
     reason: str | None = None
+    #: the lease epoch the event was produced under (served sessions, protocol 1.2)
+    lease_epoch: int | None = None
 
 
 class ReplyText(_Msg, tag="reply_text", frozen=True, kw_only=True):
@@ -232,10 +252,13 @@ class TurnRowEvent(_Msg, tag="turn_row", frozen=True, kw_only=True):
     row: TurnRow
 
 
-ServerEvent = (Ready | Transcript | TurnEvent | ReplyText | Clear | AudioOut | Stats
-               | ErrorEvent | SessionEnd | TurnRowEvent)
-SERVER_EVENTS: tuple[type[_Msg], ...] = (Ready, Transcript, TurnEvent, ReplyText, Clear,
-                                         AudioOut, Stats, ErrorEvent, SessionEnd, TurnRowEvent)
+ServerEvent = (Ready | EpochEvent | Transcript | TurnEvent | ReplyText | Clear | AudioOut
+               | Stats | ErrorEvent | SessionEnd | TurnRowEvent)
+SERVER_EVENTS: tuple[type[_Msg], ...] = (Ready, EpochEvent, Transcript, TurnEvent, ReplyText,
+                                         Clear, AudioOut, Stats, ErrorEvent, SessionEnd,
+                                         TurnRowEvent)
+#: an ``epoch`` event goes out again before an event once the last one is this old
+EPOCH_MARK_MS = 250
 
 
 def ws_schema() -> dict[str, Any]:

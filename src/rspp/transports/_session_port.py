@@ -108,6 +108,9 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     low_latency_resampling: bool = False
     #: the kind of connection; it picks the spec's jitter profile (F-087)
     transport: Literal["websocket", "telephony", "webrtc", "livekit"] = "websocket"
+    #: the client gets a ``stats`` event every second (a phone carrier has no message for
+    #: one: its stream makes none)
+    stats: bool = True
 
 
 #: one outbound item: a protocol event, or a paced reply audio frame

@@ -35,7 +35,13 @@ import re
 from dataclasses import dataclass
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import (
+    WebSocket,
+    WebSocketDisconnect,
+    WebSocketDisconnected,
+    WebSocketState,
+)
 
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
@@ -76,6 +82,8 @@ log = logging.getLogger("rspp.transports.telephony")
 TWILIO_STREAM_PATH = "/v1/telephony/twilio/stream"
 CARRIER_RATE = 8000
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: the ``media.track`` values of the caller's audio (None: a carrier that sends one track)
+_INBOUND = frozenset((None, "inbound", "inbound_track"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +111,37 @@ class _Close(Exception):
 class _Call:
     """One carrier stream: its socket, call/stream ids and the send side.
 
+    Once accepted, messages go through the raw ASGI ``receive``/``send`` (the per-message
+    path: 50 messages a second each way), keeping the Starlette wrapper's connection
+    states as its own ``receive``/``send`` keep them (its ``close`` still uses it).
     Only the writer task sends (the reader never answers the carrier; the close comes
     after both tasks ended), so sends need no lock.
     """
 
-    def __init__(self, ws: WebSocket, opts: TelephonyOptions) -> None:
+    def __init__(self, ws: WebSocket, opts: TelephonyOptions, receive: Receive,
+                 send: Send) -> None:
         self.ws, self.opts = ws, opts
+        self.raw_receive, self._send = receive, send
         self.call_sid = "-"
         self.stream_sid = ""
         self.out = CarrierWriter("")
 
     async def receive(self) -> str | None:
         """The next text message; None when the carrier disconnected."""
-        msg = await self.ws.receive()
-        if msg["type"] == "websocket.disconnect":
-            return None
+        if self.ws.client_state is not WebSocketState.CONNECTED:
+            raise WebSocketDisconnected("Cannot call \"receive\" once a disconnect message "
+                                        "has been received.")
+        return self.text(await self.raw_receive())
+
+    def text(self, msg: Message) -> str | None:
+        """The text of a raw ASGI message; None for a disconnect."""
+        kind = msg["type"]
+        if kind != "websocket.receive":
+            if kind == "websocket.disconnect":
+                self.ws.client_state = WebSocketState.DISCONNECTED
+                return None
+            raise RuntimeError(f"expected ASGI message websocket.receive or "
+                               f"websocket.disconnect, got {kind!r}")
         text: str | None = msg.get("text")
         if text is None:
             raise _Close(CLOSE_BAD_REQUEST, "binary frames are not part of the protocol")
@@ -127,7 +151,15 @@ class _Call:
         return text
 
     async def send(self, text: str) -> None:
-        await self.ws.send_text(text)
+        ws = self.ws
+        if ws.application_state is not WebSocketState.CONNECTED:
+            raise WebSocketDisconnected("Cannot call \"send\" once a close message has been "
+                                        "sent.")
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except OSError:
+            ws.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(code=1006) from None
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
@@ -142,19 +174,29 @@ def twilio_stream_route(hub: SessionHub, verifier: TokenVerifier, *,
                         path: str = TWILIO_STREAM_PATH,
                         options: TelephonyOptions | None = None) -> WebSocketRoute:
     """The carrier media-streams WebSocket route (see the module docstring)."""
-    opts = options or TelephonyOptions()
+    # an ASGI app object (not a function of a WebSocket, which Starlette would wrap as a
+    # session): the per-message path reads and writes the raw ASGI messages
+    return WebSocketRoute(path, _Endpoint(hub, verifier, options or TelephonyOptions()),
+                          name="telephony_twilio_stream")
 
-    async def endpoint(ws: WebSocket) -> None:
+
+class _Endpoint:
+    """The route's ASGI app: one carrier stream."""
+
+    def __init__(self, hub: SessionHub, verifier: TokenVerifier,
+                 opts: TelephonyOptions) -> None:
+        self.hub, self.verifier, self.opts = hub, verifier, opts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ws = WebSocket(scope, receive, send)
         await ws.accept()
-        call = _Call(ws, opts)
+        call = _Call(ws, self.opts, receive, send)
         try:
-            await _serve(call, hub, verifier)
+            await _serve(call, self.hub, self.verifier)
         except _Close as exc:
             await call.close(exc.code, exc.reason)
         except WebSocketDisconnect:
             return
-
-    return WebSocketRoute(path, endpoint, name="telephony_twilio_stream")
 
 
 async def _read_start(call: _Call) -> StreamStart:
@@ -201,7 +243,7 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
     if grant.session_id != sid:
         raise _Close(CLOSE_FORBIDDEN, f"token is for session {grant.session_id}, not {sid}")
     audio = ClientAudio(sample_rate=CARRIER_RATE, output_sample_rate=CARRIER_RATE,
-                        playback_acks=True, transport="telephony",
+                        playback_acks=True, transport="telephony", stats=False,
                         low_latency_resampling=call.opts.low_latency_resampling)
     try:
         handle, _ = await hub.acquire(sid, grant, audio)
@@ -221,9 +263,16 @@ async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
     stream = handle.connect(audio)
 
     async def write() -> tuple[int, str]:
+        send, out = call.send, call.out
         try:
             async for item in stream:
-                await _send(call, item)
+                if type(item) is AudioFrame:  # the paced reply frames: inline
+                    if item.pcm:
+                        await send(out.media(mulaw_encode(item.pcm)))
+                    if item.mark is not None:
+                        await send(out.mark(item.mark))
+                else:
+                    await _send(call, item)
         except OverflowError as exc:
             return CLOSE_TOO_SLOW, str(exc)
         except (RuntimeError, OSError, WebSocketDisconnect):
@@ -276,21 +325,35 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
 
     Returns how the call ended (``stop``, ``carrier_disconnected``); the caller hangs
     the session up, outside this task (which is cancelled when the writer ends first).
+    The ``media`` message (50 a second) is taken inline: the raw ASGI message, the
+    decoded payload and the carrier's chunk number straight into the session.
     """
+    receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
+    max_media = call.opts.max_media_bytes
+    push_audio = handle.push_audio
     while not handle.closed:
-        text = await call.receive()
+        text = text_of(await receive())
         if text is None:
             return "carrier_disconnected"
         try:
             msg = decode_carrier(text)
         except ProtocolError as exc:
             raise _Close(CLOSE_BAD_REQUEST, f"bad message ({exc.field}): {exc}") from None
-        if isinstance(msg, Media):
-            if msg.media.track not in (None, "inbound", "inbound_track"):
+        if type(msg) is Media:
+            media = msg.media
+            if media.track not in _INBOUND:
                 continue  # only the caller's audio is session input
-            pcm = mulaw_decode(_payload(msg, call))
-            try:  # the carrier numbers its media chunks: the jitter buffer orders them
-                await handle.push_audio(pcm, _chunk(msg))
+            try:
+                mulaw = decode_payload(msg, max_media)
+            except ProtocolError as exc:
+                raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}") from None
+            # the carrier numbers its media chunks (``media.chunk``, 1-based): the jitter
+            # buffer orders them
+            chunk = media.chunk
+            seq = int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 \
+                else None
+            try:
+                await push_audio(mulaw_decode(mulaw), seq)
             except Flood as exc:
                 raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
         elif isinstance(msg, Mark):
@@ -306,19 +369,6 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
         else:
             raise _Close(CLOSE_BAD_REQUEST, f"`{_event_name(msg)}` after `start`")
     return None
-
-
-def _payload(msg: Media, call: _Call) -> bytes:
-    try:
-        return decode_payload(msg, call.opts.max_media_bytes)
-    except ProtocolError as exc:
-        raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}") from None
-
-
-def _chunk(msg: Media) -> int | None:
-    """The carrier's number of a media chunk (``media.chunk``, 1-based); None without one."""
-    chunk = msg.media.chunk
-    return int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 else None
 
 
 def _event_name(msg: object) -> str:

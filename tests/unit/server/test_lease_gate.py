@@ -43,3 +43,45 @@ async def test_a_lease_answered_late_does_not_open_the_gate_and_a_lost_one_drops
     prompt.on_change = lambda e, r: lost.append((e, r))
     prompt._lose("lease_revoked")
     assert prompt.output_gate() is None and lost == [(None, "lease_revoked")]  # drop
+
+
+class RefusingBatch:
+    """Answers a batch renewal once released: not renewed (the lease moved on)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.asked = asyncio.Event()
+
+    async def renew_leases(self, holder: str, held: list[tuple[str, int]],
+                           ttl_ms: int) -> list[object]:
+        self.asked.set()
+        await self.release.wait()
+        return []
+
+
+async def test_a_renewal_refused_after_its_keeper_was_cancelled_is_not_logged() -> None:
+    """A session handed off (its keeper cancelled) while its renewal was in the batch: the
+    refusal that comes back is nobody's, not 'Future exception was never retrieved'."""
+    import gc
+
+    from rspp.server._lease import LeaseRenewer
+
+    loop = asyncio.get_running_loop()
+    logged: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, ctx: logged.append(ctx))
+    try:
+        cp = RefusingBatch()
+        renewer = LeaseRenewer(cp, "rt-a")  # type: ignore[arg-type]
+        keeper = asyncio.create_task(renewer.renew("s1", 3, 2_000))
+        await asyncio.wait_for(cp.asked.wait(), 30)
+        keeper.cancel()  # the hand-off
+        await asyncio.gather(keeper, return_exceptions=True)
+        cp.release.set()
+        assert renewer._sender is not None
+        await asyncio.wait_for(renewer._sender, 30)
+        del keeper
+        gc.collect()
+        await asyncio.sleep(0)
+        assert [c.get("message") for c in logged] == []
+    finally:
+        loop.set_exception_handler(None)
