@@ -7,7 +7,19 @@ import sys
 
 import typer
 
-from rspp.cli import _audio, _contracts, _cp, _cp_dr, _observe, _replay, _run, _serve, _spec, _talk
+from rspp.cli import (
+    _audio,
+    _contracts,
+    _cp,
+    _cp_change,
+    _cp_dr,
+    _observe,
+    _replay,
+    _run,
+    _serve,
+    _spec,
+    _talk,
+)
 from rspp.cli._errors import echo_error, guard_commands
 
 app = typer.Typer(
@@ -27,7 +39,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _group in (_contracts, _spec, _cp, _cp_dr, _observe, _audio, _run, _replay, _talk, _serve):
+for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _observe, _audio, _run, _replay,
+               _talk, _serve):
     _group.register(app)
 guard_commands(app)
 

@@ -180,6 +180,11 @@ def serve(
         help="TTL of leases the control plane issues (route, migration) until the runtime "
         "acquires them with its own.",
     ),
+    require_approval: bool = typer.Option(
+        False, "--require-approval", envvar="RSPP_REQUIRE_APPROVAL",
+        help="Rollouts, rollbacks and config activations apply only as changes another key "
+        "approved (`rspp cp change`).",
+    ),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
@@ -204,6 +209,7 @@ def serve(
         failover_mode=failover_mode,
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
+        require_approval=require_approval,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,18 +18,26 @@ if TYPE_CHECKING:
 spec_app = typer.Typer(help="Inspect pipeline specs.", no_args_is_help=True)
 
 
+AsOfOpt = typer.Option(
+    None, "--as-of", formats=["%Y-%m-%d"],
+    help="Judge deprecated fields on this day (YYYY-MM-DD; default today, UTC): a warning "
+    "before their enforcement date, an error from it.")
+
+
 def lint(
     files: list[Path] = typer.Argument(..., help="Spec or config files (YAML or JSON)."),
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
+    as_of: datetime = AsOfOpt,
 ) -> None:
     """Validate specs and config files; print every problem as FILE:LINE:COL: <field path>:
     <message> + hint."""
-    _check_files(files, strict, one_line=False)
+    _check_files(files, strict, one_line=False, as_of=as_of.date() if as_of else None)
 
 
 def validate(
     files: list[Path] = typer.Argument(..., help="Spec or config files (YAML or JSON)."),
     strict: bool = typer.Option(False, "--strict", help="Unknown fields and warnings are errors."),
+    as_of: datetime = AsOfOpt,
 ) -> None:
     """Validate PipelineSpecs and config files (policy, admission, provider_config): one line
     per problem, FILE:LINE:COL: <field path>: <message>; <hint>; exit 1 on any error.
@@ -36,13 +45,14 @@ def validate(
     A config file has `kind:` (policy | admission | provider_config), optional `scope:` and
     the `body:` that `rspp cp config publish` sends; anything else is read as a PipelineSpec.
     """
-    _check_files(files, strict, one_line=True)
+    _check_files(files, strict, one_line=True, as_of=as_of.date() if as_of else None)
 
 
-def _check_files(files: list[Path], strict: bool, *, one_line: bool) -> None:
+def _check_files(files: list[Path], strict: bool, *, one_line: bool,
+                 as_of: date | None = None) -> None:
     failed = False
     for file in files:
-        issues = _file_issues(file, strict)
+        issues = _file_issues(file, strict, as_of)
         for issue in issues:
             typer.echo(issue_line(issue) if one_line else issue.format())
         errors = sum(1 for i in issues if i.severity == "error")
@@ -52,7 +62,7 @@ def _check_files(files: list[Path], strict: bool, *, one_line: bool) -> None:
     raise typer.Exit(1 if failed else 0)
 
 
-def _file_issues(file: Path, strict: bool) -> list[LintIssue]:
+def _file_issues(file: Path, strict: bool, as_of: date | None = None) -> list[LintIssue]:
     """Every problem of one spec or config file (read errors included)."""
     from rspp.controlplane import is_config_document, lint_config_text
     from rspp.nodes import NodeCatalog
@@ -64,7 +74,7 @@ def _file_issues(file: Path, strict: bool) -> list[LintIssue]:
         if is_config_document(load_document(text, str(file))[0]):
             return lint_config_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG)[1]
         return lint_text(text, str(file), strict=strict, adapters=PROVIDER_CATALOG,
-                         catalog=NodeCatalog.for_spec(file))
+                         catalog=NodeCatalog.for_spec(file), as_of=as_of)
     except SpecInvalid as exc:
         return list(exc.issues)
 

@@ -31,6 +31,7 @@ from rspp.controlplane._schema import (
     api_keys,
     audit,
     audit_intake,
+    changes,
     config_heads,
     configs,
     counters,
@@ -46,7 +47,7 @@ FORMAT = "rspp-cp-backup/1"
 
 #: the artifact tables, in restore order; intake ids are given anew on restore
 ARTIFACTS: tuple[Table, ...] = (
-    pipelines, modules, rollouts, rollout_policies, configs, config_heads, api_keys,
+    pipelines, modules, rollouts, rollout_policies, configs, config_heads, changes, api_keys,
     counters, audit, audit_intake,
 )
 _ORDER: dict[str, tuple[str, ...]] = {
@@ -56,6 +57,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
     rollout_policies.name: ("pipeline_name",),
     configs.name: ("kind", "scope", "version"),
     config_heads.name: ("kind", "scope"),
+    changes.name: ("change_id",),
     api_keys.name: ("key_id",),
     counters.name: ("name",),
     audit.name: ("seq",),

@@ -32,3 +32,6 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: spec and module documents (publish) have their own size and nesting limits
     max_spec_bytes: int = 262_144
     max_spec_depth: int = 64
+    #: rollouts, rollbacks and config activations run only as changes another key
+    #: approved (F-165): POST /v1/changes, .../approve, .../apply
+    require_approval: bool = False

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.controlplane._audit import AuditLog
+from rspp.controlplane._changes import ChangeRecord, consume_in
 from rspp.controlplane._config import ControlPlaneSettings
 from rspp.controlplane._errors import CPError, Forbidden
 from rspp.controlplane._gate_metrics import GateMetrics
@@ -100,6 +101,39 @@ class ControlPlaneCore:
                 tenant_id=principal.tenant_id,
             )
             raise
+
+    async def require_approval(
+        self, principal: Principal, mutation: str, subject: str, change: ChangeRecord | None,
+        *, tenant_id: str | None = None,
+    ) -> None:
+        """With ``require_approval``, a mutation runs only as an approved change (F-165).
+
+        Called before the mutation's transaction: a refusal is audited (``change.blocked``)
+        and answered 403 ``approval_required``.
+        """
+        if change is not None or not self.settings.require_approval:
+            return
+        await self.audit.append(
+            actor=principal.key_id, action="change.blocked", subject=subject,
+            detail={"mutation": mutation, "reason": "approval_required"}, tenant_id=tenant_id)
+        raise Forbidden(
+            f"{mutation} of {subject} needs an approved change: submit it (POST /v1/changes, "
+            "`rspp cp change submit`), have another key approve it, then apply it",
+            field="approval", code="approval_required")
+
+    async def apply_change_in(
+        self, conn: AsyncConnection, principal: Principal, change: ChangeRecord | None, now: int,
+        *, tenant_id: str | None = None,
+    ) -> dict[str, str]:
+        """Mark ``change`` applied with the mutation (once) and audit the decision behind it;
+        the detail to add to the mutation's own audit entry."""
+        if change is None:
+            return {}
+        applied = await consume_in(conn, change, actor=principal.key_id, now_ms=now)
+        await self.audit.append_in(
+            conn, actor=principal.key_id, action="change.applied", subject=change.target,
+            detail=applied.decision(), tenant_id=tenant_id)
+        return {"change_id": change.change_id}
 
     async def _write(
         self, work: Callable[[AsyncConnection, int], Awaitable[T | None]], what: str

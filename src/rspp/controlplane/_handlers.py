@@ -29,6 +29,7 @@ from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._replies import (
     AuditList,
     BundleList,
+    ChangeList,
     ConfigList,
     HealthReply,
     HeartbeatReply,
@@ -146,6 +147,33 @@ async def resolve(c: Call) -> Any:
     return await c.cp.resolve_version(
         c.principal, c.path["name"], tenant_id=c.query.tenant_id, session_id=c.query.session_id
     )
+
+
+# ---- reviewed changes (F-165) ---------------------------------------------------------------
+async def submit_change(c: Call) -> Reply:
+    return Reply(await c.cp.submit_change(c.principal, c.body), 201)
+
+
+async def list_changes(c: Call) -> ChangeList:
+    return ChangeList(changes=await c.cp.list_changes(c.principal, c.query.status))
+
+
+async def get_change(c: Call) -> Any:
+    return await c.cp.get_change(c.principal, c.path["change_id"])
+
+
+async def approve_change(c: Call) -> Any:
+    return await c.cp.review_change(c.principal, c.path["change_id"], approve=True,
+                                    note=c.body.note)
+
+
+async def reject_change(c: Call) -> Any:
+    return await c.cp.review_change(c.principal, c.path["change_id"], approve=False,
+                                    note=c.body.note)
+
+
+async def apply_change(c: Call) -> Any:
+    return await c.cp.apply_change(c.principal, c.path["change_id"])
 
 
 # ---- versioned configs ----------------------------------------------------------------------

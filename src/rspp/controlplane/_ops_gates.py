@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._errors import InvalidRequest
 from rspp.controlplane._gates import (
     GateDecision,
@@ -73,9 +74,11 @@ class GateOps(RegistryOps):
         steps: Sequence[float] = (),
         window_size: int | None = None,
         min_samples: int | None = None,
+        change: ChangeRecord | None = None,
     ) -> RolloutState:
         """Start a canary promoted and rolled back by the gates of its live sessions."""
         await self.authorize(principal, Role.OPERATOR, "start rollout")
+        await self.require_approval(principal, "rollout", f"pipeline:{name}", change)
         if percent <= 0:
             raise InvalidRequest("a gated rollout starts above 0 percent (its canary needs "
                                  "sessions to be measured)", field="percent")
@@ -92,8 +95,9 @@ class GateOps(RegistryOps):
                             "min_samples": least}}
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
+            applied = await self.apply_change_in(conn, principal, change, now)
             state = await self._rollout_in(conn, principal, name, canary, percent, tenants,
-                                           now, detail)
+                                           now, {**detail, **applied})
             newest = await newest_seq(conn)
             base = version_table(state.stable_version,
                               await window(conn, name, state.stable_version, size), least)

@@ -10,6 +10,7 @@ from rspp.contracts import VersionResolution
 from rspp.controlplane._admission import (
     parse_quotas,
 )
+from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import (
     ConfigKind,
     ConfigVersion,
@@ -24,6 +25,7 @@ from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._rollout import RolloutState
+from rspp.spec import day_of
 
 
 class RegistryOps(ControlPlaneCore):
@@ -32,7 +34,9 @@ class RegistryOps(ControlPlaneCore):
         self, principal: Principal, spec_text: str, *, filename: str = "<api>"
     ) -> tuple[PipelineRecord, bool]:
         await self.authorize(principal, Role.OPERATOR, "publish pipeline")
-        prepared = await self.registry.prepare(spec_text, filename=filename)
+        # deprecated fields in their lifecycle phase on this control plane's day (F-163)
+        prepared = await self.registry.prepare(spec_text, filename=filename,
+                                               as_of=day_of(self.clock()))
 
         async def work(conn: AsyncConnection, now: int) -> tuple[PipelineRecord, bool]:
             await self.store.lock(conn, f"pipeline:{prepared.valid.name}")
@@ -99,11 +103,15 @@ class RegistryOps(ControlPlaneCore):
         canary: str,
         percent: float,
         tenants: tuple[str, ...] = (),
+        change: ChangeRecord | None = None,
     ) -> RolloutState:
         await self.authorize(principal, Role.OPERATOR, "start rollout")
+        await self.require_approval(principal, "rollout", f"pipeline:{name}", change)
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
-            return await self._rollout_in(conn, principal, name, canary, percent, tenants, now)
+            applied = await self.apply_change_in(conn, principal, change, now)
+            return await self._rollout_in(conn, principal, name, canary, percent, tenants, now,
+                                          applied)
 
         return await self._write(work, "rollout")
 
@@ -139,11 +147,15 @@ class RegistryOps(ControlPlaneCore):
         )
         return state
 
-    async def rollback(self, principal: Principal, name: str, *, to: str) -> RolloutState:
+    async def rollback(
+        self, principal: Principal, name: str, *, to: str, change: ChangeRecord | None = None
+    ) -> RolloutState:
         await self.authorize(principal, Role.OPERATOR, "rollback")
+        await self.require_approval(principal, "rollback", f"pipeline:{name}", change)
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
             await self.store.lock(conn, f"rollout:{name}")
+            applied = await self.apply_change_in(conn, principal, change, now)
             before = await self.rollouts.state_in(conn, name)
             state = await self.rollouts.pin_in(conn, name, to, actor=principal.key_id, now_ms=now)
             await self.audit.append_in(
@@ -156,6 +168,7 @@ class RegistryOps(ControlPlaneCore):
                     "from_stable": before.stable_version if before else None,
                     "from_canary": before.canary_version if before else None,
                     "revision": state.revision,
+                    **applied,
                 },
             )
             return state
@@ -198,6 +211,10 @@ class RegistryOps(ControlPlaneCore):
             parse_policy(body)
         elif kind == ConfigKind.ADMISSION:
             parse_quotas(body)
+        if activate and self.settings.require_approval:
+            await self.require_approval(principal, f"{kind.value} activation",
+                                        f"config:{kind.value}/{scope}", None,
+                                        tenant_id=scope_tenant(scope))
 
         async def work(conn: AsyncConnection, now: int) -> ConfigVersion:
             await self.store.lock(conn, f"config:{kind.value}:{scope}")
@@ -221,20 +238,26 @@ class RegistryOps(ControlPlaneCore):
         return await self._write(work, f"publish {kind.value}")
 
     async def activate_config(
-        self, principal: Principal, kind: ConfigKind, scope: str, version: int
+        self, principal: Principal, kind: ConfigKind, scope: str, version: int,
+        *, change: ChangeRecord | None = None,
     ) -> ConfigVersion:
         """Roll a config forward or back to ``version`` (independent of pipelines)."""
         await self.authorize(principal, Role.OPERATOR, f"activate {kind.value}")
+        await self.require_approval(principal, f"{kind.value} activation",
+                                    f"config:{kind.value}/{scope}", change,
+                                    tenant_id=scope_tenant(scope))
 
         async def work(conn: AsyncConnection, now: int) -> ConfigVersion | None:
             await self.store.lock(conn, f"config:{kind.value}:{scope}")
+            applied = await self.apply_change_in(conn, principal, change, now,
+                                                 tenant_id=scope_tenant(scope))
             await activate_config_in(conn, kind, scope, version, now_ms=now)
             await self.audit.append_in(
                 conn,
                 actor=principal.key_id,
                 action=f"{kind.value}.activate",
                 subject=scope,
-                detail={"version": version},
+                detail={"version": version, **applied},
                 tenant_id=scope_tenant(scope),
             )
             return await active_config(conn, kind, scope, fall_back_to_default=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -55,7 +56,8 @@ def _spec_issue(exc: Any) -> InvalidRequest:
 
 
 def validate_spec(
-    text: str, filename: str, modules_by_ref: dict[str, str] | None = None
+    text: str, filename: str, modules_by_ref: dict[str, str] | None = None,
+    as_of: date | None = None,
 ) -> ValidatedSpec:
     """Parse, validate and compile a spec (subgraphs from ``modules_by_ref`` texts)."""
     from rspp.spec import (
@@ -73,7 +75,7 @@ def validate_spec(
             ref: parse_spec_text(body, f"module {ref}")
             for ref, body in (modules_by_ref or {}).items()
         }
-        compile_spec(spec, subgraphs=MappingSubgraphResolver(resolved))
+        compile_spec(spec, subgraphs=MappingSubgraphResolver(resolved), as_of=as_of)
     except SpecInvalid as exc:
         raise _spec_issue(exc) from None
     refs = tuple(use.use for use in spec.subgraphs)
@@ -160,7 +162,8 @@ class Registry:
             name=name, version=version, content_hash=digest, author=author, created_at_ms=now_ms
         ), True
 
-    async def prepare(self, text: str, *, filename: str) -> PreparedSpec:
+    async def prepare(self, text: str, *, filename: str, as_of: date | None = None
+                      ) -> PreparedSpec:
         """Parse, resolve module references and compile a spec, off the event loop.
 
         Published modules are immutable, so the texts read here outside the publish
@@ -191,7 +194,7 @@ class Registry:
                     )
                 pinned[ref], texts[ref] = str(row[0]), str(row[1])
                 pending.extend((await asyncio.to_thread(parse_module, texts[ref]))[3])
-        valid = await asyncio.to_thread(validate_spec, text, filename, texts)
+        valid = await asyncio.to_thread(validate_spec, text, filename, texts, as_of)
         _check_identity(valid.name, valid.version)
         return PreparedSpec(valid=valid, text=text, modules=pinned)
 

@@ -11,6 +11,7 @@ import msgspec
 
 from rspp.contracts import ControlSignal, DecisionOutcome, TurnStartBundle
 from rspp.controlplane._audit import AuditEntry
+from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigVersion
 from rspp.controlplane._leases import LeaseRenewal
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
@@ -56,6 +57,10 @@ class PipelineList(_Reply, frozen=True, kw_only=True):
 
 class RolloutReply(_Reply, frozen=True, kw_only=True):
     rollout: RolloutState | None
+
+
+class ChangeList(_Reply, frozen=True, kw_only=True):
+    changes: list[ChangeRecord]
 
 
 class ConfigList(_Reply, frozen=True, kw_only=True):

@@ -134,6 +134,7 @@ PATH_PARAMS: dict[str, Any] = {
     "provider_id": Id,
     "session_id": Id,
     "tenant_id": Id,
+    "change_id": Id,
 }
 
 
@@ -197,6 +198,33 @@ class GateSamplesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields
 
 class RollbackRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     to: Version
+
+
+ChangeAction = Literal["rollout", "rollback", "config.activate"]
+ChangeStatus = Literal["pending", "approved", "rejected", "applied"]
+Note = Annotated[str, Meta(max_length=2000, pattern=r"^[^\x00]*$")]
+
+
+class ChangeSubmitRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A pipeline/policy/rollout change to review before it is applied (F-165).
+
+    ``rollout``: ``pipeline_name`` + ``rollout`` (the body of POST .../rollout);
+    ``rollback``: ``pipeline_name`` + ``rollback_to``; ``config.activate``:
+    ``config_kind`` + ``config_scope`` + ``config_version``.
+    """
+
+    action: ChangeAction
+    reason: Note = ""
+    pipeline_name: Name | None = None
+    rollout: RolloutRequest | None = None
+    rollback_to: Version | None = None
+    config_kind: ConfigKindName | None = None
+    config_scope: ConfigScope | None = None
+    config_version: ConfigVersionNo | None = None
+
+
+class ReviewRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    note: Note = ""
 
 
 OptionKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][\w.:-]*$")]
@@ -370,6 +398,10 @@ class BundleQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True)
     session_id: Id
     pipeline_name: Name
     runtime_id: Id | None = None
+
+
+class ChangesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    status: ChangeStatus | None = None
 
 
 class AuditQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):

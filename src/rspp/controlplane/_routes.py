@@ -37,6 +37,7 @@ from rspp.controlplane import _handlers as h
 from rspp.controlplane import _replies as r
 from rspp.controlplane import _requests as q
 from rspp.controlplane._audit import AuditVerdict
+from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._ops_fleet import Deregistered
@@ -284,6 +285,25 @@ ROUTES: tuple[Op, ...] = (
        media=h.PROMETHEUS, tag="audit"),
     Op("POST", "/v1/keys", h.create_key, A, _S.FLEET, "Create an API key", body=q.KeyRequest,
        response=r.KeyReply, status=201, tag="keys"),
+    # reviewed changes (F-165): rollouts, rollbacks and config activations approved by a
+    # second key before they apply; with `--require-approval` the only way they apply
+    Op("POST", "/v1/changes", h.submit_change, OP, _S.FLEET,
+       "Submit a rollout, rollback or config activation for review", body=q.ChangeSubmitRequest,
+       response=ChangeRecord, status=201, tag="changes"),
+    Op("GET", "/v1/changes", h.list_changes, V, _S.FLEET, "Changes (by status)",
+       query=q.ChangesQuery, response=r.ChangeList, tag="changes"),
+    Op("GET", "/v1/changes/{change_id}", h.get_change, V, _S.FLEET,
+       "One change with its review metadata", response=ChangeRecord, errors=(404,),
+       tag="changes"),
+    Op("POST", "/v1/changes/{change_id}/approve", h.approve_change, OP, _S.FLEET,
+       "Approve a pending change (not by its submitter)", body=q.ReviewRequest,
+       response=ChangeRecord, errors=(404, 409), tag="changes"),
+    Op("POST", "/v1/changes/{change_id}/reject", h.reject_change, OP, _S.FLEET,
+       "Reject a pending change (not by its submitter)", body=q.ReviewRequest,
+       response=ChangeRecord, errors=(404, 409), tag="changes"),
+    Op("POST", "/v1/changes/{change_id}/apply", h.apply_change, OP, _S.FLEET,
+       "Apply an approved change (once): its rollout, rollback or config activation",
+       response=ChangeRecord, errors=(404, 409, 422), tag="changes"),
 )
 
 

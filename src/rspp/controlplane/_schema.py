@@ -230,3 +230,25 @@ session_state = Table(
     #: the epoch whose holder loaded the state to resume the session
     Column("taken_epoch", Integer, nullable=True),
 )
+
+#: reviewed changes (F-165): a rollout, rollback or config activation submitted, approved
+#: or rejected by another key, and applied once (its request as submitted)
+changes = Table(
+    "cp_changes",
+    metadata,
+    Column("change_id", String(64), primary_key=True),
+    Column("action", String(40), nullable=False),
+    Column("target", String(400), nullable=False),
+    Column("request_json", Text, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("submitted_by", String(200), nullable=False),
+    Column("submitted_at_ms", _MS, nullable=False),
+    Column("reviewed_by", String(200), nullable=True),
+    Column("reviewed_at_ms", _MS, nullable=True),
+    Column("review_note", Text, nullable=True),
+    Column("applied_by", String(200), nullable=True),
+    Column("applied_at_ms", _MS, nullable=True),
+    Index("ix_cp_changes_status", "status", "submitted_at_ms"),
+)

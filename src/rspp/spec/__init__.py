@@ -20,6 +20,7 @@ from rspp.spec._catalog import (
 )
 from rspp.spec._compiler import compile_spec
 from rspp.spec._condition import Condition, ConditionError, compile_condition
+from rspp.spec._deprecations import Deprecation, day_of
 from rspp.spec._docs import generate_docs
 from rspp.spec._graph import (
     Budgets,
@@ -98,6 +99,7 @@ __all__ = [
     "Condition",
     "ConditionError",
     "ConfigLayers",
+    "Deprecation",
     "EdgeDef",
     "EdgeSpec",
     "EffectiveSpec",
@@ -146,6 +148,7 @@ __all__ = [
     "compile_condition",
     "compile_jitter",
     "compile_spec",
+    "day_of",
     "generate_docs",
     "lint_text",
     "load_document",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from enum import StrEnum
 from typing import Literal, Protocol
 
 import msgspec
+
+from rspp.spec._deprecations import Deprecation
 
 _FROZEN = {"frozen": True, "kw_only": True, "forbid_unknown_fields": True}
 
@@ -47,15 +50,17 @@ class ParamSpec(msgspec.Struct, **_FROZEN):
     default: object = None
     description: str = ""
     choices: tuple[str | int | float, ...] = ()
+    #: the parameter's deprecation lifecycle (warning, enforcement, removal), if any
+    deprecated: Deprecation | None = None
 
 
 def param(
     name: str, type: ParamType = "any", default: object = None, description: str = "",
-    choices: tuple[str | int | float, ...] = (),
+    choices: tuple[str | int | float, ...] = (), *, deprecated: Deprecation | None = None,
 ) -> ParamSpec:
     """Shorthand for :class:`ParamSpec` (node classes declare ``parameters = (param(..),)``)."""
     return ParamSpec(name=name, type=type, default=default, description=description,
-                     choices=choices)
+                     choices=choices, deprecated=deprecated)
 
 
 class NodeSignature(msgspec.Struct, **_FROZEN):
@@ -112,6 +117,11 @@ def _p(name: str, kind: PortType, **kw: bool) -> PortSpec:
 
 A, T, V, C, ANY = PortType.AUDIO, PortType.TEXT, PortType.VAD, PortType.CONTROL, PortType.ANY
 
+#: ``vad`` ``params.policy`` was a second name for ``params.endpointing``
+VAD_POLICY_DEPRECATION = Deprecation(
+    since=date(2026, 11, 28), enforce_on=date(2027, 6, 1), remove_on=date(2027, 12, 1),
+    migration="rename params.policy to params.endpointing (same values)")
+
 _BUILTINS = (
     NodeSignature(
         type_name="vad", inputs=(_p("audio", A),), outputs=(_p("audio", A), _p("vad", V)),
@@ -122,7 +132,8 @@ _BUILTINS = (
             param("threshold_db", "float", -40.0, "energy VAD: speech above this level (dBFS)"),
             param("aggressiveness", "int", 2, "webrtc VAD aggressiveness 0..3", (0, 1, 2, 3)),
             param("endpointing", "str", "silence", "end-of-utterance policy"),
-            param("policy", "str", None, "alias of endpointing"),
+            param("policy", "str", None, "alias of endpointing (deprecated)",
+                  deprecated=VAD_POLICY_DEPRECATION),
             param("silence_ms", "float", None, "silence that ends an utterance"),
             param("min_speech_ms", "float", None, "voiced time before speech starts"),
             param("per_second_ms", "float", None, "hangover: silence added per second of speech"),

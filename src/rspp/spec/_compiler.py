@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from rspp.contracts import Lane
 from rspp.spec._catalog import (
     BUILTIN_NODE_TYPES,
@@ -77,10 +79,12 @@ def analyse(
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
     adapters: ProviderAdapterCatalog | None = None,
+    as_of: date | None = None,
 ) -> tuple[GraphDefinition | None, list[LintIssue]]:
     """Compile ``spec``; return the graph (None if any error) and every issue found.
 
     With ``adapters``, provider adapter names and options under ``providers:`` are checked too.
+    Deprecated fields are judged in their lifecycle phase on ``as_of`` (default: today).
     """
     src = source_of(spec)
     catalog = catalog or BUILTIN_NODE_TYPES
@@ -117,7 +121,7 @@ def analyse(
                 "published in the `rspp.nodes` entry-point group, or declare `ports:`",
             ))
             continue
-        issues += check_params(node, sig)
+        issues += check_params(node, sig, as_of)
         nodes[node.id] = (node, sig)
 
     wires = _wire_edges(flat.edges, nodes, issues)
@@ -214,10 +218,11 @@ def compile_spec(
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
     adapters: ProviderAdapterCatalog | None = None,
+    as_of: date | None = None,
 ) -> GraphDefinition:
     """Compile ``spec`` into a :class:`GraphDefinition` or raise ``SpecInvalid``."""
     graph, issues = analyse(spec, profile=profile, catalog=catalog, subgraphs=subgraphs,
-                            adapters=adapters)
+                            adapters=adapters, as_of=as_of)
     if graph is None:
         raise SpecInvalid(tuple(i for i in issues if i.severity == "error"))
     return graph

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 
 from rspp.spec._catalog import NodeTypeCatalog
 from rspp.spec._compiler import analyse
@@ -20,6 +21,7 @@ def lint_text(
     catalog: NodeTypeCatalog | None = None,
     subgraphs: SubgraphResolver | None = None,
     adapters: ProviderAdapterCatalog | None = None,
+    as_of: date | None = None,
 ) -> list[LintIssue]:
     """Schema, graph and type problems of ``text``; in ``strict`` warnings become errors.
 
@@ -27,7 +29,8 @@ def lint_text(
     """
     spec, issues = check_text(text, filename, strict=strict)
     if spec is not None:
-        _graph, more = analyse(spec, catalog=catalog, subgraphs=subgraphs, adapters=adapters)
+        _graph, more = analyse(spec, catalog=catalog, subgraphs=subgraphs, adapters=adapters,
+                               as_of=as_of)
         issues = [*issues, *more]
     if strict:
         issues = [replace(i, severity="error") for i in issues]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from datetime import date
 
 from rspp.spec._catalog import NodeSignature, ParamSpec
+from rspp.spec._deprecations import today
 from rspp.spec._expand import FlatNode
 from rspp.spec._issues import LintIssue
 
@@ -27,10 +29,13 @@ def _type_ok(spec: ParamSpec, value: object) -> bool:
     return isinstance(value, _TYPES[spec.type])
 
 
-def check_params(node: FlatNode, sig: NodeSignature) -> list[LintIssue]:
-    """Unknown names (warning; error under ``--strict``), wrong types and choices (errors)."""
+def check_params(node: FlatNode, sig: NodeSignature, as_of: date | None = None,
+                 ) -> list[LintIssue]:
+    """Unknown names (warning; error under ``--strict``), wrong types and choices (errors),
+    deprecated names in their lifecycle phase on ``as_of`` (default: today, UTC)."""
     if sig.params is None:
         return []
+    day = as_of or today()
     declared = {p.name: p for p in sig.params}
     known = sorted(declared)
     issues: list[LintIssue] = []
@@ -45,6 +50,11 @@ def check_params(node: FlatNode, sig: NodeSignature) -> list[LintIssue]:
             issues.append(node.src.issue(
                 path, f"unknown param {key!r} for node type {sig.type_name!r}",
                 f"{guess}known params: {', '.join(known) or '(none)'}", "warning"))
+        elif spec.deprecated is not None and spec.deprecated.phase(day) is not None:
+            dep = spec.deprecated
+            issues.append(node.src.issue(
+                path, dep.message(f"param {key!r} of node type {sig.type_name!r}", day),
+                dep.migration, "warning" if dep.phase(day) == "warning" else "error"))
         elif not _type_ok(spec, value):
             issues.append(node.src.issue(
                 path, f"param {key}={value!r} must be {spec.type}, got {type(value).__name__}",

@@ -37,6 +37,10 @@ class World:
     holder: str = ""
     epoch: int = 0
     token: str = ""
+    #: change ids for the review routes (each cell consumes one) and one to read
+    pending: list[str] = field(default_factory=list)
+    approved: list[str] = field(default_factory=list)
+    change: str = ""
 
 
 Request = tuple[str, dict[str, Any] | None, dict[str, str] | None]
@@ -145,6 +149,17 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
             "pipeline_name": "voice-assistant", "pipeline_version": "1.0.0", "tenant_id": OWN,
             "sample": {"session_id": "s-1", "turn_id": "t-1", "first_output_ms": 10}}]}, None),
     ("GET", "/metrics"): lambda w: ("/metrics", None, None),
+    ("POST", "/v1/changes"): lambda w: ("/v1/changes", {
+        "action": "rollback", "pipeline_name": "voice-assistant", "rollback_to": "1.0.0"},
+        None),
+    ("GET", "/v1/changes"): lambda w: ("/v1/changes", None, {"status": "pending"}),
+    ("GET", "/v1/changes/{change_id}"): lambda w: (f"/v1/changes/{w.change}", None, None),
+    ("POST", "/v1/changes/{change_id}/approve"): lambda w: (
+        f"/v1/changes/{w.pending.pop()}/approve", {"note": "ok"}, None),
+    ("POST", "/v1/changes/{change_id}/reject"): lambda w: (
+        f"/v1/changes/{w.pending.pop()}/reject", {"note": "no"}, None),
+    ("POST", "/v1/changes/{change_id}/apply"): lambda w: (
+        f"/v1/changes/{w.approved.pop()}/apply", None, None),
 }
 
 
@@ -187,9 +202,22 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
         for version in ("1.0.0", "1.1.0"):
             await admin("POST", "/v1/pipelines", {"spec": spec_version(version)})
         await admin("POST", "/v1/modules", {"module": TRANSCRIBE_MODULE})
+        reviewer = (await admin("POST", "/v1/keys", {"role": "operator"}))["key"]
+        await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
+        activate = {"action": "config.activate", "config_kind": "provider_config",
+                    "config_scope": OWN, "config_version": 1}
+        for n in range(30):  # 10 cells each: approve, reject, and apply (approved first)
+            cid = (await admin("POST", "/v1/changes", activate))["change_id"]
+            if n < 20:
+                w.pending.append(cid)
+                continue
+            response = await http.post(f"/v1/changes/{cid}/approve", json={},
+                                       headers=_h(reviewer))
+            assert response.status_code == 200, response.text
+            w.approved.append(cid)
+        w.change = w.pending[0]
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
-        await admin("POST", f"/v1/configs/provider_config/{OWN}", {"body": {"stt": {"model": "x"}}})
         for sid in (SESSION, "s-move", "s-done"):
             routed = await admin("POST", "/v1/sessions/route", {
                 "tenant_id": OWN, "pipeline_name": "voice-assistant", "session_id": sid})
@@ -233,6 +261,10 @@ MUST_BE_FLEET = {
     ("POST", "/v1/leases/{session_id}/revoke"),
     ("GET", "/v1/audit/verify"),
     ("POST", "/v1/keys"),
+    ("POST", "/v1/changes"),
+    ("POST", "/v1/changes/{change_id}/approve"),
+    ("POST", "/v1/changes/{change_id}/reject"),
+    ("POST", "/v1/changes/{change_id}/apply"),
 }
 MUST_BE_TENANT = {
     ("POST", "/v1/sessions/route"),

@@ -68,8 +68,16 @@ class _WsFakeBase:
         raise NotImplementedError
 
     @staticmethod
-    def _abort(ws: websockets.ServerConnection) -> None:
-        ws.transport.abort()
+    async def _ended(ws: websockets.ServerConnection, fault: Fault) -> bool:
+        """Apply a fault that ends the stream here: ``disconnect`` drops the connection
+        (no close frame), ``close`` closes it with the fault's code and reason."""
+        if fault.kind == "disconnect":
+            ws.transport.abort()
+            return True
+        if fault.kind == "close":
+            await ws.close(fault.code, fault.reason)
+            return True
+        return False
 
 
 class FakeDeepgram(_WsFakeBase):
@@ -126,13 +134,9 @@ class FakeDeepgram(_WsFakeBase):
                 self.audio_bytes += len(message)
                 seconds = received / (2 * rate)
                 while seconds >= (sent_interims + 1) * self.interim_every_s:
-                    if fault is not None and sent_interims == fault.after_items:
-                        if fault.kind == "disconnect":
-                            self._abort(ws)
-                            return
-                        if fault.kind == "close":
-                            await ws.close(fault.code, fault.reason)
-                            return
+                    if (fault is not None and sent_interims == fault.after_items
+                            and await self._ended(ws, fault)):
+                        return
                     sent_interims += 1
                     partial = " ".join(words[: min(len(words), sent_interims)])
                     await ws.send(
@@ -194,11 +198,7 @@ class FakeElevenLabs(_WsFakeBase):
                 pending, buffer = [buffer], ""
             for piece in pending:
                 if fault is not None and chunks == fault.after_items:
-                    if fault.kind == "disconnect":
-                        self._abort(ws)
-                        return
-                    if fault.kind == "close":
-                        await ws.close(fault.code, fault.reason)
+                    if await self._ended(ws, fault):
                         return
                     if fault.kind == "stream_error":
                         etype = fault.error_type or "quota_exceeded"
