@@ -290,7 +290,7 @@ async def db_rows(db_url: str, query: str) -> list[Any]:
         await conn.close()
 
 
-async def open_talker(fleet: Fleet, attempts: int = 5, **options: Any) -> Talker:
+async def open_talker(fleet: Fleet, attempts: int = 20, **options: Any) -> Talker:
     """A routed, connected :class:`Talker`. A start that got no ``ready`` within the
     client's open timeout (the runtime's first session compiles the pipeline; a loaded
     machine) is given up and a fresh session is routed instead."""
@@ -300,7 +300,9 @@ async def open_talker(fleet: Fleet, attempts: int = 5, **options: Any) -> Talker
             await talker.connect()
             return talker
         except SessionRefusedError as exc:
-            if exc.code is not None or attempt == attempts - 1:
+            # a runtime that could not start it (its control plane starved: 4503) is asked
+            # for a fresh session too; a refusal of the request itself is not
+            if exc.code not in (None, 4503) or attempt == attempts - 1:
                 raise
     raise SessionRefusedError(None, "no session could be opened")
 
@@ -348,9 +350,13 @@ class Talker:
     _reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
+        # the first start may take long on a loaded machine (the runtime's first session
+        # compiles the pipeline); failovers keep the client's own connect timeout
         self.client = await FailoverClient.connect(self.fleet.rerouter(self.session_id),
                                                    detect_s=self.detect_s,
-                                                   resume_window_s=60.0)
+                                                   resume_window_s=60.0,
+                                                   connect_timeout_s=30.0)
+        self.client.connect_timeout_s = max(6.0, 3 * self.detect_s)
         # the first connection's outputs before this line: none (nothing was asked yet)
         self.client.on_output = self._note
         self._reader = asyncio.create_task(self._read(), name=f"talker-{self.session_id}")

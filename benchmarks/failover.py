@@ -40,7 +40,7 @@ Reported:
   client) whose commit record is missing from the runtime's timeline file.
 
 Usage: ``python benchmarks/failover.py [--quick] [--sessions N] [--rounds R] [--seed S]``.
-The last line printed is JSON.
+The last line printed is JSON. SIGUSR1 ends the run after the current round, with its report.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ async def failover_scenario(work: Path, db_url: str, *, sessions: int, rounds: i
                                      for t in talkers), 120, 0.1)
         say(f"warm: {sessions} sessions on {sorted(fleet.live())}")
         for r in range(rounds):
+            if enough.is_set():  # SIGUSR1: no more rounds, report what was done
+                break
             loads.append(os.getloadavg()[0])
             on: dict[str, list[Talker]] = {}
             for t in talkers:
@@ -236,6 +238,10 @@ def _histogram(keys: Iterable[str]) -> dict[str, int]:
     return out
 
 
+#: set by SIGUSR1: the scenario runs no further round and reports
+enough = asyncio.Event()
+
+
 def _metric(scrape: str, name: str) -> float | None:
     for line in scrape.splitlines():
         if line.startswith(name + " "):
@@ -365,6 +371,7 @@ async def main() -> None:
     me = asyncio.current_task()
     assert me is not None
     loop.add_signal_handler(signal.SIGTERM, me.cancel)  # clean up the fleet on SIGTERM
+    loop.add_signal_handler(signal.SIGUSR1, enough.set)  # end after this round and report
     try:
         with tempfile.TemporaryDirectory(prefix="rspp-failover-") as tmp:
             work = args.keep or Path(tmp)

@@ -139,6 +139,9 @@ class EdgeBuffer(PressureMixin):
         #: A full buffer blocks the producer, without the shedding bound (the ingress of a
         #: lossless session: the file source waits, see ``SessionActor.offer_blocking``).
         self.blocking = False
+        #: takes a data event straight to the consumer instead of queueing it, when that
+        #: has the same observable effect (``NodeHost.take_directly``); False: queue it
+        self.direct: Callable[[Event], bool] | None = None
 
     # ------------------------------------------------------------ producer side
     def __len__(self) -> int:
@@ -176,6 +179,8 @@ class EdgeBuffer(PressureMixin):
         return ACCEPTED
 
     def _offer_data(self, ev: Event) -> int:
+        if self.direct is not None and self._direct(ev):
+            return ACCEPTED
         cfg = self.config
         data = self.data
         if self._dropped_sync and ev.sync_id is not None and ev.sync_id in self._dropped_sync:
@@ -218,6 +223,24 @@ class EdgeBuffer(PressureMixin):
                 return DROPPED
         self._append(ev, now)
         return ACCEPTED
+
+    def _direct(self, ev: Event) -> bool:
+        """Hand ``ev`` to :attr:`direct` when queueing it on this empty buffer would only
+        queue it (no drop, merge, discontinuity, watermark or flow signal) and the consumer
+        takes it; the counters move as for an event queued and delivered at once."""
+        if self.data or self._xoff or self._next_disc is not None or ev.sync_id is not None \
+                or self._above_items or self._above_ms or self._overflow_reason(ev) is not None:
+            return False
+        if self.direct is None or not self.direct(ev):
+            return False
+        if self._gated:  # signal-mode flow control (NodeHost.take_directly allows no other)
+            self.credits -= 1
+        st = self.stats
+        st.accepted += 1
+        st.delivered += 1
+        if not st.max_depth:
+            st.max_depth = 1
+        return True
 
     def shed(self, ev: Event, reason: str = "max_block_time_exceeded") -> int:
         """Deterministic shedding after a bounded block (F-148)."""

@@ -70,6 +70,8 @@ class HostSession(Protocol):
     @property
     def blocked(self) -> list[tuple[EdgeBuffer, Event]]: ...
 
+    def scheduler_idle(self) -> bool: ...
+
     def stamp(self, ev: Event, node_id: str | None) -> None: ...
 
     def route(self, targets: tuple[Target, ...], ev: Event) -> None: ...
@@ -181,6 +183,57 @@ class NodeHost:
             )
         if targets:
             s.route(targets, ev)
+
+    # ----------------------------------------------------------------- direct
+    def take_directly(self, consume: Callable[[Event, str], bool]) -> bool:
+        """Let ``consume(ev, port)`` take data events of this async host's inputs at once,
+        without queueing them and waking the worker, whenever that is indistinguishable
+        from queueing: the worker is idle with every input empty, the session has no
+        control pending and its scheduler is not dispatching (so nothing can flush or
+        reorder the event before the worker would have taken it). ``consume`` returns False
+        to queue the event as usual; when it returns True it must have done all the
+        worker would (a replay's playback node on an input that caused no output).
+
+        Nothing is installed (False) when queueing itself is observable on some input:
+        credit flow control (a grant per delivery), an ``xoff`` or a watermark crossed by
+        one item, a limited execution pool.
+        """
+        s = self.session
+        if not self.is_async or (s.pool is not None and s.pool.limited(self.decl.type)):
+            return False
+        for buf, _ in self.buffers:
+            cfg = buf.config
+            wi, wm = cfg.watermark_items, cfg.watermark_ms
+            gated = cfg.flow_mode is not None and cfg.flow_high is not None
+            if (gated and (cfg.flow_mode != "signal" or (cfg.flow_high or 0) <= 1)) \
+                    or (wi is not None and wi[0] <= 1) or (wm is not None and wm[0] <= 0):
+                return False
+        for buf, port in self.buffers:
+            buf.direct = self._direct_taker(buf.edge_id if self.by_edge else port, consume)
+        return True
+
+    def _direct_taker(self, port: str, consume: Callable[[Event, str], bool]
+                      ) -> Callable[[Event], bool]:
+        s = self.session
+        kinds = self.kinds.get(port) if self.kinds is not None else None
+
+        def take(ev: Event) -> bool:
+            task = self.task
+            if self.busy or self.current is not None or self.hard_cancel_pending \
+                    or task is None or task.done() or not s.scheduler_idle() \
+                    or s.node_observer is not None \
+                    or (kinds is not None and ev.kind not in kinds) \
+                    or (self.max_input_bytes is not None and ev.size > self.max_input_bytes):
+                return False
+            for b, _ in self.buffers:
+                if b.control or b.data or b.telemetry:
+                    return False
+            if not consume(ev, port):
+                return False
+            self.events += 1
+            return True
+
+        return take
 
     # ----------------------------------------------------------------- inline
     def dispatch_inline(self, ev: Event, port: str) -> None:

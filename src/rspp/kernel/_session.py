@@ -420,6 +420,11 @@ class SessionActor(ControlMixin):
     def control_pending(self) -> bool:
         return bool(self._ctrl)
 
+    def scheduler_idle(self) -> bool:
+        """Running, no control pending, no blocked write, and the scheduler waits for work
+        (not dispatching in its own task: what it routes now, it may flush next)."""
+        return not self._busy and not self._ctrl and not self.blocked and self.state == "running"
+
     async def _run(self) -> None:
         try:
             await self._schedule()

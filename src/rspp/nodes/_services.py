@@ -34,6 +34,7 @@ from rspp.providers import (
     PolicyError,
     Provider,
     ProviderKind,
+    StickyChoice,
     STTController,
     STTProvider,
     TTSController,
@@ -141,6 +142,9 @@ class NodeServices:
     #: counts the session's provider usage (tokens, audio seconds, characters) for its
     #: summary and cost caps (F-075); None: not counted
     meter: CostMeter | None = None
+    #: per modality, the provider a sticky fallback keeps the session on (F-047): shared by
+    #: the session's controllers, so a fallback that answered serves the later segments
+    sticky: dict[str, StickyChoice] = field(default_factory=dict)
 
     def _policy(self, modality: str, turn_id: str | None) -> InvocationPolicy:
         chain = self.chains.get(modality)
@@ -184,21 +188,24 @@ class NodeServices:
     def stt(self, node_id: str, turn_id: str | None) -> STTController:
         ctl = STTController(self._subset("stt", STTProvider), self._policy("stt", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits, meter=self.meter)
+                            circuits=self.circuits, meter=self.meter,
+                            sticky=self.sticky.setdefault("stt", StickyChoice()))
         self._keep(turn_id, ctl)
         return ctl
 
     def llm(self, node_id: str, turn_id: str | None) -> LLMController:
         ctl = LLMController(self._subset("llm", LLMProvider), self._policy("llm", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits, meter=self.meter)
+                            circuits=self.circuits, meter=self.meter,
+                            sticky=self.sticky.setdefault("llm", StickyChoice()))
         self._keep(turn_id, ctl)
         return ctl
 
     def tts(self, node_id: str, turn_id: str | None) -> TTSController:
         ctl = TTSController(self._subset("tts", TTSProvider), self._policy("tts", turn_id),
                             self._context(node_id, turn_id), sink=self.signal_sink,
-                            circuits=self.circuits, meter=self.meter)
+                            circuits=self.circuits, meter=self.meter,
+                            sticky=self.sticky.setdefault("tts", StickyChoice()))
         self._keep(turn_id, ctl)
         return ctl
 

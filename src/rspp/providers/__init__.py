@@ -18,7 +18,12 @@ from rspp.providers._circuit import (
     CircuitTransition,
 )
 from rspp.providers._context import InvocationContext, SignalSink
-from rspp.providers._controller import BUDGET_EXHAUSTED, InvocationController, ReplayableInput
+from rspp.providers._controller import (
+    BUDGET_EXHAUSTED,
+    InvocationController,
+    ReplayableInput,
+    StickyChoice,
+)
 from rspp.providers._cost import CostCapExceeded, CostMeter, ProviderUsage, UsageKind, UsageSummary
 from rspp.providers._invocation import (
     InvocationCancelScope,
@@ -137,6 +142,7 @@ __all__ = [
     "SecretConfigError",
     "SecretRef",
     "SignalSink",
+    "StickyChoice",
     "TTSController",
     "TTSProvider",
     "Transcript",

@@ -33,7 +33,7 @@ from rspp.providers._secrets import redact
 if TYPE_CHECKING:
     from rspp.kernel._handles import CancelToken
 
-__all__ = ["BUDGET_EXHAUSTED", "InvocationController", "ReplayableInput"]
+__all__ = ["BUDGET_EXHAUSTED", "InvocationController", "ReplayableInput", "StickyChoice"]
 
 #: ``ProviderCallError.code`` of a call the remaining turn budget ended (F-059)
 BUDGET_EXHAUSTED = "budget_exhausted"
@@ -80,6 +80,17 @@ class ReplayableInput(Generic[I]):
         return gen()
 
 
+class StickyChoice:
+    """The provider a sticky fallback stays on (F-047), shared by the controllers of one
+    modality in one session: a fallback that answered in one call (one speech segment,
+    one turn) serves the session's later calls first, until it fails in turn."""
+
+    __slots__ = ("provider",)
+
+    def __init__(self) -> None:
+        self.provider: str | None = None
+
+
 class InvocationController(Generic[P]):
     """Runs calls of one modality against an ordered set of providers."""
 
@@ -94,6 +105,7 @@ class InvocationController(Generic[P]):
         signals: Callable[[], RoutingSignals | None] | None = None,
         parent: CancelToken | None = None,
         meter: CostMeter | None = None,
+        sticky: StickyChoice | None = None,
     ) -> None:
         missing = [pid for pid in policy.providers if pid not in providers]
         if missing:
@@ -113,7 +125,8 @@ class InvocationController(Generic[P]):
         self.current: ProviderInvocation | None = None
         self.last_decision: RoutingDecision | None = None
         self._cancel_reason: str | None = None
-        self._sticky: str | None = None
+        #: where ``policy.sticky_fallback`` keeps the provider that answered after a failover
+        self.sticky = sticky if sticky is not None else StickyChoice()
 
     # -- public -----------------------------------------------------------
     def cancel(self, reason: str = "cancelled") -> None:
@@ -125,7 +138,7 @@ class InvocationController(Generic[P]):
     def decide(self) -> RoutingDecision:
         allowed = self.policy.providers if self.policy.allow_fallback else self.policy.providers[:1]
         decision = order_providers(allowed, self._signals() if self._signals else None)
-        sticky = self._sticky
+        sticky = self.sticky.provider
         if (
             self.policy.sticky_fallback
             and decision.source == "default"
@@ -304,7 +317,7 @@ class InvocationController(Generic[P]):
                         self._emit_circuit(breaker.record(True), inv.invocation_id)
                         if self.policy.sticky_fallback:
                             primary = self.policy.providers[0]
-                            self._sticky = None if pid == primary else pid
+                            self.sticky.provider = None if pid == primary else pid
                     return
                 finally:
                     self.current = None

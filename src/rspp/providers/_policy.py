@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: keys of a provider binding's ``config`` that tune the invocation policy, not the adapter
-POLICY_CONFIG_KEYS = ("circuit", "retry", "price", "cost_cap")
+POLICY_CONFIG_KEYS = ("circuit", "retry", "price", "cost_cap", "sticky_fallback")
 #: the :class:`CostCaps` fields ``config.cost_cap.per_turn``/``per_session`` set per modality
 COST_CAP_FIELDS = {
     "llm": ("llm_tokens_per_turn", "llm_tokens_per_session"),
@@ -214,7 +214,8 @@ def policy_from_config(
     """The invocation policy a provider binding's ``config`` asks for (F-057, F-059).
 
     ``config.circuit`` holds :class:`CircuitPolicy` fields; ``config.retry`` holds
-    :class:`BackoffPolicy` fields plus ``max_retries`` and ``min_attempt_ms``. Every
+    :class:`BackoffPolicy` fields plus ``max_retries`` and ``min_attempt_ms``;
+    ``config.sticky_fallback`` (bool) keeps a session on a fallback that answered. Every
     error names the field (``path.circuit.window``) and the allowed values.
     """
     circuit = CircuitPolicy()
@@ -233,8 +234,13 @@ def policy_from_config(
     for key, value in tuning.items():
         if not isinstance(value, int) or isinstance(value, bool):
             raise PolicyError(f"{path}.retry.{key}={value!r}: must be an integer")
+    sticky = config.get("sticky_fallback", False)
+    if not isinstance(sticky, bool):
+        raise PolicyError(f"{path}.sticky_fallback={sticky!r}: must be true or false (true: "
+                          "after a fallback answered, the session's later calls start with it)")
     return InvocationPolicy(
         providers=providers, timeout_ms=timeout_ms,
         max_retries=tuning.get("max_retries", max_retries), backoff=backoff,
         min_attempt_ms=tuning.get("min_attempt_ms", 50), circuit=circuit,
+        sticky_fallback=sticky,
     )

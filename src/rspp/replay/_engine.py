@@ -285,10 +285,12 @@ class ReplayEngine:
         source = self.recording.source
         while self.position < end and not (pausable and self.paused):
             item = ingress[self.position]
-            await self._propose_inputless(item.runtime_sequence)
+            if self._inputless:  # (most recordings have none: no coroutine per frame)
+                await self._propose_inputless(item.runtime_sequence)
             ev = item.event(source)
             if item.port == "audio":
-                await rig.advance_to(item.runtime_ms, item.runtime_sequence)
+                if not rig.advance_now(item.runtime_ms, item.runtime_sequence):
+                    await rig.advance_to(item.runtime_ms, item.runtime_sequence)
             else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
                 # turn in the live transport before entering the graph: so does the replay,
@@ -304,7 +306,8 @@ class ReplayEngine:
             self.position += 1
             if playback is not None:
                 playback.mark_fed(self.position)
-            await rig.settle()
+            if not rig.settled_now():  # (an audio frame usually wakes nothing)
+                await rig.settle()
             rig.flush()  # the streamed comparison keeps pace with the replay
         if self.position == self.total and not (pausable and self.paused):
             await self._propose_inputless(None)

@@ -186,6 +186,15 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
             store.served += 1
             log(self.ctx.node_id, port, snap, self._replay_k)
 
+    def take_direct(self: Any, event: Event, port: str) -> bool:
+        """An input that caused no recorded output needs no worker: counted here, at once
+        (``NodeHost.take_directly``); False when the recording holds outputs for it."""
+        by_ordinal = store.outputs.get(self.ctx.node_id)
+        if by_ordinal and self._replay_k + 1 in by_ordinal:
+            return False
+        self._replay_k += 1
+        return True
+
     if cls.is_async():
         async def aprocess(self: Any, event: Event, port: str) -> None:
             items = outputs_for(self, event)
@@ -202,7 +211,8 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
                     await self.ctx.clock.sleep(wait_ns / 1e9)
                 emit_all(self, [item], turn)
 
-        body: dict[str, Any] = {"__init__": init, "process": aprocess}
+        body: dict[str, Any] = {"__init__": init, "process": aprocess,
+                                "take_direct": take_direct}
     else:
         def process(self: Any, event: Event, port: str) -> None:
             emit_all(self, outputs_for(self, event), None)

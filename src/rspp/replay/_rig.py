@@ -174,6 +174,12 @@ class SessionRig:
         self.timebase = Timebase(self.clock)
         if playback is not None:
             playback.now_ns = self.timebase.runtime_ns
+            # an input a playback node has no recorded output for is counted as it is
+            # routed (no worker wake-up per audio frame; see NodeHost.take_directly)
+            for host in self.session.hosts.values():
+                take = getattr(host.node, "take_direct", None)
+                if host.is_async and take is not None:
+                    host.take_directly(take)
         self.bundle = rig_bundle(gd, opts)
         self.authority = AuthorityGuard(opts.authority_epoch)
         # the kernel's own signals (drop notices, watermarks) carry the epoch, as live
@@ -289,6 +295,26 @@ class SessionRig:
         delta = target_ns - self.timebase.runtime_ns()
         if delta > 0:
             await asyncio.sleep(delta / 1e9)
+
+    def advance_now(self, runtime_ms: int, runtime_sequence: int) -> bool:
+        """:meth:`advance_to` done at once, without a coroutine, when it is only a jump of
+        virtual time (nothing runnable, no sleeper due by the target); False: await
+        :meth:`advance_to` instead."""
+        clock = self.clock
+        if not isinstance(clock, VirtualClock) or self._runnable():
+            return False
+        target_ns = tie_break_ns(runtime_ms, runtime_sequence)
+        deadline = clock.next_deadline_ns()
+        if deadline is not None and deadline <= target_ns:
+            return False
+        now = clock.monotonic_ns()
+        if target_ns > now:
+            clock.advance_ns(target_ns - now)
+        return True
+
+    def settled_now(self) -> bool:
+        """On virtual time with nothing runnable, :meth:`settle` has nothing to wait for."""
+        return isinstance(self.clock, VirtualClock) and not self._runnable()
 
     def _ready_queue(self) -> Any:
         """The running loop's ready queue (:data:`_NO_QUEUE` if it has none)."""

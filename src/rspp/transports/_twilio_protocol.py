@@ -39,8 +39,14 @@ Short = Annotated[str, msgspec.Meta(max_length=200)]
 Param = Annotated[str, msgspec.Meta(max_length=4000)]
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="event"):
-    """A carrier message; wire names are camelCase (``streamSid``)."""
+class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="event",
+             gc=False):
+    """A carrier message; wire names are camelCase (``streamSid``).
+
+    Not tracked by the garbage collector (``gc=False``): a decoded message holds only
+    strings, numbers and other messages' parts, never a reference cycle, and 50 ``media``
+    messages a second per call would otherwise each count towards a collection.
+    """
 
     sequence_number: Short | None = None
 
