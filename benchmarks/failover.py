@@ -306,8 +306,9 @@ async def _report(fleet: Fleet, talkers: list[Talker], rounds: list[dict[str, An
         for x in t.turns:
             if x.outcome != "closed" or x.turn_id is None or x.runtime is None:
                 continue
-            path = fleet.work / "timelines" / x.runtime / f"{t.session_id}.jsonl"
-            text = path.read_text(errors="replace") if path.exists() else ""
+            # (a session back on a runtime it left keeps its earlier run as <sid>.<n>.jsonl)
+            runs = (fleet.work / "timelines" / x.runtime).glob(f"{t.session_id}*.jsonl")
+            text = "".join(run.read_text(errors="replace") for run in runs)
             if f'"turn_id":"{x.turn_id}"' not in text:
                 records_lost += 1
     return {

@@ -20,6 +20,7 @@ line with the request id, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -167,10 +168,30 @@ class _PathEndpoint:
                             max_depth=cp.settings.max_spec_depth,
                             field=name,
                         )
-        call = Call(cp=cp, principal=principal, path=path, query=query, body=body)
-        if op.scope == RouteScope.TENANT and principal.tenant_id is not None:
-            principal.require_tenant(await _tenant_of(op, call))
-        return await op.handler(call)
+        if not getattr(body, "wait_ms", 0):
+            call = Call(cp=cp, principal=principal, path=path, query=query, body=body)
+            if op.scope == RouteScope.TENANT and principal.tenant_id is not None:
+                principal.require_tenant(await _tenant_of(op, call))
+            return await op.handler(call)
+        # a request that waits (a long poll) stops waiting once its client went away
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(_disconnected(request, gone))
+        try:
+            call = Call(cp=cp, principal=principal, path=path, query=query, body=body,
+                        gone=gone)
+            if op.scope == RouteScope.TENANT and principal.tenant_id is not None:
+                principal.require_tenant(await _tenant_of(op, call))
+            return await op.handler(call)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def _disconnected(request: Request, gone: asyncio.Event) -> None:
+    """Set ``gone`` when the client of ``request`` (whose body was read) disconnects."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 async def _authenticate(request: Request, cp: ControlPlane) -> Principal:

@@ -7,6 +7,7 @@ before a handler runs; a handler only maps the call onto the control plane.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,8 @@ class Call:
     path: dict[str, str]
     query: Any
     body: Any
+    #: set once the client went away (watched only for a request that asks to wait)
+    gone: asyncio.Event | None = None
 
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
@@ -298,7 +301,7 @@ async def issue_token(c: Call) -> TokenReply:
     moved_from = (b.moved_from.runtime_id, b.moved_from.lease_epoch) if b.moved_from else None
     token, claims = await c.cp.issue_token(
         c.principal, session_id=c.path["session_id"], tenant_id=b.tenant_id, ttl_s=b.ttl_s,
-        moved_from=moved_from, wait_ms=b.wait_ms)
+        moved_from=moved_from, wait_ms=b.wait_ms, gone=c.gone)
     return TokenReply(token=token, claims=claims,
                       endpoint=await c.cp.runtime_endpoint(claims.runtime_id))
 

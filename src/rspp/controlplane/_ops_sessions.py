@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import msgspec
@@ -201,13 +202,15 @@ class SessionOps(ControlPlaneCore):
     async def issue_token(
         self, principal: Principal, *, session_id: str, tenant_id: str, ttl_s: int | None = None,
         moved_from: tuple[str, int] | None = None, wait_ms: int = 0,
+        gone: asyncio.Event | None = None,
     ) -> tuple[str, SessionClaims]:
         """A fresh token for an already routed session, bound to its current lease epoch.
 
         ``moved_from`` (runtime, lease epoch: where the caller last had the session) with
         ``wait_ms``: while the session is still there, wait up to ``wait_ms`` for it to move
         (a failover, a migration, its end) and answer with its placement then (the long poll
-        of a client whose runtime went silent; see :mod:`rspp.controlplane._placements`)."""
+        of a client whose runtime went silent; see :mod:`rspp.controlplane._placements`);
+        the wait ends early once ``gone`` is set (the client disconnected)."""
         await self.authorize(principal, Role.OPERATOR, "issue token")
         principal.require_tenant(tenant_id)
 
@@ -220,7 +223,8 @@ class SessionOps(ControlPlaneCore):
                     or (info.runtime_id, info.lease_epoch) != moved_from)
 
         if moved_from is not None and wait_ms > 0:
-            info = await self.placements.until(session_id, read, moved, wait_ms / 1000)
+            info = await self.placements.until(session_id, read, moved, wait_ms / 1000,
+                                               gone=gone)
         else:
             info = await read()
         if info.tenant_id != tenant_id:

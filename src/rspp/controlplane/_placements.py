@@ -4,9 +4,9 @@ A client whose runtime went silent asks for a fresh token of its session naming 
 it was (``moved_from``: runtime and lease epoch) and how long it will wait
 (``wait_ms``). The control plane answers as soon as the session is placed elsewhere or
 at a newer epoch - the moment the failover monitor (or a migration, a lease rotation,
-the session's end) commits in this process - or when the wait is over, with wherever the
-session is then. The client does not poll: one request per move, answered by the
-commit that moved it.
+the session's end) commits in this process - or when the wait is over (or its client
+disconnected), with wherever the session is then. The client does not poll: one request
+per move, answered by the commit that moved it.
 
 :class:`PlacementWatch` is the in-process wake-up: writers call :meth:`changed` after
 their transaction committed; a waiter registers before it reads the session, so a move
@@ -17,7 +17,6 @@ least every ``recheck_s`` (3 s) as well (a move made by another control-plane pr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -66,9 +65,10 @@ class PlacementWatch:
             self._waiting[sid] = (ev, entry[1] - 1)
 
     async def until(self, session_id: str, read: Callable[[], Awaitable[T]],
-                    done: Callable[[T], bool], wait_s: float) -> T:
-        """``read()`` until ``done`` says the session moved, or ``wait_s`` passed; the last
-        value read."""
+                    done: Callable[[T], bool], wait_s: float,
+                    gone: asyncio.Event | None = None) -> T:
+        """``read()`` until ``done`` says the session moved, or ``wait_s`` passed, or
+        ``gone`` is set (the waiting client disconnected); the last value read."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
@@ -76,9 +76,17 @@ class PlacementWatch:
             try:
                 value = await read()
                 left = deadline - loop.time()
-                if done(value) or left <= 0 or self._closed:
+                if done(value) or left <= 0 or self._closed or (gone and gone.is_set()):
                     return value
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ev.wait(), min(left, self.recheck_s))
+                wakes = [asyncio.ensure_future(ev.wait())]
+                if gone is not None:
+                    wakes.append(asyncio.ensure_future(gone.wait()))
+                try:
+                    await asyncio.wait(wakes, timeout=min(left, self.recheck_s),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in wakes:
+                        w.cancel()
+                    await asyncio.gather(*wakes, return_exceptions=True)
             finally:
                 self._release(session_id, ev)

@@ -220,6 +220,19 @@ class _Reads:
     signals: list[ControlSignal]
 
 
+def _timeline_path(directory: Path, sid: str) -> Path:
+    """Where the session's timeline goes: ``<directory>/<sid>.jsonl``. An earlier run of the
+    session on this runtime (it moved away and came back) is kept beside it, renamed
+    ``<sid>.<n>.jsonl``, instead of being overwritten with its committed turns."""
+    path = directory / f"{sid}.jsonl"
+    if path.exists():
+        n = 1
+        while (directory / f"{sid}.{n}.jsonl").exists():
+            n += 1
+        path.rename(directory / f"{sid}.{n}.jsonl")
+    return path
+
+
 async def _settled(futures: list[asyncio.Future[Any]]) -> None:
     """Cancel what a start no longer needs (it was refused) and collect every result."""
     for f in futures:
@@ -440,7 +453,7 @@ class GovernedSessions:
         opts = AssemblyOptions(
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
-            timeline=(p.timeline_dir / f"{sid}.jsonl") if p.timeline_dir else None,
+            timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None

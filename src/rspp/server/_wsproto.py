@@ -22,6 +22,12 @@ is complete and no extension (``permessage-deflate``) was negotiated:
 * outgoing: a ``websocket.send`` on an open connection is written as one unmasked
   frame; anything else (accept, close, a connection that is closing) goes through
   uvicorn.
+* direct binary frames: the scope offers the application the ``rspp.frame_sink``
+  extension (:data:`~rspp.transports.FRAME_SINK`); an application that installs a sink
+  gets each binary message from the read callback itself while its receive queue is
+  empty (no queued ASGI message, no task wake-up per frame). The sink returns None
+  when it took the message, or the message to queue instead (the application is busy:
+  it then comes through ``receive`` behind everything queued before it, in order).
 
 The frames on the wire are the same (RFC 6455); only the work per frame is less.
 """
@@ -37,7 +43,10 @@ from typing import Any
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
+
+from rspp.transports import FRAME_SINK, FrameSink
 
 try:
     from websockets.speedups import apply_mask
@@ -109,12 +118,23 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.queue = _Inbox()
+        self.queue = self._inbox = _Inbox()
         #: None: not decided yet (the handshake is not complete); True: frames are cut
         #: here; False: the ``websockets`` parser has the connection for good
         self._lean: bool | None = None
         self._rest = b""
         self._max_size: int | None = None
+        #: the application's binary-message sink (``rspp.frame_sink``), None: none
+        self._sink: FrameSink | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope: Any = getattr(self, "scope", None)  # none: the handshake was refused
+        if scope is not None:
+            scope["extensions"][FRAME_SINK] = self._set_sink
+
+    def _set_sink(self, sink: FrameSink | None) -> None:
+        self._sink = sink
 
     def data_received(self, data: bytes) -> None:
         lean = self._lean
@@ -128,7 +148,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         n = len(buf)
         pos = 0
         limit = self._max_size
-        queue = self.queue
+        queue = self._inbox
         view = memoryview(buf)
         while n - pos >= 6:  # the smallest masked frame: 2 header + 4 mask bytes
             b0 = buf[pos]
@@ -160,7 +180,14 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             pos = end
             if op == _BINARY:  # (``_to_app`` inlined: the media frames)
                 if not self.close_sent:
-                    queue.put_nowait({"type": "websocket.receive", "bytes": payload})
+                    sink = self._sink
+                    if sink is None or queue._items:
+                        message: Any = {"type": "websocket.receive", "bytes": payload}
+                    else:  # nothing queued before it: the application takes it now
+                        message = sink(payload)
+                        if message is None:
+                            continue
+                    queue.put_nowait(message)
                     if not self.read_paused and queue.qsize() >= _BACKLOG:
                         self.read_paused = True
                         self.transport.pause_reading()
@@ -191,7 +218,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         resumes when the application has taken every message (uvicorn's ``receive``)."""
         if self.close_sent:  # past ``websocket.close``: dropped, as uvicorn drops it
             return
-        queue = self.queue
+        queue = self._inbox
         queue.put_nowait(message)
         if not self.read_paused and queue.qsize() >= _BACKLOG:
             self.read_paused = True

@@ -98,7 +98,14 @@ from rspp.transports._webrtc import (
     webrtc_available,
     webrtc_route,
 )
-from rspp.transports._websocket import SESSION_PATH, SessionHub, WebSocketOptions, websocket_route
+from rspp.transports._websocket import (
+    FRAME_SINK,
+    SESSION_PATH,
+    FrameSink,
+    SessionHub,
+    WebSocketOptions,
+    websocket_route,
+)
 
 __all__ = [
     "CLIENT_MESSAGES",
@@ -113,6 +120,7 @@ __all__ = [
     "CLOSE_UNAVAILABLE",
     "DATA_TOPIC",
     "EPOCH_MARK_MS",
+    "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
     "SERVER_EVENTS",
@@ -133,6 +141,7 @@ __all__ = [
     "EpochEvent",
     "ErrorEvent",
     "Flood",
+    "FrameSink",
     "IceServer",
     "IngressMeter",
     "InputRejected",

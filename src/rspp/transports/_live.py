@@ -207,6 +207,10 @@ class LiveTransport:
         self.lost_while_disconnected = 0
         self.lateness_ms: deque[float] = deque(maxlen=2000)
         self.lateness_max_ms = 0.0
+        #: lateness values recorded so far, and the p99 as of (that count, the window's
+        #: length): ``stats`` sorts the window only when a frame left since
+        self._lateness_n = 0
+        self._p99: tuple[int, int, float] = (0, 0, 0.0)
         self.signals: list[tuple[str, str | None]] = []
         self.after_fence: list[str] = []
         #: the authority gate, set by the serving runtime: True (send), False (hold: the
@@ -324,8 +328,11 @@ class LiveTransport:
 
     def stats(self) -> Stats:
         m, q, j = self.meter, self.queue, self.jitter.buffer
-        lat = sorted(self.lateness_ms)
-        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+        n, size, p99 = self._p99
+        if (n, size) != (self._lateness_n, len(self.lateness_ms)):
+            lat = sorted(self.lateness_ms)
+            p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0
+            self._p99 = self._lateness_n, len(lat), p99
         js = j.stats
         return Stats(frames_in=m.frames, late_frames=m.late, out_of_order_frames=js.out_of_order,
                      lost_frames=js.lost, reordered_frames=js.reordered,
@@ -763,6 +770,7 @@ class LiveTransport:
                     self.driver.playback_started(t.turn_id)
         t.sent_frames += 1
         self.lateness_ms.append(late_ms)
+        self._lateness_n += 1
         self.lateness_max_ms = max(self.lateness_max_ms, late_ms)
         if self.on_lateness is not None:
             self.on_lateness(self.jitter.kind, late_ms / 1000)

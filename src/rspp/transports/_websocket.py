@@ -10,7 +10,12 @@ that the server mounts. Per connection, in order:
 3. read the ``start`` message (the audio format), open or resume the session
    through the :class:`SessionHub` (the injected :class:`SessionFactory`);
 4. run a reader (audio and control messages in) and a writer (paced audio and
-   events out) until either side ends.
+   events out) until either side ends. On a server that offers the
+   :data:`FRAME_SINK` scope extension (``rspp serve``'s WebSocket protocol), binary
+   frames go into the session from the server's read callback while the reader waits
+   for a message: no ASGI message and no task wake-up per audio frame; a frame whose
+   intake has to wait (the session's flow control) is finished by the reader, and
+   everything after it queues behind it, in order.
 
 Bad input never crashes the server nor touches another session: a malformed or
 unknown message, audio not in the declared format or an oversized frame is an
@@ -24,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +81,22 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 
-__all__ = ["SESSION_PATH", "SessionHub", "WebSocketOptions", "websocket_route"]
+__all__ = ["FRAME_SINK", "SESSION_PATH", "FrameSink", "SessionHub", "WebSocketOptions",
+           "websocket_route"]
 
 log = logging.getLogger("rspp.transports.websocket")
 SESSION_PATH = "/v1/sessions/{session_id}/ws"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: the ASGI scope extension (``scope["extensions"]``) of a WebSocket server that hands
+#: binary messages to the application from its read callback; its value installs a
+#: :data:`FrameSink` (None removes it)
+FRAME_SINK = "rspp.frame_sink"
+#: takes one binary message in the server's read callback, called only while nothing is
+#: queued for the application's ``receive``; returns None when it took the message, else
+#: the ASGI message to queue for ``receive`` instead. Never raises.
+FrameSink = Callable[[bytes], "Message | None"]
+#: a queued message's key for the rest of a frame the sink started (:class:`_Rest`)
+_REST = "rspp.rest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,22 +423,140 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
         await conn.close(*close)
 
 
+class _Rest:
+    """The rest of a frame's intake that the frame sink started and could not finish at
+    once (it waits, e.g. on the session's flow control), or the exception it raised:
+    awaited by the reader in the frame's place (as if it had awaited the frame itself)."""
+
+    __slots__ = ("_exc", "_it", "_yielded")
+
+    def __init__(self, it: Generator[Any, None, Any] | None, yielded: Any = None,
+                 exc: BaseException | None = None) -> None:
+        self._it, self._yielded, self._exc = it, yielded, exc
+
+    def __await__(self) -> Generator[Any, None, None]:
+        it, yielded, exc = self._it, self._yielded, self._exc
+        self._it = None
+        if exc is not None:
+            raise exc
+        if it is None:
+            return
+        while True:  # ``yield from it``, resumed where the sink's first step stopped
+            try:
+                yield yielded
+            except GeneratorExit:
+                _close(it)
+                raise
+            except BaseException as thrown:  # cancellation, as ``yield from`` passes it
+                try:
+                    yielded = it.throw(thrown)
+                except StopIteration:
+                    return
+                continue
+            try:
+                yielded = it.send(None)
+            except StopIteration:
+                return
+
+    def close(self) -> None:
+        """Never awaited (the reader ended first): the intake ends where it waits
+        (its ``finally`` blocks run, e.g. an ingress lock is released)."""
+        it, self._it = self._it, None
+        if it is not None:
+            _close(it)
+
+
+def _close(it: Generator[Any, None, Any]) -> None:
+    with contextlib.suppress(Exception):  # an intake failing as it closes: nobody to tell
+        it.close()
+
+
+class _DirectFrames:
+    """A connection's :data:`FrameSink`: while the reader waits for a message (``idle``),
+    a binary frame is decoded and goes into the session right in the server's read
+    callback, as the reader would take it; an intake that has to wait is queued for the
+    reader as a :class:`_Rest` (the reader is busy from then on, so every later message
+    queues behind it)."""
+
+    __slots__ = ("_max", "_push", "_raw", "audio", "conn", "handle", "idle", "rest")
+
+    def __init__(self, conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
+        self.conn, self.handle, self.audio = conn, handle, audio
+        self.idle = False
+        #: a rest queued for the reader and not taken yet
+        self.rest: _Rest | None = None
+        #: binary frames are bare PCM16 (JSON variant, unnumbered): ``decode`` and
+        #: ``dispatch`` of a frame within the limits are one ``push_audio``
+        self._raw = not conn.msgpack and not audio.sequenced
+        self._max = conn.opts.max_audio_frame_bytes
+        self._push = handle.push_audio
+
+    def __call__(self, data: bytes) -> Message | None:
+        if not self.idle or self.handle.closed:
+            return {"type": "websocket.receive", "bytes": data}
+        try:
+            n = len(data)
+            if self._raw and n <= self._max and not n % 2:
+                aw = self._push(data)
+            else:
+                aw = dispatch(self.handle, self.audio, self.conn.decode(None, data))
+            it = aw.__await__()
+            yielded = it.send(None)
+        except StopIteration:
+            return None
+        except (ProtocolError, InputRejected) as exc:
+            _bad_input(self.handle, exc)
+            return None
+        except (Exception, asyncio.CancelledError) as exc:
+            rest = _Rest(None, exc=exc)  # (a flood): the reader raises it, as for a queued frame
+        else:
+            rest = _Rest(it, yielded)
+        self.idle = False
+        self.rest = rest
+        return {"type": "websocket.receive", _REST: rest}
+
+
+def _bad_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
+    """A bad message is an ``error`` event naming the field; the session goes on."""
+    code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
+    handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
+
+
 async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
     receive, received = conn.raw_receive, conn.received  # (the state is CONNECTED here)
-    while not handle.closed:
-        got = received(await receive())
-        if got is None:
-            return
-        try:
-            msg = conn.decode(*got)
-            await dispatch(handle, audio, msg)
-        except Flood as exc:
-            await conn.send(ErrorEvent(code="flood", field="audio", message=str(exc),
-                                       fatal=True))
-            raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
-        except (ProtocolError, InputRejected) as exc:
-            code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
-            handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
+    install = (conn.ws.scope.get("extensions") or {}).get(FRAME_SINK)
+    direct = _DirectFrames(conn, handle, audio)
+    if install is not None:
+        install(direct)
+    try:
+        while not handle.closed:
+            direct.idle = True
+            msg = await receive()
+            direct.idle = False
+            rest: _Rest | None = msg.get(_REST)
+            if rest is None:
+                got = received(msg)
+                if got is None:
+                    return
+            else:
+                direct.rest, got = None, None
+            try:
+                if got is not None:
+                    await dispatch(handle, audio, conn.decode(*got))
+                elif rest is not None:
+                    await rest
+            except Flood as exc:
+                await conn.send(ErrorEvent(code="flood", field="audio", message=str(exc),
+                                           fatal=True))
+                raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
+            except (ProtocolError, InputRejected) as exc:
+                _bad_input(handle, exc)
+    finally:
+        direct.idle = False
+        if install is not None:
+            install(None)
+        if direct.rest is not None:
+            direct.rest.close()
 
 
 def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> Awaitable[None]:

@@ -4,7 +4,6 @@ F-059, F-061, F-117, F-133, F-136, NF-011)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ import msgspec
 import pytest
 
 from rspp.contracts import ControlSignal, SignalName
+from rspp.kernel import VirtualClock
 from rspp.providers import (
     BackoffPolicy,
     ChatMessage,
@@ -53,7 +53,7 @@ async def test_retry_then_fallback_on_429_and_timeouts(
     anthropic = AnthropicLLM(base_url=aurl, api_key=api_key_ref, metrics=recorder)
     ofake.faults.push(
         Fault("status", status=429, retry_after=0.01),
-        Fault("stall", seconds=2.0),
+        Fault("stall", seconds=60.0),
         Fault("status", status=429, retry_after=0.01),
     )
     signals: list[ControlSignal] = []
@@ -61,7 +61,9 @@ async def test_retry_then_fallback_on_429_and_timeouts(
         {"openai": openai, "anthropic": anthropic},
         InvocationPolicy(
             providers=("openai", "anthropic"),
-            timeout_ms=200,
+            # a 60 s stall against a 3 s timeout: every other request has 3 s to answer
+            # on a busy machine (200 ms was not always enough for the fallback's answer)
+            timeout_ms=3000,
             max_retries=2,
             backoff=BackoffPolicy(initial_ms=5, max_ms=50),
         ),
@@ -98,7 +100,10 @@ async def test_circuit_opens_after_threshold_and_recovers_half_open(
     _afake, aurl = anthropic_fake
     openai = OpenAIChatLLM(base_url=ourl, api_key=api_key_ref)
     anthropic = AnthropicLLM(base_url=aurl, api_key=api_key_ref)
-    circuits = CircuitRegistry()
+    # the cool-down runs on a virtual clock the test moves: on a busy machine 300 ms of real
+    # time could pass between opening the circuit and the call that must find it open
+    cooldown = VirtualClock(auto_advance=False)
+    circuits = CircuitRegistry(cooldown)
     signals: list[ControlSignal] = []
     ctl = LLMController(
         {"openai": openai, "anthropic": anthropic},
@@ -119,7 +124,10 @@ async def test_circuit_opens_after_threshold_and_recovers_half_open(
         served = len(ofake.requests)
         assert [d async for d in ctl.stream(REQUEST)]
         assert len(ofake.requests) == served  # open circuit: no request reached openai
-        await asyncio.sleep(0.35)  # cooldown on the real clock
+        cooldown.advance(299)
+        assert [d async for d in ctl.stream(REQUEST)]
+        assert len(ofake.requests) == served  # 1 ms before the cool-down ends: still open
+        cooldown.advance(1)
         [d async for d in ctl.stream(REQUEST)]
         assert len(ofake.requests) == served + 1 and ctl.invocations[-1].provider_id == "openai"
         assert circuits.states()["openai"].value == "closed"

@@ -11,6 +11,7 @@ the session resumes the same way; the runtime asks it that way from then on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,60 @@ async def test_a_resumed_session_starts_with_one_request_or_falls_back_to_separa
         await runtime.stop()
         await client.aclose()
         await admin.aclose()
+
+
+async def test_a_session_back_on_a_runtime_it_left_keeps_its_earlier_timeline(
+    tmp_path: Path,
+) -> None:
+    """Moved away and back (epoch 1 here, 2 elsewhere, 3 here again): the timeline of its
+    first run here is kept as ``<sid>.1.jsonl``, not overwritten by the second."""
+    cp = await ControlPlane.open(ControlPlaneSettings(
+        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
+    admin = ControlPlaneClient("http://cp", ADMIN,
+                               transport=httpx.ASGITransport(app=create_app(cp)))
+    client = ControlPlaneClient("http://cp", ADMIN,
+                                transport=httpx.ASGITransport(app=create_app(cp)))
+    timelines = tmp_path / "timelines"
+    runtime = Runtime(client, RuntimeOptions(
+        link=LinkOptions(runtime_id="rt-a", endpoint="ws://127.0.0.1:1", capacity=4,
+                         heartbeat_interval_s=30),
+        sessions=SessionPolicy(lease_ttl_ms=20_000, lease_renew_ms=200,
+                               timeline_dir=timelines)))
+    await runtime.start()
+    try:
+        await admin.publish(VOICE, "voice_assistant.yaml")
+        sid = (await admin.route("acme", "voice-assistant"))["session_id"]
+        await admin.register_runtime("rt-old", "ws://rt-old")
+        await admin.heartbeat("rt-old", health="healthy", load=0)
+
+        async def open_here() -> Any:
+            token = (await admin.request("POST", f"/v1/sessions/{sid}/token",
+                                         json={"tenant_id": "acme"}))["token"]
+            return await runtime.sessions.open(runtime.sessions.verify(token, sid),
+                                               LoopbackSessionBuilder(
+                                                   b"\x00\x00" * RATE * 60, RATE))
+
+        first = await open_here()
+        assert first.epoch == 1
+        await admin.migrate(sid, "rt-old")  # rt-a learns at its next renewal and closes it
+        await first.built.wait_closed()
+        assert first.close_reason is not None
+        assert first.close_reason.startswith("authority_lost:")
+        await admin.migrate(sid, "rt-a")
+        second = await open_here()
+        try:
+            assert second.epoch == 3
+        finally:
+            await second.close("test_done")
+        await second.built.wait_closed()
+        kept = (timelines / f"{sid}.1.jsonl").read_text()
+        again = (timelines / f"{sid}.jsonl").read_text()
+        epoch_1 = re.compile(r'"authority_epoch":1[,}]')
+        assert epoch_1.search(kept)  # the first run's records, kept
+        assert not epoch_1.search(again) and '"signal":"migration_start"' in again
+    finally:
+        await runtime.drain()
+        await runtime.stop()
+        await client.aclose()
+        await admin.aclose()
+        await cp.close()

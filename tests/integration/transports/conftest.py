@@ -75,6 +75,7 @@ class LiveServer:
     factory: LocalSessionFactory
     spec: Path
     webrtc: WebRTCEndpoint | None = None
+    server: uvicorn.Server | None = None
 
     def url(self, session_id: str) -> str:
         return f"{self.base}/v1/sessions/{session_id}/ws"
@@ -149,7 +150,7 @@ async def live_server(tmp: Path, live: LiveOptions | None = None,
             await asyncio.sleep(0.005)
         port = server.servers[0].sockets[0].getsockname()[1]
         yield LiveServer(f"ws://127.0.0.1:{port}", hub, factory, spec,
-                         rtc.webrtc)  # type: ignore[attr-defined]
+                         rtc.webrtc, server)  # type: ignore[attr-defined]
     finally:
         await hub.aclose()
         server.should_exit = True

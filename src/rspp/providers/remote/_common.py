@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,7 @@ import httpx
 
 from rspp.providers._normalise import parse_retry_after
 from rspp.providers._outcome import Outcome, ProviderCallError, outcome_for_status
-from rspp.providers._secrets import Secret, SecretRef, redact
+from rspp.providers._secrets import Secret, SecretConfigError, SecretRef, redact
 
 __all__ = [
     "KeySource", "error_from_response", "iter_sse", "key_header", "key_source", "vendor_outcome",
@@ -47,10 +48,17 @@ def vendor_outcome(error_type: str | None, default: Outcome = Outcome.INTERNAL) 
 
 
 def key_source(api_key: str | Secret | SecretRef | None, *, field: str = "api_key") -> KeySource:
-    """Accept a reference (``env://``/``file://``) or resolved Secret; refuse raw keys."""
-    if api_key is None or isinstance(api_key, Secret | SecretRef):
+    """Accept a reference (``env://``/``file://``) or resolved Secret; refuse raw keys.
+
+    A reference's current value is read once here, so the process redactor scrubs it from
+    the moment the adapter is configured, before its first request (an unset or unreadable
+    reference is reported by the first request, as before)."""
+    if api_key is None or isinstance(api_key, Secret):
         return api_key
-    return SecretRef(api_key, field=field)
+    ref = api_key if isinstance(api_key, SecretRef) else SecretRef(api_key, field=field)
+    with contextlib.suppress(SecretConfigError):
+        ref.resolve()  # registers the value with the redactor
+    return ref
 
 
 def resolve_key(source: KeySource) -> str | None:
