@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # 7 CLI runs on a loaded machine
 
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
