@@ -452,8 +452,9 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "client_cpu_cores": round(sum(r.get("client_cpu_cores", 0.0) for r in results), 3),
         "cpu_ms_per_session_s": round(cpu * 1000 / (n * wall), 3),
         # per frame the runtime took in or sent out: robust when a loaded machine starves
-        # the clients (fewer frames, less CPU per session-second)
-        "cpu_us_per_frame": round(cpu * 1e6 / max(frames, 1), 2),
+        # the clients (fewer frames, less CPU per session-second); None when the sessions
+        # were gone before the count was read (phone calls hang up), not CPU per 1 frame
+        "cpu_us_per_frame": round(cpu * 1e6 / frames, 2) if frames > 0 else None,
         "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
         "load_average": round(os.getloadavg()[0], 2),
         "event_loop": loop_name(),
