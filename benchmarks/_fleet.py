@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from rspp.client import FailoverClient, OutputNote, Rerouter, SessionRefusedError
-from rspp.transports import AudioOut, ErrorEvent, ReplyText, TurnEvent
+from rspp.transports import AudioOut, EpochEvent, ErrorEvent, ReplyText, Stats, TurnEvent
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = Path(__file__).resolve().parent / "specs" / "text_assistant.yaml"
@@ -384,6 +384,10 @@ class Talker:
             if cur is None or cur.outcome != "pending":
                 continue
             if cur.failovers is not None and len(self.client.failovers) > cur.failovers:
+                if isinstance(ev, EpochEvent | Stats):
+                    # the new connection's bookkeeping (protocol 1.2 names the epoch first):
+                    # not an answer about the turn, which the next turn event gives
+                    continue
                 cur.outcome = "interrupted"  # its runtime failed while it was pending
                 cur.done_at = loop.time()
                 if isinstance(ev, TurnEvent) and ev.turn_id == cur.turn_id and \

@@ -228,11 +228,16 @@ def serve(
             # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
             # exit 0 (Kubernetes stops pods with SIGTERM)
             server = _Server(config, lambda: setattr(server, "should_exit", True))
-            typer.echo(
-                f"rspp control plane on http://{host}:{port} (db {settings.db_url.split('://')[0]})"
-            )
+            serving = asyncio.create_task(server.serve(), name="rspp-cp-uvicorn")
+            # the banner says the control plane answers: print it once uvicorn listens (it
+            # was printed before the bind, and a client that waited for it could be refused)
+            while not server.started and not serving.done():  # noqa: ASYNC110 - no event
+                await asyncio.sleep(0.01)
+            if server.started:
+                typer.echo(f"rspp control plane on http://{host}:{port} "
+                           f"(db {settings.db_url.split('://')[0]})")
             try:
-                await server.serve()
+                await serving
                 # uvicorn re-raises a captured SIGINT when serve() returns: asyncio.run then
                 # cancels this task, at this await rather than inside the close below
                 await asyncio.sleep(0)
