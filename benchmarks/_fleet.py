@@ -384,9 +384,9 @@ class Talker:
             if cur is None or cur.outcome != "pending":
                 continue
             if cur.failovers is not None and len(self.client.failovers) > cur.failovers:
-                if isinstance(ev, EpochEvent | Stats):
+                if cur.turn_id is not None and isinstance(ev, EpochEvent | Stats):
                     # the new connection's bookkeeping (protocol 1.2 names the epoch first):
-                    # not an answer about the turn, which the next turn event gives
+                    # not an answer about the open turn, whose abort the new runtime reports
                     continue
                 cur.outcome = "interrupted"  # its runtime failed while it was pending
                 cur.done_at = loop.time()
@@ -395,7 +395,12 @@ class Talker:
                     cur.abort_reason = ev.reason
                 self._terminal.set()
                 continue
-            if isinstance(ev, TurnEvent):
+            if isinstance(ev, ErrorEvent) and cur.turn_id is None and \
+                    ev.code in ("turn_deferred", "turn_rejected"):
+                cur.outcome = f"refused:{ev.code}"  # said so, with a reason: not lost
+                cur.done_at = loop.time()
+                self._terminal.set()
+            elif isinstance(ev, TurnEvent):
                 if ev.state == "open" and cur.turn_id is None:
                     cur.turn_id = ev.turn_id
                 elif ev.turn_id == cur.turn_id and ev.state == "commit":
