@@ -19,7 +19,8 @@ from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats, Loss, Piece
-from rspp.transports._live import InputRejected, LiveOptions, LiveTransport, parse_mark
+from rspp.transports._live import InputRejected, LiveTransport
+from rspp.transports._live_options import LiveOptions
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
 from rspp.transports._livekit import (
     DATA_TOPIC,
@@ -35,6 +36,7 @@ from rspp.transports._livekit import (
     pcm_to_frame,
 )
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
+from rspp.transports._marks import parse_mark
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,

@@ -47,6 +47,8 @@ from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
+from rspp.transports._live_options import LiveOptions
+from rspp.transports._marks import mark_name
 from rspp.transports._protocol import (
     Clear,
     ErrorEvent,
@@ -59,7 +61,7 @@ from rspp.transports._protocol import (
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 from rspp.transports._reply import ReplyTextStream
 
-__all__ = ["InputRejected", "LiveOptions", "LiveTransport", "parse_mark"]
+__all__ = ["InputRejected", "LiveTransport"]
 
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
@@ -90,44 +92,6 @@ class InputRejected(ValueError):
         super().__init__(message)
         self.field = field
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class LiveOptions:
-    frame_ms: int = 20
-    #: queued reply audio per connection (frames); a slow client loses the oldest
-    send_queue_frames: int = 50
-    #: queued events per connection; beyond it the client is too slow: close
-    send_queue_events: int = 512
-    #: frames may leave this early (the client's jitter buffer absorbs it)
-    egress_lead_ms: float = 10.0
-    #: a reply starved of audio for up to this long keeps its pacing schedule (the late
-    #: frames then leave at once); a longer gap starts a new schedule
-    egress_catchup_ms: float = 200.0
-    #: ingress may run ahead of real time by this much before it is a flood
-    flood_allowance_ms: float = 2000.0
-    #: ingress this far behind real time counts as late
-    late_after_ms: float = 200.0
-    #: a disconnected client stalls the session after this long (the active turn aborts)
-    stall_timeout_s: float = 2.0
-    #: a reconnect with a valid token within this window resumes the session
-    resume_window_s: float = 30.0
-    #: ``end``: how long pending turns may take to finish before the session closes
-    end_drain_s: float = 60.0
-    #: ``end``: frames of silence with nothing pending before the session closes
-    end_quiet_frames: int = 40
-    #: acknowledged playback: a mark every this many frames (and on a turn's first/last)
-    mark_every_frames: int = 5
-    #: acknowledged playback: a turn whose last mark is not echoed within this completes
-    #: unconfirmed (a carrier that lost the mark must not hold the turn open)
-    playback_ack_timeout_s: float = 5.0
-    #: ``reply_text`` deltas: buffered text goes out once it ends a clause, reaches this
-    #: many characters, or has waited ``reply_text_flush_ms``
-    reply_text_max_chars: int = 120
-    reply_text_flush_ms: float = 150.0
-    #: the commit point of a cancel (F-039, the spec's ``transport.commit_ms``): this much
-    #: of the reply after the play position still plays; 0: a cancel clears it all
-    commit_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -679,7 +643,7 @@ class LiveTransport:
             t.last_marked = True
             self._out_seq += 1
             self.queue.put_audio(AudioFrame(t.turn_id, self._out_seq, b"",
-                                            mark=_mark(t.turn_id, t.sent_frames, last=True)))
+                                            mark=mark_name(t.turn_id, t.sent_frames, last=True)))
         if t.unconfirmed is None:
             timeout = self.opts.playback_ack_timeout_s
             t.unconfirmed = asyncio.get_running_loop().call_later(
@@ -785,7 +749,7 @@ class LiveTransport:
             t.last_marked = t.ended and not t.pending
             if (t.last_marked or t.sent_frames == 1
                     or t.sent_frames % self.opts.mark_every_frames == 0):
-                mark = _mark(t.turn_id, t.sent_frames, last=t.last_marked)
+                mark = mark_name(t.turn_id, t.sent_frames, last=t.last_marked)
         q.put_audio(AudioFrame(t.turn_id, self._out_seq, pcm, mark))
 
     async def aclose(self) -> None:
@@ -796,17 +760,3 @@ class LiveTransport:
         pacer, self._pacer = self._pacer, None
         if pacer is not None:
             pacer.remove(self)
-
-
-def _mark(turn_id: str, frames: int, *, last: bool = False) -> str:
-    """The mark after ``turn_id``'s first ``frames`` frames: ``<turn>#<frames>``, with a
-    trailing ``$`` on the last mark of the turn's reply (see :func:`parse_mark`)."""
-    return f"{turn_id}#{frames}{'$' if last else ''}"
-
-
-def parse_mark(name: str) -> tuple[str, int] | None:
-    """``(turn_id, frames)`` of an echoed mark name; None when it is not one of ours."""
-    turn_id, sep, frames = name.removesuffix("$").rpartition("#")
-    if not sep or not turn_id or not frames.isdigit() or len(frames) > 9:
-        return None
-    return turn_id, int(frames)

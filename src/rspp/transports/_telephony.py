@@ -45,7 +45,7 @@ from starlette.websockets import (
 
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
-from rspp.transports._live import parse_mark
+from rspp.transports._marks import parse_mark
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEvent
 from rspp.transports._session_port import (
