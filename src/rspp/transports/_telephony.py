@@ -29,7 +29,6 @@ the stream with a reason; it never crashes the server nor touches another call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -39,10 +38,9 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
-    WebSocketDisconnected,
-    WebSocketState,
 )
 
+from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
 from rspp.transports._marks import parse_mark
@@ -128,21 +126,15 @@ class _Call:
 
     async def receive(self) -> str | None:
         """The next text message; None when the carrier disconnected."""
-        if self.ws.client_state is not WebSocketState.CONNECTED:
-            raise WebSocketDisconnected("Cannot call \"receive\" once a disconnect message "
-                                        "has been received.")
+        ensure_receivable(self.ws)
         return self.text(await self.raw_receive())
 
     def text(self, msg: Message) -> str | None:
         """The text of a raw ASGI message; None for a disconnect."""
-        kind = msg["type"]
-        if kind != "websocket.receive":
-            if kind == "websocket.disconnect":
-                self.ws.client_state = WebSocketState.DISCONNECTED
-                return None
-            raise RuntimeError(f"expected ASGI message websocket.receive or "
-                               f"websocket.disconnect, got {kind!r}")
-        text: str | None = msg.get("text")
+        got = incoming(self.ws, msg)
+        if got is None:
+            return None
+        text: str | None = got.get("text")
         if text is None:
             raise _Close(CLOSE_BAD_REQUEST, "binary frames are not part of the protocol")
         if len(text) > self.opts.max_message_bytes:
@@ -151,23 +143,12 @@ class _Call:
         return text
 
     async def send(self, text: str) -> None:
-        ws = self.ws
-        if ws.application_state is not WebSocketState.CONNECTED:
-            raise WebSocketDisconnected("Cannot call \"send\" once a close message has been "
-                                        "sent.")
-        try:
-            await self._send({"type": "websocket.send", "text": text})
-        except OSError:
-            ws.application_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(code=1006) from None
+        await send_raw(self.ws, self._send, {"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
             log.warning("call %s: closing the stream (%d): %s", self.call_sid, code, reason)
-        if self.ws.application_state is WebSocketState.DISCONNECTED:
-            return
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.ws.close(code, reason.encode()[:120].decode(errors="ignore"))
+        await close_quietly(self.ws, code, reason)
 
 
 def twilio_stream_route(hub: SessionHub, verifier: TokenVerifier, *,

@@ -38,10 +38,9 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
-    WebSocketDisconnected,
-    WebSocketState,
 )
 
+from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
 from rspp.transports._live import InputRejected
@@ -213,23 +212,12 @@ class _Connection:
         lock = self._send_lock
         await lock.acquire()  # not ``async with``: two coroutines fewer per frame
         try:
-            ws = self.ws
-            if ws.application_state is not WebSocketState.CONNECTED:
-                raise WebSocketDisconnected("Cannot call \"send\" once a close message has been "
-                                            "sent.")
-            try:
-                await self._send(out)
-            except OSError:
-                ws.application_state = WebSocketState.DISCONNECTED
-                raise WebSocketDisconnect(code=1006) from None
+            await send_raw(self.ws, self._send, out)
         finally:
             lock.release()
 
     async def close(self, code: int, reason: str) -> None:
-        if self.ws.application_state is WebSocketState.DISCONNECTED:
-            return
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.ws.close(code, reason.encode()[:120].decode(errors="ignore"))
+        await close_quietly(self.ws, code, reason)
 
     async def refuse(self, code: int, reason: str, field: str | None = None) -> None:
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
@@ -238,22 +226,13 @@ class _Connection:
 
     async def receive(self) -> tuple[str | None, bytes | None] | None:
         """The next message as (text, bytes); None when the client disconnected."""
-        ws = self.ws
-        if ws.client_state is not WebSocketState.CONNECTED:
-            raise WebSocketDisconnected("Cannot call \"receive\" once a disconnect message "
-                                        "has been received.")
+        ensure_receivable(self.ws)
         return self.received(await self.raw_receive())
 
     def received(self, msg: Message) -> tuple[str | None, bytes | None] | None:
         """A raw ASGI message as :meth:`receive` returns it."""
-        kind = msg["type"]
-        if kind == "websocket.receive":
-            return msg.get("text"), msg.get("bytes")
-        if kind == "websocket.disconnect":
-            self.ws.client_state = WebSocketState.DISCONNECTED
-            return None
-        raise RuntimeError(f"expected ASGI message websocket.receive or websocket.disconnect, "
-                           f"got {kind!r}")
+        got = incoming(self.ws, msg)
+        return None if got is None else (got.get("text"), got.get("bytes"))
 
     def decode(self, text: str | None, data: bytes | None) -> object:
         """A control message, or raw audio bytes (JSON variant binary frames)."""
