@@ -349,10 +349,18 @@ async def _serve(ws: WebSocket, receive: Receive, send: Send, hub: SessionHub,
 async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
                resumed: bool) -> None:
     stream = handle.connect(audio)
-    await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
-                          output_sample_rate=handle.output_sample_rate,
-                          frame_ms=20, resumed=resumed,
-                          lease_epoch=getattr(handle, "lease_epoch", None)))
+    try:
+        await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
+                              output_sample_rate=handle.output_sample_rate,
+                              frame_ms=20, resumed=resumed,
+                              lease_epoch=getattr(handle, "lease_epoch", None)))
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        # the client gave up while its session opened: no error (nobody is there to be
+        # told), the session waits for a resume as after any disconnect
+        log.info("session %s: the client left before `ready`", handle.session_id)
+        if not handle.closed:
+            await handle.disconnected()
+        return
 
     async def write() -> tuple[int, str] | None:
         try:
