@@ -55,10 +55,12 @@ def is_stream_end(ev: Event) -> bool:
 class Wakeup:
     """One waiter, many notifiers (every input buffer of one consumer)."""
 
-    __slots__ = ("fut",)
+    __slots__ = ("_loop", "fut")
 
     def __init__(self) -> None:
         self.fut: asyncio.Future[None] | None = None
+        #: the loop of the first wait (``get_running_loop`` costs a ``getpid`` each call)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def fire(self) -> None:
         f = self.fut
@@ -68,7 +70,10 @@ class Wakeup:
                 f.set_result(None)
 
     async def wait(self) -> None:
-        f = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        f = loop.create_future()
         self.fut = f
         await f
 
@@ -436,7 +441,9 @@ class EdgeBuffer(PressureMixin):
         data = self.data
         if data:
             if not self.lossless:
-                self._expire(self.clock.monotonic_ns())
+                now = self.clock.monotonic_ns()
+                if data[0].enq_ns < now - self.config.max_queue_ms * _NS_PER_MS:
+                    self._expire(now)
             if data:
                 ev = data.popleft()
                 self.nbytes -= ev.size

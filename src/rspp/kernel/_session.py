@@ -190,11 +190,12 @@ class SessionActor(ControlMixin):
     def _entry(self, port: str) -> EdgeBuffer:
         entry = self.entries.get(port)
         if entry is None:
-            raise KeyError(
-                f"session {self.session_id}: no entry port {port!r}; "
-                f"graph {self.pipeline_version} has {sorted(self.entries)}"
-            )
+            raise self._no_entry(port)
         return entry[0]
+
+    def _no_entry(self, port: str) -> KeyError:
+        return KeyError(f"session {self.session_id}: no entry port {port!r}; "
+                        f"graph {self.pipeline_version} has {sorted(self.entries)}")
 
     def _ingress(self, ev: Event, port: str) -> EdgeBuffer:
         if self.state != "running":
@@ -248,7 +249,19 @@ class SessionActor(ControlMixin):
         so the next event cannot be recorded ahead of this one's effects. False when
         the event was shed.
         """
-        buf = self._ingress(ev, port)
+        # (``_ingress`` inlined: every frame of every live session passes here)
+        if self.state != "running":
+            raise LifecycleError(f"session {self.session_id} is {self.state}, not running")
+        entry = self.entries.get(port)
+        if entry is None:
+            raise self._no_entry(port)
+        buf = entry[0]
+        ev.seq = self._seq
+        self._seq += 1
+        if ev.turn_id is None:
+            ev.turn_id = self.turn_id
+        ev.ingress_ns = self.clock.monotonic_ns()
+        self.ingress_count += 1
         if admitted is not None:
             admitted(ev)
         if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
@@ -256,7 +269,7 @@ class SessionActor(ControlMixin):
             self._dispatching = True
             t0 = _perf() if self.instrument else 0
             try:
-                self.route(self.entries[port][1], ev)
+                self.route(entry[1], ev)
             except Exception as exc:  # an output sink failed, as in the scheduler
                 self.sink_failed(ev, exc)
             finally:

@@ -84,6 +84,7 @@ from rspp.transports._session_port import (
     ClientAudio,
     LiveSession,
     Outbound,
+    SendNow,
     SessionFactory,
     SessionGrant,
     SessionRefused,
@@ -102,6 +103,7 @@ from rspp.transports._webrtc import (
 )
 from rspp.transports._websocket import (
     FRAME_SINK,
+    SEND_NOW,
     SESSION_PATH,
     FrameSink,
     SessionHub,
@@ -125,6 +127,7 @@ __all__ = [
     "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
+    "SEND_NOW",
     "SERVER_EVENTS",
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",
@@ -170,6 +173,7 @@ __all__ = [
     "ReconnectPolicy",
     "ReplyText",
     "RoomAgent",
+    "SendNow",
     "ServerEvent",
     "SessionCore",
     "SessionEnd",
