@@ -33,8 +33,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from starlette.routing import WebSocketRoute
@@ -438,6 +439,10 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
         await conn.close(*close)
 
 
+#: a started intake, resumed step by step: a coroutine, or an awaitable's iterator
+_Steps = Generator[Any, None, Any] | Coroutine[Any, None, Any]
+
+
 class _Rest:
     """The rest of a frame's intake that the frame sink started and could not finish at
     once (it waits, e.g. on the session's flow control), or the exception it raised:
@@ -445,7 +450,7 @@ class _Rest:
 
     __slots__ = ("_exc", "_it", "_yielded")
 
-    def __init__(self, it: Generator[Any, None, Any] | None, yielded: Any = None,
+    def __init__(self, it: _Steps | None, yielded: Any = None,
                  exc: BaseException | None = None) -> None:
         self._it, self._yielded, self._exc = it, yielded, exc
 
@@ -481,7 +486,7 @@ class _Rest:
             _close(it)
 
 
-def _close(it: Generator[Any, None, Any]) -> None:
+def _close(it: _Steps) -> None:
     with contextlib.suppress(Exception):  # an intake failing as it closes: nobody to tell
         it.close()
 
@@ -515,7 +520,8 @@ class _DirectFrames:
                 aw = self._push(data)
             else:
                 aw = dispatch(self.handle, self.audio, self.conn.decode(None, data))
-            it = aw.__await__()
+            # a coroutine is its own iterator (``__await__`` would wrap it: one object more)
+            it = aw if type(aw) is CoroutineType else aw.__await__()
             yielded = it.send(None)
         except StopIteration:
             return None
