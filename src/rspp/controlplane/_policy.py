@@ -4,6 +4,7 @@ budgets, degrade posture, compliance-node insertion; evaluated with provider hea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -69,6 +70,14 @@ class SessionAttributes(msgspec.Struct, frozen=True, kw_only=True):
         value: str | None = getattr(self, key)
         return value
 
+    @classmethod
+    def of(cls, attributes: Mapping[str, str]) -> SessionAttributes:
+        """The policy-relevant attributes of a session's route (other keys are ignored)."""
+        return cls(**{k: v for k, v in attributes.items() if k in _MATCH_KEYS})
+
+
+_MATCH_KEYS: tuple[MatchKey, ...] = ("language", "region", "cost_tier")
+
 
 class PolicyDecision(msgspec.Struct, frozen=True, kw_only=True):
     """The resolution plus a trace of why each provider was chosen (F-056 traceability)."""
@@ -128,6 +137,20 @@ def evaluate_policy(
         insert_compliance_nodes=compliance,
     )
     return PolicyDecision(resolution=resolution, trace=tuple(trace))
+
+
+def selection_detail(decision: PolicyDecision, attrs: SessionAttributes,
+                     policy_version: int) -> dict[str, Any]:
+    """The audit detail of a session's provider selection (``policy.select``): what was
+    chosen, from which policy and health versions, for which attributes, and why."""
+    res = decision.resolution
+    return {
+        "policy_version": policy_version,
+        "attributes": {k: v for k in _MATCH_KEYS if (v := attrs.get(k)) is not None},
+        "provider_bindings": dict(res.provider_bindings),
+        "fallback_chains": {m: list(c) for m, c in res.fallback_chains.items()},
+        "trace": list(decision.trace),
+    }
 
 
 def _usable(entry: Any) -> bool:
