@@ -151,6 +151,10 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the runtime's admission (F-050): the process running sessions passes one to all of
+    #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
+    #: sessions on the runtime; None: an admission of this session only
+    admission: LocalAdmission | None = None
     #: the input is a file (``rspp run``): it never loses input (a lossless session:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
@@ -479,11 +483,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         snapshots = StaticSnapshotSource(bundle)
         admission_policy = admission_policy or bundle.admission_policy
     capture = ReplayableCapture(record) if opts.record_level is not None else None
-    admission = LocalAdmission(clock)
+    admission = opts.admission or LocalAdmission(clock)
     if admission_policy is not None:
         admission.set_policy(admission_policy)
-    if not admission.admit_session(opts.tenant_id, sid).admitted:
-        raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    admitted = admission.admit_session(opts.tenant_id, sid)
+    if not admitted.admitted:
+        raise AssemblyError(f"session {sid} was not admitted by the runtime's admission "
+                            f"({admitted.kind.value}: {admitted.outcome.reason})")
     # every input is checked above: only now do outputs exist (no empty timeline on errors)
     exporter_task: asyncio.Task[None] | None = None
     if opts.timeline is not None:
@@ -530,6 +536,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)
     except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        admission.end_session(opts.tenant_id, sid)
         recorder.close()
         if exporter_task is not None:
             exporter_task.cancel()

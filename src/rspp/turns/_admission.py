@@ -62,6 +62,8 @@ class _Tenant:
     session_starts: deque[int] = field(default_factory=deque)
     turn_starts: deque[int] = field(default_factory=deque)
     counters: dict[str, int] = field(default_factory=dict)
+    #: decisions by (``session`` | ``turn``, outcome kind), for per-tenant quota metrics
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class LocalAdmission:
@@ -94,6 +96,14 @@ class LocalAdmission:
         t = self._tenant(tenant_id)
         return {**t.counters, "active_sessions": len(t.sessions)}
 
+    def decisions(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Per tenant: decisions counted by (``session`` | ``turn``, outcome kind)."""
+        return {tid: dict(t.decisions) for tid, t in self._tenants.items()}
+
+    def active_sessions(self) -> dict[str, int]:
+        """Per tenant: sessions admitted and not yet ended."""
+        return {tid: len(t.sessions) for tid, t in self._tenants.items()}
+
     def _decide(
         self,
         t: _Tenant,
@@ -107,6 +117,8 @@ class LocalAdmission:
     ) -> AdmissionDecision:
         self._seq += 1
         t.counters[kind.value] = t.counters.get(kind.value, 0) + 1
+        key = ("turn" if turn_id is not None else "session", kind.value)
+        t.decisions[key] = t.decisions.get(key, 0) + 1
         now_ms = self.clock.monotonic_ns() // 1_000_000
         outcome = DecisionOutcome(
             outcome_kind=kind,
