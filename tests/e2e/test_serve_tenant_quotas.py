@@ -118,3 +118,48 @@ def test_tenant_quotas_hold_across_its_served_sessions_and_are_exported_per_tena
     # the ended sessions left the tenant's count (the client ended them before the scrape
     # is not awaited: only the bound is certain)
     assert _sample(metrics, "rspp_admission_active_sessions", tenant="acme") <= 2
+
+
+async def _token_scenario(url: str) -> tuple[list[str], str]:
+    said: list[str] = []
+    for tenant in ("acme", "acme", "globex"):
+        target = await route_session(url, tenant_id=tenant, api_key=KEY,
+                                     pipeline_name="text-chat")
+        async with await LiveClient.connect(target.url, token=target.token) as client:
+            events = client.events()
+            said.append(await _ask(client, events, "what is your name"))
+            await client.end()
+            async for _ in events:
+                pass
+    async with httpx.AsyncClient(timeout=30) as http:
+        metrics = (await http.get(f"{url}/metrics",
+                                  headers={"Authorization": f"Bearer {KEY}"})).text
+    return said, metrics
+
+
+def test_a_tenants_llm_tokens_per_minute_defer_its_next_turns_on_every_session(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+) -> None:
+    """The tenant's token quota (NF-017 spend per tenant): the answer of ~9 tokens uses up
+    ``llm_tokens_per_minute: 5``; the tenant's next turn, in a new session, is deferred
+    naming the quota, while another tenant is answered."""
+    spec = tmp_path / "chat.yaml"
+    spec.write_text(text_chat_spec)
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY).wait_ready()
+    res = httpx.post(f"{srv.url}/v1/configs/admission/acme", timeout=30,
+                     headers={"Authorization": f"Bearer {KEY}"},
+                     json={"body": {"llm_tokens_per_minute": 5}})
+    assert res.status_code < 300, res.text
+    bad = httpx.post(f"{srv.url}/v1/configs/admission/acme", timeout=30,
+                     headers={"Authorization": f"Bearer {KEY}"},
+                     json={"body": {"llm_tokens_per_minute": 0}})
+    said, metrics = asyncio.run(asyncio.wait_for(_token_scenario(srv.url), 180))
+    srv.terminate()
+
+    assert bad.status_code == 422 and "llm_tokens_per_minute" in bad.text, bad.text
+    assert said[0] == "answered"
+    assert "llm_tokens_per_minute:5" in said[1], said
+    assert said[2] == "answered"
+    assert _sample(metrics, "rspp_admission_decisions_total", tenant="acme", at="turn",
+                   outcome="defer") == 1

@@ -62,6 +62,7 @@ from rspp.providers import (
     PriceTable,
     SecretConfigError,
     SecretRef,
+    UsageKind,
     UsageSummary,
     cost_caps_from_config,
     default_redactor,
@@ -283,6 +284,16 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts, policies=policies, circuits=circuits,
                         meter=CostMeter(session_id, caps=caps, prices=table))
+
+
+def _tenant_tokens(admission: LocalAdmission, tenant_id: str
+                   ) -> Callable[[UsageKind, float], None]:
+    """Counts the session's LLM tokens against its tenant's per-minute quota (F-050)."""
+    def charged(kind: UsageKind, amount: float) -> None:
+        if kind is UsageKind.LLM_TOKENS:
+            admission.charge_tokens(tenant_id, int(amount))
+
+    return charged
 
 
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
@@ -551,6 +562,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     base_chains = dict(services.chains)
     meter = services.meter = services.meter or CostMeter(sid)
     meter.tenant_id = opts.tenant_id
+    meter.on_charge = _tenant_tokens(admission, opts.tenant_id)
 
     def prefer(providers: Any) -> None:
         for modality, pid in providers.items():
