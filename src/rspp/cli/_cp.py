@@ -57,12 +57,14 @@ class _Client:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
-            from rspp.controlplane._tls import unreachable_hint
-
+            tls = ("" if not self.server.startswith("https://") else
+                   "; over TLS: check the client certificate (RSPP_TLS_CLIENT_CERT, "
+                   "RSPP_TLS_CLIENT_KEY) and the CA bundle (RSPP_TLS_CA): a control plane "
+                   "with --client-ca closes connections without a certificate its CA signed")
             raise _CliError(
                 "unavailable",
                 f"control plane at {self.server} is unreachable ({exc.__class__.__name__}); "
-                f"{unreachable_hint(self.server, str(exc))}",
+                f"check --server / RSPP_SERVER and that `rspp cp serve` is running{tls}",
                 "server",
             ) from None
         if response.status_code >= 400:
@@ -105,17 +107,18 @@ def client_tls_from_env(cert: Path | None = None, key: Path | None = None,
     ``RSPP_TLS_CLIENT_KEY`` and ``RSPP_TLS_CA``; None when none is set."""
     import os
 
-    from rspp.controlplane import CPError
-    from rspp.controlplane._tls import ClientTls, ReloadingClientContext
-
     def pick(given: Path | None, env: str) -> Path | None:
         value = given or os.environ.get(env)
         return Path(value) if value else None
 
-    tls = ClientTls(cert=pick(cert, "RSPP_TLS_CLIENT_CERT"), key=pick(key, "RSPP_TLS_CLIENT_KEY"),
-                    ca=pick(ca, "RSPP_TLS_CA"))
-    if tls.cert is None and tls.key is None and tls.ca is None:
-        return None
+    files = (pick(cert, "RSPP_TLS_CLIENT_CERT"), pick(key, "RSPP_TLS_CLIENT_KEY"),
+             pick(ca, "RSPP_TLS_CA"))
+    if files == (None, None, None):
+        return None  # before importing the control plane package: start-up stays light
+    from rspp.controlplane import CPError
+    from rspp.controlplane._tls import ClientTls, ReloadingClientContext
+
+    tls = ClientTls(cert=files[0], key=files[1], ca=files[2])
     try:
         return ReloadingClientContext(tls)
     except CPError as exc:
