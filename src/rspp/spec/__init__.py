@@ -51,6 +51,7 @@ from rspp.spec._layers import (
     EffectiveSpec,
     ResolvedValue,
     load_layers,
+    policy_inserts,
     resolve_effective,
 )
 from rspp.spec._lint import lint_text
@@ -153,6 +154,7 @@ __all__ = [
     "lint_text",
     "load_document",
     "load_layers",
+    "policy_inserts",
     "load_spec",
     "param",
     "parse_spec_text",
