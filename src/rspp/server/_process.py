@@ -37,6 +37,7 @@ from rspp.controlplane import (
     create_app,
 )
 from rspp.controlplane._store import default_sqlite_url
+from rspp.controlplane._tls import ClientTls, ReloadingClientContext
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
@@ -46,6 +47,7 @@ from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
 from rspp.server._wsproto import LeanWebSocketProtocol
+from rspp.turns import CapacityModel
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -67,6 +69,8 @@ class ServeOptions:
     control_plane: str | None = None
     api_key: str | None = None
     token_secret: str | None = None
+    #: mutual TLS to the control plane (F-120): client certificate, key, CA bundle
+    tls: ClientTls | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     #: the transport endpoint clients are routed to (default ws://HOST:PORT)
@@ -84,6 +88,10 @@ class ServeOptions:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076)
     max_debug_captures: int = 1
+    #: turns open at once, and how many of those only interactive sessions may use
+    #: (F-172, F-173; None: unbounded)
+    max_active_turns: int | None = None
+    interactive_reserve: int = 0
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -149,7 +157,9 @@ async def serve(opts: ServeOptions) -> int:
         cp_app = create_app(cp)
         client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
     else:
-        client = ControlPlaneClient(opts.control_plane, api_key)
+        client = ControlPlaneClient(
+            opts.control_plane, api_key,
+            tls=ReloadingClientContext(opts.tls) if opts.tls is not None else None)
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
@@ -159,7 +169,9 @@ async def serve(opts: ServeOptions) -> int:
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
-                               max_debug_captures=opts.max_debug_captures),
+                               max_debug_captures=opts.max_debug_captures,
+                               capacity=None if opts.max_active_turns is None else CapacityModel(
+                                   opts.max_active_turns, opts.interactive_reserve)),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
