@@ -40,6 +40,16 @@ def serve(
         None, "--token-secret", envvar="RSPP_TOKEN_SECRET",
         help="HS256 secret of a control plane that signs tokens with one (Ed25519 control "
         "planes publish their public key; nothing to pass)."),
+    tls_client_cert: Path | None = typer.Option(
+        None, "--tls-client-cert", envvar="RSPP_TLS_CLIENT_CERT",
+        help="Mutual TLS to an https:// control plane: this runtime's client certificate "
+        "(PEM; reloaded when the file changes)."),
+    tls_client_key: Path | None = typer.Option(
+        None, "--tls-client-key", envvar="RSPP_TLS_CLIENT_KEY",
+        help="The --tls-client-cert's private key (PEM)."),
+    tls_ca: Path | None = typer.Option(
+        None, "--tls-ca", envvar="RSPP_TLS_CA",
+        help="CA bundle that signs the control plane's certificate (default: the system's)."),
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
@@ -123,6 +133,15 @@ def serve(
         typer.echo("error: --control-plane needs --api-key (an operator key of that control "
                    "plane) or RSPP_API_KEY", err=True)
         raise typer.Exit(2)
+    tls = None
+    if tls_client_cert or tls_client_key or tls_ca:
+        from rspp.controlplane._tls import ClientTls
+
+        if control_plane is None:
+            typer.echo("error: --tls-client-cert/--tls-client-key/--tls-ca are for a "
+                       "separate control plane: pass --control-plane https://...", err=True)
+            raise typer.Exit(2)
+        tls = ClientTls(cert=tls_client_cert, key=tls_client_key, ca=tls_ca)
     if drain_mode not in ("close", "migrate"):
         typer.echo("error: --drain-mode must be close or migrate", err=True)
         raise typer.Exit(2)
@@ -140,7 +159,7 @@ def serve(
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
-                        api_key=api_key, token_secret=token_secret, db_url=db,
+                        api_key=api_key, token_secret=token_secret, db_url=db, tls=tls,
                         runtime_id=runtime_id, capacity=capacity, region=region,
                         advertise_url=advertise_url,
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,

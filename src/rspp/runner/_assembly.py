@@ -63,6 +63,7 @@ from rspp.providers import (
     PriceTable,
     SecretConfigError,
     SecretRef,
+    UsageKind,
     UsageSummary,
     cost_caps_from_config,
     default_redactor,
@@ -152,6 +153,10 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the runtime's admission (F-050): the process running sessions passes one to all of
+    #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
+    #: sessions on the runtime; None: an admission of this session only
+    admission: LocalAdmission | None = None
     #: the input is a file (``rspp run``): it never loses input (a lossless session:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
@@ -283,6 +288,16 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
                         pipeline_version=f"{gd.name}@{gd.version}", signal_sink=sink,
                         timeouts_ms=timeouts, policies=policies, circuits=circuits,
                         meter=CostMeter(session_id, caps=caps, prices=table))
+
+
+def _tenant_tokens(admission: LocalAdmission, tenant_id: str
+                   ) -> Callable[[UsageKind, float], None]:
+    """Counts the session's LLM tokens against its tenant's per-minute quota (F-050)."""
+    def charged(kind: UsageKind, amount: float) -> None:
+        if kind is UsageKind.LLM_TOKENS:
+            admission.charge_tokens(tenant_id, int(amount))
+
+    return charged
 
 
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
@@ -489,11 +504,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         snapshots = StaticSnapshotSource(bundle)
         admission_policy = admission_policy or bundle.admission_policy
     capture = ReplayableCapture(record) if opts.record_level is not None else None
-    admission = LocalAdmission(clock)
+    admission = opts.admission or LocalAdmission(clock)
     if admission_policy is not None:
         admission.set_policy(admission_policy)
-    if not admission.admit_session(opts.tenant_id, sid).admitted:
-        raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    admitted = admission.admit_session(opts.tenant_id, sid)
+    if not admitted.admitted:
+        raise AssemblyError(f"session {sid} was not admitted by the runtime's admission "
+                            f"({admitted.kind.value}: {admitted.outcome.reason})")
     # every input is checked above: only now do outputs exist (no empty timeline on errors)
     exporter_task: asyncio.Task[None] | None = None
     redactor = (opts.redaction or RedactionConfig()).redactor(default_redactor())
@@ -541,6 +558,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)
     except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        admission.end_session(opts.tenant_id, sid)
         recorder.close()
         if exporter_task is not None:
             exporter_task.cancel()
@@ -555,6 +573,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     base_chains = dict(services.chains)
     meter = services.meter = services.meter or CostMeter(sid)
     meter.tenant_id = opts.tenant_id
+    meter.on_charge = _tenant_tokens(admission, opts.tenant_id)
 
     def prefer(providers: Any) -> None:
         for modality, pid in providers.items():

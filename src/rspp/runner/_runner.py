@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from rspp.runner._assembly import (
 )
 from rspp.runner._bundle import LOCAL_TENANT
 from rspp.runner._telemetry import TelemetryTargets
+from rspp.spec import ENV_PREFIX
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
 from rspp.turns import SessionEvent
 from rspp.turns._turn_driver import TurnDriver
@@ -232,7 +234,8 @@ async def _feed(transport: LoopbackTransport, stop: asyncio.Event | None) -> boo
 async def run_local(opts: RunOptions) -> RunResult:
     """Run ``opts.spec`` on ``opts.input`` (see the module docstring)."""
     try:
-        if opts.layers is None and opts.resolved_out is None:
+        env_layer = any(k.startswith(ENV_PREFIX) for k in os.environ)  # F-080
+        if opts.layers is None and opts.resolved_out is None and not env_layer:
             gd = compile_spec_file(opts.spec)
         else:
             effective = resolve_spec_file(opts.spec, tenant=opts.tenant_id,

@@ -37,6 +37,7 @@ from rspp.controlplane import (
     create_app,
 )
 from rspp.controlplane._store import default_sqlite_url
+from rspp.controlplane._tls import ClientTls, ReloadingClientContext
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
@@ -67,6 +68,8 @@ class ServeOptions:
     control_plane: str | None = None
     api_key: str | None = None
     token_secret: str | None = None
+    #: mutual TLS to the control plane (F-120): client certificate, key, CA bundle
+    tls: ClientTls | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     #: the transport endpoint clients are routed to (default ws://HOST:PORT)
@@ -149,7 +152,9 @@ async def serve(opts: ServeOptions) -> int:
         cp_app = create_app(cp)
         client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
     else:
-        client = ControlPlaneClient(opts.control_plane, api_key)
+        client = ControlPlaneClient(
+            opts.control_plane, api_key,
+            tls=ReloadingClientContext(opts.tls) if opts.tls is not None else None)
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,

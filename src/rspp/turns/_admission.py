@@ -61,7 +61,12 @@ class _Tenant:
     sessions: set[str] = field(default_factory=set)
     session_starts: deque[int] = field(default_factory=deque)
     turn_starts: deque[int] = field(default_factory=deque)
+    #: (time, LLM tokens) charged in the last minute, and their sum
+    tokens: deque[tuple[int, int]] = field(default_factory=deque)
+    tokens_in_window: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    #: decisions by (``session`` | ``turn``, outcome kind), for per-tenant quota metrics
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class LocalAdmission:
@@ -94,6 +99,14 @@ class LocalAdmission:
         t = self._tenant(tenant_id)
         return {**t.counters, "active_sessions": len(t.sessions)}
 
+    def decisions(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Per tenant: decisions counted by (``session`` | ``turn``, outcome kind)."""
+        return {tid: dict(t.decisions) for tid, t in self._tenants.items()}
+
+    def active_sessions(self) -> dict[str, int]:
+        """Per tenant: sessions admitted and not yet ended."""
+        return {tid: len(t.sessions) for tid, t in self._tenants.items()}
+
     def _decide(
         self,
         t: _Tenant,
@@ -107,6 +120,8 @@ class LocalAdmission:
     ) -> AdmissionDecision:
         self._seq += 1
         t.counters[kind.value] = t.counters.get(kind.value, 0) + 1
+        key = ("turn" if turn_id is not None else "session", kind.value)
+        t.decisions[key] = t.decisions.get(key, 0) + 1
         now_ms = self.clock.monotonic_ns() // 1_000_000
         outcome = DecisionOutcome(
             outcome_kind=kind,
@@ -165,6 +180,19 @@ class LocalAdmission:
             t, OutcomeKind.ADMIT, OutcomeScope.SESSION, "within_quota", session_id=session_id
         )
 
+    def charge_tokens(self, tenant_id: str, tokens: int) -> None:
+        """LLM tokens a session of the tenant used (its per-minute token quota)."""
+        t = self._tenants.get(tenant_id)
+        if t is None or tokens <= 0:
+            return
+        now_ms = self.clock.monotonic_ns() // 1_000_000
+        t.tokens.append((now_ms, tokens))
+        t.tokens_in_window += tokens
+
+    def _token_window(self, t: _Tenant, now_ms: int) -> None:
+        while t.tokens and t.tokens[0][0] <= now_ms - _WINDOW_MS:
+            t.tokens_in_window -= t.tokens.popleft()[1]
+
     def end_session(self, tenant_id: str, session_id: str) -> None:
         self._tenant(tenant_id).sessions.discard(session_id)
 
@@ -192,6 +220,18 @@ class LocalAdmission:
                 session_id=session_id,
                 turn_id=turn_id,
                 retry_after_ms=retry,
+            )
+        quota = t.policy.llm_tokens_per_minute
+        self._token_window(t, now_ms)
+        if quota is not None and t.tokens_in_window >= quota:
+            return self._decide(
+                t,
+                OutcomeKind.DEFER,
+                OutcomeScope.TURN,
+                f"llm_tokens_per_minute:{quota}",
+                session_id=session_id,
+                turn_id=turn_id,
+                retry_after_ms=t.tokens[0][0] + _WINDOW_MS - now_ms,
             )
         t.turn_starts.append(now_ms)
         return self._decide(
