@@ -85,6 +85,7 @@ from rspp.spec import (
 from rspp.transports import InputRejected
 from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
+from rspp.turns._capacity import priority_of, turn_end_listener
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 from rspp.turns._state import StateManager
@@ -157,6 +158,9 @@ class AssemblyOptions:
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
     admission: LocalAdmission | None = None
+    #: the session's priority (``background``: its turns yield the runtime's interactive
+    #: headroom, F-173; anything else: interactive)
+    priority: str = "interactive"
     #: the input is a file (``rspp run``): it never loses input (a lossless session:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
@@ -507,7 +511,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     admission = opts.admission or LocalAdmission(clock)
     if admission_policy is not None:
         admission.set_policy(admission_policy)
-    admitted = admission.admit_session(opts.tenant_id, sid)
+    admitted = admission.admit_session(opts.tenant_id, sid, priority_of(opts.priority))
     if not admitted.admitted:
         raise AssemblyError(f"session {sid} was not admitted by the runtime's admission "
                             f"({admitted.kind.value}: {admitted.outcome.reason})")
@@ -614,6 +618,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)
+    out.listeners.append(turn_end_listener(admission.turn_ended, sid))  # F-172 capacity
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
                                log_out=opts.log_out, targets=opts.telemetry, redactor=redactor)

@@ -31,6 +31,8 @@ class _Admission(Protocol):
 
     def active_sessions(self) -> dict[str, int]: ...
 
+    def open_turns(self) -> dict[str, int] | None: ...
+
 
 class _AdmissionCollector(Collector):
     """Per-tenant quota metrics read from the runtime's admission at scrape time (F-050)."""
@@ -53,6 +55,14 @@ class _AdmissionCollector(Collector):
         for tenant, n in sorted(self.admission.active_sessions().items()):
             active.add_metric([tenant], n)
         yield active
+        turns = self.admission.open_turns()
+        if turns is not None:
+            open_ = GaugeMetricFamily("rspp_capacity_open_turns", "Turns holding this "
+                                      "runtime's turn capacity, by session priority (F-172)",
+                                      labels=["priority"])
+            for priority, n in sorted(turns.items()):
+                open_.add_metric([priority], n)
+            yield open_
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)

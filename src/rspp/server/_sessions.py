@@ -51,6 +51,7 @@ from rspp.server._state import ControlPlaneStateStore
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
 from rspp.turns import (
+    CapacityModel,
     LocalAdmission,
     ResumePoint,
     SessionCheckpointer,
@@ -108,6 +109,8 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
+    capacity: CapacityModel | None = None
 
 
 @dataclass(slots=True)
@@ -261,7 +264,7 @@ class GovernedSessions:
         #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
         #: across its sessions), shared by every session it serves
         self.circuits = CircuitRegistry()
-        self.admission = LocalAdmission(SystemClock())
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
         metrics.watch_admission(self.admission)
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
@@ -476,7 +479,8 @@ class GovernedSessions:
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
-            circuits=self.circuits, admission=self.admission)
+            circuits=self.circuits, admission=self.admission,
+            priority=info.attributes.get("priority", "interactive"))
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
