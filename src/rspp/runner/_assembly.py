@@ -50,6 +50,7 @@ from rspp.observability import (
     RecorderOptions,
     RedactionConfig,
     Redactor,
+    SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -181,6 +182,9 @@ class AssemblyOptions:
     #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
     #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
     metrics_events: bool = False
+    #: which sessions' timelines record their events (F-071): an unsampled session keeps
+    #: only its OR-02 evidence (gate 5 needs it for every accepted turn); None: all
+    sampling: SamplingPolicy | None = None
     #: what the timeline and the JSON logs redact (F-073, NF-014): the built-in PII rules
     #: plus these rules, audio masking, the audit file; None: the built-in PII rules only
     redaction: RedactionConfig | None = None
@@ -472,7 +476,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL))
+                                                       level=opts.record_level or _DEFAULT_LEVEL),
+                                sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
