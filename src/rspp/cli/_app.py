@@ -13,6 +13,7 @@ from rspp.cli import (
     _cp,
     _cp_change,
     _cp_dr,
+    _node,
     _observe,
     _replay,
     _run,
@@ -40,7 +41,7 @@ def version() -> None:
 
 
 for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _observe, _audio, _run, _replay,
-               _talk, _serve):
+               _talk, _serve, _node):
     _group.register(app)
 guard_commands(app)
 
