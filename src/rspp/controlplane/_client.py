@@ -17,6 +17,7 @@ from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
+from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     HeartbeatRequest,
     HeldLease,
@@ -93,6 +94,11 @@ class _BundleCache:
         self._entries[key] = (bundle, self._clock())
 
 
+#: read timeout of an operator hand-off (migrate, rotate, revoke): it answers once the
+#: holder released the lease, at the latest when the lease expires (its TTL: 30 s default)
+HANDOFF_TIMEOUT_S = 120.0
+
+
 class ControlPlaneClient:
     """Async HTTP client for the control-plane API; raise :class:`CPError` subclasses."""
 
@@ -130,12 +136,14 @@ class ControlPlaneClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         content: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         """Send one request; return decoded JSON or raise the server's error.
 
         ``json`` is preferably one of the request types of ``_requests`` (the structs the
         server decodes), so a change to a request type breaks this client's type check;
         ``content`` is a body already encoded as JSON (batches assembled from parts).
+        ``timeout_s``: this request's read timeout (a hand-off waits for the holder).
         """
         headers = None
         if isinstance(json, msgspec.Struct):
@@ -143,8 +151,10 @@ class ControlPlaneClient:
         if content is not None:
             headers = {"Content-Type": "application/json"}
         try:
+            extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
             response = await self._http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+                method, path, json=json, params=params, content=content, headers=headers,
+                **extra,
             )
         except httpx.TransportError as exc:
             raise Unavailable(
@@ -250,10 +260,22 @@ class ControlPlaneClient:
         data = await self.request("DELETE", f"/v1/runtimes/{runtime_id}")
         return bool(data["removed"])
 
-    async def rotate_lease(self, session_id: str, *, revoke: bool = False) -> Lease:
+    async def rotate_lease(self, session_id: str, *, revoke: bool = False,
+                           force: bool = False, timeout_s: float = HANDOFF_TIMEOUT_S) -> Lease:
+        """Rotate (``revoke``: revoke) the session's lease; a live holder's lease is handed
+        off in two phases, so the answer may take up to the lease's TTL (``force``: at
+        once, the holder is known to be gone)."""
         action = "revoke" if revoke else "rotate"
-        data = await self.request("POST", f"/v1/leases/{session_id}/{action}")
+        data = await self.request("POST", f"/v1/leases/{session_id}/{action}",
+                                  params={"force": "true"} if force else None,
+                                  timeout_s=timeout_s)
         return msgspec.convert(data["lease"], Lease)
+
+    async def release_lease(self, session_id: str, holder: str, epoch: int) -> LeaseRelease:
+        """Release a lease being handed off (its holder, output fenced, turn ended)."""
+        body = LeaseEpochRequest(holder=holder, epoch=epoch)
+        data = await self.request("POST", f"/v1/leases/{session_id}/release", json=body)
+        return msgspec.convert(data, LeaseRelease)
 
     async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
         body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)
@@ -293,10 +315,18 @@ class ControlPlaneClient:
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
         return msgspec.convert(data, Authorization)
 
-    async def migrate(self, session_id: str, target: str | None = None) -> MigrationResult:
-        """Move the session to ``target`` (None: the best other healthy runtime)."""
+    async def migrate(self, session_id: str, target: str | None = None, *,
+                      force: bool = False, released_by: tuple[str, int] | None = None,
+                      timeout_s: float = HANDOFF_TIMEOUT_S) -> MigrationResult:
+        """Move the session to ``target`` (None: the best other healthy runtime). A live
+        holder's lease is handed off in two phases (the answer may take up to the lease's
+        TTL); ``released_by`` (holder, epoch): the holder hands it over itself; ``force``:
+        at once."""
+        holder, epoch = released_by if released_by is not None else (None, None)
         data = await self.request("POST", f"/v1/sessions/{session_id}/migrate",
-                                  json=MigrateRequest(target=target))
+                                  json=MigrateRequest(target=target, force=force,
+                                                      holder=holder, epoch=epoch),
+                                  timeout_s=timeout_s)
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,

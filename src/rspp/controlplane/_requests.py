@@ -305,7 +305,16 @@ class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where to (None: the best other healthy runtime). A lease its runtime holds live is
+    handed off in two phases (the answer comes once the holder released it, at the
+    latest when the lease expires). ``force``: move at once (the holder is known to be
+    gone; fencing covers it). ``holder`` + ``epoch``: the holder itself hands the session
+    over (it fenced its output already), at once."""
+
     target: Id | None = None
+    force: bool = False
+    holder: Id | None = None
+    epoch: Epoch | None = None
 
 
 class Placed(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -382,6 +391,13 @@ class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class NoQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class HandoffQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``force=true``: rotate/revoke at once instead of waiting for the holder's release
+    (the holder is known to be gone; fencing covers it)."""
+
+    force: bool = False
 
 
 class PipelinesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
