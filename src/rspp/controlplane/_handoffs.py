@@ -33,7 +33,7 @@ from rspp.controlplane._errors import Conflict
 from rspp.controlplane._schema import lease_handoffs
 
 __all__ = ["Handoff", "HandoffAction", "HandoffPending", "begin_in", "finish_in", "get_in",
-           "pending_in", "record_result_in", "supersede_in"]
+           "last_in", "pending_in", "record_result_in", "supersede_in"]
 
 HandoffAction = Literal["migrate", "rotate", "revoke"]
 
@@ -85,6 +85,16 @@ async def get_in(conn: AsyncConnection, handoff_id: int) -> Handoff:
     if row is None:
         raise Conflict(f"hand-off {handoff_id} is unknown", field="handoff_id")
     return _of(row)
+
+
+async def last_in(conn: AsyncConnection, session_id: str, holder: str,
+                  epoch: int) -> Handoff | None:
+    """The last completed hand-off of ``holder``'s lease of ``session_id`` at ``epoch``."""
+    row = (await conn.execute(select(lease_handoffs).where(
+        lease_handoffs.c.session_id == session_id, lease_handoffs.c.holder == holder,
+        lease_handoffs.c.epoch == epoch, lease_handoffs.c.completed_at_ms.is_not(None))
+        .order_by(lease_handoffs.c.handoff_id.desc()).limit(1))).first()
+    return None if row is None else _of(row)
 
 
 async def begin_in(conn: AsyncConnection, *, session_id: str, epoch: int, holder: str,

@@ -23,6 +23,7 @@ from rspp.controlplane._handoffs import (
     begin_in,
     finish_in,
     get_in,
+    last_in,
     pending_in,
     record_result_in,
 )
@@ -100,7 +101,8 @@ class HandoffOps(ControlPlaneCore):
 
     async def release_lease(self, principal: Principal, session_id: str, holder: str,
                             epoch: int) -> LeaseRelease:
-        """The holder released its lease being handed off: complete the hand-off now."""
+        """The holder released its lease being handed off: complete the hand-off now. Again
+        after that (the answer was lost), or after it timed out: what it did."""
 
         async def work(conn: AsyncConnection, now: int) -> LeaseRelease | None:
             info = await self.sessions.get_in(conn, session_id)
@@ -108,8 +110,12 @@ class HandoffOps(ControlPlaneCore):
             await self.leases.lock_in(conn, [session_id])
             pending = (await pending_in(conn, [session_id])).get(session_id)
             if pending is None or (pending.holder, pending.epoch) != (holder, epoch):
-                raise Conflict(f"no hand-off of {session_id}'s lease at epoch {epoch} held by "
-                               f"{holder} is pending", field="epoch")
+                # released already (its answer was lost) or timed out: the same answer
+                done = await last_in(conn, session_id, holder, epoch)
+                if done is None:
+                    raise Conflict(f"no hand-off of {session_id}'s lease at epoch {epoch} "
+                                   f"held by {holder} is pending", field="epoch")
+                return _release(session_id, done.action, await self._result_in(conn, done))
             result = await self._finish_in(conn, pending, "released", now)
             return None if result is None else _release(session_id, pending.action, result)
 
