@@ -193,8 +193,10 @@ class LeaseKeeper:
         to another runtime); None once it is lost (nothing more may leave)."""
         if self.lost is not None:
             return None
+        if self.handing_off == "rotate":
+            return False  # released next: held until the rotation is followed
         if self.handing_off is not None:
-            return False  # released next: held until the hand-off says where it went
+            return None  # handed to another runtime (or revoked): nothing more leaves
         return time.monotonic() < self._valid_until
 
     def valid_for(self) -> float:
@@ -242,25 +244,23 @@ class LeaseKeeper:
             self._held(lease, started)
 
     async def _hand_off(self, action: str) -> None:
-        """The control plane is handing the lease off (two phases): the session fences its
-        output, ends its active turn and saves its checkpoint (``on_handoff``); then the
-        gate holds and the lease is released. The release moves the epoch: a rotation in
+        """The control plane is handing the lease off (two phases): the gate closes (holds,
+        for a rotation in place), the session ends its active turn and saves its checkpoint
+        (``on_handoff``), then the lease is released. The release moves the epoch: a rotation in
         place is followed (the gate reopens at the new epoch), a migration or revoke
         loses the session. A release the control plane no longer takes (the hand-off timed
         out) is sorted out as a refused renewal."""
         old = self.epoch
+        self.handing_off = action  # the gate closes first: nothing more leaves from here
         if self.on_handoff is not None:
             await self.on_handoff(action)
-        self.handing_off = action
         started = time.monotonic()
         try:
             released = await self.client.release_lease(self.session_id, self.holder, old or 0)
         except CPError as exc:
             if exc.code == "unavailable" and exc.field == "server":
                 return  # the next renewal is refused again and the release retried
-            self.handing_off = None
-            self._valid_until = 0.0  # nothing leaves until the lease is sorted out
-            await self._refused()
+            await self._refused()  # the hand-off timed out: where is the lease now?
             return
         self.released += 1
         if released.holder != self.holder or old is None or released.epoch != old + 1:
@@ -294,6 +294,8 @@ class LeaseKeeper:
         that epoch, which only the holder of the current epoch can do."""
         started = time.monotonic()
         old = self.epoch
+        if self.handing_off is not None:  # the hand-off ended without our release
+            self.handing_off, self._valid_until = None, 0.0  # held until sorted out
         try:
             current = await self.client.authorize_lease(self.session_id, self.holder,
                                                         old or 0)

@@ -63,8 +63,7 @@ _LOG = logging.getLogger("rspp.server")
 _TURN_END_S = 2.0
 
 #: the reason an operator's hand-off gives the turn it ends (by the hand-off's action)
-_HANDOFF_REASONS = {"rotate": "lease_rotated", "migrate": "handed_off",
-                    "revoke": "lease_revoked"}
+_HANDOFF_REASONS = {"migrate": "handed_off", "revoke": "lease_revoked"}
 
 
 class BuiltSession(Protocol):
@@ -170,7 +169,13 @@ class ServedSession(Generic[S]):
         ends here, under the lease that ran it (T8 ``deauthorized_drain``,
         ``abort(authority_loss)``, ``close``), and its last checkpoint is saved (it has
         no open turn: the next holder does not end the turn again). Bounded by what is
-        left of the lease (the control plane rotates it at its expiry anyway)."""
+        left of the lease (the control plane rotates it at its expiry anyway).
+
+        A rotation in place keeps the session here: its gate holds while the lease is
+        released and the turn ends on the rotation itself (fenced before the gate opens
+        again at the new epoch), as a rotation always did."""
+        if action == "rotate":
+            return
         self.core.authority_changed(None, _HANDOFF_REASONS.get(action, "handed_off"))
         left = max(0.1, self.keeper.valid_for())
         with contextlib.suppress(TimeoutError):
