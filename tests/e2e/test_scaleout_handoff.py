@@ -28,8 +28,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from _fleet import KEY, Fleet, FleetOptions, Talker, create_database, db_rows, drop_database
-from _fleet import poll_until
+from _fleet import (
+    KEY,
+    Fleet,
+    FleetOptions,
+    Talker,
+    create_database,
+    db_rows,
+    drop_database,
+    poll_until,
+)
 
 if TYPE_CHECKING:  # a runtime `import conftest` finds whichever conftest was imported first
     from tests.e2e.conftest import RsppCli

@@ -24,7 +24,6 @@ from rspp.controlplane._configs import (
     ConfigKind,
     active_config,
 )
-from rspp.controlplane._ops_handoffs import HandoffOps
 from rspp.controlplane._errors import (
     Conflict,
     CPError,
@@ -33,7 +32,14 @@ from rspp.controlplane._errors import (
     NotFound,
 )
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
-from rspp.controlplane._policy import parse_policy
+from rspp.controlplane._ops_handoffs import HandoffOps
+from rspp.controlplane._policy import (
+    PolicyDocument,
+    SessionAttributes,
+    evaluate_policy,
+    parse_policy,
+    selection_detail,
+)
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
@@ -80,6 +86,17 @@ class SessionRoute(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionOps(HandoffOps):
+    async def _audit_selection(self, conn: AsyncConnection, principal: Principal, sid: str,
+                               tenant_id: str, doc: PolicyDocument, attrs: dict[str, str],
+                               version: int, now: int) -> None:
+        """Audit ``policy.select``: the session's providers at its start and why (F-056)."""
+        health = await self.routing.provider_health_in(conn, now_ms=now)
+        found = SessionAttributes.of(attrs)
+        decision = evaluate_policy(doc, found, health, health.meta)
+        await self.audit.append_in(conn, actor=principal.key_id, action="policy.select",
+                                   subject=sid, tenant_id=tenant_id,
+                                   detail=selection_detail(decision, found, version))
+
     # -- sessions: route, token, status, leases (F-099, F-119, F-101, F-095) -----------------
     async def route_session(
         self,
@@ -152,6 +169,8 @@ class SessionOps(HandoffOps):
                 return None
             if policy is not None:
                 doc = parse_policy(policy.body)
+                await self._audit_selection(conn, principal, sid, tenant_id, doc, attrs,
+                                            policy.version, now)
                 if doc.allow_compliance_insertion and doc.insert_compliance_nodes:
                     await self.audit.append_in(
                         conn,

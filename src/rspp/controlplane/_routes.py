@@ -40,9 +40,9 @@ from rspp.controlplane._audit import AuditVerdict
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
-from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
+from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance

@@ -478,6 +478,10 @@ class GovernedSessions:
             gd = await graph
         else:
             gd = await self.link.graph(info.pipeline_name, info.pipeline_version)
+        policy = bundle.policy_resolution
+        if policy is not None and policy.insert_compliance_nodes:  # F-062
+            gd = await self.link.policy_graph(info.pipeline_name, info.pipeline_version,
+                                              claims.tenant_id, policy.insert_compliance_nodes)
         if bundle.admission_policy is None:
             raise SessionRefused("control_plane_unreachable",
                                  f"no admission snapshot for tenant {claims.tenant_id} from the "

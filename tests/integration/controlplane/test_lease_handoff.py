@@ -54,7 +54,7 @@ async def _epochs(cp: ControlPlane, sid: str) -> list[tuple[int, str]]:
 
 async def _pending(cp: ControlPlane, sid: str) -> None:
     """Until the hand-off of ``sid`` is recorded (the operator's request is waiting)."""
-    while not await _handoffs(cp, sid):
+    while not await _handoffs(cp, sid):  # noqa: ASYNC110 (a row another task writes)
         await asyncio.sleep(0.01)
 
 
