@@ -19,7 +19,9 @@ session_app = typer.Typer(help="Live sessions: migrate, rotate or revoke the lea
 cp_app.add_typer(session_app, name="session")
 
 #: a hand-off answers when the holder released the lease, at the latest at its expiry
-_HANDOFF_TIMEOUT_S = 120.0
+#: (the control plane waits up to _WAIT_MS, then answers 409 handoff_pending)
+_WAIT_MS = 120_000
+_HANDOFF_TIMEOUT_S = _WAIT_MS / 1000 + 10
 
 ForceOpt = typer.Option(False, "--force", help="At once, without waiting for the runtime "
                         "holding the lease (it is known to be gone).")
@@ -34,29 +36,32 @@ def _post(server: str, api_key: str | None, path: str, body: object | None,
     _print(_call(server, api_key, work))
 
 
+def _query(force: bool) -> dict[str, str]:
+    return {"wait_ms": str(_WAIT_MS), **({"force": "true"} if force else {})}
+
+
 @session_app.command("migrate")
 def migrate(session: str = typer.Argument(..., help="Session id."),
             to: str = typer.Option(None, "--to", help="Target runtime (default: the best "
                                    "other healthy one)."),
             force: bool = ForceOpt, server: str = ServerOpt, api_key: str = KeyOpt) -> None:
     """Move a live session to another runtime; its client reconnects there."""
-    _post(server, api_key, f"/v1/sessions/{session}/migrate", {"target": to, "force": force})
+    _post(server, api_key, f"/v1/sessions/{session}/migrate",
+          {"target": to, "force": force, "wait_ms": _WAIT_MS})
 
 
 @session_app.command("rotate")
 def rotate(session: str = typer.Argument(..., help="Session id."), force: bool = ForceOpt,
            server: str = ServerOpt, api_key: str = KeyOpt) -> None:
     """Rotate the session's lease to the next epoch (same runtime; the running turn ends)."""
-    _post(server, api_key, f"/v1/leases/{session}/rotate", None,
-          {"force": "true"} if force else None)
+    _post(server, api_key, f"/v1/leases/{session}/rotate", None, _query(force))
 
 
 @session_app.command("revoke")
 def revoke(session: str = typer.Argument(..., help="Session id."), force: bool = ForceOpt,
            server: str = ServerOpt, api_key: str = KeyOpt) -> None:
     """Revoke the session's lease: no runtime may act for it; the session closes."""
-    _post(server, api_key, f"/v1/leases/{session}/revoke", None,
-          {"force": "true"} if force else None)
+    _post(server, api_key, f"/v1/leases/{session}/revoke", None, _query(force))
 
 
 def register(app: typer.Typer) -> None:

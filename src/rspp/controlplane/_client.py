@@ -20,6 +20,7 @@ from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     HeartbeatRequest,
+    HeldBy,
     HeldLease,
     LeaseEpochRequest,
     LeaseRenewalsRequest,
@@ -96,7 +97,7 @@ class _BundleCache:
 
 #: read timeout of an operator hand-off (migrate, rotate, revoke): it answers once the
 #: holder released the lease, at the latest when the lease expires (its TTL: 30 s default)
-HANDOFF_TIMEOUT_S = 120.0
+HANDOFF_TIMEOUT_S = 125.0
 
 
 class ControlPlaneClient:
@@ -266,8 +267,10 @@ class ControlPlaneClient:
         off in two phases, so the answer may take up to the lease's TTL (``force``: at
         once, the holder is known to be gone)."""
         action = "revoke" if revoke else "rotate"
-        data = await self.request("POST", f"/v1/leases/{session_id}/{action}",
-                                  params={"force": "true"} if force else None,
+        params = {"wait_ms": str(int(timeout_s * 1000) - 5_000)}
+        if force:
+            params["force"] = "true"
+        data = await self.request("POST", f"/v1/leases/{session_id}/{action}", params=params,
                                   timeout_s=timeout_s)
         return msgspec.convert(data["lease"], Lease)
 
@@ -322,10 +325,12 @@ class ControlPlaneClient:
         holder's lease is handed off in two phases (the answer may take up to the lease's
         TTL); ``released_by`` (holder, epoch): the holder hands it over itself; ``force``:
         at once."""
-        holder, epoch = released_by if released_by is not None else (None, None)
+        held = None if released_by is None else HeldBy(holder=released_by[0],
+                                                         epoch=released_by[1])
         data = await self.request("POST", f"/v1/sessions/{session_id}/migrate",
                                   json=MigrateRequest(target=target, force=force,
-                                                      holder=holder, epoch=epoch),
+                                                      released_by=held,
+                                                      wait_ms=int(timeout_s * 1000) - 5_000),
                                   timeout_s=timeout_s)
         return msgspec.convert(data, MigrationResult)
 

@@ -291,12 +291,9 @@ async def session_signals(c: Call) -> SignalList:
 
 async def migrate(c: Call) -> Any:
     b = c.body
-    if (b.holder is None) != (b.epoch is None):
-        raise InvalidRequest("holder and epoch come together: the lease the holder hands "
-                             "over", field="holder" if b.holder is None else "epoch")
-    released = (b.holder, b.epoch) if b.holder is not None and b.epoch is not None else None
+    released = (b.released_by.holder, b.released_by.epoch) if b.released_by else None
     return await c.cp.migrate(c.principal, c.path["session_id"], target=b.target,
-                              force=b.force, released_by=released)
+                              force=b.force, released_by=released, wait_ms=b.wait_ms)
 
 
 async def issue_token(c: Call) -> TokenReply:
@@ -346,12 +343,12 @@ async def lease_renewals(c: Call) -> LeaseRenewals:
 
 async def lease_rotate(c: Call) -> Any:
     return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False,
-                                   force=c.query.force)
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
 
 
 async def lease_revoke(c: Call) -> Any:
     return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True,
-                                   force=c.query.force)
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
 
 
 async def lease_release(c: Call) -> Any:

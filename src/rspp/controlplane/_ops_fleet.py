@@ -206,14 +206,16 @@ class FleetOps(HandoffOps):
     async def migrate(
         self, principal: Principal, session_id: str, *, target: str | None,
         force: bool = False, released_by: tuple[str, int] | None = None,
+        wait_ms: int | None = None,
     ) -> MigrationResult:
         """Move the session to ``target`` (or the best other runtime). A lease its runtime
         holds live is handed off in two phases (:mod:`rspp.controlplane._ops_handoffs`);
         ``released_by`` (holder, epoch): the holder itself hands it over (a draining
-        runtime that fenced its output), at once; ``force``: at once."""
+        runtime that fenced its output), at once; ``force``: at once; ``wait_ms``: how long
+        to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "migrate session")
         result = await self.hand_off(principal, session_id, "migrate", target=target,
-                                     force=force, released_by=released_by)
+                                     force=force, released_by=released_by, wait_ms=wait_ms)
         if not isinstance(result, MigrationResult):
             raise CPError("migration produced no result", code="internal")
         return result

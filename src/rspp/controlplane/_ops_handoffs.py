@@ -11,6 +11,8 @@ operator knows the holder is gone; fencing covers it) moves at once, as one phas
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,10 +34,17 @@ from rspp.controlplane._rbac import Principal
 from rspp.controlplane._schema import lease_handoffs, leases
 from rspp.controlplane._sessions import MigrationResult, SessionStatus
 
-__all__ = ["REVOKED_HOLDER", "HandoffOps", "LeaseRelease"]
+__all__ = ["REVOKED_HOLDER", "HandoffOps", "HandoffWaiting", "LeaseRelease"]
 
 #: holder of a revoked lease: no runtime may act for the session at that epoch
 REVOKED_HOLDER = "(revoked)"
+
+class HandoffWaiting(Conflict):
+    """The operator's wait ended before the holder released its lease (409); the hand-off
+    goes on."""
+
+    code = "handoff_pending"
+
 
 #: how long past the deadline a waiting request re-reads the hand-off at most (another
 #: control-plane process may complete it)
@@ -60,10 +69,12 @@ class HandoffOps(ControlPlaneCore):
     async def hand_off(
         self, principal: Principal, session_id: str, action: HandoffAction, *,
         target: str | None = None, force: bool = False,
-        released_by: tuple[str, int] | None = None,
+        released_by: tuple[str, int] | None = None, wait_ms: int | None = None,
     ) -> Result:
         """Migrate (to ``target`` or the best other runtime), rotate (same holder) or revoke
-        the session's lease; two phases while a runtime holds it live (module docstring)."""
+        the session's lease; two phases while a runtime holds it live (module docstring).
+        ``wait_ms``: answer :class:`HandoffWaiting` (409 ``handoff_pending``) when the holder
+        has not released by then (the hand-off goes on; the same request again waits on)."""
         sid = session_id
 
         async def begin(conn: AsyncConnection, now: int) -> Result | Handoff | None:
@@ -95,7 +106,7 @@ class HandoffOps(ControlPlaneCore):
 
         got: Result | Handoff = await self._write(begin, f"{action} session")
         if isinstance(got, Handoff):
-            return await self._until_handed_off(got)
+            return await self._until_handed_off(got, wait_ms)
         self.placements.changed([sid])
         return got
 
@@ -137,7 +148,7 @@ class HandoffOps(ControlPlaneCore):
         return len(due)
 
     # -- helpers ---------------------------------------------------------------------------
-    async def _until_handed_off(self, h: Handoff) -> Result:
+    async def _until_handed_off(self, h: Handoff, wait_ms: int | None) -> Result:
         """Wait for the holder's release (it completes the hand-off) or the deadline."""
         async def read() -> Handoff:
             async with self.store.engine.connect() as conn:
@@ -146,14 +157,24 @@ class HandoffOps(ControlPlaneCore):
         def settled(row: Handoff) -> bool:
             return row.completed_at_ms is not None or self.clock() >= row.deadline_ms
 
+        loop = asyncio.get_running_loop()
+        until = None if wait_ms is None else loop.time() + wait_ms / 1000
         while True:
             left = max(0.0, (h.deadline_ms - self.clock()) / 1000)
+            if until is not None:
+                left = min(left, max(0.0, until - loop.time()))
             row = await self.placements.until(h.session_id, read, settled,
-                                              min(left, _RECHECK_S) if left else 0.0)
+                                              min(left, _RECHECK_S))
             if row.completed_at_ms is not None:
                 return await self._result_of(row)
             if self.clock() >= row.deadline_ms:
                 return await self._finish_at_deadline(h.handoff_id)
+            if until is not None and loop.time() >= until:
+                raise HandoffWaiting(
+                    f"the runtime {h.holder} holding {h.session_id}'s lease (epoch {h.epoch}) "
+                    f"has not released it yet; the hand-off ({h.action}) goes on and completes "
+                    f"at its release or at the lease's expiry ({h.deadline_ms}); ask again to "
+                    "wait for it", field="session_id")
 
     async def _finish_at_deadline(self, handoff_id: int) -> Result:
         sid: list[str] = []

@@ -371,17 +371,19 @@ class SessionOps(HandoffOps):
         )
 
     async def change_lease(
-        self, principal: Principal, session_id: str, *, revoke: bool, force: bool = False
+        self, principal: Principal, session_id: str, *, revoke: bool, force: bool = False,
+        wait_ms: int | None = None,
     ) -> LeaseChange:
         """Rotate the session's lease to the next epoch for the same holder (``revoke``:
         for nobody). A lease its runtime holds live is handed off in two phases
         (:mod:`rspp.controlplane._ops_handoffs`): the runtime learns it at its next renewal,
         fences its output, ends the active turn ``deauthorized_drain`` (T8) and releases
         the lease; only then does the epoch move (after a revoke the session closes).
-        ``force``: at once (the holder is known to be gone; fencing covers it)."""
+        ``force``: at once (the holder is known to be gone; fencing covers it); ``wait_ms``:
+        how long to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "revoke lease" if revoke else "rotate lease")
         change = await self.hand_off(principal, session_id, "revoke" if revoke else "rotate",
-                                     force=force)
+                                     force=force, wait_ms=wait_ms)
         if not isinstance(change, LeaseChange):
             raise CPError("lease hand-off produced no lease", code="internal")
         return change
