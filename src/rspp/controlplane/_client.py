@@ -38,6 +38,7 @@ from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._session_start import SessionStart, SessionStartRequest
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.controlplane._tls import ReloadingClientContext, unreachable_hint
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.controlplane._validate import field_from
@@ -112,11 +113,15 @@ class ControlPlaneClient:
         max_staleness_ms: int = 5_000,
         clock: Clock = wall_ms,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ReloadingClientContext | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        #: mTLS (F-120): the client certificate and CA bundle, reloaded when they change
+        self.tls = tls
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport,
+            verify=tls.context if tls is not None else True,
         )
         self.cache = _BundleCache(clock, max_staleness_ms)
 
@@ -151,6 +156,8 @@ class ControlPlaneClient:
             content, json = msgspec.json.encode(json), None
         if content is not None:
             headers = {"Content-Type": "application/json"}
+        if self.tls is not None:
+            self.tls.refresh()
         try:
             extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
             response = await self._http.request(
@@ -161,7 +168,7 @@ class ControlPlaneClient:
             raise Unavailable(
                 f"control plane at {self.base_url} is unreachable "
                 f"({exc.__class__.__name__}: {exc}); "
-                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                f"{unreachable_hint(self.base_url, str(exc))}",
                 field="server",
             ) from None
         if response.status_code >= 400:

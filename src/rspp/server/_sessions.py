@@ -39,7 +39,8 @@ import msgspec
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.kernel import SystemClock
-from rspp.observability import DebugCaptureSlots
+from rspp.observability import DebugCaptureSlots, SamplingPolicy
+from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
@@ -49,7 +50,14 @@ from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
-from rspp.turns import ResumePoint, SessionCheckpointer, StateManager, resume_session
+from rspp.turns import (
+    CapacityModel,
+    LocalAdmission,
+    ResumePoint,
+    SessionCheckpointer,
+    StateManager,
+    resume_session,
+)
 
 _HANDOFF_SIGNALS = frozenset({SignalName.MIGRATION_START, SignalName.LEASE_ROTATED,
                               SignalName.SESSION_HANDOFF, SignalName.MIGRATION_FINISH})
@@ -97,6 +105,9 @@ class SessionPolicy:
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: share of sessions whose timelines record events (F-071; decided per session id,
+    #: deterministically); the others keep only their OR-02 evidence
+    sample_rate: float = 1.0
     #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
     #: (the control plane moves it to another runtime; the client reconnects there)
     drain_mode: str = "close"
@@ -104,6 +115,8 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
+    capacity: CapacityModel | None = None
 
 
 @dataclass(slots=True)
@@ -278,6 +291,11 @@ class GovernedSessions:
         self.policy = policy or SessionPolicy()
         #: the runtime's debug-capture slots, shared by its sessions (F-076)
         self.debug_slots = DebugCaptureSlots(self.policy.max_debug_captures, SystemClock())
+        #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
+        #: across its sessions), shared by every session it serves
+        self.circuits = CircuitRegistry()
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
+        metrics.watch_admission(self.admission)
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -490,13 +508,16 @@ class GovernedSessions:
         opts = AssemblyOptions(
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
+            sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots)
+            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
+            circuits=self.circuits, admission=self.admission,
+            priority=info.attributes.get("priority", "interactive"))
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
