@@ -76,6 +76,16 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_sample_rate: float = typer.Option(
+        1.0, "--record-sample-rate", min=0.0, max=1.0, envvar="RSPP_RECORD_SAMPLE_RATE",
+        help="Share of sessions whose timelines record their events (decided per session id, "
+        "deterministically); the others keep only their OR-02 turn evidence."),
+    retention_s: float | None = typer.Option(
+        None, "--retention-s", min=0.0, envvar="RSPP_RETENTION_S",
+        help="Delete timelines under --timeline-dir older than SECONDS (each deletion audited "
+        "in DIR/retention-audit.jsonl); default: keep."),
+    retention_sweep_s: float = typer.Option(
+        60.0, "--retention-sweep-s", min=0.05, help="Seconds between retention sweeps."),
     kernel_budget_us: float | None = typer.Option(
         None, "--kernel-overhead-budget-us", min=0.0, envvar="RSPP_KERNEL_OVERHEAD_BUDGET_US",
         help="Kernel overhead budget per event (microseconds): telemetry samples over it "
@@ -189,6 +199,10 @@ def serve(
     except RSPPError as exc:
         typer.echo(f"error: --record-level: {exc}", err=True)
         raise typer.Exit(2) from None
+    if retention_s is not None and timeline_dir is None:
+        typer.echo("error: --retention-s: needs --timeline-dir (the recordings it deletes)",
+                   err=True)
+        raise typer.Exit(2)
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
@@ -200,6 +214,8 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
+                        record_sample_rate=record_sample_rate, retention_s=retention_s,
+                        retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
                         pool_limits=limits, pool_fairness=pool_fairness,
                         interactive_reserve=interactive_reserve,

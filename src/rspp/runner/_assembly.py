@@ -49,7 +49,9 @@ from rspp.observability import (
     DebugCaptureSlots,
     JsonLinesFileSink,
     RecorderOptions,
+    RedactionConfig,
     Redactor,
+    SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -185,6 +187,12 @@ class AssemblyOptions:
     #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
     #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
     metrics_events: bool = False
+    #: which sessions' timelines record their events (F-071): an unsampled session keeps
+    #: only its OR-02 evidence (gate 5 needs it for every accepted turn); None: all
+    sampling: SamplingPolicy | None = None
+    #: what the timeline and the JSON logs redact (F-073, NF-014): the built-in PII rules
+    #: plus these rules, audio masking, the audit file; None: the built-in PII rules only
+    redaction: RedactionConfig | None = None
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -337,6 +345,8 @@ class AssembledSession(Generic[TransportT]):
     state: StateManager
     dead_letters: list[str] = field(default_factory=list)
     _exporter: asyncio.Task[None] | None = None
+    #: what redacted the timeline and logs (its audit trail and counts, F-073, NF-014)
+    redactor: Redactor | None = None
     _telemetry: SessionTelemetry | None = None
     _files: TelemetryFiles | None = None
     _sampler: asyncio.Task[None] | None = None
@@ -435,6 +445,10 @@ class AssembledSession(Generic[TransportT]):
             self.recorder.close()
             if self._exporter is not None:
                 await self._exporter
+            audit = o.redaction.audit_path if o.redaction is not None else None
+            if audit is not None and self.redactor is not None:
+                data = b"".join(x + b"\n" for x in self.redactor.audit_lines())
+                await asyncio.to_thread(Path(audit).write_bytes, data)
             if self._telemetry is not None and self._files is not None:
                 if self._sampler is not None:
                     self._sampler.cancel()
@@ -467,7 +481,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL))
+                                                       level=opts.record_level or _DEFAULT_LEVEL),
+                                sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -512,12 +527,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                             f"({admitted.kind.value}: {admitted.outcome.reason})")
     # every input is checked above: only now do outputs exist (no empty timeline on errors)
     exporter_task: asyncio.Task[None] | None = None
+    redactor = (opts.redaction or RedactionConfig()).redactor(default_redactor())
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
         # PII (NF-014) and the value of every configured secret never reach the file
         exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor(secrets=default_redactor()))
+                                    redactor=redactor)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
@@ -610,14 +626,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, state=state,
-                           dead_letters=dead,
+                           dead_letters=dead, redactor=redactor,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)
     out.listeners.append(turn_end_listener(admission.turn_ended, sid))  # F-172 capacity
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
-                               log_out=opts.log_out, targets=opts.telemetry)
+                               log_out=opts.log_out, targets=opts.telemetry, redactor=redactor)
         tele = SessionTelemetry(files.targets, session_id=sid,
                                 pipeline_version=graph.pipeline_version)
         tele.attach(

@@ -39,7 +39,7 @@ import msgspec
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.kernel import ExecutionPool, SystemClock
-from rspp.observability import DebugCaptureSlots
+from rspp.observability import DebugCaptureSlots, SamplingPolicy
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -102,6 +102,9 @@ class SessionPolicy:
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: share of sessions whose timelines record events (F-071; decided per session id,
+    #: deterministically); the others keep only their OR-02 evidence
+    sample_rate: float = 1.0
     #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
     #: (the control plane moves it to another runtime; the client reconnects there)
     drain_mode: str = "close"
@@ -481,6 +484,7 @@ class GovernedSessions:
         opts = AssemblyOptions(
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
+            sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
