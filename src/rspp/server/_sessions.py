@@ -70,6 +70,9 @@ _LOG = logging.getLogger("rspp.server")
 #: how long a drain hand-off waits for the turn it ended at the deadline to close
 _TURN_END_S = 2.0
 
+#: the reason an operator's hand-off gives the turn it ends (by the hand-off's action)
+_HANDOFF_REASONS = {"migrate": "handed_off", "revoke": "lease_revoked"}
+
 
 class BuiltSession(Protocol):
     """A transport's live session as the governor needs it."""
@@ -171,8 +174,32 @@ class ServedSession(Generic[S]):
 
     def _on_authority(self, epoch: int | None, reason: str) -> None:
         self.core.authority_changed(epoch, reason)
-        if epoch is None:  # lost: nothing may be produced for this session any more
+        if epoch is None and reason.startswith("handed_off:"):
+            # released to another runtime (an operator's migration): it lives on there
+            self.handed_off = True
+            self.owner._spawn(self.close(reason))
+        elif epoch is None:  # lost: nothing may be produced for this session any more
             self.owner._spawn(self.close(f"authority_lost:{reason}"))
+
+    async def _on_handoff(self, action: str) -> None:
+        """The control plane hands the lease off (an operator's migrate, rotate, revoke):
+        before the lease is released, the session's output is fenced and its active turn
+        ends here, under the lease that ran it (T8 ``deauthorized_drain``,
+        ``abort(authority_loss)``, ``close``), and its last checkpoint is saved (it has
+        no open turn: the next holder does not end the turn again). Bounded by what is
+        left of the lease (the control plane rotates it at its expiry anyway).
+
+        A rotation in place keeps the session here: its gate holds while the lease is
+        released and the turn ends on the rotation itself (fenced before the gate opens
+        again at the new epoch), as a rotation always did."""
+        if action == "rotate":
+            return
+        self.core.authority_changed(None, _HANDOFF_REASONS.get(action, "handed_off"))
+        left = max(0.1, self.keeper.valid_for())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), min(_TURN_END_S, left))
+        if self.checkpoints is not None:
+            await self.checkpoints.flush(timeout_s=max(0.1, min(2.0, self.keeper.valid_for())))
 
     async def close(self, reason: str) -> None:
         """Close the client connection and the session with ``reason``."""
@@ -345,6 +372,12 @@ class GovernedSessions:
         keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
                              ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
                              renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
+
+        async def on_handoff(action: str) -> None:
+            if holder:
+                await holder[0]._on_handoff(action)
+
+        keeper.on_handoff = on_handoff
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         store = ControlPlaneStateStore(self.link.client, self.link.runtime_id,
@@ -617,10 +650,13 @@ class GovernedSessions:
         if served.checkpoints is not None:
             await served.checkpoints.flush(timeout_s=min(deadline_s, 5.0) or 1.0)
         # the gate closes before the control plane moves the lease: nothing more leaves
-        # from here, and the renewal the move refuses is not taken for a lost lease
+        # from here, and the renewal the move refuses is not taken for a lost lease; the
+        # holder hands its own lease over (fenced already): the move is immediate
+        epoch = served.keeper.epoch
         served.keeper.lost = "handed_off"
         try:
-            moved = await self.link.client.migrate(sid)
+            moved = await self.link.client.migrate(
+                sid, released_by=(self.link.runtime_id, epoch) if epoch is not None else None)
         except CPError as exc:
             _LOG.warning("session %s cannot be handed off (%s); it closes", sid, exc)
             return
