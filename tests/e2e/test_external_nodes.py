@@ -377,3 +377,38 @@ def test_onboarding_refuses_a_package_without_sbom_attestation_or_trusted_signat
                       spoken["question"], keys, fakes)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["turns"][0]["reply"].startswith("I CANNOT CHECK")
+
+
+def test_node_check_inventories_external_nodes_and_attest_makes_one_compliant(
+    tmp_path: Path, keys: Keys
+) -> None:
+    """NF-036: ``rspp node check`` lists every external-node artifact of a pipeline with
+    its compliance (exit 1 on a finding); ``rspp node attest`` signs the missing one."""
+    good = make_package(tmp_path / "good", keys)
+    unsigned = make_package(tmp_path / "unsigned", keys, attested=False)
+    nodes = "\n  ".join([node_line("good_node", good, {}), node_line("unsigned_node", unsigned,
+                                                                      {})])
+    spec = tmp_path / "inventory.yaml"
+    spec.write_text(SPEC % {"nodes": nodes, "edges": LOUD_EDGES.replace("loud", "good_node")})
+    env = {"RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}
+    res = rspp("node", "check", str(spec), "--json", cwd=tmp_path, env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    rows = {r["node"]: r for r in json.loads(res.stdout)["external_nodes"]}
+    assert rows["good_node"]["compliant"] and rows["good_node"]["sbom"] == \
+        "CycloneDX (1 components)"
+    assert rows["good_node"]["artifact_sha256"] == good.rpartition(":")[2]
+    bad = rows["unsigned_node"]
+    assert not bad["compliant"] and "manifest field `attestation` is missing" in bad["finding"]
+    # the package names its attestation file and is signed with the CLI
+    manifest = tmp_path / "unsigned" / "rspp-node.json"
+    body = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**body, "attestation": "loud.intoto.json"}))
+    key = tmp_path / "signer.pem"
+    key.write_bytes(keys.private.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    signed = rspp("node", "attest", str(manifest), "--key", str(key), cwd=tmp_path, env=env)
+    assert signed.returncode == 0, signed.stderr
+    res = rspp("node", "check", str(spec), cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().endswith("2 external node(s), 0 non-compliant")

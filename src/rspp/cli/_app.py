@@ -14,6 +14,7 @@ from rspp.cli import (
     _cp_change,
     _cp_dr,
     _cp_session,
+    _node,
     _observe,
     _replay,
     _run,
@@ -41,7 +42,7 @@ def version() -> None:
 
 
 for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _cp_session, _observe, _audio, _run,
-               _replay, _talk, _serve):
+               _replay, _talk, _serve, _node):
     _group.register(app)
 guard_commands(app)
 
