@@ -37,6 +37,7 @@ from rspp.contracts import (
 from rspp.errors import RSPPError
 from rspp.kernel import (
     EventKind,
+    ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
@@ -48,7 +49,9 @@ from rspp.observability import (
     DebugCaptureSlots,
     JsonLinesFileSink,
     RecorderOptions,
+    RedactionConfig,
     Redactor,
+    SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -157,6 +160,10 @@ class AssemblyOptions:
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
     admission: LocalAdmission | None = None
+    #: the runtime's shared execution pool (F-105, F-109, F-174) and this session's key in
+    #: its fair queueing (None: the session id); None: no pool limits
+    pool: ExecutionPool | None = None
+    fairness_key: str | None = None
     #: the session's priority (``background``: its turns yield the runtime's interactive
     #: headroom, F-173; anything else: interactive)
     priority: str = "interactive"
@@ -180,6 +187,12 @@ class AssemblyOptions:
     #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
     #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
     metrics_events: bool = False
+    #: which sessions' timelines record their events (F-071): an unsampled session keeps
+    #: only its OR-02 evidence (gate 5 needs it for every accepted turn); None: all
+    sampling: SamplingPolicy | None = None
+    #: what the timeline and the JSON logs redact (F-073, NF-014): the built-in PII rules
+    #: plus these rules, audio masking, the audit file; None: the built-in PII rules only
+    redaction: RedactionConfig | None = None
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -332,6 +345,8 @@ class AssembledSession(Generic[TransportT]):
     state: StateManager
     dead_letters: list[str] = field(default_factory=list)
     _exporter: asyncio.Task[None] | None = None
+    #: what redacted the timeline and logs (its audit trail and counts, F-073, NF-014)
+    redactor: Redactor | None = None
     _telemetry: SessionTelemetry | None = None
     _files: TelemetryFiles | None = None
     _sampler: asyncio.Task[None] | None = None
@@ -430,6 +445,10 @@ class AssembledSession(Generic[TransportT]):
             self.recorder.close()
             if self._exporter is not None:
                 await self._exporter
+            audit = o.redaction.audit_path if o.redaction is not None else None
+            if audit is not None and self.redactor is not None:
+                data = b"".join(x + b"\n" for x in self.redactor.audit_lines())
+                await asyncio.to_thread(Path(audit).write_bytes, data)
             if self._telemetry is not None and self._files is not None:
                 if self._sampler is not None:
                     self._sampler.cancel()
@@ -462,7 +481,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL))
+                                                       level=opts.record_level or _DEFAULT_LEVEL),
+                                sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -507,12 +527,13 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                             f"({admitted.kind.value}: {admitted.outcome.reason})")
     # every input is checked above: only now do outputs exist (no empty timeline on errors)
     exporter_task: asyncio.Task[None] | None = None
+    redactor = (opts.redaction or RedactionConfig()).redactor(default_redactor())
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
         # PII (NF-014) and the value of every configured secret never reach the file
         exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor(secrets=default_redactor()))
+                                    redactor=redactor)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
@@ -545,8 +566,10 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                                       metrics_events=opts.metrics_events,
                                                       lossless=opts.file_source,
                                                       state_factory=state.node_state,
+                                                      fairness_key=opts.fairness_key,
                                                       debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
+                               pool=opts.pool,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)
@@ -603,14 +626,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, state=state,
-                           dead_letters=dead,
+                           dead_letters=dead, redactor=redactor,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)
     out.listeners.append(turn_end_listener(admission.turn_ended, sid))  # F-172 capacity
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
-                               log_out=opts.log_out, targets=opts.telemetry)
+                               log_out=opts.log_out, targets=opts.telemetry, redactor=redactor)
         tele = SessionTelemetry(files.targets, session_id=sid,
                                 pipeline_version=graph.pipeline_version)
         tele.attach(
