@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rspp.errors import RSPPError
+from rspp.transports._soxr_direct import DirectStream, open_stream
 
 __all__ = ["Flood", "IngressLock", "IngressMeter", "Rechunker", "StreamResampler"]
 
@@ -35,27 +36,40 @@ class StreamResampler:
 
     ``quality`` is soxr's: ``"HQ"`` (default) releases output in blocks of ~100 ms
     (~74 ms behind the input on average at 2:1); ``"QQ"`` (cubic) has no block delay at
-    a lower stop-band rejection (see docs/benchmarks.md, phone calls).
+    a lower stop-band rejection (see docs/benchmarks.md, phone calls). The stream is
+    libsoxr's C API called directly where python-soxr exposes it
+    (:mod:`rspp.transports._soxr_direct`: the same samples for a seventh of the
+    instructions of a 20 ms frame), else python-soxr's ``ResampleStream``.
     """
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
         self.in_rate, self.out_rate, self.quality = in_rate, out_rate, quality
         self._odd = b""
         self._stream: Any = None
-        #: soxr's chunk function of a (samples, 1) int16 array (None: identity)
-        self._chunk: Callable[[np.ndarray, bool], np.ndarray] | None = None
+        #: resample a whole number of samples (None: identity)
+        self._convert: Callable[[bytes], bytes] | None = None
         if in_rate != out_rate:
             self._open()
 
     def _open(self) -> None:
+        direct = open_stream(self.in_rate, self.out_rate, self.quality)
+        if direct is not None:
+            self._stream, self._convert = direct, direct.convert
+            return
         import soxr
 
-        self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16",
-                                           quality=self.quality)
-        # a (samples, 1) array goes to soxr as it is (no squeeze, no copy of the input);
+        stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16",
+                                     quality=self.quality)
+        # a (samples, 1) view of the input goes to soxr as it is (no squeeze, no copy);
         # its wrapper's type checks are ours (an int16 array of that shape, always), so the
         # chunk function it calls for such an array is taken directly when it has one
-        self._chunk = getattr(self._stream, "_process", None) or self._stream.resample_chunk
+        chunk = getattr(stream, "_process", None) or stream.resample_chunk
+
+        def convert(pcm: bytes) -> bytes:
+            out: bytes = chunk(np.ndarray((len(pcm) >> 1, 1), _I16, pcm), False).tobytes()
+            return out
+
+        self._stream, self._convert = stream, convert
 
     @property
     def identity(self) -> bool:
@@ -63,28 +77,31 @@ class StreamResampler:
         return self._stream is None and not self._odd
 
     def convert(self, pcm: bytes) -> bytes:
-        if self._chunk is not None and not self._odd and not len(pcm) & 1:
-            # one channel as a (samples, 1) view of the input (no copy); this runs for
-            # every 20 ms network frame
-            return self._chunk(np.ndarray((len(pcm) >> 1, 1), _I16, pcm), False).tobytes()
+        if self._convert is not None and not self._odd and not len(pcm) & 1:
+            return self._convert(pcm)  # the common case: a whole number of samples
         data = self._odd + pcm if self._odd else pcm
         if len(data) % 2:
             data, self._odd = data[:-1], data[-1:]
         else:
             self._odd = b""
-        if self._chunk is not None and data:
-            data = self._chunk(np.ndarray((len(data) >> 1, 1), _I16, data), False).tobytes()
+        if self._convert is not None and data:
+            data = self._convert(data)
         return data
 
     def flush(self) -> bytes:
         """The samples still inside the resampler (its filter delay, up to ~100 ms):
         the end of a stream. The resampler starts a new stream afterwards."""
         self._odd = b""
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             return b""
-        out = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+        if isinstance(stream, DirectStream):
+            out = stream.convert(b"", last=True)
+        else:
+            out = np.asarray(stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True),
+                             dtype=np.int16).tobytes()
         self._open()
-        return np.asarray(out, dtype=np.int16).tobytes()
+        return out
 
 
 class Rechunker:
