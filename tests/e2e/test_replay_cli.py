@@ -150,3 +150,47 @@ def test_many_session_timeline_replays_session_by_session(workspace: Path) -> No
     assert {"alpha", "beta", "gamma"} <= set(written)
     code, out, _ = invoke(str(many), "--spec", str(workspace / "v2.yaml"))
     assert code == 1 and out.count("FAIL (") == 3, out
+
+
+def _shed_before_any_turn(lines: list[bytes]) -> bytes:
+    """The ``drop_notice`` a loaded ``rspp serve`` session writes for audio shed before any
+    turn opened (the kernel's buffer, RK-12): session scoped, no ``turn_id``."""
+    frame = json.loads(lines[5])["record"]
+    notice = {"kind": "control_signal", "record": {
+        "schema_version": "v1.0", "event_scope": "session", "session_id": frame["session_id"],
+        "pipeline_version": frame["pipeline_version"], "event_id": "shed:1",
+        "lane": "ControlLane", "transport_sequence": None,
+        "runtime_sequence": frame["runtime_sequence"],
+        "runtime_timestamp_ms": frame["runtime_timestamp_ms"],
+        "wall_clock_timestamp_ms": frame["wall_clock_timestamp_ms"],
+        "payload_class": "metadata", "edge_id": "detector.audio->asr.audio",
+        "authority_epoch": 1, "reason": "shed_oldest", "seq_range": {"start": 3, "end": 4},
+        "target_lane": "DataLane", "signal": "drop_notice", "emitted_by": "RK-12"}}
+    return msgspec.json.encode(notice) + b"\n"
+
+
+def test_a_served_session_with_shed_audio_or_cut_short_replays_or_names_the_line(
+        workspace: Path) -> None:
+    """A session-scoped ``drop_notice`` is compared, not taken for a transport or lease
+    signal (the replay failed with a bare ``'emitted_by'``); a timeline cut mid-line or
+    missing records ends in a one-line ``FILE:LINE: ...`` error or a report, never a
+    traceback or a bare KeyError."""
+    spec = str(workspace / "v1.yaml")
+    lines = (workspace / "baseline.jsonl").read_bytes().splitlines(keepends=True)
+    shed = workspace / "shed.jsonl"
+    shed.write_bytes(b"".join(lines[:6]) + _shed_before_any_turn(lines) + b"".join(lines[6:]))
+    code, out, err = invoke(str(shed), "--spec", spec)
+    assert code == 1, out + err
+    assert "emitted_by" not in out + err
+    assert "OUTCOME: missing in actual: control_signal:drop_notice" in out
+    cut = workspace / "shed_cut.jsonl"
+    body = b"".join(lines[:6]) + _shed_before_any_turn(lines) + b"".join(lines[6:40])
+    cut.write_bytes(body + lines[40][:60])
+    code, out, err = invoke(str(cut), "--spec", spec)
+    assert code == 2 and err.count("\n") == 1, out + err
+    assert err.startswith(f"{cut}:42: invalid JSON"), err
+    missing = workspace / "shed_missing.jsonl"
+    missing.write_bytes(body)
+    code, out, err = invoke(str(missing), "--spec", spec)
+    assert code == 1 and "emitted_by" not in out + err and "Traceback" not in out + err
+    assert "OUTCOME" in out

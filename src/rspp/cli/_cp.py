@@ -45,7 +45,13 @@ class _Client:
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.server = server.rstrip("/")
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0)
+        tls = client_tls_from_env()
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0,
+                                  verify=tls.context if tls is not None else True)
+
+    def timeout(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for answers (an operator hand-off waits for the holder)."""
+        self._http.timeout = seconds
 
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
@@ -55,10 +61,14 @@ class _Client:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
+            tls = ("" if not self.server.startswith("https://") else
+                   "; over TLS: check the client certificate (RSPP_TLS_CLIENT_CERT, "
+                   "RSPP_TLS_CLIENT_KEY) and the CA bundle (RSPP_TLS_CA): a control plane "
+                   "with --client-ca closes connections without a certificate its CA signed")
             raise _CliError(
                 "unavailable",
                 f"control plane at {self.server} is unreachable ({exc.__class__.__name__}); "
-                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                f"check --server / RSPP_SERVER and that `rspp cp serve` is running{tls}",
                 "server",
             ) from None
         if response.status_code >= 400:
@@ -93,6 +103,30 @@ class _Client:
     def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
         body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
         return self.request("POST", "/v1/sessions/route", json=body)
+
+
+def client_tls_from_env(cert: Path | None = None, key: Path | None = None,
+                        ca: Path | None = None) -> Any:
+    """The caller's mTLS context (F-120) from the given files, else ``RSPP_TLS_CLIENT_CERT``,
+    ``RSPP_TLS_CLIENT_KEY`` and ``RSPP_TLS_CA``; None when none is set."""
+    import os
+
+    def pick(given: Path | None, env: str) -> Path | None:
+        value = given or os.environ.get(env)
+        return Path(value) if value else None
+
+    files = (pick(cert, "RSPP_TLS_CLIENT_CERT"), pick(key, "RSPP_TLS_CLIENT_KEY"),
+             pick(ca, "RSPP_TLS_CA"))
+    if files == (None, None, None):
+        return None  # before importing the control plane package: start-up stays light
+    from rspp.controlplane import CPError
+    from rspp.controlplane._tls import ClientTls, ReloadingClientContext
+
+    tls = ClientTls(cert=files[0], key=files[1], ca=files[2])
+    try:
+        return ReloadingClientContext(tls)
+    except CPError as exc:
+        raise _CliError(exc.code, exc.message, exc.field) from None
 
 
 class _CliError(Exception):
@@ -185,6 +219,18 @@ def serve(
         help="Rollouts, rollbacks and config activations apply only as changes another key "
         "approved (`rspp cp change`).",
     ),
+    tls_cert: Path = typer.Option(
+        None, "--tls-cert", envvar="RSPP_TLS_CERT",
+        help="Serve HTTPS with this certificate (PEM; reloaded when the file changes).",
+    ),
+    tls_key: Path = typer.Option(
+        None, "--tls-key", envvar="RSPP_TLS_KEY", help="The --tls-cert's private key (PEM).",
+    ),
+    client_ca: Path = typer.Option(
+        None, "--client-ca", envvar="RSPP_CLIENT_CA",
+        help="Mutual TLS: refuse every caller without a certificate this CA bundle signed "
+        "(runtimes, operators).",
+    ),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
@@ -214,6 +260,8 @@ def serve(
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)
         raise typer.Exit(2)
+    tls = _server_tls(tls_cert, tls_key, client_ca)
+    scheme = "https" if tls is not None else "http"
 
     async def run() -> None:
         from rspp.controlplane import FailoverMonitor
@@ -224,7 +272,9 @@ def serve(
         try:
             from rspp.server._process import _Server
 
-            config = uvicorn.Config(create_app(cp), host=host, port=port, log_level="warning")
+            config = uvicorn.Config(
+                create_app(cp), host=host, port=port, log_level="warning",
+                ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None)
             # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
             # exit 0 (Kubernetes stops pods with SIGTERM)
             server = _Server(config, lambda: setattr(server, "should_exit", True))
@@ -234,8 +284,9 @@ def serve(
             while not server.started and not serving.done():  # noqa: ASYNC110 - no event
                 await asyncio.sleep(0.01)
             if server.started:
-                typer.echo(f"rspp control plane on http://{host}:{port} "
-                           f"(db {settings.db_url.split('://')[0]})")
+                mutual = ", mutual TLS" if client_ca is not None else ""
+                typer.echo(f"rspp control plane on {scheme}://{host}:{port} "
+                           f"(db {settings.db_url.split('://')[0]}{mutual})")
             try:
                 await serving
                 # uvicorn re-raises a captured SIGINT when serve() returns: asyncio.run then
@@ -252,6 +303,30 @@ def serve(
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     typer.echo("control plane stopped")
+
+
+def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
+    """The control plane's reloading TLS context (None: plain HTTP); exit 2 naming the
+    option when the files are missing, mismatched or half given."""
+    from rspp.controlplane import CPError
+    from rspp.controlplane._tls import ReloadingServerContext, ServerTls
+
+    if cert is None and key is None:
+        if client_ca is not None:
+            typer.echo("error: --client-ca needs --tls-cert and --tls-key (mutual TLS "
+                       "is served over HTTPS)", err=True)
+            raise typer.Exit(2)
+        return None
+    if cert is None or key is None:
+        typer.echo(f"error: {'--tls-key' if key is None else '--tls-cert'} is required "
+                   "with the other (a certificate and its key)", err=True)
+        raise typer.Exit(2)
+    try:
+        return ReloadingServerContext(ServerTls(cert=cert, key=key, client_ca=client_ca))
+    except CPError as exc:
+        typer.echo(f"error: --{(exc.field or 'tls_cert').replace('_', '-')}: {exc.message}",
+                   err=True)
+        raise typer.Exit(2) from None
 
 
 def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:

@@ -8,6 +8,7 @@ WebSocket URL (``/v1/sessions/{id}/ws``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -52,10 +53,16 @@ def direct_target(url: str, token: str | None) -> SessionTarget:
 
 
 async def route_session(cp_url: str, *, tenant_id: str, api_key: str | None,
-                        pipeline_name: str, timeout_s: float = 10.0) -> SessionTarget:
-    """Ask the control plane at ``cp_url`` for a session route; raises SessionRefusedError."""
+                        pipeline_name: str, timeout_s: float = 10.0,
+                        attributes: Mapping[str, str] | None = None) -> SessionTarget:
+    """Ask the control plane at ``cp_url`` for a session route; raises SessionRefusedError.
+
+    ``attributes`` (``language``, ``region``, ``cost_tier``...) are what the tenant's
+    provider policy matches its rules on (F-056)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name}
+    body: dict[str, object] = {"tenant_id": tenant_id, "pipeline_name": pipeline_name}
+    if attributes:
+        body["attributes"] = dict(attributes)
     try:
         async with httpx.AsyncClient(base_url=cp_url.rstrip("/"), timeout=timeout_s) as http:
             resp = await http.post("/v1/sessions/route", json=body, headers=headers)

@@ -100,13 +100,7 @@ class _Reads:
             info: SessionInfo | None = await cp.sessions.get_in(conn, session_id)
         except NotFound:
             info = None
-        attrs = SessionAttributes(
-            **{
-                k: v
-                for k, v in (info.attributes if info else {}).items()
-                if k in ("language", "region", "cost_tier")
-            }
-        )
+        attrs = SessionAttributes.of(info.attributes if info else {})
         version = await self._version(tenant_id, session_id, pipeline_name, info)
         target_runtime = runtime_id or (info.runtime_id if info else None)
         routing = await self._routing(target_runtime) if target_runtime is not None else None

@@ -24,7 +24,6 @@ from rspp.controlplane._configs import (
     ConfigKind,
     active_config,
 )
-from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._errors import (
     Conflict,
     CPError,
@@ -33,7 +32,14 @@ from rspp.controlplane._errors import (
     NotFound,
 )
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
-from rspp.controlplane._policy import parse_policy
+from rspp.controlplane._ops_handoffs import HandoffOps
+from rspp.controlplane._policy import (
+    PolicyDocument,
+    SessionAttributes,
+    evaluate_policy,
+    parse_policy,
+    selection_detail,
+)
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
@@ -47,8 +53,6 @@ from rspp.providers import UsageSummary
 #: the audit action of a session's usage summary (tenant-scoped, exported with the log)
 SUMMARY_ACTION = "session.summary"
 
-#: holder of a revoked lease: no runtime may act for the session at that epoch
-REVOKED_HOLDER = "(revoked)"
 
 
 class AdmissionDenied(CPError):
@@ -81,7 +85,18 @@ class SessionRoute(msgspec.Struct, frozen=True, kw_only=True):
     admission: DecisionOutcome
 
 
-class SessionOps(ControlPlaneCore):
+class SessionOps(HandoffOps):
+    async def _audit_selection(self, conn: AsyncConnection, principal: Principal, sid: str,
+                               tenant_id: str, doc: PolicyDocument, attrs: dict[str, str],
+                               version: int, now: int) -> None:
+        """Audit ``policy.select``: the session's providers at its start and why (F-056)."""
+        health = await self.routing.provider_health_in(conn, now_ms=now)
+        found = SessionAttributes.of(attrs)
+        decision = evaluate_policy(doc, found, health, health.meta)
+        await self.audit.append_in(conn, actor=principal.key_id, action="policy.select",
+                                   subject=sid, tenant_id=tenant_id,
+                                   detail=selection_detail(decision, found, version))
+
     # -- sessions: route, token, status, leases (F-099, F-119, F-101, F-095) -----------------
     async def route_session(
         self,
@@ -154,6 +169,8 @@ class SessionOps(ControlPlaneCore):
                 return None
             if policy is not None:
                 doc = parse_policy(policy.body)
+                await self._audit_selection(conn, principal, sid, tenant_id, doc, attrs,
+                                            policy.version, now)
                 if doc.allow_compliance_insertion and doc.insert_compliance_nodes:
                     await self.audit.append_in(
                         conn,
@@ -354,25 +371,21 @@ class SessionOps(ControlPlaneCore):
         )
 
     async def change_lease(
-        self, principal: Principal, session_id: str, *, revoke: bool
+        self, principal: Principal, session_id: str, *, revoke: bool, force: bool = False,
+        wait_ms: int | None = None,
     ) -> LeaseChange:
         """Rotate the session's lease to the next epoch for the same holder (``revoke``:
-        for nobody). The runtime learns it at its next renewal: the active turn is fenced
-        and ends ``deauthorized_drain`` (T8); after a revoke the session drains and closes."""
+        for nobody). A lease its runtime holds live is handed off in two phases
+        (:mod:`rspp.controlplane._ops_handoffs`): the runtime learns it at its next renewal,
+        fences its output, ends the active turn ``deauthorized_drain`` (T8) and releases
+        the lease; only then does the epoch move (after a revoke the session closes).
+        ``force``: at once (the holder is known to be gone; fencing covers it); ``wait_ms``:
+        how long to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "revoke lease" if revoke else "rotate lease")
-        async with self.store.engine.connect() as conn:
-            info = await self.sessions.get_in(conn, session_id)
-        principal.require_tenant(info.tenant_id)
-        current = await self.leases.current(session_id)
-        if current is None:
-            raise NotFound(f"session {session_id} has no lease", field="session_id")
-        change = await self.leases.rotate(
-            session_id,
-            REVOKED_HOLDER if revoke else current.holder,
-            ttl_ms=self.settings.lease_ttl_ms,
-            actor=principal.key_id,
-        )
-        self.placements.changed([session_id])
+        change = await self.hand_off(principal, session_id, "revoke" if revoke else "rotate",
+                                     force=force, wait_ms=wait_ms)
+        if not isinstance(change, LeaseChange):
+            raise CPError("lease hand-off produced no lease", code="internal")
         return change
 
     async def authorize_lease(

@@ -4,6 +4,7 @@ budgets, degrade posture, compliance-node insertion; evaluated with provider hea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -48,6 +49,17 @@ class ProviderRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     providers: dict[Ref, Ref]
 
 
+#: node types a policy may insert: one text input, one text output (F-062)
+INSERTABLE_TYPES = ("compliance", "redaction")
+
+
+class ComplianceNode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A node a policy inserts before speech (between the LLM and TTS; F-062)."""
+
+    type: Literal["compliance", "redaction"]
+    params: dict[str, Any] = {}
+
+
 class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     providers: dict[Ref, Ref] = {}
     rules: tuple[ProviderRule, ...] = ()
@@ -56,7 +68,9 @@ class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     degrade_to_text_on_tts_failure: bool = True
     allowed_adaptive_actions: tuple[AdaptiveAction, ...] = ()
     recording_level: RecordingLevel = RecordingLevel.L1
+    #: node ids to insert, each defined in ``compliance_nodes`` or a bare insertable type
     insert_compliance_nodes: tuple[Ref, ...] = ()
+    compliance_nodes: dict[Ref, ComplianceNode] = {}
     allow_compliance_insertion: bool = True
 
 
@@ -69,6 +83,14 @@ class SessionAttributes(msgspec.Struct, frozen=True, kw_only=True):
         value: str | None = getattr(self, key)
         return value
 
+    @classmethod
+    def of(cls, attributes: Mapping[str, str]) -> SessionAttributes:
+        """The policy-relevant attributes of a session's route (other keys are ignored)."""
+        return cls(**{k: v for k, v in attributes.items() if k in _MATCH_KEYS})
+
+
+_MATCH_KEYS: tuple[MatchKey, ...] = ("language", "region", "cost_tier")
+
 
 class PolicyDecision(msgspec.Struct, frozen=True, kw_only=True):
     """The resolution plus a trace of why each provider was chosen (F-056 traceability)."""
@@ -79,9 +101,29 @@ class PolicyDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 def parse_policy(body: dict[str, Any]) -> PolicyDocument:
     try:
-        return msgspec.convert(body, PolicyDocument)
+        doc = msgspec.convert(body, PolicyDocument)
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"policy is invalid: {exc}", field=_field_of(str(exc))) from None
+    for index, name in enumerate(doc.insert_compliance_nodes):
+        if name not in doc.compliance_nodes and name not in INSERTABLE_TYPES:
+            raise InvalidRequest(
+                f"policy.insert_compliance_nodes[{index}]={name!r} is neither defined in "
+                f"compliance_nodes nor an insertable node type {list(INSERTABLE_TYPES)}; "
+                "define it as compliance_nodes: {NAME: {type: compliance, params: {...}}}",
+                field=f"policy.insert_compliance_nodes[{index}]")
+        if not name.isidentifier():
+            raise InvalidRequest(
+                f"policy.insert_compliance_nodes[{index}]={name!r} is not a node id; use "
+                "letters, digits and underscores", field=f"policy.insert_compliance_nodes[{index}]")
+    return doc
+
+
+def compliance_entry(doc: PolicyDocument, name: str) -> str:
+    """How :class:`PolicyResolution` carries an inserted node: ``{"id", "type", "params"}``
+    as compact JSON (the runtime splices it in with :func:`rspp.spec.policy_inserts`)."""
+    node = doc.compliance_nodes.get(name) or ComplianceNode(type=name)  # type: ignore[arg-type]
+    entry = {"id": name, "type": node.type, "params": node.params}
+    return msgspec.json.encode(entry, order="sorted").decode()
 
 
 def _field_of(message: str) -> str:
@@ -117,6 +159,7 @@ def evaluate_policy(
     compliance = doc.insert_compliance_nodes if doc.allow_compliance_insertion else ()
     if compliance:
         trace.append(f"insert compliance nodes {list(compliance)}")
+    entries = tuple(compliance_entry(doc, name) for name in compliance)
     resolution = PolicyResolution(
         meta=meta,
         provider_bindings=bindings,
@@ -125,9 +168,23 @@ def evaluate_policy(
         recording_level=doc.recording_level,
         turn_budget_ms=doc.turn_budget_ms,
         degrade_to_text_on_tts_failure=doc.degrade_to_text_on_tts_failure,
-        insert_compliance_nodes=compliance,
+        insert_compliance_nodes=entries,
     )
     return PolicyDecision(resolution=resolution, trace=tuple(trace))
+
+
+def selection_detail(decision: PolicyDecision, attrs: SessionAttributes,
+                     policy_version: int) -> dict[str, Any]:
+    """The audit detail of a session's provider selection (``policy.select``): what was
+    chosen, from which policy and health versions, for which attributes, and why."""
+    res = decision.resolution
+    return {
+        "policy_version": policy_version,
+        "attributes": {k: v for k in _MATCH_KEYS if (v := attrs.get(k)) is not None},
+        "provider_bindings": dict(res.provider_bindings),
+        "fallback_chains": {m: list(c) for m, c in res.fallback_chains.items()},
+        "trace": list(decision.trace),
+    }
 
 
 def _usable(entry: Any) -> bool:

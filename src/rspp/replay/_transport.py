@@ -179,7 +179,10 @@ class RecordedTransport:
                     or rec.get("signal") in CONNECTION_SIGNALS):
                 out.signals.append(ln)
             elif ln.kind == "control_signal" and rec.get("turn_id") is None and \
-                    rec.get("emitted_by") == _AUTHORITY_EMITTERS.get(str(rec.get("signal"))):
+                    rec.get("signal") in _AUTHORITY_EMITTERS and \
+                    rec.get("emitted_by") == _AUTHORITY_EMITTERS[str(rec.get("signal"))]:
+                # (a session-scoped signal of another kind, e.g. the drop_notice of audio
+                # shed before any turn, is no lease change: compared, not replayed)
                 out.signals.append(ln)
             elif ln.kind == EVIDENCE_KIND and isinstance(rec.get("turn_id"), str):
                 out.provider_invocations[str(rec["turn_id"])] = tuple(

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -42,7 +43,16 @@ from rspp.server._bundles import BundleRefresher
 from rspp.server._lease import LeaseRenewer
 from rspp.server._specs import ModuleMismatch, fetch_pinned_modules
 from rspp.server._state import StateWriter
-from rspp.spec import GraphDefinition, SpecInvalid, compile_spec, parse_spec_text
+from rspp.spec import (
+    ConfigLayers,
+    GraphDefinition,
+    PipelineSpec,
+    SpecInvalid,
+    compile_spec,
+    parse_spec_text,
+    policy_inserts,
+    resolve_effective,
+)
 
 __all__ = ["ControlPlaneLink", "LinkOptions", "SessionRefused"]
 
@@ -87,6 +97,9 @@ class ControlPlaneLink:
         self._verifier: TokenVerifier | None = None
         self._graphs: dict[tuple[str, str], GraphDefinition] = {}
         self._graph_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: what each compiled graph was compiled from (a policy's inserts recompile it)
+        self._sources: dict[tuple[str, str], tuple[PipelineSpec, Any, NodeCatalog]] = {}
+        self._policy_graphs: dict[tuple[str, str, str, tuple[str, ...]], GraphDefinition] = {}
         self.heartbeats = 0
         #: renews the leases of all this runtime's sessions together
         self.renewer = LeaseRenewer(client, options.runtime_id)
@@ -228,16 +241,44 @@ class ControlPlaneLink:
                 modules = await fetch_pinned_modules(self.client, record.get("modules") or {})
             except CPError as exc:
                 raise _refusal(exc, f"fetch the subgraph modules of {name}@{version}") from None
+            catalog = NodeCatalog((Path.cwd(), *self.options.node_search))
             try:
-                gd = compile_spec(parse_spec_text(str(record["spec_text"]), f"{name}@{version}"),
-                                  adapters=PROVIDER_CATALOG, subgraphs=modules,
-                                  catalog=NodeCatalog((Path.cwd(), *self.options.node_search)))
+                spec = parse_spec_text(str(record["spec_text"]), f"{name}@{version}")
+                gd = compile_spec(spec, adapters=PROVIDER_CATALOG, subgraphs=modules,
+                                  catalog=catalog)
             except (SpecInvalid, ModuleMismatch, KeyError, TypeError) as exc:
                 raise SessionRefused("spec_invalid",
                                      f"pipeline {name}@{version} does not compile here: "
                                      f"{exc}") from None
             self._graphs[key] = gd
+            self._sources[key] = (spec, modules, catalog)
             return gd
+
+    async def policy_graph(self, name: str, version: str, tenant_id: str,
+                           inserts: tuple[str, ...]) -> GraphDefinition:
+        """``name@version`` with the tenant policy's compliance nodes spliced in before
+        speech (F-062; ``inserts``: ``PolicyResolution.insert_compliance_nodes``), each
+        an ``inserted:tenant`` node of the session's graph. Cached per policy."""
+        gd = await self.graph(name, version)
+        if not inserts:
+            return gd
+        key = (name, version, tenant_id, inserts)
+        found = self._policy_graphs.get(key)
+        if found is not None:
+            return found
+        spec, modules, catalog = self._sources[(name, version)]
+        try:
+            layer = policy_inserts(gd, inserts)
+            found = resolve_effective(spec, tenant=tenant_id, subgraphs=modules, catalog=catalog,
+                                      layers=ConfigLayers(tenants={tenant_id: layer})).graph
+        except SpecInvalid as exc:
+            raise SessionRefused("policy_insert_failed",
+                                 f"tenant {tenant_id}'s policy inserts nodes the pipeline "
+                                 f"{name}@{version} cannot take: {exc}") from None
+        if len(self._policy_graphs) >= 256:
+            self._policy_graphs.clear()
+        self._policy_graphs[key] = found
+        return found
 
 
 def check_record(info: SessionInfo, claims: SessionClaims) -> None:

@@ -51,6 +51,7 @@ from rspp.spec._layers import (
     EffectiveSpec,
     ResolvedValue,
     load_layers,
+    policy_inserts,
     resolve_effective,
 )
 from rspp.spec._lint import lint_text
@@ -156,6 +157,7 @@ __all__ = [
     "load_spec",
     "param",
     "parse_spec_text",
+    "policy_inserts",
     "read_spec_source",
     "resolve_effective",
     "spec_hash",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
-from rspp.spec._catalog import NodeTypeCatalog
+from rspp.spec._catalog import NodeTypeCatalog, PortType
 from rspp.spec._compiler import analyse
 from rspp.spec._graph import GraphDefinition, ValueSource
 from rspp.spec._issues import LintIssue, SpecInvalid
@@ -191,6 +191,40 @@ def _insert(
                   "metadata": {INSERTED_MARK: f"inserted:{source.value}"}})
     tree["nodes"] = nodes
     return None
+
+
+def policy_inserts(graph: GraphDefinition, entries: Sequence[str]) -> dict[str, object]:
+    """The layer (``insert.<id>`` keys) that splices a policy's compliance nodes before
+    speech (F-062): on every edge into a ``tts`` node's ``text`` input, else (a text-only
+    pipeline) on every text edge into a pipeline output. ``entries`` are the
+    ``PolicyResolution.insert_compliance_nodes`` JSON objects ``{id, type, params}``;
+    several are chained in order. Raises :class:`SpecInvalid` when the graph has no such
+    edge (the policy cannot be honoured: the session is refused, never run without it)."""
+    nodes = [msgspec.json.decode(e.encode(), type=dict[str, object]) for e in entries]
+    types = {n.id: n.type for n in graph.nodes}
+    targets = [e for e in graph.edges if types.get(e.target_node) == "tts"
+               and e.target_port == "text"]
+    if not targets:  # a text-only pipeline: the text edges into its outputs
+        targets = [e for e in graph.edges if e.target_node == "output"
+                   and not e.target_port.startswith("transcript")
+                   and e.source_node != "input" and e.port_type is PortType.TEXT]
+    if not targets:
+        raise SpecInvalid((LintIssue(graph.name, 1, 1, "policy.insert_compliance_nodes",
+                                     f"pipeline {graph.name}@{graph.version} has no LLM -> TTS "
+                                     "(or LLM -> output) text edge to insert "
+                                     f"{[n.get('id') for n in nodes]} on",
+                                     "give the pipeline an llm and a tts node, or take the "
+                                     "tenant's policy off this pipeline"),))
+    layer: dict[str, object] = {}
+    for index, edge in enumerate(targets):
+        source = f"{edge.source_node}.{edge.source_port}"
+        target = f"{edge.target_node}.{edge.target_port}"
+        for node in nodes:
+            node_id = str(node.get("id")) + (f"_{index + 1}" if index else "")
+            layer[f"insert.{node_id}"] = {"type": node.get("type"), "params": node.get("params"),
+                                          "on_edge": f"{source}->{target}"}
+            source = f"{node_id}.text"
+    return layer
 
 
 def _default_primary(spec: PipelineSpec, modality: str) -> str:

@@ -69,6 +69,7 @@ POLICY_V1 = {
     "fallback_chains": {"llm": ["local-backup"], "tts": ["espeak"]},
     "turn_budget_ms": 4000,
     "insert_compliance_nodes": ["pii_redactor"],
+    "compliance_nodes": {"pii_redactor": {"type": "redaction", "params": {"patterns": ["email"]}}},
 }
 
 
@@ -81,7 +82,7 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
     other = {
         "providers": {"stt": "cloud-stt", "llm": "cloud-llm", "tts": "cloud-tts"},
         "allow_compliance_insertion": False,
-        "insert_compliance_nodes": ["x"],
+        "insert_compliance_nodes": ["compliance"],
     }
     await cp.publish_config(OPERATOR, ConfigKind.POLICY, "globex", other)
     from rspp.controlplane._bundle import build_bundle
@@ -120,7 +121,8 @@ async def test_policy_selection_health_and_independent_rollback_f056_f060_f062_f
         runtime_id="rt-a",
     )
     assert bundle.policy_resolution is not None
-    assert bundle.policy_resolution.insert_compliance_nodes == ("pii_redactor",)
+    assert bundle.policy_resolution.insert_compliance_nodes == (
+        '{"id":"pii_redactor","params":{"patterns":["email"]},"type":"redaction"}',)
     assert bundle.policy_resolution.meta.version == v1.version == 1
     assert bundle.policy_resolution.turn_budget_ms == 4000
     inserted = [e for e in await cp.audit_entries(VIEWER) if e.action == "policy.compliance_insert"]

@@ -68,6 +68,36 @@ class _WsFakeBase:
         raise NotImplementedError
 
     @staticmethod
+    async def _stalled(ws: websockets.ServerConnection, fault: Fault | None
+                       ) -> list[str | bytes] | None:
+        """Apply a ``stall`` fault: answer nothing for ``fault.seconds`` while still reading
+        (and keeping) what the client sends, so a close (the client's, or the server's own
+        on exit) ends the stall at once instead of the handler sleeping it out. Returns the
+        messages held (to be handled after the stall), or ``None``: the connection closed."""
+        if fault is None or fault.kind != "stall":
+            return []
+        held: list[str | bytes] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + fault.seconds
+        while (left := deadline - loop.time()) > 0:
+            try:
+                held.append(await asyncio.wait_for(ws.recv(), left))
+            except TimeoutError:
+                break
+            except websockets.ConnectionClosed:
+                return None
+        return held
+
+    @staticmethod
+    async def _messages(ws: websockets.ServerConnection, held: list[str | bytes]
+                        ) -> AsyncIterator[str | bytes]:
+        """The messages held during a stall, then the connection's own."""
+        for message in held:
+            yield message
+        async for message in ws:
+            yield message
+
+    @staticmethod
     async def _ended(ws: websockets.ServerConnection, fault: Fault) -> bool:
         """Apply a fault that ends the stream here: ``disconnect`` drops the connection
         (no close frame), ``close`` closes it with the fault's code and reason."""
@@ -126,9 +156,10 @@ class FakeDeepgram(_WsFakeBase):
         words = self.transcript.split()
         received = 0
         sent_interims = 0
-        if fault is not None and fault.kind == "stall":
-            await asyncio.sleep(fault.seconds)
-        async for message in ws:
+        held = await self._stalled(ws, fault)
+        if held is None:
+            return
+        async for message in self._messages(ws, held):
             if isinstance(message, bytes):
                 received += len(message)
                 self.audio_bytes += len(message)
@@ -176,15 +207,20 @@ class FakeElevenLabs(_WsFakeBase):
         params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
         fmt = params.get("output_format", "pcm_16000")
         rate = int(fmt.split("_")[1]) if fmt.startswith("pcm_") else 16000
-        if fault is not None and fault.kind == "stall":
-            await asyncio.sleep(fault.seconds)
-        first = json.loads(await ws.recv())
+        held = await self._stalled(ws, fault)
+        if held is None:
+            return
+        messages = self._messages(ws, held)
+        try:
+            first = json.loads(await anext(messages))
+        except StopAsyncIteration:
+            return
         if first.get("text") != " ":
             await ws.close(1008, "invalid_request first message must be BOS with text ' '")
             return
         buffer = ""
         chunks = 0
-        async for message in ws:
+        async for message in messages:
             data = json.loads(message)
             text = data.get("text", "")
             if text == "":
