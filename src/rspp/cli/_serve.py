@@ -96,6 +96,14 @@ def serve(
         help="Sessions that may capture debug events at once (the WebSocket `debug` "
         "message, F-076); further requests get an error naming `seconds`. 0: none. What "
         "one capture costs the other sessions: benchmarks/debug_capture.py."),
+    pool_limit: list[str] = typer.Option(
+        [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
+        "processed at once across all sessions of this runtime (shared execution pool, "
+        "F-109); repeatable. Work over it queues fairly (--pool-fairness)."),
+    pool_fairness: str = typer.Option(
+        "tenant", "--pool-fairness", help="Whose work goes next when a pool key is full: "
+        "tenant (round-robin across tenants, then each tenant's sessions in order) or "
+        "session (round-robin across sessions) (F-174)."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -164,6 +172,17 @@ def serve(
     if drain_mode not in ("close", "migrate"):
         typer.echo("error: --drain-mode must be close or migrate", err=True)
         raise typer.Exit(2)
+    limits: dict[str, int] = {}
+    for item in pool_limit:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            typer.echo(f"error: --pool-limit {item!r}: use TYPE=N with N >= 1, e.g. llm=2",
+                       err=True)
+            raise typer.Exit(2)
+        limits[name] = int(count)
+    if pool_fairness not in ("tenant", "session"):
+        typer.echo("error: --pool-fairness must be tenant or session", err=True)
+        raise typer.Exit(2)
     if interactive_reserve and (max_active_turns is None
                                 or interactive_reserve >= max_active_turns):
         typer.echo("error: --interactive-reserve must be below --max-active-turns (the "
@@ -198,6 +217,7 @@ def serve(
                         record_sample_rate=record_sample_rate, retention_s=retention_s,
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
+                        pool_limits=limits, pool_fairness=pool_fairness,
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(

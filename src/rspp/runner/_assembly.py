@@ -37,6 +37,7 @@ from rspp.contracts import (
 from rspp.errors import RSPPError
 from rspp.kernel import (
     EventKind,
+    ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
@@ -159,6 +160,10 @@ class AssemblyOptions:
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
     admission: LocalAdmission | None = None
+    #: the runtime's shared execution pool (F-105, F-109, F-174) and this session's key in
+    #: its fair queueing (None: the session id); None: no pool limits
+    pool: ExecutionPool | None = None
+    fairness_key: str | None = None
     #: the session's priority (``background``: its turns yield the runtime's interactive
     #: headroom, F-173; anything else: interactive)
     priority: str = "interactive"
@@ -561,8 +566,10 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                                       metrics_events=opts.metrics_events,
                                                       lossless=opts.file_source,
                                                       state_factory=state.node_state,
+                                                      fairness_key=opts.fairness_key,
                                                       debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
+                               pool=opts.pool,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)

@@ -100,6 +100,9 @@ class ServeOptions:
     #: (F-172, F-173; None: unbounded)
     max_active_turns: int | None = None
     interactive_reserve: int = 0
+    #: node type -> slots shared by all sessions (F-105, F-109), and the fairness key
+    pool_limits: dict[str, int] = field(default_factory=dict)
+    pool_fairness: str = "tenant"
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -180,7 +183,9 @@ async def serve(opts: ServeOptions) -> int:
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
                                max_debug_captures=opts.max_debug_captures,
                                capacity=None if opts.max_active_turns is None else CapacityModel(
-                                   opts.max_active_turns, opts.interactive_reserve)),
+                                   opts.max_active_turns, opts.interactive_reserve),
+                               pool_limits=dict(opts.pool_limits),
+                               pool_fairness=opts.pool_fairness),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

@@ -38,7 +38,7 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
-from rspp.kernel import SystemClock
+from rspp.kernel import ExecutionPool, SystemClock
 from rspp.observability import DebugCaptureSlots, SamplingPolicy
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
@@ -117,6 +117,11 @@ class SessionPolicy:
     max_debug_captures: int = 1
     #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
     capacity: CapacityModel | None = None
+    #: slots per node type shared by every session (F-105, F-109) and whose turn comes
+    #: first when they are all taken: ``tenant`` (round-robin across tenants) or
+    #: ``session`` (across sessions) (F-174)
+    pool_limits: dict[str, int] = field(default_factory=dict)
+    pool_fairness: str = "tenant"
 
 
 @dataclass(slots=True)
@@ -296,6 +301,10 @@ class GovernedSessions:
         self.circuits = CircuitRegistry()
         self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
         metrics.watch_admission(self.admission)
+        #: the runtime's execution pool (node-type slots shared by its sessions)
+        self.pool = ExecutionPool(self.policy.pool_limits) if self.policy.pool_limits else None
+        if self.pool is not None:
+            metrics.watch_pool(self.pool, per_fairness_key=self.policy.pool_fairness == "tenant")
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -517,7 +526,8 @@ class GovernedSessions:
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
             circuits=self.circuits, admission=self.admission,
-            priority=info.attributes.get("priority", "interactive"))
+            priority=info.attributes.get("priority", "interactive"), pool=self.pool,
+            fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
@@ -592,6 +602,19 @@ class GovernedSessions:
         if interrupted is not None:
             with contextlib.suppress(TimeoutError):
                 await core.session.drain(timeout_s=5.0)
+
+    async def supersede(self, served: ServedSession[Any], epoch: int) -> None:
+        """A client presents lease ``epoch``, newer than ``served``'s: the session moved
+        away and back, and this copy lost it (its keeper learns it at its next renewal).
+        The copy is fenced (nothing more leaves) and dropped now, so the connection opens
+        a new copy at ``epoch`` restored from the checkpoint instead of resuming this one;
+        the session is not ended (it lives on in the new copy)."""
+        reason = f"superseded_by_epoch:{epoch}"
+        if served.keeper.lost is None:
+            served.keeper.lost = reason
+        served.handed_off = True
+        served.core.authority_changed(None, reason)
+        await served.close(f"authority_lost:{reason}")
 
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
