@@ -21,6 +21,10 @@ from rspp.contracts import (
 
 __all__ = ["AudioFormat", "Event", "EventKind", "to_record"]
 
+#: the payload types whose ``len`` is an event's size (a tuple built once: an ``X | Y``
+#: union in ``isinstance`` is a new object every time an event is made)
+_SIZED = (bytes, bytearray, memoryview, str)
+
 
 #: payloads whose ``len`` is an event's size (a tuple: ``A | B`` in ``isinstance`` builds a
 #: union object at every call, and every event of every session passes here)
