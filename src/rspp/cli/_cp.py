@@ -197,7 +197,7 @@ def serve(
         "rotated automatically before --token-key-max-age-s.",
     ),
     token_key_max_age_s: int = typer.Option(
-        7_776_000, "--token-key-max-age-s", min=60, envvar="RSPP_TOKEN_KEY_MAX_AGE_S",
+        7_776_000, "--token-key-max-age-s", min=2, envvar="RSPP_TOKEN_KEY_MAX_AGE_S",
         help="Maximum age of a token signing key (default 90 days): reported by `rspp cp "
         "signing-keys status`; with --token-key-dir the key is rotated at 75% of it.",
     ),
