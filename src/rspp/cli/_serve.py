@@ -86,6 +86,15 @@ def serve(
         help="Sessions that may capture debug events at once (the WebSocket `debug` "
         "message, F-076); further requests get an error naming `seconds`. 0: none. What "
         "one capture costs the other sessions: benchmarks/debug_capture.py."),
+    max_active_turns: int | None = typer.Option(
+        None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
+        help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
+        "is deferred (`turn_deferred` naming `capacity:full`). Default: unbounded."),
+    interactive_reserve: int = typer.Option(
+        0, "--interactive-reserve", min=0, envvar="RSPP_INTERACTIVE_RESERVE",
+        help="Of --max-active-turns, the turns only interactive sessions may use (F-173): "
+        "sessions routed with attribute priority=background are deferred first "
+        "(`capacity:background_headroom`). Must be below --max-active-turns."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
@@ -145,6 +154,11 @@ def serve(
     if drain_mode not in ("close", "migrate"):
         typer.echo("error: --drain-mode must be close or migrate", err=True)
         raise typer.Exit(2)
+    if interactive_reserve and (max_active_turns is None
+                                or interactive_reserve >= max_active_turns):
+        typer.echo("error: --interactive-reserve must be below --max-active-turns (the "
+                   "reserve is part of that capacity)", err=True)
+        raise typer.Exit(2)
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
         raise typer.Exit(2)
@@ -167,6 +181,8 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
+                        max_active_turns=max_active_turns,
+                        interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,

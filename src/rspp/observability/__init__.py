@@ -44,9 +44,11 @@ from rspp.observability._recorder import (
 from rspp.observability._redaction import (
     DEFAULT_PII_RULES,
     RedactionAudit,
+    RedactionConfig,
     RedactionRule,
     Redactor,
     SecretValues,
+    parse_rule,
 )
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
@@ -122,6 +124,7 @@ __all__ = [
     "RecorderOptions",
     "RecorderStats",
     "RedactionAudit",
+    "RedactionConfig",
     "RedactionRule",
     "Redactor",
     "RetentionPolicy",
@@ -157,6 +160,7 @@ __all__ = [
     "level_allows",
     "log_context",
     "missing_evidence_fields",
+    "parse_rule",
     "payload_tier",
     "percentile",
     "read_timeline",

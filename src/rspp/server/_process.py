@@ -47,6 +47,7 @@ from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
 from rspp.server._wsproto import LeanWebSocketProtocol
+from rspp.turns import CapacityModel
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -87,6 +88,10 @@ class ServeOptions:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076)
     max_debug_captures: int = 1
+    #: turns open at once, and how many of those only interactive sessions may use
+    #: (F-172, F-173; None: unbounded)
+    max_active_turns: int | None = None
+    interactive_reserve: int = 0
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -164,7 +169,9 @@ async def serve(opts: ServeOptions) -> int:
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
-                               max_debug_captures=opts.max_debug_captures),
+                               max_debug_captures=opts.max_debug_captures,
+                               capacity=None if opts.max_active_turns is None else CapacityModel(
+                                   opts.max_active_turns, opts.interactive_reserve)),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

@@ -40,6 +40,7 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.kernel import SystemClock
 from rspp.observability import DebugCaptureSlots
+from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
@@ -49,7 +50,14 @@ from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
-from rspp.turns import ResumePoint, SessionCheckpointer, StateManager, resume_session
+from rspp.turns import (
+    CapacityModel,
+    LocalAdmission,
+    ResumePoint,
+    SessionCheckpointer,
+    StateManager,
+    resume_session,
+)
 
 _HANDOFF_SIGNALS = frozenset({SignalName.MIGRATION_START, SignalName.LEASE_ROTATED,
                               SignalName.SESSION_HANDOFF, SignalName.MIGRATION_FINISH})
@@ -101,6 +109,8 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
+    capacity: CapacityModel | None = None
 
 
 @dataclass(slots=True)
@@ -251,6 +261,11 @@ class GovernedSessions:
         self.policy = policy or SessionPolicy()
         #: the runtime's debug-capture slots, shared by its sessions (F-076)
         self.debug_slots = DebugCaptureSlots(self.policy.max_debug_captures, SystemClock())
+        #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
+        #: across its sessions), shared by every session it serves
+        self.circuits = CircuitRegistry()
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
+        metrics.watch_admission(self.admission)
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -463,7 +478,9 @@ class GovernedSessions:
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots)
+            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
+            circuits=self.circuits, admission=self.admission,
+            priority=info.attributes.get("priority", "interactive"))
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
