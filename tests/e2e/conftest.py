@@ -70,10 +70,11 @@ def patient_voice_spec(directory: Path) -> Path:
 class ServeProcess:
     """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
 
-    def __init__(self, *args: str, cwd: Path = REPO) -> None:
+    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
         import os
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RSPP_")},
+               **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from rspp.cli import main; main()", "serve", "--port", "0",
              *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -151,8 +152,8 @@ def embedded_serve(
 def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(*args: str, cwd: Path = REPO) -> ServeProcess:
-        p = ServeProcess(*args, cwd=cwd)
+    def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> ServeProcess:
+        p = ServeProcess(*args, cwd=cwd, env=env)
         started.append(p)
         return p
 
@@ -308,3 +309,45 @@ def cp_serve(request: pytest.FixtureRequest,
             proc.wait()
         if schema is not None:
             pg_execute(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+#: typed text -> the OpenAI adapter (its base URL and key from the environment, e.g.
+#: FakeProviderServers.env) -> reply text, with budgets long enough for a call that stalls
+_OPENAI_CHAT_SPEC = """name: {name}
+version: 1.0.0
+profile: simple/v1
+budgets: {{turn_ms: 600000, node_ms: 600000, path_ms: 600000, edge_ms: 600000,
+          provider_timeout_ms: 600000}}
+providers:
+  llm: {{primary: openai, timeout_ms: 600000, config: {{retry: {{max_retries: 0}}}}}}
+nodes:
+  - {{id: llm, type: llm}}
+edges:
+  - {{from: input.text, to: llm.text}}
+  - {{from: llm.text, to: output.text}}
+"""
+
+
+@pytest.fixture(scope="session")
+def openai_chat_spec() -> Callable[[str], str]:
+    """``openai_chat_spec(name)``: a text chat on the OpenAI adapter whose turns stay open
+    as long as its (fake) provider stalls."""
+    return lambda name: _OPENAI_CHAT_SPEC.format(name=name)
+
+
+def _metric_sample(metrics: str, name: str, **labels: str) -> float | None:
+    import re
+
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            if all(got.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture(scope="session")
+def metric_sample() -> Callable[..., float | None]:
+    """``metric_sample(text, name, **labels)``: the value of the first Prometheus sample
+    ``name{labels...}`` in an exposition ``text`` (None: no such sample)."""
+    return _metric_sample

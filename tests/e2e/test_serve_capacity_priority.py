@@ -41,19 +41,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 KEY = "capacity-admin-key"
-SPEC = """name: slow-chat
-version: 1.0.0
-profile: simple/v1
-budgets: {turn_ms: 600000, node_ms: 600000, path_ms: 600000, edge_ms: 600000,
-          provider_timeout_ms: 600000}
-providers:
-  llm: {primary: openai, timeout_ms: 600000, config: {retry: {max_retries: 0}}}
-nodes:
-  - {id: llm, type: llm}
-edges:
-  - {from: input.text, to: llm.text}
-  - {from: llm.text, to: output.text}
-"""
 
 
 class _Session:
@@ -96,10 +83,10 @@ async def _metrics(url: str) -> str:
                                headers={"Authorization": f"Bearer {KEY}"})).text
 
 
-async def _scenario(url: str) -> tuple[dict[str, Any], dict[str, str]]:
+async def _scenario(url: str, spec: str) -> tuple[dict[str, Any], dict[str, str]]:
     auth = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
-        res = await http.post("/v1/pipelines", json={"spec": SPEC, "filename": "slow.yaml"})
+        res = await http.post("/v1/pipelines", json={"spec": spec, "filename": "slow.yaml"})
         assert res.status_code == 201, res.text
     got: dict[str, Any] = {}
     bg1, bg2 = await _open(url, "background"), await _open(url, "background")
@@ -125,7 +112,7 @@ def _gauge(metrics: str, priority: str) -> float:
 
 def test_background_work_yields_the_interactive_headroom_and_control_still_works(
     serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, openai_chat_spec: Callable[[str], str]
 ) -> None:
     spec = tmp_path / "chat.yaml"
     spec.write_text(text_chat_spec)
@@ -138,7 +125,8 @@ def test_background_work_yields_the_interactive_headroom_and_control_still_works
                             "--api-key", KEY, "--timeline-dir", str(timelines),
                             "--record-level", "L1", "--max-active-turns", "2",
                             "--interactive-reserve", "1").wait_ready()
-        got, sids = asyncio.run(asyncio.wait_for(_scenario(srv.url), 180))
+        got, sids = asyncio.run(asyncio.wait_for(_scenario(srv.url, openai_chat_spec("slow-chat")),
+                                                 180))
         srv.kill()
 
     assert got["bg1"] == "open"

@@ -14,7 +14,6 @@ and its admitted sessions (``rspp_admission_active_sessions{tenant}``).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,18 +77,14 @@ async def _scenario(url: str) -> tuple[list[str], str, str]:
     return said, refused, metrics
 
 
-def _sample(metrics: str, name: str, **labels: str) -> float:
-    for line in metrics.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def _value(sample: Callable[..., float | None], metrics: str, name: str,
+           **labels: str) -> float:
+    return sample(metrics, name, **labels) or 0.0
 
 
 def test_tenant_quotas_hold_across_its_served_sessions_and_are_exported_per_tenant(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
+    metric_sample: Callable[..., float | None]
 ) -> None:
     spec = tmp_path / "chat.yaml"
     spec.write_text(text_chat_spec)
@@ -106,8 +101,8 @@ def test_tenant_quotas_hold_across_its_served_sessions_and_are_exported_per_tena
     assert all("turns_per_minute:2" in s for s in said[2:4]), said
     assert said[4] == "answered"  # another tenant is not held by acme's quota
     assert "sessions_per_minute=3" in refused, refused
-    decided = {(t, at, o): _sample(metrics, "rspp_admission_decisions_total", tenant=t, at=at,
-                                   outcome=o)
+    decided = {(t, at, o): _value(metric_sample, metrics, "rspp_admission_decisions_total",
+                                  tenant=t, at=at, outcome=o)
                for t in ("acme", "globex") for at in ("session", "turn")
                for o in ("admit", "defer")}
     assert decided[("acme", "turn", "admit")] == 2
@@ -117,7 +112,7 @@ def test_tenant_quotas_hold_across_its_served_sessions_and_are_exported_per_tena
     assert decided[("globex", "turn", "defer")] == 0
     # the ended sessions left the tenant's count (the client ended them before the scrape
     # is not awaited: only the bound is certain)
-    assert _sample(metrics, "rspp_admission_active_sessions", tenant="acme") <= 2
+    assert _value(metric_sample, metrics, "rspp_admission_active_sessions", tenant="acme") <= 2
 
 
 async def _token_scenario(url: str) -> tuple[list[str], str]:
@@ -138,7 +133,8 @@ async def _token_scenario(url: str) -> tuple[list[str], str]:
 
 
 def test_a_tenants_llm_tokens_per_minute_defer_its_next_turns_on_every_session(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
+    metric_sample: Callable[..., float | None]
 ) -> None:
     """The tenant's token quota (NF-017 spend per tenant): the answer of ~9 tokens uses up
     ``llm_tokens_per_minute: 5``; the tenant's next turn, in a new session, is deferred
@@ -161,5 +157,5 @@ def test_a_tenants_llm_tokens_per_minute_defer_its_next_turns_on_every_session(
     assert said[0] == "answered"
     assert "llm_tokens_per_minute:5" in said[1], said
     assert said[2] == "answered"
-    assert _sample(metrics, "rspp_admission_decisions_total", tenant="acme", at="turn",
-                   outcome="defer") == 1
+    assert _value(metric_sample, metrics, "rspp_admission_decisions_total", tenant="acme",
+                  at="turn", outcome="defer") == 1

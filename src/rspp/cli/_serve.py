@@ -76,6 +76,16 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_sample_rate: float = typer.Option(
+        1.0, "--record-sample-rate", min=0.0, max=1.0, envvar="RSPP_RECORD_SAMPLE_RATE",
+        help="Share of sessions whose timelines record their events (decided per session id, "
+        "deterministically); the others keep only their OR-02 turn evidence."),
+    retention_s: float | None = typer.Option(
+        None, "--retention-s", min=0.0, envvar="RSPP_RETENTION_S",
+        help="Delete timelines under --timeline-dir older than SECONDS (each deletion audited "
+        "in DIR/retention-audit.jsonl); default: keep."),
+    retention_sweep_s: float = typer.Option(
+        60.0, "--retention-sweep-s", min=0.05, help="Seconds between retention sweeps."),
     kernel_budget_us: float | None = typer.Option(
         None, "--kernel-overhead-budget-us", min=0.0, envvar="RSPP_KERNEL_OVERHEAD_BUDGET_US",
         help="Kernel overhead budget per event (microseconds): telemetry samples over it "
@@ -86,6 +96,14 @@ def serve(
         help="Sessions that may capture debug events at once (the WebSocket `debug` "
         "message, F-076); further requests get an error naming `seconds`. 0: none. What "
         "one capture costs the other sessions: benchmarks/debug_capture.py."),
+    pool_limit: list[str] = typer.Option(
+        [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
+        "processed at once across all sessions of this runtime (shared execution pool, "
+        "F-109); repeatable. Work over it queues fairly (--pool-fairness)."),
+    pool_fairness: str = typer.Option(
+        "tenant", "--pool-fairness", help="Whose work goes next when a pool key is full: "
+        "tenant (round-robin across tenants, then each tenant's sessions in order) or "
+        "session (round-robin across sessions) (F-174)."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -154,6 +172,17 @@ def serve(
     if drain_mode not in ("close", "migrate"):
         typer.echo("error: --drain-mode must be close or migrate", err=True)
         raise typer.Exit(2)
+    limits: dict[str, int] = {}
+    for item in pool_limit:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            typer.echo(f"error: --pool-limit {item!r}: use TYPE=N with N >= 1, e.g. llm=2",
+                       err=True)
+            raise typer.Exit(2)
+        limits[name] = int(count)
+    if pool_fairness not in ("tenant", "session"):
+        typer.echo("error: --pool-fairness must be tenant or session", err=True)
+        raise typer.Exit(2)
     if interactive_reserve and (max_active_turns is None
                                 or interactive_reserve >= max_active_turns):
         typer.echo("error: --interactive-reserve must be below --max-active-turns (the "
@@ -170,6 +199,10 @@ def serve(
     except RSPPError as exc:
         typer.echo(f"error: --record-level: {exc}", err=True)
         raise typer.Exit(2) from None
+    if retention_s is not None and timeline_dir is None:
+        typer.echo("error: --retention-s: needs --timeline-dir (the recordings it deletes)",
+                   err=True)
+        raise typer.Exit(2)
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
@@ -181,7 +214,10 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
+                        record_sample_rate=record_sample_rate, retention_s=retention_s,
+                        retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
+                        pool_limits=limits, pool_fairness=pool_fairness,
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(

@@ -17,8 +17,10 @@ from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
+from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     HeartbeatRequest,
+    HeldBy,
     HeldLease,
     LeaseEpochRequest,
     LeaseRenewalsRequest,
@@ -94,6 +96,11 @@ class _BundleCache:
         self._entries[key] = (bundle, self._clock())
 
 
+#: read timeout of an operator hand-off (migrate, rotate, revoke): it answers once the
+#: holder released the lease, at the latest when the lease expires (its TTL: 30 s default)
+HANDOFF_TIMEOUT_S = 125.0
+
+
 class ControlPlaneClient:
     """Async HTTP client for the control-plane API; raise :class:`CPError` subclasses."""
 
@@ -135,12 +142,14 @@ class ControlPlaneClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         content: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         """Send one request; return decoded JSON or raise the server's error.
 
         ``json`` is preferably one of the request types of ``_requests`` (the structs the
         server decodes), so a change to a request type breaks this client's type check;
         ``content`` is a body already encoded as JSON (batches assembled from parts).
+        ``timeout_s``: this request's read timeout (a hand-off waits for the holder).
         """
         headers = None
         if isinstance(json, msgspec.Struct):
@@ -150,8 +159,10 @@ class ControlPlaneClient:
         if self.tls is not None:
             self.tls.refresh()
         try:
+            extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
             response = await self._http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+                method, path, json=json, params=params, content=content, headers=headers,
+                **extra,
             )
         except httpx.TransportError as exc:
             raise Unavailable(
@@ -257,10 +268,24 @@ class ControlPlaneClient:
         data = await self.request("DELETE", f"/v1/runtimes/{runtime_id}")
         return bool(data["removed"])
 
-    async def rotate_lease(self, session_id: str, *, revoke: bool = False) -> Lease:
+    async def rotate_lease(self, session_id: str, *, revoke: bool = False,
+                           force: bool = False, timeout_s: float = HANDOFF_TIMEOUT_S) -> Lease:
+        """Rotate (``revoke``: revoke) the session's lease; a live holder's lease is handed
+        off in two phases, so the answer may take up to the lease's TTL (``force``: at
+        once, the holder is known to be gone)."""
         action = "revoke" if revoke else "rotate"
-        data = await self.request("POST", f"/v1/leases/{session_id}/{action}")
+        params = {"wait_ms": str(int(timeout_s * 1000) - 5_000)}
+        if force:
+            params["force"] = "true"
+        data = await self.request("POST", f"/v1/leases/{session_id}/{action}", params=params,
+                                  timeout_s=timeout_s)
         return msgspec.convert(data["lease"], Lease)
+
+    async def release_lease(self, session_id: str, holder: str, epoch: int) -> LeaseRelease:
+        """Release a lease being handed off (its holder, output fenced, turn ended)."""
+        body = LeaseEpochRequest(holder=holder, epoch=epoch)
+        data = await self.request("POST", f"/v1/leases/{session_id}/release", json=body)
+        return msgspec.convert(data, LeaseRelease)
 
     async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
         body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)
@@ -300,10 +325,20 @@ class ControlPlaneClient:
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
         return msgspec.convert(data, Authorization)
 
-    async def migrate(self, session_id: str, target: str | None = None) -> MigrationResult:
-        """Move the session to ``target`` (None: the best other healthy runtime)."""
+    async def migrate(self, session_id: str, target: str | None = None, *,
+                      force: bool = False, released_by: tuple[str, int] | None = None,
+                      timeout_s: float = HANDOFF_TIMEOUT_S) -> MigrationResult:
+        """Move the session to ``target`` (None: the best other healthy runtime). A live
+        holder's lease is handed off in two phases (the answer may take up to the lease's
+        TTL); ``released_by`` (holder, epoch): the holder hands it over itself; ``force``:
+        at once."""
+        held = None if released_by is None else HeldBy(holder=released_by[0],
+                                                         epoch=released_by[1])
         data = await self.request("POST", f"/v1/sessions/{session_id}/migrate",
-                                  json=MigrateRequest(target=target))
+                                  json=MigrateRequest(target=target, force=force,
+                                                      released_by=held,
+                                                      wait_ms=int(timeout_s * 1000) - 5_000),
+                                  timeout_s=timeout_s)
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,

@@ -293,7 +293,10 @@ async def session_signals(c: Call) -> SignalList:
 
 
 async def migrate(c: Call) -> Any:
-    return await c.cp.migrate(c.principal, c.path["session_id"], target=c.body.target)
+    b = c.body
+    released = (b.released_by.holder, b.released_by.epoch) if b.released_by else None
+    return await c.cp.migrate(c.principal, c.path["session_id"], target=b.target,
+                              force=b.force, released_by=released, wait_ms=b.wait_ms)
 
 
 async def issue_token(c: Call) -> TokenReply:
@@ -360,11 +363,18 @@ async def lease_renewals(c: Call) -> LeaseRenewals:
 
 
 async def lease_rotate(c: Call) -> Any:
-    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False)
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False,
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
 
 
 async def lease_revoke(c: Call) -> Any:
-    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True)
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True,
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
+
+
+async def lease_release(c: Call) -> Any:
+    b = c.body
+    return await c.cp.release_lease(c.principal, c.path["session_id"], b.holder, b.epoch)
 
 
 async def lease_authorize(c: Call) -> Any:

@@ -13,8 +13,8 @@ from rspp.contracts import (
     ProviderStatus,
     RuntimeHealth,
 )
-from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, NoCapacity, NotFound
+from rspp.controlplane._errors import Conflict, CPError, NoCapacity, NotFound
+from rspp.controlplane._ops_handoffs import HandoffOps
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._schema import sessions
@@ -50,7 +50,7 @@ class FailoverSweep(msgspec.Struct, frozen=True, kw_only=True):
     waiting: int = 0
 
 
-class FleetOps(ControlPlaneCore):
+class FleetOps(HandoffOps):
     # -- failover monitor (F-095, F-096, F-113) --------------------------------------------
     async def sweep_failover(self) -> FailoverSweep:
         """Mark silent runtimes unhealthy; in ``migrate`` mode move each session of an
@@ -73,6 +73,8 @@ class FleetOps(ControlPlaneCore):
             return silent
 
         marked = await self._write(mark, "mark silent runtimes")
+        # operator hand-offs whose holder never released (and whose request is gone)
+        await self.finish_expired_handoffs()
         if self.settings.failover_mode != "migrate":
             return FailoverSweep(marked=tuple(marked))
         now = self.clock()
@@ -205,23 +207,20 @@ class FleetOps(ControlPlaneCore):
         return [await self.migrate(principal, sid, target=None) for sid in ids]
 
     async def migrate(
-        self, principal: Principal, session_id: str, *, target: str | None
+        self, principal: Principal, session_id: str, *, target: str | None,
+        force: bool = False, released_by: tuple[str, int] | None = None,
+        wait_ms: int | None = None,
     ) -> MigrationResult:
+        """Move the session to ``target`` (or the best other runtime). A lease its runtime
+        holds live is handed off in two phases (:mod:`rspp.controlplane._ops_handoffs`);
+        ``released_by`` (holder, epoch): the holder itself hands it over (a draining
+        runtime that fenced its output), at once; ``force``: at once; ``wait_ms``: how long
+        to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "migrate session")
-
-        async def work(conn: AsyncConnection, now: int) -> MigrationResult | None:
-            result = await self.sessions.migrate_in(
-                conn,
-                session_id,
-                target=target,
-                ttl_ms=self.settings.lease_ttl_ms,
-                actor=principal.key_id,
-                now_ms=now,
-            )
-            return result
-
-        result = await self._write(work, "migrate")
-        self.placements.changed([session_id])
+        result = await self.hand_off(principal, session_id, "migrate", target=target,
+                                     force=force, released_by=released_by, wait_ms=wait_ms)
+        if not isinstance(result, MigrationResult):
+            raise CPError("migration produced no result", code="internal")
         return result
 
     async def deregister_runtime(self, principal: Principal, runtime_id: str) -> Deregistered:

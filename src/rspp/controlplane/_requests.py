@@ -304,8 +304,31 @@ class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
     summary: UsageSummary | None = None
 
 
+class HeldBy(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A lease's holder and the epoch it holds."""
+
+    holder: Id
+    epoch: Epoch
+
+
+#: how long an operator hand-off waits for the holder's release before it answers 409
+#: ``handoff_pending`` (the hand-off goes on; asking again waits again)
+HandoffWaitMs = Annotated[int, Meta(ge=0, le=120_000, description="milliseconds to wait "
+                                     "for the holder's release, at most 120 s")]
+
+
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where to (None: the best other healthy runtime). A lease its runtime holds live is
+    handed off in two phases: the answer comes once the holder released it (the epoch
+    moved), or ``409 handoff_pending`` after ``wait_ms`` (the hand-off goes on; at the
+    latest it completes when the lease expires). ``force``: move at once (the holder is
+    known to be gone; fencing covers it). ``released_by``: the holder itself hands the
+    session over (it fenced its output already), at once."""
+
     target: Id | None = None
+    force: bool = False
+    released_by: HeldBy | None = None
+    wait_ms: HandoffWaitMs = 5_000
 
 
 class Placed(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -390,6 +413,15 @@ class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class NoQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class HandoffQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``force=true``: rotate/revoke at once instead of waiting for the holder's release
+    (the holder is known to be gone; fencing covers it). ``wait_ms``: how long to wait for
+    the release before answering ``409 handoff_pending`` (the hand-off goes on)."""
+
+    force: bool = False
+    wait_ms: HandoffWaitMs = 5_000
 
 
 class PipelinesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):

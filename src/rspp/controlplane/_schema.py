@@ -106,6 +106,28 @@ leases = Table(
     Column("epoch", Integer, nullable=False),
     Column("holder", String(200), nullable=False),
     Column("expires_at_ms", _MS, nullable=False),
+    #: when a runtime last acquired the lease at this epoch (None: issued by the control
+    #: plane and not yet taken up: nobody acts on it, a hand-off need not wait for it)
+    Column("acquired_at_ms", _MS, nullable=True),
+)
+
+#: operator hand-offs of a live lease (migrate, rotate, revoke; two phases): pending while
+#: ``completed_at_ms`` is None, the holder's renewals are refused and it releases the lease
+lease_handoffs = Table(
+    "cp_lease_handoffs",
+    metadata,
+    Column("handoff_id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(200), nullable=False, index=True),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("started_at_ms", _MS, nullable=False),
+    Column("deadline_ms", _MS, nullable=False),
+    Column("completed_at_ms", _MS, nullable=True),
+    Column("outcome", String(20), nullable=True),
+    Column("result_json", Text, nullable=True),
 )
 
 lease_epochs = Table(

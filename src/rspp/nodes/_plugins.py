@@ -33,10 +33,8 @@ from rspp.kernel import Node, NodeRegistry, UnknownNodeTypeError, default_regist
 from rspp.nodes.external import (
     EXTERNAL_PREFIX,
     ExternalNodeRefused,
+    check_external,
     external_node_class,
-    load_manifest,
-    onboard,
-    trusted_keys,
 )
 from rspp.spec import (
     BUILTIN_NODE_TYPES,
@@ -155,22 +153,14 @@ class NodeCatalog(NodeTypeCatalog):
 
     def _external(self, type_name: str) -> type[Node]:
         """Onboard ``external:PATH@sha256:HEX`` (every check, every time) and register it."""
-        ref = type_name.removeprefix(EXTERNAL_PREFIX)
-        rel, sep, digest = ref.rpartition("@sha256:")
-        if not sep:
-            rel, digest = ref, ""
-        candidates = [Path(rel)] if Path(rel).is_absolute() else [d / rel for d in self.search]
-        path = next((c for c in candidates if c.is_file()), candidates[0] if candidates
-                    else Path(rel))
-        manifest = load_manifest(path)
-        done = onboard(manifest, path.parent.resolve(), digest or None,
-                       f"external node {rel}", trusted_keys())
+        where, manifest, done = check_external(type_name, self.search)
         try:
             return self.registry.resolve(type_name)  # onboarded earlier in this process
         except UnknownNodeTypeError:
             pass
-        node_cls = external_node_class(type_name, manifest, path.parent.resolve(), done)
-        self.registry.register(node_cls, EXTERNAL_PREFIX + rel, f"sha256:{done.digest}")
+        package = where.manifest_path.parent.resolve()
+        node_cls = external_node_class(type_name, manifest, package, done)
+        self.registry.register(node_cls, EXTERNAL_PREFIX + where.rel, f"sha256:{done.digest}")
         return node_cls
 
     def why_unknown(self, type_name: str) -> str | None:

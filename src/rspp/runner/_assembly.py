@@ -37,6 +37,7 @@ from rspp.contracts import (
 from rspp.errors import RSPPError
 from rspp.kernel import (
     EventKind,
+    ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
@@ -50,6 +51,7 @@ from rspp.observability import (
     RecorderOptions,
     RedactionConfig,
     Redactor,
+    SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -158,6 +160,10 @@ class AssemblyOptions:
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
     admission: LocalAdmission | None = None
+    #: the runtime's shared execution pool (F-105, F-109, F-174) and this session's key in
+    #: its fair queueing (None: the session id); None: no pool limits
+    pool: ExecutionPool | None = None
+    fairness_key: str | None = None
     #: the session's priority (``background``: its turns yield the runtime's interactive
     #: headroom, F-173; anything else: interactive)
     priority: str = "interactive"
@@ -181,6 +187,9 @@ class AssemblyOptions:
     #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
     #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
     metrics_events: bool = False
+    #: which sessions' timelines record their events (F-071): an unsampled session keeps
+    #: only its OR-02 evidence (gate 5 needs it for every accepted turn); None: all
+    sampling: SamplingPolicy | None = None
     #: what the timeline and the JSON logs redact (F-073, NF-014): the built-in PII rules
     #: plus these rules, audio masking, the audit file; None: the built-in PII rules only
     redaction: RedactionConfig | None = None
@@ -472,7 +481,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL))
+                                                       level=opts.record_level or _DEFAULT_LEVEL),
+                                sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -556,8 +566,10 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                                       metrics_events=opts.metrics_events,
                                                       lossless=opts.file_source,
                                                       state_factory=state.node_state,
+                                                      fairness_key=opts.fairness_key,
                                                       debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
+                               pool=opts.pool,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)

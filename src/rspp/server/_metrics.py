@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from rspp.contracts import ControlSignal, SignalName
+from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
 
 __all__ = ["ServerMetrics"]
@@ -32,6 +33,37 @@ class _Admission(Protocol):
     def active_sessions(self) -> dict[str, int]: ...
 
     def open_turns(self) -> dict[str, int] | None: ...
+
+
+class _PoolCollector(Collector):
+    """The shared execution pool's slots and fairness, read at scrape time (F-105, F-174)."""
+
+    def __init__(self, pool: ExecutionPool, per_fairness_key: bool) -> None:
+        self.pool = pool
+        self.per_fairness_key = per_fairness_key
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily("rspp_pool_active", "Pool slots in use", labels=["key"])
+        waiting = GaugeMetricFamily("rspp_pool_waiting", "Work queued for a pool slot",
+                                    labels=["key"])
+        limit = GaugeMetricFamily("rspp_pool_limit", "Pool slots", labels=["key"])
+        granted = CounterMetricFamily("rspp_pool_granted", "Pool slots granted per fairness "
+                                      "key (the tenant)", labels=["key", "fairness_key"])
+        overtaken = GaugeMetricFamily(
+            "rspp_pool_max_overtaken", "Most slots granted to other fairness keys while one "
+            "of this key's requests waited (round-robin bounds it by the other keys waiting; "
+            "above that is starvation, NF-033)", labels=["key", "fairness_key"])
+        for key in self.pool.keys():
+            st = self.pool.stats(key)
+            active.add_metric([key], st["active"] or 0)
+            waiting.add_metric([key], self.pool.waiting(key))
+            if st["limit"] is not None:
+                limit.add_metric([key], st["limit"])
+            if self.per_fairness_key:
+                for fk, fair in sorted(self.pool.fairness(key).items()):
+                    granted.add_metric([key, fk], fair.granted)
+                    overtaken.add_metric([key, fk], fair.max_overtaken)
+        yield from (active, waiting, limit, granted, overtaken)
 
 
 class _AdmissionCollector(Collector):
@@ -138,6 +170,10 @@ class ServerMetrics:
             fn()
         except Exception:  # metrics never break a session
             self._errors.inc()
+
+    def watch_pool(self, pool: ExecutionPool, *, per_fairness_key: bool) -> None:
+        """Export the shared execution pool (per tenant when tenants are its fairness keys)."""
+        self.runtime.registry.register(_PoolCollector(pool, per_fairness_key))
 
     def watch_admission(self, admission: _Admission) -> None:
         """Export the runtime admission's per-tenant decisions and sessions (F-050)."""

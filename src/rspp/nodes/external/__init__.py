@@ -11,6 +11,14 @@ namespace and a Landlock filesystem/TCP ruleset.
 """
 
 from rspp.nodes.external._child import ExternalNodeError
+from rspp.nodes.external._inventory import (
+    EXTERNAL_PREFIX,
+    Located,
+    PackageReport,
+    inventory,
+    locate,
+)
+from rspp.nodes.external._inventory import check as check_external
 from rspp.nodes.external._limits import CallLimiter
 from rspp.nodes.external._manifest import ExternalNodeRefused, NodeManifest, load_manifest
 from rspp.nodes.external._node import EXTERNAL_PARAMS, ExternalNode, external_node_class
@@ -25,8 +33,6 @@ from rspp.nodes.external._trust import (
 )
 from rspp.nodes.external._wire import PROTOCOL, ExternalProtocolError
 
-EXTERNAL_PREFIX = "external:"
-
 __all__ = [
     "EXTERNAL_PARAMS",
     "EXTERNAL_PREFIX",
@@ -37,12 +43,17 @@ __all__ = [
     "ExternalNodeError",
     "ExternalNodeRefused",
     "ExternalProtocolError",
+    "Located",
     "NodeManifest",
     "Onboarded",
+    "PackageReport",
     "attest",
+    "check_external",
     "external_node_class",
+    "inventory",
     "key_id",
     "load_manifest",
+    "locate",
     "onboard",
     "sha256_file",
     "trusted_keys",
