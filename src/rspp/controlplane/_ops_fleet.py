@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +23,7 @@ from rspp.controlplane._sessions import (
     MigrationResult,
     SessionStatus,
 )
+from rspp.controlplane._signing_keys import KeyStatus
 from rspp.controlplane._skew import check_skew
 
 
@@ -249,6 +252,19 @@ class FleetOps(HandoffOps):
                 return (await self.routing.get_in(conn, runtime_id)).endpoint
             except NotFound:
                 return None
+
+    async def rotate_signing_key(self, principal: Principal, *, key_ref: str | None,
+                                 reason: str) -> dict[str, Any]:
+        """Rotate the token signing key online (F-169): admin only; audited."""
+        await self.authorize(principal, Role.ADMIN, "rotate the token signing key")
+        return await self.signing.rotate(actor=principal.key_id, key_ref=key_ref,
+                                         reason=reason)
+
+    async def signing_key_status(self, principal: Principal) -> KeyStatus:
+        """Ages of the signing keys against the documented maximum (NF-035)."""
+        await self.authorize(principal, Role.VIEWER, "read the signing-key status")
+        await self.signing.load()
+        return self.signing.status()
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")
