@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
@@ -49,7 +50,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from rspp.transports import FRAME_SINK, SEND_NOW, FrameSink
+from rspp.transports import FRAME_SINK, SEND_GATE, SEND_NOW, FrameSink
 
 try:
     from websockets.speedups import apply_mask
@@ -115,6 +116,10 @@ class _Inbox(asyncio.Queue[Any]):
                 raise
         return items.popleft()
 
+
+#: the transport's write-buffer high-water mark (asyncio's default is 64 KiB: 2 s of
+#: 16 kHz audio that a process resumed after its lease lapsed would still flush)
+_WRITE_HIGH = 4096
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn ``websockets-sansio`` with the lean frame path (see the module docstring)."""
@@ -251,7 +256,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._rest = b""
         super().data_received(bytes(buf[pos:]))
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # the user-space write buffer stays small: what waits for the socket waits in the
+        # session's bounded queue, where the lease gate still sees it (a paused process)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+
     async def send(self, message: ASGISendEvent) -> None:
+        gate: Callable[[], bool] | None = message.get(SEND_GATE)  # type: ignore[assignment]
+        if gate is not None and not self.writable.is_set():
+            await self.writable.wait()  # the socket took what was buffered...
+            if gate() is not True:
+                return  # ...but the lease lapsed meanwhile (a paused process): dropped
         if not self._write_now(message):
             await super().send(message)
 

@@ -103,6 +103,7 @@ from rspp.transports._webrtc import (
 )
 from rspp.transports._websocket import (
     FRAME_SINK,
+    SEND_GATE,
     SEND_NOW,
     SESSION_PATH,
     FrameSink,
@@ -127,6 +128,7 @@ __all__ = [
     "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
+    "SEND_GATE",
     "SEND_NOW",
     "SERVER_EVENTS",
     "SESSION_PATH",

@@ -86,7 +86,7 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 
-__all__ = ["FRAME_SINK", "SEND_NOW", "SESSION_PATH", "FrameSink", "SessionHub",
+__all__ = ["FRAME_SINK", "SEND_GATE", "SEND_NOW", "SESSION_PATH", "FrameSink", "SessionHub",
            "WebSocketOptions", "websocket_route"]
 
 log = logging.getLogger("rspp.transports.websocket")
@@ -105,6 +105,10 @@ FrameSink = Callable[[bytes], "Message | None"]
 #: written, False when it must go through ``send`` (it would wait, or the connection is
 #: not open); the writer task then is not woken for every reply frame
 SEND_NOW = "rspp.send_now"
+#: a ``websocket.send`` message's key for the session's output gate: a server that waits
+#: for the socket before writing (flow control) checks it again after the wait and drops
+#: the message when it no longer holds (``rspp serve``'s WebSocket protocol)
+SEND_GATE = "rspp.send_gate"
 #: a queued message's key for the rest of a frame the sink started (:class:`_Rest`)
 _REST = "rspp.rest"
 
@@ -221,11 +225,19 @@ class _Connection:
             return {"type": "websocket.send", "bytes": encode_message(msg, msgpack=True)}
         return {"type": "websocket.send", "text": encode_message(msg).decode()}
 
-    async def send(self, msg: ServerEvent | AudioFrame) -> None:
+    async def send(self, msg: ServerEvent | AudioFrame,
+                   gate: Callable[[], bool] | None = None) -> None:
+        """Send ``msg``; with ``gate`` (the session's output authority), only if it still
+        holds when the bytes go to the socket (checked again after any wait: a process
+        paused past its lease must not flush what it queued before)."""
         out = self._message(msg)
         lock = self._send_lock
         await lock.acquire()  # not ``async with``: two coroutines fewer per frame
         try:
+            if gate is not None:
+                if not gate():
+                    return
+                out[SEND_GATE] = gate  # the server checks it again after a socket wait
             await send_raw(self.ws, self._send, out)
         finally:
             lock.release()
@@ -391,10 +403,12 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
             await handle.disconnected()
         return
 
+    gate = getattr(handle, "may_send", None)  # the lease gate at the socket (served)
+
     async def write() -> tuple[int, str] | None:
         try:
             async for item in stream:
-                await conn.send(item)
+                await conn.send(item, gate)
         except OverflowError as exc:
             return CLOSE_TOO_SLOW, str(exc)
         except (RuntimeError, OSError, WebSocketDisconnect):
