@@ -173,3 +173,81 @@ def test_policy_and_provider_health_choose_the_served_sessions_provider(
 def _plans(timeline: Path) -> list[dict[str, Any]]:
     lines = [json.loads(x) for x in timeline.read_text().splitlines()]
     return [ln["record"] for ln in lines if ln["kind"] == "resolved_turn_plan"]
+
+
+PRICED = {"price_routing": {"llm": {"candidates": ["openai", "anthropic"],
+                                    "max_age_ms": 600000}}}
+
+
+async def _price(http: httpx.AsyncClient, provider: str, price: float) -> None:
+    res = await http.post(f"/v1/providers/{provider}/health",
+                          json={"status": "healthy", "price_usd": price})
+    assert res.status_code < 300, res.text
+
+
+async def _priced_scenario(url: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    out: list[tuple[str, str, str]] = []
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
+        res = await http.post("/v1/configs/policy/acme", json={"body": PRICED})
+        assert res.status_code < 300, res.text
+
+        async def ask(label: str) -> None:
+            sid, who = await _ask(url, "acme")
+            out.append((label, sid, who))
+
+        await ask("no-prices")  # signals missing: the deterministic default order
+        await _price(http, "openai", 2.0)
+        await _price(http, "anthropic", 1.0)
+        await ask("anthropic-cheaper")
+        await _price(http, "openai", 0.5)  # a price change
+        await ask("openai-cheaper")
+        await _health(http, "openai", "unhealthy")  # availability beats price
+        await ask("openai-unavailable")
+        await _health(http, "openai", "healthy")
+        stale = dict(PRICED, price_routing={"llm": {"candidates": ["anthropic", "openai"],
+                                                    "max_age_ms": 1}})
+        res = await http.post("/v1/configs/policy/acme", json={"body": stale})
+        assert res.status_code < 300, res.text
+        await ask("prices-stale")  # older than 1 ms: the default order (anthropic first)
+        res = await http.get("/v1/audit", params={"limit": 1000})
+    audit = {e["subject"]: e["detail"] for e in res.json()["entries"]
+             if e["action"] == "policy.select"}
+    return out, audit
+
+
+def test_price_and_availability_signals_route_served_sessions_with_a_default_fallback(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F-066: a tenant policy routes the LLM by live price/availability signals reported
+    to the control plane (``price_usd`` with the provider's health): the cheapest healthy
+    candidate serves each new session, a price change or an unavailable provider moves the
+    next session, and missing or stale prices fall back to the candidates' own order.
+    Every session's ``policy.select`` audit entry says which it was and why."""
+    spec = tmp_path / "chat.yaml"
+    spec.write_text(TEXT_CHAT_SPEC)
+    with FakeProviderServers(api_key="policy-fake-key") as fakes:
+        fakes.openai.reply = lambda _messages: SAID["openai"]
+        fakes.anthropic.reply = lambda _messages: SAID["anthropic"]
+        for name, value in fakes.env.items():
+            monkeypatch.setenv(name, value)
+        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                            "--api-key", KEY).wait_ready()
+        got, audit = asyncio.run(asyncio.wait_for(_priced_scenario(srv.url), 240))
+        srv.terminate()
+
+    assert [(label, who) for label, _, who in got] == [
+        ("no-prices", "openai"), ("anthropic-cheaper", "anthropic"),
+        ("openai-cheaper", "openai"), ("openai-unavailable", "anthropic"),
+        ("prices-stale", "anthropic")]
+    why = {label: " ".join(audit[sid]["trace"]) for label, sid, _ in got}
+    assert "ordered by health signals (prices missing) -> ['openai', 'anthropic']" in \
+        why["no-prices"], why
+    assert "ordered by health+price signals" in why["anthropic-cheaper"]
+    assert "anthropic=1" in why["anthropic-cheaper"] and "openai=2" in why["anthropic-cheaper"]
+    assert "openai=0.5" in why["openai-cheaper"]
+    assert "-> ['anthropic', 'openai']" in why["openai-unavailable"]
+    assert "ordered by health signals (prices stale); reported prices anthropic=1, " \
+        "openai=0.5 -> ['anthropic', 'openai']" in why["prices-stale"], why
+    for label, sid, who in got:
+        assert audit[sid]["provider_bindings"]["llm"] == who, label
