@@ -70,10 +70,11 @@ def patient_voice_spec(directory: Path) -> Path:
 class ServeProcess:
     """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
 
-    def __init__(self, *args: str, cwd: Path = REPO) -> None:
+    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
         import os
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RSPP_")},
+               **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from rspp.cli import main; main()", "serve", "--port", "0",
              *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -151,8 +152,8 @@ def embedded_serve(
 def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(*args: str, cwd: Path = REPO) -> ServeProcess:
-        p = ServeProcess(*args, cwd=cwd)
+    def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> ServeProcess:
+        p = ServeProcess(*args, cwd=cwd, env=env)
         started.append(p)
         return p
 

@@ -412,3 +412,96 @@ def test_node_check_inventories_external_nodes_and_attest_makes_one_compliant(
     res = rspp("node", "check", str(spec), cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().endswith("2 external node(s), 0 non-compliant")
+
+
+SERVED = textwrap.dedent('''
+    name: text-shout
+    version: 1.0.0
+    profile: simple/v1
+    budgets: {turn_ms: 60000, node_ms: 60000, provider_timeout_ms: 20000}
+    providers:
+      llm: {primary: local}
+    nodes:
+      - %(node)s
+      - {id: llm, type: llm}
+    edges:
+      - {from: input.text, to: loud.text}
+      - {from: loud.text, to: llm.text}
+      - {from: llm.text, to: output.text}
+''')
+
+
+def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
+    serve_process: Any, tmp_path: Path, keys: Keys
+) -> None:
+    """F-123 across sessions: two ``rspp serve`` sessions call one external type that
+    allows one call at a time and no queue; the second session's call, made while the
+    first one's is in the child, is rejected (``resource_limit_exceeded``, its turn
+    aborts); the first session's turn (its text through the node, then the model) commits. The node declares its ports, so the
+    control plane (which runs no node code) can check the graph at publish; the runtime
+    onboards the package when it loads the spec."""
+    import asyncio
+
+    import httpx
+
+    from rspp.client import LiveClient, route_session
+    from rspp.transports import ReplyText, TurnEvent
+
+    key = "serve-external-admin-key"
+    ref = make_package(tmp_path / "loud_pkg", keys)
+    node = node_line("loud", ref, {"config": {"mode": "hold", "hold_s": 3, "suffix": "!"},
+                                   "max_concurrency": 1, "max_queue": 0,
+                                   "call_timeout_ms": 30000},
+                     ", ports: {inputs: [{name: text, type: text}], outputs: [{name: text, "
+                     "type: text}], is_async: true}")[2:]
+    spec = tmp_path / "served.yaml"
+    spec.write_text(SERVED % {"node": node})
+    timelines = tmp_path / "timelines"
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", key, "--timeline-dir", str(timelines), cwd=tmp_path,
+                        env={"RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}).wait_ready()
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
+                        headers={"Authorization": f"Bearer {key}"},
+                        json={"body": {"recording_level": "L1"}})
+    assert policy.status_code < 300, policy.text
+
+    async def connect() -> LiveClient:
+        target = await route_session(srv.url, tenant_id="acme", api_key=key,
+                                     pipeline_name="text-shout")
+        return await LiveClient.connect(target.url, token=target.token)
+
+    async def turn(client: LiveClient, text: str) -> tuple[str, str]:
+        await client.send_text(text)
+        reply, state = "", ""
+        async for ev in client.events():
+            if isinstance(ev, ReplyText) and ev.final:
+                reply = ev.text
+            if isinstance(ev, TurnEvent) and ev.state in ("commit", "abort"):
+                state = ev.state
+            if isinstance(ev, TurnEvent) and ev.state == "close":
+                return state, reply
+        raise AssertionError("the session closed before the turn did")
+
+    async def opened(sid: str) -> None:
+        path = timelines / f"{sid}.jsonl"
+        while not any(json.loads(x)["record"].get("signal") == "turn_open"  # noqa: ASYNC110
+                      for x in (path.read_text().splitlines() if path.exists() else ())):
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> tuple[tuple[str, str], tuple[str, str], str, str]:
+        a, b = await connect(), await connect()
+        async with a, b:
+            first = asyncio.create_task(turn(a, "hello there"))
+            await opened(a.ready.session_id)  # A's call is on its way to the child
+            second = await turn(b, "hello too")
+            return await first, second, a.ready.session_id, b.ready.session_id
+
+    first, second, sid_a, sid_b = asyncio.run(scenario())
+    assert first[0] == "commit" and first[1], first  # the model answered A's shouted text
+    assert second[0] == "abort", second
+    errors_b = [r for r in records(timelines / f"{sid_b}.jsonl")
+                if r.get("lane") == "TelemetryLane" and ":error:" in r["event_id"]]
+    assert [(r["node_id"], r["reason"]) for r in errors_b] == \
+        [("loud", "resource_limit_exceeded")]
+    assert not [r for r in records(timelines / f"{sid_a}.jsonl")
+                if r.get("lane") == "TelemetryLane" and ":error:" in r["event_id"]]

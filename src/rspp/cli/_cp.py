@@ -49,10 +49,6 @@ class _Client:
         self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0,
                                   verify=tls.context if tls is not None else True)
 
-    def timeout(self, seconds: float) -> None:
-        """Wait up to ``seconds`` for answers (an operator hand-off waits for the holder)."""
-        self._http.timeout = seconds
-
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
     ) -> Any:

@@ -603,6 +603,19 @@ class GovernedSessions:
             with contextlib.suppress(TimeoutError):
                 await core.session.drain(timeout_s=5.0)
 
+    async def supersede(self, served: ServedSession[Any], epoch: int) -> None:
+        """A client presents lease ``epoch``, newer than ``served``'s: the session moved
+        away and back, and this copy lost it (its keeper learns it at its next renewal).
+        The copy is fenced (nothing more leaves) and dropped now, so the connection opens
+        a new copy at ``epoch`` restored from the checkpoint instead of resuming this one;
+        the session is not ended (it lives on in the new copy)."""
+        reason = f"superseded_by_epoch:{epoch}"
+        if served.keeper.lost is None:
+            served.keeper.lost = reason
+        served.handed_off = True
+        served.core.authority_changed(None, reason)
+        await served.close(f"authority_lost:{reason}")
+
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
