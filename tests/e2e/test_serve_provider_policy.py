@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,14 @@ async def _health(http: httpx.AsyncClient, provider: str, status: str) -> None:
     assert res.status_code < 300, res.text
 
 
+async def _selections(http: httpx.AsyncClient) -> dict[str, Any]:
+    """Session id -> its ``policy.select`` audit detail."""
+    res = await http.get("/v1/audit", params={"limit": 1000})
+    assert res.status_code == 200, res.text
+    return {e["subject"]: e["detail"] for e in res.json()["entries"]
+            if e["action"] == "policy.select"}
+
+
 async def _scenario(url: str, fakes: FakeProviderServers
                     ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     """(label, session id, provider that answered) of every session, in order; each
@@ -115,29 +123,39 @@ async def _scenario(url: str, fakes: FakeProviderServers
                     str(len(fakes.anthropic.requests) - before)))
         await _health(http, "anthropic", "healthy")
         await ask("acme-de-anthropic-recovered", "acme", {"language": "de"})
-        res = await http.get("/v1/audit", params={"limit": 1000})
-        assert res.status_code == 200, res.text
-    audit = {e["subject"]: e["detail"] for e in res.json()["entries"]
-             if e["action"] == "policy.select"}
+        audit = await _selections(http)
     return out, audit
 
 
-def test_policy_and_provider_health_choose_the_served_sessions_provider(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+Scenario = Callable[[str, FakeProviderServers],
+                    Awaitable[tuple[list[tuple[str, str, str]], dict[str, Any]]]]
+
+
+def _served(serve_process: Callable[..., ServeProcess], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch, scenario: Scenario, *args: str
+            ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Run ``scenario`` against ``rspp serve`` of the text chat (extra ``args``) whose
+    OpenAI/Anthropic adapters reach the fakes, each answering with its own sentence."""
     spec = tmp_path / "chat.yaml"
     spec.write_text(TEXT_CHAT_SPEC)
-    timelines = tmp_path / "timelines"
     with FakeProviderServers(api_key="policy-fake-key") as fakes:
         fakes.openai.reply = lambda _messages: SAID["openai"]
         fakes.anthropic.reply = lambda _messages: SAID["anthropic"]
         for name, value in fakes.env.items():
             monkeypatch.setenv(name, value)
         srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                            "--api-key", KEY, "--timeline-dir", str(timelines),
-                            "--record-level", "L1").wait_ready()
-        got, audit = asyncio.run(asyncio.wait_for(_scenario(srv.url, fakes), 240))
+                            "--api-key", KEY, *args).wait_ready()
+        got = asyncio.run(asyncio.wait_for(scenario(srv.url, fakes), 240))
         srv.terminate()
+    return got
+
+
+def test_policy_and_provider_health_choose_the_served_sessions_provider(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timelines = tmp_path / "timelines"
+    got, audit = _served(serve_process, tmp_path, monkeypatch, _scenario, "--timeline-dir",
+                         str(timelines), "--record-level", "L1")
 
     answered = {label: who for label, _, who in got}
     assert answered == {
@@ -185,7 +203,8 @@ async def _price(http: httpx.AsyncClient, provider: str, price: float) -> None:
     assert res.status_code < 300, res.text
 
 
-async def _priced_scenario(url: str) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+async def _priced_scenario(url: str, _fakes: FakeProviderServers
+                           ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     out: list[tuple[str, str, str]] = []
     auth = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
@@ -210,9 +229,7 @@ async def _priced_scenario(url: str) -> tuple[list[tuple[str, str, str]], dict[s
         res = await http.post("/v1/configs/policy/acme", json={"body": stale})
         assert res.status_code < 300, res.text
         await ask("prices-stale")  # older than 1 ms: the default order (anthropic first)
-        res = await http.get("/v1/audit", params={"limit": 1000})
-    audit = {e["subject"]: e["detail"] for e in res.json()["entries"]
-             if e["action"] == "policy.select"}
+        audit = await _selections(http)
     return out, audit
 
 
@@ -224,17 +241,7 @@ def test_price_and_availability_signals_route_served_sessions_with_a_default_fal
     candidate serves each new session, a price change or an unavailable provider moves the
     next session, and missing or stale prices fall back to the candidates' own order.
     Every session's ``policy.select`` audit entry says which it was and why."""
-    spec = tmp_path / "chat.yaml"
-    spec.write_text(TEXT_CHAT_SPEC)
-    with FakeProviderServers(api_key="policy-fake-key") as fakes:
-        fakes.openai.reply = lambda _messages: SAID["openai"]
-        fakes.anthropic.reply = lambda _messages: SAID["anthropic"]
-        for name, value in fakes.env.items():
-            monkeypatch.setenv(name, value)
-        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                            "--api-key", KEY).wait_ready()
-        got, audit = asyncio.run(asyncio.wait_for(_priced_scenario(srv.url), 240))
-        srv.terminate()
+    got, audit = _served(serve_process, tmp_path, monkeypatch, _priced_scenario)
 
     assert [(label, who) for label, _, who in got] == [
         ("no-prices", "openai"), ("anthropic-cheaper", "anthropic"),
