@@ -22,7 +22,7 @@ import pytest
 
 from rspp.client import LiveClient, route_session
 from rspp.observability import SamplingPolicy
-from rspp.transports import TurnEvent
+from rspp.transports import SessionEnd, TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
@@ -69,8 +69,16 @@ def test_served_sessions_are_recorded_by_sample_and_deleted_after_retention(
             async for ev in client.events():
                 if isinstance(ev, TurnEvent) and ev.state == "close":
                     break
+            await client.end()  # the session ends now (no resume window to wait out)
+            async for ev in client.events():
+                if isinstance(ev, SessionEnd):
+                    break
         path = timelines / f"{sid}.jsonl"
-        await _until(lambda: any(x["kind"] == "or02_evidence" for x in _lines(path)))
+        if oracle.sampled(sid, "text-chat"):  # its file is final once it recorded the end
+            await _until(lambda: any(x["record"].get("signal") == "ended"
+                                     for x in _lines(path)))
+        else:  # only evidence, written at the turn's end
+            await _until(lambda: any(x["kind"] == "or02_evidence" for x in _lines(path)))
         return sid
 
     async def scenario() -> dict[bool, list[str]]:

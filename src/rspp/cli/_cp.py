@@ -24,6 +24,9 @@ cp_app.add_typer(token_app, name="token")
 cp_app.add_typer(keys_app, name="keys")
 cp_app.add_typer(runtime_app, name="runtime")
 cp_app.add_typer(config_app, name="config")
+signing_app = typer.Typer(help="Session-token signing keys: rotation and key age (F-169).",
+                          no_args_is_help=True)
+cp_app.add_typer(signing_app, name="signing-keys")
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 
@@ -187,6 +190,17 @@ def serve(
     token_key_file: Path = typer.Option(
         None, "--token-key-file", help="Ed25519 private key PEM (created if missing)."
     ),
+    token_key_dir: Path = typer.Option(
+        None, "--token-key-dir", envvar="RSPP_TOKEN_KEY_DIR",
+        help="Directory of generated signing keys (shared by the replicas): `rspp cp "
+        "signing-keys rotate` without --key-ref generates the next key there, and keys are "
+        "rotated automatically before --token-key-max-age-s.",
+    ),
+    token_key_max_age_s: int = typer.Option(
+        7_776_000, "--token-key-max-age-s", min=2, envvar="RSPP_TOKEN_KEY_MAX_AGE_S",
+        help="Maximum age of a token signing key (default 90 days): reported by `rspp cp "
+        "signing-keys status`; with --token-key-dir the key is rotated at 75% of it.",
+    ),
     max_body_bytes: int = typer.Option(
         1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
     ),
@@ -252,6 +266,10 @@ def serve(
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
         require_approval=require_approval,
+        token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
+        else None,
+        token_key_dir=str(token_key_dir) if token_key_dir else None,
+        token_key_max_age_s=token_key_max_age_s,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)
@@ -261,10 +279,13 @@ def serve(
 
     async def run() -> None:
         from rspp.controlplane import FailoverMonitor
+        from rspp.controlplane._signing_keys import KeyRotationMonitor
 
         cp = await ControlPlane.open(settings)
         monitor = FailoverMonitor(cp)
         monitor.start()
+        rotation = KeyRotationMonitor(cp.signing)
+        rotation.start()
         try:
             from rspp.server._process import _Server
 
@@ -291,6 +312,7 @@ def serve(
             except asyncio.CancelledError:
                 pass
         finally:
+            await rotation.stop()
             await monitor.stop()
             await cp.close()
 
@@ -707,6 +729,26 @@ def runtime_heartbeat(
             lambda c: c.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body),
         )
     )
+
+
+@signing_app.command("rotate")
+def signing_keys_rotate(
+    key_ref: str = typer.Option(
+        None, "--key-ref", help="The new key: file:PATH or env:VAR (an Ed25519 PEM the "
+        "control plane reads); default: generated in its --token-key-dir."),
+    reason: str = typer.Option("manual", "--reason", help="Recorded in the audit entry."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Make a new signing key active; the previous one verifies until its tokens expired."""
+    _print(_call(server, api_key, lambda c: c.request(
+        "POST", "/v1/tokens/keys/rotate", json={"key_ref": key_ref, "reason": reason})))
+
+
+@signing_app.command("status")
+def signing_keys_status(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
+    """The signing keys, the active key's age against the maximum, and whether it is due."""
+    _print(_call(server, api_key, lambda c: c.request("GET", "/v1/tokens/keys/status")))
 
 
 def register(app: typer.Typer) -> None:

@@ -350,7 +350,19 @@ class ControlPlaneClient:
     async def verification_keys(self) -> TokenKeys:
         """Public verification material for transports (HS256 deployments share the secret)."""
         data = await self.request("GET", "/v1/tokens/keys")
-        return TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"])
+        return TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"],
+                         kid=data.get("kid"))
+
+    async def verification_key_set(self) -> tuple[list[TokenKeys], str | None]:
+        """Every key that still verifies, and the active key's id (F-169; an older control
+        plane lists only its one key)."""
+        data = await self.request("GET", "/v1/tokens/keys")
+        keys = [TokenKeys(algorithm=k["algorithm"], public_pem=k["public_pem"], kid=k["kid"])
+                for k in data.get("keys") or ()]
+        if not keys:
+            keys = [TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"],
+                              kid=data.get("kid"))]
+        return keys, data.get("kid")
 
 
 class InProcessControlPlane:

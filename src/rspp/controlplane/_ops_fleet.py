@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +23,7 @@ from rspp.controlplane._sessions import (
     MigrationResult,
     SessionStatus,
 )
+from rspp.controlplane._signing_keys import KeyStatus
 from rspp.controlplane._skew import check_skew
 
 
@@ -32,6 +35,9 @@ class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
 
 #: sessions the failover monitor moves in one transaction
 _SWEEP_BATCH = 50
+
+#: how often the failover monitor looks for hand-offs past their deadline
+_HANDOFF_SWEEP_MS = 1_000
 
 #: the failover monitor acts as this principal (its audit entries name it)
 FAILOVER_ACTOR = Principal(key_id="cp:failover-monitor", role=Role.OPERATOR)
@@ -70,8 +76,12 @@ class FleetOps(HandoffOps):
             return silent
 
         marked = await self._write(mark, "mark silent runtimes")
-        # operator hand-offs whose holder never released (and whose request is gone)
-        await self.finish_expired_handoffs()
+        # operator hand-offs whose holder never released (and whose request is gone): at
+        # most once a second (the sweep runs every 100 ms in a busy fleet)
+        now = self.clock()
+        if now - getattr(self, "_handoffs_swept_ms", 0) >= _HANDOFF_SWEEP_MS:
+            self._handoffs_swept_ms = now
+            await self.finish_expired_handoffs()
         if self.settings.failover_mode != "migrate":
             return FailoverSweep(marked=tuple(marked))
         now = self.clock()
@@ -242,6 +252,19 @@ class FleetOps(HandoffOps):
                 return (await self.routing.get_in(conn, runtime_id)).endpoint
             except NotFound:
                 return None
+
+    async def rotate_signing_key(self, principal: Principal, *, key_ref: str | None,
+                                 reason: str) -> dict[str, Any]:
+        """Rotate the token signing key online (F-169): admin only; audited."""
+        await self.authorize(principal, Role.ADMIN, "rotate the token signing key")
+        return await self.signing.rotate(actor=principal.key_id, key_ref=key_ref,
+                                         reason=reason)
+
+    async def signing_key_status(self, principal: Principal) -> KeyStatus:
+        """Ages of the signing keys against the documented maximum (NF-035)."""
+        await self.authorize(principal, Role.VIEWER, "read the signing-key status")
+        await self.signing.load()
+        return self.signing.status()
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")

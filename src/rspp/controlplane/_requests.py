@@ -396,6 +396,14 @@ class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=MAX_BUNDLES)]
 
 
+class KeyRotateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rotate the token signing key (F-169): to ``key_ref`` (``file:PATH`` / ``env:VAR``),
+    or to a key generated in the control plane's key directory."""
+
+    key_ref: Annotated[str, msgspec.Meta(min_length=5, max_length=1000)] | None = None
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "manual"
+
+
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     role: Literal["viewer", "operator", "admin"]
     tenant_id: Id | None = None

@@ -60,6 +60,7 @@ from rspp.controlplane._session_state import (
     save_states,
 )
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.controlplane._signing_keys import KeyStatus
 from rspp.providers import UsageSummary
 
 Handler = Callable[[h.Call], Awaitable[Any]]
@@ -244,8 +245,14 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/tokens/verify", h.verify_token, V, _S.TENANT, "Verify a session token",
        tenant=_T("token", "token"), body=q.VerifyRequest, response=r.VerifyReply,
        tag="tokens"),
-    Op("GET", "/v1/tokens/keys", h.token_keys, V, _S.ANY, "Token verification key",
+    Op("GET", "/v1/tokens/keys", h.token_keys, V, _S.ANY, "Token verification keys",
        response=r.TokenKeysReply, tag="tokens"),
+    # signing keys by reference, rotated online with an overlap window (F-169, NF-035)
+    Op("POST", "/v1/tokens/keys/rotate", h.rotate_token_key, A, _S.FLEET,
+       "Rotate the token signing key", body=q.KeyRotateRequest, response=r.KeyRotationReply,
+       errors=(409, 422), tag="tokens"),
+    Op("GET", "/v1/tokens/keys/status", h.token_key_status, V, _S.FLEET,
+       "Signing-key ages against the maximum key age", response=KeyStatus, tag="tokens"),
     Op("GET", "/v1/tenants/{tenant_id}/outcomes", h.outcomes, V, _S.TENANT,
        "Admission outcomes of a tenant", tenant=_T("path", "tenant_id"),
        response=r.OutcomeList, tag="sessions"),

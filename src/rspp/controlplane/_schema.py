@@ -277,3 +277,19 @@ changes = Table(
     Column("applied_at_ms", _MS, nullable=True),
     Index("ix_cp_changes_status", "status", "submitted_at_ms"),
 )
+
+#: session-token signing keys (F-169, NF-035): references to the private material (never
+#: the material), the public half, and when each key signed and until when it verifies
+token_keys = Table(
+    "cp_token_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(20), nullable=False),
+    Column("key_ref", String(1000), nullable=False),
+    Column("public_pem", Text, nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+    Column("retired_at_ms", _MS, nullable=True),
+    Column("verify_until_ms", _MS, nullable=True),
+    Column("reason", String(200), nullable=False),
+)

@@ -277,10 +277,19 @@ class NodeHost:
         for b, p in bufs:  # control first across every input
             if b.control:
                 return b.control.popleft(), b, p
+        # data in the order the session routed it, across every input (never input by
+        # input: a stream's end marker on one input would overtake data queued on another)
+        best: EdgeBuffer | None = None
+        best_port, first = "", 0
         for b, p in bufs:
-            ev = b.pop()
-            if ev is not None:
-                return ev, b, p
+            at = b.next_arrival()
+            if at is not None and (best is None or at < first):
+                best, best_port, first = b, p, at
+        if best is not None:
+            return best.pop(), best, best_port
+        for b, p in bufs:
+            if b.telemetry:
+                return b.telemetry.popleft(), b, p
         return None, None, ""
 
     async def run_worker(self) -> None:

@@ -37,7 +37,8 @@ from rspp.transports import (
 
 __all__ = ["GovernedFactory"]
 
-_TOKEN_CODES = {"token_invalid": CLOSE_UNAUTHORIZED, "not_ready": CLOSE_UNAVAILABLE}
+_TOKEN_CODES = {"token_invalid": CLOSE_UNAUTHORIZED, "token_key_unknown": CLOSE_UNAUTHORIZED,
+                "not_ready": CLOSE_UNAVAILABLE}
 _OPEN_CODES = {"draining": CLOSE_UNAVAILABLE, "at_capacity": CLOSE_UNAVAILABLE,
                "control_plane_unreachable": CLOSE_UNAVAILABLE, "not_ready": CLOSE_UNAVAILABLE,
                "session_live": CLOSE_CONFLICT, "stale_epoch_reject": CLOSE_CONFLICT,
@@ -52,6 +53,14 @@ class GovernedFactory:
         self.live = live
 
     async def verify(self, token: str, session_id: str) -> SessionGrant:
+        link = self.sessions.link
+        try:
+            link.verify(token, session_id)
+        except Refused as exc:
+            # signed by a key rotated in since the keys were fetched (F-169): fetch them
+            # again; the check below (counted) then sees them
+            if exc.code == "token_key_unknown":
+                await link.refresh_keys()
         try:
             c = self.sessions.verify(token, session_id)
         except Refused as exc:

@@ -127,6 +127,9 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/sessions/{SESSION}/token", {"tenant_id": OWN}, None),
     ("POST", "/v1/tokens/verify"): lambda w: ("/v1/tokens/verify", {"token": w.token}, None),
     ("GET", "/v1/tokens/keys"): lambda w: ("/v1/tokens/keys", None, None),
+    ("POST", "/v1/tokens/keys/rotate"): lambda w: ("/v1/tokens/keys/rotate",
+                                                   {"reason": "route matrix"}, None),
+    ("GET", "/v1/tokens/keys/status"): lambda w: ("/v1/tokens/keys/status", None, None),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"): lambda w: (
         f"/v1/tenants/{OWN}/outcomes", None, None),
     ("POST", "/v1/leases/{session_id}/acquire"): lambda w: (
@@ -194,7 +197,8 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
     # the runtimes registered here heartbeat once: they stay healthy for the whole matrix
     # however long a loaded machine takes (a migration needs a healthy target)
     settings = ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
-                                    admin_key=ADMIN, heartbeat_timeout_ms=3_600_000)
+                                    admin_key=ADMIN, heartbeat_timeout_ms=3_600_000,
+                                    token_key_dir=str(tmp_path / "keys"))
     cp = await ControlPlane.open(settings)
     transport = httpx.ASGITransport(app=create_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
@@ -287,6 +291,8 @@ MUST_BE_FLEET = {
     ("POST", "/v1/leases/{session_id}/revoke"),
     ("GET", "/v1/audit/verify"),
     ("POST", "/v1/keys"),
+    ("POST", "/v1/tokens/keys/rotate"),
+    ("GET", "/v1/tokens/keys/status"),
     ("POST", "/v1/changes"),
     ("POST", "/v1/changes/{change_id}/approve"),
     ("POST", "/v1/changes/{change_id}/reject"),
