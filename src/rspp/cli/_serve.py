@@ -125,7 +125,7 @@ def serve(
         "X-Twilio-Signature with it (without it every call is refused)."),
     phone_number: list[str] = typer.Option(
         [], "--phone-number",
-        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
+        help="Phone calls: NUMBER=TENANT or NUMBER=TENANT/PIPELINE (repeatable): calls to NUMBER are "
         "sessions of TENANT (pipeline: the served spec's by default)."),
     public_url: str | None = typer.Option(
         None, "--public-url", envvar="RSPP_PUBLIC_URL",
