@@ -36,6 +36,9 @@ class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
 #: sessions the failover monitor moves in one transaction
 _SWEEP_BATCH = 50
 
+#: how often the failover monitor looks for hand-offs past their deadline
+_HANDOFF_SWEEP_MS = 1_000
+
 #: the failover monitor acts as this principal (its audit entries name it)
 FAILOVER_ACTOR = Principal(key_id="cp:failover-monitor", role=Role.OPERATOR)
 
@@ -73,8 +76,12 @@ class FleetOps(HandoffOps):
             return silent
 
         marked = await self._write(mark, "mark silent runtimes")
-        # operator hand-offs whose holder never released (and whose request is gone)
-        await self.finish_expired_handoffs()
+        # operator hand-offs whose holder never released (and whose request is gone): at
+        # most once a second (the sweep runs every 100 ms in a busy fleet)
+        now = self.clock()
+        if now - getattr(self, "_handoffs_swept_ms", 0) >= _HANDOFF_SWEEP_MS:
+            self._handoffs_swept_ms = now
+            await self.finish_expired_handoffs()
         if self.settings.failover_mode != "migrate":
             return FailoverSweep(marked=tuple(marked))
         now = self.clock()
@@ -316,6 +323,7 @@ class FleetOps(HandoffOps):
         status: ProviderStatus,
         error_rate: float = 0.0,
         latency_p95_ms: int | None = None,
+        price_usd: float | None = None,
     ) -> int:
         await self.authorize(principal, Role.OPERATOR, "report provider health")
 
@@ -326,6 +334,7 @@ class FleetOps(HandoffOps):
                 status=status,
                 error_rate=error_rate,
                 latency_p95_ms=latency_p95_ms,
+                price_usd=price_usd,
                 now_ms=now,
             )
 

@@ -61,6 +61,7 @@ from rspp.observability._sinks import (
 )
 from rspp.observability._slo import (
     GATES,
+    THRESHOLD_FIELDS,
     GateAccumulator,
     GateDef,
     GateReport,
@@ -68,6 +69,7 @@ from rspp.observability._slo import (
     TurnGateSample,
     evaluate_gates,
     gate_report,
+    gates_with,
     percentile,
 )
 from rspp.observability._timeline_io import (
@@ -101,6 +103,7 @@ __all__ = [
     "OPENMETRICS_CONTENT_TYPE",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
+    "THRESHOLD_FIELDS",
     "BufferedItem",
     "CancelMarkers",
     "DebugCapture",
@@ -155,6 +158,7 @@ __all__ = [
     "evaluate_gates",
     "filter_lines",
     "gate_report",
+    "gates_with",
     "iter_timeline",
     "iter_values",
     "level_allows",

@@ -75,6 +75,7 @@ from rspp.spec._model import (
     ProviderSpec,
     ProvidersSpec,
     RecordingSpec,
+    SloSpec,
     SubgraphUse,
     TransportSpec,
 )
@@ -136,6 +137,7 @@ __all__ = [
     "RecordingSpec",
     "ResolvedValue",
     "SelectDef",
+    "SloSpec",
     "SourceMap",
     "Sourced",
     "SpecInvalid",

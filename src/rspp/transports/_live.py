@@ -318,7 +318,8 @@ class LiveTransport:
 
         Not a coroutine itself (one frame of every session, 50 times a second): it returns
         the awaitable that takes the frame in."""
-        if not self._takes_audio():
+        s = self.session
+        if s is not None and "audio" not in s.entries:  # (``_takes_audio``, inline)
             # told once, on the event channel of whatever transport carries the session (a
             # media track keeps sending: its loop must not fail)
             self.audio_refused += 1

@@ -92,7 +92,12 @@ mulaw_decode: Callable[[bytes], bytes] = (
     mulaw_decode_tables if _AUDIOOP_DECODE is None else _mulaw_decode_audioop)
 
 
+_U16 = np.dtype("<u2")
+
+
 def mulaw_encode(pcm: bytes) -> bytes:
     """PCM16 little-endian -> mu-law bytes (a trailing odd byte is ignored)."""
-    samples = np.frombuffer(pcm, dtype="<u2", count=len(pcm) // 2)
-    return _ENCODE.take(samples).tobytes()
+    if len(pcm) & 1:
+        pcm = pcm[:-1]
+    out: bytes = _ENCODE.take(np.frombuffer(pcm, _U16)).tobytes()
+    return out

@@ -34,6 +34,7 @@ import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
@@ -70,7 +71,9 @@ from rspp.transports._twilio_protocol import (
     Media,
     StreamStart,
     StreamStop,
+    carrier_error,
     decode_carrier,
+    decode_carrier_raw,
     decode_payload,
 )
 from rspp.transports._websocket import SessionHub
@@ -316,6 +319,7 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
     receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
     max_media, max_text = call.opts.max_media_bytes, call.opts.max_message_bytes
     push_audio = handle.push_audio
+    decode = decode_carrier_raw  # (msgspec's errors named below)
     while not handle.closed:
         raw = await receive()
         text = raw.get("text")
@@ -324,7 +328,7 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
             if text is None:
                 return "carrier_disconnected"
         try:
-            msg = decode_carrier(text)
+            msg = decode(text)
             if type(msg) is Media:
                 media = msg.media
                 if media.track not in _INBOUND:
@@ -340,9 +344,10 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
                 except Flood as exc:
                     raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
                 continue
-        except ProtocolError as exc:
-            raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}" if exc.field == "media.payload"
-                         else f"bad message ({exc.field}): {exc}") from None
+        except (ProtocolError, msgspec.MsgspecError) as exc:
+            err = exc if isinstance(exc, ProtocolError) else carrier_error(exc)
+            raise _Close(CLOSE_BAD_REQUEST, f"{err.field}: {err}" if err.field == "media.payload"
+                         else f"bad message ({err.field}): {err}") from None
         if isinstance(msg, Mark):
             heard = parse_mark(msg.mark.name)
             if heard is not None:

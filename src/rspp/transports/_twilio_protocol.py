@@ -13,6 +13,7 @@ or a missing field is a :class:`~rspp.transports.ProtocolError` naming it.
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from typing import Annotated, cast
 
 import msgspec
@@ -28,7 +29,9 @@ __all__ = [
     "Media",
     "StreamStart",
     "StreamStop",
+    "carrier_error",
     "decode_carrier",
+    "decode_carrier_raw",
     "decode_payload",
 ]
 
@@ -117,16 +120,26 @@ _DECODER = msgspec.json.Decoder(CarrierMessage)
 _ENC = msgspec.json.Encoder()
 
 
-def decode_carrier(text: str | bytes) -> CarrierMessage:
-    """Decode one carrier message; raises ProtocolError naming the field (a ``media``
+#: the decoder's own ``decode`` (the per-message path): raises msgspec's errors, which
+#: :func:`carrier_error` names
+decode_carrier_raw: Callable[[str | bytes], CarrierMessage] = _DECODER.decode
+
+
+def carrier_error(exc: msgspec.MsgspecError) -> ProtocolError:
+    """The ProtocolError of a message that does not decode, naming the field (a ``media``
     payload that is not strict base64: ``media payload is not base64``)."""
+    err = _protocol_error(exc)
+    if err.field == "media.payload" and "base64" in str(err):
+        return ProtocolError("media payload is not base64", "media.payload")
+    return err
+
+
+def decode_carrier(text: str | bytes) -> CarrierMessage:
+    """Decode one carrier message; raises ProtocolError naming the field."""
     try:
         return cast("CarrierMessage", _DECODER.decode(text))
     except msgspec.MsgspecError as exc:
-        err = _protocol_error(exc)
-        if err.field == "media.payload" and "base64" in str(err):
-            raise ProtocolError("media payload is not base64", "media.payload") from None
-        raise err from None
+        raise carrier_error(exc) from None
 
 
 def decode_payload(media: Media, max_bytes: int) -> bytes:
