@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, quick_parser
-from phone_sessions import PhoneFactory
+from phone_sessions import PhoneFactory, mark_echo, media_message, start_message
 from sessions_capacity import CYCLE_FRAMES
 
 from rspp.server._loop import run as run_loop
@@ -82,8 +82,7 @@ class _Carrier:
                 self.marks += 1
                 name = json.loads(text)["mark"]["name"]
                 self.seq += 1
-                self.put(json.dumps({"event": "mark", "sequenceNumber": str(self.seq),
-                                     "streamSid": self.sid, "mark": {"name": name}}))
+                self.put(mark_echo(self.sid, self.seq, name))
         elif kind == "websocket.close":
             self.closed = True
             self.inbox.append({"type": "websocket.disconnect", "code": 1000})
@@ -92,19 +91,11 @@ class _Carrier:
 
     def start(self) -> list[str]:
         return [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
-                json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
-                            "start": {"streamSid": self.sid, "callSid": f"CA{self.k}",
-                                      "accountSid": "ACbench", "tracks": ["inbound"],
-                                      "customParameters": {"token": "bench",
-                                                           "session_id": f"p{self.k}"},
-                                      "mediaFormat": {"encoding": "audio/x-mulaw",
-                                                      "sampleRate": 8000, "channels": 1}}})]
+                start_message(f"p{self.k}", self.sid, f"CA{self.k}")]
 
     def media_text(self, chunk: int, payload: str) -> str:
         self.seq += 1
-        return ('{"event":"media","sequenceNumber":"' + str(self.seq) + '","media":{"track":'
-                '"inbound","chunk":"' + str(chunk) + '","timestamp":"' + str((chunk - 1) * 20)
-                + '","payload":"' + payload + '"},"streamSid":"' + self.sid + '"}')
+        return media_message(self.sid, self.seq, chunk, payload)
 
 
 async def main(calls: int, ticks: int, warm: int, fast: bool) -> dict[str, Any]:

@@ -89,19 +89,38 @@ class PhoneFactory(MockFactory):
 
 
 # ------------------------------------------------------------------- client process
-def _start(sid: str) -> str:
-    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": f"MZ{sid}",
-                       "start": {"streamSid": f"MZ{sid}", "callSid": f"CA{sid}",
-                                 "tracks": ["inbound"],
+def start_message(sid: str, stream_sid: str, call_sid: str) -> str:
+    """The carrier's ``start`` (``sequenceNumber`` 1), the session token in its parameters."""
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid,
+                       "start": {"streamSid": stream_sid, "callSid": call_sid,
+                                 "accountSid": "ACbench", "tracks": ["inbound"],
                                  "customParameters": {"token": "bench", "session_id": sid},
                                  "mediaFormat": {"encoding": "audio/x-mulaw",
                                                  "sampleRate": 8000, "channels": 1}}})
 
 
+def media_message(stream_sid: str, seq: int, chunk: int, payload: str) -> str:
+    """A ``media`` message as the carrier numbers and stamps it: ``sequenceNumber`` counts
+    every message of the stream after ``connected`` (``start`` is 1), ``media.chunk`` the
+    media chunks from 1, ``media.timestamp`` their milliseconds since the stream started
+    (Twilio Media Streams, websocket-messages)."""
+    return ('{"event":"media","sequenceNumber":"' + str(seq) + '","media":{"track":"inbound",'
+            '"chunk":"' + str(chunk) + '","timestamp":"' + str((chunk - 1) * 20)
+            + '","payload":"' + payload + '"},"streamSid":"' + stream_sid + '"}')
+
+
+def mark_echo(stream_sid: str, seq: int, name: str) -> str:
+    """The carrier's echo of a ``mark`` (numbered like every message it sends)."""
+    return json.dumps({"event": "mark", "sequenceNumber": str(seq), "streamSid": stream_sid,
+                       "mark": {"name": name}})
+
+
 async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
     loop = asyncio.get_running_loop()
     payload = base64.b64encode(b"\xff" * 160).decode()
-    media = '{"event":"media","media":{"track":"inbound","payload":"' + payload + '"}}'
+    sids = [f"MZp{offset + k}" for k in range(n)]
+    seqs = [1] * n  # the last ``sequenceNumber`` each stream sent (``start`` is 1)
+    chunks = [0] * n
     lateness: list[float] = []
     first_delay: list[float] = []
     lost = expected = got = 0
@@ -129,8 +148,8 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
         msg = json.loads(raw)
         if msg.get("event") == "mark":
             name = msg["mark"]["name"]
-            conns[k].send(json.dumps({"event": "mark", "streamSid": msg.get("streamSid"),
-                                      "mark": {"name": name}}))
+            seqs[k] += 1
+            conns[k].send(mark_echo(sids[k], seqs[k], name))
             if name.endswith("$"):
                 frames = int(name[:-1].rpartition("#")[2])
                 if measuring[0] and first[k]:
@@ -142,7 +161,7 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
     for i in range(n):
         ws = await WsClient.open(url, functools.partial(on_message, i))
         ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-        ws.send(_start(f"p{offset + i}"))
+        ws.send(start_message(f"p{offset + i}", sids[i], f"CAp{offset + i}"))
         conns.append(ws)
     phase = [(k * CYCLE_FRAMES) // n for k in range(n)]
     total = int((seconds + 3.0) * 50)
@@ -159,7 +178,9 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
         local = f - phase[k]
         if local < 0:
             return
-        conns[k].send(media)
+        seqs[k] += 1
+        chunks[k] += 1
+        conns[k].send(media_message(sids[k], seqs[k], chunks[k], payload))
         # 8 kHz -> 16 kHz resampling holds samples back: the utterance's last 16 kHz
         # frame is complete one carrier message later
         if local % CYCLE_FRAMES == SPEECH_END + 1:
@@ -167,8 +188,10 @@ async def client_main(url: str, n: int, seconds: float, offset: int) -> None:
 
     await send_ticks(n, total + 1, send, at_frame=at_frame)
     await asyncio.sleep(0.8)  # the last replies finish
-    for ws in conns:
-        ws.send('{"event":"stop"}')
+    for k, ws in enumerate(conns):
+        ws.send(json.dumps({"event": "stop", "sequenceNumber": str(seqs[k] + 1),
+                            "streamSid": sids[k], "stop": {"accountSid": "ACbench",
+                                                           "callSid": f"CAp{offset + k}"}}))
         ws.close()
     print("RESULT " + json.dumps({
         "frames": len(lateness), "expected": expected, "got": got, "lost": lost,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -69,10 +70,11 @@ def patient_voice_spec(directory: Path) -> Path:
 class ServeProcess:
     """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
 
-    def __init__(self, *args: str, cwd: Path = REPO) -> None:
+    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
         import os
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RSPP_")},
+               **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from rspp.cli import main; main()", "serve", "--port", "0",
              *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -150,8 +152,8 @@ def embedded_serve(
 def _serve_processes() -> Iterator[Callable[..., ServeProcess]]:
     started: list[ServeProcess] = []
 
-    def start(*args: str, cwd: Path = REPO) -> ServeProcess:
-        p = ServeProcess(*args, cwd=cwd)
+    def start(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> ServeProcess:
+        p = ServeProcess(*args, cwd=cwd, env=env)
         started.append(p)
         return p
 
@@ -228,8 +230,10 @@ def pg_statement(pg_url: str) -> Callable[[str], None]:
     return lambda statement: pg_execute(pg_url, statement)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> None:
-    """Poll a server process's /healthz until it answers (its log in the failure)."""
+def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path,
+                 verify: ssl.SSLContext | None = None) -> None:
+    """Poll a server process's /healthz until it answers (its log in the failure);
+    ``verify``: the TLS context to call an https server with."""
     import time
 
     import httpx
@@ -237,7 +241,8 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> None:
     deadline = time.monotonic() + 120
     while True:
         try:
-            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=5,
+                         verify=verify if verify is not None else True).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -255,11 +260,13 @@ class ControlPlaneServer(NamedTuple):
 @pytest.fixture
 def cp_serve(request: pytest.FixtureRequest,
              tmp_path: Path) -> Iterator[Callable[..., ControlPlaneServer]]:
-    """``cp_serve(store, admin_key, *args)``: ``rspp cp serve`` on a free port, ready.
+    """``cp_serve(store, admin_key, *args, verify=None, port=None)``: ``rspp cp serve`` on
+    a free port (or ``port``), ready.
 
     ``store`` is ``sqlite`` (a file in tmp_path) or ``postgresql`` (a fresh schema of the
-    test database); returns (url, log file, process). Stopped, and its schema dropped, at
-    teardown.
+    test database); returns (url, log file, process). ``verify``: the server speaks HTTPS
+    (``--tls-cert`` in ``args``); the client TLS context to probe it with. Stopped, and its
+    schema dropped, at teardown.
     """
     import os
     import secrets
@@ -269,7 +276,8 @@ def cp_serve(request: pytest.FixtureRequest,
 
     started: list[tuple[subprocess.Popen[str], str | None, str]] = []
 
-    def start(store: str, admin_key: str, *args: str) -> ControlPlaneServer:
+    def start(store: str, admin_key: str, *args: str, verify: ssl.SSLContext | None = None,
+              port: int | None = None) -> ControlPlaneServer:
         db = ["--db", f"sqlite:///{tmp_path / f'cp{len(started)}.db'}"]
         schema, pg_url = None, ""
         if store == "postgresql":
@@ -277,7 +285,7 @@ def cp_serve(request: pytest.FixtureRequest,
             schema = "e2e_" + secrets.token_hex(6)
             pg_execute(pg_url, f"CREATE SCHEMA {schema}")
             db = ["--db", pg_url.replace("+asyncpg", ""), "--db-schema", schema]
-        port = free_port()
+        port = port or free_port()
         log = tmp_path / f"cp-serve-{len(started)}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
         with log.open("w") as out:
@@ -286,8 +294,8 @@ def cp_serve(request: pytest.FixtureRequest,
                  "--port", str(port), "--admin-key", admin_key, *args],
                 cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
         started.append((proc, schema, pg_url))
-        url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log)
+        url = f"{'https' if verify is not None else 'http'}://127.0.0.1:{port}"
+        wait_healthy(url, proc, log, verify)
         return ControlPlaneServer(url, log, proc)
 
     yield start
@@ -301,3 +309,45 @@ def cp_serve(request: pytest.FixtureRequest,
             proc.wait()
         if schema is not None:
             pg_execute(pg_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+#: typed text -> the OpenAI adapter (its base URL and key from the environment, e.g.
+#: FakeProviderServers.env) -> reply text, with budgets long enough for a call that stalls
+_OPENAI_CHAT_SPEC = """name: {name}
+version: 1.0.0
+profile: simple/v1
+budgets: {{turn_ms: 600000, node_ms: 600000, path_ms: 600000, edge_ms: 600000,
+          provider_timeout_ms: 600000}}
+providers:
+  llm: {{primary: openai, timeout_ms: 600000, config: {{retry: {{max_retries: 0}}}}}}
+nodes:
+  - {{id: llm, type: llm}}
+edges:
+  - {{from: input.text, to: llm.text}}
+  - {{from: llm.text, to: output.text}}
+"""
+
+
+@pytest.fixture(scope="session")
+def openai_chat_spec() -> Callable[[str], str]:
+    """``openai_chat_spec(name)``: a text chat on the OpenAI adapter whose turns stay open
+    as long as its (fake) provider stalls."""
+    return lambda name: _OPENAI_CHAT_SPEC.format(name=name)
+
+
+def _metric_sample(metrics: str, name: str, **labels: str) -> float | None:
+    import re
+
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            got = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            if all(got.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture(scope="session")
+def metric_sample() -> Callable[..., float | None]:
+    """``metric_sample(text, name, **labels)``: the value of the first Prometheus sample
+    ``name{labels...}`` in an exposition ``text`` (None: no such sample)."""
+    return _metric_sample

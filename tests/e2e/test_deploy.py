@@ -21,6 +21,8 @@ import os
 import re
 import shlex
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -34,6 +36,7 @@ import pytest
 import yaml
 
 from rspp.controlplane._server import free_port
+from rspp.testing import Pki
 
 pytestmark = pytest.mark.e2e
 
@@ -95,6 +98,7 @@ def test_chart_renders_lints_and_every_object_validates() -> None:
         {"runtime": {"autoscaling": {"enabled": False}, "apiKey": {"name": "ops", "key": "k"}},
          "serviceMonitor": {"enabled": False}, "controlPlane": {"migration": {"enabled": False}}},
         {"runtime": {"autoscaling": {"sessions": {"enabled": False}}}},
+        {"tls": {"enabled": True}},
     ]
     for values in variants:
         objs = render(values)
@@ -232,6 +236,75 @@ def test_chart_containers_run_as_rendered_and_answer_their_probes(
     assert status == 503 or (status is None and rt.p.wait(timeout=grace) == 0), (
         status, rt.log.read_text())
     assert rt.stop(timeout_s=grace) == 0, rt.log.read_text()
+    assert cp.stop() == 0, cp.log.read_text()
+
+
+def test_chart_mtls_mode_runs_as_rendered_with_mounted_certificates(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """F-120: ``tls.enabled`` mounts each side's secret (tls.crt, tls.key, ca.crt, the
+    cert-manager layout): the control plane serves HTTPS requiring client certificates,
+    the runtime calls it over https with its own; run as rendered (the mount path standing
+    for a directory of certificates made here)."""
+    cp_port, rt_port = free_port(), free_port()
+    objs = render({"tls": {"enabled": True}, "controlPlane": {"port": cp_port},
+                   "runtime": {"port": rt_port}})
+    mount = "/etc/rspp/tls"
+    pki_root = Pki(tmp_path / "pki")
+    ca = pki_root.ca("cluster-ca")
+    dirs = {"controlplane": tmp_path / "cp-tls", "runtime": tmp_path / "rt-tls"}
+    for name, directory in dirs.items():
+        pki = Pki(directory)
+        pki.issue(ca, name, server=name == "controlplane", cert_file="tls.crt",
+                  key_file="tls.key")
+        pki.write("ca.crt", ca.pem)
+    rspp = str(Path(sys.executable).parent / "rspp")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}"
+    job = container(by_kind(objs, "Job"))
+    assert subprocess.run([rspp, *job["args"]], env={**os.environ, **env_of(job, db=db)},
+                          capture_output=True, timeout=120, check=False).returncode == 0
+
+    def mounted(component: str, **kw: str) -> tuple[dict[str, Any], dict[str, str]]:
+        dep = by_kind(objs, "Deployment", f"rspp-{component}")
+        c = container(dep)
+        vol = dep["spec"]["template"]["spec"]["volumes"][0]
+        assert c["volumeMounts"] == [{"name": vol["name"], "mountPath": mount,
+                                      "readOnly": True}]
+        assert vol["secret"]["secretName"] == f"rspp-{component}-tls"
+        env = {k: v.replace(mount, str(dirs[component])) for k, v in env_of(c, **kw).items()}
+        return c, env
+
+    cp_c, cp_env = mounted("controlplane", db=db)
+    assert cp_c["livenessProbe"]["tcpSocket"] == {"port": "http"}  # kubelet has no cert
+    cp = Proc([rspp, *cp_c["args"]], cp_env, tmp_path)
+    procs.append(cp)
+    deadline = time.monotonic() + 90
+    while True:  # the tcpSocket probe: the listener accepts
+        try:
+            socket.create_connection(("127.0.0.1", cp_port), timeout=5).close()
+            break
+        except OSError:
+            assert cp.p.poll() is None and time.monotonic() < deadline, cp.log.read_text()
+            time.sleep(0.1)
+    rt_c, rt_env = mounted("runtime")
+    assert rt_env["RSPP_CONTROL_PLANE"].startswith("https://")
+    rt_env["RSPP_CONTROL_PLANE"] = re.sub(r"//[^:/]+", "//127.0.0.1",
+                                          rt_env["RSPP_CONTROL_PLANE"])
+    caller = ssl.create_default_context(cafile=str(dirs["runtime"] / "ca.crt"))
+    with pytest.raises(httpx.TransportError):  # no client certificate: refused
+        httpx.get(f"https://127.0.0.1:{cp_port}/healthz", verify=caller, timeout=30)
+    caller.load_cert_chain(str(dirs["runtime"] / "tls.crt"), str(dirs["runtime"] / "tls.key"))
+    rt = Proc([rspp, *rt_c["args"]], rt_env, tmp_path)
+    procs.append(rt)
+    ready = _probe_url(rt_c, "readinessProbe", rt_port)
+    deadline = time.monotonic() + 90
+    while rt.get(ready).status_code != 200:  # registered with the control plane over mTLS
+        assert rt.p.poll() is None and time.monotonic() < deadline, rt.log.read_text()
+        time.sleep(0.1)
+    runtimes = httpx.get(f"https://127.0.0.1:{cp_port}/v1/runtimes", verify=caller,
+                         headers={"Authorization": f"Bearer {SECRETS['admin-key']}"}).json()
+    assert [r["runtime_id"] for r in runtimes["runtimes"]] == ["rspp-runtime-0"]
+    assert rt.stop() == 0, rt.log.read_text()
     assert cp.stop() == 0, cp.log.read_text()
 
 

@@ -3,8 +3,9 @@
 ``rspp cp serve`` beside two ``rspp serve --control-plane`` runtimes, and the real
 client: after the first turn commits on runtime A, the operator migrates the session
 to runtime B through the control-plane API. The control plane records
-``migration_start``, the lease rotation to B and ``migration_finish`` (F-157); A's
-session loses its authority and closes with a reason; the client takes a new token
+``migration_start``, the lease rotation to B and ``migration_finish`` (F-157) once A
+released the lease (a two-phase hand-off: A learns it at its next renewal, ends its
+output and releases), and A's session closes naming B (``handed_off:<B>``); the client takes a new token
 for the same session id, connects to B and is answered at the new epoch. Nothing
 is lost: each turn has one terminal and a close on the runtime that ran it, and
 both runtimes' timelines satisfy the contract.
@@ -65,8 +66,8 @@ async def test_migration_moves_the_session_with_markers_and_the_client_continues
     await talker.until(turn_event("commit", first.turn_id))
     moved = await api.call("POST", f"/v1/sessions/{sid}/migrate", {"target": target})
     assert moved["to_runtime"] == target and moved["epoch"] == 2, moved
-    await talker.closed_by_server()  # the source closes the session it no longer holds
-    assert "authority" in (talker.client.close_reason or ""), talker.client.close_reason
+    await talker.closed_by_server()  # the source closes the session it handed over
+    assert talker.client.close_reason == f"handed_off:{target}", talker.client.close_reason
     token = (await api.call("POST", f"/v1/sessions/{sid}/token", {"tenant_id": "acme"}))["token"]
     endpoint = runtimes[target].url
     client = await LiveClient.connect(session_url(endpoint, sid), token=token)

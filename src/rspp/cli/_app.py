@@ -13,6 +13,8 @@ from rspp.cli import (
     _cp,
     _cp_change,
     _cp_dr,
+    _cp_session,
+    _node,
     _observe,
     _replay,
     _run,
@@ -39,8 +41,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _observe, _audio, _run, _replay,
-               _talk, _serve):
+for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _cp_session, _observe, _audio, _run,
+               _replay, _talk, _serve, _node):
     _group.register(app)
 guard_commands(app)
 

@@ -24,6 +24,9 @@ cp_app.add_typer(token_app, name="token")
 cp_app.add_typer(keys_app, name="keys")
 cp_app.add_typer(runtime_app, name="runtime")
 cp_app.add_typer(config_app, name="config")
+signing_app = typer.Typer(help="Session-token signing keys: rotation and key age (F-169).",
+                          no_args_is_help=True)
+cp_app.add_typer(signing_app, name="signing-keys")
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 
@@ -45,7 +48,9 @@ class _Client:
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.server = server.rstrip("/")
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0)
+        tls = client_tls_from_env()
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=30.0,
+                                  verify=tls.context if tls is not None else True)
 
     def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
@@ -55,10 +60,14 @@ class _Client:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
+            tls = ("" if not self.server.startswith("https://") else
+                   "; over TLS: check the client certificate (RSPP_TLS_CLIENT_CERT, "
+                   "RSPP_TLS_CLIENT_KEY) and the CA bundle (RSPP_TLS_CA): a control plane "
+                   "with --client-ca closes connections without a certificate its CA signed")
             raise _CliError(
                 "unavailable",
                 f"control plane at {self.server} is unreachable ({exc.__class__.__name__}); "
-                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                f"check --server / RSPP_SERVER and that `rspp cp serve` is running{tls}",
                 "server",
             ) from None
         if response.status_code >= 400:
@@ -93,6 +102,30 @@ class _Client:
     def route(self, tenant_id: str, pipeline_name: str, **extra: Any) -> Any:
         body = {"tenant_id": tenant_id, "pipeline_name": pipeline_name, **extra}
         return self.request("POST", "/v1/sessions/route", json=body)
+
+
+def client_tls_from_env(cert: Path | None = None, key: Path | None = None,
+                        ca: Path | None = None) -> Any:
+    """The caller's mTLS context (F-120) from the given files, else ``RSPP_TLS_CLIENT_CERT``,
+    ``RSPP_TLS_CLIENT_KEY`` and ``RSPP_TLS_CA``; None when none is set."""
+    import os
+
+    def pick(given: Path | None, env: str) -> Path | None:
+        value = given or os.environ.get(env)
+        return Path(value) if value else None
+
+    files = (pick(cert, "RSPP_TLS_CLIENT_CERT"), pick(key, "RSPP_TLS_CLIENT_KEY"),
+             pick(ca, "RSPP_TLS_CA"))
+    if files == (None, None, None):
+        return None  # before importing the control plane package: start-up stays light
+    from rspp.controlplane import CPError
+    from rspp.controlplane._tls import ClientTls, ReloadingClientContext
+
+    tls = ClientTls(cert=files[0], key=files[1], ca=files[2])
+    try:
+        return ReloadingClientContext(tls)
+    except CPError as exc:
+        raise _CliError(exc.code, exc.message, exc.field) from None
 
 
 class _CliError(Exception):
@@ -157,6 +190,17 @@ def serve(
     token_key_file: Path = typer.Option(
         None, "--token-key-file", help="Ed25519 private key PEM (created if missing)."
     ),
+    token_key_dir: Path = typer.Option(
+        None, "--token-key-dir", envvar="RSPP_TOKEN_KEY_DIR",
+        help="Directory of generated signing keys (shared by the replicas): `rspp cp "
+        "signing-keys rotate` without --key-ref generates the next key there, and keys are "
+        "rotated automatically before --token-key-max-age-s.",
+    ),
+    token_key_max_age_s: int = typer.Option(
+        7_776_000, "--token-key-max-age-s", min=2, envvar="RSPP_TOKEN_KEY_MAX_AGE_S",
+        help="Maximum age of a token signing key (default 90 days): reported by `rspp cp "
+        "signing-keys status`; with --token-key-dir the key is rotated at 75% of it.",
+    ),
     max_body_bytes: int = typer.Option(
         1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
     ),
@@ -185,6 +229,18 @@ def serve(
         help="Rollouts, rollbacks and config activations apply only as changes another key "
         "approved (`rspp cp change`).",
     ),
+    tls_cert: Path = typer.Option(
+        None, "--tls-cert", envvar="RSPP_TLS_CERT",
+        help="Serve HTTPS with this certificate (PEM; reloaded when the file changes).",
+    ),
+    tls_key: Path = typer.Option(
+        None, "--tls-key", envvar="RSPP_TLS_KEY", help="The --tls-cert's private key (PEM).",
+    ),
+    client_ca: Path = typer.Option(
+        None, "--client-ca", envvar="RSPP_CLIENT_CA",
+        help="Mutual TLS: refuse every caller without a certificate this CA bundle signed "
+        "(runtimes, operators).",
+    ),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
@@ -210,21 +266,32 @@ def serve(
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
         require_approval=require_approval,
+        token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
+        else None,
+        token_key_dir=str(token_key_dir) if token_key_dir else None,
+        token_key_max_age_s=token_key_max_age_s,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)
         raise typer.Exit(2)
+    tls = _server_tls(tls_cert, tls_key, client_ca)
+    scheme = "https" if tls is not None else "http"
 
     async def run() -> None:
         from rspp.controlplane import FailoverMonitor
+        from rspp.controlplane._signing_keys import KeyRotationMonitor
 
         cp = await ControlPlane.open(settings)
         monitor = FailoverMonitor(cp)
         monitor.start()
+        rotation = KeyRotationMonitor(cp.signing)
+        rotation.start()
         try:
             from rspp.server._process import _Server
 
-            config = uvicorn.Config(create_app(cp), host=host, port=port, log_level="warning")
+            config = uvicorn.Config(
+                create_app(cp), host=host, port=port, log_level="warning",
+                ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None)
             # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
             # exit 0 (Kubernetes stops pods with SIGTERM)
             server = _Server(config, lambda: setattr(server, "should_exit", True))
@@ -234,8 +301,9 @@ def serve(
             while not server.started and not serving.done():  # noqa: ASYNC110 - no event
                 await asyncio.sleep(0.01)
             if server.started:
-                typer.echo(f"rspp control plane on http://{host}:{port} "
-                           f"(db {settings.db_url.split('://')[0]})")
+                mutual = ", mutual TLS" if client_ca is not None else ""
+                typer.echo(f"rspp control plane on {scheme}://{host}:{port} "
+                           f"(db {settings.db_url.split('://')[0]}{mutual})")
             try:
                 await serving
                 # uvicorn re-raises a captured SIGINT when serve() returns: asyncio.run then
@@ -244,6 +312,7 @@ def serve(
             except asyncio.CancelledError:
                 pass
         finally:
+            await rotation.stop()
             await monitor.stop()
             await cp.close()
 
@@ -252,6 +321,30 @@ def serve(
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     typer.echo("control plane stopped")
+
+
+def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
+    """The control plane's reloading TLS context (None: plain HTTP); exit 2 naming the
+    option when the files are missing, mismatched or half given."""
+    from rspp.controlplane import CPError
+    from rspp.controlplane._tls import ReloadingServerContext, ServerTls
+
+    if cert is None and key is None:
+        if client_ca is not None:
+            typer.echo("error: --client-ca needs --tls-cert and --tls-key (mutual TLS "
+                       "is served over HTTPS)", err=True)
+            raise typer.Exit(2)
+        return None
+    if cert is None or key is None:
+        typer.echo(f"error: {'--tls-key' if key is None else '--tls-cert'} is required "
+                   "with the other (a certificate and its key)", err=True)
+        raise typer.Exit(2)
+    try:
+        return ReloadingServerContext(ServerTls(cert=cert, key=key, client_ca=client_ca))
+    except CPError as exc:
+        typer.echo(f"error: --{(exc.field or 'tls_cert').replace('_', '-')}: {exc.message}",
+                   err=True)
+        raise typer.Exit(2) from None
 
 
 def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:
@@ -636,6 +729,26 @@ def runtime_heartbeat(
             lambda c: c.request("POST", f"/v1/runtimes/{runtime_id}/heartbeat", json=body),
         )
     )
+
+
+@signing_app.command("rotate")
+def signing_keys_rotate(
+    key_ref: str = typer.Option(
+        None, "--key-ref", help="The new key: file:PATH or env:VAR (an Ed25519 PEM the "
+        "control plane reads); default: generated in its --token-key-dir."),
+    reason: str = typer.Option("manual", "--reason", help="Recorded in the audit entry."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Make a new signing key active; the previous one verifies until its tokens expired."""
+    _print(_call(server, api_key, lambda c: c.request(
+        "POST", "/v1/tokens/keys/rotate", json={"key_ref": key_ref, "reason": reason})))
+
+
+@signing_app.command("status")
+def signing_keys_status(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
+    """The signing keys, the active key's age against the maximum, and whether it is due."""
+    _print(_call(server, api_key, lambda c: c.request("GET", "/v1/tokens/keys/status")))
 
 
 def register(app: typer.Typer) -> None:

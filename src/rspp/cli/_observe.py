@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,6 +16,7 @@ from rich.table import Table
 from rspp.cli._errors import fail, guard_commands
 from rspp.contracts import DivergencePolicy, ReplayTolerances
 from rspp.observability import (
+    GATES,
     RetentionPolicy,
     TimelineFilter,
     TimelineFormatError,
@@ -22,6 +24,7 @@ from rspp.observability import (
     compare_timelines,
     evaluate_gates,
     filter_lines,
+    gates_with,
     iter_timeline,
     report_to_json,
     report_to_markdown,
@@ -142,6 +145,9 @@ def _fmt(value: float | None) -> str:
 def slo_report(
     timelines: list[Path] = typer.Argument(..., help="One or more timeline files."),
     as_json: bool = typer.Option(False, "--json", help="Print the gates as JSON."),
+    spec: Path | None = typer.Option(
+        None, "--spec", help="Gate on this PipelineSpec's `slo:` thresholds (e.g. "
+        "end_to_end_p95_ms, cancel_fence_p95_ms); unset ones keep the profile's MVP bounds."),
 ) -> None:
     """The seven MVP gates with p50/p95/p99; exit 1 on a failing gate or without evidence.
 
@@ -149,7 +155,20 @@ def slo_report(
     turn exits 1: a release gate never passes on no evidence.
     """
     console = _console(stderr=as_json)
-    result = evaluate_gates(_lines(timelines, payloads=False))
+    thresholds = GATES
+    if spec is not None:
+        from rspp.errors import SpecError
+        from rspp.spec import load_spec
+
+        if not spec.is_file():
+            raise fail(f"{spec}: --spec: file not found")
+        try:
+            slo = load_spec(spec, strict=True).slo
+        except SpecError as exc:
+            raise fail(f"{spec}: --spec: {exc}") from None
+        if slo is not None:
+            thresholds = gates_with(msgspec.structs.asdict(slo))
+    result = evaluate_gates(_lines(timelines, payloads=False), thresholds)
     if as_json:
         gates = [
             {"gate": g.gate, "name": g.name, "threshold": g.threshold, "count": g.count,
@@ -183,9 +202,10 @@ def slo_report(
 
 def register(app: typer.Typer) -> None:
     """Attach ``timeline`` and ``slo`` to the root app."""
-    from rspp.cli import _timeline_view
+    from rspp.cli import _timeline_errors, _timeline_view
 
     _timeline_view.register(timeline_app)
+    _timeline_errors.register(timeline_app)
     app.add_typer(timeline_app, name="timeline")
     app.add_typer(slo_app, name="slo")
     guard_commands(app)

@@ -108,6 +108,15 @@ def run(
         None, "--trace-out", help="Write finished OpenTelemetry spans here (JSON Lines)."),
     log_out: Path | None = typer.Option(
         None, "--log-out", help="Write JSON log lines with correlation ids here."),
+    redact: list[str] = typer.Option(
+        [], "--redact", help="NAME=REGEX: also redact this pattern from text in the timeline "
+        "and the logs (as [REDACTED:NAME]; the built-in PII rules always apply); repeatable."),
+    redact_audio: bool = typer.Option(
+        False, "--redact-audio", help="Mask audio payloads in the timeline (zeroed, same "
+        "length: timing and sizes unchanged)."),
+    redaction_audit: Path | None = typer.Option(
+        None, "--redaction-audit", help="Write every redaction action (record, rules) and "
+        "the counts per rule here (JSON Lines) when the session ends."),
     kernel_budget_us: float | None = typer.Option(
         None, "--kernel-overhead-budget-us", min=0.0, help="Kernel overhead budget per "
         "event (microseconds): telemetry samples over it count in "
@@ -131,7 +140,8 @@ def run(
             raise fail(str(exc)) from None
     for name, path in (("--output", output), ("--timeline", timeline),
                        ("--metrics-out", metrics_out), ("--trace-out", trace_out),
-                       ("--log-out", log_out), ("--resolved-out", resolved_out)):
+                       ("--log-out", log_out), ("--resolved-out", resolved_out),
+                       ("--redaction-audit", redaction_audit)):
         if path is not None and not path.parent.exists():
             raise fail(f"{path}: {name}: directory {path.parent} does not exist")
     if output is not None and output.suffix.lower() != ".wav":
@@ -143,6 +153,14 @@ def run(
         level = parse_record_level(record_level)
     except RSPPError as exc:
         raise fail(f"--record-level: {exc}") from None
+    from rspp.observability import RedactionConfig, parse_rule
+
+    try:
+        redaction = RedactionConfig(
+            rules=tuple(parse_rule(r) for r in redact), mask_audio=redact_audio,
+            audit_path=str(redaction_audit) if redaction_audit is not None else None)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     from rspp.cli._progress import LiveProgress
 
     # progress only for a person watching: real time, a terminal, not --json
@@ -151,7 +169,7 @@ def run(
                       real_time=real_time, barge_in=bi_path, barge_in_after_s=bi_after,
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
-                      metrics_events=metrics_events,
+                      metrics_events=metrics_events, redaction=redaction,
                       end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
                       layers=layers, resolved_out=resolved_out,
                       telemetry=None if kernel_budget_us is None else TelemetryTargets(

@@ -40,6 +40,16 @@ def serve(
         None, "--token-secret", envvar="RSPP_TOKEN_SECRET",
         help="HS256 secret of a control plane that signs tokens with one (Ed25519 control "
         "planes publish their public key; nothing to pass)."),
+    tls_client_cert: Path | None = typer.Option(
+        None, "--tls-client-cert", envvar="RSPP_TLS_CLIENT_CERT",
+        help="Mutual TLS to an https:// control plane: this runtime's client certificate "
+        "(PEM; reloaded when the file changes)."),
+    tls_client_key: Path | None = typer.Option(
+        None, "--tls-client-key", envvar="RSPP_TLS_CLIENT_KEY",
+        help="The --tls-client-cert's private key (PEM)."),
+    tls_ca: Path | None = typer.Option(
+        None, "--tls-ca", envvar="RSPP_TLS_CA",
+        help="CA bundle that signs the control plane's certificate (default: the system's)."),
     db: str | None = typer.Option(
         None, "--db", envvar="RSPP_DB",
         help="Embedded control-plane database URL (default: ./rspp-controlplane.db)."),
@@ -66,6 +76,16 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    record_sample_rate: float = typer.Option(
+        1.0, "--record-sample-rate", min=0.0, max=1.0, envvar="RSPP_RECORD_SAMPLE_RATE",
+        help="Share of sessions whose timelines record their events (decided per session id, "
+        "deterministically); the others keep only their OR-02 turn evidence."),
+    retention_s: float | None = typer.Option(
+        None, "--retention-s", min=0.0, envvar="RSPP_RETENTION_S",
+        help="Delete timelines under --timeline-dir older than SECONDS (each deletion audited "
+        "in DIR/retention-audit.jsonl); default: keep."),
+    retention_sweep_s: float = typer.Option(
+        60.0, "--retention-sweep-s", min=0.05, help="Seconds between retention sweeps."),
     kernel_budget_us: float | None = typer.Option(
         None, "--kernel-overhead-budget-us", min=0.0, envvar="RSPP_KERNEL_OVERHEAD_BUDGET_US",
         help="Kernel overhead budget per event (microseconds): telemetry samples over it "
@@ -76,6 +96,23 @@ def serve(
         help="Sessions that may capture debug events at once (the WebSocket `debug` "
         "message, F-076); further requests get an error naming `seconds`. 0: none. What "
         "one capture costs the other sessions: benchmarks/debug_capture.py."),
+    pool_limit: list[str] = typer.Option(
+        [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
+        "processed at once across all sessions of this runtime (shared execution pool, "
+        "F-109); repeatable. Work over it queues fairly (--pool-fairness)."),
+    pool_fairness: str = typer.Option(
+        "tenant", "--pool-fairness", help="Whose work goes next when a pool key is full: "
+        "tenant (round-robin across tenants, then each tenant's sessions in order) or "
+        "session (round-robin across sessions) (F-174)."),
+    max_active_turns: int | None = typer.Option(
+        None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
+        help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
+        "is deferred (`turn_deferred` naming `capacity:full`). Default: unbounded."),
+    interactive_reserve: int = typer.Option(
+        0, "--interactive-reserve", min=0, envvar="RSPP_INTERACTIVE_RESERVE",
+        help="Of --max-active-turns, the turns only interactive sessions may use (F-173): "
+        "sessions routed with attribute priority=background are deferred first "
+        "(`capacity:background_headroom`). Must be below --max-active-turns."),
     record_level: str | None = typer.Option(
         None, "--record-level", help="Timeline recording level L0/L1/L2 (default: the plan's); "
         "L2 keeps audio and provider outputs so `rspp replay` can re-run a served session."),
@@ -88,7 +125,7 @@ def serve(
         "X-Twilio-Signature with it (without it every call is refused)."),
     phone_number: list[str] = typer.Option(
         [], "--phone-number",
-        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
+        help="Phone calls: NUMBER=TENANT or NUMBER=TENANT/PIPELINE (repeatable): calls to NUMBER are "
         "sessions of TENANT (pipeline: the served spec's by default)."),
     public_url: str | None = typer.Option(
         None, "--public-url", envvar="RSPP_PUBLIC_URL",
@@ -123,8 +160,33 @@ def serve(
         typer.echo("error: --control-plane needs --api-key (an operator key of that control "
                    "plane) or RSPP_API_KEY", err=True)
         raise typer.Exit(2)
+    tls = None
+    if tls_client_cert or tls_client_key or tls_ca:
+        from rspp.controlplane._tls import ClientTls
+
+        if control_plane is None:
+            typer.echo("error: --tls-client-cert/--tls-client-key/--tls-ca are for a "
+                       "separate control plane: pass --control-plane https://...", err=True)
+            raise typer.Exit(2)
+        tls = ClientTls(cert=tls_client_cert, key=tls_client_key, ca=tls_ca)
     if drain_mode not in ("close", "migrate"):
         typer.echo("error: --drain-mode must be close or migrate", err=True)
+        raise typer.Exit(2)
+    limits: dict[str, int] = {}
+    for item in pool_limit:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            typer.echo(f"error: --pool-limit {item!r}: use TYPE=N with N >= 1, e.g. llm=2",
+                       err=True)
+            raise typer.Exit(2)
+        limits[name] = int(count)
+    if pool_fairness not in ("tenant", "session"):
+        typer.echo("error: --pool-fairness must be tenant or session", err=True)
+        raise typer.Exit(2)
+    if interactive_reserve and (max_active_turns is None
+                                or interactive_reserve >= max_active_turns):
+        typer.echo("error: --interactive-reserve must be below --max-active-turns (the "
+                   "reserve is part of that capacity)", err=True)
         raise typer.Exit(2)
     if spec is not None and not spec.exists():
         typer.echo(f"error: SPEC {spec}: file not found", err=True)
@@ -137,10 +199,14 @@ def serve(
     except RSPPError as exc:
         typer.echo(f"error: --record-level: {exc}", err=True)
         raise typer.Exit(2) from None
+    if retention_s is not None and timeline_dir is None:
+        typer.echo("error: --retention-s: needs --timeline-dir (the recordings it deletes)",
+                   err=True)
+        raise typer.Exit(2)
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
-                        api_key=api_key, token_secret=token_secret, db_url=db,
+                        api_key=api_key, token_secret=token_secret, db_url=db, tls=tls,
                         runtime_id=runtime_id, capacity=capacity, region=region,
                         advertise_url=advertise_url,
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
@@ -148,6 +214,11 @@ def serve(
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
+                        record_sample_rate=record_sample_rate, retention_s=retention_s,
+                        retention_sweep_s=retention_sweep_s,
+                        max_active_turns=max_active_turns,
+                        pool_limits=limits, pool_fairness=pool_fairness,
+                        interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,

@@ -67,6 +67,8 @@ class AdmissionPolicy(
     max_concurrent_sessions: PosInt
     sessions_per_minute: PosInt
     turns_per_minute: PosInt
+    #: LLM tokens the tenant may use per minute; over it, new turns are deferred (F-050)
+    llm_tokens_per_minute: PosInt | None = None
 
 
 class PolicyResolution(

@@ -48,6 +48,8 @@ class Quotas(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_concurrent_sessions: PositiveInt = 100
     sessions_per_minute: PositiveInt = 600
     turns_per_minute: PositiveInt = 6000
+    #: LLM tokens per minute (None: not limited); new turns over it are deferred
+    llm_tokens_per_minute: PositiveInt | None = None
 
 
 def parse_quotas(body: dict[str, Any]) -> Quotas:
@@ -75,6 +77,7 @@ def admission_snapshot(
         max_concurrent_sessions=quotas.max_concurrent_sessions,
         sessions_per_minute=quotas.sessions_per_minute,
         turns_per_minute=quotas.turns_per_minute,
+        llm_tokens_per_minute=quotas.llm_tokens_per_minute,
     )
 
 

@@ -39,6 +39,7 @@ from rspp.controlplane._schema import (
     pipelines,
     rollout_policies,
     rollouts,
+    token_keys,
 )
 from rspp.controlplane._store import MIGRATIONS_DIR, Store
 from rspp.controlplane._util import Clock, canonical_json, sha256_hex, wall_ms
@@ -48,7 +49,7 @@ FORMAT = "rspp-cp-backup/1"
 #: the artifact tables, in restore order; intake ids are given anew on restore
 ARTIFACTS: tuple[Table, ...] = (
     pipelines, modules, rollouts, rollout_policies, configs, config_heads, changes, api_keys,
-    counters, audit, audit_intake,
+    token_keys, counters, audit, audit_intake,
 )
 _ORDER: dict[str, tuple[str, ...]] = {
     pipelines.name: ("name", "version"),
@@ -59,6 +60,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
     config_heads.name: ("kind", "scope"),
     changes.name: ("change_id",),
     api_keys.name: ("key_id",),
+    token_keys.name: ("kid",),
     counters.name: ("name",),
     audit.name: ("seq",),
     audit_intake.name: ("id",),

@@ -17,8 +17,10 @@ from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
+from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     HeartbeatRequest,
+    HeldBy,
     HeldLease,
     LeaseEpochRequest,
     LeaseRenewalsRequest,
@@ -36,6 +38,7 @@ from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._session_start import SessionStart, SessionStartRequest
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.controlplane._tls import ReloadingClientContext, unreachable_hint
 from rspp.controlplane._tokens import TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 from rspp.controlplane._validate import field_from
@@ -93,6 +96,11 @@ class _BundleCache:
         self._entries[key] = (bundle, self._clock())
 
 
+#: read timeout of an operator hand-off (migrate, rotate, revoke): it answers once the
+#: holder released the lease, at the latest when the lease expires (its TTL: 30 s default)
+HANDOFF_TIMEOUT_S = 125.0
+
+
 class ControlPlaneClient:
     """Async HTTP client for the control-plane API; raise :class:`CPError` subclasses."""
 
@@ -105,11 +113,15 @@ class ControlPlaneClient:
         max_staleness_ms: int = 5_000,
         clock: Clock = wall_ms,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ReloadingClientContext | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        #: mTLS (F-120): the client certificate and CA bundle, reloaded when they change
+        self.tls = tls
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport,
+            verify=tls.context if tls is not None else True,
         )
         self.cache = _BundleCache(clock, max_staleness_ms)
 
@@ -130,27 +142,33 @@ class ControlPlaneClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         content: bytes | None = None,
+        timeout_s: float | None = None,
     ) -> Any:
         """Send one request; return decoded JSON or raise the server's error.
 
         ``json`` is preferably one of the request types of ``_requests`` (the structs the
         server decodes), so a change to a request type breaks this client's type check;
         ``content`` is a body already encoded as JSON (batches assembled from parts).
+        ``timeout_s``: this request's read timeout (a hand-off waits for the holder).
         """
         headers = None
         if isinstance(json, msgspec.Struct):
             content, json = msgspec.json.encode(json), None
         if content is not None:
             headers = {"Content-Type": "application/json"}
+        if self.tls is not None:
+            self.tls.refresh()
         try:
+            extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
             response = await self._http.request(
-                method, path, json=json, params=params, content=content, headers=headers
+                method, path, json=json, params=params, content=content, headers=headers,
+                **extra,
             )
         except httpx.TransportError as exc:
             raise Unavailable(
                 f"control plane at {self.base_url} is unreachable "
                 f"({exc.__class__.__name__}: {exc}); "
-                "check --server / RSPP_SERVER and that `rspp cp serve` is running",
+                f"{unreachable_hint(self.base_url, str(exc))}",
                 field="server",
             ) from None
         if response.status_code >= 400:
@@ -250,10 +268,24 @@ class ControlPlaneClient:
         data = await self.request("DELETE", f"/v1/runtimes/{runtime_id}")
         return bool(data["removed"])
 
-    async def rotate_lease(self, session_id: str, *, revoke: bool = False) -> Lease:
+    async def rotate_lease(self, session_id: str, *, revoke: bool = False,
+                           force: bool = False, timeout_s: float = HANDOFF_TIMEOUT_S) -> Lease:
+        """Rotate (``revoke``: revoke) the session's lease; a live holder's lease is handed
+        off in two phases, so the answer may take up to the lease's TTL (``force``: at
+        once, the holder is known to be gone)."""
         action = "revoke" if revoke else "rotate"
-        data = await self.request("POST", f"/v1/leases/{session_id}/{action}")
+        params = {"wait_ms": str(int(timeout_s * 1000) - 5_000)}
+        if force:
+            params["force"] = "true"
+        data = await self.request("POST", f"/v1/leases/{session_id}/{action}", params=params,
+                                  timeout_s=timeout_s)
         return msgspec.convert(data["lease"], Lease)
+
+    async def release_lease(self, session_id: str, holder: str, epoch: int) -> LeaseRelease:
+        """Release a lease being handed off (its holder, output fenced, turn ended)."""
+        body = LeaseEpochRequest(holder=holder, epoch=epoch)
+        data = await self.request("POST", f"/v1/leases/{session_id}/release", json=body)
+        return msgspec.convert(data, LeaseRelease)
 
     async def acquire_lease(self, session_id: str, holder: str, ttl_ms: int | None = None) -> Lease:
         body = LeaseRequest(holder=holder, ttl_ms=ttl_ms)
@@ -293,10 +325,20 @@ class ControlPlaneClient:
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
         return msgspec.convert(data, Authorization)
 
-    async def migrate(self, session_id: str, target: str | None = None) -> MigrationResult:
-        """Move the session to ``target`` (None: the best other healthy runtime)."""
+    async def migrate(self, session_id: str, target: str | None = None, *,
+                      force: bool = False, released_by: tuple[str, int] | None = None,
+                      timeout_s: float = HANDOFF_TIMEOUT_S) -> MigrationResult:
+        """Move the session to ``target`` (None: the best other healthy runtime). A live
+        holder's lease is handed off in two phases (the answer may take up to the lease's
+        TTL); ``released_by`` (holder, epoch): the holder hands it over itself; ``force``:
+        at once."""
+        held = None if released_by is None else HeldBy(holder=released_by[0],
+                                                         epoch=released_by[1])
         data = await self.request("POST", f"/v1/sessions/{session_id}/migrate",
-                                  json=MigrateRequest(target=target))
+                                  json=MigrateRequest(target=target, force=force,
+                                                      released_by=held,
+                                                      wait_ms=int(timeout_s * 1000) - 5_000),
+                                  timeout_s=timeout_s)
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,
@@ -308,7 +350,19 @@ class ControlPlaneClient:
     async def verification_keys(self) -> TokenKeys:
         """Public verification material for transports (HS256 deployments share the secret)."""
         data = await self.request("GET", "/v1/tokens/keys")
-        return TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"])
+        return TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"],
+                         kid=data.get("kid"))
+
+    async def verification_key_set(self) -> tuple[list[TokenKeys], str | None]:
+        """Every key that still verifies, and the active key's id (F-169; an older control
+        plane lists only its one key)."""
+        data = await self.request("GET", "/v1/tokens/keys")
+        keys = [TokenKeys(algorithm=k["algorithm"], public_pem=k["public_pem"], kid=k["kid"])
+                for k in data.get("keys") or ()]
+        if not keys:
+            keys = [TokenKeys(algorithm=data["algorithm"], public_pem=data["public_pem"],
+                              kid=data.get("kid"))]
+        return keys, data.get("kid")
 
 
 class InProcessControlPlane:

@@ -13,6 +13,13 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     db_url: str
     admin_key: str | None = None
     token_keys: TokenKeys | None = None
+    #: where ``token_keys`` came from (``file:PATH``; None: generated in memory or HS256)
+    token_key_ref: str | None = None
+    #: directory generated signing keys are written to (rotation without a reference,
+    #: automated rotation before the maximum age; F-169, NF-035)
+    token_key_dir: str | None = None
+    #: documented maximum age of a signing key (default 90 days)
+    token_key_max_age_s: int = 7_776_000
     db_schema: str | None = None
     lease_ttl_ms: int = 30_000
     token_ttl_s: int = 300

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -24,8 +25,9 @@ from rspp.controlplane._routing import RoutingTable
 from rspp.controlplane._sessions import (
     SessionBook,
 )
+from rspp.controlplane._signing_keys import SigningKeyRing
 from rspp.controlplane._store import Store
-from rspp.controlplane._tokens import TokenIssuer, TokenKeys, TokenVerifier
+from rspp.controlplane._tokens import KeySetVerifier, TokenIssuer, TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
 
 T = TypeVar("T")
@@ -53,8 +55,11 @@ class ControlPlaneCore:
         )
         self.leases = LeaseManager(store, self.audit, clock)
         self.sessions = SessionBook(self.routing, self.leases)
-        self.issuer = TokenIssuer(self.token_keys, clock)
-        self.verifier = TokenVerifier(self.token_keys.verification_keys(), clock)
+        #: the token signing keys by reference, rotated online (F-169)
+        self.signing = SigningKeyRing(
+            store, self.audit, self.token_keys, bootstrap_ref=settings.token_key_ref,
+            key_dir=Path(settings.token_key_dir) if settings.token_key_dir else None,
+            max_age_s=settings.token_key_max_age_s, clock=clock)
         self.gate_metrics = GateMetrics()
         #: wakes token requests waiting for their session to move (after the commit)
         self.placements = PlacementWatch()
@@ -64,7 +69,23 @@ class ControlPlaneCore:
     @classmethod
     async def open(cls, settings: ControlPlaneSettings, clock: Clock = wall_ms) -> Self:
         store = await Store.open(settings.db_url, schema=settings.db_schema)
-        return cls(store, settings, clock)
+        core = cls(store, settings, clock)
+        try:
+            await core.signing.load(at_start=True)
+        except BaseException:
+            await store.close()
+            raise
+        return core
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        """Signs with the active signing key."""
+        return self.signing.issuer
+
+    @property
+    def verifier(self) -> KeySetVerifier:
+        """Verifies with every signing key still in its overlap window."""
+        return self.signing.verifier
 
     async def run_to_end(self, op: Coroutine[Any, Any, T]) -> T:
         """Run one API operation to its end even when the caller is cancelled.

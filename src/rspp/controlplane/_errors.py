@@ -83,6 +83,12 @@ class TokenInvalid(CPError):
     code = "token_invalid"
 
 
+class TokenKeyUnknown(TokenInvalid):
+    """The token names a signing key the verifier has not fetched (refetch, then retry)."""
+
+    code = "token_key_unknown"
+
+
 class Unavailable(CPError):
     status = 503
     code = "unavailable"
@@ -107,6 +113,7 @@ ERRORS_BY_CODE: dict[str, type[CPError]] = {
         Unauthorized,
         Forbidden,
         TokenInvalid,
+        TokenKeyUnknown,
         Unavailable,
         NoCapacity,
     )

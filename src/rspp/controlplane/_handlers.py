@@ -35,12 +35,14 @@ from rspp.controlplane._replies import (
     HealthReply,
     HeartbeatReply,
     KeyReply,
+    KeyRotationReply,
     LeaseRenewals,
     MigrationList,
     ModuleReply,
     OutcomeList,
     PipelineList,
     ProviderHealthReply,
+    PublicKey,
     PublishReply,
     RolloutReply,
     RuntimeList,
@@ -52,6 +54,7 @@ from rspp.controlplane._replies import (
 )
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._sessions import SessionStatus
+from rspp.controlplane._signing_keys import KeyStatus
 
 ANONYMOUS = Principal(key_id="anonymous", role=Role.VIEWER, tenant_id="")
 
@@ -290,7 +293,10 @@ async def session_signals(c: Call) -> SignalList:
 
 
 async def migrate(c: Call) -> Any:
-    return await c.cp.migrate(c.principal, c.path["session_id"], target=c.body.target)
+    b = c.body
+    released = (b.released_by.holder, b.released_by.epoch) if b.released_by else None
+    return await c.cp.migrate(c.principal, c.path["session_id"], target=b.target,
+                              force=b.force, released_by=released, wait_ms=b.wait_ms)
 
 
 async def issue_token(c: Call) -> TokenReply:
@@ -311,8 +317,26 @@ async def verify_token(c: Call) -> VerifyReply:
 
 
 async def token_keys(c: Call) -> TokenKeysReply:
-    keys = c.cp.token_keys.verification_keys()
-    return TokenKeysReply(algorithm=keys.algorithm, public_pem=keys.public_pem)
+    ring = c.cp.signing
+    active = ring.signing.verification_keys()
+    public = [PublicKey(kid=k.kid, algorithm=k.algorithm, public_pem=k.public_pem,
+                        state=k.state, created_at_ms=k.created_at_ms,
+                        verify_until_ms=k.verify_until_ms) for k in ring.public_keys()]
+    return TokenKeysReply(algorithm=active.algorithm,
+                          public_pem=active.public_pem if active.algorithm == "EdDSA" else None,
+                          kid=active.key_id, keys=public)
+
+
+async def rotate_token_key(c: Call) -> KeyRotationReply:
+    done = await c.cp.rotate_signing_key(c.principal, key_ref=c.body.key_ref,
+                                         reason=c.body.reason)
+    return KeyRotationReply(kid=done.get("kid"), previous_kid=done.get("previous_kid"),
+                            previous_verifies_until_ms=done.get("previous_verifies_until_ms"),
+                            reason=done.get("reason"), unchanged=bool(done.get("unchanged")))
+
+
+async def token_key_status(c: Call) -> KeyStatus:
+    return await c.cp.signing_key_status(c.principal)
 
 
 async def outcomes(c: Call) -> OutcomeList:
@@ -339,11 +363,18 @@ async def lease_renewals(c: Call) -> LeaseRenewals:
 
 
 async def lease_rotate(c: Call) -> Any:
-    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False)
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=False,
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
 
 
 async def lease_revoke(c: Call) -> Any:
-    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True)
+    return await c.cp.change_lease(c.principal, c.path["session_id"], revoke=True,
+                                   force=c.query.force, wait_ms=c.query.wait_ms)
+
+
+async def lease_release(c: Call) -> Any:
+    b = c.body
+    return await c.cp.release_lease(c.principal, c.path["session_id"], b.holder, b.epoch)
 
 
 async def lease_authorize(c: Call) -> Any:

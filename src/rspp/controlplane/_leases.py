@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rspp.contracts import ControlSignal, Emitter, SignalName
 from rspp.controlplane._audit import AuditLog
 from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
+from rspp.controlplane._handoffs import Handoff, HandoffPending, pending_in, supersede_in
 from rspp.controlplane._schema import lease_epochs, leases, sessions
 from rspp.controlplane._signals import emit_signal
 from rspp.controlplane._store import Store
@@ -59,6 +60,9 @@ class LeaseRenewal(msgspec.Struct, frozen=True, kw_only=True):
     epoch: int | None
     holder: str | None
     expires_at_ms: int | None
+    #: the lease is being handed off (``migrate``, ``rotate``, ``revoke``): not renewed; the
+    #: holder fences its output, ends the active turn and releases it
+    handoff: str | None = None
 
 
 class Authorization(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,14 +116,19 @@ class LeaseManager:
         now = self._clock()
         row = await _read(conn, session_id)
         if row is None:
-            return await self._write(conn, session_id, holder, 1, None, now, ttl_ms, actor)
+            return await self._write(conn, session_id, holder, 1, None, now, ttl_ms, actor,
+                                     acquired=True)
         if row.holder == holder:
             # the current epoch is this holder's: no one else held the session since it was
-            # issued (any other holder would have a newer epoch), so the epoch stays
+            # issued (any other holder would have a newer epoch), so the epoch stays; not
+            # while it is being handed off (the lease runs out, it is not extended)
+            pending = (await pending_in(conn, [session_id])).get(session_id)
+            if pending is not None:
+                raise _handing_off(pending)
             result = await conn.execute(
                 update(leases)
                 .where(leases.c.session_id == session_id, leases.c.epoch == row.epoch)
-                .values(expires_at_ms=now + ttl_ms)
+                .values(expires_at_ms=now + ttl_ms, acquired_at_ms=now)
             )
             if result.rowcount != 1:
                 return None
@@ -152,7 +161,8 @@ class LeaseManager:
                     field="session_id",
                 )
         return await self._write(
-            conn, session_id, holder, row.epoch + 1, row.epoch, now, ttl_ms, actor
+            conn, session_id, holder, row.epoch + 1, row.epoch, now, ttl_ms, actor,
+            acquired=True,
         )
 
     async def rotate_in(
@@ -219,6 +229,9 @@ class LeaseManager:
         _check_ttl(ttl_ms)
         async with self._store.tx() as conn:
             now = self._clock()
+            pending = (await pending_in(conn, [session_id])).get(session_id)
+            if pending is not None and (pending.holder, pending.epoch) == (holder, epoch):
+                raise _handing_off(pending)
             result = await conn.execute(
                 update(leases)
                 .where(
@@ -251,18 +264,21 @@ class LeaseManager:
             now = self._clock()
             # lock in session order, as the failover monitor does: never a deadlock with it
             await self.lock_in(conn, [sid for sid, _ in held])
+            # leases being handed off are not extended: their holder is told to release
+            handing = await pending_in(conn, [sid for sid, _ in held])
+            renewable = [(sid, e) for sid, e in held if sid not in handing]
             done = {
                 str(r[0])
                 for r in await conn.execute(
                     update(leases)
                     .where(
                         leases.c.holder == holder,
-                        tuple_(leases.c.session_id, leases.c.epoch).in_(held),
+                        tuple_(leases.c.session_id, leases.c.epoch).in_(renewable),
                     )
                     .values(expires_at_ms=now + ttl_ms)
                     .returning(leases.c.session_id)
                 )
-            }
+            } if renewable else set()
             missed = [sid for sid, _ in held if sid not in done]
             current = {}
             if missed:
@@ -275,10 +291,13 @@ class LeaseManager:
                 out.append(LeaseRenewal(session_id=sid, renewed=True, epoch=epoch, holder=holder,
                                         expires_at_ms=now + ttl_ms))
             else:
+                h = handing.get(sid)
                 out.append(LeaseRenewal(
                     session_id=sid, renewed=False, epoch=row.epoch if row else None,
                     holder=row.holder if row else None,
-                    expires_at_ms=row.expires_at_ms if row else None))
+                    expires_at_ms=row.expires_at_ms if row else None,
+                    handoff=h.action if h is not None and (h.holder, h.epoch) == (holder, epoch)
+                    else None))
         return out
 
     async def authorize(self, session_id: str, holder: str, epoch: int) -> Authorization:
@@ -311,14 +330,18 @@ class LeaseManager:
         actor: str,
         emitted_by: Emitter = Emitter.CP_07,
         expired_before: int | None = None,
+        acquired: bool = False,
     ) -> LeaseChange | None:
         """Write epoch ``epoch`` (compare-and-swap on ``seen``; with ``expired_before``, also
-        on the lease still being expired then)."""
+        on the lease still being expired then). ``acquired``: by the runtime that will act
+        on it (else issued by the control plane, not taken up yet)."""
         expires = now + ttl_ms
+        taken = now if acquired else None
         if seen is None:
             await conn.execute(
                 insert(leases).values(
-                    session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires
+                    session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires,
+                    acquired_at_ms=taken,
                 )
             )
         else:
@@ -326,9 +349,10 @@ class LeaseManager:
             if expired_before is not None:
                 cas = cas.where(leases.c.expires_at_ms < expired_before)
             result = await conn.execute(cas.values(epoch=epoch, holder=holder,
-                                                   expires_at_ms=expires))
+                                                   expires_at_ms=expires, acquired_at_ms=taken))
             if result.rowcount != 1:
                 return None
+            await supersede_in(conn, session_id, now)  # a pending hand-off is over
         await conn.execute(
             insert(lease_epochs).values(
                 session_id=session_id, epoch=epoch, holder=holder, issued_at_ms=now
@@ -370,6 +394,13 @@ class LeaseManager:
             lease=Lease(session_id=session_id, epoch=epoch, holder=holder, expires_at_ms=expires),
             signal=signal,
         )
+
+
+def _handing_off(h: Handoff) -> HandoffPending:
+    return HandoffPending(
+        f"the lease of {h.session_id} (epoch {h.epoch}, {h.holder}) is being handed off "
+        f"({h.action}): it is not renewed; the holder fences its output, ends the active turn "
+        "and releases it (POST /v1/leases/{session_id}/release)", field=h.action)
 
 
 async def _read(conn: AsyncConnection, session_id: str) -> Lease | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,8 +13,8 @@ from rspp.contracts import (
     ProviderStatus,
     RuntimeHealth,
 )
-from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, NoCapacity, NotFound
+from rspp.controlplane._errors import Conflict, CPError, NoCapacity, NotFound
+from rspp.controlplane._ops_handoffs import HandoffOps
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._schema import sessions
@@ -21,6 +23,7 @@ from rspp.controlplane._sessions import (
     MigrationResult,
     SessionStatus,
 )
+from rspp.controlplane._signing_keys import KeyStatus
 from rspp.controlplane._skew import check_skew
 
 
@@ -32,6 +35,9 @@ class Deregistered(msgspec.Struct, frozen=True, kw_only=True):
 
 #: sessions the failover monitor moves in one transaction
 _SWEEP_BATCH = 50
+
+#: how often the failover monitor looks for hand-offs past their deadline
+_HANDOFF_SWEEP_MS = 1_000
 
 #: the failover monitor acts as this principal (its audit entries name it)
 FAILOVER_ACTOR = Principal(key_id="cp:failover-monitor", role=Role.OPERATOR)
@@ -47,7 +53,7 @@ class FailoverSweep(msgspec.Struct, frozen=True, kw_only=True):
     waiting: int = 0
 
 
-class FleetOps(ControlPlaneCore):
+class FleetOps(HandoffOps):
     # -- failover monitor (F-095, F-096, F-113) --------------------------------------------
     async def sweep_failover(self) -> FailoverSweep:
         """Mark silent runtimes unhealthy; in ``migrate`` mode move each session of an
@@ -70,6 +76,12 @@ class FleetOps(ControlPlaneCore):
             return silent
 
         marked = await self._write(mark, "mark silent runtimes")
+        # operator hand-offs whose holder never released (and whose request is gone): at
+        # most once a second (the sweep runs every 100 ms in a busy fleet)
+        now = self.clock()
+        if now - getattr(self, "_handoffs_swept_ms", 0) >= _HANDOFF_SWEEP_MS:
+            self._handoffs_swept_ms = now
+            await self.finish_expired_handoffs()
         if self.settings.failover_mode != "migrate":
             return FailoverSweep(marked=tuple(marked))
         now = self.clock()
@@ -202,23 +214,20 @@ class FleetOps(ControlPlaneCore):
         return [await self.migrate(principal, sid, target=None) for sid in ids]
 
     async def migrate(
-        self, principal: Principal, session_id: str, *, target: str | None
+        self, principal: Principal, session_id: str, *, target: str | None,
+        force: bool = False, released_by: tuple[str, int] | None = None,
+        wait_ms: int | None = None,
     ) -> MigrationResult:
+        """Move the session to ``target`` (or the best other runtime). A lease its runtime
+        holds live is handed off in two phases (:mod:`rspp.controlplane._ops_handoffs`);
+        ``released_by`` (holder, epoch): the holder itself hands it over (a draining
+        runtime that fenced its output), at once; ``force``: at once; ``wait_ms``: how long
+        to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "migrate session")
-
-        async def work(conn: AsyncConnection, now: int) -> MigrationResult | None:
-            result = await self.sessions.migrate_in(
-                conn,
-                session_id,
-                target=target,
-                ttl_ms=self.settings.lease_ttl_ms,
-                actor=principal.key_id,
-                now_ms=now,
-            )
-            return result
-
-        result = await self._write(work, "migrate")
-        self.placements.changed([session_id])
+        result = await self.hand_off(principal, session_id, "migrate", target=target,
+                                     force=force, released_by=released_by, wait_ms=wait_ms)
+        if not isinstance(result, MigrationResult):
+            raise CPError("migration produced no result", code="internal")
         return result
 
     async def deregister_runtime(self, principal: Principal, runtime_id: str) -> Deregistered:
@@ -243,6 +252,19 @@ class FleetOps(ControlPlaneCore):
                 return (await self.routing.get_in(conn, runtime_id)).endpoint
             except NotFound:
                 return None
+
+    async def rotate_signing_key(self, principal: Principal, *, key_ref: str | None,
+                                 reason: str) -> dict[str, Any]:
+        """Rotate the token signing key online (F-169): admin only; audited."""
+        await self.authorize(principal, Role.ADMIN, "rotate the token signing key")
+        return await self.signing.rotate(actor=principal.key_id, key_ref=key_ref,
+                                         reason=reason)
+
+    async def signing_key_status(self, principal: Principal) -> KeyStatus:
+        """Ages of the signing keys against the documented maximum (NF-035)."""
+        await self.authorize(principal, Role.VIEWER, "read the signing-key status")
+        await self.signing.load()
+        return self.signing.status()
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")

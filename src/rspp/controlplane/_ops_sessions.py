@@ -24,7 +24,6 @@ from rspp.controlplane._configs import (
     ConfigKind,
     active_config,
 )
-from rspp.controlplane._core import ControlPlaneCore
 from rspp.controlplane._errors import (
     Conflict,
     CPError,
@@ -33,6 +32,7 @@ from rspp.controlplane._errors import (
     NotFound,
 )
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
+from rspp.controlplane._ops_handoffs import HandoffOps
 from rspp.controlplane._policy import (
     PolicyDocument,
     SessionAttributes,
@@ -53,8 +53,6 @@ from rspp.providers import UsageSummary
 #: the audit action of a session's usage summary (tenant-scoped, exported with the log)
 SUMMARY_ACTION = "session.summary"
 
-#: holder of a revoked lease: no runtime may act for the session at that epoch
-REVOKED_HOLDER = "(revoked)"
 
 
 class AdmissionDenied(CPError):
@@ -87,7 +85,7 @@ class SessionRoute(msgspec.Struct, frozen=True, kw_only=True):
     admission: DecisionOutcome
 
 
-class SessionOps(ControlPlaneCore):
+class SessionOps(HandoffOps):
     async def _audit_selection(self, conn: AsyncConnection, principal: Principal, sid: str,
                                tenant_id: str, doc: PolicyDocument, attrs: dict[str, str],
                                version: int, now: int) -> None:
@@ -373,25 +371,21 @@ class SessionOps(ControlPlaneCore):
         )
 
     async def change_lease(
-        self, principal: Principal, session_id: str, *, revoke: bool
+        self, principal: Principal, session_id: str, *, revoke: bool, force: bool = False,
+        wait_ms: int | None = None,
     ) -> LeaseChange:
         """Rotate the session's lease to the next epoch for the same holder (``revoke``:
-        for nobody). The runtime learns it at its next renewal: the active turn is fenced
-        and ends ``deauthorized_drain`` (T8); after a revoke the session drains and closes."""
+        for nobody). A lease its runtime holds live is handed off in two phases
+        (:mod:`rspp.controlplane._ops_handoffs`): the runtime learns it at its next renewal,
+        fences its output, ends the active turn ``deauthorized_drain`` (T8) and releases
+        the lease; only then does the epoch move (after a revoke the session closes).
+        ``force``: at once (the holder is known to be gone; fencing covers it); ``wait_ms``:
+        how long to wait for the release (then ``409 handoff_pending``; None: to the end)."""
         await self.authorize(principal, Role.OPERATOR, "revoke lease" if revoke else "rotate lease")
-        async with self.store.engine.connect() as conn:
-            info = await self.sessions.get_in(conn, session_id)
-        principal.require_tenant(info.tenant_id)
-        current = await self.leases.current(session_id)
-        if current is None:
-            raise NotFound(f"session {session_id} has no lease", field="session_id")
-        change = await self.leases.rotate(
-            session_id,
-            REVOKED_HOLDER if revoke else current.holder,
-            ttl_ms=self.settings.lease_ttl_ms,
-            actor=principal.key_id,
-        )
-        self.placements.changed([session_id])
+        change = await self.hand_off(principal, session_id, "revoke" if revoke else "rotate",
+                                     force=force, wait_ms=wait_ms)
+        if not isinstance(change, LeaseChange):
+            raise CPError("lease hand-off produced no lease", code="internal")
         return change
 
     async def authorize_lease(

@@ -101,9 +101,31 @@ class VerifyReply(_Reply, frozen=True, kw_only=True):
     claims: SessionClaims
 
 
-class TokenKeysReply(_Reply, frozen=True, kw_only=True):
+class PublicKey(_Reply, frozen=True, kw_only=True):
+    kid: str
     algorithm: str
     public_pem: str | None
+    state: str
+    created_at_ms: int
+    verify_until_ms: int | None = None
+
+
+class TokenKeysReply(_Reply, frozen=True, kw_only=True):
+    """The active key (``algorithm``, ``public_pem``, ``kid``) and every key that still
+    verifies (``keys``: a rotated-out key until its tokens expired; F-169)."""
+
+    algorithm: str
+    public_pem: str | None
+    kid: str | None = None
+    keys: list[PublicKey] = msgspec.field(default_factory=list)
+
+
+class KeyRotationReply(_Reply, frozen=True, kw_only=True):
+    kid: str | None
+    previous_kid: str | None = None
+    previous_verifies_until_ms: int | None = None
+    reason: str | None = None
+    unchanged: bool = False
 
 
 class OutcomeList(_Reply, frozen=True, kw_only=True):

@@ -304,8 +304,31 @@ class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
     summary: UsageSummary | None = None
 
 
+class HeldBy(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A lease's holder and the epoch it holds."""
+
+    holder: Id
+    epoch: Epoch
+
+
+#: how long an operator hand-off waits for the holder's release before it answers 409
+#: ``handoff_pending`` (the hand-off goes on; asking again waits again)
+HandoffWaitMs = Annotated[int, Meta(ge=0, le=120_000, description="milliseconds to wait "
+                                     "for the holder's release, at most 120 s")]
+
+
 class MigrateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where to (None: the best other healthy runtime). A lease its runtime holds live is
+    handed off in two phases: the answer comes once the holder released it (the epoch
+    moved), or ``409 handoff_pending`` after ``wait_ms`` (the hand-off goes on; at the
+    latest it completes when the lease expires). ``force``: move at once (the holder is
+    known to be gone; fencing covers it). ``released_by``: the holder itself hands the
+    session over (it fenced its output already), at once."""
+
     target: Id | None = None
+    force: bool = False
+    released_by: HeldBy | None = None
+    wait_ms: HandoffWaitMs = 5_000
 
 
 class Placed(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -370,6 +393,14 @@ class BundlesRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     sessions: Annotated[tuple[BundleFor, ...], Meta(min_length=1, max_length=MAX_BUNDLES)]
 
 
+class KeyRotateRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Rotate the token signing key (F-169): to ``key_ref`` (``file:PATH`` / ``env:VAR``),
+    or to a key generated in the control plane's key directory."""
+
+    key_ref: Annotated[str, msgspec.Meta(min_length=5, max_length=1000)] | None = None
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "manual"
+
+
 class KeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     role: Literal["viewer", "operator", "admin"]
     tenant_id: Id | None = None
@@ -382,6 +413,15 @@ class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class NoQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+class HandoffQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``force=true``: rotate/revoke at once instead of waiting for the holder's release
+    (the holder is known to be gone; fencing covers it). ``wait_ms``: how long to wait for
+    the release before answering ``409 handoff_pending`` (the hand-off goes on)."""
+
+    force: bool = False
+    wait_ms: HandoffWaitMs = 5_000
 
 
 class PipelinesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):

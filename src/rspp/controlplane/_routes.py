@@ -42,6 +42,7 @@ from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
+from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._routing import RuntimeInstance
@@ -59,6 +60,7 @@ from rspp.controlplane._session_state import (
     save_states,
 )
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
+from rspp.controlplane._signing_keys import KeyStatus
 from rspp.providers import UsageSummary
 
 Handler = Callable[[h.Call], Awaitable[Any]]
@@ -243,8 +245,14 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/tokens/verify", h.verify_token, V, _S.TENANT, "Verify a session token",
        tenant=_T("token", "token"), body=q.VerifyRequest, response=r.VerifyReply,
        tag="tokens"),
-    Op("GET", "/v1/tokens/keys", h.token_keys, V, _S.ANY, "Token verification key",
+    Op("GET", "/v1/tokens/keys", h.token_keys, V, _S.ANY, "Token verification keys",
        response=r.TokenKeysReply, tag="tokens"),
+    # signing keys by reference, rotated online with an overlap window (F-169, NF-035)
+    Op("POST", "/v1/tokens/keys/rotate", h.rotate_token_key, A, _S.FLEET,
+       "Rotate the token signing key", body=q.KeyRotateRequest, response=r.KeyRotationReply,
+       errors=(409, 422), tag="tokens"),
+    Op("GET", "/v1/tokens/keys/status", h.token_key_status, V, _S.FLEET,
+       "Signing-key ages against the maximum key age", response=KeyStatus, tag="tokens"),
     Op("GET", "/v1/tenants/{tenant_id}/outcomes", h.outcomes, V, _S.TENANT,
        "Admission outcomes of a tenant", tenant=_T("path", "tenant_id"),
        response=r.OutcomeList, tag="sessions"),
@@ -258,12 +266,17 @@ ROUTES: tuple[Op, ...] = (
        "Renew every session lease a runtime holds (one request per renewal period)",
        body=q.LeaseRenewalsRequest, response=r.LeaseRenewals, tag="leases"),
     # rotating or revoking authority is fleet work: the running session follows it (T8)
+    # (a live holder's lease is handed off in two phases: the answer comes once it released)
     Op("POST", "/v1/leases/{session_id}/rotate", h.lease_rotate, OP, _S.FLEET,
-       "Rotate a session lease to the next epoch (same holder)", response=LeaseChange,
-       errors=(404,), tag="leases"),
+       "Rotate a session lease to the next epoch (same holder)", query=q.HandoffQuery,
+       response=LeaseChange, errors=(404, 409), tag="leases"),
     Op("POST", "/v1/leases/{session_id}/revoke", h.lease_revoke, OP, _S.FLEET,
-       "Revoke a session lease (no holder may act)", response=LeaseChange, errors=(404,),
-       tag="leases"),
+       "Revoke a session lease (no holder may act)", query=q.HandoffQuery,
+       response=LeaseChange, errors=(404, 409), tag="leases"),
+    Op("POST", "/v1/leases/{session_id}/release", h.lease_release, OP, _S.TENANT,
+       "Release a lease being handed off (its holder, once it fenced its output and ended "
+       "the active turn): the hand-off completes", tenant=SESSION, body=q.LeaseEpochRequest,
+       response=LeaseRelease, errors=(404, 409), tag="leases"),
     Op("POST", "/v1/leases/{session_id}/authorize", h.lease_authorize, V, _S.TENANT,
        "Check a holder's authority", tenant=SESSION, body=q.LeaseEpochRequest,
        response=Authorization, errors=(404,), tag="leases"),

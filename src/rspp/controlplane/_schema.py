@@ -106,6 +106,28 @@ leases = Table(
     Column("epoch", Integer, nullable=False),
     Column("holder", String(200), nullable=False),
     Column("expires_at_ms", _MS, nullable=False),
+    #: when a runtime last acquired the lease at this epoch (None: issued by the control
+    #: plane and not yet taken up: nobody acts on it, a hand-off need not wait for it)
+    Column("acquired_at_ms", _MS, nullable=True),
+)
+
+#: operator hand-offs of a live lease (migrate, rotate, revoke; two phases): pending while
+#: ``completed_at_ms`` is None, the holder's renewals are refused and it releases the lease
+lease_handoffs = Table(
+    "cp_lease_handoffs",
+    metadata,
+    Column("handoff_id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(200), nullable=False, index=True),
+    Column("epoch", Integer, nullable=False),
+    Column("holder", String(200), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("target", String(200), nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("started_at_ms", _MS, nullable=False),
+    Column("deadline_ms", _MS, nullable=False),
+    Column("completed_at_ms", _MS, nullable=True),
+    Column("outcome", String(20), nullable=True),
+    Column("result_json", Text, nullable=True),
 )
 
 lease_epochs = Table(
@@ -251,4 +273,20 @@ changes = Table(
     Column("applied_by", String(200), nullable=True),
     Column("applied_at_ms", _MS, nullable=True),
     Index("ix_cp_changes_status", "status", "submitted_at_ms"),
+)
+
+#: session-token signing keys (F-169, NF-035): references to the private material (never
+#: the material), the public half, and when each key signed and until when it verifies
+token_keys = Table(
+    "cp_token_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(20), nullable=False),
+    Column("key_ref", String(1000), nullable=False),
+    Column("public_pem", Text, nullable=True),
+    Column("state", String(20), nullable=False),
+    Column("created_at_ms", _MS, nullable=False),
+    Column("retired_at_ms", _MS, nullable=True),
+    Column("verify_until_ms", _MS, nullable=True),
+    Column("reason", String(200), nullable=False),
 )

@@ -3,11 +3,15 @@
 A token binds session, tenant, runtime, pipeline version and lease epoch and
 expires after a short TTL. HS256 (shared secret) or EdDSA (Ed25519 key pair)
 is configurable; :class:`TokenVerifier` is the helper runtimes and transports
-use (they only need the secret or the public key).
+use (they only need the secret or the public key). A key has a ``kid`` (carried in
+the token's header); :class:`KeySetVerifier` verifies against several keys by it,
+so a rotated key keeps verifying the tokens it signed (F-169,
+:mod:`rspp.controlplane._signing_keys`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import jwt
@@ -15,7 +19,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from rspp.controlplane._errors import InvalidRequest, TokenInvalid
+from rspp.controlplane._errors import InvalidRequest, TokenInvalid, TokenKeyUnknown
 from rspp.controlplane._util import Clock, wall_ms
 
 Algorithm = Literal["HS256", "EdDSA"]
@@ -42,6 +46,16 @@ class TokenKeys(msgspec.Struct, frozen=True, kw_only=True):
     secret: str | None = None
     private_pem: str | None = None
     public_pem: str | None = None
+    #: the key id tokens name in their header (default: derived from the public material)
+    kid: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        """``kid``, or a digest of the public key (HS256: of the secret, never the secret)."""
+        if self.kid:
+            return self.kid
+        material = self.public_pem if self.algorithm == "EdDSA" else f"hs256:{self.secret}"
+        return hashlib.sha256((material or "").encode()).hexdigest()[:16]
 
     @classmethod
     def hs256(cls, secret: str) -> TokenKeys:
@@ -72,7 +86,7 @@ class TokenKeys(msgspec.Struct, frozen=True, kw_only=True):
         """What a runtime or transport needs (no private key)."""
         if self.algorithm == "HS256":
             return self
-        return TokenKeys(algorithm="EdDSA", public_pem=self.public_pem)
+        return TokenKeys(algorithm="EdDSA", public_pem=self.public_pem, kid=self.key_id)
 
     def _signing_key(self) -> str | Ed25519PrivateKey:
         if self.algorithm == "HS256" and self.secret:
@@ -133,8 +147,13 @@ class TokenIssuer:
             "iat": now_s,
             "exp": now_s + ttl_s,
         }
-        token = jwt.encode(payload, self._keys._signing_key(), algorithm=self._keys.algorithm)
+        token = jwt.encode(payload, self._keys._signing_key(), algorithm=self._keys.algorithm,
+                           headers={"kid": self._keys.key_id})
         return token, claims
+
+    @property
+    def kid(self) -> str:
+        return self._keys.key_id
 
 
 class TokenVerifier:
@@ -194,3 +213,36 @@ class TokenVerifier:
                 field="token",
             )
         return claims
+
+
+def token_kid(token: str) -> str | None:
+    """The ``kid`` of a token's header (None: none, or not a token)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return None
+    return str(kid) if kid else None
+
+
+class KeySetVerifier:
+    """Verify against several keys, picked by the token's ``kid`` (a token without one:
+    against ``default``, the key that signed before keys had ids)."""
+
+    def __init__(self, keys: list[TokenKeys], default: str | None = None,
+                 clock: Clock = wall_ms) -> None:
+        self._by_kid = {k.key_id: TokenVerifier(k, clock) for k in keys}
+        self._default = default
+
+    @property
+    def kids(self) -> list[str]:
+        return list(self._by_kid)
+
+    def verify(self, token: str) -> SessionClaims:
+        kid = token_kid(token) or self._default
+        verifier = self._by_kid.get(kid or "")
+        if verifier is None:
+            raise TokenKeyUnknown(
+                f"token is signed by key {kid!r}, which this verifier does not know "
+                "(rotated in after its keys were fetched, or not a key of this control "
+                "plane): fetch GET /v1/tokens/keys again", field="kid")
+        return verifier.verify(token)

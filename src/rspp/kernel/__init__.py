@@ -86,7 +86,7 @@ from rspp.kernel._subscriptions import (
     classify_record,
 )
 from rspp.kernel._text_stream import TextGuardMode, TextRefusal, TextStreamGuard
-from rspp.kernel._timebase import MediaClock, Timebase
+from rspp.kernel._timebase import Timebase
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -114,7 +114,6 @@ __all__ = [
     "GraphError",
     "IdFactory",
     "LocalCancelToken",
-    "MediaClock",
     "Node",
     "NodeContext",
     "NodeDecl",

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rspp.kernel._signals import SignalLog
 
 __all__ = ["ACCEPTED", "BLOCKED", "DROPPED", "MERGED", "SHED_REASONS", "BufferStats", "EdgeBuffer",
-           "Wakeup"]
+           "OrderedEdgeBuffer", "Wakeup"]
 
 ACCEPTED, DROPPED, MERGED, BLOCKED = 0, 1, 2, 3
 _CONTROL, _TELEMETRY = Lane.CONTROL, Lane.TELEMETRY
@@ -53,12 +53,17 @@ def is_stream_end(ev: Event) -> bool:
 
 
 class Wakeup:
-    """One waiter, many notifiers (every input buffer of one consumer)."""
+    """One waiter, many notifiers (every input buffer of one consumer).
 
-    __slots__ = ("fut",)
+    ``last_ns`` is the latest enqueue stamp given on the inputs of a consumer with
+    several (:class:`OrderedEdgeBuffer`): the stamps order their arrivals.
+    """
+
+    __slots__ = ("fut", "last_ns")
 
     def __init__(self) -> None:
         self.fut: asyncio.Future[None] | None = None
+        self.last_ns = 0
 
     def fire(self) -> None:
         f = self.fut
@@ -104,6 +109,9 @@ class EdgeBuffer(PressureMixin):
     def __init__(
         self, edge_id: str, config: BufferConfig, signals: SignalLog, clock: Clock
     ) -> None:
+        # 29 instance attributes (with PressureMixin's): a 30th passes CPython 3.11's
+        # shared-key limit and makes every attribute read of the hot path slower (~4% of
+        # benchmarks/hop_overhead.py in instructions); put a new one on a slotted helper.
         self.edge_id = edge_id
         self.config = config
         self.signals = signals
@@ -437,6 +445,7 @@ class EdgeBuffer(PressureMixin):
         if data:
             if not self.lossless:
                 self._expire(self.clock.monotonic_ns())
+                data = self.data  # (an atomic sync-group drop replaces the deque)
             if data:
                 ev = data.popleft()
                 self.nbytes -= ev.size
@@ -449,6 +458,17 @@ class EdgeBuffer(PressureMixin):
         if self.telemetry:
             return self.telemetry.popleft()
         return None
+
+    def next_arrival(self) -> int | None:
+        """Enqueue stamp of the next data event, once data that outlived ``max_queue_ms``
+        is dropped; None when no data is queued. Across the inputs of one consumer
+        (:class:`OrderedEdgeBuffer`) the smallest stamp is the data the session routed first."""
+        if not self.data:
+            return None
+        if not self.lossless:
+            self._expire(self.clock.monotonic_ns())
+        data = self.data
+        return data[0].enq_ns if data else None
 
     def note_service(self, ns: int) -> None:
         """Update the consumer service-time estimate (latency contribution bound)."""
@@ -495,3 +515,21 @@ class EdgeBuffer(PressureMixin):
         finally:
             for t in timers:
                 t.cancel()
+
+
+class OrderedEdgeBuffer(EdgeBuffer):
+    """One of several input buffers of one consumer (all share its :class:`Wakeup`).
+
+    Enqueue stamps (``enq_ns``) are strictly increasing across all of them, so the
+    consumer takes its inputs' data in the order the session routed it, input by input
+    never (``NodeHost._next``): a stream's end marker on one input must not overtake the
+    data it closes on another. Single-input buffers skip the stamp bookkeeping.
+    """
+
+    def _append(self, ev: Event, now: int) -> None:
+        w = self.wakeup
+        if w is not None:
+            if now <= w.last_ns:
+                now = w.last_ns + 1
+            w.last_ns = now
+        super()._append(ev, now)

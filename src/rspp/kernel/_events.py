@@ -21,6 +21,10 @@ from rspp.contracts import (
 
 __all__ = ["AudioFormat", "Event", "EventKind", "to_record"]
 
+#: the payload types whose ``len`` is an event's size (a tuple built once: an ``X | Y``
+#: union in ``isinstance`` is a new object every time an event is made)
+_SIZED = (bytes, bytearray, memoryview, str)
+
 
 class EventKind:
     """Well-known ``Event.kind`` values (plain strings; nodes may add their own)."""
@@ -120,7 +124,7 @@ class Event:
         self.sync_id = sync_id
         self.transport_seq = transport_seq
         if size is None:
-            size = len(payload) if isinstance(payload, bytes | bytearray | memoryview | str) else 0
+            size = len(payload) if isinstance(payload, _SIZED) else 0
         self.size = size
         self.seq = -1
         self.event_id: str | None = None

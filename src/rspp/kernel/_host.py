@@ -65,6 +65,9 @@ class HostSession(Protocol):
     def pool(self) -> ExecutionPool | None: ...
 
     @property
+    def fairness_key(self) -> str | None: ...
+
+    @property
     def node_observer(self) -> Callable[[str, str | None, int], None] | None: ...
 
     @property
@@ -274,17 +277,26 @@ class NodeHost:
         for b, p in bufs:  # control first across every input
             if b.control:
                 return b.control.popleft(), b, p
+        # data in the order the session routed it, across every input (never input by
+        # input: a stream's end marker on one input would overtake data queued on another)
+        best: EdgeBuffer | None = None
+        best_port, first = "", 0
         for b, p in bufs:
-            ev = b.pop()
-            if ev is not None:
-                return ev, b, p
+            at = b.next_arrival()
+            if at is not None and (best is None or at < first):
+                best, best_port, first = b, p, at
+        if best is not None:
+            return best.pop(), best, best_port
+        for b, p in bufs:
+            if b.telemetry:
+                return b.telemetry.popleft(), b, p
         return None, None, ""
 
     async def run_worker(self) -> None:
         s = self.session
         pool = s.pool
         pool_key = self.decl.type if pool is not None and pool.limited(self.decl.type) else None
-        fairness = self.decl.fairness_key or s.session_id
+        fairness = self.decl.fairness_key or s.fairness_key or s.session_id
         n = 0
         while True:
             ev, buf, port = self._next()
@@ -300,10 +312,12 @@ class NodeHost:
             if self.kinds is not None and self.unknown(ev, port):
                 continue
             t0 = _perf()
-            if pool_key is not None:
-                await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
+            held = False
             self.current = ev
             try:
+                if pool_key is not None:  # inside: a cancel while queued keeps the worker
+                    await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
+                    held = True
                 if self.max_input_bytes is not None and ev.size > self.max_input_bytes:
                     raise ResourceLimitError(
                         f"event of {ev.size} bytes exceeds max_input_bytes={self.max_input_bytes}"
@@ -329,8 +343,8 @@ class NodeHost:
                 s.node_failed(self, ev, port, exc)
                 out = None
             finally:
-                if pool_key is not None:
-                    pool.release(pool_key)  # type: ignore[union-attr]
+                if held:
+                    pool.release(pool_key)  # type: ignore[union-attr,arg-type]
             self.current = None
             if self._done_waiters:
                 self._work_done()

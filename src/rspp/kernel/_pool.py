@@ -4,6 +4,11 @@ Async node workers of every session acquire a slot of their node's pool key
 (node type by default) before processing. When a key is saturated, waiters
 queue per fairness key (for example the tenant or session) and freed slots go
 round-robin across fairness keys, so one noisy session cannot starve others.
+
+Fairness is measured per fairness key (F-174, NF-033): slots granted, times it
+had to wait, and the most grants that went to other keys while one of its
+waiters queued (``max_overtaken``). Round-robin bounds that by the number of
+other keys with waiters; a larger value is a starvation incident.
 """
 
 from __future__ import annotations
@@ -11,7 +16,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["ExecutionPool", "PoolKeyStats"]
+__all__ = ["ExecutionPool", "FairnessStats", "PoolKeyStats"]
+
+
+class FairnessStats:
+    """One fairness key's service at one pool key (see the module docstring)."""
+
+    __slots__ = ("granted", "max_overtaken", "overtaken", "waited")
+
+    def __init__(self) -> None:
+        self.granted = self.waited = self.max_overtaken = self.overtaken = 0
 
 
 class PoolKeyStats:
@@ -27,12 +41,24 @@ class PoolKeyStats:
 
 
 class _Key:
-    __slots__ = ("order", "stats", "waiters")
+    __slots__ = ("fair", "order", "stats", "waiters")
 
     def __init__(self, limit: int | None) -> None:
         self.stats = PoolKeyStats(limit)
         self.waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self.order: deque[str] = deque()
+        self.fair: dict[str, FairnessStats] = {}
+
+    def granted(self, fairness_key: str) -> None:
+        """A slot went to ``fairness_key``: every other key still waiting was overtaken."""
+        mine = self.fair.setdefault(fairness_key, FairnessStats())
+        mine.granted += 1
+        mine.overtaken = 0
+        for other, q in self.waiters.items():
+            if other != fairness_key and any(not f.done() for f in q):
+                st = self.fair.setdefault(other, FairnessStats())
+                st.overtaken += 1
+                st.max_overtaken = max(st.max_overtaken, st.overtaken)
 
 
 class ExecutionPool:
@@ -64,8 +90,10 @@ class ExecutionPool:
         st = k.stats
         if st.limit is None or st.active < st.limit:
             self._take(st)
+            k.granted(fairness_key)
             return
         st.waited += 1
+        k.fair.setdefault(fairness_key, FairnessStats()).waited += 1
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         q = k.waiters.get(fairness_key)
         if q is None:
@@ -104,12 +132,24 @@ class ExecutionPool:
                     self._take(st)
                     st.workers_reused += 1
                     fut.set_result(None)
+                    k.granted(fk)
                     return
         return
 
     def stats(self, key: str) -> dict[str, int | None]:
         k = self._keys.get(key)
         return k.stats.as_dict() if k else PoolKeyStats(None).as_dict()
+
+    def fairness(self, key: str) -> dict[str, FairnessStats]:
+        """Per fairness key: slots granted, waits and the most it was overtaken."""
+        k = self._keys.get(key)
+        return dict(k.fair) if k else {}
+
+    def waiting(self, key: str) -> int:
+        """Acquires of ``key`` queued now."""
+        k = self._keys.get(key)
+        return 0 if k is None else sum(1 for q in k.waiters.values() for f in q
+                                       if not f.done())
 
     def keys(self) -> list[str]:
         return sorted(self._keys)

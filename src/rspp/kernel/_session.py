@@ -84,6 +84,9 @@ class SessionOptions:
     #: in-band metrics events (F-026): node latency, queue depth and node-reported metrics
     #: recorded at each turn's end and when the session stops (``rspp run --metrics-events``)
     metrics_events: bool = False
+    #: the fairness key of this session's work in the shared execution pool (a node's own
+    #: ``fairness_key`` wins); None: the session id. A server passes the tenant (F-174)
+    fairness_key: str | None = None
 
 
 class SessionActor(ControlMixin):
@@ -117,6 +120,7 @@ class SessionActor(ControlMixin):
         self.timebase = timebase if timebase is not None else Timebase(self.clock)
         self.pool = pool
         self.options = opts = options or SessionOptions()
+        self.fairness_key = opts.fairness_key
         self.instrument = opts.instrument
         self.debug = opts.debug
         self.state = "created"

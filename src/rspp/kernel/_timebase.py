@@ -10,8 +10,9 @@ injected :class:`~rspp.kernel._handles.Clock`:
   start and projected forward with monotonic time; when the raw wall clock
   drifts from that projection by more than ``max_skew_ms`` the skew is counted
   and the anchor is corrected *forward only* (a backwards step is absorbed).
-* :class:`MediaClock` - maps media positions (sample index or pts) to runtime
-  milliseconds from an anchor, and reports the mapping error of observed pairs.
+
+Media time is not mapped here: an audio event carries its position (``sample_index``)
+and the timeline records it as ``media_time`` beside the runtime timestamps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._handles import Clock
 
-__all__ = ["MediaClock", "SkewEvent", "Timebase", "TimebaseError"]
+__all__ = ["SkewEvent", "Timebase", "TimebaseError"]
 
 _NS_PER_MS = 1_000_000
 
@@ -93,51 +94,3 @@ class Timebase:
         value = max(projected, self._last_wall_ms)
         self._last_wall_ms = value
         return value
-
-
-class MediaClock:
-    """Maps media positions to session runtime milliseconds.
-
-    ``anchor(sample_index, runtime_ms)`` fixes which runtime instant a media
-    position corresponds to (typically the first ingress frame); afterwards
-    ``to_runtime_ms`` is a pure function of the position, so replay maps the
-    same audio to the same instants.
-    """
-
-    __slots__ = ("_anchor_rt_ms", "_anchor_sample", "errors_ms", "sample_rate_hz")
-
-    def __init__(self, sample_rate_hz: int) -> None:
-        if sample_rate_hz <= 0:
-            raise TimebaseError(f"sample_rate_hz={sample_rate_hz}: must be > 0 (e.g. 16000)")
-        self.sample_rate_hz = sample_rate_hz
-        self._anchor_sample: int | None = None
-        self._anchor_rt_ms = 0
-        self.errors_ms: list[int] = []
-
-    def anchor(self, sample_index: int, runtime_ms: int) -> None:
-        if sample_index < 0 or runtime_ms < 0:
-            raise TimebaseError("anchor(sample_index, runtime_ms): both must be >= 0")
-        self._anchor_sample = sample_index
-        self._anchor_rt_ms = runtime_ms
-
-    def sample_to_pts_ms(self, sample_index: int) -> int:
-        return sample_index * 1000 // self.sample_rate_hz
-
-    def to_runtime_ms(self, sample_index: int) -> int:
-        """Runtime milliseconds of a media sample (anchor required)."""
-        if self._anchor_sample is None:
-            raise TimebaseError("MediaClock.to_runtime_ms before anchor(): call anchor() first")
-        delta = sample_index - self._anchor_sample
-        return self._anchor_rt_ms + delta * 1000 // self.sample_rate_hz
-
-    def observe(self, sample_index: int, runtime_ms: int) -> int:
-        """Record the mapping error of an observed (sample, runtime) pair; returns it."""
-        err = runtime_ms - self.to_runtime_ms(sample_index)
-        self.errors_ms.append(err)
-        return err
-
-    def p99_abs_error_ms(self) -> int:
-        if not self.errors_ms:
-            return 0
-        ordered = sorted(abs(e) for e in self.errors_ms)
-        return ordered[min(len(ordered) - 1, (len(ordered) * 99) // 100)]

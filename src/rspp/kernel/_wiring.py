@@ -6,10 +6,11 @@ contexts and hosts read; this module never imports the session module.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from rspp.kernel._buffer import EdgeBuffer, Wakeup
+from rspp.kernel._buffer import EdgeBuffer, OrderedEdgeBuffer, Wakeup
 from rspp.kernel._bufferspec import BufferConfig
 from rspp.kernel._defaults import DictState, LocalCancelToken, SessionTelemetry, UnboundedBudget
 from rspp.kernel._graph import INPUT, OUTPUT, GraphError, RuntimeGraph
@@ -87,6 +88,9 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
         host = NodeHost(s, decl, node)
         ctx._host = host
         s.hosts[decl.id] = host
+    # a node fed by several buffers takes their data in routing order (OrderedEdgeBuffer)
+    fed = Counter(e.target for e in g.edges if e.role != "fallback" and e.target != OUTPUT)
+    fed.update({d.fallback for d in g.nodes if d.fallback is not None})
     outs: dict[tuple[str, str], list[Target]] = {}
     for e in g.edges:
         if e.role == "fallback":
@@ -97,7 +101,8 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
             host = s.hosts[e.target]
             port = e.id if host.by_edge else e.target_port
             if host.is_async:
-                buf = EdgeBuffer(e.id, e.buffer, s.signals, s.clock)
+                kind = OrderedEdgeBuffer if fed[e.target] > 1 else EdgeBuffer
+                buf = kind(e.id, e.buffer, s.signals, s.clock)
                 buf.wakeup = host.wakeup
                 host.buffers.append((buf, port))
                 s.edge_buffers[e.id] = buf
@@ -125,7 +130,8 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
         fb = host.decl.fallback
         if fb is not None and s.hosts[fb].is_async and fb not in s.fallback_buffers:
             fbh = s.hosts[fb]
-            buf = EdgeBuffer(f"fallback:{host.node_id}->{fb}", inbox, s.signals, s.clock)
+            kind = OrderedEdgeBuffer if fed[fb] > 1 else EdgeBuffer
+            buf = kind(f"fallback:{host.node_id}->{fb}", inbox, s.signals, s.clock)
             buf.wakeup = fbh.wakeup
             fbh.buffers.append((buf, fbh.node.inputs[0] if fbh.node.inputs else "in"))
             s.fallback_buffers[fb] = buf

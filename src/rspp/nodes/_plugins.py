@@ -8,7 +8,10 @@ A spec names a node class directly::
         params: {suffix: "!"}                  # current directory or the spec's directory
 
 or by the type name an installed distribution publishes in the ``rspp.nodes``
-entry-point group (``acme.filler = acme_nodes:Filler``; ``name@version`` pins).
+entry-point group (``acme.filler = acme_nodes:Filler``; ``name@version`` pins), or as an
+external node package run out of process, pinned by its artifact's digest
+(``external:DIR/rspp-node.json@sha256:HEX``, :mod:`rspp.nodes.external`; onboarding
+checks run here, so ``rspp lint``/``run``/``serve`` refuse a non-compliant package).
 
 :class:`NodeCatalog` is what ``rspp lint``, ``rspp run`` and ``rspp serve`` give the
 spec compiler: the built-in signatures plus a signature derived from each custom
@@ -27,6 +30,12 @@ from pathlib import Path
 
 from rspp.errors import SpecError
 from rspp.kernel import Node, NodeRegistry, UnknownNodeTypeError, default_registry
+from rspp.nodes.external import (
+    EXTERNAL_PREFIX,
+    ExternalNodeRefused,
+    check_external,
+    external_node_class,
+)
 from rspp.spec import (
     BUILTIN_NODE_TYPES,
     NodeSignature,
@@ -130,15 +139,29 @@ class NodeCatalog(NodeTypeCatalog):
             if type_name.startswith(PYTHON_PREFIX):
                 node_cls = load_node_class(type_name, self.search)
                 self.registry.register(node_cls, type_name)
+            elif type_name.startswith(EXTERNAL_PREFIX):
+                node_cls = self._external(type_name)
             else:
                 node_cls = self.registry.resolve(type_name)
-        except (NodeLoadError, UnknownNodeTypeError) as exc:
+        except (NodeLoadError, UnknownNodeTypeError, ExternalNodeRefused) as exc:
             self._problems[type_name] = str(exc)
             return None
         return signature_of(node_cls, type_name)
 
     def names(self) -> tuple[str, ...]:
         return BUILTIN_NODE_TYPES.names()
+
+    def _external(self, type_name: str) -> type[Node]:
+        """Onboard ``external:PATH@sha256:HEX`` (every check, every time) and register it."""
+        where, manifest, done = check_external(type_name, self.search)
+        try:
+            return self.registry.resolve(type_name)  # onboarded earlier in this process
+        except UnknownNodeTypeError:
+            pass
+        package = where.manifest_path.parent.resolve()
+        node_cls = external_node_class(type_name, manifest, package, done)
+        self.registry.register(node_cls, EXTERNAL_PREFIX + where.rel, f"sha256:{done.digest}")
+        return node_cls
 
     def why_unknown(self, type_name: str) -> str | None:
         """Why ``type_name`` has no signature (import error...), for the lint message."""

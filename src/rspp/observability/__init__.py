@@ -44,9 +44,11 @@ from rspp.observability._recorder import (
 from rspp.observability._redaction import (
     DEFAULT_PII_RULES,
     RedactionAudit,
+    RedactionConfig,
     RedactionRule,
     Redactor,
     SecretValues,
+    parse_rule,
 )
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
@@ -59,6 +61,7 @@ from rspp.observability._sinks import (
 )
 from rspp.observability._slo import (
     GATES,
+    THRESHOLD_FIELDS,
     GateAccumulator,
     GateDef,
     GateReport,
@@ -66,6 +69,7 @@ from rspp.observability._slo import (
     TurnGateSample,
     evaluate_gates,
     gate_report,
+    gates_with,
     percentile,
 )
 from rspp.observability._timeline_io import (
@@ -99,6 +103,7 @@ __all__ = [
     "OPENMETRICS_CONTENT_TYPE",
     "OR02_EVIDENCE_SCHEMA_VERSION",
     "REQUIRED_EVIDENCE_FIELDS",
+    "THRESHOLD_FIELDS",
     "BufferedItem",
     "CancelMarkers",
     "DebugCapture",
@@ -122,6 +127,7 @@ __all__ = [
     "RecorderOptions",
     "RecorderStats",
     "RedactionAudit",
+    "RedactionConfig",
     "RedactionRule",
     "Redactor",
     "RetentionPolicy",
@@ -152,11 +158,13 @@ __all__ = [
     "evaluate_gates",
     "filter_lines",
     "gate_report",
+    "gates_with",
     "iter_timeline",
     "iter_values",
     "level_allows",
     "log_context",
     "missing_evidence_fields",
+    "parse_rule",
     "payload_tier",
     "percentile",
     "read_timeline",

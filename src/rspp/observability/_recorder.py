@@ -151,6 +151,8 @@ class TimelineRecorder:
         self.options = options or RecorderOptions()
         self._clock = clock
         self._sampling = sampling
+        #: the session was not sampled (F-071): only its OR-02 evidence is recorded
+        self._unsampled = False
         self.debug_capture = debug or DebugCapture(clock)
         self.ladder = LevelLadder(
             configured=self.options.level,
@@ -211,13 +213,19 @@ class TimelineRecorder:
         is_envelope = isinstance(record, EventRecord | ControlSignal)
         if is_envelope:
             self._remember(record)  # type: ignore[arg-type]
-            if self._sampling is not None and not self._sampling.sampled(
-                record.session_id, record.pipeline_version  # type: ignore[attr-defined]
-            ):
+            if self._sampling is not None:
+                self._unsampled = not self._sampling.sampled(
+                    record.session_id, record.pipeline_version  # type: ignore[attr-defined]
+                )
+                if self._unsampled:
+                    self.stats.unsampled_skipped += 1
+                    return False
+        else:
+            if type(record) is ResolvedTurnPlan:
+                self._apply_plan_policy(record.recording_policy.recording_level)
+            if self._unsampled:  # the session's plans and transitions follow its sample
                 self.stats.unsampled_skipped += 1
                 return False
-        elif type(record) is ResolvedTurnPlan:
-            self._apply_plan_policy(record.recording_policy.recording_level)
         pool = REGULAR if type(record) is EventRecord else CONTROL
         moved = self.ladder.after_fill(self.fill) if pool == REGULAR else None
         if moved is not None:
@@ -366,4 +374,6 @@ class TimelineRecorder:
             emitted_by=Emitter.OR_02,
             reason=f"{cause}:{before}->{after}",
         )
+        if self._unsampled:  # nothing of an unsampled session but its evidence (F-071)
+            return
         self._push(BufferedItem(CONTROL, "control_signal", marker, None))

@@ -15,6 +15,7 @@ provider echoed them (error bodies, streamed text, attributes).
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -22,7 +23,19 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ["DEFAULT_PII_RULES", "RedactionAudit", "RedactionRule", "Redactor", "SecretValues"]
+__all__ = [
+    "DEFAULT_PII_RULES",
+    "RedactionAudit",
+    "RedactionConfig",
+    "RedactionRule",
+    "Redactor",
+    "SecretValues",
+    "parse_rule",
+]
+
+
+#: payload keys that carry audio (raw bytes, or base64 in recorded provider outputs)
+_AUDIO_KEYS = frozenset({"data", "bytes_b64"})
 
 
 class SecretValues(Protocol):
@@ -40,12 +53,43 @@ class RedactionRule(msgspec.Struct, frozen=True, kw_only=True):
     pattern: str
 
 
+def parse_rule(text: str, option: str = "--redact") -> RedactionRule:
+    """``NAME=REGEX`` to a rule; a bad one raises ValueError naming ``option``."""
+    name, sep, pattern = text.partition("=")
+    if not sep or not name.strip() or not pattern:
+        raise ValueError(f"{option} {text!r}: use NAME=REGEX, e.g. order_id=ORD-[0-9]+")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{option} {text!r}: the regular expression is invalid ({exc})"
+                         ) from None
+    return RedactionRule(name=name.strip(), pattern=pattern)
+
+
 DEFAULT_PII_RULES: tuple[RedactionRule, ...] = (
     RedactionRule(name="email", pattern=r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
     RedactionRule(name="card_number", pattern=r"\b(?:\d[ -]?){13,16}\b"),
     RedactionRule(name="us_ssn", pattern=r"\b\d{3}-\d{2}-\d{4}\b"),
     RedactionRule(name="phone", pattern=r"\+?\d[\d ()-]{7,}\d"),
 )
+
+
+class RedactionConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What a session's recordings and logs redact (``rspp run --redact/--redact-audio``).
+
+    The built-in PII rules always apply; ``rules`` add named patterns; ``mask_audio``
+    zeroes audio payloads in the recording (same length: timing and sizes unchanged).
+    ``audit_path``: every redaction action (record, rules) and the counts per rule are
+    written there as JSON lines when the session ends.
+    """
+
+    rules: tuple[RedactionRule, ...] = ()
+    mask_audio: bool = False
+    audit_path: str | None = None
+
+    def redactor(self, secrets: SecretValues | None = None) -> Redactor:
+        return Redactor((*DEFAULT_PII_RULES, *self.rules), mask_audio=self.mask_audio,
+                        secrets=secrets)
 
 
 class RedactionAudit(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,23 +131,51 @@ class Redactor:
     def redact_payload(
         self, payload: Mapping[str, object], *, session_id: str, event_id: str
     ) -> dict[str, object]:
-        """A redacted copy of ``payload`` (``text`` fields and, if enabled, audio ``data``)."""
-        out = dict(payload)
+        """A redacted copy of ``payload``: every string in it, at any depth (text,
+        transcripts, the attributes and provider outputs an L2 recording keeps), and, if
+        enabled, audio (``data`` bytes, ``bytes_b64`` strings) zeroed at the same length."""
         hits: list[str] = []
-        for key in ("text", "transcript"):
-            value = out.get(key)
-            if isinstance(value, str):
-                out[key], found = self.redact_text(value)
-                hits.extend(found)
-        data = out.get("data")
-        if self._mask_audio and isinstance(data, bytes | bytearray | memoryview):
-            out["data"] = bytes(len(data))
-            hits.append("audio_mask")
-            self.counts["audio_mask"] += 1
+        out = self._walk(payload, hits)
         if hits and len(self.audit) < self._audit_limit:
             self.audit.append(
-                RedactionAudit(session_id=session_id, event_id=event_id, rules=tuple(hits))
+                RedactionAudit(session_id=session_id, event_id=event_id,
+                               rules=tuple(dict.fromkeys(hits)))
             )
+        return out if isinstance(out, dict) else dict(payload)
+
+    def _walk(self, value: object, hits: list[str], key: str = "") -> object:
+        if key in _AUDIO_KEYS:
+            if not self._mask_audio:
+                return value
+            if isinstance(value, bytes | bytearray | memoryview):
+                masked: object = bytes(len(value))
+            elif isinstance(value, str):
+                try:
+                    masked = base64.b64encode(bytes(len(base64.b64decode(value)))).decode()
+                except ValueError:
+                    return value
+            else:
+                return value
+            hits.append("audio_mask")
+            self.counts["audio_mask"] += 1
+            return masked
+        if isinstance(value, str):
+            text, found = self.redact_text(value)
+            hits.extend(found)
+            return text
+        if isinstance(value, Mapping):
+            return {k: self._walk(v, hits, str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._walk(v, hits) for v in value]
+        return value
+
+    def audit_lines(self) -> list[bytes]:
+        """The audit trail as JSON lines: one per action, then the counts per rule."""
+        enc = msgspec.json.Encoder()
+        out = [enc.encode({"kind": "redaction", **msgspec.structs.asdict(a)})
+               for a in self.audit]
+        out.append(enc.encode({"kind": "redaction_counts", "counts": dict(self.counts),
+                               "actions": len(self.audit)}))
         return out
 
     def scrub(self, value: object) -> object:

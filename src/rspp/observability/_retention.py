@@ -1,7 +1,9 @@
 """Retention of recordings (F-071, F-116): tenant-scoped policies and a sweep.
 
-Layout: ``<root>/<tenant>/<name>.jsonl`` (or ``.msgpack``); a file's age is its
-modification time. :func:`sweep` deletes files older than the tenant's
+Layout: ``<root>/<tenant>/<name>.jsonl`` (or ``.msgpack``); files directly under
+``<root>`` (``rspp serve --timeline-dir``: ``<root>/<session>.jsonl``) fall under the
+default age (tenant ``-`` in the audit); a file's age is its modification time.
+:func:`sweep` deletes files older than the tenant's
 ``max_age_s`` (or the default) and appends one audit line per deletion to
 ``<root>/retention-audit.jsonl`` (tenant, file, age, policy), so retention is
 auditable and tenant-scoped.
@@ -66,18 +68,26 @@ def sweep(root: str | Path, policy: RetentionPolicy, *, now_s: float,
     if not base.is_dir():
         return result
     audit: list[bytes] = []
+    groups: list[tuple[str, list[Path], float | None]] = []
+    if tenants is None:
+        top = [p for p in base.iterdir() if p.is_file() and p.name != AUDIT_FILE]
+        groups.append(("-", sorted(top), policy.default_max_age_s))
     for tenant_dir in sorted(p for p in base.iterdir() if p.is_dir()):
         tenant = tenant_dir.name
         if tenants is not None and tenant not in tenants:
             continue
-        max_age = policy.max_age_for(tenant)
-        for file in sorted(tenant_dir.rglob("*")):
+        groups.append((tenant, sorted(tenant_dir.rglob("*")), policy.max_age_for(tenant)))
+    for tenant, files, max_age in groups:
+        for file in files:
             if not file.is_file() or file.suffix not in _SUFFIXES:
                 continue
-            age = now_s - file.stat().st_mtime
+            try:
+                age = now_s - file.stat().st_mtime
+            except FileNotFoundError:
+                continue  # gone meanwhile (a concurrent sweep, a moved session)
             rel = str(file.relative_to(base))
             if max_age is not None and age > max_age:
-                file.unlink()
+                file.unlink(missing_ok=True)
                 result.deleted.append(rel)
                 audit.append(msgspec.json.encode(_Audit(
                     action="deleted", tenant=tenant, file=rel, age_s=round(age, 3),

@@ -63,8 +63,8 @@ from rspp.observability._recorder import TIMELINE_KINDS
 from rspp.observability._timeline_io import TimelineLine
 from rspp.observability._turn_latency import frame_time_of_sample, speech_end_sample
 
-__all__ = ["GATES", "GateAccumulator", "GateDef", "GateReport", "GateResult", "TurnGateSample",
-           "evaluate_gates", "gate_report", "percentile"]
+__all__ = ["GATES", "THRESHOLD_FIELDS", "GateAccumulator", "GateDef", "GateReport", "GateResult",
+           "TurnGateSample", "evaluate_gates", "gate_report", "gates_with", "percentile"]
 
 GateStatus = Literal["pass", "fail", "no_samples"]
 _Key = tuple[str, str]
@@ -117,6 +117,37 @@ GATES: tuple[GateDef, ...] = (
             ((50, 1500), (95, 2000))),
 )
 
+#: ``SloSpec`` field -> (gate, percentile) it bounds
+THRESHOLD_FIELDS: dict[str, tuple[int, float]] = {
+    "turn_open_p95_ms": (1, 95), "first_output_p95_ms": (2, 95),
+    "cancel_fence_p95_ms": (3, 95), "cancel_fence_p99_ms": (3, 99),
+    "end_to_end_p50_ms": (7, 50), "end_to_end_p95_ms": (7, 95),
+}
+
+
+def gates_with(thresholds: Mapping[str, float | None]) -> tuple[GateDef, ...]:
+    """:data:`GATES` with the latency bounds ``thresholds`` sets (``SloSpec`` field names:
+    ``end_to_end_p95_ms`` ...); a percentile a gate does not check yet is added to it."""
+    bounds: dict[int, dict[float, float]] = {g.gate: dict(g.checks) for g in GATES}
+    for name, value in thresholds.items():
+        if value is None:
+            continue
+        if name not in THRESHOLD_FIELDS:
+            raise ValueError(f"slo.{name}: unknown threshold; use one of "
+                             f"{sorted(THRESHOLD_FIELDS)}")
+        gate, q = THRESHOLD_FIELDS[name]
+        bounds[gate][q] = float(value)
+    out = []
+    for g in GATES:
+        if g.kind != "latency":
+            out.append(g)
+            continue
+        checks = tuple(sorted(bounds[g.gate].items()))
+        text = ", ".join(f"p{q:g} <= {b:g} ms" for q, b in checks)
+        out.append(g._replace(checks=checks, threshold=text))
+    return tuple(out)
+
+
 _Ms = Annotated[float, Meta(ge=0, le=1e9)]
 _Ident = Annotated[str, Meta(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")]
 _Count = Annotated[int, Meta(ge=0, le=1_000_000)]
@@ -155,7 +186,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def gate_report(samples: Iterable[TurnGateSample],
-                diagnostics: Mapping[int, list[str]] | None = None) -> GateReport:
+                diagnostics: Mapping[int, list[str]] | None = None,
+                gates: Sequence[GateDef] = GATES) -> GateReport:
     """The seven verdicts (thresholds of :data:`GATES`) over any set of per-turn samples.
 
     ``diagnostics`` (gate -> messages) replaces the generic messages derived from the
@@ -186,17 +218,18 @@ def gate_report(samples: Iterable[TurnGateSample],
         if lifecycle < accepted:
             found[6] = [f"{accepted - lifecycle} of {accepted} accepted turn(s) without exactly "
                         "one terminal then close"]
-    gates: list[GateResult] = []
-    for g in GATES:
+    results: list[GateResult] = []
+    for g in gates:
         notes = found.get(g.gate, invalid[g.gate] if diagnostics is None else [])
         if g.kind == "latency":
-            gates.append(_latency_gate(g, values[g.gate], bool(invalid[g.gate]), list(notes)))
+            results.append(_latency_gate(g, values[g.gate], bool(invalid[g.gate]),
+                                         list(notes)))
         elif g.kind == "authority":
-            gates.append(_authority_gate(g, checked, stale, list(notes)))
+            results.append(_authority_gate(g, checked, stale, list(notes)))
         else:
             good = complete if g.gate == 5 else lifecycle
-            gates.append(_ratio_gate(g, good, accepted, list(notes)))
-    return GateReport(gates=gates, accepted_turns=accepted)
+            results.append(_ratio_gate(g, good, accepted, list(notes)))
+    return GateReport(gates=results, accepted_turns=accepted)
 
 
 _OUTPUT_SIGNALS = ("output_accepted", "playback_started")
@@ -359,12 +392,12 @@ class GateAccumulator:
                 else:
                     session.outputs.setdefault(turn, array("q")).extend((seq, position, ts))
 
-    def report(self) -> GateReport:
-        """The seven gates over everything added so far."""
+    def report(self, gates: Sequence[GateDef] = GATES) -> GateReport:
+        """The seven gates (``gates``: their thresholds) over everything added so far."""
         acc = _Samples()
         for session_id, session in self._sessions.items():
             _evaluate_session(session_id, session, self._evidence, acc)
-        return gate_report((t.sample(key) for key, t in acc.turns.items()), acc.d)
+        return gate_report((t.sample(key) for key, t in acc.turns.items()), acc.d, gates)
 
     def closed_turns(self) -> list[TurnGateSample]:
         """Samples of the accepted turns that closed since the last call (live sessions).
@@ -624,12 +657,14 @@ def _ratio_gate(g: GateDef, good: int, total: int, diagnostics: list[str]) -> Ga
                       status="pass" if ok else "fail", diagnostics=diagnostics)
 
 
-def evaluate_gates(lines: Iterable[TimelineLine]) -> GateReport:
-    """Compute all seven gates over the lines of one or more timelines (one pass)."""
+def evaluate_gates(lines: Iterable[TimelineLine],
+                   gates: Sequence[GateDef] = GATES) -> GateReport:
+    """Compute all seven gates over the lines of one or more timelines (one pass);
+    ``gates``: the thresholds (:func:`gates_with` a spec's ``slo``)."""
     acc = GateAccumulator()
     for line in lines:
         acc.add(line)
-    return acc.report()
+    return acc.report(gates)
 
 
 def _authority_gate(g: GateDef, checked: int, stale: int, diagnostics: list[str]) -> GateResult:

@@ -6,6 +6,7 @@ token per delta); STT is seconds of audio sent; TTS is characters sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated
 
@@ -85,6 +86,8 @@ class CostMeter:
         self._turn: dict[UsageKind, float] = dict.fromkeys(UsageKind, 0.0)
         self._session: dict[UsageKind, float] = dict.fromkeys(UsageKind, 0.0)
         self._by_provider: dict[str, dict[UsageKind, float]] = {}
+        #: told of every charge (the runtime's per-tenant token quota, F-050)
+        self.on_charge: Callable[[UsageKind, float], None] | None = None
 
     def begin_turn(self) -> None:
         self.turns += 1
@@ -115,6 +118,8 @@ class CostMeter:
         self._session[kind] += amount
         per = self._by_provider.setdefault(provider_id, dict.fromkeys(UsageKind, 0.0))
         per[kind] += amount
+        if self.on_charge is not None:
+            self.on_charge(kind, amount)
 
     def _cost(self, provider_id: str, usage: dict[UsageKind, float]) -> float:
         p = self.prices

@@ -37,6 +37,7 @@ from rspp.contracts import (
 from rspp.errors import RSPPError
 from rspp.kernel import (
     EventKind,
+    ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
@@ -48,7 +49,9 @@ from rspp.observability import (
     DebugCaptureSlots,
     JsonLinesFileSink,
     RecorderOptions,
+    RedactionConfig,
     Redactor,
+    SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
 )
@@ -62,6 +65,7 @@ from rspp.providers import (
     PriceTable,
     SecretConfigError,
     SecretRef,
+    UsageKind,
     UsageSummary,
     cost_caps_from_config,
     default_redactor,
@@ -83,6 +87,7 @@ from rspp.spec import (
 from rspp.transports import InputRejected
 from rspp.turns._admission import LocalAdmission
 from rspp.turns._authority import AuthorityGuard
+from rspp.turns._capacity import priority_of, turn_end_listener
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 from rspp.turns._state import StateManager
@@ -151,6 +156,17 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the runtime's admission (F-050): the process running sessions passes one to all of
+    #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
+    #: sessions on the runtime; None: an admission of this session only
+    admission: LocalAdmission | None = None
+    #: the runtime's shared execution pool (F-105, F-109, F-174) and this session's key in
+    #: its fair queueing (None: the session id); None: no pool limits
+    pool: ExecutionPool | None = None
+    fairness_key: str | None = None
+    #: the session's priority (``background``: its turns yield the runtime's interactive
+    #: headroom, F-173; anything else: interactive)
+    priority: str = "interactive"
     #: the input is a file (``rspp run``): it never loses input (a lossless session:
     #: blocking ingress, no time-based drops) and, unless budgets are enforced (real
     #: time), provider timeouts only guard against a hung provider (``STALL_GUARD_MS``)
@@ -171,6 +187,12 @@ class AssemblyOptions:
     #: in-band metrics events in the timeline (F-026, ``rspp run --metrics-events``): node
     #: latency, edge queue depth and node-reported metrics at each turn's end and at the end
     metrics_events: bool = False
+    #: which sessions' timelines record their events (F-071): an unsampled session keeps
+    #: only its OR-02 evidence (gate 5 needs it for every accepted turn); None: all
+    sampling: SamplingPolicy | None = None
+    #: what the timeline and the JSON logs redact (F-073, NF-014): the built-in PII rules
+    #: plus these rules, audio masking, the audit file; None: the built-in PII rules only
+    redaction: RedactionConfig | None = None
 
 
 #: Provider "no progress" timeout of a file run that is not real time: the file is
@@ -281,6 +303,16 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
                         meter=CostMeter(session_id, caps=caps, prices=table))
 
 
+def _tenant_tokens(admission: LocalAdmission, tenant_id: str
+                   ) -> Callable[[UsageKind, float], None]:
+    """Counts the session's LLM tokens against its tenant's per-minute quota (F-050)."""
+    def charged(kind: UsageKind, amount: float) -> None:
+        if kind is UsageKind.LLM_TOKENS:
+            admission.charge_tokens(tenant_id, int(amount))
+
+    return charged
+
+
 def _remaining_budget(driver: TurnDriver) -> Callable[[str], int | None]:
     """Remaining turn budget (ms) of ``turn_id`` for provider retries (F-059).
 
@@ -313,6 +345,8 @@ class AssembledSession(Generic[TransportT]):
     state: StateManager
     dead_letters: list[str] = field(default_factory=list)
     _exporter: asyncio.Task[None] | None = None
+    #: what redacted the timeline and logs (its audit trail and counts, F-073, NF-014)
+    redactor: Redactor | None = None
     _telemetry: SessionTelemetry | None = None
     _files: TelemetryFiles | None = None
     _sampler: asyncio.Task[None] | None = None
@@ -411,6 +445,10 @@ class AssembledSession(Generic[TransportT]):
             self.recorder.close()
             if self._exporter is not None:
                 await self._exporter
+            audit = o.redaction.audit_path if o.redaction is not None else None
+            if audit is not None and self.redactor is not None:
+                data = b"".join(x + b"\n" for x in self.redactor.audit_lines())
+                await asyncio.to_thread(Path(audit).write_bytes, data)
             if self._telemetry is not None and self._files is not None:
                 if self._sampler is not None:
                     self._sampler.cancel()
@@ -443,7 +481,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     timebase = Timebase(clock)
     recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
                                                        evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL))
+                                                       level=opts.record_level or _DEFAULT_LEVEL),
+                                sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -479,19 +518,22 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         snapshots = StaticSnapshotSource(bundle)
         admission_policy = admission_policy or bundle.admission_policy
     capture = ReplayableCapture(record) if opts.record_level is not None else None
-    admission = LocalAdmission(clock)
+    admission = opts.admission or LocalAdmission(clock)
     if admission_policy is not None:
         admission.set_policy(admission_policy)
-    if not admission.admit_session(opts.tenant_id, sid).admitted:
-        raise AssemblyError(f"session {sid} was not admitted by the local admission policy")
+    admitted = admission.admit_session(opts.tenant_id, sid, priority_of(opts.priority))
+    if not admitted.admitted:
+        raise AssemblyError(f"session {sid} was not admitted by the runtime's admission "
+                            f"({admitted.kind.value}: {admitted.outcome.reason})")
     # every input is checked above: only now do outputs exist (no empty timeline on errors)
     exporter_task: asyncio.Task[None] | None = None
+    redactor = (opts.redaction or RedactionConfig()).redactor(default_redactor())
     if opts.timeline is not None:
         opts.timeline.parent.mkdir(parents=True, exist_ok=True)
         opts.timeline.write_bytes(b"")
         # PII (NF-014) and the value of every configured secret never reach the file
         exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
-                                    redactor=Redactor(secrets=default_redactor()))
+                                    redactor=redactor)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
@@ -524,12 +566,15 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                                                       metrics_events=opts.metrics_events,
                                                       lossless=opts.file_source,
                                                       state_factory=state.node_state,
+                                                      fairness_key=opts.fairness_key,
                                                       debug=opts.debug),
                                registry=capture.registry if capture is not None else None,
+                               pool=opts.pool,
                                output_sink=transport.output, signal_sink=record,
                                dead_letter_sink=dead_letter, timebase=timebase,
                                services=services)
     except RSPPError as exc:  # a node type nobody registered, a node refusing its params
+        admission.end_session(opts.tenant_id, sid)
         recorder.close()
         if exporter_task is not None:
             exporter_task.cancel()
@@ -544,6 +589,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     base_chains = dict(services.chains)
     meter = services.meter = services.meter or CostMeter(sid)
     meter.tenant_id = opts.tenant_id
+    meter.on_charge = _tenant_tokens(admission, opts.tenant_id)
 
     def prefer(providers: Any) -> None:
         for modality, pid in providers.items():
@@ -580,13 +626,14 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     out = AssembledSession(graph=graph, session=session, driver=driver, transport=transport,
                            recorder=recorder, services=services, admission=admission,
                            authority=authority, options=opts, state=state,
-                           dead_letters=dead,
+                           dead_letters=dead, redactor=redactor,
                            _exporter=exporter_task, listeners=taps,
                            evidence_listeners=evidence_taps)
     transport.attach(session, driver, out.make_signal)
+    out.listeners.append(turn_end_listener(admission.turn_ended, sid))  # F-172 capacity
     if want_tele:
         files = TelemetryFiles(metrics_out=opts.metrics_out, trace_out=opts.trace_out,
-                               log_out=opts.log_out, targets=opts.telemetry)
+                               log_out=opts.log_out, targets=opts.telemetry, redactor=redactor)
         tele = SessionTelemetry(files.targets, session_id=sid,
                                 pipeline_version=graph.pipeline_version)
         tele.attach(

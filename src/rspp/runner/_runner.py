@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import msgspec
 
 from rspp.contracts import RecordingLevel, kind_of
 from rspp.errors import RSPPError
-from rspp.observability import TimelineLine, turn_latencies
+from rspp.observability import RedactionConfig, TimelineLine, turn_latencies
 from rspp.providers import CircuitRegistry, UsageSummary
 from rspp.runner._assembly import (
     AssembledSession,
@@ -31,6 +32,7 @@ from rspp.runner._assembly import (
 )
 from rspp.runner._bundle import LOCAL_TENANT
 from rspp.runner._telemetry import TelemetryTargets
+from rspp.spec import ENV_PREFIX
 from rspp.transports import LoopbackOptions, LoopbackTransport, read_wav, write_wav
 from rspp.turns import SessionEvent
 from rspp.turns._turn_driver import TurnDriver
@@ -63,6 +65,8 @@ class RunOptions:
     trace_out: Path | None = None
     #: JSON log lines with the correlation ids (F-067)
     log_out: Path | None = None
+    #: what the timeline and the logs redact, and where the redaction audit goes (F-073)
+    redaction: RedactionConfig | None = None
     #: feed these metrics/tracer/logger while the session runs (tests, servers)
     telemetry: TelemetryTargets | None = None
     #: recording level of the timeline (None: the plan's level); set, the runner also records
@@ -230,7 +234,8 @@ async def _feed(transport: LoopbackTransport, stop: asyncio.Event | None) -> boo
 async def run_local(opts: RunOptions) -> RunResult:
     """Run ``opts.spec`` on ``opts.input`` (see the module docstring)."""
     try:
-        if opts.layers is None and opts.resolved_out is None:
+        env_layer = any(k.startswith(ENV_PREFIX) for k in os.environ)  # F-080
+        if opts.layers is None and opts.resolved_out is None and not env_layer:
             gd = compile_spec_file(opts.spec)
         else:
             effective = resolve_spec_file(opts.spec, tenant=opts.tenant_id,
@@ -262,7 +267,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         enforce_budgets=opts.real_time, record_level=opts.record_level, timeline=opts.timeline,
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
         telemetry=opts.telemetry, circuits=opts.circuits, file_source=True, debug=opts.debug,
-        metrics_events=opts.metrics_events,
+        metrics_events=opts.metrics_events, redaction=opts.redaction,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,

@@ -34,13 +34,16 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
 
 from rspp.contracts import ControlSignal, EventRecord
 from rspp.observability import RuntimeMetrics, log_context
+
+if TYPE_CHECKING:
+    from rspp.observability import Redactor
 
 __all__ = ["SessionTelemetry", "TelemetryFiles", "TelemetryTargets"]
 
@@ -435,7 +438,8 @@ class TelemetryFiles:
     """
 
     def __init__(self, *, metrics_out: Path | None = None, trace_out: Path | None = None,
-                 log_out: Path | None = None, targets: TelemetryTargets | None = None) -> None:
+                 log_out: Path | None = None, targets: TelemetryTargets | None = None,
+                 redactor: Redactor | None = None) -> None:
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -456,7 +460,8 @@ class TelemetryFiles:
         if log_out is not None:
             log_out.write_bytes(b"")
             self._handler = logging.FileHandler(log_out, encoding="utf-8")
-            self._handler.setFormatter(JsonLogFormatter(Redactor(secrets=default_redactor())))
+            self._handler.setFormatter(JsonLogFormatter(
+                redactor or Redactor(secrets=default_redactor())))
             self.targets.logger.addHandler(self._handler)
             if not self.targets.logger.isEnabledFor(logging.INFO):
                 self.targets.logger.setLevel(logging.INFO)

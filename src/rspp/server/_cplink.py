@@ -33,9 +33,10 @@ from rspp.controlplane import (
     SessionInfo,
     TokenInvalid,
     TokenKeys,
-    TokenVerifier,
 )
+from rspp.controlplane._errors import TokenKeyUnknown
 from rspp.controlplane._session_start import SessionStart
+from rspp.controlplane._tokens import KeySetVerifier
 from rspp.errors import RSPPError
 from rspp.nodes import NodeCatalog
 from rspp.providers import PROVIDER_CATALOG
@@ -94,7 +95,12 @@ class ControlPlaneLink:
         #: the last heartbeat reached the control plane (readiness: a runtime that cannot
         #: reach it refuses new sessions, so it must not be sent any)
         self.reachable = True
-        self._verifier: TokenVerifier | None = None
+        self._verifier: KeySetVerifier | None = None
+        #: one key refetch at a time, at most once a second (a token naming an unknown
+        #: ``kid``: the control plane rotated its signing key, F-169)
+        self._keys_lock = asyncio.Lock()
+        self._keys_fetched = 0.0
+        self.key_fetches = 0
         self._graphs: dict[tuple[str, str], GraphDefinition] = {}
         self._graph_locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: what each compiled graph was compiled from (a policy's inserts recompile it)
@@ -115,22 +121,45 @@ class ControlPlaneLink:
         return self.options.runtime_id
 
     async def connect(self) -> None:
-        """Fetch the token key (once) and register; raise :class:`CPError` when refused."""
-        keys = await self.client.verification_keys()
-        if keys.algorithm == "HS256":
+        """Fetch the token keys and register; raise :class:`CPError` when refused."""
+        await self._fetch_keys()
+        o = self.options
+        await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,
+                                           region=o.region)
+        self.registered = True
+        _LOG.info("registered runtime %s at %s", o.runtime_id, o.endpoint)
+
+    async def _fetch_keys(self) -> None:
+        keys, active = await self.client.verification_key_set()
+        if any(k.algorithm == "HS256" for k in keys):
             if not self.options.token_secret:
                 raise CPError("the control plane signs session tokens with HS256 and does not "
                               "publish its secret: pass the same secret with --token-secret "
                               "(RSPP_TOKEN_SECRET), or give the control plane an Ed25519 key "
                               "(rspp cp serve --token-key-file)", field="token_secret",
                               code="token_keys")
-            keys = TokenKeys.hs256(self.options.token_secret)
-        self._verifier = TokenVerifier(keys)
-        o = self.options
-        await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,
-                                           region=o.region)
-        self.registered = True
-        _LOG.info("registered runtime %s at %s", o.runtime_id, o.endpoint)
+            keys = [TokenKeys.hs256(self.options.token_secret)
+                    if k.algorithm == "HS256" else k for k in keys]
+            keys = [msgspec.structs.replace(k, kid=active) if k.algorithm == "HS256" else k
+                    for k in keys]
+        self._verifier = KeySetVerifier(keys, default=active)
+        self._keys_fetched = asyncio.get_running_loop().time()
+        self.key_fetches += 1
+
+    async def refresh_keys(self) -> bool:
+        """Fetch the verification keys again (a token named a ``kid`` not among them);
+        False when it was fetched less than a second ago or the fetch failed."""
+        async with self._keys_lock:
+            if asyncio.get_running_loop().time() - self._keys_fetched < 1.0:
+                return False
+            try:
+                await self._fetch_keys()
+            except CPError as exc:
+                _LOG.warning("refetching the token keys failed: %s", exc)
+                return False
+            _LOG.info("token keys refetched: %s", ", ".join(self._verifier.kids
+                                                            if self._verifier else ()))
+            return True
 
     async def heartbeat_loop(self, load: Callable[[], int]) -> None:
         """Heartbeat until draining (then one ``degraded`` beat so nothing new is placed)."""
@@ -174,6 +203,8 @@ class ControlPlaneLink:
             raise SessionRefused("not_ready", "the runtime is not connected to its control plane")
         try:
             claims = self._verifier.verify(token)
+        except TokenKeyUnknown as exc:
+            raise SessionRefused("token_key_unknown", exc.message) from None
         except TokenInvalid as exc:
             raise SessionRefused("token_invalid", exc.message) from None
         if claims.session_id != session_id:

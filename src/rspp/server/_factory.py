@@ -8,7 +8,8 @@ a session opens only with the control plane's record, its pipeline version and i
 lease; it runs on the same live-session handle as the local factory
 (:func:`rspp.runner.open_live_session`). A reconnect carrying a token of an older
 lease epoch than the live session's is refused ``stale_epoch_reject`` (T12, recorded
-in the session's timeline).
+in the session's timeline); one carrying a newer epoch replaces the copy still here at
+once (the session moved away and back: that copy lost it), instead of resuming it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from rspp.transports import (
 
 __all__ = ["GovernedFactory"]
 
-_TOKEN_CODES = {"token_invalid": CLOSE_UNAUTHORIZED, "not_ready": CLOSE_UNAVAILABLE}
+_TOKEN_CODES = {"token_invalid": CLOSE_UNAUTHORIZED, "token_key_unknown": CLOSE_UNAUTHORIZED,
+                "not_ready": CLOSE_UNAVAILABLE}
 _OPEN_CODES = {"draining": CLOSE_UNAVAILABLE, "at_capacity": CLOSE_UNAVAILABLE,
                "control_plane_unreachable": CLOSE_UNAVAILABLE, "not_ready": CLOSE_UNAVAILABLE,
                "session_live": CLOSE_CONFLICT, "stale_epoch_reject": CLOSE_CONFLICT,
@@ -51,12 +53,26 @@ class GovernedFactory:
         self.live = live
 
     async def verify(self, token: str, session_id: str) -> SessionGrant:
+        link = self.sessions.link
+        try:
+            link.verify(token, session_id)
+        except Refused as exc:
+            # signed by a key rotated in since the keys were fetched (F-169): fetch them
+            # again; the check below (counted) then sees them
+            if exc.code == "token_key_unknown":
+                await link.refresh_keys()
         try:
             c = self.sessions.verify(token, session_id)
         except Refused as exc:
             raise TokenRefused(f"{exc.code}: {exc.message}",
                                _TOKEN_CODES.get(exc.code, CLOSE_FORBIDDEN)) from None
         served = self.sessions.active.get(session_id)
+        if served is not None and c.lease_epoch > served.epoch:
+            # the token is newer than this runtime's copy: the session moved away and back
+            # (the copy lost it and has not noticed yet); the copy goes at once, the
+            # connection opens a fresh one restored from the session's checkpoint
+            await self.sessions.supersede(served, c.lease_epoch)
+            served = None
         if served is not None and not served.stale_ingress(c.lease_epoch):
             raise TokenRefused(f"stale_epoch_reject: the token carries lease epoch "
                                f"{c.lease_epoch}, the session is at epoch {served.epoch}; "

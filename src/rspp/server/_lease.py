@@ -30,6 +30,7 @@ from typing import Protocol
 
 from rspp.contracts import TurnStartBundle
 from rspp.controlplane import Conflict, ControlPlaneClient, CPError, Lease
+from rspp.controlplane._handoffs import HandoffPending
 from rspp.server._batching import batch_refused
 
 __all__ = ["ControlPlaneSnapshots", "LeaseKeeper", "LeaseRenewer"]
@@ -38,6 +39,12 @@ _LOG = logging.getLogger("rspp.server")
 
 #: (new epoch or None for lost, reason)
 AuthorityListener = Callable[[int | None, str], None]
+#: the lease is being handed off (``migrate``, ``rotate``, ``revoke``): the session fences
+#: its output, ends its active turn and saves its last checkpoint before the release
+HandoffListener = Callable[[str], Awaitable[None]]
+
+#: what a released lease means for the session (the close reason's prefix)
+_HANDOFF_LOSS = {"revoke": "lease_revoked", "migrate": "handed_off"}
 
 
 class LeaseRenewer:
@@ -104,6 +111,9 @@ class LeaseRenewer:
             if r.renewed and r.expires_at_ms is not None:
                 fut.set_result(Lease(session_id=r.session_id, epoch=key[1], holder=self.holder,
                                      expires_at_ms=r.expires_at_ms))
+            elif r.handoff is not None:
+                fut.set_exception(HandoffPending(f"the lease of {r.session_id} is being handed "
+                                                 f"off ({r.handoff})", field=r.handoff))
             else:
                 now = (f"epoch {r.epoch} held by {r.holder}" if r.epoch is not None
                        else "no lease")
@@ -155,6 +165,12 @@ class LeaseKeeper:
         self.lost: str | None = None
         self.renewals = 0
         self._valid_until = 0.0  # monotonic seconds: our own bound on the lease
+        #: told when the lease is being handed off (before the release)
+        self.on_handoff: HandoffListener | None = None
+        #: the hand-off under way (its action), None otherwise
+        self.handing_off: str | None = None
+        #: hand-offs released (the control plane moved the epoch on our release)
+        self.released = 0
 
     async def acquire(self) -> int:
         """Claim (or confirm) the lease for this runtime; raise :class:`CPError` if refused."""
@@ -177,7 +193,15 @@ class LeaseKeeper:
         to another runtime); None once it is lost (nothing more may leave)."""
         if self.lost is not None:
             return None
+        if self.handing_off == "rotate":
+            return False  # released next: held until the rotation is followed
+        if self.handing_off is not None:
+            return None  # handed to another runtime (or revoked): nothing more leaves
         return time.monotonic() < self._valid_until
+
+    def valid_for(self) -> float:
+        """Seconds our own bound on the lease still holds (<= 0: lapsed)."""
+        return self._valid_until - time.monotonic()
 
     def _held(self, lease: Lease, requested_at: float) -> None:
         self.epoch = lease.epoch
@@ -211,10 +235,51 @@ class LeaseKeeper:
                     if started >= self._valid_until:
                         self._lose("lease_expired_control_plane_unreachable")
                     continue  # frozen plan until the lease can no longer be renewed
+                if exc.code == HandoffPending.code:
+                    await self._hand_off(exc.field or "migrate")
+                    continue
                 await self._refused()
                 continue
             self.renewals += 1
             self._held(lease, started)
+
+    async def _hand_off(self, action: str) -> None:
+        """The control plane is handing the lease off (two phases): the gate closes (holds,
+        for a rotation in place), the session ends its active turn and saves its checkpoint
+        (``on_handoff``), then the lease is released. The release moves the epoch: a rotation in
+        place is followed (the gate reopens at the new epoch), a migration or revoke
+        loses the session. A release the control plane no longer takes (the hand-off timed
+        out) is sorted out as a refused renewal."""
+        old = self.epoch
+        self.handing_off = action  # the gate closes first: nothing more leaves from here
+        if self.on_handoff is not None:
+            await self.on_handoff(action)
+        started = time.monotonic()
+        try:
+            released = await self.client.release_lease(self.session_id, self.holder, old or 0)
+        except CPError as exc:
+            if exc.code == "unavailable" and exc.field == "server":
+                return  # the next renewal is refused again and the release retried
+            await self._refused()  # the hand-off timed out: where is the lease now?
+            return
+        self.released += 1
+        if released.holder != self.holder or old is None or released.epoch != old + 1:
+            self._lose(f"{_HANDOFF_LOSS.get(released.action, 'lease_moved')}"
+                       + (f":{released.holder}" if released.action == "migrate" else ""))
+            return
+        try:  # our own bound on the new epoch's lease, measured from before this request
+            lease = await self.client.renew_lease(self.session_id, self.holder,
+                                                  released.epoch, self.ttl_ms)
+        except CPError:
+            lease = None
+        self.handing_off = None
+        if lease is None:
+            self.epoch, self._valid_until = released.epoch, 0.0  # held until renewed
+        else:
+            self._held(lease, started)
+        _LOG.info("session %s lease rotated %s -> %s (released)", self.session_id, old,
+                  released.epoch)
+        self.on_change(released.epoch, "lease_rotated")
 
     async def _refused(self) -> None:
         """A renewal was refused: a rotation to us in place (follow it) or a loss (stop).
@@ -229,6 +294,8 @@ class LeaseKeeper:
         that epoch, which only the holder of the current epoch can do."""
         started = time.monotonic()
         old = self.epoch
+        if self.handing_off is not None:  # the hand-off ended without our release
+            self.handing_off, self._valid_until = None, 0.0  # held until sorted out
         try:
             current = await self.client.authorize_lease(self.session_id, self.holder,
                                                         old or 0)

@@ -13,14 +13,88 @@ or turn id.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from rspp.contracts import ControlSignal, SignalName
+from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
 
 __all__ = ["ServerMetrics"]
+
+
+class _Admission(Protocol):
+    def decisions(self) -> dict[str, dict[tuple[str, str], int]]: ...
+
+    def active_sessions(self) -> dict[str, int]: ...
+
+    def open_turns(self) -> dict[str, int] | None: ...
+
+
+class _PoolCollector(Collector):
+    """The shared execution pool's slots and fairness, read at scrape time (F-105, F-174)."""
+
+    def __init__(self, pool: ExecutionPool, per_fairness_key: bool) -> None:
+        self.pool = pool
+        self.per_fairness_key = per_fairness_key
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily("rspp_pool_active", "Pool slots in use", labels=["key"])
+        waiting = GaugeMetricFamily("rspp_pool_waiting", "Work queued for a pool slot",
+                                    labels=["key"])
+        limit = GaugeMetricFamily("rspp_pool_limit", "Pool slots", labels=["key"])
+        granted = CounterMetricFamily("rspp_pool_granted", "Pool slots granted per fairness "
+                                      "key (the tenant)", labels=["key", "fairness_key"])
+        overtaken = GaugeMetricFamily(
+            "rspp_pool_max_overtaken", "Most slots granted to other fairness keys while one "
+            "of this key's requests waited (round-robin bounds it by the other keys waiting; "
+            "above that is starvation, NF-033)", labels=["key", "fairness_key"])
+        for key in self.pool.keys():
+            st = self.pool.stats(key)
+            active.add_metric([key], st["active"] or 0)
+            waiting.add_metric([key], self.pool.waiting(key))
+            if st["limit"] is not None:
+                limit.add_metric([key], st["limit"])
+            if self.per_fairness_key:
+                for fk, fair in sorted(self.pool.fairness(key).items()):
+                    granted.add_metric([key, fk], fair.granted)
+                    overtaken.add_metric([key, fk], fair.max_overtaken)
+        yield from (active, waiting, limit, granted, overtaken)
+
+
+class _AdmissionCollector(Collector):
+    """Per-tenant quota metrics read from the runtime's admission at scrape time (F-050)."""
+
+    def __init__(self, admission: _Admission) -> None:
+        self.admission = admission
+
+    def collect(self) -> Iterator[Metric]:
+        decided = CounterMetricFamily(
+            "rspp_admission_decisions", "Runtime admission decisions per tenant, at session "
+            "start and per turn (quotas: concurrent sessions, sessions and turns per minute)",
+            labels=["tenant", "at", "outcome"])
+        for tenant, counts in sorted(self.admission.decisions().items()):
+            for (at, outcome), n in sorted(counts.items()):
+                decided.add_metric([tenant, at, outcome], n)
+        yield decided
+        active = GaugeMetricFamily("rspp_admission_active_sessions",
+                                   "Sessions of each tenant admitted on this runtime",
+                                   labels=["tenant"])
+        for tenant, n in sorted(self.admission.active_sessions().items()):
+            active.add_metric([tenant], n)
+        yield active
+        turns = self.admission.open_turns()
+        if turns is not None:
+            open_ = GaugeMetricFamily("rspp_capacity_open_turns", "Turns holding this "
+                                      "runtime's turn capacity, by session priority (F-172)",
+                                      labels=["priority"])
+            for priority, n in sorted(turns.items()):
+                open_.add_metric([priority], n)
+            yield open_
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
@@ -96,6 +170,14 @@ class ServerMetrics:
             fn()
         except Exception:  # metrics never break a session
             self._errors.inc()
+
+    def watch_pool(self, pool: ExecutionPool, *, per_fairness_key: bool) -> None:
+        """Export the shared execution pool (per tenant when tenants are its fairness keys)."""
+        self.runtime.registry.register(_PoolCollector(pool, per_fairness_key))
+
+    def watch_admission(self, admission: _Admission) -> None:
+        """Export the runtime admission's per-tenant decisions and sessions (F-050)."""
+        self.runtime.registry.register(_AdmissionCollector(admission))
 
     def session_opened(self) -> None:
         self._safe(self._opened.inc)

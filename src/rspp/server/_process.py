@@ -18,6 +18,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +38,8 @@ from rspp.controlplane import (
     create_app,
 )
 from rspp.controlplane._store import default_sqlite_url
+from rspp.controlplane._tls import ClientTls, ReloadingClientContext
+from rspp.observability import RetentionPolicy, sweep
 from rspp.server._app import create_runtime_app
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
@@ -46,6 +49,7 @@ from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
 from rspp.server._wsproto import LeanWebSocketProtocol
+from rspp.turns import CapacityModel
 
 __all__ = ["ServeOptions", "TransportRoutes", "serve"]
 
@@ -67,6 +71,8 @@ class ServeOptions:
     control_plane: str | None = None
     api_key: str | None = None
     token_secret: str | None = None
+    #: mutual TLS to the control plane (F-120): client certificate, key, CA bundle
+    tls: ClientTls | None = None
     db_url: str | None = None
     runtime_id: str | None = None
     #: the transport endpoint clients are routed to (default ws://HOST:PORT)
@@ -80,10 +86,23 @@ class ServeOptions:
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: share of sessions whose timelines record events (F-071)
+    record_sample_rate: float = 1.0
+    #: timelines older than this are deleted (audited) by a sweep every
+    #: ``retention_sweep_s`` (F-071; None: kept)
+    retention_s: float | None = None
+    retention_sweep_s: float = 60.0
     #: kernel overhead budget per event, microseconds (None: no budget)
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076)
     max_debug_captures: int = 1
+    #: turns open at once, and how many of those only interactive sessions may use
+    #: (F-172, F-173; None: unbounded)
+    max_active_turns: int | None = None
+    interactive_reserve: int = 0
+    #: node type -> slots shared by all sessions (F-105, F-109), and the fairness key
+    pool_limits: dict[str, int] = field(default_factory=dict)
+    pool_fairness: str = "tenant"
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -149,7 +168,9 @@ async def serve(opts: ServeOptions) -> int:
         cp_app = create_app(cp)
         client = ControlPlaneClient(base, api_key, transport=httpx.ASGITransport(app=cp_app))
     else:
-        client = ControlPlaneClient(opts.control_plane, api_key)
+        client = ControlPlaneClient(
+            opts.control_plane, api_key,
+            tls=ReloadingClientContext(opts.tls) if opts.tls is not None else None)
     runtime_id = opts.runtime_id or f"rt-{socket.gethostname()}-{port}"
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
@@ -158,11 +179,17 @@ async def serve(opts: ServeOptions) -> int:
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
+                               sample_rate=opts.record_sample_rate,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
-                               max_debug_captures=opts.max_debug_captures),
+                               max_debug_captures=opts.max_debug_captures,
+                               capacity=None if opts.max_active_turns is None else CapacityModel(
+                                   opts.max_active_turns, opts.interactive_reserve),
+                               pool_limits=dict(opts.pool_limits),
+                               pool_fairness=opts.pool_fairness),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
+    sweeper: asyncio.Task[None] | None = None
     try:
         if cp is not None:
             spec = opts.spec or DEFAULT_SPEC
@@ -187,6 +214,10 @@ async def serve(opts: ServeOptions) -> int:
             server.should_exit = True
             await task
             raise
+        if opts.timeline_dir is not None and opts.retention_s is not None:
+            sweeper = asyncio.create_task(_retention_loop(
+                opts.timeline_dir, opts.retention_s, opts.retention_sweep_s),
+                name="rspp-retention")
         frozen = settle_heap()  # started: the start-up heap leaves the collector's scans
         if cp is not None:
             opts.announce(f"rspp serve: embedded control plane on {base} "
@@ -208,12 +239,30 @@ async def serve(opts: ServeOptions) -> int:
         opts.announce("rspp serve: stopped")
         return 0
     finally:
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.wait({sweeper})
         await runtime.stop()
         if monitor is not None:
             await monitor.stop()
         if cp is not None:
             await cp.close()
         sock.close()
+
+
+async def _retention_loop(root: Path, max_age_s: float, every_s: float) -> None:
+    """Delete timelines older than ``max_age_s`` every ``every_s`` (F-071); each deletion
+    is audited in ``<root>/retention-audit.jsonl`` and logged."""
+    policy = RetentionPolicy(default_max_age_s=max_age_s)
+    while True:
+        try:
+            result = await asyncio.to_thread(sweep, root, policy, now_s=time.time())
+        except OSError as exc:
+            _LOG.warning("retention sweep of %s failed: %s", root, exc)
+        else:
+            for name in result.deleted:
+                _LOG.info("retention: deleted %s (older than %ss)", name, max_age_s)
+        await asyncio.sleep(every_s)
 
 
 def main(opts: ServeOptions) -> int:

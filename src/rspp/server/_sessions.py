@@ -38,8 +38,9 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
-from rspp.kernel import SystemClock
-from rspp.observability import DebugCaptureSlots
+from rspp.kernel import ExecutionPool, SystemClock
+from rspp.observability import DebugCaptureSlots, SamplingPolicy
+from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
@@ -49,7 +50,14 @@ from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
-from rspp.turns import ResumePoint, SessionCheckpointer, StateManager, resume_session
+from rspp.turns import (
+    CapacityModel,
+    LocalAdmission,
+    ResumePoint,
+    SessionCheckpointer,
+    StateManager,
+    resume_session,
+)
 
 _HANDOFF_SIGNALS = frozenset({SignalName.MIGRATION_START, SignalName.LEASE_ROTATED,
                               SignalName.SESSION_HANDOFF, SignalName.MIGRATION_FINISH})
@@ -61,6 +69,9 @@ _LOG = logging.getLogger("rspp.server")
 
 #: how long a drain hand-off waits for the turn it ended at the deadline to close
 _TURN_END_S = 2.0
+
+#: the reason an operator's hand-off gives the turn it ends (by the hand-off's action)
+_HANDOFF_REASONS = {"migrate": "handed_off", "revoke": "lease_revoked"}
 
 
 class BuiltSession(Protocol):
@@ -94,6 +105,9 @@ class SessionPolicy:
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
     record_level: RecordingLevel | None = None
+    #: share of sessions whose timelines record events (F-071; decided per session id,
+    #: deterministically); the others keep only their OR-02 evidence
+    sample_rate: float = 1.0
     #: on drain, once turns finished: ``close`` each session (it ends) or ``migrate`` it
     #: (the control plane moves it to another runtime; the client reconnects there)
     drain_mode: str = "close"
@@ -101,6 +115,13 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
+    capacity: CapacityModel | None = None
+    #: slots per node type shared by every session (F-105, F-109) and whose turn comes
+    #: first when they are all taken: ``tenant`` (round-robin across tenants) or
+    #: ``session`` (across sessions) (F-174)
+    pool_limits: dict[str, int] = field(default_factory=dict)
+    pool_fairness: str = "tenant"
 
 
 @dataclass(slots=True)
@@ -153,8 +174,32 @@ class ServedSession(Generic[S]):
 
     def _on_authority(self, epoch: int | None, reason: str) -> None:
         self.core.authority_changed(epoch, reason)
-        if epoch is None:  # lost: nothing may be produced for this session any more
+        if epoch is None and reason.startswith("handed_off:"):
+            # released to another runtime (an operator's migration): it lives on there
+            self.handed_off = True
+            self.owner._spawn(self.close(reason))
+        elif epoch is None:  # lost: nothing may be produced for this session any more
             self.owner._spawn(self.close(f"authority_lost:{reason}"))
+
+    async def _on_handoff(self, action: str) -> None:
+        """The control plane hands the lease off (an operator's migrate, rotate, revoke):
+        before the lease is released, the session's output is fenced and its active turn
+        ends here, under the lease that ran it (T8 ``deauthorized_drain``,
+        ``abort(authority_loss)``, ``close``), and its last checkpoint is saved (it has
+        no open turn: the next holder does not end the turn again). Bounded by what is
+        left of the lease (the control plane rotates it at its expiry anyway).
+
+        A rotation in place keeps the session here: its gate holds while the lease is
+        released and the turn ends on the rotation itself (fenced before the gate opens
+        again at the new epoch), as a rotation always did."""
+        if action == "rotate":
+            return
+        self.core.authority_changed(None, _HANDOFF_REASONS.get(action, "handed_off"))
+        left = max(0.1, self.keeper.valid_for())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), min(_TURN_END_S, left))
+        if self.checkpoints is not None:
+            await self.checkpoints.flush(timeout_s=max(0.1, min(2.0, self.keeper.valid_for())))
 
     async def close(self, reason: str) -> None:
         """Close the client connection and the session with ``reason``."""
@@ -251,6 +296,15 @@ class GovernedSessions:
         self.policy = policy or SessionPolicy()
         #: the runtime's debug-capture slots, shared by its sessions (F-076)
         self.debug_slots = DebugCaptureSlots(self.policy.max_debug_captures, SystemClock())
+        #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
+        #: across its sessions), shared by every session it serves
+        self.circuits = CircuitRegistry()
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
+        metrics.watch_admission(self.admission)
+        #: the runtime's execution pool (node-type slots shared by its sessions)
+        self.pool = ExecutionPool(self.policy.pool_limits) if self.policy.pool_limits else None
+        if self.pool is not None:
+            metrics.watch_pool(self.pool, per_fairness_key=self.policy.pool_fairness == "tenant")
         self.active: dict[str, ServedSession[Any]] = {}
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
@@ -318,6 +372,12 @@ class GovernedSessions:
         keeper = LeaseKeeper(self.link.client, sid, self.link.runtime_id,
                              ttl_ms=self.policy.lease_ttl_ms, on_change=on_change,
                              renew_ms=self.policy.lease_renew_ms, renewer=self.link.renewer)
+
+        async def on_handoff(action: str) -> None:
+            if holder:
+                await holder[0]._on_handoff(action)
+
+        keeper.on_handoff = on_handoff
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         store = ControlPlaneStateStore(self.link.client, self.link.runtime_id,
@@ -457,13 +517,17 @@ class GovernedSessions:
         opts = AssemblyOptions(
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
+            sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
-            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots)
+            runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
+            circuits=self.circuits, admission=self.admission,
+            priority=info.attributes.get("priority", "interactive"), pool=self.pool,
+            fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)
         try:
             built = await build(gd, opts)
         except AssemblyError as exc:
@@ -539,6 +603,19 @@ class GovernedSessions:
             with contextlib.suppress(TimeoutError):
                 await core.session.drain(timeout_s=5.0)
 
+    async def supersede(self, served: ServedSession[Any], epoch: int) -> None:
+        """A client presents lease ``epoch``, newer than ``served``'s: the session moved
+        away and back, and this copy lost it (its keeper learns it at its next renewal).
+        The copy is fenced (nothing more leaves) and dropped now, so the connection opens
+        a new copy at ``epoch`` restored from the checkpoint instead of resuming this one;
+        the session is not ended (it lives on in the new copy)."""
+        reason = f"superseded_by_epoch:{epoch}"
+        if served.keeper.lost is None:
+            served.keeper.lost = reason
+        served.handed_off = True
+        served.core.authority_changed(None, reason)
+        await served.close(f"authority_lost:{reason}")
+
     def _forget(self, served: ServedSession[Any]) -> None:
         if self.active.get(served.session_id) is served:
             del self.active[served.session_id]
@@ -586,10 +663,13 @@ class GovernedSessions:
         if served.checkpoints is not None:
             await served.checkpoints.flush(timeout_s=min(deadline_s, 5.0) or 1.0)
         # the gate closes before the control plane moves the lease: nothing more leaves
-        # from here, and the renewal the move refuses is not taken for a lost lease
+        # from here, and the renewal the move refuses is not taken for a lost lease; the
+        # holder hands its own lease over (fenced already): the move is immediate
+        epoch = served.keeper.epoch
         served.keeper.lost = "handed_off"
         try:
-            moved = await self.link.client.migrate(sid)
+            moved = await self.link.client.migrate(
+                sid, released_by=(self.link.runtime_id, epoch) if epoch is not None else None)
         except CPError as exc:
             _LOG.warning("session %s cannot be handed off (%s); it closes", sid, exc)
             return

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import struct
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
@@ -46,7 +47,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from rspp.transports import FRAME_SINK, FrameSink
+from rspp.transports import FRAME_SINK, SEND_GATE, FrameSink
 
 try:
     from websockets.speedups import apply_mask
@@ -112,6 +113,10 @@ class _Inbox(asyncio.Queue[Any]):
                 raise
         return items.popleft()
 
+
+#: the transport's write-buffer high-water mark (asyncio's default is 64 KiB: 2 s of
+#: 16 kHz audio that a process resumed after its lease lapsed would still flush)
+_WRITE_HIGH = 4096
 
 class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn ``websockets-sansio`` with the lean frame path (see the module docstring)."""
@@ -247,7 +252,18 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._rest = b""
         super().data_received(bytes(buf[pos:]))
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # the user-space write buffer stays small: what waits for the socket waits in the
+        # session's bounded queue, where the lease gate still sees it (a paused process)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+
     async def send(self, message: ASGISendEvent) -> None:
+        gate: Callable[[], bool] | None = message.get(SEND_GATE)  # type: ignore[assignment]
+        if gate is not None and not self.writable.is_set():
+            await self.writable.wait()  # the socket took what was buffered...
+            if gate() is not True:
+                return  # ...but the lease lapsed meanwhile (a paused process): dropped
         if (self._lean_out() and message["type"] == "websocket.send"
                 and self.writable.is_set()):
             data: Any = message.get("bytes")

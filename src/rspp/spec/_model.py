@@ -215,6 +215,22 @@ class RecordingSpec(msgspec.Struct, **_S):
     allowed_replay_modes: tuple[ReplayMode, ...] | None = None
 
 
+class SloSpec(msgspec.Struct, **_S):
+    """The pipeline's own quality-gate thresholds (NF-001, NF-003), milliseconds.
+
+    ``rspp slo report --spec`` gates recorded timelines on them; unset ones keep the
+    simple/v1 profile's (the MVP bounds: turn open p95 120, first output p95 1500, cancel
+    fence p95 150, end to end p50 1500 and p95 2000).
+    """
+
+    turn_open_p95_ms: Ms | None = None
+    first_output_p95_ms: Ms | None = None
+    cancel_fence_p95_ms: Ms | None = None
+    cancel_fence_p99_ms: Ms | None = None
+    end_to_end_p50_ms: Ms | None = None
+    end_to_end_p95_ms: Ms | None = None
+
+
 class OverloadSpec(msgspec.Struct, **_S):
     """Automatic degrade posture under sustained shedding (F-048, NF-006).
 
@@ -328,6 +344,7 @@ class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     budgets: BudgetsSpec | None = None
     flow_control: FlowControlSpec | None = None
     recording: RecordingSpec | None = None
+    slo: SloSpec | None = None
     overload: OverloadSpec | None = None
     transport: TransportSpec | None = None
     unknown_event_action: Annotated[

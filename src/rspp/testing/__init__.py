@@ -7,10 +7,12 @@ single node on a virtual clock and expose outputs, control signals and drops (F-
 :data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns).
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
+:class:`Pki`: a throw-away certificate authority for mutual-TLS deployments (F-120).
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
 from rspp.testing._network import Impairment
+from rspp.testing._pki import CertificateAuthority, Pki
 from rspp.testing._specs import PATIENT_BUDGETS, TEXT_CHAT_SPEC, with_patient_budgets
 from rspp.testing._speech_corpus import (
     CORPUS_PATH,
@@ -28,9 +30,11 @@ __all__ = [
     "PATIENT_BUDGETS",
     "PAUSE_MS",
     "TEXT_CHAT_SPEC",
+    "CertificateAuthority",
     "GraphHarness",
     "Impairment",
     "NodeHarness",
+    "Pki",
     "Utterance",
     "WebRTCPeer",
     "audio_frames",

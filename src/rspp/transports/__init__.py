@@ -102,6 +102,7 @@ from rspp.transports._webrtc import (
 )
 from rspp.transports._websocket import (
     FRAME_SINK,
+    SEND_GATE,
     SESSION_PATH,
     FrameSink,
     SessionHub,
@@ -125,6 +126,7 @@ __all__ = [
     "FRAME_SINK",
     "PROTOCOL_VERSION",
     "ROOM_AUDIO",
+    "SEND_GATE",
     "SERVER_EVENTS",
     "SESSION_PATH",
     "SUBPROTOCOL_JSON",

@@ -10,17 +10,25 @@ duplicated or lost are the jitter buffer's (:mod:`rspp.transports._jitter`).
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rspp.errors import RSPPError
+from rspp.transports._soxr_direct import DirectStream, open_stream
 
-__all__ = ["Flood", "IngressMeter", "Rechunker", "StreamResampler"]
+__all__ = ["Flood", "IngressLock", "IngressMeter", "Rechunker", "StreamResampler"]
 
 
 class Flood(RSPPError):
     """The client sends audio faster than real time beyond the allowance."""
+
+
+_I16 = np.dtype(np.int16)
 
 
 class StreamResampler:
@@ -28,18 +36,40 @@ class StreamResampler:
 
     ``quality`` is soxr's: ``"HQ"`` (default) releases output in blocks of ~100 ms
     (~74 ms behind the input on average at 2:1); ``"QQ"`` (cubic) has no block delay at
-    a lower stop-band rejection (see docs/benchmarks.md, phone calls).
+    a lower stop-band rejection (see docs/benchmarks.md, phone calls). The stream is
+    libsoxr's C API called directly where python-soxr exposes it
+    (:mod:`rspp.transports._soxr_direct`: the same samples for a seventh of the
+    instructions of a 20 ms frame), else python-soxr's ``ResampleStream``.
     """
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ") -> None:
         self.in_rate, self.out_rate, self.quality = in_rate, out_rate, quality
         self._odd = b""
-        self._stream = None
+        self._stream: Any = None
+        #: resample a whole number of samples (None: identity)
+        self._convert: Callable[[bytes], bytes] | None = None
         if in_rate != out_rate:
-            import soxr
+            self._open()
 
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16",
-                                               quality=quality)
+    def _open(self) -> None:
+        direct = open_stream(self.in_rate, self.out_rate, self.quality)
+        if direct is not None:
+            self._stream, self._convert = direct, direct.convert
+            return
+        import soxr
+
+        stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16",
+                                     quality=self.quality)
+        # a (samples, 1) view of the input goes to soxr as it is (no squeeze, no copy);
+        # its wrapper's type checks are ours (an int16 array of that shape, always), so the
+        # chunk function it calls for such an array is taken directly when it has one
+        chunk = getattr(stream, "_process", None) or stream.resample_chunk
+
+        def convert(pcm: bytes) -> bytes:
+            out: bytes = chunk(np.ndarray((len(pcm) >> 1, 1), _I16, pcm), False).tobytes()
+            return out
+
+        self._stream, self._convert = stream, convert
 
     @property
     def identity(self) -> bool:
@@ -47,30 +77,31 @@ class StreamResampler:
         return self._stream is None and not self._odd
 
     def convert(self, pcm: bytes) -> bytes:
+        if self._convert is not None and not self._odd and not len(pcm) & 1:
+            return self._convert(pcm)  # the common case: a whole number of samples
         data = self._odd + pcm if self._odd else pcm
         if len(data) % 2:
             data, self._odd = data[:-1], data[-1:]
         else:
             self._odd = b""
-        if self._stream is not None and data:
-            # one channel as a (samples, 1) view: soxr takes and returns it as is (no
-            # squeeze, no copy of the input); this runs for every 20 ms network frame
-            out = self._stream.resample_chunk(np.frombuffer(data, dtype=np.int16).reshape(-1, 1))
-            data = out.tobytes()
+        if self._convert is not None and data:
+            data = self._convert(data)
         return data
 
     def flush(self) -> bytes:
         """The samples still inside the resampler (its filter delay, up to ~100 ms):
         the end of a stream. The resampler starts a new stream afterwards."""
         self._odd = b""
-        if self._stream is None:
+        stream = self._stream
+        if stream is None:
             return b""
-        import soxr
-
-        out = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
-        self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="int16",
-                                           quality=self.quality)
-        return np.asarray(out, dtype=np.int16).tobytes()
+        if isinstance(stream, DirectStream):
+            out = stream.convert(b"", last=True)
+        else:
+            out = np.asarray(stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True),
+                             dtype=np.int16).tobytes()
+        self._open()
+        return out
 
 
 class Rechunker:
@@ -85,15 +116,21 @@ class Rechunker:
 
     def push(self, pcm: bytes) -> list[bytes]:
         """Add client PCM; return the complete frames now available."""
-        if (len(pcm) == self.frame_bytes and not self._buf and self._resampler.identity
-                and type(pcm) is bytes):
+        buf, n = self._buf, self.frame_bytes
+        if len(pcm) == n and not buf and type(pcm) is bytes and self._resampler.identity:
             return [pcm]  # a whole frame at the pipeline rate: as it came, no copy
-        self._buf.extend(self._resampler.convert(pcm))
-        n = self.frame_bytes
+        buf += self._resampler.convert(pcm)
+        size = len(buf)
+        if size < n:
+            return []
+        if size < 2 * n:  # one frame (a carrier's 20 ms at 2:1 lands ~4 samples off it)
+            frame = bytes(buf[:n])
+            del buf[:n]
+            return [frame]
         frames = []
-        while len(self._buf) >= n:
-            frames.append(bytes(self._buf[:n]))
-            del self._buf[:n]
+        while len(buf) >= n:
+            frames.append(bytes(buf[:n]))
+            del buf[:n]
         return frames
 
     @property
@@ -149,9 +186,62 @@ class IngressMeter:
             # one late arrival is counted once: real time re-anchors on this frame
             self.started_s = now_s - due_ms / 1000.0
         drained = self.ahead_ms - (now_s - self._last_s) * 1000.0
-        self.ahead_ms = max(drained, -self.flood_credit_ms) + frame_ms
+        floor = -self.flood_credit_ms
+        self.ahead_ms = (drained if drained > floor else floor) + frame_ms
         self._last_s = now_s
         if self.ahead_ms > self.flood_allowance_ms:
             raise Flood(f"audio arrives faster than real time: {self.ahead_ms:.0f} ms of audio "
                         f"ahead of real time (allowance {self.flood_allowance_ms:.0f} ms, "
                         f"catch-up credit {self.flood_credit_ms:.0f} ms)")
+
+
+class IngressLock:
+    """One connection's ingress order: a FIFO asyncio lock whose uncontended acquire
+    (:meth:`try_acquire`, every frame) is a plain call, not a coroutine.
+
+    A release hands the lock to the longest waiter (it stays held): a frame arriving
+    meanwhile cannot overtake the ones queued before it.
+    """
+
+    __slots__ = ("_held", "_waiters")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (True), without waiting."""
+        if self._held:
+            return False
+        self._held = True
+        return True
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over while being cancelled: to the next one
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # handed over: still held
+                return
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()

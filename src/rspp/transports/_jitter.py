@@ -144,7 +144,8 @@ class JitterBuffer:
             return None
         # in order with nothing held: nothing seen is ahead of it, so it is not behind
         self.stats.frames += 1
-        self._max_seen = max(self._max_seen, seq)
+        if seq > self._max_seen:
+            self._max_seen = seq
         self._next = seq + 1
         self._settle(nbytes)
         disc, self._disc = self._disc, False

@@ -45,7 +45,7 @@ from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
-from rspp.transports._ingress import IngressMeter, Rechunker, StreamResampler
+from rspp.transports._ingress import IngressLock, IngressMeter, Rechunker, StreamResampler
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._live_options import LiveOptions
 from rspp.transports._marks import mark_name
@@ -161,7 +161,7 @@ class LiveTransport:
         self._due_for: _Turn | None = None
         self.media_samples = 0
         self._index = 0
-        self._ingress_lock = asyncio.Lock()
+        self._ingress_lock = IngressLock()
         #: the running loop's clock (read per ingress frame)
         self._loop_time: Callable[[], float] | None = None
         #: the format of every ingress frame (shared, immutable)
@@ -318,7 +318,8 @@ class LiveTransport:
 
         Not a coroutine itself (one frame of every session, 50 times a second): it returns
         the awaitable that takes the frame in."""
-        if not self._takes_audio():
+        s = self.session
+        if s is not None and "audio" not in s.entries:  # (``_takes_audio``, inline)
             # told once, on the event channel of whatever transport carries the session (a
             # media track keeps sending: its loop must not fail)
             self.audio_refused += 1
@@ -358,8 +359,9 @@ class LiveTransport:
 
     def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
         buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
-        return JitterIngress(buffer, lambda pcm: self._rechunker.push(pcm), self._push_frame,
-                             self._jitter_note, transport)
+        # the connection's re-chunker (``connect`` makes it before this buffer)
+        return JitterIngress(buffer, self._rechunker.push, self._push_frame, self._jitter_note,
+                             transport)
 
     def _end_jitter(self) -> None:
         """The connection's jitter buffer is done: its summary on the timeline and to
@@ -384,7 +386,8 @@ class LiveTransport:
         # keeps running while ``end`` feeds silence) never share a sequence number or
         # record out of order
         lock = self._ingress_lock
-        await lock.acquire()  # not ``async with``: two coroutines fewer for every frame
+        if not lock.try_acquire():  # (free: taken without a coroutine, as every frame does)
+            await lock.acquire()
         try:
             ev = Event("audio_chunk", frame, audio_format=self._in_format,
                        sample_index=self.media_samples, transport_seq=self._index)
@@ -394,7 +397,7 @@ class LiveTransport:
             self.media_samples += len(frame) // 2
             self._index += 1
             await self._ingress(ev)
-            self._last_ingress_seq = max(ev.seq, 0)
+            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
         finally:
             lock.release()
 
@@ -477,7 +480,7 @@ class LiveTransport:
             self.signal(SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, tid, f"port:{port}")
         if port.startswith("transcript"):
             return
-        if event.kind == "audio_chunk" and isinstance(event.payload, bytes | bytearray):
+        if event.kind == "audio_chunk" and isinstance(event.payload, (bytes, bytearray)):
             self._audio(t, bytes(event.payload), event.audio_format or AudioFormat())
             if event.attrs and event.attrs.get("sentence"):
                 t.text.add(port, str(event.attrs["sentence"]), whole=True)

@@ -168,6 +168,14 @@ class LiveSessionHandle:
 
         return stream()
 
+    def may_send(self) -> bool:
+        """The output gate where bytes go to the socket (a connection's last check): False
+        once the session's authority no longer holds (counted as fenced, dropped)."""
+        if self.transport.may_output() is True:
+            return True
+        self.transport.fenced_outputs += 1
+        return False
+
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         """A task owned by this handle: ``close`` cancels and awaits every one still running."""
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)

@@ -31,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
+import msgspec
 from starlette.routing import WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
@@ -69,7 +71,9 @@ from rspp.transports._twilio_protocol import (
     Media,
     StreamStart,
     StreamStop,
+    carrier_error,
     decode_carrier,
+    decode_carrier_raw,
     decode_payload,
 )
 from rspp.transports._websocket import SessionHub
@@ -142,8 +146,10 @@ class _Call:
                          f"{self.opts.max_message_bytes}")
         return text
 
-    async def send(self, text: str) -> None:
-        await send_raw(self.ws, self._send, {"type": "websocket.send", "text": text})
+    def send(self, text: str) -> Awaitable[None]:
+        """Send one text message (the awaitable of the raw send itself: no coroutine of
+        its own, as reply frames go out 50 times a second)."""
+        return send_raw(self.ws, self._send, {"type": "websocket.send", "text": text})
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
@@ -306,38 +312,43 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
 
     Returns how the call ended (``stop``, ``carrier_disconnected``); the caller hangs
     the session up, outside this task (which is cancelled when the writer ends first).
-    The ``media`` message (50 a second) is taken inline: the raw ASGI message, the
-    decoded payload and the carrier's chunk number straight into the session.
+    The ``media`` message (50 a second) is taken inline: the raw ASGI text message
+    (anything else goes through :meth:`_Call.text`), the payload decoded with the JSON
+    and the carrier's chunk number straight into the session.
     """
     receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
-    max_media = call.opts.max_media_bytes
+    max_media, max_text = call.opts.max_media_bytes, call.opts.max_message_bytes
     push_audio = handle.push_audio
+    decode = decode_carrier_raw  # (msgspec's errors named below)
     while not handle.closed:
-        text = text_of(await receive())
-        if text is None:
-            return "carrier_disconnected"
+        raw = await receive()
+        text = raw.get("text")
+        if text is None or len(text) > max_text or raw["type"] != "websocket.receive":
+            text = text_of(raw)
+            if text is None:
+                return "carrier_disconnected"
         try:
-            msg = decode_carrier(text)
-        except ProtocolError as exc:
-            raise _Close(CLOSE_BAD_REQUEST, f"bad message ({exc.field}): {exc}") from None
-        if type(msg) is Media:
-            media = msg.media
-            if media.track not in _INBOUND:
-                continue  # only the caller's audio is session input
-            try:
+            msg = decode(text)
+            if type(msg) is Media:
+                media = msg.media
+                if media.track not in _INBOUND:
+                    continue  # only the caller's audio is session input
                 mulaw = decode_payload(msg, max_media)
-            except ProtocolError as exc:
-                raise _Close(CLOSE_BAD_REQUEST, f"{exc.field}: {exc}") from None
-            # the carrier numbers its media chunks (``media.chunk``, 1-based): the jitter
-            # buffer orders them
-            chunk = media.chunk
-            seq = int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 \
-                else None
-            try:
-                await push_audio(mulaw_decode(mulaw), seq)
-            except Flood as exc:
-                raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
-        elif isinstance(msg, Mark):
+                # the carrier numbers its media chunks (``media.chunk``, 1-based): the
+                # jitter buffer orders them
+                chunk = media.chunk
+                seq = int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 \
+                    else None
+                try:
+                    await push_audio(mulaw_decode(mulaw), seq)
+                except Flood as exc:
+                    raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
+                continue
+        except (ProtocolError, msgspec.MsgspecError) as exc:
+            err = exc if isinstance(exc, ProtocolError) else carrier_error(exc)
+            raise _Close(CLOSE_BAD_REQUEST, f"{err.field}: {err}" if err.field == "media.payload"
+                         else f"bad message ({err.field}): {err}") from None
+        if isinstance(msg, Mark):
             heard = parse_mark(msg.mark.name)
             if heard is not None:
                 handle.heard(*heard)

@@ -13,6 +13,7 @@ or a missing field is a :class:`~rspp.transports.ProtocolError` naming it.
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from typing import Annotated, cast
 
 import msgspec
@@ -28,11 +29,10 @@ __all__ = [
     "Media",
     "StreamStart",
     "StreamStop",
-    "clear_message",
+    "carrier_error",
     "decode_carrier",
+    "decode_carrier_raw",
     "decode_payload",
-    "mark_message",
-    "media_message",
 ]
 
 Short = Annotated[str, msgspec.Meta(max_length=200)]
@@ -46,9 +46,10 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_fiel
     Not tracked by the garbage collector (``gc=False``): a decoded message holds only
     strings, numbers and other messages' parts, never a reference cycle, and 50 ``media``
     messages a second per call would otherwise each count towards a collection.
+    Every message also carries ``sequenceNumber`` (and, after ``connected``,
+    ``streamSid``): nothing reads them, so they are not decoded (the stream id is the
+    ``start`` message's).
     """
-
-    sequence_number: Short | None = None
 
 
 class Connected(_Event, tag="connected", frozen=True, kw_only=True):
@@ -72,19 +73,19 @@ class StartInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class StreamStart(_Event, tag="start", frozen=True, kw_only=True):
-    stream_sid: Short | None = None
     start: StartInfo
 
 
-class MediaInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    payload: str
+class MediaInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    #: the mu-law bytes: the JSON string is strict base64 (padding required, only its
+    #: alphabet), decoded with the message; its size is checked against the endpoint's limit
+    payload: bytes
     track: Short | None = None
+    #: the carrier's chunk number (a decimal string, 1-based): the jitter buffer's order
     chunk: Short | None = None
-    timestamp: Short | None = None
 
 
-class Media(_Event, tag="media", frozen=True, kw_only=True):
-    stream_sid: Short | None = None
+class Media(_Event, tag="media", frozen=True, kw_only=True, gc=False):
     media: MediaInfo
 
 
@@ -94,7 +95,6 @@ class DtmfInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class Dtmf(_Event, tag="dtmf", frozen=True, kw_only=True):
-    stream_sid: Short | None = None
     dtmf: DtmfInfo
 
 
@@ -103,7 +103,6 @@ class MarkInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class Mark(_Event, tag="mark", frozen=True, kw_only=True):
-    stream_sid: Short | None = None
     mark: MarkInfo
 
 
@@ -113,7 +112,6 @@ class StopInfo(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class StreamStop(_Event, tag="stop", frozen=True, kw_only=True):
-    stream_sid: Short | None = None
     stop: StopInfo | None = None
 
 
@@ -122,23 +120,34 @@ _DECODER = msgspec.json.Decoder(CarrierMessage)
 _ENC = msgspec.json.Encoder()
 
 
+#: the decoder's own ``decode`` (the per-message path): raises msgspec's errors, which
+#: :func:`carrier_error` names
+decode_carrier_raw: Callable[[str | bytes], CarrierMessage] = _DECODER.decode
+
+
+def carrier_error(exc: msgspec.MsgspecError) -> ProtocolError:
+    """The ProtocolError of a message that does not decode, naming the field (a ``media``
+    payload that is not strict base64: ``media payload is not base64``)."""
+    err = _protocol_error(exc)
+    if err.field == "media.payload" and "base64" in str(err):
+        return ProtocolError("media payload is not base64", "media.payload")
+    return err
+
+
 def decode_carrier(text: str | bytes) -> CarrierMessage:
     """Decode one carrier message; raises ProtocolError naming the field."""
     try:
         return cast("CarrierMessage", _DECODER.decode(text))
     except msgspec.MsgspecError as exc:
-        raise _protocol_error(exc) from None
+        raise carrier_error(exc) from None
 
 
 def decode_payload(media: Media, max_bytes: int) -> bytes:
-    """The mu-law bytes of a ``media`` message; raises ProtocolError (bad base64, too big)."""
+    """The mu-law bytes of a ``media`` message; raises ProtocolError (over ``max_bytes``)."""
     payload = media.media.payload
-    if len(payload) > max_bytes * 4 // 3 + 4:
+    if len(payload) > max_bytes:
         raise ProtocolError(f"media payload over {max_bytes} bytes", "media.payload")
-    try:  # strict: only the base64 alphabet and correct padding (as ``validate=True``)
-        return binascii.a2b_base64(payload, strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("media payload is not base64", "media.payload") from None
+    return payload
 
 
 class CarrierWriter:
@@ -166,14 +175,3 @@ class CarrierWriter:
     def clear(self) -> str:
         return self._clear
 
-
-def media_message(stream_sid: str, mulaw: bytes) -> str:
-    return CarrierWriter(stream_sid).media(mulaw)
-
-
-def mark_message(stream_sid: str, name: str) -> str:
-    return CarrierWriter(stream_sid).mark(name)
-
-
-def clear_message(stream_sid: str) -> str:
-    return CarrierWriter(stream_sid).clear()

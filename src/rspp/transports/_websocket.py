@@ -94,6 +94,10 @@ FRAME_SINK = "rspp.frame_sink"
 #: queued for the application's ``receive``; returns None when it took the message, else
 #: the ASGI message to queue for ``receive`` instead. Never raises.
 FrameSink = Callable[[bytes], "Message | None"]
+#: a ``websocket.send`` message's key for the session's output gate: a server that waits
+#: for the socket before writing (flow control) checks it again after the wait and drops
+#: the message when it no longer holds (``rspp serve``'s WebSocket protocol)
+SEND_GATE = "rspp.send_gate"
 #: a queued message's key for the rest of a frame the sink started (:class:`_Rest`)
 _REST = "rspp.rest"
 
@@ -198,7 +202,11 @@ class _Connection:
         self._send_lock = asyncio.Lock()
         self.audio: ClientAudio | None = None
 
-    async def send(self, msg: ServerEvent | AudioFrame) -> None:
+    async def send(self, msg: ServerEvent | AudioFrame,
+                   gate: Callable[[], bool] | None = None) -> None:
+        """Send ``msg``; with ``gate`` (the session's output authority), only if it still
+        holds when the bytes go to the socket (checked again after any wait: a process
+        paused past its lease must not flush what it queued before)."""
         if isinstance(msg, AudioFrame):
             if self.msgpack:
                 out: dict[str, Any] = {"type": "websocket.send", "bytes": encode_message(
@@ -212,6 +220,10 @@ class _Connection:
         lock = self._send_lock
         await lock.acquire()  # not ``async with``: two coroutines fewer per frame
         try:
+            if gate is not None:
+                if not gate():
+                    return
+                out[SEND_GATE] = gate  # the server checks it again after a socket wait
             await send_raw(self.ws, self._send, out)
         finally:
             lock.release()
@@ -354,10 +366,12 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
                           frame_ms=20, resumed=resumed,
                           lease_epoch=getattr(handle, "lease_epoch", None)))
 
+    gate = getattr(handle, "may_send", None)  # the lease gate at the socket (served)
+
     async def write() -> tuple[int, str] | None:
         try:
             async for item in stream:
-                await conn.send(item)
+                await conn.send(item, gate)
         except OverflowError as exc:
             return CLOSE_TOO_SLOW, str(exc)
         except (RuntimeError, OSError, WebSocketDisconnect):

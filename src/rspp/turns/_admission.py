@@ -26,6 +26,7 @@ from rspp.contracts import (
 )
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._handles import Clock
+from rspp.turns._capacity import CapacityModel, Priority, TurnCapacity
 
 __all__ = ["AdmissionDecision", "AdmissionError", "LocalAdmission", "SchedulingShed"]
 
@@ -61,16 +62,24 @@ class _Tenant:
     sessions: set[str] = field(default_factory=set)
     session_starts: deque[int] = field(default_factory=deque)
     turn_starts: deque[int] = field(default_factory=deque)
+    #: (time, LLM tokens) charged in the last minute, and their sum
+    tokens: deque[tuple[int, int]] = field(default_factory=deque)
+    tokens_in_window: int = 0
     counters: dict[str, int] = field(default_factory=dict)
+    #: decisions by (``session`` | ``turn``, outcome kind), for per-tenant quota metrics
+    decisions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class LocalAdmission:
     """Per-runtime admission over every tenant's sessions (single-threaded, no locks)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, capacity: CapacityModel | None = None) -> None:
         self.clock = clock
         self._tenants: dict[str, _Tenant] = {}
         self._seq = 0
+        #: the runtime's open turns against its capacity model (None: unbounded; F-172)
+        self.capacity = TurnCapacity(capacity) if capacity is not None else None
+        self._priority: dict[str, Priority] = {}
 
     def set_policy(self, policy: AdmissionPolicy) -> None:
         """Install or replace a tenant's quotas (applies to the next decision)."""
@@ -94,6 +103,20 @@ class LocalAdmission:
         t = self._tenant(tenant_id)
         return {**t.counters, "active_sessions": len(t.sessions)}
 
+    def decisions(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Per tenant: decisions counted by (``session`` | ``turn``, outcome kind)."""
+        return {tid: dict(t.decisions) for tid, t in self._tenants.items()}
+
+    def open_turns(self) -> dict[str, int] | None:
+        """Turns holding capacity by priority (None: no capacity model)."""
+        if self.capacity is None:
+            return None
+        return {str(k): n for k, n in self.capacity.by_priority().items()}
+
+    def active_sessions(self) -> dict[str, int]:
+        """Per tenant: sessions admitted and not yet ended."""
+        return {tid: len(t.sessions) for tid, t in self._tenants.items()}
+
     def _decide(
         self,
         t: _Tenant,
@@ -107,6 +130,8 @@ class LocalAdmission:
     ) -> AdmissionDecision:
         self._seq += 1
         t.counters[kind.value] = t.counters.get(kind.value, 0) + 1
+        key = ("turn" if turn_id is not None else "session", kind.value)
+        t.decisions[key] = t.decisions.get(key, 0) + 1
         now_ms = self.clock.monotonic_ns() // 1_000_000
         outcome = DecisionOutcome(
             outcome_kind=kind,
@@ -128,8 +153,10 @@ class LocalAdmission:
         while starts and starts[0] <= now_ms - _WINDOW_MS:
             starts.popleft()
 
-    def admit_session(self, tenant_id: str, session_id: str) -> AdmissionDecision:
-        """Session creation: concurrency quota (reject), sessions/minute (defer)."""
+    def admit_session(self, tenant_id: str, session_id: str,
+                      priority: Priority = "interactive") -> AdmissionDecision:
+        """Session creation: concurrency quota (reject), sessions/minute (defer);
+        ``priority`` decides its turns' share of the runtime's capacity (F-173)."""
         t = self._tenant(tenant_id)
         now_ms = self.clock.monotonic_ns() // 1_000_000
         self._window(t.session_starts, now_ms)
@@ -161,12 +188,34 @@ class LocalAdmission:
             )
         t.sessions.add(session_id)
         t.session_starts.append(now_ms)
+        self._priority[session_id] = priority
         return self._decide(
             t, OutcomeKind.ADMIT, OutcomeScope.SESSION, "within_quota", session_id=session_id
         )
 
+    def charge_tokens(self, tenant_id: str, tokens: int) -> None:
+        """LLM tokens a session of the tenant used (its per-minute token quota)."""
+        t = self._tenants.get(tenant_id)
+        if t is None or tokens <= 0:
+            return
+        now_ms = self.clock.monotonic_ns() // 1_000_000
+        t.tokens.append((now_ms, tokens))
+        t.tokens_in_window += tokens
+
+    def _token_window(self, t: _Tenant, now_ms: int) -> None:
+        while t.tokens and t.tokens[0][0] <= now_ms - _WINDOW_MS:
+            t.tokens_in_window -= t.tokens.popleft()[1]
+
     def end_session(self, tenant_id: str, session_id: str) -> None:
         self._tenant(tenant_id).sessions.discard(session_id)
+        self._priority.pop(session_id, None)
+        if self.capacity is not None:
+            self.capacity.release_session(session_id)
+
+    def turn_ended(self, session_id: str, turn_id: str) -> None:
+        """A turn closed, or ended before it opened: it no longer holds capacity."""
+        if self.capacity is not None:
+            self.capacity.release(session_id, turn_id)
 
     def admit_turn(self, tenant_id: str, session_id: str, turn_id: str) -> AdmissionDecision:
         """Per-turn quota: turns/minute per tenant (defer with retry-after)."""
@@ -193,6 +242,26 @@ class LocalAdmission:
                 turn_id=turn_id,
                 retry_after_ms=retry,
             )
+        quota = t.policy.llm_tokens_per_minute
+        self._token_window(t, now_ms)
+        if quota is not None and t.tokens_in_window >= quota:
+            return self._decide(
+                t,
+                OutcomeKind.DEFER,
+                OutcomeScope.TURN,
+                f"llm_tokens_per_minute:{quota}",
+                session_id=session_id,
+                turn_id=turn_id,
+                retry_after_ms=t.tokens[0][0] + _WINDOW_MS - now_ms,
+            )
+        if self.capacity is not None:
+            priority = self._priority.get(session_id, "interactive")
+            full = self.capacity.refusal(priority)
+            if full is not None:
+                return self._decide(t, OutcomeKind.DEFER, OutcomeScope.TURN,
+                                    f"{full}:{priority}", session_id=session_id,
+                                    turn_id=turn_id)
+            self.capacity.take(session_id, turn_id, priority)
         t.turn_starts.append(now_ms)
         return self._decide(
             t,

@@ -41,9 +41,9 @@ async def test_a_revoked_lease_is_failed_over_only_once_it_expired(
         assert (await cp.acquire_lease(OPERATOR, sid, "rt-a", ttl_ms=LEASE_TTL)).lease.epoch == 1
         clock.advance(HB_TIMEOUT - 100)  # rt-a renewed just before it went silent
         assert (await cp.acquire_lease(OPERATOR, sid, "rt-a", ttl_ms=LEASE_TTL)).lease.epoch == 1
-        # an operator revokes it: epoch 2 is nobody's; rt-a learns it at its next renewal
-        # and may send until its own bound on epoch 1 lapses
-        revoked = await cp.change_lease(OPERATOR, sid, revoke=True)
+        # an operator revokes it at once (--force: rt-a does not answer a hand-off): epoch 2
+        # is nobody's; rt-a may send until its own bound on epoch 1 lapses
+        revoked = await cp.change_lease(OPERATOR, sid, revoke=True, force=True)
         assert revoked.lease.epoch == 2
         clock.advance(200)  # rt-a is silent past the heartbeat timeout
         await cp.heartbeat(OPERATOR, "rt-b", health=RuntimeHealth.HEALTHY)

@@ -108,7 +108,7 @@ async def test_a_holder_retaking_its_own_lapsed_lease_keeps_the_epoch_and_its_to
     assert claims.lease_epoch == route.lease_epoch == 1  # the route's token is still current
     # someone else takes over (a migration): epoch 2; rt-a's epoch 1 is dead for good
     await cp.register_runtime(OPERATOR, runtime_id="rt-b", endpoint="ws://b")
-    moved = await cp.migrate(OPERATOR, sid, target="rt-b")
+    moved = await cp.migrate(OPERATOR, sid, target="rt-b", force=True)
     assert moved.epoch == 2
     with pytest.raises(Conflict):
         await cp.renew_lease(OPERATOR, sid, "rt-a", 1)

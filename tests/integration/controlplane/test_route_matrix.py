@@ -9,7 +9,8 @@ table is built, and a route without a request here fails this test.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ class World:
     keys: dict[tuple[Role, str], str] = field(default_factory=dict)
     holder: str = ""
     epoch: int = 0
+    #: the holder and epoch of a lease it released in a hand-off (a release is answered
+    #: again with what the hand-off did)
+    released: tuple[str, int] = ("", 0)
     token: str = ""
     #: change ids for the review routes (each cell consumes one) and one to read
     pending: list[str] = field(default_factory=list)
@@ -123,6 +127,9 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/sessions/{SESSION}/token", {"tenant_id": OWN}, None),
     ("POST", "/v1/tokens/verify"): lambda w: ("/v1/tokens/verify", {"token": w.token}, None),
     ("GET", "/v1/tokens/keys"): lambda w: ("/v1/tokens/keys", None, None),
+    ("POST", "/v1/tokens/keys/rotate"): lambda w: ("/v1/tokens/keys/rotate",
+                                                   {"reason": "route matrix"}, None),
+    ("GET", "/v1/tokens/keys/status"): lambda w: ("/v1/tokens/keys/status", None, None),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"): lambda w: (
         f"/v1/tenants/{OWN}/outcomes", None, None),
     ("POST", "/v1/leases/{session_id}/acquire"): lambda w: (
@@ -135,6 +142,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         "/v1/leases/s-move/revoke", None, None),
     ("POST", "/v1/leases/{session_id}/authorize"): lambda w: (
         f"/v1/leases/{SESSION}/authorize", {"holder": w.holder, "epoch": w.epoch}, None),
+    ("POST", "/v1/leases/{session_id}/release"): lambda w: (
+        "/v1/leases/s-rel/release", {"holder": w.released[0], "epoch": w.released[1]}, None),
     ("GET", "/v1/sessions/{session_id}/summary"): lambda w: (
         "/v1/sessions/s-done/summary", None, None),
     ("GET", "/v1/bundle"): lambda w: ("/v1/bundle", None, {
@@ -188,7 +197,8 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
     # the runtimes registered here heartbeat once: they stay healthy for the whole matrix
     # however long a loaded machine takes (a migration needs a healthy target)
     settings = ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
-                                    admin_key=ADMIN, heartbeat_timeout_ms=3_600_000)
+                                    admin_key=ADMIN, heartbeat_timeout_ms=3_600_000,
+                                    token_key_dir=str(tmp_path / "keys"))
     cp = await ControlPlane.open(settings)
     transport = httpx.ASGITransport(app=create_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
@@ -218,13 +228,14 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
         w.change = w.pending[0]
         for rt in ("rt-a", "rt-b"):
             await admin("POST", "/v1/runtimes", {"runtime_id": rt, "endpoint": f"ws://{rt}"})
-        for sid in (SESSION, "s-move", "s-done"):
+        for sid in (SESSION, "s-move", "s-done", "s-rel"):
             routed = await admin("POST", "/v1/sessions/route", {
                 "tenant_id": OWN, "pipeline_name": "voice-assistant", "session_id": sid})
         await admin("POST", "/v1/sessions/s-done/status", {"status": "ended", "summary": {
             "session_id": "s-done", "tenant_id": OWN, "turns": 2, "llm_tokens": 40,
             "stt_audio_seconds": 3.5, "tts_characters": 120, "estimated_cost_usd": 0.01,
             "cap_enforcements": 0, "by_provider": {}}})
+        w.released = await _released(http, admin, "s-rel")
         routed = await admin("GET", f"/v1/sessions/{SESSION}")
         w.holder, w.epoch = routed["runtime_id"], routed["lease_epoch"]
         w.token = (await admin("POST", f"/v1/sessions/{SESSION}/token", {"tenant_id": OWN}))[
@@ -235,6 +246,25 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
                 w.keys[(role, scope)] = made["key"]
         yield w
     await cp.close()
+
+
+async def _released(http: httpx.AsyncClient, admin: Callable[..., Awaitable[Any]],
+                    sid: str) -> tuple[str, int]:
+    """``sid``'s holder takes its lease up, an operator rotates it (a two-phase hand-off)
+    and the holder releases it: the (holder, epoch) it released."""
+    routed = await admin("GET", f"/v1/sessions/{sid}")
+    held = {"holder": routed["runtime_id"], "epoch": routed["lease_epoch"]}
+    await admin("POST", f"/v1/leases/{sid}/acquire", {"holder": held["holder"]})
+    rotating = asyncio.create_task(http.post(f"/v1/leases/{sid}/rotate", headers=_h(ADMIN)))
+    while True:  # the hand-off is recorded once the holder's renewal is refused
+        renewal = await http.post(f"/v1/leases/{sid}/renew", json=held, headers=_h(ADMIN))
+        if renewal.status_code == 409:
+            assert renewal.json()["error"]["code"] == "lease_handoff", renewal.text
+            break
+        await asyncio.sleep(0.01)
+    await admin("POST", f"/v1/leases/{sid}/release", held)
+    assert (await rotating).status_code == 200
+    return held["holder"], held["epoch"]
 
 
 # what the security review requires of the table (a weakened declaration fails here)
@@ -261,6 +291,8 @@ MUST_BE_FLEET = {
     ("POST", "/v1/leases/{session_id}/revoke"),
     ("GET", "/v1/audit/verify"),
     ("POST", "/v1/keys"),
+    ("POST", "/v1/tokens/keys/rotate"),
+    ("GET", "/v1/tokens/keys/status"),
     ("POST", "/v1/changes"),
     ("POST", "/v1/changes/{change_id}/approve"),
     ("POST", "/v1/changes/{change_id}/reject"),
@@ -274,6 +306,7 @@ MUST_BE_TENANT = {
     ("POST", "/v1/leases/{session_id}/acquire"),
     ("POST", "/v1/leases/{session_id}/renew"),
     ("POST", "/v1/leases/{session_id}/authorize"),
+    ("POST", "/v1/leases/{session_id}/release"),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"),
     ("GET", "/v1/configs/policy/{scope}"),
     ("GET", "/v1/audit"),

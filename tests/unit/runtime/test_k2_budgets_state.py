@@ -21,7 +21,7 @@ from rspp.contracts import (
 from rspp.kernel._clock import VirtualClock
 from rspp.kernel._handles import BudgetHandle, StateHandle
 from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
-from rspp.kernel._timebase import MediaClock, Timebase, TimebaseError
+from rspp.kernel._timebase import Timebase, TimebaseError
 from rspp.turns._arbiter import AuthorityVerdict, TerminalCause, TurnArbiter
 from rspp.turns._budgets import BudgetError, BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
@@ -183,7 +183,7 @@ def test_session_lifecycle_legal_and_illegal(reference_schema: dict[str, Any]) -
     assert "allowed: []" in life.rejections[0].detail
 
 
-def test_timebase_monotonic_wall_mapping_and_media() -> None:
+def test_timebase_monotonic_wall_mapping() -> None:
     clock = VirtualClock(start_wall_ms=10_000)
     tb = Timebase(clock, max_skew_ms=50)
     clock.advance(100)
@@ -194,14 +194,8 @@ def test_timebase_monotonic_wall_mapping_and_media() -> None:
     clock._start_wall_ms += 10_000  # and then jumps forward 5 s past the projection
     clock.advance(10)
     assert tb.wall_ms() == 15_110 and tb.skews[-1].action == "corrected_forward"
-    media = MediaClock(16_000)
-    with pytest.raises(TimebaseError, match="anchor"):
-        media.to_runtime_ms(0)
-    media.anchor(0, 100)
-    assert media.to_runtime_ms(16_000) == 1100 and media.sample_to_pts_ms(8000) == 500
-    assert media.observe(16_000, 1103) == 3 and media.p99_abs_error_ms() == 3
-    with pytest.raises(TimebaseError, match="sample_rate_hz"):
-        MediaClock(0)
+    with pytest.raises(TimebaseError, match="max_skew_ms"):
+        Timebase(clock, max_skew_ms=-1)
 
 
 def test_correlation_ids_everywhere() -> None:

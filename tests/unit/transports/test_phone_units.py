@@ -13,6 +13,7 @@ import pytest
 from rspp.server import parse_phone_number, twilio_signature
 from rspp.server._telephony import _twiml
 from rspp.transports import ProtocolError, mulaw_decode, mulaw_encode, parse_mark
+from rspp.transports._mulaw import mulaw_decode_tables
 from rspp.transports._twilio_protocol import (
     CarrierWriter,
     Dtmf,
@@ -20,7 +21,6 @@ from rspp.transports._twilio_protocol import (
     StreamStart,
     decode_carrier,
     decode_payload,
-    mark_message,
 )
 
 pytestmark = pytest.mark.unit
@@ -57,18 +57,24 @@ def test_carrier_messages_decode_and_bad_ones_name_the_field() -> None:
         with pytest.raises(ProtocolError) as err:
             decode_carrier(text)
         assert err.value.field == field, text
-    media = decode_carrier('{"event": "media", "media": {"payload": "@@"}}')
-    assert isinstance(media, Media)
-    with pytest.raises(ProtocolError, match="not base64"):
-        decode_payload(media, 8000)
-    big = Media(media=media.media.__class__(payload=base64.b64encode(bytes(9000)).decode()))
+    # the payload is decoded with the message: strict base64 (padding required, nothing
+    # after it, no whitespace, only the alphabet), a bad one named as such
+    def media(payload: str) -> str:
+        return json.dumps({"event": "media", "media": {"payload": payload}})
+
+    got = decode_carrier(media("//8="))
+    assert isinstance(got, Media) and decode_payload(got, 8000) == b"\xff\xff"
+    for bad in ("@@", "//8", "//8=x", "=//8", " //8=", "//8=\n", "\u00e9AAA", "_-_-"):
+        with pytest.raises(ProtocolError, match="not base64") as err:
+            decode_carrier(media(bad))
+        assert err.value.field == "media.payload", bad
+    with pytest.raises(ProtocolError) as err:  # a missing payload is not a base64 error
+        decode_carrier('{"event": "media", "media": {}}')
+    assert err.value.field == "media.payload" and "base64" not in str(err.value)
+    big = decode_carrier(media(base64.b64encode(bytes(9000)).decode()))
+    assert isinstance(big, Media)
     with pytest.raises(ProtocolError, match="over 8000"):
         decode_payload(big, 8000)
-    # strict base64: padding required, nothing after it, no whitespace
-    assert decode_payload(Media(media=media.media.__class__(payload="//8=")), 8000) == b"\xff\xff"
-    for bad in ("//8", "//8=x", "=//8", " //8=", "//8=\n", "\u00e9AAA"):
-        with pytest.raises(ProtocolError, match="not base64"):
-            decode_payload(Media(media=media.media.__class__(payload=bad)), 8000)
 
 
 def test_outbound_messages_are_the_protocols_json_for_any_stream_id() -> None:
@@ -82,7 +88,7 @@ def test_outbound_messages_are_the_protocols_json_for_any_stream_id() -> None:
 
 
 def test_mark_names_round_trip_and_foreign_marks_are_ignored() -> None:
-    name = mark_message("MZ1", "s1:turn:2#25$")
+    name = CarrierWriter("MZ1").mark("s1:turn:2#25$")
     assert '"name":"s1:turn:2#25$"' in name
     assert parse_mark("s1:turn:2#25$") == ("s1:turn:2", 25)
     assert parse_mark("s1:turn:2#5") == ("s1:turn:2", 5)
@@ -113,6 +119,18 @@ def test_mulaw_tables_follow_g711() -> None:
     assert decoded[0xFF] == 0 and decoded[0x80] == 32124 and decoded[0x00] == -32124
     assert mulaw_encode(mulaw_decode(bytes(range(256)))) == bytes(range(256)).replace(
         b"\x7f", b"\xff")  # 0x7F is "negative zero"
+
+
+def test_mulaw_decode_is_the_g711_table_on_every_code_whichever_codec_runs() -> None:
+    # mulaw_decode is audioop's ulaw2lin where Python still has it, else the byte tables:
+    # both are the same G.711 expansion, code for code (any length, empty included)
+    codes = bytes(range(256))
+    table = np.frombuffer(mulaw_decode_tables(codes), dtype="<i2")
+    assert table[0xFF] == 0 and table[0x80] == 32124 and table[0x00] == -32124
+    assert mulaw_decode(codes) == mulaw_decode_tables(codes)
+    assert mulaw_decode(codes[::-1] * 3 + codes[:7]) == mulaw_decode_tables(codes[::-1] * 3
+                                                                           + codes[:7])
+    assert mulaw_decode(b"") == mulaw_decode_tables(b"") == b""
 
 
 def test_phone_number_configuration_and_twiml() -> None:

@@ -33,7 +33,30 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "rspp.controlPlaneURL" -}}
-http://{{ include "rspp.fullname" . }}-controlplane:{{ .Values.controlPlane.port }}
+{{ if .Values.tls.enabled }}https{{ else }}http{{ end }}://{{ include "rspp.fullname" . }}-controlplane:{{ .Values.controlPlane.port }}
+{{- end -}}
+
+{{- define "rspp.tlsEnv" -}}
+{{- $dir := .root.Values.tls.mountPath -}}
+{{- range $env, $file := .files }}
+- name: {{ $env }}
+  value: {{ printf "%s/%s" $dir $file | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "rspp.tlsVolume" -}}
+volumeMounts:
+  - name: tls
+    mountPath: {{ .root.Values.tls.mountPath }}
+    readOnly: true
+{{- end -}}
+
+{{- define "rspp.probe" -}}
+{{- if .root.Values.tls.enabled -}}
+tcpSocket: {port: http}
+{{- else -}}
+httpGet: {path: {{ .path }}, port: http}
+{{- end -}}
 {{- end -}}
 
 {{- define "rspp.terminationGrace" -}}

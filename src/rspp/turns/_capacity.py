@@ -1,0 +1,107 @@
+"""The runtime's turn capacity and its headroom for interactive work (F-172, F-173).
+
+A runtime serves at most ``max_active_turns`` turns at once (the capacity the operator
+sized it for). Background sessions (route attribute ``priority: background``) may hold
+at most ``max_active_turns - interactive_reserve`` of them: the reserve is headroom only
+interactive turns use, so when load rises background work is deferred first and an
+interactive turn still opens. Over capacity every new turn is deferred. Control work is
+never subject to it (cancels, interrupts and ends are not turns): a full runtime still
+cancels and closes turns at once, which frees capacity.
+
+:class:`TurnCapacity` is the bookkeeping: :meth:`TurnCapacity.refusal` says whether a
+proposed turn fits, :meth:`TurnCapacity.take` / :meth:`TurnCapacity.release` count the
+open ones. It is shared by every session of a runtime (through its admission).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rspp.contracts import ControlSignal, DecisionOutcome, OutcomeKind, SignalName
+
+__all__ = ["CapacityModel", "Priority", "TurnCapacity", "priority_of", "turn_end_listener"]
+
+Priority = Literal["interactive", "background"]
+
+
+def priority_of(value: str | None) -> Priority:
+    """A session's priority from its ``priority`` attribute (anything else: interactive)."""
+    return "background" if value == "background" else "interactive"
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityModel:
+    """How many turns may be open at once, and how many of those only interactive ones."""
+
+    max_active_turns: int
+    interactive_reserve: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_active_turns < 1:
+            raise ValueError(f"max_active_turns={self.max_active_turns}: must be >= 1")
+        if not 0 <= self.interactive_reserve < self.max_active_turns:
+            raise ValueError(f"interactive_reserve={self.interactive_reserve}: must be >= 0 "
+                             f"and below max_active_turns={self.max_active_turns}")
+
+    def limit(self, priority: Priority) -> int:
+        """Open turns beyond which a turn of ``priority`` is deferred."""
+        if priority == "background":
+            return self.max_active_turns - self.interactive_reserve
+        return self.max_active_turns
+
+
+@dataclass(slots=True)
+class TurnCapacity:
+    """The open turns of a runtime by priority, against its :class:`CapacityModel`."""
+
+    model: CapacityModel
+    #: (session_id, turn_id) -> priority of every admitted turn not yet closed
+    open: dict[tuple[str, str], Priority] = field(default_factory=dict)
+
+    def refusal(self, priority: Priority) -> str | None:
+        """Why a new turn of ``priority`` does not fit now (the defer reason), or None."""
+        limit = self.model.limit(priority)
+        active = len(self.open)
+        if active < limit:
+            return None
+        which = "full" if limit == self.model.max_active_turns else "background_headroom"
+        return f"capacity:{which}:{active}/{limit}"
+
+    def take(self, session_id: str, turn_id: str, priority: Priority) -> None:
+        self.open[(session_id, turn_id)] = priority
+
+    def release(self, session_id: str, turn_id: str) -> bool:
+        """The turn closed (or never opened); True when it held capacity."""
+        return self.open.pop((session_id, turn_id), None) is not None
+
+    def release_session(self, session_id: str) -> None:
+        for key in [k for k in self.open if k[0] == session_id]:
+            del self.open[key]
+
+    def by_priority(self) -> dict[Priority, int]:
+        out: dict[Priority, int] = {"interactive": 0, "background": 0}
+        for priority in self.open.values():
+            out[priority] += 1
+        return out
+
+
+_ENDS_BEFORE_OPEN = frozenset({OutcomeKind.DEFER, OutcomeKind.REJECT,
+                               OutcomeKind.STALE_EPOCH_REJECT, OutcomeKind.DEAUTHORIZED_DRAIN})
+
+
+def turn_end_listener(release: Callable[[str, str], None], session_id: str
+                      ) -> Callable[[object], None]:
+    """A record listener of one session that gives a turn's capacity back when it closes
+    (``close``) or ends before opening (a pre-turn defer, reject, stale epoch or drain)."""
+
+    def on_record(record: object) -> None:
+        if isinstance(record, ControlSignal):
+            if record.signal is SignalName.CLOSE and record.turn_id is not None:
+                release(session_id, record.turn_id)
+        elif isinstance(record, DecisionOutcome):
+            if record.outcome_kind in _ENDS_BEFORE_OPEN and record.turn_id is not None:
+                release(session_id, record.turn_id)
+
+    return on_record
