@@ -254,6 +254,7 @@ async def provider_health(c: Call) -> ProviderHealthReply:
         status=ProviderStatus(b.status),
         error_rate=b.error_rate,
         latency_p95_ms=b.latency_p95_ms,
+        price_usd=b.price_usd,
     )
     return ProviderHealthReply(version=version)
 

@@ -284,6 +284,7 @@ class FleetOps(HandoffOps):
         status: ProviderStatus,
         error_rate: float = 0.0,
         latency_p95_ms: int | None = None,
+        price_usd: float | None = None,
     ) -> int:
         await self.authorize(principal, Role.OPERATOR, "report provider health")
 
@@ -294,6 +295,7 @@ class FleetOps(HandoffOps):
                 status=status,
                 error_rate=error_rate,
                 latency_p95_ms=latency_p95_ms,
+                price_usd=price_usd,
                 now_ms=now,
             )
 

@@ -288,6 +288,9 @@ class ProviderHealthRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fie
     status: Literal["healthy", "degraded", "unhealthy", "unknown"]
     error_rate: Rate = 0.0
     latency_p95_ms: Millis | None = None
+    #: the provider's current unit price in USD (a price signal, F-066); left out: the
+    #: last reported price stands
+    price_usd: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
 
 
 class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

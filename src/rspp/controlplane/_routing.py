@@ -292,6 +292,7 @@ class RoutingTable:
         error_rate: float,
         latency_p95_ms: int | None,
         now_ms: int,
+        price_usd: float | None = None,
     ) -> int:
         values: dict[str, Any] = {
             "status": status.value,
@@ -299,6 +300,8 @@ class RoutingTable:
             "latency_p95_ms": latency_p95_ms,
             "updated_at_ms": now_ms,
         }
+        if price_usd is not None:  # a price signal (F-066); else the last one stands
+            values.update(price_usd=price_usd, price_at_ms=now_ms)
         result = await conn.execute(
             update(provider_health)
             .where(provider_health.c.provider_id == provider_id)
@@ -326,6 +329,8 @@ class RoutingTable:
                     status=ProviderStatus(r.status),
                     error_rate=r.error_rate,
                     latency_p95_ms=r.latency_p95_ms,
+                    price_usd=r.price_usd,
+                    price_at_ms=r.price_at_ms,
                 )
                 for r in rows
             },

@@ -166,6 +166,9 @@ provider_health = Table(
     Column("error_rate", Float, nullable=False),
     Column("latency_p95_ms", Integer, nullable=True),
     Column("updated_at_ms", _MS, nullable=False),
+    #: the provider's last reported unit price (USD, F-066) and when it was reported
+    Column("price_usd", Float, nullable=True),
+    Column("price_at_ms", _MS, nullable=True),
 )
 
 audit = Table(
