@@ -437,7 +437,8 @@ def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
     """F-123 across sessions: two ``rspp serve`` sessions call one external type that
     allows one call at a time and no queue; the second session's call, made while the
     first one's is in the child, is rejected (``resource_limit_exceeded``, its turn
-    aborts); the first session's turn (its text through the node, then the model) commits. The node declares its ports, so the
+    aborts); the first session's turn (its text through the node, then the model) commits.
+    The node declares its ports, so the
     control plane (which runs no node code) can check the graph at publish; the runtime
     onboards the package when it loads the spec."""
     import asyncio

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,14 @@ async def _health(http: httpx.AsyncClient, provider: str, status: str) -> None:
     assert res.status_code < 300, res.text
 
 
+async def _selections(http: httpx.AsyncClient) -> dict[str, Any]:
+    """Session id -> its ``policy.select`` audit detail."""
+    res = await http.get("/v1/audit", params={"limit": 1000})
+    assert res.status_code == 200, res.text
+    return {e["subject"]: e["detail"] for e in res.json()["entries"]
+            if e["action"] == "policy.select"}
+
+
 async def _scenario(url: str, fakes: FakeProviderServers
                     ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
     """(label, session id, provider that answered) of every session, in order; each
@@ -115,29 +123,39 @@ async def _scenario(url: str, fakes: FakeProviderServers
                     str(len(fakes.anthropic.requests) - before)))
         await _health(http, "anthropic", "healthy")
         await ask("acme-de-anthropic-recovered", "acme", {"language": "de"})
-        res = await http.get("/v1/audit", params={"limit": 1000})
-        assert res.status_code == 200, res.text
-    audit = {e["subject"]: e["detail"] for e in res.json()["entries"]
-             if e["action"] == "policy.select"}
+        audit = await _selections(http)
     return out, audit
 
 
-def test_policy_and_provider_health_choose_the_served_sessions_provider(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+Scenario = Callable[[str, FakeProviderServers],
+                    Awaitable[tuple[list[tuple[str, str, str]], dict[str, Any]]]]
+
+
+def _served(serve_process: Callable[..., ServeProcess], tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch, scenario: Scenario, *args: str
+            ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    """Run ``scenario`` against ``rspp serve`` of the text chat (extra ``args``) whose
+    OpenAI/Anthropic adapters reach the fakes, each answering with its own sentence."""
     spec = tmp_path / "chat.yaml"
     spec.write_text(TEXT_CHAT_SPEC)
-    timelines = tmp_path / "timelines"
     with FakeProviderServers(api_key="policy-fake-key") as fakes:
         fakes.openai.reply = lambda _messages: SAID["openai"]
         fakes.anthropic.reply = lambda _messages: SAID["anthropic"]
         for name, value in fakes.env.items():
             monkeypatch.setenv(name, value)
         srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                            "--api-key", KEY, "--timeline-dir", str(timelines),
-                            "--record-level", "L1").wait_ready()
-        got, audit = asyncio.run(asyncio.wait_for(_scenario(srv.url, fakes), 240))
+                            "--api-key", KEY, *args).wait_ready()
+        got = asyncio.run(asyncio.wait_for(scenario(srv.url, fakes), 240))
         srv.terminate()
+    return got
+
+
+def test_policy_and_provider_health_choose_the_served_sessions_provider(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timelines = tmp_path / "timelines"
+    got, audit = _served(serve_process, tmp_path, monkeypatch, _scenario, "--timeline-dir",
+                         str(timelines), "--record-level", "L1")
 
     answered = {label: who for label, _, who in got}
     assert answered == {
@@ -173,3 +191,70 @@ def test_policy_and_provider_health_choose_the_served_sessions_provider(
 def _plans(timeline: Path) -> list[dict[str, Any]]:
     lines = [json.loads(x) for x in timeline.read_text().splitlines()]
     return [ln["record"] for ln in lines if ln["kind"] == "resolved_turn_plan"]
+
+
+PRICED = {"price_routing": {"llm": {"candidates": ["openai", "anthropic"],
+                                    "max_age_ms": 600000}}}
+
+
+async def _price(http: httpx.AsyncClient, provider: str, price: float) -> None:
+    res = await http.post(f"/v1/providers/{provider}/health",
+                          json={"status": "healthy", "price_usd": price})
+    assert res.status_code < 300, res.text
+
+
+async def _priced_scenario(url: str, _fakes: FakeProviderServers
+                           ) -> tuple[list[tuple[str, str, str]], dict[str, Any]]:
+    out: list[tuple[str, str, str]] = []
+    auth = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
+        res = await http.post("/v1/configs/policy/acme", json={"body": PRICED})
+        assert res.status_code < 300, res.text
+
+        async def ask(label: str) -> None:
+            sid, who = await _ask(url, "acme")
+            out.append((label, sid, who))
+
+        await ask("no-prices")  # signals missing: the deterministic default order
+        await _price(http, "openai", 2.0)
+        await _price(http, "anthropic", 1.0)
+        await ask("anthropic-cheaper")
+        await _price(http, "openai", 0.5)  # a price change
+        await ask("openai-cheaper")
+        await _health(http, "openai", "unhealthy")  # availability beats price
+        await ask("openai-unavailable")
+        await _health(http, "openai", "healthy")
+        stale = dict(PRICED, price_routing={"llm": {"candidates": ["anthropic", "openai"],
+                                                    "max_age_ms": 1}})
+        res = await http.post("/v1/configs/policy/acme", json={"body": stale})
+        assert res.status_code < 300, res.text
+        await ask("prices-stale")  # older than 1 ms: the default order (anthropic first)
+        audit = await _selections(http)
+    return out, audit
+
+
+def test_price_and_availability_signals_route_served_sessions_with_a_default_fallback(
+    serve_process: Callable[..., ServeProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F-066: a tenant policy routes the LLM by live price/availability signals reported
+    to the control plane (``price_usd`` with the provider's health): the cheapest healthy
+    candidate serves each new session, a price change or an unavailable provider moves the
+    next session, and missing or stale prices fall back to the candidates' own order.
+    Every session's ``policy.select`` audit entry says which it was and why."""
+    got, audit = _served(serve_process, tmp_path, monkeypatch, _priced_scenario)
+
+    assert [(label, who) for label, _, who in got] == [
+        ("no-prices", "openai"), ("anthropic-cheaper", "anthropic"),
+        ("openai-cheaper", "openai"), ("openai-unavailable", "anthropic"),
+        ("prices-stale", "anthropic")]
+    why = {label: " ".join(audit[sid]["trace"]) for label, sid, _ in got}
+    assert "ordered by health signals (prices missing) -> ['openai', 'anthropic']" in \
+        why["no-prices"], why
+    assert "ordered by health+price signals" in why["anthropic-cheaper"]
+    assert "anthropic=1" in why["anthropic-cheaper"] and "openai=2" in why["anthropic-cheaper"]
+    assert "openai=0.5" in why["openai-cheaper"]
+    assert "-> ['anthropic', 'openai']" in why["openai-unavailable"]
+    assert "ordered by health signals (prices stale); reported prices anthropic=1, " \
+        "openai=0.5 -> ['anthropic', 'openai']" in why["prices-stale"], why
+    for label, sid, who in got:
+        assert audit[sid]["provider_bindings"]["llm"] == who, label

@@ -5,7 +5,8 @@ client: after the first turn commits on runtime A, the operator migrates the ses
 to runtime B through the control-plane API. The control plane records
 ``migration_start``, the lease rotation to B and ``migration_finish`` (F-157) once A
 released the lease (a two-phase hand-off: A learns it at its next renewal, ends its
-output and releases), and A's session closes naming B (``handed_off:<B>``); the client takes a new token
+output and releases), and A's session closes naming B (``handed_off:<B>``); the client takes a
+new token
 for the same session id, connects to B and is answered at the new epoch. Nothing
 is lost: each turn has one terminal and a close on the runtime that ran it, and
 both runtimes' timelines satisfy the contract.

@@ -125,8 +125,8 @@ def serve(
         "X-Twilio-Signature with it (without it every call is refused)."),
     phone_number: list[str] = typer.Option(
         [], "--phone-number",
-        help="Phone calls: NUMBER=TENANT[/PIPELINE] (repeatable): calls to NUMBER are "
-        "sessions of TENANT (pipeline: the served spec's by default)."),
+        help="Phone calls: NUMBER=TENANT or NUMBER=TENANT/PIPELINE (repeatable): calls to "
+        "NUMBER are sessions of TENANT (pipeline: the served spec's by default)."),
     public_url: str | None = typer.Option(
         None, "--public-url", envvar="RSPP_PUBLIC_URL",
         help="Phone calls: the URL the carrier reaches this runtime at "

@@ -103,6 +103,9 @@ class ProviderHealthEntry(
     status: ProviderStatus
     error_rate: float = 0.0
     latency_p95_ms: NonNegInt | None = None
+    #: the last reported unit price (USD) and when it was reported (F-066)
+    price_usd: float | None = None
+    price_at_ms: NonNegInt | None = None
 
 
 class ProviderHealth(

@@ -18,6 +18,7 @@ from rspp.contracts import (
     SnapshotMeta,
 )
 from rspp.controlplane._errors import InvalidRequest
+from rspp.providers import RoutingSignals, order_providers
 
 MatchKey = Literal["language", "region", "cost_tier"]
 #: provider names, roles, attribute values and node ids in a policy document
@@ -60,6 +61,18 @@ class ComplianceNode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     params: dict[str, Any] = {}
 
 
+class PriceRouting(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Route a modality by live price and availability signals (F-066).
+
+    ``candidates`` in their deterministic default order; the healthiest, then cheapest
+    by the providers' reported ``price_usd`` goes first. Prices older than
+    ``max_age_ms`` (or missing) are not used: the order falls back to ``candidates``
+    (health still demotes an unhealthy one), and the decision says why."""
+
+    candidates: Annotated[tuple[Ref, ...], msgspec.Meta(min_length=1, max_length=20)]
+    max_age_ms: Annotated[int, msgspec.Meta(ge=1, le=86_400_000)] = 60_000
+
+
 class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     providers: dict[Ref, Ref] = {}
     rules: tuple[ProviderRule, ...] = ()
@@ -72,6 +85,7 @@ class PolicyDocument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     insert_compliance_nodes: tuple[Ref, ...] = ()
     compliance_nodes: dict[Ref, ComplianceNode] = {}
     allow_compliance_insertion: bool = True
+    price_routing: dict[Ref, PriceRouting] = {}
 
 
 class SessionAttributes(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,10 +159,16 @@ def evaluate_policy(
         if all(attrs.get(key) == value for key, value in rule.match.items()):
             bindings.update(rule.providers)
             trace.append(f"rule[{index}] {dict(rule.match.items())} -> {dict(rule.providers)}")
+    for modality, routing in doc.price_routing.items():
+        order, why = _price_order(routing, health, meta.issued_at_ms)
+        bindings[modality] = order[0]
+        trace.append(f"{modality}: price routing {why} -> {list(order)}")
     statuses = health.providers if health is not None else {}
     chains: dict[str, tuple[str, ...]] = {}
     for modality, primary in list(bindings.items()):
-        chain = (primary, *doc.fallback_chains.get(modality, ()))
+        routed = doc.price_routing.get(modality)
+        chain = (primary, *(_price_order(routed, health, meta.issued_at_ms)[0][1:]
+                            if routed is not None else doc.fallback_chains.get(modality, ())))
         usable = [p for p in chain if _usable(statuses.get(p))]
         if usable and usable[0] != primary:
             trace.append(f"{modality}: {primary} unhealthy, using {usable[0]}")
@@ -185,6 +205,22 @@ def selection_detail(decision: PolicyDecision, attrs: SessionAttributes,
         "fallback_chains": {m: list(c) for m, c in res.fallback_chains.items()},
         "trace": list(decision.trace),
     }
+
+
+def _price_order(routing: PriceRouting, health: ProviderHealth | None, now_ms: int
+                 ) -> tuple[tuple[str, ...], str]:
+    """The candidates by health then fresh price, and the reason (signals or default)."""
+    entries = health.providers if health is not None else {}
+    prices = {p: e.price_usd for p in routing.candidates
+              if (e := entries.get(p)) is not None and e.price_usd is not None}
+    stamps = [e.price_at_ms for p in prices if (e := entries.get(p)) is not None
+              and e.price_at_ms is not None]
+    decision = order_providers(routing.candidates, RoutingSignals(
+        now_ms=now_ms, health=health, prices=prices,
+        prices_as_of_ms=min(stamps) if stamps else None, max_price_age_ms=routing.max_age_ms))
+    priced = ", ".join(f"{p}={v:g}" for p, v in sorted(prices.items()))
+    return decision.order, f"{decision.source}: {decision.reason}" + (
+        f"; reported prices {priced}" if priced else "")
 
 
 def _usable(entry: Any) -> bool:

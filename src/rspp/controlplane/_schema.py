@@ -166,6 +166,9 @@ provider_health = Table(
     Column("error_rate", Float, nullable=False),
     Column("latency_p95_ms", Integer, nullable=True),
     Column("updated_at_ms", _MS, nullable=False),
+    #: the provider's last reported unit price (USD, F-066) and when it was reported
+    Column("price_usd", Float, nullable=True),
+    Column("price_at_ms", _MS, nullable=True),
 )
 
 audit = Table(
@@ -289,4 +292,14 @@ token_keys = Table(
     Column("retired_at_ms", _MS, nullable=True),
     Column("verify_until_ms", _MS, nullable=True),
     Column("reason", String(200), nullable=False),
+)
+
+#: regions an operator declared in an incident (F-110, F-112): placement avoids them
+region_incidents = Table(
+    "cp_region_incidents",
+    metadata,
+    Column("region", String(200), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("opened_by", String(200), nullable=False),
+    Column("opened_at_ms", _MS, nullable=False),
 )

@@ -50,11 +50,13 @@ _BUDGET_SIGNALS = {"budget_warning", "budget_exhausted"}
 _REASONED = _PROVIDER_SIGNALS | {"admit", "reject", "defer"}  # their reason is compared
 _Sig = tuple[Any, ...]
 _Key = tuple[str, int, int]
+#: a group's entry: sort key, line and the line's signature (see :func:`_signature`)
+_Entry = tuple[_Key, TimelineLine, _Sig]
 #: what :meth:`_Side.add` returns for a line of the session-scoped group
 _SESSION = object()
 
 
-def _first(item: tuple[_Key, TimelineLine]) -> _Key:
+def _first(item: _Entry) -> _Key:
     return item[0]
 
 
@@ -116,7 +118,7 @@ class _Side:
     """
 
     def __init__(self, lines: Iterable[TimelineLine] = ()) -> None:
-        self.groups: dict[str | None, list[tuple[_Key, TimelineLine]]] = defaultdict(list)
+        self.groups: dict[str | None, list[_Entry]] = defaultdict(list)
         self.plans: dict[str, dict[str, Any]] = {}
         self.evidence: dict[str, dict[str, Any]] = {}
         self._kept: dict[tuple[str, str], _Key] = {}
@@ -138,7 +140,8 @@ class _Side:
         rec = line.record
         get = rec.get
         # recorder artefacts (as _is_artifact, inlined: every line of both sides comes here)
-        if get("lane") == "TelemetryLane" or get("signal") == "recording_level_downgraded":
+        lane, signal = get("lane"), get("signal")
+        if lane == "TelemetryLane" or signal == "recording_level_downgraded":
             return None
         event_id = get("event_id")
         if type(event_id) is str and event_id.startswith("or02-"):
@@ -156,18 +159,23 @@ class _Side:
                 (self.plans if line.kind == "resolved_turn_plan" else self.evidence)[
                     str(turn)] = rec
             return None
-        if line.kind == "turn_transition":
+        kind = line.kind
+        if kind == "turn_transition":
             return None  # transitions carry no identity; signals cover the lifecycle
-        ts = rec.get("runtime_timestamp_ms")
+        ts = get("runtime_timestamp_ms")
         if isinstance(ts, int) and (self.base_ts is None or ts < self.base_ts):
             self.base_ts = ts
         group = turn if isinstance(turn, str) else None
         if group in self.dropped_key and key < self.dropped_key[group]:
             self.late += 1  # older than a record already compared: the verdict may differ
-        self.groups[group].append((key, line))
+        # the signature (_signature, inlined), taken once: a group is keyed more than once
+        self.groups[group].append((key, line, (
+            kind, signal or get("outcome_kind") or get("trigger"), lane, get("node_id"),
+            get("edge_id"), get("payload_class"),
+            get("scope") if kind == "control_signal" else None)))
         if group is None:
             return _SESSION
-        if line.kind == "control_signal" and rec.get("signal") in _TERMINAL:
+        if kind == "control_signal" and signal in _TERMINAL:
             return group
         return None
 
@@ -183,23 +191,21 @@ class _Side:
             self._kept.pop((EVIDENCE_KIND, turn), None)
 
     def ordered(self, turn: str | None) -> list[TimelineLine]:
-        return [line for _, line in self.sorted_group(turn)]
+        return [line for _, line, _ in self.sorted_group(turn)]
 
-    def sorted_group(self, turn: str | None) -> list[tuple[_Key, TimelineLine]]:
+    def sorted_group(self, turn: str | None) -> list[_Entry]:
         return sorted(self.groups.get(turn, ()), key=_first)
 
-    def keyed(self, turn: str | None, lines: list[TimelineLine] | None = None
+    def keyed(self, turn: str | None, entries: list[_Entry] | None = None
               ) -> list[tuple[_Sig, int, TimelineLine]]:
+        """``(signature, occurrence, line)`` of a group's entries (default: the whole
+        group in order), terminals left out."""
         seen: dict[_Sig, int] = dict(self.seen_base.get(turn, ()))
         out: list[tuple[_Sig, int, TimelineLine]] = []
         append = out.append
-        for line in self.ordered(turn) if lines is None else lines:
-            kind, get = line.kind, line.record.get
-            if kind == "control_signal" and get("signal") in _TERMINAL:
-                continue  # (_is_terminal and _signature inlined: every line comes here)
-            sig = (kind, get("signal") or get("outcome_kind") or get("trigger"), get("lane"),
-                   get("node_id"), get("edge_id"), get("payload_class"),
-                   get("scope") if kind == "control_signal" else None)
+        for _, line, sig in self.sorted_group(turn) if entries is None else entries:
+            if sig[0] == "control_signal" and line.record.get("signal") in _TERMINAL:
+                continue  # (_is_terminal, inlined)
             n = seen.get(sig, 0)
             append((sig, n, line))
             seen[sig] = n + 1
@@ -222,7 +228,7 @@ class _Side:
             _add_text(out, line)
         return {node: " ".join(parts) for node, parts in out.items()}
 
-    def drop_prefix(self, turn: str | None, group: list[tuple[_Key, TimelineLine]], count: int,
+    def drop_prefix(self, turn: str | None, group: list[_Entry], count: int,
                     signatures: list[_Sig]) -> None:
         """Forget the first ``count`` lines of a group (compared), keeping what the rest
         of its comparison needs: occurrence numbers, output texts, the terminal.
@@ -346,9 +352,9 @@ def _settle(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerances, st:
     stay (records may still arrive slightly out of order).
     """
     e_group, a_group = exp.sorted_group(turn), act.sorted_group(turn)
-    e_lines, a_lines = [ln for _, ln in e_group], [ln for _, ln in a_group]
-    ek = exp.keyed(turn, e_lines[:max(0, len(e_lines) - margin)])
-    ak = act.keyed(turn, a_lines[:max(0, len(a_lines) - margin)])
+    e_lines, a_lines = [ln for _, ln, _ in e_group], [ln for _, ln, _ in a_group]
+    ek = exp.keyed(turn, e_group[:max(0, len(e_group) - margin)])
+    ak = act.keyed(turn, a_group[:max(0, len(a_group) - margin)])
     pend_e: set[tuple[_Sig, int]] = set()
     pend_a: set[tuple[_Sig, int]] = set()
     m = 0
@@ -415,7 +421,8 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
             if ex != ac:
                 add(DivergenceClass.PROVIDER_CHOICE, "provider invocations used other providers",
                     ex, ac)
-    e_lines, a_lines = exp.ordered(turn), act.ordered(turn)  # sorted once per side
+    e_group, a_group = exp.sorted_group(turn), act.sorted_group(turn)  # sorted once a side
+    e_lines, a_lines = [ln for _, ln, _ in e_group], [ln for _, ln, _ in a_group]
     et, at = exp.terminal(turn, e_lines), act.terminal(turn, a_lines)
     if et != at:
         add(DivergenceClass.OUTCOME, "terminal outcome differs", et, at)
@@ -424,7 +431,7 @@ def _compare_turn(turn: str | None, exp: _Side, act: _Side, tol: ReplayTolerance
         if etx.get(node) != atx.get(node):
             add(DivergenceClass.OUTCOME, f"output text of node {node} differs",
                 etx.get(node), atx.get(node))
-    ek, ak = exp.keyed(turn, e_lines), act.keyed(turn, a_lines)
+    ek, ak = exp.keyed(turn, e_group), act.keyed(turn, a_group)
     e_ids = {(s, n): ln for s, n, ln in ek}
     a_ids = {(s, n): ln for s, n, ln in ak}
     # in timeline order (a set difference would list them in hash order, run to run)

@@ -190,25 +190,38 @@ def _too_long(name: str, number: int, size: int) -> TimelineFormatError:
 _Item = tuple[int, object]
 
 
-def _json_lines(name: str, f: IO[bytes], payloads: Payloads | None, number: int = 0
-                ) -> Iterator[_Item]:
-    """``(number, value)`` per line; ``payloads=None``: the line's raw bytes, undecoded."""
+def _json_lines(name: str, f: IO[bytes], payloads: Payloads | None, number: int = 0,
+                offsets: list[int] | None = None) -> Iterator[_Item]:
+    """``(number, value)`` per line; ``payloads=None``: the line's raw bytes, undecoded.
+
+    With ``offsets`` (a one-item list holding the byte offset reading starts at), each
+    item is yielded with ``offsets[0]`` at the offset after the item before it (as
+    ``tell`` between items reads it; counted here: ``tell`` is a system call a line)."""
+    pos = after = offsets[0] if offsets is not None else 0
     while True:
         raw = f.readline(MAX_LINE_BYTES + 1)
         if not raw:
             return
         number += 1
+        pos += len(raw)
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             size = len(raw)
             while raw and not raw.endswith(b"\n"):  # skip the rest of the line, bounded reads
                 raw = f.readline(MAX_LINE_BYTES)
                 size += len(raw)
+                pos += len(raw)
+            if offsets is not None:
+                offsets[0] = after
             yield number, _too_long(name, number, size)
+            after = pos
             continue
         if raw.isspace():
             continue
+        if offsets is not None:
+            offsets[0] = after
         yield number, (raw if payloads is None
                        else _decode(name, number, raw, msgpack=False, payloads=payloads))
+        after = pos
 
 
 def _msgpack_frames(name: str, f: IO[bytes], payloads: Payloads | None, number: int = 0
@@ -299,6 +312,10 @@ def _values(path: str | Path, payloads: Payloads | None, offsets: list[int] | No
         try:
             msgpack = _msgpack_by(file, f.peek(1)[:1])
             f.seek(start[0])
+            if offsets is not None and not msgpack:  # the reader counts the offsets
+                offsets[0] = start[0]
+                yield from _json_lines(name, f, payloads, start[1], offsets)
+                return
             lines = (_msgpack_frames if msgpack else _json_lines)(name, f, payloads, start[1])
             if offsets is None:
                 yield from lines

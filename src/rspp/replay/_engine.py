@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from rspp.contracts import (
     ReplayMode,
     ReplayTolerances,
 )
-from rspp.kernel import NodeRegistry
+from rspp.kernel import Event, NodeRegistry
 from rspp.observability._compare import TurnwiseComparison, compare_timelines
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._cursor import ReplayCursor, recording_digest
@@ -71,7 +71,7 @@ from rspp.replay._rig import (
     SessionRig,
 )
 from rspp.replay._session_factory import SessionFactory
-from rspp.replay._source import Recording, load_recording
+from rspp.replay._source import IngressIndex, IngressItem, Recording, load_recording
 from rspp.replay._transport import RecordedTransport, play_transport
 from rspp.spec import GraphDefinition
 from rspp.turns._admission import AdmissionDecision, LocalAdmission
@@ -283,26 +283,30 @@ class ReplayEngine:
         end = min(self.position + n, self.total)
         rig, playback, ingress = self.rig, self.rig.playback, self.recording.ingress
         source = self.recording.source
+        # an IngressIndex answers from its arrays (no item made per frame)
+        fields, event_at = (ingress.fields, ingress.event_at) \
+            if isinstance(ingress, IngressIndex) else (_fields_of(ingress), _event_of(ingress))
         while self.position < end and not (pausable and self.paused):
-            item = ingress[self.position]
+            i = self.position
+            sequence, at_ms, port = fields(i)
             if self._inputless:  # (most recordings have none: no coroutine per frame)
-                await self._propose_inputless(item.runtime_sequence)
-            ev = item.event(source)
-            if item.port == "audio":
-                if not rig.advance_now(item.runtime_ms, item.runtime_sequence):
-                    await rig.advance_to(item.runtime_ms, item.runtime_sequence)
+                await self._propose_inputless(sequence)
+            ev = event_at(i, source)
+            if port == "audio":
+                if not rig.advance_now(at_ms, sequence):
+                    await rig.advance_to(at_ms, sequence)
             else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
                 # turn in the live transport before entering the graph: so does the replay,
                 # at the recorded proposal's time
-                reason = "text_input" if item.port == "text" else ev.kind
-                proposed = self._proposal_before(reason, item.runtime_sequence)
+                reason = "text_input" if port == "text" else ev.kind
+                proposed = self._proposal_before(reason, sequence)
                 if proposed is not None:
                     await self.rig.advance_to(proposed[1], proposed[0])
                 self.rig.driver.end_of_utterance(reason)
                 ev.turn_id = await self.rig.driver.turn_for_utterance()
-                await self.rig.advance_to(item.runtime_ms, item.runtime_sequence)
-            rig.ingress(ev, item.port)
+                await self.rig.advance_to(at_ms, sequence)
+            rig.ingress(ev, port)
             self.position += 1
             if playback is not None:
                 playback.mark_fed(self.position)
@@ -470,6 +474,19 @@ class ReplayEngine:
             if not task.cancelled() and task.exception() is not None:
                 raise ReplayError(f"replaying the recorded transport signals failed: "
                                   f"{task.exception()}")
+
+
+def _fields_of(ingress: Sequence[IngressItem]) -> Callable[[int], tuple[int, int, str]]:
+    """``(runtime_sequence, runtime_ms, port)`` of item ``i`` (IngressIndex.fields)."""
+    def fields(i: int) -> tuple[int, int, str]:
+        item = ingress[i]
+        return item.runtime_sequence, item.runtime_ms, item.port
+    return fields
+
+
+def _event_of(ingress: Sequence[IngressItem]) -> Callable[[int, str], Event]:
+    """The event of item ``i`` (IngressIndex.event_at)."""
+    return lambda i, where: ingress[i].event(where)
 
 
 class _LateAdmission:

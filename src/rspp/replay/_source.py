@@ -75,13 +75,18 @@ class IngressItem:
     fetch: Callable[[int], TimelineLine] | None = None
 
     def event(self, where: str) -> Event:
-        line = self.fetch(self.line.line) if self.fetch is not None else self.line
-        if line.payload is None:
-            raise ReplayInputError(f"{where}:{line.line}: ingress event has no payload")
-        try:
-            return decode_event(line.record, line.payload, f"{where}:{line.line}")
-        except (ValueError, KeyError, msgspec.DecodeError) as exc:
-            raise ReplayInputError(str(exc)) from exc
+        return _ingress_event(self.fetch(self.line.line) if self.fetch is not None
+                              else self.line, where)
+
+
+def _ingress_event(line: TimelineLine, where: str) -> Event:
+    """The event of a recorded ingress line (``where``: the file)."""
+    if line.payload is None:
+        raise ReplayInputError(f"{where}:{line.line}: ingress event has no payload")
+    try:
+        return decode_event(line.record, line.payload, f"{where}:{line.line}")
+    except (ValueError, KeyError, msgspec.DecodeError) as exc:
+        raise ReplayInputError(str(exc)) from exc
 
 
 class IngressIndex(Sequence[IngressItem]):
@@ -140,6 +145,16 @@ class IngressIndex(Sequence[IngressItem]):
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def fields(self, index: int) -> tuple[int, int, str]:
+        """``(runtime_sequence, runtime_ms, port)`` of ``self[index]`` without making it."""
+        return self.sequences[index], self.times[index], self._ports[self._port[index]]
+
+    def event_at(self, index: int, where: str) -> Event:
+        """``self[index].event(where)`` without making the item (the replay's feed loop)."""
+        if self._lines is not None or self.fetch is None:
+            return self[index].event(where)
+        return _ingress_event(self.fetch(self._numbers[index]), where)
 
     def input_sequences(self) -> list[tuple[int, str]]:
         """``(runtime_sequence, port)`` of every ingress event that is not audio."""
