@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from rspp.client import LiveClient, session_url
+from rspp.client import LiveClient, SessionRefusedError, session_url
 from rspp.testing import TEXT_CHAT_SPEC
 
 if TYPE_CHECKING:
@@ -68,8 +68,22 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
 
     near_eu = placed(NEAR_EU)
     assert near_eu["runtime_id"] == "rt-eu"
-    assert placed({"eu": 140, "us": 10})["runtime_id"] == "rt-us"
+    near_us = placed({"eu": 140, "us": 10})
+    assert near_us["runtime_id"] == "rt-us"
     assert "name is" in asyncio.run(asyncio.wait_for(answer(near_eu), 120))
+
+    # single authority across regions (F-111): the session routed to eu cannot also run in
+    # us: its token opens it only on its runtime, and the lease is held by one holder
+    async def split_brain() -> str:
+        url = session_url(near_us["endpoint"], near_eu["session_id"])
+        with pytest.raises(SessionRefusedError) as refused:
+            await LiveClient.connect(url, token=near_eu["token"])
+        return str(refused.value)
+
+    assert "token_wrong_runtime" in asyncio.run(asyncio.wait_for(split_brain(), 60))
+    grab = httpx.post(f"{cp.url}/v1/leases/{near_us['session_id']}/acquire", timeout=60,
+                      headers={"Authorization": f"Bearer {ADMIN}"}, json={"holder": "rt-eu"})
+    assert grab.status_code == 409, grab.text
 
     # region A degraded by an operator: routing shifts to region B, where sessions run
     opened = cp_json(cp.url, ADMIN, "region", "incident", "eu", "--reason",
