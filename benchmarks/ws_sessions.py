@@ -35,8 +35,13 @@ p50/p95.
 ``cpu_us_per_frame``: runtime CPU per audio frame taken in or sent out (robust when a
 loaded machine starves the clients, which lowers CPU per session-second).
 
+``--pin``: the runtime runs on the first CPU and the client processes on the others
+(``os.sched_setaffinity``; ``pinned`` in the output says which); unpinned by default
+(the OS schedules both on every CPU). The clients send each 20 ms frame as a ready,
+masked frame (``_common.WsClient``), a small share of a CPU.
+
 Usage: ``python benchmarks/ws_sessions.py [--quick] [--sessions 100,200,300] [--seconds S]
-[--latency]``.
+[--latency] [--pin]``.
 """
 
 from __future__ import annotations
@@ -358,6 +363,22 @@ class GcProbe:
                 "gc_max_ms": [round(x, 2) for x in self.max_ms], "gc_collected": self.collected}
 
 
+#: ``--pin``: the CPUs of the runtime (this process) and of the client processes
+PINNED: dict[str, set[int]] = {}
+
+
+def pin(runtime_cpus: set[int], client_cpus: set[int]) -> None:
+    """Run the runtime on ``runtime_cpus`` and the client processes on ``client_cpus``."""
+    PINNED.update(runtime=runtime_cpus, clients=client_cpus)
+    os.sched_setaffinity(0, runtime_cpus)
+
+
+def _pin_clients() -> None:
+    """(In a client process before it runs) its CPUs under ``--pin``."""
+    if PINNED:
+        os.sched_setaffinity(0, PINNED["clients"])
+
+
 async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
                     route: Any = websocket_route, path: str = "",
                     script: str = __file__) -> dict[str, Any]:
@@ -377,7 +398,7 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         for m in per:
             children.append(await asyncio.create_subprocess_exec(
                 sys.executable, script, "--client", url, str(m), str(seconds), str(offset),
-                stdout=asyncio.subprocess.PIPE))
+                stdout=asyncio.subprocess.PIPE, preexec_fn=_pin_clients))
             offset += m
         starts = 0
         cpu0 = t0 = 0.0
@@ -458,6 +479,8 @@ async def run_point(n: int, seconds: float, procs: int, *, factory: Any = None,
         "rss_mb_per_session": round(max(rss - rss0, 0.0) / n, 4),
         "load_average": round(os.getloadavg()[0], 2),
         "event_loop": loop_name(),
+        # --pin: the runtime's and the clients' CPUs (None: unpinned, the OS schedules)
+        "pinned": {k: sorted(v) for k, v in PINNED.items()} or None,
     }
 
 
@@ -552,6 +575,7 @@ async def main(quick: bool, ns: list[int], procs: int, with_latency: bool,
         "cpu_ms_per_session_s": (best or points[-1])["cpu_ms_per_session_s"],
         "rss_mb_per_session": (best or points[-1])["rss_mb_per_session"],
         "points": points, "targets": {"capacity": 300, "p99_ms": 20.0},
+        "pinned": points[-1].get("pinned") if points else None,
         "lateness": "p50_ms/p99_ms: at the client, reply frame arrival - (utterance end sent + "
                     "200 ms + i x 20 ms); server_pacer_p99_ms: the runtime pacer vs due time"}
     if with_latency:
@@ -573,7 +597,14 @@ if __name__ == "__main__":
                     help="measured seconds per point (default 15, --quick 6)")
     ap.add_argument("--latency", action="store_true",
                     help="also: end of speech -> first reply audio, offline, 20 turns")
+    ap.add_argument("--pin", action="store_true",
+                    help="runtime on CPU 0, client processes on the other CPUs")
     a = ap.parse_args()
+    if a.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--pin needs at least 2 CPUs")
+        pin({cpus[0]}, set(cpus[1:]))
     default = "50,100" if a.quick else "100,200,300,400"
     run_loop(main(a.quick, [int(x) for x in (a.sessions or default).split(",")],
                   a.client_procs, a.latency, a.seconds))

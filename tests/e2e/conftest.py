@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -351,3 +351,47 @@ def metric_sample() -> Callable[..., float | None]:
     """``metric_sample(text, name, **labels)``: the value of the first Prometheus sample
     ``name{labels...}`` in an exposition ``text`` (None: no such sample)."""
     return _metric_sample
+
+
+@pytest.fixture(scope="session")
+def cp_json() -> Callable[..., dict[str, Any]]:
+    """``cp_json(url, api_key, *args)``: ``rspp cp ARGS`` against the control plane at
+    ``url``; fails the test unless it exits 0; its JSON output."""
+    import json
+    import os
+
+    def run(url: str, api_key: str, *args: str) -> dict[str, Any]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        res = subprocess.run(
+            [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
+            env=dict(env, RSPP_SERVER=url, RSPP_API_KEY=api_key), capture_output=True,
+            text=True, timeout=120, check=False)
+        assert res.returncode == 0, res.stderr
+        out: dict[str, Any] = json.loads(res.stdout)
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def text_turn() -> Callable[..., Any]:
+    """``await text_turn(client, question)``: type one question on an open
+    :class:`~rspp.client.LiveClient` session; the reply text once the turn closed (the
+    turn must open, commit and close)."""
+    from rspp.client import LiveClient
+    from rspp.transports import ReplyText, TurnEvent
+
+    async def turn(client: LiveClient, question: str) -> str:
+        await client.send_text(question)
+        states, text = [], []
+        async for ev in client.events():
+            if isinstance(ev, ReplyText):
+                text.append(ev.text)
+            if isinstance(ev, TurnEvent):
+                states.append(ev.state)
+                if ev.state == "close":
+                    break
+        assert states == ["open", "commit", "close"], states
+        return "".join(text)
+
+    return turn

@@ -29,7 +29,6 @@ import pytest
 from rspp.client import LiveClient, SessionRefusedError, session_url
 from rspp.controlplane import TokenKeys
 from rspp.testing import TEXT_CHAT_SPEC
-from rspp.transports import ReplyText, TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ControlPlaneServer, ServeProcess
@@ -40,45 +39,12 @@ ADMIN = "signing-admin-key-0123456789"
 RSPP = [sys.executable, "-c", "from rspp.cli import main; main()"]
 
 
-def _cli(url: str, *args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-    res = subprocess.run([*RSPP, "cp", *args], env=dict(env, RSPP_SERVER=url,
-                                                          RSPP_API_KEY=ADMIN),
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert res.returncode == 0, res.stderr
-    out: dict[str, Any] = json.loads(res.stdout)
-    return out
-
-
 async def _route(http: httpx.AsyncClient) -> dict[str, Any]:
     resp = await http.post("/v1/sessions/route",
                            json={"tenant_id": "acme", "pipeline_name": "text-chat"})
     assert resp.status_code == 201, resp.text
     route: dict[str, Any] = resp.json()
     return route
-
-
-async def _turn(client: LiveClient, question: str) -> str:
-    """Ask one question on an open session; the reply text once the turn closed."""
-    await client.send_text(question)
-    states, text = [], []
-    async for ev in client.events():
-        if isinstance(ev, ReplyText):
-            text.append(ev.text)
-        if isinstance(ev, TurnEvent):
-            states.append(ev.state)
-            if ev.state == "close":
-                break
-    assert states == ["open", "commit", "close"], states
-    return "".join(text)
-
-
-async def _one_turn(route: dict[str, Any], question: str, token: str | None = None) -> str:
-    url = session_url(route["endpoint"], route["session_id"])
-    async with await LiveClient.connect(url, token=token or route["token"]) as client:
-        answer = await _turn(client, question)
-        await client.end()
-    return answer
 
 
 def _kid(token: str) -> str:
@@ -89,14 +55,27 @@ def _kid(token: str) -> str:
 def test_a_live_session_and_old_tokens_survive_rotations_and_new_kids_are_fetched(
     store: str, cp_serve: Callable[..., ControlPlaneServer],
     serve_process: Callable[..., ServeProcess], tmp_path: Path,
+    cp_json: Callable[..., dict[str, Any]], text_turn: Callable[..., Any],
 ) -> None:
+    async def _turn(client: LiveClient, question: str) -> str:
+        text: str = await text_turn(client, question)
+        return text
+
+    async def _one_turn(route: dict[str, Any], question: str,
+                        token: str | None = None) -> str:
+        url = session_url(route["endpoint"], route["session_id"])
+        async with await LiveClient.connect(url, token=token or route["token"]) as client:
+            answer = await _turn(client, question)
+            await client.end()
+        return answer
+
     keys_dir = tmp_path / "keys"
     cp = cp_serve(store, ADMIN, "--token-key-dir", str(keys_dir))
     auth = {"Authorization": f"Bearer {ADMIN}"}
     published = httpx.post(f"{cp.url}/v1/pipelines", headers=auth, timeout=60,
                            json={"spec": TEXT_CHAT_SPEC, "filename": "chat.yaml"})
     assert published.status_code == 201, published.text
-    first = _cli(cp.url, "signing-keys", "status")
+    first = cp_json(cp.url, ADMIN, "signing-keys", "status")
     k1 = first["active_kid"]
     assert first["max_age_s"] == 7_776_000 and first["overdue"] is False
     assert first["automated"] is True and first["keys"][0]["key_ref"].startswith("file:")
@@ -114,7 +93,8 @@ def test_a_live_session_and_old_tokens_survive_rotations_and_new_kids_are_fetche
             async with await LiveClient.connect(url, token=live["token"]) as client:
                 assert "name is" in await _turn(client, "what is your name")
                 rotated = await asyncio.to_thread(
-                    _cli, cp.url, "signing-keys", "rotate", "--reason", "e2e rotation")
+                    cp_json, cp.url, ADMIN, "signing-keys", "rotate", "--reason",
+                    "e2e rotation")
                 assert rotated["previous_kid"] == k1 and rotated["kid"] != k1
                 # the live session keeps answering across the rotation
                 assert "name is" in await _turn(client, "what is your name")
@@ -126,7 +106,8 @@ def test_a_live_session_and_old_tokens_survive_rotations_and_new_kids_are_fetche
                 assert "name is" in await _one_turn(fresh, "what is your name")
                 # a second rotation, to a key by reference
                 again = await asyncio.to_thread(
-                    _cli, cp.url, "signing-keys", "rotate", "--key-ref", f"file:{other_key}")
+                    cp_json, cp.url, ADMIN, "signing-keys", "rotate", "--key-ref",
+                    f"file:{other_key}")
                 assert again["previous_kid"] == rotated["kid"]
                 assert "name is" in await _turn(client, "what is your name")
                 latest = await _route(http)
@@ -151,7 +132,7 @@ def test_a_live_session_and_old_tokens_survive_rotations_and_new_kids_are_fetche
     assert got["keys"]["kid"] == again["kid"]
     assert {k["kid"]: k["state"] for k in got["keys"]["keys"]} == {
         k1: "previous", rotated["kid"]: "previous", again["kid"]: "active"}
-    status = _cli(cp.url, "signing-keys", "status")
+    status = cp_json(cp.url, ADMIN, "signing-keys", "status")
     assert status["active_kid"] == again["kid"] and status["rotations"] == 2
     assert [k["reason"] for k in status["keys"]] == ["bootstrap", "e2e rotation", "manual"]
     # rotation evidence: who, which keys, why, the references; never the key material
@@ -169,16 +150,17 @@ def test_a_live_session_and_old_tokens_survive_rotations_and_new_kids_are_fetche
 
 def test_the_control_plane_rotates_its_key_before_the_maximum_age(
     cp_serve: Callable[..., ControlPlaneServer], tmp_path: Path,
+    cp_json: Callable[..., dict[str, Any]],
 ) -> None:
     """NF-035: with a key directory the key is rotated at 75% of the maximum age."""
     max_age = 12
     cp = cp_serve("sqlite", ADMIN, "--token-key-dir", str(tmp_path / "keys"),
                   "--token-key-max-age-s", str(max_age))
-    first = _cli(cp.url, "signing-keys", "status")
+    first = cp_json(cp.url, ADMIN, "signing-keys", "status")
     assert first["max_age_s"] == max_age and first["overdue"] is False
     assert first["rotate_by_ms"] - first["rotate_after_ms"] == max_age * 250
     deadline = time.monotonic() + 120
-    while (status := _cli(cp.url, "signing-keys", "status"))["active_kid"] == \
+    while (status := cp_json(cp.url, ADMIN, "signing-keys", "status"))["active_kid"] == \
             first["active_kid"]:
         assert time.monotonic() < deadline, status
         time.sleep(0.5)  # the control plane's own schedule: nothing to await

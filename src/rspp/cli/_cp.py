@@ -27,6 +27,9 @@ cp_app.add_typer(config_app, name="config")
 signing_app = typer.Typer(help="Session-token signing keys: rotation and key age (F-169).",
                           no_args_is_help=True)
 cp_app.add_typer(signing_app, name="signing-keys")
+region_app = typer.Typer(help="Regions: runtimes, room and incidents (F-110, F-112).",
+                         no_args_is_help=True)
+cp_app.add_typer(region_app, name="region")
 
 DEFAULT_SERVER = "http://127.0.0.1:8700"
 
@@ -749,6 +752,32 @@ def signing_keys_rotate(
 def signing_keys_status(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
     """The signing keys, the active key's age against the maximum, and whether it is due."""
     _print(_call(server, api_key, lambda c: c.request("GET", "/v1/tokens/keys/status")))
+
+
+@region_app.command("incident")
+def region_incident(
+    region: str = typer.Argument(..., help="The region (as runtimes register it)."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit entry)."),
+    server: str = ServerOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """Declare a region incident: new sessions and failover moves go elsewhere."""
+    _print(_call(server, api_key, lambda c: c.request(
+        "PUT", f"/v1/regions/{region}/incident", json={"reason": reason})))
+
+
+@region_app.command("clear")
+def region_clear(region: str = typer.Argument(...), server: str = ServerOpt,
+                 api_key: str = KeyOpt) -> None:
+    """Close a region's incident."""
+    _print(_call(server, api_key, lambda c: c.request("DELETE",
+                                                      f"/v1/regions/{region}/incident")))
+
+
+@region_app.command("list")
+def region_list(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
+    """Regions with their runtimes, healthy ones, free capacity and incident."""
+    _print(_call(server, api_key, lambda c: c.request("GET", "/v1/regions")))
 
 
 def register(app: typer.Typer) -> None:

@@ -44,6 +44,8 @@ from rspp.controlplane._replies import (
     ProviderHealthReply,
     PublicKey,
     PublishReply,
+    RegionIncidentReply,
+    RegionList,
     RolloutReply,
     RuntimeList,
     SessionBundle,
@@ -273,7 +275,22 @@ async def route(c: Call) -> Any:
         session_id=b.session_id,
         attributes=b.attributes,
         ttl_s=b.ttl_s,
+        region_latency_ms=b.region_latency_ms,
     )
+
+
+async def open_region_incident(c: Call) -> RegionIncidentReply:
+    done = await c.cp.set_region_incident(c.principal, c.path["region"], reason=c.body.reason)
+    return msgspec.convert(done, RegionIncidentReply)
+
+
+async def close_region_incident(c: Call) -> RegionIncidentReply:
+    done = await c.cp.set_region_incident(c.principal, c.path["region"], reason=None)
+    return msgspec.convert(done, RegionIncidentReply)
+
+
+async def list_regions(c: Call) -> RegionList:
+    return msgspec.convert({"regions": await c.cp.regions(c.principal)}, RegionList)
 
 
 async def session_status(c: Call) -> Any:

@@ -266,6 +266,45 @@ class FleetOps(HandoffOps):
         await self.signing.load()
         return self.signing.status()
 
+    async def set_region_incident(self, principal: Principal, region: str, *,
+                                  reason: str | None) -> dict[str, Any]:
+        """Open (``reason``) or close (None) a region-level incident (F-110, F-112): new
+        sessions and failover moves avoid the region while another has room; audited."""
+        await self.authorize(principal, Role.OPERATOR, "set a region incident")
+
+        async def work(conn: AsyncConnection, now: int) -> dict[str, Any]:
+            changed = await self.routing.set_incident_in(conn, region, reason=reason,
+                                                         actor=principal.key_id, now_ms=now)
+            if changed:
+                await self.audit.append_in(
+                    conn, actor=principal.key_id,
+                    action="region.incident_opened" if reason else "region.incident_closed",
+                    subject=region, detail={"reason": reason})
+            return {"region": region, "incident": reason is not None, "changed": changed}
+
+        result: dict[str, Any] = await self._write(work, "set region incident")
+        return result
+
+    async def regions(self, principal: Principal) -> list[dict[str, Any]]:
+        """Per region: runtimes, healthy ones, free capacity, and its incident if any."""
+        await self.authorize(principal, Role.VIEWER, "list regions")
+        async with self.store.engine.connect() as conn:
+            now = self.clock()
+            fleet = await self.routing.all_placed_in(conn, now_ms=now)
+            incidents = await self.routing.incidents_in(conn)
+        out: dict[str, dict[str, Any]] = {
+            name: {"region": name, "runtimes": 0, "healthy": 0, "free": 0, "incident": inc}
+            for name, inc in incidents.items()}
+        timeout = self.settings.heartbeat_timeout_ms
+        for r in fleet:
+            row = out.setdefault(r.region, {"region": r.region, "runtimes": 0, "healthy": 0,
+                                            "free": 0, "incident": incidents.get(r.region)})
+            row["runtimes"] += 1
+            if r.effective_health(now, timeout) == RuntimeHealth.HEALTHY:
+                row["healthy"] += 1
+                row["free"] += max(0, r.capacity - r.placement_load)
+        return [out[k] for k in sorted(out)]
+
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")
         async with self.store.engine.connect() as conn:

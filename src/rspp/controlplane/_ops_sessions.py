@@ -107,6 +107,7 @@ class SessionOps(HandoffOps):
         session_id: str | None = None,
         attributes: dict[str, str] | None = None,
         ttl_s: int | None = None,
+        region_latency_ms: dict[str, int] | None = None,
     ) -> SessionRoute:
         """Admit, resolve the version, place, issue lease epoch 1 and a signed token."""
         await self.authorize(principal, Role.OPERATOR, "route session")
@@ -127,7 +128,9 @@ class SessionOps(HandoffOps):
             )
             no_room: NoCapacity | None = None
             try:
-                runtime = await self.routing.place_in(conn, region=attrs.get("region"), now_ms=now)
+                runtime = await self.routing.place_in(conn, region=attrs.get("region"),
+                                                      now_ms=now,
+                                                      latency_ms=region_latency_ms)
                 view = await self.routing.view_in(conn, runtime.runtime_id, now_ms=now)
             except NoCapacity as exc:  # admission speaks first (a rejection is a 429)
                 no_room = exc

@@ -101,6 +101,30 @@ class VerifyReply(_Reply, frozen=True, kw_only=True):
     claims: SessionClaims
 
 
+class RegionIncidentReply(_Reply, frozen=True, kw_only=True):
+    region: str
+    incident: bool
+    changed: bool
+
+
+class Incident(_Reply, frozen=True, kw_only=True):
+    reason: str
+    opened_by: str
+    opened_at_ms: int
+
+
+class RegionRow(_Reply, frozen=True, kw_only=True):
+    region: str
+    runtimes: int
+    healthy: int
+    free: int
+    incident: Incident | None = None
+
+
+class RegionList(_Reply, frozen=True, kw_only=True):
+    regions: list[RegionRow]
+
+
 class PublicKey(_Reply, frozen=True, kw_only=True):
     kid: str
     algorithm: str

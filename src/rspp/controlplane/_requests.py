@@ -135,6 +135,7 @@ PATH_PARAMS: dict[str, Any] = {
     "session_id": Id,
     "tenant_id": Id,
     "change_id": Id,
+    "region": Id,
 }
 
 
@@ -299,6 +300,15 @@ class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True)
     session_id: Id | None = None
     attributes: Annotated[dict[AttrKey, AttrValue], Meta(max_length=64)] = {}
     ttl_s: TtlS | None = None
+    #: the client's measured latency to each region (F-110): the lowest with room wins
+    region_latency_ms: Annotated[dict[Id, Annotated[int, Meta(ge=0, le=600_000)]],
+                                 Meta(max_length=64)] | None = None
+
+
+class IncidentRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Declare a region-level incident (F-112): placement avoids the region."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
 
 
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -186,6 +186,14 @@ ROUTES: tuple[Op, ...] = (
        "Register a runtime instance (409 version_skew: its release or schema is outside the "
        "supported window)", body=q.RegisterRuntimeRequest, response=RuntimeInstance,
        status=201, errors=(409,), tag="fleet"),
+    # region-level incidents (F-110, F-112): placement avoids a region in an incident
+    Op("PUT", "/v1/regions/{region}/incident", h.open_region_incident, OP, _S.FLEET,
+       "Declare a region incident", body=q.IncidentRequest, response=r.RegionIncidentReply,
+       tag="runtimes"),
+    Op("DELETE", "/v1/regions/{region}/incident", h.close_region_incident, OP, _S.FLEET,
+       "Close a region incident", response=r.RegionIncidentReply, tag="runtimes"),
+    Op("GET", "/v1/regions", h.list_regions, V, _S.FLEET, "Regions: runtimes, room, incidents",
+       response=r.RegionList, tag="runtimes"),
     Op("GET", "/v1/runtimes", h.list_runtimes, V, _S.FLEET, "Runtime instances",
        response=r.RuntimeList, tag="fleet"),
     Op("POST", "/v1/runtimes/{runtime_id}/heartbeat", h.heartbeat, OP, _S.FLEET, "Heartbeat",

@@ -33,7 +33,7 @@ from rspp.contracts import (
     SnapshotMeta,
 )
 from rspp.controlplane._errors import InvalidRequest, NoCapacity, NotFound
-from rspp.controlplane._schema import provider_health, runtimes, sessions
+from rspp.controlplane._schema import provider_health, region_incidents, runtimes, sessions
 from rspp.controlplane._store import Store
 
 ROUTING_COUNTER = "routing"
@@ -206,6 +206,7 @@ class RoutingTable:
         now_ms: int,
         exclude: str | None = None,
         exact: bool = True,
+        latency_ms: dict[str, int] | None = None,
     ) -> RuntimeInstance:
         """A healthy runtime with room: the requested region first, then the lowest load.
 
@@ -214,8 +215,14 @@ class RoutingTable:
         its capacity. Moves of live sessions (failover, drain) are not held up by that lock:
         many may land at once, and a session moved is better than one dropped. While
         choosing, placements that other open transactions of this process made count too,
-        so a burst spreads evenly."""
+        so a burst spreads evenly.
+
+        Regions (F-110, F-112): a region an operator declared in an incident is used only
+        when no other region has a healthy runtime with room; with ``latency_ms`` (the
+        client's measured latency per region) the lowest-latency region with room comes
+        first (a region without a figure after every one with), else the requested region."""
         fleet = await self.all_placed_in(conn, now_ms=now_ms)
+        incidents = set(await self.incidents_in(conn))
         others: dict[str, int] = {}
         for cid, counts in self._pending.items():
             if cid != id(conn):
@@ -243,6 +250,8 @@ class RoutingTable:
                 )
             candidates.sort(
                 key=lambda r: (
+                    r.region in incidents,
+                    (latency_ms.get(r.region, 1 << 30) if latency_ms else 0),
                     region is not None and r.region != region,
                     load(r) / r.capacity,
                     r.runtime_id,
@@ -263,6 +272,31 @@ class RoutingTable:
                 return msgspec.structs.replace(best, placed=placed)
             counts[best.runtime_id] -= 1
             tried.add(best.runtime_id)  # filled meanwhile: the next best
+
+    async def incidents_in(self, conn: AsyncConnection) -> dict[str, dict[str, Any]]:
+        """Regions in an incident: region -> reason, who opened it, when."""
+        rows = (await conn.execute(select(region_incidents))).all()
+        return {r.region: {"reason": r.reason, "opened_by": r.opened_by,
+                           "opened_at_ms": r.opened_at_ms} for r in rows}
+
+    async def set_incident_in(self, conn: AsyncConnection, region: str, *, reason: str | None,
+                              actor: str, now_ms: int) -> bool:
+        """Open (``reason``) or close (None) a region's incident; True when it changed."""
+        current = (await self.incidents_in(conn)).get(region)
+        if reason is None:
+            if current is None:
+                return False
+            await conn.execute(delete(region_incidents)
+                               .where(region_incidents.c.region == region))
+        elif current is not None:
+            await conn.execute(update(region_incidents)
+                               .where(region_incidents.c.region == region)
+                               .values(reason=reason))
+        else:
+            await conn.execute(insert(region_incidents).values(
+                region=region, reason=reason, opened_by=actor, opened_at_ms=now_ms))
+        await self._store.next_counter(conn, ROUTING_COUNTER)
+        return True
 
     def _finished(self, conn: AsyncConnection, committed: bool) -> None:
         self._pending.pop(id(conn), None)

@@ -293,3 +293,13 @@ token_keys = Table(
     Column("verify_until_ms", _MS, nullable=True),
     Column("reason", String(200), nullable=False),
 )
+
+#: regions an operator declared in an incident (F-110, F-112): placement avoids them
+region_incidents = Table(
+    "cp_region_incidents",
+    metadata,
+    Column("region", String(200), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("opened_by", String(200), nullable=False),
+    Column("opened_at_ms", _MS, nullable=False),
+)

@@ -59,11 +59,13 @@ class Wakeup:
     several (:class:`OrderedEdgeBuffer`): the stamps order their arrivals.
     """
 
-    __slots__ = ("fut", "last_ns")
+    __slots__ = ("_loop", "fut", "last_ns")
 
     def __init__(self) -> None:
         self.fut: asyncio.Future[None] | None = None
         self.last_ns = 0
+        #: the loop of the first wait (``get_running_loop`` costs a ``getpid`` each call)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def fire(self) -> None:
         f = self.fut
@@ -73,7 +75,10 @@ class Wakeup:
                 f.set_result(None)
 
     async def wait(self) -> None:
-        f = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        f = loop.create_future()
         self.fut = f
         await f
 
@@ -444,8 +449,10 @@ class EdgeBuffer(PressureMixin):
         data = self.data
         if data:
             if not self.lossless:
-                self._expire(self.clock.monotonic_ns())
-                data = self.data  # (an atomic sync-group drop replaces the deque)
+                now = self.clock.monotonic_ns()
+                if data[0].enq_ns < now - self.config.max_queue_ms * _NS_PER_MS:
+                    self._expire(now)
+                    data = self.data  # (an atomic sync-group drop replaces the deque)
             if data:
                 ev = data.popleft()
                 self.nbytes -= ev.size

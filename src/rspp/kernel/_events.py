@@ -26,6 +26,11 @@ __all__ = ["AudioFormat", "Event", "EventKind", "to_record"]
 _SIZED = (bytes, bytearray, memoryview, str)
 
 
+#: payloads whose ``len`` is an event's size (a tuple: ``A | B`` in ``isinstance`` builds a
+#: union object at every call, and every event of every session passes here)
+_SIZED = (bytes, bytearray, memoryview, str)
+
+
 class EventKind:
     """Well-known ``Event.kind`` values (plain strings; nodes may add their own)."""
 

@@ -194,23 +194,27 @@ class SessionActor(ControlMixin):
     def _entry(self, port: str) -> EdgeBuffer:
         entry = self.entries.get(port)
         if entry is None:
-            raise KeyError(
-                f"session {self.session_id}: no entry port {port!r}; "
-                f"graph {self.pipeline_version} has {sorted(self.entries)}"
-            )
+            raise self._no_entry(port)
         return entry[0]
 
-    def _ingress(self, ev: Event, port: str) -> EdgeBuffer:
+    def _no_entry(self, port: str) -> KeyError:
+        return KeyError(f"session {self.session_id}: no entry port {port!r}; "
+                        f"graph {self.pipeline_version} has {sorted(self.entries)}")
+
+    def _ingress(self, ev: Event, port: str) -> tuple[EdgeBuffer, tuple[Target, ...]]:
+        """Stamp ``ev`` as it enters at ``port``; the port's entry (buffer, targets)."""
         if self.state != "running":
             raise LifecycleError(f"session {self.session_id} is {self.state}, not running")
-        buf = self._entry(port)
+        entry = self.entries.get(port)
+        if entry is None:
+            raise self._no_entry(port)
         ev.seq = self._seq
         self._seq += 1
         if ev.turn_id is None:
             ev.turn_id = self.turn_id
         ev.ingress_ns = self.clock.monotonic_ns()
         self.ingress_count += 1
-        return buf
+        return entry
 
     def push(self, ev: Event, port: str = "audio") -> bool:
         """Non-blocking ingress; returns False when the event was shed.
@@ -219,17 +223,17 @@ class SessionActor(ControlMixin):
         control is pending, the event is dispatched directly (same order, no
         task switch); otherwise it waits in the bounded entry buffer.
         """
-        buf = self._ingress(ev, port)
+        buf, targets = self._ingress(ev, port)
         if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
                 and not self.blocked:
             self._dispatching = True
             try:
                 if self.instrument:
                     t0 = _perf()
-                    self.route(self.entries[port][1], ev)
+                    self.route(targets, ev)
                     self.total_ns += _perf() - t0
                 else:
-                    self.route(self.entries[port][1], ev)
+                    self.route(targets, ev)
             finally:
                 self._dispatching = False
             if self.blocked:
@@ -252,7 +256,8 @@ class SessionActor(ControlMixin):
         so the next event cannot be recorded ahead of this one's effects. False when
         the event was shed.
         """
-        buf = self._ingress(ev, port)
+        entry = self._ingress(ev, port)
+        buf = entry[0]
         if admitted is not None:
             admitted(ev)
         if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
@@ -260,7 +265,7 @@ class SessionActor(ControlMixin):
             self._dispatching = True
             t0 = _perf() if self.instrument else 0
             try:
-                self.route(self.entries[port][1], ev)
+                self.route(entry[1], ev)
             except Exception as exc:  # an output sink failed, as in the scheduler
                 self.sink_failed(ev, exc)
             finally:
@@ -305,7 +310,7 @@ class SessionActor(ControlMixin):
 
     async def send(self, ev: Event, port: str = "audio") -> bool:
         """Ingress that honours blocking/flow control (bounded by max_block_ms)."""
-        buf = self._ingress(ev, port)
+        buf = self._ingress(ev, port)[0]
         st = buf.offer(ev)
         if st == BLOCKED:
             st = await self.offer_blocking(buf, ev)

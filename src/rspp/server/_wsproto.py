@@ -21,7 +21,10 @@ is complete and no extension (``permessage-deflate``) was negotiated:
   having seen no frame bytes since the handshake;
 * outgoing: a ``websocket.send`` on an open connection is written as one unmasked
   frame; anything else (accept, close, a connection that is closing) goes through
-  uvicorn.
+  uvicorn. The scope's ``rspp.send_now`` extension (:data:`~rspp.transports.SEND_NOW`)
+  does the same synchronously, outside any task (the runtime's pacer writes reply
+  frames with it): True when written, False when the message has to go through
+  ``send`` (writes paused by flow control, the connection not open).
 * direct binary frames: the scope offers the application the ``rspp.frame_sink``
   extension (:data:`~rspp.transports.FRAME_SINK`); an application that installs a sink
   gets each binary message from the read callback itself while its receive queue is
@@ -47,7 +50,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from rspp.transports import FRAME_SINK, SEND_GATE, FrameSink
+from rspp.transports import FRAME_SINK, SEND_GATE, SEND_NOW, FrameSink
 
 try:
     from websockets.speedups import apply_mask
@@ -137,6 +140,7 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)  # none: the handshake was refused
         if scope is not None:
             scope["extensions"][FRAME_SINK] = self._set_sink
+            scope["extensions"][SEND_NOW] = self._write_now
 
     def _set_sink(self, sink: FrameSink | None) -> None:
         self._sink = sink
@@ -264,25 +268,32 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             await self.writable.wait()  # the socket took what was buffered...
             if gate() is not True:
                 return  # ...but the lease lapsed meanwhile (a paused process): dropped
-        if (self._lean_out() and message["type"] == "websocket.send"
-                and self.writable.is_set()):
-            data: Any = message.get("bytes")
-            op = 0x82
-            if data is None:
-                text = message.get("text")
-                if text is not None:
-                    data, op = text.encode(), 0x81
-            if data is not None:
-                n = len(data)
-                if n < 126:
-                    head = bytes((op, n))
-                elif n < 65536:
-                    head = bytes((op, 126)) + _H.pack(n)
-                else:
-                    head = bytes((op, 127)) + _Q.pack(n)
-                self.transport.write(head + data)
-                return
-        await super().send(message)
+        if not self._write_now(message):
+            await super().send(message)
+
+    def _write_now(self, message: Any) -> bool:
+        """Write a ``websocket.send`` message as one frame now; False when it cannot go
+        without waiting or the lean path (the connection is not open, its writes are
+        paused, another message type): uvicorn's ``send`` takes it then."""
+        if message["type"] != "websocket.send" or not self._lean_out() \
+                or not self.writable.is_set() or self.transport.is_closing():
+            return False
+        data: Any = message.get("bytes")
+        op = 0x82
+        if data is None:
+            text = message.get("text")
+            if text is None:
+                return False
+            data, op = text.encode(), 0x81
+        n = len(data)
+        if n < 126:
+            head = bytes((op, n))
+        elif n < 65536:
+            head = bytes((op, 126)) + _H.pack(n)
+        else:
+            head = bytes((op, 127)) + _Q.pack(n)
+        self.transport.write(head + data)
+        return True
 
     def _lean_out(self) -> bool:
         return (self.handshake_complete and not self.close_sent and not self.disconnected

@@ -8,6 +8,12 @@ events (beyond that the client is too slow to keep the session: ``overflowed``
 is set and the endpoint closes the connection). ``drop_turn`` removes the
 queued, not yet sent frames of a fenced turn.
 
+A connection that can write without waiting (``rspp serve``'s WebSocket protocol)
+installs :attr:`OutboundQueue.direct`: an item put while the queue is empty and its
+reader waits is offered to it first and, when taken, leaves at once (the same checks
+as the reader's, right there: no task wake-up per frame); the reader's path takes
+whatever it declines (a connection that must wait, authority on hold), in order.
+
 :class:`EgressPacer` is the runtime's one pacing clock: every live session's
 egress is stepped from one loop timer, set to the earliest frame due among all
 sessions (a session idle of reply audio holds no timer), so 300 sessions cost a
@@ -60,12 +66,25 @@ class OutboundQueue:
         self.overflowed = False
         self.closed = False
         self.high_water = 0
+        #: takes an item at once instead of queueing it for the reader, only while nothing
+        #: is queued and the reader waits (so nothing can overtake anything); True: taken
+        #: (sent, or dropped by the same checks the reader applies), False: queue it
+        self.direct: Callable[[AudioFrame | ServerEvent], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
+    def _taken(self, item: AudioFrame | ServerEvent) -> bool:
+        """``direct`` took ``item``: nothing is queued, the reader waits (nothing in flight)."""
+        waiter = self._waiter
+        direct = self.direct
+        return (direct is not None and not self._items and waiter is not None
+                and not waiter.done() and not self.closed and direct(item))
+
     def put_audio(self, frame: AudioFrame) -> bool:
         """Queue a frame; when full the oldest queued frame is dropped (False)."""
+        if self._taken(frame):
+            return True
         dropped = False
         if self._audio >= self.max_audio:
             for i, item in enumerate(self._items):
@@ -82,6 +101,8 @@ class OutboundQueue:
 
     def put_event(self, event: ServerEvent) -> bool:
         """Queue an event; False (and ``overflowed``) when the event bound is exceeded."""
+        if self._taken(event):
+            return True
         if self._events >= self.max_events:
             self.overflowed = True
             self._wake()

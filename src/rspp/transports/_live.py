@@ -196,6 +196,8 @@ class LiveTransport:
         self.audio_refused = 0
         #: the outputs a turn's reply must end on before it is delivered (``attach``)
         self._reply_ports: frozenset[str] = frozenset()
+        #: the session's graph takes audio (``input.audio``; True until ``attach``)
+        self._audio_in = True
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -206,6 +208,7 @@ class LiveTransport:
                make_signal: SignalFactory | None = None) -> None:
         self.session, self.driver, self._make_signal = session, driver, make_signal
         self._reply_ports = session.graph.reply_ports()
+        self._audio_in = "audio" in session.entries
 
     # ------------------------------------------------------------- signals
     def signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
@@ -318,8 +321,7 @@ class LiveTransport:
 
         Not a coroutine itself (one frame of every session, 50 times a second): it returns
         the awaitable that takes the frame in."""
-        s = self.session
-        if s is not None and "audio" not in s.entries:  # (``_takes_audio``, inline)
+        if not self._audio_in:
             # told once, on the event channel of whatever transport carries the session (a
             # media track keeps sending: its loop must not fail)
             self.audio_refused += 1
@@ -354,8 +356,7 @@ class LiveTransport:
                                       sample_index=self.media_samples))
 
     def _takes_audio(self) -> bool:
-        s = self.session
-        return s is None or "audio" in s.entries
+        return self._audio_in
 
     def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
         buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)

@@ -39,7 +39,7 @@ from rspp.transports._protocol import (
     SessionEnd,
     Stats,
 )
-from rspp.transports._session_port import ClientAudio
+from rspp.transports._session_port import ClientAudio, SendNow
 from rspp.turns import SessionEvent, SessionLifecycle
 
 __all__ = ["LiveSessionHandle", "SessionCore"]
@@ -61,6 +61,71 @@ class SessionCore(Protocol):
     async def finish(self, on_stopped: Callable[[], None] | None = None) -> None: ...
 
     def capture_debug(self, seconds: float) -> None: ...
+
+
+class _EgressGate:
+    """The last checks of one connection's outbound items, before the client.
+
+    Authority: an item waits while it is unconfirmed and is dropped once it is lost (a
+    ``clear`` too: after a failover the client may already play the new holder's audio,
+    which a late ``clear`` of this epoch would cut; the close ``authority_lost:<reason>``
+    tells the client to drop what it buffered). A frame taken from the queue before its
+    turn was fenced (a rotation) is dropped. Protocol 1.2: an ``epoch`` event names the
+    epoch of what follows before the first item of a new epoch and again at most every
+    ``EPOCH_MARK_MS`` while items flow. The connection's reader task applies them to each
+    queued item; a direct send (:meth:`direct`) to an item at once.
+    """
+
+    __slots__ = ("_at", "_authority", "_epoch", "transport")
+
+    def __init__(self, transport: LiveTransport, authority: Any) -> None:
+        self.transport = transport
+        self._authority = authority
+        #: the epoch last named on this connection, and when
+        self._epoch: int | None = None
+        self._at = 0.0
+
+    def passes(self, item: ServerEvent | AudioFrame, may: bool | None) -> bool:
+        """False: drop ``item`` (authority lost, or its turn fenced); ``may``: the
+        transport's ``may_output()`` once it is not on hold (False)."""
+        transport = self.transport
+        if may is None:
+            transport.fenced_outputs += 1
+            return False
+        return not (type(item) is AudioFrame and transport.withheld(item.turn_id))
+
+    def mark_due(self, item: ServerEvent | AudioFrame) -> EpochEvent | None:
+        """The ``epoch`` event to send before ``item``, if one is due (:meth:`marked` once
+        it was sent)."""
+        epoch = getattr(self._authority, "epoch", None)
+        if not isinstance(epoch, int):
+            return None
+        now = time.time()
+        if epoch != self._epoch or (now - self._at >= _MARK_S and type(item) is not Stats):
+            return EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
+        return None
+
+    def marked(self, mark: EpochEvent) -> None:
+        self._epoch, self._at = mark.lease_epoch, mark.sent_at_ms / 1000
+
+    def direct(self, send_now: SendNow) -> Callable[[ServerEvent | AudioFrame], bool]:
+        """The queue's direct path over ``send_now`` (writes an item at once, or False)."""
+        transport = self.transport
+
+        def take(item: ServerEvent | AudioFrame) -> bool:
+            may = transport.may_output()
+            if may is False:
+                return False  # on hold: the reader waits for authority
+            if not self.passes(item, may):
+                return True
+            mark = self.mark_due(item)
+            if mark is not None:
+                if not send_now(mark):
+                    return False
+                self.marked(mark)
+            return send_now(item)  # (declined after its mark: the reader sends it)
+
+        return take
 
 
 class LiveSessionHandle:
@@ -119,7 +184,8 @@ class LiveSessionHandle:
         return len(self.lifecycle.rejections) == before
 
     # ---------------------------------------------------------- connections
-    def connect(self, audio: ClientAudio) -> AsyncIterator[ServerEvent | AudioFrame]:
+    def connect(self, audio: ClientAudio, send_now: SendNow | None = None
+                ) -> AsyncIterator[ServerEvent | AudioFrame]:
         resumed = self.connections > 0
         if resumed and self.transport.queue is not None:
             self._life(SessionEvent.DISCONNECTED, "replaced_by_new_connection")
@@ -135,33 +201,23 @@ class LiveSessionHandle:
                                        low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline, transport=audio.transport)
         self._restart_stats(audio.stats)
-
-        transport = self.transport
-        authority = getattr(self.core, "authority", None)
+        gate = _EgressGate(self.transport, getattr(self.core, "authority", None))
+        if send_now is not None:
+            queue.direct = gate.direct(send_now)
 
         async def stream() -> AsyncIterator[ServerEvent | AudioFrame]:
-            marked: int | None = None  # the epoch last named on this connection, and when
-            marked_at = 0.0
+            transport = gate.transport
             while (item := await queue.get()) is not None:
-                # the last check before the client: hold while authority is unconfirmed
-                # (polled: the lease keeper renews on its own schedule), drop once it is lost.
-                # A ``clear`` is dropped too: after a failover the client may already play the
-                # new holder's audio, which a late ``clear`` of this epoch would cut. The close
-                # ``authority_lost:<reason>`` tells the client to drop what it buffered.
+                # hold while authority is unconfirmed (polled: the lease keeper renews on
+                # its own schedule); then the same checks as a direct send
                 while (may := transport.may_output()) is False:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
-                if may is None:
-                    transport.fenced_outputs += 1
+                if not gate.passes(item, may):
                     continue
-                if type(item) is AudioFrame and transport.withheld(item.turn_id):
-                    continue  # taken from the queue before its turn was fenced (a rotation)
-                epoch = getattr(authority, "epoch", None)
-                if isinstance(epoch, int):  # protocol 1.2: the epoch of what follows
-                    now = time.time()
-                    if epoch != marked or (now - marked_at >= _MARK_S
-                                           and not isinstance(item, Stats)):
-                        marked, marked_at = epoch, now
-                        yield EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
+                mark = gate.mark_due(item)
+                if mark is not None:
+                    gate.marked(mark)
+                    yield mark
                 yield item
             if queue.overflowed:
                 raise OverflowError("the client does not read its events fast enough")

@@ -16,7 +16,7 @@ knows nothing about control planes, leases or pipelines. The server injects:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -38,6 +38,7 @@ __all__ = [
     "ClientAudio",
     "LiveSession",
     "Outbound",
+    "SendNow",
     "SessionFactory",
     "SessionGrant",
     "SessionRefused",
@@ -115,6 +116,9 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
 
 #: one outbound item: a protocol event, or a paced reply audio frame
 Outbound = ServerEvent | AudioFrame
+#: writes one outbound item to the connection at once; False: it cannot without waiting
+#: (the item then goes through the connection's outbound stream)
+SendNow = Callable[[Outbound], bool]
 
 
 @runtime_checkable
@@ -140,8 +144,11 @@ class LiveSession(Protocol):
     @property
     def close_reason(self) -> str | None: ...
 
-    def connect(self, audio: ClientAudio) -> AsyncIterator[Outbound]:
-        """A new connection (first or resumed): the outbound stream for it."""
+    def connect(self, audio: ClientAudio, send_now: SendNow | None = None
+                ) -> AsyncIterator[Outbound]:
+        """A new connection (first or resumed): the outbound stream for it. With
+        ``send_now`` an item may leave through it at once instead of through the stream
+        (while the stream waits for its next item, after the same checks)."""
 
     def notify(self, event: ServerEvent) -> None:
         """Queue an event (a non-fatal ``error``) for the current connection."""

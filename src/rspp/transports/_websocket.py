@@ -10,7 +10,11 @@ that the server mounts. Per connection, in order:
 3. read the ``start`` message (the audio format), open or resume the session
    through the :class:`SessionHub` (the injected :class:`SessionFactory`);
 4. run a reader (audio and control messages in) and a writer (paced audio and
-   events out) until either side ends. On a server that offers the
+   events out) until either side ends. On a server that offers the :data:`SEND_NOW`
+   scope extension (``rspp serve``'s), an item put on the connection's outbound queue
+   while the writer waits for one is written at once by whoever put it (the runtime's
+   pacer for reply frames), after the writer's own checks (the egress and lease-epoch
+   fences): no writer wake-up per frame. On a server that offers the
    :data:`FRAME_SINK` scope extension (``rspp serve``'s WebSocket protocol), binary
    frames go into the session from the server's read callback while the reader waits
    for a message: no ASGI message and no task wake-up per audio frame; a frame whose
@@ -29,8 +33,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from starlette.routing import WebSocketRoute
@@ -38,6 +43,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
+    WebSocketState,
 )
 
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
@@ -80,8 +86,8 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 
-__all__ = ["FRAME_SINK", "SESSION_PATH", "FrameSink", "SessionHub", "WebSocketOptions",
-           "websocket_route"]
+__all__ = ["FRAME_SINK", "SEND_GATE", "SEND_NOW", "SESSION_PATH", "FrameSink", "SessionHub",
+           "WebSocketOptions", "websocket_route"]
 
 log = logging.getLogger("rspp.transports.websocket")
 SESSION_PATH = "/v1/sessions/{session_id}/ws"
@@ -94,6 +100,11 @@ FRAME_SINK = "rspp.frame_sink"
 #: queued for the application's ``receive``; returns None when it took the message, else
 #: the ASGI message to queue for ``receive`` instead. Never raises.
 FrameSink = Callable[[bytes], "Message | None"]
+#: the ASGI scope extension of a WebSocket server that writes a ``websocket.send``
+#: message synchronously: its value takes the message and returns True when it was
+#: written, False when it must go through ``send`` (it would wait, or the connection is
+#: not open); the writer task then is not woken for every reply frame
+SEND_NOW = "rspp.send_now"
 #: a ``websocket.send`` message's key for the session's output gate: a server that waits
 #: for the socket before writing (flow control) checks it again after the wait and drops
 #: the message when it no longer holds (``rspp serve``'s WebSocket protocol)
@@ -200,23 +211,26 @@ class _Connection:
         self.raw_receive = receive
         self._send = send
         self._send_lock = asyncio.Lock()
+        self._write_now: Callable[[Message], bool] | None = (
+            ws.scope.get("extensions") or {}).get(SEND_NOW)
         self.audio: ClientAudio | None = None
+
+    def _message(self, msg: ServerEvent | AudioFrame) -> Message:
+        if isinstance(msg, AudioFrame):
+            if self.msgpack:
+                return {"type": "websocket.send", "bytes": encode_message(
+                    AudioOut(turn_id=msg.turn_id, seq=msg.seq, data=msg.pcm), msgpack=True)}
+            return {"type": "websocket.send", "bytes": msg.pcm}
+        if self.msgpack:
+            return {"type": "websocket.send", "bytes": encode_message(msg, msgpack=True)}
+        return {"type": "websocket.send", "text": encode_message(msg).decode()}
 
     async def send(self, msg: ServerEvent | AudioFrame,
                    gate: Callable[[], bool] | None = None) -> None:
         """Send ``msg``; with ``gate`` (the session's output authority), only if it still
         holds when the bytes go to the socket (checked again after any wait: a process
         paused past its lease must not flush what it queued before)."""
-        if isinstance(msg, AudioFrame):
-            if self.msgpack:
-                out: dict[str, Any] = {"type": "websocket.send", "bytes": encode_message(
-                    AudioOut(turn_id=msg.turn_id, seq=msg.seq, data=msg.pcm), msgpack=True)}
-            else:
-                out = {"type": "websocket.send", "bytes": msg.pcm}
-        elif self.msgpack:
-            out = {"type": "websocket.send", "bytes": encode_message(msg, msgpack=True)}
-        else:
-            out = {"type": "websocket.send", "text": encode_message(msg).decode()}
+        out = self._message(msg)
         lock = self._send_lock
         await lock.acquire()  # not ``async with``: two coroutines fewer per frame
         try:
@@ -227,6 +241,21 @@ class _Connection:
             await send_raw(self.ws, self._send, out)
         finally:
             lock.release()
+
+    @property
+    def sends_now(self) -> bool:
+        """The server writes a message synchronously (:data:`SEND_NOW`)."""
+        return self._write_now is not None
+
+    def send_now(self, msg: ServerEvent | AudioFrame) -> bool:
+        """Write ``msg`` at once (no task, no wait); False when it has to go through
+        :meth:`send` (another send in progress, the server cannot write without waiting,
+        the connection is closing)."""
+        write = self._write_now
+        if write is None or self._send_lock.locked() \
+                or self.ws.application_state is not WebSocketState.CONNECTED:
+            return False
+        return write(self._message(msg))
 
     async def close(self, code: int, reason: str) -> None:
         await close_quietly(self.ws, code, reason)
@@ -360,11 +389,19 @@ async def _serve(ws: WebSocket, receive: Receive, send: Send, hub: SessionHub,
 
 async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
                resumed: bool) -> None:
-    stream = handle.connect(audio)
-    await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
-                          output_sample_rate=handle.output_sample_rate,
-                          frame_ms=20, resumed=resumed,
-                          lease_epoch=getattr(handle, "lease_epoch", None)))
+    stream = handle.connect(audio, conn.send_now if conn.sends_now else None)
+    try:
+        await conn.send(Ready(session_id=handle.session_id, sample_rate=audio.sample_rate,
+                              output_sample_rate=handle.output_sample_rate,
+                              frame_ms=20, resumed=resumed,
+                              lease_epoch=getattr(handle, "lease_epoch", None)))
+    except (RuntimeError, OSError, WebSocketDisconnect):
+        # the client gave up while its session opened: no error (nobody is there to be
+        # told), the session waits for a resume as after any disconnect
+        log.info("session %s: the client left before `ready`", handle.session_id)
+        if not handle.closed:
+            await handle.disconnected()
+        return
 
     gate = getattr(handle, "may_send", None)  # the lease gate at the socket (served)
 
@@ -416,6 +453,10 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
         await conn.close(*close)
 
 
+#: a started intake, resumed step by step: a coroutine, or an awaitable's iterator
+_Steps = Generator[Any, None, Any] | Coroutine[Any, None, Any]
+
+
 class _Rest:
     """The rest of a frame's intake that the frame sink started and could not finish at
     once (it waits, e.g. on the session's flow control), or the exception it raised:
@@ -423,7 +464,7 @@ class _Rest:
 
     __slots__ = ("_exc", "_it", "_yielded")
 
-    def __init__(self, it: Generator[Any, None, Any] | None, yielded: Any = None,
+    def __init__(self, it: _Steps | None, yielded: Any = None,
                  exc: BaseException | None = None) -> None:
         self._it, self._yielded, self._exc = it, yielded, exc
 
@@ -459,7 +500,7 @@ class _Rest:
             _close(it)
 
 
-def _close(it: Generator[Any, None, Any]) -> None:
+def _close(it: _Steps) -> None:
     with contextlib.suppress(Exception):  # an intake failing as it closes: nobody to tell
         it.close()
 
@@ -493,7 +534,8 @@ class _DirectFrames:
                 aw = self._push(data)
             else:
                 aw = dispatch(self.handle, self.audio, self.conn.decode(None, data))
-            it = aw.__await__()
+            # a coroutine is its own iterator (``__await__`` would wrap it: one object more)
+            it = aw if type(aw) is CoroutineType else aw.__await__()
             yielded = it.send(None)
         except StopIteration:
             return None

@@ -130,6 +130,11 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("POST", "/v1/tokens/keys/rotate"): lambda w: ("/v1/tokens/keys/rotate",
                                                    {"reason": "route matrix"}, None),
     ("GET", "/v1/tokens/keys/status"): lambda w: ("/v1/tokens/keys/status", None, None),
+    ("PUT", "/v1/regions/{region}/incident"): lambda w: (
+        "/v1/regions/eu-west/incident", {"reason": "route matrix"}, None),
+    ("DELETE", "/v1/regions/{region}/incident"): lambda w: (
+        "/v1/regions/eu-west/incident", None, None),
+    ("GET", "/v1/regions"): lambda w: ("/v1/regions", None, None),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"): lambda w: (
         f"/v1/tenants/{OWN}/outcomes", None, None),
     ("POST", "/v1/leases/{session_id}/acquire"): lambda w: (
@@ -293,6 +298,9 @@ MUST_BE_FLEET = {
     ("POST", "/v1/keys"),
     ("POST", "/v1/tokens/keys/rotate"),
     ("GET", "/v1/tokens/keys/status"),
+    ("PUT", "/v1/regions/{region}/incident"),
+    ("DELETE", "/v1/regions/{region}/incident"),
+    ("GET", "/v1/regions"),
     ("POST", "/v1/changes"),
     ("POST", "/v1/changes/{change_id}/approve"),
     ("POST", "/v1/changes/{change_id}/reject"),

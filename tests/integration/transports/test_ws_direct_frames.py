@@ -12,13 +12,15 @@ wait, it and everything after it (control messages too) go in, in order, once it
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+import websockets
 from websockets.frames import Frame, Opcode
 
 from rspp.client import LiveClient
-from rspp.transports import EndOfUtterance, encode_message
+from rspp.transports import SUBPROTOCOL_JSON, EndOfUtterance, ErrorEvent, Start, encode_message
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +89,63 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         await idle_protocol(srv, transport)
         proto.data_received(wire(Opcode.BINARY, bytes(640)))
         assert transport.meter.frames == 4 and proto.queue.empty()
+
+
+async def _writer_waits(transport: Any) -> Any:
+    """The connection's outbound queue once its writer waits for an item."""
+    async with asyncio.timeout(60):
+        while True:
+            q = transport.queue
+            waiter = getattr(q, "_waiter", None)
+            if waiter is not None and not waiter.done() and not len(q):
+                return q
+            await asyncio.sleep(0.01)
+
+
+async def test_an_outbound_item_leaves_in_the_call_that_puts_it_after_the_writers_checks(
+        serve, issue) -> None:
+    async with serve() as srv:
+        assert srv.server is not None
+        ws = await websockets.connect(srv.url("o1"), subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
+                                      additional_headers=[("Authorization",
+                                                           f"Bearer {issue('o1')}")],
+                                      compression=None)  # (deflate: no lean path)
+        await ws.send(encode_message(Start(sample_rate=16000)).decode())
+        assert json.loads(await ws.recv())["type"] == "ready"
+        handle = srv.hub.sessions["o1"]
+        transport = handle.transport
+        queue = await _writer_waits(transport)
+        (proto,) = srv.server.server_state.connections
+        writes: list[bytes] = []
+        write = proto.transport.write
+
+        def spy(data: Any) -> None:
+            writes.append(bytes(data))
+            write(data)
+
+        proto.transport.write = spy
+        waiter = queue._waiter
+        handle.notify(ErrorEvent(code="probe", message="one"))
+        # written inside the call; the writer task was not woken (its wait goes on)
+        assert any(b'"one"' in w for w in writes)
+        assert not len(queue) and queue._waiter is waiter and not waiter.done()
+        # the lease is lost: dropped by the check the writer applies, and counted
+        transport.gate = lambda: None
+        n = len(writes)
+        handle.notify(ErrorEvent(code="probe", message="two"))
+        assert len(writes) == n and transport.fenced_outputs == 1
+        # authority on hold: not written now; the writer holds it until authority is back
+        transport.gate = lambda: False
+        handle.notify(ErrorEvent(code="probe", message="three"))
+        assert len(writes) == n
+        transport.gate = None
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(60):
+            while not any(m.get("message") == "three" for m in seen):
+                raw = await ws.recv()
+                if isinstance(raw, str):
+                    seen.append(json.loads(raw))
+        await ws.close()
+    kinds = [m["type"] for m in seen]
+    assert kinds[0] == "epoch"  # protocol 1.2: the epoch of what follows, first
+    assert [m["message"] for m in seen if m["type"] == "error"] == ["one", "three"]

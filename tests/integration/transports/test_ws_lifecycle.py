@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,40 @@ async def test_a_text_resent_with_its_id_is_taken_once_across_retry_and_reconnec
     first_input = "duplicate_idempotency_key:ask-1:first=k1:input:1"
     assert [n["reason"] for n in notices] == [first_input] * 2
     assert {n["edge_id"] for n in notices} == {"input.text"}
+
+
+class _GatedFactory:
+    """The live server's session factory, holding each ``open`` until ``go`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.opening = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def open(self, session_id: str, grant: Any, audio: ClientAudio) -> Any:
+        self.opening.set()
+        await self.go.wait()
+        return await self.inner.open(session_id, grant, audio)
+
+
+async def test_a_client_gone_before_ready_is_a_quiet_disconnect(serve, issue, caplog) -> None:
+    async with serve(LiveOptions(stall_timeout_s=30.0, resume_window_s=60.0)) as srv:
+        assert srv.server is not None
+        gated = srv.hub.factory = _GatedFactory(srv.hub.factory)
+        caplog.set_level(logging.INFO)  # uvicorn's error logger was set to CRITICAL
+        ws = await websockets.connect(srv.url("gone1"), subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
+                                      additional_headers=[("Authorization",
+                                                           f"Bearer {issue('gone1')}")])
+        await ws.send(encode_message(Start(sample_rate=16000)).decode())
+        await asyncio.wait_for(gated.opening.wait(), 60)  # the session is opening
+        await ws.close()
+        await until(lambda: all(p.disconnected for p in srv.server.server_state.connections))
+        gated.go.set()  # the session opens for a client that already left
+        await until(lambda: "gone1" in srv.hub.sessions
+                    and srv.hub.sessions["gone1"].transport.queue is None)
+        handle = srv.hub.sessions["gone1"]
+        assert handle.lifecycle.state.value == "RECONNECTING"  # waits for a resume
+        await until(lambda: not srv.server.server_state.connections)  # the endpoint returned
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+    assert any("left before `ready`" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,109 @@
+"""Region-aware routing (F-110, F-112): real runtimes in two regions on loopback.
+
+``rspp cp serve`` (SQLite and PostgreSQL) and two ``rspp serve --region X
+--control-plane`` runtimes. A route carrying the client's measured latency per region
+(``region_latency_ms``) is placed in the lowest-latency region with room; an operator
+declares an incident in that region (``rspp cp region incident``) and new sessions go to
+the other region, where they run; closing the incident brings them back. Incidents are
+listed (``rspp cp region list``) and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from rspp.client import LiveClient, SessionRefusedError, session_url
+from rspp.testing import TEXT_CHAT_SPEC
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ControlPlaneServer, ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+ADMIN = "region-admin-key-0123456789"
+RSPP = [sys.executable, "-c", "from rspp.cli import main; main()"]
+NEAR_EU = {"eu": 15, "us": 120}
+
+
+def _route(url: str, latency: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}/v1/sessions/route", timeout=60,
+                      headers={"Authorization": f"Bearer {ADMIN}"},
+                      json={"tenant_id": "acme", "pipeline_name": "text-chat",
+                            "region_latency_ms": latency})
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
+    store: str, cp_serve: Callable[..., ControlPlaneServer],
+    serve_process: Callable[..., ServeProcess], cp_json: Callable[..., dict[str, Any]],
+    text_turn: Callable[..., Any],
+) -> None:
+    async def answer(route: dict[str, Any]) -> str:
+        url = session_url(route["endpoint"], route["session_id"])
+        async with await LiveClient.connect(url, token=route["token"]) as client:
+            text: str = await text_turn(client, "what is your name")
+            await client.end()
+        return text
+
+    cp = cp_serve(store, ADMIN)
+    published = httpx.post(f"{cp.url}/v1/pipelines", timeout=60,
+                           headers={"Authorization": f"Bearer {ADMIN}"},
+                           json={"spec": TEXT_CHAT_SPEC, "filename": "chat.yaml"})
+    assert published.status_code == 201, published.text
+    for region in ("eu", "us"):
+        serve_process("--control-plane", cp.url, "--api-key", ADMIN, "--region", region,
+                      "--runtime-id", f"rt-{region}", "--heartbeat-interval", "0.3").wait_ready()
+
+    def placed(latency: dict[str, Any]) -> dict[str, Any]:
+        resp = _route(cp.url, latency)
+        assert resp.status_code == 201, resp.text
+        out: dict[str, Any] = resp.json()
+        return out
+
+    near_eu = placed(NEAR_EU)
+    assert near_eu["runtime_id"] == "rt-eu"
+    near_us = placed({"eu": 140, "us": 10})
+    assert near_us["runtime_id"] == "rt-us"
+    assert "name is" in asyncio.run(asyncio.wait_for(answer(near_eu), 120))
+
+    # single authority across regions (F-111): the session routed to eu cannot also run in
+    # us: its token opens it only on its runtime, and the lease is held by one holder
+    async def split_brain() -> str:
+        url = session_url(near_us["endpoint"], near_eu["session_id"])
+        with pytest.raises(SessionRefusedError) as refused:
+            await LiveClient.connect(url, token=near_eu["token"])
+        return str(refused.value)
+
+    assert "token_wrong_runtime" in asyncio.run(asyncio.wait_for(split_brain(), 60))
+    grab = httpx.post(f"{cp.url}/v1/leases/{near_us['session_id']}/acquire", timeout=60,
+                      headers={"Authorization": f"Bearer {ADMIN}"}, json={"holder": "rt-eu"})
+    assert grab.status_code == 409, grab.text
+
+    # region A degraded by an operator: routing shifts to region B, where sessions run
+    opened = cp_json(cp.url, ADMIN, "region", "incident", "eu", "--reason",
+                     "stt provider outage in eu")
+    assert opened == {"region": "eu", "incident": True, "changed": True}
+    regions = {r["region"]: r for r in cp_json(cp.url, ADMIN, "region", "list")["regions"]}
+    assert regions["eu"]["incident"]["reason"] == "stt provider outage in eu"
+    assert regions["eu"]["healthy"] == 1 and regions["us"]["incident"] is None
+    shifted = placed(NEAR_EU)
+    assert shifted["runtime_id"] == "rt-us"
+    assert "name is" in asyncio.run(asyncio.wait_for(answer(shifted), 120))
+    # the incident is observable in the audit log
+    audit = httpx.get(f"{cp.url}/v1/audit", headers={"Authorization": f"Bearer {ADMIN}"},
+                      timeout=60).json()["entries"]
+    incident = next(e for e in audit if e["action"] == "region.incident_opened")
+    assert incident["subject"] == "eu"
+    assert incident["detail"]["reason"] == "stt provider outage in eu"
+
+    assert cp_json(cp.url, ADMIN, "region", "clear", "eu")["changed"] is True
+    assert placed(NEAR_EU)["runtime_id"] == "rt-eu"
+    # a bad hint is refused naming the field
+    bad = _route(cp.url, {"eu": -5})
+    assert bad.status_code == 422 and "region_latency_ms" in bad.json()["error"]["field"]
