@@ -78,6 +78,12 @@ class MemTransport(asyncio.Transport):
 
     def pause_reading(self) -> None: ...
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        ...  # (everything written is taken at once)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def resume_reading(self) -> None: ...
 
 

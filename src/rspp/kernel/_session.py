@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,33 +256,49 @@ class SessionActor(ControlMixin):
         so the next event cannot be recorded ahead of this one's effects. False when
         the event was shed.
         """
+        rest = self.deliver_now(ev, port, admitted)
+        return True if rest is None else await rest
+
+    def deliver_now(self, ev: Event, port: str = "audio",
+                    admitted: Callable[[Event], None] | None = None
+                    ) -> Coroutine[Any, Any, bool] | None:
+        """:meth:`deliver` without a coroutine of its own when nothing has to wait (every
+        frame of every live session passes here): None when the event was dispatched and
+        caused no control still pending, else the coroutine that finishes the delivery
+        (to be awaited before the next event goes in; it returns what ``deliver`` does)."""
         entry = self._ingress(ev, port)
         buf = entry[0]
         if admitted is not None:
             admitted(ev)
-        if not self._busy and not self._dispatching and not buf.data and not self._ctrl \
-                and not self.blocked:
-            self._dispatching = True
-            t0 = _perf() if self.instrument else 0
-            try:
-                self.route(entry[1], ev)
-            except Exception as exc:  # an output sink failed, as in the scheduler
-                self.sink_failed(ev, exc)
-            finally:
-                self._dispatching = False
-            if t0:
-                self.total_ns += _perf() - t0
-            if self.blocked:
-                self._wakeup.fire()
-            ok = True
-        else:
-            st = buf.offer(ev)
-            if st == BLOCKED:
-                st = await self.offer_blocking(buf, ev)
-            ok = st != DROPPED
+        if self._busy or self._dispatching or buf.data or self._ctrl or self.blocked:
+            return self._deliver_queued(buf, ev, port)
+        self._dispatching = True
+        t0 = _perf() if self.instrument else 0
+        try:
+            self.route(entry[1], ev)
+        except Exception as exc:  # an output sink failed, as in the scheduler
+            self.sink_failed(ev, exc)
+        finally:
+            self._dispatching = False
+        if t0:
+            self.total_ns += _perf() - t0
+        if self.blocked:
+            self._wakeup.fire()
         if buf.data or self._ctrl:  # (``settled`` returns at once otherwise)
+            return self._settled_true(port)
+        return None
+
+    async def _deliver_queued(self, buf: EdgeBuffer, ev: Event, port: str) -> bool:
+        st = buf.offer(ev)
+        if st == BLOCKED:
+            st = await self.offer_blocking(buf, ev)
+        if buf.data or self._ctrl:
             await self.settled(port)
-        return ok
+        return st != DROPPED
+
+    async def _settled_true(self, port: str) -> bool:
+        await self.settled(port)
+        return True
 
     async def settled(self, port: str = "audio") -> None:
         """Wait until the scheduler took every queued event of ``port`` and handled every

@@ -46,6 +46,7 @@ from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressLock, IngressMeter, Rechunker, StreamResampler
+from rspp.transports._intake import TAKEN, nothing
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._live_options import LiveOptions
 from rspp.transports._marks import mark_name
@@ -61,7 +62,7 @@ from rspp.transports._protocol import (
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 from rspp.transports._reply import ReplyTextStream
 
-__all__ = ["InputRejected", "LiveTransport"]
+__all__ = ["TAKEN", "InputRejected", "LiveTransport"]
 
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
@@ -79,8 +80,6 @@ _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "e
                                 ResolvedTurnPlan: "resolved_turn_plan"}
 
 
-async def _nothing() -> None:
-    """Nothing to wait for (the awaitable of a frame that is not taken)."""
 
 
 class InputRejected(ValueError):
@@ -329,7 +328,7 @@ class LiveTransport:
                 self._event(ErrorEvent(code="bad_input", field="audio", message=(
                     "this pipeline takes no audio input (no `input.audio` edge in its spec); "
                     "send `text` messages")))
-            return _nothing()
+            return nothing()
         j = self.jitter
         clock = self._loop_time
         if clock is None:  # once: asyncio.get_running_loop() costs a getpid() system call
@@ -339,7 +338,7 @@ class LiveTransport:
 
     async def push_silence(self) -> None:
         """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        if self._takes_audio():
+        if self._audio_in:
             await self.jitter.flush()  # no more input: the gaps still held are lost
             await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
 
@@ -347,16 +346,13 @@ class LiveTransport:
         """The client's push-to-talk release (F-042): an in-band ``end_of_utterance`` on the
         audio input, after every frame the client sent before it (frames the jitter buffer
         still holds go in first)."""
-        if not self._takes_audio():
+        if not self._audio_in:
             raise InputRejected("type", "this pipeline takes no audio input (no `input.audio` "
                                 "edge in its spec); there is no utterance to end")
         await self.jitter.flush()
         async with self._ingress_lock:
             await self._ingress(Event("end_of_utterance", None, audio_format=self._in_format,
                                       sample_index=self.media_samples))
-
-    def _takes_audio(self) -> bool:
-        return self._audio_in
 
     def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
         buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
@@ -382,28 +378,61 @@ class LiveTransport:
             self.session.signals.telemetry(kind="transport_jitter", reason=reason,
                                            at_sequence=self._last_ingress_seq)
 
-    async def _push_frame(self, frame: bytes, discontinuity: bool = False) -> None:
-        # one frame at a time, numbered when it goes in: two producers (a media track that
-        # keeps running while ``end`` feeds silence) never share a sequence number or
-        # record out of order
+    def _push_frame(self, frame: bytes, discontinuity: bool = False) -> Awaitable[None]:
+        """One re-chunked frame into the session, numbered when it goes in, one at a time
+        (two producers, e.g. a media track and ``end``'s silence, never share a number or
+        record out of order); await the result (:data:`TAKEN`: it was taken at once)."""
         lock = self._ingress_lock
-        if not lock.try_acquire():  # (free: taken without a coroutine, as every frame does)
-            await lock.acquire()
+        if not lock.try_acquire():
+            return self._push_frame_later(frame, discontinuity)
         try:
-            ev = Event("audio_chunk", frame, audio_format=self._in_format,
-                       sample_index=self.media_samples, transport_seq=self._index)
-            if discontinuity:  # the jitter buffer dropped audio just before this frame
-                self._discontinuities += 1
-                ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
-            self.media_samples += len(frame) // 2
-            self._index += 1
+            ev = self._frame_event(frame, discontinuity)
+            rest = self._ingress_now(ev)
+        except BaseException:
+            lock.release()
+            raise
+        if rest is None:
+            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
+            lock.release()
+            return TAKEN
+        return self._finish_frame(rest, ev)
+
+    async def _push_frame_later(self, frame: bytes, discontinuity: bool) -> None:
+        lock = self._ingress_lock
+        await lock.acquire()
+        try:
+            ev = self._frame_event(frame, discontinuity)
             await self._ingress(ev)
             self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
         finally:
             lock.release()
 
-    def _ingress(self, ev: Event, port: str = "audio") -> Awaitable[bool]:
+    async def _finish_frame(self, rest: Awaitable[bool], ev: Event) -> None:
+        """The rest of a frame's delivery (flow control, the control it caused)."""
+        try:
+            await rest
+            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
+        finally:
+            self._ingress_lock.release()
+
+    def _frame_event(self, frame: bytes, discontinuity: bool) -> Event:
+        ev = Event("audio_chunk", frame, audio_format=self._in_format,
+                   sample_index=self.media_samples, transport_seq=self._index)
+        if discontinuity:  # the jitter buffer dropped audio just before this frame
+            self._discontinuities += 1
+            ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
+        self.media_samples += len(frame) // 2
+        self._index += 1
+        return ev
+
+    def _ingress(self, ev: Event, port: str = "audio") -> Awaitable[object]:
         """The session's ``deliver`` of ``ev`` (recorded on admission), to be awaited."""
+        rest = self._ingress_now(ev, port)
+        return TAKEN if rest is None else rest
+
+    def _ingress_now(self, ev: Event, port: str = "audio") -> Awaitable[bool] | None:
+        """The session's ``deliver_now`` of ``ev`` (recorded on admission): None when it
+        was taken at once, else what finishes taking it."""
         s = self.session
         if s is None:
             raise RuntimeError("attach() the transport to a session first")
@@ -420,7 +449,7 @@ class LiveTransport:
         # loaded client); pushing a burst at once would record several ingress frames
         # ahead of the turn proposal the first one caused, an order a replay (which
         # feeds frames one by one) cannot reproduce.
-        return s.deliver(ev, port, admitted)
+        return s.deliver_now(ev, port, admitted)
 
     async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
         """Typed user input: one user turn through the graph's ``input.text`` entry."""

@@ -76,7 +76,7 @@ class _EgressGate:
     queued item; a direct send (:meth:`direct`) to an item at once.
     """
 
-    __slots__ = ("_at", "_authority", "_epoch", "transport")
+    __slots__ = ("_at", "_authority", "_due_at", "_epoch", "transport")
 
     def __init__(self, transport: LiveTransport, authority: Any) -> None:
         self.transport = transport
@@ -84,6 +84,7 @@ class _EgressGate:
         #: the epoch last named on this connection, and when
         self._epoch: int | None = None
         self._at = 0.0
+        self._due_at = 0.0  # when the mark :meth:`mark_due` made last was due
 
     def passes(self, item: ServerEvent | AudioFrame, may: bool | None) -> bool:
         """False: drop ``item`` (authority lost, or its turn fenced); ``may``: the
@@ -102,11 +103,12 @@ class _EgressGate:
             return None
         now = time.time()
         if epoch != self._epoch or (now - self._at >= _MARK_S and type(item) is not Stats):
+            self._due_at = now
             return EpochEvent(lease_epoch=epoch, sent_at_ms=int(now * 1000))
         return None
 
     def marked(self, mark: EpochEvent) -> None:
-        self._epoch, self._at = mark.lease_epoch, mark.sent_at_ms / 1000
+        self._epoch, self._at = mark.lease_epoch, self._due_at
 
     def direct(self, send_now: SendNow) -> Callable[[ServerEvent | AudioFrame], bool]:
         """The queue's direct path over ``send_now`` (writes an item at once, or False)."""

@@ -49,6 +49,7 @@ from starlette.websockets import (
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
+from rspp.transports._intake import TAKEN
 from rspp.transports._live import InputRejected
 from rspp.transports._protocol import (
     SUBPROTOCOL_JSON,
@@ -534,6 +535,8 @@ class _DirectFrames:
                 aw = self._push(data)
             else:
                 aw = dispatch(self.handle, self.audio, self.conn.decode(None, data))
+            if aw is TAKEN:  # the session took it inside the call
+                return None
             # a coroutine is its own iterator (``__await__`` would wrap it: one object more)
             it = aw if type(aw) is CoroutineType else aw.__await__()
             yielded = it.send(None)

@@ -62,7 +62,7 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         session = transport.session
         seen: list[tuple[str, int | None]] = []
         four = asyncio.Event()
-        deliver = session.deliver
+        deliver = session.deliver_now
 
         def spy(ev: Any, port: str = "audio", admitted: Any = None) -> Any:
             seen.append((ev.kind, ev.sample_index))
@@ -70,7 +70,7 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
                 four.set()
             return deliver(ev, port, admitted)
 
-        session.deliver = spy
+        session.deliver_now = spy
         lock = transport._ingress_lock
         await lock.acquire()  # the intake of the next frame waits (as on flow control)
         proto.data_received(wire(Opcode.BINARY, bytes(640)))
@@ -84,7 +84,7 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         assert seen == [("audio_chunk", 0), ("end_of_utterance", 320), ("audio_chunk", 320),
                         ("audio_chunk", 640)]
         assert transport.meter.frames == 3
-        del session.deliver
+        del session.deliver_now
         # everything was taken: the next frame goes in from the read callback again
         await idle_protocol(srv, transport)
         proto.data_received(wire(Opcode.BINARY, bytes(640)))
