@@ -119,8 +119,18 @@ class Redactor:
         self.audit: list[RedactionAudit] = []
 
     def redact_text(self, text: str) -> tuple[str, list[str]]:
-        """``text`` with every rule applied, and the names of the rules that matched."""
+        """``text`` with every rule applied, and the names of the rules that matched.
+
+        Secret values go first: a rule matching inside a secret (the phone rule on a run
+        of digits in an API key) would otherwise cut it into pieces that no longer match
+        the secret, and leave the rest of it in the text.
+        """
         hits: list[str] = []
+        secrets = self._secrets
+        if secrets is not None and secrets.contains_secret(text):
+            text = secrets.redact(text)
+            hits.append("secret")
+            self.counts["secret"] += 1
         for name, regex in self._rules:
             text, n = regex.subn(f"[REDACTED:{name}]", text)
             if n:
