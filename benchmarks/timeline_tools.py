@@ -7,7 +7,10 @@ with a new ``session_id`` per copy until it reaches ``--size-mb`` (a valid
 many-session timeline); ``rspp slo report``, ``rspp contracts validate`` and ``rspp
 timeline show --type commit`` read it. ``rspp replay`` needs one session, so single
 sessions of two sizes are recorded directly (time should grow linearly with size): 240
-and 5300 utterances, about 9 and 200 MB (``--quick``: 10 and 40).
+and 5300 utterances, about 9 and 200 MB (``--quick``: 10 and 40). ``--tools replay_many``
+also replays ``sessions.jsonl`` itself, session by session, in one process (``--jobs 1``)
+and in one worker process per CPU (``--jobs 0``; peak RSS then also summed over the
+workers, sampled from ``/proc``).
 
 Every tool runs as its own ``rspp`` process; wall time, CPU time and peak RSS come
 from ``os.wait4`` of that process. MB/s is reported per wall second and per CPU
@@ -22,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,12 +90,15 @@ def _encode(lines: list[dict[str, object]]) -> bytes:
 
 
 def _write_sessions(seed: bytes, path: Path, size: int) -> int:
-    """Repeat ``seed`` with a fresh session id per copy until ``size`` bytes; returns bytes."""
-    old = f'"session_id":"{_SEED}"'.encode()
+    """Repeat ``seed`` with a fresh session id per copy until ``size`` bytes; returns bytes.
+
+    The id is replaced everywhere it occurs (``session_id``, and the event and turn ids
+    made from it), so every copy is a session ``rspp replay`` reproduces."""
+    old = _SEED.encode()
     written = copy = 0
     with path.open("wb") as f:
         while written < size:
-            chunk = seed.replace(old, f'"session_id":"s{copy:06d}"'.encode())
+            chunk = seed.replace(old, f"s{copy:06d}".encode())
             f.write(chunk)
             written += len(chunk)
             copy += 1
@@ -110,25 +117,52 @@ _RUN = ("import atexit, sys\n"
         "main()\n")
 
 
+def _children_hwm(pid: int, stop: threading.Event, peaks: dict[int, int]) -> None:
+    """Sample the peak RSS (VmHWM, kB) of ``pid``'s child processes (``rspp replay``'s
+    workers) until ``stop``; VmHWM only grows, so the last sample is each one's peak."""
+    while not stop.wait(0.2):
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                for row in Path(f"/proc/{child}/status").read_text().splitlines():
+                    if row.startswith("VmHWM:"):
+                        peaks[int(child)] = max(peaks.get(int(child), 0), int(row.split()[1]))
+            except (OSError, ValueError):
+                continue
+
+
 def _measure(args: list[str], size: int) -> dict[str, Any]:
-    """Run ``rspp ARGS`` in its own process: wall, CPU, peak RSS, exit status."""
+    """Run ``rspp ARGS`` in its own process: wall, CPU (its own and its workers'), peak
+    RSS (its own, and summed with its workers'), exit status."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _RUN, *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
+    stop, peaks = threading.Event(), {}
+    sampler = threading.Thread(target=_children_hwm, args=(proc.pid, stop, peaks), daemon=True)
+    sampler.start()
     err = proc.stderr.read().decode(errors="replace")
     _pid, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     cpu = usage.ru_utime + usage.ru_stime
     mb = size / 1e6
     err, _, hwm = err.rpartition("VmHWM_KB ")
     peak_kb = int(hwm.strip()) if hwm.strip().isdigit() else usage.ru_maxrss
-    return {"mb": round(mb, 1), "exit": proc.returncode, "wall_s": round(wall, 2),
-            "cpu_s": round(cpu, 2), "mb_per_s_wall": round(mb / wall, 1),
-            "mb_per_s_cpu": round(mb / cpu, 1) if cpu else None,
-            "peak_rss_mb": round(peak_kb / 1024, 1),
-            "stderr": err.strip()[:200]}
+    out = {"mb": round(mb, 1), "exit": proc.returncode, "wall_s": round(wall, 2),
+           "cpu_s": round(cpu, 2), "mb_per_s_wall": round(mb / wall, 1),
+           "mb_per_s_cpu": round(mb / cpu, 1) if cpu else None,
+           "peak_rss_mb": round(peak_kb / 1024, 1),
+           "stderr": err.strip()[:200]}
+    if peaks:  # CPU above counts the waited-for workers too (rusage of the process tree)
+        out["workers"] = len(peaks)
+        out["peak_rss_mb_sum"] = round((peak_kb + sum(peaks.values())) / 1024, 1)
+    return out
 
 
 def main() -> None:
@@ -139,7 +173,8 @@ def main() -> None:
                         help="utterances of the two single-session replay inputs")
     parser.add_argument("--tools", nargs="+", default=["slo_report", "contracts_validate",
                                                        "timeline_show", "replay"],
-                        help="which tools to measure (default: all four)")
+                        help="which tools to measure (default: all four; replay_many: "
+                        "rspp replay of the many-session timeline, --jobs 1 and 0)")
     ns = parser.parse_args()
     size_mb = 10.0 if ns.quick else ns.size_mb
     small, large = ns.replay_utterances or ((10, 40) if ns.quick else (240, 5300))
@@ -159,13 +194,22 @@ def main() -> None:
                 continue
             results[name] = _measure(args, size)
             print(name, results[name], file=sys.stderr, flush=True)
-        if "replay" not in ns.tools:
+        if "replay" not in ns.tools and "replay_many" not in ns.tools:
             emit(results)
             return
         from rspp.runner import DEMO_SPEC
 
         spec = root / "demo.yaml"
         spec.write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+        if "replay_many" in ns.tools:  # the many-session timeline: one process, then workers
+            many = {f"jobs_{jobs}": _measure(["replay", str(sessions), "--spec", str(spec),
+                                              "--jobs", str(jobs)], size)
+                    for jobs in (1, 0)}
+            results["replay_many"] = many
+            print("replay_many", many, file=sys.stderr, flush=True)
+        if "replay" not in ns.tools:
+            emit(results)
+            return
         replays = []
         for utterances in (small, large):
             path = root / f"replay-{utterances}.jsonl"

@@ -194,3 +194,39 @@ def test_a_served_session_with_shed_audio_or_cut_short_replays_or_names_the_line
     code, out, err = invoke(str(missing), "--spec", spec)
     assert code == 1 and "emitted_by" not in out + err and "Traceback" not in out + err
     assert "OUTCOME" in out
+
+
+def test_many_sessions_in_worker_processes_match_one_process(workspace: Path) -> None:
+    """``--jobs 2`` replays the sessions in worker processes: the same summaries, report,
+    candidate timeline and exit code as one process, also when a session diverges and
+    when a session's lines are cut (the replay stops there, sessions before it printed)."""
+    gd = compile_spec(load_spec(workspace / "v1.yaml"))
+    many = workspace / "jobs.jsonl"
+    with many.open("wb") as f:
+        for sid, utterances in (("a", 2), ("b", 1), ("c", 2), ("d", 1)):
+            lines = asyncio.run(record_session(
+                gd, demo_frames(utterances), registry=demo_registry(),
+                options=RigOptions(session_id=sid, provider_node_types=DEMO_PROVIDER_TYPES)))
+            f.write(b"".join(msgspec.json.encode(ln) + b"\n" for ln in lines))
+    rows = many.read_bytes().splitlines(keepends=True)
+    cut = workspace / "jobs_cut.jsonl"  # session c's 5th line cut mid-line
+    first_c = next(i for i, ln in enumerate(rows) if b'"session_id":"c"' in ln)
+    cut.write_bytes(b"".join(rows[:first_c + 4]) + rows[first_c + 4][:60] + b"\n"
+                    + b"".join(rows[first_c + 5:]))
+
+    def outputs(path: Path, spec: str, jobs: str) -> tuple[int, str, str, str, bytes]:
+        report, candidate = workspace / f"r{jobs}.json", workspace / f"c{jobs}.jsonl"
+        report.unlink(missing_ok=True)
+        code, out, err = invoke(str(path), "--spec", str(workspace / spec), "--jobs", jobs,
+                                "--report", str(report), "--timeline-out", str(candidate))
+        return (code, out, err, report.read_text() if report.exists() else "",
+                candidate.read_bytes())
+
+    for path, spec, code in ((many, "v1.yaml", 0), (many, "v2.yaml", 1), (cut, "v1.yaml", 2)):
+        alone, parallel = outputs(path, spec, "1"), outputs(path, spec, "2")
+        assert parallel == alone and alone[0] == code, (path, spec, alone[:3], parallel[:3])
+    _, out, err, _, written = alone
+    assert [ln.split(":")[0] for ln in out.splitlines() if ln.startswith("session ")] == [
+        "session a", "session b"]
+    assert err.startswith("session c: ") and written
+    assert not [p for p in workspace.iterdir() if p.name.startswith(".rspp-replay-")]

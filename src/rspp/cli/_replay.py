@@ -7,11 +7,8 @@ without the payloads the mode needs).
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +16,8 @@ import msgspec
 import typer
 
 from rspp.cli._errors import fail, guard_commands
-from rspp.contracts import DivergenceClass, DivergencePolicy, ReplayMode, ReplayTolerances
+from rspp.cli._replay_jobs import SessionJob, auto_jobs, part_dir, replay_one, run_jobs
+from rspp.contracts import DivergencePolicy, ReplayMode, ReplayTolerances
 from rspp.errors import RSPPError
 
 __all__ = ["register"]
@@ -31,23 +29,6 @@ _DECISIONS = {"replay": ReplayMode.REPLAY_DECISIONS, "recompute": ReplayMode.REC
 
 def _fail(message: str) -> typer.Exit:
     return fail(message)
-
-
-@contextmanager
-def _long_lived_heap() -> Iterator[None]:
-    """Cheaper garbage collection while a long recording replays: what exists before the
-    replay (modules, the recording's index) is frozen out of the collector's scans, and
-    collections run less often (a replay allocates short-lived objects per 20 ms frame,
-    few cycles); both are restored afterwards."""
-    threshold = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(max(threshold[0], 20_000), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
 
 
 def _find_spec(ref: str) -> Path | None:
@@ -89,6 +70,10 @@ def replay_command(
     real_time: bool = typer.Option(False, "--real-time", help="Pace the replay in real time "
                                    "(re-simulating thread/network providers such as the offline "
                                    "STT/TTS); virtual time by default."),
+    jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes replaying the "
+                             "sessions of a many-session timeline in parallel (output in "
+                             "timeline order, as one process gives it); 0: one per CPU for "
+                             "a timeline of 16 MB or more, else 1; 1: this process only."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
@@ -97,12 +82,9 @@ def replay_command(
         DEFAULT_PROVIDER_NODE_TYPES,
         ReplayOptions,
         load_recording,
-        replay,
-        replay_report_json,
-        replay_summary_text,
         timeline_sessions,
     )
-    from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
+    from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES
     from rspp.spec import SpecInvalid, compile_spec, load_spec
 
     if mode not in _MODES:
@@ -162,26 +144,41 @@ def replay_command(
                          real_time=real_time, lean=True, line_sink=sink)
     docs: list[dict[str, object]] = []
     failed = False
+    workers = auto_jobs(jobs, len(spans) if many else 1, file.stat().st_size if many else 0)
     try:
-        for k, span in enumerate(spans if many else [None]):
+        if workers > 1:  # the sessions in worker processes, taken back in order
+            recording.close()
+            parts = part_dir(timeline_out)
+            batch = [SessionJob(file=str(file), span=span, spec=str(spec), mode=opts.mode,
+                                decision_mode=opts.decision_mode, provider_types=types,
+                                timing_ms=timing_ms, max_timing=max_timing,
+                                real_time=real_time,
+                                part=None if parts is None else f"{parts}/{k}.jsonl")
+                     for k, span in enumerate(spans)]
+            try:
+                for outcome in run_jobs(batch, workers, out):
+                    if outcome.error is not None:
+                        raise _fail(outcome.error)
+                    typer.echo(outcome.summary)
+                    docs.append(outcome.doc or {})
+                    failed = failed or outcome.failed
+            finally:
+                if parts is not None:
+                    shutil.rmtree(parts, ignore_errors=True)
+        for k, span in enumerate([] if workers > 1 else spans if many else [None]):
             try:
                 if k > 0:
                     recording = load_recording(file, stream=True, span=span)
-                with _long_lived_heap():
-                    result = asyncio.run(replay(recording, gd, registry=default_registry,
-                                                options=opts, session_factory=node_session))
+                outcome = replay_one(recording, gd, opts, file=str(file), spec=str(spec),
+                                     span=span)
             except RSPPError as exc:
                 where = f"session {span.session_id}: " if span is not None else ""
                 raise _fail(f"{where}{exc}") from None
             finally:
                 recording.close()
-            summary = replay_summary_text(result)
-            typer.echo(f"session {span.session_id}: {summary}" if span is not None else summary)
-            doc = replay_report_json(result, recording=str(file), spec=str(spec))
-            docs.append({"session_id": span.session_id, **doc} if span is not None else doc)
-            failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
-                       and c in policy.fail_on]
-            failed = failed or not result.report.passed or bool(failing)
+            typer.echo(outcome.summary)
+            docs.append(outcome.doc or {})
+            failed = failed or outcome.failed
     finally:
         if out is not None:
             out.close()
