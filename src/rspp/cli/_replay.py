@@ -156,7 +156,7 @@ def replay_command(
                                 part=None if parts is None else f"{parts}/{k}.jsonl")
                      for k, span in enumerate(spans)]
             try:
-                for outcome in run_jobs(batch, workers, out):
+                for outcome in run_jobs(batch, workers, out, gd):
                     if outcome.error is not None:
                         raise _fail(outcome.error)
                     typer.echo(outcome.summary)

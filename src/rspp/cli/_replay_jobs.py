@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import IO, Any
 
@@ -120,21 +120,36 @@ def replay_one(recording: Any, gd: Any, opts: Any, *, file: str, spec: str,
         failed=not result.report.passed or bool(failing))
 
 
+#: compiled specs by path: set by the parent before its workers fork (they inherit it),
+#: filled by a worker that was spawned
+_GRAPHS: dict[str, Any] = {}
+
+
+def _graph(spec: str) -> Any:
+    """The compiled spec at ``spec``, compiled once per process (with the demo node types
+    registered when it uses them, as the parent did)."""
+    gd = _GRAPHS.get(spec)
+    if gd is None:
+        import rspp.nodes  # noqa: F401  (registers the built-in node types)
+        from rspp.kernel import default_registry
+        from rspp.runner import DEMO_NODES
+        from rspp.spec import compile_spec, load_spec
+
+        gd = _GRAPHS[spec] = compile_spec(load_spec(Path(spec)))
+        if any(n.type.startswith("replay_demo.") for n in gd.nodes):
+            for node_cls in DEMO_NODES:
+                default_registry.register(node_cls)
+    return gd
+
+
 def _work(job: SessionJob) -> SessionOutcome:
-    """A worker: compile the spec, open the session's span, replay it."""
-    import rspp.nodes  # noqa: F401  (registers the built-in node types)
-    from rspp.kernel import default_registry
+    """A worker: open the session's span and replay it."""
     from rspp.replay import ReplayOptions, load_recording
-    from rspp.runner import DEMO_NODES
-    from rspp.spec import compile_spec, load_spec
 
     where = f"session {job.span.session_id}: "
     out: IO[bytes] | None = None
     try:
-        gd = compile_spec(load_spec(Path(job.spec)))
-        if any(n.type.startswith("replay_demo.") for n in gd.nodes):
-            for node_cls in DEMO_NODES:
-                default_registry.register(node_cls)
+        gd = _graph(job.spec)
         sink = None
         if job.part is not None:
             out = open(job.part, "wb")  # closed below, after the replay
@@ -155,12 +170,17 @@ def _work(job: SessionJob) -> SessionOutcome:
             out.close()
 
 
-def run_jobs(jobs: list[SessionJob], workers: int, out: IO[bytes] | None,
+def run_jobs(jobs: list[SessionJob], workers: int, out: IO[bytes] | None, graph: Any,
              ) -> Iterator[SessionOutcome]:
-    """Replay ``jobs`` in ``workers`` processes; yields their outcomes in job order, each
-    after its candidate lines were appended to ``out``. Stops after an outcome with an
-    error (the sessions after it are cancelled or discarded)."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    """Replay ``jobs`` (all of one spec, compiled: ``graph``) in ``workers`` processes;
+    yields their outcomes in job order, each after its candidate lines were appended to
+    ``out``. Stops after an outcome with an error (the sessions after it are cancelled or
+    discarded). Workers are forked where the platform can (they start with this
+    process's modules and the compiled spec: no start-up work), else spawned."""
+    for job in jobs:
+        _GRAPHS[job.spec] = graph
+    method = "fork" if "fork" in get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
         futures: list[Future[SessionOutcome]] = [pool.submit(_work, job) for job in jobs]
         try:
             for job, future in zip(jobs, futures, strict=True):
