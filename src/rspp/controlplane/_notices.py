@@ -9,7 +9,8 @@ next renewal (a third of the lease TTL later at worst), and speaks on meanwhile.
 with the pending hand-offs of the leases that runtime holds as soon as one the runtime
 does not know yet (``known``: the hand-off ids it was told already) is recorded - the
 moment the hand-off's transaction commits in this control-plane process - or when
-``wait_ms`` is over, or when the runtime disconnects. Waiters re-read the table at least
+``wait_ms`` is over, or when the runtime disconnects (``404`` for a runtime that is not
+registered). Waiters re-read the table at least
 every ``recheck_s`` (a hand-off begun by another control-plane process). Operator role,
 fleet keys only (like the runtime's other batch routes); the renewal's ``409
 lease_handoff`` stays the fallback (a runtime that misses a push still learns it there).
@@ -78,6 +79,8 @@ async def wait_for_notices(cp: ControlPlane, watch: PlacementWatch, runtime_id: 
                            gone: asyncio.Event | None = None) -> RuntimeNotices:
     """The pending hand-offs of ``runtime_id`` once one is not in ``body.known`` (or the
     wait is over; see the module docstring)."""
+    async with cp.store.engine.connect() as conn:  # 404 for a runtime never registered
+        await cp.routing.get_in(conn, runtime_id)
     known = set(body.known)
 
     async def read() -> list[RuntimeNotice]:

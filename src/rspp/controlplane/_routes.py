@@ -277,7 +277,7 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/runtimes/{runtime_id}/notices", runtime_notices, OP, _S.FLEET,
        "The runtime's control channel: a long poll answered when a hand-off of a lease it "
        "holds begins (it drains at once instead of at its next renewal)",
-       body=NoticesRequest, response=RuntimeNotices, tag="leases"),
+       body=NoticesRequest, response=RuntimeNotices, errors=(404,), tag="leases"),
     # rotating or revoking authority is fleet work: the running session follows it (T8)
     # (a live holder's lease is handed off in two phases: the answer comes once it released)
     Op("POST", "/v1/leases/{session_id}/rotate", h.lease_rotate, OP, _S.FLEET,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from rspp.controlplane import ControlPlaneClient, CPError
 from rspp.controlplane._notices import RuntimeNotice
-from rspp.server._batching import batch_refused
+from rspp.server._cplink import route_missing
 
 __all__ = ["NoticeListener"]
 
@@ -51,10 +51,11 @@ class NoticeListener:
                 found = await self.client.runtime_notices(self.runtime_id, self._known,
                                                           self.wait_ms)
             except CPError as exc:
-                if batch_refused(exc):
+                if route_missing(exc) or exc.status == 403:  # an older plane, a tenant key
                     _LOG.info("no control channel to the control plane (%s); hand-offs are "
                               "learned at lease renewal", exc.message)
                     return
+                # unreachable, or this runtime's registration is gone for now: again later
                 _LOG.debug("control channel poll failed: %s", exc)
                 await asyncio.sleep(RETRY_S)
                 continue
