@@ -352,8 +352,10 @@ class ControlPlaneClient:
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,
-                            summary: UsageSummary | None = None) -> SessionInfo:
-        body = StatusRequest(status=status, summary=summary)  # type: ignore[arg-type]
+                            summary: UsageSummary | None = None,
+                            reason: str | None = None) -> SessionInfo:
+        body = StatusRequest(status=status, summary=summary,  # type: ignore[arg-type]
+                             reason=reason[:500] if reason is not None else None)
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 

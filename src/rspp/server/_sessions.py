@@ -235,8 +235,12 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
+                    # why it ended: closed here, or by the live session itself (its
+                    # resume window after a disconnect, the client's end): audited (F-091)
+                    handle = getattr(self.built, "handle", None)
                     await self.owner.link.client.report_status(
-                        self.session_id, "ended", summary=self.core.usage_summary())
+                        self.session_id, "ended", summary=self.core.usage_summary(),
+                        reason=self.close_reason or getattr(handle, "close_reason", None))
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
