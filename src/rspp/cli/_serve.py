@@ -146,6 +146,12 @@ def serve(
     gate_interval: float = typer.Option(
         1.0, "--gate-interval", min=0.05, max=60.0,
         help="Seconds between gate-sample reports to the control plane."),
+    ws_compression: str = typer.Option(
+        "off", "--ws-compression", envvar="RSPP_WS_COMPRESSION",
+        help="permessage-deflate for WebSocket clients that offer it (F-031): off (never "
+        "negotiated), events (event messages compressed, audio frames sent as they are) or "
+        "all (every message). Bytes saved and the CPU it costs are on /metrics "
+        "(rspp_ws_compression_*)."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -180,6 +186,9 @@ def serve(
                        err=True)
             raise typer.Exit(2)
         limits[name] = int(count)
+    if ws_compression not in ("off", "events", "all"):
+        typer.echo("error: --ws-compression must be off, events or all", err=True)
+        raise typer.Exit(2)
     if pool_fairness not in ("tenant", "session"):
         typer.echo("error: --pool-fairness must be tenant or session", err=True)
         raise typer.Exit(2)
@@ -220,6 +229,7 @@ def serve(
                         pool_limits=limits, pool_fairness=pool_fairness,
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
+                        ws_compression=ws_compression,  # type: ignore[arg-type]
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,
                                        None if control_plane else spec),

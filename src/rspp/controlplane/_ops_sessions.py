@@ -214,8 +214,10 @@ class SessionOps(HandoffOps):
 
         result = await self._write(work, "route session")
         if isinstance(result, SessionRoute):
+            self.gate_metrics.admission(tenant_id, result.admission.outcome_kind.value)
             return result
         if isinstance(result, DecisionOutcome):
+            self.gate_metrics.admission(tenant_id, result.outcome_kind.value)
             raise AdmissionDenied(result)
         raise CPError("route session produced no result", code="internal")
 
