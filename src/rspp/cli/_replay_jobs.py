@@ -31,7 +31,7 @@ import msgspec
 from rspp.contracts import DivergenceClass, DivergencePolicy, ReplayMode, ReplayTolerances
 from rspp.errors import RSPPError
 
-__all__ = ["SessionJob", "SessionOutcome", "auto_jobs", "long_lived_heap", "part_dir", "replay_one",
+__all__ = ["SessionJob", "SessionOutcome", "auto_jobs", "long_lived_heap", "part_dir",
            "run_jobs"]
 
 #: a many-session timeline smaller than this replays in one process by default (a
@@ -96,28 +96,34 @@ class SessionOutcome:
     error: str | None = None
 
 
-def replay_one(recording: Any, gd: Any, opts: Any, *, file: str, spec: str,
-               span: Any) -> SessionOutcome:
-    """Replay one (opened) recording to the end: its summary, report entry and verdict.
-    Raises :class:`RSPPError` for bad input; the recording is closed either way."""
+def _replay_one(recording: Any, gd: Any, opts: Any, *, file: str, spec: str,
+                span: Any) -> SessionOutcome:
+    """Replay one (opened) session to the end, as ``rspp replay`` does in one process:
+    its summary, report entry and verdict. Raises :class:`RSPPError` for bad input."""
     from rspp.kernel import default_registry
-    from rspp.replay import replay, replay_report_json, replay_summary_text
+    from rspp.replay import ReplayEngine, replay_report_json, replay_summary_text
     from rspp.runner import node_session
+
+    async def finish() -> Any:
+        try:
+            return await engine.finish()
+        finally:
+            await engine.aclose()
 
     try:
         with long_lived_heap():
-            result = asyncio.run(replay(recording, gd, registry=default_registry,
-                                        options=opts, session_factory=node_session))
+            engine = ReplayEngine(recording, gd, registry=default_registry, options=opts,
+                                  session_factory=node_session)
+            result = asyncio.run(finish())
     finally:
         recording.close()
     summary = replay_summary_text(result)
     doc = replay_report_json(result, recording=file, spec=spec)
     failing = [c for c in DivergenceClass if result.report.counts.get(c, 0)
                and c in opts.policy.fail_on]
-    return SessionOutcome(
-        summary=f"session {span.session_id}: {summary}" if span is not None else summary,
-        doc={"session_id": span.session_id, **doc} if span is not None else doc,
-        failed=not result.report.passed or bool(failing))
+    return SessionOutcome(summary=f"session {span.session_id}: {summary}",
+                          doc={"session_id": span.session_id, **doc},
+                          failed=not result.report.passed or bool(failing))
 
 
 #: compiled specs by path: set by the parent before its workers fork (they inherit it),
@@ -162,7 +168,7 @@ def _work(job: SessionJob) -> SessionOutcome:
                              policy=DivergencePolicy(max_timing_findings=job.max_timing),
                              real_time=job.real_time, lean=True, line_sink=sink)
         recording = load_recording(job.file, stream=True, span=job.span)
-        return replay_one(recording, gd, opts, file=job.file, spec=job.spec, span=job.span)
+        return _replay_one(recording, gd, opts, file=job.file, spec=job.spec, span=job.span)
     except RSPPError as exc:
         return SessionOutcome(error=f"{where}{exc}")
     finally:
