@@ -19,6 +19,7 @@ from rspp.testing._specs import (
     PATIENT_BUDGETS,
     SILENCE_VAD,
     TEXT_CHAT_SPEC,
+    TEXT_VOICE_SPEC,
     voice_assistant_spec,
     with_patient_budgets,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "PAUSE_MS",
     "SILENCE_VAD",
     "TEXT_CHAT_SPEC",
+    "TEXT_VOICE_SPEC",
     "CertificateAuthority",
     "GraphHarness",
     "Impairment",
