@@ -91,6 +91,10 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    #: durable export of every session's timeline to this URL instead of files (F-154),
+    #: and the recorder buffer (items) that absorbs a slow endpoint (F-176)
+    timeline_export_url: str | None = None
+    timeline_buffer: int | None = None
     record_level: RecordingLevel | None = None
     #: share of sessions whose timelines record events (F-071)
     record_sample_rate: float = 1.0
@@ -186,6 +190,8 @@ async def serve(opts: ServeOptions) -> int:
                          token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
+                               timeline_export_url=opts.timeline_export_url,
+                               timeline_buffer=opts.timeline_buffer,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
                                sample_rate=opts.record_sample_rate,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,

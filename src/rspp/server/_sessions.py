@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -40,7 +41,7 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.kernel import ExecutionPool, SystemClock
-from rspp.observability import DebugCaptureSlots, SamplingPolicy
+from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -105,6 +106,10 @@ class SessionPolicy:
     lease_renew_ms: int | None = None
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
+    #: or to this URL, posted asynchronously with retries (F-154), and the recorder's
+    #: buffer of what is not exported yet (items; None: a large default; F-176)
+    timeline_export_url: str | None = None
+    timeline_buffer: int | None = None
     record_level: RecordingLevel | None = None
     #: share of sessions whose timelines record events (F-071; decided per session id,
     #: deterministically); the others keep only their OR-02 evidence
@@ -269,6 +274,13 @@ class _Reads:
     bundle: TurnStartBundle
     #: the control signals of a resumed session (its migration markers); [] for a new one
     signals: list[ControlSignal]
+
+
+def _export_sink(url: str | None) -> Callable[[str], TimelineSink] | None:
+    """A session's durable timeline export to ``url`` (None: none)."""
+    if url is None:
+        return None
+    return lambda session_id: HttpExportSink(url, session_id)
 
 
 def _timeline_path(directory: Path, sid: str) -> Path:
@@ -533,6 +545,8 @@ class GovernedSessions:
             enforce_budgets=True, record_level=p.record_level,
             sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
+            timeline_sink=_export_sink(p.timeline_export_url),
+            timeline_buffer=p.timeline_buffer,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
