@@ -17,6 +17,7 @@ from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
+from rspp.controlplane._notices import NoticesRequest, RuntimeNotice
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     HeartbeatRequest,
@@ -201,8 +202,9 @@ class ControlPlaneClient:
         return bundle
 
     # Thin helpers used by the CLI and tests.
-    async def publish(self, spec_text: str, filename: str = "<api>") -> Any:
-        body = PublishRequest(spec=spec_text, filename=filename)
+    async def publish(self, spec_text: str, filename: str = "<api>", *,
+                      force: bool = False) -> Any:
+        body = PublishRequest(spec=spec_text, filename=filename, force=force)
         return await self.request("POST", "/v1/pipelines", json=body)
 
     async def publish_module(self, text: str) -> Any:
@@ -320,6 +322,15 @@ class ControlPlaneClient:
         data = await self.request("POST", f"/v1/runtimes/{runtime_id}/leases", json=body)
         return msgspec.convert(data["leases"], list[LeaseRenewal])
 
+    async def runtime_notices(self, runtime_id: str, known: tuple[int, ...] = (),
+                              wait_ms: int = 0) -> list[RuntimeNotice]:
+        """The pending hand-offs of the leases ``runtime_id`` holds, once one is not in
+        ``known`` or ``wait_ms`` passed (the runtime's control channel, a long poll)."""
+        body = NoticesRequest(known=known, wait_ms=wait_ms)
+        data = await self.request("POST", f"/v1/runtimes/{runtime_id}/notices", json=body,
+                                  timeout_s=wait_ms / 1000 + 10.0)
+        return msgspec.convert(data["notices"], list[RuntimeNotice])
+
     async def authorize_lease(self, session_id: str, holder: str, epoch: int) -> Authorization:
         body = LeaseEpochRequest(holder=holder, epoch=epoch)
         data = await self.request("POST", f"/v1/leases/{session_id}/authorize", json=body)
@@ -342,8 +353,10 @@ class ControlPlaneClient:
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,
-                            summary: UsageSummary | None = None) -> SessionInfo:
-        body = StatusRequest(status=status, summary=summary)  # type: ignore[arg-type]
+                            summary: UsageSummary | None = None,
+                            reason: str | None = None) -> SessionInfo:
+        body = StatusRequest(status=status, summary=summary,  # type: ignore[arg-type]
+                             reason=reason[:500] if reason is not None else None)
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -38,8 +39,9 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo
+from rspp.controlplane._notices import RuntimeNotice
 from rspp.kernel import ExecutionPool, SystemClock
-from rspp.observability import DebugCaptureSlots, SamplingPolicy
+from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -104,6 +106,10 @@ class SessionPolicy:
     lease_renew_ms: int | None = None
     #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
     timeline_dir: Path | None = None
+    #: or to this URL, posted asynchronously with retries (F-154), and the recorder's
+    #: buffer of what is not exported yet (items; None: a large default; F-176)
+    timeline_export_url: str | None = None
+    timeline_buffer: int | None = None
     record_level: RecordingLevel | None = None
     #: share of sessions whose timelines record events (F-071; decided per session id,
     #: deterministically); the others keep only their OR-02 evidence
@@ -192,6 +198,7 @@ class ServedSession(Generic[S]):
         A rotation in place keeps the session here: its gate holds while the lease is
         released and the turn ends on the rotation itself (fenced before the gate opens
         again at the new epoch), as a rotation always did."""
+        self.owner.metrics.handoff(self.keeper.learned[-1] if self.keeper.learned else "")
         if action == "rotate":
             return
         self.core.authority_changed(None, _HANDOFF_REASONS.get(action, "handed_off"))
@@ -233,8 +240,12 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
+                    # why it ended: closed here, or by the live session itself (its
+                    # resume window after a disconnect, the client's end): audited (F-091)
+                    handle = getattr(self.built, "handle", None)
                     await self.owner.link.client.report_status(
-                        self.session_id, "ended", summary=self.core.usage_summary())
+                        self.session_id, "ended", summary=self.core.usage_summary(),
+                        reason=self.close_reason or getattr(handle, "close_reason", None))
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
@@ -263,6 +274,13 @@ class _Reads:
     bundle: TurnStartBundle
     #: the control signals of a resumed session (its migration markers); [] for a new one
     signals: list[ControlSignal]
+
+
+def _export_sink(url: str | None) -> Callable[[str], TimelineSink] | None:
+    """A session's durable timeline export to ``url`` (None: none)."""
+    if url is None:
+        return None
+    return lambda session_id: HttpExportSink(url, session_id)
 
 
 def _timeline_path(directory: Path, sid: str) -> Path:
@@ -319,6 +337,14 @@ class GovernedSessions:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def on_notice(self, notice: RuntimeNotice) -> None:
+        """The control channel: a hand-off of a lease this runtime holds began; the
+        session holding it drains now (its renewal loop hands it off)."""
+        served = self.active.get(notice.session_id)
+        if served is not None and served.keeper.push_handoff(notice.action, notice.epoch):
+            _LOG.info("session %s: hand-off (%s) of epoch %d pushed by the control plane",
+                      notice.session_id, notice.action, notice.epoch)
 
     def verify(self, token: str, session_id: str) -> SessionClaims:
         """Local token check (signature, expiry, session, runtime); raises SessionRefused."""
@@ -519,6 +545,8 @@ class GovernedSessions:
             enforce_budgets=True, record_level=p.record_level,
             sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
+            timeline_sink=_export_sink(p.timeline_export_url),
+            timeline_buffer=p.timeline_buffer,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None
