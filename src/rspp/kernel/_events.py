@@ -143,21 +143,8 @@ class Event:
         return c
 
     def derive(self, kind: str, payload: Any, **kw: Any) -> Event:
-        """A new event caused by this one (inherits turn, sync id and causality).
-
-        ``kw`` are the constructor's other keywords; the event is made without the
-        constructor's keyword call (the nodes of every session derive several events per
-        frame), the same event as ``Event(kind, payload, turn_id=..., sync_id=..., **kw)``."""
-        if kw and not _DERIVE_KW.issuperset(kw):  # the constructor's TypeError
-            Event(kind, payload, turn_id=self.turn_id, sync_id=self.sync_id, **kw)
-        e = _plain_event(kind, payload)
-        e.turn_id = self.turn_id
-        e.sync_id = self.sync_id
-        if kw:
-            for name, value in kw.items():
-                setattr(e, name, value)
-            if "size" in kw and kw["size"] is None:
-                e.size = len(payload) if isinstance(payload, _SIZED) else 0
+        """A new event caused by this one (inherits turn, sync id and causality)."""
+        e = Event(kind, payload, turn_id=self.turn_id, sync_id=self.sync_id, **kw)
         e.parent_id = self.event_id
         e.ingress_ns = self.ingress_ns
         return e
@@ -168,26 +155,27 @@ class Event:
 
 _new_event = Event.__new__
 _DATA = Lane.DATA
-#: the constructor's keywords :meth:`Event.derive` passes on (it sets turn and sync id)
-_DERIVE_KW = frozenset({"lane", "final", "revision", "attrs", "audio_format", "sample_index",
-                        "transport_seq", "size"})
 
 
-def _plain_event(kind: str, payload: Any) -> Event:
-    """``Event(kind, payload)`` without the constructor's call (see :meth:`Event.derive`)."""
+def audio_frame(payload: bytes, audio_format: AudioFormat | None, sample_index: int,
+                transport_seq: int) -> Event:
+    """``Event("audio_chunk", payload, audio_format=..., sample_index=...,
+    transport_seq=...)`` for bytes: the same event, without the keyword call of a class
+    with an ``__init__`` (a tuple and a dict of arguments and two calls, ~2/3 of what
+    making the event costs); a live transport makes one per frame of every session."""
     e: Event = _new_event(Event)
-    e.kind = kind
+    e.kind = "audio_chunk"
     e.payload = payload
     e.lane = _DATA
     e.turn_id = None
     e.final = True
     e.revision = 0
     e.attrs = None
-    e.audio_format = None
-    e.sample_index = None
+    e.audio_format = audio_format
+    e.sample_index = sample_index
     e.sync_id = None
-    e.transport_seq = None
-    e.size = len(payload) if isinstance(payload, _SIZED) else 0
+    e.transport_seq = transport_seq
+    e.size = len(payload)
     e.seq = -1
     e.event_id = None
     e.node_id = None
@@ -196,19 +184,6 @@ def _plain_event(kind: str, payload: Any) -> Event:
     e.discontinuity_id = None
     e.enq_ns = 0
     e.ingress_ns = 0
-    return e
-
-
-def audio_frame(payload: bytes, audio_format: AudioFormat | None, sample_index: int,
-                transport_seq: int) -> Event:
-    """``Event("audio_chunk", payload, audio_format=..., sample_index=...,
-    transport_seq=...)``: the same event, without the keyword call of a class with an
-    ``__init__`` (a tuple and a dict of arguments and two calls, ~2/3 of what making the
-    event costs); a live transport makes one per frame of every session."""
-    e = _plain_event("audio_chunk", payload)
-    e.audio_format = audio_format
-    e.sample_index = sample_index
-    e.transport_seq = transport_seq
     return e
 
 
