@@ -21,7 +21,7 @@ from rspp.controlplane._configs import (
     scope_tenant,
 )
 from rspp.controlplane._core import ControlPlaneCore
-from rspp.controlplane._errors import Conflict, NotFound
+from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
 from rspp.controlplane._interface import compare_interfaces
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
@@ -73,8 +73,13 @@ class RegistryOps(ControlPlaneCore):
             return
         if latest.version == new.version or latest.spec_text is None:
             return  # republishing a version: the registry answers (same or refused)
-        old = await self.registry.prepare(latest.spec_text, filename=filename,
-                                          as_of=day_of(self.clock()))
+        try:
+            old = await self.registry.prepare(latest.spec_text, filename=filename,
+                                              as_of=day_of(self.clock()))
+        except InvalidRequest:
+            # the latest version no longer compiles today (a deprecated field it used is
+            # now refused, F-163): the new version is what replaces it
+            return
         report = compare_interfaces(latest.version, old.valid.interface, new.version,
                                     new.interface)
         if report.allowed:
