@@ -19,6 +19,7 @@ from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, U
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
+    ArtifactLocation,
     HeartbeatRequest,
     HeldBy,
     HeldLease,
@@ -242,6 +243,7 @@ class ControlPlaneClient:
         capacity: int = 100,
         runtime_version: str = __version__,
         schema_version: str = SCHEMA_VERSION,
+        artifact_regions: list[str] | None = None,
     ) -> RuntimeInstance:
         """Register (declaring this release and schema: the control plane checks the skew)."""
         body = RegisterRuntimeRequest(
@@ -250,6 +252,7 @@ class ControlPlaneClient:
             transport_kind=transport_kind,
             region=region,
             capacity=capacity,
+            artifact_regions=artifact_regions,
             runtime_version=runtime_version,
             schema_version=schema_version,
         )
@@ -342,8 +345,10 @@ class ControlPlaneClient:
         return msgspec.convert(data, MigrationResult)
 
     async def report_status(self, session_id: str, status: str,
-                            summary: UsageSummary | None = None) -> SessionInfo:
-        body = StatusRequest(status=status, summary=summary)  # type: ignore[arg-type]
+                            summary: UsageSummary | None = None,
+                            artifacts: ArtifactLocation | None = None) -> SessionInfo:
+        body = StatusRequest(status=status, summary=summary,  # type: ignore[arg-type]
+                             artifacts=artifacts)
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
 
