@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -46,11 +46,43 @@ def _placed_on(cp: str, sid: str) -> str:
     return str(_http("GET", f"{cp}/v1/sessions/{sid}").json()["runtime_id"])
 
 
-def _until(cond: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+def _until(cond: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not cond():
         assert time.monotonic() < deadline, what
         time.sleep(0.1)  # polling the control plane's record of the session
+
+
+class Pumped:
+    """A :class:`FailoverClient` whose events are read all the time (it follows its session
+    to another runtime as soon as it moves, between turns too), for ``text_turn``."""
+
+    def __init__(self, client: FailoverClient) -> None:
+        self.client = client
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=100_000)
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        async for ev in self.client.events():
+            await self.queue.put(ev)
+
+    async def send_text(self, text: str) -> None:
+        await self.client.send_text(text)
+
+    async def events(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self.queue.get()
+
+    async def until_on(self, runtime_id: str, timeout_s: float = 120) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.client.runtime_id != runtime_id:
+            assert asyncio.get_running_loop().time() < deadline, self.client.runtime_id
+            await asyncio.sleep(0.05)  # the pump switches connections
+
+    async def close(self) -> None:
+        await self.client.close()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
 
 
 @pytest.mark.timeout(600)
@@ -58,7 +90,7 @@ def test_an_incident_drains_or_migrates_per_tenant_and_failover_avoids_the_regio
     cp_serve: Callable[..., ControlPlaneServer], serve_process: Callable[..., ServeProcess],
     cp_json: Callable[..., dict[str, Any]], text_turn: Callable[..., Any],
 ) -> None:
-    cp = cp_serve("postgresql", ADMIN, "--heartbeat-timeout-ms", "3000",
+    cp = cp_serve("postgresql", ADMIN, "--heartbeat-timeout-ms", "5000",
                   "--failover-interval-ms", "100").url
     assert _http("POST", f"{cp}/v1/pipelines",
                  json={"spec": TEXT_CHAT_SPEC, "filename": "chat.yaml"}).status_code == 201
@@ -83,28 +115,31 @@ def test_an_incident_drains_or_migrates_per_tenant_and_failover_avoids_the_regio
             "failco": route("failco", "ap"), "stayco": route("stayco", "eu")}
 
     async def scenario() -> dict[str, Any]:
-        clients = {t: await FailoverClient.connect(
+        clients = {t: Pumped(await FailoverClient.connect(
             Rerouter(cp, api_key=ADMIN, tenant_id=t, session_id=sids[t]),
-            detect_s=2.0, resume_window_s=90.0, connect_timeout_s=60.0)
+            detect_s=3.0, resume_window_s=90.0, connect_timeout_s=60.0))
             for t in ("drainco", "moveco", "failco")}
         try:
             for c in clients.values():
                 assert "name is" in await text_turn(c, "what is your name")
             opened = await asyncio.to_thread(
                 cp_json, cp, ADMIN, "region", "incident", "eu", "--reason", "eu stt outage")
-            # moveco's hand-off completes at its runtime's next renewal
+            # moveco's hand-off completes at its runtime's next renewal; its client follows
             await asyncio.to_thread(_until, lambda: _placed_on(cp, sids["moveco"]) == "rt-us",
                                     "moveco never moved to us")
+            await clients["moveco"].until_on("rt-us")
             answers = {t: await text_turn(clients[t], "what time is it")
                        for t in ("drainco", "moveco")}
-            where = {t: (c.runtime_id, c.epoch) for t, c in clients.items()}
+            where = {t: (c.client.runtime_id, c.client.epoch) for t, c in clients.items()}
             # the ap runtime dies: its session moves, avoiding the eu incident
             await asyncio.to_thread(runtimes["ap"].kill)
             await asyncio.to_thread(_until, lambda: _placed_on(cp, sids["failco"]) != "rt-ap",
                                     "failco never failed over")
+            await clients["failco"].until_on(_placed_on(cp, sids["failco"]))
             answers["failco"] = await text_turn(clients["failco"], "what time is it")
-            where["failco"] = (clients["failco"].runtime_id, clients["failco"].epoch)
-            stale = {t: c.stale_outputs_accepted for t, c in clients.items()}
+            failco = clients["failco"].client
+            where["failco"] = (failco.runtime_id, failco.epoch)
+            stale = {t: c.client.stale_outputs_accepted for t, c in clients.items()}
             return {"opened": opened, "answers": answers, "where": where, "stale": stale}
         finally:
             for c in clients.values():
@@ -122,7 +157,9 @@ def test_an_incident_drains_or_migrates_per_tenant_and_failover_avoids_the_regio
     assert out["where"]["drainco"] == ("rt-eu", 1)
     # migrate: the same session id answered in us at the next epoch, once, nothing stale
     assert out["where"]["moveco"] == ("rt-us", 2)
-    assert all("It is" in a for a in out["answers"].values()), out["answers"]
+    # one reply per question: its text deltas, then its final text (a second reply to the
+    # same question would show four times)
+    assert all(a.count("It is") == 2 for a in out["answers"].values()), out["answers"]
     assert out["stale"] == {"drainco": 0, "moveco": 0, "failco": 0}
     # failover: us, not eu (lower load ratio, but in the incident region)
     assert out["where"]["failco"] == ("rt-us", 2)
