@@ -44,7 +44,7 @@ def _route(url: str, latency: dict[str, Any]) -> httpx.Response:
 def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     store: str, cp_serve: Callable[..., ControlPlaneServer],
     serve_process: Callable[..., ServeProcess], cp_json: Callable[..., dict[str, Any]],
-    text_turn: Callable[..., Any],
+    text_turn: Callable[..., Any], metric_sample: Callable[..., float | None],
 ) -> None:
     async def answer(route: dict[str, Any]) -> str:
         url = session_url(route["endpoint"], route["session_id"])
@@ -58,9 +58,9 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
                            headers={"Authorization": f"Bearer {ADMIN}"},
                            json={"spec": TEXT_CHAT_SPEC, "filename": "chat.yaml"})
     assert published.status_code == 201, published.text
-    for region in ("eu", "us"):
-        serve_process("--control-plane", cp.url, "--api-key", ADMIN, "--region", region,
-                      "--runtime-id", f"rt-{region}", "--heartbeat-interval", "0.3").wait_ready()
+    runtimes = {region: serve_process(
+        "--control-plane", cp.url, "--api-key", ADMIN, "--region", region, "--runtime-id",
+        f"rt-{region}", "--heartbeat-interval", "0.3").wait_ready() for region in ("eu", "us")}
 
     def placed(latency: dict[str, Any]) -> dict[str, Any]:
         resp = _route(cp.url, latency)
@@ -73,6 +73,15 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     near_us = placed({"eu": 140, "us": 10})
     assert near_us["runtime_id"] == "rt-us"
     assert "name is" in asyncio.run(asyncio.wait_for(answer(near_eu), 120))
+    # autoscaling inputs (F-104): the control plane's /metrics counts its admissions (the
+    # two routes); the runtime's counts what its nodes reported (the LLM's reply tokens)
+    cp_metrics = httpx.get(f"{cp.url}/metrics", timeout=60,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).text
+    assert metric_sample(cp_metrics, "rspp_cp_admission_decisions_total", tenant="acme",
+                         outcome="admit") == 2, cp_metrics
+    rt_metrics = httpx.get(f"{runtimes['eu'].url}/metrics", timeout=60).text
+    assert (metric_sample(rt_metrics, "rspp_node_metric_count", node_id="llm",
+                          metric="llm_reply_tokens") or 0) >= 1, rt_metrics
 
     # single authority across regions (F-111): the session routed to eu cannot also run in
     # us: its token opens it only on its runtime, and the lease is held by one holder

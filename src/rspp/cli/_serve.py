@@ -152,6 +152,21 @@ def serve(
     gate_interval: float = typer.Option(
         1.0, "--gate-interval", min=0.05, max=60.0,
         help="Seconds between gate-sample reports to the control plane."),
+    stall_timeout: float = typer.Option(
+        2.0, "--stall-timeout", min=0.05, max=3600.0, envvar="RSPP_STALL_TIMEOUT",
+        help="Seconds after a live client's connection drops before its session stalls "
+        "and the open turn aborts (transport_disconnect) (F-091)."),
+    resume_window: float = typer.Option(
+        30.0, "--resume-window", min=0.05, max=86_400.0, envvar="RSPP_RESUME_WINDOW",
+        help="Seconds a disconnected session waits for its client to reconnect before it "
+        "ends (resume_window_expired, audited in the control plane as session.ended) and is "
+        "cleaned up; at least --stall-timeout."),
+    ws_compression: str = typer.Option(
+        "off", "--ws-compression", envvar="RSPP_WS_COMPRESSION",
+        help="permessage-deflate for WebSocket clients that offer it (F-031): off (never "
+        "negotiated), events (event messages compressed, audio frames sent as they are) or "
+        "all (every message). Bytes saved and the CPU it costs are on /metrics "
+        "(rspp_ws_compression_*)."),
 ) -> None:
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
@@ -186,6 +201,13 @@ def serve(
                        err=True)
             raise typer.Exit(2)
         limits[name] = int(count)
+    if resume_window < stall_timeout:
+        typer.echo("error: --resume-window must be at least --stall-timeout (the session "
+                   "stalls within its resume window)", err=True)
+        raise typer.Exit(2)
+    if ws_compression not in ("off", "events", "all"):
+        typer.echo("error: --ws-compression must be off, events or all", err=True)
+        raise typer.Exit(2)
     if pool_fairness not in ("tenant", "session"):
         typer.echo("error: --pool-fairness must be tenant or session", err=True)
         raise typer.Exit(2)
@@ -228,12 +250,14 @@ def serve(
                         pool_limits=limits, pool_fairness=pool_fairness,
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
+                        ws_compression=ws_compression,  # type: ignore[arg-type]
                         transport_routes=_transport_routes(
                             _telephony(twilio_auth_token, phone_number, public_url,
                                        None if control_plane else spec),
                             _ice_servers(ice_server), embedded=control_plane is None,
                             timeline_dir=timeline_dir,
-                            livekit=_livekit(livekit_url, livekit_key, livekit_secret)))
+                            livekit=_livekit(livekit_url, livekit_key, livekit_secret),
+                            disconnect=(stall_timeout, resume_window)))
     try:
         code = main(opts)
     except CPError as exc:
@@ -329,7 +353,8 @@ def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitCon
 
 def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
                       embedded: bool = True, timeline_dir: Path | None = None,
-                      livekit: LiveKitConfig | None = None) -> TransportRoutes:
+                      livekit: LiveKitConfig | None = None,
+                      disconnect: tuple[float, float] = (2.0, 30.0)) -> TransportRoutes:
     """The live-session endpoints over the runtime's governed sessions (one session hub:
     one live connection per session, whichever transport carries it).
 
@@ -337,10 +362,12 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
     the carrier voice webhook and the media-streams endpoint
     ``/v1/telephony/twilio/stream``; with LiveKit configured,
     ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
-    loopback clients when embedded).
+    loopback clients when embedded). ``disconnect``: (stall timeout, resume window) of a
+    live session whose client dropped.
     """
     from rspp.server import GovernedFactory, livekit_routes, telephony_routes
     from rspp.transports import (
+        LiveOptions,
         SessionHub,
         WebRTCOptions,
         twilio_stream_route,
@@ -351,7 +378,8 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
     from rspp.web import WebOptions, web_routes
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
-        factory = GovernedFactory(sessions)
+        factory = GovernedFactory(sessions, LiveOptions(stall_timeout_s=disconnect[0],
+                                                        resume_window_s=disconnect[1]))
         hub = SessionHub(factory)
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,

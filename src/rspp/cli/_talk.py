@@ -61,6 +61,8 @@ def talk(
                                         "SECONDS after the reply starts playing."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per server event."),
     msgpack_: bool = typer.Option(False, "--msgpack", help="Use the MessagePack subprotocol."),
+    compress: bool = typer.Option(False, "--compress", help="Offer permessage-deflate (a "
+                                  "runtime served with --ws-compression events|all takes it)."),
 ) -> None:
     """Talk to a running RSPP server: transcripts and replies as they arrive, reply audio out.
 
@@ -108,13 +110,16 @@ def talk(
         bpcm, brate = _pcm(barge[0], "--barge-in")
         barge_pcm = resample_pcm(bpcm, brate, rate)
 
+    compressed = ""
+
     def show(ev: ServerEvent) -> None:
         if isinstance(ev, AudioOut):
             return  # reply audio goes to --output, not to the terminal
         if as_json:
             typer.echo(msgspec.json.encode(ev).decode())
         elif isinstance(ev, Ready):
-            typer.echo(f"connected: session {ev.session_id} ({ev.output_sample_rate} Hz reply)")
+            typer.echo(f"connected: session {ev.session_id} ({ev.output_sample_rate} Hz reply"
+                       f"{compressed})")
         elif isinstance(ev, Transcript) and ev.final:
             typer.echo(f"you: {ev.text}")
         elif isinstance(ev, ReplyText) and ev.final:  # the whole reply (not its deltas)
@@ -127,6 +132,8 @@ def talk(
     async def run() -> int:
         from rspp.client import talk as talk_session
 
+        nonlocal compressed
+
         try:
             if route_via is not None or (server is not None and server.startswith("http")):
                 base = route_via or server or ""
@@ -135,10 +142,13 @@ def talk(
             else:
                 target = direct_target(server or "", token)
             client = await LiveClient.connect(target.url, token=target.token, sample_rate=rate,
-                                              msgpack=msgpack_, client_name="rspp-talk")
+                                              msgpack=msgpack_, client_name="rspp-talk",
+                                              compression=compress)
         except SessionRefusedError as exc:
             typer.echo(f"error: {exc}", err=True)
             return 1
+        if client.compressed:
+            compressed = ", permessage-deflate"
         show(client.ready)
         async with client:
             result = await talk_session(client, pcm, TalkOptions(

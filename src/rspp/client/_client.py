@@ -116,8 +116,13 @@ class LiveClient:
                       sequenced: bool = False, token_in_query: bool = False,
                       client_name: str = "rspp-client",
                       open_timeout: float = 10.0,
-                      fence: EpochFence | None = None) -> LiveClient:
-        """Connect, send ``start`` and wait for ``ready``; raises SessionRefusedError."""
+                      fence: EpochFence | None = None,
+                      compression: bool = False) -> LiveClient:
+        """Connect, send ``start`` and wait for ``ready``; raises SessionRefusedError.
+
+        ``compression``: offer ``permessage-deflate`` (the runtime negotiates it when
+        served with ``--ws-compression events|all``; :attr:`compressed` says whether it did).
+        """
         headers: list[tuple[str, str]] = []
         if token is not None and token_in_query:
             url += ("&" if "?" in url else "?") + f"token={token}"
@@ -128,7 +133,8 @@ class LiveClient:
         try:
             ws = await websockets.connect(url, additional_headers=headers, subprotocols=protos,
                                           open_timeout=open_timeout, max_size=2**20,
-                                          proxy=None, compression=None)
+                                          proxy=None,
+                                          compression="deflate" if compression else None)
         except InvalidStatus as exc:
             raise SessionRefusedError(exc.response.status_code,
                                       f"HTTP {exc.response.status_code} at {url}") from None
@@ -157,6 +163,11 @@ class LiveClient:
         code = ws.close_code
         reason = ws.close_reason or "closed before ready"
         raise SessionRefusedError(code, reason)
+
+    @property
+    def compressed(self) -> bool:
+        """The runtime negotiated ``permessage-deflate`` on this connection (F-031)."""
+        return any(ext.name == "permessage-deflate" for ext in self.ws.protocol.extensions)
 
     async def __aenter__(self) -> LiveClient:
         return self

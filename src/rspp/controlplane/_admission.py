@@ -14,7 +14,6 @@ import uuid
 from typing import Annotated, Any
 
 import msgspec
-from prometheus_client import Counter
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,13 +32,6 @@ from rspp.controlplane._schema import outcomes, sessions
 
 WINDOW_MS = 60_000
 logger = logging.getLogger("rspp.controlplane.admission")
-
-ADMISSION_DECISIONS = Counter(
-    "rspp_cp_admission_decisions_total",
-    "Control-plane admission decisions at session start",
-    ["tenant", "outcome"],
-)
-
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
 
@@ -135,7 +127,6 @@ async def decide_in(
             created_at_ms=now_ms,
         )
     )
-    ADMISSION_DECISIONS.labels(tenant=tenant, outcome=kind.value).inc()
     logger.info(
         "admission %s tenant=%s session_id=%s: %s",
         kind.value,

@@ -26,7 +26,12 @@ from rspp.contracts import (
     VersionResolution,
 )
 from rspp.controlplane._admission import admission_snapshot
-from rspp.controlplane._configs import ConfigKind, ConfigVersion, active_config
+from rspp.controlplane._configs import (
+    ConfigKind,
+    ConfigVersion,
+    active_config,
+    active_configs,
+)
 from rspp.controlplane._errors import NotFound
 from rspp.controlplane._policy import (
     PolicyDocument,
@@ -41,6 +46,8 @@ from rspp.controlplane._sessions import SessionInfo
 __all__ = ["BundleKey", "build_bundle", "build_bundles", "bundle_in"]
 
 SUPPORTED_PROFILES = ("simple/v1",)
+#: the configs a bundle reads (both read in one statement)
+_BUNDLE_CONFIGS = (ConfigKind.POLICY, ConfigKind.ADMISSION)
 logger = logging.getLogger("rspp.controlplane.policy")
 
 #: (tenant_id, session_id, pipeline_name) of one bundle
@@ -58,10 +65,12 @@ async def build_bundle(
 
 async def bundle_in(
     cp: ControlPlane, conn: AsyncConnection, *, tenant_id: str, session_id: str,
-    pipeline_name: str, runtime_id: str | None
+    pipeline_name: str, runtime_id: str | None, info: SessionInfo | None = None
 ) -> TurnStartBundle:
-    """:func:`build_bundle` inside the caller's transaction (a session start)."""
-    return await _Reads(cp, conn).bundle(tenant_id, session_id, pipeline_name, runtime_id)
+    """:func:`build_bundle` inside the caller's transaction (a session start, which read
+    the session's record ``info`` already)."""
+    return await _Reads(cp, conn).bundle(tenant_id, session_id, pipeline_name, runtime_id,
+                                         info=info)
 
 
 async def build_bundles(
@@ -94,12 +103,14 @@ class _Reads:
                             expires_at_ms=self.now + self.ttl)
 
     async def bundle(self, tenant_id: str, session_id: str, pipeline_name: str,
-                     runtime_id: str | None) -> TurnStartBundle:
+                     runtime_id: str | None, *, info: SessionInfo | None = None
+                     ) -> TurnStartBundle:
         cp, conn = self.cp, self.conn
-        try:
-            info: SessionInfo | None = await cp.sessions.get_in(conn, session_id)
-        except NotFound:
-            info = None
+        if info is None or info.session_id != session_id:
+            try:
+                info = await cp.sessions.get_in(conn, session_id)
+            except NotFound:
+                info = None
         attrs = SessionAttributes.of(info.attributes if info else {})
         version = await self._version(tenant_id, session_id, pipeline_name, info)
         target_runtime = runtime_id or (info.runtime_id if info else None)
@@ -141,17 +152,20 @@ class _Reads:
 
     async def _record(self, name: str, version: str) -> PipelineRecord:
         async def read() -> PipelineRecord:
-            return await self.cp.registry.get(name, version, conn=self.conn)
+            return await self.cp.registry.get_version(name, version, conn=self.conn)
 
         record: PipelineRecord = await self._once(("pipeline", name, version), read)
         return record
 
     async def _config(self, kind: ConfigKind, tenant_id: str) -> ConfigVersion | None:
-        async def read() -> ConfigVersion | None:
-            return await active_config(self.conn, kind, tenant_id)
+        async def read() -> dict[ConfigKind, ConfigVersion | None]:
+            return await active_configs(self.conn, _BUNDLE_CONFIGS, tenant_id)
 
-        found: ConfigVersion | None = await self._once(("config", kind.value, tenant_id), read)
-        return found
+        if kind not in _BUNDLE_CONFIGS:
+            return await active_config(self.conn, kind, tenant_id)
+        found: dict[ConfigKind, ConfigVersion | None] = await self._once(
+            ("configs", tenant_id), read)
+        return found[kind]
 
     async def _routing(self, runtime_id: str) -> RoutingView | None:
         async def read() -> RoutingView | None:

@@ -122,6 +122,15 @@ async def activate_config_in(
         )
 
 
+#: config versions joined to their kind's and scope's head: the active ones
+_ACTIVE = select(configs).join(
+    config_heads,
+    (config_heads.c.kind == configs.c.kind)
+    & (config_heads.c.scope == configs.c.scope)
+    & (config_heads.c.active_version == configs.c.version),
+)
+
+
 async def active_config(
     conn: AsyncConnection, kind: ConfigKind, scope: str, *, fall_back_to_default: bool = True
 ) -> ConfigVersion | None:
@@ -130,19 +139,29 @@ async def active_config(
     for candidate in scopes:
         row = (
             await conn.execute(
-                select(configs)
-                .join(
-                    config_heads,
-                    (config_heads.c.kind == configs.c.kind)
-                    & (config_heads.c.scope == configs.c.scope)
-                    & (config_heads.c.active_version == configs.c.version),
-                )
-                .where(configs.c.kind == kind.value, configs.c.scope == candidate)
+                _ACTIVE.where(configs.c.kind == kind.value, configs.c.scope == candidate)
             )
         ).first()
         if row is not None:
             return _version(row, True)
     return None
+
+
+async def active_configs(
+    conn: AsyncConnection, kinds: tuple[ConfigKind, ...], scope: str
+) -> dict[ConfigKind, ConfigVersion | None]:
+    """:func:`active_config` of each of ``kinds`` for ``scope`` (falling back to the
+    default scope), in one statement."""
+    scopes = [scope, DEFAULT_SCOPE] if scope != DEFAULT_SCOPE else [scope]
+    rows = await conn.execute(
+        _ACTIVE.where(configs.c.kind.in_([k.value for k in kinds]), configs.c.scope.in_(scopes))
+    )
+    found: dict[ConfigKind, ConfigVersion | None] = dict.fromkeys(kinds)
+    for row in sorted(rows, key=lambda r: r.scope != scope):  # the scope's own first
+        kind = ConfigKind(row.kind)
+        if found[kind] is None:
+            found[kind] = _version(row, True)
+    return found
 
 
 async def list_configs(conn: AsyncConnection, kind: ConfigKind, scope: str) -> list[ConfigVersion]:

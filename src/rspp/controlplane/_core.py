@@ -63,6 +63,8 @@ class ControlPlaneCore:
         self.gate_metrics = GateMetrics()
         #: wakes token requests waiting for their session to move (after the commit)
         self.placements = PlacementWatch()
+        #: wakes a runtime's control channel when a hand-off of a lease it holds begins
+        self.runtime_watch = PlacementWatch()
         #: API operations under way (see :meth:`run_to_end`); :meth:`close` waits for them
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -103,6 +105,7 @@ class ControlPlaneCore:
 
     async def close(self) -> None:
         self.placements.wake_all()  # long polls answer with where their sessions are now
+        self.runtime_watch.wake_all()
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()

@@ -1,4 +1,5 @@
-"""The control plane's ``/metrics``: gate verdicts per pipeline version (bounded labels).
+"""The control plane's ``/metrics``: gate verdicts per pipeline version (bounded labels),
+and admission decisions at session start per tenant and outcome (F-104).
 
 Series per (pipeline, version, gate) for the versions of gated rollouts as last
 evaluated: p50/p95/p99 (ms), the verdict (1 pass, 0 fail, -1 no verdict) and the
@@ -40,7 +41,14 @@ class GateMetrics:
                                "Gate samples runtimes reported they dropped", registry=r)
         self._decisions = Counter("rspp_cp_rollout_decisions_total",
                                   "Gated rollout decisions", ["action"], registry=r)
+        self._admissions = Counter("rspp_cp_admission_decisions_total",
+                                   "Control-plane admission decisions at session start "
+                                   "(committed routes and refusals)", ["tenant", "outcome"],
+                                   registry=r)
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def admission(self, tenant: str, outcome: str) -> None:
+        self._admissions.labels(tenant, outcome).inc()
 
     def decision(self, action: str) -> None:
         self._decisions.labels(action).inc()

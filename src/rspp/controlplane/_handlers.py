@@ -302,7 +302,7 @@ async def session_status(c: Call) -> Any:
 async def report_status(c: Call) -> Any:
     status = SessionStatus(c.body.status)
     return await c.cp.report_status(c.principal, c.path["session_id"], status, c.body.summary,
-                                    artifacts=c.body.artifacts)
+                                    artifacts=c.body.artifacts, reason=c.body.reason)
 
 
 async def session_summary(c: Call) -> Any:

@@ -106,6 +106,7 @@ class HandoffOps(ControlPlaneCore):
 
         got: Result | Handoff = await self._write(begin, f"{action} session")
         if isinstance(got, Handoff):
+            self.runtime_watch.changed([got.holder])  # its control channel: drain now
             return await self._until_handed_off(got, wait_ms)
         self.placements.changed([sid])
         return got

@@ -55,6 +55,7 @@ from rspp.providers import UsageSummary
 
 #: the audit action of a session's usage summary (tenant-scoped, exported with the log)
 SUMMARY_ACTION = "session.summary"
+ENDED_ACTION = "session.ended"
 
 
 
@@ -244,8 +245,10 @@ class SessionOps(HandoffOps):
             await self._audit_refusal(principal, sid, tenant_id, exc)
             raise
         if isinstance(result, SessionRoute):
+            self.gate_metrics.admission(tenant_id, result.admission.outcome_kind.value)
             return result
         if isinstance(result, DecisionOutcome):
+            self.gate_metrics.admission(tenant_id, result.outcome_kind.value)
             raise AdmissionDenied(result)
         raise CPError("route session produced no result", code="internal")
 
@@ -322,12 +325,15 @@ class SessionOps(HandoffOps):
 
     async def report_status(
         self, principal: Principal, session_id: str, status: SessionStatus,
-        summary: UsageSummary | None = None, artifacts: ArtifactLocation | None = None,
+        summary: UsageSummary | None = None, *, reason: str | None = None,
+        artifacts: ArtifactLocation | None = None,
     ) -> SessionInfo:
         """Record a runtime's status report; ``summary`` (at the end) joins the tenant's
-        audit log as ``session.summary`` (F-075); ``artifacts`` (where the runtime stores the
-        session's artifacts) is audited ``residency.artifacts`` with whether the tenant's
-        regions allow it (F-168, NF-034)."""
+        audit log as ``session.summary`` (F-075), and an ``ended`` report's ``reason`` as
+        ``session.ended`` (F-091: a disconnected session cleaned up after its resume
+        window is audited with ``resume_window_expired``); ``artifacts`` (where the runtime
+        stores the session's artifacts) is audited ``residency.artifacts`` with whether the
+        tenant's regions allow it (F-168, NF-034)."""
         await self.authorize(principal, Role.OPERATOR, "report session status")
         if summary is not None and summary.session_id != session_id:
             raise Conflict(f"summary.session_id {summary.session_id!r} is not the session "
@@ -342,6 +348,12 @@ class SessionOps(HandoffOps):
                 await self.audit.append_in(conn, actor=principal.key_id,
                                            action=SUMMARY_ACTION, subject=session_id,
                                            detail=detail, tenant_id=info.tenant_id)
+            if status == SessionStatus.ENDED and reason is not None:
+                await self.audit.append_in(conn, actor=principal.key_id,
+                                           action=ENDED_ACTION, subject=session_id,
+                                           detail={"reason": reason,
+                                                   "runtime_id": info.runtime_id},
+                                           tenant_id=info.tenant_id)
             if artifacts is not None:
                 residency = await placement_in(conn, info.tenant_id)
                 allowed = (residency is None or residency.regions is None

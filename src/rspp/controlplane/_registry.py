@@ -124,6 +124,8 @@ class PreparedModule(msgspec.Struct, frozen=True, kw_only=True):
 class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
+        #: published versions never change: read once per process
+        self._versions: dict[tuple[str, str], PipelineRecord] = {}
 
     async def prepare_module(self, text: str) -> PreparedModule:
         """Parse off the event loop (a big document is CPU work), before any transaction."""
@@ -265,6 +267,18 @@ class Registry:
             what = f"{name}@{version}" if version else name
             raise NotFound(f"pipeline {what} is not published; see `rspp cp list`", field="name")
         return _pipeline(row, True)
+
+    async def get_version(self, name: str, version: str, *,
+                          conn: AsyncConnection | None = None) -> PipelineRecord:
+        """:meth:`get` of a given version, read once (a published version never changes:
+        publishing it again with other content is refused)."""
+        found = self._versions.get((name, version))
+        if found is None:
+            found = await self.get(name, version, conn=conn)
+            if len(self._versions) >= 1024:
+                self._versions.clear()
+            self._versions[(name, version)] = found
+        return found
 
     async def get_module(self, name: str, version: str) -> ModuleRecord:
         async with self._store.engine.connect() as conn:

@@ -341,6 +341,9 @@ class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True
     artifacts: ArtifactLocation | None = None
     #: the session's usage summary, reported with ``ended`` (F-075)
     summary: UsageSummary | None = None
+    #: why it ended (``client_end``, ``resume_window_expired`` after a disconnect...),
+    #: reported with ``ended``: audited as ``session.ended`` (F-091)
+    reason: Label | None = None
 
 
 class HeldBy(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -40,6 +40,7 @@ from rspp.controlplane._audit import AuditVerdict
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
+from rspp.controlplane._notices import NoticesRequest, RuntimeNotices, runtime_notices
 from rspp.controlplane._ops_fleet import Deregistered
 from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
 from rspp.controlplane._ops_handoffs import LeaseRelease
@@ -289,6 +290,10 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/runtimes/{runtime_id}/leases", h.lease_renewals, OP, _S.FLEET,
        "Renew every session lease a runtime holds (one request per renewal period)",
        body=q.LeaseRenewalsRequest, response=r.LeaseRenewals, tag="leases"),
+    Op("POST", "/v1/runtimes/{runtime_id}/notices", runtime_notices, OP, _S.FLEET,
+       "The runtime's control channel: a long poll answered when a hand-off of a lease it "
+       "holds begins (it drains at once instead of at its next renewal)",
+       body=NoticesRequest, response=RuntimeNotices, errors=(404,), tag="leases"),
     # rotating or revoking authority is fleet work: the running session follows it (T8)
     # (a live holder's lease is handed off in two phases: the answer comes once it released)
     Op("POST", "/v1/leases/{session_id}/rotate", h.lease_rotate, OP, _S.FLEET,

@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import (
@@ -41,6 +41,7 @@ from rspp.controlplane._errors import (
 )
 from rspp.controlplane._residency import TenantPlacement, runtime_allowed
 from rspp.controlplane._schema import (
+    counters,
     provider_health,
     region_incidents,
     region_provider_health,
@@ -51,6 +52,23 @@ from rspp.controlplane._store import Store
 
 ROUTING_COUNTER = "routing"
 PROVIDER_COUNTER = "provider_health"
+
+
+def _counter(name: str) -> Any:
+    return (select(counters.c.value).where(counters.c.name == name).scalar_subquery()
+            .label("counter_value"))
+
+
+#: a runtime's record with the routing version
+_VIEW = select(runtimes, _counter(ROUTING_COUNTER)).where(
+    runtimes.c.runtime_id == bindparam("rid"))
+#: the provider-health version with every provider's row (none: one row of NULLs)
+_HEALTH = (
+    select(counters.c.value.label("counter_value"), provider_health)
+    .select_from(counters.outerjoin(provider_health, true()))
+    .where(counters.c.name == PROVIDER_COUNTER)
+    .order_by(provider_health.c.provider_id)
+)
 
 
 class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
@@ -363,8 +381,11 @@ class RoutingTable:
         self._pending.pop(id(conn), None)
 
     async def view_in(self, conn: AsyncConnection, runtime_id: str, *, now_ms: int) -> RoutingView:
-        instance = await self.get_in(conn, runtime_id)
-        version = await self._store.read_counter(conn, ROUTING_COUNTER)
+        """The runtime's routing view (its record and the routing version: one statement)."""
+        row = (await conn.execute(_VIEW, {"rid": runtime_id})).first()
+        if row is None:
+            raise NotFound(f"runtime {runtime_id} is not registered", field="runtime_id")
+        instance, version = _instance(row), int(row.counter_value or 0)
         meta = SnapshotMeta(
             snapshot_id=f"rv:{runtime_id}:v{version}",
             version=version,
@@ -407,10 +428,10 @@ class RoutingTable:
         return await self._store.next_counter(conn, PROVIDER_COUNTER)
 
     async def provider_health_in(self, conn: AsyncConnection, *, now_ms: int) -> ProviderHealth:
-        rows = (
-            await conn.execute(select(provider_health).order_by(provider_health.c.provider_id))
-        ).all()
-        version = await self._store.read_counter(conn, PROVIDER_COUNTER)
+        """Every provider's health and the health version (one statement)."""
+        found = (await conn.execute(_HEALTH)).all()
+        version = int(found[0].counter_value or 0) if found else 0
+        rows = [r for r in found if r.provider_id is not None]
         meta = SnapshotMeta(
             snapshot_id=f"ph:v{version}",
             version=version,

@@ -158,14 +158,16 @@ async def read_state(cp: ControlPlane, principal: Principal, session_id: str,
 
 
 async def take_over_in(conn: AsyncConnection, now: int, session_id: str, runtime_id: str,
-                       epoch: int) -> SessionState:
+                       epoch: int, *, held: bool = False) -> SessionState:
     """The stored checkpoint, taken over in the caller's transaction by ``runtime_id``,
     which must hold the session's lease at ``epoch`` (else ``409 stale_epoch``): from
-    then on the holders of older epochs can no longer write."""
-    lease = (await conn.execute(
-        select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
-    if not _holds(lease, runtime_id, epoch):
-        raise _stale(session_id, runtime_id, epoch, lease, now)
+    then on the holders of older epochs can no longer write. ``held``: the caller
+    acquired that lease in this transaction (its row is locked and checked already)."""
+    if not held:
+        lease = (await conn.execute(
+            select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
+        if not _holds(lease, runtime_id, epoch):
+            raise _stale(session_id, runtime_id, epoch, lease, now)
     row = (await conn.execute(select(session_state).where(
         session_state.c.session_id == session_id))).first()
     if row is None:  # nothing saved yet: the takeover alone is recorded (version 0)
@@ -176,8 +178,7 @@ async def take_over_in(conn: AsyncConnection, now: int, session_id: str, runtime
     if (row.taken_epoch or 0) < epoch:
         await conn.execute(update(session_state).where(
             session_state.c.session_id == session_id).values(taken_epoch=epoch))
-        row = (await conn.execute(select(session_state).where(
-            session_state.c.session_id == session_id))).first()
+        return msgspec.structs.replace(_reply(session_id, row), taken_epoch=epoch)
     return _reply(session_id, row)
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import ControlSignal, Emitter, SignalName
@@ -24,7 +24,7 @@ from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound, Reside
 from rspp.controlplane._leases import LeaseManager
 from rspp.controlplane._residency import placement_in, residency_detail, runtime_allowed
 from rspp.controlplane._routing import RoutingTable
-from rspp.controlplane._schema import sessions
+from rspp.controlplane._schema import leases, sessions
 from rspp.controlplane._signals import emit_signal
 
 
@@ -105,19 +105,13 @@ class SessionBook:
         )
 
     async def get_in(self, conn: AsyncConnection, session_id: str) -> SessionInfo:
-        row = (
-            await conn.execute(select(sessions).where(sessions.c.session_id == session_id))
-        ).first()
+        """The session's record with its current lease epoch, in one statement."""
+        row = (await conn.execute(_GET_SESSION, {"sid": session_id})).first()
         if row is None:
             raise NotFound(
                 f"session {session_id} is unknown to the control plane", field="session_id"
             )
-        from rspp.controlplane._schema import leases
-
-        epoch = (
-            await conn.execute(select(leases.c.epoch).where(leases.c.session_id == session_id))
-        ).scalar()
-        return _info(row, epoch)
+        return _info(row, row.current_epoch)
 
     async def set_status_in(
         self, conn: AsyncConnection, session_id: str, status: SessionStatus, *, now_ms: int
@@ -253,6 +247,14 @@ class SessionBook:
             epoch=new_epoch,
             signals=signals,
         )
+
+
+#: a session's record and its lease's epoch (built once: a start reads it on every resume)
+_GET_SESSION = (
+    select(sessions, leases.c.epoch.label("current_epoch"))
+    .select_from(sessions.outerjoin(leases, leases.c.session_id == sessions.c.session_id))
+    .where(sessions.c.session_id == bindparam("sid"))
+)
 
 
 def _info(row: Any, epoch: int | None) -> SessionInfo:

@@ -78,7 +78,7 @@ class LocalCancelToken:
 class SessionTelemetry:
     """Non-blocking telemetry: bounded in-memory metrics, debug only when enabled (F-027)."""
 
-    __slots__ = ("_debug_enabled", "_node_id", "debug_events", "metrics")
+    __slots__ = ("_debug_enabled", "_node_id", "debug_events", "metrics", "sink")
 
     def __init__(
         self, node_id: str, debug_enabled: Callable[[], bool], maxlen: int = 256
@@ -87,10 +87,15 @@ class SessionTelemetry:
         self._debug_enabled = debug_enabled
         self.metrics: deque[tuple[str, float, dict[str, str]]] = deque(maxlen=maxlen)
         self.debug_events: deque[tuple[str, dict[str, object]]] = deque(maxlen=maxlen)
+        #: also told every value as it is reported: ``sink(node_id, name, value)`` (the
+        #: process's metrics, F-104); it must not raise or block
+        self.sink: Callable[[str, str, float], None] | None = None
 
     def metric(self, name: str, value: float, **labels: str) -> None:
         labels.setdefault("node_id", self._node_id)
         self.metrics.append((name, value, labels))
+        if self.sink is not None:
+            self.sink(self._node_id, name, value)
 
     def debug(self, message: str, **fields: object) -> None:
         if self._debug_enabled():

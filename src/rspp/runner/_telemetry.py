@@ -40,6 +40,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
 
 from rspp.contracts import ControlSignal, EventRecord
+from rspp.kernel import SessionTelemetry as KernelTelemetry
 from rspp.observability import RuntimeMetrics, log_context
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ class SessionTelemetry:
         self._cancel_ms = cancel_ms
         self._node_provider = dict(node_providers or {})
         session.node_observer = self.on_node
+        for host in getattr(session, "hosts", {}).values():  # ctx.telemetry.metric() values
+            tel = getattr(getattr(host.node, "ctx", None), "telemetry", None)
+            if isinstance(tel, KernelTelemetry):
+                tel.sink = self.on_node_metric
 
     def started(self) -> None:
         def go() -> None:
@@ -166,6 +171,11 @@ class SessionTelemetry:
         """A node's work of a cancelled turn stopped ``ms`` after the cancel (F-040)."""
         self._guard(lambda: self.metrics.node_cancel_latency(self.pipeline_version, node_id,
                                                              mode, ms / 1000.0))
+
+    def on_node_metric(self, node_id: str, name: str, value: float) -> None:
+        """A value a node reported with ``ctx.telemetry.metric()`` (``rspp_node_metric``)."""
+        self._guard(lambda: self.metrics.node_metric(self.pipeline_version, node_id, name,
+                                                     float(value)))
 
     def on_controller(self, turn_id: str | None, controller: Any) -> None:
         """``NodeServices.on_controller``: a provider controller was created."""

@@ -23,6 +23,7 @@ of failing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -171,6 +172,11 @@ class LeaseKeeper:
         self.handing_off: str | None = None
         #: hand-offs released (the control plane moved the epoch on our release)
         self.released = 0
+        #: how each hand-off was learned: ``push`` (the control channel) or ``renewal``
+        self.learned: list[str] = []
+        #: a hand-off pushed by the control channel: (action, epoch), taken by :meth:`run`
+        self._pushed: tuple[str, int] | None = None
+        self._wake = asyncio.Event()
 
     async def acquire(self) -> int:
         """Claim (or confirm) the lease for this runtime; raise :class:`CPError` if refused."""
@@ -220,9 +226,13 @@ class LeaseKeeper:
         period = self.renew_ms / 1000
         while self.lost is None and self.epoch is not None:
             if self.renewer is None:
-                await asyncio.sleep(period)
+                pushed = await self._sleep(period)
             else:  # the runtime's shared tick: every keeper of this period renews together
-                await asyncio.sleep(period - time.monotonic() % period)
+                pushed = await self._sleep(period - time.monotonic() % period)
+            if pushed is not None:  # the control channel: the hand-off begins now
+                self.learned.append("push")
+                await self._hand_off(pushed)
+                continue
             started = time.monotonic()
             try:
                 if self.renewer is None:
@@ -236,12 +246,35 @@ class LeaseKeeper:
                         self._lose("lease_expired_control_plane_unreachable")
                     continue  # frozen plan until the lease can no longer be renewed
                 if exc.code == HandoffPending.code:
+                    self._pushed = None  # learned here (a push of it is not acted on twice)
+                    self.learned.append("renewal")
                     await self._hand_off(exc.field or "migrate")
                     continue
                 await self._refused()
                 continue
             self.renewals += 1
             self._held(lease, started)
+
+    def push_handoff(self, action: str, epoch: int) -> bool:
+        """The control channel says the lease at ``epoch`` is being handed off: the renewal
+        loop hands it off now instead of at its next renewal. False (ignored): not the epoch
+        held, or a hand-off or loss is under way already."""
+        if self.lost is not None or self.handing_off is not None or epoch != self.epoch:
+            return False
+        self._pushed = (action, epoch)
+        self._wake.set()
+        return True
+
+    async def _sleep(self, seconds: float) -> str | None:
+        """Sleep until the next renewal, or until a hand-off is pushed: its action."""
+        if self._pushed is None:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
+        pushed, self._pushed = self._pushed, None
+        if pushed is None or pushed[1] != self.epoch or self.handing_off is not None:
+            return None
+        return pushed[0]
 
     async def _hand_off(self, action: str) -> None:
         """The control plane is handing the lease off (two phases): the gate closes (holds,

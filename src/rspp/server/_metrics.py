@@ -147,6 +147,10 @@ class ServerMetrics:
                               "Sessions that moved between runtimes: resumed here after a "
                               "migration/failover, handed off on drain, or lost here to a "
                               "newer lease epoch", ["how"], registry=r)
+        self._handoffs = Counter("rspp_lease_handoffs_total",
+                                 "Two-phase hand-offs of this runtime's leases, by how the "
+                                 "runtime learned of them: pushed on its control channel or "
+                                 "at a lease renewal (the fallback)", ["learned"], registry=r)
         self._start = Histogram("rspp_session_start_seconds",
                                 "Session start at this runtime, by kind (new, or resumed "
                                 "after a move) and step: the control-plane reads (record, "
@@ -189,6 +193,10 @@ class ServerMetrics:
     def moved(self, how: str) -> None:
         label = how if how in ("resumed", "handed_off", "authority_lost") else "other"
         self._safe(lambda: self._moved.labels(label).inc())
+
+    def handoff(self, learned: str) -> None:
+        label = learned if learned in ("push", "renewal") else "other"
+        self._safe(lambda: self._handoffs.labels(label).inc())
 
     def session_start(self, resumed: bool, step: str, seconds: float) -> None:
         """How long a session start took up to ``step`` (``control_plane``/``total``)."""

@@ -41,6 +41,12 @@ from rspp.controlplane._store import default_sqlite_url
 from rspp.controlplane._tls import ClientTls, ReloadingClientContext
 from rspp.observability import RetentionPolicy, sweep
 from rspp.server._app import create_runtime_app
+from rspp.server._compression import (
+    CompressionCollector,
+    CompressionMode,
+    CompressionStats,
+    compressing_protocol,
+)
 from rspp.server._cplink import LinkOptions
 from rspp.server._gates import GateReporterOptions
 from rspp.server._loop import loop_name, settle_heap
@@ -108,6 +114,8 @@ class ServeOptions:
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
+    #: ``permessage-deflate`` for WebSocket clients that offer it: off, events, all (F-031)
+    ws_compression: CompressionMode = "off"
     transport_routes: TransportRoutes | None = None
     #: lines of the start-up banner go here (the CLI prints them)
     announce: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
@@ -205,8 +213,12 @@ async def serve(opts: ServeOptions) -> int:
             pipeline = None
         routes = opts.transport_routes(runtime.sessions) if opts.transport_routes else ()
         app = create_runtime_app(runtime, transport_routes=routes, control_plane=cp_app)
+        deflated = CompressionStats()
+        runtime.metrics.runtime.registry.register(
+            CompressionCollector(deflated, opts.ws_compression))
         config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=1 << 20,
-                                ws=LeanWebSocketProtocol)
+                                ws=compressing_protocol(LeanWebSocketProtocol,
+                                                        opts.ws_compression, deflated))
         server = _Server(config, stop.set)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="rspp-uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no event

@@ -18,6 +18,7 @@ from rspp.controlplane import ControlPlaneClient
 from rspp.server._cplink import ControlPlaneLink, LinkOptions
 from rspp.server._gates import GateReporter, GateReporterOptions
 from rspp.server._metrics import ServerMetrics
+from rspp.server._notices import NoticeListener
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 
 __all__ = ["Runtime", "RuntimeOptions"]
@@ -48,6 +49,9 @@ class Runtime:
                                                options.gates)
         self._heartbeat: asyncio.Task[None] | None = None
         self._bundles: asyncio.Task[None] | None = None
+        #: the control channel: hand-offs of this runtime's leases pushed as they begin
+        self.notices = NoticeListener(client, options.link.runtime_id, self.sessions.on_notice)
+        self._notices: asyncio.Task[None] | None = None
         self.drained = asyncio.Event()
 
     @property
@@ -72,6 +76,7 @@ class Runtime:
         self._heartbeat = asyncio.create_task(
             self.link.heartbeat_loop(lambda: len(self.sessions)), name="rspp-heartbeat")
         self._bundles = asyncio.create_task(self.link.bundles.run(), name="rspp-bundles")
+        self._notices = asyncio.create_task(self.notices.run(), name="rspp-control-channel")
         self.metrics.ready(self.ready)
 
     async def drain(self) -> None:
@@ -99,11 +104,12 @@ class Runtime:
         """Close what is left, deregister, release the control-plane client."""
         await self._stop_heartbeat()
         await self.sessions.close_all("server_stopped")
-        task, self._bundles = self._bundles, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._bundles, self._notices):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._bundles = self._notices = None
         await self.link.bundles.aclose()
         if self.sessions.gates is not None:
             await self.sessions.gates.stop()

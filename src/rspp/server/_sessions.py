@@ -38,6 +38,7 @@ import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
 from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
+from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
 from rspp.kernel import ExecutionPool, SystemClock
 from rspp.observability import DebugCaptureSlots, SamplingPolicy
@@ -197,6 +198,7 @@ class ServedSession(Generic[S]):
         A rotation in place keeps the session here: its gate holds while the lease is
         released and the turn ends on the rotation itself (fenced before the gate opens
         again at the new epoch), as a rotation always did."""
+        self.owner.metrics.handoff(self.keeper.learned[-1] if self.keeper.learned else "")
         if action == "rotate":
             return
         self.core.authority_changed(None, _HANDOFF_REASONS.get(action, "handed_off"))
@@ -238,8 +240,12 @@ class ServedSession(Generic[S]):
             # a session handed to another runtime (drain) lives on there: not ended
             with contextlib.suppress(CPError):
                 if not self.handed_off and await self._still_placed_here():
+                    # why it ended: closed here, or by the live session itself (its
+                    # resume window after a disconnect, the client's end): audited (F-091)
+                    handle = getattr(self.built, "handle", None)
                     await self.owner.link.client.report_status(
-                        self.session_id, "ended", summary=self.core.usage_summary())
+                        self.session_id, "ended", summary=self.core.usage_summary(),
+                        reason=self.close_reason or getattr(handle, "close_reason", None))
             self.owner._forget(self)
 
     async def _still_placed_here(self) -> bool:
@@ -328,6 +334,14 @@ class GovernedSessions:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+    def on_notice(self, notice: RuntimeNotice) -> None:
+        """The control channel: a hand-off of a lease this runtime holds began; the
+        session holding it drains now (its renewal loop hands it off)."""
+        served = self.active.get(notice.session_id)
+        if served is not None and served.keeper.push_handoff(notice.action, notice.epoch):
+            _LOG.info("session %s: hand-off (%s) of epoch %d pushed by the control plane",
+                      notice.session_id, notice.action, notice.epoch)
 
     def verify(self, token: str, session_id: str) -> SessionClaims:
         """Local token check (signature, expiry, session, runtime); raises SessionRefused."""

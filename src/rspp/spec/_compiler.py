@@ -156,7 +156,12 @@ def analyse(
             id=w.id, source_node=w.source_node, source_port=w.source_port,
             target_node=w.target_node, target_port=w.target_port, port_type=w.port_type,
             buffer=resolve_buffer(w.flat.spec.buffer, w.port_type, profile,
-                                  budgets.turn.value), lane=lane,
+                                  budgets.turn.value,
+                                  # the strategy is the way in's: reply audio to
+                                  # `output` keeps the profile's policy (F-054)
+                                  spec.transport.buffering if spec.transport
+                                  and w.target_node != "output" else None),
+            lane=lane,
             condition=w.condition, role="fallback" if w.role == "fallback" else "data",
             flow_mode=_edge_flow_mode(w.flat.spec.buffer),
         ))

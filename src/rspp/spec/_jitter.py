@@ -15,8 +15,8 @@ from rspp.spec._issues import LintIssue
 from rspp.spec._model import JitterSpec, TransportSpec
 from rspp.spec._yaml import SourceMap
 
-__all__ = ["JITTER_PRESETS", "TRANSPORT_DEFAULTS", "JitterProfile", "JitterProfiles",
-           "compile_jitter"]
+__all__ = ["BUFFERING_JITTER", "JITTER_PRESETS", "TRANSPORT_DEFAULTS", "JitterProfile",
+           "JitterProfiles", "compile_jitter"]
 
 Kind = Literal["websocket", "telephony", "webrtc", "livekit"]
 KINDS: tuple[Kind, ...] = ("websocket", "telephony", "webrtc", "livekit")
@@ -46,7 +46,14 @@ JITTER_PRESETS: dict[str, JitterProfile] = {
     # carrier networks: deeper, more reordering, longer concealment
     "robust": JitterProfile("robust", "adaptive", 100, 40, 240, 8, "conceal", "repeat_fade",
                             5),
+    # transport.buffering: accuracy_first (F-054): wait long for a missing frame, reorder
+    # across a second of audio; conceal only what never comes
+    "accuracy": JitterProfile("accuracy", "adaptive", 1000, 200, 2000, 50, "conceal",
+                              "repeat_fade", 10),
 }
+#: the profile every transport starts from under a spec's ``transport.buffering`` (F-054)
+BUFFERING_JITTER: dict[str, str] = {"latency_first": "low_latency",
+                                    "accuracy_first": "accuracy"}
 #: the profile a transport uses when the spec names none
 TRANSPORT_DEFAULTS: dict[Kind, str] = {"websocket": "balanced", "telephony": "robust",
                                        "webrtc": "low_latency", "livekit": "low_latency"}
@@ -87,6 +94,7 @@ def compile_jitter(t: TransportSpec | None, issues: list[LintIssue],
         own = t.jitter_by_transport.get(kind)
         name = (own.profile if own is not None and own.profile else None) or \
             (t.jitter.profile if t.jitter is not None and t.jitter.profile else None) or \
+            (BUFFERING_JITTER[t.buffering] if t.buffering else None) or \
             TRANSPORT_DEFAULTS[kind]
         prof = _apply(_apply(JITTER_PRESETS[name], t.jitter), own)
         out[kind] = prof

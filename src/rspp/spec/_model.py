@@ -251,7 +251,8 @@ class OverloadSpec(msgspec.Struct, **_S):
     ] = {}
 
 
-JitterProfileName = Literal["low_latency", "balanced", "robust"]
+JitterProfileName = Literal["low_latency", "balanced", "robust", "accuracy"]
+BufferingStrategy = Literal["latency_first", "accuracy_first"]
 TransportKind = Literal["websocket", "telephony", "webrtc", "livekit"]
 JitterMs = Annotated[int, Meta(ge=0, le=2000, description="Milliseconds (0-2000).")]
 
@@ -266,7 +267,7 @@ class JitterSpec(msgspec.Struct, **_S):
 
     profile: Annotated[
         JitterProfileName | None,
-        Meta(description="Named defaults: low_latency, balanced or robust."),
+        Meta(description="Named defaults: low_latency, balanced, robust or accuracy."),
     ] = None
     mode: Annotated[
         Literal["adaptive", "fixed"] | None,
@@ -309,6 +310,16 @@ class TransportSpec(msgspec.Struct, **_S):
         Meta(description="Per transport, over ``jitter``.",
              examples=[{"telephony": {"profile": "robust"}}]),
     ] = {}
+    buffering: Annotated[
+        BufferingStrategy | None,
+        Meta(description="Audio buffering strategy (F-054). latency_first: shallow "
+                         "ingress jitter buffers (low_latency) and audio edges (but those "
+                         "into output) that shed their oldest frames past 100 ms queued; "
+                         "accuracy_first: deep jitter buffers (accuracy) and audio edges "
+                         "that never shed (block, "
+                         "10 s bounds). ``jitter`` fields and an edge's ``buffer:`` still "
+                         "apply over it. Default: neither (the profile's defaults)."),
+    ] = None
     commit_ms: Annotated[
         int,
         Meta(ge=0, le=10_000,

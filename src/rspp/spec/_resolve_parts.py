@@ -16,6 +16,7 @@ from rspp.contracts import (
     LaneShedding,
     RecordingPolicy,
 )
+from rspp.spec._buffering import buffering_audio_edge
 from rspp.spec._catalog import PortType
 from rspp.spec._graph import Budgets, FrozenMap, ProviderBinding, Sourced, ValueSource, thaw
 from rspp.spec._model import BufferOverride, PipelineSpec
@@ -71,10 +72,11 @@ def resolve_providers(
 
 def resolve_buffer(
     override: BufferOverride | None, port_type: PortType, profile: ExecutionProfile,
-    turn_budget_ms: int,
+    turn_budget_ms: int, buffering: str | None = None,
 ) -> EdgeBufferPolicy:
-    """An edge's buffer policy: the profile's default for its port type, then the spec's
-    ``buffer:`` override field by field.
+    """An edge's buffer policy: the profile's default for its port type (for audio, as the
+    spec's ``transport.buffering`` strategy sets it, F-054), then the spec's ``buffer:``
+    override field by field.
 
     A text edge carries a turn's words (a transcript, the reply's sentences on their way
     to the TTS): they are not stale while their turn may still run, so its default
@@ -82,7 +84,8 @@ def resolve_buffer(
     A sentence waiting behind a slow synthesis is spoken; a reply too slow for its turn
     ends in the turn's budget abort, never in a silently shortened reply.
     """
-    base = profile.audio_edge_buffer if port_type == PortType.AUDIO else profile.edge_buffer
+    base = buffering_audio_edge(buffering, profile.audio_edge_buffer) \
+        if port_type == PortType.AUDIO else profile.edge_buffer
     if port_type == PortType.TEXT:
         base = msgspec.structs.replace(base, max_queue_ms=turn_budget_ms)
     if override is None:

@@ -13,7 +13,12 @@ single node on a virtual clock and expose outputs, control signals and drops (F-
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
 from rspp.testing._network import Impairment
 from rspp.testing._pki import CertificateAuthority, Pki
-from rspp.testing._specs import PATIENT_BUDGETS, TEXT_CHAT_SPEC, with_patient_budgets
+from rspp.testing._specs import (
+    PATIENT_BUDGETS,
+    TEXT_CHAT_SPEC,
+    TEXT_VOICE_SPEC,
+    with_patient_budgets,
+)
 from rspp.testing._speech_corpus import (
     CORPUS_PATH,
     PAUSE_MS,
@@ -30,6 +35,7 @@ __all__ = [
     "PATIENT_BUDGETS",
     "PAUSE_MS",
     "TEXT_CHAT_SPEC",
+    "TEXT_VOICE_SPEC",
     "CertificateAuthority",
     "GraphHarness",
     "Impairment",

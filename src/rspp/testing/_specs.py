@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PATIENT_BUDGETS", "TEXT_CHAT_SPEC", "with_patient_budgets"]
+__all__ = ["PATIENT_BUDGETS", "TEXT_CHAT_SPEC", "TEXT_VOICE_SPEC", "with_patient_budgets"]
 
 #: wall-clock budgets with room for a machine whose cores are all busy: served sessions
 #: enforce budgets, and the offline engines then run slower than real time
@@ -29,4 +29,26 @@ nodes:
 edges:
   - {from: input.text, to: llm.text}
   - {from: llm.text, to: output.text}
+""")
+
+
+#: typed text -> the offline ``local`` LLM -> reply text, and sentence by sentence to the
+#: offline ``espeak`` TTS -> reply audio, with :data:`PATIENT_BUDGETS`: a session with both
+#: event messages and audio frames and no speech recognition to wait for
+TEXT_VOICE_SPEC = with_patient_budgets("""name: text-voice
+version: 1.0.0
+profile: simple/v1
+providers:
+  llm: {primary: local}
+  tts: {primary: espeak, timeout_ms: 20000}
+nodes:
+  - {id: llm, type: llm}
+  - {id: segmenter, type: sentence_segmenter}
+  - {id: tts, type: tts}
+edges:
+  - {from: input.text, to: llm.text}
+  - {from: llm.text, to: output.text}
+  - {from: llm.text, to: segmenter.text}
+  - {from: segmenter.text, to: tts.text}
+  - {from: tts.audio, to: output.audio}
 """)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from rspp.contracts import RuntimeHealth
 from rspp.controlplane import Conflict, ControlPlane, MigrationResult
 from rspp.controlplane._handoffs import HandoffPending
+from rspp.controlplane._notices import NoticesRequest, wait_for_notices
 from rspp.controlplane._schema import lease_epochs, lease_handoffs
 
 from .conftest import OPERATOR, FakeClock, spec_version
@@ -139,3 +140,36 @@ async def test_an_unheld_lease_force_and_the_holders_own_release_move_at_once(
     moved = await cp.migrate(OPERATOR, sid, target=other, released_by=(rt, 3))
     assert moved.epoch == 4 and moved.to_runtime == other
     assert await _handoffs(cp, sid) == []
+
+
+async def test_the_holders_control_channel_is_answered_when_the_hand_off_begins(
+    cp: ControlPlane, clock: FakeClock
+) -> None:
+    """``POST /v1/runtimes/{id}/notices``: a long poll of the holder, answered by the commit
+    that records the hand-off (not by a renewal, not by the wait running out); another
+    runtime's poll hears nothing; a known hand-off does not answer a poll again."""
+    sid, rt = await _routed(cp)
+    other = "rt-b" if rt == "rt-a" else "rt-a"
+    await cp.acquire_lease(OPERATOR, sid, rt, ttl_ms=10_000)
+    assert (await wait_for_notices(cp, cp.runtime_watch, rt, NoticesRequest())).notices == []
+    holder = asyncio.create_task(wait_for_notices(cp, cp.runtime_watch, rt,
+                                                  NoticesRequest(wait_ms=10_000)))
+    bystander = asyncio.create_task(wait_for_notices(cp, cp.runtime_watch, other,
+                                                     NoticesRequest(wait_ms=10_000)))
+    while cp.runtime_watch.waiting < 2:  # noqa: ASYNC110 (both polls registered)
+        await asyncio.sleep(0)
+    moving = asyncio.create_task(cp.migrate(OPERATOR, sid, target=other))
+    told = (await asyncio.wait_for(holder, 30)).notices
+    assert [(n.session_id, n.epoch, n.action) for n in told] == [(sid, 1, "migrate")]
+    assert not bystander.done() and not moving.done()  # nothing released yet
+    # the notice is known now: a poll naming it waits on (answered at once without a wait)
+    known = NoticesRequest(known=(told[0].handoff_id,), wait_ms=0)
+    assert (await wait_for_notices(cp, cp.runtime_watch, rt, known)).notices == told
+    again = asyncio.create_task(wait_for_notices(
+        cp, cp.runtime_watch, rt, NoticesRequest(known=(told[0].handoff_id,), wait_ms=10_000)))
+    await cp.release_lease(OPERATOR, sid, rt, 1)
+    assert (await asyncio.wait_for(moving, 30)).epoch == 2
+    assert not again.done()
+    cp.runtime_watch.wake_all()  # as closing the control plane does: every poll answers
+    assert (await asyncio.wait_for(again, 30)).notices == []
+    assert (await asyncio.wait_for(bystander, 30)).notices == []

@@ -213,3 +213,35 @@ async def test_sessions_stay_pinned_to_their_version_across_rollout_changes_f016
         assert cp.verify_token(route.token).pipeline_version == version
     later = await cp.route_session(OPERATOR, tenant_id="beta", pipeline_name="voice-assistant")
     assert later.pipeline_version == "1.0.0"  # the rollback applies to new sessions
+
+
+async def test_a_bundles_configs_read_in_one_statement_match_the_per_kind_reads(
+    cp: ControlPlane,
+) -> None:
+    """``active_configs`` (the bundle's one read of the policy and admission configs) gives
+    what ``active_config`` gives per kind: the tenant's active version, else the default
+    scope's, else None - through publishes and an activation back."""
+    from rspp.controlplane._configs import active_config, active_configs
+
+    kinds = (ConfigKind.POLICY, ConfigKind.ADMISSION)
+
+    async def agree() -> dict[str, dict[ConfigKind, int | None]]:
+        seen = {}
+        async with cp.store.engine.connect() as conn:
+            for tenant in ("acme", "globex", "*"):
+                together = await active_configs(conn, kinds, tenant)
+                apart = {k: await active_config(conn, k, tenant) for k in kinds}
+                assert together == apart, tenant
+                seen[tenant] = {k: v.version if v else None for k, v in together.items()}
+        return seen
+
+    assert await agree() == {t: dict.fromkeys(kinds) for t in ("acme", "globex", "*")}
+    await cp.publish_config(OPERATOR, ConfigKind.ADMISSION, "*", {"max_concurrent_sessions": 9})
+    await cp.publish_config(OPERATOR, ConfigKind.POLICY, "acme", POLICY_V1)
+    await cp.publish_config(OPERATOR, ConfigKind.ADMISSION, "acme", {"max_concurrent_sessions": 5})
+    await cp.publish_config(OPERATOR, ConfigKind.ADMISSION, "acme", {"max_concurrent_sessions": 4})
+    seen = await agree()
+    assert seen["acme"] == {ConfigKind.POLICY: 1, ConfigKind.ADMISSION: 2}
+    assert seen["globex"] == {ConfigKind.POLICY: None, ConfigKind.ADMISSION: 1}  # the default's
+    await cp.activate_config(OPERATOR, ConfigKind.ADMISSION, "acme", 1)
+    assert (await agree())["acme"] == {ConfigKind.POLICY: 1, ConfigKind.ADMISSION: 1}

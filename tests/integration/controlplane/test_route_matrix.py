@@ -92,6 +92,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         "/v1/runtimes/rt-a/heartbeat", {"health": "healthy"}, None),
     ("POST", "/v1/runtimes/{runtime_id}/leases"): lambda w: (
         "/v1/runtimes/rt-a/leases", {"leases": [{"session_id": SESSION, "epoch": 1}]}, None),
+    ("POST", "/v1/runtimes/{runtime_id}/notices"): lambda w: (
+        "/v1/runtimes/rt-a/notices", {"known": [], "wait_ms": 0}, None),
     ("POST", "/v1/runtimes/{runtime_id}/failover"): lambda w: (
         "/v1/runtimes/rt-a/failover", {"mode": "drain"}, None),
     # deregistering is idempotent; a never-registered id keeps rt-a/rt-b for the other cells
@@ -292,6 +294,7 @@ MUST_BE_FLEET = {
     ("GET", "/v1/runtimes"),
     ("POST", "/v1/runtimes/{runtime_id}/heartbeat"),
     ("POST", "/v1/runtimes/{runtime_id}/leases"),
+    ("POST", "/v1/runtimes/{runtime_id}/notices"),
     ("PUT", "/v1/runtimes/{runtime_id}/states"),
     ("POST", "/v1/runtimes/{runtime_id}/bundles"),
     ("POST", "/v1/runtimes/{runtime_id}/failover"),

@@ -74,9 +74,11 @@ async def test_admission_quotas_reject_and_defer_per_tenant_f049_f050_f098(
     await cp.route_session(OPERATOR, tenant_id="small", pipeline_name="voice-assistant")
     kinds = [o.outcome_kind.value for o in await cp.admission_outcomes(VIEWER, "small")]
     assert sorted(kinds) == ["admit"] * 4 + ["defer", "reject"]
-    from rspp.controlplane._admission import ADMISSION_DECISIONS
-
-    assert ADMISSION_DECISIONS.labels(tenant="small", outcome="reject")._value.get() >= 1
+    # the control plane's /metrics counts the same decisions (F-104)
+    text = (await cp.gate_metrics_text(VIEWER)).decode()
+    for outcome, n in (("admit", 4), ("defer", 1), ("reject", 1)):
+        assert (f'rspp_cp_admission_decisions_total{{outcome="{outcome}",tenant="small"}} '
+                f"{float(n)}") in text, text
 
 
 async def test_placement_failover_migration_and_status_f094_f096_f157_f101(

@@ -83,3 +83,25 @@ def test_lint_names_the_field_in_one_line(section: str, path: str, fragment: str
     assert len(errors) == 1, [i.format() for i in errors]
     assert errors[0].path.startswith(path) and fragment in errors[0].message
     assert "\n" not in errors[0].message and errors[0].hint
+
+
+def test_buffering_strategy_sets_jitter_and_ingress_audio_edges_fields_apply_over_it(
+) -> None:
+    def compiled(extra: str) -> tuple[dict[str, str], dict[str, tuple[str, int]]]:
+        g = compile_spec(parse_spec_text(BASE + textwrap.dedent(extra)))
+        kinds = ("websocket", "telephony", "webrtc", "livekit")
+        return ({k: g.jitter.for_transport(k).name for k in kinds},
+                {e.id: (str(e.buffer.strategy), e.buffer.max_queue_ms) for e in g.edges
+                 if e.port_type == "audio"})
+
+    jit, edges = compiled("transport: {buffering: latency_first}\n")
+    assert set(jit.values()) == {"low_latency"}
+    assert edges == {"input.audio->stt.audio": ("drop", 100),
+                     "tts.audio->output.audio": ("drop", 500)}  # reply audio: the profile's
+    jit, edges = compiled("transport:\n  buffering: accuracy_first\n"
+                          "  jitter_by_transport: {telephony: {profile: robust}}\n")
+    assert jit == {"websocket": "accuracy", "telephony": "robust", "webrtc": "accuracy",
+                   "livekit": "accuracy"}
+    assert edges["input.audio->stt.audio"] == ("block", 10_000)
+    issues = lint_text(BASE + "transport: {buffering: fastest}\n")
+    assert [i.path for i in issues] == ["transport.buffering"], issues
