@@ -40,6 +40,7 @@ def _route(url: str, latency: dict[str, Any]) -> httpx.Response:
                             "region_latency_ms": latency})
 
 
+@pytest.mark.timeout(300)  # two runtimes start: minutes on a loaded machine
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     store: str, cp_serve: Callable[..., ControlPlaneServer],
