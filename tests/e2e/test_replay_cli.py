@@ -12,6 +12,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import msgspec
 import pytest
 import typer
@@ -21,6 +23,9 @@ from rspp.cli._replay import register
 from rspp.replay import RigOptions
 from rspp.runner import DEMO_PROVIDER_TYPES, DEMO_SPEC, demo_frames, demo_registry, record_session
 from rspp.spec import compile_spec, load_spec
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
 
@@ -194,3 +199,38 @@ def test_a_served_session_with_shed_audio_or_cut_short_replays_or_names_the_line
     code, out, err = invoke(str(missing), "--spec", spec)
     assert code == 1 and "emitted_by" not in out + err and "Traceback" not in out + err
     assert "OUTCOME" in out
+
+
+def test_a_paused_replay_resumes_from_its_saved_cursor_in_another_process(
+        workspace: Path, rspp_cli: RsppCli) -> None:
+    """F-152: pause at an ingress event, persist the cursor, resume it in a new process: the
+    replay goes on from the same boundary and its candidate timeline and report are the
+    straight run's, record for record; a cursor that does not match is refused."""
+    base, spec = str(workspace / "baseline.jsonl"), str(workspace / "v1.yaml")
+    straight, resumed = workspace / "straight.jsonl", workspace / "resumed.jsonl"
+    code, out, _ = invoke(base, "--spec", spec, "--timeline-out", str(straight),
+                          "--report", str(workspace / "straight.json"))
+    assert code == 0, out
+    cursor = workspace / "cursor.json"
+    code, out, err = invoke(base, "--spec", spec, "--pause-at", "3", "--cursor-out", str(cursor))
+    assert code == 0, out + err
+    saved = json.loads(cursor.read_text())
+    assert saved["paused"] and saved["position"] == 3 and saved["total"] > 3, saved
+    assert saved["runtime_sequence"] > 0 and f"--resume-from {cursor}" in out
+    res = rspp_cli("replay", base, "--spec", spec, "--resume-from", str(cursor),
+                   "--timeline-out", str(resumed), "--report", str(workspace / "resumed.json"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resumed at ingress event 3/{saved['total']}" in res.stdout
+    assert resumed.read_bytes() == straight.read_bytes()
+    reports = [json.loads((workspace / f"{n}.json").read_text()) for n in ("straight", "resumed")]
+    assert reports[0]["divergences"] == reports[1]["divergences"]
+    # a cursor whose boundary the replay does not reach, or of another recording: exit 2
+    bad = workspace / "bad.json"
+    bad.write_text(json.dumps({**saved, "runtime_sequence": saved["runtime_sequence"] + 1}))
+    code, out, err = invoke(base, "--spec", spec, "--resume-from", str(bad))
+    assert code == 2 and "resume is not deterministic" in out + err, out + err
+    bad.write_text(json.dumps({**saved, "recording_digest": "0" * 32}))
+    code, out, err = invoke(base, "--spec", spec, "--resume-from", str(bad))
+    assert code == 2 and "cursor belongs to another recording" in out + err, out + err
+    code, out, err = invoke(base, "--spec", spec, "--pause-at", "3")
+    assert code == 2 and "--cursor-out" in out + err

@@ -81,8 +81,9 @@ class _Client:
                 raise _CliError("http_error", f"HTTP {response.status_code}", None) from None
         return response.json()
 
-    def publish(self, text: str, filename: str) -> Any:
-        return self.request("POST", "/v1/pipelines", json={"spec": text, "filename": filename})
+    def publish(self, text: str, filename: str, force: bool = False) -> Any:
+        body = {"spec": text, "filename": filename, **({"force": True} if force else {})}
+        return self.request("POST", "/v1/pipelines", json=body)
 
     def publish_module(self, text: str) -> Any:
         return self.request("POST", "/v1/modules", json={"module": text})
@@ -244,10 +245,13 @@ def serve(
         help="Mutual TLS: refuse every caller without a certificate this CA bundle signed "
         "(runtimes, operators).",
     ),
+    slo: Path = typer.Option(None, "--slo", envvar="RSPP_SLO", help="Availability SLO and "
+                             "error-budget policy (YAML/JSON; `rspp cp slo status`)."),
 ) -> None:
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
 
+    from rspp.cli import _cp_slo
     from rspp.controlplane import ControlPlane, ControlPlaneSettings, TokenKeys, create_app
     from rspp.controlplane._store import default_sqlite_url, normalise_url
 
@@ -269,6 +273,7 @@ def serve(
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
         require_approval=require_approval,
+        slo=_cp_slo.load_slo_option(slo),
         token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
         else None,
         token_key_dir=str(token_key_dir) if token_key_dir else None,
@@ -378,6 +383,7 @@ def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> An
 def publish(
     spec: Path = typer.Argument(..., help="PipelineSpec file (YAML/JSON)."),
     module: bool = typer.Option(False, "--module", help="Publish as a reusable subgraph module."),
+    force: bool = typer.Option(False, "--force", help="Admin: publish during a budget freeze."),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
@@ -390,7 +396,7 @@ def publish(
     if module:
         _print(_call(server, api_key, lambda c: c.publish_module(text)))
     else:
-        _print(_call(server, api_key, lambda c: c.publish(text, str(spec))))
+        _print(_call(server, api_key, lambda c: c.publish(text, str(spec), force=force)))
 
 
 @cp_app.command("list")
@@ -444,6 +450,7 @@ def rollout(
         None, "--min-samples", min=1, help="Gated: fewest samples for a verdict (20)."
     ),
     as_json: bool = typer.Option(False, "--json", help="`status`: print JSON."),
+    force: bool = typer.Option(False, "--force", help="Admin: roll out during a budget freeze."),
     server: str = ServerOpt,
     api_key: str = KeyOpt,
 ) -> None:
@@ -475,8 +482,8 @@ def rollout(
                        ("min_samples", min_samples), ("steps", plan or None)):
         if value is not None:
             body[key] = value
-    if rollback_on_gates:
-        body["rollback_on_gates"] = True
+    body.update({k: True for k, on in (("rollback_on_gates", rollback_on_gates),
+                                       ("force", force)) if on})
     _print(_call(server, api_key,
                  lambda c: c.request("POST", f"/v1/pipelines/{name}/rollout", json=body)))
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import msgspec
 import typer
@@ -21,6 +21,9 @@ import typer
 from rspp.cli._errors import fail, guard_commands
 from rspp.contracts import DivergenceClass, DivergencePolicy, ReplayMode, ReplayTolerances
 from rspp.errors import RSPPError
+
+if TYPE_CHECKING:
+    from rspp.replay import ReplayCursor, ReplayEngine, ReplayResult
 
 __all__ = ["register"]
 
@@ -89,15 +92,24 @@ def replay_command(
     real_time: bool = typer.Option(False, "--real-time", help="Pace the replay in real time "
                                    "(re-simulating thread/network providers such as the offline "
                                    "STT/TTS); virtual time by default."),
+    pause_at: int | None = typer.Option(None, "--pause-at", min=0, help="Pause after this "
+                                        "many recorded ingress events and save the cursor to "
+                                        "--cursor-out (no report)."),
+    cursor_out: Path | None = typer.Option(None, "--cursor-out", help="Where --pause-at saves "
+                                           "the replay cursor (JSON)."),
+    resume_from: Path | None = typer.Option(None, "--resume-from", help="Resume a paused "
+                                            "replay from its saved cursor: the replay must "
+                                            "reach the same boundary, then runs to the end."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
     from rspp.kernel import default_registry
     from rspp.replay import (
         DEFAULT_PROVIDER_NODE_TYPES,
+        ReplayCursor,
+        ReplayEngine,
         ReplayOptions,
         load_recording,
-        replay,
         replay_report_json,
         replay_summary_text,
         timeline_sessions,
@@ -109,6 +121,16 @@ def replay_command(
         raise _fail(f"--mode {mode!r}: use one of {', '.join(_MODES)}")
     if decisions not in _DECISIONS:
         raise _fail(f"--decisions {decisions!r}: use one of {', '.join(_DECISIONS)}")
+    if (pause_at is None) != (cursor_out is None):
+        raise _fail("--pause-at and --cursor-out go together (pause there, save the cursor)")
+    if pause_at is not None and resume_from is not None:
+        raise _fail("--resume-from: resume a paused replay without --pause-at")
+    cursor = None
+    if resume_from is not None:
+        try:
+            cursor = ReplayCursor.load(resume_from)
+        except RSPPError as exc:
+            raise _fail(f"--resume-from {resume_from}: {exc}") from None
     # a many-session timeline replays session by session, each read from its own lines;
     # the file is read whole first (finding its sessions on the way) and again by span
     # only when it holds more than one
@@ -121,6 +143,9 @@ def replay_command(
         if len(spans) <= 1:
             raise _fail(str(exc)) from None
     many = len(spans) > 1
+    if many and (pause_at is not None or cursor is not None):
+        raise _fail(f"{file}: holds {len(spans)} sessions; a replay cursor addresses one "
+                    "session's recording")
     if many or recording is None:
         if recording is not None:
             recording.close()
@@ -168,8 +193,12 @@ def replay_command(
                 if k > 0:
                     recording = load_recording(file, stream=True, span=span)
                 with _long_lived_heap():
-                    result = asyncio.run(replay(recording, gd, registry=default_registry,
-                                                options=opts, session_factory=node_session))
+                    engine = ReplayEngine(recording, gd, registry=default_registry,
+                                          options=opts, session_factory=node_session)
+                    if pause_at is not None and cursor_out is not None:
+                        _pause(engine, pause_at, cursor_out)
+                        return
+                    result = asyncio.run(_finish(engine, cursor))
             except RSPPError as exc:
                 where = f"session {span.session_id}: " if span is not None else ""
                 raise _fail(f"{where}{exc}") from None
@@ -191,6 +220,40 @@ def replay_command(
         report.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     if failed:
         raise typer.Exit(1)
+
+
+async def _finish(engine: ReplayEngine, cursor: ReplayCursor | None) -> ReplayResult:
+    """Replay to the end; from ``cursor``'s boundary when given (checked to be the same)."""
+    try:
+        if cursor is not None:
+            await engine.resume(cursor)
+            typer.echo(f"resumed at ingress event {cursor.position}/{cursor.total} "
+                       f"(seq={cursor.runtime_sequence} ms={cursor.runtime_ms} "
+                       f"lines={cursor.lines})")
+        return await engine.finish()
+    finally:
+        await engine.aclose()
+
+
+def _pause(engine: ReplayEngine, position: int, out: Path) -> None:
+    """Replay the first ``position`` ingress events, then save the paused cursor to ``out``."""
+    if position > engine.total:
+        raise _fail(f"--pause-at {position}: the recording has {engine.total} ingress events")
+
+    async def go() -> ReplayCursor:
+        try:
+            await engine.start()
+            await engine.step(position)
+            return engine.pause()
+        finally:
+            await engine.aclose()
+
+    cursor = asyncio.run(go())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cursor.save(out)
+    typer.echo(f"paused at ingress event {cursor.position}/{cursor.total} "
+               f"(seq={cursor.runtime_sequence} ms={cursor.runtime_ms} lines={cursor.lines}); "
+               f"cursor saved to {out}: resume with --resume-from {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -82,6 +82,17 @@ def serve(
         "root in --region. A session's timeline goes to a root its tenant's residency policy "
         "allows (this runtime's region first); a session none of them suits is refused "
         "(F-168)."),
+    timeline_export_url: str | None = typer.Option(
+        None, "--timeline-export-url", envvar="RSPP_TIMELINE_EXPORT_URL",
+        help="Export each session's timeline to this http(s) URL instead of a file (F-154): "
+        "batches of JSON Lines POSTed asynchronously, retried until acknowledged (an "
+        "export_recovered marker follows a recovery); a slow or failing endpoint never "
+        "blocks a session."),
+    timeline_buffer: int | None = typer.Option(
+        None, "--timeline-buffer", min=16, max=10_000_000,
+        help="Timeline records a session buffers while its export is behind; past half of "
+        "it the recording level downgrades (L2 -> L1 -> L0, recorded), control evidence "
+        "kept (F-176). Default: 200000."),
     record_sample_rate: float = typer.Option(
         1.0, "--record-sample-rate", min=0.0, max=1.0, envvar="RSPP_RECORD_SAMPLE_RATE",
         help="Share of sessions whose timelines record their events (decided per session id, "
@@ -227,6 +238,12 @@ def serve(
     except RSPPError as exc:
         typer.echo(f"error: --record-level: {exc}", err=True)
         raise typer.Exit(2) from None
+    if timeline_export_url is not None and (
+            timeline_dir is not None
+            or not timeline_export_url.startswith(("http://", "https://"))):
+        typer.echo("error: --timeline-export-url: an http(s):// URL, and not with "
+                   "--timeline-dir (a session's timeline goes to one of them)", err=True)
+        raise typer.Exit(2)
     if retention_s is not None and timeline_dir is None:
         typer.echo("error: --retention-s: needs --timeline-dir (the recordings it deletes)",
                    err=True)
@@ -242,6 +259,8 @@ def serve(
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
                         artifact_dirs=artifact_dirs,
+                        timeline_export_url=timeline_export_url,
+                        timeline_buffer=timeline_buffer,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
                         record_sample_rate=record_sample_rate, retention_s=retention_s,

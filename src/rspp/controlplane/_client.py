@@ -203,8 +203,9 @@ class ControlPlaneClient:
         return bundle
 
     # Thin helpers used by the CLI and tests.
-    async def publish(self, spec_text: str, filename: str = "<api>") -> Any:
-        body = PublishRequest(spec=spec_text, filename=filename)
+    async def publish(self, spec_text: str, filename: str = "<api>", *,
+                      force: bool = False) -> Any:
+        body = PublishRequest(spec=spec_text, filename=filename, force=force)
         return await self.request("POST", "/v1/pipelines", json=body)
 
     async def publish_module(self, text: str) -> Any:

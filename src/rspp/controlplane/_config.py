@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from rspp.controlplane._slo import SloConfig
 from rspp.controlplane._tokens import TokenKeys
 
 
@@ -42,3 +43,6 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: rollouts, rollbacks and config activations run only as changes another key
     #: approved (F-165): POST /v1/changes, .../approve, .../apply
     require_approval: bool = False
+    #: the deployment's availability SLO and error-budget policy (NF-005, NF-030):
+    #: ``rspp cp serve --slo FILE``; ``None``: no SLO is measured and nothing freezes
+    slo: SloConfig | None = None

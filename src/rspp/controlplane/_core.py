@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from rspp.controlplane._audit import AuditLog
 from rspp.controlplane._changes import ChangeRecord, consume_in
 from rspp.controlplane._config import ControlPlaneSettings
-from rspp.controlplane._errors import CPError, Forbidden
+from rspp.controlplane._errors import Conflict, CPError, Forbidden
 from rspp.controlplane._gate_metrics import GateMetrics
 from rspp.controlplane._leases import LeaseManager
 from rspp.controlplane._placements import PlacementWatch
@@ -26,6 +26,7 @@ from rspp.controlplane._sessions import (
     SessionBook,
 )
 from rspp.controlplane._signing_keys import SigningKeyRing
+from rspp.controlplane._slo_book import SloBook
 from rspp.controlplane._store import Store
 from rspp.controlplane._tokens import KeySetVerifier, TokenIssuer, TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
@@ -61,6 +62,9 @@ class ControlPlaneCore:
             key_dir=Path(settings.token_key_dir) if settings.token_key_dir else None,
             max_age_s=settings.token_key_max_age_s, clock=clock)
         self.gate_metrics = GateMetrics()
+        #: the availability SLO and its error budget (NF-005, NF-030), when configured
+        self.slo = SloBook(store, self.audit, settings.slo, self.gate_metrics.registry) \
+            if settings.slo is not None else None
         #: wakes token requests waiting for their session to move (after the commit)
         self.placements = PlacementWatch()
         #: wakes a runtime's control channel when a hand-off of a lease it holds begins
@@ -144,6 +148,29 @@ class ControlPlaneCore:
             f"{mutation} of {subject} needs an approved change: submit it (POST /v1/changes, "
             "`rspp cp change submit`), have another key approve it, then apply it",
             field="approval", code="approval_required")
+
+    async def guard_budget(self, principal: Principal, mutation: str, scope: str,
+                           subject: str, *, force: bool = False) -> None:
+        """Refuse ``mutation`` of ``scope`` while its error budget burns too fast or is
+        spent (NF-030): 409 ``error_budget_freeze`` naming the reason, audited
+        ``<mutation>.frozen``. ``force`` (admin only) lets it through, audited
+        ``slo.freeze_overridden``. Rollbacks are never frozen: they are the remedy."""
+        if self.slo is None:
+            return
+        reason = await self.slo.freeze_reason(scope, self.clock())
+        if reason is None:
+            return
+        detail = {"mutation": mutation, "reason": "error_budget_freeze", "why": reason}
+        if force:
+            await self.authorize(principal, Role.ADMIN, f"force {mutation} during a freeze")
+            await self.audit.append(actor=principal.key_id, action="slo.freeze_overridden",
+                                    subject=subject, detail=detail)
+            return
+        await self.audit.append(actor=principal.key_id, action=f"{mutation}.frozen",
+                                subject=subject, detail=detail)
+        raise Conflict(f"{mutation} of {subject} refused: {reason}; roll back, wait for the "
+                       "burn to stop, or force it with an admin key (--force)",
+                       field="slo", code="error_budget_freeze")
 
     async def apply_change_in(
         self, conn: AsyncConnection, principal: Principal, change: ChangeRecord | None, now: int,

@@ -95,7 +95,8 @@ class Reply:
 
 # ---- registry and rollouts ------------------------------------------------------------------
 async def publish(c: Call) -> Reply:
-    record, created = await c.cp.publish(c.principal, c.body.spec, filename=c.body.filename)
+    record, created = await c.cp.publish(c.principal, c.body.spec, filename=c.body.filename,
+                                         force=c.body.force)
     return Reply(PublishReply(pipeline=record, created=created), 201 if created else 200)
 
 
@@ -126,12 +127,17 @@ async def rollout(c: Call) -> RolloutReply:
         state = await c.cp.gated_rollout(
             c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants,
             promote_after=b.promote_after, rollback_on_gates=b.rollback_on_gates,
-            steps=b.steps, window_size=b.window, min_samples=b.min_samples)
+            steps=b.steps, window_size=b.window, min_samples=b.min_samples, force=b.force)
         return RolloutReply(rollout=state)
     state = await c.cp.rollout(
-        c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants
+        c.principal, c.path["name"], canary=b.canary, percent=b.percent, tenants=b.tenants,
+        force=b.force,
     )
     return RolloutReply(rollout=state)
+
+
+async def slo_report(c: Call) -> Any:
+    return await c.cp.slo_report(c.principal, c.query.scope)
 
 
 async def rollout_status(c: Call) -> Any:

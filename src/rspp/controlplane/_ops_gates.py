@@ -8,7 +8,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.controlplane._changes import ChangeRecord
-from rspp.controlplane._errors import InvalidRequest
+from rspp.controlplane._errors import InvalidRequest, NotFound
 from rspp.controlplane._gates import (
     GateDecision,
     RolloutPolicy,
@@ -31,6 +31,7 @@ from rspp.controlplane._ops_registry import RegistryOps
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._requests import GateSampleIn
 from rspp.controlplane._rollout import RolloutState
+from rspp.controlplane._slo import SloReport
 
 __all__ = ["GATES_ACTOR", "GateIngest", "GateOps", "RolloutStatus"]
 
@@ -75,10 +76,12 @@ class GateOps(RegistryOps):
         window_size: int | None = None,
         min_samples: int | None = None,
         change: ChangeRecord | None = None,
+        force: bool = False,
     ) -> RolloutState:
         """Start a canary promoted and rolled back by the gates of its live sessions."""
         await self.authorize(principal, Role.OPERATOR, "start rollout")
         await self.require_approval(principal, "rollout", f"pipeline:{name}", change)
+        await self.guard_budget(principal, "rollout", name, name, force=force)
         if percent <= 0:
             raise InvalidRequest("a gated rollout starts above 0 percent (its canary needs "
                                  "sessions to be measured)", field="percent")
@@ -127,10 +130,14 @@ class GateOps(RegistryOps):
                 sample_row(pipeline_name=s.pipeline_name, pipeline_version=s.pipeline_version,
                            tenant_id=s.tenant_id, runtime_id=runtime_id, sample=s.sample,
                            now_ms=now) for s in samples])
+            if self.slo is not None:  # the availability SLO's events (NF-005)
+                await self.slo.record_in(conn, runtime_id, samples, now)
             return len(samples)
 
         accepted = await self._write(work, "report gate samples")
         metrics.received.inc(accepted)
+        if self.slo is not None:
+            await self.slo.evaluate(self.clock())
         async with self.store.engine.connect() as conn:
             names = await running_policies(conn, {s.pipeline_name for s in samples})
         decisions = []
@@ -206,6 +213,15 @@ class GateOps(RegistryOps):
             percent=state.percent if state and state.canary_version else None,
             next_step=policy.next_step, turns_at_step=turns,
             last_decision=policy.last_decision)
+
+    async def slo_report(self, principal: Principal, scope: str | None = None) -> SloReport:
+        """The availability SLO's verdicts: the deployment (``*``) and each pipeline."""
+        await self.authorize(principal, Role.VIEWER, "read slo")
+        if self.slo is None:
+            raise NotFound("no availability SLO is configured: start `rspp cp serve` with "
+                           "--slo FILE (objective_percent, window_s, alerts)", field="slo")
+        return await self.slo.evaluate(self.clock()) if scope is None else \
+            await self.slo.report(self.clock(), scope)
 
     async def gate_metrics_text(self, principal: Principal) -> bytes:
         await self.authorize(principal, Role.VIEWER, "read metrics")

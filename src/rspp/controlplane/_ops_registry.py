@@ -31,12 +31,16 @@ from rspp.spec import day_of
 class RegistryOps(ControlPlaneCore):
     # -- registry (CP-01) ------------------------------------------------------------------
     async def publish(
-        self, principal: Principal, spec_text: str, *, filename: str = "<api>"
+        self, principal: Principal, spec_text: str, *, filename: str = "<api>",
+        force: bool = False,
     ) -> tuple[PipelineRecord, bool]:
         await self.authorize(principal, Role.OPERATOR, "publish pipeline")
         # deprecated fields in their lifecycle phase on this control plane's day (F-163)
         prepared = await self.registry.prepare(spec_text, filename=filename,
                                                as_of=day_of(self.clock()))
+        name = prepared.valid.name
+        await self.guard_budget(principal, "publish", name,
+                                f"{name}@{prepared.valid.version}", force=force)
 
         async def work(conn: AsyncConnection, now: int) -> tuple[PipelineRecord, bool]:
             await self.store.lock(conn, f"pipeline:{prepared.valid.name}")
@@ -104,9 +108,11 @@ class RegistryOps(ControlPlaneCore):
         percent: float,
         tenants: tuple[str, ...] = (),
         change: ChangeRecord | None = None,
+        force: bool = False,
     ) -> RolloutState:
         await self.authorize(principal, Role.OPERATOR, "start rollout")
         await self.require_approval(principal, "rollout", f"pipeline:{name}", change)
+        await self.guard_budget(principal, "rollout", name, name, force=force)
 
         async def work(conn: AsyncConnection, now: int) -> RolloutState:
             applied = await self.apply_change_in(conn, principal, change, now)

@@ -146,6 +146,8 @@ class _Body(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class PublishRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     spec: Document
     filename: Label = "<api>"
+    #: publish even while the pipeline's error budget freezes changes (admin only, NF-030)
+    force: bool = False
 
 
 class ModuleRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -173,6 +175,8 @@ class RolloutRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: gate samples per version in the sliding window, and the fewest for a verdict
     window: WindowSize | None = None
     min_samples: WindowSize | None = None
+    #: roll out even while the pipeline's error budget freezes changes (admin only, NF-030)
+    force: bool = False
 
     @property
     def gated(self) -> bool:
@@ -480,6 +484,11 @@ class BundleQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True)
     session_id: Id
     pipeline_name: Name
     runtime_id: Id | None = None
+
+
+class SloQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: one pipeline's verdict (with the deployment's); default every pipeline with events
+    scope: Name | None = None
 
 
 class ChangesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -63,6 +63,7 @@ from rspp.controlplane._session_state import (
 )
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._signing_keys import KeyStatus
+from rspp.controlplane._slo import SloReport
 from rspp.controlplane._tenant_placement import (
     PlacementCleared,
     clear_placement,
@@ -217,6 +218,12 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/gates/samples", h.gate_samples, OP, _S.FLEET,
        "Report gate samples of live sessions (runtimes)", body=q.GateSamplesRequest,
        response=GateIngest, tag="fleet"),
+    # the deployment's availability SLO and error budget (NF-005, NF-030)
+    Op("GET", "/v1/slo", h.slo_report, V, _S.FLEET,
+       "Availability SLO: objective, availability, error budget left and burn-rate alerts "
+       "of the deployment (`*`) and each pipeline; a freeze_reason while rollouts and "
+       "publishes are refused", query=q.SloQuery, response=SloReport, errors=(404,),
+       tag="fleet"),
     Op("GET", "/v1/providers/health", h.get_provider_health, V, _S.ANY,
        "Provider health snapshot", response=ProviderHealth, tag="fleet"),
     # sessions: a tenant key acts only on its own tenant's sessions

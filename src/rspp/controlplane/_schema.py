@@ -234,6 +234,20 @@ gate_samples = Table(
     Index("ix_cp_gate_samples_version", "pipeline_name", "pipeline_version", "seq"),
 )
 
+#: accepted turns counted by the availability SLO (NF-005): kept for its longest window
+slo_events = Table(
+    "cp_slo_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", _MS, nullable=False),
+    Column("pipeline_name", String(200), nullable=False),
+    Column("tenant_id", String(200), nullable=False),
+    Column("runtime_id", String(200), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("bad", Integer, nullable=False),
+    Index("ix_cp_slo_events_at", "at_ms"),
+)
+
 rollout_policies = Table(
     "cp_rollout_policies",
     metadata,

@@ -26,6 +26,7 @@ from rspp.observability._exporter import (
     to_line,
 )
 from rspp.observability._handle import NodeTelemetry
+from rspp.observability._http_sink import ExportRefused, HttpExportSink
 from rspp.observability._levels import LevelLadder, level_allows
 from rspp.observability._logging import (
     CORRELATION_FIELDS,
@@ -108,12 +109,14 @@ __all__ = [
     "CancelMarkers",
     "DebugCapture",
     "DebugCaptureSlots",
+    "ExportRefused",
     "ExporterOptions",
     "ExporterStats",
     "GateAccumulator",
     "GateDef",
     "GateReport",
     "GateResult",
+    "HttpExportSink",
     "JsonLinesFileSink",
     "JsonLogFormatter",
     "LevelLadder",

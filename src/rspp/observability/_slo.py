@@ -174,6 +174,9 @@ class TurnGateSample(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     lifecycle_ok: bool = False
     end_to_end_ms: _Ms | None = None
     invalid: Annotated[tuple[_GateNo, ...], Meta(max_length=7)] = ()
+    #: how an accepted turn ended: ``commit`` or its abort reason (``None``: not yet, or a
+    #: runtime older than this field); the availability SLO counts fault aborts (NF-005)
+    terminal: Annotated[str, Meta(max_length=64)] | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -442,6 +445,7 @@ class _Turn:
     complete: bool = False
     lifecycle_ok: bool = False
     invalid: set[int] = field(default_factory=set)
+    terminal: str | None = None
 
     def sample(self, key: _Key) -> TurnGateSample:
         return TurnGateSample(
@@ -449,7 +453,7 @@ class _Turn:
             first_output_ms=self.g2, cancel_fence_ms=tuple(self.g3),
             outputs_checked=self.checked, stale_outputs=self.stale,
             evidence_complete=self.complete, lifecycle_ok=self.lifecycle_ok,
-            end_to_end_ms=self.g7, invalid=tuple(sorted(self.invalid)))
+            end_to_end_ms=self.g7, invalid=tuple(sorted(self.invalid)), terminal=self.terminal)
 
 
 @dataclass(slots=True)
@@ -573,6 +577,9 @@ def _turn_gates(session_id: str, turn: str, t: _Turn, op: _Signal, mine: list[_S
         t.complete = True
     order = {id(s): i for i, s in enumerate(mine)}
     terminals = [order[id(s)] for s in mine if s.signal in ("commit", "abort")]
+    if terminals:
+        end = mine[terminals[0]]
+        t.terminal = "commit" if end.signal == "commit" else str(end.reason or "abort")[:64]
     closes = [order[id(s)] for s in mine if s.signal == "close"]
     t.closed = bool(closes)
     if len(terminals) == 1 and len(closes) == 1 and closes[0] > terminals[0]:

@@ -54,6 +54,7 @@ from rspp.observability import (
     SamplingPolicy,
     TimelineExporter,
     TimelineRecorder,
+    TimelineSink,
 )
 from rspp.providers import (
     POLICY_CONFIG_KEYS,
@@ -139,6 +140,12 @@ class AssemblyOptions:
     record_level: RecordingLevel | None = None
     #: the timeline (JSON Lines) exported asynchronously while the session runs
     timeline: Path | None = None
+    #: the timeline's durable export instead of the file (F-154): a sink per session id
+    #: (e.g. :class:`~rspp.observability.HttpExportSink`), written asynchronously
+    timeline_sink: Callable[[str], TimelineSink] | None = None
+    #: the recorder's buffer (items) of what is not exported yet; past its fill
+    #: thresholds the level downgrades (F-176); None: a large default
+    timeline_buffer: int | None = None
     #: Prometheus text / span / JSON log files written when the session ends
     metrics_out: Path | None = None
     trace_out: Path | None = None
@@ -479,10 +486,11 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     # One time base for the whole session: records of the kernel, transport,
     # providers and recorder all carry milliseconds since the session started.
     timebase = Timebase(clock)
-    recorder = TimelineRecorder(timebase, RecorderOptions(capacity=200_000, control_reserve=100_000,
-                                                       evidence_reserve=4096,
-                                                       level=opts.record_level or _DEFAULT_LEVEL),
-                                sampling=opts.sampling)
+    size = opts.timeline_buffer  # control and evidence keep their own room (F-176)
+    recorder = TimelineRecorder(timebase, RecorderOptions(
+        capacity=size or 200_000, control_reserve=max(1024, size // 2) if size else 100_000,
+        evidence_reserve=max(256, size // 50) if size else 4096,
+        level=opts.record_level or _DEFAULT_LEVEL), sampling=opts.sampling)
     sid = opts.session_id
     tele_box: list[SessionTelemetry] = []  # set just before the session starts
     # kernel-overhead timing (instrument) only when someone consumes it (F-104)
@@ -533,6 +541,10 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
         opts.timeline.write_bytes(b"")
         # PII (NF-014) and the value of every configured secret never reach the file
         exporter = TimelineExporter(recorder, JsonLinesFileSink(opts.timeline), timebase,
+                                    redactor=redactor)
+        exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
+    elif opts.timeline_sink is not None:  # durable export: retried, never blocking (F-154)
+        exporter = TimelineExporter(recorder, opts.timeline_sink(sid), timebase,
                                     redactor=redactor)
         exporter_task = asyncio.create_task(exporter.run(), name="timeline-exporter")
     authority = AuthorityGuard(opts.authority_epoch)

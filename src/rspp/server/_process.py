@@ -93,6 +93,10 @@ class ServeOptions:
     timeline_dir: Path | None = None
     #: storage roots in other regions (``--artifact-dir REGION=DIR``, F-168)
     artifact_dirs: dict[str, Path] = field(default_factory=dict)
+    #: durable export of every session's timeline to this URL instead of files (F-154),
+    #: and the recorder buffer (items) that absorbs a slow endpoint (F-176)
+    timeline_export_url: str | None = None
+    timeline_buffer: int | None = None
     record_level: RecordingLevel | None = None
     #: share of sessions whose timelines record events (F-071)
     record_sample_rate: float = 1.0
@@ -192,6 +196,8 @@ async def serve(opts: ServeOptions) -> int:
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
                                artifact_dirs=dict(opts.artifact_dirs),
+                               timeline_export_url=opts.timeline_export_url,
+                               timeline_buffer=opts.timeline_buffer,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,
                                sample_rate=opts.record_sample_rate,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,

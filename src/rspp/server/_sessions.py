@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -41,7 +42,7 @@ from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlaceme
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
 from rspp.kernel import ExecutionPool, SystemClock
-from rspp.observability import DebugCaptureSlots, SamplingPolicy
+from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
@@ -110,6 +111,10 @@ class SessionPolicy:
     timeline_dir: Path | None = None
     #: further storage roots by region (F-168; :mod:`rspp.server._artifacts`)
     artifact_dirs: dict[str, Path] = field(default_factory=dict)
+    #: or to this URL, posted asynchronously with retries (F-154), and the recorder's
+    #: buffer of what is not exported yet (items; None: a large default; F-176)
+    timeline_export_url: str | None = None
+    timeline_buffer: int | None = None
     record_level: RecordingLevel | None = None
     #: share of sessions whose timelines record events (F-071; decided per session id,
     #: deterministically); the others keep only their OR-02 evidence
@@ -276,6 +281,13 @@ class _Reads:
     signals: list[ControlSignal]
     #: the tenant's placement policy (None: none, or a control plane without the start route)
     residency: TenantPlacement | None = None
+
+
+def _export_sink(url: str | None) -> Callable[[str], TimelineSink] | None:
+    """A session's durable timeline export to ``url`` (None: none)."""
+    if url is None:
+        return None
+    return lambda session_id: HttpExportSink(url, session_id)
 
 
 def _timeline_path(directory: Path, sid: str) -> Path:
@@ -543,6 +555,8 @@ class GovernedSessions:
             enforce_budgets=True, record_level=p.record_level,
             sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
             timeline=_timeline_path(site.directory, sid) if site is not None else None,
+            timeline_sink=_export_sink(p.timeline_export_url),
+            timeline_buffer=p.timeline_buffer,
             telemetry=TelemetryTargets(
                 metrics=self.metrics.runtime,
                 kernel_overhead_budget_s=None if p.kernel_overhead_budget_us is None

@@ -19,6 +19,7 @@ import pytest
 
 from rspp.controlplane import ControlPlane, ControlPlaneSettings, Role, create_app
 from rspp.controlplane._routes import ROUTES, Op, Scope, TenantFrom, check_table
+from rspp.controlplane._slo import SloConfig
 
 from .conftest import TRANSCRIBE_MODULE, spec_version
 
@@ -137,6 +138,7 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("DELETE", "/v1/regions/{region}/incident"): lambda w: (
         "/v1/regions/eu-west/incident", None, None),
     ("GET", "/v1/regions"): lambda w: ("/v1/regions", None, None),
+    ("GET", "/v1/slo"): lambda w: ("/v1/slo", None, None),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"): lambda w: (
         f"/v1/tenants/{OWN}/outcomes", None, None),
     ("PUT", "/v1/tenants/{tenant_id}/placement"): lambda w: (
@@ -211,7 +213,8 @@ async def world(tmp_path: Any) -> AsyncIterator[World]:
     # however long a loaded machine takes (a migration needs a healthy target)
     settings = ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
                                     admin_key=ADMIN, heartbeat_timeout_ms=3_600_000,
-                                    token_key_dir=str(tmp_path / "keys"))
+                                    token_key_dir=str(tmp_path / "keys"),
+                                    slo=SloConfig(objective_percent=99.9))
     cp = await ControlPlane.open(settings)
     transport = httpx.ASGITransport(app=create_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
@@ -312,6 +315,7 @@ MUST_BE_FLEET = {
     ("GET", "/v1/regions"),
     ("PUT", "/v1/tenants/{tenant_id}/placement"),
     ("DELETE", "/v1/tenants/{tenant_id}/placement"),
+    ("GET", "/v1/slo"),
     ("POST", "/v1/changes"),
     ("POST", "/v1/changes/{change_id}/approve"),
     ("POST", "/v1/changes/{change_id}/reject"),

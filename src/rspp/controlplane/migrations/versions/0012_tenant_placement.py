@@ -1,15 +1,15 @@
 """Tenant placement policy: data residency and failover mode (F-168, NF-034, F-113);
 the regions where a runtime stores session artifacts; provider health per region (F-112).
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
