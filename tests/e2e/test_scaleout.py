@@ -18,7 +18,8 @@ typed questions answered aloud (local responder + espeak-ng).
 - Drain deadline mid-turn: a hand-off that hits its deadline while a reply is spoken ends
   that turn once, on the runtime that ran it; the new runtime does not end it again.
 - Operator migrate mid-turn (two-phase hand-off): ``rspp cp session migrate`` while a
-  reply is spoken; the runtime holding the lease learns it at its next renewal, drops its
+  reply is spoken; the runtime holding the lease learns it on its control channel (the
+  control plane's push, not its next renewal: renewals are 20 s apart here), drops its
   output, ends the turn ``deauthorized_drain`` and releases the lease; only then does the
   epoch move: counted at the runtime (send stamps against ``cp_lease_epochs``), no output
   of the old epoch was sent after the new one was issued (the code before the hand-off
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -323,6 +325,16 @@ async def test_a_drain_hand_off_at_its_deadline_ends_the_running_turn_once(
         await fleet.stop()
 
 
+def _handoffs_learned(metrics: str) -> dict[str, float]:
+    """``rspp_lease_handoffs_total`` of a runtime's /metrics, by how it learned them."""
+    out = {}
+    for line in metrics.splitlines():
+        m = re.match(r'rspp_lease_handoffs_total\{learned="(\w+)"\} (\S+)', line)
+        if m and float(m.group(2)):
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
 def _sent_after(talker: Talker, runtime: str, epoch: int, at_ms: int) -> int:
     """Outputs of ``epoch`` that ``runtime`` stamped at or after ``at_ms``."""
     return sum(n for (rid, _ready, ep, mark, _sup, _ref), n in talker.outputs.items()
@@ -333,8 +345,9 @@ def _sent_after(talker: Talker, runtime: str, epoch: int, at_ms: int) -> int:
 async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_moves(
     fleet_db: str, tmp_path: Path
 ) -> None:
-    # renewals every 2 s: without the hand-off the old runtime speaks on for up to that
-    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=6_000,
+    # renewals every 20 s: the holder learns of the hand-off on its control channel (the
+    # push), long before its next renewal would tell it (the fallback)
+    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=60_000,
                                                          heartbeat_timeout_ms=15_000)).start()
     try:
         sid = str((await fleet.route())["session_id"])
@@ -368,6 +381,9 @@ async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_mov
                                  f"outcome, action FROM cp_lease_handoffs WHERE session_id = "
                                  f"'{sid}'"))
         assert [(h["action"], h["outcome"]) for h in handoff] == [("migrate", "released")]
+        # the holder learned it from the push, not at a renewal
+        learned = _handoffs_learned(await fleet.scrape(old))
+        assert learned == {"push": 1.0}, learned
         issued = {r["epoch"]: r["issued_at_ms"] for r in await db_rows(
             fleet.db_url, f"SELECT epoch, issued_at_ms FROM cp_lease_epochs WHERE "
             f"session_id = '{sid}'")}

@@ -5,8 +5,8 @@ with a client that offers it (the ``websockets`` client, and ``rspp talk --compr
 and not with one that does not. The same typed question gets the same session either
 way (turn states, reply text, the reply audio byte for byte): compression lives in the
 transport only. ``/metrics`` shows the event bytes it saved, the CPU time the codec
-took, and that the audio frames went uncompressed (``events`` mode). A runtime served
-without the option (``off``) negotiates nothing, whatever the client offers.
+took, and that the audio frames went uncompressed (``events`` mode). (``off``, the
+default, and ``all``: tests/integration/server/test_ws_compression_modes.py.)
 """
 
 from __future__ import annotations
@@ -113,22 +113,3 @@ def test_deflate_is_negotiated_on_request_and_the_session_is_the_same(
         env=env, capture_output=True, text=True, timeout=180, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "permessage-deflate)" in res.stdout and "commit" in res.stdout, res.stdout
-
-
-def test_off_never_negotiates_deflate(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path,
-    metric_sample: Callable[..., float | None]
-) -> None:
-    srv = _serve(serve_process, tmp_path)  # the default: off
-
-    async def offer() -> bool:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-voice")
-        async with await LiveClient.connect(target.url, token=target.token,
-                                            compression=True) as client:
-            return client.compressed
-
-    assert asyncio.run(offer()) is False
-    metrics = httpx.get(f"{srv.url}/metrics", timeout=30).text
-    assert _metric(metric_sample, metrics, "rspp_ws_compression_connections_total",
-                   mode="off") == 0
