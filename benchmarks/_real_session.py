@@ -40,37 +40,16 @@ from rspp.providers import (
 from rspp.providers._invocation import ProviderInvocation
 from rspp.runner._assembly import AssemblyOptions, assemble_session
 from rspp.spec import GraphDefinition, compile_spec, parse_spec_text
+from rspp.testing import voice_assistant_spec
 from rspp.transports import LoopbackOptions, LoopbackTransport
 
 RATE = 16000
 FRAME_SAMPLES = RATE // 50
 
-SPEC = """
-name: bench-voice
-version: 1.0.0
-budgets: {turn_ms: 60000, node_ms: 30000, path_ms: 60000, provider_timeout_ms: 30000}
-providers:
-  stt: {primary: pocketsphinx}
-  llm: {primary: local}
-  tts: {primary: espeak}
-nodes:
-  - id: vad
-    type: vad
-    params: {engine: energy, endpointing: silence, silence_ms: 200, min_speech_ms: 20}
-  - {id: stt, type: stt}
-  - {id: llm, type: llm}
-  - {id: segmenter, type: sentence_segmenter}
-  - {id: tts, type: tts}
-edges:
-  - {from: input.audio, to: vad.audio}
-  - {from: vad.audio, to: stt.audio}
-  - {from: vad.vad, to: stt.vad}
-  - {from: stt.final, to: output.transcript}
-  - {from: stt.final, to: llm.text}
-  - {from: llm.text, to: segmenter.text}
-  - {from: segmenter.text, to: tts.text}
-  - {from: tts.audio, to: output.audio}
-"""
+SPEC = voice_assistant_spec(
+    "bench-voice",
+    head="budgets: {turn_ms: 60000, node_ms: 30000, path_ms: 60000, provider_timeout_ms: 30000}",
+    vad="params: {engine: energy, endpointing: silence, silence_ms: 200, min_speech_ms: 20}")
 
 
 def tone(seconds: float, freq: float = 440.0, amplitude: int = 8000) -> bytes:

@@ -16,8 +16,11 @@ are not.
 ``cpu_ms_per_call_s``: thread CPU time of the measured ticks / (calls x seconds of
 media). Under ``valgrind --tool=callgrind`` the instruction count per call-second is
 the difference of two runs with different ``--ticks`` (startup cancels out), which
-load does not move. Ticks are paced at 20 ms of loop time (``--fast``: back to back,
-as fast as the runtime takes them; replies then overlap the next utterance less).
+load does not move; ``--callgrind`` (run under ``valgrind --tool=callgrind
+--instr-atstart=no``) switches collection on for the measured ticks only
+(``callgrind_control -i on/off``), so the run's total is the window's. Ticks are
+paced at 20 ms of loop time (``--fast``: back to back, as fast as the runtime takes
+them; replies then overlap the next utterance less).
 
 Usage: ``python benchmarks/phone_cpu.py [--quick] [--calls 100] [--ticks 600]``;
 JSON last line.
@@ -28,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
 import sys
 import time
 from collections import deque
@@ -98,7 +103,14 @@ class _Carrier:
         return media_message(self.sid, self.seq, chunk, payload)
 
 
-async def main(calls: int, ticks: int, warm: int, fast: bool) -> dict[str, Any]:
+def _callgrind(on: bool) -> None:
+    """Switch callgrind's instrumentation of this process on or off (``--callgrind``)."""
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+                   check=True, capture_output=True)
+
+
+async def main(calls: int, ticks: int, warm: int, fast: bool,
+               callgrind: bool = False) -> dict[str, Any]:
     hub = SessionHub(PhoneFactory())
     route = twilio_stream_route(hub, _grant)
     settle_heap()  # as ``rspp serve`` once started
@@ -121,6 +133,8 @@ async def main(calls: int, ticks: int, warm: int, fast: bool) -> dict[str, Any]:
     media0 = 0
     for f in range(ticks):
         if f == warm:
+            if callgrind:
+                _callgrind(True)
             cpu0 = time.thread_time()
             media0 = sum(c.media for c in carriers)
         for k, c in enumerate(carriers):
@@ -134,6 +148,8 @@ async def main(calls: int, ticks: int, warm: int, fast: bool) -> dict[str, Any]:
             await asyncio.sleep(max(delay, 0.0))
     cpu = time.thread_time() - cpu0
     media = sum(c.media for c in carriers) - media0
+    if callgrind:
+        _callgrind(False)
     closed_early = sum(c.closed for c in carriers)  # by the runtime, before the hang-ups
     for c in carriers:
         c.put('{"event":"stop","sequenceNumber":"0","streamSid":"' + c.sid + '"}')
@@ -156,6 +172,8 @@ if __name__ == "__main__":
     ap.add_argument("--ticks", type=int, default=None, help="20 ms media messages per call")
     ap.add_argument("--warm", type=int, default=150, help="ticks before measuring")
     ap.add_argument("--fast", action="store_true", help="ticks back to back, not paced")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="under callgrind --instr-atstart=no: collect the measured ticks only")
     a = ap.parse_args()
     n_ticks = a.ticks or (300 if a.quick else 900)
-    emit(run_loop(main(a.calls, n_ticks, min(a.warm, n_ticks - 1), a.fast)))
+    emit(run_loop(main(a.calls, n_ticks, min(a.warm, n_ticks - 1), a.fast, a.callgrind)))

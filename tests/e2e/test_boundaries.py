@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import rspp
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -77,53 +78,19 @@ AGENT = textwrap.dedent('''
             return eos_event(event)  # the reply is complete: the turn may commit
 ''')
 
-AGENT_SPEC = textwrap.dedent('''
-    name: crm-agent
-    version: 1.0.0
-    providers:
-      stt: {primary: deepgram}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad}
-      - {id: stt, type: stt}
-      # the tool call is real I/O: its time limit must cover it on a loaded machine
-      - {id: agent, type: "python:agent_nodes:CrmAgent", timeout_ms: 600000,
-         params: {crm_url: "%s"}}
-      - {id: tts, type: tts}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: agent.text}
-      - {from: agent.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+#: the tool call is real I/O: the agent's time limit must cover it on a loaded machine
+AGENT_SPEC = voice_assistant_spec(
+    "crm-agent", reply=False, providers="  stt: {primary: deepgram}\n  tts: {primary: espeak}",
+    nodes=['{id: agent, type: "python:agent_nodes:CrmAgent", timeout_ms: 600000,\n'
+           '     params: {crm_url: "%s"}}', "{id: tts, type: tts}"],
+    edges=["{from: stt.final, to: agent.text}", "{from: agent.text, to: tts.text}",
+           "{from: tts.audio, to: output.audio}"])
 
 #: speech in (fake Deepgram) -> an OpenAI-compatible model (fake) -> speech out
-MODEL_SPEC = textwrap.dedent('''
-    name: wrong-model
-    version: 1.0.0
-    providers:
-      stt: {primary: deepgram}
-      llm: {primary: openai, config: {model: fake}}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: tts, type: tts}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+MODEL_SPEC = voice_assistant_spec("wrong-model", providers="""\
+  stt: {primary: deepgram}
+  llm: {primary: openai, config: {model: fake}}
+  tts: {primary: espeak}""")
 
 
 def _rspp(*args: str, cwd: Path, env: dict[str, str] | None = None

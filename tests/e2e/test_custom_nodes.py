@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
@@ -37,31 +38,8 @@ SHOUT = textwrap.dedent('''
 ''')
 
 #: Deepgram (fake) STT keeps the test light; the custom node sits between segmenter and TTS.
-SPEC = textwrap.dedent('''
-    name: entry-point-nodes
-    version: 1.0.0
-    providers:
-      stt: {primary: deepgram}
-      llm: {primary: local}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: loud, type: %s, params: {%s: " (loud)"}}
-      - {id: tts, type: tts}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: loud.text}
-      - {from: loud.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+SPEC = voice_assistant_spec("entry-point-nodes", stt="{primary: deepgram}",
+                            before_tts='{id: loud, type: %s, params: {%s: " (loud)"}}')
 
 
 def _rspp(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -140,7 +118,7 @@ def test_param_typo_of_a_custom_node_fails_strict_lint(tmp_path: Path) -> None:
     assert loose.returncode == 0 and "warning: nodes[4].params.sufix" in loose.stdout
     strict = _rspp("lint", "--strict", str(spec), cwd=REPO)
     assert strict.returncode == 1
-    assert (f"{spec}:13:54: nodes[4].params.sufix: unknown param 'sufix' for node type "
+    assert (f"{spec}:12:54: nodes[4].params.sufix: unknown param 'sufix' for node type "
             "'python:my_nodes:Shout'") in strict.stdout
     assert "hint: did you mean 'suffix'? known params: suffix" in strict.stdout
 
@@ -152,7 +130,7 @@ def test_unimportable_node_is_one_lint_error_and_one_run_error(
     spec.write_text(SPEC % ("python:no_such_module:Loud", "suffix"))
     lint = _rspp("lint", str(spec), cwd=tmp_path)
     assert lint.returncode == 1
-    assert (f"{spec}:13:16: nodes[4].type: 'python:no_such_module:Loud': cannot import module "
+    assert (f"{spec}:12:16: nodes[4].type: 'python:no_such_module:Loud': cannot import module "
             "'no_such_module'") in lint.stdout
     run = _rspp("run", str(spec), "--input", str(spoken["question"]), cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rspp.nodes.external import attest, load_manifest, sha256_file
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
@@ -78,35 +79,19 @@ PROGRAM = textwrap.dedent('''
 SBOM = {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
         "components": [{"type": "library", "name": "msgspec", "version": "0.18"}]}
 
-#: Deepgram (fake) STT keeps the runs light; ``%(node)s`` lines add the external nodes
-SPEC = textwrap.dedent('''
-    name: external-nodes
-    version: 1.0.0
-    budgets: {turn_ms: 120000, path_ms: 120000, provider_timeout_ms: 60000}
-    providers:
-      stt: {primary: deepgram}
-      llm: {primary: local}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: tts, type: tts}
-      %(nodes)s
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: tts.audio, to: output.audio}
-      %(edges)s
-''')
+def spec_text(nodes: str, edges: str, tts_from: str = "loud") -> str:
+    """The voice assistant on the Deepgram (fake) STT, which keeps the runs light, with the
+    external ``nodes`` and ``edges`` (YAML list items) added; the TTS speaks the text of the
+    node ``tts_from``."""
+    return voice_assistant_spec(
+        "external-nodes", head="budgets: {turn_ms: 120000, path_ms: 120000, "
+                               "provider_timeout_ms: 60000}",
+        stt="{primary: deepgram}", tts_from=tts_from, nodes=[nodes.removeprefix("- ")],
+        edges=[edges.removeprefix("- ")])
 
-#: the external node between the segmenter and the TTS
-LOUD_EDGES = "- {from: segmenter.text, to: loud.text}\n  - {from: loud.text, to: tts.text}"
+
+#: the external node between the segmenter and the TTS (with ``tts_from`` "loud")
+LOUD_EDGES = "- {from: segmenter.text, to: loud.text}"
 
 
 class Keys:
@@ -178,9 +163,10 @@ def fakes() -> Any:
 
 
 def run_spec(tmp: Path, name: str, nodes: str, edges: str, question: Path, keys: Keys,
-             fakes: Any, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+             fakes: Any, *extra: str, tts_from: str = "loud"
+             ) -> tuple[subprocess.CompletedProcess[str], Path]:
     spec, tl = tmp / f"{name}.yaml", tmp / f"{name}.jsonl"
-    spec.write_text(SPEC % {"nodes": nodes, "edges": edges})
+    spec.write_text(spec_text(nodes, edges, tts_from))
     env = {**fakes.env, "RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}
     res = rspp("run", str(spec), "--input", str(question), "--timeline", str(tl), "--json",
                *extra, cwd=tmp, env=env)
@@ -265,10 +251,9 @@ def test_a_turn_cancel_reaches_the_external_node(
     """F-122 step 4: a user cancel of the reply is forwarded to the child, which acknowledges."""
     ref = make_package(tmp_path / "loud_pkg", keys)
     nodes = node_line("notes", ref, {"config": {"mode": "wait"}, "call_timeout_ms": 600000})
-    edges = "- {from: stt.final, to: notes.text}\n  - {from: notes.text, to: output.notes}\n" \
-            "  - {from: segmenter.text, to: tts.text}"
+    edges = "- {from: stt.final, to: notes.text}\n  - {from: notes.text, to: output.notes}"
     res, tl = run_spec(tmp_path, "cancel", nodes, edges, spoken["question"], keys, fakes,
-                       "--cancel-after", "0.3", "--real-time")
+                       "--cancel-after", "0.3", "--real-time", tts_from="segmenter")
     assert res.returncode == 0, res.stderr
     (turn,) = json.loads(res.stdout)["turns"]
     assert (turn["terminal"], turn["reason"]) == ("abort", "cancelled"), turn
@@ -325,8 +310,9 @@ def test_concurrency_limit_queues_then_rejects_calls_of_one_external_type(
     nodes += "\n  - {id: plain, type: passthrough}"
     edges = "\n  ".join(f"- {{from: stt.final, to: {n}.text}}\n  - {{from: {n}.text, to: "
                         "output.notes}" for n in ("a", "b", "c"))
-    edges += "\n  - {from: plain.out, to: output.notes}\n  - {from: segmenter.text, to: tts.text}"
-    res, tl = run_spec(tmp_path, "limits", nodes, edges, spoken["question"], keys, fakes)
+    edges += "\n  - {from: plain.out, to: output.notes}"
+    res, tl = run_spec(tmp_path, "limits", nodes, edges, spoken["question"], keys, fakes,
+                       tts_from="segmenter")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     recs = records(tl)
@@ -389,7 +375,7 @@ def test_node_check_inventories_external_nodes_and_attest_makes_one_compliant(
     nodes = "\n  ".join([node_line("good_node", good, {}), node_line("unsigned_node", unsigned,
                                                                       {})])
     spec = tmp_path / "inventory.yaml"
-    spec.write_text(SPEC % {"nodes": nodes, "edges": LOUD_EDGES.replace("loud", "good_node")})
+    spec.write_text(spec_text(nodes, LOUD_EDGES.replace("loud", "good_node"), "good_node"))
     env = {"RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}
     res = rspp("node", "check", str(spec), "--json", cwd=tmp_path, env=env)
     assert res.returncode == 1, res.stdout + res.stderr

@@ -5,7 +5,9 @@
 (``region_latency_ms``) is placed in the lowest-latency region with room; an operator
 declares an incident in that region (``rspp cp region incident``) and new sessions go to
 the other region, where they run; closing the incident brings them back. Incidents are
-listed (``rspp cp region list``) and audited.
+listed (``rspp cp region list``) and audited. A provider reported unhealthy in one region
+only (``POST /v1/providers/{id}/health`` with ``region``) turns new sessions away from that
+region the same way, and its report is audited and listed per region.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def _route(url: str, latency: dict[str, Any]) -> httpx.Response:
                             "region_latency_ms": latency})
 
 
+@pytest.mark.timeout(300)  # two runtimes start: minutes on a loaded machine
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     store: str, cp_serve: Callable[..., ControlPlaneServer],
@@ -97,7 +100,8 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     # region A degraded by an operator: routing shifts to region B, where sessions run
     opened = cp_json(cp.url, ADMIN, "region", "incident", "eu", "--reason",
                      "stt provider outage in eu")
-    assert opened == {"region": "eu", "incident": True, "changed": True}
+    # (no session is in flight in eu: the one that ran there ended)
+    assert opened == {"region": "eu", "incident": True, "changed": True, "sessions": []}
     regions = {r["region"]: r for r in cp_json(cp.url, ADMIN, "region", "list")["regions"]}
     assert regions["eu"]["incident"]["reason"] == "stt provider outage in eu"
     assert regions["eu"]["healthy"] == 1 and regions["us"]["incident"] is None
@@ -112,6 +116,29 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
     assert incident["detail"]["reason"] == "stt provider outage in eu"
 
     assert cp_json(cp.url, ADMIN, "region", "clear", "eu")["changed"] is True
+    assert placed(NEAR_EU)["runtime_id"] == "rt-eu"
+
+    # a provider outage in eu only (F-112): new sessions go to us; the report is audited,
+    # listed per region, and leaves the provider's fleet-wide health alone
+    def provider(status: str) -> None:
+        resp = httpx.post(f"{cp.url}/v1/providers/stt-cloud/health", timeout=60,
+                          headers={"Authorization": f"Bearer {ADMIN}"},
+                          json={"status": status, "region": "eu", "error_rate": 0.9})
+        assert resp.status_code == 200, resp.text
+
+    provider("unhealthy")
+    assert placed(NEAR_EU)["runtime_id"] == "rt-us"
+    regions = {r["region"]: r for r in cp_json(cp.url, ADMIN, "region", "list")["regions"]}
+    assert regions["eu"]["providers_unhealthy"] == ["stt-cloud"]
+    assert regions["us"]["providers_unhealthy"] == []
+    audit = httpx.get(f"{cp.url}/v1/audit", headers={"Authorization": f"Bearer {ADMIN}"},
+                      timeout=60).json()["entries"]
+    [outage] = [e for e in audit if e["action"] == "provider.region_health"]
+    assert outage["subject"] == "eu" and outage["detail"]["status"] == "unhealthy"
+    fleet_wide = httpx.get(f"{cp.url}/v1/providers/health", timeout=60,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert "stt-cloud" not in fleet_wide.get("providers", {})
+    provider("healthy")
     assert placed(NEAR_EU)["runtime_id"] == "rt-eu"
     # a bad hint is refused naming the field
     bad = _route(cp.url, {"eu": -5})

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from rspp.testing import voice_assistant_spec
+
 pytestmark = pytest.mark.e2e
 
 STUCK = textwrap.dedent('''
@@ -41,42 +43,22 @@ STUCK = textwrap.dedent('''
             return event
 ''')
 
-SPEC = textwrap.dedent('''
-    name: node-budget
-    version: 1.0.0
-    providers:
-      stt: {primary: pocketsphinx}
-      llm: {primary: local}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: polish, type: "python:slow_nodes:Stuck", timeout_ms: 300%s}
-      - {id: tts, type: tts}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: polish.text}
-      - {from: polish.text, to: tts.text}%s
-      - {from: tts.audio, to: output.audio}
-''')
+def _spec(fallback: bool) -> str:
+    """The reply's sentences pass the stuck node; with ``fallback`` a passthrough node
+    carries them to the TTS when it times out."""
+    on_timeout = ", fallback: {node: plain, on: [timeout]}" if fallback else ""
+    return voice_assistant_spec(
+        "node-budget", before_tts=f'{{id: polish, type: "python:slow_nodes:Stuck", '
+                                  f'timeout_ms: 300{on_timeout}}}',
+        nodes=["{id: plain, type: passthrough}"] if fallback else [],
+        edges=["{from: plain.out, to: tts.text}"] if fallback else [])
 
 
-#: the fallback: a passthrough node feeding the TTS
-FALLBACK = (", fallback: {node: plain, on: [timeout]}}\n  - {id: plain, type: passthrough",
-            "\n  - {from: plain.out, to: tts.text}")
 
-
-def _run(tmp: Path, question: Path, name: str, fallback: tuple[str, str]
+def _run(tmp: Path, question: Path, name: str, fallback: bool
          ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     spec, tl = tmp / f"{name}.yaml", tmp / f"{name}.jsonl"
-    spec.write_text(SPEC % fallback)
+    spec.write_text(_spec(fallback))
     res = subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", "run",
                           str(spec), "--input", str(question), "--timeline", str(tl), "--json"],
                          capture_output=True, text=True, timeout=180, check=False, cwd=tmp,
@@ -89,7 +71,7 @@ def test_a_node_over_its_budget_is_stopped_and_its_fallback_carries_the_turn(
     spoken: dict[str, Path], tmp_path: Path
 ) -> None:
     (tmp_path / "slow_nodes.py").write_text(STUCK)
-    out, records = _run(tmp_path, spoken["question"], "fallback", FALLBACK)
+    out, records = _run(tmp_path, spoken["question"], "fallback", True)
     (turn,) = out["turns"]
     assert turn["terminal"] == "commit", turn
     assert turn["reply"].startswith("I cannot check the weather"), turn
@@ -106,7 +88,7 @@ def test_a_node_over_its_budget_is_stopped_and_its_fallback_carries_the_turn(
     assert not out["dead_letters"]
 
     # without the fallback the budget still stops the node: its sentences are dead letters
-    bare, bare_records = _run(tmp_path, spoken["question"], "bare", ("", ""))
+    bare, bare_records = _run(tmp_path, spoken["question"], "bare", False)
     (lost,) = bare["turns"]
     assert lost["played_s"] == 0.0 and bare["dead_letters"], bare
     assert all(d.startswith("polish:provider_timeout:") for d in bare["dead_letters"])

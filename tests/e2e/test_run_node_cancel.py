@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
 
@@ -71,42 +73,20 @@ WORKERS = textwrap.dedent('''
             await asyncio.Event().wait()
 ''')
 
-SPEC = textwrap.dedent('''
-    name: cancel-modes
-    version: 1.0.0
-    budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}
-    providers:
-      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
-      llm: {primary: local}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: tts, type: tts}
-      - {id: soft_worker, type: "python:cancel_workers:SoftWorker", cancel_mode: soft,
-         cancel_grace_ms: 20000, timeout_ms: 600000}
-      - {id: hard_worker, type: "python:cancel_workers:Forever", cancel_mode: hard,
-         timeout_ms: 600000}
-      - {id: stubborn, type: "python:cancel_workers:Forever", cancel_mode: soft,
-         cancel_grace_ms: 50, timeout_ms: 600000}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: stt.final, to: soft_worker.text}
-      - {from: stt.final, to: hard_worker.text}
-      - {from: stt.final, to: stubborn.text}
-      - {from: soft_worker.text, to: output.notes}
-      - {from: hard_worker.text, to: output.notes}
-      - {from: stubborn.text, to: output.notes}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+WORKER_IDS = ("soft_worker", "hard_worker", "stubborn")
+#: three workers take the final transcript: soft (acknowledges within its grace), hard,
+#: and soft that never acknowledges (its grace is short)
+SPEC = voice_assistant_spec(
+    "cancel-modes", stt=DOMAIN_STT, vad=SILENCE_VAD,
+    head="budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}",
+    nodes=['{id: soft_worker, type: "python:cancel_workers:SoftWorker", cancel_mode: soft,\n'
+           '     cancel_grace_ms: 20000, timeout_ms: 600000}',
+           '{id: hard_worker, type: "python:cancel_workers:Forever", cancel_mode: hard,\n'
+           '     timeout_ms: 600000}',
+           '{id: stubborn, type: "python:cancel_workers:Forever", cancel_mode: soft,\n'
+           '     cancel_grace_ms: 50, timeout_ms: 600000}'],
+    edges=[*(f"{{from: stt.final, to: {n}.text}}" for n in WORKER_IDS),
+           *(f"{{from: {n}.text, to: output.notes}}" for n in WORKER_IDS)])
 
 
 def _records(timeline: Path) -> list[dict[str, Any]]:

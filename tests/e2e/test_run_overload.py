@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
 from rspp.transports import read_wav, write_wav
 
 if TYPE_CHECKING:
@@ -49,35 +50,16 @@ METER = textwrap.dedent('''
             return None
 ''')
 
-SPEC = textwrap.dedent('''
-    name: overload
-    version: 1.0.0
-    budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}
-    overload: {shed_threshold: 3, window_ms: 2000, recover_after_ms: 1000,
-               degrade_providers: {llm: local-responder}}
-    providers:
-      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
-      llm: {primary: local, fallbacks: [local-responder]}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-      - {id: stt, type: stt}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: tts, type: tts}
-      - {id: meter, type: "python:overload_nodes:Meter"}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: input.audio, to: meter.audio,
-         buffer: {strategy: %(strategy)s, max_queue_items: 2%(block)s}}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+SPEC = voice_assistant_spec(
+    "overload", vad=SILENCE_VAD,
+    head="budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}"
+         "\noverload: {shed_threshold: 3, window_ms: 2000, recover_after_ms: 1000,\n"
+         "           degrade_providers: {llm: local-responder}}",
+    providers=f"  stt: {DOMAIN_STT}\n  llm: {{primary: local, fallbacks: [local-responder]}}\n"
+              "  tts: {primary: espeak}",
+    nodes=['{id: meter, type: "python:overload_nodes:Meter"}'],
+    edges=["{from: input.audio, to: meter.audio,\n"
+           "     buffer: {strategy: %(strategy)s, max_queue_items: 2%(block)s}}"])
 
 
 @pytest.fixture

@@ -21,33 +21,13 @@ from typing import Any
 
 import pytest
 
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
 
-SPEC = """
-name: redaction
-version: 1.0.0
-providers:
-  stt: {primary: deepgram}
-  llm: {primary: local}
-  tts: {primary: espeak}
-nodes:
-  - {id: vad, type: vad}
-  - {id: stt, type: stt}
-  - {id: llm, type: llm}
-  - {id: segmenter, type: sentence_segmenter}
-  - {id: tts, type: tts}
-edges:
-  - {from: input.audio, to: vad.audio}
-  - {from: vad.audio, to: stt.audio}
-  - {from: vad.vad, to: stt.vad}
-  - {from: stt.final, to: output.transcript}
-  - {from: stt.final, to: llm.text}
-  - {from: llm.text, to: segmenter.text}
-  - {from: segmenter.text, to: tts.text}
-  - {from: tts.audio, to: output.audio}
-"""
+#: the voice assistant on the Deepgram (fake) STT
+SPEC = voice_assistant_spec("redaction", stt="{primary: deepgram}")
 
 
 def _run(tmp: Path, question: Path, env: dict[str, str], name: str, *extra: str

@@ -23,6 +23,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeOpenAI
 from rspp.testing.fakes._server import serve_asgi
 
@@ -47,33 +48,16 @@ class EchoingOpenAI(FakeOpenAI):
         return await super().chat(request)
 
 
-SPEC = """\
-name: leaky
-version: 1.0.0
-profile: simple/v1
-providers:
-  stt: {{primary: pocketsphinx, timeout_ms: 30000}}
+SPEC = voice_assistant_spec("leaky", head="profile: simple/v1", vad="params: {engine: energy}",
+                            providers="""\
+  stt: {primary: pocketsphinx, timeout_ms: 30000}
   llm:
     primary: openai
     timeout_ms: 30000
-    config: {{api_key: "env://RSPP_E2E_LEAKY_KEY", base_url: "{url}/v1", model: fake}}
-  tts: {{primary: espeak, timeout_ms: 30000}}
-nodes:
-  - {{id: vad, type: vad, params: {{engine: energy}}}}
-  - {{id: stt, type: stt}}
-  - {{id: llm, type: llm}}
-  - {{id: segmenter, type: sentence_segmenter}}
-  - {{id: tts, type: tts}}
-edges:
-  - {{from: input.audio, to: vad.audio}}
-  - {{from: vad.audio, to: stt.audio, buffer: {{max_queue_ms: 60000, max_queue_items: 100000}}}}
-  - {{from: vad.vad, to: stt.vad, buffer: {{max_queue_ms: 60000}}}}
-  - {{from: stt.final, to: output.transcript}}
-  - {{from: stt.final, to: llm.text}}
-  - {{from: llm.text, to: segmenter.text}}
-  - {{from: segmenter.text, to: tts.text}}
-  - {{from: tts.audio, to: output.audio}}
-"""
+    config: {api_key: "env://RSPP_E2E_LEAKY_KEY", base_url: "%s/v1", model: fake}
+  tts: {primary: espeak, timeout_ms: 30000}""",
+                            buffers={"stt.audio": "{max_queue_ms: 60000, max_queue_items: 100000}",
+                                     "stt.vad": "{max_queue_ms: 60000}"})
 
 
 async def test_echoed_api_key_appears_nowhere(spoken: dict[str, Path], tmp_path: Path) -> None:
@@ -85,7 +69,7 @@ async def test_echoed_api_key_appears_nowhere(spoken: dict[str, Path], tmp_path:
                             ("t.jsonl", "log.jsonl", "trace.jsonl", "metrics.txt", "r.wav")}
     async with serve_asgi(fake.app) as url:
         spec = tmp_path / "leaky.yaml"
-        spec.write_text(SPEC.format(url=url))
+        spec.write_text(SPEC % url)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from rspp.cli import main; main()", "run", str(spec),
             "--input", str(spoken["question"]), "--record-level", "L2",

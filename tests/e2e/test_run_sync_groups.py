@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
 
@@ -56,30 +58,18 @@ NODES = textwrap.dedent('''
             return None
 ''')
 
-SPEC = textwrap.dedent('''
-    name: sync-groups
-    version: 1.0.0
-    providers:
-      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
-    nodes:
-      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-      - {id: stt, type: stt}
-      - {id: burst, type: "python:sync_nodes:Burst"}
-      - {id: sink, type: "python:sync_nodes:Sink"}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: burst.text}
-      - from: burst.out
-        to: sink.in
-        buffer:
-          strategy: drop
-          max_queue_items: 2
-          sync_drop_policy: {policy: %s, scope: edge_local, group_by: sync_id,
-                             sync_domain: captions}
-''')
+#: ``%s``: the sync drop policy of the edge from the burst to the sink
+SPEC = voice_assistant_spec(
+    "sync-groups", stt=DOMAIN_STT, vad=SILENCE_VAD, reply=False,
+    nodes=['{id: burst, type: "python:sync_nodes:Burst"}',
+           '{id: sink, type: "python:sync_nodes:Sink"}'],
+    edges=["{from: stt.final, to: burst.text}", """from: burst.out
+    to: sink.in
+    buffer:
+      strategy: drop
+      max_queue_items: 2
+      sync_drop_policy: {policy: %s, scope: edge_local, group_by: sync_id,
+                         sync_domain: captions}"""])
 
 
 def _run(rspp_cli: RsppCli, wav: Path, tmp_path: Path, policy: str

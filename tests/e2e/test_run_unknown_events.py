@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
 
@@ -52,35 +54,13 @@ NODES = textwrap.dedent('''
             return event.derive("text", "echo: " + str(event.payload), final=True)
 ''')
 
-SPEC = textwrap.dedent('''
-    name: unknown-events
-    version: 1.0.0
-    %(default)s
-    providers:
-      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
-      llm: {primary: local}
-      tts: {primary: espeak}
-    nodes:
-      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-      - {id: stt, type: stt}
-      - {id: tagger, type: "python:unknown_nodes:Tagger"}
-      - {id: echo, type: "python:unknown_nodes:Echo"%(node)s}
-      - {id: llm, type: llm}
-      - {id: segmenter, type: sentence_segmenter}
-      - {id: tts, type: tts}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: tagger.text}
-      - {from: tagger.text, to: echo.text}
-      - {from: echo.text, to: output.notes}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: llm.text}
-      - {from: llm.text, to: segmenter.text}
-      - {from: segmenter.text, to: tts.text}
-      - {from: tts.audio, to: output.audio}
-''')
+#: ``%(default)s``: the spec's unknown-event action; ``%(node)s``: the echo node's own
+SPEC = voice_assistant_spec(
+    "unknown-events", head="%(default)s", stt=DOMAIN_STT, vad=SILENCE_VAD,
+    stt_nodes=['{id: tagger, type: "python:unknown_nodes:Tagger"}',
+               '{id: echo, type: "python:unknown_nodes:Echo"%(node)s}'],
+    transcript_edges=["{from: stt.final, to: tagger.text}", "{from: tagger.text, to: echo.text}",
+                      "{from: echo.text, to: output.notes}"])
 
 
 def _spec(tmp_path: Path, *, default: str | None = None, node: str | None = None) -> Path:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
-from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
+from rspp.testing import TEXT_CHAT_SPEC, voice_assistant_spec, with_patient_budgets
 from rspp.testing.fakes import FakeDeepgram, Fault
 from rspp.transports import TurnEvent, read_wav
 
@@ -36,34 +36,12 @@ ADMIN = "sticky-admin-key"
 KEY_ENV = "STICKY_FAKE_DEEPGRAM_KEY"  # not RSPP_*: the served process keeps it
 KEY = "dg-sticky-test-key"
 
-SPEC = with_patient_budgets("""name: sticky-stt
-version: 1.0.0
-profile: simple/v1
-providers:
-  stt:
+SPEC = with_patient_budgets(voice_assistant_spec("sticky-stt", head="profile: simple/v1", stt="""
     primary: deepgram
     fallbacks: [pocketsphinx]
     timeout_ms: 1000
     config: {base_url: "%s", api_key: "env://%s", sticky_fallback: true,
-             retry: {max_retries: 0}}
-  llm: {primary: local}
-  tts: {primary: espeak}
-nodes:
-  - {id: vad, type: vad}
-  - {id: stt, type: stt}
-  - {id: llm, type: llm}
-  - {id: segmenter, type: sentence_segmenter}
-  - {id: tts, type: tts}
-edges:
-  - {from: input.audio, to: vad.audio}
-  - {from: vad.audio, to: stt.audio}
-  - {from: vad.vad, to: stt.vad}
-  - {from: stt.final, to: output.transcript}
-  - {from: stt.final, to: llm.text}
-  - {from: llm.text, to: segmenter.text}
-  - {from: segmenter.text, to: tts.text}
-  - {from: tts.audio, to: output.audio}
-""")
+             retry: {max_retries: 0}}"""))
 
 
 async def _talk(url: str, fake: FakeDeepgram, questions: list[bytes], rate: int

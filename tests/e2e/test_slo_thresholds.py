@@ -17,34 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from rspp.testing import voice_assistant_spec
 from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
 
-SPEC = """
-name: slo-gated
-version: 1.0.0
-providers:
-  stt: {primary: deepgram}
-  llm: {primary: local}
-  tts: {primary: espeak}
-slo: {%s}
-nodes:
-  - {id: vad, type: vad}
-  - {id: stt, type: stt}
-  - {id: llm, type: llm}
-  - {id: segmenter, type: sentence_segmenter}
-  - {id: tts, type: tts}
-edges:
-  - {from: input.audio, to: vad.audio}
-  - {from: vad.audio, to: stt.audio}
-  - {from: vad.vad, to: stt.vad}
-  - {from: stt.final, to: output.transcript}
-  - {from: stt.final, to: llm.text}
-  - {from: llm.text, to: segmenter.text}
-  - {from: segmenter.text, to: tts.text}
-  - {from: tts.audio, to: output.audio}
-"""
+#: the voice assistant on the Deepgram (fake) STT; ``%s``: the spec's SLO thresholds
+SPEC = voice_assistant_spec("slo-gated", stt="{primary: deepgram}", tail="slo: {%s}")
 
 
 def _rspp(*args: str, cwd: Path, env: dict[str, str] | None = None

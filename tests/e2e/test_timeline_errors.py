@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
 
@@ -36,23 +38,10 @@ NODES = textwrap.dedent('''
             return None
 ''')
 
-SPEC = textwrap.dedent('''
-    name: failing-node
-    version: 1.0.0
-    providers:
-      stt: {primary: pocketsphinx, config: {language_model: domain, second_pass: false}}
-    nodes:
-      - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-      - {id: stt, type: stt}
-      - {id: boom, type: "python:boom_nodes:Boom"}
-    edges:
-      - {from: input.audio, to: vad.audio}
-      - {from: vad.audio, to: stt.audio}
-      - {from: vad.vad, to: stt.vad}
-      - {from: stt.final, to: output.transcript}
-      - {from: stt.final, to: boom.text}
-      - {from: boom.text, to: output.text}
-''')
+SPEC = voice_assistant_spec(
+    "failing-node", stt=DOMAIN_STT, vad=SILENCE_VAD, reply=False,
+    nodes=['{id: boom, type: "python:boom_nodes:Boom"}'],
+    edges=["{from: stt.final, to: boom.text}", "{from: boom.text, to: output.text}"])
 
 
 def test_timeline_errors_groups_error_records_of_runs_by_code_and_node(

@@ -13,6 +13,7 @@ from rspp.cli import (
     _cp,
     _cp_change,
     _cp_dr,
+    _cp_placement,
     _cp_session,
     _cp_slo,
     _node,
@@ -42,8 +43,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _cp_session, _cp_slo, _observe,
-               _audio, _run, _replay, _talk, _serve, _node):
+for _group in (_contracts, _spec, _cp, _cp_change, _cp_dr, _cp_placement, _cp_session, _cp_slo,
+               _observe, _audio, _run, _replay, _talk, _serve, _node):
     _group.register(app)
 guard_commands(app)
 

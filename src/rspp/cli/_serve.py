@@ -76,6 +76,12 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    artifact_dir: list[str] = typer.Option(
+        [], "--artifact-dir", help="REGION=DIR (repeatable): a storage root for session "
+        "timelines in REGION (e.g. a mount of that region's storage); --timeline-dir is the "
+        "root in --region. A session's timeline goes to a root its tenant's residency policy "
+        "allows (this runtime's region first); a session none of them suits is refused "
+        "(F-168)."),
     timeline_export_url: str | None = typer.Option(
         None, "--timeline-export-url", envvar="RSPP_TIMELINE_EXPORT_URL",
         help="Export each session's timeline to this http(s) URL instead of a file (F-154): "
@@ -244,6 +250,7 @@ def serve(
         raise typer.Exit(2)
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
+    artifact_dirs = _artifact_dirs(artifact_dir, region, timeline_dir)
     opts = ServeOptions(spec=spec, host=host, port=port, control_plane=control_plane,
                         api_key=api_key, token_secret=token_secret, db_url=db, tls=tls,
                         runtime_id=runtime_id, capacity=capacity, region=region,
@@ -251,6 +258,7 @@ def serve(
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        artifact_dirs=artifact_dirs,
                         timeline_export_url=timeline_export_url,
                         timeline_buffer=timeline_buffer,
                         kernel_overhead_budget_us=kernel_budget_us,
@@ -279,6 +287,26 @@ def serve(
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _artifact_dirs(values: list[str], region: str, timeline_dir: Path | None) -> dict[str, Path]:
+    """``--artifact-dir REGION=DIR`` values by region (created); one root per region."""
+    from rspp.server._artifacts import parse_artifact_dir
+
+    out: dict[str, Path] = {}
+    for value in values:
+        try:
+            where, directory = parse_artifact_dir(value)
+        except ValueError as exc:
+            typer.echo(f"error: --artifact-dir {exc}", err=True)
+            raise typer.Exit(2) from None
+        if where in out or (where == region and timeline_dir is not None):
+            typer.echo(f"error: --artifact-dir {value!r}: region {where} has a root already "
+                       "(--timeline-dir is the root in --region)", err=True)
+            raise typer.Exit(2)
+        directory.mkdir(parents=True, exist_ok=True)
+        out[where] = directory
+    return out
 
 
 def _ice_servers(values: list[str]) -> tuple[IceServer, ...]:

@@ -36,6 +36,7 @@ from rspp.controlplane._openapi import openapi_document
 from rspp.controlplane._policy import PolicyDocument, SessionAttributes, evaluate_policy
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
+from rspp.controlplane._residency import TenantPlacement
 from rspp.controlplane._rollout import RolloutState, cohort_bucket, in_canary
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._server import ControlPlaneServer
@@ -81,6 +82,7 @@ __all__ = [
     "SessionRoute",
     "SessionStatus",
     "Store",
+    "TenantPlacement",
     "TokenInvalid",
     "TokenIssuer",
     "TokenKeys",

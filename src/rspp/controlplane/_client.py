@@ -20,6 +20,7 @@ from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
 from rspp.controlplane._notices import NoticesRequest, RuntimeNotice
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
+    ArtifactLocation,
     HeartbeatRequest,
     HeldBy,
     HeldLease,
@@ -244,6 +245,7 @@ class ControlPlaneClient:
         capacity: int = 100,
         runtime_version: str = __version__,
         schema_version: str = SCHEMA_VERSION,
+        artifact_regions: list[str] | None = None,
     ) -> RuntimeInstance:
         """Register (declaring this release and schema: the control plane checks the skew)."""
         body = RegisterRuntimeRequest(
@@ -252,6 +254,7 @@ class ControlPlaneClient:
             transport_kind=transport_kind,
             region=region,
             capacity=capacity,
+            artifact_regions=artifact_regions,
             runtime_version=runtime_version,
             schema_version=schema_version,
         )
@@ -354,8 +357,10 @@ class ControlPlaneClient:
 
     async def report_status(self, session_id: str, status: str,
                             summary: UsageSummary | None = None,
+                            artifacts: ArtifactLocation | None = None,
                             reason: str | None = None) -> SessionInfo:
         body = StatusRequest(status=status, summary=summary,  # type: ignore[arg-type]
+                             artifacts=artifacts,
                              reason=reason[:500] if reason is not None else None)
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)

@@ -55,7 +55,7 @@ class ControlPlaneCore:
             placement_grace_ms=settings.placement_grace_ms,
         )
         self.leases = LeaseManager(store, self.audit, clock)
-        self.sessions = SessionBook(self.routing, self.leases)
+        self.sessions = SessionBook(self.routing, self.leases, self.audit)
         #: the token signing keys by reference, rotated online (F-169)
         self.signing = SigningKeyRing(
             store, self.audit, self.token_keys, bootstrap_ref=settings.token_key_ref,

@@ -6,7 +6,8 @@ Sits under :class:`rspp.errors.ControlPlaneError`::
     └── CPError                 code + field + HTTP status
         ├── NotFound            404 not_found
         ├── Conflict            409 conflict (immutability, lease held, CAS lost)
-        │   └── VersionSkew     409 version_skew (runtime release/schema outside the window)
+        │   ├── VersionSkew     409 version_skew (runtime release/schema outside the window)
+        │   └── ResidencyViolation  409 residency_violation (runtime outside the tenant's regions)
         ├── MalformedBody       400 malformed (body is not JSON / not UTF-8)
         ├── InvalidRequest      422 invalid (bad field value; message says how to fix)
         ├── BodyTooLarge        413 too_large (body or document over its size limit)
@@ -15,6 +16,7 @@ Sits under :class:`rspp.errors.ControlPlaneError`::
         ├── TokenInvalid        401 token_invalid (tampered, expired, wrong key)
         └── Unavailable         503 unavailable (server unreachable)
             └── NoCapacity      409 no_capacity (no healthy runtime with room)
+                └── ResidencyUnplaceable  409 residency_no_runtime (none inside the regions)
 """
 
 from __future__ import annotations
@@ -101,6 +103,19 @@ class NoCapacity(Unavailable):
     code = "no_capacity"
 
 
+class ResidencyViolation(Conflict):
+    """A move or start of a session onto a runtime outside its tenant's regions (F-168)."""
+
+    code = "residency_violation"
+
+
+class ResidencyUnplaceable(NoCapacity):
+    """No healthy runtime with room inside the tenant's regions (F-168); nothing is placed
+    outside them."""
+
+    code = "residency_no_runtime"
+
+
 ERRORS_BY_CODE: dict[str, type[CPError]] = {
     cls.code: cls
     for cls in (
@@ -116,5 +131,7 @@ ERRORS_BY_CODE: dict[str, type[CPError]] = {
         TokenKeyUnknown,
         Unavailable,
         NoCapacity,
+        ResidencyViolation,
+        ResidencyUnplaceable,
     )
 }

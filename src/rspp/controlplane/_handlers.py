@@ -228,6 +228,7 @@ async def register_runtime(c: Call) -> Any:
         transport_kind=b.transport_kind,
         region=b.region,
         capacity=b.capacity,
+        artifact_regions=b.artifact_regions,
         runtime_version=b.runtime_version,
         schema_version=b.schema_version,
     )
@@ -263,6 +264,7 @@ async def provider_health(c: Call) -> ProviderHealthReply:
         error_rate=b.error_rate,
         latency_p95_ms=b.latency_p95_ms,
         price_usd=b.price_usd,
+        region=b.region,
     )
     return ProviderHealthReply(version=version)
 
@@ -306,7 +308,7 @@ async def session_status(c: Call) -> Any:
 async def report_status(c: Call) -> Any:
     status = SessionStatus(c.body.status)
     return await c.cp.report_status(c.principal, c.path["session_id"], status, c.body.summary,
-                                    reason=c.body.reason)
+                                    artifacts=c.body.artifacts, reason=c.body.reason)
 
 
 async def session_summary(c: Call) -> Any:

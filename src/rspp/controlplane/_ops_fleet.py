@@ -16,7 +16,9 @@ from rspp.contracts import (
 from rspp.controlplane._errors import Conflict, CPError, NoCapacity, NotFound
 from rspp.controlplane._ops_handoffs import HandoffOps
 from rspp.controlplane._rbac import Principal, Role
-from rspp.controlplane._routing import RuntimeInstance
+from rspp.controlplane._region_failover import fail_region_over
+from rspp.controlplane._residency import placements_in
+from rspp.controlplane._routing import ROUTING_COUNTER, RuntimeInstance
 from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
     MigrationMode,
@@ -76,20 +78,26 @@ class FleetOps(HandoffOps):
             return silent
 
         marked = await self._write(mark, "mark silent runtimes")
+        async with self.store.engine.connect() as conn:
+            modes = {t: p.failover_mode for t, p in (await placements_in(conn)).items()
+                     if p.failover_mode is not None}
         # operator hand-offs whose holder never released (and whose request is gone): at
         # most once a second (the sweep runs every 100 ms in a busy fleet)
         now = self.clock()
         if now - getattr(self, "_handoffs_swept_ms", 0) >= _HANDOFF_SWEEP_MS:
             self._handoffs_swept_ms = now
             await self.finish_expired_handoffs()
-        if self.settings.failover_mode != "migrate":
+        default = self.settings.failover_mode
+        if default != "migrate" and "migrate" not in modes.values():
             return FailoverSweep(marked=tuple(marked))
         now = self.clock()
         async with self.store.engine.connect() as conn:
             down = [r.runtime_id for r in await self.routing.all_in(conn)
                     if r.effective_health(now, self.routing.heartbeat_timeout_ms)
                     == RuntimeHealth.UNHEALTHY]
-            todo = [(rt, sid) for rt in down for sid in await self.sessions.active_on_in(conn, rt)]
+            todo = [(str(row.runtime_id), str(row.session_id))
+                    for row in await self._live_on(conn, down)
+                    if modes.get(row.tenant_id, default) == "migrate"]
         moved: list[MigrationResult] = []
         waiting = 0
         for start in range(0, len(todo), _SWEEP_BATCH):
@@ -104,6 +112,16 @@ class FleetOps(HandoffOps):
             moved += done
             waiting += left
         return FailoverSweep(marked=tuple(marked), migrated=tuple(moved), waiting=waiting)
+
+    async def _live_on(self, conn: AsyncConnection, runtime_ids: list[str]) -> list[Any]:
+        """The live sessions (id, tenant, runtime) on ``runtime_ids``."""
+        if not runtime_ids:
+            return []
+        return list(await conn.execute(
+            select(sessions.c.session_id, sessions.c.tenant_id, sessions.c.runtime_id)
+            .where(sessions.c.runtime_id.in_(runtime_ids),
+                   sessions.c.status != SessionStatus.ENDED.value)
+            .order_by(sessions.c.runtime_id, sessions.c.session_id)))
 
     async def _move_expired(
         self, conn: AsyncConnection, batch: list[tuple[str, str]], now: int
@@ -160,6 +178,7 @@ class FleetOps(HandoffOps):
         region: str = "default",
         capacity: int = 100,
         runtime_version: str | None = None,
+        artifact_regions: list[str] | None = None,
         schema_version: str | None = None,
     ) -> RuntimeInstance:
         await self.authorize(principal, Role.OPERATOR, "register runtime")
@@ -174,6 +193,7 @@ class FleetOps(HandoffOps):
                 region=region,
                 capacity=capacity,
                 now_ms=now,
+                artifact_regions=artifact_regions,
             )
             return await self.routing.get_in(conn, runtime_id)
 
@@ -269,7 +289,9 @@ class FleetOps(HandoffOps):
     async def set_region_incident(self, principal: Principal, region: str, *,
                                   reason: str | None) -> dict[str, Any]:
         """Open (``reason``) or close (None) a region-level incident (F-110, F-112): new
-        sessions and failover moves avoid the region while another has room; audited."""
+        sessions and failover moves avoid the region while another has room; audited.
+        Opening it applies each in-flight session's failover mode there (F-113,
+        :mod:`rspp.controlplane._region_failover`): listed in ``sessions``."""
         await self.authorize(principal, Role.OPERATOR, "set a region incident")
 
         async def work(conn: AsyncConnection, now: int) -> dict[str, Any]:
@@ -283,6 +305,9 @@ class FleetOps(HandoffOps):
             return {"region": region, "incident": reason is not None, "changed": changed}
 
         result: dict[str, Any] = await self._write(work, "set region incident")
+        if reason is not None:
+            moves = await fail_region_over(self, principal, region)
+            result["sessions"] = msgspec.to_builtins(moves.sessions)
         return result
 
     async def regions(self, principal: Principal) -> list[dict[str, Any]]:
@@ -292,9 +317,11 @@ class FleetOps(HandoffOps):
             now = self.clock()
             fleet = await self.routing.all_placed_in(conn, now_ms=now)
             incidents = await self.routing.incidents_in(conn)
+            impaired = await self.routing.impaired_in(conn)
         out: dict[str, dict[str, Any]] = {
-            name: {"region": name, "runtimes": 0, "healthy": 0, "free": 0, "incident": inc}
-            for name, inc in incidents.items()}
+            name: {"region": name, "runtimes": 0, "healthy": 0, "free": 0,
+                   "incident": incidents.get(name)}
+            for name in {*incidents, *impaired}}
         timeout = self.settings.heartbeat_timeout_ms
         for r in fleet:
             row = out.setdefault(r.region, {"region": r.region, "runtimes": 0, "healthy": 0,
@@ -303,7 +330,24 @@ class FleetOps(HandoffOps):
             if r.effective_health(now, timeout) == RuntimeHealth.HEALTHY:
                 row["healthy"] += 1
                 row["free"] += max(0, r.capacity - r.placement_load)
+        for name, providers in impaired.items():
+            out[name]["providers_unhealthy"] = providers
         return [out[k] for k in sorted(out)]
+
+    async def _report_in_region(self, principal: Principal, provider_id: str, region: str,
+                                status: ProviderStatus, error_rate: float) -> int:
+        async def work(conn: AsyncConnection, now: int) -> int:
+            before = await self.routing.report_region_provider_in(
+                conn, region=region, provider_id=provider_id, status=status,
+                actor=principal.key_id, now_ms=now)
+            if before != status.value:
+                await self.audit.append_in(
+                    conn, actor=principal.key_id, action="provider.region_health",
+                    subject=region, detail={"provider_id": provider_id, "status": status.value,
+                                            "before": before, "error_rate": error_rate})
+            return await self.store.read_counter(conn, ROUTING_COUNTER)
+
+        return await self._write(work, "regional provider health")
 
     async def runtimes(self, principal: Principal) -> list[RuntimeInstance]:
         await self.authorize(principal, Role.VIEWER, "list runtimes")
@@ -324,8 +368,16 @@ class FleetOps(HandoffOps):
         error_rate: float = 0.0,
         latency_p95_ms: int | None = None,
         price_usd: float | None = None,
+        region: str | None = None,
     ) -> int:
+        """Record a provider's health: fleet-wide (policy provider selection), or as seen in
+        one ``region`` (F-112: placement avoids a region where a provider is unhealthy;
+        a change is audited ``provider.region_health``)."""
         await self.authorize(principal, Role.OPERATOR, "report provider health")
+
+        if region is not None:
+            return await self._report_in_region(principal, provider_id, region, status,
+                                                error_rate)
 
         async def work(conn: AsyncConnection, now: int) -> int:
             return await self.routing.report_provider_in(

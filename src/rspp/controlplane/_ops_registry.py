@@ -21,9 +21,11 @@ from rspp.controlplane._configs import (
     scope_tenant,
 )
 from rspp.controlplane._core import ControlPlaneCore
+from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
+from rspp.controlplane._interface import compare_interfaces
 from rspp.controlplane._policy import parse_policy
 from rspp.controlplane._rbac import Principal, Role
-from rspp.controlplane._registry import ModuleRecord, PipelineRecord
+from rspp.controlplane._registry import ModuleRecord, PipelineRecord, PreparedSpec
 from rspp.controlplane._rollout import RolloutState
 from rspp.spec import day_of
 
@@ -41,6 +43,7 @@ class RegistryOps(ControlPlaneCore):
         name = prepared.valid.name
         await self.guard_budget(principal, "publish", name,
                                 f"{name}@{prepared.valid.version}", force=force)
+        await self._check_interface(principal, prepared, filename)
 
         async def work(conn: AsyncConnection, now: int) -> tuple[PipelineRecord, bool]:
             await self.store.lock(conn, f"pipeline:{prepared.valid.name}")
@@ -58,6 +61,38 @@ class RegistryOps(ControlPlaneCore):
             return record, created
 
         return await self._write(work, "publish")
+
+    async def _check_interface(self, principal: Principal, prepared: PreparedSpec,
+                               filename: str) -> None:
+        """Refuse a breaking change of the pipeline's event interface without a major
+        bump (F-028): audited ``publish.incompatible``, 409 ``incompatible_change``."""
+        new = prepared.valid
+        try:
+            latest = await self.registry.get(new.name)
+        except NotFound:
+            return
+        if latest.version == new.version or latest.spec_text is None:
+            return  # republishing a version: the registry answers (same or refused)
+        try:
+            old = await self.registry.prepare(latest.spec_text, filename=filename,
+                                              as_of=day_of(self.clock()))
+        except InvalidRequest:
+            # the latest version no longer compiles today (a deprecated field it used is
+            # now refused, F-163): the new version is what replaces it
+            return
+        report = compare_interfaces(latest.version, old.valid.interface, new.version,
+                                    new.interface)
+        if report.allowed:
+            return
+        paths = [f"{c.path}: {c.message}" for c in report.breaking]
+        await self.audit.append(actor=principal.key_id, action="publish.incompatible",
+                                subject=f"{new.name}@{new.version}",
+                                detail={"from": latest.version, "breaking": paths})
+        raise Conflict(
+            f"{new.name}@{new.version} breaks the event interface of {latest.version}: "
+            + "; ".join(paths) + f"; restore them or bump the major version "
+            f"(e.g. {_next_major(latest.version)})",
+            field=report.breaking[0].path, code="incompatible_change")
 
     async def publish_module(
         self, principal: Principal, module_text: str
@@ -276,3 +311,8 @@ class RegistryOps(ControlPlaneCore):
         await self.authorize(principal, Role.VIEWER, f"list {kind.value}")
         async with self.store.engine.connect() as conn:
             return await list_configs(conn, kind, scope)
+
+
+def _next_major(version: str) -> str:
+    head = version.lstrip("v").split(".")[0]
+    return f"{int(head) + 1}.0.0" if head.isdigit() else "the next major version"

@@ -30,6 +30,7 @@ from rspp.controlplane._errors import (
     Forbidden,
     NoCapacity,
     NotFound,
+    ResidencyUnplaceable,
 )
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange, LeaseRenewal
 from rspp.controlplane._ops_handoffs import HandoffOps
@@ -41,6 +42,8 @@ from rspp.controlplane._policy import (
     selection_detail,
 )
 from rspp.controlplane._rbac import Principal, Role
+from rspp.controlplane._requests import ArtifactLocation
+from rspp.controlplane._residency import placement_in, residency_detail
 from rspp.controlplane._schema import sessions
 from rspp.controlplane._sessions import (
     SessionInfo,
@@ -98,6 +101,21 @@ class SessionOps(HandoffOps):
                                    subject=sid, tenant_id=tenant_id,
                                    detail=selection_detail(decision, found, version))
 
+    async def _audit_refusal(self, principal: Principal, sid: str, tenant_id: str,
+                             exc: ResidencyUnplaceable) -> None:
+        """Audit ``residency.refused``: a route nothing inside the tenant's regions could take
+        (its own transaction: the route's was rolled back)."""
+
+        async def work(conn: AsyncConnection, now: int) -> bool:
+            policy = await placement_in(conn, tenant_id)
+            detail = (residency_detail(policy, reason=exc.message) if policy is not None
+                      else {"reason": exc.message})
+            await self.audit.append_in(conn, actor=principal.key_id, action="residency.refused",
+                                       subject=sid, tenant_id=tenant_id, detail=detail)
+            return True  # (None would mean "retry")
+
+        await self._write(work, "audit residency refusal")
+
     # -- sessions: route, token, status, leases (F-099, F-119, F-101, F-095) -----------------
     async def route_session(
         self,
@@ -128,10 +146,12 @@ class SessionOps(HandoffOps):
                 ttl_ms=self.settings.snapshot_ttl_ms,
             )
             no_room: NoCapacity | None = None
+            residency = await placement_in(conn, tenant_id)
             try:
                 runtime = await self.routing.place_in(conn, region=attrs.get("region"),
                                                       now_ms=now,
-                                                      latency_ms=region_latency_ms)
+                                                      latency_ms=region_latency_ms,
+                                                      residency=residency)
                 view = await self.routing.view_in(conn, runtime.runtime_id, now_ms=now)
             except NoCapacity as exc:  # admission speaks first (a rejection is a 429)
                 no_room = exc
@@ -171,6 +191,12 @@ class SessionOps(HandoffOps):
             )
             if change is None:
                 return None
+            if residency is not None and residency.regions is not None:
+                await self.audit.append_in(
+                    conn, actor=principal.key_id, action="residency.placed", subject=sid,
+                    tenant_id=tenant_id, detail=residency_detail(
+                        residency, runtime_id=runtime.runtime_id, region=runtime.region,
+                        artifact_regions=runtime.artifact_regions))
             if policy is not None:
                 doc = parse_policy(policy.body)
                 await self._audit_selection(conn, principal, sid, tenant_id, doc, attrs,
@@ -213,7 +239,11 @@ class SessionOps(HandoffOps):
                 admission=outcome,
             )
 
-        result = await self._write(work, "route session")
+        try:
+            result = await self._write(work, "route session")
+        except ResidencyUnplaceable as exc:
+            await self._audit_refusal(principal, sid, tenant_id, exc)
+            raise
         if isinstance(result, SessionRoute):
             self.gate_metrics.admission(tenant_id, result.admission.outcome_kind.value)
             return result
@@ -296,11 +326,14 @@ class SessionOps(HandoffOps):
     async def report_status(
         self, principal: Principal, session_id: str, status: SessionStatus,
         summary: UsageSummary | None = None, *, reason: str | None = None,
+        artifacts: ArtifactLocation | None = None,
     ) -> SessionInfo:
         """Record a runtime's status report; ``summary`` (at the end) joins the tenant's
         audit log as ``session.summary`` (F-075), and an ``ended`` report's ``reason`` as
         ``session.ended`` (F-091: a disconnected session cleaned up after its resume
-        window is audited with ``resume_window_expired``)."""
+        window is audited with ``resume_window_expired``); ``artifacts`` (where the runtime
+        stores the session's artifacts) is audited ``residency.artifacts`` with whether the
+        tenant's regions allow it (F-168, NF-034)."""
         await self.authorize(principal, Role.OPERATOR, "report session status")
         if summary is not None and summary.session_id != session_id:
             raise Conflict(f"summary.session_id {summary.session_id!r} is not the session "
@@ -321,6 +354,17 @@ class SessionOps(HandoffOps):
                                            detail={"reason": reason,
                                                    "runtime_id": info.runtime_id},
                                            tenant_id=info.tenant_id)
+            if artifacts is not None:
+                residency = await placement_in(conn, info.tenant_id)
+                allowed = (residency is None or residency.regions is None
+                           or artifacts.region in residency.regions)
+                await self.audit.append_in(
+                    conn, actor=principal.key_id, action="residency.artifacts",
+                    subject=session_id, tenant_id=info.tenant_id,
+                    detail={"region": artifacts.region, "location": artifacts.location,
+                            "runtime_id": info.runtime_id, "within_policy": allowed,
+                            "regions": residency.regions if residency else None,
+                            "jurisdiction": residency.jurisdiction if residency else None})
             return await self.sessions.set_status_in(conn, session_id, status, now_ms=now)
 
         info = await self._write(work, "report status")

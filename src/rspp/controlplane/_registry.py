@@ -47,6 +47,9 @@ class ValidatedSpec(msgspec.Struct, frozen=True, kw_only=True):
     version: str
     spec_hash: str
     subgraph_refs: tuple[str, ...]
+    #: the pipeline's event interface: ``inputs``/``outputs`` port name -> payload type
+    #: (what clients send and receive; checked for compatibility at publish, F-028)
+    interface: dict[str, dict[str, str]] = {}
 
 
 def _spec_issue(exc: Any) -> InvalidRequest:
@@ -75,12 +78,15 @@ def validate_spec(
             ref: parse_spec_text(body, f"module {ref}")
             for ref, body in (modules_by_ref or {}).items()
         }
-        compile_spec(spec, subgraphs=MappingSubgraphResolver(resolved), as_of=as_of)
+        graph = compile_spec(spec, subgraphs=MappingSubgraphResolver(resolved), as_of=as_of)
     except SpecInvalid as exc:
         raise _spec_issue(exc) from None
     refs = tuple(use.use for use in spec.subgraphs)
+    interface = {"inputs": {p.name: str(p.type) for p in graph.entry_ports},
+                 "outputs": {p.name: str(p.type) for p in graph.exit_ports}}
     return ValidatedSpec(
-        name=spec.name, version=spec.version, spec_hash=spec_hash(spec), subgraph_refs=refs
+        name=spec.name, version=spec.version, spec_hash=spec_hash(spec), subgraph_refs=refs,
+        interface=interface,
     )
 
 

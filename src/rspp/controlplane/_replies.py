@@ -14,6 +14,7 @@ from rspp.controlplane._audit import AuditEntry
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigVersion
 from rspp.controlplane._leases import LeaseRenewal
+from rspp.controlplane._region_failover import SessionFailover
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
 from rspp.controlplane._rollout import RolloutState
 from rspp.controlplane._routing import RuntimeInstance
@@ -105,6 +106,8 @@ class RegionIncidentReply(_Reply, frozen=True, kw_only=True):
     region: str
     incident: bool
     changed: bool
+    #: opening: what each in-flight session of the region does (F-113)
+    sessions: list[SessionFailover] = []
 
 
 class Incident(_Reply, frozen=True, kw_only=True):
@@ -119,6 +122,8 @@ class RegionRow(_Reply, frozen=True, kw_only=True):
     healthy: int
     free: int
     incident: Incident | None = None
+    #: providers reported unhealthy in the region (F-112)
+    providers_unhealthy: list[str] = []
 
 
 class RegionList(_Reply, frozen=True, kw_only=True):

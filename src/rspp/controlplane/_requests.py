@@ -274,6 +274,8 @@ class RegisterRuntimeRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fi
     transport_kind: Short = "websocket"
     region: Short = "default"
     capacity: Capacity = 100
+    #: regions where the runtime stores session artifacts (timelines, recordings; F-168)
+    artifact_regions: Annotated[list[Short], Meta(max_length=64)] | None = None
     #: the runtime's release and the contract schema it writes (version-skew policy)
     runtime_version: ReleaseVersion | None = None
     schema_version: SchemaVersionName | None = None
@@ -296,6 +298,9 @@ class ProviderHealthRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fie
     #: the provider's current unit price in USD (a price signal, F-066); left out: the
     #: last reported price stands
     price_usd: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
+    #: the provider's health as seen in this region only (F-112): placement avoids a region
+    #: where a provider is unhealthy; fleet-wide health (policy selection) is left as it is
+    region: Short | None = None
 
 
 class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -309,14 +314,35 @@ class RouteRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True)
                                  Meta(max_length=64)] | None = None
 
 
+class PlacementRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tenant's placement policy (F-168, NF-034, F-113); replaces the one set before."""
+
+    #: regions the tenant's sessions may be processed and their artifacts stored in
+    regions: Annotated[list[Short], Meta(min_length=1, max_length=64)] | None = None
+    #: the jurisdiction the regions stand for (``EU``), recorded in residency audit entries
+    jurisdiction: Short | None = None
+    #: how in-flight sessions fail over in a region incident (unset: the deployment's)
+    failover_mode: Literal["migrate", "drain"] | None = None
+
+
 class IncidentRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Declare a region-level incident (F-112): placement avoids the region."""
 
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
 
 
+class ArtifactLocation(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where a runtime stores a session's artifacts (F-168): the region of the storage
+    root and the location in it."""
+
+    region: Short
+    location: Annotated[str, Meta(min_length=1, max_length=1000)]
+
+
 class StatusRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: Literal["connected", "running", "degraded", "ended"]
+    #: where the runtime stores the session's artifacts (reported with ``running``)
+    artifacts: ArtifactLocation | None = None
     #: the session's usage summary, reported with ``ended`` (F-075)
     summary: UsageSummary | None = None
     #: why it ended (``client_end``, ``resume_window_expired`` after a disconnect...),

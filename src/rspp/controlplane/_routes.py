@@ -46,6 +46,7 @@ from rspp.controlplane._ops_gates import GateIngest, RolloutStatus
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._rbac import Role
 from rspp.controlplane._registry import ModuleRecord, PipelineRecord
+from rspp.controlplane._residency import TenantPlacement
 from rspp.controlplane._routing import RuntimeInstance
 from rspp.controlplane._service import SessionRoute
 from rspp.controlplane._session_start import SessionStart, SessionStartRequest, start_session
@@ -63,6 +64,12 @@ from rspp.controlplane._session_state import (
 from rspp.controlplane._sessions import MigrationResult, SessionInfo
 from rspp.controlplane._signing_keys import KeyStatus
 from rspp.controlplane._slo import SloReport
+from rspp.controlplane._tenant_placement import (
+    PlacementCleared,
+    clear_placement,
+    get_placement,
+    put_placement,
+)
 from rspp.providers import UsageSummary
 
 Handler = Callable[[h.Call], Awaitable[Any]]
@@ -269,6 +276,15 @@ ROUTES: tuple[Op, ...] = (
        errors=(409, 422), tag="tokens"),
     Op("GET", "/v1/tokens/keys/status", h.token_key_status, V, _S.FLEET,
        "Signing-key ages against the maximum key age", response=KeyStatus, tag="tokens"),
+    # tenant placement policy: data residency and failover mode (F-168, NF-034, F-113)
+    Op("PUT", "/v1/tenants/{tenant_id}/placement", put_placement, A, _S.FLEET,
+       "Set a tenant's placement policy (regions, jurisdiction, failover mode)",
+       body=q.PlacementRequest, response=TenantPlacement, errors=(422,), tag="sessions"),
+    Op("GET", "/v1/tenants/{tenant_id}/placement", get_placement, V, _S.TENANT,
+       "A tenant's placement policy", tenant=_T("path", "tenant_id"),
+       response=TenantPlacement, tag="sessions"),
+    Op("DELETE", "/v1/tenants/{tenant_id}/placement", clear_placement, A, _S.FLEET,
+       "Remove a tenant's placement policy", response=PlacementCleared, tag="sessions"),
     Op("GET", "/v1/tenants/{tenant_id}/outcomes", h.outcomes, V, _S.TENANT,
        "Admission outcomes of a tenant", tenant=_T("path", "tenant_id"),
        response=r.OutcomeList, tag="sessions"),

@@ -18,6 +18,7 @@ snapshots expire after ``snapshot_ttl_ms`` (staleness bound, F-159).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -32,11 +33,18 @@ from rspp.contracts import (
     RuntimeHealth,
     SnapshotMeta,
 )
-from rspp.controlplane._errors import InvalidRequest, NoCapacity, NotFound
+from rspp.controlplane._errors import (
+    InvalidRequest,
+    NoCapacity,
+    NotFound,
+    ResidencyUnplaceable,
+)
+from rspp.controlplane._residency import TenantPlacement, runtime_allowed
 from rspp.controlplane._schema import (
     counters,
     provider_health,
     region_incidents,
+    region_provider_health,
     runtimes,
     sessions,
 )
@@ -75,6 +83,8 @@ class RuntimeInstance(msgspec.Struct, frozen=True, kw_only=True):
     last_heartbeat_ms: int
     #: sessions the control plane placed there that have not ended (see the module docstring)
     placed: int = 0
+    #: regions where the runtime stores session artifacts (None: it declared none)
+    artifact_regions: list[str] | None = None
 
     @property
     def placement_load(self) -> int:
@@ -108,6 +118,7 @@ class RoutingTable:
         region: str,
         capacity: int,
         now_ms: int,
+        artifact_regions: list[str] | None = None,
     ) -> int:
         if capacity < 1:
             raise InvalidRequest(f"capacity must be >= 1, got {capacity}", field="capacity")
@@ -118,6 +129,8 @@ class RoutingTable:
             "health": RuntimeHealth.HEALTHY.value,
             "capacity": capacity,
             "last_heartbeat_ms": now_ms,
+            "artifact_regions_json": (None if artifact_regions is None
+                                      else json.dumps(sorted(set(artifact_regions)))),
         }
         result = await conn.execute(
             update(runtimes).where(runtimes.c.runtime_id == runtime_id).values(**values)
@@ -230,6 +243,7 @@ class RoutingTable:
         exclude: str | None = None,
         exact: bool = True,
         latency_ms: dict[str, int] | None = None,
+        residency: TenantPlacement | None = None,
     ) -> RuntimeInstance:
         """A healthy runtime with room: the requested region first, then the lowest load.
 
@@ -240,12 +254,18 @@ class RoutingTable:
         choosing, placements that other open transactions of this process made count too,
         so a burst spreads evenly.
 
-        Regions (F-110, F-112): a region an operator declared in an incident is used only
-        when no other region has a healthy runtime with room; with ``latency_ms`` (the
+        Regions (F-110, F-112): a region an operator declared in an incident, or where a
+        provider is reported unhealthy, is used only when no other region has a healthy
+        runtime with room; with ``latency_ms`` (the
         client's measured latency per region) the lowest-latency region with room comes
-        first (a region without a figure after every one with), else the requested region."""
-        fleet = await self.all_placed_in(conn, now_ms=now_ms)
-        incidents = set(await self.incidents_in(conn))
+        first (a region without a figure after every one with), else the requested region.
+
+        ``residency`` (F-168): only runtimes inside the tenant's regions (processing and
+        artifact storage) are candidates; none with room: :class:`ResidencyUnplaceable`."""
+        fleet = [r for r in await self.all_placed_in(conn, now_ms=now_ms)
+                 if runtime_allowed(residency, r.region, r.artifact_regions)]
+        # a region in an incident, or where a provider is reported unhealthy (F-112)
+        incidents = set(await self.incidents_in(conn)) | set(await self.impaired_in(conn))
         others: dict[str, int] = {}
         for cid, counts in self._pending.items():
             if cid != id(conn):
@@ -266,6 +286,11 @@ class RoutingTable:
                 and r.placement_load < r.capacity  # room: what is committed (others' open
                 # placements only rank: they may still be refused by admission)
             ]
+            if not candidates and residency is not None and residency.regions is not None:
+                raise ResidencyUnplaceable(
+                    f"no healthy runtime with free capacity in the regions tenant "
+                    f"{residency.tenant_id} is restricted to ({', '.join(residency.regions)}); "
+                    "nothing is placed outside them", field="tenant_id")
             if not candidates:
                 raise NoCapacity(
                     "no healthy runtime instance with free capacity; register or heal a runtime",
@@ -301,6 +326,37 @@ class RoutingTable:
         rows = (await conn.execute(select(region_incidents))).all()
         return {r.region: {"reason": r.reason, "opened_by": r.opened_by,
                            "opened_at_ms": r.opened_at_ms} for r in rows}
+
+    async def impaired_in(self, conn: AsyncConnection) -> dict[str, list[str]]:
+        """Regions where a provider is reported unhealthy: region -> those providers."""
+        rows = (await conn.execute(
+            select(region_provider_health.c.region, region_provider_health.c.provider_id)
+            .where(region_provider_health.c.status == ProviderStatus.UNHEALTHY.value)
+            .order_by(region_provider_health.c.region, region_provider_health.c.provider_id)
+        )).all()
+        out: dict[str, list[str]] = {}
+        for region, provider_id in rows:
+            out.setdefault(str(region), []).append(str(provider_id))
+        return out
+
+    async def report_region_provider_in(
+        self, conn: AsyncConnection, *, region: str, provider_id: str, status: ProviderStatus,
+        actor: str, now_ms: int,
+    ) -> str | None:
+        """Record ``provider_id``'s health in ``region``; the status it had (None: none)."""
+        where = ((region_provider_health.c.region == region)
+                 & (region_provider_health.c.provider_id == provider_id))
+        before = (await conn.execute(
+            select(region_provider_health.c.status).where(where))).scalar()
+        values = {"status": status.value, "reported_by": actor, "updated_at_ms": now_ms}
+        if before is None:
+            await conn.execute(insert(region_provider_health).values(
+                region=region, provider_id=provider_id, **values))
+        else:
+            await conn.execute(update(region_provider_health).where(where).values(**values))
+        if before != status.value:
+            await self._store.next_counter(conn, ROUTING_COUNTER)
+        return None if before is None else str(before)
 
     async def set_incident_in(self, conn: AsyncConnection, region: str, *, reason: str | None,
                               actor: str, now_ms: int) -> bool:
@@ -407,4 +463,6 @@ def _instance(row: Any) -> RuntimeInstance:
         capacity=row.capacity,
         load=row.load,
         last_heartbeat_ms=row.last_heartbeat_ms,
+        artifact_regions=(None if row.artifact_regions_json is None
+                          else json.loads(row.artifact_regions_json)),
     )

@@ -82,6 +82,8 @@ runtimes = Table(
     Column("capacity", Integer, nullable=False),
     Column("load", Integer, nullable=False),
     Column("last_heartbeat_ms", _MS, nullable=False),
+    #: regions where the runtime stores session artifacts (JSON list; NULL: none declared)
+    Column("artifact_regions_json", Text, nullable=True),
 )
 
 sessions = Table(
@@ -316,4 +318,28 @@ region_incidents = Table(
     Column("reason", Text, nullable=False),
     Column("opened_by", String(200), nullable=False),
     Column("opened_at_ms", _MS, nullable=False),
+)
+
+#: per tenant: regions its sessions and their artifacts may use, failover mode (F-168, F-113)
+tenant_placement = Table(
+    "cp_tenant_placement",
+    metadata,
+    Column("tenant_id", String(200), primary_key=True),
+    Column("regions_json", Text, nullable=True),
+    Column("jurisdiction", String(100), nullable=True),
+    Column("failover_mode", String(20), nullable=True),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
+)
+
+#: a provider's health as seen in one region (F-112): placement avoids a region where one
+#: is unhealthy
+region_provider_health = Table(
+    "cp_region_provider_health",
+    metadata,
+    Column("region", String(200), primary_key=True),
+    Column("provider_id", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("reported_by", String(200), nullable=False),
+    Column("updated_at_ms", _MS, nullable=False),
 )

@@ -12,7 +12,10 @@ when it matches the token's claims (the tenant, this runtime, not ended),
   takes its checkpoint over for that epoch (as ``GET /v1/sessions/{id}/state`` with
   holder and epoch: the previous holder can no longer write) and reads its control
   signals (the migration markers its timeline starts with);
-- builds the session's turn-start bundle (as ``GET /v1/bundle``).
+- builds the session's turn-start bundle (as ``GET /v1/bundle``);
+- carries the tenant's placement policy (F-168): the runtime stores the session's
+  artifacts only inside its regions. A runtime outside them is refused
+  ``409 residency_violation`` before the lease is touched.
 
 The answer carries all of it, so a resumed start costs one round trip and one
 transaction instead of five of each. A record that does not match answers with the
@@ -28,10 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import ControlSignal, TurnStartBundle
 from rspp.controlplane._bundle import bundle_in
+from rspp.controlplane._errors import ResidencyViolation
 from rspp.controlplane._handlers import Call
 from rspp.controlplane._leases import Lease
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._requests import Epoch, Id, TtlMs
+from rspp.controlplane._residency import TenantPlacement, placement_in, runtime_allowed
 from rspp.controlplane._service import ControlPlane
 from rspp.controlplane._session_state import SessionState, take_over_in
 from rspp.controlplane._sessions import SessionInfo, SessionStatus
@@ -62,6 +67,8 @@ class SessionStart(msgspec.Struct, frozen=True, kw_only=True):
     state: SessionState | None = None
     signals: list[ControlSignal] | None = None
     bundle: TurnStartBundle | None = None
+    #: the tenant's placement policy (None: none set; its sessions run anywhere)
+    residency: TenantPlacement | None = None
 
 
 def _matches(info: SessionInfo, body: SessionStartRequest) -> bool:
@@ -83,6 +90,13 @@ async def start_session_in_one(cp: ControlPlane, principal: Principal, session_i
         principal.require_tenant(info.tenant_id)
         if not _matches(info, body):
             return SessionStart(session=info)
+        residency = await placement_in(conn, info.tenant_id)
+        here = await cp.routing.get_in(conn, runtime_id)
+        if not runtime_allowed(residency, here.region, here.artifact_regions):
+            raise ResidencyViolation(
+                f"runtime {runtime_id} (region {here.region}) is outside the regions tenant "
+                f"{info.tenant_id} is restricted to; the session does not start here",
+                field="runtime_id")
         change = await cp.leases.acquire_in(conn, session_id, runtime_id, ttl_ms=ttl_ms,
                                             actor=principal.key_id)
         if change is None:  # the compare-and-swap lost: the transaction is retried
@@ -101,7 +115,7 @@ async def start_session_in_one(cp: ControlPlane, principal: Principal, session_i
                                  pipeline_name=info.pipeline_name, runtime_id=runtime_id,
                                  info=info)
         return SessionStart(session=info, lease=lease, state=state, signals=signals,
-                            bundle=bundle)
+                            bundle=bundle, residency=residency)
 
     started = await cp._write(work, "start session")
     if any(issued):

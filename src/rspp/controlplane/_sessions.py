@@ -19,8 +19,10 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rspp.contracts import ControlSignal, Emitter, SignalName
-from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound
+from rspp.controlplane._audit import AuditLog
+from rspp.controlplane._errors import Conflict, InvalidRequest, NotFound, ResidencyViolation
 from rspp.controlplane._leases import LeaseManager
+from rspp.controlplane._residency import placement_in, residency_detail, runtime_allowed
 from rspp.controlplane._routing import RoutingTable
 from rspp.controlplane._schema import leases, sessions
 from rspp.controlplane._signals import emit_signal
@@ -60,9 +62,10 @@ class MigrationResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionBook:
-    def __init__(self, routing: RoutingTable, leases: LeaseManager) -> None:
+    def __init__(self, routing: RoutingTable, leases: LeaseManager, audit: AuditLog) -> None:
         self._routing = routing
         self._leases = leases
+        self._audit = audit
 
     async def create_in(
         self,
@@ -163,20 +166,31 @@ class SessionBook:
         """Move the session to ``target`` (or the best other runtime). ``None``: CAS lost, retry.
 
         ``expired_from``: only while that runtime's lease of the session is still expired
-        (the failover monitor; see :meth:`LeaseManager.rotate_in`)."""
+        (the failover monitor; see :meth:`LeaseManager.rotate_in`).
+
+        The tenant's residency (F-168): the move stays inside its regions; a ``target``
+        outside them is refused (:class:`ResidencyViolation`), and with no room inside
+        them nothing moves (:class:`ResidencyUnplaceable`)."""
         info = await self.get_in(conn, session_id)
         if info.status == SessionStatus.ENDED:
             raise Conflict(
                 f"session {session_id} has ended; nothing to migrate", field="session_id"
             )
+        residency = await placement_in(conn, info.tenant_id)
         if target is None:
-            target = (
-                await self._routing.place_in(
-                    conn, region=None, now_ms=now_ms, exclude=info.runtime_id, exact=False
-                )
-            ).runtime_id
+            chosen = await self._routing.place_in(
+                conn, region=None, now_ms=now_ms, exclude=info.runtime_id, exact=False,
+                residency=residency)
         else:
-            await self._routing.get_in(conn, target)
+            chosen = await self._routing.get_in(conn, target)
+            if not runtime_allowed(residency, chosen.region, chosen.artifact_regions):
+                raise ResidencyViolation(
+                    f"runtime {target} (region {chosen.region}, artifacts in "
+                    f"{chosen.artifact_regions or 'none'}) is outside the regions tenant "
+                    f"{info.tenant_id} is restricted to "
+                    f"({', '.join(residency.regions or ()) if residency else ''})",
+                    field="target")
+        target = chosen.runtime_id
         if target == info.runtime_id:
             raise Conflict(f"session {session_id} already runs on {target}", field="target")
         old_epoch = info.lease_epoch or 0
@@ -219,6 +233,12 @@ class SessionBook:
             reason=f"migration to {target} complete",
             **common,
         )
+        if residency is not None and residency.regions is not None:
+            await self._audit.append_in(
+                conn, actor=actor, action="residency.placed", subject=session_id,
+                tenant_id=info.tenant_id, detail=residency_detail(
+                    residency, runtime_id=target, region=chosen.region,
+                    artifact_regions=chosen.artifact_regions, moved_from=info.runtime_id))
         signals = tuple(s for s in (start, change.signal, handoff, finish) if s is not None)
         return MigrationResult(
             session_id=session_id,

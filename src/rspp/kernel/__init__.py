@@ -64,7 +64,7 @@ from rspp.kernel._deadletter import (
 )
 from rspp.kernel._defaults import DictState, LocalCancelToken, SessionTelemetry, UnboundedBudget
 from rspp.kernel._egress import ControlCommand, ControlHandler, EgressGate, TurnFenceGate
-from rspp.kernel._events import AudioFormat, Event, EventKind, to_record
+from rspp.kernel._events import AudioFormat, Event, EventKind, audio_frame, to_record
 from rspp.kernel._graph import EdgeDecl, GraphBuilder, GraphError, NodeDecl, RuntimeGraph
 from rspp.kernel._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
 from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
@@ -141,6 +141,7 @@ __all__ = [
     "UnboundedBudget",
     "UnknownNodeTypeError",
     "VirtualClock",
+    "audio_frame",
     "classify_event",
     "classify_record",
     "default_registry",

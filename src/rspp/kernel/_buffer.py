@@ -74,13 +74,15 @@ class Wakeup:
             if not f.done():
                 f.set_result(None)
 
-    async def wait(self) -> None:
+    def wait(self) -> asyncio.Future[None]:
+        """What to await for the next :meth:`fire` (the future itself: a worker that
+        waits for every event it takes makes no coroutine of this)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             loop = self._loop = asyncio.get_running_loop()
         f = loop.create_future()
         self.fut = f
-        await f
+        return f
 
 
 class _Pending:
@@ -290,8 +292,12 @@ class EdgeBuffer(PressureMixin):
                     SignalName.FLOW_XOFF, Emitter.RK_14, edge_id=self.edge_id,
                     target_lane=Lane.DATA, reason="high_watermark_reached", turn_id=ev.turn_id,
                 )
-        self._check_watermarks(now)
-        self._wake()
+        cfg = self.config
+        if cfg.watermark_items is not None or cfg.watermark_ms is not None:
+            self._check_watermarks(now)
+        w = self.wakeup  # (``_wake`` inline: a call less per queued event)
+        if w is not None and w.fut is not None:
+            w.fire()
 
     def _overflow_reason(self, ev: Event) -> str | None:
         cfg = self.config

@@ -76,6 +76,8 @@ class LinkOptions:
     endpoint: str
     capacity: int = 100
     region: str = "default"
+    #: regions where the runtime stores session artifacts (F-168; None: none)
+    artifact_regions: tuple[str, ...] | None = None
     heartbeat_interval_s: float = 2.0
     #: the shared secret of a control plane that signs tokens with HS256 (it never
     #: publishes it); Ed25519 control planes publish their public key instead
@@ -124,8 +126,9 @@ class ControlPlaneLink:
         """Fetch the token keys and register; raise :class:`CPError` when refused."""
         await self._fetch_keys()
         o = self.options
-        await self.client.register_runtime(o.runtime_id, o.endpoint, capacity=o.capacity,
-                                           region=o.region)
+        await self.client.register_runtime(
+            o.runtime_id, o.endpoint, capacity=o.capacity, region=o.region,
+            artifact_regions=list(o.artifact_regions) if o.artifact_regions else None)
         self.registered = True
         _LOG.info("registered runtime %s at %s", o.runtime_id, o.endpoint)
 

@@ -91,6 +91,8 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    #: storage roots in other regions (``--artifact-dir REGION=DIR``, F-168)
+    artifact_dirs: dict[str, Path] = field(default_factory=dict)
     #: durable export of every session's timeline to this URL instead of files (F-154),
     #: and the recorder buffer (items) that absorbs a slow endpoint (F-176)
     timeline_export_url: str | None = None
@@ -187,9 +189,13 @@ async def serve(opts: ServeOptions) -> int:
     runtime = Runtime(client, RuntimeOptions(
         link=LinkOptions(runtime_id=runtime_id, endpoint=endpoint, capacity=opts.capacity,
                          region=opts.region, heartbeat_interval_s=opts.heartbeat_interval_s,
+                         artifact_regions=tuple(sorted(
+                             set(opts.artifact_dirs)
+                             | ({opts.region} if opts.timeline_dir else set()))) or None,
                          token_secret=opts.token_secret,
                          node_search=(opts.spec.resolve().parent,) if opts.spec else ()),
         sessions=SessionPolicy(lease_ttl_ms=opts.lease_ttl_ms, timeline_dir=opts.timeline_dir,
+                               artifact_dirs=dict(opts.artifact_dirs),
                                timeline_export_url=opts.timeline_export_url,
                                timeline_buffer=opts.timeline_buffer,
                                record_level=opts.record_level, drain_mode=opts.drain_mode,

@@ -38,13 +38,15 @@ from typing import Any, Generic, Protocol, TypeVar
 import msgspec
 
 from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartBundle
-from rspp.controlplane import CPError, SessionClaims, SessionInfo
+from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
 from rspp.controlplane._notices import RuntimeNotice
+from rspp.controlplane._requests import ArtifactLocation
 from rspp.kernel import ExecutionPool, SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
+from rspp.server._artifacts import ArtifactSite, artifact_roots
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
 from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
@@ -104,8 +106,11 @@ class SessionPolicy:
     lease_ttl_ms: int = 6_000
     #: lease renewal period (None: a third of the TTL); how soon a rotation is noticed
     lease_renew_ms: int | None = None
-    #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set
+    #: a session's timeline goes to ``<timeline_dir>/<session_id>.jsonl`` when set (the
+    #: storage root in the runtime's own region)
     timeline_dir: Path | None = None
+    #: further storage roots by region (F-168; :mod:`rspp.server._artifacts`)
+    artifact_dirs: dict[str, Path] = field(default_factory=dict)
     #: or to this URL, posted asynchronously with retries (F-154), and the recorder's
     #: buffer of what is not exported yet (items; None: a large default; F-176)
     timeline_export_url: str | None = None
@@ -274,6 +279,8 @@ class _Reads:
     bundle: TurnStartBundle
     #: the control signals of a resumed session (its migration markers); [] for a new one
     signals: list[ControlSignal]
+    #: the tenant's placement policy (None: none, or a control plane without the start route)
+    residency: TenantPlacement | None = None
 
 
 def _export_sink(url: str | None) -> Callable[[str], TimelineSink] | None:
@@ -324,6 +331,8 @@ class GovernedSessions:
         if self.pool is not None:
             metrics.watch_pool(self.pool, per_fairness_key=self.policy.pool_fairness == "tenant")
         self.active: dict[str, ServedSession[Any]] = {}
+        #: where sessions' artifacts are stored, by region (F-168)
+        self.artifacts = artifact_roots(self.policy, link.options.region)
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
         self.gates: GateReporter | None = None
@@ -447,7 +456,7 @@ class GovernedSessions:
         self.link.bundles.prime(sid, reply.bundle)  # the first turn opens on it
         snapshots.last = reply.bundle
         return _Reads(info=reply.session, epoch=epoch, point=point, bundle=reply.bundle,
-                      signals=list(reply.signals or ()))
+                      signals=list(reply.signals or ()), residency=reply.residency)
 
     async def _reads_in_calls(self, claims: SessionClaims, keeper: LeaseKeeper,
                               state: StateManager, snapshots: ControlPlaneSnapshots) -> _Reads:
@@ -540,11 +549,12 @@ class GovernedSessions:
                                  f"no admission snapshot for tenant {claims.tenant_id} from the "
                                  "control plane; the session is refused (no silent fallback)")
         p = self.policy
+        site = self.artifacts.site_for(sid, claims.tenant_id, reads.residency)
         opts = AssemblyOptions(
             session_id=sid, tenant_id=claims.tenant_id, authority_epoch=epoch,
             enforce_budgets=True, record_level=p.record_level,
             sampling=SamplingPolicy(p.sample_rate) if p.sample_rate < 1.0 else None,
-            timeline=_timeline_path(p.timeline_dir, sid) if p.timeline_dir else None,
+            timeline=_timeline_path(site.directory, sid) if site is not None else None,
             timeline_sink=_export_sink(p.timeline_export_url),
             timeline_buffer=p.timeline_buffer,
             telemetry=TelemetryTargets(
@@ -593,13 +603,15 @@ class GovernedSessions:
         self.active[sid] = served
         served._keeper = self._spawn(keeper.run())
         served._watcher = self._spawn(served._watch())
-        self._spawn(self._report_running(sid))  # not on the way to the client's ready
+        self._spawn(self._report_running(sid, site))  # not on the way to the client's ready
         self.metrics.session_opened()
         return served
 
-    async def _report_running(self, sid: str) -> None:
+    async def _report_running(self, sid: str, site: ArtifactSite | None) -> None:
+        where = None if site is None else ArtifactLocation(
+            region=site.region, location=str(site.directory / f"{sid}.jsonl"))
         with contextlib.suppress(CPError):
-            await self.link.client.report_status(sid, "running")
+            await self.link.client.report_status(sid, "running", artifacts=where)
 
     async def _handoff_signals(self, sid: str) -> list[ControlSignal]:
         try:

@@ -4,7 +4,8 @@
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
 :func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
 :func:`with_patient_budgets`: a spec with budgets a busy machine meets;
-:data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns).
+:data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns);
+:func:`voice_assistant_spec`: the offline voice assistant's graph with what a test varies.
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 :class:`Pki`: a throw-away certificate authority for mutual-TLS deployments (F-120).
@@ -14,9 +15,12 @@ from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_
 from rspp.testing._network import Impairment
 from rspp.testing._pki import CertificateAuthority, Pki
 from rspp.testing._specs import (
+    DOMAIN_STT,
     PATIENT_BUDGETS,
+    SILENCE_VAD,
     TEXT_CHAT_SPEC,
     TEXT_VOICE_SPEC,
+    voice_assistant_spec,
     with_patient_budgets,
 )
 from rspp.testing._speech_corpus import (
@@ -32,8 +36,10 @@ from rspp.testing._webrtc_peer import WebRTCPeer
 
 __all__ = [
     "CORPUS_PATH",
+    "DOMAIN_STT",
     "PATIENT_BUDGETS",
     "PAUSE_MS",
+    "SILENCE_VAD",
     "TEXT_CHAT_SPEC",
     "TEXT_VOICE_SPEC",
     "CertificateAuthority",
@@ -48,6 +54,7 @@ __all__ = [
     "normalise_words",
     "speak",
     "text_partials",
+    "voice_assistant_spec",
     "with_patient_budgets",
     "word_errors",
 ]

@@ -117,9 +117,14 @@ class Rechunker:
     def push(self, pcm: bytes) -> list[bytes]:
         """Add client PCM; return the complete frames now available."""
         buf, n = self._buf, self.frame_bytes
-        if len(pcm) == n and not buf and type(pcm) is bytes and self._resampler.identity:
+        r = self._resampler
+        conv = r._convert
+        if conv is not None and not r._odd and not len(pcm) & 1:
+            buf += conv(pcm)  # ``StreamResampler.convert``'s common case, without its call
+        elif len(pcm) == n and not buf and type(pcm) is bytes and r.identity:
             return [pcm]  # a whole frame at the pipeline rate: as it came, no copy
-        buf += self._resampler.convert(pcm)
+        else:
+            buf += r.convert(pcm)
         size = len(buf)
         if size < n:
             return []
@@ -203,20 +208,22 @@ class IngressLock:
     meanwhile cannot overtake the ones queued before it.
     """
 
-    __slots__ = ("_held", "_waiters")
+    __slots__ = ("_waiters", "held")
 
     def __init__(self) -> None:
-        self._held = False
+        #: taken (read it; take it with :meth:`try_acquire`, or set it where the call of
+        #: ``try_acquire`` is too much: the frame path of a live connection)
+        self.held = False
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     def locked(self) -> bool:
-        return self._held
+        return self.held
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free (True), without waiting."""
-        if self._held:
+        if self.held:
             return False
-        self._held = True
+        self.held = True
         return True
 
     async def acquire(self) -> None:
@@ -238,7 +245,7 @@ class IngressLock:
             if not fut.done():
                 fut.set_result(None)  # handed over: still held
                 return
-        self._held = False
+        self.held = False
 
     async def __aenter__(self) -> None:
         await self.acquire()

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rspp.spec import JitterProfile
+from rspp.transports._ingress import IngressLock
 
 __all__ = ["JitterBuffer", "JitterIngress", "JitterStats", "Loss", "Piece"]
 
@@ -147,7 +148,9 @@ class JitterBuffer:
         if seq > self._max_seen:
             self._max_seen = seq
         self._next = seq + 1
-        self._settle(nbytes)
+        p = self.profile
+        if p.mode == "adaptive" and self.depth_ms > p.min_ms:  # (else ``_settle`` does nothing)
+            self._settle(nbytes)
         disc, self._disc = self._disc, False
         return disc
 
@@ -292,7 +295,8 @@ class JitterIngress:
         self._rechunk = rechunk
         self._emit = emit
         self._note = note
-        self._lock = asyncio.Lock()
+        #: FIFO; its ``held`` is read on every frame (``asyncio.Lock.locked`` is a call)
+        self._lock = IngressLock()
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: float | None = None
         self._disc = False
@@ -302,7 +306,7 @@ class JitterIngress:
     def push(self, pcm: bytes, seq: int | None) -> Awaitable[None]:
         """Take a client frame; the returned awaitable hands its frames on (not a coroutine
         itself: a frame released at once goes straight to the frame sink)."""
-        if self._timer is None and not self._lock.locked():
+        if self._timer is None and not self._lock.held:
             disc = self.buffer.take_in_order(seq, len(pcm))
             if disc is not None:  # the fast path: released at once, no allocation, no timer
                 if seq is not None:

@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
-from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.kernel import AudioFormat, Event, SessionActor, audio_frame
 from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
@@ -383,11 +383,19 @@ class LiveTransport:
         (two producers, e.g. a media track and ``end``'s silence, never share a number or
         record out of order); await the result (:data:`TAKEN`: it was taken at once)."""
         lock = self._ingress_lock
-        if not lock.try_acquire():
+        if lock.held:
             return self._push_frame_later(frame, discontinuity)
+        lock.held = True  # (``try_acquire`` inline: every frame of every session passes)
         try:
-            ev = self._frame_event(frame, discontinuity)
-            rest = self._ingress_now(ev)
+            s = self.session
+            if discontinuity or s is None or self._record is not None:
+                ev = self._frame_event(frame, discontinuity)
+                rest = self._ingress_now(ev)
+            else:  # ``_frame_event`` and ``_ingress_now`` of the common frame, inline
+                ev = audio_frame(frame, self._in_format, self.media_samples, self._index)
+                self.media_samples += len(frame) >> 1
+                self._index += 1
+                rest = s.deliver_now(ev, "audio", None)
         except BaseException:
             lock.release()
             raise
@@ -416,8 +424,7 @@ class LiveTransport:
             self._ingress_lock.release()
 
     def _frame_event(self, frame: bytes, discontinuity: bool) -> Event:
-        ev = Event("audio_chunk", frame, audio_format=self._in_format,
-                   sample_index=self.media_samples, transport_seq=self._index)
+        ev = audio_frame(frame, self._in_format, self.media_samples, self._index)
         if discontinuity:  # the jitter buffer dropped audio just before this frame
             self._discontinuities += 1
             ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"

@@ -137,6 +137,9 @@ class LiveSessionHandle:
                  stats_interval_s: float = 1.0) -> None:
         self.core = core
         self.transport = transport
+        #: the transport's ``push_audio`` itself (every frame of every connection passes:
+        #: no call of this handle's own; see :meth:`LiveTransport.push_audio`)
+        self.push_audio: Callable[[bytes, int | None], Awaitable[None]] = transport.push_audio
         self._tenant_id = tenant_id
         self.stats_interval_s = stats_interval_s
         self._closed = asyncio.Event()
@@ -291,10 +294,6 @@ class LiveSessionHandle:
         return self.transport.is_fenced(turn_id)
 
     # ---------------------------------------------------------------- input
-    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
-        # the transport's awaitable as it is (no coroutine of its own: every frame passes)
-        return self.transport.push_audio(pcm, seq)
-
     def _turn_for(self, reason: str, field: str) -> Callable[[], Any]:
         """Opens a turn for one user input that is not speech (typed text, a DTMF digit).
 

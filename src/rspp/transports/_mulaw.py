@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["mulaw_decode", "mulaw_decode_tables", "mulaw_encode"]
+__all__ = ["mulaw_decode", "mulaw_decode_tables", "mulaw_encode", "mulaw_expand"]
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -90,6 +90,17 @@ def _mulaw_decode_audioop(data: bytes) -> bytes:
 #: mu-law bytes -> PCM16 little-endian (twice as many bytes)
 mulaw_decode: Callable[[bytes], bytes] = (
     mulaw_decode_tables if _AUDIOOP_DECODE is None else _mulaw_decode_audioop)
+
+
+def _expand_tables(data: bytes, width: int) -> bytes:
+    return mulaw_decode_tables(data)
+
+
+#: ``mulaw_expand(data, 2)`` is :func:`mulaw_decode` without a Python call of its own
+#: where ``audioop`` is there (``ulaw2lin`` itself: the per-message path of a phone call);
+#: the width is always 2
+mulaw_expand: Callable[[bytes, int], bytes] = (
+    _expand_tables if _AUDIOOP_DECODE is None else _AUDIOOP_DECODE)
 
 
 _U16 = np.dtype("<u2")

@@ -45,8 +45,9 @@ from starlette.websockets import (
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
+from rspp.transports._intake import TAKEN
 from rspp.transports._marks import parse_mark
-from rspp.transports._mulaw import mulaw_decode, mulaw_encode
+from rspp.transports._mulaw import mulaw_encode, mulaw_expand
 from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEvent
 from rspp.transports._session_port import (
     CLOSE_BAD_REQUEST,
@@ -318,7 +319,7 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
     """
     receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
     max_media, max_text = call.opts.max_media_bytes, call.opts.max_message_bytes
-    push_audio = handle.push_audio
+    push_audio, expand = handle.push_audio, mulaw_expand
     decode = decode_carrier_raw  # (msgspec's errors named below)
     while not handle.closed:
         raw = await receive()
@@ -333,14 +334,18 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
                 media = msg.media
                 if media.track not in _INBOUND:
                     continue  # only the caller's audio is session input
-                mulaw = decode_payload(msg, max_media)
+                mulaw = media.payload
+                if len(mulaw) > max_media:
+                    decode_payload(msg, max_media)  # raises, naming the field
                 # the carrier numbers its media chunks (``media.chunk``, 1-based): the
                 # jitter buffer orders them
                 chunk = media.chunk
                 seq = int(chunk) if chunk is not None and chunk.isdigit() and len(chunk) < 10 \
                     else None
                 try:
-                    await push_audio(mulaw_decode(mulaw), seq)
+                    taken = push_audio(expand(mulaw, 2), seq)
+                    if taken is not TAKEN:  # (a frame taken at once has nothing to await)
+                        await taken
                 except Flood as exc:
                     raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
                 continue

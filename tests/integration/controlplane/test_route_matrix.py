@@ -141,6 +141,12 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/v1/slo"): lambda w: ("/v1/slo", None, None),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"): lambda w: (
         f"/v1/tenants/{OWN}/outcomes", None, None),
+    ("PUT", "/v1/tenants/{tenant_id}/placement"): lambda w: (
+        f"/v1/tenants/{OWN}/placement", {"failover_mode": "drain"}, None),
+    ("GET", "/v1/tenants/{tenant_id}/placement"): lambda w: (
+        f"/v1/tenants/{OWN}/placement", None, None),
+    ("DELETE", "/v1/tenants/{tenant_id}/placement"): lambda w: (
+        f"/v1/tenants/{OWN}/placement", None, None),
     ("POST", "/v1/leases/{session_id}/acquire"): lambda w: (
         f"/v1/leases/{SESSION}/acquire", {"holder": w.holder}, None),
     ("POST", "/v1/leases/{session_id}/renew"): lambda w: (
@@ -307,6 +313,8 @@ MUST_BE_FLEET = {
     ("PUT", "/v1/regions/{region}/incident"),
     ("DELETE", "/v1/regions/{region}/incident"),
     ("GET", "/v1/regions"),
+    ("PUT", "/v1/tenants/{tenant_id}/placement"),
+    ("DELETE", "/v1/tenants/{tenant_id}/placement"),
     ("GET", "/v1/slo"),
     ("POST", "/v1/changes"),
     ("POST", "/v1/changes/{change_id}/approve"),
@@ -323,6 +331,7 @@ MUST_BE_TENANT = {
     ("POST", "/v1/leases/{session_id}/authorize"),
     ("POST", "/v1/leases/{session_id}/release"),
     ("GET", "/v1/tenants/{tenant_id}/outcomes"),
+    ("GET", "/v1/tenants/{tenant_id}/placement"),
     ("GET", "/v1/configs/policy/{scope}"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/sessions/{session_id}/summary"),

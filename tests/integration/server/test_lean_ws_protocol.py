@@ -22,6 +22,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from rspp.server._wsproto import LeanWebSocketProtocol
+from rspp.transports._websocket import SEND_GATE
 
 MAX_SIZE = 70_000
 
@@ -42,10 +43,10 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def server(**config: Any) -> AsyncIterator[tuple[int, uvicorn.Server]]:
+async def server(app: Any = echo, **config: Any) -> AsyncIterator[tuple[int, uvicorn.Server]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(echo, log_level="critical", lifespan="off",
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off",
                                         ws=LeanWebSocketProtocol, ws_max_size=MAX_SIZE,
                                         access_log=False, **config))
     task = asyncio.ensure_future(srv.serve(sockets=[sock]))
@@ -218,3 +219,66 @@ async def test_client_close_is_echoed() -> None:
         close = await c.closed()
         assert (close.code, close.reason) == (1000, "done")
         c.writer.close()
+
+
+class Speaker:
+    """An ASGI app speaking numbered 1 KiB binary frames through the session's lease gate
+    (``SEND_GATE``, as ``rspp serve``'s WebSocket transport sends), as fast as the socket
+    takes them, until the gate closes; then one text frame ``end`` (the close reason a
+    runtime that lost its lease sends)."""
+
+    def __init__(self) -> None:
+        #: the lease as the session sees it: True held, None lost (a woken zombie)
+        self.lease: bool | None = True
+        #: frames whose send returned (handed to the transport or dropped by the gate)
+        self.returned: list[int] = []
+        #: the frame whose send is under way
+        self.sending: int | None = None
+
+    def gate(self) -> bool | None:
+        return self.lease
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await receive()  # the client's ``go``: it read the handshake's answer
+        seq = 0
+        while self.gate() is True:  # the transport checks the gate before each send
+            self.sending = seq
+            await send({"type": "websocket.send", "bytes": seq.to_bytes(4, "big") + bytes(1020),
+                        SEND_GATE: self.gate})
+            self.returned.append(seq)
+            seq += 1
+        self.sending = None
+        await send({"type": "websocket.send", "text": "end"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+
+async def test_a_frame_waiting_for_the_socket_is_dropped_once_the_lease_is_lost() -> None:
+    """The zombie case without the timing: a runtime's send waits for a full socket (its
+    client reads nothing; asyncio's write buffer is capped at 4 KiB) when its lease is lost
+    (a paused process that wakes after its session failed over); once the socket drains,
+    the frame that waited is dropped by the gate's re-check, not written. The client gets
+    exactly the frames handed to the socket before the loss, then ``end``."""
+    app = Speaker()
+    async with server(app) as (port, srv):
+        c = await Client.open(port)
+        c.writer.write(c.frames(lambda p: p.send_text(b"go")))
+        proto = next(iter(srv.server_state.connections))
+        # the client reads nothing: the kernel buffers fill, then the 4 KiB user buffer
+        while proto.writable.is_set() or app.sending is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # (no event tells a waiting send from a busy loop)
+        waiting = app.sending
+        assert waiting is not None and waiting not in app.returned
+        handed = list(app.returned)
+        app.lease = None  # the lease is lost while the frame waits for the socket
+        # the client drains the socket: everything written before the loss, then ``end``
+        while not any(e.opcode == Opcode.TEXT for e in c.events) and await c.read():
+            pass
+        got = [int.from_bytes(e.data[:4], "big") for e in c.events if e.opcode == Opcode.BINARY]
+        assert [e.data for e in c.events if e.opcode == Opcode.TEXT] == [b"end"]
+        assert got == handed == list(range(waiting)), (len(got), len(handed), waiting)
+        assert app.returned == [*handed, waiting]  # its send returned: dropped, not written
+        c.writer.close()
+        await c.writer.wait_closed()

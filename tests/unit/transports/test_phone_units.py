@@ -13,7 +13,7 @@ import pytest
 from rspp.server import parse_phone_number, twilio_signature
 from rspp.server._telephony import _twiml
 from rspp.transports import ProtocolError, mulaw_decode, mulaw_encode, parse_mark
-from rspp.transports._mulaw import mulaw_decode_tables
+from rspp.transports._mulaw import mulaw_decode_tables, mulaw_expand
 from rspp.transports._twilio_protocol import (
     CarrierWriter,
     Dtmf,
@@ -131,6 +131,10 @@ def test_mulaw_decode_is_the_g711_table_on_every_code_whichever_codec_runs() -> 
     assert mulaw_decode(codes[::-1] * 3 + codes[:7]) == mulaw_decode_tables(codes[::-1] * 3
                                                                            + codes[:7])
     assert mulaw_decode(b"") == mulaw_decode_tables(b"") == b""
+    # the read loop's expander (``ulaw2lin`` itself where audioop is there) is the same
+    assert mulaw_expand(codes, 2) == mulaw_decode(codes)
+    assert mulaw_expand(codes[::-1] * 3 + codes[:7], 2) == mulaw_decode(codes[::-1] * 3
+                                                                        + codes[:7])
 
 
 def test_phone_number_configuration_and_twiml() -> None:
