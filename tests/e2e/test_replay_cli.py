@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import msgspec
