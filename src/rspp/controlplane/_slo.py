@@ -172,15 +172,16 @@ def evaluate_scope(config: SloConfig, scope: str, counts: dict[int, WindowCount]
     share = total.bad / total.events
     remaining = round(1 - share / config.budget, 4)
     exhausted = remaining <= 0 and total.events >= config.min_events
-    firing = [a for a in alerts if a.firing]
-    state: SloState = "exhausted" if exhausted else "burning" if firing else "ok"
+    fired = [a for a in alerts if a.firing]
+    state: SloState = "exhausted" if exhausted else "burning" if fired else "ok"
     reason = None
-    freezing = [a for a in firing if a.freeze]
+    freezing = [a for a in fired if a.freeze]
     if freezing:
-        a = freezing[0]
-        reason = (f"error budget of {scope} burning: alert {a.name} fires (burn rate "
-                  f"{a.long.burn_rate:g} over {a.long.window_s} s and {a.short.burn_rate:g} "
-                  f"over {a.short.window_s} s >= {a.threshold:g})")
+        first = freezing[0]
+        reason = (f"error budget of {scope} burning: alert {first.name} fires (burn rate "
+                  f"{first.long.burn_rate:g} over {first.long.window_s} s and "
+                  f"{first.short.burn_rate:g} over {first.short.window_s} s >= "
+                  f"{first.threshold:g})")
     elif exhausted and config.freeze_on_exhausted:
         reason = (f"error budget of {scope} exhausted: {total.bad} of {total.events} turns "
                   f"failed over {config.window_s} s (objective {config.objective_percent:g}%)")
