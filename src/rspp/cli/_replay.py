@@ -83,10 +83,11 @@ def replay_command(
     resume_from: Path | None = typer.Option(None, "--resume-from", help="Resume a paused "
                                             "replay from its saved cursor: the replay must "
                                             "reach the same boundary, then runs to the end."),
-    jobs: int = typer.Option(0, "--jobs", min=0, help="Worker processes replaying the "
+    jobs: int = typer.Option(1, "--jobs", min=0, help="Worker processes replaying the "
                              "sessions of a many-session timeline in parallel (output in "
-                             "timeline order, as one process gives it); 0: one per CPU for "
-                             "a timeline of 16 MB or more, else 1; 1: this process only."),
+                             "timeline order, as one process gives it; each worker is a "
+                             "process of ~100 MB); 0: one per CPU for a timeline of 16 MB "
+                             "or more; 1 (default): this process only."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
     import rspp.nodes  # noqa: F401  (registers the built-in node types)
