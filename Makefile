@@ -57,14 +57,11 @@ typecheck: $(STAMP)
 check: lint typecheck
 
 ## test: static checks then the whole test suite, in 4 workers (most tests wait on
-## real-time audio and subprocesses, not the CPU; a module stays on one worker). Modules
-## are handed out in collection order (e2e, failure matrix and integration before the unit
-## tests), not xdist's default of most tests first, which left the few-test, minutes-long
-## e2e modules for the end of the run.
+## real-time audio and subprocesses, not the CPU; a module stays on one worker)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
-	$(BIN)/pytest -q -n 4 --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -q -n 4 --dist loadfile
 
 ## test-loaded: the integration and e2e suites with `stress-ng --cpu 2` beside them
 ## (installed with apt-get when missing and root; stopped afterwards whatever happens)

@@ -17,4 +17,4 @@ fi
 stress-ng --cpu 2 --quiet &
 STRESS=$!
 trap 'kill "$STRESS" 2>/dev/null; wait "$STRESS" 2>/dev/null' EXIT INT TERM
-"$PYTEST" -q -p no:cacheprovider -n 4 --dist loadfile --no-loadscope-reorder tests/e2e tests/failure_matrix tests/integration
+"$PYTEST" -q -p no:cacheprovider -n 4 --dist loadfile tests/integration tests/e2e tests/failure_matrix
