@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
@@ -139,7 +139,7 @@ class LiveSessionHandle:
         self.transport = transport
         #: the transport's ``push_audio`` itself (every frame of every connection passes:
         #: no call of this handle's own; see :meth:`LiveTransport.push_audio`)
-        self.push_audio: Callable[[bytes, int | None], Awaitable[None]] = transport.push_audio
+        self.push_audio = transport.push_audio
         self._tenant_id = tenant_id
         self.stats_interval_s = stats_interval_s
         self._closed = asyncio.Event()
