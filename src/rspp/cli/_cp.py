@@ -251,7 +251,7 @@ def serve(
     """Serve the control-plane HTTP API (SQLite by default, PostgreSQL with --db)."""
     import uvicorn
 
-    from rspp.cli import _cp_slo
+    from rspp.cli._slo_option import load_slo_option
     from rspp.controlplane import ControlPlane, ControlPlaneSettings, TokenKeys, create_app
     from rspp.controlplane._store import default_sqlite_url, normalise_url
 
@@ -273,7 +273,7 @@ def serve(
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
         require_approval=require_approval,
-        slo=_cp_slo.load_slo_option(slo),
+        slo=load_slo_option(slo),
         token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
         else None,
         token_key_dir=str(token_key_dir) if token_key_dir else None,

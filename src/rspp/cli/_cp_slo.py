@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -12,19 +11,6 @@ from rspp.cli._cp import KeyOpt, ServerOpt, _call, _print, cp_app
 slo_app = typer.Typer(help="Availability SLO: error budget, burn-rate alerts, rollout freeze.",
                       no_args_is_help=True)
 cp_app.add_typer(slo_app, name="slo")
-
-
-def load_slo_option(path: Path | None) -> Any:
-    """``rspp cp serve --slo FILE``: the validated config, or exit 2 naming the field."""
-    if path is None:
-        return None
-    from rspp.controlplane._slo import SloConfigError, load_slo_config
-
-    try:
-        return load_slo_config(path)
-    except SloConfigError as exc:
-        typer.echo(f"error: --slo {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _pct(value: float | None) -> str:
