@@ -93,14 +93,10 @@ class RuntimeGraph:
     def reply_ports(self) -> frozenset[str]:
         """The exit ports a turn's reply must end on before it is delivered: every exit
         port but transcripts that at least one unconditional edge feeds (an output reached
-        only through a ``when:`` condition may carry nothing in a turn: not waited for).
-
-        A graph whose only per-turn outputs are transcripts (STT only) has its final
-        transcript as the reply: the turn is delivered once the transcript stream ended
-        (the STT closes it with an end-of-stream marker after the final)."""
-        fed = {e.target_port for e in self.edges if e.target == OUTPUT and e.condition is None}
-        reply = frozenset(p for p in fed if not p.startswith("transcript"))
-        return reply or frozenset(p for p in fed if not p.endswith("partial"))
+        only through a ``when:`` condition may carry nothing in a turn: not waited for)."""
+        return frozenset(e.target_port for e in self.edges
+                         if e.target == OUTPUT and e.condition is None
+                         and not e.target_port.startswith("transcript"))
 
     def validate(self) -> None:
         ids = {n.id for n in self.nodes}

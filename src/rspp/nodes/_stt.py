@@ -5,8 +5,7 @@ audio and boundaries stay in stream order. A short pre-roll of non-speech audio
 is prepended so word onsets the VAD needed to confirm are not lost. Partial
 hypotheses go out on ``partial`` (session scoped, ``final=False``, increasing
 ``revision``); the final transcript goes out on ``final`` stamped with the turn
-the driver opened for this utterance (F-009), followed by an end-of-stream marker
-(``attrs["eos"]``, the LLM's convention): the turn's transcript stream ended.
+the driver opened for this utterance (F-009).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from rspp.kernel import AudioFormat, Event, Node, NodeContext
-from rspp.nodes._llm import eos_event
 from rspp.nodes._services import services_of
 from rspp.providers import AudioChunk
 
@@ -170,9 +168,6 @@ class SttNode(Node):
                                   if utt.confidence is not None else {})})
         out.turn_id = turn_id
         self.ctx.emit(out, "final")
-        # the turn's transcript stream ends here: a consumer without an LLM (an echo TTS,
-        # an extra output of the transcript) ends its part of the reply on it
-        self.ctx.emit(eos_event(out), "final")
 
     async def process(self, event: Event, port: str) -> None:
         if port != "audio" or event.kind != "audio_chunk":

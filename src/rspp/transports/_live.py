@@ -503,9 +503,8 @@ class LiveTransport:
             self.after_fence.append(tid)
         if self._record is not None and self.session is not None:
             record_output(self._record, self.session, port, event)
-        eos = event.kind == "audio_end" or bool(event.attrs and event.attrs.get("eos"))
         if port.startswith("transcript"):
-            if isinstance(event.payload, str) and not eos:
+            if isinstance(event.payload, str):
                 final = bool(event.final) and not port.endswith("partial")
                 if final and tid in self.turns:
                     self.turns[tid].transcript = event.payload
@@ -516,7 +515,7 @@ class LiveTransport:
         if tid is not None and not t.accepted:
             t.accepted = True
             self.signal(SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, tid, f"port:{port}")
-        if port.startswith("transcript") and (not eos or port not in self._reply_ports):
+        if port.startswith("transcript"):
             return
         if event.kind == "audio_chunk" and isinstance(event.payload, (bytes, bytearray)):
             self._audio(t, bytes(event.payload), event.audio_format or AudioFormat())
@@ -524,7 +523,7 @@ class LiveTransport:
                 t.text.add(port, str(event.attrs["sentence"]), whole=True)
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             t.text.add(port, event.payload, whole=bool(event.final))
-        if eos:
+        if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
             t.open_ports.discard(port)
             if t.open_ports or t.ended:
                 return  # another output of the reply still streams (its audio, its text)

@@ -151,12 +151,10 @@ class LoopbackTransport:
         if not t.accepted:
             t.accepted = True
             self._signal(SignalName.OUTPUT_ACCEPTED, Emitter.RK_22, tid, f"port:{port}")
-        eos = event.kind == "audio_end" or bool(event.attrs and event.attrs.get("eos"))
         if port.startswith("transcript"):
-            if isinstance(event.payload, str) and event.final and not eos:
+            if isinstance(event.payload, str) and event.final:
                 t.transcript = event.payload
-            if not eos or port not in self._reply_ports:
-                return
+            return
         if event.kind == "audio_chunk" and isinstance(event.payload, bytes | bytearray):
             pcm = bytes(event.payload)
             fmt = event.audio_format or AudioFormat()
@@ -173,7 +171,7 @@ class LoopbackTransport:
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             t.reply_text.append(event.payload)
             t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
-        if eos:
+        if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
             if t.open_ports is None:
                 t.open_ports = set(self._reply_ports)
             t.open_ports.discard(port)

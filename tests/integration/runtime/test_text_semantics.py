@@ -74,11 +74,7 @@ async def test_real_stt_partials_are_monotonic_and_one_final_per_segment(
             await h.drain()
         partials, finals = h.outputs("partial"), h.outputs("final")
 
-    # each final transcript is followed by its stream's end-of-stream marker
-    ends = [f for f in finals if (f.attrs or {}).get("eos")]
-    finals = [f for f in finals if not (f.attrs or {}).get("eos")]
-    assert len(finals) == 2 == len(ends), [f.payload for f in finals]
-    assert all(e.seq == f.seq + 1 and e.payload == "" for f, e in zip(finals, ends, strict=True))
+    assert len(finals) == 2, [f.payload for f in finals]
     segs = [_segment(f) for f in finals]
     assert len(set(segs)) == 2  # one final per segment, distinct segments
     assert {"weather"} <= set(str(finals[0].payload).split())
