@@ -438,6 +438,9 @@ def openapi_fuzz(cp_serve: Callable[..., ControlPlaneServer]) -> Callable[[str],
                 # CPython 3.11 does not make thread-safe ("AST constructor recursion depth
                 # mismatch")
                 "--mode", _FUZZ_MODES[store], "--workers", "1",
+                # long polls (`wait_ms` up to 10 s) answer after their wait: the default
+                # 10 s read timeout cut a 9.999 s notice wait short
+                "--request-timeout", "60",
                 "--header", f"Authorization: Bearer {_FUZZ_ADMIN}",
                 "--phases", "examples,coverage,fuzzing,stateful",
             ],
