@@ -18,8 +18,9 @@ Numbered ingress frames go through a :class:`JitterBuffer` of the spec's jitter 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
+from rspp.transports._input_rejected import InputRejected
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats, Loss, Piece
-from rspp.transports._live import InputRejected, LiveTransport
+from rspp.transports._live import LiveTransport
 from rspp.transports._live_options import LiveOptions
 from rspp.transports._live_session import LiveSessionHandle, SessionCore
 from rspp.transports._livekit import (

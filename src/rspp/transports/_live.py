@@ -46,6 +46,7 @@ from rspp.spec import JitterProfiles
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressLock, IngressMeter, Rechunker, StreamResampler
+from rspp.transports._input_rejected import InputRejected
 from rspp.transports._intake import TAKEN, nothing
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._live_options import LiveOptions
@@ -62,7 +63,7 @@ from rspp.transports._protocol import (
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 from rspp.transports._reply import ReplyTextStream
 
-__all__ = ["TAKEN", "InputRejected", "LiveTransport"]
+__all__ = ["TAKEN", "LiveTransport"]
 
 SignalFactory = Callable[[SignalName, Emitter, str | None, str], ControlSignal]
 _TURN_STATES = {SignalName.TURN_OPEN: "open", SignalName.COMMIT: "commit",
@@ -78,19 +79,6 @@ _NO_COMMIT = frozenset({"deauthorized_drain", "lease_lost", "session_end",
                         "transport_disconnect"})
 _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "event_record",
                                 ResolvedTurnPlan: "resolved_turn_plan"}
-
-
-
-
-class InputRejected(ValueError):
-    """Client input the session cannot take; ``field`` names it (an ``error`` event with
-    ``code``: ``bad_input``, or ``turn_deferred``/``turn_rejected`` for input whose turn
-    was refused before it opened, F-141)."""
-
-    def __init__(self, field: str, message: str, *, code: str = "bad_input") -> None:
-        super().__init__(message)
-        self.field = field
-        self.code = code
 
 
 @dataclass(slots=True)

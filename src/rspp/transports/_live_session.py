@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
-from rspp.transports._live import InputRejected, LiveTransport
+from rspp.transports._input_rejected import InputRejected
+from rspp.transports._live import LiveTransport
 from rspp.transports._protocol import (
     EPOCH_MARK_MS,
     EpochEvent,

@@ -48,7 +48,7 @@ from starlette.routing import Route
 
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood, StreamResampler
-from rspp.transports._live import InputRejected
+from rspp.transports._input_rejected import InputRejected
 from rspp.transports._protocol import (
     AudioIn,
     Clear,

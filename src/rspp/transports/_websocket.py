@@ -49,8 +49,8 @@ from starlette.websockets import (
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
+from rspp.transports._input_rejected import InputRejected
 from rspp.transports._intake import TAKEN
-from rspp.transports._live import InputRejected
 from rspp.transports._protocol import (
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
