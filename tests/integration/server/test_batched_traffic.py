@@ -9,13 +9,13 @@ request per session instead, with the same answers: the same versions, the same 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.controlplane import ControlPlane, ControlPlaneClient, create_app
 from rspp.server._bundles import BundleRefresher
 from rspp.server._state import StateWriter
 from rspp.turns import StaleStateError
@@ -28,13 +28,8 @@ VOICE = (Path(__file__).resolve().parents[3] / "pipelines" / "examples"
 
 
 @pytest.fixture
-async def cp(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = await ControlPlane.open(ControlPlaneSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
-    try:
-        yield plane
-    finally:
-        await plane.close()
+async def cp(open_cp: Callable[[str], Awaitable[ControlPlane]]) -> ControlPlane:
+    return await open_cp(ADMIN)
 
 
 def _client(cp: ControlPlane, key: str) -> ControlPlaneClient:

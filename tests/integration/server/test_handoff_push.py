@@ -13,14 +13,14 @@ learns at its next renewal, as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
+from rspp.controlplane import ControlPlane, ControlPlaneClient, create_app
 from rspp.server import LinkOptions, LoopbackSessionBuilder, Runtime, RuntimeOptions, SessionPolicy
 from rspp.testing import with_patient_budgets
 
@@ -34,13 +34,8 @@ RATE = 16000
 
 
 @pytest.fixture
-async def cp(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = await ControlPlane.open(ControlPlaneSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
-    try:
-        yield plane
-    finally:
-        await plane.close()
+async def cp(open_cp: Callable[[str], Awaitable[ControlPlane]]) -> ControlPlane:
+    return await open_cp(ADMIN)
 
 
 @pytest.mark.parametrize("push", [True, False], ids=["control-channel", "renewal-only"])
