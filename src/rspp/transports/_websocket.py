@@ -371,7 +371,8 @@ async def _serve(ws: WebSocket, receive: Receive, send: Send, hub: SessionHub,
         return
     audio = ClientAudio(sample_rate=start.sample_rate,
                         output_sample_rate=start.output_sample_rate or start.sample_rate,
-                        sequenced=start.sequenced, timeline=start.timeline)
+                        sequenced=start.sequenced, timeline=start.timeline,
+                        events=frozenset(start.events) if start.events else None)
     try:
         handle, resumed = await hub.acquire(sid, grant, audio)
     except (SessionRefused, TokenRefused) as exc:
