@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 from rspp.contracts import TurnStartBundle
-from rspp.controlplane import ControlPlane, ControlPlaneClient, create_app
+from rspp.controlplane import ControlPlane, ControlPlaneClient
 from rspp.controlplane._server import free_port
 from rspp.server._lease import ControlPlaneSnapshots
 from rspp.server._notices import RETRY_MAX_S, NoticeListener
 from rspp.turns._snapshot_source import FreezingSnapshotSource
+
+if TYPE_CHECKING:
+    from tests.integration.server.conftest import PlaneRig
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +35,9 @@ ADMIN = "admin-key-for-outages"
 
 
 @pytest.fixture
-async def cp(open_cp: Callable[[str], Awaitable[ControlPlane]]) -> ControlPlane:
-    return await open_cp(ADMIN)
-
-
-def _client(cp: ControlPlane) -> ControlPlaneClient:
-    return ControlPlaneClient("http://cp", ADMIN, transport=httpx.ASGITransport(app=create_app(cp)))
+async def rig(plane_rig: PlaneRig) -> tuple[ControlPlane, ControlPlaneClient]:
+    cp = await plane_rig.plane(ADMIN)
+    return cp, plane_rig.client(cp, ADMIN)
 
 
 def _unreachable() -> ControlPlaneClient:
@@ -68,13 +67,13 @@ def test_the_retry_pause_doubles_to_its_cap_with_jitter() -> None:
 
 
 async def test_the_channel_backs_off_while_unreachable_or_stopping_and_resets_on_an_answer(
-    cp: ControlPlane,
+    rig: tuple[ControlPlane, ControlPlaneClient],
 ) -> None:
+    cp, client = rig
     down = NoticeListener(_unreachable(), "rt-a", lambda _n: None, wait_ms=0)
     await _until(down, "failures")
     assert (down.polls, down.failing) == (0, 1)
 
-    client = _client(cp)
     await client.register_runtime("rt-a", "ws://rt-a")
     up = NoticeListener(client, "rt-a", lambda _n: None, wait_ms=0)
     up.failing = 3  # three failures in a row before the control plane answered
@@ -90,8 +89,9 @@ async def test_the_channel_backs_off_while_unreachable_or_stopping_and_resets_on
 
 
 async def test_only_an_unreachable_control_plane_with_the_lease_held_freezes(
-    cp: ControlPlane,
+    rig: tuple[ControlPlane, ControlPlaneClient], plane_rig: PlaneRig,
 ) -> None:
+    cp, client = rig
     held = [True]
     last = TurnStartBundle()
     down = ControlPlaneSnapshots(_unreachable())
@@ -107,8 +107,7 @@ async def test_only_an_unreachable_control_plane_with_the_lease_held_freezes(
 
     # a control plane that answers refusing (a key it does not know): the last bundle is
     # served but never frozen over
-    refusing = ControlPlaneSnapshots(ControlPlaneClient(
-        "http://cp", "not-a-key", transport=httpx.ASGITransport(app=create_app(cp))))
+    refusing = ControlPlaneSnapshots(plane_rig.client(cp, "not-a-key"))
     refusing.last, refusing.authority = last, lambda: True
     got = await refusing.turn_start_bundle(tenant_id="acme", session_id="s-1",
                                            pipeline_name="voice-assistant", runtime_id="rt-a")
@@ -116,7 +115,7 @@ async def test_only_an_unreachable_control_plane_with_the_lease_held_freezes(
     assert not refusing.unreachable and not refusing.may_freeze(last)
     # ... and one that answers (its snapshots checked by T2 as they are): not frozen over,
     # and the outage is over for the source that was down
-    down.source = _client(cp)
+    down.source = client
     got = await down.turn_start_bundle(tenant_id="acme", session_id="s-1",
                                        pipeline_name="voice-assistant", runtime_id="rt-a")
     held[0] = True
