@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -40,12 +40,13 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
+    WebSocketState,
 )
 
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
-from rspp.transports._intake import TAKEN
+from rspp.transports._intake import TAKEN, IntakeRest, installed, start_intake
 from rspp.transports._marks import parse_mark
 from rspp.transports._mulaw import mulaw_encode, mulaw_expand
 from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEvent
@@ -60,11 +61,13 @@ from rspp.transports._session_port import (
     CLOSE_UNAVAILABLE,
     ClientAudio,
     LiveSession,
+    Outbound,
     SessionRefused,
     TokenRefused,
     TokenVerifier,
 )
 from rspp.transports._twilio_protocol import (
+    CarrierMessage,
     CarrierWriter,
     Connected,
     Dtmf,
@@ -77,7 +80,7 @@ from rspp.transports._twilio_protocol import (
     decode_carrier_raw,
     decode_payload,
 )
-from rspp.transports._websocket import SessionHub
+from rspp.transports._websocket import SEND_NOW, TEXT_SINK, SessionHub
 
 __all__ = ["TWILIO_STREAM_PATH", "TelephonyOptions", "twilio_stream_route"]
 
@@ -128,6 +131,8 @@ class _Call:
         self.call_sid = "-"
         self.stream_sid = ""
         self.out = CarrierWriter("")
+        self._write_now: Callable[[Message], bool] | None = (
+            ws.scope.get("extensions") or {}).get(SEND_NOW)
 
     async def receive(self) -> str | None:
         """The next text message; None when the carrier disconnected."""
@@ -151,6 +156,38 @@ class _Call:
         """Send one text message (the awaitable of the raw send itself: no coroutine of
         its own, as reply frames go out 50 times a second)."""
         return send_raw(self.ws, self._send, {"type": "websocket.send", "text": text})
+
+    @property
+    def sends_now(self) -> bool:
+        """The server writes a message synchronously (:data:`~rspp.transports.SEND_NOW`)."""
+        return self._write_now is not None
+
+    def send_now(self, item: Outbound) -> bool:
+        """Write ``item``'s carrier message at once, from whoever put it on the call's
+        outbound queue while the writer waits for one (the runtime's pacer: no writer
+        wake-up per reply frame); False: the writer sends it (the server cannot write
+        without waiting, the connection is closing, or a frame carries a mark: two
+        messages, which must both go or neither)."""
+        write = self._write_now
+        if write is None or self.ws.application_state is not WebSocketState.CONNECTED:
+            return False
+        if isinstance(item, AudioFrame):
+            if item.mark is not None:
+                return False
+            return not item.pcm or write(
+                {"type": "websocket.send", "text": self.out.media(mulaw_encode(item.pcm))})
+        text = self.event_text(item)
+        return text is None or write({"type": "websocket.send", "text": text})
+
+    def event_text(self, item: ServerEvent) -> str | None:
+        """The carrier message of a session event (``clear``); None: it has none
+        (transcripts, reply text, turn events, stats; an error is logged)."""
+        if isinstance(item, Clear):
+            return self.out.clear()
+        if isinstance(item, ErrorEvent):
+            log.warning("call %s: %s (%s): %s", self.call_sid, item.code, item.field,
+                        item.message)
+        return None
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
@@ -248,7 +285,7 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
 
 
 async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
-    stream = handle.connect(audio)
+    stream = handle.connect(audio, call.send_now if call.sends_now else None)
 
     async def write() -> tuple[int, str]:
         send, out = call.send, call.out
@@ -301,11 +338,66 @@ async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
             await call.send(call.out.media(mulaw_encode(item.pcm)))
         if item.mark is not None:
             await call.send(call.out.mark(item.mark))
-    elif isinstance(item, Clear):
-        await call.send(call.out.clear())
-    elif isinstance(item, ErrorEvent):
-        log.warning("call %s: %s (%s): %s", call.call_sid, item.code, item.field, item.message)
-    # transcripts, reply text, turn events and stats have no carrier message
+        return
+    text = call.event_text(item)
+    if text is not None:
+        await call.send(text)
+
+
+class _DirectMedia:
+    """A call's :data:`~rspp.transports.TEXT_SINK`: while the reader waits for a message
+    (``idle``), a ``media`` message goes into the session right in the server's read
+    callback, as the reader would take it (no ASGI message, no reader wake-up: 50 a
+    second per call). Anything else (``mark``, ``dtmf``, ``stop``, bad input) is queued
+    for the reader, decoded once (:data:`_DECODED`); an intake that has to wait, or that
+    raised (a flood, an oversized payload), is queued as an :class:`IntakeRest` that the
+    reader awaits (raises) in the message's place (the reader is busy from then on, so
+    every later message queues behind it, in order)."""
+
+    __slots__ = ("_max_media", "_max_text", "_push", "handle", "idle", "rest")
+
+    def __init__(self, handle: LiveSession, opts: TelephonyOptions) -> None:
+        self.handle = handle
+        self.idle = False
+        #: a rest queued for the reader and not taken yet
+        self.rest: IntakeRest | None = None
+        self._push = handle.push_audio
+        self._max_media, self._max_text = opts.max_media_bytes, opts.max_message_bytes
+
+    def __call__(self, text: str) -> Message | None:
+        if not self.idle or self.handle.closed or len(text) > self._max_text:
+            return {"type": "websocket.receive", "text": text}
+        try:
+            msg = decode_carrier_raw(text)
+        except msgspec.MsgspecError:  # the reader decodes it again, closing with the reason
+            return {"type": "websocket.receive", "text": text}
+        if type(msg) is not Media:
+            return {"type": "websocket.receive", "text": text, _DECODED: msg}
+        media = msg.media
+        if media.track not in _INBOUND:
+            return None  # only the caller's audio is session input
+        try:
+            mulaw = media.payload
+            if len(mulaw) > self._max_media:
+                decode_payload(msg, self._max_media)  # raises, naming the field
+            chunk = media.chunk
+            aw = self._push(mulaw_expand(mulaw, 2), int(chunk) if chunk is not None
+                            and chunk.isdigit() and len(chunk) < 10 else None)
+            if aw is TAKEN:  # the session took it inside the call
+                return None
+            rest = start_intake(aw)
+        except Exception as exc:  # (a flood, a bad payload): the reader raises it
+            rest = IntakeRest(None, exc=exc)
+        if rest is None:
+            return None
+        self.idle = False
+        self.rest = rest
+        return {"type": "websocket.receive", "text": text, _DECODED: rest}
+
+
+#: a queued message's key for what :class:`_DirectMedia` made of it: the decoded carrier
+#: message, or the rest of a ``media`` message's intake
+_DECODED = "rspp.decoded"
 
 
 async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
@@ -313,23 +405,35 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
 
     Returns how the call ended (``stop``, ``carrier_disconnected``); the caller hangs
     the session up, outside this task (which is cancelled when the writer ends first).
-    The ``media`` message (50 a second) is taken inline: the raw ASGI text message
-    (anything else goes through :meth:`_Call.text`), the payload decoded with the JSON
-    and the carrier's chunk number straight into the session.
+    On a server that offers :data:`~rspp.transports.TEXT_SINK`, ``media`` messages go
+    in from its read callback while this reader waits (:class:`_DirectMedia`).
+    Otherwise the ``media`` message (50 a second) is taken inline here: the raw ASGI
+    text message (anything else goes through :meth:`_Call.text`), the payload decoded
+    with the JSON and the carrier's chunk number straight into the session.
     """
+    direct = _DirectMedia(handle, call.opts)
+    with installed((call.ws.scope.get("extensions") or {}).get(TEXT_SINK), direct):
+        return await _read(call, handle, direct)
+
+
+async def _read(call: _Call, handle: LiveSession, direct: _DirectMedia) -> str | None:
     receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
     max_media, max_text = call.opts.max_media_bytes, call.opts.max_message_bytes
     push_audio, expand = handle.push_audio, mulaw_expand
     decode = decode_carrier_raw  # (msgspec's errors named below)
     while not handle.closed:
+        direct.idle = True
         raw = await receive()
-        text = raw.get("text")
-        if text is None or len(text) > max_text or raw["type"] != "websocket.receive":
-            text = text_of(raw)
-            if text is None:
-                return "carrier_disconnected"
+        direct.idle = False
+        msg: CarrierMessage | IntakeRest | None = raw.get(_DECODED)
         try:
-            msg = decode(text)
+            if msg is None:
+                text = raw.get("text")
+                if text is None or len(text) > max_text or raw["type"] != "websocket.receive":
+                    text = text_of(raw)
+                    if text is None:
+                        return "carrier_disconnected"
+                msg = decode(text)
             if type(msg) is Media:
                 media = msg.media
                 if media.track not in _INBOUND:
@@ -346,6 +450,13 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
                     taken = push_audio(expand(mulaw, 2), seq)
                     if taken is not TAKEN:  # (a frame taken at once has nothing to await)
                         await taken
+                except Flood as exc:
+                    raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
+                continue
+            if type(msg) is IntakeRest:  # a media message the sink started
+                direct.rest = None
+                try:
+                    await msg
                 except Flood as exc:
                     raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
                 continue

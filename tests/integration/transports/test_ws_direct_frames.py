@@ -22,6 +22,8 @@ from websockets.frames import Frame, Opcode
 from rspp.client import LiveClient
 from rspp.transports import SUBPROTOCOL_JSON, EndOfUtterance, ErrorEvent, Start, encode_message
 
+from .conftest import record_deliveries, writer_waits
+
 pytestmark = pytest.mark.integration
 
 
@@ -60,17 +62,8 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         transport = srv.hub.sessions["d2"].transport
         proto = await idle_protocol(srv, transport)
         session = transport.session
-        seen: list[tuple[str, int | None]] = []
-        four = asyncio.Event()
-        deliver = session.deliver_now
-
-        def spy(ev: Any, port: str = "audio", admitted: Any = None) -> Any:
-            seen.append((ev.kind, ev.sample_index))
-            if len(seen) == 4:
-                four.set()
-            return deliver(ev, port, admitted)
-
-        session.deliver_now = spy
+        seen: list[tuple[str, Any]] = []
+        four = record_deliveries(session, seen, 4)
         lock = transport._ingress_lock
         await lock.acquire()  # the intake of the next frame waits (as on flow control)
         proto.data_received(wire(Opcode.BINARY, bytes(640)))
@@ -91,17 +84,6 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         assert transport.meter.frames == 4 and proto.queue.empty()
 
 
-async def _writer_waits(transport: Any) -> Any:
-    """The connection's outbound queue once its writer waits for an item."""
-    async with asyncio.timeout(60):
-        while True:
-            q = transport.queue
-            waiter = getattr(q, "_waiter", None)
-            if waiter is not None and not waiter.done() and not len(q):
-                return q
-            await asyncio.sleep(0.01)
-
-
 async def test_an_outbound_item_leaves_in_the_call_that_puts_it_after_the_writers_checks(
         serve, issue) -> None:
     async with serve() as srv:
@@ -114,7 +96,7 @@ async def test_an_outbound_item_leaves_in_the_call_that_puts_it_after_the_writer
         assert json.loads(await ws.recv())["type"] == "ready"
         handle = srv.hub.sessions["o1"]
         transport = handle.transport
-        queue = await _writer_waits(transport)
+        queue = await writer_waits(transport)
         (proto,) = srv.server.server_state.connections
         writes: list[bytes] = []
         write = proto.transport.write
