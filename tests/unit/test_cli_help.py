@@ -22,10 +22,11 @@ def _command_paths() -> list[tuple[str, ...]]:
 
     def walk(command: Any, path: tuple[str, ...]) -> None:
         paths.append(path)
-        children = getattr(command, "commands", None)  # a group (typer vendors its click)
-        if children:
-            for name, child in sorted(children.items()):
-                walk(child, (*path, name))
+        if not hasattr(command, "list_commands"):  # a leaf (typer vendors its click)
+            return
+        ctx = typer.Context(command)  # the root loads each command's module on lookup
+        for name in sorted(command.list_commands(ctx)):
+            walk(command.get_command(ctx, name), (*path, name))
 
     walk(root, ())
     return paths

@@ -17,6 +17,7 @@ from rspp.contracts import (
     KINDS,
     ValidationIssue,
     all_schemas,
+    capability_issues,
     compare_schemas,
     infer_kind,
     json_schema,
@@ -53,6 +54,8 @@ def _check_record(kind: str | None, data: object, prefix: str = "",
                   check: Check = validate) -> list[ValidationIssue]:
     chosen = kind or infer_kind(data)
     issues = check(chosen, data)
+    if chosen == "resolved_turn_plan" and not issues:  # its frozen capabilities (F-161)
+        issues = capability_issues(data)
     if prefix:
         issues = [ValidationIssue(f"{prefix}.{i.path}", i.message) for i in issues]
     return issues
@@ -107,6 +110,9 @@ def _check_jsonl(kind: str | None, path: Path, check: Check = validate) -> Itera
         if not found and isinstance(data, dict) and isinstance(data.get("record"), dict):
             problem = envelope_problem(data["record"])  # e.g. integers beyond 64 bits
             found = [ValidationIssue(f"record.{problem[0]}", problem[1])] if problem else []
+            if not found and entry is not None and entry.kind == "resolved_turn_plan":
+                found = [ValidationIssue(f"record.{i.path}", i.message)
+                         for i in capability_issues(data["record"])]  # F-161
         yield from ((number, i) for i in found)
     if empty:
         yield 0, ValidationIssue("<file>", "the file is empty; there is nothing to validate")

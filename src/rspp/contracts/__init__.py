@@ -4,6 +4,15 @@ Nothing here imports the rest of :mod:`rspp`.
 """
 
 from rspp.contracts._bundle import ArtifactBundle
+from rspp.contracts._capabilities import (
+    CAPABILITY_KEY_PREFIX,
+    CAPABILITY_REF_PREFIX,
+    ProviderCapabilities,
+    TransportCapabilities,
+    capability_issues,
+    capability_ref,
+    plan_capabilities,
+)
 from rspp.contracts._codec import (
     ENCODINGS,
     Encoding,
@@ -152,6 +161,8 @@ from rspp.contracts._validate import (
 )
 
 __all__ = [
+    "CAPABILITY_KEY_PREFIX",
+    "CAPABILITY_REF_PREFIX",
     "CONTROL_SIGNAL_BASE_REQUIRED",
     "ENCODINGS",
     "EVIDENCE_KIND",
@@ -213,6 +224,7 @@ __all__ = [
     "Payload",
     "PayloadClass",
     "PolicyResolution",
+    "ProviderCapabilities",
     "ProviderHealth",
     "ProviderHealthEntry",
     "ProviderStatus",
@@ -245,6 +257,7 @@ __all__ = [
     "TextRevisionTracker",
     "TimelineEntry",
     "TransitionTrigger",
+    "TransportCapabilities",
     "TurnBudgets",
     "TurnStartBundle",
     "TurnState",
@@ -255,6 +268,8 @@ __all__ = [
     "WatermarkThreshold",
     "all_schemas",
     "canonical_json",
+    "capability_issues",
+    "capability_ref",
     "check_entry",
     "check_record",
     "check_schema_version",
@@ -277,6 +292,7 @@ __all__ = [
     "make_entry",
     "negotiate_encoding",
     "parse_entry",
+    "plan_capabilities",
     "reference_schema",
     "schema_document",
     "schema_index",

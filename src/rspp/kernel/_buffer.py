@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rspp.kernel._signals import SignalLog
 
 __all__ = ["ACCEPTED", "BLOCKED", "DROPPED", "MERGED", "SHED_REASONS", "BufferStats", "EdgeBuffer",
-           "OrderedEdgeBuffer", "Wakeup"]
+           "LaneEdgeBuffer", "OrderedEdgeBuffer", "OrderedLaneEdgeBuffer", "Wakeup"]
 
 ACCEPTED, DROPPED, MERGED, BLOCKED = 0, 1, 2, 3
 _CONTROL, _TELEMETRY = Lane.CONTROL, Lane.TELEMETRY
@@ -166,19 +166,29 @@ class EdgeBuffer(PressureMixin):
         """Try to enqueue; returns ACCEPTED, DROPPED, MERGED or BLOCKED."""
         lane = ev.lane
         if lane is _CONTROL:
-            if len(self.control) >= self.config.control_max_items:
-                # Control is never dropped: it displaces the oldest data instead.
-                self._drop_oldest("control_overflow_displaced_data")
-            self.control.append(ev)
-            self._wake()
-            return ACCEPTED
+            return self._offer_control(ev)
         if lane is _TELEMETRY:
             return self._offer_telemetry(ev)
         return self._offer_data(ev)
 
+    def _offer_control(self, ev: Event) -> int:
+        if len(self.control) >= self.config.control_max_items:
+            # Control is never dropped: past its bound it displaces the oldest telemetry,
+            # else the oldest data (lane priority: telemetry is shed first, F-147).
+            if self.telemetry:
+                self._note_drop(self.telemetry.popleft(), "control_overflow_displaced_telemetry",
+                                Lane.TELEMETRY)
+                self.stats.dropped += 1
+            else:
+                self._drop_oldest("control_overflow_displaced_data")
+        self.control.append(ev)
+        self._wake()
+        return ACCEPTED
+
     def _offer_telemetry(self, ev: Event) -> int:
         cfg = self.config
-        if len(self.telemetry) >= cfg.telemetry_max_items:
+        if len(self.telemetry) >= cfg.telemetry_max_items and not (
+                ev.lane is not _TELEMETRY and is_stream_end(ev)):  # (a TelemetryLane edge's)
             self._tel_n += 1
             if cfg.telemetry_handling == "sample" and self._tel_n % cfg.sample_every == 0:
                 self.telemetry.popleft()
@@ -530,6 +540,28 @@ class EdgeBuffer(PressureMixin):
                 t.cancel()
 
 
+class _EdgeLane:
+    """``offer`` of an edge whose spec sets ``lane:`` ControlLane or TelemetryLane (F-147):
+    its DataLane events are queued on that lane (served first and never dropped, or served
+    last and shed first under ``telemetry_max_items``); an event a node marked ControlLane
+    or TelemetryLane keeps its own lane. The events themselves are unchanged (the consumer
+    processes them as data). A TelemetryLane edge never sheds an end-of-stream marker.
+    A mixin, so the DataLane edges' ``offer`` keeps its hot path."""
+
+    __slots__ = ()
+
+    def offer(self, ev: Event) -> int:
+        buf: EdgeBuffer = self  # type: ignore[assignment]
+        lane = ev.lane
+        if lane is _CONTROL or (lane is not _TELEMETRY and buf.config.lane is _CONTROL):
+            return buf._offer_control(ev)
+        return buf._offer_telemetry(ev)
+
+
+class LaneEdgeBuffer(_EdgeLane, EdgeBuffer):
+    """An :class:`EdgeBuffer` of a ControlLane or TelemetryLane edge (see ``_EdgeLane``)."""
+
+
 class OrderedEdgeBuffer(EdgeBuffer):
     """One of several input buffers of one consumer (all share its :class:`Wakeup`).
 
@@ -546,3 +578,7 @@ class OrderedEdgeBuffer(EdgeBuffer):
                 now = w.last_ns + 1
             w.last_ns = now
         super()._append(ev, now)
+
+
+class OrderedLaneEdgeBuffer(_EdgeLane, OrderedEdgeBuffer):
+    """An :class:`OrderedEdgeBuffer` of a ControlLane or TelemetryLane edge."""

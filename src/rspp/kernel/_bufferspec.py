@@ -15,6 +15,7 @@ from rspp.contracts import (
     EdgeBufferPolicy,
     EdgeWatermarks,
     FlowControl,
+    Lane,
     WatermarkThreshold,
 )
 from rspp.errors import RuntimeKernelError
@@ -48,6 +49,10 @@ class BufferConfig:
     telemetry_handling: str = "best_effort_drop"
     telemetry_max_items: int = 64
     control_max_items: int = 1024
+    #: the lane the edge queues data events on (the spec edge's ``lane:``, F-147):
+    #: ControlLane edges serve them first and never drop them, TelemetryLane edges serve
+    #: them last and shed them first; an event marked ControlLane/TelemetryLane keeps its own
+    lane: Lane = Lane.DATA
     flow_mode: FlowModeName | None = None
     flow_high: int | None = None
     flow_low: int | None = None
@@ -62,7 +67,8 @@ class BufferConfig:
                 f"strategy={self.strategy!r} is not one of {_STRATEGIES}; "
                 "fix the edge's buffer.strategy"
             )
-        for name in ("max_items", "max_bytes", "max_queue_ms", "max_latency_ms", "sample_every"):
+        for name in ("max_items", "max_bytes", "max_queue_ms", "max_latency_ms", "sample_every",
+                     "telemetry_max_items", "control_max_items"):
             if getattr(self, name) < 1:
                 raise BufferConfigError(f"{name}={getattr(self, name)} must be >= 1")
         if self.strategy == "block" and not self.max_block_ms:

@@ -216,6 +216,12 @@ def _node_time_limit(nd: Any, timeout: Any) -> int | None:
 
 
 def _edge_overrides(ed: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    """An edge's own flow-control mode (F-145) wins over the pipeline's."""
+    """An edge's own flow-control mode (F-145) wins over the pipeline's; its lane and lane
+    bounds (F-147) configure its buffer."""
     mode = getattr(ed, "flow_mode", None)
-    return {**overrides, "flow_mode": mode} if mode else overrides
+    out = {**overrides, "flow_mode": mode} if mode else dict(overrides)
+    out.update(getattr(ed, "lane_bounds", ()))
+    lane = Lane(ed.lane)
+    if lane is not Lane.DATA:
+        out["lane"] = lane
+    return out

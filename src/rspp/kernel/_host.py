@@ -305,8 +305,6 @@ class NodeHost:
                 await self.wakeup.wait()
                 continue
             self.busy = True
-            if ev.lane is Lane.CONTROL:
-                continue  # control on data edges is delivered through hooks
             if self.by_edge and buf is not None:
                 port = buf.edge_id
             if self.kinds is not None and self.unknown(ev, port):

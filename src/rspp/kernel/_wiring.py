@@ -10,7 +10,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from rspp.kernel._buffer import EdgeBuffer, OrderedEdgeBuffer, Wakeup
+from rspp.contracts import Lane
+from rspp.kernel._buffer import (
+    EdgeBuffer,
+    LaneEdgeBuffer,
+    OrderedEdgeBuffer,
+    OrderedLaneEdgeBuffer,
+    Wakeup,
+)
 from rspp.kernel._bufferspec import BufferConfig
 from rspp.kernel._defaults import DictState, LocalCancelToken, SessionTelemetry, UnboundedBudget
 from rspp.kernel._graph import INPUT, OUTPUT, GraphError, RuntimeGraph
@@ -101,7 +108,7 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
             host = s.hosts[e.target]
             port = e.id if host.by_edge else e.target_port
             if host.is_async:
-                kind = OrderedEdgeBuffer if fed[e.target] > 1 else EdgeBuffer
+                kind = _buffer_class(e.buffer, ordered=fed[e.target] > 1)
                 buf = kind(e.id, e.buffer, s.signals, s.clock)
                 buf.wakeup = host.wakeup
                 host.buffers.append((buf, port))
@@ -135,3 +142,11 @@ def build_hosts(s: WiredSession, *, seed: int | None, inbox: BufferConfig,
             buf.wakeup = fbh.wakeup
             fbh.buffers.append((buf, fbh.node.inputs[0] if fbh.node.inputs else "in"))
             s.fallback_buffers[fb] = buf
+
+
+def _buffer_class(cfg: BufferConfig, *, ordered: bool) -> type[EdgeBuffer]:
+    """The buffer of one edge: ordered across a consumer's several inputs, and queueing
+    its data on the edge's lane when the spec sets ControlLane or TelemetryLane (F-147)."""
+    if cfg.lane is Lane.DATA:
+        return OrderedEdgeBuffer if ordered else EdgeBuffer
+    return OrderedLaneEdgeBuffer if ordered else LaneEdgeBuffer

@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from rspp.contracts import ProviderCapabilities
 from rspp.providers._clock import LoopClock
 from rspp.providers._invocation import MetricsSink, ProviderInvocation
 from rspp.providers._normalise import normalise_error
@@ -107,6 +108,20 @@ class Provider(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider_id={self.provider_id!r})"
+
+    def capability_snapshot(self) -> ProviderCapabilities:
+        """What this instance supports now (F-161): the declared capabilities, with the
+        configured voice first among the voices."""
+        cap = self.capabilities
+        voice = getattr(self, "voice", None) or getattr(self, "voice_id", None)
+        voices = cap.voices
+        if isinstance(voice, str) and voice:
+            voices = (voice, *(v for v in voices if v != voice))
+        return ProviderCapabilities(
+            provider_id=self.provider_id, kind=self.kind.value, streaming=cap.streaming,
+            languages=cap.languages, voices=voices, sample_rates=cap.sample_rates,
+            max_input_chars=cap.max_input_chars, incremental_input=cap.incremental_input,
+            interim_results=cap.interim_results, offline=cap.offline)
 
     # -- the guard --------------------------------------------------------
     def _count_input(

@@ -91,3 +91,7 @@ class Capabilities:
     interim_results: bool = False
     offline: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    #: voices the adapter offers (TTS; empty: not enumerated)
+    voices: tuple[str, ...] = ()
+    #: the longest text one call takes, in characters (None: no declared limit)
+    max_input_chars: int | None = None

@@ -182,6 +182,7 @@ class ReplayEngine:
             recording_level=recording.recording_level or RecordingLevel.L2,
             provider_node_types=opts.provider_node_types, snapshot_refs=recording.snapshot_refs,
             turn_walls=tuple(sorted(recording.turn_walls.items())),
+            turn_capabilities=tuple(sorted(recording.turn_capabilities.items())),
             tag=f"replay:{opts.mode.value}:{opts.decision_mode.value}", real_time=opts.real_time,
             # as the recording did; without evidence: enforced on virtual time (it replays
             # the recorded times), reported in real time (the times are this machine's)

@@ -41,6 +41,7 @@ from rspp.kernel import (
 )
 from rspp.kernel._timebase import Timebase
 from rspp.observability._recorder import BufferedItem, RecorderOptions, TimelineRecorder
+from rspp.replay._capabilities import RecordedCapabilities, TurnCapabilities
 from rspp.replay._codec import compared_payload, encode_event
 from rspp.replay._nodes import (
     PlaybackStore,
@@ -95,6 +96,8 @@ class RigOptions:
     #: recorded turn-start wall clock per turn id (the plan's captured nondeterministic
     #: input ``turn_start_wall_ms``); the replay substitutes it when it freezes the plan
     turn_walls: tuple[tuple[str, int], ...] = ()
+    #: recorded capability snapshots per turn id (the plan's ``capability:*`` inputs, F-161)
+    turn_capabilities: tuple[tuple[str, TurnCapabilities], ...] = ()
     #: written to ``scope`` of every event record the rig makes (replays: the replay modes)
     tag: str | None = None
     #: False: turn budgets are reported, never terminate a turn (as the recording did)
@@ -196,6 +199,7 @@ class SessionRig:
             resolver = _PinnedWallResolver(gd, StaticSnapshotSource(self.bundle), self.clock,
                                            runtime_id=opts.runtime_id,
                                            walls=dict(opts.turn_walls))
+        resolver.capabilities = RecordedCapabilities(dict(opts.turn_capabilities))
         self.driver = TurnDriver(
             self.session, resolver,
             tenant_id=opts.tenant_id, authority=self.authority,

@@ -44,6 +44,7 @@ from rspp.observability._timeline_io import (
     iter_raw,
     iter_timeline,
 )
+from rspp.replay._capabilities import TurnCapabilities, collect_capabilities
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
@@ -432,6 +433,8 @@ class Recording:
     decisions: dict[str, DecisionOutcome] = field(default_factory=dict)
     #: recorded turn-start wall clock per turn (plan determinism input ``turn_start_wall_ms``)
     turn_walls: dict[str, int] = field(default_factory=dict)
+    #: recorded capability snapshots per turn (plan inputs ``capability:*``, F-161)
+    turn_capabilities: dict[str, TurnCapabilities] = field(default_factory=dict)
     #: ``recording_policy.allowed_replay_modes`` of the first plan (empty: not stated)
     allowed_modes: tuple[str, ...] = ()
     #: how the recording's turn budgets ended when one ran out: False (reported only,
@@ -581,6 +584,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     no_payload: set[int] = set()
     ran_out: list[str] = []
     walls: dict[str, int] = {}
+    caps: dict[str, TurnCapabilities] = {}
     count = 0
     bare: dict[int, str] = {}  # ingress lines without payload -> the level that keeps it
     pending: ReplayInputError | None = None  # the first bad record, raised after the checks
@@ -604,6 +608,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             t0 = ln
         if ln.kind == "resolved_turn_plan":
             _wall(ln, walls)
+            collect_capabilities(ln.record, caps)
             if not stream or not plans:
                 plans.append(compare_view(ln) if stream else ln)
         elif ln.kind == "event_record":
@@ -708,6 +713,7 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     del event_ids
     enforced = None if not ran_out else not all(r.endswith(";outcome=continue") for r in ran_out)
     return Recording(source=source, lines=lines, session_id=session_id, turn_walls=walls,
+                     turn_capabilities=caps,
                      allowed_modes=allowed, budgets_enforced=enforced,
                      pipeline_version=version, authority_epoch=epoch, start_wall_ms=start_wall,
                      recording_level=level, snapshot_refs=refs, ingress=ingress,

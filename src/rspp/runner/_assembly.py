@@ -73,6 +73,7 @@ from rspp.providers import (
     policy_from_config,
 )
 from rspp.runner._bundle import LOCAL_RUNTIME_ID, LOCAL_TENANT, local_bundle
+from rspp.runner._capabilities import SessionCapabilities
 from rspp.runner._replayable import ReplayableCapture
 from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 from rspp.spec import (
@@ -550,6 +551,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     authority = AuthorityGuard(opts.authority_epoch)
     resolver = PlanResolver(gd, snapshots, clock, runtime_id=opts.runtime_id)
     transport = make_transport(record)
+    resolver.capabilities = SessionCapabilities(transport, services.providers)  # F-161
     tap = getattr(transport, "on_record", None)
     if callable(tap):
         taps.append(tap)

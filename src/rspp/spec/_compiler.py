@@ -164,6 +164,7 @@ def analyse(
             lane=lane,
             condition=w.condition, role="fallback" if w.role == "fallback" else "data",
             flow_mode=_edge_flow_mode(w.flat.spec.buffer),
+            lane_bounds=_edge_lane_bounds(w.flat.spec.buffer),
         ))
     needed = {sig.provider_modality for _, sig in nodes.values() if sig.provider_modality}
     providers = resolve_providers(spec, profile, budgets, {str(m) for m in needed})
@@ -188,7 +189,8 @@ def analyse(
         "edges": sorted(
             ({"id": e.id, "when": e.condition, "buffer": e.buffer, "lane": e.lane,
               "role": e.role,  # a flow mode is hashed only when an edge declares one
-              **({"flow_mode": e.flow_mode} if e.flow_mode else {})}
+              **({"flow_mode": e.flow_mode} if e.flow_mode else {}),
+              **({"lane_bounds": e.lane_bounds} if e.lane_bounds else {})}
              for e in edge_defs), key=lambda d: str(d["id"])),
         "merges": merges, "selects": selects, "fallbacks": fallbacks,
         "providers": [(p.modality, p.primary, p.fallbacks, p.timeout.value, p.config)
@@ -446,3 +448,11 @@ def _ports(edges: list[EdgeDef], side: str) -> tuple[GraphPort, ...]:
 
 def _edge_flow_mode(buffer: BufferOverride | None) -> str | None:
     return str(buffer.flow_mode) if buffer is not None and buffer.flow_mode is not None else None
+
+
+def _edge_lane_bounds(buffer: BufferOverride | None) -> tuple[tuple[str, int], ...]:
+    """The lane bounds an edge's ``buffer:`` sets (hashed only when set: F-147)."""
+    if buffer is None:
+        return ()
+    return tuple((name, value) for name in ("telemetry_max_items", "control_max_items")
+                 if (value := getattr(buffer, name)) is not None)

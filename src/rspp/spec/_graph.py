@@ -117,6 +117,9 @@ class EdgeDef:
     """``fallback`` edges deliver only after the target's primary failed."""
     flow_mode: str | None = None
     """This edge's flow-control mode when its spec sets one (else the pipeline's)."""
+    lane_bounds: tuple[tuple[str, int], ...] = ()
+    """The edge's own lane bounds its spec sets (``telemetry_max_items``,
+    ``control_max_items``), else the kernel's defaults."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,6 +123,13 @@ class BufferOverride(msgspec.Struct, **_S):
     max_block_time_ms: Ms | None = None
     watermarks: EdgeWatermarks | None = None
     telemetry_handling: TelemetryLaneHandling | None = None
+    telemetry_max_items: Annotated[int, Meta(
+        ge=1, description="TelemetryLane bound of this edge (items): telemetry past it is "
+                          "shed as telemetry_handling says; default 64.")] | None = None
+    control_max_items: Annotated[int, Meta(
+        ge=1, description="ControlLane bound of this edge (items): control is never "
+                          "dropped, past it each control event displaces the oldest "
+                          "queued telemetry, else the oldest data; default 1024.")] | None = None
     fairness_key: str | None = None
     sync_drop_policy: SyncDropPolicy | None = None
     #: flow control of this edge (signal / credit / hybrid, F-145); default the pipeline's
@@ -145,7 +152,12 @@ class EdgeSpec(msgspec.Struct, **_S):
              examples=["confidence < 0.5", "lang in ('en', 'de') and not is_final"]),
     ] = None
     buffer: BufferOverride | None = None
-    lane: Lane | None = None
+    lane: Annotated[Lane | None, Meta(
+        description="The lane this edge queues its events on at the consuming node "
+                    "(default: DataLane, ControlLane for a control port). ControlLane: "
+                    "served first and never dropped; TelemetryLane: served last and shed "
+                    "first (buffer.telemetry_max_items, telemetry_handling); an event a "
+                    "node marks ControlLane or TelemetryLane keeps its own lane.")] = None
     description: str | None = None
     metadata: Free = {}
 

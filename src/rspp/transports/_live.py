@@ -43,6 +43,7 @@ from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTu
 from rspp.kernel import AudioFormat, Event, SessionActor, audio_frame
 from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
+from rspp.transports._capabilities import TransportCapabilities, live_capabilities
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressLock, IngressMeter, Rechunker, StreamResampler
@@ -185,6 +186,8 @@ class LiveTransport:
         self._reply_ports: frozenset[str] = frozenset()
         #: the session's graph takes audio (``input.audio``; True until ``attach``)
         self._audio_in = True
+        #: the connection's capabilities, frozen into each turn's plan (None: no client yet)
+        self.capabilities: TransportCapabilities | None = None
 
     def may_output(self) -> bool | None:
         """True: send now; False: hold (authority unconfirmed); None: never (lost)."""
@@ -248,8 +251,8 @@ class LiveTransport:
         ``low_latency``: resample without soxr's block delay (quality ``QQ``).
         ``transport``: the kind of connection, which picks its jitter profile.
         """
-        self.acked = acked
-        self._rows = timeline
+        self.acked, self._rows = acked, timeline
+        self.capabilities = live_capabilities(transport, in_rate, out_rate, acked)  # F-161
         quality = "QQ" if low_latency else "HQ"
         if in_rate != self._rechunker.in_rate or quality != self._quality:
             self._rechunker = Rechunker(in_rate, self.rate, self.opts.frame_ms, quality)

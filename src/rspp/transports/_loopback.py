@@ -31,8 +31,10 @@ from rspp.contracts import (
     Lane,
     PayloadClass,
     SignalName,
+    TransportCapabilities,
 )
 from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.transports._capabilities import loopback_capabilities
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
 
@@ -115,6 +117,11 @@ class LoopbackTransport:
         self._seq = 0
         #: the outputs a turn's reply must end on before it is delivered (``attach``)
         self._reply_ports: frozenset[str] = frozenset()
+
+    @property
+    def capabilities(self) -> TransportCapabilities:
+        """What this transport supports now (frozen into each turn's plan, F-161)."""
+        return loopback_capabilities(self.rate, self.out_rate)
 
     def attach(self, session: SessionActor, driver: PlaybackObserver,
                make_signal: SignalFactory | None = None) -> None:

@@ -35,7 +35,7 @@ from rspp.turns._cancel import (
 )
 from rspp.turns._capacity import CapacityModel
 from rspp.turns._checkpoint import OpenTurn, ResumePoint, SessionCheckpointer, resume_session
-from rspp.turns._plan_resolver import PlanResolver, compute_plan_hash
+from rspp.turns._plan_resolver import CapabilitySource, PlanResolver, compute_plan_hash
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
 from rspp.turns._snapshot_source import SnapshotSource, StaticSnapshotSource
 from rspp.turns._state import (
@@ -57,6 +57,7 @@ __all__ = [
     "CancelReason",
     "CancelScope",
     "CancelScopeTree",
+    "CapabilitySource",
     "CapacityModel",
     "Continuation",
     "DurableStateStore",

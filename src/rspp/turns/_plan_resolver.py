@@ -25,7 +25,7 @@ of the plan without its ``plan_hash`` field.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,7 +51,8 @@ from rspp.kernel._handles import Clock
 from rspp.turns._determinism import DeterminismCapture, build_determinism_context, derive_seed
 from rspp.turns._snapshot_source import SnapshotSource
 
-__all__ = ["PlanGraph", "PlanRefusal", "PlanResolution", "PlanResolver", "compute_plan_hash"]
+__all__ = ["CapabilitySource", "PlanGraph", "PlanRefusal", "PlanResolution", "PlanResolver",
+           "compute_plan_hash"]
 
 _SNAPSHOTS = (
     "version_resolution",
@@ -123,6 +124,15 @@ class PlanGraph(Protocol):
     def edge_buffer_policies(self) -> dict[str, EdgeBufferPolicy]: ...
 
 
+class CapabilitySource(Protocol):
+    """The session's transport and provider capabilities, read at turn start (F-161)."""
+
+    def capture(self, turn_id: str, bindings: Mapping[str, str]) -> Sequence[tuple[str, str]]:
+        """``(input_key, evidence_ref)`` of each capability snapshot (see
+        :mod:`rspp.contracts._capabilities`) for a turn bound to ``bindings``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class PlanRefusal:
     kind: OutcomeKind  # DEFER or REJECT
@@ -162,6 +172,8 @@ class PlanResolver:
         self.clock = clock
         self.runtime_id = runtime_id
         self.schema_version = schema_version
+        #: what the transport and the bound providers support, frozen into each plan
+        self.capabilities: CapabilitySource | None = None
 
     async def resolve(
         self,
@@ -275,6 +287,9 @@ class PlanResolver:
                 NondeterministicSource.EXTERNAL_CALL,
                 _snapshot_ref(getattr(bundle, name).meta),
             )
+        if self.capabilities is not None:
+            for key, ref in self.capabilities.capture(turn_id, bound):
+                capture.capture(key, NondeterministicSource.OTHER, ref)
         merge = (g.merges[0].rule_id, g.merges[0].rule_version) if g.merges else None
         plan = ResolvedTurnPlan(
             turn_id=turn_id,

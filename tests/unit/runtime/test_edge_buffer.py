@@ -406,3 +406,73 @@ def test_cancellation_still_flushes_a_turns_end_of_stream_marker() -> None:
     buf.offer(ev(0, turn_id="t1"))
     buf.offer(eos(1))
     assert buf.drop_turn("t1") == 2 and not buf.data
+
+
+def test_control_past_its_bound_displaces_telemetry_before_data() -> None:
+    buf, log = make(BufferConfig(max_items=10, control_max_items=1))
+    buf.offer(ev(0))
+    buf.offer(ev(1, lane=Lane.TELEMETRY))
+    buf.offer(ev(2, kind="cancel", lane=Lane.CONTROL))
+    buf.offer(ev(3, kind="cancel", lane=Lane.CONTROL))  # over the bound: telemetry goes
+    buf.offer(ev(4, kind="cancel", lane=Lane.CONTROL))  # no telemetry left: the oldest data
+    buf.flush_notices()
+    assert [e.seq for e in buf.control] == [2, 3, 4] and not buf.telemetry and not buf.data
+    assert [(n.target_lane, n.reason) for n in log.of(SignalName.DROP_NOTICE)] == [
+        (Lane.TELEMETRY, "control_overflow_displaced_telemetry"),
+        (Lane.DATA, "control_overflow_displaced_data")]
+
+
+def test_an_edge_lane_queues_its_data_on_that_lane() -> None:
+    from rspp.kernel._buffer import LaneEdgeBuffer
+
+    clock = VirtualClock()
+    counter = iter(range(10**9))
+    log = SignalLog("s1", "p@1.0.0", clock, lambda: next(counter))
+    tel = LaneEdgeBuffer("a->b", BufferConfig(lane=Lane.TELEMETRY, telemetry_max_items=2,
+                                              telemetry_handling="drop"), log, clock)
+    for i in range(3):
+        tel.offer(ev(i))
+    tel.offer(ev(3, kind="audio_end"))  # an end-of-stream marker is never shed
+    tel.offer(ev(4, kind="cancel", lane=Lane.CONTROL))  # keeps its own lane
+    tel.flush_notices()
+    assert [e.seq for e in tel.telemetry] == [0, 1, 3] and [e.seq for e in tel.control] == [4]
+    (notice,) = log.of(SignalName.DROP_NOTICE)
+    assert notice.target_lane == Lane.TELEMETRY and notice.seq_range.start == 2
+    assert [tel.pop().seq for _ in range(4)] == [4, 0, 1, 3]  # type: ignore[union-attr]
+
+    ctl = LaneEdgeBuffer("c->d", BufferConfig(lane=Lane.CONTROL, max_items=1), log, clock)
+    for i in range(3):
+        ctl.offer(ev(10 + i))  # past max_items: control is never dropped
+    ctl.offer(ev(20, lane=Lane.TELEMETRY))
+    assert [e.seq for e in ctl.control] == [10, 11, 12] and [e.seq for e in ctl.telemetry] == [20]
+    assert ctl.pop().lane is Lane.DATA  # type: ignore[union-attr]  # the event is unchanged
+
+
+def test_lane_bounds_must_be_positive() -> None:
+    with pytest.raises(BufferConfigError, match="telemetry_max_items"):
+        BufferConfig(telemetry_max_items=0)
+    with pytest.raises(BufferConfigError, match="control_max_items"):
+        BufferConfig(control_max_items=0)
+
+
+def test_a_spec_edges_lane_and_lane_bounds_reach_its_runtime_buffer() -> None:
+    from rspp.kernel import RuntimeGraph
+    from rspp.spec import compile_spec, parse_spec_text
+
+    spec = """\
+name: lanes
+version: 1.0.0
+nodes:
+  - {id: a, type: sentence_segmenter}
+  - {id: b, type: sentence_segmenter}
+edges:
+  - {from: input.text, to: a.text, buffer: {telemetry_max_items: 3, control_max_items: 9}}
+  - {from: a.text, to: b.text, lane: TelemetryLane}
+  - {from: b.text, to: output.text}
+"""
+    edges = {e.id: e for e in RuntimeGraph.from_definition(
+        compile_spec(parse_spec_text(spec))).edges}
+    first, second = edges["input.text->a.text"], edges["a.text->b.text"]
+    assert (first.buffer.telemetry_max_items, first.buffer.control_max_items) == (3, 9)
+    assert first.buffer.lane is Lane.DATA and second.buffer.lane is Lane.TELEMETRY
+    assert (second.buffer.telemetry_max_items, second.buffer.control_max_items) == (64, 1024)

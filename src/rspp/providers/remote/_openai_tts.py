@@ -30,6 +30,8 @@ class OpenAITTS(TTSProvider):
         languages=("*",),
         sample_rates=(OPENAI_PCM_RATE,),
         incremental_input=True,
+        voices=("alloy", "ash", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer"),
+        max_input_chars=4096,  # the speech endpoint's documented input limit
     )
 
     def __init__(
