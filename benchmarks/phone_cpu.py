@@ -46,7 +46,13 @@ from sessions_capacity import CYCLE_FRAMES
 
 from rspp.server._loop import run as run_loop
 from rspp.server._loop import settle_heap
-from rspp.transports import TWILIO_STREAM_PATH, SessionGrant, SessionHub, twilio_stream_route
+from rspp.transports import (
+    TEXT_SINK,
+    TWILIO_STREAM_PATH,
+    SessionGrant,
+    SessionHub,
+    twilio_stream_route,
+)
 
 
 async def _grant(token: str, session_id: str) -> SessionGrant:
@@ -64,9 +70,21 @@ class _Carrier:
         self.media = self.marks = 0
         self.closed = False
         self.seq = 1
+        #: the endpoint's text sink (``rspp.text_sink``, as ``rspp serve`` offers it)
+        self.sink: Any = None
+
+    def set_sink(self, sink: Any) -> None:
+        self.sink = sink
 
     def put(self, text: str) -> None:
-        self.inbox.append({"type": "websocket.receive", "text": text})
+        sink = self.sink
+        if sink is None or self.inbox:
+            self.inbox.append({"type": "websocket.receive", "text": text})
+        else:  # as the server's read callback: the endpoint takes it now, or queues it
+            msg = sink(text)
+            if msg is None:
+                return
+            self.inbox.append(msg)
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -110,7 +128,7 @@ def _callgrind(on: bool) -> None:
 
 
 async def main(calls: int, ticks: int, warm: int, fast: bool,
-               callgrind: bool = False) -> dict[str, Any]:
+               callgrind: bool = False, text_sink: bool = True) -> dict[str, Any]:
     hub = SessionHub(PhoneFactory())
     route = twilio_stream_route(hub, _grant)
     settle_heap()  # as ``rspp serve`` once started
@@ -122,7 +140,10 @@ async def main(calls: int, ticks: int, warm: int, fast: bool,
     for c in carriers:
         for text in c.start():
             c.put(text)
-        tasks.append(asyncio.ensure_future(route.handle(dict(base), c.receive, c.send)))
+        scope = dict(base)
+        if text_sink:
+            scope["extensions"] = {TEXT_SINK: c.set_sink}
+        tasks.append(asyncio.ensure_future(route.handle(scope, c.receive, c.send)))
     while len(hub.sessions) < calls:  # noqa: ASYNC110 - the sessions open in the background
         await asyncio.sleep(0.01)
     payload = base64.b64encode(b"\xff" * 160).decode()
@@ -157,7 +178,7 @@ async def main(calls: int, ticks: int, warm: int, fast: bool,
     await hub.aclose()
     seconds = (ticks - warm) * 0.020
     return {"benchmark": "phone_cpu", "calls": calls, "ticks": ticks, "warm_ticks": warm,
-            "paced": not fast,
+            "paced": not fast, "text_sink": text_sink,
             "cpu_ms_per_call_s": round(cpu * 1000 / (calls * seconds), 3),
             "us_per_message_in": round(cpu * 1e6 / (calls * (ticks - warm)), 2),
             "reply_frames_out": media, "marks_out": sum(c.marks for c in carriers),
@@ -174,6 +195,9 @@ if __name__ == "__main__":
     ap.add_argument("--fast", action="store_true", help="ticks back to back, not paced")
     ap.add_argument("--callgrind", action="store_true",
                     help="under callgrind --instr-atstart=no: collect the measured ticks only")
+    ap.add_argument("--no-sink", action="store_true",
+                    help="no rspp.text_sink: every message through ASGI receive (plain uvicorn)")
     a = ap.parse_args()
     n_ticks = a.ticks or (300 if a.quick else 900)
-    emit(run_loop(main(a.calls, n_ticks, min(a.warm, n_ticks - 1), a.fast, a.callgrind)))
+    emit(run_loop(main(a.calls, n_ticks, min(a.warm, n_ticks - 1), a.fast, a.callgrind,
+                       not a.no_sink)))

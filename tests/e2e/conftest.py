@@ -29,6 +29,17 @@ class RsppCli:
         """``rspp run ARGS``."""
         return self("run", *args)
 
+    def replays_clean(self, timeline: Path, spec: Path, report: Path) -> None:
+        """``rspp replay TIMELINE --spec SPEC``: no ORDERING, PLAN, OUTCOME or AUTHORITY
+        divergence, exit 0 (fails the test otherwise)."""
+        import json
+
+        rep = self("replay", str(timeline), "--spec", str(spec), "--report", str(report))
+        doc = json.loads(report.read_text())
+        assert all(doc["divergences"][c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME",
+                                                         "AUTHORITY")), doc["findings"]
+        assert rep.returncode == 0, rep.stdout + rep.stderr
+
     def say(self, text: str, out: Path) -> Path:
         """``rspp say TEXT -o OUT`` (offline espeak-ng); fails the test if it fails."""
         res = self("say", text, "-o", str(out), timeout=60)

@@ -140,8 +140,8 @@ async def test_failed_turns_burn_the_budget_and_freeze_rollouts_until_forced(
             fake.faults.sticky = Fault("status", status=400,
                                        error_type="invalid_request_error")
             failed = await _turn(client)
-            # the LLM node's provider error ends the turn (the dead-letter taxonomy's code)
-            assert failed.state == "abort" and failed.reason == "runtime_internal_error", failed
+            # the LLM node's provider error ends the turn (the taxonomy's provider_error)
+            assert failed.state == "abort" and failed.reason == "provider_error", failed
             burning = await _slo_events(http, 4)
             await client.end()
         runtime.terminate()

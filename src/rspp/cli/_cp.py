@@ -295,14 +295,15 @@ def serve(
         rotation = KeyRotationMonitor(cp.signing)
         rotation.start()
         try:
+            from rspp.controlplane._server import stop_serving
             from rspp.server._process import _Server
 
             config = uvicorn.Config(
                 create_app(cp), host=host, port=port, log_level="warning",
                 ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None)
-            # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
-            # exit 0 (Kubernetes stops pods with SIGTERM)
-            server = _Server(config, lambda: setattr(server, "should_exit", True))
+            # SIGTERM/SIGINT: finish in-flight requests (long polls answer now), stop the
+            # monitor, close the store, exit 0 (Kubernetes stops pods with SIGTERM)
+            server = _Server(config, lambda: stop_serving(server, cp))
             serving = asyncio.create_task(server.serve(), name="rspp-cp-uvicorn")
             # the banner says the control plane answers: print it once uvicorn listens (it
             # was printed before the bind, and a client that waited for it could be refused)

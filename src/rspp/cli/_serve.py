@@ -113,6 +113,10 @@ def serve(
         help="Sessions that may capture debug events at once (the WebSocket `debug` "
         "message, F-076); further requests get an error naming `seconds`. 0: none. What "
         "one capture costs the other sessions: benchmarks/debug_capture.py."),
+    metrics_events: bool = typer.Option(
+        False, "--metrics-events", help="In-band metrics events in every session (TelemetryLane "
+        "`metric` records with their values, in its timeline and to clients subscribed to "
+        "`metrics`): each node's latency and each edge's queue depth at every turn's end."),
     pool_limit: list[str] = typer.Option(
         [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
         "processed at once across all sessions of this runtime (shared execution pool, "
@@ -263,6 +267,7 @@ def serve(
                         timeline_buffer=timeline_buffer,
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
+                        metrics_events=metrics_events,
                         record_sample_rate=record_sample_rate, retention_s=retention_s,
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,

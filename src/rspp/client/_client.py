@@ -117,8 +117,13 @@ class LiveClient:
                       client_name: str = "rspp-client",
                       open_timeout: float = 10.0,
                       fence: EpochFence | None = None,
-                      compression: bool = False) -> LiveClient:
+                      compression: bool = False,
+                      events: Sequence[str] | None = None) -> LiveClient:
         """Connect, send ``start`` and wait for ``ready``; raises SessionRefusedError.
+
+        ``events``: subscribe by event type (protocol 1.3, ``start.events``): the server
+        sends only events of these types (``audio``, ``text``, ``control``, ``metrics``,
+        ``debug``, ``error``) plus its protocol events; None: every event.
 
         ``compression``: offer ``permessage-deflate`` (the runtime negotiates it when
         served with ``--ws-compression events|all``; :attr:`compressed` says whether it did).
@@ -141,7 +146,8 @@ class LiveClient:
         except (OSError, InvalidHandshake) as exc:
             raise SessionRefusedError(None, f"cannot connect to {url}: {exc}") from None
         start = Start(sample_rate=sample_rate, output_sample_rate=output_sample_rate,  # type: ignore[arg-type]
-                      sequenced=sequenced, client=client_name)
+                      sequenced=sequenced, client=client_name,
+                      events=list(events) if events is not None else None)  # type: ignore[arg-type]
         try:
             await ws.send(encode_message(start, msgpack=True) if msgpack
                           else encode_message(start).decode())

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from alembic.script import ScriptDirectory
 from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -103,6 +102,7 @@ def tables_digest(tables: dict[str, list[dict[str, Any]]]) -> str:
 def head_revision() -> str:
     """The Alembic head this release migrates to."""
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -87,10 +87,12 @@ from rspp.kernel._subscriptions import (
 )
 from rspp.kernel._text_stream import TextGuardMode, TextRefusal, TextStreamGuard
 from rspp.kernel._timebase import Timebase
+from rspp.kernel._turn_drain import LAST_OF_TURN
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ERROR_ACTIONS",
+    "LAST_OF_TURN",
     "AudioFormat",
     "BudgetHandle",
     "BufferConfig",

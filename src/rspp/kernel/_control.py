@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rspp.kernel._flushes import RecordedFlushes
     from rspp.kernel._host import NodeHost
     from rspp.kernel._signals import SignalLog
+    from rspp.kernel._turn_drain import TurnDrains
 
 __all__ = ["CONTROL_LANE_LIMIT", "ControlMixin"]
 
@@ -40,6 +41,7 @@ class ControlMixin:
     entries: dict[str, tuple[EdgeBuffer, tuple[Any, ...]]]
     edge_buffers: dict[str, EdgeBuffer]
     signals: SignalLog
+    drains: TurnDrains
     gate: EgressGate
     turn_id: str | None
     turn_index: int
@@ -146,6 +148,7 @@ class ControlMixin:
         elif name == "turn_end" and tid is not None:
             if not cmd.data.get("applied") and self.turn_id == tid:
                 self.turn_id = None
+            self.drains.forget(tid)
             await self._hooks("on_turn_end", tid)
             self._boundary_event(EventKind.TURN_END, tid)
             if self.options.metrics_events:  # in-band metrics at each turn's end (F-026)
@@ -160,6 +163,7 @@ class ControlMixin:
 
     async def _cancel(self, turn_id: str | None, reason: str, *, barge_in: bool) -> None:
         if turn_id is not None:
+            self.drains.forget(turn_id)
             if isinstance(self.gate, TurnFenceGate):
                 self.gate.fence(turn_id)
             recorded = self.recorded_flushes

@@ -28,6 +28,10 @@ ERROR_ACTIONS: dict[str, tuple[bool, str]] = {
     "provider_timeout": (True, "fallback"),
     "provider_overload": (True, "retry"),
     "runtime_internal_error": (False, "dead_letter"),
+    # a provider call failed for good (the invocation controller spent its retries and
+    # fallbacks: an internal, auth, bad-request or safety outcome): the node's event is
+    # dead-lettered and its turn aborts ``provider_error`` (T10)
+    "provider_error": (False, "dead_letter"),
     "resource_limit_exceeded": (False, "degrade"),
     "hook_timeout": (False, "abort"),
     # the remaining turn budget ended a provider call (F-059): the turn aborts on budget
@@ -84,7 +88,7 @@ def classify_error(
         elif "timeout" in outcome:
             code = "provider_timeout"
         else:
-            code = "runtime_internal_error"
+            code = "provider_error"
         msg = f"node {node_id!r} provider error: {exc}"
     elif isinstance(exc, ValueError | TypeError) and "schema" in str(exc):
         code = "schema_validation_error"

@@ -34,6 +34,9 @@ class EventKind:
     TEXT = "text"
     TURN_START = "turn_start"
     TURN_END = "turn_end"
+    #: ControlLane, egress only: the turn's streams on this output ended (no ``eos``
+    #: came: the kernel derived it from the graph, see ``rspp.kernel._turn_drain``)
+    STREAM_END = "stream_end"
     METRIC = "metric"
     DEBUG = "debug"
     ERROR = "error"

@@ -93,10 +93,14 @@ class RuntimeGraph:
     def reply_ports(self) -> frozenset[str]:
         """The exit ports a turn's reply must end on before it is delivered: every exit
         port but transcripts that at least one unconditional edge feeds (an output reached
-        only through a ``when:`` condition may carry nothing in a turn: not waited for)."""
-        return frozenset(e.target_port for e in self.edges
-                         if e.target == OUTPUT and e.condition is None
-                         and not e.target_port.startswith("transcript"))
+        only through a ``when:`` condition may carry nothing in a turn: not waited for).
+
+        A graph whose only per-turn outputs are transcripts (STT only) has its final
+        transcript as the reply (partials excluded): it ends with the turn's
+        ``stream_end`` once the transcript was delivered."""
+        fed = {e.target_port for e in self.edges if e.target == OUTPUT and e.condition is None}
+        reply = frozenset(p for p in fed if not p.startswith("transcript"))
+        return reply or frozenset(p for p in fed if not p.endswith("partial"))
 
     def validate(self) -> None:
         ids = {n.id for n in self.nodes}

@@ -21,6 +21,7 @@ from rspp.errors import RuntimeKernelError
 from rspp.kernel._buffer import EdgeBuffer, Wakeup
 from rspp.kernel._clock import SystemClock
 from rspp.kernel._deadletter import NodeHookError, ResourceLimitError
+from rspp.kernel._turn_drain import LAST_OF_TURN
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rspp.kernel._node import Node
     from rspp.kernel._pool import ExecutionPool
     from rspp.kernel._signals import SignalLog
+    from rspp.kernel._turn_drain import TurnDrains
 
 __all__ = ["HostSession", "NodeHost", "UnknownEventError"]
 
@@ -89,6 +91,9 @@ class HostSession(Protocol):
 
     @property
     def signals(self) -> SignalLog: ...
+
+    @property
+    def drains(self) -> TurnDrains: ...
 
 
 _perf = time.perf_counter_ns
@@ -186,6 +191,9 @@ class NodeHost:
             )
         if targets:
             s.route(targets, ev)
+        attrs = ev.attrs
+        if attrs is not None and attrs.get(LAST_OF_TURN):  # the turn's last event here
+            s.drains.arm(self, self.default_port if port is None else port, ev.turn_id)
 
     # ----------------------------------------------------------------- direct
     def take_directly(self, consume: Callable[[Event, str], bool]) -> bool:
@@ -308,6 +316,8 @@ class NodeHost:
             if self.by_edge and buf is not None:
                 port = buf.edge_id
             if self.kinds is not None and self.unknown(ev, port):
+                if s.drains.armed:
+                    s.drains.check(ev.turn_id)
                 continue
             t0 = _perf()
             held = False
@@ -363,6 +373,9 @@ class NodeHost:
                         s.sink_failed(out, exc)
             if s.blocked:
                 await s.resolve_blocked()
+            drains = s.drains
+            if drains.armed:  # this event of its turn is done: did the turn's streams end?
+                drains.check(ev.turn_id)
             n += 1
             if s.control_pending() or not n & 63:
                 await asyncio.sleep(0)

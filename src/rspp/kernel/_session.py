@@ -37,6 +37,7 @@ from rspp.kernel._signals import SignalLog, SignalSink
 from rspp.kernel._subscriptions import SubscriptionHub
 from rspp.kernel._text_stream import TextGuardMode, TextStreamGuard
 from rspp.kernel._timebase import Timebase
+from rspp.kernel._turn_drain import TurnDrains
 from rspp.kernel._wiring import StateFactory, build_hosts
 
 __all__ = ["OutputSink", "SessionActor", "SessionOptions"]
@@ -169,6 +170,8 @@ class SessionActor(ControlMixin):
         )
         #: F-022: subscribe to outputs and in-band records by event type.
         self.subscriptions = SubscriptionHub(self.signals)
+        #: where each turn's streams end when no ``eos`` ends them (T6 without an LLM)
+        self.drains = TurnDrains(self)
         build_hosts(self, seed=opts.seed, inbox=opts.inbox, wakeup=self._wakeup,
                     state_factory=opts.state_factory)
         if opts.lossless:
@@ -402,6 +405,15 @@ class SessionActor(ControlMixin):
         if q is None:
             q = self.outputs[port] = deque(maxlen=self.options.output_maxlen)
         q.append(ev)
+
+    def stream_end(self, port: str, ev: Event) -> None:
+        """Egress a turn's ``stream_end`` marker (:class:`TurnDrains`); it takes no runtime
+        sequence number of its own (a side note at the current one)."""
+        ev.seq = max(self._seq - 1, 0)
+        try:
+            self._egress(port, ev)
+        except Exception as exc:  # an output sink failed, as in the scheduler
+            self.sink_failed(ev, exc)
 
     # -------------------------------------------------------------- failures
     def node_failed(self, host: NodeHost, ev: Event, port: str, exc: BaseException) -> None:

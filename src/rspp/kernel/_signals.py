@@ -71,8 +71,9 @@ class SignalLog:
         #: receives records built with a payload (``telemetry(payload=...)``); None: they
         #: go to ``sink`` without it
         self.payload_sink: PayloadSink | None = None
-        #: also told of each record handed to ``payload_sink`` (type subscriptions, F-022)
-        self.payload_tap: SignalSink | None = None
+        #: also told of each record handed to ``payload_sink``, with its payload (type
+        #: subscriptions, F-022)
+        self.payload_tap: PayloadSink | None = None
         #: Lease epoch stamped on every record (the authority guard updates it).
         self.authority_epoch = 0
 
@@ -178,7 +179,7 @@ class SignalLog:
             self.records.append(rec)
             self.payload_sink(rec, payload)
             if self.payload_tap is not None:
-                self.payload_tap(rec)
+                self.payload_tap(rec, payload)
         else:
             self._push(rec)
         return rec

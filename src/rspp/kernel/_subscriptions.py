@@ -123,11 +123,13 @@ def parse_event_types(types: Iterable[EventType | str] | EventType | str | None)
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One delivered item: its type, the output port (None for in-band records), the item."""
+    """One delivered item: its type, the output port (None for in-band records), the item
+    (and the payload an in-band record travels with, e.g. a metric's value)."""
 
     type: EventType
     port: str | None
     item: Event | ControlSignal | EventRecord
+    payload: object = None
 
 
 class Subscription:
@@ -235,8 +237,9 @@ class SubscriptionHub:
                     d = Delivery(t, port, ev)
                 sub.deliver(d)
 
-    def publish_record(self, rec: ControlSignal | EventRecord) -> None:
-        """Deliver one in-band record (control signal or telemetry record)."""
+    def publish_record(self, rec: ControlSignal | EventRecord, payload: object = None) -> None:
+        """Deliver one in-band record (control signal or telemetry record; ``payload``: the
+        body it travels with, if any)."""
         if not self._subs:
             return
         t = classify_record(rec)
@@ -244,5 +247,5 @@ class SubscriptionHub:
         for sub in self._subs:
             if sub.wants(t, None):
                 if d is None:
-                    d = Delivery(t, None, rec)
+                    d = Delivery(t, None, rec, payload)
                 sub.deliver(d)

@@ -5,7 +5,10 @@ audio and boundaries stay in stream order. A short pre-roll of non-speech audio
 is prepended so word onsets the VAD needed to confirm are not lost. Partial
 hypotheses go out on ``partial`` (session scoped, ``final=False``, increasing
 ``revision``); the final transcript goes out on ``final`` stamped with the turn
-the driver opened for this utterance (F-009).
+the driver opened for this utterance (F-009) and flagged as the turn's last event on
+``final`` (``LAST_OF_TURN``): a graph that has no LLM to end the reply with ``eos`` (an
+echo TTS, the transcript as the reply) ends the turn's streams once everything
+downstream of the transcript drained (the kernel's ``stream_end``; nodes see nothing more).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from rspp.kernel import AudioFormat, Event, Node, NodeContext
+from rspp.kernel import LAST_OF_TURN, AudioFormat, Event, Node, NodeContext
 from rspp.nodes._services import services_of
 from rspp.providers import AudioChunk
 
@@ -163,7 +166,8 @@ class SttNode(Node):
             return
         out = ev.derive("text", text, revision=utt.revision + 1,
                         attrs={"transcript": True, "utterance": self.utterances,
-                               "segment": utt.segment,  # edge conditions may test confidence
+                               "segment": utt.segment, LAST_OF_TURN: True,
+                               # edge conditions may test confidence
                                **({"confidence": utt.confidence}
                                   if utt.confidence is not None else {})})
         out.turn_id = turn_id

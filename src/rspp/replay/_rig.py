@@ -247,11 +247,21 @@ class SessionRig:
     def _on_output(self, port: str, ev: Event) -> None:
         if ev.kind in (EventKind.TURN_START, EventKind.TURN_END):
             return  # kernel boundary markers; the lifecycle records cover them
-        self._record(ev, f"output.{port}")
         tid = ev.turn_id
+        end = ev.kind == EventKind.STREAM_END  # derived by the kernel, not recorded
+        if not end:
+            self._record(ev, f"output.{port}")
         if tid is None:
             return
-        ended = self._reply_ended(port, ev, tid)
+        ended = self._reply_ended(port, tid) if end or (ev.attrs or {}).get("eos") \
+            or ev.kind == EventKind.AUDIO_END else False
+        if end:
+            if ended:
+                if self.feedback is not None:
+                    self.driver.generation_complete(tid)
+                else:
+                    self.driver.output_complete(tid)
+            return
         if self.feedback is not None:  # a recorded transport reports playback (feedback)
             self.feedback.output(port, tid)
             if ended:
@@ -263,11 +273,10 @@ class SessionRig:
         if ended:
             self.driver.output_complete(tid)
 
-    def _reply_ended(self, port: str, ev: Event, tid: str) -> bool:
-        """``ev`` ends the last open output of ``tid``'s reply (as the live transports
-        decide: every reply output must end)."""
-        if not ((ev.attrs or {}).get("eos") or ev.kind == EventKind.AUDIO_END):
-            return False
+    def _reply_ended(self, port: str, tid: str) -> bool:
+        """The end of ``port``'s stream (``eos``, ``audio_end``, ``stream_end``) ends the
+        last open output of ``tid``'s reply (as the live transports decide: every reply
+        output must end)."""
         left = self._open_ports.setdefault(tid, set(self._reply_ports))
         if not left and tid in self._ended:
             return False

@@ -108,6 +108,8 @@ class ServeOptions:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076)
     max_debug_captures: int = 1
+    #: in-band metrics events in every session (F-026)
+    metrics_events: bool = False
     #: turns open at once, and how many of those only interactive sessions may use
     #: (F-172, F-173; None: unbounded)
     max_active_turns: int | None = None
@@ -202,6 +204,7 @@ async def serve(opts: ServeOptions) -> int:
                                sample_rate=opts.record_sample_rate,
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
                                max_debug_captures=opts.max_debug_captures,
+                               metrics_events=opts.metrics_events,
                                capacity=None if opts.max_active_turns is None else CapacityModel(
                                    opts.max_active_turns, opts.interactive_reserve),
                                pool_limits=dict(opts.pool_limits),

@@ -126,6 +126,8 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: in-band metrics events (F-026) at every turn's end and the session's
+    metrics_events: bool = False
     #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
     capacity: CapacityModel | None = None
     #: slots per node type shared by every session (F-105, F-109) and whose turn comes
@@ -413,6 +415,10 @@ class GovernedSessions:
                 await holder[0]._on_handoff(action)
 
         keeper.on_handoff = on_handoff
+        # a mid-session outage: turns open on the last bundle's expired snapshots while
+        # the lease bound holds (issue 14), counted
+        snapshots.authority = lambda: keeper.output_gate() is True
+        snapshots.on_frozen = self.metrics.frozen_turn
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         store = ControlPlaneStateStore(self.link.client, self.link.runtime_id,
@@ -565,6 +571,7 @@ class GovernedSessions:
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
             circuits=self.circuits, admission=self.admission,
             priority=info.attributes.get("priority", "interactive"), pool=self.pool,
+            metrics_events=p.metrics_events,
             fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)
         try:
             built = await build(gd, opts)

@@ -31,6 +31,8 @@ is complete and no extension (``permessage-deflate``) was negotiated:
   empty (no queued ASGI message, no task wake-up per frame). The sink returns None
   when it took the message, or the message to queue instead (the application is busy:
   it then comes through ``receive`` behind everything queued before it, in order).
+  The ``rspp.text_sink`` extension (:data:`~rspp.transports.TEXT_SINK`) does the same
+  for text messages (a carrier's JSON ``media`` messages).
 
 The frames on the wire are the same (RFC 6455); only the work per frame is less.
 """
@@ -50,7 +52,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from rspp.transports import FRAME_SINK, SEND_GATE, SEND_NOW, FrameSink
+from rspp.transports import FRAME_SINK, SEND_GATE, SEND_NOW, TEXT_SINK, FrameSink, TextSink
 
 try:
     from websockets.speedups import apply_mask
@@ -134,16 +136,22 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self._max_size: int | None = None
         #: the application's binary-message sink (``rspp.frame_sink``), None: none
         self._sink: FrameSink | None = None
+        #: the application's text-message sink (``rspp.text_sink``), None: none
+        self._text_sink: TextSink | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: Any = getattr(self, "scope", None)  # none: the handshake was refused
         if scope is not None:
             scope["extensions"][FRAME_SINK] = self._set_sink
+            scope["extensions"][TEXT_SINK] = self._set_text_sink
             scope["extensions"][SEND_NOW] = self._write_now
 
     def _set_sink(self, sink: FrameSink | None) -> None:
         self._sink = sink
+
+    def _set_text_sink(self, sink: TextSink | None) -> None:
+        self._text_sink = sink
 
     def data_received(self, data: bytes) -> None:
         lean = self._lean
@@ -187,29 +195,34 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
                 break
             payload = apply_mask(view[head + 4:end], buf[head:head + 4])
             pos = end
-            if op == _BINARY:  # (``_to_app`` inlined: the media frames)
-                if not self.close_sent:
-                    sink = self._sink
-                    if sink is None or queue._items:
-                        message: Any = {"type": "websocket.receive", "bytes": payload}
-                    else:  # nothing queued before it: the application takes it now
-                        message = sink(payload)
-                        if message is None:
-                            continue
-                    queue.put_nowait(message)
-                    if not self.read_paused and queue.qsize() >= _BACKLOG:
-                        self.read_paused = True
-                        self.transport.pause_reading()
-            elif op == _TEXT:
-                try:
-                    text = payload.decode()
-                except UnicodeDecodeError:  # uvicorn's own path closes with 1007
-                    self._lean, self._rest = False, b""
-                    self.curr_msg_data_type = "text"
-                    self.frames = [payload]
-                    self.send_receive_event_to_app()
-                    return
-                self._to_app({"type": "websocket.receive", "text": text})
+            if op == _BINARY or op == _TEXT:  # (``_to_app`` inlined: the media messages)
+                if op == _BINARY:
+                    content: Any = payload
+                    sink: Any = self._sink
+                    key = "bytes"
+                else:
+                    try:
+                        content = payload.decode()
+                    except UnicodeDecodeError:  # uvicorn's own path closes with 1007
+                        self._lean, self._rest = False, b""
+                        self.curr_msg_data_type = "text"
+                        self.frames = [payload]
+                        self.send_receive_event_to_app()
+                        return
+                    sink = self._text_sink
+                    key = "text"
+                if self.close_sent:
+                    continue
+                if sink is None or queue._items:
+                    message: Any = {"type": "websocket.receive", key: content}
+                else:  # nothing queued before it: the application takes it now
+                    message = sink(content)
+                    if message is None:
+                        continue
+                queue.put_nowait(message)
+                if not self.read_paused and queue.qsize() >= _BACKLOG:
+                    self.read_paused = True
+                    self.transport.pause_reading()
             else:  # a ping is answered, a pong ends the keepalive wait: as uvicorn does
                 frame = Frame(Opcode.PING if op == _PING else Opcode.PONG, payload)
                 self.conn.recv_frame(frame)

@@ -99,6 +99,10 @@ class OutboundQueue:
         self._wake()
         return not dropped
 
+    def events_queued(self) -> int:
+        """How many events (not audio frames) wait in the queue."""
+        return self._events
+
     def put_event(self, event: ServerEvent) -> bool:
         """Queue an event; False (and ``overflowed``) when the event bound is exceeded."""
         if self._taken(event):

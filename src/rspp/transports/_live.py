@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
-from rspp.kernel import AudioFormat, Event, SessionActor, audio_frame
+from rspp.kernel import AudioFormat, Event, EventKind, SessionActor, audio_frame
 from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
 from rspp.transports._capabilities import TransportCapabilities, live_capabilities
@@ -487,9 +487,11 @@ class LiveTransport:
 
     # ---------------------------------------------------- output sink (kernel)
     def output(self, port: str, event: Event) -> None:
-        if event.lane is Lane.CONTROL:
-            return
         tid = event.turn_id
+        if event.lane is Lane.CONTROL:
+            if event.kind == EventKind.STREAM_END and tid is not None:
+                self._port_ended(self._turn(tid), port)  # no eos came: derived (T6)
+            return
         if tid is not None and tid in self._fenced:
             self.after_fence.append(tid)
         if self._record is not None and self.session is not None:
@@ -515,22 +517,26 @@ class LiveTransport:
         elif event.kind == "text" and isinstance(event.payload, str) and event.payload:
             t.text.add(port, event.payload, whole=bool(event.final))
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
-            t.open_ports.discard(port)
-            if t.open_ports or t.ended:
-                return  # another output of the reply still streams (its audio, its text)
-            t.text.finish()
-            if self._out_resampler is not None and t.finished is None:
-                # the reply's last samples are still in the resampler: they are this
-                # turn's, not the start of the next reply
-                t.pending.extend(self._out_resampler.flush())
-            t.ended = True
-            if t.finished is None and t not in self._play:
-                # a reply without audio (text, a degraded TTS) is delivered once it ended:
-                # it completes (and commits) in turn order, after the audio queued before it
-                self._play.append(t)
-            if self.driver is not None and tid is not None:
-                self.driver.generation_complete(tid)
-            self._kick()
+            self._port_ended(t, port)
+
+    def _port_ended(self, t: _Turn, port: str) -> None:
+        """``port``'s part of ``t``'s reply ended (``eos``, ``audio_end``, ``stream_end``)."""
+        t.open_ports.discard(port)
+        if t.open_ports or t.ended:
+            return  # another output of the reply still streams (its audio, its text)
+        t.text.finish()
+        if self._out_resampler is not None and t.finished is None:
+            # the reply's last samples are still in the resampler: they are this
+            # turn's, not the start of the next reply
+            t.pending.extend(self._out_resampler.flush())
+        t.ended = True
+        if t.finished is None and t not in self._play:
+            # a reply without audio (text, a degraded TTS) is delivered once it ended:
+            # it completes (and commits) in turn order, after the audio queued before it
+            self._play.append(t)
+        if self.driver is not None and t.turn_id is not None:
+            self.driver.generation_complete(t.turn_id)
+        self._kick()
 
     def _turn(self, tid: str | None) -> _Turn:
         t = self.turns.get(tid)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
 from rspp.transports._egress import AudioFrame
+from rspp.transports._event_filter import RECORD_TYPES, RecordForwarder, event_type_of
 from rspp.transports._input_rejected import InputRejected
 from rspp.transports._live import LiveTransport
 from rspp.transports._protocol import (
@@ -77,11 +78,14 @@ class _EgressGate:
     queued item; a direct send (:meth:`direct`) to an item at once.
     """
 
-    __slots__ = ("_at", "_authority", "_due_at", "_epoch", "transport")
+    __slots__ = ("_at", "_authority", "_due_at", "_epoch", "transport", "types")
 
-    def __init__(self, transport: LiveTransport, authority: Any) -> None:
+    def __init__(self, transport: LiveTransport, authority: Any,
+                 types: frozenset[str] | None = None) -> None:
         self.transport = transport
         self._authority = authority
+        #: the event types the client subscribed to (``start.events``); None: every one
+        self.types = types
         #: the epoch last named on this connection, and when
         self._epoch: int | None = None
         self._at = 0.0
@@ -94,6 +98,9 @@ class _EgressGate:
         if may is None:
             transport.fenced_outputs += 1
             return False
+        types = self.types
+        if types is not None and (t := event_type_of(item)) is not None and t not in types:
+            return False  # not subscribed (F-022)
         return not (type(item) is AudioFrame and transport.withheld(item.turn_id))
 
     def mark_due(self, item: ServerEvent | AudioFrame) -> EpochEvent | None:
@@ -147,6 +154,8 @@ class LiveSessionHandle:
         self._closing = False
         self._lifecycle: asyncio.Task[None] | None = None
         self._stats: asyncio.Task[None] | None = None
+        #: the current connection's subscription to in-band records (``start.events``)
+        self._records: RecordForwarder | None = None
         self.connections = 0
         self.close_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,7 +216,8 @@ class LiveSessionHandle:
                                        low_latency=audio.low_latency_resampling,
                                        timeline=audio.timeline, transport=audio.transport)
         self._restart_stats(audio.stats)
-        gate = _EgressGate(self.transport, getattr(self.core, "authority", None))
+        gate = _EgressGate(self.transport, getattr(self.core, "authority", None), audio.events)
+        self._forward_records(audio.events, queue)
         if send_now is not None:
             queue.direct = gate.direct(send_now)
 
@@ -229,6 +239,15 @@ class LiveSessionHandle:
                 raise OverflowError("the client does not read its events fast enough")
 
         return stream()
+
+    def _forward_records(self, types: frozenset[str] | None, queue: Any) -> None:
+        """Subscribe this connection to the session's in-band records of ``types`` (F-022);
+        the previous connection's subscription ends."""
+        if self._records is not None:
+            self._records.close()
+            self._records = None
+        if types is not None and types & RECORD_TYPES:
+            self._records = RecordForwarder(self.core.session.subscriptions, types, queue)
 
     def may_send(self) -> bool:
         """The output gate where bytes go to the socket (a connection's last check): False
@@ -267,6 +286,7 @@ class LiveSessionHandle:
         if self._closing:
             return
         self.transport.disconnect()
+        self._forward_records(None, None)
         if self._stats is not None:
             self._stats.cancel()
         self._life(SessionEvent.DISCONNECTED, "transport_closed")
@@ -400,6 +420,7 @@ class LiveSessionHandle:
             return
         self._closing = True
         self.close_reason = reason
+        self._forward_records(None, None)
         if self.lifecycle.state.value in ("ACTIVE", "RECONNECTING"):
             self._life(SessionEvent.DRAIN, reason)
         me = asyncio.current_task()

@@ -33,7 +33,7 @@ from rspp.contracts import (
     SignalName,
     TransportCapabilities,
 )
-from rspp.kernel import AudioFormat, Event, SessionActor
+from rspp.kernel import AudioFormat, Event, EventKind, SessionActor
 from rspp.transports._capabilities import loopback_capabilities
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
@@ -145,6 +145,9 @@ class LoopbackTransport:
     # ------------------------------------------------------------- output sink
     def output(self, port: str, event: Event) -> None:
         if event.lane is Lane.CONTROL:
+            if event.kind == EventKind.STREAM_END and event.turn_id is not None:
+                self._port_ended(self._turn(event.turn_id), port)  # no eos came (T6)
+                self._pump(0)
             return
         tid = event.turn_id
         if tid is not None and tid in self._fenced:
@@ -179,14 +182,18 @@ class LoopbackTransport:
             t.reply_text.append(event.payload)
             t.degraded = t.degraded or bool(event.attrs and event.attrs.get("degraded"))
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
-            if t.open_ports is None:
-                t.open_ports = set(self._reply_ports)
-            t.open_ports.discard(port)
-            if not t.open_ports and not t.ended:  # every output of the reply ended
-                t.ended = True
-                if self.driver is not None:
-                    self.driver.generation_complete(tid)
+            self._port_ended(t, port)
         self._pump(0)
+
+    def _port_ended(self, t: TurnOutput, port: str) -> None:
+        """``port``'s part of ``t``'s reply ended (``eos``, ``audio_end``, ``stream_end``)."""
+        if t.open_ports is None:
+            t.open_ports = set(self._reply_ports)
+        t.open_ports.discard(port)
+        if not t.open_ports and not t.ended:  # every output of the reply ended
+            t.ended = True
+            if self.driver is not None:
+                self.driver.generation_complete(t.turn_id)
 
     def _record_output(self, port: str, event: Event) -> None:
         if self._record is not None and self.session is not None:

@@ -5,7 +5,9 @@ Every message is a frozen msgspec struct tagged by ``type``. Client messages:
 variant only: sequence number + PCM16), ``text``, ``interrupt``, ``debug`` (capture
 this session's debug events for a while), ``end``.
 Server events: ``ready``, ``epoch``, ``transcript``, ``turn``, ``reply_text``, ``clear``,
-``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``. Every server
+``audio`` (MessagePack variant), ``stats``, ``error``, ``session_end``, ``turn_row``,
+``record`` (1.3: in-band records, to clients that subscribe by event type with
+``start.events``). Every server
 event carries the lease epoch it was produced under (protocol 1.2): ``ready`` names the
 connection's epoch, an ``epoch`` event names it again whenever it changes (and
 periodically while outputs flow, stamped with the runtime's send time), so every later
@@ -42,9 +44,11 @@ __all__ = [
     "End",
     "EpochEvent",
     "ErrorEvent",
+    "EventTypeName",
     "Interrupt",
     "ProtocolError",
     "Ready",
+    "RecordEvent",
     "ReplyText",
     "ServerEvent",
     "SessionEnd",
@@ -60,11 +64,13 @@ __all__ = [
     "ws_schema",
 ]
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 SUBPROTOCOL_JSON = "rspp.v1.json"
 SUBPROTOCOL_MSGPACK = "rspp.v1.msgpack"
 
 SampleRate = Literal[16000, 24000, 48000]
+#: the six event types of the unified event ABI (``rspp.contracts.EventType``), F-022
+EventTypeName = Literal["audio", "text", "control", "metrics", "debug", "error"]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -89,6 +95,11 @@ class Start(_Msg, tag="start", frozen=True, kw_only=True):
     timeline: bool = False
     #: free-form client name, for logs
     client: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    #: protocol 1.3, F-022: send only events of these types (None: every event, as 1.2,
+    #: and no ``record`` events); ``metrics``, ``debug`` and ``error`` also bring the
+    #: session's in-band records of that type as ``record`` events
+    events: Annotated[list[EventTypeName], msgspec.Meta(min_length=1, max_length=6)] | None \
+        = None
 
 
 class AudioIn(_Msg, tag="audio", frozen=True, kw_only=True):
@@ -242,6 +253,18 @@ class ErrorEvent(_Msg, tag="error", frozen=True, kw_only=True):
     fatal: bool = False
 
 
+class RecordEvent(_Msg, tag="record", frozen=True, kw_only=True):
+    """Protocol 1.3 (F-022): one in-band record of the session (a TelemetryLane metrics,
+    debug or error record, as the timeline holds it), only to a client whose
+    ``start.events`` names its ``event_type``. Best effort: dropped, never queued past
+    half the connection's event queue."""
+
+    event_type: Literal["metrics", "debug", "error"]
+    record: dict[str, Any]
+    #: the body the record travels with, if any (a ``metric`` record's name, value, unit)
+    payload: dict[str, Any] | None = None
+
+
 class SessionEnd(_Msg, tag="session_end", frozen=True, kw_only=True):
     reason: str
 
@@ -253,10 +276,10 @@ class TurnRowEvent(_Msg, tag="turn_row", frozen=True, kw_only=True):
 
 
 ServerEvent = (Ready | EpochEvent | Transcript | TurnEvent | ReplyText | Clear | AudioOut
-               | Stats | ErrorEvent | SessionEnd | TurnRowEvent)
+               | Stats | ErrorEvent | SessionEnd | TurnRowEvent | RecordEvent)
 SERVER_EVENTS: tuple[type[_Msg], ...] = (Ready, EpochEvent, Transcript, TurnEvent, ReplyText,
                                          Clear, AudioOut, Stats, ErrorEvent, SessionEnd,
-                                         TurnRowEvent)
+                                         TurnRowEvent, RecordEvent)
 #: an ``epoch`` event goes out again before an event once the last one is this old
 EPOCH_MARK_MS = 250
 

@@ -112,6 +112,8 @@ class ClientAudio(msgspec.Struct, frozen=True, kw_only=True):
     #: the client gets a ``stats`` event every second (a phone carrier has no message for
     #: one: its stream makes none)
     stats: bool = True
+    #: the event types the client subscribed to (``start.events``, F-022); None: every event
+    events: frozenset[str] | None = None
 
 
 #: one outbound item: a protocol event, or a paced reply audio frame

@@ -45,7 +45,7 @@ from starlette.websockets import (
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
-from rspp.transports._intake import TAKEN
+from rspp.transports._intake import TAKEN, IntakeRest, installed, start_intake
 from rspp.transports._marks import parse_mark
 from rspp.transports._mulaw import mulaw_encode, mulaw_expand
 from rspp.transports._protocol import Clear, ErrorEvent, ProtocolError, ServerEvent
@@ -65,6 +65,7 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 from rspp.transports._twilio_protocol import (
+    CarrierMessage,
     CarrierWriter,
     Connected,
     Dtmf,
@@ -77,7 +78,7 @@ from rspp.transports._twilio_protocol import (
     decode_carrier_raw,
     decode_payload,
 )
-from rspp.transports._websocket import SessionHub
+from rspp.transports._websocket import TEXT_SINK, SessionHub
 
 __all__ = ["TWILIO_STREAM_PATH", "TelephonyOptions", "twilio_stream_route"]
 
@@ -308,28 +309,96 @@ async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
     # transcripts, reply text, turn events and stats have no carrier message
 
 
+class _DirectMedia:
+    """A call's :data:`~rspp.transports.TEXT_SINK`: while the reader waits for a message
+    (``idle``), a ``media`` message goes into the session right in the server's read
+    callback, as the reader would take it (no ASGI message, no reader wake-up: 50 a
+    second per call). Anything else (``mark``, ``dtmf``, ``stop``, bad input) is queued
+    for the reader, decoded once (:data:`_DECODED`); an intake that has to wait, or that
+    raised (a flood, an oversized payload), is queued as an :class:`IntakeRest` that the
+    reader awaits (raises) in the message's place (the reader is busy from then on, so
+    every later message queues behind it, in order)."""
+
+    __slots__ = ("_max_media", "_max_text", "_push", "handle", "idle", "rest")
+
+    def __init__(self, handle: LiveSession, opts: TelephonyOptions) -> None:
+        self.handle = handle
+        self.idle = False
+        #: a rest queued for the reader and not taken yet
+        self.rest: IntakeRest | None = None
+        self._push = handle.push_audio
+        self._max_media, self._max_text = opts.max_media_bytes, opts.max_message_bytes
+
+    def __call__(self, text: str) -> Message | None:
+        if not self.idle or self.handle.closed or len(text) > self._max_text:
+            return {"type": "websocket.receive", "text": text}
+        try:
+            msg = decode_carrier_raw(text)
+        except msgspec.MsgspecError:  # the reader decodes it again, closing with the reason
+            return {"type": "websocket.receive", "text": text}
+        if type(msg) is not Media:
+            return {"type": "websocket.receive", "text": text, _DECODED: msg}
+        media = msg.media
+        if media.track not in _INBOUND:
+            return None  # only the caller's audio is session input
+        try:
+            mulaw = media.payload
+            if len(mulaw) > self._max_media:
+                decode_payload(msg, self._max_media)  # raises, naming the field
+            chunk = media.chunk
+            aw = self._push(mulaw_expand(mulaw, 2), int(chunk) if chunk is not None
+                            and chunk.isdigit() and len(chunk) < 10 else None)
+            if aw is TAKEN:  # the session took it inside the call
+                return None
+            rest = start_intake(aw)
+        except Exception as exc:  # (a flood, a bad payload): the reader raises it
+            rest = IntakeRest(None, exc=exc)
+        if rest is None:
+            return None
+        self.idle = False
+        self.rest = rest
+        return {"type": "websocket.receive", "text": text, _DECODED: rest}
+
+
+#: a queued message's key for what :class:`_DirectMedia` made of it: the decoded carrier
+#: message, or the rest of a ``media`` message's intake
+_DECODED = "rspp.decoded"
+
+
 async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
     """Carrier messages into the session until ``stop`` (a hang-up) or a disconnect.
 
     Returns how the call ended (``stop``, ``carrier_disconnected``); the caller hangs
     the session up, outside this task (which is cancelled when the writer ends first).
-    The ``media`` message (50 a second) is taken inline: the raw ASGI text message
-    (anything else goes through :meth:`_Call.text`), the payload decoded with the JSON
-    and the carrier's chunk number straight into the session.
+    On a server that offers :data:`~rspp.transports.TEXT_SINK`, ``media`` messages go
+    in from its read callback while this reader waits (:class:`_DirectMedia`).
+    Otherwise the ``media`` message (50 a second) is taken inline here: the raw ASGI
+    text message (anything else goes through :meth:`_Call.text`), the payload decoded
+    with the JSON and the carrier's chunk number straight into the session.
     """
+    direct = _DirectMedia(handle, call.opts)
+    with installed((call.ws.scope.get("extensions") or {}).get(TEXT_SINK), direct):
+        return await _read(call, handle, direct)
+
+
+async def _read(call: _Call, handle: LiveSession, direct: _DirectMedia) -> str | None:
     receive, text_of = call.raw_receive, call.text  # (the state is CONNECTED here)
     max_media, max_text = call.opts.max_media_bytes, call.opts.max_message_bytes
     push_audio, expand = handle.push_audio, mulaw_expand
     decode = decode_carrier_raw  # (msgspec's errors named below)
     while not handle.closed:
+        direct.idle = True
         raw = await receive()
-        text = raw.get("text")
-        if text is None or len(text) > max_text or raw["type"] != "websocket.receive":
-            text = text_of(raw)
-            if text is None:
-                return "carrier_disconnected"
+        direct.idle = False
+        msg: CarrierMessage | IntakeRest | None = raw.get(_DECODED)
         try:
-            msg = decode(text)
+            if msg is None:
+                text = raw.get("text")
+                if text is None or len(text) > max_text or raw["type"] != "websocket.receive":
+                    text = text_of(raw)
+                    if text is None:
+                        return "carrier_disconnected"
+                msg = decode(text)
             if type(msg) is Media:
                 media = msg.media
                 if media.track not in _INBOUND:
@@ -346,6 +415,13 @@ async def _read_loop(call: _Call, handle: LiveSession) -> str | None:
                     taken = push_audio(expand(mulaw, 2), seq)
                     if taken is not TAKEN:  # (a frame taken at once has nothing to await)
                         await taken
+                except Flood as exc:
+                    raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
+                continue
+            if type(msg) is IntakeRest:  # a media message the sink started
+                direct.rest = None
+                try:
+                    await msg
                 except Flood as exc:
                     raise _Close(CLOSE_FLOOD, f"media faster than real time: {exc}") from None
                 continue

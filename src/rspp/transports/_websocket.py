@@ -33,10 +33,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
@@ -50,7 +49,7 @@ from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming,
 from rspp.transports._egress import AudioFrame
 from rspp.transports._ingress import Flood
 from rspp.transports._input_rejected import InputRejected
-from rspp.transports._intake import TAKEN
+from rspp.transports._intake import TAKEN, IntakeRest, installed
 from rspp.transports._protocol import (
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
@@ -87,8 +86,8 @@ from rspp.transports._session_port import (
     TokenVerifier,
 )
 
-__all__ = ["FRAME_SINK", "SEND_GATE", "SEND_NOW", "SESSION_PATH", "FrameSink", "SessionHub",
-           "WebSocketOptions", "websocket_route"]
+__all__ = ["FRAME_SINK", "SEND_GATE", "SEND_NOW", "SESSION_PATH", "TEXT_SINK", "FrameSink",
+           "SessionHub", "TextSink", "WebSocketOptions", "websocket_route"]
 
 log = logging.getLogger("rspp.transports.websocket")
 SESSION_PATH = "/v1/sessions/{session_id}/ws"
@@ -101,6 +100,15 @@ FRAME_SINK = "rspp.frame_sink"
 #: queued for the application's ``receive``; returns None when it took the message, else
 #: the ASGI message to queue for ``receive`` instead. Never raises.
 FrameSink = Callable[[bytes], "Message | None"]
+#: the ASGI scope extension of a WebSocket server that hands text messages to the
+#: application from its read callback, as :data:`FRAME_SINK` does binary ones: its value
+#: installs a :data:`TextSink` (None removes it); the carrier media stream takes its
+#: ``media`` messages through it
+TEXT_SINK = "rspp.text_sink"
+#: takes one text message in the server's read callback, called only while nothing is
+#: queued for the application's ``receive``; returns None when it took the message, else
+#: the ASGI message to queue for ``receive`` instead. Never raises.
+TextSink = Callable[[str], "Message | None"]
 #: the ASGI scope extension of a WebSocket server that writes a ``websocket.send``
 #: message synchronously: its value takes the message and returns True when it was
 #: written, False when it must go through ``send`` (it would wait, or the connection is
@@ -110,7 +118,7 @@ SEND_NOW = "rspp.send_now"
 #: for the socket before writing (flow control) checks it again after the wait and drops
 #: the message when it no longer holds (``rspp serve``'s WebSocket protocol)
 SEND_GATE = "rspp.send_gate"
-#: a queued message's key for the rest of a frame the sink started (:class:`_Rest`)
+#: a queued message's key for the rest of a frame the sink started (:class:`IntakeRest`)
 _REST = "rspp.rest"
 
 
@@ -371,7 +379,8 @@ async def _serve(ws: WebSocket, receive: Receive, send: Send, hub: SessionHub,
         return
     audio = ClientAudio(sample_rate=start.sample_rate,
                         output_sample_rate=start.output_sample_rate or start.sample_rate,
-                        sequenced=start.sequenced, timeline=start.timeline)
+                        sequenced=start.sequenced, timeline=start.timeline,
+                        events=frozenset(start.events) if start.events else None)
     try:
         handle, resumed = await hub.acquire(sid, grant, audio)
     except (SessionRefused, TokenRefused) as exc:
@@ -454,63 +463,11 @@ async def _run(conn: _Connection, handle: LiveSession, audio: ClientAudio,
         await conn.close(*close)
 
 
-#: a started intake, resumed step by step: a coroutine, or an awaitable's iterator
-_Steps = Generator[Any, None, Any] | Coroutine[Any, None, Any]
-
-
-class _Rest:
-    """The rest of a frame's intake that the frame sink started and could not finish at
-    once (it waits, e.g. on the session's flow control), or the exception it raised:
-    awaited by the reader in the frame's place (as if it had awaited the frame itself)."""
-
-    __slots__ = ("_exc", "_it", "_yielded")
-
-    def __init__(self, it: _Steps | None, yielded: Any = None,
-                 exc: BaseException | None = None) -> None:
-        self._it, self._yielded, self._exc = it, yielded, exc
-
-    def __await__(self) -> Generator[Any, None, None]:
-        it, yielded, exc = self._it, self._yielded, self._exc
-        self._it = None
-        if exc is not None:
-            raise exc
-        if it is None:
-            return
-        while True:  # ``yield from it``, resumed where the sink's first step stopped
-            try:
-                yield yielded
-            except GeneratorExit:
-                _close(it)
-                raise
-            except BaseException as thrown:  # cancellation, as ``yield from`` passes it
-                try:
-                    yielded = it.throw(thrown)
-                except StopIteration:
-                    return
-                continue
-            try:
-                yielded = it.send(None)
-            except StopIteration:
-                return
-
-    def close(self) -> None:
-        """Never awaited (the reader ended first): the intake ends where it waits
-        (its ``finally`` blocks run, e.g. an ingress lock is released)."""
-        it, self._it = self._it, None
-        if it is not None:
-            _close(it)
-
-
-def _close(it: _Steps) -> None:
-    with contextlib.suppress(Exception):  # an intake failing as it closes: nobody to tell
-        it.close()
-
-
 class _DirectFrames:
     """A connection's :data:`FrameSink`: while the reader waits for a message (``idle``),
     a binary frame is decoded and goes into the session right in the server's read
     callback, as the reader would take it; an intake that has to wait is queued for the
-    reader as a :class:`_Rest` (the reader is busy from then on, so every later message
+    reader as an :class:`IntakeRest` (the reader is busy from then on, so every later message
     queues behind it)."""
 
     __slots__ = ("_max", "_push", "_raw", "audio", "conn", "handle", "idle", "rest")
@@ -519,7 +476,7 @@ class _DirectFrames:
         self.conn, self.handle, self.audio = conn, handle, audio
         self.idle = False
         #: a rest queued for the reader and not taken yet
-        self.rest: _Rest | None = None
+        self.rest: IntakeRest | None = None
         #: binary frames are bare PCM16 (JSON variant, unnumbered): ``decode`` and
         #: ``dispatch`` of a frame within the limits are one ``push_audio``
         self._raw = not conn.msgpack and not audio.sequenced
@@ -546,9 +503,9 @@ class _DirectFrames:
             _bad_input(self.handle, exc)
             return None
         except (Exception, asyncio.CancelledError) as exc:
-            rest = _Rest(None, exc=exc)  # (a flood): the reader raises it, as for a queued frame
+            rest = IntakeRest(None, exc=exc)  # (a flood): the reader raises it, as queued
         else:
-            rest = _Rest(it, yielded)
+            rest = IntakeRest(it, yielded)
         self.idle = False
         self.rest = rest
         return {"type": "websocket.receive", _REST: rest}
@@ -562,16 +519,13 @@ def _bad_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
 
 async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:
     receive, received = conn.raw_receive, conn.received  # (the state is CONNECTED here)
-    install = (conn.ws.scope.get("extensions") or {}).get(FRAME_SINK)
     direct = _DirectFrames(conn, handle, audio)
-    if install is not None:
-        install(direct)
-    try:
+    with installed((conn.ws.scope.get("extensions") or {}).get(FRAME_SINK), direct):
         while not handle.closed:
             direct.idle = True
             msg = await receive()
             direct.idle = False
-            rest: _Rest | None = msg.get(_REST)
+            rest: IntakeRest | None = msg.get(_REST)
             if rest is None:
                 got = received(msg)
                 if got is None:
@@ -589,12 +543,6 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
                 raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
             except (ProtocolError, InputRejected) as exc:
                 _bad_input(handle, exc)
-    finally:
-        direct.idle = False
-        if install is not None:
-            install(None)
-        if direct.rest is not None:
-            direct.rest.close()
 
 
 def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> Awaitable[None]:

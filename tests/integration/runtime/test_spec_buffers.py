@@ -111,12 +111,16 @@ def test_error_taxonomy_maps_codes_to_default_actions() -> None:
     class Overload(ProviderError):
         outcome = "overload"
 
+    class Internal(ProviderError):
+        outcome = "internal"
+
     ev = Event("text", "x", turn_id="t1")
     ev.seq = 7
     cases = {
         "runtime_internal_error": RuntimeError("bug"),
         "provider_timeout": TimeoutError(),
         "provider_overload": Overload("429"),
+        "provider_error": Internal("500"),
         "resource_limit_exceeded": ResourceLimitError("too big"),
         "schema_validation_error": ValueError("schema: missing field 'lane'"),
     }

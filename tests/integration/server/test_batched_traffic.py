@@ -9,16 +9,17 @@ request per session instead, with the same answers: the same versions, the same 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
 from rspp.server._bundles import BundleRefresher
 from rspp.server._state import StateWriter
 from rspp.turns import StaleStateError
+
+if TYPE_CHECKING:
+    from tests.integration.server.conftest import PlaneRig
 
 pytestmark = pytest.mark.integration
 
@@ -27,25 +28,12 @@ VOICE = (Path(__file__).resolve().parents[3] / "pipelines" / "examples"
          / "voice_assistant.yaml").read_text()
 
 
-@pytest.fixture
-async def cp(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = await ControlPlane.open(ControlPlaneSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
-    try:
-        yield plane
-    finally:
-        await plane.close()
-
-
-def _client(cp: ControlPlane, key: str) -> ControlPlaneClient:
-    return ControlPlaneClient("http://cp", key, transport=httpx.ASGITransport(app=create_app(cp)))
-
-
 @pytest.mark.parametrize("scoped", [False, True], ids=["fleet-key", "tenant-key"])
 async def test_checkpoints_and_bundles_batched_or_one_by_one_give_the_same_answers(
-    cp: ControlPlane, scoped: bool
+    plane_rig: PlaneRig, scoped: bool
 ) -> None:
-    async with _client(cp, ADMIN) as admin:
+    cp = await plane_rig.plane(ADMIN)
+    async with plane_rig.client(cp, ADMIN) as admin:
         await admin.publish(VOICE, "voice_assistant.yaml")
         await admin.register_runtime("rt-a", "ws://rt-a")
         await admin.heartbeat("rt-a", health="healthy", load=0)
@@ -56,7 +44,7 @@ async def test_checkpoints_and_bundles_batched_or_one_by_one_give_the_same_answe
             assert (await admin.acquire_lease(sid, "rt-a", ttl_ms=30_000)).epoch == 1
         key = (await admin.request("POST", "/v1/keys", json={
             "role": "operator", "tenant_id": "acme" if scoped else None}))["key"]
-    async with _client(cp, key) as client:
+    async with plane_rig.client(cp, key) as client:
         writer = StateWriter(client, "rt-a", linger_s=0.0)
         doc: dict[str, object] = {"hot": {"turns": 1}}
         saved = [await writer.save(sid, 1, 0, doc) for sid in sids]
@@ -83,7 +71,7 @@ async def test_checkpoints_and_bundles_batched_or_one_by_one_give_the_same_answe
         assert (refresher.fetched, refresher.hits) == ((0, 0) if scoped else (3, 1))
         await refresher.aclose()
         await writer.batcher.aclose()
-    async with _client(cp, ADMIN) as admin:
+    async with plane_rig.client(cp, ADMIN) as admin:
         for sid in sids:
             state = await admin.request("GET", f"/v1/sessions/{sid}/state")
             assert (state["version"], state["holder"], state["document"]) == (1, "rt-a", doc)

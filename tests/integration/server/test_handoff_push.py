@@ -13,16 +13,17 @@ learns at its next renewal, as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from rspp.controlplane import ControlPlane, ControlPlaneClient, ControlPlaneSettings, create_app
-from rspp.server import LinkOptions, LoopbackSessionBuilder, Runtime, RuntimeOptions, SessionPolicy
+from rspp.server import LoopbackSessionBuilder, Runtime, SessionPolicy
 from rspp.testing import with_patient_budgets
+
+if TYPE_CHECKING:
+    from tests.integration.server.conftest import PlaneRig
 
 pytestmark = pytest.mark.integration
 
@@ -33,65 +34,43 @@ ADMIN = "admin-key-for-handoff-push"
 RATE = 16000
 
 
-@pytest.fixture
-async def cp(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = await ControlPlane.open(ControlPlaneSettings(
-        db_url=f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", admin_key=ADMIN))
-    try:
-        yield plane
-    finally:
-        await plane.close()
-
-
 @pytest.mark.parametrize("push", [True, False], ids=["control-channel", "renewal-only"])
 async def test_a_migrate_is_pushed_to_the_holder_which_releases_before_any_renewal(
-    cp: ControlPlane, push: bool
+    plane_rig: PlaneRig, push: bool
 ) -> None:
-    admin = ControlPlaneClient("http://cp", ADMIN,
-                               transport=httpx.ASGITransport(app=create_app(cp)))
-    client = ControlPlaneClient("http://cp", ADMIN,
-                                transport=httpx.ASGITransport(app=create_app(cp)))
+    cp = await plane_rig.plane(ADMIN)
+    admin = plane_rig.client(cp, ADMIN)
     # renewals 20 s apart (push) - or 0.3 s apart without the channel, so the fallback
     # answers within the test
-    runtime = Runtime(client, RuntimeOptions(
-        link=LinkOptions(runtime_id="rt-a", endpoint="ws://127.0.0.1:1", capacity=4,
-                         heartbeat_interval_s=30),
-        sessions=SessionPolicy(lease_ttl_ms=60_000,
-                               lease_renew_ms=20_000 if push else 300)))
-    await runtime.start()
-    try:
-        await admin.publish(VOICE, "voice_assistant.yaml")
-        sid = (await admin.route("acme", "voice-assistant"))["session_id"]
-        token = (await admin.request("POST", f"/v1/sessions/{sid}/token",
-                                     json={"tenant_id": "acme"}))["token"]
-        served = await runtime.sessions.open(runtime.sessions.verify(token, sid),
-                                             LoopbackSessionBuilder(b"\x00\x00" * RATE * 30, RATE))
-        await admin.register_runtime("rt-b", "ws://rt-b")
-        await admin.heartbeat("rt-b", health="healthy", load=0)
-        if not push:  # an older control plane: no channel, renewals tell
-            await _stop(runtime)
-        renewals = served.keeper.renewals
-        moved = await asyncio.wait_for(admin.migrate(sid, "rt-b"), 60)
-        assert (moved.from_runtime, moved.to_runtime, moved.epoch) == ("rt-a", "rt-b", 2)
-        await asyncio.wait_for(served.built.wait_closed(), 30)
-        keeper = served.keeper
-        assert keeper.released == 1 and served.close_reason == "handed_off:rt-b"
-        if push:
-            # learned from the push: no renewal answered between the start and the release
-            assert keeper.learned == ["push"] and keeper.renewals == renewals
-            assert runtime.notices.notices == 1
-        else:
-            assert keeper.learned == ["renewal"]
-        metrics = generate_latest(runtime.metrics.runtime.registry).decode()
-        learned = "push" if push else "renewal"
-        assert f'rspp_lease_handoffs_total{{learned="{learned}"}} 1.0' in metrics
-        rows = await admin.request("GET", f"/v1/sessions/{sid}")
-        assert (rows["runtime_id"], rows["lease_epoch"]) == ("rt-b", 2)
-    finally:
-        await runtime.drain()
-        await runtime.stop()
-        await client.aclose()
-        await admin.aclose()
+    runtime = await plane_rig.runtime(plane_rig.client(cp, ADMIN), SessionPolicy(
+        lease_ttl_ms=60_000, lease_renew_ms=20_000 if push else 300))
+    await admin.publish(VOICE, "voice_assistant.yaml")
+    sid = (await admin.route("acme", "voice-assistant"))["session_id"]
+    token = (await admin.request("POST", f"/v1/sessions/{sid}/token",
+                                 json={"tenant_id": "acme"}))["token"]
+    served = await runtime.sessions.open(runtime.sessions.verify(token, sid),
+                                         LoopbackSessionBuilder(b"\x00\x00" * RATE * 30, RATE))
+    await admin.register_runtime("rt-b", "ws://rt-b")
+    await admin.heartbeat("rt-b", health="healthy", load=0)
+    if not push:  # an older control plane: no channel, renewals tell
+        await _stop(runtime)
+    renewals = served.keeper.renewals
+    moved = await asyncio.wait_for(admin.migrate(sid, "rt-b"), 60)
+    assert (moved.from_runtime, moved.to_runtime, moved.epoch) == ("rt-a", "rt-b", 2)
+    await asyncio.wait_for(served.built.wait_closed(), 30)
+    keeper = served.keeper
+    assert keeper.released == 1 and served.close_reason == "handed_off:rt-b"
+    if push:
+        # learned from the push: no renewal answered between the start and the release
+        assert keeper.learned == ["push"] and keeper.renewals == renewals
+        assert runtime.notices.notices == 1
+    else:
+        assert keeper.learned == ["renewal"]
+    metrics = generate_latest(runtime.metrics.runtime.registry).decode()
+    learned = "push" if push else "renewal"
+    assert f'rspp_lease_handoffs_total{{learned="{learned}"}} 1.0' in metrics
+    rows = await admin.request("GET", f"/v1/sessions/{sid}")
+    assert (rows["runtime_id"], rows["lease_epoch"]) == ("rt-b", 2)
 
 
 async def _stop(runtime: Runtime) -> None:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -209,3 +210,20 @@ def assert_replays(timeline: Path, spec: Path) -> dict[str, int]:
 def issue() -> Callable[..., str]:
     """``issue(session_id, tenant_id="acme", ttl_s=300, keys=KEYS)``: a signed session token."""
     return _issue
+
+
+def record_deliveries(session: Any, seen: list[tuple[str, Any]], n: int) -> asyncio.Event:
+    """Append ``(kind, sample_index)`` of every event the session's ``deliver_now`` takes to
+    ``seen`` (an instance attribute over the method: ``del session.deliver_now`` ends it);
+    the returned event is set at the ``n``-th."""
+    reached = asyncio.Event()
+    deliver = session.deliver_now
+
+    def spy(ev: Any, port: str = "audio", admitted: Any = None) -> Any:
+        seen.append((ev.kind, ev.sample_index))
+        if len(seen) == n:
+            reached.set()
+        return deliver(ev, port, admitted)
+
+    session.deliver_now = spy
+    return reached

@@ -22,6 +22,8 @@ from websockets.frames import Frame, Opcode
 from rspp.client import LiveClient
 from rspp.transports import SUBPROTOCOL_JSON, EndOfUtterance, ErrorEvent, Start, encode_message
 
+from .conftest import record_deliveries
+
 pytestmark = pytest.mark.integration
 
 
@@ -60,17 +62,8 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         transport = srv.hub.sessions["d2"].transport
         proto = await idle_protocol(srv, transport)
         session = transport.session
-        seen: list[tuple[str, int | None]] = []
-        four = asyncio.Event()
-        deliver = session.deliver_now
-
-        def spy(ev: Any, port: str = "audio", admitted: Any = None) -> Any:
-            seen.append((ev.kind, ev.sample_index))
-            if len(seen) == 4:
-                four.set()
-            return deliver(ev, port, admitted)
-
-        session.deliver_now = spy
+        seen: list[tuple[str, Any]] = []
+        four = record_deliveries(session, seen, 4)
         lock = transport._ingress_lock
         await lock.acquire()  # the intake of the next frame waits (as on flow control)
         proto.data_received(wire(Opcode.BINARY, bytes(640)))
