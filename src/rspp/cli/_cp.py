@@ -233,6 +233,10 @@ def serve(
         help="Rollouts, rollbacks and config activations apply only as changes another key "
         "approved (`rspp cp change`).",
     ),
+    require_signed_changes: bool = typer.Option(
+        False, "--require-signed-changes", envvar="RSPP_REQUIRE_SIGNED_CHANGES",
+        help="Those changes apply only when their submission and approval are signed by "
+        "registered Ed25519 keys (NF-037; `rspp cp change keygen`, `--signing-key`)."),
     tls_cert: Path = typer.Option(
         None, "--tls-cert", envvar="RSPP_TLS_CERT",
         help="Serve HTTPS with this certificate (PEM; reloaded when the file changes).",
@@ -272,7 +276,7 @@ def serve(
         failover_mode=failover_mode,
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
-        require_approval=require_approval,
+        require_approval=require_approval, require_signed_changes=require_signed_changes,
         slo=load_slo_option(slo),
         token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
         else None,

@@ -151,7 +151,15 @@ class ControlPlaneCore:
         Called before the mutation's transaction: a refusal is audited (``change.blocked``)
         and answered 403 ``approval_required``.
         """
-        if change is not None or not self.settings.require_approval:
+        signed = self.settings.require_signed_changes
+        if change is not None:
+            if signed and not change.signed:  # e.g. submitted before the policy was set
+                raise Forbidden(
+                    f"change {change.change_id} is not signed by its submitter and reviewer; "
+                    "signed changes are required: submit it again with --signing-key",
+                    field="signature", code="signature_required")
+            return
+        if not (self.settings.require_approval or signed):
             return
         await self.audit.append(
             actor=principal.key_id, action="change.blocked", subject=subject,
