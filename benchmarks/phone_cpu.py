@@ -47,6 +47,7 @@ from sessions_capacity import CYCLE_FRAMES
 from rspp.server._loop import run as run_loop
 from rspp.server._loop import settle_heap
 from rspp.transports import (
+    SEND_NOW,
     TEXT_SINK,
     TWILIO_STREAM_PATH,
     SessionGrant,
@@ -96,6 +97,11 @@ class _Carrier:
         return self.inbox.popleft()
 
     async def send(self, msg: dict[str, Any]) -> None:
+        self.write_now(msg)
+
+    def write_now(self, msg: dict[str, Any]) -> bool:
+        """A message the endpoint sends (``rspp.send_now``, as ``rspp serve`` offers it:
+        written at once)."""
         kind = msg["type"]
         if kind == "websocket.send":
             text = msg["text"]
@@ -111,6 +117,7 @@ class _Carrier:
             self.inbox.append({"type": "websocket.disconnect", "code": 1000})
             if self.waiter is not None and not self.waiter.done():
                 self.waiter.set_result(None)
+        return True
 
     def start(self) -> list[str]:
         return [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
@@ -128,7 +135,7 @@ def _callgrind(on: bool) -> None:
 
 
 async def main(calls: int, ticks: int, warm: int, fast: bool,
-               callgrind: bool = False, text_sink: bool = True) -> dict[str, Any]:
+               callgrind: bool = False, direct: bool = True) -> dict[str, Any]:
     hub = SessionHub(PhoneFactory())
     route = twilio_stream_route(hub, _grant)
     settle_heap()  # as ``rspp serve`` once started
@@ -141,8 +148,8 @@ async def main(calls: int, ticks: int, warm: int, fast: bool,
         for text in c.start():
             c.put(text)
         scope = dict(base)
-        if text_sink:
-            scope["extensions"] = {TEXT_SINK: c.set_sink}
+        if direct:  # what ``rspp serve``'s WebSocket protocol offers
+            scope["extensions"] = {TEXT_SINK: c.set_sink, SEND_NOW: c.write_now}
         tasks.append(asyncio.ensure_future(route.handle(scope, c.receive, c.send)))
     while len(hub.sessions) < calls:  # noqa: ASYNC110 - the sessions open in the background
         await asyncio.sleep(0.01)
@@ -178,7 +185,7 @@ async def main(calls: int, ticks: int, warm: int, fast: bool,
     await hub.aclose()
     seconds = (ticks - warm) * 0.020
     return {"benchmark": "phone_cpu", "calls": calls, "ticks": ticks, "warm_ticks": warm,
-            "paced": not fast, "text_sink": text_sink,
+            "paced": not fast, "direct": direct,
             "cpu_ms_per_call_s": round(cpu * 1000 / (calls * seconds), 3),
             "us_per_message_in": round(cpu * 1e6 / (calls * (ticks - warm)), 2),
             "reply_frames_out": media, "marks_out": sum(c.marks for c in carriers),
@@ -195,9 +202,10 @@ if __name__ == "__main__":
     ap.add_argument("--fast", action="store_true", help="ticks back to back, not paced")
     ap.add_argument("--callgrind", action="store_true",
                     help="under callgrind --instr-atstart=no: collect the measured ticks only")
-    ap.add_argument("--no-sink", action="store_true",
-                    help="no rspp.text_sink: every message through ASGI receive (plain uvicorn)")
+    ap.add_argument("--plain", action="store_true",
+                    help="no rspp.text_sink nor rspp.send_now: every message through the ASGI "
+                    "receive and send (plain uvicorn)")
     a = ap.parse_args()
     n_ticks = a.ticks or (300 if a.quick else 900)
     emit(run_loop(main(a.calls, n_ticks, min(a.warm, n_ticks - 1), a.fast, a.callgrind,
-                       not a.no_sink)))
+                       not a.plain)))

@@ -6,6 +6,8 @@ missing; outside CI they skip with a message saying how to start it.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import socket
@@ -32,6 +34,22 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
     os.environ.pop("PYTHONDONTWRITEBYTECODE")
     os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(
         tempfile.gettempdir(), f"rspp-test-pycache-{os.getuid()}")
+
+#: Modules a plugin imports only when the session finishes. CPython 3.11.7's AST constructor
+#: keeps its recursion depth in interpreter-wide state, so compiling a module while another
+#: thread builds an AST can fail with "SystemError: AST constructor recursion depth
+#: mismatch" (CPython gh-106905); schemathesis's xdist hook imports its report writers in
+#: pytest_sessionfinish, and a run crashed there after every test had passed. Imported here,
+#: at start-up while nothing else runs, they are compiled once and the hook finds them loaded
+#: (allure is not installed: its failed import still leaves the rewritten bytecode cached).
+_LATE_PLUGIN_MODULES = (
+    "schemathesis.reporting.html.writer",
+    "schemathesis.reporting.junitxml",
+    "schemathesis.reporting.allure",
+)
+for _name in _LATE_PLUGIN_MODULES:
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_name)
 
 PG_URL = os.environ.get("RSPP_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

@@ -29,6 +29,17 @@ class RsppCli:
         """``rspp run ARGS``."""
         return self("run", *args)
 
+    def cp(self, *args: str, key: str, server: str) -> subprocess.CompletedProcess[str]:
+        """``rspp cp ARGS`` as the API key ``key`` against the control plane ``server``
+        (through RSPP_API_KEY / RSPP_SERVER; no other RSPP_* setting leaks in)."""
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        env.update(RSPP_API_KEY=key, RSPP_SERVER=server)
+        return subprocess.run(
+            [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
+            capture_output=True, text=True, env=env, timeout=120, check=False)
+
     def replays_clean(self, timeline: Path, spec: Path, report: Path) -> None:
         """``rspp replay TIMELINE --spec SPEC``: no ORDERING, PLAN, OUTCOME or AUTHORITY
         divergence, exit 0 (fails the test otherwise)."""

@@ -4,9 +4,7 @@ change is submitted, approved by another key and applied with `rspp cp change`."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +13,7 @@ import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ControlPlaneServer
+    from tests.e2e.conftest import ControlPlaneServer, RsppCli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -24,22 +22,15 @@ VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 ADMIN = "review-admin-key"
 
 
-def cp(*args: str, key: str, server: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-    env.update(RSPP_API_KEY=key, RSPP_SERVER=server)
-    return subprocess.run(
-        [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False)
-
-
 def ok(result: subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 def test_a_rollout_applies_only_as_a_change_another_key_approved(
-    cp_serve: Callable[..., ControlPlaneServer], tmp_path: Path,
+    cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli, tmp_path: Path,
 ) -> None:
+    cp = rspp_cli.cp
     url = cp_serve("sqlite", ADMIN, "--require-approval").url
     keys = [cp("keys", "create", "--role", "operator", key=ADMIN, server=url)
             for _ in range(2)]

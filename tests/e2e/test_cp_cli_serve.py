@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rspp.controlplane import ControlPlaneClient
 from rspp.controlplane._server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +116,38 @@ def test_db_option_takes_a_plain_path_and_reports_a_bad_one_in_one_line(tmp_path
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+async def test_sigint_answers_a_held_control_channel_poll_and_the_process_exits(
+        tmp_path: Path) -> None:
+    """A runtime's control channel holds a long poll (up to 10 s) at all times: SIGINT
+    answers it at once (``stopping``) instead of letting the graceful shutdown wait it out,
+    so the process stops while the poll was open."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["RSPP_ADMIN_KEY"] = "env-admin"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "serve", "--port", str(port), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert "rspp control plane on" in (await proc.stdout.readline()).decode()
+        client = ControlPlaneClient(url, "env-admin")
+        await client.register_runtime("rt-a", "ws://rt-a")
+        poll = asyncio.ensure_future(client.runtime_notices("rt-a", (), 10_000))
+        held = 'rspp_cp_long_polls_waiting{kind="control_channel"} 1.0'
+        async with httpx.AsyncClient(headers={"Authorization": "Bearer env-admin"}) as http:
+            while held not in (await http.get(f"{url}/metrics")).text:
+                assert not poll.done(), poll.result()
+                await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        answer = await poll
+        assert answer.stopping and answer.notices == []
+        out, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err.decode(), err
+    assert "control plane stopped" in out.decode()

@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from rspp.client import LiveClient, route_session
+from rspp.controlplane import ControlPlaneSettings
 from rspp.controlplane._server import free_port
 from rspp.testing.fakes import FakeOpenAI
 from rspp.testing.fakes._faults import Fault
@@ -276,12 +278,6 @@ async def test_healthy_canary_is_promoted_to_100_after_the_configured_turns(
         assert (await st.turn())[0] == "1.1.0"
 
 
-# KNOWN REGRESSION (session 8, left open in issue 14's note): since the runtime's control
-# channel (NoticeListener, 2da8e36) landed, typed turns during a control-plane outage commit
-# with no reply audio; it fails in every run (bisected: passes on 859f4c5, fails on every
-# commit holding 2da8e36). strict: the day it passes again, this mark must go.
-@pytest.mark.xfail(strict=True, reason="regression since the control channel: turns during "
-                   "a control-plane outage commit without reply audio (issue 14 note)")
 async def test_samples_lost_while_the_control_plane_is_stopped_are_counted(
         pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
         fake_openai_spec: Callable[..., str]) -> None:
@@ -314,3 +310,36 @@ async def test_samples_lost_while_the_control_plane_is_stopped_are_counted(
         assert "rspp_cp_gate_samples_received_total 2.0" in cp_metrics
     assert "gate samples: control plane unavailable" in st.runtime_log
     assert "gate samples: queue full (1); dropping" in st.runtime_log
+
+
+async def test_a_session_keeps_taking_turns_on_its_frozen_plan_past_the_snapshot_ttl(
+        pg_url: str, serve_process: Callable[..., ServeProcess], tmp_path: Path,
+        fake_openai_spec: Callable[..., str]) -> None:
+    """Issue 14: the control plane unreachable mid-session, the session continues on its
+    frozen plan until its lease can no longer be renewed. Its last turn-start bundle
+    expires (``snapshot_ttl_ms``, 5 s) long before the lease (120 s): a turn typed once the
+    wall clock is past every snapshot that bundle can hold still commits with reply audio,
+    opened on the expired snapshots (counted and logged by the runtime)."""
+    async with _stack(pg_url, serve_process, fake_openai_spec, "--lease-ttl-ms",
+                      "120000") as st:
+        await st.publish(tmp_path, "1.0.0", st.healthy)
+        ttl_ms = ControlPlaneSettings(db_url="sqlite://").snapshot_ttl_ms
+        target = await route_session(st.cp.url, tenant_id="acme", api_key=KEY,
+                                     pipeline_name="gated")
+        loop = asyncio.get_running_loop()
+        async with await LiveClient.connect(target.url, token=target.token) as client:
+            await _one_turn(client, "hello", loop.time())
+            await st.cp.stop()
+            # every bundle the runtime holds was issued before the process stopped: once
+            # the wall clock is past that moment plus the TTL, all its snapshots expired
+            expired_after_ms = time.time() * 1000 + ttl_ms
+            while time.time() * 1000 <= expired_after_ms:  # noqa: ASYNC110 - the wall clock
+                await asyncio.sleep(0.1)
+            await _one_turn(client, "hello", loop.time())  # commits, with reply audio
+            async with httpx.AsyncClient() as probe:
+                metrics = (await probe.get(f"{st.runtime.url}/metrics")).text
+            assert "rspp_turns_on_frozen_snapshots_total 1.0" in metrics
+            await st.cp.start()
+            await client.end()
+    assert "opens on its frozen plan" in st.runtime_log
+    assert "expired snapshots used: version_resolution" in st.runtime_log

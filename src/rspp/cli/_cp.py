@@ -233,6 +233,10 @@ def serve(
         help="Rollouts, rollbacks and config activations apply only as changes another key "
         "approved (`rspp cp change`).",
     ),
+    require_signed_changes: bool = typer.Option(
+        False, "--require-signed-changes", envvar="RSPP_REQUIRE_SIGNED_CHANGES",
+        help="Those changes apply only when their submission and approval are signed by "
+        "registered Ed25519 keys (NF-037; `rspp cp change keygen`, `--signing-key`)."),
     tls_cert: Path = typer.Option(
         None, "--tls-cert", envvar="RSPP_TLS_CERT",
         help="Serve HTTPS with this certificate (PEM; reloaded when the file changes).",
@@ -272,7 +276,7 @@ def serve(
         failover_mode=failover_mode,
         failover_interval_ms=failover_interval_ms,
         lease_ttl_ms=lease_ttl_ms,
-        require_approval=require_approval,
+        require_approval=require_approval, require_signed_changes=require_signed_changes,
         slo=load_slo_option(slo),
         token_key_ref=f"file:{token_key_file.resolve()}" if token_key_file and not token_secret
         else None,
@@ -295,14 +299,15 @@ def serve(
         rotation = KeyRotationMonitor(cp.signing)
         rotation.start()
         try:
+            from rspp.controlplane._server import stop_serving
             from rspp.server._process import _Server
 
             config = uvicorn.Config(
                 create_app(cp), host=host, port=port, log_level="warning",
                 ssl_context_factory=(lambda _c, _d: tls.context) if tls is not None else None)
-            # SIGTERM/SIGINT: finish in-flight requests, stop the monitor, close the store,
-            # exit 0 (Kubernetes stops pods with SIGTERM)
-            server = _Server(config, lambda: setattr(server, "should_exit", True))
+            # SIGTERM/SIGINT: finish in-flight requests (long polls answer now), stop the
+            # monitor, close the store, exit 0 (Kubernetes stops pods with SIGTERM)
+            server = _Server(config, lambda: stop_serving(server, cp))
             serving = asyncio.create_task(server.serve(), name="rspp-cp-uvicorn")
             # the banner says the control plane answers: print it once uvicorn listens (it
             # was printed before the bind, and a client that waited for it could be refused)

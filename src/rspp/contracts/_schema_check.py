@@ -13,14 +13,15 @@ type hides the other complaints about the same value.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
-from jsonschema.validators import extend
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 __all__ = ["SchemaEvaluator", "ValidationIssue", "format_path"]
 
@@ -70,15 +71,21 @@ def _canon(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-_TYPES = Draft202012Validator.TYPE_CHECKER.redefine_many({
-    "array": lambda _checker, value: isinstance(value, list | tuple),
-    "object": lambda _checker, value: isinstance(value, Mapping),
-})
-
-
+@functools.cache
 def _validator_class() -> Any:
-    """Draft 2020-12 where tuples are arrays and any Mapping is an object."""
-    return extend(Draft202012Validator, type_checker=_TYPES)
+    """Draft 2020-12 where tuples are arrays and any Mapping is an object.
+
+    jsonschema loads here, with the first evaluator: a process that never validates
+    against a schema document (``rspp run``) skips its ~0.1 s CPU import.
+    """
+    from jsonschema import Draft202012Validator
+    from jsonschema.validators import extend
+
+    types = Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "array": lambda _checker, value: isinstance(value, list | tuple),
+        "object": lambda _checker, value: isinstance(value, Mapping),
+    })
+    return extend(Draft202012Validator, type_checker=types)
 
 
 class SchemaEvaluator:

@@ -38,6 +38,7 @@ from rspp.controlplane._schema import (
     pipelines,
     rollout_policies,
     rollouts,
+    signer_keys,
     token_keys,
 )
 from rspp.controlplane._store import MIGRATIONS_DIR, Store
@@ -48,7 +49,7 @@ FORMAT = "rspp-cp-backup/1"
 #: the artifact tables, in restore order; intake ids are given anew on restore
 ARTIFACTS: tuple[Table, ...] = (
     pipelines, modules, rollouts, rollout_policies, configs, config_heads, changes, api_keys,
-    token_keys, counters, audit, audit_intake,
+    signer_keys, token_keys, counters, audit, audit_intake,
 )
 _ORDER: dict[str, tuple[str, ...]] = {
     pipelines.name: ("name", "version"),
@@ -59,6 +60,7 @@ _ORDER: dict[str, tuple[str, ...]] = {
     config_heads.name: ("kind", "scope"),
     changes.name: ("change_id",),
     api_keys.name: ("key_id",),
+    signer_keys.name: ("key_id", "fingerprint"),
     token_keys.name: ("kid",),
     counters.name: ("name",),
     audit.name: ("seq",),

@@ -16,10 +16,10 @@ import msgspec
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from rspp.controlplane._change_signing import request_hash_of
 from rspp.controlplane._errors import Conflict, Forbidden, InvalidRequest, NotFound
 from rspp.controlplane._requests import ChangeStatus, ChangeSubmitRequest
 from rspp.controlplane._schema import changes
-from rspp.controlplane._util import sha256_hex
 
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "rollout": ("pipeline_name", "rollout"),
@@ -43,13 +43,24 @@ class ChangeRecord(msgspec.Struct, frozen=True, kw_only=True):
     review_note: str | None = None
     applied_by: str | None = None
     applied_at_ms: int | None = None
+    #: signed provenance (NF-037): base64 Ed25519 signatures and signer key fingerprints
+    submit_signature: str | None = None
+    submit_signer: str | None = None
+    review_signature: str | None = None
+    review_signer: str | None = None
 
     def decision(self) -> dict[str, Any]:
         """The review metadata an audit entry of this change carries."""
         return {"change_id": self.change_id, "action": self.action, "target": self.target,
                 "request_hash": self.request_hash, "reason": self.reason,
                 "submitted_by": self.submitted_by, "reviewed_by": self.reviewed_by,
-                "review_note": self.review_note, "status": self.status}
+                "review_note": self.review_note, "status": self.status,
+                "submit_signer": self.submit_signer, "review_signer": self.review_signer}
+
+    @property
+    def signed(self) -> bool:
+        """Submission and review both carry a verified signature."""
+        return self.submit_signer is not None and self.review_signer is not None
 
 
 def target_of(request: ChangeSubmitRequest) -> str:
@@ -70,18 +81,22 @@ def _record(row: Any) -> ChangeRecord:
         submitted_by=row.submitted_by, submitted_at_ms=row.submitted_at_ms,
         reviewed_by=row.reviewed_by, reviewed_at_ms=row.reviewed_at_ms,
         review_note=row.review_note, applied_by=row.applied_by,
-        applied_at_ms=row.applied_at_ms)
+        applied_at_ms=row.applied_at_ms, submit_signature=row.submit_signature,
+        submit_signer=row.submit_signer, review_signature=row.review_signature,
+        review_signer=row.review_signer)
 
 
 async def submit_in(conn: AsyncConnection, request: ChangeSubmitRequest, *, actor: str,
-                    now_ms: int) -> ChangeRecord:
+                    now_ms: int, signer: str | None = None) -> ChangeRecord:
+    """Record a pending change; ``signer``: the fingerprint that verified its signature."""
     target = target_of(request)
-    encoded = msgspec.json.encode(request).decode()
+    encoded, request_hash = request_hash_of(request)
     change_id = f"chg_{uuid.uuid4().hex[:20]}"
     await conn.execute(insert(changes).values(
         change_id=change_id, action=request.action, target=target, request_json=encoded,
-        request_hash=sha256_hex(encoded), reason=request.reason, status="pending",
-        submitted_by=actor, submitted_at_ms=now_ms))
+        request_hash=request_hash, reason=request.reason, status="pending",
+        submitted_by=actor, submitted_at_ms=now_ms,
+        submit_signature=request.signature if signer else None, submit_signer=signer))
     return await get_in(conn, change_id)
 
 
@@ -100,7 +115,8 @@ async def list_in(conn: AsyncConnection, status: str | None) -> list[ChangeRecor
 
 
 async def review_in(conn: AsyncConnection, change_id: str, *, approve: bool, reviewer: str,
-                    note: str, now_ms: int) -> ChangeRecord:
+                    note: str, now_ms: int, signature: str | None = None,
+                    signer: str | None = None) -> ChangeRecord:
     """Approve or reject a pending change; its submitter may do neither (four eyes)."""
     current = await get_in(conn, change_id)
     if current.submitted_by == reviewer:
@@ -111,7 +127,8 @@ async def review_in(conn: AsyncConnection, change_id: str, *, approve: bool, rev
         update(changes)
         .where(changes.c.change_id == change_id, changes.c.status == "pending")
         .values(status="approved" if approve else "rejected", reviewed_by=reviewer,
-                reviewed_at_ms=now_ms, review_note=note))
+                reviewed_at_ms=now_ms, review_note=note,
+                review_signature=signature if signer else None, review_signer=signer))
     if result.rowcount != 1:
         raise Conflict(f"change {change_id} is {current.status}, not pending; submit a new one",
                        field="change_id")

@@ -17,7 +17,7 @@ from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
-from rspp.controlplane._notices import NoticesRequest, RuntimeNotice
+from rspp.controlplane._notices import NoticesRequest, RuntimeNotices
 from rspp.controlplane._ops_handoffs import LeaseRelease
 from rspp.controlplane._requests import (
     ArtifactLocation,
@@ -326,13 +326,14 @@ class ControlPlaneClient:
         return msgspec.convert(data["leases"], list[LeaseRenewal])
 
     async def runtime_notices(self, runtime_id: str, known: tuple[int, ...] = (),
-                              wait_ms: int = 0) -> list[RuntimeNotice]:
+                              wait_ms: int = 0) -> RuntimeNotices:
         """The pending hand-offs of the leases ``runtime_id`` holds, once one is not in
-        ``known`` or ``wait_ms`` passed (the runtime's control channel, a long poll)."""
+        ``known`` or ``wait_ms`` passed, or the control plane began to stop (the runtime's
+        control channel, a long poll)."""
         body = NoticesRequest(known=known, wait_ms=wait_ms)
         data = await self.request("POST", f"/v1/runtimes/{runtime_id}/notices", json=body,
                                   timeout_s=wait_ms / 1000 + 10.0)
-        return msgspec.convert(data["notices"], list[RuntimeNotice])
+        return msgspec.convert(data, RuntimeNotices)
 
     async def authorize_lease(self, session_id: str, holder: str, epoch: int) -> Authorization:
         body = LeaseEpochRequest(holder=holder, epoch=epoch)

@@ -43,6 +43,10 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: rollouts, rollbacks and config activations run only as changes another key
     #: approved (F-165): POST /v1/changes, .../approve, .../apply
     require_approval: bool = False
+    #: framework-critical changes (rollouts, rollbacks, config activations) apply only as
+    #: changes whose submission and approval are signed by registered Ed25519 signer keys
+    #: (NF-037); implies that they apply only as approved changes
+    require_signed_changes: bool = False
     #: the deployment's availability SLO and error-budget policy (NF-005, NF-030):
     #: ``rspp cp serve --slo FILE``; ``None``: no SLO is measured and nothing freezes
     slo: SloConfig | None = None

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from prometheus_client import Gauge
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -69,6 +70,11 @@ class ControlPlaneCore:
         self.placements = PlacementWatch()
         #: wakes a runtime's control channel when a hand-off of a lease it holds begins
         self.runtime_watch = PlacementWatch()
+        polls = Gauge("rspp_cp_long_polls_waiting", "Long polls held open: runtimes' control "
+                      "channels, and sessions whose token requests wait for a move",
+                      ["kind"], registry=self.gate_metrics.registry)
+        polls.labels("control_channel").set_function(lambda: self.runtime_watch.waiting)
+        polls.labels("session_move").set_function(lambda: self.placements.waiting)
         #: API operations under way (see :meth:`run_to_end`); :meth:`close` waits for them
         self._inflight: set[asyncio.Task[Any]] = set()
 
@@ -107,9 +113,15 @@ class ControlPlaneCore:
         task.add_done_callback(self._inflight.discard)
         return await asyncio.shield(task)
 
-    async def close(self) -> None:
-        self.placements.wake_all()  # long polls answer with where their sessions are now
+    def stopping(self) -> None:
+        """The process begins to stop: every long poll answers now (token moves with where
+        their sessions are, control channels with their pending hand-offs and
+        ``stopping``), later ones at once, so a graceful shutdown never waits them out."""
+        self.placements.wake_all()
         self.runtime_watch.wake_all()
+
+    async def close(self) -> None:
+        self.stopping()
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()
@@ -139,7 +151,15 @@ class ControlPlaneCore:
         Called before the mutation's transaction: a refusal is audited (``change.blocked``)
         and answered 403 ``approval_required``.
         """
-        if change is not None or not self.settings.require_approval:
+        signed = self.settings.require_signed_changes
+        if change is not None:
+            if signed and not change.signed:  # e.g. submitted before the policy was set
+                raise Forbidden(
+                    f"change {change.change_id} is not signed by its submitter and reviewer; "
+                    "signed changes are required: submit it again with --signing-key",
+                    field="signature", code="signature_required")
+            return
+        if not (self.settings.require_approval or signed):
             return
         await self.audit.append(
             actor=principal.key_id, action="change.blocked", subject=subject,

@@ -50,6 +50,7 @@ from rspp.controlplane._replies import (
     RuntimeList,
     SessionBundle,
     SignalList,
+    SignerKeyList,
     TokenKeysReply,
     TokenReply,
     VerifyReply,
@@ -178,12 +179,25 @@ async def get_change(c: Call) -> Any:
 
 async def approve_change(c: Call) -> Any:
     return await c.cp.review_change(c.principal, c.path["change_id"], approve=True,
-                                    note=c.body.note)
+                                    note=c.body.note, signature=c.body.signature)
 
 
 async def reject_change(c: Call) -> Any:
     return await c.cp.review_change(c.principal, c.path["change_id"], approve=False,
-                                    note=c.body.note)
+                                    note=c.body.note, signature=c.body.signature)
+
+
+async def register_signer_key(c: Call) -> Reply:
+    key, created = await c.cp.register_signer_key(c.principal, c.body.public_key)
+    return Reply(key, 201 if created else 200)
+
+
+async def signer_keys(c: Call) -> SignerKeyList:
+    return SignerKeyList(keys=await c.cp.signer_keys(c.principal))
+
+
+async def change_provenance(c: Call) -> Any:
+    return await c.cp.change_provenance(c.principal, c.query.target)
 
 
 async def apply_change(c: Call) -> Any:

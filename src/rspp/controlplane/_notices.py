@@ -9,8 +9,9 @@ next renewal (a third of the lease TTL later at worst), and speaks on meanwhile.
 with the pending hand-offs of the leases that runtime holds as soon as one the runtime
 does not know yet (``known``: the hand-off ids it was told already) is recorded - the
 moment the hand-off's transaction commits in this control-plane process - or when
-``wait_ms`` is over, or when the runtime disconnects (``404`` for a runtime that is not
-registered). Waiters re-read the table at least
+``wait_ms`` is over, or when the runtime disconnects, or at once when the control plane
+begins to stop (``stopping``: its graceful shutdown does not wait the poll out; ``404``
+for a runtime that is not registered). Waiters re-read the table at least
 every ``recheck_s`` (a hand-off begun by another control-plane process). Operator role,
 fleet keys only (like the runtime's other batch routes); the renewal's ``409
 lease_handoff`` stays the fallback (a runtime that misses a push still learns it there).
@@ -61,6 +62,9 @@ class RuntimeNotices(msgspec.Struct, frozen=True, kw_only=True):
     """Every pending hand-off of the runtime's leases (the known ones included)."""
 
     notices: list[RuntimeNotice]
+    #: the control plane is stopping: answered early, poll again after a pause (or
+    #: wherever the runtime's control plane answers next)
+    stopping: bool = False
 
 
 async def _pending(cp: ControlPlane, runtime_id: str) -> list[RuntimeNotice]:
@@ -90,9 +94,9 @@ async def wait_for_notices(cp: ControlPlane, watch: PlacementWatch, runtime_id: 
         return any(n.handoff_id not in known for n in found)
 
     if body.wait_ms <= 0:
-        return RuntimeNotices(notices=await read())
+        return RuntimeNotices(notices=await read(), stopping=watch.closed)
     found = await watch.until(runtime_id, read, new, body.wait_ms / 1000, gone)
-    return RuntimeNotices(notices=found)
+    return RuntimeNotices(notices=found, stopping=watch.closed)
 
 
 # ---- HTTP handler (route table: POST /v1/runtimes/{runtime_id}/notices) ---------------------

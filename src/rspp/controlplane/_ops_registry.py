@@ -252,7 +252,8 @@ class RegistryOps(ControlPlaneCore):
             parse_policy(body)
         elif kind == ConfigKind.ADMISSION:
             parse_quotas(body)
-        if activate and self.settings.require_approval:
+        if activate and (self.settings.require_approval
+                         or self.settings.require_signed_changes):
             await self.require_approval(principal, f"{kind.value} activation",
                                         f"config:{kind.value}/{scope}", None,
                                         tenant_id=scope_tenant(scope))

@@ -46,6 +46,11 @@ class PlacementWatch:
         self.changed(list(self._waiting))
 
     @property
+    def closed(self) -> bool:
+        """:meth:`wake_all` was called: the control plane is stopping."""
+        return self._closed
+
+    @property
     def waiting(self) -> int:
         """Sessions someone is waiting on now."""
         return len(self._waiting)

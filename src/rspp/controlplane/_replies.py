@@ -11,6 +11,7 @@ import msgspec
 
 from rspp.contracts import ControlSignal, DecisionOutcome, TurnStartBundle
 from rspp.controlplane._audit import AuditEntry
+from rspp.controlplane._change_signing import SignerKey
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigVersion
 from rspp.controlplane._leases import LeaseRenewal
@@ -62,6 +63,10 @@ class RolloutReply(_Reply, frozen=True, kw_only=True):
 
 class ChangeList(_Reply, frozen=True, kw_only=True):
     changes: list[ChangeRecord]
+
+
+class SignerKeyList(_Reply, frozen=True, kw_only=True):
+    keys: list[SignerKey]
 
 
 class ConfigList(_Reply, frozen=True, kw_only=True):

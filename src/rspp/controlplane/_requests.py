@@ -210,6 +210,11 @@ ChangeStatus = Literal["pending", "approved", "rejected", "applied"]
 Note = Annotated[str, Meta(max_length=2000, pattern=r"^[^\x00]*$")]
 
 
+#: a base64 Ed25519 signature (NF-037): 64 bytes are 86 characters and ``==``
+Signature = Annotated[str, Meta(min_length=88, max_length=88,
+                                pattern=r"^[A-Za-z0-9+/]{86}==$")]
+
+
 class ChangeSubmitRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A pipeline/policy/rollout change to review before it is applied (F-165).
 
@@ -226,10 +231,20 @@ class ChangeSubmitRequest(_Body, frozen=True, kw_only=True, forbid_unknown_field
     config_kind: ConfigKindName | None = None
     config_scope: ConfigScope | None = None
     config_version: ConfigVersionNo | None = None
+    #: the submitter's signature of ``submit_message(request_hash)`` (NF-037)
+    signature: Signature | None = None
 
 
 class ReviewRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
     note: Note = ""
+    #: the reviewer's signature of ``review_message(change_id, verdict, request_hash)``
+    signature: Signature | None = None
+
+
+class SignerKeyRequest(_Body, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An Ed25519 public key: PEM (SubjectPublicKeyInfo) or the base64 of its raw bytes."""
+
+    public_key: Annotated[str, Meta(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")]
 
 
 OptionKey = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][\w.:-]*$")]
@@ -493,6 +508,12 @@ class SloQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
 class ChangesQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
     status: ChangeStatus | None = None
+
+
+class ProvenanceQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: only the changes of this target (``pipeline:NAME``, ``config:KIND/SCOPE``)
+    target: Annotated[str, Meta(min_length=1, max_length=400,
+                                pattern=r"^[^\x00]*$")] | None = None
 
 
 class AuditQuery(_Query, frozen=True, kw_only=True, forbid_unknown_fields=True):

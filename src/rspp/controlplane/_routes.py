@@ -37,6 +37,7 @@ from rspp.controlplane import _handlers as h
 from rspp.controlplane import _replies as r
 from rspp.controlplane import _requests as q
 from rspp.controlplane._audit import AuditVerdict
+from rspp.controlplane._change_signing import ProvenanceReport, SignerKey
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
@@ -353,6 +354,16 @@ ROUTES: tuple[Op, ...] = (
     Op("POST", "/v1/changes/{change_id}/apply", h.apply_change, OP, _S.FLEET,
        "Apply an approved change (once): its rollout, rollback or config activation",
        response=ChangeRecord, errors=(404, 409, 422), tag="changes"),
+    # signed change provenance (NF-037): each key's Ed25519 signer identity; every change's
+    # signatures re-verified
+    Op("POST", "/v1/signer-keys", h.register_signer_key, OP, _S.FLEET,
+       "Register the calling key's Ed25519 public key for signing changes",
+       body=q.SignerKeyRequest, response=SignerKey, status=201, also=(200,), tag="changes"),
+    Op("GET", "/v1/signer-keys", h.signer_keys, V, _S.FLEET, "Registered signer keys",
+       response=r.SignerKeyList, tag="changes"),
+    Op("GET", "/v1/change-provenance", h.change_provenance, V, _S.FLEET,
+       "Every change (of a target) with its signed identity and approval trail, verified",
+       query=q.ProvenanceQuery, response=ProvenanceReport, tag="changes"),
 )
 
 

@@ -291,7 +291,22 @@ changes = Table(
     Column("review_note", Text, nullable=True),
     Column("applied_by", String(200), nullable=True),
     Column("applied_at_ms", _MS, nullable=True),
+    #: signed provenance (NF-037): base64 Ed25519 signatures and the signer key fingerprints
+    Column("submit_signature", Text, nullable=True),
+    Column("submit_signer", String(64), nullable=True),
+    Column("review_signature", Text, nullable=True),
+    Column("review_signer", String(64), nullable=True),
     Index("ix_cp_changes_status", "status", "submitted_at_ms"),
+)
+
+#: the Ed25519 public keys API keys sign changes with (NF-037)
+signer_keys = Table(
+    "cp_signer_keys",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("fingerprint", String(64), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("registered_at_ms", _MS, nullable=False),
 )
 
 #: session-token signing keys (F-169, NF-035): references to the private material (never

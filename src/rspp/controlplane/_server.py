@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from types import TracebackType
@@ -44,6 +45,7 @@ class ControlPlaneServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.control_plane: ControlPlane | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="rspp-cp-server", daemon=True)
@@ -64,6 +66,7 @@ class ControlPlaneServer:
     async def _serve(self) -> None:
         cp = await ControlPlane.open(self.settings, clock=self._clock)
         self.control_plane = cp
+        self._loop = asyncio.get_running_loop()
         try:
             config = uvicorn.Config(
                 create_app(cp), host=self.host, port=self.port, log_level="warning", lifespan="off"
@@ -81,6 +84,9 @@ class ControlPlaneServer:
     def stop(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
+        if self.control_plane is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: stopped already
+                self._loop.call_soon_threadsafe(self.control_plane.stopping)
         if self._thread is not None:
             self._thread.join(timeout=30)
 
@@ -95,3 +101,11 @@ class ControlPlaneServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def stop_serving(server: uvicorn.Server, cp: ControlPlane) -> None:
+    """Begin a graceful stop (in the server's loop): uvicorn stops accepting and finishes
+    the requests in flight, and the long polls among them answer now instead of waiting
+    their ``wait_ms`` out (a runtime's control channel holds one for up to 10 s)."""
+    server.should_exit = True
+    cp.stopping()

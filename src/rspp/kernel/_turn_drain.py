@@ -157,7 +157,7 @@ class TurnDrains:
             if cur is not None and cur.turn_id == turn_id:
                 return True
             for b, _ in h.buffers:
-                for q in (b.data, b.control):
+                for q in (b.data, b.control, b.telemetry):  # (a TelemetryLane edge's data)
                     for e in q:
                         if e.turn_id == turn_id:
                             return True

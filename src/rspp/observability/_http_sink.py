@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import httpx
 import msgspec
 
 from rspp.errors import RSPPError
@@ -36,11 +35,15 @@ class HttpExportSink:
     """A :class:`~rspp.observability.TimelineSink` posting each batch to ``url``."""
 
     def __init__(self, url: str, session_id: str, *, timeout_s: float = 5.0) -> None:
+        import httpx  # here: a process that exports nothing never loads the HTTP client
+
         self.url = url
         self._client = httpx.AsyncClient(timeout=timeout_s, headers={
             "Content-Type": "application/x-ndjson", "X-RSPP-Session": session_id})
 
     async def write(self, lines: Sequence[Mapping[str, object]]) -> None:
+        import httpx
+
         body = b"".join(_json.encode(line) + b"\n" for line in lines)
         try:
             resp = await self._client.post(self.url, content=body)

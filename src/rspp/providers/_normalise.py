@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-import websockets.exceptions
-
 from rspp.providers._outcome import Outcome, ProviderCallError, outcome_for_status
 from rspp.providers._secrets import redact
 
@@ -30,6 +27,11 @@ def normalise_error(exc: BaseException, provider: str) -> ProviderCallError:
         if exc.provider == "unknown":
             exc.provider = provider
         return exc
+    # imported on the error path: an offline process (``rspp run`` of the offline
+    # assistant) never loads the HTTP and WebSocket client libraries (~0.15 s CPU)
+    import httpx
+    import websockets.exceptions
+
     outcome = Outcome.INTERNAL
     code: str | None = type(exc).__name__
     retry_after: float | None = None

@@ -48,7 +48,7 @@ from rspp.replay._capabilities import TurnCapabilities, collect_capabilities
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
-from rspp.replay._fastline import event_line
+from rspp.replay._fastline import compared_line, event_line
 from rspp.replay._flushes import FLUSH_FIELDS
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
@@ -283,7 +283,8 @@ class LineFetcher:
         on_line = self.on_line
         if not needed and on_line is None:
             return None
-        fast = None if self._msgpack else event_line(number, raw, whole=needed)
+        fast = None if self._msgpack else event_line(number, raw, whole=True) if needed \
+            else compared_line(number, raw, checked=True)
         item = fast if fast is not None else decode_line(
             self.path, number, raw, msgpack=self._msgpack, payloads=True if needed else "text")
         if isinstance(item, TimelineFormatError):
@@ -388,8 +389,9 @@ def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True
 def _index_lines(path: str, span: SessionSpan | None, offsets: list[int] | None
                  ) -> Iterator[TimelineLine | TimelineFormatError]:
     """:func:`span_lines` with ``payloads="text"`` for the index pass of a streamed
-    recording: event records (most lines) keep only the fields a replay reads
-    (:func:`~rspp.replay._fastline.event_line`); other lines are decoded whole."""
+    recording: event records (most lines), control signals and turn transitions keep only
+    the fields a replay reads (:func:`~rspp.replay._fastline.compared_line`); other lines
+    are decoded whole."""
     msgpack = is_msgpack(path)
     current: object = None
     for number, raw in iter_raw(path, start=span.start if span else (0, 0), offsets=offsets):
@@ -398,7 +400,7 @@ def _index_lines(path: str, span: SessionSpan | None, offsets: list[int] | None
             continue
         if span is not None and number > span.last_line:
             return
-        item = None if msgpack else event_line(number, raw, whole=False)
+        item = None if msgpack else compared_line(number, raw, checked=False)
         if item is None:
             decoded = decode_line(path, number, raw, msgpack=msgpack, payloads="text")
             if isinstance(decoded, TimelineFormatError):

@@ -15,9 +15,15 @@ holds expires; then it is deauthorised and drains (F-156, F-157, F-106).
 :class:`ControlPlaneSnapshots` is the plan resolver's snapshot source for a
 served session: the control plane's turn-start bundle (kept fresh by the runtime's
 :class:`~rspp.server._bundles.BundleRefresher`, or cached by the client);
-when the control plane is unreachable it serves the last bundle it got, whose
-snapshots go stale, so a new turn is deferred deterministically (T2) instead
-of failing.
+when the control plane is unreachable it serves the last bundle it got. Issue 14's
+rule for a mid-session outage - the session continues on its frozen plan until its
+lease can no longer be renewed, then drains - wins over T2 there: while the session's
+own lease bound holds, a turn opens on that bundle even once its snapshots expired
+(``may_freeze``; the plan's provenance names the snapshot ids it used, and each such
+turn is logged and counted, ``rspp_turns_on_frozen_snapshots_total``). Once the bound
+lapses they defer (``snapshot_stale:*``) and the keeper loses the lease
+(``lease_expired_control_plane_unreachable``): the session drains. A control plane that
+answers - with stale or any other snapshots - is never frozen over (T2 as before).
 """
 
 from __future__ import annotations
@@ -369,7 +375,8 @@ class BundleSource(Protocol):
 
 
 class ControlPlaneSnapshots:
-    """Turn-start bundles from the control plane; the last one while it is unreachable."""
+    """Turn-start bundles from the control plane; the last one while it is unreachable
+    (frozen over while the session's lease bound holds: see the module docstring)."""
 
     def __init__(self, client: ControlPlaneClient, source: BundleSource | None = None) -> None:
         self.client = client
@@ -379,6 +386,16 @@ class ControlPlaneSnapshots:
         self.last: TurnStartBundle | None = None
         self.fetches = 0
         self.fallbacks = 0
+        #: the last fetch failed because the control plane was unreachable
+        self.unreachable = False
+        #: True while the session's own bound on its lease holds (its keeper's gate); None:
+        #: no authority to freeze on (stale snapshots defer)
+        self.authority: Callable[[], bool] | None = None
+        #: told of each turn whose plan was frozen over expired snapshots
+        self.on_frozen: Callable[[], None] | None = None
+        #: turns opened on expired snapshots (the control plane unreachable)
+        self.frozen_turns = 0
+        self.session_id = ""
         #: bundles fetched past the client's cache (after the session's authority moved)
         self.refreshes = 0
         self._refresh = False
@@ -392,16 +409,35 @@ class ControlPlaneSnapshots:
         self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
     ) -> TurnStartBundle:
         refresh, self._refresh = self._refresh, False
+        self.session_id = session_id
         try:
             bundle = await self.source.turn_start_bundle(
                 tenant_id=tenant_id, session_id=session_id, pipeline_name=pipeline_name,
                 runtime_id=runtime_id, refresh=refresh)
         except CPError as exc:
             self.fallbacks += 1
+            self.unreachable = exc.code == "unavailable" and exc.field == "server"
             _LOG.warning("turn-start bundle for %s unavailable (%s); snapshots of the last "
-                         "bundle are used and go stale", session_id, exc)
+                         "bundle are used (frozen over once expired while the control plane "
+                         "is unreachable and the lease holds)", session_id, exc)
             return self.last if self.last is not None else TurnStartBundle()
         self.fetches += 1
         self.refreshes += refresh
+        self.unreachable = False
         self.last = bundle
         return bundle
+
+    def may_freeze(self, bundle: TurnStartBundle) -> bool:
+        """A turn may open on ``bundle``'s expired snapshots: it is the last bundle, served
+        because the control plane is unreachable, and the session's lease bound holds."""
+        return (self.unreachable and self.last is not None and bundle is self.last
+                and self.authority is not None and self.authority())
+
+    def frozen(self, turn_id: str, stale: tuple[str, ...]) -> None:
+        """Turn ``turn_id``'s plan was materialised over the expired snapshots ``stale``."""
+        self.frozen_turns += 1
+        _LOG.warning("session %s turn %s opens on its frozen plan: the control plane is "
+                     "unreachable and the lease holds; expired snapshots used: %s",
+                     self.session_id, turn_id, ",".join(stale))
+        if self.on_frozen is not None:
+            self.on_frozen()

@@ -159,6 +159,10 @@ class ServerMetrics:
         self._fenced = Counter("rspp_outputs_fenced_total",
                                "Outputs withheld because this runtime's lease may have "
                                "passed to another runtime (never sent)", registry=r)
+        self._frozen = Counter("rspp_turns_on_frozen_snapshots_total",
+                               "Turns opened on the expired snapshots of the last turn-start "
+                               "bundle: the control plane unreachable, the lease held "
+                               "(issue 14)", registry=r)
         self._gates_sent = Counter("rspp_gate_samples_sent_total",
                                    "Gate samples the control plane accepted", registry=r)
         self._gates_dropped = Counter("rspp_gate_samples_dropped_total",
@@ -206,6 +210,9 @@ class ServerMetrics:
     def fenced(self, outputs: int) -> None:
         if outputs > 0:
             self._safe(lambda: self._fenced.inc(outputs))
+
+    def frozen_turn(self) -> None:
+        self._safe(self._frozen.inc)
 
     def refused(self, code: str) -> None:
         label = code if code in _REFUSALS else "other"

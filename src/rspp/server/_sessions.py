@@ -415,6 +415,10 @@ class GovernedSessions:
                 await holder[0]._on_handoff(action)
 
         keeper.on_handoff = on_handoff
+        # a mid-session outage: turns open on the last bundle's expired snapshots while
+        # the lease bound holds (issue 14), counted
+        snapshots.authority = lambda: keeper.output_gate() is True
+        snapshots.on_frozen = self.metrics.frozen_turn
         # the session's state lives in the control plane; a resumed session loads its last
         # checkpoint before it is built, so its nodes start with their restored state
         store = ControlPlaneStateStore(self.link.client, self.link.runtime_id,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -40,6 +40,7 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import (
     WebSocket,
     WebSocketDisconnect,
+    WebSocketState,
 )
 
 from rspp.transports._asgi_ws import close_quietly, ensure_receivable, incoming, send_raw
@@ -60,6 +61,7 @@ from rspp.transports._session_port import (
     CLOSE_UNAVAILABLE,
     ClientAudio,
     LiveSession,
+    Outbound,
     SessionRefused,
     TokenRefused,
     TokenVerifier,
@@ -78,7 +80,7 @@ from rspp.transports._twilio_protocol import (
     decode_carrier_raw,
     decode_payload,
 )
-from rspp.transports._websocket import TEXT_SINK, SessionHub
+from rspp.transports._websocket import SEND_NOW, TEXT_SINK, SessionHub
 
 __all__ = ["TWILIO_STREAM_PATH", "TelephonyOptions", "twilio_stream_route"]
 
@@ -129,6 +131,8 @@ class _Call:
         self.call_sid = "-"
         self.stream_sid = ""
         self.out = CarrierWriter("")
+        self._write_now: Callable[[Message], bool] | None = (
+            ws.scope.get("extensions") or {}).get(SEND_NOW)
 
     async def receive(self) -> str | None:
         """The next text message; None when the carrier disconnected."""
@@ -152,6 +156,38 @@ class _Call:
         """Send one text message (the awaitable of the raw send itself: no coroutine of
         its own, as reply frames go out 50 times a second)."""
         return send_raw(self.ws, self._send, {"type": "websocket.send", "text": text})
+
+    @property
+    def sends_now(self) -> bool:
+        """The server writes a message synchronously (:data:`~rspp.transports.SEND_NOW`)."""
+        return self._write_now is not None
+
+    def send_now(self, item: Outbound) -> bool:
+        """Write ``item``'s carrier message at once, from whoever put it on the call's
+        outbound queue while the writer waits for one (the runtime's pacer: no writer
+        wake-up per reply frame); False: the writer sends it (the server cannot write
+        without waiting, the connection is closing, or a frame carries a mark: two
+        messages, which must both go or neither)."""
+        write = self._write_now
+        if write is None or self.ws.application_state is not WebSocketState.CONNECTED:
+            return False
+        if isinstance(item, AudioFrame):
+            if item.mark is not None:
+                return False
+            return not item.pcm or write(
+                {"type": "websocket.send", "text": self.out.media(mulaw_encode(item.pcm))})
+        text = self.event_text(item)
+        return text is None or write({"type": "websocket.send", "text": text})
+
+    def event_text(self, item: ServerEvent) -> str | None:
+        """The carrier message of a session event (``clear``); None: it has none
+        (transcripts, reply text, turn events, stats; an error is logged)."""
+        if isinstance(item, Clear):
+            return self.out.clear()
+        if isinstance(item, ErrorEvent):
+            log.warning("call %s: %s (%s): %s", self.call_sid, item.code, item.field,
+                        item.message)
+        return None
 
     async def close(self, code: int, reason: str) -> None:
         if code != 1000:
@@ -249,7 +285,7 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
 
 
 async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
-    stream = handle.connect(audio)
+    stream = handle.connect(audio, call.send_now if call.sends_now else None)
 
     async def write() -> tuple[int, str]:
         send, out = call.send, call.out
@@ -302,11 +338,10 @@ async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
             await call.send(call.out.media(mulaw_encode(item.pcm)))
         if item.mark is not None:
             await call.send(call.out.mark(item.mark))
-    elif isinstance(item, Clear):
-        await call.send(call.out.clear())
-    elif isinstance(item, ErrorEvent):
-        log.warning("call %s: %s (%s): %s", call.call_sid, item.code, item.field, item.message)
-    # transcripts, reply text, turn events and stats have no carrier message
+        return
+    text = call.event_text(item)
+    if text is not None:
+        await call.send(text)
 
 
 class _DirectMedia:

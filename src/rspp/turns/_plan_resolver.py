@@ -10,13 +10,21 @@ snapshot), which the arbiter turns into T2/T5a:
 condition (checked in this order)                   outcome   reason
 ==================================================  ========  ============================
 a snapshot is absent                                 defer     ``snapshot_missing:<name>``
-a snapshot expired (``expires_at_ms`` < wall now)    defer     ``snapshot_stale:<name>``
+a snapshot expired (``expires_at_ms`` < wall now)(*) defer     ``snapshot_stale:<name>``
 ABI snapshot says incompatible                       reject    ``abi_incompatible:<why>``
 version resolution names another pipeline/version    reject    ``version_mismatch:<...>``
 routing view places the session on another runtime   reject    ``routing_mismatch:<runtime>``
 routing view says this runtime is unhealthy          defer     ``runtime_unhealthy``
 no healthy provider for a bound modality             defer     ``provider_unavailable:<m>``
 ==================================================  ========  ============================
+
+(*) unless the source is a :class:`~rspp.turns._snapshot_source.FreezingSnapshotSource`
+whose :meth:`may_freeze` says the bundle is the last one before its control plane became
+unreachable while the session's lease bound holds (issue 14's rule for mid-session
+outages, which wins over T2's there): the plan is then materialised on the expired
+snapshots - its provenance names the snapshot ids it used - and the source is told
+(:meth:`frozen`), which logs and counts it. A control plane that answers with a stale
+snapshot still defers.
 
 ``plan_hash`` is the SHA-256 of the canonical JSON (sorted keys, no whitespace)
 of the plan without its ``plan_hash`` field.
@@ -49,7 +57,7 @@ from rspp.contracts import (
 from rspp.contracts._snapshots import RuntimeHealth
 from rspp.kernel._handles import Clock
 from rspp.turns._determinism import DeterminismCapture, build_determinism_context, derive_seed
-from rspp.turns._snapshot_source import SnapshotSource
+from rspp.turns._snapshot_source import FreezingSnapshotSource, SnapshotSource
 
 __all__ = ["CapabilitySource", "PlanGraph", "PlanRefusal", "PlanResolution", "PlanResolver",
            "compute_plan_hash"]
@@ -204,16 +212,25 @@ class PlanResolver:
 
     def check(self, bundle: TurnStartBundle) -> PlanRefusal | None:
         """The deterministic defer/reject verdict of a bundle (None when usable)."""
+        return self._verdict(bundle)[0]
+
+    def _verdict(self, bundle: TurnStartBundle) -> tuple[PlanRefusal | None, tuple[str, ...]]:
+        """:meth:`check`'s verdict, and the expired snapshots a usable bundle was frozen
+        over (see the module docstring)."""
         metas: dict[str, SnapshotMeta] = {}
         for name in _SNAPSHOTS:
             snap = getattr(bundle, name)
             if snap is None:
-                return PlanRefusal(OutcomeKind.DEFER, f"snapshot_missing:{name}")
+                return PlanRefusal(OutcomeKind.DEFER, f"snapshot_missing:{name}"), ()
             metas[name] = snap.meta
         now = self.clock.wall_ms()
-        for name in _SNAPSHOTS:
-            if metas[name].expires_at_ms < now:
-                return PlanRefusal(OutcomeKind.DEFER, f"snapshot_stale:{name}")
+        stale = tuple(name for name in _SNAPSHOTS if metas[name].expires_at_ms < now)
+        if stale and not (isinstance(self.source, FreezingSnapshotSource)
+                          and self.source.may_freeze(bundle)):
+            return PlanRefusal(OutcomeKind.DEFER, f"snapshot_stale:{stale[0]}"), ()
+        return self._usable(bundle), stale
+
+    def _usable(self, bundle: TurnStartBundle) -> PlanRefusal | None:
         abi, vr, rv = bundle.abi_compatibility, bundle.version_resolution, bundle.routing_view
         if abi is None or vr is None or rv is None:  # unreachable after the loop; for typing
             return PlanRefusal(OutcomeKind.DEFER, "snapshot_missing")
@@ -261,7 +278,7 @@ class PlanResolver:
         authority_epoch: int,
         start_sequence: int = 0,
     ) -> PlanResolution:
-        refusal = self.check(bundle)
+        refusal, stale = self._verdict(bundle)
         if refusal is not None:
             return PlanResolution(None, refusal, bundle)
         bound = self.bind_providers(bundle)
@@ -321,6 +338,8 @@ class PlanResolver:
             ),
         )
         plan = msgspec.structs.replace(plan, plan_hash=compute_plan_hash(plan))
+        if stale and isinstance(self.source, FreezingSnapshotSource):
+            self.source.frozen(turn_id, stale)
         return PlanResolution(plan, None, bundle)
 
 

@@ -3,7 +3,9 @@
 :class:`SnapshotSource` is the control-plane client interface the runtime
 depends on (the production runtime implements it over HTTP, in
 ``rspp.controlplane``); :class:`StaticSnapshotSource` is the in-process
-implementation used by the local runner and tests.
+implementation used by the local runner and tests. A
+:class:`FreezingSnapshotSource` (a served session's) may let a turn open on the
+expired snapshots of its last bundle while its control plane is unreachable.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from rspp.contracts import (
 if TYPE_CHECKING:
     from rspp.spec import GraphDefinition
 
-__all__ = ["SnapshotSource", "StaticSnapshotSource", "in_process_bundle"]
+__all__ = ["FreezingSnapshotSource", "SnapshotSource", "StaticSnapshotSource",
+           "in_process_bundle"]
 
 _DAY_MS = 24 * 3600 * 1000
 
@@ -40,6 +43,22 @@ class SnapshotSource(Protocol):
     async def turn_start_bundle(
         self, *, tenant_id: str, session_id: str, pipeline_name: str, runtime_id: str
     ) -> TurnStartBundle: ...
+
+
+@runtime_checkable
+class FreezingSnapshotSource(SnapshotSource, Protocol):
+    """A source that may let a turn open on expired snapshots (issue 14: a served session
+    whose control plane became unreachable mid-session continues on its frozen plan while
+    its lease bound holds)."""
+
+    def may_freeze(self, bundle: TurnStartBundle) -> bool:
+        """True: ``bundle`` is the last one got before the control plane became unreachable
+        and the session's authority still holds, so its expired snapshots are used."""
+        ...
+
+    def frozen(self, turn_id: str, stale: tuple[str, ...]) -> None:
+        """Turn ``turn_id``'s plan was materialised over the expired snapshots ``stale``."""
+        ...
 
 
 class StaticSnapshotSource:

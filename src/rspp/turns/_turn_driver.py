@@ -214,6 +214,13 @@ class TurnDriver:
     def _apply(self, step: Step) -> Step:
         for rec in step.records:
             self.emit(rec)
+            if isinstance(rec, ControlSignal) and rec.signal is SignalName.STALE_EPOCH_REJECT:
+                # F-131: the refusal is also an error of the taxonomy (code
+                # authority_epoch_mismatch, default action reject), a side note at the
+                # signal's sequence (the signal beside it names the epochs)
+                self.session.signals.telemetry(
+                    kind="error", turn_id=rec.turn_id, reason="authority_epoch_mismatch",
+                    at_sequence=rec.runtime_sequence)
         self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
         return step
 

@@ -50,6 +50,8 @@ class World:
 
 Request = tuple[str, dict[str, Any] | None, dict[str, str] | None]
 SESSION = "s-acme"
+#: an Ed25519 public key (base64 of its 32 raw bytes) each permitted caller registers
+SIGNER_KEY = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
 # (method, path) -> the request (url, json, query) a permitted caller can repeat with success
 EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("GET", "/healthz"): lambda w: ("/healthz", None, None),
@@ -184,6 +186,10 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/changes/{w.pending.pop()}/reject", {"note": "no"}, None),
     ("POST", "/v1/changes/{change_id}/apply"): lambda w: (
         f"/v1/changes/{w.approved.pop()}/apply", None, None),
+    ("POST", "/v1/signer-keys"): lambda w: ("/v1/signer-keys", {"public_key": SIGNER_KEY}, None),
+    ("GET", "/v1/signer-keys"): lambda w: ("/v1/signer-keys", None, None),
+    ("GET", "/v1/change-provenance"): lambda w: (
+        "/v1/change-provenance", None, {"target": "pipeline:voice-assistant"}),
 }
 
 

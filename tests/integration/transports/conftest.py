@@ -227,3 +227,14 @@ def record_deliveries(session: Any, seen: list[tuple[str, Any]], n: int) -> asyn
 
     session.deliver_now = spy
     return reached
+
+
+async def writer_waits(transport: Any) -> Any:
+    """The connection's outbound queue once its writer waits for an item."""
+    async with asyncio.timeout(60):
+        while True:
+            q = transport.queue
+            waiter = getattr(q, "_waiter", None)
+            if waiter is not None and not waiter.done() and not len(q):
+                return q
+            await asyncio.sleep(0.01)

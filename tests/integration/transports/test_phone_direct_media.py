@@ -7,7 +7,8 @@ tests feed text frames to the real protocol instance of a live call (uvicorn on 
 socket, the phone assistant's session) and look at the session right after the callback
 returns: taken at once when the reader is idle; when a message's intake has to wait, it
 and everything after it go in, in order, once it can; bad input still closes the stream
-with the reader's reason.
+with the reader's reason. The other way (``rspp.send_now``), a reply frame put on the
+call's outbound queue while its writer waits is written in that call.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from rspp.client import CarrierCall
+from rspp.transports import AudioFrame
 
-from .conftest import record_deliveries
+from .conftest import record_deliveries, writer_waits
 from .test_phone_stream import PHONE
 
 pytestmark = pytest.mark.integration
@@ -136,3 +138,36 @@ async def test_bad_media_from_the_read_callback_closes_with_the_readers_reason(
         assert call.close_code == 4400
         assert call.close_reason.startswith("media.payload: media payload over 8000 bytes")
         assert transport.meter.frames == 1
+
+
+async def test_a_reply_frame_leaves_in_the_call_that_puts_it_a_marked_one_via_the_writer(
+        serve, issue) -> None:
+    async with serve(source=PHONE) as srv:
+        call, proto, transport = await open_call(srv, issue, "m4")
+        queue = await writer_waits(transport)
+        writes: list[bytes] = []
+        marked = asyncio.Event()
+        write = proto.transport.write
+
+        def spy(data: Any) -> None:
+            writes.append(bytes(data))
+            if b'"event":"mark"' in data:
+                marked.set()
+            write(data)
+
+        proto.transport.write = spy
+        waiter = queue._waiter
+        pcm = b"\x10\x00" * 160  # 20 ms at the carrier's 8 kHz
+        queue.put_audio(AudioFrame(turn_id=None, seq=1, pcm=pcm))
+        # written inside the call; the writer task was not woken (its wait goes on)
+        assert len(writes) == 1 and b'"event":"media"' in writes[0]
+        assert not len(queue) and queue._waiter is waiter and not waiter.done()
+        # a frame with a mark is two messages: the writer sends both, in order
+        queue.put_audio(AudioFrame(turn_id=None, seq=2, pcm=pcm, mark="t1#2$"))
+        assert len(writes) == 1
+        await asyncio.wait_for(marked.wait(), 60)
+        assert [b'"event":"media"' in w for w in writes] == [True, True, False]
+        assert b'"name":"t1#2$"' in writes[2]
+        async with asyncio.timeout(60):
+            await call.wait_for(lambda: call.stats.media_in >= 2 and call.stats.marks_in >= 1)
+        await hang_up(call)

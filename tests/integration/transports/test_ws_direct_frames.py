@@ -22,7 +22,7 @@ from websockets.frames import Frame, Opcode
 from rspp.client import LiveClient
 from rspp.transports import SUBPROTOCOL_JSON, EndOfUtterance, ErrorEvent, Start, encode_message
 
-from .conftest import record_deliveries
+from .conftest import record_deliveries, writer_waits
 
 pytestmark = pytest.mark.integration
 
@@ -84,17 +84,6 @@ async def test_a_frame_whose_intake_waits_keeps_everything_after_it_in_order(
         assert transport.meter.frames == 4 and proto.queue.empty()
 
 
-async def _writer_waits(transport: Any) -> Any:
-    """The connection's outbound queue once its writer waits for an item."""
-    async with asyncio.timeout(60):
-        while True:
-            q = transport.queue
-            waiter = getattr(q, "_waiter", None)
-            if waiter is not None and not waiter.done() and not len(q):
-                return q
-            await asyncio.sleep(0.01)
-
-
 async def test_an_outbound_item_leaves_in_the_call_that_puts_it_after_the_writers_checks(
         serve, issue) -> None:
     async with serve() as srv:
@@ -107,7 +96,7 @@ async def test_an_outbound_item_leaves_in_the_call_that_puts_it_after_the_writer
         assert json.loads(await ws.recv())["type"] == "ready"
         handle = srv.hub.sessions["o1"]
         transport = handle.transport
-        queue = await _writer_waits(transport)
+        queue = await writer_waits(transport)
         (proto,) = srv.server.server_state.connections
         writes: list[bytes] = []
         write = proto.transport.write

@@ -244,3 +244,44 @@ async def test_version_mismatch_rejects(graph: GraphDefinition) -> None:
     out = await res.resolve(tenant_id="acme", session_id="s", turn_id="t", authority_epoch=0)
     assert out.refusal is not None and out.refusal.kind is OutcomeKind.REJECT
     assert out.refusal.reason.startswith("version_mismatch:")
+
+
+class _Freezing(StaticSnapshotSource):
+    """A served session's source as the resolver sees it: ``may_freeze`` says whether its
+    control plane is unreachable and the lease bound holds (issue 14)."""
+
+    def __init__(self, bundle: TurnStartBundle, *, freeze: bool) -> None:
+        super().__init__(bundle)
+        self.freeze = freeze
+        self.told: list[tuple[str, tuple[str, ...]]] = []
+
+    def may_freeze(self, bundle: TurnStartBundle) -> bool:
+        return self.freeze
+
+    def frozen(self, turn_id: str, stale: tuple[str, ...]) -> None:
+        self.told.append((turn_id, stale))
+
+
+@pytest.mark.parametrize("freeze", [True, False], ids=["unreachable-lease-holds", "no-freeze"])
+async def test_expired_snapshots_open_the_turn_only_when_the_source_freezes(
+    graph: GraphDefinition, freeze: bool
+) -> None:
+    stale = bundle_for(graph, provider_health=ProviderHealth(meta=meta("ph", expires=NOW - 1)),
+                       routing_view=RoutingView(meta=meta("rv", expires=NOW - 5),
+                                                runtime_id="rt-1", health=RuntimeHealth.HEALTHY))
+    source = _Freezing(stale, freeze=freeze)
+    res = PlanResolver(graph, source, VirtualClock(start_wall_ms=NOW), runtime_id="rt-1")
+    assert (res.check(stale) is None) is freeze
+    out = await res.resolve(tenant_id="acme", session_id="s", turn_id="s:turn:1",
+                            authority_epoch=1)
+    if not freeze:  # T2: a control plane that answers (or no lease) still defers
+        assert out.plan is None and out.refusal is not None
+        assert (out.refusal.kind, out.refusal.reason) == (OutcomeKind.DEFER,
+                                                          "snapshot_stale:routing_view")
+        assert source.told == []
+        return
+    assert out.plan is not None and out.refusal is None
+    # the provenance names the snapshot ids the plan was frozen over; the source is told once
+    prov = out.plan.snapshot_provenance
+    assert (prov.routing_view_snapshot, prov.provider_health_snapshot) == ("rv@v1", "ph@v1")
+    assert source.told == [("s:turn:1", ("routing_view", "provider_health"))]
