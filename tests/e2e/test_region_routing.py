@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +98,11 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
                       headers={"Authorization": f"Bearer {ADMIN}"}, json={"holder": "rt-eu"})
     assert grab.status_code == 409, grab.text
 
+    # the session that ran in eu ended (the client's `end`): the runtime reports it to the
+    # control plane after closing it; wait for that report before opening the incident
+    while httpx.get(f"{cp.url}/v1/sessions/{near_eu['session_id']}", timeout=60,
+                    headers={"Authorization": f"Bearer {ADMIN}"}).json()["status"] != "ended":
+        time.sleep(0.05)
     # region A degraded by an operator: routing shifts to region B, where sessions run
     opened = cp_json(cp.url, ADMIN, "region", "incident", "eu", "--reason",
                      "stt provider outage in eu")

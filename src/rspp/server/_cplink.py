@@ -133,6 +133,7 @@ class ControlPlaneLink:
         _LOG.info("registered runtime %s at %s", o.runtime_id, o.endpoint)
 
     async def _fetch_keys(self) -> None:
+        started = asyncio.get_running_loop().time()
         keys, active = await self.client.verification_key_set()
         if any(k.algorithm == "HS256" for k in keys):
             if not self.options.token_secret:
@@ -146,15 +147,26 @@ class ControlPlaneLink:
             keys = [msgspec.structs.replace(k, kid=active) if k.algorithm == "HS256" else k
                     for k in keys]
         self._verifier = KeySetVerifier(keys, default=active)
-        self._keys_fetched = asyncio.get_running_loop().time()
+        self._keys_fetched = started
         self.key_fetches += 1
 
     async def refresh_keys(self) -> bool:
         """Fetch the verification keys again (a token named a ``kid`` not among them);
-        False when it was fetched less than a second ago or the fetch failed."""
+        False when the fetch failed.
+
+        One fetch at a time and at most one a second (a flood of tokens naming unknown keys
+        costs the control plane one request a second), but a token is never refused for
+        coming too soon: one that arrives within a second of the last fetch waits for the
+        next (two rotations in quick succession are both found). A fetch that started after
+        the token arrived answers it too."""
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         async with self._keys_lock:
-            if asyncio.get_running_loop().time() - self._keys_fetched < 1.0:
-                return False
+            if self._keys_fetched > arrived:  # fetched since it arrived: as fresh as it gets
+                return True
+            gap = self._keys_fetched + 1.0 - loop.time()
+            if gap > 0:
+                await asyncio.sleep(gap)
             try:
                 await self._fetch_keys()
             except CPError as exc:
