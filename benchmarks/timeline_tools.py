@@ -53,8 +53,9 @@ async def _record(utterances: int) -> list[dict[str, object]]:
                                                    provider_node_types=DEMO_PROVIDER_TYPES))
 
 
-async def _record_to(path: Path, utterances: int) -> None:
-    """Record one session straight to ``path`` (lines written as produced, none kept)."""
+async def _record_to(path: Path, utterances: int, silence: int = 10) -> None:
+    """Record one session straight to ``path`` (lines written as produced, none kept);
+    each utterance is 8 speech frames and ``silence`` silent 20 ms frames (one turn)."""
     from rspp.replay import RigOptions, SessionRig
     from rspp.runner import (
         DEMO_PROVIDER_TYPES,
@@ -77,7 +78,7 @@ async def _record_to(path: Path, utterances: int) -> None:
         rig.keep = lambda line: None
         await rig.start()
         try:
-            for at_ms, ev in demo_frames(utterances):
+            for at_ms, ev in demo_frames(utterances, silence=silence):
                 await rig.advance_to(at_ms)
                 rig.ingress(ev, "audio")
                 await rig.settle()
@@ -165,6 +166,40 @@ def _measure(args: list[str], size: int) -> dict[str, Any]:
     return out
 
 
+#: (utterances, silent frames per utterance) of the sessions ``replay_costs`` replays:
+#: start-up only, turn-dense (the demo: 18 frames a turn), turn-sparse (100 frames a turn)
+_COST_SESSIONS = {"startup": (3, 10), "dense": (600, 10), "sparse": (100, 92)}
+_COST_SESSIONS_QUICK = {"startup": (3, 10), "dense": (100, 10), "sparse": (20, 92)}
+
+
+def _replay_costs(root: Path, spec: Path, quick: bool) -> dict[str, Any]:
+    """``rspp replay``'s CPU per 20 ms ingress frame and per turn.
+
+    Three single sessions differ only in how many silent frames separate the turns; the
+    CPU beyond start-up of the dense and the sparse one gives two equations
+    ``frames * f + turns * t`` solved for ``f`` (per frame: reading, feeding, recording and
+    comparing an audio frame) and ``t`` (per turn: its lifecycle, plan, node outputs,
+    records and their comparison). Each replay runs twice; the lower CPU counts."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, (utterances, silence) in (_COST_SESSIONS_QUICK if quick
+                                        else _COST_SESSIONS).items():
+        path = root / f"costs-{name}.jsonl"
+        asyncio.run(_record_to(path, utterances, silence))
+        best = min((_measure(["replay", str(path), "--spec", str(spec)], path.stat().st_size)
+                    for _ in range(2)), key=lambda run: run["cpu_s"])
+        best.update(frames=utterances * (8 + silence), turns=utterances)
+        runs[name] = best
+    base = runs["startup"]["cpu_s"]
+    (f1, t1, c1), (f2, t2, c2) = ((runs[n]["frames"], runs[n]["turns"], runs[n]["cpu_s"] - base)
+                                  for n in ("dense", "sparse"))
+    per_turn = (c1 * f2 - c2 * f1) / (t1 * f2 - t2 * f1)
+    per_frame = (c1 - t1 * per_turn) / f1
+    return {"runs": {n: {k: r[k] for k in ("mb", "frames", "turns", "cpu_s", "peak_rss_mb",
+                                          "exit")} for n, r in runs.items()},
+            "startup_cpu_s": base, "cpu_us_per_frame": round(per_frame * 1e6, 1),
+            "cpu_ms_per_turn": round(per_turn * 1e3, 3)}
+
+
 def main() -> None:
     parser = quick_parser(__doc__)
     parser.add_argument("--size-mb", type=float, default=200.0,
@@ -174,7 +209,8 @@ def main() -> None:
     parser.add_argument("--tools", nargs="+", default=["slo_report", "contracts_validate",
                                                        "timeline_show", "replay"],
                         help="which tools to measure (default: all four; replay_many: "
-                        "rspp replay of the many-session timeline, --jobs 1 and 0)")
+                        "rspp replay of the many-session timeline, --jobs 1 and 0; "
+                        "replay_costs: rspp replay's CPU per 20 ms frame and per turn)")
     ns = parser.parse_args()
     size_mb = 10.0 if ns.quick else ns.size_mb
     small, large = ns.replay_utterances or ((10, 40) if ns.quick else (240, 5300))
@@ -194,13 +230,16 @@ def main() -> None:
                 continue
             results[name] = _measure(args, size)
             print(name, results[name], file=sys.stderr, flush=True)
-        if "replay" not in ns.tools and "replay_many" not in ns.tools:
+        if not {"replay", "replay_many", "replay_costs"} & set(ns.tools):
             emit(results)
             return
         from rspp.runner import DEMO_SPEC
 
         spec = root / "demo.yaml"
         spec.write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+        if "replay_costs" in ns.tools:
+            results["replay_costs"] = _replay_costs(root, spec, ns.quick)
+            print("replay_costs", results["replay_costs"], file=sys.stderr, flush=True)
         if "replay_many" in ns.tools:  # the many-session timeline: one process, then workers
             many = {f"jobs_{jobs}": _measure(["replay", str(sessions), "--spec", str(spec),
                                               "--jobs", str(jobs)], size)

@@ -22,7 +22,8 @@ from rspp.cli._errors import echo_error, guard_commands
 #: Top-level command -> the modules whose ``register(app)`` defines it, in ``--help`` order
 #: (commands first, then groups, as Typer lists them). A module listed for several names
 #: defines all of them; ``rspp cp`` also loads the modules that add sub-groups to ``cp``.
-_CP = ("_cp", "_cp_change", "_cp_dr", "_cp_placement", "_cp_session", "_cp_slo")
+_CP = ("_cp", "_cp_serve", "_cp_pipelines", "_cp_fleet", "_cp_change", "_cp_dr",
+       "_cp_placement", "_cp_session", "_cp_slo")
 _LAZY: dict[str, tuple[str, ...]] = {
     "lint": ("_spec",),
     "validate": ("_spec",),

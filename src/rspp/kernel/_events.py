@@ -201,8 +201,13 @@ def to_record(
     payload_class: PayloadClass | None = None,
     authority_epoch: int = 0,
     sync_domain: str | None = None,
+    causal_parent_id: str | None = None,
+    scope: str | None = None,
 ) -> EventRecord:
-    """Materialise the contract envelope of ``ev`` (no payload body inside)."""
+    """Materialise the contract envelope of ``ev`` (no payload body inside).
+
+    ``causal_parent_id`` (default: the event's parent) and ``scope`` are set in the same
+    construction (a replay tags every record; no second copy of the struct)."""
     if payload_class is None:
         if ev.kind.startswith("audio"):
             payload_class = PayloadClass.AUDIO_RAW
@@ -230,7 +235,7 @@ def to_record(
         turn_id=ev.turn_id,
         node_id=ev.node_id,
         edge_id=edge_id,
-        causal_parent_id=ev.parent_id,
+        causal_parent_id=causal_parent_id or ev.parent_id,
         sync_id=ev.sync_id,
         discontinuity_id=ev.discontinuity_id,
         merged_from_event_ids=ev.merged_from,
@@ -238,4 +243,5 @@ def to_record(
         sync_domain=(sync_domain or edge_id or "default") if ev.discontinuity_id else None,
         media_time=media_time,
         authority_epoch=authority_epoch,
+        scope=scope,
     )

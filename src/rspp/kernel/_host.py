@@ -305,6 +305,7 @@ class NodeHost:
         pool = s.pool
         pool_key = self.decl.type if pool is not None and pool.limited(self.decl.type) else None
         fairness = self.decl.fairness_key or s.fairness_key or s.session_id
+        drains = s.drains
         n = 0
         while True:
             ev, buf, port = self._next()
@@ -316,8 +317,8 @@ class NodeHost:
             if self.by_edge and buf is not None:
                 port = buf.edge_id
             if self.kinds is not None and self.unknown(ev, port):
-                if s.drains.armed:
-                    s.drains.check(ev.turn_id)
+                if drains.armed:
+                    drains.check(ev.turn_id)
                 continue
             t0 = _perf()
             held = False
@@ -373,7 +374,6 @@ class NodeHost:
                         s.sink_failed(out, exc)
             if s.blocked:
                 await s.resolve_blocked()
-            drains = s.drains
             if drains.armed:  # this event of its turn is done: did the turn's streams end?
                 drains.check(ev.turn_id)
             n += 1

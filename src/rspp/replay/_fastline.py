@@ -10,6 +10,10 @@ skips the rest. It returns None for anything else - another kind, a line not wri
 field by field as the recorder writes it, a field of the wrong type - and the caller
 decodes that line the general way (:func:`~rspp.observability.decode_line`), so every
 problem is still named as before.
+
+:func:`compared_line` does the same for a turn's lifecycle lines (control signals, turn
+transitions, decision outcomes: about half of a turn's lines), which the comparator
+reads field by field too.
 """
 
 from __future__ import annotations
@@ -19,18 +23,25 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from rspp.contracts import schema_version_problem
 from rspp.observability._timeline_io import TimelineLine
 
-__all__ = ["event_line"]
+__all__ = ["compared_line", "event_line"]
 
 #: how the recorder (msgspec, fields in declaration order) starts an event record line
 _PREFIX = b'{"kind":"event_record","record":{'
+#: the per-turn lines a replay only compares (never feeds), as the recorder starts them
+_SIGNAL = b'{"kind":"control_signal","record":{'
+_TRANSITION = b'{"kind":"turn_transition","record":{'
+_DECISION = b'{"kind":"decision_outcome","record":{'
+_LIFECYCLE = (_SIGNAL, _TRANSITION, _DECISION)
 _U63 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
 
 
 class _Fields(msgspec.Struct):
     """The record fields a replay reads (absent fields stay absent: UNSET is omitted)."""
 
+    schema_version: Any = UNSET  # checked as the general reader checks it, then dropped
     session_id: str | UnsetType | None = UNSET
     pipeline_version: Any = UNSET
     event_id: Any = UNSET
@@ -88,7 +99,38 @@ def event_line(number: int, raw: bytes, *, whole: bool) -> TimelineLine | None:
         line = (_whole if whole else _text).decode(raw)
     except msgspec.MsgspecError:
         return None  # decoded the general way, which names the problem
-    record: dict[str, Any] = msgspec.to_builtins(line.record)
+    return _line(number, line)
+
+
+def compared_line(number: int, raw: bytes, *, checked: bool) -> TimelineLine | None:
+    """:func:`event_line` (payload text only) for an event record, or a turn's lifecycle
+    line (control signal, turn transition, decision outcome) decoded into the same record
+    fields; None: decode it the general way.
+
+    ``checked``: the file was read once already (the index pass of
+    :func:`~rspp.replay.load_recording` named any problem) and the line is only compared:
+    every field the comparator reads is in the typed record. Otherwise (the index pass
+    itself) the lines whose other fields a replay reads stay general: decision outcomes
+    (converted whole) and ``drop_notice`` signals (the flushes it replays)."""
+    if raw.startswith(_PREFIX):
+        return event_line(number, raw, whole=False)
+    if not raw.startswith(_LIFECYCLE if checked else (_SIGNAL, _TRANSITION)):
+        return None
+    try:
+        line = _text.decode(raw)
+    except msgspec.MsgspecError:
+        return None
+    if not checked and line.record.signal == "drop_notice":
+        return None
+    return _line(number, line)
+
+
+def _line(number: int, line: _TextLine | _WholeLine) -> TimelineLine | None:
+    fields = line.record
+    if fields.schema_version is not UNSET and schema_version_problem(fields.schema_version):
+        return None  # decoded the general way, which refuses it by name
+    record: dict[str, Any] = msgspec.to_builtins(fields)
+    record.pop("schema_version", None)
     payload = line.payload
     if payload is None or isinstance(payload, dict):
         return TimelineLine(line=number, kind=line.kind, record=record, payload=payload)

@@ -237,10 +237,8 @@ class SessionRig:
         rec = to_record(ev, session_id=self.options.session_id,
                         pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
                         wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
-                        payload_class=payload_class, authority_epoch=self.authority.epoch)
-        if parent is not None or self.options.tag is not None:
-            rec = msgspec.structs.replace(rec, causal_parent_id=parent or rec.causal_parent_id,
-                                          scope=self.options.tag)
+                        payload_class=payload_class, authority_epoch=self.authority.epoch,
+                        causal_parent_id=parent, scope=self.options.tag)
         self.recorder.append(rec, payload)
 
     def _log_output(self, node_id: str, port: str, ev: Event, ordinal: int) -> None:

@@ -22,7 +22,7 @@ import bisect
 import re
 import sys
 from array import array
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,22 +35,21 @@ from rspp.kernel import Event
 from rspp.observability._compare import compare_view
 from rspp.observability._errors import TimelineFormatError
 from rspp.observability._evidence import EVIDENCE_KIND
-from rspp.observability._timeline_io import (
-    Payloads,
-    TimelineLine,
-    as_lines,
-    decode_line,
-    is_msgpack,
-    iter_raw,
-    iter_timeline,
-)
+from rspp.observability._timeline_io import TimelineLine, as_lines
 from rspp.replay._capabilities import TurnCapabilities, collect_capabilities
 from rspp.replay._codec import decode_event
 from rspp.replay._cursor import recording_digest
 from rspp.replay._errors import ReplayInputError
-from rspp.replay._fastline import event_line
 from rspp.replay._flushes import FLUSH_FIELDS
+from rspp.replay._line_fetcher import LineFetcher
 from rspp.replay._nodes import PlaybackStore, RecordedOutput
+from rspp.replay._spans import (
+    SessionFinder,
+    SessionSpan,
+    index_lines,
+    span_lines,
+    timeline_sessions,
+)
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
 
@@ -181,237 +180,6 @@ class IngressIndex(Sequence[IngressItem]):
             line=self._numbers[index], kind="event_record", record=_NO_RECORD)
         return IngressItem(index, self.sequences[index], self.times[index],
                            self._ports[self._port[index]], line, self.fetch)
-
-
-class _LineSet:
-    """A set of line numbers, one byte per line of the file (not a hashed int each)."""
-
-    __slots__ = ("_has",)
-
-    def __init__(self, lines: Iterable[int] = ()) -> None:
-        self._has = bytearray()
-        for number in lines:
-            self.add(number)
-
-    def add(self, number: int) -> None:
-        if number >= len(self._has):
-            self._has.extend(bytes(number + 1 - len(self._has) + 4096))
-        self._has[number] = 1
-
-    def discard(self, number: int) -> None:
-        if number < len(self._has):
-            self._has[number] = 0
-
-    def __contains__(self, number: object) -> bool:
-        return isinstance(number, int) and 0 <= number < len(self._has) \
-            and self._has[number] == 1
-
-
-class LineFetcher:
-    """The replay's one streaming pass over a timeline file, with two cursors.
-
-    *Feed*: ``fetcher(number)`` hands out a whole line (payload included) that the
-    replay feeds (ingress events, played-back provider outputs). Lines are read
-    forward in file order; a needed line passed before it is asked for (ingress
-    slightly out of ``runtime_sequence`` order, the inputs between a node's input and
-    its recorded output) waits, decoded, in a buffer, so memory is bounded by that
-    look-ahead, not by the file.
-
-    *Compare*: with :attr:`on_line` set (a streamed replay), every line of the
-    session is handed to it once, in file order, as the pass reads it (records whole,
-    of a payload only ``text`` and ``is_final``: what the comparator reads);
-    :meth:`read_on` reads further for the comparison alone. Each line is read and
-    decoded once for both.
-    """
-
-    def __init__(self, path: str, needed: Iterable[int], span: SessionSpan | None = None
-                 ) -> None:
-        self.path = path
-        self.needed = _LineSet(needed)
-        self.span = span
-        #: needed lines passed early, decoded
-        self.buffer: dict[int, TimelineLine] = {}
-        self.peak = 0
-        #: every line of the session, in file order, as it is read (see the class doc)
-        self.on_line: Callable[[TimelineLine], None] | None = None
-        self._lines: Iterator[tuple[int, bytes | TimelineFormatError]] | None = None
-        self._msgpack = False
-        self._session: object = None  # session of the last line naming one (span only)
-        self._ended = False
-
-    def __call__(self, number: int) -> TimelineLine:
-        found = self.buffer.pop(number, None)
-        if found is not None:
-            self.needed.discard(number)
-            return found
-        while not self._ended:
-            item = self._next()
-            if item is None:
-                continue
-            if item.line == number:
-                self.needed.discard(number)
-                return item
-            if item.line in self.needed:
-                self.buffer[item.line] = item
-                if len(self.buffer) > self.peak:
-                    self.peak = len(self.buffer)
-        raise self._gone(number)
-
-    def read_on(self, enough: Callable[[], bool] | None = None) -> None:
-        """Read on (for :attr:`on_line`) until ``enough()`` or, without it, to the end."""
-        while not self._ended and (enough is None or not enough()):
-            item = self._next()
-            if item is not None and item.line in self.needed:
-                self.buffer[item.line] = item
-                if len(self.buffer) > self.peak:
-                    self.peak = len(self.buffer)
-
-    def _next(self) -> TimelineLine | None:
-        """Read one line: decoded when needed or compared, else None (also at the end)."""
-        if self._lines is None:  # lines are numbered, not decoded: only needed ones are
-            self._msgpack = is_msgpack(self.path)
-            self._lines = iter_raw(self.path, start=self.span.start if self.span else (0, 0))
-        found = next(self._lines, None)
-        span = self.span
-        if found is None or (span is not None and found[0] > span.last_line):
-            self._ended = True
-            return None
-        number, raw = found
-        if isinstance(raw, TimelineFormatError):
-            return None
-        needed = number in self.needed
-        on_line = self.on_line
-        if not needed and on_line is None:
-            return None
-        fast = None if self._msgpack else event_line(number, raw, whole=needed)
-        item = fast if fast is not None else decode_line(
-            self.path, number, raw, msgpack=self._msgpack, payloads=True if needed else "text")
-        if isinstance(item, TimelineFormatError):
-            return None
-        if on_line is not None:
-            if span is not None:  # the session's lines, as span_lines gives them
-                sid = item.record.get("session_id")
-                if isinstance(sid, str):
-                    self._session = sid
-            if span is None or self._session == span.session_id:
-                payload = item.payload
-                on_line(item if not needed or payload is None else TimelineLine(
-                    line=number, kind=item.kind, record=item.record,
-                    payload=_text_of(payload)))
-        return item
-
-    def _gone(self, number: int) -> ReplayInputError:
-        return ReplayInputError(f"{self.path}:{number}: the line is gone; the timeline file "
-                                "changed while it was replayed")
-
-    def close(self) -> None:
-        lines, self._lines = self._lines, None
-        if isinstance(lines, Generator):
-            lines.close()
-        self._ended = True
-        self.buffer.clear()
-
-
-def _text_of(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """What the comparator reads of a payload (as ``payloads="text"`` decodes it)."""
-    if "text" not in payload and "is_final" not in payload:
-        return {}
-    return {k: payload[k] for k in ("text", "is_final") if k in payload}
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSpan:
-    """Where one session's lines are in a many-session timeline file."""
-
-    session_id: str
-    start: tuple[int, int]  # byte offset of its first line, line number before it
-    last_line: int
-
-
-def timeline_sessions(path: str | Path) -> list[SessionSpan]:
-    """The sessions of a timeline file in order of first appearance (one pass over the
-    records, payloads skipped; memory per session, not per line)."""
-    offsets = [0]
-    found = _SessionFinder()
-    for item in iter_timeline(path, payloads=False, offsets=offsets):
-        if not isinstance(item, TimelineFormatError):
-            found.see(item, offsets[0])
-    return found.spans()
-
-
-class _SessionFinder:
-    """Where each session's lines are, seen line by line (:func:`timeline_sessions`)."""
-
-    __slots__ = ("_current", "_spans")
-
-    def __init__(self) -> None:
-        self._spans: dict[str, tuple[tuple[int, int], int]] = {}
-        self._current: str | None = None
-
-    def see(self, item: TimelineLine, offset: int) -> None:
-        """A good line that starts at byte ``offset``."""
-        sid = item.record.get("session_id")
-        if isinstance(sid, str):
-            self._current = sid
-        current = self._current
-        if current is not None:  # a record without session_id (a plan) joins the one before
-            span = self._spans.get(current)
-            self._spans[current] = (span[0] if span is not None
-                                    else (offset, item.line - 1), item.line)
-
-    def spans(self) -> list[SessionSpan]:
-        return [SessionSpan(sid, start, last) for sid, (start, last) in self._spans.items()]
-
-
-def span_lines(path: str, span: SessionSpan | None, *, payloads: Payloads = True,
-               offsets: list[int] | None = None
-               ) -> Iterator[TimelineLine | TimelineFormatError]:
-    """The lines of one session of a file (all lines without ``span``; ``offsets`` as in
-    :func:`~rspp.observability.iter_timeline`, for all lines only)."""
-    if span is None:
-        yield from iter_timeline(path, payloads=payloads, offsets=offsets)
-        return
-    current: object = None
-    for item in iter_timeline(path, start=span.start, payloads=payloads):
-        if isinstance(item, TimelineFormatError):
-            yield item
-            continue
-        if item.line > span.last_line:
-            return
-        sid = item.record.get("session_id")
-        if isinstance(sid, str):
-            current = sid
-        if current == span.session_id:  # records without session_id: as in timeline_sessions
-            yield item
-
-
-def _index_lines(path: str, span: SessionSpan | None, offsets: list[int] | None
-                 ) -> Iterator[TimelineLine | TimelineFormatError]:
-    """:func:`span_lines` with ``payloads="text"`` for the index pass of a streamed
-    recording: event records (most lines) keep only the fields a replay reads
-    (:func:`~rspp.replay._fastline.event_line`); other lines are decoded whole."""
-    msgpack = is_msgpack(path)
-    current: object = None
-    for number, raw in iter_raw(path, start=span.start if span else (0, 0), offsets=offsets):
-        if isinstance(raw, TimelineFormatError):
-            yield raw
-            continue
-        if span is not None and number > span.last_line:
-            return
-        item = None if msgpack else event_line(number, raw, whole=False)
-        if item is None:
-            decoded = decode_line(path, number, raw, msgpack=msgpack, payloads="text")
-            if isinstance(decoded, TimelineFormatError):
-                yield decoded
-                continue
-            item = decoded
-        if span is not None:  # the session's lines (records without session_id join it)
-            sid = item.record.get("session_id")
-            if isinstance(sid, str):
-                current = sid
-            if current != span.session_id:
-                continue
-        yield item
 
 
 @dataclass(slots=True)
@@ -557,16 +325,16 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
     n_errors = 0
     items: Iterable[TimelineLine | TimelineFormatError]
     offsets = [0]
-    finder: _SessionFinder | None = None
+    finder: SessionFinder | None = None
     if isinstance(path_or_lines, str | Path):
         source = str(path_or_lines)
         if not Path(source).is_file():
             raise ReplayInputError(f"{source}: no such timeline file; pass the path of a "
                                    "recorded timeline (.jsonl or .msgpack)")
         if stream and span is None:  # the file's sessions are found in the same pass
-            finder = _SessionFinder()
+            finder = SessionFinder()
         # streamed: payloads are read again when fed; here only whether a line has one
-        items = _index_lines(source, span, offsets if finder is not None else None) \
+        items = index_lines(source, span, offsets if finder is not None else None) \
             if stream else span_lines(source, None)
     else:
         source = "<lines>"

@@ -7,7 +7,8 @@ thin adapter onto :class:`LiveTransport`, which owns:
   through the jitter buffer of the connection's profile (reordered, de-duplicated,
   lost ones concealed or dropped: :mod:`rspp.transports._jitter`, F-087); then
   resampled with soxr and re-chunked to 20 ms frames at the pipeline rate, counted
-  (late, floods) and recorded exactly as the loopback transport records its frames;
+  (late, floods) and recorded exactly as the loopback transport records its frames
+  (:class:`~rspp.transports._live_ingress.LiveIngress`);
 * the session's output sink: the shared event vocabulary (partial/final
   transcripts, turn open/commit/abort/close, reply text, ``clear`` on
   barge-in, errors) and reply audio queued per turn;
@@ -33,35 +34,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import msgspec
 
 from rspp.contracts import ControlSignal, Emitter, EventRecord, Lane, ResolvedTurnPlan, SignalName
-from rspp.kernel import AudioFormat, Event, EventKind, SessionActor, audio_frame
+from rspp.kernel import AudioFormat, Event, EventKind, SessionActor
 from rspp.observability import LiveTurnView
 from rspp.spec import JitterProfiles
 from rspp.transports._capabilities import TransportCapabilities, live_capabilities
 from rspp.transports._contract import PlaybackObserver
 from rspp.transports._egress import AudioFrame, EgressPacer, OutboundQueue
 from rspp.transports._ingress import IngressLock, IngressMeter, Rechunker, StreamResampler
-from rspp.transports._input_rejected import InputRejected
-from rspp.transports._intake import TAKEN, nothing
-from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
+from rspp.transports._intake import TAKEN
+from rspp.transports._jitter import JitterStats
+from rspp.transports._live_ingress import LiveIngress
 from rspp.transports._live_options import LiveOptions
+from rspp.transports._live_turn import LiveTurn
 from rspp.transports._marks import mark_name
 from rspp.transports._protocol import (
     Clear,
-    ErrorEvent,
     ServerEvent,
     Stats,
     Transcript,
     TurnEvent,
     TurnRowEvent,
 )
-from rspp.transports._records import RecordSink, encode_ingress, record_ingress, record_output
+from rspp.transports._records import RecordSink, record_output
 from rspp.transports._reply import ReplyTextStream
 
 __all__ = ["TAKEN", "LiveTransport"]
@@ -82,29 +81,7 @@ _VIEW_KINDS: dict[type, str] = {ControlSignal: "control_signal", EventRecord: "e
                                 ResolvedTurnPlan: "resolved_turn_plan"}
 
 
-@dataclass(slots=True)
-class _Turn:
-    turn_id: str | None
-    #: the reply outputs that have not ended yet (the reply ends when none is left)
-    open_ports: set[str]
-    text: ReplyTextStream
-    pending: bytearray = field(default_factory=bytearray)
-    ended: bool = False
-    #: cancelled with a commit point: the committed audio in ``pending`` still plays
-    committing: bool = False
-    started: bool = False
-    accepted: bool = False
-    finished: str | None = None
-    transcript: str = ""
-    sent_frames: int = 0
-    #: acknowledged playback: frames the client confirmed heard; last frame marked
-    heard_frames: int = 0
-    last_marked: bool = False
-    #: acknowledged playback: every frame sent, waiting for the last mark's echo
-    unconfirmed: asyncio.TimerHandle | None = None
-
-
-class LiveTransport:
+class LiveTransport(LiveIngress):
     """One live session's transport state (see the module docstring)."""
 
     #: the graph entries a live transport feeds: speech and typed text (a spec needs one)
@@ -137,8 +114,8 @@ class LiveTransport:
         self.queue: OutboundQueue | None = None
         #: the turns whose reply is still open or playing, and the last
         #: ``KEEP_FINISHED_TURNS`` finished ones (:meth:`_forget_finished`)
-        self.turns: dict[str | None, _Turn] = {}
-        self._play: deque[_Turn] = deque()
+        self.turns: dict[str | None, LiveTurn] = {}
+        self._play: deque[LiveTurn] = deque()
         self._fenced: set[str] = set()
         #: the shared pacer once a client connected (None: not pacing / closed)
         self._pacer: EgressPacer | None = None
@@ -146,7 +123,7 @@ class LiveTransport:
         self._waiting = False
         #: the pacing schedule: when the next frame of ``_due_for`` is due (loop time)
         self._due: float | None = None
-        self._due_for: _Turn | None = None
+        self._due_for: LiveTurn | None = None
         self.media_samples = 0
         self._index = 0
         self._ingress_lock = IngressLock()
@@ -304,187 +281,6 @@ class LiveTransport:
                      egress_lateness_max_ms=round(self.lateness_max_ms, 2),
                      send_queue=len(q) if q is not None else 0)
 
-    # ------------------------------------------------------------- ingress
-    def push_audio(self, pcm: bytes, seq: int | None = None) -> Awaitable[None]:
-        """Client PCM16 at the connection's declared rate (``seq``: the client's frame
-        number, through the jitter buffer); raises Flood.
-
-        Not a coroutine itself (one frame of every session, 50 times a second): it returns
-        the awaitable that takes the frame in."""
-        if not self._audio_in:
-            # told once, on the event channel of whatever transport carries the session (a
-            # media track keeps sending: its loop must not fail)
-            self.audio_refused += 1
-            if self.audio_refused == 1:
-                self._event(ErrorEvent(code="bad_input", field="audio", message=(
-                    "this pipeline takes no audio input (no `input.audio` edge in its spec); "
-                    "send `text` messages")))
-            return nothing()
-        j = self.jitter
-        clock = self._loop_time
-        if clock is None:  # once: asyncio.get_running_loop() costs a getpid() system call
-            clock = self._loop_time = asyncio.get_running_loop().time
-        self.meter.arrive(len(pcm) if j.buffer.fresh(seq) else 0, clock())
-        return j.push(pcm, seq)
-
-    async def push_silence(self) -> None:
-        """One frame of silence at the pipeline rate (the microphone after ``end``)."""
-        if self._audio_in:
-            await self.jitter.flush()  # no more input: the gaps still held are lost
-            await self._push_frame(bytes(2 * (self.rate * self.opts.frame_ms // 1000)))
-
-    async def end_of_utterance(self) -> None:
-        """The client's push-to-talk release (F-042): an in-band ``end_of_utterance`` on the
-        audio input, after every frame the client sent before it (frames the jitter buffer
-        still holds go in first)."""
-        if not self._audio_in:
-            raise InputRejected("type", "this pipeline takes no audio input (no `input.audio` "
-                                "edge in its spec); there is no utterance to end")
-        await self.jitter.flush()
-        async with self._ingress_lock:
-            await self._ingress(Event("end_of_utterance", None, audio_format=self._in_format,
-                                      sample_index=self.media_samples))
-
-    def _jitter_ingress(self, transport: str, in_rate: int) -> JitterIngress:
-        buffer = JitterBuffer(self.jitter_profiles.for_transport(transport), in_rate)
-        # the connection's re-chunker (``connect`` makes it before this buffer)
-        return JitterIngress(buffer, self._rechunker.push, self._push_frame, self._jitter_note,
-                             transport)
-
-    def _end_jitter(self) -> None:
-        """The connection's jitter buffer is done: its summary on the timeline and to
-        ``on_jitter`` (once; only connections that numbered their frames)."""
-        j = self.jitter
-        summary = j.close()
-        if summary is None or not j.buffer.stats.frames:
-            return
-        self._jitter_note(f"connection {summary}")
-        if self.on_jitter is not None:
-            self.on_jitter(j.kind, j.buffer.stats)
-
-    def _jitter_note(self, reason: str) -> None:
-        """A jitter-buffer decision on the session's timeline (TelemetryLane)."""
-        if self.session is not None:  # beside the last ingress frame: a replay feeds the
-            # recorded frames and takes no sequence number for this note, so neither may we
-            self.session.signals.telemetry(kind="transport_jitter", reason=reason,
-                                           at_sequence=self._last_ingress_seq)
-
-    def _push_frame(self, frame: bytes, discontinuity: bool = False) -> Awaitable[None]:
-        """One re-chunked frame into the session, numbered when it goes in, one at a time
-        (two producers, e.g. a media track and ``end``'s silence, never share a number or
-        record out of order); await the result (:data:`TAKEN`: it was taken at once)."""
-        lock = self._ingress_lock
-        if lock.held:
-            return self._push_frame_later(frame, discontinuity)
-        lock.held = True  # (``try_acquire`` inline: every frame of every session passes)
-        try:
-            s = self.session
-            if discontinuity or s is None or self._record is not None:
-                ev = self._frame_event(frame, discontinuity)
-                rest = self._ingress_now(ev)
-            else:  # ``_frame_event`` and ``_ingress_now`` of the common frame, inline
-                ev = audio_frame(frame, self._in_format, self.media_samples, self._index)
-                self.media_samples += len(frame) >> 1
-                self._index += 1
-                rest = s.deliver_now(ev, "audio", None)
-        except BaseException:
-            lock.release()
-            raise
-        if rest is None:
-            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
-            lock.release()
-            return TAKEN
-        return self._finish_frame(rest, ev)
-
-    async def _push_frame_later(self, frame: bytes, discontinuity: bool) -> None:
-        lock = self._ingress_lock
-        await lock.acquire()
-        try:
-            ev = self._frame_event(frame, discontinuity)
-            await self._ingress(ev)
-            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
-        finally:
-            lock.release()
-
-    async def _finish_frame(self, rest: Awaitable[bool], ev: Event) -> None:
-        """The rest of a frame's delivery (flow control, the control it caused)."""
-        try:
-            await rest
-            self._last_ingress_seq = ev.seq if ev.seq > 0 else 0
-        finally:
-            self._ingress_lock.release()
-
-    def _frame_event(self, frame: bytes, discontinuity: bool) -> Event:
-        ev = audio_frame(frame, self._in_format, self.media_samples, self._index)
-        if discontinuity:  # the jitter buffer dropped audio just before this frame
-            self._discontinuities += 1
-            ev.discontinuity_id = f"input.audio:disc:{self._discontinuities}"
-        self.media_samples += len(frame) // 2
-        self._index += 1
-        return ev
-
-    def _ingress(self, ev: Event, port: str = "audio") -> Awaitable[object]:
-        """The session's ``deliver`` of ``ev`` (recorded on admission), to be awaited."""
-        rest = self._ingress_now(ev, port)
-        return TAKEN if rest is None else rest
-
-    def _ingress_now(self, ev: Event, port: str = "audio") -> Awaitable[bool] | None:
-        """The session's ``deliver_now`` of ``ev`` (recorded on admission): None when it
-        was taken at once, else what finishes taking it."""
-        s = self.session
-        if s is None:
-            raise RuntimeError("attach() the transport to a session first")
-        record = self._record
-        admitted: Callable[[Event], None] | None = None
-        if record is not None:
-            encoded = encode_ingress(ev)  # before the push: inline nodes may annotate it
-
-            def admitted(e: Event) -> None:
-                record_ingress(record, s, e, encoded, port)
-
-        # One frame at a time: the session takes the frame (and handles the control it
-        # caused) before the next goes in. Network frames arrive in bursts (jitter, a
-        # loaded client); pushing a burst at once would record several ingress frames
-        # ahead of the turn proposal the first one caused, an order a replay (which
-        # feeds frames one by one) cannot reproduce.
-        return s.deliver_now(ev, port, admitted)
-
-    async def push_text(self, text: str, turn_for: Callable[[], object]) -> None:
-        """Typed user input: one user turn through the graph's ``input.text`` entry."""
-        s = self.session
-        if s is None or "text" not in s.graph.entry_ports():
-            raise InputRejected("type", "this pipeline takes no text input (no `input.text` "
-                                "edge in its spec); send audio instead")
-        tid = await turn_for()  # type: ignore[misc]
-        await self._ingress(Event("text", text, final=True, turn_id=tid), "text")
-
-    async def push_control(self, kind: str, value: str, attrs: Mapping[str, Any],
-                           turn_for: Callable[[], object]) -> bool:
-        """A transport control input (a DTMF digit) on the graph's ``input.control`` entry.
-
-        ``attrs`` are the event's attributes, namespaced by the transport (edge
-        conditions read them, e.g. ``when: "transport.dtmf == '0'"``). When an
-        ``input.control`` edge takes the event, it is user input: a turn opens for it
-        (like typed text) and the event carries that turn. Otherwise it is recorded
-        (telemetry) and goes nowhere. True when the graph took it.
-        """
-        s = self.session
-        if s is None:
-            raise RuntimeError("attach() the transport to a session first")
-        ev = Event(kind, value, final=True, attrs=dict(attrs))
-        entry = s.entries.get("control")
-        routed = entry is not None and any(
-            cond is None or cond(ev.attrs) for _, _, _, cond, _ in entry[1])
-        if not routed:  # beside the last ingress frame, taking no sequence number: a
-            # replay does not reproduce the note, so later records (plans) must not shift
-            s.signals.telemetry(kind="transport_control", reason=f"{kind}:{value} unrouted "
-                                "(no input.control edge takes it)",
-                                at_sequence=self._last_ingress_seq)
-            return False
-        ev.turn_id = await turn_for()  # type: ignore[misc]
-        await self._ingress(ev, "control")
-        return True
-
     # ---------------------------------------------------- output sink (kernel)
     def output(self, port: str, event: Event) -> None:
         tid = event.turn_id
@@ -519,7 +315,7 @@ class LiveTransport:
         if event.kind == "audio_end" or (event.attrs and event.attrs.get("eos")):
             self._port_ended(t, port)
 
-    def _port_ended(self, t: _Turn, port: str) -> None:
+    def _port_ended(self, t: LiveTurn, port: str) -> None:
         """``port``'s part of ``t``'s reply ended (``eos``, ``audio_end``, ``stream_end``)."""
         t.open_ports.discard(port)
         if t.open_ports or t.ended:
@@ -538,12 +334,12 @@ class LiveTransport:
             self.driver.generation_complete(t.turn_id)
         self._kick()
 
-    def _turn(self, tid: str | None) -> _Turn:
+    def _turn(self, tid: str | None) -> LiveTurn:
         t = self.turns.get(tid)
         if t is None or (tid is None and t.finished is not None):
             o = self.opts
             self._forget_finished()
-            t = self.turns[tid] = _Turn(tid, set(self._reply_ports), ReplyTextStream(
+            t = self.turns[tid] = LiveTurn(tid, set(self._reply_ports), ReplyTextStream(
                 tid, self._event, flush_s=o.reply_text_flush_ms / 1000,
                 max_chars=o.reply_text_max_chars))
         return t
@@ -556,7 +352,7 @@ class LiveTransport:
         for tid in done[:max(0, len(done) - KEEP_FINISHED_TURNS)]:
             del self.turns[tid]
 
-    def _audio(self, t: _Turn, pcm: bytes, fmt: AudioFormat) -> None:
+    def _audio(self, t: LiveTurn, pcm: bytes, fmt: AudioFormat) -> None:
         if t.finished is not None:
             return
         if self._tts_rate != fmt.sample_rate or self._out_resampler is None:
@@ -634,7 +430,7 @@ class LiveTransport:
                 frame = self._frame_bytes() // 2
                 self.driver.playback_committed(turn_id, t.sent_frames * frame + committed // 2)
 
-    def _commit_point(self, t: _Turn | None, reason: str) -> int:
+    def _commit_point(self, t: LiveTurn | None, reason: str) -> int:
         """Bytes of ``t``'s unplayed reply a cancel for ``reason`` keeps (F-039)."""
         if (t is None or t.finished is not None or not t.started or not t.pending
                 or reason in _NO_COMMIT or self.queue is None):
@@ -643,7 +439,7 @@ class LiveTransport:
         frames = -(-self.opts.commit_ms // self.opts.frame_ms)  # whole frames, rounded up
         return min(len(t.pending), frames * n)
 
-    def _settle(self) -> _Turn | None:
+    def _settle(self) -> LiveTurn | None:
         """The turn whose audio plays next; finished turns complete on the way."""
         while self._play:
             t = self._play[0]
@@ -659,7 +455,7 @@ class LiveTransport:
             self._completed(t, "live_playback")
         return None
 
-    def _completed(self, t: _Turn, reason: str) -> None:
+    def _completed(self, t: LiveTurn, reason: str) -> None:
         t.finished = "completed"
         if t.unconfirmed is not None:
             t.unconfirmed.cancel()
@@ -674,7 +470,7 @@ class LiveTransport:
             if self.driver is not None:
                 self.driver.output_complete(t.turn_id)
 
-    def _await_echo(self, t: _Turn) -> None:
+    def _await_echo(self, t: LiveTurn) -> None:
         """Every frame of ``t`` was sent: complete when its last mark comes back."""
         if t.turn_id is not None and not t.last_marked and self.queue is not None:
             t.last_marked = True
@@ -686,7 +482,7 @@ class LiveTransport:
             t.unconfirmed = asyncio.get_running_loop().call_later(
                 timeout, self._unconfirmed, t, timeout)
 
-    def _unconfirmed(self, t: _Turn, timeout: float) -> None:
+    def _unconfirmed(self, t: LiveTurn, timeout: float) -> None:
         t.unconfirmed = None
         if t.finished is None:
             self._completed(t, f"unconfirmed_after_{timeout:g}s:heard_frames:{t.heard_frames}"
@@ -752,7 +548,7 @@ class LiveTransport:
     def _frame_bytes(self) -> int:
         return self.out_rate * self.opts.frame_ms // 1000 * 2
 
-    def _send_frame(self, t: _Turn, late_ms: float) -> None:
+    def _send_frame(self, t: LiveTurn, late_ms: float) -> None:
         # the egress fence, checked right before the frame leaves
         if t.turn_id is not None and t.turn_id in self._fenced and not t.committing:
             t.pending.clear()

@@ -167,3 +167,61 @@ def test_fast_event_line_keeps_what_the_comparator_reads() -> None:
     assert event_line(1, b'{"kind":"control_signal","record":{}}', whole=False) is None
     assert event_line(1, b'{"kind":"event_record","record":{"runtime_sequence":"x"}}',
                       whole=False) is None
+
+
+_SIGNAL = {"schema_version": "v1.0", "event_scope": "turn", "session_id": "s",
+           "pipeline_version": "1.0.0", "event_id": "s:sig:3", "lane": "ControlLane",
+           "transport_sequence": None, "runtime_sequence": 3, "runtime_timestamp_ms": 40,
+           "wall_clock_timestamp_ms": 1_700_000_000_040, "payload_class": "metadata",
+           "turn_id": "t1", "authority_epoch": 1, "signal": "commit", "emitted_by": "RK-03"}
+_TRANSITION = {"from_state": "Active", "trigger": "commit", "to_state": "Terminal",
+               "deterministic": True}
+
+
+@pytest.mark.parametrize(("kind", "record", "field"), [
+    ("event_record", {**_REC, "schema_version": "v9.0"}, "schema_version"),
+    ("control_signal", {**_SIGNAL, "schema_version": "v9.0"}, "schema_version"),
+    ("control_signal", {**_SIGNAL, "runtime_sequence": "soon"}, "runtime_sequence"),
+    ("control_signal", {**_SIGNAL, "turn_id": 5}, "turn_id"),
+    ("control_signal", {**_SIGNAL, "authority_epoch": None}, "authority_epoch"),
+    ("turn_transition", {**_TRANSITION, "runtime_timestamp_ms": -1}, "runtime_timestamp_ms")])
+def test_streamed_index_names_bad_lifecycle_lines_and_versions_like_the_general_reader(
+        tmp_path: Path, kind: str, record: dict[str, object], field: str) -> None:
+    """Control signals and turn transitions take the typed fast path too, and every fast
+    path refuses a record of another schema major as the general reader does (the event
+    record fast path used to accept ``v9.0``)."""
+    path = _write(tmp_path / "t.jsonl", {"kind": kind, "record": record},
+                  {"kind": "event_record", "record": _REC, "payload": _AUDIO})
+    with pytest.raises(ReplayInputError) as whole:
+        load_recording(path)
+    with pytest.raises(ReplayInputError) as streamed:
+        load_recording(path, stream=True)
+    assert str(streamed.value) == str(whole.value)
+    assert f"t.jsonl:1: record.{field}" in str(whole.value)
+
+
+def test_fast_lifecycle_lines_keep_what_the_comparator_reads() -> None:
+    """A recorder-written signal, transition or decision decodes to the comparator view the
+    general reader gives; the index pass leaves the lines it reads whole to that reader."""
+    from rspp.observability import compare_view
+    from rspp.observability._timeline_io import decode_line
+    from rspp.replay._fastline import compared_line
+
+    decision = {"outcome_kind": "admit", "phase": "pre_turn", "scope": "turn",
+                "session_id": "s", "event_id": "s:outcome:1", "runtime_timestamp_ms": 20,
+                "wall_clock_timestamp_ms": 1_700_000_000_020, "emitted_by": "RK-25",
+                "reason": "within_quota", "turn_id": "t1", "timestamp_ms": 20}
+    flush = {**_SIGNAL, "signal": "drop_notice", "target_lane": "DataLane", "seq_range": [1, 4]}
+    for kind, record in (("control_signal", _SIGNAL), ("turn_transition", _TRANSITION),
+                         ("decision_outcome", decision), ("control_signal", flush)):
+        raw = msgspec.json.encode({"kind": kind, "record": record})
+        fast = compared_line(9, raw, checked=True)
+        slow = decode_line("t.jsonl", 9, raw, msgpack=False, payloads="text")
+        assert fast is not None and not isinstance(slow, Exception)
+        assert compare_view(fast) == compare_view(slow) and fast.payload is None
+        assert "schema_version" not in fast.record
+        index = compared_line(9, raw, checked=False)
+        assert (index is None) == (kind == "decision_outcome" or record is flush)
+    assert compared_line(1, b'{"kind":"resolved_turn_plan","record":{}}', checked=True) is None
+    assert compared_line(1, b'{"kind":"control_signal","record":{"turn_id":3}}',
+                         checked=True) is None
