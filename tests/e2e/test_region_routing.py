@@ -34,6 +34,18 @@ RSPP = [sys.executable, "-c", "from rspp.cli import main; main()"]
 NEAR_EU = {"eu": 15, "us": 120}
 
 
+def _until_ended(url: str, sid: str, timeout_s: float = 120) -> None:
+    """Poll the control plane's record of ``sid`` until its runtime reported it ended."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = httpx.get(f"{url}/v1/sessions/{sid}", timeout=60,
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        if record.get("status") == "ended":
+            return
+        assert time.monotonic() < deadline, record
+        time.sleep(0.1)
+
+
 def _route(url: str, latency: dict[str, Any]) -> httpx.Response:
     return httpx.post(f"{url}/v1/sessions/route", timeout=60,
                       headers={"Authorization": f"Bearer {ADMIN}"},
@@ -98,12 +110,10 @@ def test_routes_follow_client_latency_and_avoid_a_region_in_an_incident(
                       headers={"Authorization": f"Bearer {ADMIN}"}, json={"holder": "rt-eu"})
     assert grab.status_code == 409, grab.text
 
-    # the session that ran in eu ended (the client's `end`): the runtime reports it to the
-    # control plane after closing it; wait for that report before opening the incident
-    while httpx.get(f"{cp.url}/v1/sessions/{near_eu['session_id']}", timeout=60,
-                    headers={"Authorization": f"Bearer {ADMIN}"}).json()["status"] != "ended":
-        time.sleep(0.05)
-    # region A degraded by an operator: routing shifts to region B, where sessions run
+    # region A degraded by an operator: routing shifts to region B, where sessions run.
+    # The session that ran in eu ended (its client said so); the control plane hears it
+    # from the runtime in the background: wait for that record, not for luck
+    _until_ended(cp.url, near_eu["session_id"])
     opened = cp_json(cp.url, ADMIN, "region", "incident", "eu", "--reason",
                      "stt provider outage in eu")
     # (no session is in flight in eu: the one that ran there ended)
