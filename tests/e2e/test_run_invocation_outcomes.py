@@ -116,3 +116,9 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
     assert inv_cancel["causal_parent_id"] == node_cancel["event_id"], (inv_cancel, node_cancel)
     # finished invocations (the STT's) are not cancelled by it
     assert {i["outcome"] for i in invs if i["modality"] == "stt"} == {"success"}, invs
+    # the invocation's cancel is a contract record like any other
+    check = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from rspp.cli import main; main()", "contracts", "validate",
+        str(tmp_path / "t.jsonl"), stdout=asyncio.subprocess.PIPE, cwd=REPO)
+    out_b, _ = await asyncio.wait_for(check.communicate(), timeout=120)
+    assert check.returncode == 0 and out_b.decode().strip().endswith(": valid"), out_b
