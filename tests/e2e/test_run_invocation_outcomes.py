@@ -3,7 +3,8 @@
 The voice assistant's LLM is the OpenAI adapter pointed at
 :class:`~rspp.testing.fakes.FakeOpenAI` (real HTTP on loopback) with a scripted fault:
 the turn's OR-02 evidence shows the normalised outcome of each attempt (``timeout`` for
-a stalled answer, ``rate_limited`` for a 429, ``overload`` for a 503), the STT
+a stalled answer, ``rate_limited`` for a 429, ``overload`` for a 503, ``policy_block``
+for a call a cost cap refuses), the STT
 invocation opened with the utterance is in the evidence of the turn its final opened,
 and a user cancel while the LLM still streams records the invocation ``cancelled``
 with a ``cancel`` signal of scope ``provider_invocation`` whose ``causal_parent_id`` is
@@ -122,3 +123,45 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
         str(tmp_path / "t.jsonl"), stdout=asyncio.subprocess.PIPE, cwd=REPO)
     out_b, _ = await asyncio.wait_for(check.communicate(), timeout=120)
     assert check.returncode == 0 and out_b.decode().strip().endswith(": valid"), out_b
+
+
+CAPPED_TTS = voice_assistant_spec(
+    "invcap", head="profile: simple/v1", vad="params: {engine: energy}",
+    providers="""\
+  stt: {primary: pocketsphinx, timeout_ms: 30000}
+  llm:
+    primary: openai
+    timeout_ms: 30000
+    config: {api_key: "env://RSPP_E2E_INV_KEY", base_url: "%s/v1", model: fake}
+  tts: {primary: espeak, timeout_ms: 30000, config: {cost_cap: {per_turn: 12}}}""",
+    buffers={"stt.audio": "{max_queue_ms: 60000, max_queue_items: 100000}",
+             "stt.vad": "{max_queue_ms: 60000}"})
+
+
+async def test_a_call_a_cost_cap_refuses_is_an_invocation_with_outcome_policy_block(
+        spoken: dict[str, Path], tmp_path: Path) -> None:
+    # two sentences to speak; the TTS character cap is spent within the first
+    fake = FakeOpenAI(api_key=KEY, reply=lambda _m: "Here is the forecast. It is sunny.")
+    tl = tmp_path / "t.jsonl"
+    async with serve_asgi(fake.app) as url:
+        spec = tmp_path / "cap.yaml"
+        spec.write_text(CAPPED_TTS % url)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from rspp.cli import main; main()", "run", str(spec),
+            "--input", str(spoken["question"]), "--timeline", str(tl), "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+            env={**os.environ, "RSPP_E2E_INV_KEY": KEY})
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), timeout=240)
+    assert proc.returncode == 0, (out_b + err_b).decode()
+    turn = json.loads(out_b)["turns"][0]
+    assert turn["terminal"] == "commit", turn  # the refused sentence is not spoken, no more
+    lines = [json.loads(x) for x in tl.read_text().splitlines()]
+    invs = _evidence(lines, turn["turn_id"])["provider_invocations"]
+    tts = [(i["provider_id"], i["outcome"]) for i in invs if i["modality"] == "tts"]
+    assert tts == [("espeak", "success"), ("espeak", "policy_block")], invs
+    [refused] = [i for i in invs if i["outcome"] == "policy_block"]
+    caps = [ln["record"] for ln in lines if ln["kind"] == "control_signal"
+            and ln["record"]["signal"] == "budget_exhausted"
+            and "action=refuse" in (ln["record"].get("reason") or "")]
+    assert [c.get("provider_invocation_id") for c in caps] == [
+        refused["provider_invocation_id"]], caps
