@@ -79,5 +79,6 @@ async def test_an_llm_answering_500_aborts_the_turn_with_provider_error(
     assert (evidence["terminal_signal"], evidence["abort_reason"]) == ("abort", "provider_error")
     # F-160 on a running session: each failed invocation in the evidence, outcome normalised
     invs = evidence["provider_invocations"]
-    assert [(i["modality"], i["outcome"]) for i in invs] == [("llm", "internal")] * 2, invs
-    assert len({i["provider_invocation_id"] for i in invs}) == 2, invs
+    assert [(i["modality"], i["outcome"]) for i in invs] == [
+        ("stt", "success"), ("llm", "internal"), ("llm", "internal")], invs
+    assert len({i["provider_invocation_id"] for i in invs}) == 3, invs

@@ -209,6 +209,20 @@ class NodeServices:
         self._keep(turn_id, ctl)
         return ctl
 
+    def adopt(self, turn_id: str, ctl: object) -> None:
+        """Count a controller opened before its turn (the utterance's STT) as the turn's:
+        its invocations join the turn's OR-02 ``provider_invocations`` (F-160)."""
+        if isinstance(ctl, InvocationController) and not any(
+                c is ctl for _, c in self.controllers):
+            self.controllers.append((turn_id, ctl))
+            del self.controllers[:-256]
+
+    def in_flight(self, turn_id: str, node_id: str) -> tuple[str, ...]:
+        """Ids of the turn's invocations by ``node_id`` that have not ended yet."""
+        return tuple(inv.invocation_id for tid, ctl in self.controllers
+                     if tid == turn_id and ctl.context.node_id == node_id
+                     for inv in ctl.invocations if inv.outcome is None)
+
     def invocation_outcomes(self, turn_id: str) -> tuple[dict[str, object], ...]:
         """OR-02 ``provider_invocations`` of one turn (finished attempts, in call order)."""
         out: list[dict[str, object]] = []

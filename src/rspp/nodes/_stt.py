@@ -35,7 +35,8 @@ _Item = tuple[AudioChunk, int]
 
 
 class _Utterance:
-    __slots__ = ("confidence", "final", "queue", "revision", "segment", "task", "waiting")
+    __slots__ = ("confidence", "ctl", "final", "queue", "revision", "segment", "task",
+                 "waiting")
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=_QUEUE_FRAMES)
@@ -45,6 +46,8 @@ class _Utterance:
         self.revision = 0
         self.segment = "0"  # F-024 segment id of this utterance's partials and final
         self.waiting = False  # the recogniser waits for more audio (all it pulled is decoded)
+        #: the utterance's STT controller (its invocations join the turn the final opens)
+        self.ctl: object | None = None
 
     def working(self) -> bool:
         """The recogniser has audio to decode (or a final to produce) and may still emit."""
@@ -105,7 +108,7 @@ class SttNode(Node):
                     pulled = end - int(_DECODE_LAG_S * chunk.sample_rate)
                 yield chunk
 
-        ctl = services_of(self.ctx).stt(self.ctx.node_id, None)
+        ctl = utt.ctl = services_of(self.ctx).stt(self.ctx.node_id, None)
         async with contextlib.aclosing(ctl.stream(audio())) as stream:  # type: ignore[type-var]
             async for tr in stream:
                 if tr.is_final:
@@ -161,6 +164,9 @@ class SttNode(Node):
         if hooks is not None and turn_id is None:
             self.ctx.audit("stt:final_without_turn")
             return
+        if turn_id is not None and utt.ctl is not None:
+            # opened before the turn, the STT invocation belongs to the turn it opens (F-160)
+            services_of(self.ctx).adopt(turn_id, utt.ctl)
         if error is not None and hooks is not None and turn_id is not None:
             hooks.turn_failed(turn_id, f"provider_error:stt:{error}")
             return

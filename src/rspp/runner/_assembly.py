@@ -627,6 +627,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                         invocations=services.invocation_outcomes,
                         enforce_budgets=opts.enforce_budgets)
     holder["driver"] = driver
+    driver.node_scopes.in_flight = services.in_flight  # invocation cancels name their scope
     if authority.epoch > 1:  # taken over from another owner: its turn ids cannot repeat
         driver.stamp.ids.epoch = authority.epoch
     driver.overload.on_change = on_posture

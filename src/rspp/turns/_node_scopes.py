@@ -41,6 +41,7 @@ from rspp.kernel._events import Event
 from rspp.kernel._host import NodeHost
 from rspp.kernel._session import SessionActor
 from rspp.turns._cancel import (
+    CancelError,
     CancelLatency,
     CancelMode,
     CancelReason,
@@ -121,6 +122,8 @@ class NodeScopes:
         self._watchers: set[asyncio.Task[None]] = set()
         #: told ``(node_id, mode, ms)`` when a node's work of a cancelled turn stopped
         self.observer: Callable[[str, str, float], None] | None = None
+        #: ``(turn_id, node_id)`` -> ids of the node's provider invocations still in flight
+        self.in_flight: Callable[[str, str], tuple[str, ...]] | None = None
         for host in session.hosts.values():
             host.node.ctx.cancel = _NodeToken(host, self)
 
@@ -150,10 +153,7 @@ class NodeScopes:
             return
         for nid in self.reach:
             scope = scopes[nid]
-            self._emit(self.tree.stamp.signal(  # type: ignore[union-attr]
-                SignalName.CANCEL, Emitter.RK_16, authority_epoch=self._epoch(),
-                turn_id=turn_id, reason=f"{reason.value}:{scope.mode.value}",
-                scope=CancelScopeKind.NODE, node_id=nid))
+            self._cancel_signals(turn_id, nid, f"{reason.value}:{scope.mode.value}")
             host = self.session.hosts[nid]
             cur = host.current
             if cur is None or cur.turn_id != turn_id or host.task is None:
@@ -166,6 +166,23 @@ class NodeScopes:
                     self._grace(host, cur, lat, turn_id), name=f"{turn_id}:{nid}:grace")
                 self._watchers.add(task)
                 task.add_done_callback(self._watchers.discard)
+
+    def _cancel_signals(self, turn_id: str, nid: str, reason: str) -> None:
+        """``cancel`` of the node scope, then one per provider invocation in flight under
+        it (scope ``provider_invocation``), whose ``causal_parent_id`` is the node scope's
+        cancel: the record that links an invocation to the scope it was cancelled by."""
+        stamp = self.tree.stamp
+        if stamp is None:
+            raise CancelError("NodeScopes needs a RecordStamp to build cancel signals")
+        node = stamp.signal(SignalName.CANCEL, Emitter.RK_16, authority_epoch=self._epoch(),
+                            turn_id=turn_id, reason=reason, scope=CancelScopeKind.NODE,
+                            node_id=nid)
+        self._emit(node)
+        for inv_id in self.in_flight(turn_id, nid) if self.in_flight is not None else ():
+            self._emit(stamp.signal(
+                SignalName.CANCEL, Emitter.RK_16, authority_epoch=self._epoch(),
+                turn_id=turn_id, reason=reason, scope=CancelScopeKind.PROVIDER_INVOCATION,
+                node_id=nid, provider_invocation_id=inv_id, causal_parent_id=node.event_id))
 
     async def _grace(self, host: NodeHost, ev: Event, lat: CancelLatency, turn_id: str) -> None:
         """Soft cancel: the in-flight event may finish within the grace window."""
