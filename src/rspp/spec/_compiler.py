@@ -25,6 +25,7 @@ from rspp.spec._graph import (
     OverloadPolicy,
     ProviderBinding,
     Sourced,
+    TurnArbitration,
     ValueSource,
 )
 from rspp.spec._graph_checks import check_structure, fanin_plans
@@ -200,6 +201,8 @@ def analyse(
                     budgets.cancel_grace.value],
         "flow_control": flow, "recording": recording,
         **({"overload": overload} if overload is not None else {}),
+        **({"turns": [spec.turns.overlap, spec.turns.late_events]}
+           if spec.turns is not None else {}),
         # hashed only when declared: a spec without it keeps the hash it always had
         **({"jitter": jitter} if spec.transport is not None else {}),
         **({"commit_ms": spec.transport.commit_ms}
@@ -213,6 +216,8 @@ def analyse(
         topo_order=order, entry_ports=entry, exit_ports=exits,
         providers=providers, budgets=budgets, flow_control=flow, flow_control_source=flow_source,
         recording=recording, metadata=FrozenMap(spec.metadata), overload=overload,
+        turns=TurnArbitration(spec.turns.overlap, spec.turns.late_events)
+        if spec.turns is not None else None,
         jitter=jitter, commit_ms=spec.transport.commit_ms if spec.transport is not None else 0,
     )
     return graph, issues

@@ -175,6 +175,14 @@ class OverloadPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnArbitration:
+    """Compiled ``turns`` of a spec (F-140): the overlap and late-event policies."""
+
+    overlap: str
+    late_events: str
+
+
+@dataclass(frozen=True, slots=True)
 class Budgets:
     turn: Sourced
     node: Sourced
@@ -210,6 +218,8 @@ class GraphDefinition:
     metadata: FrozenMap
     #: the automatic degrade posture under sustained shedding (None: not declared)
     overload: OverloadPolicy | None = None
+    #: turn arbitration (F-140; None: not declared, the driver preempts)
+    turns: TurnArbitration | None = None
     #: the live transports' ingress jitter buffers (F-087; defaults when not declared)
     jitter: JitterProfiles = field(default_factory=JitterProfiles)
     #: commit point of a cancel (F-039): ms of reply audio after the play position that

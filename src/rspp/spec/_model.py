@@ -263,6 +263,22 @@ class OverloadSpec(msgspec.Struct, **_S):
     ] = {}
 
 
+class TurnsSpec(msgspec.Struct, **_S):
+    """Turn arbitration policy (F-140); not declared: preempt, late events ignored."""
+
+    overlap: Annotated[
+        Literal["preempt", "queue", "reject"],
+        Meta(description="A new utterance while a turn is Active: preempt (cancel it, "
+                         "open the new turn), queue (open it when the turn closes; the "
+                         "newest one waits) or reject (drop the proposal)."),
+    ] = "preempt"
+    late_events: Annotated[
+        Literal["diagnostics", "drop"],
+        Meta(description="An output of an already closed turn: diagnostics (a recorded "
+                         "reject naming the turn) or drop (recorded once, then silent)."),
+    ] = "diagnostics"
+
+
 JitterProfileName = Literal["low_latency", "balanced", "robust", "accuracy"]
 BufferingStrategy = Literal["latency_first", "accuracy_first"]
 TransportKind = Literal["websocket", "telephony", "webrtc", "livekit"]
@@ -369,6 +385,7 @@ class PipelineSpec(msgspec.Struct, weakref=True, **_S):
     recording: RecordingSpec | None = None
     slo: SloSpec | None = None
     overload: OverloadSpec | None = None
+    turns: TurnsSpec | None = None
     transport: TransportSpec | None = None
     unknown_event_action: Annotated[
         UnknownEventAction,

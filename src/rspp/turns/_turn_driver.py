@@ -54,6 +54,8 @@ from rspp.turns._arbiter import (
     ArbiterPolicy,
     AuthorityVerdict,
     Continuation,
+    LatePolicy,
+    OverlapPolicy,
     Step,
     TerminalCause,
     TurnArbiter,
@@ -173,7 +175,12 @@ class TurnDriver:
         self.timebase = session.timebase
         corr = Correlation(tenant_id, session.session_id, session.pipeline_version)
         self.stamp = RecordStamp(corr, self.timebase, next_seq=session._next_seq)
+        turns = getattr(resolver.graph, "turns", None)  # the spec's policy (F-140)
+        if policy is None and turns is not None:
+            policy = ArbiterPolicy(OverlapPolicy(turns.overlap), LatePolicy(turns.late_events))
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
+        self._queued: deque[tuple[int, int]] = deque()
+        self._late: set[str] = set()
         budgets = getattr(resolver.graph, "budgets", None)
         grace = getattr(getattr(budgets, "cancel_grace", None), "value", DEFAULT_GRACE_MS)
         self.cancels = CancelScopeTree(session.session_id, session.clock, stamp=self.stamp)
@@ -235,7 +242,8 @@ class TurnDriver:
 
     # ------------------------------------------------- hooks called by nodes
     def speech_started(self, sample_index: int | None) -> None:
-        if self.speaking is not None:
+        # barge-in is preemption: a queue/reject overlap policy lets the reply play on
+        if self.speaking is not None and self.arbiter.policy.overlap is OverlapPolicy.PREEMPT:
             self.session.control("rspp.barge_in", turn_id=self.speaking, reason="barge_in")
 
     def end_of_utterance(self, reason: str) -> None:
@@ -325,7 +333,10 @@ class TurnDriver:
             return False
         step = self.arbiter.output(tid, self.authority.epoch)
         if not step.accepted:
-            self._apply(step)
+            if self.arbiter.is_closed(tid):
+                self._late_event(tid)
+            else:
+                self._apply(step)
             return False
         t = self.timings.get(tid)
         if t is not None and t.first_output_ns is None and port in self.reply_ports:
@@ -339,6 +350,10 @@ class TurnDriver:
             return None
         if name == "rspp.propose":
             await self._propose(cmd.reason or "vad_end_of_utterance")
+        elif name == "rspp.open_queued":
+            tid, now = self.arbiter.turn_id, self.clock.monotonic_ns()
+            if tid and cmd.turn_id == tid and tid not in self.timings:  # still Opening
+                await self._open(tid, *(self._queued.popleft() if self._queued else (now, now)))
         elif name == "rspp.complete":
             self._complete(cmd.turn_id)
         elif name == "rspp.barge_in":
@@ -486,21 +501,60 @@ class TurnDriver:
         if t is not None:
             t.terminal, t.reason = "refused", why
         self._resolve_waiter(None, why)
+        self._open_queued()
+
+    def _late_event(self, tid: str) -> None:
+        """T11: an output of a closed turn; the arbiter's decision is recorded once a turn."""
+        if tid in self._late:
+            return
+        self._late.add(tid)
+        step = self._apply(self.arbiter.late_event(tid, self.authority.epoch))
+        if not step.records:
+            code = "dropped" if self.arbiter.policy.late_events is LatePolicy.DROP else "ignored"
+            self._signal(SignalName.REJECT, Emitter.RK_25, tid, f"late_event_{code}",
+                         session_scoped=True)
+
+    def _open_queued(self) -> None:
+        """A queued proposal became the arbiter's Opening turn: drive its opening (F-140)."""
+        tid = self.arbiter.turn_id
+        if self.arbiter.state is TurnState.OPENING and tid and tid not in self.timings:
+            self.session.control("rspp.open_queued", turn_id=tid)
+
+    def _overlap(self, diag: str, queued_before: int) -> None:
+        """A proposal while a turn is Opening/Active under ``queue`` or ``reject`` (F-140)."""
+        if diag == "overlap_rejected":
+            self._signal(SignalName.REJECT, Emitter.RK_25, None, diag, session_scoped=True)
+            self._refuse(None, None, f"reject:{diag}")
+            return
+        self._signal(SignalName.DEFER, Emitter.RK_25, None, diag, session_scoped=True)
+        if queued_before >= self.arbiter.policy.max_queued_proposals:  # the newest one waits
+            self._queued.popleft()
+            self._signal(SignalName.REJECT, Emitter.RK_25, None, "overlap_superseded",
+                         session_scoped=True)
+            self._refuse(None, None, "reject:overlap_superseded")
 
     async def _propose(self, reason: str) -> None:
         active = self.active_turn
-        if active is not None:
+        if active is not None and self.arbiter.policy.overlap is OverlapPolicy.PREEMPT:
             self.cancel(active, CancelReason.BARGE_IN)
         eou_ns = self._eou_ns.popleft() if self._eou_ns else self.clock.monotonic_ns()
         self._signal(SignalName.TURN_OPEN_PROPOSED, Emitter.RK_02, None, reason,
                      session_scoped=True)
         proposed_ns = self.clock.monotonic_ns()
+        queued_before = len(self._queued)
         proposal = self._apply(self.arbiter.propose(reason=reason))
+        codes = [d.code for d in proposal.diagnostics]
+        if "overlap_queued" in codes:
+            self._queued.append((eou_ns, proposed_ns))
+        if codes and codes[0] in ("overlap_queued", "overlap_rejected"):
+            return self._overlap(codes[0], queued_before)
         tid = self.arbiter.turn_id
         if tid is None or self.arbiter.state is not TurnState.OPENING:
-            diag = proposal.diagnostics[0].code if proposal.diagnostics else "not_opened"
-            self._refuse(None, None, f"overlap:{diag}")
+            self._refuse(None, None, f"overlap:{codes[0] if codes else 'not_opened'}")
             return
+        await self._open(tid, eou_ns, proposed_ns)
+
+    async def _open(self, tid: str, eou_ns: int, proposed_ns: int) -> None:  # T2..T5
         t = TurnTiming(tid, eou_ns, proposed_ns, proposed_ms=self.timebase.runtime_ms())
         self.timings[tid] = t
         self.order.append(tid)
@@ -634,6 +688,7 @@ class TurnDriver:
                     t.reason = rec.reason
                     t.terminal_ns = self.clock.monotonic_ns()
         self.session.control("turn_end", turn_id=tid, applied=True)
+        self._open_queued()
 
     def _complete(self, tid: str | None) -> None:
         if tid is None or tid != self.active_turn:

@@ -20,6 +20,7 @@ from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock
 from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
 from rspp.spec import compile_spec, load_spec
 from rspp.turns._admission import LocalAdmission
+from rspp.turns._arbiter import ArbiterPolicy, LatePolicy
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._cancel import CancelReason
 from rspp.turns._plan_resolver import PlanResolver
@@ -34,7 +35,7 @@ KINDS = {ControlSignal: "control_signal", TurnTransition: "turn_transition"}
 
 class Rig:
     def __init__(self, bundle_edit: Any = None, turns_per_minute: int = 600,
-                 enforce_budgets: bool = True) -> None:
+                 enforce_budgets: bool = True, policy: ArbiterPolicy | None = None) -> None:
         gd = compile_spec(load_spec(VOICE))
         clock = SystemClock()
         bundle = local_bundle(gd, now_ms=clock.wall_ms())
@@ -57,7 +58,7 @@ class Rig:
         self.driver = TurnDriver(self.session, resolver, tenant_id="local",
                                  authority=self.authority, admission=self.admission,
                                  record=self.records.append, reply_ports=("text",),
-                                 enforce_budgets=enforce_budgets)
+                                 enforce_budgets=enforce_budgets, policy=policy)
 
     async def propose(self) -> str | None:
         self.driver.end_of_utterance("vad_silence")
@@ -77,8 +78,10 @@ class Rig:
             assert not errors, (kind, errors)
 
 
-async def test_turn_opens_outputs_pass_then_commit_close(reference_schema: dict[str, Any]) -> None:
-    rig = Rig()
+@pytest.mark.parametrize("late", [LatePolicy.DIAGNOSTICS, LatePolicy.DROP])
+async def test_turn_opens_outputs_pass_then_commit_close(
+        late: LatePolicy, reference_schema: dict[str, Any]) -> None:
+    rig = Rig(policy=ArbiterPolicy(late_events=late))
     async with rig.session:
         tid = await rig.propose()
         assert tid is not None
@@ -86,12 +89,20 @@ async def test_turn_opens_outputs_pass_then_commit_close(reference_schema: dict[
         await rig.session.drain()
         rig.driver.output_complete(tid)
         await rig.session.drain()
-        rig.session.push(Event("text", "late", turn_id=tid), "text")  # after close
-        await rig.session.drain()
-    names = [s for s, _ in rig.signals()]
-    assert names == ["turn_open_proposed", "admit", "turn_open", "commit", "close"]
+        for text in ("late", "later"):  # after close: T11, the decision recorded once
+            rig.session.push(Event("text", text, turn_id=tid), "text")
+            await rig.session.drain()
+    decision = "late_event_dropped" if late is LatePolicy.DROP else "late_event_ignored"
+    assert rig.signals() == [("turn_open_proposed", "vad_silence"), ("admit", "within_quota"),
+                             ("turn_open", None), ("commit", None), ("close", None),
+                             ("reject", decision)]
+    late_rec = rig.records[-1]
+    assert isinstance(late_rec, ControlSignal) and late_rec.turn_id == tid
     assert [e.payload for _, e in rig.outputs if e.kind == "text"] == ["hi"]
-    assert any(d.startswith("output_after_terminal") for d in rig.driver.diagnostics)
+    assert any(d.startswith("late_event:") for d in rig.driver.diagnostics) \
+        is (late is LatePolicy.DIAGNOSTICS)
+    # both late outputs are refused by the gate; the drop policy counts its decision too
+    assert rig.driver.arbiter.dropped_late_events == (3 if late is LatePolicy.DROP else 2)
     row = rig.driver.summary()[0]
     assert row["terminal"] == "commit" and row["first_output_ms"] is not None
     rig.validate(reference_schema)
