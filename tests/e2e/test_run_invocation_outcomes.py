@@ -46,12 +46,14 @@ SPEC = voice_assistant_spec("invfaults", head="profile: simple/v1\nbudgets: {tur
 
 
 async def _run(fake: FakeOpenAI, tmp_path: Path, wav: Path, *extra: str, timeout_ms: int = 30000,
-               retries: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``rspp run`` against the fake; the first turn of ``--json`` and the timeline lines."""
+               retries: int = 0, spec_text: str | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``rspp run`` against the fake (``spec_text``, by default ``SPEC``); the first turn of
+    ``--json`` and the timeline lines."""
     tl = tmp_path / "t.jsonl"
     async with serve_asgi(fake.app) as url:
         spec = tmp_path / "inv.yaml"
-        spec.write_text(SPEC % (timeout_ms, url, retries))
+        spec.write_text((spec_text or SPEC) % (timeout_ms, url, retries))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from rspp.cli import main; main()", "run", str(spec),
             "--input", str(wav), "--timeline", str(tl), "--json", *extra,
@@ -125,37 +127,18 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
     assert check.returncode == 0 and out_b.decode().strip().endswith(": valid"), out_b
 
 
-CAPPED_TTS = voice_assistant_spec(
-    "invcap", head="profile: simple/v1", vad="params: {engine: energy}",
-    providers="""\
-  stt: {primary: pocketsphinx, timeout_ms: 30000}
-  llm:
-    primary: openai
-    timeout_ms: 30000
-    config: {api_key: "env://RSPP_E2E_INV_KEY", base_url: "%s/v1", model: fake}
-  tts: {primary: espeak, timeout_ms: 30000, config: {cost_cap: {per_turn: 12}}}""",
-    buffers={"stt.audio": "{max_queue_ms: 60000, max_queue_items: 100000}",
-             "stt.vad": "{max_queue_ms: 60000}"})
+#: the same assistant whose TTS may speak 12 characters a turn (F-058 cost cap)
+CAPPED_TTS = SPEC.replace("tts: {primary: espeak, timeout_ms: 30000}",
+                          "tts: {primary: espeak, timeout_ms: 30000, "
+                          "config: {cost_cap: {per_turn: 12}}}")
 
 
 async def test_a_call_a_cost_cap_refuses_is_an_invocation_with_outcome_policy_block(
         spoken: dict[str, Path], tmp_path: Path) -> None:
     # two sentences to speak; the TTS character cap is spent within the first
     fake = FakeOpenAI(api_key=KEY, reply=lambda _m: "Here is the forecast. It is sunny.")
-    tl = tmp_path / "t.jsonl"
-    async with serve_asgi(fake.app) as url:
-        spec = tmp_path / "cap.yaml"
-        spec.write_text(CAPPED_TTS % url)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from rspp.cli import main; main()", "run", str(spec),
-            "--input", str(spoken["question"]), "--timeline", str(tl), "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
-            env={**os.environ, "RSPP_E2E_INV_KEY": KEY})
-        out_b, err_b = await asyncio.wait_for(proc.communicate(), timeout=240)
-    assert proc.returncode == 0, (out_b + err_b).decode()
-    turn = json.loads(out_b)["turns"][0]
+    turn, lines = await _run(fake, tmp_path, spoken["question"], spec_text=CAPPED_TTS)
     assert turn["terminal"] == "commit", turn  # the refused sentence is not spoken, no more
-    lines = [json.loads(x) for x in tl.read_text().splitlines()]
     invs = _evidence(lines, turn["turn_id"])["provider_invocations"]
     tts = [(i["provider_id"], i["outcome"]) for i in invs if i["modality"] == "tts"]
     assert tts == [("espeak", "success"), ("espeak", "policy_block")], invs
