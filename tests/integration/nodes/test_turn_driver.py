@@ -20,7 +20,7 @@ from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock
 from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
 from rspp.spec import compile_spec, load_spec
 from rspp.turns._admission import LocalAdmission
-from rspp.turns._arbiter import ArbiterPolicy, LatePolicy
+from rspp.turns._arbiter import ArbiterPolicy, LatePolicy, OverlapPolicy
 from rspp.turns._authority import AuthorityGuard
 from rspp.turns._cancel import CancelReason
 from rspp.turns._plan_resolver import PlanResolver
@@ -209,4 +209,29 @@ async def test_turn_budget_terminates_or_reports(
         assert ("abort", "budget_exhausted") in rig.signals() and "commit" not in names
     else:
         assert "abort" not in names and names[-2:] == ["commit", "close"]
+    rig.validate(reference_schema)
+
+
+async def test_queue_keeps_the_newest_overlapping_proposal(
+        reference_schema: dict[str, Any]) -> None:
+    """F-140 ``queue``: of two proposals while a turn is Active the newest waits (the older
+    is ``reject overlap_superseded``, its input told so) and opens when the turn closes."""
+    rig = Rig(policy=ArbiterPolicy(overlap=OverlapPolicy.QUEUE))
+    async with rig.session:
+        first = await rig.propose()
+        assert first is not None
+        rig.driver.end_of_utterance("vad_silence")
+        rig.driver.end_of_utterance("vad_silence")
+        await rig.session.drain()
+        superseded = await rig.driver.turn_for_input()
+        assert superseded == (None, "reject:overlap_superseded")
+        assert rig.driver.active_turn == first  # the Active turn was not cancelled
+        rig.driver.output_complete(first)
+        second = await rig.driver.turn_for_utterance()
+        assert second is not None and second != first and rig.driver.active_turn == second
+    sigs = [(s, r) for s, r in rig.signals() if s not in ("admit", "turn_open_proposed")]
+    assert sigs[:6] == [("turn_open", None), ("defer", "overlap_queued"),
+                        ("defer", "overlap_queued"), ("reject", "overlap_superseded"),
+                        ("commit", None), ("close", None)]
+    assert sigs[6] == ("turn_open", None)
     rig.validate(reference_schema)

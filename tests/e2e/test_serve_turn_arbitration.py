@@ -1,0 +1,55 @@
+"""Turn arbitration policy (F-140) on a served session with a live client.
+
+``rspp serve`` (embedded control plane) serves the offline assistant with ``turns:
+{overlap: queue}``; ``rspp talk`` speaks a question and, 0.5 s into the reply, a second
+one. The reply plays on (no ``clear``, no abort), the second question is queued and
+answered after the first turn committed; the served timeline records ``defer
+overlap_queued`` between the two turns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from tests.e2e.test_serve_process import KEY, _patient_spec, _rspp
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def test_served_session_queues_an_overlapping_question(
+    serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
+) -> None:
+    spec = _patient_spec(tmp_path)
+    spec.write_text(spec.read_text() + "turns:\n  overlap: queue\n")
+    timelines = tmp_path / "timelines"
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+    env["RSPP_API_KEY"] = KEY
+    talk = _rspp("talk", "--server", srv.url, "--tenant", "acme", "--input",
+                 str(spoken["question"]), "--barge-in", f"{spoken['interrupt']}@0.5", env=env)
+    assert talk.returncode == 0, talk.stdout + talk.stderr
+    out = talk.stdout
+    assert "you: what is the weather" in out and "you: what is your name" in out, out
+    assert "[cleared]" not in out and "aborted" not in out, out
+    assert "assistant: My name is" in out, out
+    code, _, err = srv.terminate()
+    assert code == 0, err
+    (timeline,) = timelines.glob("*.jsonl")
+    sigs = [(r["signal"], r.get("reason"), r.get("turn_id"))
+            for r in (json.loads(x)["record"] for x in timeline.read_text().splitlines()
+                      if '"control_signal"' in x)
+            if r["signal"] in ("turn_open", "commit", "defer", "barge_in")]
+    opened = [t for s, _, t in sigs if s == "turn_open"]
+    assert len(opened) == 2 and "barge_in" not in [s for s, _, _ in sigs], sigs
+    assert sigs.index(("turn_open", None, opened[0])) \
+        < sigs.index(("defer", "overlap_queued", None)) \
+        < sigs.index(("commit", None, opened[0])) < sigs.index(("turn_open", None, opened[1]))
