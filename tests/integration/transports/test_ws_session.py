@@ -174,3 +174,7 @@ async def test_interrupt_cancels_the_speaking_turn_with_reason_user_cancel(serve
     evidence = next(r for r in lines if "or02_evidence_schema_version" in r
                     and r["turn_id"] == first)
     assert evidence["cancel"]["reason"] == "user_cancel"
+    # F-160 on a served session: the utterance's STT invocation is the turn's it opened
+    assert [(i["modality"], i["provider_id"], i["outcome"])
+            for i in evidence["provider_invocations"]][:2] == [
+        ("stt", "pocketsphinx", "success"), ("llm", "local", "success")], evidence
