@@ -3,7 +3,8 @@
 The voice assistant's LLM is the OpenAI adapter pointed at
 :class:`~rspp.testing.fakes.FakeOpenAI` (real HTTP on loopback) with a scripted fault:
 the turn's OR-02 evidence shows the normalised outcome of each attempt (``timeout`` for
-a stalled answer, ``rate_limited`` for a 429, ``overload`` for a 503), the STT
+a stalled answer, ``rate_limited`` for a 429, ``overload`` for a 503, ``policy_block``
+for a call a cost cap refuses), the STT
 invocation opened with the utterance is in the evidence of the turn its final opened,
 and a user cancel while the LLM still streams records the invocation ``cancelled``
 with a ``cancel`` signal of scope ``provider_invocation`` whose ``causal_parent_id`` is
@@ -45,12 +46,14 @@ SPEC = voice_assistant_spec("invfaults", head="profile: simple/v1\nbudgets: {tur
 
 
 async def _run(fake: FakeOpenAI, tmp_path: Path, wav: Path, *extra: str, timeout_ms: int = 30000,
-               retries: int = 0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """``rspp run`` against the fake; the first turn of ``--json`` and the timeline lines."""
+               retries: int = 0, spec_text: str | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``rspp run`` against the fake (``spec_text``, by default ``SPEC``); the first turn of
+    ``--json`` and the timeline lines."""
     tl = tmp_path / "t.jsonl"
     async with serve_asgi(fake.app) as url:
         spec = tmp_path / "inv.yaml"
-        spec.write_text(SPEC % (timeout_ms, url, retries))
+        spec.write_text((spec_text or SPEC) % (timeout_ms, url, retries))
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", "from rspp.cli import main; main()", "run", str(spec),
             "--input", str(wav), "--timeline", str(tl), "--json", *extra,
@@ -122,3 +125,26 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
         str(tmp_path / "t.jsonl"), stdout=asyncio.subprocess.PIPE, cwd=REPO)
     out_b, _ = await asyncio.wait_for(check.communicate(), timeout=120)
     assert check.returncode == 0 and out_b.decode().strip().endswith(": valid"), out_b
+
+
+#: the same assistant whose TTS may speak 12 characters a turn (F-058 cost cap)
+CAPPED_TTS = SPEC.replace("tts: {primary: espeak, timeout_ms: 30000}",
+                          "tts: {primary: espeak, timeout_ms: 30000, "
+                          "config: {cost_cap: {per_turn: 12}}}")
+
+
+async def test_a_call_a_cost_cap_refuses_is_an_invocation_with_outcome_policy_block(
+        spoken: dict[str, Path], tmp_path: Path) -> None:
+    # two sentences to speak; the TTS character cap is spent within the first
+    fake = FakeOpenAI(api_key=KEY, reply=lambda _m: "Here is the forecast. It is sunny.")
+    turn, lines = await _run(fake, tmp_path, spoken["question"], spec_text=CAPPED_TTS)
+    assert turn["terminal"] == "commit", turn  # the refused sentence is not spoken, no more
+    invs = _evidence(lines, turn["turn_id"])["provider_invocations"]
+    tts = [(i["provider_id"], i["outcome"]) for i in invs if i["modality"] == "tts"]
+    assert tts == [("espeak", "success"), ("espeak", "policy_block")], invs
+    [refused] = [i for i in invs if i["outcome"] == "policy_block"]
+    caps = [ln["record"] for ln in lines if ln["kind"] == "control_signal"
+            and ln["record"]["signal"] == "budget_exhausted"
+            and "action=refuse" in (ln["record"].get("reason") or "")]
+    assert [c.get("provider_invocation_id") for c in caps] == [
+        refused["provider_invocation_id"]], caps

@@ -222,7 +222,18 @@ class InvocationController(Generic[P]):
             return
         allowance = self.meter.allowance(kind)
         if allowance is not None and allowance <= 0:
-            self._enforce(kind, "refuse", None)
+            # the refused call is an invocation of the chain's first provider that ends
+            # ``policy_block`` without reaching it (F-160): it has its own id and outcome
+            pid = next(iter(self.providers), None)
+            inv_id = None
+            if pid is not None:
+                inv = self.providers[pid].new_invocation(parent=self._parent)
+                now = self.context.clock.monotonic_ns()
+                inv.metrics.started_ns = inv.metrics.ended_ns = now
+                inv.outcome, inv.error_code = Outcome.POLICY_BLOCK, "cost_cap"
+                self.invocations.append(inv)
+                inv_id = inv.invocation_id
+            self._enforce(kind, "refuse", inv_id)
             raise CostCapExceeded(self.meter.cap_reason(kind, "refuse"))
 
     # -- the loop -------------------------------------------------------------
