@@ -97,14 +97,18 @@ async def test_a_failing_llm_attempts_outcome_is_normalised_in_the_turns_evidenc
     assert len(fake.requests) == 2, "the first attempt and its one retry"
 
 
+@pytest.mark.parametrize("how", ["user_cancel", "barge_in"])
 async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
-        spoken: dict[str, Path], tmp_path: Path) -> None:
+        how: str, spoken: dict[str, Path], tmp_path: Path) -> None:
     # a first sentence to speak at once, then a long slow tail: the LLM is still in flight
+    # (the barge-in's own turn gets a short answer: its reply plays out in real time)
+    replies = iter(["Sure, here it is. " + "and more " * 80])
     fake = FakeOpenAI(api_key=KEY, token_delay_s=0.05,
-                      reply=lambda _m: "Sure, here it is. " + "and more " * 80)
+                      reply=lambda _m: next(replies, "Fine."))
     # paced in real time, playback (and the cancel after its start) runs while the LLM streams
-    turn, lines = await _run(fake, tmp_path, spoken["question"], "--real-time",
-                             "--cancel-after", "0.1")
+    trigger = (["--cancel-after", "0.1"] if how == "user_cancel"
+               else ["--barge-in", f"{spoken['interrupt']}@0.1"])
+    turn, lines = await _run(fake, tmp_path, spoken["question"], "--real-time", *trigger)
     assert (turn["terminal"], turn["reason"]) == ("abort", "cancelled"), turn
     tid = turn["turn_id"]
     invs = _evidence(lines, tid)["provider_invocations"]
@@ -114,7 +118,7 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
                and ln["record"]["signal"] == "cancel" and ln["record"].get("turn_id") == tid]
     [inv_cancel] = [s for s in signals if s["scope"] == "provider_invocation"]
     assert inv_cancel["provider_invocation_id"] == llm["provider_invocation_id"], inv_cancel
-    assert (inv_cancel["node_id"], inv_cancel["reason"]) == ("llm", "user_cancel:hard")
+    assert (inv_cancel["node_id"], inv_cancel["reason"]) == ("llm", f"{how}:hard")
     [node_cancel] = [s for s in signals if s["scope"] == "node" and s["node_id"] == "llm"]
     assert inv_cancel["causal_parent_id"] == node_cancel["event_id"], (inv_cancel, node_cancel)
     # finished invocations (the STT's) are not cancelled by it
