@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
 
@@ -19,10 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 class RsppCli:
     """Runs the installed ``rspp`` command line (root app) in a child process."""
 
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, timeout: float = 120,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-c", "from rspp.cli import main; main()", *args],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO,
+            capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO, env=env,
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -480,3 +483,42 @@ def openapi_fuzz(cp_serve: Callable[..., ControlPlaneServer]) -> Callable[[str],
         return int(summary.group(1))
 
     return run
+
+
+def _timeline(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _check_timeline(lines: list[dict[str, Any]], schema: dict[str, Any]) -> None:
+    """Every reference-kind record validates; every turn_open has one terminal then close."""
+    kinds = set(schema["$defs"])
+    validators: dict[str, Draft202012Validator] = {}
+    for line in lines:
+        kind = line["kind"]
+        if kind in kinds:
+            v = validators.setdefault(
+                kind, Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"}))
+            errors = [e.message for e in v.iter_errors(line["record"])]
+            assert not errors, (kind, line["record"], errors)
+    per_turn: dict[str, list[str]] = {}
+    for line in lines:
+        rec = line["record"]
+        if line["kind"] == "control_signal" and rec["signal"] in (
+                "turn_open", "commit", "abort", "close"):
+            per_turn.setdefault(rec["turn_id"], []).append(rec["signal"])
+    assert per_turn, "no accepted turn in the timeline"
+    for tid, sigs in per_turn.items():
+        assert sigs[0] == "turn_open", (tid, sigs)
+        assert len(sigs) == 3 and sigs[1] in ("commit", "abort") and sigs[2] == "close", (tid, sigs)
+
+
+@pytest.fixture(scope="session")
+def checked_timeline(reference_schema: dict[str, Any]) -> Callable[[Path], list[dict[str, Any]]]:
+    """Reads a JSONL timeline (its lines as dicts) after checking that every reference-kind
+    record validates against the wire contract and every turn_open has one terminal then
+    close; fails the test otherwise."""
+    def read(path: Path) -> list[dict[str, Any]]:
+        lines = _timeline(path)
+        _check_timeline(lines, reference_schema)
+        return lines
+    return read

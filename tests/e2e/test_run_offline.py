@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from rspp.observability import missing_evidence_fields
 
@@ -24,36 +24,9 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
-def timeline(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def check_timeline(lines: list[dict[str, Any]], schema: dict[str, Any]) -> None:
-    """Every reference-kind record validates; every turn_open has one terminal then close."""
-    kinds = set(schema["$defs"])
-    validators: dict[str, Draft202012Validator] = {}
-    for line in lines:
-        kind = line["kind"]
-        if kind in kinds:
-            v = validators.setdefault(
-                kind, Draft202012Validator({**schema, "$ref": f"#/$defs/{kind}"}))
-            errors = [e.message for e in v.iter_errors(line["record"])]
-            assert not errors, (kind, line["record"], errors)
-    per_turn: dict[str, list[str]] = {}
-    for line in lines:
-        rec = line["record"]
-        if line["kind"] == "control_signal" and rec["signal"] in (
-                "turn_open", "commit", "abort", "close"):
-            per_turn.setdefault(rec["turn_id"], []).append(rec["signal"])
-    assert per_turn, "no accepted turn in the timeline"
-    for tid, sigs in per_turn.items():
-        assert sigs[0] == "turn_open", (tid, sigs)
-        assert len(sigs) == 3 and sigs[1] in ("commit", "abort") and sigs[2] == "close", (tid, sigs)
-
-
 def test_spoken_question_gets_a_spoken_answer(
     spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path,
-    reference_schema: dict[str, Any],
+    checked_timeline: Callable[[Path], list[dict[str, Any]]],
 ) -> None:
     out, tl = tmp_path / "reply.wav", tmp_path / "timeline.jsonl"
     res = rspp_cli.run(str(VOICE), "--input", str(spoken["question"]), "--output", str(out),
@@ -64,8 +37,7 @@ def test_spoken_question_gets_a_spoken_answer(
     _table_matches_the_gates(res.stdout, tl, rspp_cli)
     with wave.open(str(out)) as w:
         assert w.getnframes() > w.getframerate()  # more than one second of reply audio
-    lines = timeline(tl)
-    check_timeline(lines, reference_schema)
+    lines = checked_timeline(tl)
     signals = [ln["record"]["signal"] for ln in lines if ln["kind"] == "control_signal"]
     for name in ("turn_open_proposed", "admit", "turn_open", "output_accepted",
                  "playback_started", "playback_completed", "commit", "close"):
@@ -82,7 +54,7 @@ def test_spoken_question_gets_a_spoken_answer(
 
 def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
     spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path,
-    reference_schema: dict[str, Any],
+    checked_timeline: Callable[[Path], list[dict[str, Any]]],
 ) -> None:
     tl = tmp_path / "timeline.jsonl"
     res = rspp_cli.run(str(VOICE), "--input", str(spoken["question"]), "--timeline", str(tl),
@@ -95,8 +67,7 @@ def test_barge_in_cancels_the_speaking_turn_and_the_next_turn_answers(
     assert second["terminal"] == "commit" and "your" in second["transcript"]
     assert second["reply"] and second["played_s"] > 0.5
     assert result["after_fence_outputs"] == 0
-    lines = timeline(tl)
-    check_timeline(lines, reference_schema)
+    lines = checked_timeline(tl)
     tid = first["turn_id"]
     seq = [(ln["kind"], ln["record"]) for ln in lines]
     cancel_at = next(i for i, (k, r) in enumerate(seq) if k == "control_signal"

@@ -16,11 +16,11 @@ Each L2 timeline replays with no ORDERING, PLAN, OUTCOME or AUTHORITY divergence
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tests.e2e.test_run_offline import check_timeline, timeline
 
 from rspp.spec import compile_spec, load_spec
 
@@ -54,7 +54,7 @@ def _signals(timeline: Path) -> list[tuple[str, str | None, str | None]]:
 @pytest.mark.parametrize("overlap", ["preempt", "queue", "reject"])
 def test_overlapping_utterances_follow_the_configured_policy(
         overlap: str, spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path,
-        reference_schema: dict[str, Any]) -> None:
+        checked_timeline: Callable[[Path], list[dict[str, Any]]]) -> None:
     spec, tl = _spec(tmp_path, overlap), tmp_path / "t.jsonl"
     res = rspp_cli.run(str(spec), "--input", str(spoken["question"]), "--barge-in",
                        f"{spoken['interrupt']}@0.4", "--record-level", "L2",
@@ -84,7 +84,7 @@ def test_overlapping_utterances_follow_the_configured_policy(
         assert names.count("turn_open_proposed") == 2
         rejected = sigs.index(("reject", "overlap_rejected", None))
         assert names.index("turn_open") < rejected < sigs.index(("commit", None, opened[0]))
-    check_timeline(timeline(tl), reference_schema)  # every record is of the wire contract
+    checked_timeline(tl)  # every record is of the wire contract
     rspp_cli.replays_clean(tl, spec, tmp_path / "replay.json")
 
 

@@ -16,26 +16,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from tests.e2e.test_serve_process import KEY, _patient_spec, _rspp
+
+from rspp.testing import PATIENT_BUDGETS, voice_assistant_spec
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import RsppCli, ServeProcess
 
 pytestmark = pytest.mark.e2e
 
+KEY = "serve-arbitration-e2e-admin-key"
+
 
 def test_served_session_queues_an_overlapping_question(
-    serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path
+    serve_process: Callable[..., ServeProcess], spoken: dict[str, Path], tmp_path: Path,
+    rspp_cli: RsppCli,
 ) -> None:
-    spec = _patient_spec(tmp_path)
-    spec.write_text(spec.read_text() + "turns:\n  overlap: queue\n")
+    # the offline assistant with room for a loaded machine (patient budgets and provider
+    # timeouts, a deep VAD -> STT edge), queueing an overlapping question
+    spec = tmp_path / "voice.yaml"
+    spec.write_text(voice_assistant_spec(
+        "voice-assistant", head=PATIENT_BUDGETS, tail="turns:\n  overlap: queue",
+        providers="  stt: {primary: pocketsphinx, timeout_ms: 20000}\n"
+                  "  llm: {primary: local}\n  tts: {primary: espeak, timeout_ms: 20000}",
+        buffers={"stt.audio": "{max_queue_ms: 20000, max_queue_items: 5000, "
+                              "max_latency_contribution_ms: 20000}"}))
     timelines = tmp_path / "timelines"
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     env["RSPP_API_KEY"] = KEY
-    talk = _rspp("talk", "--server", srv.url, "--tenant", "acme", "--input",
-                 str(spoken["question"]), "--barge-in", f"{spoken['interrupt']}@0.5", env=env)
+    talk = rspp_cli("talk", "--server", srv.url, "--tenant", "acme", "--input",
+                    str(spoken["question"]), "--barge-in", f"{spoken['interrupt']}@0.5",
+                    env=env, timeout=180)
     assert talk.returncode == 0, talk.stdout + talk.stderr
     out = talk.stdout
     assert "you: what is the weather" in out and "you: what is your name" in out, out

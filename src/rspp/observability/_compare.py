@@ -99,6 +99,8 @@ def _is_artifact(line: TimelineLine) -> bool:
         return True  # best-effort lane: may be sampled or shed, never a divergence
     if rec.get("signal") == "recording_level_downgraded":
         return True
+    if rec.get("scope") == "provider_invocation" and rec.get("signal") == "cancel":
+        return True  # provider timing: whether a call was still in flight at the cancel
     event_id = rec.get("event_id")  # (a decoded non-string never reads "or02-...")
     return isinstance(event_id, str) and event_id.startswith("or02-")
 
@@ -142,6 +144,11 @@ class _Side:
         # recorder artefacts (as _is_artifact, inlined: every line of both sides comes here)
         lane, signal = get("lane"), get("signal")
         if lane == "TelemetryLane" or signal == "recording_level_downgraded":
+            return None
+        if signal == "cancel" and get("scope") == "provider_invocation":
+            # an invocation's cancel (F-160) tells whether the provider call was still in
+            # flight when its node scope was cancelled: provider timing, which a replay on
+            # recorded outputs does not reproduce (the node scope's cancel is compared)
             return None
         event_id = get("event_id")
         if type(event_id) is str and event_id.startswith("or02-"):

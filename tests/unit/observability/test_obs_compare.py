@@ -8,6 +8,7 @@ import json
 import pytest
 
 from rspp.contracts import (
+    CancelScopeKind,
     DivergenceClass,
     DivergencePolicy,
     Emitter,
@@ -125,6 +126,26 @@ def test_a_shed_on_one_side_only_is_timing() -> None:
     report = compare_timelines(_run(), _run() + b.lines())
     _only(report_to_json(report)["divergences"], "TIMING")
     assert report.passed  # an overload shed is not a replay failure
+
+
+def test_an_invocation_cancel_on_one_side_only_is_not_a_divergence() -> None:
+    # whether a provider call was still in flight when its node scope was cancelled is
+    # provider timing (F-160): a replay on recorded outputs has no call in flight
+    b = TimelineBuilder()
+    b.items = []
+    b.now_ms, b._seq = 99_999, 10_000  # type: ignore[attr-defined]
+    b.signal(SignalName.CANCEL, Emitter.RK_16, "t2", reason="barge_in:cooperative",
+             scope=CancelScopeKind.PROVIDER_INVOCATION, node_id="tts",
+             provider_invocation_id="inv-1")
+    report = compare_timelines(_run() + b.lines(), _run())
+    assert report.findings == () and report.passed
+    # the node scope's own cancel is still compared
+    n = TimelineBuilder()
+    n.items = []
+    n.now_ms, n._seq = 99_999, 10_000  # type: ignore[attr-defined]
+    n.signal(SignalName.CANCEL, Emitter.RK_16, "t2", reason="barge_in:cooperative",
+             scope=CancelScopeKind.NODE, node_id="tts")
+    assert compare_timelines(_run() + n.lines(), _run()).findings != ()
 
 
 def test_provider_choice() -> None:
