@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from rspp.client import LiveClient, SessionRefusedError, route_session
 from rspp.testing import PATIENT_BUDGETS, SILENCE_VAD, voice_assistant_spec
@@ -234,15 +235,17 @@ class _Mic:
         """Silence in real time until ``done()`` (checked per frame); TimeoutError after
         ``timeout_s``."""
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
+        start = t0 = loop.time()
         k = 0
         while not done():
-            if loop.time() - t0 > timeout_s:
+            if loop.time() - start > timeout_s:
                 raise TimeoutError(f"no progress in {timeout_s:g} s")
             await self.client.send_audio(SILENCE)
             k += 1
+            late = loop.time() - (t0 + k * 0.02)
+            if late > 0.1:  # this process was descheduled: a microphone does not catch up
+                t0 += late  # on silence (a burst of it is no speech, and may flood)
             await asyncio.sleep(max(0.0, t0 + k * 0.02 - loop.time()))
-
 
     async def pause(self, seconds: float) -> None:
         """Silence in real time for ``seconds``."""
@@ -292,7 +295,7 @@ async def talk(url: str, *, pipeline: str, question: bytes, rounds: int,
             await mic.hold(closed(want), turn_timeout_s)
         await client.end()
         await asyncio.wait_for(reader, turn_timeout_s)
-    except (TimeoutError, OSError, ConnectionError) as exc:
+    except (TimeoutError, OSError, ConnectionError, ConnectionClosed) as exc:
         res.error = f"{res.session_id}: {exc!r}"
     finally:
         reader.cancel()
