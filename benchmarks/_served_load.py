@@ -48,8 +48,9 @@ FRAME = RATE // 50 * 2  # bytes of one 20 ms PCM16 frame
 SILENCE = bytes(FRAME)
 
 
-#: the VAD -> STT edge deep enough for a loaded machine (as the served voice e2e tests): a
-#: recogniser that falls behind for a while must not lose an utterance's audio to shedding
+#: the VAD -> STT edges deep enough for a loaded machine (as the served voice e2e tests): a
+#: recogniser that falls behind for a while must not lose an utterance's audio, nor its
+#: end-of-speech event, to shedding (a lost end leaves the turn open until its budget)
 DEEP_STT_EDGE = "{max_queue_ms: 20000, max_queue_items: 5000, max_latency_contribution_ms: 20000}"
 
 
@@ -58,7 +59,7 @@ def voice_spec(name: str, slo: Mapping[str, float]) -> str:
     body = ", ".join(f"{k}: {v:g}" for k, v in slo.items())
     return voice_assistant_spec(name, head=PATIENT_BUDGETS, vad=SILENCE_VAD,
                                 stt="{primary: deepgram, timeout_ms: 20000}",
-                                buffers={"stt.audio": DEEP_STT_EDGE},
+                                buffers={"stt.audio": DEEP_STT_EDGE, "stt.vad": DEEP_STT_EDGE},
                                 tail=f"slo: {{{body}}}" if body else "")
 
 
