@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 from jsonschema import Draft202012Validator
 
+from rspp.client import SessionTarget, route_session
 from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,24 @@ class RsppCli:
         assert all(doc["divergences"][c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME",
                                                          "AUTHORITY")), doc["findings"]
         assert rep.returncode == 0, rep.stdout + rep.stderr
+
+    def validates_and_replays(self, timeline: Path, spec: Path) -> None:
+        """``rspp contracts validate`` then ``rspp replay --spec SPEC`` of a served
+        session's timeline: valid, no divergence but TIMING, exit 0 (fails the test
+        otherwise; no RSPP_* setting leaks in)."""
+        import json
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        valid = self("contracts", "validate", str(timeline), env=env, timeout=180)
+        assert valid.returncode == 0, valid.stdout + valid.stderr
+        report = timeline.with_suffix(".replay.json")
+        out = self("replay", str(timeline), "--spec", str(spec), "--report", str(report),
+                   env=env, timeout=180)
+        doc = json.loads(report.read_text())
+        assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), \
+            doc["findings"]
+        assert out.returncode == 0, out.stdout + out.stderr
 
     def say(self, text: str, out: Path) -> Path:
         """``rspp say TEXT -o OUT`` (offline espeak-ng); fails the test if it fails."""
@@ -170,6 +189,50 @@ def embedded_serve(
                                    f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", api_key,
                                    "--timeline-dir", str(d / "timelines"), *args)
         return srv.wait_ready(), d / "timelines"
+
+    return start
+
+
+class ServedChat(NamedTuple):
+    """A ready ``rspp serve`` of the text chat spec (:data:`TEXT_CHAT_SPEC`, pipeline
+    ``text-chat``) with its embedded control plane on SQLite and ``--timeline-dir``."""
+
+    srv: ServeProcess
+    spec: Path
+    timelines: Path
+    key: str
+
+    async def route(self, tenant_id: str = "acme") -> SessionTarget:
+        """A session route of ``text-chat`` for ``tenant_id``."""
+
+        return await route_session(self.srv.url, tenant_id=tenant_id, api_key=self.key,
+                                   pipeline_name="text-chat")
+
+    def timeline(self, session_id: str) -> Path:
+        return self.timelines / f"{session_id}.jsonl"
+
+    def set_policy(self, tenant_id: str, body: dict[str, Any]) -> None:
+        """``POST /v1/configs/policy/TENANT`` as the admin key; fails the test if refused."""
+        import httpx
+
+        res = httpx.post(f"{self.srv.url}/v1/configs/policy/{tenant_id}", timeout=30,
+                         headers={"Authorization": f"Bearer {self.key}"}, json={"body": body})
+        assert res.status_code < 300, res.text
+
+
+@pytest.fixture
+def served_chat(serve_process: Callable[..., ServeProcess],
+                tmp_path: Path) -> Callable[..., ServedChat]:
+    """``served_chat(api_key, *args)``: start :class:`ServedChat` (extra ``rspp serve``
+    options in ``args``) and wait until it is ready; killed at teardown."""
+
+    def start(api_key: str, *args: str) -> ServedChat:
+        spec = tmp_path / "text_chat.yaml"
+        spec.write_text(TEXT_CHAT_SPEC)
+        timelines = tmp_path / "timelines"
+        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                            "--api-key", api_key, "--timeline-dir", str(timelines), *args)
+        return ServedChat(srv.wait_ready(), spec, timelines, api_key)
 
     return start
 

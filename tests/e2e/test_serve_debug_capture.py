@@ -16,21 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from rspp.client import LiveClient, route_session
+from rspp.client import LiveClient
 from rspp.transports import ErrorEvent, TurnEvent
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import RsppCli, ServedChat
 
 
 pytestmark = pytest.mark.e2e
@@ -65,29 +61,15 @@ async def _turn(client: LiveClient, text: str) -> str:
     raise AssertionError("the session closed before the turn did")
 
 
-def _rspp(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-    return subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", *args],
-                          env=env, capture_output=True, text=True, timeout=180, check=False)
-
-
 def test_debug_capture_records_one_session_only_and_ends_by_itself(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    served_chat: Callable[..., ServedChat], rspp_cli: RsppCli
 ) -> None:
-    spec = tmp_path / "text_chat.yaml"
-    spec.write_text(text_chat_spec)
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", KEY, "--timeline-dir", str(timelines),
-                        "--record-level", "L2").wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        headers={"Authorization": f"Bearer {KEY}"},
-                        json={"body": {"recording_level": "L2"}})
-    assert policy.status_code < 300, policy.text
+    chat = served_chat(KEY, "--record-level", "L2")
+    chat.set_policy("acme", {"recording_level": "L2"})
+    timelines = chat.timelines
 
     async def connect() -> tuple[LiveClient, str]:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-chat")
+        target = await chat.route()
         client = await LiveClient.connect(target.url, token=target.token)
         return client, client.ready.session_id
 
@@ -155,12 +137,4 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
     assert not _debug(recs_b)
     assert [r.get("turn_id") for r in recs_b if r.get("signal") == "commit"] == turns_b
     # debug records are side notes: the captured session validates and replays exactly
-    timeline = timelines / f"{sid_a}.jsonl"
-    valid = _rspp("contracts", "validate", str(timeline))
-    assert valid.returncode == 0, valid.stdout + valid.stderr
-    report = timeline.with_suffix(".replay.json")
-    out = _rspp("replay", str(timeline), "--spec", str(spec), "--report", str(report))
-    doc = json.loads(report.read_text())
-    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
-    assert out.returncode == 0, out.stdout + out.stderr
-
+    rspp_cli.validates_and_replays(chat.timeline(sid_a), chat.spec)
