@@ -44,6 +44,14 @@ class RsppCli:
             [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
             capture_output=True, text=True, env=env, timeout=120, check=False)
 
+    @staticmethod
+    def ok(result: subprocess.CompletedProcess[str]) -> Any:
+        """The JSON a command printed; fails the test unless it exited 0."""
+        import json
+
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
     def replays_clean(self, timeline: Path, spec: Path, report: Path) -> None:
         """``rspp replay TIMELINE --spec SPEC``: no ORDERING, PLAN, OUTCOME or AUTHORITY
         divergence, exit 0 (fails the test otherwise)."""
@@ -210,6 +218,14 @@ class ServedChat(NamedTuple):
 
     def timeline(self, session_id: str) -> Path:
         return self.timelines / f"{session_id}.jsonl"
+
+    def lines(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's timeline lines written so far (complete ones; none: [])."""
+        import json
+
+        path = self.timeline(session_id)
+        text = path.read_text() if path.exists() else ""
+        return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
 
     def set_policy(self, tenant_id: str, body: dict[str, Any]) -> None:
         """``POST /v1/configs/policy/TENANT`` as the admin key; fails the test if refused."""
@@ -416,6 +432,36 @@ edges:
 """
 
 
+class ReviewedCp(NamedTuple):
+    """A control plane for the change-review tests: two operator keys (``author``,
+    ``reviewer``) and voice-assistant 1.0.0 and 2.0.0 published by the author."""
+
+    url: str
+    author: str
+    reviewer: str
+
+
+@pytest.fixture
+def reviewed_cp(cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli,
+                tmp_path: Path) -> Callable[..., ReviewedCp]:
+    """``reviewed_cp(store, admin_key, *serve_flags)``: start ``rspp cp serve`` and set up
+    :class:`ReviewedCp` through ``rspp cp`` (``keys create``, ``publish``)."""
+
+    def start(store: str, admin_key: str, *flags: str) -> ReviewedCp:
+        url = cp_serve(store, admin_key, *flags).url
+        author, reviewer = (rspp_cli.cp("keys", "create", "--role", "operator", key=admin_key,
+                                        server=url).stdout.strip().splitlines()[-1]
+                            for _ in range(2))
+        voice = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
+        v2 = tmp_path / "v2.yaml"
+        v2.write_text(voice.read_text().replace("version: 1.0.0", "version: 2.0.0"))
+        for spec in (voice, v2):
+            assert rspp_cli.cp("publish", str(spec), key=author, server=url).returncode == 0
+        return ReviewedCp(url, author, reviewer)
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def openai_chat_spec() -> Callable[[str], str]:
     """``openai_chat_spec(name)``: a text chat on the OpenAI adapter whose turns stay open
@@ -481,6 +527,23 @@ def text_turn() -> Callable[..., Any]:
                     break
         assert states == ["open", "commit", "close"], states
         return "".join(text)
+
+    return turn
+
+
+@pytest.fixture(scope="session")
+def closed_turn() -> Callable[..., Any]:
+    """``await closed_turn(client, question)``: type one question on an open
+    :class:`~rspp.client.LiveClient` session; the turn's id once it closed."""
+    from rspp.client import LiveClient
+    from rspp.transports import TurnEvent
+
+    async def turn(client: LiveClient, question: str) -> str:
+        await client.send_text(question)
+        async for ev in client.events():
+            if isinstance(ev, TurnEvent) and ev.state == "close":
+                return ev.turn_id
+        raise AssertionError("the session ended before the turn closed")
 
     return turn
 

@@ -22,7 +22,6 @@ import pytest
 
 from rspp.client import LiveClient
 from rspp.contracts import ProviderCapabilities, TransportCapabilities, plan_capabilities
-from rspp.transports import TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli, ServedChat
@@ -39,16 +38,8 @@ def _plans(timeline: Path) -> list[dict[str, Any]]:
     return [ln["record"] for ln in lines if ln["kind"] == "resolved_turn_plan"]
 
 
-async def _turn(client: LiveClient, text: str) -> str:
-    await client.send_text(text)
-    async for ev in client.events():
-        if isinstance(ev, TurnEvent) and ev.state == "close":
-            return ev.turn_id
-    raise AssertionError("the session ended before the turn closed")
-
-
 def test_a_reconnect_with_another_rate_changes_the_next_turns_frozen_capabilities(
-    served_chat: Callable[..., ServedChat], rspp_cli: RsppCli
+    served_chat: Callable[..., ServedChat], rspp_cli: RsppCli, closed_turn: Callable[..., Any]
 ) -> None:
     chat = served_chat(KEY)
     srv = chat.srv
@@ -56,12 +47,12 @@ def test_a_reconnect_with_another_rate_changes_the_next_turns_frozen_capabilitie
     async def talk() -> tuple[str, list[str]]:
         target = await chat.route()
         first = await LiveClient.connect(target.url, token=target.token, sample_rate=16000)
-        turns = [await _turn(first, "what is your name")]
+        turns = [await closed_turn(first, "what is your name")]
         await first.close()  # a disconnect: the session waits for a resume
         again = await LiveClient.connect(target.url, token=target.token, sample_rate=24000,
                                          output_sample_rate=48000)
         assert again.ready.resumed
-        turns.append(await _turn(again, "what is the weather"))
+        turns.append(await closed_turn(again, "what is the weather"))
         await again.end()
         async for _ in again.events():
             pass
