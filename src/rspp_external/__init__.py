@@ -18,7 +18,9 @@ runtime -> child: ``init`` {protocol, node_id, session_id, config}; ``event`` {c
 kind, payload, final, attrs, turn_id}; ``cancel`` {call, reason}; ``stop``.
 child -> runtime: ``ready`` {protocol} (answer to init); per call any number of ``emit``
 {call, port, kind, payload, final, attrs}, then ``done`` {call, cancelled} or ``error``
-{call, message}.
+{call, message, limit}; ``limit`` (optional) names the resource limit the call ran into:
+``memory_mb`` (this SDK sends it when the handler raises ``MemoryError`` under the
+process's RLIMIT_AS); the runtime reports such an error as a resource-limit violation.
 
 ``run`` moves ``sys.stdout`` onto stderr, so a stray ``print`` cannot corrupt the frames;
 each call runs as a task, and a ``cancel`` cancels it (the runtime then sees
@@ -114,6 +116,10 @@ class _Child:
                 await res
         except asyncio.CancelledError:
             self.send({"type": "done", "call": ev.call, "cancelled": True})
+            return
+        except MemoryError as exc:  # an allocation failed under the memory_mb limit
+            self.send({"type": "error", "call": ev.call, "limit": "memory_mb",
+                       "message": f"MemoryError: {exc}"})
             return
         except Exception as exc:
             self.send({"type": "error", "call": ev.call,
