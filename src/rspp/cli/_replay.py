@@ -101,21 +101,6 @@ def replay_command(
                                 "Worker processes (--jobs above 1) compare inline."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
-    import rspp.nodes  # noqa: F401  (registers the built-in node types)
-    from rspp.kernel import default_registry
-    from rspp.replay import (
-        DEFAULT_PROVIDER_NODE_TYPES,
-        ReplayCursor,
-        ReplayEngine,
-        ReplayOptions,
-        load_recording,
-        replay_report_json,
-        replay_summary_text,
-        timeline_sessions,
-    )
-    from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
-    from rspp.spec import SpecInvalid, compile_spec, load_spec
-
     if mode not in _MODES:
         raise _fail(f"--mode {mode!r}: use one of {', '.join(_MODES)}")
     if decisions not in _DECISIONS:
@@ -126,8 +111,23 @@ def replay_command(
         raise _fail("--resume-from: resume a paused replay without --pause-at")
     if compare not in _COMPARE:
         raise _fail(f"--compare {compare!r}: use one of {', '.join(_COMPARE)}")
-    # forked before the recording is loaded: the child starts as a copy of this process
+    # forked before the node implementations and the recording are loaded: the child
+    # starts as a copy of this process (and reads the recording itself)
     with _compare_process(compare) as compare_proc:
+        import rspp.nodes  # noqa: F401  (registers the built-in node types)
+        from rspp.kernel import default_registry
+        from rspp.replay import (
+            DEFAULT_PROVIDER_NODE_TYPES,
+            ReplayCursor,
+            ReplayEngine,
+            ReplayOptions,
+            load_recording,
+            replay_report_json,
+            replay_summary_text,
+            timeline_sessions,
+        )
+        from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
+        from rspp.spec import SpecInvalid, compile_spec, load_spec
         cursor = None
         if resume_from is not None:
             try:
