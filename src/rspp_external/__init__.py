@@ -30,6 +30,7 @@ each call runs as a task, and a ``cancel`` cancels it (the runtime then sees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -129,6 +130,14 @@ class _Child:
             self.tasks.pop(ev.call, None)
         self.send({"type": "done", "call": ev.call, "cancelled": False})
 
+    def _ended(self, call: int, task: asyncio.Future[None]) -> None:
+        """A call cancelled before its task ran never reached its own ``done``: send it."""
+        if self.tasks.get(call) is task:
+            self.tasks.pop(call)
+            if task.cancelled():
+                with contextlib.suppress(OSError):  # the runtime may be gone (stop)
+                    self.send({"type": "done", "call": call, "cancelled": True})
+
     def on_frame(self, msg: dict[str, Any]) -> bool:
         kind = msg.get("type")
         if kind == "init":
@@ -139,7 +148,8 @@ class _Child:
                        kind=str(msg.get("kind") or ""), payload=msg.get("payload"),
                        final=bool(msg.get("final")), attrs=dict(msg.get("attrs") or {}),
                        turn_id=msg.get("turn_id"))
-            self.tasks[ev.call] = asyncio.ensure_future(self.call(ev))
+            task = self.tasks[ev.call] = asyncio.ensure_future(self.call(ev))
+            task.add_done_callback(lambda t, call=ev.call: self._ended(call, t))
         elif kind == "cancel":
             task = self.tasks.get(int(msg.get("call", -1)))
             if task is not None:

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from rspp.client import SessionTarget, route_session
 from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
+from rspp.testing.fakes import FakeProviderServers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -460,6 +461,16 @@ def reviewed_cp(cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli,
         return ReviewedCp(url, author, reviewer)
 
     return start
+
+
+@pytest.fixture
+def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProviderServers]:
+    """The remote-provider fakes (:class:`~rspp.testing.fakes.FakeProviderServers`)
+    running, their base URLs and key in the environment ``rspp serve`` children inherit."""
+    with FakeProviderServers(api_key="e2e-fake-provider-key") as fakes:
+        for name, value in fakes.env.items():
+            monkeypatch.setenv(name, value)
+        yield fakes
 
 
 @pytest.fixture(scope="session")
