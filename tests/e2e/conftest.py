@@ -495,6 +495,55 @@ def reviewed_cp(cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli,
     return start
 
 
+class AskingSession:
+    """A served session that asks typed questions and sees whether their turns open."""
+
+    def __init__(self, client: Any, sid: str) -> None:
+        self.client, self.sid, self.events = client, sid, client.events()
+
+    async def ask(self, text: str) -> str:
+        """``open`` once the turn opened, else the ``turn_deferred`` error's message."""
+        from rspp.transports import ErrorEvent, TurnEvent
+
+        await self.client.send_text(text)
+        async for ev in self.events:
+            if isinstance(ev, ErrorEvent):
+                assert ev.code == "turn_deferred", ev
+                return str(ev.message)
+            if isinstance(ev, TurnEvent) and ev.state == "open":
+                return "open"
+        raise AssertionError("the session ended")
+
+    async def interrupt(self) -> list[str]:
+        """Cancel the open turn; its terminal states as the client saw them."""
+        from rspp.transports import TurnEvent
+
+        await self.client.interrupt()
+        states: list[str] = []
+        async for ev in self.events:
+            if isinstance(ev, TurnEvent):
+                states.append(ev.state)
+                if ev.state == "close":
+                    return states
+        raise AssertionError("the session ended")
+
+
+@pytest.fixture(scope="session")
+def asking_session() -> Callable[..., Any]:
+    """``await asking_session(url, api_key, pipeline, **attributes)``: route a session of
+    tenant ``acme`` (with route ``attributes``) and connect an :class:`AskingSession`."""
+    from rspp.client import LiveClient
+
+    async def open_session(url: str, api_key: str, pipeline: str,
+                           **attributes: str) -> AskingSession:
+        target = await route_session(url, tenant_id="acme", api_key=api_key,
+                                     pipeline_name=pipeline, attributes=attributes or None)
+        return AskingSession(await LiveClient.connect(target.url, token=target.token),
+                             target.session_id)
+
+    return open_session
+
+
 @pytest.fixture
 def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProviderServers]:
     """The remote-provider fakes (:class:`~rspp.testing.fakes.FakeProviderServers`)

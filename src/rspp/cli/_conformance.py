@@ -116,6 +116,39 @@ def check_transport(
     _verdict(prof, results, out, as_json)
 
 
+@check_app.command("provider")
+def check_provider_cmd(
+    kind: str = typer.Argument(..., help="stt, llm or tts."),
+    adapter: str = typer.Argument(..., help="Adapter type, as in a spec's providers section."),
+    option: list[str] = typer.Option([], "--option", metavar="KEY=VALUE",
+                                     help="An adapter option (JSON value or text)."),
+    profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP),
+    skip: list[str] = typer.Option([], "--skip", metavar="CATEGORY", help=_SKIP_HELP),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Save the results (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print certification and results."),
+) -> None:
+    """Run the provider suite against one adapter, built as a spec builds it (base URL and
+    API key from the environment, e.g. OPENAI_BASE_URL / OPENAI_API_KEY)."""
+    from rspp.conformance import check_provider
+
+    config: dict[str, object] = {"type": adapter}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            typer.echo(f"error: --option {item!r}: expected KEY=VALUE", err=True)
+            raise typer.Exit(2)
+        try:
+            config[key] = json.loads(value)
+        except ValueError:
+            config[key] = value
+    if kind not in ("stt", "llm", "tts"):
+        typer.echo(f"error: KIND {kind!r}: use stt, llm or tts", err=True)
+        raise typer.Exit(2)
+    prof = _profile(profile, "provider")
+    results = asyncio.run(check_provider(kind, config, prof, tuple(skip)))
+    _verdict(prof, results, out, as_json)
+
+
 @conformance_app.command("certify")
 def certify_cmd(
     results: Path = typer.Argument(..., help="Results saved by `check --out`."),

@@ -5,7 +5,8 @@ A :class:`Profile` lists the contract categories an adapter of one kind must pas
 :func:`load_profile`). A suite runs a profile's categories against one subject and returns
 :class:`SuiteResults`; :func:`certify` judges results against a profile, pass/fail per
 category, rejecting results that miss a mandatory one. ``rspp conformance`` is the
-command line: ``profiles``, ``check external-node``, ``check transport``, ``certify``.
+command line: ``profiles``, ``check external-node``, ``check transport``, ``check provider``,
+``certify``.
 """
 
 from rspp.conformance._external import check_external_node
@@ -17,6 +18,7 @@ from rspp.conformance._profile import (
     Profile,
     load_profile,
 )
+from rspp.conformance._provider import check_provider
 from rspp.conformance._report import (
     RESULTS_FORMAT,
     CategoryResult,
@@ -41,6 +43,7 @@ __all__ = [
     "Violation",
     "certify",
     "check_external_node",
+    "check_provider",
     "check_websocket",
     "load_profile",
     "load_results",

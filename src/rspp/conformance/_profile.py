@@ -99,12 +99,16 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     ),
     _profile(
         "provider", "provider",
-        ("capabilities", True, "the adapter declares its kind and streaming capabilities"),
-        ("streaming", True, "a request streams output incrementally"),
-        ("cancel", True, "a cancelled invocation stops promptly with outcome cancelled"),
-        ("error_normalisation", True, "failures map to normalised outcomes with "
-         "retryable and retry-after"),
-        ("metrics", True, "every invocation reports latency, bytes and its outcome label"),
+        ("capabilities", True, "the adapter declares its kind and streaming (STT: 16 kHz "
+         "input; TTS: incremental text input)"),
+        ("streaming", True, "output streams in pieces: LLM deltas, STT interim then final "
+         "transcripts, TTS PCM16 chunks at a declared rate"),
+        ("cancel", True, "a cancel at the first output ends the stream there with outcome "
+         "cancelled"),
+        ("error_normalisation", True, "a deadline the call cannot meet (1 ms) ends as "
+         "ProviderCallError with outcome timeout, retryable"),
+        ("metrics", True, "every invocation is recorded with provider, kind and outcome "
+         "labels and its latency; a successful one with time to first output and bytes"),
     ),
 )}
 
