@@ -114,18 +114,14 @@ def check_transport(
     from rspp.conformance import check_phone, check_webrtc, check_websocket
 
     prof = _profile(profile, "transport")
-    if transport == "websocket":
+    if transport in ("websocket", "webrtc"):
         if not tenant or not pipeline:
-            typer.echo("error: --transport websocket needs --tenant and --pipeline", err=True)
+            typer.echo(f"error: --transport {transport} needs --tenant and --pipeline",
+                       err=True)
             raise typer.Exit(2)
-        results = asyncio.run(check_websocket(url, prof, tenant=tenant, pipeline=pipeline,
-                                              api_key=api_key, skip=tuple(skip)))
-    elif transport == "webrtc":
-        if not tenant or not pipeline:
-            typer.echo("error: --transport webrtc needs --tenant and --pipeline", err=True)
-            raise typer.Exit(2)
-        results = asyncio.run(check_webrtc(url, prof, tenant=tenant, pipeline=pipeline,
-                                           api_key=api_key, skip=tuple(skip)))
+        suite = check_websocket if transport == "websocket" else check_webrtc
+        results = asyncio.run(suite(url, prof, tenant=tenant, pipeline=pipeline,
+                                    api_key=api_key, skip=tuple(skip)))
     elif transport == "phone":
         if not twilio_auth_token or not phone_number:
             typer.echo("error: --transport phone needs --twilio-auth-token and "
