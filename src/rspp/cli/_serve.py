@@ -125,6 +125,14 @@ def serve(
         "tenant", "--pool-fairness", help="Whose work goes next when a pool key is full: "
         "tenant (round-robin across tenants, then each tenant's sessions in order) or "
         "session (round-robin across sessions) (F-174)."),
+    fairness_max_wait_ms: float | None = typer.Option(
+        None, "--fairness-max-wait-ms", min=1, envvar="RSPP_FAIRNESS_MAX_WAIT_MS",
+        help="Fairness SLO of the pool (NF-033, needs --pool-limit and --pool-fairness "
+        "tenant): no tenant waits longer than this for a slot; a longer wait is a starvation "
+        "incident and `rspp_fairness_slo_alert_firing` is 1 while the window holds one."),
+    fairness_window_s: float = typer.Option(
+        60.0, "--fairness-window-s", min=0.1, envvar="RSPP_FAIRNESS_WINDOW_S",
+        help="The window the fairness SLO is evaluated over (seconds)."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -186,6 +194,7 @@ def serve(
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
     from rspp.server import ServeOptions
+    from rspp.server._fairness import FairnessSlo
     from rspp.server._process import main
 
     if control_plane is not None and spec is not None:
@@ -225,6 +234,10 @@ def serve(
         raise typer.Exit(2)
     if pool_fairness not in ("tenant", "session"):
         typer.echo("error: --pool-fairness must be tenant or session", err=True)
+        raise typer.Exit(2)
+    if fairness_max_wait_ms is not None and (not limits or pool_fairness != "tenant"):
+        typer.echo("error: --fairness-max-wait-ms: needs --pool-limit and --pool-fairness "
+                   "tenant (the waits it bounds are per tenant, for pool slots)", err=True)
         raise typer.Exit(2)
     if interactive_reserve and (max_active_turns is None
                                 or interactive_reserve >= max_active_turns):
@@ -272,6 +285,8 @@ def serve(
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
                         pool_limits=limits, pool_fairness=pool_fairness,
+                        fairness_slo=None if fairness_max_wait_ms is None else FairnessSlo(
+                            fairness_max_wait_ms, fairness_window_s),
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         ws_compression=ws_compression,  # type: ignore[arg-type]

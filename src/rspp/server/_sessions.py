@@ -41,13 +41,14 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
-from rspp.kernel import ExecutionPool, SystemClock
+from rspp.kernel import SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
+from rspp.server._fairness import FairnessSlo, runtime_pool
 from rspp.server._gates import GateReporter, GateSampler
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
@@ -135,6 +136,8 @@ class SessionPolicy:
     #: ``session`` (across sessions) (F-174)
     pool_limits: dict[str, int] = field(default_factory=dict)
     pool_fairness: str = "tenant"
+    #: the longest a tenant may wait for a pool slot (NF-033; None: waits only measured)
+    fairness_slo: FairnessSlo | None = None
 
 
 @dataclass(slots=True)
@@ -329,9 +332,8 @@ class GovernedSessions:
         self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
         metrics.watch_admission(self.admission)
         #: the runtime's execution pool (node-type slots shared by its sessions)
-        self.pool = ExecutionPool(self.policy.pool_limits) if self.policy.pool_limits else None
-        if self.pool is not None:
-            metrics.watch_pool(self.pool, per_fairness_key=self.policy.pool_fairness == "tenant")
+        self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
+                                 self.policy.fairness_slo, metrics)
         self.active: dict[str, ServedSession[Any]] = {}
         #: where sessions' artifacts are stored, by region (F-168)
         self.artifacts = artifact_roots(self.policy, link.options.region)

@@ -561,6 +561,19 @@ class TurnDriver:
         self.session.control("turn_start", turn_id=tid, applied=True)
         self._resolve_waiter(tid)
 
+    def _invocation_rows(self, tid: str) -> tuple[Mapping[str, object], ...]:
+        """The turn's provider invocations, each linked to the node cancel scope it ran in
+        (F-160; a replay's recorded rows carry their link already)."""
+        rows = self.invocations(tid) if self.invocations else ()
+        out = []
+        for row in rows:
+            node = row.get("node_id")
+            scope = self.node_scopes.scope_of(tid, node) if isinstance(node, str) else None
+            if scope is not None and "cancel_scope" not in row:
+                row = {**row, "cancel_scope": scope.scope_id}
+            out.append(row)
+        return tuple(out)
+
     def _evidence_ok(self, t: TurnTiming, signal: str, reason: str | None) -> bool:
         if self._evidence is None or t.plan is None:
             return True
@@ -575,7 +588,7 @@ class TurnDriver:
             "snapshot_refs": plan.snapshot_provenance, "determinism": plan.determinism,
             "turn_open_proposed_ms": t.proposed_ms, "turn_open_ms": t.open_ms,
             "terminal_ms": self.timebase.runtime_ms(), "terminal_signal": signal,
-            "provider_invocations": self.invocations(t.turn_id) if self.invocations else (),
+            "provider_invocations": self._invocation_rows(t.turn_id),
             "recording_level": plan.recording_policy.recording_level,
             "runtime_timestamp_ms": self.timebase.runtime_ms(),
             "wall_clock_timestamp_ms": self.timebase.wall_ms(),
