@@ -105,6 +105,38 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture(scope="session")
+def demo_replay_dir() -> Callable[[Path, int], Path]:
+    """Writes the replay demo into a directory: specs ``v1.yaml`` and ``v2.yaml`` (another
+    reply prefix) and ``baseline.jsonl``, a session of N utterances recorded on v1."""
+    import asyncio
+
+    import msgspec
+
+    from rspp.replay import RigOptions
+    from rspp.runner import (
+        DEMO_PROVIDER_TYPES,
+        DEMO_SPEC,
+        demo_frames,
+        demo_registry,
+        record_session,
+    )
+    from rspp.spec import compile_spec, load_spec
+
+    def write(root: Path, utterances: int) -> Path:
+        (root / "v1.yaml").write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+        (root / "v2.yaml").write_text(DEMO_SPEC.format(version="2.0.0", prefix="HEARD> "))
+        gd = compile_spec(load_spec(root / "v1.yaml"))
+        lines = asyncio.run(record_session(
+            gd, demo_frames(utterances), registry=demo_registry(),
+            options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
+        (root / "baseline.jsonl").write_bytes(b"".join(msgspec.json.encode(ln) + b"\n"
+                                                       for ln in lines))
+        return root
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def text_chat_spec() -> str:
     """The text-only chat spec (input text -> local LLM -> output text) with patient budgets,
     shared by the served text and debug-capture tests."""
@@ -461,6 +493,55 @@ def reviewed_cp(cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli,
         return ReviewedCp(url, author, reviewer)
 
     return start
+
+
+class AskingSession:
+    """A served session that asks typed questions and sees whether their turns open."""
+
+    def __init__(self, client: Any, sid: str) -> None:
+        self.client, self.sid, self.events = client, sid, client.events()
+
+    async def ask(self, text: str) -> str:
+        """``open`` once the turn opened, else the ``turn_deferred`` error's message."""
+        from rspp.transports import ErrorEvent, TurnEvent
+
+        await self.client.send_text(text)
+        async for ev in self.events:
+            if isinstance(ev, ErrorEvent):
+                assert ev.code == "turn_deferred", ev
+                return str(ev.message)
+            if isinstance(ev, TurnEvent) and ev.state == "open":
+                return "open"
+        raise AssertionError("the session ended")
+
+    async def interrupt(self) -> list[str]:
+        """Cancel the open turn; its terminal states as the client saw them."""
+        from rspp.transports import TurnEvent
+
+        await self.client.interrupt()
+        states: list[str] = []
+        async for ev in self.events:
+            if isinstance(ev, TurnEvent):
+                states.append(ev.state)
+                if ev.state == "close":
+                    return states
+        raise AssertionError("the session ended")
+
+
+@pytest.fixture(scope="session")
+def asking_session() -> Callable[..., Any]:
+    """``await asking_session(url, api_key, pipeline, **attributes)``: route a session of
+    tenant ``acme`` (with route ``attributes``) and connect an :class:`AskingSession`."""
+    from rspp.client import LiveClient
+
+    async def open_session(url: str, api_key: str, pipeline: str,
+                           **attributes: str) -> AskingSession:
+        target = await route_session(url, tenant_id="acme", api_key=api_key,
+                                     pipeline_name=pipeline, attributes=attributes or None)
+        return AskingSession(await LiveClient.connect(target.url, token=target.token),
+                             target.session_id)
+
+    return open_session
 
 
 @pytest.fixture

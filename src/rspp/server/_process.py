@@ -50,6 +50,7 @@ from rspp.server._compression import (
 from rspp.server._cplink import LinkOptions
 from rspp.server._fairness import FairnessSlo
 from rspp.server._gates import GateReporterOptions
+from rspp.server._headroom import PoolHeadroom
 from rspp.server._loop import loop_name, settle_heap
 from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
@@ -120,6 +121,8 @@ class ServeOptions:
     pool_fairness: str = "tenant"
     #: the fairness SLO of the pool (NF-033; None: waits only measured)
     fairness_slo: FairnessSlo | None = None
+    #: pool loads at which new turns are deferred (F-172)
+    headroom: PoolHeadroom | None = None
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -212,7 +215,7 @@ async def serve(opts: ServeOptions) -> int:
                                    opts.max_active_turns, opts.interactive_reserve),
                                pool_limits=dict(opts.pool_limits),
                                pool_fairness=opts.pool_fairness,
-                               fairness_slo=opts.fairness_slo),
+                               fairness_slo=opts.fairness_slo, headroom=opts.headroom),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

@@ -50,6 +50,7 @@ from rspp.server._artifacts import ArtifactSite, artifact_roots
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
 from rspp.server._fairness import FairnessSlo, runtime_pool
 from rspp.server._gates import GateReporter, GateSampler
+from rspp.server._headroom import PoolHeadroom, pool_headroom
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
@@ -138,6 +139,8 @@ class SessionPolicy:
     pool_fairness: str = "tenant"
     #: the longest a tenant may wait for a pool slot (NF-033; None: waits only measured)
     fairness_slo: FairnessSlo | None = None
+    #: pool loads at which new turns are deferred (F-172; None: open turns only)
+    headroom: PoolHeadroom | None = None
 
 
 @dataclass(slots=True)
@@ -329,11 +332,12 @@ class GovernedSessions:
         #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
         #: across its sessions), shared by every session it serves
         self.circuits = CircuitRegistry()
-        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
-        metrics.watch_admission(self.admission)
         #: the runtime's execution pool (node-type slots shared by its sessions)
         self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
                                  self.policy.fairness_slo, metrics)
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity,
+                                        pool_headroom(self.policy.headroom, self.pool))
+        metrics.watch_admission(self.admission)
         self.active: dict[str, ServedSession[Any]] = {}
         #: where sessions' artifacts are stored, by region (F-168)
         self.artifacts = artifact_roots(self.policy, link.options.region)
