@@ -123,10 +123,10 @@ async def main(names: list[str], sessions: int, rounds: int) -> None:
 
 if __name__ == "__main__":
     ap = quick_parser(__doc__)
-    ap.add_argument("--sessions", type=int, default=None, help="concurrent sessions (20; quick 4)")
+    ap.add_argument("--sessions", type=int, default=None, help="concurrent sessions (20; quick 3)")
     ap.add_argument("--rounds", type=int, default=None, help="questions per session (3; quick 1)")
     ap.add_argument("--scenario", choices=("turns", "barge-in", "both"), default="both")
     a = ap.parse_args()
     chosen = ["turns", "barge-in"] if a.scenario == "both" else [a.scenario]
-    asyncio.run(main(chosen, a.sessions or (4 if a.quick else 20),
+    asyncio.run(main(chosen, a.sessions or (3 if a.quick else 20),
                      a.rounds or (1 if a.quick else 3)))

@@ -97,7 +97,9 @@ def replay_command(
                                 "by a pipe, reading the recording itself: the replay's wall "
                                 "time is its session's on two cores; same report), inline "
                                 "(this process), auto (default): process when this process "
-                                "may use 2 or more CPUs (its affinity mask), else inline. "
+                                "may use 2 or more CPUs (its affinity mask) and the 1-minute "
+                                "load average leaves one of them idle, else inline (the "
+                                "process costs ~40% more CPU in all). "
                                 "Worker processes (--jobs above 1) compare inline."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
@@ -253,9 +255,9 @@ def replay_command(
 @contextmanager
 def _compare_process(choice: str) -> Iterator[CompareProcess | None]:
     """The comparison process ``--compare`` asks for (None: compare inline), closed after."""
-    from rspp.replay._compare_process import CompareProcess, usable_cpus
+    from rspp.replay._compare_process import CompareProcess, idle_core
 
-    if choice == "inline" or (choice == "auto" and usable_cpus() < 2):
+    if choice == "inline" or (choice == "auto" and not idle_core()):
         yield None
         return
     with CompareProcess() as proc:

@@ -41,7 +41,7 @@ from rspp.replay._errors import ReplayError
 from rspp.replay._line_fetcher import LineFetcher
 from rspp.replay._spans import SessionSpan
 
-__all__ = ["BATCH", "CompareProcess", "PipedComparison", "usable_cpus"]
+__all__ = ["BATCH", "CompareProcess", "PipedComparison", "idle_core", "usable_cpus"]
 
 #: candidate lines per message (one pipe write each)
 BATCH = 256
@@ -56,6 +56,14 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover (not Linux)
         return os.cpu_count() or 1
+
+
+def idle_core() -> bool:
+    """Whether a second process would get a core of its own: 2 or more usable CPUs and a
+    1-minute load average below one less than their number (on a busy machine the two
+    processes would only wait on each other through the pipe)."""
+    cpus = usable_cpus()
+    return cpus >= 2 and os.getloadavg()[0] < cpus - 1
 
 
 class CompareProcess:
