@@ -8,7 +8,8 @@ answered. ``rspp slo report TIMELINES --spec SPEC`` over the three recorded time
 passes a spec whose ``slo:`` bounds they meet (gate 3 has one cancel-fence sample per
 barge-in, gate 7 one end-to-end sample per turn) and fails, exit 1 naming the gate and
 its configured bound, a spec whose end-to-end p95 bound they cannot meet (the VAD alone
-waits 500 ms of silence).
+waits 500 ms of silence). The runtime's ``/metrics`` attributes each barge-in's cancel to
+every node it stopped (``rspp_node_cancel_latency_seconds``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def test_concurrent_barge_ins_are_gated_on_the_specs_thresholds(tmp_path: Path) 
     assert e2e["threshold"] == "p50 <= 600000 ms, p95 <= 600000 ms"
     assert all(gates[g]["status"] == "pass" for g in ("lifecycle", "replay completeness",
                                                         "authority")), gates
+    # each barge-in's cancel is attributed to every node it stopped (runtime /metrics, F-040)
+    nodes = r["node_cancel_ms"]
+    assert {"vad", "stt", "llm", "segmenter", "tts"} <= set(nodes), nodes
+    assert all(v["count"] == SESSIONS for v in nodes.values()), nodes
 
     # the same timelines against a spec whose end-to-end bound they cannot meet
     strict = tmp_path / "strict.yaml"
