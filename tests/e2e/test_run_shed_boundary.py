@@ -10,19 +10,27 @@ never shed (the frames around it are, each recorded by a ``drop_notice``), so th
 finalises on what it got and the turn commits at its end of speech; before the fix the
 boundary frame was shed and the turn stayed open until its budget ran out.
 The VAD's boundary events (``vad.vad -> stt.vad``) travel on the ControlLane.
+The same spec served by ``rspp serve`` (a live WebSocket session, frames paced in real
+time) commits its turn the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from rspp.client import LiveClient, route_session
+from rspp.testing import with_patient_budgets
+from rspp.transports import TurnEvent, read_wav
+
 if TYPE_CHECKING:
-    from tests.e2e.conftest import RsppCli
+    from tests.e2e.conftest import RsppCli, ServeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +74,11 @@ providers:
   stt: {primary: pocketsphinx}
 nodes:
   - {id: vad, type: vad, params: {engine: energy, endpointing: silence, silence_ms: 500}}
-  - {id: lag, type: "python:lag_nodes:Lag"}
+  - id: lag
+    type: "python:lag_nodes:Lag"
+    ports:  # declared for the control plane, which never imports the class
+      inputs: [{name: audio, type: audio}]
+      outputs: [{name: audio, type: audio}]
   - {id: stt, type: stt}
 edges:
   - {from: input.audio, to: vad.audio}
@@ -79,21 +91,33 @@ edges:
 """
 
 
+KEY = "shed-boundary-e2e-admin-key"
+EDGE = "lag.audio->stt.audio"
+
+
+def _records(timeline: Path) -> list[dict[str, Any]]:
+    return [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
+
+
+def _write(tmp_path: Path) -> Path:
+    (tmp_path / "lag_nodes.py").write_text(NODES)
+    spec = tmp_path / "shed.yaml"
+    spec.write_text(with_patient_budgets(SPEC))
+    return spec
+
+
 def test_a_full_stt_edge_sheds_audio_but_the_turn_still_ends_at_its_end_of_speech(
         spoken: dict[str, Path], rspp_cli: RsppCli, tmp_path: Path) -> None:
-    (tmp_path / "lag_nodes.py").write_text(NODES)
-    spec, timeline = tmp_path / "shed.yaml", tmp_path / "t.jsonl"
-    spec.write_text(SPEC)
+    spec, timeline = _write(tmp_path), tmp_path / "t.jsonl"
     res = rspp_cli.run(str(spec), "--input", str(spoken["question"]),
                        "--timeline", str(timeline), "--json")
     assert res.returncode == 0, res.stderr
-    records: list[dict[str, Any]] = [json.loads(x)["record"]
-                                     for x in timeline.read_text().splitlines()]
+    records = _records(timeline)
     reasons = [str(r.get("reason", "")) for r in records]
     assert "lag:eou_held" in reasons and "lag:burst:10" in reasons, reasons
     # the burst overflowed the STT's edge: the shed frames are recorded
     drops = [r for r in records if r.get("signal") == "drop_notice"
-             and r.get("edge_id") == "lag.audio->stt.audio"]
+             and r.get("edge_id") == EDGE]
     assert drops and {r["reason"] for r in drops} == {"max_queue_items_exceeded"}, drops
     shed = sum(r["seq_range"]["end"] - r["seq_range"]["start"] + 1 for r in drops)
     assert shed >= 1
@@ -104,3 +128,45 @@ def test_a_full_stt_edge_sheds_audio_but_the_turn_still_ends_at_its_end_of_speec
     lifecycle = [r["signal"] for r in records
                  if r.get("signal") in ("turn_open", "commit", "abort", "close")]
     assert lifecycle == ["turn_open", "commit", "close"], lifecycle
+
+
+async def _speak(url: str, pcm: bytes, rate: int) -> tuple[str, list[str], list[str]]:
+    """The question paced in real time, then 1.5 s of silence; (session id, turn states,
+    final transcripts)."""
+    target = await route_session(url, tenant_id="acme", api_key=KEY,
+                                 pipeline_name="shed-boundary")
+    n = rate // 50 * 2
+    frames = [pcm[i:i + n].ljust(n, b"\0") for i in range(0, len(pcm), n)]
+    frames += [bytes(n)] * 75
+    async with await LiveClient.connect(target.url, token=target.token,
+                                        sample_rate=rate) as client:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i, frame in enumerate(frames):
+            await client.send_audio(frame)
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * 0.02 - loop.time()))
+        await client.end()
+        events = [e async for e in client.events()]
+    states = [e.state for e in events if isinstance(e, TurnEvent)]
+    texts = [str(getattr(e, "text", "")) for e in events if getattr(e, "final", False)]
+    return target.session_id, states, texts
+
+
+def test_a_served_session_sheds_audio_but_commits_the_turn_at_its_end_of_speech(
+        serve_process: Callable[..., ServeProcess], spoken: dict[str, Path],
+        tmp_path: Path) -> None:
+    spec, timelines = _write(tmp_path), tmp_path / "timelines"
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
+    pcm, rate = read_wav(spoken["question"])
+    sid, states, _texts = asyncio.run(_speak(srv.url, pcm, rate))
+    code, _, err = srv.terminate()  # the timeline is complete once it has exited
+    assert code == 0, err
+    records = _records(timelines / f"{sid}.jsonl")
+    assert "lag:burst:10" in [str(r.get("reason", "")) for r in records]
+    drops = [r for r in records if r.get("signal") == "drop_notice" and r.get("edge_id") == EDGE]
+    assert drops, "the burst overflowed nothing"
+    lifecycle = [r["signal"] for r in records
+                 if r.get("signal") in ("turn_open", "commit", "abort", "close")]
+    assert lifecycle == ["turn_open", "commit", "close"], lifecycle
+    assert "commit" in states, states
