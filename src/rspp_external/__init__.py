@@ -18,7 +18,9 @@ runtime -> child: ``init`` {protocol, node_id, session_id, config}; ``event`` {c
 kind, payload, final, attrs, turn_id}; ``cancel`` {call, reason}; ``stop``.
 child -> runtime: ``ready`` {protocol} (answer to init); per call any number of ``emit``
 {call, port, kind, payload, final, attrs}, then ``done`` {call, cancelled} or ``error``
-{call, message}.
+{call, message, limit}; ``limit`` (optional) names the resource limit the call ran into:
+``memory_mb`` (this SDK sends it when the handler raises ``MemoryError`` under the
+process's RLIMIT_AS); the runtime reports such an error as a resource-limit violation.
 
 ``run`` moves ``sys.stdout`` onto stderr, so a stray ``print`` cannot corrupt the frames;
 each call runs as a task, and a ``cancel`` cancels it (the runtime then sees
@@ -28,6 +30,7 @@ each call runs as a task, and a ``cancel`` cancels it (the runtime then sees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import os
@@ -115,6 +118,10 @@ class _Child:
         except asyncio.CancelledError:
             self.send({"type": "done", "call": ev.call, "cancelled": True})
             return
+        except MemoryError as exc:  # an allocation failed under the memory_mb limit
+            self.send({"type": "error", "call": ev.call, "limit": "memory_mb",
+                       "message": f"MemoryError: {exc}"})
+            return
         except Exception as exc:
             self.send({"type": "error", "call": ev.call,
                        "message": f"{type(exc).__name__}: {exc}"})
@@ -122,6 +129,14 @@ class _Child:
         finally:
             self.tasks.pop(ev.call, None)
         self.send({"type": "done", "call": ev.call, "cancelled": False})
+
+    def _ended(self, call: int, task: asyncio.Future[None]) -> None:
+        """A call cancelled before its task ran never reached its own ``done``: send it."""
+        if self.tasks.get(call) is task:
+            self.tasks.pop(call)
+            if task.cancelled():
+                with contextlib.suppress(OSError):  # the runtime may be gone (stop)
+                    self.send({"type": "done", "call": call, "cancelled": True})
 
     def on_frame(self, msg: dict[str, Any]) -> bool:
         kind = msg.get("type")
@@ -133,7 +148,8 @@ class _Child:
                        kind=str(msg.get("kind") or ""), payload=msg.get("payload"),
                        final=bool(msg.get("final")), attrs=dict(msg.get("attrs") or {}),
                        turn_id=msg.get("turn_id"))
-            self.tasks[ev.call] = asyncio.ensure_future(self.call(ev))
+            task = self.tasks[ev.call] = asyncio.ensure_future(self.call(ev))
+            task.add_done_callback(lambda t, call=ev.call: self._ended(call, t))
         elif kind == "cancel":
             task = self.tasks.get(int(msg.get("call", -1)))
             if task is not None:

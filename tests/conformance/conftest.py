@@ -102,3 +102,52 @@ async def build(name: str) -> AsyncIterator[AdapterUnderTest]:
 @pytest.fixture
 def adapter_factory() -> Callable[[str], Any]:
     return build
+
+
+#: an external node program (the ``rspp_external`` SDK) that upper-cases text; ``BROKEN``
+#: picks a contract it breaks: ``stop`` (keeps running after stop), ``cancel`` (never
+#: answers a cancelled call), ``stdout`` (prints onto the frame stream)
+NODE_PROGRAM = '''
+import asyncio, sys, time
+import rspp_external
+from rspp_external import run
+
+BROKEN = sys.argv[1] if len(sys.argv) > 1 else ""
+
+if BROKEN == "cancel":  # every call takes 6 s and a cancel is never heard
+    _frame = rspp_external._Child.on_frame
+    rspp_external._Child.on_frame = (
+        lambda self, msg: True if msg.get("type") == "cancel" else _frame(self, msg))
+
+async def handle(event, emit):
+    if BROKEN == "cancel":
+        await asyncio.sleep(6)
+    emit(str(event.payload).upper())
+
+if BROKEN == "stdout":
+    sys.stdout.write("hello from the node\\n")
+    sys.stdout.flush()
+run(handle)
+if BROKEN == "stop":
+    time.sleep(3600)
+'''
+
+
+@pytest.fixture
+def node_package(tmp_path: Any) -> Callable[..., Any]:
+    """``node_package(broken="")``: a package directory's manifest path (no SBOM or
+    attestation: the conformance suite checks the boundary, not the supply chain)."""
+    import json
+
+    def make(broken: str = "") -> Any:
+        root = tmp_path / f"pkg-{broken or 'good'}"
+        root.mkdir()
+        (root / "node.py").write_text(NODE_PROGRAM)
+        manifest = {"name": f"shout-{broken or 'good'}", "version": "1.2.0",
+                    "command": ["{python}", "node.py", *([broken] if broken else [])],
+                    "artifact": "node.py", "inputs": {"text": "text"},
+                    "outputs": {"text": "text"}}
+        (root / "rspp-node.json").write_text(json.dumps(manifest))
+        return root / "rspp-node.json"
+
+    return make

@@ -13,7 +13,9 @@ from typing import Any, NamedTuple
 import pytest
 from jsonschema import Draft202012Validator
 
+from rspp.client import SessionTarget, route_session
 from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
+from rspp.testing.fakes import FakeProviderServers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,6 +45,14 @@ class RsppCli:
             [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
             capture_output=True, text=True, env=env, timeout=120, check=False)
 
+    @staticmethod
+    def ok(result: subprocess.CompletedProcess[str]) -> Any:
+        """The JSON a command printed; fails the test unless it exited 0."""
+        import json
+
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
     def replays_clean(self, timeline: Path, spec: Path, report: Path) -> None:
         """``rspp replay TIMELINE --spec SPEC``: no ORDERING, PLAN, OUTCOME or AUTHORITY
         divergence, exit 0 (fails the test otherwise)."""
@@ -53,6 +63,24 @@ class RsppCli:
         assert all(doc["divergences"][c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME",
                                                          "AUTHORITY")), doc["findings"]
         assert rep.returncode == 0, rep.stdout + rep.stderr
+
+    def validates_and_replays(self, timeline: Path, spec: Path) -> None:
+        """``rspp contracts validate`` then ``rspp replay --spec SPEC`` of a served
+        session's timeline: valid, no divergence but TIMING, exit 0 (fails the test
+        otherwise; no RSPP_* setting leaks in)."""
+        import json
+        import os
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
+        valid = self("contracts", "validate", str(timeline), env=env, timeout=180)
+        assert valid.returncode == 0, valid.stdout + valid.stderr
+        report = timeline.with_suffix(".replay.json")
+        out = self("replay", str(timeline), "--spec", str(spec), "--report", str(report),
+                   env=env, timeout=180)
+        doc = json.loads(report.read_text())
+        assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), \
+            doc["findings"]
+        assert out.returncode == 0, out.stdout + out.stderr
 
     def say(self, text: str, out: Path) -> Path:
         """``rspp say TEXT -o OUT`` (offline espeak-ng); fails the test if it fails."""
@@ -170,6 +198,58 @@ def embedded_serve(
                                    f"sqlite+aiosqlite:///{d / 'cp.db'}", "--api-key", api_key,
                                    "--timeline-dir", str(d / "timelines"), *args)
         return srv.wait_ready(), d / "timelines"
+
+    return start
+
+
+class ServedChat(NamedTuple):
+    """A ready ``rspp serve`` of the text chat spec (:data:`TEXT_CHAT_SPEC`, pipeline
+    ``text-chat``) with its embedded control plane on SQLite and ``--timeline-dir``."""
+
+    srv: ServeProcess
+    spec: Path
+    timelines: Path
+    key: str
+
+    async def route(self, tenant_id: str = "acme") -> SessionTarget:
+        """A session route of ``text-chat`` for ``tenant_id``."""
+
+        return await route_session(self.srv.url, tenant_id=tenant_id, api_key=self.key,
+                                   pipeline_name="text-chat")
+
+    def timeline(self, session_id: str) -> Path:
+        return self.timelines / f"{session_id}.jsonl"
+
+    def lines(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's timeline lines written so far (complete ones; none: [])."""
+        import json
+
+        path = self.timeline(session_id)
+        text = path.read_text() if path.exists() else ""
+        return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+
+    def set_policy(self, tenant_id: str, body: dict[str, Any]) -> None:
+        """``POST /v1/configs/policy/TENANT`` as the admin key; fails the test if refused."""
+        import httpx
+
+        res = httpx.post(f"{self.srv.url}/v1/configs/policy/{tenant_id}", timeout=30,
+                         headers={"Authorization": f"Bearer {self.key}"}, json={"body": body})
+        assert res.status_code < 300, res.text
+
+
+@pytest.fixture
+def served_chat(serve_process: Callable[..., ServeProcess],
+                tmp_path: Path) -> Callable[..., ServedChat]:
+    """``served_chat(api_key, *args)``: start :class:`ServedChat` (extra ``rspp serve``
+    options in ``args``) and wait until it is ready; killed at teardown."""
+
+    def start(api_key: str, *args: str) -> ServedChat:
+        spec = tmp_path / "text_chat.yaml"
+        spec.write_text(TEXT_CHAT_SPEC)
+        timelines = tmp_path / "timelines"
+        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                            "--api-key", api_key, "--timeline-dir", str(timelines), *args)
+        return ServedChat(srv.wait_ready(), spec, timelines, api_key)
 
     return start
 
@@ -353,6 +433,95 @@ edges:
 """
 
 
+class ReviewedCp(NamedTuple):
+    """A control plane for the change-review tests: two operator keys (``author``,
+    ``reviewer``) and voice-assistant 1.0.0 and 2.0.0 published by the author."""
+
+    url: str
+    author: str
+    reviewer: str
+
+
+@pytest.fixture
+def reviewed_cp(cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli,
+                tmp_path: Path) -> Callable[..., ReviewedCp]:
+    """``reviewed_cp(store, admin_key, *serve_flags)``: start ``rspp cp serve`` and set up
+    :class:`ReviewedCp` through ``rspp cp`` (``keys create``, ``publish``)."""
+
+    def start(store: str, admin_key: str, *flags: str) -> ReviewedCp:
+        url = cp_serve(store, admin_key, *flags).url
+        author, reviewer = (rspp_cli.cp("keys", "create", "--role", "operator", key=admin_key,
+                                        server=url).stdout.strip().splitlines()[-1]
+                            for _ in range(2))
+        voice = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
+        v2 = tmp_path / "v2.yaml"
+        v2.write_text(voice.read_text().replace("version: 1.0.0", "version: 2.0.0"))
+        for spec in (voice, v2):
+            assert rspp_cli.cp("publish", str(spec), key=author, server=url).returncode == 0
+        return ReviewedCp(url, author, reviewer)
+
+    return start
+
+
+class AskingSession:
+    """A served session that asks typed questions and sees whether their turns open."""
+
+    def __init__(self, client: Any, sid: str) -> None:
+        self.client, self.sid, self.events = client, sid, client.events()
+
+    async def ask(self, text: str) -> str:
+        """``open`` once the turn opened, else the ``turn_deferred`` error's message."""
+        from rspp.transports import ErrorEvent, TurnEvent
+
+        await self.client.send_text(text)
+        async for ev in self.events:
+            if isinstance(ev, ErrorEvent):
+                assert ev.code == "turn_deferred", ev
+                return str(ev.message)
+            if isinstance(ev, TurnEvent) and ev.state == "open":
+                return "open"
+        raise AssertionError("the session ended")
+
+    async def interrupt(self) -> list[str]:
+        """Cancel the open turn; its terminal states as the client saw them."""
+        from rspp.transports import TurnEvent
+
+        await self.client.interrupt()
+        states: list[str] = []
+        async for ev in self.events:
+            if isinstance(ev, TurnEvent):
+                states.append(ev.state)
+                if ev.state == "close":
+                    return states
+        raise AssertionError("the session ended")
+
+
+@pytest.fixture(scope="session")
+def asking_session() -> Callable[..., Any]:
+    """``await asking_session(url, api_key, pipeline, **attributes)``: route a session of
+    tenant ``acme`` (with route ``attributes``) and connect an :class:`AskingSession`."""
+    from rspp.client import LiveClient
+
+    async def open_session(url: str, api_key: str, pipeline: str,
+                           **attributes: str) -> AskingSession:
+        target = await route_session(url, tenant_id="acme", api_key=api_key,
+                                     pipeline_name=pipeline, attributes=attributes or None)
+        return AskingSession(await LiveClient.connect(target.url, token=target.token),
+                             target.session_id)
+
+    return open_session
+
+
+@pytest.fixture
+def fake_providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProviderServers]:
+    """The remote-provider fakes (:class:`~rspp.testing.fakes.FakeProviderServers`)
+    running, their base URLs and key in the environment ``rspp serve`` children inherit."""
+    with FakeProviderServers(api_key="e2e-fake-provider-key") as fakes:
+        for name, value in fakes.env.items():
+            monkeypatch.setenv(name, value)
+        yield fakes
+
+
 @pytest.fixture(scope="session")
 def openai_chat_spec() -> Callable[[str], str]:
     """``openai_chat_spec(name)``: a text chat on the OpenAI adapter whose turns stay open
@@ -418,6 +587,23 @@ def text_turn() -> Callable[..., Any]:
                     break
         assert states == ["open", "commit", "close"], states
         return "".join(text)
+
+    return turn
+
+
+@pytest.fixture(scope="session")
+def closed_turn() -> Callable[..., Any]:
+    """``await closed_turn(client, question)``: type one question on an open
+    :class:`~rspp.client.LiveClient` session; the turn's id once it closed."""
+    from rspp.client import LiveClient
+    from rspp.transports import TurnEvent
+
+    async def turn(client: LiveClient, question: str) -> str:
+        await client.send_text(question)
+        async for ev in client.events():
+            if isinstance(ev, TurnEvent) and ev.state == "close":
+                return ev.turn_id
+        raise AssertionError("the session ended before the turn closed")
 
     return turn
 

@@ -20,13 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rspp.client import LiveClient, route_session
+from rspp.client import LiveClient
 from rspp.contracts import ProviderCapabilities, TransportCapabilities, plan_capabilities
-from rspp.testing import TEXT_CHAT_SPEC
-from rspp.transports import TurnEvent
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import RsppCli, ServeProcess
+    from tests.e2e.conftest import RsppCli, ServedChat
 
 pytestmark = pytest.mark.e2e
 
@@ -40,33 +38,21 @@ def _plans(timeline: Path) -> list[dict[str, Any]]:
     return [ln["record"] for ln in lines if ln["kind"] == "resolved_turn_plan"]
 
 
-async def _turn(client: LiveClient, text: str) -> str:
-    await client.send_text(text)
-    async for ev in client.events():
-        if isinstance(ev, TurnEvent) and ev.state == "close":
-            return ev.turn_id
-    raise AssertionError("the session ended before the turn closed")
-
-
 def test_a_reconnect_with_another_rate_changes_the_next_turns_frozen_capabilities(
-    serve_process: Callable[..., ServeProcess], rspp_cli: RsppCli, tmp_path: Path
+    served_chat: Callable[..., ServedChat], rspp_cli: RsppCli, closed_turn: Callable[..., Any]
 ) -> None:
-    spec = tmp_path / "chat.yaml"
-    spec.write_text(TEXT_CHAT_SPEC)
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
+    chat = served_chat(KEY)
+    srv = chat.srv
 
     async def talk() -> tuple[str, list[str]]:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-chat")
+        target = await chat.route()
         first = await LiveClient.connect(target.url, token=target.token, sample_rate=16000)
-        turns = [await _turn(first, "what is your name")]
+        turns = [await closed_turn(first, "what is your name")]
         await first.close()  # a disconnect: the session waits for a resume
         again = await LiveClient.connect(target.url, token=target.token, sample_rate=24000,
                                          output_sample_rate=48000)
         assert again.ready.resumed
-        turns.append(await _turn(again, "what is the weather"))
+        turns.append(await closed_turn(again, "what is the weather"))
         await again.end()
         async for _ in again.events():
             pass
@@ -75,7 +61,7 @@ def test_a_reconnect_with_another_rate_changes_the_next_turns_frozen_capabilitie
     sid, turns = asyncio.run(asyncio.wait_for(talk(), 120))
     code, _, err = srv.terminate()
     assert code == 0, err
-    timeline = timelines / f"{sid}.jsonl"
+    timeline = chat.timeline(sid)
     plans = {p["turn_id"]: p for p in _plans(timeline)}
     caps = [plan_capabilities(plans[t]) for t in turns]
     before, after = (c["capability:transport"] for c in caps)

@@ -3,42 +3,25 @@ change is submitted, approved by another key and applied with `rspp cp change`."
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ControlPlaneServer, RsppCli
+    from tests.e2e.conftest import ReviewedCp, RsppCli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[2]
-VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 ADMIN = "review-admin-key"
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
 def test_a_rollout_applies_only_as_a_change_another_key_approved(
-    cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli, tmp_path: Path,
+    reviewed_cp: Callable[..., ReviewedCp], rspp_cli: RsppCli,
 ) -> None:
-    cp = rspp_cli.cp
-    url = cp_serve("sqlite", ADMIN, "--require-approval").url
-    keys = [cp("keys", "create", "--role", "operator", key=ADMIN, server=url)
-            for _ in range(2)]
-    author, reviewer = (k.stdout.strip().splitlines()[-1] for k in keys)
-    assert cp("publish", str(VOICE), key=author, server=url).returncode == 0
-    v2 = tmp_path / "v2.yaml"
-    v2.write_text(VOICE.read_text().replace("version: 1.0.0", "version: 2.0.0"))
-    assert cp("publish", str(v2), key=author, server=url).returncode == 0
+    cp, ok = rspp_cli.cp, rspp_cli.ok
+    url, author, reviewer = reviewed_cp("sqlite", ADMIN, "--require-approval")
 
     direct = cp("rollout", "voice-assistant", "--canary", "2.0.0", "--percent", "10",
                 key=author, server=url)

@@ -35,6 +35,14 @@ def test_serve_process_accepts_cli_commands(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "RSPP_ADMIN_KEY" in missing.stderr
     env["RSPP_ADMIN_KEY"] = "env-admin"
+    # a key file that holds no Ed25519 key is refused at start, naming the option
+    bad_key = tmp_path / "bad.pem"
+    bad_key.write_text("not a key")
+    refused = subprocess.run(
+        [*CLI, "serve", "--port", str(port), "--token-key-file", str(bad_key)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2, refused.stderr
+    assert "--token-key-file" in refused.stderr and "Traceback" not in refused.stderr
     key_file = tmp_path / "token.pem"
     proc = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--token-key-file", str(key_file)],

@@ -10,42 +10,27 @@ approval trail, verified. On SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ControlPlaneServer, RsppCli
+    from tests.e2e.conftest import ReviewedCp, RsppCli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[2]
-VOICE = REPO / "pipelines" / "examples" / "voice_assistant.yaml"
 ADMIN = "signed-admin-key"
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> Any:
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_signed_changes_apply_and_the_deployed_artifacts_provenance_verifies(
-    cp_serve: Callable[..., ControlPlaneServer], rspp_cli: RsppCli, tmp_path: Path, store: str,
+    reviewed_cp: Callable[..., ReviewedCp], rspp_cli: RsppCli, tmp_path: Path, store: str,
 ) -> None:
-    cp = rspp_cli.cp
-    url = cp_serve(store, ADMIN, "--require-signed-changes").url
-    author, reviewer = (cp("keys", "create", "--role", "operator", key=ADMIN,
-                           server=url).stdout.strip().splitlines()[-1] for _ in range(2))
-    assert cp("publish", str(VOICE), key=author, server=url).returncode == 0
-    v2 = tmp_path / "v2.yaml"
-    v2.write_text(VOICE.read_text().replace("version: 1.0.0", "version: 2.0.0"))
-    assert cp("publish", str(v2), key=author, server=url).returncode == 0
+    cp, ok = rspp_cli.cp, rspp_cli.ok
+    url, author, reviewer = reviewed_cp(store, ADMIN, "--require-signed-changes")
     keys = {who: tmp_path / f"{who}.pem" for who in ("author", "reviewer")}
     for file in keys.values():
         made = cp("change", "keygen", "--out", str(file), key=ADMIN, server=url)

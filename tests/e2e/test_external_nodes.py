@@ -60,12 +60,21 @@ PROGRAM = textwrap.dedent('''
             emit(event.payload)
             return
         mode = CONFIG.get("mode", "shout")
+        if CONFIG.get("trigger", "") not in text.lower():
+            mode = "shout"
         if mode == "wait":          # cooperative: ends only when the runtime cancels it
             await asyncio.Event().wait()
         if mode == "stuck":         # blocks the whole program: it cannot hear a cancel
             time.sleep(3600)
         if mode == "crash":
             os._exit(3)
+        if mode == "burn":          # spins on the CPU until its cpu_seconds limit ends it
+            while True:
+                pass
+        if mode == "hog":           # allocates past its memory_mb limit
+            hog = bytearray(CONFIG["hog_mb"] << 20)
+            emit(str(len(hog)))
+            return
         if mode == "probe":
             emit(probe())
             return
@@ -417,6 +426,58 @@ SERVED = textwrap.dedent('''
 ''')
 
 
+SERVE_KEY = "serve-external-admin-key"
+
+
+def serve_text_shout(serve_process: Any, tmp_path: Path, keys: Keys,
+                     params: dict[str, Any]) -> tuple[str, Path]:
+    """``rspp serve`` of the text pipeline through an external node with ``params`` (the
+    node declares its ports, so the control plane, which runs no node code, can check the
+    graph at publish); returns the server URL and the timeline directory."""
+    import httpx
+
+    ref = make_package(tmp_path / "loud_pkg", keys)
+    node = node_line("loud", ref, params,
+                     ", ports: {inputs: [{name: text, type: text}], outputs: [{name: text, "
+                     "type: text}], is_async: true}")[2:]
+    spec = tmp_path / "served.yaml"
+    spec.write_text(SERVED % {"node": node})
+    timelines = tmp_path / "timelines"
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", SERVE_KEY, "--timeline-dir", str(timelines),
+                        cwd=tmp_path,
+                        env={"RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}).wait_ready()
+    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
+                        headers={"Authorization": f"Bearer {SERVE_KEY}"},
+                        json={"body": {"recording_level": "L1"}})
+    assert policy.status_code < 300, policy.text
+    return srv.url, timelines
+
+
+async def connect(url: str) -> Any:
+    from rspp.client import LiveClient, route_session
+
+    target = await route_session(url, tenant_id="acme", api_key=SERVE_KEY,
+                                 pipeline_name="text-shout")
+    return await LiveClient.connect(target.url, token=target.token)
+
+
+async def text_turn(client: Any, text: str) -> tuple[str, str]:
+    """Send ``text``; (the turn's terminal, its final reply text) once the turn closes."""
+    from rspp.transports import ReplyText, TurnEvent
+
+    await client.send_text(text)
+    reply, state = "", ""
+    async for ev in client.events():
+        if isinstance(ev, ReplyText) and ev.final:
+            reply = ev.text
+        if isinstance(ev, TurnEvent) and ev.state in ("commit", "abort"):
+            state = ev.state
+        if isinstance(ev, TurnEvent) and ev.state == "close":
+            return state, reply
+    raise AssertionError("the session closed before the turn did")
+
+
 def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
     serve_process: Any, tmp_path: Path, keys: Keys
 ) -> None:
@@ -424,50 +485,13 @@ def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
     allows one call at a time and no queue; the second session's call, made while the
     first one's is in the child, is rejected (``resource_limit_exceeded``, its turn
     aborts); the first session's turn (its text through the node, then the model) commits.
-    The node declares its ports, so the
-    control plane (which runs no node code) can check the graph at publish; the runtime
-    onboards the package when it loads the spec."""
+    The runtime onboards the package when it loads the spec."""
     import asyncio
 
-    import httpx
-
-    from rspp.client import LiveClient, route_session
-    from rspp.transports import ReplyText, TurnEvent
-
-    key = "serve-external-admin-key"
-    ref = make_package(tmp_path / "loud_pkg", keys)
-    node = node_line("loud", ref, {"config": {"mode": "hold", "hold_s": 3, "suffix": "!"},
-                                   "max_concurrency": 1, "max_queue": 0,
-                                   "call_timeout_ms": 30000},
-                     ", ports: {inputs: [{name: text, type: text}], outputs: [{name: text, "
-                     "type: text}], is_async: true}")[2:]
-    spec = tmp_path / "served.yaml"
-    spec.write_text(SERVED % {"node": node})
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", key, "--timeline-dir", str(timelines), cwd=tmp_path,
-                        env={"RSPP_TRUSTED_NODE_KEYS": str(keys.public_pem)}).wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        headers={"Authorization": f"Bearer {key}"},
-                        json={"body": {"recording_level": "L1"}})
-    assert policy.status_code < 300, policy.text
-
-    async def connect() -> LiveClient:
-        target = await route_session(srv.url, tenant_id="acme", api_key=key,
-                                     pipeline_name="text-shout")
-        return await LiveClient.connect(target.url, token=target.token)
-
-    async def turn(client: LiveClient, text: str) -> tuple[str, str]:
-        await client.send_text(text)
-        reply, state = "", ""
-        async for ev in client.events():
-            if isinstance(ev, ReplyText) and ev.final:
-                reply = ev.text
-            if isinstance(ev, TurnEvent) and ev.state in ("commit", "abort"):
-                state = ev.state
-            if isinstance(ev, TurnEvent) and ev.state == "close":
-                return state, reply
-        raise AssertionError("the session closed before the turn did")
+    url, timelines = serve_text_shout(
+        serve_process, tmp_path, keys,
+        {"config": {"mode": "hold", "hold_s": 3, "suffix": "!"}, "max_concurrency": 1,
+         "max_queue": 0, "call_timeout_ms": 30000})
 
     async def opened(sid: str) -> None:
         path = timelines / f"{sid}.jsonl"
@@ -476,11 +500,11 @@ def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
             await asyncio.sleep(0.05)
 
     async def scenario() -> tuple[tuple[str, str], tuple[str, str], str, str]:
-        a, b = await connect(), await connect()
+        a, b = await connect(url), await connect(url)
         async with a, b:
-            first = asyncio.create_task(turn(a, "hello there"))
+            first = asyncio.create_task(text_turn(a, "hello there"))
             await opened(a.ready.session_id)  # A's call is on its way to the child
-            second = await turn(b, "hello too")
+            second = await text_turn(b, "hello too")
             return await first, second, a.ready.session_id, b.ready.session_id
 
     first, second, sid_a, sid_b = asyncio.run(scenario())
@@ -492,3 +516,104 @@ def test_served_sessions_share_the_concurrency_limit_of_an_external_type(
         [("loud", "resource_limit_exceeded")]
     assert not [r for r in records(timelines / f"{sid_a}.jsonl")
                 if r.get("lane") == "TelemetryLane" and ":error:" in r["event_id"]]
+
+
+def test_a_served_session_goes_on_after_its_node_hit_the_cpu_limit(
+    serve_process: Any, tmp_path: Path, keys: Keys
+) -> None:
+    """F-107 through ``rspp serve``: the first turn's text makes the child spin past
+    cpu_seconds 1; that turn aborts ``resource_limit_exceeded`` (recorded as a limit
+    violation, not a crash); the same session's next turn restarts the child and commits."""
+    import asyncio
+
+    url, timelines = serve_text_shout(
+        serve_process, tmp_path, keys,
+        {"config": {"mode": "burn", "trigger": "spin"}, "cpu_seconds": 1,
+         "call_timeout_ms": 120000})
+
+    async def scenario() -> tuple[tuple[str, str], tuple[str, str], str]:
+        async with await connect(url) as client:
+            burnt = await text_turn(client, "spin the cpu please")
+            after = await text_turn(client, "hello again")
+            return burnt, after, client.ready.session_id
+
+    burnt, after, sid = asyncio.run(scenario())
+    assert burnt[0] == "abort", burnt
+    assert after[0] == "commit" and after[1], after
+    errors, limits, _ = limit_records(timelines / f"{sid}.jsonl")
+    assert errors == ["resource_limit_exceeded"], errors
+    assert limits == ["external_limit:loud:cpu_seconds=1"]
+    recs = records(timelines / f"{sid}.jsonl")
+    assert len(audits(recs, "external_start:")) == 2  # restarted for the second turn
+    aborts = [r["reason"] for r in recs if r.get("signal") == "abort"]
+    assert aborts == ["resource_limit_exceeded"], aborts
+
+
+def limit_records(tl: Path) -> tuple[list[str], list[str], list[str]]:
+    """(error reasons of node loud, external_limit audits, external_limit_exceeded metrics)."""
+    recs = records(tl)
+    errors = [str(r["reason"]) for r in recs if r.get("lane") == "TelemetryLane"
+              and ":error:" in r["event_id"] and r.get("node_id") == "loud"]
+    metrics = [x["record"]["node_id"] for x in lines(tl)
+               if x["record"].get("reason") == "node_metric"
+               and x["payload"].get("name") == "external_limit_exceeded"]
+    return errors, audits(recs, "external_limit:"), metrics
+
+
+def test_a_child_killed_by_its_cpu_limit_is_a_resource_limit_violation(
+    spoken: dict[str, Path], tmp_path: Path, keys: Keys, fakes: Any
+) -> None:
+    """F-107: the reply's first sentence makes the child spin; RLIMIT_CPU (cpu_seconds 1)
+    ends it with SIGXCPU, which the node reports as ``resource_limit_exceeded`` (an error
+    record, an ``external_limit`` audit, a metric), not as a crash; without a fallback the
+    turn aborts ``resource_limit_exceeded`` (T10) and the run ends normally."""
+    ref = make_package(tmp_path / "loud_pkg", keys)
+    nodes = node_line("loud", ref, {"config": {"mode": "burn", "trigger": "weather"},
+                                    "cpu_seconds": 1, "call_timeout_ms": 120000})
+    res, tl = run_spec(tmp_path, "burn", nodes, LOUD_EDGES, spoken["question"], keys, fakes,
+                       "--metrics-events")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    (turn,) = out["turns"]
+    assert (turn["terminal"], turn["reason"]) == ("abort", "resource_limit_exceeded"), turn
+    first = out["dead_letters"][0]
+    assert first.startswith("loud:resource_limit_exceeded:"), out["dead_letters"]
+    assert "SIGXCPU: exceeded cpu_seconds=1" in first, first
+    errors, limits, metrics = limit_records(tl)
+    assert errors[0] == "resource_limit_exceeded" and "runtime_internal_error" not in errors
+    assert limits[0] == "external_limit:loud:cpu_seconds=1" and metrics[0] == "loud"
+    assert len(limits) == errors.count("resource_limit_exceeded") == len(metrics)
+    # the launcher enforced the limit it reports
+    (start, *_) = audits(records(tl), "external_start:")
+    assert ":cpu_s=1:" in start, start
+
+
+def test_an_allocation_past_the_memory_limit_is_a_violation_the_fallback_carries(
+    spoken: dict[str, Path], tmp_path: Path, keys: Keys, fakes: Any
+) -> None:
+    """F-107: the child allocates 2 GiB under memory_mb 256 (RLIMIT_AS): the allocation
+    fails in the child, which says so (``error`` with ``limit: memory_mb``); the node
+    reports ``resource_limit_exceeded``, the spec's fallback carries the sentence and the
+    turn commits; the child stays up (it is started once)."""
+    ref = make_package(tmp_path / "loud_pkg", keys)
+    nodes = (node_line("loud", ref, {"config": {"mode": "hog", "hog_mb": 2048,
+                                                "trigger": "weather"}, "memory_mb": 256},
+                       ", fallback: {node: plain, on: [error]}")
+             + "\n  - {id: plain, type: passthrough}")
+    edges = LOUD_EDGES + "\n  - {from: plain.out, to: tts.text}"
+    res, tl = run_spec(tmp_path, "hog", nodes, edges, spoken["question"], keys, fakes,
+                       "--metrics-events")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    (turn,) = out["turns"]
+    assert turn["terminal"] == "commit", turn
+    assert "cannot check the weather" in turn["reply"], turn  # through the fallback
+    assert not out["dead_letters"]
+    errors, limits, metrics = limit_records(tl)
+    assert errors and set(errors) == {"resource_limit_exceeded"}, errors
+    assert limits == ["external_limit:loud:memory_mb=256"] * len(errors) and \
+        len(metrics) == len(errors)
+    recs = records(tl)
+    fallbacks = [r["reason"] for r in recs if r.get("signal") == "fallback"]
+    assert fallbacks == ["resource_limit_exceeded:loud->plain"] * len(errors), fallbacks
+    assert len(audits(recs, "external_start:")) == 1

@@ -319,15 +319,24 @@ async def test_a_session_keeps_taking_turns_on_its_frozen_plan_past_the_snapshot
     frozen plan until its lease can no longer be renewed. Its last turn-start bundle
     expires (``snapshot_ttl_ms``, 5 s) long before the lease (120 s): a turn typed once the
     wall clock is past every snapshot that bundle can hold still commits with reply audio,
-    opened on the expired snapshots (counted and logged by the runtime)."""
+    opened on the expired snapshots (counted and logged by the runtime). The session's
+    timeline marks that turn's plan: its DeterminismContext holds the ``snapshot_freeze``
+    input (the failed turn-start call, naming the expired snapshots), the turn before has
+    none, and ``rspp replay`` re-freezes both plans with no divergence."""
+    timelines = tmp_path / "timelines"
     async with _stack(pg_url, serve_process, fake_openai_spec, "--lease-ttl-ms",
-                      "120000") as st:
+                      "120000", "--timeline-dir", str(timelines),
+                      "--record-level", "L2") as st:
         await st.publish(tmp_path, "1.0.0", st.healthy)
+        replayable = await st.http.post("/v1/configs/policy/acme",
+                                        json={"body": {"recording_level": "L2"}})
+        assert replayable.status_code < 300, replayable.text
         ttl_ms = ControlPlaneSettings(db_url="sqlite://").snapshot_ttl_ms
         target = await route_session(st.cp.url, tenant_id="acme", api_key=KEY,
                                      pipeline_name="gated")
         loop = asyncio.get_running_loop()
         async with await LiveClient.connect(target.url, token=target.token) as client:
+            sid = client.ready.session_id
             await _one_turn(client, "hello", loop.time())
             await st.cp.stop()
             # every bundle the runtime holds was issued before the process stopped: once
@@ -343,3 +352,23 @@ async def test_a_session_keeps_taking_turns_on_its_frozen_plan_past_the_snapshot
             await client.end()
     assert "opens on its frozen plan" in st.runtime_log
     assert "expired snapshots used: version_resolution" in st.runtime_log
+    timeline = timelines / f"{sid}.jsonl"  # complete: the runtime has exited
+    plans = [json.loads(x)["record"] for x in timeline.read_text().splitlines()
+             if json.loads(x)["kind"] == "resolved_turn_plan"]
+    marks = [[i for i in p["determinism"]["nondeterministic_inputs"]
+              if i["input_key"] == "snapshot_freeze"] for p in plans]
+    assert marks[0] == [] and len(marks) == 2, marks
+    (frozen,) = marks[1]
+    assert frozen["source"] == "external_call"
+    assert frozen["evidence_ref"].startswith("control_plane_unreachable;expired:version_resolution")
+    # the frozen turn used the snapshots the turn before had: the same provenance
+    assert plans[1]["snapshot_provenance"] == plans[0]["snapshot_provenance"]
+    code, out, err = await _rspp("contracts", "validate", str(timeline))
+    assert code == 0, out + err
+    spec = tmp_path / "gated-1.0.0.yaml"
+    report = tmp_path / "replay.json"
+    code, out, err = await _rspp("replay", str(timeline), "--spec", str(spec),
+                                 "--report", str(report))
+    doc = json.loads(report.read_text())
+    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
+    assert code == 0, out + err

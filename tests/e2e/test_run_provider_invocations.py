@@ -2,8 +2,9 @@
 
 The offline assistant answers one question; the turn's ``or02_evidence`` record lists
 the turn's STT (opened with the utterance, before the turn), LLM and TTS invocations,
-each with its own ``provider_invocation_id``, the provider that served it and a
-normalised outcome (``rspp.providers.Outcome``).
+each with its own ``provider_invocation_id``, the provider that served it, a
+normalised outcome (``rspp.providers.Outcome``) and, though none was cancelled, its
+cancellation scope: the node scope ``<turn>/<node>`` of the node that called it.
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ def test_a_turns_evidence_lists_its_stt_llm_and_tts_invocations_with_ids_and_out
     assert len(set(ids)) == len(ids) and all(i.startswith("pinv-") for i in ids)
     assert all(i["outcome"] in set(Outcome) and i["latency_ms"] >= 0 for i in invocations)
     assert {i["outcome"] for i in invocations} == {Outcome.SUCCESS}
+    # each is linked to the cancel scope it ran in: its node's scope under the turn's
+    tid = evidence["turn_id"]
+    assert [(i["node_id"], i["cancel_scope"]) for i in invocations] == [
+        (n, f"{tid}/{n}") for n in ("stt", "llm", "tts")]

@@ -31,50 +31,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from rspp.client import LiveClient, route_session
-from rspp.testing.fakes import FakeProviderServers, Fault
-from rspp.transports import ErrorEvent, TurnEvent
+from rspp.testing.fakes import Fault
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import AskingSession, ServeProcess
+
+    from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
 
 KEY = "capacity-admin-key"
-
-
-class _Session:
-    def __init__(self, client: LiveClient, sid: str) -> None:
-        self.client, self.sid, self.events = client, sid, client.events()
-
-    async def ask(self, text: str) -> str:
-        """``open`` once the turn opened, else the deferral's message."""
-        await self.client.send_text(text)
-        async for ev in self.events:
-            if isinstance(ev, ErrorEvent):
-                assert ev.code == "turn_deferred", ev
-                return ev.message
-            if isinstance(ev, TurnEvent) and ev.state == "open":
-                return "open"
-        raise AssertionError("the session ended")
-
-    async def interrupt(self) -> list[str]:
-        """Cancel the open turn; its terminal states as the client saw them."""
-        await self.client.interrupt()
-        states: list[str] = []
-        async for ev in self.events:
-            if isinstance(ev, TurnEvent):
-                states.append(ev.state)
-                if ev.state == "close":
-                    return states
-        raise AssertionError("the session ended")
-
-
-async def _open(url: str, priority: str) -> _Session:
-    target = await route_session(url, tenant_id="acme", api_key=KEY, pipeline_name="slow-chat",
-                                 attributes={"priority": priority})
-    return _Session(await LiveClient.connect(target.url, token=target.token),
-                    target.session_id)
 
 
 async def _metrics(url: str) -> str:
@@ -83,14 +49,19 @@ async def _metrics(url: str) -> str:
                                headers={"Authorization": f"Bearer {KEY}"})).text
 
 
-async def _scenario(url: str, spec: str) -> tuple[dict[str, Any], dict[str, str]]:
+async def _scenario(url: str, spec: str, asking_session: Callable[..., Any]
+                    ) -> tuple[dict[str, Any], dict[str, str]]:
     auth = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=url, headers=auth, timeout=30) as http:
         res = await http.post("/v1/pipelines", json={"spec": spec, "filename": "slow.yaml"})
         assert res.status_code == 201, res.text
     got: dict[str, Any] = {}
-    bg1, bg2 = await _open(url, "background"), await _open(url, "background")
-    ia1, ia2 = await _open(url, "interactive"), await _open(url, "interactive")
+    async def _open(priority: str) -> AskingSession:
+        session: AskingSession = await asking_session(url, KEY, "slow-chat", priority=priority)
+        return session
+
+    bg1, bg2 = await _open("background"), await _open("background")
+    ia1, ia2 = await _open("interactive"), await _open("interactive")
     got["bg1"] = await bg1.ask("what is your name")
     got["bg2"] = await bg2.ask("what time is it")
     got["ia1"] = await ia1.ask("what is the date")
@@ -112,22 +83,20 @@ def _gauge(metrics: str, priority: str) -> float:
 
 def test_background_work_yields_the_interactive_headroom_and_control_still_works(
     serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
-    monkeypatch: pytest.MonkeyPatch, openai_chat_spec: Callable[[str], str]
+    fake_providers: FakeProviderServers, openai_chat_spec: Callable[[str], str],
+    asking_session: Callable[..., Any]
 ) -> None:
     spec = tmp_path / "chat.yaml"
     spec.write_text(text_chat_spec)
     timelines = tmp_path / "timelines"
-    with FakeProviderServers(api_key="capacity-fake-key") as fakes:
-        fakes.openai.faults.sticky = Fault("stall", seconds=3600)
-        for name, value in fakes.env.items():
-            monkeypatch.setenv(name, value)
-        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                            "--api-key", KEY, "--timeline-dir", str(timelines),
-                            "--record-level", "L1", "--max-active-turns", "2",
-                            "--interactive-reserve", "1").wait_ready()
-        got, sids = asyncio.run(asyncio.wait_for(_scenario(srv.url, openai_chat_spec("slow-chat")),
-                                                 180))
-        srv.kill()
+    fake_providers.openai.faults.sticky = Fault("stall", seconds=3600)
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--timeline-dir", str(timelines),
+                        "--record-level", "L1", "--max-active-turns", "2",
+                        "--interactive-reserve", "1").wait_ready()
+    got, sids = asyncio.run(asyncio.wait_for(
+        _scenario(srv.url, openai_chat_spec("slow-chat"), asking_session), 180))
+    srv.kill()
 
     assert got["bg1"] == "open"
     assert "capacity:background_headroom:1/1:background" in got["bg2"], got["bg2"]

@@ -13,16 +13,15 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from rspp.client import LiveClient, route_session
+from rspp.client import LiveClient
 from rspp.transports import TurnEvent
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import ServedChat
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -31,18 +30,13 @@ KEY = "commit-record-admin-key"
 
 @pytest.mark.parametrize("turns", [1, 3])
 def test_a_commit_the_client_saw_is_in_the_killed_runtimes_timeline(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
-    turns: int,
+    served_chat: Callable[..., ServedChat], turns: int
 ) -> None:
-    spec = tmp_path / "text_chat.yaml"
-    spec.write_text(text_chat_spec)
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", KEY, "--timeline-dir", str(timelines)).wait_ready()
+    chat = served_chat(KEY)
+    srv = chat.srv
 
     async def talk() -> tuple[str, list[str]]:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-chat")
+        target = await chat.route()
         seen: list[str] = []
         with contextlib.suppress(Exception):  # the connection dies with the runtime
             async with await LiveClient.connect(target.url, token=target.token) as client:
@@ -60,7 +54,7 @@ def test_a_commit_the_client_saw_is_in_the_killed_runtimes_timeline(
     sid, seen = asyncio.run(asyncio.wait_for(talk(), 180))
     srv.proc.communicate(timeout=30)
     assert len(seen) == turns and srv.proc.returncode == -9
-    lines = [json.loads(line) for line in (timelines / f"{sid}.jsonl").read_text().splitlines()
+    lines = [json.loads(line) for line in chat.timeline(sid).read_text().splitlines()
              if line.endswith("}")]
     commits = [ln["record"]["turn_id"] for ln in lines if ln["kind"] == "control_signal"
                and ln["record"]["signal"] == "commit"]

@@ -15,22 +15,16 @@ side notes: they take no sequence number).
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from rspp.client import LiveClient, route_session
-from rspp.transports import ErrorEvent, TurnEvent
+from rspp.client import LiveClient
+from rspp.transports import ErrorEvent
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import RsppCli, ServedChat
 
 
 pytestmark = pytest.mark.e2e
@@ -40,54 +34,27 @@ SHORT_S = 0.2
 
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(x)["record"] for x in text.splitlines() if x.endswith("}")]
-
-
 def _debug(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("lane") == "TelemetryLane"
             and ":debug:" in r["event_id"]]
 
 
-async def _until(path: Path, found: Callable[[list[dict[str, Any]]], bool]) -> None:
-    """Wait until the timeline the server writes asynchronously shows ``found``."""
-    while not found(_records(path)):  # noqa: ASYNC110 (polls the server's file)
-        await asyncio.sleep(0.05)
-
-
-async def _turn(client: LiveClient, text: str) -> str:
-    """One typed turn; its id once it closed."""
-    await client.send_text(text)
-    async for ev in client.events():
-        if isinstance(ev, TurnEvent) and ev.state == "close":
-            return ev.turn_id
-    raise AssertionError("the session closed before the turn did")
-
-
-def _rspp(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-    return subprocess.run([sys.executable, "-c", "from rspp.cli import main; main()", *args],
-                          env=env, capture_output=True, text=True, timeout=180, check=False)
-
-
 def test_debug_capture_records_one_session_only_and_ends_by_itself(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    served_chat: Callable[..., ServedChat], rspp_cli: RsppCli, closed_turn: Callable[..., Any]
 ) -> None:
-    spec = tmp_path / "text_chat.yaml"
-    spec.write_text(text_chat_spec)
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", KEY, "--timeline-dir", str(timelines),
-                        "--record-level", "L2").wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        headers={"Authorization": f"Bearer {KEY}"},
-                        json={"body": {"recording_level": "L2"}})
-    assert policy.status_code < 300, policy.text
+    chat = served_chat(KEY, "--record-level", "L2")
+    chat.set_policy("acme", {"recording_level": "L2"})
+
+    def records(sid: str) -> list[dict[str, Any]]:
+        return [line["record"] for line in chat.lines(sid)]
+
+    async def until(sid: str, found: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Wait until the timeline the server writes asynchronously shows ``found``."""
+        while not found(records(sid)):  # noqa: ASYNC110 (polls the server's file)
+            await asyncio.sleep(0.05)
 
     async def connect() -> tuple[LiveClient, str]:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-chat")
+        target = await chat.route()
         client = await LiveClient.connect(target.url, token=target.token)
         return client, client.ready.session_id
 
@@ -102,7 +69,7 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
             await a.capture_debug(600)  # session A only, for now
             # one capture at a time on this runtime (--max-debug-captures, default 1): once
             # A's is on, B's request is refused naming the field, and B records nothing
-            await _until(timelines / f"{sid_a}.jsonl", lambda recs: any(
+            await until(sid_a, lambda recs: any(
                 r.get("reason") == "capture_on:600s" for r in _debug(recs)))
             await b.capture_debug(60)
             async for ev in b.events():
@@ -112,30 +79,30 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
                     break
             # both sessions take a turn at the same time
             turns_a, turns_b = [], []
-            first = await asyncio.gather(_turn(a, "what is your name"),
-                                         _turn(b, "what is your name"))
+            first = await asyncio.gather(closed_turn(a, "what is your name"),
+                                         closed_turn(b, "what is your name"))
             turns_a.append(first[0])
             turns_b.append(first[1])
             # a short capture replaces the long one; once it is recorded (so it started),
             # waiting longer than it lasts is a lower bound whatever the machine load
             await a.capture_debug(SHORT_S)
-            await _until(timelines / f"{sid_a}.jsonl", lambda recs: any(
+            await until(sid_a, lambda recs: any(
                 r.get("reason") == f"capture_on:{SHORT_S:g}s" for r in _debug(recs)))
             await asyncio.sleep(SHORT_S + 0.3)
-            turns_a.append(await _turn(a, "what time is it"))
-            turns_b.append(await _turn(b, "what time is it"))
+            turns_a.append(await closed_turn(a, "what time is it"))
+            turns_b.append(await closed_turn(b, "what time is it"))
             await a.capture_debug(600)  # a long capture, ended at once: seconds 0
             await a.capture_debug(0)
-            turns_a.append(await _turn(a, "what is your name"))
+            turns_a.append(await closed_turn(a, "what is your name"))
             await a.end()
             await b.end()
             for sid in (sid_a, sid_b):
-                await _until(timelines / f"{sid}.jsonl", lambda recs: any(
+                await until(sid, lambda recs: any(
                     r.get("signal") == "ended" for r in recs))
         return sid_a, sid_b, turns_a, turns_b
 
     sid_a, sid_b, turns_a, turns_b = asyncio.run(asyncio.wait_for(scenario(), 120))
-    recs_a, recs_b = _records(timelines / f"{sid_a}.jsonl"), _records(timelines / f"{sid_b}.jsonl")
+    recs_a, recs_b = records(sid_a), records(sid_b)
     debug_a = _debug(recs_a)
     # the captured session: its first turn's control commands, each as a debug record
     first_a = {r["reason"] for r in debug_a if r.get("turn_id") == turns_a[0]}
@@ -155,12 +122,4 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
     assert not _debug(recs_b)
     assert [r.get("turn_id") for r in recs_b if r.get("signal") == "commit"] == turns_b
     # debug records are side notes: the captured session validates and replays exactly
-    timeline = timelines / f"{sid_a}.jsonl"
-    valid = _rspp("contracts", "validate", str(timeline))
-    assert valid.returncode == 0, valid.stdout + valid.stderr
-    report = timeline.with_suffix(".replay.json")
-    out = _rspp("replay", str(timeline), "--spec", str(spec), "--report", str(report))
-    doc = json.loads(report.read_text())
-    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
-    assert out.returncode == 0, out.stdout + out.stderr
-
+    rspp_cli.validates_and_replays(chat.timeline(sid_a), chat.spec)

@@ -30,11 +30,13 @@ import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
-from rspp.testing.fakes import FakeProviderServers, Fault
+from rspp.testing.fakes import Fault
 from rspp.transports import ReplyText, TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import ServeProcess
+
+    from rspp.testing.fakes import FakeProviderServers
 
 pytestmark = pytest.mark.e2e
 
@@ -123,22 +125,19 @@ async def _scenario(url: str, fakes: FakeProviderServers, spec: str,
 
 def test_a_full_pool_serves_tenants_round_robin_without_starvation(
     serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
-    monkeypatch: pytest.MonkeyPatch, openai_chat_spec: Callable[[str], str],
+    fake_providers: FakeProviderServers, openai_chat_spec: Callable[[str], str],
     metric_sample: Callable[..., float | None]
 ) -> None:
     _sample = metric_sample
     spec = tmp_path / "chat.yaml"
     spec.write_text(text_chat_spec)
-    with FakeProviderServers(api_key="pool-fake-key") as fakes:
-        fakes.openai.faults.push(Fault("stall", seconds=3600))  # a1's call only
-        for name, value in fakes.env.items():
-            monkeypatch.setenv(name, value)
-        srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                            "--api-key", KEY, "--pool-limit", "llm=1",
-                            "--pool-fairness", "tenant").wait_ready()
-        order, replies, metrics = asyncio.run(asyncio.wait_for(
-            _scenario(srv.url, fakes, openai_chat_spec("pool-chat"), metric_sample), 180))
-        srv.kill()
+    fake_providers.openai.faults.push(Fault("stall", seconds=3600))  # a1's call only
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--pool-limit", "llm=1",
+                        "--pool-fairness", "tenant").wait_ready()
+    order, replies, metrics = asyncio.run(asyncio.wait_for(
+        _scenario(srv.url, fake_providers, openai_chat_spec("pool-chat"), metric_sample), 180))
+    srv.kill()
 
     assert order == ["a1", "a2", "b1", "a3", "a4"], order
     echoed, waiting_during, *answers = replies

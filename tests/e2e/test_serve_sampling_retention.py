@@ -17,15 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from rspp.client import LiveClient, route_session
+from rspp.client import LiveClient
 from rspp.observability import SamplingPolicy
 from rspp.transports import SessionEnd, TurnEvent
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import ServedChat
 
 pytestmark = pytest.mark.e2e
 
@@ -45,24 +44,16 @@ async def _until(found: Callable[[], bool]) -> None:
 
 
 def test_served_sessions_are_recorded_by_sample_and_deleted_after_retention(
-    serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    served_chat: Callable[..., ServedChat]
 ) -> None:
-    spec = tmp_path / "text_chat.yaml"
-    spec.write_text(text_chat_spec)
-    timelines = tmp_path / "timelines"
-    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
-                        "--api-key", KEY, "--timeline-dir", str(timelines),
-                        "--record-sample-rate", "0.5", "--retention-s", str(RETENTION_S),
-                        "--retention-sweep-s", "0.2").wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        headers={"Authorization": f"Bearer {KEY}"},
-                        json={"body": {"recording_level": "L1"}})
-    assert policy.status_code < 300, policy.text
+    chat = served_chat(KEY, "--record-sample-rate", "0.5", "--retention-s", str(RETENTION_S),
+                       "--retention-sweep-s", "0.2")
+    chat.set_policy("acme", {"recording_level": "L1"})
+    timelines = chat.timelines
     oracle = SamplingPolicy(0.5)  # the documented rule: sha256(session id) below the rate
 
     async def one_session() -> str:
-        target = await route_session(srv.url, tenant_id="acme", api_key=KEY,
-                                     pipeline_name="text-chat")
+        target = await chat.route()
         async with await LiveClient.connect(target.url, token=target.token) as client:
             sid = client.ready.session_id
             await client.send_text("what is your name")

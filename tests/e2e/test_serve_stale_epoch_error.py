@@ -6,7 +6,10 @@ timeline). The client's old token (epoch 1) can no longer connect: the runtime r
 (close 4409, ``stale_epoch_reject``) and the session's timeline records the T12
 ``stale_epoch_reject`` signal (no transition) with, at the same sequence, an ``error``
 record of code ``authority_epoch_mismatch``; ``rspp timeline errors`` reports it with the
-code's deterministic default action (``reject``, not retryable).
+code's deterministic default action (``reject``, not retryable). The first client left
+without ``end``: a second later the session records a ``stall``. ``rspp replay`` of that
+served timeline refuses the recorded reconnect again at its place (signal, outcome and
+error record) and reproduces the stall after it: no divergence but timing.
 """
 
 from __future__ import annotations
@@ -51,9 +54,9 @@ def test_a_stale_epoch_leaves_an_authority_epoch_mismatch_error_record(
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--timeline-dir", str(timelines), "--record-level", "L2",
                         "--api-key", KEY,
-                        # the first client leaves without `end`: no stall may be recorded
-                        # while the test reads the timeline, however slow the machine
-                        "--stall-timeout", "600", "--resume-window", "600").wait_ready()
+                        # the first client leaves without `end`: the session stalls a
+                        # second later (the test waits for it) and stays resumable
+                        "--stall-timeout", "1", "--resume-window", "600").wait_ready()
     replayable = httpx.post(f"{srv.url}/v1/configs/policy/acme", headers=admin, timeout=30,
                             json={"body": {"recording_level": "L2"}})
     assert replayable.status_code < 300, replayable.text
@@ -72,6 +75,7 @@ def test_a_stale_epoch_leaves_an_authority_epoch_mismatch_error_record(
         with pytest.raises(SessionRefusedError) as refused:  # the epoch-1 token, again
             await LiveClient.connect(target.url, token=target.token)
         await _recorded(timelines / f"{sid}.jsonl", "stale_epoch_reject")
+        await _recorded(timelines / f"{sid}.jsonl", "stall")  # the last record we wait for
         return sid, refused.value
 
     sid, refused = asyncio.run(asyncio.wait_for(scenario(), 120))
@@ -92,17 +96,22 @@ def test_a_stale_epoch_leaves_an_authority_epoch_mismatch_error_record(
     (group,) = json.loads(out.stdout)["errors"]
     assert (group["error_code"], group["default_action"], group["retryable"],
             group["count"]) == ("authority_epoch_mismatch", "reject", False, 1), group
-    # a side note at the signal's sequence: the timeline validates, and the error record
-    # is no finding of the replay (which does not re-run the refused connection: its
-    # stale_epoch_reject signal and outcome are AUTHORITY findings, with or without it)
     valid = rspp_cli("contracts", "validate", str(timeline))
     assert valid.returncode == 0, valid.stdout + valid.stderr
-    report = timeline.with_suffix(".replay.json")
-    replay = rspp_cli("replay", str(timeline), "--spec", str(spec), "--report", str(report))
-    assert report.exists(), replay.stdout + replay.stderr
+    # the replay refuses the recorded reconnect again at its place and stalls after it
+    report, replayed = timeline.with_suffix(".replay.json"), tmp_path / "replayed.jsonl"
+    replay = rspp_cli("replay", str(timeline), "--spec", str(spec), "--report", str(report),
+                      "--timeline-out", str(replayed))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
     doc = json.loads(report.read_text())
-    assert not [f for f in doc["findings"] if ":error:" in json.dumps(f)
-                or "authority_epoch_mismatch" in json.dumps(f)], doc["findings"]
-    assert all(n == 0 for c, n in doc["divergences"].items()
-               if c not in ("TIMING", "AUTHORITY")), doc["findings"]
+    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
+    again = _records(replayed)
+    assert [(r["signal"], r["reason"], r["authority_epoch"]) for r in again
+            if r.get("signal") in ("stale_epoch_reject", "stall")] == [
+        (r["signal"], r["reason"], r["authority_epoch"]) for r in records
+        if r.get("signal") in ("stale_epoch_reject", "stall")]
+    (reject_again,) = [r for r in again if r.get("signal") == "stale_epoch_reject"]
+    assert [e["runtime_sequence"] for e in again if e.get("lane") == "TelemetryLane"
+            and e.get("reason") == "authority_epoch_mismatch"] == [
+        reject_again["runtime_sequence"]]
 

@@ -34,7 +34,7 @@ from rspp.transports import (
 )
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import ServeProcess
+    from tests.e2e.conftest import RsppCli, ServeProcess
 
 
 pytestmark = pytest.mark.e2e
@@ -120,16 +120,6 @@ def _timeline(server: _Server, events: list[dict[str, Any]]) -> Path:
     return server.timelines / f"{sid}.jsonl"
 
 
-def _assert_replays(timeline: Path, spec: Path) -> None:
-    valid = _rspp("contracts", "validate", str(timeline))
-    assert valid.returncode == 0, valid.stdout + valid.stderr
-    report = timeline.with_suffix(".replay.json")
-    out = _rspp("replay", str(timeline), "--spec", str(spec), "--report", str(report))
-    doc = json.loads(report.read_text())
-    assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), doc["findings"]
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
 async def _ended(timeline: Path) -> None:
     """Wait until the served session wrote its last record (``ended``) to its timeline."""
     def done() -> bool:
@@ -140,7 +130,9 @@ async def _ended(timeline: Path) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(server: _Server) -> None:
+def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(
+    server: _Server, rspp_cli: RsppCli
+) -> None:
     events = _talk(server, "text-chat", "--text", "what is your name",
                    "--text", "what time is it")
     assert events[0]["type"] == "ready"
@@ -161,11 +153,11 @@ def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(server: _Serv
     records = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
     proposals = [r["reason"] for r in records if r.get("signal") == "turn_open_proposed"]
     assert proposals == ["text_input", "text_input"]
-    _assert_replays(timeline, server.specs["text-chat"])
+    rspp_cli.validates_and_replays(timeline, server.specs["text-chat"])
 
 
 def test_talk_types_to_a_text_and_tts_pipeline_and_gets_reply_audio(
-    server: _Server, tmp_path: Path
+    server: _Server, tmp_path: Path, rspp_cli: RsppCli
 ) -> None:
     reply = tmp_path / "reply.wav"
     events = _talk(server, "text-voice", "--text", "what is your name", "--output", str(reply))
@@ -178,7 +170,7 @@ def test_talk_types_to_a_text_and_tts_pipeline_and_gets_reply_audio(
     asyncio.run(asyncio.wait_for(_ended(timeline), 30))
     signals = [json.loads(x)["record"].get("signal") for x in timeline.read_text().splitlines()]
     assert "playback_started" in signals and "playback_completed" in signals
-    _assert_replays(timeline, server.specs["text-voice"])
+    rspp_cli.validates_and_replays(timeline, server.specs["text-voice"])
 
 
 def test_audio_to_a_text_only_session_is_refused_once_and_text_still_works(

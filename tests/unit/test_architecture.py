@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "turns": 4,
     "nodes": 5, "providers": 5, "observability": 5,
     "replay": 6, "transports": 6, "controlplane": 6, "testing": 6,
-    "runner": 7, "server": 7, "web": 7, "client": 7,
+    "runner": 7, "server": 7, "web": 7, "client": 7, "conformance": 7,
     "cli": 8,
 }
 

@@ -39,6 +39,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     "timeline": ("_observe",),
     "slo": ("_observe",),
     "node": ("_node",),
+    "conformance": ("_conformance",),
 }
 
 

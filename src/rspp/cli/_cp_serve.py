@@ -225,28 +225,18 @@ def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> 
 
 
 def _token_keys(secret: str | None, key_file: Path | None, keys_type: Any) -> Any:
-    if secret:
-        return keys_type.hs256(secret)
-    if key_file is None:
-        return None
-    if key_file.exists():
-        from cryptography.hazmat.primitives import serialization
+    """``--token-secret`` (HS256) or ``--token-key-file`` (Ed25519, created if missing);
+    exit 2 naming the option when either is unusable."""
+    from rspp.controlplane import CPError
 
-        private_pem = key_file.read_text()
-        private = serialization.load_pem_private_key(private_pem.encode(), password=None)
-        public_pem = (
-            private.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        return keys_type(algorithm="EdDSA", private_pem=private_pem, public_pem=public_pem)
-    generated = keys_type.generate_ed25519()
-    key_file.write_text(generated.private_pem)
-    key_file.chmod(0o600)
-    return generated
-
+    try:
+        if secret:
+            return keys_type.hs256(secret)
+        return keys_type.ed25519_file(key_file) if key_file is not None else None
+    except CPError as exc:
+        typer.echo(f"error: --{(exc.field or 'token_key_file').replace('_', '-')}: "
+                   f"{exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:

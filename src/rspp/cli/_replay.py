@@ -150,8 +150,10 @@ def replay_command(
             raise _fail(f"{file}: the recording does not embed its spec ({recorded}); pass "
                         "--spec PATH (the recorded version, or a new version to compare)")
         spec = found
+    from rspp.nodes import NodeCatalog  # custom `python:` node types resolve as in `rspp run`
+
     try:
-        gd = compile_spec(load_spec(spec))
+        gd = compile_spec(load_spec(spec), catalog=NodeCatalog.for_spec(spec))
     except SpecInvalid as exc:
         raise _fail(f"--spec {spec}: {exc}") from None
     except (RSPPError, OSError) as exc:

@@ -138,10 +138,12 @@ def _graph(spec: str) -> Any:
     if gd is None:
         import rspp.nodes  # noqa: F401  (registers the built-in node types)
         from rspp.kernel import default_registry
+        from rspp.nodes import NodeCatalog
         from rspp.runner import DEMO_NODES
         from rspp.spec import compile_spec, load_spec
 
-        gd = _GRAPHS[spec] = compile_spec(load_spec(Path(spec)))
+        gd = _GRAPHS[spec] = compile_spec(load_spec(Path(spec)),
+                                          catalog=NodeCatalog.for_spec(Path(spec)))
         if any(n.type.startswith("replay_demo.") for n in gd.nodes):
             for node_cls in DEMO_NODES:
                 default_registry.register(node_cls)

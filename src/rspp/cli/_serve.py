@@ -125,6 +125,22 @@ def serve(
         "tenant", "--pool-fairness", help="Whose work goes next when a pool key is full: "
         "tenant (round-robin across tenants, then each tenant's sessions in order) or "
         "session (round-robin across sessions) (F-174)."),
+    fairness_max_wait_ms: float | None = typer.Option(
+        None, "--fairness-max-wait-ms", min=1, envvar="RSPP_FAIRNESS_MAX_WAIT_MS",
+        help="Fairness SLO of the pool (NF-033, needs --pool-limit and --pool-fairness "
+        "tenant): no tenant waits longer than this for a slot; a longer wait is a starvation "
+        "incident and `rspp_fairness_slo_alert_firing` is 1 while the window holds one."),
+    fairness_window_s: float = typer.Option(
+        60.0, "--fairness-window-s", min=0.1, envvar="RSPP_FAIRNESS_WINDOW_S",
+        help="The window the fairness SLO is evaluated over (seconds)."),
+    max_queue_depth: int | None = typer.Option(
+        None, "--max-queue-depth", min=1, envvar="RSPP_MAX_QUEUE_DEPTH",
+        help="Capacity headroom (F-172, needs --pool-limit): while this much work queues for "
+        "pool slots a new turn is deferred (`capacity:queue_depth`)."),
+    max_provider_load: list[str] = typer.Option(
+        [], "--max-provider-load", help="TYPE=N: capacity headroom (F-172): while N calls of "
+        "node type TYPE (a --pool-limit key, N at most its limit) are in flight a new turn "
+        "is deferred (`capacity:provider:TYPE`); repeatable."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -186,6 +202,8 @@ def serve(
     """Serve live sessions (WebSocket) governed by a control plane; Ctrl-C/SIGTERM drains."""
     from rspp.controlplane import CPError
     from rspp.server import ServeOptions
+    from rspp.server._fairness import FairnessSlo
+    from rspp.server._headroom import PoolHeadroom
     from rspp.server._process import main
 
     if control_plane is not None and spec is not None:
@@ -225,6 +243,15 @@ def serve(
         raise typer.Exit(2)
     if pool_fairness not in ("tenant", "session"):
         typer.echo("error: --pool-fairness must be tenant or session", err=True)
+        raise typer.Exit(2)
+    provider_load = _provider_load(max_provider_load, limits)
+    if max_queue_depth is not None and not limits:
+        typer.echo("error: --max-queue-depth: needs --pool-limit (the queue it bounds is the "
+                   "pool's)", err=True)
+        raise typer.Exit(2)
+    if fairness_max_wait_ms is not None and (not limits or pool_fairness != "tenant"):
+        typer.echo("error: --fairness-max-wait-ms: needs --pool-limit and --pool-fairness "
+                   "tenant (the waits it bounds are per tenant, for pool slots)", err=True)
         raise typer.Exit(2)
     if interactive_reserve and (max_active_turns is None
                                 or interactive_reserve >= max_active_turns):
@@ -272,6 +299,9 @@ def serve(
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
                         pool_limits=limits, pool_fairness=pool_fairness,
+                        headroom=PoolHeadroom(max_queue_depth, provider_load),
+                        fairness_slo=None if fairness_max_wait_ms is None else FairnessSlo(
+                            fairness_max_wait_ms, fairness_window_s),
                         interactive_reserve=interactive_reserve,
                         gate_queue=gate_queue, gate_interval_s=gate_interval,
                         ws_compression=ws_compression,  # type: ignore[arg-type]
@@ -421,3 +451,21 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
 def register(app: typer.Typer) -> None:
     """Add ``rspp serve`` to the root app."""
     app.command("serve")(serve)
+
+
+def _provider_load(items: list[str], limits: dict[str, int]) -> dict[str, int]:
+    """``--max-provider-load TYPE=N`` items; exit 2 naming the option when one is bad."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            typer.echo(f"error: --max-provider-load {item!r}: use TYPE=N with N >= 1, e.g. "
+                       "llm=2", err=True)
+            raise typer.Exit(2)
+        if int(count) > limits.get(name, 0):
+            typer.echo(f"error: --max-provider-load {item!r}: needs --pool-limit {name}=M with "
+                       f"M >= {count} (the calls in flight are the pool's slots in use)",
+                       err=True)
+            raise typer.Exit(2)
+        out[name] = int(count)
+    return out

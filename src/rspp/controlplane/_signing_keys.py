@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -96,17 +94,7 @@ class KeyStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _ed25519(pem: str, ref: str) -> TokenKeys:
-    try:
-        private = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(f"key reference {ref!r} does not hold a PEM private key: {exc}",
-                             field="key_ref") from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise InvalidRequest(f"key reference {ref!r} is not an Ed25519 key (session tokens "
-                             "are signed with EdDSA)", field="key_ref")
-    public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return TokenKeys(algorithm="EdDSA", private_pem=pem, public_pem=public)
+    return TokenKeys.ed25519_pem(pem, source=f"key reference {ref!r}", field="key_ref")
 
 
 def resolve_key_ref(ref: str) -> TokenKeys:

@@ -12,6 +12,7 @@ so a rotated key keeps verifying the tokens it signed (F-169,
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Literal
 
 import jwt
@@ -73,14 +74,35 @@ class TokenKeys(msgspec.Struct, frozen=True, kw_only=True):
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ).decode()
-        public_pem = (
-            private.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        return cls(algorithm="EdDSA", private_pem=private_pem, public_pem=public_pem)
+        return cls(algorithm="EdDSA", private_pem=private_pem, public_pem=_public_pem(private))
+
+    @classmethod
+    def ed25519_pem(cls, private_pem: str, *, source: str, field: str) -> TokenKeys:
+        """The EdDSA keys of an Ed25519 private key in PEM; InvalidRequest naming ``field``
+        (and ``source``, where the PEM came from) when it is not one."""
+        try:
+            private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"{source} does not hold a PEM private key: {exc}",
+                                 field=field) from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise InvalidRequest(f"{source} is not an Ed25519 key (session tokens are signed "
+                                 "with EdDSA)", field=field)
+        return cls(algorithm="EdDSA", private_pem=private_pem, public_pem=_public_pem(private))
+
+    @classmethod
+    def ed25519_file(cls, path: Path, *, field: str = "token_key_file") -> TokenKeys:
+        """The Ed25519 key in ``path`` (PEM), generated there (mode 0600) when missing."""
+        if not path.exists():
+            generated = cls.generate_ed25519()
+            path.write_text(generated.private_pem or "")
+            path.chmod(0o600)
+            return generated
+        try:
+            pem = path.read_text()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {path} ({exc.strerror})", field=field) from None
+        return cls.ed25519_pem(pem, source=str(path), field=field)
 
     def verification_keys(self) -> TokenKeys:
         """What a runtime or transport needs (no private key)."""
@@ -105,6 +127,11 @@ class TokenKeys(msgspec.Struct, frozen=True, kw_only=True):
             if isinstance(key, Ed25519PublicKey):
                 return key
         raise InvalidRequest("token keys cannot verify: no secret/public key", field="token_keys")
+
+
+def _public_pem(private: Ed25519PrivateKey) -> str:
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 class TokenIssuer:

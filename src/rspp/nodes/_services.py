@@ -232,7 +232,7 @@ class NodeServices:
             for inv in ctl.invocations:
                 row: dict[str, object] = {
                     "provider_invocation_id": inv.invocation_id, "modality": inv.kind.value,
-                    "provider_id": inv.provider_id,
+                    "provider_id": inv.provider_id, "node_id": ctl.context.node_id,
                     "outcome": inv.outcome.value if inv.outcome is not None else "cancelled",
                     "attempts": inv.attempt,
                 }

@@ -73,6 +73,11 @@ class ProviderInvocationOutcome(msgspec.Struct, **_STRUCT):
     outcome: _NonEmpty
     attempts: Annotated[int, Meta(ge=1)] = 1
     latency_ms: _NonNeg | None = None
+    #: the node that called the provider
+    node_id: _NonEmpty | None = None
+    #: the id of the node cancel scope (``<turn>/<node>``, under the turn's scope) the
+    #: invocation runs in: a cancel of that scope cancels it (F-160)
+    cancel_scope: _NonEmpty | None = None
 
 
 class OR02Evidence(msgspec.Struct, **_STRUCT):

@@ -4,7 +4,9 @@ A recorded plan's ``capability:*`` nondeterministic inputs say what the
 transport and the bound providers supported when the turn opened. A replay has
 neither that connection nor those adapters, so its plan resolver is given the
 recorded values per turn (like the recorded turn-start wall clock): the
-replayed plan then has the recorded plan's hash.
+replayed plan then has the recorded plan's hash. A served turn that opened on
+expired snapshots (its control plane unreachable) carries the ``snapshot_freeze``
+input; the replay's snapshots never expire, so it is given back the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rspp.contracts import CAPABILITY_KEY_PREFIX
+from rspp.turns._determinism import SNAPSHOT_FREEZE_KEY
 
 __all__ = ["RecordedCapabilities", "TurnCapabilities", "collect_capabilities"]
 
@@ -26,7 +29,8 @@ def collect_capabilities(plan: Mapping[str, Any],
     inputs = det.get("nondeterministic_inputs") if isinstance(det, Mapping) else None
     found = tuple((str(i["input_key"]), str(i.get("evidence_ref", "")))
                   for i in inputs or () if isinstance(i, Mapping)
-                  and str(i.get("input_key", "")).startswith(CAPABILITY_KEY_PREFIX))
+                  and (str(i.get("input_key", "")).startswith(CAPABILITY_KEY_PREFIX)
+                       or i.get("input_key") == SNAPSHOT_FREEZE_KEY))
     if found and isinstance(plan.get("turn_id"), str):
         into[plan["turn_id"]] = found
 

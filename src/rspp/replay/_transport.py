@@ -55,10 +55,16 @@ _EMITTERS = TRANSPORT_EMITTERS
 #: the lease changes the session learned from the control plane, replayed at their place
 #: like the transport's signals: a rotation (``lease_rotated``, CP-07, at the new epoch) and
 #: a loss (``deauthorized_drain`` of no turn, RK-24); the turn driver applies each (and
-#: records it again), so later records carry the recorded epochs and refusals
-AUTHORITY_SIGNALS = frozenset({"lease_rotated", "deauthorized_drain"})
+#: records it again), so later records carry the recorded epochs and refusals. A
+#: reconnect refused for its stale token (``stale_epoch_reject`` of no turn, RK-24: T12
+#: between turns) is an input from outside too: the driver checks that epoch again and
+#: records the refusal (signal, outcome, error record) at its place. (A stale epoch of a
+#: turn's output, or a refused reconnect while a turn is active, names a turn and follows
+#: from the replayed session itself.)
+AUTHORITY_SIGNALS = frozenset({"lease_rotated", "deauthorized_drain", "stale_epoch_reject"})
 _AUTHORITY_EMITTERS = {"lease_rotated": Emitter.CP_07.value,
-                       "deauthorized_drain": Emitter.RK_24.value}
+                       "deauthorized_drain": Emitter.RK_24.value,
+                       "stale_epoch_reject": Emitter.RK_24.value}
 
 
 class TransportTarget(Protocol):
@@ -88,6 +94,8 @@ class _Driver(Protocol):
     def output_complete(self, turn_id: str) -> None: ...
 
     def authority_changed(self, new_epoch: int | None, reason: str) -> None: ...
+
+    def check_ingress_epoch(self, epoch: int, event_id: str) -> bool: ...
 
 
 class _Clock(Protocol):
@@ -123,6 +131,10 @@ class TransportFeedback:
     def transport_signal(self, name: SignalName, emitter: Emitter, turn_id: str | None,
                          reason: str, epoch: int | None = None) -> None:
         """A recorded transport signal, re-emitted: record it and tell the turn driver."""
+        if name is SignalName.STALE_EPOCH_REJECT:  # a reconnect's token, refused again
+            if epoch is not None:
+                self.driver.check_ingress_epoch(epoch, f"replay:connect@{epoch}")
+            return
         if name.value in AUTHORITY_SIGNALS:  # the driver records the change itself
             if name is SignalName.DEAUTHORIZED_DRAIN or epoch is not None:
                 self.driver.authority_changed(

@@ -34,6 +34,8 @@ class _Admission(Protocol):
 
     def open_turns(self) -> dict[str, int] | None: ...
 
+    def capacity_control(self) -> tuple[dict[str, tuple[int, int | None]], dict[str, int]]: ...
+
 
 class _PoolCollector(Collector):
     """The shared execution pool's slots and fairness, read at scrape time (F-105, F-174)."""
@@ -95,6 +97,27 @@ class _AdmissionCollector(Collector):
             for priority, n in sorted(turns.items()):
                 open_.add_metric([priority], n)
             yield open_
+        yield from _capacity_control(*self.admission.capacity_control())
+
+
+def _capacity_control(loads: dict[str, tuple[int, int | None]],
+                      deferred: dict[str, int]) -> Iterator[Metric]:
+    """The capacity model's bounded loads, thresholds and deferrals by threshold (F-172)."""
+    if not loads:
+        return
+    load = GaugeMetricFamily("rspp_capacity_load", "Each load the capacity model bounds "
+                             "(open_turns, queue_depth, provider:TYPE)", labels=["resource"])
+    threshold = GaugeMetricFamily("rspp_capacity_threshold", "The load at which new turns "
+                                  "are deferred", labels=["resource"])
+    defers = CounterMetricFamily("rspp_capacity_deferrals", "Turns deferred at admission, "
+                                 "by the threshold that was reached", labels=["threshold"])
+    for name, (value, limit) in sorted(loads.items()):
+        load.add_metric([name], value)
+        if limit is not None:
+            threshold.add_metric([name], limit)
+    for name, n in sorted(deferred.items()):
+        defers.add_metric([name], n)
+    yield from (load, threshold, defers)
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)

@@ -48,7 +48,9 @@ from rspp.server._compression import (
     compressing_protocol,
 )
 from rspp.server._cplink import LinkOptions
+from rspp.server._fairness import FairnessSlo
 from rspp.server._gates import GateReporterOptions
+from rspp.server._headroom import PoolHeadroom
 from rspp.server._loop import loop_name, settle_heap
 from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
@@ -117,6 +119,10 @@ class ServeOptions:
     #: node type -> slots shared by all sessions (F-105, F-109), and the fairness key
     pool_limits: dict[str, int] = field(default_factory=dict)
     pool_fairness: str = "tenant"
+    #: the fairness SLO of the pool (NF-033; None: waits only measured)
+    fairness_slo: FairnessSlo | None = None
+    #: pool loads at which new turns are deferred (F-172)
+    headroom: PoolHeadroom | None = None
     #: gate samples buffered while the control plane is unreachable, and the send period
     gate_queue: int = 2048
     gate_interval_s: float = 1.0
@@ -208,7 +214,8 @@ async def serve(opts: ServeOptions) -> int:
                                capacity=None if opts.max_active_turns is None else CapacityModel(
                                    opts.max_active_turns, opts.interactive_reserve),
                                pool_limits=dict(opts.pool_limits),
-                               pool_fairness=opts.pool_fairness),
+                               pool_fairness=opts.pool_fairness,
+                               fairness_slo=opts.fairness_slo, headroom=opts.headroom),
         drain_deadline_s=opts.drain_deadline_s,
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()

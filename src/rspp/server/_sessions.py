@@ -41,14 +41,16 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
-from rspp.kernel import ExecutionPool, SystemClock
+from rspp.kernel import SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
+from rspp.server._fairness import FairnessSlo, runtime_pool
 from rspp.server._gates import GateReporter, GateSampler
+from rspp.server._headroom import PoolHeadroom, pool_headroom
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
@@ -135,6 +137,10 @@ class SessionPolicy:
     #: ``session`` (across sessions) (F-174)
     pool_limits: dict[str, int] = field(default_factory=dict)
     pool_fairness: str = "tenant"
+    #: the longest a tenant may wait for a pool slot (NF-033; None: waits only measured)
+    fairness_slo: FairnessSlo | None = None
+    #: pool loads at which new turns are deferred (F-172; None: open turns only)
+    headroom: PoolHeadroom | None = None
 
 
 @dataclass(slots=True)
@@ -326,12 +332,12 @@ class GovernedSessions:
         #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
         #: across its sessions), shared by every session it serves
         self.circuits = CircuitRegistry()
-        self.admission = LocalAdmission(SystemClock(), self.policy.capacity)
-        metrics.watch_admission(self.admission)
         #: the runtime's execution pool (node-type slots shared by its sessions)
-        self.pool = ExecutionPool(self.policy.pool_limits) if self.policy.pool_limits else None
-        if self.pool is not None:
-            metrics.watch_pool(self.pool, per_fairness_key=self.policy.pool_fairness == "tenant")
+        self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
+                                 self.policy.fairness_slo, metrics)
+        self.admission = LocalAdmission(SystemClock(), self.policy.capacity,
+                                        pool_headroom(self.policy.headroom, self.pool))
+        metrics.watch_admission(self.admission)
         self.active: dict[str, ServedSession[Any]] = {}
         #: where sessions' artifacts are stored, by region (F-168)
         self.artifacts = artifact_roots(self.policy, link.options.region)

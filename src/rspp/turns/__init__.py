@@ -33,7 +33,7 @@ from rspp.turns._cancel import (
     EgressFence,
     propagate_cancel,
 )
-from rspp.turns._capacity import CapacityModel
+from rspp.turns._capacity import CapacityModel, Headroom
 from rspp.turns._checkpoint import OpenTurn, ResumePoint, SessionCheckpointer, resume_session
 from rspp.turns._plan_resolver import CapabilitySource, PlanResolver, compute_plan_hash
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
@@ -62,6 +62,7 @@ __all__ = [
     "Continuation",
     "DurableStateStore",
     "EgressFence",
+    "Headroom",
     "IdempotencyDedupe",
     "InMemoryDurableStore",
     "LatePolicy",

@@ -26,7 +26,7 @@ from rspp.contracts import (
 )
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._handles import Clock
-from rspp.turns._capacity import CapacityModel, Priority, TurnCapacity
+from rspp.turns._capacity import CapacityModel, Headroom, Priority, TurnCapacity
 
 __all__ = ["AdmissionDecision", "AdmissionError", "LocalAdmission", "SchedulingShed"]
 
@@ -73,12 +73,16 @@ class _Tenant:
 class LocalAdmission:
     """Per-runtime admission over every tenant's sessions (single-threaded, no locks)."""
 
-    def __init__(self, clock: Clock, capacity: CapacityModel | None = None) -> None:
+    def __init__(self, clock: Clock, capacity: CapacityModel | None = None,
+                 headroom: tuple[Headroom, ...] = ()) -> None:
         self.clock = clock
         self._tenants: dict[str, _Tenant] = {}
         self._seq = 0
-        #: the runtime's open turns against its capacity model (None: unbounded; F-172)
-        self.capacity = TurnCapacity(capacity) if capacity is not None else None
+        #: the runtime's open turns and other loads against its capacity model (None:
+        #: unbounded; F-172)
+        if capacity is None and headroom:
+            capacity = CapacityModel(None)
+        self.capacity = TurnCapacity(capacity, headroom) if capacity is not None else None
         self._priority: dict[str, Priority] = {}
 
     def set_policy(self, policy: AdmissionPolicy) -> None:
@@ -112,6 +116,12 @@ class LocalAdmission:
         if self.capacity is None:
             return None
         return {str(k): n for k, n in self.capacity.by_priority().items()}
+
+    def capacity_control(self) -> tuple[dict[str, tuple[int, int | None]], dict[str, int]]:
+        """Each bounded load (value, limit) and the deferrals by threshold (F-172)."""
+        if self.capacity is None:
+            return {}, {}
+        return self.capacity.loads(), dict(self.capacity.deferred)
 
     def active_sessions(self) -> dict[str, int]:
         """Per tenant: sessions admitted and not yet ended."""
@@ -256,12 +266,11 @@ class LocalAdmission:
             )
         if self.capacity is not None:
             priority = self._priority.get(session_id, "interactive")
-            full = self.capacity.refusal(priority)
+            full = self.capacity.admit(session_id, turn_id, priority)
             if full is not None:
                 return self._decide(t, OutcomeKind.DEFER, OutcomeScope.TURN,
                                     f"{full}:{priority}", session_id=session_id,
                                     turn_id=turn_id)
-            self.capacity.take(session_id, turn_id, priority)
         t.turn_starts.append(now_ms)
         return self._decide(
             t,

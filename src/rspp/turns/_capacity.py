@@ -11,6 +11,12 @@ cancels and closes turns at once, which frees capacity.
 :class:`TurnCapacity` is the bookkeeping: :meth:`TurnCapacity.refusal` says whether a
 proposed turn fits, :meth:`TurnCapacity.take` / :meth:`TurnCapacity.release` count the
 open ones. It is shared by every session of a runtime (through its admission).
+
+Beside open turns a runtime may bound other loads (:class:`Headroom`): the work queued
+for its shared execution pool and the provider calls in flight of a node type. While
+one is at its limit every new turn is deferred (``capacity:NAME:VALUE/LIMIT``) before
+the load grows further; turns already open go on. Each deferral is counted by the
+threshold that caused it (:attr:`TurnCapacity.deferred`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Literal
 
 from rspp.contracts import ControlSignal, DecisionOutcome, OutcomeKind, SignalName
 
-__all__ = ["CapacityModel", "Priority", "TurnCapacity", "priority_of", "turn_end_listener"]
+__all__ = ["CapacityModel", "Headroom", "Priority", "TurnCapacity", "priority_of",
+           "turn_end_listener"]
 
 Priority = Literal["interactive", "background"]
 
@@ -33,41 +40,90 @@ def priority_of(value: str | None) -> Priority:
 
 @dataclass(frozen=True, slots=True)
 class CapacityModel:
-    """How many turns may be open at once, and how many of those only interactive ones."""
+    """How many turns may be open at once (None: unbounded), and how many of those only
+    interactive ones."""
 
-    max_active_turns: int
+    max_active_turns: int | None
     interactive_reserve: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_active_turns is None:
+            if self.interactive_reserve:
+                raise ValueError("interactive_reserve needs max_active_turns")
+            return
         if self.max_active_turns < 1:
             raise ValueError(f"max_active_turns={self.max_active_turns}: must be >= 1")
         if not 0 <= self.interactive_reserve < self.max_active_turns:
             raise ValueError(f"interactive_reserve={self.interactive_reserve}: must be >= 0 "
                              f"and below max_active_turns={self.max_active_turns}")
 
-    def limit(self, priority: Priority) -> int:
-        """Open turns beyond which a turn of ``priority`` is deferred."""
+    def limit(self, priority: Priority) -> int | None:
+        """Open turns beyond which a turn of ``priority`` is deferred (None: no bound)."""
+        if self.max_active_turns is None:
+            return None
         if priority == "background":
             return self.max_active_turns - self.interactive_reserve
         return self.max_active_turns
 
 
+@dataclass(frozen=True, slots=True)
+class Headroom:
+    """A load bounded at admission: new turns are deferred while ``read()`` is at or
+    above ``limit`` (``name``: ``queue_depth``, ``provider:llm``...)."""
+
+    name: str
+    limit: int
+    read: Callable[[], int]
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"{self.name} limit={self.limit}: must be >= 1")
+
+
 @dataclass(slots=True)
 class TurnCapacity:
-    """The open turns of a runtime by priority, against its :class:`CapacityModel`."""
+    """The open turns of a runtime by priority, against its :class:`CapacityModel` and
+    :class:`Headroom` thresholds."""
 
     model: CapacityModel
+    headroom: tuple[Headroom, ...] = ()
     #: (session_id, turn_id) -> priority of every admitted turn not yet closed
     open: dict[tuple[str, str], Priority] = field(default_factory=dict)
+    #: deferrals by the threshold that caused them (``full``, ``queue_depth``...)
+    deferred: dict[str, int] = field(default_factory=dict)
 
     def refusal(self, priority: Priority) -> str | None:
         """Why a new turn of ``priority`` does not fit now (the defer reason), or None."""
         limit = self.model.limit(priority)
         active = len(self.open)
-        if active < limit:
+        if limit is not None and active >= limit:
+            which = "full" if limit == self.model.max_active_turns else "background_headroom"
+            return f"capacity:{which}:{active}/{limit}"
+        for h in self.headroom:
+            value = h.read()
+            if value >= h.limit:
+                return f"capacity:{h.name}:{value}/{h.limit}"
+        return None
+
+    def admit(self, session_id: str, turn_id: str, priority: Priority) -> str | None:
+        """Take capacity for the turn, or the defer reason (counted by its threshold)."""
+        reason = self.refusal(priority)
+        if reason is None:
+            self.take(session_id, turn_id, priority)
             return None
-        which = "full" if limit == self.model.max_active_turns else "background_headroom"
-        return f"capacity:{which}:{active}/{limit}"
+        which = reason.split(":")[1]
+        if which == "provider":
+            which = ":".join(reason.split(":")[1:3])
+        self.deferred[which] = self.deferred.get(which, 0) + 1
+        return reason
+
+    def loads(self) -> dict[str, tuple[int, int | None]]:
+        """Each bounded load now: (value, limit); ``open_turns`` always."""
+        out: dict[str, tuple[int, int | None]] = {
+            "open_turns": (len(self.open), self.model.max_active_turns)}
+        for h in self.headroom:
+            out[h.name] = (h.read(), h.limit)
+        return out
 
     def take(self, session_id: str, turn_id: str, priority: Priority) -> None:
         self.open[(session_id, turn_id)] = priority

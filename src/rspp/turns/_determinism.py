@@ -18,14 +18,25 @@ from rspp.contracts import DeterminismContext, NondeterministicInput, Nondetermi
 
 __all__ = [
     "DEFAULT_MERGE_RULE",
+    "SNAPSHOT_FREEZE_KEY",
     "DeterminismCapture",
     "build_determinism_context",
     "derive_seed",
+    "freeze_ref",
 ]
 
 #: Rule used when a graph has no fan-in merge: events are ordered by runtime_sequence.
 DEFAULT_MERGE_RULE = ("runtime_sequence_order", "1.0")
 _LANE_ORDER = "lane_priority:ControlLane>DataLane>TelemetryLane"
+#: ``input_key`` of the mark a turn opened on expired snapshots carries (issue 14: the
+#: control plane unreachable, the session's lease bound holding): the failed turn-start
+#: call is the external input its plan depends on (``external_call``)
+SNAPSHOT_FREEZE_KEY = "snapshot_freeze"
+
+
+def freeze_ref(stale: Iterable[str]) -> str:
+    """The freeze mark's ``evidence_ref``: why, and which snapshots had expired."""
+    return "control_plane_unreachable;expired:" + ",".join(stale)
 
 
 def derive_seed(session_id: str, turn_id: str) -> int:

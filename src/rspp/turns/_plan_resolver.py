@@ -22,9 +22,10 @@ no healthy provider for a bound modality             defer     ``provider_unavai
 whose :meth:`may_freeze` says the bundle is the last one before its control plane became
 unreachable while the session's lease bound holds (issue 14's rule for mid-session
 outages, which wins over T2's there): the plan is then materialised on the expired
-snapshots - its provenance names the snapshot ids it used - and the source is told
-(:meth:`frozen`), which logs and counts it. A control plane that answers with a stale
-snapshot still defers.
+snapshots - its provenance names the snapshot ids it used, and its DeterminismContext
+marks it: the nondeterministic input ``snapshot_freeze`` (``external_call``, evidence
+``control_plane_unreachable;expired:<names>``) - and the source is told (:meth:`frozen`),
+which logs and counts it. A control plane that answers with a stale snapshot still defers.
 
 ``plan_hash`` is the SHA-256 of the canonical JSON (sorted keys, no whitespace)
 of the plan without its ``plan_hash`` field.
@@ -56,7 +57,13 @@ from rspp.contracts import (
 )
 from rspp.contracts._snapshots import RuntimeHealth
 from rspp.kernel._handles import Clock
-from rspp.turns._determinism import DeterminismCapture, build_determinism_context, derive_seed
+from rspp.turns._determinism import (
+    SNAPSHOT_FREEZE_KEY,
+    DeterminismCapture,
+    build_determinism_context,
+    derive_seed,
+    freeze_ref,
+)
 from rspp.turns._snapshot_source import FreezingSnapshotSource, SnapshotSource
 
 __all__ = ["CapabilitySource", "PlanGraph", "PlanRefusal", "PlanResolution", "PlanResolver",
@@ -304,9 +311,14 @@ class PlanResolver:
                 NondeterministicSource.EXTERNAL_CALL,
                 _snapshot_ref(getattr(bundle, name).meta),
             )
-        if self.capabilities is not None:
+        if self.capabilities is not None:  # (a replay's also gives the recorded freeze)
             for key, ref in self.capabilities.capture(turn_id, bound):
-                capture.capture(key, NondeterministicSource.OTHER, ref)
+                capture.capture(key, NondeterministicSource.EXTERNAL_CALL
+                                if key == SNAPSHOT_FREEZE_KEY else NondeterministicSource.OTHER,
+                                ref)
+        if stale and isinstance(self.source, FreezingSnapshotSource):
+            capture.capture(SNAPSHOT_FREEZE_KEY, NondeterministicSource.EXTERNAL_CALL,
+                            freeze_ref(stale))
         merge = (g.merges[0].rule_id, g.merges[0].rule_version) if g.merges else None
         plan = ResolvedTurnPlan(
             turn_id=turn_id,

@@ -25,10 +25,8 @@ arbiter says the turn is Active: nothing of a turn leaves after its fence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -61,62 +59,19 @@ from rspp.turns._arbiter import (
     TurnArbiter,
 )
 from rspp.turns._authority import AuthorityGuard, IngressVerdict
-from rspp.turns._budgets import BudgetKind, BudgetOutcome, BudgetTracker
+from rspp.turns._budget_watch import BudgetWatch
+from rspp.turns._budgets import BudgetTracker
 from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelError, CancelReason, CancelScopeTree
 from rspp.turns._node_scopes import NodeScopes
 from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
 from rspp.turns._session_lifecycle import SessionLifecycle
+from rspp.turns._turn_timing import TurnTiming
 
 __all__ = ["DriverGate", "TurnDriver", "TurnTiming"]
 
 RecordSink = Callable[[msgspec.Struct], None]
 EvidenceSink = Callable[[Mapping[str, object]], bool]
-
-
-@dataclass(slots=True)
-class TurnTiming:
-    """Monotonic timestamps (ns) of one proposal/turn, for the latency table."""
-
-    turn_id: str
-    eou_ns: int
-    proposed_ns: int
-    open_ns: int | None = None
-    first_output_ns: int | None = None
-    playback_started_ns: int | None = None
-    terminal_ns: int | None = None
-    terminal: str | None = None
-    reason: str | None = None
-    cancel_accepted_ns: int | None = None
-    cancel_fence_ns: int | None = None
-    #: the accepted cancel's reason code (F-035): barge_in, user_cancel, timeout, ...
-    cancel_reason: str | None = None
-    #: output samples played by a cancelled turn up to its commit point (F-039)
-    committed_samples: int | None = None
-    plan: ResolvedTurnPlan | None = None
-    admission_reason: str = ""
-    proposed_ms: int = 0
-    open_ms: int = 0
-
-    @staticmethod
-    def _ms(a: int | None, b: int | None) -> float | None:
-        return None if a is None or b is None else (b - a) / 1e6
-
-    @property
-    def turn_open_decision_ms(self) -> float | None:
-        return self._ms(self.proposed_ns, self.open_ns)
-
-    @property
-    def first_output_ms(self) -> float | None:
-        return self._ms(self.open_ns, self.first_output_ns)
-
-    @property
-    def end_to_end_ms(self) -> float | None:
-        return self._ms(self.eou_ns, self.playback_started_ns or self.first_output_ns)
-
-    @property
-    def cancel_fence_ms(self) -> float | None:
-        return self._ms(self.cancel_accepted_ns, self.cancel_fence_ns)
 
 
 class DriverGate(TurnFenceGate):
@@ -168,13 +123,14 @@ class TurnDriver:
         self.on_plan = on_plan
         self.invocations = invocations
         self.enforce_budgets = enforce_budgets
-        self.budgets: BudgetTracker | None = None
-        self._budget_timer: asyncio.Task[None] | None = None
         self.reply_ports = reply_ports
         self.clock = session.clock
         self.timebase = session.timebase
         corr = Correlation(tenant_id, session.session_id, session.pipeline_version)
         self.stamp = RecordStamp(corr, self.timebase, next_seq=session._next_seq)
+        #: the Active turn's budgets and their deadline timer (RK-17)
+        self.budget_watch = BudgetWatch(session, self.stamp, self.emit,
+                                        enforce=enforce_budgets)
         turns = getattr(resolver.graph, "turns", None)  # the spec's policy (F-140)
         if policy is None and turns is not None:
             policy = ArbiterPolicy(OverlapPolicy(turns.overlap), LatePolicy(turns.late_events))
@@ -230,6 +186,11 @@ class TurnDriver:
                     at_sequence=rec.runtime_sequence)
         self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
         return step
+
+    @property
+    def budgets(self) -> BudgetTracker | None:
+        """The Active turn's budgets (None between turns)."""
+        return self.budget_watch.tracker
 
     @property
     def active_turn(self) -> str | None:
@@ -366,7 +327,7 @@ class TurnDriver:
         elif name == "rspp.failure":
             self._failure(cmd.turn_id, cmd.reason or "node_error")
         elif name == "rspp.budget":
-            self._poll_budgets()
+            self._failure(self.budget_watch.poll(self.active_turn), "budget_exhausted")
         elif name == "rspp.authority":
             self._authority_step(cmd.turn_id, cmd.reason or "lease_revoked")
         elif name == "rspp.interrupted":
@@ -595,57 +556,22 @@ class TurnDriver:
         t.open_ns = self.clock.monotonic_ns()
         t.open_ms = self.timebase.runtime_ms()
         self.node_scopes.open(self.cancels.open(CancelScopeKind.TURN, tid))
-        self._start_budgets(tid, res.plan)
+        self.budget_watch.start(tid, res.plan, authority_epoch=self.authority.epoch)
         self.session.control("turn_start", turn_id=tid, applied=True)
         self._resolve_waiter(tid)
 
-    # ------------------------------------------------------------ budgets
-    def _start_budgets(self, tid: str, plan: ResolvedTurnPlan) -> None:
-        tracker = BudgetTracker(tid, plan.budgets, self.clock, self.stamp,
-                                authority_epoch=self.authority.epoch,
-                                allowed_actions=plan.allowed_adaptive_actions)
-        if not self.enforce_budgets:  # compressed media time: report, never terminate
-            tracker.turn = tracker.start(BudgetKind.TURN, tid, advisory=True)
-        self.budgets = tracker
-        self._stop_budget_timer()
-        self._budget_timer = asyncio.get_running_loop().create_task(
-            self._budget_watch(tracker), name=f"{tid}:budget")
-
-    async def _budget_watch(self, tracker: BudgetTracker) -> None:
-        while self.budgets is tracker:
-            due = tracker.next_deadline_ns()
-            if due is None:
-                return
-            await self.clock.sleep(max(due - self.clock.monotonic_ns(), 0) / 1e9)
-            if self.budgets is tracker:
-                self.session.control("rspp.budget", turn_id=tracker.turn_id)
-                await self.clock.sleep(0.005)  # let the scheduler poll before re-arming
-
-    def _stop_budget_timer(self) -> None:
-        timer, self._budget_timer = self._budget_timer, None
-        if timer is not None and not timer.done() and timer is not asyncio.current_task():
-            timer.cancel()
-
-    def _poll_budgets(self) -> None:
-        tracker = self.budgets
-        if tracker is None or tracker.turn_id != self.active_turn:
-            return
-        warnings, exhausted = tracker.poll()
-        for rec in warnings:
-            self.emit(rec)
-        for ex in exhausted:
-            for rec in ex.records:
-                self.emit(rec)
-            if ex.outcome is BudgetOutcome.TERMINATE and ex.budget.kind is BudgetKind.TURN:
-                self._failure(tracker.turn_id, "budget_exhausted")
-                return
-
-    def _end_budgets(self, tid: str) -> None:
-        if self.budgets is not None and self.budgets.turn_id == tid:
-            for b in self.budgets.budgets.values():
-                b.stop()
-            self.budgets = None
-            self._stop_budget_timer()
+    def _invocation_rows(self, tid: str) -> tuple[Mapping[str, object], ...]:
+        """The turn's provider invocations, each linked to the node cancel scope it ran in
+        (F-160; a replay's recorded rows carry their link already)."""
+        rows = self.invocations(tid) if self.invocations else ()
+        out = []
+        for row in rows:
+            node = row.get("node_id")
+            scope = self.node_scopes.scope_of(tid, node) if isinstance(node, str) else None
+            if scope is not None and "cancel_scope" not in row:
+                row = {**row, "cancel_scope": scope.scope_id}
+            out.append(row)
+        return tuple(out)
 
     def _evidence_ok(self, t: TurnTiming, signal: str, reason: str | None) -> bool:
         if self._evidence is None or t.plan is None:
@@ -661,7 +587,7 @@ class TurnDriver:
             "snapshot_refs": plan.snapshot_provenance, "determinism": plan.determinism,
             "turn_open_proposed_ms": t.proposed_ms, "turn_open_ms": t.open_ms,
             "terminal_ms": self.timebase.runtime_ms(), "terminal_signal": signal,
-            "provider_invocations": self.invocations(t.turn_id) if self.invocations else (),
+            "provider_invocations": self._invocation_rows(t.turn_id),
             "recording_level": plan.recording_policy.recording_level,
             "runtime_timestamp_ms": self.timebase.runtime_ms(),
             "wall_clock_timestamp_ms": self.timebase.wall_ms(),
@@ -677,7 +603,7 @@ class TurnDriver:
         return self._evidence(ev)
 
     def _terminal(self, tid: str, step: Step) -> None:
-        self._end_budgets(tid)
+        self.budget_watch.end(tid)
         self._apply(step)
         t = self.timings.get(tid)
         if t is not None:
@@ -776,12 +702,7 @@ class TurnDriver:
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result((None, "session_closed"))
-        timer, self._budget_timer = self._budget_timer, None
-        self.budgets = None
-        if timer is not None:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        await self.budget_watch.aclose()
         await self.node_scopes.aclose()
         await self.overload.aclose()
 

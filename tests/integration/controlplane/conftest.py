@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from rspp.controlplane import ControlPlane, ControlPlaneSettings, Principal, Role
+from rspp.controlplane import ControlPlane, ControlPlaneSettings, Principal, Role, create_app
 
 REPO = Path(__file__).resolve().parents[3]
 VOICE_SPEC = (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()
@@ -105,3 +108,55 @@ async def cp(make_cp: Callable[..., object]) -> AsyncIterator[ControlPlane]:
         yield plane
     finally:
         await plane.close()
+
+
+ADMIN_HEADERS = {"Authorization": "Bearer admin-secret"}
+
+
+class ChangeApi:
+    """A control plane's HTTP API through its ASGI app, as the change tests call it
+    (admin key ``admin-secret``)."""
+
+    def __init__(self, http: httpx.AsyncClient, cp: ControlPlane) -> None:
+        self.http, self.cp = http, cp
+
+    async def call(self, method: str, url: str, key: dict[str, str], body: Any = None,
+                   *, want: int = 200, params: dict[str, str] | None = None) -> Any:
+        """The JSON answer; fails the test unless the status is ``want``."""
+        response = await self.http.request(method, url, json=body, headers=key, params=params)
+        assert response.status_code == want, (url, response.text)
+        return response.json()
+
+    async def key(self, role: str) -> dict[str, str]:
+        """The headers of a new API key with ``role``."""
+        made = await self.call("POST", "/v1/keys", ADMIN_HEADERS, {"role": role}, want=201)
+        return {"Authorization": f"Bearer {made['key']}"}
+
+    async def audit(self, action: str) -> list[dict[str, Any]]:
+        entries = (await self.call("GET", "/v1/audit", ADMIN_HEADERS))["entries"]
+        return [e for e in entries if e["action"] == action]
+
+
+@pytest.fixture
+def change_api(
+    make_cp: Callable[..., Any],
+) -> Callable[..., AbstractAsyncContextManager[ChangeApi]]:
+    """``async with change_api(**settings) as api``: a :class:`ChangeApi` on a control plane
+    with ``settings`` (the same store each time), voice-assistant 1.0.0 and 1.1.0 published
+    unless ``publish=False``; closed on exit."""
+
+    @asynccontextmanager
+    async def open_api(*, publish: bool = True, **settings: Any) -> AsyncIterator[ChangeApi]:
+        plane: ControlPlane = await make_cp(**settings)
+        try:
+            transport = httpx.ASGITransport(app=create_app(plane))
+            async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
+                api = ChangeApi(http, plane)
+                for version in ("1.0.0", "1.1.0") if publish else ():
+                    await api.call("POST", "/v1/pipelines", ADMIN_HEADERS,
+                                   {"spec": spec_version(version)}, want=201)
+                yield api
+        finally:
+            await plane.close()
+
+    return open_api

@@ -7,56 +7,27 @@ Through the ASGI app of a control plane on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
-import httpx
 import pytest
 
-from rspp.controlplane import ControlPlane, create_app
-
-from .conftest import spec_version
+from .conftest import ChangeApi
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
 NAME = "voice-assistant"
 
 
-class Api:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-
-    async def call(self, method: str, url: str, key: dict[str, str], body: Any = None,
-                   *, want: int = 200) -> Any:
-        response = await self.http.request(method, url, json=body, headers=key)
-        assert response.status_code == want, (url, response.text)
-        return response.json()
-
-    async def key(self, role: str) -> dict[str, str]:
-        made = await self.call("POST", "/v1/keys", ADMIN, {"role": role}, want=201)
-        return {"Authorization": f"Bearer {made['key']}"}
-
-    async def audit(self, action: str) -> list[dict[str, Any]]:
-        entries = (await self.call("GET", "/v1/audit", ADMIN))["entries"]
-        return [e for e in entries if e["action"] == action]
-
-
 @pytest.fixture
-async def api(make_cp: Callable[..., Any]) -> AsyncIterator[Api]:
-    cp: ControlPlane = await make_cp(require_approval=True)
-    try:
-        transport = httpx.ASGITransport(app=create_app(cp))
-        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
-            api = Api(http)
-            for version in ("1.0.0", "1.1.0"):
-                await api.call("POST", "/v1/pipelines", ADMIN,
-                               {"spec": spec_version(version)}, want=201)
-            yield api
-    finally:
-        await cp.close()
+async def api(change_api: Callable[..., AbstractAsyncContextManager[ChangeApi]],
+              ) -> AsyncIterator[ChangeApi]:
+    async with change_api(require_approval=True) as opened:
+        yield opened
 
 
-async def test_rollout_is_blocked_until_another_key_approves_and_applies_once(api: Api) -> None:
+async def test_rollout_is_blocked_until_another_key_approves_and_applies_once(
+    api: ChangeApi,
+) -> None:
     author, reviewer = await api.key("operator"), await api.key("operator")
     # a direct rollout is refused and the refusal is audited
     blocked = await api.call("POST", f"/v1/pipelines/{NAME}/rollout", author,
@@ -107,7 +78,7 @@ async def test_rollout_is_blocked_until_another_key_approves_and_applies_once(ap
 
 
 async def test_policy_activation_and_rollback_need_approval_and_a_rejection_never_applies(
-    api: Api,
+    api: ChangeApi,
 ) -> None:
     author, reviewer = await api.key("operator"), await api.key("operator")
     policy = {"providers": {"stt": "pocketsphinx"}, "turn_budget_ms": 9000}

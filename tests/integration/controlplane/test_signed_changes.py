@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 
-from rspp.controlplane import ControlPlane, create_app
 from rspp.controlplane._change_signing import request_hash_of, review_message, submit_message
 from rspp.controlplane._requests import ChangeSubmitRequest
 from rspp.controlplane._schema import changes
 
-from .conftest import spec_version
+from .conftest import ADMIN_HEADERS as ADMIN
+from .conftest import ChangeApi
 
 pytestmark = pytest.mark.integration
 
-ADMIN = {"Authorization": "Bearer admin-secret"}
 NAME = "voice-assistant"
 ROLLOUT = {"action": "rollout", "pipeline_name": NAME, "reason": "new prompt",
            "rollout": {"canary": "1.1.0", "percent": 25}}
@@ -52,51 +51,34 @@ class Signer:
         return base64.b64encode(self.private.sign(message)).decode()
 
 
-class Api:
-    def __init__(self, http: httpx.AsyncClient, cp: ControlPlane) -> None:
-        self.http, self.cp = http, cp
+async def signer(api: ChangeApi) -> Signer:
+    """A new operator key with its own Ed25519 key."""
+    return Signer(await api.key("operator"))
 
-    async def call(self, method: str, url: str, key: dict[str, str], body: Any = None,
-                   *, want: int = 200, params: dict[str, str] | None = None) -> Any:
-        response = await self.http.request(method, url, json=body, headers=key, params=params)
-        assert response.status_code == want, (url, response.text)
-        return response.json()
 
-    async def signer(self) -> Signer:
-        made = await self.call("POST", "/v1/keys", ADMIN, {"role": "operator"}, want=201)
-        return Signer({"Authorization": f"Bearer {made['key']}"})
+async def register(api: ChangeApi, who: Signer) -> dict[str, Any]:
+    out: dict[str, Any] = await api.call("POST", "/v1/signer-keys", who.headers,
+                                         {"public_key": who.public_pem}, want=201)
+    return out
 
-    async def register(self, who: Signer) -> dict[str, Any]:
-        out: dict[str, Any] = await self.call("POST", "/v1/signer-keys", who.headers,
-                                              {"public_key": who.public_pem}, want=201)
-        return out
 
-    async def submit(self, who: Signer, body: dict[str, Any]) -> dict[str, Any]:
-        """Submit signed over the canonical request hash (the control plane's function)."""
-        request = msgspec.convert(body, ChangeSubmitRequest)
-        signed = {**body, "signature": who.sign(submit_message(request_hash_of(request)[1]))}
-        out: dict[str, Any] = await self.call("POST", "/v1/changes", who.headers, signed,
-                                              want=201)
-        return out
+async def submit(api: ChangeApi, who: Signer, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit signed over the canonical request hash (the control plane's function)."""
+    request = msgspec.convert(body, ChangeSubmitRequest)
+    signed = {**body, "signature": who.sign(submit_message(request_hash_of(request)[1]))}
+    out: dict[str, Any] = await api.call("POST", "/v1/changes", who.headers, signed, want=201)
+    return out
 
 
 @pytest.fixture
-async def api(make_cp: Callable[..., Any]) -> AsyncIterator[Api]:
-    cp: ControlPlane = await make_cp(require_signed_changes=True)
-    try:
-        transport = httpx.ASGITransport(app=create_app(cp))
-        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
-            api = Api(http, cp)
-            for version in ("1.0.0", "1.1.0"):
-                await api.call("POST", "/v1/pipelines", ADMIN,
-                               {"spec": spec_version(version)}, want=201)
-            yield api
-    finally:
-        await cp.close()
+async def api(change_api: Callable[..., AbstractAsyncContextManager[ChangeApi]],
+              ) -> AsyncIterator[ChangeApi]:
+    async with change_api(require_signed_changes=True) as opened:
+        yield opened
 
 
-async def test_a_signed_rollout_applies_and_its_provenance_verifies(api: Api) -> None:
-    author, reviewer = await api.signer(), await api.signer()
+async def test_a_signed_rollout_applies_and_its_provenance_verifies(api: ChangeApi) -> None:
+    author, reviewer = await signer(api), await signer(api)
     # unsigned: refused naming the field, before and after a key is registered
     unsigned = await api.call("POST", "/v1/changes", author.headers, ROLLOUT, want=403)
     assert (unsigned["error"]["field"], unsigned["error"]["code"]) == (
@@ -104,11 +86,11 @@ async def test_a_signed_rollout_applies_and_its_provenance_verifies(api: Api) ->
     no_key = await api.call("POST", "/v1/changes", author.headers,
                             {**ROLLOUT, "signature": author.sign(b"x")}, want=403)
     assert (no_key["error"]["field"], no_key["error"]["code"]) == ("signature", "no_signing_key")
-    registered = await api.register(author)
+    registered = await register(api, author)
     again = await api.call("POST", "/v1/signer-keys", author.headers,
                            {"public_key": author.public_pem})  # idempotent: 200
     assert again["fingerprint"] == registered["fingerprint"]
-    await api.register(reviewer)
+    await register(api, reviewer)
     forged = await api.call("POST", "/v1/changes", author.headers,
                             {**ROLLOUT, "signature": reviewer.sign(b"x")}, want=403)
     assert (forged["error"]["field"], forged["error"]["code"]) == ("signature", "bad_signature")
@@ -117,7 +99,7 @@ async def test_a_signed_rollout_applies_and_its_provenance_verifies(api: Api) ->
                             {"canary": "1.1.0", "percent": 25}, want=403)
     assert direct["error"]["code"] == "approval_required"
 
-    change = await api.submit(author, ROLLOUT)
+    change = await submit(api, author, ROLLOUT)
     cid = change["change_id"]
     assert change["submit_signer"] == registered["fingerprint"]
     refused = await api.call("POST", f"/v1/changes/{cid}/approve", reviewer.headers,
@@ -161,33 +143,18 @@ async def test_a_signed_rollout_applies_and_its_provenance_verifies(api: Api) ->
 
 
 async def test_an_unsigned_change_from_before_the_policy_does_not_apply(
-    make_cp: Callable[..., Any],
+    change_api: Callable[..., AbstractAsyncContextManager[ChangeApi]],
 ) -> None:
-    cp: ControlPlane = await make_cp(require_approval=True)
-    try:
-        transport = httpx.ASGITransport(app=create_app(cp))
-        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
-            api = Api(http, cp)
-            for version in ("1.0.0", "1.1.0"):
-                await api.call("POST", "/v1/pipelines", ADMIN,
-                               {"spec": spec_version(version)}, want=201)
-            author, reviewer = await api.signer(), await api.signer()
-            change = await api.call("POST", "/v1/changes", author.headers, ROLLOUT, want=201)
-            await api.call("POST", f"/v1/changes/{change['change_id']}/approve",
-                           reviewer.headers, {"note": "ok"})
-            report = await api.call("GET", "/v1/change-provenance", author.headers)
-            assert report["ok"] is False
-            assert report["changes"][0]["problems"] == ["submit: unsigned", "review: unsigned"]
-    finally:
-        await cp.close()
-    strict: ControlPlane = await make_cp(require_signed_changes=True)
-    try:
-        transport = httpx.ASGITransport(app=create_app(strict))
-        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
-            api = Api(http, strict)
-            refused = await api.call("POST", f"/v1/changes/{change['change_id']}/apply",
-                                     author.headers, want=403)
-            assert (refused["error"]["field"], refused["error"]["code"]) == (
-                "signature", "signature_required")
-    finally:
-        await strict.close()
+    async with change_api(require_approval=True) as api:
+        author, reviewer = await signer(api), await signer(api)
+        change = await api.call("POST", "/v1/changes", author.headers, ROLLOUT, want=201)
+        await api.call("POST", f"/v1/changes/{change['change_id']}/approve",
+                       reviewer.headers, {"note": "ok"})
+        report = await api.call("GET", "/v1/change-provenance", author.headers)
+        assert report["ok"] is False
+        assert report["changes"][0]["problems"] == ["submit: unsigned", "review: unsigned"]
+    async with change_api(require_signed_changes=True, publish=False) as strict:
+        refused = await strict.call("POST", f"/v1/changes/{change['change_id']}/apply",
+                                    author.headers, want=403)
+        assert (refused["error"]["field"], refused["error"]["code"]) == (
+            "signature", "signature_required")

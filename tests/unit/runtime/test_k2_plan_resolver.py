@@ -285,3 +285,8 @@ async def test_expired_snapshots_open_the_turn_only_when_the_source_freezes(
     prov = out.plan.snapshot_provenance
     assert (prov.routing_view_snapshot, prov.provider_health_snapshot) == ("rv@v1", "ph@v1")
     assert source.told == [("s:turn:1", ("routing_view", "provider_health"))]
+    # and its DeterminismContext marks the freeze (the failed turn-start call is its input)
+    (mark,) = [i for i in out.plan.determinism.nondeterministic_inputs
+               if i.input_key == "snapshot_freeze"]
+    assert (mark.source.value, mark.evidence_ref) == (
+        "external_call", "control_plane_unreachable;expired:routing_view,provider_health")

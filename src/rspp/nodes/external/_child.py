@@ -73,18 +73,19 @@ class CallState:
     cancel_sent: bool = False
 
 
-def _exit_reason(code: int | None, opts: ChildOptions) -> tuple[str, bool]:
-    """(reason, was a resource limit) of a child's exit status."""
+def _exit_reason(code: int | None, opts: ChildOptions) -> tuple[str, str | None]:
+    """(reason, the resource limit that ended it, if one did) of a child's exit status."""
     if code is None:
-        return "still running", False
+        return "still running", None
     if code < 0:
         sig = -code
         if sig == signal.SIGXCPU:
-            return f"killed by SIGXCPU: exceeded cpu_seconds={opts.cpu_seconds}", True
-        return f"killed by {signal.Signals(sig).name}", False
+            return (f"killed by SIGXCPU: exceeded cpu_seconds={opts.cpu_seconds}",
+                    "cpu_seconds")
+        return f"killed by {signal.Signals(sig).name}", None
     if code == 70:
-        return "the launcher refused to run it (sandbox unavailable)", False
-    return f"exited with code {code}", False
+        return "the launcher refused to run it (sandbox unavailable)", None
+    return f"exited with code {code}", None
 
 
 class ChildProcess:
@@ -102,7 +103,8 @@ class ChildProcess:
         self._ready: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dead: str | None = None
-        self.limit_hit = False
+        #: the resource limit (param name) that killed the child, if one did
+        self.limit_hit: str | None = None
         #: called with the call number when the child acknowledges a cancel
         self.on_cancel_ack: Callable[[int], None] | None = None
 
@@ -165,8 +167,7 @@ class ChildProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
         code = await proc.wait()
-        reason, limit = _exit_reason(code, self.opts)
-        self.limit_hit = limit
+        reason, self.limit_hit = _exit_reason(code, self.opts)
         self.dead = why or reason
         if self.report.get("refused"):
             self.dead = f"sandbox refused: {self.report['refused']}"

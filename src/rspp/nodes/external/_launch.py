@@ -5,7 +5,8 @@ milliseconds and imports nothing of the runtime. It applies the node's limits to
 writes one ``sandbox`` frame on stdout saying exactly what it enforced, then executes the
 node program, which inherits everything:
 
-* always: rlimits from the config (``RLIMIT_CPU`` seconds, ``RLIMIT_AS`` bytes,
+* always: rlimits from the config (``RLIMIT_CPU`` seconds: soft, SIGXCPU, with the hard
+  limit one second later; ``RLIMIT_AS`` bytes,
   ``RLIMIT_NOFILE``, ``RLIMIT_CORE`` 0);
 * sandbox mode: ``RLIMIT_FSIZE`` 0 (no file grows), ``PR_SET_NO_NEW_PRIVS``, an empty
   network namespace (``unshare(CLONE_NEWNET)``, with ``CLONE_NEWUSER`` when not root: only
@@ -72,7 +73,11 @@ def _rlimits(limits: dict[str, int], sandbox: bool) -> dict[str, int]:
              "nofile": resource.RLIMIT_NOFILE}
     for name, value in limits.items():
         if name in table and value:
-            resource.setrlimit(table[name], (value, value))
+            # CPU: the soft limit sends SIGXCPU (the runtime reports a resource-limit
+            # violation); the hard one, a second later, kills a child that ignores it.
+            # (With soft == hard the kernel sends SIGKILL at once, which reads as a crash.)
+            hard = value + 1 if name == "cpu_s" else value
+            resource.setrlimit(table[name], (value, hard))
             applied[name] = value
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     applied["core"] = 0

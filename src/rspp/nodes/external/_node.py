@@ -13,9 +13,14 @@ Each session's node instance owns one child process, started with the session
   the spec's fallback or the dead-letter stream);
 * a turn cancel (soft or hard) is forwarded as ``cancel``; the child's acknowledgement is
   recorded (audit ``external_cancel_ack``);
-* a child that dies fails the call (``runtime_internal_error``, or
-  ``resource_limit_exceeded`` when its CPU limit killed it); the next call restarts it,
-  at most ``max_restarts`` times per session.
+* a child that dies fails the call (``runtime_internal_error``); the next call restarts
+  it, at most ``max_restarts`` times per session;
+* a call that runs into the child's limits (F-107: killed by SIGXCPU at ``cpu_seconds``, or
+  an allocation refused under ``memory_mb``, which the child reports as ``error`` with
+  ``limit: memory_mb``) fails with ``resource_limit_exceeded``, recorded as an audit
+  ``external_limit:NAME:LIMIT=VALUE`` and the node metric ``external_limit_exceeded``: the
+  spec's fallback carries the event, or the turn aborts ``resource_limit_exceeded`` (T10);
+  the session goes on (a killed child is restarted at the next call).
 
 Overhead is observable: node metrics ``external_start_seconds``, ``external_call_seconds``
 and ``external_cpu_seconds`` (``rspp_node_metric``), and one audit per start naming what
@@ -30,7 +35,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rspp.kernel import Node
+from rspp.kernel import Node, ResourceLimitError
 from rspp.nodes.external._child import ChildOptions, ChildProcess, ExternalNodeError
 from rspp.nodes.external._limits import CallLimiter
 from rspp.nodes.external._wire import Done, EmitMsg, ErrorMsg
@@ -203,12 +208,19 @@ class ExternalNode(Node):
         while True:
             msg = await emits.get()
             if msg is None:
+                if child.limit_hit is not None:
+                    self._limit_exceeded(child.limit_hit)
                 raise child.failure()
             if isinstance(msg, EmitMsg):
                 out = event.derive(msg.kind or event.kind, msg.payload, final=msg.final,
                                    attrs=msg.attrs)
                 self.ctx.emit(out, msg.port)
             elif isinstance(msg, ErrorMsg):
+                if msg.limit is not None:
+                    self._limit_exceeded(msg.limit)
+                    raise ResourceLimitError(
+                        f"external node {self.label} exceeded {msg.limit}="
+                        f"{self.p[msg.limit]}: {msg.message}")
                 raise ExternalNodeError(f"external node {self.label} failed a call: "
                                         f"{msg.message}")
             elif isinstance(msg, Done):
@@ -229,6 +241,13 @@ class ExternalNode(Node):
         except TimeoutError:
             await child.kill(f"killed: {why} not acknowledged within cancel_grace_ms")
             self.ctx.audit(f"external_killed:{self.manifest.name}:{why}")
+
+    def _limit_exceeded(self, limit: str) -> None:
+        """A call ran into the child's ``cpu_seconds`` or ``memory_mb`` limit (F-107): an
+        audit record naming the limit and a ``external_limit_exceeded`` metric; the call then
+        fails with :class:`~rspp.kernel.ResourceLimitError` (``resource_limit_exceeded``)."""
+        self.ctx.audit(f"external_limit:{self.manifest.name}:{limit}={self.p[limit]}")
+        self.ctx.telemetry.metric("external_limit_exceeded", 1.0, limit=limit)
 
     def _acked(self, call: int) -> None:
         self.ctx.audit(f"external_cancel_ack:{self.manifest.name}:call={call}")

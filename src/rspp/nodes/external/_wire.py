@@ -64,6 +64,8 @@ class Done(_Msg, frozen=True, kw_only=True, tag="done"):
 class ErrorMsg(_Msg, frozen=True, kw_only=True, tag="error"):
     call: int
     message: str = ""
+    #: the limit the call ran into (``memory_mb``: an allocation failed under RLIMIT_AS)
+    limit: Literal["memory_mb", "cpu_seconds"] | None = None
 
 
 class SandboxReport(_Msg, frozen=True, kw_only=True, tag="sandbox"):

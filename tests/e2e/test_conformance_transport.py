@@ -1,0 +1,59 @@
+"""The transport conformance profile against our WebSocket transport (F-164).
+
+``rspp conformance check transport`` routes a session on a running ``rspp serve`` (the
+offline voice assistant) and drives it as a client: an invalid token is refused, speech
+goes in and a transcript comes back, the spoken reply plays and commits, an interrupt
+aborts the next reply with no audio after the abort, an unknown message gets an error
+naming its field and the session goes on. The run's results are certified against the
+built-in ``transport`` profile; omitting a mandatory category rejects them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import RsppCli, ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+KEY = "conformance-admin-key"
+CATEGORIES = ["auth", "handshake", "ingress_audio", "egress_audio", "cancel",
+              "malformed_input"]
+
+
+def test_served_websocket_transport_passes_the_transport_profile(
+    embedded_serve: Callable[..., tuple[ServeProcess, Path]], rspp_cli: RsppCli,
+    tmp_path: Path
+) -> None:
+    srv, _ = embedded_serve(KEY)
+    saved = tmp_path / "transport.json"
+    res = rspp_cli("conformance", "check", "transport", srv.url, "--tenant", "acme",
+                   "--pipeline", "voice-assistant", "--api-key", KEY, "--out", str(saved),
+                   "--json", timeout=110)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)
+    cert = out["certification"]
+    assert cert["certified"] and cert["profile"] == "transport/v1", cert
+    assert [(r["category"], r["status"]) for r in cert["rows"]] == \
+        [(c, "pass") for c in CATEGORIES]
+    seen = {r["category"]: r["detail"] for r in out["results"]["results"]}
+    assert seen["auth"] == "refused an invalid token: 4401, no token: 4401", seen
+    assert "weather" in seen["ingress_audio"], seen
+    assert seen["cancel"].startswith("abort (cancelled)"), seen
+    assert seen["malformed_input"].startswith("error bad_message (field type)"), seen
+
+    # the same results without a mandatory category are rejected
+    body = json.loads(saved.read_text())
+    body["results"] = [r for r in body["results"] if r["category"] != "cancel"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(body))
+    rejected = rspp_cli("conformance", "certify", str(partial))
+    assert rejected.returncode == 1
+    assert "MISSING cancel (mandatory)" in rejected.stdout
+    assert rejected.stdout.strip().endswith("REJECTED: mandatory category cancel missing")
