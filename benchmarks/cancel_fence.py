@@ -10,6 +10,11 @@ interrupted turn delivered or its playback stopped, whichever is later.
 ``chunks_after_fence`` counts reply frames of a cancelled turn the transport got after
 the turn's fence. Targets: stop p99 <= 40 ms at 200 sessions, 0 chunks after fence.
 
+This is the in-process stress figure (hand-assembled sessions, no sockets, 200 at once).
+The served path under load (``rspp serve``, WebSocket clients speaking over the reply,
+timelines gated by ``rspp slo report --spec`` on ``slo.cancel_fence_p95_ms``/``p99_ms``)
+is ``benchmarks/served_slo.py --scenario barge-in``.
+
 Usage: ``python benchmarks/cancel_fence.py [--quick] [--sessions 200]``; JSON last line.
 """
 

@@ -10,10 +10,14 @@ sessions of two sizes are recorded directly (time should grow linearly with size
 and 5300 utterances, about 9 and 200 MB (``--quick``: 10 and 40). ``--tools replay_many``
 also replays ``sessions.jsonl`` itself, session by session, in one process (``--jobs 1``)
 and in one worker process per CPU (``--jobs 0``; peak RSS then also summed over the
-workers, sampled from ``/proc``).
+workers, sampled from ``/proc``). The single sessions are replayed with ``--compare
+process`` (the comparison in a second process: ``peak_rss_mb_sum`` sums both processes,
+``cpu_s_main`` is the replay process's own CPU, what bounds the wall time when the other
+core is free), the large one again with ``--compare inline``.
 
 Every tool runs as its own ``rspp`` process; wall time, CPU time and peak RSS come
-from ``os.wait4`` of that process. MB/s is reported per wall second and per CPU
+from ``os.wait4`` of that process (its waited-for children included: workers, the
+comparison process). MB/s is reported per wall second and per CPU
 second (the CPU figure is what the tool costs on a shared, loaded machine).
 Targets: >= 20 MB/s and peak RSS < 200 MB on a 200 MB timeline. Last line: JSON.
 """
@@ -108,8 +112,10 @@ def _write_sessions(seed: bytes, path: Path, size: int) -> int:
 
 # the tool reports its own peak RSS (VmHWM) as it exits: ``ru_maxrss`` from wait4 also
 # counts the forked copy of this (large) benchmark process before ``exec``
-_RUN = ("import atexit, sys\n"
+_RUN = ("import atexit, resource, sys\n"
         "def _hwm():\n"
+        "    own = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "    sys.stderr.write('\\nCPU_SELF %.3f' % (own.ru_utime + own.ru_stime))\n"
         "    for row in open('/proc/self/status'):\n"
         "        if row.startswith('VmHWM:'):\n"
         "            sys.stderr.write('\\nVmHWM_KB ' + row.split()[1] + '\\n')\n"
@@ -155,6 +161,7 @@ def _measure(args: list[str], size: int) -> dict[str, Any]:
     mb = size / 1e6
     err, _, hwm = err.rpartition("VmHWM_KB ")
     peak_kb = int(hwm.strip()) if hwm.strip().isdigit() else usage.ru_maxrss
+    err, _, own = err.rpartition("CPU_SELF ")
     out = {"mb": round(mb, 1), "exit": proc.returncode, "wall_s": round(wall, 2),
            "cpu_s": round(cpu, 2), "mb_per_s_wall": round(mb / wall, 1),
            "mb_per_s_cpu": round(mb / cpu, 1) if cpu else None,
@@ -162,6 +169,11 @@ def _measure(args: list[str], size: int) -> dict[str, Any]:
            "stderr": err.strip()[:200]}
     if peaks:  # CPU above counts the waited-for workers too (rusage of the process tree)
         out["workers"] = len(peaks)
+        # the rspp process alone: with its children on the other core, what bounds the wall
+        # time on an idle 2-core machine (a one-session replay with its comparison process)
+        if own.strip():
+            out["cpu_s_main"] = float(own.strip())
+            out["mb_per_s_cpu_main"] = round(mb / float(own.strip()), 1)
         out["peak_rss_mb_sum"] = round((peak_kb + sum(peaks.values())) / 1024, 1)
     return out
 
@@ -253,14 +265,21 @@ def main() -> None:
         for utterances in (small, large):
             path = root / f"replay-{utterances}.jsonl"
             asyncio.run(_record_to(path, utterances))
-            run = _measure(["replay", str(path), "--spec", str(spec)], path.stat().st_size)
+            run = _measure(["replay", str(path), "--spec", str(spec), "--compare", "process"],
+                           path.stat().st_size)
             replays.append(run)
             print(f"replay {utterances} utterances", run, file=sys.stderr, flush=True)
+        # the same replay comparing in this process (--compare inline; the runs above compare
+        # in a second process: its CPU is in wait4's rusage, cpu_s_main is the rspp process's)
+        inline = _measure(["replay", str(path), "--spec", str(spec), "--compare", "inline"],
+                          path.stat().st_size)
+        print(f"replay {large} utterances, --compare inline", inline, file=sys.stderr,
+              flush=True)
         small_run, large_run = replays
         growth = None
         if small_run["cpu_s"] and small_run["mb"]:
             growth = (large_run["cpu_s"] / small_run["cpu_s"]) / (large_run["mb"] / small_run["mb"])
-        results["replay"] = {"small": replays[0], "large": replays[1],
+        results["replay"] = {"small": replays[0], "large": replays[1], "large_inline": inline,
                              "cpu_per_mb_growth": round(growth, 2) if growth else None}
     emit(results)
 

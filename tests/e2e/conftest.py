@@ -105,6 +105,38 @@ def spoken(rspp_cli: RsppCli, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture(scope="session")
+def demo_replay_dir() -> Callable[[Path, int], Path]:
+    """Writes the replay demo into a directory: specs ``v1.yaml`` and ``v2.yaml`` (another
+    reply prefix) and ``baseline.jsonl``, a session of N utterances recorded on v1."""
+    import asyncio
+
+    import msgspec
+
+    from rspp.replay import RigOptions
+    from rspp.runner import (
+        DEMO_PROVIDER_TYPES,
+        DEMO_SPEC,
+        demo_frames,
+        demo_registry,
+        record_session,
+    )
+    from rspp.spec import compile_spec, load_spec
+
+    def write(root: Path, utterances: int) -> Path:
+        (root / "v1.yaml").write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
+        (root / "v2.yaml").write_text(DEMO_SPEC.format(version="2.0.0", prefix="HEARD> "))
+        gd = compile_spec(load_spec(root / "v1.yaml"))
+        lines = asyncio.run(record_session(
+            gd, demo_frames(utterances), registry=demo_registry(),
+            options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
+        (root / "baseline.jsonl").write_bytes(b"".join(msgspec.json.encode(ln) + b"\n"
+                                                       for ln in lines))
+        return root
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def text_chat_spec() -> str:
     """The text-only chat spec (input text -> local LLM -> output text) with patient budgets,
     shared by the served text and debug-capture tests."""

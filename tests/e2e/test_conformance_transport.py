@@ -1,4 +1,4 @@
-"""The transport conformance profile against our WebSocket transport (F-164).
+"""The transport conformance profile against our WebSocket and phone transports (F-164).
 
 ``rspp conformance check transport`` routes a session on a running ``rspp serve`` (the
 offline voice assistant) and drives it as a client: an invalid token is refused, speech
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 KEY = "conformance-admin-key"
+CARRIER_TOKEN = "carrier-auth-token-0123456789"
+NUMBER = "+15550100"
+PHONE = Path(__file__).resolve().parents[2] / "pipelines" / "examples" / "phone_assistant.yaml"
 CATEGORIES = ["auth", "handshake", "ingress_audio", "egress_audio", "cancel",
               "malformed_input"]
 
@@ -57,3 +60,33 @@ def test_served_websocket_transport_passes_the_transport_profile(
     assert rejected.returncode == 1
     assert "MISSING cancel (mandatory)" in rejected.stdout
     assert rejected.stdout.strip().endswith("REJECTED: mandatory category cancel missing")
+
+
+def test_served_phone_transport_passes_the_transport_profile(
+    serve_process: Callable[..., ServeProcess], rspp_cli: RsppCli, tmp_path: Path
+) -> None:
+    """The same profile against the phone adapter (Twilio media streams): the signed voice
+    webhook, the media stream a carrier opens, speech in and the reply played to its last
+    mark, a barge-in answered with ``clear``, an unknown carrier event refused with a 4400
+    close naming the field while the next call is answered."""
+    from rspp.testing import with_patient_budgets
+
+    spec = tmp_path / "phone.yaml"
+    spec.write_text(with_patient_budgets(PHONE.read_text()))
+    srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
+                        "--api-key", KEY, "--twilio-auth-token", CARRIER_TOKEN,
+                        "--phone-number", f"{NUMBER}=acme").wait_ready()
+    res = rspp_cli("conformance", "check", "transport", srv.url, "--transport", "phone",
+                   "--twilio-auth-token", CARRIER_TOKEN, "--phone-number", NUMBER, "--json",
+                   timeout=110)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)
+    cert = out["certification"]
+    assert cert["certified"] and cert["subject"].startswith("phone transport at "), cert
+    assert [(r["category"], r["status"]) for r in cert["rows"]] == \
+        [(c, "pass") for c in CATEGORIES]
+    seen = {r["category"]: r["detail"] for r in out["results"]["results"]}
+    assert seen["auth"] == "webhook 401/403; stream closed 4401", seen
+    assert seen["egress_audio"].endswith("reply played to its end"), seen
+    assert seen["cancel"].startswith("clear after barge-in"), seen
+    assert seen["malformed_input"].startswith("closed 4400 (bad message (event)"), seen

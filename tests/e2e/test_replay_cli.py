@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 
 from rspp.cli._replay import register
 from rspp.replay import RigOptions
-from rspp.runner import DEMO_PROVIDER_TYPES, DEMO_SPEC, demo_frames, demo_registry, record_session
+from rspp.runner import DEMO_PROVIDER_TYPES, demo_frames, demo_registry, record_session
 from rspp.spec import compile_spec, load_spec
 
 if TYPE_CHECKING:
@@ -32,16 +33,9 @@ CLASSES = {"ORDERING", "PLAN", "OUTCOME", "TIMING", "AUTHORITY", "PROVIDER_CHOIC
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("replay-cli")
-    (root / "v1.yaml").write_text(DEMO_SPEC.format(version="1.0.0", prefix="heard: "))
-    (root / "v2.yaml").write_text(DEMO_SPEC.format(version="2.0.0", prefix="HEARD> "))
-    gd = compile_spec(load_spec(root / "v1.yaml"))
-    lines = asyncio.run(record_session(gd, demo_frames(2), registry=demo_registry(),
-                                       options=RigOptions(provider_node_types=DEMO_PROVIDER_TYPES)))
-    (root / "baseline.jsonl").write_bytes(b"".join(msgspec.json.encode(ln) + b"\n"
-                                                   for ln in lines))
-    return root
+def workspace(tmp_path_factory: pytest.TempPathFactory,
+              demo_replay_dir: Callable[[Path, int], Path]) -> Path:
+    return demo_replay_dir(tmp_path_factory.mktemp("replay-cli"), 2)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
+from rspp.testing import ECHO_TEXT_SPEC
 from rspp.testing.fakes import Fault
 from rspp.transports import ReplyText, TurnEvent
 
@@ -44,16 +45,7 @@ KEY = "pool-admin-key"
 
 
 #: a pipeline with no LLM: its sessions must not wait on the LLM pool (F-109)
-ECHO = """name: echo-chat
-version: 1.0.0
-profile: simple/v1
-budgets: {turn_ms: 600000, node_ms: 600000, path_ms: 600000, edge_ms: 600000}
-nodes:
-  - {id: redact, type: redaction}
-edges:
-  - {from: input.text, to: redact.text}
-  - {from: redact.text, to: output.text}
-"""
+ECHO = ECHO_TEXT_SPEC
 
 
 async def _metrics(http: httpx.AsyncClient) -> str:

@@ -90,29 +90,47 @@ def check_external(
 
 @check_app.command("transport")
 def check_transport(
-    url: str = typer.Argument(..., help="The server's base URL (control plane session route)."),
-    tenant: str = typer.Option(..., "--tenant", help="Tenant the session is routed for."),
-    pipeline: str = typer.Option(..., "--pipeline", help="A served voice pipeline's name."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="RSPP_API_KEY",
-                                       help="Control-plane API key (or RSPP_API_KEY)."),
+    url: str = typer.Argument(..., help="The server's base URL."),
     transport: str = typer.Option("websocket", "--transport",
-                                  help="The adapter to check: websocket."),
+                                  help="The adapter to check: websocket or phone."),
+    tenant: str | None = typer.Option(None, "--tenant", help="websocket: the tenant the "
+                                      "session is routed for."),
+    pipeline: str | None = typer.Option(None, "--pipeline", help="websocket: a served voice "
+                                        "pipeline's name."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="RSPP_API_KEY",
+                                       help="websocket: control-plane API key."),
+    twilio_auth_token: str | None = typer.Option(None, "--twilio-auth-token",
+                                                 envvar="RSPP_TWILIO_AUTH_TOKEN",
+                                                 help="phone: the carrier's auth token."),
+    phone_number: str | None = typer.Option(None, "--phone-number",
+                                            help="phone: the number to call."),
     profile: str | None = typer.Option(None, "--profile", help=_PROFILE_HELP),
     skip: list[str] = typer.Option([], "--skip", metavar="CATEGORY", help=_SKIP_HELP),
     out: Path | None = typer.Option(None, "--out", "-o", help="Save the results (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print certification and results."),
 ) -> None:
-    """Run the transport suite against a served session: auth, handshake, speech in, reply
-    out, interrupt, malformed input (the pipeline must take speech and answer in speech)."""
-    from rspp.conformance import check_websocket
+    """Run the transport suite against a served voice pipeline: auth, handshake, speech in,
+    reply out, interrupt (barge-in on a phone), malformed input."""
+    from rspp.conformance import check_phone, check_websocket
 
-    if transport != "websocket":
-        typer.echo(f"error: --transport {transport!r}: this command drives the websocket "
-                   "adapter only (see docs/conformance.md)", err=True)
-        raise typer.Exit(2)
     prof = _profile(profile, "transport")
-    results = asyncio.run(check_websocket(url, prof, tenant=tenant, pipeline=pipeline,
-                                          api_key=api_key, skip=tuple(skip)))
+    if transport == "websocket":
+        if not tenant or not pipeline:
+            typer.echo("error: --transport websocket needs --tenant and --pipeline", err=True)
+            raise typer.Exit(2)
+        results = asyncio.run(check_websocket(url, prof, tenant=tenant, pipeline=pipeline,
+                                              api_key=api_key, skip=tuple(skip)))
+    elif transport == "phone":
+        if not twilio_auth_token or not phone_number:
+            typer.echo("error: --transport phone needs --twilio-auth-token and "
+                       "--phone-number", err=True)
+            raise typer.Exit(2)
+        results = asyncio.run(check_phone(url, prof, auth_token=twilio_auth_token,
+                                          number=phone_number, skip=tuple(skip)))
+    else:
+        typer.echo(f"error: --transport {transport!r}: use websocket or phone (see "
+                   "docs/conformance.md)", err=True)
+        raise typer.Exit(2)
     _verdict(prof, results, out, as_json)
 
 

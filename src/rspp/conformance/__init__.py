@@ -10,6 +10,7 @@ command line: ``profiles``, ``check external-node``, ``check transport``, ``chec
 """
 
 from rspp.conformance._external import check_external_node
+from rspp.conformance._phone import check_phone
 from rspp.conformance._profile import (
     PROFILE_FORMAT,
     PROFILES,
@@ -43,6 +44,7 @@ __all__ = [
     "Violation",
     "certify",
     "check_external_node",
+    "check_phone",
     "check_provider",
     "check_websocket",
     "load_profile",

@@ -105,8 +105,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
          "transcripts, TTS PCM16 chunks at a declared rate"),
         ("cancel", True, "a cancel at the first output ends the stream there with outcome "
          "cancelled"),
-        ("error_normalisation", True, "a deadline the call cannot meet (1 ms) ends as "
-         "ProviderCallError with outcome timeout, retryable"),
+        ("error_normalisation", True, "a call whose deadline is spent (timeout_ms 0; STT: "
+         "once its input ended) ends as ProviderCallError with outcome timeout, retryable"),
         ("metrics", True, "every invocation is recorded with provider, kind and outcome "
          "labels and its latency; a successful one with time to first output and bytes"),
     ),

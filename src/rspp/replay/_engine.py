@@ -62,6 +62,7 @@ from rspp.contracts import (
 from rspp.kernel import Event, NodeRegistry
 from rspp.observability._compare import TurnwiseComparison, compare_timelines
 from rspp.observability._timeline_io import TimelineLine
+from rspp.replay._compare_process import CompareProcess, PipedComparison
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
 from rspp.replay._flushes import recorded_flushes
@@ -100,6 +101,8 @@ class ReplayOptions:
     #: reads (:func:`~rspp.observability.compare_view`); whole lines go to ``line_sink``
     lean: bool = False
     line_sink: Callable[[dict[str, object]], None] | None = None
+    #: a streamed replay of a file compares in this second process (the same report)
+    compare_process: CompareProcess | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -221,8 +224,15 @@ class ReplayEngine:
         # the recorded cancellation flushes are inputs too (rspp.kernel._flushes)
         self.rig.session.recorded_flushes = recorded_flushes(recording.lines)
         self._comparison: TurnwiseComparison | None = None
+        self._piped: PipedComparison | None = None
         self._expected: Iterator[TimelineLine] | None = None
-        if opts.lean:  # compare turn by turn as the candidate lines come
+        if opts.lean and opts.compare_process is not None and recording.fetcher is not None:
+            # the comparison (and its reading of the recording) in the second process
+            self._piped = opts.compare_process.session(
+                recording.fetcher, tolerances=opts.tolerances, policy=opts.policy,
+                mode=opts.mode)
+            self.rig.keep = self._piped.add_actual
+        elif opts.lean:  # compare turn by turn as the candidate lines come
             self._comparison = TurnwiseComparison(tolerances=opts.tolerances,
                                                   policy=opts.policy, mode=opts.mode)
             if recording.fetcher is not None:  # one pass feeds the replay and the comparison
@@ -392,9 +402,14 @@ class ReplayEngine:
         await self.rig.stop()
         await self._stop_transport()
         opts = self.options
-        if self._comparison is not None:
+        late = 0
+        if self._piped is not None:
+            report = self._piped.finish()
+            late = self._piped.late_lines
+        elif self._comparison is not None:
             self._feed_expected(everything=True)
             report = self._comparison.finish()
+            late = self._comparison.late_lines
         else:
             report = compare_timelines(self.recording.lines, self.rig.lines,
                                        tolerances=opts.tolerances, policy=opts.policy,
@@ -405,8 +420,8 @@ class ReplayEngine:
         notes = tuple(f"{m.value} is not in the recording policy's allowed_replay_modes "
                       f"{list(allowed)}" for m in (opts.mode, opts.decision_mode)
                       if allowed and m.value not in allowed)
-        if self._comparison is not None and self._comparison.late_lines:
-            notes += (f"{self._comparison.late_lines} records arrived after their turn was "
+        if late:
+            notes += (f"{late} records arrived after their turn was "
                       "compared (streamed comparison); compare the whole timelines to be exact",)
         self._finished = ReplayResult(report=report, lines=list(self.rig.lines), mode=opts.mode,
                                       decision_mode=opts.decision_mode, cursor=cursor,

@@ -75,6 +75,10 @@ class LineFetcher:
         self._msgpack = False
         self._session: object = None  # session of the last line naming one (span only)
         self._ended = False
+        #: the number of the last line read (the comparison in a second process reads the
+        #: recording as far as this pass had when a candidate line came: see
+        #: :mod:`rspp.replay._compare_process`)
+        self.position = 0
 
     def __call__(self, number: int) -> TimelineLine:
         found = self.buffer.pop(number, None)
@@ -103,6 +107,13 @@ class LineFetcher:
                 if len(self.buffer) > self.peak:
                     self.peak = len(self.buffer)
 
+    def read_through(self, number: int) -> None:
+        """Read on (for :attr:`on_line`) until line ``number`` is read (or the end)."""
+        while not self._ended and self.position < number:
+            item = self._next()
+            if item is not None and item.line in self.needed:
+                self.buffer[item.line] = item
+
     def _next(self) -> TimelineLine | None:
         """Read one line: decoded when needed or compared, else None (also at the end)."""
         if self._lines is None:  # lines are numbered, not decoded: only needed ones are
@@ -114,6 +125,7 @@ class LineFetcher:
             self._ended = True
             return None
         number, raw = found
+        self.position = number
         if isinstance(raw, TimelineFormatError):
             return None
         needed = number in self.needed

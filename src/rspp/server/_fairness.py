@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -81,6 +81,9 @@ class FairnessVerdict:
 
 @dataclass(slots=True)
 class _Tenant:
+    #: its ``rspp_pool_wait_ms`` series (looked up once: a labels() call costs more than
+    #: the rest of the bookkeeping)
+    hist: Any
     #: (ended at, waited ms) of the waits that ended in the window
     waits: deque[tuple[float, float]] = field(default_factory=deque)
     incidents: int = 0
@@ -114,11 +117,17 @@ class FairnessBook:
             return
         now = self._clock()
         waited = (now - start) * 1000
-        t = self._tenants.setdefault((key, tenant), _Tenant())
+        t = self._tenant(key, tenant)
         t.waits.append((now, waited))
         if self.slo is not None and waited > self.slo.max_wait_ms:
             t.incidents += 1
-        self._hist.labels(key, tenant).observe(waited)
+        t.hist.observe(waited)
+
+    def _tenant(self, key: str, tenant: str) -> _Tenant:
+        t = self._tenants.get((key, tenant))
+        if t is None:
+            t = self._tenants[(key, tenant)] = _Tenant(self._hist.labels(key, tenant))
+        return t
 
     def verdicts(self) -> list[FairnessVerdict]:
         """Every (key, tenant) seen, over the window ending now."""
@@ -127,7 +136,7 @@ class FairnessBook:
         queued: dict[tuple[str, str], list[float]] = {}
         for key, tenant, start in self._pending.values():
             queued.setdefault((key, tenant), []).append((now - start) * 1000)
-            self._tenants.setdefault((key, tenant), _Tenant())
+            self._tenant(key, tenant)
         out = []
         for (key, tenant), t in sorted(self._tenants.items()):
             while t.waits and t.waits[0][0] < now - window:

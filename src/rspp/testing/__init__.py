@@ -4,7 +4,8 @@
 single node on a virtual clock and expose outputs, control signals and drops (F-128).
 :func:`load_corpus` / :func:`speak` / :func:`word_errors`: the spoken-question corpus.
 :func:`with_patient_budgets`: a spec with budgets a busy machine meets;
-:data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns);
+:data:`TEXT_CHAT_SPEC`: a text-only chat spec (many quick turns); :data:`ECHO_TEXT_SPEC`:
+a text echo through the redaction node (no LLM);
 :func:`voice_assistant_spec`: the offline voice assistant's graph with what a test varies.
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
@@ -16,6 +17,7 @@ from rspp.testing._network import Impairment
 from rspp.testing._pki import CertificateAuthority, Pki
 from rspp.testing._specs import (
     DOMAIN_STT,
+    ECHO_TEXT_SPEC,
     PATIENT_BUDGETS,
     SILENCE_VAD,
     TEXT_CHAT_SPEC,
@@ -37,6 +39,7 @@ from rspp.testing._webrtc_peer import WebRTCPeer
 __all__ = [
     "CORPUS_PATH",
     "DOMAIN_STT",
+    "ECHO_TEXT_SPEC",
     "PATIENT_BUDGETS",
     "PAUSE_MS",
     "SILENCE_VAD",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["DOMAIN_STT", "PATIENT_BUDGETS", "SILENCE_VAD", "TEXT_CHAT_SPEC", "TEXT_VOICE_SPEC",
-           "voice_assistant_spec", "with_patient_budgets"]
+__all__ = ["DOMAIN_STT", "ECHO_TEXT_SPEC", "PATIENT_BUDGETS", "SILENCE_VAD", "TEXT_CHAT_SPEC",
+           "TEXT_VOICE_SPEC", "voice_assistant_spec", "with_patient_budgets"]
 
 #: wall-clock budgets with room for a machine whose cores are all busy: served sessions
 #: enforce budgets, and the offline engines then run slower than real time
@@ -127,3 +127,17 @@ edges:
   - {from: segmenter.text, to: tts.text}
   - {from: tts.audio, to: output.audio}
 """)
+
+
+#: typed text -> redaction node -> reply text: a pipeline with no LLM node (its sessions
+#: never wait on an LLM execution pool, F-109), no provider and patient budgets
+ECHO_TEXT_SPEC = """name: echo-chat
+version: 1.0.0
+profile: simple/v1
+budgets: {turn_ms: 600000, node_ms: 600000, path_ms: 600000, edge_ms: 600000}
+nodes:
+  - {id: redact, type: redaction}
+edges:
+  - {from: input.text, to: redact.text}
+  - {from: redact.text, to: output.text}
+"""

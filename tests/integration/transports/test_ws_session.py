@@ -178,3 +178,6 @@ async def test_interrupt_cancels_the_speaking_turn_with_reason_user_cancel(serve
     assert [(i["modality"], i["provider_id"], i["outcome"])
             for i in evidence["provider_invocations"]][:2] == [
         ("stt", "pocketsphinx", "success"), ("llm", "local", "success")], evidence
+    # each linked to its node's cancel scope under the turn's (the STT was not cancelled)
+    assert [(i["node_id"], i["cancel_scope"]) for i in evidence["provider_invocations"]][:2] \
+        == [("stt", f"{first}/stt"), ("llm", f"{first}/llm")], evidence
