@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import pytest
 from jsonschema import Draft202012Validator
 
-from rspp.client import SessionTarget, route_session
+from rspp.client import LiveClient, SessionTarget, route_session
 from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
 from rspp.testing.fakes import FakeProviderServers
 
@@ -259,6 +259,24 @@ class ServedChat(NamedTuple):
         path = self.timeline(session_id)
         text = path.read_text() if path.exists() else ""
         return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+
+    def records(self, session_id: str) -> list[dict[str, Any]]:
+        """The records of the session's timeline written so far."""
+        return [line["record"] for line in self.lines(session_id)]
+
+    async def until(self, session_id: str,
+                    found: Callable[[list[dict[str, Any]]], bool]) -> None:
+        """Wait until the timeline the server writes asynchronously shows ``found``."""
+        import asyncio
+
+        while not found(self.records(session_id)):  # noqa: ASYNC110 (polls the file)
+            await asyncio.sleep(0.05)
+
+    async def connect(self) -> tuple[LiveClient, str]:
+        """A connected client of a new ``acme`` session, and the session's id."""
+        target = await self.route()
+        client = await LiveClient.connect(target.url, token=target.token)
+        return client, client.ready.session_id
 
     def set_policy(self, tenant_id: str, body: dict[str, Any]) -> None:
         """``POST /v1/configs/policy/TENANT`` as the admin key; fails the test if refused."""
@@ -604,7 +622,6 @@ def text_turn() -> Callable[..., Any]:
     """``await text_turn(client, question)``: type one question on an open
     :class:`~rspp.client.LiveClient` session; the reply text once the turn closed (the
     turn must open, commit and close)."""
-    from rspp.client import LiveClient
     from rspp.transports import ReplyText, TurnEvent
 
     async def turn(client: LiveClient, question: str) -> str:
@@ -627,7 +644,6 @@ def text_turn() -> Callable[..., Any]:
 def closed_turn() -> Callable[..., Any]:
     """``await closed_turn(client, question)``: type one question on an open
     :class:`~rspp.client.LiveClient` session; the turn's id once it closed."""
-    from rspp.client import LiveClient
     from rspp.transports import TurnEvent
 
     async def turn(client: LiveClient, question: str) -> str:

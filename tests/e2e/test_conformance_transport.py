@@ -1,4 +1,4 @@
-"""The transport conformance profile against our WebSocket and phone transports (F-164).
+"""The transport conformance profile against our WebSocket, WebRTC and phone transports (F-164).
 
 ``rspp conformance check transport`` routes a session on a running ``rspp serve`` (the
 offline voice assistant) and drives it as a client: an invalid token is refused, speech
@@ -90,3 +90,29 @@ def test_served_phone_transport_passes_the_transport_profile(
     assert seen["egress_audio"].endswith("reply played to its end"), seen
     assert seen["cancel"].startswith("clear after barge-in"), seen
     assert seen["malformed_input"].startswith("closed 4400 (bad message (event)"), seen
+
+
+def test_served_webrtc_transport_passes_the_transport_profile(
+    embedded_serve: Callable[..., tuple[ServeProcess, Path]], rspp_cli: RsppCli
+) -> None:
+    """The same profile against the WebRTC adapter: an aiortc peer (Opus microphone, the
+    ``rspp`` data channel) on a routed session; an offer with an invalid token is 401, the
+    spoken question is transcribed and answered with Opus reply audio, a barge-in gets
+    ``clear`` and the turn's abort, an unknown data-channel message an error naming it."""
+    pytest.importorskip("aiortc", reason="WebRTC needs the extra: pip install "
+                                         "'rspp[webrtc]' (dev installs it)")
+    srv, _ = embedded_serve(KEY)
+    res = rspp_cli("conformance", "check", "transport", srv.url, "--transport", "webrtc",
+                   "--tenant", "acme", "--pipeline", "voice-assistant", "--api-key", KEY,
+                   "--json", timeout=110)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)
+    cert = out["certification"]
+    assert cert["certified"] and cert["subject"].startswith("webrtc transport at "), cert
+    assert [(r["category"], r["status"]) for r in cert["rows"]] == \
+        [(c, "pass") for c in CATEGORIES]
+    seen = {r["category"]: r["detail"] for r in out["results"]["results"]}
+    assert seen["auth"] == "an offer with an invalid token: 401", seen
+    assert "weather" in seen["ingress_audio"], seen
+    assert seen["cancel"].startswith("clear and abort of "), seen
+    assert seen["malformed_input"].startswith("error bad_message (field type)"), seen

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rspp.client import LiveClient
 from rspp.transports import ErrorEvent
 
 if TYPE_CHECKING:
@@ -45,18 +44,7 @@ def test_debug_capture_records_one_session_only_and_ends_by_itself(
     chat = served_chat(KEY, "--record-level", "L2")
     chat.set_policy("acme", {"recording_level": "L2"})
 
-    def records(sid: str) -> list[dict[str, Any]]:
-        return [line["record"] for line in chat.lines(sid)]
-
-    async def until(sid: str, found: Callable[[list[dict[str, Any]]], bool]) -> None:
-        """Wait until the timeline the server writes asynchronously shows ``found``."""
-        while not found(records(sid)):  # noqa: ASYNC110 (polls the server's file)
-            await asyncio.sleep(0.05)
-
-    async def connect() -> tuple[LiveClient, str]:
-        target = await chat.route()
-        client = await LiveClient.connect(target.url, token=target.token)
-        return client, client.ready.session_id
+    records, until, connect = chat.records, chat.until, chat.connect
 
     async def scenario() -> tuple[str, str, list[str], list[str]]:
         (a, sid_a), (b, sid_b) = await connect(), await connect()

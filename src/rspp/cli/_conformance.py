@@ -92,13 +92,13 @@ def check_external(
 def check_transport(
     url: str = typer.Argument(..., help="The server's base URL."),
     transport: str = typer.Option("websocket", "--transport",
-                                  help="The adapter to check: websocket or phone."),
-    tenant: str | None = typer.Option(None, "--tenant", help="websocket: the tenant the "
-                                      "session is routed for."),
-    pipeline: str | None = typer.Option(None, "--pipeline", help="websocket: a served voice "
-                                        "pipeline's name."),
+                                  help="The adapter to check: websocket, webrtc or phone."),
+    tenant: str | None = typer.Option(None, "--tenant", help="websocket/webrtc: the tenant "
+                                      "the session is routed for."),
+    pipeline: str | None = typer.Option(None, "--pipeline", help="websocket/webrtc: a served "
+                                        "voice pipeline's name."),
     api_key: str | None = typer.Option(None, "--api-key", envvar="RSPP_API_KEY",
-                                       help="websocket: control-plane API key."),
+                                       help="websocket/webrtc: control-plane API key."),
     twilio_auth_token: str | None = typer.Option(None, "--twilio-auth-token",
                                                  envvar="RSPP_TWILIO_AUTH_TOKEN",
                                                  help="phone: the carrier's auth token."),
@@ -111,15 +111,17 @@ def check_transport(
 ) -> None:
     """Run the transport suite against a served voice pipeline: auth, handshake, speech in,
     reply out, interrupt (barge-in on a phone), malformed input."""
-    from rspp.conformance import check_phone, check_websocket
+    from rspp.conformance import check_phone, check_webrtc, check_websocket
 
     prof = _profile(profile, "transport")
-    if transport == "websocket":
+    if transport in ("websocket", "webrtc"):
         if not tenant or not pipeline:
-            typer.echo("error: --transport websocket needs --tenant and --pipeline", err=True)
+            typer.echo(f"error: --transport {transport} needs --tenant and --pipeline",
+                       err=True)
             raise typer.Exit(2)
-        results = asyncio.run(check_websocket(url, prof, tenant=tenant, pipeline=pipeline,
-                                              api_key=api_key, skip=tuple(skip)))
+        suite = check_websocket if transport == "websocket" else check_webrtc
+        results = asyncio.run(suite(url, prof, tenant=tenant, pipeline=pipeline,
+                                    api_key=api_key, skip=tuple(skip)))
     elif transport == "phone":
         if not twilio_auth_token or not phone_number:
             typer.echo("error: --transport phone needs --twilio-auth-token and "
@@ -128,7 +130,7 @@ def check_transport(
         results = asyncio.run(check_phone(url, prof, auth_token=twilio_auth_token,
                                           number=phone_number, skip=tuple(skip)))
     else:
-        typer.echo(f"error: --transport {transport!r}: use websocket or phone (see "
+        typer.echo(f"error: --transport {transport!r}: use websocket, webrtc or phone (see "
                    "docs/conformance.md)", err=True)
         raise typer.Exit(2)
     _verdict(prof, results, out, as_json)

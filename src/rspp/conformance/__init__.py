@@ -30,6 +30,7 @@ from rspp.conformance._report import (
 )
 from rspp.conformance._suite import Violation, run_checks
 from rspp.conformance._transport import check_websocket
+from rspp.conformance._webrtc import check_webrtc
 
 __all__ = [
     "PROFILES",
@@ -46,6 +47,7 @@ __all__ = [
     "check_external_node",
     "check_phone",
     "check_provider",
+    "check_webrtc",
     "check_websocket",
     "load_profile",
     "load_results",

@@ -15,6 +15,7 @@ import msgspec
 from rspp._version import __version__
 from rspp.contracts import SCHEMA_VERSION, TurnStartBundle
 from rspp.controlplane._bundle import build_bundle
+from rspp.controlplane._debug_grant import DebugGrant
 from rspp.controlplane._errors import ERRORS_BY_CODE, CPError, InvalidRequest, Unavailable
 from rspp.controlplane._leases import Authorization, Lease, LeaseRenewal
 from rspp.controlplane._notices import NoticesRequest, RuntimeNotices
@@ -145,6 +146,7 @@ class ControlPlaneClient:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         timeout_s: float | None = None,
+        authorization: str | None = None,
     ) -> Any:
         """Send one request; return decoded JSON or raise the server's error.
 
@@ -152,12 +154,16 @@ class ControlPlaneClient:
         server decodes), so a change to a request type breaks this client's type check;
         ``content`` is a body already encoded as JSON (batches assembled from parts).
         ``timeout_s``: this request's read timeout (a hand-off waits for the holder).
+        ``authorization``: another caller's ``Authorization`` header, relayed as it came
+        (the runtime asking on an operator's behalf) instead of this client's key.
         """
-        headers = None
+        headers: dict[str, str] = {}
         if isinstance(json, msgspec.Struct):
             content, json = msgspec.json.encode(json), None
         if content is not None:
-            headers = {"Content-Type": "application/json"}
+            headers["Content-Type"] = "application/json"
+        if authorization is not None:
+            headers["Authorization"] = authorization
         if self.tls is not None:
             self.tls.refresh()
         try:
@@ -365,6 +371,13 @@ class ControlPlaneClient:
                              reason=reason[:500] if reason is not None else None)
         data = await self.request("POST", f"/v1/sessions/{session_id}/status", json=body)
         return msgspec.convert(data, SessionInfo)
+
+    async def authorize_debug(self, session_id: str, authorization: str) -> DebugGrant:
+        """May the caller whose ``Authorization`` header this is capture the session's
+        debug events (F-076; raise its 401/403/404 otherwise)?"""
+        reply = await self.request("POST", f"/v1/sessions/{session_id}/debug/authorize",
+                                   authorization=authorization)
+        return _typed(reply, DebugGrant)
 
     async def verification_keys(self) -> TokenKeys:
         """Public verification material for transports (HS256 deployments share the secret)."""

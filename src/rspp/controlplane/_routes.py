@@ -40,6 +40,7 @@ from rspp.controlplane._audit import AuditVerdict
 from rspp.controlplane._change_signing import ProvenanceReport, SignerKey
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
+from rspp.controlplane._debug_grant import DebugGrant, authorize_debug
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._notices import NoticesRequest, RuntimeNotices, runtime_notices
 from rspp.controlplane._ops_fleet import Deregistered
@@ -260,6 +261,12 @@ ROUTES: tuple[Op, ...] = (
        "transaction: record check, lease, checkpoint take-over, signals, turn-start bundle",
        tenant=SESSION, body=SessionStartRequest, response=SessionStart, errors=(404, 409),
        tag="sessions"),
+    # an operator's debug capture of a live session (F-076): the runtime serving it asks
+    # here, with the operator's key, before it turns the capture on
+    Op("POST", "/v1/sessions/{session_id}/debug/authorize", authorize_debug, OP, _S.TENANT,
+       "May this key capture the session's debug events (audited; answers the runtime "
+       "holding it: the capture itself is POST /v1/sessions/{session_id}/debug on that "
+       "runtime)", tenant=SESSION, response=DebugGrant, errors=(404,), tag="sessions"),
     Op("POST", "/v1/sessions/{session_id}/migrate", h.migrate, OP, _S.FLEET,
        "Migrate a session to another runtime", body=q.MigrateRequest,
        response=MigrationResult, errors=(404, 409, 503), tag="sessions"),

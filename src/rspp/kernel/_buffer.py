@@ -5,10 +5,11 @@ always serves ControlLane first, then DataLane, then TelemetryLane. Control
 events are never dropped. Data obeys the BufferConfig bounds (items, bytes,
 time in queue, latency contribution) and strategy; every drop or merge leaves
 a ``drop_notice`` (contiguous drops are aggregated into one sequence range).
-End-of-stream markers (``audio_end``, ``attrs["eos"]``) are never shed for overload:
-they carry no payload, and without one the consumer never ends the turn's stream (a
-reply whose ``audio_end`` is lost never completes its playback, so its turn cannot
-commit). Shedding takes the oldest other data; a marker arriving at a full buffer is
+End-of-stream markers (``audio_end``, ``attrs["eos"]``, and the end-of-utterance frame,
+``attrs["eou"]``) are never shed for overload: without one the consumer never ends the
+turn's stream (a reply whose ``audio_end`` is lost never completes its playback, so its
+turn cannot commit; an utterance whose ``eou`` frame is lost is never finalised).
+Shedding takes the oldest other data; a marker arriving at a full buffer is
 queued past the bound (cancellation still flushes markers with their turn).
 Watermark crossings emit ``watermark`` and run the plan's action; flow control
 emits ``flow_xoff``/``flow_xon``/``credit_grant``; sync groups follow the sync
@@ -48,8 +49,13 @@ SHED_REASONS = frozenset({
 
 
 def is_stream_end(ev: Event) -> bool:
-    """``ev`` ends a stream of its turn (``audio_end`` or ``attrs["eos"]``)."""
-    return ev.kind == "audio_end" or bool(ev.attrs and ev.attrs.get("eos"))
+    """``ev`` ends a stream of its turn (``audio_end`` or ``attrs["eos"]``) or an utterance
+    (the VAD's end-of-utterance frame, ``attrs["eou"]``: the speech boundary its STT
+    finalises on; shed, it would strand the turn the VAD opened)."""
+    if ev.kind == "audio_end":
+        return True
+    attrs = ev.attrs
+    return bool(attrs and (attrs.get("eos") or attrs.get("eou")))
 
 
 class Wakeup:

@@ -59,9 +59,12 @@ def usable_cpus() -> int:
 
 
 def idle_core() -> bool:
-    """Whether a second process would get a core of its own: 2 or more usable CPUs and a
-    1-minute load average below one less than their number (on a busy machine the two
-    processes would only wait on each other through the pipe)."""
+    """Whether a forked second process would get a core of its own: the platform forks,
+    2 or more CPUs are usable and the 1-minute load average is below one less than their
+    number (on a busy machine the two processes would only wait on each other through
+    the pipe)."""
+    if "fork" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+        return False
     cpus = usable_cpus()
     return cpus >= 2 and os.getloadavg()[0] < cpus - 1
 

@@ -3,9 +3,10 @@
 ``/healthz`` (liveness: the process serves requests), ``/readyz`` (ready only
 while registered with the control plane, its last heartbeat reached it, and not
 draining; 503 otherwise, with the state), ``/metrics`` (Prometheus text; bounded
-labels). The transport endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first;
-in embedded mode the control plane's HTTP API is mounted behind them on the same
-port.
+labels), ``POST /v1/sessions/{id}/debug`` (an operator's debug capture of a session
+served here, authorised by the control plane: :mod:`rspp.server._debug`). The
+transport endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first; in embedded mode
+the control plane's HTTP API is mounted behind them on the same port.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from rspp.server._debug import debug_routes
 from rspp.server._runtime import Runtime
 
 __all__ = ["create_runtime_app"]
@@ -45,6 +47,7 @@ def create_runtime_app(runtime: Runtime, *, transport_routes: Sequence[BaseRoute
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *debug_routes(runtime.sessions),
         *transport_routes,
     ]
     if control_plane is not None:

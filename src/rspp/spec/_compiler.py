@@ -51,6 +51,9 @@ from rspp.spec._yaml import SourceMap
 ENTRY_TYPES = {"audio": PortType.AUDIO, "text": PortType.TEXT, "control": PortType.CONTROL,
                "vad": PortType.VAD}
 RESERVED = ("input", "output")
+#: port types whose edges default to the ControlLane (DESIGN invariant 3): control events
+#: and the VAD's speech boundaries, which drive the turn lifecycle, are never shed
+_CONTROL_PORTS = frozenset({PortType.CONTROL, PortType.VAD})
 #: Metadata key set on nodes inserted by configuration layers (shown as their origin).
 INSERTED_MARK = "rspp.inserted_by"
 
@@ -151,7 +154,8 @@ def analyse(
         ))
     edge_defs = []
     for w in wires:
-        lane = w.flat.spec.lane or (Lane.CONTROL if w.port_type == PortType.CONTROL
+        # control and speech-boundary (vad) edges are ControlLane: served first, never shed
+        lane = w.flat.spec.lane or (Lane.CONTROL if w.port_type in _CONTROL_PORTS
                                     else Lane.DATA)
         edge_defs.append(EdgeDef(
             id=w.id, source_node=w.source_node, source_port=w.source_port,
@@ -310,6 +314,12 @@ def _wire_edges(
         bad = _check_buffer(edge, issues) or bad
         if not bad:
             port_type = s_type if s_type != PortType.ANY else t_type
+            if port_type == PortType.VAD and edge.spec.lane not in (None, Lane.CONTROL):
+                issues.append(edge.src.issue(
+                    (*edge.path, "lane"),
+                    f"speech-boundary edge {edge.source} -> {edge.target} on {edge.spec.lane}: "
+                    "a shed boundary can strand its turn until the turn budget aborts it",
+                    "drop the lane: vad edges default to ControlLane (never shed)", "warning"))
             wires.append(Wire(edge, s_node, s_port, t_node, t_port, port_type, condition))
     return _dedupe_ids(wires)
 

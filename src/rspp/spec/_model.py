@@ -154,7 +154,7 @@ class EdgeSpec(msgspec.Struct, **_S):
     buffer: BufferOverride | None = None
     lane: Annotated[Lane | None, Meta(
         description="The lane this edge queues its events on at the consuming node "
-                    "(default: DataLane, ControlLane for a control port). ControlLane: "
+                    "(default: DataLane, ControlLane for a control or vad port). ControlLane: "
                     "served first and never dropped; TelemetryLane: served last and shed "
                     "first (buffer.telemetry_max_items, telemetry_handling); an event a "
                     "node marks ControlLane or TelemetryLane keeps its own lane.")] = None

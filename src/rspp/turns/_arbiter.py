@@ -191,6 +191,10 @@ class Step:
         return tuple(r for r in self.records if isinstance(r, DecisionOutcome))
 
 
+#: the Step of an accepted output (frozen: one instance serves every accepted output)
+_ACCEPTED = Step((), accepted=True)
+
+
 _PRE_TURN_KINDS = {OutcomeKind.REJECT: SignalName.REJECT, OutcomeKind.DEFER: SignalName.DEFER}
 
 
@@ -609,7 +613,7 @@ class TurnArbiter:
         In Opening a stale epoch is the authority check of T3 instead.
         """
         if epoch >= self.authority_epoch:
-            return Step((), accepted=True)
+            return _ACCEPTED
         self.rejected_stale += 1
         if self.state is TurnState.OPENING and turn_id in (None, self.turn_id):
             return Step(
@@ -643,7 +647,7 @@ class TurnArbiter:
             return check
         if self.state is TurnState.ACTIVE and turn_id == self.turn_id:
             self.accepted_outputs += 1
-            return Step((), accepted=True)
+            return _ACCEPTED
         if turn_id in self._closed_set:
             self.dropped_late_events += 1
             return Step(

@@ -139,10 +139,15 @@ class CancelScope:
         if scope is not None and scope._latency is not None and scope._clock is not None:
             scope._latency.acknowledged_ns.setdefault(self.scope_id, scope._clock.monotonic_ns())
 
-    def walk(self) -> Iterable[CancelScope]:
-        yield self
-        for child in self.children.values():
-            yield from child.walk()
+    def walk(self) -> list[CancelScope]:
+        """This scope and its descendants, depth first (parents before their children)."""
+        stack = [self]
+        out: list[CancelScope] = []
+        while stack:  # pre-order, children in insertion order (no generator per level)
+            scope = stack.pop()
+            out.append(scope)
+            stack.extend(reversed(scope.children.values()))
+        return out
 
 
 class EgressFence:
@@ -217,7 +222,7 @@ class CancelScopeTree:
 
     def close(self, scope: CancelScope) -> None:
         """Forget a finished scope (its fence counters stay)."""
-        for s in list(scope.walk()):
+        for s in scope.walk():
             self._by_id.pop(s.scope_id, None)
         if scope.parent is not None:
             scope.parent.children.pop(scope.scope_id, None)

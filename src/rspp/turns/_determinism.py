@@ -10,6 +10,7 @@ reference so replay can substitute the recorded value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Iterable
@@ -48,12 +49,19 @@ def derive_seed(session_id: str, turn_id: str) -> int:
 class DeterminismCapture:
     """Captured nondeterministic inputs of one turn, in capture order."""
 
-    __slots__ = ("_inputs", "rng", "seed")
+    __slots__ = ("_inputs", "_rng", "seed")
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-        self.rng = random.Random(seed)
+        self._rng: random.Random | None = None
         self._inputs: list[NondeterministicInput] = []
+
+    @property
+    def rng(self) -> random.Random:
+        """The turn's random source, seeded with :attr:`seed` (made on first use)."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
 
     def capture(self, input_key: str, source: NondeterministicSource, evidence_ref: str) -> None:
         self._inputs.append(
@@ -65,6 +73,13 @@ class DeterminismCapture:
         return tuple(self._inputs)
 
 
+@functools.lru_cache(maxsize=64)
+def _topo_marker(topo_order: tuple[str, ...]) -> str:
+    """The ordering marker of a topological order (a graph's: the same every turn)."""
+    topo = ",".join(topo_order)
+    return "topo_sha256:" + hashlib.sha256(topo.encode()).hexdigest()[:16]
+
+
 def build_determinism_context(
     *,
     seed: int,
@@ -74,8 +89,7 @@ def build_determinism_context(
     inputs: Iterable[NondeterministicInput] = (),
 ) -> DeterminismContext:
     """The plan's DeterminismContext (seed, ordering markers, merge rule, inputs)."""
-    topo = ",".join(topo_order)
-    topo_marker = "topo_sha256:" + hashlib.sha256(topo.encode()).hexdigest()[:16]
+    topo_marker = _topo_marker(tuple(topo_order))
     rule_id, rule_version = merge_rule if merge_rule is not None else DEFAULT_MERGE_RULE
     markers = (f"runtime_sequence_from:{start_sequence}", _LANE_ORDER, topo_marker)
     return DeterminismContext(

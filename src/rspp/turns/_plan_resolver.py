@@ -28,12 +28,15 @@ marks it: the nondeterministic input ``snapshot_freeze`` (``external_call``, evi
 which logs and counts it. A control plane that answers with a stale snapshot still defers.
 
 ``plan_hash`` is the SHA-256 of the canonical JSON (sorted keys, no whitespace)
-of the plan without its ``plan_hash`` field.
+of the plan without its ``plan_hash`` field. The parts of a plan that come from the
+graph alone (its reference, edge buffer policies, merge rule) are built once per
+resolver and graph; the per-turn parts are built per turn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -78,6 +81,24 @@ _SNAPSHOTS = (
     "abi_compatibility",
 )
 _CANONICAL = msgspec.json.Encoder(order="sorted")
+
+
+def _body_field(f: msgspec.structs.FieldInfo) -> tuple[str, object, object] | tuple[str, object]:
+    if f.default is not msgspec.NODEFAULT:
+        return f.encode_name, f.type, f.default
+    if f.default_factory is not msgspec.NODEFAULT:
+        return f.encode_name, f.type, msgspec.field(default_factory=f.default_factory)
+    return f.encode_name, f.type
+
+
+#: ResolvedTurnPlan without ``plan_hash`` (same fields, defaults and omit_defaults): its
+#: sorted encoding is the canonical JSON the hash is taken of, without building dicts first
+_PLAN_BODY_FIELDS = tuple(f for f in msgspec.structs.fields(ResolvedTurnPlan)
+                          if f.name != "plan_hash")
+_PLAN_BODY_NAMES = tuple(f.name for f in _PLAN_BODY_FIELDS)
+_PlanBody = msgspec.defstruct("_PlanBody", [_body_field(f) for f in _PLAN_BODY_FIELDS],
+                              kw_only=True, omit_defaults=True, frozen=True)
+_plan_body_values = operator.attrgetter(*_PLAN_BODY_NAMES)
 
 
 class _Sourced(Protocol):
@@ -165,9 +186,17 @@ class PlanResolution:
 
 def compute_plan_hash(plan: ResolvedTurnPlan) -> str:
     """SHA-256 of the canonical JSON of ``plan`` without ``plan_hash``."""
-    body = msgspec.to_builtins(plan)
-    body.pop("plan_hash", None)
+    body = _PlanBody(**dict(zip(_PLAN_BODY_NAMES, _plan_body_values(plan), strict=True)))
     return hashlib.sha256(_CANONICAL.encode(body)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _GraphParts:
+    """What every plan of one graph shares (built on the resolver's first plan)."""
+
+    graph_ref: str
+    edge_buffer_policies: dict[str, EdgeBufferPolicy]
+    merge: tuple[str, str] | None
 
 
 class PlanResolver:
@@ -189,6 +218,16 @@ class PlanResolver:
         self.schema_version = schema_version
         #: what the transport and the bound providers support, frozen into each plan
         self.capabilities: CapabilitySource | None = None
+        self._parts: tuple[PlanGraph, _GraphParts] | None = None
+
+    def _graph_parts(self) -> _GraphParts:
+        g = self.graph
+        if self._parts is None or self._parts[0] is not g:
+            self._parts = (g, _GraphParts(
+                graph_ref=f"{g.name}@{g.version}#{g.graph_hash}",
+                edge_buffer_policies=g.edge_buffer_policies(),
+                merge=(g.merges[0].rule_id, g.merges[0].rule_version) if g.merges else None))
+        return self._parts[1]
 
     async def resolve(
         self,
@@ -224,14 +263,15 @@ class PlanResolver:
     def _verdict(self, bundle: TurnStartBundle) -> tuple[PlanRefusal | None, tuple[str, ...]]:
         """:meth:`check`'s verdict, and the expired snapshots a usable bundle was frozen
         over (see the module docstring)."""
-        metas: dict[str, SnapshotMeta] = {}
+        expiries: list[int] = []
         for name in _SNAPSHOTS:
             snap = getattr(bundle, name)
             if snap is None:
                 return PlanRefusal(OutcomeKind.DEFER, f"snapshot_missing:{name}"), ()
-            metas[name] = snap.meta
+            expiries.append(snap.meta.expires_at_ms)
         now = self.clock.wall_ms()
-        stale = tuple(name for name in _SNAPSHOTS if metas[name].expires_at_ms < now)
+        stale = (tuple(name for name, at in zip(_SNAPSHOTS, expiries, strict=True) if at < now)
+                 if min(expiries) < now else ())
         if stale and not (isinstance(self.source, FreezingSnapshotSource)
                           and self.source.may_freeze(bundle)):
             return PlanRefusal(OutcomeKind.DEFER, f"snapshot_stale:{stale[0]}"), ()
@@ -305,12 +345,9 @@ class PlanResolver:
             NondeterministicSource.SYSTEM_TIME,
             f"wall_ms:{self.clock.wall_ms()}",
         )
-        for name in _SNAPSHOTS:
-            capture.capture(
-                f"snapshot:{name}",
-                NondeterministicSource.EXTERNAL_CALL,
-                _snapshot_ref(getattr(bundle, name).meta),
-            )
+        refs = [_snapshot_ref(getattr(bundle, name).meta) for name in _SNAPSHOTS]
+        for name, ref in zip(_SNAPSHOTS, refs, strict=True):
+            capture.capture(f"snapshot:{name}", NondeterministicSource.EXTERNAL_CALL, ref)
         if self.capabilities is not None:  # (a replay's also gives the recorded freeze)
             for key, ref in self.capabilities.capture(turn_id, bound):
                 capture.capture(key, NondeterministicSource.EXTERNAL_CALL
@@ -319,12 +356,12 @@ class PlanResolver:
         if stale and isinstance(self.source, FreezingSnapshotSource):
             capture.capture(SNAPSHOT_FREEZE_KEY, NondeterministicSource.EXTERNAL_CALL,
                             freeze_ref(stale))
-        merge = (g.merges[0].rule_id, g.merges[0].rule_version) if g.merges else None
+        parts = self._graph_parts()
         plan = ResolvedTurnPlan(
             turn_id=turn_id,
             pipeline_version=g.version,
             plan_hash="0" * 64,
-            graph_definition_ref=f"{g.name}@{g.version}#{g.graph_hash}",
+            graph_definition_ref=parts.graph_ref,
             execution_profile=g.profile,
             authority_epoch=authority_epoch,
             budgets=TurnBudgets(
@@ -334,18 +371,18 @@ class PlanResolver:
                 edge_budget_ms_default=g.budgets.edge.value,
             ),
             provider_bindings=bound,
-            edge_buffer_policies=g.edge_buffer_policies(),
+            edge_buffer_policies=parts.edge_buffer_policies,
             flow_control=g.flow_control,
             allowed_adaptive_actions=policy.allowed_adaptive_actions if policy else (),
             snapshot_provenance=SnapshotProvenance(
-                **{f"{n}_snapshot": _snapshot_ref(getattr(bundle, n).meta) for n in _SNAPSHOTS}
+                **{f"{n}_snapshot": ref for n, ref in zip(_SNAPSHOTS, refs, strict=True)}
             ),
             recording_policy=recording,
             determinism=build_determinism_context(
                 seed=capture.seed,
                 start_sequence=start_sequence,
                 topo_order=g.topo_order,
-                merge_rule=merge,
+                merge_rule=parts.merge,
                 inputs=capture.inputs,
             ),
         )

@@ -184,7 +184,8 @@ class TurnDriver:
                 self.session.signals.telemetry(
                     kind="error", turn_id=rec.turn_id, reason="authority_epoch_mismatch",
                     at_sequence=rec.runtime_sequence)
-        self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
+        if step.diagnostics:
+            self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
         return step
 
     @property

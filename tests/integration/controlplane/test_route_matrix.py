@@ -123,6 +123,8 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
         f"/v1/runtimes/{w.holder}/bundles", {"sessions": [{
             "tenant_id": OWN, "session_id": SESSION, "pipeline_name": "voice-assistant"}]},
         None),
+    ("POST", "/v1/sessions/{session_id}/debug/authorize"): lambda w: (
+        f"/v1/sessions/{SESSION}/debug/authorize", None, None),
     ("POST", "/v1/sessions/{session_id}/migrate"): lambda w: (
         "/v1/sessions/s-move/migrate", {}, None),
     ("POST", "/v1/sessions/{session_id}/start"): lambda w: (

@@ -392,6 +392,23 @@ def test_overflow_sheds_content_but_never_an_end_of_stream_marker() -> None:
     assert data_seqs(watermark) == [1, 2]  # the newest content and the marker
 
 
+def test_overflow_never_sheds_the_end_of_utterance_frame(check_records) -> None:
+    """The VAD's end-of-utterance frame is what its STT finalises on: a full edge sheds
+    the frames around it (recorded) but never it, so the utterance still ends."""
+    buf, log = make(BufferConfig(max_items=2, drop_from="oldest"))
+    for i in range(6):
+        buf.offer(ev(i, attrs={"speech": True, "eou": i == 1}))
+    assert data_seqs(buf) == [1, 5]  # the boundary stayed, the oldest content went
+    buf.flush_notices()
+    drops = [r for r in log.records if r.signal == SignalName.DROP_NOTICE]
+    assert [(r.seq_range.start, r.seq_range.end) for r in drops] == [(0, 0), (2, 4)]
+    blocked, _ = make(BufferConfig(strategy="block", max_items=1, max_block_ms=5))
+    blocked.offer(ev(0))
+    assert blocked.shed(ev(1, attrs={"eou": True})) == ACCEPTED  # not shed after a block
+    assert data_seqs(blocked) == [0, 1]
+    check_records(log.records)
+
+
 async def test_a_blocked_end_of_stream_marker_is_queued_not_shed() -> None:
     clock = VirtualClock()
     buf, _ = make(BufferConfig(strategy="block", max_items=1, max_block_ms=40), clock)

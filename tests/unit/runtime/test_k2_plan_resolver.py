@@ -14,6 +14,7 @@ from rspp.contracts import (
     AbiCompatibility,
     AdaptiveAction,
     AdmissionPolicy,
+    NodeExecutionPolicy,
     OutcomeKind,
     PolicyResolution,
     ProviderHealth,
@@ -22,6 +23,7 @@ from rspp.contracts import (
     RecordingLevel,
     RoutingView,
     SnapshotMeta,
+    StreamingHandoff,
     TurnStartBundle,
     VersionResolution,
 )
@@ -127,6 +129,35 @@ async def test_plan_is_frozen_hashed_and_schema_valid(
     keys = [i.input_key for i in det.nondeterministic_inputs]
     assert keys[0] == "turn_start_wall_ms" and "snapshot:provider_health" in keys
     assert plan.allowed_adaptive_actions == (AdaptiveAction.FALLBACK, AdaptiveAction.DEGRADE)
+
+
+async def test_plan_hash_covers_optional_fields_and_the_cached_graph_parts(
+    graph: GraphDefinition,
+) -> None:
+    """The hash is the canonical JSON of every field but ``plan_hash``, optional ones too
+    (omitted when at their default); plans of one resolver share the graph's parts."""
+    res, _ = resolver(graph, bundle_for(graph))
+    plans = []
+    for n in (1, 2):
+        out = await res.resolve(tenant_id="acme", session_id="s1", turn_id=f"s1:turn:{n}",
+                                authority_epoch=n, start_sequence=10 * n)
+        assert out.plan is not None
+        plans.append(out.plan)
+    assert plans[0].edge_buffer_policies == plans[1].edge_buffer_policies
+    assert plans[0].plan_hash != plans[1].plan_hash  # turn id, epoch, seed, sequence differ
+    extra = msgspec.structs.replace(
+        plans[0], node_execution_policies={"llm": NodeExecutionPolicy(concurrency_limit=2)},
+        streaming_handoff=StreamingHandoff(enabled=False))
+    for plan in (*plans, extra):
+        body = msgspec.to_builtins(plan)
+        body.pop("plan_hash")
+        canonical = msgspec.json.encode(body, order="sorted")
+        assert compute_plan_hash(plan) == hashlib.sha256(canonical).hexdigest()
+    assert compute_plan_hash(extra) != compute_plan_hash(plans[0])
+    # a field at its default is omitted from the canonical form, as the encoder omits it
+    assert compute_plan_hash(msgspec.structs.replace(extra, node_execution_policies=None,
+                                                     streaming_handoff=None)) == \
+        compute_plan_hash(plans[0])
 
 
 async def test_same_inputs_same_hash_and_policy_change_applies_next_turn(

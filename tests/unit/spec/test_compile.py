@@ -20,6 +20,7 @@ from rspp.spec import (
     StaticCatalog,
     ValueSource,
     compile_spec,
+    lint_text,
     load_spec,
     parse_spec_text,
 )
@@ -58,6 +59,31 @@ def test_typed_ports_compatible_edges_compile_and_incompatible_are_rejected() ->
         _compile(bad)
     (issue,) = [i for i in info.value.issues if "incompatible" in i.message]
     assert issue.line == 12 and "control" in issue.message and "text" in issue.message
+
+
+def test_speech_boundary_edges_are_control_lane_and_lint_warns_on_a_lossy_lane() -> None:
+    spec = """\
+        name: boundaries
+        version: 1.0.0
+        nodes:
+          - {id: vad, type: vad}
+          - {id: stt, type: stt}
+        edges:
+          - {from: input.audio, to: vad.audio}
+          - {from: vad.audio, to: stt.audio}
+          - {from: vad.vad, to: stt.vad}
+          - {from: stt.final, to: output.transcript}
+        """
+    graph = _compile(spec)
+    lanes = {e.id: e.lane for e in graph.edges}
+    assert lanes["vad.vad->stt.vad"] is Lane.CONTROL  # never shed, served first
+    assert lanes["vad.audio->stt.audio"] is Lane.DATA
+    assert not lint_text(textwrap.dedent(spec), "t.yaml")
+    lossy = spec.replace("{from: vad.vad, to: stt.vad}",
+                         "{from: vad.vad, to: stt.vad, lane: DataLane}")
+    [issue] = lint_text(textwrap.dedent(lossy), "t.yaml")
+    assert issue.severity == "warning" and issue.line == 9 and issue.path.endswith("lane")
+    assert "strand its turn" in issue.message and "vad.vad -> stt.vad" in issue.message
 
 
 def test_fan_out_routes_one_output_to_two_nodes() -> None:
