@@ -259,8 +259,11 @@ class EdgeBuffer(PressureMixin):
         """Hand ``ev`` to :attr:`direct` when queueing it on this empty buffer would only
         queue it (no drop, merge, discontinuity, watermark or flow signal) and the consumer
         takes it; the counters move as for an event queued and delivered at once."""
+        cfg = self.config
+        # (``_overflow_reason(ev)`` of an empty buffer, inline: every frame passes here)
         if self.data or self._xoff or self._next_disc is not None or ev.sync_id is not None \
-                or self._above_items or self._above_ms or self._overflow_reason(ev) is not None:
+                or self._above_items or self._above_ms or cfg.max_items <= 0 \
+                or self.nbytes + ev.size > cfg.max_bytes:
             return False
         if self.direct is None or not self.direct(ev):
             return False

@@ -140,6 +140,19 @@ class VirtualClock:
         self._now_ns += ns
         self._fire_due()
 
+    def jump_if_idle(self, target_ns: int) -> bool:
+        """Move virtual time to ``target_ns`` (when it is later) if no sleeper is due by
+        then, so nobody wakes: :meth:`advance_ns` without the wake-up pass. False (time
+        unchanged) when a pending sleeper's deadline is ``<= target_ns``."""
+        timers = self._timers
+        if timers:
+            self._drop_done()
+            if timers and timers[0][0] <= target_ns:
+                return False
+        if target_ns > self._now_ns:
+            self._now_ns = target_ns
+        return True
+
     @property
     def pending_timers(self) -> int:
         """Number of sleepers not yet woken."""

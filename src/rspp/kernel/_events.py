@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from rspp.contracts import (
     SCHEMA_VERSION,
     EventRecord,
@@ -190,6 +192,17 @@ def audio_frame(payload: bytes, audio_format: AudioFormat | None, sample_index: 
     return e
 
 
+#: record templates: the envelope fields that stay the same for every event one session
+#: records on one edge (see :func:`to_record`); bounded, cleared when full
+_TEMPLATES: dict[tuple[Any, ...], EventRecord] = {}
+_TEMPLATES_MAX = 4096
+_replace = msgspec.structs.replace
+_TELEMETRY = Lane.TELEMETRY
+_AUDIO_RAW, _TEXT_RAW = PayloadClass.AUDIO_RAW, PayloadClass.TEXT_RAW
+_METADATA = PayloadClass.METADATA
+_TURN, _SESSION = EventScope.TURN, EventScope.SESSION
+
+
 def to_record(
     ev: Event,
     *,
@@ -207,26 +220,69 @@ def to_record(
     """Materialise the contract envelope of ``ev`` (no payload body inside).
 
     ``causal_parent_id`` (default: the event's parent) and ``scope`` are set in the same
-    construction (a replay tags every record; no second copy of the struct)."""
+    construction (a replay tags every record; no second copy of the struct). An event
+    that was not merged and starts no discontinuity (nearly all) is a copy of a cached
+    template of its session, edge, payload class, lane, epoch and scope with its own
+    fields set (``msgspec.structs.replace``: a fifth of a full construction; every
+    recorded frame of every session passes here); the record is the same either way."""
     if payload_class is None:
         if ev.kind.startswith("audio"):
-            payload_class = PayloadClass.AUDIO_RAW
+            payload_class = _AUDIO_RAW
         elif ev.kind == EventKind.TEXT:
-            payload_class = PayloadClass.TEXT_RAW
+            payload_class = _TEXT_RAW
         else:
-            payload_class = PayloadClass.METADATA
+            payload_class = _METADATA
     media_time = None
     if ev.sample_index is not None:
         media_time = MediaTime(sample_index=ev.sample_index)
-    elif payload_class == PayloadClass.AUDIO_RAW:
+    elif payload_class == _AUDIO_RAW:
         media_time = MediaTime(pts_ms=0)
+    lane = _TELEMETRY if ev.lane == _TELEMETRY else Lane.DATA
+    if ev.merged_from is not None or ev.discontinuity_id is not None:
+        return _full_record(ev, session_id, pipeline_version, runtime_ms, wall_ms, edge_id,
+                            payload_class, authority_epoch, sync_domain, causal_parent_id,
+                            scope, media_time, lane)
+    key = (session_id, pipeline_version, edge_id, payload_class, lane, authority_epoch, scope)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[key] = EventRecord(
+            schema_version=SCHEMA_VERSION, event_scope=_SESSION, session_id=session_id,
+            pipeline_version=pipeline_version, event_id="", lane=lane,
+            transport_sequence=None, runtime_sequence=0, runtime_timestamp_ms=0,
+            wall_clock_timestamp_ms=0, payload_class=payload_class, edge_id=edge_id,
+            authority_epoch=authority_epoch, scope=scope)
+    turn_id = ev.turn_id
+    seq = ev.seq
+    return _replace(
+        template,
+        event_scope=_TURN if turn_id else _SESSION,
+        event_id=ev.event_id or f"{session_id}:{seq}",
+        transport_sequence=ev.transport_seq,
+        runtime_sequence=seq if seq > 0 else 0,
+        runtime_timestamp_ms=runtime_ms,
+        wall_clock_timestamp_ms=wall_ms,
+        turn_id=turn_id,
+        node_id=ev.node_id,
+        causal_parent_id=causal_parent_id or ev.parent_id,
+        sync_id=ev.sync_id,
+        media_time=media_time,
+    )
+
+
+def _full_record(ev: Event, session_id: str, pipeline_version: str, runtime_ms: int,
+                 wall_ms: int, edge_id: str | None, payload_class: PayloadClass,
+                 authority_epoch: int, sync_domain: str | None, causal_parent_id: str | None,
+                 scope: str | None, media_time: MediaTime | None, lane: Lane) -> EventRecord:
+    """:func:`to_record` of a merged event or one that starts a discontinuity."""
     return EventRecord(
         schema_version=SCHEMA_VERSION,
         event_scope=EventScope.TURN if ev.turn_id else EventScope.SESSION,
         session_id=session_id,
         pipeline_version=pipeline_version,
         event_id=ev.event_id or f"{session_id}:{ev.seq}",
-        lane=Lane.TELEMETRY if ev.lane == Lane.TELEMETRY else Lane.DATA,
+        lane=lane,
         transport_sequence=ev.transport_seq,
         runtime_sequence=max(ev.seq, 0),
         runtime_timestamp_ms=runtime_ms,

@@ -149,6 +149,7 @@ class RecordStamp:
         """A ControlLane signal; turn-scoped when ``turn_id`` is given unless ``session_scoped``."""
         seq = self.next_seq()
         turn_scoped = turn_id is not None and not session_scoped
+        runtime_ms, wall_ms = self.timebase.stamps_ms()
         return ControlSignal(
             schema_version=SCHEMA_VERSION,
             event_scope=EventScope.TURN if turn_scoped else EventScope.SESSION,
@@ -158,8 +159,8 @@ class RecordStamp:
             lane=Lane.CONTROL,
             transport_sequence=None,
             runtime_sequence=seq,
-            runtime_timestamp_ms=self.timebase.runtime_ms(),
-            wall_clock_timestamp_ms=self.timebase.wall_ms(),
+            runtime_timestamp_ms=runtime_ms,
+            wall_clock_timestamp_ms=wall_ms,
             payload_class=PayloadClass.METADATA,
             turn_id=turn_id,
             node_id=node_id,
@@ -186,7 +187,7 @@ class RecordStamp:
         authority_epoch: int | None = None,
     ) -> DecisionOutcome:
         """A decision outcome (admission, shed or authority)."""
-        rt = self.timebase.runtime_ms()
+        rt, wall_ms = self.timebase.stamps_ms()
         return DecisionOutcome(
             outcome_kind=kind,
             phase=phase,
@@ -194,7 +195,7 @@ class RecordStamp:
             session_id=self.correlation.session_id,
             event_id=self.ids.next("outcome"),
             runtime_timestamp_ms=rt,
-            wall_clock_timestamp_ms=self.timebase.wall_ms(),
+            wall_clock_timestamp_ms=wall_ms,
             emitted_by=emitter,
             reason=reason,
             turn_id=turn_id,

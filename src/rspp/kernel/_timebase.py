@@ -80,17 +80,24 @@ class Timebase:
 
     def wall_ms(self) -> int:
         """Session wall-clock milliseconds; never smaller than the previous value."""
-        rt = self.runtime_ms()
+        return self._wall_at((self._clock.monotonic_ns() - self._start_ns) // _NS_PER_MS)
+
+    def stamps_ms(self) -> tuple[int, int]:
+        """``(runtime_ms(), wall_ms())`` with one clock read each (every record's stamps)."""
+        rt = (self._clock.monotonic_ns() - self._start_ns) // _NS_PER_MS
+        return rt, self._wall_at(rt)
+
+    def _wall_at(self, rt: int) -> int:
         projected = self._wall_anchor_ms + rt
         raw = self._clock.wall_ms()
         skew = raw - projected
-        if abs(skew) > self.max_skew_ms:
+        if skew > self.max_skew_ms or -skew > self.max_skew_ms:
             if skew > 0:
                 self._wall_anchor_ms += skew
                 self.skews.append(SkewEvent(rt, skew, "corrected_forward"))
                 projected = raw
             else:
                 self.skews.append(SkewEvent(rt, skew, "absorbed_backward"))
-        value = max(projected, self._last_wall_ms)
+        value = projected if projected > self._last_wall_ms else self._last_wall_ms
         self._last_wall_ms = value
         return value

@@ -1,8 +1,8 @@
 """Timeline recorder (OR-02): non-blocking local append into a bounded buffer.
 
 :meth:`TimelineRecorder.append` never awaits and does O(1) work: classify the
-record, apply the recording level, push onto a bounded ``deque`` and set an
-``asyncio.Event``. Durable export happens in :class:`~rspp.observability.
+record, apply the recording level, push onto a bounded ``deque`` and wake the
+exporter if it waits. Durable export happens in :class:`~rspp.observability.
 TimelineExporter`, a separate task that drains the buffer, so a stalled sink
 only fills the buffer; it can never slow ``append`` (F-154). The one exception
 is a turn's terminal record (``commit``, ``abort``) with a local file behind the
@@ -66,6 +66,9 @@ EVIDENCE: Final = 2
 
 #: a turn's terminal signals: written to a local timeline before they go on (F-154)
 _TERMINAL = frozenset({SignalName.COMMIT, SignalName.ABORT})
+
+#: the records that carry the session envelope (the recorder's context, sampling)
+_ENVELOPES = (EventRecord, ControlSignal)
 
 #: the timeline ``kind`` of each record type
 TIMELINE_KINDS: dict[type, str] = {
@@ -169,7 +172,8 @@ class TimelineRecorder:
             self.options.control_reserve,
             self.options.evidence_reserve,
         )
-        self._ready = asyncio.Event()
+        #: the exporter waiting in :meth:`wait_ready` (woken by the next push or close)
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
         self._marker_seq = 0
         self._ctx: tuple[str, str, str | None, int] = ("recorder", "unknown", None, 0)
@@ -210,12 +214,11 @@ class TimelineRecorder:
             )
         if kind == EVIDENCE_KIND:
             return self.append_evidence(record)  # type: ignore[arg-type]
-        is_envelope = isinstance(record, EventRecord | ControlSignal)
-        if is_envelope:
-            self._remember(record)  # type: ignore[arg-type]
+        if isinstance(record, _ENVELOPES):
+            self._remember(record)
             if self._sampling is not None:
                 self._unsampled = not self._sampling.sampled(
-                    record.session_id, record.pipeline_version  # type: ignore[attr-defined]
+                    record.session_id, record.pipeline_version
                 )
                 if self._unsampled:
                     self.stats.unsampled_skipped += 1
@@ -227,13 +230,19 @@ class TimelineRecorder:
                 self.stats.unsampled_skipped += 1
                 return False
         pool = REGULAR if type(record) is EventRecord else CONTROL
-        moved = self.ladder.after_fill(self.fill) if pool == REGULAR else None
-        if moved is not None:
-            self._downgraded(*moved)
-        if pool == REGULAR and record.lane == Lane.TELEMETRY and self.level == RecordingLevel.L0:  # type: ignore[attr-defined]
-            self.stats.dropped["telemetry_at_L0"] += 1
-            return False
-        if payload is not None and not level_allows(self.level, payload_tier(payload)):
+        ladder = self.ladder
+        if pool == REGULAR:
+            # (``ladder.after_fill(self.fill)``, called only when it can move: every frame
+            # of a session is recorded here)
+            fill = self._used[REGULAR] / self._limits[REGULAR]
+            if fill >= ladder.l1_fill or fill >= ladder.l0_fill:
+                moved = ladder.after_fill(fill)
+                if moved is not None:
+                    self._downgraded(*moved)
+            if record.lane == Lane.TELEMETRY and ladder.current == RecordingLevel.L0:  # type: ignore[attr-defined]
+                self.stats.dropped["telemetry_at_L0"] += 1
+                return False
+        if payload is not None and not level_allows(ladder.current, payload_tier(payload)):
             payload = None
             self.stats.payloads_stripped += 1
         ok = self._push(BufferedItem(pool, kind, record, payload))
@@ -303,7 +312,7 @@ class TimelineRecorder:
     def close(self) -> None:
         """Stop accepting records; the exporter drains what is buffered, then returns."""
         self._closed = True
-        self._ready.set()
+        self._wake()
 
     # -- exporter side --------------------------------------------------
     def peek(self, limit: int) -> list[BufferedItem]:
@@ -315,11 +324,30 @@ class TimelineRecorder:
         for _ in range(min(n, len(self._buffer))):
             item = self._buffer.popleft()
             self._used[item.pool] -= 1
-        if not self._buffer:
-            self._ready.clear()
+
+    def take_all(self) -> list[BufferedItem]:
+        """Remove and return every buffered item (:meth:`peek` and :meth:`consume` of them
+        all at once, for a consumer that cannot fail: the replay rig's lines)."""
+        buffer = self._buffer
+        if not buffer:
+            return []
+        items = list(buffer)
+        buffer.clear()
+        used = self._used
+        used[0] = used[1] = used[2] = 0
+        return items
 
     async def wait_ready(self) -> None:
-        await self._ready.wait()
+        """Wait until an item is buffered or the recorder is closed (at once if so)."""
+        if self._buffer or self._closed:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
 
     # -- internals ------------------------------------------------------
     def _push(self, item: BufferedItem) -> bool:
@@ -329,8 +357,15 @@ class TimelineRecorder:
         self._buffer.append(item)
         self._used[item.pool] += 1
         self.stats.appended += 1
-        self._ready.set()
+        if self._waiters:
+            self._wake()
         return True
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _remember(self, record: EventRecord | ControlSignal) -> None:
         self._ctx = (

@@ -25,6 +25,7 @@ from rspp.providers._controller import (
     StickyChoice,
 )
 from rspp.providers._cost import CostCapExceeded, CostMeter, ProviderUsage, UsageKind, UsageSummary
+from rspp.providers._http_pool import HttpClientPool, HttpPoolLimits
 from rspp.providers._invocation import (
     InvocationCancelScope,
     InvocationMetrics,
@@ -110,6 +111,8 @@ __all__ = [
     "CostCapExceeded",
     "CostCaps",
     "CostMeter",
+    "HttpClientPool",
+    "HttpPoolLimits",
     "InvocationCancelScope",
     "InvocationContext",
     "InvocationController",

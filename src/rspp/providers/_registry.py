@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rspp.providers._base import Provider
+from rspp.providers._http_pool import HttpClientPool
 from rspp.providers._policy import POLICY_CONFIG_KEYS, PolicyError, policy_from_config
 from rspp.providers._secrets import SecretConfigError, SecretRef
 from rspp.providers._types import ProviderKind
@@ -167,6 +168,7 @@ def create_provider(
     provider_id: str | None = None,
     path: str = "providers",
     env: Mapping[str, str] | None = None,
+    http_pool: HttpClientPool | None = None,
     **runtime: object,
 ) -> Provider:
     """Instantiate the adapter ``config["type"]`` of ``kind`` with the other keys.
@@ -174,6 +176,8 @@ def create_provider(
     ``runtime`` passes process objects (``clock``, ``metrics``) that never come
     from configuration; ``env`` (default ``os.environ``) supplies base URLs and
     API keys (module docstring). Errors name ``path`` and list the valid choices.
+    ``http_pool`` (a runtime's, F-105): an HTTP adapter gets the shared client of its
+    endpoint instead of building its own.
     """
     kind = _kind(kind, path)
     type_name = config.get("type")
@@ -186,8 +190,27 @@ def create_provider(
     _check_options(cls, info, params, path)
     _check_option_types(cls, params, where)
     _apply_environment(info, params, os.environ if env is None else env, where)
+    if http_pool is not None:
+        _share_client(cls, params, http_pool)
     factory: Callable[..., Provider] = cls
     return factory(provider_id or info.name, **params, **runtime)
+
+
+def _share_client(cls: type[Provider], params: dict[str, object],
+                  pool: HttpClientPool) -> None:
+    """Give an adapter that takes an httpx ``client`` its endpoint's shared one."""
+    accepted = inspect.signature(cls).parameters
+    if "client" not in accepted or "client" in params:
+        return
+    url = params.get("base_url")
+    if url is None:  # the adapter's default endpoint (a class default or a parameter's)
+        url = getattr(cls, "default_base_url", None)
+        if url is None and "base_url" in accepted:
+            url = accepted["base_url"].default
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        client = pool.client_for(url)
+        if client is not None:
+            params["client"] = client
 
 
 def _apply_environment(

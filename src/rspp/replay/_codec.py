@@ -69,9 +69,13 @@ def compared_payload(ev: Event) -> tuple[PayloadClass, TextPayload | None]:
     if isinstance(p, str):
         payload_class, text = encode_event(ev)
         return payload_class, text if isinstance(text, TextPayload) else None
-    if isinstance(p, bytes | bytearray | memoryview) and ev.kind in _AUDIO_KINDS:
+    if isinstance(p, _BUFFERS) and ev.kind in _AUDIO_KINDS:
         return PayloadClass.AUDIO_RAW, None
     return PayloadClass.METADATA, None
+
+
+#: (a tuple: ``A | B`` in ``isinstance`` builds a union at every call; once per frame here)
+_BUFFERS = (bytes, bytearray, memoryview)
 
 
 def _debug(ev: Event) -> DebugPayload:

@@ -141,6 +141,9 @@ class SessionRig:
         self.clock: VirtualClock | SystemClock = (
             SystemClock() if opts.real_time
             else VirtualClock(start_wall_ms=opts.start_wall_ms, auto_advance=False))
+        #: the clock when it is virtual (the per-frame checks test this, not the type)
+        self._virtual: VirtualClock | None = (
+            self.clock if isinstance(self.clock, VirtualClock) else None)
         self.recorder = TimelineRecorder(self.clock, RecorderOptions(
             level=opts.recording_level, capacity=_BIG, control_reserve=_BIG,
             evidence_reserve=_BIG))
@@ -209,6 +212,8 @@ class SessionRig:
         self.feedback = TransportFeedback(self.driver, self._append, self.authority.epoch,
                                           self.timebase, self.clock) if external_transport else None
         self._playing: set[str] = set()
+        #: ``input.<port>`` per ingress port (made once)
+        self._input_edges: dict[str, str] = {}
         #: (loop, its ready queue) (see :meth:`_quiesce`), looked up once per loop
         self._ready: tuple[asyncio.AbstractEventLoop, Any] | None = None
         #: the reply outputs each turn has yet to end (its reply ends when none is left)
@@ -234,9 +239,10 @@ class SessionRig:
         if encoded is None:
             encoded = compared_payload(ev) if self.compared_only else encode_event(ev)
         payload_class, payload = encoded
+        runtime_ms, wall_ms = self.timebase.stamps_ms()
         rec = to_record(ev, session_id=self.options.session_id,
-                        pipeline_version=self.gd.version, runtime_ms=self.timebase.runtime_ms(),
-                        wall_ms=self.timebase.wall_ms(), edge_id=edge_id,
+                        pipeline_version=self.gd.version, runtime_ms=runtime_ms,
+                        wall_ms=wall_ms, edge_id=edge_id,
                         payload_class=payload_class, authority_epoch=self.authority.epoch,
                         causal_parent_id=parent, scope=self.options.tag)
         self.recorder.append(rec, payload)
@@ -310,29 +316,29 @@ class SessionRig:
     def advance_now(self, runtime_ms: int, runtime_sequence: int) -> bool:
         """:meth:`advance_to` done at once, without a coroutine, when it is only a jump of
         virtual time (nothing runnable, no sleeper due by the target); False: await
-        :meth:`advance_to` instead."""
-        clock = self.clock
-        if not isinstance(clock, VirtualClock) or self._runnable():
+        :meth:`advance_to` instead. (Once per replayed frame: the checks are inline.)"""
+        clock = self._virtual
+        if clock is None:
             return False
-        target_ns = tie_break_ns(runtime_ms, runtime_sequence)
-        deadline = clock.next_deadline_ns()
-        if deadline is not None and deadline <= target_ns:
+        ready = self._ready_queue()
+        if ready is _NO_QUEUE or ready:
             return False
-        now = clock.monotonic_ns()
-        if target_ns > now:
-            clock.advance_ns(target_ns - now)
-        return True
+        return clock.jump_if_idle(runtime_ms * 1_000_000 + runtime_sequence % 1_000_000)
 
     def settled_now(self) -> bool:
         """On virtual time with nothing runnable, :meth:`settle` has nothing to wait for."""
-        return isinstance(self.clock, VirtualClock) and not self._runnable()
+        if self._virtual is None:
+            return False
+        ready = self._ready_queue()
+        return ready is not _NO_QUEUE and not ready
 
     def _ready_queue(self) -> Any:
         """The running loop's ready queue (:data:`_NO_QUEUE` if it has none)."""
         loop = asyncio.get_running_loop()
-        if self._ready is None or self._ready[0] is not loop:
-            self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
-        return self._ready[1]
+        cached = self._ready
+        if cached is None or cached[0] is not loop:
+            cached = self._ready = (loop, getattr(loop, "_ready", _NO_QUEUE))
+        return cached[1]
 
     def _runnable(self) -> bool:
         """Whether :meth:`_quiesce` has anything to wait for (a task is ready to run, or
@@ -392,9 +398,13 @@ class SessionRig:
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
         # before the push: inline nodes may annotate the event
-        encoded = compared_payload(ev) if self.compared_only else encode_event(ev)
+        encoded = compared_payload(ev) if self.sink is None and self.keep is not None \
+            else encode_event(ev)
         accepted = self.session.push(ev, port)
-        self._record(ev, f"input.{port}", encoded=encoded)
+        edge = self._input_edges.get(port)
+        if edge is None:
+            edge = self._input_edges[port] = f"input.{port}"
+        self._record(ev, edge, encoded=encoded)
         return accepted
 
     async def settle(self) -> None:
@@ -423,21 +433,21 @@ class SessionRig:
 
     def flush(self) -> list[dict[str, object]]:
         """Move buffered records into :attr:`lines`; returns the new lines."""
-        if not self.recorder.buffered:
+        items = self.recorder.take_all()
+        if not items:
             return []
-        items = self.recorder.peek(self.recorder.buffered)
-        self.recorder.consume(len(items))
-        if self.compared_only:
+        sink, keep = self.sink, self.keep
+        if sink is None and keep is not None:
             new = [_compared_line(item) for item in items]  # compared, never written
         else:
             new = [_plain_line(item) for item in items]
-        if self.sink is not None:
+        if sink is not None:
             for line in new:
-                self.sink(line)
+                sink(line)
         self.flushed += len(new)
-        if self.keep is not None:
+        if keep is not None:
             for line in new:
-                self.keep(line)
+                keep(line)
             return new
         self.lines.extend(new)
         return new
@@ -454,18 +464,21 @@ def _plain_line(item: BufferedItem) -> dict[str, object]:
 #: kinds whose records the comparator reads field by field (scalars): plans and OR-02
 #: evidence are compared whole, so their tuples must be the lists a file holds
 _FIELDWISE = frozenset({"event_record", "control_signal", "decision_outcome", "turn_transition"})
+_builtins = msgspec.to_builtins
+_KEEP = (bytes,)
 
 
 def _compared_line(item: BufferedItem) -> dict[str, object]:
     """The line a streamed comparison reads: a plain dict, without the msgpack round trip
     where the comparator reads only scalar fields (tuples may stay tuples there)."""
-    if item.kind not in _FIELDWISE:
+    kind = item.kind
+    if kind not in _FIELDWISE:
         return _plain_line(item)
-    line: dict[str, object] = {"kind": item.kind,
-                               "record": msgspec.to_builtins(item.record, builtin_types=(bytes,))}
-    if item.payload is not None:
-        line["payload"] = msgspec.to_builtins(item.payload, builtin_types=(bytes,))
-    return line
+    payload = item.payload
+    if payload is None:
+        return {"kind": kind, "record": _builtins(item.record, builtin_types=_KEEP)}
+    return {"kind": kind, "record": _builtins(item.record, builtin_types=_KEEP),
+            "payload": _builtins(payload, builtin_types=_KEEP)}
 
 
 class _PinnedClock:

@@ -61,6 +61,7 @@ from rspp.providers import (
     PROVIDER_CATALOG,
     CircuitRegistry,
     CostMeter,
+    HttpClientPool,
     InvocationPolicy,
     PolicyError,
     PriceTable,
@@ -164,6 +165,10 @@ class AssemblyOptions:
     #: registry to all of them, so a circuit opened in one session holds for the next;
     #: None: a registry of this session only
     circuits: CircuitRegistry | None = None
+    #: the runtime's provider HTTP connections (F-105): the process running sessions passes
+    #: one pool to all of them, so their HTTP adapters share an endpoint's connections;
+    #: None: each adapter builds its own client
+    http_pool: HttpClientPool | None = None
     #: the runtime's admission (F-050): the process running sessions passes one to all of
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
@@ -269,7 +274,8 @@ def _register_secrets(config: object) -> None:
 
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
-              circuits: CircuitRegistry, *, min_timeout_ms: int = 1000) -> NodeServices:
+              circuits: CircuitRegistry, *, min_timeout_ms: int = 1000,
+              http_pool: HttpClientPool | None = None) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
@@ -293,7 +299,8 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
             cfg = {k: v for k, v in config.items() if k not in POLICY_CONFIG_KEYS} if i == 0 else {}
             _register_secrets(cfg)
             try:
-                providers[pid] = build_provider(pid, cfg, modality=b.modality)
+                providers[pid] = build_provider(pid, cfg, modality=b.modality,
+                                                http_pool=http_pool)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
         price = config.get("price")
@@ -518,7 +525,8 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     # a bad provider fails here, before any output exists
     services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
                          min_timeout_ms=STALL_GUARD_MS if (
-                             opts.file_source and not opts.enforce_budgets) else 1000)
+                             opts.file_source and not opts.enforce_budgets) else 1000,
+                         http_pool=opts.http_pool)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:

@@ -31,6 +31,9 @@ __all__ = ["DEMO_NODES", "DEMO_PROVIDER_TYPES", "DEMO_SPEC", "demo_frames", "dem
 
 DEMO_PROVIDER_TYPES = frozenset({"replay_demo.asr", "replay_demo.reply"})
 _FMT = AudioFormat(16000, 1)
+#: ``array.max()`` without its Python wrapper (``numpy._core._methods._amax``)
+_PEAK = np.maximum.reduce
+_UNSET: Any = object()
 
 
 def _hooks(ctx: NodeContext) -> Any:
@@ -50,11 +53,15 @@ class DemoDetector(Node):
         self.silence_chunks = int(self.params.get("silence_chunks", 3))
         self.speaking = False
         self.silent = 0
+        self._hooks: Any = _UNSET  # the session's turn hooks, looked up on the first frame
 
     def process(self, event: Event, port: str) -> Event:
-        samples = np.frombuffer(bytes(event.payload or b""), dtype=np.int16)
-        loud = bool(samples.size) and int(np.abs(samples).max()) > self.threshold
-        hooks = _hooks(self.ctx)
+        p = event.payload
+        samples = np.frombuffer(p if type(p) is bytes else bytes(p or b""), dtype=np.int16)
+        loud = bool(samples.size) and int(_PEAK(np.abs(samples))) > self.threshold
+        hooks = self._hooks
+        if hooks is _UNSET:
+            hooks = self._hooks = _hooks(self.ctx)
         eou = False
         if loud:
             if not self.speaking and hooks is not None:

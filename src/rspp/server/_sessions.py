@@ -43,7 +43,7 @@ from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
 from rspp.kernel import SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
-from rspp.providers import CircuitRegistry
+from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
@@ -128,6 +128,8 @@ class SessionPolicy:
     kernel_overhead_budget_us: float | None = None
     #: sessions that may capture debug events at once (F-076; the ``debug`` message)
     max_debug_captures: int = 1
+    #: bounds of the provider HTTP connections the sessions share (F-105)
+    provider_http: HttpPoolLimits = field(default_factory=HttpPoolLimits)
     #: in-band metrics events (F-026) at every turn's end and the session's
     metrics_events: bool = False
     #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
@@ -332,6 +334,8 @@ class GovernedSessions:
         #: the runtime's circuit breakers (F-057) and admission (F-050, per-tenant quotas
         #: across its sessions), shared by every session it serves
         self.circuits = CircuitRegistry()
+        #: the runtime's provider HTTP connections, shared by its sessions (F-105)
+        self.http_pool = HttpClientPool(self.policy.provider_http)
         #: the runtime's execution pool (node-type slots shared by its sessions)
         self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
                                  self.policy.fairness_slo, metrics)
@@ -575,7 +579,7 @@ class GovernedSessions:
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
-            circuits=self.circuits, admission=self.admission,
+            circuits=self.circuits, http_pool=self.http_pool, admission=self.admission,
             priority=info.attributes.get("priority", "interactive"), pool=self.pool,
             metrics_events=p.metrics_events,
             fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)

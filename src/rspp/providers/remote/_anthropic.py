@@ -59,6 +59,8 @@ class AnthropicLLM(HttpLLMProvider):
                 raise await error_from_response(response, self.provider_id)
             stopped = False
             async for event, data in iter_sse(response.aiter_lines()):
+                if stopped:  # read the body to its end: the connection is kept (F-105)
+                    continue
                 payload = json.loads(data)
                 kind = event or payload.get("type")
                 if kind == "content_block_delta":
@@ -75,7 +77,6 @@ class AnthropicLLM(HttpLLMProvider):
                         )
                 elif kind == "message_stop":
                     stopped = True
-                    break
                 elif kind == "error":
                     err = payload.get("error") or {}
                     raise ProviderCallError(

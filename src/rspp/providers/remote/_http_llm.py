@@ -36,7 +36,10 @@ class HttpLLMProvider(LLMProvider):
         self.model = model or self.default_model
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self._key = key_source(api_key)
+        #: a client passed in (the runtime's shared pool, F-105) is its owner's to close
+        self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()

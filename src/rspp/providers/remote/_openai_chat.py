@@ -51,9 +51,13 @@ class OpenAIChatLLM(HttpLLMProvider):
                 raise await error_from_response(response, self.provider_id)
             done = False
             async for _event, data in iter_sse(response.aiter_lines()):
+                # after [DONE], read the body to its end: a connection whose response was
+                # not read to the end is closed, not kept for the next request (F-105)
+                if done:
+                    continue
                 if data.strip() == "[DONE]":
                     done = True
-                    break
+                    continue
                 chunk = json.loads(data)
                 if "error" in chunk:
                     err = chunk["error"] if isinstance(chunk["error"], dict) else {}

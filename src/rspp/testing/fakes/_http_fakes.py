@@ -44,7 +44,15 @@ class _FakeBase:
         self.token_delay_s = token_delay_s
         self.faults = FaultPlan()
         self.requests: list[RecordedRequest] = []
+        #: the peer address of every connection a request came on: one per accepted socket
+        #: (a client that keeps its connections alive reuses them: fewer peers than requests)
+        self.peers: set[tuple[str, int]] = set()
         self.app = Starlette(routes=self._routes())
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections requests came on (accepted sockets)."""
+        return len(self.peers)
 
     def _routes(self) -> list[Route]:
         raise NotImplementedError
@@ -55,6 +63,8 @@ class _FakeBase:
         except ValueError:
             body = None
         self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+        if request.client is not None:
+            self.peers.add((request.client.host, request.client.port))
         return body if isinstance(body, dict) else {}
 
     @staticmethod
