@@ -100,9 +100,11 @@ async def test_a_failing_llm_attempts_outcome_is_normalised_in_the_turns_evidenc
 @pytest.mark.parametrize("how", ["user_cancel", "barge_in"])
 async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
         how: str, spoken: dict[str, Path], tmp_path: Path) -> None:
-    # a first sentence to speak at once, then a long slow tail: the LLM is still in flight
+    # a first sentence to speak at once, then a slow tail of a minute: the LLM is still in
+    # flight when the cancel or barge-in comes, however loaded the machine (an 8 s tail was
+    # over before a barge-in under load)
     # (the barge-in's own turn gets a short answer: its reply plays out in real time)
-    replies = iter(["Sure, here it is. " + "and more " * 80])
+    replies = iter(["Sure, here it is. " + "and more " * 1200])
     fake = FakeOpenAI(api_key=KEY, token_delay_s=0.05,
                       reply=lambda _m: next(replies, "Fine."))
     # paced in real time, playback (and the cancel after its start) runs while the LLM streams

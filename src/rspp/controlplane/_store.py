@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, make_url, select, text, update
+from sqlalchemy import Connection, event, insert, make_url, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -20,6 +20,19 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def default_sqlite_url(path: str | Path = "rspp-controlplane.db") -> str:
     return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+
+
+def _sqlite_wal(dbapi_connection: Any, _record: object) -> None:
+    """Write-ahead logging on every SQLite connection: readers never block a writer's
+    commit. In the default rollback journal a reader holding its read lock (a request
+    cancelled mid-read whose statement was not yet reset) made every write wait out the
+    30 s busy timeout and fail ``database is locked``; an in-memory database keeps its
+    ``memory`` journal."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
 
 
 def normalise_url(url: str) -> str:
@@ -102,6 +115,8 @@ class Store:
             if schema is not None:
                 kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         engine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(engine.sync_engine, "connect", _sqlite_wal)
         store = cls(engine)
         if migrate:
             try:

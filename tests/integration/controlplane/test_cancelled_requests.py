@@ -6,6 +6,7 @@ is left to keep the process from exiting."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -46,3 +47,31 @@ async def test_cancelled_heartbeats_leave_the_control_plane_answering_and_closab
     left = [t.name for t in threading.enumerate()
             if not t.daemon and t is not threading.main_thread()]
     assert left == [], left
+
+
+async def test_a_reader_holding_its_read_lock_does_not_block_the_control_planes_writes(
+        tmp_path: Path) -> None:
+    """A read left open (a request cancelled mid-read before its statement was reset; here a
+    second connection in a read transaction) holds SQLite's read lock: in the rollback
+    journal every write then waited out the busy timeout and failed ``database is locked``
+    (seen under load in the lease hand-off tests). With write-ahead logging it commits."""
+    db = tmp_path / "cp.db"
+    cp = await ControlPlane.open(ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{db}",
+                                                      admin_key=KEY))
+    client = ControlPlaneClient("http://cp", KEY, transport=httpx.ASGITransport(app=create_app(cp)))
+    try:
+        await client.register_runtime("rt-r", "ws://127.0.0.1:1", capacity=4, region="local")
+        reader = sqlite3.connect(db, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            assert reader.execute("SELECT count(*) FROM cp_runtimes").fetchone() == (1,)
+            async with asyncio.timeout(10):  # the busy timeout is 30 s: a blocked write fails here
+                await client.heartbeat("rt-r", health="healthy", load=3, mode="migrate")
+            assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        finally:
+            reader.close()
+        runtimes = await client.request("GET", "/v1/runtimes")
+        assert [r["load"] for r in runtimes["runtimes"]] == [3]
+    finally:
+        await client.aclose()
+        await cp.close()
