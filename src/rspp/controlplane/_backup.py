@@ -41,7 +41,7 @@ from rspp.controlplane._schema import (
     signer_keys,
     token_keys,
 )
-from rspp.controlplane._store import MIGRATIONS_DIR, Store
+from rspp.controlplane._store import Store
 from rspp.controlplane._util import Clock, canonical_json, sha256_hex, wall_ms
 
 FORMAT = "rspp-cp-backup/1"
@@ -100,18 +100,6 @@ class RestoreReport(msgspec.Struct, frozen=True, kw_only=True):
 def tables_digest(tables: dict[str, list[dict[str, Any]]]) -> str:
     return sha256_hex(canonical_json(tables))
 
-
-def head_revision() -> str:
-    """The Alembic head this release migrates to."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    if head is None:  # a release always ships its migrations
-        raise InvalidRequest("no control-plane migrations found", field="db")
-    return head
 
 
 async def _revision(conn: AsyncConnection) -> str:
