@@ -113,7 +113,9 @@ class MockTTS(TTSProvider):
 _MOCKS: dict[str, type[Any]] = {"stt": MockSTT, "llm": MockLLM, "tts": MockTTS}
 
 
-def _mock_provider(provider_id: str, config: Any = None, *, modality: str | None = None) -> Any:
+def _mock_provider(provider_id: str, config: Any = None, *, modality: str | None = None,
+                   **_shared: Any) -> Any:
+    """``build_provider``'s stand-in; what the runtime shares (``http_pool``) is not used."""
     return _MOCKS[str(modality)](provider_id)
 
 
