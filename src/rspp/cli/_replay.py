@@ -92,14 +92,14 @@ def replay_command(
                              "timeline order, as one process gives it; each worker is a "
                              "process of ~100 MB); 0: one per CPU for a timeline of 16 MB "
                              "or more; 1 (default): this process only."),
-    compare: str = typer.Option("auto", "--compare", help="Where the candidate lines are "
-                                "compared with the recording: process (a second process fed "
-                                "by a pipe, reading the recording itself: the replay's wall "
-                                "time is its session's on two cores; same report), inline "
-                                "(this process), auto (default): process when this process "
-                                "may use 2 or more CPUs (its affinity mask) and the 1-minute "
-                                "load average leaves one of them idle, else inline (the "
-                                "process costs ~40% more CPU in all). "
+    compare: str = typer.Option("inline", "--compare", help="Where the candidate lines are "
+                                "compared with the recording: inline (default: this process), "
+                                "process (a second process fed by a pipe, reading the "
+                                "recording itself; same report; ~40% more CPU in all and, "
+                                "measured on an idle 2-core machine, no shorter wall time), "
+                                "auto: process when this process may use 2 or more CPUs (its "
+                                "affinity mask) and the 1-minute load average leaves one of "
+                                "them idle, else inline. "
                                 "Worker processes (--jobs above 1) compare inline."),
 ) -> None:
     """Replay a recorded session and print the divergence summary (exit 1 on failing classes)."""
