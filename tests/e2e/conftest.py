@@ -363,6 +363,25 @@ def fake_openai_spec() -> Callable[..., str]:
     return spec
 
 
+async def _timeline_ended(timeline: Path, timeout_s: float = 60) -> None:
+    import asyncio
+
+    def done() -> bool:
+        text = timeline.read_text() if timeline.exists() else ""
+        return '"signal":"ended"' in text and text.endswith("\n")
+
+    async with asyncio.timeout(timeout_s):
+        while not done():  # noqa: ASYNC110 (polls the file the server writes asynchronously)
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def timeline_ended() -> Callable[..., Any]:
+    """``await timeline_ended(path, timeout_s=60)``: wait until a served session wrote its
+    last record (``ended``) to its timeline ``path``."""
+    return _timeline_ended
+
+
 def pg_execute(pg_url: str, statement: str) -> None:
     """Run one SQL statement on the PostgreSQL test database."""
     import asyncio

@@ -42,16 +42,6 @@ def _rspp(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-async def _ended(timeline: Path) -> None:
-    """Wait until the served session wrote its last record (``ended``) to its timeline."""
-    def done() -> bool:
-        text = timeline.read_text() if timeline.exists() else ""
-        return '"signal":"ended"' in text and text.endswith("\n")
-
-    while not done():  # noqa: ASYNC110 (polls the file the server writes asynchronously)
-        await asyncio.sleep(0.05)
-
-
 async def _session(url: str) -> tuple[str, list[Any], str | None]:
     """Admit one question, have the next deferred, interrupt, then try a second session."""
     target = await route_session(url, tenant_id="acme", api_key=KEY, pipeline_name="text-chat")
@@ -81,7 +71,8 @@ async def _session(url: str) -> tuple[str, list[Any], str | None]:
 
 
 def test_admit_defer_and_reject_stay_pre_turn(
-    module_serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str
+    module_serve_process: Callable[..., ServeProcess], tmp_path: Path, text_chat_spec: str,
+    timeline_ended: Callable[..., Any]
 ) -> None:
     spec = tmp_path / "text_chat.yaml"
     spec.write_text(text_chat_spec)
@@ -111,7 +102,7 @@ def test_admit_defer_and_reject_stay_pre_turn(
                                         if isinstance(e, ReplyText | TurnEvent)]
 
     timeline = timelines / f"{sid}.jsonl"
-    asyncio.run(asyncio.wait_for(_ended(timeline), 60))
+    asyncio.run(timeline_ended(timeline, 60))
     lines = [json.loads(x) for x in timeline.read_text().splitlines()]
     records = [ln["record"] for ln in lines]
     signals = [(r["signal"], r.get("reason")) for r in records if "signal" in r]

@@ -120,18 +120,8 @@ def _timeline(server: _Server, events: list[dict[str, Any]]) -> Path:
     return server.timelines / f"{sid}.jsonl"
 
 
-async def _ended(timeline: Path) -> None:
-    """Wait until the served session wrote its last record (``ended``) to its timeline."""
-    def done() -> bool:
-        text = timeline.read_text() if timeline.exists() else ""
-        return '"signal":"ended"' in text and text.endswith("\n")
-
-    while not done():  # noqa: ASYNC110 (polls the file the server writes asynchronously)
-        await asyncio.sleep(0.05)
-
-
 def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(
-    server: _Server, rspp_cli: RsppCli
+    server: _Server, rspp_cli: RsppCli, timeline_ended: Callable[..., Any]
 ) -> None:
     events = _talk(server, "text-chat", "--text", "what is your name",
                    "--text", "what time is it")
@@ -149,7 +139,7 @@ def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(
     assert "name is" in reply[first][-1]["text"] and "It is" in reply[second][-1]["text"], reply
     assert not [e for e in events if e["type"] in ("error", "transcript")]
     timeline = _timeline(server, events)
-    asyncio.run(asyncio.wait_for(_ended(timeline), 30))
+    asyncio.run(timeline_ended(timeline, 30))
     records = [json.loads(x)["record"] for x in timeline.read_text().splitlines()]
     proposals = [r["reason"] for r in records if r.get("signal") == "turn_open_proposed"]
     assert proposals == ["text_input", "text_input"]
@@ -157,7 +147,7 @@ def test_talk_types_to_a_text_only_pipeline_and_every_turn_commits(
 
 
 def test_talk_types_to_a_text_and_tts_pipeline_and_gets_reply_audio(
-    server: _Server, tmp_path: Path, rspp_cli: RsppCli
+    server: _Server, tmp_path: Path, rspp_cli: RsppCli, timeline_ended: Callable[..., Any]
 ) -> None:
     reply = tmp_path / "reply.wav"
     events = _talk(server, "text-voice", "--text", "what is your name", "--output", str(reply))
@@ -167,7 +157,7 @@ def test_talk_types_to_a_text_and_tts_pipeline_and_gets_reply_audio(
     pcm, rate = read_wav(reply)
     assert rate == 16000 and len(pcm) > 16000  # more than half a second of speech
     timeline = _timeline(server, events)
-    asyncio.run(asyncio.wait_for(_ended(timeline), 30))
+    asyncio.run(timeline_ended(timeline, 30))
     signals = [json.loads(x)["record"].get("signal") for x in timeline.read_text().splitlines()]
     assert "playback_started" in signals and "playback_completed" in signals
     rspp_cli.validates_and_replays(timeline, server.specs["text-voice"])

@@ -314,22 +314,36 @@ _AT = re.compile(r"at `\$\.?([^`]*)`")
 _FIELD = re.compile(r"field `([^`]*)`")
 
 
-class ProtocolError(RSPPError):
-    """A message that does not decode; ``field`` names the offending field."""
+_VALUE = re.compile(r"'[^']*'")
 
-    def __init__(self, message: str, field: str | None) -> None:
+
+class ProtocolError(RSPPError):
+    """A message that does not decode; ``field`` names the offending field.
+
+    ``loggable``: ``FIELD: MESSAGE`` for the server's log, without what the client chose
+    (a value it sent, the name of an unknown field it made up): the message itself goes
+    back to that client only."""
+
+    def __init__(self, message: str, field: str | None, *, loggable: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.loggable = loggable if loggable is not None else f"{field}: {message}"
 
 
 def _protocol_error(exc: msgspec.MsgspecError) -> ProtocolError:
     text = str(exc)
     m = _AT.search(text)
     field = (m.group(1) or "$") if m else None
+    at = field or "$"
+    logged = _VALUE.sub("'…'", text)
     named = _FIELD.search(text)
     if named is not None:  # unknown or missing field: name it, under the object's path
         field = named.group(1) if field in (None, "$") else f"{field}.{named.group(1)}"
-    return ProtocolError(text, field or "$")
+        if "unknown field" in text:  # a name the client made up: not in the log
+            logged = logged.replace(named.group(0), "field `…`")
+        else:
+            at = field
+    return ProtocolError(text, field or "$", loggable=f"{at}: {logged}")
 
 
 def decode_client(data: str | bytes, *, msgpack: bool = False) -> ClientMessage:

@@ -107,11 +107,13 @@ class TelephonyOptions:
 
 
 class _Close(Exception):
-    """End the stream: close code and a one-line reason."""
+    """End the stream: close code and a one-line reason (``logged``: the server log's
+    version of it, without what the carrier sent; by default the reason)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, logged: str | None = None) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+        self.logged = reason if logged is None else logged
 
 
 class _Call:
@@ -189,9 +191,10 @@ class _Call:
                         item.message)
         return None
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str, logged: str | None = None) -> None:
         if code != 1000:
-            log.warning("call %s: closing the stream (%d): %s", self.call_sid, code, reason)
+            log.warning("call %s: closing the stream (%d): %s", self.call_sid, code,
+                        reason if logged is None else logged)
         await close_quietly(self.ws, code, reason)
 
 
@@ -219,7 +222,7 @@ class _Endpoint:
         try:
             await _serve(call, self.hub, self.verifier)
         except _Close as exc:
-            await call.close(exc.code, exc.reason)
+            await call.close(exc.code, exc.reason, exc.logged)
         except WebSocketDisconnect:
             return
 
@@ -233,7 +236,7 @@ async def _read_start(call: _Call) -> StreamStart:
             msg = decode_carrier(text)
         except ProtocolError as exc:
             raise _Close(CLOSE_BAD_REQUEST, f"bad message before `start` ({exc.field}): "
-                         f"{exc}") from None
+                         f"{exc}", f"bad message before `start`: {exc.loggable}") from None
         if isinstance(msg, StreamStart):
             return msg
         if not isinstance(msg, Connected):
@@ -314,13 +317,14 @@ async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
                 task.cancel()
         await asyncio.wait({reader, writer})
     close: tuple[int, str] = (1000, "call ended")
+    logged: str | None = None
     why = "server"
     if writer.done() and not writer.cancelled():
         close = writer.result()
     if reader.done() and not reader.cancelled():
         exc = reader.exception()
         if isinstance(exc, _Close):
-            close, why = (exc.code, exc.reason), "bad_input"
+            close, why, logged = (exc.code, exc.reason), "bad_input", exc.logged
         elif exc is not None:
             log.error("call %s: reader failed: %r", call.call_sid, exc)
             close, why = (1011, "internal error"), "internal_error"
@@ -329,7 +333,7 @@ async def _run(call: _Call, handle: LiveSession, audio: ClientAudio) -> None:
     if not handle.closed:
         # the carrier never resumes a stream: any end of it is the end of the call
         await handle.hang_up(f"call_ended:{why}")
-    await call.close(*close)
+    await call.close(*close, logged)
 
 
 async def _send(call: _Call, item: AudioFrame | ServerEvent) -> None:
@@ -463,7 +467,8 @@ async def _read(call: _Call, handle: LiveSession, direct: _DirectMedia) -> str |
         except (ProtocolError, msgspec.MsgspecError) as exc:
             err = exc if isinstance(exc, ProtocolError) else carrier_error(exc)
             raise _Close(CLOSE_BAD_REQUEST, f"{err.field}: {err}" if err.field == "media.payload"
-                         else f"bad message ({err.field}): {err}") from None
+                         else f"bad message ({err.field}): {err}",
+                         f"bad message: {err.loggable}") from None
         if isinstance(msg, Mark):
             heard = parse_mark(msg.mark.name)
             if heard is not None:

@@ -76,7 +76,7 @@ from rspp.transports._session_port import (
     TokenRefused,
     TokenVerifier,
 )
-from rspp.transports._websocket import SessionHub, dispatch
+from rspp.transports._websocket import SessionHub, dispatch, reject_input
 
 __all__ = ["WEBRTC_PATH", "IceServer", "WebRTCEndpoint", "WebRTCOptions", "frame_pcm",
            "webrtc_available", "webrtc_route"]
@@ -388,8 +388,7 @@ class _Peer:
                     self.input_ended = True  # the microphone track is not input any more
                 await dispatch(self.handle, self.audio, decoded)
             except (ProtocolError, InputRejected) as exc:
-                code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
-                self.handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
+                reject_input(self.handle, exc)
 
     def _decode(self, msg: str | bytes) -> object:
         if isinstance(msg, bytes):

@@ -500,7 +500,7 @@ class _DirectFrames:
         except StopIteration:
             return None
         except (ProtocolError, InputRejected) as exc:
-            _bad_input(self.handle, exc)
+            reject_input(self.handle, exc)
             return None
         except (Exception, asyncio.CancelledError) as exc:
             rest = IntakeRest(None, exc=exc)  # (a flood): the reader raises it, as queued
@@ -511,9 +511,12 @@ class _DirectFrames:
         return {"type": "websocket.receive", _REST: rest}
 
 
-def _bad_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
+def reject_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
     """A bad message is an ``error`` event naming the field; the session goes on."""
     code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
+    # one line a rejection; the message goes to the client, the log gets no client bytes
+    log.warning("session %s: input rejected (%s): %s", handle.session_id, code,
+                exc.loggable if isinstance(exc, ProtocolError) else f"{exc.field}: {exc}")
     handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
 
 
@@ -542,7 +545,7 @@ async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio)
                                            fatal=True))
                 raise _Fatal(CLOSE_FLOOD, "audio faster than real time") from None
             except (ProtocolError, InputRejected) as exc:
-                _bad_input(handle, exc)
+                reject_input(handle, exc)
 
 
 def dispatch(handle: LiveSession, audio: ClientAudio, msg: object) -> Awaitable[None]:
