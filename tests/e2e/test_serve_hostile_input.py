@@ -10,8 +10,10 @@ media-stream endpoint (the carrier's protocol closes a stream on bad input; unkn
 are allowed, carriers add them), invalid JSON, an unknown event, a missing field, a wrong
 field type, invalid base64 in ``media``, an oversize payload, an oversize message and a
 binary frame each close that call with 4400 (4413: over 64 KiB) and a reason naming the
-field; its session ends cleanly and the runtime serves on. The server's stderr has one line
-per rejection, with no payload bytes echoed (nor names the client made up) and no traceback.
+field; its session ends cleanly and the runtime serves on. A ``start`` with a wrong media
+format or a forged call/stream id (newlines, quotes) is refused 4400. The server's stderr
+has one line per rejection, with no payload bytes echoed (nor names the client made up) and
+no traceback.
 """
 
 from __future__ import annotations
@@ -210,16 +212,50 @@ PHONE_CASES: dict[str, tuple[str | bytes, int, str]] = {
 }
 
 
-async def _phone_call(served: Served, n: int, bad: str | bytes) -> tuple[int | None, str, str]:
+#: a ``start`` whose media format or call id is hostile (the ids go into the server's log
+#: lines), the close code and what its reason names
+PHONE_START_CASES: dict[str, tuple[dict[str, Any], int, str]] = {
+    "media format": ({"mediaFormat": {"encoding": "audio/" + MARK, "sampleRate": 8000,
+                                      "channels": 1}}, 4400, "audio/x-mulaw"),
+    "forged call id": ({"callSid": "CA1\nrspp serve: stopped " + MARK}, 4400, "start.callSid"),
+    "forged stream id": ({"streamSid": "MZ" + MARK + '"}'}, 4400, "start.streamSid"),
+}
+
+
+def _answer(served: Served, call_sid: str) -> tuple[str, dict[str, str]]:
+    """The voice webhook's answer to a ringing call: the stream URL and its parameters."""
     voice = f"{served.srv.url}/v1/telephony/twilio/voice"
-    call_sid = f"CA{n:032d}"
     answer = _post_call(voice, {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32,
                                 "From": "+15550199", "To": NUMBER, "CallStatus": "ringing"})
     assert answer.status_code == 200, answer.text
     stream = ET.fromstring(answer.text).find("./Connect/Stream")
     assert stream is not None
-    params = {p.attrib["name"]: p.attrib["value"] for p in stream.findall("Parameter")}
-    call = await CarrierCall.connect(stream.attrib["url"], params, call_sid=call_sid)
+    return stream.attrib["url"], {p.attrib["name"]: p.attrib["value"]
+                                  for p in stream.findall("Parameter")}
+
+
+async def _phone_start(served: Served, n: int, start: dict[str, Any]) -> tuple[int | None, str]:
+    call_sid = f"CA{n:032d}"
+    url, params = _answer(served, call_sid)
+    info = {"streamSid": f"MZ{n}", "callSid": call_sid, "tracks": ["inbound"],
+            "customParameters": params,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            **start}
+    async with websockets.connect(url, proxy=None) as ws:
+        await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
+        await ws.send(json.dumps({"event": "start", "sequenceNumber": "1",
+                                  "streamSid": info["streamSid"], "start": info}))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async with asyncio.timeout(60):
+                async for _ in ws:  # the server sends nothing before it closes
+                    pass
+    return ws.close_code, ws.close_reason
+
+
+async def _phone_call(served: Served, n: int, bad: str | bytes) -> tuple[int | None, str, str]:
+    call_sid = f"CA{n:032d}"
+    url, params = _answer(served, call_sid)
+    call = await CarrierCall.connect(url, params, call_sid=call_sid)
     try:
         await call.media(b"\xff" * 160)  # the call is up and takes audio
         await call.ws.send(bad)
@@ -233,6 +269,20 @@ async def _phone_call(served: Served, n: int, bad: str | bytes) -> tuple[int | N
 def _phone_calls(served: Served) -> dict[str, tuple[int | None, str, str]]:
     return {name: asyncio.run(_phone_call(served, n, bad))
             for n, (name, (bad, _, _)) in enumerate(PHONE_CASES.items(), start=1)}
+
+
+def _phone_starts(served: Served) -> dict[str, tuple[int | None, str]]:
+    return {name: asyncio.run(_phone_start(served, n, start))
+            for n, (name, (start, _, _)) in enumerate(PHONE_START_CASES.items(), start=100)}
+
+
+def test_phone_stream_refuses_a_start_with_a_bad_format_or_forged_ids_with_4400(
+    served: Served, exercised: Exercised
+) -> None:
+    for name, (code, reason) in exercised.phone_start.items():
+        _, want, named = PHONE_START_CASES[name]
+        assert code == want and named in reason, (name, code, reason)
+    assert httpx.get(f"{served.srv.url}/readyz").status_code == 200
 
 
 def test_phone_stream_closes_each_bad_call_with_a_44xx_code_naming_the_field_and_serves_on(
@@ -255,6 +305,7 @@ class Exercised(NamedTuple):
     ws: tuple[list[Any], int | None]
     rtc: list[dict[str, Any]] | None
     phone: dict[str, tuple[int | None, str, str]]
+    phone_start: dict[str, tuple[int | None, str]]
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +313,7 @@ def exercised(served: Served) -> Exercised:
     """Every hostile case, once, on every transport of the module's server."""
     return Exercised(asyncio.run(asyncio.wait_for(_ws_session(served), 120)),
                      asyncio.run(asyncio.wait_for(_rtc_session(served), 120)),
-                     _phone_calls(served))
+                     _phone_calls(served), _phone_starts(served))
 
 
 def test_the_server_log_has_a_line_per_rejection_without_payload_or_traceback(
@@ -281,6 +332,7 @@ def test_the_server_log_has_a_line_per_rejection_without_payload_or_traceback(
         assert f"({code})" in line and (field == MARK or f"{field}:" in line), (field, line)
     phone = [ln for ln in lines if "closing the stream (44" in ln]
     assert len(exercised.phone) == len(PHONE_CASES)
-    assert len(phone) == len(PHONE_CASES), lines
-    for line, (_, want, _) in zip(phone, PHONE_CASES.values(), strict=True):
+    wanted = [*PHONE_CASES.values(), *PHONE_START_CASES.values()]
+    assert len(phone) == len(wanted), lines
+    for line, (_, want, _) in zip(phone, wanted, strict=True):
         assert f"({want})" in line, line

@@ -250,12 +250,16 @@ async def _serve(call: _Call, hub: SessionHub, verifier: TokenVerifier) -> None:
         raise _Close(CLOSE_TIMEOUT, f"no `start` within {call.opts.start_timeout_s:g} s") \
             from None
     info = start.start
+    for name, value in (("callSid", info.call_sid), ("streamSid", info.stream_sid)):
+        if not _SESSION_ID.match(value):  # the ids go into every log line of the call
+            raise _Close(CLOSE_BAD_REQUEST, f"start.{name} must be 1-128 of [A-Za-z0-9._:-]")
     call.call_sid, call.stream_sid = info.call_sid, info.stream_sid
     call.out = CarrierWriter(info.stream_sid)
     fmt = info.media_format
     if (fmt.encoding, fmt.sample_rate, fmt.channels) != ("audio/x-mulaw", CARRIER_RATE, 1):
         raise _Close(CLOSE_BAD_REQUEST, f"media format {fmt.encoding}/{fmt.sample_rate}/"
-                     f"{fmt.channels} is not audio/x-mulaw/8000/1")
+                     f"{fmt.channels} is not audio/x-mulaw/8000/1",
+                     "start.mediaFormat is not audio/x-mulaw/8000/1")
     params = info.custom_parameters
     token = params.get("token")
     if not token:
