@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rspp.contracts import CAPABILITY_KEY_PREFIX
+from rspp.contracts import CAPABILITY_KEY_PREFIX, NondeterministicSource
 from rspp.turns._determinism import SNAPSHOT_FREEZE_KEY
 
 __all__ = ["RecordedCapabilities", "TurnCapabilities", "collect_capabilities"]
 
-TurnCapabilities = tuple[tuple[str, str], ...]
+#: a turn's recorded inputs: (input_key, source, evidence_ref)
+TurnCapabilities = tuple[tuple[str, NondeterministicSource, str], ...]
 
 
 def collect_capabilities(plan: Mapping[str, Any],
@@ -27,12 +28,22 @@ def collect_capabilities(plan: Mapping[str, Any],
     """Add a recorded plan record's capability inputs to ``into`` (by turn id)."""
     det = plan.get("determinism")
     inputs = det.get("nondeterministic_inputs") if isinstance(det, Mapping) else None
-    found = tuple((str(i["input_key"]), str(i.get("evidence_ref", "")))
+    found = tuple((str(i["input_key"]), _source(i.get("source")),
+                   str(i.get("evidence_ref", "")))
                   for i in inputs or () if isinstance(i, Mapping)
                   and (str(i.get("input_key", "")).startswith(CAPABILITY_KEY_PREFIX)
                        or i.get("input_key") == SNAPSHOT_FREEZE_KEY))
     if found and isinstance(plan.get("turn_id"), str):
         into[plan["turn_id"]] = found
+
+
+def _source(value: object) -> NondeterministicSource:
+    """The recorded input's source (an unknown value replays as ``other``: the replayed
+    plan's hash then differs and the PLAN divergence names it)."""
+    try:
+        return NondeterministicSource(str(value))
+    except ValueError:
+        return NondeterministicSource.OTHER
 
 
 class RecordedCapabilities:
@@ -41,5 +52,6 @@ class RecordedCapabilities:
     def __init__(self, by_turn: Mapping[str, TurnCapabilities]) -> None:
         self.by_turn = dict(by_turn)
 
-    def capture(self, turn_id: str, bindings: Mapping[str, str]) -> Sequence[tuple[str, str]]:
+    def capture(self, turn_id: str, bindings: Mapping[str, str]
+                ) -> Sequence[tuple[str, NondeterministicSource, str]]:
         return self.by_turn.get(turn_id, ())

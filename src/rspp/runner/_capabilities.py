@@ -12,12 +12,15 @@ from collections.abc import Mapping, Sequence
 
 from rspp.contracts import (
     CAPABILITY_KEY_PREFIX,
+    NondeterministicSource,
     TransportCapabilities,
     capability_ref,
 )
 from rspp.providers import Provider
 
 __all__ = ["SessionCapabilities"]
+
+_OTHER = NondeterministicSource.OTHER
 
 
 class SessionCapabilities:
@@ -27,14 +30,15 @@ class SessionCapabilities:
         self.transport = transport
         self.providers = providers
 
-    def capture(self, turn_id: str, bindings: Mapping[str, str]) -> Sequence[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
+    def capture(self, turn_id: str, bindings: Mapping[str, str]
+                ) -> Sequence[tuple[str, NondeterministicSource, str]]:
+        out: list[tuple[str, NondeterministicSource, str]] = []
         caps = getattr(self.transport, "capabilities", None)
         if isinstance(caps, TransportCapabilities):
-            out.append((f"{CAPABILITY_KEY_PREFIX}transport", capability_ref(caps)))
+            out.append((f"{CAPABILITY_KEY_PREFIX}transport", _OTHER, capability_ref(caps)))
         for modality, provider_id in sorted(bindings.items()):
             provider = self.providers.get(provider_id)
             if provider is not None:
-                out.append((f"{CAPABILITY_KEY_PREFIX}provider:{modality}",
+                out.append((f"{CAPABILITY_KEY_PREFIX}provider:{modality}", _OTHER,
                             capability_ref(provider.capability_snapshot())))
         return out

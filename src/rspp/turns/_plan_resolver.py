@@ -163,9 +163,11 @@ class PlanGraph(Protocol):
 class CapabilitySource(Protocol):
     """The session's transport and provider capabilities, read at turn start (F-161)."""
 
-    def capture(self, turn_id: str, bindings: Mapping[str, str]) -> Sequence[tuple[str, str]]:
-        """``(input_key, evidence_ref)`` of each capability snapshot (see
-        :mod:`rspp.contracts._capabilities`) for a turn bound to ``bindings``."""
+    def capture(self, turn_id: str, bindings: Mapping[str, str]
+                ) -> Sequence[tuple[str, NondeterministicSource, str]]:
+        """``(input_key, source, evidence_ref)`` of each capability snapshot (see
+        :mod:`rspp.contracts._capabilities`) for a turn bound to ``bindings`` (a replay's
+        source also gives back the recorded ``snapshot_freeze`` mark, with its source)."""
         ...
 
 
@@ -348,11 +350,9 @@ class PlanResolver:
         refs = [_snapshot_ref(getattr(bundle, name).meta) for name in _SNAPSHOTS]
         for name, ref in zip(_SNAPSHOTS, refs, strict=True):
             capture.capture(f"snapshot:{name}", NondeterministicSource.EXTERNAL_CALL, ref)
-        if self.capabilities is not None:  # (a replay's also gives the recorded freeze)
-            for key, ref in self.capabilities.capture(turn_id, bound):
-                capture.capture(key, NondeterministicSource.EXTERNAL_CALL
-                                if key == SNAPSHOT_FREEZE_KEY else NondeterministicSource.OTHER,
-                                ref)
+        if self.capabilities is not None:
+            for key, source, ref in self.capabilities.capture(turn_id, bound):
+                capture.capture(key, source, ref)
         if stale and isinstance(self.source, FreezingSnapshotSource):
             capture.capture(SNAPSHOT_FREEZE_KEY, NondeterministicSource.EXTERNAL_CALL,
                             freeze_ref(stale))
