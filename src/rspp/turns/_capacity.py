@@ -8,9 +8,9 @@ interactive turn still opens. Over capacity every new turn is deferred. Control 
 never subject to it (cancels, interrupts and ends are not turns): a full runtime still
 cancels and closes turns at once, which frees capacity.
 
-:class:`TurnCapacity` is the bookkeeping: :meth:`TurnCapacity.refusal` says whether a
-proposed turn fits, :meth:`TurnCapacity.take` / :meth:`TurnCapacity.release` count the
-open ones. It is shared by every session of a runtime (through its admission).
+:class:`TurnCapacity` is the bookkeeping: :meth:`TurnCapacity.admit` takes a
+proposed turn's place or says why it does not fit (:meth:`TurnCapacity.release` frees
+it). It is shared by every session of a runtime (through its admission).
 
 Beside open turns a runtime may bound other loads (:class:`Headroom`): the work queued
 for its shared execution pool and the provider calls in flight of a node type. While
@@ -92,28 +92,26 @@ class TurnCapacity:
     #: deferrals by the threshold that caused them (``full``, ``queue_depth``...)
     deferred: dict[str, int] = field(default_factory=dict)
 
-    def refusal(self, priority: Priority) -> str | None:
-        """Why a new turn of ``priority`` does not fit now (the defer reason), or None."""
+    def _full(self, priority: Priority) -> tuple[str, str] | None:
+        """(the threshold a new turn of ``priority`` is at, the defer reason), or None."""
         limit = self.model.limit(priority)
         active = len(self.open)
         if limit is not None and active >= limit:
             which = "full" if limit == self.model.max_active_turns else "background_headroom"
-            return f"capacity:{which}:{active}/{limit}"
+            return which, f"capacity:{which}:{active}/{limit}"
         for h in self.headroom:
             value = h.read()
             if value >= h.limit:
-                return f"capacity:{h.name}:{value}/{h.limit}"
+                return h.name, f"capacity:{h.name}:{value}/{h.limit}"
         return None
 
     def admit(self, session_id: str, turn_id: str, priority: Priority) -> str | None:
         """Take capacity for the turn, or the defer reason (counted by its threshold)."""
-        reason = self.refusal(priority)
-        if reason is None:
+        full = self._full(priority)
+        if full is None:
             self.take(session_id, turn_id, priority)
             return None
-        which = reason.split(":")[1]
-        if which == "provider":
-            which = ":".join(reason.split(":")[1:3])
+        which, reason = full
         self.deferred[which] = self.deferred.get(which, 0) + 1
         return reason
 
