@@ -30,7 +30,7 @@ from starlette.routing import Route
 from rspp.controlplane import CPError
 from rspp.controlplane._validate import field_from
 from rspp.server._sessions import GovernedSessions
-from rspp.transports import InputRejected
+from rspp.transports import InputRejected, read_body_within
 
 __all__ = ["debug_routes"]
 
@@ -52,12 +52,9 @@ def _error(status: int, code: str, message: str, field: str | None) -> Response:
 
 
 async def _body(request: Request) -> DebugRequest | Response:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            return _error(413, "body_too_large", f"the body is limited to {MAX_BODY} bytes",
-                          "body")
+    raw = await read_body_within(request, MAX_BODY)
+    if raw is None:
+        return _error(413, "body_too_large", f"the body is limited to {MAX_BODY} bytes", "body")
     try:
         return msgspec.json.decode(raw, type=DebugRequest)
     except msgspec.ValidationError as exc:

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from rspp.controlplane import CPError
 from rspp.server._sessions import GovernedSessions
-from rspp.transports import TWILIO_STREAM_PATH
+from rspp.transports import TWILIO_STREAM_PATH, read_body_within
 
 __all__ = ["PhoneNumber", "TelephonyConfig", "parse_phone_number", "telephony_routes",
            "twilio_signature"]
@@ -125,11 +125,9 @@ class _VoiceWebhook:
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
             return _error(413, "too_large", f"body over {_MAX_BODY} bytes", "body")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > _MAX_BODY:
-                return _error(413, "too_large", f"body over {_MAX_BODY} bytes", "body")
+        body = await read_body_within(request, _MAX_BODY)
+        if body is None:
+            return _error(413, "too_large", f"body over {_MAX_BODY} bytes", "body")
         try:
             params = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
         except (UnicodeDecodeError, ValueError):

@@ -17,6 +17,7 @@ Numbered ingress frames go through a :class:`JitterBuffer` of the spec's jitter 
 
 from rspp.transports._contract import PlaybackObserver, Transport
 from rspp.transports._egress import AudioFrame, OutboundQueue
+from rspp.transports._http_body import read_body_within
 from rspp.transports._ingress import Flood, IngressMeter, Rechunker, StreamResampler
 from rspp.transports._input_rejected import InputRejected
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats, Loss, Piece
@@ -217,6 +218,7 @@ __all__ = [
     "mulaw_encode",
     "parse_mark",
     "pcm_to_frame",
+    "read_body_within",
     "read_wav",
     "twilio_stream_route",
     "webrtc_available",

@@ -48,6 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rspp.transports._egress import AudioFrame
+from rspp.transports._http_body import read_body_within
 from rspp.transports._ingress import Flood, StreamResampler
 from rspp.transports._input_rejected import InputRejected
 from rspp.transports._protocol import (
@@ -191,19 +192,6 @@ def _token(request: Request) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return request.query_params.get("token") or None
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds ``limit`` (read no further than that)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    data = bytearray()
-    async for chunk in request.stream():
-        data.extend(chunk)
-        if len(data) > limit:
-            return None
-    return bytes(data)
 
 
 class ReplyTrack:
@@ -473,7 +461,7 @@ class WebRTCEndpoint:
         if not webrtc_available():
             return _error(501, "unavailable", "WebRTC needs the optional extra: pip install "
                           "'rspp[webrtc]' (aiortc, PyAV); use the WebSocket endpoint", None)
-        raw = await _body(request, self.opts.max_offer_bytes)
+        raw = await read_body_within(request, self.opts.max_offer_bytes)
         if raw is None:
             return _error(413, "too_large", f"offer exceeds {self.opts.max_offer_bytes} bytes",
                           "sdp")
