@@ -20,7 +20,15 @@ from urllib.parse import urlencode
 import httpx
 
 from rspp.client import CarrierCall
-from rspp.conformance._suite import Check, Violation, run_checks
+from rspp.conformance._suite import (
+    INTERRUPT,
+    QUESTION,
+    TURN_S,
+    Check,
+    Violation,
+    run_checks,
+    spoken,
+)
 
 if TYPE_CHECKING:
     from rspp.conformance._profile import Profile
@@ -28,16 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = ["check_phone"]
 
-QUESTION, INTERRUPT = "What is the weather like today?", "What is your name?"
-TURN_S = 90.0
-
 
 async def _mulaw(text: str) -> bytes:
-    from rspp.providers.offline import EspeakTTS
     from rspp.transports import mulaw_encode
 
-    tts = EspeakTTS(sample_rate=8000)
-    return mulaw_encode(b"".join([c.pcm async for c in tts.synthesize(text)]))
+    return mulaw_encode(await spoken(text, 8000))
 
 
 class _PhoneDriver:

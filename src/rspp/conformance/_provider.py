@@ -15,7 +15,13 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rspp.conformance._suite import Check, Violation, run_checks
+from rspp.conformance._suite import (
+    QUESTION,
+    Check,
+    Violation,
+    run_checks,
+    spoken,
+)
 from rspp.providers import (
     AudioChunk,
     ChatMessage,
@@ -38,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["check_provider"]
 
 REQUEST = LLMRequest(messages=(ChatMessage("user", "tell me something about the sea"),))
-QUESTION = "What is the weather like today?"
 RATE = 16000
 LABELS = {"provider", "kind", "outcome"}
 CALL_S = 60.0
@@ -64,10 +69,7 @@ class _ProviderDriver:
 
     async def _speech(self) -> bytes:
         if not self.pcm:
-            from rspp.providers.offline import EspeakTTS
-
-            tts = EspeakTTS(sample_rate=RATE)
-            self.pcm = b"".join([c.pcm async for c in tts.synthesize(QUESTION)])
+            self.pcm = await spoken(QUESTION, RATE)
         return self.pcm
 
     def _stream(self, invocation: Any = None, timeout_ms: int | None = None,

@@ -16,9 +16,22 @@ from rspp.conformance._profile import Profile
 from rspp.conformance._report import CategoryResult, SuiteResults
 from rspp.errors import RSPPError
 
-__all__ = ["Check", "Violation", "run_checks"]
+__all__ = ["INTERRUPT", "QUESTION", "TURN_S", "Check", "Violation", "run_checks", "spoken"]
 
 Check = Callable[[], Awaitable[str]]
+
+#: what the transport and provider suites say to their subject, and the barge-in
+QUESTION, INTERRUPT = "What is the weather like today?", "What is your name?"
+#: generous bounds for a loaded machine: the contract is "answers", not "answers fast"
+TURN_S = 90.0
+
+
+async def spoken(text: str, sample_rate: int) -> bytes:
+    """``text`` spoken by the offline TTS: 16-bit mono PCM at ``sample_rate``."""
+    from rspp.providers.offline import EspeakTTS
+
+    tts = EspeakTTS(sample_rate=sample_rate)
+    return b"".join([c.pcm async for c in tts.synthesize(text)])
 
 
 class Violation(RSPPError):

@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from rspp.client import LiveClient, SessionRefusedError, route_session
-from rspp.conformance._suite import Check, Violation, run_checks
+from rspp.conformance._suite import (
+    QUESTION,
+    TURN_S,
+    Check,
+    Violation,
+    run_checks,
+    spoken,
+)
 from rspp.transports import (
     PROTOCOL_VERSION,
     AudioOut,
@@ -30,19 +37,9 @@ if TYPE_CHECKING:
     from rspp.conformance._report import SuiteResults
     from rspp.transports import ServerEvent
 
-__all__ = ["QUESTION", "check_websocket"]
+__all__ = ["check_websocket"]
 
-QUESTION = "What is the weather like today?"
 RATE = 16000
-#: generous bounds for a loaded machine: the contract is "answers", not "answers fast"
-TURN_S = 90.0
-
-
-async def _speech(text: str) -> bytes:
-    from rspp.providers.offline import EspeakTTS
-
-    tts = EspeakTTS(sample_rate=RATE)
-    return b"".join([c.pcm async for c in tts.synthesize(text)])
 
 
 class _WsDriver:
@@ -118,7 +115,7 @@ class _WsDriver:
     async def _ask(self) -> None:
         client = await self._open()
         if not self.pcm:
-            self.pcm = await _speech(QUESTION)
+            self.pcm = await spoken(QUESTION, RATE)
         await client.stream_pcm(self.pcm + bytes(RATE // 2 * 2))
         await client.end_of_utterance()
 

@@ -13,9 +13,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from rspp.conformance._suite import Check, Violation, run_checks
+from rspp.client import SessionRefusedError, SessionTarget, route_session
+from rspp.conformance._suite import (
+    INTERRUPT,
+    QUESTION,
+    TURN_S,
+    Check,
+    Violation,
+    run_checks,
+    spoken,
+)
 
 if TYPE_CHECKING:
     from rspp.conformance._profile import Profile
@@ -24,16 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["check_webrtc"]
 
-QUESTION, INTERRUPT = "What is the weather like today?", "What is your name?"
 RATE = 48000
-TURN_S = 90.0
-
-
-async def _pcm48(text: str) -> bytes:
-    from rspp.providers.offline import EspeakTTS
-
-    tts = EspeakTTS(sample_rate=RATE)
-    return b"".join([c.pcm async for c in tts.synthesize(text)])
 
 
 class _RtcDriver:
@@ -42,15 +40,12 @@ class _RtcDriver:
         self.peer: WebRTCPeer | None = None
         self.speech: dict[str, bytes] = {}
 
-    async def _route(self) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        async with httpx.AsyncClient(timeout=30) as http:
-            resp = await http.post(f"{self.url}/v1/sessions/route", headers=headers,
-                                   json={"tenant_id": self.tenant,
-                                         "pipeline_name": self.pipeline})
-        if resp.status_code >= 300:
-            raise Violation(f"the session route answered {resp.status_code}: {resp.text[:200]}")
-        return dict(resp.json())
+    async def _route(self) -> SessionTarget:
+        try:
+            return await route_session(self.url, tenant_id=self.tenant, api_key=self.api_key,
+                                       pipeline_name=self.pipeline, timeout_s=30)
+        except SessionRefusedError as exc:
+            raise Violation(f"the session route: {exc}") from None
 
     async def auth(self) -> str:
         from rspp.testing import WebRTCPeer
@@ -58,7 +53,7 @@ class _RtcDriver:
         route = await self._route()
         peer = WebRTCPeer()
         try:
-            resp = await peer.connect(self.url, route["session_id"], "not-a-session-token")
+            resp = await peer.connect(self.url, route.session_id, "not-a-session-token")
         finally:
             await peer.close()
         if resp.status_code not in (401, 403):
@@ -70,12 +65,12 @@ class _RtcDriver:
 
         route = await self._route()
         self.peer = WebRTCPeer()
-        resp = await self.peer.connect(self.url, route["session_id"], route["token"])
+        resp = await self.peer.connect(self.url, route.session_id, route.token or "")
         if resp.status_code != 200:
             raise Violation(f"the routed offer got {resp.status_code}: {resp.text[:200]}")
         ready = (await self._until("`ready` on the data channel",
                                    lambda p: p.of("ready")))[0]
-        if ready.get("session_id") != route["session_id"]:
+        if ready.get("session_id") != route.session_id:
             raise Violation(f"`ready` names session {ready.get('session_id')!r}")
         return f"answer 200, `ready` for {ready['session_id']}"
 
@@ -96,7 +91,7 @@ class _RtcDriver:
     async def _say(self, text: str) -> None:
         peer = await self._open()
         if text not in self.speech:
-            self.speech[text] = await _pcm48(text)
+            self.speech[text] = await spoken(text, RATE)
         peer.say(self.speech[text])
 
     async def ingress(self) -> str:
