@@ -40,10 +40,12 @@ async def test_a_migrate_is_pushed_to_the_holder_which_releases_before_any_renew
 ) -> None:
     cp = await plane_rig.plane(ADMIN)
     admin = plane_rig.client(cp, ADMIN)
-    # renewals 20 s apart (push) - or 0.3 s apart without the channel, so the fallback
-    # answers within the test
+    # renewals 20 min apart (push) - or 0.3 s apart without the channel, so the fallback
+    # answers within the test. The runtime's keepers renew together on a shared tick (the
+    # monotonic clock's multiples of the period), so with 20 s the first renewal fell
+    # inside the migrate about one run in twenty and learned it first
     runtime = await plane_rig.runtime(plane_rig.client(cp, ADMIN), SessionPolicy(
-        lease_ttl_ms=60_000, lease_renew_ms=20_000 if push else 300))
+        lease_ttl_ms=3_600_000 if push else 60_000, lease_renew_ms=1_200_000 if push else 300))
     await admin.publish(VOICE, "voice_assistant.yaml")
     sid = (await admin.route("acme", "voice-assistant"))["session_id"]
     token = (await admin.request("POST", f"/v1/sessions/{sid}/token",
