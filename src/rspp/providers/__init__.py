@@ -62,7 +62,7 @@ from rspp.providers._policy import (
     cost_caps_from_config,
     policy_from_config,
 )
-from rspp.providers._prometheus import PrometheusMetricsSink
+from rspp.providers._prometheus import BatchingCollector, PrometheusMetricsSink
 from rspp.providers._registry import (
     ADAPTER_TYPES,
     ADAPTERS,
@@ -114,6 +114,7 @@ __all__ = [
     "Batch",
     "BatchMember",
     "BatchStats",
+    "BatchingCollector",
     "BatchingPolicy",
     "Capabilities",
     "ChatMessage",

@@ -369,7 +369,8 @@ class ProviderCatalog:
             _check_options(cls, info, params, "config")
             _check_option_types(cls, params, "config")
         except PolicyError as exc:
-            bad = next((k for k in config if f"{k}=" in str(exc) or f"'{k}'" in str(exc)), "")
+            named = str(exc).split("; valid options:")[0]  # not the list of valid ones
+            bad = next((k for k in config if f"{k}=" in named or f"'{k}'" in named), "")
             return [(bad, str(exc).removeprefix("config: "),
                      f"valid options of {info.name!r}: {', '.join(info.options())}")]
         try:
