@@ -204,7 +204,7 @@ def create_provider(
     if http_pool is not None:
         _share_client(cls, params, http_pool)
     if (batcher is not None and params.get("batching") is not None
-            and "batcher" in inspect.signature(cls).parameters):
+            and "batcher" in _init_params(cls)):
         params["batcher"] = batcher
     factory: Callable[..., Provider] = cls
     return factory(provider_id or info.name, **params, **runtime)
@@ -213,7 +213,7 @@ def create_provider(
 def _share_client(cls: type[Provider], params: dict[str, object],
                   pool: HttpClientPool) -> None:
     """Give an adapter that takes an httpx ``client`` its endpoint's shared one."""
-    accepted = inspect.signature(cls).parameters
+    accepted = _init_params(cls)
     if "client" not in accepted or "client" in params:
         return
     url = params.get("base_url")
@@ -257,10 +257,24 @@ def _apply_environment(
         SecretRef(key, field=f"{where}: api_key").resolve()  # file:// must be readable
 
 
+def _init_params(cls: type[Provider]) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of ``cls`` and of the bases its ``**kwargs`` reach (an
+    adapter that adds options to a base's passes the rest on): the subclass's first."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, Provider)) or \
+                "__init__" not in vars(klass):
+            continue
+        own = inspect.signature(klass.__init__).parameters
+        for name, param in own.items():
+            params.setdefault(name, param)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
+            break
+    return params
+
+
 def _accepted(cls: type[Provider]) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters) | set(
-        inspect.signature(Provider.__init__).parameters
-    )
+    return set(_init_params(cls)) | set(inspect.signature(Provider.__init__).parameters)
 
 
 def _check_options(
@@ -279,10 +293,14 @@ def _check_options(
 
 
 def _hints(cls: type[Provider]) -> dict[str, object]:
-    try:
-        return typing.get_type_hints(cls.__init__)
-    except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
-        return {}
+    hints: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's annotation wins
+        if isinstance(klass, type) and issubclass(klass, Provider) and "__init__" in vars(klass):
+            try:
+                hints.update(typing.get_type_hints(klass.__init__))
+            except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
+                continue
+    return hints
 
 
 def _check_option_types(cls: type[Provider], params: Mapping[str, object], where: str) -> None:

@@ -23,7 +23,6 @@ message on its own paragraph as ``System:``/``User:``/``Assistant:`` and its tex
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import ClassVar
 
@@ -33,14 +32,8 @@ from rspp.providers._batching import Batch, BatchingPolicy, ProviderBatcher
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._outcome import Outcome, ProviderCallError
 from rspp.providers._policy import PolicyError
-from rspp.providers._secrets import Secret, SecretRef
 from rspp.providers._types import ChatMessage, LLMRequest
-from rspp.providers.remote._common import (
-    error_from_response,
-    iter_sse,
-    key_header,
-    vendor_outcome,
-)
+from rspp.providers.remote._common import error_from_response, iter_openai_chunks, key_header
 from rspp.providers.remote._http_llm import HttpLLMProvider
 
 __all__ = ["OpenAICompletionsLLM", "completion_prompt"]
@@ -69,16 +62,13 @@ class OpenAICompletionsLLM(HttpLLMProvider):
         self,
         provider_id: str | None = None,
         *,
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | Secret | SecretRef | None = None,
-        client: httpx.AsyncClient | None = None,
         batching: Mapping[str, object] | None = None,
         batcher: ProviderBatcher | None = None,
         **kwargs: object,
     ) -> None:
-        super().__init__(provider_id, model=model, base_url=base_url, api_key=api_key,
-                         client=client, **kwargs)
+        """``kwargs``: the options of :class:`HttpLLMProvider` (``model``, ``base_url``,
+        ``api_key``, ``client``) and the runtime's ``clock``/``metrics``."""
+        super().__init__(provider_id, **kwargs)  # type: ignore[arg-type]
         self.batching = (None if batching is None
                          else BatchingPolicy.from_config(batching, "batching"))
         #: a batcher passed in (the runtime's) is its owner's to close
@@ -117,28 +107,10 @@ class OpenAICompletionsLLM(HttpLLMProvider):
         self, response: httpx.Response
     ) -> AsyncIterator[tuple[int, str, str | None]]:
         """``(index, text, finish_reason)`` of every streamed choice, to ``[DONE]``."""
-        done = False
-        async for _event, data in iter_sse(response.aiter_lines()):
-            # after [DONE], read the body to its end: the connection is kept (F-105)
-            if done:
-                continue
-            if data.strip() == "[DONE]":
-                done = True
-                continue
-            chunk = json.loads(data)
-            if "error" in chunk or chunk.get("object") == "error":
-                err = chunk["error"] if isinstance(chunk.get("error"), dict) else chunk
-                etype = err.get("type") or err.get("code")
-                raise ProviderCallError(
-                    str(err.get("message", "stream error"))[:200], outcome=vendor_outcome(
-                        str(etype) if etype else None), provider=self.provider_id,
-                    code=str(etype or "stream_error"))
+        async for chunk in iter_openai_chunks(response, self.provider_id):
             for choice in chunk.get("choices", ()):
                 yield int(choice.get("index", 0)), str(choice.get("text") or ""), \
                     choice.get("finish_reason")
-        if not done:
-            raise ProviderCallError("stream ended before [DONE]", outcome=Outcome.DISCONNECTED,
-                                    provider=self.provider_id, code="incomplete_stream")
 
     def _blocked(self) -> ProviderCallError:
         return ProviderCallError("response blocked by the provider's content filter",
