@@ -14,8 +14,10 @@ which records how many prompts each ``/v1/completions`` request carried:
 * ``unbatched-chat``: no ``batching``. Three sessions ask at once: three requests, each
   with one (string) prompt.
 
-``/metrics`` shows the batch sizes (two batched requests carrying five calls) and the
-calls' waits. A bad ``batching`` value is one ``rspp lint`` line naming the field.
+Then four ``batched-chat`` sessions ask at once again and one is interrupted while the
+batched reply streams: its turn aborts, the three others get their whole answers from the
+same request. ``/metrics`` shows the batch sizes (three batched requests carrying nine
+calls) and the calls' waits. A bad ``batching`` value is one ``rspp lint`` line naming the field.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
+from rspp.transports import ReplyText, TurnEvent
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli, ServeProcess
@@ -63,21 +66,53 @@ def spec(name: str, *, turn_ms: int = 600_000, batching: str = BATCHING) -> str:
     return _SPEC.format(name=name, turn_ms=turn_ms, batching=batching)
 
 
-async def _ask_at_once(url: str, pipeline: str, questions: list[str],
-                       text_turn: Callable[..., Any]) -> list[str]:
-    """One session per question, connected first, then all asking at once."""
+async def _sessions(url: str, pipeline: str, n: int) -> list[LiveClient]:
     clients: list[LiveClient] = []
-    for _ in questions:
+    for _ in range(n):
         target = await route_session(url, tenant_id="acme", api_key=KEY,
                                      pipeline_name=pipeline)
         clients.append(await LiveClient.connect(target.url, token=target.token))
+    return clients
+
+
+async def _end(clients: list[LiveClient]) -> None:
+    for c in clients:
+        await c.end()
+        await c.close()
+
+
+async def _ask_at_once(url: str, pipeline: str, questions: list[str],
+                       text_turn: Callable[..., Any]) -> list[str]:
+    """One session per question, connected first, then all asking at once."""
+    clients = await _sessions(url, pipeline, len(questions))
     try:
         return list(await asyncio.gather(*(text_turn(c, q) for c, q in zip(
             clients, questions, strict=True))))
     finally:
-        for c in clients:
-            await c.end()
-            await c.close()
+        await _end(clients)
+
+
+async def _one_interrupted(url: str, text_turn: Callable[..., Any]
+                           ) -> tuple[list[str], list[str]]:
+    """Four ``batched-chat`` sessions ask at once (one batch); the first is interrupted
+    once its reply started: its turn states, and the others' replies."""
+    a, *rest = clients = await _sessions(url, "batched-chat", 4)
+    try:
+        await a.send_text("question a, interrupted")
+        others = asyncio.gather(*(text_turn(c, f"question {x} goes on")
+                                  for c, x in zip(rest, "bcd", strict=True)))
+        states: list[str] = []
+        async for ev in a.events():
+            if isinstance(ev, ReplyText) and not states[1:]:
+                await a.interrupt()  # the batched stream is still going (slow tokens)
+                states.append("interrupted")
+            if isinstance(ev, TurnEvent):
+                states.append(ev.state)
+                if ev.state == "close":
+                    break
+        return states, list(await others)
+    finally:
+        await _end(clients)
 
 
 def _metric(text: str, name: str) -> float:
@@ -116,6 +151,10 @@ def test_sessions_of_one_runtime_share_batched_requests_within_their_budgets(
 
     batched, seen_batched, tight, seen_tight, alone, seen_alone = asyncio.run(
         asyncio.wait_for(scenario(), 240))
+    unbatched = [r.body["prompt"] for r in fake.requests[-3:]]  # type: ignore[index]
+    before = len(fake.completion_batches)
+    fake.token_delay_s = 0.5  # a reply streams for seconds: the interrupt lands mid-stream
+    states, goes_on = asyncio.run(asyncio.wait_for(_one_interrupted(srv.url, text_turn), 240))
     # four calls, one request of four prompts; each session its own answer
     assert seen_batched == [4], seen_batched
     for i, answer in enumerate(batched):  # the reply text as the client saw it
@@ -130,13 +169,20 @@ def test_sessions_of_one_runtime_share_batched_requests_within_their_budgets(
     assert seen_alone == [1, 1, 1]
     assert [a.startswith(f"You asked: unbatched {i}.") for i, a in enumerate(alone)] == \
         [True] * 3, alone
-    assert all(isinstance(r.body["prompt"], str)  # type: ignore[index]
-               for r in fake.requests[-3:])
+    assert [type(p) for p in unbatched] == [str] * 3, unbatched
+
+    # an interrupted session's call leaves its batch: its turn aborts, the three others
+    # sharing the request get their whole answers
+    assert states[:2] == ["open", "interrupted"] and states[-2:] == ["abort", "close"], states
+    assert fake.completion_batches[before:] == [4]
+    for x, answer in zip("bcd", goes_on, strict=True):
+        assert answer.startswith(f"You asked: question {x} goes on. This is a scripted fake "
+                                 "reply."), goes_on
 
     metrics = httpx.get(f"{srv.url}/metrics", headers=auth, timeout=30).text
-    assert _metric(metrics, "rspp_provider_batch_size_count") == 2
-    assert _metric(metrics, "rspp_provider_batch_size_sum") == 5
-    assert _metric(metrics, "rspp_provider_batch_wait_ms_count") == 5
+    assert _metric(metrics, "rspp_provider_batch_size_count") == 3
+    assert _metric(metrics, "rspp_provider_batch_size_sum") == 9
+    assert _metric(metrics, "rspp_provider_batch_wait_ms_count") == 9
 
 
 def test_a_bad_batching_value_is_one_lint_line_naming_the_field(
