@@ -213,8 +213,13 @@ class Batch(Generic[T]):
         for m in self.members:
             m._close(error)
 
-    def _left(self) -> None:
-        if all(m.left or m.finished for m in self.members) and self.task is not None:
+    def _left(self, member: BatchMember[T]) -> None:
+        """``member`` left; once no call wants answers and one left before its end, the
+        request is cancelled (when every call got its end, the response is read to its
+        end instead: the connection is kept)."""
+        if member.finished or self.task is None:
+            return
+        if all(m.left or m.finished for m in self.members):
             self.task.cancel()
 
 
@@ -324,7 +329,7 @@ class ProviderBatcher:
             return
         member.left = True
         if member.batch is not None:
-            member.batch._left()
+            member.batch._left(member)
             return
         lane = self._lanes.get(member._lane)
         if lane is not None and member in lane.pending:
