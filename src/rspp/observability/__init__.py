@@ -54,6 +54,7 @@ from rspp.observability._redaction import (
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, DebugCaptureSlots, SamplingPolicy
+from rspp.observability._session_slo import SessionBounds, SessionVerdict, evaluate_sessions
 from rspp.observability._sinks import (
     JsonLinesFileSink,
     LocalAppendSink,
@@ -137,6 +138,8 @@ __all__ = [
     "RuntimeMetrics",
     "SamplingPolicy",
     "SecretValues",
+    "SessionBounds",
+    "SessionVerdict",
     "SpanFactory",
     "SweepResult",
     "TimelineBuilder",
@@ -159,6 +162,7 @@ __all__ = [
     "current_log_context",
     "envelope_problem",
     "evaluate_gates",
+    "evaluate_sessions",
     "filter_lines",
     "gate_report",
     "gates_with",
