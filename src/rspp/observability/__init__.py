@@ -28,6 +28,7 @@ from rspp.observability._exporter import (
 from rspp.observability._handle import NodeTelemetry
 from rspp.observability._http_sink import ExportRefused, HttpExportSink
 from rspp.observability._levels import LevelLadder, level_allows
+from rspp.observability._log_limit import LogLimit, LogVerdict, held_summary
 from rspp.observability._logging import (
     CORRELATION_FIELDS,
     JsonLogFormatter,
@@ -123,6 +124,8 @@ __all__ = [
     "LevelLadder",
     "LiveTurnView",
     "LocalAppendSink",
+    "LogLimit",
+    "LogVerdict",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",
@@ -166,6 +169,7 @@ __all__ = [
     "filter_lines",
     "gate_report",
     "gates_with",
+    "held_summary",
     "iter_timeline",
     "iter_values",
     "level_allows",
