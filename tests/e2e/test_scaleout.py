@@ -53,6 +53,7 @@ from rspp.testing.fakes._server import serve_asgi
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _fleet import (
     KEY,
+    SPEC,
     Fleet,
     FleetOptions,
     Talker,
@@ -362,7 +363,7 @@ async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_mov
     monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
     async with serve_asgi(llm.app) as llm_url:
         options = FleetOptions(runtimes=2, lease_ttl_ms=3_600_000, heartbeat_timeout_ms=15_000,
-                               spec=_HELD_LLM_SPEC.format(llm=llm_url))
+                               spec=_held_llm_spec(llm_url))
         fleet = await Fleet(tmp_path, fleet_db, options).start()
         try:
             await _migrate_a_held_turn(fleet, llm, tmp_path)
@@ -371,29 +372,23 @@ async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_mov
             await fleet.stop()
 
 
-#: the fleet's text assistant with the LLM served by a fake OpenAI server; the held stream
-#: is cut by the hand-off (no provider timeout may end it first)
-_HELD_LLM_SPEC = """name: text-assistant
-version: 1.0.0
-budgets: {{turn_ms: 600000, provider_timeout_ms: 600000}}
-providers:
-  llm:
-    primary: openai
-    timeout_ms: 600000
-    config: {{api_key: env://OPENAI_API_KEY, model: fake, base_url: "{llm}/v1"}}
-  tts: {{primary: espeak}}
-nodes:
-  - {{id: vad, type: vad, params: {{engine: energy}}}}
-  - {{id: llm, type: llm}}
-  - {{id: segmenter, type: sentence_segmenter}}
-  - {{id: tts, type: tts}}
-edges:
-  - {{from: input.audio, to: vad.audio}}
-  - {{from: input.text, to: llm.text}}
-  - {{from: llm.text, to: segmenter.text}}
-  - {{from: segmenter.text, to: tts.text}}
-  - {{from: tts.audio, to: output.audio}}
-"""
+def _held_llm_spec(llm_url: str) -> str:
+    """The fleet's text assistant with its LLM served by a fake OpenAI server at
+    ``llm_url``: the held stream is cut by the hand-off (no timeout or budget ends it)."""
+    text = SPEC.read_text()
+    for old, new in (
+        ("budgets: {turn_ms: 60000, provider_timeout_ms: 20000}",
+         "budgets: {turn_ms: 600000, node_ms: 600000, path_ms: 600000, "
+         "provider_timeout_ms: 600000}"),
+        ("  llm: {primary: local}",
+         "  llm: {primary: openai, config: {api_key: env://OPENAI_API_KEY, model: fake, "
+         f'base_url: "{llm_url}/v1"}}}}'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
 #: the held reply: its first sentence, then the first word of the next (which completes
 #: the sentence for the segmenter), then the hold
 _HELP = "Here is some help for you. I can tell you the time and answer questions."
