@@ -139,6 +139,7 @@ def _at(lines: list[dict[str, Any]], signal: str, turn: str) -> int:
                 and ln["record"]["signal"] == signal and ln["record"].get("turn_id") == turn)
 
 
+@pytest.mark.timeout(480)  # two runs and two replays: ~25 s idle, minutes beside stress-ng
 @pytest.mark.parametrize(("late_events", "decision"), [("diagnostics", "late_event_ignored"),
                                                        ("drop", "late_event_dropped")])
 def test_late_outputs_of_a_preempted_turn_follow_the_late_events_policy(
