@@ -408,6 +408,12 @@ class SessionActor(ControlMixin):
             q = self.outputs[port] = deque(maxlen=self.options.output_maxlen)
         q.append(ev)
 
+    def side_signal(self, name: SignalName, emitter: Emitter, reason: str) -> None:
+        """Record a session-scoped control signal about the session's surroundings (the
+        runtime's capacity control, F-172) as a side note at the current sequence: it
+        takes no sequence number, so a replay without it keeps every later record's."""
+        self.signals.signal(name, emitter, reason=reason, at_sequence=max(self._seq - 1, 0))
+
     def stream_end(self, port: str, ev: Event) -> None:
         """Egress a turn's ``stream_end`` marker (:class:`TurnDrains`); it takes no runtime
         sequence number of its own (a side note at the current one)."""
