@@ -118,7 +118,7 @@ async def _step_clock(cp: httpx.AsyncClient, clock: Path, offset_s: int) -> None
     server shows it: the ``Date`` header of its responses (read from its wall clock, once
     a second) is within 2 s of the new offset (libfaketime re-reads the file at most once
     a second: ``FAKETIME_CACHE_DURATION``)."""
-    clock.write_text(f"{offset_s:+d}\n")
+    await asyncio.to_thread(clock.write_text, f"{offset_s:+d}\n")
     while True:
         r = await cp.get("/healthz")
         shown = parsedate_to_datetime(r.headers["date"]).timestamp()
