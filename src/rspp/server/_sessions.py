@@ -47,10 +47,11 @@ from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
+from rspp.server._capacity_control import CapacityControl, CapacityEvent, record_capacity_event
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
 from rspp.server._fairness import FairnessSlo, runtime_pool
 from rspp.server._gates import GateReporter, GateSampler
-from rspp.server._headroom import PoolHeadroom, pool_headroom
+from rspp.server._headroom import PoolHeadroom
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
@@ -341,9 +342,15 @@ class GovernedSessions:
         #: the runtime's execution pool (node-type slots shared by its sessions)
         self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
                                  self.policy.fairness_slo, metrics)
+        #: headroom thresholds tripping and clearing, recorded in live sessions (F-172)
+        self.capacity_control = CapacityControl.of(self.policy.headroom, self.pool,
+                                                   self._capacity_event)
         self.admission = LocalAdmission(SystemClock(), self.policy.capacity,
-                                        pool_headroom(self.policy.headroom, self.pool))
+                                        self.capacity_control.probes)
+        if self.admission.capacity is not None:
+            self.admission.capacity.on_defer = self.capacity_control.deferred
         metrics.watch_admission(self.admission)
+        metrics.watch_capacity(self.capacity_control)
         self.active: dict[str, ServedSession[Any]] = {}
         #: where sessions' artifacts are stored, by region (F-168)
         self.artifacts = artifact_roots(self.policy, link.options.region)
@@ -354,6 +361,10 @@ class GovernedSessions:
 
     def __len__(self) -> int:
         return len(self.active)
+
+    def _capacity_event(self, event: CapacityEvent) -> None:
+        for served in list(self.active.values()):
+            record_capacity_event(served.core.session, event)
 
     def _spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
