@@ -23,31 +23,17 @@ import asyncio
 import gc
 import os
 import statistics
-import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, emit, quick_parser
+from _common import cpu_seconds, emit, quick_parser, start_fake_providers
 
 from rspp.providers import ChatMessage, HttpClientPool, LLMRequest, create_provider
 
 KEY = "bench-key"
-
-
-def _start_fake() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "rspp.testing.fakes"],
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    env: dict[str, str] = {}
-    for line in proc.stdout or ():
-        name, _, value = line.removeprefix("export ").strip().partition("=")
-        env[name] = value
-        if "OPENAI_BASE_URL" in env and "OPENAI_API_KEY" in env:
-            break
-    return proc, env
 
 
 async def _sessions(env: dict[str, str], pool: HttpClientPool | None, sessions: int,
@@ -112,7 +98,7 @@ async def _adapter_cost(env: dict[str, str], blocks: int, n: int = 200) -> tuple
 def main() -> None:
     args = quick_parser(__doc__).parse_args()
     sessions, turns, rounds = (4, 5, 3) if args.quick else (8, 10, 7)
-    proc, env = _start_fake()
+    proc, env = start_fake_providers()
     os.environ.update(env)
     try:
         per_turn: dict[str, list[float]] = {"own": [], "shared": [], "adapter": []}

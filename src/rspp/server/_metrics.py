@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from rspp.contracts import ControlSignal, SignalName
 from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
+from rspp.providers import BatchingCollector, BatchStats
 from rspp.server._skew_metrics import SkewCollector
 
 __all__ = ["ServerMetrics"]
@@ -237,6 +238,10 @@ class ServerMetrics:
     def watch_admission(self, admission: _Admission) -> None:
         """Export the runtime admission's per-tenant decisions and sessions (F-050)."""
         self.runtime.registry.register(_AdmissionCollector(admission))
+
+    def watch_batching(self, stats: BatchStats) -> None:
+        """Export the runtime batcher's batch sizes and waits (F-051)."""
+        self.runtime.registry.register(BatchingCollector(stats))
 
     def watch_capacity(self, control: _CapacityControl) -> None:
         """Export the capacity control's tripped thresholds and events (F-172)."""

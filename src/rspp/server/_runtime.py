@@ -106,6 +106,7 @@ class Runtime:
         await self._stop_heartbeat()
         await self.sessions.capacity_control.stop()
         await self.sessions.close_all("server_stopped")
+        await self.sessions.batcher.aclose()  # before the connections it sends on (F-051)
         await self.sessions.http_pool.aclose()  # once no session uses it (F-105)
         for task in (self._bundles, self._notices):
             if task is not None:

@@ -43,7 +43,7 @@ from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
 from rspp.kernel import DEFAULT_MAX_SKEW_MS, SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
-from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits
+from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits, ProviderBatcher
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
@@ -339,6 +339,9 @@ class GovernedSessions:
         self.circuits = CircuitRegistry()
         #: the runtime's provider HTTP connections, shared by its sessions (F-105)
         self.http_pool = HttpClientPool(self.policy.provider_http)
+        #: the runtime's dynamic batching of compatible provider calls (F-051)
+        self.batcher = ProviderBatcher()
+        metrics.watch_batching(self.batcher.stats)
         #: the runtime's execution pool (node-type slots shared by its sessions)
         self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
                                  self.policy.fairness_slo, metrics)
@@ -592,7 +595,8 @@ class GovernedSessions:
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
-            circuits=self.circuits, http_pool=self.http_pool, admission=self.admission,
+            circuits=self.circuits, http_pool=self.http_pool, batcher=self.batcher,
+            admission=self.admission,
             priority=info.attributes.get("priority", "interactive"), pool=self.pool,
             metrics_events=p.metrics_events,
             max_skew_ms=p.max_skew_ms, on_clock_skew=self.metrics.clock_skew,
