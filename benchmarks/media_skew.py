@@ -119,9 +119,9 @@ def main() -> None:
     parser.add_argument("--media-skew-ms", type=float, default=200.0)
     parser.add_argument("--frames", type=int, default=None)
     args = parser.parse_args()
-    sessions = args.sessions or (4 if args.quick else 20)
-    seconds = args.seconds or (5.0 if args.quick else 20.0)
-    frames = args.frames or (50_000 if args.quick else 500_000)
+    sessions = args.sessions or (4 if args.quick else 8)
+    seconds = args.seconds or (5.0 if args.quick else 10.0)
+    frames = args.frames or (50_000 if args.quick else 100_000)
     result: dict[str, object] = {"benchmark": "media_skew"}
     result.update(arrive_cost_ns(frames))
     result.update(asyncio.run(served(sessions, seconds, args.media_skew_ms)))
