@@ -141,6 +141,15 @@ def serve(
         [], "--max-provider-load", help="TYPE=N: capacity headroom (F-172): while N calls of "
         "node type TYPE (a --pool-limit key, N at most its limit) are in flight a new turn "
         "is deferred (`capacity:provider:TYPE`); repeatable."),
+    max_cpu_percent: int | None = typer.Option(
+        None, "--max-cpu-percent", min=1, max=100, envvar="RSPP_MAX_CPU_PERCENT",
+        help="Capacity headroom (F-172): when the runtime's own CPU utilisation (process CPU "
+        "time over 1 s, percent of its CPUs) reaches this, new turns are deferred "
+        "(`capacity:cpu`) until it falls to --cpu-resume-percent."),
+    cpu_resume_percent: int | None = typer.Option(
+        None, "--cpu-resume-percent", min=0, max=99, envvar="RSPP_CPU_RESUME_PERCENT",
+        help="The CPU utilisation at or below which new turns are admitted again (below "
+        "--max-cpu-percent; default 3/4 of it)."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -249,6 +258,11 @@ def serve(
         typer.echo("error: --max-queue-depth: needs --pool-limit (the queue it bounds is the "
                    "pool's)", err=True)
         raise typer.Exit(2)
+    if cpu_resume_percent is not None and (max_cpu_percent is None
+                                           or cpu_resume_percent >= max_cpu_percent):
+        typer.echo("error: --cpu-resume-percent: must be below --max-cpu-percent (the "
+                   "load at which the CPU threshold clears)", err=True)
+        raise typer.Exit(2)
     if fairness_max_wait_ms is not None and (not limits or pool_fairness != "tenant"):
         typer.echo("error: --fairness-max-wait-ms: needs --pool-limit and --pool-fairness "
                    "tenant (the waits it bounds are per tenant, for pool slots)", err=True)
@@ -299,7 +313,8 @@ def serve(
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
                         pool_limits=limits, pool_fairness=pool_fairness,
-                        headroom=PoolHeadroom(max_queue_depth, provider_load),
+                        headroom=PoolHeadroom(max_queue_depth, provider_load, max_cpu_percent,
+                                             cpu_resume_percent),
                         fairness_slo=None if fairness_max_wait_ms is None else FairnessSlo(
                             fairness_max_wait_ms, fairness_window_s),
                         interactive_reserve=interactive_reserve,

@@ -69,7 +69,7 @@ from rspp.kernel._graph import EdgeDecl, GraphBuilder, GraphError, NodeDecl, Run
 from rspp.kernel._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
 from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
 from rspp.kernel._node import Node, NodeContext
-from rspp.kernel._pool import ExecutionPool
+from rspp.kernel._pool import ExecutionPool, TurnPoolWaits
 from rspp.kernel._registry import (
     ENTRY_POINT_GROUP,
     NodeRegistry,
@@ -140,6 +140,7 @@ __all__ = [
     "TextStreamGuard",
     "Timebase",
     "TurnFenceGate",
+    "TurnPoolWaits",
     "UnboundedBudget",
     "UnknownNodeTypeError",
     "VirtualClock",

@@ -65,6 +65,7 @@ from rspp.providers import (
     InvocationPolicy,
     PolicyError,
     PriceTable,
+    ProviderBatcher,
     SecretConfigError,
     SecretRef,
     UsageKind,
@@ -169,6 +170,10 @@ class AssemblyOptions:
     #: one pool to all of them, so their HTTP adapters share an endpoint's connections;
     #: None: each adapter builds its own client
     http_pool: HttpClientPool | None = None
+    #: the runtime's dynamic batching (F-051): the process running sessions passes one to
+    #: all of them, so calls of a provider configured with ``batching`` share requests across
+    #: sessions; None: such an adapter batches only its own session's calls
+    batcher: ProviderBatcher | None = None
     #: the runtime's admission (F-050): the process running sessions passes one to all of
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
@@ -275,7 +280,8 @@ def _register_secrets(config: object) -> None:
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
               circuits: CircuitRegistry, *, min_timeout_ms: int = 1000,
-              http_pool: HttpClientPool | None = None) -> NodeServices:
+              http_pool: HttpClientPool | None = None,
+              batcher: ProviderBatcher | None = None) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
@@ -300,7 +306,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
             _register_secrets(cfg)
             try:
                 providers[pid] = build_provider(pid, cfg, modality=b.modality,
-                                                http_pool=http_pool)
+                                                http_pool=http_pool, batcher=batcher)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
         price = config.get("price")
@@ -526,7 +532,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
                          min_timeout_ms=STALL_GUARD_MS if (
                              opts.file_source and not opts.enforce_budgets) else 1000,
-                         http_pool=opts.http_pool)
+                         http_pool=opts.http_pool, batcher=opts.batcher)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from rspp.contracts import ControlSignal, SignalName
 from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
+from rspp.providers import BatchingCollector, BatchStats
 
 __all__ = ["ServerMetrics"]
 
@@ -106,7 +107,7 @@ def _capacity_control(loads: dict[str, tuple[int, int | None]],
     if not loads:
         return
     load = GaugeMetricFamily("rspp_capacity_load", "Each load the capacity model bounds "
-                             "(open_turns, queue_depth, provider:TYPE)", labels=["resource"])
+                             "(open_turns, queue_depth, provider:TYPE, cpu)", labels=["resource"])
     threshold = GaugeMetricFamily("rspp_capacity_threshold", "The load at which new turns "
                                   "are deferred", labels=["resource"])
     defers = CounterMetricFamily("rspp_capacity_deferrals", "Turns deferred at admission, "
@@ -118,6 +119,29 @@ def _capacity_control(loads: dict[str, tuple[int, int | None]],
     for name, n in sorted(deferred.items()):
         defers.add_metric([name], n)
     yield from (load, threshold, defers)
+
+class _CapacityControl(Protocol):
+    probes: tuple[Any, ...]
+    tripped: set[str]
+    events: dict[tuple[str, str], int]
+
+
+class _CapacityEventCollector(Collector):
+    def __init__(self, control: _CapacityControl) -> None:
+        self.control = control
+
+    def collect(self) -> Iterator[Metric]:
+        tripped = GaugeMetricFamily("rspp_capacity_tripped", "1 while a headroom threshold "
+                                    "is tripped (new turns deferred)", labels=["resource"])
+        for probe in self.control.probes:
+            tripped.add_metric([probe.name], 1 if probe.name in self.control.tripped else 0)
+        events = CounterMetricFamily("rspp_capacity_events", "Capacity-control events: a "
+                                     "headroom threshold tripped (defer) or cleared (admit)",
+                                     labels=["resource", "decision"])
+        for (resource, decision), n in sorted(self.control.events.items()):
+            events.add_metric([resource, decision], n)
+        yield from (tripped, events)
+
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
@@ -209,6 +233,15 @@ class ServerMetrics:
     def watch_admission(self, admission: _Admission) -> None:
         """Export the runtime admission's per-tenant decisions and sessions (F-050)."""
         self.runtime.registry.register(_AdmissionCollector(admission))
+
+    def watch_batching(self, stats: BatchStats) -> None:
+        """Export the runtime batcher's batch sizes and waits (F-051)."""
+        self.runtime.registry.register(BatchingCollector(stats))
+
+    def watch_capacity(self, control: _CapacityControl) -> None:
+        """Export the capacity control's tripped thresholds and events (F-172)."""
+        if control.probes:
+            self.runtime.registry.register(_CapacityEventCollector(control))
 
     def session_opened(self) -> None:
         self._safe(self._opened.inc)

@@ -595,6 +595,8 @@ class TurnDriver:
         }
         if signal == "abort":
             ev["abort_reason"] = reason or "aborted"
+        if self.session.pool is not None:  # F-105: what the turn queued for pool slots
+            ev["pool_wait_ms"] = self.session.pool_waits.take(t.turn_id)
         if t.cancel_accepted_ns is not None:
             ev["cancel"] = {
                 "scope": "turn", "reason": t.cancel_reason or "barge_in",
