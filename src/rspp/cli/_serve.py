@@ -117,6 +117,18 @@ def serve(
         False, "--metrics-events", help="In-band metrics events in every session (TelemetryLane "
         "`metric` records with their values, in its timeline and to clients subscribed to "
         "`metrics`): each node's latency and each edge's queue depth at every turn's end."),
+    max_skew_ms: int = typer.Option(
+        250, "--max-skew-ms", min=0, max=3_600_000,
+        help="Wall-clock skew a session tolerates (NF-018): a session's wall stamps follow "
+        "its monotonic clock; when the system clock differs by more, they are corrected "
+        "forward (a backward step is absorbed: wall stamps never go back) and a `clock_skew` "
+        "note goes on the timeline. See docs/time.md."),
+    media_skew_ms: float = typer.Option(
+        200.0, "--media-skew-ms", min=1.0, max=60_000.0,
+        help="Bound of the media-to-runtime mapping error of ingress audio (NF-018): a frame "
+        "arriving later than its media time allows by more is counted late, re-anchors the "
+        "mapping and is noted (`media_skew`) on the timeline; the p99 is in the `stats` event "
+        "and rspp_ingress_media_skew_seconds. See docs/time.md."),
     pool_limit: list[str] = typer.Option(
         [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
         "processed at once across all sessions of this runtime (shared execution pool, "
@@ -309,6 +321,7 @@ def serve(
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
                         metrics_events=metrics_events,
+                        max_skew_ms=max_skew_ms,
                         record_sample_rate=record_sample_rate, retention_s=retention_s,
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
@@ -326,7 +339,8 @@ def serve(
                             _ice_servers(ice_server), embedded=control_plane is None,
                             timeline_dir=timeline_dir,
                             livekit=_livekit(livekit_url, livekit_key, livekit_secret),
-                            disconnect=(stall_timeout, resume_window)))
+                            disconnect=(stall_timeout, resume_window),
+                            media_skew_ms=media_skew_ms))
     try:
         code = main(opts)
     except CPError as exc:
@@ -423,7 +437,8 @@ def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitCon
 def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
                       embedded: bool = True, timeline_dir: Path | None = None,
                       livekit: LiveKitConfig | None = None,
-                      disconnect: tuple[float, float] = (2.0, 30.0)) -> TransportRoutes:
+                      disconnect: tuple[float, float] = (2.0, 30.0),
+                      media_skew_ms: float = 200.0) -> TransportRoutes:
     """The live-session endpoints over the runtime's governed sessions (one session hub:
     one live connection per session, whichever transport carries it).
 
@@ -432,7 +447,8 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
     ``/v1/telephony/twilio/stream``; with LiveKit configured,
     ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
     loopback clients when embedded). ``disconnect``: (stall timeout, resume window) of a
-    live session whose client dropped.
+    live session whose client dropped; ``media_skew_ms``: the bound of ingress audio's
+    media-to-runtime mapping error (NF-018).
     """
     from rspp.server import GovernedFactory, livekit_routes, telephony_routes
     from rspp.transports import (
@@ -448,7 +464,8 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions, LiveOptions(stall_timeout_s=disconnect[0],
-                                                        resume_window_s=disconnect[1]))
+                                                        resume_window_s=disconnect[1],
+                                                        late_after_ms=media_skew_ms))
         hub = SessionHub(factory)
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,

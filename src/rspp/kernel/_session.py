@@ -183,6 +183,11 @@ class SessionActor(ControlMixin):
                 buf.lossless = buf.blocking = True
 
     # ------------------------------------------------------------ sequencer
+    @property
+    def last_sequence(self) -> int:
+        """The runtime sequence last taken (0 before any): where a side note goes."""
+        return max(self._seq - 1, 0)
+
     def _next_seq(self) -> int:
         s = self._seq
         self._seq = s + 1
@@ -412,12 +417,12 @@ class SessionActor(ControlMixin):
         """Record a session-scoped control signal about the session's surroundings (the
         runtime's capacity control, F-172) as a side note at the current sequence: it
         takes no sequence number, so a replay without it keeps every later record's."""
-        self.signals.signal(name, emitter, reason=reason, at_sequence=max(self._seq - 1, 0))
+        self.signals.signal(name, emitter, reason=reason, at_sequence=self.last_sequence)
 
     def stream_end(self, port: str, ev: Event) -> None:
         """Egress a turn's ``stream_end`` marker (:class:`TurnDrains`); it takes no runtime
         sequence number of its own (a side note at the current one)."""
-        ev.seq = max(self._seq - 1, 0)
+        ev.seq = self.last_sequence
         try:
             self._egress(port, ev)
         except Exception as exc:  # an output sink failed, as in the scheduler

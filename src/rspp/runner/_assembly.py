@@ -36,11 +36,13 @@ from rspp.contracts import (
 )
 from rspp.errors import RSPPError
 from rspp.kernel import (
+    DEFAULT_MAX_SKEW_MS,
     EventKind,
     ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
+    SkewEvent,
     SystemClock,
     Timebase,
 )
@@ -182,6 +184,11 @@ class AssemblyOptions:
     #: its fair queueing (None: the session id); None: no pool limits
     pool: ExecutionPool | None = None
     fairness_key: str | None = None
+    #: the wall-clock skew the session's timebase tolerates before it corrects its wall
+    #: stamps (NF-018; each correction is a ``clock_skew`` note on the timeline), and who
+    #: else is told of a correction (a server's metrics)
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+    on_clock_skew: Callable[[SkewEvent], None] | None = None
     #: the session's priority (``background``: its turns yield the runtime's interactive
     #: headroom, F-173; anything else: interactive)
     priority: str = "interactive"
@@ -484,6 +491,27 @@ def _is_debug(rec: msgspec.Struct) -> bool:
             and f":{EventKind.DEBUG}:" in rec.event_id)
 
 
+def _skew_notes(session: SessionActor, tell: Callable[[SkewEvent], None] | None
+                ) -> Callable[[SkewEvent], None]:
+    """The timebase's ``on_skew`` (NF-018): each wall-clock correction becomes a
+    ``clock_skew`` note (TelemetryLane) beside the session's last record, taking no
+    sequence number (a replay, on its virtual clock, sees no skew: later records must not
+    shift). The timebase reports inside a wall-clock read (a record being stamped), so the
+    note is made just after, on the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def note(ev: SkewEvent) -> None:
+        session.signals.telemetry(kind="clock_skew", reason=ev.describe(),
+                                  at_sequence=session.last_sequence)
+        if tell is not None:
+            tell(ev)
+
+    def on_skew(ev: SkewEvent) -> None:
+        loop.call_soon(note, ev)
+
+    return on_skew
+
+
 def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                      make_transport: Callable[[RecordSink], TransportT]
                      ) -> AssembledSession[TransportT]:
@@ -499,7 +527,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     clock = SystemClock()
     # One time base for the whole session: records of the kernel, transport,
     # providers and recorder all carry milliseconds since the session started.
-    timebase = Timebase(clock)
+    timebase = Timebase(clock, max_skew_ms=opts.max_skew_ms)
     size = opts.timeline_buffer  # control and evidence keep their own room (F-176)
     recorder = TimelineRecorder(timebase, RecorderOptions(
         capacity=size or 200_000, control_reserve=max(1024, size // 2) if size else 100_000,
@@ -610,6 +638,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     session.signals.authority_epoch = authority.epoch
     session.signals.payload_sink = record  # in-band metrics travel with their values
     debug_box.append(session)
+    timebase.on_skew = _skew_notes(session, opts.on_clock_skew)
     if capture is not None:
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))

@@ -6,7 +6,8 @@ drops, cancel latency, provider series, active sessions by pipeline version)
 plus the server's own: sessions opened/refused, turns by terminal outcome,
 turn latency histograms (turn-open decision, first output, end to end),
 egress lateness for transports, ingress jitter-buffer outcomes and hold (per ended
-connection, by transport kind), and readiness. Labels are bounded: pipeline
+connection, by transport kind), ingress media-to-runtime mapping errors and wall-clock
+corrections (NF-018), and readiness. Labels are bounded: pipeline
 version, a fixed outcome/phase vocabulary and refusal codes; never a session
 or turn id.
 """
@@ -24,6 +25,7 @@ from rspp.contracts import ControlSignal, SignalName
 from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
 from rspp.providers import BatchingCollector, BatchStats
+from rspp.server._skew_metrics import SkewCollector
 
 __all__ = ["ServerMetrics"]
 
@@ -219,6 +221,9 @@ class ServerMetrics:
                                    registry=r)
         self._gates_errors = Counter("rspp_gate_sampler_errors_total",
                                      "Records the gate sampler could not evaluate", registry=r)
+        #: media-to-runtime mapping errors and wall-clock corrections (NF-018)
+        self.skew = SkewCollector()
+        r.register(self.skew)
 
     def _safe(self, fn: Any) -> None:
         try:
@@ -293,6 +298,15 @@ class ServerMetrics:
             self._hold.labels(label).observe(stats.hold_max_ms / 1000.0)
 
         self._safe(update)
+
+    def media_skew(self, transport: str, hist: Any) -> None:
+        """An ended connection's media-to-runtime mapping errors (a ``MediaSkewHistogram``)."""
+        label = transport if transport in _TRANSPORTS else "other"
+        self._safe(lambda: self.skew.media_skew(label, hist))
+
+    def clock_skew(self, event: Any) -> None:
+        """A session's wall-clock correction (a ``SkewEvent``)."""
+        self._safe(lambda: self.skew.clock_skew(event.action))
 
     def gate_samples_sent(self, n: int) -> None:
         self._safe(lambda: self._gates_sent.inc(n))

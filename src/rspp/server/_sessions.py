@@ -41,7 +41,7 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
-from rspp.kernel import SystemClock
+from rspp.kernel import DEFAULT_MAX_SKEW_MS, SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
 from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits, ProviderBatcher
 from rspp.runner import TelemetryTargets
@@ -133,6 +133,8 @@ class SessionPolicy:
     provider_http: HttpPoolLimits = field(default_factory=HttpPoolLimits)
     #: in-band metrics events (F-026) at every turn's end and the session's
     metrics_events: bool = False
+    #: the wall-clock skew a session's timebase tolerates (NF-018, ``--max-skew-ms``)
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
     #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
     capacity: CapacityModel | None = None
     #: slots per node type shared by every session (F-105, F-109) and whose turn comes
@@ -597,6 +599,7 @@ class GovernedSessions:
             admission=self.admission,
             priority=info.attributes.get("priority", "interactive"), pool=self.pool,
             metrics_events=p.metrics_events,
+            max_skew_ms=p.max_skew_ms, on_clock_skew=self.metrics.clock_skew,
             fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)
         try:
             built = await build(gd, opts)
@@ -613,6 +616,7 @@ class GovernedSessions:
             transport.gate = keeper.output_gate
             transport.on_jitter = self.metrics.jitter
             transport.on_lateness = self.metrics.egress_lateness
+            transport.on_media_skew = self.metrics.media_skew
         checkpoints = SessionCheckpointer(built.core.driver, state,
                                           runtime_id=self.link.runtime_id)
         served.checkpoints, served.resumed = checkpoints, point
