@@ -7,7 +7,8 @@ lineage, then the ``shed`` outcome and signal of RK-25 at the ``edge_enqueue``
 scheduling point). Sustained shedding puts the session in the spec's degraded posture
 (``degrade``, the LLM switches to its cheaper fallback for the first question); once the
 edge has not shed for ``recover_after_ms`` the posture recovers and the second question
-is answered by the normal provider.
+is answered by the normal provider (the second question is injected with ``--barge-in``
+5 s of media after the first reply started playing, so it follows that reply).
 """
 
 from __future__ import annotations
@@ -27,17 +28,22 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 @pytest.fixture
-def two_questions(spoken: dict[str, Path], tmp_path: Path) -> Path:
+def question_then_silence(spoken: dict[str, Path], tmp_path: Path) -> Path:
+    """The first question and 14 s of silence; the second question comes with
+    ``--barge-in`` 5 s of media after the first reply (3.6 s) started playing: after that
+    reply however late it started (a fixed 6 s gap let the second question cut a reply
+    that a loaded machine started late)."""
     pcm, rate = read_wav(spoken["question"])
-    out = tmp_path / "qq.wav"
-    write_wav(out, pcm + b"\x00\x00" * int(rate * 6.0) + pcm, rate)
+    out = tmp_path / "q.wav"
+    write_wav(out, pcm + b"\x00\x00" * int(rate * 14.0), rate)
     return out
 
 
 @pytest.mark.parametrize(("strategy", "bound"), [("drop", "max_queue_items_exceeded"),
                                                  ("block", "max_block_time_exceeded")])
 def test_sustained_shedding_degrades_then_recovers(
-    strategy: str, bound: str, two_questions: Path, rspp_cli: RsppCli, tmp_path: Path,
+    strategy: str, bound: str, question_then_silence: Path, spoken: dict[str, Path],
+    rspp_cli: RsppCli, tmp_path: Path,
     overload_pipeline: Callable[[Path, str], Path]
 ) -> None:
     """drop: a full edge sheds the newest frame; block: the producer waits at most
@@ -46,7 +52,8 @@ def test_sustained_shedding_degrades_then_recovers(
     lint = rspp_cli("lint", "--strict", str(spec))
     assert lint.returncode == 0, lint.stdout + lint.stderr
     tl, log, prom = tmp_path / "t.jsonl", tmp_path / "log.jsonl", tmp_path / "m.prom"
-    res = rspp_cli.run(str(spec), "--input", str(two_questions), "--timeline", str(tl),
+    res = rspp_cli.run(str(spec), "--input", str(question_then_silence),
+                       "--barge-in", f"{spoken['question']}@5.0", "--timeline", str(tl),
                        "--real-time", "--json", "--log-out", str(log), "--metrics-out", str(prom))
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
