@@ -416,7 +416,10 @@ class ReplayEngine:
             late = self._piped.late_lines
         elif self._paired is not None:
             self._paired.fetcher.read_on(None)  # the recording to its end
-            report = self._paired.finish()
+            try:
+                report = self._paired.finish()
+            finally:
+                self._paired.close()
             late = self._paired.late_lines
         elif self._comparison is not None:
             self._feed_expected(everything=True)
@@ -493,6 +496,8 @@ class ReplayEngine:
         if self._finished is None and self._started:
             await self.rig.stop()
             await self._stop_transport()
+        if self._paired is not None:
+            self._paired.close()
 
     async def _stop_transport(self) -> None:
         task, self._transport_task = self._transport_task, None

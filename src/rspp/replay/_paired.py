@@ -14,12 +14,12 @@ When every pair is the same and the turn structure is *plain* (:class:`_Shape`),
 turn-by-turn comparison (:class:`~rspp.observability.TurnwiseComparison`) of the two
 timelines finds nothing whatever order it was fed them in, and counts no late line:
 the report is the empty one, without running it. Otherwise (a divergence, a cut or
-garbage line, a line out of order...) the comparison runs for real, afterwards, fed
-exactly as the in-process streamed comparison was fed: the recording re-read as far
-as the replay's pass had read when each candidate line was made, the candidate lines
-in order (those before the first different pair rebuilt from the recorded lines, the
-rest kept as they came, in a temporary file), the recording read on while the
-comparison waits for it (see :func:`take_actual`). The report is therefore that of the
+garbage line, a line out of order...) the comparison runs for real, fed exactly
+as the in-process streamed comparison was fed: from the first different pair on (caught
+up with the candidate lines before it, rebuilt from the recorded lines they equal), or at
+the end when the timeline is not plain; it reads the recording itself, as far as the
+replay's pass had read when each candidate line was made, and on while it waits for the
+recording (see :func:`take_actual`). The report is therefore that of the
 in-process comparison, byte for byte, in every case.
 
 Why the empty report is exact for a plain, identical pair of timelines (the reasoning
@@ -37,15 +37,20 @@ record carries the earliest timestamp both sides measure from the same one.
 
 from __future__ import annotations
 
-import tempfile
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
-from rspp.contracts import DivergencePolicy, DivergenceReport, ReplayMode, ReplayTolerances
+from rspp.contracts import (
+    DivergencePolicy,
+    DivergenceReport,
+    EventRecord,
+    ReplayMode,
+    ReplayTolerances,
+)
 from rspp.observability._compare import TurnwiseComparison
 from rspp.observability._errors import TimelineFormatError
 from rspp.observability._evidence import EVIDENCE_KIND
@@ -58,8 +63,6 @@ from rspp.replay._rig import compared_line_of
 __all__ = ["PairedComparison", "take_actual"]
 
 _enc = msgspec.json.encode
-_pack = msgspec.msgpack.encode
-_unpack = msgspec.msgpack.Decoder(tuple[str, dict[str, Any], dict[str, Any] | None]).decode
 _TERMINAL = frozenset({"commit", "abort"})
 _KEEP_WHOLE = frozenset({"resolved_turn_plan", EVIDENCE_KIND})
 _CLOSE_AFTER = TurnwiseComparison.CLOSE_AFTER
@@ -109,7 +112,8 @@ class _Shape:
 
     def see(self, kind: str, rec: Any) -> None:
         lane = getattr(rec, "lane", None)
-        signal = getattr(rec, "signal", None)
+        # (an EventRecord, most lines, has no signal: no failing attribute lookup)
+        signal = None if type(rec) is EventRecord else getattr(rec, "signal", None)
         if lane == "TelemetryLane" or signal == "recording_level_downgraded":
             return
         if signal == "cancel" and getattr(rec, "scope", None) == "provider_invocation":
@@ -149,32 +153,6 @@ class _Shape:
                     self._over.add(order.pop(0))
 
 
-class _Spill:
-    """Candidate lines kept for a comparison run afterwards (a temporary file)."""
-
-    def __init__(self) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile()  # closed in close()
-        self.count = 0
-
-    def add(self, kind: str, line: dict[str, Any]) -> None:
-        view = actual_view(kind, line)
-        body = _pack((view.kind, view.record, view.payload))
-        self._file.write(len(body).to_bytes(4, "big") + body)
-        self.count += 1
-
-    def lines(self) -> Iterator[TimelineLine]:
-        f = self._file
-        f.flush()
-        f.seek(0)
-        for _ in range(self.count):
-            size = int.from_bytes(f.read(4), "big")
-            kind, record, payload = _unpack(f.read(size))
-            yield TimelineLine(line=0, kind=kind, record=record, payload=payload)
-
-    def close(self) -> None:
-        self._file.close()
-
-
 class PairedComparison:
     """The streamed comparison of one session by bytes first (see the module doc).
 
@@ -197,14 +175,15 @@ class PairedComparison:
         #: candidate records not yet paired (the candidate is ahead of the pass)
         self._items: deque[BufferedItem] = deque()
         self._paired = 0
-        #: per candidate line, how far the pass had read when it was made
+        #: per candidate line (up to the first different pair), how far the pass had
+        #: read when it was made
         self.positions = array("q")
         #: per pair before the first different one: the candidate carried the tag
         self._tagged = bytearray()
         self.shape = _Shape()
         #: index of the first pair that is not the same (None: all so far)
         self.diverged: int | None = None
-        self._spill: _Spill | None = None
+        self._rerun: _Rerun | None = None
         self.late_lines = 0
         self._heads: dict[str, bytes] = {}
 
@@ -214,10 +193,10 @@ class PairedComparison:
         position = self.fetcher.position
         positions, shape, raws = self.positions, self.shape, self._raws
         for item in items:
-            positions.append(position)
             if self.diverged is not None:
-                self._keep(item)
+                self._keep(item, position)
                 continue
+            positions.append(position)
             shape.see(item.kind, item.record)
             if raws:
                 self._pair(item, *raws.popleft())
@@ -238,8 +217,8 @@ class PairedComparison:
               decoded: TimelineLine | TimelineFormatError | None) -> None:
         tagged = self._same(item, number, raw, decoded)
         if tagged is None:
+            self._items.appendleft(item)  # (kept by _diverge, with its position)
             self._diverge()
-            self._keep(item)
             return
         self._tagged.append(tagged)
         self._paired += 1
@@ -267,9 +246,12 @@ class PairedComparison:
             return tagged if raw == head + body + b',"payload":' + _enc(payload) + b"}\n" \
                 else None
         line = head + body
-        if raw == line + b"}\n":
+        if not raw.startswith(line):
+            return None
+        end = len(line)
+        if len(raw) == end + 2 and raw.endswith(b"}\n"):
             return tagged
-        if not raw.startswith(line + b',"payload":'):
+        if not raw.startswith(b',"payload":', end):
             return None
         # the candidate's payload is not encoded (a compared-only replay: audio, debug):
         # the recorded one must carry no text either (what the comparator reads of it)
@@ -280,53 +262,73 @@ class PairedComparison:
         return tagged
 
     def _diverge(self) -> None:
-        """The first pair that is not the same: keep every candidate line from it on."""
+        """The first pair that is not the same: from here on the turn-by-turn comparison
+        runs, caught up with the candidate lines so far."""
         self.diverged = self._paired
-        self._spill = _Spill()
         self._raws.clear()
+        self._catch_up()
         pending, self._items = self._items, deque()
-        for item in pending:
-            self._keep(item)
+        for k, item in enumerate(pending, start=self._paired):
+            self._keep(item, self.positions[k])
 
-    def _keep(self, item: BufferedItem) -> None:
-        if self._spill is None:  # (diverged implies a spill)
-            self._spill = _Spill()
-        self._spill.add(item.kind, compared_line_of(item))
+    def _catch_up(self) -> None:
+        """Start the comparison and give it the candidate lines the recording's ones
+        equal (rebuilt from them)."""
+        self._rerun = rerun = _Rerun(self.fetcher, self.tolerances, self.policy, self.mode)
+        rebuilt = _Rebuilt(LineFetcher(self.fetcher.path, (), self.fetcher.span),
+                           self._tagged, self._tag)
+        try:
+            for k in range(self._paired):
+                rerun.take(self.positions[k], rebuilt.line(k))
+        finally:
+            rebuilt.close()
+
+    def _keep(self, item: BufferedItem, position: int) -> None:
+        if self._rerun is None:  # (a divergence starts it)
+            raise RuntimeError("a candidate line kept before the comparison started")
+        self._rerun.take(position, actual_view(item.kind, compared_line_of(item)))
 
     # ------------------------------------------------------------- the end
     def finish(self) -> DivergenceReport:
         """The report (the recording must have been read to its end)."""
         if self.diverged is None and (self._raws or self._items):
             self._diverge()  # one timeline is longer
-        try:
-            if self.diverged is None and self.shape.plain:
+        if self._rerun is None:
+            if self.shape.plain:
                 return DivergenceReport.build(self.mode, [], self.tolerances, self.policy)
-            return self._compare()
-        finally:
-            if self._spill is not None:
-                self._spill.close()
-
-    def _compare(self) -> DivergenceReport:
-        """The turn-by-turn comparison, fed as the in-process streamed one was."""
-        comparison = TurnwiseComparison(tolerances=self.tolerances, policy=self.policy,
-                                        mode=self.mode)
-        path, span = self.fetcher.path, self.fetcher.span
-        expected = LineFetcher(path, (), span)
-        expected.on_line = comparison.add_expected
-        rebuilt = _Rebuilt(LineFetcher(path, (), span), self._tagged, self._tag)
-        kept = self._spill.lines() if self._spill is not None else iter(())
-        same = self._paired if self.diverged is None else self.diverged
-        try:
-            for k, position in enumerate(self.positions):
-                line = rebuilt.line(k) if k < same else next(kept)
-                take_actual(comparison, expected, position, line)
-            expected.read_on(None)
-            report = comparison.finish()
-        finally:
-            expected.close()
-            rebuilt.close()
-        self.late_lines = comparison.late_lines
+            self._catch_up()  # the same lines, but a late record (or so): compare
+        rerun = self._rerun
+        if rerun is None:  # (made just above)
+            raise RuntimeError("no comparison to finish")
+        report, self.late_lines = rerun.finish()
         return report
+
+    def close(self) -> None:
+        """Close the comparison's own pass over the recording (if it ran)."""
+        if self._rerun is not None:
+            self._rerun.close()
+
+
+class _Rerun:
+    """The turn-by-turn comparison fed as the in-process streamed one was: its own pass
+    over the recording, read as far as the replay's pass had read (see
+    :func:`take_actual`)."""
+
+    def __init__(self, fetcher: LineFetcher, tolerances: ReplayTolerances,
+                 policy: DivergencePolicy, mode: ReplayMode) -> None:
+        self.comparison = TurnwiseComparison(tolerances=tolerances, policy=policy, mode=mode)
+        self.expected = LineFetcher(fetcher.path, (), fetcher.span)
+        self.expected.on_line = self.comparison.add_expected
+
+    def take(self, position: int, line: TimelineLine) -> None:
+        take_actual(self.comparison, self.expected, position, line)
+
+    def finish(self) -> tuple[DivergenceReport, int]:
+        self.expected.read_on(None)
+        return self.comparison.finish(), self.comparison.late_lines
+
+    def close(self) -> None:
+        self.expected.close()
 
 
 class _Rebuilt:
