@@ -10,6 +10,7 @@ import json
 import os
 import random
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -55,6 +56,21 @@ def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     k = min(len(s) - 1, max(0, round(p / 100.0 * (len(s) - 1))))
     return s[k]
+
+
+def start_fake_providers() -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``python -m rspp.testing.fakes`` in a child process (its CPU is not this process's)
+    and the environment naming it (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ...)."""
+    proc = subprocess.Popen([sys.executable, "-m", "rspp.testing.fakes"],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    env: dict[str, str] = {}
+    for line in proc.stdout or ():
+        name, _, value = line.removeprefix("export ").strip().partition("=")
+        env[name] = value
+        if "OPENAI_BASE_URL" in env and "OPENAI_API_KEY" in env:
+            break
+    return proc, env
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ reply frame of the interrupted turn delivered and the moment its playback stoppe
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator
@@ -219,15 +220,25 @@ class Measured:
     wall_s: float
 
 
-def measure(doc: str | None) -> Measured:
-    """Parse ``--quick`` / ``--sessions`` and run the idle and the loaded phase."""
+def smoke_parser(doc: str | None) -> argparse.ArgumentParser:
+    """``quick_parser`` plus ``--smoke``: a session or two, proving that the benchmark runs
+    (tests/integration/test_benchmark_smoke.py); its numbers mean nothing."""
     ap = quick_parser(doc)
+    ap.add_argument("--smoke", action="store_true",
+                    help="a session or two: checks that the benchmark runs, measures nothing")
+    return ap
+
+
+def measure(doc: str | None) -> Measured:
+    """Parse ``--quick`` / ``--smoke`` / ``--sessions``; run the idle and the loaded phase."""
+    ap = smoke_parser(doc)
     ap.add_argument("--sessions", type=int, default=200, help="concurrent sessions (loaded)")
     args = ap.parse_args()
+    sessions = 1 if args.smoke else args.sessions
     idle: list[SessionResult] = []
-    for _ in range(3 if args.quick else 10):  # one session at a time
+    for _ in range(0 if args.smoke else 3 if args.quick else 10):  # one session at a time
         idle += asyncio.run(run_many(1, barge_in=True, stagger_s=0.0))
     cpu0, wall0 = cpu_seconds(), time.monotonic()
-    loaded = asyncio.run(run_many(args.sessions, barge_in=True, stagger_s=1.0))
+    loaded = asyncio.run(run_many(sessions, barge_in=True, stagger_s=1.0))
     wall = time.monotonic() - wall0
-    return Measured(idle, loaded, args.sessions, (cpu_seconds() - cpu0) / wall, wall)
+    return Measured(idle, loaded, sessions, (cpu_seconds() - cpu0) / wall, wall)

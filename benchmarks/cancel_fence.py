@@ -15,7 +15,7 @@ The served path under load (``rspp serve``, WebSocket clients speaking over the 
 timelines gated by ``rspp slo report --spec`` on ``slo.cancel_fence_p95_ms``/``p99_ms``)
 is ``benchmarks/served_slo.py --scenario barge-in``.
 
-Usage: ``python benchmarks/cancel_fence.py [--quick] [--sessions 200]``; JSON last line.
+Usage: ``python benchmarks/cancel_fence.py [--quick | --smoke] [--sessions 200]``; JSON last line.
 """
 
 from __future__ import annotations

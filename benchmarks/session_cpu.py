@@ -10,7 +10,8 @@ system), so a loaded machine slows them down less than wall-clock ones:
 * ``real_time``: ``--sessions`` sessions at once in real time (started within 1 s);
   CPU ms per session per second of input media (0.2 + 0.6 + 3.0 s + 0.4 s tail).
 
-Usage: ``python benchmarks/session_cpu.py [--quick] [--sessions 40]``; JSON last line.
+Usage: ``python benchmarks/session_cpu.py [--quick | --smoke] [--sessions 40]``; JSON last
+line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _real_session as rs
-from _common import cpu_seconds, emit, quick_parser
+from _common import cpu_seconds, emit
 
 from rspp.runner._assembly import AssemblyOptions, assemble_session
 from rspp.spec import GraphDefinition
@@ -60,18 +61,21 @@ async def offline(sessions: int, reps: int) -> list[float]:
 
 
 def main() -> None:
-    ap = quick_parser(__doc__)
+    ap = rs.smoke_parser(__doc__)
     ap.add_argument("--sessions", type=int, default=40, help="concurrent real-time sessions")
     args = ap.parse_args()
-    per = asyncio.run(offline(4 if args.quick else 10, 5))
-    asyncio.run(rs.run_many(1, barge_in=True, stagger_s=0.0))  # warm-up
+    sessions = 1 if args.smoke else args.sessions
+    per = asyncio.run(offline(1 if args.smoke else 4 if args.quick else 10,
+                              1 if args.smoke else 5))
+    if not args.smoke:
+        asyncio.run(rs.run_many(1, barge_in=True, stagger_s=0.0))  # warm-up
     cpu0 = cpu_seconds()
-    res = asyncio.run(rs.run_many(args.sessions, barge_in=True, stagger_s=1.0))
-    rt = 1000 * (cpu_seconds() - cpu0) / (args.sessions * MEDIA_S)
+    res = asyncio.run(rs.run_many(sessions, barge_in=True, stagger_s=1.0))
+    rt = 1000 * (cpu_seconds() - cpu0) / (sessions * MEDIA_S)
     emit({"benchmark": "session_cpu",
           "offline_cpu_ms_per_media_s": round(statistics.median(per), 2),
           "offline_runs": [round(x, 2) for x in per],
-          "real_time_sessions": args.sessions,
+          "real_time_sessions": sessions,
           "real_time_cpu_ms_per_session_s": round(rt, 2),
           "barge_ins_measured": sum(r.stop_ms is not None for r in res),
           "sessions_per_core_estimate": int(1000 / rt)})

@@ -9,7 +9,7 @@ moment ``turn_open`` was emitted (T1, admission, snapshot check, authority, plan
 freeze, T5). Each session has two turns (a question, then a barge-in that is answered).
 Targets: p99 <= 10 ms at 200 sessions.
 
-Usage: ``python benchmarks/turn_open.py [--quick] [--sessions 200]``; JSON last line.
+Usage: ``python benchmarks/turn_open.py [--quick | --smoke] [--sessions 200]``; JSON last line.
 """
 
 from __future__ import annotations

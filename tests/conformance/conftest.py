@@ -17,6 +17,7 @@ from rspp.providers.remote import (
     DeepgramSTT,
     ElevenLabsTTS,
     OpenAIChatLLM,
+    OpenAICompletionsLLM,
     OpenAITTS,
 )
 from rspp.testing.fakes import (
@@ -62,11 +63,16 @@ async def build(name: str) -> AsyncIterator[AdapterUnderTest]:
             return EspeakTTS(voice="no-such-voice", metrics=rec), Outcome.BAD_REQUEST, {}
 
         yield AdapterUnderTest(EspeakTTS(metrics=rec), rec, fail_es)
-    elif name in ("openai", "openai-tts", "anthropic"):
+    elif name in ("openai", "openai-tts", "anthropic", "openai-completions",
+                  "openai-completions-batched"):
         fake: Any = FakeAnthropic(api_key=KEY) if name == "anthropic" else FakeOpenAI(api_key=KEY)
         async with serve_asgi(fake.app) as url:
             if name == "openai":
                 provider: Any = OpenAIChatLLM(base_url=url + "/v1", api_key=key, metrics=rec)
+            elif name.startswith("openai-completions"):  # batched: a batch of one, at once
+                provider = OpenAICompletionsLLM(
+                    base_url=url + "/v1", api_key=key, metrics=rec, batching={
+                        "max_batch_size": 1} if name.endswith("batched") else None)
             elif name == "openai-tts":
                 provider = OpenAITTS(base_url=url + "/v1", api_key=key, metrics=rec)
             else:

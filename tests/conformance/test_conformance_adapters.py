@@ -25,7 +25,8 @@ from rspp.providers.offline import EspeakTTS
 pytestmark = pytest.mark.conformance
 
 # every adapter of each kind (the conftest factory knows how to build and break each one)
-LLM_ADAPTERS = ["local-responder", "openai", "anthropic"]
+LLM_ADAPTERS = ["local-responder", "openai", "anthropic", "openai-completions",
+                "openai-completions-batched"]
 STT_ADAPTERS = ["pocketsphinx", "deepgram"]
 TTS_ADAPTERS = ["espeak", "elevenlabs", "openai-tts"]
 

@@ -6,6 +6,7 @@ import json
 import ssl
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -14,7 +15,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from rspp.client import LiveClient, SessionTarget, route_session
-from rspp.testing import TEXT_CHAT_SPEC, with_patient_budgets
+from rspp.testing import (
+    DOMAIN_STT,
+    SILENCE_VAD,
+    TEXT_CHAT_SPEC,
+    voice_assistant_spec,
+    with_patient_budgets,
+)
 from rspp.testing.fakes import FakeProviderServers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,6 +148,64 @@ def text_chat_spec() -> str:
     """The text-only chat spec (input text -> local LLM -> output text) with patient budgets,
     shared by the served text and debug-capture tests."""
     return TEXT_CHAT_SPEC
+
+
+#: the overload pipeline's slow node (``overload_pipeline``)
+OVERLOAD_METER = textwrap.dedent('''
+    import asyncio
+
+    from rspp import Event, Node
+
+
+    class Meter(Node):
+        """Slow for its first 70 frames (about 4 s of work), then quick."""
+        inputs = ("audio",)
+        outputs = ("level",)
+        port_types = {"audio": "audio"}
+
+        def __init__(self, ctx, params=None):
+            super().__init__(ctx, params)
+            self.n = 0
+
+        async def process(self, event: Event, port: str):
+            self.n += 1
+            if self.n <= 70:
+                await asyncio.sleep(0.06)  # three frames' worth of work per frame
+            return None
+''')
+
+OVERLOAD_SPEC = voice_assistant_spec(
+    "overload", vad=SILENCE_VAD,
+    head="budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}"
+         "\noverload: {shed_threshold: 3, window_ms: 2000, recover_after_ms: 1000,\n"
+         "           degrade_providers: {llm: local-responder}}",
+    providers=f"  stt: {DOMAIN_STT}\n  llm: {{primary: local, fallbacks: [local-responder]}}\n"
+              "  tts: {primary: espeak}",
+    # the ports declared too: the control plane of ``rspp serve`` runs no node code
+    nodes=['{id: meter, type: "python:overload_nodes:Meter",\n'
+           '     ports: {inputs: [{name: audio, type: audio}],\n'
+           '             outputs: [{name: level, type: any}]}}'],
+    edges=["{from: input.audio, to: meter.audio,\n"
+           "     buffer: {strategy: %(strategy)s, max_queue_items: 2%(block)s}}"])
+
+
+@pytest.fixture(scope="session")
+def overload_pipeline() -> Callable[[Path, str], Path]:
+    """``overload_pipeline(directory, strategy)``: the overload spec (its ``meter`` node
+    reads input audio through a 2-frame ``strategy`` buffer - ``drop`` or ``block`` - and
+    is slow for its first 70 frames, so the edge sheds in real time; the spec's overload
+    posture degrades the LLM to ``local-responder``) and its node module, written to
+    ``directory``; the spec's path (run or serve it with ``directory`` as the working
+    directory or beside the spec)."""
+
+    def write(directory: Path, strategy: str) -> Path:
+        (directory / "overload_nodes.py").write_text(OVERLOAD_METER)
+        block = ", max_block_time_ms: 20" if strategy == "block" else ""
+        spec = directory / "overload.yaml"
+        spec.write_text(OVERLOAD_SPEC % {"strategy": strategy, "block": block})
+        return spec
+
+    return write
 
 
 def patient_voice_spec(directory: Path) -> Path:

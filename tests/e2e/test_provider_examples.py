@@ -26,6 +26,7 @@ REMOTE = {
     ),
     "anthropic_offline_speech.yaml": (("anthropic",), ("ANTHROPIC_API_KEY",)),
     "local_openai_compatible.yaml": (("openai",), ()),
+    "batched_completions.yaml": (("openai",), ("OPENAI_API_KEY",)),
 }
 #: offline examples, run by the tests named here
 OFFLINE = {
@@ -79,10 +80,14 @@ def test_example_runs_against_the_fake_providers(
     for name, requests in seen.items():
         assert bool(requests) == (name in used), (name, requests)
     if "openai" in used:
-        chat = [r for r in seen["openai"] if r.path == "/v1/chat/completions"]
+        chat = [r for r in seen["openai"]
+                if r.path in ("/v1/chat/completions", "/v1/completions")]
         assert chat and isinstance(chat[0].body, dict) and chat[0].body["stream"] is True
         auth = chat[0].headers.get("authorization")
         assert auth == (None if key is None else f"Bearer {key}")
+    if example == "batched_completions.yaml":  # batching on, one session: a batch of one
+        assert fakes.openai.completion_batches == [1]
+        assert isinstance(chat[0].body, dict) and isinstance(chat[0].body["prompt"], list)
     if "anthropic" in used:
         assert seen["anthropic"][0].headers["x-api-key"] == "test-key"
     if "deepgram" in used:

@@ -13,54 +13,18 @@ is answered by the normal provider.
 from __future__ import annotations
 
 import json
-import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from rspp.testing import DOMAIN_STT, SILENCE_VAD, voice_assistant_spec
 from rspp.transports import read_wav, write_wav
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RsppCli
 
 pytestmark = pytest.mark.e2e
-
-METER = textwrap.dedent('''
-    import asyncio
-
-    from rspp import Event, Node
-
-
-    class Meter(Node):
-        """Slow for its first 70 frames (about 4 s of work), then quick."""
-        inputs = ("audio",)
-        outputs = ("level",)
-        port_types = {"audio": "audio"}
-
-        def __init__(self, ctx, params=None):
-            super().__init__(ctx, params)
-            self.n = 0
-
-        async def process(self, event: Event, port: str):
-            self.n += 1
-            if self.n <= 70:
-                await asyncio.sleep(0.06)  # three frames' worth of work per frame
-            return None
-''')
-
-SPEC = voice_assistant_spec(
-    "overload", vad=SILENCE_VAD,
-    head="budgets: {turn_ms: 120000, node_ms: 60000, path_ms: 120000, provider_timeout_ms: 60000}"
-         "\noverload: {shed_threshold: 3, window_ms: 2000, recover_after_ms: 1000,\n"
-         "           degrade_providers: {llm: local-responder}}",
-    providers=f"  stt: {DOMAIN_STT}\n  llm: {{primary: local, fallbacks: [local-responder]}}\n"
-              "  tts: {primary: espeak}",
-    nodes=['{id: meter, type: "python:overload_nodes:Meter"}'],
-    edges=["{from: input.audio, to: meter.audio,\n"
-           "     buffer: {strategy: %(strategy)s, max_queue_items: 2%(block)s}}"])
-
 
 @pytest.fixture
 def two_questions(spoken: dict[str, Path], tmp_path: Path) -> Path:
@@ -70,21 +34,15 @@ def two_questions(spoken: dict[str, Path], tmp_path: Path) -> Path:
     return out
 
 
-def _spec(strategy: str) -> str:
-    block = ", max_block_time_ms: 20" if strategy == "block" else ""
-    return SPEC % {"strategy": strategy, "block": block}
-
-
 @pytest.mark.parametrize(("strategy", "bound"), [("drop", "max_queue_items_exceeded"),
                                                  ("block", "max_block_time_exceeded")])
 def test_sustained_shedding_degrades_then_recovers(
-    strategy: str, bound: str, two_questions: Path, rspp_cli: RsppCli, tmp_path: Path
+    strategy: str, bound: str, two_questions: Path, rspp_cli: RsppCli, tmp_path: Path,
+    overload_pipeline: Callable[[Path, str], Path]
 ) -> None:
     """drop: a full edge sheds the newest frame; block: the producer waits at most
     ``max_block_time_ms`` (F-148), then the frame is shed deterministically."""
-    (tmp_path / "overload_nodes.py").write_text(METER)
-    spec = tmp_path / "overload.yaml"
-    spec.write_text(_spec(strategy))
+    spec = overload_pipeline(tmp_path, strategy)
     lint = rspp_cli("lint", "--strict", str(spec))
     assert lint.returncode == 0, lint.stdout + lint.stderr
     tl, log, prom = tmp_path / "t.jsonl", tmp_path / "log.jsonl", tmp_path / "m.prom"
@@ -127,12 +85,12 @@ def test_sustained_shedding_degrades_then_recovers(
     assert f'rspp_edge_drops_total{{edge_id="{edge}"' in prom.read_text()
 
 
-def test_lint_names_a_degrade_provider_outside_the_chain(rspp_cli: RsppCli,
-                                                         tmp_path: Path) -> None:
-    spec = tmp_path / "bad.yaml"
-    (tmp_path / "overload_nodes.py").write_text(METER)
-    spec.write_text(_spec("drop").replace("degrade_providers: {llm: local-responder}",
-                                          "degrade_providers: {llm: anthropic}"))
+def test_lint_names_a_degrade_provider_outside_the_chain(
+    rspp_cli: RsppCli, tmp_path: Path, overload_pipeline: Callable[[Path, str], Path]
+) -> None:
+    spec = overload_pipeline(tmp_path, "drop")
+    spec.write_text(spec.read_text().replace("degrade_providers: {llm: local-responder}",
+                                             "degrade_providers: {llm: anthropic}"))
     res = rspp_cli("lint", str(spec))
     assert res.returncode != 0
     assert "overload.degrade_providers.llm" in res.stdout + res.stderr

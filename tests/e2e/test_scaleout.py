@@ -345,9 +345,12 @@ def _sent_after(talker: Talker, runtime: str, epoch: int, at_ms: int) -> int:
 async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_moves(
     fleet_db: str, tmp_path: Path
 ) -> None:
-    # renewals every 20 s: the holder learns of the hand-off on its control channel (the
-    # push), long before its next renewal would tell it (the fallback)
-    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=60_000,
+    # renewals every 20 min: the holder learns of the hand-off on its control channel (the
+    # push), long before its next renewal would tell it (the fallback). The keepers renew
+    # on a shared tick (the monotonic clock's multiples of the period), so a renewal may
+    # come at any moment after the session opens: with 20 s one fell inside the migrate
+    # about one run in twenty (test_handoff_push, the same assumption)
+    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=3_600_000,
                                                          heartbeat_timeout_ms=15_000)).start()
     try:
         sid = str((await fleet.route())["session_id"])

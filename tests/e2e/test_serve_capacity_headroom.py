@@ -17,7 +17,9 @@ a free slot; once the first turn is cancelled the call ends and the next turn op
 
 Every threshold decision is the deferred turn's pre-turn outcome in its timeline, the
 client's ``turn_deferred`` and ``/metrics``: ``rspp_capacity_load{resource}``,
-``rspp_capacity_threshold{resource}`` and ``rspp_capacity_deferrals_total{threshold}``.
+``rspp_capacity_threshold{resource}`` and ``rspp_capacity_deferrals_total{threshold}``;
+the threshold tripping is a capacity-control event in the live sessions' timelines
+(``capacity_control:queue_depth:1/1:defer``) before the deferral.
 A threshold on a load without a pool is refused at start, naming the option.
 """
 
@@ -136,6 +138,11 @@ def test_queue_depth_and_provider_concurrency_thresholds_defer_new_turns_at_admi
     assert [r["reason"] for r in deferred] == ["capacity:queue_depth:1/1:interactive"]
     assert not [r for r in records if r.get("signal") == "turn_open"
                 and r.get("turn_id") == deferred[0]["turn_id"]]
+    # the threshold tripping is a capacity-control event of its own, before the deferral
+    trips = [i for i, r in enumerate(records)
+             if r.get("reason") == "capacity_control:queue_depth:1/1:defer"]
+    assert trips and records[trips[0]]["signal"] == "defer", records
+    assert trips[0] < records.index(deferred[0])
     # provider concurrency: deferred at one call in flight though the pool has two slots
     assert provider["first"] == ["open"]
     assert "capacity:provider:llm:1/1:interactive" in provider["deferred"], provider["deferred"]

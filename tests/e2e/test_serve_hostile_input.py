@@ -12,8 +12,12 @@ field type, invalid base64 in ``media``, an oversize payload, an oversize messag
 binary frame each close that call with 4400 (4413: over 64 KiB) and a reason naming the
 field; its session ends cleanly and the runtime serves on. A ``start`` with a wrong media
 format or a forged call/stream id (newlines, quotes) is refused 4400. The server's stderr
-has one line per rejection, with no payload bytes echoed (nor names the client made up) and
-no traceback.
+has a line per rejection (the first five of a session's 10 s window; the rest of the window
+counted by field in one summary line), with no payload bytes echoed (nor names the client
+made up) and no traceback. A client flooding the WebSocket with garbage gets an ``error``
+for each message while the log stays bounded (a session is not closed for bad input: the
+log is bounded, the answers are paced by the client's own reading, see
+``LiveSessionHandle.reject``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import base64
 import contextlib
 import importlib.util
 import json
+import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -87,14 +93,17 @@ WS_CASES: dict[str, tuple[str | bytes, tuple[str, str]]] = {
 }
 
 
-async def _ws_session(served: Served) -> tuple[list[Any], int | None]:
+class WsSession(NamedTuple):
+    session_id: str
+    events: list[Any]
+    close_code: int | None
+
+
+async def _ws_session(served: Served) -> WsSession:
     target = await route_session(served.srv.url, tenant_id="acme", api_key=KEY,
                                  pipeline_name="text-chat")
     got: list[Any] = []
-    async with websockets.connect(target.url, subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
-                                  additional_headers=[("Authorization",
-                                                       f"Bearer {target.token}")],
-                                  proxy=None, max_size=2**20) as ws:
+    async with _ws_connect(target.url, target.token) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
         for msg, _ in WS_CASES.values():
             await ws.send(msg)
@@ -111,7 +120,48 @@ async def _ws_session(served: Served) -> tuple[list[Any], int | None]:
                 got.append(ev)
                 if isinstance(ev, TurnEvent) and ev.state == "close":
                     await ws.send(json.dumps({"type": "end"}))
-    return got, ws.close_code
+    return WsSession(target.session_id, got, ws.close_code)
+
+
+def _ws_connect(url: str, token: str) -> Any:
+    return websockets.connect(url, subprotocols=[SUBPROTOCOL_JSON],  # type: ignore[list-item]
+                              additional_headers=[("Authorization", f"Bearer {token}")],
+                              proxy=None, max_size=2**20)
+
+
+#: bad messages a flooding client sends as fast as it can, then ends its session
+FLOOD = 300
+
+
+class Flood(NamedTuple):
+    session_id: str
+    errors: int
+    close_code: int | None
+    #: seconds from the first bad message sent to the session's close (the windows the
+    #: server's log limit can have opened: at most one per 10 s of it, and the first)
+    elapsed_s: float
+
+
+async def _ws_flood(served: Served) -> Flood:
+    """A client that sends only garbage (alternating invalid JSON and odd-length audio),
+    without waiting for the answers, then reads them all and ends."""
+    target = await route_session(served.srv.url, tenant_id="acme", api_key=KEY,
+                                 pipeline_name="text-chat")
+    loop = asyncio.get_running_loop()
+    errors = 0
+    async with _ws_connect(target.url, target.token) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        t0 = loop.time()
+        for i in range(FLOOD):
+            await ws.send("{" + MARK if i % 2 else MARK.encode() + b"\x01")
+        while errors < FLOOD:  # synchronise: every bad message is answered
+            if isinstance(decode_server(await ws.recv()), ErrorEvent):
+                errors += 1
+        await ws.send(json.dumps({"type": "end"}))
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _ in ws:
+                pass
+    return Flood(target.session_id, errors, ws.close_code, loop.time() - t0)
 
 
 def _log_lines(text: str) -> list[str]:
@@ -121,7 +171,7 @@ def _log_lines(text: str) -> list[str]:
 def test_websocket_rejects_each_bad_message_and_the_same_session_completes_a_turn(
     served: Served, exercised: Exercised
 ) -> None:
-    got, code = exercised.ws
+    _, got, code = exercised.ws
     errors = [e for e in got if isinstance(e, ErrorEvent)]
     expected = [want for _, want in WS_CASES.values()]
     # the text-only pipeline refuses audio once (its own error) after the frame checks
@@ -145,8 +195,9 @@ RTC_CASES: dict[str, tuple[str | bytes, tuple[str, str]]] = {
 }
 
 
-async def _rtc_session(served: Served) -> list[dict[str, Any]] | None:
-    """The data channel's events (None: aiortc, the WebRTC extra, is not installed)."""
+async def _rtc_session(served: Served) -> tuple[str, list[dict[str, Any]]] | None:
+    """The session id and the data channel's events (None: aiortc, the WebRTC extra, is
+    not installed)."""
     if importlib.util.find_spec("aiortc") is None:
         return None
     target = await route_session(served.srv.url, tenant_id="acme", api_key=KEY,
@@ -168,7 +219,7 @@ async def _rtc_session(served: Served) -> list[dict[str, Any]] | None:
         await peer.until(lambda: peer.of("session_end"))
     finally:
         await peer.close()
-    return peer.events
+    return target.session_id, peer.events
 
 
 def test_webrtc_data_channel_rejects_each_bad_message_and_the_session_completes_a_turn(
@@ -176,7 +227,7 @@ def test_webrtc_data_channel_rejects_each_bad_message_and_the_session_completes_
 ) -> None:
     if exercised.rtc is None:
         pytest.skip("WebRTC needs the extra: pip install 'rspp[webrtc]'")
-    events = exercised.rtc
+    _, events = exercised.rtc
 
     def of(kind: str) -> list[dict[str, Any]]:
         return [e for e in events if e["type"] == kind]
@@ -299,13 +350,14 @@ def test_phone_stream_closes_each_bad_call_with_a_44xx_code_naming_the_field_and
 
 class Exercised(NamedTuple):
     """What each transport's client saw: the WebSocket session's events and close code,
-    the WebRTC data channel's events (None without aiortc), each bad call's (close code,
-    reason, session id)."""
+    the WebRTC data channel's session id and events (None without aiortc), each bad call's
+    (close code, reason, session id), the flooding WebSocket client's."""
 
-    ws: tuple[list[Any], int | None]
-    rtc: list[dict[str, Any]] | None
+    ws: WsSession
+    rtc: tuple[str, list[dict[str, Any]]] | None
     phone: dict[str, tuple[int | None, str, str]]
     phone_start: dict[str, tuple[int | None, str]]
+    flood: Flood
 
 
 @pytest.fixture(scope="module")
@@ -313,26 +365,76 @@ def exercised(served: Served) -> Exercised:
     """Every hostile case, once, on every transport of the module's server."""
     return Exercised(asyncio.run(asyncio.wait_for(_ws_session(served), 120)),
                      asyncio.run(asyncio.wait_for(_rtc_session(served), 120)),
-                     _phone_calls(served), _phone_starts(served))
+                     _phone_calls(served), _phone_starts(served),
+                     asyncio.run(asyncio.wait_for(_ws_flood(served), 120)))
 
 
-def test_the_server_log_has_a_line_per_rejection_without_payload_or_traceback(
-    served: Served, exercised: Exercised
+@pytest.fixture(scope="module")
+def stopped(served: Served, exercised: Exercised) -> tuple[int, str, str]:
+    """The server stopped once every case ran: (exit status, stdout, stderr)."""
+    return served.srv.terminate()
+
+
+def test_the_server_log_accounts_for_each_rejection_without_payload_or_traceback(
+    exercised: Exercised, stopped: tuple[int, str, str]
 ) -> None:
-    code, out, err = served.srv.terminate()
+    code, out, err = stopped
     assert code == 0, err
     log = out + err
     assert "Traceback" not in log, log
     assert MARK not in log, log
     lines = _log_lines(err)
-    ws = [ln for ln in lines if "input rejected" in ln]
-    cases = [*WS_CASES.values(), *(RTC_CASES.values() if exercised.rtc is not None else ())]
-    assert len(ws) == len(cases), lines
-    for (code, field), line in zip((want for _, want in cases), ws, strict=True):
-        assert f"({code})" in line and (field == MARK or f"{field}:" in line), (field, line)
+    sessions = [(exercised.ws.session_id, [want for _, want in WS_CASES.values()])]
+    if exercised.rtc is not None:
+        sessions.append((exercised.rtc[0], [want for _, want in RTC_CASES.values()]))
+    for sid, cases in sessions:
+        logged, held = _rejections(lines, sid)
+        # the first LINES rejections of a session are a line each, in order; a later one
+        # is a line of a later window, or counted by field in a summary line
+        assert len(logged) + sum(held.values()) == len(cases), (sid, lines)
+        for (code, field), line in zip(cases[:LINES], logged[:LINES], strict=True):
+            assert f"({code})" in line and (field == MARK or f"{field}:" in line), (field, line)
+        assert set(held) <= {field for _, field in cases[LINES:]}, held
     phone = [ln for ln in lines if "closing the stream (44" in ln]
     assert len(exercised.phone) == len(PHONE_CASES)
     wanted = [*PHONE_CASES.values(), *PHONE_START_CASES.values()]
     assert len(phone) == len(wanted), lines
     for line, (_, want, _) in zip(phone, wanted, strict=True):
         assert f"({want})" in line, line
+
+
+#: rejection lines a session logs one by one in a window (``rspp serve``'s default)
+LINES = 5
+_REJECTED = re.compile(r"session (\S+): input rejected ")
+_HELD = re.compile(r"session (\S+): (\d+) more input rejections not logged one by one \((.*)\)$")
+
+
+def _rejections(lines: list[str], sid: str) -> tuple[list[str], Counter[str]]:
+    """Session ``sid``'s rejection lines of its own, and the counts its summaries hold."""
+    logged = [ln for ln in lines if (m := _REJECTED.search(ln)) and m.group(1) == sid]
+    held: Counter[str] = Counter()
+    for ln in lines:
+        m = _HELD.search(ln)
+        if m and m.group(1) == sid:
+            counts = dict(part.rsplit(": ", 1) for part in m.group(3).split(", "))
+            assert sum(map(int, counts.values())) == int(m.group(2)), ln
+            held.update({k: int(n) for k, n in counts.items()})
+    return logged, held
+
+
+def test_a_client_flooding_bad_messages_gets_every_error_but_the_log_stays_bounded(
+    exercised: Exercised, stopped: tuple[int, str, str]
+) -> None:
+    """Each bad message is answered (an ``error`` event) and the session ends normally;
+    the log has the first LINES of each 10 s window a line each and the rest as summary
+    lines counted by field - every rejection accounted for, no client bytes."""
+    flood = exercised.flood
+    assert flood.errors == FLOOD and flood.close_code == 1000
+    code, out, err = stopped
+    assert code == 0, err
+    assert MARK not in out + err
+    logged, held = _rejections(_log_lines(err), flood.session_id)
+    assert len(logged) + sum(held.values()) == FLOOD
+    assert set(held) <= {"$", "audio"}, held
+    windows = 1 + int(flood.elapsed_s // 10)
+    assert LINES <= len(logged) <= LINES * windows, (len(logged), flood.elapsed_s)

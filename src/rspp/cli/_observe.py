@@ -23,6 +23,7 @@ from rspp.observability import (
     TimelineLine,
     compare_timelines,
     evaluate_gates,
+    evaluate_sessions,
     filter_lines,
     gates_with,
     iter_timeline,
@@ -148,14 +149,38 @@ def slo_report(
     spec: Path | None = typer.Option(
         None, "--spec", help="Gate on this PipelineSpec's `slo:` thresholds (e.g. "
         "end_to_end_p95_ms, cancel_fence_p95_ms); unset ones keep the profile's MVP bounds."),
+    per_session: bool = typer.Option(
+        False, "--per-session", help="Also check each session on its own (F-105: isolation "
+        "under pooling): its longest pool wait and its own first-output/end-to-end p95 "
+        "against the spec's `slo.session` bounds or the --session-* options; exit 1 naming "
+        "every session that breaks one."),
+    session_pool_wait: float | None = typer.Option(
+        None, "--session-pool-wait-max-ms", min=0.0, help="Per session: the longest total "
+        "wait of any one turn for shared pool slots (OR-02 pool_wait_ms), ms."),
+    session_first_output: float | None = typer.Option(
+        None, "--session-first-output-p95-ms", min=0.0,
+        help="Per session: its own first-output p95 (gate 2), ms."),
+    session_end_to_end: float | None = typer.Option(
+        None, "--session-end-to-end-p95-ms", min=0.0,
+        help="Per session: its own end-to-end p95 (gate 7), ms."),
 ) -> None:
     """The seven MVP gates with p50/p95/p99; exit 1 on a failing gate or without evidence.
 
     A malformed line is bad input (one line, exit 2); a timeline without an accepted
     turn exits 1: a release gate never passes on no evidence.
     """
+    from rspp.cli._slo_sessions import session_bounds, session_rows, show_sessions
+
+    overrides = {"pool_wait_max_ms": session_pool_wait,
+                 "first_output_p95_ms": session_first_output,
+                 "end_to_end_p95_ms": session_end_to_end}
+    given = [name for name, v in overrides.items() if v is not None]
+    if given and not per_session:
+        raise fail(f"--session-{given[0].replace('_', '-')}: a per-session bound needs "
+                   "--per-session")
     console = _console(stderr=as_json)
     thresholds = GATES
+    slo = None
     if spec is not None:
         from rspp.errors import SpecError
         from rspp.spec import load_spec
@@ -167,8 +192,16 @@ def slo_report(
         except SpecError as exc:
             raise fail(f"{spec}: --spec: {exc}") from None
         if slo is not None:
-            thresholds = gates_with(msgspec.structs.asdict(slo))
-    result = evaluate_gates(_lines(timelines, payloads=False), thresholds)
+            fields = msgspec.structs.asdict(slo)
+            fields.pop("session", None)  # per-session bounds: --per-session
+            thresholds = gates_with(fields)
+    bounds = session_bounds(slo, overrides)
+    sessions = None
+    if per_session:
+        result, sessions = evaluate_sessions(_lines(timelines, payloads=False), bounds,
+                                             thresholds)
+    else:
+        result = evaluate_gates(_lines(timelines, payloads=False), thresholds)
     if as_json:
         gates = [
             {"gate": g.gate, "name": g.name, "threshold": g.threshold, "count": g.count,
@@ -176,8 +209,10 @@ def slo_report(
              "status": g.status, "diagnostics": g.diagnostics}
             for g in result.gates
         ]
-        typer.echo(json.dumps({"gates": gates, "accepted_turns": result.accepted_turns},
-                              indent=2))
+        doc: dict[str, object] = {"gates": gates, "accepted_turns": result.accepted_turns}
+        if sessions is not None:
+            doc["sessions"] = session_rows(sessions)
+        typer.echo(json.dumps(doc, indent=2))
     else:
         table = Table(title="MVP quality gates")
         for column in ("gate", "name", "threshold", "count", "p50", "p95", "p99", "value",
@@ -192,11 +227,13 @@ def slo_report(
         for g in result.gates:
             for note in g.diagnostics[:5]:
                 console.print(f"gate {g.gate}: {note}", highlight=False, markup=False)
+    if sessions is not None:
+        show_sessions(console, sessions, bounds, table=not as_json)
     if result.accepted_turns == 0:
         names = ", ".join(str(p) for p in timelines)
         raise fail(f"{names}: turn_open: no accepted turn in the timeline; a release gate needs "
                    "evidence - record a session with `rspp run --timeline`", code=1)
-    if result.failed:
+    if result.failed or (sessions is not None and not all(v.passed for v in sessions)):
         raise typer.Exit(1)
 
 

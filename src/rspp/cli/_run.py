@@ -94,6 +94,10 @@ def run(
     debug: bool = typer.Option(
         False, "--debug", help="Record the kernel's debug events (TelemetryLane `debug`, one "
         "per control command) in the timeline; off by default."),
+    max_skew_ms: int = typer.Option(
+        250, "--max-skew-ms", min=0, max=3_600_000,
+        help="Wall-clock skew the session tolerates before it corrects its wall stamps "
+        "(recorded as a `clock_skew` note, NF-018; see docs/time.md)."),
     metrics_events: bool = typer.Option(
         False, "--metrics-events", help="Record in-band metrics events in the timeline "
         "(TelemetryLane `metric` records with their values): each node's latency and each "
@@ -170,6 +174,7 @@ def run(
                       metrics_out=metrics_out, trace_out=trace_out, log_out=log_out,
                       cancel_after_s=cancel_after, debug=debug,
                       metrics_events=metrics_events, redaction=redaction,
+                      max_skew_ms=max_skew_ms,
                       end_of_utterance_at_s=tuple(sorted(end_of_utterance)),
                       layers=layers, resolved_out=resolved_out,
                       telemetry=None if kernel_budget_us is None else TelemetryTargets(

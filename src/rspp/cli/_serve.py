@@ -117,6 +117,18 @@ def serve(
         False, "--metrics-events", help="In-band metrics events in every session (TelemetryLane "
         "`metric` records with their values, in its timeline and to clients subscribed to "
         "`metrics`): each node's latency and each edge's queue depth at every turn's end."),
+    max_skew_ms: int = typer.Option(
+        250, "--max-skew-ms", min=0, max=3_600_000,
+        help="Wall-clock skew a session tolerates (NF-018): a session's wall stamps follow "
+        "its monotonic clock; when the system clock differs by more, they are corrected "
+        "forward (a backward step is absorbed: wall stamps never go back) and a `clock_skew` "
+        "note goes on the timeline. See docs/time.md."),
+    media_skew_ms: float = typer.Option(
+        200.0, "--media-skew-ms", min=1.0, max=60_000.0,
+        help="Bound of the media-to-runtime mapping error of ingress audio (NF-018): a frame "
+        "arriving later than its media time allows by more is counted late, re-anchors the "
+        "mapping and is noted (`media_skew`) on the timeline; the p99 is in the `stats` event "
+        "and rspp_ingress_media_skew_seconds. See docs/time.md."),
     pool_limit: list[str] = typer.Option(
         [], "--pool-limit", help="TYPE=N: at most N events of node type TYPE (e.g. llm) "
         "processed at once across all sessions of this runtime (shared execution pool, "
@@ -141,6 +153,15 @@ def serve(
         [], "--max-provider-load", help="TYPE=N: capacity headroom (F-172): while N calls of "
         "node type TYPE (a --pool-limit key, N at most its limit) are in flight a new turn "
         "is deferred (`capacity:provider:TYPE`); repeatable."),
+    max_cpu_percent: int | None = typer.Option(
+        None, "--max-cpu-percent", min=1, max=100, envvar="RSPP_MAX_CPU_PERCENT",
+        help="Capacity headroom (F-172): when the runtime's own CPU utilisation (process CPU "
+        "time over 1 s, percent of its CPUs) reaches this, new turns are deferred "
+        "(`capacity:cpu`) until it falls to --cpu-resume-percent."),
+    cpu_resume_percent: int | None = typer.Option(
+        None, "--cpu-resume-percent", min=0, max=99, envvar="RSPP_CPU_RESUME_PERCENT",
+        help="The CPU utilisation at or below which new turns are admitted again (below "
+        "--max-cpu-percent; default 3/4 of it)."),
     max_active_turns: int | None = typer.Option(
         None, "--max-active-turns", min=1, envvar="RSPP_MAX_ACTIVE_TURNS",
         help="Capacity: turns open at once on this runtime (F-172); a turn proposed over it "
@@ -249,6 +270,11 @@ def serve(
         typer.echo("error: --max-queue-depth: needs --pool-limit (the queue it bounds is the "
                    "pool's)", err=True)
         raise typer.Exit(2)
+    if cpu_resume_percent is not None and (max_cpu_percent is None
+                                           or cpu_resume_percent >= max_cpu_percent):
+        typer.echo("error: --cpu-resume-percent: must be below --max-cpu-percent (the "
+                   "load at which the CPU threshold clears)", err=True)
+        raise typer.Exit(2)
     if fairness_max_wait_ms is not None and (not limits or pool_fairness != "tenant"):
         typer.echo("error: --fairness-max-wait-ms: needs --pool-limit and --pool-fairness "
                    "tenant (the waits it bounds are per tenant, for pool slots)", err=True)
@@ -295,11 +321,13 @@ def serve(
                         kernel_overhead_budget_us=kernel_budget_us,
                         max_debug_captures=max_debug_captures, record_level=level,
                         metrics_events=metrics_events,
+                        max_skew_ms=max_skew_ms,
                         record_sample_rate=record_sample_rate, retention_s=retention_s,
                         retention_sweep_s=retention_sweep_s,
                         max_active_turns=max_active_turns,
                         pool_limits=limits, pool_fairness=pool_fairness,
-                        headroom=PoolHeadroom(max_queue_depth, provider_load),
+                        headroom=PoolHeadroom(max_queue_depth, provider_load, max_cpu_percent,
+                                             cpu_resume_percent),
                         fairness_slo=None if fairness_max_wait_ms is None else FairnessSlo(
                             fairness_max_wait_ms, fairness_window_s),
                         interactive_reserve=interactive_reserve,
@@ -311,7 +339,8 @@ def serve(
                             _ice_servers(ice_server), embedded=control_plane is None,
                             timeline_dir=timeline_dir,
                             livekit=_livekit(livekit_url, livekit_key, livekit_secret),
-                            disconnect=(stall_timeout, resume_window)))
+                            disconnect=(stall_timeout, resume_window),
+                            media_skew_ms=media_skew_ms))
     try:
         code = main(opts)
     except CPError as exc:
@@ -408,7 +437,8 @@ def _livekit(url: str | None, key: str | None, secret: str | None) -> LiveKitCon
 def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (), *,
                       embedded: bool = True, timeline_dir: Path | None = None,
                       livekit: LiveKitConfig | None = None,
-                      disconnect: tuple[float, float] = (2.0, 30.0)) -> TransportRoutes:
+                      disconnect: tuple[float, float] = (2.0, 30.0),
+                      media_skew_ms: float = 200.0) -> TransportRoutes:
     """The live-session endpoints over the runtime's governed sessions (one session hub:
     one live connection per session, whichever transport carries it).
 
@@ -417,7 +447,8 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
     ``/v1/telephony/twilio/stream``; with LiveKit configured,
     ``/v1/livekit/sessions/{id}/join``; the browser page at ``/`` (session tokens for
     loopback clients when embedded). ``disconnect``: (stall timeout, resume window) of a
-    live session whose client dropped.
+    live session whose client dropped; ``media_skew_ms``: the bound of ingress audio's
+    media-to-runtime mapping error (NF-018).
     """
     from rspp.server import GovernedFactory, livekit_routes, telephony_routes
     from rspp.transports import (
@@ -433,7 +464,8 @@ def _transport_routes(telephony: TelephonyConfig, ice: tuple[IceServer, ...] = (
 
     def routes(sessions: GovernedSessions) -> list[BaseRoute]:
         factory = GovernedFactory(sessions, LiveOptions(stall_timeout_s=disconnect[0],
-                                                        resume_window_s=disconnect[1]))
+                                                        resume_window_s=disconnect[1],
+                                                        late_after_ms=media_skew_ms))
         hub = SessionHub(factory)
         client = sessions.link.client
         web = WebOptions(route=client.route if embedded else None,

@@ -69,7 +69,7 @@ from rspp.kernel._graph import EdgeDecl, GraphBuilder, GraphError, NodeDecl, Run
 from rspp.kernel._handles import BudgetHandle, CancelToken, Clock, StateHandle, TelemetryHandle
 from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
 from rspp.kernel._node import Node, NodeContext
-from rspp.kernel._pool import ExecutionPool
+from rspp.kernel._pool import ExecutionPool, TurnPoolWaits
 from rspp.kernel._registry import (
     ENTRY_POINT_GROUP,
     NodeRegistry,
@@ -86,10 +86,11 @@ from rspp.kernel._subscriptions import (
     classify_record,
 )
 from rspp.kernel._text_stream import TextGuardMode, TextRefusal, TextStreamGuard
-from rspp.kernel._timebase import Timebase
+from rspp.kernel._timebase import DEFAULT_MAX_SKEW_MS, SkewEvent, Timebase
 from rspp.kernel._turn_drain import LAST_OF_TURN
 
 __all__ = [
+    "DEFAULT_MAX_SKEW_MS",
     "ENTRY_POINT_GROUP",
     "ERROR_ACTIONS",
     "LAST_OF_TURN",
@@ -130,6 +131,7 @@ __all__ = [
     "SessionOptions",
     "SessionTelemetry",
     "SignalLog",
+    "SkewEvent",
     "StateHandle",
     "Subscription",
     "SubscriptionHub",
@@ -140,6 +142,7 @@ __all__ = [
     "TextStreamGuard",
     "Timebase",
     "TurnFenceGate",
+    "TurnPoolWaits",
     "UnboundedBudget",
     "UnknownNodeTypeError",
     "VirtualClock",

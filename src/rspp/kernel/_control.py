@@ -80,6 +80,11 @@ class ControlMixin:
         self._wakeup.fire()
         return cmd
 
+    def pending_control(self) -> tuple[ControlCommand, ...]:
+        """The control commands enqueued and not served yet, in order: what else is due at
+        this scheduling point (the turn driver ranks competing terminal causes with it)."""
+        return tuple(self._ctrl)
+
     # ------------------------------------------------------ turn primitives
     def begin_turn(self, turn_id: str | None = None) -> str:
         """Start a numbered turn (F-014): later ingress events carry its id."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rspp.kernel._graph import NodeDecl
     from rspp.kernel._handles import Clock
     from rspp.kernel._node import Node
-    from rspp.kernel._pool import ExecutionPool
+    from rspp.kernel._pool import ExecutionPool, TurnPoolWaits
     from rspp.kernel._signals import SignalLog
     from rspp.kernel._turn_drain import TurnDrains
 
@@ -68,6 +68,9 @@ class HostSession(Protocol):
 
     @property
     def fairness_key(self) -> str | None: ...
+
+    @property
+    def pool_waits(self) -> TurnPoolWaits: ...
 
     @property
     def node_observer(self) -> Callable[[str, str | None, int], None] | None: ...
@@ -327,6 +330,7 @@ class NodeHost:
                 if pool_key is not None:  # inside: a cancel while queued keeps the worker
                     await pool.acquire(pool_key, fairness)  # type: ignore[union-attr]
                     held = True
+                    s.pool_waits.add(ev.turn_id, _perf() - t0)
                 if self.max_input_bytes is not None and ev.size > self.max_input_bytes:
                     raise ResourceLimitError(
                         f"event of {ev.size} bytes exceeds max_input_bytes={self.max_input_bytes}"

@@ -16,7 +16,40 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["ExecutionPool", "FairnessStats", "PoolKeyStats"]
+__all__ = ["ExecutionPool", "FairnessStats", "PoolKeyStats", "TurnPoolWaits"]
+
+#: turns a session's :class:`TurnPoolWaits` remembers before it forgets the oldest
+_MAX_TURNS = 1024
+
+
+class TurnPoolWaits:
+    """What one session's turns waited for shared pool slots (F-105 isolation).
+
+    Each limited acquire of a turn's work adds the time it took (queued or not); the
+    turn driver takes a turn's total into its OR-02 evidence (``pool_wait_ms``) at the
+    terminal. Bounded: a turn never taken (work after its terminal) is forgotten once
+    ``_MAX_TURNS`` newer turns have waited.
+    """
+
+    __slots__ = ("_ns",)
+
+    def __init__(self) -> None:
+        self._ns: dict[str, int] = {}
+
+    def add(self, turn_id: str | None, ns: int) -> None:
+        if turn_id is None:
+            return
+        waits = self._ns
+        if turn_id in waits:
+            waits[turn_id] += ns
+            return
+        if len(waits) >= _MAX_TURNS:
+            del waits[next(iter(waits))]
+        waits[turn_id] = ns
+
+    def take(self, turn_id: str) -> int:
+        """The turn's total wait in whole milliseconds (0: none), forgotten afterwards."""
+        return self._ns.pop(turn_id, 0) // 1_000_000
 
 
 class FairnessStats:

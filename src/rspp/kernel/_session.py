@@ -31,7 +31,7 @@ from rspp.kernel._flushes import RecordedFlushes
 from rspp.kernel._graph import RuntimeGraph
 from rspp.kernel._handles import Clock
 from rspp.kernel._host import BUFFERED, INLINE, NodeHost, Target
-from rspp.kernel._pool import ExecutionPool
+from rspp.kernel._pool import ExecutionPool, TurnPoolWaits
 from rspp.kernel._registry import NodeRegistry, default_registry
 from rspp.kernel._signals import SignalLog, SignalSink
 from rspp.kernel._subscriptions import SubscriptionHub
@@ -120,6 +120,8 @@ class SessionActor(ControlMixin):
         #: with it (runtime ms since session start, monotonic wall clock).
         self.timebase = timebase if timebase is not None else Timebase(self.clock)
         self.pool = pool
+        #: what each turn's work waited for the shared pool's slots (its OR-02 evidence)
+        self.pool_waits = TurnPoolWaits()
         self.options = opts = options or SessionOptions()
         self.fairness_key = opts.fairness_key
         self.instrument = opts.instrument
@@ -181,6 +183,11 @@ class SessionActor(ControlMixin):
                 buf.lossless = buf.blocking = True
 
     # ------------------------------------------------------------ sequencer
+    @property
+    def last_sequence(self) -> int:
+        """The runtime sequence last taken (0 before any): where a side note goes."""
+        return max(self._seq - 1, 0)
+
     def _next_seq(self) -> int:
         s = self._seq
         self._seq = s + 1
@@ -406,10 +413,16 @@ class SessionActor(ControlMixin):
             q = self.outputs[port] = deque(maxlen=self.options.output_maxlen)
         q.append(ev)
 
+    def side_signal(self, name: SignalName, emitter: Emitter, reason: str) -> None:
+        """Record a session-scoped control signal about the session's surroundings (the
+        runtime's capacity control, F-172) as a side note at the current sequence: it
+        takes no sequence number, so a replay without it keeps every later record's."""
+        self.signals.signal(name, emitter, reason=reason, at_sequence=self.last_sequence)
+
     def stream_end(self, port: str, ev: Event) -> None:
         """Egress a turn's ``stream_end`` marker (:class:`TurnDrains`); it takes no runtime
         sequence number of its own (a side note at the current one)."""
-        ev.seq = max(self._seq - 1, 0)
+        ev.seq = self.last_sequence
         try:
             self._egress(port, ev)
         except Exception as exc:  # an output sink failed, as in the scheduler

@@ -127,10 +127,12 @@ class SignalLog:
         sync_domain: str | None = None,
         discontinuity_id: str | None = None,
         scope: Any = None,
+        at_sequence: int | None = None,
     ) -> ControlSignal:
-        """Build, log and forward one control signal."""
+        """Build, log and forward one control signal (``at_sequence``: a side note at that
+        existing sequence, as :meth:`telemetry`)."""
         rec = ControlSignal(
-            **self._envelope("sig", turn_id),
+            **self._envelope("sig", turn_id, at_sequence),
             lane=Lane.CONTROL,
             node_id=node_id,
             edge_id=edge_id,

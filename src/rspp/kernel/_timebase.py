@@ -11,20 +11,34 @@ injected :class:`~rspp.kernel._handles.Clock`:
   drifts from that projection by more than ``max_skew_ms`` the skew is counted
   and the anchor is corrected *forward only* (a backwards step is absorbed).
 
+A correction is reported once (``on_skew``, and kept in the bounded ``skews``): a
+forward correction re-anchors, so the next read is within the bound again; an absorbed
+backward step is remembered as the clock's known offset, so reads at that offset say
+nothing new until the clock moves by more than ``max_skew_ms`` again (a further step
+back) or comes back within the bound of the projection (the step was undone). A
+session records each report on its timeline (``rspp.runner``: a ``clock_skew``
+TelemetryLane note); see docs/time.md.
+
 Media time is not mapped here: an audio event carries its position (``sample_index``)
 and the timeline records it as ``media_time`` beside the runtime timestamps.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rspp.errors import RuntimeKernelError
 from rspp.kernel._handles import Clock
 
-__all__ = ["SkewEvent", "Timebase", "TimebaseError"]
+__all__ = ["DEFAULT_MAX_SKEW_MS", "SkewEvent", "Timebase", "TimebaseError"]
 
 _NS_PER_MS = 1_000_000
+#: the wall-clock skew a session tolerates before it corrects its wall stamps
+DEFAULT_MAX_SKEW_MS = 250
+#: the corrections a timebase keeps (the count goes on: ``skew_count``)
+_KEEP = 64
 
 
 class TimebaseError(RuntimeKernelError):
@@ -38,22 +52,43 @@ class SkewEvent:
     runtime_ms: int
     observed_skew_ms: int
     action: str  # "corrected_forward" or "absorbed_backward"
+    #: the bound the skew exceeded
+    max_skew_ms: int = 0
+
+    def describe(self) -> str:
+        """One line for the timeline."""
+        if self.action == "corrected_forward":
+            what = (f"wall clock ahead of the session's projection by {self.observed_skew_ms} "
+                    "ms: wall stamps corrected forward")
+        else:
+            what = (f"wall clock behind the session's projection by {-self.observed_skew_ms} "
+                    "ms: step absorbed, wall stamps held monotonic")
+        return f"{self.action}: {what} (max_skew_ms {self.max_skew_ms})"
 
 
 class Timebase:
     """Monotonic session time with a monotonic wall-clock mapping."""
 
-    __slots__ = ("_clock", "_last_wall_ms", "_start_ns", "_wall_anchor_ms", "max_skew_ms", "skews")
+    __slots__ = ("_absorbed", "_clock", "_last_wall_ms", "_start_ns", "_wall_anchor_ms",
+                 "max_skew_ms", "on_skew", "skew_count", "skews")
 
-    def __init__(self, clock: Clock, *, max_skew_ms: int = 250) -> None:
+    def __init__(self, clock: Clock, *, max_skew_ms: int = DEFAULT_MAX_SKEW_MS,
+                 on_skew: Callable[[SkewEvent], None] | None = None) -> None:
         if max_skew_ms < 0:
             raise TimebaseError(f"max_skew_ms={max_skew_ms}: must be >= 0")
         self._clock = clock
         self._start_ns = clock.monotonic_ns()
         self._wall_anchor_ms = clock.wall_ms()
         self._last_wall_ms = self._wall_anchor_ms
+        #: the skew of an absorbed backward step (None: the clock agrees with the projection)
+        self._absorbed: int | None = None
         self.max_skew_ms = max_skew_ms
-        self.skews: list[SkewEvent] = []
+        #: the most recent corrections (bounded); ``skew_count`` counts them all
+        self.skews: deque[SkewEvent] = deque(maxlen=_KEEP)
+        self.skew_count = 0
+        #: told of each correction as it happens (inside a wall-clock read: it must not
+        #: read the wall clock itself; defer any record it makes)
+        self.on_skew = on_skew
 
     @property
     def clock(self) -> Clock:
@@ -91,13 +126,25 @@ class Timebase:
         projected = self._wall_anchor_ms + rt
         raw = self._clock.wall_ms()
         skew = raw - projected
-        if skew > self.max_skew_ms or -skew > self.max_skew_ms:
-            if skew > 0:
-                self._wall_anchor_ms += skew
-                self.skews.append(SkewEvent(rt, skew, "corrected_forward"))
-                projected = raw
-            else:
-                self.skews.append(SkewEvent(rt, skew, "absorbed_backward"))
+        bound = self.max_skew_ms
+        if skew > bound:
+            self._wall_anchor_ms += skew
+            self._absorbed = None
+            self._report(SkewEvent(rt, skew, "corrected_forward", bound))
+            projected = raw
+        elif -skew > bound:
+            known = self._absorbed
+            if known is None or skew - known > bound or known - skew > bound:
+                self._absorbed = skew
+                self._report(SkewEvent(rt, skew, "absorbed_backward", bound))
+        elif self._absorbed is not None:
+            self._absorbed = None  # back within the bound: the step was undone
         value = projected if projected > self._last_wall_ms else self._last_wall_ms
         self._last_wall_ms = value
         return value
+
+    def _report(self, ev: SkewEvent) -> None:
+        self.skews.append(ev)
+        self.skew_count += 1
+        if self.on_skew is not None:
+            self.on_skew(ev)

@@ -34,6 +34,7 @@ from rspp.providers import (
     LLMProvider,
     PolicyError,
     Provider,
+    ProviderBatcher,
     ProviderKind,
     StickyChoice,
     STTController,
@@ -71,13 +72,14 @@ class TurnHooks(Protocol):
 
 def build_provider(
     provider_id: str, config: Mapping[str, Any] | None = None, *, modality: str | None = None,
-    http_pool: HttpClientPool | None = None,
+    http_pool: HttpClientPool | None = None, batcher: ProviderBatcher | None = None,
 ) -> Provider:
     """Instantiate the adapter for ``provider_id`` (config key ``adapter`` overrides the id).
 
     Adapters are looked up in :data:`rspp.providers.ADAPTERS`; an unknown name, option
     or a missing API key raises an :class:`~rspp.errors.RSPPError` naming it.
-    ``http_pool``: the runtime's shared provider connections (F-105).
+    ``http_pool``: the runtime's shared provider connections (F-105); ``batcher``: the
+    runtime's dynamic batching of compatible calls (F-051).
     """
     cfg = dict(config or {})
     adapter = str(cfg.pop("adapter", provider_id))
@@ -91,7 +93,8 @@ def build_provider(
             f"{known} (or name the adapter in providers.<modality>.config.adapter)"
         )
     return create_provider(info.kind, {"type": adapter, **cfg}, provider_id=provider_id,
-                           path=f"providers.{info.kind.value}", http_pool=http_pool)
+                           path=f"providers.{info.kind.value}", http_pool=http_pool,
+                           batcher=batcher)
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from rspp.observability._exporter import (
 from rspp.observability._handle import NodeTelemetry
 from rspp.observability._http_sink import ExportRefused, HttpExportSink
 from rspp.observability._levels import LevelLadder, level_allows
+from rspp.observability._log_limit import LogLimit, LogVerdict, held_summary
 from rspp.observability._logging import (
     CORRELATION_FIELDS,
     JsonLogFormatter,
@@ -54,6 +55,7 @@ from rspp.observability._redaction import (
 from rspp.observability._report import report_to_json, report_to_markdown
 from rspp.observability._retention import RetentionPolicy, SweepResult, sweep
 from rspp.observability._sampling import DebugCapture, DebugCaptureSlots, SamplingPolicy
+from rspp.observability._session_slo import SessionBounds, SessionVerdict, evaluate_sessions
 from rspp.observability._sinks import (
     JsonLinesFileSink,
     LocalAppendSink,
@@ -122,6 +124,8 @@ __all__ = [
     "LevelLadder",
     "LiveTurnView",
     "LocalAppendSink",
+    "LogLimit",
+    "LogVerdict",
     "MsgpackFileSink",
     "NodeTelemetry",
     "OR02Evidence",
@@ -137,6 +141,8 @@ __all__ = [
     "RuntimeMetrics",
     "SamplingPolicy",
     "SecretValues",
+    "SessionBounds",
+    "SessionVerdict",
     "SpanFactory",
     "SweepResult",
     "TimelineBuilder",
@@ -159,9 +165,11 @@ __all__ = [
     "current_log_context",
     "envelope_problem",
     "evaluate_gates",
+    "evaluate_sessions",
     "filter_lines",
     "gate_report",
     "gates_with",
+    "held_summary",
     "iter_timeline",
     "iter_values",
     "level_allows",

@@ -193,8 +193,10 @@ class TimelineBuilder:
              playback_ms: int = 100, ingress_frames: int = 3, epoch: int = 1,
              text: str = "hello there", terminal: str = "commit",
              cancel_fence_ms: int | None = None, provider_bindings: dict[str, str] | None = None,
-             with_evidence: bool = True, audio_ref: bool = False) -> ResolvedTurnPlan:
-        """Emit one accepted turn; ``cancel_fence_ms`` makes it a barge-in abort."""
+             with_evidence: bool = True, audio_ref: bool = False,
+             pool_wait_ms: int | None = None) -> ResolvedTurnPlan:
+        """Emit one accepted turn; ``cancel_fence_ms`` makes it a barge-in abort;
+        ``pool_wait_ms``: its evidence's wait for shared pool slots (a pooled runtime)."""
         self.epoch = epoch
         for i in range(ingress_frames):
             self.event(None, payload_class=PayloadClass.AUDIO_RAW, transport_sequence=i,
@@ -250,6 +252,7 @@ class TimelineBuilder:
                                               modality=m, provider_id=p, outcome="ok")
                     for m, p in sorted(plan.provider_bindings.items())),
                 recording_level=plan.recording_policy.recording_level, cancel=cancel,
+                pool_wait_ms=pool_wait_ms,
                 runtime_timestamp_ms=self.now_ms, wall_clock_timestamp_ms=self._wall + self.now_ms,
             ))
         if terminal == "commit":

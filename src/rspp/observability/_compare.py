@@ -19,8 +19,9 @@ and TelemetryLane records (best effort, may be shed) are ignored. Within a group
   outcomes, other output text per (turn, node), any other missing/extra record;
 * ORDERING: the matched records appear in a different order;
 * TIMING: a matched record's offset from its timeline's first record moved by
-  more than ``tolerances.timing_ms``; budget reports and ``shed`` decisions present on
-  one side only (load, not logic, decides them).
+  more than ``tolerances.timing_ms``; budget reports, ``shed`` decisions and capacity-
+  control signals (``capacity_control:`` reasons) present on one side only (load, not
+  logic, decides them).
 """
 
 from __future__ import annotations
@@ -105,9 +106,25 @@ def _is_artifact(line: TimelineLine) -> bool:
     return isinstance(event_id, str) and event_id.startswith("or02-")
 
 
+#: the reason prefix of a runtime capacity-control signal (rspp.server._capacity_control)
+_CAPACITY_CONTROL = "capacity_control:"
+
+
+_ADMISSION_SIGNALS = frozenset({"admit", "defer"})
+
+
+def _admission_label(signal: Any, reason: Any) -> Any:
+    """An admission signal's label: a capacity-control one is never paired with a turn's."""
+    if isinstance(reason, str) and reason.startswith(_CAPACITY_CONTROL):
+        return f"{signal}:{_CAPACITY_CONTROL[:-1]}"
+    return signal
+
+
 def _signature(line: TimelineLine) -> _Sig:
     r = line.record
     label = r.get("signal") or r.get("outcome_kind") or r.get("trigger")
+    if line.kind == "control_signal" and label in _ADMISSION_SIGNALS:
+        label = _admission_label(label, r.get("reason"))
     return (line.kind, label, r.get("lane"), r.get("node_id"), r.get("edge_id"),
             r.get("payload_class"), r.get("scope") if line.kind == "control_signal" else None)
 
@@ -176,8 +193,11 @@ class _Side:
         if group in self.dropped_key and key < self.dropped_key[group]:
             self.late += 1  # older than a record already compared: the verdict may differ
         # the signature (_signature, inlined), taken once: a group is keyed more than once
+        label = signal or get("outcome_kind") or get("trigger")
+        if signal in _ADMISSION_SIGNALS and kind == "control_signal":
+            label = _admission_label(signal, get("reason"))
         self.groups[group].append((key, line, (
-            kind, signal or get("outcome_kind") or get("trigger"), lane, get("node_id"),
+            kind, label, lane, get("node_id"),
             get("edge_id"), get("payload_class"),
             get("scope") if kind == "control_signal" else None)))
         if group is None:
@@ -294,6 +314,10 @@ def _class_of_missing(sig: _Sig) -> DivergenceClass:
     if label == "shed":
         # a shed (signal or outcome) is a load decision: an edge was over a bound at that
         # instant; a replay on another machine or load sheds elsewhere (TIMING, F-148)
+        return DivergenceClass.TIMING
+    if isinstance(label, str) and label.endswith(":" + _CAPACITY_CONTROL[:-1]):
+        # a runtime threshold tripped or cleared: the runtime's load at that instant, not
+        # the session's logic (a replay runs under no such load: TIMING, F-172)
         return DivergenceClass.TIMING
     if label in _BUDGET_SIGNALS:
         # a budget report is a time measurement; when it ends a turn the terminal differs

@@ -17,6 +17,7 @@ Baseline fields (all required, schema version ``or02/v1``):
 * cancel markers: ``cancel`` (required when the turn aborted with reason ``cancelled``)
 * provider invocation outcomes: ``provider_invocations`` (possibly empty tuple)
 * the recording level in force at the terminal point
+* optional: ``pool_wait_ms``, the turn's total wait for shared pool slots (pooled runtimes)
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class OR02Evidence(msgspec.Struct, **_STRUCT):
     wall_clock_timestamp_ms: _NonNeg
     abort_reason: _NonEmpty | None = None
     cancel: CancelMarkers | None = None
+    #: what the turn's work waited in total for shared execution-pool slots, ms (F-105:
+    #: per-session isolation under pooling); omitted when the session runs without a pool
+    pool_wait_ms: _NonNeg | None = None
 
 
 #: Fields every evidence record must carry (conditional ones are checked separately).

@@ -397,10 +397,16 @@ class GateAccumulator:
 
     def report(self, gates: Sequence[GateDef] = GATES) -> GateReport:
         """The seven gates (``gates``: their thresholds) over everything added so far."""
+        return self.evaluate(gates)[0]
+
+    def evaluate(self, gates: Sequence[GateDef] = GATES
+                 ) -> tuple[GateReport, list[TurnGateSample]]:
+        """:meth:`report` and the per-turn samples it was computed from (per-session views)."""
         acc = _Samples()
         for session_id, session in self._sessions.items():
             _evaluate_session(session_id, session, self._evidence, acc)
-        return gate_report((t.sample(key) for key, t in acc.turns.items()), acc.d, gates)
+        samples = [t.sample(key) for key, t in acc.turns.items()]
+        return gate_report(samples, acc.d, gates), samples
 
     def closed_turns(self) -> list[TurnGateSample]:
         """Samples of the accepted turns that closed since the last call (live sessions).

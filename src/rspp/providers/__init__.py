@@ -5,12 +5,21 @@
 * :class:`InvocationController` and the typed :class:`STTController`,
   :class:`LLMController`, :class:`TTSController`: retries within budget, circuit
   breaker, provider switch/fallback, cost caps, RK-11 control signals.
+* :class:`ProviderBatcher`: dynamic batching of compatible calls across sessions (F-051).
 * :class:`SecretRef`/:class:`Secret`/:class:`Redactor`: secret references and redaction.
 
 Adapters live in :mod:`rspp.providers.offline` and :mod:`rspp.providers.remote`.
 """
 
 from rspp.providers._base import LLMProvider, Provider, STTProvider, TTSProvider
+from rspp.providers._batching import (
+    BUDGET_SHARE,
+    Batch,
+    BatchingPolicy,
+    BatchMember,
+    BatchStats,
+    ProviderBatcher,
+)
 from rspp.providers._circuit import (
     CircuitBreaker,
     CircuitRegistry,
@@ -53,7 +62,7 @@ from rspp.providers._policy import (
     cost_caps_from_config,
     policy_from_config,
 )
-from rspp.providers._prometheus import PrometheusMetricsSink
+from rspp.providers._prometheus import BatchingCollector, PrometheusMetricsSink
 from rspp.providers._registry import (
     ADAPTER_TYPES,
     ADAPTERS,
@@ -94,6 +103,7 @@ __all__ = [
     "ADAPTERS",
     "ADAPTER_TYPES",
     "BUDGET_EXHAUSTED",
+    "BUDGET_SHARE",
     "POLICY_CONFIG_KEYS",
     "PROVIDER_CATALOG",
     "REDACTED",
@@ -101,6 +111,11 @@ __all__ = [
     "AdapterInfo",
     "AudioChunk",
     "BackoffPolicy",
+    "Batch",
+    "BatchMember",
+    "BatchStats",
+    "BatchingCollector",
+    "BatchingPolicy",
     "Capabilities",
     "ChatMessage",
     "CircuitBreaker",
@@ -127,6 +142,7 @@ __all__ = [
     "PriceTable",
     "PrometheusMetricsSink",
     "Provider",
+    "ProviderBatcher",
     "ProviderCallError",
     "ProviderCatalog",
     "ProviderInvocation",

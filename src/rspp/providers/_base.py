@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rspp.contracts import ProviderCapabilities
@@ -105,6 +105,13 @@ class Provider(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release pooled connections/models (optional)."""
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, object], where: str) -> None:
+        """Check structured options (mappings) before construction; raise a
+        :class:`~rspp.providers.PolicyError` naming ``where`` and the field (optional hook:
+        ``rspp lint`` and session start both call it)."""
+        del params, where  # nothing to check by default
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider_id={self.provider_id!r})"
@@ -272,6 +279,7 @@ class LLMProvider(Provider):
     ) -> AsyncIterator[str]:
         """Stream text deltas of the reply."""
         inv, watch = self._open_invocation(invocation, armed=True)
+        inv.timeout_ms = self._attempt_timeout(timeout_ms)
         inv.metrics.items_in = len(request.messages)
         inv.metrics.bytes_in = sum(len(m.content.encode()) for m in request.messages)
         return self._guard(

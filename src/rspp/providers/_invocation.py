@@ -126,6 +126,9 @@ class ProviderInvocation:
     metrics: InvocationMetrics = field(default_factory=InvocationMetrics)
     #: output stopped early by a cost cap (F-058)
     truncated: bool = False
+    #: the attempt's idle timeout (the turn's remaining budget when that is smaller): an
+    #: adapter that holds the call before sending it (batching, F-051) stays well within it
+    timeout_ms: int | None = None
 
     @property
     def done(self) -> bool:

@@ -1,13 +1,19 @@
 """Prometheus exporter for provider metrics (F-065): same names and labels for every
-adapter; provider-specific detail only in the ``error_code`` label value."""
+adapter; provider-specific detail only in the ``error_code`` label value. Dynamic batching
+(F-051) is read from its :class:`~rspp.providers.BatchStats` at scrape time."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from rspp.providers._batching import BatchStats
 from rspp.providers._invocation import ProviderInvocation
 
-__all__ = ["PrometheusMetricsSink"]
+__all__ = ["BatchingCollector", "PrometheusMetricsSink"]
 
 _MS_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -72,3 +78,25 @@ class PrometheusMetricsSink:
             self.first_output.labels(provider, kind).observe(m.time_to_first_output_ms)
         self.payload.labels(provider, kind, "in").inc(m.bytes_in)
         self.payload.labels(provider, kind, "out").inc(m.bytes_out)
+
+
+class BatchingCollector(Collector):
+    """``rspp_provider_batch_size`` (calls per batched request; its count is the requests,
+    its sum the calls) and ``rspp_provider_batch_wait_ms`` (how long each call waited to be
+    sent), per provider id (F-051)."""
+
+    def __init__(self, stats: BatchStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = HistogramMetricFamily("rspp_provider_batch_size",
+                                      "Calls carried by each batched provider request",
+                                      labels=["provider"])
+        waits = HistogramMetricFamily("rspp_provider_batch_wait_ms",
+                                      "Time a call waited in the batcher before its request "
+                                      "was sent (ms)", labels=["provider"])
+        for family, table in ((sizes, self.stats.sizes), (waits, self.stats.waits)):
+            for provider, hist in sorted(table.items()):
+                family.add_metric([provider], hist.cumulative(), hist.total)
+        yield sizes
+        yield waits

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rspp.providers._base import Provider
+from rspp.providers._batching import ProviderBatcher
 from rspp.providers._http_pool import HttpClientPool
 from rspp.providers._policy import POLICY_CONFIG_KEYS, PolicyError, policy_from_config
 from rspp.providers._secrets import SecretConfigError, SecretRef
@@ -86,7 +87,8 @@ class AdapterInfo:
         cls = self.load()
         hints = _hints(cls)
         names = _accepted(cls) - _NOT_OPTIONS
-        return {n: _type_text(hints.get(n)) for n in sorted(names)}
+        notes: Mapping[str, str] = getattr(cls, "option_notes", {})  # structured options
+        return {n: notes.get(n) or _type_text(hints.get(n)) for n in sorted(names)}
 
 
 ADAPTERS: tuple[AdapterInfo, ...] = (
@@ -106,6 +108,11 @@ ADAPTERS: tuple[AdapterInfo, ...] = (
                 "OpenAI chat completions (SSE); any OpenAI-compatible server via base_url "
                 "(Ollama, vLLM, llama.cpp)",
                 key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL", extra="openai"),
+    AdapterInfo("openai-completions", ProviderKind.LLM,
+                "rspp.providers.remote._openai_completions:OpenAICompletionsLLM",
+                "OpenAI-compatible (legacy) completions (SSE; vLLM, llama.cpp, TGI); "
+                "`batching` shares requests across sessions (F-051)",
+                key_env="OPENAI_API_KEY", base_url_env="OPENAI_BASE_URL", extra="openai"),
     AdapterInfo("anthropic", ProviderKind.LLM, "rspp.providers.remote._anthropic:AnthropicLLM",
                 "Anthropic Messages API (SSE)",
                 key_env="ANTHROPIC_API_KEY", base_url_env="ANTHROPIC_BASE_URL",
@@ -124,7 +131,8 @@ ADAPTERS: tuple[AdapterInfo, ...] = (
 
 _BY_NAME = {a.name: a for a in ADAPTERS}
 #: constructor parameters that are process objects, never spec options
-_NOT_OPTIONS = frozenset({"self", "kwargs", "provider_id", "clock", "metrics", "client"})
+_NOT_OPTIONS = frozenset({"self", "kwargs", "provider_id", "clock", "metrics", "client",
+                          "batcher"})
 
 #: kind -> adapter name -> "module:Class" (imported lazily)
 ADAPTER_TYPES: dict[ProviderKind, dict[str, str]] = {
@@ -169,6 +177,7 @@ def create_provider(
     path: str = "providers",
     env: Mapping[str, str] | None = None,
     http_pool: HttpClientPool | None = None,
+    batcher: ProviderBatcher | None = None,
     **runtime: object,
 ) -> Provider:
     """Instantiate the adapter ``config["type"]`` of ``kind`` with the other keys.
@@ -177,7 +186,8 @@ def create_provider(
     from configuration; ``env`` (default ``os.environ``) supplies base URLs and
     API keys (module docstring). Errors name ``path`` and list the valid choices.
     ``http_pool`` (a runtime's, F-105): an HTTP adapter gets the shared client of its
-    endpoint instead of building its own.
+    endpoint instead of building its own. ``batcher`` (a runtime's, F-051): an adapter
+    configured with ``batching`` collects its calls in it with the other sessions'.
     """
     kind = _kind(kind, path)
     type_name = config.get("type")
@@ -189,9 +199,13 @@ def create_provider(
     where = f"{path} ({info.name})"
     _check_options(cls, info, params, path)
     _check_option_types(cls, params, where)
+    cls.check_config(params, where)
     _apply_environment(info, params, os.environ if env is None else env, where)
     if http_pool is not None:
         _share_client(cls, params, http_pool)
+    if (batcher is not None and params.get("batching") is not None
+            and "batcher" in _init_params(cls)):
+        params["batcher"] = batcher
     factory: Callable[..., Provider] = cls
     return factory(provider_id or info.name, **params, **runtime)
 
@@ -199,7 +213,7 @@ def create_provider(
 def _share_client(cls: type[Provider], params: dict[str, object],
                   pool: HttpClientPool) -> None:
     """Give an adapter that takes an httpx ``client`` its endpoint's shared one."""
-    accepted = inspect.signature(cls).parameters
+    accepted = _init_params(cls)
     if "client" not in accepted or "client" in params:
         return
     url = params.get("base_url")
@@ -243,10 +257,24 @@ def _apply_environment(
         SecretRef(key, field=f"{where}: api_key").resolve()  # file:// must be readable
 
 
+def _init_params(cls: type[Provider]) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of ``cls`` and of the bases its ``**kwargs`` reach (an
+    adapter that adds options to a base's passes the rest on): the subclass's first."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if not (isinstance(klass, type) and issubclass(klass, Provider)) or \
+                "__init__" not in vars(klass):
+            continue
+        own = inspect.signature(klass.__init__).parameters
+        for name, param in own.items():
+            params.setdefault(name, param)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values()):
+            break
+    return params
+
+
 def _accepted(cls: type[Provider]) -> set[str]:
-    return set(inspect.signature(cls.__init__).parameters) | set(
-        inspect.signature(Provider.__init__).parameters
-    )
+    return set(_init_params(cls)) | set(inspect.signature(Provider.__init__).parameters)
 
 
 def _check_options(
@@ -265,10 +293,14 @@ def _check_options(
 
 
 def _hints(cls: type[Provider]) -> dict[str, object]:
-    try:
-        return typing.get_type_hints(cls.__init__)
-    except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
-        return {}
+    hints: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's annotation wins
+        if isinstance(klass, type) and issubclass(klass, Provider) and "__init__" in vars(klass):
+            try:
+                hints.update(typing.get_type_hints(klass.__init__))
+            except (NameError, TypeError):  # unresolvable annotation: the adapter checks itself
+                continue
+    return hints
 
 
 def _check_option_types(cls: type[Provider], params: Mapping[str, object], where: str) -> None:
@@ -355,9 +387,16 @@ class ProviderCatalog:
             _check_options(cls, info, params, "config")
             _check_option_types(cls, params, "config")
         except PolicyError as exc:
-            bad = next((k for k in config if f"{k}=" in str(exc) or f"'{k}'" in str(exc)), "")
+            named = str(exc).split("; valid options:")[0]  # not the list of valid ones
+            bad = next((k for k in config if f"{k}=" in named or f"'{k}'" in named), "")
             return [(bad, str(exc).removeprefix("config: "),
                      f"valid options of {info.name!r}: {', '.join(info.options())}")]
+        try:
+            cls.check_config(params, "config")
+        except PolicyError as exc:
+            text = str(exc).removeprefix("config: ")
+            key = next((k for k in config if text.startswith((f"{k}.", f"{k}="))), "")
+            return [(key, text, f"{key}: {info.options().get(key, 'see rspp docs')}")]
         return []
 
 

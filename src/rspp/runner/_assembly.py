@@ -36,11 +36,13 @@ from rspp.contracts import (
 )
 from rspp.errors import RSPPError
 from rspp.kernel import (
+    DEFAULT_MAX_SKEW_MS,
     EventKind,
     ExecutionPool,
     RuntimeGraph,
     SessionActor,
     SessionOptions,
+    SkewEvent,
     SystemClock,
     Timebase,
 )
@@ -65,6 +67,7 @@ from rspp.providers import (
     InvocationPolicy,
     PolicyError,
     PriceTable,
+    ProviderBatcher,
     SecretConfigError,
     SecretRef,
     UsageKind,
@@ -169,6 +172,10 @@ class AssemblyOptions:
     #: one pool to all of them, so their HTTP adapters share an endpoint's connections;
     #: None: each adapter builds its own client
     http_pool: HttpClientPool | None = None
+    #: the runtime's dynamic batching (F-051): the process running sessions passes one to
+    #: all of them, so calls of a provider configured with ``batching`` share requests across
+    #: sessions; None: such an adapter batches only its own session's calls
+    batcher: ProviderBatcher | None = None
     #: the runtime's admission (F-050): the process running sessions passes one to all of
     #: them, so a tenant's concurrent-session and turns-per-minute quotas hold across its
     #: sessions on the runtime; None: an admission of this session only
@@ -177,6 +184,11 @@ class AssemblyOptions:
     #: its fair queueing (None: the session id); None: no pool limits
     pool: ExecutionPool | None = None
     fairness_key: str | None = None
+    #: the wall-clock skew the session's timebase tolerates before it corrects its wall
+    #: stamps (NF-018; each correction is a ``clock_skew`` note on the timeline), and who
+    #: else is told of a correction (a server's metrics)
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
+    on_clock_skew: Callable[[SkewEvent], None] | None = None
     #: the session's priority (``background``: its turns yield the runtime's interactive
     #: headroom, F-173; anything else: interactive)
     priority: str = "interactive"
@@ -275,7 +287,8 @@ def _register_secrets(config: object) -> None:
 
 def _services(gd: GraphDefinition, session_id: str, sink: Any,
               circuits: CircuitRegistry, *, min_timeout_ms: int = 1000,
-              http_pool: HttpClientPool | None = None) -> NodeServices:
+              http_pool: HttpClientPool | None = None,
+              batcher: ProviderBatcher | None = None) -> NodeServices:
     providers: dict[str, Any] = {}
     chains: dict[str, tuple[str, ...]] = {}
     timeouts: dict[str, int] = {}
@@ -300,7 +313,7 @@ def _services(gd: GraphDefinition, session_id: str, sink: Any,
             _register_secrets(cfg)
             try:
                 providers[pid] = build_provider(pid, cfg, modality=b.modality,
-                                                http_pool=http_pool)
+                                                http_pool=http_pool, batcher=batcher)
             except RSPPError as exc:  # unknown adapter/option, missing API key: before any audio
                 raise AssemblyError(str(exc)) from None
         price = config.get("price")
@@ -478,6 +491,27 @@ def _is_debug(rec: msgspec.Struct) -> bool:
             and f":{EventKind.DEBUG}:" in rec.event_id)
 
 
+def _skew_notes(session: SessionActor, tell: Callable[[SkewEvent], None] | None
+                ) -> Callable[[SkewEvent], None]:
+    """The timebase's ``on_skew`` (NF-018): each wall-clock correction becomes a
+    ``clock_skew`` note (TelemetryLane) beside the session's last record, taking no
+    sequence number (a replay, on its virtual clock, sees no skew: later records must not
+    shift). The timebase reports inside a wall-clock read (a record being stamped), so the
+    note is made just after, on the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def note(ev: SkewEvent) -> None:
+        session.signals.telemetry(kind="clock_skew", reason=ev.describe(),
+                                  at_sequence=session.last_sequence)
+        if tell is not None:
+            tell(ev)
+
+    def on_skew(ev: SkewEvent) -> None:
+        loop.call_soon(note, ev)
+
+    return on_skew
+
+
 def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
                      make_transport: Callable[[RecordSink], TransportT]
                      ) -> AssembledSession[TransportT]:
@@ -493,7 +527,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     clock = SystemClock()
     # One time base for the whole session: records of the kernel, transport,
     # providers and recorder all carry milliseconds since the session started.
-    timebase = Timebase(clock)
+    timebase = Timebase(clock, max_skew_ms=opts.max_skew_ms)
     size = opts.timeline_buffer  # control and evidence keep their own room (F-176)
     recorder = TimelineRecorder(timebase, RecorderOptions(
         capacity=size or 200_000, control_reserve=max(1024, size // 2) if size else 100_000,
@@ -526,7 +560,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     services = _services(gd, sid, record, opts.circuits or CircuitRegistry(clock),
                          min_timeout_ms=STALL_GUARD_MS if (
                              opts.file_source and not opts.enforce_budgets) else 1000,
-                         http_pool=opts.http_pool)
+                         http_pool=opts.http_pool, batcher=opts.batcher)
     snapshots = opts.snapshots
     admission_policy = opts.admission_policy
     if snapshots is None:
@@ -604,6 +638,7 @@ def assemble_session(gd: GraphDefinition, opts: AssemblyOptions,
     session.signals.authority_epoch = authority.epoch
     session.signals.payload_sink = record  # in-band metrics travel with their values
     debug_box.append(session)
+    timebase.on_skew = _skew_notes(session, opts.on_clock_skew)
     if capture is not None:
         capture.bind(session)
     reply_ports = tuple(p for p in graph.exit_ports() if not p.startswith("transcript"))

@@ -86,6 +86,8 @@ class RunOptions:
     debug: bool = False
     #: in-band metrics events in the timeline (F-026, ``--metrics-events``)
     metrics_events: bool = False
+    #: the wall-clock skew the session tolerates before it corrects (NF-018)
+    max_skew_ms: int = 250
     #: configuration layers (``{tenants: {...}, sessions: {...}}``) applied to the spec for
     #: this run's tenant and session: inserted nodes run, chosen providers answer (F-081)
     layers: Path | None = None
@@ -268,6 +270,7 @@ async def run_local(opts: RunOptions) -> RunResult:
         metrics_out=opts.metrics_out, trace_out=opts.trace_out, log_out=opts.log_out,
         telemetry=opts.telemetry, circuits=opts.circuits, file_source=True, debug=opts.debug,
         metrics_events=opts.metrics_events, redaction=opts.redaction,
+        max_skew_ms=opts.max_skew_ms,
         record_tap=lambda rec: kept.append(rec) if len(kept) < _KEEP_RECORDS else None)
     holder: list[AssembledSession[LoopbackTransport]] = []
     loop_opts = LoopbackOptions(real_time=opts.real_time, barge_in=barge_pcm,

@@ -41,7 +41,7 @@ from opentelemetry.trace import Span, TracerProvider
 
 from rspp.contracts import ControlSignal, EventRecord
 from rspp.kernel import SessionTelemetry as KernelTelemetry
-from rspp.observability import RuntimeMetrics, log_context
+from rspp.observability import LogLimit, RuntimeMetrics, held_summary, log_context
 
 if TYPE_CHECKING:
     from rspp.observability import Redactor
@@ -68,6 +68,12 @@ class TelemetryTargets:
     #: kernel overhead budget per event (seconds): a sample above it counts in
     #: ``rspp_kernel_overhead_budget_exceeded_total`` and a WARNING logs each crossing
     kernel_overhead_budget_s: float | None = None
+    #: ``shed`` WARNING lines per session: the first ``shed_lines`` of each
+    #: ``shed_interval_s`` window one per shed, the rest one summary line counted by edge
+    #: (read on ``clock``); the records and ``rspp_edge_drops_total`` count every one
+    shed_lines: int = 5
+    shed_interval_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass(slots=True)
@@ -104,6 +110,8 @@ class SessionTelemetry:
         self._error_counted: set[str] = set()
         self._cancel_ms: Callable[[str], float | None] | None = None
         self._stopped = False
+        self._sheds = LogLimit(first=targets.shed_lines, interval_s=targets.shed_interval_s,
+                               clock=targets.clock)
         self.errors = 0
 
     # ---------------------------------------------------------------- helpers
@@ -243,9 +251,20 @@ class SessionTelemetry:
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
         elif name in ("barge_in", "fallback", "provider_switch"):
             self._emit(logging.INFO, name, turn_id=tid, node_id=rec.node_id, reason=rec.reason)
-        elif name in ("shed", "degrade"):  # overload surfaces in the logs (NF-006)
+        elif name == "shed":  # overload surfaces in the logs (NF-006), bounded
+            verdict = self._sheds.admit(rec.edge_id or "none")
+            if verdict.held is not None:
+                self._shed_summary(verdict.held)
+            if verdict.full:
+                self._emit(logging.WARNING, name, turn_id=tid, node_id=rec.node_id,
+                           edge_id=rec.edge_id, reason=rec.reason)
+        elif name == "degrade":  # a posture change: rare, each one logged
             self._emit(logging.WARNING, name, turn_id=tid, node_id=rec.node_id,
                        edge_id=rec.edge_id, reason=rec.reason)
+
+    def _shed_summary(self, held: dict[str, int]) -> None:
+        self._emit(logging.WARNING, f"session {self.session_id}: "
+                   f"{held_summary('shed', held)}", shed_held=sum(held.values()))
 
     # ------------------------------------------------------------------ turns
     def _close_turn(self, tid: str) -> None:
@@ -429,6 +448,8 @@ class SessionTelemetry:
             for turn_id in {k[0] for k in self._nodes}:
                 self._end_nodes(turn_id)
             self.metrics.session_ended(self.pipeline_version)
+            if (held := self._sheds.flush()) is not None:
+                self._shed_summary(held)
             self._emit(logging.INFO, "session stopped")
             if self._session_span is not None:
                 self._session_span.end()

@@ -11,6 +11,11 @@ While one is at its threshold a new turn is deferred at admission
 (``capacity:queue_depth:N/N``, ``capacity:provider:llm:N/N``): the runtime stops taking
 work before the queue grows or the provider saturates, and the turns already open go
 on. They are :class:`~rspp.turns.Headroom` probes of the runtime's admission.
+
+``--max-cpu-percent P`` (``--cpu-resume-percent R``) bounds a third load, the runtime's
+own CPU utilisation (``rspp.server._cpu_load``); the runtime's capacity control
+(``rspp.server._capacity_control``) samples it and records every threshold tripping and
+clearing.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ class PoolHeadroom:
     max_queue_depth: int | None = None
     #: node type -> calls in flight at which new turns are deferred
     max_provider_load: dict[str, int] = field(default_factory=dict)
+    #: the runtime's CPU utilisation (percent of its CPUs) at which new turns are deferred
+    max_cpu_percent: int | None = None
+    #: the CPU utilisation at or below which they are admitted again (None: 3/4 of the max)
+    cpu_resume_percent: int | None = None
+
+    def resume_percent(self) -> int:
+        """Where the CPU threshold clears (it trips at ``max_cpu_percent``)."""
+        if self.cpu_resume_percent is not None:
+            return self.cpu_resume_percent
+        return (self.max_cpu_percent or 0) * 3 // 4
 
 
 def pool_headroom(spec: PoolHeadroom | None, pool: ExecutionPool | None

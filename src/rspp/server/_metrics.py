@@ -6,7 +6,8 @@ drops, cancel latency, provider series, active sessions by pipeline version)
 plus the server's own: sessions opened/refused, turns by terminal outcome,
 turn latency histograms (turn-open decision, first output, end to end),
 egress lateness for transports, ingress jitter-buffer outcomes and hold (per ended
-connection, by transport kind), and readiness. Labels are bounded: pipeline
+connection, by transport kind), ingress media-to-runtime mapping errors and wall-clock
+corrections (NF-018), and readiness. Labels are bounded: pipeline
 version, a fixed outcome/phase vocabulary and refusal codes; never a session
 or turn id.
 """
@@ -23,6 +24,8 @@ from prometheus_client.registry import Collector
 from rspp.contracts import ControlSignal, SignalName
 from rspp.kernel import ExecutionPool
 from rspp.observability import RuntimeMetrics
+from rspp.providers import BatchingCollector, BatchStats
+from rspp.server._skew_metrics import SkewCollector
 
 __all__ = ["ServerMetrics"]
 
@@ -106,7 +109,7 @@ def _capacity_control(loads: dict[str, tuple[int, int | None]],
     if not loads:
         return
     load = GaugeMetricFamily("rspp_capacity_load", "Each load the capacity model bounds "
-                             "(open_turns, queue_depth, provider:TYPE)", labels=["resource"])
+                             "(open_turns, queue_depth, provider:TYPE, cpu)", labels=["resource"])
     threshold = GaugeMetricFamily("rspp_capacity_threshold", "The load at which new turns "
                                   "are deferred", labels=["resource"])
     defers = CounterMetricFamily("rspp_capacity_deferrals", "Turns deferred at admission, "
@@ -118,6 +121,29 @@ def _capacity_control(loads: dict[str, tuple[int, int | None]],
     for name, n in sorted(deferred.items()):
         defers.add_metric([name], n)
     yield from (load, threshold, defers)
+
+class _CapacityControl(Protocol):
+    probes: tuple[Any, ...]
+    tripped: set[str]
+    events: dict[tuple[str, str], int]
+
+
+class _CapacityEventCollector(Collector):
+    def __init__(self, control: _CapacityControl) -> None:
+        self.control = control
+
+    def collect(self) -> Iterator[Metric]:
+        tripped = GaugeMetricFamily("rspp_capacity_tripped", "1 while a headroom threshold "
+                                    "is tripped (new turns deferred)", labels=["resource"])
+        for probe in self.control.probes:
+            tripped.add_metric([probe.name], 1 if probe.name in self.control.tripped else 0)
+        events = CounterMetricFamily("rspp_capacity_events", "Capacity-control events: a "
+                                     "headroom threshold tripped (defer) or cleared (admit)",
+                                     labels=["resource", "decision"])
+        for (resource, decision), n in sorted(self.control.events.items()):
+            events.add_metric([resource, decision], n)
+        yield from (tripped, events)
+
 
 _TURN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _LATE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
@@ -195,6 +221,9 @@ class ServerMetrics:
                                    registry=r)
         self._gates_errors = Counter("rspp_gate_sampler_errors_total",
                                      "Records the gate sampler could not evaluate", registry=r)
+        #: media-to-runtime mapping errors and wall-clock corrections (NF-018)
+        self.skew = SkewCollector()
+        r.register(self.skew)
 
     def _safe(self, fn: Any) -> None:
         try:
@@ -209,6 +238,15 @@ class ServerMetrics:
     def watch_admission(self, admission: _Admission) -> None:
         """Export the runtime admission's per-tenant decisions and sessions (F-050)."""
         self.runtime.registry.register(_AdmissionCollector(admission))
+
+    def watch_batching(self, stats: BatchStats) -> None:
+        """Export the runtime batcher's batch sizes and waits (F-051)."""
+        self.runtime.registry.register(BatchingCollector(stats))
+
+    def watch_capacity(self, control: _CapacityControl) -> None:
+        """Export the capacity control's tripped thresholds and events (F-172)."""
+        if control.probes:
+            self.runtime.registry.register(_CapacityEventCollector(control))
 
     def session_opened(self) -> None:
         self._safe(self._opened.inc)
@@ -260,6 +298,15 @@ class ServerMetrics:
             self._hold.labels(label).observe(stats.hold_max_ms / 1000.0)
 
         self._safe(update)
+
+    def media_skew(self, transport: str, hist: Any) -> None:
+        """An ended connection's media-to-runtime mapping errors (a ``MediaSkewHistogram``)."""
+        label = transport if transport in _TRANSPORTS else "other"
+        self._safe(lambda: self.skew.media_skew(label, hist))
+
+    def clock_skew(self, event: Any) -> None:
+        """A session's wall-clock correction (a ``SkewEvent``)."""
+        self._safe(lambda: self.skew.clock_skew(event.action))
 
     def gate_samples_sent(self, n: int) -> None:
         self._safe(lambda: self._gates_sent.inc(n))

@@ -112,6 +112,8 @@ class ServeOptions:
     max_debug_captures: int = 1
     #: in-band metrics events in every session (F-026)
     metrics_events: bool = False
+    #: the wall-clock skew a session tolerates before it corrects (NF-018)
+    max_skew_ms: int = 250
     #: turns open at once, and how many of those only interactive sessions may use
     #: (F-172, F-173; None: unbounded)
     max_active_turns: int | None = None
@@ -211,6 +213,7 @@ async def serve(opts: ServeOptions) -> int:
                                kernel_overhead_budget_us=opts.kernel_overhead_budget_us,
                                max_debug_captures=opts.max_debug_captures,
                                metrics_events=opts.metrics_events,
+                               max_skew_ms=opts.max_skew_ms,
                                capacity=None if opts.max_active_turns is None else CapacityModel(
                                    opts.max_active_turns, opts.interactive_reserve),
                                pool_limits=dict(opts.pool_limits),

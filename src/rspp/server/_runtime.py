@@ -71,6 +71,7 @@ class Runtime:
     async def start(self) -> None:
         """Register with the control plane (raise CPError when it refuses or is down)."""
         await self.link.connect()
+        self.sessions.capacity_control.start()
         if self.sessions.gates is not None:
             self.sessions.gates.start()
         self._heartbeat = asyncio.create_task(
@@ -103,7 +104,9 @@ class Runtime:
     async def stop(self) -> None:
         """Close what is left, deregister, release the control-plane client."""
         await self._stop_heartbeat()
+        await self.sessions.capacity_control.stop()
         await self.sessions.close_all("server_stopped")
+        await self.sessions.batcher.aclose()  # before the connections it sends on (F-051)
         await self.sessions.http_pool.aclose()  # once no session uses it (F-105)
         for task in (self._bundles, self._notices):
             if task is not None:

@@ -41,16 +41,17 @@ from rspp.contracts import ControlSignal, RecordingLevel, SignalName, TurnStartB
 from rspp.controlplane import CPError, SessionClaims, SessionInfo, TenantPlacement
 from rspp.controlplane._notices import RuntimeNotice
 from rspp.controlplane._requests import ArtifactLocation
-from rspp.kernel import SystemClock
+from rspp.kernel import DEFAULT_MAX_SKEW_MS, SystemClock
 from rspp.observability import DebugCaptureSlots, HttpExportSink, SamplingPolicy, TimelineSink
-from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits
+from rspp.providers import CircuitRegistry, HttpClientPool, HttpPoolLimits, ProviderBatcher
 from rspp.runner import TelemetryTargets
 from rspp.runner._assembly import AssembledSession, AssemblyError, AssemblyOptions
 from rspp.server._artifacts import ArtifactSite, artifact_roots
+from rspp.server._capacity_control import CapacityControl, CapacityEvent, record_capacity_event
 from rspp.server._cplink import ControlPlaneLink, SessionRefused, _refusal
 from rspp.server._fairness import FairnessSlo, runtime_pool
 from rspp.server._gates import GateReporter, GateSampler
-from rspp.server._headroom import PoolHeadroom, pool_headroom
+from rspp.server._headroom import PoolHeadroom
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
@@ -132,6 +133,8 @@ class SessionPolicy:
     provider_http: HttpPoolLimits = field(default_factory=HttpPoolLimits)
     #: in-band metrics events (F-026) at every turn's end and the session's
     metrics_events: bool = False
+    #: the wall-clock skew a session's timebase tolerates (NF-018, ``--max-skew-ms``)
+    max_skew_ms: int = DEFAULT_MAX_SKEW_MS
     #: turns open at once and the interactive-only headroom (F-172, F-173; None: unbounded)
     capacity: CapacityModel | None = None
     #: slots per node type shared by every session (F-105, F-109) and whose turn comes
@@ -336,12 +339,21 @@ class GovernedSessions:
         self.circuits = CircuitRegistry()
         #: the runtime's provider HTTP connections, shared by its sessions (F-105)
         self.http_pool = HttpClientPool(self.policy.provider_http)
+        #: the runtime's dynamic batching of compatible provider calls (F-051)
+        self.batcher = ProviderBatcher()
+        metrics.watch_batching(self.batcher.stats)
         #: the runtime's execution pool (node-type slots shared by its sessions)
         self.pool = runtime_pool(self.policy.pool_limits, self.policy.pool_fairness,
                                  self.policy.fairness_slo, metrics)
+        #: headroom thresholds tripping and clearing, recorded in live sessions (F-172)
+        self.capacity_control = CapacityControl.of(self.policy.headroom, self.pool,
+                                                   self._capacity_event)
         self.admission = LocalAdmission(SystemClock(), self.policy.capacity,
-                                        pool_headroom(self.policy.headroom, self.pool))
+                                        self.capacity_control.probes)
+        if self.admission.capacity is not None:
+            self.admission.capacity.on_defer = self.capacity_control.deferred
         metrics.watch_admission(self.admission)
+        metrics.watch_capacity(self.capacity_control)
         self.active: dict[str, ServedSession[Any]] = {}
         #: where sessions' artifacts are stored, by region (F-168)
         self.artifacts = artifact_roots(self.policy, link.options.region)
@@ -352,6 +364,10 @@ class GovernedSessions:
 
     def __len__(self) -> int:
         return len(self.active)
+
+    def _capacity_event(self, event: CapacityEvent) -> None:
+        for served in list(self.active.values()):
+            record_capacity_event(served.core.session, event)
 
     def _spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
@@ -579,9 +595,11 @@ class GovernedSessions:
                 else p.kernel_overhead_budget_us / 1e6),
             snapshots=snapshots, admission_policy=bundle.admission_policy,
             runtime_id=self.link.runtime_id, state=state, debug_slots=self.debug_slots,
-            circuits=self.circuits, http_pool=self.http_pool, admission=self.admission,
+            circuits=self.circuits, http_pool=self.http_pool, batcher=self.batcher,
+            admission=self.admission,
             priority=info.attributes.get("priority", "interactive"), pool=self.pool,
             metrics_events=p.metrics_events,
+            max_skew_ms=p.max_skew_ms, on_clock_skew=self.metrics.clock_skew,
             fairness_key=claims.tenant_id if p.pool_fairness == "tenant" else None)
         try:
             built = await build(gd, opts)
@@ -598,6 +616,7 @@ class GovernedSessions:
             transport.gate = keeper.output_gate
             transport.on_jitter = self.metrics.jitter
             transport.on_lateness = self.metrics.egress_lateness
+            transport.on_media_skew = self.metrics.media_skew
         checkpoints = SessionCheckpointer(built.core.driver, state,
                                           runtime_id=self.link.runtime_id)
         served.checkpoints, served.resumed = checkpoints, point

@@ -227,12 +227,28 @@ class RecordingSpec(msgspec.Struct, **_S):
     allowed_replay_modes: tuple[ReplayMode, ...] | None = None
 
 
+class SessionSloSpec(msgspec.Struct, **_S):
+    """Bounds every session must meet on its own (F-105: isolation under pooling), ms.
+
+    ``rspp slo report --per-session --spec`` checks each recorded session against them
+    and names the sessions that break one: an aggregate percentile over many sessions
+    can hide one starved session. Unset: not checked.
+    """
+
+    pool_wait_max_ms: Annotated[int, Meta(ge=1, description="The longest any one turn of a "
+                                          "session may wait in total for shared execution-"
+                                          "pool slots (its OR-02 `pool_wait_ms`).")] | None = None
+    first_output_p95_ms: Ms | None = None
+    end_to_end_p95_ms: Ms | None = None
+
+
 class SloSpec(msgspec.Struct, **_S):
     """The pipeline's own quality-gate thresholds (NF-001, NF-003), milliseconds.
 
     ``rspp slo report --spec`` gates recorded timelines on them; unset ones keep the
     simple/v1 profile's (the MVP bounds: turn open p95 120, first output p95 1500, cancel
-    fence p95 150, end to end p50 1500 and p95 2000).
+    fence p95 150, end to end p50 1500 and p95 2000). ``session``: bounds each session
+    must meet on its own (``rspp slo report --per-session``).
     """
 
     turn_open_p95_ms: Ms | None = None
@@ -241,6 +257,7 @@ class SloSpec(msgspec.Struct, **_S):
     cancel_fence_p99_ms: Ms | None = None
     end_to_end_p50_ms: Ms | None = None
     end_to_end_p95_ms: Ms | None = None
+    session: SessionSloSpec | None = None
 
 
 class OverloadSpec(msgspec.Struct, **_S):

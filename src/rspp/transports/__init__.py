@@ -39,6 +39,7 @@ from rspp.transports._livekit import (
 )
 from rspp.transports._loopback import LoopbackOptions, LoopbackTransport, TurnOutput
 from rspp.transports._marks import parse_mark
+from rspp.transports._media_skew import MediaSkewHistogram
 from rspp.transports._mulaw import mulaw_decode, mulaw_encode
 from rspp.transports._protocol import (
     CLIENT_MESSAGES,
@@ -171,6 +172,7 @@ __all__ = [
     "LoopbackOptions",
     "LoopbackTransport",
     "Loss",
+    "MediaSkewHistogram",
     "Outbound",
     "OutboundQueue",
     "Piece",

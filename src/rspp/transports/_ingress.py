@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rspp.errors import RSPPError
+from rspp.transports._media_skew import MediaSkewHistogram
 from rspp.transports._soxr_direct import DirectStream, open_stream
 
 __all__ = ["Flood", "IngressLock", "IngressMeter", "Rechunker", "StreamResampler"]
@@ -157,6 +158,10 @@ class IngressMeter:
     arrival starts with the credit). A client idle longer than that earns no more credit
     (it cannot bank minutes of silence for a burst); one steadily faster than real time
     floods within seconds.
+
+    Each frame's lateness against the media-to-runtime mapping goes to ``skew`` (NF-018,
+    :mod:`rspp.transports._media_skew`); a frame later than ``late_after_ms`` is counted
+    once, re-anchors the mapping and is told to ``on_late(media_ms, late_ms)``.
     """
 
     rate: int
@@ -173,6 +178,10 @@ class IngressMeter:
     #: media time minus real time (the bucket), floored at ``-flood_credit_ms``
     ahead_ms: float = 0.0
     _last_s: float = 0.0
+    #: the session's mapping errors (None: not kept)
+    skew: MediaSkewHistogram | None = None
+    #: told of each late frame: its media time and how late it was (ms)
+    on_late: Callable[[float, float], None] | None = None
 
     def arrive(self, nbytes: int, now_s: float) -> None:
         """Account ``nbytes`` of client PCM16 arriving at ``now_s``; raises Flood."""
@@ -185,11 +194,18 @@ class IngressMeter:
         due_ms = self.media_ms
         frame_ms = nbytes / 2 * 1000.0 / self.rate
         self.media_ms += frame_ms
-        elapsed_ms = (now_s - self.started_s) * 1000.0
-        if elapsed_ms - due_ms > self.late_after_ms:
+        lag_ms = (now_s - self.started_s) * 1000.0 - due_ms
+        skew = self.skew
+        if skew is not None:
+            skew.add(lag_ms)
+        if lag_ms > self.late_after_ms:
             self.late += 1
             # one late arrival is counted once: real time re-anchors on this frame
             self.started_s = now_s - due_ms / 1000.0
+            if skew is not None:
+                skew.late += 1
+            if self.on_late is not None:
+                self.on_late(due_ms, lag_ms)
         drained = self.ahead_ms - (now_s - self._last_s) * 1000.0
         floor = -self.flood_credit_ms
         self.ahead_ms = (drained if drained > floor else floor) + frame_ms

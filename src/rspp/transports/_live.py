@@ -52,6 +52,7 @@ from rspp.transports._live_ingress import LiveIngress
 from rspp.transports._live_options import LiveOptions
 from rspp.transports._live_turn import LiveTurn
 from rspp.transports._marks import mark_name
+from rspp.transports._media_skew import MediaSkewHistogram
 from rspp.transports._protocol import (
     Clear,
     ServerEvent,
@@ -111,6 +112,10 @@ class LiveTransport(LiveIngress):
         #: told how late each reply frame left versus its real-time slot (transport kind,
         #: seconds): metrics
         self.on_lateness: Callable[[str, float], None] | None = None
+        #: the media-to-runtime mapping errors of the session's ended connections (NF-018),
+        #: and told each ended connection's (transport kind, errors): metrics
+        self.media_skew = MediaSkewHistogram()
+        self.on_media_skew: Callable[[str, MediaSkewHistogram], None] | None = None
         self.queue: OutboundQueue | None = None
         #: the turns whose reply is still open or playing, and the last
         #: ``KEEP_FINISHED_TURNS`` finished ones (:meth:`_forget_finished`)
@@ -237,7 +242,9 @@ class LiveTransport(LiveIngress):
             self.out_rate = out_rate
             self._out_resampler = None
         self._quality = quality
-        self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms)
+        self._end_media_skew()
+        self.meter = IngressMeter(in_rate, self.opts.flood_allowance_ms, self.opts.late_after_ms,
+                                  skew=MediaSkewHistogram(), on_late=self._media_late)
         self._end_jitter()
         self.jitter = self._jitter_ingress(transport, in_rate)
         self.queue = OutboundQueue(self.opts.send_queue_frames, self.opts.send_queue_events)
@@ -255,6 +262,7 @@ class LiveTransport(LiveIngress):
         if q is not None:
             q.close()
         self._end_jitter()
+        self._end_media_skew()
         for t in self.turns.values():  # no echo can come any more: stall/abort decides
             if t.unconfirmed is not None:
                 t.unconfirmed.cancel()
@@ -279,6 +287,8 @@ class LiveTransport(LiveIngress):
                      dropped_out_frames=q.dropped_audio if q is not None else 0,
                      egress_lateness_p99_ms=round(p99, 2),
                      egress_lateness_max_ms=round(self.lateness_max_ms, 2),
+                     media_skew_p99_ms=m.skew.p99_ms if m.skew is not None else 0.0,
+                     media_skew_max_ms=round(m.skew.max_ms, 2) if m.skew is not None else 0.0,
                      send_queue=len(q) if q is not None else 0)
 
     # ---------------------------------------------------- output sink (kernel)

@@ -20,6 +20,7 @@ from rspp.transports._input_rejected import InputRejected
 from rspp.transports._intake import TAKEN, nothing
 from rspp.transports._jitter import JitterBuffer, JitterIngress, JitterStats
 from rspp.transports._live_options import LiveOptions
+from rspp.transports._media_skew import MediaSkewHistogram
 from rspp.transports._protocol import ErrorEvent, ServerEvent
 from rspp.transports._records import RecordSink, encode_ingress, record_ingress
 
@@ -41,6 +42,8 @@ class LiveIngress:
     _discontinuities: int
     _last_ingress_seq: int
     on_jitter: Callable[[str, JitterStats], None] | None
+    media_skew: MediaSkewHistogram
+    on_media_skew: Callable[[str, MediaSkewHistogram], None] | None
     media_samples: int
     _index: int
     _ingress_lock: IngressLock
@@ -109,6 +112,31 @@ class LiveIngress:
         self._jitter_note(f"connection {summary}")
         if self.on_jitter is not None:
             self.on_jitter(j.kind, j.buffer.stats)
+
+    def _media_late(self, media_ms: float, late_ms: float) -> None:
+        """A frame beyond the media-to-runtime bound (NF-018): the meter re-anchored the
+        mapping on it; said on the session's timeline (TelemetryLane)."""
+        if self.session is not None:  # beside the last ingress frame, as jitter notes
+            self.session.signals.telemetry(
+                kind="media_skew", at_sequence=self._last_ingress_seq,
+                reason=f"late frame at media {media_ms:.0f} ms: {late_ms:.0f} ms behind the "
+                f"media-to-runtime mapping (bound {self.opts.late_after_ms:.0f} ms), mapping "
+                "re-anchored on it")
+
+    def _end_media_skew(self) -> None:
+        """The connection's mapping errors: its summary on the timeline, into the session's,
+        and to ``on_media_skew`` (once; only connections that sent audio)."""
+        m = self.meter
+        skew, m.skew = m.skew, None
+        if skew is None or not skew.count:
+            return
+        self.media_skew.merge(skew)
+        if self.session is not None:
+            self.session.signals.telemetry(kind="media_skew", at_sequence=self._last_ingress_seq,
+                                           reason="connection " + skew.describe(
+                                               self.opts.late_after_ms))
+        if self.on_media_skew is not None:
+            self.on_media_skew(self.jitter.kind, skew)
 
     def _jitter_note(self, reason: str) -> None:
         """A jitter-buffer decision on the session's timeline (TelemetryLane)."""

@@ -24,11 +24,13 @@ state machine emits:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from rspp.errors import LifecycleError
+from rspp.observability import LogLimit, held_summary
 from rspp.transports._egress import AudioFrame
 from rspp.transports._event_filter import RECORD_TYPES, RecordForwarder, event_type_of
 from rspp.transports._input_rejected import InputRejected
@@ -47,6 +49,7 @@ from rspp.turns import SessionEvent, SessionLifecycle
 __all__ = ["LiveSessionHandle", "SessionCore"]
 
 _MARK_S = EPOCH_MARK_MS / 1000
+_LOG = logging.getLogger("rspp.transports.input")
 
 
 class SessionCore(Protocol):
@@ -142,7 +145,9 @@ class LiveSessionHandle:
     """One live session driven by network connections (see the module docstring)."""
 
     def __init__(self, core: SessionCore, transport: LiveTransport, *, tenant_id: str,
-                 stats_interval_s: float = 1.0) -> None:
+                 stats_interval_s: float = 1.0, rejection_lines: int = 5,
+                 rejection_interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.core = core
         self.transport = transport
         #: the transport's ``push_audio`` itself (every frame of every connection passes:
@@ -161,6 +166,9 @@ class LiveSessionHandle:
         self._tasks: set[asyncio.Task[None]] = set()
         #: the session's states (F-138), owned by the state machine of its turn driver
         self.lifecycle: SessionLifecycle = core.driver.session_lifecycle
+        #: the bound on this session's rejection log lines (:meth:`reject`)
+        self.rejections = LogLimit(first=rejection_lines, interval_s=rejection_interval_s,
+                                   clock=clock)
 
     @property
     def session_id(self) -> str:
@@ -311,6 +319,25 @@ class LiveSessionHandle:
         if q is not None:
             q.put_event(event)
 
+    def reject(self, error: ErrorEvent, logged: str, field: str) -> None:
+        """Client input the session did not take: ``error`` goes to the client, ``logged``
+        (``FIELD: MESSAGE`` without client bytes; ``field`` likewise, e.g. the object of an
+        unknown field the client named) to the server's log - the first
+        ``rejection_lines`` of each ``rejection_interval_s`` window a line each, the rest
+        as one summary line counted by field (a client sending garbage fast does not
+        flood the log; the session goes on)."""
+        verdict = self.rejections.admit(field)
+        if verdict.held is not None:
+            self._log_held(verdict.held)
+        if verdict.full:
+            _LOG.warning("session %s: input rejected (%s): %s", self.session_id, error.code,
+                         logged)
+        self.notify(error)
+
+    def _log_held(self, held: dict[str, int]) -> None:
+        _LOG.warning("session %s: %s", self.session_id,
+                     held_summary("input rejections", held))
+
     def is_fenced(self, turn_id: str) -> bool:
         return self.transport.is_fenced(turn_id)
 
@@ -421,6 +448,8 @@ class LiveSessionHandle:
         self._closing = True
         self.close_reason = reason
         self._forward_records(None, None)
+        if (held := self.rejections.flush()) is not None:
+            self._log_held(held)
         if self.lifecycle.state.value in ("ACTIVE", "RECONNECTING"):
             self._life(SessionEvent.DRAIN, reason)
         me = asyncio.current_task()

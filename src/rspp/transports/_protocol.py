@@ -241,6 +241,9 @@ class Stats(_Msg, tag="stats", frozen=True, kw_only=True):
     dropped_out_frames: int = 0
     egress_lateness_p99_ms: float = 0.0
     egress_lateness_max_ms: float = 0.0
+    #: ingress audio's lateness against its media time (NF-018; p99 to its bin, max)
+    media_skew_p99_ms: float = 0.0
+    media_skew_max_ms: float = 0.0
     send_queue: int = 0
 
 

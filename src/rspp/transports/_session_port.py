@@ -23,7 +23,7 @@ import msgspec
 
 from rspp.errors import RSPPError
 from rspp.transports._egress import AudioFrame
-from rspp.transports._protocol import ServerEvent
+from rspp.transports._protocol import ErrorEvent, ServerEvent
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -154,6 +154,11 @@ class LiveSession(Protocol):
 
     def notify(self, event: ServerEvent) -> None:
         """Queue an event (a non-fatal ``error``) for the current connection."""
+
+    def reject(self, error: ErrorEvent, logged: str, field: str) -> None:
+        """Client input not taken: ``error`` to the client, ``logged`` (no client bytes,
+        counted under ``field``) to the server's log, a bounded number of lines per
+        interval."""
 
     def is_fenced(self, turn_id: str) -> bool:
         """The cancel fence of ``turn_id`` is up: none of its audio may be played any more."""

@@ -514,10 +514,12 @@ class _DirectFrames:
 def reject_input(handle: LiveSession, exc: ProtocolError | InputRejected) -> None:
     """A bad message is an ``error`` event naming the field; the session goes on."""
     code = "bad_message" if isinstance(exc, ProtocolError) else exc.code
-    # one line a rejection; the message goes to the client, the log gets no client bytes
-    log.warning("session %s: input rejected (%s): %s", handle.session_id, code,
-                exc.loggable if isinstance(exc, ProtocolError) else f"{exc.field}: {exc}")
-    handle.notify(ErrorEvent(code=code, field=exc.field, message=str(exc)))
+    # the message goes to the client, the log (bounded per session) gets no client bytes
+    if isinstance(exc, ProtocolError):  # the field may be a name the client made up
+        logged, field = exc.loggable, exc.loggable.partition(":")[0]
+    else:
+        logged, field = f"{exc.field}: {exc}", exc.field
+    handle.reject(ErrorEvent(code=code, field=exc.field, message=str(exc)), logged, field)
 
 
 async def _read_loop(conn: _Connection, handle: LiveSession, audio: ClientAudio) -> None:

@@ -69,15 +69,22 @@ class CapacityModel:
 @dataclass(frozen=True, slots=True)
 class Headroom:
     """A load bounded at admission: new turns are deferred while ``read()`` is at or
-    above ``limit`` (``name``: ``queue_depth``, ``provider:llm``...)."""
+    above ``limit`` (``name``: ``queue_depth``, ``provider:llm``, ``cpu``...), or, given
+    ``held``, while ``held()`` says the load is over its threshold (a measured load with
+    hysteresis: it trips at ``limit`` and clears at a lower level)."""
 
     name: str
     limit: int
     read: Callable[[], int]
+    held: Callable[[], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise ValueError(f"{self.name} limit={self.limit}: must be >= 1")
+
+    def over(self, value: int) -> bool:
+        """Whether new turns are deferred at ``value`` (the load read now)."""
+        return self.held() if self.held is not None else value >= self.limit
 
 
 @dataclass(slots=True)
@@ -91,6 +98,9 @@ class TurnCapacity:
     open: dict[tuple[str, str], Priority] = field(default_factory=dict)
     #: deferrals by the threshold that caused them (``full``, ``queue_depth``...)
     deferred: dict[str, int] = field(default_factory=dict)
+    #: told the headroom threshold a turn is deferred at, before the deferral is recorded
+    #: (the runtime's capacity control records the threshold tripping first)
+    on_defer: Callable[[str], None] | None = None
 
     def _full(self, priority: Priority) -> tuple[str, str] | None:
         """(the threshold a new turn of ``priority`` is at, the defer reason), or None."""
@@ -101,7 +111,7 @@ class TurnCapacity:
             return which, f"capacity:{which}:{active}/{limit}"
         for h in self.headroom:
             value = h.read()
-            if value >= h.limit:
+            if h.over(value):
                 return h.name, f"capacity:{h.name}:{value}/{h.limit}"
         return None
 
@@ -113,6 +123,8 @@ class TurnCapacity:
             return None
         which, reason = full
         self.deferred[which] = self.deferred.get(which, 0) + 1
+        if self.on_defer is not None:
+            self.on_defer(which)
         return reason
 
     def loads(self) -> dict[str, tuple[int, int | None]]:

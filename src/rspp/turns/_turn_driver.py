@@ -85,6 +85,8 @@ class DriverGate(TurnFenceGate):
 
     def allow(self, port: str, event: Event) -> bool:
         if not super().allow(port, event):
+            if event.lane is not Lane.CONTROL and event.turn_id is not None:
+                self.driver.fenced_output(event.turn_id)
             return False
         tid = event.turn_id
         if tid is None:
@@ -137,6 +139,9 @@ class TurnDriver:
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
         self._queued: deque[tuple[int, int]] = deque()
         self._late: set[str] = set()
+        #: terminal causes that gave way to a higher one pending at the same scheduling
+        #: point (DESIGN's same-point precedence); the winner's terminal reports them
+        self._yielded: dict[str, list[tuple[TerminalCause, str]]] = {}
         budgets = getattr(resolver.graph, "budgets", None)
         grace = getattr(getattr(budgets, "cancel_grace", None), "value", DEFAULT_GRACE_MS)
         self.cancels = CancelScopeTree(session.session_id, session.clock, stamp=self.stamp)
@@ -186,6 +191,10 @@ class TurnDriver:
                     at_sequence=rec.runtime_sequence)
         if step.diagnostics:
             self.diagnostics.extend(f"{d.code}:{d.detail}" for d in step.diagnostics)
+            for d in step.diagnostics:
+                if d.code == "precedence_suppressed":  # who did not own the terminal
+                    self.session.signals.telemetry(kind="audit", turn_id=d.turn_id,
+                                                   reason=f"precedence_suppressed:{d.detail}")
         return step
 
     @property
@@ -287,6 +296,7 @@ class TurnDriver:
         except Exception:
             scope = None
         if scope is not None and not self.cancels.fence.admit(scope):
+            self.fenced_output(tid)
             return False
         epoch = self.arbiter.turn_epoch or self.authority.epoch
         if not self.authority.admit_output(epoch):
@@ -304,6 +314,16 @@ class TurnDriver:
         if t is not None and t.first_output_ns is None and port in self.reply_ports:
             t.first_output_ns = self.clock.monotonic_ns()
         return True
+
+    def fenced_output(self, tid: str) -> None:
+        """A fence refused an output of ``tid``. Once the turn is closed (a cancel fences
+        and closes it at once) the output is a late event of the turn (T11): a node that
+        went on after the cancel (work already in flight, a provider that ignores cancels)
+        never reaches the transport, and the late-event policy is recorded. An output of a
+        fenced turn that is not closed yet (a lease loss fences at once; its T8 follows on
+        the control lane) is only fenced."""
+        if self.arbiter.is_closed(tid):
+            self._late_event(tid)
 
     # ------------------------------------------------------- control lane
     async def _on_control(self, cmd: ControlCommand) -> bool | None:
@@ -434,7 +454,9 @@ class TurnDriver:
             if self.speaking == tid:
                 self.speaking = None
             self._evidence_ok(t, "abort", "authority_loss")
-            self._terminal(tid, self.arbiter.authority_revoked(self.authority.epoch, reason))
+            self._terminal(tid, self.arbiter.same_point(
+                [(TerminalCause.AUTHORITY_LOSS, reason), *self._yielded.pop(tid, ())],
+                new_epoch=self.authority.epoch))
             self.session.cancel_turn(tid, "authority_loss")
             self.cancels.close(scope)
             return
@@ -595,6 +617,8 @@ class TurnDriver:
         }
         if signal == "abort":
             ev["abort_reason"] = reason or "aborted"
+        if self.session.pool is not None:  # F-105: what the turn queued for pool slots
+            ev["pool_wait_ms"] = self.session.pool_waits.take(t.turn_id)
         if t.cancel_accepted_ns is not None:
             ev["cancel"] = {
                 "scope": "turn", "reason": t.cancel_reason or "barge_in",
@@ -605,6 +629,7 @@ class TurnDriver:
 
     def _terminal(self, tid: str, step: Step) -> None:
         self.budget_watch.end(tid)
+        self._yielded.pop(tid, None)
         self._apply(step)
         t = self.timings.get(tid)
         if t is not None:
@@ -649,17 +674,47 @@ class TurnDriver:
             self.speaking = None
         if tid == self.active_turn and t is not None:
             self._evidence_ok(t, "abort", "cancelled")
-            self._terminal(tid, self.arbiter.cancel_accepted(reason.value))
+            self._terminal(tid, self.arbiter.same_point(
+                [(TerminalCause.CANCEL, reason.value), *self._yielded.pop(tid, ())]))
         self.session.cancel_turn(tid, reason.value)
         if scope is not None:
             self.cancels.close(scope)
 
+    def _pending_cause(self, cmd: ControlCommand, tid: str) -> TerminalCause | None:
+        """The terminal cause a pending control command stands for on the Active ``tid``."""
+        name = cmd.name
+        if name == "rspp.authority":
+            return TerminalCause.AUTHORITY_LOSS if cmd.turn_id == tid else None
+        if name in ("rspp.barge_in", "rspp.user_cancel"):
+            return TerminalCause.CANCEL if cmd.turn_id == tid else None
+        if name == "rspp.propose" and self.arbiter.policy.overlap is OverlapPolicy.PREEMPT:
+            return TerminalCause.CANCEL  # a preempting proposal cancels the Active turn
+        return None
+
+    def _gives_way(self, tid: str, cause: TerminalCause, reason: str) -> bool:
+        """Same-point precedence (authority_loss > cancel > budget > provider/runtime error >
+        disconnect): when a trigger of a higher cause for ``tid`` is already on the control
+        lane, ``cause`` does not end the turn (whatever the order the two were enqueued
+        in); the winner's terminal records it as ``precedence_suppressed``."""
+        for cmd in self.session.pending_control():
+            c = self._pending_cause(cmd, tid)
+            if c is not None and c.rank < cause.rank:
+                self._yielded.setdefault(tid, []).append((cause, reason))
+                return True
+        return False
+
     def _failure(self, tid: str | None, reason: str) -> None:
         if tid is None or tid != self.active_turn:
             return
+        gone = reason in ("session_end", "transport_disconnect")  # the client left
+        cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
+                 else TerminalCause.DISCONNECT if gone
+                 else TerminalCause.BUDGET_TERMINATE if reason == "budget_exhausted"
+                 else TerminalCause.RUNTIME_ERROR)
+        if self._gives_way(tid, cause, reason):
+            return
         t = self.timings[tid]
         scope = self.cancels.scope(tid)
-        gone = reason in ("session_end", "transport_disconnect")  # the client left
         why = (CancelReason.TIMEOUT if reason == "budget_exhausted"
                else CancelReason.SESSION_END if gone
                else CancelReason.PROVIDER_ERROR)
@@ -674,10 +729,6 @@ class TurnDriver:
         if self.on_stop_playback is not None:
             self.on_stop_playback(tid, why.value)
         self._evidence_ok(t, "abort", reason)
-        cause = (TerminalCause.PROVIDER_ERROR if "provider" in reason
-                 else TerminalCause.DISCONNECT if gone
-                 else TerminalCause.BUDGET_TERMINATE if reason == "budget_exhausted"
-                 else TerminalCause.RUNTIME_ERROR)
         self._terminal(tid, self.arbiter.failure(cause, reason))
         self.session.cancel_turn(tid, reason)
         self.cancels.close(scope)

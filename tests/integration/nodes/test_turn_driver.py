@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from rspp.contracts import ControlSignal, TurnStartBundle, TurnTransition
-from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock
+from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock, VirtualClock
 from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
 from rspp.spec import compile_spec, load_spec
 from rspp.turns._admission import LocalAdmission
@@ -35,9 +35,10 @@ KINDS = {ControlSignal: "control_signal", TurnTransition: "turn_transition"}
 
 class Rig:
     def __init__(self, bundle_edit: Any = None, turns_per_minute: int = 600,
-                 enforce_budgets: bool = True, policy: ArbiterPolicy | None = None) -> None:
+                 enforce_budgets: bool = True, policy: ArbiterPolicy | None = None,
+                 clock: SystemClock | VirtualClock | None = None) -> None:
         gd = compile_spec(load_spec(VOICE))
-        clock = SystemClock()
+        clock = clock or SystemClock()
         bundle = local_bundle(gd, now_ms=clock.wall_ms())
         if bundle_edit is not None:
             bundle = bundle_edit(bundle)
@@ -234,4 +235,34 @@ async def test_queue_keeps_the_newest_overlapping_proposal(
                         ("defer", "overlap_queued"), ("reject", "overlap_superseded"),
                         ("commit", None), ("close", None)]
     assert sigs[6] == ("turn_open", None)
+    rig.validate(reference_schema)
+
+
+@pytest.mark.parametrize("first", ["rspp.budget", "rspp.user_cancel"])
+async def test_cancel_owns_the_terminal_when_the_turn_budget_runs_out_at_the_same_point(
+        first: str, reference_schema: dict[str, Any]) -> None:
+    """Same-point precedence (cancel > budget terminate): the turn budget is exhausted and
+    the user cancels at one scheduling point (both commands on the control lane before
+    either is served); in either order the cancel owns the terminal: one
+    ``abort(cancelled)``, ``close``; the exhausted budget is recorded, not its abort."""
+    clock = VirtualClock(auto_advance=False)  # time moves only when the test says so
+    rig = Rig(clock=clock)
+    async with rig.session:
+        tid = await rig.propose()
+        assert tid is not None and rig.driver.budgets is not None
+        clock.advance(rig.driver.budgets.turn.budget_ms + 1)  # the turn budget ran out
+        second = "rspp.user_cancel" if first == "rspp.budget" else "rspp.budget"
+        for name in (first, second):
+            rig.session.control(name, turn_id=tid, reason="user_cancel")
+        await rig.session.drain()
+    sigs = rig.signals()
+    terminals = [(s, r) for s, r in sigs if s in ("commit", "abort", "close")]
+    assert terminals == [("abort", "cancelled"), ("close", None)]
+    assert any(s == "cancel" and (r or "").startswith("user_cancel") for s, r in sigs)
+    suppressed = [d for d in rig.driver.diagnostics if d.startswith("precedence_suppressed:")]
+    if first == "rspp.budget":  # served first: the exhaustion is recorded, then gives way
+        assert any(s == "budget_exhausted" for s, _ in sigs)
+        assert suppressed == ["precedence_suppressed:budget_exhausted:budget_exhausted"]
+    else:  # the turn is closed when the budget's command comes: nothing more happens
+        assert suppressed == []
     rig.validate(reference_schema)

@@ -2,7 +2,7 @@
 
 A real control plane (SQLite) behind its real HTTP app; a real :class:`Runtime` reached
 over an in-process ASGI transport (``rspp serve``'s embedded path) serving a session.
-Its lease renews every 20 s; an operator migrates the session to another runtime (a
+Its lease renews every 20 min; an operator migrates the session to another runtime (a
 two-phase hand-off: the answer comes once the holder released the lease). With the
 runtime's control channel (``POST /v1/runtimes/{id}/notices``) the holder learns of the
 hand-off from the control plane's push, ends the session's output and releases the lease

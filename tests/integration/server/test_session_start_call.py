@@ -178,9 +178,12 @@ async def test_a_reconnect_with_a_newer_epoch_replaces_the_copy_still_here(
     WebSocket endpoint's own path (token verifier + session hub)."""
     cp = await plane_rig.plane(ADMIN)
     admin = plane_rig.client(cp, ADMIN)
-    # the copy does not renew during the test: it cannot learn of the move by itself
+    # the copy does not renew during the test: it cannot learn of the move by itself.
+    # Keepers renew on a shared tick (the monotonic clock's multiples of the period), not
+    # a period after the session opened: a renewal may come at any moment, so the period
+    # is long enough (2 h) that one inside the test's second is not a one-in-300 chance
     runtime = await plane_rig.runtime(plane_rig.client(cp, ADMIN), SessionPolicy(
-        lease_ttl_ms=600_000, lease_renew_ms=300_000))
+        lease_ttl_ms=14_400_000, lease_renew_ms=7_200_000))
     hub = SessionHub(GovernedFactory(runtime.sessions))
     await admin.publish(VOICE, "voice_assistant.yaml")
     sid = (await admin.route("acme", "voice-assistant"))["session_id"]

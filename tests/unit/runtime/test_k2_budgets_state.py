@@ -21,7 +21,7 @@ from rspp.contracts import (
 from rspp.kernel._clock import VirtualClock
 from rspp.kernel._handles import BudgetHandle, StateHandle
 from rspp.kernel._identity import Correlation, IdFactory, RecordStamp, Sequencer
-from rspp.kernel._timebase import Timebase, TimebaseError
+from rspp.kernel._timebase import SkewEvent, Timebase, TimebaseError
 from rspp.turns._arbiter import AuthorityVerdict, TerminalCause, TurnArbiter
 from rspp.turns._budgets import BudgetError, BudgetKind, BudgetOutcome, BudgetTracker
 from rspp.turns._session_lifecycle import SessionEvent, SessionLifecycle, SessionState
@@ -196,6 +196,42 @@ def test_timebase_monotonic_wall_mapping() -> None:
     assert tb.wall_ms() == 15_110 and tb.skews[-1].action == "corrected_forward"
     with pytest.raises(TimebaseError, match="max_skew_ms"):
         Timebase(clock, max_skew_ms=-1)
+
+
+def test_timebase_reports_each_correction_once() -> None:
+    """NF-018: a step beyond ``max_skew_ms`` is reported once (``on_skew``), however many
+    reads follow at that offset; a further step back is a new report, a step undone is
+    none, and wall stamps never go back."""
+    clock = VirtualClock(start_wall_ms=10_000)
+    told: list[SkewEvent] = []
+    tb = Timebase(clock, max_skew_ms=250, on_skew=told.append)
+    clock.advance(100)
+    assert tb.wall_ms() == 10_100 and told == []
+    clock._start_wall_ms += 200  # within the bound: nothing to correct
+    clock.advance(10)
+    assert tb.wall_ms() == 10_110 and told == []
+    clock._start_wall_ms -= 3_600_200  # an hour back (NTP step)
+    walls = []
+    for _ in range(5):
+        clock.advance(10)
+        walls.append(tb.wall_ms())
+    assert walls == [10_120, 10_130, 10_140, 10_150, 10_160]  # projected, never back
+    assert [(e.action, e.observed_skew_ms) for e in told] == [("absorbed_backward",
+                                                                -3_600_000)]
+    clock._start_wall_ms -= 1_000  # a second further back: a new report
+    clock.advance(10)
+    tb.wall_ms()
+    clock._start_wall_ms += 3_601_000  # the steps undone: agrees again, nothing to say
+    clock.advance(10)
+    assert tb.wall_ms() == 10_180 and len(told) == 2
+    clock._start_wall_ms += 5_000  # 5 s ahead: corrected forward, once
+    clock.advance(10)
+    assert tb.wall_ms() == 15_190 and tb.wall_ms() == 15_190
+    assert [e.action for e in told] == ["absorbed_backward"] * 2 + ["corrected_forward"]
+    assert told[-1].describe() == (
+        "corrected_forward: wall clock ahead of the session's projection by 5000 ms: wall "
+        "stamps corrected forward (max_skew_ms 250)")
+    assert tb.skew_count == 3 and list(tb.skews) == told
 
 
 def test_correlation_ids_everywhere() -> None:

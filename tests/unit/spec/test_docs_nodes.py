@@ -48,3 +48,6 @@ def test_docs_list_params_of_builtin_and_custom_nodes_and_adapters(
     assert "environment: `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`" in providers
     assert "options: `api_key` (secret reference (env://NAME or file://PATH)), `base_url` (str)"\
         ", `model` (str)" in providers
+    # dynamic batching (F-051) is an option of the adapter whose protocol batches
+    assert "`batching` (mapping {max_batch_size: 1..256, max_wait_ms: 0..60000} (F-051))" \
+        in providers.split("## `openai-completions` (llm)")[1].split("## ")[0]

@@ -38,7 +38,7 @@ def test_unknown_adapter_is_an_error_listing_the_known_ones(
     assert code == 1
     assert lines[0] == "SPEC:7:5: providers.llm.primary: unknown llm adapter 'antropic'"
     assert lines[1] == ("    hint: did you mean 'anthropic'? use one of: anthropic, local, "
-                        "local-responder, openai")
+                        "local-responder, openai, openai-completions")
 
 
 def test_adapter_of_another_modality_and_bad_fallback(app: typer.Typer, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rspp.transports import Flood, IngressMeter
+from rspp.transports import Flood, IngressMeter, MediaSkewHistogram
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +52,43 @@ def test_audio_faster_than_real_time_is_a_flood() -> None:
     with pytest.raises(Flood):
         feed(idle, [60.0] * 400)
     assert idle.frames == 50 + (5000 + 2000) // 20 + 1
+
+
+def test_the_media_to_runtime_mapping_error_is_kept_and_a_late_frame_re_anchors() -> None:
+    """NF-018: each frame's lateness against its media time goes to the session's
+    histogram; beyond ``late_after_ms`` the frame is counted once, re-anchors the mapping
+    and is told (media time, lateness); early audio (a backlog) counts 0."""
+    told: list[tuple[float, float]] = []
+    skew = MediaSkewHistogram()
+    meter = IngressMeter(RATE, late_after_ms=200.0, skew=skew,
+                         on_late=lambda media, late: told.append((media, late)))
+    feed(meter, [0.0] * 10)  # a 200 ms backlog at once: early, 0
+    feed(meter, [0.2 + k * 0.02 + 0.0055 for k in range(50)])  # real time, 5.5 ms late
+    feed(meter, [2.4])  # media 1.2 s, due at 1.2 s, arrives after a stall: 1.2 s late
+    feed(meter, [2.4 + k * 0.02 for k in range(1, 50)])  # real time again, from there
+    assert told == [(1200.0, pytest.approx(1200.0))]
+    assert meter.late == skew.late == 1 and skew.count == 110
+    assert skew.max_ms == pytest.approx(1200.0)
+    # the backlog, and the frames after the re-anchor (on time, to a rounding error)
+    assert skew.bins[0] + skew.bins[1] == 10 + 49
+    assert skew.quantile(0.5) <= 1.0 and skew.p99_ms == 6.0  # one late frame in 110
+    assert "p99 6 ms, max 1200 ms, bound 200 ms, late (re-anchored) 1" in skew.describe(200)
+
+
+def test_the_mapping_error_histogram_bins_and_merges() -> None:
+    h = MediaSkewHistogram()
+    for ms in (0.5, 1.0, 99.5, 105.0, 995.0, 1050.0, 20_000.0, -3.0):
+        h.add(ms)
+    edges = [edge for edge, _ in h.cumulative()]
+    assert edges[:3] == [0.0, 1.0, 2.0] and edges[-1] == 10_000.0
+    counts = dict(h.cumulative())
+    # 0.5 and 1.0 share the 1 ms bin; 99.5 -> 100; 105 -> 110; 995 -> 1000; 1050 -> 1100
+    assert (counts[0.0], counts[1.0], counts[100.0], counts[110.0], counts[1000.0],
+            counts[1100.0], counts[10_000.0]) == (1, 3, 4, 5, 6, 7, 7)
+    assert h.quantile(1.0) == 20_000.0  # beyond the last edge: the largest seen
+    other = MediaSkewHistogram()
+    other.add(3.0)
+    other.late = 2
+    h.merge(other)
+    assert h.count == 9 and h.late == 2 and h.max_ms == 20_000.0
+    assert MediaSkewHistogram().p99_ms == 0.0

@@ -14,7 +14,8 @@ from rspp.providers._outcome import Outcome, ProviderCallError, outcome_for_stat
 from rspp.providers._secrets import Secret, SecretConfigError, SecretRef, redact
 
 __all__ = [
-    "KeySource", "error_from_response", "iter_sse", "key_header", "key_source", "vendor_outcome",
+    "KeySource", "error_from_response", "iter_openai_chunks", "iter_sse", "key_header",
+    "key_source", "vendor_outcome",
 ]
 
 KeySource = Secret | SecretRef | None
@@ -135,3 +136,31 @@ async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None,
             data.append(value)
     if data:
         yield event, "\n".join(data)
+
+
+async def iter_openai_chunks(response: httpx.Response, provider: str) -> AsyncIterator[Any]:
+    """The JSON chunks of an OpenAI-style stream (``data: {...}`` lines ended by
+    ``data: [DONE]``), read to the end of the body so the connection is kept (F-105).
+
+    An in-stream error chunk (``{"error": {...}}``, or vLLM's ``{"object": "error", ...}``)
+    raises with the vendor's type; a stream that stops before ``[DONE]`` is ``disconnected``.
+    """
+    done = False
+    async for _event, data in iter_sse(response.aiter_lines()):
+        if done:
+            continue
+        if data.strip() == "[DONE]":
+            done = True
+            continue
+        chunk = json.loads(data)
+        if isinstance(chunk, dict) and ("error" in chunk or chunk.get("object") == "error"):
+            err = chunk["error"] if isinstance(chunk.get("error"), dict) else chunk
+            etype = err.get("type") or err.get("code")
+            raise ProviderCallError(
+                str(err.get("message", "stream error"))[:200],
+                outcome=vendor_outcome(str(etype) if etype else None),
+                provider=provider, code=str(etype or "stream_error"))
+        yield chunk
+    if not done:
+        raise ProviderCallError("stream ended before [DONE]", outcome=Outcome.DISCONNECTED,
+                                provider=provider, code="incomplete_stream")

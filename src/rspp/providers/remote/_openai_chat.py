@@ -8,18 +8,12 @@ by ``data: [DONE]``. A stream that stops before ``[DONE]`` is ``disconnected``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from rspp.providers._invocation import ProviderInvocation
 from rspp.providers._outcome import Outcome, ProviderCallError
 from rspp.providers._types import LLMRequest
-from rspp.providers.remote._common import (
-    error_from_response,
-    iter_sse,
-    key_header,
-    vendor_outcome,
-)
+from rspp.providers.remote._common import error_from_response, iter_openai_chunks, key_header
 from rspp.providers.remote._http_llm import HttpLLMProvider
 
 __all__ = ["OpenAIChatLLM"]
@@ -49,24 +43,7 @@ class OpenAIChatLLM(HttpLLMProvider):
         ) as response:
             if response.status_code != 200:
                 raise await error_from_response(response, self.provider_id)
-            done = False
-            async for _event, data in iter_sse(response.aiter_lines()):
-                # after [DONE], read the body to its end: a connection whose response was
-                # not read to the end is closed, not kept for the next request (F-105)
-                if done:
-                    continue
-                if data.strip() == "[DONE]":
-                    done = True
-                    continue
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                    raise ProviderCallError(
-                        str(err.get("message", "stream error"))[:200],
-                        outcome=vendor_outcome(err.get("type") or err.get("code")),
-                        provider=self.provider_id,
-                        code=str(err.get("type") or err.get("code") or "stream_error"),
-                    )
+            async for chunk in iter_openai_chunks(response, self.provider_id):
                 for choice in chunk.get("choices", ()):
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
@@ -78,10 +55,3 @@ class OpenAIChatLLM(HttpLLMProvider):
                             provider=self.provider_id,
                             code="content_filter",
                         )
-            if not done:
-                raise ProviderCallError(
-                    "stream ended before [DONE]",
-                    outcome=Outcome.DISCONNECTED,
-                    provider=self.provider_id,
-                    code="incomplete_stream",
-                )

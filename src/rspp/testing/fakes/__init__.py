@@ -14,7 +14,12 @@ Each fake records requests and takes scripted :class:`Fault`\\ s (HTTP status wi
 """
 
 from rspp.testing.fakes._faults import Fault, FaultPlan, RecordedRequest, tone_pcm
-from rspp.testing.fakes._http_fakes import FakeAnthropic, FakeOpenAI, echo_reply
+from rspp.testing.fakes._http_fakes import (
+    FakeAnthropic,
+    FakeOpenAI,
+    echo_completion,
+    echo_reply,
+)
 from rspp.testing.fakes._server import serve_asgi, serve_websocket
 from rspp.testing.fakes._standalone import FakeProviderServers
 from rspp.testing.fakes._ws_fakes import FakeDeepgram, FakeElevenLabs
@@ -28,6 +33,7 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "RecordedRequest",
+    "echo_completion",
     "echo_reply",
     "serve_asgi",
     "serve_websocket",

@@ -1,4 +1,5 @@
-"""Fake OpenAI (chat completions SSE + audio/speech PCM) and Anthropic Messages servers.
+"""Fake OpenAI (chat completions SSE, legacy completions with array prompts, audio/speech
+PCM) and Anthropic Messages servers.
 
 Real Starlette apps served by uvicorn on loopback, speaking the documented
 wire formats including error bodies, ``Retry-After`` and mid-stream faults.
@@ -19,7 +20,7 @@ from starlette.routing import Route
 
 from rspp.testing.fakes._faults import Fault, FaultPlan, RecordedRequest, tone_pcm
 
-__all__ = ["FakeAnthropic", "FakeOpenAI", "echo_reply"]
+__all__ = ["FakeAnthropic", "FakeOpenAI", "echo_completion", "echo_reply"]
 
 
 class _Abort(Exception):
@@ -29,6 +30,13 @@ class _Abort(Exception):
 def echo_reply(messages: list[dict[str, Any]]) -> str:
     last = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
     return f"You asked: {last}. This is a scripted fake reply."
+
+
+def echo_completion(prompt: str) -> str:
+    """The scripted completion of a prompt: it echoes the prompt's last ``User:`` line
+    (the whole prompt when it has none)."""
+    users = [ln[len("User:"):].strip() for ln in prompt.splitlines() if ln.startswith("User:")]
+    return echo_reply([{"role": "user", "content": users[-1] if users else prompt.strip()}])
 
 
 class _FakeBase:
@@ -74,11 +82,24 @@ class _FakeBase:
 
 
 class FakeOpenAI(_FakeBase):
-    """``/v1/chat/completions`` (SSE) and ``/v1/audio/speech`` (streamed PCM 24 kHz)."""
+    """``/v1/chat/completions`` (SSE), ``/v1/completions`` (a string or an array of prompts,
+    streamed or not) and ``/v1/audio/speech`` (streamed PCM 24 kHz).
+
+    ``completion_batches`` holds the number of prompts of every ``/v1/completions``
+    request, in arrival order; a prompt containing one of ``blocked_words`` is answered
+    with ``finish_reason: content_filter`` and no text (the others of its request are not).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.complete: Callable[[str], str] = echo_completion
+        self.completion_batches: list[int] = []
+        self.blocked_words: set[str] = set()
 
     def _routes(self) -> list[Route]:
         return [
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/audio/speech", self.speech, methods=["POST"]),
         ]
 
@@ -159,6 +180,76 @@ class FakeOpenAI(_FakeBase):
                 await asyncio.sleep(self.token_delay_s)
                 yield chunk({"content": token})
             yield chunk({}, "stop")
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def completions(self, request: Request) -> Response:
+        opened = await self._open(request)
+        if isinstance(opened, Response):
+            return opened
+        body, fault = opened
+        prompt = body.get("prompt")
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, list) or not prompts or not all(
+                isinstance(p, str) for p in prompts):
+            return self._error(400, "invalid_request_error",
+                               "'prompt' must be a string or an array of strings", None)
+        self.completion_batches.append(len(prompts))
+        # a completion of "...Assistant:" starts with a space, as a real model's does
+        replies = [None if any(w in p for w in self.blocked_words)
+                   else [" " + t if i == 0 else t for i, t in enumerate(
+                       self._tokens(self.complete(p)))] for p in prompts]
+        model = str(body.get("model", "fake"))
+        usage = {"prompt_tokens": sum(len(p.split()) for p in prompts),
+                 "completion_tokens": sum(len(r or ()) for r in replies)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+
+        def completion(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+            return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+                    "model": model, "choices": choices, **extra}
+
+        def choice(index: int, text: str, finish: str | None) -> dict[str, Any]:
+            return {"index": index, "text": text, "logprobs": None, "finish_reason": finish}
+
+        def finish(reply: list[str] | None) -> str:
+            return "content_filter" if reply is None else "stop"
+
+        if not body.get("stream"):
+            return JSONResponse(completion(
+                [choice(i, "".join(r or ()), finish(r)) for i, r in enumerate(replies)],
+                usage=usage))
+
+        def data(payload: dict[str, Any]) -> str:
+            return f"data: {json.dumps(payload)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            if fault is not None and fault.kind == "stall":
+                await asyncio.sleep(fault.seconds)
+            # the prompts are generated together: each step gives every unfinished prompt
+            # its next token, each a chunk of its own choice index
+            longest = max(len(r or ()) for r in replies)
+            for step in range(longest + 1):
+                if fault is not None and step == fault.after_items and step < longest:
+                    if fault.kind == "disconnect":
+                        raise _Abort("fake mid-stream disconnect")
+                    if fault.kind == "stream_error":
+                        err = {"message": "fake stream error",
+                               "type": fault.error_type or "server_error"}
+                        yield data({"error": err})
+                        yield "data: [DONE]\n\n"
+                        return
+                    if fault.kind == "truncate":
+                        return
+                await asyncio.sleep(self.token_delay_s)
+                for i, reply in enumerate(replies):
+                    tokens = reply or []
+                    if step < len(tokens):
+                        yield data(completion([choice(i, tokens[step], None)]))
+                    elif step == len(tokens):
+                        yield data(completion([choice(i, "", finish(reply))]))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield data(completion([], usage=usage))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
