@@ -103,6 +103,11 @@ def _bytes(value: object, where: str) -> bytes:
     raise ValueError(f"{where}: audio data must be bytes or base64 text")
 
 
+#: the formats of decoded audio (AudioFormat is shared and immutable: one per format, not
+#: one per frame)
+_FORMATS: dict[tuple[int, int, str], AudioFormat] = {}
+
+
 def decode_event(record: dict[str, Any], payload: dict[str, Any], where: str) -> Event:
     """Rebuild the Event a recorded ``(record, payload)`` pair describes.
 
@@ -114,8 +119,13 @@ def decode_event(record: dict[str, Any], payload: dict[str, Any], where: str) ->
     if "data" in payload and "sample_rate_hz" in payload:
         data = _bytes(payload["data"], where)
         eos = bool(payload.get("end_of_stream"))
-        fmt = AudioFormat(int(payload["sample_rate_hz"]), int(payload.get("channels", 1)),
-                          str(payload.get("encoding", "pcm_s16le")))
+        key = (int(payload["sample_rate_hz"]), int(payload.get("channels", 1)),
+               str(payload.get("encoding", "pcm_s16le")))
+        fmt = _FORMATS.get(key)
+        if fmt is None:
+            if len(_FORMATS) >= 64:
+                _FORMATS.clear()
+            fmt = _FORMATS[key] = AudioFormat(*key)
         kind = EventKind.AUDIO_END if eos else EventKind.AUDIO_CHUNK
         return Event(kind, data, audio_format=fmt, sample_index=sample_index)
     if "text" in payload:

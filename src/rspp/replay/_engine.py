@@ -305,6 +305,9 @@ class ReplayEngine:
         # an IngressIndex answers from its arrays (no item made per frame)
         fields, event_at = (ingress.fields, ingress.event_at) \
             if isinstance(ingress, IngressIndex) else (_fields_of(ingress), _event_of(ingress))
+        # on virtual time the loop's ready queue, held for the feed: per frame, an empty
+        # queue makes SessionRig.advance_now a jump of the clock and settled_now true
+        ready, clock = rig.idle_queue(), rig.virtual_clock
         while self.position < end and not (pausable and self.paused):
             i = self.position
             sequence, at_ms, port = fields(i)
@@ -312,7 +315,8 @@ class ReplayEngine:
                 await self._propose_inputless(sequence)
             ev = event_at(i, source)
             if port == "audio":
-                if not rig.advance_now(at_ms, sequence):
+                if ready is None or ready or clock is None or not clock.jump_if_idle(
+                        at_ms * 1_000_000 + sequence % 1_000_000):
                     await rig.advance_to(at_ms, sequence)
             else:
                 # user input that is not speech (typed text, a DTMF digit) opened its own
@@ -329,7 +333,7 @@ class ReplayEngine:
             self.position += 1
             if playback is not None:
                 playback.mark_fed(self.position)
-            if not rig.settled_now():  # (an audio frame usually wakes nothing)
+            if ready is None or ready:  # (SessionRig.settled_now; a frame usually wakes nothing)
                 await rig.settle()
             rig.flush()  # the streamed comparison keeps pace with the replay
         if self.position == self.total and not (pausable and self.paused):

@@ -26,7 +26,7 @@ from msgspec import UNSET, UnsetType
 from rspp.contracts import schema_version_problem
 from rspp.observability._timeline_io import TimelineLine
 
-__all__ = ["compared_line", "event_line"]
+__all__ = ["compared_line", "event_line", "fed_line"]
 
 #: how the recorder (msgspec, fields in declaration order) starts an event record line
 _PREFIX = b'{"kind":"event_record","record":{'
@@ -83,8 +83,28 @@ class _WholeLine(msgspec.Struct):
     payload: dict[str, Any] | None = None
 
 
+class _Audio(msgspec.Struct):
+    """An audio payload as :func:`~rspp.replay._codec.decode_event` reads it, the base64
+    ``data`` decoded to bytes by the decoder (strict types: anything else, the general way)."""
+
+    sample_rate_hz: int
+    data: bytes
+    channels: int = 1
+    encoding: str = "pcm_s16le"
+    end_of_stream: bool = False
+
+
+class _AudioLine(msgspec.Struct):
+    kind: str
+    record: _Fields
+    payload: _Audio
+
+
 _text = msgspec.json.Decoder(_TextLine)
 _whole = msgspec.json.Decoder(_WholeLine)
+_audio = msgspec.json.Decoder(_AudioLine)
+#: how the recorder starts an audio payload (after the record)
+_AUDIO = b'"payload":{"type":"audio",'
 
 
 def event_line(number: int, raw: bytes, *, whole: bool) -> TimelineLine | None:
@@ -100,6 +120,32 @@ def event_line(number: int, raw: bytes, *, whole: bool) -> TimelineLine | None:
     except msgspec.MsgspecError:
         return None  # decoded the general way, which names the problem
     return _line(number, line)
+
+
+def fed_line(number: int, raw: bytes) -> TimelineLine | None:
+    """:func:`event_line` (payload whole) for a line the replay feeds; an audio frame's
+    payload comes as a MessagePack file holds it, ``data`` raw bytes (the decoder did the
+    base64; :func:`~rspp.replay._codec.decode_event` takes the bytes as they are)."""
+    if raw.startswith(_PREFIX) and _AUDIO in raw:  # an audio frame (most lines fed)
+        try:
+            audio = _audio.decode(raw)
+        except msgspec.MsgspecError:
+            pass  # (not as the recorder writes it: decoded whole below)
+        else:
+            return _audio_line(number, audio)
+    return event_line(number, raw, whole=True)
+
+
+def _audio_line(number: int, line: _AudioLine) -> TimelineLine | None:
+    fields = line.record
+    if fields.schema_version is not UNSET and schema_version_problem(fields.schema_version):
+        return None
+    record: dict[str, Any] = msgspec.to_builtins(fields)
+    record.pop("schema_version", None)
+    a = line.payload
+    return TimelineLine(line=number, kind=line.kind, record=record, payload={
+        "sample_rate_hz": a.sample_rate_hz, "data": a.data, "channels": a.channels,
+        "encoding": a.encoding, "end_of_stream": a.end_of_stream})
 
 
 def compared_line(number: int, raw: bytes, *, checked: bool) -> TimelineLine | None:

@@ -14,7 +14,7 @@ from rspp.observability._timeline_io import (
     iter_raw,
 )
 from rspp.replay._errors import ReplayInputError
-from rspp.replay._fastline import compared_line, event_line
+from rspp.replay._fastline import compared_line, fed_line
 from rspp.replay._spans import SessionSpan
 
 __all__ = ["LineFetcher"]
@@ -23,25 +23,26 @@ __all__ = ["LineFetcher"]
 class _LineSet:
     """A set of line numbers, one byte per line of the file (not a hashed int each)."""
 
-    __slots__ = ("_has",)
+    __slots__ = ("flags",)
 
     def __init__(self, lines: Iterable[int] = ()) -> None:
-        self._has = bytearray()
+        #: flags[n] == 1: line n is in the set (read inline by LineFetcher._next)
+        self.flags = bytearray()
         for number in lines:
             self.add(number)
 
     def add(self, number: int) -> None:
-        if number >= len(self._has):
-            self._has.extend(bytes(number + 1 - len(self._has) + 4096))
-        self._has[number] = 1
+        if number >= len(self.flags):
+            self.flags.extend(bytes(number + 1 - len(self.flags) + 4096))
+        self.flags[number] = 1
 
     def discard(self, number: int) -> None:
-        if number < len(self._has):
-            self._has[number] = 0
+        if number < len(self.flags):
+            self.flags[number] = 0
 
     def __contains__(self, number: object) -> bool:
-        return isinstance(number, int) and 0 <= number < len(self._has) \
-            and self._has[number] == 1
+        return isinstance(number, int) and 0 <= number < len(self.flags) \
+            and self.flags[number] == 1
 
 
 class LineFetcher:
@@ -138,11 +139,12 @@ class LineFetcher:
             return None
         if isinstance(raw, TimelineFormatError):
             return None
-        needed = number in self.needed
+        has = self.needed.flags  # (``number in self.needed`` inline: once per line)
+        needed = number < len(has) and has[number] == 1
         on_line = self.on_line
         if not needed and on_line is None:
             return None
-        fast = None if self._msgpack else event_line(number, raw, whole=True) if needed \
+        fast = None if self._msgpack else fed_line(number, raw) if needed \
             else compared_line(number, raw, checked=True)
         item = fast if fast is not None else decode_line(
             self.path, number, raw, msgpack=self._msgpack, payloads=True if needed else "text")

@@ -335,6 +335,20 @@ class SessionRig:
         ready = self._ready_queue()
         return ready is not _NO_QUEUE and not ready
 
+    @property
+    def virtual_clock(self) -> VirtualClock | None:
+        """The session clock when it is virtual (a replay's default), else None."""
+        return self._virtual
+
+    def idle_queue(self) -> Any:
+        """The running loop's ready queue on virtual time, else None: the feed loop holds it
+        for a whole feed (one loop) and checks it inline per frame - empty: :meth:`advance_now`
+        is ``virtual clock.jump_if_idle`` and :meth:`settled_now` is true."""
+        if self._virtual is None:
+            return None
+        ready = self._ready_queue()
+        return None if ready is _NO_QUEUE else ready
+
     def _ready_queue(self) -> Any:
         """The running loop's ready queue (:data:`_NO_QUEUE` if it has none)."""
         loop = asyncio.get_running_loop()

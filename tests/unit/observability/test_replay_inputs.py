@@ -169,6 +169,49 @@ def test_fast_event_line_keeps_what_the_comparator_reads() -> None:
                       whole=False) is None
 
 
+def _event_of(line: object) -> tuple[object, ...] | str:
+    """What decode_event rebuilds from a decoded line (or the error it names)."""
+    from rspp.observability._timeline_io import TimelineLine
+
+    assert isinstance(line, TimelineLine)
+    try:
+        ev = decode_event(line.record, line.payload or {}, "t.jsonl:7")
+    except ValueError as exc:
+        return str(exc)
+    fmt = ev.audio_format
+    return (ev.kind, ev.payload, ev.sample_index, ev.attrs,
+            None if fmt is None else (fmt.sample_rate, fmt.channels, fmt.codec))
+
+
+@pytest.mark.parametrize("payload", [
+    {**_AUDIO, "data": "AAECAwQF"}, {**_AUDIO, "end_of_stream": True, "encoding": "pcm_s16le"},
+    {**_AUDIO, "channels": 2, "sample_rate_hz": 8000}, {"type": "audio", "sample_rate_hz": 16000,
+                                                        "data": ""},
+    # not base64 as a2b_base64(strict_mode=True) wants it: the general way names it
+    {**_AUDIO, "data": "AAA"}, {**_AUDIO, "data": "A=AA"}, {**_AUDIO, "data": "AA==AA=="},
+    {**_AUDIO, "data": "AA\nA="}, {**_AUDIO, "data": "AA A="}, {**_AUDIO, "data": "AAA*"},
+    # types decode_event converts (the typed path leaves them to the general one)
+    {**_AUDIO, "channels": "1"}, {**_AUDIO, "end_of_stream": 0}, {**_AUDIO, "data": None},
+    {**_AUDIO, "sample_rate_hz": 16000.0}, {"type": "audio", "data": "AAA="},
+    {"type": "text", "text": "hi", "is_final": False},
+])
+def test_fed_audio_line_rebuilds_the_same_event(payload: dict[str, object]) -> None:
+    """The feed decodes an audio frame's base64 in the typed decoder; the event it rebuilds
+    (or the problem it names) is the general reader's."""
+    from rspp.observability import compare_view
+    from rspp.observability._timeline_io import decode_line
+    from rspp.replay._fastline import fed_line
+
+    record = {**_REC, "media_time": {"sample_index": 320}}
+    raw = msgspec.json.encode({"kind": "event_record", "record": record, "payload": payload})
+    raw = raw.replace(b"\\\\n", b"\\n")  # (a JSON escape inside the base64 text)
+    fast = fed_line(7, raw)
+    slow = decode_line("t.jsonl", 7, raw, msgpack=False, payloads=True)
+    assert fast is not None and not isinstance(slow, Exception)
+    assert compare_view(fast) == compare_view(slow)
+    assert _event_of(fast) == _event_of(slow)
+
+
 _SIGNAL = {"schema_version": "v1.0", "event_scope": "turn", "session_id": "s",
            "pipeline_version": "1.0.0", "event_id": "s:sig:3", "lane": "ControlLane",
            "transport_sequence": None, "runtime_sequence": 3, "runtime_timestamp_ms": 40,
