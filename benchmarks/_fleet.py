@@ -100,6 +100,8 @@ class FleetOptions:
     capacity: int = 200
     #: each runtime writes its sessions' timelines to ``<work>/timelines/<runtime>/``
     timelines: bool = True
+    #: the pipeline spec the control plane serves (empty: ``specs/text_assistant.yaml``)
+    spec: str = ""
 
 
 @dataclass(slots=True)
@@ -187,7 +189,8 @@ class Fleet:
                     break
             await asyncio.sleep(0.05)
         resp = await self.http.post(f"{self.cp_url}/v1/pipelines",
-                                     json={"spec": SPEC.read_text(), "filename": SPEC.name})
+                                     json={"spec": o.spec or SPEC.read_text(),
+                                           "filename": SPEC.name})
         assert resp.status_code in (200, 201), resp.text
         # every runtime start ends (ready or failed) before a failure is raised: none is
         # left spawning behind the stop

@@ -62,20 +62,30 @@ def test_sustained_shedding_degrades_then_recovers(
     assert all(r["reason"].startswith(f"{bound}:{edge}:") for r in outcomes)
     notices = [r for r in recs if r.get("signal") == "drop_notice" and r.get("edge_id") == edge]
     assert len(notices) >= len(signals)  # every shed run keeps its lineage marker
-    # the posture: degraded once, recovered once, in that order
+    # the posture: degraded, then recovered (each entry left again, the session ends
+    # recovered). The meter's slow start degrades it; on a loaded machine the edge's
+    # 2-frame buffer may also overflow later (the loop stalled for 40 ms: real sheds), and
+    # the posture may enter again after it recovered: the hysteresis doing its job
     posture = [r["reason"].split(":")[0] for r in recs if r.get("signal") == "degrade"]
-    assert posture == ["overload_degraded", "overload_recovered"]
+    assert posture[:2] == ["overload_degraded", "overload_recovered"], posture
+    assert posture == ["overload_degraded", "overload_recovered"] * (len(posture) // 2)
     entered = next(r for r in recs if r.get("signal") == "degrade")
     assert "llm=local-responder" in entered["reason"]
-    # while degraded the first question was answered by the cheaper provider, after
-    # recovery the second by the normal one
+    # a turn's LLM is the one the posture named when the turn opened: the first question
+    # (the meter's slow start) the cheaper provider; the second the normal one once the
+    # posture recovered (the cheaper one again if the machine made it shed anew)
     first, second = out["turns"][0], out["turns"][1]
     assert first["reply"] and second["reply"]
     llm_of = {r["turn_id"]: [i["provider_id"] for i in r["provider_invocations"]
                              if i["modality"] == "llm"]
               for r in recs if "or02_evidence_schema_version" in r}
-    assert llm_of[first["turn_id"]] == ["local-responder"]
-    assert llm_of[second["turn_id"]] == ["local"]
+    assert _posture_of(recs, first["turn_id"])[0] == "overload_degraded"
+    for turn in (first, second):
+        at_open, changed = _posture_of(recs, turn["turn_id"])
+        expected = [["local-responder"]] if at_open == "overload_degraded" else [["local"]]
+        if changed:  # the posture moved while the turn ran: its LLM call saw either
+            expected = [["local-responder"], ["local"]]
+        assert llm_of[turn["turn_id"]] in expected, (turn["turn_id"], posture)
     valid = rspp_cli("contracts", "validate", str(tl))
     assert valid.returncode == 0, valid.stdout + valid.stderr
     # overload is surfaced in the logs and metrics too (NF-006)
@@ -83,6 +93,25 @@ def test_sustained_shedding_degrades_then_recovers(
     warned = {(r["level"], r["message"]) for r in logged}
     assert {("warning", "shed"), ("warning", "degrade")} <= warned
     assert f'rspp_edge_drops_total{{edge_id="{edge}"' in prom.read_text()
+
+
+def _posture_of(recs: list[dict[str, Any]], turn_id: str) -> tuple[str | None, bool]:
+    """The posture (the last ``degrade`` reason: ``overload_degraded`` or
+    ``overload_recovered``; None: never changed) when the turn opened, and whether it
+    changed before the turn's evidence record (the turn's end)."""
+    posture: str | None = None
+    at_open: str | None = None
+    opened = changed = False
+    for r in recs:
+        if r.get("signal") == "degrade":
+            posture = r["reason"].split(":")[0]
+            changed = changed or opened
+        elif r.get("signal") == "turn_open" and r.get("turn_id") == turn_id:
+            at_open, opened = posture, True
+        elif "or02_evidence_schema_version" in r and r.get("turn_id") == turn_id:
+            assert opened, f"no turn_open of {turn_id}"
+            return at_open, changed
+    raise AssertionError(f"no evidence record of {turn_id}")
 
 
 def test_lint_names_a_degrade_provider_outside_the_chain(

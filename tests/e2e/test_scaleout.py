@@ -18,7 +18,9 @@ typed questions answered aloud (local responder + espeak-ng).
 - Drain deadline mid-turn: a hand-off that hits its deadline while a reply is spoken ends
   that turn once, on the runtime that ran it; the new runtime does not end it again.
 - Operator migrate mid-turn (two-phase hand-off): ``rspp cp session migrate`` while a
-  reply is spoken; the runtime holding the lease learns it on its control channel (the
+  reply is spoken (its LLM, a fake OpenAI server in the test, holds the reply after the
+  first sentence until the migrate was observed: the turn is live however slow the
+  machine); the runtime holding the lease learns it on its control channel (the
   control plane's push, not its next renewal: renewals are 20 s apart here), drops its
   output, ends the turn ``deauthorized_drain`` and releases the lease; only then does the
   epoch move: counted at the runtime (send stamps against ``cp_lease_epochs``), no output
@@ -45,10 +47,13 @@ from typer.testing import CliRunner
 
 from rspp.cli._app import app as cli_app
 from rspp.client import FailoverClient
+from rspp.testing.fakes import FakeOpenAI, Fault
+from rspp.testing.fakes._server import serve_asgi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _fleet import (
     KEY,
+    SPEC,
     Fleet,
     FleetOptions,
     Talker,
@@ -343,70 +348,114 @@ def _sent_after(talker: Talker, runtime: str, epoch: int, at_ms: int) -> int:
 
 @pytest.mark.timeout(300)
 async def test_an_operator_migrate_of_a_live_turn_hands_off_before_the_epoch_moves(
-    fleet_db: str, tmp_path: Path
+    fleet_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # renewals every 20 min: the holder learns of the hand-off on its control channel (the
     # push), long before its next renewal would tell it (the fallback). The keepers renew
     # on a shared tick (the monotonic clock's multiples of the period), so a renewal may
     # come at any moment after the session opens: with 20 s one fell inside the migrate
     # about one run in twenty (test_handoff_push, the same assumption)
-    fleet = await Fleet(tmp_path, fleet_db, FleetOptions(runtimes=2, lease_ttl_ms=3_600_000,
-                                                         heartbeat_timeout_ms=15_000)).start()
-    try:
-        sid = str((await fleet.route())["session_id"])
-        talker = Talker(fleet, sid, turn_timeout_s=60)
-        await talker.connect()
-        c = talker.client
-        assert c is not None
-        assert (await talker.ask("what is your name")).outcome == "closed"
-        old = c.runtime_id or ""
-        asking = asyncio.create_task(talker.ask("help"))  # the longest spoken answer
-        assert await poll_until(lambda: talker.turns[-1].audio_frames > 0, 60)
-        assert not asking.done()
-        # the command line's own code, run in this process (a child process's start-up
-        # on a loaded machine could outlast the reply)
-        moved = await asyncio.to_thread(CliRunner().invoke, cli_app, [
-            "cp", "session", "migrate", sid, "--server", fleet.cp_url, "--api-key", KEY])
-        assert moved.exit_code == 0, moved.output
-        result = json.loads(moved.stdout)
-        assert result["from_runtime"] == old and result["epoch"] == 2, result
-        new = result["to_runtime"]
-        cut = await asyncio.wait_for(asking, 120)
-        assert cut.outcome != "closed", cut  # the turn did not finish on the old runtime
-        # the next turn runs on the other runtime at the new epoch
-        nxt = await talker.ask("what time is it")
-        assert nxt.outcome == "closed" and "It is" in nxt.reply, nxt
-        assert (c.runtime_id, c.epoch) == (new, 2)
-        await talker.close()
-        assert c.end_reason == "client_end" and c.stale_outputs_accepted == 0
+    # The LLM is a fake OpenAI server in this process: the reply to "help" is held after
+    # its first sentence (spoken) until the migrate was observed, so the turn is live
+    # during the migrate however slow the machine (a 7.5 s spoken reply finished before
+    # a migrate at load 20)
+    llm = FakeOpenAI(reply=_scripted_reply)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
+    async with serve_asgi(llm.app) as llm_url:
+        options = FleetOptions(runtimes=2, lease_ttl_ms=3_600_000, heartbeat_timeout_ms=15_000,
+                               spec=_held_llm_spec(llm_url))
+        fleet = await Fleet(tmp_path, fleet_db, options).start()
+        try:
+            await _migrate_a_held_turn(fleet, llm, tmp_path)
+        finally:
+            llm.faults.release()  # a stream still held (a failed test) ends with the fleet
+            await fleet.stop()
 
-        handoff = (await db_rows(fleet.db_url, "SELECT started_at_ms, completed_at_ms, "
-                                 f"outcome, action FROM cp_lease_handoffs WHERE session_id = "
-                                 f"'{sid}'"))
-        assert [(h["action"], h["outcome"]) for h in handoff] == [("migrate", "released")]
-        # the holder learned it from the push, not at a renewal
-        learned = _handoffs_learned(await fleet.scrape(old))
-        assert learned == {"push": 1.0}, learned
-        issued = {r["epoch"]: r["issued_at_ms"] for r in await db_rows(
-            fleet.db_url, f"SELECT epoch, issued_at_ms FROM cp_lease_epochs WHERE "
-            f"session_id = '{sid}'")}
-        assert issued[2] >= handoff[0]["completed_at_ms"] >= handoff[0]["started_at_ms"]
-        assert _sent_after(talker, old, 1, 0) > 0  # the counting sees the old runtime
-        # NF-027 at the runtime: nothing of epoch 1 was sent once epoch 2 was issued
-        assert _sent_after(talker, old, 1, issued[2]) == 0, talker.outputs
-        print(f"handoff: released {handoff[0]['completed_at_ms'] - handoff[0]['started_at_ms']}"
-              f" ms after it started; epoch-1 outputs stamped after the start: "
-              f"{_sent_after(talker, old, 1, handoff[0]['started_at_ms'])}")
-        # the old runtime ended the turn under its lease: T8, reason handed_off
-        tid = cut.turn_id
-        ended = [(s["signal"], s.get("reason")) for s in _timeline_signals(tmp_path, old, sid)
-                 if s.get("turn_id") == tid and s["signal"] in
-                 ("deauthorized_drain", "abort", "commit", "close")]
-        assert ended == [("deauthorized_drain", "handed_off"), ("abort", "authority_loss"),
-                         ("close", None)], ended
-        assert not [s for s in _timeline_signals(tmp_path, new, sid) if s.get("turn_id") == tid]
-    finally:
-        await fleet.stop()
+
+def _held_llm_spec(llm_url: str) -> str:
+    """The fleet's text assistant with its LLM served by a fake OpenAI server at
+    ``llm_url``: the held stream is cut by the hand-off (no timeout or budget ends it)."""
+    text = SPEC.read_text()
+    for old, new in (
+        ("budgets: {turn_ms: 60000, provider_timeout_ms: 20000}",
+         "budgets: {turn_ms: 600000, node_ms: 600000, path_ms: 600000, "
+         "provider_timeout_ms: 600000}"),
+        ("  llm: {primary: local}",
+         "  llm: {primary: openai, config: {api_key: env://OPENAI_API_KEY, model: fake, "
+         f'base_url: "{llm_url}/v1"}}}}'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+#: the held reply: its first sentence, then the first word of the next (which completes
+#: the sentence for the segmenter), then the hold
+_HELP = "Here is some help for you. I can tell you the time and answer questions."
+_HELD_AFTER = len("Here is some help for you. I".split(" "))
+
+
+def _scripted_reply(messages: list[dict[str, Any]]) -> str:
+    last = str(messages[-1].get("content", "")).strip().lower()
+    return {"help": _HELP, "what time is it": "It is noon."}.get(last, "I am a test.")
+
+
+async def _migrate_a_held_turn(fleet: Fleet, llm: FakeOpenAI, tmp_path: Path) -> None:
+    sid = str((await fleet.route())["session_id"])
+    talker = Talker(fleet, sid, turn_timeout_s=60)
+    await talker.connect()
+    c = talker.client
+    assert c is not None
+    assert (await talker.ask("what is your name")).outcome == "closed"
+    old = c.runtime_id or ""
+    llm.faults.push(Fault("hold", after_items=_HELD_AFTER))
+    asking = asyncio.create_task(talker.ask("help"))
+    await asyncio.wait_for(llm.faults.held.wait(), 120)
+    assert await poll_until(lambda: talker.turns[-1].audio_frames > 0, 60)
+    assert not asking.done()
+    # the command line's own code, run in this process
+    moved = await asyncio.to_thread(CliRunner().invoke, cli_app, [
+        "cp", "session", "migrate", sid, "--server", fleet.cp_url, "--api-key", KEY])
+    assert moved.exit_code == 0, moved.output
+    result = json.loads(moved.stdout)
+    assert result["from_runtime"] == old and result["epoch"] == 2, result
+    new = result["to_runtime"]
+    # the migrate is observed: the held reply may go on (the old runtime cut it)
+    llm.faults.release()
+    cut = await asyncio.wait_for(asking, 120)
+    assert cut.outcome != "closed", cut  # the turn did not finish on the old runtime
+    # the next turn runs on the other runtime at the new epoch
+    nxt = await talker.ask("what time is it")
+    assert nxt.outcome == "closed" and "It is" in nxt.reply, nxt
+    assert (c.runtime_id, c.epoch) == (new, 2)
+    await talker.close()
+    assert c.end_reason == "client_end" and c.stale_outputs_accepted == 0
+
+    handoff = (await db_rows(fleet.db_url, "SELECT started_at_ms, completed_at_ms, "
+                             f"outcome, action FROM cp_lease_handoffs WHERE session_id = "
+                             f"'{sid}'"))
+    assert [(h["action"], h["outcome"]) for h in handoff] == [("migrate", "released")]
+    # the holder learned it from the push, not at a renewal
+    learned = _handoffs_learned(await fleet.scrape(old))
+    assert learned == {"push": 1.0}, learned
+    issued = {r["epoch"]: r["issued_at_ms"] for r in await db_rows(
+        fleet.db_url, f"SELECT epoch, issued_at_ms FROM cp_lease_epochs WHERE "
+        f"session_id = '{sid}'")}
+    assert issued[2] >= handoff[0]["completed_at_ms"] >= handoff[0]["started_at_ms"]
+    assert _sent_after(talker, old, 1, 0) > 0  # the counting sees the old runtime
+    # NF-027 at the runtime: nothing of epoch 1 was sent once epoch 2 was issued
+    assert _sent_after(talker, old, 1, issued[2]) == 0, talker.outputs
+    print(f"handoff: released {handoff[0]['completed_at_ms'] - handoff[0]['started_at_ms']}"
+          f" ms after it started; epoch-1 outputs stamped after the start: "
+          f"{_sent_after(talker, old, 1, handoff[0]['started_at_ms'])}")
+    # the old runtime ended the turn under its lease: T8, reason handed_off
+    tid = cut.turn_id
+    ended = [(s["signal"], s.get("reason")) for s in _timeline_signals(tmp_path, old, sid)
+             if s.get("turn_id") == tid and s["signal"] in
+             ("deauthorized_drain", "abort", "commit", "close")]
+    assert ended == [("deauthorized_drain", "handed_off"), ("abort", "authority_loss"),
+                     ("close", None)], ended
+    assert not [s for s in _timeline_signals(tmp_path, new, sid) if s.get("turn_id") == tid]
 
 
 @pytest.mark.timeout(900)

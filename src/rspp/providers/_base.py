@@ -187,14 +187,11 @@ class Provider(ABC):
                     wake: asyncio.Future[Any] | None = None
                     remaining: float | None = None
                     if timeout_s is not None and watch.armed:
-                        remaining = timeout_s - (loop.time() - watch.activity_s)
-                        if remaining <= 0:
-                            raise ProviderCallError(
-                                f"no progress for {timeout_ms} ms",
-                                outcome=Outcome.TIMEOUT,
-                                provider=self.provider_id,
-                                code="timeout",
-                            )
+                        # judged only after a wait: the pull runs (its first step at least)
+                        # before the timeout can end it, and an item that is ready counts
+                        # (a process descheduled for the whole timeout between the pull's
+                        # start and this line timed out an attempt that never ran)
+                        remaining = max(0.0, timeout_s - (loop.time() - watch.activity_s))
                     elif timeout_s is not None:
                         watch.wake.clear()
                         wake = asyncio.ensure_future(watch.wake.wait())
@@ -211,7 +208,15 @@ class Provider(ABC):
                     if cancel_task in done:
                         inv.outcome = Outcome.CANCELLED
                         return
-                    # timer fired or input ended: loop re-checks idle time
+                    if (timeout_s is not None and watch.armed
+                            and loop.time() - watch.activity_s >= timeout_s):
+                        raise ProviderCallError(
+                            f"no progress for {timeout_ms} ms",
+                            outcome=Outcome.TIMEOUT,
+                            provider=self.provider_id,
+                            code="timeout",
+                        )
+                    # timer fired early or input ended: loop re-checks idle time
                 try:
                     item = next_task.result()
                 except StopAsyncIteration:

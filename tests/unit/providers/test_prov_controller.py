@@ -113,6 +113,20 @@ async def test_retries_stop_when_budget_is_insufficient(clock: Any, scripted: An
     assert "remaining_budget_ms=25" in (exhausted[0].reason or "")
 
 
+async def test_an_attempt_runs_before_its_idle_timeout_is_judged(
+    clock: Any, scripted: Any
+) -> None:
+    """A zero idle timeout still lets the attempt's first step run: the error it has by
+    then is the outcome, not ``timeout``. (The 25 ms attempt above timed out under load: the
+    process was descheduled past the timeout before the guard's first check, and the
+    attempt never ran.)"""
+    failing = scripted("failing", clock=clock)
+    failing.script = [Outcome.OVERLOAD]
+    with pytest.raises(ProviderCallError) as info:
+        _ = [d async for d in failing.stream(REQUEST, timeout_ms=0)]
+    assert info.value.outcome is Outcome.OVERLOAD and failing.calls == 1
+
+
 async def test_non_retryable_errors_are_not_retried_or_failed_over(
     clock: Any, scripted: Any
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import Literal
 
 __all__ = ["Fault", "FaultPlan", "RecordedRequest", "tone_pcm"]
 
-FaultKind = Literal["status", "disconnect", "stall", "close", "stream_error", "truncate"]
+FaultKind = Literal["status", "disconnect", "stall", "close", "stream_error", "truncate", "hold"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,9 @@ class Fault:
     * ``close``: (WebSocket) close with ``code``/``reason`` after ``after_items``.
     * ``stream_error``: send the vendor's in-stream error event after ``after_items``.
     * ``truncate``: end the stream cleanly but without its terminator.
+    * ``hold``: (OpenAI chat) after ``after_items`` items, keep the stream open (SSE
+      comment lines keep it alive) until :meth:`FaultPlan.release`; then go on. A test
+      holds a reply mid-stream for as long as it needs, without a clock.
     """
 
     kind: FaultKind
@@ -49,6 +53,10 @@ class FaultPlan:
     _queue: deque[Fault] = field(default_factory=deque)
     #: applied to every request once the queue is empty (e.g. "always 503")
     sticky: Fault | None = None
+    #: set when a stream reached its ``hold`` fault; ``released`` lets it go on. Both are
+    #: used on the fake server's event loop
+    held: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def push(self, *faults: Fault) -> None:
         self._queue.extend(faults)
@@ -57,6 +65,10 @@ class FaultPlan:
         if self._queue:
             return self._queue.popleft()
         return self.sticky
+
+    def release(self) -> None:
+        """Let every held stream (and every later ``hold``) go on."""
+        self.released.set()
 
     def clear(self) -> None:
         self._queue.clear()

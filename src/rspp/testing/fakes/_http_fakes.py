@@ -8,6 +8,7 @@ wire formats including error bodies, ``Retry-After`` and mid-stream faults.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -74,6 +75,15 @@ class _FakeBase:
         if request.client is not None:
             self.peers.add((request.client.host, request.client.port))
         return body if isinstance(body, dict) else {}
+
+    async def _hold(self) -> AsyncIterator[str]:
+        """A ``hold`` fault: report it, then SSE comment lines (which clients ignore; they
+        keep the client's read timeout from firing) until the plan is released."""
+        self.faults.held.set()
+        while not self.faults.released.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.faults.released.wait(), 1.0)
+            yield ": held\n\n"
 
     @staticmethod
     def _tokens(text: str) -> list[str]:
@@ -177,6 +187,9 @@ class FakeOpenAI(_FakeBase):
                         return
                     if fault.kind == "truncate":
                         return
+                    if fault.kind == "hold":
+                        async for keepalive in self._hold():
+                            yield keepalive
                 await asyncio.sleep(self.token_delay_s)
                 yield chunk({"content": token})
             yield chunk({}, "stop")
