@@ -39,6 +39,7 @@ from rspp.observability._compare import TurnwiseComparison
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._errors import ReplayError
 from rspp.replay._line_fetcher import LineFetcher
+from rspp.replay._paired import take_actual
 from rspp.replay._spans import SessionSpan
 
 __all__ = ["BATCH", "CompareProcess", "PipedComparison", "idle_core", "usable_cpus"]
@@ -238,14 +239,9 @@ class _Session:
 
     def take(self, batch: list[list[Any]]) -> None:
         comparison, fetcher = self.comparison, self.fetcher
-        waiting = lambda: not comparison.waiting_for_expected  # noqa: E731
         for position, kind, record, payload in batch:
-            if position > fetcher.position:  # as far as the replay's pass had read
-                fetcher.read_through(position)
-            comparison.add_actual(TimelineLine(line=0, kind=kind, record=record,
-                                               payload=payload))
-            if comparison.waiting_for_expected:
-                fetcher.read_on(waiting)
+            take_actual(comparison, fetcher, position,
+                        TimelineLine(line=0, kind=kind, record=record, payload=payload))
 
     def finish(self) -> tuple[DivergenceReport, int]:
         self.fetcher.read_on(None)

@@ -61,11 +61,12 @@ from rspp.contracts import (
 )
 from rspp.kernel import Event, NodeRegistry
 from rspp.observability._compare import TurnwiseComparison, compare_timelines
-from rspp.observability._timeline_io import TimelineLine
+from rspp.observability._timeline_io import TimelineLine, is_msgpack
 from rspp.replay._compare_process import CompareProcess, PipedComparison
 from rspp.replay._cursor import ReplayCursor, recording_digest
 from rspp.replay._errors import ReplayError
 from rspp.replay._flushes import recorded_flushes
+from rspp.replay._paired import PairedComparison
 from rspp.replay._rig import (
     DEFAULT_PROVIDER_NODE_TYPES,
     RigOptions,
@@ -225,6 +226,7 @@ class ReplayEngine:
         self.rig.session.recorded_flushes = recorded_flushes(recording.lines)
         self._comparison: TurnwiseComparison | None = None
         self._piped: PipedComparison | None = None
+        self._paired: PairedComparison | None = None
         self._expected: Iterator[TimelineLine] | None = None
         if opts.lean and opts.compare_process is not None and recording.fetcher is not None:
             # the comparison (and its reading of the recording) in the second process
@@ -232,6 +234,12 @@ class ReplayEngine:
                 recording.fetcher, tolerances=opts.tolerances, policy=opts.policy,
                 mode=opts.mode)
             self.rig.keep = self._piped.add_actual
+        elif opts.lean and recording.fetcher is not None and not is_msgpack(recording.source):
+            # bytes first: the candidate's records against the raw lines the pass reads
+            self._paired = PairedComparison(recording.fetcher, tag=rig_opts.tag,
+                                            tolerances=opts.tolerances, policy=opts.policy,
+                                            mode=opts.mode)
+            self.rig.keep_items = self._paired.add_items
         elif opts.lean:  # compare turn by turn as the candidate lines come
             self._comparison = TurnwiseComparison(tolerances=opts.tolerances,
                                                   policy=opts.policy, mode=opts.mode)
@@ -410,6 +418,13 @@ class ReplayEngine:
         if self._piped is not None:
             report = self._piped.finish()
             late = self._piped.late_lines
+        elif self._paired is not None:
+            self._paired.fetcher.read_on(None)  # the recording to its end
+            try:
+                report = self._paired.finish()
+            finally:
+                self._paired.close()
+            late = self._paired.late_lines
         elif self._comparison is not None:
             self._feed_expected(everything=True)
             report = self._comparison.finish()
@@ -485,6 +500,8 @@ class ReplayEngine:
         if self._finished is None and self._started:
             await self.rig.stop()
             await self._stop_transport()
+        if self._paired is not None:
+            self._paired.close()
 
     async def _stop_transport(self) -> None:
         task, self._transport_task = self._transport_task, None

@@ -72,6 +72,11 @@ class LineFetcher:
         self.peak = 0
         #: every line of the session, in file order, as it is read (see the class doc)
         self.on_line: Callable[[TimelineLine], None] | None = None
+        #: instead of :attr:`on_line`: every line read, raw (undecoded unless it is fed:
+        #: then with its decoded line, or the error decoding it), see
+        #: :class:`~rspp.replay._paired.PairedComparison`
+        self.on_raw: Callable[[int, bytes | TimelineFormatError,
+                               TimelineLine | TimelineFormatError | None], None] | None = None
         self._lines: Iterator[tuple[int, bytes | TimelineFormatError]] | None = None
         self._msgpack = False
         self._session: object = None  # session of the last line naming one (span only)
@@ -127,6 +132,11 @@ class LineFetcher:
             return None
         number, raw = found
         self.position = number
+        on_raw = self.on_raw
+        if on_raw is not None and (isinstance(raw, TimelineFormatError)
+                                   or number not in self.needed):
+            on_raw(number, raw, None)
+            return None
         if isinstance(raw, TimelineFormatError):
             return None
         has = self.needed.flags  # (``number in self.needed`` inline: once per line)
@@ -138,6 +148,8 @@ class LineFetcher:
             else compared_line(number, raw, checked=True)
         item = fast if fast is not None else decode_line(
             self.path, number, raw, msgpack=self._msgpack, payloads=True if needed else "text")
+        if on_raw is not None:
+            on_raw(number, raw, item)
         if isinstance(item, TimelineFormatError):
             return None
         if on_line is not None:

@@ -60,7 +60,7 @@ from rspp.turns._snapshot_source import StaticSnapshotSource, in_process_bundle
 from rspp.turns._turn_driver import TurnDriver
 
 __all__ = ["DEFAULT_PROVIDER_NODE_TYPES", "AdmissionSource", "RigOptions", "SessionRig",
-           "rig_bundle"]
+           "compared_line_of", "rig_bundle"]
 
 DEFAULT_PROVIDER_NODE_TYPES = frozenset({"stt", "llm", "tts", "error_speech"})
 _PACK = msgspec.msgpack.Encoder()
@@ -152,6 +152,9 @@ class SessionRig:
         self.sink: Callable[[dict[str, object]], None] | None = None
         #: a streamed replay takes each line here instead of keeping it in :attr:`lines`
         self.keep: Callable[[dict[str, object]], None] | None = None
+        #: instead of :attr:`keep`: the new records themselves, a batch per flush (a
+        #: streamed comparison that reads the structs: no line is built for it)
+        self.keep_items: Callable[[list[BufferedItem]], None] | None = None
         #: lines flushed so far (kept in :attr:`lines` or handed to :attr:`keep`)
         self.flushed = 0
         self.playback = playback
@@ -232,7 +235,7 @@ class SessionRig:
     def compared_only(self) -> bool:
         """The lines are only compared, never written (a streamed replay without
         ``--timeline-out``): payloads the comparator does not read are not encoded."""
-        return self.sink is None and self.keep is not None
+        return self.sink is None and (self.keep is not None or self.keep_items is not None)
 
     def _record(self, ev: Event, edge_id: str, *, parent: str | None = None,
                 encoded: tuple[Any, Any] | None = None) -> None:
@@ -412,8 +415,8 @@ class SessionRig:
     def ingress(self, ev: Event, port: str) -> bool:
         """Push one ingress event (non-blocking) and record it with its payload."""
         # before the push: inline nodes may annotate the event
-        encoded = compared_payload(ev) if self.sink is None and self.keep is not None \
-            else encode_event(ev)
+        encoded = compared_payload(ev) if self.sink is None and (
+            self.keep is not None or self.keep_items is not None) else encode_event(ev)
         accepted = self.session.push(ev, port)
         edge = self._input_edges.get(port)
         if edge is None:
@@ -450,6 +453,14 @@ class SessionRig:
         items = self.recorder.take_all()
         if not items:
             return []
+        keep_items = self.keep_items
+        if keep_items is not None:
+            if self.sink is not None:
+                for item in items:
+                    self.sink(_plain_line(item))
+            self.flushed += len(items)
+            keep_items(items)
+            return []
         sink, keep = self.sink, self.keep
         if sink is None and keep is not None:
             new = [_compared_line(item) for item in items]  # compared, never written
@@ -480,6 +491,11 @@ def _plain_line(item: BufferedItem) -> dict[str, object]:
 _FIELDWISE = frozenset({"event_record", "control_signal", "decision_outcome", "turn_transition"})
 _builtins = msgspec.to_builtins
 _KEEP = (bytes,)
+
+
+def compared_line_of(item: BufferedItem) -> dict[str, Any]:
+    """The line a streamed comparison reads of ``item`` (see :func:`_compared_line`)."""
+    return _compared_line(item)
 
 
 def _compared_line(item: BufferedItem) -> dict[str, object]:
