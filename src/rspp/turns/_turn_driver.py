@@ -85,8 +85,6 @@ class DriverGate(TurnFenceGate):
 
     def allow(self, port: str, event: Event) -> bool:
         if not super().allow(port, event):
-            if event.lane is not Lane.CONTROL and event.turn_id is not None:
-                self.driver.fenced_output(event.turn_id)
             return False
         tid = event.turn_id
         if tid is None:
@@ -296,7 +294,6 @@ class TurnDriver:
         except Exception:
             scope = None
         if scope is not None and not self.cancels.fence.admit(scope):
-            self.fenced_output(tid)
             return False
         epoch = self.arbiter.turn_epoch or self.authority.epoch
         if not self.authority.admit_output(epoch):
@@ -314,16 +311,6 @@ class TurnDriver:
         if t is not None and t.first_output_ns is None and port in self.reply_ports:
             t.first_output_ns = self.clock.monotonic_ns()
         return True
-
-    def fenced_output(self, tid: str) -> None:
-        """A fence refused an output of ``tid``. Once the turn is closed (a cancel fences
-        and closes it at once) the output is a late event of the turn (T11): a node that
-        went on after the cancel (work already in flight, a provider that ignores cancels)
-        never reaches the transport, and the late-event policy is recorded. An output of a
-        fenced turn that is not closed yet (a lease loss fences at once; its T8 follows on
-        the control lane) is only fenced."""
-        if self.arbiter.is_closed(tid):
-            self._late_event(tid)
 
     # ------------------------------------------------------- control lane
     async def _on_control(self, cmd: ControlCommand) -> bool | None:
