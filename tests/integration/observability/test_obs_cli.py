@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-import typer
 from jsonschema import Draft202012Validator
-from typer.testing import CliRunner
 
-from rspp.cli._observe import register
 from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     EVIDENCE_KIND,
@@ -29,23 +27,14 @@ from rspp.observability import (
     read_timeline,
 )
 
+#: the conftest's ``run_cli(*args)``: the in-process `rspp` CLI's result
+Cli = Callable[..., Any]
 pytestmark = pytest.mark.integration
 
 REFERENCE_KINDS = {"event_record", "control_signal", "decision_outcome", "turn_transition",
                    "resolved_turn_plan"}
 
 
-@pytest.fixture
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
-
-
-def _invoke(app: typer.Typer, *args: str) -> Any:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250", "NO_COLOR": "1"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 async def _record(builder: TimelineBuilder, path: Path) -> Path:
@@ -75,7 +64,7 @@ def _check_against_reference(path: Path, schema: dict[str, Any]) -> int:
 
 
 async def test_slo_report_failing_and_no_samples_gates(
-    cli: typer.Typer, tmp_path: Path, reference_schema: dict[str, Any]
+    run_cli: Cli, tmp_path: Path, reference_schema: dict[str, Any]
 ) -> None:
     b = TimelineBuilder()
     for i in range(5):
@@ -83,7 +72,7 @@ async def test_slo_report_failing_and_no_samples_gates(
     b.turn("slow", decision_ms=450)  # 1 of 6 over 120 ms -> p95 fails
     path = await _record(b, tmp_path / "run.jsonl")
     assert _check_against_reference(path, reference_schema) > 50
-    result = _invoke(cli, "slo", "report", str(path), "--json")
+    result = run_cli("slo", "report", str(path), "--json")
     assert result.exit_code == 1
     gates = json.loads(result.stdout)["gates"]
     assert [g["gate"] for g in gates] == [1, 2, 3, 4, 5, 6, 7]
@@ -94,89 +83,89 @@ async def test_slo_report_failing_and_no_samples_gates(
     assert by[1]["pass"] is False and by[1]["p95"] == 450 and by[1]["count"] == 6
     assert by[3]["status"] == "no_samples" and by[3]["pass"] is None and by[3]["count"] == 0
     assert all(by[n]["pass"] is True for n in (2, 4, 5, 6, 7))
-    table = _invoke(cli, "slo", "report", str(path))
+    table = run_cli("slo", "report", str(path))
     assert table.exit_code == 1
     for name in ("turn-open decision", "first output", "cancel fence", "authority",
                  "replay completeness", "lifecycle", "end to end", "no_samples", "fail"):
         assert name in table.stdout
 
 
-async def test_slo_report_passes_over_several_files(cli: typer.Typer, tmp_path: Path) -> None:
+async def test_slo_report_passes_over_several_files(run_cli: Cli, tmp_path: Path) -> None:
     a, b = TimelineBuilder("s1"), TimelineBuilder("s2")
     a.turn("t1")
     b.turn("t1", cancel_fence_ms=25)
     files = [await _record(a, tmp_path / "a.jsonl"), await _record(b, tmp_path / "b.jsonl")]
-    result = _invoke(cli, "slo", "report", *map(str, files), "--json")
+    result = run_cli("slo", "report", *map(str, files), "--json")
     assert result.exit_code == 0, result.stdout
     gates = json.loads(result.stdout)["gates"]
     assert all(g["pass"] is True for g in gates)
     assert gates[0]["count"] == 2 and gates[2]["count"] == 1
 
 
-def test_slo_report_missing_file_is_a_clear_error(cli: typer.Typer, tmp_path: Path) -> None:
-    result = _invoke(cli, "slo", "report", str(tmp_path / "nope.jsonl"))
+def test_slo_report_missing_file_is_a_clear_error(run_cli: Cli, tmp_path: Path) -> None:
+    result = run_cli("slo", "report", str(tmp_path / "nope.jsonl"))
     assert result.exit_code == 2
     assert result.stderr == f"{tmp_path / 'nope.jsonl'}: file not found; pass a timeline file " \
         "written by `rspp run --timeline`\n"
 
 
-async def test_timeline_show_orders_and_filters(cli: typer.Typer, tmp_path: Path) -> None:
+async def test_timeline_show_orders_and_filters(run_cli: Cli, tmp_path: Path) -> None:
     b = TimelineBuilder()
     b.turn("t1")
     b.turn("t2", cancel_fence_ms=30)
     path = await _record(b, tmp_path / "run.jsonl")
-    out = _invoke(cli, "timeline", "show", str(path))
+    out = run_cli("timeline", "show", str(path))
     assert out.exit_code == 0
     body = out.stdout
     assert "turn_open" in body and "llm" in body and "ControlLane" in body
     assert body.index("turn_open_proposed") < body.index("resolved_turn_plan") < body.index(
         "commit")
-    commits = _invoke(cli, "timeline", "show", str(path), "--type", "commit")
+    commits = run_cli("timeline", "show", str(path), "--type", "commit")
     assert commits.stdout.count("commit") == 1 and "turn_open" not in commits.stdout
-    signals = _invoke(cli, "timeline", "show", str(path), "--type", "control_signal")
+    signals = run_cli("timeline", "show", str(path), "--type", "control_signal")
     assert "ControlLane" in signals.stdout and "DataLane" not in signals.stdout
-    llm = _invoke(cli, "timeline", "show", str(path), "--node", "llm", "--turn", "t2")
+    llm = run_cli("timeline", "show", str(path), "--node", "llm", "--turn", "t2")
     assert "(1 of" in llm.stdout
-    control = _invoke(cli, "timeline", "show", str(path), "--lane", "control", "--turn", "t2")
+    control = run_cli("timeline", "show", str(path), "--lane", "control", "--turn", "t2")
     assert "DataLane" not in control.stdout and "ControlLane" in control.stdout
-    none = _invoke(cli, "timeline", "show", str(path), "--session", "nobody")
+    none = run_cli("timeline", "show", str(path), "--session", "nobody")
     assert "(0 of" in none.stdout
 
 
-def test_timeline_show_reports_malformed_lines(cli: typer.Typer, tmp_path: Path) -> None:
+def test_timeline_show_reports_malformed_lines(run_cli: Cli, tmp_path: Path) -> None:
     b = TimelineBuilder()
     b.turn("t1")
     good = b.write(tmp_path / "good.jsonl").read_text().splitlines()
     broken = tmp_path / "broken.jsonl"
     broken.write_text("\n".join([good[0], "{not json", good[1], '{"kind": 3}', "[1]", *good[2:]]))
-    result = _invoke(cli, "timeline", "show", str(broken))
+    result = run_cli("timeline", "show", str(broken))
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert result.stderr.startswith(f"{broken}:2: invalid JSON")  # the first bad line, one line
     assert len(result.stderr.splitlines()) == 1
 
 
-def test_timeline_show_reads_msgpack(cli: typer.Typer, tmp_path: Path) -> None:
+def test_timeline_show_reads_msgpack(run_cli: Cli, tmp_path: Path) -> None:
     b = TimelineBuilder()
     b.turn("t1")
     enc = msgspec.msgpack.Encoder()
     frames = [enc.encode(line) for line in b.lines()]
     path = tmp_path / "run.msgpack"
     path.write_bytes(b"".join(struct.pack(">I", len(f)) + f for f in frames))
-    result = _invoke(cli, "timeline", "show", str(path), "--type", "close")
+    result = run_cli("timeline", "show", str(path), "--type", "close")
     assert result.exit_code == 0 and "close" in result.stdout and "(1 of" in result.stdout
 
 
-def test_timeline_diff_writes_reports(cli: typer.Typer, tmp_path: Path) -> None:
+def test_timeline_diff_writes_reports(run_cli: Cli, tmp_path: Path) -> None:
     a, b = TimelineBuilder(), TimelineBuilder()
     a.turn("t1")
     b.turn("t1", text="a different answer",
            provider_bindings={"stt": "fake-stt", "llm": "other", "tts": "fake-tts"})
     ea, eb = a.write(tmp_path / "a.jsonl"), b.write(tmp_path / "b.jsonl")
-    same = _invoke(cli, "timeline", "diff", str(ea), str(ea))
+    same = run_cli("timeline", "diff", str(ea), str(ea))
     assert same.exit_code == 0 and "PASS" in same.stdout
     report, md = tmp_path / "r.json", tmp_path / "r.md"
-    diff = _invoke(cli, "timeline", "diff", str(ea), str(eb), "--report", str(report),
+    diff = run_cli("timeline", "diff", str(ea), str(eb), "--report", str(report),
                    "--markdown", str(md))
     assert diff.exit_code == 1 and "FAIL" in diff.stdout
     data = json.loads(report.read_text())
@@ -186,12 +175,12 @@ def test_timeline_diff_writes_reports(cli: typer.Typer, tmp_path: Path) -> None:
     assert data["findings"] and "# Replay divergence report" in md.read_text()
 
 
-def test_timeline_sweep_command(cli: typer.Typer, tmp_path: Path) -> None:
+def test_timeline_sweep_command(run_cli: Cli, tmp_path: Path) -> None:
     old = tmp_path / "acme" / "old.jsonl"
     old.parent.mkdir()
     old.write_text("{}\n")
     os.utime(old, (1_000_000, 1_000_000))
-    result = _invoke(cli, "timeline", "sweep", str(tmp_path), "--max-age-days", "1")
+    result = run_cli("timeline", "sweep", str(tmp_path), "--max-age-days", "1")
     assert result.exit_code == 0 and "deleted 1 file(s)" in result.stdout and not old.exists()
-    bad = _invoke(cli, "timeline", "sweep", str(tmp_path), "--tenant", "acme")
+    bad = run_cli("timeline", "sweep", str(tmp_path), "--tenant", "acme")
     assert bad.exit_code != 0 and "TENANT=DAYS" in bad.output

@@ -10,14 +10,12 @@ reported beside them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from rspp.cli._observe import register
 from rspp.kernel._clock import VirtualClock
 from rspp.observability import (
     JsonLinesFileSink,
@@ -27,20 +25,9 @@ from rspp.observability import (
 )
 from rspp.testing import TEXT_CHAT_SPEC
 
+#: the conftest's ``run_cli(*args)``: the in-process `rspp` CLI's result
+Cli = Callable[..., Any]
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    return app
-
-
-def _invoke(app: typer.Typer, *args: str) -> Any:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250", "NO_COLOR": "1"})
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
 
 
 async def _timeline(path: Path, session: str, *turns: dict[str, int | None]) -> Path:
@@ -68,9 +55,9 @@ async def timelines(tmp_path: Path) -> list[Path]:
 
 
 def test_a_session_over_its_pool_wait_bound_is_named_and_the_others_pass(
-    cli: typer.Typer, timelines: list[Path]
+    run_cli: Cli, timelines: list[Path]
 ) -> None:
-    result = _invoke(cli, "slo", "report", *map(str, timelines), "--per-session",
+    result = run_cli("slo", "report", *map(str, timelines), "--per-session",
                      "--session-pool-wait-max-ms", "500", "--json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
@@ -93,12 +80,12 @@ def test_a_session_over_its_pool_wait_bound_is_named_and_the_others_pass(
 
 
 def test_the_specs_session_bounds_apply_and_options_override_them(
-    cli: typer.Typer, timelines: list[Path], tmp_path: Path
+    run_cli: Cli, timelines: list[Path], tmp_path: Path
 ) -> None:
     spec = tmp_path / "chat.yaml"
     spec.write_text(TEXT_CHAT_SPEC + "slo: {session: {pool_wait_max_ms: 1000, "
                     "first_output_p95_ms: 1000}}\n")
-    table = _invoke(cli, "slo", "report", *map(str, timelines), "--spec", str(spec),
+    table = run_cli("slo", "report", *map(str, timelines), "--spec", str(spec),
                     "--per-session")
     assert table.exit_code == 1
     assert "Per-session isolation (pool_wait_max_ms <= 1000, first_output_p95_ms <= 1000)" \
@@ -106,24 +93,24 @@ def test_the_specs_session_bounds_apply_and_options_override_them(
     assert "session s-starved: first_output_p95 1100 ms > first_output_p95_ms 1000" \
         in table.stdout
     assert "waited" not in table.stdout  # 900 ms is within this spec's pool bound
-    relaxed = _invoke(cli, "slo", "report", *map(str, timelines), "--spec", str(spec),
+    relaxed = run_cli("slo", "report", *map(str, timelines), "--spec", str(spec),
                       "--per-session", "--session-first-output-p95-ms", "2000", "--json")
     assert relaxed.exit_code == 0, relaxed.output
     assert all(r["pass"] for r in json.loads(relaxed.stdout)["sessions"])
     # without --per-session the spec's session bounds are not the aggregate gates'
-    assert _invoke(cli, "slo", "report", *map(str, timelines), "--spec", str(spec)
+    assert run_cli("slo", "report", *map(str, timelines), "--spec", str(spec)
                    ).exit_code == 0
 
 
-def test_bad_per_session_input_is_one_line(cli: typer.Typer, timelines: list[Path],
+def test_bad_per_session_input_is_one_line(run_cli: Cli, timelines: list[Path],
                                            tmp_path: Path) -> None:
-    alone = _invoke(cli, "slo", "report", str(timelines[0]), "--session-pool-wait-max-ms", "5")
+    alone = run_cli("slo", "report", str(timelines[0]), "--session-pool-wait-max-ms", "5")
     assert alone.exit_code == 2
     assert alone.stderr.strip().splitlines() == [
         "--session-pool-wait-max-ms: a per-session bound needs --per-session"]
     spec = tmp_path / "bad.yaml"
     spec.write_text(TEXT_CHAT_SPEC + "slo: {session: {pool_wait_max_ms: 0}}\n")
-    bad = _invoke(cli, "slo", "report", str(timelines[0]), "--spec", str(spec), "--per-session")
+    bad = run_cli("slo", "report", str(timelines[0]), "--spec", str(spec), "--per-session")
     assert bad.exit_code == 2
     assert len(bad.stderr.strip().splitlines()) == 1
     assert "slo.session.pool_wait_max_ms" in bad.stderr, bad.stderr
