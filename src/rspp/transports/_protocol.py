@@ -22,7 +22,7 @@ channel, LiveKit data). :func:`ws_schema` is the published JSON Schema
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -351,24 +351,26 @@ def _protocol_error(exc: msgspec.MsgspecError) -> ProtocolError:
 
 def decode_client(data: str | bytes, *, msgpack: bool = False) -> ClientMessage:
     """Decode one client message (JSON text or MessagePack bytes); raises ProtocolError."""
+    out: ClientMessage
     try:
         if msgpack:
             out = _MSGPACK_CLIENT.decode(data if isinstance(data, bytes) else data.encode())
         else:
             out = _JSON_CLIENT.decode(data)
-        return cast("ClientMessage", out)
+        return out
     except msgspec.MsgspecError as exc:
         raise _protocol_error(exc) from None
 
 
 def decode_server(data: str | bytes, *, msgpack: bool = False) -> ServerEvent:
     """Decode one server event (clients); raises ProtocolError."""
+    out: ServerEvent
     try:
         if msgpack:
             out = _MSGPACK_SERVER.decode(data if isinstance(data, bytes) else data.encode())
         else:
             out = _JSON_SERVER.decode(data)
-        return cast("ServerEvent", out)
+        return out
     except msgspec.MsgspecError as exc:
         raise _protocol_error(exc) from None
 

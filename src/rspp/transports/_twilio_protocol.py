@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable
-from typing import Annotated, cast
+from typing import Annotated
 
 import msgspec
 
@@ -137,7 +137,8 @@ def carrier_error(exc: msgspec.MsgspecError) -> ProtocolError:
 def decode_carrier(text: str | bytes) -> CarrierMessage:
     """Decode one carrier message; raises ProtocolError naming the field."""
     try:
-        return cast("CarrierMessage", _DECODER.decode(text))
+        message: CarrierMessage = _DECODER.decode(text)
+        return message
     except msgspec.MsgspecError as exc:
         raise carrier_error(exc) from None
 
