@@ -7,7 +7,6 @@ without the payloads the mode needs).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import Iterator
@@ -128,6 +127,7 @@ def replay_command(
             replay_summary_text,
             timeline_sessions,
         )
+        from rspp.replay._loop import run_replay
         from rspp.runner import DEMO_NODES, DEMO_PROVIDER_TYPES, node_session
         from rspp.spec import SpecInvalid, compile_spec, load_spec
         cursor = None
@@ -226,9 +226,9 @@ def replay_command(
                         engine = ReplayEngine(recording, gd, registry=default_registry,
                                               options=opts, session_factory=node_session)
                         if pause_at is not None and cursor_out is not None:
-                            _pause(engine, pause_at, cursor_out)
+                            _pause(engine, pause_at, cursor_out, real_time=real_time)
                             return
-                        result = asyncio.run(_finish(engine, cursor))
+                        result = run_replay(_finish(engine, cursor), real_time=real_time)
                 except RSPPError as exc:
                     where = f"session {span.session_id}: " if span is not None else ""
                     raise _fail(f"{where}{exc}") from None
@@ -277,10 +277,11 @@ async def _finish(engine: ReplayEngine, cursor: ReplayCursor | None) -> ReplayRe
         await engine.aclose()
 
 
-def _pause(engine: ReplayEngine, position: int, out: Path) -> None:
+def _pause(engine: ReplayEngine, position: int, out: Path, *, real_time: bool) -> None:
     """Replay the first ``position`` ingress events, then save the paused cursor to ``out``."""
     if position > engine.total:
         raise _fail(f"--pause-at {position}: the recording has {engine.total} ingress events")
+    from rspp.replay._loop import run_replay
 
     async def go() -> ReplayCursor:
         try:
@@ -290,7 +291,7 @@ def _pause(engine: ReplayEngine, position: int, out: Path) -> None:
         finally:
             await engine.aclose()
 
-    cursor = asyncio.run(go())
+    cursor = run_replay(go(), real_time=real_time)
     out.parent.mkdir(parents=True, exist_ok=True)
     cursor.save(out)
     typer.echo(f"paused at ingress event {cursor.position}/{cursor.total} "

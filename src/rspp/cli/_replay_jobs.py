@@ -13,7 +13,6 @@ ones after it are discarded.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import shutil
@@ -102,6 +101,7 @@ def _replay_one(recording: Any, gd: Any, opts: Any, *, file: str, spec: str,
     its summary, report entry and verdict. Raises :class:`RSPPError` for bad input."""
     from rspp.kernel import default_registry
     from rspp.replay import ReplayEngine, replay_report_json, replay_summary_text
+    from rspp.replay._loop import run_replay
     from rspp.runner import node_session
 
     async def finish() -> Any:
@@ -114,7 +114,7 @@ def _replay_one(recording: Any, gd: Any, opts: Any, *, file: str, spec: str,
         with long_lived_heap():
             engine = ReplayEngine(recording, gd, registry=default_registry, options=opts,
                                   session_factory=node_session)
-            result = asyncio.run(finish())
+            result = run_replay(finish(), real_time=opts.real_time)
     finally:
         recording.close()
     summary = replay_summary_text(result)
