@@ -69,6 +69,16 @@ def serve(
         help="Maximum age of a token signing key (default 90 days): reported by `rspp cp "
         "signing-keys status`; with --token-key-dir the key is rotated at 75% of it.",
     ),
+    state_key: str = typer.Option(
+        None, "--state-key", envvar="RSPP_STATE_KEY",
+        help="Seal session-state checkpoints at rest under this KMS key "
+        "(vault-transit:NAME; F-169): rotate with `rspp cp kms rotate`."),
+    vault_addr: str = typer.Option(
+        None, "--vault-addr", help="Vault address for vault-transit: keys (default: "
+        "VAULT_ADDR)."),
+    vault_token_file: Path = typer.Option(
+        None, "--vault-token-file", help="File holding the Vault token (default: "
+        "VAULT_TOKEN)."),
     max_body_bytes: int = typer.Option(
         1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
     ),
@@ -129,6 +139,7 @@ def serve(
         )
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
+    vault = _vault(state_key, vault_addr, vault_token_file)
     settings = ControlPlaneSettings(
         db_url=normalise_url(db) if db else default_sqlite_url(),
         db_schema=db_schema,
@@ -146,6 +157,7 @@ def serve(
         else None,
         token_key_dir=str(token_key_dir) if token_key_dir else None,
         token_key_max_age_s=token_key_max_age_s,
+        state_key_ref=state_key, vault=vault,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)
@@ -198,6 +210,21 @@ def serve(
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     typer.echo("control plane stopped")
+
+
+def _vault(state_key: str | None, addr: str | None, token_file: Path | None) -> Any:
+    """Vault settings for ``--state-key`` (None without it); exit 2 naming the option."""
+    from rspp.controlplane._kms import VaultSettings, parse_kms_ref
+
+    if state_key is None:
+        return None
+    try:
+        parse_kms_ref(state_key, field="--state-key")
+        return VaultSettings.from_env(addr=addr, token_file=token_file)
+    except ValueError as exc:
+        typer.echo(f"error: {str(exc).replace('vault_', '--vault-').replace('_', '-')}",
+                   err=True)
+        raise typer.Exit(2) from None
 
 
 def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
