@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from rspp.cli._cp import cp_app
+from rspp.cli._kms_option import VAULT_ADDR, VAULT_TOKEN_FILE, vault_for
 
 
 @cp_app.command("migrate")
@@ -73,12 +74,12 @@ def serve(
         None, "--state-key", envvar="RSPP_STATE_KEY",
         help="Seal session-state checkpoints at rest under this KMS key "
         "(vault-transit:NAME; F-169): rotate with `rspp cp kms rotate`."),
-    vault_addr: str = typer.Option(
-        None, "--vault-addr", help="Vault address for vault-transit: keys (default: "
-        "VAULT_ADDR)."),
-    vault_token_file: Path = typer.Option(
-        None, "--vault-token-file", help="File holding the Vault token (default: "
-        "VAULT_TOKEN)."),
+    timeline_key: str = typer.Option(
+        None, "--timeline-key", envvar="RSPP_TIMELINE_KEY",
+        help="The KMS key runtimes sign timelines with (vault-transit:NAME, ed25519): "
+        "rotated by `rspp cp kms rotate --purpose timeline_signing`."),
+    vault_addr: str = VAULT_ADDR,
+    vault_token_file: Path = VAULT_TOKEN_FILE,
     max_body_bytes: int = typer.Option(
         1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
     ),
@@ -139,7 +140,9 @@ def serve(
         )
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
-    vault = _vault(state_key, vault_addr, vault_token_file)
+    vault = None
+    for ref, flag in ((state_key, "--state-key"), (timeline_key, "--timeline-key")):
+        vault = vault_for(ref, flag, vault_addr, vault_token_file) or vault
     settings = ControlPlaneSettings(
         db_url=normalise_url(db) if db else default_sqlite_url(),
         db_schema=db_schema,
@@ -157,7 +160,7 @@ def serve(
         else None,
         token_key_dir=str(token_key_dir) if token_key_dir else None,
         token_key_max_age_s=token_key_max_age_s,
-        state_key_ref=state_key, vault=vault,
+        state_key_ref=state_key, timeline_key_ref=timeline_key, vault=vault,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)
@@ -210,21 +213,6 @@ def serve(
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     typer.echo("control plane stopped")
-
-
-def _vault(state_key: str | None, addr: str | None, token_file: Path | None) -> Any:
-    """Vault settings for ``--state-key`` (None without it); exit 2 naming the option."""
-    from rspp.controlplane._kms import VaultSettings, parse_kms_ref
-
-    if state_key is None:
-        return None
-    try:
-        parse_kms_ref(state_key, field="--state-key")
-        return VaultSettings.from_env(addr=addr, token_file=token_file)
-    except ValueError as exc:
-        typer.echo(f"error: {str(exc).replace('vault_', '--vault-').replace('_', '-')}",
-                   err=True)
-        raise typer.Exit(2) from None
 
 
 def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:

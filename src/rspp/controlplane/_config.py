@@ -25,6 +25,9 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     #: session-state checkpoints are sealed under this KMS key (``vault-transit:NAME``,
     #: F-169); needs ``vault``
     state_key_ref: str | None = None
+    #: the KMS key runtimes sign timelines with (``vault-transit:NAME``, ed25519): listed
+    #: and rotated by the /v1/kms routes (purpose ``timeline_signing``)
+    timeline_key_ref: str | None = None
     vault: VaultSettings | None = None
     #: a data key seals checkpoints this long before a fresh one is taken from Vault
     state_data_key_max_age_ms: int = 3_600_000

@@ -70,6 +70,10 @@ class ControlPlaneCore:
             self.state_sealer = StateSealer(
                 VaultTransit(settings.vault, settings.state_key_ref),
                 dek_max_age_ms=settings.state_data_key_max_age_ms, clock=clock)
+        #: the KMS key runtimes sign timelines with (listed and rotated here; F-169)
+        self.timeline_key: VaultTransit | None = None
+        if settings.timeline_key_ref is not None and settings.vault is not None:
+            self.timeline_key = VaultTransit(settings.vault, settings.timeline_key_ref)
         self.gate_metrics = GateMetrics()
         #: the availability SLO and its error budget (NF-005, NF-030), when configured
         self.slo = SloBook(store, self.audit, settings.slo, self.gate_metrics.registry) \
@@ -95,11 +99,15 @@ class ControlPlaneCore:
             if core.state_sealer is not None:
                 await core.state_sealer.start()
         except BaseException:
-            if core.state_sealer is not None:
-                await core.state_sealer.transit.aclose()
+            for transit in core._kms_clients():
+                await transit.aclose()
             await store.close()
             raise
         return core
+
+    def _kms_clients(self) -> list[VaultTransit]:
+        sealer = [self.state_sealer.transit] if self.state_sealer is not None else []
+        return sealer + ([self.timeline_key] if self.timeline_key is not None else [])
 
     @property
     def issuer(self) -> TokenIssuer:
@@ -137,8 +145,8 @@ class ControlPlaneCore:
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()
-        if self.state_sealer is not None:
-            await self.state_sealer.transit.aclose()
+        for transit in self._kms_clients():
+            await transit.aclose()
         await self.store.close()
 
     # -- helpers ---------------------------------------------------------------------------

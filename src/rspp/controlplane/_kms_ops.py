@@ -1,10 +1,12 @@
-"""KMS-backed encryption keys of the control plane: status, rotation, rewrap (F-169).
+"""KMS keys of the deployment: status, rotation, rewrap (F-169).
 
-``GET /v1/kms/keys`` (viewer, fleet) reports each KMS key the control plane uses (today
-the session-state key, :mod:`rspp.controlplane._state_sealing`): its reference, the
-version new data is sealed under, Vault's latest and minimum decryption versions, and
-whether Vault answered. ``POST /v1/kms/keys/rotate`` (admin) rotates the key in Vault
-and seals new data under the new version at once; ``POST /v1/kms/keys/rewrap`` (admin)
+``GET /v1/kms/keys`` (viewer, fleet) reports each KMS key by purpose: ``session_state``
+(the control plane seals checkpoints with it, :mod:`rspp.controlplane._state_sealing`)
+and ``timeline_signing`` (runtimes sign timelines with it,
+:mod:`rspp.server._timeline_signing`): its reference, the version new data is sealed or
+signed under, Vault's latest and minimum decryption versions, and whether Vault answered.
+``POST /v1/kms/keys/rotate`` (admin) rotates the key in Vault; new data is sealed or
+signed under the new version at once; ``POST /v1/kms/keys/rewrap`` (admin)
 rewraps every stored data key to the latest version (and seals rows stored before
 encryption was turned on). Both are audited (``kms_key.rotated``,
 ``kms_key.rewrapped``) with the reference and versions, never material.
@@ -12,14 +14,15 @@ encryption was turned on). Both are audited (``kms_key.rotated``,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rspp.controlplane._errors import Conflict
+from rspp.controlplane._errors import Conflict, Unavailable
 from rspp.controlplane._handlers import Call
+from rspp.controlplane._kms import KmsError, VaultTransit
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._requests import _Body
 from rspp.controlplane._schema import session_state
@@ -29,7 +32,7 @@ from rspp.controlplane._state_sealing import SealerStatus, StateSealer
 __all__ = ["KmsKeys", "KmsRewrapReply", "KmsRotateReply", "KmsRotateRequest",
            "kms_keys", "rewrap_kms_key", "rotate_kms_key"]
 
-Purpose = Literal["session_state"]
+Purpose = Literal["session_state", "timeline_signing"]
 #: rows read per rewrap batch
 _BATCH = 200
 
@@ -46,6 +49,8 @@ class KmsKeys(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class KmsRotateReply(msgspec.Struct, frozen=True, kw_only=True):
+    """``sealing_version``: the version new data is sealed (or signed) under now."""
+
     purpose: str
     key_ref: str
     previous_version: int | None
@@ -64,24 +69,64 @@ class KmsRewrapReply(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _sealer(cp: ControlPlane, purpose: str) -> StateSealer:
+    if purpose != "session_state":
+        raise Conflict(f"{purpose} data is signed, not sealed: there is nothing to rewrap "
+                       "(signatures of old versions keep verifying)", field="purpose")
     if cp.state_sealer is None:
-        raise Conflict(f"this control plane has no {purpose} KMS key: start it with "
-                       "--state-key vault-transit:NAME (and --vault-addr)", field="purpose")
+        raise Conflict("this control plane has no session_state KMS key: start it with "
+                       "--state-key vault-transit:NAME", field="purpose")
     return cp.state_sealer
+
+
+def _signing(cp: ControlPlane) -> VaultTransit:
+    if cp.timeline_key is None:
+        raise Conflict("this control plane has no timeline_signing KMS key: start it with "
+                       "--timeline-key vault-transit:NAME", field="purpose")
+    return cp.timeline_key
+
+
+async def _signing_status(transit: VaultTransit) -> SealerStatus:
+    try:
+        info = await transit.info()
+    except KmsError as exc:
+        return SealerStatus(purpose="timeline_signing", key_ref=transit.ref,
+                            sealing_version=0, data_key_age_s=0.0, latest_version=None,
+                            min_decryption_version=None, vault_reachable=False,
+                            cached_data_keys=0, error=exc.message)
+    return SealerStatus(purpose="timeline_signing", key_ref=transit.ref,
+                        sealing_version=info.latest_version, data_key_age_s=0.0,
+                        latest_version=info.latest_version,
+                        min_decryption_version=info.min_decryption_version,
+                        vault_reachable=True, cached_data_keys=0)
 
 
 async def list_kms_keys(cp: ControlPlane, principal: Principal) -> KmsKeys:
     await cp.authorize(principal, Role.VIEWER, "read the KMS keys")
-    return KmsKeys(keys=[await cp.state_sealer.status()] if cp.state_sealer else [])
+    keys = [await cp.state_sealer.status()] if cp.state_sealer else []
+    if cp.timeline_key is not None:
+        keys.append(await _signing_status(cp.timeline_key))
+    return KmsKeys(keys=keys)
+
+
+async def _rotate_signing(transit: VaultTransit) -> dict[str, Any]:
+    try:
+        info = await transit.rotate()
+    except KmsError as exc:
+        raise Unavailable(exc.message, field="purpose") from None
+    return {"purpose": "timeline_signing", "key_ref": transit.ref,
+            "previous_version": info.latest_version - 1,
+            "latest_version": info.latest_version, "sealing_version": info.latest_version}
 
 
 async def rotate_key(cp: ControlPlane, principal: Principal,
                      body: KmsRotateRequest) -> KmsRotateReply:
     await cp.authorize(principal, Role.ADMIN, "rotate a KMS key")
-    sealer = _sealer(cp, body.purpose)
-    done = await sealer.rotate()
+    if body.purpose == "timeline_signing":
+        done = await _rotate_signing(_signing(cp))
+    else:
+        done = await _sealer(cp, body.purpose).rotate()
     await cp.audit.append(actor=principal.key_id, action="kms_key.rotated",
-                          subject=sealer.ref, detail={**done, "reason": body.reason})
+                          subject=done["key_ref"], detail={**done, "reason": body.reason})
     return msgspec.convert(done, KmsRotateReply)
 
 

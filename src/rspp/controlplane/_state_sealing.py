@@ -55,11 +55,11 @@ class _Sealed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class SealerStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What ``GET /v1/kms/keys`` reports for the state key (never material)."""
+    """What ``GET /v1/kms/keys`` reports for one KMS key (never material)."""
 
     purpose: str
     key_ref: str
-    #: the KMS key version new checkpoints are sealed under (the data key's wrapping)
+    #: the KMS key version new data is sealed (a data key's wrapping) or signed under
     sealing_version: int
     data_key_age_s: float
     #: None when Vault could not be reached for this report
