@@ -99,13 +99,14 @@ class StateSealer:
         while len(self._opened) > _CACHE:
             self._opened.popitem(last=False)
 
-    async def _new_dek(self) -> None:
+    async def _new_dek(self) -> tuple[bytes, str, int]:
         plain, wrapped, version = await self.transit.data_key()
         if len(plain) != 32:
             raise KmsError(f"KMS key {self.ref}: Vault's data key is {len(plain)} bytes, "
                            "not 32", ref=self.ref)
         self._dek, self._dek_at_ms = (plain, wrapped, version), self._clock()
         self._remember(wrapped, plain)
+        return self._dek
 
     async def start(self) -> None:
         """Take the first data key: a control plane that cannot seal does not start."""
@@ -114,20 +115,20 @@ class StateSealer:
 
     async def _current(self) -> tuple[bytes, str, int]:
         async with self._lock:
-            due = self._dek is None or self._clock() - self._dek_at_ms >= self._max_age_ms
-            if due:
-                try:
-                    await self._new_dek()
-                except KmsError as exc:
-                    if self._dek is None or not exc.unavailable:
-                        raise Unavailable(f"{exc.message}; session state cannot be sealed",
-                                          field="state_key") from None
-                    if self._clock() - self._warned_at > 60_000:
-                        self._warned_at = self._clock()
-                        _LOG.warning("%s; sealing with the cached data key (version %d)",
-                                     exc.message, self._dek[2])
-            assert self._dek is not None
-            return self._dek
+            dek = self._dek
+            if dek is not None and self._clock() - self._dek_at_ms < self._max_age_ms:
+                return dek
+            try:
+                return await self._new_dek()
+            except KmsError as exc:
+                if dek is None or not exc.unavailable:
+                    raise Unavailable(f"{exc.message}; session state cannot be sealed",
+                                      field="state_key") from None
+                if self._clock() - self._warned_at > 60_000:
+                    self._warned_at = self._clock()
+                    _LOG.warning("%s; sealing with the cached data key (version %d)",
+                                 exc.message, dek[2])
+                return dek
 
     # ---- documents ------------------------------------------------------------------------
     async def seal(self, session_id: str, document: str) -> str:
@@ -184,12 +185,11 @@ class StateSealer:
             previous = self._dek[2] if self._dek else None
             try:
                 info = await self.transit.rotate()
-                await self._new_dek()
+                dek = await self._new_dek()
             except KmsError as exc:
                 raise Unavailable(exc.message, field="key_ref") from None
-        assert self._dek is not None
         return {"purpose": self.purpose, "key_ref": self.ref, "previous_version": previous,
-                "latest_version": info.latest_version, "sealing_version": self._dek[2]}
+                "latest_version": info.latest_version, "sealing_version": dek[2]}
 
     async def rewrap(self, session_id: str, stored: str, memo: dict[str, str]) -> str | None:
         """``stored`` under the latest key version (None: already there); ``memo`` maps

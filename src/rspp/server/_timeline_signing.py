@@ -21,13 +21,13 @@ is written and a warning names the reference and the file.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from pathlib import Path
 
 import msgspec
 
 from rspp.controlplane._kms import KmsError, VaultTransit, key_version_of
+from rspp.nodes.external import sha256_file as file_sha256
 
 __all__ = ["SIGNATURE_SCHEMA", "TimelineSignature", "TimelineSigner", "file_sha256",
            "signature_path", "signed_message"]
@@ -48,14 +48,6 @@ class TimelineSignature(msgspec.Struct, frozen=True, kw_only=True,
 
 def signature_path(timeline: Path) -> Path:
     return timeline.with_name(timeline.name + ".sig")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def signed_message(session_id: str, sha256: str) -> bytes:

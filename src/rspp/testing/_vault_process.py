@@ -42,7 +42,8 @@ class VaultProcess:
             args += ["--key", f"{name}:{kind}"]
         self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True, env=dict(os.environ))
-        assert self._proc.stdout is not None
+        if self._proc.stdout is None:
+            raise RuntimeError("the fake Vault's output is not a pipe")
         line = self._proc.stdout.readline()  # blocks until it listens (or exits)
         if not line.startswith("VAULT_ADDR="):
             self._proc.kill()
