@@ -61,6 +61,7 @@ def _wait_ended(url: str, sid: str) -> None:
         time.sleep(0.1)  # the runtime's report: no event to await from here
 
 
+@pytest.mark.timeout(600)  # three key kinds, four sessions and an outage, on a busy machine
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_keys_rotate_under_live_sessions_and_vault_outages_degrade_safely(
     store: str, cp_serve: Callable[..., ControlPlaneServer],
