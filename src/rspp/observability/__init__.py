@@ -11,9 +11,9 @@ it never uses.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from rspp.observability._builder import TimelineBuilder, build_plan
     from rspp.observability._compare import TurnwiseComparison, compare_timelines, compare_view
     from rspp.observability._errors import (
@@ -201,7 +201,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
