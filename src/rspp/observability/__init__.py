@@ -10,8 +10,9 @@ it never uses.
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from rspp import _lazy
 
 if typing.TYPE_CHECKING:
     from rspp.observability._builder import TimelineBuilder, build_plan
@@ -106,7 +107,7 @@ if typing.TYPE_CHECKING:
         timeline_text,
     )
 
-#: where each public name is defined (imported by :func:`__getattr__` when first asked for)
+#: where each public name is defined (imported when first asked for: :func:`rspp._lazy.lazy_names`)
 _WHERE = {
     "TimelineBuilder": "rspp.observability._builder",
     "build_plan": "rspp.observability._builder",
@@ -201,18 +202,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
+__getattr__, __dir__ = _lazy.lazy_names(__name__, _WHERE, globals())
 
 __all__ = [
     "CORRELATION_FIELDS",

@@ -7,8 +7,9 @@ live transports, their resampler bindings and web framework).
 
 from __future__ import annotations
 
-import importlib
 import typing
+
+from rspp import _lazy
 
 if typing.TYPE_CHECKING:
     from rspp.runner._assembly import (
@@ -40,7 +41,7 @@ if typing.TYPE_CHECKING:
     from rspp.runner._table import LATENCY_COLUMNS, latency_rows, render_result
     from rspp.runner._telemetry import SessionTelemetry, TelemetryFiles, TelemetryTargets
 
-#: where each public name is defined (imported by :func:`__getattr__` when first asked for)
+#: where each public name is defined (imported when first asked for: :func:`rspp._lazy.lazy_names`)
 _WHERE = {
     "AssembledSession": "rspp.runner._assembly",
     "AssemblyError": "rspp.runner._assembly",
@@ -75,18 +76,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> typing.Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
-
+__getattr__, __dir__ = _lazy.lazy_names(__name__, _WHERE, globals())
 
 __all__ = [
     "DEMO_NODES",
