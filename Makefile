@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 .PHONY: venv demo serve test test-loaded lint typecheck check bench clean
 
 # Installing prints what it does: one line per package pip collects, no progress bars.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@echo "==> creating the virtual environment $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> installing rspp with the offline speech engines and the LiveKit SDKs (first run: a minute or two)"
-	$(BIN)/pip install --progress-bar off --upgrade pip
-	$(BIN)/pip install --progress-bar off -e '.[dev,speech,livekit]'
+	$(BIN)/pip install --progress-bar off -c constraints.txt --upgrade pip
+	$(BIN)/pip install --progress-bar off -c constraints.txt -e '.[dev,speech,livekit]'
 	@touch $(STAMP)
 	@echo "==> installed; $(BIN)/rspp --help lists the commands"
 
