@@ -74,9 +74,10 @@ from rspp.replay._rig import (
 )
 from rspp.replay._session_factory import SessionFactory
 from rspp.replay._source import IngressIndex, IngressItem, Recording, load_recording
-from rspp.replay._transport import RecordedTransport, play_transport
+from rspp.replay._transport import RecordedTransport, play_late_arrivals, play_transport
 from rspp.spec import GraphDefinition
 from rspp.turns._admission import AdmissionDecision, LocalAdmission
+from rspp.turns._late_events import recorded_arrivals
 
 __all__ = ["RecordedAdmission", "ReplayEngine", "ReplayOptions", "ReplayResult", "replay"]
 
@@ -224,6 +225,11 @@ class ReplayEngine:
         self.rig.sink = opts.line_sink
         # the recorded cancellation flushes are inputs too (rspp.kernel._flushes)
         self.rig.session.recorded_flushes = recorded_flushes(recording.lines)
+        # and so are the outputs of closed turns that arrived late (F-140): fed at their
+        # recorded place, never derived from what the replay's nodes emit after a fence
+        self.rig.driver.late.replayed = True
+        self._late = recorded_arrivals(ln.record for ln in recording.lines
+                                       if ln.kind == "control_signal")
         self._comparison: TurnwiseComparison | None = None
         self._piped: PipedComparison | None = None
         self._paired: PairedComparison | None = None
@@ -249,6 +255,7 @@ class ReplayEngine:
                 self._expected = recording.expected_lines()
             self.rig.keep = self._candidate_line
         self._transport_task: asyncio.Task[None] | None = None
+        self._late_task: asyncio.Task[None] | None = None
         if isinstance(admission, _LateAdmission):
             local = LocalAdmission(self.rig.clock)
             if self.rig.bundle.admission_policy is not None:
@@ -284,6 +291,10 @@ class ReplayEngine:
             if self.rig.feedback is not None:
                 self._transport_task = asyncio.get_running_loop().create_task(
                     play_transport(self.rig.feedback, self.transport), name="replay-transport")
+            if self._late:
+                self._late_task = asyncio.get_running_loop().create_task(play_late_arrivals(
+                    self.rig.timebase.runtime_ns, self.rig.clock.sleep, self._late,
+                    self.rig.driver.late.fed), name="replay-late-arrivals")
         return self.cursor()
 
     async def step(self, n: int = 1) -> ReplayCursor:
@@ -504,6 +515,10 @@ class ReplayEngine:
             self._paired.close()
 
     async def _stop_transport(self) -> None:
+        late, self._late_task = self._late_task, None
+        if late is not None:
+            late.cancel()
+            await asyncio.wait({late})
         task, self._transport_task = self._transport_task, None
         if task is not None:
             task.cancel()

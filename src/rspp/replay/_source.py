@@ -52,6 +52,7 @@ from rspp.replay._spans import (
 )
 from rspp.replay._transport import AUTHORITY_SIGNALS as _AUTHORITY_SIGNALS
 from rspp.replay._transport import TRANSPORT_EMITTERS as _TRANSPORT_EMITTERS
+from rspp.turns._late_events import is_late_event_record
 
 __all__ = ["IngressIndex", "IngressItem", "LineFetcher", "Recording", "SessionSpan",
            "load_recording", "span_lines", "timeline_sessions"]
@@ -417,6 +418,8 @@ def load_recording(path_or_lines: str | Path | Iterable[object], *,
             lines.append(ln)
         elif plans and plans[0].line == ln.line:
             lines.append(plans[0])  # the first plan
+        elif ln.kind == "control_signal" and is_late_event_record(rec):
+            lines.append(ln)  # a late arrival, fed again whole (rspp.turns._late_events)
         elif ln.kind == "control_signal" and _replayed_signal(rec):
             lines.append(compare_view(ln))
         elif ln.kind == "control_signal" and rec.get("signal") == "drop_notice":

@@ -41,9 +41,10 @@ from rspp.contracts import Emitter, SignalName
 from rspp.observability._evidence import EVIDENCE_KIND
 from rspp.observability._timeline_io import TimelineLine
 from rspp.replay._nodes import tie_break_ns
+from rspp.turns._late_events import LateArrival
 
 __all__ = ["CONNECTION_SIGNALS", "TRANSPORT_SIGNALS", "RecordedTransport", "TransportFeedback",
-           "TransportTarget",
+           "TransportTarget", "play_late_arrivals",
            "play_transport"]
 
 #: replayed from the recording (``output_accepted`` follows the replayed output instead)
@@ -226,3 +227,16 @@ async def play_transport(target: TransportTarget, recorded: RecordedTransport) -
                                 str(tid) if tid is not None else None,
                                 str(rec.get("reason") or ""),
                                 epoch if isinstance(epoch, int) else None)
+
+
+async def play_late_arrivals(runtime_ns: Callable[[], int], sleep: Callable[[float], Any],
+                             arrivals: Sequence[tuple[int, int, LateArrival]],
+                             feed: Callable[[LateArrival], None]) -> None:
+    """Feed each recorded late arrival (an output of a closed turn, F-140) at its recorded
+    place, as :func:`play_transport` does the transport's signals: whether and when such an
+    output arrived is an input of the recording (see ``rspp.turns._late_events``)."""
+    for ms, seq, arrival in arrivals:
+        wait = tie_break_ns(ms, seq) - runtime_ns()
+        if wait > 0:
+            await sleep(wait / 1e9)
+        feed(arrival)

@@ -36,6 +36,7 @@ from rspp.contracts import (
     ControlSignal,
     Emitter,
     Lane,
+    MediaTime,
     OutcomeKind,
     OutcomeScope,
     ResolvedTurnPlan,
@@ -62,6 +63,7 @@ from rspp.turns._authority import AuthorityGuard, IngressVerdict
 from rspp.turns._budget_watch import BudgetWatch
 from rspp.turns._budgets import BudgetTracker
 from rspp.turns._cancel import DEFAULT_GRACE_MS, CancelError, CancelReason, CancelScopeTree
+from rspp.turns._late_events import LateArrival, LateEvents
 from rspp.turns._node_scopes import NodeScopes
 from rspp.turns._overload import OverloadPosture
 from rspp.turns._plan_resolver import PlanResolver
@@ -85,6 +87,8 @@ class DriverGate(TurnFenceGate):
 
     def allow(self, port: str, event: Event) -> bool:
         if not super().allow(port, event):
+            if event.lane is not Lane.CONTROL:  # of a closed turn: a late event (T11)
+                self.driver.late.refused(port, event)
             return False
         tid = event.turn_id
         if tid is None:
@@ -136,7 +140,9 @@ class TurnDriver:
             policy = ArbiterPolicy(OverlapPolicy(turns.overlap), LatePolicy(turns.late_events))
         self.arbiter = TurnArbiter(self.stamp, authority_epoch=authority.epoch, policy=policy)
         self._queued: deque[tuple[int, int]] = deque()
-        self._late: set[str] = set()
+        #: outputs of closed turns (T11): live arrivals, or a replay's recorded ones
+        self.late = LateEvents(session.session_id, self._late_event,
+                               self.arbiter.is_closed)
         #: terminal causes that gave way to a higher one pending at the same scheduling
         #: point (DESIGN's same-point precedence); the winner's terminal reports them
         self._yielded: dict[str, list[tuple[TerminalCause, str]]] = {}
@@ -294,6 +300,7 @@ class TurnDriver:
         except Exception:
             scope = None
         if scope is not None and not self.cancels.fence.admit(scope):
+            self.late.refused(port, event)
             return False
         epoch = self.arbiter.turn_epoch or self.authority.epoch
         if not self.authority.admit_output(epoch):
@@ -303,7 +310,7 @@ class TurnDriver:
         step = self.arbiter.output(tid, self.authority.epoch)
         if not step.accepted:
             if self.arbiter.is_closed(tid):
-                self._late_event(tid)
+                self.late.refused(port, event)
             else:
                 self._apply(step)
             return False
@@ -474,16 +481,21 @@ class TurnDriver:
         self._resolve_waiter(None, why)
         self._open_queued()
 
-    def _late_event(self, tid: str) -> None:
-        """T11: an output of a closed turn; the arbiter's decision is recorded once a turn."""
-        if tid in self._late:
-            return
-        self._late.add(tid)
-        step = self._apply(self.arbiter.late_event(tid, self.authority.epoch))
+    def _late_event(self, a: LateArrival) -> None:
+        """T11: an output of a closed turn arrived (once a turn; see rspp.turns._late_events):
+        the policy's decision is recorded naming what arrived, so a replay can feed it."""
+        step = self._apply(self.arbiter.late_event(a.turn_id, self.authority.epoch))
         if not step.records:
             code = "dropped" if self.arbiter.policy.late_events is LatePolicy.DROP else "ignored"
-            self._signal(SignalName.REJECT, Emitter.RK_25, tid, f"late_event_{code}",
-                         session_scoped=True)
+            rec = self.stamp.signal(SignalName.REJECT, Emitter.RK_25,
+                                    authority_epoch=self.authority.epoch, turn_id=a.turn_id,
+                                    reason=f"late_event_{code}", node_id=a.node_id,
+                                    edge_id=a.edge_id, causal_parent_id=a.event_id,
+                                    session_scoped=True)
+            if a.sample_index is not None:
+                rec = msgspec.structs.replace(rec, media_time=MediaTime(
+                    sample_index=a.sample_index))
+            self.emit(rec)
 
     def _open_queued(self) -> None:
         """A queued proposal became the arbiter's Opening turn: drive its opening (F-140)."""
@@ -626,6 +638,7 @@ class TurnDriver:
                     t.terminal = rec.signal.value
                     t.reason = rec.reason
                     t.terminal_ns = self.clock.monotonic_ns()
+        self.late.closed(tid)  # a replay's recorded late arrival waiting for the close
         self.session.control("turn_end", turn_id=tid, applied=True)
         self._open_queued()
 

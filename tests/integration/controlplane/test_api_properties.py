@@ -99,16 +99,19 @@ async def _state(cp: ControlPlane) -> dict[str, int]:
     # the background sealer moves entries from the intake into the chain: let it finish first,
     # or one entry can be counted in neither table (the tables are counted one after another)
     await cp.audit.close()
-    counts: dict[str, int] = {}
+    counts = []
+    for table in metadata.sorted_tables:
+        count = select(func.count()).select_from(table)
+        if table is audit or table is audit_intake:
+            count = count.where(table.c.action != "rbac.denied")
+        counts.append(count.scalar_subquery().label(table.name))
+    # every table's row count in one statement (two per example: one round trip each)
     async with cp.store.engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            query = select(func.count()).select_from(table)
-            if table is audit or table is audit_intake:
-                query = query.where(table.c.action != "rbac.denied")
-            counts[table.name] = int((await conn.execute(query)).scalar() or 0)
+        row = (await conn.execute(select(*counts))).one()
+    state = {name: int(n) for name, n in row._mapping.items()}
     # one audit entry, sealed or still in the intake
-    counts["cp_audit"] += counts.pop("cp_audit_intake")
-    return counts
+    state["cp_audit"] += state.pop("cp_audit_intake")
+    return state
 
 
 @settings(max_examples=150, deadline=None,
