@@ -24,8 +24,8 @@ from rspp.cli._cp_client import (
 
 __all__ = [
     "DEFAULT_SERVER", "KeyOpt", "ServerOpt", "_CliError", "_Client", "_call", "_print",
-    "client_tls_from_env", "config_app", "cp_app", "keys_app", "region_app", "runtime_app",
-    "signing_app", "token_app",
+    "client_tls_from_env", "config_app", "cp_app", "keys_app", "kms_app", "region_app",
+    "runtime_app", "signing_app", "token_app",
 ]
 
 cp_app = typer.Typer(
@@ -43,6 +43,9 @@ cp_app.add_typer(config_app, name="config")
 signing_app = typer.Typer(help="Session-token signing keys: rotation and key age (F-169).",
                           no_args_is_help=True)
 cp_app.add_typer(signing_app, name="signing-keys")
+kms_app = typer.Typer(help="KMS-backed encryption keys: status, rotation, rewrap (F-169).",
+                      no_args_is_help=True)
+cp_app.add_typer(kms_app, name="kms")
 region_app = typer.Typer(help="Regions: runtimes, room and incidents (F-110, F-112).",
                          no_args_is_help=True)
 cp_app.add_typer(region_app, name="region")

@@ -1,5 +1,5 @@
-"""``rspp cp token|keys|config|runtime|signing-keys|region``: session tokens, API keys,
-versioned configs, runtime instances, token signing keys and regions, over HTTP."""
+"""``rspp cp token|keys|config|runtime|signing-keys|kms|region``: session tokens, API keys,
+versioned configs, runtime instances, token signing keys, KMS keys and regions, over HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from rspp.cli._cp import config_app, keys_app, region_app, runtime_app, signing_app, token_app
+from rspp.cli._cp import (
+    config_app,
+    keys_app,
+    kms_app,
+    region_app,
+    runtime_app,
+    signing_app,
+    token_app,
+)
 from rspp.cli._cp_client import KeyOpt, ServerOpt, _call, _print
 
 
@@ -160,6 +168,35 @@ def signing_keys_rotate(
 def signing_keys_status(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
     """The signing keys, the active key's age against the maximum, and whether it is due."""
     _print(_call(server, api_key, lambda c: c.request("GET", "/v1/tokens/keys/status")))
+
+
+@kms_app.command("status")
+def kms_status(server: str = ServerOpt, api_key: str = KeyOpt) -> None:
+    """The KMS keys: reference, the version new data is sealed under, Vault's versions."""
+    _print(_call(server, api_key, lambda c: c.request("GET", "/v1/kms/keys")))
+
+
+_PURPOSE = typer.Option("session_state", "--purpose", help="Which key.")
+_REASON = typer.Option("manual", "--reason", help="Recorded in the audit entry.")
+
+
+def _kms_post(action: str, purpose: str, reason: str, server: str, api_key: str) -> None:
+    _print(_call(server, api_key, lambda c: c.request(
+        "POST", f"/v1/kms/keys/{action}", json={"purpose": purpose, "reason": reason})))
+
+
+@kms_app.command("rotate")
+def kms_rotate(purpose: str = _PURPOSE, reason: str = _REASON, server: str = ServerOpt,
+               api_key: str = KeyOpt) -> None:
+    """Rotate the KMS key in Vault; new data is sealed under its new version at once."""
+    _kms_post("rotate", purpose, reason, server, api_key)
+
+
+@kms_app.command("rewrap")
+def kms_rewrap(purpose: str = _PURPOSE, reason: str = _REASON, server: str = ServerOpt,
+               api_key: str = KeyOpt) -> None:
+    """Rewrap every stored data key to the KMS key's latest version."""
+    _kms_post("rewrap", purpose, reason, server, api_key)
 
 
 @region_app.command("incident")

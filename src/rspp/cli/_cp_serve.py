@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from rspp.cli._cp import cp_app
+from rspp.cli._kms_option import VAULT_ADDR, VAULT_TOKEN_FILE, vault_for
 
 
 @cp_app.command("migrate")
@@ -69,6 +70,16 @@ def serve(
         help="Maximum age of a token signing key (default 90 days): reported by `rspp cp "
         "signing-keys status`; with --token-key-dir the key is rotated at 75% of it.",
     ),
+    state_key: str = typer.Option(
+        None, "--state-key", envvar="RSPP_STATE_KEY",
+        help="Seal session-state checkpoints at rest under this KMS key "
+        "(vault-transit:NAME; F-169): rotate with `rspp cp kms rotate`."),
+    timeline_key: str = typer.Option(
+        None, "--timeline-key", envvar="RSPP_TIMELINE_KEY",
+        help="The KMS key runtimes sign timelines with (vault-transit:NAME, ed25519): "
+        "rotated by `rspp cp kms rotate --purpose timeline_signing`."),
+    vault_addr: str = VAULT_ADDR,
+    vault_token_file: Path = VAULT_TOKEN_FILE,
     max_body_bytes: int = typer.Option(
         1_048_576, "--max-body-bytes", min=1024, help="Request body limit (413 above it)."
     ),
@@ -129,6 +140,9 @@ def serve(
         )
         raise typer.Exit(2)
     keys = _token_keys(token_secret, token_key_file, TokenKeys)
+    vault = None
+    for ref, flag in ((state_key, "--state-key"), (timeline_key, "--timeline-key")):
+        vault = vault_for(ref, flag, vault_addr, vault_token_file) or vault
     settings = ControlPlaneSettings(
         db_url=normalise_url(db) if db else default_sqlite_url(),
         db_schema=db_schema,
@@ -146,6 +160,7 @@ def serve(
         else None,
         token_key_dir=str(token_key_dir) if token_key_dir else None,
         token_key_max_age_s=token_key_max_age_s,
+        state_key_ref=state_key, timeline_key_ref=timeline_key, vault=vault,
     )
     if failover_mode not in ("migrate", "drain"):
         typer.echo("error: --failover-mode must be migrate or drain", err=True)

@@ -239,10 +239,11 @@ def slo_report(
 
 def register(app: typer.Typer) -> None:
     """Attach ``timeline`` and ``slo`` to the root app."""
-    from rspp.cli import _timeline_errors, _timeline_view
+    from rspp.cli import _timeline_errors, _timeline_verify, _timeline_view
 
     _timeline_view.register(timeline_app)
     _timeline_errors.register(timeline_app)
+    _timeline_verify.register(timeline_app)
     app.add_typer(timeline_app, name="timeline")
     app.add_typer(slo_app, name="slo")
     guard_commands(app)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from rspp.cli._kms_option import VAULT_ADDR, VAULT_TOKEN_FILE, vault_for
+
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
@@ -76,6 +78,12 @@ def serve(
         help="Session lease TTL (renewed every third of it)."),
     timeline_dir: Path | None = typer.Option(
         None, "--timeline-dir", help="Write each session's timeline to DIR/<session>.jsonl."),
+    timeline_signing_key: str | None = typer.Option(
+        None, "--timeline-signing-key", envvar="RSPP_TIMELINE_SIGNING_KEY",
+        help="Sign each session's closed timeline with this KMS key (vault-transit:NAME, "
+        "ed25519) into <timeline>.sig; check with `rspp timeline verify` (F-169)."),
+    vault_addr: str | None = VAULT_ADDR,
+    vault_token_file: Path | None = VAULT_TOKEN_FILE,
     artifact_dir: list[str] = typer.Option(
         [], "--artifact-dir", help="REGION=DIR (repeatable): a storage root for session "
         "timelines in REGION (e.g. a mount of that region's storage); --timeline-dir is the "
@@ -305,6 +313,12 @@ def serve(
         typer.echo("error: --retention-s: needs --timeline-dir (the recordings it deletes)",
                    err=True)
         raise typer.Exit(2)
+    if timeline_signing_key is not None and timeline_dir is None:
+        typer.echo("error: --timeline-signing-key: needs --timeline-dir (the files it signs)",
+                   err=True)
+        raise typer.Exit(2)
+    vault = vault_for(timeline_signing_key, "--timeline-signing-key", vault_addr,
+                      vault_token_file)
     if timeline_dir is not None:
         timeline_dir.mkdir(parents=True, exist_ok=True)
     artifact_dirs = _artifact_dirs(artifact_dir, region, timeline_dir)
@@ -315,6 +329,7 @@ def serve(
                         drain_deadline_s=drain_deadline, drain_mode=drain_mode,
                         heartbeat_interval_s=heartbeat_interval,
                         lease_ttl_ms=lease_ttl_ms, timeline_dir=timeline_dir,
+                        timeline_signing_key=timeline_signing_key, vault=vault,
                         artifact_dirs=artifact_dirs,
                         timeline_export_url=timeline_export_url,
                         timeline_buffer=timeline_buffer,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from rspp.controlplane._kms import VaultSettings
 from rspp.controlplane._slo import SloConfig
 from rspp.controlplane._tokens import TokenKeys
 
@@ -21,6 +22,15 @@ class ControlPlaneSettings(msgspec.Struct, frozen=True, kw_only=True):
     token_key_dir: str | None = None
     #: documented maximum age of a signing key (default 90 days)
     token_key_max_age_s: int = 7_776_000
+    #: session-state checkpoints are sealed under this KMS key (``vault-transit:NAME``,
+    #: F-169); needs ``vault``
+    state_key_ref: str | None = None
+    #: the KMS key runtimes sign timelines with (``vault-transit:NAME``, ed25519): listed
+    #: and rotated by the /v1/kms routes (purpose ``timeline_signing``)
+    timeline_key_ref: str | None = None
+    vault: VaultSettings | None = None
+    #: a data key seals checkpoints this long before a fresh one is taken from Vault
+    state_data_key_max_age_ms: int = 3_600_000
     db_schema: str | None = None
     lease_ttl_ms: int = 30_000
     token_ttl_s: int = 300

@@ -17,6 +17,7 @@ from rspp.controlplane._changes import ChangeRecord, consume_in
 from rspp.controlplane._config import ControlPlaneSettings
 from rspp.controlplane._errors import Conflict, CPError, Forbidden
 from rspp.controlplane._gate_metrics import GateMetrics
+from rspp.controlplane._kms import VaultTransit
 from rspp.controlplane._leases import LeaseManager
 from rspp.controlplane._placements import PlacementWatch
 from rspp.controlplane._rbac import KeyRing, Principal, Role
@@ -28,6 +29,7 @@ from rspp.controlplane._sessions import (
 )
 from rspp.controlplane._signing_keys import SigningKeyRing
 from rspp.controlplane._slo_book import SloBook
+from rspp.controlplane._state_sealing import StateSealer
 from rspp.controlplane._store import Store
 from rspp.controlplane._tokens import KeySetVerifier, TokenIssuer, TokenKeys
 from rspp.controlplane._util import Clock, wall_ms
@@ -62,6 +64,16 @@ class ControlPlaneCore:
             store, self.audit, self.token_keys, bootstrap_ref=settings.token_key_ref,
             key_dir=Path(settings.token_key_dir) if settings.token_key_dir else None,
             max_age_s=settings.token_key_max_age_s, clock=clock)
+        #: session-state checkpoints sealed under a KMS key (F-169), when configured
+        self.state_sealer: StateSealer | None = None
+        if settings.state_key_ref is not None and settings.vault is not None:
+            self.state_sealer = StateSealer(
+                VaultTransit(settings.vault, settings.state_key_ref),
+                dek_max_age_ms=settings.state_data_key_max_age_ms, clock=clock)
+        #: the KMS key runtimes sign timelines with (listed and rotated here; F-169)
+        self.timeline_key: VaultTransit | None = None
+        if settings.timeline_key_ref is not None and settings.vault is not None:
+            self.timeline_key = VaultTransit(settings.vault, settings.timeline_key_ref)
         self.gate_metrics = GateMetrics()
         #: the availability SLO and its error budget (NF-005, NF-030), when configured
         self.slo = SloBook(store, self.audit, settings.slo, self.gate_metrics.registry) \
@@ -84,10 +96,18 @@ class ControlPlaneCore:
         core = cls(store, settings, clock)
         try:
             await core.signing.load(at_start=True)
+            if core.state_sealer is not None:
+                await core.state_sealer.start()
         except BaseException:
+            for transit in core._kms_clients():
+                await transit.aclose()
             await store.close()
             raise
         return core
+
+    def _kms_clients(self) -> list[VaultTransit]:
+        sealer = [self.state_sealer.transit] if self.state_sealer is not None else []
+        return sealer + ([self.timeline_key] if self.timeline_key is not None else [])
 
     @property
     def issuer(self) -> TokenIssuer:
@@ -125,6 +145,8 @@ class ControlPlaneCore:
         if self._inflight:  # operations whose callers were cancelled: let them finish
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.audit.close()
+        for transit in self._kms_clients():
+            await transit.aclose()
         await self.store.close()
 
     # -- helpers ---------------------------------------------------------------------------

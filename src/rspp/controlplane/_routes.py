@@ -41,6 +41,15 @@ from rspp.controlplane._change_signing import ProvenanceReport, SignerKey
 from rspp.controlplane._changes import ChangeRecord
 from rspp.controlplane._configs import ConfigKind, ConfigVersion
 from rspp.controlplane._debug_grant import DebugGrant, authorize_debug
+from rspp.controlplane._kms_ops import (
+    KmsKeys,
+    KmsRewrapReply,
+    KmsRotateReply,
+    KmsRotateRequest,
+    kms_keys,
+    rewrap_kms_key,
+    rotate_kms_key,
+)
 from rspp.controlplane._leases import Authorization, Lease, LeaseChange
 from rspp.controlplane._notices import NoticesRequest, RuntimeNotices, runtime_notices
 from rspp.controlplane._ops_fleet import Deregistered
@@ -284,6 +293,16 @@ ROUTES: tuple[Op, ...] = (
        errors=(409, 422), tag="tokens"),
     Op("GET", "/v1/tokens/keys/status", h.token_key_status, V, _S.FLEET,
        "Signing-key ages against the maximum key age", response=KeyStatus, tag="tokens"),
+    # KMS-backed encryption keys (session state sealed under a Vault transit key; F-169)
+    Op("GET", "/v1/kms/keys", kms_keys, V, _S.FLEET,
+       "KMS keys: references, sealing and latest versions, Vault reachability",
+       response=KmsKeys, tag="tokens"),
+    Op("POST", "/v1/kms/keys/rotate", rotate_kms_key, A, _S.FLEET,
+       "Rotate a KMS key; new data is sealed under its new version", body=KmsRotateRequest,
+       response=KmsRotateReply, errors=(409, 503), tag="tokens"),
+    Op("POST", "/v1/kms/keys/rewrap", rewrap_kms_key, A, _S.FLEET,
+       "Rewrap stored data keys to the KMS key's latest version", body=KmsRotateRequest,
+       response=KmsRewrapReply, errors=(409, 503), tag="tokens"),
     # tenant placement policy: data residency and failover mode (F-168, NF-034, F-113)
     Op("PUT", "/v1/tenants/{tenant_id}/placement", put_placement, A, _S.FLEET,
        "Set a tenant's placement policy (regions, jurisdiction, failover mode)",

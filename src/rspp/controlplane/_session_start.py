@@ -109,7 +109,7 @@ async def start_session_in_one(cp: ControlPlane, principal: Principal, session_i
         state = signals = None
         if lease.epoch > 1:
             state = await take_over_in(conn, now, session_id, runtime_id, lease.epoch,
-                                       held=True)
+                                       held=True, sealer=cp.state_sealer)
             signals = await session_signals(conn, session_id)
         bundle = await bundle_in(cp, conn, tenant_id=info.tenant_id, session_id=session_id,
                                  pipeline_name=info.pipeline_name, runtime_id=runtime_id,

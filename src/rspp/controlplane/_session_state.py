@@ -18,8 +18,9 @@ which also *takes the state over* for its epoch. Writes are fenced twice:
   the same epoch (a write whose answer was lost) does not count against it.
 
 The document is opaque JSON to the control plane, limited to
-:data:`MAX_STATE_BYTES` (``413``). Both routes are in the route table (operator
-role, tenant of the session).
+:data:`MAX_STATE_BYTES` (``413``); with ``--state-key vault-transit:NAME`` it is stored
+sealed under that KMS key (:mod:`rspp.controlplane._state_sealing`, F-169). Both routes
+are in the route table (operator role, tenant of the session).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from msgspec import Meta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rspp.controlplane._errors import BodyTooLarge, Conflict, InvalidRequest
+from rspp.controlplane._errors import BodyTooLarge, Conflict, InvalidRequest, Unavailable
 from rspp.controlplane._handlers import Call
 from rspp.controlplane._rbac import Principal, Role
 from rspp.controlplane._requests import Id, NoQuery
 from rspp.controlplane._schema import lease_epochs, leases, session_state
 from rspp.controlplane._service import ControlPlane
+from rspp.controlplane._state_sealing import SEALED_PREFIX, StateSealer
 
 __all__ = ["MAX_STATE_BYTES", "HeldStateWrite", "SessionState", "StateOutcome",
            "StateOutcomes", "StateQuery", "StateSaved", "StateWrite", "StateWrites",
@@ -148,21 +150,24 @@ async def read_state(cp: ControlPlane, principal: Principal, session_id: str,
         async with cp.store.engine.connect() as conn:
             row = (await conn.execute(select(session_state).where(
                 session_state.c.session_id == session_id))).first()
-        return _reply(session_id, row)
+        return await _reply(session_id, row, cp.state_sealer)
     runtime_id, epoch = q.runtime_id, q.lease_epoch
 
     async def work(conn: AsyncConnection, now: int) -> SessionState:
-        return await take_over_in(conn, now, session_id, runtime_id, epoch)
+        return await take_over_in(conn, now, session_id, runtime_id, epoch,
+                                  sealer=cp.state_sealer)
 
     return await cp._write(work, "take over session state")
 
 
 async def take_over_in(conn: AsyncConnection, now: int, session_id: str, runtime_id: str,
-                       epoch: int, *, held: bool = False) -> SessionState:
+                       epoch: int, *, held: bool = False,
+                       sealer: StateSealer | None = None) -> SessionState:
     """The stored checkpoint, taken over in the caller's transaction by ``runtime_id``,
     which must hold the session's lease at ``epoch`` (else ``409 stale_epoch``): from
     then on the holders of older epochs can no longer write. ``held``: the caller
-    acquired that lease in this transaction (its row is locked and checked already)."""
+    acquired that lease in this transaction (its row is locked and checked already).
+    ``sealer``: stored documents are sealed under a KMS key (opened for the reply)."""
     if not held:
         lease = (await conn.execute(
             select(leases).where(leases.c.session_id == session_id).with_for_update())).first()
@@ -178,17 +183,30 @@ async def take_over_in(conn: AsyncConnection, now: int, session_id: str, runtime
     if (row.taken_epoch or 0) < epoch:
         await conn.execute(update(session_state).where(
             session_state.c.session_id == session_id).values(taken_epoch=epoch))
-        return msgspec.structs.replace(_reply(session_id, row), taken_epoch=epoch)
-    return _reply(session_id, row)
+        return msgspec.structs.replace(await _reply(session_id, row, sealer),
+                                       taken_epoch=epoch)
+    return await _reply(session_id, row, sealer)
 
 
-def _reply(session_id: str, row: Any) -> SessionState:
+async def _reply(session_id: str, row: Any, sealer: StateSealer | None) -> SessionState:
     if row is None or row.version == 0:
         return SessionState(session_id=session_id, version=0,
                             taken_epoch=None if row is None else row.taken_epoch)
     return SessionState(session_id=session_id, version=row.version, lease_epoch=row.lease_epoch,
                         holder=row.holder, updated_at_ms=row.updated_at_ms,
-                        taken_epoch=row.taken_epoch, document=msgspec.json.decode(row.doc_json))
+                        taken_epoch=row.taken_epoch,
+                        document=msgspec.json.decode(await _opened(session_id, row.doc_json,
+                                                                   sealer)))
+
+
+async def _opened(session_id: str, stored: str, sealer: StateSealer | None) -> str:
+    if sealer is not None:
+        return await sealer.open(session_id, stored)
+    if stored.startswith(SEALED_PREFIX):
+        raise Unavailable(f"session {session_id}: its state is sealed under a KMS key and "
+                          "this control plane has none: start it with --state-key",
+                          field="state_key")
+    return stored
 
 
 async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
@@ -196,6 +214,8 @@ async def write_state(cp: ControlPlane, principal: Principal, session_id: str,
     await cp.authorize(principal, Role.OPERATOR, "write session state")
     doc = _encoded(body.document)
     await _session_tenant(cp, principal, session_id)
+    if cp.state_sealer is not None:
+        doc = await cp.state_sealer.seal(session_id, doc)
     runtime_id, epoch = body.runtime_id, body.lease_epoch
 
     async def work(conn: AsyncConnection, now: int) -> StateSaved:
@@ -270,6 +290,9 @@ async def write_states(cp: ControlPlane, principal: Principal, runtime_id: str,
             docs[sid] = _encoded(last[sid].document)
         except BodyTooLarge as exc:
             docs[sid] = StateOutcome(session_id=sid, code=exc.code, message=exc.message)
+        else:
+            if cp.state_sealer is not None:
+                docs[sid] = await cp.state_sealer.seal(sid, str(docs[sid]))
 
     async def work(conn: AsyncConnection, now: int) -> list[StateOutcome]:
         locked = {r.session_id: r for r in (await conn.execute(

@@ -37,6 +37,7 @@ from rspp.controlplane import (
     FailoverMonitor,
     create_app,
 )
+from rspp.controlplane._kms import VaultSettings, VaultTransit
 from rspp.controlplane._store import default_sqlite_url
 from rspp.controlplane._tls import ClientTls, ReloadingClientContext
 from rspp.observability import RetentionPolicy, sweep
@@ -56,6 +57,7 @@ from rspp.server._loop import run as run_loop
 from rspp.server._runtime import Runtime, RuntimeOptions
 from rspp.server._sessions import GovernedSessions, SessionPolicy
 from rspp.server._specs import publish_spec_file
+from rspp.server._timeline_signing import TimelineSigner
 from rspp.server._wsproto import LeanWebSocketProtocol
 from rspp.turns import CapacityModel
 
@@ -93,6 +95,9 @@ class ServeOptions:
     heartbeat_interval_s: float = 2.0
     lease_ttl_ms: int = 6_000
     timeline_dir: Path | None = None
+    #: each session's closed timeline file is signed by this KMS key (F-169)
+    timeline_signing_key: str | None = None
+    vault: VaultSettings | None = None
     #: storage roots in other regions (``--artifact-dir REGION=DIR``, F-168)
     artifact_dirs: dict[str, Path] = field(default_factory=dict)
     #: durable export of every session's timeline to this URL instead of files (F-154),
@@ -223,7 +228,12 @@ async def serve(opts: ServeOptions) -> int:
         gates=GateReporterOptions(queue=opts.gate_queue, interval_s=opts.gate_interval_s)))
     stop = asyncio.Event()
     sweeper: asyncio.Task[None] | None = None
+    if opts.timeline_signing_key is not None and opts.vault is not None:
+        runtime.sessions.timeline_signer = TimelineSigner(
+            VaultTransit(opts.vault, opts.timeline_signing_key))
     try:
+        if runtime.sessions.timeline_signer is not None:
+            await runtime.sessions.timeline_signer.check()  # a KmsError names the key
         if cp is not None:
             spec = opts.spec or DEFAULT_SPEC
             published = await publish_spec_file(client, spec)
@@ -280,6 +290,8 @@ async def serve(opts: ServeOptions) -> int:
             sweeper.cancel()
             await asyncio.wait({sweeper})
         await runtime.stop()
+        if runtime.sessions.timeline_signer is not None:
+            await runtime.sessions.timeline_signer.transit.aclose()
         if monitor is not None:
             await monitor.stop()
         if cp is not None:

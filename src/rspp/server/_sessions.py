@@ -55,6 +55,7 @@ from rspp.server._headroom import PoolHeadroom
 from rspp.server._lease import ControlPlaneSnapshots, LeaseKeeper
 from rspp.server._metrics import ServerMetrics
 from rspp.server._state import ControlPlaneStateStore
+from rspp.server._timeline_signing import TimelineSigner
 from rspp.spec import GraphDefinition
 from rspp.transports import LiveTransport
 from rspp.turns import (
@@ -168,6 +169,8 @@ class ServedSession(Generic[S]):
     resumed: ResumePoint | None = None
     #: where its turn-start snapshots come from (refreshed when its authority moves)
     snapshots: ControlPlaneSnapshots | None = None
+    #: its timeline file (None: exported, or not recorded), signed when closed (F-169)
+    timeline: Path | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     _keeper: asyncio.Task[None] | None = None
     _watcher: asyncio.Task[None] | None = None
@@ -247,6 +250,8 @@ class ServedSession(Generic[S]):
                 # new holder took the state over)
                 await self.checkpoints.flush(timeout_s=2.0)
                 await self.checkpoints.aclose()
+            if self.owner.timeline_signer is not None and self.timeline is not None:
+                await self.owner.timeline_signer.sign(self.timeline, self.session_id)
             metrics = self.owner.metrics
             transport = getattr(self.core, "transport", None)
             if isinstance(transport, LiveTransport):
@@ -360,6 +365,8 @@ class GovernedSessions:
         self.draining = False
         #: where closed turns' gate samples go (None: not reported)
         self.gates: GateReporter | None = None
+        #: signs each session's closed timeline file with a KMS key (F-169; None: not)
+        self.timeline_signer: TimelineSigner | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
@@ -620,6 +627,7 @@ class GovernedSessions:
         checkpoints = SessionCheckpointer(built.core.driver, state,
                                           runtime_id=self.link.runtime_id)
         served.checkpoints, served.resumed = checkpoints, point
+        served.timeline = opts.timeline
         if point is not None:
             checkpoints.resume_from(point)
         built.core.listeners.append(checkpoints.on_record)

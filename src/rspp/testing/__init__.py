@@ -10,6 +10,8 @@ a text echo through the redaction node (no LLM);
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 :class:`Pki`: a throw-away certificate authority for mutual-TLS deployments (F-120).
+:class:`FakeVault`: HashiCorp Vault's Transit engine over real HTTP (KMS keys, F-169);
+:class:`VaultProcess`: it as its own process (stop/start: an outage and a recovery).
 """
 
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
@@ -34,6 +36,8 @@ from rspp.testing._speech_corpus import (
     speak,
     word_errors,
 )
+from rspp.testing._vault import FakeVault
+from rspp.testing._vault_process import VaultProcess
 from rspp.testing._webrtc_peer import WebRTCPeer
 
 __all__ = [
@@ -46,11 +50,13 @@ __all__ = [
     "TEXT_CHAT_SPEC",
     "TEXT_VOICE_SPEC",
     "CertificateAuthority",
+    "FakeVault",
     "GraphHarness",
     "Impairment",
     "NodeHarness",
     "Pki",
     "Utterance",
+    "VaultProcess",
     "WebRTCPeer",
     "audio_frames",
     "load_corpus",

@@ -10,7 +10,7 @@ table is built, and a route without a request here fails this test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +18,10 @@ import httpx
 import pytest
 
 from rspp.controlplane import ControlPlane, ControlPlaneSettings, Role, create_app
+from rspp.controlplane._kms import VaultSettings
 from rspp.controlplane._routes import ROUTES, Op, Scope, TenantFrom, check_table
 from rspp.controlplane._slo import SloConfig
+from rspp.testing import VaultProcess
 
 from .conftest import TRANSCRIBE_MODULE, spec_version
 
@@ -137,6 +139,10 @@ EXAMPLES: dict[tuple[str, str], Callable[[World], Request]] = {
     ("POST", "/v1/tokens/keys/rotate"): lambda w: ("/v1/tokens/keys/rotate",
                                                    {"reason": "route matrix"}, None),
     ("GET", "/v1/tokens/keys/status"): lambda w: ("/v1/tokens/keys/status", None, None),
+    ("GET", "/v1/kms/keys"): lambda w: ("/v1/kms/keys", None, None),
+    ("POST", "/v1/kms/keys/rotate"): lambda w: ("/v1/kms/keys/rotate",
+                                                {"reason": "route matrix"}, None),
+    ("POST", "/v1/kms/keys/rewrap"): lambda w: ("/v1/kms/keys/rewrap", {}, None),
     ("PUT", "/v1/regions/{region}/incident"): lambda w: (
         "/v1/regions/eu-west/incident", {"reason": "route matrix"}, None),
     ("DELETE", "/v1/regions/{region}/incident"): lambda w: (
@@ -216,13 +222,22 @@ def _h(key: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def world(tmp_path: Any) -> AsyncIterator[World]:
+def vault(tmp_path: Any) -> Iterator[VaultProcess]:
+    """Session state is sealed under a KMS key (the /v1/kms routes act on it; F-169)."""
+    with VaultProcess(tmp_path, keys={"rspp-state": "aes256-gcm96"}) as v:
+        yield v
+
+
+@pytest.fixture
+async def world(tmp_path: Any, vault: VaultProcess) -> AsyncIterator[World]:
     # the runtimes registered here heartbeat once: they stay healthy for the whole matrix
     # however long a loaded machine takes (a migration needs a healthy target)
     settings = ControlPlaneSettings(db_url=f"sqlite+aiosqlite:///{tmp_path / 'm.db'}",
                                     admin_key=ADMIN, heartbeat_timeout_ms=3_600_000,
                                     token_key_dir=str(tmp_path / "keys"),
-                                    slo=SloConfig(objective_percent=99.9))
+                                    slo=SloConfig(objective_percent=99.9),
+                                    state_key_ref="vault-transit:rspp-state",
+                                    vault=VaultSettings(addr=vault.addr, token=vault.token))
     cp = await ControlPlane.open(settings)
     transport = httpx.ASGITransport(app=create_app(cp))
     async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
@@ -328,6 +343,8 @@ MUST_BE_FLEET = {
     ("POST", "/v1/changes/{change_id}/approve"),
     ("POST", "/v1/changes/{change_id}/reject"),
     ("POST", "/v1/changes/{change_id}/apply"),
+    ("POST", "/v1/kms/keys/rotate"),
+    ("POST", "/v1/kms/keys/rewrap"),
 }
 MUST_BE_TENANT = {
     ("POST", "/v1/sessions/route"),
