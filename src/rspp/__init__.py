@@ -10,9 +10,9 @@ They load on first use (PEP 562): importing a leaf such as ``rspp.cli`` or
 
 from __future__ import annotations
 
-import importlib
 import typing
 
+from rspp import _lazy
 from rspp._version import __version__
 from rspp.errors import RSPPError
 
@@ -32,14 +32,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    home = _LAZY.get(name)
-    if home is None:
-        raise AttributeError(f"module 'rspp' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.lazy_names(__name__, _LAZY, globals())

@@ -7,7 +7,7 @@ import ssl
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -840,3 +840,18 @@ def checked_timeline(reference_schema: dict[str, Any]) -> Callable[[Path], list[
         _check_timeline(lines, reference_schema)
         return lines
     return read
+
+
+@pytest.fixture
+async def fleet_db(pg_url: str) -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for a fleet's control plane (dropped afterwards): the
+    scale-out tests (``benchmarks/_fleet.py``)."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    from _fleet import create_database, drop_database
+
+    url = await create_database(pg_url)
+    try:
+        yield url
+    finally:
+        await drop_database(url, pg_url)

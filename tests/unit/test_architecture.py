@@ -29,7 +29,7 @@ SRC = Path(rspp.__file__).resolve().parent
 #: Top-level package (or module) of ``rspp`` -> rank; lower ranks never import higher.
 #: ``""`` is ``rspp/__init__.py``, the face that re-exports the Node API.
 LAYERS: dict[str, int] = {
-    "_version": 0, "errors": 0,
+    "_version": 0, "errors": 0, "_lazy": 0,
     "contracts": 1,
     "spec": 2,
     "kernel": 3, "": 3,

@@ -92,6 +92,7 @@ class Event:
         "node_id",
         "parent_id",
         "payload",
+        "record_turn",
         "revision",
         "sample_index",
         "seq",
@@ -121,6 +122,9 @@ class Event:
         self.payload = payload
         self.lane = lane
         self.turn_id = turn_id
+        #: correlation only (F-013): the turn a record of this event names when the event
+        #: belongs to no turn (``turn_id`` None); stamped by the session, never acted on
+        self.record_turn: str | None = None
         self.final = final
         self.revision = revision
         self.attrs = attrs
@@ -173,6 +177,7 @@ def audio_frame(payload: bytes, audio_format: AudioFormat | None, sample_index: 
     e.payload = payload
     e.lane = _DATA
     e.turn_id = None
+    e.record_turn = None
     e.final = True
     e.revision = 0
     e.attrs = None
@@ -219,6 +224,10 @@ def to_record(
 ) -> EventRecord:
     """Materialise the contract envelope of ``ev`` (no payload body inside).
 
+    An event of no turn (``turn_id`` None) is recorded session-scoped, its record naming
+    the turn the session stamped on it (``record_turn``, F-013: the open turn, or the
+    proposal its utterance leads to) for correlation only.
+
     ``causal_parent_id`` (default: the event's parent) and ``scope`` are set in the same
     construction (a replay tags every record; no second copy of the struct). An event
     that was not merged and starts no discontinuity (nearly all) is a copy of a cached
@@ -254,10 +263,14 @@ def to_record(
             wall_clock_timestamp_ms=0, payload_class=payload_class, edge_id=edge_id,
             authority_epoch=authority_epoch, scope=scope)
     turn_id = ev.turn_id
+    scope_of = _TURN
+    if turn_id is None:
+        scope_of = _SESSION
+        turn_id = ev.record_turn
     seq = ev.seq
     return _replace(
         template,
-        event_scope=_TURN if turn_id else _SESSION,
+        event_scope=scope_of,
         event_id=ev.event_id or f"{session_id}:{seq}",
         transport_sequence=ev.transport_seq,
         runtime_sequence=seq if seq > 0 else 0,
@@ -288,7 +301,7 @@ def _full_record(ev: Event, session_id: str, pipeline_version: str, runtime_ms: 
         runtime_timestamp_ms=runtime_ms,
         wall_clock_timestamp_ms=wall_ms,
         payload_class=payload_class,
-        turn_id=ev.turn_id,
+        turn_id=ev.turn_id or ev.record_turn,
         node_id=ev.node_id,
         edge_id=edge_id,
         causal_parent_id=causal_parent_id or ev.parent_id,

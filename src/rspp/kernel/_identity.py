@@ -97,6 +97,11 @@ class IdFactory:
         tid = self.next("turn")
         return tid if self.epoch is None else f"{tid}@{self.epoch}"
 
+    def next_turn_id(self) -> str:
+        """The id :meth:`turn_id` returns next (nothing is taken)."""
+        tid = f"{self.session_id}:turn:{self._counters.get('turn', 0) + 1}"
+        return tid if self.epoch is None else f"{tid}@{self.epoch}"
+
     def counters(self) -> dict[str, int]:
         """How many ids of each kind were issued (a checkpoint of the session)."""
         return dict(self._counters)

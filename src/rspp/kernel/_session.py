@@ -131,6 +131,10 @@ class SessionActor(ControlMixin):
         self.signals = SignalLog(session_id, self.pipeline_version, self.timebase, self._next_seq,
                                  maxlen=opts.signal_maxlen, sink=signal_sink)
         self.turn_id: str | None = None
+        #: what records of turn-less events name (F-013 correlation, never acted on):
+        #: the open turn, or the proposal the user's utterance leads to; a turn layer
+        #: sets it (see ``rspp.turns.TurnDriver``), every stamp copies it
+        self.record_turn: str | None = None
         self.turn_index = 0
         self.cancel_token = LocalCancelToken()
         self.gate: EgressGate = TurnFenceGate()
@@ -199,6 +203,7 @@ class SessionActor(ControlMixin):
         ev.node_id = node_id
         if ev.turn_id is None:
             ev.turn_id = self.turn_id
+            ev.record_turn = self.record_turn
 
     # -------------------------------------------------------------- ingress
     def _entry(self, port: str) -> EdgeBuffer:
@@ -222,6 +227,7 @@ class SessionActor(ControlMixin):
         self._seq += 1
         if ev.turn_id is None:
             ev.turn_id = self.turn_id
+            ev.record_turn = self.record_turn
         ev.ingress_ns = self.clock.monotonic_ns()
         self.ingress_count += 1
         return entry

@@ -46,6 +46,7 @@ class SignalLog:
         "payload_sink",
         "payload_tap",
         "pipeline_version",
+        "record_turn",
         "records",
         "session_id",
         "sink",
@@ -76,6 +77,9 @@ class SignalLog:
         self.payload_tap: PayloadSink | None = None
         #: Lease epoch stamped on every record (the authority guard updates it).
         self.authority_epoch = 0
+        #: the turn a session-scoped telemetry record names (F-013 correlation; the turn
+        #: layer sets it with ``SessionActor.record_turn``)
+        self.record_turn: str | None = None
 
     def _push(self, rec: ControlSignal | EventRecord) -> None:
         self.records.append(rec)
@@ -170,8 +174,11 @@ class SignalLog:
         ``payload``: a body travelling beside the record (e.g. a ``MetricsPayload``), handed
         to ``payload_sink`` when one is set.
         """
+        env = self._envelope(kind, turn_id, at_sequence)
+        if turn_id is None and self.record_turn is not None:
+            env["turn_id"] = self.record_turn  # correlation only: still session scoped
         rec = EventRecord(
-            **self._envelope(kind, turn_id, at_sequence),
+            **env,
             lane=Lane.TELEMETRY,
             node_id=node_id,
             edge_id=edge_id,

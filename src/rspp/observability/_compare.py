@@ -1,7 +1,8 @@
 """Divergence comparator: expected vs actual timeline -> DivergenceReport (F-077).
 
 Both timelines are grouped by ``turn_id`` (session-scoped records form the
-group ``None``) and ordered by ``runtime_sequence`` then file position. Session
+group ``None``; a session-scoped event record's ``turn_id`` only correlates it,
+F-013) and ordered by ``runtime_sequence`` then file position. Session
 ids are not compared (a replay may run under a new session id). Recorder
 artefacts (``recording_level_downgraded`` markers, ``or02-*`` telemetry markers)
 and TelemetryLane records (best effort, may be shed) are ignored. Within a group:
@@ -62,8 +63,8 @@ def _first(item: _Entry) -> _Key:
 
 
 #: the record fields the comparator reads (plans and evidence keep their whole record)
-_COMPARED = ("kind", "signal", "outcome_kind", "trigger", "lane", "node_id", "edge_id",
-             "payload_class", "scope", "session_id", "runtime_sequence", "turn_id",
+_COMPARED = ("kind", "event_scope", "signal", "outcome_kind", "trigger", "lane", "node_id",
+             "edge_id", "payload_class", "scope", "session_id", "runtime_sequence", "turn_id",
              "runtime_timestamp_ms", "reason", "authority_epoch", "event_id", "emitted_by",
              "graph_definition_ref")
 _KEEP_WHOLE = {"resolved_turn_plan", EVIDENCE_KIND}
@@ -92,6 +93,16 @@ def view_of(number: int, kind: str, record: dict[str, Any],
         else:
             payload = None
     return TimelineLine(line=number, kind=kind, record=record, payload=payload)
+
+
+def _group_of(line: TimelineLine) -> Any:
+    """The turn group of ``line``: its ``turn_id``, but None for a session-scoped event
+    record (there the id only correlates it with a turn, F-013; recordings made before
+    it carried none, and their replays must still compare alike)."""
+    rec = line.record
+    if line.kind == "event_record" and rec.get("event_scope") == "session":
+        return None
+    return rec.get("turn_id")
 
 
 def _is_artifact(line: TimelineLine) -> bool:
@@ -176,6 +187,8 @@ class _Side:
         key = (sid if type(sid) is str else str(sid), seq if type(seq) is int else int(seq),
                self._n)
         turn = get("turn_id")
+        if turn is not None and get("event_scope") == "session" and line.kind == "event_record":
+            turn = None  # a correlation id (F-013): session-scoped data stays in that group
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
             if slot not in self._kept or key >= self._kept[slot]:
@@ -556,7 +569,7 @@ class TurnwiseComparison:
         return self._late + self.exp.late + self.act.late
 
     def _add(self, i: int, side: _Side, line: TimelineLine) -> None:
-        turn = line.record.get("turn_id")
+        turn = _group_of(line)
         if turn in self.findings and not _is_artifact(line):
             self._late += 1
         ended = side.add(line)

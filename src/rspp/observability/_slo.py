@@ -388,7 +388,8 @@ class GateAccumulator:
                 session.ingress_samples.extend(
                     (seq, position, sample if type(sample) is int else -1))
             edge = record.get("edge_id")
-            if isinstance(turn, str):
+            # (a session-scoped record's turn id only correlates it, F-013: not the turn's)
+            if isinstance(turn, str) and record.get("event_scope") != "session":
                 if isinstance(edge, str) and edge.startswith("input."):  # the user's own input
                     if edge == "input.text":
                         session.text_inputs.setdefault(turn, ts)

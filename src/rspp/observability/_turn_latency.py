@@ -198,6 +198,7 @@ def turn_latencies(lines: Iterable[TimelineLine]) -> list[TurnLatency]:
                 source = "ingress" if speech_end is not None else None
             audio = next((ln for _, ln in of_turn if _sig(ln) == "playback_started"), None)
             first_data = next((ln for i, ln in of_turn if i > index and _data(ln)
+                               and ln.record.get("event_scope") != "session"  # F-013 ids
                                and not _edge(ln).startswith("input.")), None)
             out.append(TurnLatency(
                 session_id=session, turn_id=turn,

@@ -136,9 +136,9 @@ def _row(session: str, tid: str, of_turn: list[TimelineLine], lat: Any,
 
 
 #: record fields a row needs (everything else of a live record is left out of the window)
-_FIELDS = ("session_id", "turn_id", "runtime_sequence", "runtime_timestamp_ms", "lane",
-           "payload_class", "transport_sequence", "media_time", "signal", "reason", "node_id",
-           "pipeline_version", "plan_hash")
+_FIELDS = ("session_id", "turn_id", "event_scope", "runtime_sequence", "runtime_timestamp_ms",
+           "lane", "payload_class", "transport_sequence", "media_time", "signal", "reason",
+           "node_id", "pipeline_version", "plan_hash")
 
 
 class LiveTurnView:

@@ -42,6 +42,7 @@ class _Fields(msgspec.Struct):
     """The record fields a replay reads (absent fields stay absent: UNSET is omitted)."""
 
     schema_version: Any = UNSET  # checked as the general reader checks it, then dropped
+    event_scope: Any = UNSET  # the comparator's group of a correlated record (F-013)
     session_id: str | UnsetType | None = UNSET
     pipeline_version: Any = UNSET
     event_id: Any = UNSET

@@ -107,7 +107,7 @@ class _EmitProxy:
         snap.attrs = dict(event.attrs) if event.attrs else None
         self._ctx.emit(event, port)
         snap.seq, snap.node_id, snap.turn_id = event.seq, event.node_id, event.turn_id
-        snap.event_id = event.event_id
+        snap.event_id, snap.record_turn = event.event_id, event.record_turn
         self._report(snap, port)
 
     def __getattr__(self, name: str) -> Any:
@@ -183,6 +183,7 @@ def playback_class(cls: type[Node], store: PlaybackStore, log: OutputLog,
             snap.attrs = dict(ev.attrs) if ev.attrs else None
             self.ctx.emit(ev, port)
             snap.seq, snap.node_id, snap.turn_id = ev.seq, ev.node_id, ev.turn_id
+            snap.record_turn = ev.record_turn
             store.served += 1
             log(self.ctx.node_id, port, snap, self._replay_k)
 

@@ -280,6 +280,8 @@ class Recording:
                     load = partial(_fetch_event, self.fetcher, ln.line, where)
                 if m is not None:
                     turn = ln.record.get("turn_id")
+                    if ln.record.get("event_scope") == "session":
+                        turn = None  # a correlation id (F-013), not a turn the node learnt
                     store.add(node, RecordedOutput(port=port, event=ev, load=load,
                                                    input_ordinal=int(m["k"]),
                                                    turn_id=turn if isinstance(turn, str) else None,
@@ -511,8 +513,8 @@ def _wall(plan: TimelineLine, walls: dict[str, int]) -> None:
             walls[str(plan.record.get("turn_id"))] = int(ref[8:])
 
 
-_PLAYBACK_FIELDS = ("causal_parent_id", "edge_id", "turn_id", "runtime_timestamp_ms",
-                   "runtime_sequence")
+_PLAYBACK_FIELDS = ("causal_parent_id", "edge_id", "turn_id", "event_scope",
+                    "runtime_timestamp_ms", "runtime_sequence")
 
 
 def compare_view_with_parent(line: TimelineLine) -> TimelineLine:

@@ -3,10 +3,11 @@
 ``/healthz`` (liveness: the process serves requests), ``/readyz`` (ready only
 while registered with the control plane, its last heartbeat reached it, and not
 draining; 503 otherwise, with the state), ``/metrics`` (Prometheus text; bounded
-labels), ``POST /v1/sessions/{id}/debug`` (an operator's debug capture of a session
-served here, authorised by the control plane: :mod:`rspp.server._debug`). The
-transport endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first; in embedded mode
-the control plane's HTTP API is mounted behind them on the same port.
+labels; OpenMetrics with the turn exemplars when the scraper accepts it),
+``POST /v1/sessions/{id}/debug`` (an operator's debug capture of a session served
+here, authorised by the control plane: :mod:`rspp.server._debug`). The transport
+endpoints (WebSocket ``/v1/sessions/{id}/ws``) come first; in embedded mode the
+control plane's HTTP API is mounted behind them on the same port.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from rspp.observability import OPENMETRICS_CONTENT_TYPE
 from rspp.server._debug import debug_routes
 from rspp.server._runtime import Runtime
 
@@ -40,7 +42,11 @@ def create_runtime_app(runtime: Runtime, *, transport_routes: Sequence[BaseRoute
                 "sessions": len(runtime.sessions)}
         return JSONResponse(body, 200 if runtime.ready else 503)
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        # a Prometheus that accepts OpenMetrics gets it: the exemplars carry the turn ids
+        if "application/openmetrics-text" in request.headers.get("accept", ""):
+            return Response(runtime.metrics.scrape(openmetrics=True),
+                            media_type=OPENMETRICS_CONTENT_TYPE)
         return Response(runtime.metrics.scrape(), media_type=_PROM)
 
     routes: list[BaseRoute] = [

@@ -344,5 +344,5 @@ class ServerMetrics:
 
         self._safe(update)
 
-    def scrape(self) -> bytes:
-        return self.runtime.scrape()
+    def scrape(self, *, openmetrics: bool = False) -> bytes:
+        return self.runtime.scrape(openmetrics=openmetrics)

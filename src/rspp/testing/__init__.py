@@ -10,10 +10,12 @@ a text echo through the redaction node (no LLM);
 :class:`Impairment`: a lossy, jittery network's order of numbered frames (F-087).
 :class:`WebRTCPeer`: a browser-like WebRTC client of ``rspp serve`` (``rspp[webrtc]``).
 :class:`Pki`: a throw-away certificate authority for mutual-TLS deployments (F-120).
+:func:`turn_correlation`: where a recorded timeline breaks the turn-correlation rule (F-013).
 :class:`FakeVault`: HashiCorp Vault's Transit engine over real HTTP (KMS keys, F-169);
 :class:`VaultProcess`: it as its own process (stop/start: an outage and a recovery).
 """
 
+from rspp.testing._correlation import TurnCorrelation, turn_correlation
 from rspp.testing._harness import GraphHarness, NodeHarness, audio_frames, text_partials
 from rspp.testing._network import Impairment
 from rspp.testing._pki import CertificateAuthority, Pki
@@ -55,6 +57,7 @@ __all__ = [
     "Impairment",
     "NodeHarness",
     "Pki",
+    "TurnCorrelation",
     "Utterance",
     "VaultProcess",
     "WebRTCPeer",
@@ -63,6 +66,7 @@ __all__ = [
     "normalise_words",
     "speak",
     "text_partials",
+    "turn_correlation",
     "voice_assistant_spec",
     "with_patient_budgets",
     "word_errors",

@@ -163,6 +163,8 @@ class TurnDriver:
         self.order: list[str] = []
         self.lifecycle: list[msgspec.Struct] = []
         self.speaking: str | None = None
+        #: the user speaks an utterance not proposed yet (F-013 correlation)
+        self._utterance = False
         #: the transport's cancel fence: ``(turn_id, cause)``; the cause is what the client
         #: is told (``barge_in``, ``user_cancel``, ``timeout``, ``provider_error``,
         #: ``session_end``, ``deauthorized_drain`` on a lease rotation, ``lease_lost``)
@@ -220,6 +222,20 @@ class TurnDriver:
         # barge-in is preemption: a queue/reject overlap policy lets the reply play on
         if self.speaking is not None and self.arbiter.policy.overlap is OverlapPolicy.PREEMPT:
             self.session.control("rspp.barge_in", turn_id=self.speaking, reason="barge_in")
+        self._utterance = True
+        self._correlate()
+
+    def _correlate(self) -> None:
+        """What records of turn-less events name from now on (F-013, docs/correlation.md):
+        the Opening or Active turn; else, while the user speaks an utterance not proposed
+        yet, the id its proposal will take; else nothing (session scope)."""
+        a, s = self.arbiter, self.session
+        tid: str | None = None
+        if a.state is TurnState.ACTIVE or a.state is TurnState.OPENING:
+            tid = a.turn_id
+        elif self._utterance:
+            tid = self.stamp.ids.next_turn_id()
+        s.record_turn = s.signals.record_turn = tid
 
     def end_of_utterance(self, reason: str) -> None:
         self._waiters.append(asyncio.get_running_loop().create_future())
@@ -324,7 +340,15 @@ class TurnDriver:
         name = cmd.name
         if not name.startswith("rspp."):
             return None
+        try:
+            await self._serve(cmd, name)
+        finally:
+            self._correlate()
+        return False
+
+    async def _serve(self, cmd: ControlCommand, name: str) -> None:
         if name == "rspp.propose":
+            self._utterance = False  # its proposal (Opening, queued or refused) takes over
             await self._propose(cmd.reason or "vad_end_of_utterance")
         elif name == "rspp.open_queued":
             tid, now = self.arbiter.turn_id, self.clock.monotonic_ns()
@@ -357,7 +381,6 @@ class TurnDriver:
                 self._apply(self.arbiter.failure(TerminalCause.PROVIDER_ERROR,
                                                  cmd.reason or "tts_unavailable",
                                                  Continuation.DEGRADE))
-        return False
 
     # ---------------------------------------------------------- authority
     def authority_changed(self, new_epoch: int | None, reason: str) -> None:
