@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 KEY = "sk-e2e-invocations"
 
-# a patient turn budget: the stalled case's two 1 s LLM timeouts end the turn, not the budget
+# a patient turn budget: the stalled case's two 3 s LLM timeouts end the turn, not the budget
 SPEC = voice_assistant_spec("invfaults", head="profile: simple/v1\nbudgets: {turn_ms: 60000}",
                             vad="params: {engine: energy}",
                             providers="""\
@@ -72,7 +72,7 @@ def _evidence(lines: list[dict[str, Any]], turn_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("fault", "outcome", "abort_reason"), [
-    (Fault("stall", seconds=3.0), "timeout", "provider_timeout"),
+    (Fault("stall", seconds=10.0), "timeout", "provider_timeout"),
     (Fault("status", status=429), "rate_limited", "provider_overload"),
     (Fault("status", status=503), "overload", "provider_overload"),
 ], ids=["stall-timeout", "429-rate_limited", "503-overload"])
@@ -82,11 +82,13 @@ async def test_a_failing_llm_attempts_outcome_is_normalised_in_the_turns_evidenc
     fake = FakeOpenAI(api_key=KEY)
     fake.faults.sticky = fault
     # a file run as fast as it goes only guards providers against a hang (30 s); paced in
-    # real time the spec's 1 s LLM timeout applies to the stalled answer
+    # real time the spec's 3 s LLM timeout applies to the stalled answer (3 s, not 1 s: at
+    # load ~40 a retry's request did not always reach the fake within 1 s, while the
+    # session kept taking the microphone's frames, and the fake counted one request)
     stalled = fault.kind == "stall"
     turn, lines = await _run(fake, tmp_path, spoken["question"],
                              *(["--real-time"] if stalled else []),
-                             timeout_ms=1000 if stalled else 30000, retries=1)
+                             timeout_ms=3000 if stalled else 30000, retries=1)
     assert (turn["terminal"], turn["reason"]) == ("abort", abort_reason), turn
     invs = _evidence(lines, turn["turn_id"])["provider_invocations"]
     # the utterance's STT invocation (opened before the turn) is the turn's too
@@ -97,16 +99,14 @@ async def test_a_failing_llm_attempts_outcome_is_normalised_in_the_turns_evidenc
     assert len(fake.requests) == 2, "the first attempt and its one retry"
 
 
-# KNOWN DEFECT (session 11, open): on a CPU-loaded 2-core host (CI at load ~5; beside
-# stress-ng --cpu 4, on 80fedb2 as on later commits) no reply audio reaches the loopback
-# playback within the 60 s turn budget while the LLM still streams, so the cancel (counted
-# from playback start) never comes and the turn ends budget_exhausted. It passes quiet in
-# ~9 s. Not strict: the product defect is open, the check still runs and reports.
-@pytest.mark.xfail(strict=False, reason="open defect: under CPU load no reply audio reaches "
-                   "playback before the turn budget (session 11 note)")
+# the reply's first audio either comes while the input file still plays, or (the LLM's
+# answer stalls 3 s) only after it ended, as it did under CPU load when the loopback
+# transport then held media time, and so playback and the cancel, until the LLM's whole
+# reply was in (the turn ended budget_exhausted; session 11's open defect)
+@pytest.mark.parametrize("stall_s", [0.0, 3.0], ids=["audio-during-input", "audio-after-input"])
 @pytest.mark.parametrize("how", ["user_cancel", "barge_in"])
 async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
-        how: str, spoken: dict[str, Path], tmp_path: Path) -> None:
+        how: str, stall_s: float, spoken: dict[str, Path], tmp_path: Path) -> None:
     # a first sentence to speak at once, then a slow tail of a minute: the LLM is still in
     # flight when the cancel or barge-in comes, however loaded the machine (an 8 s tail was
     # over before a barge-in under load)
@@ -114,6 +114,8 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
     replies = iter(["Sure, here it is. " + "and more " * 1200])
     fake = FakeOpenAI(api_key=KEY, token_delay_s=0.05,
                       reply=lambda _m: next(replies, "Fine."))
+    if stall_s:
+        fake.faults.push(Fault("stall", seconds=stall_s))  # the first answer only
     # paced in real time, playback (and the cancel after its start) runs while the LLM streams
     trigger = (["--cancel-after", "0.1"] if how == "user_cancel"
                else ["--barge-in", f"{spoken['interrupt']}@0.1"])
@@ -125,11 +127,17 @@ async def test_a_cancel_while_the_llm_streams_names_the_scope_that_cancelled_it(
     assert llm["outcome"] == "cancelled", invs
     signals = [ln["record"] for ln in lines if ln["kind"] == "control_signal"
                and ln["record"]["signal"] == "cancel" and ln["record"].get("turn_id") == tid]
-    [inv_cancel] = [s for s in signals if s["scope"] == "provider_invocation"]
-    assert inv_cancel["provider_invocation_id"] == llm["provider_invocation_id"], inv_cancel
+    inv_cancels = {s["provider_invocation_id"]: s for s in signals
+                   if s["scope"] == "provider_invocation"}
+    inv_cancel = inv_cancels[llm["provider_invocation_id"]]
     assert (inv_cancel["node_id"], inv_cancel["reason"]) == ("llm", f"{how}:hard")
-    [node_cancel] = [s for s in signals if s["scope"] == "node" and s["node_id"] == "llm"]
-    assert inv_cancel["causal_parent_id"] == node_cancel["event_id"], (inv_cancel, node_cancel)
+    # (the TTS's synthesis of the first sentence may still be in flight too: on a loaded
+    # machine it is, and its invocation is cancelled the same way, with the TTS node's scope)
+    node_cancels = {s["node_id"]: s for s in signals if s["scope"] == "node"}
+    outcomes = {i["provider_invocation_id"]: i["outcome"] for i in invs}
+    for pinv, sig in inv_cancels.items():
+        assert outcomes[pinv] == "cancelled", (sig, invs)
+        assert sig["causal_parent_id"] == node_cancels[sig["node_id"]]["event_id"], sig
     # finished invocations (the STT's) are not cancelled by it
     assert {i["outcome"] for i in invs if i["modality"] == "stt"} == {"success"}, invs
     # the invocation's cancel is a contract record like any other

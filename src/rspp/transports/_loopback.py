@@ -14,7 +14,9 @@ is lossless, the transport waits for space) instead of dropping. Without
 read (logical time: the session is idle between frames), so the recorded order
 of records does not depend on how fast the machine was, and a replay on virtual
 time reproduces it. With ``real_time`` frames keep their wall-clock pace when the
-machine keeps up and are sent late (never dropped) when it does not.
+machine keeps up and are sent late (never dropped) when it does not; after the
+input ended, silence frames keep that pace (the turn's reply plays, and a cancel or
+barge-in lands, while a provider still streams) while a reply is pending.
 """
 
 from __future__ import annotations
@@ -349,6 +351,26 @@ class LoopbackTransport:
         while queued() > 48:  # noqa: ASYNC110 - polled: many independent queues
             await asyncio.sleep(0.001)
 
+    def _reply_pending(self) -> bool:
+        """A turn is pending or Active, reply audio is queued, or a barge-in still plays."""
+        busy = self.driver is not None and self.driver.busy
+        return busy or bool(self.queue) or self._barge_pending()
+
+    async def _goes_on(self, s: SessionActor, out_of_time: bool) -> bool:
+        """After the input ended: whether the run goes on (silence frames) for a reply.
+
+        The session is drained before the run may end, so whatever it still holds of the
+        input (a final transcript, a turn proposal) counts. In real time it is not drained
+        while a reply is pending: the clock does not wait for the pipeline, so the
+        microphone keeps recording, queued reply audio keeps playing and the user's cancel
+        or barge-in lands while a provider still streams (a drain there held media time,
+        and with it playback and the cancel, until the LLM's whole reply was in).
+        """
+        if self.opts.real_time and not out_of_time and self._reply_pending():
+            return True
+        await s.drain()
+        return not out_of_time and self._reply_pending()
+
     async def run(self) -> None:
         s = self.session
         if s is None:
@@ -374,11 +396,8 @@ class LoopbackTransport:
                 if self.on_user_cancel is not None:
                     self.on_user_cancel()
             more_input = index < total
-            if not more_input:
-                await s.drain()
-                busy = self.driver is not None and self.driver.busy
-                if not (busy or self.queue or self._barge_pending()) or index >= total + drain:
-                    break
+            if not more_input and not await self._goes_on(s, index >= total + drain):
+                break
             await self._wait_media()
             await self._backpressure()
             frame = self._frame(index, n)
