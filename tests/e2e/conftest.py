@@ -23,82 +23,14 @@ from rspp.testing import (
     with_patient_budgets,
 )
 from rspp.testing.fakes import FakeProviderServers
+from rspp.testing.processes import RsppCli, ServeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class RsppCli:
-    """Runs the installed ``rspp`` command line (root app) in a child process."""
-
-    def __call__(self, *args: str, timeout: float = 120,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", "from rspp.cli import main; main()", *args],
-            capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO, env=env,
-        )
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``rspp run ARGS``."""
-        return self("run", *args)
-
-    def cp(self, *args: str, key: str, server: str) -> subprocess.CompletedProcess[str]:
-        """``rspp cp ARGS`` as the API key ``key`` against the control plane ``server``
-        (through RSPP_API_KEY / RSPP_SERVER; no other RSPP_* setting leaks in)."""
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-        env.update(RSPP_API_KEY=key, RSPP_SERVER=server)
-        return subprocess.run(
-            [sys.executable, "-c", "from rspp.cli import main; main()", "cp", *args],
-            capture_output=True, text=True, env=env, timeout=120, check=False)
-
-    @staticmethod
-    def ok(result: subprocess.CompletedProcess[str]) -> Any:
-        """The JSON a command printed; fails the test unless it exited 0."""
-        import json
-
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def replays_clean(self, timeline: Path, spec: Path, report: Path) -> None:
-        """``rspp replay TIMELINE --spec SPEC``: no ORDERING, PLAN, OUTCOME or AUTHORITY
-        divergence, exit 0 (fails the test otherwise)."""
-        import json
-
-        rep = self("replay", str(timeline), "--spec", str(spec), "--report", str(report))
-        doc = json.loads(report.read_text())
-        assert all(doc["divergences"][c] == 0 for c in ("ORDERING", "PLAN", "OUTCOME",
-                                                         "AUTHORITY")), doc["findings"]
-        assert rep.returncode == 0, rep.stdout + rep.stderr
-
-    def validates_and_replays(self, timeline: Path, spec: Path) -> None:
-        """``rspp contracts validate`` then ``rspp replay --spec SPEC`` of a served
-        session's timeline: valid, no divergence but TIMING, exit 0 (fails the test
-        otherwise; no RSPP_* setting leaks in)."""
-        import json
-        import os
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
-        valid = self("contracts", "validate", str(timeline), env=env, timeout=180)
-        assert valid.returncode == 0, valid.stdout + valid.stderr
-        report = timeline.with_suffix(".replay.json")
-        out = self("replay", str(timeline), "--spec", str(spec), "--report", str(report),
-                   env=env, timeout=180)
-        doc = json.loads(report.read_text())
-        assert all(n == 0 for c, n in doc["divergences"].items() if c != "TIMING"), \
-            doc["findings"]
-        assert out.returncode == 0, out.stdout + out.stderr
-
-    def say(self, text: str, out: Path) -> Path:
-        """``rspp say TEXT -o OUT`` (offline espeak-ng); fails the test if it fails."""
-        res = self("say", text, "-o", str(out), timeout=60)
-        assert res.returncode == 0, res.stderr
-        return out
-
-
 @pytest.fixture(scope="session")
 def rspp_cli() -> RsppCli:
-    return RsppCli()
+    return RsppCli(REPO)
 
 
 @pytest.fixture(scope="session")
@@ -215,59 +147,6 @@ def patient_voice_spec(directory: Path) -> Path:
     spec.write_text(with_patient_budgets(
         (REPO / "pipelines" / "examples" / "voice_assistant.yaml").read_text()))
     return spec
-
-
-class ServeProcess:
-    """``rspp serve ARGS`` as a child process on a free port, ready when /readyz says so."""
-
-    def __init__(self, *args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
-        import os
-
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("RSPP_")},
-               **(env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from rspp.cli import main; main()", "serve", "--port", "0",
-             *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        self.banner: list[str] = []
-        self.url = ""
-        self.runtime_id = ""
-
-    def wait_ready(self) -> ServeProcess:
-        """Read the banner until the runtime says it is ready, then poll /readyz."""
-        import re
-        import time
-
-        import httpx
-
-        assert self.proc.stdout is not None
-        while not self.url:
-            line = self.proc.stdout.readline()
-            if not line:
-                _, err = self.proc.communicate(timeout=30)
-                raise AssertionError(f"rspp serve exited {self.proc.returncode}: {err}")
-            self.banner.append(line.rstrip())
-            m = re.search(r"runtime (\S+) ready on (http://\S+)", line)
-            if m:
-                self.runtime_id, self.url = m.group(1), m.group(2)
-        while httpx.get(f"{self.url}/readyz", timeout=10).status_code != 200:
-            assert self.proc.poll() is None, self.proc.communicate()
-            time.sleep(0.05)
-        return self
-
-    def terminate(self, timeout: float = 60) -> tuple[int, str, str]:
-        """SIGTERM; wait for the drain and exit; (status, rest of stdout, stderr)."""
-        import signal
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate(timeout=30)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ a text echo through the redaction node (no LLM);
 :func:`turn_correlation`: where a recorded timeline breaks the turn-correlation rule (F-013).
 :class:`FakeVault`: HashiCorp Vault's Transit engine over real HTTP (KMS keys, F-169);
 :class:`VaultProcess`: it as its own process (stop/start: an outage and a recovery).
+:mod:`rspp.testing.processes`: the ``rspp`` command line and ``rspp serve`` as child processes.
 """
 
 from rspp.testing._correlation import TurnCorrelation, turn_correlation
