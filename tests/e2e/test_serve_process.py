@@ -150,10 +150,7 @@ def test_talk_to_embedded_serve_answers_barges_in_and_the_timeline_replays(
                         "--api-key", KEY, "--timeline-dir", str(timelines),
                         "--record-level", "L2", "--kernel-overhead-budget-us", "0").wait_ready()
     # the tenant's policy lets its sessions record at L2 (what a replay needs)
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        json={"body": {"recording_level": "L2"}},
-                        headers={"Authorization": f"Bearer {KEY}"})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     env["RSPP_API_KEY"] = KEY
     reply = tmp_path / "reply.wav"
@@ -257,10 +254,7 @@ def test_lease_rotation_mid_turn_fences_the_old_epoch_over_the_websocket(
                         f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}", "--api-key", KEY,
                         "--timeline-dir", str(timelines), "--lease-ttl-ms", "1500",
                         "--record-level", "L2").wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        json={"body": {"recording_level": "L2"}},
-                        headers={"Authorization": f"Bearer {KEY}"})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
     help_q = _say("what can you do")  # the help reply plays for several seconds
     name_q, _ = read_wav(spoken["interrupt"])  # "what is your name"
 
@@ -355,9 +349,7 @@ def test_lease_revoked_mid_reply_sends_nothing_more_and_closes_with_the_reason(
                         "--api-key", KEY, "--timeline-dir", str(timelines),
                         "--lease-ttl-ms", "1500", "--record-level", "L2").wait_ready()
     auth = {"Authorization": f"Bearer {KEY}"}
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30, headers=auth,
-                        json={"body": {"recording_level": "L2"}})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
     help_q = _say("what can you do")  # the help reply plays for several seconds
 
     async def converse() -> tuple[str, list[ServerEvent], LiveClient]:

@@ -57,9 +57,7 @@ def test_a_stale_epoch_leaves_an_authority_epoch_mismatch_error_record(
                         # the first client leaves without `end`: the session stalls a
                         # second later (the test waits for it) and stays resumable
                         "--stall-timeout", "1", "--resume-window", "600").wait_ready()
-    replayable = httpx.post(f"{srv.url}/v1/configs/policy/acme", headers=admin, timeout=30,
-                            json={"body": {"recording_level": "L2"}})
-    assert replayable.status_code < 300, replayable.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
 
     async def scenario() -> tuple[str, SessionRefusedError]:
         target = await route_session(srv.url, tenant_id="acme", api_key=KEY,

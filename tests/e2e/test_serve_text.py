@@ -86,9 +86,7 @@ def server(module_serve_process: Callable[..., ServeProcess],
     published = httpx.post(f"{srv.url}/v1/pipelines", headers=auth, timeout=30,
                            json={"spec": TEXT_VOICE, "filename": "text_voice.yaml"})
     assert published.status_code == 201, published.text
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", headers=auth, timeout=30,
-                        json={"body": {"recording_level": "L2"}})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
     return _Server(srv, d / "timelines", specs)
 
 

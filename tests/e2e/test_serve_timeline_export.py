@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from rspp.client import LiveClient, route_session
@@ -92,10 +91,7 @@ def test_an_export_outage_never_blocks_the_turn_and_downgrades_keeping_control_e
     srv = serve_process(str(spec), "--db", f"sqlite+aiosqlite:///{tmp_path / 'cp.db'}",
                         "--api-key", KEY, "--record-level", "L2", "--timeline-export-url",
                         url, "--timeline-buffer", "64").wait_ready()
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,  # the plans keep L2
-                        headers={"Authorization": f"Bearer {KEY}"},
-                        json={"body": {"recording_level": "L2"}})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})  # the plans keep L2
 
     async def session() -> tuple[str, list[str], int]:
         target = await route_session(srv.url, tenant_id="acme", api_key=KEY,

@@ -36,10 +36,7 @@ def test_served_websocket_session_names_its_turns_everywhere(
     spoken: dict[str, Path]
 ) -> None:
     srv, timelines = embedded_serve(KEY, "--record-level", "L2")
-    policy = httpx.post(f"{srv.url}/v1/configs/policy/acme", timeout=30,
-                        json={"body": {"recording_level": "L2"}},
-                        headers={"Authorization": f"Bearer {KEY}"})
-    assert policy.status_code < 300, policy.text
+    srv.set_policy(KEY, "acme", {"recording_level": "L2"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSPP_")}
     env["RSPP_API_KEY"] = KEY
     talk = rspp_cli("talk", "--server", srv.url, "--tenant", "acme", "--input",

@@ -122,6 +122,14 @@ class ServeProcess:
             time.sleep(0.05)
         return self
 
+    def set_policy(self, api_key: str, tenant: str, body: dict[str, Any]) -> None:
+        """Publish ``tenant``'s policy config through the embedded control plane (for
+        example ``{"recording_level": "L2"}``: its sessions keep what a replay needs);
+        fails the test unless it is accepted."""
+        r = httpx.post(f"{self.url}/v1/configs/policy/{tenant}", json={"body": body},
+                       headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+        _check(r.status_code < 300, r.text)
+
     def terminate(self, timeout: float = 60) -> tuple[int, str, str]:
         """SIGTERM; wait for the drain and exit; (status, rest of stdout, stderr)."""
         if self.proc.poll() is None:
