@@ -83,6 +83,9 @@ def test_spoken_question_over_webrtc_gets_transcript_reply_audio_and_turn_row(
             assert ready["output_sample_rate"] == RATE
             peer.say(_pcm48(spoken["question"]))
             await peer.until(lambda: peer.of("turn", state="close"))
+            # the turn's row at its close is the data channel's next event after `turn`
+            # close (hanging up on the close event alone lost it once, in CI)
+            await peer.until(lambda: [e for e in peer.of("turn_row") if e["row"]["closed"]])
             await peer.until(lambda: peer.loud_after(0) >= 25)  # half a second of reply heard
             return peer
         finally:
