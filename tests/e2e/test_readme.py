@@ -107,8 +107,8 @@ class Sandbox:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for name in ("pipelines", "examples", "pyproject.toml", "constraints.txt", "Makefile", "src",
-                     "tools"):
+        for name in ("pipelines", "examples", "pyproject.toml", "constraints.txt", "Makefile",
+                     "src", "tools"):
             (root / name).symlink_to(REPO / name)
         bin_dir = root / ".venv" / "bin"
         bin_dir.mkdir(parents=True)
