@@ -165,7 +165,11 @@ async def test_a_spoken_turn_after_concealed_losses_replays_without_divergence(
     finals = [e for e in got if isinstance(e, Transcript) and e.final]
     assert finals and "weather" in finals[0].text
     st = [e for e in got if isinstance(e, Stats)][-1]
-    assert st.lost_frames == 2 and st.concealed_frames == 2
+    # the network lost frames 3 and 7; on a loaded machine the swapped frame 10 can also
+    # arrive after the buffer gave its gap up (then it is lost and concealed, and counted
+    # too late when it comes), as a live buffer must: the count is not the test's to fix
+    assert st.lost_frames - st.too_late_frames == 2
+    assert st.concealed_frames == st.lost_frames
     timeline = srv.factory.timeline_for("jit3")
     assert timeline is not None
     notes = [ln["record"].get("reason") for ln in timeline_lines(timeline)
