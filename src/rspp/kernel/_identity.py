@@ -94,12 +94,14 @@ class IdFactory:
         return f"{self.session_id}:{kind}:{n}"
 
     def turn_id(self) -> str:
-        tid = self.next("turn")
-        return tid if self.epoch is None else f"{tid}@{self.epoch}"
+        return self._turn(self.next("turn"))
 
     def next_turn_id(self) -> str:
         """The id :meth:`turn_id` returns next (nothing is taken)."""
-        tid = f"{self.session_id}:turn:{self._counters.get('turn', 0) + 1}"
+        return self._turn(f"{self.session_id}:turn:{self._counters.get('turn', 0) + 1}")
+
+    def _turn(self, tid: str) -> str:
+        """A turn id as issued: with the lease epoch of a resumed session."""
         return tid if self.epoch is None else f"{tid}@{self.epoch}"
 
     def counters(self) -> dict[str, int]:
