@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from jsonschema import Draft202012Validator
 
+import rspp.nodes  # noqa: F401  (registers the built-in passthrough the graphs use)
 from rspp.contracts import ControlSignal, TurnStartBundle, TurnTransition
 from rspp.kernel import Event, GraphBuilder, SessionActor, SystemClock, VirtualClock
 from rspp.runner import LOCAL_RUNTIME_ID, local_bundle
