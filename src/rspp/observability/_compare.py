@@ -186,9 +186,7 @@ class _Side:
         seq = get("runtime_sequence") or 0
         key = (sid if type(sid) is str else str(sid), seq if type(seq) is int else int(seq),
                self._n)
-        turn = get("turn_id")
-        if turn is not None and get("event_scope") == "session" and line.kind == "event_record":
-            turn = None  # a correlation id (F-013): session-scoped data stays in that group
+        turn = _group_of(line)  # a session-scoped record's turn id only correlates (F-013)
         if line.kind in _KEEP_WHOLE:  # the last one in timeline order counts
             slot = (line.kind, str(turn))
             if slot not in self._kept or key >= self._kept[slot]:
